@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""pcap import throughput against tshark, side by side in one run (issue 4's benchmark).
+
+Builds large classic-pcap captures by repeating the shared captures (../shared/data/pcaps/,
+converted to pcap with editcap) round after round, each round shifted later in time and moved
+to other IPv4/IPv6 addresses so that every round makes new flows. Then, on the same file:
+  netlens   `netlens import pcap FILE` into a fresh DuckDB file (flows written and committed)
+  tshark    `tshark -r FILE -q -z conv,tcp -z conv,udp` (conversation statistics only)
+and reports wall time, packets/s, MB/s, the ratio, and peak RSS (GNU time) for two sizes, to
+show netlens's memory does not grow with the file. Needs tshark and editcap (Debian: tshark).
+
+Usage: bench/pcap_import.py [PACKETS ...]   (default: 1000000 2000000)
+"""
+import glob, os, re, shutil, struct, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PCAPS = os.path.join(ROOT, "..", "shared", "data", "pcaps")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/netlens-target"))
+NETLENS = os.path.join(TARGET, "release", "netlens")
+
+
+def setup(work):
+    for tool in ("tshark", "editcap"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is not installed (Debian: apt-get install tshark)")
+    if not os.path.exists("/usr/bin/time"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "time"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    sources = sorted(glob.glob(os.path.join(PCAPS, "*.pcap*")))
+    if not sources:
+        sys.exit(f"no captures in {PCAPS}: run from a checkout with shared/ beside it")
+    packets = []  # (relative ts in us, orig_len, data), per source file, ethernet only
+    for src in sources:
+        plain = os.path.join(work, os.path.basename(src) + ".pcap")
+        subprocess.run(["editcap", "-F", "pcap", src, plain], check=True, stderr=subprocess.DEVNULL)
+        with open(plain, "rb") as f:
+            head = f.read(24)
+            magic = struct.unpack("<I", head[:4])[0]
+            endian = "<" if magic == 0xA1B2C3D4 else ">"
+            recs, first = [], None
+            while True:
+                h = f.read(16)
+                if len(h) < 16:
+                    break
+                sec, usec, incl, orig = struct.unpack(endian + "IIII", h)
+                data = f.read(incl)
+                ts = sec * 1_000_000 + usec
+                first = ts if first is None else first
+                recs.append((ts - first, orig, data))
+        packets.append(recs)
+    return packets
+
+
+def shifted(data, k):
+    """Moves an Ethernet frame's IPv4/IPv6 addresses into round k's own range."""
+    if len(data) < 14:
+        return data
+    et = data[12:14]
+    b = bytearray(data)
+    if et == b"\x08\x00" and len(b) >= 34:
+        for at in (26, 30):  # src, dst: second and third octets carry the round
+            b[at + 1] = (b[at + 1] + k) & 0xFF
+            b[at + 2] = (b[at + 2] + (k >> 8)) & 0xFF
+    elif et == b"\x86\xdd" and len(b) >= 54:
+        for at in (22, 38):
+            b[at + 2] = (b[at + 2] + k) & 0xFF
+            b[at + 3] = (b[at + 3] + (k >> 8)) & 0xFF
+    return bytes(b)
+
+
+def build(path, packets, target):
+    """Writes rounds of all sources until `target` packets; returns (packets, bytes)."""
+    n, base = 0, 1_600_000_000 * 1_000_000
+    with open(path, "wb") as out:
+        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        k = 0
+        while n < target:
+            for recs in packets:
+                span = recs[-1][0] if recs else 0
+                for rel, orig, data in recs:
+                    ts = base + rel
+                    out.write(struct.pack("<IIII", ts // 1_000_000, ts % 1_000_000, len(data), orig))
+                    out.write(shifted(data, k))
+                    n += 1
+                    if n >= target:
+                        break
+                base += span + 1_000_000
+                if n >= target:
+                    break
+            k += 1
+    return n, os.path.getsize(path)
+
+
+def timed(cmd):
+    """Wall seconds and peak RSS (MiB) of one process run, plus its stderr."""
+    t0 = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M"] + cmd,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit(f"{cmd[0]} failed: {p.stderr}")
+    rss = int(re.search(r"maxrss_kb=(\d+)", p.stderr).group(1)) / 1024
+    return wall, rss, p.stderr
+
+
+def main():
+    sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 2_000_000]
+    work = tempfile.mkdtemp(prefix="pcap_bench_")
+    try:
+        packets = setup(work)
+        print(f"netlens {NETLENS}; {subprocess.run(['tshark', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}")
+        print(f"{'packets':>9} {'MB':>7} | {'netlens s':>9} {'pkt/s':>10} {'MB/s':>7} {'RSS MiB':>8} {'flows':>8} | "
+              f"{'tshark s':>8} {'pkt/s':>9} {'RSS MiB':>8} | {'ratio':>6}")
+        for target in sizes:
+            cap = os.path.join(work, f"big_{target}.pcap")
+            n, size = build(cap, packets, target)
+            db = os.path.join(work, f"bench_{target}.duckdb")
+            wall, rss, err = timed([NETLENS, "--db", db, "import", "pcap", "--quiet", cap])
+            flows = re.search(r"(\d+) flows", err)
+            t_wall, t_rss, _ = timed(["tshark", "-r", cap, "-q", "-z", "conv,tcp", "-z", "conv,udp"])
+            mb = size / 1e6
+            print(f"{n:>9} {mb:>7.1f} | {wall:>9.2f} {n / wall:>10.0f} {mb / wall:>7.1f} {rss:>8.1f} "
+                  f"{flows.group(1) if flows else '?':>8} | {t_wall:>8.2f} {n / t_wall:>9.0f} {t_rss:>8.1f} | "
+                  f"{t_wall / wall:>5.1f}x", flush=True)
+            os.remove(cap)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

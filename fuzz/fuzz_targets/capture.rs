@@ -1,0 +1,34 @@
+//! Fuzzes the capture reader, packet decoder and flow assembly with arbitrary file bytes:
+//! none of them may panic, loop forever or allocate without bound, whatever the input.
+//!
+//! The three modules are compiled in directly by path: they depend on nothing but std, and
+//! linking the netlens crate would compile the bundled DuckDB (C++) for the fuzz build too.
+#![no_main]
+#![allow(dead_code)]
+
+#[path = "../../src/ingest/decode.rs"]
+mod decode;
+#[path = "../../src/ingest/flow.rs"]
+mod flow;
+#[path = "../../src/ingest/reader.rs"]
+mod reader;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(mut r) = reader::CaptureReader::open(data) else {
+        return;
+    };
+    let mut table = flow::FlowTable::new(flow::Timeouts::default(), 0);
+    while let Ok(Ok(Some(p))) = r.next_packet() {
+        assert!(p.data.len() <= 16 * 1024 * 1024);
+        if let decode::Decoded::Ip(ip) = decode::decode(p.linktype, p.data) {
+            let _ = table.observe(p.number, p.ts_ns, p.orig_len, &ip);
+        }
+        for f in table.take_finished() {
+            assert!(f.orig_pkts + f.resp_pkts > 0);
+        }
+    }
+    table.finish_all();
+    let _ = table.take_finished();
+});

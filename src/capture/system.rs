@@ -1,0 +1,339 @@
+//! The live source: the only code in netlens that reads the operating system.
+//!
+//! Sockets come from the kernel's sock_diag on Linux (with tcp_info and a /proc fd walk for
+//! owners, run in parallel), and from netstat2 elsewhere or when asked (`--sockets netstat2`).
+//! Processes and interfaces come from sysinfo. Anything that cannot be read is left `None`
+//! and described in the snapshot's `gaps`, which the capture loop reports once.
+
+use std::time::Instant;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sysinfo::{Networks, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind, Users};
+
+use super::{InterfaceRecord, ProcessRecord, Proto, Snapshot, SocketRecord, Source};
+use crate::error::{Error, Result};
+
+/// Which library reads the socket table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SocketBackend {
+    /// Linux sock_diag with kernel TCP counters (default on Linux).
+    Sockdiag,
+    /// netstat2: portable, no kernel counters, no UDP peers (default elsewhere).
+    Netstat2,
+}
+
+impl SocketBackend {
+    /// The best backend for this platform.
+    pub fn platform_default() -> Self {
+        if cfg!(target_os = "linux") {
+            SocketBackend::Sockdiag
+        } else {
+            SocketBackend::Netstat2
+        }
+    }
+}
+
+/// Reads the live host.
+pub struct SystemSource {
+    backend: SocketBackend,
+    system: System,
+    networks: Networks,
+    users: Users,
+    host: String,
+    snapshots_taken: u64,
+    own_uid: Option<u32>,
+}
+
+impl SystemSource {
+    /// Prepares the readers; the first snapshot primes CPU accounting.
+    pub fn new(backend: SocketBackend) -> Result<Self> {
+        let collect = |what: &'static str| move |e: sysinfo::Error| Error::Collect {
+            what,
+            reason: e.to_string(),
+        };
+        let system = System::new().map_err(collect("processes"))?;
+        let networks = Networks::new_with_refreshed_list().map_err(collect("interfaces"))?;
+        let users = Users::new_with_refreshed_list().map_err(collect("users"))?;
+        let host = System::host_name().unwrap_or_else(|_| "unknown".to_string());
+        Ok(SystemSource {
+            backend,
+            system,
+            networks,
+            users,
+            host,
+            snapshots_taken: 0,
+            own_uid: own_uid(),
+        })
+    }
+
+    fn processes(&mut self, gaps: &mut Vec<String>) -> Vec<ProcessRecord> {
+        let kind = ProcessRefreshKind::nothing()
+            .with_memory()
+            .with_cpu()
+            .with_disk_usage()
+            .with_exe(UpdateKind::OnlyIfNotSet)
+            .with_cmd(UpdateKind::OnlyIfNotSet)
+            .with_user(UpdateKind::OnlyIfNotSet);
+        self.system.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
+        let first = self.snapshots_taken == 0;
+        let privileged = self.own_uid == Some(0) || self.own_uid.is_none();
+        let mut unreadable = 0usize;
+        let mut out: Vec<ProcessRecord> = self
+            .system
+            .processes()
+            .values()
+            .map(|p| {
+                let uid = p.user_id().map(|u| **u);
+                // Another user's /proc/<pid>/io and exe are unreadable without root, and
+                // sysinfo reports them as 0 / empty: store NULL instead of a made-up value.
+                let readable = privileged || uid.is_some() && uid == self.own_uid;
+                if !readable {
+                    unreadable += 1;
+                }
+                let disk = p.disk_usage();
+                let cmd: Vec<String> = p.cmd().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+                ProcessRecord {
+                    pid: p.pid().as_u32(),
+                    ppid: p.parent().map(|pp| pp.as_u32()),
+                    name: p.name().to_string_lossy().into_owned(),
+                    exe: p.exe().map(|e| e.to_string_lossy().into_owned()).filter(|e| !e.is_empty()),
+                    cmdline: (!cmd.is_empty()).then(|| cmd.join(" ")),
+                    user_name: p
+                        .user_id()
+                        .and_then(|u| self.users.get_user_by_id(u))
+                        .map(|u| u.name().to_string()),
+                    uid,
+                    status: Some(p.status().to_string()),
+                    cpu_percent: (!first).then_some(f64::from(p.cpu_usage())),
+                    memory_rss_bytes: Some(p.memory()),
+                    memory_virtual_bytes: Some(p.virtual_memory()),
+                    start_time: Utc.timestamp_opt(p.start_time() as i64, 0).single(),
+                    disk_read_bytes: readable.then_some(disk.total_read_bytes),
+                    disk_written_bytes: readable.then_some(disk.total_written_bytes),
+                }
+            })
+            .collect();
+        out.sort_by_key(|p| p.pid);
+        if unreadable > 0 {
+            gaps.push(format!(
+                "processes: disk i/o of {unreadable} processes of other users is unreadable without root (stored as NULL)"
+            ));
+        }
+        out
+    }
+
+    fn interfaces(&mut self) -> Vec<InterfaceRecord> {
+        self.networks.refresh(true);
+        let mut out: Vec<InterfaceRecord> = self
+            .networks
+            .iter()
+            .map(|(name, data)| {
+                let mac = data.mac_address();
+                let addresses: Vec<String> =
+                    data.ip_networks().iter().map(|n| format!("{}/{}", n.addr, n.prefix)).collect();
+                InterfaceRecord {
+                    name: name.to_string_lossy().into_owned(),
+                    mac: (!mac.is_unspecified()).then(|| mac.to_string()),
+                    addresses: (!addresses.is_empty()).then(|| addresses.join(",")),
+                    rx_bytes: data.total_received(),
+                    tx_bytes: data.total_transmitted(),
+                    rx_packets: data.total_packets_received(),
+                    tx_packets: data.total_packets_transmitted(),
+                    rx_errors: data.total_errors_on_received(),
+                    tx_errors: data.total_errors_on_transmitted(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+#[cfg(unix)]
+fn own_uid() -> Option<u32> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    Some(unsafe { libc::geteuid() })
+}
+
+#[cfg(not(unix))]
+fn own_uid() -> Option<u32> {
+    None
+}
+
+impl Source for SystemSource {
+    fn name(&self) -> &'static str {
+        "live"
+    }
+
+    fn snapshot(&mut self, now: DateTime<Utc>) -> Result<Option<Snapshot>> {
+        let started = Instant::now();
+        let mut gaps = Vec::new();
+        let mut sockets = match self.backend {
+            SocketBackend::Sockdiag => sockdiag_sockets(&mut gaps)?,
+            SocketBackend::Netstat2 => netstat2_sockets(&mut gaps)?,
+        };
+        let processes = self.processes(&mut gaps);
+        let interfaces = self.interfaces();
+        self.snapshots_taken += 1;
+        sockets.sort_by(|a, b| {
+            (a.proto.as_str(), a.local_addr, a.local_port, a.remote_addr, a.remote_port)
+                .cmp(&(b.proto.as_str(), b.local_addr, b.local_port, b.remote_addr, b.remote_port))
+        });
+        Ok(Some(Snapshot {
+            ts: now,
+            host: self.host.clone(),
+            collect_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+            sockets,
+            processes,
+            interfaces,
+            gaps,
+        }))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn sockdiag_sockets(gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
+    // The fd walk and the netlink dump are independent system-call-bound work: overlap them.
+    let (dump, owners) = std::thread::scope(|scope| {
+        let walker = scope.spawn(super::procfd::scan);
+        let dump = super::sockdiag::dump_all();
+        (dump, walker.join())
+    });
+    let mut sockets = dump?;
+    let owners = match owners {
+        Ok(Ok(owners)) => owners,
+        Ok(Err(e)) => {
+            gaps.push(format!("pid: /proc could not be read ({e}); sockets have no owner"));
+            Default::default()
+        }
+        Err(_) => {
+            gaps.push("pid: the /proc walk failed; sockets have no owner".to_string());
+            Default::default()
+        }
+    };
+    let mut unowned = 0usize;
+    let mut old_kernel = false;
+    for s in &mut sockets {
+        if let Some(pids) = s.inode.and_then(|i| owners.by_inode.get(&i)) {
+            s.pids = pids.clone();
+            s.pids.sort_unstable();
+        } else if s.inode.is_some() {
+            unowned += 1;
+        }
+        if s.tcp.as_ref().is_some_and(|t| t.bytes_sent.is_none()) {
+            old_kernel = true;
+        }
+    }
+    if owners.unreadable_processes > 0 && unowned > 0 {
+        gaps.push(format!(
+            "pid: {unowned} sockets have no owner because {} processes' fd tables are unreadable without root",
+            owners.unreadable_processes
+        ));
+    }
+    if old_kernel {
+        gaps.push("bytes_sent, bytes_retrans: this kernel's tcp_info predates Linux 4.19 (stored as NULL)".to_string());
+    }
+    Ok(sockets)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sockdiag_sockets(gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
+    netstat2_sockets(gaps)
+}
+
+fn netstat2_sockets(gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
+    use netstat2::{AddressFamilyFlags, ProtocolFlags, ProtocolSocketInfo};
+
+    gaps.push(
+        "kernel tcp counters (bytes, segments, rtt, retransmits): not available through netstat2 (stored as NULL)"
+            .to_string(),
+    );
+    // netstat2 panics when /proc is unreadable; keep that inside this call.
+    let result = std::panic::catch_unwind(|| {
+        netstat2::get_sockets_info(
+            AddressFamilyFlags::IPV4 | AddressFamilyFlags::IPV6,
+            ProtocolFlags::TCP | ProtocolFlags::UDP,
+        )
+    });
+    let infos = match result {
+        Ok(Ok(infos)) => infos,
+        Ok(Err(e)) => {
+            return Err(Error::Collect {
+                what: "sockets (netstat2)",
+                reason: e.to_string(),
+            })
+        }
+        Err(_) => {
+            return Err(Error::Collect {
+                what: "sockets (netstat2)",
+                reason: "netstat2 failed while reading the process table".to_string(),
+            })
+        }
+    };
+    let mut out = Vec::with_capacity(infos.len());
+    for info in infos {
+        let mut pids = info.associated_pids.clone();
+        pids.sort_unstable();
+        let record = match &info.protocol_socket_info {
+            ProtocolSocketInfo::Tcp(t) => {
+                let peerless = t.remote_addr.is_unspecified() && t.remote_port == 0;
+                SocketRecord {
+                    proto: Proto::Tcp,
+                    local_addr: t.local_addr,
+                    local_port: t.local_port,
+                    remote_addr: (!peerless).then_some(t.remote_addr),
+                    remote_port: (!peerless).then_some(t.remote_port),
+                    state: tcp_state_name(&t.state),
+                    pids,
+                    uid: None,
+                    inode: None,
+                    recv_queue: None,
+                    send_queue: None,
+                    tcp: None,
+                }
+            }
+            ProtocolSocketInfo::Udp(u) => SocketRecord {
+                proto: Proto::Udp,
+                local_addr: u.local_addr,
+                local_port: u.local_port,
+                remote_addr: None,
+                remote_port: None,
+                state: "UNCONN".to_string(),
+                pids,
+                uid: None,
+                inode: None,
+                recv_queue: None,
+                send_queue: None,
+                tcp: None,
+            },
+        };
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let record = SocketRecord {
+            inode: Some(u64::from(info.inode)),
+            uid: Some(info.uid),
+            ..record
+        };
+        out.push(record);
+    }
+    Ok(out)
+}
+
+fn tcp_state_name(state: &netstat2::TcpState) -> String {
+    use netstat2::TcpState::*;
+    match state {
+        Closed => "CLOSE",
+        Listen => "LISTEN",
+        SynSent => "SYN_SENT",
+        SynReceived => "SYN_RECV",
+        Established => "ESTABLISHED",
+        FinWait1 => "FIN_WAIT1",
+        FinWait2 => "FIN_WAIT2",
+        CloseWait => "CLOSE_WAIT",
+        Closing => "CLOSING",
+        LastAck => "LAST_ACK",
+        TimeWait => "TIME_WAIT",
+        DeleteTcb => "DELETE_TCB",
+        Unknown => "UNKNOWN",
+    }
+    .to_string()
+}

@@ -1,0 +1,306 @@
+//! Connection lifetimes across snapshots. Pure: given the lifetimes still open and a new
+//! snapshot's sockets, it decides which socket continues which lifetime, which lifetimes
+//! begin, which end, and which TCP state changes happened. The store applies the plan in the
+//! same transaction as the snapshot and only then is the tracker advanced, so a failed
+//! write leaves both the database and the tracker as they were.
+//!
+//! A lifetime is identified by protocol, both endpoints, owning pid and kernel inode: the
+//! same address pair reopened later (new inode) or taken over by another process is a new
+//! lifetime.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::{Proto, SocketRecord};
+
+/// What makes two sockets in different snapshots the same lifetime.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnectionKey {
+    pub proto: Proto,
+    pub local_addr: IpAddr,
+    pub local_port: u16,
+    pub remote_addr: Option<IpAddr>,
+    pub remote_port: Option<u16>,
+    pub pid: Option<u32>,
+    pub inode: Option<u64>,
+}
+
+impl ConnectionKey {
+    /// The key of a socket as reported.
+    pub fn of(s: &SocketRecord) -> Self {
+        ConnectionKey {
+            proto: s.proto,
+            local_addr: s.local_addr,
+            local_port: s.local_port,
+            remote_addr: s.remote_addr,
+            remote_port: s.remote_port,
+            pid: s.pid(),
+            inode: s.inode,
+        }
+    }
+}
+
+/// A lifetime that was still open after the previous snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenConnection {
+    pub id: i64,
+    pub proto: Proto,
+    pub state: String,
+}
+
+/// A TCP state change to record; `None` marks first observation (from) or disappearance (to).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub connection_id: i64,
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+}
+
+/// What one snapshot does to the lifetimes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Lifetime of each socket, in the snapshot's order.
+    pub connection_ids: Vec<i64>,
+    /// Indexes of sockets that begin a new lifetime.
+    pub opened: Vec<usize>,
+    /// Lifetimes not seen in this snapshot.
+    pub closed: Vec<i64>,
+    pub transitions: Vec<Transition>,
+    next_open: HashMap<ConnectionKey, Vec<OpenConnection>>,
+    next_id: i64,
+}
+
+/// Lifetimes open on one host, and the next free id.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    open: HashMap<ConnectionKey, Vec<OpenConnection>>,
+    next_id: i64,
+}
+
+impl Tracker {
+    /// Resumes from the lifetimes the store still has open; `next_id` is one past the largest
+    /// id in the store.
+    pub fn resume(open: impl IntoIterator<Item = (ConnectionKey, OpenConnection)>, next_id: i64) -> Self {
+        let mut map: HashMap<ConnectionKey, Vec<OpenConnection>> = HashMap::new();
+        for (key, conn) in open {
+            map.entry(key).or_default().push(conn);
+        }
+        Tracker { open: map, next_id }
+    }
+
+    /// Number of lifetimes currently open.
+    pub fn open_count(&self) -> usize {
+        self.open.values().map(Vec::len).sum()
+    }
+
+    /// Plans a snapshot without changing the tracker.
+    ///
+    /// Sockets match open lifetimes by their full key. A socket the kernel no longer ties to
+    /// a process (no pid, no inode: a TIME_WAIT remnant) then continues an unmatched lifetime
+    /// of the same address pair, so its closing states are recorded on that lifetime.
+    pub fn plan(&self, sockets: &[SocketRecord]) -> Plan {
+        let mut previous = self.open.clone();
+        let mut matched: Vec<Option<OpenConnection>> = sockets
+            .iter()
+            .map(|s| previous.get_mut(&ConnectionKey::of(s)).and_then(|v| (!v.is_empty()).then(|| v.remove(0))))
+            .collect();
+        let orphan = |s: &SocketRecord| s.pids.is_empty() && s.inode.is_none();
+        if sockets.iter().zip(&matched).any(|(s, m)| m.is_none() && orphan(s)) {
+            type Pair = (Proto, IpAddr, u16, Option<IpAddr>, Option<u16>);
+            let mut by_pair: HashMap<Pair, Vec<ConnectionKey>> = HashMap::new();
+            for (key, conns) in &previous {
+                if !conns.is_empty() {
+                    let pair = (key.proto, key.local_addr, key.local_port, key.remote_addr, key.remote_port);
+                    by_pair.entry(pair).or_default().push(key.clone());
+                }
+            }
+            for (s, m) in sockets.iter().zip(matched.iter_mut()) {
+                if m.is_some() || !orphan(s) || s.remote_addr.is_none() {
+                    continue;
+                }
+                let pair = (s.proto, s.local_addr, s.local_port, s.remote_addr, s.remote_port);
+                let Some(keys) = by_pair.get_mut(&pair) else { continue };
+                while let Some(key) = keys.pop() {
+                    if let Some(conns) = previous.get_mut(&key).filter(|c| !c.is_empty()) {
+                        *m = Some(conns.remove(0));
+                        if !conns.is_empty() {
+                            keys.push(key);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+
+        let mut next_open: HashMap<ConnectionKey, Vec<OpenConnection>> = HashMap::with_capacity(sockets.len());
+        let mut next_id = self.next_id;
+        let mut connection_ids = Vec::with_capacity(sockets.len());
+        let mut opened = Vec::new();
+        let mut transitions = Vec::new();
+        let mut first_seen = Vec::new();
+        for (i, (s, m)) in sockets.iter().zip(matched).enumerate() {
+            let id = match m {
+                Some(prev) => {
+                    if s.proto == Proto::Tcp && prev.state != s.state {
+                        transitions.push(Transition {
+                            connection_id: prev.id,
+                            from_state: Some(prev.state),
+                            to_state: Some(s.state.clone()),
+                        });
+                    }
+                    prev.id
+                }
+                None => {
+                    let id = next_id;
+                    next_id += 1;
+                    opened.push(i);
+                    if s.proto == Proto::Tcp {
+                        first_seen.push(Transition {
+                            connection_id: id,
+                            from_state: None,
+                            to_state: Some(s.state.clone()),
+                        });
+                    }
+                    id
+                }
+            };
+            connection_ids.push(id);
+            next_open.entry(ConnectionKey::of(s)).or_default().push(OpenConnection {
+                id,
+                proto: s.proto,
+                state: s.state.clone(),
+            });
+        }
+        transitions.extend(first_seen);
+
+        let mut gone: Vec<OpenConnection> = previous.into_values().flatten().collect();
+        gone.sort_by_key(|c| c.id);
+        let mut closed = Vec::with_capacity(gone.len());
+        for g in gone {
+            if g.proto == Proto::Tcp {
+                transitions.push(Transition {
+                    connection_id: g.id,
+                    from_state: Some(g.state),
+                    to_state: None,
+                });
+            }
+            closed.push(g.id);
+        }
+        Plan {
+            connection_ids,
+            opened,
+            closed,
+            transitions,
+            next_open,
+            next_id,
+        }
+    }
+
+    /// Advances the tracker once the plan is stored.
+    pub fn commit(&mut self, plan: Plan) {
+        self.open = plan.next_open;
+        self.next_id = plan.next_id;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(lport: u16, rport: u16, state: &str, pid: u32, inode: u64) -> SocketRecord {
+        SocketRecord {
+            proto: Proto::Tcp,
+            local_addr: "10.0.0.1".parse().unwrap(),
+            local_port: lport,
+            remote_addr: Some("93.184.216.34".parse().unwrap()),
+            remote_port: Some(rport),
+            state: state.into(),
+            pids: vec![pid],
+            uid: None,
+            inode: Some(inode),
+            recv_queue: None,
+            send_queue: None,
+            tcp: None,
+        }
+    }
+
+    #[test]
+    fn lifetimes_continue_change_state_and_close() {
+        let mut t = Tracker::resume([], 1);
+        let p1 = t.plan(&[tcp(5000, 443, "SYN_SENT", 7, 100), tcp(5001, 443, "ESTABLISHED", 7, 101)]);
+        assert_eq!(p1.connection_ids, vec![1, 2]);
+        assert_eq!(p1.opened, vec![0, 1]);
+        assert_eq!(p1.transitions.len(), 2);
+        t.commit(p1);
+
+        let p2 = t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 100)]);
+        assert_eq!(p2.connection_ids, vec![1]);
+        assert!(p2.opened.is_empty());
+        assert_eq!(p2.closed, vec![2]);
+        assert_eq!(
+            p2.transitions,
+            vec![
+                Transition {
+                    connection_id: 1,
+                    from_state: Some("SYN_SENT".into()),
+                    to_state: Some("ESTABLISHED".into())
+                },
+                Transition {
+                    connection_id: 2,
+                    from_state: Some("ESTABLISHED".into()),
+                    to_state: None
+                },
+            ]
+        );
+        t.commit(p2);
+        assert_eq!(t.open_count(), 1);
+    }
+
+    #[test]
+    fn new_inode_or_pid_is_a_new_lifetime() {
+        let mut t = Tracker::resume([], 10);
+        t.commit(t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 100)]));
+        let p = t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 200), tcp(5000, 443, "ESTABLISHED", 8, 100)]);
+        assert_eq!(p.connection_ids, vec![11, 12]);
+        assert_eq!(p.closed, vec![10]);
+    }
+
+    #[test]
+    fn a_time_wait_remnant_continues_its_lifetime() {
+        let mut t = Tracker::resume([], 1);
+        t.commit(t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 100)]));
+        let mut remnant = tcp(5000, 443, "TIME_WAIT", 7, 0);
+        remnant.pids.clear();
+        remnant.inode = None;
+        let p = t.plan(&[remnant.clone()]);
+        assert_eq!(p.connection_ids, vec![1]);
+        assert!(p.opened.is_empty() && p.closed.is_empty());
+        assert_eq!(p.transitions[0].to_state.as_deref(), Some("TIME_WAIT"));
+        t.commit(p);
+        assert_eq!(t.plan(&[remnant]).connection_ids, vec![1]);
+    }
+
+    #[test]
+    fn duplicate_keys_keep_their_own_lifetimes() {
+        let mut udp = tcp(53, 0, "UNCONN", 5, 0);
+        udp.proto = Proto::Udp;
+        udp.inode = None;
+        udp.remote_addr = None;
+        udp.remote_port = None;
+        let mut t = Tracker::resume([], 1);
+        t.commit(t.plan(&[udp.clone(), udp.clone()]));
+        let p = t.plan(&[udp.clone(), udp.clone()]);
+        assert_eq!(p.connection_ids, vec![1, 2]);
+        assert!(p.opened.is_empty() && p.closed.is_empty() && p.transitions.is_empty());
+    }
+
+    #[test]
+    fn a_failed_store_leaves_the_tracker_unchanged() {
+        let mut t = Tracker::resume([], 1);
+        t.commit(t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 100)]));
+        let _discarded = t.plan(&[]);
+        let p = t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 100)]);
+        assert_eq!(p.connection_ids, vec![1]);
+        assert!(p.closed.is_empty());
+    }
+}

@@ -1,0 +1,340 @@
+//! Every command's grammar, defined once with clap. The same definitions parse the command
+//! line (`netlens capture --count 3`) and the shell's dot commands (`.capture --count 3`), and
+//! generate both `--help` and `.help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::capture::system::SocketBackend;
+use crate::store::export::ExportFormat;
+
+/// How query results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputMode {
+    /// Boxed table fitted to the terminal width.
+    Table,
+    /// Comma-separated values (RFC 4180 quoting).
+    Csv,
+    /// One JSON array of objects per statement.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// GitHub-flavoured Markdown table.
+    Markdown,
+    /// One `column = value` line per field, rows separated by a blank line.
+    Line,
+    /// Values separated by `|`.
+    List,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
+}
+
+/// netlens records this host's sockets, processes and interfaces into DuckDB and lets you
+/// query the history with SQL.
+///
+/// With no command: an interactive shell on a terminal, or the SQL read from standard input.
+#[derive(Debug, Parser)]
+#[command(name = "netlens", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    /// Database file (`:memory:` for a throw-away one) [default: $XDG_DATA_HOME/netlens/netlens.duckdb]
+    #[arg(long, env = "NETLENS_DB", value_name = "PATH", global = true)]
+    pub db: Option<String>,
+
+    /// Open the database read-only (works while other readers hold it; never upgrades it)
+    #[arg(long, global = true)]
+    pub read_only: bool,
+
+    /// Run SQL (or a dot command) and exit; repeatable, run in order
+    #[arg(short = 'c', long = "query", value_name = "SQL")]
+    pub queries: Vec<String>,
+
+    /// Run the SQL in a file and exit; repeatable
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Output format of results [default: table on a terminal, csv otherwise]
+    #[arg(long, value_enum)]
+    pub format: Option<OutputMode>,
+
+    /// Stop at the first failing statement
+    #[arg(long)]
+    pub bail: bool,
+
+    /// Leave out column headers
+    #[arg(long)]
+    pub no_headers: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open the interactive SQL shell
+    Shell,
+    #[command(flatten)]
+    Domain(DomainCommand),
+}
+
+/// Commands that exist both on the command line and as shell dot commands.
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Record snapshots of sockets, processes and interfaces into the database
+    Capture(CaptureArgs),
+    /// Write a table or query result to Parquet, CSV, JSON or a Zeek conn.log
+    Export(ExportArgs),
+    /// Import offline traffic: pcap/pcapng captures into flows, or Zeek conn.log files
+    Import(ImportArgs),
+}
+
+/// Options of `capture`.
+#[derive(Debug, Args, Clone)]
+pub struct CaptureArgs {
+    /// Time between snapshots (e.g. 500ms, 1s, 5m)
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub interval: Duration,
+
+    /// Stop after this long (e.g. 60s, 10m, 1h)
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Stop after this many snapshots
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Replay snapshots recorded with --record instead of reading this host
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+
+    /// Also append every snapshot to FILE as JSON lines (for --replay)
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Socket table reader [default: sockdiag on Linux, netstat2 elsewhere]
+    #[arg(long, value_enum)]
+    pub sockets: Option<SocketBackend>,
+
+    /// Do not print the summary at the end
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Options of `export`.
+#[derive(Debug, Args, Clone)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["table", "query"]))]
+pub struct ExportArgs {
+    /// Table or view to export
+    #[arg(long)]
+    pub table: Option<String>,
+
+    /// Query whose result to export
+    #[arg(long, value_name = "SQL")]
+    pub query: Option<String>,
+
+    /// Output file, or directory with --partition-by
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+
+    /// File format [default: from the extension of --out, else parquet]
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
+
+    /// Write a Hive-partitioned Parquet tree by these columns (host and date are derived when
+    /// the source lacks them), e.g. host,date
+    #[arg(long, value_name = "COLS", value_delimiter = ',')]
+    pub partition_by: Vec<String>,
+
+    /// Replace an existing file (or, with --partition-by, the whole directory)
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Options of `import`.
+#[derive(Debug, Args, Clone)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub what: ImportCommand,
+}
+
+/// What `import` reads.
+#[derive(Debug, Subcommand, Clone)]
+pub enum ImportCommand {
+    /// Build flows (Zeek conn.log fields) from pcap/pcapng capture files
+    Pcap(PcapImportArgs),
+    /// Read Zeek conn.log files (TSV or JSON) into flows
+    Zeek(ZeekImportArgs),
+}
+
+/// Options of `import pcap`.
+#[derive(Debug, Args, Clone)]
+pub struct PcapImportArgs {
+    /// Capture files (pcap or pcapng; Ethernet, Linux cooked, raw IP or loopback link types)
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Table receiving the flows (created with the columns of flows when missing)
+    #[arg(long, default_value = "flows", value_name = "NAME")]
+    pub table: String,
+
+    /// Also write one row per packet into the packets table
+    #[arg(long)]
+    pub packets: bool,
+
+    /// End flows idle this long, for every protocol [default: tcp 5m, udp 1m, icmp 1m, as Zeek]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Option<Duration>,
+
+    /// Idle timeout of TCP flows (overrides --idle-timeout)
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub tcp_timeout: Option<Duration>,
+
+    /// Idle timeout of UDP flows (overrides --idle-timeout)
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub udp_timeout: Option<Duration>,
+
+    /// Idle timeout of ICMP flows (overrides --idle-timeout)
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub icmp_timeout: Option<Duration>,
+
+    /// No progress bar and no summary line (warnings are still printed)
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Options of `import zeek`.
+#[derive(Debug, Args, Clone)]
+pub struct ZeekImportArgs {
+    /// Zeek conn.log files, TSV or JSON
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// No progress bar and no summary line (warnings are still printed)
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// One shell dot command, parsed from the words after the dot.
+#[derive(Debug, Parser)]
+#[command(multicall = true, disable_help_subcommand = true)]
+pub struct DotLine {
+    #[command(subcommand)]
+    pub command: DotCommand,
+}
+
+/// The shell's dot commands.
+#[derive(Debug, Subcommand)]
+pub enum DotCommand {
+    /// List commands, or show one command's full help
+    Help { pattern: Option<String> },
+    /// List tables and views (names matching a LIKE pattern)
+    Tables { pattern: Option<String> },
+    /// Show CREATE statements and column comments (of one table)
+    Schema { table: Option<String> },
+    /// Set the output format
+    Mode {
+        #[arg(value_enum)]
+        mode: OutputMode,
+    },
+    /// Show or hide column headers
+    Headers {
+        #[arg(value_enum)]
+        state: OnOff,
+    },
+    /// Send output to FILE, or back to standard output without one
+    Output { file: Option<PathBuf> },
+    /// Send only the next statement's output to FILE
+    Once { file: PathBuf },
+    /// Print each statement's run time
+    Timer {
+        #[arg(value_enum)]
+        state: OnOff,
+    },
+    /// Show at most N rows in table and line modes (0: all)
+    Maxrows { rows: usize },
+    /// Run the SQL and dot commands in FILE
+    Read { file: PathBuf },
+    /// Stop a script at its first error
+    Bail {
+        #[arg(value_enum)]
+        state: OnOff,
+    },
+    /// Leave the shell
+    #[command(alias = "exit")]
+    Quit,
+    #[command(flatten)]
+    Domain(DomainCommand),
+}
+
+/// Parses `500ms`, `2s`, `5m`, `1h`, `1d` or a bare number of seconds; must be positive.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration; write e.g. 500ms, 2s, 5m, 1h"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
+        other => return Err(format!("unknown unit '{other}' in '{text}'; use ms, s, m, h or d")),
+    };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(format!("'{text}' must be longer than zero"));
+    }
+    if seconds > 366.0 * 86400.0 {
+        return Err(format!("'{text}' is longer than a year"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("0s").unwrap_err().contains("longer than zero"));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 weeks").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+        DotLine::command().debug_assert();
+    }
+
+    #[test]
+    fn the_same_grammar_parses_command_line_and_dot_commands() {
+        let cli = Cli::try_parse_from(["netlens", "capture", "--count", "3", "--interval", "2s"]).unwrap();
+        let Some(Command::Domain(DomainCommand::Capture(a))) = cli.command else { panic!() };
+        let dot = DotLine::try_parse_from(["capture", "--count", "3", "--interval", "2s"]).unwrap();
+        let DotCommand::Domain(DomainCommand::Capture(b)) = dot.command else { panic!() };
+        assert_eq!((a.count, a.interval), (b.count, b.interval));
+        assert!(DotLine::try_parse_from(["export", "--out", "x.parquet"]).is_err(), "needs --table or --query");
+    }
+}

@@ -1,0 +1,141 @@
+//! The one error type of the library. Every variant says what failed, on which input, and
+//! what the user can do about it; `main` prints it to stderr and picks the exit status.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in netlens, with enough context to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database file could not be opened or created (permissions, missing directory, ...).
+    #[error("cannot open database {path}: {reason}\n  hint: pass another file with --db PATH (or NETLENS_DB), or fix the directory's permissions")]
+    OpenDatabase { path: PathBuf, reason: String },
+
+    /// Another process holds DuckDB's lock on the database file.
+    #[error("database {path} is locked by another process{holder}\n  hint: stop that process, or use another file with --db PATH; --read-only works while only readers hold it")]
+    DatabaseLocked { path: PathBuf, holder: String },
+
+    /// The file exists but is not a DuckDB database, or is damaged.
+    #[error("{path} is not a readable DuckDB database ({reason})\n  hint: the file was left untouched; move it away or pick another file with --db PATH")]
+    CorruptDatabase { path: PathBuf, reason: String },
+
+    /// The database was written by a newer netlens whose schema this build does not know.
+    #[error("database {path} has schema version {found}, newer than this netlens understands (up to {supported})\n  hint: upgrade netlens; the file was left untouched")]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    /// A read-only open met a database whose schema still needs upgrading.
+    #[error("database {path} has schema version {found} and needs upgrading to {supported}, which a read-only open cannot do\n  hint: open it once without --read-only")]
+    SchemaNeedsUpgrade {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    /// A migration script failed; the database keeps its previous version.
+    #[error("migration {version} ({name}) failed: {reason}")]
+    Migration {
+        version: i64,
+        name: String,
+        reason: String,
+    },
+
+    /// An SQL statement failed.
+    #[error("{message}")]
+    Sql { message: String },
+
+    /// The user interrupted a running statement (Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
+
+    /// Storing a snapshot failed; the transaction was rolled back, nothing of it was stored.
+    #[error("storing snapshot failed, nothing of it was kept: {reason}")]
+    StoreSnapshot { reason: String },
+
+    /// The OS could not be read for a snapshot.
+    #[error("reading {what} from the system failed: {reason}")]
+    Collect { what: &'static str, reason: String },
+
+    /// A fixture (recorded snapshots) could not be read.
+    #[error("fixture {path}, line {line}: {reason}")]
+    Fixture {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    /// A table or view the user named does not exist.
+    #[error("no table or view named '{name}'\n  hint: .tables lists what exists")]
+    UnknownTable { name: String },
+
+    /// Command-line or dot-command arguments were wrong.
+    #[error("{0}")]
+    Usage(String),
+
+    /// A file given to `import pcap` is not a pcap or pcapng capture (or is empty).
+    #[error("{path} is not a capture file: {hint}\n  hint: import pcap reads pcap and pcapng files (tcpdump, Wireshark, dumpcap); nothing was imported from it")]
+    NotACapture { path: PathBuf, hint: String },
+
+    /// A Zeek log could not be imported; nothing of that file was kept.
+    #[error("{path}{}: {reason}\n  hint: import zeek reads Zeek conn.log files, TSV (with a #fields header) or JSON; nothing was imported from this file", at_line(.line))]
+    ZeekLog {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    /// Importing a file failed while writing it; its transaction was rolled back.
+    #[error("importing {path} failed, nothing of it was kept: {reason}")]
+    Import { path: PathBuf, reason: String },
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Writing to the output failed (other than a closed pipe, which ends quietly).
+    #[error("writing output failed: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl Error {
+    /// Wraps a DuckDB error from running SQL, turning DuckDB's interrupt into [`Error::Interrupted`].
+    pub fn sql(err: duckdb::Error) -> Self {
+        let message = err.to_string();
+        if message.contains("INTERRUPT") || message.contains("Interrupted") {
+            Error::Interrupted
+        } else {
+            Error::Sql { message }
+        }
+    }
+
+    /// An I/O error on a named file.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True when the output pipe was closed by the reader (`netlens ... | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// `, line N` for messages about a line of a file; nothing for the file as a whole (line 0).
+fn at_line(line: &usize) -> String {
+    if *line > 0 {
+        format!(", line {line}")
+    } else {
+        String::new()
+    }
+}
+
+/// Result with the library's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,1111 @@
+//! Flow assembly: decoded packets become bidirectional flows with Zeek conn.log semantics.
+//!
+//! A flow is keyed by its 5-tuple in either direction; the originator is the sender of its
+//! first packet (or, when that packet is a SYN-ACK, its receiver, marked `^` as Zeek does).
+//! TCP endpoints run the state machine of Zeek's TCP analyzer (INACTIVE, SYN_SENT,
+//! SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET), from which `conn_state`, `history` and
+//! the sequence-number byte counts follow exactly as Zeek derives them.
+//!
+//! Only active flows are held in memory. A flow ends when it has been idle longer than its
+//! protocol's timeout, or 5 s after TCP closed it (both FINs, or a RST — Zeek's
+//! `tcp_close_delay` / `tcp_reset_delay`), or when a new SYN with a different sequence number
+//! reuses its ports (as tshark and Zeek split streams). Finished flows are handed out in
+//! batches; the module knows nothing of the store.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::decode::{flags as tf, IpPacket, Transport};
+
+const NS: i64 = 1_000_000_000;
+/// Zeek's TOO_LARGE_SEQ_DELTA: SYN/RST sequence jumps beyond this are not trusted.
+const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
+
+/// Timeouts that end flows, in nanoseconds of capture time.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub tcp_ns: i64,
+    pub udp_ns: i64,
+    pub icmp_ns: i64,
+    /// How long a closed or reset TCP flow still takes stragglers (final ACKs, repeated RSTs).
+    pub close_linger_ns: i64,
+}
+
+impl Default for Timeouts {
+    /// Zeek's defaults: tcp_inactivity_timeout 5 min, udp and icmp 1 min, close/reset delay 5 s.
+    fn default() -> Self {
+        Timeouts {
+            tcp_ns: 300 * NS,
+            udp_ns: 60 * NS,
+            icmp_ns: 60 * NS,
+            close_linger_ns: 5 * NS,
+        }
+    }
+}
+
+/// A finished flow: one row of `flows`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowRecord {
+    pub uid: String,
+    pub ts_ns: i64,
+    pub duration_ns: i64,
+    pub orig_h: IpAddr,
+    pub orig_p: u16,
+    pub resp_h: IpAddr,
+    pub resp_p: u16,
+    /// `tcp`, `udp` or `icmp` (ICMPv6 included, as in Zeek).
+    pub proto: &'static str,
+    pub ip_proto: u8,
+    pub service: Option<&'static str>,
+    pub orig_bytes: u64,
+    pub resp_bytes: u64,
+    pub conn_state: &'static str,
+    pub history: String,
+    pub orig_pkts: u64,
+    pub orig_ip_bytes: u64,
+    pub resp_pkts: u64,
+    pub resp_ip_bytes: u64,
+    pub orig_frame_bytes: u64,
+    pub resp_frame_bytes: u64,
+    /// Payload bytes actually seen in packets (TCP: may differ from the sequence span).
+    pub orig_payload_seen: u64,
+    pub resp_payload_seen: u64,
+    /// Position in the file of the flow's first packet (orders flows that start together).
+    pub first_packet: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    a: IpAddr,
+    ap: u16,
+    b: IpAddr,
+    bp: u16,
+    proto: u8,
+}
+
+impl Key {
+    /// The canonical key and whether (src, sport) is its `a` side.
+    fn of(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, proto: u8) -> (Key, bool) {
+        if (src, sport) <= (dst, dport) {
+            (
+                Key {
+                    a: src,
+                    ap: sport,
+                    b: dst,
+                    bp: dport,
+                    proto,
+                },
+                true,
+            )
+        } else {
+            (
+                Key {
+                    a: dst,
+                    ap: dport,
+                    b: src,
+                    bp: sport,
+                    proto,
+                },
+                false,
+            )
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum TcpState {
+    #[default]
+    Inactive,
+    SynSent,
+    SynAckSent,
+    Partial,
+    Established,
+    Closed,
+    Reset,
+}
+
+/// One side's TCP bookkeeping, after Zeek's TCP_Endpoint. Sequence numbers are kept both
+/// raw and unwrapped relative to the endpoint's start, so long connections count right.
+#[derive(Debug, Clone, Copy, Default)]
+struct TcpEnd {
+    state: TcpState,
+    prev_state: TcpState,
+    /// Sequence numbering set up (by this side's first packet or the peer's first ACK).
+    seq_init: bool,
+    start_raw: u32,
+    last_raw: u32,
+    last_rel: i64,
+    ack_raw: u32,
+    ack_rel: i64,
+    fin_cnt: u32,
+    did_close: bool,
+    hist_last_syn: Option<i64>,
+    hist_last_fin: Option<i64>,
+    hist_last_rst: Option<i64>,
+    rxmit: u64,
+    rxmit_threshold: u64,
+    zero_win: u64,
+    zero_win_threshold: u64,
+    /// Sequence number of this side's first packet (first SYN if any): tshark's base_seq.
+    base_seq: Option<u32>,
+}
+
+impl TcpEnd {
+    fn set_state(&mut self, s: TcpState) {
+        self.prev_state = self.state;
+        self.state = s;
+    }
+
+    fn init_seq(&mut self, start: u32, last: u32) {
+        self.seq_init = true;
+        self.start_raw = start;
+        self.ack_raw = start;
+        self.ack_rel = 0;
+        self.last_raw = last;
+        self.last_rel = i64::from(last.wrapping_sub(start) as i32);
+    }
+
+    fn rel(&self, seq: u32) -> i64 {
+        self.last_rel + i64::from(seq.wrapping_sub(self.last_raw) as i32)
+    }
+
+    /// Zeek's TCP_Endpoint::Size(): payload bytes from the sequence-number span.
+    fn size(&self, peer: &TcpEnd) -> u64 {
+        if !self.seq_init {
+            return 0;
+        }
+        if self.prev_state == TcpState::SynSent && self.state == TcpState::Reset && peer.state == TcpState::Inactive {
+            // A half-open connection found and aborted: its sequence numbers mean nothing.
+            return 0;
+        }
+        let mut size = self.last_rel.max(self.ack_rel);
+        if size > 0 {
+            size -= 1; // the SYN octet
+        }
+        if self.fin_cnt > 0 && size > 0 {
+            size -= 1; // the FIN octet
+        }
+        size.max(0) as u64
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct End {
+    pkts: u64,
+    ip_bytes: u64,
+    frame_bytes: u64,
+    payload: u64,
+    tcp: TcpEnd,
+}
+
+#[derive(Debug, Clone)]
+struct Flow {
+    uid: String,
+    first_packet: u64,
+    first_ns: i64,
+    /// Zeek's last_time: stops advancing once both sides closed.
+    last_ns: i64,
+    /// Any packet, for the idle timeout.
+    seen_ns: i64,
+    /// True when the originator is the key's `a` side.
+    orig_is_a: bool,
+    orig_h: IpAddr,
+    orig_p: u16,
+    resp_h: IpAddr,
+    resp_p: u16,
+    ip_proto: u8,
+    kind: Kind,
+    ends: [End; 2],
+    history: String,
+    /// History letters already recorded, per side (bit per letter).
+    hist_seen: [u32; 2],
+    closed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+// History mask bits (one per letter, per side).
+const H_SYN: u32 = 1;
+const H_SYNACK: u32 = 1 << 1;
+const H_ACK: u32 = 1 << 2;
+const H_DATA: u32 = 1 << 3;
+const H_FIN: u32 = 1 << 4;
+const H_RST: u32 = 1 << 5;
+const H_MULTI: u32 = 1 << 6;
+const H_FINRST: u32 = 1 << 7;
+
+impl Flow {
+    /// Records a history letter once per side; true when it was already there.
+    fn check_history(&mut self, side: usize, mask: u32, code: char) -> bool {
+        if self.hist_seen[side] & mask == 0 {
+            self.hist_seen[side] |= mask;
+            self.add_history(side, code);
+            false
+        } else {
+            true
+        }
+    }
+
+    fn add_history(&mut self, side: usize, code: char) {
+        self.history
+            .push(if side == 0 { code } else { code.to_ascii_lowercase() });
+    }
+
+    fn is_closed(&self) -> bool {
+        let (o, r) = (self.ends[0].tcp.state, self.ends[1].tcp.state);
+        self.kind == Kind::Tcp
+            && ((o == TcpState::Closed && r == TcpState::Closed) || o == TcpState::Reset || r == TcpState::Reset)
+    }
+
+    fn conn_state(&self) -> &'static str {
+        match self.kind {
+            Kind::Tcp => tcp_conn_state(
+                self.ends[0].tcp.state,
+                self.ends[1].tcp.state,
+                self.ends[0].tcp.size(&self.ends[1].tcp),
+                self.ends[1].tcp.size(&self.ends[0].tcp),
+                &self.history,
+            ),
+            Kind::Udp => match (self.ends[0].pkts > 0, self.ends[1].pkts > 0) {
+                (true, true) => "SF",
+                (true, false) => "S0",
+                (false, true) => "SHR",
+                (false, false) => "OTH",
+            },
+            Kind::Icmp => "OTH",
+        }
+    }
+
+    fn record(self) -> FlowRecord {
+        let conn_state = self.conn_state();
+        let (orig_bytes, resp_bytes) = match self.kind {
+            Kind::Tcp => (
+                self.ends[0].tcp.size(&self.ends[1].tcp),
+                self.ends[1].tcp.size(&self.ends[0].tcp),
+            ),
+            _ => (self.ends[0].payload, self.ends[1].payload),
+        };
+        let proto = match self.kind {
+            Kind::Tcp => "tcp",
+            Kind::Udp => "udp",
+            Kind::Icmp => "icmp",
+        };
+        let [o, r] = self.ends;
+        FlowRecord {
+            service: service(self.kind, self.resp_p),
+            uid: self.uid,
+            ts_ns: self.first_ns,
+            duration_ns: (self.last_ns - self.first_ns).max(0),
+            orig_h: self.orig_h,
+            orig_p: self.orig_p,
+            resp_h: self.resp_h,
+            resp_p: self.resp_p,
+            proto,
+            ip_proto: self.ip_proto,
+            orig_bytes,
+            resp_bytes,
+            conn_state,
+            history: self.history,
+            orig_pkts: o.pkts,
+            orig_ip_bytes: o.ip_bytes,
+            resp_pkts: r.pkts,
+            resp_ip_bytes: r.ip_bytes,
+            orig_frame_bytes: o.frame_bytes,
+            resp_frame_bytes: r.frame_bytes,
+            orig_payload_seen: o.payload,
+            resp_payload_seen: r.payload,
+            first_packet: self.first_packet,
+        }
+    }
+}
+
+/// Zeek's `conn_state()` for TCP (base/protocols/conn/main.zeek).
+fn tcp_conn_state(os: TcpState, rs: TcpState, orig_size: u64, resp_size: u64, history: &str) -> &'static str {
+    use TcpState::*;
+    let o_inactive = matches!(os, Inactive | Partial);
+    let r_inactive = matches!(rs, Inactive | Partial);
+    if rs == Reset {
+        if matches!(os, SynSent | SynAckSent) || (os == Reset && orig_size == 0 && resp_size == 0) {
+            "REJ"
+        } else if o_inactive {
+            "RSTRH"
+        } else {
+            "RSTR"
+        }
+    } else if os == Reset {
+        if r_inactive {
+            if rstos0_history(history) {
+                "RSTOS0"
+            } else {
+                "OTH"
+            }
+        } else {
+            "RSTO"
+        }
+    } else if rs == Closed && os == Closed {
+        "SF"
+    } else if os == Closed {
+        if r_inactive {
+            "SH"
+        } else {
+            "S2"
+        }
+    } else if rs == Closed {
+        if o_inactive {
+            "SHR"
+        } else {
+            "S3"
+        }
+    } else if os == SynSent && rs == Inactive {
+        "S0"
+    } else if os == Established && rs == Established {
+        "S1"
+    } else {
+        "OTH"
+    }
+}
+
+/// Zeek's `/^\^?S[^HAFGIQ]*R.*/`: a SYN, then nothing from the originator that shows a
+/// handshake, then the originator's RST.
+fn rstos0_history(h: &str) -> bool {
+    let h = h.strip_prefix('^').unwrap_or(h);
+    let Some(rest) = h.strip_prefix('S') else { return false };
+    for c in rest.chars() {
+        if c == 'R' {
+            return true;
+        }
+        if "HAFGIQ".contains(c) {
+            return false;
+        }
+    }
+    false
+}
+
+/// Service guessed from the responder's well-known port (Zeek detects protocols from
+/// content instead; this is a port-based approximation, documented as such).
+pub fn service_for(proto: &str, port: u16) -> Option<&'static str> {
+    match proto {
+        "tcp" => service(Kind::Tcp, port),
+        "udp" => service(Kind::Udp, port),
+        _ => None,
+    }
+}
+
+fn service(kind: Kind, port: u16) -> Option<&'static str> {
+    match kind {
+        Kind::Tcp => Some(match port {
+            21 => "ftp",
+            22 => "ssh",
+            23 => "telnet",
+            25 | 587 => "smtp",
+            53 => "dns",
+            80 | 8000 | 8080 | 8888 => "http",
+            88 => "krb_tcp",
+            110 => "pop3",
+            135 => "dce_rpc",
+            139 | 445 => "smb",
+            143 => "imap",
+            389 => "ldap",
+            443 | 465 | 636 | 853 | 993 | 995 | 8443 => "ssl",
+            1080 => "socks",
+            1883 => "mqtt",
+            3306 => "mysql",
+            3389 => "rdp",
+            5222 | 5269 => "xmpp",
+            5432 => "postgresql",
+            5900 => "rfb",
+            6379 => "redis",
+            6667 => "irc",
+            _ => return None,
+        }),
+        Kind::Udp => Some(match port {
+            53 | 5353 | 5355 => "dns",
+            67 | 68 => "dhcp",
+            69 => "tftp",
+            88 => "krb",
+            123 => "ntp",
+            137 => "netbios-ns",
+            161 | 162 => "snmp",
+            443 => "quic",
+            500 | 4500 => "ike",
+            514 => "syslog",
+            1812 | 1813 => "radius",
+            1900 => "ssdp",
+            3544 => "teredo",
+            4789 => "vxlan",
+            5060 => "sip",
+            6081 => "geneve",
+            _ => return None,
+        }),
+        Kind::Icmp => None,
+    }
+}
+
+/// ICMP message types answered by a counterpart (echo request/reply, ...), so that both
+/// directions fall in one flow, as Zeek pairs them.
+fn icmp_counterpart(v6: bool, t: u8) -> Option<u8> {
+    let pairs: &[(u8, u8)] = if v6 {
+        &[(128, 129), (133, 134), (135, 136), (130, 131), (139, 140), (144, 145)]
+    } else {
+        &[(8, 0), (13, 14), (15, 16), (17, 18), (10, 9)]
+    };
+    pairs.iter().find_map(|&(a, b)| {
+        if a == t {
+            Some(b)
+        } else if b == t {
+            Some(a)
+        } else {
+            None
+        }
+    })
+}
+
+/// A deterministic 128-bit hash (splitmix64 lanes): same input, same uid, on every run and
+/// every machine.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn addr_words(a: IpAddr) -> [u64; 2] {
+    match a {
+        IpAddr::V4(v) => [u64::from(u32::from(v)), 4],
+        IpAddr::V6(v) => {
+            let n = u128::from(v);
+            [(n >> 64) as u64, n as u64]
+        }
+    }
+}
+
+/// Zeek-style uid: `C` and 17 base-62 characters, derived from the flow's first packet
+/// (5-tuple, time and position in the file), so re-importing a file gives the same uids.
+fn make_uid(seed: u64, key: &[u64]) -> String {
+    let (mut h1, mut h2) = (mix(seed ^ 0x6e65_746c_656e_7331), mix(seed ^ 0x7569_6473_2121_2121));
+    for &w in key {
+        h1 = mix(h1 ^ w);
+        h2 = mix(h2.rotate_left(17) ^ w);
+    }
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut n = (u128::from(h1) << 64 | u128::from(h2)) >> 32; // 96 bits, like Zeek's
+    let mut s = String::with_capacity(18);
+    s.push('C');
+    for _ in 0..17 {
+        s.push(DIGITS[(n % 62) as usize] as char);
+        n /= 62;
+    }
+    s
+}
+
+/// The set of active flows of one capture file.
+pub struct FlowTable {
+    timeouts: Timeouts,
+    seed: u64,
+    active: HashMap<Key, Flow>,
+    now_ns: i64,
+    last_sweep_ns: i64,
+    finished: Vec<FlowRecord>,
+}
+
+/// Where a packet went: its flow's uid and whether the originator sent it.
+pub struct Assigned<'a> {
+    pub uid: &'a str,
+    pub from_orig: bool,
+}
+
+impl FlowTable {
+    /// An empty table; `seed` enters every uid (the file's identity is not part of it, so the
+    /// same packets give the same uids wherever the file lies).
+    pub fn new(timeouts: Timeouts, seed: u64) -> Self {
+        FlowTable {
+            timeouts,
+            seed,
+            active: HashMap::new(),
+            now_ns: i64::MIN,
+            last_sweep_ns: i64::MIN,
+            finished: Vec::new(),
+        }
+    }
+
+    /// Flows held in memory now.
+    pub fn active(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Flows finished and not yet taken.
+    pub fn finished_len(&self) -> usize {
+        self.finished.len()
+    }
+
+    /// Takes the finished flows, in order of their first packet.
+    pub fn take_finished(&mut self) -> Vec<FlowRecord> {
+        let mut out = std::mem::take(&mut self.finished);
+        out.sort_by_key(|f| (f.ts_ns, f.first_packet));
+        out
+    }
+
+    /// Ends every active flow (end of file).
+    pub fn finish_all(&mut self) {
+        let flows: Vec<Flow> = self.active.drain().map(|(_, f)| f).collect();
+        self.finished.extend(flows.into_iter().map(Flow::record));
+    }
+
+    fn timeout(&self, kind: Kind) -> i64 {
+        match kind {
+            Kind::Tcp => self.timeouts.tcp_ns,
+            Kind::Udp => self.timeouts.udp_ns,
+            Kind::Icmp => self.timeouts.icmp_ns,
+        }
+    }
+
+    fn expired(&self, f: &Flow, now: i64) -> bool {
+        now.saturating_sub(f.seen_ns) > self.timeout(f.kind)
+            || f.closed_at
+                .is_some_and(|t| now.saturating_sub(t) > self.timeouts.close_linger_ns)
+    }
+
+    /// Ends flows idle past their timeout; runs at most once per second of capture time.
+    fn sweep(&mut self) {
+        if self.now_ns.saturating_sub(self.last_sweep_ns) < NS {
+            return;
+        }
+        self.last_sweep_ns = self.now_ns;
+        let now = self.now_ns;
+        let done: Vec<Key> = self
+            .active
+            .iter()
+            .filter(|(_, f)| self.expired(f, now))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in done {
+            if let Some(f) = self.active.remove(&k) {
+                self.finished.push(f.record());
+            }
+        }
+    }
+
+    /// Adds one IP packet. Returns its flow, or `None` for packets that form no flow
+    /// (other IP protocols, non-first fragments).
+    pub fn observe(&mut self, number: u64, ts_ns: i64, frame_len: u32, ip: &IpPacket) -> Option<Assigned<'_>> {
+        if ts_ns > self.now_ns {
+            self.now_ns = ts_ns;
+            self.sweep();
+        }
+        let (kind, sport, dport, key_dport) = match ip.transport {
+            Transport::Tcp { sport, dport, .. } => (Kind::Tcp, sport, dport, dport),
+            Transport::Udp { sport, dport, .. } => (Kind::Udp, sport, dport, dport),
+            Transport::Icmp {
+                v6, icmp_type, code, ..
+            } => (
+                Kind::Icmp,
+                u16::from(icmp_type),
+                u16::from(code),
+                u16::from(icmp_counterpart(v6, icmp_type).unwrap_or(code)),
+            ),
+            Transport::Other => return None,
+        };
+        let (key, src_is_a) = Key::of(ip.src, sport, ip.dst, key_dport, ip.proto);
+        let now = self.now_ns.max(ts_ns);
+
+        // An existing flow ends first when it timed out, or when a fresh SYN (new sequence
+        // number) reuses its ports.
+        let mut end_existing = false;
+        if let Some(f) = self.active.get(&key) {
+            end_existing = self.expired(f, now);
+            if let Transport::Tcp { flags, seq, .. } = ip.transport {
+                if flags & (tf::SYN | tf::ACK) == tf::SYN {
+                    let side = usize::from(src_is_a != f.orig_is_a);
+                    if f.ends[side].tcp.base_seq.is_some_and(|b| b != seq) {
+                        end_existing = true;
+                    }
+                }
+            }
+        }
+        if end_existing {
+            if let Some(f) = self.active.remove(&key) {
+                self.finished.push(f.record());
+            }
+        }
+
+        let seed = self.seed;
+        let flow = self.active.entry(key).or_insert_with(|| {
+            // The originator sends the first packet, except that a SYN-ACK seen first was
+            // sent by the responder (its SYN was missed): Zeek flips such flows and says `^`.
+            let flip = matches!(ip.transport, Transport::Tcp { flags, .. } if flags & (tf::SYN | tf::ACK) == (tf::SYN | tf::ACK));
+            let (oh, op, rh, rp) = if flip { (ip.dst, dport, ip.src, sport) } else { (ip.src, sport, ip.dst, dport) };
+            let mut words = vec![u64::from(ip.proto), u64::from(op), u64::from(rp), ts_ns as u64, number];
+            words.extend(addr_words(oh));
+            words.extend(addr_words(rh));
+            Flow {
+                uid: make_uid(seed, &words),
+                first_packet: number,
+                first_ns: ts_ns,
+                last_ns: ts_ns,
+                seen_ns: ts_ns,
+                orig_is_a: src_is_a != flip,
+                orig_h: oh,
+                orig_p: op,
+                resp_h: rh,
+                resp_p: rp,
+                ip_proto: ip.proto,
+                kind,
+                ends: [End::default(); 2],
+                history: if flip { "^".to_string() } else { String::new() },
+                hist_seen: [0; 2],
+                closed_at: None,
+            }
+        });
+        let side = usize::from(src_is_a != flow.orig_is_a);
+        flow.seen_ns = flow.seen_ns.max(ts_ns);
+        let end = &mut flow.ends[side];
+        end.pkts += 1;
+        end.ip_bytes += u64::from(ip.ip_len);
+        end.frame_bytes += u64::from(frame_len);
+        match ip.transport {
+            Transport::Tcp {
+                seq,
+                ack,
+                flags,
+                window,
+                payload,
+                ..
+            } => {
+                end.payload += u64::from(payload);
+                tcp_packet(flow, side, ts_ns, seq, ack, flags, window, payload);
+                if flow.closed_at.is_none() && flow.is_closed() {
+                    flow.closed_at = Some(ts_ns);
+                }
+            }
+            Transport::Udp { payload, .. } | Transport::Icmp { payload, .. } => {
+                end.payload += u64::from(payload);
+                flow.last_ns = flow.last_ns.max(ts_ns);
+                if kind == Kind::Udp && payload > 0 {
+                    flow.check_history(side, H_DATA, 'D');
+                }
+            }
+            Transport::Other => {}
+        }
+        Some(Assigned {
+            uid: &flow.uid,
+            from_orig: side == 0,
+        })
+    }
+}
+
+/// One TCP segment through Zeek's TCP analyzer logic (TCP.cc: DeliverPacket and the
+/// Update*State functions), reduced to what conn.log needs.
+#[allow(clippy::too_many_arguments)]
+fn tcp_packet(flow: &mut Flow, side: usize, ts_ns: i64, seq: u32, ack: u32, flags: u8, window: u16, len: u32) {
+    use TcpState::*;
+    let (syn, fin, rst, ackf) = (
+        flags & tf::SYN != 0,
+        flags & tf::FIN != 0,
+        flags & tf::RST != 0,
+        flags & tf::ACK != 0,
+    );
+    let is_orig = side == 0;
+    let peer_side = 1 - side;
+    let len_i = i64::from(len);
+
+    if flow.ends[side].tcp.base_seq.is_none() {
+        flow.ends[side].tcp.base_seq = Some(seq);
+    }
+
+    // Segment length in sequence space.
+    let mut seg_len = len;
+    if syn {
+        seg_len += 1;
+    }
+    if fin {
+        seg_len += 1;
+    }
+    if rst {
+        seg_len -= len;
+    }
+    let one_past = seq.wrapping_add(seg_len);
+
+    // init_endpoint
+    {
+        let e = &mut flow.ends[side].tcp;
+        match e.state {
+            Inactive => {
+                if syn {
+                    e.init_seq(seq, one_past);
+                } else {
+                    // Partial connection: number as though a SYN came just before.
+                    e.init_seq(seq.wrapping_sub(1), seq);
+                }
+            }
+            SynSent | SynAckSent => {
+                if syn && seq != e.start_raw {
+                    e.init_seq(seq, one_past);
+                }
+            }
+            Established | Partial => {
+                if syn {
+                    e.init_seq(seq, one_past);
+                }
+            }
+            Reset => {
+                if syn && e.prev_state == Inactive {
+                    e.init_seq(seq, one_past);
+                }
+            }
+            Closed => {}
+        }
+    }
+
+    let rel_seq = flow.ends[side].tcp.rel(seq);
+
+    // update_history
+    let bits = u8::from(syn) + u8::from(fin) + u8::from(rst);
+    if bits > 1 {
+        if fin && rst {
+            flow.check_history(side, H_FINRST, 'I');
+        } else {
+            flow.check_history(side, H_MULTI, 'Q');
+        }
+    } else if bits == 1 {
+        if syn {
+            let code = if ackf { 'H' } else { 'S' };
+            let mask = if ackf { H_SYNACK } else { H_SYN };
+            let last = flow.ends[side].tcp.hist_last_syn;
+            if flow.check_history(side, mask, code) && last != Some(rel_seq) {
+                flow.add_history(side, code);
+            }
+            flow.ends[side].tcp.hist_last_syn = Some(rel_seq);
+        }
+        if fin {
+            let last = flow.ends[side].tcp.hist_last_fin;
+            if flow.check_history(side, H_FIN, 'F') && last != Some(rel_seq + len_i) {
+                flow.add_history(side, 'F');
+            }
+            flow.ends[side].tcp.hist_last_fin = Some(rel_seq + len_i);
+        }
+        if rst {
+            let last = flow.ends[side].tcp.hist_last_rst;
+            if flow.check_history(side, H_RST, 'R') && last != Some(rel_seq) {
+                flow.add_history(side, 'R');
+            }
+            flow.ends[side].tcp.hist_last_rst = Some(rel_seq);
+        }
+    } else if len > 0 {
+        flow.check_history(side, H_DATA, 'D');
+    } else if ackf {
+        flow.check_history(side, H_ACK, 'A');
+    }
+
+    // update_window: zero windows, logged at 1, 10, 100, ... occurrences.
+    {
+        let peer_state = flow.ends[peer_side].tcp.state;
+        let e = &mut flow.ends[side].tcp;
+        if window == 0 && !rst && peer_state != Closed && e.state != Reset {
+            e.zero_win += 1;
+            if e.zero_win_threshold == 0 {
+                e.zero_win_threshold = 1;
+            }
+            if e.zero_win == e.zero_win_threshold {
+                e.zero_win_threshold = e.zero_win_threshold.saturating_mul(10);
+                flow.add_history(side, 'W');
+            }
+        }
+    }
+
+    if !flow.ends[0].tcp.did_close || !flow.ends[1].tcp.did_close {
+        flow.last_ns = flow.last_ns.max(ts_ns);
+    }
+
+    if fin {
+        flow.ends[side].tcp.fin_cnt += 1;
+    }
+
+    // ACK: set up the peer's numbering from it, or advance what the peer had acknowledged.
+    if ackf {
+        let peer = &mut flow.ends[peer_side].tcp;
+        if peer.state == Inactive {
+            peer.init_seq(ack.wrapping_sub(1), ack.wrapping_sub(1));
+        } else if !rst {
+            let delta = ack.wrapping_sub(peer.ack_raw) as i32;
+            if ack == 0 && delta > TOO_LARGE_SEQ_DELTA {
+                // A broken ACK, not a wrap that lands on 0.
+            } else if delta > 0 {
+                peer.ack_raw = ack;
+                peer.ack_rel += i64::from(delta);
+            }
+        }
+    }
+
+    // update_last_seq
+    let delta_last = {
+        let e = &mut flow.ends[side].tcp;
+        let delta = one_past.wrapping_sub(e.last_raw) as i32;
+        let mut rxmit = false;
+        if (syn || rst) && !(-TOO_LARGE_SEQ_DELTA..=TOO_LARGE_SEQ_DELTA).contains(&delta) {
+            // Untrusted jump.
+        } else if fin && e.last_rel == 1 {
+            e.last_rel += i64::from(delta);
+            e.last_raw = one_past;
+        } else if e.state == Reset {
+            // Nothing after a RST is trusted.
+        } else if delta > 0 {
+            e.last_rel += i64::from(delta);
+            e.last_raw = one_past;
+        } else if len > 0 {
+            rxmit = true;
+        }
+        if rxmit {
+            e.rxmit += 1;
+            if e.rxmit_threshold == 0 {
+                e.rxmit_threshold = 1;
+            }
+            let hit = e.rxmit == e.rxmit_threshold;
+            if hit {
+                e.rxmit_threshold = e.rxmit_threshold.saturating_mul(10);
+                flow.add_history(side, 'T');
+            }
+        }
+        delta
+    };
+    let _ = delta_last;
+
+    // UpdateStateMachine
+    let state = flow.ends[side].tcp.state;
+    let peer_state = flow.ends[peer_side].tcp.state;
+    let mut do_close = false;
+    match state {
+        Inactive => {
+            if syn {
+                if is_orig {
+                    flow.ends[side].tcp.set_state(if ackf { SynAckSent } else { SynSent });
+                } else {
+                    if peer_state == SynSent {
+                        flow.ends[peer_side].tcp.set_state(Established);
+                    }
+                    flow.ends[side].tcp.set_state(Established);
+                }
+            }
+            if fin {
+                flow.ends[side].tcp.set_state(Closed);
+                do_close = true;
+            }
+            if rst {
+                flow.ends[side].tcp.set_state(Reset);
+                do_close = true;
+            }
+            if flow.ends[side].tcp.state == Inactive {
+                let orig_state = flow.ends[0].tcp.state;
+                if !is_orig && len == 0 && orig_state == SynSent {
+                    // An ACK before the SYN-ACK: not a partial connection.
+                } else if ackf && flow.ends[peer_side].tcp.state == Established {
+                    flow.ends[side].tcp.set_state(Established);
+                } else {
+                    flow.ends[side].tcp.set_state(Partial);
+                }
+            }
+        }
+        SynSent | SynAckSent => {
+            if fin {
+                flow.ends[side].tcp.set_state(Closed);
+                do_close = true;
+            }
+            if rst {
+                flow.ends[side].tcp.set_state(Reset);
+                do_close = true;
+            }
+        }
+        Established | Partial => {
+            if syn && state == Partial && peer_state == Inactive && !ackf {
+                flow.ends[side].tcp.set_state(SynSent);
+            }
+            if fin && !rst {
+                flow.ends[side].tcp.set_state(Closed);
+                let peer = &mut flow.ends[peer_side].tcp;
+                if peer.state == Reset && peer.prev_state == Closed {
+                    // FIN then RST from the peer was a normal close after all.
+                    peer.set_state(Closed);
+                }
+                do_close = true;
+            }
+            if rst {
+                flow.ends[side].tcp.set_state(Reset);
+                do_close = true;
+            }
+        }
+        Closed => {
+            if rst && peer_state != Closed {
+                flow.ends[side].tcp.set_state(Reset);
+                do_close = true;
+            }
+        }
+        Reset => {}
+    }
+    if do_close {
+        flow.ends[side].tcp.did_close = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::decode::{build, decode, Decoded};
+    use std::net::Ipv4Addr;
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    /// (time in ms, from A?, flags, seq, ack, payload)
+    fn run_tcp(packets: &[(i64, bool, u8, u32, u32, usize)]) -> Vec<FlowRecord> {
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        for (i, &(ms, from_a, flags, seq, ack, len)) in packets.iter().enumerate() {
+            let frame = if from_a {
+                build::tcp4(A, 40000, B, 80, seq, ack, flags, len)
+            } else {
+                build::tcp4(B, 80, A, 40000, seq, ack, flags, len)
+            };
+            let Decoded::Ip(ip) = decode(1, &frame) else { panic!() };
+            t.observe(i as u64 + 1, ms * 1_000_000, frame.len() as u32, &ip);
+        }
+        t.finish_all();
+        t.take_finished()
+    }
+
+    const S: u8 = tf::SYN;
+    const SA: u8 = tf::SYN | tf::ACK;
+    const AK: u8 = tf::ACK;
+    const PA: u8 = tf::PSH | tf::ACK;
+    const FA: u8 = tf::FIN | tf::ACK;
+    const R: u8 = tf::RST;
+    const RA: u8 = tf::RST | tf::ACK;
+
+    #[test]
+    fn full_connection_is_sf_with_zeek_history_and_seq_bytes() {
+        let f = run_tcp(&[
+            (0, true, S, 100, 0, 0),
+            (1, false, SA, 500, 101, 0),
+            (2, true, AK, 101, 501, 0),
+            (3, true, PA, 101, 501, 20),
+            (4, false, PA, 501, 121, 300),
+            (5, true, FA, 121, 801, 0),
+            (6, false, FA, 801, 122, 0),
+            (7, true, AK, 122, 802, 0),
+        ]);
+        assert_eq!(f.len(), 1);
+        let f = &f[0];
+        assert_eq!((f.conn_state, f.history.as_str()), ("SF", "ShADdFf"));
+        assert_eq!((f.orig_bytes, f.resp_bytes), (20, 300));
+        assert_eq!((f.orig_pkts, f.resp_pkts), (5, 3));
+        assert_eq!(f.orig_ip_bytes, 5 * 40 + 20);
+        assert_eq!(f.service, Some("http"));
+        // The final ACK after both FINs does not extend the duration (Zeek's rule).
+        assert_eq!(f.duration_ns, 6_000_000);
+        assert!(f.uid.starts_with('C') && f.uid.len() == 18);
+    }
+
+    #[test]
+    fn scan_outcomes() {
+        let rej = run_tcp(&[(0, true, S, 1, 0, 0), (1, false, RA, 0, 2, 0)]);
+        assert_eq!((rej[0].conn_state, rej[0].history.as_str()), ("REJ", "Sr"));
+        let s0 = run_tcp(&[(0, true, S, 1, 0, 0)]);
+        assert_eq!((s0[0].conn_state, s0[0].history.as_str()), ("S0", "S"));
+        // SYN, SYN-ACK, then the scanner's RST (a half-open scan of an open port).
+        let rsto = run_tcp(&[(0, true, S, 1, 0, 0), (1, false, SA, 9, 2, 0), (2, true, R, 2, 0, 0)]);
+        assert_eq!((rsto[0].conn_state, rsto[0].history.as_str()), ("RSTO", "ShR"));
+        let rstos0 = run_tcp(&[(0, true, S, 1, 0, 0), (1, true, R, 2, 0, 0)]);
+        assert_eq!(rstos0[0].conn_state, "RSTOS0");
+        let sh = run_tcp(&[(0, true, S, 1, 0, 0), (1, true, tf::FIN, 2, 0, 0)]);
+        assert_eq!(sh[0].conn_state, "SH");
+        let s1 = run_tcp(&[(0, true, S, 1, 0, 0), (1, false, SA, 9, 2, 0), (2, true, AK, 2, 10, 0)]);
+        assert_eq!((s1[0].conn_state, s1[0].history.as_str()), ("S1", "ShA"));
+        let oth = run_tcp(&[(0, true, PA, 1000, 5, 10), (1, false, AK, 5, 1010, 0)]);
+        assert_eq!(
+            (oth[0].conn_state, oth[0].history.as_str(), oth[0].orig_bytes),
+            ("OTH", "Da", 10)
+        );
+        let flipped = run_tcp(&[(0, false, SA, 9, 2, 0), (1, true, AK, 2, 10, 0)]);
+        assert_eq!(flipped[0].history.as_str(), "^hA");
+        assert_eq!(flipped[0].orig_h, IpAddr::V4(A));
+    }
+
+    #[test]
+    fn retransmissions_and_port_reuse() {
+        let f = run_tcp(&[
+            (0, true, S, 1, 0, 0),
+            (1, false, SA, 9, 2, 0),
+            (2, true, PA, 2, 10, 10),
+            (3, true, PA, 2, 10, 10),
+            (4, true, S, 777, 0, 0), // new ISN: a new connection on the same ports
+        ]);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].history, "ShDT");
+        assert_eq!((f[0].orig_pkts, f[0].orig_bytes, f[0].orig_payload_seen), (3, 10, 20));
+        assert_eq!((f[1].history.as_str(), f[1].conn_state), ("S", "S0"));
+        assert_ne!(f[0].uid, f[1].uid);
+    }
+
+    #[test]
+    fn idle_timeout_splits_udp_and_uids_are_stable() {
+        let run = || {
+            let mut t = FlowTable::new(Timeouts::default(), 1);
+            for (i, (s, from_a)) in [(0i64, true), (1, false), (200, true)].into_iter().enumerate() {
+                let frame = if from_a {
+                    build::udp4(A, 5000, B, 53, 30)
+                } else {
+                    build::udp4(B, 53, A, 5000, 60)
+                };
+                let Decoded::Ip(ip) = decode(1, &frame) else { panic!() };
+                t.observe(i as u64 + 1, s * NS, frame.len() as u32, &ip);
+            }
+            t.finish_all();
+            t.take_finished()
+        };
+        let f = run();
+        assert_eq!(f.len(), 2);
+        assert_eq!(
+            (f[0].conn_state, f[0].history.as_str(), f[0].orig_bytes, f[0].resp_bytes),
+            ("SF", "Dd", 30, 60)
+        );
+        assert_eq!((f[1].conn_state, f[1].orig_pkts, f[1].service), ("S0", 1, Some("dns")));
+        assert_eq!(
+            f.iter().map(|x| &x.uid).collect::<Vec<_>>(),
+            run().iter().map(|x| &x.uid).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn icmp_echo_pairs_into_one_flow() {
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        for (i, frame) in [
+            build::icmp4(A, B, 8, 0, 56),
+            build::icmp4(B, A, 0, 0, 56),
+            build::icmp4(B, A, 3, 3, 28),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let Decoded::Ip(ip) = decode(1, frame) else { panic!() };
+            t.observe(i as u64 + 1, i as i64, frame.len() as u32, &ip);
+        }
+        t.finish_all();
+        let f = t.take_finished();
+        assert_eq!(f.len(), 2);
+        assert_eq!(
+            (f[0].proto, f[0].orig_p, f[0].resp_p, f[0].orig_pkts, f[0].resp_pkts),
+            ("icmp", 8, 0, 1, 1)
+        );
+        assert_eq!((f[1].orig_h, f[1].orig_p, f[1].resp_p), (IpAddr::V4(B), 3, 3));
+    }
+
+    #[test]
+    fn rstos0_pattern() {
+        assert!(rstos0_history("SR"));
+        assert!(rstos0_history("^SdR"));
+        assert!(!rstos0_history("SAR"));
+        assert!(!rstos0_history("R") && !rstos0_history("SFR"));
+    }
+}

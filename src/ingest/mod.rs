@@ -1,0 +1,704 @@
+//! Offline sources: traffic recorded elsewhere, brought into the same store so every query
+//! and stage works on it. `import pcap` turns capture files into `flows` (Zeek conn.log
+//! semantics) and optionally `packets`; `import zeek` reads Zeek conn.log files into `flows`.
+//!
+//! Each file is one import: streamed from disk with bounded memory (only active flows are
+//! held), written in batches through the appender inside one transaction, and recorded in
+//! `imports`. This module reads the files it is given and writes only `flows` (or the table
+//! named with `--table`), `packets` and `imports`.
+
+pub mod decode;
+pub mod flow;
+pub mod reader;
+pub mod sink;
+pub mod zeek;
+
+use std::fs::File;
+use std::io::{BufReader, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::cli::{ImportArgs, ImportCommand, PcapImportArgs, ZeekImportArgs};
+use crate::error::{Error, Result};
+use crate::interrupt;
+use crate::store::Store;
+use decode::{linktype_name, Decoded, Transport};
+use flow::{FlowTable, Timeouts};
+use reader::{CaptureReader, OpenError, Stop};
+use sink::{FlowRow, PacketProto, PacketRow, FLOW_BATCH, PACKET_BATCH};
+
+/// Options of a capture import.
+#[derive(Debug, Clone)]
+pub struct PcapOptions {
+    /// Table receiving the flows (`flows` unless `--table`).
+    pub table: String,
+    /// Also write one `packets` row per packet.
+    pub packets: bool,
+    pub timeouts: Timeouts,
+}
+
+impl Default for PcapOptions {
+    fn default() -> Self {
+        PcapOptions {
+            table: "flows".to_string(),
+            packets: false,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// What importing one file did.
+#[derive(Debug, Clone, Default)]
+pub struct ImportReport {
+    pub import_id: i64,
+    pub path: PathBuf,
+    pub format: String,
+    pub file_bytes: u64,
+    /// Packets read (captures) or lines read (Zeek).
+    pub packets: u64,
+    pub flows: u64,
+    pub skipped: u64,
+    pub first_ts_ns: Option<i64>,
+    pub last_ts_ns: Option<i64>,
+    /// False when reading stopped at damage; `stopped` says where.
+    pub complete: bool,
+    pub stopped: Option<Stop>,
+    /// Ordinary things worth recording (non-IP frames, ...).
+    pub notes: Vec<String>,
+    /// Things the user should see (undecodable packets, unsupported link types, bad lines).
+    pub warnings: Vec<String>,
+    pub elapsed: Duration,
+    /// Most flows held in memory at once.
+    pub peak_active_flows: usize,
+}
+
+impl ImportReport {
+    fn notes_text(&self) -> Option<String> {
+        let mut notes = self.notes.clone();
+        notes.extend(self.warnings.iter().cloned());
+        if let Some(stop) = &self.stopped {
+            notes.push(format!(
+                "reading stopped at byte offset {}: {}",
+                stop.offset, stop.reason
+            ));
+        }
+        (!notes.is_empty()).then(|| notes.join("; "))
+    }
+}
+
+/// Progress on a terminal (stderr), silent otherwise; warnings go to stderr always.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    /// Print warnings on stderr.
+    report: bool,
+    /// Print a summary line per file on stderr.
+    summarize: bool,
+}
+
+impl Progress {
+    /// A bar when stderr is a terminal, and a summary line per file, unless `quiet`;
+    /// warnings always.
+    pub fn for_stderr(quiet: bool) -> Self {
+        Progress {
+            bar: (!quiet && std::io::stderr().is_terminal()).then(indicatif::ProgressBar::hidden),
+            report: true,
+            summarize: !quiet,
+        }
+    }
+
+    /// No output at all (tests, library use).
+    pub fn silent() -> Self {
+        Progress {
+            bar: None,
+            report: false,
+            summarize: false,
+        }
+    }
+
+    fn start(&mut self, path: &Path, total: u64) {
+        if let Some(bar) = &mut self.bar {
+            let b = indicatif::ProgressBar::new(total);
+            let style = indicatif::ProgressStyle::with_template(
+                "{spinner} import {msg} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            b.set_style(style);
+            b.set_message(
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+            *bar = b;
+        }
+    }
+
+    fn position(&self, at: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(at);
+        }
+    }
+
+    fn done(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Warnings come after the file's bar is cleared, so they go straight to stderr.
+    fn warn(&self, line: &str) {
+        if self.report {
+            eprintln!("warning: {line}");
+        }
+    }
+
+    /// One line per imported file.
+    fn summary(&self, r: &ImportReport) {
+        if !self.summarize {
+            return;
+        }
+        let span = match (r.first_ts_ns, r.last_ts_ns) {
+            (Some(a), Some(b)) => format!(", {} .. {}", fmt_ts(a), fmt_ts(b)),
+            _ => String::new(),
+        };
+        let rate = r.packets as f64 / r.elapsed.as_secs_f64().max(1e-9);
+        let unit = if r.format.starts_with("zeek") {
+            "lines"
+        } else {
+            "packets"
+        };
+        eprintln!(
+            "imported {} ({}): {} {unit}, {} flows, {} skipped{span} in {:.2} s ({:.0} {unit}/s), import id {}",
+            r.path.display(),
+            r.format,
+            r.packets,
+            r.flows,
+            r.skipped,
+            r.elapsed.as_secs_f64(),
+            rate,
+            r.import_id
+        );
+    }
+}
+
+/// Runs `import pcap|zeek` from the command line or the shell, printing one summary line per
+/// file to stderr.
+pub fn run(store: &Store, args: ImportArgs) -> Result<()> {
+    interrupt::clear();
+    match args.what {
+        ImportCommand::Pcap(a) => {
+            let opts = pcap_options(&a)?;
+            let mut progress = Progress::for_stderr(a.quiet);
+            import_pcaps(store, &a.files, &opts, &mut progress)?;
+        }
+        ImportCommand::Zeek(a) => {
+            let mut progress = Progress::for_stderr(a.quiet);
+            import_zeek_logs(store, &a, &mut progress)?;
+        }
+    }
+    Ok(())
+}
+
+fn fmt_ts(ns: i64) -> String {
+    DateTime::<Utc>::from_timestamp(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f UTC").to_string())
+        .unwrap_or_else(|| ns.to_string())
+}
+
+fn pcap_options(a: &PcapImportArgs) -> Result<PcapOptions> {
+    let ns = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    let mut t = Timeouts::default();
+    if let Some(all) = a.idle_timeout {
+        t.tcp_ns = ns(all);
+        t.udp_ns = ns(all);
+        t.icmp_ns = ns(all);
+    }
+    if let Some(v) = a.tcp_timeout {
+        t.tcp_ns = ns(v);
+    }
+    if let Some(v) = a.udp_timeout {
+        t.udp_ns = ns(v);
+    }
+    if let Some(v) = a.icmp_timeout {
+        t.icmp_ns = ns(v);
+    }
+    if a.table.trim().is_empty() {
+        return Err(Error::Usage("--table needs a name".to_string()));
+    }
+    Ok(PcapOptions {
+        table: a.table.clone(),
+        packets: a.packets,
+        timeouts: t,
+    })
+}
+
+fn check_writable(store: &Store) -> Result<()> {
+    if store.is_read_only() {
+        return Err(Error::Usage(format!(
+            "{} is open read-only; import needs to write\n  hint: drop --read-only",
+            store.location().display()
+        )));
+    }
+    Ok(())
+}
+
+fn next_import_id(store: &Store) -> Result<i64> {
+    store
+        .conn()
+        .query_row("SELECT coalesce(max(import_id), 0) + 1 FROM imports", [], |r| r.get(0))
+        .map_err(Error::sql)
+}
+
+/// Runs `work` inside a transaction: committed whole, or rolled back on error.
+fn in_transaction<T>(store: &Store, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    store.conn().execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
+    match work() {
+        Ok(v) => {
+            store.conn().execute_batch("COMMIT").map_err(Error::sql)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = store.conn().execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn record_import(store: &Store, r: &ImportReport) -> Result<()> {
+    let ts = |ns: Option<i64>| {
+        ns.and_then(|n| {
+            DateTime::<Utc>::from_timestamp(n.div_euclid(1_000_000_000), n.rem_euclid(1_000_000_000) as u32)
+        })
+    };
+    let is_zeek = r.format.starts_with("zeek");
+    store
+        .conn()
+        .execute(
+            "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            duckdb::params![
+                r.import_id,
+                r.path.to_string_lossy().into_owned(),
+                r.format,
+                Utc::now(),
+                i64::try_from(r.file_bytes).unwrap_or(i64::MAX),
+                if is_zeek {
+                    None
+                } else {
+                    Some(i64::try_from(r.packets).unwrap_or(i64::MAX))
+                },
+                i64::try_from(r.flows).unwrap_or(i64::MAX),
+                i64::try_from(r.skipped).unwrap_or(i64::MAX),
+                ts(r.first_ts_ns),
+                ts(r.last_ts_ns),
+                r.elapsed.as_secs_f64(),
+                r.complete,
+                r.notes_text()
+            ],
+        )
+        .map_err(Error::sql)?;
+    Ok(())
+}
+
+/// Imports capture files, each as its own import. Stops at the first file that cannot be
+/// imported (files before it stay imported).
+pub fn import_pcaps(
+    store: &Store,
+    files: &[PathBuf],
+    opts: &PcapOptions,
+    progress: &mut Progress,
+) -> Result<Vec<ImportReport>> {
+    check_writable(store)?;
+    sink::ensure_flow_table(store, &opts.table)?;
+    let mut reports = Vec::new();
+    for path in files {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+            return Err(Error::Import {
+                path: path.clone(),
+                reason: "it is a directory, not a capture file".to_string(),
+            });
+        }
+        progress.start(path, size);
+        let result = in_transaction(store, || {
+            let import_id = next_import_id(store)?;
+            let report = import_capture(
+                store,
+                BufReader::with_capacity(1 << 20, file),
+                path,
+                import_id,
+                opts,
+                progress,
+            )?;
+            record_import(store, &report)?;
+            Ok(report)
+        });
+        progress.done();
+        let report = result?;
+        if let Some(stop) = &report.stopped {
+            progress.warn(&format!(
+                "{}: reading stopped at byte offset {}: {}; the {} complete packets before it were imported",
+                path.display(),
+                stop.offset,
+                stop.reason,
+                report.packets
+            ));
+        }
+        for warning in &report.warnings {
+            progress.warn(&format!("{}: {warning}", path.display()));
+        }
+        progress.summary(&report);
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Counts of packets that joined no flow, by reason.
+#[derive(Debug, Default)]
+struct Skips {
+    not_ip: u64,
+    other_ip: u64,
+    fragments: u64,
+    broken: u64,
+    zero_length: u64,
+    unsupported: Vec<(u32, u64)>,
+}
+
+impl Skips {
+    fn total(&self) -> u64 {
+        self.not_ip
+            + self.other_ip
+            + self.fragments
+            + self.broken
+            + self.unsupported.iter().map(|(_, n)| n).sum::<u64>()
+    }
+
+    /// Notes for `imports.notes`: ordinary traffic that forms no flow (ARP, other IP
+    /// protocols, later fragments) first, then what deserves a warning.
+    fn notes(&self) -> (Vec<String>, Vec<String>) {
+        let mut notes = Vec::new();
+        if self.not_ip > 0 {
+            notes.push(format!(
+                "{} frames were not IP (ARP, LLC, ...) and joined no flow",
+                self.not_ip
+            ));
+        }
+        if self.other_ip > 0 {
+            notes.push(format!(
+                "{} IP packets of protocols other than TCP/UDP/ICMP joined no flow",
+                self.other_ip
+            ));
+        }
+        if self.fragments > 0 {
+            notes.push(format!(
+                "{} later IP fragments (no transport header) joined no flow",
+                self.fragments
+            ));
+        }
+        let mut warnings = Vec::new();
+        if self.broken > 0 {
+            let zero = if self.zero_length > 0 {
+                format!(" ({} of them zero-length)", self.zero_length)
+            } else {
+                String::new()
+            };
+            warnings.push(format!(
+                "{} packets were too short or malformed to decode{zero}",
+                self.broken
+            ));
+        }
+        for (lt, n) in &self.unsupported {
+            warnings.push(format!(
+                "{n} packets on unsupported link type {} were skipped (supported: {})",
+                linktype_name(*lt),
+                decode::SUPPORTED_LINKTYPES
+            ));
+        }
+        (notes, warnings)
+    }
+}
+
+/// Streams one capture into flows (and packets). The caller holds the transaction.
+pub fn import_capture<R: Read>(
+    store: &Store,
+    input: R,
+    path: &Path,
+    import_id: i64,
+    opts: &PcapOptions,
+    progress: &Progress,
+) -> Result<ImportReport> {
+    let started = Instant::now();
+    let mut reader = CaptureReader::open(input).map_err(|e| match e {
+        OpenError::Io(e) => Error::io(path, e),
+        OpenError::Empty => Error::NotACapture {
+            path: path.to_path_buf(),
+            hint: "the file is empty".to_string(),
+        },
+        OpenError::NotACapture { hint } => Error::NotACapture {
+            path: path.to_path_buf(),
+            hint,
+        },
+    })?;
+    let source = path.to_string_lossy().into_owned();
+    let mut report = ImportReport {
+        import_id,
+        path: path.to_path_buf(),
+        format: reader.format().as_str().to_string(),
+        complete: true,
+        ..Default::default()
+    };
+    let mut table = FlowTable::new(opts.timeouts, 0);
+    let mut skips = Skips::default();
+    let mut packets: Vec<PacketRow> = Vec::new();
+    let mut flows_written = 0u64;
+    loop {
+        let next = reader.next_packet().map_err(|e| Error::io(path, e))?;
+        let p = match next {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(stop) => {
+                report.complete = false;
+                report.stopped = Some(stop);
+                break;
+            }
+        };
+        report.packets += 1;
+        report.first_ts_ns = Some(report.first_ts_ns.map_or(p.ts_ns, |t| t.min(p.ts_ns)));
+        report.last_ts_ns = Some(report.last_ts_ns.map_or(p.ts_ns, |t| t.max(p.ts_ns)));
+        #[allow(clippy::unnecessary_lazy_evaluations)]
+        let mut row = opts.packets.then(|| PacketRow {
+            packet_no: p.number,
+            ts_ns: p.ts_ns,
+            src: None,
+            src_p: None,
+            dst: None,
+            dst_p: None,
+            proto: PacketProto::Broken,
+            ip_proto: None,
+            frame_len: p.orig_len,
+            cap_len: p.data.len() as u32,
+            ip_len: None,
+            payload_len: None,
+            tcp_flags: None,
+            flow_uid: None,
+            from_orig: None,
+        });
+        match decode::decode(p.linktype, p.data) {
+            Decoded::Ip(ip) => {
+                let assigned = table.observe(p.number, p.ts_ns, p.orig_len, &ip);
+                if assigned.is_none() {
+                    if ip.later_fragment {
+                        skips.fragments += 1;
+                    } else {
+                        skips.other_ip += 1;
+                    }
+                }
+                if let Some(row) = row.as_mut() {
+                    row.src = Some(ip.src);
+                    row.dst = Some(ip.dst);
+                    row.ip_proto = Some(ip.proto);
+                    row.ip_len = Some(ip.ip_len);
+                    row.proto = PacketProto::OtherIp;
+                    match ip.transport {
+                        Transport::Tcp {
+                            sport,
+                            dport,
+                            flags,
+                            payload,
+                            ..
+                        } => {
+                            (row.src_p, row.dst_p, row.tcp_flags, row.payload_len) =
+                                (Some(sport), Some(dport), Some(flags), Some(payload));
+                            row.proto = PacketProto::Tcp;
+                        }
+                        Transport::Udp { sport, dport, payload } => {
+                            (row.src_p, row.dst_p, row.payload_len) = (Some(sport), Some(dport), Some(payload));
+                            row.proto = PacketProto::Udp;
+                        }
+                        Transport::Icmp {
+                            v6,
+                            icmp_type,
+                            code,
+                            payload,
+                        } => {
+                            (row.src_p, row.dst_p, row.payload_len) =
+                                (Some(u16::from(icmp_type)), Some(u16::from(code)), Some(payload));
+                            row.proto = if v6 { PacketProto::Icmp6 } else { PacketProto::Icmp };
+                        }
+                        Transport::Other => {}
+                    }
+                    if let Some(a) = assigned {
+                        let mut uid = [b' '; 18];
+                        let bytes = a.uid.as_bytes();
+                        let n = bytes.len().min(18);
+                        uid[..n].copy_from_slice(&bytes[..n]);
+                        row.flow_uid = Some(uid);
+                        row.from_orig = Some(a.from_orig);
+                    }
+                }
+            }
+            Decoded::NotIp(t) => {
+                skips.not_ip += 1;
+                if let Some(row) = row.as_mut() {
+                    row.proto = PacketProto::EtherType(t);
+                }
+            }
+            Decoded::UnsupportedLink => {
+                match skips.unsupported.iter_mut().find(|(lt, _)| *lt == p.linktype) {
+                    Some((_, n)) => *n += 1,
+                    None => skips.unsupported.push((p.linktype, 1)),
+                }
+                if let Some(row) = row.as_mut() {
+                    row.proto = PacketProto::UnsupportedLink;
+                }
+            }
+            Decoded::Broken(_) => {
+                skips.broken += 1;
+                if p.data.is_empty() {
+                    skips.zero_length += 1;
+                }
+            }
+        }
+        if let Some(row) = row {
+            packets.push(row);
+            if packets.len() >= PACKET_BATCH {
+                sink::append_packets(store, import_id, &packets)?;
+                packets.clear();
+            }
+        }
+        if table.finished_len() >= FLOW_BATCH {
+            flows_written += write_flows(store, &opts.table, import_id, &source, &mut table)?;
+        }
+        report.peak_active_flows = report.peak_active_flows.max(table.active());
+        if report.packets.is_multiple_of(8192) {
+            progress.position(reader.offset());
+            if interrupt::requested() {
+                return Err(Error::Interrupted);
+            }
+        }
+    }
+    table.finish_all();
+    flows_written += write_flows(store, &opts.table, import_id, &source, &mut table)?;
+    sink::append_packets(store, import_id, &packets)?;
+    report.file_bytes = reader.offset();
+    report.flows = flows_written;
+    report.skipped = skips.total();
+    let (notes, warnings) = skips.notes();
+    report.warnings = warnings;
+    report.notes = notes;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn write_flows(store: &Store, table: &str, import_id: i64, source: &str, flows: &mut FlowTable) -> Result<u64> {
+    let rows: Vec<FlowRow> = flows.take_finished().into_iter().map(FlowRow::from).collect();
+    sink::append_flows(store, table, import_id, source, &rows)?;
+    Ok(rows.len() as u64)
+}
+
+/// Imports Zeek conn.log files (TSV or JSON) into `flows`, each file its own import.
+pub fn import_zeek_logs(store: &Store, args: &ZeekImportArgs, progress: &mut Progress) -> Result<Vec<ImportReport>> {
+    check_writable(store)?;
+    let mut reports = Vec::new();
+    for path in &args.files {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        progress.start(path, size);
+        let result = in_transaction(store, || {
+            let import_id = next_import_id(store)?;
+            let report = zeek::import_log(
+                store,
+                BufReader::with_capacity(1 << 20, file),
+                path,
+                import_id,
+                progress,
+            )?;
+            record_import(store, &report)?;
+            Ok(report)
+        });
+        progress.done();
+        let report = result?;
+        for warning in &report.warnings {
+            progress.warn(&format!("{}: {warning}", path.display()));
+        }
+        progress.summary(&report);
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Runs reader, decoder and flow assembly over arbitrary bytes without a store: the fuzz
+/// target's entry point. Returns (packets, flows); must never panic.
+pub fn fuzz_capture(bytes: &[u8]) -> (u64, u64) {
+    let Ok(mut reader) = CaptureReader::open(bytes) else {
+        return (0, 0);
+    };
+    let mut table = FlowTable::new(Timeouts::default(), 0);
+    let (mut packets, mut flows) = (0u64, 0u64);
+    while let Ok(Ok(Some(p))) = reader.next_packet() {
+        packets += 1;
+        if let Decoded::Ip(ip) = decode::decode(p.linktype, p.data) {
+            let _ = table.observe(p.number, p.ts_ns, p.orig_len, &ip);
+        }
+        flows += table.take_finished().len() as u64;
+    }
+    table.finish_all();
+    flows += table.take_finished().into_iter().map(FlowRow::from).count() as u64;
+    (packets, flows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic mutation fuzzer, so every `cargo test` run also throws damaged
+    /// captures at the parser (cargo-fuzz in fuzz/ does the long runs).
+    #[test]
+    fn damaged_captures_never_panic() {
+        let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pcaps");
+        let mut seeds: Vec<Vec<u8>> = ["nmap_tcp_syn_scan.pcap", "normal_http_espn.pcapng"]
+            .iter()
+            .filter_map(|n| std::fs::read(shared.join(n)).ok())
+            .collect();
+        let mut synthetic = Vec::new();
+        reader::write::pcap_header(&mut synthetic, 1, 65535).unwrap();
+        for i in 0..50u32 {
+            let f = decode::build::tcp4(
+                [10, 0, 0, 1].into(),
+                1000,
+                [10, 0, 0, 2].into(),
+                80,
+                i,
+                0,
+                0x02,
+                i as usize,
+            );
+            reader::write::pcap_record(&mut synthetic, i64::from(i), f.len() as u32, &f).unwrap();
+        }
+        seeds.push(synthetic);
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut rand = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for seed in &seeds {
+            let (packets, _) = fuzz_capture(seed);
+            assert!(packets > 0);
+            for _ in 0..150 {
+                let mut m = seed.clone();
+                for _ in 0..1 + rand() % 8 {
+                    let at = (rand() as usize) % m.len();
+                    m[at] = rand() as u8;
+                }
+                if rand() % 3 == 0 {
+                    let cut = (rand() as usize) % m.len();
+                    m.truncate(cut);
+                }
+                let _ = fuzz_capture(&m);
+            }
+        }
+    }
+}

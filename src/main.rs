@@ -1,0 +1,20 @@
+//! The `netlens` binary: parse the command line, run, map the outcome to an exit status.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // Everything netlens writes (database, WAL, history, exports) describes this host's
+    // activity: keep it private to the user.
+    #[cfg(unix)]
+    // SAFETY: umask only changes this process's file-creation mask and cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+    match netlens::run_from_args() {
+        Ok(outcome) => ExitCode::from(outcome.code()),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Local classification of IP addresses (loopback, private, link-local, CGNAT, ...).
+//!
+//! Pure functions, no I/O. Capture uses them for socket direction; geolocation (later) uses
+//! the same rules to decide which addresses must never leave the machine.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// What kind of address a remote endpoint is, by the IANA special-purpose registries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// 0.0.0.0 / `::`: no address.
+    Unspecified,
+    /// 127.0.0.0/8, `::1`, and IPv4-mapped loopback.
+    Loopback,
+    /// RFC 1918 (10/8, 172.16/12, 192.168/16) and IPv6 unique-local fc00::/7.
+    Private,
+    /// 169.254/16 and fe80::/10.
+    LinkLocal,
+    /// Carrier-grade NAT shared space 100.64.0.0/10 (RFC 6598).
+    Cgnat,
+    /// 224.0.0.0/4, 255.255.255.255 and ff00::/8.
+    Multicast,
+    /// Documentation ranges: 192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32.
+    Documentation,
+    /// Other special-purpose space: 0/8, 192.0.0/24, 198.18/15 benchmarking, 240/4.
+    Reserved,
+    /// Everything else: routable on the internet.
+    Public,
+}
+
+impl Scope {
+    /// Name stored in the `remote_scope` columns.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Unspecified => "unspecified",
+            Scope::Loopback => "loopback",
+            Scope::Private => "private",
+            Scope::LinkLocal => "link_local",
+            Scope::Cgnat => "cgnat",
+            Scope::Multicast => "multicast",
+            Scope::Documentation => "documentation",
+            Scope::Reserved => "reserved",
+            Scope::Public => "public",
+        }
+    }
+
+    /// True for addresses that stay inside a site: loopback, private and link-local.
+    pub fn is_local_network(self) -> bool {
+        matches!(self, Scope::Loopback | Scope::Private | Scope::LinkLocal)
+    }
+}
+
+/// Classifies an address. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are classified as the
+/// IPv4 address they carry, because that is what the kernel reports for dual-stack sockets.
+pub fn scope(addr: IpAddr) -> Scope {
+    match addr {
+        IpAddr::V4(v4) => scope_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => scope_v4(v4),
+            None => scope_v6(v6),
+        },
+    }
+}
+
+fn scope_v4(a: Ipv4Addr) -> Scope {
+    let [o1, o2, o3, _] = a.octets();
+    if a.is_unspecified() {
+        Scope::Unspecified
+    } else if a.is_loopback() {
+        Scope::Loopback
+    } else if a.is_private() {
+        Scope::Private
+    } else if a.is_link_local() {
+        Scope::LinkLocal
+    } else if o1 == 100 && (o2 & 0xC0) == 64 {
+        Scope::Cgnat
+    } else if a.is_multicast() || a.is_broadcast() {
+        Scope::Multicast
+    } else if a.is_documentation() {
+        Scope::Documentation
+    } else if o1 == 0 || o1 >= 240 || (o1 == 192 && o2 == 0 && o3 == 0) || (o1 == 198 && (o2 & 0xFE) == 18)
+    {
+        Scope::Reserved
+    } else {
+        Scope::Public
+    }
+}
+
+fn scope_v6(a: Ipv6Addr) -> Scope {
+    let seg = a.segments();
+    if a.is_unspecified() {
+        Scope::Unspecified
+    } else if a.is_loopback() {
+        Scope::Loopback
+    } else if (seg[0] & 0xFE00) == 0xFC00 {
+        Scope::Private
+    } else if (seg[0] & 0xFFC0) == 0xFE80 {
+        Scope::LinkLocal
+    } else if a.is_multicast() {
+        Scope::Multicast
+    } else if seg[0] == 0x2001 && seg[1] == 0x0DB8 {
+        Scope::Documentation
+    } else if (seg[0] & 0xE000) != 0x2000 {
+        // Outside 2000::/3, the only globally allocated unicast space.
+        Scope::Reserved
+    } else {
+        Scope::Public
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(text: &str) -> Scope {
+        scope(text.parse().unwrap())
+    }
+
+    #[test]
+    fn ipv4_ranges() {
+        assert_eq!(s("0.0.0.0"), Scope::Unspecified);
+        assert_eq!(s("127.0.0.1"), Scope::Loopback);
+        assert_eq!(s("127.255.1.2"), Scope::Loopback);
+        assert_eq!(s("10.1.2.3"), Scope::Private);
+        assert_eq!(s("172.16.0.1"), Scope::Private);
+        assert_eq!(s("172.31.255.255"), Scope::Private);
+        assert_eq!(s("172.32.0.1"), Scope::Public);
+        assert_eq!(s("192.168.1.25"), Scope::Private);
+        assert_eq!(s("169.254.1.1"), Scope::LinkLocal);
+        assert_eq!(s("100.64.0.1"), Scope::Cgnat);
+        assert_eq!(s("100.127.255.255"), Scope::Cgnat);
+        assert_eq!(s("100.128.0.1"), Scope::Public);
+        assert_eq!(s("224.0.0.251"), Scope::Multicast);
+        assert_eq!(s("255.255.255.255"), Scope::Multicast);
+        assert_eq!(s("192.0.2.7"), Scope::Documentation);
+        assert_eq!(s("198.51.100.7"), Scope::Documentation);
+        assert_eq!(s("203.0.113.7"), Scope::Documentation);
+        assert_eq!(s("198.18.0.1"), Scope::Reserved);
+        assert_eq!(s("240.0.0.1"), Scope::Reserved);
+        assert_eq!(s("8.8.8.8"), Scope::Public);
+        assert_eq!(s("81.2.69.160"), Scope::Public);
+    }
+
+    #[test]
+    fn ipv6_ranges() {
+        assert_eq!(s("::"), Scope::Unspecified);
+        assert_eq!(s("::1"), Scope::Loopback);
+        assert_eq!(s("fd00::1"), Scope::Private);
+        assert_eq!(s("fe80::1"), Scope::LinkLocal);
+        assert_eq!(s("ff02::fb"), Scope::Multicast);
+        assert_eq!(s("2001:db8::1"), Scope::Documentation);
+        assert_eq!(s("2001:218::1"), Scope::Public);
+        assert_eq!(s("::ffff:127.0.0.1"), Scope::Loopback);
+        assert_eq!(s("::ffff:192.168.0.1"), Scope::Private);
+        assert_eq!(s("::ffff:8.8.8.8"), Scope::Public);
+    }
+}

@@ -1,0 +1,336 @@
+//! Printing query results: Arrow record batches from DuckDB to a table (comfy-table, fitted to
+//! the terminal), CSV, JSON, JSON lines, Markdown, line or list output. Streaming modes write
+//! row by row, so a large result never sits in memory; the display modes (table, line) stop
+//! collecting at `maxrows` and only count the rest.
+
+use std::io::Write;
+
+use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+use duckdb::arrow::array::{Array, ArrayRef, AsArray};
+use duckdb::arrow::datatypes::{DataType, SchemaRef};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::cli::OutputMode;
+use crate::error::{Error, Result};
+
+/// How to print.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderOptions {
+    pub mode: OutputMode,
+    pub headers: bool,
+    /// Rows shown in table and line modes; 0 shows all.
+    pub maxrows: usize,
+    /// Terminal width to fit tables into; `None` when not printing to a terminal.
+    pub width: Option<u16>,
+}
+
+fn out_err(e: std::io::Error) -> Error {
+    Error::Output(e)
+}
+
+fn is_numeric(t: &DataType) -> bool {
+    t.is_numeric()
+}
+
+/// One batch's columns formatted as text.
+struct Formatted<'a> {
+    formatters: Vec<ArrayFormatter<'a>>,
+    columns: &'a [ArrayRef],
+    null: &'a str,
+}
+
+impl<'a> Formatted<'a> {
+    fn new(batch: &'a RecordBatch, null: &'a str) -> Result<Self> {
+        // DuckDB's own rendering of timestamps (space, not ISO 'T'); all netlens times are UTC.
+        let options = FormatOptions::default()
+            .with_null(null)
+            .with_display_error(true)
+            .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"));
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Sql {
+                message: format!("cannot display result: {e}"),
+            })?;
+        Ok(Formatted {
+            formatters,
+            columns: batch.columns(),
+            null,
+        })
+    }
+
+    fn text(&self, col: usize, row: usize) -> String {
+        if self.is_null(col, row) {
+            return self.null.to_string();
+        }
+        self.formatters[col].value(row).to_string()
+    }
+
+    /// Arrow's Null type has no validity bitmap, so `is_null` alone misses it.
+    fn is_null(&self, col: usize, row: usize) -> bool {
+        let array = &self.columns[col];
+        array.is_null(row) || array.data_type() == &DataType::Null
+    }
+
+    /// The cell as a JSON value: numbers and booleans bare, everything else a string.
+    fn json(&self, col: usize, row: usize) -> serde_json::Value {
+        let array = &self.columns[col];
+        if self.is_null(col, row) {
+            return serde_json::Value::Null;
+        }
+        match array.data_type() {
+            DataType::Boolean => serde_json::Value::Bool(array.as_boolean().value(row)),
+            t if is_numeric(t) => {
+                let text = self.text(col, row);
+                serde_json::from_str::<serde_json::Number>(&text)
+                    .map(serde_json::Value::Number)
+                    .unwrap_or(serde_json::Value::String(text))
+            }
+            _ => serde_json::Value::String(self.text(col, row)),
+        }
+    }
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+fn markdown_field(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Prints a result; returns the number of rows it had.
+pub fn render(
+    schema: &SchemaRef,
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+    opts: RenderOptions,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    if names.is_empty() {
+        // DDL and other statements without a result: drain and print nothing.
+        for b in batches {
+            b?;
+        }
+        return Ok(0);
+    }
+    match opts.mode {
+        OutputMode::Table | OutputMode::Line => render_display(schema, &names, batches, opts, out),
+        _ => render_stream(&names, batches, opts, out),
+    }
+}
+
+fn render_stream(
+    names: &[String],
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+    opts: RenderOptions,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let mode = opts.mode;
+    if opts.headers {
+        match mode {
+            OutputMode::Csv => writeln!(out, "{}", names.iter().map(|n| csv_field(n)).collect::<Vec<_>>().join(",")),
+            OutputMode::List => writeln!(out, "{}", names.join("|")),
+            OutputMode::Markdown => writeln!(
+                out,
+                "| {} |\n|{}|",
+                names.iter().map(|n| markdown_field(n)).collect::<Vec<_>>().join(" | "),
+                names.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+            ),
+            _ => Ok(()),
+        }
+        .map_err(out_err)?;
+    }
+    if mode == OutputMode::Json {
+        out.write_all(b"[").map_err(out_err)?;
+    }
+    let mut rows = 0u64;
+    for batch in batches {
+        let batch = batch?;
+        let null = if matches!(mode, OutputMode::Markdown | OutputMode::List) { "NULL" } else { "" };
+        let f = Formatted::new(&batch, null)?;
+        for row in 0..batch.num_rows() {
+            let line = match mode {
+                OutputMode::Csv => (0..names.len()).map(|c| csv_field(&f.text(c, row))).collect::<Vec<_>>().join(","),
+                OutputMode::List => (0..names.len()).map(|c| f.text(c, row)).collect::<Vec<_>>().join("|"),
+                OutputMode::Markdown => format!(
+                    "| {} |",
+                    (0..names.len()).map(|c| markdown_field(&f.text(c, row))).collect::<Vec<_>>().join(" | ")
+                ),
+                _ => {
+                    let object: serde_json::Map<String, serde_json::Value> =
+                        names.iter().enumerate().map(|(c, n)| (n.clone(), f.json(c, row))).collect();
+                    let text = serde_json::Value::Object(object).to_string();
+                    if mode == OutputMode::Json {
+                        format!("{}\n{text}", if rows == 0 { "" } else { "," })
+                    } else {
+                        text
+                    }
+                }
+            };
+            if mode == OutputMode::Json {
+                out.write_all(line.as_bytes()).map_err(out_err)?;
+            } else {
+                writeln!(out, "{line}").map_err(out_err)?;
+            }
+            rows += 1;
+        }
+    }
+    if mode == OutputMode::Json {
+        out.write_all(if rows == 0 { b"]\n" } else { b"\n]\n" }).map_err(out_err)?;
+    }
+    Ok(rows)
+}
+
+fn render_display(
+    schema: &SchemaRef,
+    names: &[String],
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+    opts: RenderOptions,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let limit = if opts.maxrows == 0 { usize::MAX } else { opts.maxrows };
+    let mut shown: Vec<Vec<String>> = Vec::new();
+    let mut total = 0u64;
+    for batch in batches {
+        let batch = batch?;
+        if shown.len() < limit {
+            let f = Formatted::new(&batch, "NULL")?;
+            for row in 0..batch.num_rows().min(limit - shown.len()) {
+                shown.push(
+                    (0..names.len())
+                        .map(|c| f.text(c, row))
+                        .collect(),
+                );
+            }
+        }
+        total += batch.num_rows() as u64;
+    }
+    if opts.mode == OutputMode::Line {
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        for (i, row) in shown.iter().enumerate() {
+            if i > 0 {
+                writeln!(out).map_err(out_err)?;
+            }
+            for (name, value) in names.iter().zip(row) {
+                writeln!(out, "{name:>width$} = {value}").map_err(out_err)?;
+            }
+        }
+    } else {
+        let mut table = Table::new();
+        table.load_style(presets::UTF8_FULL_CONDENSED);
+        match opts.width {
+            Some(w) => {
+                table.set_content_arrangement(ContentArrangement::Dynamic);
+                table.set_width(w);
+            }
+            None => {
+                table.set_content_arrangement(ContentArrangement::Disabled);
+            }
+        }
+        if opts.headers {
+            table.set_header(names);
+        }
+        for row in shown.iter() {
+            table.add_row(row);
+        }
+        for (i, field) in schema.fields().iter().enumerate() {
+            if is_numeric(field.data_type()) {
+                if let Some(column) = table.column_mut(i) {
+                    column.set_cell_alignment(CellAlignment::Right);
+                }
+            }
+        }
+        writeln!(out, "{table}").map_err(out_err)?;
+    }
+    if (shown.len() as u64) < total {
+        writeln!(out, "({total} rows, {} shown; .maxrows N changes the limit)", shown.len()).map_err(out_err)?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use duckdb::arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray};
+
+    fn sample() -> (SchemaRef, RecordBatch) {
+        let batch = RecordBatch::try_from_iter(vec![
+            ("n", Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef),
+            ("s", Arc::new(StringArray::from(vec![Some("a,\"b\""), Some("x|y")])) as ArrayRef),
+            ("f", Arc::new(Float64Array::from(vec![Some(1.5), Some(f64::NAN)])) as ArrayRef),
+            ("b", Arc::new(BooleanArray::from(vec![Some(true), None])) as ArrayRef),
+        ])
+        .unwrap();
+        (batch.schema(), batch)
+    }
+
+    fn run(mode: OutputMode, headers: bool, maxrows: usize) -> String {
+        let (schema, batch) = sample();
+        let mut out = Vec::new();
+        let opts = RenderOptions {
+            mode,
+            headers,
+            maxrows,
+            width: None,
+        };
+        render(&schema, std::iter::once(Ok(batch)), opts, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn csv_quotes_and_nulls() {
+        assert_eq!(run(OutputMode::Csv, true, 0), "n,s,f,b\n1,\"a,\"\"b\"\"\",1.5,true\n,x|y,NaN,\n");
+        assert_eq!(run(OutputMode::Csv, false, 0).lines().count(), 2);
+    }
+
+    #[test]
+    fn json_types_values() {
+        let text = run(OutputMode::Json, true, 0);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v[0]["n"], serde_json::json!(1));
+        assert_eq!(v[0]["f"], serde_json::json!(1.5));
+        assert_eq!(v[0]["b"], serde_json::json!(true));
+        assert_eq!(v[1]["n"], serde_json::Value::Null);
+        assert_eq!(v[1]["f"], serde_json::json!("NaN"));
+        let lines: Vec<serde_json::Value> =
+            run(OutputMode::Jsonl, true, 0).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["s"], serde_json::json!("a,\"b\""));
+    }
+
+    #[test]
+    fn markdown_list_line_and_table() {
+        let md = run(OutputMode::Markdown, true, 0);
+        assert!(md.starts_with("| n | s | f | b |\n|---|---|---|---|\n"), "{md}");
+        assert!(md.contains("x\\|y"));
+        assert_eq!(run(OutputMode::List, false, 0).lines().next().unwrap(), "1|a,\"b\"|1.5|true");
+        assert!(run(OutputMode::Line, true, 0).contains("n = NULL"));
+        let table = run(OutputMode::Table, true, 1);
+        assert!(table.contains("(2 rows, 1 shown"), "{table}");
+        assert!(!table.contains("x|y"));
+    }
+
+    #[test]
+    fn empty_json_is_an_empty_array() {
+        let (schema, batch) = sample();
+        let mut out = Vec::new();
+        let opts = RenderOptions {
+            mode: OutputMode::Json,
+            headers: true,
+            maxrows: 0,
+            width: None,
+        };
+        render(&schema, std::iter::once(Ok(batch.slice(0, 0))), opts, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "[]\n");
+    }
+}

@@ -1,0 +1,317 @@
+//! Export through DuckDB's `COPY`: a table or a query to Parquet, CSV or JSON, optionally as a
+//! Hive-partitioned Parquet tree (`host=…/date=…/`) that many hosts' exports can share. Flows
+//! also export as a Zeek TSV conn.log, written row by row, for tools of the Zeek ecosystem.
+
+use std::path::{Path, PathBuf};
+
+use super::{quote_ident, quote_literal, Store};
+use crate::error::{Error, Result};
+
+/// File format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Parquet,
+    Csv,
+    /// Newline-delimited JSON, one object per row.
+    Json,
+    /// Zeek TSV conn.log (from flows, or any source with its columns).
+    Zeek,
+}
+
+impl ExportFormat {
+    /// Guesses the format from the output's extension; Parquet otherwise.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("csv") => ExportFormat::Csv,
+            Some("json" | "jsonl" | "ndjson") => ExportFormat::Json,
+            Some("log") => ExportFormat::Zeek,
+            _ => ExportFormat::Parquet,
+        }
+    }
+}
+
+/// What to export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportSource {
+    Table(String),
+    Query(String),
+}
+
+/// A complete export request.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub source: ExportSource,
+    pub out: PathBuf,
+    pub format: ExportFormat,
+    pub partition_by: Vec<String>,
+    pub overwrite: bool,
+}
+
+impl Store {
+    /// Runs the export and returns the number of rows written.
+    pub fn export(&self, req: &ExportRequest) -> Result<u64> {
+        let (select, columns, name) = match &req.source {
+            ExportSource::Table(t) => {
+                if !self.relation_exists(t)? {
+                    return Err(Error::UnknownTable { name: t.clone() });
+                }
+                (format!("SELECT * FROM {}", quote_ident(t)), self.columns_of(t)?, t.clone())
+            }
+            ExportSource::Query(q) => {
+                let q = q.trim().trim_end_matches(';').to_string();
+                let cols = self.query_columns(&q)?;
+                (q, cols, "query".to_string())
+            }
+        };
+        if req.format == ExportFormat::Zeek {
+            if !req.partition_by.is_empty() {
+                return Err(Error::Usage(
+                    "--partition-by writes a Hive-partitioned Parquet tree; use --format parquet".to_string(),
+                ));
+            }
+            if req.out.exists() && !req.overwrite {
+                return Err(Error::Usage(format!(
+                    "{} already exists; nothing was written\n  hint: pass --overwrite to replace it",
+                    req.out.display()
+                )));
+            }
+            return self.export_zeek(&select, &columns, &req.out);
+        }
+        let out = req.out.to_string_lossy().into_owned();
+        let mut options = vec![match req.format {
+            ExportFormat::Parquet => "FORMAT parquet".to_string(),
+            ExportFormat::Csv => "FORMAT csv, HEADER true".to_string(),
+            ExportFormat::Json => "FORMAT json".to_string(),
+            ExportFormat::Zeek => unreachable!("handled above"),
+        }];
+        let select = if req.partition_by.is_empty() {
+            if req.out.exists() && !req.overwrite {
+                return Err(Error::Usage(format!(
+                    "{} already exists; nothing was written\n  hint: pass --overwrite to replace it",
+                    req.out.display()
+                )));
+            }
+            select
+        } else {
+            if req.format != ExportFormat::Parquet {
+                return Err(Error::Usage(
+                    "--partition-by writes a Hive-partitioned Parquet tree; use --format parquet".to_string(),
+                ));
+            }
+            let (select, keys) = self.partitioned_select(&select, &columns, &req.partition_by)?;
+            options.push(format!("PARTITION_BY ({keys})"));
+            options.push(format!("FILENAME_PATTERN {}", quote_literal(&format!("{}_{{uuid}}", file_stem(&name)))));
+            // Appending keeps other hosts' files in a shared tree; --overwrite replaces the tree.
+            options.push(if req.overwrite { "OVERWRITE true" } else { "APPEND true" }.to_string());
+            select
+        };
+        let sql = format!("COPY ({select}) TO {} ({})", quote_literal(&out), options.join(", "));
+        let rows = self.conn.execute(&sql, []).map_err(|e| Error::Sql {
+            message: format!("export to {} failed: {e}", req.out.display()),
+        })?;
+        Ok(rows as u64)
+    }
+
+    fn query_columns(&self, query: &str) -> Result<Vec<String>> {
+        let stmt = self.conn.prepare(&format!("SELECT * FROM ({query}) LIMIT 0")).map_err(Error::sql)?;
+        let mut stmt = stmt;
+        stmt.execute([]).map_err(Error::sql)?;
+        Ok(stmt.column_names())
+    }
+
+    /// Adds derived `host` and `date` columns when the source lacks them: host from the
+    /// snapshot a row belongs to (or this database's host), date from the row's time.
+    fn partitioned_select(&self, select: &str, columns: &[String], keys: &[String]) -> Result<(String, String)> {
+        let has = |c: &str| columns.iter().any(|x| x.eq_ignore_ascii_case(c));
+        let mut extra = Vec::new();
+        let mut join = String::new();
+        for key in keys {
+            if has(key) {
+                continue;
+            }
+            match key.as_str() {
+                "host" if has("snapshot_id") => {
+                    join = " LEFT JOIN snapshots AS _snap ON _src.snapshot_id = _snap.snapshot_id".to_string();
+                    extra.push("_snap.host AS host".to_string());
+                }
+                "host" => extra.push(format!("{} AS host", quote_literal(&self.single_host()?))),
+                "date" => {
+                    let time = ["ts", "first_seen", "start_time"].into_iter().find(|c| has(c)).ok_or_else(|| {
+                        Error::Usage(
+                            "cannot derive the date partition: the source has no ts or first_seen column".to_string(),
+                        )
+                    })?;
+                    extra.push(format!("CAST(_src.{time} AS DATE) AS \"date\""));
+                }
+                other => {
+                    return Err(Error::Usage(format!(
+                        "cannot partition by '{other}': the source has no such column (host and date are derived when missing)"
+                    )))
+                }
+            }
+        }
+        let keys_sql = keys.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ");
+        if extra.is_empty() {
+            return Ok((select.to_string(), keys_sql));
+        }
+        Ok((format!("SELECT _src.*, {} FROM ({select}) AS _src{join}", extra.join(", ")), keys_sql))
+    }
+
+    /// The host this database describes, for sources that carry no host of their own.
+    fn single_host(&self) -> Result<String> {
+        let hosts: Vec<String> = self
+            .conn
+            .prepare("SELECT DISTINCT host FROM snapshots ORDER BY host")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(Error::sql)?;
+        match hosts.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(Error::Usage(
+                "the database has no snapshots to take a host name from\n  hint: export a query that adds one: --query \"SELECT *, 'name' AS host FROM ...\""
+                    .to_string(),
+            )),
+            _ => Err(Error::Usage(format!(
+                "this database holds several hosts ({}) and the source has no host column to partition by",
+                hosts.join(", ")
+            ))),
+        }
+    }
+}
+
+/// conn.log fields in Zeek's order: (Zeek name, flows column, Zeek type). Fields flows does not
+/// keep (local_orig, local_resp, tunnel_parents) are written unset.
+const ZEEK_CONN_FIELDS: [(&str, &str, &str); 21] = [
+    ("ts", "ts", "time"),
+    ("uid", "uid", "string"),
+    ("id.orig_h", "orig_h", "addr"),
+    ("id.orig_p", "orig_p", "port"),
+    ("id.resp_h", "resp_h", "addr"),
+    ("id.resp_p", "resp_p", "port"),
+    ("proto", "proto", "enum"),
+    ("service", "service", "string"),
+    ("duration", "duration", "interval"),
+    ("orig_bytes", "orig_bytes", "count"),
+    ("resp_bytes", "resp_bytes", "count"),
+    ("conn_state", "conn_state", "string"),
+    ("local_orig", "local_orig", "bool"),
+    ("local_resp", "local_resp", "bool"),
+    ("missed_bytes", "missed_bytes", "count"),
+    ("history", "history", "string"),
+    ("orig_pkts", "orig_pkts", "count"),
+    ("orig_ip_bytes", "orig_ip_bytes", "count"),
+    ("resp_pkts", "resp_pkts", "count"),
+    ("resp_ip_bytes", "resp_ip_bytes", "count"),
+    ("tunnel_parents", "tunnel_parents", "set[string]"),
+];
+
+/// A value for a Zeek TSV field: tab, backslash and control characters as `\xNN`, the empty
+/// string as `(empty)`, a literal `-` escaped so it does not read as unset.
+fn zeek_escape(s: &str) -> String {
+    if s.is_empty() {
+        return "(empty)".to_string();
+    }
+    if s == "-" {
+        return "\\x2d".to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\\' || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Writes `select` as a Zeek TSV conn.log; columns are matched by name (flows' names or
+    /// Zeek's dotted ones), missing optional ones are written unset.
+    fn export_zeek(&self, select: &str, columns: &[String], out: &Path) -> Result<u64> {
+        use std::io::Write;
+        let find = |a: &str, b: &str| columns.iter().find(|c| c.eq_ignore_ascii_case(a) || c.eq_ignore_ascii_case(b));
+        let mut exprs = Vec::new();
+        for (zeek, col, _) in ZEEK_CONN_FIELDS {
+            let expr = match (find(col, zeek), zeek) {
+                (Some(c), "ts") => format!("epoch_us({})::BIGINT::VARCHAR", quote_ident(c)),
+                (Some(c), "duration") => format!("printf('%.6f', CAST({} AS DOUBLE))", quote_ident(c)),
+                (Some(c), "local_orig" | "local_resp") => {
+                    format!("CASE WHEN CAST({0} AS BOOLEAN) THEN 'T' WHEN NOT CAST({0} AS BOOLEAN) THEN 'F' END", quote_ident(c))
+                }
+                (Some(c), _) => format!("CAST({} AS VARCHAR)", quote_ident(c)),
+                (None, "ts" | "uid" | "id.orig_h" | "id.orig_p" | "id.resp_h" | "id.resp_p" | "proto") => {
+                    return Err(Error::Usage(format!(
+                        "a Zeek conn.log needs a {col} column, which the source lacks\n  hint: export --table flows, or a query with flows' columns"
+                    )))
+                }
+                (None, _) => "NULL::VARCHAR".to_string(),
+            };
+            exprs.push(expr);
+        }
+        let ts_col = find("ts", "ts").map(|c| quote_ident(c)).unwrap_or_default();
+        let sql = format!("SELECT {} FROM ({select}) AS _src ORDER BY {ts_col}", exprs.join(", "));
+        let fail = |e: std::io::Error| Error::io(out, e);
+        let file = std::fs::File::create(out).map_err(fail)?;
+        let mut w = std::io::BufWriter::new(file);
+        let now = chrono::Utc::now().format("%Y-%m-%d-%H-%M-%S");
+        let names: Vec<&str> = ZEEK_CONN_FIELDS.iter().map(|f| f.0).collect();
+        let types: Vec<&str> = ZEEK_CONN_FIELDS.iter().map(|f| f.2).collect();
+        write!(
+            w,
+            "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n#open\t{now}\n#fields\t{}\n#types\t{}\n",
+            names.join("\t"),
+            types.join("\t")
+        )
+        .map_err(fail)?;
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| Error::Sql {
+            message: format!("export to {} failed: {e}", out.display()),
+        })?;
+        let mut rows = stmt.query([]).map_err(Error::sql)?;
+        let mut n = 0u64;
+        let mut line = String::new();
+        while let Some(row) = rows.next().map_err(Error::sql)? {
+            line.clear();
+            for i in 0..ZEEK_CONN_FIELDS.len() {
+                if i > 0 {
+                    line.push('\t');
+                }
+                let v: Option<String> = row.get(i).map_err(Error::sql)?;
+                match (v, i) {
+                    (None, _) => line.push('-'),
+                    (Some(us), 0) => {
+                        let us: i64 = us.parse().unwrap_or(0);
+                        line.push_str(&format!("{}.{:06}", us.div_euclid(1_000_000), us.rem_euclid(1_000_000)));
+                    }
+                    (Some(v), _) => line.push_str(&zeek_escape(&v)),
+                }
+            }
+            line.push('\n');
+            w.write_all(line.as_bytes()).map_err(fail)?;
+            n += 1;
+        }
+        writeln!(w, "#close\t{}", chrono::Utc::now().format("%Y-%m-%d-%H-%M-%S")).map_err(fail)?;
+        w.flush().map_err(fail)?;
+        Ok(n)
+    }
+}
+
+fn file_stem(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_follows_extension() {
+        assert_eq!(ExportFormat::from_path(Path::new("a.csv")), ExportFormat::Csv);
+        assert_eq!(ExportFormat::from_path(Path::new("a.JSONL")), ExportFormat::Json);
+        assert_eq!(ExportFormat::from_path(Path::new("a.parquet")), ExportFormat::Parquet);
+        assert_eq!(ExportFormat::from_path(Path::new("tree")), ExportFormat::Parquet);
+        assert_eq!(ExportFormat::from_path(Path::new("conn.log")), ExportFormat::Zeek);
+    }
+}

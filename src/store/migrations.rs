@@ -1,0 +1,195 @@
+//! Schema versions. Each `sql/NNN_name.sql` script is one migration, applied once, in its own
+//! transaction, and recorded in `schema_migrations`. A file from an older netlens is upgraded
+//! on open; a file from a newer one is refused untouched.
+
+use std::path::Path;
+
+use duckdb::Connection;
+
+use crate::error::{Error, Result};
+
+/// One schema step.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration this build knows, in order. A test checks it matches `sql/NNN_*.sql`.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core",
+        sql: include_str!("../../sql/001_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "flows",
+        sql: include_str!("../../sql/002_flows.sql"),
+    },
+];
+
+const BOOTSTRAP: &str = "
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     BIGINT PRIMARY KEY,
+    name        VARCHAR NOT NULL,
+    applied_at  TIMESTAMP NOT NULL,
+    netlens     VARCHAR NOT NULL
+);
+COMMENT ON TABLE schema_migrations IS 'Schema versions applied to this database, one row per sql/NNN_*.sql script.';
+COMMENT ON COLUMN schema_migrations.version IS 'Migration number (the NNN of its script).';
+COMMENT ON COLUMN schema_migrations.name IS 'Migration name (the rest of its script name).';
+COMMENT ON COLUMN schema_migrations.applied_at IS 'UTC time it was applied.';
+COMMENT ON COLUMN schema_migrations.netlens IS 'netlens version that applied it.';
+";
+
+fn current_version(conn: &Connection) -> Result<Option<i64>> {
+    let exists: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_migrations' AND schema_name = 'main'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(Error::sql)?;
+    if exists == 0 {
+        return Ok(None);
+    }
+    conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .map(Some)
+        .map_err(Error::sql)
+}
+
+/// Brings the schema up to the newest of `migrations`.
+pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only: bool) -> Result<()> {
+    let supported = migrations.last().map_or(0, |m| m.version);
+    let found = current_version(conn)?;
+    let at = found.unwrap_or(0);
+    if at > supported {
+        return Err(Error::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: at,
+            supported,
+        });
+    }
+    if at == supported {
+        return Ok(());
+    }
+    if read_only {
+        return Err(Error::SchemaNeedsUpgrade {
+            path: path.to_path_buf(),
+            found: at,
+            supported,
+        });
+    }
+    if found.is_none() {
+        conn.execute_batch(BOOTSTRAP).map_err(|e| Error::Migration {
+            version: 0,
+            name: "schema_migrations".into(),
+            reason: e.to_string(),
+        })?;
+    }
+    for m in migrations.iter().filter(|m| m.version > at) {
+        let fail = |e: duckdb::Error| Error::Migration {
+            version: m.version,
+            name: m.name.to_string(),
+            reason: e.to_string(),
+        };
+        conn.execute_batch("BEGIN TRANSACTION").map_err(fail)?;
+        let applied = conn.execute_batch(m.sql).and_then(|_| {
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, now(), ?)",
+                duckdb::params![m.version, m.name, env!("CARGO_PKG_VERSION")],
+            )
+        });
+        match applied {
+            Ok(_) => conn.execute_batch("COMMIT").map_err(fail)?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(fail(e));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M1: Migration = Migration {
+        version: 1,
+        name: "one",
+        sql: "CREATE TABLE a (x INTEGER);",
+    };
+    const M2: Migration = Migration {
+        version: 2,
+        name: "two",
+        sql: "ALTER TABLE a ADD COLUMN y INTEGER;",
+    };
+    const BROKEN: Migration = Migration {
+        version: 2,
+        name: "broken",
+        sql: "ALTER TABLE a ADD COLUMN z INTEGER; SELECT * FROM no_such_table;",
+    };
+
+    fn p() -> &'static Path {
+        Path::new("test.duckdb")
+    }
+
+    #[test]
+    fn older_database_is_upgraded() {
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, &[M1], p(), false).unwrap();
+        conn.execute("INSERT INTO a VALUES (1)", []).unwrap();
+        apply(&conn, &[M1, M2], p(), false).unwrap();
+        let (x, y): (i32, Option<i32>) = conn.query_row("SELECT x, y FROM a", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!((x, y), (1, None));
+        assert_eq!(current_version(&conn).unwrap(), Some(2));
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, &[M1, M2], p(), false).unwrap();
+        let err = apply(&conn, &[M1], p(), false).unwrap_err();
+        assert!(matches!(err, Error::SchemaTooNew { found: 2, supported: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn failed_migration_rolls_back_whole() {
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, &[M1], p(), false).unwrap();
+        let err = apply(&conn, &[M1, BROKEN], p(), false).unwrap_err();
+        assert!(err.to_string().contains("migration 2 (broken) failed"), "{err}");
+        assert_eq!(current_version(&conn).unwrap(), Some(1));
+        let cols: i64 = conn
+            .query_row("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'a'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(cols, 1);
+    }
+
+    #[test]
+    fn read_only_cannot_upgrade() {
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, &[M1], p(), false).unwrap();
+        let err = apply(&conn, &[M1, M2], p(), true).unwrap_err();
+        assert!(matches!(err, Error::SchemaNeedsUpgrade { .. }), "{err}");
+    }
+
+    #[test]
+    fn migration_list_matches_sql_directory() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+        let mut scripts: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".sql") && n.chars().take(3).all(|c| c.is_ascii_digit()))
+            .collect();
+        scripts.sort();
+        let listed: Vec<String> = MIGRATIONS.iter().map(|m| format!("{:03}_{}.sql", m.version, m.name)).collect();
+        assert_eq!(scripts, listed);
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "versions are consecutive");
+        }
+    }
+}

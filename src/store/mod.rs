@@ -1,0 +1,299 @@
+//! The store: one DuckDB file per host. Opens or creates it (owner-only), upgrades its schema
+//! from the numbered scripts in `sql/`, appends snapshots, and exports tables.
+//!
+//! This module owns every write to the database's raw tables; other modules read through
+//! [`Store::conn`] and SQL.
+
+pub mod export;
+pub mod migrations;
+pub mod snapshot;
+
+use std::path::{Path, PathBuf};
+
+use duckdb::{AccessMode, Config, Connection};
+
+use crate::error::{Error, Result};
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A private, throw-away database (`--db :memory:`).
+    Memory,
+    /// A file on disk.
+    File(PathBuf),
+}
+
+impl Location {
+    /// Reads `--db` / `NETLENS_DB`, or picks the default under the user's data directory.
+    pub fn resolve(arg: Option<&str>) -> Result<Self> {
+        match arg {
+            Some(":memory:") => Ok(Location::Memory),
+            Some(path) if !path.is_empty() => Ok(Location::File(PathBuf::from(path))),
+            _ => Ok(Location::File(default_path()?)),
+        }
+    }
+
+    /// Text for messages.
+    pub fn display(&self) -> String {
+        match self {
+            Location::Memory => ":memory:".to_string(),
+            Location::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/netlens/netlens.duckdb`, or `~/.local/share/netlens/netlens.duckdb`.
+pub fn default_path() -> Result<PathBuf> {
+    Ok(data_dir()?.join("netlens.duckdb"))
+}
+
+/// netlens's per-user data directory (database, shell history).
+pub fn data_dir() -> Result<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("netlens"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/netlens")),
+        None => Err(Error::Usage(
+            "neither XDG_DATA_HOME nor HOME is set, so there is no default database path\n  hint: pass --db PATH"
+                .to_string(),
+        )),
+    }
+}
+
+/// An open database with an up-to-date schema.
+pub struct Store {
+    conn: Connection,
+    location: Location,
+    read_only: bool,
+}
+
+impl Store {
+    /// Opens (creating when needed) and upgrades the database.
+    pub fn open(location: &Location, read_only: bool) -> Result<Self> {
+        let conn = match location {
+            Location::Memory => config(false)
+                .and_then(Connection::open_in_memory_with_flags)
+                .map_err(|e| Error::OpenDatabase {
+                path: PathBuf::from(":memory:"),
+                reason: e.to_string(),
+            })?,
+            Location::File(path) => open_file(path, read_only)?,
+        };
+        let path = PathBuf::from(location.display());
+        migrations::apply(&conn, migrations::MIGRATIONS, &path, read_only)?;
+        Ok(Store {
+            conn,
+            location: location.clone(),
+            read_only,
+        })
+    }
+
+    /// The connection, for queries.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Where the database is.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// True when opened with `--read-only`.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// True when a table or view of that name exists in the main schema.
+    pub fn relation_exists(&self, name: &str) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM (SELECT table_name AS n FROM duckdb_tables() WHERE NOT internal \
+                 UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal) WHERE lower(n) = lower(?)",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(Error::sql)?;
+        Ok(n > 0)
+    }
+
+    /// Column names of a table or view, in order.
+    pub fn columns_of(&self, name: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT column_name FROM duckdb_columns() WHERE lower(table_name) = lower(?) \
+                 AND NOT internal ORDER BY column_index",
+            )
+            .map_err(Error::sql)?;
+        let rows = stmt.query_map([name], |r| r.get::<_, String>(0)).map_err(Error::sql)?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::sql)
+    }
+}
+
+/// Double-quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Single-quotes an SQL string literal.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn open_file(path: &Path, read_only: bool) -> Result<Connection> {
+    let exists = path.exists();
+    if !exists {
+        if read_only {
+            return Err(Error::OpenDatabase {
+                path: path.to_path_buf(),
+                reason: "the file does not exist, and --read-only cannot create it".to_string(),
+            });
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            create_private_dir(parent).map_err(|e| Error::OpenDatabase {
+                path: path.to_path_buf(),
+                reason: format!("cannot create directory {}: {e}", parent.display()),
+            })?;
+        }
+    } else if path.is_dir() {
+        return Err(Error::OpenDatabase {
+            path: path.to_path_buf(),
+            reason: "it is a directory".to_string(),
+        });
+    }
+    let config = config(read_only).map_err(|e| Error::OpenDatabase {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let conn = Connection::open_with_flags(path, config).map_err(|e| classify_open_error(path, e))?;
+    if !exists {
+        restrict_permissions(path);
+    }
+    Ok(conn)
+}
+
+/// Nothing leaves the machine: DuckDB must never try to download an extension (it would for
+/// a SQLite file given as --db, or for time-zone functions), so autoloading is off.
+fn config(read_only: bool) -> duckdb::Result<Config> {
+    Config::default()
+        .access_mode(if read_only { AccessMode::ReadOnly } else { AccessMode::ReadWrite })?
+        .enable_autoload_extension(false)?
+        .with("autoinstall_known_extensions", "false")
+}
+
+/// Turns DuckDB's open errors into ones that say what to do.
+fn classify_open_error(path: &Path, err: duckdb::Error) -> Error {
+    let text = err.to_string();
+    if text.contains("Could not set lock") || text.contains("Conflicting lock") {
+        let holder = text
+            .split("Conflicting lock is held in ")
+            .nth(1)
+            .map(|rest| format!(" ({})", rest.lines().next().unwrap_or(rest).trim_end_matches('.')))
+            .unwrap_or_default();
+        Error::DatabaseLocked {
+            path: path.to_path_buf(),
+            holder,
+        }
+    } else if ["not a valid DuckDB database", "Corrupt", "corrupt", "SQLite", "sqlite_scanner"]
+        .iter()
+        .any(|m| text.contains(m))
+    {
+        Error::CorruptDatabase {
+            path: path.to_path_buf(),
+            reason: text,
+        }
+    } else {
+        Error::OpenDatabase {
+            path: path.to_path_buf(),
+            reason: text,
+        }
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+/// The database records what the host did: only its owner may read it. DuckDB creates the
+/// file with the process umask, so tighten it right after creation (the process umask is
+/// 077 too, see `main`, which covers the WAL written later).
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_memory_and_applies_schema() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        for table in ["snapshots", "sockets", "processes", "interfaces", "connections", "tcp_transitions"] {
+            assert!(store.relation_exists(table).unwrap(), "{table}");
+        }
+        assert!(!store.relation_exists("nope").unwrap());
+        assert_eq!(store.columns_of("tcp_transitions").unwrap()[0], "connection_id");
+    }
+
+    #[test]
+    fn every_table_and_column_is_documented() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let undocumented: Vec<String> = store
+            .conn()
+            .prepare(
+                "SELECT table_name || '.' || column_name FROM duckdb_columns() WHERE NOT internal \
+                 AND (comment IS NULL OR comment = '') \
+                 UNION ALL SELECT table_name FROM duckdb_tables() WHERE NOT internal AND (comment IS NULL OR comment = '')",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert!(undocumented.is_empty(), "undocumented: {undocumented:?}");
+    }
+
+    #[test]
+    fn new_file_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dir/n.duckdb");
+        drop(Store::open(&Location::File(path.clone()), false).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn garbage_file_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk.duckdb");
+        let junk = b"this is not a database, it is a shopping list\n".repeat(200);
+        std::fs::write(&path, &junk).unwrap();
+        let err = Store::open(&Location::File(path.clone()), false).err().unwrap();
+        assert!(matches!(err, Error::CorruptDatabase { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), junk);
+    }
+
+    #[test]
+    fn read_only_refuses_to_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Store::open(&Location::File(dir.path().join("absent.duckdb")), true).err().unwrap();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+}

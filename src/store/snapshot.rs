@@ -1,0 +1,563 @@
+//! Appending one snapshot: its rows go in as Arrow record batches through DuckDB's appender,
+//! and `connections` / `tcp_transitions` are brought up to date, all in one transaction. A
+//! snapshot is stored whole or not at all; the in-memory connection tracker and interface
+//! counters advance only after the commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use duckdb::arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, StringArray, TimestampMicrosecondArray,
+};
+use duckdb::arrow::datatypes::Int32Type;
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::params;
+
+use super::Store;
+use crate::capture::direction::Listeners;
+use crate::capture::tracker::{ConnectionKey, OpenConnection, Plan, Tracker};
+use crate::capture::{InterfaceRecord, Proto, Snapshot, TcpCounters};
+use crate::error::{Error, Result};
+use crate::netaddr;
+
+/// Per-host state carried between snapshots of one capture run.
+pub struct HostState {
+    tracker: Tracker,
+    previous_interfaces: HashMap<String, (DateTime<Utc>, InterfaceRecord)>,
+}
+
+/// What storing one snapshot did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub snapshot_id: i64,
+    pub sockets: usize,
+    pub opened: usize,
+    pub closed: usize,
+    pub transitions: usize,
+    /// Milliseconds from the start of the transaction to its commit.
+    pub store_ms: f64,
+}
+
+fn ts_micros(ts: DateTime<Utc>) -> i64 {
+    ts.timestamp_micros()
+}
+
+fn timestamps(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from_iter(values))
+}
+
+fn i64s(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(Int64Array::from_iter(values))
+}
+
+fn i32s(values: impl IntoIterator<Item = Option<i32>>) -> ArrayRef {
+    Arc::new(Int32Array::from_iter(values))
+}
+
+fn strings<S: AsRef<str>>(values: impl IntoIterator<Item = Option<S>>) -> ArrayRef {
+    Arc::new(StringArray::from_iter(values))
+}
+
+fn u64_to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn batch(columns: Vec<(&'static str, ArrayRef)>) -> Result<RecordBatch> {
+    RecordBatch::try_from_iter(columns).map_err(|e| Error::StoreSnapshot {
+        reason: format!("building a record batch: {e}"),
+    })
+}
+
+impl Store {
+    /// Loads the state a capture run continues from: the host's open connections and the
+    /// latest counters of its interfaces.
+    pub fn host_state(&self, host: &str) -> Result<HostState> {
+        let next_id: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(connection_id), 0) + 1 FROM connections", [], |r| r.get(0))
+            .map_err(Error::sql)?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT connection_id, proto, local_addr, local_port, remote_addr, remote_port, pid, inode, \
+                 coalesce(last_state, '') FROM connections WHERE host = ? AND NOT closed",
+            )
+            .map_err(Error::sql)?;
+        let rows = stmt
+            .query_map([host], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i32>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<i32>>(5)?,
+                    r.get::<_, Option<i32>>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                    r.get::<_, String>(8)?,
+                ))
+            })
+            .map_err(Error::sql)?;
+        let mut open = Vec::new();
+        for row in rows {
+            let (id, proto, local, lport, remote, rport, pid, inode, state) = row.map_err(Error::sql)?;
+            let proto = if proto == "tcp" { Proto::Tcp } else { Proto::Udp };
+            let (Ok(local_addr), remote_addr) = (local.parse(), remote.map(|r| r.parse())) else {
+                continue;
+            };
+            let key = ConnectionKey {
+                proto,
+                local_addr,
+                local_port: lport as u16,
+                remote_addr: remote_addr.and_then(|r| r.ok()),
+                remote_port: rport.map(|p| p as u16),
+                pid: pid.map(|p| p as u32),
+                inode: inode.map(|i| i as u64),
+            };
+            open.push((key, OpenConnection { id, proto, state }));
+        }
+
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT i.ts, i.name, i.mac, i.addresses, i.rx_bytes, i.tx_bytes, i.rx_packets, i.tx_packets, \
+                 i.rx_errors, i.tx_errors FROM interfaces i JOIN snapshots s USING (snapshot_id) WHERE s.host = ? \
+                 QUALIFY row_number() OVER (PARTITION BY i.name ORDER BY i.snapshot_id DESC) = 1",
+            )
+            .map_err(Error::sql)?;
+        let rows = stmt
+            .query_map([host], |r| {
+                let n = |i: usize| r.get::<_, Option<i64>>(i).map(|v| v.unwrap_or(0).max(0) as u64);
+                Ok((
+                    r.get::<_, DateTime<Utc>>(0)?,
+                    InterfaceRecord {
+                        name: r.get(1)?,
+                        mac: r.get(2)?,
+                        addresses: r.get(3)?,
+                        rx_bytes: n(4)?,
+                        tx_bytes: n(5)?,
+                        rx_packets: n(6)?,
+                        tx_packets: n(7)?,
+                        rx_errors: n(8)?,
+                        tx_errors: n(9)?,
+                    },
+                ))
+            })
+            .map_err(Error::sql)?;
+        let mut previous_interfaces = HashMap::new();
+        for row in rows {
+            let (ts, rec) = row.map_err(Error::sql)?;
+            previous_interfaces.insert(rec.name.clone(), (ts, rec));
+        }
+        Ok(HostState {
+            tracker: Tracker::resume(open, next_id),
+            previous_interfaces,
+        })
+    }
+
+    /// Stores one snapshot whole, or nothing of it.
+    pub fn append_snapshot(&self, snapshot: &Snapshot, source: &str, state: &mut HostState) -> Result<Stored> {
+        if self.read_only {
+            return Err(Error::Usage(format!(
+                "{} is open read-only; capture needs to write\n  hint: drop --read-only",
+                self.location.display()
+            )));
+        }
+        let started = std::time::Instant::now();
+        let plan = state.tracker.plan(&snapshot.sockets);
+        self.conn.execute_batch("BEGIN TRANSACTION").map_err(store_err)?;
+        match self.write_snapshot(snapshot, source, &plan, state) {
+            Ok(snapshot_id) => {
+                self.conn.execute_batch("COMMIT").map_err(store_err)?;
+                let stored = Stored {
+                    snapshot_id,
+                    sockets: snapshot.sockets.len(),
+                    opened: plan.opened.len(),
+                    closed: plan.closed.len(),
+                    transitions: plan.transitions.len(),
+                    store_ms: started.elapsed().as_secs_f64() * 1000.0,
+                };
+                state.tracker.commit(plan);
+                for rec in &snapshot.interfaces {
+                    state.previous_interfaces.insert(rec.name.clone(), (snapshot.ts, rec.clone()));
+                }
+                Ok(stored)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(match e {
+                    Error::StoreSnapshot { .. } => e,
+                    other => Error::StoreSnapshot {
+                        reason: other.to_string(),
+                    },
+                })
+            }
+        }
+    }
+
+    fn write_snapshot(&self, snap: &Snapshot, source: &str, plan: &Plan, state: &HostState) -> Result<i64> {
+        let conn = &self.conn;
+        let snapshot_id: i64 = conn
+            .query_row("SELECT coalesce(max(snapshot_id), 0) + 1 FROM snapshots", [], |r| r.get(0))
+            .map_err(store_err)?;
+        let notes = (!snap.gaps.is_empty()).then(|| snap.gaps.join("; "));
+        let ts = ts_micros(snap.ts);
+        self.append(
+            "snapshots",
+            batch(vec![
+                ("snapshot_id", i64s([Some(snapshot_id)])),
+                ("ts", timestamps([Some(ts)])),
+                ("host", strings([Some(snap.host.as_str())])),
+                ("source", strings([Some(source)])),
+                ("collect_ms", Arc::new(Float64Array::from(vec![snap.collect_ms])) as ArrayRef),
+                ("socket_count", i32s([Some(snap.sockets.len() as i32)])),
+                ("process_count", i32s([Some(snap.processes.len() as i32)])),
+                ("interface_count", i32s([Some(snap.interfaces.len() as i32)])),
+                ("notes", strings([notes.as_deref()])),
+            ])?,
+        )?;
+
+        self.append("sockets", self.sockets_batch(snap, snapshot_id, ts, plan)?)?;
+        if !snap.processes.is_empty() {
+            self.append("processes", processes_batch(snap, snapshot_id, ts)?)?;
+        }
+        if !snap.interfaces.is_empty() {
+            self.append("interfaces", interfaces_batch(snap, snapshot_id, ts, state)?)?;
+        }
+
+        // Lifetimes that continue: refresh from this snapshot's socket rows (joined on id).
+        // Counters only grow, so a sighting without them (a TIME_WAIT remnant) keeps the last.
+        conn.execute(
+            "UPDATE connections AS c SET last_seen = s.ts, last_snapshot_id = s.snapshot_id, \
+             snapshots_seen = c.snapshots_seen + 1, duration_s = epoch(s.ts) - epoch(c.first_seen), \
+             last_state = s.state, direction = s.direction, process_name = coalesce(s.process_name, c.process_name), \
+             bytes_sent = coalesce(s.bytes_sent, c.bytes_sent), bytes_acked = coalesce(s.bytes_acked, c.bytes_acked), \
+             bytes_received = coalesce(s.bytes_received, c.bytes_received), segs_out = coalesce(s.segs_out, c.segs_out), \
+             segs_in = coalesce(s.segs_in, c.segs_in), total_retrans = coalesce(s.total_retrans, c.total_retrans), \
+             rtt_us = coalesce(s.rtt_us, c.rtt_us) \
+             FROM sockets AS s WHERE s.snapshot_id = ? AND c.connection_id = s.connection_id \
+             AND c.first_snapshot_id < ?",
+            params![snapshot_id, snapshot_id],
+        )
+        .map_err(store_err)?;
+        if !plan.closed.is_empty() {
+            conn.execute(
+                "UPDATE connections SET closed = true, \
+                 closed_at = (SELECT ts FROM snapshots WHERE snapshot_id = ?) \
+                 WHERE host = ? AND NOT closed AND last_snapshot_id < ?",
+                params![snapshot_id, snap.host, snapshot_id],
+            )
+            .map_err(store_err)?;
+        }
+        if !plan.opened.is_empty() {
+            self.append("connections", connections_batch(snap, snapshot_id, ts, plan)?)?;
+        }
+        if !plan.transitions.is_empty() {
+            let t = &plan.transitions;
+            self.append(
+                "tcp_transitions",
+                batch(vec![
+                    ("connection_id", i64s(t.iter().map(|x| Some(x.connection_id)))),
+                    ("snapshot_id", i64s(t.iter().map(|_| Some(snapshot_id)))),
+                    ("ts", timestamps(t.iter().map(|_| Some(ts)))),
+                    ("from_state", strings(t.iter().map(|x| x.from_state.as_deref()))),
+                    ("to_state", strings(t.iter().map(|x| x.to_state.as_deref()))),
+                ])?,
+            )?;
+        }
+        Ok(snapshot_id)
+    }
+
+    fn append(&self, table: &str, batch: RecordBatch) -> Result<()> {
+        let fail = |e: duckdb::Error| Error::StoreSnapshot {
+            reason: format!("appending to {table}: {e}"),
+        };
+        let mut appender = self.conn.appender(table).map_err(fail)?;
+        appender.append_record_batch(batch).map_err(fail)?;
+        appender.flush().map_err(fail)
+    }
+
+    fn sockets_batch(&self, snap: &Snapshot, snapshot_id: i64, ts: i64, plan: &Plan) -> Result<RecordBatch> {
+        let s = &snap.sockets;
+        let names: HashMap<u32, &str> = snap.processes.iter().map(|p| (p.pid, p.name.as_str())).collect();
+        let listeners = Listeners::of(s);
+        let tcp = |f: fn(&TcpCounters) -> Option<i64>| -> ArrayRef { i64s(s.iter().map(|x| x.tcp.as_ref().and_then(f))) };
+        let tcp32 = |f: fn(&TcpCounters) -> Option<i32>| -> ArrayRef { i32s(s.iter().map(|x| x.tcp.as_ref().and_then(f))) };
+        batch(vec![
+            ("snapshot_id", i64s(s.iter().map(|_| Some(snapshot_id)))),
+            ("ts", timestamps(s.iter().map(|_| Some(ts)))),
+            ("connection_id", i64s(plan.connection_ids.iter().map(|&id| Some(id)))),
+            ("proto", strings(s.iter().map(|x| Some(x.proto.as_str())))),
+            ("family", strings(s.iter().map(|x| Some(x.family())))),
+            ("local_addr", strings(s.iter().map(|x| Some(x.local_addr.to_string())))),
+            ("local_port", i32s(s.iter().map(|x| Some(i32::from(x.local_port))))),
+            ("remote_addr", strings(s.iter().map(|x| x.remote_addr.map(|a| a.to_string())))),
+            ("remote_port", i32s(s.iter().map(|x| x.remote_port.map(i32::from)))),
+            ("state", strings(s.iter().map(|x| Some(x.state.as_str())))),
+            ("direction", strings(s.iter().map(|x| Some(listeners.direction(x).as_str())))),
+            ("remote_scope", strings(s.iter().map(|x| x.remote_addr.map(|a| netaddr::scope(a).as_str())))),
+            ("pid", i32s(s.iter().map(|x| x.pid().map(|p| p as i32)))),
+            (
+                "pids",
+                Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(s.iter().map(|x| {
+                    (!x.pids.is_empty()).then(|| x.pids.iter().map(|&p| Some(p as i32)).collect::<Vec<_>>())
+                }))),
+            ),
+            ("process_name", strings(s.iter().map(|x| x.pid().and_then(|p| names.get(&p).copied())))),
+            ("uid", i32s(s.iter().map(|x| x.uid.map(|u| u as i32)))),
+            ("inode", i64s(s.iter().map(|x| x.inode.map(u64_to_i64)))),
+            ("recv_queue", i64s(s.iter().map(|x| x.recv_queue.map(i64::from)))),
+            ("send_queue", i64s(s.iter().map(|x| x.send_queue.map(i64::from)))),
+            ("bytes_sent", tcp(|t| t.bytes_sent.map(u64_to_i64))),
+            ("bytes_acked", tcp(|t| t.bytes_acked.map(u64_to_i64))),
+            ("bytes_received", tcp(|t| t.bytes_received.map(u64_to_i64))),
+            ("bytes_retrans", tcp(|t| t.bytes_retrans.map(u64_to_i64))),
+            ("segs_out", tcp(|t| t.segs_out.map(u64_to_i64))),
+            ("segs_in", tcp(|t| t.segs_in.map(u64_to_i64))),
+            ("data_segs_out", tcp(|t| t.data_segs_out.map(u64_to_i64))),
+            ("data_segs_in", tcp(|t| t.data_segs_in.map(u64_to_i64))),
+            ("rtt_us", tcp32(|t| t.rtt_us.map(|v| v as i32))),
+            ("rttvar_us", tcp32(|t| t.rttvar_us.map(|v| v as i32))),
+            ("min_rtt_us", tcp32(|t| t.min_rtt_us.map(|v| v as i32))),
+            ("retransmits", tcp32(|t| t.retransmits.map(i32::from))),
+            ("total_retrans", tcp(|t| t.total_retrans.map(i64::from))),
+            ("lost", tcp32(|t| t.lost.map(|v| v as i32))),
+            ("unacked", tcp32(|t| t.unacked.map(|v| v as i32))),
+            ("snd_cwnd", tcp32(|t| t.snd_cwnd.map(|v| v as i32))),
+            ("delivery_rate_bps", tcp(|t| t.delivery_rate_bps.map(u64_to_i64))),
+            ("last_data_sent_ms", tcp(|t| t.last_data_sent_ms.map(i64::from))),
+            ("last_data_recv_ms", tcp(|t| t.last_data_recv_ms.map(i64::from))),
+        ])
+    }
+}
+
+fn store_err(e: duckdb::Error) -> Error {
+    Error::StoreSnapshot { reason: e.to_string() }
+}
+
+fn processes_batch(snap: &Snapshot, snapshot_id: i64, ts: i64) -> Result<RecordBatch> {
+    let p = &snap.processes;
+    batch(vec![
+        ("snapshot_id", i64s(p.iter().map(|_| Some(snapshot_id)))),
+        ("ts", timestamps(p.iter().map(|_| Some(ts)))),
+        ("pid", i32s(p.iter().map(|x| Some(x.pid as i32)))),
+        ("ppid", i32s(p.iter().map(|x| x.ppid.map(|v| v as i32)))),
+        ("name", strings(p.iter().map(|x| Some(x.name.as_str())))),
+        ("exe", strings(p.iter().map(|x| x.exe.as_deref()))),
+        ("cmdline", strings(p.iter().map(|x| x.cmdline.as_deref()))),
+        ("user_name", strings(p.iter().map(|x| x.user_name.as_deref()))),
+        ("uid", i32s(p.iter().map(|x| x.uid.map(|v| v as i32)))),
+        ("status", strings(p.iter().map(|x| x.status.as_deref()))),
+        ("cpu_percent", Arc::new(Float64Array::from_iter(p.iter().map(|x| x.cpu_percent))) as ArrayRef),
+        ("memory_rss_bytes", i64s(p.iter().map(|x| x.memory_rss_bytes.map(u64_to_i64)))),
+        ("memory_virtual_bytes", i64s(p.iter().map(|x| x.memory_virtual_bytes.map(u64_to_i64)))),
+        ("start_time", timestamps(p.iter().map(|x| x.start_time.map(ts_micros)))),
+        ("disk_read_bytes", i64s(p.iter().map(|x| x.disk_read_bytes.map(u64_to_i64)))),
+        ("disk_written_bytes", i64s(p.iter().map(|x| x.disk_written_bytes.map(u64_to_i64)))),
+    ])
+}
+
+/// Counter change since the previous row; `None` after a reset (the counter went backwards).
+fn delta(now: u64, before: Option<u64>) -> Option<i64> {
+    before.and_then(|b| now.checked_sub(b)).map(u64_to_i64)
+}
+
+fn interfaces_batch(snap: &Snapshot, snapshot_id: i64, ts: i64, state: &HostState) -> Result<RecordBatch> {
+    let i = &snap.interfaces;
+    let prev: Vec<Option<&(DateTime<Utc>, InterfaceRecord)>> =
+        i.iter().map(|x| state.previous_interfaces.get(&x.name)).collect();
+    let d = |f: fn(&InterfaceRecord) -> u64| -> ArrayRef {
+        i64s(i.iter().zip(&prev).map(|(x, p)| delta(f(x), p.map(|(_, r)| f(r)))))
+    };
+    let total = |f: fn(&InterfaceRecord) -> u64| -> ArrayRef { i64s(i.iter().map(|x| Some(u64_to_i64(f(x))))) };
+    batch(vec![
+        ("snapshot_id", i64s(i.iter().map(|_| Some(snapshot_id)))),
+        ("ts", timestamps(i.iter().map(|_| Some(ts)))),
+        ("name", strings(i.iter().map(|x| Some(x.name.as_str())))),
+        ("mac", strings(i.iter().map(|x| x.mac.as_deref()))),
+        ("addresses", strings(i.iter().map(|x| x.addresses.as_deref()))),
+        ("rx_bytes", total(|r| r.rx_bytes)),
+        ("tx_bytes", total(|r| r.tx_bytes)),
+        ("rx_packets", total(|r| r.rx_packets)),
+        ("tx_packets", total(|r| r.tx_packets)),
+        ("rx_errors", total(|r| r.rx_errors)),
+        ("tx_errors", total(|r| r.tx_errors)),
+        (
+            "interval_s",
+            Arc::new(Float64Array::from_iter(
+                prev.iter().map(|p| p.map(|(t, _)| (snap.ts - *t).num_microseconds().unwrap_or(0) as f64 / 1e6)),
+            )) as ArrayRef,
+        ),
+        ("rx_bytes_delta", d(|r| r.rx_bytes)),
+        ("tx_bytes_delta", d(|r| r.tx_bytes)),
+        ("rx_packets_delta", d(|r| r.rx_packets)),
+        ("tx_packets_delta", d(|r| r.tx_packets)),
+        ("rx_errors_delta", d(|r| r.rx_errors)),
+        ("tx_errors_delta", d(|r| r.tx_errors)),
+    ])
+}
+
+fn connections_batch(snap: &Snapshot, snapshot_id: i64, ts: i64, plan: &Plan) -> Result<RecordBatch> {
+    let opened: Vec<(i64, &crate::capture::SocketRecord)> =
+        plan.opened.iter().map(|&i| (plan.connection_ids[i], &snap.sockets[i])).collect();
+    let names: HashMap<u32, &str> = snap.processes.iter().map(|p| (p.pid, p.name.as_str())).collect();
+    let listeners = Listeners::of(&snap.sockets);
+    let o = &opened;
+    let tcp = |f: fn(&TcpCounters) -> Option<i64>| -> ArrayRef { i64s(o.iter().map(|(_, x)| x.tcp.as_ref().and_then(f))) };
+    batch(vec![
+        ("connection_id", i64s(o.iter().map(|(id, _)| Some(*id)))),
+        ("host", strings(o.iter().map(|_| Some(snap.host.as_str())))),
+        ("proto", strings(o.iter().map(|(_, x)| Some(x.proto.as_str())))),
+        ("family", strings(o.iter().map(|(_, x)| Some(x.family())))),
+        ("local_addr", strings(o.iter().map(|(_, x)| Some(x.local_addr.to_string())))),
+        ("local_port", i32s(o.iter().map(|(_, x)| Some(i32::from(x.local_port))))),
+        ("remote_addr", strings(o.iter().map(|(_, x)| x.remote_addr.map(|a| a.to_string())))),
+        ("remote_port", i32s(o.iter().map(|(_, x)| x.remote_port.map(i32::from)))),
+        ("pid", i32s(o.iter().map(|(_, x)| x.pid().map(|p| p as i32)))),
+        ("process_name", strings(o.iter().map(|(_, x)| x.pid().and_then(|p| names.get(&p).copied())))),
+        ("inode", i64s(o.iter().map(|(_, x)| x.inode.map(u64_to_i64)))),
+        ("direction", strings(o.iter().map(|(_, x)| Some(listeners.direction(x).as_str())))),
+        ("remote_scope", strings(o.iter().map(|(_, x)| x.remote_addr.map(|a| netaddr::scope(a).as_str())))),
+        ("first_seen", timestamps(o.iter().map(|_| Some(ts)))),
+        ("last_seen", timestamps(o.iter().map(|_| Some(ts)))),
+        ("duration_s", Arc::new(Float64Array::from_iter(o.iter().map(|_| Some(0.0)))) as ArrayRef),
+        ("first_snapshot_id", i64s(o.iter().map(|_| Some(snapshot_id)))),
+        ("last_snapshot_id", i64s(o.iter().map(|_| Some(snapshot_id)))),
+        ("snapshots_seen", i32s(o.iter().map(|_| Some(1)))),
+        ("first_state", strings(o.iter().map(|(_, x)| Some(x.state.as_str())))),
+        ("last_state", strings(o.iter().map(|(_, x)| Some(x.state.as_str())))),
+        ("closed", Arc::new(BooleanArray::from_iter(o.iter().map(|_| Some(false)))) as ArrayRef),
+        ("closed_at", timestamps(o.iter().map(|_| None))),
+        ("bytes_sent", tcp(|t| t.bytes_sent.map(u64_to_i64))),
+        ("bytes_acked", tcp(|t| t.bytes_acked.map(u64_to_i64))),
+        ("bytes_received", tcp(|t| t.bytes_received.map(u64_to_i64))),
+        ("segs_out", tcp(|t| t.segs_out.map(u64_to_i64))),
+        ("segs_in", tcp(|t| t.segs_in.map(u64_to_i64))),
+        ("total_retrans", tcp(|t| t.total_retrans.map(i64::from))),
+        ("rtt_us", i32s(o.iter().map(|(_, x)| x.tcp.as_ref().and_then(|t| t.rtt_us).map(|v| v as i32)))),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{ProcessRecord, SocketRecord};
+    use crate::store::Location;
+
+    fn sock(lport: u16, state: &str, bytes: u64) -> SocketRecord {
+        SocketRecord {
+            proto: Proto::Tcp,
+            local_addr: "10.0.0.2".parse().unwrap(),
+            local_port: lport,
+            remote_addr: Some("93.184.216.34".parse().unwrap()),
+            remote_port: Some(443),
+            state: state.into(),
+            pids: vec![300],
+            uid: Some(1000),
+            inode: Some(u64::from(lport)),
+            recv_queue: Some(0),
+            send_queue: Some(0),
+            tcp: Some(TcpCounters {
+                bytes_sent: Some(bytes),
+                bytes_received: Some(bytes * 2),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn snap(secs: i64, sockets: Vec<SocketRecord>, rx: u64) -> Snapshot {
+        Snapshot {
+            ts: DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap(),
+            host: "h".into(),
+            collect_ms: Some(1.0),
+            sockets,
+            processes: vec![ProcessRecord {
+                pid: 300,
+                ppid: Some(1),
+                name: "curl".into(),
+                exe: None,
+                cmdline: Some("curl https://example.com".into()),
+                user_name: None,
+                uid: Some(1000),
+                status: None,
+                cpu_percent: None,
+                memory_rss_bytes: Some(1),
+                memory_virtual_bytes: Some(2),
+                start_time: None,
+                disk_read_bytes: None,
+                disk_written_bytes: None,
+            }],
+            interfaces: vec![InterfaceRecord {
+                name: "eth0".into(),
+                mac: None,
+                addresses: None,
+                rx_bytes: rx,
+                tx_bytes: 0,
+                rx_packets: 0,
+                tx_packets: 0,
+                rx_errors: 0,
+                tx_errors: 0,
+            }],
+            gaps: vec![],
+        }
+    }
+
+    fn q(store: &Store, sql: &str) -> String {
+        store.conn().query_row(sql, [], |r| r.get::<_, String>(0)).unwrap()
+    }
+
+    #[test]
+    fn snapshots_build_connections_transitions_and_deltas() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let mut state = store.host_state("h").unwrap();
+        store.append_snapshot(&snap(0, vec![sock(5000, "SYN_SENT", 0), sock(5001, "ESTABLISHED", 10)], 100), "fixture", &mut state).unwrap();
+        store.append_snapshot(&snap(5, vec![sock(5000, "ESTABLISHED", 700)], 150), "fixture", &mut state).unwrap();
+        let third = store.append_snapshot(&snap(10, vec![], 90), "fixture", &mut state).unwrap();
+        assert_eq!((third.opened, third.closed), (0, 1));
+
+        assert_eq!(
+            q(&store, "SELECT string_agg(local_port || ':' || first_state || '>' || last_state || ':' || closed || ':' || duration_s || ':' || bytes_sent, ' ' ORDER BY local_port) FROM connections"),
+            "5000:SYN_SENT>ESTABLISHED:true:5.0:700 5001:ESTABLISHED>ESTABLISHED:true:0.0:10"
+        );
+        assert_eq!(
+            q(&store, "SELECT string_agg(c.local_port || ':' || coalesce(from_state, '-') || '>' || coalesce(to_state, '-'), ' ' ORDER BY t.snapshot_id, c.local_port) FROM tcp_transitions t JOIN connections c USING (connection_id)"),
+            "5000:->SYN_SENT 5001:->ESTABLISHED 5000:SYN_SENT>ESTABLISHED 5001:ESTABLISHED>- 5000:ESTABLISHED>-"
+        );
+        assert_eq!(
+            q(&store, "SELECT string_agg(coalesce(rx_bytes_delta::VARCHAR, 'NULL') || '/' || coalesce(interval_s::VARCHAR, 'NULL'), ' ' ORDER BY snapshot_id) FROM interfaces"),
+            "NULL/NULL 50/5.0 NULL/5.0"
+        );
+        assert_eq!(q(&store, "SELECT string_agg(DISTINCT process_name) FROM sockets"), "curl");
+    }
+
+    #[test]
+    fn a_new_run_resumes_open_connections() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let mut state = store.host_state("h").unwrap();
+        store.append_snapshot(&snap(0, vec![sock(5000, "ESTABLISHED", 1)], 1), "fixture", &mut state).unwrap();
+        let mut resumed = store.host_state("h").unwrap();
+        let stored = store.append_snapshot(&snap(60, vec![sock(5000, "ESTABLISHED", 2)], 2), "fixture", &mut resumed).unwrap();
+        assert_eq!((stored.opened, stored.closed), (0, 0));
+        assert_eq!(q(&store, "SELECT count(*)::VARCHAR || ':' || max(snapshots_seen) FROM connections"), "1:2");
+        assert_eq!(q(&store, "SELECT rx_bytes_delta::VARCHAR FROM interfaces WHERE snapshot_id = 2"), "1");
+    }
+
+    #[test]
+    fn a_failed_snapshot_stores_nothing() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let mut state = store.host_state("h").unwrap();
+        store.append_snapshot(&snap(0, vec![sock(5000, "ESTABLISHED", 1)], 1), "fixture", &mut state).unwrap();
+        // Break the last step of the transaction: tcp_transitions cannot take rows.
+        store.conn().execute_batch("ALTER TABLE tcp_transitions RENAME TO tcp_transitions_away").unwrap();
+        let err = store.append_snapshot(&snap(5, vec![sock(5001, "SYN_SENT", 0)], 2), "fixture", &mut state).unwrap_err();
+        assert!(matches!(err, Error::StoreSnapshot { .. }), "{err}");
+        store.conn().execute_batch("ALTER TABLE tcp_transitions_away RENAME TO tcp_transitions").unwrap();
+        assert_eq!(q(&store, "SELECT count(*)::VARCHAR FROM snapshots"), "1");
+        assert_eq!(q(&store, "SELECT count(*)::VARCHAR FROM sockets"), "1");
+        assert_eq!(q(&store, "SELECT count(*)::VARCHAR || ':' || bool_or(closed) FROM connections"), "1:false");
+        // The tracker did not advance: the retried snapshot is stored as if the failure never happened.
+        let retried = store.append_snapshot(&snap(5, vec![sock(5001, "SYN_SENT", 0)], 2), "fixture", &mut state).unwrap();
+        assert_eq!((retried.snapshot_id, retried.opened, retried.closed), (2, 1, 1));
+    }
+}

@@ -1,0 +1,175 @@
+//! Faults and bad input: each gets a clear message, and rows already stored survive.
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use predicates::prelude::*;
+
+use crate::Scratch;
+
+#[test]
+fn bad_interval_is_refused_before_anything_runs() {
+    let s = Scratch::new();
+    s.cmd()
+        .args(["capture", "--interval", "soon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("'soon' is not a duration"));
+    s.cmd().args(["capture", "--count", "0"]).assert().code(2);
+}
+
+#[test]
+fn unwritable_database_path() {
+    let s = Scratch::new();
+    s.cmd()
+        .env("NETLENS_DB", "/proc/netlens/db.duckdb")
+        .args(["-c", "SELECT 1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot open database /proc/netlens/db.duckdb").and(predicate::str::contains("--db")));
+}
+
+#[test]
+fn corrupt_file_is_refused_and_kept() {
+    let s = Scratch::new();
+    let junk = b"SQLite format 3\0 not really a database".repeat(300);
+    std::fs::write(s.db(), &junk).unwrap();
+    s.cmd()
+        .args(["-c", "SELECT 1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not a readable DuckDB database").and(predicate::str::contains("left untouched")));
+    assert_eq!(std::fs::read(s.db()).unwrap(), junk);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let s = Scratch::new();
+    s.query("INSERT INTO schema_migrations VALUES (999, 'from_the_future', now(), '9.0.0')");
+    s.cmd()
+        .args(["-c", "SELECT 1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("schema version 999, newer than this netlens understands"));
+}
+
+#[test]
+fn sql_error_keeps_stored_rows() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    s.cmd().args(["-c", "INSERT INTO snapshots VALUES ('not a number')"]).assert().code(1);
+    assert_eq!(s.query("SELECT count(*) FROM snapshots"), "4");
+}
+
+/// Starts a live capture that records each stored snapshot, and waits until `n` are stored.
+fn start_capture(s: &Scratch, n: usize) -> (std::process::Child, std::path::PathBuf) {
+    let rec = s.path("progress.jsonl");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("netlens"))
+        .env("NETLENS_DB", s.db())
+        .args(["capture", "--interval", "100ms", "--duration", "60s", "--quiet", "--record"])
+        .arg(&rec)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines = std::fs::File::open(&rec).map(|f| std::io::BufReader::new(f).lines().count()).unwrap_or(0);
+        if lines >= n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "capture did not store {n} snapshots in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, rec)
+}
+
+#[test]
+fn a_locked_database_names_the_holder() {
+    let s = Scratch::new();
+    let (mut child, _) = start_capture(&s, 1);
+    let out = s.cmd().args(["-c", "SELECT 1"]).output().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is locked by another process"), "{stderr}");
+    assert!(stderr.contains(&format!("PID {}", child.id())), "{stderr}");
+}
+
+#[test]
+fn sigkill_loses_at_most_the_snapshot_in_flight() {
+    let s = Scratch::new();
+    let (mut child, rec) = start_capture(&s, 3);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let recorded = std::fs::read_to_string(&rec).unwrap().lines().count() as i64;
+    let stored: i64 = s.query("SELECT count(*) FROM snapshots").parse().unwrap();
+    // Recording happens after the commit: every recorded snapshot is stored; at most the one
+    // being recorded when the kill landed is stored without its line.
+    assert!(stored >= recorded && stored <= recorded + 1, "stored {stored}, recorded {recorded}");
+    // Every stored snapshot is whole.
+    assert_eq!(
+        s.query(
+            "SELECT count(*) FROM snapshots s WHERE socket_count <> (SELECT count(*) FROM sockets k WHERE k.snapshot_id = s.snapshot_id) \
+             OR process_count <> (SELECT count(*) FROM processes p WHERE p.snapshot_id = s.snapshot_id)"
+        ),
+        "0"
+    );
+    // And the file takes new snapshots afterwards.
+    s.cmd().args(["capture", "--count", "1", "--quiet"]).assert().success();
+    assert_eq!(s.query("SELECT count(*) FROM snapshots"), (stored + 1).to_string());
+}
+
+#[test]
+fn sigint_stops_capture_cleanly() {
+    let s = Scratch::new();
+    let (child, _) = start_capture(&s, 2);
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait_with_output().unwrap().status;
+    assert!(status.success(), "{status:?}");
+    let stored: i64 = s.query("SELECT count(*) FROM snapshots").parse().unwrap();
+    assert!(stored >= 2);
+}
+
+#[test]
+fn unprivileged_capture_stores_nulls_and_says_so_once() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || std::process::Command::new("runuser").arg("--help").output().is_err() {
+        eprintln!("skipped: needs root and runuser to run a capture as an unprivileged user");
+        return;
+    }
+    // A socket of ours (root's) that the unprivileged capture cannot attribute.
+    let _listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let s = Scratch::new();
+    let dir = s.dir.path();
+    let bin = dir.join("netlens");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("netlens"), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = dir.join("nobody.duckdb");
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(&bin)
+        .args(["capture", "--count", "3", "--interval", "100ms", "--quiet", "--db"])
+        .arg(&db)
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("note: pid:").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("note: processes:").count(), 1, "{stderr}");
+    let q = |sql: &str| {
+        let o = std::process::Command::new(&bin).args(["--format", "csv", "--no-headers", "--db"]).arg(&db).args(["-c", sql]).output().unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    // Root's processes: no disk counters (NULL, not 0); root-owned sockets: no pid.
+    assert_eq!(q("SELECT count(*) > 0 FROM processes WHERE uid = 0 AND disk_read_bytes IS NULL"), "true");
+    assert_eq!(q("SELECT count(*) FROM processes WHERE uid = 0 AND disk_read_bytes = 0"), "0");
+    assert!(q("SELECT notes FROM snapshots LIMIT 1").contains("without root"));
+}

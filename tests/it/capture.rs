@@ -1,0 +1,137 @@
+//! Capture: replayed fixtures (connections, transitions, deltas) and a live snapshot of our
+//! own loopback connection with its kernel byte counters.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+
+use crate::Scratch;
+
+#[test]
+fn replay_builds_lifetimes_transitions_and_deltas() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    assert_eq!(s.query("SELECT count(*), min(source), min(host) FROM snapshots"), "4,fixture,fixture-host");
+    // The curl download: handshake, transfer, TIME_WAIT remnant (no pid, no inode), gone.
+    assert_eq!(
+        s.query(
+            "SELECT string_agg(coalesce(to_state, 'gone'), '>' ORDER BY snapshot_id) FROM tcp_transitions \
+             JOIN connections USING (connection_id) WHERE remote_port = 443"
+        ),
+        "SYN_SENT>ESTABLISHED>TIME_WAIT>gone"
+    );
+    assert_eq!(
+        s.query("SELECT pid, process_name, bytes_received, closed, duration_s FROM connections WHERE remote_port = 443"),
+        "300,curl,2500000,true,20.0"
+    );
+    // Direction rules on the fixture's sockets.
+    assert_eq!(
+        s.query("SELECT string_agg(DISTINCT local_port || ':' || direction, ' ' ORDER BY local_port || ':' || direction) FROM connections"),
+        "22:inbound 22:listen 41000:outbound 41001:outbound 43000:internal 53000:outbound 5432:internal 5432:listen 68:listen"
+    );
+    // The resolver's UDP socket closed between snapshots 1 and 2.
+    assert_eq!(
+        s.query("SELECT closed, closed_at FROM connections WHERE proto = 'udp' AND remote_port = 53"),
+        "true,2026-11-21 09:00:10"
+    );
+    // Interface deltas against the previous snapshot.
+    assert_eq!(
+        s.query("SELECT string_agg(coalesce(rx_bytes_delta::VARCHAR, '-'), ',' ORDER BY snapshot_id) FROM interfaces WHERE name = 'eth0'"),
+        "-,2550000,100000,10000"
+    );
+    // Lifetimes open at the end: the listeners and the half-closed app connection.
+    assert_eq!(s.query("SELECT count(*) FROM connections WHERE NOT closed"), "5");
+}
+
+#[test]
+fn replaying_twice_continues_instead_of_duplicating() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    s.replay_fixture();
+    assert_eq!(s.query("SELECT count(*) FROM snapshots"), "8");
+    // Listeners continue across the two replays: one lifetime each.
+    assert_eq!(s.query("SELECT count(*) FROM connections WHERE direction = 'listen'"), "3");
+}
+
+#[test]
+fn live_snapshot_sees_our_own_loopback_connection_and_its_bytes() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server_port = listener.local_addr().unwrap().port();
+    let mut client = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let payload = vec![7u8; 100_000];
+    client.write_all(&payload).unwrap();
+    let mut received = vec![0u8; payload.len()];
+    server.read_exact(&mut received).unwrap();
+    server.write_all(b"thanks").unwrap();
+    let mut reply = [0u8; 6];
+    client.read_exact(&mut reply).unwrap();
+    let client_port = client.local_addr().unwrap().port();
+
+    let s = Scratch::new();
+    s.cmd().args(["capture", "--count", "1", "--quiet"]).assert().success();
+    let me = std::process::id();
+    let client_row = s.query(&format!(
+        "SELECT pid, state, direction, remote_port, bytes_sent >= 100000, bytes_acked >= 100000, bytes_received >= 6, \
+         segs_out > 0, rtt_us IS NOT NULL FROM sockets WHERE proto = 'tcp' AND local_port = {client_port}"
+    ));
+    assert_eq!(client_row, format!("{me},ESTABLISHED,internal,{server_port},true,true,true,true,true"));
+    let server_row = s.query(&format!(
+        "SELECT pid, state, direction, bytes_received >= 100000, bytes_sent >= 6 FROM sockets \
+         WHERE proto = 'tcp' AND local_port = {server_port} AND remote_port = {client_port}"
+    ));
+    assert_eq!(server_row, format!("{me},ESTABLISHED,internal,true,true"));
+    let listener_row = s.query(&format!(
+        "SELECT pid, state, direction, remote_addr IS NULL FROM sockets WHERE local_port = {server_port} AND state = 'LISTEN'"
+    ));
+    assert_eq!(listener_row, format!("{me},LISTEN,listen,true"));
+    // The process table of the same snapshot knows us.
+    assert_eq!(
+        s.query(&format!("SELECT count(*) FROM processes WHERE pid = {me} AND memory_rss_bytes > 0")),
+        "1"
+    );
+    assert_eq!(s.query("SELECT count(*) > 0 FROM interfaces WHERE name = 'lo'"), "true");
+    drop((client, server, listener));
+}
+
+#[test]
+fn record_then_replay_gives_the_same_rows() {
+    let s = Scratch::new();
+    let rec = s.path("rec.jsonl");
+    s.cmd().args(["capture", "--count", "2", "--interval", "100ms", "--quiet", "--record"]).arg(&rec).assert().success();
+    let replayed = Scratch::new();
+    replayed.cmd().args(["capture", "--quiet", "--replay"]).arg(&rec).assert().success();
+    let digest = "SELECT count(*), sum(local_port), count(DISTINCT connection_id), sum(hash(state)) FROM sockets";
+    assert_eq!(s.query(digest), replayed.query(digest));
+    assert_eq!(replayed.query("SELECT string_agg(DISTINCT source) FROM snapshots"), "fixture");
+}
+
+#[test]
+fn every_example_query_runs_on_captured_data() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    s.cmd().args(["capture", "--count", "2", "--interval", "200ms", "--quiet"]).assert().success();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 12, "a dozen examples, found {}", files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with("--"), "{} starts with a comment saying what it shows", file.display());
+        let out = s.cmd().args(["--format", "csv", "--bail", "-f"]).arg(&file).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stdout.is_empty(), "{} printed nothing", file.display());
+    }
+    // On the fixture alone, some examples say something specific.
+    let s = Scratch::new();
+    s.replay_fixture();
+    let top = s.cmd().args(["--format", "csv", "-f"]).arg(dir.join("01_top_talkers.sql")).output().unwrap();
+    let top = String::from_utf8(top.stdout).unwrap();
+    assert!(top.lines().nth(1).unwrap().starts_with("curl,300,tcp"), "{top}");
+    let paths = s.cmd().args(["--format", "csv", "-f"]).arg(dir.join("13_state_paths.sql")).output().unwrap();
+    assert!(String::from_utf8(paths.stdout).unwrap().contains("SYN_SENT > ESTABLISHED > TIME_WAIT > gone,1"));
+}

@@ -1,0 +1,556 @@
+//! Offline traffic: pcap/pcapng import into flows (checked against tshark when it is
+//! installed), the packets table, Zeek conn.log import and export, and bad input.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+use netlens::ingest::decode::{build, flags};
+use netlens::ingest::reader::write;
+use predicates::prelude::*;
+
+use crate::Scratch;
+
+/// The shared captures, when this checkout has them beside it.
+fn shared_pcaps() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pcaps");
+    dir.join("nmap_tcp_syn_scan.pcap").exists().then_some(dir)
+}
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+
+/// A small capture: one full TCP connection (A:40000 -> B:80), a DNS exchange, a ping.
+fn conversation() -> Vec<(i64, Vec<u8>)> {
+    let t0 = 1_700_000_000_000_000i64;
+    let (s, sa, ack, pa, fa) = (
+        flags::SYN,
+        flags::SYN | flags::ACK,
+        flags::ACK,
+        flags::PSH | flags::ACK,
+        flags::FIN | flags::ACK,
+    );
+    vec![
+        (t0, build::tcp4(A, 40000, B, 80, 100, 0, s, 0)),
+        (t0 + 1000, build::tcp4(B, 80, A, 40000, 500, 101, sa, 0)),
+        (t0 + 2000, build::tcp4(A, 40000, B, 80, 101, 501, ack, 0)),
+        (t0 + 3000, build::tcp4(A, 40000, B, 80, 101, 501, pa, 100)),
+        (t0 + 4000, build::tcp4(B, 80, A, 40000, 501, 201, pa, 1000)),
+        (t0 + 5000, build::tcp4(A, 40000, B, 80, 201, 1501, fa, 0)),
+        (t0 + 6000, build::tcp4(B, 80, A, 40000, 1501, 202, fa, 0)),
+        (t0 + 7000, build::tcp4(A, 40000, B, 80, 202, 1502, ack, 0)),
+        (t0 + 10_000, build::udp4(A, 5353, B, 53, 40)),
+        (t0 + 11_000, build::udp4(B, 53, A, 5353, 80)),
+        (t0 + 20_000, build::icmp4(A, B, 8, 0, 56)),
+        (t0 + 21_000, build::icmp4(B, A, 0, 0, 56)),
+    ]
+}
+
+fn write_pcap(path: &Path, linktype: u32, packets: &[(i64, Vec<u8>)]) {
+    let mut v = Vec::new();
+    write::pcap_header(&mut v, linktype, 65535).unwrap();
+    for (ts, data) in packets {
+        write::pcap_record(&mut v, *ts, data.len() as u32, data).unwrap();
+    }
+    std::fs::write(path, v).unwrap();
+}
+
+fn import(s: &Scratch, args: &[&str]) -> assert_cmd::assert::Assert {
+    s.cmd().args(["import"]).args(args).assert()
+}
+
+#[test]
+fn synthetic_capture_becomes_zeek_flows() {
+    let s = Scratch::new();
+    let cap = s.path("conv.pcap");
+    write_pcap(&cap, 1, &conversation());
+    import(&s, &["pcap", cap.to_str().unwrap()])
+        .success()
+        .stderr(predicate::str::contains("12 packets, 3 flows, 0 skipped"));
+    assert_eq!(
+        s.query(
+            "SELECT proto, orig_h, orig_p, resp_h, resp_p, service, conn_state, history, orig_bytes, resp_bytes, \
+             orig_pkts, resp_pkts, orig_ip_bytes, resp_ip_bytes FROM flows ORDER BY ts"
+        ),
+        "tcp,10.1.0.1,40000,10.1.0.2,80,http,SF,ShADdFf,100,1000,5,3,300,1120\n\
+         udp,10.1.0.1,5353,10.1.0.2,53,dns,SF,Dd,40,80,1,1,68,108\n\
+         icmp,10.1.0.1,8,10.1.0.2,0,,OTH,,56,56,1,1,84,84"
+    );
+    assert_eq!(
+        s.query("SELECT format, packets, flows, skipped, complete, notes IS NULL FROM imports"),
+        "pcap,12,3,0,true,true"
+    );
+    // Re-importing the same file gives the same uids.
+    let first = s.query("SELECT string_agg(uid, ' ' ORDER BY uid) FROM flows");
+    import(&s, &["pcap", "--quiet", cap.to_str().unwrap()]).success();
+    assert_eq!(
+        s.query("SELECT count(DISTINCT uid) || ':' || count(*) || ':' || max(import_id) FROM flows"),
+        "3:6:2"
+    );
+    assert_eq!(
+        s.query("SELECT string_agg(uid, ' ' ORDER BY uid) FROM flows WHERE import_id = 2"),
+        first
+    );
+}
+
+#[test]
+fn packets_table_and_other_table_name() {
+    let s = Scratch::new();
+    let cap = s.path("conv.pcap");
+    write_pcap(&cap, 1, &conversation());
+    import(
+        &s,
+        &["pcap", "--packets", "--table", "lab_flows", cap.to_str().unwrap()],
+    )
+    .success();
+    assert_eq!(s.query("SELECT count(*) FROM flows"), "0");
+    assert_eq!(s.query("SELECT count(*) FROM lab_flows"), "3");
+    assert_eq!(
+        s.query(
+            "SELECT count(*), count(DISTINCT flow_uid), sum(frame_len), \
+             count(*) FILTER (WHERE tcp_flags = 'SA') FROM packets"
+        ),
+        "12,3,1932,1"
+    );
+    // Every packet joins its flow, and the per-direction sums agree with the flow rows.
+    assert_eq!(
+        s.query(
+            "SELECT bool_and(f.orig_pkts = p.o AND f.resp_pkts = p.r AND f.orig_frame_bytes = p.ob) FROM lab_flows f JOIN \
+             (SELECT flow_uid, count(*) FILTER (WHERE from_orig) o, count(*) FILTER (WHERE NOT from_orig) r, \
+              sum(frame_len) FILTER (WHERE from_orig) ob FROM packets GROUP BY 1) p ON p.flow_uid = f.uid"
+        ),
+        "true"
+    );
+    assert!(s
+        .query("SELECT comment FROM duckdb_columns() WHERE table_name = 'lab_flows' AND column_name = 'service'")
+        .contains("PORT-BASED"));
+}
+
+#[test]
+fn idle_timeout_option_splits_flows() {
+    let s = Scratch::new();
+    let cap = s.path("dns.pcap");
+    let t0 = 1_700_000_000_000_000i64;
+    write_pcap(
+        &cap,
+        1,
+        &[
+            (t0, build::udp4(A, 5000, B, 53, 10)),
+            (t0 + 30_000_000, build::udp4(A, 5000, B, 53, 10)),
+        ],
+    );
+    import(&s, &["pcap", cap.to_str().unwrap()]).success();
+    assert_eq!(s.query("SELECT count(*) FROM flows"), "1");
+    import(&s, &["pcap", "--idle-timeout", "10s", cap.to_str().unwrap()]).success();
+    assert_eq!(s.query("SELECT count(*) FROM flows WHERE import_id = 2"), "2");
+    s.cmd()
+        .args(["import", "pcap", "--idle-timeout", "0s", "x.pcap"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn other_link_types_give_the_same_flows() {
+    let s = Scratch::new();
+    let frames = conversation();
+    let strip = |n: usize, prefix: &[u8]| -> Vec<(i64, Vec<u8>)> {
+        frames
+            .iter()
+            .map(|(t, f)| {
+                let mut v = prefix.to_vec();
+                v.extend_from_slice(&f[n..]);
+                (*t, v)
+            })
+            .collect()
+    };
+    let mut sll = vec![0u8; 14];
+    sll.extend_from_slice(&[0x08, 0x00]);
+    let mut sll2 = vec![0x08, 0x00];
+    sll2.extend_from_slice(&[0u8; 18]);
+    let mut vlan = frames[0].1[..12].to_vec();
+    vlan.extend_from_slice(&[0x81, 0x00, 0, 7, 0x08, 0x00]);
+    for (name, linktype, packets) in [
+        ("raw.pcap", 101, strip(14, &[])),
+        ("null.pcap", 0, strip(14, &[2, 0, 0, 0])),
+        ("sll.pcap", 113, strip(14, &sll)),
+        ("sll2.pcap", 276, strip(14, &sll2)),
+        ("vlan.pcap", 1, strip(14, &vlan)),
+    ] {
+        write_pcap(&s.path(name), linktype, &packets);
+        import(&s, &["pcap", s.path(name).to_str().unwrap()]).success();
+    }
+    // Five imports, identical flows apart from frame sizes.
+    assert_eq!(
+        s.query(
+            "SELECT count(DISTINCT (proto, orig_h, orig_p, resp_h, resp_p, conn_state, history, orig_bytes, resp_bytes, \
+             orig_ip_bytes, resp_ip_bytes, uid)), count(*) FROM flows"
+        ),
+        "3,15"
+    );
+}
+
+#[test]
+fn bad_capture_input_is_refused_or_kept_up_to_the_damage() {
+    let s = Scratch::new();
+    // Empty file, and a file that is not a capture: refused, nothing stored.
+    std::fs::write(s.path("empty.pcap"), b"").unwrap();
+    import(&s, &["pcap", s.path("empty.pcap").to_str().unwrap()])
+        .code(1)
+        .stderr(predicate::str::contains("is not a capture file: the file is empty"));
+    std::fs::write(s.path("notes.txt"), b"shopping list: eggs, milk\n").unwrap();
+    import(&s, &["pcap", s.path("notes.txt").to_str().unwrap()])
+        .code(1)
+        .stderr(predicate::str::contains("not a capture file: it looks like text"));
+    assert_eq!(s.query("SELECT count(*) FROM imports"), "0");
+
+    // Garbage after a valid header: reported with its offset, import recorded as incomplete.
+    let mut garbage = Vec::new();
+    write::pcap_header(&mut garbage, 1, 65535).unwrap();
+    garbage.extend_from_slice(&[0xee; 100]);
+    std::fs::write(s.path("garbage.pcap"), &garbage).unwrap();
+    import(&s, &["pcap", s.path("garbage.pcap").to_str().unwrap()])
+        .success()
+        .stderr(predicate::str::contains("byte offset 24"));
+
+    // Truncated last packet: every complete packet before it is kept.
+    let cap = s.path("cut.pcap");
+    write_pcap(&cap, 1, &conversation());
+    let bytes = std::fs::read(&cap).unwrap();
+    std::fs::write(&cap, &bytes[..bytes.len() - 30]).unwrap();
+    import(&s, &["pcap", cap.to_str().unwrap()]).success().stderr(
+        predicate::str::contains("the last packet (number 12) is cut short")
+            .and(predicate::str::contains("11 complete packets")),
+    );
+    assert_eq!(
+        s.query("SELECT path LIKE '%cut.pcap', packets, flows, complete, notes LIKE '%byte offset%' FROM imports WHERE import_id = 2"),
+        "true,11,3,false,true"
+    );
+
+    // Zero-length packets and an unsupported link type are counted and explained.
+    let mut frames = conversation();
+    frames.insert(3, (frames[2].0, Vec::new()));
+    write_pcap(&s.path("zero.pcap"), 1, &frames);
+    import(&s, &["pcap", s.path("zero.pcap").to_str().unwrap()])
+        .success()
+        .stderr(predicate::str::contains(
+            "1 packets were too short or malformed to decode (1 of them zero-length)",
+        ));
+    write_pcap(&s.path("wifi.pcap"), 105, &conversation());
+    import(&s, &["pcap", s.path("wifi.pcap").to_str().unwrap()])
+        .success()
+        .stderr(predicate::str::contains(
+            "12 packets on unsupported link type 105 (IEEE 802.11) were skipped",
+        ));
+    assert_eq!(
+        s.query("SELECT flows, skipped FROM imports WHERE import_id IN (3, 4) ORDER BY import_id"),
+        "3,1\n0,12"
+    );
+}
+
+#[test]
+fn snap_length_truncated_packets_count_their_wire_size() {
+    let s = Scratch::new();
+    let full = conversation();
+    write_pcap(&s.path("full.pcap"), 1, &full);
+    // The same packets cut to 54 bytes (headers only), with their original lengths.
+    let mut v = Vec::new();
+    write::pcap_header(&mut v, 1, 54).unwrap();
+    for (ts, data) in &full {
+        write::pcap_record(&mut v, *ts, data.len() as u32, &data[..data.len().min(54)]).unwrap();
+    }
+    std::fs::write(s.path("snap.pcap"), v).unwrap();
+    import(
+        &s,
+        &[
+            "pcap",
+            s.path("full.pcap").to_str().unwrap(),
+            s.path("snap.pcap").to_str().unwrap(),
+        ],
+    )
+    .success();
+    let cols = "uid, orig_bytes, resp_bytes, orig_ip_bytes, resp_ip_bytes, orig_frame_bytes, resp_frame_bytes, history";
+    assert_eq!(
+        s.query(&format!(
+            "SELECT count(*) FROM (SELECT {cols} FROM flows WHERE import_id = 1 EXCEPT SELECT {cols} FROM flows WHERE import_id = 2)"
+        )),
+        "0"
+    );
+}
+
+#[test]
+fn pcapng_corrupt_block_keeps_packets_before_it() {
+    let Some(dir) = shared_pcaps() else {
+        eprintln!("skipped: ../shared/data/pcaps is not present");
+        return;
+    };
+    let s = Scratch::new();
+    let bytes = std::fs::read(dir.join("malware_ratinfected.pcapng")).unwrap();
+    // Walk the (little-endian) blocks to the middle of the file, counting packet blocks, and
+    // break the length word of the block found there.
+    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let (mut at, mut packets) = (0usize, 0u64);
+    while at < bytes.len() / 2 {
+        if word(at) == 6 {
+            packets += 1;
+        }
+        at += word(at + 4);
+    }
+    let mut bad = bytes.clone();
+    bad[at + 4..at + 8].copy_from_slice(&[0xff, 0xff, 0xff, 0x7f]);
+    std::fs::write(s.path("bad.pcapng"), &bad).unwrap();
+    import(&s, &["pcap", s.path("bad.pcapng").to_str().unwrap()])
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "reading stopped at byte offset {at}: block of type 0x00000006 has an impossible length"
+        )));
+    assert_eq!(
+        s.query("SELECT packets, complete FROM imports"),
+        format!("{packets},false")
+    );
+    assert!(packets > 100 && packets < 779, "{packets}");
+}
+
+#[test]
+fn shell_dot_import() {
+    let s = Scratch::new();
+    let cap = s.path("conv.pcap");
+    write_pcap(&cap, 1, &conversation());
+    s.cmd()
+        .write_stdin(format!(
+            ".import pcap --quiet {}\nSELECT count(*) FROM flows;\n",
+            cap.display()
+        ))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3"));
+}
+
+#[test]
+fn zeek_tsv_and_json_import_and_export_round_trip() {
+    let s = Scratch::new();
+    let cap = s.path("conv.pcap");
+    write_pcap(&cap, 1, &conversation());
+    import(&s, &["pcap", cap.to_str().unwrap()]).success();
+    let log = s.path("conn.log");
+    s.cmd()
+        .args(["export", "--table", "flows", "--out"])
+        .arg(&log)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("#separator \\x09\n#set_separator\t,\n"), "{text}");
+    assert!(text.contains("#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration"));
+    assert!(text.lines().any(|l| l.starts_with("1700000000.000000\tC")), "{text}");
+    import(&s, &["zeek", log.to_str().unwrap()]).success();
+    let cols = "ts, uid, orig_h, orig_p, resp_h, resp_p, proto, service, round(duration, 6), orig_bytes, resp_bytes, conn_state, history, \
+                orig_pkts, orig_ip_bytes, resp_pkts, resp_ip_bytes, ip_proto";
+    assert_eq!(
+        s.query(&format!(
+            "SELECT (SELECT count(*) FROM (SELECT {cols} FROM flows WHERE import_id = 1 EXCEPT SELECT {cols} FROM flows WHERE import_id = 2)) \
+             || ':' || (SELECT count(*) FROM flows WHERE import_id = 2)"
+        )),
+        "0:3"
+    );
+
+    // Reordered fields, unset and empty values, an unreadable line, and JSON.
+    let tsv =
+        "#separator \\x09\n#fields\tproto\tid.resp_p\tid.resp_h\tid.orig_p\tid.orig_h\tts\tuid\tservice\thistory\n\
+               tcp\t443\t192.0.2.9\t5000\t192.0.2.1\t1300000000.5\tCabc\t-\t(empty)\n\
+               tcp\tnot-a-port\t192.0.2.9\t5000\t192.0.2.1\t1300000000.5\tCdef\t-\t-\n";
+    std::fs::write(s.path("odd.log"), tsv).unwrap();
+    import(&s, &["zeek", s.path("odd.log").to_str().unwrap()])
+        .success()
+        .stderr(predicate::str::contains("line 4: 'not-a-port' is not a port"));
+    assert_eq!(
+        s.query("SELECT uid, resp_p, service IS NULL, history = '', epoch_us(ts) FROM flows WHERE import_id = 3"),
+        "Cabc,443,true,true,1300000000500000"
+    );
+    std::fs::write(
+        s.path("conn.json"),
+        r#"{"ts":1300000000.25,"uid":"Cj","id.orig_h":"2001:db8::1","id.orig_p":1,"id.resp_h":"2001:db8::2","id.resp_p":128,"proto":"icmp","orig_pkts":2}
+"#,
+    )
+    .unwrap();
+    import(&s, &["zeek", s.path("conn.json").to_str().unwrap()]).success();
+    assert_eq!(
+        s.query("SELECT format, flows FROM imports WHERE import_id = 4"),
+        "zeek-json,1"
+    );
+    assert_eq!(
+        s.query("SELECT ip_proto, orig_pkts FROM flows WHERE uid = 'Cj'"),
+        "58,2"
+    );
+
+    // A log without the fields a flow needs is refused by name.
+    std::fs::write(
+        s.path("dns.log"),
+        "#separator \\x09\n#fields\tts\tuid\tquery\n1.0\tCx\texample.com\n",
+    )
+    .unwrap();
+    import(&s, &["zeek", s.path("dns.log").to_str().unwrap()])
+        .code(1)
+        .stderr(predicate::str::contains(
+            "has no id.orig_h, id.orig_p, id.resp_h, id.resp_p, proto field",
+        ));
+    import(&s, &["zeek", cap.to_str().unwrap()])
+        .code(1)
+        .stderr(predicate::str::contains("#fields"));
+}
+
+#[test]
+fn golden_facts_of_the_shared_captures() {
+    let Some(dir) = shared_pcaps() else {
+        eprintln!("skipped: ../shared/data/pcaps is not present");
+        return;
+    };
+    let s = Scratch::new();
+    import(
+        &s,
+        &[
+            "pcap",
+            dir.join("nmap_tcp_syn_scan.pcap").to_str().unwrap(),
+            dir.join("malware_ratinfected.pcapng").to_str().unwrap(),
+        ],
+    )
+    .success();
+    // ~1000 SYN probes from the scanner, nearly all rejected or unanswered.
+    let row = s.query(
+        "SELECT count(*), count(DISTINCT resp_p), count(*) FILTER (WHERE conn_state IN ('REJ', 'S0', 'RSTO')) FROM flows \
+         WHERE orig_h = '192.168.1.10' AND resp_h = '192.168.1.25' AND proto = 'tcp'",
+    );
+    let n: Vec<u64> = row.split(',').map(|x| x.parse().unwrap()).collect();
+    assert!(n[0] >= 990 && n[0] <= 1010 && n[1] >= 990 && n[2] == n[0], "{row}");
+    // The RAT's sessions: 172.16.0.114 -> 172.16.0.111:4433.
+    assert_eq!(
+        s.query(
+            "SELECT count(*), min(orig_h), min(resp_h), min(resp_p) FROM flows f JOIN imports i USING (import_id) \
+             WHERE i.path LIKE '%malware%'"
+        ),
+        "8,172.16.0.114,172.16.0.111,4433"
+    );
+}
+
+/// Wireshark's format_size with SI units, as tshark prints conversation bytes.
+fn tshark_size(n: u64) -> String {
+    if n / 1000 / 1000 / 1000 >= 10 {
+        format!("{} GB", n / 1_000_000_000)
+    } else if n / 1000 / 1000 >= 10 {
+        format!("{} MB", n / 1_000_000)
+    } else if n / 1000 >= 10 {
+        format!("{} kB", n / 1000)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+type Endpoint = (String, u16);
+/// Frames and bytes from the lower endpoint, from the higher, and how many flows were summed.
+type Sums = (u64, u64, u64, u64, usize);
+/// Per unordered endpoint pair: per direction (from the lower endpoint, from the higher),
+/// frames and bytes (tshark: its printed byte text).
+type Conversations = BTreeMap<(Endpoint, Endpoint), (u64, String, u64, String, usize)>;
+
+fn split_endpoint(s: &str) -> Endpoint {
+    let (h, p) = s.rsplit_once(':').unwrap();
+    (h.to_string(), p.parse().unwrap())
+}
+
+fn tshark_conversations(file: &Path, proto: &str) -> Conversations {
+    let out = Process::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(["-q", "-z", &format!("conv,{proto}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut convs = Conversations::new();
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("<->"))
+    {
+        let t: Vec<&str> = line.split_whitespace().collect();
+        let (a, b) = (split_endpoint(t[0]), split_endpoint(t[2]));
+        // Columns: <- frames, bytes, unit (B to A); -> frames, bytes, unit (A to B).
+        let (ba_frames, ba_bytes) = (t[3].parse::<u64>().unwrap(), format!("{} {}", t[4], t[5]));
+        let (ab_frames, ab_bytes) = (t[6].parse::<u64>().unwrap(), format!("{} {}", t[7], t[8]));
+        let entry = if a <= b {
+            (a, b, ab_frames, ab_bytes, ba_frames, ba_bytes)
+        } else {
+            (b, a, ba_frames, ba_bytes, ab_frames, ab_bytes)
+        };
+        let slot = convs
+            .entry((entry.0, entry.1))
+            .or_insert((0, String::new(), 0, String::new(), 0));
+        *slot = (slot.0 + entry.2, entry.3, slot.2 + entry.4, entry.5, slot.4 + 1);
+    }
+    convs
+}
+
+#[test]
+fn flows_agree_with_tshark_conversations() {
+    let Some(dir) = shared_pcaps() else {
+        eprintln!("skipped: ../shared/data/pcaps is not present");
+        return;
+    };
+    if Process::new("tshark").arg("--version").output().is_err() {
+        eprintln!("skipped: tshark is not installed (Debian: apt-get install tshark)");
+        return;
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4);
+    for file in files {
+        let s = Scratch::new();
+        import(&s, &["pcap", "--quiet", file.to_str().unwrap()]).success();
+        for proto in ["tcp", "udp"] {
+            let want = tshark_conversations(&file, proto);
+            let rows = s.query(&format!(
+                "SELECT orig_h, orig_p, resp_h, resp_p, orig_pkts, orig_frame_bytes, resp_pkts, resp_frame_bytes FROM flows WHERE proto = '{proto}'"
+            ));
+            // Sum flows of one endpoint pair (a pair split by an idle timeout or port reuse
+            // is one tshark conversation per stream; the sums must agree either way).
+            let mut got: BTreeMap<(Endpoint, Endpoint), Sums> = BTreeMap::new();
+            for line in rows.lines().filter(|l| !l.is_empty()) {
+                let f: Vec<&str> = line.split(',').collect();
+                let o = (f[0].to_string(), f[1].parse::<u16>().unwrap());
+                let r = (f[2].to_string(), f[3].parse::<u16>().unwrap());
+                let n: Vec<u64> = f[4..8].iter().map(|x| x.parse().unwrap()).collect();
+                let (key, v) = if o <= r {
+                    ((o, r), (n[0], n[1], n[2], n[3]))
+                } else {
+                    ((r, o), (n[2], n[3], n[0], n[1]))
+                };
+                let slot = got.entry(key).or_insert((0, 0, 0, 0, 0));
+                *slot = (slot.0 + v.0, slot.1 + v.1, slot.2 + v.2, slot.3 + v.3, slot.4 + 1);
+            }
+            let want_keys: Vec<_> = want.keys().collect();
+            let got_keys: Vec<_> = got.keys().collect();
+            assert_eq!(want_keys, got_keys, "{}: {proto} conversations differ", file.display());
+            for (key, (af, ab, bf, bb, n)) in &want {
+                let g = &got[key];
+                assert_eq!((g.0, g.2), (*af, *bf), "{}: {proto} {key:?} frames", file.display());
+                if *n == 1 {
+                    // tshark prints one conversation's bytes rounded to kB above 10 000: compare as printed.
+                    assert_eq!(
+                        (tshark_size(g.1), tshark_size(g.3)),
+                        (ab.clone(), bb.clone()),
+                        "{}: {proto} {key:?} bytes",
+                        file.display()
+                    );
+                }
+                if g.4 != *n {
+                    eprintln!(
+                        "{}: {proto} {key:?}: {} flows for {n} tshark conversations",
+                        file.display(),
+                        g.4
+                    );
+                }
+            }
+        }
+    }
+}

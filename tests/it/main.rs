@@ -1,0 +1,63 @@
+//! Integration tests: the real `netlens` binary on fixtures, on this host's own loopback
+//! sockets, and on bad input. One test binary so the bundled DuckDB links once.
+
+mod bad_input;
+mod capture;
+mod export;
+mod ingest;
+mod oneshot;
+mod shell;
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// A scratch directory holding one database.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("netlens.duckdb")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `netlens --db <scratch db>` with a private data directory.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::cargo_bin("netlens").expect("binary");
+        cmd.env("NETLENS_DB", self.db())
+            .env("XDG_DATA_HOME", self.dir.path().join("xdg"))
+            .env_remove("NETLENS_FORMAT");
+        cmd
+    }
+
+    /// Runs one query and returns its CSV output without the header.
+    pub fn query(&self, sql: &str) -> String {
+        let out = self.cmd().args(["--format", "csv", "--no-headers", "-c", sql]).output().expect("run");
+        assert!(out.status.success(), "query failed: {sql}\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf8").trim_end().to_string()
+    }
+
+    /// Replays the fixture recording into the database.
+    pub fn replay_fixture(&self) {
+        self.cmd()
+            .args(["capture", "--quiet", "--replay"])
+            .arg(fixture("host_a.jsonl"))
+            .assert()
+            .success();
+    }
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
