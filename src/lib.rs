@@ -10,6 +10,7 @@ pub mod error;
 pub mod ingest;
 pub mod interrupt;
 pub mod netaddr;
+pub mod output;
 pub mod report;
 pub mod shell;
 pub mod store;

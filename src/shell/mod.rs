@@ -4,7 +4,6 @@
 //! everywhere. Domain commands (`capture`, `export`) are dispatched here for both the command
 //! line and the shell, from the one clap grammar in `cli`.
 
-pub mod render;
 pub mod repl;
 pub mod split;
 
@@ -27,7 +26,7 @@ use crate::report;
 use crate::store::export::{ExportFormat, ExportRequest, ExportSource};
 use crate::store::snapshot::Stored;
 use crate::store::{quote_literal, Store};
-use render::{render, RenderOptions};
+use crate::output::{render, RenderOptions};
 use split::{is_blank, split};
 
 /// Output settings a session carries (the dot commands change them).

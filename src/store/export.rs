@@ -77,12 +77,27 @@ impl Store {
             }
             return self.export_zeek(&select, &columns, &req.out);
         }
+        if req.format == ExportFormat::Json {
+            // DuckDB's JSON writer lives in its json extension, which the bundled build lacks
+            // (and extensions are never downloaded): stream JSON lines ourselves.
+            if !req.partition_by.is_empty() {
+                return Err(Error::Usage(
+                    "--partition-by writes a Hive-partitioned Parquet tree; use --format parquet".to_string(),
+                ));
+            }
+            if req.out.exists() && !req.overwrite {
+                return Err(Error::Usage(format!(
+                    "{} already exists; nothing was written\n  hint: pass --overwrite to replace it",
+                    req.out.display()
+                )));
+            }
+            return self.export_json_lines(&select, &req.out);
+        }
         let out = req.out.to_string_lossy().into_owned();
         let mut options = vec![match req.format {
             ExportFormat::Parquet => "FORMAT parquet".to_string(),
             ExportFormat::Csv => "FORMAT csv, HEADER true".to_string(),
-            ExportFormat::Json => "FORMAT json".to_string(),
-            ExportFormat::Zeek => unreachable!("handled above"),
+            ExportFormat::Json | ExportFormat::Zeek => unreachable!("handled above"),
         }];
         let select = if req.partition_by.is_empty() {
             if req.out.exists() && !req.overwrite {
@@ -110,6 +125,24 @@ impl Store {
             message: format!("export to {} failed: {e}", req.out.display()),
         })?;
         Ok(rows as u64)
+    }
+
+    fn export_json_lines(&self, select: &str, out: &Path) -> Result<u64> {
+        use std::io::Write;
+        let file = std::fs::File::create(out).map_err(|e| Error::io(out, e))?;
+        let mut writer = std::io::BufWriter::new(file);
+        let mut stmt = self.conn.prepare(select).map_err(Error::sql)?;
+        let stream = stmt.stream_arrow([]).map_err(Error::sql)?;
+        let schema = stream.get_schema();
+        let opts = crate::output::RenderOptions {
+            mode: crate::cli::OutputMode::Jsonl,
+            headers: false,
+            maxrows: 0,
+            width: None,
+        };
+        let rows = crate::output::render(&schema, stream.map(|b| b.map_err(Error::sql)), opts, &mut writer)?;
+        writer.flush().map_err(|e| Error::io(out, e))?;
+        Ok(rows)
     }
 
     fn query_columns(&self, query: &str) -> Result<Vec<String>> {

@@ -35,8 +35,8 @@ fn replay_builds_lifetimes_transitions_and_deltas() {
     );
     // Interface deltas against the previous snapshot.
     assert_eq!(
-        s.query("SELECT string_agg(coalesce(rx_bytes_delta::VARCHAR, '-'), ',' ORDER BY snapshot_id) FROM interfaces WHERE name = 'eth0'"),
-        "-,2550000,100000,10000"
+        s.query("SELECT string_agg(coalesce(rx_bytes_delta::VARCHAR, '-'), '|' ORDER BY snapshot_id) FROM interfaces WHERE name = 'eth0'"),
+        "-|2550000|100000|10000"
     );
     // Lifetimes open at the end: the listeners and the half-closed app connection.
     assert_eq!(s.query("SELECT count(*) FROM connections WHERE NOT closed"), "5");

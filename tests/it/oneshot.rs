@@ -46,7 +46,7 @@ fn formats() {
     assert_eq!(out("list"), "n|s|z|b\n1|a,b|NULL|true\n");
     assert!(out("line").contains("s = a,b"));
     let table = out("table");
-    assert!(table.contains("│ 1 │ a,b │ NULL │ true │"), "{table}");
+    assert!(table.contains("│ 1 ┆ a,b ┆ NULL ┆ true │"), "{table}");
 }
 
 #[test]

@@ -55,7 +55,7 @@ fn output_once_and_read() {
 fn help_tables_schema_timer_maxrows() {
     let s = Scratch::new();
     s.replay_fixture();
-    let out = shell(&s, ".help\n.help capture\n.tables conn%\n.schema tcp_transitions\n.timer on\n.maxrows 2\nSELECT * FROM range(5);\n");
+    let out = shell(&s, ".help\n.help capture\n.tables conn%\n.schema tcp_transitions\n.timer on\n.mode table\n.maxrows 2\nSELECT * FROM range(5);\n");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stdout.contains(".capture [OPTIONS]"), "{stdout}");

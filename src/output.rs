@@ -1,4 +1,4 @@
-//! Printing query results: Arrow record batches from DuckDB to a table (comfy-table, fitted to
+//! Printing query results (shell, one-shot runs, JSON export): Arrow record batches from DuckDB to a table (comfy-table, fitted to
 //! the terminal), CSV, JSON, JSON lines, Markdown, line or list output. Streaming modes write
 //! row by row, so a large result never sits in memory; the display modes (table, line) stop
 //! collecting at `maxrows` and only count the rest.
