@@ -6,10 +6,13 @@ converted to pcap with editcap) round after round, each round shifted later in t
 to other IPv4/IPv6 addresses so that every round makes new flows. Then, on the same file:
   netlens   `netlens import pcap FILE` into a fresh DuckDB file (flows written and committed)
   tshark    `tshark -r FILE -q -z conv,tcp -z conv,udp` (conversation statistics only)
-and reports wall time, packets/s, MB/s, the ratio, and peak RSS (GNU time) for two sizes, to
-show netlens's memory does not grow with the file. Needs tshark and editcap (Debian: tshark).
+and reports wall time, packets/s, MB/s, the ratio, and peak RSS (GNU time) for two sizes. netlens
+is run a second time with DuckDB's memory_limit at 128 MB: DuckDB otherwise keeps the flows it
+wrote cached (up to 80% of RAM), and the capped RSS shows netlens's own memory does not grow
+with the file. Needs tshark and editcap (Debian: tshark).
 
 Usage: bench/pcap_import.py [PACKETS ...]   (default: 1000000 2000000)
+       NETLENS=path/to/netlens bench/pcap_import.py ...   (that binary, no cargo build)
 """
 import glob, os, re, shutil, struct, subprocess, sys, tempfile, time
 
@@ -17,7 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PCAPS = os.path.join(ROOT, "..", "shared", "data", "pcaps")
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/netlens-target"))
-NETLENS = os.path.join(TARGET, "release", "netlens")
+# NETLENS=/path/to/netlens benchmarks that binary as it is (no cargo build).
+NETLENS = os.environ.get("NETLENS") or os.path.join(TARGET, "release", "netlens")
 
 
 def setup(work):
@@ -26,7 +30,8 @@ def setup(work):
             sys.exit(f"{tool} is not installed (Debian: apt-get install tshark)")
     if not os.path.exists("/usr/bin/time"):
         subprocess.run(["apt-get", "install", "-y", "-qq", "time"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if not os.environ.get("NETLENS"):
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     sources = sorted(glob.glob(os.path.join(PCAPS, "*.pcap*")))
     if not sources:
         sys.exit(f"no captures in {PCAPS}: run from a checkout with shared/ beside it")
@@ -110,18 +115,22 @@ def main():
     try:
         packets = setup(work)
         print(f"netlens {NETLENS}; {subprocess.run(['tshark', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}")
-        print(f"{'packets':>9} {'MB':>7} | {'netlens s':>9} {'pkt/s':>10} {'MB/s':>7} {'RSS MiB':>8} {'flows':>8} | "
-              f"{'tshark s':>8} {'pkt/s':>9} {'RSS MiB':>8} | {'ratio':>6}")
+        print(f"{'packets':>9} {'MB':>7} | {'netlens s':>9} {'pkt/s':>10} {'MB/s':>7} {'RSS MiB':>8} {'flows':>8} "
+              f"{'RSS@128MB':>9} | {'tshark s':>8} {'pkt/s':>9} {'RSS MiB':>8} | {'ratio':>6}")
         for target in sizes:
             cap = os.path.join(work, f"big_{target}.pcap")
             n, size = build(cap, packets, target)
             db = os.path.join(work, f"bench_{target}.duckdb")
             wall, rss, err = timed([NETLENS, "--db", db, "import", "pcap", "--quiet", cap])
             flows = re.search(r"(\d+) flows", err)
+            # Again with DuckDB's buffer pool capped: what is left is netlens's own memory.
+            os.remove(db)
+            _, capped_rss, _ = timed([NETLENS, "--db", db, "-c", "SET memory_limit = '128MB'",
+                                      "-c", f".import pcap --quiet {cap}"])
             t_wall, t_rss, _ = timed(["tshark", "-r", cap, "-q", "-z", "conv,tcp", "-z", "conv,udp"])
             mb = size / 1e6
             print(f"{n:>9} {mb:>7.1f} | {wall:>9.2f} {n / wall:>10.0f} {mb / wall:>7.1f} {rss:>8.1f} "
-                  f"{flows.group(1) if flows else '?':>8} | {t_wall:>8.2f} {n / t_wall:>9.0f} {t_rss:>8.1f} | "
+                  f"{flows.group(1) if flows else '?':>8} {capped_rss:>9.1f} | {t_wall:>8.2f} {n / t_wall:>9.0f} {t_rss:>8.1f} | "
                   f"{t_wall / wall:>5.1f}x", flush=True)
             os.remove(cap)
     finally:

@@ -24,7 +24,8 @@ RUNS = int(os.environ.get("RUNS", "7"))
 def setup():
     if not os.path.exists(SHARED):
         sys.exit(f"missing {SHARED}: run from a checkout with shared/ beside it")
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True,
+                   env=dict(os.environ, CARGO_TARGET_DIR=TARGET))
     try:
         import psutil  # noqa: F401
     except ImportError:

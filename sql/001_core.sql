@@ -179,7 +179,7 @@ COMMENT ON COLUMN interfaces.tx_packets_delta IS 'tx_packets minus the previous 
 COMMENT ON COLUMN interfaces.rx_errors_delta IS 'rx_errors minus the previous row''s; NULL as for rx_bytes_delta.';
 COMMENT ON COLUMN interfaces.tx_errors_delta IS 'tx_errors minus the previous row''s; NULL as for rx_bytes_delta.';
 
-CREATE TABLE connections (
+CREATE TABLE connection_lifetimes (
     connection_id     BIGINT NOT NULL,
     host              VARCHAR NOT NULL,
     proto             VARCHAR NOT NULL,
@@ -189,20 +189,17 @@ CREATE TABLE connections (
     remote_addr       VARCHAR,
     remote_port       INTEGER,
     pid               INTEGER,
-    process_name      VARCHAR,
     inode             BIGINT,
-    direction         VARCHAR NOT NULL,
     remote_scope      VARCHAR,
     first_seen        TIMESTAMP NOT NULL,
-    last_seen         TIMESTAMP NOT NULL,
-    duration_s        DOUBLE NOT NULL,
     first_snapshot_id BIGINT NOT NULL,
-    last_snapshot_id  BIGINT NOT NULL,
-    snapshots_seen    INTEGER NOT NULL,
     first_state       VARCHAR,
-    last_state        VARCHAR,
-    closed            BOOLEAN NOT NULL,
     closed_at         TIMESTAMP,
+    last_seen         TIMESTAMP,
+    last_snapshot_id  BIGINT,
+    last_state        VARCHAR,
+    direction         VARCHAR,
+    process_name      VARCHAR,
     bytes_sent        BIGINT,
     bytes_acked       BIGINT,
     bytes_received    BIGINT,
@@ -211,7 +208,58 @@ CREATE TABLE connections (
     total_retrans     BIGINT,
     rtt_us            INTEGER
 );
-COMMENT ON TABLE connections IS 'One row per socket lifetime (protocol, both endpoints, pid and kernel inode), kept up to date as snapshots arrive: when it was first and last seen, its last state and latest byte counters. Listening and unconnected UDP sockets are lifetimes too (direction = listen).';
+COMMENT ON TABLE connection_lifetimes IS 'Storage behind the connections view: one row per socket lifetime, written when it opens and completed when it closes. While a lifetime is open its latest values live in that snapshot''s sockets row, so no row is rewritten per snapshot. Query connections instead.';
+COMMENT ON COLUMN connection_lifetimes.connection_id IS 'Identifier of the lifetime (sockets.connection_id).';
+COMMENT ON COLUMN connection_lifetimes.host IS 'Host the lifetime was seen on.';
+COMMENT ON COLUMN connection_lifetimes.proto IS 'tcp or udp.';
+COMMENT ON COLUMN connection_lifetimes.family IS 'ipv4 or ipv6.';
+COMMENT ON COLUMN connection_lifetimes.local_addr IS 'Local IP address.';
+COMMENT ON COLUMN connection_lifetimes.local_port IS 'Local port.';
+COMMENT ON COLUMN connection_lifetimes.remote_addr IS 'Remote IP address; NULL without a peer.';
+COMMENT ON COLUMN connection_lifetimes.remote_port IS 'Remote port; NULL without a peer.';
+COMMENT ON COLUMN connection_lifetimes.pid IS 'Owning process id when first seen (NULL when unreadable).';
+COMMENT ON COLUMN connection_lifetimes.inode IS 'Kernel socket inode when first seen.';
+COMMENT ON COLUMN connection_lifetimes.remote_scope IS 'Kind of the remote address.';
+COMMENT ON COLUMN connection_lifetimes.first_seen IS 'Time of the first snapshot that saw it.';
+COMMENT ON COLUMN connection_lifetimes.first_snapshot_id IS 'First snapshot that saw it.';
+COMMENT ON COLUMN connection_lifetimes.first_state IS 'State when first seen.';
+COMMENT ON COLUMN connection_lifetimes.closed_at IS 'Time of the first snapshot that no longer saw it; NULL while open.';
+COMMENT ON COLUMN connection_lifetimes.last_seen IS 'Time of its last sighting; set at close (NULL while open).';
+COMMENT ON COLUMN connection_lifetimes.last_snapshot_id IS 'Snapshot of its last sighting; set at close.';
+COMMENT ON COLUMN connection_lifetimes.last_state IS 'State at its last sighting; set at close.';
+COMMENT ON COLUMN connection_lifetimes.direction IS 'Direction at its last sighting; set at close.';
+COMMENT ON COLUMN connection_lifetimes.process_name IS 'Owning process name at its last sighting; set at close.';
+COMMENT ON COLUMN connection_lifetimes.bytes_sent IS 'Last known tcpi_bytes_sent: set at close, or when a sighting without counters (a TIME_WAIT remnant) continues the lifetime.';
+COMMENT ON COLUMN connection_lifetimes.bytes_acked IS 'Last known tcpi_bytes_acked (as bytes_sent).';
+COMMENT ON COLUMN connection_lifetimes.bytes_received IS 'Last known tcpi_bytes_received (as bytes_sent).';
+COMMENT ON COLUMN connection_lifetimes.segs_out IS 'Last known tcpi_segs_out (as bytes_sent).';
+COMMENT ON COLUMN connection_lifetimes.segs_in IS 'Last known tcpi_segs_in (as bytes_sent).';
+COMMENT ON COLUMN connection_lifetimes.total_retrans IS 'Last known tcpi_total_retrans (as bytes_sent).';
+COMMENT ON COLUMN connection_lifetimes.rtt_us IS 'Last known smoothed RTT in microseconds (as bytes_sent).';
+
+-- An open lifetime is, by definition, seen in every snapshot of its host since it opened, so
+-- its latest values are its row in the host's newest snapshot.
+CREATE VIEW connections AS
+WITH latest AS (SELECT host, max(snapshot_id) AS snapshot_id FROM snapshots GROUP BY host)
+SELECT l.connection_id, l.host, l.proto, l.family, l.local_addr, l.local_port, l.remote_addr, l.remote_port,
+       l.pid, coalesce(s.process_name, l.process_name) AS process_name, l.inode,
+       coalesce(s.direction, l.direction) AS direction, l.remote_scope,
+       l.first_seen, coalesce(s.ts, l.last_seen) AS last_seen,
+       epoch(coalesce(s.ts, l.last_seen)) - epoch(l.first_seen) AS duration_s,
+       l.first_snapshot_id, coalesce(s.snapshot_id, l.last_snapshot_id) AS last_snapshot_id,
+       l.first_state, coalesce(s.state, l.last_state) AS last_state,
+       l.closed_at IS NOT NULL AS closed, l.closed_at,
+       coalesce(s.bytes_sent, l.bytes_sent) AS bytes_sent,
+       coalesce(s.bytes_acked, l.bytes_acked) AS bytes_acked,
+       coalesce(s.bytes_received, l.bytes_received) AS bytes_received,
+       coalesce(s.segs_out, l.segs_out) AS segs_out,
+       coalesce(s.segs_in, l.segs_in) AS segs_in,
+       coalesce(s.total_retrans, l.total_retrans) AS total_retrans,
+       coalesce(s.rtt_us, l.rtt_us) AS rtt_us
+FROM connection_lifetimes l
+LEFT JOIN latest ON l.closed_at IS NULL AND latest.host = l.host
+LEFT JOIN sockets s ON s.snapshot_id = latest.snapshot_id AND s.connection_id = l.connection_id;
+COMMENT ON VIEW connections IS 'One row per socket lifetime (protocol, both endpoints, pid and kernel inode), always up to date: when it was first and last seen, its first and last state, whether and when it closed, and its latest byte counters. Listening and unconnected UDP sockets are lifetimes too (direction = listen).';
 COMMENT ON COLUMN connections.connection_id IS 'Identifier of the lifetime; sockets.connection_id and tcp_transitions.connection_id refer to it.';
 COMMENT ON COLUMN connections.host IS 'Host the connection was seen on.';
 COMMENT ON COLUMN connections.proto IS 'tcp or udp.';
@@ -230,7 +278,6 @@ COMMENT ON COLUMN connections.last_seen IS 'Time of the latest snapshot that saw
 COMMENT ON COLUMN connections.duration_s IS 'last_seen - first_seen in seconds: observed lifetime, a lower bound on the real one.';
 COMMENT ON COLUMN connections.first_snapshot_id IS 'First snapshot that saw it.';
 COMMENT ON COLUMN connections.last_snapshot_id IS 'Latest snapshot that saw it.';
-COMMENT ON COLUMN connections.snapshots_seen IS 'Number of snapshots that saw it.';
 COMMENT ON COLUMN connections.first_state IS 'State when first seen.';
 COMMENT ON COLUMN connections.last_state IS 'State when last seen.';
 COMMENT ON COLUMN connections.closed IS 'True once a later snapshot of the same host no longer saw it.';

@@ -59,7 +59,7 @@ CREATE TABLE flows (
 COMMENT ON TABLE flows IS 'Bidirectional flows with Zeek conn.log fields: built from pcap/pcapng captures (netlens import pcap) or read from Zeek conn.log files (netlens import zeek). One row per connection; the originator sent the first packet.';
 COMMENT ON COLUMN flows.import_id IS 'The import (imports.import_id) this row came from.';
 COMMENT ON COLUMN flows.ts IS 'UTC time of the flow''s first packet (Zeek ts).';
-COMMENT ON COLUMN flows.uid IS 'Zeek-style connection id (C + 17 base-62 characters). For captures it is derived from the first packet (5-tuple, time, position in the file), so re-importing a file gives the same uids; packets.flow_uid joins here. Zeek imports keep Zeek''s uid.';
+COMMENT ON COLUMN flows.uid IS 'Zeek-style connection id (C + 17 base-62 characters). For captures it is derived from the first packet (5-tuple, time, position in the file), so re-importing a file gives the same uids; packets.flow_uid joins here (with import_id, since a re-import repeats them). Zeek imports keep Zeek''s uid.';
 COMMENT ON COLUMN flows.orig_h IS 'Originator address (Zeek id.orig_h): the sender of the first packet (the SYN''s sender for TCP).';
 COMMENT ON COLUMN flows.orig_p IS 'Originator port (Zeek id.orig_p); for ICMP the message type of the first packet.';
 COMMENT ON COLUMN flows.resp_h IS 'Responder address (Zeek id.resp_h).';

@@ -65,6 +65,9 @@ pub struct Plan {
     pub opened: Vec<usize>,
     /// Lifetimes not seen in this snapshot.
     pub closed: Vec<i64>,
+    /// Lifetimes continued by a socket without pid and inode (a TIME_WAIT remnant): their
+    /// kernel counters are gone from this sighting on.
+    pub orphaned: Vec<i64>,
     pub transitions: Vec<Transition>,
     next_open: HashMap<ConnectionKey, Vec<OpenConnection>>,
     next_id: i64,
@@ -105,6 +108,7 @@ impl Tracker {
             .map(|s| previous.get_mut(&ConnectionKey::of(s)).and_then(|v| (!v.is_empty()).then(|| v.remove(0))))
             .collect();
         let orphan = |s: &SocketRecord| s.pids.is_empty() && s.inode.is_none();
+        let mut orphaned = Vec::new();
         if sockets.iter().zip(&matched).any(|(s, m)| m.is_none() && orphan(s)) {
             type Pair = (Proto, IpAddr, u16, Option<IpAddr>, Option<u16>);
             let mut by_pair: HashMap<Pair, Vec<ConnectionKey>> = HashMap::new();
@@ -122,7 +126,9 @@ impl Tracker {
                 let Some(keys) = by_pair.get_mut(&pair) else { continue };
                 while let Some(key) = keys.pop() {
                     if let Some(conns) = previous.get_mut(&key).filter(|c| !c.is_empty()) {
-                        *m = Some(conns.remove(0));
+                        let conn = conns.remove(0);
+                        orphaned.push(conn.id);
+                        *m = Some(conn);
                         if !conns.is_empty() {
                             keys.push(key);
                         }
@@ -190,6 +196,7 @@ impl Tracker {
             connection_ids,
             opened,
             closed,
+            orphaned,
             transitions,
             next_open,
             next_id,
@@ -275,6 +282,7 @@ mod tests {
         let p = t.plan(&[remnant.clone()]);
         assert_eq!(p.connection_ids, vec![1]);
         assert!(p.opened.is_empty() && p.closed.is_empty());
+        assert_eq!(p.orphaned, vec![1]);
         assert_eq!(p.transitions[0].to_state.as_deref(), Some("TIME_WAIT"));
         t.commit(p);
         assert_eq!(t.plan(&[remnant]).connection_ids, vec![1]);

@@ -419,8 +419,20 @@ impl Skips {
     }
 }
 
+/// What the parsing thread hands to the storing one.
+enum Batch {
+    Flows(Vec<FlowRow>),
+    Packets(Vec<PacketRow>),
+    /// Bytes of the file read so far.
+    Position(u64),
+}
+
 /// Streams one capture into flows (and packets). The caller holds the transaction.
-pub fn import_capture<R: Read>(
+///
+/// Two threads: one reads, decodes and assembles flows; the caller's thread appends the
+/// finished batches to the store meanwhile. The bounded channel between them keeps memory
+/// flat: a slow store makes the reader wait.
+pub fn import_capture<R: Read + Send>(
     store: &Store,
     input: R,
     path: &Path,
@@ -429,7 +441,7 @@ pub fn import_capture<R: Read>(
     progress: &Progress,
 ) -> Result<ImportReport> {
     let started = Instant::now();
-    let mut reader = CaptureReader::open(input).map_err(|e| match e {
+    let reader = CaptureReader::open(input).map_err(|e| match e {
         OpenError::Io(e) => Error::io(path, e),
         OpenError::Empty => Error::NotACapture {
             path: path.to_path_buf(),
@@ -441,6 +453,45 @@ pub fn import_capture<R: Read>(
         },
     })?;
     let source = path.to_string_lossy().into_owned();
+    let (mut report, flows) = std::thread::scope(|scope| -> Result<(ImportReport, u64)> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+        let parser = scope.spawn(move || parse_capture(reader, path, import_id, opts, tx));
+        let mut flows = 0u64;
+        for batch in rx {
+            match batch {
+                Batch::Flows(rows) => {
+                    sink::append_flows(store, &opts.table, import_id, &source, &rows)?;
+                    flows += rows.len() as u64;
+                }
+                Batch::Packets(rows) => sink::append_packets(store, import_id, &rows)?,
+                Batch::Position(at) => progress.position(at),
+            }
+        }
+        let report = parser.join().map_err(|_| Error::Import {
+            path: path.to_path_buf(),
+            reason: "the packet reader stopped unexpectedly (a bug: please report it with the file)".to_string(),
+        })??;
+        Ok((report, flows))
+    })?;
+    report.flows = flows;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// The reading side of [`import_capture`]: every packet through decoder and flow table,
+/// finished flows and packet rows out in batches. Stops early when the store side is gone.
+fn parse_capture<R: Read>(
+    mut reader: CaptureReader<R>,
+    path: &Path,
+    import_id: i64,
+    opts: &PcapOptions,
+    tx: std::sync::mpsc::SyncSender<Batch>,
+) -> Result<ImportReport> {
+    // The store side only drops its end after an error, which it reports itself.
+    let gone = || Error::Import {
+        path: path.to_path_buf(),
+        reason: "storing stopped".to_string(),
+    };
     let mut report = ImportReport {
         import_id,
         path: path.to_path_buf(),
@@ -451,7 +502,6 @@ pub fn import_capture<R: Read>(
     let mut table = FlowTable::new(opts.timeouts, 0);
     let mut skips = Skips::default();
     let mut packets: Vec<PacketRow> = Vec::new();
-    let mut flows_written = 0u64;
     loop {
         let next = reader.next_packet().map_err(|e| Error::io(path, e))?;
         let p = match next {
@@ -563,38 +613,32 @@ pub fn import_capture<R: Read>(
         if let Some(row) = row {
             packets.push(row);
             if packets.len() >= PACKET_BATCH {
-                sink::append_packets(store, import_id, &packets)?;
-                packets.clear();
+                tx.send(Batch::Packets(std::mem::take(&mut packets)))
+                    .map_err(|_| gone())?;
             }
         }
         if table.finished_len() >= FLOW_BATCH {
-            flows_written += write_flows(store, &opts.table, import_id, &source, &mut table)?;
+            let rows = table.take_finished().into_iter().map(FlowRow::from).collect();
+            tx.send(Batch::Flows(rows)).map_err(|_| gone())?;
         }
         report.peak_active_flows = report.peak_active_flows.max(table.active());
         if report.packets.is_multiple_of(8192) {
-            progress.position(reader.offset());
+            tx.send(Batch::Position(reader.offset())).map_err(|_| gone())?;
             if interrupt::requested() {
                 return Err(Error::Interrupted);
             }
         }
     }
     table.finish_all();
-    flows_written += write_flows(store, &opts.table, import_id, &source, &mut table)?;
-    sink::append_packets(store, import_id, &packets)?;
+    let rows = table.take_finished().into_iter().map(FlowRow::from).collect();
+    tx.send(Batch::Flows(rows)).map_err(|_| gone())?;
+    tx.send(Batch::Packets(packets)).map_err(|_| gone())?;
     report.file_bytes = reader.offset();
-    report.flows = flows_written;
     report.skipped = skips.total();
     let (notes, warnings) = skips.notes();
     report.warnings = warnings;
     report.notes = notes;
-    report.elapsed = started.elapsed();
     Ok(report)
-}
-
-fn write_flows(store: &Store, table: &str, import_id: i64, source: &str, flows: &mut FlowTable) -> Result<u64> {
-    let rows: Vec<FlowRow> = flows.take_finished().into_iter().map(FlowRow::from).collect();
-    sink::append_flows(store, table, import_id, source, &rows)?;
-    Ok(rows.len() as u64)
 }
 
 /// Imports Zeek conn.log files (TSV or JSON) into `flows`, each file its own import.

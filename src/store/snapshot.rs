@@ -1,5 +1,8 @@
 //! Appending one snapshot: its rows go in as Arrow record batches through DuckDB's appender,
-//! and `connections` / `tcp_transitions` are brought up to date, all in one transaction. A
+//! and `connection_lifetimes` / `tcp_transitions` are brought up to date, all in one
+//! transaction. Lifetimes are written when they open and completed when they close; while open,
+//! their latest values are the snapshot's own socket rows (the `connections` view joins them),
+//! so a snapshot never rewrites the rows of connections that merely continue. A
 //! snapshot is stored whole or not at all; the in-memory connection tracker and interface
 //! counters advance only after the commit.
 
@@ -8,7 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use duckdb::arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Float64Array, Int32Array, Int64Array, ListArray, StringArray, TimestampMicrosecondArray,
 };
 use duckdb::arrow::datatypes::Int32Type;
 use duckdb::arrow::record_batch::RecordBatch;
@@ -75,13 +78,15 @@ impl Store {
     pub fn host_state(&self, host: &str) -> Result<HostState> {
         let next_id: i64 = self
             .conn
-            .query_row("SELECT coalesce(max(connection_id), 0) + 1 FROM connections", [], |r| r.get(0))
+            .query_row("SELECT coalesce(max(connection_id), 0) + 1 FROM connection_lifetimes", [], |r| r.get(0))
             .map_err(Error::sql)?;
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT connection_id, proto, local_addr, local_port, remote_addr, remote_port, pid, inode, \
-                 coalesce(last_state, '') FROM connections WHERE host = ? AND NOT closed",
+                "SELECT s.connection_id, s.proto, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.pid, \
+                 s.inode, s.state FROM sockets s JOIN connection_lifetimes l USING (connection_id) \
+                 WHERE l.closed_at IS NULL AND l.host = $1 \
+                 AND s.snapshot_id = (SELECT max(snapshot_id) FROM snapshots WHERE host = $1)",
             )
             .map_err(Error::sql)?;
         let rows = stmt
@@ -226,32 +231,11 @@ impl Store {
             self.append("interfaces", interfaces_batch(snap, snapshot_id, ts, state)?)?;
         }
 
-        // Lifetimes that continue: refresh from this snapshot's socket rows (joined on id).
-        // Counters only grow, so a sighting without them (a TIME_WAIT remnant) keeps the last.
-        conn.execute(
-            "UPDATE connections AS c SET last_seen = s.ts, last_snapshot_id = s.snapshot_id, \
-             snapshots_seen = c.snapshots_seen + 1, duration_s = epoch(s.ts) - epoch(c.first_seen), \
-             last_state = s.state, direction = s.direction, process_name = coalesce(s.process_name, c.process_name), \
-             bytes_sent = coalesce(s.bytes_sent, c.bytes_sent), bytes_acked = coalesce(s.bytes_acked, c.bytes_acked), \
-             bytes_received = coalesce(s.bytes_received, c.bytes_received), segs_out = coalesce(s.segs_out, c.segs_out), \
-             segs_in = coalesce(s.segs_in, c.segs_in), total_retrans = coalesce(s.total_retrans, c.total_retrans), \
-             rtt_us = coalesce(s.rtt_us, c.rtt_us) \
-             FROM sockets AS s WHERE s.snapshot_id = ? AND c.connection_id = s.connection_id \
-             AND c.first_snapshot_id < ?",
-            params![snapshot_id, snapshot_id],
-        )
-        .map_err(store_err)?;
-        if !plan.closed.is_empty() {
-            conn.execute(
-                "UPDATE connections SET closed = true, \
-                 closed_at = (SELECT ts FROM snapshots WHERE snapshot_id = ?) \
-                 WHERE host = ? AND NOT closed AND last_snapshot_id < ?",
-                params![snapshot_id, snap.host, snapshot_id],
-            )
-            .map_err(store_err)?;
+        if !plan.closed.is_empty() || !plan.orphaned.is_empty() {
+            self.complete_lifetimes(snapshot_id, &snap.host, plan)?;
         }
         if !plan.opened.is_empty() {
-            self.append("connections", connections_batch(snap, snapshot_id, ts, plan)?)?;
+            self.append("connection_lifetimes", lifetimes_batch(snap, snapshot_id, ts, plan)?)?;
         }
         if !plan.transitions.is_empty() {
             let t = &plan.transitions;
@@ -267,6 +251,50 @@ impl Store {
             )?;
         }
         Ok(snapshot_id)
+    }
+
+    /// Completes the lifetimes that closed with their last sighting (the host's previous
+    /// snapshot), and keeps the last known counters of those continued by a TIME_WAIT remnant.
+    fn complete_lifetimes(&self, snapshot_id: i64, host: &str, plan: &Plan) -> Result<()> {
+        let previous: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT max(snapshot_id) FROM snapshots WHERE host = ? AND snapshot_id < ?",
+                params![host, snapshot_id],
+                |r| r.get(0),
+            )
+            .map_err(store_err)?;
+        let Some(previous) = previous else { return Ok(()) };
+        let counters = "bytes_sent = coalesce(s.bytes_sent, l.bytes_sent), bytes_acked = coalesce(s.bytes_acked, l.bytes_acked), \
+             bytes_received = coalesce(s.bytes_received, l.bytes_received), segs_out = coalesce(s.segs_out, l.segs_out), \
+             segs_in = coalesce(s.segs_in, l.segs_in), total_retrans = coalesce(s.total_retrans, l.total_retrans), \
+             rtt_us = coalesce(s.rtt_us, l.rtt_us), process_name = coalesce(s.process_name, l.process_name)";
+        for (ids, set) in [
+            (&plan.orphaned, counters.to_string()),
+            (
+                &plan.closed,
+                format!(
+                    "closed_at = (SELECT ts FROM snapshots WHERE snapshot_id = {snapshot_id}), last_seen = s.ts, \
+                     last_snapshot_id = s.snapshot_id, last_state = s.state, direction = s.direction, {counters}"
+                ),
+            ),
+        ] {
+            // Closing sets can be large (a server shutting down): bound the literal lists.
+            for chunk in ids.chunks(2048) {
+                let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+                self.conn
+                    .execute(
+                        &format!(
+                            "UPDATE connection_lifetimes AS l SET {set} FROM sockets AS s \
+                             WHERE s.snapshot_id = {previous} AND s.connection_id = l.connection_id \
+                             AND l.connection_id IN ({list})"
+                        ),
+                        [],
+                    )
+                    .map_err(store_err)?;
+            }
+        }
+        Ok(())
     }
 
     fn append(&self, table: &str, batch: RecordBatch) -> Result<()> {
@@ -398,13 +426,12 @@ fn interfaces_batch(snap: &Snapshot, snapshot_id: i64, ts: i64, state: &HostStat
     ])
 }
 
-fn connections_batch(snap: &Snapshot, snapshot_id: i64, ts: i64, plan: &Plan) -> Result<RecordBatch> {
+fn lifetimes_batch(snap: &Snapshot, snapshot_id: i64, ts: i64, plan: &Plan) -> Result<RecordBatch> {
     let opened: Vec<(i64, &crate::capture::SocketRecord)> =
         plan.opened.iter().map(|&i| (plan.connection_ids[i], &snap.sockets[i])).collect();
-    let names: HashMap<u32, &str> = snap.processes.iter().map(|p| (p.pid, p.name.as_str())).collect();
-    let listeners = Listeners::of(&snap.sockets);
     let o = &opened;
-    let tcp = |f: fn(&TcpCounters) -> Option<i64>| -> ArrayRef { i64s(o.iter().map(|(_, x)| x.tcp.as_ref().and_then(f))) };
+    let none_i64 = || i64s(o.iter().map(|_| None));
+    let none_str = || strings(o.iter().map(|_| None::<&str>));
     batch(vec![
         ("connection_id", i64s(o.iter().map(|(id, _)| Some(*id)))),
         ("host", strings(o.iter().map(|_| Some(snap.host.as_str())))),
@@ -415,27 +442,24 @@ fn connections_batch(snap: &Snapshot, snapshot_id: i64, ts: i64, plan: &Plan) ->
         ("remote_addr", strings(o.iter().map(|(_, x)| x.remote_addr.map(|a| a.to_string())))),
         ("remote_port", i32s(o.iter().map(|(_, x)| x.remote_port.map(i32::from)))),
         ("pid", i32s(o.iter().map(|(_, x)| x.pid().map(|p| p as i32)))),
-        ("process_name", strings(o.iter().map(|(_, x)| x.pid().and_then(|p| names.get(&p).copied())))),
         ("inode", i64s(o.iter().map(|(_, x)| x.inode.map(u64_to_i64)))),
-        ("direction", strings(o.iter().map(|(_, x)| Some(listeners.direction(x).as_str())))),
         ("remote_scope", strings(o.iter().map(|(_, x)| x.remote_addr.map(|a| netaddr::scope(a).as_str())))),
         ("first_seen", timestamps(o.iter().map(|_| Some(ts)))),
-        ("last_seen", timestamps(o.iter().map(|_| Some(ts)))),
-        ("duration_s", Arc::new(Float64Array::from_iter(o.iter().map(|_| Some(0.0)))) as ArrayRef),
         ("first_snapshot_id", i64s(o.iter().map(|_| Some(snapshot_id)))),
-        ("last_snapshot_id", i64s(o.iter().map(|_| Some(snapshot_id)))),
-        ("snapshots_seen", i32s(o.iter().map(|_| Some(1)))),
         ("first_state", strings(o.iter().map(|(_, x)| Some(x.state.as_str())))),
-        ("last_state", strings(o.iter().map(|(_, x)| Some(x.state.as_str())))),
-        ("closed", Arc::new(BooleanArray::from_iter(o.iter().map(|_| Some(false)))) as ArrayRef),
         ("closed_at", timestamps(o.iter().map(|_| None))),
-        ("bytes_sent", tcp(|t| t.bytes_sent.map(u64_to_i64))),
-        ("bytes_acked", tcp(|t| t.bytes_acked.map(u64_to_i64))),
-        ("bytes_received", tcp(|t| t.bytes_received.map(u64_to_i64))),
-        ("segs_out", tcp(|t| t.segs_out.map(u64_to_i64))),
-        ("segs_in", tcp(|t| t.segs_in.map(u64_to_i64))),
-        ("total_retrans", tcp(|t| t.total_retrans.map(i64::from))),
-        ("rtt_us", i32s(o.iter().map(|(_, x)| x.tcp.as_ref().and_then(|t| t.rtt_us).map(|v| v as i32)))),
+        ("last_seen", timestamps(o.iter().map(|_| None))),
+        ("last_snapshot_id", none_i64()),
+        ("last_state", none_str()),
+        ("direction", none_str()),
+        ("process_name", none_str()),
+        ("bytes_sent", none_i64()),
+        ("bytes_acked", none_i64()),
+        ("bytes_received", none_i64()),
+        ("segs_out", none_i64()),
+        ("segs_in", none_i64()),
+        ("total_retrans", none_i64()),
+        ("rtt_us", i32s(o.iter().map(|_| None))),
     ])
 }
 
@@ -539,7 +563,7 @@ mod tests {
         let mut resumed = store.host_state("h").unwrap();
         let stored = store.append_snapshot(&snap(60, vec![sock(5000, "ESTABLISHED", 2)], 2), "fixture", &mut resumed).unwrap();
         assert_eq!((stored.opened, stored.closed), (0, 0));
-        assert_eq!(q(&store, "SELECT count(*)::VARCHAR || ':' || max(snapshots_seen) FROM connections"), "1:2");
+        assert_eq!(q(&store, "SELECT count(*)::VARCHAR || ':' || max(last_snapshot_id) || ':' || max(duration_s) FROM connections"), "1:2:60.0");
         assert_eq!(q(&store, "SELECT rx_bytes_delta::VARCHAR FROM interfaces WHERE snapshot_id = 2"), "1");
     }
 

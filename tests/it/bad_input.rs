@@ -173,3 +173,21 @@ fn unprivileged_capture_stores_nulls_and_says_so_once() {
     assert_eq!(q("SELECT count(*) FROM processes WHERE uid = 0 AND disk_read_bytes = 0"), "0");
     assert!(q("SELECT notes FROM snapshots LIMIT 1").contains("without root"));
 }
+
+#[test]
+fn read_only_opens_query_but_never_write() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    s.cmd()
+        .args(["--read-only", "--format", "csv", "--no-headers", "-c", "SELECT count(*) FROM snapshots"])
+        .assert()
+        .success()
+        .stdout("4\n");
+    s.cmd()
+        .args(["--read-only", "capture", "--replay"])
+        .arg(crate::fixture("host_a.jsonl"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("read-only"));
+    assert_eq!(s.query("SELECT count(*) FROM snapshots"), "4");
+}

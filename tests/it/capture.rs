@@ -72,7 +72,8 @@ fn live_snapshot_sees_our_own_loopback_connection_and_its_bytes() {
     let me = std::process::id();
     let client_row = s.query(&format!(
         "SELECT pid, state, direction, remote_port, bytes_sent >= 100000, bytes_acked >= 100000, bytes_received >= 6, \
-         segs_out > 0, rtt_us IS NOT NULL FROM sockets WHERE proto = 'tcp' AND local_port = {client_port}"
+         segs_out > 0, rtt_us IS NOT NULL FROM sockets WHERE proto = 'tcp' AND local_port = {client_port} \
+         AND remote_port = {server_port}"
     ));
     assert_eq!(client_row, format!("{me},ESTABLISHED,internal,{server_port},true,true,true,true,true"));
     let server_row = s.query(&format!(
