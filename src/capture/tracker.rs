@@ -102,38 +102,34 @@ impl Tracker {
     /// a process (no pid, no inode: a TIME_WAIT remnant) then continues an unmatched lifetime
     /// of the same address pair, so its closing states are recorded on that lifetime.
     pub fn plan(&self, sockets: &[SocketRecord]) -> Plan {
-        let mut previous = self.open.clone();
-        let mut matched: Vec<Option<OpenConnection>> = sockets
-            .iter()
-            .map(|s| previous.get_mut(&ConnectionKey::of(s)).and_then(|v| (!v.is_empty()).then(|| v.remove(0))))
-            .collect();
+        // How many of each key's open lifetimes this snapshot has continued (no map clone).
+        let mut taken: HashMap<&ConnectionKey, usize> = HashMap::with_capacity(self.open.len());
+        let mut take = |key: &ConnectionKey| -> Option<OpenConnection> {
+            let (k, conns) = self.open.get_key_value(key)?;
+            let n = taken.entry(k).or_insert(0);
+            let conn = conns.get(*n)?.clone();
+            *n += 1;
+            Some(conn)
+        };
+        let mut matched: Vec<Option<OpenConnection>> = sockets.iter().map(|s| take(&ConnectionKey::of(s))).collect();
         let orphan = |s: &SocketRecord| s.pids.is_empty() && s.inode.is_none();
         let mut orphaned = Vec::new();
         if sockets.iter().zip(&matched).any(|(s, m)| m.is_none() && orphan(s)) {
             type Pair = (Proto, IpAddr, u16, Option<IpAddr>, Option<u16>);
-            let mut by_pair: HashMap<Pair, Vec<ConnectionKey>> = HashMap::new();
-            for (key, conns) in &previous {
-                if !conns.is_empty() {
-                    let pair = (key.proto, key.local_addr, key.local_port, key.remote_addr, key.remote_port);
-                    by_pair.entry(pair).or_default().push(key.clone());
-                }
+            let mut by_pair: HashMap<Pair, Vec<&ConnectionKey>> = HashMap::new();
+            for key in self.open.keys() {
+                let pair = (key.proto, key.local_addr, key.local_port, key.remote_addr, key.remote_port);
+                by_pair.entry(pair).or_default().push(key);
             }
             for (s, m) in sockets.iter().zip(matched.iter_mut()) {
                 if m.is_some() || !orphan(s) || s.remote_addr.is_none() {
                     continue;
                 }
                 let pair = (s.proto, s.local_addr, s.local_port, s.remote_addr, s.remote_port);
-                let Some(keys) = by_pair.get_mut(&pair) else { continue };
-                while let Some(key) = keys.pop() {
-                    if let Some(conns) = previous.get_mut(&key).filter(|c| !c.is_empty()) {
-                        let conn = conns.remove(0);
-                        orphaned.push(conn.id);
-                        *m = Some(conn);
-                        if !conns.is_empty() {
-                            keys.push(key);
-                        }
-                        break;
-                    }
+                let Some(keys) = by_pair.get(&pair) else { continue };
+                if let Some(conn) = keys.iter().find_map(|k| take(k)) {
+                    orphaned.push(conn.id);
+                    *m = Some(conn);
                 }
             }
         }
@@ -179,14 +175,18 @@ impl Tracker {
         }
         transitions.extend(first_seen);
 
-        let mut gone: Vec<OpenConnection> = previous.into_values().flatten().collect();
+        let mut gone: Vec<&OpenConnection> = self
+            .open
+            .iter()
+            .flat_map(|(k, conns)| conns.iter().skip(taken.get(k).copied().unwrap_or(0)))
+            .collect();
         gone.sort_by_key(|c| c.id);
         let mut closed = Vec::with_capacity(gone.len());
         for g in gone {
             if g.proto == Proto::Tcp {
                 transitions.push(Transition {
                     connection_id: g.id,
-                    from_state: Some(g.state),
+                    from_state: Some(g.state.clone()),
                     to_state: None,
                 });
             }
