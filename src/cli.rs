@@ -331,10 +331,17 @@ mod tests {
     #[test]
     fn the_same_grammar_parses_command_line_and_dot_commands() {
         let cli = Cli::try_parse_from(["netlens", "capture", "--count", "3", "--interval", "2s"]).unwrap();
-        let Some(Command::Domain(DomainCommand::Capture(a))) = cli.command else { panic!() };
+        let Some(Command::Domain(DomainCommand::Capture(a))) = cli.command else {
+            panic!()
+        };
         let dot = DotLine::try_parse_from(["capture", "--count", "3", "--interval", "2s"]).unwrap();
-        let DotCommand::Domain(DomainCommand::Capture(b)) = dot.command else { panic!() };
+        let DotCommand::Domain(DomainCommand::Capture(b)) = dot.command else {
+            panic!()
+        };
         assert_eq!((a.count, a.interval), (b.count, b.interval));
-        assert!(DotLine::try_parse_from(["export", "--out", "x.parquet"]).is_err(), "needs --table or --query");
+        assert!(
+            DotLine::try_parse_from(["export", "--out", "x.parquet"]).is_err(),
+            "needs --table or --query"
+        );
     }
 }

@@ -20,27 +20,15 @@ pub enum Error {
 
     /// The database was written by a newer netlens whose schema this build does not know.
     #[error("database {path} has schema version {found}, newer than this netlens understands (up to {supported})\n  hint: upgrade netlens; the file was left untouched")]
-    SchemaTooNew {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+    SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
 
     /// A read-only open met a database whose schema still needs upgrading.
     #[error("database {path} has schema version {found} and needs upgrading to {supported}, which a read-only open cannot do\n  hint: open it once without --read-only")]
-    SchemaNeedsUpgrade {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+    SchemaNeedsUpgrade { path: PathBuf, found: i64, supported: i64 },
 
     /// A migration script failed; the database keeps its previous version.
     #[error("migration {version} ({name}) failed: {reason}")]
-    Migration {
-        version: i64,
-        name: String,
-        reason: String,
-    },
+    Migration { version: i64, name: String, reason: String },
 
     /// An SQL statement failed.
     #[error("{message}")]
@@ -60,11 +48,7 @@ pub enum Error {
 
     /// A fixture (recorded snapshots) could not be read.
     #[error("fixture {path}, line {line}: {reason}")]
-    Fixture {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    Fixture { path: PathBuf, line: usize, reason: String },
 
     /// A table or view the user named does not exist.
     #[error("no table or view named '{name}'\n  hint: .tables lists what exists")]
@@ -80,11 +64,7 @@ pub enum Error {
 
     /// A Zeek log could not be imported; nothing of that file was kept.
     #[error("{path}{}: {reason}\n  hint: import zeek reads Zeek conn.log files, TSV (with a #fields header) or JSON; nothing was imported from this file", at_line(.line))]
-    ZeekLog {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    ZeekLog { path: PathBuf, line: usize, reason: String },
 
     /// Importing a file failed while writing it; its transaction was rolled back.
     #[error("importing {path} failed, nothing of it was kept: {reason}")]

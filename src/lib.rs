@@ -58,7 +58,11 @@ pub fn run_from_args() -> Result<Outcome> {
     // -c and -f run in the order given, whichever flag they came from.
     let mut scripts: Vec<(usize, Script)> = Vec::new();
     if let Some(indices) = matches.indices_of("queries") {
-        scripts.extend(indices.zip(cli.queries.iter()).map(|(i, q)| (i, Script::Text(q.clone()))));
+        scripts.extend(
+            indices
+                .zip(cli.queries.iter())
+                .map(|(i, q)| (i, Script::Text(q.clone()))),
+        );
     }
     if let Some(indices) = matches.indices_of("files") {
         scripts.extend(indices.zip(cli.files.iter()).map(|(i, f)| (i, Script::File(f.clone()))));
@@ -101,7 +105,9 @@ fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
             let mut flow = Flow::Continue;
             if scripts.is_empty() {
                 let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).map_err(|e| Error::io("<stdin>", e))?;
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .map_err(|e| Error::io("<stdin>", e))?;
                 flow = session.run_script(&text);
             }
             for script in scripts {

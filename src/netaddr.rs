@@ -78,8 +78,7 @@ fn scope_v4(a: Ipv4Addr) -> Scope {
         Scope::Multicast
     } else if a.is_documentation() {
         Scope::Documentation
-    } else if o1 == 0 || o1 >= 240 || (o1 == 192 && o2 == 0 && o3 == 0) || (o1 == 198 && (o2 & 0xFE) == 18)
-    {
+    } else if o1 == 0 || o1 >= 240 || (o1 == 192 && o2 == 0 && o3 == 0) || (o1 == 198 && (o2 & 0xFE) == 18) {
         Scope::Reserved
     } else {
         Scope::Public

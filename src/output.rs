@@ -136,7 +136,11 @@ fn render_stream(
     let mode = opts.mode;
     if opts.headers {
         match mode {
-            OutputMode::Csv => writeln!(out, "{}", names.iter().map(|n| csv_field(n)).collect::<Vec<_>>().join(",")),
+            OutputMode::Csv => writeln!(
+                out,
+                "{}",
+                names.iter().map(|n| csv_field(n)).collect::<Vec<_>>().join(",")
+            ),
             OutputMode::List => writeln!(out, "{}", names.join("|")),
             OutputMode::Markdown => writeln!(
                 out,
@@ -154,19 +158,32 @@ fn render_stream(
     let mut rows = 0u64;
     for batch in batches {
         let batch = batch?;
-        let null = if matches!(mode, OutputMode::Markdown | OutputMode::List) { "NULL" } else { "" };
+        let null = if matches!(mode, OutputMode::Markdown | OutputMode::List) {
+            "NULL"
+        } else {
+            ""
+        };
         let f = Formatted::new(&batch, null)?;
         for row in 0..batch.num_rows() {
             let line = match mode {
-                OutputMode::Csv => (0..names.len()).map(|c| csv_field(&f.text(c, row))).collect::<Vec<_>>().join(","),
+                OutputMode::Csv => (0..names.len())
+                    .map(|c| csv_field(&f.text(c, row)))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 OutputMode::List => (0..names.len()).map(|c| f.text(c, row)).collect::<Vec<_>>().join("|"),
                 OutputMode::Markdown => format!(
                     "| {} |",
-                    (0..names.len()).map(|c| markdown_field(&f.text(c, row))).collect::<Vec<_>>().join(" | ")
+                    (0..names.len())
+                        .map(|c| markdown_field(&f.text(c, row)))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
                 ),
                 _ => {
-                    let object: serde_json::Map<String, serde_json::Value> =
-                        names.iter().enumerate().map(|(c, n)| (n.clone(), f.json(c, row))).collect();
+                    let object: serde_json::Map<String, serde_json::Value> = names
+                        .iter()
+                        .enumerate()
+                        .map(|(c, n)| (n.clone(), f.json(c, row)))
+                        .collect();
                     let text = serde_json::Value::Object(object).to_string();
                     if mode == OutputMode::Json {
                         format!("{}\n{text}", if rows == 0 { "" } else { "," })
@@ -184,7 +201,8 @@ fn render_stream(
         }
     }
     if mode == OutputMode::Json {
-        out.write_all(if rows == 0 { b"]\n" } else { b"\n]\n" }).map_err(out_err)?;
+        out.write_all(if rows == 0 { b"]\n" } else { b"\n]\n" })
+            .map_err(out_err)?;
     }
     Ok(rows)
 }
@@ -204,11 +222,7 @@ fn render_display(
         if shown.len() < limit {
             let f = Formatted::new(&batch, "NULL")?;
             for row in 0..batch.num_rows().min(limit - shown.len()) {
-                shown.push(
-                    (0..names.len())
-                        .map(|c| f.text(c, row))
-                        .collect(),
-                );
+                shown.push((0..names.len()).map(|c| f.text(c, row)).collect());
             }
         }
         total += batch.num_rows() as u64;
@@ -251,7 +265,12 @@ fn render_display(
         writeln!(out, "{table}").map_err(out_err)?;
     }
     if (shown.len() as u64) < total {
-        writeln!(out, "({total} rows, {} shown; .maxrows N changes the limit)", shown.len()).map_err(out_err)?;
+        writeln!(
+            out,
+            "({total} rows, {} shown; .maxrows N changes the limit)",
+            shown.len()
+        )
+        .map_err(out_err)?;
     }
     Ok(total)
 }
@@ -266,8 +285,14 @@ mod tests {
     fn sample() -> (SchemaRef, RecordBatch) {
         let batch = RecordBatch::try_from_iter(vec![
             ("n", Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef),
-            ("s", Arc::new(StringArray::from(vec![Some("a,\"b\""), Some("x|y")])) as ArrayRef),
-            ("f", Arc::new(Float64Array::from(vec![Some(1.5), Some(f64::NAN)])) as ArrayRef),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("a,\"b\""), Some("x|y")])) as ArrayRef,
+            ),
+            (
+                "f",
+                Arc::new(Float64Array::from(vec![Some(1.5), Some(f64::NAN)])) as ArrayRef,
+            ),
             ("b", Arc::new(BooleanArray::from(vec![Some(true), None])) as ArrayRef),
         ])
         .unwrap();
@@ -289,7 +314,10 @@ mod tests {
 
     #[test]
     fn csv_quotes_and_nulls() {
-        assert_eq!(run(OutputMode::Csv, true, 0), "n,s,f,b\n1,\"a,\"\"b\"\"\",1.5,true\n,x|y,NaN,\n");
+        assert_eq!(
+            run(OutputMode::Csv, true, 0),
+            "n,s,f,b\n1,\"a,\"\"b\"\"\",1.5,true\n,x|y,NaN,\n"
+        );
         assert_eq!(run(OutputMode::Csv, false, 0).lines().count(), 2);
     }
 
@@ -302,8 +330,10 @@ mod tests {
         assert_eq!(v[0]["b"], serde_json::json!(true));
         assert_eq!(v[1]["n"], serde_json::Value::Null);
         assert_eq!(v[1]["f"], serde_json::json!("NaN"));
-        let lines: Vec<serde_json::Value> =
-            run(OutputMode::Jsonl, true, 0).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = run(OutputMode::Jsonl, true, 0)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["s"], serde_json::json!("a,\"b\""));
     }
@@ -313,7 +343,10 @@ mod tests {
         let md = run(OutputMode::Markdown, true, 0);
         assert!(md.starts_with("| n | s | f | b |\n|---|---|---|---|\n"), "{md}");
         assert!(md.contains("x\\|y"));
-        assert_eq!(run(OutputMode::List, false, 0).lines().next().unwrap(), "1|a,\"b\"|1.5|true");
+        assert_eq!(
+            run(OutputMode::List, false, 0).lines().next().unwrap(),
+            "1|a,\"b\"|1.5|true"
+        );
         assert!(run(OutputMode::Line, true, 0).contains("n = NULL"));
         let table = run(OutputMode::Table, true, 1);
         assert!(table.contains("(2 rows, 1 shown"), "{table}");

@@ -60,10 +60,7 @@ impl Listeners {
                 endpoints.insert((s.proto, s.local_addr, s.local_port));
             }
         }
-        Listeners {
-            endpoints,
-            wildcard,
-        }
+        Listeners { endpoints, wildcard }
     }
 
     fn serves(&self, proto: Proto, addr: IpAddr, port: u16) -> bool {
@@ -118,7 +115,13 @@ mod tests {
             sock(Proto::Tcp, "0.0.0.0", 22, None, "LISTEN"),
             sock(Proto::Tcp, "203.0.113.5", 443, None, "LISTEN"),
             sock(Proto::Tcp, "10.0.0.5", 22, Some(("8.8.4.4", 50000)), "ESTABLISHED"),
-            sock(Proto::Tcp, "10.0.0.5", 51000, Some(("93.184.216.34", 443)), "ESTABLISHED"),
+            sock(
+                Proto::Tcp,
+                "10.0.0.5",
+                51000,
+                Some(("93.184.216.34", 443)),
+                "ESTABLISHED",
+            ),
             sock(Proto::Tcp, "127.0.0.1", 22, Some(("127.0.0.1", 40000)), "ESTABLISHED"),
             sock(Proto::Tcp, "10.0.0.5", 51001, Some(("192.168.1.1", 80)), "SYN_SENT"),
             sock(Proto::Tcp, "fe80::1", 51002, Some(("fd00::2", 80)), "ESTABLISHED"),
@@ -134,8 +137,8 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                "listen", "listen", "inbound", "outbound", "internal", "internal", "internal", "listen",
-                "inbound", "outbound", "outbound", "inbound"
+                "listen", "listen", "inbound", "outbound", "internal", "internal", "internal", "listen", "inbound",
+                "outbound", "outbound", "inbound"
             ]
         );
     }

@@ -69,7 +69,9 @@ pub fn run(
             report.interrupted = true;
             break;
         }
-        let Some(snapshot) = source.snapshot(clock())? else { break };
+        let Some(snapshot) = source.snapshot(clock())? else {
+            break;
+        };
         let state = match hosts.entry(snapshot.host.clone()) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(v) => v.insert(store.host_state(&snapshot.host)?),
@@ -183,7 +185,11 @@ mod tests {
     #[test]
     fn stops_at_count_and_reports_each_gap_kind_once() {
         let store = Store::open(&Location::Memory, false).unwrap();
-        let mut source = Scripted((0..5).map(|i| snapshot(i, &format!("pid: {i} sockets unowned"))).collect());
+        let mut source = Scripted(
+            (0..5)
+                .map(|i| snapshot(i, &format!("pid: {i} sockets unowned")))
+                .collect(),
+        );
         let pace = Pace {
             interval: Duration::from_secs(1),
             duration: None,
@@ -192,7 +198,10 @@ mod tests {
         };
         let mut seen = Seen::default();
         let report = run(&store, &mut source, pace, None, &Utc::now, &mut seen).unwrap();
-        assert_eq!((report.snapshots, report.first_snapshot_id, report.last_snapshot_id), (3, Some(1), Some(3)));
+        assert_eq!(
+            (report.snapshots, report.first_snapshot_id, report.last_snapshot_id),
+            (3, Some(1), Some(3))
+        );
         assert_eq!(report.opened, 1);
         assert_eq!(seen.stored, 3);
         assert_eq!(seen.gaps, vec!["pid: 0 sockets unowned"]);

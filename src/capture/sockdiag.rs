@@ -83,7 +83,11 @@ fn dump(family: u8, proto: Proto, out: &mut Vec<SocketRecord>) -> Result<()> {
             protocol,
             extensions,
             states: StateFlags::all(),
-            socket_id: if family == AF_INET { SocketId::new_v4() } else { SocketId::new_v6() },
+            socket_id: if family == AF_INET {
+                SocketId::new_v4()
+            } else {
+                SocketId::new_v6()
+            },
         })
         .into(),
     );
@@ -163,7 +167,8 @@ fn field_u8(raw: &[u8], at: usize) -> Option<u8> {
 }
 
 fn field_u32(raw: &[u8], at: usize) -> Option<u32> {
-    raw.get(at..at + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    raw.get(at..at + 4)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 fn field_u64(raw: &[u8], at: usize) -> Option<u64> {

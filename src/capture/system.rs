@@ -47,9 +47,11 @@ pub struct SystemSource {
 impl SystemSource {
     /// Prepares the readers; the first snapshot primes CPU accounting.
     pub fn new(backend: SocketBackend) -> Result<Self> {
-        let collect = |what: &'static str| move |e: sysinfo::Error| Error::Collect {
-            what,
-            reason: e.to_string(),
+        let collect = |what: &'static str| {
+            move |e: sysinfo::Error| Error::Collect {
+                what,
+                reason: e.to_string(),
+            }
         };
         let system = System::new().map_err(collect("processes"))?;
         let networks = Networks::new_with_refreshed_list().map_err(collect("interfaces"))?;
@@ -74,7 +76,8 @@ impl SystemSource {
             .with_exe(UpdateKind::OnlyIfNotSet)
             .with_cmd(UpdateKind::OnlyIfNotSet)
             .with_user(UpdateKind::OnlyIfNotSet);
-        self.system.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
+        self.system
+            .refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
         let first = self.snapshots_taken == 0;
         let privileged = self.own_uid == Some(0) || self.own_uid.is_none();
         let mut unreadable = 0usize;
@@ -96,7 +99,10 @@ impl SystemSource {
                     pid: p.pid().as_u32(),
                     ppid: p.parent().map(|pp| pp.as_u32()),
                     name: p.name().to_string_lossy().into_owned(),
-                    exe: p.exe().map(|e| e.to_string_lossy().into_owned()).filter(|e| !e.is_empty()),
+                    exe: p
+                        .exe()
+                        .map(|e| e.to_string_lossy().into_owned())
+                        .filter(|e| !e.is_empty()),
                     cmdline: (!cmd.is_empty()).then(|| cmd.join(" ")),
                     user_name: p
                         .user_id()
@@ -129,8 +135,11 @@ impl SystemSource {
             .iter()
             .map(|(name, data)| {
                 let mac = data.mac_address();
-                let addresses: Vec<String> =
-                    data.ip_networks().iter().map(|n| format!("{}/{}", n.addr, n.prefix)).collect();
+                let addresses: Vec<String> = data
+                    .ip_networks()
+                    .iter()
+                    .map(|n| format!("{}/{}", n.addr, n.prefix))
+                    .collect();
                 InterfaceRecord {
                     name: name.to_string_lossy().into_owned(),
                     mac: (!mac.is_unspecified()).then(|| mac.to_string()),
@@ -176,8 +185,20 @@ impl Source for SystemSource {
         let interfaces = self.interfaces();
         self.snapshots_taken += 1;
         sockets.sort_by(|a, b| {
-            (a.proto.as_str(), a.local_addr, a.local_port, a.remote_addr, a.remote_port)
-                .cmp(&(b.proto.as_str(), b.local_addr, b.local_port, b.remote_addr, b.remote_port))
+            (
+                a.proto.as_str(),
+                a.local_addr,
+                a.local_port,
+                a.remote_addr,
+                a.remote_port,
+            )
+                .cmp(&(
+                    b.proto.as_str(),
+                    b.local_addr,
+                    b.local_port,
+                    b.remote_addr,
+                    b.remote_port,
+                ))
         });
         Ok(Some(Snapshot {
             ts: now,

@@ -118,7 +118,13 @@ impl Tracker {
             type Pair = (Proto, IpAddr, u16, Option<IpAddr>, Option<u16>);
             let mut by_pair: HashMap<Pair, Vec<&ConnectionKey>> = HashMap::new();
             for key in self.open.keys() {
-                let pair = (key.proto, key.local_addr, key.local_port, key.remote_addr, key.remote_port);
+                let pair = (
+                    key.proto,
+                    key.local_addr,
+                    key.local_port,
+                    key.remote_addr,
+                    key.remote_port,
+                );
                 by_pair.entry(pair).or_default().push(key);
             }
             for (s, m) in sockets.iter().zip(matched.iter_mut()) {
@@ -234,7 +240,10 @@ mod tests {
     #[test]
     fn lifetimes_continue_change_state_and_close() {
         let mut t = Tracker::resume([], 1);
-        let p1 = t.plan(&[tcp(5000, 443, "SYN_SENT", 7, 100), tcp(5001, 443, "ESTABLISHED", 7, 101)]);
+        let p1 = t.plan(&[
+            tcp(5000, 443, "SYN_SENT", 7, 100),
+            tcp(5001, 443, "ESTABLISHED", 7, 101),
+        ]);
         assert_eq!(p1.connection_ids, vec![1, 2]);
         assert_eq!(p1.opened, vec![0, 1]);
         assert_eq!(p1.transitions.len(), 2);
@@ -267,7 +276,10 @@ mod tests {
     fn new_inode_or_pid_is_a_new_lifetime() {
         let mut t = Tracker::resume([], 10);
         t.commit(t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 100)]));
-        let p = t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 200), tcp(5000, 443, "ESTABLISHED", 8, 100)]);
+        let p = t.plan(&[
+            tcp(5000, 443, "ESTABLISHED", 7, 200),
+            tcp(5000, 443, "ESTABLISHED", 8, 100),
+        ]);
         assert_eq!(p.connection_ids, vec![11, 12]);
         assert_eq!(p.closed, vec![10]);
     }

@@ -22,11 +22,11 @@ use crate::capture::Source;
 use crate::cli::{CaptureArgs, DomainCommand, DotCommand, DotLine, ExportArgs, OutputMode};
 use crate::error::{Error, Result};
 use crate::interrupt;
+use crate::output::{render, RenderOptions};
 use crate::report;
 use crate::store::export::{ExportFormat, ExportRequest, ExportSource};
 use crate::store::snapshot::Stored;
 use crate::store::{quote_literal, Store};
-use crate::output::{render, RenderOptions};
 use split::{is_blank, split};
 
 /// Output settings a session carries (the dot commands change them).
@@ -43,7 +43,11 @@ impl Settings {
     /// Table on a terminal, CSV otherwise, like other SQL shells.
     pub fn for_stdout() -> Self {
         Settings {
-            mode: if std::io::stdout().is_terminal() { OutputMode::Table } else { OutputMode::Csv },
+            mode: if std::io::stdout().is_terminal() {
+                OutputMode::Table
+            } else {
+                OutputMode::Csv
+            },
             headers: true,
             timer: false,
             maxrows: 1000,
@@ -198,7 +202,11 @@ impl Session {
             mode: self.settings.mode,
             headers: self.settings.headers,
             maxrows: self.settings.maxrows,
-            width: if to_terminal { comfy_table::Table::new().width() } else { None },
+            width: if to_terminal {
+                comfy_table::Table::new().width()
+            } else {
+                None
+            },
         }
     }
 
@@ -251,11 +259,7 @@ impl Session {
     pub fn dot(&mut self, line: &str) -> Flow {
         let words = match shlex::split(line.trim_start_matches('.')) {
             Some(words) if !words.is_empty() => words,
-            _ => {
-                return self.settle(Err(Error::Usage(format!(
-                    "cannot parse '{line}' (unbalanced quotes?)"
-                ))))
-            }
+            _ => return self.settle(Err(Error::Usage(format!("cannot parse '{line}' (unbalanced quotes?)")))),
         };
         let parsed = match DotLine::try_parse_from(&words) {
             Ok(parsed) => parsed,
@@ -267,7 +271,9 @@ impl Session {
                         let r = self.print(&text);
                         self.settle(r)
                     }
-                    _ => self.settle(Err(Error::Usage(text.trim_end().trim_start_matches("error: ").to_string()))),
+                    _ => self.settle(Err(Error::Usage(
+                        text.trim_end().trim_start_matches("error: ").to_string(),
+                    ))),
                 };
             }
         };
@@ -283,7 +289,9 @@ impl Session {
         match command {
             DotCommand::Help { pattern } => self.help(pattern.as_deref()),
             DotCommand::Tables { pattern } => {
-                let filter = pattern.map(|p| format!("WHERE name LIKE {}", quote_literal(&p))).unwrap_or_default();
+                let filter = pattern
+                    .map(|p| format!("WHERE name LIKE {}", quote_literal(&p)))
+                    .unwrap_or_default();
                 self.execute_sql(&format!(
                     "SELECT name, kind, rows, comment FROM (\
                      SELECT table_name AS name, 'table' AS kind, estimated_size AS rows, comment FROM duckdb_tables() WHERE NOT internal \
@@ -376,7 +384,10 @@ impl Session {
                 })
                 .collect();
             let usage = if sub.get_arguments().any(|a| !a.is_positional() && a.get_id() != "help") {
-                format!(".{name} [OPTIONS]{}", args.iter().map(|a| format!(" {a}")).collect::<String>())
+                format!(
+                    ".{name} [OPTIONS]{}",
+                    args.iter().map(|a| format!(" {a}")).collect::<String>()
+                )
             } else {
                 format!(".{name}{}", args.iter().map(|a| format!(" {a}")).collect::<String>())
             };
@@ -427,7 +438,11 @@ impl Session {
         let source = match (args.table, args.query) {
             (Some(t), None) => ExportSource::Table(t),
             (None, Some(q)) => ExportSource::Query(q),
-            _ => return Err(Error::Usage("export needs exactly one of --table or --query".to_string())),
+            _ => {
+                return Err(Error::Usage(
+                    "export needs exactly one of --table or --query".to_string(),
+                ))
+            }
         };
         let request = ExportRequest {
             format: args.format.unwrap_or_else(|| ExportFormat::from_path(&args.out)),
@@ -445,7 +460,9 @@ impl Session {
         interrupt::clear();
         let mut source: Box<dyn Source> = match &args.replay {
             Some(path) => Box::new(FixtureSource::open(path)?),
-            None => Box::new(SystemSource::new(args.sockets.unwrap_or_else(SocketBackend::platform_default))?),
+            None => Box::new(SystemSource::new(
+                args.sockets.unwrap_or_else(SocketBackend::platform_default),
+            )?),
         };
         let mut recorder = args.record.as_deref().map(Recorder::create).transpose()?;
         let pace = Pace {
@@ -455,7 +472,14 @@ impl Session {
             wait: args.replay.is_none(),
         };
         let mut observer = Progress::new(pace);
-        let report = run::run(&self.store, source.as_mut(), pace, recorder.as_mut(), &Utc::now, &mut observer);
+        let report = run::run(
+            &self.store,
+            source.as_mut(),
+            pace,
+            recorder.as_mut(),
+            &Utc::now,
+            &mut observer,
+        );
         observer.finish();
         let report = report?;
         if report.interrupted {
@@ -485,11 +509,18 @@ impl Session {
             report.store_ms / n
         );
         // Titled result sets read well in display modes only; data modes get the counts above.
-        if !matches!(self.settings.mode, OutputMode::Table | OutputMode::Line | OutputMode::Markdown) {
+        if !matches!(
+            self.settings.mode,
+            OutputMode::Table | OutputMode::Line | OutputMode::Markdown
+        ) {
             return Ok(());
         }
         for (title, sql) in report::capture_summary(first, last) {
-            let heading = if self.settings.mode == OutputMode::Markdown { format!("\n### {title}\n\n") } else { format!("\n{title}\n") };
+            let heading = if self.settings.mode == OutputMode::Markdown {
+                format!("\n### {title}\n\n")
+            } else {
+                format!("\n{title}\n")
+            };
             self.print(&heading)?;
             self.execute_sql(&sql)?;
         }
@@ -512,8 +543,15 @@ fn is_row_count_only(sql: &str, schema: &duckdb::arrow::datatypes::SchemaRef) ->
         }
         .trim_start();
     }
-    let keyword: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect::<String>().to_uppercase();
-    matches!(keyword.as_str(), "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "COPY" | "MERGE")
+    let keyword: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_uppercase();
+    matches!(
+        keyword.as_str(),
+        "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "COPY" | "MERGE"
+    )
 }
 
 /// Capture progress on a terminal (stderr); silent otherwise. Gaps go to stderr always.
@@ -527,7 +565,9 @@ impl Progress {
             return Progress { bar: None };
         }
         let by_count = pace.count;
-        let by_time = pace.duration.map(|d| (d.as_secs_f64() / pace.interval.as_secs_f64()).floor() as u64 + 1);
+        let by_time = pace
+            .duration
+            .map(|d| (d.as_secs_f64() / pace.interval.as_secs_f64()).floor() as u64 + 1);
         let total = match (by_count, by_time) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -66,12 +66,18 @@ fn complete_word(vocabulary: &Vocabulary, line: &str, pos: usize) -> (usize, Vec
     let lower = word.to_lowercase();
     let upper_case = word.chars().all(|c| !c.is_lowercase());
     let mut seen = BTreeSet::new();
-    let names = vocabulary.names.iter().filter(|n| n.to_lowercase().starts_with(&lower)).cloned();
-    let keywords = vocabulary
-        .keywords
+    let names = vocabulary
+        .names
         .iter()
-        .filter(|k| k.starts_with(&lower))
-        .map(|k| if upper_case { k.to_uppercase() } else { k.clone() });
+        .filter(|n| n.to_lowercase().starts_with(&lower))
+        .cloned();
+    let keywords = vocabulary.keywords.iter().filter(|k| k.starts_with(&lower)).map(|k| {
+        if upper_case {
+            k.to_uppercase()
+        } else {
+            k.clone()
+        }
+    });
     let candidates = names
         .chain(keywords)
         .filter(|c| seen.insert(c.clone()))
@@ -124,8 +130,14 @@ fn history_path() -> Option<PathBuf> {
 /// Runs the shell until `.quit` or Ctrl-D.
 pub fn run(session: &mut Session) -> Result<()> {
     let vocabulary = Arc::new(RwLock::new(Vocabulary {
-        dot_commands: DotLine::command().get_subcommands().map(|c| c.get_name().to_string()).collect(),
-        keywords: strings(session, "SELECT DISTINCT lower(keyword_name) FROM duckdb_keywords() ORDER BY 1"),
+        dot_commands: DotLine::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect(),
+        keywords: strings(
+            session,
+            "SELECT DISTINCT lower(keyword_name) FROM duckdb_keywords() ORDER BY 1",
+        ),
         names: Vec::new(),
     }));
     refresh(session, &vocabulary);
@@ -145,7 +157,11 @@ pub fn run(session: &mut Session) -> Result<()> {
     );
     let mut pending = String::new();
     loop {
-        let prompt = if pending.trim().is_empty() { "netlens> " } else { "     ..> " };
+        let prompt = if pending.trim().is_empty() {
+            "netlens> "
+        } else {
+            "     ..> "
+        };
         match editor.readline(prompt) {
             Ok(line) => {
                 if !line.trim().is_empty() {
@@ -204,7 +220,10 @@ mod tests {
         assert_eq!(replacements("SELECT * FROM so").1, vec!["sockets"]);
         assert_eq!(replacements("SEL").1, vec!["SELECT"]);
         assert_eq!(replacements("sel").1, vec!["select"]);
-        assert_eq!(replacements("SELECT s").1, vec!["sockets", "snapshots", "state", "select"]);
+        assert_eq!(
+            replacements("SELECT s").1,
+            vec!["sockets", "snapshots", "state", "select"]
+        );
         assert_eq!(replacements("SELECT ").1.len(), 0);
     }
 }

@@ -19,7 +19,10 @@ pub fn split(text: &str) -> Split {
         match bytes[i] {
             b'\'' | b'"' => i = skip_quoted(bytes, i, bytes[i]),
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = bytes[i..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |p| i + p + 1);
+                i = bytes[i..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len(), |p| i + p + 1);
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
                 i = text[i + 2..].find("*/").map_or(bytes.len(), |p| i + 2 + p + 2);
@@ -61,13 +64,17 @@ fn skip_quoted(bytes: &[u8], open: usize, quote: u8) -> usize {
 /// parameter like `$1`) is skipped as a single character.
 fn skip_dollar_quoted(text: &str, open: usize) -> usize {
     let rest = &text[open + 1..];
-    let tag_len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    let tag_len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
     if !rest[tag_len..].starts_with('$') || rest[..tag_len].starts_with(|c: char| c.is_ascii_digit()) {
         return open + 1;
     }
     let delimiter = &text[open..open + tag_len + 2];
     let body_start = open + tag_len + 2;
-    text[body_start..].find(delimiter).map_or(text.len(), |p| body_start + p + delimiter.len())
+    text[body_start..]
+        .find(delimiter)
+        .map_or(text.len(), |p| body_start + p + delimiter.len())
 }
 
 /// True when `sql` holds nothing but whitespace and comments.
@@ -94,7 +101,10 @@ mod tests {
     #[test]
     fn splits_at_top_level_semicolons() {
         let s = split("SELECT 1; SELECT ';' AS x; SELECT \"a;b\" FROM t;\nSELECT 2");
-        assert_eq!(s.statements, vec!["SELECT 1", "SELECT ';' AS x", "SELECT \"a;b\" FROM t"]);
+        assert_eq!(
+            s.statements,
+            vec!["SELECT 1", "SELECT ';' AS x", "SELECT \"a;b\" FROM t"]
+        );
         assert_eq!(s.rest.trim(), "SELECT 2");
     }
 

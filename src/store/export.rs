@@ -21,7 +21,12 @@ pub enum ExportFormat {
 impl ExportFormat {
     /// Guesses the format from the output's extension; Parquet otherwise.
     pub fn from_path(path: &Path) -> Self {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("csv") => ExportFormat::Csv,
             Some("json" | "jsonl" | "ndjson") => ExportFormat::Json,
             Some("log") => ExportFormat::Zeek,
@@ -55,7 +60,11 @@ impl Store {
                 if !self.relation_exists(t)? {
                     return Err(Error::UnknownTable { name: t.clone() });
                 }
-                (format!("SELECT * FROM {}", quote_ident(t)), self.columns_of(t)?, t.clone())
+                (
+                    format!("SELECT * FROM {}", quote_ident(t)),
+                    self.columns_of(t)?,
+                    t.clone(),
+                )
             }
             ExportSource::Query(q) => {
                 let q = q.trim().trim_end_matches(';').to_string();
@@ -115,7 +124,10 @@ impl Store {
             }
             let (select, keys) = self.partitioned_select(&select, &columns, &req.partition_by)?;
             options.push(format!("PARTITION_BY ({keys})"));
-            options.push(format!("FILENAME_PATTERN {}", quote_literal(&format!("{}_{{uuid}}", file_stem(&name)))));
+            options.push(format!(
+                "FILENAME_PATTERN {}",
+                quote_literal(&format!("{}_{{uuid}}", file_stem(&name)))
+            ));
             // Appending keeps other hosts' files in a shared tree; --overwrite replaces the tree.
             options.push(if req.overwrite { "OVERWRITE true" } else { "APPEND true" }.to_string());
             select
@@ -146,7 +158,10 @@ impl Store {
     }
 
     fn query_columns(&self, query: &str) -> Result<Vec<String>> {
-        let stmt = self.conn.prepare(&format!("SELECT * FROM ({query}) LIMIT 0")).map_err(Error::sql)?;
+        let stmt = self
+            .conn
+            .prepare(&format!("SELECT * FROM ({query}) LIMIT 0"))
+            .map_err(Error::sql)?;
         let mut stmt = stmt;
         stmt.execute([]).map_err(Error::sql)?;
         Ok(stmt.column_names())
@@ -187,7 +202,10 @@ impl Store {
         if extra.is_empty() {
             return Ok((select.to_string(), keys_sql));
         }
-        Ok((format!("SELECT _src.*, {} FROM ({select}) AS _src{join}", extra.join(", ")), keys_sql))
+        Ok((
+            format!("SELECT _src.*, {} FROM ({select}) AS _src{join}", extra.join(", ")),
+            keys_sql,
+        ))
     }
 
     /// The host this database describes, for sources that carry no host of their own.
@@ -265,7 +283,11 @@ impl Store {
     /// Zeek's dotted ones), missing optional ones are written unset.
     fn export_zeek(&self, select: &str, columns: &[String], out: &Path) -> Result<u64> {
         use std::io::Write;
-        let find = |a: &str, b: &str| columns.iter().find(|c| c.eq_ignore_ascii_case(a) || c.eq_ignore_ascii_case(b));
+        let find = |a: &str, b: &str| {
+            columns
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(a) || c.eq_ignore_ascii_case(b))
+        };
         let mut exprs = Vec::new();
         for (zeek, col, _) in ZEEK_CONN_FIELDS {
             let expr = match (find(col, zeek), zeek) {
@@ -332,7 +354,9 @@ impl Store {
 }
 
 fn file_stem(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect()
 }
 
 #[cfg(test)]

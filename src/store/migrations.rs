@@ -55,9 +55,11 @@ fn current_version(conn: &Connection) -> Result<Option<i64>> {
     if exists == 0 {
         return Ok(None);
     }
-    conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))
-        .map(Some)
-        .map_err(Error::sql)
+    conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| {
+        r.get(0)
+    })
+    .map(Some)
+    .map_err(Error::sql)
 }
 
 /// Brings the schema up to the newest of `migrations`.
@@ -143,7 +145,9 @@ mod tests {
         apply(&conn, &[M1], p(), false).unwrap();
         conn.execute("INSERT INTO a VALUES (1)", []).unwrap();
         apply(&conn, &[M1, M2], p(), false).unwrap();
-        let (x, y): (i32, Option<i32>) = conn.query_row("SELECT x, y FROM a", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        let (x, y): (i32, Option<i32>) = conn
+            .query_row("SELECT x, y FROM a", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
         assert_eq!((x, y), (1, None));
         assert_eq!(current_version(&conn).unwrap(), Some(2));
     }
@@ -153,7 +157,17 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         apply(&conn, &[M1, M2], p(), false).unwrap();
         let err = apply(&conn, &[M1], p(), false).unwrap_err();
-        assert!(matches!(err, Error::SchemaTooNew { found: 2, supported: 1, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::SchemaTooNew {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -164,7 +178,11 @@ mod tests {
         assert!(err.to_string().contains("migration 2 (broken) failed"), "{err}");
         assert_eq!(current_version(&conn).unwrap(), Some(1));
         let cols: i64 = conn
-            .query_row("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'a'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'a'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(cols, 1);
     }
@@ -186,7 +204,10 @@ mod tests {
             .filter(|n| n.ends_with(".sql") && n.chars().take(3).all(|c| c.is_ascii_digit()))
             .collect();
         scripts.sort();
-        let listed: Vec<String> = MIGRATIONS.iter().map(|m| format!("{:03}_{}.sql", m.version, m.name)).collect();
+        let listed: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|m| format!("{:03}_{}.sql", m.version, m.name))
+            .collect();
         assert_eq!(scripts, listed);
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i64 + 1, "versions are consecutive");

@@ -75,9 +75,9 @@ impl Store {
             Location::Memory => config(false)
                 .and_then(Connection::open_in_memory_with_flags)
                 .map_err(|e| Error::OpenDatabase {
-                path: PathBuf::from(":memory:"),
-                reason: e.to_string(),
-            })?,
+                    path: PathBuf::from(":memory:"),
+                    reason: e.to_string(),
+                })?,
             Location::File(path) => open_file(path, read_only)?,
         };
         let path = PathBuf::from(location.display());
@@ -178,7 +178,11 @@ fn open_file(path: &Path, read_only: bool) -> Result<Connection> {
 /// a SQLite file given as --db, or for time-zone functions), so autoloading is off.
 fn config(read_only: bool) -> duckdb::Result<Config> {
     Config::default()
-        .access_mode(if read_only { AccessMode::ReadOnly } else { AccessMode::ReadWrite })?
+        .access_mode(if read_only {
+            AccessMode::ReadOnly
+        } else {
+            AccessMode::ReadWrite
+        })?
         .enable_autoload_extension(false)?
         .with("autoinstall_known_extensions", "false")
 }
@@ -196,9 +200,15 @@ fn classify_open_error(path: &Path, err: duckdb::Error) -> Error {
             path: path.to_path_buf(),
             holder,
         }
-    } else if ["not a valid DuckDB database", "Corrupt", "corrupt", "SQLite", "sqlite_scanner"]
-        .iter()
-        .any(|m| text.contains(m))
+    } else if [
+        "not a valid DuckDB database",
+        "Corrupt",
+        "corrupt",
+        "SQLite",
+        "sqlite_scanner",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
     {
         Error::CorruptDatabase {
             path: path.to_path_buf(),
@@ -244,7 +254,14 @@ mod tests {
     #[test]
     fn opens_memory_and_applies_schema() {
         let store = Store::open(&Location::Memory, false).unwrap();
-        for table in ["snapshots", "sockets", "processes", "interfaces", "connections", "tcp_transitions"] {
+        for table in [
+            "snapshots",
+            "sockets",
+            "processes",
+            "interfaces",
+            "connections",
+            "tcp_transitions",
+        ] {
             assert!(store.relation_exists(table).unwrap(), "{table}");
         }
         assert!(!store.relation_exists("nope").unwrap());
@@ -293,7 +310,9 @@ mod tests {
     #[test]
     fn read_only_refuses_to_create() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Store::open(&Location::File(dir.path().join("absent.duckdb")), true).err().unwrap();
+        let err = Store::open(&Location::File(dir.path().join("absent.duckdb")), true)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
 }

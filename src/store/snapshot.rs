@@ -78,7 +78,11 @@ impl Store {
     pub fn host_state(&self, host: &str) -> Result<HostState> {
         let next_id: i64 = self
             .conn
-            .query_row("SELECT coalesce(max(connection_id), 0) + 1 FROM connection_lifetimes", [], |r| r.get(0))
+            .query_row(
+                "SELECT coalesce(max(connection_id), 0) + 1 FROM connection_lifetimes",
+                [],
+                |r| r.get(0),
+            )
             .map_err(Error::sql)?;
         let mut stmt = self
             .conn
@@ -185,7 +189,9 @@ impl Store {
                 };
                 state.tracker.commit(plan);
                 for rec in &snapshot.interfaces {
-                    state.previous_interfaces.insert(rec.name.clone(), (snapshot.ts, rec.clone()));
+                    state
+                        .previous_interfaces
+                        .insert(rec.name.clone(), (snapshot.ts, rec.clone()));
                 }
                 Ok(stored)
             }
@@ -204,7 +210,9 @@ impl Store {
     fn write_snapshot(&self, snap: &Snapshot, source: &str, plan: &Plan, state: &HostState) -> Result<i64> {
         let conn = &self.conn;
         let snapshot_id: i64 = conn
-            .query_row("SELECT coalesce(max(snapshot_id), 0) + 1 FROM snapshots", [], |r| r.get(0))
+            .query_row("SELECT coalesce(max(snapshot_id), 0) + 1 FROM snapshots", [], |r| {
+                r.get(0)
+            })
             .map_err(store_err)?;
         let notes = (!snap.gaps.is_empty()).then(|| snap.gaps.join("; "));
         let ts = ts_micros(snap.ts);
@@ -215,7 +223,10 @@ impl Store {
                 ("ts", timestamps([Some(ts)])),
                 ("host", strings([Some(snap.host.as_str())])),
                 ("source", strings([Some(source)])),
-                ("collect_ms", Arc::new(Float64Array::from(vec![snap.collect_ms])) as ArrayRef),
+                (
+                    "collect_ms",
+                    Arc::new(Float64Array::from(vec![snap.collect_ms])) as ArrayRef,
+                ),
                 ("socket_count", i32s([Some(snap.sockets.len() as i32)])),
                 ("process_count", i32s([Some(snap.processes.len() as i32)])),
                 ("interface_count", i32s([Some(snap.interfaces.len() as i32)])),
@@ -310,8 +321,10 @@ impl Store {
         let s = &snap.sockets;
         let names: HashMap<u32, &str> = snap.processes.iter().map(|p| (p.pid, p.name.as_str())).collect();
         let listeners = Listeners::of(s);
-        let tcp = |f: fn(&TcpCounters) -> Option<i64>| -> ArrayRef { i64s(s.iter().map(|x| x.tcp.as_ref().and_then(f))) };
-        let tcp32 = |f: fn(&TcpCounters) -> Option<i32>| -> ArrayRef { i32s(s.iter().map(|x| x.tcp.as_ref().and_then(f))) };
+        let tcp =
+            |f: fn(&TcpCounters) -> Option<i64>| -> ArrayRef { i64s(s.iter().map(|x| x.tcp.as_ref().and_then(f))) };
+        let tcp32 =
+            |f: fn(&TcpCounters) -> Option<i32>| -> ArrayRef { i32s(s.iter().map(|x| x.tcp.as_ref().and_then(f))) };
         batch(vec![
             ("snapshot_id", i64s(s.iter().map(|_| Some(snapshot_id)))),
             ("ts", timestamps(s.iter().map(|_| Some(ts)))),
@@ -320,11 +333,20 @@ impl Store {
             ("family", strings(s.iter().map(|x| Some(x.family())))),
             ("local_addr", strings(s.iter().map(|x| Some(x.local_addr.to_string())))),
             ("local_port", i32s(s.iter().map(|x| Some(i32::from(x.local_port))))),
-            ("remote_addr", strings(s.iter().map(|x| x.remote_addr.map(|a| a.to_string())))),
+            (
+                "remote_addr",
+                strings(s.iter().map(|x| x.remote_addr.map(|a| a.to_string()))),
+            ),
             ("remote_port", i32s(s.iter().map(|x| x.remote_port.map(i32::from)))),
             ("state", strings(s.iter().map(|x| Some(x.state.as_str())))),
-            ("direction", strings(s.iter().map(|x| Some(listeners.direction(x).as_str())))),
-            ("remote_scope", strings(s.iter().map(|x| x.remote_addr.map(|a| netaddr::scope(a).as_str())))),
+            (
+                "direction",
+                strings(s.iter().map(|x| Some(listeners.direction(x).as_str()))),
+            ),
+            (
+                "remote_scope",
+                strings(s.iter().map(|x| x.remote_addr.map(|a| netaddr::scope(a).as_str()))),
+            ),
             ("pid", i32s(s.iter().map(|x| x.pid().map(|p| p as i32)))),
             (
                 "pids",
@@ -332,7 +354,10 @@ impl Store {
                     (!x.pids.is_empty()).then(|| x.pids.iter().map(|&p| Some(p as i32)).collect::<Vec<_>>())
                 }))),
             ),
-            ("process_name", strings(s.iter().map(|x| x.pid().and_then(|p| names.get(&p).copied())))),
+            (
+                "process_name",
+                strings(s.iter().map(|x| x.pid().and_then(|p| names.get(&p).copied()))),
+            ),
             ("uid", i32s(s.iter().map(|x| x.uid.map(|u| u as i32)))),
             ("inode", i64s(s.iter().map(|x| x.inode.map(u64_to_i64)))),
             ("recv_queue", i64s(s.iter().map(|x| x.recv_queue.map(i64::from)))),
@@ -377,12 +402,27 @@ fn processes_batch(snap: &Snapshot, snapshot_id: i64, ts: i64) -> Result<RecordB
         ("user_name", strings(p.iter().map(|x| x.user_name.as_deref()))),
         ("uid", i32s(p.iter().map(|x| x.uid.map(|v| v as i32)))),
         ("status", strings(p.iter().map(|x| x.status.as_deref()))),
-        ("cpu_percent", Arc::new(Float64Array::from_iter(p.iter().map(|x| x.cpu_percent))) as ArrayRef),
-        ("memory_rss_bytes", i64s(p.iter().map(|x| x.memory_rss_bytes.map(u64_to_i64)))),
-        ("memory_virtual_bytes", i64s(p.iter().map(|x| x.memory_virtual_bytes.map(u64_to_i64)))),
+        (
+            "cpu_percent",
+            Arc::new(Float64Array::from_iter(p.iter().map(|x| x.cpu_percent))) as ArrayRef,
+        ),
+        (
+            "memory_rss_bytes",
+            i64s(p.iter().map(|x| x.memory_rss_bytes.map(u64_to_i64))),
+        ),
+        (
+            "memory_virtual_bytes",
+            i64s(p.iter().map(|x| x.memory_virtual_bytes.map(u64_to_i64))),
+        ),
         ("start_time", timestamps(p.iter().map(|x| x.start_time.map(ts_micros)))),
-        ("disk_read_bytes", i64s(p.iter().map(|x| x.disk_read_bytes.map(u64_to_i64)))),
-        ("disk_written_bytes", i64s(p.iter().map(|x| x.disk_written_bytes.map(u64_to_i64)))),
+        (
+            "disk_read_bytes",
+            i64s(p.iter().map(|x| x.disk_read_bytes.map(u64_to_i64))),
+        ),
+        (
+            "disk_written_bytes",
+            i64s(p.iter().map(|x| x.disk_written_bytes.map(u64_to_i64))),
+        ),
     ])
 }
 
@@ -413,9 +453,9 @@ fn interfaces_batch(snap: &Snapshot, snapshot_id: i64, ts: i64, state: &HostStat
         ("tx_errors", total(|r| r.tx_errors)),
         (
             "interval_s",
-            Arc::new(Float64Array::from_iter(
-                prev.iter().map(|p| p.map(|(t, _)| (snap.ts - *t).num_microseconds().unwrap_or(0) as f64 / 1e6)),
-            )) as ArrayRef,
+            Arc::new(Float64Array::from_iter(prev.iter().map(|p| {
+                p.map(|(t, _)| (snap.ts - *t).num_microseconds().unwrap_or(0) as f64 / 1e6)
+            }))) as ArrayRef,
         ),
         ("rx_bytes_delta", d(|r| r.rx_bytes)),
         ("tx_bytes_delta", d(|r| r.tx_bytes)),
@@ -427,8 +467,11 @@ fn interfaces_batch(snap: &Snapshot, snapshot_id: i64, ts: i64, state: &HostStat
 }
 
 fn lifetimes_batch(snap: &Snapshot, snapshot_id: i64, ts: i64, plan: &Plan) -> Result<RecordBatch> {
-    let opened: Vec<(i64, &crate::capture::SocketRecord)> =
-        plan.opened.iter().map(|&i| (plan.connection_ids[i], &snap.sockets[i])).collect();
+    let opened: Vec<(i64, &crate::capture::SocketRecord)> = plan
+        .opened
+        .iter()
+        .map(|&i| (plan.connection_ids[i], &snap.sockets[i]))
+        .collect();
     let o = &opened;
     let none_i64 = || i64s(o.iter().map(|_| None));
     let none_str = || strings(o.iter().map(|_| None::<&str>));
@@ -437,13 +480,22 @@ fn lifetimes_batch(snap: &Snapshot, snapshot_id: i64, ts: i64, plan: &Plan) -> R
         ("host", strings(o.iter().map(|_| Some(snap.host.as_str())))),
         ("proto", strings(o.iter().map(|(_, x)| Some(x.proto.as_str())))),
         ("family", strings(o.iter().map(|(_, x)| Some(x.family())))),
-        ("local_addr", strings(o.iter().map(|(_, x)| Some(x.local_addr.to_string())))),
+        (
+            "local_addr",
+            strings(o.iter().map(|(_, x)| Some(x.local_addr.to_string()))),
+        ),
         ("local_port", i32s(o.iter().map(|(_, x)| Some(i32::from(x.local_port))))),
-        ("remote_addr", strings(o.iter().map(|(_, x)| x.remote_addr.map(|a| a.to_string())))),
+        (
+            "remote_addr",
+            strings(o.iter().map(|(_, x)| x.remote_addr.map(|a| a.to_string()))),
+        ),
         ("remote_port", i32s(o.iter().map(|(_, x)| x.remote_port.map(i32::from)))),
         ("pid", i32s(o.iter().map(|(_, x)| x.pid().map(|p| p as i32)))),
         ("inode", i64s(o.iter().map(|(_, x)| x.inode.map(u64_to_i64)))),
-        ("remote_scope", strings(o.iter().map(|(_, x)| x.remote_addr.map(|a| netaddr::scope(a).as_str())))),
+        (
+            "remote_scope",
+            strings(o.iter().map(|(_, x)| x.remote_addr.map(|a| netaddr::scope(a).as_str()))),
+        ),
         ("first_seen", timestamps(o.iter().map(|_| Some(ts)))),
         ("first_snapshot_id", i64s(o.iter().map(|_| Some(snapshot_id)))),
         ("first_state", strings(o.iter().map(|(_, x)| Some(x.state.as_str())))),
@@ -535,9 +587,23 @@ mod tests {
     fn snapshots_build_connections_transitions_and_deltas() {
         let store = Store::open(&Location::Memory, false).unwrap();
         let mut state = store.host_state("h").unwrap();
-        store.append_snapshot(&snap(0, vec![sock(5000, "SYN_SENT", 0), sock(5001, "ESTABLISHED", 10)], 100), "fixture", &mut state).unwrap();
-        store.append_snapshot(&snap(5, vec![sock(5000, "ESTABLISHED", 700)], 150), "fixture", &mut state).unwrap();
-        let third = store.append_snapshot(&snap(10, vec![], 90), "fixture", &mut state).unwrap();
+        store
+            .append_snapshot(
+                &snap(0, vec![sock(5000, "SYN_SENT", 0), sock(5001, "ESTABLISHED", 10)], 100),
+                "fixture",
+                &mut state,
+            )
+            .unwrap();
+        store
+            .append_snapshot(
+                &snap(5, vec![sock(5000, "ESTABLISHED", 700)], 150),
+                "fixture",
+                &mut state,
+            )
+            .unwrap();
+        let third = store
+            .append_snapshot(&snap(10, vec![], 90), "fixture", &mut state)
+            .unwrap();
         assert_eq!((third.opened, third.closed), (0, 1));
 
         assert_eq!(
@@ -552,36 +618,77 @@ mod tests {
             q(&store, "SELECT string_agg(coalesce(rx_bytes_delta::VARCHAR, 'NULL') || '/' || coalesce(interval_s::VARCHAR, 'NULL'), ' ' ORDER BY snapshot_id) FROM interfaces"),
             "NULL/NULL 50/5.0 NULL/5.0"
         );
-        assert_eq!(q(&store, "SELECT string_agg(DISTINCT process_name) FROM sockets"), "curl");
+        assert_eq!(
+            q(&store, "SELECT string_agg(DISTINCT process_name) FROM sockets"),
+            "curl"
+        );
     }
 
     #[test]
     fn a_new_run_resumes_open_connections() {
         let store = Store::open(&Location::Memory, false).unwrap();
         let mut state = store.host_state("h").unwrap();
-        store.append_snapshot(&snap(0, vec![sock(5000, "ESTABLISHED", 1)], 1), "fixture", &mut state).unwrap();
+        store
+            .append_snapshot(&snap(0, vec![sock(5000, "ESTABLISHED", 1)], 1), "fixture", &mut state)
+            .unwrap();
         let mut resumed = store.host_state("h").unwrap();
-        let stored = store.append_snapshot(&snap(60, vec![sock(5000, "ESTABLISHED", 2)], 2), "fixture", &mut resumed).unwrap();
+        let stored = store
+            .append_snapshot(
+                &snap(60, vec![sock(5000, "ESTABLISHED", 2)], 2),
+                "fixture",
+                &mut resumed,
+            )
+            .unwrap();
         assert_eq!((stored.opened, stored.closed), (0, 0));
-        assert_eq!(q(&store, "SELECT count(*)::VARCHAR || ':' || max(last_snapshot_id) || ':' || max(duration_s) FROM connections"), "1:2:60.0");
-        assert_eq!(q(&store, "SELECT rx_bytes_delta::VARCHAR FROM interfaces WHERE snapshot_id = 2"), "1");
+        assert_eq!(
+            q(
+                &store,
+                "SELECT count(*)::VARCHAR || ':' || max(last_snapshot_id) || ':' || max(duration_s) FROM connections"
+            ),
+            "1:2:60.0"
+        );
+        assert_eq!(
+            q(
+                &store,
+                "SELECT rx_bytes_delta::VARCHAR FROM interfaces WHERE snapshot_id = 2"
+            ),
+            "1"
+        );
     }
 
     #[test]
     fn a_failed_snapshot_stores_nothing() {
         let store = Store::open(&Location::Memory, false).unwrap();
         let mut state = store.host_state("h").unwrap();
-        store.append_snapshot(&snap(0, vec![sock(5000, "ESTABLISHED", 1)], 1), "fixture", &mut state).unwrap();
+        store
+            .append_snapshot(&snap(0, vec![sock(5000, "ESTABLISHED", 1)], 1), "fixture", &mut state)
+            .unwrap();
         // Break the last step of the transaction: tcp_transitions cannot take rows.
-        store.conn().execute_batch("ALTER TABLE tcp_transitions RENAME TO tcp_transitions_away").unwrap();
-        let err = store.append_snapshot(&snap(5, vec![sock(5001, "SYN_SENT", 0)], 2), "fixture", &mut state).unwrap_err();
+        store
+            .conn()
+            .execute_batch("ALTER TABLE tcp_transitions RENAME TO tcp_transitions_away")
+            .unwrap();
+        let err = store
+            .append_snapshot(&snap(5, vec![sock(5001, "SYN_SENT", 0)], 2), "fixture", &mut state)
+            .unwrap_err();
         assert!(matches!(err, Error::StoreSnapshot { .. }), "{err}");
-        store.conn().execute_batch("ALTER TABLE tcp_transitions_away RENAME TO tcp_transitions").unwrap();
+        store
+            .conn()
+            .execute_batch("ALTER TABLE tcp_transitions_away RENAME TO tcp_transitions")
+            .unwrap();
         assert_eq!(q(&store, "SELECT count(*)::VARCHAR FROM snapshots"), "1");
         assert_eq!(q(&store, "SELECT count(*)::VARCHAR FROM sockets"), "1");
-        assert_eq!(q(&store, "SELECT count(*)::VARCHAR || ':' || bool_or(closed) FROM connections"), "1:false");
+        assert_eq!(
+            q(
+                &store,
+                "SELECT count(*)::VARCHAR || ':' || bool_or(closed) FROM connections"
+            ),
+            "1:false"
+        );
         // The tracker did not advance: the retried snapshot is stored as if the failure never happened.
-        let retried = store.append_snapshot(&snap(5, vec![sock(5001, "SYN_SENT", 0)], 2), "fixture", &mut state).unwrap();
+        let retried = store
+            .append_snapshot(&snap(5, vec![sock(5001, "SYN_SENT", 0)], 2), "fixture", &mut state)
+            .unwrap();
         assert_eq!((retried.snapshot_id, retried.opened, retried.closed), (2, 1, 1));
     }
 }

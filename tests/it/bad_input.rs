@@ -26,7 +26,10 @@ fn unwritable_database_path() {
         .args(["-c", "SELECT 1"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("cannot open database /proc/netlens/db.duckdb").and(predicate::str::contains("--db")));
+        .stderr(
+            predicate::str::contains("cannot open database /proc/netlens/db.duckdb")
+                .and(predicate::str::contains("--db")),
+        );
 }
 
 #[test]
@@ -34,11 +37,9 @@ fn corrupt_file_is_refused_and_kept() {
     let s = Scratch::new();
     let junk = b"SQLite format 3\0 not really a database".repeat(300);
     std::fs::write(s.db(), &junk).unwrap();
-    s.cmd()
-        .args(["-c", "SELECT 1"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("not a readable DuckDB database").and(predicate::str::contains("left untouched")));
+    s.cmd().args(["-c", "SELECT 1"]).assert().code(1).stderr(
+        predicate::str::contains("not a readable DuckDB database").and(predicate::str::contains("left untouched")),
+    );
     assert_eq!(std::fs::read(s.db()).unwrap(), junk);
 }
 
@@ -50,14 +51,19 @@ fn newer_schema_is_refused() {
         .args(["-c", "SELECT 1"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("schema version 999, newer than this netlens understands"));
+        .stderr(predicate::str::contains(
+            "schema version 999, newer than this netlens understands",
+        ));
 }
 
 #[test]
 fn sql_error_keeps_stored_rows() {
     let s = Scratch::new();
     s.replay_fixture();
-    s.cmd().args(["-c", "INSERT INTO snapshots VALUES ('not a number')"]).assert().code(1);
+    s.cmd()
+        .args(["-c", "INSERT INTO snapshots VALUES ('not a number')"])
+        .assert()
+        .code(1);
     assert_eq!(s.query("SELECT count(*) FROM snapshots"), "4");
 }
 
@@ -66,7 +72,15 @@ fn start_capture(s: &Scratch, n: usize) -> (std::process::Child, std::path::Path
     let rec = s.path("progress.jsonl");
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("netlens"))
         .env("NETLENS_DB", s.db())
-        .args(["capture", "--interval", "100ms", "--duration", "60s", "--quiet", "--record"])
+        .args([
+            "capture",
+            "--interval",
+            "100ms",
+            "--duration",
+            "60s",
+            "--quiet",
+            "--record",
+        ])
         .arg(&rec)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -74,7 +88,9 @@ fn start_capture(s: &Scratch, n: usize) -> (std::process::Child, std::path::Path
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let lines = std::fs::File::open(&rec).map(|f| std::io::BufReader::new(f).lines().count()).unwrap_or(0);
+        let lines = std::fs::File::open(&rec)
+            .map(|f| std::io::BufReader::new(f).lines().count())
+            .unwrap_or(0);
         if lines >= n {
             break;
         }
@@ -107,7 +123,10 @@ fn sigkill_loses_at_most_the_snapshot_in_flight() {
     let stored: i64 = s.query("SELECT count(*) FROM snapshots").parse().unwrap();
     // Recording happens after the commit: every recorded snapshot is stored; at most the one
     // being recorded when the kill landed is stored without its line.
-    assert!(stored >= recorded && stored <= recorded + 1, "stored {stored}, recorded {recorded}");
+    assert!(
+        stored >= recorded && stored <= recorded + 1,
+        "stored {stored}, recorded {recorded}"
+    );
     // Every stored snapshot is whole.
     assert_eq!(
         s.query(
@@ -165,12 +184,23 @@ fn unprivileged_capture_stores_nulls_and_says_so_once() {
     assert_eq!(stderr.matches("note: pid:").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("note: processes:").count(), 1, "{stderr}");
     let q = |sql: &str| {
-        let o = std::process::Command::new(&bin).args(["--format", "csv", "--no-headers", "--db"]).arg(&db).args(["-c", sql]).output().unwrap();
+        let o = std::process::Command::new(&bin)
+            .args(["--format", "csv", "--no-headers", "--db"])
+            .arg(&db)
+            .args(["-c", sql])
+            .output()
+            .unwrap();
         String::from_utf8(o.stdout).unwrap().trim().to_string()
     };
     // Root's processes: no disk counters (NULL, not 0); root-owned sockets: no pid.
-    assert_eq!(q("SELECT count(*) > 0 FROM processes WHERE uid = 0 AND disk_read_bytes IS NULL"), "true");
-    assert_eq!(q("SELECT count(*) FROM processes WHERE uid = 0 AND disk_read_bytes = 0"), "0");
+    assert_eq!(
+        q("SELECT count(*) > 0 FROM processes WHERE uid = 0 AND disk_read_bytes IS NULL"),
+        "true"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM processes WHERE uid = 0 AND disk_read_bytes = 0"),
+        "0"
+    );
     assert!(q("SELECT notes FROM snapshots LIMIT 1").contains("without root"));
 }
 
@@ -179,7 +209,14 @@ fn read_only_opens_query_but_never_write() {
     let s = Scratch::new();
     s.replay_fixture();
     s.cmd()
-        .args(["--read-only", "--format", "csv", "--no-headers", "-c", "SELECT count(*) FROM snapshots"])
+        .args([
+            "--read-only",
+            "--format",
+            "csv",
+            "--no-headers",
+            "-c",
+            "SELECT count(*) FROM snapshots",
+        ])
         .assert()
         .success()
         .stdout("4\n");

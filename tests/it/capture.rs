@@ -10,7 +10,10 @@ use crate::Scratch;
 fn replay_builds_lifetimes_transitions_and_deltas() {
     let s = Scratch::new();
     s.replay_fixture();
-    assert_eq!(s.query("SELECT count(*), min(source), min(host) FROM snapshots"), "4,fixture,fixture-host");
+    assert_eq!(
+        s.query("SELECT count(*), min(source), min(host) FROM snapshots"),
+        "4,fixture,fixture-host"
+    );
     // The curl download: handshake, transfer, TIME_WAIT remnant (no pid, no inode), gone.
     assert_eq!(
         s.query(
@@ -20,7 +23,9 @@ fn replay_builds_lifetimes_transitions_and_deltas() {
         "SYN_SENT>ESTABLISHED>TIME_WAIT>gone"
     );
     assert_eq!(
-        s.query("SELECT pid, process_name, bytes_received, closed, duration_s FROM connections WHERE remote_port = 443"),
+        s.query(
+            "SELECT pid, process_name, bytes_received, closed, duration_s FROM connections WHERE remote_port = 443"
+        ),
         "300,curl,2500000,true,20.0"
     );
     // Direction rules on the fixture's sockets.
@@ -49,7 +54,10 @@ fn replaying_twice_continues_instead_of_duplicating() {
     s.replay_fixture();
     assert_eq!(s.query("SELECT count(*) FROM snapshots"), "8");
     // Listeners continue across the two replays: one lifetime each.
-    assert_eq!(s.query("SELECT count(*) FROM connections WHERE direction = 'listen'"), "3");
+    assert_eq!(
+        s.query("SELECT count(*) FROM connections WHERE direction = 'listen'"),
+        "3"
+    );
 }
 
 #[test]
@@ -75,7 +83,10 @@ fn live_snapshot_sees_our_own_loopback_connection_and_its_bytes() {
          segs_out > 0, rtt_us IS NOT NULL FROM sockets WHERE proto = 'tcp' AND local_port = {client_port} \
          AND remote_port = {server_port}"
     ));
-    assert_eq!(client_row, format!("{me},ESTABLISHED,internal,{server_port},true,true,true,true,true"));
+    assert_eq!(
+        client_row,
+        format!("{me},ESTABLISHED,internal,{server_port},true,true,true,true,true")
+    );
     let server_row = s.query(&format!(
         "SELECT pid, state, direction, bytes_received >= 100000, bytes_sent >= 6 FROM sockets \
          WHERE proto = 'tcp' AND local_port = {server_port} AND remote_port = {client_port}"
@@ -87,7 +98,9 @@ fn live_snapshot_sees_our_own_loopback_connection_and_its_bytes() {
     assert_eq!(listener_row, format!("{me},LISTEN,listen,true"));
     // The process table of the same snapshot knows us.
     assert_eq!(
-        s.query(&format!("SELECT count(*) FROM processes WHERE pid = {me} AND memory_rss_bytes > 0")),
+        s.query(&format!(
+            "SELECT count(*) FROM processes WHERE pid = {me} AND memory_rss_bytes > 0"
+        )),
         "1"
     );
     assert_eq!(s.query("SELECT count(*) > 0 FROM interfaces WHERE name = 'lo'"), "true");
@@ -98,27 +111,51 @@ fn live_snapshot_sees_our_own_loopback_connection_and_its_bytes() {
 fn record_then_replay_gives_the_same_rows() {
     let s = Scratch::new();
     let rec = s.path("rec.jsonl");
-    s.cmd().args(["capture", "--count", "2", "--interval", "100ms", "--quiet", "--record"]).arg(&rec).assert().success();
+    s.cmd()
+        .args(["capture", "--count", "2", "--interval", "100ms", "--quiet", "--record"])
+        .arg(&rec)
+        .assert()
+        .success();
     let replayed = Scratch::new();
-    replayed.cmd().args(["capture", "--quiet", "--replay"]).arg(&rec).assert().success();
+    replayed
+        .cmd()
+        .args(["capture", "--quiet", "--replay"])
+        .arg(&rec)
+        .assert()
+        .success();
     let digest = "SELECT count(*), sum(local_port), count(DISTINCT connection_id), sum(hash(state)) FROM sockets";
     assert_eq!(s.query(digest), replayed.query(digest));
-    assert_eq!(replayed.query("SELECT string_agg(DISTINCT source) FROM snapshots"), "fixture");
+    assert_eq!(
+        replayed.query("SELECT string_agg(DISTINCT source) FROM snapshots"),
+        "fixture"
+    );
 }
 
 #[test]
 fn every_example_query_runs_on_captured_data() {
     let s = Scratch::new();
     s.replay_fixture();
-    s.cmd().args(["capture", "--count", "2", "--interval", "200ms", "--quiet"]).assert().success();
+    s.cmd()
+        .args(["capture", "--count", "2", "--interval", "200ms", "--quiet"])
+        .assert()
+        .success();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/examples");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert!(files.len() >= 12, "a dozen examples, found {}", files.len());
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.starts_with("--"), "{} starts with a comment saying what it shows", file.display());
-        let out = s.cmd().args(["--format", "csv", "--bail", "-f"]).arg(&file).output().unwrap();
+        assert!(
+            text.starts_with("--"),
+            "{} starts with a comment saying what it shows",
+            file.display()
+        );
+        let out = s
+            .cmd()
+            .args(["--format", "csv", "--bail", "-f"])
+            .arg(&file)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{} failed: {}",
@@ -130,9 +167,21 @@ fn every_example_query_runs_on_captured_data() {
     // On the fixture alone, some examples say something specific.
     let s = Scratch::new();
     s.replay_fixture();
-    let top = s.cmd().args(["--format", "csv", "-f"]).arg(dir.join("01_top_talkers.sql")).output().unwrap();
+    let top = s
+        .cmd()
+        .args(["--format", "csv", "-f"])
+        .arg(dir.join("01_top_talkers.sql"))
+        .output()
+        .unwrap();
     let top = String::from_utf8(top.stdout).unwrap();
     assert!(top.lines().nth(1).unwrap().starts_with("curl,300,tcp"), "{top}");
-    let paths = s.cmd().args(["--format", "csv", "-f"]).arg(dir.join("13_state_paths.sql")).output().unwrap();
-    assert!(String::from_utf8(paths.stdout).unwrap().contains("SYN_SENT > ESTABLISHED > TIME_WAIT > gone,1"));
+    let paths = s
+        .cmd()
+        .args(["--format", "csv", "-f"])
+        .arg(dir.join("13_state_paths.sql"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(paths.stdout)
+        .unwrap()
+        .contains("SYN_SENT > ESTABLISHED > TIME_WAIT > gone,1"));
 }

@@ -8,9 +8,20 @@ use crate::Scratch;
 fn parquet_export_reads_back_row_for_row() {
     let s = Scratch::new();
     s.replay_fixture();
-    for table in ["sockets", "connections", "processes", "interfaces", "tcp_transitions", "snapshots"] {
+    for table in [
+        "sockets",
+        "connections",
+        "processes",
+        "interfaces",
+        "tcp_transitions",
+        "snapshots",
+    ] {
         let file = s.path(&format!("{table}.parquet"));
-        s.cmd().args(["export", "--table", table, "--out"]).arg(&file).assert().success();
+        s.cmd()
+            .args(["export", "--table", table, "--out"])
+            .arg(&file)
+            .assert()
+            .success();
         let f = file.display();
         // Same rows, same multiplicity, in both directions.
         let diff = s.query(&format!(
@@ -29,11 +40,20 @@ fn query_export_to_csv_and_json() {
     let csv = s.path("peers.csv");
     let json = s.path("peers.json");
     let q = "SELECT remote_addr, count(*) AS n FROM connections WHERE remote_addr IS NOT NULL GROUP BY 1 ORDER BY 1";
-    s.cmd().args(["export", "--query", q, "--out"]).arg(&csv).assert().success();
-    s.cmd().args(["export", "--query", q, "--format", "json", "--out"]).arg(&json).assert().success();
+    s.cmd()
+        .args(["export", "--query", q, "--out"])
+        .arg(&csv)
+        .assert()
+        .success();
+    s.cmd()
+        .args(["export", "--query", q, "--format", "json", "--out"])
+        .arg(&json)
+        .assert()
+        .success();
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.starts_with("remote_addr,n\n1.1.1.1,1\n"), "{text}");
-    let first: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&json).unwrap().lines().next().unwrap()).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&json).unwrap().lines().next().unwrap()).unwrap();
     assert_eq!(first["remote_addr"], "1.1.1.1");
 }
 
@@ -42,11 +62,34 @@ fn hive_partitioned_tree_by_host_and_date() {
     let s = Scratch::new();
     s.replay_fixture();
     let tree = s.path("fleet");
-    s.cmd().args(["export", "--table", "sockets", "--partition-by", "host,date", "--out"]).arg(&tree).assert().success();
-    s.cmd().args(["export", "--table", "connections", "--partition-by", "host,date", "--out"]).arg(tree.join("connections_tree")).assert().success();
+    s.cmd()
+        .args(["export", "--table", "sockets", "--partition-by", "host,date", "--out"])
+        .arg(&tree)
+        .assert()
+        .success();
+    s.cmd()
+        .args([
+            "export",
+            "--table",
+            "connections",
+            "--partition-by",
+            "host,date",
+            "--out",
+        ])
+        .arg(tree.join("connections_tree"))
+        .assert()
+        .success();
     let dir = tree.join("host=fixture-host").join("date=2026-11-21");
-    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert!(files.iter().all(|f| f.starts_with("sockets_") && f.ends_with(".parquet")), "{files:?}");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .all(|f| f.starts_with("sockets_") && f.ends_with(".parquet")),
+        "{files:?}"
+    );
     let t = tree.display();
     assert_eq!(
         s.query(&format!(
@@ -56,7 +99,11 @@ fn hive_partitioned_tree_by_host_and_date() {
         "true,fixture-host,2026-11-21"
     );
     // A second export appends to the shared tree instead of clobbering it.
-    s.cmd().args(["export", "--table", "sockets", "--partition-by", "host,date", "--out"]).arg(&tree).assert().success();
+    s.cmd()
+        .args(["export", "--table", "sockets", "--partition-by", "host,date", "--out"])
+        .arg(&tree)
+        .assert()
+        .success();
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), files.len() * 2);
 }
 
@@ -80,7 +127,11 @@ fn refusals() {
         .code(1)
         .stderr(predicate::str::contains("--overwrite"));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
-    s.cmd().args(["export", "--table", "snapshots", "--overwrite", "--out"]).arg(&file).assert().success();
+    s.cmd()
+        .args(["export", "--table", "snapshots", "--overwrite", "--out"])
+        .arg(&file)
+        .assert()
+        .success();
     s.cmd()
         .args(["export", "--table", "snapshots", "--partition-by", "color", "--out"])
         .arg(s.path("tree"))

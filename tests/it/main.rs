@@ -17,6 +17,12 @@ pub struct Scratch {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Scratch {
     pub fn new() -> Self {
         Scratch {
@@ -43,8 +49,16 @@ impl Scratch {
 
     /// Runs one query and returns its CSV output without the header.
     pub fn query(&self, sql: &str) -> String {
-        let out = self.cmd().args(["--format", "csv", "--no-headers", "-c", sql]).output().expect("run");
-        assert!(out.status.success(), "query failed: {sql}\n{}", String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .cmd()
+            .args(["--format", "csv", "--no-headers", "-c", sql])
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "query failed: {sql}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("utf8").trim_end().to_string()
     }
 

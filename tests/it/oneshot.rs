@@ -42,7 +42,10 @@ fn formats() {
     assert_eq!(out("jsonl"), "{\"b\":true,\"n\":1,\"s\":\"a,b\",\"z\":null}\n");
     let json: serde_json::Value = serde_json::from_str(&out("json")).unwrap();
     assert_eq!(json[0]["s"], "a,b");
-    assert_eq!(out("markdown"), "| n | s | z | b |\n|---|---|---|---|\n| 1 | a,b | NULL | true |\n");
+    assert_eq!(
+        out("markdown"),
+        "| n | s | z | b |\n|---|---|---|---|\n| 1 | a,b | NULL | true |\n"
+    );
     assert_eq!(out("list"), "n|s|z|b\n1|a,b|NULL|true\n");
     assert!(out("line").contains("s = a,b"));
     let table = out("table");
@@ -53,7 +56,13 @@ fn formats() {
 fn a_failing_statement_fails_the_run_but_the_rest_still_runs() {
     let s = Scratch::new();
     s.cmd()
-        .args(["--format", "csv", "--no-headers", "-c", "SELECT 1; SELECT * FROM no_such_table; SELECT 2"])
+        .args([
+            "--format",
+            "csv",
+            "--no-headers",
+            "-c",
+            "SELECT 1; SELECT * FROM no_such_table; SELECT 2",
+        ])
         .assert()
         .code(1)
         .stdout("1\n2\n")
@@ -64,7 +73,14 @@ fn a_failing_statement_fails_the_run_but_the_rest_still_runs() {
 fn bail_stops_at_the_first_failure() {
     let s = Scratch::new();
     s.cmd()
-        .args(["--bail", "--format", "csv", "--no-headers", "-c", "SELECT 1; SELEC 2; SELECT 3"])
+        .args([
+            "--bail",
+            "--format",
+            "csv",
+            "--no-headers",
+            "-c",
+            "SELECT 1; SELEC 2; SELECT 3",
+        ])
         .assert()
         .code(1)
         .stdout("1\n")
@@ -86,7 +102,12 @@ fn a_closed_pipe_ends_quietly() {
     std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
     drop(stdout);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -116,7 +137,12 @@ fn ctrl_c_interrupts_a_one_shot_query() {
     let started = std::time::Instant::now();
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("netlens"))
         .env("NETLENS_DB", s.db())
-        .args(["-c", "SELECT count(*) FROM range(1000000000000) a", "-c", "SELECT 'not reached'"])
+        .args([
+            "-c",
+            "SELECT count(*) FROM range(1000000000000) a",
+            "-c",
+            "SELECT 'not reached'",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

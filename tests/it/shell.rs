@@ -23,7 +23,10 @@ fn multi_line_statements_and_settings() {
 #[test]
 fn an_error_is_printed_and_the_shell_goes_on() {
     let s = Scratch::new();
-    let out = shell(&s, ".mode csv\nSELECT * FROM nowhere;\n.nonsense\nSELECT 5 AS five;\n.quit\nSELECT 6;\n");
+    let out = shell(
+        &s,
+        ".mode csv\nSELECT * FROM nowhere;\n.nonsense\nSELECT 5 AS five;\n.quit\nSELECT 6;\n",
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stdout, "five\n5\n");
@@ -47,7 +50,10 @@ fn output_once_and_read() {
     let out = shell(&s, &input);
     assert!(out.status.success());
     assert_eq!(std::fs::read_to_string(&once).unwrap(), "a\n1\n");
-    assert_eq!(std::fs::read_to_string(&all).unwrap(), "c\n3\nsrc\nfrom script\n{\"n\":1}\n");
+    assert_eq!(
+        std::fs::read_to_string(&all).unwrap(),
+        "c\n3\nsrc\nfrom script\n{\"n\":1}\n"
+    );
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "b\n2\n{\"d\":4}\n");
 }
 
@@ -83,5 +89,9 @@ fn domain_commands_in_the_shell_use_the_command_line_grammar() {
     assert!(stderr.contains("longer than zero"), "{stderr}");
     assert!(stderr.contains("no table or view named 'nope'"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&out_file).unwrap().lines().count(), 5);
-    s.cmd().args(["-c", "SELECT 1"]).assert().success().stdout(predicate::str::contains("1"));
+    s.cmd()
+        .args(["-c", "SELECT 1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1"));
 }
