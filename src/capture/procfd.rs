@@ -22,22 +22,32 @@ fn socket_inode(link: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// Reads the target of `name` inside the directory `dir`: `readlinkat` resolves one name
+/// instead of walking `/proc/<pid>/fd/<n>` from the root for each of tens of thousands of fds.
+fn read_link_at(dir: &fs::File, name: &std::ffi::OsStr, buf: &mut [u8]) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(name.as_bytes()).ok()?;
+    // SAFETY: `dir` is an open directory, `name` is NUL-terminated, and the kernel writes at
+    // most `buf.len()` bytes into `buf`.
+    let n = unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).ok()
+}
+
 /// Walks /proc. Processes that exit during the walk are skipped silently: they are gone.
 pub fn scan() -> std::io::Result<SocketOwners> {
-    use std::os::unix::ffi::OsStrExt;
-
     let mut owners = SocketOwners::default();
     let mut path = String::with_capacity(64);
+    let mut target = [0u8; 64];
     for entry in fs::read_dir("/proc")? {
         let Ok(entry) = entry else { continue };
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
         path.clear();
-        let _ = write!(path, "/proc/{pid}/fd/");
-        let base_len = path.len();
-        let fds = match fs::read_dir(&path) {
-            Ok(fds) => fds,
+        let _ = write!(path, "/proc/{pid}/fd");
+        let (fds, dir) = match fs::read_dir(&path).and_then(|fds| Ok((fds, fs::File::open(&path)?))) {
+            Ok(pair) => pair,
             Err(e) if e.kind() == ErrorKind::PermissionDenied => {
                 owners.unreadable_processes += 1;
                 continue;
@@ -46,10 +56,9 @@ pub fn scan() -> std::io::Result<SocketOwners> {
         };
         for fd in fds {
             let Ok(fd) = fd else { continue };
-            path.truncate(base_len);
-            path.push_str(&fd.file_name().to_string_lossy());
-            let Ok(target) = fs::read_link(&path) else { continue };
-            if let Some(inode) = socket_inode(target.as_os_str().as_bytes()) {
+            // Socket links are "socket:[<inode>]", well under 64 bytes; longer targets are paths.
+            let Some(len) = read_link_at(&dir, &fd.file_name(), &mut target) else { continue };
+            if let Some(inode) = socket_inode(&target[..len.min(target.len())]) {
                 let pids = owners.by_inode.entry(inode).or_default();
                 if !pids.contains(&pid) {
                     pids.push(pid);
