@@ -57,7 +57,9 @@ pub fn scan() -> std::io::Result<SocketOwners> {
         for fd in fds {
             let Ok(fd) = fd else { continue };
             // Socket links are "socket:[<inode>]", well under 64 bytes; longer targets are paths.
-            let Some(len) = read_link_at(&dir, &fd.file_name(), &mut target) else { continue };
+            let Some(len) = read_link_at(&dir, &fd.file_name(), &mut target) else {
+                continue;
+            };
             if let Some(inode) = socket_inode(&target[..len.min(target.len())]) {
                 let pids = owners.by_inode.entry(inode).or_default();
                 if !pids.contains(&pid) {
