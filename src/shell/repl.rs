@@ -141,8 +141,15 @@ pub fn run(session: &mut Session) -> Result<()> {
         names: Vec::new(),
     }));
     refresh(session, &vocabulary);
+    // Bash-style completion: complete the common prefix, list the choices on a second Tab.
+    let config = rustyline::Config::builder()
+        .completion_type(rustyline::CompletionType::List)
+        .auto_add_history(false)
+        .max_history_size(10_000)
+        .map_err(|e| Error::Usage(format!("cannot configure the line editor: {e}")))?
+        .build();
     let mut editor: Editor<ShellHelper, DefaultHistory> =
-        Editor::new().map_err(|e| Error::Usage(format!("cannot start the line editor: {e}")))?;
+        Editor::with_config(config).map_err(|e| Error::Usage(format!("cannot start the line editor: {e}")))?;
     editor.set_helper(Some(ShellHelper {
         vocabulary: vocabulary.clone(),
     }));
