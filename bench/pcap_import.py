@@ -31,7 +31,8 @@ def setup(work):
     if not os.path.exists("/usr/bin/time"):
         subprocess.run(["apt-get", "install", "-y", "-qq", "time"], check=True, stdout=subprocess.DEVNULL)
     if not os.environ.get("NETLENS"):
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True,
+                       env=dict(os.environ, CARGO_TARGET_DIR=TARGET))
     sources = sorted(glob.glob(os.path.join(PCAPS, "*.pcap*")))
     if not sources:
         sys.exit(f"no captures in {PCAPS}: run from a checkout with shared/ beside it")
@@ -121,7 +122,7 @@ def main():
             cap = os.path.join(work, f"big_{target}.pcap")
             n, size = build(cap, packets, target)
             db = os.path.join(work, f"bench_{target}.duckdb")
-            wall, rss, err = timed([NETLENS, "--db", db, "import", "pcap", "--quiet", cap])
+            wall, rss, err = timed([NETLENS, "--db", db, "import", "pcap", cap])
             flows = re.search(r"(\d+) flows", err)
             # Again with DuckDB's buffer pool capped: what is left is netlens's own memory.
             os.remove(db)

@@ -224,6 +224,7 @@ impl Session {
             for batch in stream {
                 batch.map_err(Error::sql)?;
             }
+            self.report_time(started);
             return Ok(());
         }
         let once = self.once.take();
@@ -240,10 +241,14 @@ impl Session {
             }
         };
         result?;
+        self.report_time(started);
+        Ok(())
+    }
+
+    fn report_time(&self, started: Instant) {
         if self.settings.timer {
             eprintln!("Run Time: {:.3} s", started.elapsed().as_secs_f64());
         }
-        Ok(())
     }
 
     /// Writes plain text where results go.

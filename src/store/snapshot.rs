@@ -280,29 +280,45 @@ impl Store {
              bytes_received = coalesce(s.bytes_received, l.bytes_received), segs_out = coalesce(s.segs_out, l.segs_out), \
              segs_in = coalesce(s.segs_in, l.segs_in), total_retrans = coalesce(s.total_retrans, l.total_retrans), \
              rtt_us = coalesce(s.rtt_us, l.rtt_us), process_name = coalesce(s.process_name, l.process_name)";
-        for (ids, set) in [
-            (&plan.orphaned, counters.to_string()),
-            (
-                &plan.closed,
-                format!(
-                    "closed_at = (SELECT ts FROM snapshots WHERE snapshot_id = {snapshot_id}), last_seen = s.ts, \
-                     last_snapshot_id = s.snapshot_id, last_state = s.state, direction = s.direction, {counters}"
-                ),
-            ),
-        ] {
-            // Closing sets can be large (a server shutting down): bound the literal lists.
-            for chunk in ids.chunks(2048) {
-                let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-                self.conn
-                    .execute(
-                        &format!(
-                            "UPDATE connection_lifetimes AS l SET {set} FROM sockets AS s \
-                             WHERE s.snapshot_id = {previous} AND s.connection_id = l.connection_id \
-                             AND l.connection_id IN ({list})"
-                        ),
-                        [],
-                    )
-                    .map_err(store_err)?;
+        if !plan.orphaned.is_empty() {
+            let list = plan.orphaned.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            self.conn
+                .execute(
+                    &format!(
+                        "UPDATE connection_lifetimes AS l SET {counters} FROM sockets AS s \
+                         WHERE s.snapshot_id = {previous} AND s.connection_id = l.connection_id \
+                         AND l.connection_id IN ({list})"
+                    ),
+                    [],
+                )
+                .map_err(store_err)?;
+        }
+        if !plan.closed.is_empty() {
+            // The closed lifetimes are exactly the previous snapshot's rows whose lifetime has no
+            // row in this one: one anti-join, however many closed (tens of thousands when a
+            // server stops), instead of a list of ids.
+            let closed = self
+                .conn
+                .execute(
+                    &format!(
+                        "UPDATE connection_lifetimes AS l SET \
+                         closed_at = (SELECT ts FROM snapshots WHERE snapshot_id = {snapshot_id}), last_seen = s.ts, \
+                         last_snapshot_id = s.snapshot_id, last_state = s.state, direction = s.direction, {counters} \
+                         FROM sockets AS s WHERE s.snapshot_id = {previous} AND s.connection_id = l.connection_id \
+                         AND l.closed_at IS NULL \
+                         AND s.connection_id NOT IN (SELECT connection_id FROM sockets WHERE snapshot_id = {snapshot_id})"
+                    ),
+                    [],
+                )
+                .map_err(store_err)?;
+            if closed != plan.closed.len() {
+                return Err(Error::StoreSnapshot {
+                    reason: format!(
+                        "closing lifetimes: the store has {closed} to close where the tracker has {}; \
+                         was the database changed by another writer during the capture?",
+                        plan.closed.len()
+                    ),
+                });
             }
         }
         Ok(())
