@@ -641,6 +641,24 @@ mod tests {
     }
 
     #[test]
+    fn thousands_closing_at_once_are_all_completed() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let mut state = store.host_state("h").unwrap();
+        let many: Vec<SocketRecord> = (0..5000u16)
+            .map(|p| sock(10_000 + p, "ESTABLISHED", u64::from(p)))
+            .collect();
+        store.append_snapshot(&snap(0, many, 1), "fixture", &mut state).unwrap();
+        let stored = store
+            .append_snapshot(&snap(5, vec![], 2), "fixture", &mut state)
+            .unwrap();
+        assert_eq!(stored.closed, 5000);
+        assert_eq!(
+            q(&store, "SELECT count(*)::VARCHAR || ':' || sum(bytes_sent) || ':' || count(DISTINCT closed_at) FROM connections WHERE closed AND last_state = 'ESTABLISHED'"),
+            format!("5000:{}:1", (0..5000u64).sum::<u64>())
+        );
+    }
+
+    #[test]
     fn a_new_run_resumes_open_connections() {
         let store = Store::open(&Location::Memory, false).unwrap();
         let mut state = store.host_state("h").unwrap();
