@@ -53,7 +53,18 @@ print(t, len(c), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
+def settle():
+    """Waits (at most 90 s) for TIME_WAIT sockets of an earlier round to expire, so each round
+    sees the sockets it holds and not the remnants of the previous one."""
+    for _ in range(90):
+        tw = subprocess.run(["ss", "-tanH", "state", "time-wait"], capture_output=True, text=True).stdout.count("\n")
+        if tw < 100:
+            return
+        time.sleep(1)
+
+
 def measure(n):
+    settle()
     holder = subprocess.Popen([sys.executable, SHARED, str(n), "900"], stdout=subprocess.PIPE, text=True)
     line = holder.stdout.readline()
     if not line.startswith("ready"):
