@@ -72,56 +72,32 @@ impl Store {
                 (q, cols, "query".to_string())
             }
         };
-        if req.format == ExportFormat::Zeek {
-            if !req.partition_by.is_empty() {
-                return Err(Error::Usage(
-                    "--partition-by writes a Hive-partitioned Parquet tree; use --format parquet".to_string(),
-                ));
-            }
-            if req.out.exists() && !req.overwrite {
-                return Err(Error::Usage(format!(
-                    "{} already exists; nothing was written\n  hint: pass --overwrite to replace it",
-                    req.out.display()
-                )));
-            }
-            return self.export_zeek(&select, &columns, &req.out);
+        // One check for every format: partitions are Parquet only, and a file is never
+        // replaced without --overwrite.
+        if !req.partition_by.is_empty() && req.format != ExportFormat::Parquet {
+            return Err(Error::Usage(
+                "--partition-by writes a Hive-partitioned Parquet tree; use --format parquet".to_string(),
+            ));
         }
-        if req.format == ExportFormat::Json {
+        if req.partition_by.is_empty() && req.out.exists() && !req.overwrite {
+            return Err(Error::Usage(format!(
+                "{} already exists; nothing was written\n  hint: pass --overwrite to replace it",
+                req.out.display()
+            )));
+        }
+        let format_option = match req.format {
+            ExportFormat::Parquet => "FORMAT parquet",
+            ExportFormat::Csv => "FORMAT csv, HEADER true",
+            ExportFormat::Zeek => return self.export_zeek(&select, &columns, &req.out),
             // DuckDB's JSON writer lives in its json extension, which the bundled build lacks
             // (and extensions are never downloaded): stream JSON lines ourselves.
-            if !req.partition_by.is_empty() {
-                return Err(Error::Usage(
-                    "--partition-by writes a Hive-partitioned Parquet tree; use --format parquet".to_string(),
-                ));
-            }
-            if req.out.exists() && !req.overwrite {
-                return Err(Error::Usage(format!(
-                    "{} already exists; nothing was written\n  hint: pass --overwrite to replace it",
-                    req.out.display()
-                )));
-            }
-            return self.export_json_lines(&select, &req.out);
-        }
+            ExportFormat::Json => return self.export_json_lines(&select, &req.out),
+        };
         let out = req.out.to_string_lossy().into_owned();
-        let mut options = vec![match req.format {
-            ExportFormat::Parquet => "FORMAT parquet".to_string(),
-            ExportFormat::Csv => "FORMAT csv, HEADER true".to_string(),
-            ExportFormat::Json | ExportFormat::Zeek => unreachable!("handled above"),
-        }];
+        let mut options = vec![format_option.to_string()];
         let select = if req.partition_by.is_empty() {
-            if req.out.exists() && !req.overwrite {
-                return Err(Error::Usage(format!(
-                    "{} already exists; nothing was written\n  hint: pass --overwrite to replace it",
-                    req.out.display()
-                )));
-            }
             select
         } else {
-            if req.format != ExportFormat::Parquet {
-                return Err(Error::Usage(
-                    "--partition-by writes a Hive-partitioned Parquet tree; use --format parquet".to_string(),
-                ));
-            }
             let (select, keys) = self.partitioned_select(&select, &columns, &req.partition_by)?;
             options.push(format!("PARTITION_BY ({keys})"));
             options.push(format!(

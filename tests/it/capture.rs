@@ -185,3 +185,48 @@ fn every_example_query_runs_on_captured_data() {
         .unwrap()
         .contains("SYN_SENT > ESTABLISHED > TIME_WAIT > gone,1"));
 }
+
+#[test]
+fn capture_prints_a_summary_in_display_modes() {
+    let s = Scratch::new();
+    let out = s
+        .cmd()
+        .args(["--format", "table", "capture", "--replay"])
+        .arg(crate::fixture("host_a.jsonl"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for title in [
+        "Captured",
+        "Processes with the most connections",
+        "Listening ports",
+        "Remote peers by traffic",
+    ] {
+        assert!(stdout.contains(title), "{title} missing from:\n{stdout}");
+    }
+    assert!(stdout.contains("sshd"), "{stdout}");
+    assert!(String::from_utf8(out.stderr).unwrap().contains("stored 4 snapshots"));
+}
+
+#[test]
+fn netstat2_backend_stores_sockets_without_kernel_counters_and_says_so() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let s = Scratch::new();
+    let out = s
+        .cmd()
+        .args(["capture", "--count", "1", "--quiet", "--sockets", "netstat2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("netstat2"));
+    assert_eq!(
+        s.query(&format!(
+            "SELECT pid, state, bytes_sent IS NULL FROM sockets WHERE local_port = {port} AND state = 'LISTEN'"
+        )),
+        format!("{},LISTEN,true", std::process::id())
+    );
+    assert!(s.query("SELECT notes FROM snapshots").contains("netstat2"));
+    drop(listener);
+}
