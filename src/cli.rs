@@ -53,7 +53,7 @@ pub struct Cli {
     #[arg(long, env = "NETLENS_DB", value_name = "PATH", global = true)]
     pub db: Option<String>,
 
-    /// Open the database read-only (works while other readers hold it; never upgrades it)
+    /// Open the database read-only (never writes or upgrades it)
     #[arg(long, global = true)]
     pub read_only: bool,
 

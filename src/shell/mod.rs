@@ -540,19 +540,7 @@ fn is_row_count_only(sql: &str, schema: &duckdb::arrow::datatypes::SchemaRef) ->
     if fields.len() != 1 || fields[0].name() != "Count" {
         return false;
     }
-    let mut rest = sql.trim_start();
-    while !split::is_blank(rest) && (rest.starts_with("--") || rest.starts_with("/*")) {
-        rest = match rest.strip_prefix("--") {
-            Some(after) => after.find('\n').map_or("", |p| &after[p + 1..]),
-            None => rest.find("*/").map_or("", |p| &rest[p + 2..]),
-        }
-        .trim_start();
-    }
-    let keyword: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_uppercase();
+    let keyword = split::first_keyword(sql);
     matches!(
         keyword.as_str(),
         "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "COPY" | "MERGE"

@@ -77,21 +77,32 @@ fn skip_dollar_quoted(text: &str, open: usize) -> usize {
         .map_or(text.len(), |p| body_start + p + delimiter.len())
 }
 
-/// True when `sql` holds nothing but whitespace and comments.
-pub fn is_blank(sql: &str) -> bool {
+/// The text after any leading whitespace and comments.
+pub fn skip_comments(sql: &str) -> &str {
     let mut rest = sql.trim_start();
     loop {
-        if rest.is_empty() {
-            return true;
-        }
         if let Some(after) = rest.strip_prefix("--") {
             rest = after.find('\n').map_or("", |p| &after[p + 1..]).trim_start();
         } else if let Some(after) = rest.strip_prefix("/*") {
             rest = after.find("*/").map_or("", |p| &after[p + 2..]).trim_start();
         } else {
-            return false;
+            return rest;
         }
     }
+}
+
+/// True when `sql` holds nothing but whitespace and comments.
+pub fn is_blank(sql: &str) -> bool {
+    skip_comments(sql).is_empty()
+}
+
+/// The statement's first keyword, upper-cased (`INSERT`, `SELECT`, ...), after comments.
+pub fn first_keyword(sql: &str) -> String {
+    skip_comments(sql)
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_uppercase()
 }
 
 #[cfg(test)]
@@ -129,5 +140,6 @@ mod tests {
         assert_eq!(s.rest, "  SELECT 'open");
         assert!(is_blank("  -- x\n /* y */ "));
         assert!(!is_blank("-- x\nSELECT 1"));
+        assert_eq!(first_keyword("/* a */ -- b\n  insert into t values (1)"), "INSERT");
     }
 }

@@ -18,6 +18,8 @@ fn multi_line_statements_and_settings() {
     );
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "42\ns\nx;y\nn\n7\n");
+    let history = std::fs::read_to_string(s.path("xdg/netlens/history")).unwrap();
+    assert!(history.contains("SELECT 'x;y' AS s;"), "{history}");
 }
 
 #[test]
