@@ -214,7 +214,7 @@ fn lookup_batch(
             Plan::Wait(d) => {
                 eprintln!(
                     "note: the provider's rate limit is used up; waiting {} s for it to reset",
-                    d.as_secs()
+                    d.as_secs_f64().ceil()
                 );
                 clock.sleep(d);
                 *limit = RateLimit::default();
@@ -222,8 +222,8 @@ fn lookup_batch(
             Plan::GiveUp(d) => {
                 return Err(format!(
                     "rate limit reached; it resets in {} s, longer than --max-wait {} s",
-                    d.as_secs(),
-                    max_wait.as_secs()
+                    d.as_secs_f64().ceil(),
+                    max_wait.as_secs_f64().ceil()
                 ))
             }
         }
