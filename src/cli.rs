@@ -256,7 +256,12 @@ pub struct GeoArgs {
     pub provider: GeoProvider,
 
     /// Endpoint of the provider's batch API
-    #[arg(long, env = "NETLENS_GEO_URL", default_value = "http://ip-api.com/batch", global = true)]
+    #[arg(
+        long,
+        env = "NETLENS_GEO_URL",
+        default_value = "http://ip-api.com/batch",
+        global = true
+    )]
     pub url: String,
 
     /// Give up on a provider request after this long
@@ -433,6 +438,9 @@ mod tests {
         };
         assert!(g.what.is_none());
         assert_eq!(g.ttl, Duration::from_secs(30 * 86400));
-        assert!(DotLine::try_parse_from(["geo", "lookup"]).is_err(), "lookup needs an address");
+        assert!(
+            DotLine::try_parse_from(["geo", "lookup"]).is_err(),
+            "lookup needs an address"
+        );
     }
 }

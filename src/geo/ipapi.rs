@@ -272,7 +272,10 @@ pub fn parse_batch(batch: &[String], body: &str) -> std::result::Result<Vec<Repl
     let sent: HashSet<&str> = batch.iter().map(String::as_str).collect();
     for r in &replies {
         if !sent.contains(r.query.as_str()) {
-            return Err(format!("malformed answer: a result for {}, which was not asked", r.query));
+            return Err(format!(
+                "malformed answer: a result for {}, which was not asked",
+                r.query
+            ));
         }
         if r.status != "success" && r.status != "fail" {
             return Err(format!("malformed answer: status '{}' for {}", r.status, r.query));
@@ -512,7 +515,10 @@ mod tests {
         assert_eq!(sizes, [100, 100, 50]);
         assert_eq!(out.answers.len(), 250);
         assert!(out.failed.is_empty() && out.reasons.is_empty());
-        assert_eq!(out.answers[0].asn_and_org(), (Some(64500), Some("Example Org".to_string())));
+        assert_eq!(
+            out.answers[0].asn_and_org(),
+            (Some(64500), Some("Example Org".to_string()))
+        );
         assert!(clock.slept.is_empty());
     }
 
@@ -587,10 +593,17 @@ mod tests {
             .contains("not asked"));
         assert!(parse_batch(&b(1), r#"[{"status":"weird","query":"8.8.0.0"}]"#).is_err());
         assert!(parse_batch(&b(1), r#"[{"status":"success","query":"8.8.0.0","lat":"north"}]"#).is_err());
-        let ok = parse_batch(&b(1), r#"[{"status":"fail","message":"reserved range","query":"8.8.0.0"}]"#).unwrap();
+        let ok = parse_batch(
+            &b(1),
+            r#"[{"status":"fail","message":"reserved range","query":"8.8.0.0"}]"#,
+        )
+        .unwrap();
         assert_eq!(ok[0].message.as_deref(), Some("reserved range"));
 
-        let t = Scripted::new(vec![Ok(reply(200, Some("14"), Some("60"), "GOOD")), Ok(reply(200, None, None, "[{"))]);
+        let t = Scripted::new(vec![
+            Ok(reply(200, Some("14"), Some("60"), "GOOD")),
+            Ok(reply(200, None, None, "[{")),
+        ]);
         let out = lookup(&addrs(150), &t, &mut FakeClock::new(), Duration::from_secs(60));
         assert_eq!((out.answers.len(), out.failed.len()), (100, 50));
     }
@@ -619,7 +632,10 @@ mod tests {
             lon: None,
             as_text: Some(t.into()),
         };
-        assert_eq!(r("AS13335 Cloudflare, Inc.").asn_and_org(), (Some(13335), Some("Cloudflare, Inc.".into())));
+        assert_eq!(
+            r("AS13335 Cloudflare, Inc.").asn_and_org(),
+            (Some(13335), Some("Cloudflare, Inc.".into()))
+        );
         assert_eq!(r("AS7018").asn_and_org(), (Some(7018), None));
         assert_eq!(r("").asn_and_org(), (None, None));
         assert_eq!(r("Some Org").asn_and_org(), (None, Some("Some Org".into())));

@@ -150,7 +150,10 @@ fn merge(answer: &mut Answer, record: Record) {
     if let Some(registered) = &record.registered_country {
         fill(&mut answer.registered_country_code, registered.iso_code.clone());
     }
-    fill(&mut answer.region, record.subdivisions.first().and_then(Place::english_name));
+    fill(
+        &mut answer.region,
+        record.subdivisions.first().and_then(Place::english_name),
+    );
     fill(&mut answer.city, record.city.as_ref().and_then(Place::english_name));
     if let Some(location) = record.location {
         if answer.latitude.is_none() && answer.longitude.is_none() {

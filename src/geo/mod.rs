@@ -136,7 +136,9 @@ pub fn lookup(store: &Store, args: &GeoArgs, ips: &[String], now: DateTime<Utc>)
             texts.push(canonical);
         }
     }
-    with_sources(store, args, |sources| resolve(store, "geo lookup", &texts, sources, now))
+    with_sources(store, args, |sources| {
+        resolve(store, "geo lookup", &texts, sources, now)
+    })
 }
 
 /// Opens the sources `args` name and runs `work` with them.
@@ -152,13 +154,16 @@ fn with_sources(store: &Store, args: &GeoArgs, work: impl FnOnce(&mut Sources) -
     let mut clock = ipapi::SystemClock;
     let transport = match args.provider {
         GeoProvider::Off => None,
-        GeoProvider::IpApi => Some(ipapi::HttpTransport::new(&args.url, args.timeout).map_err(|reason| {
-            Error::Usage(format!("cannot set up the HTTP client for {}: {reason}", args.url))
-        })?),
+        GeoProvider::IpApi => Some(
+            ipapi::HttpTransport::new(&args.url, args.timeout)
+                .map_err(|reason| Error::Usage(format!("cannot set up the HTTP client for {}: {reason}", args.url)))?,
+        ),
     };
     let mut sources = Sources {
         mmdb,
-        provider: transport.as_ref().map(|t| (t as &dyn Transport, &mut clock as &mut dyn Clock)),
+        provider: transport
+            .as_ref()
+            .map(|t| (t as &dyn Transport, &mut clock as &mut dyn Clock)),
         max_wait: args.max_wait,
     };
     work(&mut sources)
@@ -168,7 +173,13 @@ fn with_sources(store: &Store, args: &GeoArgs, work: impl FnOnce(&mut Sources) -
 /// one transaction. Fails before storing anything when a public address has no source to ask
 /// or a database is damaged; a failing provider leaves its addresses unstored and is reported
 /// in [`Run::provider_error`].
-pub fn resolve(store: &Store, command: &str, texts: &[String], sources: &mut Sources, now: DateTime<Utc>) -> Result<Run> {
+pub fn resolve(
+    store: &Store,
+    command: &str,
+    texts: &[String],
+    sources: &mut Sources,
+    now: DateTime<Utc>,
+) -> Result<Run> {
     let started = now;
     let mut run = Run {
         addresses: texts.len(),
@@ -271,7 +282,15 @@ pub fn resolve(store: &Store, command: &str, texts: &[String], sources: &mut Sou
         other => other.to_string(),
     });
     let run_id = in_transaction(store, || {
-        store_answers(store, command, &to_store, &run, error_text.as_deref(), &sources.describe(), started)
+        store_answers(
+            store,
+            command,
+            &to_store,
+            &run,
+            error_text.as_deref(),
+            &sources.describe(),
+            started,
+        )
     })?;
     run.run_id = Some(run_id);
     run.stored = to_store.into_iter().map(|a| a.ip).collect();
@@ -377,9 +396,7 @@ fn store_answers(
             .map_err(Error::sql)?;
     }
     let mut insert = conn
-        .prepare(
-            "INSERT INTO geo VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT), ?)",
-        )
+        .prepare("INSERT INTO geo VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, make_timestamp(?::BIGINT), ?)")
         .map_err(Error::sql)?;
     for a in answers {
         insert
@@ -488,10 +505,18 @@ mod tests {
             provider: Some((&transport as &dyn Transport, &mut clock as &mut dyn Clock)),
             max_wait: Duration::from_secs(60),
         };
-        let texts: Vec<String> = ["10.0.0.1", "8.8.8.8", "::ffff:8.8.8.8", "fe80::1", "100.100.0.1", "2606:4700::1", "junk"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let texts: Vec<String> = [
+            "10.0.0.1",
+            "8.8.8.8",
+            "::ffff:8.8.8.8",
+            "fe80::1",
+            "100.100.0.1",
+            "2606:4700::1",
+            "junk",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let run = resolve(&store, "geo", &texts, &mut sources, Utc::now()).unwrap();
         assert_eq!(*transport.sent.borrow(), ["2606:4700::1", "8.8.8.8"]);
         assert_eq!((run.addresses, run.local, run.found, run.failed), (6, 3, 3, 0));
@@ -521,7 +546,10 @@ mod tests {
         let texts = vec!["10.0.0.1".to_string(), "8.8.8.8".to_string()];
         let err = resolve(&store, "geo", &texts, &mut sources, Utc::now()).unwrap_err();
         assert!(err.to_string().contains("--mmdb PATH"), "{err}");
-        let n: i64 = store.conn().query_row("SELECT count(*) FROM geo", [], |r| r.get(0)).unwrap();
+        let n: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM geo", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 0);
         // Local addresses alone need no source.
         let run = resolve(&store, "geo", &texts[..1], &mut sources, Utc::now()).unwrap();

@@ -273,11 +273,19 @@ fn mmdb_answers_match_maxmind_source_data() {
         let want = [want_cc.clone(), want_name, want_reg, want_asn.clone(), want_org];
         assert_eq!(got[..5], want, "{ip}");
         // found means some location or network owner is known, not merely a record.
-        let want_status = if want.iter().any(|w| !w.is_empty()) { "found" } else { "not_found" };
+        let want_status = if want.iter().any(|w| !w.is_empty()) {
+            "found"
+        } else {
+            "not_found"
+        };
         assert_eq!(got[5], want_status, "{ip}");
         with_country += usize::from(!want_cc.is_empty());
         with_asn += usize::from(!want_asn.is_empty());
     }
+    eprintln!(
+        "checked {} addresses against the source JSON: {with_country} with a country, {with_asn} with an ASN",
+        ips.len()
+    );
     assert!(with_country > 100 && with_asn > 500, "{with_country} {with_asn}");
 }
 
@@ -309,7 +317,15 @@ fn documented_examples_and_printed_rows() {
         .arg(dir.join("GeoLite2-Country-Test.mmdb"))
         .arg("--mmdb")
         .arg(dir.join("GeoLite2-ASN-Test.mmdb"))
-        .args(["2.125.160.216", "81.2.69.160", "2001:218::1", "1.128.0.0", "12.81.92.1", "10.0.0.1", "::1"])
+        .args([
+            "2.125.160.216",
+            "81.2.69.160",
+            "2001:218::1",
+            "1.128.0.0",
+            "12.81.92.1",
+            "10.0.0.1",
+            "::1",
+        ])
         .assert()
         .success();
     let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
@@ -317,14 +333,23 @@ fn documented_examples_and_printed_rows() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines[0].starts_with("ip,scope,status,country_code,country"), "{stdout}");
     assert_eq!(lines.len(), 8, "{stdout}");
-    assert!(lines[1].starts_with("2.125.160.216,public,found,GB,United Kingdom,"), "{stdout}");
+    assert!(
+        lines[1].starts_with("2.125.160.216,public,found,GB,United Kingdom,"),
+        "{stdout}"
+    );
     assert!(lines[2].starts_with("81.2.69.160,public,found,GB,"), "{stdout}");
     assert!(lines[3].starts_with("2001:218::1,public,found,JP,Japan,"), "{stdout}");
-    assert!(lines[4].contains(",1221,Telstra Pty Ltd,1.128.0.0/11,GeoLite2-ASN-Test.mmdb,"), "{stdout}");
+    assert!(
+        lines[4].contains(",1221,Telstra Pty Ltd,1.128.0.0/11,GeoLite2-ASN-Test.mmdb,"),
+        "{stdout}"
+    );
     assert!(lines[5].contains(",7018,AT&T Services,"), "{stdout}");
     assert!(lines[6].starts_with("10.0.0.1,private,local,"), "{stdout}");
     assert!(lines[7].starts_with("::1,loopback,local,"), "{stdout}");
-    assert!(stderr.contains("7 addresses: 2 local, 5 found, 0 not found"), "{stderr}");
+    assert!(
+        stderr.contains("7 addresses: 2 local, 5 found, 0 not found"),
+        "{stderr}"
+    );
     assert_eq!(
         s.query("SELECT command, addresses, local, found, failed FROM geo_runs"),
         "geo lookup,7,2,5,0"
@@ -336,7 +361,14 @@ fn fill_uses_every_source_table_and_the_cache() {
     let Some(dir) = mmdb_dir() else { return };
     let s = Scratch::new();
     s.replay_fixture();
-    add_flows(&s, &[("192.168.1.10", "81.2.69.160"), ("192.168.1.10", "2001:218::1"), ("10.9.9.9", "9.9.9.9")]);
+    add_flows(
+        &s,
+        &[
+            ("192.168.1.10", "81.2.69.160"),
+            ("192.168.1.10", "2001:218::1"),
+            ("10.9.9.9", "9.9.9.9"),
+        ],
+    );
     let country = dir.join("GeoLite2-Country-Test.mmdb");
     let remote_addrs: i64 = s
         .query(
@@ -346,10 +378,16 @@ fn fill_uses_every_source_table_and_the_cache() {
         )
         .parse()
         .unwrap();
-    geo_cmd(&s).args(["geo", "--mmdb"]).arg(&country).assert().success().stderr(
-        predicate::str::contains(format!("geo: {remote_addrs} addresses")),
+    geo_cmd(&s)
+        .args(["geo", "--mmdb"])
+        .arg(&country)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!("geo: {remote_addrs} addresses")));
+    assert_eq!(
+        s.query("SELECT count(*) FROM geo").parse::<i64>().unwrap(),
+        remote_addrs
     );
-    assert_eq!(s.query("SELECT count(*) FROM geo").parse::<i64>().unwrap(), remote_addrs);
     assert_eq!(
         s.query("SELECT status, coalesce(note, '') FROM geo WHERE ip = '9.9.9.9'"),
         "not_found,not in the .mmdb databases"
@@ -384,7 +422,10 @@ fn fill_uses_every_source_table_and_the_cache() {
         .assert()
         .success()
         .stderr(predicate::str::contains(format!("geo: {remote_addrs} addresses")));
-    assert_eq!(s.query("SELECT count(*), count(DISTINCT ip) FROM geo"), format!("{remote_addrs},{remote_addrs}"));
+    assert_eq!(
+        s.query("SELECT count(*), count(DISTINCT ip) FROM geo"),
+        format!("{remote_addrs},{remote_addrs}")
+    );
     assert_eq!(s.query("SELECT max(run_id) FROM geo_runs"), "3");
 }
 
@@ -412,7 +453,10 @@ fn unusable_mmdb_files_are_refused_and_nothing_is_stored() {
             .failure()
             .stderr(predicate::str::contains(message).and(predicate::str::contains("nothing was stored")));
     }
-    assert_eq!(s.query("SELECT (SELECT count(*) FROM geo) + (SELECT count(*) FROM geo_runs)"), "0");
+    assert_eq!(
+        s.query("SELECT (SELECT count(*) FROM geo) + (SELECT count(*) FROM geo_runs)"),
+        "0"
+    );
 }
 
 #[test]
@@ -425,7 +469,15 @@ fn public_addresses_need_a_source_local_ones_do_not() {
         .stderr(predicate::str::contains("--mmdb PATH").and(predicate::str::contains("nothing was stored")));
     assert_eq!(s.query("SELECT count(*) FROM geo"), "0");
     geo_cmd(&s)
-        .args(["geo", "lookup", "fe80::1", "100.64.1.1", "224.0.0.251", "192.0.2.1", "fd00::5"])
+        .args([
+            "geo",
+            "lookup",
+            "fe80::1",
+            "100.64.1.1",
+            "224.0.0.251",
+            "192.0.2.1",
+            "fd00::5",
+        ])
         .assert()
         .success();
     assert_eq!(
@@ -466,7 +518,13 @@ fn provider_answers_public_addresses_and_never_sees_local_ones() {
         "::ffff:192.168.0.1",
         "0.0.0.0",
     ];
-    let public = ["8.8.8.8", "1.1.1.1", "2001:4860:4860::8888", "6.6.6.6", "::ffff:9.9.9.9"];
+    let public = [
+        "8.8.8.8",
+        "1.1.1.1",
+        "2001:4860:4860::8888",
+        "6.6.6.6",
+        "::ffff:9.9.9.9",
+    ];
     let pairs: Vec<(&str, &str)> = local.iter().zip(public.iter().cycle()).map(|(l, p)| (*l, *p)).collect();
     add_flows(&s, &pairs);
     geo_cmd(&s)
@@ -477,13 +535,24 @@ fn provider_answers_public_addresses_and_never_sees_local_ones() {
     let mut sent = api.all_received();
     sent.sort();
     // The IPv4-mapped address goes out as plain IPv4; nothing local goes out at all.
-    assert_eq!(sent, ["1.1.1.1", "2001:4860:4860::8888", "6.6.6.6", "8.8.8.8", "9.9.9.9"]);
     assert_eq!(
-        s.query("SELECT country_code, region, city, latitude, longitude, asn, org, source FROM geo WHERE ip = '8.8.8.8'"),
+        sent,
+        ["1.1.1.1", "2001:4860:4860::8888", "6.6.6.6", "8.8.8.8", "9.9.9.9"]
+    );
+    assert_eq!(
+        s.query(
+            "SELECT country_code, region, city, latitude, longitude, asn, org, source FROM geo WHERE ip = '8.8.8.8'"
+        ),
         "ZZ,North,Testville,10.5,20.25,64500,\"Test Org, Inc.\",ip-api"
     );
-    assert_eq!(s.query("SELECT country_code FROM geo WHERE ip = '::ffff:9.9.9.9'"), "ZZ");
-    assert_eq!(s.query("SELECT country_code FROM geo WHERE ip = '2001:4860:4860::8888'"), "JP");
+    assert_eq!(
+        s.query("SELECT country_code FROM geo WHERE ip = '::ffff:9.9.9.9'"),
+        "ZZ"
+    );
+    assert_eq!(
+        s.query("SELECT country_code FROM geo WHERE ip = '2001:4860:4860::8888'"),
+        "JP"
+    );
     assert_eq!(
         s.query("SELECT status, note FROM geo WHERE ip = '6.6.6.6'"),
         "not_found,ip-api: reserved range"
@@ -498,7 +567,9 @@ fn provider_answers_public_addresses_and_never_sees_local_ones() {
         .args(["geo", "lookup", "8.8.8.8", "10.0.0.1"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("8.8.8.8,public,found,ZZ,Testland,North,Testville,64500"));
+        .stdout(predicate::str::contains(
+            "8.8.8.8,public,found,ZZ,Testland,North,Testville,64500",
+        ));
     let received = api.received.lock().unwrap();
     assert_eq!(received.len(), before + 1);
     assert_eq!(received.last().unwrap(), &["8.8.8.8"]);
@@ -561,7 +632,10 @@ fn provider_malformed() {
 
 #[test]
 fn provider_rate_limited_longer_than_max_wait() {
-    let api = FakeApi::start(Behaviour::TooMany { ttl: 3600, n: usize::MAX });
+    let api = FakeApi::start(Behaviour::TooMany {
+        ttl: 3600,
+        n: usize::MAX,
+    });
     let elapsed = provider_fails(&api.url, &[], "resets in 3601 s, longer than --max-wait 60 s");
     assert!(elapsed < Duration::from_secs(5), "did not wait: {elapsed:?}");
     assert_eq!(api.received.lock().unwrap().len(), 1);
