@@ -485,6 +485,11 @@ fn public_addresses_need_a_source_local_ones_do_not() {
         "cgnat documentation multicast private link_local"
     );
     geo_cmd(&s)
+        .args(["--read-only", "geo", "lookup", "127.0.0.1"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--read-only forbids"));
+    geo_cmd(&s)
         .args(["geo", "lookup", "not-an-ip"])
         .assert()
         .failure()
