@@ -99,6 +99,9 @@ pub enum DomainCommand {
     Export(ExportArgs),
     /// Import offline traffic: pcap/pcapng captures into flows, or Zeek conn.log files
     Import(ImportArgs),
+    /// Geolocate remote addresses (country, city, ASN) into the geo table: offline from .mmdb
+    /// files, online only with --provider ip-api
+    Geo(GeoArgs),
 }
 
 /// Options of `capture`.
@@ -227,6 +230,76 @@ pub struct ZeekImportArgs {
     pub quiet: bool,
 }
 
+/// Online geolocation provider. Off unless chosen: it sends addresses to a third party.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GeoProvider {
+    /// Ask no one: local ranges and --mmdb files only
+    Off,
+    /// ip-api.com's batch endpoint (free tier: plain http, 15 requests of 100 addresses a minute)
+    IpApi,
+}
+
+/// Options of `geo`. The source options are global, so they may also follow `geo lookup`.
+#[derive(Debug, Args, Clone)]
+pub struct GeoArgs {
+    #[command(subcommand)]
+    pub what: Option<GeoCommand>,
+
+    /// Offline database (MaxMind GeoIP2/GeoLite2 or DB-IP .mmdb: country, city or ASN);
+    /// repeatable, answers merged field by field in the order given
+    #[arg(long, value_name = "PATH", global = true)]
+    pub mmdb: Vec<PathBuf>,
+
+    /// Online provider for public addresses the .mmdb files do not answer. Sends those
+    /// addresses to a third party, so it is off unless chosen here or in NETLENS_GEO_PROVIDER
+    #[arg(long, value_enum, env = "NETLENS_GEO_PROVIDER", default_value = "off", global = true)]
+    pub provider: GeoProvider,
+
+    /// Endpoint of the provider's batch API
+    #[arg(
+        long,
+        env = "NETLENS_GEO_URL",
+        default_value = "http://ip-api.com/batch",
+        global = true
+    )]
+    pub url: String,
+
+    /// Give up on a provider request after this long
+    #[arg(long, value_parser = parse_duration, default_value = "10s", global = true)]
+    pub timeout: Duration,
+
+    /// Longest wait for the provider's rate limit to reset before giving up on the rest
+    #[arg(long, value_parser = parse_duration, default_value = "60s", global = true)]
+    pub max_wait: Duration,
+
+    /// Look up again answers older than this (the geo table is the cache)
+    #[arg(long, value_parser = parse_duration, default_value = "30d", global = true)]
+    pub ttl: Duration,
+
+    /// Look up every address again, whatever the cache holds
+    #[arg(long, global = true)]
+    pub refresh: bool,
+
+    /// No summary line (warnings and errors are still printed)
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+/// Subcommands of `geo`; without one, `geo` fills the table for every pending remote address.
+#[derive(Debug, Subcommand, Clone)]
+pub enum GeoCommand {
+    /// Look up the given addresses (always afresh), store and print the answers
+    Lookup(GeoLookupArgs),
+}
+
+/// Arguments of `geo lookup`.
+#[derive(Debug, Args, Clone)]
+pub struct GeoLookupArgs {
+    /// IPv4 or IPv6 addresses
+    #[arg(required = true, value_name = "IP")]
+    pub ips: Vec<String>,
+}
+
 /// One shell dot command, parsed from the words after the dot.
 #[derive(Debug, Parser)]
 #[command(multicall = true, disable_help_subcommand = true)]
@@ -342,6 +415,32 @@ mod tests {
         assert!(
             DotLine::try_parse_from(["export", "--out", "x.parquet"]).is_err(),
             "needs --table or --query"
+        );
+    }
+
+    #[test]
+    fn geo_options_go_before_or_after_lookup() {
+        for words in [
+            &["geo", "--mmdb", "a.mmdb", "lookup", "1.2.3.4", "::1"][..],
+            &["geo", "lookup", "--mmdb", "a.mmdb", "1.2.3.4", "::1"][..],
+        ] {
+            let dot = DotLine::try_parse_from(words).unwrap();
+            let DotCommand::Domain(DomainCommand::Geo(g)) = dot.command else {
+                panic!()
+            };
+            assert_eq!(g.mmdb, vec![PathBuf::from("a.mmdb")]);
+            let Some(GeoCommand::Lookup(l)) = g.what else { panic!() };
+            assert_eq!(l.ips, ["1.2.3.4", "::1"]);
+        }
+        let cli = Cli::try_parse_from(["netlens", "geo"]).unwrap();
+        let Some(Command::Domain(DomainCommand::Geo(g))) = cli.command else {
+            panic!()
+        };
+        assert!(g.what.is_none());
+        assert_eq!(g.ttl, Duration::from_secs(30 * 86400));
+        assert!(
+            DotLine::try_parse_from(["geo", "lookup"]).is_err(),
+            "lookup needs an address"
         );
     }
 }

@@ -70,6 +70,21 @@ pub enum Error {
     #[error("importing {path} failed, nothing of it was kept: {reason}")]
     Import { path: PathBuf, reason: String },
 
+    /// A `--mmdb` file is missing, unreadable, not a MaxMind DB, or holds records of another shape.
+    #[error("{path}: not a usable MaxMind DB (.mmdb) geolocation database: {reason}\n  hint: --mmdb takes MaxMind GeoIP2/GeoLite2 or DB-IP .mmdb files (country, city or ASN); nothing was stored")]
+    GeoDatabase { path: PathBuf, reason: String },
+
+    /// The online geolocation provider failed (down, timeout, rate limit, malformed answer) for
+    /// some addresses. The addresses it did answer were stored; nothing was stored for the rest.
+    #[error("geolocation provider {url} failed for {failed} of {asked} addresses: {reason}\n  {answered} answered addresses were stored; nothing was stored for the {failed} others\n  hint: run the command again later to ask for the rest (see --timeout, --max-wait and --url)")]
+    GeoProvider {
+        url: String,
+        asked: usize,
+        answered: usize,
+        failed: usize,
+        reason: String,
+    },
+
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod cli;
 pub mod error;
+pub mod geo;
 pub mod ingest;
 pub mod interrupt;
 pub mod netaddr;

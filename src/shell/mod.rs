@@ -19,8 +19,9 @@ use crate::capture::fixture::{FixtureSource, Recorder};
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
-use crate::cli::{CaptureArgs, DomainCommand, DotCommand, DotLine, ExportArgs, OutputMode};
+use crate::cli::{CaptureArgs, DomainCommand, DotCommand, DotLine, ExportArgs, GeoArgs, GeoCommand, OutputMode};
 use crate::error::{Error, Result};
+use crate::geo;
 use crate::interrupt;
 use crate::output::{render, RenderOptions};
 use crate::report;
@@ -436,6 +437,38 @@ impl Session {
             DomainCommand::Capture(args) => self.capture(args),
             DomainCommand::Export(args) => self.export(args),
             DomainCommand::Import(args) => crate::ingest::run(&self.store, args),
+            DomainCommand::Geo(args) => self.geo(args),
+        }
+    }
+
+    /// `geo` fills the geo table and prints a summary; `geo lookup` also prints the answers as
+    /// rows. A provider that failed for some addresses is reported after what was stored.
+    fn geo(&mut self, args: GeoArgs) -> Result<()> {
+        let run = match &args.what {
+            Some(GeoCommand::Lookup(lookup)) => {
+                let run = geo::lookup(&self.store, &args, &lookup.ips, Utc::now())?;
+                if !run.stored.is_empty() {
+                    self.execute_sql(&geo::answers_query(&run.stored))?;
+                }
+                run
+            }
+            None => geo::fill(&self.store, &args, Utc::now())?,
+        };
+        if !run.skipped.is_empty() {
+            let shown: Vec<&str> = run.skipped.iter().take(5).map(String::as_str).collect();
+            eprintln!(
+                "note: {} values in the address columns are not IP addresses and were skipped: {}{}",
+                run.skipped.len(),
+                shown.join(", "),
+                if run.skipped.len() > shown.len() { ", ..." } else { "" }
+            );
+        }
+        if !args.quiet {
+            eprintln!("{}", geo::summary(&run));
+        }
+        match run.provider_error {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 

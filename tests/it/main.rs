@@ -4,6 +4,7 @@
 mod bad_input;
 mod capture;
 mod export;
+mod geo;
 mod ingest;
 mod oneshot;
 mod shell;

@@ -1,0 +1,643 @@
+//! The opt-in online provider: ip-api.com's batch endpoint (POST a JSON array of at most 100
+//! addresses, get an array of answers in the same order). This is the only code in netlens
+//! that sends addresses off the machine; the caller hands it public addresses only.
+//!
+//! The HTTP exchange sits behind [`Transport`] and time behind [`Clock`], so batching, rate
+//! limits and failures are tested without a network or real waiting; the rate-limit rules
+//! themselves are pure functions of the headers and the time passed in.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// ip-api's limit of addresses per batch request.
+pub const BATCH_SIZE: usize = 100;
+
+/// The fields asked for (ip-api sends every field otherwise).
+pub const FIELDS: &str = "status,message,query,country,countryCode,regionName,city,lat,lon,as";
+
+/// Consecutive HTTP 429 answers after which a run gives up on the rest.
+const MAX_429_RETRIES: u32 = 3;
+
+/// Wait assumed when ip-api says the quota is used up but sends no X-Ttl: its window is a minute.
+const DEFAULT_RESET: Duration = Duration::from_secs(60);
+
+/// One HTTP answer, reduced to what the client uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    pub status: u16,
+    /// `X-Rl`: requests left in the current window.
+    pub x_rl: Option<String>,
+    /// `X-Ttl`: seconds until the window resets.
+    pub x_ttl: Option<String>,
+    pub body: String,
+}
+
+/// Sends one batch body; `Err` says why no HTTP answer came (refused, timeout, ...).
+pub trait Transport {
+    fn post(&self, body: &str) -> std::result::Result<HttpReply, String>;
+    /// The endpoint, for messages.
+    fn url(&self) -> &str;
+}
+
+/// Time for the client: real time in the program, a virtual one in tests.
+pub trait Clock {
+    fn now(&self) -> Instant;
+    fn sleep(&mut self, d: Duration);
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn sleep(&mut self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// What the provider's headers say about the quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimit {
+    /// Requests left in the window, when the provider said.
+    pub remaining: Option<u64>,
+    /// When the window resets, when the provider said.
+    pub reset_at: Option<Instant>,
+}
+
+/// What to do before the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    Send,
+    /// The quota is used up; it resets after this wait, which is within `--max-wait`.
+    Wait(Duration),
+    /// The quota is used up for longer than `--max-wait`.
+    GiveUp(Duration),
+}
+
+/// Reads `X-Rl` and `X-Ttl` of an answer received at `now`. Unreadable values count as absent.
+pub fn observe(x_rl: Option<&str>, x_ttl: Option<&str>, now: Instant) -> RateLimit {
+    RateLimit {
+        remaining: x_rl.and_then(|v| v.trim().parse().ok()),
+        reset_at: parse_ttl(x_ttl).map(|ttl| now + ttl),
+    }
+}
+
+/// The quota after an HTTP 429 received at `now`: used up until `X-Ttl` (a minute without it).
+pub fn after_429(x_ttl: Option<&str>, now: Instant) -> RateLimit {
+    RateLimit {
+        remaining: Some(0),
+        reset_at: Some(now + parse_ttl(x_ttl).unwrap_or(DEFAULT_RESET)),
+    }
+}
+
+fn parse_ttl(x_ttl: Option<&str>) -> Option<Duration> {
+    x_ttl
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Decides whether the next request may go now. Only an exhausted quota (`X-Rl: 0`) waits,
+/// until the reset plus a second of margin, because ip-api counts the window on its own clock.
+pub fn plan(limit: &RateLimit, now: Instant, max_wait: Duration) -> Plan {
+    if limit.remaining != Some(0) {
+        return Plan::Send;
+    }
+    let until_reset = match limit.reset_at {
+        Some(reset) => reset.saturating_duration_since(now),
+        None => DEFAULT_RESET,
+    };
+    if until_reset.is_zero() {
+        return Plan::Send;
+    }
+    let wait = until_reset + Duration::from_secs(1);
+    if wait <= max_wait {
+        Plan::Wait(wait)
+    } else {
+        Plan::GiveUp(wait)
+    }
+}
+
+/// One address's answer as ip-api sends it (empty strings where it knows nothing).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Reply {
+    pub status: String,
+    #[serde(default)]
+    pub message: Option<String>,
+    pub query: String,
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default, rename = "countryCode")]
+    pub country_code: Option<String>,
+    #[serde(default, rename = "regionName")]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub city: Option<String>,
+    #[serde(default)]
+    pub lat: Option<f64>,
+    #[serde(default)]
+    pub lon: Option<f64>,
+    #[serde(default, rename = "as")]
+    pub as_text: Option<String>,
+}
+
+impl Reply {
+    /// `AS15169 Google LLC` → (15169, "Google LLC").
+    pub fn asn_and_org(&self) -> (Option<u32>, Option<String>) {
+        let Some(text) = self.as_text.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+            return (None, None);
+        };
+        let (first, rest) = text.split_once(' ').unwrap_or((text, ""));
+        match first.strip_prefix("AS").and_then(|n| n.parse().ok()) {
+            Some(asn) => (Some(asn), non_empty(Some(rest.trim().to_string()))),
+            None => (None, Some(text.to_string())),
+        }
+    }
+}
+
+/// `None` for missing and empty strings.
+pub fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// What a run got: the answers to store, and what failed.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Well-formed answers: `status` success, or fail with ip-api's reason (reserved range, ...).
+    pub answers: Vec<Reply>,
+    /// Addresses with no usable answer; nothing is stored for them.
+    pub failed: Vec<String>,
+    /// Why they failed, one phrase per cause.
+    pub reasons: Vec<String>,
+    /// Requests sent.
+    pub requests: usize,
+}
+
+/// Looks up `queries` (public addresses, text) in batches, honouring the rate limit. Stops at
+/// the first request that fails outright (down, timeout, malformed answer, limit longer than
+/// `max_wait`): asking a provider that is failing again and again helps no one.
+pub fn lookup(queries: &[String], transport: &dyn Transport, clock: &mut dyn Clock, max_wait: Duration) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut limit = RateLimit::default();
+    let mut batches = queries.chunks(BATCH_SIZE);
+    while let Some(batch) = batches.next() {
+        match lookup_batch(batch, transport, clock, max_wait, &mut limit, &mut outcome) {
+            Ok(()) => {}
+            Err(reason) => {
+                outcome.failed.extend(batch.iter().cloned());
+                for rest in batches.by_ref() {
+                    outcome.failed.extend(rest.iter().cloned());
+                }
+                outcome.reasons.push(reason);
+            }
+        }
+    }
+    outcome
+}
+
+fn lookup_batch(
+    batch: &[String],
+    transport: &dyn Transport,
+    clock: &mut dyn Clock,
+    max_wait: Duration,
+    limit: &mut RateLimit,
+    outcome: &mut Outcome,
+) -> std::result::Result<(), String> {
+    let body = serde_json::to_string(batch).map_err(|e| e.to_string())?;
+    let mut refusals = 0;
+    loop {
+        match plan(limit, clock.now(), max_wait) {
+            Plan::Send => {}
+            Plan::Wait(d) => {
+                eprintln!(
+                    "note: the provider's rate limit is used up; waiting {} s for it to reset",
+                    d.as_secs_f64().ceil()
+                );
+                clock.sleep(d);
+                *limit = RateLimit::default();
+            }
+            Plan::GiveUp(d) => {
+                return Err(format!(
+                    "rate limit reached; it resets in {} s, longer than --max-wait {} s",
+                    d.as_secs_f64().ceil(),
+                    max_wait.as_secs_f64().ceil()
+                ))
+            }
+        }
+        outcome.requests += 1;
+        let reply = transport.post(&body)?;
+        let now = clock.now();
+        if reply.status == 429 {
+            refusals += 1;
+            if refusals > MAX_429_RETRIES {
+                return Err(format!("rate limited (HTTP 429) {refusals} times in a row"));
+            }
+            *limit = after_429(reply.x_ttl.as_deref(), now);
+            continue;
+        }
+        if !(200..300).contains(&reply.status) {
+            return Err(format!("HTTP {}: {}", reply.status, excerpt(&reply.body)));
+        }
+        *limit = observe(reply.x_rl.as_deref(), reply.x_ttl.as_deref(), now);
+        let replies = parse_batch(batch, &reply.body)?;
+        for r in replies {
+            // "invalid query" means the request was wrong, not that the address has no data.
+            if r.status == "fail" && r.message.as_deref() == Some("invalid query") {
+                outcome.failed.push(r.query.clone());
+                let reason = format!("ip-api rejected {} as an invalid query", r.query);
+                outcome.reasons.push(reason);
+            } else {
+                outcome.answers.push(r);
+            }
+        }
+        return Ok(());
+    }
+}
+
+/// Checks that the body answers exactly the batch: a JSON array with one well-formed answer
+/// per address sent. Anything else is malformed as a whole, so nothing of it is stored.
+pub fn parse_batch(batch: &[String], body: &str) -> std::result::Result<Vec<Reply>, String> {
+    let replies: Vec<Reply> =
+        serde_json::from_str(body).map_err(|e| format!("malformed answer ({e}): {}", excerpt(body)))?;
+    if replies.len() != batch.len() {
+        return Err(format!(
+            "malformed answer: {} results for {} addresses",
+            replies.len(),
+            batch.len()
+        ));
+    }
+    let sent: HashSet<&str> = batch.iter().map(String::as_str).collect();
+    for r in &replies {
+        if !sent.contains(r.query.as_str()) {
+            return Err(format!(
+                "malformed answer: a result for {}, which was not asked",
+                r.query
+            ));
+        }
+        if r.status != "success" && r.status != "fail" {
+            return Err(format!("malformed answer: status '{}' for {}", r.status, r.query));
+        }
+    }
+    Ok(replies)
+}
+
+fn excerpt(text: &str) -> String {
+    let t = text.trim();
+    if t.is_empty() {
+        return "(empty body)".to_string();
+    }
+    let cut: String = t.chars().take(120).collect();
+    if cut.len() < t.len() {
+        format!("{cut}...")
+    } else {
+        cut
+    }
+}
+
+/// The real transport: reqwest's blocking client, plain HTTP as ip-api's free tier requires.
+pub struct HttpTransport {
+    client: reqwest::blocking::Client,
+    url: String,
+    endpoint: String,
+    timeout: Duration,
+}
+
+impl HttpTransport {
+    pub fn new(url: &str, timeout: Duration) -> std::result::Result<Self, String> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("netlens/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| error_chain(&e))?;
+        let separator = if url.contains('?') { '&' } else { '?' };
+        Ok(HttpTransport {
+            client,
+            url: url.to_string(),
+            endpoint: format!("{url}{separator}fields={FIELDS}"),
+            timeout,
+        })
+    }
+}
+
+impl Transport for HttpTransport {
+    fn post(&self, body: &str) -> std::result::Result<HttpReply, String> {
+        let sent = self
+            .client
+            .post(&self.endpoint)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send();
+        let response = sent.map_err(|e| self.describe(&e))?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (x_rl, x_ttl) = (header("X-Rl"), header("X-Ttl"));
+        let status = response.status().as_u16();
+        let body = response.text().map_err(|e| self.describe(&e))?;
+        Ok(HttpReply {
+            status,
+            x_rl,
+            x_ttl,
+            body,
+        })
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl HttpTransport {
+    fn describe(&self, e: &reqwest::Error) -> String {
+        if e.is_timeout() {
+            format!("no answer within --timeout {:.1} s", self.timeout.as_secs_f64())
+        } else if e.is_connect() {
+            format!("cannot connect ({})", error_chain(e))
+        } else {
+            error_chain(e)
+        }
+    }
+}
+
+/// An error with its causes, which is where reqwest says "connection refused".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    struct FakeClock {
+        now: Instant,
+        slept: Vec<Duration>,
+    }
+
+    impl FakeClock {
+        fn new() -> Self {
+            FakeClock {
+                now: Instant::now(),
+                slept: Vec::new(),
+            }
+        }
+    }
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Instant {
+            self.now
+        }
+        fn sleep(&mut self, d: Duration) {
+            self.slept.push(d);
+            self.now += d;
+        }
+    }
+
+    /// Answers each request with the next scripted reply (or, past the script, a good one).
+    struct Scripted {
+        replies: RefCell<Vec<std::result::Result<HttpReply, String>>>,
+        bodies: RefCell<Vec<Vec<String>>>,
+    }
+
+    impl Scripted {
+        fn new(replies: Vec<std::result::Result<HttpReply, String>>) -> Self {
+            Scripted {
+                replies: RefCell::new(replies),
+                bodies: RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    fn good(queries: &[String], x_rl: &str, x_ttl: &str) -> HttpReply {
+        let items: Vec<String> = queries
+            .iter()
+            .map(|q| {
+                format!(r#"{{"status":"success","country":"Country","countryCode":"CC","regionName":"","city":"Town","lat":1.5,"lon":-2.5,"as":"AS64500 Example Org","query":"{q}"}}"#)
+            })
+            .collect();
+        HttpReply {
+            status: 200,
+            x_rl: Some(x_rl.to_string()),
+            x_ttl: Some(x_ttl.to_string()),
+            body: format!("[{}]", items.join(",")),
+        }
+    }
+
+    impl Transport for Scripted {
+        fn post(&self, body: &str) -> std::result::Result<HttpReply, String> {
+            let queries: Vec<String> = serde_json::from_str(body).unwrap();
+            self.bodies.borrow_mut().push(queries.clone());
+            let mut replies = self.replies.borrow_mut();
+            if replies.is_empty() {
+                return Ok(good(&queries, "14", "60"));
+            }
+            match replies.remove(0) {
+                Ok(r) if r.body == "GOOD" => Ok(good(&queries, r.x_rl.as_deref().unwrap(), "60")),
+                other => other,
+            }
+        }
+        fn url(&self) -> &str {
+            "http://test/batch"
+        }
+    }
+
+    fn addrs(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("8.8.{}.{}", i / 256, i % 256)).collect()
+    }
+
+    fn reply(status: u16, x_rl: Option<&str>, x_ttl: Option<&str>, body: &str) -> HttpReply {
+        HttpReply {
+            status,
+            x_rl: x_rl.map(str::to_string),
+            x_ttl: x_ttl.map(str::to_string),
+            body: body.to_string(),
+        }
+    }
+
+    #[test]
+    fn plan_waits_only_when_the_quota_is_used_up() {
+        let t0 = Instant::now();
+        let max = Duration::from_secs(60);
+        assert_eq!(plan(&RateLimit::default(), t0, max), Plan::Send);
+        assert_eq!(plan(&observe(Some("3"), Some("40"), t0), t0, max), Plan::Send);
+        let used_up = observe(Some("0"), Some("20"), t0);
+        assert_eq!(plan(&used_up, t0, max), Plan::Wait(Duration::from_secs(21)));
+        assert_eq!(
+            plan(&used_up, t0 + Duration::from_secs(15), max),
+            Plan::Wait(Duration::from_secs(6))
+        );
+        assert_eq!(plan(&used_up, t0 + Duration::from_secs(20), max), Plan::Send);
+        assert_eq!(
+            plan(&used_up, t0, Duration::from_secs(5)),
+            Plan::GiveUp(Duration::from_secs(21))
+        );
+        // No X-Ttl: assume ip-api's one-minute window.
+        assert_eq!(
+            plan(&observe(Some("0"), None, t0), t0, Duration::from_secs(30)),
+            Plan::GiveUp(Duration::from_secs(61))
+        );
+    }
+
+    #[test]
+    fn headers_that_do_not_parse_count_as_absent() {
+        let t0 = Instant::now();
+        assert_eq!(observe(Some("many"), Some("soon"), t0), RateLimit::default());
+        assert_eq!(observe(Some(" 7 "), None, t0).remaining, Some(7));
+        let l = after_429(Some("12"), t0);
+        assert_eq!((l.remaining, l.reset_at), (Some(0), Some(t0 + Duration::from_secs(12))));
+        assert_eq!(after_429(Some("x"), t0).reset_at, Some(t0 + DEFAULT_RESET));
+    }
+
+    #[test]
+    fn batches_hold_at_most_100_addresses() {
+        let t = Scripted::new(vec![]);
+        let mut clock = FakeClock::new();
+        let out = lookup(&addrs(250), &t, &mut clock, Duration::from_secs(60));
+        let sizes: Vec<usize> = t.bodies.borrow().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        assert_eq!(out.answers.len(), 250);
+        assert!(out.failed.is_empty() && out.reasons.is_empty());
+        assert_eq!(
+            out.answers[0].asn_and_org(),
+            (Some(64500), Some("Example Org".to_string()))
+        );
+        assert!(clock.slept.is_empty());
+    }
+
+    #[test]
+    fn an_exhausted_quota_waits_for_the_reset() {
+        let t = Scripted::new(vec![Ok(reply(200, Some("0"), None, "GOOD"))]);
+        let mut clock = FakeClock::new();
+        let out = lookup(&addrs(150), &t, &mut clock, Duration::from_secs(120));
+        assert_eq!(out.answers.len(), 150);
+        // X-Rl 0 with X-Ttl 60 (from the scripted good reply): wait 61 s before the second batch.
+        assert_eq!(clock.slept, [Duration::from_secs(61)]);
+    }
+
+    #[test]
+    fn http_429_is_retried_after_x_ttl() {
+        let t = Scripted::new(vec![Ok(reply(429, Some("0"), Some("5"), ""))]);
+        let mut clock = FakeClock::new();
+        let out = lookup(&addrs(3), &t, &mut clock, Duration::from_secs(60));
+        assert_eq!(out.answers.len(), 3);
+        assert_eq!(clock.slept, [Duration::from_secs(6)]);
+        assert_eq!(out.requests, 2);
+    }
+
+    #[test]
+    fn a_long_rate_limit_gives_up_and_keeps_earlier_answers() {
+        let t = Scripted::new(vec![
+            Ok(reply(200, Some("14"), Some("60"), "GOOD")),
+            Ok(reply(429, Some("0"), Some("3600"), "")),
+        ]);
+        let mut clock = FakeClock::new();
+        let out = lookup(&addrs(250), &t, &mut clock, Duration::from_secs(60));
+        assert_eq!(out.answers.len(), 100);
+        assert_eq!(out.failed.len(), 150);
+        assert!(out.reasons[0].contains("resets in 3601 s"), "{:?}", out.reasons);
+        assert!(clock.slept.is_empty());
+        assert_eq!(out.requests, 2, "no request after giving up");
+    }
+
+    #[test]
+    fn repeated_429_without_ttl_progress_gives_up() {
+        let r = || Ok(reply(429, None, Some("0"), ""));
+        let t = Scripted::new(vec![r(), r(), r(), r(), r()]);
+        let mut clock = FakeClock::new();
+        let out = lookup(&addrs(2), &t, &mut clock, Duration::from_secs(60));
+        assert!(out.answers.is_empty());
+        assert_eq!(out.failed.len(), 2);
+        assert!(out.reasons[0].contains("429"), "{:?}", out.reasons);
+        assert_eq!(out.requests, 4);
+    }
+
+    #[test]
+    fn transport_failure_stops_the_run() {
+        let t = Scripted::new(vec![Err("cannot connect (connection refused)".into())]);
+        let mut clock = FakeClock::new();
+        let out = lookup(&addrs(150), &t, &mut clock, Duration::from_secs(60));
+        assert!(out.answers.is_empty());
+        assert_eq!(out.failed.len(), 150);
+        assert_eq!(out.requests, 1);
+        assert!(out.reasons[0].contains("refused"));
+    }
+
+    #[test]
+    fn malformed_answers_are_refused_whole() {
+        let b = addrs;
+        assert!(parse_batch(&b(1), "not json").unwrap_err().contains("malformed answer"));
+        assert!(parse_batch(&b(1), r#"{"status":"success"}"#).is_err());
+        assert!(parse_batch(&b(2), r#"[{"status":"success","query":"8.8.0.0"}]"#)
+            .unwrap_err()
+            .contains("1 results for 2"));
+        assert!(parse_batch(&b(1), r#"[{"status":"success","query":"9.9.9.9"}]"#)
+            .unwrap_err()
+            .contains("not asked"));
+        assert!(parse_batch(&b(1), r#"[{"status":"weird","query":"8.8.0.0"}]"#).is_err());
+        assert!(parse_batch(&b(1), r#"[{"status":"success","query":"8.8.0.0","lat":"north"}]"#).is_err());
+        let ok = parse_batch(
+            &b(1),
+            r#"[{"status":"fail","message":"reserved range","query":"8.8.0.0"}]"#,
+        )
+        .unwrap();
+        assert_eq!(ok[0].message.as_deref(), Some("reserved range"));
+
+        let t = Scripted::new(vec![
+            Ok(reply(200, Some("14"), Some("60"), "GOOD")),
+            Ok(reply(200, None, None, "[{")),
+        ]);
+        let out = lookup(&addrs(150), &t, &mut FakeClock::new(), Duration::from_secs(60));
+        assert_eq!((out.answers.len(), out.failed.len()), (100, 50));
+    }
+
+    #[test]
+    fn invalid_query_is_a_failure_not_an_answer() {
+        let body = r#"[{"status":"fail","message":"invalid query","query":"8.8.0.0"},{"status":"fail","message":"reserved range","query":"8.8.0.1"}]"#;
+        let t = Scripted::new(vec![Ok(reply(200, Some("14"), Some("60"), body))]);
+        let out = lookup(&addrs(2), &t, &mut FakeClock::new(), Duration::from_secs(60));
+        assert_eq!(out.failed, ["8.8.0.0"]);
+        assert_eq!(out.answers.len(), 1);
+        assert_eq!(out.answers[0].query, "8.8.0.1");
+    }
+
+    #[test]
+    fn as_field_splits_into_number_and_name() {
+        let r = |t: &str| Reply {
+            status: "success".into(),
+            message: None,
+            query: "1.1.1.1".into(),
+            country: None,
+            country_code: None,
+            region: None,
+            city: None,
+            lat: None,
+            lon: None,
+            as_text: Some(t.into()),
+        };
+        assert_eq!(
+            r("AS13335 Cloudflare, Inc.").asn_and_org(),
+            (Some(13335), Some("Cloudflare, Inc.".into()))
+        );
+        assert_eq!(r("AS7018").asn_and_org(), (Some(7018), None));
+        assert_eq!(r("").asn_and_org(), (None, None));
+        assert_eq!(r("Some Org").asn_and_org(), (None, Some("Some Org".into())));
+    }
+}
