@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "flows",
         sql: include_str!("../../sql/002_flows.sql"),
     },
+    Migration {
+        version: 3,
+        name: "datasets",
+        sql: include_str!("../../sql/003_datasets.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "
