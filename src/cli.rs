@@ -97,11 +97,13 @@ pub enum DomainCommand {
     Capture(CaptureArgs),
     /// Write a table or query result to Parquet, CSV, JSON or a Zeek conn.log
     Export(ExportArgs),
-    /// Import offline traffic: pcap/pcapng captures into flows, or Zeek conn.log files
+    /// Import offline traffic (pcap/pcapng captures, Zeek conn.log) or a CSV dataset
     Import(ImportArgs),
     /// Geolocate remote addresses (country, city, ASN) into the geo table: offline from .mmdb
     /// files, online only with --provider ip-api
     Geo(GeoArgs),
+    /// Fill a database with a synthetic day of host activity and a labelled dataset (marked as demo)
+    Demo(DemoArgs),
 }
 
 /// Options of `capture`.
@@ -180,6 +182,8 @@ pub enum ImportCommand {
     Pcap(PcapImportArgs),
     /// Read Zeek conn.log files (TSV or JSON) into flows
     Zeek(ZeekImportArgs),
+    /// Load a CSV dataset (labelled or not) into a table of its own
+    Csv(CsvImportArgs),
 }
 
 /// Options of `import pcap`.
@@ -298,6 +302,69 @@ pub struct GeoLookupArgs {
     /// IPv4 or IPv6 addresses
     #[arg(required = true, value_name = "IP")]
     pub ips: Vec<String>,
+}
+
+/// Options of `import csv`.
+#[derive(Debug, Args, Clone)]
+#[command(group = clap::ArgGroup::new("names").args(["columns", "columns_file"]))]
+#[command(group = clap::ArgGroup::new("existing").args(["append", "replace"]))]
+pub struct CsvImportArgs {
+    /// The CSV file (delimiter, quoting and column types are detected by DuckDB's CSV sniffer)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Table to create [default: the file name without extension, made a valid identifier]
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+
+    /// Column names, in file order (comma-separated); must name every column
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
+    pub columns: Vec<String>,
+
+    /// Read the column names from FILE: one name a line (the first comma-separated field of each
+    /// line is taken), or a single comma-separated line
+    #[arg(long, value_name = "FILE")]
+    pub columns_file: Option<PathBuf>,
+
+    /// The file has no header line: its first line is data [default: detected]
+    #[arg(long)]
+    pub no_header: bool,
+
+    /// Add the rows to an existing table (matched by column name)
+    #[arg(long)]
+    pub append: bool,
+
+    /// Drop and recreate an existing table
+    #[arg(long)]
+    pub replace: bool,
+
+    /// No summary line
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Options of `demo`.
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// Hours of host history to synthesize, ending now
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=168))]
+    pub hours: u32,
+
+    /// Time between synthetic snapshots
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub interval: Duration,
+
+    /// Seed of the generator: the same seed and end time give the same database
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Rows of the labelled 10-feature dataset (demo_traffic)
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(20..=10_000_000))]
+    pub traffic_rows: u32,
+
+    /// No progress bar and no summary
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// One shell dot command, parsed from the words after the dot.

@@ -66,6 +66,10 @@ pub enum Error {
     #[error("{path}{}: {reason}\n  hint: import zeek reads Zeek conn.log files, TSV (with a #fields header) or JSON; nothing was imported from this file", at_line(.line))]
     ZeekLog { path: PathBuf, line: usize, reason: String },
 
+    /// A dataset file given to `import csv` could not be read as CSV, or does not fit the names given.
+    #[error("{path}: {reason}\n  hint: import csv reads delimited text files (DuckDB's CSV reader); nothing was imported from this file")]
+    Dataset { path: PathBuf, reason: String },
+
     /// Importing a file failed while writing it; its transaction was rolled back.
     #[error("importing {path} failed, nothing of it was kept: {reason}")]
     Import { path: PathBuf, reason: String },

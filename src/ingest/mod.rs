@@ -1,13 +1,18 @@
 //! Offline sources: traffic recorded elsewhere, brought into the same store so every query
 //! and stage works on it. `import pcap` turns capture files into `flows` (Zeek conn.log
-//! semantics) and optionally `packets`; `import zeek` reads Zeek conn.log files into `flows`.
+//! semantics) and optionally `packets`; `import zeek` reads Zeek conn.log files into `flows`;
+//! `import csv` loads a dataset into a table of its own ([`csv`]); `demo` synthesizes a day of
+//! host history and a labelled dataset ([`demo`]).
 //!
 //! Each file is one import: streamed from disk with bounded memory (only active flows are
 //! held), written in batches through the appender inside one transaction, and recorded in
 //! `imports`. This module reads the files it is given and writes only `flows` (or the table
-//! named with `--table`), `packets` and `imports`.
+//! named with `--table`), `packets` and `imports`; datasets go to their own table and
+//! `datasets`.
 
+pub mod csv;
 pub mod decode;
+pub mod demo;
 pub mod flow;
 pub mod reader;
 pub mod sink;
@@ -195,6 +200,12 @@ pub fn run(store: &Store, args: ImportArgs) -> Result<()> {
         ImportCommand::Zeek(a) => {
             let mut progress = Progress::for_stderr(a.quiet);
             import_zeek_logs(store, &a, &mut progress)?;
+        }
+        ImportCommand::Csv(a) => {
+            let report = csv::import_csv(store, &a)?;
+            if !a.quiet {
+                eprintln!("{}", csv::summary(&report, &a.file));
+            }
         }
     }
     Ok(())

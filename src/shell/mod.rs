@@ -10,16 +10,18 @@ pub mod split;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DurationRound, Utc};
 use clap::{CommandFactory, Parser};
 
 use crate::capture::fixture::{FixtureSource, Recorder};
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
-use crate::cli::{CaptureArgs, DomainCommand, DotCommand, DotLine, ExportArgs, GeoArgs, GeoCommand, OutputMode};
+use crate::cli::{
+    CaptureArgs, DemoArgs, DomainCommand, DotCommand, DotLine, ExportArgs, GeoArgs, GeoCommand, OutputMode,
+};
 use crate::error::{Error, Result};
 use crate::geo;
 use crate::interrupt;
@@ -438,6 +440,7 @@ impl Session {
             DomainCommand::Export(args) => self.export(args),
             DomainCommand::Import(args) => crate::ingest::run(&self.store, args),
             DomainCommand::Geo(args) => self.geo(args),
+            DomainCommand::Demo(args) => self.demo(args),
         }
     }
 
@@ -527,6 +530,37 @@ impl Session {
             return Ok(());
         }
         self.capture_summary(&report)
+    }
+
+    fn demo(&mut self, args: DemoArgs) -> Result<()> {
+        interrupt::clear();
+        let pace = Pace {
+            interval: args.interval,
+            duration: Some(Duration::from_secs(u64::from(args.hours) * 3600)),
+            count: None,
+            wait: false,
+        };
+        let mut observer = Progress::new(pace);
+        let end = Utc::now()
+            .duration_trunc(chrono::TimeDelta::minutes(1))
+            .unwrap_or_else(|_| Utc::now());
+        let report = crate::ingest::demo::run(&self.store, &args, end, &mut observer);
+        observer.finish();
+        let report = report?;
+        if !args.quiet {
+            eprintln!(
+                "demo: {} synthetic snapshots of host {} ({} socket rows, {} lifetimes) ending {}, and demo_traffic \
+                 ({} rows, {} anomalies); every row is marked synthetic (snapshots.source = 'demo', datasets.kind = 'demo')",
+                report.capture.snapshots,
+                crate::ingest::demo::DEMO_HOST,
+                report.capture.socket_rows,
+                report.capture.opened,
+                end.format("%Y-%m-%d %H:%M UTC"),
+                report.traffic_rows,
+                report.traffic_anomalies
+            );
+        }
+        Ok(())
     }
 
     fn capture_summary(&mut self, report: &RunReport) -> Result<()> {

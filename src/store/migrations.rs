@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "geo",
         sql: include_str!("../../sql/005_geo.sql"),
     },
+    Migration {
+        version: 6,
+        name: "datasets",
+        sql: include_str!("../../sql/006_datasets.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "

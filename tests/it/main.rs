@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod capture;
+mod datasets;
 mod export;
 mod geo;
 mod ingest;
