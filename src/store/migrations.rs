@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "flows",
         sql: include_str!("../../sql/002_flows.sql"),
     },
+    Migration {
+        version: 3,
+        name: "analysis",
+        sql: include_str!("../../sql/003_analysis.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "
