@@ -47,7 +47,11 @@ fn applied(scores: Vec<f64>, threshold: f64) -> Applied {
     metrics.insert("anomalies".into(), json!(anomalies));
     metrics.insert(
         "anomaly_share".into(),
-        json!(if scores.is_empty() { 0.0 } else { anomalies as f64 / scores.len() as f64 }),
+        json!(if scores.is_empty() {
+            0.0
+        } else {
+            anomalies as f64 / scores.len() as f64
+        }),
     );
     metrics.insert("threshold".into(), json!(threshold));
     Applied {

@@ -78,7 +78,12 @@ fn nearest_cluster(model: &DbscanModel, x: ArrayView2<f64>) -> Result<Vec<i32>> 
                 .map_err(|e| invalid(format!("nearest-point query failed: {e}")))?;
             Ok(match found.first() {
                 Some((point, i)) => {
-                    let d: f64 = point.iter().zip(row.iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+                    let d: f64 = point
+                        .iter()
+                        .zip(row.iter())
+                        .map(|(a, b)| (a - b) * (a - b))
+                        .sum::<f64>()
+                        .sqrt();
                     if d <= model.eps {
                         model.labels[*i]
                     } else {
@@ -100,7 +105,11 @@ fn output(clusters: Vec<i32>, in_sample: Vec<bool>) -> Applied {
     metrics.insert("noise".into(), json!(n_noise));
     metrics.insert(
         "noise_share".into(),
-        json!(if clusters.is_empty() { 0.0 } else { n_noise as f64 / clusters.len() as f64 }),
+        json!(if clusters.is_empty() {
+            0.0
+        } else {
+            n_noise as f64 / clusters.len() as f64
+        }),
     );
     Applied {
         columns: vec![
@@ -148,7 +157,13 @@ fn knee_eps(sample: &Array2<f64>, min_points: usize, knee_sample: usize, seed: u
                 .map_err(|e| invalid(format!("k-distance query failed: {e}")))?;
             Ok(found
                 .last()
-                .map(|(p, _)| p.iter().zip(row.iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt())
+                .map(|(p, _)| {
+                    p.iter()
+                        .zip(row.iter())
+                        .map(|(a, b)| (a - b) * (a - b))
+                        .sum::<f64>()
+                        .sqrt()
+                })
                 .unwrap_or(0.0))
         })
         .collect::<Result<Vec<f64>>>()?;
@@ -160,10 +175,9 @@ fn knee_eps(sample: &Array2<f64>, min_points: usize, knee_sample: usize, seed: u
         return Ok(eps);
     }
     // Many identical rows put the knee at 0: take the smallest positive k-distance instead.
-    distances
-        .into_iter()
-        .find(|d| *d > 0.0)
-        .ok_or_else(|| invalid("every row is identical to its neighbours, so no radius separates anything; give eps=..."))
+    distances.into_iter().find(|d| *d > 0.0).ok_or_else(|| {
+        invalid("every row is identical to its neighbours, so no radius separates anything; give eps=...")
+    })
 }
 
 impl Stage for DbscanStage {
@@ -179,6 +193,10 @@ impl Stage for DbscanStage {
         "clusters"
     }
 
+    fn extra_tables(&self) -> &'static [&'static str] {
+        &["evaluation"]
+    }
+
     fn params_help(&self) -> &'static str {
         "eps=auto|X (auto), min_points=5, sample=50000, knee_sample=5000"
     }
@@ -187,12 +205,15 @@ impl Stage for DbscanStage {
         known_keys(NAME, set, &["eps", "min_points", "sample", "knee_sample"])?;
         let eps = match set.get("eps").map(String::as_str) {
             None | Some("auto") => None,
-            Some(v) => Some(v.parse::<f64>().ok().filter(|e| *e > 0.0 && e.is_finite()).ok_or_else(|| {
-                Error::StageParams {
-                    stage: NAME,
-                    reason: format!("eps={v}: expected auto or a positive distance"),
-                }
-            })?),
+            Some(v) => Some(
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|e| *e > 0.0 && e.is_finite())
+                    .ok_or_else(|| Error::StageParams {
+                        stage: NAME,
+                        reason: format!("eps={v}: expected auto or a positive distance"),
+                    })?,
+            ),
         };
         let p = DbscanParams {
             eps,
@@ -288,7 +309,9 @@ impl Stage for DbscanStage {
             )));
         }
         if model.labels.len() != model.points.nrows() {
-            return Err(invalid("the stored model is damaged (labels and points differ); retrain it"));
+            return Err(invalid(
+                "the stored model is damaged (labels and points differ); retrain it",
+            ));
         }
         let clusters = nearest_cluster(&model, x)?;
         Ok(output(clusters, vec![false; x.nrows()]))
@@ -314,19 +337,25 @@ mod tests {
         let params = DbscanStage.resolve(&set).unwrap();
         let fitted = DbscanStage.fit(x.view(), &params, 1).unwrap();
         let (applied, _) = fitted.training_output.as_ref().unwrap();
-        let Values::Int(c) = &applied.columns[0].values else { panic!() };
+        let Values::Int(c) = &applied.columns[0].values else {
+            panic!()
+        };
         assert_eq!(c[80], -1, "the outlier is noise");
         assert_ne!(c[0], c[1], "two clusters");
         assert!(c[..80].iter().all(|v| *v >= 0));
         // Scoring with the stored model gives the same clusters for the same rows.
         let again = DbscanStage.apply(&fitted.model, x.view()).unwrap();
-        let Values::Int(d) = &again.columns[0].values else { panic!() };
+        let Values::Int(d) = &again.columns[0].values else {
+            panic!()
+        };
         assert_eq!(c, d);
         // eps from the knee also separates them.
         let params = DbscanStage.resolve(&BTreeMap::new()).unwrap();
         let fitted = DbscanStage.fit(x.view(), &params, 1).unwrap();
         let (applied, _) = fitted.training_output.as_ref().unwrap();
-        let Values::Int(c) = &applied.columns[0].values else { panic!() };
+        let Values::Int(c) = &applied.columns[0].values else {
+            panic!()
+        };
         assert_eq!(c[80], -1);
     }
 }

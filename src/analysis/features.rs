@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use duckdb::arrow::array::{Array, AsArray};
-use duckdb::arrow::datatypes::Float64Type;
+use duckdb::arrow::datatypes::{Float64Type, Int64Type};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
@@ -205,8 +205,19 @@ enum Kind {
 fn kind_of(data_type: &str) -> Kind {
     let t = data_type.to_ascii_uppercase();
     let numeric = [
-        "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
-        "UHUGEINT", "FLOAT", "DOUBLE", "REAL",
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+        "FLOAT",
+        "DOUBLE",
+        "REAL",
     ];
     if numeric.contains(&t.as_str()) || t.starts_with("DECIMAL") {
         Kind::Numeric
@@ -255,7 +266,10 @@ pub fn materialise(store: &Store, source: &Source, input_table: &str) -> Result<
     ))
     .map_err(|e| source_error(source, format!("cannot read it: {}", Error::sql(e))))?;
     let mut stmt = conn
-        .prepare(&format!("SELECT column_name, column_type FROM (DESCRIBE {})", quote_ident(input_table)))
+        .prepare(&format!(
+            "SELECT column_name, column_type FROM (DESCRIBE {})",
+            quote_ident(input_table)
+        ))
         .map_err(Error::sql)?;
     let columns = stmt
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
@@ -300,7 +314,10 @@ fn choose_features(
             let (name, ty) = find_column(columns, wanted)
                 .ok_or_else(|| source_error(source, format!("has no column '{wanted}' (named in --features)")))?;
             if Some(name.as_str()) == label {
-                return Err(source_error(source, format!("'{name}' is the --label column and cannot also be a feature")));
+                return Err(source_error(
+                    source,
+                    format!("'{name}' is the --label column and cannot also be a feature"),
+                ));
             }
             match kind_of(ty) {
                 Kind::Other => {
@@ -315,7 +332,10 @@ fn choose_features(
     } else {
         for wanted in &selection.exclude {
             if find_column(columns, wanted).is_none() {
-                return Err(source_error(source, format!("has no column '{wanted}' (named in --exclude)")));
+                return Err(source_error(
+                    source,
+                    format!("has no column '{wanted}' (named in --exclude)"),
+                ));
             }
         }
         for (name, ty) in columns {
@@ -357,7 +377,11 @@ fn label_expr(name: &str, data_type: &str) -> String {
     } else if kind_of(&t) == Kind::Numeric {
         format!("({col} <> 0)")
     } else {
-        let normal = NORMAL_LABELS.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(", ");
+        let normal = NORMAL_LABELS
+            .iter()
+            .map(|l| format!("'{l}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!("(lower(rtrim(trim(CAST({col} AS VARCHAR)), '.')) NOT IN ({normal}))")
     }
 }
@@ -427,7 +451,10 @@ pub fn load_training(
         }
     }
     if !encodings.iter().any(|e| matches!(e, ColumnEncoding::Numeric { .. })) {
-        return Err(source_error(source, "has no numeric feature column left after skipping identifiers"));
+        return Err(source_error(
+            source,
+            "has no numeric feature column left after skipping identifiers",
+        ));
     }
     let encoding = Encoding { columns: encodings };
     let kept: Vec<&RawColumn> = kept_columns.iter().map(|&i| &raw.columns[i]).collect();
@@ -497,7 +524,15 @@ pub fn load_for_model(
             ),
         ));
     }
-    let raw = read_raw(store, source, input_table, &columns, &chosen, label.as_deref(), Some(encoding))?;
+    let raw = read_raw(
+        store,
+        source,
+        input_table,
+        &columns,
+        &chosen,
+        label.as_deref(),
+        Some(encoding),
+    )?;
     let refs: Vec<&RawColumn> = raw.columns.iter().collect();
     let (x, imputed) = encode(encoding, &refs, raw.rows);
     Ok(Loaded {
@@ -549,11 +584,12 @@ fn read_raw(
         let ty = find_column(columns, l).map(|(_, t)| t.as_str()).unwrap_or("VARCHAR");
         select.push(label_expr(l, ty));
     }
-    let sql = format!(
-        "SELECT {} FROM {} ORDER BY {INPUT_ROW}",
-        select.join(", "),
-        quote_ident(input_table)
-    );
+    // The row number comes along instead of an ORDER BY: a scan of the fresh table returns it in
+    // order anyway, and when it does not, placing rows by number is cheaper than sorting them.
+    select.push(INPUT_ROW.to_string());
+    let sql = format!("SELECT {} FROM {}", select.join(", "), quote_ident(input_table));
+    let row_column = select.len() - 1;
+    let mut positions: Vec<i64> = Vec::new();
     let mut out: Vec<RawColumn> = chosen
         .iter()
         .enumerate()
@@ -571,9 +607,11 @@ fn read_raw(
     let mut lookups: Vec<HashMap<String, u32>> = out
         .iter()
         .map(|c| match c {
-            RawColumn::Codes { dictionary, .. } => {
-                dictionary.iter().enumerate().map(|(i, v)| (v.clone(), i as u32)).collect()
-            }
+            RawColumn::Codes { dictionary, .. } => dictionary
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.clone(), i as u32))
+                .collect(),
             RawColumn::Numbers(_) => HashMap::new(),
         })
         .collect();
@@ -590,9 +628,9 @@ fn read_raw(
             let array = batch.column(i);
             match column {
                 RawColumn::Numbers(values) => {
-                    let a = array
-                        .as_primitive_opt::<Float64Type>()
-                        .ok_or_else(|| source_error(source, format!("column '{}' did not read as numbers", chosen[i].0)))?;
+                    let a = array.as_primitive_opt::<Float64Type>().ok_or_else(|| {
+                        source_error(source, format!("column '{}' did not read as numbers", chosen[i].0))
+                    })?;
                     if a.null_count() == 0 {
                         values.extend_from_slice(a.values());
                     } else {
@@ -600,9 +638,9 @@ fn read_raw(
                     }
                 }
                 RawColumn::Codes { codes, dictionary } => {
-                    let a = array
-                        .as_string_opt::<i32>()
-                        .ok_or_else(|| source_error(source, format!("column '{}' did not read as text", chosen[i].0)))?;
+                    let a = array.as_string_opt::<i32>().ok_or_else(|| {
+                        source_error(source, format!("column '{}' did not read as text", chosen[i].0))
+                    })?;
                     let lookup = &mut lookups[i];
                     for v in a.iter() {
                         let code = match v {
@@ -630,6 +668,15 @@ fn read_raw(
                 .ok_or_else(|| source_error(source, "the label column did not read as a class"))?;
             labels.extend(a.iter());
         }
+        let a = batch
+            .column(row_column)
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| source_error(source, "the row number did not read as a number"))?;
+        positions.extend(a.iter().map(|v| v.unwrap_or(-1)));
+    }
+    if positions.iter().enumerate().any(|(i, p)| *p != i as i64) {
+        reorder(&positions, &mut out, &mut labels)
+            .ok_or_else(|| source_error(source, "the rows read do not match the rows materialised"))?;
     }
     // Training dictionaries are sorted, so codes must follow.
     if known.is_none() {
@@ -655,6 +702,32 @@ fn read_raw(
         columns: out,
         labels,
     })
+}
+
+/// Puts every row at its row number (`positions[i]` is the number of the i-th row read).
+fn reorder(positions: &[i64], columns: &mut [RawColumn], labels: &mut Vec<Option<bool>>) -> Option<()> {
+    let n = positions.len();
+    let mut target = vec![usize::MAX; n];
+    for (i, &p) in positions.iter().enumerate() {
+        let p = usize::try_from(p).ok().filter(|p| *p < n)?;
+        if target[p] != usize::MAX {
+            return None;
+        }
+        target[p] = i;
+    }
+    fn permute<T: Copy>(values: &[T], target: &[usize]) -> Vec<T> {
+        target.iter().map(|&i| values[i]).collect()
+    }
+    for column in columns.iter_mut() {
+        match column {
+            RawColumn::Numbers(values) => *values = permute(values, &target),
+            RawColumn::Codes { codes, .. } => *codes = permute(codes, &target),
+        }
+    }
+    if !labels.is_empty() {
+        *labels = permute(labels, &target);
+    }
+    Some(())
 }
 
 /// Mean and population standard deviation of the finite values (0, 0 when there are none).
@@ -716,8 +789,22 @@ mod tests {
     fn source_text_is_a_query_or_a_name() {
         assert_eq!(Source::parse("flow_features"), Source::Relation("flow_features".into()));
         assert!(matches!(Source::parse(" select 1;"), Source::Query(q) if q == "select 1"));
-        assert!(matches!(Source::parse("WITH a AS (SELECT 1) SELECT * FROM a"), Source::Query(_)));
+        assert!(matches!(
+            Source::parse("WITH a AS (SELECT 1) SELECT * FROM a"),
+            Source::Query(_)
+        ));
         assert!(matches!(Source::parse("(SELECT 1)"), Source::Query(_)));
+    }
+
+    #[test]
+    fn rows_read_out_of_order_are_put_back_in_place() {
+        let mut columns = vec![RawColumn::Numbers(vec![2.0, 0.0, 1.0])];
+        let mut labels = vec![Some(true), None, Some(false)];
+        reorder(&[2, 0, 1], &mut columns, &mut labels).unwrap();
+        let RawColumn::Numbers(v) = &columns[0] else { panic!() };
+        assert_eq!(v, &vec![0.0, 1.0, 2.0]);
+        assert_eq!(labels, vec![None, Some(false), Some(true)]);
+        assert!(reorder(&[0, 0, 1], &mut columns, &mut labels).is_none());
     }
 
     #[test]

@@ -123,13 +123,22 @@ impl Stage for KMeansStage {
     }
 
     fn resolve(&self, set: &BTreeMap<String, String>) -> Result<Value> {
-        known_keys(NAME, set, &["k", "k_min", "k_max", "n_runs", "tolerance", "max_iterations"])?;
+        known_keys(
+            NAME,
+            set,
+            &["k", "k_min", "k_max", "n_runs", "tolerance", "max_iterations"],
+        )?;
         let k = match set.get("k").map(String::as_str) {
             None | Some("auto") => None,
-            Some(v) => Some(v.parse::<usize>().ok().filter(|k| *k >= 1).ok_or_else(|| Error::StageParams {
-                stage: NAME,
-                reason: format!("k={v}: expected auto or a whole number of segments, at least 1"),
-            })?),
+            Some(v) => Some(
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|k| *k >= 1)
+                    .ok_or_else(|| Error::StageParams {
+                        stage: NAME,
+                        reason: format!("k={v}: expected auto or a whole number of segments, at least 1"),
+                    })?,
+            ),
         };
         let p = KMeansParams {
             k,
@@ -221,7 +230,10 @@ impl Stage for KMeansStage {
         }
         let (segments, distances) = assign(&model.centroids, x);
         let mut metrics = Map::new();
-        metrics.insert("inertia_rows".into(), json!(distances.iter().map(|d| d * d).sum::<f64>()));
+        metrics.insert(
+            "inertia_rows".into(),
+            json!(distances.iter().map(|d| d * d).sum::<f64>()),
+        );
         Ok(Applied {
             columns: vec![
                 OutputColumn {
@@ -258,8 +270,8 @@ impl Stage for KMeansStage {
         let mut between = vec![0.0; width];
         let mut total = vec![0.0; width];
         for row in e.x.rows() {
-            for j in 0..width {
-                total[j] += (row[j] - overall[j]).powi(2);
+            for ((t, v), o) in total.iter_mut().zip(row.iter()).zip(overall.iter()) {
+                *t += (v - o).powi(2);
             }
         }
         let sql_err = crate::error::Error::sql;
@@ -267,14 +279,14 @@ impl Stage for KMeansStage {
             .conn
             .prepare("INSERT INTO segment_profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .map_err(sql_err)?;
-        for s in 0..k {
-            if sizes[s] == 0 {
+        for (s, &size) in sizes.iter().enumerate() {
+            if size == 0 {
                 continue;
             }
-            let mean_scaled: Vec<f64> = sums.row(s).iter().map(|v| v / sizes[s] as f64).collect();
+            let mean_scaled: Vec<f64> = sums.row(s).iter().map(|v| v / size as f64).collect();
             let mut entries: Vec<(usize, f64)> = (0..width)
                 .map(|j| {
-                    between[j] += sizes[s] as f64 * (mean_scaled[j] - overall[j]).powi(2);
+                    between[j] += size as f64 * (mean_scaled[j] - overall[j]).powi(2);
                     let std_scaled = (total[j] / rows as f64).sqrt();
                     let z = if std_scaled > 0.0 {
                         (mean_scaled[j] - overall[j]) / std_scaled
@@ -291,8 +303,8 @@ impl Stage for KMeansStage {
                     .execute(duckdb::params![
                         e.run_id,
                         s as i32,
-                        sizes[s] as i64,
-                        sizes[s] as f64 / rows as f64,
+                        size as i64,
+                        size as f64 / rows as f64,
                         names[j],
                         m + mean_scaled[j] * sd,
                         m + overall[j] * sd,
@@ -357,7 +369,9 @@ mod tests {
         let b = KMeansStage.fit(x.view(), &params, 7).unwrap();
         assert_eq!(a.model, b.model);
         let applied = KMeansStage.apply(&a.model, x.view()).unwrap();
-        let Values::Int(segments) = &applied.columns[0].values else { panic!() };
+        let Values::Int(segments) = &applied.columns[0].values else {
+            panic!()
+        };
         for blob in segments.chunks(30) {
             assert!(blob.iter().all(|s| *s == blob[0]), "one blob, one segment");
         }

@@ -230,9 +230,9 @@ pub struct StoredModel {
 fn framework_limits(set: &mut BTreeMap<String, String>) -> Result<Limits> {
     let mut limits = Limits::default();
     if let Some(v) = set.remove("max_categories") {
-        limits.max_categories = v.parse().map_err(|_| {
-            Error::Usage(format!("max_categories={v}: expected a whole number of categories"))
-        })?;
+        limits.max_categories = v
+            .parse()
+            .map_err(|_| Error::Usage(format!("max_categories={v}: expected a whole number of categories")))?;
     }
     Ok(limits)
 }
@@ -393,7 +393,10 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
         if request.label.is_some() && loaded.label_column.is_none() {
             return Err(Error::FeatureSource {
                 input: features::short(&source.describe()),
-                reason: format!("has no column '{}' for --label", request.label.clone().unwrap_or_default()),
+                reason: format!(
+                    "has no column '{}' for --label",
+                    request.label.clone().unwrap_or_default()
+                ),
             });
         }
         if loaded.label_column.is_some() {
@@ -445,10 +448,8 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
 /// Refits stored models on the newest data with their stored request: one model name, every
 /// model of one stage, or (None) every model name. Each refit is a new version, in its own run.
 pub fn retrain(store: &Store, target: Option<&str>, now: DateTime<Utc>) -> Result<Vec<RunSummary>> {
-    let names: Vec<(String, String)> = query_strings2(
-        store.conn(),
-        "SELECT name, stage FROM latest_models ORDER BY name",
-    )?;
+    let names: Vec<(String, String)> =
+        query_strings2(store.conn(), "SELECT name, stage FROM latest_models ORDER BY name")?;
     let chosen: Vec<String> = match target {
         None => names.iter().map(|(n, _)| n.clone()).collect(),
         Some(t) => {
@@ -456,7 +457,11 @@ pub fn retrain(store: &Store, target: Option<&str>, now: DateTime<Utc>) -> Resul
             if names.iter().any(|(n, _)| n == name) {
                 vec![name.to_string()]
             } else if stage(t).is_ok() {
-                names.iter().filter(|(_, s)| s.eq_ignore_ascii_case(t)).map(|(n, _)| n.clone()).collect()
+                names
+                    .iter()
+                    .filter(|(_, s)| s.eq_ignore_ascii_case(t))
+                    .map(|(n, _)| n.clone())
+                    .collect()
             } else {
                 return Err(Error::UnknownModel { name: t.to_string() });
             }
@@ -658,7 +663,12 @@ fn write_rows(
     }
     let scratch = format!("__netlens_result_{run_id}");
     let mut ddl = vec!["row_id BIGINT".to_string()];
-    ddl.extend(applied.columns.iter().map(|c| format!("{} {}", quote_ident(c.name), c.values.sql_type())));
+    ddl.extend(
+        applied
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", quote_ident(c.name), c.values.sql_type())),
+    );
     conn.execute_batch(&format!("CREATE TABLE {} ({})", quote_ident(&scratch), ddl.join(", ")))
         .map_err(Error::sql)?;
     let mut fields = vec![Field::new("row_id", DataType::Int64, false)];
@@ -686,7 +696,7 @@ fn write_rows(
     let input = quote_ident(&loaded.input_table);
     conn.execute_batch(&format!(
         "INSERT INTO {} (run_id, row_id, id, {}) SELECT {run_id}, r.row_id, {id_expr}, {} \
-         FROM {} r JOIN {input} i ON i.{INPUT_ROW} = r.row_id ORDER BY r.row_id",
+         FROM {} r JOIN {input} i ON i.{INPUT_ROW} = r.row_id",
         quote_ident(table),
         names.join(", "),
         r_names.join(", "),
@@ -813,10 +823,16 @@ pub fn knee(xs: &[f64], ys: &[f64]) -> Option<usize> {
         return None;
     }
     let (x0, x1) = (xs[0], xs[xs.len() - 1]);
-    let (ymin, ymax) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
+    let (ymin, ymax) = ys
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
     let sx = if x1 != x0 { x1 - x0 } else { 1.0 };
     let sy = if ymax > ymin { ymax - ymin } else { 1.0 };
-    let p: Vec<(f64, f64)> = xs.iter().zip(ys).map(|(x, y)| ((x - x0) / sx, (y - ymin) / sy)).collect();
+    let p: Vec<(f64, f64)> = xs
+        .iter()
+        .zip(ys)
+        .map(|(x, y)| ((x - x0) / sx, (y - ymin) / sy))
+        .collect();
     let (a, b) = (p[0], p[p.len() - 1]);
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let norm = (dx * dx + dy * dy).sqrt();
@@ -899,6 +915,9 @@ mod tests {
         assert_eq!(set.get("contamination").map(String::as_str), Some("0.1"));
         assert!(parse_set(&["k".into()]).is_err());
         let err = stage("kmean").err().unwrap().to_string();
-        assert!(err.contains("unknown stage 'kmean'") && err.contains("kmeans, iforest, pca, dbscan"), "{err}");
+        assert!(
+            err.contains("unknown stage 'kmean'") && err.contains("kmeans, iforest, pca, dbscan"),
+            "{err}"
+        );
     }
 }

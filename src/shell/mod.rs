@@ -15,12 +15,14 @@ use std::time::Instant;
 use chrono::Utc;
 use clap::{CommandFactory, Parser};
 
+use crate::analysis;
 use crate::capture::fixture::{FixtureSource, Recorder};
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
-use crate::analysis;
-use crate::cli::{CaptureArgs, DomainCommand, DotCommand, DotLine, ExportArgs, OutputMode, RetrainArgs, ScoreArgs, TrainArgs};
+use crate::cli::{
+    CaptureArgs, DomainCommand, DotCommand, DotLine, ExportArgs, OutputMode, RetrainArgs, ScoreArgs, TrainArgs,
+};
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::output::{render, RenderOptions};
@@ -476,8 +478,9 @@ impl Session {
     }
 
     fn retrain(&mut self, args: RetrainArgs) -> Result<()> {
-        let summaries =
-            self.with_spinner("retraining", || analysis::retrain(&self.store, args.target.as_deref(), Utc::now()))?;
+        let summaries = self.with_spinner("retraining", || {
+            analysis::retrain(&self.store, args.target.as_deref(), Utc::now())
+        })?;
         self.run_summary(&summaries)
     }
 

@@ -46,14 +46,22 @@ fn kmeans_finds_the_planted_segments_with_profiles_and_importance() {
         "1\n1\n1"
     );
     assert_eq!(s.query("SELECT count(DISTINCT segment) FROM latest_segments"), "3");
-    assert_eq!(s.query("SELECT count(*), count(DISTINCT row_id) FROM segments"), "590,590");
+    assert_eq!(
+        s.query("SELECT count(*), count(DISTINCT row_id) FROM segments"),
+        "590,590"
+    );
     // Profiles: one row per segment and encoded feature (a, b, proto=tcp, proto=udp).
     assert_eq!(s.query("SELECT count(*) FROM latest_segment_profiles"), "12");
-    assert_eq!(s.query("SELECT sum(size) FROM latest_segment_profiles WHERE rank = 1"), "590");
+    assert_eq!(
+        s.query("SELECT sum(size) FROM latest_segment_profiles WHERE rank = 1"),
+        "590"
+    );
     // The profile means are in the source's units: the segment around a = 50 has b near 40.
     assert_eq!(
-        s.query("SELECT round(mean) FROM latest_segment_profiles WHERE feature = 'b' AND segment = \
-                 (SELECT segment FROM latest_segment_profiles WHERE feature = 'a' AND mean BETWEEN 45 AND 55)"),
+        s.query(
+            "SELECT round(mean) FROM latest_segment_profiles WHERE feature = 'b' AND segment = \
+                 (SELECT segment FROM latest_segment_profiles WHERE feature = 'a' AND mean BETWEEN 45 AND 55)"
+        ),
         "41.0"
     );
     // a and b set the segments apart, the protocol does not.
@@ -75,11 +83,17 @@ fn kmeans_finds_the_planted_segments_with_profiles_and_importance() {
 fn elbow_chooses_k_and_stores_the_curve() {
     let s = with_traffic();
     s.query("DELETE FROM traffic WHERE id >= 590");
-    train(&s, &["kmeans", "--on", "SELECT id, a, b FROM traffic", "--set", "k=auto"]).success();
+    train(
+        &s,
+        &["kmeans", "--on", "SELECT id, a, b FROM traffic", "--set", "k=auto"],
+    )
+    .success();
     assert_eq!(s.query("SELECT count(*), sum(chosen::INT) FROM kmeans_elbow"), "9,1");
     assert_eq!(s.query("SELECT k FROM latest_kmeans_elbow WHERE chosen"), "3");
     assert_eq!(
-        s.query("SELECT (SELECT inertia FROM kmeans_elbow WHERE k = 2) > (SELECT inertia FROM kmeans_elbow WHERE k = 3)"),
+        s.query(
+            "SELECT (SELECT inertia FROM kmeans_elbow WHERE k = 2) > (SELECT inertia FROM kmeans_elbow WHERE k = 3)"
+        ),
         "true"
     );
 }
@@ -89,12 +103,24 @@ fn iforest_flags_the_outliers_scores_after_a_restart_and_evaluates() {
     let s = with_traffic();
     train(
         &s,
-        &["iforest", "--on", "traffic", "--label", "label", "--set", "contamination=0.02", "--seed", "7"],
+        &[
+            "iforest",
+            "--on",
+            "traffic",
+            "--label",
+            "label",
+            "--set",
+            "contamination=0.02",
+            "--seed",
+            "7",
+        ],
     )
     .success();
     // The ten planted outliers score highest.
     assert_eq!(
-        s.query("SELECT min(CAST(id AS INTEGER)) FROM (SELECT id FROM latest_anomaly_scores ORDER BY score DESC LIMIT 10)"),
+        s.query(
+            "SELECT min(CAST(id AS INTEGER)) FROM (SELECT id FROM latest_anomaly_scores ORDER BY score DESC LIMIT 10)"
+        ),
         "590"
     );
     assert_eq!(
@@ -106,7 +132,16 @@ fn iforest_flags_the_outliers_scores_after_a_restart_and_evaluates() {
         "CREATE TABLE fresh AS SELECT id + 1000 AS id, a, b, proto, label, 'kept' AS note FROM traffic WHERE id % 10 = 0 OR id >= 595",
     );
     s.cmd()
-        .args(["--format", "csv", "score", "iforest", "--on", "fresh", "--into", "fresh_scored"])
+        .args([
+            "--format",
+            "csv",
+            "score",
+            "iforest",
+            "--on",
+            "fresh",
+            "--into",
+            "fresh_scored",
+        ])
         .assert()
         .success()
         .stderr(predicate::str::contains("score iforest model iforest@1"));
@@ -128,7 +163,10 @@ fn iforest_flags_the_outliers_scores_after_a_restart_and_evaluates() {
         "65"
     );
     // The training label column is used for the score run's evaluation too.
-    assert_eq!(s.query("SELECT run_id, rows, tp, fn FROM evaluation ORDER BY run_id"), "1,600,10,0\n2,65,6,0");
+    assert_eq!(
+        s.query("SELECT run_id, rows, tp, fn FROM evaluation ORDER BY run_id"),
+        "1,600,10,0\n2,65,6,0"
+    );
     assert_eq!(
         s.query("SELECT kind, into_table, fit_ms IS NULL FROM model_runs ORDER BY run_id"),
         "train,,false\nscore,fresh_scored,true"
@@ -139,15 +177,36 @@ fn iforest_flags_the_outliers_scores_after_a_restart_and_evaluates() {
 fn same_seed_same_model_other_seed_other_forest() {
     let s = with_traffic();
     for seed in ["3", "3", "4"] {
-        train(&s, &["iforest", "--on", "traffic", "--exclude", "label", "--seed", seed]).success();
+        train(
+            &s,
+            &["iforest", "--on", "traffic", "--exclude", "label", "--seed", seed],
+        )
+        .success();
     }
-    assert_eq!(s.query("SELECT count(*), count(DISTINCT name), max(version) FROM models"), "3,1,3");
+    assert_eq!(
+        s.query("SELECT count(*), count(DISTINCT name), max(version) FROM models"),
+        "3,1,3"
+    );
     let same = "SELECT count(*) FROM anomaly_scores a JOIN anomaly_scores b USING (row_id) \
                 WHERE a.run_id = 1 AND b.run_id = {} AND a.score = b.score";
     assert_eq!(s.query(&same.replace("{}", "2")), "600");
     assert_ne!(s.query(&same.replace("{}", "3")), "600");
     for _ in 0..2 {
-        train(&s, &["kmeans", "--on", "traffic", "--exclude", "label", "--set", "k=5", "--seed", "9"]).success();
+        train(
+            &s,
+            &[
+                "kmeans",
+                "--on",
+                "traffic",
+                "--exclude",
+                "label",
+                "--set",
+                "k=5",
+                "--seed",
+                "9",
+            ],
+        )
+        .success();
     }
     assert_eq!(
         s.query("SELECT count(*) FROM segments a JOIN segments b USING (row_id) WHERE a.run_id = 4 AND b.run_id = 5 AND a.segment = b.segment"),
@@ -164,14 +223,32 @@ fn pca_and_dbscan() {
         s.query("SELECT metrics LIKE '%explained_variance_ratio%' FROM model_runs"),
         "true"
     );
-    train(&s, &["dbscan", "--on", "traffic", "--features", "a,b", "--model", "density"]).success();
+    train(
+        &s,
+        &["dbscan", "--on", "traffic", "--features", "a,b", "--model", "density"],
+    )
+    .success();
     // The planted outliers are noise, the three clusters are clusters.
     assert_eq!(
         s.query("SELECT count(*) FILTER (is_noise AND CAST(id AS INT) >= 590), count(DISTINCT cluster) FILTER (NOT is_noise) FROM latest_clusters"),
         "10,3"
     );
     // Sampling: a sample smaller than the input is stated, and every row still gets a label.
-    train(&s, &["dbscan", "--on", "traffic", "--features", "a,b", "--set", "sample=200", "--set", "eps=1"]).success();
+    train(
+        &s,
+        &[
+            "dbscan",
+            "--on",
+            "traffic",
+            "--features",
+            "a,b",
+            "--set",
+            "sample=200",
+            "--set",
+            "eps=1",
+        ],
+    )
+    .success();
     assert_eq!(
         s.query("SELECT count(*), count(*) FILTER (in_sample) FROM latest_clusters"),
         "600,200"
@@ -181,16 +258,35 @@ fn pca_and_dbscan() {
         "true"
     );
     s.cmd()
-        .args(["--format", "csv", "score", "density", "--on", "traffic", "--into", "dense"])
+        .args([
+            "--format", "csv", "score", "density", "--on", "traffic", "--into", "dense",
+        ])
         .assert()
         .success();
-    assert_eq!(s.query("SELECT count(*) FILTER (cluster = -1) >= 10 FROM dense"), "true");
+    assert_eq!(
+        s.query("SELECT count(*) FILTER (cluster = -1) >= 10 FROM dense"),
+        "true"
+    );
 }
 
 #[test]
 fn retrain_refits_on_the_newest_rows_with_the_stored_request() {
     let s = with_traffic();
-    train(&s, &["kmeans", "--on", "traffic", "--exclude", "label", "--set", "k=3", "--model", "seg"]).success();
+    train(
+        &s,
+        &[
+            "kmeans",
+            "--on",
+            "traffic",
+            "--exclude",
+            "label",
+            "--set",
+            "k=3",
+            "--model",
+            "seg",
+        ],
+    )
+    .success();
     s.query("INSERT INTO traffic SELECT id + 600, a, b, proto, label FROM traffic");
     s.cmd().args(["--format", "csv", "retrain", "seg"]).assert().success();
     assert_eq!(
@@ -207,7 +303,11 @@ fn retrain_refits_on_the_newest_rows_with_the_stored_request() {
     for stage in ["kmeans", "iforest", "pca", "dbscan"] {
         assert!(text.contains(stage), "{text}");
     }
-    s.cmd().args(["retrain", "nothing_like_it"]).assert().code(1).stderr(predicate::str::contains("no stored model"));
+    s.cmd()
+        .args(["retrain", "nothing_like_it"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no stored model"));
 }
 
 #[test]
@@ -251,15 +351,33 @@ fn bad_input_is_refused_and_stores_nothing() {
     assert_eq!(stored(&s), empty);
     let cases: &[(&[&str], &str)] = &[
         (&["kmean", "--on", "traffic"], "unknown stage 'kmean'"),
-        (&["kmeans", "--on", "missing_table"], "no table or view named 'missing_table'"),
+        (
+            &["kmeans", "--on", "missing_table"],
+            "no table or view named 'missing_table'",
+        ),
         (&["kmeans", "--on", "words"], "no numeric"),
-        (&["kmeans", "--on", "tiny", "--set", "k=5"], "k=5 is more than the 3 rows"),
+        (
+            &["kmeans", "--on", "tiny", "--set", "k=5"],
+            "k=5 is more than the 3 rows",
+        ),
         (&["kmeans", "--on", "tiny"], "too few rows for k=auto"),
-        (&["kmeans", "--on", "traffic", "--set", "colour=red"], "unknown parameter 'colour'"),
-        (&["iforest", "--on", "normal_only", "--label", "label"], "has one class only"),
-        (&["iforest", "--on", "traffic", "--features", "a,nope"], "has no column 'nope'"),
+        (
+            &["kmeans", "--on", "traffic", "--set", "colour=red"],
+            "unknown parameter 'colour'",
+        ),
+        (
+            &["iforest", "--on", "normal_only", "--label", "label"],
+            "has one class only",
+        ),
+        (
+            &["iforest", "--on", "traffic", "--features", "a,nope"],
+            "has no column 'nope'",
+        ),
         (&["iforest", "--on", "SELECT * FROM nowhere"], "nowhere"),
-        (&["iforest", "--on", "traffic", "--set", "contamination=2"], "contamination=2"),
+        (
+            &["iforest", "--on", "traffic", "--set", "contamination=2"],
+            "contamination=2",
+        ),
         (&["dbscan", "--on", "tiny"], "fewer than min_points=5"),
     ];
     for (args, message) in cases {
@@ -278,7 +396,9 @@ fn bad_input_is_refused_and_stores_nothing() {
         .args(["score", "iforest", "--on", "tiny"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("lacks column(s) the model was trained on: b, proto"));
+        .stderr(predicate::str::contains(
+            "lacks column(s) the model was trained on: b, proto",
+        ));
     s.query("CREATE TABLE retyped AS SELECT id, 'text' AS a, b, proto FROM traffic");
     s.cmd()
         .args(["score", "iforest", "--on", "retyped"])
@@ -312,7 +432,13 @@ fn flow_features_come_from_live_connections() {
     );
     // The default source of a stage is flow_features; its keys are not features.
     train(&s, &["pca", "--set", "components=2"]).success();
-    assert_eq!(s.query("SELECT input, id_column FROM model_runs"), "flow_features,flow_id");
+    assert_eq!(
+        s.query("SELECT input, id_column FROM model_runs"),
+        "flow_features,flow_id"
+    );
     let features = s.query("SELECT array_to_string(features, ' ') FROM models");
-    assert!(features.contains("connection_count") && !features.contains("src_ip"), "{features}");
+    assert!(
+        features.contains("connection_count") && !features.contains("src_ip"),
+        "{features}"
+    );
 }
