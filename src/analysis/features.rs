@@ -202,6 +202,9 @@ enum Kind {
     Other,
 }
 
+/// A feature column picked for a model: name, kind, and whether `--features` named it.
+type Chosen = (String, Kind, bool);
+
 fn kind_of(data_type: &str) -> Kind {
     let t = data_type.to_ascii_uppercase();
     let numeric = [
@@ -306,7 +309,7 @@ fn choose_features(
     selection: &Selection,
     id: Option<&str>,
     label: Option<&str>,
-) -> Result<(Vec<(String, Kind, bool)>, Vec<String>)> {
+) -> Result<(Vec<Chosen>, Vec<String>)> {
     let mut skipped = Vec::new();
     let mut chosen = Vec::new();
     if !selection.features.is_empty() {
@@ -569,7 +572,7 @@ fn read_raw(
     source: &Source,
     input_table: &str,
     columns: &[(String, String)],
-    chosen: &[(String, Kind, bool)],
+    chosen: &[Chosen],
     label: Option<&str>,
     known: Option<&Encoding>,
 ) -> Result<Raw> {
