@@ -104,6 +104,93 @@ pub enum DomainCommand {
     Geo(GeoArgs),
     /// Fill a database with a synthetic day of host activity and a labelled dataset (marked as demo)
     Demo(DemoArgs),
+    /// Fit an analysis stage (kmeans, iforest, pca, dbscan) on a feature source and store the model
+    Train(TrainArgs),
+    /// Apply a stored model to a table, view or query, without refitting
+    Score(ScoreArgs),
+    /// Refit stored models on the newest data with their stored parameters
+    Retrain(RetrainArgs),
+    /// List the stored models (newest version of each, or all with --all)
+    Models(ModelsArgs),
+    /// List the analysis stages, their tables and parameters
+    Stages,
+}
+
+/// Options of `train`.
+#[derive(Debug, Args, Clone)]
+pub struct TrainArgs {
+    /// Stage to fit: kmeans, iforest, pca or dbscan
+    pub stage: String,
+
+    /// Feature source: a table or view name, or a query ("SELECT ...") [default: flow_features]
+    #[arg(long, value_name = "SOURCE")]
+    pub on: Option<String>,
+
+    /// Use exactly these columns as features (numbers, text, booleans)
+    #[arg(long, value_delimiter = ',', value_name = "COLS", conflicts_with = "exclude")]
+    pub features: Vec<String>,
+
+    /// Use every numeric and categorical column except these
+    #[arg(long, value_delimiter = ',', value_name = "COLS")]
+    pub exclude: Vec<String>,
+
+    /// Ground-truth column: never a feature, used for evaluation (anomalous unless normal/benign/0/false)
+    #[arg(long, value_name = "COL")]
+    pub label: Option<String>,
+
+    /// Column copied into the result rows as id [default: id, flow_id, uid or connection_id when present]
+    #[arg(long, value_name = "COL")]
+    pub id: Option<String>,
+
+    /// Model name (a new version each time) [default: the stage name]
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+
+    /// Random seed: the same seed on the same data gives the same model
+    #[arg(long, default_value_t = crate::analysis::DEFAULT_SEED)]
+    pub seed: u64,
+
+    /// Stage parameter, repeatable: e.g. k=auto, k=4, contamination=0.05, eps=0.5 (see `stages`)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// Options of `score`.
+#[derive(Debug, Args, Clone)]
+pub struct ScoreArgs {
+    /// Stored model: NAME (newest version) or NAME@VERSION
+    pub model: String,
+
+    /// Rows to score: a table or view name, or a query ("SELECT ...")
+    #[arg(long, value_name = "SOURCE")]
+    pub on: String,
+
+    /// Also create this table: the source's rows with the model's columns appended
+    #[arg(long, value_name = "TABLE")]
+    pub into: Option<String>,
+
+    /// Ground-truth column for evaluation [default: the model's training label, when present]
+    #[arg(long, value_name = "COL")]
+    pub label: Option<String>,
+
+    /// Column copied into the result rows as id [default: id, flow_id, uid or connection_id when present]
+    #[arg(long, value_name = "COL")]
+    pub id: Option<String>,
+}
+
+/// Options of `retrain`.
+#[derive(Debug, Args, Clone)]
+pub struct RetrainArgs {
+    /// A model name, or a stage (every model of it) [default: every model]
+    pub target: Option<String>,
+}
+
+/// Options of `models`.
+#[derive(Debug, Args, Clone)]
+pub struct ModelsArgs {
+    /// Every version, not only the newest of each name
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Options of `capture`.

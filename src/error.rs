@@ -88,6 +88,27 @@ pub enum Error {
         failed: usize,
         reason: String,
     },
+    /// A model could not be fitted or applied to the data it was given (empty input, wrong
+    /// number of feature columns, values it cannot use, a damaged stored model, ...).
+    #[error("{model}: {reason}")]
+    ModelInput { model: &'static str, reason: String },
+
+    /// `train` named a stage that does not exist.
+    #[error("unknown stage '{name}'\n  hint: the stages are {known}; `netlens stages` describes them")]
+    UnknownStage { name: String, known: String },
+
+    /// `score` or `retrain` named a model (or version) that is not stored.
+    #[error("no stored model '{name}'\n  hint: `netlens models` lists the stored models; `netlens train STAGE --model NAME` fits one")]
+    UnknownModel { name: String },
+
+    /// The feature source cannot feed a stage: missing columns, no usable feature, bad label,
+    /// columns that differ from the model's. Nothing was stored.
+    #[error("feature source {input}: {reason}\n  nothing was stored")]
+    FeatureSource { input: String, reason: String },
+
+    /// A stage's parameters (`--set key=value`) are wrong.
+    #[error("stage {stage}: {reason}")]
+    StageParams { stage: &'static str, reason: String },
 
     /// A file could not be read or written.
     #[error("{path}: {source}")]

@@ -4,6 +4,7 @@
 //! analysis reads the store with SQL; `shell` is where analysts meet it. See
 //! ARCHITECTURE.md in the project's shared folder for the whole design.
 
+pub mod analysis;
 pub mod capture;
 pub mod cli;
 pub mod error;

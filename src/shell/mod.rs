@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 use chrono::{DurationRound, Utc};
 use clap::{CommandFactory, Parser};
 
+use crate::analysis;
 use crate::capture::fixture::{FixtureSource, Recorder};
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
 use crate::cli::{
     CaptureArgs, DemoArgs, DomainCommand, DotCommand, DotLine, ExportArgs, GeoArgs, GeoCommand, OutputMode,
+    RetrainArgs, ScoreArgs, TrainArgs,
 };
 use crate::error::{Error, Result};
 use crate::geo;
@@ -441,6 +443,11 @@ impl Session {
             DomainCommand::Import(args) => crate::ingest::run(&self.store, args),
             DomainCommand::Geo(args) => self.geo(args),
             DomainCommand::Demo(args) => self.demo(args),
+            DomainCommand::Train(args) => self.train(args),
+            DomainCommand::Score(args) => self.score(args),
+            DomainCommand::Retrain(args) => self.retrain(args),
+            DomainCommand::Models(args) => self.execute_sql(&analysis::models_sql(args.all)),
+            DomainCommand::Stages => self.execute_sql(&analysis::stages_sql()),
         }
     }
 
@@ -473,6 +480,97 @@ impl Session {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    fn train(&mut self, args: TrainArgs) -> Result<()> {
+        let request = analysis::TrainRequest {
+            stage: args.stage,
+            source: args.on,
+            selection: analysis::features::Selection {
+                features: args.features.into_iter().filter(|c| !c.trim().is_empty()).collect(),
+                exclude: args.exclude.into_iter().filter(|c| !c.trim().is_empty()).collect(),
+                id: args.id,
+                label: args.label,
+            },
+            model: args.model,
+            seed: args.seed,
+            set: analysis::parse_set(&args.set)?,
+        };
+        let summary = self.with_spinner("training", || analysis::train(&self.store, &request, Utc::now()))?;
+        self.run_summary(&[summary])
+    }
+
+    fn score(&mut self, args: ScoreArgs) -> Result<()> {
+        let request = analysis::ScoreRequest {
+            model: args.model,
+            source: args.on,
+            into: args.into,
+            label: args.label,
+            id: args.id,
+        };
+        let summary = self.with_spinner("scoring", || analysis::score(&self.store, &request, Utc::now()))?;
+        self.run_summary(&[summary])
+    }
+
+    fn retrain(&mut self, args: RetrainArgs) -> Result<()> {
+        let summaries = self.with_spinner("retraining", || {
+            analysis::retrain(&self.store, args.target.as_deref(), Utc::now())
+        })?;
+        self.run_summary(&summaries)
+    }
+
+    /// Runs long analysis work with a spinner on a terminal (stderr), quietly otherwise.
+    fn with_spinner<T>(&self, what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(what.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        let result = work();
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        result
+    }
+
+    /// Messages on stderr, and the runs' model_runs rows (and evaluations) as a result.
+    fn run_summary(&mut self, runs: &[analysis::RunSummary]) -> Result<()> {
+        for run in runs {
+            eprintln!(
+                "{} {} model {}@{}: run {}, {} rows{}",
+                run.kind,
+                run.stage,
+                run.model,
+                run.version,
+                run.run_id,
+                run.rows_in,
+                run.into
+                    .as_deref()
+                    .map(|t| format!(", written with the source's columns to {t}"))
+                    .unwrap_or_default()
+            );
+            if !run.skipped.is_empty() {
+                eprintln!("  not used as features: {}", run.skipped.join(", "));
+            }
+        }
+        let ids = runs.iter().map(|r| r.run_id.to_string()).collect::<Vec<_>>().join(", ");
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.execute_sql(&format!(
+            "SELECT run_id, kind, stage, model, version, rows_in, features, imputed, \
+             round(load_ms, 1) AS load_ms, round(fit_ms, 1) AS fit_ms, round(score_ms, 1) AS score_ms, metrics \
+             FROM model_runs WHERE run_id IN ({ids}) ORDER BY run_id"
+        ))?;
+        if runs.iter().any(|r| r.evaluated) {
+            self.execute_sql(&format!(
+                "SELECT run_id, model, label_column, rows, positives, tp, fp, tn, fn, round(precision, 4) AS precision, \
+                 round(recall, 4) AS recall, round(f1, 4) AS f1, round(accuracy, 4) AS accuracy, round(roc_auc, 4) AS roc_auc \
+                 FROM evaluation WHERE run_id IN ({ids}) ORDER BY run_id"
+            ))?;
+        }
+        Ok(())
     }
 
     fn export(&mut self, args: ExportArgs) -> Result<()> {

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/002_flows.sql"),
     },
     Migration {
+        version: 3,
+        name: "analysis",
+        sql: include_str!("../../sql/003_analysis.sql"),
+    },
+    Migration {
         version: 5,
         name: "geo",
         sql: include_str!("../../sql/005_geo.sql"),

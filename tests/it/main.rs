@@ -1,6 +1,7 @@
 //! Integration tests: the real `netlens` binary on fixtures, on this host's own loopback
 //! sockets, and on bad input. One test binary so the bundled DuckDB links once.
 
+mod analysis;
 mod bad_input;
 mod capture;
 mod datasets;

@@ -1,0 +1,862 @@
+//! Feature matrices from any table, view or query: which columns are features, how they are
+//! encoded (one-hot categories, standard-scaled numbers, with the training statistics), and the
+//! one Arrow pass that turns the source's rows into a row-major `f64` matrix.
+//!
+//! The source is first materialised into a run-private table with a row number
+//! ([`INPUT_ROW`]), so the rows a model sees, the ids and labels written beside its results and
+//! the rows `score --into` copies are the same rows, even over a view of live data that changes
+//! between two reads. May touch: the store (reads, and the run's own scratch table).
+
+use std::collections::HashMap;
+
+use duckdb::arrow::array::{Array, AsArray};
+use duckdb::arrow::datatypes::{Float64Type, Int64Type};
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::{quote_ident, Store};
+
+/// Row-number column of a run's materialised input (0-based position in the source).
+pub const INPUT_ROW: &str = "__netlens_row";
+
+/// Columns that name or place a row rather than describe it: never picked as features unless
+/// listed with `--features`. Also any column whose name ends in `_ip`, `_addr` or `_h`.
+const KEY_COLUMNS: &[&str] = &[
+    "id",
+    "flow_id",
+    "uid",
+    "host",
+    "connection_id",
+    "snapshot_id",
+    "import_id",
+    "run_id",
+    "row_id",
+    "source_file",
+];
+
+/// Id columns looked for, in order, when `--id` is not given.
+const DEFAULT_ID_COLUMNS: &[&str] = &["id", "flow_id", "uid", "connection_id"];
+
+/// Label texts that mean "normal" (everything else is anomalous).
+pub const NORMAL_LABELS: &[&str] = &["normal", "benign", "legit", "0", "false"];
+
+/// Where the rows come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    /// A table or view, by name.
+    Relation(String),
+    /// An SQL query.
+    Query(String),
+}
+
+impl Source {
+    /// `--on` text: a query when it starts like one (SELECT, WITH, FROM, VALUES, `(`), else a name.
+    pub fn parse(text: &str) -> Source {
+        let t = text.trim();
+        let first = t
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        if t.starts_with('(') || matches!(first.as_str(), "SELECT" | "WITH" | "FROM" | "VALUES" | "TABLE") {
+            Source::Query(t.trim_end_matches(';').to_string())
+        } else {
+            Source::Relation(t.to_string())
+        }
+    }
+
+    /// The text for messages and model_runs.input.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Relation(name) => name.clone(),
+            Source::Query(sql) => sql.clone(),
+        }
+    }
+
+    fn select_sql(&self) -> String {
+        match self {
+            Source::Relation(name) => format!("SELECT * FROM {}", quote_ident(name)),
+            Source::Query(sql) => format!("SELECT * FROM ({sql}) AS netlens_source"),
+        }
+    }
+}
+
+/// Which columns the user wants as features.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selection {
+    /// `--features`: exactly these (in this order); empty means automatic.
+    pub features: Vec<String>,
+    /// `--exclude`: automatic choice minus these.
+    pub exclude: Vec<String>,
+    /// `--id`: the column copied into result rows; `None` picks a default.
+    pub id: Option<String>,
+    /// `--label`: ground truth, never a feature.
+    pub label: Option<String>,
+}
+
+/// How a source column becomes model input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ColumnEncoding {
+    /// A number, scaled to (x - mean) / std with the training statistics (std 0: always 0).
+    Numeric { name: String, mean: f64, std: f64 },
+    /// Text, boolean or enum: one 0/1 column per training category. NULL and categories not
+    /// seen in training encode as all zeros.
+    Categorical { name: String, categories: Vec<String> },
+}
+
+impl ColumnEncoding {
+    fn name(&self) -> &str {
+        match self {
+            ColumnEncoding::Numeric { name, .. } | ColumnEncoding::Categorical { name, .. } => name,
+        }
+    }
+
+    fn width(&self) -> usize {
+        match self {
+            ColumnEncoding::Numeric { .. } => 1,
+            ColumnEncoding::Categorical { categories, .. } => categories.len(),
+        }
+    }
+}
+
+/// The input encoding of a model, stored with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Encoding {
+    pub columns: Vec<ColumnEncoding>,
+}
+
+impl Encoding {
+    /// Encoded feature names in matrix order: numeric columns by name, categories as `col=value`.
+    pub fn feature_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for c in &self.columns {
+            match c {
+                ColumnEncoding::Numeric { name, .. } => names.push(name.clone()),
+                ColumnEncoding::Categorical { name, categories } => {
+                    names.extend(categories.iter().map(|v| format!("{name}={v}")))
+                }
+            }
+        }
+        names
+    }
+
+    /// Number of matrix columns.
+    pub fn width(&self) -> usize {
+        self.columns.iter().map(ColumnEncoding::width).sum()
+    }
+
+    /// Per matrix column: (mean, std) to turn a scaled value back into source units
+    /// (categories: share 0..1, so (0, 1)).
+    pub fn unscale(&self) -> Vec<(f64, f64)> {
+        let mut out = Vec::new();
+        for c in &self.columns {
+            match c {
+                ColumnEncoding::Numeric { mean, std, .. } => out.push((*mean, if *std > 0.0 { *std } else { 1.0 })),
+                ColumnEncoding::Categorical { categories, .. } => out.extend(categories.iter().map(|_| (0.0, 1.0))),
+            }
+        }
+        out
+    }
+}
+
+/// Options of the automatic feature choice.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Text columns with more distinct values than this are identifiers, not features.
+    pub max_categories: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_categories: 100 }
+    }
+}
+
+/// A source read and encoded for one run.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Row-major matrix, one row per source row (in [`INPUT_ROW`] order).
+    pub x: Array2<f64>,
+    pub encoding: Encoding,
+    /// NULL/NaN/infinite numeric cells replaced with the training mean.
+    pub imputed: u64,
+    /// The id column used, if any.
+    pub id_column: Option<String>,
+    /// Per row: Some(true) labelled anomalous, Some(false) normal, None unlabelled; empty without a label.
+    pub labels: Vec<Option<bool>>,
+    pub label_column: Option<String>,
+    /// Name of the run's materialised input table (dropped by the caller's transaction end).
+    pub input_table: String,
+    /// Source columns (without the row number), for score --into.
+    pub source_columns: Vec<String>,
+    /// Columns the automatic choice skipped, and why (for messages).
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Numeric,
+    Categorical,
+    Other,
+}
+
+/// A feature column picked for a model: name, kind, and whether `--features` named it.
+type Chosen = (String, Kind, bool);
+
+fn kind_of(data_type: &str) -> Kind {
+    let t = data_type.to_ascii_uppercase();
+    let numeric = [
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+        "FLOAT",
+        "DOUBLE",
+        "REAL",
+    ];
+    if numeric.contains(&t.as_str()) || t.starts_with("DECIMAL") {
+        Kind::Numeric
+    } else if t == "VARCHAR" || t == "BOOLEAN" || t.starts_with("ENUM") {
+        Kind::Categorical
+    } else {
+        Kind::Other
+    }
+}
+
+fn is_key_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    KEY_COLUMNS.contains(&n.as_str()) || n.ends_with("_ip") || n.ends_with("_addr") || n.ends_with("_h")
+}
+
+fn source_error(source: &Source, reason: impl Into<String>) -> Error {
+    Error::FeatureSource {
+        input: short(&source.describe()),
+        reason: reason.into(),
+    }
+}
+
+/// A query shortened for messages.
+pub fn short(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 80 {
+        format!("{}...", one_line.chars().take(77).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+/// Materialises `source` into `input_table` (with [`INPUT_ROW`]). Call inside the run's
+/// transaction: the table then disappears with a rollback, and the caller drops it before commit.
+pub fn materialise(store: &Store, source: &Source, input_table: &str) -> Result<Vec<(String, String)>> {
+    if let Source::Relation(name) = source {
+        if !store.relation_exists(name)? {
+            return Err(Error::UnknownTable { name: name.clone() });
+        }
+    }
+    let conn = store.conn();
+    conn.execute_batch(&format!(
+        "CREATE TABLE {} AS SELECT (row_number() OVER ()) - 1 AS {INPUT_ROW}, * FROM ({}) AS netlens_rows",
+        quote_ident(input_table),
+        source.select_sql()
+    ))
+    .map_err(|e| source_error(source, format!("cannot read it: {}", Error::sql(e))))?;
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT column_name, column_type FROM (DESCRIBE {})",
+            quote_ident(input_table)
+        ))
+        .map_err(Error::sql)?;
+    let columns = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(Error::sql)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::sql)?;
+    Ok(columns.into_iter().filter(|(n, _)| n != INPUT_ROW).collect())
+}
+
+fn find_column<'a>(columns: &'a [(String, String)], name: &str) -> Option<&'a (String, String)> {
+    columns
+        .iter()
+        .find(|(n, _)| n == name)
+        .or_else(|| columns.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)))
+}
+
+/// The id column: `--id` when given (must exist), else the first of the usual names present.
+fn pick_id(source: &Source, columns: &[(String, String)], selection: &Selection) -> Result<Option<String>> {
+    match &selection.id {
+        Some(id) => find_column(columns, id)
+            .map(|(n, _)| Some(n.clone()))
+            .ok_or_else(|| source_error(source, format!("has no column '{id}' for --id"))),
+        None => Ok(DEFAULT_ID_COLUMNS
+            .iter()
+            .find_map(|d| find_column(columns, d).map(|(n, _)| n.clone()))),
+    }
+}
+
+/// Chooses the training features: `--features` exactly, or every numeric and categorical column
+/// that is not the id, the label, an excluded or a key column.
+fn choose_features(
+    source: &Source,
+    columns: &[(String, String)],
+    selection: &Selection,
+    id: Option<&str>,
+    label: Option<&str>,
+) -> Result<(Vec<Chosen>, Vec<String>)> {
+    let mut skipped = Vec::new();
+    let mut chosen = Vec::new();
+    if !selection.features.is_empty() {
+        for wanted in &selection.features {
+            let (name, ty) = find_column(columns, wanted)
+                .ok_or_else(|| source_error(source, format!("has no column '{wanted}' (named in --features)")))?;
+            if Some(name.as_str()) == label {
+                return Err(source_error(
+                    source,
+                    format!("'{name}' is the --label column and cannot also be a feature"),
+                ));
+            }
+            match kind_of(ty) {
+                Kind::Other => {
+                    return Err(source_error(
+                        source,
+                        format!("column '{name}' has type {ty}, which is neither a number nor a category"),
+                    ))
+                }
+                kind => chosen.push((name.clone(), kind, true)),
+            }
+        }
+    } else {
+        for wanted in &selection.exclude {
+            if find_column(columns, wanted).is_none() {
+                return Err(source_error(
+                    source,
+                    format!("has no column '{wanted}' (named in --exclude)"),
+                ));
+            }
+        }
+        for (name, ty) in columns {
+            let excluded = selection.exclude.iter().any(|e| e.eq_ignore_ascii_case(name));
+            if excluded || Some(name.as_str()) == id || Some(name.as_str()) == label {
+                continue;
+            }
+            if is_key_name(name) {
+                skipped.push(format!("{name} (a key, not a feature)"));
+                continue;
+            }
+            match kind_of(ty) {
+                Kind::Other => skipped.push(format!("{name} ({ty})")),
+                kind => chosen.push((name.clone(), kind, false)),
+            }
+        }
+    }
+    if !chosen.iter().any(|(_, k, _)| *k == Kind::Numeric) && chosen.iter().all(|(_, k, _)| *k != Kind::Categorical) {
+        return Err(source_error(
+            source,
+            "has no numeric or categorical feature column\n  hint: name them with --features a,b (numbers, text, booleans)",
+        ));
+    }
+    if !chosen.iter().any(|(_, k, _)| *k == Kind::Numeric) {
+        return Err(source_error(
+            source,
+            "has no numeric feature column (only categories)\n  hint: add a numeric column, or name features with --features",
+        ));
+    }
+    Ok((chosen, skipped))
+}
+
+/// SQL turning the label column into anomalous (true) / normal (false) / NULL.
+fn label_expr(name: &str, data_type: &str) -> String {
+    let col = quote_ident(name);
+    let t = data_type.to_ascii_uppercase();
+    if t == "BOOLEAN" {
+        col
+    } else if kind_of(&t) == Kind::Numeric {
+        format!("({col} <> 0)")
+    } else {
+        let normal = NORMAL_LABELS
+            .iter()
+            .map(|l| format!("'{l}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("(lower(rtrim(trim(CAST({col} AS VARCHAR)), '.')) NOT IN ({normal}))")
+    }
+}
+
+/// Reads a training source: chooses and encodes features, learning the encoding.
+pub fn load_training(
+    store: &Store,
+    source: &Source,
+    selection: &Selection,
+    limits: Limits,
+    input_table: &str,
+) -> Result<Loaded> {
+    let columns = materialise(store, source, input_table)?;
+    let id = pick_id(source, &columns, selection)?;
+    let label = match &selection.label {
+        Some(l) => Some(
+            find_column(&columns, l)
+                .map(|(n, _)| n.clone())
+                .ok_or_else(|| source_error(source, format!("has no column '{l}' for --label")))?,
+        ),
+        None => None,
+    };
+    let (chosen, mut skipped) = choose_features(source, &columns, selection, id.as_deref(), label.as_deref())?;
+    let raw = read_raw(store, source, input_table, &columns, &chosen, label.as_deref(), None)?;
+    if raw.rows == 0 {
+        return Err(source_error(source, "has no rows to learn from"));
+    }
+    // Learn the encoding.
+    let mut encodings = Vec::new();
+    let mut kept_columns = Vec::new();
+    for (i, (name, kind, explicit)) in chosen.iter().enumerate() {
+        match (kind, &raw.columns[i]) {
+            (Kind::Numeric, RawColumn::Numbers(values)) => {
+                let (mean, std) = finite_mean_std(values);
+                encodings.push(ColumnEncoding::Numeric {
+                    name: name.clone(),
+                    mean,
+                    std,
+                });
+                kept_columns.push(i);
+            }
+            (_, RawColumn::Codes { dictionary, .. }) => {
+                if dictionary.len() > limits.max_categories {
+                    let why = format!(
+                        "column '{name}' has {} distinct values, more than max_categories={} (an identifier rather than a category?)",
+                        dictionary.len(),
+                        limits.max_categories
+                    );
+                    if *explicit {
+                        return Err(source_error(
+                            source,
+                            format!("{why}\n  hint: leave it out, or raise the limit with --set max_categories=N"),
+                        ));
+                    }
+                    skipped.push(format!("{name} ({} categories)", dictionary.len()));
+                    continue;
+                }
+                let mut categories = dictionary.clone();
+                categories.sort();
+                encodings.push(ColumnEncoding::Categorical {
+                    name: name.clone(),
+                    categories,
+                });
+                kept_columns.push(i);
+            }
+            _ => return Err(source_error(source, format!("column '{name}' could not be read"))),
+        }
+    }
+    if !encodings.iter().any(|e| matches!(e, ColumnEncoding::Numeric { .. })) {
+        return Err(source_error(
+            source,
+            "has no numeric feature column left after skipping identifiers",
+        ));
+    }
+    let encoding = Encoding { columns: encodings };
+    let kept: Vec<&RawColumn> = kept_columns.iter().map(|&i| &raw.columns[i]).collect();
+    let (x, imputed) = encode(&encoding, &kept, raw.rows);
+    Ok(Loaded {
+        x,
+        encoding,
+        imputed,
+        id_column: id,
+        labels: raw.labels,
+        label_column: label,
+        input_table: input_table.to_string(),
+        source_columns: columns.into_iter().map(|(n, _)| n).collect(),
+        skipped,
+    })
+}
+
+/// Reads a source to score with a stored encoding. Every model column must be there with a
+/// compatible type; extra columns are ignored (and copied by score --into).
+pub fn load_for_model(
+    store: &Store,
+    source: &Source,
+    encoding: &Encoding,
+    selection: &Selection,
+    input_table: &str,
+) -> Result<Loaded> {
+    let columns = materialise(store, source, input_table)?;
+    let id = pick_id(source, &columns, selection)?;
+    let label = match &selection.label {
+        Some(l) => find_column(&columns, l).map(|(n, _)| n.clone()),
+        None => None,
+    };
+    let mut chosen = Vec::new();
+    let mut missing = Vec::new();
+    for c in &encoding.columns {
+        let want = match c {
+            ColumnEncoding::Numeric { .. } => Kind::Numeric,
+            ColumnEncoding::Categorical { .. } => Kind::Categorical,
+        };
+        match find_column(&columns, c.name()) {
+            None => missing.push(c.name().to_string()),
+            Some((name, ty)) => {
+                let kind = kind_of(ty);
+                if want == Kind::Numeric && kind != Kind::Numeric {
+                    return Err(source_error(
+                        source,
+                        format!("column '{name}' is {ty} here but the model was trained on it as a number"),
+                    ));
+                }
+                if kind == Kind::Other {
+                    return Err(source_error(
+                        source,
+                        format!("column '{name}' is {ty} here but the model was trained on it as a category"),
+                    ));
+                }
+                chosen.push((name.clone(), want, true));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(source_error(
+            source,
+            format!(
+                "lacks column(s) the model was trained on: {}\n  hint: the model reads {}",
+                missing.join(", "),
+                encoding.columns.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    let raw = read_raw(
+        store,
+        source,
+        input_table,
+        &columns,
+        &chosen,
+        label.as_deref(),
+        Some(encoding),
+    )?;
+    let refs: Vec<&RawColumn> = raw.columns.iter().collect();
+    let (x, imputed) = encode(encoding, &refs, raw.rows);
+    Ok(Loaded {
+        x,
+        encoding: encoding.clone(),
+        imputed,
+        id_column: id,
+        labels: raw.labels,
+        label_column: label,
+        input_table: input_table.to_string(),
+        source_columns: columns.into_iter().map(|(n, _)| n).collect(),
+        skipped: Vec::new(),
+    })
+}
+
+/// One source column as read.
+enum RawColumn {
+    /// NaN stands for NULL (and NaN); infinities are kept until encoding.
+    Numbers(Vec<f64>),
+    /// Index into `dictionary` per row; `u32::MAX` for NULL or (scoring) an unseen category.
+    Codes { codes: Vec<u32>, dictionary: Vec<String> },
+}
+
+struct Raw {
+    rows: usize,
+    columns: Vec<RawColumn>,
+    labels: Vec<Option<bool>>,
+}
+
+/// One Arrow pass over the materialised input: numbers as DOUBLE, categories as VARCHAR, the label
+/// as a boolean. With `known`, categories map to the stored ones.
+fn read_raw(
+    store: &Store,
+    source: &Source,
+    input_table: &str,
+    columns: &[(String, String)],
+    chosen: &[Chosen],
+    label: Option<&str>,
+    known: Option<&Encoding>,
+) -> Result<Raw> {
+    let mut select: Vec<String> = chosen
+        .iter()
+        .map(|(name, kind, _)| match kind {
+            Kind::Numeric => format!("CAST({} AS DOUBLE)", quote_ident(name)),
+            _ => format!("CAST({} AS VARCHAR)", quote_ident(name)),
+        })
+        .collect();
+    if let Some(l) = label {
+        let ty = find_column(columns, l).map(|(_, t)| t.as_str()).unwrap_or("VARCHAR");
+        select.push(label_expr(l, ty));
+    }
+    // The row number comes along instead of an ORDER BY: a scan of the fresh table returns it in
+    // order anyway, and when it does not, placing rows by number is cheaper than sorting them.
+    select.push(INPUT_ROW.to_string());
+    let sql = format!("SELECT {} FROM {}", select.join(", "), quote_ident(input_table));
+    let row_column = select.len() - 1;
+    let mut positions: Vec<i64> = Vec::new();
+    let mut out: Vec<RawColumn> = chosen
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind, _))| match kind {
+            Kind::Numeric => RawColumn::Numbers(Vec::new()),
+            _ => RawColumn::Codes {
+                codes: Vec::new(),
+                dictionary: match known.map(|e| &e.columns[i]) {
+                    Some(ColumnEncoding::Categorical { categories, .. }) => categories.clone(),
+                    _ => Vec::new(),
+                },
+            },
+        })
+        .collect();
+    let mut lookups: Vec<HashMap<String, u32>> = out
+        .iter()
+        .map(|c| match c {
+            RawColumn::Codes { dictionary, .. } => dictionary
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.clone(), i as u32))
+                .collect(),
+            RawColumn::Numbers(_) => HashMap::new(),
+        })
+        .collect();
+    let mut labels = Vec::new();
+    let conn = store.conn();
+    let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
+    let batches = stmt
+        .query_arrow([])
+        .map_err(|e| source_error(source, format!("cannot read it: {}", Error::sql(e))))?;
+    let mut rows = 0usize;
+    for batch in batches {
+        rows += batch.num_rows();
+        for (i, column) in out.iter_mut().enumerate() {
+            let array = batch.column(i);
+            match column {
+                RawColumn::Numbers(values) => {
+                    let a = array.as_primitive_opt::<Float64Type>().ok_or_else(|| {
+                        source_error(source, format!("column '{}' did not read as numbers", chosen[i].0))
+                    })?;
+                    if a.null_count() == 0 {
+                        values.extend_from_slice(a.values());
+                    } else {
+                        values.extend(a.iter().map(|v| v.unwrap_or(f64::NAN)));
+                    }
+                }
+                RawColumn::Codes { codes, dictionary } => {
+                    let a = array.as_string_opt::<i32>().ok_or_else(|| {
+                        source_error(source, format!("column '{}' did not read as text", chosen[i].0))
+                    })?;
+                    let lookup = &mut lookups[i];
+                    for v in a.iter() {
+                        let code = match v {
+                            None => u32::MAX,
+                            Some(text) => match lookup.get(text) {
+                                Some(&c) => c,
+                                None if known.is_some() => u32::MAX,
+                                None => {
+                                    let c = dictionary.len() as u32;
+                                    dictionary.push(text.to_string());
+                                    lookup.insert(text.to_string(), c);
+                                    c
+                                }
+                            },
+                        };
+                        codes.push(code);
+                    }
+                }
+            }
+        }
+        if label.is_some() {
+            let a = batch.column(chosen.len());
+            let a = a
+                .as_boolean_opt()
+                .ok_or_else(|| source_error(source, "the label column did not read as a class"))?;
+            labels.extend(a.iter());
+        }
+        let a = batch
+            .column(row_column)
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| source_error(source, "the row number did not read as a number"))?;
+        positions.extend(a.iter().map(|v| v.unwrap_or(-1)));
+    }
+    if positions.iter().enumerate().any(|(i, p)| *p != i as i64) {
+        reorder(&positions, &mut out, &mut labels)
+            .ok_or_else(|| source_error(source, "the rows read do not match the rows materialised"))?;
+    }
+    // Training dictionaries are sorted, so codes must follow.
+    if known.is_none() {
+        for column in out.iter_mut() {
+            if let RawColumn::Codes { codes, dictionary } = column {
+                let mut order: Vec<u32> = (0..dictionary.len() as u32).collect();
+                order.sort_by(|a, b| dictionary[*a as usize].cmp(&dictionary[*b as usize]));
+                let mut remap = vec![0u32; dictionary.len()];
+                for (new, old) in order.iter().enumerate() {
+                    remap[*old as usize] = new as u32;
+                }
+                for c in codes.iter_mut() {
+                    if *c != u32::MAX {
+                        *c = remap[*c as usize];
+                    }
+                }
+                dictionary.sort();
+            }
+        }
+    }
+    Ok(Raw {
+        rows,
+        columns: out,
+        labels,
+    })
+}
+
+/// Puts every row at its row number (`positions[i]` is the number of the i-th row read).
+fn reorder(positions: &[i64], columns: &mut [RawColumn], labels: &mut Vec<Option<bool>>) -> Option<()> {
+    let n = positions.len();
+    let mut target = vec![usize::MAX; n];
+    for (i, &p) in positions.iter().enumerate() {
+        let p = usize::try_from(p).ok().filter(|p| *p < n)?;
+        if target[p] != usize::MAX {
+            return None;
+        }
+        target[p] = i;
+    }
+    fn permute<T: Copy>(values: &[T], target: &[usize]) -> Vec<T> {
+        target.iter().map(|&i| values[i]).collect()
+    }
+    for column in columns.iter_mut() {
+        match column {
+            RawColumn::Numbers(values) => *values = permute(values, &target),
+            RawColumn::Codes { codes, .. } => *codes = permute(codes, &target),
+        }
+    }
+    if !labels.is_empty() {
+        *labels = permute(labels, &target);
+    }
+    Some(())
+}
+
+/// Mean and population standard deviation of the finite values (0, 0 when there are none).
+fn finite_mean_std(values: &[f64]) -> (f64, f64) {
+    let (mut n, mut mean, mut m2) = (0u64, 0.0f64, 0.0f64);
+    for &v in values.iter().filter(|v| v.is_finite()) {
+        n += 1;
+        let delta = v - mean;
+        mean += delta / n as f64;
+        m2 += delta * (v - mean);
+    }
+    if n == 0 {
+        (0.0, 0.0)
+    } else {
+        (mean, (m2 / n as f64).sqrt())
+    }
+}
+
+/// Builds the scaled, one-hot matrix. Non-finite numbers become the training mean (0 scaled).
+fn encode(encoding: &Encoding, columns: &[&RawColumn], rows: usize) -> (Array2<f64>, u64) {
+    let width = encoding.width();
+    let mut x = Array2::<f64>::zeros((rows, width));
+    let mut imputed = 0u64;
+    let mut offset = 0usize;
+    for (enc, raw) in encoding.columns.iter().zip(columns) {
+        match (enc, raw) {
+            (ColumnEncoding::Numeric { mean, std, .. }, RawColumn::Numbers(values)) => {
+                let scale = if *std > 0.0 && std.is_finite() { 1.0 / std } else { 0.0 };
+                for (r, v) in values.iter().enumerate() {
+                    x[[r, offset]] = if v.is_finite() {
+                        (v - mean) * scale
+                    } else {
+                        imputed += 1;
+                        0.0
+                    };
+                }
+                offset += 1;
+            }
+            (ColumnEncoding::Categorical { categories, .. }, RawColumn::Codes { codes, .. }) => {
+                for (r, &c) in codes.iter().enumerate() {
+                    if (c as usize) < categories.len() {
+                        x[[r, offset + c as usize]] = 1.0;
+                    }
+                }
+                offset += categories.len();
+            }
+            // Types are checked before reading; a mismatch leaves the columns at 0.
+            (enc, _) => offset += enc.width(),
+        }
+    }
+    (x, imputed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_text_is_a_query_or_a_name() {
+        assert_eq!(Source::parse("flow_features"), Source::Relation("flow_features".into()));
+        assert!(matches!(Source::parse(" select 1;"), Source::Query(q) if q == "select 1"));
+        assert!(matches!(
+            Source::parse("WITH a AS (SELECT 1) SELECT * FROM a"),
+            Source::Query(_)
+        ));
+        assert!(matches!(Source::parse("(SELECT 1)"), Source::Query(_)));
+    }
+
+    #[test]
+    fn rows_read_out_of_order_are_put_back_in_place() {
+        let mut columns = vec![RawColumn::Numbers(vec![2.0, 0.0, 1.0])];
+        let mut labels = vec![Some(true), None, Some(false)];
+        reorder(&[2, 0, 1], &mut columns, &mut labels).unwrap();
+        let RawColumn::Numbers(v) = &columns[0] else { panic!() };
+        assert_eq!(v, &vec![0.0, 1.0, 2.0]);
+        assert_eq!(labels, vec![None, Some(false), Some(true)]);
+        assert!(reorder(&[0, 0, 1], &mut columns, &mut labels).is_none());
+    }
+
+    #[test]
+    fn mean_and_std_skip_non_finite_values() {
+        let (m, s) = finite_mean_std(&[1.0, f64::NAN, 3.0, f64::INFINITY]);
+        assert_eq!((m, s), (2.0, 1.0));
+        assert_eq!(finite_mean_std(&[f64::NAN]), (0.0, 0.0));
+    }
+
+    #[test]
+    fn encoding_scales_imputes_and_one_hot_encodes() {
+        let encoding = Encoding {
+            columns: vec![
+                ColumnEncoding::Numeric {
+                    name: "a".into(),
+                    mean: 2.0,
+                    std: 2.0,
+                },
+                ColumnEncoding::Categorical {
+                    name: "p".into(),
+                    categories: vec!["tcp".into(), "udp".into()],
+                },
+                ColumnEncoding::Numeric {
+                    name: "flat".into(),
+                    mean: 5.0,
+                    std: 0.0,
+                },
+            ],
+        };
+        let a = RawColumn::Numbers(vec![4.0, f64::NAN, f64::NEG_INFINITY]);
+        let p = RawColumn::Codes {
+            codes: vec![1, u32::MAX, 0],
+            dictionary: vec![],
+        };
+        let flat = RawColumn::Numbers(vec![5.0, 7.0, 5.0]);
+        let (x, imputed) = encode(&encoding, &[&a, &p, &flat], 3);
+        assert_eq!(imputed, 2);
+        assert_eq!(x.row(0).to_vec(), vec![1.0, 0.0, 1.0, 0.0]);
+        assert_eq!(x.row(1).to_vec(), vec![0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(x.row(2).to_vec(), vec![0.0, 1.0, 0.0, 0.0]);
+        assert_eq!(encoding.feature_names(), vec!["a", "p=tcp", "p=udp", "flat"]);
+    }
+
+    #[test]
+    fn key_columns_are_not_features() {
+        assert!(is_key_name("src_ip") && is_key_name("orig_h") && is_key_name("flow_id"));
+        assert!(!is_key_name("bytes_sent"));
+        assert_eq!(kind_of("DECIMAL(18,3)"), Kind::Numeric);
+        assert_eq!(kind_of("ENUM('a', 'b')"), Kind::Categorical);
+        assert_eq!(kind_of("TIMESTAMP"), Kind::Other);
+    }
+}

@@ -1,0 +1,923 @@
+//! Analysis stages: a stage reads a feature source (any table, view or query), fits a model or
+//! applies a stored one, and writes its result table keyed by `run_id`, a `model_runs` row with
+//! parameters, row counts, timings and metrics, and (when fitting) a versioned row in `models`.
+//! Each run is one transaction: a failing run stores nothing.
+//!
+//! The pieces: [`features`] (sources, feature choice, encoding, the Arrow read), the stages
+//! ([`kmeans`], [`anomaly`] around [`iforest`], [`pca`], [`dbscan`]), [`evaluation`] against a
+//! label column, and this module's registry, model registry and run orchestration. [`train`],
+//! [`score`] and [`retrain`] are the library entry points (the commands and `watch` call them).
+//! May touch: the store (reads any relation; writes only the analysis tables of
+//! `sql/003_analysis.sql` and its own run-private scratch tables).
+
+pub mod anomaly;
+pub mod dbscan;
+pub mod evaluation;
+pub mod features;
+pub mod iforest;
+pub mod kmeans;
+pub mod pca;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use duckdb::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array};
+use duckdb::arrow::datatypes::{DataType, Field, Schema};
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::Connection;
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::error::{Error, Result};
+use crate::store::{quote_ident, quote_literal, Store};
+use features::{Encoding, Limits, Loaded, Selection, Source, INPUT_ROW};
+
+/// Default seed when `--seed` is not given: runs repeat exactly unless asked otherwise.
+pub const DEFAULT_SEED: u64 = 42;
+
+/// One analysis stage. Adding a stage is implementing this and listing it in [`stages`].
+pub trait Stage: Sync {
+    /// Name used by `train STAGE` and stored in `models.stage`.
+    fn name(&self) -> &'static str;
+    /// One line for `stages`.
+    fn about(&self) -> &'static str;
+    /// The per-row result table it writes (`run_id, row_id, id` + its columns).
+    fn table(&self) -> &'static str;
+    /// Other tables a training run writes.
+    fn extra_tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Source read when `train` has no `--on`.
+    fn default_source(&self) -> &'static str {
+        "flow_features"
+    }
+    /// Its `--set` parameters with defaults, for `stages`.
+    fn params_help(&self) -> &'static str;
+    /// Checks `--set key=value` pairs and returns every parameter in effect, defaults filled in.
+    fn resolve(&self, set: &BTreeMap<String, String>) -> Result<Value>;
+    /// Fits a model on scaled, encoded rows.
+    fn fit(&self, x: ArrayView2<f64>, params: &Value, seed: u64) -> Result<Fitted>;
+    /// Applies a stored model (its JSON) to scaled, encoded rows.
+    fn apply(&self, model: &Value, x: ArrayView2<f64>) -> Result<Applied>;
+    /// Writes the training run's extra tables (profiles, curves, importance).
+    fn write_extras(&self, _extras: &Extras) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A fitted model.
+pub struct Fitted {
+    /// Serialized model, stored in `models.model`.
+    pub model: Value,
+    /// Metrics for `model_runs.metrics`.
+    pub metrics: Map<String, Value>,
+    /// The result on the training rows when fitting produced it anyway (saves applying again),
+    /// with the milliseconds it took.
+    pub training_output: Option<(Applied, f64)>,
+}
+
+/// Per-row values of one result column.
+#[derive(Debug, Clone)]
+pub enum Values {
+    Int(Vec<i32>),
+    Float(Vec<f64>),
+    OptFloat(Vec<Option<f64>>),
+    Bool(Vec<bool>),
+}
+
+impl Values {
+    fn sql_type(&self) -> &'static str {
+        match self {
+            Values::Int(_) => "INTEGER",
+            Values::Float(_) | Values::OptFloat(_) => "DOUBLE",
+            Values::Bool(_) => "BOOLEAN",
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Values::Int(v) => v.len(),
+            Values::Float(v) => v.len(),
+            Values::OptFloat(v) => v.len(),
+            Values::Bool(v) => v.len(),
+        }
+    }
+
+    fn arrow(&self) -> (DataType, ArrayRef) {
+        match self {
+            Values::Int(v) => (DataType::Int32, Arc::new(Int32Array::from(v.clone()))),
+            Values::Float(v) => (DataType::Float64, Arc::new(Float64Array::from(v.clone()))),
+            Values::OptFloat(v) => (DataType::Float64, Arc::new(Float64Array::from(v.clone()))),
+            Values::Bool(v) => (DataType::Boolean, Arc::new(BooleanArray::from(v.clone()))),
+        }
+    }
+}
+
+/// One result column.
+#[derive(Debug, Clone)]
+pub struct OutputColumn {
+    pub name: &'static str,
+    pub values: Values,
+}
+
+/// What anomaly-type stages say about each row, for evaluation against labels.
+#[derive(Debug, Clone)]
+pub struct AnomalyOutput {
+    pub flagged: Vec<bool>,
+    /// Continuous score, higher = more anomalous (for ROC-AUC); None when the stage has none.
+    pub score: Option<Vec<f64>>,
+}
+
+/// A model applied to rows.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub columns: Vec<OutputColumn>,
+    pub metrics: Map<String, Value>,
+    pub anomaly: Option<AnomalyOutput>,
+}
+
+/// What a stage's [`Stage::write_extras`] gets.
+pub struct Extras<'a> {
+    pub conn: &'a Connection,
+    pub run_id: i64,
+    pub x: ArrayView2<'a, f64>,
+    pub encoding: &'a Encoding,
+    pub fitted: &'a Fitted,
+    pub applied: &'a Applied,
+}
+
+static KMEANS: kmeans::KMeansStage = kmeans::KMeansStage;
+static IFOREST: anomaly::IForestStage = anomaly::IForestStage;
+static PCA: pca::PcaStage = pca::PcaStage;
+static DBSCAN: dbscan::DbscanStage = dbscan::DbscanStage;
+
+/// Every stage, in the order `stages` lists them.
+pub fn stages() -> Vec<&'static dyn Stage> {
+    vec![&KMEANS, &IFOREST, &PCA, &DBSCAN]
+}
+
+/// The stage of that name.
+pub fn stage(name: &str) -> Result<&'static dyn Stage> {
+    stages()
+        .into_iter()
+        .find(|s| s.name().eq_ignore_ascii_case(name))
+        .ok_or_else(|| Error::UnknownStage {
+            name: name.to_string(),
+            known: stages().iter().map(|s| s.name()).collect::<Vec<_>>().join(", "),
+        })
+}
+
+/// `train STAGE ...` (and what `retrain` repeats).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainRequest {
+    pub stage: String,
+    /// `--on`: table, view or query; None reads the stage's default source.
+    pub source: Option<String>,
+    pub selection: Selection,
+    /// `--model`: None names the model after the stage.
+    pub model: Option<String>,
+    pub seed: u64,
+    /// `--set key=value` pairs (stage parameters, and `max_categories`).
+    pub set: BTreeMap<String, String>,
+}
+
+/// `score MODEL --on SOURCE ...`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreRequest {
+    /// `NAME` (newest version) or `NAME@VERSION`.
+    pub model: String,
+    pub source: String,
+    /// Create this table: the source's rows with the model's columns appended.
+    pub into: Option<String>,
+    /// Label column for evaluation; None uses the model's training label when the source has it.
+    pub label: Option<String>,
+    pub id: Option<String>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: i64,
+    pub kind: &'static str,
+    pub stage: String,
+    pub model: String,
+    pub version: i32,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub metrics: Map<String, Value>,
+    pub into: Option<String>,
+    /// Columns the automatic feature choice left out, and why.
+    pub skipped: Vec<String>,
+    pub evaluated: bool,
+}
+
+/// A stored model.
+#[derive(Debug, Clone)]
+pub struct StoredModel {
+    pub name: String,
+    pub version: i32,
+    pub stage: String,
+    pub params: Value,
+    pub request: TrainRequest,
+    pub encoding: Encoding,
+    pub model: Value,
+    pub label_column: Option<String>,
+}
+
+fn framework_limits(set: &mut BTreeMap<String, String>) -> Result<Limits> {
+    let mut limits = Limits::default();
+    if let Some(v) = set.remove("max_categories") {
+        limits.max_categories = v
+            .parse()
+            .map_err(|_| Error::Usage(format!("max_categories={v}: expected a whole number of categories")))?;
+    }
+    Ok(limits)
+}
+
+/// Parses `key=value` pairs of `--set`.
+pub fn parse_set(pairs: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for pair in pairs {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::Usage(format!("--set {pair}: expected key=value, e.g. --set k=4")))?;
+        out.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// Fits `request.stage` on its source and stores the model (a new version of its name), the
+/// results on the training rows, the stage's extra tables and a model_runs row.
+pub fn train(store: &Store, request: &TrainRequest, now: DateTime<Utc>) -> Result<RunSummary> {
+    run_train(store, request, now, "train")
+}
+
+fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'static str) -> Result<RunSummary> {
+    let stage = stage(&request.stage)?;
+    let mut set = request.set.clone();
+    let limits = framework_limits(&mut set)?;
+    let params = stage.resolve(&set)?;
+    let name = request.model.clone().unwrap_or_else(|| stage.name().to_string());
+    if name.is_empty() || name.contains('@') {
+        return Err(Error::Usage(format!(
+            "model name '{name}' cannot be empty or contain '@' (NAME@VERSION picks a version)"
+        )));
+    }
+    let source = Source::parse(request.source.as_deref().unwrap_or(stage.default_source()));
+    in_transaction(store, |conn| {
+        let run_id = next_run_id(conn)?;
+        let input_table = format!("__netlens_input_{run_id}");
+        let started = Instant::now();
+        let loaded = features::load_training(store, &source, &request.selection, limits, &input_table)?;
+        let load_ms = ms(started);
+        if loaded.label_column.is_some() {
+            check_label(&source, &loaded)?;
+        }
+        let started = Instant::now();
+        let mut fitted = stage.fit(loaded.x.view(), &params, request.seed)?;
+        let mut fit_ms = ms(started);
+        let (applied, score_ms) = match fitted.training_output.take() {
+            Some((applied, score_ms)) => {
+                // The stage scored its training rows while fitting: count that as scoring.
+                fit_ms = (fit_ms - score_ms).max(0.0);
+                (applied, score_ms)
+            }
+            None => {
+                let started = Instant::now();
+                let applied = stage.apply(&fitted.model, loaded.x.view())?;
+                (applied, ms(started))
+            }
+        };
+        let started = Instant::now();
+        let version = next_version(conn, &name)?;
+        let request_json = serde_json::to_string(request).map_err(json_err)?;
+        let features = loaded.encoding.feature_names();
+        conn.execute(
+            &format!(
+                "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, {}, ?, ?, ?)",
+                sql_list(&features)
+            ),
+            duckdb::params![
+                name,
+                version,
+                stage.name(),
+                run_id,
+                params.to_string(),
+                request_json,
+                serde_json::to_string(&loaded.encoding).map_err(json_err)?,
+                fitted.model.to_string(),
+                now.naive_utc()
+            ],
+        )
+        .map_err(Error::sql)?;
+        let rows_out = write_rows(conn, run_id, stage.table(), &loaded, &applied, None)?;
+        stage.write_extras(&Extras {
+            conn,
+            run_id,
+            x: loaded.x.view(),
+            encoding: &loaded.encoding,
+            fitted: &fitted,
+            applied: &applied,
+        })?;
+        let evaluated = write_evaluation(conn, run_id, &name, version, &loaded, &applied)?;
+        let mut metrics = fitted.metrics.clone();
+        metrics.extend(applied.metrics.clone());
+        if !loaded.skipped.is_empty() {
+            metrics.insert("skipped_columns".into(), json!(loaded.skipped));
+        }
+        let run = RunRow {
+            run_id,
+            kind,
+            stage: stage.name(),
+            model: &name,
+            version,
+            params: &params,
+            input: &source.describe(),
+            loaded: &loaded,
+            rows_out,
+            load_ms,
+            fit_ms: Some(fit_ms),
+            score_ms,
+            write_ms: ms(started),
+            metrics: &metrics,
+            into: None,
+            now,
+        };
+        run.insert(conn)?;
+        drop_table(conn, &loaded.input_table)?;
+        Ok(RunSummary {
+            run_id,
+            kind,
+            stage: stage.name().to_string(),
+            model: name.clone(),
+            version,
+            rows_in: loaded.x.nrows() as u64,
+            rows_out,
+            metrics,
+            into: None,
+            skipped: loaded.skipped.clone(),
+            evaluated,
+        })
+    })
+}
+
+/// Applies a stored model to a source: writes the stage's result rows, optionally a table of the
+/// source's rows with the model's columns (`into`), an evaluation when a label column is there,
+/// and a model_runs row. The model is not refitted.
+pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Result<RunSummary> {
+    let stored = load_model(store, &request.model)?;
+    let stage = stage(&stored.stage)?;
+    let source = Source::parse(&request.source);
+    if let Some(into) = &request.into {
+        if store.relation_exists(into)? {
+            return Err(Error::Usage(format!(
+                "a table or view named '{into}' already exists; score --into creates a new table and replaces nothing\n  hint: pick another name, or DROP TABLE {into} first"
+            )));
+        }
+    }
+    let selection = Selection {
+        features: Vec::new(),
+        exclude: Vec::new(),
+        id: request.id.clone(),
+        label: request.label.clone().or_else(|| stored.label_column.clone()),
+    };
+    in_transaction(store, |conn| {
+        let run_id = next_run_id(conn)?;
+        let input_table = format!("__netlens_input_{run_id}");
+        let started = Instant::now();
+        let loaded = features::load_for_model(store, &source, &stored.encoding, &selection, &input_table)?;
+        let load_ms = ms(started);
+        if request.label.is_some() && loaded.label_column.is_none() {
+            return Err(Error::FeatureSource {
+                input: features::short(&source.describe()),
+                reason: format!(
+                    "has no column '{}' for --label",
+                    request.label.clone().unwrap_or_default()
+                ),
+            });
+        }
+        if loaded.label_column.is_some() {
+            check_label(&source, &loaded)?;
+        }
+        let started = Instant::now();
+        let applied = stage.apply(&stored.model, loaded.x.view())?;
+        let score_ms = ms(started);
+        let started = Instant::now();
+        let rows_out = write_rows(conn, run_id, stage.table(), &loaded, &applied, request.into.as_deref())?;
+        let evaluated = write_evaluation(conn, run_id, &stored.name, stored.version, &loaded, &applied)?;
+        let params = stored.params.clone();
+        let run = RunRow {
+            run_id,
+            kind: "score",
+            stage: stage.name(),
+            model: &stored.name,
+            version: stored.version,
+            params: &params,
+            input: &source.describe(),
+            loaded: &loaded,
+            rows_out,
+            load_ms,
+            fit_ms: None,
+            score_ms,
+            write_ms: ms(started),
+            metrics: &applied.metrics,
+            into: request.into.as_deref(),
+            now,
+        };
+        run.insert(conn)?;
+        drop_table(conn, &loaded.input_table)?;
+        Ok(RunSummary {
+            run_id,
+            kind: "score",
+            stage: stage.name().to_string(),
+            model: stored.name.clone(),
+            version: stored.version,
+            rows_in: loaded.x.nrows() as u64,
+            rows_out,
+            metrics: applied.metrics.clone(),
+            into: request.into.clone(),
+            skipped: Vec::new(),
+            evaluated,
+        })
+    })
+}
+
+/// Refits stored models on the newest data with their stored request: one model name, every
+/// model of one stage, or (None) every model name. Each refit is a new version, in its own run.
+pub fn retrain(store: &Store, target: Option<&str>, now: DateTime<Utc>) -> Result<Vec<RunSummary>> {
+    let names: Vec<(String, String)> =
+        query_strings2(store.conn(), "SELECT name, stage FROM latest_models ORDER BY name")?;
+    let chosen: Vec<String> = match target {
+        None => names.iter().map(|(n, _)| n.clone()).collect(),
+        Some(t) => {
+            let (name, _) = split_version(t);
+            if names.iter().any(|(n, _)| n == name) {
+                vec![name.to_string()]
+            } else if stage(t).is_ok() {
+                names
+                    .iter()
+                    .filter(|(_, s)| s.eq_ignore_ascii_case(t))
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            } else {
+                return Err(Error::UnknownModel { name: t.to_string() });
+            }
+        }
+    };
+    if chosen.is_empty() {
+        return Err(Error::UnknownModel {
+            name: target.unwrap_or("(any)").to_string(),
+        });
+    }
+    let mut out = Vec::new();
+    for name in chosen {
+        let stored = load_model(store, &name)?;
+        let mut request = stored.request.clone();
+        request.model = Some(stored.name.clone());
+        out.push(run_train(store, &request, now, "retrain")?);
+    }
+    Ok(out)
+}
+
+fn split_version(text: &str) -> (&str, Option<&str>) {
+    match text.rsplit_once('@') {
+        Some((name, version)) => (name, Some(version)),
+        None => (text, None),
+    }
+}
+
+/// Reads `NAME` (newest version) or `NAME@VERSION` from `models`.
+pub fn load_model(store: &Store, spec: &str) -> Result<StoredModel> {
+    let (name, version) = split_version(spec.trim());
+    let version: Option<i32> = match version {
+        Some(v) => Some(v.parse().map_err(|_| Error::UnknownModel { name: spec.to_string() })?),
+        None => None,
+    };
+    let row = store.conn().query_row(
+        "SELECT name, version, stage, params, request, encoding, model FROM models \
+         WHERE name = ? AND (? IS NULL OR version = ?) ORDER BY version DESC LIMIT 1",
+        duckdb::params![name, version, version],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        },
+    );
+    let (name, version, stage, params, request, encoding, model) = match row {
+        Ok(row) => row,
+        Err(duckdb::Error::QueryReturnedNoRows) => return Err(Error::UnknownModel { name: spec.to_string() }),
+        Err(e) => return Err(Error::sql(e)),
+    };
+    let damaged = |what: &str, e: serde_json::Error| Error::ModelInput {
+        model: "stored model",
+        reason: format!("{name}@{version}: its {what} cannot be read ({e}); retrain it"),
+    };
+    let request: TrainRequest = serde_json::from_str(&request).map_err(|e| damaged("request", e))?;
+    Ok(StoredModel {
+        label_column: request.selection.label.clone(),
+        name: name.clone(),
+        version,
+        stage,
+        params: serde_json::from_str(&params).map_err(|e| damaged("params", e))?,
+        encoding: serde_json::from_str(&encoding).map_err(|e| damaged("encoding", e))?,
+        model: serde_json::from_str(&model).map_err(|e| damaged("model", e))?,
+        request,
+    })
+}
+
+/// `models`: the query listing stored models.
+pub fn models_sql(all_versions: bool) -> String {
+    format!(
+        "SELECT name, version, stage, created_at, run_id, len(features) AS features, params \
+         FROM {} ORDER BY name, version",
+        if all_versions { "models" } else { "latest_models" }
+    )
+}
+
+/// `stages`: the query listing the stages.
+pub fn stages_sql() -> String {
+    let rows: Vec<String> = stages()
+        .iter()
+        .map(|s| {
+            let mut tables = vec![s.table()];
+            tables.extend_from_slice(s.extra_tables());
+            format!(
+                "({}, {}, {}, {}, {})",
+                quote_literal(s.name()),
+                quote_literal(s.about()),
+                quote_literal(&tables.join(", ")),
+                quote_literal(s.default_source()),
+                quote_literal(s.params_help())
+            )
+        })
+        .collect();
+    format!(
+        "SELECT * FROM (VALUES {}) AS stages(stage, about, tables, default_source, params)",
+        rows.join(", ")
+    )
+}
+
+/// Runs `body` in one transaction: committed when it succeeds, rolled back (nothing stored) when not.
+fn in_transaction<T>(store: &Store, body: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let conn = store.conn();
+    conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
+    match body(conn) {
+        Ok(value) => {
+            conn.execute_batch("COMMIT").map_err(Error::sql)?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn next_run_id(conn: &Connection) -> Result<i64> {
+    conn.query_row("SELECT nextval('analysis_run_ids')", [], |r| r.get(0))
+        .map_err(Error::sql)
+}
+
+fn next_version(conn: &Connection, name: &str) -> Result<i32> {
+    conn.query_row(
+        "SELECT coalesce(max(version), 0) + 1 FROM models WHERE name = ?",
+        [name],
+        |r| r.get(0),
+    )
+    .map_err(Error::sql)
+}
+
+fn ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+fn json_err(e: serde_json::Error) -> Error {
+    Error::ModelInput {
+        model: "model registry",
+        reason: format!("cannot serialize: {e}"),
+    }
+}
+
+fn sql_list(items: &[String]) -> String {
+    format!(
+        "[{}]::VARCHAR[]",
+        items.iter().map(|s| quote_literal(s)).collect::<Vec<_>>().join(", ")
+    )
+}
+
+fn drop_table(conn: &Connection, name: &str) -> Result<()> {
+    conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(name)))
+        .map_err(Error::sql)
+}
+
+fn query_strings2(conn: &Connection, sql: &str) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare(sql).map_err(Error::sql)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(Error::sql)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::sql)
+}
+
+/// A label column must have both classes among its non-NULL rows.
+fn check_label(source: &Source, loaded: &Loaded) -> Result<()> {
+    let positives = loaded.labels.iter().filter(|l| **l == Some(true)).count();
+    let negatives = loaded.labels.iter().filter(|l| **l == Some(false)).count();
+    if positives == 0 || negatives == 0 {
+        let column = loaded.label_column.clone().unwrap_or_default();
+        return Err(Error::FeatureSource {
+            input: features::short(&source.describe()),
+            reason: format!(
+                "label column '{column}' has one class only ({positives} anomalous, {negatives} normal rows); evaluation needs both\n  hint: drop --label, or score a source with both normal and anomalous rows (normal labels: {})",
+                features::NORMAL_LABELS.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Writes the per-row results into `table` (and, with `into`, a new table of the source's rows
+/// with the result columns appended). Returns the rows written.
+fn write_rows(
+    conn: &Connection,
+    run_id: i64,
+    table: &str,
+    loaded: &Loaded,
+    applied: &Applied,
+    into: Option<&str>,
+) -> Result<u64> {
+    let n = loaded.x.nrows();
+    if let Some(c) = applied.columns.iter().find(|c| c.values.len() != n) {
+        return Err(Error::ModelInput {
+            model: "stage",
+            reason: format!("column {} has {} values for {n} rows", c.name, c.values.len()),
+        });
+    }
+    let scratch = format!("__netlens_result_{run_id}");
+    let mut ddl = vec!["row_id BIGINT".to_string()];
+    ddl.extend(
+        applied
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", quote_ident(c.name), c.values.sql_type())),
+    );
+    conn.execute_batch(&format!("CREATE TABLE {} ({})", quote_ident(&scratch), ddl.join(", ")))
+        .map_err(Error::sql)?;
+    let mut fields = vec![Field::new("row_id", DataType::Int64, false)];
+    let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(0..n as i64))];
+    for c in &applied.columns {
+        let (ty, array) = c.values.arrow();
+        fields.push(Field::new(c.name, ty, true));
+        arrays.push(array);
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| Error::ModelInput {
+        model: "stage",
+        reason: format!("cannot assemble results: {e}"),
+    })?;
+    {
+        let mut appender = conn.appender(&scratch).map_err(Error::sql)?;
+        appender.append_record_batch(batch).map_err(Error::sql)?;
+        appender.flush().map_err(Error::sql)?;
+    }
+    let names: Vec<String> = applied.columns.iter().map(|c| quote_ident(c.name)).collect();
+    let r_names: Vec<String> = names.iter().map(|c| format!("r.{c}")).collect();
+    let id_expr = match &loaded.id_column {
+        Some(id) => format!("CAST(i.{} AS VARCHAR)", quote_ident(id)),
+        None => "NULL".to_string(),
+    };
+    let input = quote_ident(&loaded.input_table);
+    conn.execute_batch(&format!(
+        "INSERT INTO {} (run_id, row_id, id, {}) SELECT {run_id}, r.row_id, {id_expr}, {} \
+         FROM {} r JOIN {input} i ON i.{INPUT_ROW} = r.row_id",
+        quote_ident(table),
+        names.join(", "),
+        r_names.join(", "),
+        quote_ident(&scratch)
+    ))
+    .map_err(Error::sql)?;
+    if let Some(into) = into {
+        if let Some(clash) = applied
+            .columns
+            .iter()
+            .find(|c| loaded.source_columns.iter().any(|s| s.eq_ignore_ascii_case(c.name)))
+        {
+            return Err(Error::Usage(format!(
+                "the source already has a column named '{}', which score --into would add\n  hint: rename it in a query, e.g. --on \"SELECT * RENAME ({} AS old_{}) FROM ...\"",
+                clash.name, clash.name, clash.name
+            )));
+        }
+        conn.execute_batch(&format!(
+            "CREATE TABLE {} AS SELECT i.* EXCLUDE ({INPUT_ROW}), {} FROM {input} i JOIN {} r ON r.row_id = i.{INPUT_ROW} ORDER BY i.{INPUT_ROW}",
+            quote_ident(into),
+            r_names.join(", "),
+            quote_ident(&scratch)
+        ))
+        .map_err(Error::sql)?;
+    }
+    drop_table(conn, &scratch)?;
+    Ok(n as u64)
+}
+
+fn write_evaluation(
+    conn: &Connection,
+    run_id: i64,
+    model: &str,
+    version: i32,
+    loaded: &Loaded,
+    applied: &Applied,
+) -> Result<bool> {
+    let (Some(label), Some(anomaly)) = (&loaded.label_column, &applied.anomaly) else {
+        return Ok(false);
+    };
+    let Some(e) = evaluation::evaluate(&loaded.labels, &anomaly.flagged, anomaly.score.as_deref()) else {
+        return Ok(false);
+    };
+    conn.execute(
+        "INSERT INTO evaluation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        duckdb::params![
+            run_id,
+            model,
+            version,
+            label,
+            e.rows as i64,
+            e.positives as i64,
+            e.tp as i64,
+            e.fp as i64,
+            e.tn as i64,
+            e.fn_ as i64,
+            e.precision,
+            e.recall,
+            e.f1,
+            e.accuracy,
+            e.roc_auc
+        ],
+    )
+    .map_err(Error::sql)?;
+    Ok(true)
+}
+
+struct RunRow<'a> {
+    run_id: i64,
+    kind: &'static str,
+    stage: &'static str,
+    model: &'a str,
+    version: i32,
+    params: &'a Value,
+    input: &'a str,
+    loaded: &'a Loaded,
+    rows_out: u64,
+    load_ms: f64,
+    fit_ms: Option<f64>,
+    score_ms: f64,
+    write_ms: f64,
+    metrics: &'a Map<String, Value>,
+    into: Option<&'a str>,
+    now: DateTime<Utc>,
+}
+
+impl RunRow<'_> {
+    fn insert(&self, conn: &Connection) -> Result<()> {
+        conn.execute(
+            "INSERT INTO model_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            duckdb::params![
+                self.run_id,
+                self.kind,
+                self.stage,
+                self.model,
+                self.version,
+                self.params.to_string(),
+                self.input,
+                self.loaded.id_column,
+                self.loaded.label_column,
+                self.loaded.encoding.width() as i32,
+                self.loaded.x.nrows() as i64,
+                self.rows_out as i64,
+                self.loaded.imputed as i64,
+                self.load_ms,
+                self.fit_ms,
+                self.score_ms,
+                self.write_ms,
+                Value::Object(self.metrics.clone()).to_string(),
+                self.into,
+                self.now.naive_utc()
+            ],
+        )
+        .map_err(Error::sql)?;
+        Ok(())
+    }
+}
+
+/// Index of the knee of a curve: the point farthest from the straight line (chord) between its
+/// first and last point, both axes scaled to 0..1 so neither unit dominates. None for fewer than
+/// three points.
+pub fn knee(xs: &[f64], ys: &[f64]) -> Option<usize> {
+    if xs.len() < 3 || xs.len() != ys.len() {
+        return None;
+    }
+    let (x0, x1) = (xs[0], xs[xs.len() - 1]);
+    let (ymin, ymax) = ys
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
+    let sx = if x1 != x0 { x1 - x0 } else { 1.0 };
+    let sy = if ymax > ymin { ymax - ymin } else { 1.0 };
+    let p: Vec<(f64, f64)> = xs
+        .iter()
+        .zip(ys)
+        .map(|(x, y)| ((x - x0) / sx, (y - ymin) / sy))
+        .collect();
+    let (a, b) = (p[0], p[p.len() - 1]);
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let norm = (dx * dx + dy * dy).sqrt();
+    if norm == 0.0 {
+        return None;
+    }
+    let mut best = (0usize, -1.0f64);
+    for (i, q) in p.iter().enumerate() {
+        let d = ((q.0 - a.0) * dy - (q.1 - a.1) * dx).abs() / norm;
+        if d > best.1 {
+            best = (i, d);
+        }
+    }
+    Some(best.0)
+}
+
+/// Reads a typed parameter from `--set` pairs, with a default.
+pub(crate) fn param<T: std::str::FromStr>(
+    stage: &'static str,
+    set: &BTreeMap<String, String>,
+    key: &str,
+    default: T,
+    what: &str,
+) -> Result<T> {
+    match set.get(key) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| Error::StageParams {
+            stage,
+            reason: format!("{key}={v}: expected {what}"),
+        }),
+    }
+}
+
+/// Refuses `--set` keys a stage does not know.
+pub(crate) fn known_keys(stage: &'static str, set: &BTreeMap<String, String>, known: &[&str]) -> Result<()> {
+    match set.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) => Err(Error::StageParams {
+            stage,
+            reason: format!(
+                "unknown parameter '{k}'; {stage} takes {} (and max_categories)",
+                known.join(", ")
+            ),
+        }),
+    }
+}
+
+/// Deserializes a stage's resolved parameters or stored model.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(stage: &'static str, what: &str, value: &Value) -> Result<T> {
+    serde_json::from_value(value.clone()).map_err(|e| Error::ModelInput {
+        model: stage,
+        reason: format!("stored {what} cannot be read ({e}); retrain the model"),
+    })
+}
+
+/// Serializes a stage's parameters or model.
+pub(crate) fn to_json<T: Serialize>(stage: &'static str, value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(|e| Error::ModelInput {
+        model: stage,
+        reason: format!("cannot serialize: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knee_of_an_elbow_curve() {
+        let xs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let ys = [100.0, 40.0, 12.0, 10.0, 9.0, 8.5];
+        assert_eq!(knee(&xs, &ys), Some(2));
+        assert_eq!(knee(&xs[..2], &ys[..2]), None);
+    }
+
+    #[test]
+    fn set_pairs_parse_and_unknown_stages_are_named() {
+        let set = parse_set(&["k=4".into(), "Contamination = 0.1".into()]).unwrap();
+        assert_eq!(set.get("k").map(String::as_str), Some("4"));
+        assert_eq!(set.get("contamination").map(String::as_str), Some("0.1"));
+        assert!(parse_set(&["k".into()]).is_err());
+        let err = stage("kmean").err().unwrap().to_string();
+        assert!(
+            err.contains("unknown stage 'kmean'") && err.contains("kmeans, iforest, pca, dbscan"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,444 @@
+//! Analysis stages through the real binary: train, score (also from a second process, with the
+//! stored model), retrain, models, stages, and bad input that must store nothing.
+
+use predicates::prelude::*;
+
+use crate::Scratch;
+
+/// 600 rows in three planted clusters (a, b) with a protocol, and 10 planted outliers far from
+/// them and from each other (ids 590..599, labelled 'attack'). Deterministic.
+const TRAFFIC: &str = "CREATE TABLE traffic AS SELECT i AS id, \
+    CAST(CASE WHEN i >= 590 THEN 300 + (i - 590) * 97 ELSE [10, 50, 90][i % 3 + 1] + ((i * 7919) % 100) / 50 END AS DOUBLE) AS a, \
+    CAST(CASE WHEN i >= 590 THEN -200 - (i - 590) * 53 ELSE [5, 40, 5][i % 3 + 1] + ((i * 104729) % 100) / 50 END AS DOUBLE) AS b, \
+    CASE WHEN i % 2 = 0 THEN 'tcp' ELSE 'udp' END AS proto, \
+    CASE WHEN i >= 590 THEN 'attack' ELSE 'normal' END AS label \
+    FROM range(600) r(i)";
+
+fn with_traffic() -> Scratch {
+    let s = Scratch::new();
+    s.query(TRAFFIC);
+    s
+}
+
+fn train(s: &Scratch, args: &[&str]) -> assert_cmd::assert::Assert {
+    s.cmd().args(["--format", "csv", "train"]).args(args).assert()
+}
+
+/// Rows of every analysis table, to show a failed run stored nothing.
+fn stored(s: &Scratch) -> String {
+    s.query(
+        "SELECT (SELECT count(*) FROM model_runs), (SELECT count(*) FROM models), (SELECT count(*) FROM segments), \
+         (SELECT count(*) FROM anomaly_scores), (SELECT count(*) FROM evaluation), \
+         (SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '__netlens%')",
+    )
+}
+
+#[test]
+fn kmeans_finds_the_planted_segments_with_profiles_and_importance() {
+    let s = with_traffic();
+    s.query("DELETE FROM traffic WHERE id >= 590");
+    train(&s, &["kmeans", "--on", "traffic", "--exclude", "label", "--set", "k=3"])
+        .success()
+        .stderr(predicate::str::contains("train kmeans model kmeans@1"));
+    // Each planted cluster is one segment, and the three are different segments.
+    assert_eq!(
+        s.query("SELECT count(DISTINCT segment) FROM latest_segments s JOIN traffic t ON t.id::VARCHAR = s.id GROUP BY t.id % 3"),
+        "1\n1\n1"
+    );
+    assert_eq!(s.query("SELECT count(DISTINCT segment) FROM latest_segments"), "3");
+    assert_eq!(
+        s.query("SELECT count(*), count(DISTINCT row_id) FROM segments"),
+        "590,590"
+    );
+    // Profiles: one row per segment and encoded feature (a, b, proto=tcp, proto=udp).
+    assert_eq!(s.query("SELECT count(*) FROM latest_segment_profiles"), "12");
+    assert_eq!(
+        s.query("SELECT sum(size) FROM latest_segment_profiles WHERE rank = 1"),
+        "590"
+    );
+    // The profile means are in the source's units: the segment around a = 50 has b near 40.
+    assert_eq!(
+        s.query(
+            "SELECT round(mean) FROM latest_segment_profiles WHERE feature = 'b' AND segment = \
+                 (SELECT segment FROM latest_segment_profiles WHERE feature = 'a' AND mean BETWEEN 45 AND 55)"
+        ),
+        "41.0"
+    );
+    // a and b set the segments apart, the protocol does not.
+    assert_eq!(
+        s.query("SELECT feature FROM latest_feature_importance WHERE rank <= 2 ORDER BY feature"),
+        "a\nb"
+    );
+    assert_eq!(
+        s.query("SELECT stage, model, version, rows_in, rows_out, features, load_ms >= 0, fit_ms >= 0, metrics LIKE '%\"k\":3%' FROM model_runs"),
+        "kmeans,kmeans,1,590,590,4,true,true,true"
+    );
+    assert_eq!(
+        s.query("SELECT array_to_string(features, ' ') FROM models"),
+        "a b proto=tcp proto=udp"
+    );
+}
+
+#[test]
+fn elbow_chooses_k_and_stores_the_curve() {
+    let s = with_traffic();
+    s.query("DELETE FROM traffic WHERE id >= 590");
+    train(
+        &s,
+        &["kmeans", "--on", "SELECT id, a, b FROM traffic", "--set", "k=auto"],
+    )
+    .success();
+    assert_eq!(s.query("SELECT count(*), sum(chosen::INT) FROM kmeans_elbow"), "9,1");
+    assert_eq!(s.query("SELECT k FROM latest_kmeans_elbow WHERE chosen"), "3");
+    assert_eq!(
+        s.query(
+            "SELECT (SELECT inertia FROM kmeans_elbow WHERE k = 2) > (SELECT inertia FROM kmeans_elbow WHERE k = 3)"
+        ),
+        "true"
+    );
+}
+
+#[test]
+fn iforest_flags_the_outliers_scores_after_a_restart_and_evaluates() {
+    let s = with_traffic();
+    train(
+        &s,
+        &[
+            "iforest",
+            "--on",
+            "traffic",
+            "--label",
+            "label",
+            "--set",
+            "contamination=0.02",
+            "--seed",
+            "7",
+        ],
+    )
+    .success();
+    // The ten planted outliers score highest.
+    assert_eq!(
+        s.query(
+            "SELECT min(CAST(id AS INTEGER)) FROM (SELECT id FROM latest_anomaly_scores ORDER BY score DESC LIMIT 10)"
+        ),
+        "590"
+    );
+    assert_eq!(
+        s.query("SELECT rows, positives, tp, roc_auc > 0.99, recall = 1 FROM evaluation"),
+        "600,10,10,true,true"
+    );
+    // A second process scores new rows with the stored model, without refitting.
+    s.query(
+        "CREATE TABLE fresh AS SELECT id + 1000 AS id, a, b, proto, label, 'kept' AS note FROM traffic WHERE id % 10 = 0 OR id >= 595",
+    );
+    s.cmd()
+        .args([
+            "--format",
+            "csv",
+            "score",
+            "iforest",
+            "--on",
+            "fresh",
+            "--into",
+            "fresh_scored",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("score iforest model iforest@1"));
+    assert_eq!(s.query("SELECT count(*) FROM models"), "1");
+    assert_eq!(
+        s.query("SELECT count(*), count(note), count(label), min(score) >= 0, max(score) <= 1 FROM fresh_scored"),
+        "65,65,65,true,true"
+    );
+    assert_eq!(
+        s.query("SELECT count(*) FILTER (is_anomaly AND label = 'attack'), count(*) FILTER (is_anomaly) <= 8 FROM fresh_scored"),
+        "6,true"
+    );
+    // The same rows score the same in both runs.
+    assert_eq!(
+        s.query(
+            "SELECT count(*) FROM anomaly_scores a JOIN anomaly_scores b ON b.run_id = 2 AND CAST(b.id AS INT) = CAST(a.id AS INT) + 1000 \
+             WHERE a.run_id = 1 AND a.score = b.score"
+        ),
+        "65"
+    );
+    // The training label column is used for the score run's evaluation too.
+    assert_eq!(
+        s.query("SELECT run_id, rows, tp, fn FROM evaluation ORDER BY run_id"),
+        "1,600,10,0\n2,65,6,0"
+    );
+    assert_eq!(
+        s.query("SELECT kind, into_table, fit_ms IS NULL FROM model_runs ORDER BY run_id"),
+        "train,,false\nscore,fresh_scored,true"
+    );
+}
+
+#[test]
+fn same_seed_same_model_other_seed_other_forest() {
+    let s = with_traffic();
+    for seed in ["3", "3", "4"] {
+        train(
+            &s,
+            &["iforest", "--on", "traffic", "--exclude", "label", "--seed", seed],
+        )
+        .success();
+    }
+    assert_eq!(
+        s.query("SELECT count(*), count(DISTINCT name), max(version) FROM models"),
+        "3,1,3"
+    );
+    let same = "SELECT count(*) FROM anomaly_scores a JOIN anomaly_scores b USING (row_id) \
+                WHERE a.run_id = 1 AND b.run_id = {} AND a.score = b.score";
+    assert_eq!(s.query(&same.replace("{}", "2")), "600");
+    assert_ne!(s.query(&same.replace("{}", "3")), "600");
+    for _ in 0..2 {
+        train(
+            &s,
+            &[
+                "kmeans",
+                "--on",
+                "traffic",
+                "--exclude",
+                "label",
+                "--set",
+                "k=5",
+                "--seed",
+                "9",
+            ],
+        )
+        .success();
+    }
+    assert_eq!(
+        s.query("SELECT count(*) FROM segments a JOIN segments b USING (row_id) WHERE a.run_id = 4 AND b.run_id = 5 AND a.segment = b.segment"),
+        "600"
+    );
+}
+
+#[test]
+fn pca_and_dbscan() {
+    let s = with_traffic();
+    train(&s, &["pca", "--on", "traffic", "--features", "a,b,proto"]).success();
+    assert_eq!(s.query("SELECT count(*), count(pc3) FROM embedding"), "600,600");
+    assert_eq!(
+        s.query("SELECT metrics LIKE '%explained_variance_ratio%' FROM model_runs"),
+        "true"
+    );
+    train(
+        &s,
+        &["dbscan", "--on", "traffic", "--features", "a,b", "--model", "density"],
+    )
+    .success();
+    // The planted outliers are noise, the three clusters are clusters.
+    assert_eq!(
+        s.query("SELECT count(*) FILTER (is_noise AND CAST(id AS INT) >= 590), count(DISTINCT cluster) FILTER (NOT is_noise) FROM latest_clusters"),
+        "10,3"
+    );
+    // Sampling: a sample smaller than the input is stated, and every row still gets a label.
+    train(
+        &s,
+        &[
+            "dbscan",
+            "--on",
+            "traffic",
+            "--features",
+            "a,b",
+            "--set",
+            "sample=200",
+            "--set",
+            "eps=1",
+        ],
+    )
+    .success();
+    assert_eq!(
+        s.query("SELECT count(*), count(*) FILTER (in_sample) FROM latest_clusters"),
+        "600,200"
+    );
+    assert_eq!(
+        s.query("SELECT json_metrics FROM (SELECT metrics LIKE '%\"sample_size\":200%' AS json_metrics FROM latest_model_runs)"),
+        "true"
+    );
+    s.cmd()
+        .args([
+            "--format", "csv", "score", "density", "--on", "traffic", "--into", "dense",
+        ])
+        .assert()
+        .success();
+    assert_eq!(
+        s.query("SELECT count(*) FILTER (cluster = -1) >= 10 FROM dense"),
+        "true"
+    );
+}
+
+#[test]
+fn retrain_refits_on_the_newest_rows_with_the_stored_request() {
+    let s = with_traffic();
+    train(
+        &s,
+        &[
+            "kmeans",
+            "--on",
+            "traffic",
+            "--exclude",
+            "label",
+            "--set",
+            "k=3",
+            "--model",
+            "seg",
+        ],
+    )
+    .success();
+    s.query("INSERT INTO traffic SELECT id + 600, a, b, proto, label FROM traffic");
+    s.cmd().args(["--format", "csv", "retrain", "seg"]).assert().success();
+    assert_eq!(
+        s.query("SELECT version, rows_in, params LIKE '%\"k\":3%' FROM model_runs ORDER BY run_id"),
+        "1,600,true\n2,1200,true"
+    );
+    assert_eq!(s.query("SELECT kind FROM latest_model_runs"), "retrain");
+    // models lists the newest version; stages lists the stages.
+    let out = s.cmd().args(["--format", "csv", "models"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("seg,2,kmeans"), "{text}");
+    let out = s.cmd().args(["--format", "csv", "stages"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for stage in ["kmeans", "iforest", "pca", "dbscan"] {
+        assert!(text.contains(stage), "{text}");
+    }
+    s.cmd()
+        .args(["retrain", "nothing_like_it"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no stored model"));
+}
+
+#[test]
+fn dot_commands_work_in_the_shell() {
+    let s = with_traffic();
+    let out = s
+        .cmd()
+        .arg("shell")
+        .write_stdin(".mode csv\n.train iforest --on traffic --exclude label\n.models\n.score iforest --on traffic\nSELECT count(*) FROM anomaly_scores;\n")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("iforest,1,iforest"), "{stdout}");
+    assert!(stdout.ends_with("1200\n"), "{stdout}");
+}
+
+#[test]
+fn nan_null_and_infinite_values_are_imputed_and_counted() {
+    let s = with_traffic();
+    s.query("UPDATE traffic SET a = NULL WHERE id = 1");
+    s.query("UPDATE traffic SET a = 'nan'::DOUBLE WHERE id = 2");
+    s.query("UPDATE traffic SET b = 'inf'::DOUBLE WHERE id = 3");
+    s.query("UPDATE traffic SET proto = NULL WHERE id = 4");
+    train(&s, &["iforest", "--on", "traffic", "--exclude", "label"]).success();
+    assert_eq!(s.query("SELECT imputed, rows_out FROM model_runs"), "3,600");
+    assert_eq!(s.query("SELECT count(*) FROM anomaly_scores WHERE isnan(score)"), "0");
+    // An unseen category at score time encodes as all zeros.
+    s.query("CREATE TABLE odd AS SELECT id, a, b, 'sctp' AS proto FROM traffic LIMIT 5");
+    s.cmd().args(["score", "iforest", "--on", "odd"]).assert().success();
+    assert_eq!(s.query("SELECT rows_out FROM latest_model_runs"), "5");
+}
+
+#[test]
+fn bad_input_is_refused_and_stores_nothing() {
+    let s = with_traffic();
+    s.query("CREATE TABLE words AS SELECT 'x' || i AS id, 'w' AS w FROM range(10) r(i)");
+    s.query("CREATE TABLE tiny AS SELECT i AS id, i * 1.5 AS a FROM range(3) r(i)");
+    s.query("CREATE TABLE normal_only AS SELECT * FROM traffic WHERE label = 'normal'");
+    let empty = "0,0,0,0,0,0";
+    assert_eq!(stored(&s), empty);
+    let cases: &[(&[&str], &str)] = &[
+        (&["kmean", "--on", "traffic"], "unknown stage 'kmean'"),
+        (
+            &["kmeans", "--on", "missing_table"],
+            "no table or view named 'missing_table'",
+        ),
+        (&["kmeans", "--on", "words"], "no numeric"),
+        (
+            &["kmeans", "--on", "tiny", "--set", "k=5"],
+            "k=5 is more than the 3 rows",
+        ),
+        (&["kmeans", "--on", "tiny"], "too few rows for k=auto"),
+        (
+            &["kmeans", "--on", "traffic", "--set", "colour=red"],
+            "unknown parameter 'colour'",
+        ),
+        (
+            &["iforest", "--on", "normal_only", "--label", "label"],
+            "has one class only",
+        ),
+        (
+            &["iforest", "--on", "traffic", "--features", "a,nope"],
+            "has no column 'nope'",
+        ),
+        (&["iforest", "--on", "SELECT * FROM nowhere"], "nowhere"),
+        (
+            &["iforest", "--on", "traffic", "--set", "contamination=2"],
+            "contamination=2",
+        ),
+        (&["dbscan", "--on", "tiny"], "fewer than min_points=5"),
+    ];
+    for (args, message) in cases {
+        train(&s, args).code(1).stderr(predicate::str::contains(*message));
+    }
+    assert_eq!(stored(&s), empty);
+    s.cmd()
+        .args(["score", "nomodel", "--on", "traffic"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no stored model 'nomodel'"));
+    train(&s, &["iforest", "--on", "traffic", "--exclude", "label"]).success();
+    let after_train = stored(&s);
+    // Scoring data whose columns differ from the model's.
+    s.cmd()
+        .args(["score", "iforest", "--on", "tiny"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "lacks column(s) the model was trained on: b, proto",
+        ));
+    s.query("CREATE TABLE retyped AS SELECT id, 'text' AS a, b, proto FROM traffic");
+    s.cmd()
+        .args(["score", "iforest", "--on", "retyped"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("model was trained on it as a number"));
+    // --into never replaces a table.
+    s.cmd()
+        .args(["score", "iforest", "--on", "traffic", "--into", "tiny"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("already exists"));
+    s.cmd()
+        .args(["score", "iforest@7", "--on", "traffic"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no stored model 'iforest@7'"));
+    assert_eq!(stored(&s), after_train);
+    assert_eq!(s.query("SELECT count(*) FROM tiny"), "3");
+}
+
+#[test]
+fn flow_features_come_from_live_connections() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    let rows: i64 = s.query("SELECT count(*) FROM flow_features").parse().unwrap();
+    assert!(rows > 0);
+    assert_eq!(
+        s.query("SELECT count(*) FROM flow_features WHERE connection_count < 1 OR unique_remote_ports < 1 OR src_ip IS NULL OR dst_ip IS NULL"),
+        "0"
+    );
+    // The default source of a stage is flow_features; its keys are not features.
+    train(&s, &["pca", "--set", "components=2"]).success();
+    assert_eq!(
+        s.query("SELECT input, id_column FROM model_runs"),
+        "flow_features,flow_id"
+    );
+    let features = s.query("SELECT array_to_string(features, ' ') FROM models");
+    assert!(
+        features.contains("connection_count") && !features.contains("src_ip"),
+        "{features}"
+    );
+}
