@@ -114,12 +114,16 @@ pub enum DomainCommand {
     Models(ModelsArgs),
     /// List the analysis stages, their tables and parameters
     Stages,
+    /// Learn a baseline, then judge every new window of live flows on a terminal dashboard
+    Watch(WatchArgs),
+    /// Key findings and recommended actions from the latest runs
+    Insights(InsightsArgs),
 }
 
 /// Options of `train`.
 #[derive(Debug, Args, Clone)]
 pub struct TrainArgs {
-    /// Stage to fit: kmeans, iforest, pca or dbscan
+    /// Stage to fit: kmeans, iforest, pca, dbscan or policy
     pub stage: String,
 
     /// Feature source: a table or view name, or a query ("SELECT ...") [default: flow_features]
@@ -452,6 +456,67 @@ pub struct DemoArgs {
     /// No progress bar and no summary
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Options of `watch`.
+#[derive(Debug, Args, Clone)]
+pub struct WatchArgs {
+    /// Length of the baseline capture the models learn from
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub baseline: Duration,
+
+    /// Time between snapshots, and the width of each judged window
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub interval: Duration,
+
+    /// Number of segments (K-Means k), or auto for the elbow method
+    #[arg(long, value_parser = parse_segments, default_value = "auto")]
+    pub segments: Option<usize>,
+
+    /// Expected share of anomalies in the baseline (Isolation Forest threshold)
+    #[arg(long, default_value_t = 0.05)]
+    pub contamination: f64,
+
+    /// Seed of the models
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Prefix of the stored models' names (<NAME>_segments, <NAME>_iforest)
+    #[arg(long, default_value = "watch", value_name = "NAME")]
+    pub model: String,
+
+    /// Stop after judging this many windows [default: until Ctrl-C]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub windows: Option<u64>,
+
+    /// Replay snapshots recorded with capture --record instead of reading this host
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+
+    /// Socket table reader [default: sockdiag on Linux, netstat2 elsewhere]
+    #[arg(long, value_enum)]
+    pub sockets: Option<SocketBackend>,
+}
+
+/// `auto` or a positive number of segments.
+pub fn parse_segments(text: &str) -> Result<Option<usize>, String> {
+    match text.trim() {
+        "auto" => Ok(None),
+        t => t
+            .parse::<usize>()
+            .ok()
+            .filter(|k| *k >= 1)
+            .map(Some)
+            .ok_or_else(|| format!("'{text}': expected auto or a number of segments (at least 1)")),
+    }
+}
+
+/// Options of `insights`.
+#[derive(Debug, Args, Clone)]
+pub struct InsightsArgs {
+    /// Output format of the findings [default: the session's]
+    #[arg(long, value_enum)]
+    pub format: Option<OutputMode>,
 }
 
 /// One shell dot command, parsed from the words after the dot.

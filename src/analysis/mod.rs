@@ -17,6 +17,7 @@ pub mod features;
 pub mod iforest;
 pub mod kmeans;
 pub mod pca;
+pub mod policy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -560,6 +561,12 @@ pub fn stages_sql() -> String {
             )
         })
         .collect();
+    let mut rows = rows;
+    rows.push(format!(
+        "('policy', {}, 'verdicts, policy_baseline', 'flow_features', {})",
+        quote_literal(policy::ABOUT),
+        quote_literal(policy::PARAMS_HELP)
+    ));
     format!(
         "SELECT * FROM (VALUES {}) AS stages(stage, about, tables, default_source, params)",
         rows.join(", ")

@@ -6,6 +6,7 @@
 
 pub mod repl;
 pub mod split;
+pub mod watch;
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -22,7 +23,7 @@ use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
 use crate::cli::{
     CaptureArgs, DemoArgs, DomainCommand, DotCommand, DotLine, ExportArgs, GeoArgs, GeoCommand, OutputMode,
-    RetrainArgs, ScoreArgs, TrainArgs,
+    InsightsArgs, RetrainArgs, ScoreArgs, TrainArgs,
 };
 use crate::error::{Error, Result};
 use crate::geo;
@@ -448,6 +449,8 @@ impl Session {
             DomainCommand::Retrain(args) => self.retrain(args),
             DomainCommand::Models(args) => self.execute_sql(&analysis::models_sql(args.all)),
             DomainCommand::Stages => self.execute_sql(&analysis::stages_sql()),
+            DomainCommand::Watch(args) => watch::run(&self.store, &args),
+            DomainCommand::Insights(args) => self.insights(args),
         }
     }
 
@@ -482,7 +485,59 @@ impl Session {
         }
     }
 
+    fn insights(&mut self, args: InsightsArgs) -> Result<()> {
+        let findings = report::insights::insights(&self.store)?;
+        let sql = report::insights::findings_sql(&findings);
+        match args.format {
+            Some(mode) => {
+                let saved = self.settings.mode;
+                self.settings.mode = mode;
+                let result = self.execute_sql(&sql);
+                self.settings.mode = saved;
+                result
+            }
+            None => self.execute_sql(&sql),
+        }
+    }
+
+    fn train_policy(&mut self, args: TrainArgs) -> Result<()> {
+        if !args.features.is_empty() || args.label.is_some() || args.id.is_some() {
+            return Err(Error::Usage(
+                "policy chooses its features and keys itself; use --exclude to leave columns out".to_string(),
+            ));
+        }
+        let set = analysis::parse_set(&args.set)?;
+        let request = analysis::policy::PolicyRequest::from_set(args.on, args.model, args.seed, args.exclude, &set)?;
+        let summary = self.with_spinner("training the baseline and judging", || {
+            analysis::policy::run(&self.store, &request, Utc::now())
+        })?;
+        eprintln!(
+            "policy: baseline of {} rows before {} (segments run {}, iforest run {}); judged {} rows: {}; {} high risk (run {})",
+            summary.baseline_rows,
+            summary.split,
+            summary.segments.run_id,
+            summary.iforest.run_id,
+            summary.judged_rows,
+            summary
+                .verdicts
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            summary.high_risk,
+            summary.run_id
+        );
+        self.execute_sql(&format!(
+            "SELECT verdict, risk, src_ip, dst_ip, processes, reason FROM verdicts WHERE run_id = {} \
+             ORDER BY risk DESC, score DESC, flow_id LIMIT 20",
+            summary.run_id
+        ))
+    }
+
     fn train(&mut self, args: TrainArgs) -> Result<()> {
+        if args.stage.eq_ignore_ascii_case("policy") {
+            return self.train_policy(args);
+        }
         let request = analysis::TrainRequest {
             stage: args.stage,
             source: args.on,

@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "datasets",
         sql: include_str!("../../sql/006_datasets.sql"),
     },
+    Migration {
+        version: 7,
+        name: "policy",
+        sql: include_str!("../../sql/007_policy.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "

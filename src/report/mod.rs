@@ -1,5 +1,8 @@
-//! Summaries of what the store holds, as SQL the shell renders: for now, what a capture run
-//! saw. Reads only; the queries are plain SQL so an analyst can copy and adapt them.
+//! Summaries of what the store holds, as SQL the shell renders: what a capture run saw, and
+//! [`insights`] (findings and recommended actions from the latest runs). Reads only; the
+//! queries are plain SQL so an analyst can copy and adapt them.
+
+pub mod insights;
 
 /// Titled queries summarising the snapshots `first..=last`.
 pub fn capture_summary(first: i64, last: i64) -> Vec<(&'static str, String)> {

@@ -1,0 +1,660 @@
+//! The `policy` stage: prototype 000's policy inference as a table. A baseline (the source's rows
+//! before a split time) defines the trusted flows, ports and protocols and each flow's usual
+//! segment; every newer row (a flow in a later window) gets a verdict:
+//!
+//! - **Anomalous**: the Isolation Forest trained on the baseline flags it (score >= threshold);
+//! - **New Flow**: its host and src -> dst pair never occurs in the baseline;
+//! - **Segment Drift**: the K-Means model trained on the baseline puts it in another segment
+//!   than the flow's most frequent baseline segment;
+//! - **Trusted**: none of these.
+//!
+//! The first that applies wins, in that order. The risk score (0..100) combines the three:
+//! `risk = 100 * (0.5 * a + 0.3 * n + 0.2 * d)` where `a = clamp((score - m) / (t - m), 0, 1)`
+//! (m = median baseline score, t = threshold: 0 for a typical flow, 1 at the threshold),
+//! `n = 1` for a new flow, 0.5 for a known flow on a port or protocol the baseline never used,
+//! else 0, and `d = 1` on segment drift. Rows with risk >= [`HIGH_RISK`] are high risk.
+//!
+//! It composes the framework instead of being a [`super::Stage`]: it trains `kmeans` and
+//! `iforest` on the baseline (two ordinary, stored, versioned models), scores the newer rows
+//! with both, and writes `verdicts` and `policy_baseline` plus a `model_runs` row in one
+//! transaction. The two training runs are complete runs of their own and stay stored when a
+//! later step fails. May touch: the store, through the framework and the policy tables.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use super::features::{Selection, Source};
+use super::{in_transaction, next_run_id, score, train, RunSummary, ScoreRequest, TrainRequest};
+use crate::error::{Error, Result};
+use crate::store::{quote_ident, quote_literal, Store};
+
+/// One line for `stages`.
+pub const ABOUT: &str = "Policy verdicts (prototype 000): baseline segments and Isolation Forest, then each newer flow Trusted, New Flow, Segment Drift or Anomalous with a risk score";
+
+/// Its `--set` parameters, for `stages`.
+pub const PARAMS_HELP: &str = "split=TIMESTAMP (default: the newest window is judged), segments=auto|K, contamination=0.05";
+
+/// Risk at and above which a verdict counts as high risk.
+pub const HIGH_RISK: i64 = 60;
+
+/// Columns a policy source must have.
+const REQUIRED: [&str; 3] = ["window_start", "src_ip", "dst_ip"];
+
+/// Key and bookkeeping columns that are never features.
+const NOT_FEATURES: [&str; 7] = ["flow_id", "window_start", "host", "src_ip", "dst_ip", "first_seen", "last_seen"];
+
+/// `train policy ...`.
+#[derive(Debug, Clone)]
+pub struct PolicyRequest {
+    /// Feature source with window_start, src_ip, dst_ip (default `flow_features`).
+    pub source: String,
+    /// Rows before this time are the baseline, the rest are judged; None: the newest window is
+    /// judged against everything before it.
+    pub split: Option<NaiveDateTime>,
+    /// K-Means k; None chooses it by the elbow method.
+    pub segments: Option<usize>,
+    pub contamination: f64,
+    pub seed: u64,
+    /// Prefix of the two model names (`<prefix>_segments`, `<prefix>_iforest`).
+    pub model: String,
+    /// Further columns that are not features.
+    pub exclude: Vec<String>,
+}
+
+impl PolicyRequest {
+    /// Reads `--set` keys: split (a timestamp), segments (auto or k), contamination.
+    pub fn from_set(
+        source: Option<String>,
+        model: Option<String>,
+        seed: u64,
+        exclude: Vec<String>,
+        set: &BTreeMap<String, String>,
+    ) -> Result<Self> {
+        for key in set.keys() {
+            if !matches!(key.as_str(), "split" | "segments" | "k" | "contamination") {
+                return Err(Error::Usage(format!(
+                    "policy has no parameter '{key}'\n  hint: policy takes split=TIMESTAMP, segments=auto|K, contamination=0.05"
+                )));
+            }
+        }
+        let split = set
+            .get("split")
+            .map(|s| parse_timestamp(s))
+            .transpose()?;
+        let segments = match set.get("segments").or_else(|| set.get("k")).map(String::as_str) {
+            None | Some("auto") => None,
+            Some(k) => Some(k.parse::<usize>().ok().filter(|k| *k >= 1).ok_or_else(|| {
+                Error::Usage(format!("segments={k}: expected auto or a whole number of segments, at least 1"))
+            })?),
+        };
+        let contamination = match set.get("contamination") {
+            None => 0.05,
+            Some(c) => c.parse::<f64>().ok().filter(|c| *c > 0.0 && *c <= 0.5).ok_or_else(|| {
+                Error::Usage(format!("contamination={c}: expected a share above 0 and at most 0.5"))
+            })?,
+        };
+        Ok(PolicyRequest {
+            source: source.unwrap_or_else(|| "flow_features".to_string()),
+            split,
+            segments,
+            contamination,
+            seed,
+            model: model.unwrap_or_else(|| "policy".to_string()),
+            exclude,
+        })
+    }
+}
+
+/// Parses `2026-03-01 12:00:00` (or with a `T`, or a date alone), UTC.
+pub fn parse_timestamp(text: &str) -> Result<NaiveDateTime> {
+    let t = text.trim().trim_end_matches('Z').trim_end_matches(" UTC");
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+        if let Ok(ts) = NaiveDateTime::parse_from_str(t, format) {
+            return Ok(ts);
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default());
+    }
+    Err(Error::Usage(format!(
+        "'{text}' is not a time; write e.g. 2026-03-01 12:00:00 (UTC)"
+    )))
+}
+
+/// What a policy run did.
+#[derive(Debug, Clone)]
+pub struct PolicySummary {
+    pub run_id: i64,
+    pub split: NaiveDateTime,
+    pub baseline_rows: u64,
+    pub judged_rows: u64,
+    /// Verdict -> rows.
+    pub verdicts: BTreeMap<String, u64>,
+    pub high_risk: u64,
+    pub segments: RunSummary,
+    pub iforest: RunSummary,
+}
+
+/// Trains on the baseline, judges the newer rows, writes `verdicts`. See the module doc.
+pub fn run(store: &Store, request: &PolicyRequest, now: DateTime<Utc>) -> Result<PolicySummary> {
+    let started = Instant::now();
+    let source = PolicySource::open(store, &request.source)?;
+    let split = match request.split {
+        Some(s) => s,
+        None => source.newest_window(store)?,
+    };
+    let baseline = train_baseline(store, &source, split, request, now)?;
+    let judged = judge(store, &baseline, &source.rows_from(split), request, started, now)?;
+    Ok(PolicySummary {
+        run_id: judged.run_id,
+        split,
+        baseline_rows: baseline.rows,
+        judged_rows: judged.rows,
+        verdicts: judged.verdicts,
+        high_risk: judged.high_risk,
+        segments: baseline.segments,
+        iforest: baseline.iforest,
+    })
+}
+
+/// A checked policy source: the SQL that reads it with a `flow_id` and `policy_host` added.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    pub text: String,
+    keyed: String,
+    columns: Vec<String>,
+}
+
+impl PolicySource {
+    /// Checks that `text` (a relation or query) has window_start, src_ip and dst_ip.
+    pub fn open(store: &Store, text: &str) -> Result<Self> {
+        let source_sql = match Source::parse(text) {
+            Source::Relation(name) => {
+                if !store.relation_exists(&name)? {
+                    return Err(Error::UnknownTable { name });
+                }
+                format!("SELECT * FROM {}", quote_ident(&name))
+            }
+            Source::Query(q) => format!("SELECT * FROM ({q})"),
+        };
+        let columns = describe(store, &source_sql)?;
+        let has = |c: &str| columns.iter().any(|x| x.eq_ignore_ascii_case(c));
+        let missing: Vec<&str> = REQUIRED.iter().copied().filter(|c| !has(c)).collect();
+        if !missing.is_empty() {
+            return Err(Error::FeatureSource {
+                input: super::features::short(text),
+                reason: format!(
+                    "lacks {} (policy judges flows src_ip -> dst_ip per time window; flow_features, active_flow_features and imported_flow_features have them)",
+                    missing.join(", ")
+                ),
+            });
+        }
+        let host_expr = if has("host") { "CAST(host AS VARCHAR)" } else { "''" };
+        let keyed = if has("flow_id") {
+            format!("SELECT *, {host_expr} AS policy_host FROM ({source_sql})")
+        } else {
+            format!(
+                "SELECT *, {host_expr} AS policy_host, concat_ws(' ', {host_expr}, src_ip, '->', dst_ip, '@', window_start) AS flow_id FROM ({source_sql})"
+            )
+        };
+        Ok(PolicySource {
+            text: text.to_string(),
+            keyed,
+            columns,
+        })
+    }
+
+    fn has(&self, column: &str) -> bool {
+        self.columns.iter().any(|x| x.eq_ignore_ascii_case(column))
+    }
+
+    /// Start of the newest window: by default the newest window is judged against the rest.
+    pub fn newest_window(&self, store: &Store) -> Result<NaiveDateTime> {
+        let newest: Option<NaiveDateTime> = store
+            .conn()
+            .query_row(
+                &format!("SELECT max(CAST(window_start AS TIMESTAMP)) FROM ({})", self.keyed),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(Error::sql)?;
+        newest.ok_or_else(|| Error::FeatureSource {
+            input: super::features::short(&self.text),
+            reason: "has no rows: capture or import some traffic first".to_string(),
+        })
+    }
+
+    fn split_sql(at: NaiveDateTime) -> String {
+        format!("TIMESTAMP {}", quote_literal(&at.format("%Y-%m-%d %H:%M:%S%.f").to_string()))
+    }
+
+    /// The rows before `split`.
+    pub fn rows_before(&self, split: NaiveDateTime) -> String {
+        format!("SELECT * FROM ({}) WHERE window_start < {}", self.keyed, Self::split_sql(split))
+    }
+
+    /// The rows at or after `split`.
+    pub fn rows_from(&self, split: NaiveDateTime) -> String {
+        format!("SELECT * FROM ({}) WHERE window_start >= {}", self.keyed, Self::split_sql(split))
+    }
+
+    /// The rows of windows in `[from, to)`.
+    pub fn rows_between(&self, from: NaiveDateTime, to: NaiveDateTime) -> String {
+        format!(
+            "SELECT * FROM ({}) WHERE window_start >= {} AND window_start < {}",
+            self.keyed,
+            Self::split_sql(from),
+            Self::split_sql(to)
+        )
+    }
+}
+
+/// The models a baseline trained, and what judging needs of it.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    pub sql: String,
+    pub rows: u64,
+    pub segments: RunSummary,
+    pub iforest: RunSummary,
+    pub threshold: f64,
+    pub k: Option<i64>,
+    has_protocol: bool,
+    has_ports: bool,
+    has_processes: bool,
+}
+
+/// Trains the segment and anomaly models on the source's rows before `split`.
+pub fn train_baseline(
+    store: &Store,
+    source: &PolicySource,
+    split: NaiveDateTime,
+    request: &PolicyRequest,
+    now: DateTime<Utc>,
+) -> Result<Baseline> {
+    let sql = source.rows_before(split);
+    let rows = count(store, &sql)?;
+    if rows < 2 {
+        return Err(Error::FeatureSource {
+            input: super::features::short(&source.text),
+            reason: format!(
+                "has {rows} row(s) before {split}: a baseline needs at least 2 flows (capture longer, or set split=TIME later)"
+            ),
+        });
+    }
+    let mut exclude: Vec<String> = NOT_FEATURES.iter().filter(|c| source.has(c)).map(|c| c.to_string()).collect();
+    exclude.extend(["flow_id".to_string(), "policy_host".to_string()]);
+    exclude.extend(request.exclude.iter().cloned());
+    exclude.sort();
+    exclude.dedup();
+    let selection = Selection {
+        features: Vec::new(),
+        exclude,
+        id: Some("flow_id".to_string()),
+        label: None,
+    };
+    let mut kmeans_set = BTreeMap::new();
+    kmeans_set.insert(
+        "k".to_string(),
+        request.segments.map_or("auto".to_string(), |k| k.to_string()),
+    );
+    let segments = train(
+        store,
+        &TrainRequest {
+            stage: "kmeans".to_string(),
+            source: Some(sql.clone()),
+            selection: selection.clone(),
+            model: Some(format!("{}_segments", request.model)),
+            seed: request.seed,
+            set: kmeans_set,
+        },
+        now,
+    )?;
+    let mut iforest_set = BTreeMap::new();
+    iforest_set.insert("contamination".to_string(), request.contamination.to_string());
+    let iforest = train(
+        store,
+        &TrainRequest {
+            stage: "iforest".to_string(),
+            source: Some(sql.clone()),
+            selection,
+            model: Some(format!("{}_iforest", request.model)),
+            seed: request.seed,
+            set: iforest_set,
+        },
+        now,
+    )?;
+    let threshold = iforest.metrics.get("threshold").and_then(Value::as_f64).ok_or_else(|| Error::Sql {
+        message: "the iforest run reported no threshold".to_string(),
+    })?;
+    Ok(Baseline {
+        sql,
+        rows,
+        k: segments.metrics.get("k").and_then(Value::as_i64),
+        segments,
+        iforest,
+        threshold,
+        has_protocol: source.has("protocol"),
+        has_ports: source.has("remote_port_min") && source.has("remote_port_max"),
+        has_processes: source.has("host") && source.has("last_seen") && store.relation_exists("connections")?,
+    })
+}
+
+/// What one judging did.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub run_id: i64,
+    pub rows: u64,
+    pub verdicts: BTreeMap<String, u64>,
+    pub high_risk: u64,
+}
+
+/// Scores `judged_sql`'s rows with the baseline's models and writes their verdicts (one
+/// policy run). No rows: nothing is written and `Ok(None)`-like empty counts are returned.
+pub fn judge(
+    store: &Store,
+    baseline: &Baseline,
+    judged_sql: &str,
+    request: &PolicyRequest,
+    started: Instant,
+    now: DateTime<Utc>,
+) -> Result<Judged> {
+    let rows = count(store, judged_sql)?;
+    if rows == 0 {
+        return Err(Error::FeatureSource {
+            input: super::features::short(&request.source),
+            reason: "has no rows to judge after the baseline (set split=TIME earlier, or capture longer)".to_string(),
+        });
+    }
+    let tag = next_scratch_tag(store)?;
+    let scratch_segments = format!("__netlens_policy_{tag}_segments");
+    let scratch_scores = format!("__netlens_policy_{tag}_scores");
+    let cleanup = || {
+        for t in [&scratch_segments, &scratch_scores] {
+            let _ = store.conn().execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(t)));
+        }
+    };
+    let scored = (|| -> Result<()> {
+        for (summary, into) in [(&baseline.segments, &scratch_segments), (&baseline.iforest, &scratch_scores)] {
+            score(
+                store,
+                &ScoreRequest {
+                    model: format!("{}@{}", summary.model, summary.version),
+                    source: judged_sql.to_string(),
+                    into: Some(into.clone()),
+                    label: None,
+                    id: Some("flow_id".to_string()),
+                },
+                now,
+            )?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = scored {
+        cleanup();
+        return Err(e);
+    }
+    let written = write_verdicts(
+        store,
+        &VerdictInputs {
+            baseline_sql: &baseline.sql,
+            scratch_segments: &scratch_segments,
+            scratch_scores: &scratch_scores,
+            segments_run: baseline.segments.run_id,
+            iforest_run: baseline.iforest.run_id,
+            threshold: baseline.threshold,
+            has_protocol: baseline.has_protocol,
+            has_ports: baseline.has_ports,
+            has_processes: baseline.has_processes,
+        },
+        request,
+        (baseline.rows, rows),
+        started,
+        now,
+    );
+    cleanup();
+    let (run_id, verdicts, high_risk) = written?;
+    Ok(Judged {
+        run_id,
+        rows,
+        verdicts,
+        high_risk,
+    })
+}
+
+fn next_scratch_tag(store: &Store) -> Result<i64> {
+    store
+        .conn()
+        .query_row("SELECT nextval('analysis_run_ids')", [], |r| r.get(0))
+        .map_err(Error::sql)
+}
+
+struct VerdictInputs<'a> {
+    baseline_sql: &'a str,
+    scratch_segments: &'a str,
+    scratch_scores: &'a str,
+    segments_run: i64,
+    iforest_run: i64,
+    threshold: f64,
+    has_protocol: bool,
+    has_ports: bool,
+    has_processes: bool,
+}
+
+type Written = (i64, BTreeMap<String, u64>, u64);
+
+fn write_verdicts(
+    store: &Store,
+    v: &VerdictInputs,
+    request: &PolicyRequest,
+    (baseline_rows, judged_rows): (u64, u64),
+    started: Instant,
+    now: DateTime<Utc>,
+) -> Result<Written> {
+    in_transaction(store, |conn| {
+        let run_id = next_run_id(conn)?;
+        let write_started = Instant::now();
+        let seg = quote_ident(v.scratch_segments);
+        let sco = quote_ident(v.scratch_scores);
+        let base = v.baseline_sql;
+        let protocol_col = if v.has_protocol { "CAST(l.protocol AS VARCHAR)" } else { "NULL" };
+        let new_protocol = if v.has_protocol {
+            "l.protocol IS NOT NULL AND CAST(l.protocol AS VARCHAR) NOT IN (SELECT value FROM base_protocols)"
+        } else {
+            "false"
+        };
+        let new_port = if v.has_ports {
+            "(l.remote_port_min IS NOT NULL AND l.remote_port_min NOT IN (SELECT port FROM base_ports)) OR \
+             (l.remote_port_max IS NOT NULL AND l.remote_port_max NOT IN (SELECT port FROM base_ports))"
+        } else {
+            "false"
+        };
+        let base_protocols = if v.has_protocol {
+            format!("SELECT DISTINCT CAST(protocol AS VARCHAR) AS value FROM ({base}) WHERE protocol IS NOT NULL")
+        } else {
+            "SELECT NULL::VARCHAR AS value WHERE false".to_string()
+        };
+        let base_ports = if v.has_ports {
+            format!(
+                "SELECT DISTINCT port FROM (SELECT remote_port_min AS port FROM ({base}) UNION ALL SELECT remote_port_max FROM ({base})) WHERE port IS NOT NULL"
+            )
+        } else {
+            "SELECT NULL::BIGINT AS port WHERE false".to_string()
+        };
+        let processes = if v.has_processes {
+            "(SELECT string_agg(DISTINCT c.process_name, ', ' ORDER BY c.process_name) FROM connections c \
+              WHERE c.host = l.host AND c.local_addr = l.src_ip AND c.remote_addr = l.dst_ip \
+                AND c.first_seen <= l.last_seen AND c.last_seen >= l.window_start)"
+        } else {
+            "NULL"
+        };
+        let t = v.threshold;
+        let sql = format!(
+            "CREATE TEMP TABLE __netlens_policy_judged AS
+             WITH base_rows AS ({base}),
+                  base_segments AS (
+                      SELECT b.policy_host, b.src_ip, b.dst_ip, mode(s.segment) AS segment, count(*) AS windows
+                      FROM segments s JOIN base_rows b ON s.id = b.flow_id
+                      WHERE s.run_id = {seg_run} GROUP BY ALL),
+                  base_protocols AS ({base_protocols}),
+                  base_ports AS ({base_ports}),
+                  med AS (SELECT coalesce(median(score), 0) AS m FROM anomaly_scores WHERE run_id = {if_run}),
+                  judged AS (
+                      SELECT l.flow_id, l.window_start, l.policy_host AS host, CAST(l.src_ip AS VARCHAR) AS src_ip,
+                             CAST(l.dst_ip AS VARCHAR) AS dst_ip, {protocol_col} AS protocol,
+                             g.segment, b.segment AS baseline_segment, l.score, l.is_anomaly,
+                             b.src_ip IS NULL AS new_flow,
+                             coalesce({new_port}, false) AS new_port,
+                             coalesce({new_protocol}, false) AS new_protocol,
+                             coalesce(b.segment IS NOT NULL AND b.segment <> g.segment, false) AS drift,
+                             {processes} AS processes
+                      FROM {sco} AS l
+                      JOIN {seg} AS g ON g.flow_id = l.flow_id
+                      LEFT JOIN base_segments b
+                        ON b.policy_host = l.policy_host AND b.src_ip = l.src_ip AND b.dst_ip = l.dst_ip)
+             SELECT {run_id} AS run_id, j.*,
+                    CASE WHEN is_anomaly THEN 'Anomalous' WHEN new_flow THEN 'New Flow'
+                         WHEN drift THEN 'Segment Drift' ELSE 'Trusted' END AS verdict,
+                    CAST(round(100 * (
+                        0.5 * (CASE WHEN {t} > med.m THEN greatest(0, least(1, (score - med.m) / ({t} - med.m)))
+                                    ELSE CAST(score >= {t} AS INTEGER) END)
+                      + 0.3 * (CASE WHEN new_flow THEN 1 WHEN new_port OR new_protocol THEN 0.5 ELSE 0 END)
+                      + 0.2 * CAST(drift AS INTEGER))) AS INTEGER) AS risk,
+                    concat_ws('; ',
+                        CASE WHEN is_anomaly THEN printf('anomaly score %.3f >= threshold %.3f', score, {t}) END,
+                        CASE WHEN new_flow THEN 'flow not seen in the baseline' END,
+                        CASE WHEN new_port THEN 'remote port not seen in the baseline' END,
+                        CASE WHEN new_protocol THEN 'protocol not seen in the baseline' END,
+                        CASE WHEN drift THEN printf('segment %d, usually %d', segment, baseline_segment) END) AS reason
+             FROM judged j, med",
+            seg_run = v.segments_run,
+            if_run = v.iforest_run,
+        );
+        conn.execute_batch("DROP TABLE IF EXISTS __netlens_policy_judged").map_err(Error::sql)?;
+        conn.execute_batch(&sql).map_err(Error::sql)?;
+        conn.execute_batch(
+            "INSERT INTO verdicts BY NAME SELECT * FROM __netlens_policy_judged;
+             DROP TABLE __netlens_policy_judged;",
+        )
+        .map_err(Error::sql)?;
+        conn.execute_batch(&format!(
+            "INSERT INTO policy_baseline
+             SELECT {run_id}, 'flow', b.policy_host || ' ' || CAST(b.src_ip AS VARCHAR) || ' -> ' || CAST(b.dst_ip AS VARCHAR),
+                    mode(s.segment), count(*)
+             FROM segments s JOIN ({base}) b ON s.id = b.flow_id WHERE s.run_id = {seg_run} GROUP BY ALL;
+             INSERT INTO policy_baseline SELECT {run_id}, 'protocol', value, NULL, NULL FROM ({base_protocols});
+             INSERT INTO policy_baseline SELECT {run_id}, 'port', CAST(port AS VARCHAR), NULL, NULL FROM ({base_ports});",
+            seg_run = v.segments_run,
+        ))
+        .map_err(Error::sql)?;
+
+        let mut verdicts = BTreeMap::new();
+        {
+            let mut stmt = conn
+                .prepare("SELECT verdict, count(*) FROM verdicts WHERE run_id = ? GROUP BY verdict")
+                .map_err(Error::sql)?;
+            let rows = stmt
+                .query_map([run_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(Error::sql)?;
+            for row in rows {
+                let (k, n) = row.map_err(Error::sql)?;
+                verdicts.insert(k, u64::try_from(n).unwrap_or(0));
+            }
+        }
+        let high_risk: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM verdicts WHERE run_id = ? AND risk >= ?",
+                duckdb::params![run_id, HIGH_RISK],
+                |r| r.get(0),
+            )
+            .map_err(Error::sql)?;
+        let rows_out: u64 = verdicts.values().sum();
+        if rows_out != judged_rows {
+            return Err(Error::Sql {
+                message: format!(
+                    "policy judged {rows_out} rows but the source has {judged_rows} after the split; flow_id must be unique per row"
+                ),
+            });
+        }
+        let mut metrics = Map::new();
+        metrics.insert("baseline_rows".into(), json!(baseline_rows));
+        metrics.insert("threshold".into(), json!(v.threshold));
+        metrics.insert("high_risk".into(), json!(high_risk));
+        metrics.insert("verdicts".into(), json!(verdicts));
+        metrics.insert("segments_run".into(), json!(v.segments_run));
+        metrics.insert("iforest_run".into(), json!(v.iforest_run));
+        let params = json!({
+            "split": request.split.map(|s| s.to_string()),
+            "segments": request.segments.map_or(json!("auto"), |k| json!(k)),
+            "contamination": request.contamination,
+            "seed": request.seed,
+        });
+        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        conn.execute(
+            "INSERT INTO model_runs (run_id, kind, stage, model, version, params, input, id_column, label_column,
+                 features, rows_in, rows_out, imputed, load_ms, fit_ms, score_ms, write_ms, metrics, into_table, started_at)
+             VALUES (?, 'train', 'policy', ?, 0, ?, ?, 'flow_id', NULL, 0, ?, ?, 0, 0, ?, 0, ?, ?, NULL, ?)",
+            duckdb::params![
+                run_id,
+                request.model,
+                params.to_string(),
+                request.source,
+                i64::try_from(judged_rows).unwrap_or(i64::MAX),
+                i64::try_from(rows_out).unwrap_or(i64::MAX),
+                elapsed,
+                write_started.elapsed().as_secs_f64() * 1000.0,
+                Value::Object(metrics).to_string(),
+                now.naive_utc()
+            ],
+        )
+        .map_err(Error::sql)?;
+        Ok((run_id, verdicts, u64::try_from(high_risk).unwrap_or(0)))
+    })
+}
+
+fn describe(store: &Store, sql: &str) -> Result<Vec<String>> {
+    let mut stmt = store
+        .conn()
+        .prepare(&format!("DESCRIBE {sql}"))
+        .map_err(Error::sql)?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(Error::sql)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::sql)
+}
+
+fn count(store: &Store, sql: &str) -> Result<u64> {
+    let n: i64 = store
+        .conn()
+        .query_row(&format!("SELECT count(*) FROM ({sql})"), [], |r| r.get(0))
+        .map_err(Error::sql)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_parse_in_the_usual_forms() {
+        let want = NaiveDateTime::parse_from_str("2026-03-01 12:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        for text in ["2026-03-01 12:00:00", "2026-03-01T12:00:00Z", "2026-03-01 12:00", "2026-03-01 12:00:00 UTC"] {
+            assert_eq!(parse_timestamp(text).unwrap(), want, "{text}");
+        }
+        assert!(parse_timestamp("noon").is_err());
+    }
+
+    #[test]
+    fn parameters_are_checked() {
+        let mut set = BTreeMap::new();
+        set.insert("segments".to_string(), "3".to_string());
+        set.insert("contamination".to_string(), "0.1".to_string());
+        let r = PolicyRequest::from_set(None, None, 1, Vec::new(), &set).unwrap();
+        assert_eq!((r.segments, r.contamination, r.source.as_str()), (Some(3), 0.1, "flow_features"));
+        set.insert("contamination".to_string(), "0.9".to_string());
+        assert!(PolicyRequest::from_set(None, None, 1, Vec::new(), &set).is_err());
+        let mut bad = BTreeMap::new();
+        bad.insert("kk".to_string(), "3".to_string());
+        assert!(PolicyRequest::from_set(None, None, 1, Vec::new(), &bad).is_err());
+    }
+}

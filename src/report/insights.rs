@@ -1,0 +1,396 @@
+//! `netlens insights`: prototype 000's security insights (key findings and recommended actions)
+//! over everything the latest runs stored: policy verdicts, anomaly scores, the detectors, the
+//! capture itself and geolocation. Each finding names its evidence as a query the analyst can
+//! run. Reads only; a table that does not exist yet (a stage never run) is simply skipped.
+
+use crate::error::{Error, Result};
+use crate::store::{quote_literal, Store};
+
+/// How urgent a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// One finding with what to do about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub area: &'static str,
+    pub finding: String,
+    pub recommendation: String,
+    /// A query showing the rows behind the finding.
+    pub evidence: String,
+}
+
+/// Policy verdict counts of one run, and its contamination.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VerdictStats {
+    pub run_id: i64,
+    pub flows: i64,
+    pub anomalies: i64,
+    pub new_flows: i64,
+    pub drift: i64,
+    pub high_risk: i64,
+    pub contamination: Option<f64>,
+    /// Riskiest flow: (flow, risk, verdict, processes, reason).
+    pub top: Option<(String, i64, String, String, String)>,
+    /// Segment with most flows and its share.
+    pub busiest_segment: Option<(i64, f64)>,
+}
+
+/// Recommendations from policy verdicts (pure, so the rules are tested without a store).
+pub fn verdict_findings(v: &VerdictStats) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let run = v.run_id;
+    if v.flows == 0 {
+        return out;
+    }
+    let share = v.anomalies as f64 / v.flows as f64;
+    if let Some((flow, risk, verdict, processes, reason)) = &v.top {
+        if *risk >= crate::analysis::policy::HIGH_RISK {
+            let owner = if processes.is_empty() { String::new() } else { format!(" ({processes})") };
+            out.push(Finding {
+                severity: Severity::High,
+                area: "policy",
+                finding: format!(
+                    "{} high-risk flow(s); the riskiest is {flow}{owner}: {verdict}, risk {risk}, {reason}",
+                    v.high_risk
+                ),
+                recommendation: "Investigate the high-risk flows first: who owns them, what they send, whether the peer is expected; block what is not".to_string(),
+                evidence: format!("SELECT * FROM verdicts WHERE run_id = {run} AND risk >= 60 ORDER BY risk DESC"),
+            });
+        }
+    }
+    if v.anomalies > 0 {
+        out.push(Finding {
+            severity: Severity::Medium,
+            area: "policy",
+            finding: format!(
+                "{} of {} flows ({:.1} %) are anomalous against the baseline",
+                v.anomalies,
+                v.flows,
+                100.0 * share
+            ),
+            recommendation: "Review the anomalous flows' reasons; a flow that is expected belongs in the next baseline (netlens retrain)".to_string(),
+            evidence: format!("SELECT * FROM verdicts WHERE run_id = {run} AND is_anomaly ORDER BY score DESC"),
+        });
+    }
+    if let Some(c) = v.contamination {
+        if v.flows >= 20 && share > 2.0 * c {
+            out.push(Finding {
+                severity: Severity::Low,
+                area: "tuning",
+                finding: format!(
+                    "the anomaly share ({:.1} %) is more than twice the contamination the model expects ({:.1} %)",
+                    100.0 * share,
+                    100.0 * c
+                ),
+                recommendation: "Traffic has changed since the baseline, or the baseline was too short: learn a longer baseline, or raise contamination if this traffic is normal".to_string(),
+                evidence: format!("SELECT verdict, count(*) FROM verdicts WHERE run_id = {run} GROUP BY ALL"),
+            });
+        } else if v.flows >= 50 && v.anomalies == 0 {
+            out.push(Finding {
+                severity: Severity::Info,
+                area: "tuning",
+                finding: format!("no anomaly among {} flows", v.flows),
+                recommendation: "If you expected some, lower the threshold: train with a higher contamination".to_string(),
+                evidence: format!("SELECT max(score) FROM verdicts WHERE run_id = {run}"),
+            });
+        }
+    }
+    if v.new_flows > 0 {
+        out.push(Finding {
+            severity: Severity::Medium,
+            area: "policy",
+            finding: format!("{} flow(s) were never seen in the baseline", v.new_flows),
+            recommendation: "Allow-list the new flows you expect (they join the next baseline); investigate the others".to_string(),
+            evidence: format!("SELECT src_ip, dst_ip, processes, risk FROM verdicts WHERE run_id = {run} AND new_flow ORDER BY risk DESC"),
+        });
+    }
+    if v.drift > 0 {
+        out.push(Finding {
+            severity: Severity::Low,
+            area: "policy",
+            finding: format!("{} known flow(s) moved to another segment (behaviour changed)", v.drift),
+            recommendation: "Check what changed for those flows (volume, ports, duration); retrain if the change is legitimate, or try another number of segments".to_string(),
+            evidence: format!("SELECT * FROM verdicts WHERE run_id = {run} AND drift"),
+        });
+    }
+    if let Some((segment, share)) = v.busiest_segment {
+        out.push(Finding {
+            severity: Severity::Info,
+            area: "segments",
+            finding: format!("segment {segment} holds {:.0} % of the judged flows", 100.0 * share),
+            recommendation: "See what sets it apart in segment_profiles".to_string(),
+            evidence: format!("SELECT * FROM latest_segment_profiles WHERE segment = {segment} ORDER BY rank"),
+        });
+    }
+    out
+}
+
+/// Every finding the store supports now, most severe first.
+pub fn insights(store: &Store) -> Result<Vec<Finding>> {
+    let mut out = Vec::new();
+    if let Some(v) = verdict_stats(store)? {
+        out.extend(verdict_findings(&v));
+    }
+    for detector in DETECTORS {
+        if let Some(f) = detector_finding(store, detector)? {
+            out.push(f);
+        }
+    }
+    out.extend(capture_findings(store)?);
+    if out.is_empty() {
+        out.push(Finding {
+            severity: Severity::Info,
+            area: "store",
+            finding: "nothing to report yet: no verdicts, detections or capture problems are stored".to_string(),
+            recommendation: "Capture (netlens capture or watch), import traffic, then run train policy or detect all".to_string(),
+            evidence: "SELECT count(*) FROM snapshots".to_string(),
+        });
+    }
+    out.sort_by_key(|f| f.severity);
+    Ok(out)
+}
+
+/// The findings as one query, so every output mode (table, json, csv, ...) renders them.
+pub fn findings_sql(findings: &[Finding]) -> String {
+    let rows: Vec<String> = findings
+        .iter()
+        .map(|f| {
+            format!(
+                "({}, {}, {}, {}, {})",
+                quote_literal(f.severity.as_str()),
+                quote_literal(f.area),
+                quote_literal(&f.finding),
+                quote_literal(&f.recommendation),
+                quote_literal(&f.evidence)
+            )
+        })
+        .collect();
+    format!(
+        "SELECT * FROM (VALUES {}) AS insights(severity, area, finding, recommendation, evidence)",
+        rows.join(", ")
+    )
+}
+
+fn verdict_stats(store: &Store) -> Result<Option<VerdictStats>> {
+    if !store.relation_exists("verdicts")? {
+        return Ok(None);
+    }
+    let conn = store.conn();
+    let run: Option<i64> = conn
+        .query_row("SELECT max(run_id) FROM verdicts", [], |r| r.get(0))
+        .map_err(Error::sql)?;
+    let Some(run_id) = run else { return Ok(None) };
+    let (flows, anomalies, new_flows, drift, high_risk) = conn
+        .query_row(
+            "SELECT count(*), count(*) FILTER (is_anomaly), count(*) FILTER (new_flow),
+                    count(*) FILTER (verdict = 'Segment Drift'), count(*) FILTER (risk >= ?)
+             FROM verdicts WHERE run_id = ?",
+            duckdb::params![crate::analysis::policy::HIGH_RISK, run_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .map_err(Error::sql)?;
+    let contamination: Option<f64> = conn
+        .query_row(
+            "SELECT TRY_CAST(json_value_contamination AS DOUBLE) FROM (
+                 SELECT regexp_extract(params, '\"contamination\":\\s*([0-9.eE+-]+)', 1) AS json_value_contamination
+                 FROM model_runs WHERE run_id = ?)",
+            [run_id],
+            |r| r.get(0),
+        )
+        .map_err(Error::sql)?;
+    let top = conn
+        .query_row(
+            "SELECT src_ip || ' -> ' || dst_ip, risk, verdict, coalesce(processes, ''), reason
+             FROM verdicts WHERE run_id = ? ORDER BY risk DESC, score DESC, flow_id LIMIT 1",
+            [run_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .map_err(Error::sql)?;
+    let busiest = conn
+        .query_row(
+            "SELECT segment, count(*) / sum(count(*)) OVER () FROM verdicts WHERE run_id = ?
+             GROUP BY segment ORDER BY count(*) DESC, segment LIMIT 1",
+            [run_id],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
+        )
+        .map_err(Error::sql)?;
+    Ok(Some(VerdictStats {
+        run_id,
+        flows,
+        anomalies,
+        new_flows,
+        drift,
+        high_risk,
+        contamination,
+        top: Some(top),
+        busiest_segment: Some(busiest),
+    }))
+}
+
+/// A detector's latest result table, how to describe its top row, and what to do.
+struct Detector {
+    table: &'static str,
+    severity: Severity,
+    describe: &'static str,
+    order: &'static str,
+    recommendation: &'static str,
+}
+
+/// Filled in with each detector's columns; a detector whose table does not exist is skipped.
+const DETECTORS: &[Detector] = &[];
+
+fn detector_finding(store: &Store, d: &Detector) -> Result<Option<Finding>> {
+    let latest = format!("latest_{}", d.table);
+    if !store.relation_exists(&latest)? {
+        return Ok(None);
+    }
+    let conn = store.conn();
+    let rows: i64 = conn
+        .query_row(&format!("SELECT count(*) FROM {latest}"), [], |r| r.get(0))
+        .map_err(Error::sql)?;
+    if rows == 0 {
+        return Ok(None);
+    }
+    let top: String = conn
+        .query_row(
+            &format!("SELECT {} FROM {latest} ORDER BY {} LIMIT 1", d.describe, d.order),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(Error::sql)?;
+    Ok(Some(Finding {
+        severity: d.severity,
+        area: "detect",
+        finding: format!("{rows} {} row(s); first: {top}", d.table),
+        recommendation: d.recommendation.to_string(),
+        evidence: format!("SELECT * FROM {latest} ORDER BY {}", d.order),
+    }))
+}
+
+fn capture_findings(store: &Store) -> Result<Vec<Finding>> {
+    let conn = store.conn();
+    let mut out = Vec::new();
+    let gaps: Option<String> = conn
+        .query_row(
+            "SELECT any_value(notes) FROM (SELECT notes FROM snapshots WHERE notes IS NOT NULL ORDER BY snapshot_id DESC LIMIT 1)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(Error::sql)?;
+    if let Some(notes) = gaps {
+        out.push(Finding {
+            severity: Severity::Low,
+            area: "capture",
+            finding: format!("the newest snapshots miss data: {notes}"),
+            recommendation: "Capture as root (or with CAP_NET_ADMIN and CAP_SYS_PTRACE) to see every socket's owner and kernel counters".to_string(),
+            evidence: "SELECT snapshot_id, ts, notes FROM snapshots WHERE notes IS NOT NULL ORDER BY snapshot_id DESC".to_string(),
+        });
+    }
+    let stuck: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM connections WHERE NOT closed AND last_state IN ('CLOSE_WAIT', 'SYN_SENT') AND duration_s >= 60",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(Error::sql)?;
+    if stuck > 0 {
+        out.push(Finding {
+            severity: Severity::Low,
+            area: "tcp",
+            finding: format!("{stuck} open connection(s) stuck in CLOSE_WAIT or SYN_SENT for a minute or more"),
+            recommendation: "CLOSE_WAIT means the local program never closed its socket (a leak); a long SYN_SENT means an unreachable or filtering peer".to_string(),
+            evidence: "SELECT * FROM connections WHERE NOT closed AND last_state IN ('CLOSE_WAIT', 'SYN_SENT') ORDER BY duration_s DESC".to_string(),
+        });
+    }
+    if store.relation_exists("geo")? {
+        let pending: i64 = conn
+            .query_row(
+                "SELECT count(DISTINCT remote_addr) FROM connection_lifetimes
+                 WHERE remote_scope = 'public' AND remote_addr NOT IN (SELECT ip FROM geo)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(Error::sql)?;
+        if pending > 0 {
+            out.push(Finding {
+                severity: Severity::Info,
+                area: "geo",
+                finding: format!("{pending} public peer address(es) are not geolocated"),
+                recommendation: "Run netlens geo --mmdb GeoLite2-City.mmdb (offline) to see where peers are".to_string(),
+                evidence: "SELECT * FROM connections_geo WHERE geo_status IS NULL AND remote_scope = 'public'".to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats() -> VerdictStats {
+        VerdictStats {
+            run_id: 7,
+            flows: 100,
+            anomalies: 3,
+            new_flows: 2,
+            drift: 0,
+            high_risk: 1,
+            contamination: Some(0.05),
+            top: Some(("10.0.0.1 -> 203.0.113.9".into(), 85, "Anomalous".into(), "syncd".into(), "anomaly".into())),
+            busiest_segment: Some((1, 0.6)),
+        }
+    }
+
+    #[test]
+    fn high_risk_comes_with_its_flow_and_process() {
+        let f = verdict_findings(&stats());
+        assert_eq!(f[0].severity, Severity::High);
+        assert!(f[0].finding.contains("10.0.0.1 -> 203.0.113.9 (syncd)"), "{}", f[0].finding);
+        assert!(f.iter().any(|x| x.finding.contains("2 flow(s) were never seen")));
+        assert!(!f.iter().any(|x| x.area == "tuning"), "3 % is within 2 x 5 %");
+    }
+
+    #[test]
+    fn tuning_advice_when_the_share_is_off() {
+        let mut s = stats();
+        s.anomalies = 30;
+        assert!(verdict_findings(&s).iter().any(|x| x.area == "tuning" && x.finding.contains("more than twice")));
+        s.anomalies = 0;
+        s.top = Some(("a -> b".into(), 10, "Trusted".into(), String::new(), String::new()));
+        let f = verdict_findings(&s);
+        assert!(f.iter().any(|x| x.finding.contains("no anomaly among 100 flows")));
+        assert!(!f.iter().any(|x| x.severity == Severity::High));
+    }
+
+    #[test]
+    fn findings_render_as_one_query_with_quotes_escaped() {
+        let sql = findings_sql(&[Finding {
+            severity: Severity::Low,
+            area: "x",
+            finding: "it's".into(),
+            recommendation: "r".into(),
+            evidence: "SELECT 1".into(),
+        }]);
+        assert!(sql.contains("'it''s'"));
+        assert!(sql.ends_with("AS insights(severity, area, finding, recommendation, evidence)"));
+    }
+}

@@ -1,0 +1,290 @@
+//! `netlens watch`: prototype 000's whole workflow in one command. Capture a baseline window,
+//! train segments and the Isolation Forest on the flows active in it (the `policy` stage's
+//! baseline), then keep capturing: every window's active flows are judged (verdicts) and a
+//! terminal dashboard is redrawn (active flows, anomalies and their share, new flows, high-risk
+//! flows, the riskiest flows with process and reason), until Ctrl-C or `--windows N`.
+//!
+//! Everything the dashboard shows is a query over the store, so it is all there afterwards
+//! (`latest_verdicts`, `model_runs`). Off a terminal, one line per window replaces the redraw.
+//! This module drives capture and analysis through their public functions and only prints.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use chrono::{DurationRound, NaiveDateTime, TimeDelta, Utc};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
+
+use crate::analysis::policy::{self, Baseline, PolicyRequest, PolicySource, HIGH_RISK};
+use crate::capture::fixture::FixtureSource;
+use crate::capture::run::{self, Observer, Pace, RunReport};
+use crate::capture::system::{SocketBackend, SystemSource};
+use crate::capture::Source;
+use crate::cli::WatchArgs;
+use crate::error::{Error, Result};
+use crate::interrupt;
+use crate::store::snapshot::Stored;
+use crate::store::Store;
+
+/// Rows of the riskiest-flows table.
+const TOP_FLOWS: usize = 10;
+
+/// Runs the watch loop until Ctrl-C, `--windows`, or a finite source runs dry.
+pub fn run(store: &Store, args: &WatchArgs) -> Result<()> {
+    interrupt::clear();
+    if store.is_read_only() {
+        return Err(Error::Usage(
+            "watch captures and stores verdicts; it cannot run on a --read-only database\n  hint: drop --read-only"
+                .to_string(),
+        ));
+    }
+    if args.interval < Duration::from_secs(1) {
+        return Err(Error::Usage(format!(
+            "watch --interval {:?} is shorter than a window can be (1s)",
+            args.interval
+        )));
+    }
+    let live = args.replay.is_none();
+    let mut source: Box<dyn Source> = match &args.replay {
+        Some(path) => Box::new(FixtureSource::open(path)?),
+        None => Box::new(SystemSource::new(args.sockets.unwrap_or_else(SocketBackend::platform_default))?),
+    };
+    let width = TimeDelta::from_std(args.interval).map_err(|e| Error::Usage(format!("--interval: {e}")))?;
+    let width_sql = format!("INTERVAL {} MILLISECOND", width.num_milliseconds());
+    let features = PolicySource::open(store, &format!("SELECT * FROM active_flow_features_by({width_sql})"))?;
+    let request = PolicyRequest {
+        source: features.text.clone(),
+        split: None,
+        segments: args.segments,
+        contamination: args.contamination,
+        seed: args.seed,
+        model: args.model.clone(),
+        exclude: Vec::new(),
+    };
+    let terminal = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout().lock();
+
+    // Phase 1: the baseline window.
+    let baseline_snapshots = (args.baseline.as_secs_f64() / args.interval.as_secs_f64()).round().max(2.0) as u64;
+    eprintln!(
+        "watch: capturing a {:?} baseline ({baseline_snapshots} snapshots every {:?}){}",
+        args.baseline,
+        args.interval,
+        if live { "; Ctrl-C stops" } else { "" }
+    );
+    let mut quiet = Quiet;
+    let pace = Pace {
+        interval: args.interval,
+        duration: None,
+        count: Some(baseline_snapshots),
+        wait: live,
+    };
+    let report = run::run(store, source.as_mut(), pace, None, &Utc::now, &mut quiet)?;
+    if report.interrupted {
+        eprintln!("stopped during the baseline; its snapshots are stored, nothing was trained");
+        return Ok(());
+    }
+    let Some(first_live) = next_window_start(store, &report, width)? else {
+        return Err(Error::Usage("the baseline took no snapshot".to_string()));
+    };
+    let started = Instant::now();
+    let baseline = policy::train_baseline(store, &features, first_live, &request, Utc::now())?;
+    eprintln!(
+        "watch: baseline of {} flow-windows, {} segments, anomaly threshold {:.3}; judging every {:?}",
+        baseline.rows,
+        baseline.k.map_or("?".to_string(), |k| k.to_string()),
+        baseline.threshold,
+        args.interval
+    );
+
+    // Phase 2: judge each new window.
+    let mut windows = 0u64;
+    let mut window_start = first_live;
+    loop {
+        if interrupt::requested() {
+            break;
+        }
+        let pace = Pace {
+            interval: args.interval,
+            duration: None,
+            count: Some(1),
+            wait: false,
+        };
+        let tick = Instant::now();
+        let report = run::run(store, source.as_mut(), pace, None, &Utc::now, &mut quiet)?;
+        if report.snapshots == 0 {
+            eprintln!("watch: the recording ended");
+            break;
+        }
+        let Some(next_start) = next_window_start(store, &report, width)? else {
+            break;
+        };
+        // A window is judged once its snapshots are in: everything before the next window.
+        let rows_sql = features.rows_between(window_start, next_start);
+        match policy::judge(store, &baseline, &rows_sql, &request, started, Utc::now()) {
+            Ok(judged) => {
+                windows += 1;
+                let view = Dashboard::read(store, judged.run_id)?;
+                if terminal {
+                    view.redraw(&mut out, &baseline, window_start, args)?;
+                } else {
+                    view.line(&mut out, window_start)?;
+                }
+            }
+            Err(Error::FeatureSource { .. }) => {
+                // No flow was active in the window: nothing to judge, say so and go on.
+                if !terminal {
+                    writeln!(out, "{} no active flows", window_start).map_err(io_error)?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        window_start = next_start;
+        if args.windows.is_some_and(|n| windows >= n) {
+            break;
+        }
+        if live && interrupt::sleep_until(tick + args.interval) {
+            break;
+        }
+    }
+    eprintln!(
+        "watch: judged {windows} windows; everything shown is stored (SELECT * FROM latest_verdicts; .insights)"
+    );
+    Ok(())
+}
+
+/// The start of the window after the newest snapshot of `report`.
+fn next_window_start(store: &Store, report: &RunReport, width: TimeDelta) -> Result<Option<NaiveDateTime>> {
+    let Some(last) = report.last_snapshot_id else {
+        return Ok(None);
+    };
+    let ts: NaiveDateTime = store
+        .conn()
+        .query_row("SELECT ts FROM snapshots WHERE snapshot_id = ?", [last], |r| r.get(0))
+        .map_err(Error::sql)?;
+    let bucket = ts.and_utc().duration_trunc(width).map_err(|e| Error::Usage(format!("window: {e}")))?;
+    Ok(Some((bucket + width).naive_utc()))
+}
+
+struct Quiet;
+
+impl Observer for Quiet {
+    fn stored(&mut self, _stored: &Stored, _report: &RunReport) {}
+    fn gap(&mut self, gap: &str) {
+        eprintln!("note: {gap}");
+    }
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    Error::Io {
+        path: "standard output".into(),
+        source: e,
+    }
+}
+
+/// What one window's redraw shows, read back from the store.
+struct Dashboard {
+    active: i64,
+    anomalies: i64,
+    new_flows: i64,
+    drift: i64,
+    high_risk: i64,
+    top: Vec<(i64, String, String, String, String)>,
+}
+
+impl Dashboard {
+    fn read(store: &Store, run_id: i64) -> Result<Self> {
+        let conn = store.conn();
+        let (active, anomalies, new_flows, drift, high_risk) = conn
+            .query_row(
+                "SELECT count(*), count(*) FILTER (is_anomaly), count(*) FILTER (new_flow),
+                        count(*) FILTER (verdict = 'Segment Drift'), count(*) FILTER (risk >= ?)
+                 FROM verdicts WHERE run_id = ?",
+                duckdb::params![HIGH_RISK, run_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .map_err(Error::sql)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT risk, verdict, src_ip || ' -> ' || dst_ip, coalesce(processes, ''), reason
+                 FROM verdicts WHERE run_id = ? ORDER BY risk DESC, score DESC, flow_id LIMIT ?",
+            )
+            .map_err(Error::sql)?;
+        let top = stmt
+            .query_map(duckdb::params![run_id, TOP_FLOWS as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(Error::sql)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Error::sql)?;
+        Ok(Dashboard {
+            active,
+            anomalies,
+            new_flows,
+            drift,
+            high_risk,
+            top,
+        })
+    }
+
+    fn share(&self) -> f64 {
+        if self.active == 0 {
+            0.0
+        } else {
+            100.0 * self.anomalies as f64 / self.active as f64
+        }
+    }
+
+    fn redraw(&self, out: &mut impl Write, baseline: &Baseline, window: NaiveDateTime, args: &WatchArgs) -> Result<()> {
+        let mut table = Table::new();
+        table
+            .load_style(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(vec!["risk", "verdict", "flow", "process", "reason"]);
+        for (risk, verdict, flow, process, reason) in &self.top {
+            table.add_row(vec![
+                Cell::new(risk),
+                Cell::new(verdict),
+                Cell::new(flow),
+                Cell::new(process),
+                Cell::new(reason),
+            ]);
+        }
+        let text = format!(
+            "\x1b[2J\x1b[H netlens watch  window {window} UTC (every {:?})  Ctrl-C stops\n \
+             baseline: {} flow-windows, {} segments, threshold {:.3}, contamination {}\n\n \
+             Active flows {:>5}   Anomalies {:>4} ({:.1}%)   New flows {:>4}   Segment drift {:>4}   High risk {:>4}\n\n\
+             {table}\n",
+            args.interval,
+            baseline.rows,
+            baseline.k.map_or("?".to_string(), |k| k.to_string()),
+            baseline.threshold,
+            args.contamination,
+            self.active,
+            self.anomalies,
+            self.share(),
+            self.new_flows,
+            self.drift,
+            self.high_risk,
+        );
+        out.write_all(text.as_bytes()).and_then(|_| out.flush()).map_err(io_error)
+    }
+
+    fn line(&self, out: &mut impl Write, window: NaiveDateTime) -> Result<()> {
+        let top = self
+            .top
+            .first()
+            .map(|(risk, verdict, flow, process, _)| format!(" top: {flow} ({verdict}, risk {risk}, {process})"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{window} active={} anomalies={} ({:.1}%) new={} drift={} high_risk={}{top}",
+            self.active,
+            self.anomalies,
+            self.share(),
+            self.new_flows,
+            self.drift,
+            self.high_risk
+        )
+        .map_err(io_error)
+    }
+}
