@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod detect;
 pub mod error;
 pub mod ingest;
 pub mod interrupt;

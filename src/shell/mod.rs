@@ -19,7 +19,7 @@ use crate::capture::fixture::{FixtureSource, Recorder};
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
-use crate::cli::{CaptureArgs, DomainCommand, DotCommand, DotLine, ExportArgs, OutputMode};
+use crate::cli::{CaptureArgs, DetectArgs, DomainCommand, DotCommand, DotLine, ExportArgs, OutputMode};
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::output::{render, RenderOptions};
@@ -430,13 +430,45 @@ impl Session {
         ))
     }
 
-    /// Runs `capture` or `export`, from the command line or the shell.
+    /// Runs `capture`, `export`, `import` or `detect`, from the command line or the shell.
     pub fn run_domain(&mut self, command: DomainCommand) -> Result<()> {
         match command {
             DomainCommand::Capture(args) => self.capture(args),
             DomainCommand::Export(args) => self.export(args),
             DomainCommand::Import(args) => crate::ingest::run(&self.store, args),
+            DomainCommand::Detect(args) => self.detect(args),
         }
+    }
+
+    /// Runs detectors, then prints each run's summary line (stderr) and top rows (results).
+    fn detect(&mut self, args: DetectArgs) -> Result<()> {
+        interrupt::clear();
+        let summaries = crate::detect::run(&self.store, &args, Utc::now())?;
+        let titled = summaries.len() > 1;
+        for summary in summaries {
+            if args.quiet {
+                continue;
+            }
+            eprintln!("{}", summary.message);
+            if args.top == 0 || summary.rows == 0 {
+                continue;
+            }
+            if titled
+                && matches!(
+                    self.settings.mode,
+                    OutputMode::Table | OutputMode::Line | OutputMode::Markdown
+                )
+            {
+                let heading = if self.settings.mode == OutputMode::Markdown {
+                    format!("\n### {}\n\n", summary.detector)
+                } else {
+                    format!("\n{}\n", summary.detector)
+                };
+                self.print(&heading)?;
+            }
+            self.execute_sql(&crate::detect::top_rows_sql(summary.detector, summary.run_id, args.top))?;
+        }
+        Ok(())
     }
 
     fn export(&mut self, args: ExportArgs) -> Result<()> {

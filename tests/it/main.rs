@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod capture;
+mod detect;
 mod export;
 mod ingest;
 mod oneshot;
