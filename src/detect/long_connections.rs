@@ -6,7 +6,9 @@
 /// Grades: `long` from T, `very_long` from 4 T, `extreme` from 24 T. Score:
 /// min(1, ln(duration / T) / ln 24), 0 at the threshold and 1 from 24 T.
 pub fn grade(duration_s: f64, threshold_s: f64) -> Option<(&'static str, f64)> {
-    if !(threshold_s > 0.0) || !(duration_s >= threshold_s) {
+    // NaN compares false both ways, so a NaN duration or threshold is never graded.
+    let valid = threshold_s > 0.0 && duration_s >= threshold_s;
+    if !valid {
         return None;
     }
     let ratio = duration_s / threshold_s;
