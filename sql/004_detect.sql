@@ -54,23 +54,33 @@ SELECT 'connections',
        c.duration_s,
        NOT c.closed,
        c.proto,
-       CASE WHEN c.direction = 'inbound' THEN c.remote_addr ELSE c.local_addr END,
-       CASE WHEN c.direction = 'inbound' THEN c.remote_port ELSE c.local_port END,
-       CASE WHEN c.direction = 'inbound' THEN c.local_addr ELSE c.remote_addr END,
-       CASE WHEN c.direction = 'inbound' THEN c.local_port ELSE c.remote_port END,
+       CASE WHEN c.accepted THEN c.remote_addr ELSE c.local_addr END,
+       CASE WHEN c.accepted THEN c.remote_port ELSE c.local_port END,
+       CASE WHEN c.accepted THEN c.local_addr ELSE c.remote_addr END,
+       CASE WHEN c.accepted THEN c.local_port ELSE c.remote_port END,
        c.direction,
-       CASE WHEN c.direction = 'inbound' THEN c.bytes_received ELSE c.bytes_sent END,
-       CASE WHEN c.direction = 'inbound' THEN c.bytes_sent ELSE c.bytes_received END,
-       CASE WHEN c.direction = 'inbound' THEN c.segs_in ELSE c.segs_out END,
-       CASE WHEN c.direction = 'inbound' THEN c.segs_out ELSE c.segs_in END,
+       CASE WHEN c.accepted THEN c.bytes_received ELSE c.bytes_sent END,
+       CASE WHEN c.accepted THEN c.bytes_sent ELSE c.bytes_received END,
+       CASE WHEN c.accepted THEN c.segs_in ELSE c.segs_out END,
+       CASE WHEN c.accepted THEN c.segs_out ELSE c.segs_in END,
        NULL::BIGINT,
        NULL::BIGINT,
        c.last_state,
        coalesce(c.last_state IN ('SYN_SENT', 'SYN_RECV'), false),
        c.pid, c.process_name
-FROM connections c
-WHERE c.direction <> 'listen' AND c.remote_addr IS NOT NULL;
-COMMENT ON VIEW connection_events IS 'Every connection from both sources in one shape, oriented from the side that opened it (src) to the side that accepted it (dst): imported flows (source = flows) and live connection lifetimes (source = connections, listeners and peerless sockets left out). All detectors read this view, so each works on either source alike.';
+FROM (
+    -- accepted: this host's side accepted the connection (inbound, or internal on a port it listens on)
+    SELECT c.*, c.direction = 'inbound' OR (c.direction = 'internal' AND EXISTS (
+               SELECT 1 FROM connections l WHERE l.direction = 'listen' AND l.host = c.host
+               AND l.proto = c.proto AND l.local_port = c.local_port)) AS accepted
+    FROM connections c
+    WHERE c.direction <> 'listen' AND c.remote_addr IS NOT NULL) c
+-- A connection between two local processes is seen from both ends; keep the opener's socket only.
+WHERE NOT (c.accepted AND c.direction = 'internal' AND EXISTS (
+    SELECT 1 FROM connection_lifetimes o WHERE o.host = c.host AND o.proto = c.proto
+    AND o.local_addr = c.remote_addr AND o.local_port = c.remote_port
+    AND o.remote_addr = c.local_addr AND o.remote_port = c.local_port));
+COMMENT ON VIEW connection_events IS 'Every connection from both sources in one shape, oriented from the side that opened it (src) to the side that accepted it (dst): imported flows (source = flows) and live connection lifetimes (source = connections, listeners and peerless sockets left out; a connection between two local processes is kept once, from the opener''s socket). All detectors read this view, so each works on either source alike.';
 COMMENT ON COLUMN connection_events.source IS 'flows (imported pcap/Zeek) or connections (live capture history).';
 COMMENT ON COLUMN connection_events.event_id IS 'The connection: import_id:uid for flows, connection_id for live connections.';
 COMMENT ON COLUMN connection_events.host IS 'Host the live connection was seen on; NULL for flows.';
@@ -204,7 +214,7 @@ COMMENT ON COLUMN beacons.gap_score IS 'Gap regularity, the mean of gap_skew_sco
 COMMENT ON COLUMN beacons.bytes_skew_score IS '1 - |Bowley skew| of the bytes sent per connection; NULL when bytes are unknown.';
 COMMENT ON COLUMN beacons.bytes_mad_score IS '1 - MAD / median of the bytes sent, clamped to 0..1 (0 when the median is below 1 byte); NULL when unknown.';
 COMMENT ON COLUMN beacons.bytes_small_score IS '1 - mode of the bytes sent / 65535, clamped to 0..1: beacons send little; NULL when unknown.';
-COMMENT ON COLUMN beacons.bytes_score IS 'Bytes regularity, the mean of the three bytes sub-scores (RITA''s data size score); NULL when unknown, and then left out of score.';
+COMMENT ON COLUMN beacons.bytes_score IS 'Bytes regularity, the mean of the three bytes sub-scores (RITA''s data size score), over the connections whose bytes are known; NULL when fewer than 3 or fewer than half are known, and then left out of score.';
 COMMENT ON COLUMN beacons.median_bytes IS 'Median bytes sent per connection; NULL when unknown.';
 COMMENT ON COLUMN beacons.bins_score IS 'Connection-count evenness: the window is cut into --beacon-bins equal bins and the score is 1 - coefficient of variation (sd / mean) of the connections per bin, clamped to 0..1 (RITA''s histogram score).';
 COMMENT ON COLUMN beacons.persistence_score IS 'max(coverage, consistency): coverage = (last_ts - first_ts) / window length; consistency = longest run of consecutive non-empty bins (wrapping around) / half the bins; clamped to 0..1 (RITA''s duration score).';
@@ -331,7 +341,7 @@ COMMENT ON COLUMN latest_beacons.gap_score IS 'Gap regularity, the mean of gap_s
 COMMENT ON COLUMN latest_beacons.bytes_skew_score IS '1 - |Bowley skew| of the bytes sent per connection; NULL when bytes are unknown.';
 COMMENT ON COLUMN latest_beacons.bytes_mad_score IS '1 - MAD / median of the bytes sent, clamped to 0..1 (0 when the median is below 1 byte); NULL when unknown.';
 COMMENT ON COLUMN latest_beacons.bytes_small_score IS '1 - mode of the bytes sent / 65535, clamped to 0..1: beacons send little; NULL when unknown.';
-COMMENT ON COLUMN latest_beacons.bytes_score IS 'Bytes regularity, the mean of the three bytes sub-scores (RITA''s data size score); NULL when unknown, and then left out of score.';
+COMMENT ON COLUMN latest_beacons.bytes_score IS 'Bytes regularity, the mean of the three bytes sub-scores (RITA''s data size score), over the connections whose bytes are known; NULL when fewer than 3 or fewer than half are known, and then left out of score.';
 COMMENT ON COLUMN latest_beacons.median_bytes IS 'Median bytes sent per connection; NULL when unknown.';
 COMMENT ON COLUMN latest_beacons.bins_score IS 'Connection-count evenness: the window is cut into --beacon-bins equal bins and the score is 1 - coefficient of variation (sd / mean) of the connections per bin, clamped to 0..1 (RITA''s histogram score).';
 COMMENT ON COLUMN latest_beacons.persistence_score IS 'max(coverage, consistency): coverage = (last_ts - first_ts) / window length; consistency = longest run of consecutive non-empty bins (wrapping around) / half the bins; clamped to 0..1 (RITA''s duration score).';

@@ -59,8 +59,8 @@ pub struct BytesScore {
 }
 
 /// Scores one pair. `starts_us` are its connection start times (any order; at least 3 needed
-/// for a gap distribution, `None` otherwise); `bytes_sent` is per connection, `None` when any
-/// is unknown.
+/// for a gap distribution, `None` otherwise); `bytes_sent` are the known bytes sent per
+/// connection (at least 3), `None` when too few are known.
 pub fn score(starts_us: &[i64], bytes_sent: Option<&[f64]>, p: &BeaconParams) -> Option<BeaconScore> {
     if starts_us.len() < 3 {
         return None;
@@ -80,7 +80,7 @@ pub fn score(starts_us: &[i64], bytes_sent: Option<&[f64]>, p: &BeaconParams) ->
     };
     let gap_score = (gap_skew_score + gap_mad_score) / 2.0;
 
-    let bytes = bytes_sent.filter(|b| b.len() == starts.len()).and_then(bytes_score);
+    let bytes = bytes_sent.filter(|b| b.len() >= 3).and_then(bytes_score);
     let (bins_score, longest_run) = bins(&starts, p);
     let window_s = (p.window_end_us - p.window_start_us) as f64 / 1e6;
     let span_s = (starts[starts.len() - 1] - starts[0]) as f64 / 1e6;

@@ -443,7 +443,10 @@ fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectAr
     let mut scored: Vec<(PairEvents, beacons::BeaconScore)> = pairs
         .into_iter()
         .filter_map(|p| {
-            let bytes: Option<Vec<f64>> = p.bytes.iter().copied().collect();
+            // Live sockets sometimes lack counters (a short-lived or TIME_WAIT-only sighting):
+            // score the bytes that are known, when they are most of them.
+            let known: Vec<f64> = p.bytes.iter().flatten().copied().collect();
+            let bytes = (known.len() >= 3 && 2 * known.len() >= p.bytes.len()).then_some(known);
             let s = beacons::score(&p.starts, bytes.as_deref(), &params)?;
             Some((p, s))
         })
