@@ -469,3 +469,23 @@ fn live_connections_are_seen_from_their_opener_once() {
         "3,127.0.0.1,40000,127.0.0.1,8080\n4,fd00::9,5555,fd00::2,8080\n5,fd00::2,41000,2001:db8::1,443"
     );
 }
+
+#[test]
+fn dot_detect_in_a_script_prints_rows() {
+    let s = synthetic();
+    s.cmd()
+        .args([
+            "--format",
+            "csv",
+            "-c",
+            ".detect long_connections --top 1",
+            "-c",
+            "SELECT count(*) AS runs FROM detector_runs",
+        ])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("10.0.0.20,51000,93.184.216.34,22,tcp").and(predicate::str::contains("runs\n1")),
+        )
+        .stderr(predicate::str::contains("long_connections: run 1 on flows"));
+}
