@@ -51,6 +51,12 @@ pub fn detectors(name: DetectorName) -> Vec<&'static str> {
 /// comes from the data and the options, never from the clock.
 pub fn run(store: &Store, args: &DetectArgs, now: DateTime<Utc>) -> Result<Vec<RunSummary>> {
     validate(args)?;
+    if store.is_read_only() {
+        return Err(Error::Usage(
+            "detect stores its results in the database, which was opened with --read-only; open it without --read-only"
+                .to_string(),
+        ));
+    }
     let conn = store.conn();
     let scope = events::resolve(conn, args)?;
     let mut summaries = Vec::new();

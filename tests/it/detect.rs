@@ -345,6 +345,11 @@ fn window_without_data_stores_nothing() {
             .and(predicate::str::contains("nothing was stored")),
     );
     assert_eq!(s.query("SELECT count(*) FROM detector_runs"), "0");
+    s.cmd()
+        .args(["--read-only", "detect", "beacons"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("opened with --read-only"));
 }
 
 #[test]
