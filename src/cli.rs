@@ -114,6 +114,8 @@ pub enum DomainCommand {
     Models(ModelsArgs),
     /// List the analysis stages, their tables and parameters
     Stages,
+    /// Find port scans, beacons, bursts and long connections in live history or imported flows
+    Detect(DetectArgs),
     /// Learn a baseline, then judge every new window of live flows on a terminal dashboard
     Watch(WatchArgs),
     /// Key findings and recommended actions from the latest runs
@@ -434,6 +436,123 @@ pub struct CsvImportArgs {
     pub quiet: bool,
 }
 
+/// A detector, named by the table it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DetectorName {
+    /// One source touching many ports of a host, or one port on many hosts
+    #[value(name = "port_scans", alias = "port-scans")]
+    PortScans,
+    /// Periodic connections between a pair, scored in the manner of RITA
+    #[value(name = "beacons")]
+    Beacons,
+    /// Bins where a process's, host's or pair's connections or bytes exceed its own baseline
+    #[value(name = "bursts")]
+    Bursts,
+    /// Connections lasting longer than --long-min, graded
+    #[value(name = "long_connections", alias = "long-connections")]
+    LongConnections,
+    /// Every detector, one run each
+    #[value(name = "all")]
+    All,
+}
+
+/// What a detector reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DetectSource {
+    /// Whichever has rows (live history first when both do)
+    Auto,
+    /// Imported flows (pcap, Zeek)
+    Flows,
+    /// Live capture history (the connections view)
+    Connections,
+}
+
+/// Options of `detect`.
+#[derive(Debug, Args, Clone)]
+#[command(group = clap::ArgGroup::new("start").args(["window", "since"]))]
+pub struct DetectArgs {
+    /// Detector to run (the table it writes), or all
+    #[arg(value_enum)]
+    pub detector: DetectorName,
+
+    /// Data to analyse
+    #[arg(long, value_enum, default_value = "auto")]
+    pub on: DetectSource,
+
+    /// Analyse only the last DURATION of the data, ending at --until (e.g. 1h, 1d) [default: all of it]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub window: Option<Duration>,
+
+    /// Start of the analysed window, UTC (e.g. '2026-11-21 08:00:00')
+    #[arg(long, value_parser = parse_timestamp, value_name = "TIME")]
+    pub since: Option<chrono::NaiveDateTime>,
+
+    /// End of the analysed window, UTC [default: the newest data]
+    #[arg(long, value_parser = parse_timestamp, value_name = "TIME")]
+    pub until: Option<chrono::NaiveDateTime>,
+
+    /// Rows of each result to print (0: none, only the summary line)
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub top: usize,
+
+    /// Port scans: the sliding window the ports or hosts must fall in (Zeek: 5m)
+    #[arg(long, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
+    pub scan_window: Duration,
+
+    /// Port scans: distinct ports of one host that make a port scan (Zeek: 15)
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(2..), value_name = "N")]
+    pub scan_ports: u32,
+
+    /// Port scans: distinct hosts on one port that make an address scan (Zeek: 25)
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(2..), value_name = "N")]
+    pub scan_hosts: u32,
+
+    /// Beacons: connections a pair needs to be scored
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(4..), value_name = "N")]
+    pub beacon_min_connections: u32,
+
+    /// Beacons: bins the window is cut into for the evenness and persistence sub-scores
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(2..10_000), value_name = "N")]
+    pub beacon_bins: u32,
+
+    /// Beacons: score from which a candidate counts as a beacon (is_beacon)
+    #[arg(long, default_value_t = 0.8, value_name = "SCORE")]
+    pub beacon_threshold: f64,
+
+    /// Beacons: weights of the gap, bytes, bins and persistence sub-scores
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.25,0.25,0.25,0.25",
+        value_name = "G,B,N,P"
+    )]
+    pub beacon_weights: Vec<f64>,
+
+    /// Bursts: bin width
+    #[arg(long, value_parser = parse_duration, default_value = "1m", value_name = "DURATION")]
+    pub burst_bin: Duration,
+
+    /// Bursts: k in the threshold median + k x MAD
+    #[arg(long, default_value_t = 5.0, value_name = "K")]
+    pub burst_k: f64,
+
+    /// Bursts: connections a bin needs at least to be part of a connection burst
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub burst_min_connections: u64,
+
+    /// Bursts: bytes a bin needs at least to be part of a bytes burst
+    #[arg(long, default_value_t = 1_000_000, value_name = "BYTES")]
+    pub burst_min_bytes: u64,
+
+    /// Long connections: shortest duration reported (grades at 1x, 4x and 24x it)
+    #[arg(long, value_parser = parse_duration, default_value = "1h", value_name = "DURATION")]
+    pub long_min: Duration,
+
+    /// No summary line and no result rows
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
 /// Options of `demo`.
 #[derive(Debug, Args, Clone)]
 pub struct DemoArgs {
@@ -596,10 +715,58 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// Parses a UTC time: `2026-11-21 08:00:00`, with `T` instead of the space, fractional seconds,
+/// or a bare date (midnight).
+pub fn parse_timestamp(text: &str) -> Result<chrono::NaiveDateTime, String> {
+    let t = text.trim().trim_end_matches(" UTC").trim_end_matches('Z');
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(ts) = chrono::NaiveDateTime::parse_from_str(t, format) {
+            return Ok(ts);
+        }
+    }
+    chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .ok_or_else(|| format!("'{text}' is not a UTC time; write e.g. '2026-11-21 08:00:00' or 2026-11-21"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn timestamps() {
+        let t = parse_timestamp("2026-11-21 08:00:01.5").unwrap();
+        assert_eq!(t.to_string(), "2026-11-21 08:00:01.500");
+        assert_eq!(
+            parse_timestamp("2026-11-21T08:00:00Z").unwrap().to_string(),
+            "2026-11-21 08:00:00"
+        );
+        assert_eq!(
+            parse_timestamp("2026-11-21").unwrap().to_string(),
+            "2026-11-21 00:00:00"
+        );
+        assert!(parse_timestamp("yesterday").unwrap_err().contains("not a UTC time"));
+    }
+
+    #[test]
+    fn detect_names_are_table_names() {
+        let cli = Cli::try_parse_from(["netlens", "detect", "port_scans", "--on", "flows", "--window", "1h"]).unwrap();
+        let Some(Command::Domain(DomainCommand::Detect(a))) = cli.command else {
+            panic!()
+        };
+        assert_eq!((a.detector, a.on), (DetectorName::PortScans, DetectSource::Flows));
+        assert_eq!(a.beacon_weights, vec![0.25; 4]);
+        assert!(DotLine::try_parse_from(["detect", "long_connections", "--long-min", "2h"]).is_ok());
+        assert!(DotLine::try_parse_from(["detect", "beacons", "--beacon-min-connections", "3"]).is_err());
+        assert!(DotLine::try_parse_from(["detect", "all", "--window", "1h", "--since", "2026-01-01"]).is_err());
+    }
 
     #[test]
     fn durations() {

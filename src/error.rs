@@ -110,6 +110,10 @@ pub enum Error {
     #[error("stage {stage}: {reason}")]
     StageParams { stage: &'static str, reason: String },
 
+    /// A detector found nothing to analyse (no history, or none in the chosen window); nothing was stored.
+    #[error("{what}; nothing was stored\n  hint: {hint}")]
+    NoEvents { what: String, hint: String },
+
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -35,7 +35,8 @@ use crate::store::{quote_ident, quote_literal, Store};
 pub const ABOUT: &str = "Policy verdicts (prototype 000): baseline segments and Isolation Forest, then each newer flow Trusted, New Flow, Segment Drift or Anomalous with a risk score";
 
 /// Its `--set` parameters, for `stages`.
-pub const PARAMS_HELP: &str = "split=TIMESTAMP (default: the newest window is judged), segments=auto|K, contamination=0.05";
+pub const PARAMS_HELP: &str =
+    "split=TIMESTAMP (default: the newest window is judged), segments=auto|K, contamination=0.05";
 
 /// Risk at and above which a verdict counts as high risk.
 pub const HIGH_RISK: i64 = 60;
@@ -44,7 +45,15 @@ pub const HIGH_RISK: i64 = 60;
 const REQUIRED: [&str; 3] = ["window_start", "src_ip", "dst_ip"];
 
 /// Key and bookkeeping columns that are never features.
-const NOT_FEATURES: [&str; 7] = ["flow_id", "window_start", "host", "src_ip", "dst_ip", "first_seen", "last_seen"];
+const NOT_FEATURES: [&str; 7] = [
+    "flow_id",
+    "window_start",
+    "host",
+    "src_ip",
+    "dst_ip",
+    "first_seen",
+    "last_seen",
+];
 
 /// `train policy ...`.
 #[derive(Debug, Clone)]
@@ -80,22 +89,22 @@ impl PolicyRequest {
                 )));
             }
         }
-        let split = set
-            .get("split")
-            .map(|s| parse_timestamp(s))
-            .transpose()?;
+        let split = set.get("split").map(|s| parse_timestamp(s)).transpose()?;
         let segments = match set.get("segments").or_else(|| set.get("k")).map(String::as_str) {
             None | Some("auto") => None,
             Some(k) => Some(k.parse::<usize>().ok().filter(|k| *k >= 1).ok_or_else(|| {
-                Error::Usage(format!("segments={k}: expected auto or a whole number of segments, at least 1"))
+                Error::Usage(format!(
+                    "segments={k}: expected auto or a whole number of segments, at least 1"
+                ))
             })?),
         };
-        let contamination = match set.get("contamination") {
-            None => 0.05,
-            Some(c) => c.parse::<f64>().ok().filter(|c| *c > 0.0 && *c <= 0.5).ok_or_else(|| {
-                Error::Usage(format!("contamination={c}: expected a share above 0 and at most 0.5"))
-            })?,
-        };
+        let contamination =
+            match set.get("contamination") {
+                None => 0.05,
+                Some(c) => c.parse::<f64>().ok().filter(|c| *c > 0.0 && *c <= 0.5).ok_or_else(|| {
+                    Error::Usage(format!("contamination={c}: expected a share above 0 and at most 0.5"))
+                })?,
+            };
         Ok(PolicyRequest {
             source: source.unwrap_or_else(|| "flow_features".to_string()),
             split,
@@ -111,7 +120,12 @@ impl PolicyRequest {
 /// Parses `2026-03-01 12:00:00` (or with a `T`, or a date alone), UTC.
 pub fn parse_timestamp(text: &str) -> Result<NaiveDateTime> {
     let t = text.trim().trim_end_matches('Z').trim_end_matches(" UTC");
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(ts) = NaiveDateTime::parse_from_str(t, format) {
             return Ok(ts);
         }
@@ -228,17 +242,28 @@ impl PolicySource {
     }
 
     fn split_sql(at: NaiveDateTime) -> String {
-        format!("TIMESTAMP {}", quote_literal(&at.format("%Y-%m-%d %H:%M:%S%.f").to_string()))
+        format!(
+            "TIMESTAMP {}",
+            quote_literal(&at.format("%Y-%m-%d %H:%M:%S%.f").to_string())
+        )
     }
 
     /// The rows before `split`.
     pub fn rows_before(&self, split: NaiveDateTime) -> String {
-        format!("SELECT * FROM ({}) WHERE window_start < {}", self.keyed, Self::split_sql(split))
+        format!(
+            "SELECT * FROM ({}) WHERE window_start < {}",
+            self.keyed,
+            Self::split_sql(split)
+        )
     }
 
     /// The rows at or after `split`.
     pub fn rows_from(&self, split: NaiveDateTime) -> String {
-        format!("SELECT * FROM ({}) WHERE window_start >= {}", self.keyed, Self::split_sql(split))
+        format!(
+            "SELECT * FROM ({}) WHERE window_start >= {}",
+            self.keyed,
+            Self::split_sql(split)
+        )
     }
 
     /// The rows of windows in `[from, to)`.
@@ -284,7 +309,11 @@ pub fn train_baseline(
             ),
         });
     }
-    let mut exclude: Vec<String> = NOT_FEATURES.iter().filter(|c| source.has(c)).map(|c| c.to_string()).collect();
+    let mut exclude: Vec<String> = NOT_FEATURES
+        .iter()
+        .filter(|c| source.has(c))
+        .map(|c| c.to_string())
+        .collect();
     exclude.extend(["flow_id".to_string(), "policy_host".to_string()]);
     exclude.extend(request.exclude.iter().cloned());
     exclude.sort();
@@ -326,9 +355,13 @@ pub fn train_baseline(
         },
         now,
     )?;
-    let threshold = iforest.metrics.get("threshold").and_then(Value::as_f64).ok_or_else(|| Error::Sql {
-        message: "the iforest run reported no threshold".to_string(),
-    })?;
+    let threshold = iforest
+        .metrics
+        .get("threshold")
+        .and_then(Value::as_f64)
+        .ok_or_else(|| Error::Sql {
+            message: "the iforest run reported no threshold".to_string(),
+        })?;
     Ok(Baseline {
         sql,
         rows,
@@ -373,11 +406,16 @@ pub fn judge(
     let scratch_scores = format!("__netlens_policy_{tag}_scores");
     let cleanup = || {
         for t in [&scratch_segments, &scratch_scores] {
-            let _ = store.conn().execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(t)));
+            let _ = store
+                .conn()
+                .execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(t)));
         }
     };
     let scored = (|| -> Result<()> {
-        for (summary, into) in [(&baseline.segments, &scratch_segments), (&baseline.iforest, &scratch_scores)] {
+        for (summary, into) in [
+            (&baseline.segments, &scratch_segments),
+            (&baseline.iforest, &scratch_scores),
+        ] {
             score(
                 store,
                 &ScoreRequest {
@@ -459,7 +497,11 @@ fn write_verdicts(
         let seg = quote_ident(v.scratch_segments);
         let sco = quote_ident(v.scratch_scores);
         let base = v.baseline_sql;
-        let protocol_col = if v.has_protocol { "CAST(l.protocol AS VARCHAR)" } else { "NULL" };
+        let protocol_col = if v.has_protocol {
+            "CAST(l.protocol AS VARCHAR)"
+        } else {
+            "NULL"
+        };
         let new_protocol = if v.has_protocol {
             "l.protocol IS NOT NULL AND CAST(l.protocol AS VARCHAR) NOT IN (SELECT value FROM base_protocols)"
         } else {
@@ -532,7 +574,8 @@ fn write_verdicts(
             seg_run = v.segments_run,
             if_run = v.iforest_run,
         );
-        conn.execute_batch("DROP TABLE IF EXISTS __netlens_policy_judged").map_err(Error::sql)?;
+        conn.execute_batch("DROP TABLE IF EXISTS __netlens_policy_judged")
+            .map_err(Error::sql)?;
         conn.execute_batch(&sql).map_err(Error::sql)?;
         conn.execute_batch(
             "INSERT INTO verdicts BY NAME SELECT * FROM __netlens_policy_judged;
@@ -615,10 +658,7 @@ fn write_verdicts(
 }
 
 fn describe(store: &Store, sql: &str) -> Result<Vec<String>> {
-    let mut stmt = store
-        .conn()
-        .prepare(&format!("DESCRIBE {sql}"))
-        .map_err(Error::sql)?;
+    let mut stmt = store.conn().prepare(&format!("DESCRIBE {sql}")).map_err(Error::sql)?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(Error::sql)?;
     rows.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::sql)
 }
@@ -638,7 +678,12 @@ mod tests {
     #[test]
     fn timestamps_parse_in_the_usual_forms() {
         let want = NaiveDateTime::parse_from_str("2026-03-01 12:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
-        for text in ["2026-03-01 12:00:00", "2026-03-01T12:00:00Z", "2026-03-01 12:00", "2026-03-01 12:00:00 UTC"] {
+        for text in [
+            "2026-03-01 12:00:00",
+            "2026-03-01T12:00:00Z",
+            "2026-03-01 12:00",
+            "2026-03-01 12:00:00 UTC",
+        ] {
             assert_eq!(parse_timestamp(text).unwrap(), want, "{text}");
         }
         assert!(parse_timestamp("noon").is_err());
@@ -650,7 +695,10 @@ mod tests {
         set.insert("segments".to_string(), "3".to_string());
         set.insert("contamination".to_string(), "0.1".to_string());
         let r = PolicyRequest::from_set(None, None, 1, Vec::new(), &set).unwrap();
-        assert_eq!((r.segments, r.contamination, r.source.as_str()), (Some(3), 0.1, "flow_features"));
+        assert_eq!(
+            (r.segments, r.contamination, r.source.as_str()),
+            (Some(3), 0.1, "flow_features")
+        );
         set.insert("contamination".to_string(), "0.9".to_string());
         assert!(PolicyRequest::from_set(None, None, 1, Vec::new(), &set).is_err());
         let mut bad = BTreeMap::new();

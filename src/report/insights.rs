@@ -63,7 +63,11 @@ pub fn verdict_findings(v: &VerdictStats) -> Vec<Finding> {
     let share = v.anomalies as f64 / v.flows as f64;
     if let Some((flow, risk, verdict, processes, reason)) = &v.top {
         if *risk >= crate::analysis::policy::HIGH_RISK {
-            let owner = if processes.is_empty() { String::new() } else { format!(" ({processes})") };
+            let owner = if processes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({processes})")
+            };
             out.push(Finding {
                 severity: Severity::High,
                 area: "policy",
@@ -108,7 +112,8 @@ pub fn verdict_findings(v: &VerdictStats) -> Vec<Finding> {
                 severity: Severity::Info,
                 area: "tuning",
                 finding: format!("no anomaly among {} flows", v.flows),
-                recommendation: "If you expected some, lower the threshold: train with a higher contamination".to_string(),
+                recommendation: "If you expected some, lower the threshold: train with a higher contamination"
+                    .to_string(),
                 evidence: format!("SELECT max(score) FROM verdicts WHERE run_id = {run}"),
             });
         }
@@ -160,7 +165,8 @@ pub fn insights(store: &Store) -> Result<Vec<Finding>> {
             severity: Severity::Info,
             area: "store",
             finding: "nothing to report yet: no verdicts, detections or capture problems are stored".to_string(),
-            recommendation: "Capture (netlens capture or watch), import traffic, then run train policy or detect all".to_string(),
+            recommendation: "Capture (netlens capture or watch), import traffic, then run train policy or detect all"
+                .to_string(),
             evidence: "SELECT count(*) FROM snapshots".to_string(),
         });
     }
@@ -334,8 +340,10 @@ fn capture_findings(store: &Store) -> Result<Vec<Finding>> {
                 severity: Severity::Info,
                 area: "geo",
                 finding: format!("{pending} public peer address(es) are not geolocated"),
-                recommendation: "Run netlens geo --mmdb GeoLite2-City.mmdb (offline) to see where peers are".to_string(),
-                evidence: "SELECT * FROM connections_geo WHERE geo_status IS NULL AND remote_scope = 'public'".to_string(),
+                recommendation: "Run netlens geo --mmdb GeoLite2-City.mmdb (offline) to see where peers are"
+                    .to_string(),
+                evidence: "SELECT * FROM connections_geo WHERE geo_status IS NULL AND remote_scope = 'public'"
+                    .to_string(),
             });
         }
     }
@@ -355,7 +363,13 @@ mod tests {
             drift: 0,
             high_risk: 1,
             contamination: Some(0.05),
-            top: Some(("10.0.0.1 -> 203.0.113.9".into(), 85, "Anomalous".into(), "syncd".into(), "anomaly".into())),
+            top: Some((
+                "10.0.0.1 -> 203.0.113.9".into(),
+                85,
+                "Anomalous".into(),
+                "syncd".into(),
+                "anomaly".into(),
+            )),
             busiest_segment: Some((1, 0.6)),
         }
     }
@@ -364,7 +378,11 @@ mod tests {
     fn high_risk_comes_with_its_flow_and_process() {
         let f = verdict_findings(&stats());
         assert_eq!(f[0].severity, Severity::High);
-        assert!(f[0].finding.contains("10.0.0.1 -> 203.0.113.9 (syncd)"), "{}", f[0].finding);
+        assert!(
+            f[0].finding.contains("10.0.0.1 -> 203.0.113.9 (syncd)"),
+            "{}",
+            f[0].finding
+        );
         assert!(f.iter().any(|x| x.finding.contains("2 flow(s) were never seen")));
         assert!(!f.iter().any(|x| x.area == "tuning"), "3 % is within 2 x 5 %");
     }
@@ -373,7 +391,9 @@ mod tests {
     fn tuning_advice_when_the_share_is_off() {
         let mut s = stats();
         s.anomalies = 30;
-        assert!(verdict_findings(&s).iter().any(|x| x.area == "tuning" && x.finding.contains("more than twice")));
+        assert!(verdict_findings(&s)
+            .iter()
+            .any(|x| x.area == "tuning" && x.finding.contains("more than twice")));
         s.anomalies = 0;
         s.top = Some(("a -> b".into(), 10, "Trusted".into(), String::new(), String::new()));
         let f = verdict_findings(&s);

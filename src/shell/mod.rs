@@ -22,8 +22,8 @@ use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
 use crate::cli::{
-    CaptureArgs, DemoArgs, DomainCommand, DotCommand, DotLine, ExportArgs, GeoArgs, GeoCommand, OutputMode,
-    InsightsArgs, RetrainArgs, ScoreArgs, TrainArgs,
+    CaptureArgs, DemoArgs, DetectArgs, DomainCommand, DotCommand, DotLine, ExportArgs, GeoArgs, GeoCommand,
+    InsightsArgs, OutputMode, RetrainArgs, ScoreArgs, TrainArgs,
 };
 use crate::error::{Error, Result};
 use crate::geo;
@@ -436,7 +436,7 @@ impl Session {
         ))
     }
 
-    /// Runs `capture` or `export`, from the command line or the shell.
+    /// Runs `capture`, `export`, `import` or `detect`, from the command line or the shell.
     pub fn run_domain(&mut self, command: DomainCommand) -> Result<()> {
         match command {
             DomainCommand::Capture(args) => self.capture(args),
@@ -451,6 +451,7 @@ impl Session {
             DomainCommand::Stages => self.execute_sql(&analysis::stages_sql()),
             DomainCommand::Watch(args) => watch::run(&self.store, &args),
             DomainCommand::Insights(args) => self.insights(args),
+            DomainCommand::Detect(args) => self.detect(args),
         }
     }
 
@@ -624,6 +625,37 @@ impl Session {
                  round(recall, 4) AS recall, round(f1, 4) AS f1, round(accuracy, 4) AS accuracy, round(roc_auc, 4) AS roc_auc \
                  FROM evaluation WHERE run_id IN ({ids}) ORDER BY run_id"
             ))?;
+        }
+        Ok(())
+    }
+
+    /// Runs detectors, then prints each run's summary line (stderr) and top rows (results).
+    fn detect(&mut self, args: DetectArgs) -> Result<()> {
+        interrupt::clear();
+        let summaries = crate::detect::run(&self.store, &args, Utc::now())?;
+        let titled = summaries.len() > 1;
+        for summary in summaries {
+            if args.quiet {
+                continue;
+            }
+            eprintln!("{}", summary.message);
+            if args.top == 0 || summary.rows == 0 {
+                continue;
+            }
+            if titled
+                && matches!(
+                    self.settings.mode,
+                    OutputMode::Table | OutputMode::Line | OutputMode::Markdown
+                )
+            {
+                let heading = if self.settings.mode == OutputMode::Markdown {
+                    format!("\n### {}\n\n", summary.detector)
+                } else {
+                    format!("\n{}\n", summary.detector)
+                };
+                self.print(&heading)?;
+            }
+            self.execute_sql(&crate::detect::top_rows_sql(summary.detector, summary.run_id, args.top))?;
         }
         Ok(())
     }

@@ -46,7 +46,9 @@ pub fn run(store: &Store, args: &WatchArgs) -> Result<()> {
     let live = args.replay.is_none();
     let mut source: Box<dyn Source> = match &args.replay {
         Some(path) => Box::new(FixtureSource::open(path)?),
-        None => Box::new(SystemSource::new(args.sockets.unwrap_or_else(SocketBackend::platform_default))?),
+        None => Box::new(SystemSource::new(
+            args.sockets.unwrap_or_else(SocketBackend::platform_default),
+        )?),
     };
     let width = TimeDelta::from_std(args.interval).map_err(|e| Error::Usage(format!("--interval: {e}")))?;
     let width_sql = format!("INTERVAL {} MILLISECOND", width.num_milliseconds());
@@ -64,7 +66,9 @@ pub fn run(store: &Store, args: &WatchArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
 
     // Phase 1: the baseline window.
-    let baseline_snapshots = (args.baseline.as_secs_f64() / args.interval.as_secs_f64()).round().max(2.0) as u64;
+    let baseline_snapshots = (args.baseline.as_secs_f64() / args.interval.as_secs_f64())
+        .round()
+        .max(2.0) as u64;
     eprintln!(
         "watch: capturing a {:?} baseline ({baseline_snapshots} snapshots every {:?}){}",
         args.baseline,
@@ -146,9 +150,7 @@ pub fn run(store: &Store, args: &WatchArgs) -> Result<()> {
             break;
         }
     }
-    eprintln!(
-        "watch: judged {windows} windows; everything shown is stored (SELECT * FROM latest_verdicts; .insights)"
-    );
+    eprintln!("watch: judged {windows} windows; everything shown is stored (SELECT * FROM latest_verdicts; .insights)");
     Ok(())
 }
 
@@ -161,7 +163,10 @@ fn next_window_start(store: &Store, report: &RunReport, width: TimeDelta) -> Res
         .conn()
         .query_row("SELECT ts FROM snapshots WHERE snapshot_id = ?", [last], |r| r.get(0))
         .map_err(Error::sql)?;
-    let bucket = ts.and_utc().duration_trunc(width).map_err(|e| Error::Usage(format!("window: {e}")))?;
+    let bucket = ts
+        .and_utc()
+        .duration_trunc(width)
+        .map_err(|e| Error::Usage(format!("window: {e}")))?;
     Ok(Some((bucket + width).naive_utc()))
 }
 
@@ -266,7 +271,9 @@ impl Dashboard {
             self.drift,
             self.high_risk,
         );
-        out.write_all(text.as_bytes()).and_then(|_| out.flush()).map_err(io_error)
+        out.write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(io_error)
     }
 
     fn line(&self, out: &mut impl Write, window: NaiveDateTime) -> Result<()> {

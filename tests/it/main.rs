@@ -5,6 +5,7 @@ mod analysis;
 mod bad_input;
 mod capture;
 mod datasets;
+mod detect;
 mod export;
 mod geo;
 mod ingest;

@@ -1,0 +1,314 @@
+//! Beacon scoring in the manner of RITA: a pair's connection start times and bytes sent become
+//! four sub-scores in 0..1 (gap regularity, bytes regularity, evenness over the window's bins,
+//! persistence over the window) and their weighted mean. Pure maths: the caller passes the
+//! window and the time resolution, so results do not depend on when they are computed.
+
+use super::stats::{bowley_skew, mad, median, quantile_sorted, sorted, symmetry_score};
+
+/// Gap quartiles closer than this (or the time resolution, if coarser) count as equal in the
+/// skew: RITA's timestamps are whole seconds.
+pub const GAP_TOLERANCE_S: f64 = 1.0;
+
+/// Weights of the four sub-scores, in the order gaps, bytes, bins, persistence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights(pub [f64; 4]);
+
+impl Default for Weights {
+    /// RITA's defaults: every sub-score counts a quarter.
+    fn default() -> Self {
+        Weights([0.25; 4])
+    }
+}
+
+/// How a pair is scored.
+#[derive(Debug, Clone, Copy)]
+pub struct BeaconParams {
+    /// Analysed window, microseconds since the epoch.
+    pub window_start_us: i64,
+    pub window_end_us: i64,
+    /// How precisely start times are known, seconds (deviations below it are not held against the gaps).
+    pub resolution_s: f64,
+    /// Bins the window is cut into.
+    pub bins: usize,
+    pub weights: Weights,
+}
+
+/// A pair's scores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeaconScore {
+    pub median_interval_s: f64,
+    pub jitter_s: f64,
+    pub jitter_ratio: Option<f64>,
+    pub gap_skew_score: f64,
+    pub gap_mad_score: f64,
+    pub gap_score: f64,
+    pub bytes: Option<BytesScore>,
+    pub bins_score: f64,
+    pub persistence_score: f64,
+    pub score: f64,
+}
+
+/// The bytes sub-scores, when every connection's bytes are known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BytesScore {
+    pub skew_score: f64,
+    pub mad_score: f64,
+    pub small_score: f64,
+    pub score: f64,
+    pub median: f64,
+}
+
+/// Scores one pair. `starts_us` are its connection start times (any order; at least 3 needed
+/// for a gap distribution, `None` otherwise); `bytes_sent` are the known bytes sent per
+/// connection (at least 3), `None` when too few are known.
+pub fn score(starts_us: &[i64], bytes_sent: Option<&[f64]>, p: &BeaconParams) -> Option<BeaconScore> {
+    if starts_us.len() < 3 {
+        return None;
+    }
+    let mut starts = starts_us.to_vec();
+    starts.sort_unstable();
+    let gaps: Vec<f64> = starts.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e6).collect();
+    let gaps_sorted = sorted(&gaps);
+    let median_interval = quantile_sorted(&gaps_sorted, 0.5)?;
+    let jitter = mad(&gaps)?;
+
+    let gap_skew_score = symmetry_score(bowley_skew(&gaps_sorted, p.resolution_s.max(GAP_TOLERANCE_S)));
+    let gap_mad_score = if median_interval > 0.0 {
+        (1.0 - (jitter - p.resolution_s).max(0.0) / median_interval).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let gap_score = (gap_skew_score + gap_mad_score) / 2.0;
+
+    let bytes = bytes_sent.filter(|b| b.len() >= 3).and_then(bytes_score);
+    let (bins_score, longest_run) = bins(&starts, p);
+    let window_s = (p.window_end_us - p.window_start_us) as f64 / 1e6;
+    let span_s = (starts[starts.len() - 1] - starts[0]) as f64 / 1e6;
+    let coverage = if window_s > 0.0 {
+        (span_s / window_s).min(1.0)
+    } else {
+        1.0
+    };
+    let consistency = (longest_run as f64 / (p.bins as f64 / 2.0)).min(1.0);
+    let persistence_score = coverage.max(consistency).clamp(0.0, 1.0);
+
+    let [wg, wb, wn, wp] = p.weights.0;
+    let mut parts = vec![(gap_score, wg), (bins_score, wn), (persistence_score, wp)];
+    if let Some(b) = &bytes {
+        parts.push((b.score, wb));
+    }
+    let weight: f64 = parts.iter().map(|(_, w)| w).sum();
+    let score = if weight > 0.0 {
+        parts.iter().map(|(s, w)| s * w).sum::<f64>() / weight
+    } else {
+        0.0
+    };
+    Some(BeaconScore {
+        median_interval_s: median_interval,
+        jitter_s: jitter,
+        jitter_ratio: (median_interval > 0.0).then(|| jitter / median_interval),
+        gap_skew_score,
+        gap_mad_score,
+        gap_score,
+        bytes,
+        bins_score,
+        persistence_score,
+        score: score.clamp(0.0, 1.0),
+    })
+}
+
+/// RITA's data size score: symmetric, tightly clustered and small payloads score high.
+pub fn bytes_score(bytes: &[f64]) -> Option<BytesScore> {
+    let s = sorted(bytes);
+    let median_bytes = median(bytes)?;
+    let skew_score = symmetry_score(bowley_skew(&s, 0.0));
+    let mad_score = if median_bytes >= 1.0 {
+        (1.0 - mad(bytes)? / median_bytes).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let small_score = (1.0 - mode(&s) / 65535.0).clamp(0.0, 1.0);
+    Some(BytesScore {
+        skew_score,
+        mad_score,
+        small_score,
+        score: (skew_score + mad_score + small_score) / 3.0,
+        median: median_bytes,
+    })
+}
+
+/// Most frequent value of sorted values (the smallest of equally frequent ones).
+fn mode(sorted: &[f64]) -> f64 {
+    let (mut best, mut best_n) = (sorted.first().copied().unwrap_or(0.0), 0usize);
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j < sorted.len() && sorted[j] == sorted[i] {
+            j += 1;
+        }
+        if j - i > best_n {
+            best = sorted[i];
+            best_n = j - i;
+        }
+        i = j;
+    }
+    best
+}
+
+/// Evenness over the window's bins (1 - coefficient of variation of connections per bin,
+/// clamped) and the longest run of non-empty bins, wrapping around the window's end as RITA does.
+fn bins(starts: &[i64], p: &BeaconParams) -> (f64, usize) {
+    let n_bins = p.bins.max(1);
+    let width = (p.window_end_us - p.window_start_us).max(0) as f64 / n_bins as f64;
+    let mut counts = vec![0u64; n_bins];
+    for &t in starts {
+        let i = if width > 0.0 {
+            (((t - p.window_start_us) as f64 / width).floor().max(0.0) as usize).min(n_bins - 1)
+        } else {
+            0
+        };
+        counts[i] += 1;
+    }
+    let mean = starts.len() as f64 / n_bins as f64;
+    let variance = counts.iter().map(|&c| (c as f64 - mean).powi(2)).sum::<f64>() / n_bins as f64;
+    let cv = if mean > 0.0 { variance.sqrt() / mean } else { 1.0 };
+    let evenness = (1.0 - cv).clamp(0.0, 1.0);
+
+    let (mut longest, mut run) = (0, 0);
+    for i in 0..2 * n_bins {
+        if counts[i % n_bins] > 0 {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    (evenness, longest.min(n_bins))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn params(start: i64, end: i64) -> BeaconParams {
+        BeaconParams {
+            window_start_us: start,
+            window_end_us: end,
+            resolution_s: 1e-6,
+            bins: 24,
+            weights: Weights::default(),
+        }
+    }
+
+    /// Deterministic jitter in -1..1 (a fixed LCG, so the test never flakes).
+    fn noise(seed: &mut u64) -> f64 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    #[test]
+    fn perfectly_regular_gaps_score_exactly_one() {
+        let starts: Vec<i64> = (0..120).map(|i| i * 60 * S).collect();
+        let bytes = vec![512.0; 120];
+        let s = score(&starts, Some(&bytes), &params(0, 119 * 60 * S)).unwrap();
+        assert_eq!(s.gap_skew_score, 1.0);
+        assert_eq!(s.gap_mad_score, 1.0);
+        assert_eq!(s.gap_score, 1.0);
+        assert_eq!(s.median_interval_s, 60.0);
+        assert_eq!(s.jitter_s, 0.0);
+        assert_eq!(s.persistence_score, 1.0);
+        assert!(s.bins_score > 0.9, "{}", s.bins_score);
+        assert!(s.score > 0.95, "{}", s.score);
+    }
+
+    #[test]
+    fn ten_percent_jitter_still_scores_as_a_beacon() {
+        let mut seed = 7;
+        let mut t = 0i64;
+        let starts: Vec<i64> = (0..120)
+            .map(|_| {
+                t += ((60.0 + 6.0 * noise(&mut seed)) * 1e6) as i64;
+                t
+            })
+            .collect();
+        let bytes: Vec<f64> = (0..120).map(|_| 300.0 + 10.0 * noise(&mut seed).round()).collect();
+        let s = score(&starts, Some(&bytes), &params(starts[0], starts[119])).unwrap();
+        assert!((s.median_interval_s - 60.0).abs() < 2.0, "{}", s.median_interval_s);
+        assert!(s.jitter_s > 1.0 && s.jitter_s < 6.0, "{}", s.jitter_s);
+        assert!(s.gap_score > 0.8, "{s:?}");
+        assert!(s.score > 0.85, "{s:?}");
+    }
+
+    #[test]
+    fn random_gaps_score_low() {
+        let mut seed = 99;
+        let mut t = 0i64;
+        let starts: Vec<i64> = (0..60)
+            .map(|_| {
+                // exponential gaps, mean 60 s: a Poisson process, the opposite of a beacon
+                let u = (noise(&mut seed) + 1.0) / 2.0;
+                t += (-(1.0 - u * 0.999).ln() * 60.0 * 1e6) as i64;
+                t
+            })
+            .collect();
+        let bytes: Vec<f64> = (0..60).map(|_| 2000.0 + 1500.0 * noise(&mut seed)).collect();
+        let s = score(&starts, Some(&bytes), &params(starts[0], starts[59])).unwrap();
+        assert!(s.gap_mad_score < 0.6, "{s:?}");
+        assert!(s.score < 0.8, "{s:?}");
+    }
+
+    #[test]
+    fn unknown_bytes_are_left_out_and_weights_renormalised() {
+        let starts: Vec<i64> = (0..10).map(|i| i * 10 * S).collect();
+        let s = score(&starts, None, &params(0, 90 * S)).unwrap();
+        assert!(s.bytes.is_none());
+        let expected = (s.gap_score + s.bins_score + s.persistence_score) / 3.0;
+        assert!((s.score - expected).abs() < 1e-12);
+        let mut p = params(0, 90 * S);
+        p.weights = Weights([1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(score(&starts, None, &p).unwrap().score, 1.0);
+    }
+
+    #[test]
+    fn coarse_resolution_forgives_quantised_gaps() {
+        // 10 s beacon seen by 5 s snapshots: gaps of 5, 10 and 15 s
+        let starts: Vec<i64> = [0, 5, 20, 25, 40, 50, 55, 70, 75, 90].iter().map(|s| s * S).collect();
+        let mut p = params(0, 90 * S);
+        let exact = score(&starts, None, &p).unwrap();
+        p.resolution_s = 5.0;
+        let coarse = score(&starts, None, &p).unwrap();
+        assert!((exact.gap_mad_score - 0.5).abs() < 1e-6, "{}", exact.gap_mad_score);
+        assert_eq!(coarse.gap_mad_score, 1.0);
+    }
+
+    #[test]
+    fn millisecond_jitter_does_not_skew_the_gaps() {
+        // the shared RAT capture's callbacks: two sessions at once, a pause, then every ~10 s
+        let starts: Vec<i64> = [0.0, 0.012, 74.205, 84.21, 94.225, 104.238, 114.239, 118.446]
+            .iter()
+            .map(|s| (s * 1e6) as i64)
+            .collect();
+        let s = score(&starts, None, &params(0, 132 * S)).unwrap();
+        assert_eq!(s.gap_skew_score, 1.0);
+        assert!(s.gap_mad_score > 0.99, "{s:?}");
+        assert!((s.median_interval_s - 10.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn too_few_connections_are_not_scored() {
+        assert!(score(&[0, 60 * S], None, &params(0, 60 * S)).is_none());
+    }
+
+    #[test]
+    fn bytes_subscores() {
+        let b = bytes_score(&[100.0; 8]).unwrap();
+        assert_eq!((b.skew_score, b.mad_score), (1.0, 1.0));
+        assert!((b.small_score - (1.0 - 100.0 / 65535.0)).abs() < 1e-12);
+        let big = bytes_score(&[70_000.0; 8]).unwrap();
+        assert_eq!(big.small_score, 0.0);
+        assert_eq!(bytes_score(&[0.0; 4]).unwrap().mad_score, 0.0);
+        assert_eq!(mode(&[1.0, 2.0, 2.0, 3.0, 3.0]), 2.0);
+    }
+}

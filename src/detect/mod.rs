@@ -1,0 +1,787 @@
+//! Behaviour detectors: port scans, beacons, bursts and long connections.
+//!
+//! Every detector reads the `connection_events` view (sql/004_detect.sql), which gives live
+//! history and imported flows one shape, so each works on either source alike. SQL does the
+//! filtering and grouping; the scoring maths lives in pure functions in the submodules, with the
+//! window and time resolution passed in. Each run writes its own rows, keyed by a new `run_id`
+//! recorded in `detector_runs`, in one transaction: a failing run stores nothing. This module
+//! only reads the store's tables and writes the detector tables; printing is the shell's job.
+
+pub mod beacons;
+pub mod bursts;
+pub mod events;
+pub mod long_connections;
+pub mod port_scans;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use duckdb::Connection;
+
+use crate::cli::{DetectArgs, DetectorName};
+use crate::error::{Error, Result};
+use crate::store::Store;
+use events::{fmt_us, timestamp, Scope};
+
+/// What one detector run did, for the summary line and the rows to print.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub detector: &'static str,
+    pub run_id: i64,
+    pub rows: i64,
+    pub events: i64,
+    /// One line for stderr.
+    pub message: String,
+}
+
+/// The table names of the detectors `name` stands for, in run order.
+pub fn detectors(name: DetectorName) -> Vec<&'static str> {
+    match name {
+        DetectorName::PortScans => vec!["port_scans"],
+        DetectorName::Beacons => vec!["beacons"],
+        DetectorName::Bursts => vec!["bursts"],
+        DetectorName::LongConnections => vec!["long_connections"],
+        DetectorName::All => vec!["port_scans", "beacons", "bursts", "long_connections"],
+    }
+}
+
+/// Runs the detector(s) `args` names. `now` stamps the runs (started_at); the analysed window
+/// comes from the data and the options, never from the clock.
+pub fn run(store: &Store, args: &DetectArgs, now: DateTime<Utc>) -> Result<Vec<RunSummary>> {
+    validate(args)?;
+    if store.is_read_only() {
+        return Err(Error::Usage(
+            "detect stores its results in the database, which was opened with --read-only; open it without --read-only"
+                .to_string(),
+        ));
+    }
+    let conn = store.conn();
+    let scope = events::resolve(conn, args)?;
+    let mut summaries = Vec::new();
+    for detector in detectors(args.detector) {
+        summaries.push(run_one(conn, detector, &scope, args, now)?);
+    }
+    Ok(summaries)
+}
+
+fn validate(args: &DetectArgs) -> Result<()> {
+    let w = &args.beacon_weights;
+    if w.len() != 4 || w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0 {
+        return Err(Error::Usage(format!(
+            "--beacon-weights needs four non-negative numbers (gaps,bytes,bins,persistence) with a positive sum, got {w:?}"
+        )));
+    }
+    if !(0.0..=1.0).contains(&args.beacon_threshold) {
+        return Err(Error::Usage(format!(
+            "--beacon-threshold must be between 0 and 1, got {}",
+            args.beacon_threshold
+        )));
+    }
+    if !(args.burst_k.is_finite() && args.burst_k >= 0.0) {
+        return Err(Error::Usage(format!(
+            "--burst-k must be 0 or more, got {}",
+            args.burst_k
+        )));
+    }
+    Ok(())
+}
+
+/// The result of a detector before it is stored.
+struct Found {
+    events: i64,
+    rows: i64,
+    headline: String,
+    notes: Vec<String>,
+}
+
+fn run_one(
+    conn: &Connection,
+    detector: &'static str,
+    scope: &Scope,
+    args: &DetectArgs,
+    now: DateTime<Utc>,
+) -> Result<RunSummary> {
+    let started = Instant::now();
+    conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
+    let result = (|| -> Result<(i64, Found)> {
+        let run_id: i64 = conn
+            .query_row("SELECT coalesce(max(run_id), 0) + 1 FROM detector_runs", [], |r| {
+                r.get(0)
+            })
+            .map_err(Error::sql)?;
+        let found = match detector {
+            "port_scans" => detect_port_scans(conn, run_id, scope, args)?,
+            "beacons" => detect_beacons(conn, run_id, scope, args)?,
+            "bursts" => detect_bursts(conn, run_id, scope, args)?,
+            _ => detect_long_connections(conn, run_id, scope, args)?,
+        };
+        let mut notes = found.notes.clone();
+        if let Some(why) = &scope.chosen_because {
+            notes.insert(0, format!("source {} ({why})", scope.source.as_str()));
+        }
+        conn.execute(
+            "INSERT INTO detector_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            duckdb::params![
+                run_id,
+                detector,
+                scope.source.as_str(),
+                now.naive_utc(),
+                started.elapsed().as_secs_f64(),
+                timestamp(scope.start_us),
+                timestamp(scope.end_us),
+                found.events,
+                found.rows,
+                scope.resolution_s,
+                params_json(detector, args).to_string(),
+                (!notes.is_empty()).then(|| notes.join("; ")),
+            ],
+        )
+        .map_err(Error::sql)?;
+        Ok((run_id, found))
+    })();
+    let (run_id, found) = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    };
+    conn.execute_batch("COMMIT").map_err(Error::sql)?;
+    let source = match &scope.chosen_because {
+        Some(why) => format!("{} ({why})", scope.source.as_str()),
+        None => scope.source.as_str().to_string(),
+    };
+    let mut message = format!(
+        "{detector}: run {run_id} on {source}, {} .. {} UTC, {} connections: {}",
+        fmt_us(scope.start_us),
+        fmt_us(scope.end_us),
+        found.events,
+        found.headline
+    );
+    for note in &found.notes {
+        message.push_str(&format!("\n  note: {note}"));
+    }
+    Ok(RunSummary {
+        detector,
+        run_id,
+        rows: found.rows,
+        events: found.events,
+        message,
+    })
+}
+
+/// The run's options as JSON for detector_runs.params.
+fn params_json(detector: &str, a: &DetectArgs) -> serde_json::Value {
+    let window = serde_json::json!({
+        "window_s": a.window.map(|w| w.as_secs_f64()),
+        "since": a.since.map(|t| t.to_string()),
+        "until": a.until.map(|t| t.to_string()),
+    });
+    let own = match detector {
+        "port_scans" => serde_json::json!({
+            "scan_window_s": a.scan_window.as_secs_f64(), "scan_ports": a.scan_ports, "scan_hosts": a.scan_hosts,
+        }),
+        "beacons" => serde_json::json!({
+            "beacon_min_connections": a.beacon_min_connections, "beacon_bins": a.beacon_bins,
+            "beacon_threshold": a.beacon_threshold, "beacon_weights": a.beacon_weights,
+        }),
+        "bursts" => serde_json::json!({
+            "burst_bin_s": a.burst_bin.as_secs_f64(), "burst_k": a.burst_k,
+            "burst_min_connections": a.burst_min_connections, "burst_min_bytes": a.burst_min_bytes,
+        }),
+        _ => serde_json::json!({ "long_min_s": a.long_min.as_secs_f64() }),
+    };
+    let mut merged = own;
+    if let (Some(m), serde_json::Value::Object(w)) = (merged.as_object_mut(), window) {
+        m.extend(w);
+    }
+    merged
+}
+
+/// `source = ? AND start in window` over connection_events, with its three parameters.
+const STARTS_IN_WINDOW: &str = "source = ? AND epoch_us(start_ts) BETWEEN ? AND ?";
+
+fn count_starts(conn: &Connection, scope: &Scope, extra: &str) -> Result<i64> {
+    conn.query_row(
+        &format!("SELECT count(*) FROM connection_events WHERE {STARTS_IN_WINDOW} {extra}"),
+        duckdb::params![scope.source.as_str(), scope.start_us, scope.end_us],
+        |r| r.get(0),
+    )
+    .map_err(Error::sql)
+}
+
+fn plural(n: i64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+// --- port scans --------------------------------------------------------------------------
+
+fn detect_port_scans(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectArgs) -> Result<Found> {
+    let filter = "AND proto IN ('tcp', 'udp') AND dst_p IS NOT NULL";
+    let events = count_starts(conn, scope, filter)?;
+    let window_us = i64::try_from(args.scan_window.as_micros()).unwrap_or(i64::MAX / 4);
+    let mut rows: Vec<ScanRow> = Vec::new();
+    // (kind, grouping column, touched column, threshold)
+    let kinds = [
+        (
+            "port_scan",
+            "dst_h",
+            "dst_p::VARCHAR",
+            "dst_p",
+            args.scan_ports as usize,
+        ),
+        ("address_scan", "dst_p", "dst_h", "dst_h", args.scan_hosts as usize),
+    ];
+    for (kind, target_col, touched_expr, distinct_col, threshold) in kinds {
+        let sql = format!(
+            "WITH e AS (SELECT src_h, dst_h, dst_p, proto, start_ts, failed FROM connection_events \
+                        WHERE {STARTS_IN_WINDOW} {filter}), \
+                  g AS (SELECT src_h, {target_col}, proto FROM e GROUP BY ALL HAVING count(DISTINCT {distinct_col}) >= ?) \
+             SELECT e.src_h, e.{target_col}::VARCHAR, e.proto, epoch_us(e.start_ts), {touched_expr}, e.failed \
+             FROM e JOIN g USING (src_h, {target_col}, proto) ORDER BY 1, 2, 3, 4"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
+        let mut result = stmt
+            .query(duckdb::params![
+                scope.source.as_str(),
+                scope.start_us,
+                scope.end_us,
+                threshold as i64
+            ])
+            .map_err(Error::sql)?;
+        let mut group: Option<(String, String, String)> = None;
+        let mut attempts: Vec<port_scans::Attempt> = Vec::new();
+        let mut flush = |key: &Option<(String, String, String)>, attempts: &mut Vec<port_scans::Attempt>| {
+            if let Some((scanner, target, proto)) = key {
+                if let Some(w) = port_scans::densest_window(attempts, window_us, threshold) {
+                    rows.push(ScanRow::new(kind, scanner, target, proto, &w, threshold));
+                }
+            }
+            attempts.clear();
+        };
+        while let Some(r) = result.next().map_err(Error::sql)? {
+            let key = (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2));
+            let key = match key {
+                (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+                _ => continue,
+            };
+            if group.as_ref() != Some(&key) {
+                flush(&group, &mut attempts);
+                group = Some(key);
+            }
+            attempts.push(port_scans::Attempt {
+                ts_us: r.get(3).map_err(Error::sql)?,
+                touched: r.get::<_, Option<String>>(4).map_err(Error::sql)?.unwrap_or_default(),
+                failed: r.get(5).map_err(Error::sql)?,
+            });
+        }
+        flush(&group, &mut attempts);
+    }
+    rows.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut insert = conn
+        .prepare("INSERT INTO port_scans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .map_err(Error::sql)?;
+    for r in &rows {
+        insert
+            .execute(duckdb::params![
+                run_id,
+                r.kind,
+                r.scanner,
+                r.target,
+                r.target_port,
+                r.proto,
+                r.distinct_ports as i64,
+                r.distinct_hosts as i64,
+                r.window.attempts as i64,
+                r.window.failed as i64,
+                r.window.failed_share(),
+                timestamp(r.window.start_us),
+                timestamp(r.window.end_us),
+                r.window.first_touched.join(","),
+                r.score,
+            ])
+            .map_err(Error::sql)?;
+    }
+    let headline = match rows.first() {
+        None => "no port or address scan above the thresholds (stored as an empty run)".to_string(),
+        Some(top) => format!(
+            "{} found; top: {} -> {} ({} ports, {} hosts, {:.0}% failed, score {:.2})",
+            plural(rows.len() as i64, "scan", "scans"),
+            top.scanner,
+            top.target
+                .clone()
+                .unwrap_or_else(|| format!("port {}", top.target_port.unwrap_or_default())),
+            top.distinct_ports,
+            top.distinct_hosts,
+            100.0 * top.window.failed_share(),
+            top.score
+        ),
+    };
+    Ok(Found {
+        events,
+        rows: rows.len() as i64,
+        headline,
+        notes: Vec::new(),
+    })
+}
+
+struct ScanRow {
+    kind: &'static str,
+    scanner: String,
+    target: Option<String>,
+    target_port: Option<i32>,
+    proto: String,
+    distinct_ports: usize,
+    distinct_hosts: usize,
+    window: port_scans::ScanWindow,
+    score: f64,
+}
+
+impl ScanRow {
+    fn new(
+        kind: &'static str,
+        scanner: &str,
+        target: &str,
+        proto: &str,
+        w: &port_scans::ScanWindow,
+        threshold: usize,
+    ) -> Self {
+        let port_scan = kind == "port_scan";
+        ScanRow {
+            kind,
+            scanner: scanner.to_string(),
+            target: port_scan.then(|| target.to_string()),
+            target_port: if port_scan { None } else { target.parse().ok() },
+            proto: proto.to_string(),
+            distinct_ports: if port_scan { w.distinct } else { 1 },
+            distinct_hosts: if port_scan { 1 } else { w.distinct },
+            score: port_scans::scan_score(w.distinct, threshold, w.failed_share()),
+            window: w.clone(),
+        }
+    }
+}
+
+// --- beacons -----------------------------------------------------------------------------
+
+struct PairKey {
+    src: String,
+    dst: String,
+    dst_port: Option<i32>,
+    proto: String,
+}
+
+struct PairEvents {
+    key: PairKey,
+    starts: Vec<i64>,
+    bytes: Vec<Option<f64>>,
+    processes: Vec<String>,
+}
+
+fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectArgs) -> Result<Found> {
+    let events = count_starts(conn, scope, "")?;
+    let min = i64::from(args.beacon_min_connections);
+    let (below, single): (i64, i64) = conn
+        .query_row(
+            &format!(
+                "SELECT count(*) FILTER (WHERE n < ?), count(*) FILTER (WHERE n = 1) FROM \
+                 (SELECT count(*) AS n FROM connection_events WHERE {STARTS_IN_WINDOW} GROUP BY src_h, dst_h, dst_p, proto)"
+            ),
+            duckdb::params![min, scope.source.as_str(), scope.start_us, scope.end_us],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(Error::sql)?;
+    let sql = format!(
+        "WITH e AS (SELECT src_h, dst_h, dst_p, proto, start_ts, bytes_out, process_name FROM connection_events \
+                    WHERE {STARTS_IN_WINDOW}), \
+              g AS (SELECT src_h, dst_h, dst_p, proto FROM e GROUP BY ALL HAVING count(*) >= ?) \
+         SELECT e.src_h, e.dst_h, e.dst_p, e.proto, epoch_us(e.start_ts), e.bytes_out::DOUBLE, e.process_name \
+         FROM e JOIN g ON e.src_h = g.src_h AND e.dst_h = g.dst_h AND e.dst_p IS NOT DISTINCT FROM g.dst_p AND e.proto = g.proto \
+         ORDER BY 1, 2, 3, 4, 5"
+    );
+    let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
+    let mut result = stmt
+        .query(duckdb::params![
+            scope.source.as_str(),
+            scope.start_us,
+            scope.end_us,
+            min
+        ])
+        .map_err(Error::sql)?;
+    let mut pairs: Vec<PairEvents> = Vec::new();
+    while let Some(r) = result.next().map_err(Error::sql)? {
+        let key = PairKey {
+            src: r.get(0).map_err(Error::sql)?,
+            dst: r.get(1).map_err(Error::sql)?,
+            dst_port: r.get(2).map_err(Error::sql)?,
+            proto: r.get(3).map_err(Error::sql)?,
+        };
+        let same = pairs.last().is_some_and(|p| {
+            p.key.src == key.src && p.key.dst == key.dst && p.key.dst_port == key.dst_port && p.key.proto == key.proto
+        });
+        if !same {
+            pairs.push(PairEvents {
+                key,
+                starts: Vec::new(),
+                bytes: Vec::new(),
+                processes: Vec::new(),
+            });
+        }
+        if let Some(p) = pairs.last_mut() {
+            p.starts.push(r.get(4).map_err(Error::sql)?);
+            p.bytes.push(r.get(5).map_err(Error::sql)?);
+            if let Some(name) = r.get::<_, Option<String>>(6).map_err(Error::sql)? {
+                if !p.processes.contains(&name) {
+                    p.processes.push(name);
+                }
+            }
+        }
+    }
+    let w = &args.beacon_weights;
+    let params = beacons::BeaconParams {
+        window_start_us: scope.start_us,
+        window_end_us: scope.end_us,
+        resolution_s: scope.resolution_s,
+        bins: args.beacon_bins as usize,
+        weights: beacons::Weights([w[0], w[1], w[2], w[3]]),
+    };
+    let mut scored: Vec<(PairEvents, beacons::BeaconScore)> = pairs
+        .into_iter()
+        .filter_map(|p| {
+            // Live sockets sometimes lack counters (a short-lived or TIME_WAIT-only sighting):
+            // score the bytes that are known, when they are most of them.
+            let known: Vec<f64> = p.bytes.iter().flatten().copied().collect();
+            let bytes = (known.len() >= 3 && 2 * known.len() >= p.bytes.len()).then_some(known);
+            let s = beacons::score(&p.starts, bytes.as_deref(), &params)?;
+            Some((p, s))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
+    let mut insert = conn
+        .prepare(
+            "INSERT INTO beacons VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .map_err(Error::sql)?;
+    let mut flagged = 0;
+    let mut missing_bytes = 0;
+    for (p, s) in &scored {
+        let is_beacon = s.score >= args.beacon_threshold;
+        flagged += i64::from(is_beacon);
+        missing_bytes += i64::from(s.bytes.is_none());
+        let b = s.bytes.as_ref();
+        insert
+            .execute(duckdb::params![
+                run_id,
+                p.key.src,
+                p.key.dst,
+                p.key.dst_port,
+                p.key.proto,
+                p.starts.len() as i64,
+                timestamp(p.starts.iter().copied().min().unwrap_or_default()),
+                timestamp(p.starts.iter().copied().max().unwrap_or_default()),
+                s.median_interval_s,
+                s.jitter_s,
+                s.jitter_ratio,
+                s.gap_skew_score,
+                s.gap_mad_score,
+                s.gap_score,
+                b.map(|b| b.skew_score),
+                b.map(|b| b.mad_score),
+                b.map(|b| b.small_score),
+                b.map(|b| b.score),
+                b.map(|b| b.median),
+                s.bins_score,
+                s.persistence_score,
+                s.score,
+                is_beacon,
+                scope.resolution_s,
+                (!p.processes.is_empty()).then(|| p.processes.join(",")),
+            ])
+            .map_err(Error::sql)?;
+    }
+    let mut notes = Vec::new();
+    if below > 0 {
+        notes.push(format!(
+            "{} with fewer than {min} connections not scored ({single} with a single connection)",
+            plural(below, "pair", "pairs")
+        ));
+    }
+    if missing_bytes > 0 {
+        notes.push(format!(
+            "{} without byte counts: scored without the bytes sub-score",
+            plural(missing_bytes, "candidate", "candidates")
+        ));
+    }
+    if scope.resolution_s >= 1.0 {
+        notes.push(format!(
+            "live start times are known to the capture interval ({:.1} s); gaps shorter than a few intervals are unreliable",
+            scope.resolution_s
+        ));
+    }
+    let headline = match scored.first() {
+        None => format!("no pair with at least {min} connections (stored as an empty run)"),
+        Some((p, s)) => format!(
+            "{} scored, {flagged} at or above {}; top: {} -> {}:{} ({} connections every {:.1} s, score {:.2})",
+            plural(scored.len() as i64, "candidate", "candidates"),
+            args.beacon_threshold,
+            p.key.src,
+            p.key.dst,
+            p.key.dst_port.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+            p.starts.len(),
+            s.median_interval_s,
+            s.score
+        ),
+    };
+    Ok(Found {
+        events,
+        rows: scored.len() as i64,
+        headline,
+        notes,
+    })
+}
+
+// --- bursts ------------------------------------------------------------------------------
+
+/// Bins a baseline needs at least: a median over fewer says little about "usual".
+const MIN_BURST_BINS: usize = 10;
+
+/// Bins a bursts run may use: a baseline over more would not fit in memory comfortably.
+const MAX_BURST_BINS: usize = 500_000;
+
+fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectArgs) -> Result<Found> {
+    let bin_us = i64::try_from(args.burst_bin.as_micros()).unwrap_or(i64::MAX / 4).max(1);
+    let bins = bursts::Bins::new(scope.start_us, scope.end_us, bin_us);
+    if bins.count > MAX_BURST_BINS {
+        return Err(Error::Usage(format!(
+            "the window holds {} bins of {:?}, more than {MAX_BURST_BINS}; use a larger --burst-bin or a shorter --window",
+            bins.count, args.burst_bin
+        )));
+    }
+    let sql = format!(
+        "SELECT src_h, dst_h, process_name, epoch_us(start_ts), epoch_us(end_ts), \
+                CASE WHEN bytes_out IS NULL AND bytes_in IS NULL THEN NULL \
+                     ELSE coalesce(bytes_out, 0) + coalesce(bytes_in, 0) END::DOUBLE \
+         FROM connection_events WHERE {STARTS_IN_WINDOW}"
+    );
+    let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
+    let mut result = stmt
+        .query(duckdb::params![scope.source.as_str(), scope.start_us, scope.end_us])
+        .map_err(Error::sql)?;
+    let mut series: HashMap<(&'static str, String), bursts::Series> = HashMap::new();
+    let mut events = 0;
+    while let Some(r) = result.next().map_err(Error::sql)? {
+        events += 1;
+        let src: String = r.get(0).map_err(Error::sql)?;
+        let dst: String = r.get(1).map_err(Error::sql)?;
+        let process: Option<String> = r.get(2).map_err(Error::sql)?;
+        let start: i64 = r.get(3).map_err(Error::sql)?;
+        let end: i64 = r.get(4).map_err(Error::sql)?;
+        let bytes: Option<f64> = r.get(5).map_err(Error::sql)?;
+        let mut entities = vec![("host", src.clone()), ("pair", format!("{src} -> {dst}"))];
+        if let Some(p) = process {
+            entities.push(("process", p));
+        }
+        for key in entities {
+            series.entry(key).or_default().add(&bins, start, end, bytes);
+        }
+    }
+    let mut found: Vec<(&'static str, String, &'static str, bursts::Burst)> = Vec::new();
+    let enough_bins = bins.count >= MIN_BURST_BINS;
+    for ((kind, entity), s) in series.iter().filter(|_| enough_bins) {
+        for b in bursts::find(
+            &s.connections,
+            bins.count,
+            args.burst_k,
+            args.burst_min_connections as f64,
+        ) {
+            found.push((kind, entity.clone(), "connections", b));
+        }
+        for b in bursts::find(&s.bytes, bins.count, args.burst_k, args.burst_min_bytes as f64) {
+            found.push((kind, entity.clone(), "bytes", b));
+        }
+    }
+    found.sort_by(|a, b| b.3.mads_above.total_cmp(&a.3.mads_above).then_with(|| a.1.cmp(&b.1)));
+    let mut insert = conn
+        .prepare("INSERT INTO bursts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .map_err(Error::sql)?;
+    for (kind, entity, metric, b) in &found {
+        insert
+            .execute(duckdb::params![
+                run_id,
+                kind,
+                entity,
+                metric,
+                bin_us as f64 / 1e6,
+                timestamp(bins.start_of(b.first_bin)),
+                timestamp(bins.start_of(b.last_bin + 1)),
+                (b.last_bin - b.first_bin + 1) as i64,
+                b.peak,
+                b.total,
+                b.baseline,
+                b.mad,
+                b.threshold,
+                b.factor,
+                b.mads_above,
+            ])
+            .map_err(Error::sql)?;
+    }
+    let mut notes = Vec::new();
+    if !enough_bins {
+        notes.push(format!(
+            "the window holds only {} of {:?}, fewer than the {MIN_BURST_BINS} a baseline needs, so nothing was judged; \
+             use a smaller --burst-bin",
+            plural(bins.count as i64, "bin", "bins"),
+            args.burst_bin
+        ));
+    }
+    let headline = match found.first() {
+        None if !enough_bins => "too few bins for a baseline (stored as an empty run)".to_string(),
+        None => "no burst above median + k x MAD (stored as an empty run)".to_string(),
+        Some((kind, entity, metric, b)) => format!(
+            "{} found; top: {kind} {entity}, {metric} peak {:.0} per bin against a baseline of {:.0}",
+            plural(found.len() as i64, "burst", "bursts"),
+            b.peak,
+            b.baseline
+        ),
+    };
+    Ok(Found {
+        events,
+        rows: found.len() as i64,
+        headline,
+        notes,
+    })
+}
+
+// --- long connections --------------------------------------------------------------------
+
+fn detect_long_connections(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectArgs) -> Result<Found> {
+    let threshold_s = args.long_min.as_secs_f64();
+    let overlap = "source = ? AND epoch_us(start_ts) <= ? AND epoch_us(end_ts) >= ?";
+    let params = duckdb::params![scope.source.as_str(), scope.end_us, scope.start_us];
+    let events: i64 = conn
+        .query_row(
+            &format!("SELECT count(*) FROM connection_events WHERE {overlap}"),
+            params,
+            |r| r.get(0),
+        )
+        .map_err(Error::sql)?;
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT source, event_id, proto, src_h, src_p, dst_h, dst_p, process_name, pid, start_ts, end_ts, \
+                    duration_s, open, bytes_out, bytes_in \
+             FROM connection_events WHERE {overlap} AND duration_s >= ? ORDER BY duration_s DESC, start_ts"
+        ))
+        .map_err(Error::sql)?;
+    let mut insert = conn
+        .prepare("INSERT INTO long_connections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .map_err(Error::sql)?;
+    let mut result = stmt
+        .query(duckdb::params![
+            scope.source.as_str(),
+            scope.end_us,
+            scope.start_us,
+            threshold_s
+        ])
+        .map_err(Error::sql)?;
+    let mut rows = 0;
+    let mut top: Option<String> = None;
+    let mut open = 0;
+    while let Some(r) = result.next().map_err(Error::sql)? {
+        let duration: f64 = r.get(11).map_err(Error::sql)?;
+        let Some((grade, score)) = long_connections::grade(duration, threshold_s) else {
+            continue;
+        };
+        let is_open: bool = r.get(12).map_err(Error::sql)?;
+        open += i64::from(is_open);
+        let src: String = r.get(3).map_err(Error::sql)?;
+        let dst: String = r.get(5).map_err(Error::sql)?;
+        let dst_port: Option<i32> = r.get(6).map_err(Error::sql)?;
+        if top.is_none() {
+            top = Some(format!(
+                "{src} -> {dst}:{} for {:.1} h ({grade})",
+                dst_port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                duration / 3600.0
+            ));
+        }
+        let start: chrono::NaiveDateTime = r.get(9).map_err(Error::sql)?;
+        let end: chrono::NaiveDateTime = r.get(10).map_err(Error::sql)?;
+        insert
+            .execute(duckdb::params![
+                run_id,
+                r.get::<_, String>(0).map_err(Error::sql)?,
+                r.get::<_, String>(1).map_err(Error::sql)?,
+                r.get::<_, String>(2).map_err(Error::sql)?,
+                src,
+                r.get::<_, Option<i32>>(4).map_err(Error::sql)?,
+                dst,
+                dst_port,
+                r.get::<_, Option<String>>(7).map_err(Error::sql)?,
+                r.get::<_, Option<i32>>(8).map_err(Error::sql)?,
+                start,
+                end,
+                duration,
+                is_open,
+                r.get::<_, Option<i64>>(13).map_err(Error::sql)?,
+                r.get::<_, Option<i64>>(14).map_err(Error::sql)?,
+                grade,
+                score,
+            ])
+            .map_err(Error::sql)?;
+        rows += 1;
+    }
+    let headline = match top {
+        None => format!(
+            "no connection lasted {} or longer (stored as an empty run)",
+            humantime(threshold_s)
+        ),
+        Some(top) => format!(
+            "{} of {} or longer ({open} still open); longest: {top}",
+            plural(rows, "connection", "connections"),
+            humantime(threshold_s)
+        ),
+    };
+    Ok(Found {
+        events,
+        rows,
+        headline,
+        notes: Vec::new(),
+    })
+}
+
+fn humantime(seconds: f64) -> String {
+    if seconds >= 3600.0 && seconds % 3600.0 == 0.0 {
+        format!("{} h", seconds / 3600.0)
+    } else if seconds >= 60.0 && seconds % 60.0 == 0.0 {
+        format!("{} min", seconds / 60.0)
+    } else {
+        format!("{seconds} s")
+    }
+}
+
+/// The query printing a run's top rows, most notable first.
+pub fn top_rows_sql(detector: &str, run_id: i64, top: usize) -> String {
+    let (columns, order) = match detector {
+        "port_scans" => (
+            "kind, scanner, coalesce(target, '*') AS target, target_port, proto, distinct_ports, distinct_hosts, \
+             attempts, round(failed_share, 3) AS failed_share, window_start, window_end, round(score, 3) AS score",
+            "score DESC, distinct_ports + distinct_hosts DESC",
+        ),
+        "beacons" => (
+            "src, dst, dst_port, proto, connections, round(median_interval_s, 2) AS interval_s, \
+             round(jitter_s, 2) AS jitter_s, round(gap_score, 3) AS gaps, round(bytes_score, 3) AS bytes, \
+             round(bins_score, 3) AS bins, round(persistence_score, 3) AS persistence, round(score, 3) AS score, is_beacon",
+            "score DESC, connections DESC",
+        ),
+        "bursts" => (
+            "entity_kind, entity, metric, start_ts, end_ts, round(peak, 1) AS peak, round(baseline, 1) AS baseline, \
+             round(threshold, 1) AS threshold, round(factor, 1) AS factor",
+            "mads_above DESC, entity",
+        ),
+        _ => (
+            "src, src_port, dst, dst_port, proto, process_name, start_ts, round(duration_s) AS duration_s, open, grade",
+            "duration_s DESC",
+        ),
+    };
+    format!("SELECT {columns} FROM {detector} WHERE run_id = {run_id} ORDER BY {order} LIMIT {top}")
+}

@@ -1,0 +1,496 @@
+//! Detectors on real captures (the shared golden cases), on a synthetic history with one of
+//! each behaviour hidden in noise, on live fixture history, and on bad input.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use predicates::prelude::*;
+
+use crate::Scratch;
+
+/// The shared captures, when this checkout has them beside it.
+fn shared_pcap(name: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/pcaps")
+        .join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipped: {} is absent (the shared data is not beside this checkout)",
+            path.display()
+        );
+        None
+    }
+}
+
+fn imported(name: &str) -> Option<Scratch> {
+    let pcap = shared_pcap(name)?;
+    let s = Scratch::new();
+    s.cmd().args(["import", "pcap", "--quiet"]).arg(pcap).assert().success();
+    Some(s)
+}
+
+fn detect(s: &Scratch, args: &[&str]) -> assert_cmd::assert::Assert {
+    s.cmd().args(["--format", "csv", "detect"]).args(args).assert()
+}
+
+#[test]
+fn nmap_syn_scan_is_a_port_scan_of_one_host() {
+    let Some(s) = imported("nmap_tcp_syn_scan.pcap") else {
+        return;
+    };
+    detect(&s, &["port_scans"]).success().stderr(
+        predicate::str::contains("port_scans: run 1 on flows")
+            .and(predicate::str::contains("top: 192.168.1.10 -> 192.168.1.25")),
+    );
+    let rows = s.query(
+        "SELECT kind, scanner, target, distinct_ports >= 900, failed_share > 0.9, score > 0.9 FROM latest_port_scans ORDER BY score DESC",
+    );
+    assert_eq!(
+        rows.lines().next(),
+        Some("port_scan,192.168.1.10,192.168.1.25,true,true,true"),
+        "{rows}"
+    );
+    assert!(
+        rows.lines().all(|l| l.contains("192.168.1.10")),
+        "only the scanner is reported: {rows}"
+    );
+    assert_eq!(
+        s.query("SELECT detector, source, result_rows > 0, time_resolution_s FROM detector_runs"),
+        "port_scans,flows,true,1e-6"
+    );
+}
+
+#[test]
+fn normal_captures_have_no_port_scans() {
+    for name in ["normal_alexa-app.pcapng", "normal_http_espn.pcapng"] {
+        let Some(s) = imported(name) else { return };
+        detect(&s, &["port_scans"])
+            .success()
+            .stderr(predicate::str::contains("no port or address scan above the thresholds"));
+        assert_eq!(s.query("SELECT count(*) FROM port_scans"), "0", "{name}");
+        assert_eq!(
+            s.query("SELECT result_rows FROM detector_runs"),
+            "0",
+            "{name}: the empty run is recorded"
+        );
+    }
+}
+
+#[test]
+fn trojan_callbacks_rank_first_among_beacon_candidates() {
+    let Some(s) = imported("malware_ratinfected.pcapng") else {
+        return;
+    };
+    detect(&s, &["beacons"]).success();
+    let top = s.query("SELECT src, dst, dst_port, proto FROM latest_beacons ORDER BY score DESC LIMIT 1");
+    assert_eq!(top, "172.16.0.114,172.16.0.111,4433,tcp");
+    let interval: f64 = s
+        .query("SELECT median_interval_s FROM latest_beacons ORDER BY score DESC LIMIT 1")
+        .parse()
+        .unwrap();
+    assert!((interval - 10.0).abs() < 0.5, "the ~10 s callback period: {interval}");
+}
+
+/// A deterministic generator (fixed LCG), so the synthetic history is the same every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn unit(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+    fn pick(&mut self, n: usize) -> usize {
+        ((self.unit() * n as f64) as usize).min(n - 1)
+    }
+}
+
+/// Three hours of flows: a 60 s beacon with 10% jitter (IPv6), a slow port scan (IPv6), a
+/// connection burst (IPv6), a 2.5 h connection (IPv4), and 40 ordinary hosts talking to 200
+/// servers at random (Poisson) times.
+fn synthetic_history() -> String {
+    const T0: f64 = 1_767_225_600.0; // 2026-01-01 00:00:00 UTC
+    const SPAN: f64 = 3.0 * 3600.0;
+    let mut rng = Lcg(42);
+    let mut rows: Vec<String> = Vec::new();
+    let mut flow = |ts: f64,
+                    src: &str,
+                    sport: u32,
+                    dst: &str,
+                    dport: u32,
+                    duration: f64,
+                    out: u64,
+                    inn: u64,
+                    state: &str| {
+        let secs = (T0 + ts).floor() as i64;
+        let micros = ((T0 + ts - secs as f64) * 1e6) as i64;
+        rows.push(format!(
+            "(1, make_timestamp({}), 'C{}', '{src}', {sport}, '{dst}', {dport}, 'tcp', {duration:.6}, {out}, {inn}, '{state}', 'synthetic')",
+            secs * 1_000_000 + micros,
+            rows.len()
+        ));
+    };
+    // beacon: 60 s x (1 +- 10%), ~300 bytes out
+    let mut t = 30.0;
+    while t < SPAN {
+        let out = 300 + rng.pick(20) as u64;
+        flow(
+            t,
+            "2001:db8::10",
+            40000 + rng.pick(20000) as u32,
+            "2001:db8:feed::99",
+            8443,
+            0.4,
+            out,
+            120,
+            "SF",
+        );
+        t += 60.0 * rng.range(0.9, 1.1);
+    }
+    // slow port scan: 20 ports of one host, one every 12 s, unanswered
+    for i in 0..20 {
+        flow(
+            5000.0 + 12.0 * i as f64,
+            "2001:db8:bad::66",
+            55555,
+            "fd00::5",
+            1000 + 37 * i,
+            0.0,
+            0,
+            0,
+            "S0",
+        );
+    }
+    // burst: 300 connections in one minute to 5 servers, 20 kB each
+    for _ in 0..300 {
+        let dst = format!("2001:db8:cafe::{}", 1 + rng.pick(5));
+        flow(
+            7200.0 + rng.range(0.0, 59.0),
+            "fd00::77",
+            30000 + rng.pick(30000) as u32,
+            &dst,
+            443,
+            0.3,
+            400,
+            20_000,
+            "SF",
+        );
+    }
+    // long connection: 2.5 hours of SSH
+    flow(
+        600.0,
+        "10.0.0.20",
+        51000,
+        "93.184.216.34",
+        22,
+        9000.0,
+        5_000_000,
+        8_000_000,
+        "SF",
+    );
+    // noise: 40 hosts, exponential gaps (mean 10 min), random servers, sizes and durations
+    let servers: Vec<String> = (0..200)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("198.51.100.{}", i / 2 + 1)
+            } else {
+                format!("2001:db8:5::{i:x}")
+            }
+        })
+        .collect();
+    for h in 0..40 {
+        let host = if h % 2 == 0 {
+            format!("10.0.1.{}", h + 1)
+        } else {
+            format!("fd00::1:{h:x}")
+        };
+        let mut t = rng.range(0.0, 600.0);
+        while t < SPAN {
+            let server = &servers[rng.pick(servers.len())];
+            let port = [443, 80, 53, 443][rng.pick(4)];
+            let out = 10f64.powf(rng.range(2.3, 4.7)) as u64;
+            let inn = 10f64.powf(rng.range(2.3, 5.0)) as u64;
+            flow(
+                t,
+                &host,
+                20000 + rng.pick(40000) as u32,
+                server,
+                port,
+                rng.range(0.05, 30.0),
+                out,
+                inn,
+                "SF",
+            );
+            t += -(1.0 - rng.unit() * 0.999).ln() * 600.0;
+        }
+    }
+    // noise hosts also hit the burst host's servers now and then
+    flow(9000.0, "10.0.1.1", 40001, "2001:db8:cafe::1", 443, 1.0, 500, 9000, "SF");
+    let mut sql = String::from(
+        "INSERT INTO flows (import_id, ts, uid, orig_h, orig_p, resp_h, resp_p, proto, duration, orig_bytes, resp_bytes, conn_state, source_file) VALUES\n",
+    );
+    let _ = write!(sql, "{};", rows.join(",\n"));
+    sql
+}
+
+fn synthetic() -> Scratch {
+    let s = Scratch::new();
+    let file = s.path("history.sql");
+    std::fs::write(&file, synthetic_history()).unwrap();
+    s.cmd().arg("-f").arg(&file).assert().success();
+    s
+}
+
+#[test]
+fn synthetic_history_each_behaviour_is_found_and_nothing_else() {
+    let s = synthetic();
+    detect(&s, &["all", "--top", "5"]).success().stderr(
+        predicate::str::contains("port_scans: run 1 on flows (auto: the only source with rows)")
+            .and(predicate::str::contains("beacons: run 2"))
+            .and(predicate::str::contains("bursts: run 3"))
+            .and(predicate::str::contains("long_connections: run 4")),
+    );
+    assert_eq!(
+        s.query("SELECT kind, scanner, target, distinct_ports, failed_share FROM latest_port_scans"),
+        "port_scan,2001:db8:bad::66,fd00::5,20,1.0"
+    );
+    assert_eq!(
+        s.query("SELECT src, dst, dst_port FROM latest_beacons WHERE is_beacon"),
+        "2001:db8::10,2001:db8:feed::99,8443"
+    );
+    let beacon = s.query(
+        "SELECT round(median_interval_s), jitter_s BETWEEN 1 AND 6, gap_score > 0.85, score > 0.85 FROM latest_beacons ORDER BY score DESC LIMIT 1",
+    );
+    assert_eq!(beacon, "60.0,true,true,true");
+    let bursts = s.query("SELECT DISTINCT entity FROM latest_bursts ORDER BY 1");
+    assert!(!bursts.is_empty(), "the burst is found");
+    assert!(
+        bursts.lines().all(|e| e.starts_with("fd00::77")),
+        "only the burst host's entities burst: {bursts}"
+    );
+    assert_eq!(
+        s.query(
+            "SELECT count(*) FROM latest_bursts WHERE entity_kind = 'host' AND metric = 'connections' \
+             AND start_ts = TIMESTAMP '2026-01-01 02:00:00' AND peak = 300"
+        ),
+        "1"
+    );
+    assert_eq!(
+        s.query("SELECT src, dst, dst_port, round(duration_s), grade, open FROM latest_long_connections"),
+        "10.0.0.20,93.184.216.34,22,9000.0,long,false"
+    );
+    assert_eq!(
+        s.query("SELECT string_agg(detector || '=' || result_rows, ' ' ORDER BY run_id) FROM detector_runs")
+            .split(' ')
+            .map(|p| p.split('=').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["port_scans", "beacons", "bursts", "long_connections"]
+    );
+}
+
+#[test]
+fn a_second_run_keeps_the_first_and_latest_shows_the_newest() {
+    let s = synthetic();
+    detect(&s, &["long_connections", "--top", "0"]).success();
+    detect(&s, &["long_connections", "--long-min", "3h", "--top", "0"])
+        .success()
+        .stderr(predicate::str::contains(
+            "no connection lasted 3 h or longer (stored as an empty run)",
+        ));
+    assert_eq!(
+        s.query("SELECT run_id, count(*) FROM long_connections GROUP BY ALL"),
+        "1,1"
+    );
+    assert_eq!(s.query("SELECT count(*) FROM latest_long_connections"), "0");
+    assert_eq!(
+        s.query("SELECT string_agg(result_rows::VARCHAR, ' ' ORDER BY run_id) FROM detector_runs"),
+        "1 0"
+    );
+}
+
+#[test]
+fn window_options_narrow_what_is_analysed() {
+    let s = synthetic();
+    // the last hour holds neither the scan (t = 5000 s) nor the burst (t = 7200 s)
+    detect(&s, &["port_scans", "--window", "50m"])
+        .success()
+        .stderr(predicate::str::contains("no port or address scan"));
+    detect(
+        &s,
+        &[
+            "port_scans",
+            "--since",
+            "2026-01-01 01:20",
+            "--until",
+            "2026-01-01 01:30",
+        ],
+    )
+    .success()
+    .stderr(predicate::str::contains("1 scan found"));
+}
+
+#[test]
+fn window_without_data_stores_nothing() {
+    let s = synthetic();
+    detect(&s, &["all", "--until", "2001-01-01"]).code(1).stderr(
+        predicate::str::contains("no flows connections between 2001-01-01 00:00:00.000 and 2001-01-01 00:00:00.000")
+            .and(predicate::str::contains("the data covers 2026-01-01"))
+            .and(predicate::str::contains("nothing was stored")),
+    );
+    assert_eq!(s.query("SELECT count(*) FROM detector_runs"), "0");
+    s.cmd()
+        .args(["--read-only", "detect", "beacons"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("opened with --read-only"));
+}
+
+#[test]
+fn empty_database_says_what_to_do() {
+    let s = Scratch::new();
+    detect(&s, &["beacons"]).code(1).stderr(
+        predicate::str::contains("no connection history and no imported flows")
+            .and(predicate::str::contains("netlens capture")),
+    );
+    detect(&s, &["beacons", "--on", "flows"])
+        .code(1)
+        .stderr(predicate::str::contains("flows has no connections to analyse"));
+    assert_eq!(s.query("SELECT count(*) FROM detector_runs"), "0");
+}
+
+#[test]
+fn pair_below_the_minimum_is_not_scored() {
+    let s = Scratch::new();
+    s.query(
+        "INSERT INTO flows (import_id, ts, uid, orig_h, orig_p, resp_h, resp_p, proto, duration, orig_bytes, resp_bytes, conn_state, source_file) \
+         SELECT 1, TIMESTAMP '2026-01-01 00:00:00' + to_seconds(i * 60), 'C' || i, '2001:db8::1', 40000 + i, '2001:db8::2', 443, 'tcp', 0.1, 100, 100, 'SF', 'x' \
+         FROM range(3) t(i)",
+    );
+    detect(&s, &["beacons"]).success().stderr(
+        predicate::str::contains("no pair with at least 4 connections (stored as an empty run)").and(
+            predicate::str::contains("1 pair with fewer than 4 connections not scored"),
+        ),
+    );
+    assert_eq!(s.query("SELECT count(*) FROM beacons"), "0");
+    s.cmd()
+        .args(["detect", "beacons", "--beacon-min-connections", "2"])
+        .assert()
+        .code(2);
+    s.cmd()
+        .args(["detect", "beacons", "--beacon-weights", "1,1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--beacon-weights needs four"));
+}
+
+#[test]
+fn live_history_is_analysed_with_its_capture_interval() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    detect(&s, &["all", "--on", "connections", "--top", "0"])
+        .success()
+        .stderr(predicate::str::contains("long_connections: run 4 on connections"));
+    let interval = s.query("SELECT DISTINCT time_resolution_s FROM detector_runs");
+    let expected = s.query(
+        "SELECT median(g) FROM (SELECT epoch(ts) - epoch(lag(ts) OVER (ORDER BY ts)) AS g FROM snapshots) WHERE g > 0",
+    );
+    assert_eq!(interval, expected);
+    assert!(interval.parse::<f64>().unwrap() > 0.0);
+    assert_eq!(
+        s.query("SELECT count(*) FROM detector_runs WHERE source = 'connections'"),
+        "4"
+    );
+    assert_eq!(
+        s.query(
+            "SELECT count(*) BETWEEN 1 AND (SELECT count(*) FROM connections WHERE direction <> 'listen' AND remote_addr IS NOT NULL) \
+             FROM connection_events WHERE source = 'connections'"
+        ),
+        "true"
+    );
+}
+
+#[test]
+fn analysis_views_work_on_flows_and_live_history() {
+    let s = synthetic();
+    s.replay_fixture();
+    assert_eq!(
+        s.query("SELECT string_agg(DISTINCT source, ' ' ORDER BY source) FROM connection_duration_stats"),
+        "connections flows"
+    );
+    assert_eq!(
+        s.query("SELECT long_lived FROM connection_duration_stats WHERE source = 'flows'"),
+        "1"
+    );
+    // IPv6 ranges too: fd00::/8 is local, 2001:db8::/32 (documentation) is not
+    assert_eq!(
+        s.query(
+            "SELECT string_agg(direction, ' ' ORDER BY direction) FROM traffic_direction_shares WHERE source = 'flows'"
+        ),
+        "external inbound outbound"
+    );
+    assert_eq!(
+        s.query("SELECT direction FROM connection_events WHERE src_h = '2001:db8:bad::66' LIMIT 1"),
+        "inbound"
+    );
+    assert_eq!(
+        s.query("SELECT sum(connections) = (SELECT count(*) FROM flows) FROM connection_duration_histogram WHERE source = 'flows'"),
+        "true"
+    );
+    for view in [
+        "tcp_state_counts",
+        "tcp_connection_transitions",
+        "tcp_transition_counts",
+        "process_traffic",
+        "protocol_comparison",
+        "traffic_rates",
+    ] {
+        let n: i64 = s.query(&format!("SELECT count(*) FROM {view}")).parse().unwrap();
+        assert!(n > 0, "{view} has rows");
+    }
+    s.query("SELECT * FROM tcp_stuck_connections");
+}
+
+#[test]
+fn live_connections_are_seen_from_their_opener_once() {
+    let s = Scratch::new();
+    s.query(
+        "INSERT INTO connection_lifetimes (connection_id, host, proto, family, local_addr, local_port, remote_addr, remote_port, \
+         first_seen, first_snapshot_id, closed_at, last_seen, direction) VALUES \
+         (1, 'h', 'tcp', 'ipv4', '0.0.0.0', 8080, NULL, NULL, TIMESTAMP '2026-01-01 00:00:00', 1, NULL, NULL, 'listen'), \
+         (2, 'h', 'tcp', 'ipv4', '127.0.0.1', 8080, '127.0.0.1', 40000, TIMESTAMP '2026-01-01 00:00:01', 2, TIMESTAMP '2026-01-01 00:00:03', TIMESTAMP '2026-01-01 00:00:02', 'internal'), \
+         (3, 'h', 'tcp', 'ipv4', '127.0.0.1', 40000, '127.0.0.1', 8080, TIMESTAMP '2026-01-01 00:00:01', 2, TIMESTAMP '2026-01-01 00:00:03', TIMESTAMP '2026-01-01 00:00:02', 'internal'), \
+         (4, 'h', 'tcp', 'ipv6', 'fd00::2', 8080, 'fd00::9', 5555, TIMESTAMP '2026-01-01 00:00:01', 2, TIMESTAMP '2026-01-01 00:00:03', TIMESTAMP '2026-01-01 00:00:02', 'internal'), \
+         (5, 'h', 'tcp', 'ipv6', 'fd00::2', 41000, '2001:db8::1', 443, TIMESTAMP '2026-01-01 00:00:01', 2, TIMESTAMP '2026-01-01 00:00:03', TIMESTAMP '2026-01-01 00:00:02', 'outbound')",
+    );
+    assert_eq!(
+        s.query("SELECT event_id, src_h, src_p, dst_h, dst_p FROM connection_events ORDER BY event_id"),
+        "3,127.0.0.1,40000,127.0.0.1,8080\n4,fd00::9,5555,fd00::2,8080\n5,fd00::2,41000,2001:db8::1,443"
+    );
+}
+
+#[test]
+fn dot_detect_in_a_script_prints_rows() {
+    let s = synthetic();
+    s.cmd()
+        .args([
+            "--format",
+            "csv",
+            "-c",
+            ".detect long_connections --top 1",
+            "-c",
+            "SELECT count(*) AS runs FROM detector_runs",
+        ])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("10.0.0.20,51000,93.184.216.34,22,tcp").and(predicate::str::contains("runs\n1")),
+        )
+        .stderr(predicate::str::contains("long_connections: run 1 on flows"));
+}
