@@ -46,6 +46,25 @@ COMMENT ON COLUMN verdicts.reason IS 'Why, in words: the score against the thres
 CREATE VIEW latest_verdicts AS
 SELECT * FROM verdicts WHERE run_id = (SELECT max(run_id) FROM verdicts);
 COMMENT ON VIEW latest_verdicts IS 'The verdicts of the newest policy run.';
+COMMENT ON COLUMN latest_verdicts.run_id IS 'The policy run (model_runs.run_id, stage policy).';
+COMMENT ON COLUMN latest_verdicts.flow_id IS 'Row key of the source row (flow_features.flow_id: host, src -> dst and window).';
+COMMENT ON COLUMN latest_verdicts.window_start IS 'Start of the judged time window, UTC.';
+COMMENT ON COLUMN latest_verdicts.host IS 'Host the flow was seen on ('''' when the source has no host column).';
+COMMENT ON COLUMN latest_verdicts.src_ip IS 'Source (local) address.';
+COMMENT ON COLUMN latest_verdicts.dst_ip IS 'Destination (remote) address.';
+COMMENT ON COLUMN latest_verdicts.protocol IS 'The flow''s protocol when the source has one.';
+COMMENT ON COLUMN latest_verdicts.segment IS 'Segment the baseline K-Means model assigns the row.';
+COMMENT ON COLUMN latest_verdicts.baseline_segment IS 'The flow''s most frequent segment in the baseline; NULL for a new flow.';
+COMMENT ON COLUMN latest_verdicts.score IS 'Isolation Forest score of the row (0..1, higher = more anomalous), from the model trained on the baseline.';
+COMMENT ON COLUMN latest_verdicts.is_anomaly IS 'score >= the model''s threshold (the baseline scores'' 1 - contamination quantile).';
+COMMENT ON COLUMN latest_verdicts.new_flow IS 'The host and src -> dst pair never occurs in the baseline.';
+COMMENT ON COLUMN latest_verdicts.new_port IS 'remote_port_min or remote_port_max is a port no baseline row had (when the source has those columns).';
+COMMENT ON COLUMN latest_verdicts.new_protocol IS 'The protocol never occurs in the baseline (when the source has a protocol column).';
+COMMENT ON COLUMN latest_verdicts.drift IS 'Known flow in another segment than its usual baseline segment.';
+COMMENT ON COLUMN latest_verdicts.processes IS 'Processes owning the flow''s connections in the window (live history only).';
+COMMENT ON COLUMN latest_verdicts.verdict IS 'Anomalous, New Flow, Segment Drift or Trusted: the first that applies, in that order.';
+COMMENT ON COLUMN latest_verdicts.risk IS 'Risk score 0..100 (formula in the table comment); 60 and above is high risk.';
+COMMENT ON COLUMN latest_verdicts.reason IS 'Why, in words: the score against the threshold, novelty, the segment change.';
 
 CREATE TABLE policy_baseline (
     run_id   BIGINT NOT NULL,
@@ -64,6 +83,11 @@ COMMENT ON COLUMN policy_baseline.windows IS 'For flows: baseline windows (rows)
 CREATE VIEW latest_policy_baseline AS
 SELECT * FROM policy_baseline WHERE run_id = (SELECT max(run_id) FROM policy_baseline);
 COMMENT ON VIEW latest_policy_baseline IS 'The baseline of the newest policy run.';
+COMMENT ON COLUMN latest_policy_baseline.run_id IS 'The policy run (verdicts.run_id).';
+COMMENT ON COLUMN latest_policy_baseline.kind IS 'flow, protocol or port.';
+COMMENT ON COLUMN latest_policy_baseline.value IS 'The flow (host src -> dst), protocol name or port number, as text.';
+COMMENT ON COLUMN latest_policy_baseline.segment IS 'For flows: the most frequent baseline segment; NULL otherwise.';
+COMMENT ON COLUMN latest_policy_baseline.windows IS 'For flows: baseline windows (rows) the flow appeared in; NULL otherwise.';
 
 -- Flows active in each window (from the sockets seen in the window's snapshots), with the
 -- columns of flow_features: what watch judges, since a long-lived connection belongs to every

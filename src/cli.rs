@@ -589,8 +589,8 @@ pub struct WatchArgs {
     pub interval: Duration,
 
     /// Number of segments (K-Means k), or auto for the elbow method
-    #[arg(long, value_parser = parse_segments, default_value = "auto")]
-    pub segments: Option<usize>,
+    #[arg(long, value_parser = parse_segments, default_value = "auto", value_name = "auto|K")]
+    pub segments: Segments,
 
     /// Expected share of anomalies in the baseline (Isolation Forest threshold)
     #[arg(long, default_value_t = 0.05)]
@@ -617,15 +617,19 @@ pub struct WatchArgs {
     pub sockets: Option<SocketBackend>,
 }
 
+/// A number of segments, or `None` for the elbow method's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segments(pub Option<usize>);
+
 /// `auto` or a positive number of segments.
-pub fn parse_segments(text: &str) -> Result<Option<usize>, String> {
+pub fn parse_segments(text: &str) -> Result<Segments, String> {
     match text.trim() {
-        "auto" => Ok(None),
+        "auto" => Ok(Segments(None)),
         t => t
             .parse::<usize>()
             .ok()
             .filter(|k| *k >= 1)
-            .map(Some)
+            .map(|k| Segments(Some(k)))
             .ok_or_else(|| format!("'{text}': expected auto or a number of segments (at least 1)")),
     }
 }

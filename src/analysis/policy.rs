@@ -160,8 +160,13 @@ pub fn run(store: &Store, request: &PolicyRequest, now: DateTime<Utc>) -> Result
         Some(s) => s,
         None => source.newest_window(store)?,
     };
+    // Checked before training, so a run that cannot judge anything stores no model either.
+    let judged_sql = source.rows_from(split);
+    if count(store, &judged_sql)? == 0 {
+        return Err(no_rows_to_judge(&request.source));
+    }
     let baseline = train_baseline(store, &source, split, request, now)?;
-    let judged = judge(store, &baseline, &source.rows_from(split), request, started, now)?;
+    let judged = judge(store, &baseline, &judged_sql, request, started, now)?;
     Ok(PolicySummary {
         run_id: judged.run_id,
         split,
@@ -396,10 +401,7 @@ pub fn judge(
 ) -> Result<Judged> {
     let rows = count(store, judged_sql)?;
     if rows == 0 {
-        return Err(Error::FeatureSource {
-            input: super::features::short(&request.source),
-            reason: "has no rows to judge after the baseline (set split=TIME earlier, or capture longer)".to_string(),
-        });
+        return Err(no_rows_to_judge(&request.source));
     }
     let tag = next_scratch_tag(store)?;
     let scratch_segments = format!("__netlens_policy_{tag}_segments");
@@ -460,6 +462,14 @@ pub fn judge(
         verdicts,
         high_risk,
     })
+}
+
+fn no_rows_to_judge(source: &str) -> Error {
+    Error::FeatureSource {
+        input: super::features::short(source),
+        reason: "has no rows at or after the split: nothing to judge (set split=TIME earlier, or capture longer)"
+            .to_string(),
+    }
 }
 
 fn next_scratch_tag(store: &Store) -> Result<i64> {

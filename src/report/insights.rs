@@ -260,8 +260,37 @@ struct Detector {
     recommendation: &'static str,
 }
 
-/// Filled in with each detector's columns; a detector whose table does not exist is skipped.
-const DETECTORS: &[Detector] = &[];
+/// The detectors' latest runs (`netlens detect`).
+const DETECTORS: &[Detector] = &[
+    Detector {
+        table: "port_scans",
+        severity: Severity::High,
+        describe: "scanner || ' scanned ' || coalesce(target, targets, '?') || ' (' || distinct_ports || ' ports, ' || distinct_hosts || ' hosts, ' || round(100 * failed_share) || ' % failed)'",
+        order: "score DESC",
+        recommendation: "Find out who runs the scanner; if it is not an authorised scan, isolate the host and block it",
+    },
+    Detector {
+        table: "beacons",
+        severity: Severity::High,
+        describe: "src || ' -> ' || dst || ':' || coalesce(CAST(dst_port AS VARCHAR), '*') || ' every ' || round(median_interval_s, 1) || ' s (score ' || round(score, 2) || coalesce(', ' || processes, '') || ')'",
+        order: "is_beacon DESC, score DESC",
+        recommendation: "Periodic calls to one peer are how implants check in: identify the process, the peer and its reputation; block the peer if it is not a known updater",
+    },
+    Detector {
+        table: "bursts",
+        severity: Severity::Medium,
+        describe: "entity_kind || ' ' || entity || ': ' || metric || ' ' || round(factor, 1) || 'x its baseline at ' || CAST(start_ts AS VARCHAR)",
+        order: "factor DESC",
+        recommendation: "Check whether the burst was planned (backup, update); an unplanned one can be exfiltration or a flood",
+    },
+    Detector {
+        table: "long_connections",
+        severity: Severity::Low,
+        describe: "src || ' -> ' || dst || ':' || coalesce(CAST(dst_port AS VARCHAR), '?') || ' for ' || round(duration_s / 3600, 1) || ' h (' || grade || coalesce(', ' || process_name, '') || ')'",
+        order: "duration_s DESC",
+        recommendation: "Long sessions are normal for databases and SSH; one to an unknown peer can be a tunnel or remote access",
+    },
+];
 
 fn detector_finding(store: &Store, d: &Detector) -> Result<Option<Finding>> {
     let latest = format!("latest_{}", d.table);

@@ -56,7 +56,7 @@ pub fn run(store: &Store, args: &WatchArgs) -> Result<()> {
     let request = PolicyRequest {
         source: features.text.clone(),
         split: None,
-        segments: args.segments,
+        segments: args.segments.0,
         contamination: args.contamination,
         seed: args.seed,
         model: args.model.clone(),

@@ -10,6 +10,7 @@ mod export;
 mod geo;
 mod ingest;
 mod oneshot;
+mod policy;
 mod shell;
 
 use std::path::{Path, PathBuf};
