@@ -3,6 +3,7 @@
 
 CREATE TABLE verdicts (
     run_id            BIGINT NOT NULL,
+    baseline_run      BIGINT NOT NULL,
     flow_id           VARCHAR NOT NULL,
     window_start      TIMESTAMP,
     host              VARCHAR,
@@ -24,6 +25,7 @@ CREATE TABLE verdicts (
 );
 COMMENT ON TABLE verdicts IS 'Policy verdicts (train policy, watch): each flow of the judged windows as Anomalous, New Flow, Segment Drift or Trusted against a baseline, with a risk score. risk = round(100 * (0.5*a + 0.3*n + 0.2*d)): a = clamp((score - median baseline score) / (threshold - median baseline score), 0, 1); n = 1 for a new flow, 0.5 for a known flow on a port or protocol the baseline never used, else 0; d = 1 on segment drift.';
 COMMENT ON COLUMN verdicts.run_id IS 'The policy run (model_runs.run_id, stage policy).';
+COMMENT ON COLUMN verdicts.baseline_run IS 'The baseline judged against: its K-Means training run (policy_baseline.run_id, model_runs.run_id).';
 COMMENT ON COLUMN verdicts.flow_id IS 'Row key of the source row (flow_features.flow_id: host, src -> dst and window).';
 COMMENT ON COLUMN verdicts.window_start IS 'Start of the judged time window, UTC.';
 COMMENT ON COLUMN verdicts.host IS 'Host the flow was seen on ('''' when the source has no host column).';
@@ -47,6 +49,7 @@ CREATE VIEW latest_verdicts AS
 SELECT * FROM verdicts WHERE run_id = (SELECT max(run_id) FROM verdicts);
 COMMENT ON VIEW latest_verdicts IS 'The verdicts of the newest policy run.';
 COMMENT ON COLUMN latest_verdicts.run_id IS 'The policy run (model_runs.run_id, stage policy).';
+COMMENT ON COLUMN latest_verdicts.baseline_run IS 'The baseline judged against: its K-Means training run (policy_baseline.run_id, model_runs.run_id).';
 COMMENT ON COLUMN latest_verdicts.flow_id IS 'Row key of the source row (flow_features.flow_id: host, src -> dst and window).';
 COMMENT ON COLUMN latest_verdicts.window_start IS 'Start of the judged time window, UTC.';
 COMMENT ON COLUMN latest_verdicts.host IS 'Host the flow was seen on ('''' when the source has no host column).';
@@ -73,8 +76,8 @@ CREATE TABLE policy_baseline (
     segment  INTEGER,
     windows  BIGINT
 );
-COMMENT ON TABLE policy_baseline IS 'What a policy run trusted: every baseline flow (with its usual segment and how many windows it appeared in), protocol and remote port.';
-COMMENT ON COLUMN policy_baseline.run_id IS 'The policy run (verdicts.run_id).';
+COMMENT ON TABLE policy_baseline IS 'What a policy baseline trusts, written once when it is trained: every baseline flow (with its usual segment and how many windows it appeared in), protocol and remote port.';
+COMMENT ON COLUMN policy_baseline.run_id IS 'The baseline: the run_id of its K-Means training run (verdicts.baseline_run).';
 COMMENT ON COLUMN policy_baseline.kind IS 'flow, protocol or port.';
 COMMENT ON COLUMN policy_baseline.value IS 'The flow (host src -> dst), protocol name or port number, as text.';
 COMMENT ON COLUMN policy_baseline.segment IS 'For flows: the most frequent baseline segment; NULL otherwise.';
@@ -82,8 +85,8 @@ COMMENT ON COLUMN policy_baseline.windows IS 'For flows: baseline windows (rows)
 
 CREATE VIEW latest_policy_baseline AS
 SELECT * FROM policy_baseline WHERE run_id = (SELECT max(run_id) FROM policy_baseline);
-COMMENT ON VIEW latest_policy_baseline IS 'The baseline of the newest policy run.';
-COMMENT ON COLUMN latest_policy_baseline.run_id IS 'The policy run (verdicts.run_id).';
+COMMENT ON VIEW latest_policy_baseline IS 'The newest policy baseline.';
+COMMENT ON COLUMN latest_policy_baseline.run_id IS 'The baseline: the run_id of its K-Means training run (verdicts.baseline_run).';
 COMMENT ON COLUMN latest_policy_baseline.kind IS 'flow, protocol or port.';
 COMMENT ON COLUMN latest_policy_baseline.value IS 'The flow (host src -> dst), protocol name or port number, as text.';
 COMMENT ON COLUMN latest_policy_baseline.segment IS 'For flows: the most frequent baseline segment; NULL otherwise.';

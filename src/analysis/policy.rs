@@ -16,8 +16,9 @@
 //!
 //! It composes the framework instead of being a [`super::Stage`]: it trains `kmeans` and
 //! `iforest` on the baseline (two ordinary, stored, versioned models), scores the newer rows
-//! with both, and writes `verdicts` and `policy_baseline` plus a `model_runs` row in one
-//! transaction. The two training runs are complete runs of their own and stay stored when a
+//! with both, and writes `verdicts` plus a `model_runs` row in one transaction. What the
+//! baseline trusts is written once to `policy_baseline` when it is trained, and every judging
+//! (watch judges many windows against one baseline) compares against those rows. The two training runs are complete runs of their own and stay stored when a
 //! later step fails. May touch: the store, through the framework and the policy tables.
 
 use std::collections::BTreeMap;
@@ -290,6 +291,8 @@ pub struct Baseline {
     pub segments: RunSummary,
     pub iforest: RunSummary,
     pub threshold: f64,
+    /// Median Isolation Forest score of the baseline rows (the risk formula's m).
+    pub median_score: f64,
     pub k: Option<i64>,
     has_protocol: bool,
     has_ports: bool,
@@ -367,6 +370,17 @@ pub fn train_baseline(
         .ok_or_else(|| Error::Sql {
             message: "the iforest run reported no threshold".to_string(),
         })?;
+    let has_protocol = source.has("protocol");
+    let has_ports = source.has("remote_port_min") && source.has("remote_port_max");
+    record_baseline(store, &sql, segments.run_id, has_protocol, has_ports)?;
+    let median_score: f64 = store
+        .conn()
+        .query_row(
+            "SELECT coalesce(median(score), 0) FROM anomaly_scores WHERE run_id = ?",
+            [iforest.run_id],
+            |r| r.get(0),
+        )
+        .map_err(Error::sql)?;
     Ok(Baseline {
         sql,
         rows,
@@ -374,10 +388,37 @@ pub fn train_baseline(
         segments,
         iforest,
         threshold,
-        has_protocol: source.has("protocol"),
-        has_ports: source.has("remote_port_min") && source.has("remote_port_max"),
+        median_score,
+        has_protocol,
+        has_ports,
         has_processes: source.has("host") && source.has("last_seen") && store.relation_exists("connections")?,
     })
+}
+
+/// Writes what the baseline trusts into `policy_baseline`, once, keyed by the baseline's K-Means
+/// training run: every flow (host src -> dst) with its usual segment, every protocol and remote
+/// port. Judging compares against these rows instead of re-reading the baseline's source.
+fn record_baseline(store: &Store, base: &str, segments_run: i64, has_protocol: bool, has_ports: bool) -> Result<()> {
+    let mut sql = format!(
+        "INSERT INTO policy_baseline
+         SELECT {segments_run}, 'flow', b.policy_host || ' ' || CAST(b.src_ip AS VARCHAR) || ' -> ' || CAST(b.dst_ip AS VARCHAR),
+                mode(s.segment), count(*)
+         FROM segments s JOIN ({base}) b ON s.id = b.flow_id WHERE s.run_id = {segments_run} GROUP BY ALL;"
+    );
+    if has_protocol {
+        sql.push_str(&format!(
+            "INSERT INTO policy_baseline SELECT DISTINCT {segments_run}, 'protocol', CAST(protocol AS VARCHAR), NULL::INTEGER, NULL::BIGINT
+             FROM ({base}) WHERE protocol IS NOT NULL;"
+        ));
+    }
+    if has_ports {
+        sql.push_str(&format!(
+            "INSERT INTO policy_baseline SELECT DISTINCT {segments_run}, 'port', CAST(port AS VARCHAR), NULL::INTEGER, NULL::BIGINT
+             FROM (SELECT remote_port_min AS port FROM ({base}) UNION ALL SELECT remote_port_max FROM ({base}))
+             WHERE port IS NOT NULL;"
+        ));
+    }
+    in_transaction(store, |conn| conn.execute_batch(&sql).map_err(Error::sql))
 }
 
 /// What one judging did.
@@ -439,12 +480,11 @@ pub fn judge(
     let written = write_verdicts(
         store,
         &VerdictInputs {
-            baseline_sql: &baseline.sql,
             scratch_segments: &scratch_segments,
             scratch_scores: &scratch_scores,
             segments_run: baseline.segments.run_id,
-            iforest_run: baseline.iforest.run_id,
             threshold: baseline.threshold,
+            median_score: baseline.median_score,
             has_protocol: baseline.has_protocol,
             has_ports: baseline.has_ports,
             has_processes: baseline.has_processes,
@@ -480,12 +520,11 @@ fn next_scratch_tag(store: &Store) -> Result<i64> {
 }
 
 struct VerdictInputs<'a> {
-    baseline_sql: &'a str,
     scratch_segments: &'a str,
     scratch_scores: &'a str,
     segments_run: i64,
-    iforest_run: i64,
     threshold: f64,
+    median_score: f64,
     has_protocol: bool,
     has_ports: bool,
     has_processes: bool,
@@ -506,7 +545,7 @@ fn write_verdicts(
         let write_started = Instant::now();
         let seg = quote_ident(v.scratch_segments);
         let sco = quote_ident(v.scratch_scores);
-        let base = v.baseline_sql;
+        let seg_run = v.segments_run;
         let protocol_col = if v.has_protocol {
             "CAST(l.protocol AS VARCHAR)"
         } else {
@@ -518,22 +557,10 @@ fn write_verdicts(
             "false"
         };
         let new_port = if v.has_ports {
-            "(l.remote_port_min IS NOT NULL AND l.remote_port_min NOT IN (SELECT port FROM base_ports)) OR \
-             (l.remote_port_max IS NOT NULL AND l.remote_port_max NOT IN (SELECT port FROM base_ports))"
+            "(l.remote_port_min IS NOT NULL AND CAST(l.remote_port_min AS VARCHAR) NOT IN (SELECT value FROM base_ports)) OR \
+             (l.remote_port_max IS NOT NULL AND CAST(l.remote_port_max AS VARCHAR) NOT IN (SELECT value FROM base_ports))"
         } else {
             "false"
-        };
-        let base_protocols = if v.has_protocol {
-            format!("SELECT DISTINCT CAST(protocol AS VARCHAR) AS value FROM ({base}) WHERE protocol IS NOT NULL")
-        } else {
-            "SELECT NULL::VARCHAR AS value WHERE false".to_string()
-        };
-        let base_ports = if v.has_ports {
-            format!(
-                "SELECT DISTINCT port FROM (SELECT remote_port_min AS port FROM ({base}) UNION ALL SELECT remote_port_max FROM ({base})) WHERE port IS NOT NULL"
-            )
-        } else {
-            "SELECT NULL::BIGINT AS port WHERE false".to_string()
         };
         let processes = if v.has_processes {
             "(SELECT string_agg(DISTINCT c.process_name, ', ' ORDER BY c.process_name) FROM connections c \
@@ -545,28 +572,25 @@ fn write_verdicts(
         let t = v.threshold;
         let sql = format!(
             "CREATE TEMP TABLE __netlens_policy_judged AS
-             WITH base_rows AS ({base}),
-                  base_segments AS (
-                      SELECT b.policy_host, b.src_ip, b.dst_ip, mode(s.segment) AS segment, count(*) AS windows
-                      FROM segments s JOIN base_rows b ON s.id = b.flow_id
-                      WHERE s.run_id = {seg_run} GROUP BY ALL),
-                  base_protocols AS ({base_protocols}),
-                  base_ports AS ({base_ports}),
-                  med AS (SELECT coalesce(median(score), 0) AS m FROM anomaly_scores WHERE run_id = {if_run}),
+             WITH base_flows AS (
+                      SELECT value AS flow, segment FROM policy_baseline WHERE run_id = {seg_run} AND kind = 'flow'),
+                  base_protocols AS (SELECT value FROM policy_baseline WHERE run_id = {seg_run} AND kind = 'protocol'),
+                  base_ports AS (SELECT value FROM policy_baseline WHERE run_id = {seg_run} AND kind = 'port'),
+                  med AS (SELECT CAST({m} AS DOUBLE) AS m),
                   judged AS (
                       SELECT l.flow_id, l.window_start, l.policy_host AS host, CAST(l.src_ip AS VARCHAR) AS src_ip,
                              CAST(l.dst_ip AS VARCHAR) AS dst_ip, {protocol_col} AS protocol,
                              g.segment, b.segment AS baseline_segment, l.score, l.is_anomaly,
-                             b.src_ip IS NULL AS new_flow,
+                             b.flow IS NULL AS new_flow,
                              coalesce({new_port}, false) AS new_port,
                              coalesce({new_protocol}, false) AS new_protocol,
                              coalesce(b.segment IS NOT NULL AND b.segment <> g.segment, false) AS drift,
                              {processes} AS processes
                       FROM {sco} AS l
                       JOIN {seg} AS g ON g.flow_id = l.flow_id
-                      LEFT JOIN base_segments b
-                        ON b.policy_host = l.policy_host AND b.src_ip = l.src_ip AND b.dst_ip = l.dst_ip)
-             SELECT {run_id} AS run_id, j.*,
+                      LEFT JOIN base_flows b
+                        ON b.flow = l.policy_host || ' ' || CAST(l.src_ip AS VARCHAR) || ' -> ' || CAST(l.dst_ip AS VARCHAR))
+             SELECT {run_id} AS run_id, {seg_run} AS baseline_run, j.*,
                     CASE WHEN is_anomaly THEN 'Anomalous' WHEN new_flow THEN 'New Flow'
                          WHEN drift THEN 'Segment Drift' ELSE 'Trusted' END AS verdict,
                     CAST(round(100 * (
@@ -581,8 +605,7 @@ fn write_verdicts(
                         CASE WHEN new_protocol THEN 'protocol not seen in the baseline' END,
                         CASE WHEN drift THEN printf('segment %d, usually %d', segment, baseline_segment) END) AS reason
              FROM judged j, med",
-            seg_run = v.segments_run,
-            if_run = v.iforest_run,
+            m = v.median_score,
         );
         conn.execute_batch("DROP TABLE IF EXISTS __netlens_policy_judged")
             .map_err(Error::sql)?;
@@ -592,17 +615,6 @@ fn write_verdicts(
              DROP TABLE __netlens_policy_judged;",
         )
         .map_err(Error::sql)?;
-        conn.execute_batch(&format!(
-            "INSERT INTO policy_baseline
-             SELECT {run_id}, 'flow', b.policy_host || ' ' || CAST(b.src_ip AS VARCHAR) || ' -> ' || CAST(b.dst_ip AS VARCHAR),
-                    mode(s.segment), count(*)
-             FROM segments s JOIN ({base}) b ON s.id = b.flow_id WHERE s.run_id = {seg_run} GROUP BY ALL;
-             INSERT INTO policy_baseline SELECT {run_id}, 'protocol', value, NULL, NULL FROM ({base_protocols});
-             INSERT INTO policy_baseline SELECT {run_id}, 'port', CAST(port AS VARCHAR), NULL, NULL FROM ({base_ports});",
-            seg_run = v.segments_run,
-        ))
-        .map_err(Error::sql)?;
-
         let mut verdicts = BTreeMap::new();
         {
             let mut stmt = conn
@@ -637,7 +649,6 @@ fn write_verdicts(
         metrics.insert("high_risk".into(), json!(high_risk));
         metrics.insert("verdicts".into(), json!(verdicts));
         metrics.insert("segments_run".into(), json!(v.segments_run));
-        metrics.insert("iforest_run".into(), json!(v.iforest_run));
         let params = json!({
             "split": request.split.map(|s| s.to_string()),
             "segments": request.segments.map_or(json!("auto"), |k| json!(k)),

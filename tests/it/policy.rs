@@ -161,6 +161,13 @@ fn watch_judges_each_window_and_leaves_it_all_in_the_store() {
         "2",
         "trained once, judged six times"
     );
+    assert_eq!(
+        s.query(
+            "SELECT (SELECT count(DISTINCT run_id) FROM policy_baseline), (SELECT count(DISTINCT baseline_run) FROM verdicts)"
+        ),
+        "1,1",
+        "the baseline is recorded once and every window is judged against it"
+    );
     // What the last line printed is what the newest run holds.
     let active = s.query("SELECT count(*) FROM latest_verdicts");
     assert!(
