@@ -592,8 +592,8 @@ pub struct WatchArgs {
     #[arg(long, value_parser = parse_segments, default_value = "auto", value_name = "auto|K")]
     pub segments: Segments,
 
-    /// Expected share of anomalies in the baseline (Isolation Forest threshold)
-    #[arg(long, default_value_t = 0.05)]
+    /// Expected share of anomalies in the baseline (Isolation Forest threshold), above 0 and at most 0.5
+    #[arg(long, default_value_t = 0.05, value_parser = parse_contamination)]
     pub contamination: f64,
 
     /// Seed of the models
@@ -615,6 +615,15 @@ pub struct WatchArgs {
     /// Socket table reader [default: sockdiag on Linux, netstat2 elsewhere]
     #[arg(long, value_enum)]
     pub sockets: Option<SocketBackend>,
+}
+
+/// A share above 0 and at most 0.5, checked before any capture starts.
+pub fn parse_contamination(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|c| *c > 0.0 && *c <= 0.5)
+        .ok_or_else(|| format!("'{text}': expected the share of anomalies, above 0 and at most 0.5"))
 }
 
 /// A number of segments, or `None` for the elbow method's choice.

@@ -314,7 +314,7 @@ fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'
             ],
         )
         .map_err(Error::sql)?;
-        let rows_out = write_rows(conn, run_id, stage.table(), &loaded, &applied, None)?;
+        let rows_out = write_rows(conn, run_id, Some(stage.table()), &loaded, &applied, None)?;
         stage.write_extras(&Extras {
             conn,
             run_id,
@@ -407,7 +407,14 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
         let applied = stage.apply(&stored.model, loaded.x.view())?;
         let score_ms = ms(started);
         let started = Instant::now();
-        let rows_out = write_rows(conn, run_id, stage.table(), &loaded, &applied, request.into.as_deref())?;
+        let rows_out = write_rows(
+            conn,
+            run_id,
+            Some(stage.table()),
+            &loaded,
+            &applied,
+            request.into.as_deref(),
+        )?;
         let evaluated = write_evaluation(conn, run_id, &stored.name, stored.version, &loaded, &applied)?;
         let params = stored.params.clone();
         let run = RunRow {
@@ -444,6 +451,34 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
             evaluated,
         })
     })
+}
+
+/// Applies a stored model to `source` and creates table `into` with the source's rows and the
+/// model's columns, as `score --into` does, but as part of the caller's transaction and
+/// without a run of its own (no model_runs row, no rows in the stage's table). For stages that
+/// compose models, such as `policy`.
+fn apply_into(store: &Store, model: &StoredModel, source: &str, id: &str, into: &str) -> Result<u64> {
+    let stage = stage(&model.stage)?;
+    let conn = store.conn();
+    let scratch_id = next_run_id(conn)?;
+    let input_table = format!("__netlens_input_{scratch_id}");
+    let selection = Selection {
+        features: Vec::new(),
+        exclude: Vec::new(),
+        id: Some(id.to_string()),
+        label: None,
+    };
+    let loaded = features::load_for_model(
+        store,
+        &Source::Query(source.to_string()),
+        &model.encoding,
+        &selection,
+        &input_table,
+    )?;
+    let applied = stage.apply(&model.model, loaded.x.view())?;
+    let rows = write_rows(conn, scratch_id, None, &loaded, &applied, Some(into))?;
+    drop_table(conn, &loaded.input_table)?;
+    Ok(rows)
 }
 
 /// Refits stored models on the newest data with their stored request: one model name, every
@@ -656,7 +691,7 @@ fn check_label(source: &Source, loaded: &Loaded) -> Result<()> {
 fn write_rows(
     conn: &Connection,
     run_id: i64,
-    table: &str,
+    table: Option<&str>,
     loaded: &Loaded,
     applied: &Applied,
     into: Option<&str>,
@@ -701,15 +736,17 @@ fn write_rows(
         None => "NULL".to_string(),
     };
     let input = quote_ident(&loaded.input_table);
-    conn.execute_batch(&format!(
-        "INSERT INTO {} (run_id, row_id, id, {}) SELECT {run_id}, r.row_id, {id_expr}, {} \
-         FROM {} r JOIN {input} i ON i.{INPUT_ROW} = r.row_id",
-        quote_ident(table),
-        names.join(", "),
-        r_names.join(", "),
-        quote_ident(&scratch)
-    ))
-    .map_err(Error::sql)?;
+    if let Some(table) = table {
+        conn.execute_batch(&format!(
+            "INSERT INTO {} (run_id, row_id, id, {}) SELECT {run_id}, r.row_id, {id_expr}, {} \
+             FROM {} r JOIN {input} i ON i.{INPUT_ROW} = r.row_id",
+            quote_ident(table),
+            names.join(", "),
+            r_names.join(", "),
+            quote_ident(&scratch)
+        ))
+        .map_err(Error::sql)?;
+    }
     if let Some(into) = into {
         if let Some(clash) = applied
             .columns

@@ -15,11 +15,13 @@
 //! else 0, and `d = 1` on segment drift. Rows with risk >= [`HIGH_RISK`] are high risk.
 //!
 //! It composes the framework instead of being a [`super::Stage`]: it trains `kmeans` and
-//! `iforest` on the baseline (two ordinary, stored, versioned models), scores the newer rows
-//! with both, and writes `verdicts` plus a `model_runs` row in one transaction. What the
-//! baseline trusts is written once to `policy_baseline` when it is trained, and every judging
-//! (watch judges many windows against one baseline) compares against those rows. The two training runs are complete runs of their own and stay stored when a
-//! later step fails. May touch: the store, through the framework and the policy tables.
+//! `iforest` on the baseline (two ordinary, stored, versioned models, each its own run), then
+//! applies both to the newer rows and writes `verdicts` plus a `model_runs` row (kind score,
+//! stage policy) in one transaction; its `score_ms` covers reading the rows and applying both
+//! models. What the baseline trusts is written once to `policy_baseline` when it is trained, and
+//! every judging (watch judges many windows against one baseline) compares against those rows.
+//! The two training runs are complete runs of their own and stay stored when a later step
+//! fails. May touch: the store, through the framework and the policy tables.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -28,7 +30,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::features::{Selection, Source};
-use super::{in_transaction, next_run_id, score, train, RunSummary, ScoreRequest, TrainRequest};
+use super::{apply_into, in_transaction, load_model, next_run_id, train, RunSummary, StoredModel, TrainRequest};
 use crate::error::{Error, Result};
 use crate::store::{quote_ident, quote_literal, Store};
 
@@ -155,7 +157,6 @@ pub struct PolicySummary {
 
 /// Trains on the baseline, judges the newer rows, writes `verdicts`. See the module doc.
 pub fn run(store: &Store, request: &PolicyRequest, now: DateTime<Utc>) -> Result<PolicySummary> {
-    let started = Instant::now();
     let source = PolicySource::open(store, &request.source)?;
     let split = match request.split {
         Some(s) => s,
@@ -166,8 +167,9 @@ pub fn run(store: &Store, request: &PolicyRequest, now: DateTime<Utc>) -> Result
     if count(store, &judged_sql)? == 0 {
         return Err(no_rows_to_judge(&request.source));
     }
-    let baseline = train_baseline(store, &source, split, request, now)?;
-    let judged = judge(store, &baseline, &judged_sql, request, started, now)?;
+    let baseline = train_baseline(store, &source, source.rows_before(split), request, now)?;
+    let judged =
+        judge(store, &baseline, &judged_sql, request, now)?.ok_or_else(|| no_rows_to_judge(&request.source))?;
     Ok(PolicySummary {
         run_id: judged.run_id,
         split,
@@ -286,7 +288,6 @@ impl PolicySource {
 /// The models a baseline trained, and what judging needs of it.
 #[derive(Debug, Clone)]
 pub struct Baseline {
-    pub sql: String,
     pub rows: u64,
     pub segments: RunSummary,
     pub iforest: RunSummary,
@@ -294,6 +295,8 @@ pub struct Baseline {
     /// Median Isolation Forest score of the baseline rows (the risk formula's m).
     pub median_score: f64,
     pub k: Option<i64>,
+    segments_model: StoredModel,
+    iforest_model: StoredModel,
     has_protocol: bool,
     has_ports: bool,
     has_processes: bool,
@@ -303,17 +306,16 @@ pub struct Baseline {
 pub fn train_baseline(
     store: &Store,
     source: &PolicySource,
-    split: NaiveDateTime,
+    sql: String,
     request: &PolicyRequest,
     now: DateTime<Utc>,
 ) -> Result<Baseline> {
-    let sql = source.rows_before(split);
     let rows = count(store, &sql)?;
     if rows < 2 {
         return Err(Error::FeatureSource {
             input: super::features::short(&source.text),
             reason: format!(
-                "has {rows} row(s) before {split}: a baseline needs at least 2 flows (capture longer, or set split=TIME later)"
+                "has {rows} row(s) in the baseline: a baseline needs at least 2 flows (capture longer, or set split=TIME later)"
             ),
         });
     }
@@ -333,10 +335,9 @@ pub fn train_baseline(
         label: None,
     };
     let mut kmeans_set = BTreeMap::new();
-    kmeans_set.insert(
-        "k".to_string(),
-        request.segments.map_or("auto".to_string(), |k| k.to_string()),
-    );
+    for (key, value) in segment_params(request.segments, rows) {
+        kmeans_set.insert(key.to_string(), value);
+    }
     let segments = train(
         store,
         &TrainRequest {
@@ -381,9 +382,12 @@ pub fn train_baseline(
             |r| r.get(0),
         )
         .map_err(Error::sql)?;
+    let segments_model = load_model(store, &format!("{}@{}", segments.model, segments.version))?;
+    let iforest_model = load_model(store, &format!("{}@{}", iforest.model, iforest.version))?;
     Ok(Baseline {
-        sql,
         rows,
+        segments_model,
+        iforest_model,
         k: segments.metrics.get("k").and_then(Value::as_i64),
         segments,
         iforest,
@@ -393,6 +397,22 @@ pub fn train_baseline(
         has_ports,
         has_processes: source.has("host") && source.has("last_seen") && store.relation_exists("connections")?,
     })
+}
+
+/// K-Means parameters for a baseline of `rows` rows. With `segments=auto` the elbow's range is
+/// narrowed to what the rows can support (k up to half the rows, at most 10), and a baseline too
+/// small for any elbow (under 8 rows, as a short watch baseline on a quiet host gives) is one
+/// segment: drift then never fires, anomalies and novelty still do.
+fn segment_params(segments: Option<usize>, rows: u64) -> Vec<(&'static str, String)> {
+    match segments {
+        Some(k) => vec![("k", k.to_string())],
+        None if rows < 8 => vec![("k", "1".to_string())],
+        None => vec![
+            ("k", "auto".to_string()),
+            ("k_min", "2".to_string()),
+            ("k_max", (rows / 2).clamp(4, 10).to_string()),
+        ],
+    }
 }
 
 /// Writes what the baseline trusts into `policy_baseline`, once, keyed by the baseline's K-Means
@@ -430,58 +450,26 @@ pub struct Judged {
     pub high_risk: u64,
 }
 
-/// Scores `judged_sql`'s rows with the baseline's models and writes their verdicts (one
-/// policy run). No rows: nothing is written and `Ok(None)`-like empty counts are returned.
+/// Applies the baseline's models to `judged_sql`'s rows and writes their verdicts: one policy
+/// run, in one transaction (a failure stores nothing of it). `None` when there is no row to
+/// judge (nothing is written then).
 pub fn judge(
     store: &Store,
     baseline: &Baseline,
     judged_sql: &str,
     request: &PolicyRequest,
-    started: Instant,
     now: DateTime<Utc>,
-) -> Result<Judged> {
+) -> Result<Option<Judged>> {
     let rows = count(store, judged_sql)?;
     if rows == 0 {
-        return Err(no_rows_to_judge(&request.source));
+        return Ok(None);
     }
-    let tag = next_scratch_tag(store)?;
-    let scratch_segments = format!("__netlens_policy_{tag}_segments");
-    let scratch_scores = format!("__netlens_policy_{tag}_scores");
-    let cleanup = || {
-        for t in [&scratch_segments, &scratch_scores] {
-            let _ = store
-                .conn()
-                .execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(t)));
-        }
-    };
-    let scored = (|| -> Result<()> {
-        for (summary, into) in [
-            (&baseline.segments, &scratch_segments),
-            (&baseline.iforest, &scratch_scores),
-        ] {
-            score(
-                store,
-                &ScoreRequest {
-                    model: format!("{}@{}", summary.model, summary.version),
-                    source: judged_sql.to_string(),
-                    into: Some(into.clone()),
-                    label: None,
-                    id: Some("flow_id".to_string()),
-                },
-                now,
-            )?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = scored {
-        cleanup();
-        return Err(e);
-    }
-    let written = write_verdicts(
+    let (run_id, verdicts, high_risk) = write_verdicts(
         store,
         &VerdictInputs {
-            scratch_segments: &scratch_segments,
-            scratch_scores: &scratch_scores,
+            judged_sql,
+            segments_model: &baseline.segments_model,
+            iforest_model: &baseline.iforest_model,
             segments_run: baseline.segments.run_id,
             threshold: baseline.threshold,
             median_score: baseline.median_score,
@@ -491,17 +479,14 @@ pub fn judge(
         },
         request,
         (baseline.rows, rows),
-        started,
         now,
-    );
-    cleanup();
-    let (run_id, verdicts, high_risk) = written?;
-    Ok(Judged {
+    )?;
+    Ok(Some(Judged {
         run_id,
         rows,
         verdicts,
         high_risk,
-    })
+    }))
 }
 
 fn no_rows_to_judge(source: &str) -> Error {
@@ -512,16 +497,10 @@ fn no_rows_to_judge(source: &str) -> Error {
     }
 }
 
-fn next_scratch_tag(store: &Store) -> Result<i64> {
-    store
-        .conn()
-        .query_row("SELECT nextval('analysis_run_ids')", [], |r| r.get(0))
-        .map_err(Error::sql)
-}
-
 struct VerdictInputs<'a> {
-    scratch_segments: &'a str,
-    scratch_scores: &'a str,
+    judged_sql: &'a str,
+    segments_model: &'a StoredModel,
+    iforest_model: &'a StoredModel,
     segments_run: i64,
     threshold: f64,
     median_score: f64,
@@ -537,14 +516,19 @@ fn write_verdicts(
     v: &VerdictInputs,
     request: &PolicyRequest,
     (baseline_rows, judged_rows): (u64, u64),
-    started: Instant,
     now: DateTime<Utc>,
 ) -> Result<Written> {
     in_transaction(store, |conn| {
         let run_id = next_run_id(conn)?;
+        let scratch_segments = format!("__netlens_policy_{run_id}_segments");
+        let scratch_scores = format!("__netlens_policy_{run_id}_scores");
+        let score_started = Instant::now();
+        apply_into(store, v.segments_model, v.judged_sql, "flow_id", &scratch_segments)?;
+        apply_into(store, v.iforest_model, v.judged_sql, "flow_id", &scratch_scores)?;
+        let score_ms = score_started.elapsed().as_secs_f64() * 1000.0;
         let write_started = Instant::now();
-        let seg = quote_ident(v.scratch_segments);
-        let sco = quote_ident(v.scratch_scores);
+        let seg = quote_ident(&scratch_segments);
+        let sco = quote_ident(&scratch_scores);
         let seg_run = v.segments_run;
         let protocol_col = if v.has_protocol {
             "CAST(l.protocol AS VARCHAR)"
@@ -610,10 +594,10 @@ fn write_verdicts(
         conn.execute_batch("DROP TABLE IF EXISTS __netlens_policy_judged")
             .map_err(Error::sql)?;
         conn.execute_batch(&sql).map_err(Error::sql)?;
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "INSERT INTO verdicts BY NAME SELECT * FROM __netlens_policy_judged;
-             DROP TABLE __netlens_policy_judged;",
-        )
+             DROP TABLE __netlens_policy_judged; DROP TABLE {seg}; DROP TABLE {sco};"
+        ))
         .map_err(Error::sql)?;
         let mut verdicts = BTreeMap::new();
         {
@@ -655,11 +639,10 @@ fn write_verdicts(
             "contamination": request.contamination,
             "seed": request.seed,
         });
-        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         conn.execute(
             "INSERT INTO model_runs (run_id, kind, stage, model, version, params, input, id_column, label_column,
                  features, rows_in, rows_out, imputed, load_ms, fit_ms, score_ms, write_ms, metrics, into_table, started_at)
-             VALUES (?, 'train', 'policy', ?, 0, ?, ?, 'flow_id', NULL, 0, ?, ?, 0, 0, ?, 0, ?, ?, NULL, ?)",
+             VALUES (?, 'score', 'policy', ?, 0, ?, ?, 'flow_id', NULL, 0, ?, ?, 0, ?, NULL, ?, ?, ?, NULL, ?)",
             duckdb::params![
                 run_id,
                 request.model,
@@ -667,7 +650,8 @@ fn write_verdicts(
                 request.source,
                 i64::try_from(judged_rows).unwrap_or(i64::MAX),
                 i64::try_from(rows_out).unwrap_or(i64::MAX),
-                elapsed,
+                0.0,
+                score_ms,
                 write_started.elapsed().as_secs_f64() * 1000.0,
                 Value::Object(metrics).to_string(),
                 now.naive_utc()
@@ -708,6 +692,15 @@ mod tests {
             assert_eq!(parse_timestamp(text).unwrap(), want, "{text}");
         }
         assert!(parse_timestamp("noon").is_err());
+    }
+
+    #[test]
+    fn small_baselines_get_an_elbow_they_can_support() {
+        assert_eq!(segment_params(Some(3), 2), [("k", "3".to_string())]);
+        assert_eq!(segment_params(None, 5), [("k", "1".to_string())]);
+        let p = segment_params(None, 9);
+        assert_eq!(p[2], ("k_max", "4".to_string()));
+        assert_eq!(segment_params(None, 500)[2], ("k_max", "10".to_string()));
     }
 
     #[test]

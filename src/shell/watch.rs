@@ -11,7 +11,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use chrono::{DurationRound, NaiveDateTime, TimeDelta, Utc};
+use chrono::{NaiveDateTime, TimeDelta, Utc};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
 
 use crate::analysis::policy::{self, Baseline, PolicyRequest, PolicySource, HIGH_RISK};
@@ -76,22 +76,35 @@ pub fn run(store: &Store, args: &WatchArgs) -> Result<()> {
         if live { "; Ctrl-C stops" } else { "" }
     );
     let mut quiet = Quiet;
-    let pace = Pace {
-        interval: args.interval,
-        duration: None,
-        count: Some(baseline_snapshots),
-        wait: live,
+    let (first_id, last_id) = if live {
+        let pace = Pace {
+            interval: args.interval,
+            duration: None,
+            count: Some(baseline_snapshots),
+            wait: true,
+        };
+        let report = run::run(store, source.as_mut(), pace, None, &Utc::now, &mut quiet)?;
+        if report.interrupted {
+            eprintln!("stopped during the baseline; its snapshots are stored, nothing was trained");
+            return Ok(());
+        }
+        (report.first_snapshot_id, report.last_snapshot_id)
+    } else {
+        replay_baseline(store, source.as_mut(), args.baseline, &mut quiet)?
     };
-    let report = run::run(store, source.as_mut(), pace, None, &Utc::now, &mut quiet)?;
-    if report.interrupted {
-        eprintln!("stopped during the baseline; its snapshots are stored, nothing was trained");
-        return Ok(());
-    }
-    let Some(first_live) = next_window_start(store, &report, width)? else {
+    let (Some(first_id), Some(last_id)) = (first_id, last_id) else {
         return Err(Error::Usage("the baseline took no snapshot".to_string()));
     };
-    let started = Instant::now();
-    let baseline = policy::train_baseline(store, &features, first_live, &request, Utc::now())?;
+    // The baseline is the windows this run captured, not whatever history the database holds.
+    let baseline_from = window_of(store, first_id, &width_sql)?;
+    let first_live = window_of(store, last_id, &width_sql)? + width;
+    let baseline = policy::train_baseline(
+        store,
+        &features,
+        features.rows_between(baseline_from, first_live),
+        &request,
+        Utc::now(),
+    )?;
     eprintln!(
         "watch: baseline of {} flow-windows, {} segments, anomaly threshold {:.3}; judging every {:?}",
         baseline.rows,
@@ -100,9 +113,12 @@ pub fn run(store: &Store, args: &WatchArgs) -> Result<()> {
         args.interval
     );
 
-    // Phase 2: judge each new window.
+    // Phase 2: each window is judged once its snapshots are in, i.e. when a snapshot of a later
+    // window arrives (or the recording ends).
     let mut windows = 0u64;
-    let mut window_start = first_live;
+    // Set by the first snapshot after the baseline: a recording's next snapshot may lie windows
+    // later, and the windows in between hold nothing to judge.
+    let mut window_start: Option<NaiveDateTime> = None;
     loop {
         if interrupt::requested() {
             break;
@@ -115,34 +131,44 @@ pub fn run(store: &Store, args: &WatchArgs) -> Result<()> {
         };
         let tick = Instant::now();
         let report = run::run(store, source.as_mut(), pace, None, &Utc::now, &mut quiet)?;
-        if report.snapshots == 0 {
-            eprintln!("watch: the recording ended");
-            break;
-        }
-        let Some(next_start) = next_window_start(store, &report, width)? else {
-            break;
+        let (rows_sql, next_start) = match report.last_snapshot_id {
+            Some(id) => {
+                let current = window_of(store, id, &width_sql)?;
+                let start = *window_start.get_or_insert(current.max(first_live));
+                if current <= start {
+                    // Still inside the window being filled.
+                    if live && interrupt::sleep_until(tick + args.interval) {
+                        break;
+                    }
+                    continue;
+                }
+                (features.rows_between(start, current), Some(current))
+            }
+            // The recording ended: judge what its last window holds, then stop.
+            None => match window_start {
+                Some(start) => (features.rows_from(start), None),
+                None => break,
+            },
         };
-        // A window is judged once its snapshots are in: everything before the next window.
-        let rows_sql = features.rows_between(window_start, next_start);
-        match policy::judge(store, &baseline, &rows_sql, &request, started, Utc::now()) {
-            Ok(judged) => {
+        let judged_window = window_start.unwrap_or(first_live);
+        match policy::judge(store, &baseline, &rows_sql, &request, Utc::now())? {
+            Some(judged) => {
                 windows += 1;
                 let view = Dashboard::read(store, judged.run_id)?;
                 if terminal {
-                    view.redraw(&mut out, &baseline, window_start, args)?;
+                    view.redraw(&mut out, &baseline, judged_window, args)?;
                 } else {
-                    view.line(&mut out, window_start)?;
+                    view.line(&mut out, judged_window)?;
                 }
             }
-            Err(Error::FeatureSource { .. }) => {
-                // No flow was active in the window: nothing to judge, say so and go on.
-                if !terminal {
-                    writeln!(out, "{} no active flows", window_start).map_err(io_error)?;
-                }
-            }
-            Err(e) => return Err(e),
+            None if !terminal => writeln!(out, "{judged_window} no active flows").map_err(io_error)?,
+            None => {}
         }
-        window_start = next_start;
+        let Some(next_start) = next_start else {
+            eprintln!("watch: the recording ended");
+            break;
+        };
+        window_start = Some(next_start);
         if args.windows.is_some_and(|n| windows >= n) {
             break;
         }
@@ -154,20 +180,50 @@ pub fn run(store: &Store, args: &WatchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The start of the window after the newest snapshot of `report`.
-fn next_window_start(store: &Store, report: &RunReport, width: TimeDelta) -> Result<Option<NaiveDateTime>> {
-    let Some(last) = report.last_snapshot_id else {
-        return Ok(None);
+/// A recording's baseline is measured in recorded time, not in snapshots: snapshots are stored
+/// until one is `baseline` after the first (recordings need not match `--interval`).
+fn replay_baseline(
+    store: &Store,
+    source: &mut dyn Source,
+    baseline: Duration,
+    quiet: &mut Quiet,
+) -> Result<(Option<i64>, Option<i64>)> {
+    let one = Pace {
+        interval: Duration::from_secs(1),
+        duration: None,
+        count: Some(1),
+        wait: false,
     };
-    let ts: NaiveDateTime = store
+    let baseline = TimeDelta::from_std(baseline).map_err(|e| Error::Usage(format!("--baseline: {e}")))?;
+    let (mut first, mut last, mut first_ts) = (None, None, None);
+    loop {
+        let report = run::run(store, source, one, None, &Utc::now, quiet)?;
+        let Some(id) = report.last_snapshot_id else { break };
+        let ts: NaiveDateTime = store
+            .conn()
+            .query_row("SELECT ts FROM snapshots WHERE snapshot_id = ?", [id], |r| r.get(0))
+            .map_err(Error::sql)?;
+        first.get_or_insert(id);
+        last = Some(id);
+        let start = *first_ts.get_or_insert(ts);
+        if ts - start >= baseline || interrupt::requested() {
+            break;
+        }
+    }
+    Ok((first, last))
+}
+
+/// Start of the window holding snapshot `id`, computed by DuckDB's own `time_bucket` so it
+/// matches the windows of `active_flow_features_by` (whose origin is not the Unix epoch).
+fn window_of(store: &Store, id: i64, width_sql: &str) -> Result<NaiveDateTime> {
+    store
         .conn()
-        .query_row("SELECT ts FROM snapshots WHERE snapshot_id = ?", [last], |r| r.get(0))
-        .map_err(Error::sql)?;
-    let bucket = ts
-        .and_utc()
-        .duration_trunc(width)
-        .map_err(|e| Error::Usage(format!("window: {e}")))?;
-    Ok(Some((bucket + width).naive_utc()))
+        .query_row(
+            &format!("SELECT time_bucket({width_sql}, ts) FROM snapshots WHERE snapshot_id = ?"),
+            [id],
+            |r| r.get(0),
+        )
+        .map_err(Error::sql)
 }
 
 struct Quiet;

@@ -175,6 +175,36 @@ fn watch_judges_each_window_and_leaves_it_all_in_the_store() {
         "{} vs {active}",
         lines[5]
     );
+    // Windows wider than the recording's spacing, or not dividing a day (DuckDB buckets from
+    // 2000-01-03, not the Unix epoch), are judged whole, each once, never as empty.
+    for interval in ["1m", "7s"] {
+        let t = Scratch::new();
+        let out = t
+            .cmd()
+            .args(["watch", "--replay"])
+            .arg(&recording)
+            .args([
+                "--baseline",
+                "15m",
+                "--interval",
+                interval,
+                "--segments",
+                "3",
+                "--windows",
+                "3",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            stdout.lines().filter(|l| l.contains("active=")).count(),
+            3,
+            "{interval}:\n{stdout}"
+        );
+        assert!(!stdout.contains("no active flows"), "{interval}:\n{stdout}");
+        assert_eq!(t.query("SELECT count(DISTINCT run_id) FROM verdicts"), "3");
+    }
     // watch never runs on a read-only database.
     s.cmd()
         .args(["--read-only", "watch", "--replay"])
