@@ -222,6 +222,22 @@ impl PolicySource {
                 "SELECT *, {host_expr} AS policy_host, concat_ws(' ', {host_expr}, src_ip, '->', dst_ip, '@', window_start) AS flow_id FROM ({source_sql})"
             )
         };
+        // Rows are told apart by flow_id (results join back on it): refuse duplicates or NULLs
+        // before any model is trained.
+        let unique: bool = store
+            .conn()
+            .query_row(
+                &format!("SELECT count(flow_id) = count(*) AND count(DISTINCT flow_id) = count(*) FROM ({keyed})"),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(Error::sql)?;
+        if !unique {
+            return Err(Error::FeatureSource {
+                input: super::features::short(text),
+                reason: "has NULL or repeated flow_id values; policy needs one row per flow and window".to_string(),
+            });
+        }
         Ok(PolicySource {
             text: text.to_string(),
             keyed,
@@ -423,7 +439,7 @@ fn record_baseline(store: &Store, base: &str, segments_run: i64, has_protocol: b
         "INSERT INTO policy_baseline
          SELECT {segments_run}, 'flow', b.policy_host || ' ' || CAST(b.src_ip AS VARCHAR) || ' -> ' || CAST(b.dst_ip AS VARCHAR),
                 mode(s.segment), count(*)
-         FROM segments s JOIN ({base}) b ON s.id = b.flow_id WHERE s.run_id = {segments_run} GROUP BY ALL;"
+         FROM segments s JOIN ({base}) b ON s.id = CAST(b.flow_id AS VARCHAR) WHERE s.run_id = {segments_run} GROUP BY ALL;"
     );
     if has_protocol {
         sql.push_str(&format!(

@@ -78,6 +78,11 @@ pub fn import_csv(store: &Store, args: &CsvImportArgs) -> Result<CsvReport> {
             )))
         }
     };
+    if exists && is_netlens_table(&table) {
+        return Err(Error::Usage(format!(
+            "'{table}' is one of netlens's own tables; import csv never writes into them\n  hint: pick another name with --table NAME"
+        )));
+    }
     if exists && is_view(store, &table)? {
         return Err(Error::Usage(format!(
             "'{table}' is a view; import csv writes tables\n  hint: pick another name with --table NAME"
@@ -105,11 +110,15 @@ pub fn import_csv(store: &Store, args: &CsvImportArgs) -> Result<CsvReport> {
             .map_err(Error::sql)?;
         let rows = u64::try_from(after - before).unwrap_or(0);
         let columns = column_summary(store, &table)?;
-        let notes = match (args.no_header, names.is_empty()) {
-            (true, _) => "no header line (--no-header)".to_string(),
-            (false, true) => "header detected by DuckDB's CSV sniffer".to_string(),
-            (false, false) => "column names given; header line detected by DuckDB's CSV sniffer".to_string(),
+        let mut notes = match (args.no_header, names.is_empty()) {
+            (true, true) => "no header line (--no-header); columns named by DuckDB".to_string(),
+            (true, false) => "no header line (--no-header); column names given".to_string(),
+            (false, true) => "header line or not decided by DuckDB's CSV sniffer".to_string(),
+            (false, false) => "column names given; header line or not decided by DuckDB's CSV sniffer".to_string(),
         };
+        if let Some(d) = dialect.delimiter {
+            notes.push_str(&format!("; delimiter {d:?} fixed because the sniffer saw one column"));
+        }
         conn.execute(
             "INSERT INTO datasets VALUES (?, 'csv', ?, ?, ?, ?, ?, ?, ?)",
             duckdb::params![
@@ -301,6 +310,19 @@ fn likely_delimiter(line: &str) -> Option<char> {
         .map(|(_, d)| d)
 }
 
+/// Tables the schema migrations create (captured history, flows, results): an import must not
+/// append to or replace them.
+fn is_netlens_table(name: &str) -> bool {
+    crate::store::migrations::MIGRATIONS.iter().any(|m| {
+        m.sql.lines().any(|line| {
+            line.trim_start()
+                .strip_prefix("CREATE TABLE ")
+                .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '(').next())
+                .is_some_and(|t| t.eq_ignore_ascii_case(name))
+        })
+    })
+}
+
 fn is_view(store: &Store, name: &str) -> Result<bool> {
     store
         .conn()
@@ -367,6 +389,14 @@ mod tests {
             ["duration", "service"]
         );
         assert_eq!(parse_column_names("# names\nx\ny"), ["x", "y"]);
+    }
+
+    #[test]
+    fn netlens_tables_are_recognised() {
+        assert!(is_netlens_table("snapshots"));
+        assert!(is_netlens_table("Verdicts"));
+        assert!(is_netlens_table("flows"));
+        assert!(!is_netlens_table("kdd_train"));
     }
 
     #[test]

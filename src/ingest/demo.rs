@@ -76,10 +76,12 @@ pub fn run(store: &Store, args: &DemoArgs, end: DateTime<Utc>, observer: &mut dy
     let clock = || end;
     let capture = run::run(store, &mut source, pace, None, &clock, observer)?;
     if capture.interrupted {
-        return Err(Error::Interrupted);
+        return Err(Error::Usage(format!(
+            "demo interrupted: {} of {ticks} synthetic snapshots are stored (marked demo), demo_traffic is not\n  hint: build the demo into a fresh file with --db OTHER_FILE",
+            capture.snapshots
+        )));
     }
-    let (rows, anomalies) = write_traffic_table(store, args.traffic_rows, args.seed)?;
-    record(store, args, &capture, rows)?;
+    let (rows, anomalies) = write_traffic_table(store, args, &capture)?;
     Ok(DemoReport {
         capture,
         traffic_rows: rows,
@@ -97,11 +99,19 @@ fn check_empty(store: &Store) -> Result<()> {
     let conn = store.conn();
     let count = |sql: &str| -> Result<i64> { conn.query_row(sql, [], |r| r.get(0)).map_err(Error::sql) };
     let demo = count("SELECT count(*) FROM snapshots WHERE source = 'demo'")?;
-    let other = count("SELECT count(*) FROM snapshots WHERE source <> 'demo'")? + count("SELECT count(*) FROM flows")?;
+    let finished = count("SELECT count(*) FROM datasets WHERE kind = 'demo'")?;
+    let other = count("SELECT count(*) FROM snapshots WHERE source <> 'demo'")?
+        + count("SELECT count(*) FROM flows")?
+        + count("SELECT count(*) FROM datasets WHERE kind <> 'demo'")?;
     let location = store.location().display();
-    if demo > 0 || store.relation_exists("demo_traffic")? {
+    if finished > 0 {
         return Err(Error::Usage(format!(
             "{location} already holds the demo\n  hint: query it as it is, or build a fresh one with --db OTHER_FILE"
+        )));
+    }
+    if demo > 0 || store.relation_exists("demo_traffic")? {
+        return Err(Error::Usage(format!(
+            "{location} holds an unfinished demo (it was interrupted)\n  hint: build the demo into a fresh file with --db OTHER_FILE"
         )));
     }
     if other > 0 {
@@ -1079,8 +1089,9 @@ COMMENT ON COLUMN demo_traffic.label IS '0 normal, 1 anomaly (as prototype 002''
 COMMENT ON COLUMN demo_traffic.anomaly_type IS 'normal, or the injected anomaly type: large_packet, tiny_packet_flood, long_connection, flash_connection, data_exfiltration, port_scan, protocol_anomaly, high_error_rate.';
 ";
 
-fn write_traffic_table(store: &Store, n: u32, seed: u64) -> Result<(u64, u64)> {
-    let rows = traffic_rows(n as usize, seed);
+/// Creates `demo_traffic` and records the whole demo in `datasets`, in one transaction.
+fn write_traffic_table(store: &Store, args: &DemoArgs, capture: &RunReport) -> Result<(u64, u64)> {
+    let rows = traffic_rows(args.traffic_rows as usize, args.seed);
     let conn = store.conn();
     conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
     let written = (|| -> Result<u64> {
@@ -1105,6 +1116,8 @@ fn write_traffic_table(store: &Store, n: u32, seed: u64) -> Result<(u64, u64)> {
             .map_err(Error::sql)?;
         }
         app.flush().map_err(Error::sql)?;
+        drop(app);
+        record(store, args, capture, rows.len() as u64)?;
         Ok(rows.iter().filter(|r| r.anomaly.is_some()).count() as u64)
     })();
     match written {

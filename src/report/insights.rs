@@ -76,7 +76,10 @@ pub fn verdict_findings(v: &VerdictStats) -> Vec<Finding> {
                     v.high_risk
                 ),
                 recommendation: "Investigate the high-risk flows first: who owns them, what they send, whether the peer is expected; block what is not".to_string(),
-                evidence: format!("SELECT * FROM verdicts WHERE run_id = {run} AND risk >= 60 ORDER BY risk DESC"),
+                evidence: format!(
+                    "SELECT * FROM verdicts WHERE run_id = {run} AND risk >= {} ORDER BY risk DESC",
+                    crate::analysis::policy::HIGH_RISK
+                ),
             });
         }
     }
@@ -325,7 +328,7 @@ fn capture_findings(store: &Store) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
     let gaps: Option<String> = conn
         .query_row(
-            "SELECT any_value(notes) FROM (SELECT notes FROM snapshots WHERE notes IS NOT NULL ORDER BY snapshot_id DESC LIMIT 1)",
+            "SELECT (SELECT notes FROM snapshots ORDER BY snapshot_id DESC LIMIT 1)",
             [],
             |r| r.get(0),
         )

@@ -109,6 +109,16 @@ fn a_wrong_name_list_or_an_existing_table_stores_nothing() {
         .failure()
         .stderr(predicate::str::contains("given twice"));
     assert_eq!(s.query("SELECT sum(a + b + c), count(*) FROM t"), "21,2");
+    // netlens's own tables are never appended to or replaced by an import.
+    for flag in ["--append", "--replace"] {
+        s.cmd()
+            .args(["import", "csv", "--no-header", "--table", "snapshots", flag])
+            .arg(&csv)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("one of netlens's own tables"));
+    }
+    assert_eq!(s.query("SELECT count(*) FROM snapshots"), "0");
     assert_eq!(s.query("SELECT count(*) FROM datasets"), "1");
 
     s.cmd()
