@@ -198,6 +198,38 @@ pub fn findings_sql(findings: &[Finding]) -> String {
     )
 }
 
+/// How one policy run's verdicts split: what watch's dashboard and insights both report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerdictCounts {
+    pub flows: i64,
+    pub anomalies: i64,
+    pub new_flows: i64,
+    pub drift: i64,
+    pub high_risk: i64,
+}
+
+/// The verdict counts of policy run `run_id`.
+pub fn verdict_counts(store: &Store, run_id: i64) -> Result<VerdictCounts> {
+    store
+        .conn()
+        .query_row(
+            "SELECT count(*), count(*) FILTER (is_anomaly), count(*) FILTER (new_flow),
+                    count(*) FILTER (verdict = 'Segment Drift'), count(*) FILTER (risk >= ?)
+             FROM verdicts WHERE run_id = ?",
+            duckdb::params![crate::analysis::policy::HIGH_RISK, run_id],
+            |r| {
+                Ok(VerdictCounts {
+                    flows: r.get(0)?,
+                    anomalies: r.get(1)?,
+                    new_flows: r.get(2)?,
+                    drift: r.get(3)?,
+                    high_risk: r.get(4)?,
+                })
+            },
+        )
+        .map_err(Error::sql)
+}
+
 fn verdict_stats(store: &Store) -> Result<Option<VerdictStats>> {
     if !store.relation_exists("verdicts")? {
         return Ok(None);
@@ -207,15 +239,13 @@ fn verdict_stats(store: &Store) -> Result<Option<VerdictStats>> {
         .query_row("SELECT max(run_id) FROM verdicts", [], |r| r.get(0))
         .map_err(Error::sql)?;
     let Some(run_id) = run else { return Ok(None) };
-    let (flows, anomalies, new_flows, drift, high_risk) = conn
-        .query_row(
-            "SELECT count(*), count(*) FILTER (is_anomaly), count(*) FILTER (new_flow),
-                    count(*) FILTER (verdict = 'Segment Drift'), count(*) FILTER (risk >= ?)
-             FROM verdicts WHERE run_id = ?",
-            duckdb::params![crate::analysis::policy::HIGH_RISK, run_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .map_err(Error::sql)?;
+    let VerdictCounts {
+        flows,
+        anomalies,
+        new_flows,
+        drift,
+        high_risk,
+    } = verdict_counts(store, run_id)?;
     let contamination: Option<f64> = conn
         .query_row(
             "SELECT TRY_CAST(json_value_contamination AS DOUBLE) FROM (

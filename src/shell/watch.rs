@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDateTime, TimeDelta, Utc};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
 
-use crate::analysis::policy::{self, Baseline, PolicyRequest, PolicySource, HIGH_RISK};
+use crate::analysis::policy::{self, Baseline, PolicyRequest, PolicySource};
 use crate::capture::fixture::FixtureSource;
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
@@ -22,6 +22,7 @@ use crate::capture::Source;
 use crate::cli::WatchArgs;
 use crate::error::{Error, Result};
 use crate::interrupt;
+use crate::report::insights::{verdict_counts, VerdictCounts};
 use crate::store::snapshot::Stored;
 use crate::store::Store;
 
@@ -244,26 +245,14 @@ fn io_error(e: std::io::Error) -> Error {
 
 /// What one window's redraw shows, read back from the store.
 struct Dashboard {
-    active: i64,
-    anomalies: i64,
-    new_flows: i64,
-    drift: i64,
-    high_risk: i64,
+    counts: VerdictCounts,
     top: Vec<(i64, String, String, String, String)>,
 }
 
 impl Dashboard {
     fn read(store: &Store, run_id: i64) -> Result<Self> {
         let conn = store.conn();
-        let (active, anomalies, new_flows, drift, high_risk) = conn
-            .query_row(
-                "SELECT count(*), count(*) FILTER (is_anomaly), count(*) FILTER (new_flow),
-                        count(*) FILTER (verdict = 'Segment Drift'), count(*) FILTER (risk >= ?)
-                 FROM verdicts WHERE run_id = ?",
-                duckdb::params![HIGH_RISK, run_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .map_err(Error::sql)?;
+        let counts = verdict_counts(store, run_id)?;
         let mut stmt = conn
             .prepare(
                 "SELECT risk, verdict, src_ip || ' -> ' || dst_ip, coalesce(processes, ''), reason
@@ -277,21 +266,14 @@ impl Dashboard {
             .map_err(Error::sql)?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(Error::sql)?;
-        Ok(Dashboard {
-            active,
-            anomalies,
-            new_flows,
-            drift,
-            high_risk,
-            top,
-        })
+        Ok(Dashboard { counts, top })
     }
 
     fn share(&self) -> f64 {
-        if self.active == 0 {
+        if self.counts.flows == 0 {
             0.0
         } else {
-            100.0 * self.anomalies as f64 / self.active as f64
+            100.0 * self.counts.anomalies as f64 / self.counts.flows as f64
         }
     }
 
@@ -320,12 +302,12 @@ impl Dashboard {
             baseline.k.map_or("?".to_string(), |k| k.to_string()),
             baseline.threshold,
             args.contamination,
-            self.active,
-            self.anomalies,
+            self.counts.flows,
+            self.counts.anomalies,
             self.share(),
-            self.new_flows,
-            self.drift,
-            self.high_risk,
+            self.counts.new_flows,
+            self.counts.drift,
+            self.counts.high_risk,
         );
         out.write_all(text.as_bytes())
             .and_then(|_| out.flush())
@@ -341,12 +323,12 @@ impl Dashboard {
         writeln!(
             out,
             "{window} active={} anomalies={} ({:.1}%) new={} drift={} high_risk={}{top}",
-            self.active,
-            self.anomalies,
+            self.counts.flows,
+            self.counts.anomalies,
             self.share(),
-            self.new_flows,
-            self.drift,
-            self.high_risk
+            self.counts.new_flows,
+            self.counts.drift,
+            self.counts.high_risk
         )
         .map_err(io_error)
     }
