@@ -1,22 +1,23 @@
 //! The `dbscan` stage: density clusters by DBSCAN (prototype 001). Writes `clusters` (cluster -1 =
 //! noise).
 //!
-//! DBSCAN is implemented here rather than with linfa-clustering's `Dbscan`, whose neighbour queries
-//! run one after another on one core; here they all run in parallel on one linfa-nn k-d tree, and
-//! the sequential part is only joining the components they found. Semantics are linfa's and
-//! scikit-learn's: a point is core when at least min_points points (itself included) lie within
-//! eps; core points within eps of each other share a cluster, numbered in the order of each
-//! cluster's first core point; a border point (not core, within eps of a core point) joins the
-//! lowest-numbered cluster that reaches it, as the first cluster to expand over it would take it.
+//! DBSCAN is implemented here rather than with linfa-clustering's `Dbscan`, which runs one
+//! sorted, collected k-d tree range query per point on one core; here the core test and the linking
+//! of core points run in parallel on a k-d tree whose queries stop early, skip what is already
+//! joined and collect nothing. Semantics are linfa's and scikit-learn's (unit tests compare with
+//! linfa): a point is core when at least min_points points (itself included) lie within eps; core
+//! points within eps of each other share a cluster, numbered in the order of each cluster's first
+//! core row; a border point (not core, within eps of a core point) joins the lowest-numbered
+//! cluster that reaches it, as the first cluster to expand over it takes it.
 //!
 //! Settings made deliberately: eps (linfa's `tolerance`, default 1e-4, meaningless on scaled
 //! data) is given or chosen at the knee of the sorted k-distance curve (distance of each point to
 //! its min_points-th nearest neighbour, itself included, as scikit-learn counts min_samples),
-//! computed on at most `knee_sample` points. A dense region still costs quadratic work in its size
-//! (every core point's neighbourhood is listed), so a source larger than `sample` rows is
-//! clustered on a seeded random sample of that size (model_runs states it), and the other rows
-//! join the cluster of their nearest clustered sample point within eps, else are noise. Scoring
-//! new data does the same against the stored clustered points.
+//! computed on at most `knee_sample` points. The work still grows faster than the row count (a
+//! core point's neighbourhood is visited until it is joined), so a source larger than `sample` rows
+//! is clustered on a seeded random sample of that size (model_runs states it), and the other rows
+//! join the cluster of their nearest clustered sample point within eps, else are noise (in
+//! parallel). Scoring new data does the same against the stored clustered points.
 
 use std::collections::BTreeMap;
 
