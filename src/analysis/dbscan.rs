@@ -1,20 +1,26 @@
-//! The `dbscan` stage: density clusters with linfa-clustering's DBSCAN (prototype 001). Writes
-//! `clusters` (cluster -1 = noise).
+//! The `dbscan` stage: density clusters by DBSCAN (prototype 001). Writes `clusters` (cluster -1 =
+//! noise).
+//!
+//! DBSCAN is implemented here rather than with linfa-clustering's `Dbscan`, which runs one
+//! sorted, collected k-d tree range query per point on one core; here the core test and the linking
+//! of core points run in parallel on a k-d tree whose queries stop early, skip what is already
+//! joined and collect nothing. Semantics are linfa's and scikit-learn's (unit tests compare with
+//! linfa): a point is core when at least min_points points (itself included) lie within eps; core
+//! points within eps of each other share a cluster, numbered in the order of each cluster's first
+//! core row; a border point (not core, within eps of a core point) joins the lowest-numbered
+//! cluster that reaches it, as the first cluster to expand over it takes it.
 //!
 //! Settings made deliberately: eps (linfa's `tolerance`, default 1e-4, meaningless on scaled
 //! data) is given or chosen at the knee of the sorted k-distance curve (distance of each point to
 //! its min_points-th nearest neighbour, itself included, as scikit-learn counts min_samples),
-//! computed on at most `knee_sample` points. DBSCAN's neighbour queries go through linfa-nn's
-//! k-d tree, but a dense region still costs quadratic work in its size, so a source larger than
-//! `sample` rows is clustered on a seeded random sample of that size (model_runs states it), and
-//! the other rows join the cluster of their nearest clustered sample point within eps, else are
-//! noise. Scoring new data does the same against the stored clustered points.
+//! computed on at most `knee_sample` points. The work still grows faster than the row count (a
+//! core point's neighbourhood is visited until it is joined), so a source larger than `sample` rows
+//! is clustered on a seeded random sample of that size (model_runs states it), and the other rows
+//! join the cluster of their nearest clustered sample point within eps, else are noise (in
+//! parallel). Scoring new data does the same against the stored clustered points.
 
 use std::collections::BTreeMap;
 
-use linfa::traits::Transformer;
-use linfa::ParamGuard;
-use linfa_clustering::Dbscan;
 use linfa_nn::distance::L2Dist;
 use linfa_nn::{CommonNearestNeighbour, NearestNeighbour};
 use ndarray::{Array2, ArrayView2, Axis};
@@ -134,6 +140,380 @@ fn output(clusters: Vec<i32>, in_sample: Vec<bool>) -> Applied {
     }
 }
 
+/// Disjoint sets of point indices; the root of a set is its smallest member.
+struct DisjointSets {
+    parent: Vec<usize>,
+}
+
+impl DisjointSets {
+    fn new(n: usize) -> Self {
+        DisjointSets {
+            parent: (0..n).collect(),
+        }
+    }
+
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            // Path halving keeps later finds short without recursion.
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+
+    /// Joins the sets of `a` and `b`; false when they were already one.
+    fn union(&mut self, a: usize, b: usize) -> bool {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra == rb {
+            return false;
+        }
+        let (low, high) = if ra < rb { (ra, rb) } else { (rb, ra) };
+        self.parent[high] = low;
+        true
+    }
+}
+
+/// Points in a leaf of the k-d tree at most; small leaves prune well in 10 or so dimensions.
+const LEAF_SIZE: usize = 16;
+
+/// Shortcuts that take a whole box as within eps require it to be so by this relative margin, so
+/// points on the boundary are decided by their own distance, as linfa-nn decides them.
+const BOX_MARGIN: f64 = 1.0 - 1e-9;
+
+/// A static k-d tree for radius queries that report the points in range without collecting or
+/// sorting them (linfa-nn's `within_range` keeps a heap of the results and sorts them, which
+/// dominates when a dense neighbourhood holds thousands of points). Points are addressed by their
+/// position in tree order, so each node holds a contiguous range of positions.
+struct RangeTree {
+    dim: usize,
+    /// The points in tree order, row after row.
+    coords: Vec<f64>,
+    /// Row of the input at each position.
+    ids: Vec<usize>,
+    nodes: Vec<TreeNode>,
+    /// Bounding box of each node: `dim` lows then `dim` highs.
+    bounds: Vec<f64>,
+}
+
+struct TreeNode {
+    /// Positions `start..end`.
+    start: usize,
+    end: usize,
+    /// Children (left, right), None for a leaf.
+    children: Option<(usize, usize)>,
+}
+
+/// What a radius query found.
+#[derive(Clone, Copy)]
+enum Hit {
+    /// The point at this position.
+    Point(usize),
+    /// Every point of this node (its box lies within the radius).
+    Node(usize),
+}
+
+impl RangeTree {
+    fn new(points: ArrayView2<f64>) -> Self {
+        let mut tree = RangeTree {
+            dim: points.ncols(),
+            coords: Vec::new(),
+            ids: (0..points.nrows()).collect(),
+            nodes: Vec::new(),
+            bounds: Vec::new(),
+        };
+        if points.nrows() > 0 {
+            tree.build(points, 0, points.nrows());
+        }
+        tree.coords = tree.ids.iter().flat_map(|&i| points.row(i).to_vec()).collect();
+        tree
+    }
+
+    /// Adds the node holding `ids[start..end]` (and its subtree); returns its number.
+    fn build(&mut self, points: ArrayView2<f64>, start: usize, end: usize) -> usize {
+        let dim = self.dim;
+        let mut low = vec![f64::INFINITY; dim];
+        let mut high = vec![f64::NEG_INFINITY; dim];
+        for &i in &self.ids[start..end] {
+            for (d, &v) in points.row(i).iter().enumerate() {
+                low[d] = low[d].min(v);
+                high[d] = high[d].max(v);
+            }
+        }
+        let (split, spread) =
+            (0..dim)
+                .map(|d| (d, high[d] - low[d]))
+                .fold((0, 0.0), |best, cur| if cur.1 > best.1 { cur } else { best });
+        let node = self.nodes.len();
+        self.nodes.push(TreeNode {
+            start,
+            end,
+            children: None,
+        });
+        self.bounds.extend_from_slice(&low);
+        self.bounds.extend_from_slice(&high);
+        // Identical points cannot be split: they stay in one (possibly large) leaf.
+        if end - start > LEAF_SIZE && spread > 0.0 {
+            let mid = start + (end - start) / 2;
+            self.ids[start..end]
+                .select_nth_unstable_by(mid - start, |&a, &b| points[[a, split]].total_cmp(&points[[b, split]]));
+            let left = self.build(points, start, mid);
+            let right = self.build(points, mid, end);
+            self.nodes[node].children = Some((left, right));
+        }
+        node
+    }
+
+    fn point(&self, position: usize) -> &[f64] {
+        &self.coords[position * self.dim..(position + 1) * self.dim]
+    }
+
+    /// Reports the points within squared distance `r2` of `query` (inclusive, as linfa-nn) at
+    /// positions `from` or later (a `Node` hit may also hold earlier ones), until `visit`
+    /// returns false.
+    fn for_each_within(&self, query: &[f64], r2: f64, from: usize, mut visit: impl FnMut(Hit) -> bool) {
+        if self.nodes.is_empty() {
+            return;
+        }
+        let dim = self.dim;
+        let mut stack = Vec::with_capacity(64);
+        stack.push(0usize);
+        while let Some(n) = stack.pop() {
+            let node = &self.nodes[n];
+            if node.end <= from {
+                continue;
+            }
+            let (low, high) = self.bounds[2 * dim * n..2 * dim * (n + 1)].split_at(dim);
+            let (mut nearest, mut farthest) = (0.0, 0.0);
+            for d in 0..dim {
+                let (below, above) = (low[d] - query[d], query[d] - high[d]);
+                let gap = below.max(above).max(0.0);
+                nearest += gap * gap;
+                let reach = below.abs().max(above.abs());
+                farthest += reach * reach;
+            }
+            if nearest > r2 {
+                continue;
+            }
+            if farthest <= r2 * BOX_MARGIN {
+                if !visit(Hit::Node(n)) {
+                    return;
+                }
+                continue;
+            }
+            if let Some((left, right)) = node.children {
+                stack.push(right);
+                stack.push(left);
+                continue;
+            }
+            for at in node.start.max(from)..node.end {
+                let mut d2 = 0.0;
+                for (a, b) in self.point(at).iter().zip(query) {
+                    d2 += (a - b) * (a - b);
+                    if d2 > r2 {
+                        break;
+                    }
+                }
+                if d2 <= r2 && !visit(Hit::Point(at)) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// `first_core` of a node without core points.
+const NO_CORE: usize = usize::MAX;
+
+/// Links core points to the core points within eps, for one sequence of queries.
+struct Linker<'a> {
+    tree: &'a RangeTree,
+    r2: f64,
+    is_core: &'a [bool],
+    /// First core position of each node, or NO_CORE.
+    first_core: &'a [usize],
+    sets: DisjointSets,
+    /// Nodes whose core points are known to be in one set. Sets only grow, so this stays true;
+    /// a query skips such a node when that set is already its own, which is what makes dense
+    /// regions cheap once their first queries have joined them.
+    unified: Vec<bool>,
+    /// The unions made: (position, position).
+    links: Vec<(usize, usize)>,
+}
+
+impl Linker<'_> {
+    /// Joins core point `p` with the core points within eps at later positions (a link is found
+    /// from its earlier end).
+    fn link(&mut self, p: usize) {
+        let tree = self.tree;
+        let dim = tree.dim;
+        let query = tree.point(p);
+        let mut stack = Vec::with_capacity(64);
+        stack.push(0usize);
+        while let Some(n) = stack.pop() {
+            let node = &tree.nodes[n];
+            let first = self.first_core[n];
+            if node.end <= p + 1 || first == NO_CORE {
+                continue;
+            }
+            if self.unified[n] && self.sets.find(first) == self.sets.find(p) {
+                continue;
+            }
+            let (low, high) = tree.bounds[2 * dim * n..2 * dim * (n + 1)].split_at(dim);
+            let mut nearest = 0.0;
+            for d in 0..dim {
+                let gap = (low[d] - query[d]).max(query[d] - high[d]).max(0.0);
+                nearest += gap * gap;
+            }
+            if nearest > self.r2 {
+                continue;
+            }
+            if let Some((left, right)) = node.children {
+                if !self.unified[n] && self.joined(left) && self.joined(right) {
+                    let (a, b) = (self.first_core[left], self.first_core[right]);
+                    if a == NO_CORE || b == NO_CORE || self.sets.find(a) == self.sets.find(b) {
+                        self.unified[n] = true;
+                        if self.sets.find(first) == self.sets.find(p) {
+                            continue;
+                        }
+                    }
+                }
+                stack.push(right);
+                stack.push(left);
+                continue;
+            }
+            for at in node.start.max(p + 1)..node.end {
+                if !self.is_core[at] || self.sets.find(at) == self.sets.find(p) {
+                    continue;
+                }
+                let mut d2 = 0.0;
+                for (a, b) in tree.point(at).iter().zip(query) {
+                    d2 += (a - b) * (a - b);
+                    if d2 > self.r2 {
+                        break;
+                    }
+                }
+                if d2 <= self.r2 && self.sets.union(p, at) {
+                    self.links.push((p, at));
+                }
+            }
+            let root = self.sets.find(first);
+            self.unified[n] = (first + 1..node.end).all(|at| !self.is_core[at] || self.sets.find(at) == root);
+        }
+    }
+
+    /// Whether a node's core points are known to be in one set (true when it has none).
+    fn joined(&self, node: usize) -> bool {
+        self.first_core[node] == NO_CORE || self.unified[node]
+    }
+}
+
+/// DBSCAN labels of the rows of `points` (-1 = noise), as linfa's and scikit-learn's DBSCAN
+/// number them (see the module doc).
+fn density_clusters(points: ArrayView2<f64>, eps: f64, min_points: usize) -> Vec<i32> {
+    let n = points.nrows();
+    if n == 0 || points.ncols() == 0 || n < min_points {
+        return vec![-1; n];
+    }
+    let tree = RangeTree::new(points);
+    let r2 = eps * eps;
+
+    // Core points (by position): min_points points, itself included, within eps; the count
+    // stops there.
+    let is_core: Vec<bool> = (0..n)
+        .into_par_iter()
+        .map(|at| {
+            let mut count = 0;
+            tree.for_each_within(tree.point(at), r2, 0, |hit| {
+                count += match hit {
+                    Hit::Point(_) => 1,
+                    Hit::Node(node) => tree.nodes[node].end - tree.nodes[node].start,
+                };
+                count < min_points
+            });
+            count >= min_points
+        })
+        .collect();
+
+    // Components of core points linked within eps. Each chunk of core points (neighbours in tree
+    // order) is linked in parallel into its own sets, keeping only the links that join two sets (at
+    // most n - 1, so memory stays bounded whatever the density); the links are then joined.
+    let first_core: Vec<usize> = tree
+        .nodes
+        .iter()
+        .map(|node| (node.start..node.end).find(|&at| is_core[at]).unwrap_or(NO_CORE))
+        .collect();
+    let cores: Vec<usize> = (0..n).filter(|&at| is_core[at]).collect();
+    let chunk = cores.len().div_ceil(rayon::current_num_threads() * 4).max(1);
+    let links: Vec<Vec<(usize, usize)>> = cores
+        .par_chunks(chunk)
+        .map(|chunk| {
+            let mut linker = Linker {
+                tree: &tree,
+                r2,
+                is_core: &is_core,
+                first_core: &first_core,
+                sets: DisjointSets::new(n),
+                unified: vec![false; tree.nodes.len()],
+                links: Vec::new(),
+            };
+            for &p in chunk {
+                linker.link(p);
+            }
+            linker.links
+        })
+        .collect();
+    let mut sets = DisjointSets::new(n);
+    for (p, q) in links.into_iter().flatten() {
+        sets.union(p, q);
+    }
+
+    // Clusters numbered in the order of their first core row, as linfa and scikit-learn do.
+    let mut position_of_row = vec![0usize; n];
+    for (at, &row) in tree.ids.iter().enumerate() {
+        position_of_row[row] = at;
+    }
+    let mut labels = vec![-1i32; n];
+    let mut cluster_of_root = vec![-1i32; n];
+    let mut clusters = 0i32;
+    for &at in &position_of_row {
+        if is_core[at] {
+            let root = sets.find(at);
+            if cluster_of_root[root] < 0 {
+                cluster_of_root[root] = clusters;
+                clusters += 1;
+            }
+            labels[at] = cluster_of_root[root];
+        }
+    }
+
+    // Border points: the lowest cluster among the core points within eps. A point that is not
+    // core has fewer than min_points neighbours, so these queries are short.
+    let border: Vec<(usize, i32)> = (0..n)
+        .into_par_iter()
+        .filter(|&at| !is_core[at])
+        .map(|at| {
+            let mut cluster = -1;
+            let mut consider = |q: usize| {
+                if is_core[q] && (cluster < 0 || labels[q] < cluster) {
+                    cluster = labels[q];
+                }
+            };
+            tree.for_each_within(tree.point(at), r2, 0, |hit| {
+                match hit {
+                    Hit::Point(q) => consider(q),
+                    Hit::Node(node) => (tree.nodes[node].start..tree.nodes[node].end).for_each(&mut consider),
+                }
+                true
+            });
+            (at, cluster)
+        })
+        .collect();
+    for (at, cluster) in border {
+        labels[at] = cluster;
+    }
+    position_of_row.iter().map(|&at| labels[at]).collect()
+}
+
 /// eps at the knee of the sorted k-distances of (up to `knee_sample`) points of `sample`.
 fn knee_eps(sample: &Array2<f64>, min_points: usize, knee_sample: usize, seed: u64) -> Result<f64> {
     let index = CommonNearestNeighbour::KdTree
@@ -186,7 +566,7 @@ impl Stage for DbscanStage {
     }
 
     fn about(&self) -> &'static str {
-        "DBSCAN density clusters (linfa-clustering), eps given or from the k-distance knee, noise labelled -1"
+        "DBSCAN density clusters (parallel queries on a k-d tree), eps given or from the k-distance knee, noise labelled -1"
     }
 
     fn table(&self) -> &'static str {
@@ -255,12 +635,7 @@ impl Stage for DbscanStage {
             Some(eps) => eps,
             None => knee_eps(&sample, p.min_points, p.knee_sample, seed)?,
         };
-        let labels = Dbscan::params(p.min_points)
-            .tolerance(eps)
-            .check()
-            .map_err(|e| invalid(format!("bad parameters: {e}")))?
-            .transform(&sample);
-        let sample_labels: Vec<i32> = labels.iter().map(|l| l.map_or(-1, |c| c as i32)).collect();
+        let sample_labels = density_clusters(sample.view(), eps, p.min_points);
         let clustered: Vec<usize> = (0..sampled.len()).filter(|&i| sample_labels[i] >= 0).collect();
         let model = DbscanModel {
             eps,
@@ -321,6 +696,160 @@ impl Stage for DbscanStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use linfa::traits::Transformer;
+    use linfa::ParamGuard;
+    use linfa_clustering::Dbscan;
+    use rand::Rng;
+
+    /// `blobs` Gaussian-ish groups of `per_blob` points with `spread`, plus `noise` uniform points
+    /// over the whole box, in `dim` dimensions.
+    fn blobs_and_noise(seed: u64, dim: usize, blobs: usize, per_blob: usize, spread: f64, noise: usize) -> Array2<f64> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut values = Vec::new();
+        for _ in 0..blobs {
+            let centre: Vec<f64> = (0..dim).map(|_| rng.gen_range(-10.0..10.0)).collect();
+            for _ in 0..per_blob {
+                for c in &centre {
+                    let bell: f64 = (0..3).map(|_| rng.gen_range(-1.0..1.0)).sum();
+                    values.push(c + spread * bell);
+                }
+            }
+        }
+        for _ in 0..noise * dim {
+            values.push(rng.gen_range(-12.0..12.0));
+        }
+        // Exact duplicates count as neighbours too.
+        let rows = values.len() / dim;
+        values.extend_from_within(0..dim * 3);
+        Array2::from_shape_vec((rows + 3, dim), values).unwrap()
+    }
+
+    fn linfa_labels(x: &Array2<f64>, eps: f64, min_points: usize) -> Vec<i32> {
+        Dbscan::params(min_points)
+            .tolerance(eps)
+            .check()
+            .unwrap()
+            .transform(x)
+            .iter()
+            .map(|l| l.map_or(-1, |c| c as i32))
+            .collect()
+    }
+
+    /// Rows within eps of each row, itself included, by brute force.
+    fn neighbour_counts(x: &Array2<f64>, eps: f64) -> Vec<usize> {
+        x.rows()
+            .into_iter()
+            .map(|a| {
+                x.rows()
+                    .into_iter()
+                    .filter(|b| a.iter().zip(b.iter()).map(|(u, v)| (u - v) * (u - v)).sum::<f64>() <= eps * eps)
+                    .count()
+            })
+            .collect()
+    }
+
+    /// Same partition into noise and clusters, up to the clusters' numbers.
+    fn assert_same_partition(ours: &[i32], oracle: &[i32]) {
+        assert_eq!(ours.len(), oracle.len());
+        let mut ours_to_oracle = BTreeMap::new();
+        let mut oracle_to_ours = BTreeMap::new();
+        for (row, (&a, &b)) in ours.iter().zip(oracle).enumerate() {
+            assert_eq!(a < 0, b < 0, "row {row}: noise in one and not the other ({a} vs {b})");
+            if a >= 0 {
+                assert_eq!(
+                    *ours_to_oracle.entry(a).or_insert(b),
+                    b,
+                    "row {row}: cluster {a} maps to two"
+                );
+                assert_eq!(
+                    *oracle_to_ours.entry(b).or_insert(a),
+                    a,
+                    "row {row}: cluster {b} maps to two"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn same_clusters_as_linfa_dbscan() {
+        let cases = [
+            (1, 2, 4, 150, 0.6, 60, 0.5, 5),
+            (2, 2, 6, 80, 1.0, 120, 0.7, 4),
+            (3, 5, 5, 200, 0.5, 100, 1.0, 5),
+            (4, 10, 8, 250, 0.4, 50, 1.2, 6),
+            (5, 3, 3, 300, 1.0, 200, 0.7, 10),
+        ];
+        for (seed, dim, blobs, per_blob, spread, noise, eps, min_points) in cases {
+            let x = blobs_and_noise(seed, dim, blobs, per_blob, spread, noise);
+            let ours = density_clusters(x.view(), eps, min_points);
+            let oracle = linfa_labels(&x, eps, min_points);
+            assert_same_partition(&ours, &oracle);
+            // The case exercises noise, several clusters and border points (clustered, not core).
+            let counts = neighbour_counts(&x, eps);
+            let borders = (0..x.nrows())
+                .filter(|&i| ours[i] >= 0 && counts[i] < min_points)
+                .count();
+            assert!(ours.contains(&-1), "seed {seed}: no noise");
+            assert!(ours.iter().max().unwrap() >= &1, "seed {seed}: fewer than two clusters");
+            assert!(borders > 0, "seed {seed}: no border points");
+        }
+    }
+
+    #[test]
+    fn a_border_point_between_two_clusters_takes_the_first() {
+        // Two tight groups, and one point within eps of an edge point of each but with only
+        // three points (itself included) within eps, so it is a border point of both.
+        let mut rows = Vec::new();
+        for i in 0..6 {
+            rows.extend([i as f64 * 0.1, 0.0]);
+        }
+        for i in 0..6 {
+            rows.extend([1.5 + i as f64 * 0.1, 0.0]);
+        }
+        rows.extend([1.0, 0.0]);
+        let x = Array2::from_shape_vec((13, 2), rows).unwrap();
+        let ours = density_clusters(x.view(), 0.55, 4);
+        let oracle = linfa_labels(&x, 0.55, 4);
+        assert_eq!(ours, oracle);
+        assert_eq!(&ours[..12], &[0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(ours[12], 0, "the border point joins the first cluster that reaches it");
+        // Listed the other way round, the other cluster comes first and takes it.
+        let reversed = x.slice(ndarray::s![..;-1, ..]).to_owned();
+        let ours = density_clusters(reversed.view(), 0.55, 4);
+        assert_eq!(ours, linfa_labels(&reversed, 0.55, 4));
+        assert_eq!(ours[0], 0);
+        assert_eq!(ours[1], 0, "the first core group now is the one at 1.5..2.0");
+    }
+
+    #[test]
+    fn range_tree_finds_what_brute_force_finds() {
+        let x = blobs_and_noise(7, 4, 3, 300, 0.5, 100);
+        let tree = RangeTree::new(x.view());
+        let counts = neighbour_counts(&x, 0.9);
+        for (row, expected) in counts.iter().enumerate() {
+            let at = tree.ids.iter().position(|&r| r == row).unwrap();
+            let mut found = Vec::new();
+            tree.for_each_within(tree.point(at), 0.81, 0, |hit| {
+                match hit {
+                    Hit::Point(q) => found.push(q),
+                    Hit::Node(node) => found.extend(tree.nodes[node].start..tree.nodes[node].end),
+                }
+                true
+            });
+            found.sort_unstable();
+            found.dedup();
+            assert_eq!(found.len(), *expected, "row {row}");
+        }
+    }
+
+    #[test]
+    fn identical_and_too_few_points() {
+        // All identical: one leaf that cannot be split, every point core.
+        let same = Array2::from_elem((40, 3), 1.5);
+        assert_eq!(density_clusters(same.view(), 0.1, 5), vec![0; 40]);
+        let few = Array2::from_elem((3, 2), 0.0);
+        assert_eq!(density_clusters(few.view(), 1.0, 5), vec![-1; 3]);
+    }
 
     #[test]
     fn two_dense_groups_and_an_outlier() {
