@@ -268,7 +268,7 @@ fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'
         )));
     }
     let source = Source::parse(request.source.as_deref().unwrap_or(stage.default_source()));
-    in_transaction(store, |conn| {
+    store.in_transaction(|conn| {
         let run_id = next_run_id(conn)?;
         let input_table = format!("__netlens_input_{run_id}");
         let started = Instant::now();
@@ -385,7 +385,7 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
         id: request.id.clone(),
         label: request.label.clone().or_else(|| stored.label_column.clone()),
     };
-    in_transaction(store, |conn| {
+    store.in_transaction(|conn| {
         let run_id = next_run_id(conn)?;
         let input_table = format!("__netlens_input_{run_id}");
         let started = Instant::now();
@@ -606,22 +606,6 @@ pub fn stages_sql() -> String {
         "SELECT * FROM (VALUES {}) AS stages(stage, about, tables, default_source, params)",
         rows.join(", ")
     )
-}
-
-/// Runs `body` in one transaction: committed when it succeeds, rolled back (nothing stored) when not.
-fn in_transaction<T>(store: &Store, body: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    let conn = store.conn();
-    conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
-    match body(conn) {
-        Ok(value) => {
-            conn.execute_batch("COMMIT").map_err(Error::sql)?;
-            Ok(value)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
 }
 
 fn next_run_id(conn: &Connection) -> Result<i64> {

@@ -30,7 +30,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::features::{Selection, Source};
-use super::{apply_into, in_transaction, load_model, next_run_id, train, RunSummary, StoredModel, TrainRequest};
+use super::{apply_into, load_model, next_run_id, train, RunSummary, StoredModel, TrainRequest};
 use crate::error::{Error, Result};
 use crate::store::{quote_ident, quote_literal, Store};
 
@@ -454,7 +454,7 @@ fn record_baseline(store: &Store, base: &str, segments_run: i64, has_protocol: b
              WHERE port IS NOT NULL;"
         ));
     }
-    in_transaction(store, |conn| conn.execute_batch(&sql).map_err(Error::sql))
+    store.in_transaction(|conn| conn.execute_batch(&sql).map_err(Error::sql))
 }
 
 /// What one judging did.
@@ -534,7 +534,7 @@ fn write_verdicts(
     (baseline_rows, judged_rows): (u64, u64),
     now: DateTime<Utc>,
 ) -> Result<Written> {
-    in_transaction(store, |conn| {
+    store.in_transaction(|conn| {
         let run_id = next_run_id(conn)?;
         let scratch_segments = format!("__netlens_policy_{run_id}_segments");
         let scratch_scores = format!("__netlens_policy_{run_id}_scores");

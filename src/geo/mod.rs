@@ -281,7 +281,7 @@ pub fn resolve(
         Error::GeoProvider { reason, .. } => reason.clone(),
         other => other.to_string(),
     });
-    let run_id = in_transaction(store, || {
+    let run_id = store.in_transaction(|_| {
         store_answers(
             store,
             command,
@@ -342,20 +342,6 @@ fn pending_addresses(store: &Store, args: &GeoArgs, now: DateTime<Utc>) -> Resul
     let texts: Vec<String> = rows.collect::<std::result::Result<_, _>>().map_err(Error::sql)?;
     let (good, bad): (Vec<String>, Vec<String>) = texts.into_iter().partition(|t| t.trim().parse::<IpAddr>().is_ok());
     Ok((good, bad))
-}
-
-fn in_transaction<T>(store: &Store, work: impl FnOnce() -> Result<T>) -> Result<T> {
-    store.conn().execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
-    match work() {
-        Ok(v) => {
-            store.conn().execute_batch("COMMIT").map_err(Error::sql)?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = store.conn().execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
 }
 
 fn store_answers(

@@ -90,8 +90,7 @@ pub fn import_csv(store: &Store, args: &CsvImportArgs) -> Result<CsvReport> {
     }
 
     let target = quote_ident(&table);
-    super::in_transaction(store, || {
-        let conn = store.conn();
+    store.in_transaction(|conn| {
         let before: i64 = if mode == "append" {
             conn.query_row(&format!("SELECT count(*) FROM {target}"), [], |r| r.get(0))
                 .map_err(Error::sql)?

@@ -1092,9 +1092,7 @@ COMMENT ON COLUMN demo_traffic.anomaly_type IS 'normal, or the injected anomaly 
 /// Creates `demo_traffic` and records the whole demo in `datasets`, in one transaction.
 fn write_traffic_table(store: &Store, args: &DemoArgs, capture: &RunReport) -> Result<(u64, u64)> {
     let rows = traffic_rows(args.traffic_rows as usize, args.seed);
-    let conn = store.conn();
-    conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
-    let written = (|| -> Result<u64> {
+    let anomalies = store.in_transaction(|conn| {
         conn.execute_batch(TRAFFIC_DDL).map_err(Error::sql)?;
         let mut app = conn.appender("demo_traffic").map_err(Error::sql)?;
         for (i, r) in rows.iter().enumerate() {
@@ -1119,17 +1117,8 @@ fn write_traffic_table(store: &Store, args: &DemoArgs, capture: &RunReport) -> R
         drop(app);
         record(store, args, capture, rows.len() as u64)?;
         Ok(rows.iter().filter(|r| r.anomaly.is_some()).count() as u64)
-    })();
-    match written {
-        Ok(anomalies) => {
-            conn.execute_batch("COMMIT").map_err(Error::sql)?;
-            Ok((rows.len() as u64, anomalies))
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    })?;
+    Ok((rows.len() as u64, anomalies))
 }
 
 #[cfg(test)]

@@ -261,21 +261,6 @@ fn next_import_id(store: &Store) -> Result<i64> {
         .map_err(Error::sql)
 }
 
-/// Runs `work` inside a transaction: committed whole, or rolled back on error.
-fn in_transaction<T>(store: &Store, work: impl FnOnce() -> Result<T>) -> Result<T> {
-    store.conn().execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
-    match work() {
-        Ok(v) => {
-            store.conn().execute_batch("COMMIT").map_err(Error::sql)?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = store.conn().execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
-}
-
 fn record_import(store: &Store, r: &ImportReport) -> Result<()> {
     let ts = |ns: Option<i64>| {
         ns.and_then(|n| {
@@ -332,7 +317,7 @@ pub fn import_pcaps(
             });
         }
         progress.start(path, size);
-        let result = in_transaction(store, || {
+        let result = store.in_transaction(|_| {
             let import_id = next_import_id(store)?;
             let report = import_capture(
                 store,
@@ -660,7 +645,7 @@ pub fn import_zeek_logs(store: &Store, args: &ZeekImportArgs, progress: &mut Pro
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         progress.start(path, size);
-        let result = in_transaction(store, || {
+        let result = store.in_transaction(|_| {
             let import_id = next_import_id(store)?;
             let report = zeek::import_log(
                 store,

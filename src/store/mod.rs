@@ -100,6 +100,22 @@ impl Store {
     }
 
     /// True when opened with `--read-only`.
+    /// Runs `work` in one transaction: committed when it succeeds, rolled back (nothing of it
+    /// stored) when it fails.
+    pub fn in_transaction<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
+        match work(&self.conn) {
+            Ok(value) => {
+                self.conn.execute_batch("COMMIT").map_err(Error::sql)?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
