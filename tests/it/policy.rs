@@ -215,6 +215,30 @@ fn watch_judges_each_window_and_leaves_it_all_in_the_store() {
 }
 
 #[test]
+fn insights_report_each_detector_with_its_top_finding() {
+    let s = Scratch::new();
+    demo(&s, "6");
+    s.cmd().args(["detect", "all", "--quiet"]).assert().success();
+    let out = s
+        .cmd()
+        .args(["--format", "csv", "--no-headers", "insights"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("port_scans row(s); first: 192.168.1.10 scanned 192.168.1.30"),
+        "{text}"
+    );
+    assert!(text.contains("-> 203.0.113.66:4433 every"), "the demo's beacon: {text}");
+    assert!(text.contains("long_connections row(s)"), "{text}");
+    assert!(
+        text.lines().next().is_some_and(|l| l.starts_with("high,")),
+        "most severe first: {text}"
+    );
+}
+
+#[test]
 fn insights_on_an_empty_store_says_what_to_do() {
     let s = Scratch::new();
     s.cmd()
