@@ -202,7 +202,7 @@ impl PolicySource {
             }
             Source::Query(q) => format!("SELECT * FROM ({q})"),
         };
-        let columns = describe(store, &source_sql)?;
+        let columns = store.query_columns(&source_sql)?;
         let has = |c: &str| columns.iter().any(|x| x.eq_ignore_ascii_case(c));
         let missing: Vec<&str> = REQUIRED.iter().copied().filter(|c| !has(c)).collect();
         if !missing.is_empty() {
@@ -676,12 +676,6 @@ fn write_verdicts(
         .map_err(Error::sql)?;
         Ok((run_id, verdicts, u64::try_from(high_risk).unwrap_or(0)))
     })
-}
-
-fn describe(store: &Store, sql: &str) -> Result<Vec<String>> {
-    let mut stmt = store.conn().prepare(&format!("DESCRIBE {sql}")).map_err(Error::sql)?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(Error::sql)?;
-    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::sql)
 }
 
 fn count(store: &Store, sql: &str) -> Result<u64> {

@@ -264,12 +264,8 @@ fn read_csv_call(path: &Path, dialect: &Dialect, names: &[String]) -> String {
 /// The columns DuckDB's sniffer finds, read before anything is written so a wrong name list is
 /// refused up front.
 fn sniffed_columns(store: &Store, path: &Path, dialect: &Dialect) -> Result<Vec<String>> {
-    let sql = format!("DESCRIBE SELECT * FROM {}", read_csv_call(path, dialect, &[]));
-    let mut stmt = store.conn().prepare(&sql).map_err(|e| bad_file(path, e.to_string()))?;
-    let rows = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(|e| bad_file(path, e.to_string()))?;
-    rows.collect::<std::result::Result<Vec<_>, _>>()
+    store
+        .query_columns(&format!("SELECT * FROM {}", read_csv_call(path, dialect, &[])))
         .map_err(|e| bad_file(path, e.to_string()))
 }
 

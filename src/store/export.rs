@@ -133,7 +133,9 @@ impl Store {
         Ok(rows)
     }
 
-    fn query_columns(&self, query: &str) -> Result<Vec<String>> {
+    /// The column names `query` returns, in order (planned and run with LIMIT 0, so no rows are
+    /// read).
+    pub fn query_columns(&self, query: &str) -> Result<Vec<String>> {
         let stmt = self
             .conn
             .prepare(&format!("SELECT * FROM ({query}) LIMIT 0"))
