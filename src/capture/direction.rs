@@ -92,7 +92,7 @@ impl Listeners {
 mod tests {
     use super::*;
 
-    fn sock(proto: Proto, local: &str, lport: u16, remote: Option<(&str, u16)>, state: &str) -> SocketRecord {
+    fn sock(proto: Proto, local: &str, lport: u16, remote: Option<(&str, u16)>, state: &'static str) -> SocketRecord {
         SocketRecord {
             proto,
             local_addr: local.parse().unwrap(),

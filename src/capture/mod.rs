@@ -17,12 +17,45 @@ mod procfd;
 #[cfg(target_os = "linux")]
 mod sockdiag;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+
+/// A socket state's name: the kernel's names are static, so the millions of copies a capture
+/// makes of them never allocate; a state read back from the store or a fixture is interned
+/// when it is one of them.
+pub type StateName = Cow<'static, str>;
+
+/// Every state name the sources produce.
+const KNOWN_STATES: [&str; 15] = [
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
+    "NEW_SYN_RECV",
+    "UNKNOWN",
+    "UNCONN",
+    "CONNECTED",
+];
+
+/// The state name for `s`, borrowed when it is a known one.
+pub fn state_name(s: String) -> StateName {
+    match KNOWN_STATES.iter().find(|k| **k == s) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(s),
+    }
+}
 
 /// Transport protocol of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -77,7 +110,7 @@ pub struct SocketRecord {
     pub remote_addr: Option<IpAddr>,
     pub remote_port: Option<u16>,
     /// TCP state name (`ESTABLISHED`, `LISTEN`, ...) or `UNCONN`/`CONNECTED` for UDP.
-    pub state: String,
+    pub state: StateName,
     /// Every process holding the socket; empty when unknown.
     #[serde(default)]
     pub pids: Vec<u32>,

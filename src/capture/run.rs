@@ -64,6 +64,7 @@ pub fn run(
     let mut hosts: HashMap<String, HostState> = HashMap::new();
     let mut gap_kinds: HashSet<String> = HashSet::new();
     let mut tick = 0u32;
+    let mut settings = store.capture_settings()?;
     loop {
         if interrupt::requested() {
             report.interrupted = true;
@@ -76,6 +77,7 @@ pub fn run(
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(v) => v.insert(store.host_state(&snapshot.host)?),
         };
+        settings.before_snapshot(snapshot.sockets.len())?;
         let stored = store.append_snapshot(&snapshot, source.name(), state)?;
         if let Some(rec) = recorder.as_deref_mut() {
             rec.record(&snapshot)?;

@@ -137,9 +137,9 @@ fn to_record(proto: Proto, response: &netlink_packet_sock_diag::inet::InetRespon
     let h = &response.header;
     let (remote_addr, remote_port) = peer(h.socket_id.destination_address, h.socket_id.destination_port);
     let state = match proto {
-        Proto::Tcp => tcp_state_name(h.state).to_string(),
-        Proto::Udp if remote_addr.is_some() => "CONNECTED".to_string(),
-        Proto::Udp => "UNCONN".to_string(),
+        Proto::Tcp => tcp_state_name(h.state).into(),
+        Proto::Udp if remote_addr.is_some() => "CONNECTED".into(),
+        Proto::Udp => "UNCONN".into(),
     };
     let tcp = response.nlas.iter().find_map(|nla| match nla {
         Nla::TcpInfo(raw) => Some(parse_tcp_info(raw)),

@@ -42,6 +42,8 @@ pub struct SystemSource {
     host: String,
     snapshots_taken: u64,
     own_uid: Option<u32>,
+    #[cfg(target_os = "linux")]
+    owners: super::procfd::OwnerCache,
 }
 
 impl SystemSource {
@@ -65,6 +67,8 @@ impl SystemSource {
             host,
             snapshots_taken: 0,
             own_uid: own_uid(),
+            #[cfg(target_os = "linux")]
+            owners: super::procfd::OwnerCache::new(),
         })
     }
 
@@ -178,27 +182,24 @@ impl Source for SystemSource {
         let started = Instant::now();
         let mut gaps = Vec::new();
         let mut sockets = match self.backend {
-            SocketBackend::Sockdiag => sockdiag_sockets(&mut gaps)?,
+            #[cfg(target_os = "linux")]
+            SocketBackend::Sockdiag => sockdiag_sockets(&mut self.owners, &mut gaps)?,
+            #[cfg(not(target_os = "linux"))]
+            SocketBackend::Sockdiag => netstat2_sockets(&mut gaps)?,
             SocketBackend::Netstat2 => netstat2_sockets(&mut gaps)?,
         };
         let processes = self.processes(&mut gaps);
         let interfaces = self.interfaces();
         self.snapshots_taken += 1;
-        sockets.sort_by(|a, b| {
+        // The rows are large and the keys small: sort (key, index) pairs, then permute once.
+        sockets.sort_by_cached_key(|s| {
             (
-                a.proto.as_str(),
-                a.local_addr,
-                a.local_port,
-                a.remote_addr,
-                a.remote_port,
+                s.proto.as_str(),
+                s.local_addr,
+                s.local_port,
+                s.remote_addr,
+                s.remote_port,
             )
-                .cmp(&(
-                    b.proto.as_str(),
-                    b.local_addr,
-                    b.local_port,
-                    b.remote_addr,
-                    b.remote_port,
-                ))
         });
         Ok(Some(Snapshot {
             ts: now,
@@ -213,22 +214,29 @@ impl Source for SystemSource {
 }
 
 #[cfg(target_os = "linux")]
-fn sockdiag_sockets(gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
-    // The fd walk and the netlink dump are independent system-call-bound work: overlap them.
-    let (dump, owners) = std::thread::scope(|scope| {
-        let walker = scope.spawn(super::procfd::scan);
-        let dump = super::sockdiag::dump_all();
-        (dump, walker.join())
+fn sockdiag_sockets(owners: &mut super::procfd::OwnerCache, gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
+    // The netlink dump and the fd walk are independent system-call-bound work: overlap them.
+    let (dump, refreshed) = std::thread::scope(|scope| {
+        let dump = scope.spawn(super::sockdiag::dump_all);
+        let refreshed = owners.refresh();
+        (dump.join(), refreshed)
     });
-    let mut sockets = dump?;
-    let owners = match owners {
-        Ok(Ok(owners)) => owners,
-        Ok(Err(e)) => {
-            gaps.push(format!("pid: /proc could not be read ({e}); sockets have no owner"));
-            Default::default()
-        }
+    let mut sockets = match dump {
+        Ok(dump) => dump?,
         Err(_) => {
-            gaps.push("pid: the /proc walk failed; sockets have no owner".to_string());
+            return Err(Error::Collect {
+                what: "sockets (netlink sock_diag)",
+                reason: "the dump thread failed".to_string(),
+            })
+        }
+    };
+    let owners = match refreshed {
+        Ok(()) => {
+            let inodes: Vec<u64> = sockets.iter().filter_map(|s| s.inode).collect();
+            owners.resolve(&inodes)
+        }
+        Err(e) => {
+            gaps.push(format!("pid: /proc could not be read ({e}); sockets have no owner"));
             Default::default()
         }
     };
@@ -236,8 +244,7 @@ fn sockdiag_sockets(gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
     let mut old_kernel = false;
     for s in &mut sockets {
         if let Some(pids) = s.inode.and_then(|i| owners.by_inode.get(&i)) {
-            s.pids = pids.clone();
-            s.pids.sort_unstable();
+            s.pids.clone_from(pids);
         } else if s.inode.is_some() {
             unowned += 1;
         }
@@ -255,11 +262,6 @@ fn sockdiag_sockets(gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
         gaps.push("bytes_sent, bytes_retrans: this kernel's tcp_info predates Linux 4.19 (stored as NULL)".to_string());
     }
     Ok(sockets)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn sockdiag_sockets(gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
-    netstat2_sockets(gaps)
 }
 
 fn netstat2_sockets(gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
@@ -304,7 +306,7 @@ fn netstat2_sockets(gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
                     local_port: t.local_port,
                     remote_addr: (!peerless).then_some(t.remote_addr),
                     remote_port: (!peerless).then_some(t.remote_port),
-                    state: tcp_state_name(&t.state),
+                    state: tcp_state_name(&t.state).into(),
                     pids,
                     uid: None,
                     inode: None,
@@ -319,7 +321,7 @@ fn netstat2_sockets(gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
                 local_port: u.local_port,
                 remote_addr: None,
                 remote_port: None,
-                state: "UNCONN".to_string(),
+                state: "UNCONN".into(),
                 pids,
                 uid: None,
                 inode: None,
@@ -339,7 +341,7 @@ fn netstat2_sockets(gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
     Ok(out)
 }
 
-fn tcp_state_name(state: &netstat2::TcpState) -> String {
+fn tcp_state_name(state: &netstat2::TcpState) -> &'static str {
     use netstat2::TcpState::*;
     match state {
         Closed => "CLOSE",
@@ -356,5 +358,4 @@ fn tcp_state_name(state: &netstat2::TcpState) -> String {
         DeleteTcb => "DELETE_TCB",
         Unknown => "UNKNOWN",
     }
-    .to_string()
 }

@@ -8,10 +8,11 @@
 //! same address pair reopened later (new inode) or taken over by another process is a new
 //! lifetime.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::{Proto, SocketRecord};
+use foldhash::HashMap;
+
+use super::{Proto, SocketRecord, StateName};
 
 /// What makes two sockets in different snapshots the same lifetime.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -45,15 +46,60 @@ impl ConnectionKey {
 pub struct OpenConnection {
     pub id: i64,
     pub proto: Proto,
-    pub state: String,
+    pub state: StateName,
+}
+
+/// The lifetimes open under one key: almost always one (a key holds the kernel inode), so it
+/// is kept inline; several only when a source reports sockets without inodes.
+#[derive(Debug, Clone, PartialEq)]
+enum Lifetimes {
+    One(OpenConnection),
+    Many(Vec<OpenConnection>),
+}
+
+impl Lifetimes {
+    fn get(&self, n: usize) -> Option<&OpenConnection> {
+        match self {
+            Lifetimes::One(c) => (n == 0).then_some(c),
+            Lifetimes::Many(v) => v.get(n),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Lifetimes::One(_) => 1,
+            Lifetimes::Many(v) => v.len(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &OpenConnection> {
+        (0..self.len()).filter_map(|n| self.get(n))
+    }
+}
+
+fn insert(map: &mut HashMap<ConnectionKey, Lifetimes>, key: ConnectionKey, conn: OpenConnection) {
+    use std::collections::hash_map::Entry;
+    match map.entry(key) {
+        Entry::Vacant(v) => {
+            v.insert(Lifetimes::One(conn));
+        }
+        Entry::Occupied(mut o) => {
+            let slot = o.get_mut();
+            if let Lifetimes::Many(v) = slot {
+                v.push(conn);
+            } else if let Lifetimes::One(first) = std::mem::replace(slot, Lifetimes::Many(Vec::with_capacity(2))) {
+                *slot = Lifetimes::Many(vec![first, conn]);
+            }
+        }
+    }
 }
 
 /// A TCP state change to record; `None` marks first observation (from) or disappearance (to).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub connection_id: i64,
-    pub from_state: Option<String>,
-    pub to_state: Option<String>,
+    pub from_state: Option<StateName>,
+    pub to_state: Option<StateName>,
 }
 
 /// What one snapshot does to the lifetimes.
@@ -69,14 +115,14 @@ pub struct Plan {
     /// kernel counters are gone from this sighting on.
     pub orphaned: Vec<i64>,
     pub transitions: Vec<Transition>,
-    next_open: HashMap<ConnectionKey, Vec<OpenConnection>>,
+    next_open: HashMap<ConnectionKey, Lifetimes>,
     next_id: i64,
 }
 
 /// Lifetimes open on one host, and the next free id.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    open: HashMap<ConnectionKey, Vec<OpenConnection>>,
+    open: HashMap<ConnectionKey, Lifetimes>,
     next_id: i64,
 }
 
@@ -84,16 +130,16 @@ impl Tracker {
     /// Resumes from the lifetimes the store still has open; `next_id` is one past the largest
     /// id in the store.
     pub fn resume(open: impl IntoIterator<Item = (ConnectionKey, OpenConnection)>, next_id: i64) -> Self {
-        let mut map: HashMap<ConnectionKey, Vec<OpenConnection>> = HashMap::new();
+        let mut map: HashMap<ConnectionKey, Lifetimes> = HashMap::default();
         for (key, conn) in open {
-            map.entry(key).or_default().push(conn);
+            insert(&mut map, key, conn);
         }
         Tracker { open: map, next_id }
     }
 
     /// Number of lifetimes currently open.
     pub fn open_count(&self) -> usize {
-        self.open.values().map(Vec::len).sum()
+        self.open.values().map(Lifetimes::len).sum()
     }
 
     /// Plans a snapshot without changing the tracker.
@@ -103,7 +149,8 @@ impl Tracker {
     /// of the same address pair, so its closing states are recorded on that lifetime.
     pub fn plan(&self, sockets: &[SocketRecord]) -> Plan {
         // How many of each key's open lifetimes this snapshot has continued (no map clone).
-        let mut taken: HashMap<&ConnectionKey, usize> = HashMap::with_capacity(self.open.len());
+        let mut taken: HashMap<&ConnectionKey, usize> =
+            HashMap::with_capacity_and_hasher(self.open.len(), Default::default());
         let mut take = |key: &ConnectionKey| -> Option<OpenConnection> {
             let (k, conns) = self.open.get_key_value(key)?;
             let n = taken.entry(k).or_insert(0);
@@ -116,7 +163,7 @@ impl Tracker {
         let mut orphaned = Vec::new();
         if sockets.iter().zip(&matched).any(|(s, m)| m.is_none() && orphan(s)) {
             type Pair = (Proto, IpAddr, u16, Option<IpAddr>, Option<u16>);
-            let mut by_pair: HashMap<Pair, Vec<&ConnectionKey>> = HashMap::new();
+            let mut by_pair: HashMap<Pair, Vec<&ConnectionKey>> = HashMap::default();
             for key in self.open.keys() {
                 let pair = (
                     key.proto,
@@ -140,7 +187,8 @@ impl Tracker {
             }
         }
 
-        let mut next_open: HashMap<ConnectionKey, Vec<OpenConnection>> = HashMap::with_capacity(sockets.len());
+        let mut next_open: HashMap<ConnectionKey, Lifetimes> =
+            HashMap::with_capacity_and_hasher(sockets.len(), Default::default());
         let mut next_id = self.next_id;
         let mut connection_ids = Vec::with_capacity(sockets.len());
         let mut opened = Vec::new();
@@ -173,11 +221,15 @@ impl Tracker {
                 }
             };
             connection_ids.push(id);
-            next_open.entry(ConnectionKey::of(s)).or_default().push(OpenConnection {
-                id,
-                proto: s.proto,
-                state: s.state.clone(),
-            });
+            insert(
+                &mut next_open,
+                ConnectionKey::of(s),
+                OpenConnection {
+                    id,
+                    proto: s.proto,
+                    state: s.state.clone(),
+                },
+            );
         }
         transitions.extend(first_seen);
 
@@ -220,7 +272,7 @@ impl Tracker {
 mod tests {
     use super::*;
 
-    fn tcp(lport: u16, rport: u16, state: &str, pid: u32, inode: u64) -> SocketRecord {
+    fn tcp(lport: u16, rport: u16, state: &'static str, pid: u32, inode: u64) -> SocketRecord {
         SocketRecord {
             proto: Proto::Tcp,
             local_addr: "10.0.0.1".parse().unwrap(),

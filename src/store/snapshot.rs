@@ -72,7 +72,78 @@ fn batch(columns: Vec<(&'static str, ArrayRef)>) -> Result<RecordBatch> {
     })
 }
 
+/// DuckDB settings a capture run changes while it runs; the previous values come back when
+/// the run ends (the shell may go on with other work).
+///
+/// - `threads = 1`: a snapshot is one transaction of appends, which one thread does; worker
+///   threads add only their own buffers and allocator arenas.
+/// - `max_vacuum_tasks = 0` while snapshots are large: DuckDB's checkpoint then re-merges the
+///   row groups each large commit wrote, and at 50 000 sockets that rewrite costs a few hundred
+///   milliseconds and ~100 MiB of memory every other snapshot. Row groups of a large snapshot
+///   are big already, so nothing is lost; small snapshots keep the merging, which stops
+///   thousands of tiny row groups from piling up.
+pub struct CaptureSettings<'a> {
+    store: &'a Store,
+    saved: Vec<(&'static str, String)>,
+    vacuum_off: bool,
+}
+
+/// Socket rows from which a snapshot counts as large (see [`CaptureSettings`]).
+const LARGE_SNAPSHOT: usize = 10_000;
+
+impl CaptureSettings<'_> {
+    fn set(&mut self, name: &'static str, value: &str) -> Result<()> {
+        if !self.saved.iter().any(|(n, _)| *n == name) {
+            let current: String = self
+                .store
+                .conn
+                .query_row(&format!("SELECT current_setting('{name}')::VARCHAR"), [], |r| r.get(0))
+                .map_err(store_err)?;
+            self.saved.push((name, current));
+        }
+        self.store
+            .conn
+            .execute_batch(&format!("SET {name} = '{value}'"))
+            .map_err(store_err)
+    }
+
+    /// Adjusts to the size of the snapshot about to be stored.
+    pub fn before_snapshot(&mut self, sockets: usize) -> Result<()> {
+        let large = sockets >= LARGE_SNAPSHOT;
+        if large != self.vacuum_off {
+            match self.saved.iter().find(|(n, _)| *n == "max_vacuum_tasks") {
+                Some((_, previous)) if !large => {
+                    let previous = previous.clone();
+                    self.set("max_vacuum_tasks", &previous)?;
+                }
+                _ => self.set("max_vacuum_tasks", if large { "0" } else { "100" })?,
+            }
+            self.vacuum_off = large;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CaptureSettings<'_> {
+    fn drop(&mut self) {
+        for (name, value) in self.saved.drain(..).rev() {
+            let _ = self.store.conn.execute_batch(&format!("SET {name} = '{value}'"));
+        }
+    }
+}
+
 impl Store {
+    /// Tunes DuckDB for a capture run until the returned guard is dropped.
+    pub fn capture_settings(&self) -> Result<CaptureSettings<'_>> {
+        let mut settings = CaptureSettings {
+            store: self,
+            saved: Vec::new(),
+            vacuum_off: false,
+        };
+        settings.set("threads", "1")?;
+        Ok(settings)
+    }
+
     /// Loads the state a capture run continues from: the host's open connections and the
     /// latest counters of its interfaces.
     pub fn host_state(&self, host: &str) -> Result<HostState> {
@@ -124,7 +195,14 @@ impl Store {
                 pid: pid.map(|p| p as u32),
                 inode: inode.map(|i| i as u64),
             };
-            open.push((key, OpenConnection { id, proto, state }));
+            open.push((
+                key,
+                OpenConnection {
+                    id,
+                    proto,
+                    state: crate::capture::state_name(state),
+                },
+            ));
         }
 
         let mut stmt = self
@@ -234,7 +312,7 @@ impl Store {
             ])?,
         )?;
 
-        self.append("sockets", self.sockets_batch(snap, snapshot_id, ts, plan)?)?;
+        self.append_sockets(snap, snapshot_id, ts, plan)?;
         if !snap.processes.is_empty() {
             self.append("processes", processes_batch(snap, snapshot_id, ts)?)?;
         }
@@ -333,10 +411,46 @@ impl Store {
         appender.flush().map_err(fail)
     }
 
-    fn sockets_batch(&self, snap: &Snapshot, snapshot_id: i64, ts: i64, plan: &Plan) -> Result<RecordBatch> {
-        let s = &snap.sockets;
+    /// Appends the snapshot's socket rows a slice at a time, flushing each into the
+    /// transaction: the Arrow arrays and the appender's buffer then hold one slice, not a copy
+    /// of every socket (tens of megabytes at tens of thousands of sockets).
+    fn append_sockets(&self, snap: &Snapshot, snapshot_id: i64, ts: i64, plan: &Plan) -> Result<()> {
+        const SLICE: usize = 8192;
+        let fail = |e: duckdb::Error| Error::StoreSnapshot {
+            reason: format!("appending to sockets: {e}"),
+        };
         let names: HashMap<u32, &str> = snap.processes.iter().map(|p| (p.pid, p.name.as_str())).collect();
-        let listeners = Listeners::of(s);
+        let listeners = Listeners::of(&snap.sockets);
+        let mut appender = self.conn.appender("sockets").map_err(fail)?;
+        for start in (0..snap.sockets.len()).step_by(SLICE) {
+            let end = (start + SLICE).min(snap.sockets.len());
+            let rows = SocketRows {
+                sockets: &snap.sockets[start..end],
+                connection_ids: &plan.connection_ids[start..end],
+                names: &names,
+                listeners: &listeners,
+            };
+            appender
+                .append_record_batch(rows.batch(snapshot_id, ts)?)
+                .map_err(fail)?;
+            appender.flush().map_err(fail)?;
+        }
+        Ok(())
+    }
+}
+
+/// A slice of a snapshot's sockets with what their rows need besides the sockets themselves.
+struct SocketRows<'a> {
+    sockets: &'a [crate::capture::SocketRecord],
+    connection_ids: &'a [i64],
+    names: &'a HashMap<u32, &'a str>,
+    listeners: &'a Listeners,
+}
+
+impl SocketRows<'_> {
+    fn batch(&self, snapshot_id: i64, ts: i64) -> Result<RecordBatch> {
+        let s = self.sockets;
+        let (names, listeners) = (self.names, self.listeners);
         let tcp =
             |f: fn(&TcpCounters) -> Option<i64>| -> ArrayRef { i64s(s.iter().map(|x| x.tcp.as_ref().and_then(f))) };
         let tcp32 =
@@ -344,7 +458,7 @@ impl Store {
         batch(vec![
             ("snapshot_id", i64s(s.iter().map(|_| Some(snapshot_id)))),
             ("ts", timestamps(s.iter().map(|_| Some(ts)))),
-            ("connection_id", i64s(plan.connection_ids.iter().map(|&id| Some(id)))),
+            ("connection_id", i64s(self.connection_ids.iter().map(|&id| Some(id)))),
             ("proto", strings(s.iter().map(|x| Some(x.proto.as_str())))),
             ("family", strings(s.iter().map(|x| Some(x.family())))),
             ("local_addr", strings(s.iter().map(|x| Some(x.local_addr.to_string())))),
@@ -354,7 +468,7 @@ impl Store {
                 strings(s.iter().map(|x| x.remote_addr.map(|a| a.to_string()))),
             ),
             ("remote_port", i32s(s.iter().map(|x| x.remote_port.map(i32::from)))),
-            ("state", strings(s.iter().map(|x| Some(x.state.as_str())))),
+            ("state", strings(s.iter().map(|x| Some(x.state.as_ref())))),
             (
                 "direction",
                 strings(s.iter().map(|x| Some(listeners.direction(x).as_str()))),
@@ -514,7 +628,7 @@ fn lifetimes_batch(snap: &Snapshot, snapshot_id: i64, ts: i64, plan: &Plan) -> R
         ),
         ("first_seen", timestamps(o.iter().map(|_| Some(ts)))),
         ("first_snapshot_id", i64s(o.iter().map(|_| Some(snapshot_id)))),
-        ("first_state", strings(o.iter().map(|(_, x)| Some(x.state.as_str())))),
+        ("first_state", strings(o.iter().map(|(_, x)| Some(x.state.as_ref())))),
         ("closed_at", timestamps(o.iter().map(|_| None))),
         ("last_seen", timestamps(o.iter().map(|_| None))),
         ("last_snapshot_id", none_i64()),
@@ -537,7 +651,7 @@ mod tests {
     use crate::capture::{ProcessRecord, SocketRecord};
     use crate::store::Location;
 
-    fn sock(lport: u16, state: &str, bytes: u64) -> SocketRecord {
+    fn sock(lport: u16, state: &'static str, bytes: u64) -> SocketRecord {
         SocketRecord {
             proto: Proto::Tcp,
             local_addr: "10.0.0.2".parse().unwrap(),
