@@ -79,6 +79,7 @@ pub fn run(
         };
         settings.before_snapshot(snapshot.sockets.len())?;
         let stored = store.append_snapshot(&snapshot, source.name(), state)?;
+        settings.after_snapshot();
         if let Some(rec) = recorder.as_deref_mut() {
             rec.record(&snapshot)?;
         }

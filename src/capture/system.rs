@@ -243,10 +243,11 @@ fn sockdiag_sockets(owners: &mut super::procfd::OwnerCache, gaps: &mut Vec<Strin
     let mut unowned = 0usize;
     let mut old_kernel = false;
     for s in &mut sockets {
-        if let Some(pids) = s.inode.and_then(|i| owners.by_inode.get(&i)) {
-            s.pids.clone_from(pids);
-        } else if s.inode.is_some() {
-            unowned += 1;
+        if let Some(inode) = s.inode {
+            s.pids.extend(owners.pids_of(inode));
+            if s.pids.is_empty() {
+                unowned += 1;
+            }
         }
         if s.tcp.as_ref().is_some_and(|t| t.bytes_sent.is_none()) {
             old_kernel = true;

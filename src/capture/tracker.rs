@@ -115,7 +115,6 @@ pub struct Plan {
     /// kernel counters are gone from this sighting on.
     pub orphaned: Vec<i64>,
     pub transitions: Vec<Transition>,
-    next_open: HashMap<ConnectionKey, Lifetimes>,
     next_id: i64,
 }
 
@@ -187,8 +186,6 @@ impl Tracker {
             }
         }
 
-        let mut next_open: HashMap<ConnectionKey, Lifetimes> =
-            HashMap::with_capacity_and_hasher(sockets.len(), Default::default());
         let mut next_id = self.next_id;
         let mut connection_ids = Vec::with_capacity(sockets.len());
         let mut opened = Vec::new();
@@ -221,15 +218,6 @@ impl Tracker {
                 }
             };
             connection_ids.push(id);
-            insert(
-                &mut next_open,
-                ConnectionKey::of(s),
-                OpenConnection {
-                    id,
-                    proto: s.proto,
-                    state: s.state.clone(),
-                },
-            );
         }
         transitions.extend(first_seen);
 
@@ -256,14 +244,26 @@ impl Tracker {
             closed,
             orphaned,
             transitions,
-            next_open,
             next_id,
         }
     }
 
-    /// Advances the tracker once the plan is stored.
-    pub fn commit(&mut self, plan: Plan) {
-        self.open = plan.next_open;
+    /// Advances the tracker once the plan for `sockets` is stored. The map is rebuilt in place,
+    /// after the plan, so a run holds one map of open lifetimes at a time, not two.
+    pub fn commit(&mut self, plan: Plan, sockets: &[SocketRecord]) {
+        self.open.clear();
+        self.open.reserve(sockets.len());
+        for (s, &id) in sockets.iter().zip(&plan.connection_ids) {
+            insert(
+                &mut self.open,
+                ConnectionKey::of(s),
+                OpenConnection {
+                    id,
+                    proto: s.proto,
+                    state: s.state.clone(),
+                },
+            );
+        }
         self.next_id = plan.next_id;
     }
 }
@@ -292,16 +292,18 @@ mod tests {
     #[test]
     fn lifetimes_continue_change_state_and_close() {
         let mut t = Tracker::resume([], 1);
-        let p1 = t.plan(&[
+        let first = [
             tcp(5000, 443, "SYN_SENT", 7, 100),
             tcp(5001, 443, "ESTABLISHED", 7, 101),
-        ]);
+        ];
+        let p1 = t.plan(&first);
         assert_eq!(p1.connection_ids, vec![1, 2]);
         assert_eq!(p1.opened, vec![0, 1]);
         assert_eq!(p1.transitions.len(), 2);
-        t.commit(p1);
+        t.commit(p1, &first);
 
-        let p2 = t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 100)]);
+        let second = [tcp(5000, 443, "ESTABLISHED", 7, 100)];
+        let p2 = t.plan(&second);
         assert_eq!(p2.connection_ids, vec![1]);
         assert!(p2.opened.is_empty());
         assert_eq!(p2.closed, vec![2]);
@@ -320,14 +322,15 @@ mod tests {
                 },
             ]
         );
-        t.commit(p2);
+        t.commit(p2, &second);
         assert_eq!(t.open_count(), 1);
     }
 
     #[test]
     fn new_inode_or_pid_is_a_new_lifetime() {
         let mut t = Tracker::resume([], 10);
-        t.commit(t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 100)]));
+        let established = [tcp(5000, 443, "ESTABLISHED", 7, 100)];
+        t.commit(t.plan(&established), &established);
         let p = t.plan(&[
             tcp(5000, 443, "ESTABLISHED", 7, 200),
             tcp(5000, 443, "ESTABLISHED", 8, 100),
@@ -339,7 +342,8 @@ mod tests {
     #[test]
     fn a_time_wait_remnant_continues_its_lifetime() {
         let mut t = Tracker::resume([], 1);
-        t.commit(t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 100)]));
+        let established = [tcp(5000, 443, "ESTABLISHED", 7, 100)];
+        t.commit(t.plan(&established), &established);
         let mut remnant = tcp(5000, 443, "TIME_WAIT", 7, 0);
         remnant.pids.clear();
         remnant.inode = None;
@@ -348,7 +352,7 @@ mod tests {
         assert!(p.opened.is_empty() && p.closed.is_empty());
         assert_eq!(p.orphaned, vec![1]);
         assert_eq!(p.transitions[0].to_state.as_deref(), Some("TIME_WAIT"));
-        t.commit(p);
+        t.commit(p, std::slice::from_ref(&remnant));
         assert_eq!(t.plan(&[remnant]).connection_ids, vec![1]);
     }
 
@@ -360,7 +364,8 @@ mod tests {
         udp.remote_addr = None;
         udp.remote_port = None;
         let mut t = Tracker::resume([], 1);
-        t.commit(t.plan(&[udp.clone(), udp.clone()]));
+        let both = [udp.clone(), udp.clone()];
+        t.commit(t.plan(&both), &both);
         let p = t.plan(&[udp.clone(), udp.clone()]);
         assert_eq!(p.connection_ids, vec![1, 2]);
         assert!(p.opened.is_empty() && p.closed.is_empty() && p.transitions.is_empty());
@@ -369,7 +374,8 @@ mod tests {
     #[test]
     fn a_failed_store_leaves_the_tracker_unchanged() {
         let mut t = Tracker::resume([], 1);
-        t.commit(t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 100)]));
+        let established = [tcp(5000, 443, "ESTABLISHED", 7, 100)];
+        t.commit(t.plan(&established), &established);
         let _discarded = t.plan(&[]);
         let p = t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 100)]);
         assert_eq!(p.connection_ids, vec![1]);
