@@ -164,6 +164,12 @@ impl CaptureSettings<'_> {
 
 impl Drop for CaptureSettings<'_> {
     fn drop(&mut self) {
+        if self.vacuum_off {
+            // Checkpoint what the last snapshots left in the WAL while vacuuming is still off:
+            // otherwise the checkpoint at close would re-merge their row groups with it on, the
+            // same spike of memory the setting avoids.
+            let _ = self.store.conn.execute_batch("CHECKPOINT");
+        }
         for (name, value) in self.saved.drain(..).rev() {
             let _ = self.store.conn.execute_batch(&format!("SET {name} = '{value}'"));
         }
