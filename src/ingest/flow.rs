@@ -12,7 +12,6 @@
 //! reuses its ports (as tshark and Zeek split streams). Finished flows are handed out in
 //! batches; the module knows nothing of the store.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::decode::{flags as tf, IpPacket, Transport};
@@ -507,7 +506,8 @@ fn make_uid(seed: u64, key: &[u64]) -> String {
 pub struct FlowTable {
     timeouts: Timeouts,
     seed: u64,
-    active: HashMap<Key, Flow>,
+    /// foldhash: one lookup per packet, and SipHash was a tenth of the parsing thread's time.
+    active: foldhash::HashMap<Key, Flow>,
     now_ns: i64,
     last_sweep_ns: i64,
     finished: Vec<FlowRecord>,
@@ -526,7 +526,7 @@ impl FlowTable {
         FlowTable {
             timeouts,
             seed,
-            active: HashMap::new(),
+            active: foldhash::HashMap::default(),
             now_ns: i64::MIN,
             last_sweep_ns: i64::MIN,
             finished: Vec::new(),

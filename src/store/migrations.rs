@@ -1,6 +1,6 @@
-//! Schema versions. Each `sql/NNN_name.sql` script is one migration, applied once, in its own
-//! transaction, and recorded in `schema_migrations`. A file from an older netlens is upgraded
-//! on open; a file from a newer one is refused untouched.
+//! Schema versions. Each `sql/NNN_name.sql` script is one migration, applied once and recorded
+//! in `schema_migrations`; all the steps one open applies share one transaction. A file from an
+//! older netlens is upgraded on open; a file from a newer one is refused untouched.
 
 use std::path::Path;
 
@@ -109,7 +109,25 @@ pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only
             supported,
         });
     }
-    if found.is_none() {
+    // Every pending step in one transaction: a failed upgrade leaves the file at the version it
+    // had, never between two versions.
+    let begin = |e: duckdb::Error| Error::Migration {
+        version: 0,
+        name: "schema_migrations".into(),
+        reason: e.to_string(),
+    };
+    conn.execute_batch("BEGIN TRANSACTION").map_err(begin)?;
+    match apply_pending(conn, migrations, at, found.is_none()) {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(begin),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn apply_pending(conn: &Connection, migrations: &[Migration], at: i64, fresh: bool) -> Result<()> {
+    if fresh {
         conn.execute_batch(BOOTSTRAP).map_err(|e| Error::Migration {
             version: 0,
             name: "schema_migrations".into(),
@@ -117,25 +135,18 @@ pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only
         })?;
     }
     for m in migrations.iter().filter(|m| m.version > at) {
-        let fail = |e: duckdb::Error| Error::Migration {
-            version: m.version,
-            name: m.name.to_string(),
-            reason: e.to_string(),
-        };
-        conn.execute_batch("BEGIN TRANSACTION").map_err(fail)?;
-        let applied = conn.execute_batch(m.sql).and_then(|_| {
-            conn.execute(
-                "INSERT INTO schema_migrations VALUES (?, ?, now(), ?)",
-                duckdb::params![m.version, m.name, env!("CARGO_PKG_VERSION")],
-            )
-        });
-        match applied {
-            Ok(_) => conn.execute_batch("COMMIT").map_err(fail)?,
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(fail(e));
-            }
-        }
+        conn.execute_batch(m.sql)
+            .and_then(|_| {
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, now(), ?)",
+                    duckdb::params![m.version, m.name, env!("CARGO_PKG_VERSION")],
+                )
+            })
+            .map_err(|e| Error::Migration {
+                version: m.version,
+                name: m.name.to_string(),
+                reason: e.to_string(),
+            })?;
     }
     Ok(())
 }
@@ -210,6 +221,28 @@ mod tests {
             )
             .unwrap();
         assert_eq!(cols, 1);
+    }
+
+    #[test]
+    fn a_failed_upgrade_keeps_the_version_the_file_had() {
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, &[M1], p(), false).unwrap();
+        let three = Migration {
+            version: 3,
+            name: "three",
+            ..BROKEN
+        };
+        let err = apply(&conn, &[M1, M2, three], p(), false).unwrap_err();
+        assert!(err.to_string().contains("migration 3 (three) failed"), "{err}");
+        assert_eq!(current_version(&conn).unwrap(), Some(1));
+        let y: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'a' AND column_name = 'y'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(y, 0, "migration 2 was undone with 3");
     }
 
     #[test]
