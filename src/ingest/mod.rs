@@ -19,7 +19,7 @@ pub mod sink;
 pub mod zeek;
 
 use std::fs::File;
-use std::io::{BufReader, IsTerminal, Read};
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -428,7 +428,7 @@ enum Batch {
 /// Two threads: one reads, decodes and assembles flows; the caller's thread appends the
 /// finished batches to the store meanwhile. The bounded channel between them keeps memory
 /// flat: a slow store makes the reader wait.
-pub fn import_capture<R: Read + Send>(
+pub fn import_capture<R: BufRead + Send>(
     store: &Store,
     input: R,
     path: &Path,
@@ -476,7 +476,7 @@ pub fn import_capture<R: Read + Send>(
 
 /// The reading side of [`import_capture`]: every packet through decoder and flow table,
 /// finished flows and packet rows out in batches. Stops early when the store side is gone.
-fn parse_capture<R: Read>(
+fn parse_capture<R: BufRead>(
     mut reader: CaptureReader<R>,
     path: &Path,
     import_id: i64,

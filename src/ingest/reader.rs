@@ -7,7 +7,7 @@
 //! stream with a [`Stop`] that says where (byte offset) and why; every packet handed out
 //! before it is complete. This module touches only the bytes it is given.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 /// Largest packet we accept when the file announces no larger snap length: Wireshark's
 /// standard maximum. A record claiming more is almost always garbage, not a packet.
@@ -142,8 +142,11 @@ enum Kind {
 }
 
 /// Reads packets one at a time from a capture file.
-pub struct CaptureReader<R: Read> {
+pub struct CaptureReader<R: BufRead> {
     input: R,
+    /// Bytes of the input's buffer that the packet returned last still borrows; consumed at
+    /// the next call.
+    borrowed: usize,
     kind: Kind,
     /// Bytes consumed so far.
     offset: u64,
@@ -208,7 +211,7 @@ fn guess_what(head: &[u8]) -> String {
     }
 }
 
-impl<R: Read> CaptureReader<R> {
+impl<R: BufRead> CaptureReader<R> {
     /// Reads the file header and decides the format.
     pub fn open(mut input: R) -> Result<Self, OpenError> {
         let mut head = Vec::with_capacity(64);
@@ -223,6 +226,7 @@ impl<R: Read> CaptureReader<R> {
         };
         let mut reader = CaptureReader {
             input,
+            borrowed: 0,
             kind: Kind::PcapNg {
                 endian: Endian::Little,
                 interfaces: Vec::new(),
@@ -304,6 +308,7 @@ impl<R: Read> CaptureReader<R> {
     /// The next packet; `Ok(None)` at a clean end of file; `Err(Stop)` when a record is cut
     /// short or corrupt (after which the reader returns `Ok(None)`).
     pub fn next_packet(&mut self) -> io::Result<Result<Option<RawPacket<'_>>, Stop>> {
+        self.input.consume(std::mem::take(&mut self.borrowed));
         if self.done {
             return Ok(Ok(None));
         }
@@ -316,12 +321,18 @@ impl<R: Read> CaptureReader<R> {
                 self.packets += 1;
                 self.last_ts_ns = meta.ts_ns;
                 let (start, len) = (meta.data_start, meta.data_len);
+                let data = if meta.in_input {
+                    // Still buffered (not consumed): fill_buf returns the same bytes, no I/O.
+                    self.input.fill_buf()?
+                } else {
+                    &self.buf
+                };
                 Ok(Ok(Some(RawPacket {
                     number: self.packets,
                     ts_ns: meta.ts_ns,
                     orig_len: meta.orig_len,
                     linktype: meta.linktype,
-                    data: self.buf.get(start..start + len).unwrap_or(&[]),
+                    data: data.get(start..start + len).unwrap_or(&[]),
                 })))
             }
             Ok(None) => {
@@ -346,6 +357,27 @@ impl<R: Read> CaptureReader<R> {
             return Ok(Ok(None));
         };
         let at = self.offset;
+        // Fast path: the whole record is in the input's buffer, and the packet borrows it
+        // there: no copy, which was a fifth of the parsing time of a large capture.
+        let avail = self.input.fill_buf()?;
+        if avail.len() >= 16 {
+            let incl = endian.u32(&avail[8..12]);
+            if incl <= max_len && avail.len() >= 16 + incl as usize {
+                let secs = endian.u32(&avail[0..4]);
+                let frac = endian.u32(&avail[4..8]);
+                let orig = endian.u32(&avail[12..16]);
+                self.borrowed = 16 + incl as usize;
+                self.offset += self.borrowed as u64;
+                return Ok(Ok(Some(Meta {
+                    ts_ns: pcap_ts_ns(secs, frac, nanos),
+                    orig_len: orig.max(incl),
+                    linktype,
+                    data_start: 16,
+                    data_len: incl as usize,
+                    in_input: true,
+                })));
+            }
+        }
         let got = fill(&mut self.input, &mut self.buf, 16)?;
         if got == 0 {
             return Ok(Ok(None));
@@ -370,7 +402,7 @@ impl<R: Read> CaptureReader<R> {
                 ),
             }));
         }
-        let ts_ns = i64::from(secs) * 1_000_000_000 + if nanos { i64::from(frac) } else { i64::from(frac) * 1000 };
+        let ts_ns = pcap_ts_ns(secs, frac, nanos);
         let got = fill(&mut self.input, &mut self.buf, incl as usize)?;
         self.offset += 16 + got as u64;
         if got < incl as usize {
@@ -388,6 +420,7 @@ impl<R: Read> CaptureReader<R> {
             linktype,
             data_start: 0,
             data_len: incl as usize,
+            in_input: false,
         })))
     }
 
@@ -533,6 +566,7 @@ impl<R: Read> CaptureReader<R> {
                         linktype: iface.linktype,
                         data_start: 20,
                         data_len: caplen,
+                        in_input: false,
                     })));
                 }
                 3 => {
@@ -556,6 +590,7 @@ impl<R: Read> CaptureReader<R> {
                         linktype: iface.linktype,
                         data_start: 4,
                         data_len: caplen,
+                        in_input: false,
                     })));
                 }
                 _ => {
@@ -586,6 +621,13 @@ struct Meta {
     linktype: u32,
     data_start: usize,
     data_len: usize,
+    /// The data lies in the input's buffer (borrowed) rather than in `buf`.
+    in_input: bool,
+}
+
+/// A classic pcap record's time in nanoseconds.
+fn pcap_ts_ns(secs: u32, frac: u32, nanos: bool) -> i64 {
+    i64::from(secs) * 1_000_000_000 + if nanos { i64::from(frac) } else { i64::from(frac) * 1000 }
 }
 
 /// pcapng options: (code, value) pairs until opt_endofopt or the end of the bytes.
@@ -641,7 +683,11 @@ mod tests {
     type Packets = (Vec<(u64, i64, u32, u32, usize)>, Option<Stop>);
 
     fn read_all(bytes: &[u8]) -> Packets {
-        let mut r = CaptureReader::open(bytes).unwrap();
+        read_all_from(bytes)
+    }
+
+    fn read_all_from<R: BufRead>(input: R) -> Packets {
+        let mut r = CaptureReader::open(input).unwrap();
         let mut out = Vec::new();
         loop {
             match r.next_packet().unwrap() {
@@ -650,6 +696,47 @@ mod tests {
                 Err(stop) => return (out, Some(stop)),
             }
         }
+    }
+
+    /// The packets' bytes, through a reader whose buffer holds `capacity` bytes.
+    fn bytes_through(file: &[u8], capacity: usize) -> Vec<Vec<u8>> {
+        let mut r = CaptureReader::open(std::io::BufReader::with_capacity(capacity, file)).unwrap();
+        let mut out = Vec::new();
+        while let Ok(Some(p)) = r.next_packet().unwrap() {
+            out.push(p.data.to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn records_split_across_the_input_buffer_read_the_same() {
+        // Records borrowed from the input's buffer and records copied because they straddle
+        // its end must give the same packets, whatever the buffer size.
+        let records: Vec<(i64, Vec<u8>)> = (0..50u8)
+            .map(|i| (i64::from(i) * 1000, vec![i; usize::from(i) * 7 % 61]))
+            .collect();
+        let refs: Vec<(i64, &[u8])> = records.iter().map(|(t, d)| (*t, d.as_slice())).collect();
+        let mut file = pcap(&refs);
+        let whole = read_all(&file);
+        let expected: Vec<Vec<u8>> = records.iter().map(|(_, d)| d.clone()).collect();
+        for capacity in [1, 7, 16, 17, 40, 64, 333, 1 << 16] {
+            assert_eq!(
+                read_all_from(std::io::BufReader::with_capacity(capacity, &file[..])),
+                whole,
+                "capacity {capacity}"
+            );
+            assert_eq!(bytes_through(&file, capacity), expected, "capacity {capacity}");
+        }
+        // A cut-short last record still stops at its offset, whichever path read it.
+        file.truncate(file.len() - 5);
+        let cut = read_all(&file);
+        for capacity in [16, 40, 1 << 16] {
+            assert_eq!(
+                read_all_from(std::io::BufReader::with_capacity(capacity, &file[..])),
+                cut
+            );
+        }
+        assert_eq!(cut.0.len(), 49);
     }
 
     fn pcap(records: &[(i64, &[u8])]) -> Vec<u8> {
