@@ -1,19 +1,21 @@
 //! Which processes hold which socket: every `/proc/<pid>/fd/*` link of the form
-//! `socket:[inode]`, gathered into an inode → pids map (the same walk `ss -p` does).
+//! `socket:[inode]`, gathered into sorted (inode, pid) pairs (the same walk `ss -p` does).
 //!
 //! A capture takes a snapshot every second or so, and at tens of thousands of sockets the walk
 //! (one `readlinkat` per fd) is the most expensive part of a snapshot, while between two
 //! snapshots most fd tables do not change. So [`OwnerCache`] keeps each process's socket
-//! inodes and walks again only the processes that are new or whose number of open fds
-//! changed: since Linux 6.2 the size of `/proc/<pid>/fd` is that number, one `stat` per process.
-//! Change that keeps the count (one fd closed, another opened) is caught by its result: a
-//! socket inode that no cached table holds makes every process not walked in this snapshot be
-//! walked again. Inodes that a complete walk found no owner for (kernel sockets, tables we may
-//! not read) are remembered, so they do not force a full walk at every snapshot.
-//! The one change this cannot see is a process dropping a socket that stays open in another
-//! process while opening a non-socket fd in the same interval: that socket keeps the dropped
-//! pid in its list until the process's fd count next changes. On kernels that do not report
-//! the count every snapshot walks everything.
+//! inodes and walks again only the processes that are new or whose fd table changed as one
+//! `stat` of `/proc/<pid>/fd` shows it: its size is the number of open fds (Linux 6.2 and
+//! later), and its inode number is new for a new process that reuses a pid.
+//! A change that keeps the count (one fd closed, another opened) is caught by its result: a
+//! dumped socket that no cached table holds, and that this process could read the owner of,
+//! makes every process be walked again, after the dump, so that sockets opened while the first
+//! pass ran are seen too. Sockets that such a complete walk finds no owner for (kernel sockets,
+//! sockets of processes in other pid namespaces) are remembered and do not force another walk.
+//! What this cannot see is a process exchanging, within one interval and with no change in its
+//! fd count, a socket that another process also holds (fork, fd passing) for another fd that is
+//! not a new socket: that socket's pid list stays as it was until the next complete walk or a
+//! change in the count. On kernels that do not report the count every snapshot walks everything.
 //!
 //! Reading another user's fd table needs root (or CAP_SYS_PTRACE); processes whose table is
 //! unreadable are counted so the caller can say once that their sockets have no pid.
@@ -55,6 +57,8 @@ impl SocketOwners {
 struct ProcessFds {
     /// Open fds at the last walk, from the size of `/proc/<pid>/fd`.
     fd_count: u64,
+    /// Inode number of `/proc/<pid>/fd` then: another process with the same pid has another.
+    dir_ino: u64,
     /// Socket inodes, sorted and without repeats.
     inodes: Vec<u64>,
     /// False when the table could not be read (permission).
@@ -80,8 +84,6 @@ pub struct OwnerCache {
     unowned: FastSet<u64>,
     /// Whether this kernel reports the number of open fds as the size of `/proc/<pid>/fd`.
     counts_fds: bool,
-    /// Pids walked in the current snapshot.
-    walked_now: HashSet<u32>,
     stats: WalkStats,
 }
 
@@ -107,10 +109,10 @@ fn read_link_at(dir: &fs::File, name: &CStr, buf: &mut [u8]) -> Option<usize> {
     usize::try_from(n).ok()
 }
 
-/// Size of `/proc/<pid>/fd`: the number of open fds on Linux ≥ 6.2, 0 before.
-fn fd_count(path: &str) -> std::io::Result<u64> {
+/// Size of `/proc/<pid>/fd` (the number of open fds on Linux ≥ 6.2, 0 before) and its inode.
+fn fd_table_stat(path: &str) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata(path).map(|m| m.size())
+    fs::metadata(path).map(|m| (m.size(), m.ino()))
 }
 
 /// Reads one process's socket inodes. `Ok(None)`: the process is gone.
@@ -148,21 +150,24 @@ fn walk_process(path: &str) -> std::io::Result<Option<Vec<u64>>> {
 impl OwnerCache {
     /// An empty cache; the first refresh walks every process.
     pub fn new() -> Self {
-        let counts_fds = fd_count("/proc/self/fd").is_ok_and(|n| n > 0);
+        let counts_fds = fd_table_stat("/proc/self/fd").is_ok_and(|(n, _)| n > 0);
         OwnerCache {
             processes: HashMap::new(),
             unowned: FastSet::default(),
             counts_fds,
-            walked_now: HashSet::new(),
             stats: WalkStats::default(),
         }
     }
 
     /// First half of a snapshot, run while the socket dump is in flight: forgets processes
-    /// that exited and walks the ones that are new or whose fd count changed.
+    /// that exited and walks the ones that are new or whose fd table changed.
     pub fn refresh(&mut self) -> std::io::Result<()> {
-        self.walked_now.clear();
         self.stats = WalkStats::default();
+        self.pass(false)
+    }
+
+    /// One pass over /proc; `all` walks every process whatever its cached state.
+    fn pass(&mut self, all: bool) -> std::io::Result<()> {
         let mut alive = HashSet::with_capacity(self.processes.len() + 16);
         let mut path = String::with_capacity(32);
         for entry in fs::read_dir("/proc")? {
@@ -170,58 +175,53 @@ impl OwnerCache {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
                 continue;
             };
-            alive.insert(pid);
             path.clear();
             let _ = write!(path, "/proc/{pid}/fd");
-            let count = match fd_count(&path) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::PermissionDenied => u64::MAX,
+            let (count, ino) = match fd_table_stat(&path) {
+                Ok(stat) => stat,
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => (u64::MAX, 0),
+                // Exited since the directory was listed: forgotten below.
                 Err(_) => continue,
             };
-            let unchanged = self.counts_fds
+            alive.insert(pid);
+            let unchanged = !all
+                && self.counts_fds
                 && count != u64::MAX
                 && self
                     .processes
                     .get(&pid)
-                    .is_some_and(|p| p.readable && p.fd_count == count);
+                    .is_some_and(|p| p.readable && p.fd_count == count && p.dir_ino == ino);
             if unchanged {
                 self.stats.reused += 1;
             } else {
-                self.walk(pid, count, &path);
+                self.walk(pid, count, ino, &path);
             }
         }
         self.processes.retain(|pid, _| alive.contains(pid));
         Ok(())
     }
 
-    fn walk(&mut self, pid: u32, fd_count: u64, path: &str) {
-        self.walked_now.insert(pid);
+    fn walk(&mut self, pid: u32, fd_count: u64, dir_ino: u64, path: &str) {
         self.stats.walked += 1;
-        match walk_process(path) {
-            Ok(Some(inodes)) => {
-                self.processes.insert(
-                    pid,
-                    ProcessFds {
-                        fd_count,
-                        inodes,
-                        readable: true,
-                    },
-                );
-            }
+        let fds = match walk_process(path) {
+            Ok(Some(inodes)) => ProcessFds {
+                fd_count,
+                dir_ino,
+                inodes,
+                readable: true,
+            },
             Ok(None) => {
                 self.processes.remove(&pid);
+                return;
             }
-            Err(_) => {
-                self.processes.insert(
-                    pid,
-                    ProcessFds {
-                        fd_count,
-                        inodes: Vec::new(),
-                        readable: false,
-                    },
-                );
-            }
-        }
+            Err(_) => ProcessFds {
+                fd_count,
+                dir_ino,
+                inodes: Vec::new(),
+                readable: false,
+            },
+        };
+        self.processes.insert(pid, fds);
     }
 
     fn owners(&self) -> SocketOwners {
@@ -236,43 +236,31 @@ impl OwnerCache {
         }
     }
 
-    /// Second half: the owners of the dumped sockets' inodes. When one is owned by no cached
-    /// table and was not known to be unowned, every process not yet walked in this snapshot is
-    /// walked again before answering.
-    pub fn resolve(&mut self, inodes: &[u64]) -> SocketOwners {
+    /// Second half, once the dump is complete: the owners of the dumped sockets' inodes,
+    /// each paired with whether this process could read its owner's fd table at all (its own
+    /// user's sockets, or every socket as root). When one of those has no known owner and is
+    /// not known to have none, every process is walked again first: the first pass ran while
+    /// the dump did, so a socket opened meanwhile may be in a table it read too early.
+    pub fn resolve(&mut self, inodes: &[(u64, bool)]) -> SocketOwners {
         let mut owners = self.owners();
-        let missing = |owners: &SocketOwners, unowned: &FastSet<u64>| {
-            inodes.iter().any(|&i| !owners.contains(i) && !unowned.contains(&i))
-        };
-        if missing(&owners, &self.unowned) {
-            let stale: Vec<u32> = self
-                .processes
-                .keys()
-                .copied()
-                .filter(|pid| !self.walked_now.contains(pid))
-                .collect();
-            if !stale.is_empty() {
-                self.stats.full_walk = true;
-                let mut path = String::with_capacity(32);
-                for pid in stale {
-                    path.clear();
-                    let _ = write!(path, "/proc/{pid}/fd");
-                    let count = fd_count(&path).unwrap_or(u64::MAX);
-                    self.walk(pid, count, &path);
-                    self.stats.reused = self.stats.reused.saturating_sub(1);
-                }
+        let missing = inodes
+            .iter()
+            .any(|&(i, readable)| readable && !owners.contains(i) && !self.unowned.contains(&i));
+        if missing {
+            self.stats.full_walk = true;
+            self.stats.reused = 0;
+            // /proc unreadable now, after the first pass read it: answer with what that pass saw.
+            if self.pass(true).is_ok() {
                 owners = self.owners();
+                for &(i, readable) in inodes {
+                    if readable && !owners.contains(i) {
+                        self.unowned.insert(i);
+                    }
+                }
             }
         }
-        // Every process has now been read in this snapshot or kept its count: what has no owner
-        // now is unowned until a walk says otherwise.
-        let current: FastSet<u64> = inodes.iter().copied().collect();
+        let current: FastSet<u64> = inodes.iter().map(|&(i, _)| i).collect();
         self.unowned.retain(|i| current.contains(i));
-        for &i in inodes {
-            if !owners.contains(i) {
-                self.unowned.insert(i);
-            }
-        }
         owners
     }
 
@@ -326,7 +314,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let inode = inode_of(&listener);
         cache.refresh().unwrap();
-        let owners = cache.resolve(&[inode]);
+        let owners = cache.resolve(&[(inode, true)]);
         assert_eq!(owners.pids_of(inode).collect::<Vec<_>>(), vec![std::process::id()]);
     }
 
@@ -335,7 +323,7 @@ mod tests {
         let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut cache = OwnerCache::new();
         cache.refresh().unwrap();
-        let owners = cache.resolve(&[inode_of(&first)]);
+        let owners = cache.resolve(&[(inode_of(&first), true)]);
         assert!(owners.contains(inode_of(&first)));
         // Pretend nothing changed since: our own entry keeps the old inodes, as when one fd
         // closed and another opened between snapshots.
@@ -345,12 +333,11 @@ mod tests {
         };
         let pid = std::process::id();
         let second = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let now = fd_count(&format!("/proc/{pid}/fd")).unwrap();
+        let (now, _) = fd_table_stat(&format!("/proc/{pid}/fd")).unwrap();
         cache.processes.get_mut(&pid).unwrap().fd_count = now;
         cache.refresh().unwrap();
-        let owners = cache.resolve(&[inode_of(&first), inode_of(&second)]);
+        let owners = cache.resolve(&[(inode_of(&first), true), (inode_of(&second), true)]);
         assert_eq!(owners.pids_of(inode_of(&second)).collect::<Vec<_>>(), vec![pid]);
-        assert!(cache.walked_now.contains(&pid));
     }
 
     #[test]
@@ -359,21 +346,26 @@ mod tests {
             counts_fds: true,
             ..OwnerCache::new()
         };
-        if fd_count("/proc/self/fd").unwrap_or(0) == 0 {
+        if fd_table_stat("/proc/self/fd").map_or(0, |(n, _)| n) == 0 {
             eprintln!("skipped: this kernel does not report fd counts in /proc/<pid>/fd");
             return;
         }
         cache.refresh().unwrap();
         // An inode no process holds (a kernel socket, say): one full walk, then remembered.
         let nobody = u64::MAX - 7;
-        cache.resolve(&[nobody]);
+        cache.resolve(&[(nobody, true)]);
+        assert!(cache.stats().full_walk);
         assert!(cache.unowned.contains(&nobody));
         cache.refresh().unwrap();
-        cache.resolve(&[nobody]);
+        cache.resolve(&[(nobody, true)]);
         assert!(!cache.stats().full_walk, "a known unowned inode must not force a walk");
         // Gone from the dump: forgotten.
         cache.refresh().unwrap();
         cache.resolve(&[]);
         assert!(!cache.unowned.contains(&nobody));
+        // A socket whose owner this process could not read anyway forces no walk.
+        cache.refresh().unwrap();
+        cache.resolve(&[(u64::MAX - 9, false)]);
+        assert!(!cache.stats().full_walk);
     }
 }

@@ -61,9 +61,10 @@ pub fn dump_all() -> Result<Vec<SocketRecord>> {
     Ok(out)
 }
 
-/// How many sockets a dump will return, from /proc/net/sockstat and sockstat6: every TCP socket
-/// allocated (both families), TIME_WAIT ones, UDP in use; a small margin for sockets opened
-/// meanwhile. An estimate only: 0 when the files are unreadable.
+/// How many sockets a dump will return, from /proc/net/sockstat and sockstat6 of this network
+/// namespace: TCP and UDP sockets in use in both families and TIME_WAIT ones (not `alloc`,
+/// which counts every namespace of the host), plus a small margin for sockets opened meanwhile.
+/// An estimate only: 0 when the files are unreadable.
 fn expected_sockets(sockstat: &str, sockstat6: &str) -> usize {
     let field = |text: &str, line: &str, name: &str| -> usize {
         text.lines()
@@ -74,7 +75,7 @@ fn expected_sockets(sockstat: &str, sockstat6: &str) -> usize {
             })
             .unwrap_or(0)
     };
-    let tcp = field(sockstat, "TCP:", "alloc") + field(sockstat, "TCP:", "tw");
+    let tcp = field(sockstat, "TCP:", "inuse") + field(sockstat6, "TCP6:", "inuse") + field(sockstat, "TCP:", "tw");
     let udp = field(sockstat, "UDP:", "inuse") + field(sockstat6, "UDP6:", "inuse");
     if tcp + udp == 0 {
         0
@@ -262,7 +263,7 @@ mod tests {
     fn expected_sockets_reads_both_families() {
         let v4 = "sockets: used 300\nTCP: inuse 120 orphan 0 tw 30 alloc 150 mem 4\nUDP: inuse 7 mem 1\n";
         let v6 = "TCP6: inuse 30\nUDP6: inuse 3\n";
-        assert_eq!(expected_sockets(v4, v6), 150 + 30 + 7 + 3 + 64);
+        assert_eq!(expected_sockets(v4, v6), 120 + 30 + 30 + 7 + 3 + 64);
         assert_eq!(expected_sockets("", ""), 0);
         assert_eq!(expected_sockets("garbage", "TCP6: x"), 0);
     }

@@ -183,7 +183,7 @@ impl Source for SystemSource {
         let mut gaps = Vec::new();
         let mut sockets = match self.backend {
             #[cfg(target_os = "linux")]
-            SocketBackend::Sockdiag => sockdiag_sockets(&mut self.owners, &mut gaps)?,
+            SocketBackend::Sockdiag => sockdiag_sockets(&mut self.owners, self.own_uid, &mut gaps)?,
             #[cfg(not(target_os = "linux"))]
             SocketBackend::Sockdiag => netstat2_sockets(&mut gaps)?,
             SocketBackend::Netstat2 => netstat2_sockets(&mut gaps)?,
@@ -214,7 +214,11 @@ impl Source for SystemSource {
 }
 
 #[cfg(target_os = "linux")]
-fn sockdiag_sockets(owners: &mut super::procfd::OwnerCache, gaps: &mut Vec<String>) -> Result<Vec<SocketRecord>> {
+fn sockdiag_sockets(
+    owners: &mut super::procfd::OwnerCache,
+    own_uid: Option<u32>,
+    gaps: &mut Vec<String>,
+) -> Result<Vec<SocketRecord>> {
     // The netlink dump and the fd walk are independent system-call-bound work: overlap them.
     let (dump, refreshed) = std::thread::scope(|scope| {
         let dump = scope.spawn(super::sockdiag::dump_all);
@@ -232,7 +236,13 @@ fn sockdiag_sockets(owners: &mut super::procfd::OwnerCache, gaps: &mut Vec<Strin
     };
     let owners = match refreshed {
         Ok(()) => {
-            let inodes: Vec<u64> = sockets.iter().filter_map(|s| s.inode).collect();
+            // Without root only our own user's fd tables can be read: other users' sockets
+            // without an owner are expected, and must not make every snapshot walk /proc.
+            let privileged = own_uid == Some(0);
+            let inodes: Vec<(u64, bool)> = sockets
+                .iter()
+                .filter_map(|s| s.inode.map(|i| (i, privileged || s.uid == own_uid)))
+                .collect();
             owners.resolve(&inodes)
         }
         Err(e) => {

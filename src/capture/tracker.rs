@@ -251,6 +251,11 @@ impl Tracker {
     /// Advances the tracker once the plan for `sockets` is stored. The map is rebuilt in place,
     /// after the plan, so a run holds one map of open lifetimes at a time, not two.
     pub fn commit(&mut self, plan: Plan, sockets: &[SocketRecord]) {
+        debug_assert_eq!(
+            sockets.len(),
+            plan.connection_ids.len(),
+            "a plan commits with its own sockets"
+        );
         self.open.clear();
         self.open.reserve(sockets.len());
         for (s, &id) in sockets.iter().zip(&plan.connection_ids) {

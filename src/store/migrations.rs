@@ -118,7 +118,11 @@ pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only
     };
     conn.execute_batch("BEGIN TRANSACTION").map_err(begin)?;
     match apply_pending(conn, migrations, at, found.is_none()) {
-        Ok(()) => conn.execute_batch("COMMIT").map_err(begin),
+        Ok(()) => conn.execute_batch("COMMIT").map_err(|e| Error::Migration {
+            version: supported,
+            name: "commit of the upgrade".into(),
+            reason: format!("{e} (the file keeps version {at})"),
+        }),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             Err(e)

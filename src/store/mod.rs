@@ -66,6 +66,9 @@ pub struct Store {
     conn: Connection,
     location: Location,
     read_only: bool,
+    /// Whether DuckDB's memory limit is its default, once a capture has asked (see
+    /// `snapshot::CaptureSettings::after_snapshot`).
+    default_memory_limit: std::cell::OnceCell<bool>,
 }
 
 impl Store {
@@ -86,6 +89,7 @@ impl Store {
             conn,
             location: location.clone(),
             read_only,
+            default_memory_limit: std::cell::OnceCell::new(),
         })
     }
 

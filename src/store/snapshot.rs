@@ -81,14 +81,16 @@ fn batch(columns: Vec<(&'static str, ArrayRef)>) -> Result<RecordBatch> {
 ///   row groups each large commit wrote, and at 50 000 sockets that rewrite costs a few hundred
 ///   milliseconds and ~100 MiB of memory every other snapshot. Row groups of a large snapshot
 ///   are big already, so nothing is lost; small snapshots keep the merging, which stops
-///   thousands of tiny row groups from piling up.
+///   thousands of tiny row groups from piling up. While it is off, the end of the run
+///   checkpoints, so that the checkpoint at close does not merge with it back on.
+/// - After each snapshot, DuckDB's cache of what it wrote is emptied ([`Self::after_snapshot`]);
+///   the memory limit itself is never changed for longer than that.
 pub struct CaptureSettings<'a> {
     store: &'a Store,
     saved: Vec<(&'static str, String)>,
     vacuum_off: bool,
-    /// Whether the memory limit is DuckDB's default, so that RESET puts it back exactly;
-    /// `None` until the first eviction asks.
-    default_memory_limit: Option<bool>,
+    /// The memory limit is still lowered: its RESET failed, and is tried again at the end.
+    limit_lowered: bool,
 }
 
 /// Socket rows from which a snapshot counts as large (see [`CaptureSettings`]).
@@ -139,25 +141,26 @@ impl CaptureSettings<'_> {
             return;
         }
         let conn = &self.store.conn;
-        if self.default_memory_limit.is_none() {
-            // DuckDB shows the limit rounded ("18.8 GiB"), so a limit cannot be read and set back
-            // exactly. The default comes back exactly with RESET; a limit someone set already
-            // bounds the cache, and is left alone. A throw-away in-memory DuckDB tells which.
+        // DuckDB shows the limit rounded ("18.8 GiB"), so a limit cannot be read and set back
+        // exactly. The default comes back exactly with RESET; a limit someone set already
+        // bounds the cache, and is left alone. A throw-away in-memory DuckDB tells which, once
+        // per store (watch runs one capture per window).
+        let default = *self.store.default_memory_limit.get_or_init(|| {
             let shown = |conn: &duckdb::Connection| {
                 conn.query_row("SELECT current_setting('memory_limit')::VARCHAR", [], |r| {
                     r.get::<_, String>(0)
                 })
                 .ok()
             };
-            let default = duckdb::Connection::open_in_memory()
+            let fresh = duckdb::Connection::open_in_memory()
                 .ok()
                 .and_then(|fresh| shown(&fresh));
-            self.default_memory_limit = Some(default.is_some() && default == shown(conn));
-        }
-        if self.default_memory_limit == Some(true) {
+            fresh.is_some() && fresh == shown(conn)
+        });
+        if default {
             // Fails when less cannot be freed; the eviction it managed stands either way.
             let _ = conn.execute_batch("SET memory_limit = '1MB'");
-            let _ = conn.execute_batch("RESET memory_limit");
+            self.limit_lowered = conn.execute_batch("RESET memory_limit").is_err();
         }
     }
 }
@@ -169,6 +172,9 @@ impl Drop for CaptureSettings<'_> {
             // otherwise the checkpoint at close would re-merge their row groups with it on, the
             // same spike of memory the setting avoids.
             let _ = self.store.conn.execute_batch("CHECKPOINT");
+        }
+        if self.limit_lowered {
+            let _ = self.store.conn.execute_batch("RESET memory_limit");
         }
         for (name, value) in self.saved.drain(..).rev() {
             let _ = self.store.conn.execute_batch(&format!("SET {name} = '{value}'"));
@@ -183,7 +189,7 @@ impl Store {
             store: self,
             saved: Vec::new(),
             vacuum_off: false,
-            default_memory_limit: None,
+            limit_lowered: false,
         };
         settings.set("threads", "1")?;
         Ok(settings)
