@@ -9,9 +9,10 @@
 //! later), and its inode number is new for a new process that reuses a pid.
 //! A change that keeps the count (one fd closed, another opened) is caught by its result: a
 //! dumped socket that no cached table holds, and that this process could read the owner of,
-//! makes every process be walked again, after the dump, so that sockets opened while the first
-//! pass ran are seen too. Sockets that such a complete walk finds no owner for (kernel sockets,
-//! sockets of processes in other pid namespaces) are remembered and do not force another walk.
+//! makes a second pass after the dump walk every process again except those the first pass
+//! read and whose table has not changed since (a socket opened meanwhile changes the count).
+//! Sockets that pass finds no owner for (kernel sockets, sockets of processes in other pid
+//! namespaces) are remembered and do not force another pass.
 //! What this cannot see is a process exchanging, within one interval and with no change in its
 //! fd count, a socket that another process also holds (fork, fd passing) for another fd that is
 //! not a new socket: that socket's pid list stays as it was until the next complete walk or a
@@ -84,6 +85,8 @@ pub struct OwnerCache {
     unowned: FastSet<u64>,
     /// Whether this kernel reports the number of open fds as the size of `/proc/<pid>/fd`.
     counts_fds: bool,
+    /// Pids the first pass of the current snapshot read.
+    read_now: HashSet<u32>,
     stats: WalkStats,
 }
 
@@ -155,6 +158,7 @@ impl OwnerCache {
             processes: HashMap::new(),
             unowned: FastSet::default(),
             counts_fds,
+            read_now: HashSet::new(),
             stats: WalkStats::default(),
         }
     }
@@ -163,11 +167,13 @@ impl OwnerCache {
     /// that exited and walks the ones that are new or whose fd table changed.
     pub fn refresh(&mut self) -> std::io::Result<()> {
         self.stats = WalkStats::default();
+        self.read_now.clear();
         self.pass(false)
     }
 
-    /// One pass over /proc; `all` walks every process whatever its cached state.
-    fn pass(&mut self, all: bool) -> std::io::Result<()> {
+    /// One pass over /proc, walking the processes that are new or whose table changed; the
+    /// second pass (`second`) also walks those the first pass took from the cache.
+    fn pass(&mut self, second: bool) -> std::io::Result<()> {
         let mut alive = HashSet::with_capacity(self.processes.len() + 16);
         let mut path = String::with_capacity(32);
         for entry in fs::read_dir("/proc")? {
@@ -184,7 +190,7 @@ impl OwnerCache {
                 Err(_) => continue,
             };
             alive.insert(pid);
-            let unchanged = !all
+            let unchanged = (!second || self.read_now.contains(&pid))
                 && self.counts_fds
                 && count != u64::MAX
                 && self
@@ -195,6 +201,9 @@ impl OwnerCache {
                 self.stats.reused += 1;
             } else {
                 self.walk(pid, count, ino, &path);
+                if !second {
+                    self.read_now.insert(pid);
+                }
             }
         }
         self.processes.retain(|pid, _| alive.contains(pid));
@@ -239,8 +248,8 @@ impl OwnerCache {
     /// Second half, once the dump is complete: the owners of the dumped sockets' inodes,
     /// each paired with whether this process could read its owner's fd table at all (its own
     /// user's sockets, or every socket as root). When one of those has no known owner and is
-    /// not known to have none, every process is walked again first: the first pass ran while
-    /// the dump did, so a socket opened meanwhile may be in a table it read too early.
+    /// not known to have none, a second pass walks every table the first did not read, and
+    /// those it read that have changed since (it ran while the dump did).
     pub fn resolve(&mut self, inodes: &[(u64, bool)]) -> SocketOwners {
         let mut owners = self.owners();
         let missing = inodes
