@@ -554,3 +554,81 @@ fn flows_agree_with_tshark_conversations() {
         }
     }
 }
+
+/// Free bytes on the file system holding `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is NUL-terminated and `st` is a properly sized out-parameter.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return 0;
+        }
+        st.f_bavail as u64 * st.f_frsize as u64
+    }
+}
+
+#[test]
+fn a_2_gib_capture_imports_within_1_gib_of_address_space() {
+    // Issue 4's "2 GB file on a small-memory budget": the import streams, so a capture larger
+    // than the whole address space the process may have imports completely.
+    const FILE_BYTES: u64 = (2 << 30) + (1 << 20);
+    const BUDGET: u64 = 1 << 30;
+    let s = Scratch::new();
+    if free_bytes(s.dir.path()) < FILE_BYTES + (1 << 30) {
+        eprintln!(
+            "skipped: less than 3 GiB free in {} for a 2 GiB capture",
+            s.dir.path().display()
+        );
+        return;
+    }
+    // UDP flows of 5 000 packets each, one after another (so they time out and are written
+    // while the file streams), 1 ms apart.
+    let cap = s.path("big.pcap");
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&cap).unwrap());
+    write::pcap_header(&mut out, 1, 65535).unwrap();
+    let (mut written, mut packets, mut frame) = (24u64, 0u64, Vec::new());
+    while written < FILE_BYTES {
+        let flow = packets / 5000;
+        if packets % 5000 == 0 {
+            frame = build::udp4(A, 10_000 + (flow % 50_000) as u16, B, 53, 1400);
+        }
+        let ts = 1_700_000_000_000_000 + packets as i64 * 1000;
+        write::pcap_record(&mut out, ts, frame.len() as u32, &frame).unwrap();
+        written += 16 + frame.len() as u64;
+        packets += 1;
+    }
+    std::io::Write::flush(&mut out).unwrap();
+    drop(out);
+
+    let mut cmd = Process::new(assert_cmd::cargo::cargo_bin("netlens"));
+    cmd.env("NETLENS_DB", s.db())
+        .env("XDG_DATA_HOME", s.path("xdg"))
+        .args(["-c", "SET memory_limit = '256MB'", "-c"])
+        .arg(format!(".import pcap --quiet {}", cap.display()));
+    // SAFETY: setrlimit is async-signal-safe and only limits the child about to exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let limit = libc::rlimit {
+                rlim_cur: BUDGET as libc::rlim_t,
+                rlim_max: BUDGET as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    std::fs::remove_file(&cap).unwrap();
+    assert!(
+        out.status.success(),
+        "import under a 1 GiB limit failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.query("SELECT count(*), sum(orig_pkts), count(DISTINCT orig_p) FROM flows"),
+        format!("{},{packets},{}", packets.div_ceil(5000), packets.div_ceil(5000)),
+    );
+    assert_eq!(s.query("SELECT packets FROM imports"), packets.to_string());
+}
