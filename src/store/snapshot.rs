@@ -112,24 +112,31 @@ impl CaptureSettings<'_> {
             .map_err(store_err)
     }
 
+    /// Puts back the value a setting had before the run.
+    fn restore(&mut self, name: &'static str) -> Result<()> {
+        match self.saved.iter().find(|(n, _)| *n == name) {
+            Some((_, before)) => {
+                let before = before.clone();
+                self.set(name, &before)
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Adjusts to the size of the snapshot about to be stored.
     pub fn before_snapshot(&mut self, sockets: usize) -> Result<()> {
         let large = sockets >= LARGE_SNAPSHOT;
         if large != self.vacuum_off {
-            match self.saved.iter().find(|(n, _)| *n == "max_vacuum_tasks") {
-                Some((_, previous)) if !large => {
-                    let previous = previous.clone();
-                    self.set("max_vacuum_tasks", &previous)?;
-                }
-                _ => self.set("max_vacuum_tasks", if large { "0" } else { "100" })?,
+            if large {
+                self.set("max_vacuum_tasks", "0")?;
+            } else {
+                self.restore("max_vacuum_tasks")?;
             }
             self.vacuum_off = large;
         }
         Ok(())
     }
-}
 
-impl CaptureSettings<'_> {
     /// Empties DuckDB's cache of the blocks it just wrote. DuckDB keeps every block it
     /// reads or writes cached up to its memory limit (80% of RAM by default), so a long capture
     /// grew by what it stored, about 2 MiB a snapshot at 50 000 sockets (212 MiB after 30
