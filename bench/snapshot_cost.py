@@ -101,6 +101,9 @@ def measure(n):
         res["ss"].append(wall); rss["ss"] = max(rss["ss"], r)
         out = subprocess.run([sys.executable, "-c", PSUTIL], capture_output=True, text=True, check=True).stdout.split()
         res["psutil"].append(float(out[0])); rss["psutil"] = max(rss["psutil"], float(out[2]))
+    # A longer run: its peak RSS should be that of the short runs (DuckDB's cache of written
+    # blocks is emptied after each snapshot), not grow with the number of snapshots.
+    _, long_rss, _ = timed([NETLENS, "capture", "--count", "30", "--interval", "200ms", "--quiet"], env)
     holder.terminate(); holder.wait()
     shutil.rmtree(os.path.dirname(db))
     med = {k: statistics.median(v) for k, v in res.items()}
@@ -115,6 +118,7 @@ def measure(n):
     print(f"first snapshot of a run / ss: {med['netlens_cold']/med['ss']:.2f}, / psutil: {med['netlens_cold']/med['psutil']:.2f}")
     r, s = statistics.median(rows), statistics.median(store_ms)
     print(f"netlens rows per snapshot {r:.0f}, store {s:.1f} ms -> append throughput {r / (s / 1000):,.0f} socket rows/s")
+    print(f"netlens peak RSS over a 30-snapshot run: {long_rss:.1f} MiB (4-snapshot runs: {rss['netlens']:.1f} MiB)")
 
 
 def growth():

@@ -73,8 +73,8 @@ pub struct WalkStats {
     pub walked: usize,
     /// Processes taken from the cache.
     pub reused: usize,
-    /// Whether a socket no cached table held forced a walk of every process.
-    pub full_walk: bool,
+    /// Whether a socket no cached table held forced a second pass after the dump.
+    pub second_pass: bool,
 }
 
 /// Socket owners kept between snapshots of one capture run.
@@ -256,7 +256,7 @@ impl OwnerCache {
             .iter()
             .any(|&(i, readable)| readable && !owners.contains(i) && !self.unowned.contains(&i));
         if missing {
-            self.stats.full_walk = true;
+            self.stats.second_pass = true;
             self.stats.reused = 0;
             // /proc unreadable now, after the first pass read it: answer with what that pass saw.
             if self.pass(true).is_ok() {
@@ -360,14 +360,17 @@ mod tests {
             return;
         }
         cache.refresh().unwrap();
-        // An inode no process holds (a kernel socket, say): one full walk, then remembered.
+        // An inode no process holds (a kernel socket, say): one second pass, then remembered.
         let nobody = u64::MAX - 7;
         cache.resolve(&[(nobody, true)]);
-        assert!(cache.stats().full_walk);
+        assert!(cache.stats().second_pass);
         assert!(cache.unowned.contains(&nobody));
         cache.refresh().unwrap();
         cache.resolve(&[(nobody, true)]);
-        assert!(!cache.stats().full_walk, "a known unowned inode must not force a walk");
+        assert!(
+            !cache.stats().second_pass,
+            "a known unowned inode must not force a walk"
+        );
         // Gone from the dump: forgotten.
         cache.refresh().unwrap();
         cache.resolve(&[]);
@@ -375,6 +378,6 @@ mod tests {
         // A socket whose owner this process could not read anyway forces no walk.
         cache.refresh().unwrap();
         cache.resolve(&[(u64::MAX - 9, false)]);
-        assert!(!cache.stats().full_walk);
+        assert!(!cache.stats().second_pass);
     }
 }

@@ -358,7 +358,7 @@ impl<R: BufRead> CaptureReader<R> {
         };
         let at = self.offset;
         // Fast path: the whole record is in the input's buffer, and the packet borrows it
-        // there: no copy, which was a fifth of the parsing time of a large capture.
+        // there instead of being zero-filled and copied into `buf`.
         let avail = self.input.fill_buf()?;
         if avail.len() >= 16 {
             let incl = endian.u32(&avail[8..12]);
