@@ -10,9 +10,13 @@
 //! A change that keeps the count (one fd closed, another opened) is caught by its result: a
 //! dumped socket that no cached table holds, and that this process could read the owner of,
 //! makes a second pass after the dump walk every process again except those the first pass
-//! read and whose table has not changed since (a socket opened meanwhile changes the count).
-//! Sockets that pass finds no owner for (kernel sockets, sockets of processes in other pid
-//! namespaces) are remembered and do not force another pass.
+//! read and whose table has not changed since. A socket that pass still finds no owner for
+//! is looked for again at the next snapshot, whose second pass also reads the tables this
+//! one's first pass read (one of them may have swapped an fd for it while the dump ran); only
+//! then is it remembered as unowned (kernel sockets, sockets of processes in other pid
+//! namespaces) and no longer forces a pass. The first snapshot of a run reads every table after
+//! the dump instead of during it, so it knows the unowned sockets at once. A table whose count
+//! changed while it was read is read again at the next pass.
 //! What this cannot see is a process exchanging, within one interval and with no change in its
 //! fd count, a socket that another process also holds (fork, fd passing) for another fd that is
 //! not a new socket: that socket's pid list stays as it was until the next complete walk or a
@@ -81,8 +85,10 @@ pub struct WalkStats {
 #[derive(Debug)]
 pub struct OwnerCache {
     processes: HashMap<u32, ProcessFds>,
-    /// Socket inodes a complete walk found no owner for.
+    /// Socket inodes two second passes in a row found no owner for.
     unowned: FastSet<u64>,
+    /// Socket inodes the last second pass found no owner for.
+    suspect: FastSet<u64>,
     /// Whether this kernel reports the number of open fds as the size of `/proc/<pid>/fd`.
     counts_fds: bool,
     /// Pids the first pass of the current snapshot read.
@@ -151,12 +157,18 @@ fn walk_process(path: &str) -> std::io::Result<Option<Vec<u64>>> {
 }
 
 impl OwnerCache {
+    /// Whether no table has been read yet (the first snapshot of a run).
+    pub fn is_cold(&self) -> bool {
+        self.processes.is_empty()
+    }
+
     /// An empty cache; the first refresh walks every process.
     pub fn new() -> Self {
         let counts_fds = fd_table_stat("/proc/self/fd").is_ok_and(|(n, _)| n > 0);
         OwnerCache {
             processes: HashMap::new(),
             unowned: FastSet::default(),
+            suspect: FastSet::default(),
             counts_fds,
             read_now: HashSet::new(),
             stats: WalkStats::default(),
@@ -214,7 +226,12 @@ impl OwnerCache {
         self.stats.walked += 1;
         let fds = match walk_process(path) {
             Ok(Some(inodes)) => ProcessFds {
-                fd_count,
+                // Changed while it was read: what was read may miss a socket; read it again
+                // at the next pass.
+                fd_count: match fd_table_stat(path) {
+                    Ok((after, _)) if after == fd_count => fd_count,
+                    _ => u64::MAX,
+                },
                 dir_ino,
                 inodes,
                 readable: true,
@@ -250,24 +267,45 @@ impl OwnerCache {
     /// user's sockets, or every socket as root). When one of those has no known owner and is
     /// not known to have none, a second pass walks every table the first did not read, and
     /// those it read that have changed since (it ran while the dump did).
-    pub fn resolve(&mut self, inodes: &[(u64, bool)]) -> SocketOwners {
+    /// `after_dump`: the first pass ran after the dump was complete, so what it did not find
+    /// has no owner (the first snapshot of a run, which reads every table anyway, runs so).
+    pub fn resolve(&mut self, inodes: &[(u64, bool)], after_dump: bool) -> SocketOwners {
         let mut owners = self.owners();
         let missing = inodes
             .iter()
             .any(|&(i, readable)| readable && !owners.contains(i) && !self.unowned.contains(&i));
-        if missing {
+        let mut still_missing = FastSet::default();
+        if missing && after_dump {
+            self.unowned.extend(
+                inodes
+                    .iter()
+                    .filter(|&&(i, readable)| readable && !owners.contains(i))
+                    .map(|&(i, _)| i),
+            );
+        } else if missing {
             self.stats.second_pass = true;
             self.stats.reused = 0;
+            if self.suspect.iter().any(|i| !owners.contains(*i)) {
+                // Missed by the last second pass too: read this snapshot's first-pass tables
+                // again as well.
+                self.read_now.clear();
+            }
             // /proc unreadable now, after the first pass read it: answer with what that pass saw.
             if self.pass(true).is_ok() {
                 owners = self.owners();
-                for &(i, readable) in inodes {
-                    if readable && !owners.contains(i) {
-                        self.unowned.insert(i);
-                    }
-                }
+                still_missing.extend(
+                    inodes
+                        .iter()
+                        .filter(|&&(i, readable)| readable && !owners.contains(i) && !self.unowned.contains(&i))
+                        .map(|&(i, _)| i),
+                );
             }
         }
+        // Missed twice in a row: unowned until it is gone.
+        let (confirmed, suspect): (Vec<u64>, Vec<u64>) =
+            still_missing.into_iter().partition(|i| self.suspect.contains(i));
+        self.unowned.extend(confirmed);
+        self.suspect = suspect.into_iter().collect();
         let current: FastSet<u64> = inodes.iter().map(|&(i, _)| i).collect();
         self.unowned.retain(|i| current.contains(i));
         owners
@@ -317,13 +355,13 @@ mod tests {
     fn cache_finds_a_socket_opened_between_snapshots() {
         let mut cache = OwnerCache::new();
         cache.refresh().unwrap();
-        cache.resolve(&[]);
+        cache.resolve(&[], false);
         // Opened after the first walk; our fd count changes, or (if another thread of the test
         // binary closed an fd meanwhile) the unknown inode forces a walk: found either way.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let inode = inode_of(&listener);
         cache.refresh().unwrap();
-        let owners = cache.resolve(&[(inode, true)]);
+        let owners = cache.resolve(&[(inode, true)], false);
         assert_eq!(owners.pids_of(inode).collect::<Vec<_>>(), vec![std::process::id()]);
     }
 
@@ -332,7 +370,7 @@ mod tests {
         let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut cache = OwnerCache::new();
         cache.refresh().unwrap();
-        let owners = cache.resolve(&[(inode_of(&first), true)]);
+        let owners = cache.resolve(&[(inode_of(&first), true)], false);
         assert!(owners.contains(inode_of(&first)));
         // Pretend nothing changed since: our own entry keeps the old inodes, as when one fd
         // closed and another opened between snapshots.
@@ -345,7 +383,7 @@ mod tests {
         let (now, _) = fd_table_stat(&format!("/proc/{pid}/fd")).unwrap();
         cache.processes.get_mut(&pid).unwrap().fd_count = now;
         cache.refresh().unwrap();
-        let owners = cache.resolve(&[(inode_of(&first), true), (inode_of(&second), true)]);
+        let owners = cache.resolve(&[(inode_of(&first), true), (inode_of(&second), true)], false);
         assert_eq!(owners.pids_of(inode_of(&second)).collect::<Vec<_>>(), vec![pid]);
     }
 
@@ -360,24 +398,33 @@ mod tests {
             return;
         }
         cache.refresh().unwrap();
-        // An inode no process holds (a kernel socket, say): one second pass, then remembered.
+        // An inode no process holds (a kernel socket, say): two second passes, then remembered.
         let nobody = u64::MAX - 7;
-        cache.resolve(&[(nobody, true)]);
+        cache.resolve(&[(nobody, true)], false);
+        assert!(cache.stats().second_pass);
+        assert!(!cache.unowned.contains(&nobody), "one miss is not enough");
+        cache.refresh().unwrap();
+        cache.resolve(&[(nobody, true)], false);
         assert!(cache.stats().second_pass);
         assert!(cache.unowned.contains(&nobody));
         cache.refresh().unwrap();
-        cache.resolve(&[(nobody, true)]);
+        cache.resolve(&[(nobody, true)], false);
         assert!(
             !cache.stats().second_pass,
             "a known unowned inode must not force a walk"
         );
         // Gone from the dump: forgotten.
         cache.refresh().unwrap();
-        cache.resolve(&[]);
+        cache.resolve(&[], false);
         assert!(!cache.unowned.contains(&nobody));
         // A socket whose owner this process could not read anyway forces no walk.
         cache.refresh().unwrap();
-        cache.resolve(&[(u64::MAX - 9, false)]);
+        cache.resolve(&[(u64::MAX - 9, false)], false);
         assert!(!cache.stats().second_pass);
+        // Every table read after the dump: unowned at once, without a second pass.
+        cache.refresh().unwrap();
+        cache.resolve(&[(u64::MAX - 11, true)], true);
+        assert!(!cache.stats().second_pass);
+        assert!(cache.unowned.contains(&(u64::MAX - 11)));
     }
 }

@@ -219,12 +219,20 @@ fn sockdiag_sockets(
     own_uid: Option<u32>,
     gaps: &mut Vec<String>,
 ) -> Result<Vec<SocketRecord>> {
-    // The netlink dump and the fd walk are independent system-call-bound work: overlap them.
-    let (dump, refreshed) = std::thread::scope(|scope| {
-        let dump = scope.spawn(super::sockdiag::dump_all);
-        let refreshed = owners.refresh();
-        (dump.join(), refreshed)
-    });
+    // The netlink dump and the fd walk are independent system-call-bound work: overlap them,
+    // except at the first snapshot of a run: it reads every table anyway, and reading them
+    // after the dump lets it tell at once which sockets have no owner.
+    let after_dump = owners.is_cold();
+    let (dump, refreshed) = if after_dump {
+        let dump = super::sockdiag::dump_all();
+        (Ok(dump), owners.refresh())
+    } else {
+        std::thread::scope(|scope| {
+            let dump = scope.spawn(super::sockdiag::dump_all);
+            let refreshed = owners.refresh();
+            (dump.join(), refreshed)
+        })
+    };
     let mut sockets = match dump {
         Ok(dump) => dump?,
         Err(_) => {
@@ -243,7 +251,7 @@ fn sockdiag_sockets(
                 .iter()
                 .filter_map(|s| s.inode.map(|i| (i, privileged || s.uid == own_uid)))
                 .collect();
-            owners.resolve(&inodes)
+            owners.resolve(&inodes, after_dump)
         }
         Err(e) => {
             gaps.push(format!("pid: /proc could not be read ({e}); sockets have no owner"));

@@ -121,7 +121,7 @@ pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only
         Ok(()) => conn.execute_batch("COMMIT").map_err(|e| Error::Migration {
             version: supported,
             name: "commit of the upgrade".into(),
-            reason: format!("{e} (the file keeps version {at})"),
+            reason: format!("{e} (the file is left as it was, at schema version {at})"),
         }),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");

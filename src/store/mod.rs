@@ -66,9 +66,9 @@ pub struct Store {
     conn: Connection,
     location: Location,
     read_only: bool,
-    /// Whether DuckDB's memory limit is its default, once a capture has asked (see
+    /// DuckDB's default memory limit as it shows it, once a capture has asked (see
     /// `snapshot::CaptureSettings::after_snapshot`).
-    default_memory_limit: std::cell::OnceCell<bool>,
+    default_memory_limit: std::cell::OnceCell<Option<String>>,
 }
 
 impl Store {

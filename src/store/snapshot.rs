@@ -89,8 +89,11 @@ pub struct CaptureSettings<'a> {
     store: &'a Store,
     saved: Vec<(&'static str, String)>,
     vacuum_off: bool,
-    /// The memory limit is still lowered: its RESET failed, and is tried again at the end.
+    /// The memory limit is still lowered: its RESET failed, and is tried again before the next
+    /// snapshot and at the end.
     limit_lowered: bool,
+    /// Whether the memory limit was DuckDB's default when this run first asked.
+    default_limit: Option<bool>,
 }
 
 /// Socket rows from which a snapshot counts as large (see [`CaptureSettings`]).
@@ -125,6 +128,9 @@ impl CaptureSettings<'_> {
 
     /// Adjusts to the size of the snapshot about to be stored.
     pub fn before_snapshot(&mut self, sockets: usize) -> Result<()> {
+        if self.limit_lowered {
+            self.limit_lowered = self.store.conn.execute_batch("RESET memory_limit").is_err();
+        }
         let large = sockets >= LARGE_SNAPSHOT;
         if large != self.vacuum_off {
             if large {
@@ -150,21 +156,24 @@ impl CaptureSettings<'_> {
         let conn = &self.store.conn;
         // DuckDB shows the limit rounded ("18.8 GiB"), so a limit cannot be read and set back
         // exactly. The default comes back exactly with RESET; a limit someone set already
-        // bounds the cache, and is left alone. A throw-away in-memory DuckDB tells which, once
-        // per store (watch runs one capture per window).
-        let default = *self.store.default_memory_limit.get_or_init(|| {
-            let shown = |conn: &duckdb::Connection| {
-                conn.query_row("SELECT current_setting('memory_limit')::VARCHAR", [], |r| {
-                    r.get::<_, String>(0)
-                })
-                .ok()
-            };
-            let fresh = duckdb::Connection::open_in_memory()
-                .ok()
-                .and_then(|fresh| shown(&fresh));
-            fresh.is_some() && fresh == shown(conn)
-        });
-        if default {
+        // bounds the cache, and is left alone. What the default shows is asked of a throw-away
+        // in-memory DuckDB once per store (watch runs one capture per window); whether the
+        // limit is the default, once per run (the shell may change it between runs).
+        let shown = |conn: &duckdb::Connection| {
+            conn.query_row("SELECT current_setting('memory_limit')::VARCHAR", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .ok()
+        };
+        if self.default_limit.is_none() {
+            let default = self.store.default_memory_limit.get_or_init(|| {
+                duckdb::Connection::open_in_memory()
+                    .ok()
+                    .and_then(|fresh| shown(&fresh))
+            });
+            self.default_limit = Some(default.is_some() && *default == shown(conn));
+        }
+        if self.default_limit == Some(true) {
             // Fails when less cannot be freed; the eviction it managed stands either way.
             let _ = conn.execute_batch("SET memory_limit = '1MB'");
             self.limit_lowered = conn.execute_batch("RESET memory_limit").is_err();
@@ -197,6 +206,7 @@ impl Store {
             saved: Vec::new(),
             vacuum_off: false,
             limit_lowered: false,
+            default_limit: None,
         };
         settings.set("threads", "1")?;
         Ok(settings)
@@ -925,6 +935,8 @@ mod tests {
     fn a_memory_limit_someone_set_does_not_drift() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&Location::File(dir.path().join("m.duckdb")), false).unwrap();
+        // A first run with the default limit, then the shell sets one before the next run.
+        store.capture_settings().unwrap().after_snapshot();
         store.conn.execute_batch("SET memory_limit = '3GB'").unwrap();
         let shown = setting(&store, "memory_limit");
         let mut settings = store.capture_settings().unwrap();
