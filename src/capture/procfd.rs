@@ -26,13 +26,12 @@
 //! unreadable are counted so the caller can say once that their sockets have no pid.
 
 use std::collections::{HashMap, HashSet};
+
+use foldhash::HashSet as FastSet;
 use std::ffi::CStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::ErrorKind;
-
-use foldhash::HashSet as FastSet;
-use rayon::prelude::*;
 
 /// Inode → pids, plus how many processes could not be inspected.
 #[derive(Debug, Default)]
@@ -157,31 +156,6 @@ fn walk_process(path: &str) -> std::io::Result<Option<Vec<u64>>> {
     Ok(Some(inodes))
 }
 
-/// One process's table as read now; `None` when the process is gone.
-fn read_table(pid: u32, fd_count: u64, dir_ino: u64) -> Option<ProcessFds> {
-    let path = format!("/proc/{pid}/fd");
-    match walk_process(&path) {
-        Ok(Some(inodes)) => Some(ProcessFds {
-            // Changed while it was read: what was read may miss a socket; read it again at the
-            // next pass.
-            fd_count: match fd_table_stat(&path) {
-                Ok((after, _)) if after == fd_count => fd_count,
-                _ => u64::MAX,
-            },
-            dir_ino,
-            inodes,
-            readable: true,
-        }),
-        Ok(None) => None,
-        Err(_) => Some(ProcessFds {
-            fd_count,
-            dir_ino,
-            inodes: Vec::new(),
-            readable: false,
-        }),
-    }
-}
-
 impl OwnerCache {
     /// Whether no table has been read yet (the first snapshot of a run).
     pub fn is_cold(&self) -> bool {
@@ -214,7 +188,6 @@ impl OwnerCache {
     fn pass(&mut self, second: bool) -> std::io::Result<()> {
         let mut alive = HashSet::with_capacity(self.processes.len() + 16);
         let mut path = String::with_capacity(32);
-        let mut to_read = Vec::new();
         for entry in fs::read_dir("/proc")? {
             let Ok(entry) = entry else { continue };
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
@@ -239,31 +212,42 @@ impl OwnerCache {
             if unchanged {
                 self.stats.reused += 1;
             } else {
-                to_read.push((pid, count, ino));
-            }
-        }
-        // The tables are independent and reading one is system calls only: read them on every
-        // core (a cold pass at 50 000 sockets is some 200 ms on one).
-        let read: Vec<(u32, Option<ProcessFds>)> = to_read
-            .par_iter()
-            .map(|&(pid, count, ino)| (pid, read_table(pid, count, ino)))
-            .collect();
-        self.stats.walked += read.len();
-        for (pid, fds) in read {
-            match fds {
-                Some(fds) => {
-                    self.processes.insert(pid, fds);
+                self.walk(pid, count, ino, &path);
+                if !second {
+                    self.read_now.insert(pid);
                 }
-                None => {
-                    self.processes.remove(&pid);
-                }
-            }
-            if !second {
-                self.read_now.insert(pid);
             }
         }
         self.processes.retain(|pid, _| alive.contains(pid));
         Ok(())
+    }
+
+    fn walk(&mut self, pid: u32, fd_count: u64, dir_ino: u64, path: &str) {
+        self.stats.walked += 1;
+        let fds = match walk_process(path) {
+            Ok(Some(inodes)) => ProcessFds {
+                // Changed while it was read: what was read may miss a socket; read it again
+                // at the next pass.
+                fd_count: match fd_table_stat(path) {
+                    Ok((after, _)) if after == fd_count => fd_count,
+                    _ => u64::MAX,
+                },
+                dir_ino,
+                inodes,
+                readable: true,
+            },
+            Ok(None) => {
+                self.processes.remove(&pid);
+                return;
+            }
+            Err(_) => ProcessFds {
+                fd_count,
+                dir_ino,
+                inodes: Vec::new(),
+                readable: false,
+            },
+        };
+        self.processes.insert(pid, fds);
     }
 
     fn owners(&self) -> SocketOwners {
