@@ -1,7 +1,8 @@
 //! The live source: the only code in netlens that reads the operating system.
 //!
-//! Sockets come from the kernel's sock_diag on Linux (with tcp_info and a /proc fd walk for
-//! owners, run in parallel), and from netstat2 elsewhere or when asked (`--sockets netstat2`).
+//! Sockets come from the kernel's sock_diag on Linux (with tcp_info, and owners from the /proc fd
+//! tables that `procfd` keeps between snapshots, read while the dump runs), and from netstat2
+//! elsewhere or when asked (`--sockets netstat2`).
 //! Processes and interfaces come from sysinfo. Anything that cannot be read is left `None`
 //! and described in the snapshot's `gaps`, which the capture loop reports once.
 
