@@ -99,14 +99,15 @@ pub struct CaptureSettings<'a> {
 /// Socket rows from which a snapshot counts as large (see [`CaptureSettings`]).
 const LARGE_SNAPSHOT: usize = 10_000;
 
+/// A DuckDB setting's value as DuckDB shows it.
+fn current_setting(conn: &duckdb::Connection, name: &str) -> duckdb::Result<String> {
+    conn.query_row(&format!("SELECT current_setting('{name}')::VARCHAR"), [], |r| r.get(0))
+}
+
 impl CaptureSettings<'_> {
     fn set(&mut self, name: &'static str, value: &str) -> Result<()> {
         if !self.saved.iter().any(|(n, _)| *n == name) {
-            let current: String = self
-                .store
-                .conn
-                .query_row(&format!("SELECT current_setting('{name}')::VARCHAR"), [], |r| r.get(0))
-                .map_err(store_err)?;
+            let current = current_setting(&self.store.conn, name).map_err(store_err)?;
             self.saved.push((name, current));
         }
         self.store
@@ -159,12 +160,7 @@ impl CaptureSettings<'_> {
         // bounds the cache, and is left alone. What the default shows is asked of a throw-away
         // in-memory DuckDB once per store (watch runs one capture per window); whether the
         // limit is the default, once per run (the shell may change it between runs).
-        let shown = |conn: &duckdb::Connection| {
-            conn.query_row("SELECT current_setting('memory_limit')::VARCHAR", [], |r| {
-                r.get::<_, String>(0)
-            })
-            .ok()
-        };
+        let shown = |conn: &duckdb::Connection| current_setting(conn, "memory_limit").ok();
         if self.default_limit.is_none() {
             let default = self.store.default_memory_limit.get_or_init(|| {
                 duckdb::Connection::open_in_memory()
@@ -873,10 +869,7 @@ mod tests {
     }
 
     fn setting(store: &Store, name: &str) -> String {
-        store
-            .conn
-            .query_row(&format!("SELECT current_setting('{name}')::VARCHAR"), [], |r| r.get(0))
-            .unwrap()
+        current_setting(&store.conn, name).unwrap()
     }
 
     fn cached_table_bytes(store: &Store) -> i64 {
