@@ -322,7 +322,8 @@ fn is_view(store: &Store, name: &str) -> Result<bool> {
     store
         .conn()
         .query_row(
-            "SELECT count(*) > 0 FROM duckdb_views() WHERE NOT internal AND lower(view_name) = lower(?)",
+            "SELECT count(*) > 0 FROM duckdb_views() WHERE NOT internal AND lower(view_name) = lower(?) \
+             AND database_name = current_database()",
             [name],
             |r| r.get(0),
         )
@@ -334,7 +335,8 @@ fn column_summary(store: &Store, table: &str) -> Result<Vec<String>> {
         .conn()
         .prepare(
             "SELECT column_name || ':' || data_type FROM duckdb_columns() \
-             WHERE lower(table_name) = lower(?) AND schema_name = 'main' ORDER BY column_index",
+             WHERE lower(table_name) = lower(?) AND schema_name = 'main' \
+             AND database_name = current_database() ORDER BY column_index",
         )
         .map_err(Error::sql)?;
     let rows = stmt.query_map([table], |r| r.get::<_, String>(0)).map_err(Error::sql)?;

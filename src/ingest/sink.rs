@@ -318,7 +318,10 @@ pub fn ensure_flow_table(store: &Store, table: &str) -> Result<()> {
     // Carry the column descriptions over, so .schema explains this table too.
     let comments: Vec<(String, String)> = store
         .conn()
-        .prepare("SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'flows' AND comment IS NOT NULL")
+        .prepare(
+            "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'flows' AND comment IS NOT NULL \
+             AND database_name = current_database()",
+        )
         .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
         .map_err(Error::sql)?;
     for (column, comment) in comments {

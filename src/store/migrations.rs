@@ -72,7 +72,8 @@ COMMENT ON COLUMN schema_migrations.netlens IS 'netlens version that applied it.
 fn current_version(conn: &Connection) -> Result<Option<i64>> {
     let exists: i64 = conn
         .query_row(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_migrations' AND schema_name = 'main'",
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_migrations' AND schema_name = 'main' \
+             AND database_name = current_database()",
             [],
             |r| r.get(0),
         )

@@ -77,6 +77,9 @@ fn batch(columns: Vec<(&'static str, ArrayRef)>) -> Result<RecordBatch> {
 ///
 /// - `threads = 1`: a snapshot is one transaction of appends, which one thread does; worker
 ///   threads add only their own buffers and allocator arenas.
+/// - `write_buffer_row_group_count = 1`: each full row group of a large snapshot goes to the
+///   file as soon as it is appended, rather than five of them waiting in memory (see
+///   `store::ROW_GROUP_SIZE`).
 /// - `max_vacuum_tasks = 0` while snapshots are large: DuckDB's checkpoint then re-merges the
 ///   row groups each large commit wrote, and at 50 000 sockets that rewrite costs a few hundred
 ///   milliseconds and ~100 MiB of memory every other snapshot. Row groups of a large snapshot
@@ -205,6 +208,7 @@ impl Store {
             default_limit: None,
         };
         settings.set("threads", "1")?;
+        settings.set("write_buffer_row_group_count", "1")?;
         Ok(settings)
     }
 
