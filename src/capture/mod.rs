@@ -75,29 +75,83 @@ impl Proto {
     }
 }
 
-/// The kernel's per-socket TCP counters (Linux `struct tcp_info`). Each field is `None` when
-/// the running kernel's structure is too short to hold it.
+/// Declares [`TcpCounters`]' fields once: the accessors, and the conversions to and from
+/// [`TcpCounterFields`].
+macro_rules! tcp_counters {
+    (wide: $($wide:ident),* ; narrow: $($narrow:ident),* $(;)?) => {
+        /// The kernel's per-socket TCP counters (Linux `struct tcp_info`), one `Option` per
+        /// field: how counters are built, and how fixtures write them. Each field is `None`
+        /// when the running kernel's structure is too short to hold it.
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        pub struct TcpCounterFields {
+            $(pub $wide: Option<u64>,)*
+            $(pub $narrow: Option<u32>,)*
+        }
+
+        impl TcpCounters {
+            $(pub fn $wide(&self) -> Option<u64> {
+                self.has(TcpField::$wide).then(|| self.wide[TcpField::$wide as usize])
+            })*
+            $(pub fn $narrow(&self) -> Option<u32> {
+                self.has(TcpField::$narrow).then(|| self.narrow[TcpField::$narrow as usize - WIDE])
+            })*
+        }
+
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy)]
+        enum TcpField { $($wide,)* $($narrow,)* }
+
+        const WIDE: usize = [$(TcpField::$wide),*].len();
+        const NARROW: usize = [$(TcpField::$narrow),*].len();
+        // One bit per field in `present`.
+        const _: () = assert!(WIDE + NARROW <= 32);
+
+        impl From<TcpCounterFields> for TcpCounters {
+            fn from(f: TcpCounterFields) -> Self {
+                let mut c = TcpCounters::default();
+                $(if let Some(v) = f.$wide {
+                    c.present |= 1 << TcpField::$wide as u32;
+                    c.wide[TcpField::$wide as usize] = v;
+                })*
+                $(if let Some(v) = f.$narrow {
+                    c.present |= 1 << TcpField::$narrow as u32;
+                    c.narrow[TcpField::$narrow as usize - WIDE] = v;
+                })*
+                c
+            }
+        }
+
+        impl From<TcpCounters> for TcpCounterFields {
+            fn from(c: TcpCounters) -> Self {
+                TcpCounterFields { $($wide: c.$wide(),)* $($narrow: c.$narrow(),)* }
+            }
+        }
+    };
+}
+
+/// The kernel's per-socket TCP counters, as [`TcpCounterFields`] says, held compactly: the
+/// values as plain integers and one bit per field for whether the kernel gave it. A socket
+/// record is held for every socket of a snapshot, and an `Option` per field made these
+/// counters 208 bytes where this is 120 (4 MiB less at 50 000 sockets).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "TcpCounterFields", into = "TcpCounterFields")]
 pub struct TcpCounters {
-    pub bytes_sent: Option<u64>,
-    pub bytes_acked: Option<u64>,
-    pub bytes_received: Option<u64>,
-    pub bytes_retrans: Option<u64>,
-    pub segs_out: Option<u64>,
-    pub segs_in: Option<u64>,
-    pub data_segs_out: Option<u64>,
-    pub data_segs_in: Option<u64>,
-    pub rtt_us: Option<u32>,
-    pub rttvar_us: Option<u32>,
-    pub min_rtt_us: Option<u32>,
-    pub retransmits: Option<u8>,
-    pub total_retrans: Option<u32>,
-    pub lost: Option<u32>,
-    pub unacked: Option<u32>,
-    pub snd_cwnd: Option<u32>,
-    pub delivery_rate_bps: Option<u64>,
-    pub last_data_sent_ms: Option<u32>,
-    pub last_data_recv_ms: Option<u32>,
+    present: u32,
+    narrow: [u32; NARROW],
+    wide: [u64; WIDE],
+}
+
+impl TcpCounters {
+    fn has(&self, field: TcpField) -> bool {
+        self.present & (1 << field as u32) != 0
+    }
+}
+
+tcp_counters! {
+    wide: bytes_sent, bytes_acked, bytes_received, bytes_retrans, segs_out, segs_in, data_segs_out,
+        data_segs_in, delivery_rate_bps;
+    narrow: rtt_us, rttvar_us, min_rtt_us, retransmits, total_retrans, lost, unacked, snd_cwnd,
+        last_data_sent_ms, last_data_recv_ms;
 }
 
 /// One socket as the OS reported it.
@@ -201,4 +255,41 @@ pub trait Source {
 
     /// Takes the next snapshot; `Ok(None)` when a finite source is exhausted.
     fn snapshot(&mut self, now: DateTime<Utc>) -> Result<Option<Snapshot>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_counters_keep_absent_apart_from_zero_and_round_trip_through_json() {
+        let fields = TcpCounterFields {
+            bytes_sent: Some(u64::MAX),
+            bytes_received: Some(0),
+            rtt_us: Some(250),
+            retransmits: Some(0),
+            last_data_recv_ms: Some(u32::MAX),
+            ..Default::default()
+        };
+        let counters = TcpCounters::from(fields.clone());
+        assert_eq!(counters.bytes_sent(), Some(u64::MAX));
+        assert_eq!(counters.bytes_received(), Some(0));
+        assert_eq!(counters.bytes_acked(), None);
+        assert_eq!(counters.retransmits(), Some(0));
+        assert_eq!(counters.lost(), None);
+        assert_eq!(counters.last_data_recv_ms(), Some(u32::MAX));
+        assert_eq!(TcpCounterFields::from(counters.clone()), fields);
+        // Fixtures keep the one-field-per-counter JSON they always had.
+        let json = serde_json::to_string(&counters).unwrap();
+        assert!(json.contains("\"bytes_sent\":18446744073709551615"), "{json}");
+        assert!(json.contains("\"bytes_acked\":null"), "{json}");
+        assert_eq!(serde_json::from_str::<TcpCounters>(&json).unwrap(), counters);
+        assert_eq!(
+            serde_json::from_str::<TcpCounters>(r#"{"rtt_us": 9}"#)
+                .unwrap()
+                .rtt_us(),
+            Some(9)
+        );
+        assert!(std::mem::size_of::<TcpCounters>() <= 120);
+    }
 }

@@ -20,7 +20,7 @@ use netlink_packet_sock_diag::{
 };
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
-use super::{Proto, SocketRecord, TcpCounters};
+use super::{Proto, SocketRecord, TcpCounterFields, TcpCounters};
 use crate::error::{Error, Result};
 
 /// Kernel TCP state numbers (include/net/tcp_states.h) to the names the store uses.
@@ -207,8 +207,8 @@ fn field_u64(raw: &[u8], at: usize) -> Option<u64> {
 /// Parses `struct tcp_info` (include/uapi/linux/tcp.h) by field offset. The kernel sends as
 /// many bytes as it knows; later fields are absent on older kernels.
 pub(crate) fn parse_tcp_info(raw: &[u8]) -> TcpCounters {
-    TcpCounters {
-        retransmits: field_u8(raw, 2),
+    TcpCounterFields {
+        retransmits: field_u8(raw, 2).map(u32::from),
         unacked: field_u32(raw, 24),
         lost: field_u32(raw, 32),
         last_data_sent_ms: field_u32(raw, 44),
@@ -228,6 +228,7 @@ pub(crate) fn parse_tcp_info(raw: &[u8]) -> TcpCounters {
         bytes_sent: field_u64(raw, 200),
         bytes_retrans: field_u64(raw, 208),
     }
+    .into()
 }
 
 #[cfg(test)]
@@ -241,12 +242,12 @@ mod tests {
         raw[120..128].copy_from_slice(&1234u64.to_ne_bytes());
         raw[68..72].copy_from_slice(&250u32.to_ne_bytes());
         let c = parse_tcp_info(&raw);
-        assert_eq!(c.bytes_acked, Some(1234));
-        assert_eq!(c.rtt_us, Some(250));
-        assert_eq!(c.delivery_rate_bps, Some(0));
-        assert_eq!(c.bytes_sent, None);
-        assert_eq!(c.bytes_retrans, None);
-        assert_eq!(parse_tcp_info(&[]).rtt_us, None);
+        assert_eq!(c.bytes_acked(), Some(1234));
+        assert_eq!(c.rtt_us(), Some(250));
+        assert_eq!(c.delivery_rate_bps(), Some(0));
+        assert_eq!(c.bytes_sent(), None);
+        assert_eq!(c.bytes_retrans(), None);
+        assert_eq!(parse_tcp_info(&[]).rtt_us(), None);
     }
 
     #[test]
@@ -255,8 +256,8 @@ mod tests {
         raw[200..208].copy_from_slice(&99u64.to_ne_bytes());
         raw[136..140].copy_from_slice(&7u32.to_ne_bytes());
         let c = parse_tcp_info(&raw);
-        assert_eq!(c.bytes_sent, Some(99));
-        assert_eq!(c.segs_out, Some(7));
+        assert_eq!(c.bytes_sent(), Some(99));
+        assert_eq!(c.segs_out(), Some(7));
     }
 
     #[test]

@@ -268,7 +268,7 @@ fn sockdiag_sockets(
                 unowned += 1;
             }
         }
-        if s.tcp.as_ref().is_some_and(|t| t.bytes_sent.is_none()) {
+        if s.tcp.as_ref().is_some_and(|t| t.bytes_sent().is_none()) {
             old_kernel = true;
         }
     }

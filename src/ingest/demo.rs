@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::capture::run::{self, Observer, Pace, RunReport};
-use crate::capture::{InterfaceRecord, ProcessRecord, Proto, Snapshot, SocketRecord, Source, TcpCounters};
+use crate::capture::{InterfaceRecord, ProcessRecord, Proto, Snapshot, SocketRecord, Source, TcpCounterFields};
 use crate::cli::DemoArgs;
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -246,7 +246,7 @@ impl DemoSource {
             let sent = p.sent_per_tick * age;
             let recv = p.recv_per_tick * age;
             let syn_only = p.state == "SYN_SENT";
-            TcpCounters {
+            TcpCounterFields {
                 bytes_sent: Some(sent),
                 bytes_acked: Some(sent),
                 bytes_received: Some(recv),
@@ -262,7 +262,7 @@ impl DemoSource {
                 rtt_us: Some(p.rtt_us),
                 rttvar_us: Some(p.rtt_us / 4),
                 min_rtt_us: Some(p.rtt_us * 9 / 10),
-                retransmits: Some(u8::from(syn_only)),
+                retransmits: Some(u32::from(syn_only)),
                 total_retrans: Some(if syn_only { age as u32 } else { 0 }),
                 lost: Some(0),
                 unacked: Some(u32::from(syn_only)),
@@ -271,6 +271,7 @@ impl DemoSource {
                 last_data_sent_ms: Some(1200),
                 last_data_recv_ms: Some(1200),
             }
+            .into()
         });
         SocketRecord {
             proto: p.proto,
@@ -1184,7 +1185,7 @@ mod tests {
         assert!((270..=300).contains(&beacons), "{beacons}");
         let counters_grow = snaps.iter().flat_map(|s| &s.sockets).any(|k| {
             k.remote_addr == Some(injected::EXFIL_PEER.parse().unwrap())
-                && k.tcp.as_ref().and_then(|t| t.bytes_sent).unwrap_or(0) > 100_000_000
+                && k.tcp.as_ref().and_then(|t| t.bytes_sent()).unwrap_or(0) > 100_000_000
         });
         assert!(counters_grow, "the upload's bytes_sent accumulates");
     }

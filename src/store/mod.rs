@@ -187,7 +187,7 @@ fn open_file(path: &Path, read_only: bool) -> Result<Connection> {
         });
     }
     let config = config()
-        .and_then(|c| c.with("temp_directory", &format!("{}.tmp", path.display())))
+        .and_then(|c| c.with("temp_directory", format!("{}.tmp", path.display())))
         .map_err(|e| Error::OpenDatabase {
             path: path.to_path_buf(),
             reason: e.to_string(),

@@ -560,25 +560,25 @@ impl SocketRows<'_> {
             ("inode", i64s(s.iter().map(|x| x.inode.map(u64_to_i64)))),
             ("recv_queue", i64s(s.iter().map(|x| x.recv_queue.map(i64::from)))),
             ("send_queue", i64s(s.iter().map(|x| x.send_queue.map(i64::from)))),
-            ("bytes_sent", tcp(|t| t.bytes_sent.map(u64_to_i64))),
-            ("bytes_acked", tcp(|t| t.bytes_acked.map(u64_to_i64))),
-            ("bytes_received", tcp(|t| t.bytes_received.map(u64_to_i64))),
-            ("bytes_retrans", tcp(|t| t.bytes_retrans.map(u64_to_i64))),
-            ("segs_out", tcp(|t| t.segs_out.map(u64_to_i64))),
-            ("segs_in", tcp(|t| t.segs_in.map(u64_to_i64))),
-            ("data_segs_out", tcp(|t| t.data_segs_out.map(u64_to_i64))),
-            ("data_segs_in", tcp(|t| t.data_segs_in.map(u64_to_i64))),
-            ("rtt_us", tcp32(|t| t.rtt_us.map(|v| v as i32))),
-            ("rttvar_us", tcp32(|t| t.rttvar_us.map(|v| v as i32))),
-            ("min_rtt_us", tcp32(|t| t.min_rtt_us.map(|v| v as i32))),
-            ("retransmits", tcp32(|t| t.retransmits.map(i32::from))),
-            ("total_retrans", tcp(|t| t.total_retrans.map(i64::from))),
-            ("lost", tcp32(|t| t.lost.map(|v| v as i32))),
-            ("unacked", tcp32(|t| t.unacked.map(|v| v as i32))),
-            ("snd_cwnd", tcp32(|t| t.snd_cwnd.map(|v| v as i32))),
-            ("delivery_rate_bps", tcp(|t| t.delivery_rate_bps.map(u64_to_i64))),
-            ("last_data_sent_ms", tcp(|t| t.last_data_sent_ms.map(i64::from))),
-            ("last_data_recv_ms", tcp(|t| t.last_data_recv_ms.map(i64::from))),
+            ("bytes_sent", tcp(|t| t.bytes_sent().map(u64_to_i64))),
+            ("bytes_acked", tcp(|t| t.bytes_acked().map(u64_to_i64))),
+            ("bytes_received", tcp(|t| t.bytes_received().map(u64_to_i64))),
+            ("bytes_retrans", tcp(|t| t.bytes_retrans().map(u64_to_i64))),
+            ("segs_out", tcp(|t| t.segs_out().map(u64_to_i64))),
+            ("segs_in", tcp(|t| t.segs_in().map(u64_to_i64))),
+            ("data_segs_out", tcp(|t| t.data_segs_out().map(u64_to_i64))),
+            ("data_segs_in", tcp(|t| t.data_segs_in().map(u64_to_i64))),
+            ("rtt_us", tcp32(|t| t.rtt_us().map(|v| v as i32))),
+            ("rttvar_us", tcp32(|t| t.rttvar_us().map(|v| v as i32))),
+            ("min_rtt_us", tcp32(|t| t.min_rtt_us().map(|v| v as i32))),
+            ("retransmits", tcp32(|t| t.retransmits().map(|v| v as i32))),
+            ("total_retrans", tcp(|t| t.total_retrans().map(i64::from))),
+            ("lost", tcp32(|t| t.lost().map(|v| v as i32))),
+            ("unacked", tcp32(|t| t.unacked().map(|v| v as i32))),
+            ("snd_cwnd", tcp32(|t| t.snd_cwnd().map(|v| v as i32))),
+            ("delivery_rate_bps", tcp(|t| t.delivery_rate_bps().map(u64_to_i64))),
+            ("last_data_sent_ms", tcp(|t| t.last_data_sent_ms().map(i64::from))),
+            ("last_data_recv_ms", tcp(|t| t.last_data_recv_ms().map(i64::from))),
         ])
     }
 }
@@ -716,7 +716,7 @@ fn lifetimes_batch(snap: &Snapshot, snapshot_id: i64, ts: i64, plan: &Plan) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::{ProcessRecord, SocketRecord};
+    use crate::capture::{ProcessRecord, SocketRecord, TcpCounterFields};
     use crate::store::Location;
 
     fn sock(lport: u16, state: &'static str, bytes: u64) -> SocketRecord {
@@ -732,11 +732,14 @@ mod tests {
             inode: Some(u64::from(lport)),
             recv_queue: Some(0),
             send_queue: Some(0),
-            tcp: Some(TcpCounters {
-                bytes_sent: Some(bytes),
-                bytes_received: Some(bytes * 2),
-                ..Default::default()
-            }),
+            tcp: Some(
+                TcpCounterFields {
+                    bytes_sent: Some(bytes),
+                    bytes_received: Some(bytes * 2),
+                    ..Default::default()
+                }
+                .into(),
+            ),
         }
     }
 
