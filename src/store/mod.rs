@@ -67,7 +67,7 @@ pub struct Store {
     location: Location,
     read_only: bool,
     /// DuckDB's default memory limit as it shows it, once a capture has asked (see
-    /// `snapshot::CaptureSettings::after_snapshot`).
+    /// `snapshot::CaptureSettings::release_cache`).
     default_memory_limit: std::cell::OnceCell<Option<String>>,
 }
 
@@ -93,6 +93,25 @@ impl Store {
             read_only,
             default_memory_limit: std::cell::OnceCell::new(),
         })
+    }
+
+    /// Detaches the database file and attaches it again. DuckDB holds in memory the full
+    /// description of every row group written since the file was attached (about 50 KiB each
+    /// for the sockets table), and frees it only when the file is detached; a capture of
+    /// 50 000 sockets grew by 200 KiB a snapshot without this. Detaching checkpoints; attaching
+    /// again reads back only the catalog. No-op for an in-memory database, which cannot be
+    /// detached and kept.
+    pub fn reattach(&self) -> Result<()> {
+        let Location::File(path) = &self.location else {
+            return Ok(());
+        };
+        self.conn
+            .execute_batch(&format!("USE memory; DETACH {CATALOG}"))
+            .and_then(|()| self.conn.execute_batch(&attach_sql(path, self.read_only)))
+            .map_err(|e| Error::OpenDatabase {
+                path: path.clone(),
+                reason: format!("attaching the database again during the capture: {e}"),
+            })
     }
 
     /// The connection, for queries.
@@ -193,12 +212,8 @@ fn open_file(path: &Path, read_only: bool) -> Result<Connection> {
             reason: e.to_string(),
         })?;
     let conn = Connection::open_in_memory_with_flags(config).map_err(|e| classify_open_error(path, e))?;
-    let attach = format!(
-        "ATTACH {} AS {CATALOG} (ROW_GROUP_SIZE {ROW_GROUP_SIZE}{}); USE {CATALOG}",
-        quote_literal(&path.to_string_lossy()),
-        if read_only { ", READ_ONLY" } else { "" }
-    );
-    conn.execute_batch(&attach).map_err(|e| classify_open_error(path, e))?;
+    conn.execute_batch(&attach_sql(path, read_only))
+        .map_err(|e| classify_open_error(path, e))?;
     if !exists {
         restrict_permissions(path);
     }
@@ -207,6 +222,14 @@ fn open_file(path: &Path, read_only: bool) -> Result<Connection> {
 
 /// The name the database file is attached under, and the default catalog of every query.
 pub const CATALOG: &str = "netlens";
+
+fn attach_sql(path: &Path, read_only: bool) -> String {
+    format!(
+        "ATTACH {} AS {CATALOG} (ROW_GROUP_SIZE {ROW_GROUP_SIZE}{}); USE {CATALOG}",
+        quote_literal(&path.to_string_lossy()),
+        if read_only { ", READ_ONLY" } else { "" }
+    )
+}
 
 /// Rows per row group in the file, in place of DuckDB's 122 880. DuckDB writes a transaction's
 /// rows straight to the file, compressed, row group by row group, only once they fill a whole

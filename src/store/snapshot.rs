@@ -35,6 +35,7 @@ pub struct HostState {
 pub struct Stored {
     pub snapshot_id: i64,
     pub sockets: usize,
+    pub processes: usize,
     pub opened: usize,
     pub closed: usize,
     pub transitions: usize,
@@ -80,27 +81,25 @@ fn batch(columns: Vec<(&'static str, ArrayRef)>) -> Result<RecordBatch> {
 /// - `write_buffer_row_group_count = 1`: each full row group of a large snapshot goes to the
 ///   file as soon as it is appended, rather than five of them waiting in memory (see
 ///   `store::ROW_GROUP_SIZE`).
-/// - `max_vacuum_tasks = 0` while snapshots are large: DuckDB's checkpoint then re-merges the
-///   row groups each large commit wrote, and at 50 000 sockets that rewrite costs a few hundred
-///   milliseconds and ~100 MiB of memory every other snapshot. Row groups of a large snapshot
-///   are big already, so nothing is lost; small snapshots keep the merging, which stops
-///   thousands of tiny row groups from piling up. While it is off, the end of the run
-///   checkpoints, so that the checkpoint at close does not merge with it back on.
-/// - After each snapshot, DuckDB's cache of what it wrote is emptied ([`Self::after_snapshot`]);
+/// - After each snapshot, and after loading where the run continues from, DuckDB's cache of
+///   what it read and wrote is emptied ([`Self::release_cache`]);
 ///   the memory limit itself is never changed for longer than that.
 pub struct CaptureSettings<'a> {
     store: &'a Store,
     saved: Vec<(&'static str, String)>,
-    vacuum_off: bool,
     /// The memory limit is still lowered: its RESET failed, and is tried again before the next
     /// snapshot and at the end.
     limit_lowered: bool,
     /// Whether the memory limit was DuckDB's default when this run first asked.
     default_limit: Option<bool>,
+    /// Rows stored since the database file was last attached (see [`Store::reattach`]).
+    rows_since_attach: usize,
 }
 
-/// Socket rows from which a snapshot counts as large (see [`CaptureSettings`]).
-const LARGE_SNAPSHOT: usize = 10_000;
+/// Rows stored after which a capture attaches the database file again ([`Store::reattach`]):
+/// about 15 row groups, under 1 MiB of their descriptions. That is every 5 snapshots at 50 000
+/// sockets, for about 35 ms each time, and every few hundred snapshots on a quiet host.
+const REATTACH_ROWS: usize = 250_000;
 
 /// A DuckDB setting's value as DuckDB shows it.
 fn current_setting(conn: &duckdb::Connection, name: &str) -> duckdb::Result<String> {
@@ -119,41 +118,32 @@ impl CaptureSettings<'_> {
             .map_err(store_err)
     }
 
-    /// Puts back the value a setting had before the run.
-    fn restore(&mut self, name: &'static str) -> Result<()> {
-        match self.saved.iter().find(|(n, _)| *n == name) {
-            Some((_, before)) => {
-                let before = before.clone();
-                self.set(name, &before)
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Adjusts to the size of the snapshot about to be stored.
-    pub fn before_snapshot(&mut self, sockets: usize) -> Result<()> {
+    /// Before a snapshot is stored: puts the memory limit back if that failed last time.
+    pub fn before_snapshot(&mut self) {
         if self.limit_lowered {
             self.limit_lowered = self.store.conn.execute_batch("RESET memory_limit").is_err();
         }
-        let large = sockets >= LARGE_SNAPSHOT;
-        if large != self.vacuum_off {
-            if large {
-                self.set("max_vacuum_tasks", "0")?;
-            } else {
-                self.restore("max_vacuum_tasks")?;
-            }
-            self.vacuum_off = large;
+    }
+
+    /// After a snapshot is stored: attaches the file again once enough rows were written
+    /// since it was attached, and empties DuckDB's cache.
+    pub fn after_snapshot(&mut self, stored: &Stored) -> Result<()> {
+        self.rows_since_attach += stored.sockets + stored.processes;
+        if self.rows_since_attach >= REATTACH_ROWS {
+            self.store.reattach()?;
+            self.rows_since_attach = 0;
         }
+        self.release_cache();
         Ok(())
     }
 
-    /// Empties DuckDB's cache of the blocks it just wrote. DuckDB keeps every block it
+    /// Empties DuckDB's cache of the blocks it read and wrote. DuckDB keeps every block it
     /// reads or writes cached up to its memory limit (80% of RAM by default), so a long capture
     /// grew by what it stored, about 2 MiB a snapshot at 50 000 sockets (212 MiB after 30
     /// snapshots, against 100 MiB with this). Lowering the limit evicts what is not in use, and
     /// restoring it leaves queries their full memory. Only for files: an in-memory database has
     /// nowhere to evict to.
-    pub fn after_snapshot(&mut self) {
+    pub fn release_cache(&mut self) {
         if matches!(self.store.location, super::Location::Memory) {
             return;
         }
@@ -182,12 +172,6 @@ impl CaptureSettings<'_> {
 
 impl Drop for CaptureSettings<'_> {
     fn drop(&mut self) {
-        if self.vacuum_off {
-            // Checkpoint what the last snapshots left in the WAL while vacuuming is still off:
-            // otherwise the checkpoint at close would re-merge their row groups with it on, the
-            // same spike of memory the setting avoids.
-            let _ = self.store.conn.execute_batch("CHECKPOINT");
-        }
         if self.limit_lowered {
             let _ = self.store.conn.execute_batch("RESET memory_limit");
         }
@@ -203,9 +187,9 @@ impl Store {
         let mut settings = CaptureSettings {
             store: self,
             saved: Vec::new(),
-            vacuum_off: false,
             limit_lowered: false,
             default_limit: None,
+            rows_since_attach: 0,
         };
         settings.set("threads", "1")?;
         settings.set("write_buffer_row_group_count", "1")?;
@@ -223,14 +207,24 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(Error::sql)?;
+        // The host's latest snapshot goes into the query as a literal: only then can DuckDB skip
+        // every row group of the other snapshots by their statistics. Compared with a subquery
+        // it scanned the whole sockets table, and kept what it read cached, so a capture's
+        // memory grew with the size of the database it continued.
+        let latest: Option<i64> = self
+            .conn
+            .query_row("SELECT max(snapshot_id) FROM snapshots WHERE host = ?", [host], |r| {
+                r.get(0)
+            })
+            .map_err(Error::sql)?;
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT s.connection_id, s.proto, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.pid, \
                  s.inode, s.state FROM sockets s JOIN connection_lifetimes l USING (connection_id) \
-                 WHERE l.closed_at IS NULL AND l.host = $1 \
-                 AND s.snapshot_id = (SELECT max(snapshot_id) FROM snapshots WHERE host = $1)",
-            )
+                 WHERE l.closed_at IS NULL AND l.host = $1 AND s.snapshot_id = {}",
+                latest.unwrap_or(0)
+            ))
             .map_err(Error::sql)?;
         let rows = stmt
             .query_map([host], |r| {
@@ -328,6 +322,7 @@ impl Store {
                 let stored = Stored {
                     snapshot_id,
                     sockets: snapshot.sockets.len(),
+                    processes: snapshot.processes.len(),
                     opened: plan.opened.len(),
                     closed: plan.closed.len(),
                     transitions: plan.transitions.len(),
@@ -894,19 +889,16 @@ mod tests {
     fn capture_settings_evict_written_blocks_and_restore_everything() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&Location::File(dir.path().join("c.duckdb")), false).unwrap();
-        let (threads, vacuum, limit) = (
+        let (threads, write_buffer, limit) = (
             setting(&store, "threads"),
-            setting(&store, "max_vacuum_tasks"),
+            setting(&store, "write_buffer_row_group_count"),
             setting(&store, "memory_limit"),
         );
         {
             let mut settings = store.capture_settings().unwrap();
             assert_eq!(setting(&store, "threads"), "1");
-            settings.before_snapshot(LARGE_SNAPSHOT).unwrap();
-            assert_eq!(setting(&store, "max_vacuum_tasks"), "0");
-            settings.before_snapshot(10).unwrap();
-            assert_eq!(setting(&store, "max_vacuum_tasks"), vacuum);
-            settings.before_snapshot(LARGE_SNAPSHOT).unwrap();
+            assert_eq!(setting(&store, "write_buffer_row_group_count"), "1");
+            settings.before_snapshot();
 
             let mut state = store.host_state("h").unwrap();
             let sockets: Vec<SocketRecord> = (1..=20_000).map(|p| sock(p, "ESTABLISHED", 10)).collect();
@@ -921,14 +913,53 @@ mod tests {
                 .unwrap();
             let before = cached_table_bytes(&store);
             assert!(before > 0, "nothing cached to evict");
-            settings.after_snapshot();
+            settings.release_cache();
             let after = cached_table_bytes(&store);
             assert!(after < before, "cache not evicted: {before} -> {after} bytes");
             assert_eq!(setting(&store, "memory_limit"), limit);
         }
         assert_eq!(setting(&store, "threads"), threads);
-        assert_eq!(setting(&store, "max_vacuum_tasks"), vacuum);
+        assert_eq!(setting(&store, "write_buffer_row_group_count"), write_buffer);
         assert_eq!(setting(&store, "memory_limit"), limit);
+    }
+
+    fn row_groups(store: &Store, table: &str) -> i64 {
+        store
+            .conn
+            .query_row(
+                &format!("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('{table}')"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_capture_attaches_again_and_keeps_small_tables_in_few_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Location::File(dir.path().join("r.duckdb")), false).unwrap();
+        let mut settings = store.capture_settings().unwrap();
+        let mut state = store.host_state("h").unwrap();
+        for i in 0..40 {
+            let socket = sock(5000 + i as u16, "ESTABLISHED", 1);
+            let mut stored = store
+                .append_snapshot(&snap(i, vec![socket], 1), "fixture", &mut state)
+                .unwrap();
+            // Count each as large, so every one ends with the file detached and attached
+            // again, which checkpoints it.
+            stored.sockets = REATTACH_ROWS;
+            settings.after_snapshot(&stored).unwrap();
+        }
+        drop(settings);
+        assert_eq!(q(&store, "SELECT current_database()"), crate::store::CATALOG);
+        assert_eq!(q(&store, "SELECT count(*)::VARCHAR FROM snapshots"), "40");
+        assert_eq!(q(&store, "SELECT count(*)::VARCHAR FROM sockets"), "40");
+        // Every checkpoint used to leave each table a new row group while vacuuming was off
+        // during captures: one 256 KiB block read per snapshot by every scan of `snapshots`.
+        for table in ["snapshots", "processes", "interfaces", "sockets"] {
+            let n = row_groups(&store, table);
+            assert!(n <= 2, "{table} is in {n} row groups after 40 checkpoints");
+        }
     }
 
     #[test]
@@ -936,12 +967,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&Location::File(dir.path().join("m.duckdb")), false).unwrap();
         // A first run with the default limit, then the shell sets one before the next run.
-        store.capture_settings().unwrap().after_snapshot();
+        store.capture_settings().unwrap().release_cache();
         store.conn.execute_batch("SET memory_limit = '3GB'").unwrap();
         let shown = setting(&store, "memory_limit");
         let mut settings = store.capture_settings().unwrap();
         for _ in 0..5 {
-            settings.after_snapshot();
+            settings.release_cache();
             assert_eq!(setting(&store, "memory_limit"), shown);
         }
     }
