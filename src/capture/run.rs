@@ -60,6 +60,7 @@ pub fn run(
     observer: &mut dyn Observer,
 ) -> Result<RunReport> {
     let started = Instant::now();
+    keep_large_blocks_off_the_heap();
     let mut report = RunReport::default();
     let mut hosts: HashMap<String, HostState> = HashMap::new();
     let mut gap_kinds: HashSet<String> = HashSet::new();
@@ -135,6 +136,24 @@ pub fn run(
     report.elapsed = started.elapsed();
     Ok(report)
 }
+
+/// Makes glibc's malloc serve every block of 128 KiB or more with its own mapping, returned to
+/// the OS when freed. By default the threshold rises to the largest block freed so far, and a
+/// snapshot frees blocks of several MiB (its socket vector, the tracker's map, DuckDB's buffers),
+/// so after the first snapshot such blocks came from the heap and their pages stayed resident
+/// from one snapshot to the next: the peak at 50 000 sockets was 10 MiB higher. Mapping and
+/// unmapping costs about 4% more time per snapshot. The setting stays for the rest of the
+/// process.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_large_blocks_off_the_heap() {
+    // SAFETY: mallopt only changes allocator parameters; it is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_large_blocks_off_the_heap() {}
 
 #[cfg(test)]
 mod tests {

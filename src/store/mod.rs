@@ -246,8 +246,16 @@ const ROW_GROUP_SIZE: usize = 16_384;
 ///
 /// Nothing leaves the machine: DuckDB must never try to download an extension (it would for
 /// a SQLite file given as --db, or for time-zone functions), so autoloading is off.
+///
+/// `max_vacuum_tasks = 1`: at a checkpoint DuckDB merges runs of small row groups, and holds
+/// every merged one uncompressed until all merges of the table are done, up to 100 by default. A
+/// capture of 20 000 sockets leaves a part-filled row group per snapshot, and merging them all at
+/// once took 250-500 MiB; one merge per table per checkpoint still compacts the tables that grow
+/// a row or a hundred per snapshot (`snapshots`, `processes`, `interfaces`), which would
+/// otherwise take a row group, and a block read by every scan, per checkpoint.
 fn config() -> duckdb::Result<Config> {
     Config::default()
+        .with("max_vacuum_tasks", "1")?
         .enable_autoload_extension(false)?
         .with("autoinstall_known_extensions", "false")
 }
