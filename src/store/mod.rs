@@ -108,9 +108,12 @@ impl Store {
         self.conn
             .execute_batch(&format!("USE memory; DETACH {CATALOG}"))
             .and_then(|()| self.conn.execute_batch(&attach_sql(path, self.read_only)))
-            .map_err(|e| Error::OpenDatabase {
-                path: path.clone(),
-                reason: format!("attaching the database again during the capture: {e}"),
+            .map_err(|e| Error::Sql {
+                message: format!(
+                    "attaching {} again during the capture failed: {e}\n  every snapshot taken so far is stored\n  \
+                     hint: start netlens again to open the database",
+                    path.display()
+                ),
             })
     }
 
@@ -184,6 +187,9 @@ pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// The file is attached to an in-memory DuckDB rather than opened as its main database,
+/// because only ATTACH takes the row group size ([`ROW_GROUP_SIZE`]); the in-memory catalog
+/// `memory` stays empty. `temp_directory` is where DuckDB would spill for the file itself.
 fn open_file(path: &Path, read_only: bool) -> Result<Connection> {
     let exists = path.exists();
     if !exists {
@@ -240,10 +246,6 @@ fn attach_sql(path: &Path, read_only: bool) -> String {
 /// is not part of the file: files written with other sizes open and read as before.
 const ROW_GROUP_SIZE: usize = 16_384;
 
-/// A file database is attached to an in-memory DuckDB rather than opened as its main database,
-/// because only ATTACH takes the row group size ([`ROW_GROUP_SIZE`]); the in-memory catalog
-/// `memory` stays empty. `temp_directory` is where DuckDB would spill for the file itself.
-///
 /// Nothing leaves the machine: DuckDB must never try to download an extension (it would for
 /// a SQLite file given as --db, or for time-zone functions), so autoloading is off.
 ///
