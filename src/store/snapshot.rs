@@ -923,17 +923,6 @@ mod tests {
         assert_eq!(setting(&store, "memory_limit"), limit);
     }
 
-    fn row_groups(store: &Store, table: &str) -> i64 {
-        store
-            .conn
-            .query_row(
-                &format!("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('{table}')"),
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
-    }
-
     #[test]
     fn a_capture_attaches_again_and_keeps_small_tables_in_few_row_groups() {
         let dir = tempfile::tempdir().unwrap();
@@ -957,7 +946,12 @@ mod tests {
         // Every checkpoint used to leave each table a new row group while vacuuming was off
         // during captures: one 256 KiB block read per snapshot by every scan of `snapshots`.
         for table in ["snapshots", "processes", "interfaces", "sockets"] {
-            let n = row_groups(&store, table);
+            let n: i64 = q(
+                &store,
+                &format!("SELECT count(DISTINCT row_group_id)::VARCHAR FROM pragma_storage_info('{table}')"),
+            )
+            .parse()
+            .unwrap();
             assert!(n <= 2, "{table} is in {n} row groups after 40 checkpoints");
         }
     }
