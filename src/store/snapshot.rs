@@ -207,24 +207,14 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(Error::sql)?;
-        // The host's latest snapshot goes into the query as a literal: only then can DuckDB skip
-        // every row group of the other snapshots by their statistics. Compared with a subquery
-        // it scanned the whole sockets table, and kept what it read cached, so a capture's
-        // memory grew with the size of the database it continued.
-        let latest: Option<i64> = self
-            .conn
-            .query_row("SELECT max(snapshot_id) FROM snapshots WHERE host = ?", [host], |r| {
-                r.get(0)
-            })
-            .map_err(Error::sql)?;
         let mut stmt = self
             .conn
-            .prepare(&format!(
+            .prepare(
                 "SELECT s.connection_id, s.proto, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.pid, \
                  s.inode, s.state FROM sockets s JOIN connection_lifetimes l USING (connection_id) \
-                 WHERE l.closed_at IS NULL AND l.host = $1 AND s.snapshot_id = {}",
-                latest.unwrap_or(0)
-            ))
+                 WHERE l.closed_at IS NULL AND l.host = $1 \
+                 AND s.snapshot_id = (SELECT max(snapshot_id) FROM snapshots WHERE host = $1)",
+            )
             .map_err(Error::sql)?;
         let rows = stmt
             .query_map([host], |r| {
