@@ -53,7 +53,8 @@ pub struct Cli {
     #[arg(long, env = "NETLENS_DB", value_name = "PATH", global = true)]
     pub db: Option<String>,
 
-    /// Open the database read-only (never writes or upgrades it)
+    /// Open the database read-only (never writes or upgrades it; other files you ATTACH in the
+    /// shell, and DuckDB's in-memory catalog, stay writable)
     #[arg(long, global = true)]
     pub read_only: bool,
 

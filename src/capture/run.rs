@@ -86,13 +86,13 @@ pub fn run(
         };
         settings.before_snapshot();
         let stored = store.append_snapshot(&snapshot, source.name(), state)?;
+        if let Some(rec) = recorder.as_deref_mut() {
+            rec.record(&snapshot)?;
+        }
         let upkeep = Instant::now();
         settings.after_snapshot(&stored)?;
         // Attaching the file again and emptying the cache are part of storing.
         report.store_ms += upkeep.elapsed().as_secs_f64() * 1000.0;
-        if let Some(rec) = recorder.as_deref_mut() {
-            rec.record(&snapshot)?;
-        }
         for gap in &snapshot.gaps {
             // Gap texts carry counts that change; report each kind (text before ':') once.
             let kind = gap.split(':').next().unwrap_or(gap).to_string();

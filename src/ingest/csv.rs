@@ -11,7 +11,7 @@ use chrono::Utc;
 
 use crate::cli::CsvImportArgs;
 use crate::error::{Error, Result};
-use crate::store::{quote_ident, quote_literal, Store};
+use crate::store::{quote_ident, quote_literal, Store, IN_THIS_DATABASE};
 
 /// What one `import csv` did.
 #[derive(Debug, Clone, PartialEq)]
@@ -322,8 +322,10 @@ fn is_view(store: &Store, name: &str) -> Result<bool> {
     store
         .conn()
         .query_row(
-            "SELECT count(*) > 0 FROM duckdb_views() WHERE NOT internal AND lower(view_name) = lower(?) \
-             AND database_name = current_database()",
+            &format!(
+                "SELECT count(*) > 0 FROM duckdb_views() WHERE NOT internal AND lower(view_name) = lower(?) \
+                 AND {IN_THIS_DATABASE}"
+            ),
             [name],
             |r| r.get(0),
         )
@@ -333,11 +335,11 @@ fn is_view(store: &Store, name: &str) -> Result<bool> {
 fn column_summary(store: &Store, table: &str) -> Result<Vec<String>> {
     let mut stmt = store
         .conn()
-        .prepare(
+        .prepare(&format!(
             "SELECT column_name || ':' || data_type FROM duckdb_columns() \
-             WHERE lower(table_name) = lower(?) AND schema_name = 'main' \
-             AND database_name = current_database() ORDER BY column_index",
-        )
+             WHERE lower(table_name) = lower(?) AND schema_name = 'main' AND {IN_THIS_DATABASE} \
+             ORDER BY column_index"
+        ))
         .map_err(Error::sql)?;
     let rows = stmt.query_map([table], |r| r.get::<_, String>(0)).map_err(Error::sql)?;
     rows.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::sql)

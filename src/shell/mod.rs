@@ -32,7 +32,7 @@ use crate::output::{render, RenderOptions};
 use crate::report;
 use crate::store::export::{ExportFormat, ExportRequest, ExportSource};
 use crate::store::snapshot::Stored;
-use crate::store::{quote_literal, Store};
+use crate::store::{quote_literal, Store, IN_THIS_DATABASE};
 use split::{is_blank, split};
 
 /// Output settings a session carries (the dot commands change them).
@@ -193,6 +193,11 @@ impl Session {
             Err(e) => {
                 self.failures += 1;
                 eprintln!("Error: {e}");
+                if self.store.is_detached() {
+                    // Nothing more can be read or stored: going on would only fail, or write
+                    // into DuckDB's throw-away in-memory catalog.
+                    return Flow::Quit;
+                }
                 if self.settings.bail {
                     Flow::Stop
                 } else {
@@ -305,8 +310,10 @@ impl Session {
                     .unwrap_or_default();
                 self.execute_sql(&format!(
                     "SELECT name, kind, rows, comment FROM (\
-                     SELECT table_name AS name, 'table' AS kind, estimated_size AS rows, comment FROM duckdb_tables() WHERE NOT internal \
-                     UNION ALL SELECT view_name, 'view', NULL, comment FROM duckdb_views() WHERE NOT internal) {filter} ORDER BY name"
+                     SELECT table_name AS name, 'table' AS kind, estimated_size AS rows, comment FROM duckdb_tables() \
+                     WHERE NOT internal AND {IN_THIS_DATABASE} \
+                     UNION ALL SELECT view_name, 'view', NULL, comment FROM duckdb_views() \
+                     WHERE NOT internal AND {IN_THIS_DATABASE}) {filter} ORDER BY name"
                 ))
             }
             DotCommand::Schema { table } => self.schema(table.as_deref()),
@@ -415,11 +422,13 @@ impl Session {
 
     fn schema(&mut self, table: Option<&str>) -> Result<()> {
         let conn = self.store.conn();
-        let query = "SELECT sql FROM (SELECT table_name AS name, sql FROM duckdb_tables() WHERE NOT internal \
-                     UNION ALL SELECT view_name, sql FROM duckdb_views() WHERE NOT internal) \
-                     WHERE (? IS NULL OR lower(name) = lower(?)) ORDER BY name";
+        let query = format!(
+            "SELECT sql FROM (SELECT table_name AS name, sql FROM duckdb_tables() WHERE NOT internal AND {IN_THIS_DATABASE} \
+             UNION ALL SELECT view_name, sql FROM duckdb_views() WHERE NOT internal AND {IN_THIS_DATABASE}) \
+             WHERE (? IS NULL OR lower(name) = lower(?)) ORDER BY name"
+        );
         let statements: Vec<String> = conn
-            .prepare(query)
+            .prepare(&query)
             .and_then(|mut s| s.query_map([table, table], |r| r.get(0))?.collect())
             .map_err(Error::sql)?;
         let Some(name) = table else {
@@ -431,7 +440,8 @@ impl Session {
         self.print(&format!("{}\n", statements.join("\n")))?;
         self.execute_sql(&format!(
             "SELECT column_name AS column, data_type AS type, is_nullable AS nullable, comment \
-             FROM duckdb_columns() WHERE NOT internal AND lower(table_name) = lower({}) ORDER BY column_index",
+             FROM duckdb_columns() WHERE NOT internal AND {IN_THIS_DATABASE} AND lower(table_name) = lower({}) \
+             ORDER BY column_index",
             quote_literal(name)
         ))
     }

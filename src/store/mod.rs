@@ -69,6 +69,11 @@ pub struct Store {
     /// DuckDB's default memory limit as it shows it, once a capture has asked (see
     /// `snapshot::CaptureSettings::release_cache`).
     default_memory_limit: std::cell::OnceCell<Option<String>>,
+    /// Rows stored since the file was last attached, over every capture run of this store
+    /// (`watch` runs one per snapshot); see [`Store::reattach`].
+    rows_since_attach: std::cell::Cell<usize>,
+    /// The file could not be attached again: the connection is left without it.
+    detached: std::cell::Cell<bool>,
 }
 
 impl Store {
@@ -92,29 +97,68 @@ impl Store {
             location: location.clone(),
             read_only,
             default_memory_limit: std::cell::OnceCell::new(),
+            rows_since_attach: std::cell::Cell::new(0),
+            detached: std::cell::Cell::new(false),
         })
     }
 
-    /// Detaches the database file and attaches it again. DuckDB holds in memory the full
-    /// description of every row group written since the file was attached (about 50 KiB each
-    /// for the sockets table), and frees it only when the file is detached; a capture of
-    /// 50 000 sockets grew by 200 KiB a snapshot without this. Detaching checkpoints; attaching
-    /// again reads back only the catalog. No-op for an in-memory database, which cannot be
-    /// detached and kept.
-    pub fn reattach(&self) -> Result<()> {
-        let Location::File(path) = &self.location else {
+    /// Counts rows a capture stored, and once [`REATTACH_ROWS`] have been stored since the file
+    /// was attached, detaches and attaches it again. DuckDB holds in memory the full description
+    /// of every row group written since the file was attached (about 50 KiB each for the sockets
+    /// table), and frees it only when the file is detached; a capture of 50 000 sockets grew by
+    /// 200 KiB a snapshot without this. Detaching checkpoints; attaching again reads back only
+    /// the catalog. Nothing to do for an in-memory database, which cannot be detached and kept.
+    pub fn stored_rows(&self, rows: usize) -> Result<()> {
+        let total = self.rows_since_attach.get() + rows;
+        if total < REATTACH_ROWS {
+            self.rows_since_attach.set(total);
             return Ok(());
+        }
+        self.rows_since_attach.set(0);
+        match &self.location {
+            Location::File(path) => self.reattach(path),
+            Location::Memory => Ok(()),
+        }
+    }
+
+    fn reattach(&self, path: &Path) -> Result<()> {
+        let failed = |e: &dyn std::fmt::Display, kept: &str| Error::Sql {
+            message: format!(
+                "attaching {} again during the capture failed: {e}\n  every snapshot taken so far is stored{kept}",
+                path.display()
+            ),
         };
-        self.conn
-            .execute_batch(&format!("USE memory; DETACH {CATALOG}"))
-            .and_then(|()| self.conn.execute_batch(&attach_sql(path, self.read_only)))
-            .map_err(|e| Error::Sql {
-                message: format!(
-                    "attaching {} again during the capture failed: {e}\n  every snapshot taken so far is stored\n  \
-                     hint: start netlens again to open the database",
-                    path.display()
-                ),
-            })
+        if let Err(e) = self.conn.execute_batch(&format!("USE memory; DETACH {CATALOG}")) {
+            let _ = self.conn.execute_batch(&format!("USE {CATALOG}"));
+            return Err(failed(&e, ""));
+        }
+        // While the file is detached another process may open it, and then hold its lock for
+        // as long as its query runs: wait for that, a few seconds at most.
+        let mut attempts = 0;
+        loop {
+            match self.conn.execute_batch(&attach_sql(path, self.read_only)) {
+                Ok(()) => return Ok(()),
+                Err(e) => match classify_open_error(path, e) {
+                    Error::DatabaseLocked { .. } if attempts < 50 => {
+                        attempts += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    other => {
+                        self.detached.set(true);
+                        return Err(failed(
+                            &other,
+                            "\n  hint: the database is no longer open in this process; start netlens again",
+                        ));
+                    }
+                },
+            }
+        }
+    }
+
+    /// True when the file could not be attached again after a capture detached it: nothing
+    /// more can be read or stored through this store.
+    pub fn is_detached(&self) -> bool {
+        self.detached.get()
     }
 
     /// The connection, for queries.
@@ -148,14 +192,16 @@ impl Store {
         self.read_only
     }
 
-    /// True when a table or view of that name exists in the main schema.
+    /// True when a table or view of that name exists in this database (or is a temporary one).
     pub fn relation_exists(&self, name: &str) -> Result<bool> {
         let n: i64 = self
             .conn
             .query_row(
-                "SELECT count(*) FROM (SELECT table_name AS n FROM duckdb_tables() WHERE NOT internal AND database_name = current_database() \
-                 UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = current_database()) \
-                 WHERE lower(n) = lower(?)",
+                &format!(
+                    "SELECT count(*) FROM (SELECT table_name AS n FROM duckdb_tables() WHERE NOT internal AND {IN_THIS_DATABASE} \
+                     UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal AND {IN_THIS_DATABASE}) \
+                     WHERE lower(n) = lower(?)"
+                ),
                 [name],
                 |r| r.get(0),
             )
@@ -167,10 +213,10 @@ impl Store {
     pub fn columns_of(&self, name: &str) -> Result<Vec<String>> {
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT column_name FROM duckdb_columns() WHERE lower(table_name) = lower(?) \
-                 AND NOT internal AND database_name = current_database() ORDER BY column_index",
-            )
+                 AND NOT internal AND {IN_THIS_DATABASE} ORDER BY column_index"
+            ))
             .map_err(Error::sql)?;
         let rows = stmt.query_map([name], |r| r.get::<_, String>(0)).map_err(Error::sql)?;
         rows.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::sql)
@@ -191,6 +237,12 @@ pub fn quote_literal(text: &str) -> String {
 /// because only ATTACH takes the row group size ([`ROW_GROUP_SIZE`]); the in-memory catalog
 /// `memory` stays empty. `temp_directory` is where DuckDB would spill for the file itself.
 fn open_file(path: &Path, read_only: bool) -> Result<Connection> {
+    if path.to_str().is_none() {
+        return Err(Error::OpenDatabase {
+            path: path.to_path_buf(),
+            reason: "the path is not valid UTF-8, which DuckDB cannot take".to_string(),
+        });
+    }
     let exists = path.exists();
     if !exists {
         if read_only {
@@ -229,6 +281,10 @@ fn open_file(path: &Path, read_only: bool) -> Result<Connection> {
 /// The name the database file is attached under, and the default catalog of every query.
 pub const CATALOG: &str = "netlens";
 
+/// Filter for `duckdb_tables()`, `duckdb_views()` and `duckdb_columns()`: this database's
+/// relations and the session's temporary ones, not those of other attached databases.
+pub const IN_THIS_DATABASE: &str = "database_name IN (current_database(), 'temp')";
+
 fn attach_sql(path: &Path, read_only: bool) -> String {
     format!(
         "ATTACH {} AS {CATALOG} (ROW_GROUP_SIZE {ROW_GROUP_SIZE}{}); USE {CATALOG}",
@@ -245,6 +301,11 @@ fn attach_sql(path: &Path, read_only: bool) -> String {
 /// WAL; smaller row groups also let queries on a time range skip more of the file. The size
 /// is not part of the file: files written with other sizes open and read as before.
 const ROW_GROUP_SIZE: usize = 16_384;
+
+/// Rows stored after which a capture attaches the file again ([`Store::stored_rows`]): about 15
+/// row groups, under 1 MiB of their descriptions. That is every 5 snapshots at 50 000 sockets,
+/// for about 35 ms each time, and every few hundred snapshots on a quiet host.
+pub(crate) const REATTACH_ROWS: usize = 250_000;
 
 /// Nothing leaves the machine: DuckDB must never try to download an extension (it would for
 /// a SQLite file given as --db, or for time-zone functions), so autoloading is off.
@@ -340,6 +401,18 @@ mod tests {
             assert!(store.relation_exists(table).unwrap(), "{table}");
         }
         assert!(!store.relation_exists("nope").unwrap());
+        // The session's temporary relations count; another attached database's do not.
+        store
+            .conn()
+            .execute_batch("CREATE TEMP VIEW scratch AS SELECT 1 AS x")
+            .unwrap();
+        assert!(store.relation_exists("scratch").unwrap());
+        assert_eq!(store.columns_of("scratch").unwrap(), ["x"]);
+        store
+            .conn()
+            .execute_batch("ATTACH ':memory:' AS other; CREATE TABLE other.elsewhere (y INTEGER)")
+            .unwrap();
+        assert!(!store.relation_exists("elsewhere").unwrap());
         assert_eq!(store.columns_of("tcp_transitions").unwrap()[0], "connection_id");
     }
 
@@ -380,6 +453,16 @@ mod tests {
         let err = Store::open(&Location::File(path.clone()), false).err().unwrap();
         assert!(matches!(err, Error::CorruptDatabase { .. }), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), junk);
+    }
+
+    #[test]
+    fn a_path_that_is_not_utf8_is_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(std::ffi::OsStr::from_bytes(b"bad\xffname.duckdb"));
+        let err = Store::open(&Location::File(path), false).err().unwrap();
+        assert!(err.to_string().contains("not valid UTF-8"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a file was created");
     }
 
     #[test]

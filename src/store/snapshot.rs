@@ -92,14 +92,7 @@ pub struct CaptureSettings<'a> {
     limit_lowered: bool,
     /// Whether the memory limit was DuckDB's default when this run first asked.
     default_limit: Option<bool>,
-    /// Rows stored since the database file was last attached (see [`Store::reattach`]).
-    rows_since_attach: usize,
 }
-
-/// Rows stored after which a capture attaches the database file again ([`Store::reattach`]):
-/// about 15 row groups, under 1 MiB of their descriptions. That is every 5 snapshots at 50 000
-/// sockets, for about 35 ms each time, and every few hundred snapshots on a quiet host.
-const REATTACH_ROWS: usize = 250_000;
 
 /// A DuckDB setting's value as DuckDB shows it.
 fn current_setting(conn: &duckdb::Connection, name: &str) -> duckdb::Result<String> {
@@ -126,13 +119,9 @@ impl CaptureSettings<'_> {
     }
 
     /// After a snapshot is stored: attaches the file again once enough rows were written
-    /// since it was attached, and empties DuckDB's cache.
+    /// since it was attached ([`Store::stored_rows`]), and empties DuckDB's cache.
     pub fn after_snapshot(&mut self, stored: &Stored) -> Result<()> {
-        self.rows_since_attach += stored.sockets + stored.processes;
-        if self.rows_since_attach >= REATTACH_ROWS {
-            self.store.reattach()?;
-            self.rows_since_attach = 0;
-        }
+        self.store.stored_rows(stored.sockets + stored.processes)?;
         self.release_cache();
         Ok(())
     }
@@ -189,7 +178,6 @@ impl Store {
             saved: Vec::new(),
             limit_lowered: false,
             default_limit: None,
-            rows_since_attach: 0,
         };
         settings.set("threads", "1")?;
         settings.set("write_buffer_row_group_count", "1")?;
@@ -916,21 +904,28 @@ mod tests {
     #[test]
     fn a_capture_attaches_again_and_keeps_small_tables_in_few_row_groups() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&Location::File(dir.path().join("r.duckdb")), false).unwrap();
-        let mut settings = store.capture_settings().unwrap();
+        let path = dir.path().join("r.duckdb");
+        let wal = dir.path().join("r.duckdb.wal");
+        let wal_bytes = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let store = Store::open(&Location::File(path), false).unwrap();
         let mut state = store.host_state("h").unwrap();
         for i in 0..40 {
+            // One capture run per snapshot, as `watch` does: the count of rows since the file
+            // was attached goes on from run to run.
+            let mut settings = store.capture_settings().unwrap();
             let socket = sock(5000 + i as u16, "ESTABLISHED", 1);
             let mut stored = store
                 .append_snapshot(&snap(i, vec![socket], 1), "fixture", &mut state)
                 .unwrap();
-            // Count each as large, so every one ends with the file detached and attached
-            // again, which checkpoints it.
-            stored.sockets = REATTACH_ROWS;
+            assert!(wal_bytes() > 0, "snapshot {i} is not in the WAL");
+            // Count each as half the rows after which the file is attached again.
+            stored.sockets = crate::store::REATTACH_ROWS / 2;
             settings.after_snapshot(&stored).unwrap();
+            // Detaching checkpoints, and removes the WAL: every second snapshot.
+            assert_eq!(wal_bytes() == 0, i % 2 == 1, "after snapshot {i}");
         }
-        drop(settings);
         assert_eq!(q(&store, "SELECT current_database()"), crate::store::CATALOG);
+        assert!(!store.is_detached());
         assert_eq!(q(&store, "SELECT count(*)::VARCHAR FROM snapshots"), "40");
         assert_eq!(q(&store, "SELECT count(*)::VARCHAR FROM sockets"), "40");
         // Every checkpoint used to leave each table a new row group while vacuuming was off
@@ -942,7 +937,7 @@ mod tests {
             )
             .parse()
             .unwrap();
-            assert!(n <= 2, "{table} is in {n} row groups after 40 checkpoints");
+            assert!(n <= 2, "{table} is in {n} row groups after 20 checkpoints");
         }
     }
 
