@@ -417,7 +417,9 @@ impl Skips {
 
 /// What the parsing thread hands to the storing one.
 enum Batch {
-    Flows(Vec<FlowRow>),
+    /// Finished flows, turned into rows (addresses and the rest formatted) on the store side,
+    /// which waits on the reader otherwise.
+    Flows(Vec<flow::FlowRecord>),
     Packets(Vec<PacketRow>),
     /// Bytes of the file read so far.
     Position(u64),
@@ -455,7 +457,8 @@ pub fn import_capture<R: BufRead + Send>(
         let mut flows = 0u64;
         for batch in rx {
             match batch {
-                Batch::Flows(rows) => {
+                Batch::Flows(records) => {
+                    let rows: Vec<FlowRow> = records.into_iter().map(FlowRow::from).collect();
                     sink::append_flows(store, &opts.table, import_id, &source, &rows)?;
                     flows += rows.len() as u64;
                 }
@@ -614,8 +617,7 @@ fn parse_capture<R: BufRead>(
             }
         }
         if table.finished_len() >= FLOW_BATCH {
-            let rows = table.take_finished().into_iter().map(FlowRow::from).collect();
-            tx.send(Batch::Flows(rows)).map_err(|_| gone())?;
+            tx.send(Batch::Flows(table.take_finished())).map_err(|_| gone())?;
         }
         report.peak_active_flows = report.peak_active_flows.max(table.active());
         if report.packets.is_multiple_of(8192) {
@@ -626,8 +628,7 @@ fn parse_capture<R: BufRead>(
         }
     }
     table.finish_all();
-    let rows = table.take_finished().into_iter().map(FlowRow::from).collect();
-    tx.send(Batch::Flows(rows)).map_err(|_| gone())?;
+    tx.send(Batch::Flows(table.take_finished())).map_err(|_| gone())?;
     tx.send(Batch::Packets(packets)).map_err(|_| gone())?;
     report.file_bytes = reader.offset();
     report.skipped = skips.total();
