@@ -6,7 +6,7 @@ converted to pcap with editcap) round after round, each round shifted later in t
 to other IPv4/IPv6 addresses so that every round makes new flows. Then, on the same file:
   netlens   `netlens import pcap FILE` into a fresh DuckDB file (flows written and committed)
   tshark    `tshark -r FILE -q -z conv,tcp -z conv,udp` (conversation statistics only)
-and reports wall time, packets/s, MB/s, the ratio, and peak RSS (GNU time) for two sizes; the
+and reports wall time (median of 3 runs each), packets/s, MB/s, the ratio, and peak RSS (GNU time) for two sizes; the
 netlens time is given into a new database (its creation included) and into one that exists. netlens
 is run a second time with DuckDB's memory_limit at 128 MB: DuckDB otherwise keeps the flows it
 wrote cached (up to 80% of RAM), and the capped RSS shows netlens's own memory does not grow
@@ -15,11 +15,12 @@ with the file. Needs tshark and editcap (Debian: tshark).
 Usage: bench/pcap_import.py [PACKETS ...]   (default: 1000000 2000000)
        NETLENS=path/to/netlens bench/pcap_import.py ...   (that binary, no cargo build)
 """
-import glob, os, re, shutil, struct, subprocess, sys, tempfile, time
+import glob, os, re, shutil, statistics, struct, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PCAPS = os.path.join(ROOT, "..", "shared", "data", "pcaps")
+RUNS = 3
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/netlens-target"))
 # NETLENS=/path/to/netlens benchmarks that binary as it is (no cargo build).
 NETLENS = os.environ.get("NETLENS") or os.path.join(TARGET, "release", "netlens")
@@ -123,18 +124,32 @@ def main():
             cap = os.path.join(work, f"big_{target}.pcap")
             n, size = build(cap, packets, target)
             db = os.path.join(work, f"bench_{target}.duckdb")
-            wall, rss, err = timed([NETLENS, "--db", db, "import", "pcap", cap])
+
+            def fresh(schema):
+                for f in (db, db + ".wal"):
+                    if os.path.exists(f):
+                        os.remove(f)
+                if schema:
+                    subprocess.run([NETLENS, "--db", db, "-c", "SELECT 1"], check=True, stdout=subprocess.DEVNULL)
+
+            # Median of RUNS runs each: the machine is shared, and one run can be off by 30 %.
+            new_runs, existing_runs, tshark_runs = [], [], []
+            for _ in range(RUNS):
+                fresh(False)
+                new_runs.append(timed([NETLENS, "--db", db, "import", "pcap", cap]))
+                # Into a store that already exists (its schema made before the clock starts):
+                # the import alone, without the one-time creation of the database.
+                fresh(True)
+                existing_runs.append(timed([NETLENS, "--db", db, "import", "pcap", cap]))
+                tshark_runs.append(timed(["tshark", "-r", cap, "-q", "-z", "conv,tcp", "-z", "conv,udp"]))
+            wall, rss, err = sorted(new_runs)[RUNS // 2]
+            e_wall = statistics.median(r[0] for r in existing_runs)
+            t_wall, t_rss, _ = sorted(tshark_runs)[RUNS // 2]
             flows = re.search(r"(\d+) flows", err)
             # Again with DuckDB's buffer pool capped: what is left is netlens's own memory.
-            os.remove(db)
+            fresh(False)
             _, capped_rss, _ = timed([NETLENS, "--db", db, "-c", "SET memory_limit = '128MB'",
                                       "-c", f".import pcap --quiet {cap}"])
-            # Into a store that already exists (its schema made before the clock starts): the
-            # import alone, without the one-time creation of the database (~0.27 s here).
-            os.remove(db)
-            subprocess.run([NETLENS, "--db", db, "-c", "SELECT 1"], check=True, stdout=subprocess.DEVNULL)
-            e_wall, _, _ = timed([NETLENS, "--db", db, "import", "pcap", cap])
-            t_wall, t_rss, _ = timed(["tshark", "-r", cap, "-q", "-z", "conv,tcp", "-z", "conv,udp"])
             mb = size / 1e6
             print(f"{n:>9} {mb:>7.1f} | {wall:>9.2f} {n / wall:>10.0f} {mb / wall:>7.1f} {rss:>8.1f} "
                   f"{flows.group(1) if flows else '?':>8} {capped_rss:>9.1f} {e_wall:>10.2f} | {t_wall:>8.2f} {n / t_wall:>9.0f} "
