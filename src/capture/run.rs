@@ -147,10 +147,12 @@ pub fn run(
 /// process.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_large_blocks_off_the_heap() {
+    // Once per process: `watch` runs a capture per snapshot.
+    static ONCE: std::sync::Once = std::sync::Once::new();
     // SAFETY: mallopt only changes allocator parameters; it is safe to call at any time.
-    unsafe {
+    ONCE.call_once(|| unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
+    });
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

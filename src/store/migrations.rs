@@ -180,6 +180,10 @@ mod tests {
         Path::new("test.duckdb")
     }
 
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
     #[test]
     fn older_database_is_upgraded() {
         let conn = Connection::open_in_memory().unwrap();
@@ -218,14 +222,10 @@ mod tests {
         let err = apply(&conn, &[M1, BROKEN], p(), false).unwrap_err();
         assert!(err.to_string().contains("migration 2 (broken) failed"), "{err}");
         assert_eq!(current_version(&conn).unwrap(), Some(1));
-        let cols: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'a'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(cols, 1);
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'a'"),
+            1
+        );
     }
 
     #[test]
@@ -240,13 +240,10 @@ mod tests {
         let err = apply(&conn, &[M1, M2, three], p(), false).unwrap_err();
         assert!(err.to_string().contains("migration 3 (three) failed"), "{err}");
         assert_eq!(current_version(&conn).unwrap(), Some(1));
-        let y: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'a' AND column_name = 'y'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let y = count(
+            &conn,
+            "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'a' AND column_name = 'y'",
+        );
         assert_eq!(y, 0, "migration 2 was undone with 3");
     }
 

@@ -171,7 +171,6 @@ impl Store {
         &self.location
     }
 
-    /// True when opened with `--read-only`.
     /// Runs `work` in one transaction: committed when it succeeds, rolled back (nothing of it
     /// stored) when it fails.
     pub fn in_transaction<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -188,6 +187,7 @@ impl Store {
         }
     }
 
+    /// True when opened with `--read-only`.
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
@@ -297,9 +297,9 @@ fn attach_sql(path: &Path, read_only: bool) -> String {
 /// rows straight to the file, compressed, row group by row group, only once they fill a whole
 /// row group; fewer rows wait in memory and are copied into the table at commit, so a snapshot
 /// of 50 000 sockets used to sit in memory twice (about 20 MiB each time). With row groups of
-/// 16 384 rows, such a snapshot goes to disk as it is appended and is never written to the
-/// WAL; smaller row groups also let queries on a time range skip more of the file. The size
-/// is not part of the file: files written with other sizes open and read as before.
+/// 16 384 rows, such a snapshot goes to disk as it is appended, and the WAL gets only where its
+/// row groups are, not its rows. The size is not part of the file: files written with other
+/// sizes open and read as before.
 const ROW_GROUP_SIZE: usize = 16_384;
 
 /// Rows stored after which a capture attaches the file again ([`Store::stored_rows`]): about 15
