@@ -30,9 +30,10 @@ use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::store::Store;
 use decode::{linktype_name, Decoded, Transport};
+use duckdb::arrow::record_batch::RecordBatch;
 use flow::{FlowTable, Timeouts};
 use reader::{CaptureReader, OpenError, Stop};
-use sink::{FlowRow, PacketProto, PacketRow, FLOW_BATCH, PACKET_BATCH};
+use sink::{FlowColumns, PacketProto, PacketRow, TableWriter, FLOW_BATCH, PACKET_BATCH};
 
 /// Options of a capture import.
 #[derive(Debug, Clone)]
@@ -415,21 +416,20 @@ impl Skips {
     }
 }
 
-/// What the parsing thread hands to the storing one.
+/// What the parsing thread hands to the storing one: rows already in columns, so the storing
+/// thread only appends (it is the busier of the two).
 enum Batch {
-    /// Finished flows, turned into rows (addresses and the rest formatted) on the store side,
-    /// which waits on the reader otherwise.
-    Flows(Vec<flow::FlowRecord>),
-    Packets(Vec<PacketRow>),
+    Flows(RecordBatch),
+    Packets(RecordBatch),
     /// Bytes of the file read so far.
     Position(u64),
 }
 
 /// Streams one capture into flows (and packets). The caller holds the transaction.
 ///
-/// Two threads: one reads, decodes and assembles flows; the caller's thread appends the
-/// finished batches to the store meanwhile. The bounded channel between them keeps memory
-/// flat: a slow store makes the reader wait.
+/// Two threads: one reads, decodes and assembles flows, and puts the finished ones into
+/// columns; the caller's thread appends those batches to the store meanwhile. The bounded
+/// channel between them keeps memory flat: a slow store makes the reader wait.
 pub fn import_capture<R: BufRead + Send>(
     store: &Store,
     input: R,
@@ -453,16 +453,22 @@ pub fn import_capture<R: BufRead + Send>(
     let source = path.to_string_lossy().into_owned();
     let (mut report, flows) = std::thread::scope(|scope| -> Result<(ImportReport, u64)> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
-        let parser = scope.spawn(move || parse_capture(reader, path, import_id, opts, tx));
+        let source = source.as_str();
+        let parser = scope.spawn(move || parse_capture(reader, path, import_id, source, opts, tx));
+        let mut flow_writer = TableWriter::new(store, &opts.table)?;
+        let mut packet_writer = opts.packets.then(|| TableWriter::new(store, "packets")).transpose()?;
         let mut flows = 0u64;
         for batch in rx {
             match batch {
-                Batch::Flows(records) => {
-                    let rows: Vec<FlowRow> = records.into_iter().map(FlowRow::from).collect();
-                    sink::append_flows(store, &opts.table, import_id, &source, &rows)?;
-                    flows += rows.len() as u64;
+                Batch::Flows(rows) => {
+                    flows += rows.num_rows() as u64;
+                    flow_writer.write(rows)?;
                 }
-                Batch::Packets(rows) => sink::append_packets(store, import_id, &rows)?,
+                Batch::Packets(rows) => {
+                    if let Some(w) = packet_writer.as_mut() {
+                        w.write(rows)?;
+                    }
+                }
                 Batch::Position(at) => progress.position(at),
             }
         }
@@ -470,11 +476,29 @@ pub fn import_capture<R: BufRead + Send>(
             path: path.to_path_buf(),
             reason: "the packet reader stopped unexpectedly (a bug: please report it with the file)".to_string(),
         })??;
+        flow_writer.finish()?;
+        if let Some(w) = packet_writer {
+            w.finish()?;
+        }
         Ok((report, flows))
     })?;
     report.flows = flows;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The finished flows of `table`, in order of their first packet, as one batch.
+fn finished_flows(
+    table: &mut FlowTable,
+    columns: &mut FlowColumns,
+    opts: &PcapOptions,
+    import_id: i64,
+    source: &str,
+) -> Result<Batch> {
+    for flow in table.take_finished() {
+        columns.push_record(&flow);
+    }
+    columns.finish(&opts.table, import_id, source).map(Batch::Flows)
 }
 
 /// The reading side of [`import_capture`]: every packet through decoder and flow table,
@@ -483,6 +507,7 @@ fn parse_capture<R: BufRead>(
     mut reader: CaptureReader<R>,
     path: &Path,
     import_id: i64,
+    source: &str,
     opts: &PcapOptions,
     tx: std::sync::mpsc::SyncSender<Batch>,
 ) -> Result<ImportReport> {
@@ -499,6 +524,7 @@ fn parse_capture<R: BufRead>(
         ..Default::default()
     };
     let mut table = FlowTable::new(opts.timeouts, 0);
+    let mut columns = FlowColumns::default();
     let mut skips = Skips::default();
     let mut packets: Vec<PacketRow> = Vec::new();
     loop {
@@ -612,12 +638,14 @@ fn parse_capture<R: BufRead>(
         if let Some(row) = row {
             packets.push(row);
             if packets.len() >= PACKET_BATCH {
-                tx.send(Batch::Packets(std::mem::take(&mut packets)))
-                    .map_err(|_| gone())?;
+                let rows = sink::packet_batch(import_id, &packets)?;
+                packets.clear();
+                tx.send(Batch::Packets(rows)).map_err(|_| gone())?;
             }
         }
         if table.finished_len() >= FLOW_BATCH {
-            tx.send(Batch::Flows(table.take_finished())).map_err(|_| gone())?;
+            let batch = finished_flows(&mut table, &mut columns, opts, import_id, source)?;
+            tx.send(batch).map_err(|_| gone())?;
         }
         report.peak_active_flows = report.peak_active_flows.max(table.active());
         if report.packets.is_multiple_of(8192) {
@@ -628,8 +656,12 @@ fn parse_capture<R: BufRead>(
         }
     }
     table.finish_all();
-    tx.send(Batch::Flows(table.take_finished())).map_err(|_| gone())?;
-    tx.send(Batch::Packets(packets)).map_err(|_| gone())?;
+    let batch = finished_flows(&mut table, &mut columns, opts, import_id, source)?;
+    tx.send(batch).map_err(|_| gone())?;
+    if !packets.is_empty() {
+        tx.send(Batch::Packets(sink::packet_batch(import_id, &packets)?))
+            .map_err(|_| gone())?;
+    }
     report.file_bytes = reader.offset();
     report.skipped = skips.total();
     let (notes, warnings) = skips.notes();
@@ -685,7 +717,11 @@ pub fn fuzz_capture(bytes: &[u8]) -> (u64, u64) {
         flows += table.take_finished().len() as u64;
     }
     table.finish_all();
-    flows += table.take_finished().into_iter().map(FlowRow::from).count() as u64;
+    let mut columns = FlowColumns::default();
+    for flow in table.take_finished() {
+        columns.push_record(&flow);
+        flows += 1;
+    }
     (packets, flows)
 }
 

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::time::Instant;
 
-use super::sink::{self, FlowRow, FLOW_BATCH};
+use super::sink::{FlowColumns, FlowRow, TableWriter, FLOW_BATCH};
 use super::{ImportReport, Progress};
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -237,7 +237,8 @@ pub fn import_log<R: Read>(
         empty: "(empty)".to_string(),
         fields: None,
     };
-    let mut rows: Vec<FlowRow> = Vec::new();
+    let mut writer = TableWriter::new(store, "flows")?;
+    let mut columns = FlowColumns::default();
     let mut bad_lines: Vec<(usize, String)> = Vec::new();
     let mut bytes = 0u64;
     let mut line_no = 0usize;
@@ -276,11 +277,10 @@ pub fn import_log<R: Read>(
             Ok(row) => {
                 report.first_ts_ns = Some(report.first_ts_ns.map_or(row.ts_us * 1000, |t| t.min(row.ts_us * 1000)));
                 report.last_ts_ns = Some(report.last_ts_ns.map_or(row.ts_us * 1000, |t| t.max(row.ts_us * 1000)));
-                rows.push(row);
-                if rows.len() >= FLOW_BATCH {
-                    sink::append_flows(store, "flows", import_id, &source, &rows)?;
-                    report.flows += rows.len() as u64;
-                    rows.clear();
+                columns.push_row(&row);
+                if columns.len() >= FLOW_BATCH {
+                    report.flows += columns.len() as u64;
+                    writer.write(columns.finish("flows", import_id, &source)?)?;
                     progress.position(bytes);
                 }
             }
@@ -300,8 +300,9 @@ pub fn import_log<R: Read>(
             "no #fields header: not a Zeek TSV log".to_string(),
         ));
     }
-    sink::append_flows(store, "flows", import_id, &source, &rows)?;
-    report.flows += rows.len() as u64;
+    report.flows += columns.len() as u64;
+    writer.write(columns.finish("flows", import_id, &source)?)?;
+    writer.finish()?;
     if report.skipped > 0 {
         let shown: Vec<String> = bad_lines.iter().map(|(l, r)| format!("line {l}: {r}")).collect();
         report.warnings.push(format!(

@@ -300,7 +300,7 @@ fn attach_sql(path: &Path, read_only: bool) -> String {
 /// 16 384 rows, such a snapshot goes to disk as it is appended, and the WAL gets only where its
 /// row groups are, not its rows. The size is not part of the file: files written with other
 /// sizes open and read as before.
-const ROW_GROUP_SIZE: usize = 16_384;
+pub const ROW_GROUP_SIZE: usize = 16_384;
 
 /// Rows stored after which a capture attaches the file again ([`Store::stored_rows`]): about 15
 /// row groups, under 1 MiB of their descriptions. That is every 5 snapshots at 50 000 sockets,
