@@ -347,32 +347,35 @@ impl FlowColumns {
     /// The flows added so far as a batch of `table`'s columns, all from import `import_id` of
     /// `source`; the builders start over empty.
     pub fn finish(&mut self, table: &str, import_id: i64, source: &str) -> Result<RecordBatch> {
-        let n = self.len();
+        // Builders give up their buffers when they finish: start over with full-size ones, not
+        // empty ones that grow by doubling again.
+        let mut full = std::mem::take(self);
+        let n = full.len();
         let [orig_bytes, resp_bytes, missed_bytes, orig_pkts, orig_ip_bytes, resp_pkts, resp_ip_bytes, orig_frame_bytes, resp_frame_bytes] =
-            self.counts.each_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
+            full.counts.each_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
         let columns: Vec<(&'static str, ArrayRef)> = vec![
             ("import_id", Arc::new(Int64Array::from_value(import_id, n))),
-            ("ts", Arc::new(self.ts.finish())),
-            ("uid", Arc::new(self.uid.finish())),
-            ("orig_h", Arc::new(self.orig_h.finish())),
-            ("orig_p", Arc::new(self.orig_p.finish())),
-            ("resp_h", Arc::new(self.resp_h.finish())),
-            ("resp_p", Arc::new(self.resp_p.finish())),
-            ("proto", Arc::new(self.proto.finish())),
-            ("service", Arc::new(self.service.finish())),
-            ("duration", Arc::new(self.duration.finish())),
+            ("ts", Arc::new(full.ts.finish())),
+            ("uid", Arc::new(full.uid.finish())),
+            ("orig_h", Arc::new(full.orig_h.finish())),
+            ("orig_p", Arc::new(full.orig_p.finish())),
+            ("resp_h", Arc::new(full.resp_h.finish())),
+            ("resp_p", Arc::new(full.resp_p.finish())),
+            ("proto", Arc::new(full.proto.finish())),
+            ("service", Arc::new(full.service.finish())),
+            ("duration", Arc::new(full.duration.finish())),
             ("orig_bytes", orig_bytes),
             ("resp_bytes", resp_bytes),
-            ("conn_state", Arc::new(self.conn_state.finish())),
+            ("conn_state", Arc::new(full.conn_state.finish())),
             ("missed_bytes", missed_bytes),
-            ("history", Arc::new(self.history.finish())),
+            ("history", Arc::new(full.history.finish())),
             ("orig_pkts", orig_pkts),
             ("orig_ip_bytes", orig_ip_bytes),
             ("resp_pkts", resp_pkts),
             ("resp_ip_bytes", resp_ip_bytes),
             ("orig_frame_bytes", orig_frame_bytes),
             ("resp_frame_bytes", resp_frame_bytes),
-            ("ip_proto", Arc::new(self.ip_proto.finish())),
+            ("ip_proto", Arc::new(full.ip_proto.finish())),
             (
                 "source_file",
                 Arc::new(StringArray::from_iter_values(std::iter::repeat_n(source, n))),

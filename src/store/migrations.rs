@@ -117,8 +117,16 @@ pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only
         name: "schema_migrations".into(),
         reason: e.to_string(),
     };
-    conn.execute_batch("BEGIN TRANSACTION").map_err(begin)?;
-    match apply_pending(conn, migrations, at, found.is_none()) {
+    // The scripts are a thousand small statements (most of them COMMENT ON), and DuckDB's
+    // fixed cost per statement is most of their time: one thread saves it handing each to the
+    // scheduler, no optimizer saves it planning DDL that has nothing to optimize (views are
+    // planned when queried, with the optimizer on). Creating a database: 0.26 -> 0.14 s.
+    let threads: i64 = conn
+        .query_row("SELECT current_setting('threads')", [], |r| r.get(0))
+        .map_err(begin)?;
+    conn.execute_batch("SET threads = 1; PRAGMA disable_optimizer; BEGIN TRANSACTION")
+        .map_err(begin)?;
+    let result = match apply_pending(conn, migrations, at, found.is_none()) {
         Ok(()) => conn.execute_batch("COMMIT").map_err(|e| Error::Migration {
             version: supported,
             name: "commit of the upgrade".into(),
@@ -128,7 +136,10 @@ pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only
             let _ = conn.execute_batch("ROLLBACK");
             Err(e)
         }
-    }
+    };
+    let restored = conn.execute_batch(&format!("SET threads = {threads}; PRAGMA enable_optimizer"));
+    result?;
+    restored.map_err(begin)
 }
 
 fn apply_pending(conn: &Connection, migrations: &[Migration], at: i64, fresh: bool) -> Result<()> {
@@ -182,6 +193,28 @@ mod tests {
 
     fn count(conn: &Connection, sql: &str) -> i64 {
         conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Migrations run on one thread without the optimizer; the connection gets both back.
+    #[test]
+    fn settings_are_restored_after_migrating() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("SET threads = 3").unwrap();
+        apply(&conn, &[M1, M2], p(), false).unwrap();
+        let setting = |name: &str| -> String {
+            conn.query_row(&format!("SELECT current_setting('{name}')::VARCHAR"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(setting("threads"), "3");
+        assert_eq!(setting("enable_optimizer"), "true");
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("SET threads = 3").unwrap();
+        apply(&conn, &[M1], p(), false).unwrap();
+        assert!(apply(&conn, &[M1, BROKEN], p(), false).is_err());
+        let threads: String = conn
+            .query_row("SELECT current_setting('threads')::VARCHAR", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(threads, "3", "restored after a failed step too");
     }
 
     #[test]
