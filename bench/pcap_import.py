@@ -6,13 +6,15 @@ converted to pcap with editcap) round after round, each round shifted later in t
 to other IPv4/IPv6 addresses so that every round makes new flows. Then, on the same file:
   netlens   `netlens import pcap FILE` into a fresh DuckDB file (flows written and committed)
   tshark    `tshark -r FILE -q -z conv,tcp -z conv,udp` (conversation statistics only)
-and reports wall time (median of 3 runs each), packets/s, MB/s, the ratio, and peak RSS (GNU time) for two sizes; the
-netlens time is given into a new database (its creation included) and into one that exists. netlens
+and reports wall time (median of 5 runs each, interleaved), packets/s, MB/s, the ratio, and peak
+RSS (GNU time) for each size; the
+netlens time is given into a new database (its creation included) and into one that exists, and
+the time creating an empty database takes on its own is shown beside them ("create s"). netlens
 is run a second time with DuckDB's memory_limit at 128 MB: DuckDB otherwise keeps the flows it
 wrote cached (up to 80% of RAM), and the capped RSS shows netlens's own memory does not grow
 with the file. Needs tshark and editcap (Debian: tshark).
 
-Usage: bench/pcap_import.py [PACKETS ...]   (default: 1000000 2000000)
+Usage: bench/pcap_import.py [PACKETS ...]   (default: 1000000 2000000 4000000)
        NETLENS=path/to/netlens bench/pcap_import.py ...   (that binary, no cargo build)
 """
 import glob, os, re, shutil, statistics, struct, subprocess, sys, tempfile, time
@@ -20,7 +22,7 @@ import glob, os, re, shutil, statistics, struct, subprocess, sys, tempfile, time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PCAPS = os.path.join(ROOT, "..", "shared", "data", "pcaps")
-RUNS = 3
+RUNS = 5
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/netlens-target"))
 # NETLENS=/path/to/netlens benchmarks that binary as it is (no cargo build).
 NETLENS = os.environ.get("NETLENS") or os.path.join(TARGET, "release", "netlens")
@@ -113,37 +115,43 @@ def timed(cmd):
 
 
 def main():
-    sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 2_000_000]
+    sizes = [int(a) for a in sys.argv[1:]] or [1_000_000, 2_000_000, 4_000_000]
     work = tempfile.mkdtemp(prefix="pcap_bench_")
     try:
         packets = setup(work)
         print(f"netlens {NETLENS}; {subprocess.run(['tshark', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}")
         print(f"{'packets':>9} {'MB':>7} | {'netlens s':>9} {'pkt/s':>10} {'MB/s':>7} {'RSS MiB':>8} {'flows':>8} "
-              f"{'RSS@128MB':>9} {'existing s':>10} | {'tshark s':>8} {'pkt/s':>9} {'RSS MiB':>8} | {'ratio':>6} {'existing':>8}")
+              f"{'RSS@128MB':>9} {'existing s':>10} {'create s':>8} | {'tshark s':>8} {'pkt/s':>9} {'RSS MiB':>8} | {'ratio':>6} {'existing':>8}")
         for target in sizes:
             cap = os.path.join(work, f"big_{target}.pcap")
             n, size = build(cap, packets, target)
             db = os.path.join(work, f"bench_{target}.duckdb")
 
             def fresh(schema):
+                """Removes the database; with `schema`, creates it empty again and returns how
+                long that took (the fixed cost a new database adds to an import)."""
                 for f in (db, db + ".wal"):
                     if os.path.exists(f):
                         os.remove(f)
                 if schema:
+                    t0 = time.perf_counter()
                     subprocess.run([NETLENS, "--db", db, "-c", "SELECT 1"], check=True, stdout=subprocess.DEVNULL)
+                    return time.perf_counter() - t0
+                return 0.0
 
             # Median of RUNS runs each: the machine is shared, and one run can be off by 30 %.
-            new_runs, existing_runs, tshark_runs = [], [], []
+            new_runs, existing_runs, tshark_runs, create_runs = [], [], [], []
             for _ in range(RUNS):
                 fresh(False)
                 new_runs.append(timed([NETLENS, "--db", db, "import", "pcap", cap]))
                 # Into a store that already exists (its schema made before the clock starts):
                 # the import alone, without the one-time creation of the database.
-                fresh(True)
+                create_runs.append(fresh(True))
                 existing_runs.append(timed([NETLENS, "--db", db, "import", "pcap", cap]))
                 tshark_runs.append(timed(["tshark", "-r", cap, "-q", "-z", "conv,tcp", "-z", "conv,udp"]))
             wall, rss, err = sorted(new_runs)[RUNS // 2]
             e_wall = statistics.median(r[0] for r in existing_runs)
+            create = statistics.median(create_runs)
             t_wall, t_rss, _ = sorted(tshark_runs)[RUNS // 2]
             flows = re.search(r"(\d+) flows", err)
             # Again with DuckDB's buffer pool capped: what is left is netlens's own memory.
@@ -152,7 +160,7 @@ def main():
                                       "-c", f".import pcap --quiet {cap}"])
             mb = size / 1e6
             print(f"{n:>9} {mb:>7.1f} | {wall:>9.2f} {n / wall:>10.0f} {mb / wall:>7.1f} {rss:>8.1f} "
-                  f"{flows.group(1) if flows else '?':>8} {capped_rss:>9.1f} {e_wall:>10.2f} | {t_wall:>8.2f} {n / t_wall:>9.0f} "
+                  f"{flows.group(1) if flows else '?':>8} {capped_rss:>9.1f} {e_wall:>10.2f} {create:>8.2f} | {t_wall:>8.2f} {n / t_wall:>9.0f} "
                   f"{t_rss:>8.1f} | {t_wall / wall:>5.1f}x {t_wall / e_wall:>7.1f}x", flush=True)
             os.remove(cap)
     finally:

@@ -12,6 +12,7 @@
 //! reuses its ports (as tshark and Zeek split streams). Finished flows are handed out in
 //! batches; the module knows nothing of the store.
 
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 use super::decode::{flags as tf, IpPacket, Transport};
@@ -623,34 +624,28 @@ impl FlowTable {
         let (key, src_is_a) = Key::of(ip.src, sport, ip.dst, key_dport, ip.proto);
         let now = self.now_ns.max(ts_ns);
 
-        // An existing flow ends first when it timed out, or when a fresh SYN (new sequence
-        // number) reuses its ports.
-        let mut end_existing = false;
-        if let Some(f) = self.active.get(&key) {
-            end_existing = expired(&self.timeouts, f, now);
-            if let Transport::Tcp { flags, seq, .. } = ip.transport {
-                if flags & (tf::SYN | tf::ACK) == tf::SYN {
-                    let side = usize::from(src_is_a != f.orig_is_a);
-                    if f.ends[side].tcp.base_seq.is_some_and(|b| b != seq) {
-                        end_existing = true;
-                    }
-                }
-            }
-        }
-        if end_existing {
-            if let Some(f) = self.active.remove(&key) {
-                self.finished.push(f.record());
-            }
-        }
-
         let seed = self.seed;
-        let flow = self.active.entry(key).or_insert_with(|| {
+        let new_flow = || {
             // The originator sends the first packet, except that a SYN-ACK seen first was
             // sent by the responder (its SYN was missed): Zeek flips such flows and says `^`.
             let flip = matches!(ip.transport, Transport::Tcp { flags, .. } if flags & (tf::SYN | tf::ACK) == (tf::SYN | tf::ACK));
-            let (oh, op, rh, rp) = if flip { (ip.dst, dport, ip.src, sport) } else { (ip.src, sport, ip.dst, dport) };
+            let (oh, op, rh, rp) = if flip {
+                (ip.dst, dport, ip.src, sport)
+            } else {
+                (ip.src, sport, ip.dst, dport)
+            };
             let ([o1, o2], [r1, r2]) = (addr_words(oh), addr_words(rh));
-            let words = [u64::from(ip.proto), u64::from(op), u64::from(rp), ts_ns as u64, number, o1, o2, r1, r2];
+            let words = [
+                u64::from(ip.proto),
+                u64::from(op),
+                u64::from(rp),
+                ts_ns as u64,
+                number,
+                o1,
+                o2,
+                r1,
+                r2,
+            ];
             Flow {
                 uid: make_uid(seed, &words),
                 first_packet: number,
@@ -669,7 +664,29 @@ impl FlowTable {
                 hist_seen: [0; 2],
                 closed_at: None,
             }
-        });
+        };
+        // One lookup per packet. An existing flow ends first when it timed out, or when a
+        // fresh SYN (new sequence number) reuses its ports; the new flow takes its place.
+        let flow = match self.active.entry(key) {
+            Entry::Occupied(entry) => {
+                let f = entry.into_mut();
+                let mut end_existing = expired(&self.timeouts, f, now);
+                if let Transport::Tcp { flags, seq, .. } = ip.transport {
+                    if flags & (tf::SYN | tf::ACK) == tf::SYN {
+                        let side = usize::from(src_is_a != f.orig_is_a);
+                        if f.ends[side].tcp.base_seq.is_some_and(|b| b != seq) {
+                            end_existing = true;
+                        }
+                    }
+                }
+                if end_existing {
+                    let ended = std::mem::replace(f, new_flow());
+                    self.finished.push(ended.record());
+                }
+                f
+            }
+            Entry::Vacant(entry) => entry.insert(new_flow()),
+        };
         let side = usize::from(src_is_a != flow.orig_is_a);
         flow.seen_ns = flow.seen_ns.max(ts_ns);
         let end = &mut flow.ends[side];

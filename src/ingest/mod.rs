@@ -416,10 +416,11 @@ impl Skips {
     }
 }
 
-/// What the parsing thread hands to the storing one: rows already in columns, so the storing
-/// thread only appends (it is the busier of the two).
+/// What the parsing thread hands to the storing one. Finished flows go as they are: the reading
+/// thread is the slower of the two, and the storing one has time to put them into columns.
 enum Batch {
-    Flows(RecordBatch),
+    /// Finished flows, in order of their first packet.
+    Flows(Vec<flow::FlowRecord>),
     Packets(RecordBatch),
     /// Bytes of the file read so far.
     Position(u64),
@@ -427,8 +428,8 @@ enum Batch {
 
 /// Streams one capture into flows (and packets). The caller holds the transaction.
 ///
-/// Two threads: one reads, decodes and assembles flows, and puts the finished ones into
-/// columns; the caller's thread appends those batches to the store meanwhile. The bounded
+/// Two threads: one reads, decodes and assembles flows; the caller's thread puts the finished
+/// ones into columns and appends them to the store meanwhile. The bounded
 /// channel between them keeps memory flat: a slow store makes the reader wait.
 pub fn import_capture<R: BufRead + Send>(
     store: &Store,
@@ -454,15 +455,19 @@ pub fn import_capture<R: BufRead + Send>(
     let (mut report, flows) = std::thread::scope(|scope| -> Result<(ImportReport, u64)> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
         let source = source.as_str();
-        let parser = scope.spawn(move || parse_capture(reader, path, import_id, source, opts, tx));
+        let parser = scope.spawn(move || parse_capture(reader, path, import_id, opts, tx));
         let mut flow_writer = TableWriter::new(store, &opts.table)?;
         let mut packet_writer = opts.packets.then(|| TableWriter::new(store, "packets")).transpose()?;
+        let mut columns = FlowColumns::default();
         let mut flows = 0u64;
         for batch in rx {
             match batch {
-                Batch::Flows(rows) => {
-                    flows += rows.num_rows() as u64;
-                    flow_writer.write(rows)?;
+                Batch::Flows(records) => {
+                    flows += records.len() as u64;
+                    for flow in &records {
+                        columns.push_record(flow);
+                    }
+                    flow_writer.write(columns.finish(&opts.table, import_id, source)?)?;
                 }
                 Batch::Packets(rows) => {
                     if let Some(w) = packet_writer.as_mut() {
@@ -487,27 +492,12 @@ pub fn import_capture<R: BufRead + Send>(
     Ok(report)
 }
 
-/// The finished flows of `table`, in order of their first packet, as one batch.
-fn finished_flows(
-    table: &mut FlowTable,
-    columns: &mut FlowColumns,
-    opts: &PcapOptions,
-    import_id: i64,
-    source: &str,
-) -> Result<Batch> {
-    for flow in table.take_finished() {
-        columns.push_record(&flow);
-    }
-    columns.finish(&opts.table, import_id, source).map(Batch::Flows)
-}
-
 /// The reading side of [`import_capture`]: every packet through decoder and flow table,
 /// finished flows and packet rows out in batches. Stops early when the store side is gone.
 fn parse_capture<R: BufRead>(
     mut reader: CaptureReader<R>,
     path: &Path,
     import_id: i64,
-    source: &str,
     opts: &PcapOptions,
     tx: std::sync::mpsc::SyncSender<Batch>,
 ) -> Result<ImportReport> {
@@ -524,7 +514,6 @@ fn parse_capture<R: BufRead>(
         ..Default::default()
     };
     let mut table = FlowTable::new(opts.timeouts, 0);
-    let mut columns = FlowColumns::default();
     let mut skips = Skips::default();
     let mut packets: Vec<PacketRow> = Vec::new();
     loop {
@@ -644,8 +633,7 @@ fn parse_capture<R: BufRead>(
             }
         }
         if table.finished_len() >= FLOW_BATCH {
-            let batch = finished_flows(&mut table, &mut columns, opts, import_id, source)?;
-            tx.send(batch).map_err(|_| gone())?;
+            tx.send(Batch::Flows(table.take_finished())).map_err(|_| gone())?;
         }
         report.peak_active_flows = report.peak_active_flows.max(table.active());
         if report.packets.is_multiple_of(8192) {
@@ -656,8 +644,7 @@ fn parse_capture<R: BufRead>(
         }
     }
     table.finish_all();
-    let batch = finished_flows(&mut table, &mut columns, opts, import_id, source)?;
-    tx.send(batch).map_err(|_| gone())?;
+    tx.send(Batch::Flows(table.take_finished())).map_err(|_| gone())?;
     if !packets.is_empty() {
         tx.send(Batch::Packets(sink::packet_batch(import_id, &packets)?))
             .map_err(|_| gone())?;

@@ -1,5 +1,4 @@
-//! Writing imported rows: flows and packets become Arrow record batches (built on the reading
-//! thread) and go into the store through one DuckDB appender per table and import (as
+//! Writing imported rows: flows and packets become Arrow record batches and go into the store through one DuckDB appender per table and import (as
 //! `store::snapshot` does), inside the one transaction of their file's import. This is the
 //! only part of `ingest` that writes.
 
