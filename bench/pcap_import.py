@@ -7,10 +7,9 @@ to other IPv4/IPv6 addresses so that every round makes new flows. Then, on the s
   netlens   `netlens import pcap FILE` into a fresh DuckDB file (flows written and committed)
   tshark    `tshark -r FILE -q -z conv,tcp -z conv,udp` (conversation statistics only)
 and reports wall time (median of 5 runs each, interleaved), packets/s, MB/s, the ratio, and peak
-RSS (GNU time) for each size; the
-netlens time is given into a new database (its creation included) and into one that exists, and
-the time creating an empty database takes on its own is shown beside them ("create s"). netlens
-is run a second time with DuckDB's memory_limit at 128 MB: DuckDB otherwise keeps the flows it
+RSS (GNU time) for each size; the netlens time is given into a new database (its creation
+included) and into one that exists, and the time creating an empty database takes on its own is
+shown beside them ("create s"). netlens is run a second time with DuckDB's memory_limit at 128 MB: DuckDB otherwise keeps the flows it
 wrote cached (up to 80% of RAM), and the capped RSS shows netlens's own memory does not grow
 with the file. Needs tshark and editcap (Debian: tshark).
 
