@@ -572,8 +572,8 @@ impl FlowTable {
     /// Takes the finished flows, in order of their first packet.
     pub fn take_finished(&mut self) -> Vec<FlowRecord> {
         let mut out = std::mem::take(&mut self.finished);
-        // Sorts the keys and moves each record once: records are large, and moving them in
-        // a comparison sort was most of the sort's time.
+        // Sorts the keys and moves each record once: records are large (about 250 bytes), and
+        // a comparison sort moves them many times.
         out.sort_by_cached_key(|f| (f.ts_ns, f.first_packet));
         out
     }

@@ -53,6 +53,9 @@ fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// The straightforward conversion, kept as the reference `FlowColumns::push_record` is tested
+/// against.
+#[cfg(test)]
 impl From<FlowRecord> for FlowRow {
     fn from(f: FlowRecord) -> Self {
         FlowRow {
