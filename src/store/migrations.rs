@@ -69,6 +69,16 @@ COMMENT ON COLUMN schema_migrations.applied_at IS 'UTC time it was applied.';
 COMMENT ON COLUMN schema_migrations.netlens IS 'netlens version that applied it.';
 ";
 
+/// Everything the migrations create a new database from, as one text: what an empty-schema
+/// template is keyed by (see `template`).
+pub fn schema_text(migrations: &[Migration]) -> String {
+    let mut text = BOOTSTRAP.to_string();
+    for m in migrations {
+        text.push_str(&format!("\n-- {} {}\n{}", m.version, m.name, m.sql));
+    }
+    text
+}
+
 fn current_version(conn: &Connection) -> Result<Option<i64>> {
     let exists: i64 = conn
         .query_row(

@@ -7,12 +7,14 @@
 pub mod export;
 pub mod migrations;
 pub mod snapshot;
+pub mod template;
 
 use std::path::{Path, PathBuf};
 
 use duckdb::{Config, Connection};
 
 use crate::error::{Error, Result};
+use template::SchemaTemplate;
 
 /// Where the database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,21 +79,40 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating when needed) and upgrades the database.
+    /// Opens (creating when needed) and upgrades the database. A new database is a copy of this
+    /// build's empty-schema template when the user's cache holds one (see [`template`]).
     pub fn open(location: &Location, read_only: bool) -> Result<Self> {
-        let conn = match location {
-            Location::Memory => {
-                config()
-                    .and_then(Connection::open_in_memory_with_flags)
-                    .map_err(|e| Error::OpenDatabase {
-                        path: PathBuf::from(":memory:"),
-                        reason: e.to_string(),
-                    })?
-            }
-            Location::File(path) => open_file(path, read_only)?,
+        Self::open_with(location, read_only, SchemaTemplate::in_user_cache)
+    }
+
+    /// [`Store::open`] with the template `find_template` names for a connection, if any.
+    pub fn open_with(
+        location: &Location,
+        read_only: bool,
+        find_template: impl FnOnce(&Connection, &[migrations::Migration]) -> Option<SchemaTemplate>,
+    ) -> Result<Self> {
+        let (conn, creation) = match location {
+            Location::Memory => open_memory(read_only, find_template)?,
+            Location::File(path) => open_file(path, read_only, find_template)?,
         };
         let path = PathBuf::from(location.display());
         migrations::apply(&conn, migrations::MIGRATIONS, &path, read_only)?;
+        match creation {
+            Creation::Existing => {}
+            // The template's rows say when the template was made; this database got its schema now.
+            Creation::Copied => conn
+                .execute_batch("UPDATE schema_migrations SET applied_at = now()")
+                .map_err(Error::sql)?,
+            // Only a cache: a database that cannot be saved as a template is still a database.
+            Creation::Migrated(Some(template)) => {
+                let catalog = match location {
+                    Location::Memory => "memory",
+                    Location::File(_) => CATALOG,
+                };
+                let _ = template.save_from(&conn, catalog);
+            }
+            Creation::Migrated(None) => {}
+        }
         Ok(Store {
             conn,
             location: location.clone(),
@@ -233,10 +254,51 @@ pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// How an open came by its schema.
+enum Creation {
+    /// The database existed: the migrations bring it up to date.
+    Existing,
+    /// New, as a copy of the template.
+    Copied,
+    /// New, made by the migrations; the template to save it as, if there is a cache for one.
+    Migrated(Option<SchemaTemplate>),
+}
+
+fn open_memory(
+    read_only: bool,
+    find_template: impl FnOnce(&Connection, &[migrations::Migration]) -> Option<SchemaTemplate>,
+) -> Result<(Connection, Creation)> {
+    let conn = config()
+        .and_then(Connection::open_in_memory_with_flags)
+        .map_err(|e| Error::OpenDatabase {
+            path: PathBuf::from(":memory:"),
+            reason: e.to_string(),
+        })?;
+    if read_only {
+        return Ok((conn, Creation::Existing));
+    }
+    let Some(template) = find_template(&conn, migrations::MIGRATIONS) else {
+        return Ok((conn, Creation::Migrated(None)));
+    };
+    match template.copy_into(&conn, "memory") {
+        Ok(true) => Ok((conn, Creation::Copied)),
+        Ok(false) => Ok((conn, Creation::Migrated(Some(template)))),
+        // The copy ran in one transaction, rolled back: the catalog is empty again.
+        Err(_) => {
+            template.discard();
+            Ok((conn, Creation::Migrated(None)))
+        }
+    }
+}
+
 /// The file is attached to an in-memory DuckDB rather than opened as its main database,
 /// because only ATTACH takes the row group size ([`ROW_GROUP_SIZE`]); the in-memory catalog
 /// `memory` stays empty. `temp_directory` is where DuckDB would spill for the file itself.
-fn open_file(path: &Path, read_only: bool) -> Result<Connection> {
+fn open_file(
+    path: &Path,
+    read_only: bool,
+    find_template: impl FnOnce(&Connection, &[migrations::Migration]) -> Option<SchemaTemplate>,
+) -> Result<(Connection, Creation)> {
     if path.to_str().is_none() {
         return Err(Error::OpenDatabase {
             path: path.to_path_buf(),
@@ -270,12 +332,38 @@ fn open_file(path: &Path, read_only: bool) -> Result<Connection> {
             reason: e.to_string(),
         })?;
     let conn = Connection::open_in_memory_with_flags(config).map_err(|e| classify_open_error(path, e))?;
+    if exists {
+        conn.execute_batch(&attach_sql(path, read_only))
+            .map_err(|e| classify_open_error(path, e))?;
+        return Ok((conn, Creation::Existing));
+    }
+    // A WAL without its database is not ours to replay over a copy: DuckDB decides.
+    let template = find_template(&conn, migrations::MIGRATIONS).filter(|_| !wal_of(path).exists());
+    let mut creation = Creation::Migrated(template.clone());
+    if let Some(template) = &template {
+        // A template that cannot be copied is as good as none: the migrations make the file.
+        if let Ok(true) = template.copy_to_file(path) {
+            match conn.execute_batch(&attach_sql(path, read_only)) {
+                Ok(()) => return Ok((conn, Creation::Copied)),
+                Err(_) => {
+                    // The copy is ours and holds nothing but the template: remove both.
+                    template::remove_with_wal(path);
+                    template.discard();
+                    creation = Creation::Migrated(None);
+                }
+            }
+        }
+    }
     conn.execute_batch(&attach_sql(path, read_only))
         .map_err(|e| classify_open_error(path, e))?;
-    if !exists {
-        restrict_permissions(path);
-    }
-    Ok(conn)
+    restrict_permissions(path);
+    Ok((conn, creation))
+}
+
+fn wal_of(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push(".wal");
+    PathBuf::from(wal)
 }
 
 /// The name the database file is attached under, and the default catalog of every query.
@@ -438,10 +526,22 @@ mod tests {
     fn new_file_is_owner_only() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/dir/n.duckdb");
-        drop(Store::open(&Location::File(path.clone()), false).unwrap());
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        let cache = tempfile::tempdir().unwrap();
+        // The first is made by the migrations, the second copied from the template.
+        for name in ["first", "second"] {
+            let path = dir.path().join(format!("sub/dir/{name}.duckdb"));
+            let store = Store::open_with(&Location::File(path.clone()), false, |conn, migrations| {
+                SchemaTemplate::in_dir(cache.path(), conn, migrations).ok()
+            })
+            .unwrap();
+            drop(store);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+        for entry in std::fs::read_dir(cache.path()).unwrap() {
+            let mode = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "the template");
+        }
     }
 
     #[test]

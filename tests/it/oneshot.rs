@@ -181,3 +181,40 @@ fn ctrl_c_cancels_a_shell_query_and_the_shell_goes_on() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Interrupted"));
     assert!(stdout.contains("after\n42"), "{stdout}");
 }
+
+/// The first new database saves the empty schema in the cache directory; the next new ones
+/// start as copies of it and are as complete.
+#[test]
+fn new_databases_start_from_the_schema_template_in_the_cache() {
+    let s = Scratch::new();
+    let cache = s.path("cache");
+    let tables = "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()";
+    let count = |db: &str| {
+        let out = s
+            .cmd()
+            .env("XDG_CACHE_HOME", &cache)
+            .args([
+                "--db",
+                s.path(db).to_str().unwrap(),
+                "--format",
+                "csv",
+                "--no-headers",
+                "-c",
+                tables,
+            ])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let first = count("first.duckdb");
+    let saved: Vec<_> = std::fs::read_dir(cache.join("netlens"))
+        .expect("the cache directory was made")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let name = saved[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("schema-") && name.ends_with(".duckdb"), "{name}");
+    assert_eq!(count("second.duckdb"), first);
+    assert!(first.parse::<u32>().unwrap() >= 30, "{first} tables");
+}

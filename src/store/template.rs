@@ -1,0 +1,391 @@
+//! Empty-schema templates, as PostgreSQL's `template1`: a new database starts as a copy of an
+//! empty one instead of running the migrations again.
+//!
+//! netlens's schema is about a thousand statements (most of them `COMMENT ON`, which keep every
+//! table and column documented), and DuckDB's fixed cost per statement makes creating it take
+//! about 0.2 s: more than reading a capture of a million packets takes. So the first database a
+//! netlens build creates is saved once, empty, in the user's cache directory
+//! (`$XDG_CACHE_HOME/netlens` or `~/.cache/netlens`), and later new databases are a copy of that
+//! file (a new file database) or of its catalog (an in-memory one).
+//!
+//! A template is named after a fingerprint of everything that decides what it holds: the
+//! migration scripts, the netlens version that stamps `schema_migrations`, and the DuckDB
+//! library that wrote it. Another build uses another file, never a stale one. The template is
+//! written under a temporary name and renamed into place, so a reader never sees half a file,
+//! and processes creating it at once each leave a whole one. A template that fails to open is
+//! deleted and the database is created from the scripts, as without one.
+//!
+//! The cache is an optimisation only: when there is no cache directory, or it cannot be
+//! written, every new database runs the migrations as before. This module touches only files
+//! named `schema-*.duckdb` in that directory, and a database file that it creates itself.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use duckdb::Connection;
+
+use super::migrations::{self, Migration};
+use super::quote_literal;
+use crate::error::{Error, Result};
+
+/// The catalog name a template is attached under while it is read or written.
+const ATTACHED_AS: &str = "netlens_schema_template";
+
+/// The empty-schema database of one build.
+#[derive(Debug, Clone)]
+pub struct SchemaTemplate {
+    path: PathBuf,
+}
+
+impl SchemaTemplate {
+    /// This build's template in the user's cache directory, or `None` when there is no cache
+    /// directory (neither `XDG_CACHE_HOME` nor `HOME` is set).
+    pub fn in_user_cache(conn: &Connection, migrations: &[Migration]) -> Option<Self> {
+        let dir = cache_dir()?;
+        Self::in_dir(&dir, conn, migrations).ok()
+    }
+
+    /// The template for `migrations` and the DuckDB library behind `conn`, in `dir`.
+    pub fn in_dir(dir: &Path, conn: &Connection, migrations: &[Migration]) -> Result<Self> {
+        let duckdb: String = conn
+            .query_row(
+                "SELECT library_version || ' ' || source_id FROM pragma_version()",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(Error::sql)?;
+        let key = fingerprint(&[env!("CARGO_PKG_VERSION"), &duckdb, &migrations::schema_text(migrations)]);
+        Ok(SchemaTemplate {
+            path: dir.join(format!("schema-{key:016x}.duckdb")),
+        })
+    }
+
+    /// The template's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes `target`, which must not exist, a copy of the template. `Ok(false)` when there is
+    /// no template yet. On an error nothing is left at `target`.
+    pub fn copy_to_file(&self, target: &Path) -> io::Result<bool> {
+        let mut source = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        // `create_new`: a file that appeared since the caller looked is never overwritten.
+        let mut copy = private_options().create_new(true).open(target)?;
+        // The copy is made durable before DuckDB writes to it: DuckDB's own syncs then cover only
+        // what it writes, and a crash must not leave a stored import on a half-copied header.
+        let copied = io::copy(&mut source, &mut copy).and_then(|_| copy.sync_all());
+        if let Err(e) = copied {
+            drop(copy);
+            let _ = std::fs::remove_file(target);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Copies the template's tables, views, macros and their rows into `catalog` of `conn`, in
+    /// one transaction. `Ok(false)` when there is no template yet.
+    pub fn copy_into(&self, conn: &Connection, catalog: &str) -> Result<bool> {
+        if !self.path.exists() {
+            return Ok(false);
+        }
+        conn.execute_batch(&format!(
+            "ATTACH {} AS {ATTACHED_AS} (READ_ONLY)",
+            quote_literal(&self.path.to_string_lossy())
+        ))
+        .map_err(Error::sql)?;
+        let copied = conn
+            .execute_batch(&format!(
+                "BEGIN TRANSACTION; COPY FROM DATABASE {ATTACHED_AS} TO {catalog}; COMMIT"
+            ))
+            .map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                Error::sql(e)
+            });
+        let detached = conn.execute_batch(&format!("DETACH {ATTACHED_AS}")).map_err(Error::sql);
+        copied.and(detached).map(|()| true)
+    }
+
+    /// Saves `catalog` of `conn`, a database the migrations have just created and nothing else
+    /// has written to, as the template.
+    pub fn save_from(&self, conn: &Connection, catalog: &str) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        super::create_private_dir(dir).map_err(|e| Error::Sql {
+            message: format!("cannot create {}: {e}", dir.display()),
+        })?;
+        // A name of this save's own: threads and processes saving at once never share a file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let partial = dir.join(format!(
+            ".{}.{}-{}.partial",
+            self.path.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id(),
+            SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        remove_with_wal(&partial);
+        // DETACH checkpoints: the file is whole, with no WAL, before it is renamed into place.
+        let written = conn
+            .execute_batch(&format!(
+                "ATTACH {} AS {ATTACHED_AS}; COPY FROM DATABASE {catalog} TO {ATTACHED_AS}; DETACH {ATTACHED_AS}",
+                quote_literal(&partial.to_string_lossy())
+            ))
+            .map_err(Error::sql)
+            .and_then(|()| {
+                // Private like the databases copied from it, whatever the umask.
+                super::restrict_permissions(&partial);
+                std::fs::rename(&partial, &self.path).map_err(|e| Error::Sql {
+                    message: format!("cannot rename {} to {}: {e}", partial.display(), self.path.display()),
+                })
+            });
+        if written.is_err() {
+            let _ = conn.execute_batch(&format!("DETACH DATABASE IF EXISTS {ATTACHED_AS}"));
+            remove_with_wal(&partial);
+        }
+        written
+    }
+
+    /// Deletes the template, after a copy of it failed to open.
+    pub fn discard(&self) {
+        remove_with_wal(&self.path);
+    }
+}
+
+/// `$XDG_CACHE_HOME/netlens`, or `~/.cache/netlens`.
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(xdg).join("netlens"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|home| PathBuf::from(home).join(".cache/netlens"))
+}
+
+pub(super) fn remove_with_wal(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(super::wal_of(path));
+}
+
+#[cfg(unix)]
+fn private_options() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = OpenOptions::new();
+    options.write(true).mode(0o600);
+    options
+}
+
+#[cfg(not(unix))]
+fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.write(true);
+    options
+}
+
+/// FNV-1a over the parts, each followed by a NUL: a name that stays the same from one Rust
+/// release to the next, which `std`'s hasher does not promise.
+fn fingerprint(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &byte in part.as_bytes().iter().chain(&[0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Location, Store};
+
+    fn template_in(dir: &Path) -> impl FnOnce(&Connection, &[Migration]) -> Option<SchemaTemplate> + '_ {
+        move |conn, migrations| Some(SchemaTemplate::in_dir(dir, conn, migrations).unwrap())
+    }
+
+    fn rows(conn: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.collect::<std::result::Result<_, _>>().unwrap()
+    }
+
+    /// Every object of the database's own catalog, with its definition and documentation.
+    fn catalog(conn: &Connection) -> Vec<String> {
+        let this = "database_name = current_database()";
+        [
+            format!("SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' \
+                     || coalesce(column_default, '-') || ' ' || coalesce(comment, '-') FROM duckdb_columns() WHERE {this}"),
+            format!("SELECT table_name || ' ' || sql || ' ' || coalesce(comment, '-') FROM duckdb_tables() WHERE {this}"),
+            format!("SELECT view_name || ' ' || sql || ' ' || coalesce(comment, '-') FROM duckdb_views() WHERE {this} AND NOT internal"),
+            format!("SELECT table_name || ' ' || constraint_type || ' ' || constraint_text FROM duckdb_constraints() WHERE {this}"),
+            format!("SELECT index_name || ' ' || coalesce(sql, '-') FROM duckdb_indexes() WHERE {this}"),
+            format!("SELECT sequence_name || ' ' || coalesce(comment, '-') FROM duckdb_sequences() WHERE {this}"),
+            format!("SELECT function_name || ' ' || coalesce(macro_definition, '-') || ' ' || coalesce(comment, '-') \
+                     FROM duckdb_functions() WHERE {this}"),
+            "SELECT version || ' ' || name || ' ' || netlens FROM schema_migrations".to_string(),
+        ]
+        .iter()
+        .flat_map(|sql| {
+            let mut found = rows(conn, &format!("{sql} ORDER BY ALL"));
+            found.insert(0, sql.clone());
+            found
+        })
+        .collect()
+    }
+
+    fn migrated_catalog() -> Vec<String> {
+        let store = Store::open_with(&Location::Memory, false, |_, _| None).unwrap();
+        catalog(store.conn())
+    }
+
+    #[test]
+    fn copies_hold_exactly_what_the_migrations_make() {
+        let cache = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let expected = migrated_catalog();
+        assert!(expected.len() > 900, "{} catalog rows", expected.len());
+        // The first new database is made by the migrations and saved as the template.
+        let first = Store::open_with(
+            &Location::File(data.path().join("first.duckdb")),
+            false,
+            template_in(cache.path()),
+        )
+        .unwrap();
+        assert_eq!(catalog(first.conn()), expected);
+        let saved: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(saved.len(), 1, "{saved:?}");
+        // The next ones, a file and an in-memory database, are copies of it.
+        let second = Store::open_with(
+            &Location::File(data.path().join("second.duckdb")),
+            false,
+            template_in(cache.path()),
+        )
+        .unwrap();
+        assert_eq!(catalog(second.conn()), expected);
+        let memory = Store::open_with(&Location::Memory, false, template_in(cache.path())).unwrap();
+        assert_eq!(catalog(memory.conn()), expected);
+    }
+
+    /// A mark put into the template shows up in new databases: they are copies, not made anew.
+    #[test]
+    fn new_databases_are_copies_of_the_template() {
+        let cache = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        drop(Store::open_with(&Location::Memory, false, template_in(cache.path())).unwrap());
+        let conn = Connection::open_in_memory().unwrap();
+        let template = SchemaTemplate::in_dir(cache.path(), &conn, migrations::MIGRATIONS).unwrap();
+        assert!(template.path().exists(), "not saved: {}", template.path().display());
+        conn.execute_batch(&format!(
+            "ATTACH {} AS t; CREATE TABLE t.mark AS SELECT 42 AS x; UPDATE t.schema_migrations SET applied_at = TIMESTAMP '2001-01-01'; DETACH t",
+            quote_literal(&template.path().to_string_lossy())
+        ))
+        .unwrap();
+        for location in [Location::File(data.path().join("n.duckdb")), Location::Memory] {
+            let store = Store::open_with(&location, false, template_in(cache.path())).unwrap();
+            let x: i32 = store.conn().query_row("SELECT x FROM mark", [], |r| r.get(0)).unwrap();
+            assert_eq!(x, 42, "{location:?}");
+            // When the schema came is when this database was made, not the template.
+            let oldest: i64 = store
+                .conn()
+                .query_row("SELECT min(year(applied_at)) FROM schema_migrations", [], |r| r.get(0))
+                .unwrap();
+            assert!(oldest > 2001, "{location:?}: {oldest}");
+        }
+        // A file that already exists is opened as it is, never replaced by the template.
+        let store = Store::open_with(&Location::File(data.path().join("n.duckdb")), false, |_, _| None).unwrap();
+        store.conn().execute_batch("DROP TABLE mark").unwrap();
+        drop(store);
+        let store = Store::open_with(
+            &Location::File(data.path().join("n.duckdb")),
+            false,
+            template_in(cache.path()),
+        )
+        .unwrap();
+        assert!(!store.relation_exists("mark").unwrap());
+    }
+
+    #[test]
+    fn a_damaged_template_is_dropped_and_the_migrations_run() {
+        let cache = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let conn = Connection::open_in_memory().unwrap();
+        let template = SchemaTemplate::in_dir(cache.path(), &conn, migrations::MIGRATIONS).unwrap();
+        let expected = migrated_catalog();
+        for location in [Location::File(data.path().join("n.duckdb")), Location::Memory] {
+            std::fs::write(template.path(), b"not a database at all".repeat(500)).unwrap();
+            let store = Store::open_with(&location, false, template_in(cache.path())).unwrap();
+            assert_eq!(catalog(store.conn()), expected, "{location:?}");
+            assert!(
+                !template.path().exists(),
+                "{location:?}: the damaged template is still there"
+            );
+        }
+    }
+
+    /// Several stores created at once, with no template yet, each save one: the one left is whole.
+    #[test]
+    fn saves_at_once_leave_one_whole_template() {
+        let cache = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        std::thread::scope(|scope| {
+            for i in 0..4 {
+                let (cache, data) = (cache.path(), data.path());
+                scope.spawn(move || {
+                    let location = match i % 2 {
+                        0 => Location::Memory,
+                        _ => Location::File(data.join(format!("{i}.duckdb"))),
+                    };
+                    Store::open_with(&location, false, template_in(cache)).unwrap();
+                });
+            }
+        });
+        let left: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        let copy = Store::open_with(&Location::Memory, false, template_in(cache.path())).unwrap();
+        assert_eq!(catalog(copy.conn()), migrated_catalog());
+    }
+
+    #[test]
+    fn a_copy_never_overwrites_a_file() {
+        let cache = tempfile::tempdir().unwrap();
+        drop(Store::open_with(&Location::Memory, false, template_in(cache.path())).unwrap());
+        let conn = Connection::open_in_memory().unwrap();
+        let template = SchemaTemplate::in_dir(cache.path(), &conn, migrations::MIGRATIONS).unwrap();
+        let target = cache.path().join("precious.duckdb");
+        std::fs::write(&target, b"precious").unwrap();
+        let err = template.copy_to_file(&target).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        // No template yet: nothing is copied and nothing created.
+        let absent = SchemaTemplate::in_dir(&cache.path().join("empty"), &conn, migrations::MIGRATIONS).unwrap();
+        assert!(!absent.copy_to_file(&cache.path().join("new.duckdb")).unwrap());
+        assert!(!cache.path().join("new.duckdb").exists());
+    }
+
+    #[test]
+    fn the_name_follows_the_schema() {
+        let dir = Path::new("/cache");
+        let conn = Connection::open_in_memory().unwrap();
+        let all = SchemaTemplate::in_dir(dir, &conn, migrations::MIGRATIONS).unwrap();
+        let fewer = SchemaTemplate::in_dir(dir, &conn, &migrations::MIGRATIONS[..2]).unwrap();
+        assert_ne!(all.path(), fewer.path());
+        assert_eq!(
+            all.path(),
+            SchemaTemplate::in_dir(dir, &conn, migrations::MIGRATIONS)
+                .unwrap()
+                .path()
+        );
+        // FNV-1a of "a\0" (its published value for "a" is af63dc4c8601ec8c): the same name from
+        // one Rust release to the next.
+        assert_eq!(fingerprint(&["a"]), 0x089b_e207_b544_f1e4);
+        assert_ne!(fingerprint(&["ab"]), fingerprint(&["a", "b"]));
+    }
+}
