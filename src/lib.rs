@@ -22,7 +22,7 @@ use std::io::{IsTerminal, Read};
 
 use clap::{CommandFactory, FromArgMatches};
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, DomainCommand};
 use error::{Error, Result};
 use shell::{Flow, Session, Settings};
 use store::{Location, Store};
@@ -89,13 +89,19 @@ fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
         Some(Command::Domain(_)) => false,
         None => scripts.is_empty() && std::io::stdin().is_terminal(),
     };
+    // Reading a capture needs nothing from the database: an import starts it while the
+    // database opens.
+    let ahead = match &cli.command {
+        Some(Command::Domain(DomainCommand::Import(args))) => ingest::ReadAhead::start(args),
+        _ => None,
+    };
     let store = Store::open(&location, cli.read_only)?;
     let mut session = Session::new(store, settings, interactive_shell);
 
     match cli.command {
         Some(Command::Domain(command)) => {
             interrupt::clear();
-            match session.run_domain(command) {
+            match session.run_domain_ahead(command, ahead) {
                 Ok(()) => Ok(Outcome::Success),
                 Err(e) if e.is_broken_pipe() => Ok(Outcome::Success),
                 Err(e) => Err(e),

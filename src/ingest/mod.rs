@@ -188,14 +188,14 @@ impl Progress {
 }
 
 /// Runs `import pcap|zeek` from the command line or the shell, printing one summary line per
-/// file to stderr.
-pub fn run(store: &Store, args: ImportArgs) -> Result<()> {
+/// file to stderr. `ahead` is the first capture, already being read (see [`ReadAhead`]).
+pub fn run(store: &Store, args: ImportArgs, ahead: Option<ReadAhead>) -> Result<()> {
     interrupt::clear();
     match args.what {
         ImportCommand::Pcap(a) => {
             let opts = pcap_options(&a)?;
             let mut progress = Progress::for_stderr(a.quiet);
-            import_pcaps(store, &a.files, &opts, &mut progress)?;
+            import_pcaps_ahead(store, &a.files, &opts, &mut progress, ahead.map(|a| a.0))?;
         }
         ImportCommand::Zeek(a) => {
             let mut progress = Progress::for_stderr(a.quiet);
@@ -304,29 +304,28 @@ pub fn import_pcaps(
     opts: &PcapOptions,
     progress: &mut Progress,
 ) -> Result<Vec<ImportReport>> {
+    import_pcaps_ahead(store, files, opts, progress, None)
+}
+
+fn import_pcaps_ahead(
+    store: &Store,
+    files: &[PathBuf],
+    opts: &PcapOptions,
+    progress: &mut Progress,
+    mut ahead: Option<Reading>,
+) -> Result<Vec<ImportReport>> {
     check_writable(store)?;
     sink::ensure_flow_table(store, &opts.table)?;
     let mut reports = Vec::new();
     for path in files {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-            return Err(Error::Import {
-                path: path.clone(),
-                reason: "it is a directory, not a capture file".to_string(),
-            });
-        }
-        progress.start(path, size);
+        let reading = match ahead.take().filter(|r| r.path == *path) {
+            Some(reading) => reading,
+            None => Reading::start(path, opts)?,
+        };
+        progress.start(path, reading.file_bytes);
         let result = store.in_transaction(|_| {
             let import_id = next_import_id(store)?;
-            let report = import_capture(
-                store,
-                BufReader::with_capacity(1 << 20, file),
-                path,
-                import_id,
-                opts,
-                progress,
-            )?;
+            let report = store_capture(store, reading, import_id, opts, progress)?;
             record_import(store, &report)?;
             Ok(report)
         });
@@ -425,78 +424,145 @@ enum Batch {
     Position(u64),
 }
 
-/// Streams one capture into flows (and packets). The caller holds the transaction.
-///
-/// Two threads: one reads, decodes and assembles flows; the caller's thread puts the finished
-/// ones into columns and appends them to the store meanwhile. The bounded channel between them
-/// keeps memory flat: a slow store makes the reader wait.
-pub fn import_capture<R: BufRead + Send>(
+/// One capture being read on a thread of its own, which decodes the packets and assembles the
+/// flows; the finished flows and packet rows come out of a bounded channel, so a slow store
+/// makes the reader wait and memory stays flat. Dropping it stops the reader at its next batch.
+pub struct Reading {
+    path: PathBuf,
+    file_bytes: u64,
+    started: Instant,
+    batches: Option<std::sync::mpsc::Receiver<Batch>>,
+    reader: Option<std::thread::JoinHandle<Result<ImportReport>>>,
+}
+
+impl Reading {
+    /// Opens the capture and starts reading it. Fails when the file cannot be opened or is not
+    /// a capture.
+    fn start(path: &Path, opts: &PcapOptions) -> Result<Reading> {
+        let started = Instant::now();
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let metadata = file.metadata().map_err(|e| Error::io(path, e))?;
+        if metadata.is_dir() {
+            return Err(Error::Import {
+                path: path.to_path_buf(),
+                reason: "it is a directory, not a capture file".to_string(),
+            });
+        }
+        let reader = CaptureReader::open(BufReader::with_capacity(1 << 20, file)).map_err(|e| match e {
+            OpenError::Io(e) => Error::io(path, e),
+            OpenError::Empty => Error::NotACapture {
+                path: path.to_path_buf(),
+                hint: "the file is empty".to_string(),
+            },
+            OpenError::NotACapture { hint } => Error::NotACapture {
+                path: path.to_path_buf(),
+                hint,
+            },
+        })?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+        let (owned_path, opts) = (path.to_path_buf(), opts.clone());
+        let reader = std::thread::Builder::new()
+            .name("netlens-reader".to_string())
+            .spawn(move || parse_capture(reader, &owned_path, &opts, tx))
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Reading {
+            path: path.to_path_buf(),
+            file_bytes: metadata.len(),
+            started,
+            batches: Some(rx),
+            reader: Some(reader),
+        })
+    }
+
+    /// Waits for the reader to end, and takes what it found.
+    fn finish(&mut self) -> Result<ImportReport> {
+        self.batches = None;
+        let reader = self.reader.take().ok_or_else(|| Error::Import {
+            path: self.path.clone(),
+            reason: "the capture was read already".to_string(),
+        })?;
+        reader.join().map_err(|_| Error::Import {
+            path: self.path.clone(),
+            reason: "the packet reader stopped unexpectedly (a bug: please report it with the file)".to_string(),
+        })?
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        // Closing the channel first: a reader waiting to hand over a batch stops at once.
+        self.batches = None;
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// `netlens import pcap` starts reading its first capture before the database is open: the
+/// reading needs nothing from the database, and opening it (DuckDB's start, the file's
+/// catalog) is the longest thing a short import waits for.
+pub struct ReadAhead(Reading);
+
+impl ReadAhead {
+    /// Starts reading the first capture of an `import pcap` command; `None` for any other
+    /// command, or when the capture cannot be read (the import reports why when it runs).
+    pub fn start(command: &ImportArgs) -> Option<ReadAhead> {
+        let ImportCommand::Pcap(args) = &command.what else {
+            return None;
+        };
+        let opts = pcap_options(args).ok()?;
+        Reading::start(args.files.first()?, &opts).ok().map(ReadAhead)
+    }
+}
+
+/// Stores what a [`Reading`] finds: the caller's thread puts the finished flows into columns
+/// and appends them while the reader goes on. The caller holds the transaction.
+fn store_capture(
     store: &Store,
-    input: R,
-    path: &Path,
+    mut reading: Reading,
     import_id: i64,
     opts: &PcapOptions,
     progress: &Progress,
 ) -> Result<ImportReport> {
-    let started = Instant::now();
-    let reader = CaptureReader::open(input).map_err(|e| match e {
-        OpenError::Io(e) => Error::io(path, e),
-        OpenError::Empty => Error::NotACapture {
-            path: path.to_path_buf(),
-            hint: "the file is empty".to_string(),
-        },
-        OpenError::NotACapture { hint } => Error::NotACapture {
-            path: path.to_path_buf(),
-            hint,
-        },
-    })?;
-    let source = path.to_string_lossy().into_owned();
-    let (mut report, flows) = std::thread::scope(|scope| -> Result<(ImportReport, u64)> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
-        let source = source.as_str();
-        let parser = scope.spawn(move || parse_capture(reader, path, import_id, opts, tx));
-        let mut flow_writer = TableWriter::new(store, &opts.table)?;
-        let mut packet_writer = opts.packets.then(|| TableWriter::new(store, "packets")).transpose()?;
-        let mut columns = FlowColumns::default();
-        let mut flows = 0u64;
-        for batch in rx {
-            match batch {
-                Batch::Flows(records) => {
-                    flows += records.len() as u64;
-                    for flow in &records {
-                        columns.push_record(flow);
-                    }
-                    flow_writer.write(columns.finish(&opts.table, import_id, source)?)?;
+    let source = reading.path.to_string_lossy().into_owned();
+    let mut flow_writer = TableWriter::new(store, &opts.table)?;
+    let mut packet_writer = opts.packets.then(|| TableWriter::new(store, "packets")).transpose()?;
+    let mut columns = FlowColumns::default();
+    let mut flows = 0u64;
+    let batches = reading.batches.take().into_iter().flatten();
+    for batch in batches {
+        match batch {
+            Batch::Flows(records) => {
+                flows += records.len() as u64;
+                for flow in &records {
+                    columns.push_record(flow);
                 }
-                Batch::Packets(rows) => {
-                    if let Some(w) = packet_writer.as_mut() {
-                        w.write(sink::packet_batch(import_id, &rows)?)?;
-                    }
-                }
-                Batch::Position(at) => progress.position(at),
+                flow_writer.write(columns.finish(&opts.table, import_id, &source)?)?;
             }
+            Batch::Packets(rows) => {
+                if let Some(w) = packet_writer.as_mut() {
+                    w.write(sink::packet_batch(import_id, &rows)?)?;
+                }
+            }
+            Batch::Position(at) => progress.position(at),
         }
-        let report = parser.join().map_err(|_| Error::Import {
-            path: path.to_path_buf(),
-            reason: "the packet reader stopped unexpectedly (a bug: please report it with the file)".to_string(),
-        })??;
-        flow_writer.finish()?;
-        if let Some(w) = packet_writer {
-            w.finish()?;
-        }
-        Ok((report, flows))
-    })?;
+    }
+    let mut report = reading.finish()?;
+    flow_writer.finish()?;
+    if let Some(w) = packet_writer {
+        w.finish()?;
+    }
+    report.import_id = import_id;
     report.flows = flows;
-    report.elapsed = started.elapsed();
+    report.elapsed = reading.started.elapsed();
     Ok(report)
 }
 
-/// The reading side of [`import_capture`]: every packet through decoder and flow table,
+/// The reading side of [`Reading`]: every packet through decoder and flow table,
 /// finished flows and packet rows out in batches. Stops early when the store side is gone.
 fn parse_capture<R: BufRead>(
     mut reader: CaptureReader<R>,
     path: &Path,
-    import_id: i64,
     opts: &PcapOptions,
     tx: std::sync::mpsc::SyncSender<Batch>,
 ) -> Result<ImportReport> {
@@ -506,7 +572,6 @@ fn parse_capture<R: BufRead>(
         reason: "storing stopped".to_string(),
     };
     let mut report = ImportReport {
-        import_id,
         path: path.to_path_buf(),
         format: reader.format().as_str().to_string(),
         complete: true,
@@ -714,6 +779,109 @@ pub fn fuzz_capture(bytes: &[u8]) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::ImportArgs;
+    use crate::store::Location;
+
+    /// A capture of `n` one-packet TCP flows, 1 ms apart.
+    fn syn_capture(path: &Path, n: u32) {
+        let mut bytes = Vec::new();
+        reader::write::pcap_header(&mut bytes, 1, 65535).unwrap();
+        for i in 0..n {
+            let f = decode::build::tcp4(
+                [10, 0, (i >> 8) as u8, i as u8].into(),
+                1000,
+                [10, 1, 0, 1].into(),
+                80,
+                i,
+                0,
+                0x02,
+                0,
+            );
+            reader::write::pcap_record(&mut bytes, i64::from(i) * 1_000_000, f.len() as u32, &f).unwrap();
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn pcap_args(files: &[&Path]) -> ImportArgs {
+        let argv = ["netlens", "import", "pcap", "--quiet"]
+            .into_iter()
+            .map(String::from)
+            .chain(files.iter().map(|f| f.display().to_string()));
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        match cli.command {
+            Some(crate::cli::Command::Domain(crate::cli::DomainCommand::Import(args))) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The capture read ahead is the one imported, once, and its rows are the same as without
+    /// reading ahead.
+    #[test]
+    fn a_capture_read_ahead_is_imported_as_without() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcap"));
+        syn_capture(&a, 3000);
+        syn_capture(&b, 10);
+        let args = pcap_args(&[&a, &b]);
+        let ahead = ReadAhead::start(&args).expect("reading ahead");
+        let store = Store::open(&Location::Memory, false).unwrap();
+        run(&store, args, Some(ahead)).unwrap();
+        let plain = Store::open(&Location::Memory, false).unwrap();
+        run(&plain, pcap_args(&[&a, &b]), None).unwrap();
+        let summary = |s: &Store| -> String {
+            s.conn()
+                .query_row(
+                    "SELECT string_agg(source_file || ':' || n || ':' || bytes, ' ' ORDER BY source_file) FROM \
+                     (SELECT source_file, count(*) AS n, sum(orig_ip_bytes) AS bytes FROM flows GROUP BY ALL)",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(summary(&store), summary(&plain));
+        assert!(summary(&store).contains("a.pcap:3000:"), "{}", summary(&store));
+        let imports: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM imports", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(imports, 2);
+    }
+
+    /// Nothing to read ahead for other commands or a file that is not a capture: the import
+    /// then reports the error as before.
+    #[test]
+    fn nothing_is_read_ahead_that_the_import_would_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pcap");
+        std::fs::write(&junk, b"not a capture at all, just some words").unwrap();
+        assert!(ReadAhead::start(&pcap_args(&[&junk])).is_none());
+        assert!(ReadAhead::start(&pcap_args(&[&dir.path().join("absent.pcap")])).is_none());
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let err = run(&store, pcap_args(&[&junk]), None).unwrap_err();
+        assert!(matches!(err, Error::NotACapture { .. }), "{err}");
+    }
+
+    /// A reading dropped unread (the database failed to open, or is read-only) stops its thread
+    /// at its next batch instead of reading the whole file.
+    #[test]
+    fn a_reading_dropped_unread_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.pcap");
+        syn_capture(&big, 200_000);
+        let reading = Reading::start(&big, &PcapOptions::default()).unwrap();
+        // Give the reader time to fill the channel and wait on it: joining it before closing
+        // the channel would then wait for ever.
+        std::thread::sleep(Duration::from_millis(200));
+        let (done, dropped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(reading);
+            let _ = done.send(());
+        });
+        assert!(
+            dropped.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "the reader did not stop"
+        );
+    }
 
     /// A small deterministic mutation fuzzer, so every `cargo test` run also throws damaged
     /// captures at the parser (cargo-fuzz in fuzz/ does the long runs).

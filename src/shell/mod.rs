@@ -448,10 +448,15 @@ impl Session {
 
     /// Runs `capture`, `export`, `import` or `detect`, from the command line or the shell.
     pub fn run_domain(&mut self, command: DomainCommand) -> Result<()> {
+        self.run_domain_ahead(command, None)
+    }
+
+    /// [`Session::run_domain`] with the first capture of an import already being read.
+    pub fn run_domain_ahead(&mut self, command: DomainCommand, ahead: Option<crate::ingest::ReadAhead>) -> Result<()> {
         match command {
             DomainCommand::Capture(args) => self.capture(args),
             DomainCommand::Export(args) => self.export(args),
-            DomainCommand::Import(args) => crate::ingest::run(&self.store, args),
+            DomainCommand::Import(args) => crate::ingest::run(&self.store, args, ahead),
             DomainCommand::Geo(args) => self.geo(args),
             DomainCommand::Demo(args) => self.demo(args),
             DomainCommand::Train(args) => self.train(args),

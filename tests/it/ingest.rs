@@ -636,3 +636,23 @@ fn a_2_gib_capture_imports_in_a_fraction_of_its_size() {
     );
     assert_eq!(s.query("SELECT packets FROM imports"), packets.to_string());
 }
+
+/// The command line starts reading the first capture while the database opens; a database it
+/// may not write to still refuses the import, stores nothing, and the run ends at once.
+#[test]
+fn a_read_only_database_refuses_an_import_read_ahead() {
+    let s = Scratch::new();
+    let cap = s.path("c.pcap");
+    write_pcap(&cap, 1, &conversation());
+    assert_eq!(s.query("SELECT count(*) FROM flows"), "0");
+    s.cmd()
+        .args(["--read-only", "import", "pcap"])
+        .arg(&cap)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("read-only"));
+    assert_eq!(s.query("SELECT count(*) FROM flows"), "0");
+    import(&s, &["pcap", "--quiet", cap.to_str().unwrap()]).success();
+    assert_eq!(s.query("SELECT count(*) FROM flows"), "3");
+}
