@@ -90,9 +90,9 @@ fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
         None => scripts.is_empty() && std::io::stdin().is_terminal(),
     };
     // Reading a capture needs nothing from the database: an import starts it while the
-    // database opens.
+    // database opens (not when the database is read-only: that import is refused).
     let ahead = match &cli.command {
-        Some(Command::Domain(DomainCommand::Import(args))) => ingest::ReadAhead::start(args),
+        Some(Command::Domain(DomainCommand::Import(args))) if !cli.read_only => ingest::ReadAhead::start(args),
         _ => None,
     };
     let store = Store::open(&location, cli.read_only)?;
@@ -100,7 +100,10 @@ fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
 
     match cli.command {
         Some(Command::Domain(command)) => {
-            interrupt::clear();
+            // A Ctrl-C while the database opened stops an import already reading.
+            if ahead.is_none() {
+                interrupt::clear();
+            }
             match session.run_domain_ahead(command, ahead) {
                 Ok(()) => Ok(Outcome::Success),
                 Err(e) if e.is_broken_pipe() => Ok(Outcome::Success),

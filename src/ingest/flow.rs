@@ -571,9 +571,9 @@ impl FlowTable {
 
     /// Takes the finished flows, in order of their first packet.
     pub fn take_finished(&mut self) -> Vec<FlowRecord> {
-        // The next batch gets room for as many: growing a vector of records one doubling at a
-        // time copied each batch about twice over.
-        let room = Vec::with_capacity(self.finished.len());
+        // The next batch gets room for as many (up to a batch): growing a vector of records one
+        // doubling at a time copied each batch about twice over.
+        let room = Vec::with_capacity(self.finished.len().min(super::sink::FLOW_BATCH));
         let mut out = std::mem::replace(&mut self.finished, room);
         // Sorts the keys and moves each record once: records are large (about 250 bytes), and
         // a comparison sort moves them many times.

@@ -74,6 +74,8 @@ pub struct ImportReport {
     pub notes: Vec<String>,
     /// Things the user should see (undecodable packets, unsupported link types, bad lines).
     pub warnings: Vec<String>,
+    /// From the start of reading the file to its rows stored. The first capture of a
+    /// command-line import is read while the database opens, and its time includes that wait.
     pub elapsed: Duration,
     /// Most flows held in memory at once.
     pub peak_active_flows: usize,
@@ -190,7 +192,11 @@ impl Progress {
 /// Runs `import pcap|zeek` from the command line or the shell, printing one summary line per
 /// file to stderr. `ahead` is the first capture, already being read (see [`ReadAhead`]).
 pub fn run(store: &Store, args: ImportArgs, ahead: Option<ReadAhead>) -> Result<()> {
-    interrupt::clear();
+    // A capture read ahead was started under the same Ctrl-C as the import: one pressed while
+    // the database opened stops it, whenever the reader sees it.
+    if ahead.is_none() {
+        interrupt::clear();
+    }
     match args.what {
         ImportCommand::Pcap(a) => {
             let opts = pcap_options(&a)?;
@@ -505,13 +511,19 @@ pub struct ReadAhead(Reading);
 
 impl ReadAhead {
     /// Starts reading the first capture of an `import pcap` command; `None` for any other
-    /// command, or when the capture cannot be read (the import reports why when it runs).
+    /// command, or when the capture cannot be read (the import reports why when it runs). Only
+    /// a regular file is read ahead: a pipe or FIFO could keep the reader waiting after the
+    /// database failed to open, and what it gave would be lost.
     pub fn start(command: &ImportArgs) -> Option<ReadAhead> {
         let ImportCommand::Pcap(args) = &command.what else {
             return None;
         };
+        let first = args.files.first()?;
+        if !std::fs::metadata(first).is_ok_and(|m| m.is_file()) {
+            return None;
+        }
         let opts = pcap_options(args).ok()?;
-        Reading::start(args.files.first()?, &opts).ok().map(ReadAhead)
+        Reading::start(first, &opts).ok().map(ReadAhead)
     }
 }
 
@@ -822,12 +834,14 @@ mod tests {
         let (a, b) = (dir.path().join("a.pcap"), dir.path().join("b.pcap"));
         syn_capture(&a, 3000);
         syn_capture(&b, 10);
-        let args = pcap_args(&[&a, &b]);
-        let ahead = ReadAhead::start(&args).expect("reading ahead");
-        let store = Store::open(&Location::Memory, false).unwrap();
-        run(&store, args, Some(ahead)).unwrap();
         let plain = Store::open(&Location::Memory, false).unwrap();
         run(&plain, pcap_args(&[&a, &b]), None).unwrap();
+        let args = pcap_args(&[&a, &b]);
+        let ahead = ReadAhead::start(&args).expect("reading ahead");
+        // The reader has the file open: the import can only have read it through the read-ahead.
+        std::fs::remove_file(&a).unwrap();
+        let store = Store::open(&Location::Memory, false).unwrap();
+        run(&store, args, Some(ahead)).unwrap();
         let summary = |s: &Store| -> String {
             s.conn()
                 .query_row(
@@ -856,6 +870,12 @@ mod tests {
         std::fs::write(&junk, b"not a capture at all, just some words").unwrap();
         assert!(ReadAhead::start(&pcap_args(&[&junk])).is_none());
         assert!(ReadAhead::start(&pcap_args(&[&dir.path().join("absent.pcap")])).is_none());
+        // Nor anything but a regular file (a FIFO could keep the reader waiting).
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path and creates one FIFO.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert!(ReadAhead::start(&pcap_args(&[&fifo])).is_none());
         let store = Store::open(&Location::Memory, false).unwrap();
         let err = run(&store, pcap_args(&[&junk]), None).unwrap_err();
         assert!(matches!(err, Error::NotACapture { .. }), "{err}");

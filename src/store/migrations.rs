@@ -98,8 +98,9 @@ fn current_version(conn: &Connection) -> Result<Option<i64>> {
     .map_err(Error::sql)
 }
 
-/// Brings the schema up to the newest of `migrations`.
-pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only: bool) -> Result<()> {
+/// Brings the schema up to the newest of `migrations`. True when the database had no schema
+/// at all and this made the whole of it.
+pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only: bool) -> Result<bool> {
     let supported = migrations.last().map_or(0, |m| m.version);
     let found = current_version(conn)?;
     let at = found.unwrap_or(0);
@@ -111,7 +112,7 @@ pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only
         });
     }
     if at == supported {
-        return Ok(());
+        return Ok(false);
     }
     if read_only {
         return Err(Error::SchemaNeedsUpgrade {
@@ -151,7 +152,8 @@ pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only
     let restored = conn.execute_batch(&format!("SET threads = {threads}"));
     result?;
     // The upgrade is committed: a failure here is the connection's, not the migration's.
-    restored.map_err(Error::sql)
+    restored.map_err(Error::sql)?;
+    Ok(found.is_none())
 }
 
 fn apply_pending(conn: &Connection, migrations: &[Migration], at: i64, fresh: bool) -> Result<()> {

@@ -96,7 +96,7 @@ impl Store {
             Location::File(path) => open_file(path, read_only, find_template)?,
         };
         let path = PathBuf::from(location.display());
-        migrations::apply(&conn, migrations::MIGRATIONS, &path, read_only)?;
+        let bootstrapped = migrations::apply(&conn, migrations::MIGRATIONS, &path, read_only)?;
         match creation {
             Creation::Existing => {}
             // The template's rows say when the template was made; this database got its schema now.
@@ -104,14 +104,16 @@ impl Store {
                 .execute_batch("UPDATE schema_migrations SET applied_at = now()")
                 .map_err(Error::sql)?,
             // Only a cache: a database that cannot be saved as a template is still a database.
-            Creation::Migrated(Some(template)) => {
+            // Saved only when this open made the whole schema, so the template is sure to hold
+            // nothing else.
+            Creation::Migrated(Some(template)) if bootstrapped => {
                 let catalog = match location {
                     Location::Memory => "memory",
                     Location::File(_) => CATALOG,
                 };
                 let _ = template.save_from(&conn, catalog);
             }
-            Creation::Migrated(None) => {}
+            Creation::Migrated(_) => {}
         }
         Ok(Store {
             conn,
@@ -283,7 +285,8 @@ fn open_memory(
     match template.copy_into(&conn, "memory") {
         Ok(true) => Ok((conn, Creation::Copied)),
         Ok(false) => Ok((conn, Creation::Migrated(Some(template)))),
-        // The copy ran in one transaction, rolled back: the catalog is empty again.
+        // The template did not attach, or the copy (one transaction) was rolled back: the
+        // catalog is empty again.
         Err(_) => {
             template.discard();
             Ok((conn, Creation::Migrated(None)))
@@ -340,23 +343,32 @@ fn open_file(
     // A WAL without its database is not ours to replay over a copy: DuckDB decides.
     let template = find_template(&conn, migrations::MIGRATIONS).filter(|_| !wal_of(path).exists());
     let mut creation = Creation::Migrated(template.clone());
-    if let Some(template) = &template {
-        // A template that cannot be copied is as good as none: the migrations make the file.
-        if let Ok(true) = template.copy_to_file(path) {
-            match conn.execute_batch(&attach_sql(path, read_only)) {
-                Ok(()) => return Ok((conn, Creation::Copied)),
-                Err(_) => {
-                    // The copy is ours and holds nothing but the template: remove both.
+    // A template that cannot be copied is as good as none: the migrations make the file.
+    match template.as_ref().map(|t| t.copy_to_file(path)) {
+        Some(Ok(template::Copied::Placed)) => match conn.execute_batch(&attach_sql(path, read_only)) {
+            Ok(()) => return Ok((conn, Creation::Copied)),
+            Err(e) => match classify_open_error(path, e) {
+                // The template is damaged. The copy was placed by this open a moment ago and
+                // DuckDB could not open it, so nothing can have been stored in it: remove both.
+                Error::CorruptDatabase { .. } => {
                     template::remove_with_wal(path);
-                    template.discard();
+                    if let Some(template) = &template {
+                        template.discard();
+                    }
                     creation = Creation::Migrated(None);
                 }
-            }
-        }
+                other => return Err(other),
+            },
+        },
+        // Another process made the file since this one looked: open it as it is.
+        Some(Ok(template::Copied::TargetExists)) => creation = Creation::Existing,
+        Some(Ok(template::Copied::NoTemplate)) | Some(Err(_)) | None => {}
     }
     conn.execute_batch(&attach_sql(path, read_only))
         .map_err(|e| classify_open_error(path, e))?;
-    restrict_permissions(path);
+    if let Creation::Migrated(_) = creation {
+        restrict_permissions(path);
+    }
     Ok((conn, creation))
 }
 
@@ -538,10 +550,10 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{name}");
         }
-        for entry in std::fs::read_dir(cache.path()).unwrap() {
-            let mode = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600, "the template");
-        }
+        let saved: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap()).collect();
+        assert_eq!(saved.len(), 1, "one template");
+        let mode = saved[0].metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the template");
     }
 
     #[test]

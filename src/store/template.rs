@@ -15,9 +15,11 @@
 //! and processes creating it at once each leave a whole one. A template that fails to open is
 //! deleted and the database is created from the scripts, as without one.
 //!
-//! The cache is an optimisation only: when there is no cache directory, or it cannot be
-//! written, every new database runs the migrations as before. This module touches only files
-//! named `schema-*.duckdb` in that directory, and a database file that it creates itself.
+//! The cache is an optimisation only: when there is no cache directory this user owns, or it
+//! cannot be written, every new database runs the migrations as before. This module touches
+//! only the templates (`schema-*.duckdb`) and their partial saves (`.schema-*.partial`) in that
+//! directory, and beside a new database the copy it links into place
+//! (`.NAME.*.netlens-copy`, removed at once; a crash in the millisecond it exists leaves it).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -48,6 +50,12 @@ impl SchemaTemplate {
 
     /// The template for `migrations` and the DuckDB library behind `conn`, in `dir`.
     pub fn in_dir(dir: &Path, conn: &Connection, migrations: &[Migration]) -> Result<Self> {
+        if dir.to_str().is_none() {
+            // DuckDB takes paths as UTF-8 text: it would attach some other file.
+            return Err(Error::Sql {
+                message: format!("the cache directory {} is not valid UTF-8", dir.display()),
+            });
+        }
         let duckdb: String = conn
             .query_row(
                 "SELECT library_version || ' ' || source_id FROM pragma_version()",
@@ -66,25 +74,37 @@ impl SchemaTemplate {
         &self.path
     }
 
-    /// Makes `target`, which must not exist, a copy of the template. `Ok(false)` when there is
-    /// no template yet. On an error nothing is left at `target`.
-    pub fn copy_to_file(&self, target: &Path) -> io::Result<bool> {
+    /// Puts a copy of the template at `target` unless something is there already. The copy is
+    /// written under a name of its own beside `target`, made durable, and only then linked into
+    /// place: a link never replaces a file, and a crash never leaves half a copy at `target`.
+    pub fn copy_to_file(&self, target: &Path) -> io::Result<Copied> {
         let mut source = match File::open(&self.path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Copied::NoTemplate),
             Err(e) => return Err(e),
         };
-        // `create_new`: a file that appeared since the caller looked is never overwritten.
-        let mut copy = private_options().create_new(true).open(target)?;
-        // The copy is made durable before DuckDB writes to it: DuckDB's own syncs then cover only
-        // what it writes, and a crash must not leave a stored import on a half-copied header.
-        let copied = io::copy(&mut source, &mut copy).and_then(|_| copy.sync_all());
-        if let Err(e) = copied {
-            drop(copy);
-            let _ = std::fs::remove_file(target);
-            return Err(e);
+        let name = target.file_name().unwrap_or_default().to_string_lossy();
+        let partial = target.with_file_name(format!(".{name}.{}.netlens-copy", unique_suffix()));
+        let placed = private_options()
+            .create_new(true)
+            .open(&partial)
+            .and_then(|mut copy| {
+                // Durable before DuckDB writes to it: DuckDB's syncs cover only what it writes.
+                io::copy(&mut source, &mut copy)?;
+                copy.sync_all()
+            })
+            .and_then(|()| std::fs::hard_link(&partial, target));
+        let _ = std::fs::remove_file(&partial);
+        match placed {
+            Ok(()) => {
+                if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    let _ = File::open(dir).and_then(|d| d.sync_all());
+                }
+                Ok(Copied::Placed)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Copied::TargetExists),
+            Err(e) => Err(e),
         }
-        Ok(true)
     }
 
     /// Copies the template's tables, views, macros and their rows into `catalog` of `conn`, in
@@ -106,8 +126,10 @@ impl SchemaTemplate {
                 let _ = conn.execute_batch("ROLLBACK");
                 Error::sql(e)
             });
-        let detached = conn.execute_batch(&format!("DETACH {ATTACHED_AS}")).map_err(Error::sql);
-        copied.and(detached).map(|()| true)
+        // The copy stands whether or not the template detaches; an attachment left behind is
+        // read-only and holds nothing of the user's.
+        let _ = conn.execute_batch(&format!("DETACH DATABASE IF EXISTS {ATTACHED_AS}"));
+        copied.map(|()| true)
     }
 
     /// Saves `catalog` of `conn`, a database the migrations have just created and nothing else
@@ -118,12 +140,10 @@ impl SchemaTemplate {
             message: format!("cannot create {}: {e}", dir.display()),
         })?;
         // A name of this save's own: threads and processes saving at once never share a file.
-        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let partial = dir.join(format!(
-            ".{}.{}-{}.partial",
+            ".{}.{}.partial",
             self.path.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id(),
-            SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            unique_suffix()
         ));
         remove_with_wal(&partial);
         // DETACH checkpoints: the file is whole, with no WAL, before it is renamed into place.
@@ -143,8 +163,36 @@ impl SchemaTemplate {
         if written.is_err() {
             let _ = conn.execute_batch(&format!("DETACH DATABASE IF EXISTS {ATTACHED_AS}"));
             remove_with_wal(&partial);
+        } else {
+            self.remove_leftovers();
         }
         written
+    }
+
+    /// Removes the templates of other builds, and partial saves an hour old (a process that
+    /// died while saving), so the cache holds one template, not one per version ever run.
+    fn remove_leftovers(&self) {
+        let Some(dir) = self.path.parent() else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let ours = self.path.file_name().unwrap_or_default();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let text = name.to_string_lossy();
+            let other_build = text.starts_with("schema-") && text.ends_with(".duckdb") && name != ours;
+            let stale_partial = text.starts_with(".schema-")
+                && (text.ends_with(".partial") || text.ends_with(".partial.wal"))
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+            if other_build {
+                remove_with_wal(&entry.path());
+            } else if stale_partial {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Deletes the template, after a copy of it failed to open.
@@ -153,14 +201,67 @@ impl SchemaTemplate {
     }
 }
 
-/// `$XDG_CACHE_HOME/netlens`, or `~/.cache/netlens`.
+/// What [`SchemaTemplate::copy_to_file`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copied {
+    /// The copy is at the target.
+    Placed,
+    /// There is no template yet; nothing was done.
+    NoTemplate,
+    /// Another process created the target meanwhile; it was left as it is.
+    TargetExists,
+}
+
+/// `netlens` in the user's cache directory, when there is one this user owns (see
+/// [`cache_base`]). Unit tests use a directory of their own, never the developer's cache.
 fn cache_dir() -> Option<PathBuf> {
-    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(xdg).join("netlens"));
+    let base = if cfg!(test) {
+        Some(std::env::temp_dir().join("netlens-unit-test-cache"))
+    } else {
+        cache_base(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
+    }?;
+    owned_or_creatable(&base).then(|| base.join("netlens"))
+}
+
+/// `$XDG_CACHE_HOME`, or `~/.cache`. A relative `XDG_CACHE_HOME` is ignored, as the XDG base
+/// directory specification says.
+fn cache_base(xdg: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let xdg = xdg.map(PathBuf::from).filter(|p| p.is_absolute());
+    xdg.or_else(|| {
+        home.map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|h| h.join(".cache"))
+    })
+}
+
+/// True when `dir` is a directory this user owns, or can be created in one this user owns.
+/// netlens is often run as root, with the invoking user's `HOME` kept by sudo: it must not
+/// leave directories owned by root in a user's home.
+#[cfg(unix)]
+fn owned_or_creatable(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail and has no side effects.
+    let me = unsafe { libc::geteuid() };
+    let owned = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == me);
+    if owned(dir) {
+        return true;
     }
-    std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .map(|home| PathBuf::from(home).join(".cache/netlens"))
+    !dir.exists() && dir.parent().is_some_and(owned) && super::create_private_dir(dir).is_ok()
+}
+
+#[cfg(not(unix))]
+fn owned_or_creatable(dir: &Path) -> bool {
+    dir.is_dir() || std::fs::create_dir_all(dir).is_ok()
+}
+
+/// A suffix no other save or copy in this process or another has at the same time.
+fn unique_suffix() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 pub(super) fn remove_with_wal(path: &Path) {
@@ -269,6 +370,13 @@ mod tests {
         assert_eq!(catalog(second.conn()), expected);
         let memory = Store::open_with(&Location::Memory, false, template_in(cache.path())).unwrap();
         assert_eq!(catalog(memory.conn()), expected);
+        // A copy that failed would have discarded the template (and the migrations would have
+        // given the same catalog).
+        let again: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(again, saved);
     }
 
     /// A mark put into the template shows up in new databases: they are copies, not made anew.
@@ -351,6 +459,73 @@ mod tests {
         assert_eq!(left.len(), 1, "{left:?}");
         let copy = Store::open_with(&Location::Memory, false, template_in(cache.path())).unwrap();
         assert_eq!(catalog(copy.conn()), migrated_catalog());
+        // And it is what new databases are copied from.
+        mark(cache.path());
+        let copy = Store::open_with(&Location::Memory, false, template_in(cache.path())).unwrap();
+        assert!(copy.relation_exists("mark").unwrap());
+    }
+
+    /// Puts a table `mark` into the template in `dir`.
+    fn mark(dir: &Path) {
+        let conn = Connection::open_in_memory().unwrap();
+        let template = SchemaTemplate::in_dir(dir, &conn, migrations::MIGRATIONS).unwrap();
+        conn.execute_batch(&format!(
+            "ATTACH {} AS t; CREATE TABLE t.mark AS SELECT 42 AS x; DETACH t",
+            quote_literal(&template.path().to_string_lossy())
+        ))
+        .unwrap();
+    }
+
+    /// Saving removes the templates of other builds and partial saves left by a process that
+    /// died, not a save under way.
+    #[test]
+    fn saving_removes_what_other_builds_and_dead_saves_left() {
+        let cache = tempfile::tempdir().unwrap();
+        let old_build = cache.path().join("schema-0123456789abcdef.duckdb");
+        let dead = cache.path().join(".schema-0123456789abcdef.duckdb.99-0.partial");
+        let under_way = cache.path().join(".schema-0123456789abcdef.duckdb.98-0.partial");
+        let unrelated = cache.path().join("notes.txt");
+        for f in [&old_build, &dead, &under_way, &unrelated] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(&dead)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        drop(Store::open_with(&Location::Memory, false, template_in(cache.path())).unwrap());
+        assert!(!old_build.exists() && !dead.exists());
+        assert!(under_way.exists() && unrelated.exists());
+        let templates = std::fs::read_dir(cache.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("schema-"))
+            .count();
+        assert_eq!(templates, 1);
+    }
+
+    #[test]
+    fn the_cache_directory_follows_xdg() {
+        let some = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            cache_base(some("/x/cache"), some("/home/u")),
+            Some(PathBuf::from("/x/cache"))
+        );
+        assert_eq!(cache_base(None, some("/home/u")), Some(PathBuf::from("/home/u/.cache")));
+        // Relative paths are not to be used (the XDG base directory specification).
+        assert_eq!(
+            cache_base(some("rel/cache"), some("/home/u")),
+            Some(PathBuf::from("/home/u/.cache"))
+        );
+        assert_eq!(cache_base(some("rel"), some("also/rel")), None);
+        assert_eq!(cache_base(None, None), None);
+        // A directory this user owns, or one that can be made in one this user owns.
+        let dir = tempfile::tempdir().unwrap();
+        assert!(owned_or_creatable(dir.path()));
+        assert!(owned_or_creatable(&dir.path().join("new")));
+        assert!(dir.path().join("new").is_dir());
+        assert!(!owned_or_creatable(&dir.path().join("no/such/parent")));
     }
 
     #[test]
@@ -359,15 +534,22 @@ mod tests {
         drop(Store::open_with(&Location::Memory, false, template_in(cache.path())).unwrap());
         let conn = Connection::open_in_memory().unwrap();
         let template = SchemaTemplate::in_dir(cache.path(), &conn, migrations::MIGRATIONS).unwrap();
-        let target = cache.path().join("precious.duckdb");
+        let data = tempfile::tempdir().unwrap();
+        let target = data.path().join("precious.duckdb");
         std::fs::write(&target, b"precious").unwrap();
-        let err = template.copy_to_file(&target).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(template.copy_to_file(&target).unwrap(), Copied::TargetExists);
         assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+        // Nothing is left beside it either.
+        assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 1);
         // No template yet: nothing is copied and nothing created.
         let absent = SchemaTemplate::in_dir(&cache.path().join("empty"), &conn, migrations::MIGRATIONS).unwrap();
-        assert!(!absent.copy_to_file(&cache.path().join("new.duckdb")).unwrap());
-        assert!(!cache.path().join("new.duckdb").exists());
+        let new = data.path().join("new.duckdb");
+        assert_eq!(absent.copy_to_file(&new).unwrap(), Copied::NoTemplate);
+        assert!(!new.exists());
+        // A copy is placed whole.
+        assert_eq!(template.copy_to_file(&new).unwrap(), Copied::Placed);
+        assert_eq!(std::fs::read(&new).unwrap(), std::fs::read(template.path()).unwrap());
+        assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 2);
     }
 
     #[test]

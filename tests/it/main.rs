@@ -43,11 +43,13 @@ impl Scratch {
         self.dir.path().join(name)
     }
 
-    /// `netlens --db <scratch db>` with a private data directory.
+    /// `netlens --db <scratch db>` with a private data directory, and the tests' own cache
+    /// directory (shared by all of them, so the schema template is made once per run).
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::cargo_bin("netlens").expect("binary");
         cmd.env("NETLENS_DB", self.db())
             .env("XDG_DATA_HOME", self.dir.path().join("xdg"))
+            .env("XDG_CACHE_HOME", test_cache())
             .env_remove("NETLENS_FORMAT");
         cmd
     }
@@ -75,6 +77,13 @@ impl Scratch {
             .assert()
             .success();
     }
+}
+
+/// A cache directory for the tests, never the developer's own.
+pub fn test_cache() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("netlens-test-cache");
+    std::fs::create_dir_all(&dir).expect("test cache directory");
+    dir
 }
 
 pub fn fixture(name: &str) -> PathBuf {
