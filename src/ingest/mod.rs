@@ -433,7 +433,7 @@ enum Batch {
 /// One capture being read on a thread of its own, which decodes the packets and assembles the
 /// flows; the finished flows and packet rows come out of a bounded channel, so a slow store
 /// makes the reader wait and memory stays flat. Dropping it stops the reader at its next batch.
-pub struct Reading {
+struct Reading {
     path: PathBuf,
     file_bytes: u64,
     started: Instant,

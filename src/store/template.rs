@@ -347,13 +347,9 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let expected = migrated_catalog();
         assert!(expected.len() > 900, "{} catalog rows", expected.len());
+        let open = |location: Location| Store::open_with(&location, false, template_in(cache.path())).unwrap();
         // The first new database is made by the migrations and saved as the template.
-        let first = Store::open_with(
-            &Location::File(data.path().join("first.duckdb")),
-            false,
-            template_in(cache.path()),
-        )
-        .unwrap();
+        let first = open(Location::File(data.path().join("first.duckdb")));
         assert_eq!(catalog(first.conn()), expected);
         let saved: Vec<_> = std::fs::read_dir(cache.path())
             .unwrap()
@@ -361,14 +357,9 @@ mod tests {
             .collect();
         assert_eq!(saved.len(), 1, "{saved:?}");
         // The next ones, a file and an in-memory database, are copies of it.
-        let second = Store::open_with(
-            &Location::File(data.path().join("second.duckdb")),
-            false,
-            template_in(cache.path()),
-        )
-        .unwrap();
+        let second = open(Location::File(data.path().join("second.duckdb")));
         assert_eq!(catalog(second.conn()), expected);
-        let memory = Store::open_with(&Location::Memory, false, template_in(cache.path())).unwrap();
+        let memory = open(Location::Memory);
         assert_eq!(catalog(memory.conn()), expected);
         // A copy that failed would have discarded the template (and the migrations would have
         // given the same catalog).
