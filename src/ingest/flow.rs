@@ -21,6 +21,11 @@ const NS: i64 = 1_000_000_000;
 /// Zeek's TOO_LARGE_SEQ_DELTA: SYN/RST sequence jumps beyond this are not trusted.
 const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
 
+/// Finished flows the reading thread gathers before it hands them to the storing one (a Zeek
+/// import: rows per batch). Here, not in `sink`, because the fuzz target compiles this module
+/// on its own.
+pub const FLOW_BATCH: usize = 8192;
+
 /// Timeouts that end flows, in nanoseconds of capture time.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -573,7 +578,7 @@ impl FlowTable {
     pub fn take_finished(&mut self) -> Vec<FlowRecord> {
         // The next batch gets room for as many (up to a batch): growing a vector of records one
         // doubling at a time copied each batch about twice over.
-        let room = Vec::with_capacity(self.finished.len().min(super::sink::FLOW_BATCH));
+        let room = Vec::with_capacity(self.finished.len().min(FLOW_BATCH));
         let mut out = std::mem::replace(&mut self.finished, room);
         // Sorts the keys and moves each record once: records are large (about 250 bytes), and
         // a comparison sort moves them many times.

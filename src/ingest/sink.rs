@@ -17,9 +17,7 @@ use super::flow::FlowRecord;
 use crate::error::{Error, Result};
 use crate::store::{quote_ident, Store, ROW_GROUP_SIZE};
 
-/// Finished flows the reading thread gathers before it hands them to the storing one (a Zeek
-/// import: rows per batch).
-pub const FLOW_BATCH: usize = 8192;
+pub use super::flow::FLOW_BATCH;
 /// Packet rows the reading thread gathers before it hands them to the storing one.
 pub const PACKET_BATCH: usize = 65_536;
 
