@@ -861,6 +861,29 @@ mod tests {
         assert_eq!(imports, 2);
     }
 
+    /// The fuzz target (fuzz/fuzz_targets/capture.rs) compiles the reader, decoder and flow
+    /// table on their own, as sibling modules: outside their tests they may use only std and
+    /// each other.
+    #[test]
+    fn the_fuzzed_modules_stand_alone() {
+        let siblings = ["decode", "flow", "reader"];
+        for (name, text) in [
+            ("decode.rs", include_str!("decode.rs")),
+            ("flow.rs", include_str!("flow.rs")),
+            ("reader.rs", include_str!("reader.rs")),
+        ] {
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+            assert!(!code.contains("crate::"), "{name} uses crate::");
+            for (at, _) in code.match_indices("super::") {
+                let next: String = code[at + 7..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(siblings.contains(&next.as_str()), "{name} uses super::{next}");
+            }
+        }
+    }
+
     /// Nothing to read ahead for other commands or a file that is not a capture: the import
     /// then reports the error as before.
     #[test]
