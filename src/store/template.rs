@@ -519,6 +519,24 @@ mod tests {
         assert!(!owned_or_creatable(&dir.path().join("no/such/parent")));
     }
 
+    /// Run as root with another user's directory (sudo keeping `HOME`): not used, and nothing
+    /// created in it.
+    #[test]
+    fn another_users_directory_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        let c_path = std::ffi::CString::new(theirs.to_str().unwrap()).unwrap();
+        // SAFETY: chown reads a NUL-terminated path; 65534 is `nobody`.
+        if unsafe { libc::chown(c_path.as_ptr(), 65534, 65534) } != 0 {
+            eprintln!("skipped: changing a directory's owner needs root");
+            return;
+        }
+        assert!(!owned_or_creatable(&theirs));
+        assert!(!owned_or_creatable(&theirs.join(".cache")));
+        assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0);
+    }
+
     #[test]
     fn a_copy_never_overwrites_a_file() {
         let cache = tempfile::tempdir().unwrap();
