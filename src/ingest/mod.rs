@@ -201,7 +201,7 @@ pub fn run(store: &Store, args: ImportArgs, ahead: Option<ReadAhead>) -> Result<
         ImportCommand::Pcap(a) => {
             let opts = pcap_options(&a)?;
             let mut progress = Progress::for_stderr(a.quiet);
-            import_pcaps_ahead(store, &a.files, &opts, &mut progress, ahead.map(|a| a.0))?;
+            import_pcaps(store, &a.files, &opts, &mut progress, ahead.map(|a| a.0))?;
         }
         ImportCommand::Zeek(a) => {
             let mut progress = Progress::for_stderr(a.quiet);
@@ -303,17 +303,8 @@ fn record_import(store: &Store, r: &ImportReport) -> Result<()> {
 }
 
 /// Imports capture files, each as its own import. Stops at the first file that cannot be
-/// imported (files before it stay imported).
-pub fn import_pcaps(
-    store: &Store,
-    files: &[PathBuf],
-    opts: &PcapOptions,
-    progress: &mut Progress,
-) -> Result<Vec<ImportReport>> {
-    import_pcaps_ahead(store, files, opts, progress, None)
-}
-
-fn import_pcaps_ahead(
+/// imported (files before it stay imported). `ahead`: the first file, already being read.
+fn import_pcaps(
     store: &Store,
     files: &[PathBuf],
     opts: &PcapOptions,

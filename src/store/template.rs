@@ -12,7 +12,7 @@
 //! migration scripts, the netlens version that stamps `schema_migrations`, and the DuckDB
 //! library that wrote it. Another build uses another file, never a stale one. The template is
 //! written under a temporary name and renamed into place, so a reader never sees half a file,
-//! and processes creating it at once each leave a whole one. A template that fails to open is
+//! and processes creating it at once each leave a whole one. A template DuckDB cannot read is
 //! deleted and the database is created from the scripts, as without one.
 //!
 //! The cache is an optimisation only: when there is no cache directory this user owns, or it
@@ -42,7 +42,7 @@ pub struct SchemaTemplate {
 
 impl SchemaTemplate {
     /// This build's template in the user's cache directory, or `None` when there is no cache
-    /// directory (neither `XDG_CACHE_HOME` nor `HOME` is set).
+    /// directory this user owns (see [`cache_dir`]).
     pub fn in_user_cache(conn: &Connection, migrations: &[Migration]) -> Option<Self> {
         let dir = cache_dir()?;
         Self::in_dir(&dir, conn, migrations).ok()
@@ -136,9 +136,7 @@ impl SchemaTemplate {
     /// has written to, as the template.
     pub fn save_from(&self, conn: &Connection, catalog: &str) -> Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        super::create_private_dir(dir).map_err(|e| Error::Sql {
-            message: format!("cannot create {}: {e}", dir.display()),
-        })?;
+        super::create_private_dir(dir).map_err(|e| Error::io(dir, e))?;
         // A name of this save's own: threads and processes saving at once never share a file.
         let partial = dir.join(format!(
             ".{}.{}.partial",
@@ -156,9 +154,7 @@ impl SchemaTemplate {
             .and_then(|()| {
                 // Private like the databases copied from it, whatever the umask.
                 super::restrict_permissions(&partial);
-                std::fs::rename(&partial, &self.path).map_err(|e| Error::Sql {
-                    message: format!("cannot rename {} to {}: {e}", partial.display(), self.path.display()),
-                })
+                std::fs::rename(&partial, &self.path).map_err(|e| Error::io(&self.path, e))
             });
         if written.is_err() {
             let _ = conn.execute_batch(&format!("DETACH DATABASE IF EXISTS {ATTACHED_AS}"));
