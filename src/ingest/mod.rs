@@ -21,6 +21,9 @@ pub mod zeek;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -32,7 +35,7 @@ use crate::store::Store;
 use decode::{linktype_name, Decoded, Transport};
 use flow::{FlowTable, Timeouts};
 use reader::{CaptureReader, OpenError, Stop};
-use sink::{FlowColumns, PacketProto, PacketRow, TableWriter, FLOW_BATCH, PACKET_BATCH};
+use sink::{FlowArrays, FlowColumns, PacketProto, PacketRow, TableWriter, FLOW_BATCH, PACKET_BATCH};
 
 /// Options of a capture import.
 #[derive(Debug, Clone)]
@@ -411,15 +414,23 @@ impl Skips {
     }
 }
 
-/// What the parsing thread hands to the storing one. Rows go as they are: the reading thread is
-/// the slower of the two, and the storing one has time to put them into columns.
+/// What the parsing thread hands to the storing one. The reading thread puts the flows into
+/// columns: the storing one, which turns them into DuckDB's vectors, flushes them and opened
+/// the database first, is the slower of the two (README, "Where the time goes").
+///
+/// Only rows take places in the channel. How far the reader is goes through
+/// [`Reading::position`]: when it was a message every 8 192 packets, those messages filled the
+/// four places, and the reader could get only 32 768 packets ahead of a store that was busy
+/// opening the database or flushing (measured in "Where the time goes", README).
 enum Batch {
     /// Finished flows, each batch in order of their first packet.
-    Flows(Vec<flow::FlowRecord>),
+    Flows(Box<FlowArrays>),
     Packets(Vec<PacketRow>),
-    /// Bytes of the file read so far.
-    Position(u64),
 }
+
+/// How often the storing thread looks at the reader's position when no rows come, for the
+/// progress bar.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// One capture being read on a thread of its own, which decodes the packets and assembles the
 /// flows; the finished flows and packet rows come out of a bounded channel, so a slow store
@@ -429,6 +440,8 @@ struct Reading {
     file_bytes: u64,
     started: Instant,
     batches: Option<std::sync::mpsc::Receiver<Batch>>,
+    /// Bytes of the file the reader has read, updated every 8 192 packets.
+    position: Arc<AtomicU64>,
     reader: Option<std::thread::JoinHandle<Result<ImportReport>>>,
 }
 
@@ -457,16 +470,18 @@ impl Reading {
             },
         })?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
-        let (owned_path, opts) = (path.to_path_buf(), opts.clone());
+        let position = Arc::new(AtomicU64::new(0));
+        let (owned_path, opts, reached) = (path.to_path_buf(), opts.clone(), Arc::clone(&position));
         let reader = std::thread::Builder::new()
             .name("netlens-reader".to_string())
-            .spawn(move || parse_capture(reader, &owned_path, &opts, tx))
+            .spawn(move || parse_capture(reader, &owned_path, &opts, tx, &reached))
             .map_err(|e| Error::io(path, e))?;
         Ok(Reading {
             path: path.to_path_buf(),
             file_bytes: metadata.len(),
             started,
             batches: Some(rx),
+            position,
             reader: Some(reader),
         })
     }
@@ -530,26 +545,31 @@ fn store_capture(
     let source = reading.path.to_string_lossy().into_owned();
     let mut flow_writer = TableWriter::new(store, &opts.table)?;
     let mut packet_writer = opts.packets.then(|| TableWriter::new(store, "packets")).transpose()?;
-    let mut columns = FlowColumns::default();
     let mut flows = 0u64;
-    let batches = reading.batches.take().into_iter().flatten();
-    for batch in batches {
+    let batches = reading.batches.take();
+    loop {
+        let batch = match batches.as_ref().map(|b| b.recv_timeout(PROGRESS_EVERY)) {
+            Some(Ok(batch)) => batch,
+            Some(Err(RecvTimeoutError::Timeout)) => {
+                progress.position(reading.position.load(Ordering::Relaxed));
+                continue;
+            }
+            Some(Err(RecvTimeoutError::Disconnected)) | None => break,
+        };
+        progress.position(reading.position.load(Ordering::Relaxed));
         match batch {
-            Batch::Flows(records) => {
-                flows += records.len() as u64;
-                for flow in &records {
-                    columns.push_record(flow);
-                }
-                flow_writer.write(columns.finish(&opts.table, import_id, &source)?)?;
+            Batch::Flows(arrays) => {
+                flows += arrays.len() as u64;
+                flow_writer.write(arrays.into_batch(&opts.table, import_id, &source)?)?;
             }
             Batch::Packets(rows) => {
                 if let Some(w) = packet_writer.as_mut() {
                     w.write(sink::packet_batch(import_id, &rows)?)?;
                 }
             }
-            Batch::Position(at) => progress.position(at),
         }
     }
+    drop(batches);
     let mut report = reading.finish()?;
     flow_writer.finish()?;
     if let Some(w) = packet_writer {
@@ -568,6 +588,7 @@ fn parse_capture<R: BufRead>(
     path: &Path,
     opts: &PcapOptions,
     tx: std::sync::mpsc::SyncSender<Batch>,
+    position: &AtomicU64,
 ) -> Result<ImportReport> {
     // The store side only drops its end after an error, which it reports itself.
     let gone = || Error::Import {
@@ -581,6 +602,7 @@ fn parse_capture<R: BufRead>(
         ..Default::default()
     };
     let mut table = FlowTable::new(opts.timeouts, 0);
+    let mut columns = FlowColumns::default();
     let mut skips = Skips::default();
     let mut packets: Vec<PacketRow> = Vec::new();
     loop {
@@ -699,18 +721,20 @@ fn parse_capture<R: BufRead>(
             }
         }
         if table.finished_len() >= FLOW_BATCH {
-            tx.send(Batch::Flows(table.take_finished())).map_err(|_| gone())?;
+            tx.send(Batch::Flows(columns_of(&mut columns, table.take_finished())))
+                .map_err(|_| gone())?;
         }
         report.peak_active_flows = report.peak_active_flows.max(table.active());
         if report.packets.is_multiple_of(8192) {
-            tx.send(Batch::Position(reader.offset())).map_err(|_| gone())?;
+            position.store(reader.offset(), Ordering::Relaxed);
             if interrupt::requested() {
                 return Err(Error::Interrupted);
             }
         }
     }
     table.finish_all();
-    tx.send(Batch::Flows(table.take_finished())).map_err(|_| gone())?;
+    tx.send(Batch::Flows(columns_of(&mut columns, table.take_finished())))
+        .map_err(|_| gone())?;
     if !packets.is_empty() {
         tx.send(Batch::Packets(packets)).map_err(|_| gone())?;
     }
@@ -751,6 +775,13 @@ pub fn import_zeek_logs(store: &Store, args: &ZeekImportArgs, progress: &mut Pro
         reports.push(report);
     }
     Ok(reports)
+}
+
+fn columns_of(columns: &mut FlowColumns, flows: Vec<flow::FlowRecord>) -> Box<FlowArrays> {
+    for flow in &flows {
+        columns.push_record(flow);
+    }
+    Box::new(columns.finish_arrays())
 }
 
 /// Runs reader, decoder and flow assembly over arbitrary bytes without a store: the fuzz

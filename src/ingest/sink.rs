@@ -349,41 +349,98 @@ impl FlowColumns {
     /// The flows added so far as a batch of `table`'s columns, all from import `import_id` of
     /// `source`; the builders start over empty.
     pub fn finish(&mut self, table: &str, import_id: i64, source: &str) -> Result<RecordBatch> {
+        self.finish_arrays().into_batch(table, import_id, source)
+    }
+
+    /// The flows added so far as columns, without the two that say which import they are from:
+    /// a capture's reading thread builds these before the database is open. The builders start
+    /// over empty.
+    pub fn finish_arrays(&mut self) -> FlowArrays {
         // Builders give up their buffers when they finish: start over with full-size ones, not
         // empty ones that grow by doubling again.
         let mut full = std::mem::take(self);
-        let n = full.len();
         let [orig_bytes, resp_bytes, missed_bytes, orig_pkts, orig_ip_bytes, resp_pkts, resp_ip_bytes, orig_frame_bytes, resp_frame_bytes] =
             full.counts.each_mut().map(|b| Arc::new(b.finish()) as ArrayRef);
-        let columns: Vec<(&'static str, ArrayRef)> = vec![
-            ("import_id", Arc::new(Int64Array::from_value(import_id, n))),
-            ("ts", Arc::new(full.ts.finish())),
-            ("uid", Arc::new(full.uid.finish())),
-            ("orig_h", Arc::new(full.orig_h.finish())),
-            ("orig_p", Arc::new(full.orig_p.finish())),
-            ("resp_h", Arc::new(full.resp_h.finish())),
-            ("resp_p", Arc::new(full.resp_p.finish())),
-            ("proto", Arc::new(full.proto.finish())),
-            ("service", Arc::new(full.service.finish())),
-            ("duration", Arc::new(full.duration.finish())),
-            ("orig_bytes", orig_bytes),
-            ("resp_bytes", resp_bytes),
-            ("conn_state", Arc::new(full.conn_state.finish())),
-            ("missed_bytes", missed_bytes),
-            ("history", Arc::new(full.history.finish())),
-            ("orig_pkts", orig_pkts),
-            ("orig_ip_bytes", orig_ip_bytes),
-            ("resp_pkts", resp_pkts),
-            ("resp_ip_bytes", resp_ip_bytes),
-            ("orig_frame_bytes", orig_frame_bytes),
-            ("resp_frame_bytes", resp_frame_bytes),
-            ("ip_proto", Arc::new(full.ip_proto.finish())),
-            (
-                "source_file",
-                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(source, n))),
-            ),
-        ];
-        batch(table, columns)
+        FlowArrays {
+            len: full.len(),
+            columns: [
+                Arc::new(full.ts.finish()),
+                Arc::new(full.uid.finish()),
+                Arc::new(full.orig_h.finish()),
+                Arc::new(full.orig_p.finish()),
+                Arc::new(full.resp_h.finish()),
+                Arc::new(full.resp_p.finish()),
+                Arc::new(full.proto.finish()),
+                Arc::new(full.service.finish()),
+                Arc::new(full.duration.finish()),
+                orig_bytes,
+                resp_bytes,
+                Arc::new(full.conn_state.finish()),
+                missed_bytes,
+                Arc::new(full.history.finish()),
+                orig_pkts,
+                orig_ip_bytes,
+                resp_pkts,
+                resp_ip_bytes,
+                orig_frame_bytes,
+                resp_frame_bytes,
+                Arc::new(full.ip_proto.finish()),
+            ],
+        }
+    }
+}
+
+/// The columns of `flows` between `import_id` and `source_file`, in the table's order.
+const FLOW_ARRAY_NAMES: [&str; 21] = [
+    "ts",
+    "uid",
+    "orig_h",
+    "orig_p",
+    "resp_h",
+    "resp_p",
+    "proto",
+    "service",
+    "duration",
+    "orig_bytes",
+    "resp_bytes",
+    "conn_state",
+    "missed_bytes",
+    "history",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "resp_pkts",
+    "resp_ip_bytes",
+    "orig_frame_bytes",
+    "resp_frame_bytes",
+    "ip_proto",
+];
+
+/// A batch of flows in columns, all but `import_id` and `source_file` (see
+/// [`FlowColumns::finish_arrays`]).
+pub struct FlowArrays {
+    len: usize,
+    columns: [ArrayRef; 21],
+}
+
+impl FlowArrays {
+    /// Flows in the batch.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The batch of `table`'s columns, all from import `import_id` of `source`.
+    pub fn into_batch(self, table: &str, import_id: i64, source: &str) -> Result<RecordBatch> {
+        let n = self.len;
+        let import: ArrayRef = Arc::new(Int64Array::from_value(import_id, n));
+        let source: ArrayRef = Arc::new(StringArray::from_iter_values(std::iter::repeat_n(source, n)));
+        let columns = std::iter::once(("import_id", import))
+            .chain(FLOW_ARRAY_NAMES.into_iter().zip(self.columns))
+            .chain(std::iter::once(("source_file", source)));
+        batch(table, columns.collect())
     }
 }
 
