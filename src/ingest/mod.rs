@@ -421,7 +421,7 @@ impl Skips {
 /// Only rows take places in the channel. How far the reader is goes through
 /// [`Reading::position`]: when it was a message every 8 192 packets, those messages filled the
 /// four places, and the reader could get only 32 768 packets ahead of a store that was busy
-/// opening the database or flushing (measured in "Where the time goes", README).
+/// opening the database or flushing (measured in README, "pcap import").
 enum Batch {
     /// Finished flows, each batch in order of their first packet.
     Flows(Box<FlowArrays>),
