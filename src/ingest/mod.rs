@@ -21,7 +21,7 @@ pub mod zeek;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -415,8 +415,8 @@ impl Skips {
 }
 
 /// What the parsing thread hands to the storing one. The reading thread puts the flows into
-/// columns: the storing one, which turns them into DuckDB's vectors, flushes them and opened
-/// the database first, is the slower of the two (README, "Where the time goes").
+/// columns, which takes that work off the storing thread: it opens the database, turns the
+/// columns into DuckDB's vectors and flushes them, and the end of an import waits on it.
 ///
 /// Only rows take places in the channel. How far the reader is goes through
 /// [`Reading::position`]: when it was a message every 8 192 packets, those messages filled the
@@ -428,13 +428,20 @@ enum Batch {
     Packets(Vec<PacketRow>),
 }
 
+/// What the reader thread shares with its [`Reading`] besides the channel.
+struct ReaderWatch {
+    position: Arc<AtomicU64>,
+    abandoned: Arc<AtomicBool>,
+}
+
 /// How often the storing thread looks at the reader's position when no rows come, for the
 /// progress bar.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// One capture being read on a thread of its own, which decodes the packets and assembles the
 /// flows; the finished flows and packet rows come out of a bounded channel, so a slow store
-/// makes the reader wait and memory stays flat. Dropping it stops the reader at its next batch.
+/// makes the reader wait and memory stays flat. Dropping it stops the reader within 8 192
+/// packets.
 struct Reading {
     path: PathBuf,
     file_bytes: u64,
@@ -442,6 +449,9 @@ struct Reading {
     batches: Option<std::sync::mpsc::Receiver<Batch>>,
     /// Bytes of the file the reader has read, updated every 8 192 packets.
     position: Arc<AtomicU64>,
+    /// Set when the rows will not be read: a reader whose flows seldom finish would not find the
+    /// channel closed for a long time (one long connection sends nothing until the end).
+    abandoned: Arc<AtomicBool>,
     reader: Option<std::thread::JoinHandle<Result<ImportReport>>>,
 }
 
@@ -471,10 +481,15 @@ impl Reading {
         })?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
         let position = Arc::new(AtomicU64::new(0));
-        let (owned_path, opts, reached) = (path.to_path_buf(), opts.clone(), Arc::clone(&position));
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let (owned_path, opts) = (path.to_path_buf(), opts.clone());
+        let watch = ReaderWatch {
+            position: Arc::clone(&position),
+            abandoned: Arc::clone(&abandoned),
+        };
         let reader = std::thread::Builder::new()
             .name("netlens-reader".to_string())
-            .spawn(move || parse_capture(reader, &owned_path, &opts, tx, &reached))
+            .spawn(move || parse_capture(reader, &owned_path, &opts, tx, &watch))
             .map_err(|e| Error::io(path, e))?;
         Ok(Reading {
             path: path.to_path_buf(),
@@ -482,6 +497,7 @@ impl Reading {
             started,
             batches: Some(rx),
             position,
+            abandoned,
             reader: Some(reader),
         })
     }
@@ -502,7 +518,9 @@ impl Reading {
 
 impl Drop for Reading {
     fn drop(&mut self) {
-        // Closing the channel first: a reader waiting to hand over a batch stops at once.
+        // Telling the reader and closing the channel before joining it: a reader waiting to hand
+        // over a batch stops at once, one still reading within 8 192 packets.
+        self.abandoned.store(true, Ordering::Relaxed);
         self.batches = None;
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
@@ -533,8 +551,8 @@ impl ReadAhead {
     }
 }
 
-/// Stores what a [`Reading`] finds: the caller's thread puts the finished flows into columns
-/// and appends them while the reader goes on. The caller holds the transaction.
+/// Stores what a [`Reading`] finds: the caller's thread appends the columns the reader built
+/// while the reader goes on. The caller holds the transaction.
 fn store_capture(
     store: &Store,
     mut reading: Reading,
@@ -546,15 +564,19 @@ fn store_capture(
     let mut flow_writer = TableWriter::new(store, &opts.table)?;
     let mut packet_writer = opts.packets.then(|| TableWriter::new(store, "packets")).transpose()?;
     let mut flows = 0u64;
-    let batches = reading.batches.take();
+    let batches = reading.batches.take().ok_or_else(|| Error::Import {
+        path: reading.path.clone(),
+        reason: "the capture was read already".to_string(),
+    })?;
     loop {
-        let batch = match batches.as_ref().map(|b| b.recv_timeout(PROGRESS_EVERY)) {
-            Some(Ok(batch)) => batch,
-            Some(Err(RecvTimeoutError::Timeout)) => {
+        let batch = match batches.recv_timeout(PROGRESS_EVERY) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => {
                 progress.position(reading.position.load(Ordering::Relaxed));
                 continue;
             }
-            Some(Err(RecvTimeoutError::Disconnected)) | None => break,
+            // The reader has ended, with the rows all sent or with an error `finish` returns.
+            Err(RecvTimeoutError::Disconnected) => break,
         };
         progress.position(reading.position.load(Ordering::Relaxed));
         match batch {
@@ -569,7 +591,6 @@ fn store_capture(
             }
         }
     }
-    drop(batches);
     let mut report = reading.finish()?;
     flow_writer.finish()?;
     if let Some(w) = packet_writer {
@@ -588,7 +609,7 @@ fn parse_capture<R: BufRead>(
     path: &Path,
     opts: &PcapOptions,
     tx: std::sync::mpsc::SyncSender<Batch>,
-    position: &AtomicU64,
+    watch: &ReaderWatch,
 ) -> Result<ImportReport> {
     // The store side only drops its end after an error, which it reports itself.
     let gone = || Error::Import {
@@ -726,9 +747,12 @@ fn parse_capture<R: BufRead>(
         }
         report.peak_active_flows = report.peak_active_flows.max(table.active());
         if report.packets.is_multiple_of(8192) {
-            position.store(reader.offset(), Ordering::Relaxed);
+            watch.position.store(reader.offset(), Ordering::Relaxed);
             if interrupt::requested() {
                 return Err(Error::Interrupted);
+            }
+            if watch.abandoned.load(Ordering::Relaxed) {
+                return Err(gone());
             }
         }
     }
@@ -927,7 +951,7 @@ mod tests {
     }
 
     /// A reading dropped unread (the database failed to open, or is read-only) stops its thread
-    /// at its next batch instead of reading the whole file.
+    /// at its next batch (here the channel is full) instead of reading the whole file.
     #[test]
     fn a_reading_dropped_unread_stops() {
         let dir = tempfile::tempdir().unwrap();
@@ -945,6 +969,32 @@ mod tests {
         assert!(
             dropped.recv_timeout(Duration::from_secs(10)).is_ok(),
             "the reader did not stop"
+        );
+    }
+
+    /// A reading dropped while its flows do not finish (one long connection, so the reader has
+    /// nothing to send and never finds the channel closed) stops within 8 192 packets instead of
+    /// reading the whole file.
+    #[test]
+    fn a_reading_dropped_during_one_long_flow_stops_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("long.pcap");
+        let packets = 300_000u32;
+        let mut bytes = Vec::new();
+        reader::write::pcap_header(&mut bytes, 1, 65535).unwrap();
+        for i in 0..packets {
+            let f = decode::build::tcp4([10, 0, 0, 1].into(), 1000, [10, 0, 0, 2].into(), 80, i, 0, 0x10, 0);
+            reader::write::pcap_record(&mut bytes, i64::from(i) * 1_000, f.len() as u32, &f).unwrap();
+        }
+        std::fs::write(&long, &bytes).unwrap();
+        let reading = Reading::start(&long, &PcapOptions::default()).unwrap();
+        let reached = Arc::clone(&reading.position);
+        drop(reading);
+        let read = reached.load(Ordering::Relaxed);
+        assert!(
+            read < bytes.len() as u64 / 4,
+            "the reader went on to byte {read} of {}",
+            bytes.len()
         );
     }
 

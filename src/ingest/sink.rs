@@ -276,7 +276,7 @@ impl Default for FlowColumns {
 }
 
 impl FlowColumns {
-    /// Flows added since the last [`FlowColumns::finish`].
+    /// Flows added since the last [`FlowColumns::finish`] or [`FlowColumns::finish_arrays`].
     pub fn len(&self) -> usize {
         self.ts.len()
     }

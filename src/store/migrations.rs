@@ -82,11 +82,12 @@ pub fn schema_text(migrations: &[Migration]) -> String {
 /// The newest migration applied, or None for a database without netlens's schema.
 ///
 /// Asks the table itself first: any listing of tables (`duckdb_tables()`,
-/// `information_schema`) makes DuckDB create and parse all of its default views, about a third
-/// of opening a database with a schema (`netlens --db F -c 'select 1'`, measured in
-/// README, "pcap import"). Only when that query fails does the listing say whether the table is
-/// missing (a database without the schema) or something else went wrong (that error is the
-/// one returned). Named by catalog so that a temporary table of that name is not read instead.
+/// `information_schema`) makes DuckDB create and parse all of its default views, 30 % of the
+/// samples in a profile of `netlens --db F -c 'select 1'` (timed in README, "Tables"). Only
+/// when that query fails does the listing say whether the table is missing (a database without
+/// the schema) or something else went wrong: then that first error is returned (or the
+/// listing's own, should it fail too). Named by catalog so that a temporary table of that name
+/// is not read instead.
 fn current_version(conn: &Connection) -> Result<Option<i64>> {
     let catalog: String = conn
         .query_row("SELECT current_database()", [], |r| r.get(0))
