@@ -7,27 +7,81 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::capture::system::SocketBackend;
-use crate::store::export::ExportFormat;
+pub use crate::capture::system::SocketBackend;
+pub use crate::detect::{DetectSource, DetectorName};
+pub use crate::geo::GeoProvider;
+pub use crate::output::OutputMode;
+pub use crate::store::export::ExportFormat;
 
-/// How query results are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputMode {
-    /// Boxed table fitted to the terminal width.
-    Table,
-    /// Comma-separated values (RFC 4180 quoting).
-    Csv,
-    /// One JSON array of objects per statement.
-    Json,
-    /// One JSON object per line.
-    Jsonl,
-    /// GitHub-flavoured Markdown table.
-    Markdown,
-    /// One `column = value` line per field, rows separated by a blank line.
-    Line,
-    /// Values separated by `|`.
-    List,
+use crate::analysis::{ScoreRequest, TrainRequest};
+use crate::detect::DetectRequest;
+use crate::error::Error;
+use crate::geo::GeoRequest;
+use crate::ingest::csv::CsvImport;
+use crate::ingest::demo::DemoRequest;
+use crate::ingest::{ImportRequest, PcapImport, ZeekImport};
+use crate::request::{CaptureRequest, Request};
+use crate::serve::{CaptureSchedule, Job, JobKind, ServeOptions};
+use crate::store::export::{ExportRequest, ExportSource};
+use crate::watch::WatchRequest;
+
+/// Implements clap's `ValueEnum` for a domain enum, so the domain type stays free of clap: each
+/// variant's name on the command line, its aliases and its help.
+macro_rules! value_enum {
+    ($ty:ident { $($variant:ident => $name:literal $([$($alias:literal),*])? : $help:literal),* $(,)? }) => {
+        impl ValueEnum for $ty {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$($ty::$variant),*]
+            }
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                Some(match self {
+                    $($ty::$variant => clap::builder::PossibleValue::new($name)$($(.alias($alias))*)?.help($help)),*
+                })
+            }
+        }
+    };
 }
+
+value_enum!(OutputMode {
+    Table => "table": "Boxed table fitted to the terminal width",
+    Csv => "csv": "Comma-separated values (RFC 4180 quoting)",
+    Json => "json": "One JSON array of objects per statement",
+    Jsonl => "jsonl": "One JSON object per line",
+    Markdown => "markdown": "GitHub-flavoured Markdown table",
+    Line => "line": "One `column = value` line per field, rows separated by a blank line",
+    List => "list": "Values separated by `|`",
+});
+
+value_enum!(SocketBackend {
+    Sockdiag => "sockdiag": "Linux sock_diag with kernel TCP counters (default on Linux)",
+    Netstat2 => "netstat2": "netstat2: portable, no kernel counters, no UDP peers (default elsewhere)",
+});
+
+value_enum!(ExportFormat {
+    Parquet => "parquet": "Apache Parquet",
+    Csv => "csv": "Comma-separated values",
+    Json => "json": "Newline-delimited JSON, one object per row",
+    Zeek => "zeek": "Zeek TSV conn.log (from flows, or any source with its columns)",
+});
+
+value_enum!(DetectorName {
+    PortScans => "port_scans" ["port-scans"]: "One source touching many ports of a host, or one port on many hosts",
+    Beacons => "beacons": "Periodic connections between a pair, scored in the manner of RITA",
+    Bursts => "bursts": "Bins where a process's, host's or pair's connections or bytes exceed its own baseline",
+    LongConnections => "long_connections" ["long-connections"]: "Connections lasting longer than --long-min, graded",
+    All => "all": "Every detector, one run each",
+});
+
+value_enum!(DetectSource {
+    Auto => "auto": "Whichever has rows (live history first when both do)",
+    Flows => "flows": "Imported flows (pcap, Zeek)",
+    Connections => "connections": "Live capture history (the connections view)",
+});
+
+value_enum!(GeoProvider {
+    Off => "off": "Ask no one: local ranges and --mmdb files only",
+    IpApi => "ip-api": "ip-api.com's batch endpoint (free tier: plain http, 15 requests of 100 addresses a minute)",
+});
 
 /// `on` or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +141,11 @@ pub struct Cli {
 pub enum Command {
     /// Open the interactive SQL shell
     Shell,
+    /// Hold the database in one long-running process that captures, runs scheduled work and
+    /// answers every netlens command and Arrow Flight SQL client at the same time
+    Serve(ServeArgs),
+    /// Show the server holding the database: pid, uptime, capture, schedule, clients, last error
+    Status,
     #[command(flatten)]
     Domain(DomainCommand),
 }
@@ -121,6 +180,98 @@ pub enum DomainCommand {
     Watch(WatchArgs),
     /// Key findings and recommended actions from the latest runs
     Insights(InsightsArgs),
+}
+
+/// The import request of `import` options, when they convert (for the read-ahead).
+pub fn import_request(args: &ImportArgs) -> Option<ImportRequest> {
+    match DomainCommand::Import(args.clone()).into_request() {
+        Ok((Request::Import(request), _)) => Some(request),
+        _ => None,
+    }
+}
+
+/// Options of `serve`.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Serve the file as it is, without capturing this host
+    #[arg(long, conflicts_with_all = ["interval", "sockets", "replay", "record"])]
+    pub no_capture: bool,
+
+    /// Time between snapshots
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub interval: Duration,
+
+    /// Socket table reader [default: sockdiag on Linux, netstat2 elsewhere]
+    #[arg(long, value_enum)]
+    pub sockets: Option<SocketBackend>,
+
+    /// Capture from snapshots recorded with capture --record instead of this host
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+
+    /// Also append every snapshot to FILE as JSON lines
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Scheduled work, repeatable: detect, geo, retrain or insights, each with its interval,
+    /// e.g. --every detect=5m --every retrain=1d
+    #[arg(long, value_name = "JOB=DURATION", value_parser = parse_job)]
+    pub every: Vec<Job>,
+
+    /// Offline geolocation databases for the scheduled geo job (repeatable)
+    #[arg(long, value_name = "PATH")]
+    pub mmdb: Vec<PathBuf>,
+}
+
+/// `JOB=DURATION`, a scheduled job of `serve`.
+pub fn parse_job(text: &str) -> Result<Job, String> {
+    let (name, every) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}': expected JOB=DURATION, e.g. detect=5m"))?;
+    let kind = JobKind::ALL
+        .into_iter()
+        .find(|k| k.name() == name.trim())
+        .ok_or_else(|| {
+            let names: Vec<&str> = JobKind::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown job '{name}'; the jobs are {}", names.join(", "))
+        })?;
+    let every = parse_duration(every)?;
+    if every < Duration::from_secs(1) {
+        return Err(format!("'{text}': a job runs at most once a second"));
+    }
+    Ok(Job { kind, every })
+}
+
+impl ServeArgs {
+    /// The server these options describe, for the database at `location`.
+    pub fn into_options(self, location: crate::store::Location) -> std::result::Result<ServeOptions, Error> {
+        let mut seen = std::collections::HashSet::new();
+        for job in &self.every {
+            if !seen.insert(job.kind) {
+                return Err(Error::Usage(format!(
+                    "--every {} is given twice; give each job one interval",
+                    job.kind.name()
+                )));
+            }
+        }
+        if self.every.iter().any(|j| j.kind == JobKind::Geo) && self.mmdb.is_empty() {
+            return Err(Error::Usage(
+                "--every geo needs at least one --mmdb file: the server never sends addresses to an online provider by itself"
+                    .to_string(),
+            ));
+        }
+        Ok(ServeOptions {
+            location,
+            capture: (!self.no_capture).then(|| CaptureSchedule {
+                interval: self.interval,
+                sockets: self.sockets,
+                replay: self.replay,
+                record: self.record,
+            }),
+            every: self.every,
+            mmdb: self.mmdb,
+        })
+    }
 }
 
 /// Options of `train`.
@@ -328,15 +479,6 @@ pub struct ZeekImportArgs {
     pub quiet: bool,
 }
 
-/// Online geolocation provider. Off unless chosen: it sends addresses to a third party.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GeoProvider {
-    /// Ask no one: local ranges and --mmdb files only
-    Off,
-    /// ip-api.com's batch endpoint (free tier: plain http, 15 requests of 100 addresses a minute)
-    IpApi,
-}
-
 /// Options of `geo`. The source options are global, so they may also follow `geo lookup`.
 #[derive(Debug, Args, Clone)]
 pub struct GeoArgs {
@@ -435,37 +577,6 @@ pub struct CsvImportArgs {
     /// No summary line
     #[arg(long, short)]
     pub quiet: bool,
-}
-
-/// A detector, named by the table it writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DetectorName {
-    /// One source touching many ports of a host, or one port on many hosts
-    #[value(name = "port_scans", alias = "port-scans")]
-    PortScans,
-    /// Periodic connections between a pair, scored in the manner of RITA
-    #[value(name = "beacons")]
-    Beacons,
-    /// Bins where a process's, host's or pair's connections or bytes exceed its own baseline
-    #[value(name = "bursts")]
-    Bursts,
-    /// Connections lasting longer than --long-min, graded
-    #[value(name = "long_connections", alias = "long-connections")]
-    LongConnections,
-    /// Every detector, one run each
-    #[value(name = "all")]
-    All,
-}
-
-/// What a detector reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DetectSource {
-    /// Whichever has rows (live history first when both do)
-    Auto,
-    /// Imported flows (pcap, Zeek)
-    Flows,
-    /// Live capture history (the connections view)
-    Connections,
 }
 
 /// Options of `detect`.
@@ -749,6 +860,187 @@ pub fn parse_timestamp(text: &str) -> Result<chrono::NaiveDateTime, String> {
         .ok_or_else(|| format!("'{text}' is not a UTC time; write e.g. '2026-11-21 08:00:00' or 2026-11-21"))
 }
 
+/// How a command's reply is shown: the command-line options that only change printing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Presentation {
+    /// Leave out summary lines and summary rows (warnings are still shown).
+    pub quiet: bool,
+    /// Output format of the rows, in place of the session's.
+    pub format: Option<OutputMode>,
+}
+
+impl DomainCommand {
+    /// The plain request this command line stands for, and how to show its reply. Options are
+    /// checked here, before anything runs.
+    pub fn into_request(self) -> crate::error::Result<(Request, Presentation)> {
+        let quiet = |quiet: bool| Presentation { quiet, format: None };
+        Ok(match self {
+            DomainCommand::Capture(a) => (
+                Request::Capture(CaptureRequest {
+                    interval: a.interval,
+                    duration: a.duration,
+                    count: a.count,
+                    replay: a.replay,
+                    record: a.record,
+                    sockets: a.sockets,
+                }),
+                quiet(a.quiet),
+            ),
+            DomainCommand::Export(a) => {
+                let source = match (a.table, a.query) {
+                    (Some(t), None) => ExportSource::Table(t),
+                    (None, Some(q)) => ExportSource::Query(q),
+                    _ => {
+                        return Err(Error::Usage(
+                            "export needs exactly one of --table or --query".to_string(),
+                        ))
+                    }
+                };
+                let request = ExportRequest {
+                    format: a.format.unwrap_or_else(|| ExportFormat::from_path(&a.out)),
+                    source,
+                    out: a.out,
+                    partition_by: a.partition_by.into_iter().filter(|c| !c.trim().is_empty()).collect(),
+                    overwrite: a.overwrite,
+                };
+                (Request::Export(request), quiet(false))
+            }
+            DomainCommand::Import(a) => match a.what {
+                ImportCommand::Pcap(p) => (
+                    Request::Import(ImportRequest::Pcap(PcapImport {
+                        files: p.files,
+                        table: p.table,
+                        packets: p.packets,
+                        idle_timeout: p.idle_timeout,
+                        tcp_timeout: p.tcp_timeout,
+                        udp_timeout: p.udp_timeout,
+                        icmp_timeout: p.icmp_timeout,
+                    })),
+                    quiet(p.quiet),
+                ),
+                ImportCommand::Zeek(z) => (
+                    Request::Import(ImportRequest::Zeek(ZeekImport { files: z.files })),
+                    quiet(z.quiet),
+                ),
+                ImportCommand::Csv(c) => (
+                    Request::Import(ImportRequest::Csv(CsvImport {
+                        file: c.file,
+                        table: c.table,
+                        columns: c.columns,
+                        columns_file: c.columns_file,
+                        no_header: c.no_header,
+                        append: c.append,
+                        replace: c.replace,
+                    })),
+                    quiet(c.quiet),
+                ),
+            },
+            DomainCommand::Geo(g) => (
+                Request::Geo(crate::request::GeoCommand {
+                    sources: GeoRequest {
+                        mmdb: g.mmdb,
+                        provider: g.provider,
+                        url: g.url,
+                        timeout: g.timeout,
+                        max_wait: g.max_wait,
+                        ttl: g.ttl,
+                        refresh: g.refresh,
+                    },
+                    lookup: g.what.map(|GeoCommand::Lookup(l)| l.ips),
+                }),
+                quiet(g.quiet),
+            ),
+            DomainCommand::Demo(d) => (
+                Request::Demo(DemoRequest {
+                    hours: d.hours,
+                    interval: d.interval,
+                    seed: d.seed,
+                    traffic_rows: d.traffic_rows,
+                }),
+                quiet(d.quiet),
+            ),
+            DomainCommand::Train(t) => (
+                Request::Train(TrainRequest {
+                    stage: t.stage,
+                    source: t.on,
+                    selection: crate::analysis::features::Selection {
+                        features: t.features.into_iter().filter(|c| !c.trim().is_empty()).collect(),
+                        exclude: t.exclude.into_iter().filter(|c| !c.trim().is_empty()).collect(),
+                        id: t.id,
+                        label: t.label,
+                    },
+                    model: t.model,
+                    seed: t.seed,
+                    set: crate::analysis::parse_set(&t.set)?,
+                }),
+                quiet(false),
+            ),
+            DomainCommand::Score(s) => (
+                Request::Score(ScoreRequest {
+                    model: s.model,
+                    source: s.on,
+                    into: s.into,
+                    label: s.label,
+                    id: s.id,
+                }),
+                quiet(false),
+            ),
+            DomainCommand::Retrain(r) => (Request::Retrain { target: r.target }, quiet(false)),
+            DomainCommand::Models(m) => (Request::Models { all: m.all }, quiet(false)),
+            DomainCommand::Stages => (Request::Stages, quiet(false)),
+            DomainCommand::Detect(d) => (Request::Detect(d.into_request()?), quiet(d.quiet)),
+            DomainCommand::Watch(w) => (
+                Request::Watch(WatchRequest {
+                    baseline: w.baseline,
+                    interval: w.interval,
+                    segments: w.segments.0,
+                    contamination: w.contamination,
+                    seed: w.seed,
+                    model: w.model,
+                    windows: w.windows,
+                    replay: w.replay,
+                    sockets: w.sockets,
+                }),
+                quiet(false),
+            ),
+            DomainCommand::Insights(i) => (
+                Request::Insights,
+                Presentation {
+                    quiet: false,
+                    format: i.format,
+                },
+            ),
+        })
+    }
+}
+
+impl DetectArgs {
+    /// The detector run these options ask for (`detect` checks the thresholds' ranges, for
+    /// requests from every client alike).
+    pub fn into_request(&self) -> crate::error::Result<DetectRequest> {
+        Ok(DetectRequest {
+            detector: self.detector,
+            on: self.on,
+            window: self.window,
+            since: self.since,
+            until: self.until,
+            top: self.top,
+            scan_window: self.scan_window,
+            scan_ports: self.scan_ports,
+            scan_hosts: self.scan_hosts,
+            beacon_min_connections: self.beacon_min_connections,
+            beacon_bins: self.beacon_bins,
+            beacon_threshold: self.beacon_threshold,
+            beacon_weights: self.beacon_weights.clone(),
+            burst_bin: self.burst_bin,
+            burst_k: self.burst_k,
+            burst_min_connections: self.burst_min_connections,
+            burst_min_bytes: self.burst_min_bytes,
+            long_min: self.long_min,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -793,6 +1085,31 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("3 weeks").unwrap_err().contains("unknown unit"));
+    }
+
+    /// The server's scheduled jobs use the domain's defaults: they must be the command line's.
+    #[test]
+    fn scheduled_jobs_use_the_command_line_defaults() {
+        let cli = Cli::try_parse_from(["netlens", "detect", "all", "--window", "1d"]).unwrap();
+        let Some(Command::Domain(command)) = cli.command else {
+            panic!()
+        };
+        let (request, _) = command.into_request().unwrap();
+        assert_eq!(
+            request,
+            Request::Detect(DetectRequest::defaults(
+                DetectorName::All,
+                Some(Duration::from_secs(86_400))
+            ))
+        );
+        let cli = Cli::try_parse_from(["netlens", "geo", "--mmdb", "a.mmdb"]).unwrap();
+        let Some(Command::Domain(command)) = cli.command else {
+            panic!()
+        };
+        let (Request::Geo(geo), _) = command.into_request().unwrap() else {
+            panic!()
+        };
+        assert_eq!(geo.sources, GeoRequest::offline(vec![PathBuf::from("a.mmdb")]));
     }
 
     #[test]

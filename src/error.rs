@@ -125,6 +125,19 @@ pub enum Error {
     /// Writing to the output failed (other than a closed pipe, which ends quietly).
     #[error("writing output failed: {0}")]
     Output(#[source] std::io::Error),
+
+    /// A command failed after part of its work was stored; the message says what was kept.
+    #[error("{message}")]
+    Partial { message: String },
+
+    /// The server holding the database answered with an error (its message, as the server
+    /// would have printed it).
+    #[error("{message}")]
+    Remote { message: String },
+
+    /// The server holding the database could not be reached, or the connection broke.
+    #[error("netlens server at {endpoint}: {reason}\n  hint: `netlens status --db PATH` shows whether it runs; its log says why it stopped")]
+    Server { endpoint: String, reason: String },
 }
 
 impl Error {

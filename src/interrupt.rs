@@ -12,6 +12,8 @@ use duckdb::InterruptHandle;
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 static RUNNING: Mutex<Option<Arc<InterruptHandle>>> = Mutex::new(None);
 static INSTALLED: OnceLock<bool> = OnceLock::new();
+/// Set in `netlens serve`: a stop, once requested, is for the whole process and stays.
+static SERVING: AtomicBool = AtomicBool::new(false);
 
 /// Installs the handler once; later calls do nothing. Returns false when it could not be
 /// installed (then Ctrl-C keeps its default meaning: end the process).
@@ -34,9 +36,23 @@ pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
 }
 
-/// Forgets an earlier Ctrl-C (at the start of each command).
+/// Forgets an earlier Ctrl-C (at the start of each command). In a server a stop request is
+/// never forgotten: commands run for clients must not undo a SIGTERM.
 pub fn clear() {
-    REQUESTED.store(false, Ordering::SeqCst);
+    if !SERVING.load(Ordering::SeqCst) {
+        REQUESTED.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Marks this process as a server: [`clear`] no longer forgets a stop request, and the server's
+/// own signal handling calls [`request_stop`] (the Ctrl-C handler is not installed).
+pub fn serving() {
+    SERVING.store(true, Ordering::SeqCst);
+}
+
+/// Asks every loop to stop, as Ctrl-C does (a server's SIGTERM or SIGINT).
+pub fn request_stop() {
+    REQUESTED.store(true, Ordering::SeqCst);
 }
 
 /// While alive, Ctrl-C interrupts the statement of this connection.

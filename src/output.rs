@@ -11,8 +11,34 @@ use duckdb::arrow::datatypes::{DataType, SchemaRef};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use crate::cli::OutputMode;
 use crate::error::{Error, Result};
+
+/// How query results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputMode {
+    /// Boxed table fitted to the terminal width.
+    Table,
+    /// Comma-separated values (RFC 4180 quoting).
+    Csv,
+    /// One JSON array of objects per statement.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// GitHub-flavoured Markdown table.
+    Markdown,
+    /// One `column = value` line per field, rows separated by a blank line.
+    Line,
+    /// Values separated by `|`.
+    List,
+}
+
+impl OutputMode {
+    /// Modes for people (titles and summaries read well); the others are data formats.
+    pub fn is_display(self) -> bool {
+        matches!(self, OutputMode::Table | OutputMode::Line | OutputMode::Markdown)
+    }
+}
 
 /// How to print.
 #[derive(Debug, Clone, Copy)]

@@ -186,7 +186,7 @@ pub struct TrainRequest {
 }
 
 /// `score MODEL --on SOURCE ...`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreRequest {
     /// `NAME` (newest version) or `NAME@VERSION`.
     pub model: String,

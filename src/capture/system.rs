@@ -15,7 +15,8 @@ use super::{InterfaceRecord, ProcessRecord, Proto, Snapshot, SocketRecord, Sourc
 use crate::error::{Error, Result};
 
 /// Which library reads the socket table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SocketBackend {
     /// Linux sock_diag with kernel TCP counters (default on Linux).
     Sockdiag,

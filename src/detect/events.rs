@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDateTime};
 use duckdb::Connection;
 
-use crate::cli::{DetectArgs, DetectSource};
+use super::{DetectRequest, DetectSource};
 use crate::error::{Error, Result};
 
 /// The source a run analyses.
@@ -59,7 +59,7 @@ fn count_source(conn: &Connection, source: Source) -> Result<i64> {
 
 /// Resolves `--on`, the window options and the time resolution, failing with a clear message
 /// when there is nothing to analyse.
-pub fn resolve(conn: &Connection, args: &DetectArgs) -> Result<Scope> {
+pub fn resolve(conn: &Connection, args: &DetectRequest) -> Result<Scope> {
     let (source, chosen_because) = match args.on {
         DetectSource::Flows => (Source::Flows, None),
         DetectSource::Connections => (Source::Connections, None),

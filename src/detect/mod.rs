@@ -20,15 +20,112 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use duckdb::Connection;
 
-use crate::cli::{DetectArgs, DetectorName};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use events::{fmt_us, timestamp, Scope};
 
+/// A detector name as given: one detector (the table it writes), or all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorName {
+    PortScans,
+    Beacons,
+    Bursts,
+    LongConnections,
+    All,
+}
+
+/// What a detector reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectSource {
+    /// Whichever has rows (live history first when both do).
+    Auto,
+    /// Imported flows (pcap, Zeek).
+    Flows,
+    /// Live capture history (the connections view).
+    Connections,
+}
+
+/// One detector; its name is the table it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detector {
+    PortScans,
+    Beacons,
+    Bursts,
+    LongConnections,
+}
+
+impl Detector {
+    /// The table the detector writes (and its name in `detector_runs`).
+    pub fn table(self) -> &'static str {
+        match self {
+            Detector::PortScans => "port_scans",
+            Detector::Beacons => "beacons",
+            Detector::Bursts => "bursts",
+            Detector::LongConnections => "long_connections",
+        }
+    }
+}
+
+/// A detector run's parameters: what to read, the window, and each detector's thresholds. The
+/// command line fills it from `detect`'s options; a server receives it as JSON.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DetectRequest {
+    pub detector: DetectorName,
+    pub on: DetectSource,
+    /// Analyse only the last `window` of the data, ending at `until`.
+    pub window: Option<std::time::Duration>,
+    pub since: Option<chrono::NaiveDateTime>,
+    pub until: Option<chrono::NaiveDateTime>,
+    /// Rows of each result to show after the run.
+    pub top: usize,
+    pub scan_window: std::time::Duration,
+    pub scan_ports: u32,
+    pub scan_hosts: u32,
+    pub beacon_min_connections: u32,
+    pub beacon_bins: u32,
+    pub beacon_threshold: f64,
+    pub beacon_weights: Vec<f64>,
+    pub burst_bin: std::time::Duration,
+    pub burst_k: f64,
+    pub burst_min_connections: u64,
+    pub burst_min_bytes: u64,
+    pub long_min: std::time::Duration,
+}
+
+impl DetectRequest {
+    /// A run of `detector` over the last `window` of the data with every threshold at its
+    /// default (the command line's defaults, which a test in `cli` keeps equal).
+    pub fn defaults(detector: DetectorName, window: Option<std::time::Duration>) -> Self {
+        use std::time::Duration;
+        DetectRequest {
+            detector,
+            on: DetectSource::Auto,
+            window,
+            since: None,
+            until: None,
+            top: 20,
+            scan_window: Duration::from_secs(300),
+            scan_ports: 15,
+            scan_hosts: 25,
+            beacon_min_connections: 4,
+            beacon_bins: 24,
+            beacon_threshold: 0.8,
+            beacon_weights: vec![0.25; 4],
+            burst_bin: Duration::from_secs(60),
+            burst_k: 5.0,
+            burst_min_connections: 10,
+            burst_min_bytes: 1_000_000,
+            long_min: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// What one detector run did, for the summary line and the rows to print.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
-    pub detector: &'static str,
+    pub detector: Detector,
     pub run_id: i64,
     pub rows: i64,
     pub events: i64,
@@ -37,19 +134,24 @@ pub struct RunSummary {
 }
 
 /// The table names of the detectors `name` stands for, in run order.
-pub fn detectors(name: DetectorName) -> Vec<&'static str> {
+pub fn detectors(name: DetectorName) -> Vec<Detector> {
     match name {
-        DetectorName::PortScans => vec!["port_scans"],
-        DetectorName::Beacons => vec!["beacons"],
-        DetectorName::Bursts => vec!["bursts"],
-        DetectorName::LongConnections => vec!["long_connections"],
-        DetectorName::All => vec!["port_scans", "beacons", "bursts", "long_connections"],
+        DetectorName::PortScans => vec![Detector::PortScans],
+        DetectorName::Beacons => vec![Detector::Beacons],
+        DetectorName::Bursts => vec![Detector::Bursts],
+        DetectorName::LongConnections => vec![Detector::LongConnections],
+        DetectorName::All => vec![
+            Detector::PortScans,
+            Detector::Beacons,
+            Detector::Bursts,
+            Detector::LongConnections,
+        ],
     }
 }
 
 /// Runs the detector(s) `args` names. `now` stamps the runs (started_at); the analysed window
 /// comes from the data and the options, never from the clock.
-pub fn run(store: &Store, args: &DetectArgs, now: DateTime<Utc>) -> Result<Vec<RunSummary>> {
+pub fn run(store: &Store, args: &DetectRequest, now: DateTime<Utc>) -> Result<Vec<RunSummary>> {
     validate(args)?;
     if store.is_read_only() {
         return Err(Error::Usage(
@@ -66,7 +168,7 @@ pub fn run(store: &Store, args: &DetectArgs, now: DateTime<Utc>) -> Result<Vec<R
     Ok(summaries)
 }
 
-fn validate(args: &DetectArgs) -> Result<()> {
+fn validate(args: &DetectRequest) -> Result<()> {
     let w = &args.beacon_weights;
     if w.len() != 4 || w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0 {
         return Err(Error::Usage(format!(
@@ -98,9 +200,9 @@ struct Found {
 
 fn run_one(
     conn: &Connection,
-    detector: &'static str,
+    detector: Detector,
     scope: &Scope,
-    args: &DetectArgs,
+    args: &DetectRequest,
     now: DateTime<Utc>,
 ) -> Result<RunSummary> {
     let started = Instant::now();
@@ -112,10 +214,10 @@ fn run_one(
             })
             .map_err(Error::sql)?;
         let found = match detector {
-            "port_scans" => detect_port_scans(conn, run_id, scope, args)?,
-            "beacons" => detect_beacons(conn, run_id, scope, args)?,
-            "bursts" => detect_bursts(conn, run_id, scope, args)?,
-            _ => detect_long_connections(conn, run_id, scope, args)?,
+            Detector::PortScans => detect_port_scans(conn, run_id, scope, args)?,
+            Detector::Beacons => detect_beacons(conn, run_id, scope, args)?,
+            Detector::Bursts => detect_bursts(conn, run_id, scope, args)?,
+            Detector::LongConnections => detect_long_connections(conn, run_id, scope, args)?,
         };
         let mut notes = found.notes.clone();
         if let Some(why) = &scope.chosen_because {
@@ -125,7 +227,7 @@ fn run_one(
             "INSERT INTO detector_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             duckdb::params![
                 run_id,
-                detector,
+                detector.table(),
                 scope.source.as_str(),
                 now.naive_utc(),
                 started.elapsed().as_secs_f64(),
@@ -154,7 +256,8 @@ fn run_one(
         None => scope.source.as_str().to_string(),
     };
     let mut message = format!(
-        "{detector}: run {run_id} on {source}, {} .. {} UTC, {} connections: {}",
+        "{}: run {run_id} on {source}, {} .. {} UTC, {} connections: {}",
+        detector.table(),
         fmt_us(scope.start_us),
         fmt_us(scope.end_us),
         found.events,
@@ -173,25 +276,25 @@ fn run_one(
 }
 
 /// The run's options as JSON for detector_runs.params.
-fn params_json(detector: &str, a: &DetectArgs) -> serde_json::Value {
+fn params_json(detector: Detector, a: &DetectRequest) -> serde_json::Value {
     let window = serde_json::json!({
         "window_s": a.window.map(|w| w.as_secs_f64()),
         "since": a.since.map(|t| t.to_string()),
         "until": a.until.map(|t| t.to_string()),
     });
     let own = match detector {
-        "port_scans" => serde_json::json!({
+        Detector::PortScans => serde_json::json!({
             "scan_window_s": a.scan_window.as_secs_f64(), "scan_ports": a.scan_ports, "scan_hosts": a.scan_hosts,
         }),
-        "beacons" => serde_json::json!({
+        Detector::Beacons => serde_json::json!({
             "beacon_min_connections": a.beacon_min_connections, "beacon_bins": a.beacon_bins,
             "beacon_threshold": a.beacon_threshold, "beacon_weights": a.beacon_weights,
         }),
-        "bursts" => serde_json::json!({
+        Detector::Bursts => serde_json::json!({
             "burst_bin_s": a.burst_bin.as_secs_f64(), "burst_k": a.burst_k,
             "burst_min_connections": a.burst_min_connections, "burst_min_bytes": a.burst_min_bytes,
         }),
-        _ => serde_json::json!({ "long_min_s": a.long_min.as_secs_f64() }),
+        Detector::LongConnections => serde_json::json!({ "long_min_s": a.long_min.as_secs_f64() }),
     };
     let mut merged = own;
     if let (Some(m), serde_json::Value::Object(w)) = (merged.as_object_mut(), window) {
@@ -218,7 +321,7 @@ fn plural(n: i64, one: &str, many: &str) -> String {
 
 // --- port scans --------------------------------------------------------------------------
 
-fn detect_port_scans(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectArgs) -> Result<Found> {
+fn detect_port_scans(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
     let filter = "AND proto IN ('tcp', 'udp') AND dst_p IS NOT NULL";
     let events = count_starts(conn, scope, filter)?;
     let window_us = i64::try_from(args.scan_window.as_micros()).unwrap_or(i64::MAX / 4);
@@ -379,7 +482,7 @@ struct PairEvents {
     processes: Vec<String>,
 }
 
-fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectArgs) -> Result<Found> {
+fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
     let events = count_starts(conn, scope, "")?;
     let min = i64::from(args.beacon_min_connections);
     let (below, single): (i64, i64) = conn
@@ -549,7 +652,7 @@ const MIN_BURST_BINS: usize = 10;
 /// Bins a bursts run may use: a baseline over more would not fit in memory comfortably.
 const MAX_BURST_BINS: usize = 500_000;
 
-fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectArgs) -> Result<Found> {
+fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
     let bin_us = i64::try_from(args.burst_bin.as_micros()).unwrap_or(i64::MAX / 4).max(1);
     let bins = bursts::Bins::new(scope.start_us, scope.end_us, bin_us);
     if bins.count > MAX_BURST_BINS {
@@ -655,7 +758,7 @@ fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectArg
 
 // --- long connections --------------------------------------------------------------------
 
-fn detect_long_connections(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectArgs) -> Result<Found> {
+fn detect_long_connections(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
     let threshold_s = args.long_min.as_secs_f64();
     let overlap = "source = ? AND epoch_us(start_ts) <= ? AND epoch_us(end_ts) >= ?";
     let params = duckdb::params![scope.source.as_str(), scope.end_us, scope.start_us];
@@ -760,28 +863,29 @@ fn humantime(seconds: f64) -> String {
 }
 
 /// The query printing a run's top rows, most notable first.
-pub fn top_rows_sql(detector: &str, run_id: i64, top: usize) -> String {
+pub fn top_rows_sql(detector: Detector, run_id: i64, top: usize) -> String {
     let (columns, order) = match detector {
-        "port_scans" => (
+        Detector::PortScans => (
             "kind, scanner, coalesce(target, '*') AS target, target_port, proto, distinct_ports, distinct_hosts, \
              attempts, round(failed_share, 3) AS failed_share, window_start, window_end, round(score, 3) AS score",
             "score DESC, distinct_ports + distinct_hosts DESC",
         ),
-        "beacons" => (
+        Detector::Beacons => (
             "src, dst, dst_port, proto, connections, round(median_interval_s, 2) AS interval_s, \
              round(jitter_s, 2) AS jitter_s, round(gap_score, 3) AS gaps, round(bytes_score, 3) AS bytes, \
              round(bins_score, 3) AS bins, round(persistence_score, 3) AS persistence, round(score, 3) AS score, is_beacon",
             "score DESC, connections DESC",
         ),
-        "bursts" => (
+        Detector::Bursts => (
             "entity_kind, entity, metric, start_ts, end_ts, round(peak, 1) AS peak, round(baseline, 1) AS baseline, \
              round(threshold, 1) AS threshold, round(factor, 1) AS factor",
             "mads_above DESC, entity",
         ),
-        _ => (
+        Detector::LongConnections => (
             "src, src_port, dst, dst_port, proto, process_name, start_ts, round(duration_s) AS duration_s, open, grade",
             "duration_s DESC",
         ),
     };
-    format!("SELECT {columns} FROM {detector} WHERE run_id = {run_id} ORDER BY {order} LIMIT {top}")
+    let table = detector.table();
+    format!("SELECT {columns} FROM {table} WHERE run_id = {run_id} ORDER BY {order} LIMIT {top}")
 }

@@ -17,12 +17,55 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::cli::{GeoArgs, GeoProvider};
 use crate::error::{Error, Result};
 use crate::netaddr::{self, Scope};
 use crate::store::{quote_literal, Store};
 use ipapi::{Clock, Transport};
 use mmdb::MmdbSet;
+
+/// Online geolocation provider. Off unless chosen: it sends addresses to a third party.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GeoProvider {
+    /// Ask no one: local ranges and `.mmdb` files only.
+    Off,
+    /// ip-api.com's batch endpoint.
+    IpApi,
+}
+
+/// Where answers come from and how long they are kept, for [`fill`] and [`lookup`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GeoRequest {
+    /// Offline databases, answers merged field by field in this order.
+    pub mmdb: Vec<std::path::PathBuf>,
+    pub provider: GeoProvider,
+    /// Endpoint of the provider's batch API.
+    pub url: String,
+    /// Give up on a provider request after this long.
+    pub timeout: Duration,
+    /// Longest wait for the provider's rate limit to reset.
+    pub max_wait: Duration,
+    /// Look up again answers older than this.
+    pub ttl: Duration,
+    /// Look up every address again, whatever the cache holds.
+    pub refresh: bool,
+}
+
+impl GeoRequest {
+    /// Offline lookups in `mmdb` with every other option at its default (the command line's,
+    /// which a test in `cli` keeps equal): no provider, answers kept 30 days.
+    pub fn offline(mmdb: Vec<std::path::PathBuf>) -> Self {
+        GeoRequest {
+            mmdb,
+            provider: GeoProvider::Off,
+            url: "http://ip-api.com/batch".to_string(),
+            timeout: Duration::from_secs(10),
+            max_wait: Duration::from_secs(60),
+            ttl: Duration::from_secs(30 * 86_400),
+            refresh: false,
+        }
+    }
+}
 
 /// One address's answer, as stored in a `geo` row.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -114,7 +157,7 @@ impl Sources<'_> {
 
 /// `netlens geo`: looks up every remote address of connections, sockets and flows that has no
 /// answer yet (or an answer older than `--ttl`, or every one with `--refresh`).
-pub fn fill(store: &Store, args: &GeoArgs, now: DateTime<Utc>) -> Result<Run> {
+pub fn fill(store: &Store, args: &GeoRequest, now: DateTime<Utc>) -> Result<Run> {
     let (texts, skipped) = pending_addresses(store, args, now)?;
     with_sources(store, args, |sources| {
         let mut run = resolve(store, "geo", &texts, sources, now)?;
@@ -124,7 +167,7 @@ pub fn fill(store: &Store, args: &GeoArgs, now: DateTime<Utc>) -> Result<Run> {
 }
 
 /// `netlens geo lookup IP...`: looks up the given addresses afresh and stores the answers.
-pub fn lookup(store: &Store, args: &GeoArgs, ips: &[String], now: DateTime<Utc>) -> Result<Run> {
+pub fn lookup(store: &Store, args: &GeoRequest, ips: &[String], now: DateTime<Utc>) -> Result<Run> {
     let mut texts = Vec::new();
     for text in ips {
         let addr: IpAddr = text
@@ -142,7 +185,7 @@ pub fn lookup(store: &Store, args: &GeoArgs, ips: &[String], now: DateTime<Utc>)
 }
 
 /// Opens the sources `args` name and runs `work` with them.
-fn with_sources(store: &Store, args: &GeoArgs, work: impl FnOnce(&mut Sources) -> Result<Run>) -> Result<Run> {
+fn with_sources(store: &Store, args: &GeoRequest, work: impl FnOnce(&mut Sources) -> Result<Run>) -> Result<Run> {
     // Checked first: a read-only run would ask the provider and then fail to keep the answers.
     if store.is_read_only() {
         return Err(Error::Usage(
@@ -327,7 +370,7 @@ fn apply_reply(answer: &mut Answer, reply: &ipapi::Reply) {
 
 /// The distinct remote addresses of the store that need an answer, and the texts that are not
 /// addresses at all.
-fn pending_addresses(store: &Store, args: &GeoArgs, now: DateTime<Utc>) -> Result<(Vec<String>, Vec<String>)> {
+fn pending_addresses(store: &Store, args: &GeoRequest, now: DateTime<Utc>) -> Result<(Vec<String>, Vec<String>)> {
     let cutoff = now.timestamp_micros() - i64::try_from(args.ttl.as_micros()).unwrap_or(i64::MAX);
     let sql = "WITH addresses AS (\
                  SELECT remote_addr AS ip FROM connection_lifetimes WHERE remote_addr IS NOT NULL \

@@ -4,14 +4,31 @@
 //! module decides names, checks them against the file before anything is written, and records the
 //! load in `datasets`. It writes only the target table and `datasets`, in one transaction.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::Utc;
 
-use crate::cli::CsvImportArgs;
 use crate::error::{Error, Result};
 use crate::store::{quote_ident, quote_literal, Store, IN_THIS_DATABASE};
+
+/// An `import csv`: the file, the table and how to name its columns.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CsvImport {
+    pub file: PathBuf,
+    /// Table to create [default: the file name without extension, made a valid identifier].
+    pub table: Option<String>,
+    /// Column names in file order; must name every column.
+    pub columns: Vec<String>,
+    /// A file holding the column names.
+    pub columns_file: Option<PathBuf>,
+    /// The first line is data.
+    pub no_header: bool,
+    /// Add the rows to an existing table.
+    pub append: bool,
+    /// Drop and recreate an existing table.
+    pub replace: bool,
+}
 
 /// What one `import csv` did.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,7 +40,7 @@ pub struct CsvReport {
 }
 
 /// Loads `args.file` into its table; nothing is written when any check or the load fails.
-pub fn import_csv(store: &Store, args: &CsvImportArgs) -> Result<CsvReport> {
+pub fn import_csv(store: &Store, args: &CsvImport) -> Result<CsvReport> {
     super::check_writable(store)?;
     let started = Instant::now();
     let path = &args.file;

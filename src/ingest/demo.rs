@@ -26,7 +26,6 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::{InterfaceRecord, ProcessRecord, Proto, Snapshot, SocketRecord, Source, TcpCounterFields};
-use crate::cli::DemoArgs;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -36,7 +35,7 @@ const HOST_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
 const HOST_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// Where each injected behaviour sits, as fractions of the window (documented in the README).
+/// Where each injected behaviour sits, as fractions of the window (documented in docs/import.md, "The demo").
 pub mod injected {
     pub const BACKUP_BURST: f64 = 0.10;
     pub const SSH_SESSION: (f64, f64) = (0.35, 0.50);
@@ -53,6 +52,19 @@ pub mod injected {
     pub const EXFIL_PEER: &str = "198.51.100.77";
 }
 
+/// A synthetic database: hours of host history ending at the run's end time, and the labelled
+/// dataset's size.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DemoRequest {
+    pub hours: u32,
+    /// Time between synthetic snapshots.
+    pub interval: Duration,
+    /// Seed of the generator: the same seed and end time give the same database.
+    pub seed: u64,
+    /// Rows of the labelled 10-feature dataset (demo_traffic).
+    pub traffic_rows: u32,
+}
+
 /// What `demo` stored.
 #[derive(Debug, Clone)]
 pub struct DemoReport {
@@ -63,7 +75,7 @@ pub struct DemoReport {
 
 /// Builds the demo into `store`: refuses a database with other data, then stores the
 /// synthetic snapshots and the labelled table. `end` is the time of the last snapshot.
-pub fn run(store: &Store, args: &DemoArgs, end: DateTime<Utc>, observer: &mut dyn Observer) -> Result<DemoReport> {
+pub fn run(store: &Store, args: &DemoRequest, end: DateTime<Utc>, observer: &mut dyn Observer) -> Result<DemoReport> {
     check_empty(store)?;
     let mut source = DemoSource::new(args.hours, args.interval, args.seed, end)?;
     let ticks = source.ticks();
@@ -122,7 +134,7 @@ fn check_empty(store: &Store) -> Result<()> {
     Ok(())
 }
 
-fn record(store: &Store, args: &DemoArgs, capture: &RunReport, traffic_rows: u64) -> Result<()> {
+fn record(store: &Store, args: &DemoRequest, capture: &RunReport, traffic_rows: u64) -> Result<()> {
     let notes = format!(
         "synthetic: seed {}, {} h of snapshots every {:?} ({} snapshots, {} socket rows, host {DEMO_HOST}); NOT real traffic",
         args.seed, args.hours, args.interval, capture.snapshots, capture.socket_rows
@@ -1091,7 +1103,7 @@ COMMENT ON COLUMN demo_traffic.anomaly_type IS 'normal, or the injected anomaly 
 ";
 
 /// Creates `demo_traffic` and records the whole demo in `datasets`, in one transaction.
-fn write_traffic_table(store: &Store, args: &DemoArgs, capture: &RunReport) -> Result<(u64, u64)> {
+fn write_traffic_table(store: &Store, args: &DemoRequest, capture: &RunReport) -> Result<(u64, u64)> {
     let rows = traffic_rows(args.traffic_rows as usize, args.seed);
     let anomalies = store.in_transaction(|conn| {
         conn.execute_batch(TRAFFIC_DDL).map_err(Error::sql)?;

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::cli::{ImportArgs, ImportCommand, PcapImportArgs, ZeekImportArgs};
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::store::Store;
@@ -36,6 +35,71 @@ use decode::{linktype_name, Decoded, Transport};
 use flow::{FlowTable, Timeouts};
 use reader::{CaptureReader, OpenError, Stop};
 use sink::{FlowArrays, FlowColumns, PacketProto, PacketRow, TableWriter, FLOW_BATCH, PACKET_BATCH};
+
+/// An import: which reader, and its files and options. The command line fills it from `import`'s
+/// options; a server receives it as JSON.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportRequest {
+    Pcap(PcapImport),
+    Zeek(ZeekImport),
+    Csv(csv::CsvImport),
+}
+
+impl ImportRequest {
+    /// The files the import reads.
+    pub fn files(&self) -> Vec<&Path> {
+        match self {
+            ImportRequest::Pcap(p) => p.files.iter().map(PathBuf::as_path).collect(),
+            ImportRequest::Zeek(z) => z.files.iter().map(PathBuf::as_path).collect(),
+            ImportRequest::Csv(c) => std::iter::once(c.file.as_path())
+                .chain(c.columns_file.as_deref())
+                .collect(),
+        }
+    }
+
+    /// The same import with every file path made absolute against `cwd` (a server does not
+    /// share the client's working directory).
+    pub fn with_absolute_paths(mut self, cwd: &Path) -> Self {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = cwd.join(&*p);
+            }
+        };
+        match &mut self {
+            ImportRequest::Pcap(p) => p.files.iter_mut().for_each(fix),
+            ImportRequest::Zeek(z) => z.files.iter_mut().for_each(fix),
+            ImportRequest::Csv(c) => {
+                fix(&mut c.file);
+                if let Some(f) = c.columns_file.as_mut() {
+                    fix(f);
+                }
+            }
+        }
+        self
+    }
+}
+
+/// `import pcap`: capture files and how flows are built from them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PcapImport {
+    pub files: Vec<PathBuf>,
+    /// Table receiving the flows.
+    pub table: String,
+    /// Also write one row per packet into `packets`.
+    pub packets: bool,
+    /// End flows idle this long, for every protocol [default: Zeek's].
+    pub idle_timeout: Option<Duration>,
+    pub tcp_timeout: Option<Duration>,
+    pub udp_timeout: Option<Duration>,
+    pub icmp_timeout: Option<Duration>,
+}
+
+/// `import zeek`: conn.log files, TSV or JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ZeekImport {
+    pub files: Vec<PathBuf>,
+}
 
 /// Options of a capture import.
 #[derive(Debug, Clone)]
@@ -101,6 +165,8 @@ impl ImportReport {
 /// Progress on a terminal (stderr), silent otherwise; warnings go to stderr always.
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
+    /// Warnings and summary lines kept here instead of printed (an import run for a client).
+    collected: Option<Vec<String>>,
     /// Print warnings on stderr.
     report: bool,
     /// Print a summary line per file on stderr.
@@ -113,8 +179,31 @@ impl Progress {
     pub fn for_stderr(quiet: bool) -> Self {
         Progress {
             bar: (!quiet && std::io::stderr().is_terminal()).then(indicatif::ProgressBar::hidden),
+            collected: None,
             report: true,
             summarize: !quiet,
+        }
+    }
+
+    /// No bar; warnings and (unless `quiet`) summary lines are kept for [`Progress::take_lines`].
+    pub fn collecting(quiet: bool) -> Self {
+        Progress {
+            bar: None,
+            collected: Some(Vec::new()),
+            report: true,
+            summarize: !quiet,
+        }
+    }
+
+    /// The lines a collecting progress kept, in order (`warning: ...` and summaries).
+    pub fn take_lines(&mut self) -> Vec<String> {
+        self.collected.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn emit(&mut self, line: String) {
+        match &mut self.collected {
+            Some(lines) => lines.push(line),
+            None => eprintln!("{line}"),
         }
     }
 
@@ -122,6 +211,7 @@ impl Progress {
     pub fn silent() -> Self {
         Progress {
             bar: None,
+            collected: None,
             report: false,
             summarize: false,
         }
@@ -157,14 +247,14 @@ impl Progress {
     }
 
     /// Warnings come after the file's bar is cleared, so they go straight to stderr.
-    fn warn(&self, line: &str) {
+    fn warn(&mut self, line: &str) {
         if self.report {
-            eprintln!("warning: {line}");
+            self.emit(format!("warning: {line}"));
         }
     }
 
     /// One line per imported file.
-    fn summary(&self, r: &ImportReport) {
+    fn summary(&mut self, r: &ImportReport) {
         if !self.summarize {
             return;
         }
@@ -178,7 +268,7 @@ impl Progress {
         } else {
             "packets"
         };
-        eprintln!(
+        let line = format!(
             "imported {} ({}): {} {unit}, {} flows, {} skipped{span} in {:.2} s ({:.0} {unit}/s), import id {}",
             r.path.display(),
             r.format,
@@ -189,31 +279,30 @@ impl Progress {
             rate,
             r.import_id
         );
+        self.emit(line);
     }
 }
 
-/// Runs `import pcap|zeek` from the command line or the shell, printing one summary line per
-/// file to stderr. `ahead` is the first capture, already being read (see [`ReadAhead`]).
-pub fn run(store: &Store, args: ImportArgs, ahead: Option<ReadAhead>) -> Result<()> {
+/// Runs an import. `progress` shows or keeps one summary line per file and the warnings;
+/// `ahead` is the first capture, already being read (see [`ReadAhead`]).
+pub fn run(store: &Store, request: ImportRequest, progress: &mut Progress, ahead: Option<ReadAhead>) -> Result<()> {
     // A capture read ahead was started under the same Ctrl-C as the import: one pressed while
     // the database opened stops it, whenever the reader sees it.
     if ahead.is_none() {
         interrupt::clear();
     }
-    match args.what {
-        ImportCommand::Pcap(a) => {
+    match request {
+        ImportRequest::Pcap(a) => {
             let opts = pcap_options(&a)?;
-            let mut progress = Progress::for_stderr(a.quiet);
-            import_pcaps(store, &a.files, &opts, &mut progress, ahead.map(|a| a.0))?;
+            import_pcaps(store, &a.files, &opts, progress, ahead.map(|a| a.0))?;
         }
-        ImportCommand::Zeek(a) => {
-            let mut progress = Progress::for_stderr(a.quiet);
-            import_zeek_logs(store, &a, &mut progress)?;
+        ImportRequest::Zeek(a) => {
+            import_zeek_logs(store, &a.files, progress)?;
         }
-        ImportCommand::Csv(a) => {
+        ImportRequest::Csv(a) => {
             let report = csv::import_csv(store, &a)?;
-            if !a.quiet {
-                eprintln!("{}", csv::summary(&report, &a.file));
+            if progress.summarize {
+                progress.emit(csv::summary(&report, &a.file));
             }
         }
     }
@@ -226,7 +315,7 @@ fn fmt_ts(ns: i64) -> String {
         .unwrap_or_else(|| ns.to_string())
 }
 
-fn pcap_options(a: &PcapImportArgs) -> Result<PcapOptions> {
+fn pcap_options(a: &PcapImport) -> Result<PcapOptions> {
     let ns = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
     let mut t = Timeouts::default();
     if let Some(all) = a.idle_timeout {
@@ -421,7 +510,7 @@ impl Skips {
 /// Only rows take places in the channel. How far the reader is goes through
 /// [`Reading::position`]: when it was a message every 8 192 packets, those messages filled the
 /// four places, and the reader could get only 32 768 packets ahead of a store that was busy
-/// opening the database or flushing (measured in README, "pcap import").
+/// opening the database or flushing (measured in bench/RESULTS.md, "pcap import").
 enum Batch {
     /// Finished flows, each batch in order of their first packet.
     Flows(Box<FlowArrays>),
@@ -538,8 +627,8 @@ impl ReadAhead {
     /// command, or when the capture cannot be read (the import reports why when it runs). Only
     /// a regular file is read ahead: a pipe or FIFO could keep the reader waiting after the
     /// database failed to open, and what it gave would be lost.
-    pub fn start(command: &ImportArgs) -> Option<ReadAhead> {
-        let ImportCommand::Pcap(args) = &command.what else {
+    pub fn start(request: &ImportRequest) -> Option<ReadAhead> {
+        let ImportRequest::Pcap(args) = request else {
             return None;
         };
         let first = args.files.first()?;
@@ -771,10 +860,10 @@ fn parse_capture<R: BufRead>(
 }
 
 /// Imports Zeek conn.log files (TSV or JSON) into `flows`, each file its own import.
-pub fn import_zeek_logs(store: &Store, args: &ZeekImportArgs, progress: &mut Progress) -> Result<Vec<ImportReport>> {
+pub fn import_zeek_logs(store: &Store, files: &[PathBuf], progress: &mut Progress) -> Result<Vec<ImportReport>> {
     check_writable(store)?;
     let mut reports = Vec::new();
-    for path in &args.files {
+    for path in files {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         progress.start(path, size);
@@ -837,7 +926,6 @@ pub fn fuzz_capture(bytes: &[u8]) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::ImportArgs;
     use crate::store::Location;
 
     /// A capture of `n` one-packet TCP flows, 1 ms apart.
@@ -860,16 +948,16 @@ mod tests {
         std::fs::write(path, bytes).unwrap();
     }
 
-    fn pcap_args(files: &[&Path]) -> ImportArgs {
-        let argv = ["netlens", "import", "pcap", "--quiet"]
-            .into_iter()
-            .map(String::from)
-            .chain(files.iter().map(|f| f.display().to_string()));
-        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
-        match cli.command {
-            Some(crate::cli::Command::Domain(crate::cli::DomainCommand::Import(args))) => args,
-            other => panic!("{other:?}"),
-        }
+    fn pcap_args(files: &[&Path]) -> ImportRequest {
+        ImportRequest::Pcap(PcapImport {
+            files: files.iter().map(|f| f.to_path_buf()).collect(),
+            table: "flows".to_string(),
+            packets: false,
+            idle_timeout: None,
+            tcp_timeout: None,
+            udp_timeout: None,
+            icmp_timeout: None,
+        })
     }
 
     /// The capture read ahead is the one imported, once, and its rows are the same as without
@@ -881,13 +969,13 @@ mod tests {
         syn_capture(&a, 3000);
         syn_capture(&b, 10);
         let plain = Store::open(&Location::Memory, false).unwrap();
-        run(&plain, pcap_args(&[&a, &b]), None).unwrap();
+        run(&plain, pcap_args(&[&a, &b]), &mut Progress::silent(), None).unwrap();
         let args = pcap_args(&[&a, &b]);
         let ahead = ReadAhead::start(&args).expect("reading ahead");
         // The reader has the file open: the import can only have read it through the read-ahead.
         std::fs::remove_file(&a).unwrap();
         let store = Store::open(&Location::Memory, false).unwrap();
-        run(&store, args, Some(ahead)).unwrap();
+        run(&store, args, &mut Progress::silent(), Some(ahead)).unwrap();
         let summary = |s: &Store| -> String {
             s.conn()
                 .query_row(
@@ -946,7 +1034,7 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
         assert!(ReadAhead::start(&pcap_args(&[&fifo])).is_none());
         let store = Store::open(&Location::Memory, false).unwrap();
-        let err = run(&store, pcap_args(&[&junk]), None).unwrap_err();
+        let err = run(&store, pcap_args(&[&junk]), &mut Progress::silent(), None).unwrap_err();
         assert!(matches!(err, Error::NotACapture { .. }), "{err}");
     }
 

@@ -6,34 +6,125 @@
 
 pub mod repl;
 pub mod split;
-pub mod watch;
+
+pub mod remote;
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::{DurationRound, Utc};
 use clap::{CommandFactory, Parser};
+use duckdb::arrow::datatypes::SchemaRef;
+use duckdb::arrow::record_batch::RecordBatch;
 
-use crate::analysis;
-use crate::capture::fixture::{FixtureSource, Recorder};
-use crate::capture::run::{self, Observer, Pace, RunReport};
-use crate::capture::system::{SocketBackend, SystemSource};
-use crate::capture::Source;
-use crate::cli::{
-    CaptureArgs, DemoArgs, DetectArgs, DomainCommand, DotCommand, DotLine, ExportArgs, GeoArgs, GeoCommand,
-    InsightsArgs, OutputMode, RetrainArgs, ScoreArgs, TrainArgs,
-};
+use crate::capture::run::{Observer, Pace, RunReport};
+use crate::cli::{DomainCommand, DotCommand, DotLine, OutputMode, Presentation};
 use crate::error::{Error, Result};
-use crate::geo;
+use crate::ingest::ReadAhead;
 use crate::interrupt;
 use crate::output::{render, RenderOptions};
-use crate::report;
-use crate::store::export::{ExportFormat, ExportRequest, ExportSource};
+use crate::request::{self, Item, Reply, Request};
 use crate::store::snapshot::Stored;
 use crate::store::{quote_literal, Store, IN_THIS_DATABASE};
 use split::{is_blank, split};
+
+/// A query's result as it streams: its schema, then its record batches.
+pub type Batches<'a> = &'a mut dyn Iterator<Item = Result<RecordBatch>>;
+
+/// Where a session's statements and commands run: the database file opened in this process, or
+/// the `netlens serve` process that holds it ([`remote::RemoteDatabase`]). Both give the same
+/// results, so the shell prints them the same way.
+pub trait Database {
+    /// Runs one SQL statement and hands its schema and batches to `consume`.
+    fn query(&mut self, sql: &str, consume: &mut dyn FnMut(SchemaRef, Batches<'_>) -> Result<()>) -> Result<()>;
+
+    /// Runs a domain command. `progress` shows bars on this terminal while it runs (local only).
+    fn execute(&mut self, request: Request, progress: bool, ahead: Option<ReadAhead>) -> Result<Reply>;
+
+    /// Where the database is, for the shell's banner.
+    fn describe(&self) -> String;
+
+    /// True when nothing more can be read or stored (the file could not be attached again).
+    fn is_detached(&self) -> bool {
+        false
+    }
+}
+
+/// The database file, opened by this process.
+pub struct LocalDatabase {
+    store: Store,
+}
+
+impl LocalDatabase {
+    pub fn new(store: Store) -> Self {
+        LocalDatabase { store }
+    }
+}
+
+impl Database for LocalDatabase {
+    fn query(&mut self, sql: &str, consume: &mut dyn FnMut(SchemaRef, Batches<'_>) -> Result<()>) -> Result<()> {
+        let conn = self.store.conn();
+        let mut stmt = conn.prepare(sql).map_err(Error::sql)?;
+        let _running = interrupt::Running::new(conn.interrupt_handle());
+        let stream = stmt.stream_arrow([]).map_err(Error::sql)?;
+        let schema = stream.get_schema();
+        let mut batches = stream.map(|b| b.map_err(Error::sql));
+        consume(schema, &mut batches)
+    }
+
+    fn execute(&mut self, request: Request, progress: bool, ahead: Option<ReadAhead>) -> Result<Reply> {
+        let pace = match &request {
+            Request::Capture(c) => Some(Pace {
+                interval: c.interval,
+                duration: c.duration,
+                count: c.count,
+                wait: c.replay.is_none(),
+            }),
+            Request::Demo(d) => Some(Pace {
+                interval: d.interval,
+                duration: Some(Duration::from_secs(u64::from(d.hours) * 3600)),
+                count: None,
+                wait: false,
+            }),
+            _ => None,
+        };
+        let mut observer = Progress::new(pace.filter(|_| progress));
+        let spinner = match &request {
+            Request::Train(_) => Some("training"),
+            Request::Score(_) => Some("scoring"),
+            Request::Retrain { .. } => Some("retraining"),
+            _ => None,
+        }
+        .filter(|_| progress && std::io::stderr().is_terminal())
+        .map(|what| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(what.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        let mut ctx = request::Context {
+            observer: &mut observer,
+            import_progress: crate::ingest::Progress::for_stderr(!progress),
+            ahead,
+            clock: &chrono::Utc::now,
+        };
+        let result = request::execute(&self.store, request, &mut ctx);
+        if let Some(bar) = spinner {
+            bar.finish_and_clear();
+        }
+        observer.finish();
+        result
+    }
+
+    fn describe(&self) -> String {
+        self.store.location().display()
+    }
+
+    fn is_detached(&self) -> bool {
+        self.store.is_detached()
+    }
+}
 
 /// Output settings a session carries (the dot commands change them).
 #[derive(Debug, Clone, Copy)]
@@ -92,9 +183,9 @@ impl FileSink {
     }
 }
 
-/// One store, its output settings and the error count.
+/// One database, its output settings and the error count.
 pub struct Session {
-    store: Store,
+    db: Box<dyn Database>,
     pub settings: Settings,
     output: Option<FileSink>,
     once: Option<FileSink>,
@@ -107,9 +198,9 @@ const MAX_READ_DEPTH: usize = 16;
 
 impl Session {
     /// A session over an open store. `interactive` sessions keep going after Ctrl-C.
-    pub fn new(store: Store, settings: Settings, interactive: bool) -> Self {
+    pub fn new(db: Box<dyn Database>, settings: Settings, interactive: bool) -> Self {
         Session {
-            store,
+            db,
             settings,
             output: None,
             once: None,
@@ -119,9 +210,30 @@ impl Session {
         }
     }
 
-    /// The store, for completion and tests.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Where the database is, for the shell's banner.
+    pub fn describe(&self) -> String {
+        self.db.describe()
+    }
+
+    /// The first column of a query's rows as text (completion); empty when it fails.
+    pub fn strings(&mut self, sql: &str) -> Vec<String> {
+        self.column_strings(sql).unwrap_or_default()
+    }
+
+    /// The first column of a query's rows as text (NULLs left out).
+    fn column_strings(&mut self, sql: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        self.db.query(sql, &mut |_, batches| {
+            for batch in batches {
+                let batch = batch?;
+                let column = duckdb::arrow::compute::cast(batch.column(0), &duckdb::arrow::datatypes::DataType::Utf8)
+                    .map_err(|e| Error::Sql { message: e.to_string() })?;
+                let texts = column.as_any().downcast_ref::<duckdb::arrow::array::StringArray>();
+                out.extend(texts.into_iter().flatten().flatten().map(str::to_string));
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Statements and commands that failed so far.
@@ -193,7 +305,7 @@ impl Session {
             Err(e) => {
                 self.failures += 1;
                 eprintln!("Error: {e}");
-                if self.store.is_detached() {
+                if self.db.is_detached() {
                     // Nothing more can be read or stored: going on would only fail, or write
                     // into DuckDB's throw-away in-memory catalog.
                     return Flow::Quit;
@@ -226,32 +338,29 @@ impl Session {
         interrupt::clear();
         let started = Instant::now();
         let opts = self.render_options();
-        let conn = self.store.conn();
-        let mut stmt = conn.prepare(sql).map_err(Error::sql)?;
-        let _running = interrupt::Running::new(conn.interrupt_handle());
-        let stream = stmt.stream_arrow([]).map_err(Error::sql)?;
-        let schema = stream.get_schema();
-        if is_row_count_only(sql, &schema) {
-            for batch in stream {
-                batch.map_err(Error::sql)?;
+        let mut once = self.once.take();
+        let output = &mut self.output;
+        self.db.query(sql, &mut |schema, stream| {
+            if is_row_count_only(sql, &schema) {
+                for batch in stream {
+                    batch?;
+                }
+                return Ok(());
             }
-            self.report_time(started);
-            return Ok(());
-        }
-        let once = self.once.take();
-        let result = match (once, self.output.as_mut()) {
-            (Some(mut sink), _) => {
-                let r = render(&schema, stream.map(|b| b.map_err(Error::sql)), opts, &mut sink.out);
-                r.and_then(|rows| sink.finish().map(|_| rows))
+            match (once.take(), output.as_mut()) {
+                (Some(mut sink), _) => {
+                    let r = render(&schema, stream, opts, &mut sink.out);
+                    r.and_then(|rows| sink.finish().map(|_| rows))
+                }
+                (None, Some(sink)) => render(&schema, stream, opts, &mut sink.out),
+                (None, None) => {
+                    let mut stdout = std::io::stdout().lock();
+                    render(&schema, stream, opts, &mut stdout)
+                        .and_then(|rows| stdout.flush().map(|_| rows).map_err(Error::Output))
+                }
             }
-            (None, Some(sink)) => render(&schema, stream.map(|b| b.map_err(Error::sql)), opts, &mut sink.out),
-            (None, None) => {
-                let mut stdout = std::io::stdout().lock();
-                render(&schema, stream.map(|b| b.map_err(Error::sql)), opts, &mut stdout)
-                    .and_then(|rows| stdout.flush().map(|_| rows).map_err(Error::Output))
-            }
-        };
-        result?;
+            .map(|_| ())
+        })?;
         self.report_time(started);
         Ok(())
     }
@@ -421,16 +530,14 @@ impl Session {
     }
 
     fn schema(&mut self, table: Option<&str>) -> Result<()> {
-        let conn = self.store.conn();
-        let query = format!(
+        let filter = table
+            .map(|t| format!("WHERE lower(name) = lower({})", quote_literal(t)))
+            .unwrap_or_default();
+        let statements = self.column_strings(&format!(
             "SELECT sql FROM (SELECT table_name AS name, sql FROM duckdb_tables() WHERE NOT internal AND {IN_THIS_DATABASE} \
              UNION ALL SELECT view_name, sql FROM duckdb_views() WHERE NOT internal AND {IN_THIS_DATABASE}) \
-             WHERE (? IS NULL OR lower(name) = lower(?)) ORDER BY name"
-        );
-        let statements: Vec<String> = conn
-            .prepare(&query)
-            .and_then(|mut s| s.query_map([table, table], |r| r.get(0))?.collect())
-            .map_err(Error::sql)?;
+             {filter} ORDER BY name"
+        ))?;
         let Some(name) = table else {
             return self.print(&statements.iter().map(|s| format!("{s}\n")).collect::<String>());
         };
@@ -446,355 +553,60 @@ impl Session {
         ))
     }
 
-    /// Runs `capture`, `export`, `import` or `detect`, from the command line or the shell.
+    /// Runs a domain command from the command line or the shell.
     pub fn run_domain(&mut self, command: DomainCommand) -> Result<()> {
         self.run_domain_ahead(command, None)
     }
 
     /// [`Session::run_domain`] with the first capture of an import already being read.
-    pub fn run_domain_ahead(&mut self, command: DomainCommand, ahead: Option<crate::ingest::ReadAhead>) -> Result<()> {
-        match command {
-            DomainCommand::Capture(args) => self.capture(args),
-            DomainCommand::Export(args) => self.export(args),
-            DomainCommand::Import(args) => crate::ingest::run(&self.store, args, ahead),
-            DomainCommand::Geo(args) => self.geo(args),
-            DomainCommand::Demo(args) => self.demo(args),
-            DomainCommand::Train(args) => self.train(args),
-            DomainCommand::Score(args) => self.score(args),
-            DomainCommand::Retrain(args) => self.retrain(args),
-            DomainCommand::Models(args) => self.execute_sql(&analysis::models_sql(args.all)),
-            DomainCommand::Stages => self.execute_sql(&analysis::stages_sql()),
-            DomainCommand::Watch(args) => watch::run(&self.store, &args),
-            DomainCommand::Insights(args) => self.insights(args),
-            DomainCommand::Detect(args) => self.detect(args),
-        }
+    pub fn run_domain_ahead(&mut self, command: DomainCommand, ahead: Option<ReadAhead>) -> Result<()> {
+        let (request, presentation) = command.into_request()?;
+        self.run_request(request, presentation, ahead)
     }
 
-    /// `geo` fills the geo table and prints a summary; `geo lookup` also prints the answers as
-    /// rows. A provider that failed for some addresses is reported after what was stored.
-    fn geo(&mut self, args: GeoArgs) -> Result<()> {
-        let run = match &args.what {
-            Some(GeoCommand::Lookup(lookup)) => {
-                let run = geo::lookup(&self.store, &args, &lookup.ips, Utc::now())?;
-                if !run.stored.is_empty() {
-                    self.execute_sql(&geo::answers_query(&run.stored))?;
-                }
-                run
-            }
-            None => geo::fill(&self.store, &args, Utc::now())?,
-        };
-        if !run.skipped.is_empty() {
-            let shown: Vec<&str> = run.skipped.iter().take(5).map(String::as_str).collect();
-            eprintln!(
-                "note: {} values in the address columns are not IP addresses and were skipped: {}{}",
-                run.skipped.len(),
-                shown.join(", "),
-                if run.skipped.len() > shown.len() { ", ..." } else { "" }
-            );
+    /// Runs a request where the database is, then shows its reply here.
+    pub fn run_request(
+        &mut self,
+        request: Request,
+        presentation: Presentation,
+        ahead: Option<ReadAhead>,
+    ) -> Result<()> {
+        let reply = self.db.execute(request, !presentation.quiet, ahead)?;
+        let saved = self.settings.mode;
+        if let Some(mode) = presentation.format {
+            self.settings.mode = mode;
         }
-        if !args.quiet {
-            eprintln!("{}", geo::summary(&run));
-        }
-        match run.provider_error {
-            Some(e) => Err(e),
+        let shown = self.show_items(reply.items, presentation.quiet);
+        self.settings.mode = saved;
+        shown?;
+        match reply.failure {
+            Some(message) => Err(Error::Partial { message }),
             None => Ok(()),
         }
     }
 
-    fn insights(&mut self, args: InsightsArgs) -> Result<()> {
-        let findings = report::insights::insights(&self.store)?;
-        let sql = report::insights::findings_sql(&findings);
-        match args.format {
-            Some(mode) => {
-                let saved = self.settings.mode;
-                self.settings.mode = mode;
-                let result = self.execute_sql(&sql);
-                self.settings.mode = saved;
-                result
+    /// Summary lines and warnings on stderr, rows where results go, titled in display modes.
+    fn show_items(&mut self, items: Vec<Item>, quiet: bool) -> Result<()> {
+        let display = self.settings.mode.is_display();
+        for item in items {
+            match item {
+                Item::Summary(line) if !quiet => eprintln!("{line}"),
+                Item::Summary(_) => {}
+                Item::Warning(line) => eprintln!("{line}"),
+                Item::Rows { summary: true, .. } if quiet => {}
+                Item::Rows { display_only: true, .. } if !display => {}
+                Item::Rows { sql, title, .. } => {
+                    if let Some(title) = title.filter(|_| display) {
+                        let heading = if self.settings.mode == OutputMode::Markdown {
+                            format!("\n### {title}\n\n")
+                        } else {
+                            format!("\n{title}\n")
+                        };
+                        self.print(&heading)?;
+                    }
+                    self.execute_sql(&sql)?;
+                }
             }
-            None => self.execute_sql(&sql),
-        }
-    }
-
-    fn train_policy(&mut self, args: TrainArgs) -> Result<()> {
-        if !args.features.is_empty() || args.label.is_some() || args.id.is_some() {
-            return Err(Error::Usage(
-                "policy chooses its features and keys itself; use --exclude to leave columns out".to_string(),
-            ));
-        }
-        let set = analysis::parse_set(&args.set)?;
-        let request = analysis::policy::PolicyRequest::from_set(args.on, args.model, args.seed, args.exclude, &set)?;
-        let summary = self.with_spinner("training the baseline and judging", || {
-            analysis::policy::run(&self.store, &request, Utc::now())
-        })?;
-        eprintln!(
-            "policy: baseline of {} rows before {} (segments run {}, iforest run {}); judged {} rows: {}; {} high risk (run {})",
-            summary.baseline_rows,
-            summary.split,
-            summary.segments.run_id,
-            summary.iforest.run_id,
-            summary.judged_rows,
-            summary
-                .verdicts
-                .iter()
-                .map(|(k, n)| format!("{n} {k}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            summary.high_risk,
-            summary.run_id
-        );
-        self.execute_sql(&format!(
-            "SELECT verdict, risk, src_ip, dst_ip, processes, reason FROM verdicts WHERE run_id = {} \
-             ORDER BY risk DESC, score DESC, flow_id LIMIT 20",
-            summary.run_id
-        ))
-    }
-
-    fn train(&mut self, args: TrainArgs) -> Result<()> {
-        if args.stage.eq_ignore_ascii_case("policy") {
-            return self.train_policy(args);
-        }
-        let request = analysis::TrainRequest {
-            stage: args.stage,
-            source: args.on,
-            selection: analysis::features::Selection {
-                features: args.features.into_iter().filter(|c| !c.trim().is_empty()).collect(),
-                exclude: args.exclude.into_iter().filter(|c| !c.trim().is_empty()).collect(),
-                id: args.id,
-                label: args.label,
-            },
-            model: args.model,
-            seed: args.seed,
-            set: analysis::parse_set(&args.set)?,
-        };
-        let summary = self.with_spinner("training", || analysis::train(&self.store, &request, Utc::now()))?;
-        self.run_summary(&[summary])
-    }
-
-    fn score(&mut self, args: ScoreArgs) -> Result<()> {
-        let request = analysis::ScoreRequest {
-            model: args.model,
-            source: args.on,
-            into: args.into,
-            label: args.label,
-            id: args.id,
-        };
-        let summary = self.with_spinner("scoring", || analysis::score(&self.store, &request, Utc::now()))?;
-        self.run_summary(&[summary])
-    }
-
-    fn retrain(&mut self, args: RetrainArgs) -> Result<()> {
-        let summaries = self.with_spinner("retraining", || {
-            analysis::retrain(&self.store, args.target.as_deref(), Utc::now())
-        })?;
-        self.run_summary(&summaries)
-    }
-
-    /// Runs long analysis work with a spinner on a terminal (stderr), quietly otherwise.
-    fn with_spinner<T>(&self, what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_message(what.to_string());
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            bar
-        });
-        let result = work();
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
-        result
-    }
-
-    /// Messages on stderr, and the runs' model_runs rows (and evaluations) as a result.
-    fn run_summary(&mut self, runs: &[analysis::RunSummary]) -> Result<()> {
-        for run in runs {
-            eprintln!(
-                "{} {} model {}@{}: run {}, {} rows{}",
-                run.kind,
-                run.stage,
-                run.model,
-                run.version,
-                run.run_id,
-                run.rows_in,
-                run.into
-                    .as_deref()
-                    .map(|t| format!(", written with the source's columns to {t}"))
-                    .unwrap_or_default()
-            );
-            if !run.skipped.is_empty() {
-                eprintln!("  not used as features: {}", run.skipped.join(", "));
-            }
-        }
-        let ids = runs.iter().map(|r| r.run_id.to_string()).collect::<Vec<_>>().join(", ");
-        if ids.is_empty() {
-            return Ok(());
-        }
-        self.execute_sql(&format!(
-            "SELECT run_id, kind, stage, model, version, rows_in, features, imputed, \
-             round(load_ms, 1) AS load_ms, round(fit_ms, 1) AS fit_ms, round(score_ms, 1) AS score_ms, metrics \
-             FROM model_runs WHERE run_id IN ({ids}) ORDER BY run_id"
-        ))?;
-        if runs.iter().any(|r| r.evaluated) {
-            self.execute_sql(&format!(
-                "SELECT run_id, model, label_column, rows, positives, tp, fp, tn, fn, round(precision, 4) AS precision, \
-                 round(recall, 4) AS recall, round(f1, 4) AS f1, round(accuracy, 4) AS accuracy, round(roc_auc, 4) AS roc_auc \
-                 FROM evaluation WHERE run_id IN ({ids}) ORDER BY run_id"
-            ))?;
-        }
-        Ok(())
-    }
-
-    /// Runs detectors, then prints each run's summary line (stderr) and top rows (results).
-    fn detect(&mut self, args: DetectArgs) -> Result<()> {
-        interrupt::clear();
-        let summaries = crate::detect::run(&self.store, &args, Utc::now())?;
-        let titled = summaries.len() > 1;
-        for summary in summaries {
-            if args.quiet {
-                continue;
-            }
-            eprintln!("{}", summary.message);
-            if args.top == 0 || summary.rows == 0 {
-                continue;
-            }
-            if titled
-                && matches!(
-                    self.settings.mode,
-                    OutputMode::Table | OutputMode::Line | OutputMode::Markdown
-                )
-            {
-                let heading = if self.settings.mode == OutputMode::Markdown {
-                    format!("\n### {}\n\n", summary.detector)
-                } else {
-                    format!("\n{}\n", summary.detector)
-                };
-                self.print(&heading)?;
-            }
-            self.execute_sql(&crate::detect::top_rows_sql(summary.detector, summary.run_id, args.top))?;
-        }
-        Ok(())
-    }
-
-    fn export(&mut self, args: ExportArgs) -> Result<()> {
-        let source = match (args.table, args.query) {
-            (Some(t), None) => ExportSource::Table(t),
-            (None, Some(q)) => ExportSource::Query(q),
-            _ => {
-                return Err(Error::Usage(
-                    "export needs exactly one of --table or --query".to_string(),
-                ))
-            }
-        };
-        let request = ExportRequest {
-            format: args.format.unwrap_or_else(|| ExportFormat::from_path(&args.out)),
-            source,
-            out: args.out,
-            partition_by: args.partition_by.into_iter().filter(|c| !c.trim().is_empty()).collect(),
-            overwrite: args.overwrite,
-        };
-        let rows = self.store.export(&request)?;
-        eprintln!("exported {rows} rows to {}", request.out.display());
-        Ok(())
-    }
-
-    fn capture(&mut self, args: CaptureArgs) -> Result<()> {
-        interrupt::clear();
-        let mut source: Box<dyn Source> = match &args.replay {
-            Some(path) => Box::new(FixtureSource::open(path)?),
-            None => Box::new(SystemSource::new(
-                args.sockets.unwrap_or_else(SocketBackend::platform_default),
-            )?),
-        };
-        let mut recorder = args.record.as_deref().map(Recorder::create).transpose()?;
-        let pace = Pace {
-            interval: args.interval,
-            duration: args.duration,
-            count: args.count,
-            wait: args.replay.is_none(),
-        };
-        let mut observer = Progress::new(pace);
-        let report = run::run(
-            &self.store,
-            source.as_mut(),
-            pace,
-            recorder.as_mut(),
-            &Utc::now,
-            &mut observer,
-        );
-        observer.finish();
-        let report = report?;
-        if report.interrupted {
-            eprintln!("stopped by Ctrl-C; every finished snapshot is stored");
-        }
-        if args.quiet {
-            return Ok(());
-        }
-        self.capture_summary(&report)
-    }
-
-    fn demo(&mut self, args: DemoArgs) -> Result<()> {
-        interrupt::clear();
-        let pace = Pace {
-            interval: args.interval,
-            duration: Some(Duration::from_secs(u64::from(args.hours) * 3600)),
-            count: None,
-            wait: false,
-        };
-        let mut observer = Progress::new(pace);
-        let end = Utc::now()
-            .duration_trunc(chrono::TimeDelta::minutes(1))
-            .unwrap_or_else(|_| Utc::now());
-        let report = crate::ingest::demo::run(&self.store, &args, end, &mut observer);
-        observer.finish();
-        let report = report?;
-        if !args.quiet {
-            eprintln!(
-                "demo: {} synthetic snapshots of host {} ({} socket rows, {} lifetimes) ending {}, and demo_traffic \
-                 ({} rows, {} anomalies); every row is marked synthetic (snapshots.source = 'demo', datasets.kind = 'demo')",
-                report.capture.snapshots,
-                crate::ingest::demo::DEMO_HOST,
-                report.capture.socket_rows,
-                report.capture.opened,
-                end.format("%Y-%m-%d %H:%M UTC"),
-                report.traffic_rows,
-                report.traffic_anomalies
-            );
-        }
-        Ok(())
-    }
-
-    fn capture_summary(&mut self, report: &RunReport) -> Result<()> {
-        let (Some(first), Some(last)) = (report.first_snapshot_id, report.last_snapshot_id) else {
-            eprintln!("no snapshot was taken");
-            return Ok(());
-        };
-        let n = report.snapshots as f64;
-        eprintln!(
-            "stored {} snapshots (ids {first}..{last}) in {:.1} s: {} socket rows, {} lifetimes opened, {} closed; \
-             per snapshot: collect {:.1} ms, store {:.1} ms",
-            report.snapshots,
-            report.elapsed.as_secs_f64(),
-            report.socket_rows,
-            report.opened,
-            report.closed,
-            report.collect_ms / n,
-            report.store_ms / n
-        );
-        // Titled result sets read well in display modes only; data modes get the counts above.
-        if !matches!(
-            self.settings.mode,
-            OutputMode::Table | OutputMode::Line | OutputMode::Markdown
-        ) {
-            return Ok(());
-        }
-        for (title, sql) in report::capture_summary(first, last) {
-            let heading = if self.settings.mode == OutputMode::Markdown {
-                format!("\n### {title}\n\n")
-            } else {
-                format!("\n{title}\n")
-            };
-            self.print(&heading)?;
-            self.execute_sql(&sql)?;
         }
         Ok(())
     }
@@ -820,10 +632,11 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(pace: Pace) -> Self {
-        if !std::io::stderr().is_terminal() {
+    /// A bar for a run at `pace` on a terminal; `None` (or no terminal) shows only gaps.
+    fn new(pace: Option<Pace>) -> Self {
+        let Some(pace) = pace.filter(|_| std::io::stderr().is_terminal()) else {
             return Progress { bar: None };
-        }
+        };
         let by_count = pace.count;
         let by_time = pace
             .duration

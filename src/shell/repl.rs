@@ -100,18 +100,8 @@ impl Completer for ShellHelper {
     }
 }
 
-fn strings(session: &Session, sql: &str) -> Vec<String> {
-    session
-        .store()
-        .conn()
-        .prepare(sql)
-        .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
-        .unwrap_or_default()
-}
-
-fn refresh(session: &Session, vocabulary: &Arc<RwLock<Vocabulary>>) {
-    let names = strings(
-        session,
+fn refresh(session: &mut Session, vocabulary: &Arc<RwLock<Vocabulary>>) {
+    let names = session.strings(
         "SELECT DISTINCT name FROM (SELECT table_name AS name FROM duckdb_tables() \
          UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal \
          UNION ALL SELECT column_name FROM duckdb_columns() WHERE NOT internal \
@@ -134,10 +124,7 @@ pub fn run(session: &mut Session) -> Result<()> {
             .get_subcommands()
             .map(|c| c.get_name().to_string())
             .collect(),
-        keywords: strings(
-            session,
-            "SELECT DISTINCT lower(keyword_name) FROM duckdb_keywords() ORDER BY 1",
-        ),
+        keywords: session.strings("SELECT DISTINCT lower(keyword_name) FROM duckdb_keywords() ORDER BY 1"),
         names: Vec::new(),
     }));
     refresh(session, &vocabulary);
@@ -160,7 +147,7 @@ pub fn run(session: &mut Session) -> Result<()> {
     eprintln!(
         "netlens {} — database {}\nEnter SQL ending with ';', or .help for commands. Ctrl-D leaves.",
         env!("CARGO_PKG_VERSION"),
-        session.store().location().display()
+        session.describe()
     );
     let mut pending = String::new();
     loop {

@@ -8,7 +8,8 @@ use super::{quote_ident, quote_literal, Store};
 use crate::error::{Error, Result};
 
 /// File format of an export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     Parquet,
     Csv,
@@ -36,14 +37,15 @@ impl ExportFormat {
 }
 
 /// What to export.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ExportSource {
     Table(String),
     Query(String),
 }
 
 /// A complete export request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExportRequest {
     pub source: ExportSource,
     pub out: PathBuf,
@@ -123,7 +125,7 @@ impl Store {
         let stream = stmt.stream_arrow([]).map_err(Error::sql)?;
         let schema = stream.get_schema();
         let opts = crate::output::RenderOptions {
-            mode: crate::cli::OutputMode::Jsonl,
+            mode: crate::output::OutputMode::Jsonl,
             headers: false,
             maxrows: 0,
             width: None,

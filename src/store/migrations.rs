@@ -83,7 +83,7 @@ pub fn schema_text(migrations: &[Migration]) -> String {
 ///
 /// Asks the table itself first: any listing of tables (`duckdb_tables()`,
 /// `information_schema`) makes DuckDB create and parse all of its default views, 30 % of the
-/// samples in a profile of `netlens --db F -c 'select 1'` (timed in README, "Tables"). Only
+/// samples in a profile of `netlens --db F -c 'select 1'` (timed in bench/RESULTS.md, "Opening and creating a database"). Only
 /// when that query fails does the listing say whether the table is missing (a database without
 /// the schema) or something else went wrong: then that first error is returned (or the
 /// listing's own, should it fail too). Named by catalog so that a temporary table of that name

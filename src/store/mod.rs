@@ -76,6 +76,9 @@ pub struct Store {
     rows_since_attach: std::cell::Cell<usize>,
     /// The file could not be attached again: the connection is left without it.
     detached: std::cell::Cell<bool>,
+    /// Other connections share this database instance (a server's): the file is never
+    /// detached and attached again under them.
+    shared: bool,
 }
 
 impl Store {
@@ -122,6 +125,27 @@ impl Store {
             default_memory_limit: std::cell::OnceCell::new(),
             rows_since_attach: std::cell::Cell::new(0),
             detached: std::cell::Cell::new(false),
+            shared: false,
+        })
+    }
+
+    /// Another connection to the same database instance, with its own transactions, for a
+    /// server's capture, clients and scheduled work. Neither it nor this store will detach the
+    /// file again once a connection is shared (see [`Store::stored_rows`]).
+    pub fn connect(&mut self) -> Result<Store> {
+        self.shared = true;
+        let conn = self.conn.try_clone().map_err(Error::sql)?;
+        if matches!(self.location, Location::File(_)) {
+            conn.execute_batch(&format!("USE {CATALOG}")).map_err(Error::sql)?;
+        }
+        Ok(Store {
+            conn,
+            location: self.location.clone(),
+            read_only: self.read_only,
+            default_memory_limit: std::cell::OnceCell::new(),
+            rows_since_attach: std::cell::Cell::new(0),
+            detached: std::cell::Cell::new(false),
+            shared: true,
         })
     }
 
@@ -132,6 +156,9 @@ impl Store {
     /// 200 KiB a snapshot without this. Detaching checkpoints; attaching again reads back only
     /// the catalog. Nothing to do for an in-memory database, which cannot be detached and kept.
     pub fn stored_rows(&self, rows: usize) -> Result<()> {
+        if self.shared {
+            return Ok(());
+        }
         let total = self.rows_since_attach.get() + rows;
         if total < REATTACH_ROWS {
             self.rows_since_attach.set(total);

@@ -11,6 +11,7 @@ mod geo;
 mod ingest;
 mod oneshot;
 mod policy;
+mod serve;
 mod shell;
 
 use std::path::{Path, PathBuf};

@@ -19,7 +19,6 @@ use crate::capture::fixture::FixtureSource;
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
-use crate::cli::WatchArgs;
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::report::insights::{verdict_counts, VerdictCounts};
@@ -29,8 +28,28 @@ use crate::store::Store;
 /// Rows of the riskiest-flows table.
 const TOP_FLOWS: usize = 10;
 
+/// A `watch` run: the baseline, the window, the models' settings and where snapshots come from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WatchRequest {
+    pub baseline: Duration,
+    /// Time between snapshots, and the width of each judged window.
+    pub interval: Duration,
+    /// Number of segments, or `None` for the elbow method's choice.
+    pub segments: Option<usize>,
+    /// Expected share of anomalies in the baseline, above 0 and at most 0.5.
+    pub contamination: f64,
+    pub seed: u64,
+    /// Prefix of the stored models' names.
+    pub model: String,
+    /// Stop after judging this many windows.
+    pub windows: Option<u64>,
+    /// Replay a recording instead of reading this host.
+    pub replay: Option<std::path::PathBuf>,
+    pub sockets: Option<SocketBackend>,
+}
+
 /// Runs the watch loop until Ctrl-C, `--windows`, or a finite source runs dry.
-pub fn run(store: &Store, args: &WatchArgs) -> Result<()> {
+pub fn run(store: &Store, args: &WatchRequest) -> Result<()> {
     interrupt::clear();
     if store.is_read_only() {
         return Err(Error::Usage(
@@ -57,7 +76,7 @@ pub fn run(store: &Store, args: &WatchArgs) -> Result<()> {
     let request = PolicyRequest {
         source: features.text.clone(),
         split: None,
-        segments: args.segments.0,
+        segments: args.segments,
         contamination: args.contamination,
         seed: args.seed,
         model: args.model.clone(),
@@ -277,7 +296,13 @@ impl Dashboard {
         }
     }
 
-    fn redraw(&self, out: &mut impl Write, baseline: &Baseline, window: NaiveDateTime, args: &WatchArgs) -> Result<()> {
+    fn redraw(
+        &self,
+        out: &mut impl Write,
+        baseline: &Baseline,
+        window: NaiveDateTime,
+        args: &WatchRequest,
+    ) -> Result<()> {
         let mut table = Table::new();
         table
             .load_style(UTF8_FULL_CONDENSED)

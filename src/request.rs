@@ -1,0 +1,496 @@
+//! The request layer: every domain command as a plain, serializable request, and [`execute`],
+//! the one function that runs a request against a store and returns a [`Reply`].
+//!
+//! The command line and the shell convert their clap arguments into a [`Request`] (`cli`), so no
+//! clap type reaches a domain module; a server (`serve`) receives the same requests as JSON from
+//! its clients and returns the same replies. A reply is data, not output: lines for stderr and
+//! the queries whose rows to show, in order. The one place that prints is the shell's session,
+//! which runs those queries wherever the database is (in this process, or on the server).
+//!
+//! May use every domain module (capture, ingest, analysis, detect, geo, report) and the store;
+//! never `cli`, `shell` or `serve`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{self, ScoreRequest, TrainRequest};
+use crate::capture::fixture::{FixtureSource, Recorder};
+use crate::capture::run::{self, Observer, Pace, RunReport};
+use crate::capture::system::{SocketBackend, SystemSource};
+use crate::capture::Source;
+use crate::detect::DetectRequest;
+use crate::error::{Error, Result};
+use crate::geo::{self, GeoRequest};
+use crate::ingest::demo::DemoRequest;
+use crate::ingest::{self, ImportRequest, ReadAhead};
+use crate::interrupt;
+use crate::report;
+use crate::store::export::ExportRequest;
+use crate::store::snapshot::Stored;
+use crate::store::Store;
+use crate::watch::WatchRequest;
+
+/// `capture`: snapshots of this host (or of a recording) at an interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureRequest {
+    pub interval: std::time::Duration,
+    pub duration: Option<std::time::Duration>,
+    pub count: Option<u64>,
+    /// Replay snapshots recorded with `record` instead of reading this host.
+    pub replay: Option<std::path::PathBuf>,
+    /// Also append every snapshot to this file as JSON lines.
+    pub record: Option<std::path::PathBuf>,
+    pub sockets: Option<SocketBackend>,
+}
+
+/// One domain command. The JSON form (`{"command": "detect", ...}`) is what a server's clients
+/// send in the `netlens.request` Flight action (docs/serve.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    Capture(CaptureRequest),
+    Export(ExportRequest),
+    Import(ImportRequest),
+    Geo(GeoCommand),
+    Demo(DemoRequest),
+    Train(TrainRequest),
+    Score(ScoreRequest),
+    Retrain { target: Option<String> },
+    Models { all: bool },
+    Stages,
+    Detect(DetectRequest),
+    Watch(WatchRequest),
+    Insights,
+}
+
+/// `geo` (fill the table for every pending address) or `geo lookup` (these addresses).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeoCommand {
+    #[serde(flatten)]
+    pub sources: GeoRequest,
+    /// Addresses to look up afresh; `None` fills the table for every pending address.
+    pub lookup: Option<Vec<String>>,
+}
+
+impl Request {
+    /// The command's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Capture(_) => "capture",
+            Request::Export(_) => "export",
+            Request::Import(_) => "import",
+            Request::Geo(_) => "geo",
+            Request::Demo(_) => "demo",
+            Request::Train(_) => "train",
+            Request::Score(_) => "score",
+            Request::Retrain { .. } => "retrain",
+            Request::Models { .. } => "models",
+            Request::Stages => "stages",
+            Request::Detect(_) => "detect",
+            Request::Watch(_) => "watch",
+            Request::Insights => "insights",
+        }
+    }
+
+    /// True when the request reads or writes files named in it (import, export, capture
+    /// --record/--replay, geo --mmdb): a server does that with its own rights.
+    pub fn touches_files(&self) -> bool {
+        match self {
+            Request::Capture(c) => c.replay.is_some() || c.record.is_some(),
+            Request::Export(_) | Request::Import(_) => true,
+            Request::Geo(g) => !g.sources.mmdb.is_empty(),
+            Request::Watch(w) => w.replay.is_some(),
+            _ => false,
+        }
+    }
+
+    /// True when the request only reads the database.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, Request::Models { .. } | Request::Stages | Request::Export(_))
+    }
+}
+
+/// What a command did, as data: shown in order by whoever asked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub items: Vec<Item>,
+    /// The command failed after some of its work was stored (a geolocation provider failing
+    /// after the mmdb answers were written): shown after the items, and the command fails.
+    pub failure: Option<String>,
+}
+
+/// One thing to show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Item {
+    /// A summary line for stderr; left out with `--quiet`.
+    Summary(String),
+    /// A warning or note for stderr; always shown.
+    Warning(String),
+    /// Rows to show: the result of `sql`, run after the command.
+    Rows {
+        sql: String,
+        /// A heading shown above the rows in display modes (table, line, markdown).
+        title: Option<String>,
+        /// Part of the summary: left out with `--quiet`.
+        summary: bool,
+        /// Shown in display modes only (data modes get the summary lines).
+        display_only: bool,
+    },
+}
+
+impl Reply {
+    fn summary(&mut self, line: impl Into<String>) {
+        self.items.push(Item::Summary(line.into()));
+    }
+
+    fn warning(&mut self, line: impl Into<String>) {
+        self.items.push(Item::Warning(line.into()));
+    }
+
+    fn rows(&mut self, sql: String) {
+        self.items.push(Item::Rows {
+            sql,
+            title: None,
+            summary: false,
+            display_only: false,
+        });
+    }
+
+    fn summary_rows(&mut self, sql: String, title: Option<String>, display_only: bool) {
+        self.items.push(Item::Rows {
+            sql,
+            title,
+            summary: true,
+            display_only,
+        });
+    }
+}
+
+/// How a request's progress is shown while it runs: bars on this terminal, or nothing (a
+/// server's client gets the reply at the end).
+pub struct Context<'a> {
+    /// Progress of capture and demo runs (snapshot counts, gaps).
+    pub observer: &'a mut dyn Observer,
+    /// Progress of imports.
+    pub import_progress: ingest::Progress,
+    /// The first capture of an import, already being read.
+    pub ahead: Option<ReadAhead>,
+    /// The clock that stamps runs.
+    pub clock: &'a dyn Fn() -> DateTime<Utc>,
+}
+
+/// An observer that keeps capture gaps as warnings and shows nothing while it runs.
+#[derive(Debug, Default)]
+pub struct CollectGaps {
+    pub gaps: Vec<String>,
+}
+
+impl Observer for CollectGaps {
+    fn stored(&mut self, _stored: &Stored, _report: &RunReport) {}
+
+    fn gap(&mut self, gap: &str) {
+        self.gaps.push(format!("note: {gap}"));
+    }
+}
+
+/// Runs one request against `store`.
+pub fn execute(store: &Store, request: Request, ctx: &mut Context<'_>) -> Result<Reply> {
+    let mut reply = Reply::default();
+    match request {
+        Request::Capture(c) => capture(store, c, ctx, &mut reply)?,
+        Request::Export(e) => {
+            let rows = store.export(&e)?;
+            reply.summary(format!("exported {rows} rows to {}", e.out.display()));
+        }
+        Request::Import(i) => {
+            let ahead = ctx.ahead.take();
+            let result = ingest::run(store, i, &mut ctx.import_progress, ahead);
+            for line in ctx.import_progress.take_lines() {
+                if line.starts_with("warning: ") {
+                    reply.warning(line);
+                } else {
+                    reply.summary(line);
+                }
+            }
+            result?;
+        }
+        Request::Geo(g) => geo_command(store, g, (ctx.clock)(), &mut reply)?,
+        Request::Demo(d) => demo(store, d, ctx, &mut reply)?,
+        Request::Train(t) if t.stage.eq_ignore_ascii_case("policy") => {
+            train_policy(store, t, (ctx.clock)(), &mut reply)?
+        }
+        Request::Train(t) => {
+            let summary = analysis::train(store, &t, (ctx.clock)())?;
+            run_summary(&[summary], &mut reply);
+        }
+        Request::Score(s) => {
+            let summary = analysis::score(store, &s, (ctx.clock)())?;
+            run_summary(&[summary], &mut reply);
+        }
+        Request::Retrain { target } => {
+            let summaries = analysis::retrain(store, target.as_deref(), (ctx.clock)())?;
+            run_summary(&summaries, &mut reply);
+        }
+        Request::Models { all } => reply.rows(analysis::models_sql(all)),
+        Request::Stages => reply.rows(analysis::stages_sql()),
+        Request::Detect(d) => detect(store, &d, (ctx.clock)(), &mut reply)?,
+        Request::Watch(w) => crate::watch::run(store, &w)?,
+        Request::Insights => {
+            let findings = report::insights::insights(store)?;
+            reply.rows(report::insights::findings_sql(&findings));
+        }
+    }
+    Ok(reply)
+}
+
+fn capture(store: &Store, c: CaptureRequest, ctx: &mut Context<'_>, reply: &mut Reply) -> Result<()> {
+    interrupt::clear();
+    let mut source: Box<dyn Source> = match &c.replay {
+        Some(path) => Box::new(FixtureSource::open(path)?),
+        None => Box::new(SystemSource::new(
+            c.sockets.unwrap_or_else(SocketBackend::platform_default),
+        )?),
+    };
+    let mut recorder = c.record.as_deref().map(Recorder::create).transpose()?;
+    let pace = Pace {
+        interval: c.interval,
+        duration: c.duration,
+        count: c.count,
+        wait: c.replay.is_none(),
+    };
+    let report = run::run(store, source.as_mut(), pace, recorder.as_mut(), ctx.clock, ctx.observer)?;
+    if report.interrupted {
+        reply.warning("stopped by Ctrl-C; every finished snapshot is stored");
+    }
+    capture_summary(&report, reply);
+    Ok(())
+}
+
+/// The counts of a capture run, and what it saw (display modes only).
+pub fn capture_summary(report: &RunReport, reply: &mut Reply) {
+    let (Some(first), Some(last)) = (report.first_snapshot_id, report.last_snapshot_id) else {
+        reply.summary("no snapshot was taken");
+        return;
+    };
+    let n = report.snapshots as f64;
+    reply.summary(format!(
+        "stored {} snapshots (ids {first}..{last}) in {:.1} s: {} socket rows, {} lifetimes opened, {} closed; \
+         per snapshot: collect {:.1} ms, store {:.1} ms",
+        report.snapshots,
+        report.elapsed.as_secs_f64(),
+        report.socket_rows,
+        report.opened,
+        report.closed,
+        report.collect_ms / n,
+        report.store_ms / n
+    ));
+    for (title, sql) in report::capture_summary(first, last) {
+        reply.summary_rows(sql, Some(title.to_string()), true);
+    }
+}
+
+fn demo(store: &Store, d: DemoRequest, ctx: &mut Context<'_>, reply: &mut Reply) -> Result<()> {
+    use chrono::DurationRound;
+    interrupt::clear();
+    let now = (ctx.clock)();
+    let end = now.duration_trunc(chrono::TimeDelta::minutes(1)).unwrap_or(now);
+    let report = crate::ingest::demo::run(store, &d, end, ctx.observer)?;
+    reply.summary(format!(
+        "demo: {} synthetic snapshots of host {} ({} socket rows, {} lifetimes) ending {}, and demo_traffic \
+         ({} rows, {} anomalies); every row is marked synthetic (snapshots.source = 'demo', datasets.kind = 'demo')",
+        report.capture.snapshots,
+        crate::ingest::demo::DEMO_HOST,
+        report.capture.socket_rows,
+        report.capture.opened,
+        end.format("%Y-%m-%d %H:%M UTC"),
+        report.traffic_rows,
+        report.traffic_anomalies
+    ));
+    Ok(())
+}
+
+/// `geo` fills the geo table; `geo lookup` also shows the answers as rows. A provider that
+/// failed for some addresses is reported after what was stored.
+fn geo_command(store: &Store, g: GeoCommand, now: DateTime<Utc>, reply: &mut Reply) -> Result<()> {
+    let run = match &g.lookup {
+        Some(ips) => {
+            let run = geo::lookup(store, &g.sources, ips, now)?;
+            if !run.stored.is_empty() {
+                reply.rows(geo::answers_query(&run.stored));
+            }
+            run
+        }
+        None => geo::fill(store, &g.sources, now)?,
+    };
+    if !run.skipped.is_empty() {
+        let shown: Vec<&str> = run.skipped.iter().take(5).map(String::as_str).collect();
+        reply.warning(format!(
+            "note: {} values in the address columns are not IP addresses and were skipped: {}{}",
+            run.skipped.len(),
+            shown.join(", "),
+            if run.skipped.len() > shown.len() { ", ..." } else { "" }
+        ));
+    }
+    reply.summary(geo::summary(&run));
+    reply.failure = run.provider_error.map(|e| e.to_string());
+    Ok(())
+}
+
+fn train_policy(store: &Store, t: TrainRequest, now: DateTime<Utc>, reply: &mut Reply) -> Result<()> {
+    if !t.selection.features.is_empty() || t.selection.label.is_some() || t.selection.id.is_some() {
+        return Err(Error::Usage(
+            "policy chooses its features and keys itself; use --exclude to leave columns out".to_string(),
+        ));
+    }
+    let request = analysis::policy::PolicyRequest::from_set(t.source, t.model, t.seed, t.selection.exclude, &t.set)?;
+    let summary = analysis::policy::run(store, &request, now)?;
+    reply.summary(format!(
+        "policy: baseline of {} rows before {} (segments run {}, iforest run {}); judged {} rows: {}; {} high risk (run {})",
+        summary.baseline_rows,
+        summary.split,
+        summary.segments.run_id,
+        summary.iforest.run_id,
+        summary.judged_rows,
+        summary
+            .verdicts
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        summary.high_risk,
+        summary.run_id
+    ));
+    reply.rows(format!(
+        "SELECT verdict, risk, src_ip, dst_ip, processes, reason FROM verdicts WHERE run_id = {} \
+         ORDER BY risk DESC, score DESC, flow_id LIMIT 20",
+        summary.run_id
+    ));
+    Ok(())
+}
+
+/// Summary lines, and the runs' model_runs rows (and evaluations) as a result.
+fn run_summary(runs: &[analysis::RunSummary], reply: &mut Reply) {
+    for run in runs {
+        reply.summary(format!(
+            "{} {} model {}@{}: run {}, {} rows{}",
+            run.kind,
+            run.stage,
+            run.model,
+            run.version,
+            run.run_id,
+            run.rows_in,
+            run.into
+                .as_deref()
+                .map(|t| format!(", written with the source's columns to {t}"))
+                .unwrap_or_default()
+        ));
+        if !run.skipped.is_empty() {
+            reply.summary(format!("  not used as features: {}", run.skipped.join(", ")));
+        }
+    }
+    let ids = runs.iter().map(|r| r.run_id.to_string()).collect::<Vec<_>>().join(", ");
+    if ids.is_empty() {
+        return;
+    }
+    reply.rows(format!(
+        "SELECT run_id, kind, stage, model, version, rows_in, features, imputed, \
+         round(load_ms, 1) AS load_ms, round(fit_ms, 1) AS fit_ms, round(score_ms, 1) AS score_ms, metrics \
+         FROM model_runs WHERE run_id IN ({ids}) ORDER BY run_id"
+    ));
+    if runs.iter().any(|r| r.evaluated) {
+        reply.rows(format!(
+            "SELECT run_id, model, label_column, rows, positives, tp, fp, tn, fn, round(precision, 4) AS precision, \
+             round(recall, 4) AS recall, round(f1, 4) AS f1, round(accuracy, 4) AS accuracy, round(roc_auc, 4) AS roc_auc \
+             FROM evaluation WHERE run_id IN ({ids}) ORDER BY run_id"
+        ));
+    }
+}
+
+/// Each detector run's summary line and top rows (titled when there are several).
+fn detect(store: &Store, d: &DetectRequest, now: DateTime<Utc>, reply: &mut Reply) -> Result<()> {
+    interrupt::clear();
+    let summaries = crate::detect::run(store, d, now)?;
+    let titled = summaries.len() > 1;
+    for summary in summaries {
+        reply.summary(summary.message.clone());
+        if d.top == 0 || summary.rows == 0 {
+            continue;
+        }
+        reply.summary_rows(
+            crate::detect::top_rows_sql(summary.detector, summary.run_id, d.top),
+            titled.then(|| summary.detector.table().to_string()),
+            false,
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON a third-party client sends is stable: tagged by command, fields by name.
+    #[test]
+    fn requests_travel_as_tagged_json() {
+        let r = Request::Retrain {
+            target: Some("kmeans".into()),
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(json, r#"{"command":"retrain","target":"kmeans"}"#);
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), r);
+        let stages: Request = serde_json::from_str(r#"{"command":"stages"}"#).unwrap();
+        assert_eq!(stages, Request::Stages);
+        let err = serde_json::from_str::<Request>(r#"{"command":"format_disk"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+
+    /// Every request survives the trip to a server and back unchanged.
+    #[test]
+    fn every_kind_of_request_round_trips() {
+        let detect = DetectRequest {
+            detector: crate::detect::DetectorName::All,
+            on: crate::detect::DetectSource::Auto,
+            window: Some(std::time::Duration::from_secs(3600)),
+            since: None,
+            until: chrono::NaiveDate::from_ymd_opt(2026, 11, 21).and_then(|d| d.and_hms_opt(8, 0, 0)),
+            top: 20,
+            scan_window: std::time::Duration::from_secs(300),
+            scan_ports: 15,
+            scan_hosts: 25,
+            beacon_min_connections: 4,
+            beacon_bins: 24,
+            beacon_threshold: 0.8,
+            beacon_weights: vec![0.25; 4],
+            burst_bin: std::time::Duration::from_secs(60),
+            burst_k: 5.0,
+            burst_min_connections: 10,
+            burst_min_bytes: 1_000_000,
+            long_min: std::time::Duration::from_secs(3600),
+        };
+        let requests = vec![
+            Request::Detect(detect),
+            Request::Import(ImportRequest::Zeek(ingest::ZeekImport {
+                files: vec!["/tmp/conn.log".into()],
+            })),
+            Request::Models { all: true },
+            Request::Insights,
+            Request::Geo(GeoCommand {
+                sources: GeoRequest {
+                    mmdb: vec!["a.mmdb".into()],
+                    provider: geo::GeoProvider::IpApi,
+                    url: "http://ip-api.com/batch".into(),
+                    timeout: std::time::Duration::from_secs(10),
+                    max_wait: std::time::Duration::from_secs(60),
+                    ttl: std::time::Duration::from_secs(86400),
+                    refresh: false,
+                },
+                lookup: Some(vec!["192.0.2.1".into()]),
+            }),
+        ];
+        for r in requests {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), r, "{json}");
+        }
+    }
+}

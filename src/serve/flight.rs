@@ -1,0 +1,516 @@
+//! The server's protocol: Arrow Flight SQL (arrow-flight's `FlightSqlService`) over gRPC
+//! (tonic), on the Unix socket beside the database.
+//!
+//! Statements: `GetFlightInfo(CommandStatementQuery)` prepares and starts the statement on a
+//! thread of its own and answers with its schema and a ticket; `DoGet(ticket)` streams the
+//! record batches DuckDB produces, through a channel of [`BATCHES_IN_FLIGHT`] batches, so a
+//! client that reads slowly holds the query back instead of filling the server's memory, and a
+//! client that goes away stops it. `DoPut(CommandStatementUpdate)` runs a statement and returns
+//! its row count.
+//!
+//! Sessions: a client that sends the header `x-netlens-session` keeps one connection (its
+//! transactions, temporary tables and settings) for as long as it uses that id; the netlens
+//! shell does. Without the header each statement runs on a fresh connection.
+//!
+//! netlens's own actions (`DoAction`):
+//! - `netlens.request`: body a JSON [`crate::request::Request`], result one JSON
+//!   [`crate::request::Reply`] (the rows it names are then asked for as statements);
+//! - `netlens.status`: result one JSON [`super::ServerStatus`];
+//! - `netlens.close_session`: body the session id; its connection is closed.
+//!
+//! Who may ask: the socket is mode 0600 in a directory of the database's owner, and every call
+//! is checked against the peer's credentials: this server's user, or root.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    CommandGetSqlInfo, CommandStatementQuery, CommandStatementUpdate, ProstMessageExt, SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{Action, ActionType, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
+use duckdb::arrow::datatypes::SchemaRef;
+use duckdb::arrow::record_batch::RecordBatch;
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Response, Status};
+
+use super::{log, restrict_socket, ServeOptions, Shared};
+use crate::error::{Error, Result};
+use crate::request::{self, CollectGaps};
+use crate::store::Store;
+
+/// Record batches a query may have produced ahead of what its client has read.
+pub const BATCHES_IN_FLIGHT: usize = 4;
+/// A query whose results nobody fetched within this long is dropped.
+const UNCLAIMED_AFTER: Duration = Duration::from_secs(60);
+/// A session unused for this long is closed (its connection, and any transaction it left open).
+const IDLE_SESSION_AFTER: Duration = Duration::from_secs(3600);
+
+pub const ACTION_REQUEST: &str = "netlens.request";
+pub const ACTION_STATUS: &str = "netlens.status";
+pub const ACTION_CLOSE_SESSION: &str = "netlens.close_session";
+pub const SESSION_HEADER: &str = "x-netlens-session";
+
+/// A query started by `GetFlightInfo`, waiting for its `DoGet`.
+struct Pending {
+    schema: SchemaRef,
+    batches: mpsc::Receiver<std::result::Result<RecordBatch, String>>,
+    created: Instant,
+}
+
+/// One client session's connection.
+struct Session {
+    store: Arc<Mutex<Store>>,
+    last_used: Instant,
+}
+
+/// The Flight SQL service.
+#[derive(Clone)]
+pub struct NetlensFlight {
+    shared: Arc<Shared>,
+    pending: Arc<Mutex<HashMap<u64, Pending>>>,
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    next_ticket: Arc<AtomicU64>,
+    own_uid: u32,
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// The error a failed command or statement gives its client: usage errors are the client's,
+/// everything else the server's, and the message is the one netlens would have printed.
+fn status_of(e: Error) -> Status {
+    match e {
+        Error::Usage(m) => Status::invalid_argument(m),
+        Error::Interrupted => Status::cancelled("interrupted: the server is stopping"),
+        other => Status::failed_precondition(other.to_string()),
+    }
+}
+
+impl NetlensFlight {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        NetlensFlight {
+            shared,
+            pending: Arc::new(Mutex::new(HashMap::new())),
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+            next_ticket: Arc::new(AtomicU64::new(1)),
+            // SAFETY: getuid cannot fail and has no preconditions.
+            own_uid: unsafe { libc::getuid() },
+        }
+    }
+
+    /// Only this server's user (or root) may use the socket; its mode says so too, this makes
+    /// sure of it whatever the directory's permissions.
+    fn authorize<T>(&self, request: &Request<T>) -> std::result::Result<(), Status> {
+        let Some(info) = request.extensions().get::<UdsConnectInfo>() else {
+            return Err(Status::permission_denied(
+                "only local clients on the server's socket are served",
+            ));
+        };
+        match info.peer_cred.map(|c| c.uid()) {
+            Some(uid) if uid == self.own_uid || uid == 0 => Ok(()),
+            Some(uid) => Err(Status::permission_denied(format!(
+                "user {uid} may not use this server (it serves user {} and root)",
+                self.own_uid
+            ))),
+            None => Err(Status::permission_denied("the peer's credentials could not be read")),
+        }
+    }
+
+    /// The connection a request runs on: its session's, or a fresh one.
+    fn connection<T>(&self, request: &Request<T>) -> std::result::Result<Arc<Mutex<Store>>, Status> {
+        let id = request
+            .metadata()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let Some(id) = id else {
+            return Ok(Arc::new(Mutex::new(self.shared.connect().map_err(status_of)?)));
+        };
+        let mut sessions = self.sessions.lock().map_err(internal)?;
+        if let Some(session) = sessions.get_mut(&id) {
+            session.last_used = Instant::now();
+            return Ok(Arc::clone(&session.store));
+        }
+        let store = Arc::new(Mutex::new(self.shared.connect().map_err(status_of)?));
+        sessions.insert(
+            id,
+            Session {
+                store: Arc::clone(&store),
+                last_used: Instant::now(),
+            },
+        );
+        Ok(store)
+    }
+
+    fn session_count(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Drops unclaimed queries and idle sessions.
+    fn reap(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.retain(|_, p| p.created.elapsed() < UNCLAIMED_AFTER);
+        }
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.retain(|_, s| s.last_used.elapsed() < IDLE_SESSION_AFTER);
+        }
+    }
+
+    /// Starts `sql` on its connection and waits for its schema (or its error).
+    async fn start_query(&self, store: Arc<Mutex<Store>>, sql: String) -> std::result::Result<u64, Status> {
+        let (schema_tx, schema_rx) = oneshot::channel();
+        let (batch_tx, batch_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
+        let shared = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name("query".into())
+            .spawn(move || {
+                shared.queries_running.fetch_add(1, Ordering::Relaxed);
+                run_query(&store, &sql, schema_tx, &batch_tx);
+                shared.queries_running.fetch_sub(1, Ordering::Relaxed);
+                shared.queries_served.fetch_add(1, Ordering::Relaxed);
+            })
+            .map_err(internal)?;
+        let schema = schema_rx
+            .await
+            .map_err(|_| Status::internal("the query thread ended without an answer"))?
+            .map_err(Status::invalid_argument)?;
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        self.pending.lock().map_err(internal)?.insert(
+            ticket,
+            Pending {
+                schema,
+                batches: batch_rx,
+                created: Instant::now(),
+            },
+        );
+        Ok(ticket)
+    }
+
+    /// Runs a domain command on the session's connection.
+    async fn run_request(&self, store: Arc<Mutex<Store>>, body: &[u8]) -> std::result::Result<Vec<u8>, Status> {
+        let request: request::Request = serde_json::from_slice(body)
+            .map_err(|e| Status::invalid_argument(format!("netlens.request: not a request: {e}")))?;
+        if let request::Request::Watch(_) = request {
+            return Err(Status::invalid_argument(
+                "watch draws its dashboard on the terminal that captures; with a server holding the database, \
+                 query latest_verdicts instead, or stop the server to run watch",
+            ));
+        }
+        if let request::Request::Capture(c) = &request {
+            if c.replay.is_none() && self.shared.status(0).capture.is_some_and(|c| c.running) {
+                return Err(Status::invalid_argument(
+                    "this server already captures this host; a second live capture would store every snapshot twice\n  \
+                     hint: `netlens status` shows the server's capture; capture --replay FILE stores a recording",
+                ));
+            }
+        }
+        let name = request.name();
+        let shared = Arc::clone(&self.shared);
+        let reply = tokio::task::spawn_blocking(move || -> Result<request::Reply> {
+            let store = store.lock().map_err(|_| super::poisoned())?;
+            let mut gaps = CollectGaps::default();
+            let mut ctx = request::Context {
+                observer: &mut gaps,
+                import_progress: crate::ingest::Progress::collecting(false),
+                ahead: None,
+                clock: &chrono::Utc::now,
+            };
+            let mut reply = request::execute(&store, request, &mut ctx)?;
+            reply.items.extend(gaps.gaps.into_iter().map(request::Item::Warning));
+            shared.requests_served.fetch_add(1, Ordering::Relaxed);
+            Ok(reply)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| {
+            log(&format!("{name} failed: {e}"));
+            status_of(e)
+        })?;
+        serde_json::to_vec(&reply).map_err(internal)
+    }
+}
+
+/// Prepares and runs `sql`, sends its schema, then its batches until the client stops reading.
+fn run_query(
+    store: &Mutex<Store>,
+    sql: &str,
+    schema_tx: oneshot::Sender<std::result::Result<SchemaRef, String>>,
+    batch_tx: &mpsc::Sender<std::result::Result<RecordBatch, String>>,
+) {
+    let Ok(store) = store.lock() else {
+        let _ = schema_tx.send(Err(
+            "the session's connection is unusable after a failure; start a new session".into(),
+        ));
+        return;
+    };
+    let conn = store.conn();
+    let mut stmt = match conn.prepare(sql) {
+        Ok(stmt) => stmt,
+        Err(e) => {
+            let _ = schema_tx.send(Err(Error::sql(e).to_string()));
+            return;
+        }
+    };
+    let stream = match stmt.stream_arrow([]) {
+        Ok(stream) => stream,
+        Err(e) => {
+            let _ = schema_tx.send(Err(Error::sql(e).to_string()));
+            return;
+        }
+    };
+    if schema_tx.send(Ok(stream.get_schema())).is_err() {
+        return;
+    }
+    for batch in stream {
+        let item = batch.map_err(|e| Error::sql(e).to_string());
+        let failed = item.is_err();
+        // The client went away, or never came for the results: stop the query here.
+        if batch_tx.blocking_send(item).is_err() || failed {
+            return;
+        }
+    }
+}
+
+type FlightStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
+
+fn one_result(body: Vec<u8>) -> FlightStream<arrow_flight::Result> {
+    Box::pin(futures::stream::once(async move {
+        Ok(arrow_flight::Result { body: body.into() })
+    }))
+}
+
+/// Server facts for `GetSqlInfo` (ADBC asks for them when it connects).
+fn sql_info() -> arrow_flight::sql::metadata::SqlInfoData {
+    let mut builder = arrow_flight::sql::metadata::SqlInfoDataBuilder::new();
+    builder.append(SqlInfo::FlightSqlServerName, "netlens");
+    builder.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    builder.append(SqlInfo::FlightSqlServerArrowVersion, "60");
+    builder.append(SqlInfo::FlightSqlServerReadOnly, false);
+    builder.append(SqlInfo::FlightSqlServerSql, true);
+    builder.append(SqlInfo::FlightSqlServerSubstrait, false);
+    builder.append(SqlInfo::FlightSqlServerTransaction, 0_i32);
+    builder.append(SqlInfo::FlightSqlServerCancel, false);
+    builder.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    builder.build().expect("a fixed set of SqlInfo values builds")
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for NetlensFlight {
+    type FlightService = NetlensFlight;
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        let store = self.connection(&request)?;
+        let ticket = self.start_query(store, query.query).await?;
+        let schema = self
+            .pending
+            .lock()
+            .map_err(internal)?
+            .get(&ticket)
+            .map(|p| Arc::clone(&p.schema))
+            .ok_or_else(|| Status::internal("the query vanished"))?;
+        let handle = TicketStatementQuery {
+            statement_handle: ticket.to_be_bytes().to_vec().into(),
+        };
+        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(handle.as_any().encode_to_vec()));
+        let info = FlightInfo::new()
+            .try_with_schema(&schema)
+            .map_err(internal)?
+            .with_endpoint(endpoint)
+            .with_descriptor(request.into_inner())
+            .with_ordered(true);
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.authorize(&request)?;
+        let id = <[u8; 8]>::try_from(ticket.statement_handle.as_ref())
+            .map(u64::from_be_bytes)
+            .map_err(|_| Status::invalid_argument("not a netlens ticket"))?;
+        let pending = self.pending.lock().map_err(internal)?.remove(&id).ok_or_else(|| {
+            Status::not_found("no such query: its results were fetched already, or expired unclaimed")
+        })?;
+        let batches = tokio_stream::wrappers::ReceiverStream::new(pending.batches)
+            .map(|item| item.map_err(|m| FlightError::Tonic(Box::new(Status::failed_precondition(m)))));
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(pending.schema)
+            .build(batches)
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> std::result::Result<i64, Status> {
+        self.authorize(&request)?;
+        let store = self.connection(&request)?;
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || -> std::result::Result<i64, Status> {
+            let store = store.lock().map_err(internal)?;
+            let rows = store
+                .conn()
+                .execute(&command.query, [])
+                .map_err(|e| Status::invalid_argument(Error::sql(e).to_string()))?;
+            shared.queries_served.fetch_add(1, Ordering::Relaxed);
+            Ok(i64::try_from(rows).unwrap_or(i64::MAX))
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        self.authorize(&request)?;
+        let schema = query.clone().into_builder(&sql_info()).schema();
+        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(query.as_any().encode_to_vec()));
+        let info = FlightInfo::new()
+            .try_with_schema(schema.as_ref())
+            .map_err(internal)?
+            .with_endpoint(endpoint)
+            .with_descriptor(request.into_inner());
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        self.authorize(&request)?;
+        let info = sql_info();
+        let builder = query.into_builder(&info);
+        let schema = builder.schema();
+        let batch = builder.build();
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::once(async move { batch.map_err(FlightError::from) }))
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> std::result::Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        self.authorize(&request)?;
+        match request.get_ref().r#type.as_str() {
+            ACTION_STATUS => {
+                let status = self.shared.status(self.session_count());
+                Ok(Response::new(one_result(
+                    serde_json::to_vec(&status).map_err(internal)?,
+                )))
+            }
+            ACTION_REQUEST => {
+                let store = self.connection(&request)?;
+                let body = self.run_request(store, &request.get_ref().body).await?;
+                Ok(Response::new(one_result(body)))
+            }
+            ACTION_CLOSE_SESSION => {
+                let id = String::from_utf8_lossy(&request.get_ref().body).to_string();
+                self.sessions.lock().map_err(internal)?.remove(&id);
+                Ok(Response::new(Box::pin(futures::stream::empty())))
+            }
+            other => Err(Status::invalid_argument(format!(
+                "unknown action '{other}'; netlens serves {ACTION_REQUEST}, {ACTION_STATUS} and {ACTION_CLOSE_SESSION}"
+            ))),
+        }
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<std::result::Result<ActionType, Status>>> {
+        Some(vec![
+            Ok(ActionType {
+                r#type: ACTION_REQUEST.to_string(),
+                description:
+                    "Run a netlens command: body a JSON request ({\"command\": \"detect\", ...}), result a JSON reply"
+                        .to_string(),
+            }),
+            Ok(ActionType {
+                r#type: ACTION_STATUS.to_string(),
+                description: "The server's status as JSON".to_string(),
+            }),
+            Ok(ActionType {
+                r#type: ACTION_CLOSE_SESSION.to_string(),
+                description: "Close the session named in the body (x-netlens-session)".to_string(),
+            }),
+        ])
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// Serves on `socket` until SIGTERM or SIGINT, then lets running calls finish (a few seconds).
+pub async fn serve(shared: Arc<Shared>, socket: &Path, _options: &ServeOptions) -> Result<()> {
+    let listener = tokio::net::UnixListener::bind(socket).map_err(|e| Error::io(socket, e))?;
+    restrict_socket(socket)?;
+    let service = NetlensFlight::new(Arc::clone(&shared));
+    let reaper = service.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            reaper.reap();
+        }
+    });
+    log(&format!(
+        "serving {} on {} (pid {})",
+        shared.database.display(),
+        socket.display(),
+        std::process::id()
+    ));
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(FlightServiceServer::new(service))
+        .serve_with_incoming_shutdown(incoming, stop_signal())
+        .await
+        .map_err(|e| Error::Server {
+            endpoint: socket.display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Resolves at SIGTERM or SIGINT (and tells every loop to stop); SIGHUP is logged and ignored:
+/// the server reloads nothing, its options are its command line.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        log("cannot install signal handlers; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { log("SIGTERM: finishing the snapshot in flight and stopping"); break; }
+            _ = int.recv() => { log("SIGINT: finishing the snapshot in flight and stopping"); break; }
+            _ = hup.recv() => log("SIGHUP ignored: netlens serve reloads nothing; restart it to change its options"),
+        }
+    }
+    crate::interrupt::request_stop();
+}

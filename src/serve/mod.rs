@@ -1,0 +1,676 @@
+//! `netlens serve`: one long-running process owns the database, so recording and asking happen
+//! at the same time. It captures snapshots on a thread of its own, runs scheduled work
+//! (`--every detect=5m`), and answers clients over Arrow Flight SQL ([`flight`]) on a Unix
+//! socket beside the database (mode 0600, peers checked to be this user or root). Every netlens
+//! command finds that socket and goes through it ([`client`]); any Flight SQL client (ADBC,
+//! JDBC, DBeaver, Python) can ask it too.
+//!
+//! Concurrency is DuckDB's own: every client session, the capture and each scheduled job get a
+//! connection of their own to the one database instance (MVCC transactions), so a long query
+//! never delays a snapshot. Results stream as the record batches DuckDB produces.
+//!
+//! May use the store, the request layer and every domain module through it; never `cli` or
+//! `shell`.
+
+pub mod client;
+pub mod flight;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::capture::fixture::{FixtureSource, Recorder};
+use crate::capture::run::{self, Observer, Pace, RunReport};
+use crate::capture::system::{SocketBackend, SystemSource};
+use crate::capture::Source;
+use crate::error::{Error, Result};
+use crate::interrupt;
+use crate::request::{self, CollectGaps, Request};
+use crate::store::snapshot::Stored;
+use crate::store::{Location, Store};
+
+/// What `netlens serve` was asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeOptions {
+    pub location: Location,
+    /// Capture this host (or replay a recording); `None` serves the file as it is.
+    pub capture: Option<CaptureSchedule>,
+    /// Scheduled work, each at its own interval.
+    pub every: Vec<Job>,
+    /// Offline geolocation databases for the scheduled `geo` job.
+    pub mmdb: Vec<PathBuf>,
+}
+
+/// The server's capture: snapshots at an interval, for as long as the server runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureSchedule {
+    pub interval: Duration,
+    pub sockets: Option<SocketBackend>,
+    pub replay: Option<PathBuf>,
+    pub record: Option<PathBuf>,
+}
+
+/// Work the server runs by itself at an interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Every detector over the newest day of data.
+    Detect,
+    /// Geolocate the remote addresses not yet in `geo`.
+    Geo,
+    /// Refit every stored model on the newest data.
+    Retrain,
+    /// Compute the findings (logged; `netlens insights` shows them).
+    Insights,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 4] = [JobKind::Detect, JobKind::Geo, JobKind::Retrain, JobKind::Insights];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobKind::Detect => "detect",
+            JobKind::Geo => "geo",
+            JobKind::Retrain => "retrain",
+            JobKind::Insights => "insights",
+        }
+    }
+}
+
+/// A job and its interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Job {
+    pub kind: JobKind,
+    pub every: Duration,
+}
+
+/// The Unix socket of the server holding `db`: the database's path with `.sock` appended.
+pub fn socket_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".sock");
+    PathBuf::from(p)
+}
+
+/// What `netlens status` shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub pid: u32,
+    pub version: String,
+    pub database: String,
+    pub socket: String,
+    pub started_at: String,
+    pub uptime_s: f64,
+    /// Bytes of the database file and its WAL.
+    pub database_bytes: u64,
+    pub capture: Option<CaptureStatus>,
+    pub schedule: Vec<JobStatus>,
+    pub clients: ClientStatus,
+    /// The newest error of the capture or a scheduled job, with its time.
+    pub last_error: Option<String>,
+}
+
+impl ServerStatus {
+    /// The status as aligned `key: value` lines, for people.
+    pub fn to_text(&self) -> String {
+        let mut lines = vec![
+            ("server", format!("pid {}, netlens {}", self.pid, self.version)),
+            (
+                "database",
+                format!("{} ({})", self.database, human_bytes(self.database_bytes)),
+            ),
+            ("socket", self.socket.clone()),
+            (
+                "up since",
+                format!("{} ({})", self.started_at, human_duration(self.uptime_s)),
+            ),
+        ];
+        match &self.capture {
+            Some(c) => lines.push((
+                "capture",
+                format!(
+                    "{} every {}, {}: {} snapshots, {} socket rows stored{}{}",
+                    c.source,
+                    human_duration(c.interval_s),
+                    if c.running { "running" } else { "stopped" },
+                    c.snapshots,
+                    c.socket_rows,
+                    c.last_snapshot_at
+                        .as_ref()
+                        .map(|t| format!(", last at {t} (id {})", c.last_snapshot_id.unwrap_or_default()))
+                        .unwrap_or_default(),
+                    if c.late_snapshots > 0 {
+                        format!(", {} late", c.late_snapshots)
+                    } else {
+                        String::new()
+                    }
+                ),
+            )),
+            None => lines.push(("capture", "off (--no-capture)".to_string())),
+        }
+        if self.schedule.is_empty() {
+            lines.push(("schedule", "nothing scheduled (--every JOB=DURATION)".to_string()));
+        }
+        for job in &self.schedule {
+            lines.push((
+                "schedule",
+                format!(
+                    "{} every {}: {} runs{}{}",
+                    job.job,
+                    human_duration(job.every_s),
+                    job.runs,
+                    job.last_run_at
+                        .as_ref()
+                        .map(|t| format!(", last at {t}: {}", job.last_result.as_deref().unwrap_or("")))
+                        .unwrap_or_default(),
+                    job.next_run_in_s
+                        .map(|s| format!(", next in {}", human_duration(s)))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        lines.push((
+            "clients",
+            format!(
+                "{} sessions open, {} queries running; {} queries and {} commands served",
+                self.clients.sessions,
+                self.clients.queries_running,
+                self.clients.queries_served,
+                self.clients.requests_served
+            ),
+        ));
+        lines.push((
+            "last error",
+            self.last_error.clone().unwrap_or_else(|| "none".to_string()),
+        ));
+        lines.into_iter().map(|(k, v)| format!("{k:<11} {v}\n")).collect()
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB"] {
+        if value < 1024.0 {
+            return format!("{value:.1} {unit}");
+        }
+        value /= 1024.0;
+    }
+    format!("{value:.1} TiB")
+}
+
+fn human_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 172_800.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.1} d", s / 86_400.0)
+    }
+}
+
+/// The capture's progress.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaptureStatus {
+    pub interval_s: f64,
+    pub source: String,
+    /// Snapshots this server stored.
+    pub snapshots: u64,
+    pub socket_rows: u64,
+    pub last_snapshot_id: Option<i64>,
+    pub last_snapshot_at: Option<String>,
+    /// Snapshots that started later than one interval after the one before.
+    pub late_snapshots: u64,
+    pub running: bool,
+}
+
+/// One scheduled job's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub job: String,
+    pub every_s: f64,
+    pub runs: u64,
+    pub last_run_at: Option<String>,
+    pub last_result: Option<String>,
+    pub next_run_in_s: Option<f64>,
+}
+
+/// Client counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientStatus {
+    /// Sessions (netlens shells and one-shot runs) open now.
+    pub sessions: usize,
+    /// Queries streaming now.
+    pub queries_running: u64,
+    pub queries_served: u64,
+    pub requests_served: u64,
+}
+
+/// Everything the server's threads share.
+pub struct Shared {
+    /// The first connection; every other one is cloned from it.
+    root: Mutex<Store>,
+    pub(crate) started: Instant,
+    database: PathBuf,
+    status: Mutex<ServerStatus>,
+    pub(crate) queries_running: AtomicU64,
+    pub(crate) queries_served: AtomicU64,
+    pub(crate) requests_served: AtomicU64,
+}
+
+impl Shared {
+    /// A new connection to the database, for a client session or a job.
+    pub fn connect(&self) -> Result<Store> {
+        let mut root = self.root.lock().map_err(|_| poisoned())?;
+        root.connect()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ServerStatus)) {
+        if let Ok(mut status) = self.status.lock() {
+            change(&mut status);
+        }
+    }
+
+    fn error(&self, what: &str, e: &Error) {
+        let line = format!("{what}: {e}");
+        log(&line);
+        self.update(|s| s.last_error = Some(format!("{} {line}", now_text())));
+    }
+
+    /// The status as of now.
+    pub fn status(&self, sessions: usize) -> ServerStatus {
+        let mut status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        status.uptime_s = self.started.elapsed().as_secs_f64();
+        status.database_bytes = file_size(&self.database) + file_size(&wal_path(&self.database));
+        status.clients = ClientStatus {
+            sessions,
+            queries_running: self.queries_running.load(Ordering::Relaxed),
+            queries_served: self.queries_served.load(Ordering::Relaxed),
+            requests_served: self.requests_served.load(Ordering::Relaxed),
+        };
+        status
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Sql {
+        message: "a server thread panicked while holding the database connection; restart netlens serve".to_string(),
+    }
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".wal");
+    PathBuf::from(p)
+}
+
+fn now_text() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// One line of the server's log on stderr (journald adds its own time; a terminal reads it).
+pub fn log(line: &str) {
+    eprintln!("{} netlens serve: {line}", now_text());
+}
+
+/// Runs the server until SIGTERM or SIGINT: opens the database, claims the socket, starts the
+/// capture and the scheduled jobs, and answers clients. Returns once everything has stopped and
+/// the database is closed.
+pub fn run(options: ServeOptions) -> Result<()> {
+    let Location::File(database) = &options.location else {
+        return Err(Error::Usage(
+            "netlens serve needs a database file: clients find the server through a socket beside it\n  hint: pass --db PATH"
+                .to_string(),
+        ));
+    };
+    let database = std::path::absolute(database).map_err(|e| Error::io(database, e))?;
+    let socket = socket_path(&database);
+    // A live server answers on its socket: say so before DuckDB's lock message would.
+    if client::Client::probe(&socket) {
+        return Err(Error::Usage(format!(
+            "a netlens server already serves {} (socket {})\n  hint: `netlens status --db {}` shows it; stop it first to start another",
+            database.display(),
+            socket.display(),
+            database.display()
+        )));
+    }
+    let store = Store::open(&Location::File(database.clone()), false)?;
+    // Holding the database's lock, this process is the only server of the file: a socket left
+    // there belongs to one that was killed.
+    if socket.exists() {
+        log(&format!(
+            "removing the stale socket {} of a server that is gone",
+            socket.display()
+        ));
+        std::fs::remove_file(&socket).map_err(|e| Error::io(&socket, e))?;
+    }
+    interrupt::serving();
+    let started_at = Utc::now();
+    let shared = Arc::new(Shared {
+        root: Mutex::new(store),
+        started: Instant::now(),
+        database: database.clone(),
+        status: Mutex::new(ServerStatus {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            database: database.display().to_string(),
+            socket: socket.display().to_string(),
+            started_at: started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            capture: options.capture.as_ref().map(|c| CaptureStatus {
+                interval_s: c.interval.as_secs_f64(),
+                source: match &c.replay {
+                    Some(p) => format!("replay {}", p.display()),
+                    None => "this host".to_string(),
+                },
+                running: true,
+                ..CaptureStatus::default()
+            }),
+            schedule: options
+                .every
+                .iter()
+                .map(|j| JobStatus {
+                    job: j.kind.name().to_string(),
+                    every_s: j.every.as_secs_f64(),
+                    ..JobStatus::default()
+                })
+                .collect(),
+            ..ServerStatus::default()
+        }),
+        queries_running: AtomicU64::new(0),
+        queries_served: AtomicU64::new(0),
+        requests_served: AtomicU64::new(0),
+    });
+
+    let mut threads = Vec::new();
+    if let Some(capture) = options.capture.clone() {
+        let store = shared.connect()?;
+        let shared = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("capture".into())
+                .spawn(move || capture_loop(&shared, store, &capture))
+                .map_err(|e| Error::io("capture thread", e))?,
+        );
+    }
+    if !options.every.is_empty() {
+        let store = shared.connect()?;
+        let shared = Arc::clone(&shared);
+        let jobs = options.every.clone();
+        let mmdb = options.mmdb.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("schedule".into())
+                .spawn(move || schedule_loop(&shared, store, &jobs, &mmdb))
+                .map_err(|e| Error::io("schedule thread", e))?,
+        );
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("serve")
+        .build()
+        .map_err(|e| Error::io("tokio runtime", e))?;
+    let served = runtime.block_on(flight::serve(Arc::clone(&shared), &socket, &options));
+    // However the listener ended, every loop stops now.
+    interrupt::request_stop();
+    for t in threads {
+        let _ = t.join();
+    }
+    let _ = std::fs::remove_file(&socket);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    match Arc::try_unwrap(shared) {
+        Ok(shared) => {
+            if let Ok(store) = shared.root.into_inner() {
+                // A checkpoint leaves the file whole without its WAL.
+                let _ = store.conn().execute_batch("CHECKPOINT");
+            }
+        }
+        Err(_) => log("clients still held connections at exit; DuckDB replays the WAL at the next open"),
+    }
+    log("stopped");
+    served
+}
+
+/// Observes the server's capture: counts for `status`, gaps in the log.
+struct CaptureObserver<'a> {
+    shared: &'a Shared,
+    interval: Duration,
+    last: Option<Instant>,
+}
+
+impl Observer for CaptureObserver<'_> {
+    fn stored(&mut self, stored: &Stored, _report: &RunReport) {
+        let now = Instant::now();
+        // Snapshot starts are one interval apart; a start later than two intervals after the
+        // previous one means a snapshot was skipped or delayed by more than an interval.
+        let late = self.last.is_some_and(|l| now.duration_since(l) > self.interval * 2);
+        self.last = Some(now);
+        self.shared.update(|s| {
+            if let Some(c) = s.capture.as_mut() {
+                c.snapshots += 1;
+                c.socket_rows += stored.sockets as u64;
+                c.last_snapshot_id = Some(stored.snapshot_id);
+                c.last_snapshot_at = Some(now_text());
+                if late {
+                    c.late_snapshots += 1;
+                }
+            }
+        });
+    }
+
+    fn gap(&mut self, gap: &str) {
+        log(&format!("capture: {gap}"));
+    }
+}
+
+/// Captures until the server stops. A failed snapshot is logged and the capture starts again
+/// one interval later; nothing stored before it is lost.
+fn capture_loop(shared: &Shared, store: Store, capture: &CaptureSchedule) {
+    log(&format!(
+        "capturing every {:?}{}",
+        capture.interval,
+        capture
+            .replay
+            .as_ref()
+            .map(|p| format!(" from the recording {}", p.display()))
+            .unwrap_or_default()
+    ));
+    let mut recorder = match capture.record.as_deref().map(Recorder::create).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            shared.error("capture not started", &e);
+            return;
+        }
+    };
+    while !interrupt::requested() {
+        let source: Result<Box<dyn Source>> = match &capture.replay {
+            Some(path) => FixtureSource::open(path).map(|s| Box::new(s) as Box<dyn Source>),
+            None => SystemSource::new(capture.sockets.unwrap_or_else(SocketBackend::platform_default))
+                .map(|s| Box::new(s) as Box<dyn Source>),
+        };
+        let result = source.and_then(|mut source| {
+            let pace = Pace {
+                interval: capture.interval,
+                duration: None,
+                count: None,
+                wait: true,
+            };
+            let mut observer = CaptureObserver {
+                shared,
+                interval: capture.interval,
+                last: None,
+            };
+            run::run(
+                &store,
+                source.as_mut(),
+                pace,
+                recorder.as_mut(),
+                &Utc::now,
+                &mut observer,
+            )
+        });
+        match result {
+            Ok(report) if report.interrupted => break,
+            // A replay ran out of snapshots: the capture is done, the server goes on serving.
+            Ok(report) => {
+                log(&format!("capture finished: {} snapshots stored", report.snapshots));
+                break;
+            }
+            Err(e) => {
+                shared.error("capture", &e);
+                if interrupt::sleep_until(Instant::now() + capture.interval) {
+                    break;
+                }
+            }
+        }
+    }
+    shared.update(|s| {
+        if let Some(c) = s.capture.as_mut() {
+            c.running = false;
+        }
+    });
+}
+
+/// Runs the scheduled jobs, each first one interval after the start, until the server stops.
+fn schedule_loop(shared: &Shared, store: Store, jobs: &[Job], mmdb: &[PathBuf]) {
+    let start = Instant::now();
+    let mut next: BTreeMap<usize, Instant> = jobs.iter().enumerate().map(|(i, j)| (i, start + j.every)).collect();
+    loop {
+        let Some((&index, &due)) = next.iter().min_by_key(|(_, t)| **t) else {
+            return;
+        };
+        shared.update(|s| {
+            for (i, at) in &next {
+                if let Some(js) = s.schedule.get_mut(*i) {
+                    js.next_run_in_s = Some(at.saturating_duration_since(Instant::now()).as_secs_f64());
+                }
+            }
+        });
+        if interrupt::sleep_until(due) {
+            return;
+        }
+        let job = jobs[index];
+        let result = run_job(&store, job.kind, mmdb);
+        let text = match &result {
+            Ok(line) => line.clone(),
+            Err(e) => format!("failed: {e}"),
+        };
+        match &result {
+            Ok(line) => log(&format!("{}: {line}", job.kind.name())),
+            Err(e) => shared.error(job.kind.name(), e),
+        }
+        shared.update(|s| {
+            if let Some(js) = s.schedule.get_mut(index) {
+                js.runs += 1;
+                js.last_run_at = Some(now_text());
+                js.last_result = Some(text);
+            }
+        });
+        // The next run is one interval after this one was due; a run longer than its interval
+        // does not queue up missed runs.
+        let mut at = due + job.every;
+        while at <= Instant::now() {
+            at += job.every;
+        }
+        next.insert(index, at);
+    }
+}
+
+/// The request a scheduled job stands for, with every option at its command-line default.
+pub fn job_request(kind: JobKind, mmdb: &[PathBuf]) -> Request {
+    match kind {
+        JobKind::Detect => Request::Detect(crate::detect::DetectRequest::defaults(
+            crate::detect::DetectorName::All,
+            Some(Duration::from_secs(86_400)),
+        )),
+        JobKind::Geo => Request::Geo(request::GeoCommand {
+            sources: crate::geo::GeoRequest::offline(mmdb.to_vec()),
+            lookup: None,
+        }),
+        JobKind::Retrain => Request::Retrain { target: None },
+        JobKind::Insights => Request::Insights,
+    }
+}
+
+/// Runs one job and says in a line what it did (its reply's summary lines).
+fn run_job(store: &Store, kind: JobKind, mmdb: &[PathBuf]) -> Result<String> {
+    let mut gaps = CollectGaps::default();
+    let mut ctx = request::Context {
+        observer: &mut gaps,
+        import_progress: crate::ingest::Progress::collecting(false),
+        ahead: None,
+        clock: &Utc::now,
+    };
+    let reply = request::execute(store, job_request(kind, mmdb), &mut ctx)?;
+    if let Some(failure) = reply.failure {
+        return Err(Error::Partial { message: failure });
+    }
+    let mut lines: Vec<String> = reply
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            request::Item::Summary(line) | request::Item::Warning(line) => Some(line.replace('\n', " ")),
+            request::Item::Rows { .. } => None,
+        })
+        .collect();
+    if kind == JobKind::Insights {
+        let findings = crate::report::insights::insights(store)?;
+        lines.push(format!("{} findings", findings.len()));
+    }
+    Ok(if lines.is_empty() {
+        "done".to_string()
+    } else {
+        lines.join("; ")
+    })
+}
+
+/// Makes the socket file private to this user (mode 0600) right after binding.
+pub(crate) fn restrict_socket(path: &Path) -> Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_lives_beside_the_database() {
+        assert_eq!(
+            socket_path(Path::new("/var/lib/netlens/netlens.duckdb")),
+            PathBuf::from("/var/lib/netlens/netlens.duckdb.sock")
+        );
+    }
+
+    #[test]
+    fn jobs_are_the_commands_run_by_hand() {
+        let Request::Detect(d) = job_request(JobKind::Detect, &[]) else {
+            panic!("detect job is not a detect request")
+        };
+        assert_eq!(d.detector, crate::detect::DetectorName::All);
+        assert_eq!(d.window, Some(Duration::from_secs(86_400)));
+        assert_eq!(job_request(JobKind::Retrain, &[]), Request::Retrain { target: None });
+        let Request::Geo(g) = job_request(JobKind::Geo, &[PathBuf::from("a.mmdb")]) else {
+            panic!("geo job is not a geo request")
+        };
+        assert_eq!(
+            g.sources.provider,
+            crate::geo::GeoProvider::Off,
+            "a job never sends addresses out"
+        );
+        assert_eq!(g.sources.mmdb, vec![PathBuf::from("a.mmdb")]);
+    }
+}

@@ -1,0 +1,77 @@
+//! A session's database held by a running `netlens serve`: statements and commands go to the
+//! server over its socket, and come back as the same record batches and replies a local run
+//! gives, so the shell prints them alike.
+
+use std::path::Path;
+
+use duckdb::arrow::datatypes::SchemaRef;
+
+use super::{Batches, Database};
+use crate::error::{Error, Result};
+use crate::ingest::ReadAhead;
+use crate::request::{Reply, Request};
+use crate::serve::client::Client;
+
+/// The server's database, through a client session.
+pub struct RemoteDatabase {
+    client: Client,
+    database: String,
+}
+
+impl RemoteDatabase {
+    /// Connects to the server of `database` listening on `socket`.
+    pub fn connect(database: &Path, socket: &Path) -> Result<Self> {
+        Ok(RemoteDatabase {
+            client: Client::connect(socket)?,
+            database: database.display().to_string(),
+        })
+    }
+}
+
+impl Database for RemoteDatabase {
+    fn query(&mut self, sql: &str, consume: &mut dyn FnMut(SchemaRef, Batches<'_>) -> Result<()>) -> Result<()> {
+        self.client.query(sql, consume)
+    }
+
+    fn execute(&mut self, request: Request, _progress: bool, ahead: Option<ReadAhead>) -> Result<Reply> {
+        // The server reads the files itself: the capture read ahead here is not needed.
+        drop(ahead);
+        // Files are named relative to this process's directory, which the server does not share.
+        let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+        let request = match request {
+            Request::Import(i) => Request::Import(i.with_absolute_paths(&cwd)),
+            Request::Export(mut e) => {
+                if e.out.is_relative() {
+                    e.out = cwd.join(&e.out);
+                }
+                Request::Export(e)
+            }
+            Request::Capture(mut c) => {
+                for path in [c.replay.as_mut(), c.record.as_mut()].into_iter().flatten() {
+                    if path.is_relative() {
+                        *path = cwd.join(&*path);
+                    }
+                }
+                Request::Capture(c)
+            }
+            Request::Geo(mut g) => {
+                for path in &mut g.sources.mmdb {
+                    if path.is_relative() {
+                        *path = cwd.join(&*path);
+                    }
+                }
+                Request::Geo(g)
+            }
+            other => other,
+        };
+        self.client.request(&request)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} (through the server on {})",
+            self.database,
+            self.client.socket().display()
+        )
+    }
+}

@@ -1,0 +1,429 @@
+//! `netlens serve`: the real server binary on a scratch database, with the real netlens binary
+//! (and, where installed, Python's ADBC Flight SQL driver) as its clients.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command as Process, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{fixture, test_cache, Scratch};
+
+/// A running `netlens serve`, killed when dropped.
+struct Server {
+    child: Option<Child>,
+    log: PathBuf,
+    socket: PathBuf,
+}
+
+impl Server {
+    /// Starts `netlens serve` on the scratch database and waits until it answers.
+    fn start(s: &Scratch, args: &[&str]) -> Server {
+        let log = s.path(&format!("serve-{}.log", std::process::id() ^ rand_suffix()));
+        let child = Process::new(assert_cmd::cargo::cargo_bin("netlens"))
+            .arg("--db")
+            .arg(s.db())
+            .arg("serve")
+            .args(args)
+            .env("XDG_DATA_HOME", s.dir.path().join("xdg"))
+            .env("XDG_CACHE_HOME", test_cache())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start netlens serve");
+        let mut socket = s.db().into_os_string();
+        socket.push(".sock");
+        let server = Server {
+            child: Some(child),
+            log,
+            socket: PathBuf::from(socket),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the server did not start within 60 s; its log:\n{}", self.log());
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill sends a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0, "kill");
+    }
+
+    /// Sends SIGTERM and waits for the exit (at most `limit`).
+    fn stop(mut self, limit: Duration) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "the server did not stop within {limit:?} of SIGTERM; its log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    fn crash(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
+
+/// Waits until `check` holds, at most `limit`.
+fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not happen within {limit:?}");
+}
+
+fn status_json(s: &Scratch) -> serde_json::Value {
+    let out = s.cmd().args(["--format", "json", "status"]).output().expect("status");
+    assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("status is JSON")
+}
+
+#[test]
+fn every_command_goes_through_the_server_while_it_captures() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--interval", "300ms"]);
+    eventually(Duration::from_secs(30), "two snapshots", || {
+        s.query("SELECT count(*) FROM snapshots").parse::<i64>().unwrap_or(0) >= 2
+    });
+
+    // Data formats get only their data; people get a note that the server answered.
+    let csv = s
+        .cmd()
+        .args(["--format", "csv", "-c", "SELECT 6 * 7 AS answer"])
+        .output()
+        .unwrap();
+    assert!(csv.status.success());
+    assert_eq!(String::from_utf8_lossy(&csv.stdout), "answer\n42\n");
+    assert!(csv.stderr.is_empty(), "{}", String::from_utf8_lossy(&csv.stderr));
+    let table = s.cmd().args(["--format", "table", "-c", "SELECT 1"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&table.stderr).contains("through the server on"));
+
+    // The server's errors are the client's, with the same exit status as a local run.
+    s.cmd()
+        .args(["-c", "SELECT * FROM no_such_table"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("no_such_table"));
+
+    // Domain commands travel as requests and print as they do locally.
+    s.cmd()
+        .args(["--format", "csv", "stages"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("kmeans"));
+    let before: i64 = s
+        .query("SELECT count(*) FROM snapshots WHERE source = 'fixture'")
+        .parse()
+        .unwrap();
+    assert_eq!(before, 0);
+    s.cmd()
+        .args(["capture", "--quiet", "--replay"])
+        .arg(fixture("host_a.jsonl"))
+        .assert()
+        .success();
+    let replayed: i64 = s
+        .query("SELECT count(*) FROM snapshots WHERE source = 'fixture' AND host = 'fixture-host'")
+        .parse()
+        .unwrap();
+    assert!(replayed > 0, "the replay through the server stored nothing");
+    // A second live capture of the same host is refused, saying why.
+    s.cmd()
+        .args(["capture", "--count", "1"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("already captures this host"));
+
+    let status = status_json(&s);
+    assert_eq!(status["pid"].as_i64(), Some(i64::from(server.pid())));
+    assert!(status["capture"]["snapshots"].as_u64().unwrap() >= 2, "{status}");
+    assert!(status["clients"]["requests_served"].as_u64().unwrap() >= 2, "{status}");
+    let text = s.cmd().arg("status").output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("capture     this host every 300 ms, running"));
+
+    let seen: i64 = s.query("SELECT count(*) FROM snapshots").parse().unwrap();
+    let socket = server.socket.clone();
+    let log_path = server.log.clone();
+    let exit = server.stop(Duration::from_secs(20));
+    assert!(exit.success(), "serve exited with {exit:?}");
+    assert!(!socket.exists(), "the socket outlived the server");
+    let log = std::fs::read_to_string(log_path).unwrap();
+    assert!(log.contains("SIGTERM") && log.contains("stopped"), "{log}");
+    // Without a server, the same command opens the file itself, with everything stored.
+    let after: i64 = s.query("SELECT count(*) FROM snapshots").parse().unwrap();
+    assert!(after >= seen, "snapshots were lost: {after} < {seen}");
+    s.cmd()
+        .arg("status")
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("no netlens server holds"));
+}
+
+#[test]
+fn a_session_keeps_its_connection_across_statements() {
+    let s = Scratch::new();
+    let _server = Server::start(&s, &["--no-capture"]);
+    let out = s
+        .cmd()
+        .args(["--format", "csv", "--no-headers"])
+        .args(["-c", "CREATE TEMP TABLE t AS SELECT 42 AS x"])
+        .args(["-c", "BEGIN; INSERT INTO t VALUES (1); ROLLBACK;"])
+        .args(["-c", "SELECT sum(x) FROM t"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    // Another client is another session: it does not see that temporary table.
+    s.cmd()
+        .args(["-c", "SELECT * FROM t"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("t"));
+}
+
+#[test]
+fn a_second_server_and_a_killed_ones_socket_get_clear_messages() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--no-capture"]);
+    s.cmd()
+        .args(["serve", "--no-capture"])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("a netlens server already serves"));
+    let socket = server.socket.clone();
+    server.crash();
+    assert!(socket.exists(), "SIGKILL leaves the socket behind");
+    // With nothing behind the socket, a client opens the file itself.
+    assert_eq!(s.query("SELECT 1"), "1");
+    s.cmd()
+        .arg("status")
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("left from a server that is gone"));
+    let again = Server::start(&s, &["--no-capture"]);
+    assert!(again.log().contains("removing the stale socket"), "{}", again.log());
+    assert_eq!(s.query("SELECT 2"), "2");
+}
+
+#[test]
+fn clients_killed_mid_stream_or_many_at_once_leave_the_server_serving() {
+    let s = Scratch::new();
+    let _server = Server::start(&s, &["--interval", "1s"]);
+    // A client that goes away in the middle of a large result.
+    let mut reader = Process::new(assert_cmd::cargo::cargo_bin("netlens"))
+        .args([
+            "--format",
+            "csv",
+            "-c",
+            "SELECT range AS n, md5(range::VARCHAR) FROM range(50000000)",
+        ])
+        .env("NETLENS_DB", s.db())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 4096];
+    reader
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .expect("the first rows arrive before the query ends");
+    reader.kill().unwrap();
+    reader.wait().unwrap();
+    eventually(Duration::from_secs(20), "the killed client's query to stop", || {
+        status_json(&s)["clients"]["queries_running"].as_u64() == Some(0)
+    });
+
+    // Many clients at once, each with its own answer.
+    let handles: Vec<_> = (0..24)
+        .map(|i| {
+            let db = s.db();
+            std::thread::spawn(move || {
+                let out = Process::new(assert_cmd::cargo::cargo_bin("netlens"))
+                    .args(["--format", "csv", "--no-headers", "-c"])
+                    .arg(format!("SELECT {i} * 1000 + count(*) FROM range(1000)"))
+                    .env("NETLENS_DB", db)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    (i * 1000 + 1000).to_string()
+                );
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("client thread");
+    }
+    let status = status_json(&s);
+    assert_eq!(status["capture"]["late_snapshots"].as_u64(), Some(0), "{status}");
+}
+
+/// Four clients of 250 queries each, and one long query, while the server captures every
+/// second: every answer is right and no snapshot is skipped or late by more than an interval.
+#[test]
+fn concurrent_clients_do_not_delay_the_capture() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--interval", "1s"]);
+    let started = Instant::now();
+    let long = {
+        let db = s.db();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            let out = Process::new(assert_cmd::cargo::cargo_bin("netlens"))
+                .args(["--format", "csv", "--no-headers", "-c"])
+                .arg("SELECT count(*) FROM range(20000) a, range(60000) b WHERE (a.range * b.range) % 7 = 3")
+                .env("NETLENS_DB", db)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            (String::from_utf8_lossy(&out.stdout).trim().to_string(), t.elapsed())
+        })
+    };
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let db = s.db();
+            std::thread::spawn(move || {
+                // One netlens process per client, its 250 statements in one session.
+                let script: String = (0..250).map(|q| format!("SELECT {c} * 1000 + {q};\n")).collect();
+                let out = Process::new(assert_cmd::cargo::cargo_bin("netlens"))
+                    .args(["--format", "csv", "--no-headers", "-c", &script])
+                    .env("NETLENS_DB", db)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                let got: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(|l| l.trim().parse().unwrap())
+                    .collect();
+                let want: Vec<i64> = (0..250).map(|q| c * 1000 + q).collect();
+                assert_eq!(got, want);
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    let (count, took) = long.join().expect("long query");
+    // 20 000 x 60 000 pairs; a*b % 7 == 3 for 6/49 of them (a, b not multiples of 7, with
+    // the residues' products hitting 3 once per row of the table of residues).
+    let expected = {
+        let mut n: i64 = 0;
+        let ra: Vec<i64> = (0..7)
+            .map(|r| (0..20_000).filter(|a| a % 7 == r).count() as i64)
+            .collect();
+        let rb: Vec<i64> = (0..7)
+            .map(|r| (0..60_000).filter(|b| b % 7 == r).count() as i64)
+            .collect();
+        for x in 0..7 {
+            for y in 0..7 {
+                if (x * y) % 7 == 3 {
+                    n += ra[x as usize] * rb[y as usize];
+                }
+            }
+        }
+        n
+    };
+    assert_eq!(count, expected.to_string());
+    let status = status_json(&s);
+    let snapshots = status["capture"]["snapshots"].as_u64().unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(status["capture"]["late_snapshots"].as_u64(), Some(0), "{status}");
+    assert!(
+        snapshots as f64 >= elapsed.floor() - 1.0,
+        "{snapshots} snapshots in {elapsed:.1} s (long query took {took:?}): some were skipped\n{status}"
+    );
+    drop(server);
+}
+
+/// A third-party Flight SQL client: Python's ADBC driver gets the same rows as netlens.
+#[test]
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Python with adbc-driver-flightsql, adbc-driver-manager and pyarrow (CI installs them)"
+)]
+fn adbc_flight_sql_client_gets_the_same_rows() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    let server = Server::start(&s, &["--no-capture"]);
+    let sql = "SELECT snapshot_id, count(*) AS sockets, sum(coalesce(bytes_received, 0)) AS received \
+               FROM sockets GROUP BY snapshot_id ORDER BY snapshot_id";
+    let ours = s.query(sql);
+    let script = r#"
+import sys
+import adbc_driver_flightsql.dbapi as flight_sql
+conn = flight_sql.connect("grpc+unix://" + sys.argv[1])
+cur = conn.cursor()
+cur.execute(sys.argv[2])
+for row in cur.fetchall():
+    print(",".join(str(v) for v in row))
+cur.close()
+conn.close()
+"#;
+    let out = Process::new("python3")
+        .args(["-c", script])
+        .arg(&server.socket)
+        .arg(sql)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "the ADBC client failed:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), ours);
+    assert!(!ours.is_empty());
+}
