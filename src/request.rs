@@ -92,21 +92,12 @@ impl Request {
         }
     }
 
-    /// True when the request reads or writes files named in it (import, export, capture
-    /// --record/--replay, geo --mmdb): a server does that with its own rights.
-    pub fn touches_files(&self) -> bool {
-        match self {
-            Request::Capture(c) => c.replay.is_some() || c.record.is_some(),
-            Request::Export(_) | Request::Import(_) => true,
-            Request::Geo(g) => !g.sources.mmdb.is_empty(),
-            Request::Watch(w) => w.replay.is_some(),
-            _ => false,
-        }
-    }
-
-    /// True when the request only reads the database.
+    /// True when the request writes nothing to the database (it stores no run).
     pub fn is_read_only(&self) -> bool {
-        matches!(self, Request::Models { .. } | Request::Stages | Request::Export(_))
+        matches!(
+            self,
+            Request::Models { .. } | Request::Stages | Request::Export(_) | Request::Insights
+        )
     }
 }
 

@@ -136,6 +136,11 @@ impl Tracker {
         Tracker { open: map, next_id }
     }
 
+    /// Makes the next new lifetime's id at least `next` (ids another writer took meanwhile).
+    pub fn reserve_ids_from(&mut self, next: i64) {
+        self.next_id = self.next_id.max(next);
+    }
+
     /// Number of lifetimes currently open.
     pub fn open_count(&self) -> usize {
         self.open.values().map(Lifetimes::len).sum()

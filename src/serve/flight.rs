@@ -217,9 +217,11 @@ impl NetlensFlight {
             }
         }
         let name = request.name();
+        let writes = !request.is_read_only();
         let shared = Arc::clone(&self.shared);
         let reply = tokio::task::spawn_blocking(move || -> Result<request::Reply> {
             let store = store.lock().map_err(|_| super::poisoned())?;
+            let _one_at_a_time = writes.then(|| shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
             let mut gaps = CollectGaps::default();
             let mut ctx = request::Context {
                 observer: &mut gaps,

@@ -262,6 +262,9 @@ pub struct Shared {
     pub(crate) started: Instant,
     database: PathBuf,
     status: Mutex<ServerStatus>,
+    /// Held while a command or scheduled job runs: their run, import and model ids are the next
+    /// after the largest stored, so two at once could take the same. Queries never wait for it.
+    pub(crate) commands: Mutex<()>,
     pub(crate) queries_running: AtomicU64,
     pub(crate) queries_served: AtomicU64,
     pub(crate) requests_served: AtomicU64,
@@ -389,6 +392,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
                 .collect(),
             ..ServerStatus::default()
         }),
+        commands: Mutex::new(()),
         queries_running: AtomicU64::new(0),
         queries_served: AtomicU64::new(0),
         requests_served: AtomicU64::new(0),
@@ -564,7 +568,10 @@ fn schedule_loop(shared: &Shared, store: Store, jobs: &[Job], mmdb: &[PathBuf]) 
             return;
         }
         let job = jobs[index];
-        let result = run_job(&store, job.kind, mmdb);
+        let result = {
+            let _one_at_a_time = shared.commands.lock().unwrap_or_else(|p| p.into_inner());
+            run_job(&store, job.kind, mmdb)
+        };
         let text = match &result {
             Ok(line) => line.clone(),
             Err(e) => format!("failed: {e}"),
@@ -653,6 +660,58 @@ mod tests {
             socket_path(Path::new("/var/lib/netlens/netlens.duckdb")),
             PathBuf::from("/var/lib/netlens/netlens.duckdb.sock")
         );
+    }
+
+    /// Regression: the server's capture and a replay a client asked for (another host) store
+    /// into one database at the same time; each snapshot and lifetime gets an id of its own (the
+    /// second capture failed with a duplicate key before snapshots were stored one at a time).
+    #[test]
+    fn two_captures_of_one_server_store_side_by_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut root = Store::open(&Location::File(dir.path().join("t.duckdb")), false).unwrap();
+        let recording =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/host_a.jsonl")).unwrap();
+        let runs: Vec<_> = (0..2)
+            .map(|i| {
+                let store = root.connect().unwrap();
+                let fixture = dir.path().join(format!("host{i}.jsonl"));
+                let host = format!("\"host\": \"host-{i}\"");
+                std::fs::write(&fixture, recording.replace("\"host\": \"fixture-host\"", &host)).unwrap();
+                std::thread::spawn(move || {
+                    let mut total = 0;
+                    for _ in 0..5 {
+                        let mut source = FixtureSource::open(&fixture).unwrap();
+                        let pace = Pace {
+                            interval: Duration::from_millis(1),
+                            duration: None,
+                            count: None,
+                            wait: false,
+                        };
+                        let mut quiet = CollectGaps::default();
+                        let report = run::run(&store, &mut source, pace, None, &Utc::now, &mut quiet).unwrap();
+                        total += report.snapshots;
+                    }
+                    total
+                })
+            })
+            .collect();
+        let stored: u64 = runs.into_iter().map(|r| r.join().unwrap()).sum();
+        let (rows, ids): (i64, i64) = root
+            .conn()
+            .query_row("SELECT count(*), count(DISTINCT snapshot_id) FROM snapshots", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((rows, ids), (stored as i64, stored as i64));
+        let dup: i64 = root
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM (SELECT connection_id FROM connection_lifetimes GROUP BY ALL HAVING count(*) > 1)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(dup, 0);
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub struct Store {
     detached: std::cell::Cell<bool>,
     /// Other connections share this database instance (a server's): the file is never
     /// detached and attached again under them.
-    shared: bool,
+    pub(crate) shared: bool,
 }
 
 impl Store {

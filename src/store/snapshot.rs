@@ -18,6 +18,11 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::params;
 
 use super::Store;
+
+/// Held while a snapshot is planned and stored. Snapshot and connection ids are the next after
+/// the largest stored: two captures of one process (a server's own and a replay a client asked
+/// for) sharing one database would otherwise give two snapshots the same id.
+static SNAPSHOT_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 use crate::capture::direction::Listeners;
 use crate::capture::tracker::{ConnectionKey, OpenConnection, Plan, Tracker};
 use crate::capture::{InterfaceRecord, Proto, Snapshot, TcpCounters};
@@ -292,6 +297,20 @@ impl Store {
             )));
         }
         let started = std::time::Instant::now();
+        let _writing = SNAPSHOT_WRITER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.shared {
+            // Another capture on a shared connection may have opened lifetimes since this run's
+            // tracker was loaded.
+            let next: i64 = self
+                .conn
+                .query_row(
+                    "SELECT coalesce(max(connection_id), 0) + 1 FROM connection_lifetimes",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(store_err)?;
+            state.tracker.reserve_ids_from(next);
+        }
         let plan = state.tracker.plan(&snapshot.sockets);
         self.conn.execute_batch("BEGIN TRANSACTION").map_err(store_err)?;
         match self.write_snapshot(snapshot, source, &plan, state) {
