@@ -262,7 +262,7 @@ impl ServeArgs {
         }
         Ok(ServeOptions {
             location,
-            capture: (!self.no_capture).then(|| CaptureSchedule {
+            capture: (!self.no_capture).then_some(CaptureSchedule {
                 interval: self.interval,
                 sockets: self.sockets,
                 replay: self.replay,

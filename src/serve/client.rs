@@ -22,6 +22,9 @@ use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::request::{Reply, Request};
 
+/// A query's result as it streams: its record batches, after its schema.
+pub type Batches<'a> = &'a mut dyn Iterator<Item = Result<RecordBatch>>;
+
 /// A connection to a netlens server.
 pub struct Client {
     runtime: tokio::runtime::Runtime,
@@ -123,11 +126,7 @@ impl Client {
 
     /// Runs one statement and hands its schema and batches to `consume` as they arrive. Ctrl-C
     /// stops reading, which stops the query on the server.
-    pub fn query(
-        &mut self,
-        sql: &str,
-        consume: &mut dyn FnMut(SchemaRef, &mut dyn Iterator<Item = Result<RecordBatch>>) -> Result<()>,
-    ) -> Result<()> {
+    pub fn query(&mut self, sql: &str, consume: &mut dyn FnMut(SchemaRef, Batches<'_>) -> Result<()>) -> Result<()> {
         let command = CommandStatementQuery {
             query: sql.to_string(),
             transaction_id: None,
@@ -156,7 +155,7 @@ impl Client {
             .map_err(|status| self.status_error(&status))?
             .into_inner();
         let stream = FlightRecordBatchStream::new_from_flight_data(data.map_err(FlightError::from));
-        let mut batches = Batches { client: self, stream };
+        let mut batches = BatchStream { client: self, stream };
         consume(schema, &mut batches)
     }
 
@@ -229,12 +228,12 @@ impl Drop for Client {
 }
 
 /// The batches of one statement, read from the server one at a time.
-struct Batches<'a> {
+struct BatchStream<'a> {
     client: &'a Client,
     stream: FlightRecordBatchStream,
 }
 
-impl Iterator for Batches<'_> {
+impl Iterator for BatchStream<'_> {
     type Item = Result<RecordBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {

@@ -410,7 +410,7 @@ impl FlightSqlService for NetlensFlight {
         let batch = builder.build();
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
-            .build(futures::stream::once(async move { batch.map_err(FlightError::from) }))
+            .build(futures::stream::once(async move { batch }))
             .map_err(Status::from);
         Ok(Response::new(Box::pin(stream)))
     }

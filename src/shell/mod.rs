@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser};
 use duckdb::arrow::datatypes::SchemaRef;
-use duckdb::arrow::record_batch::RecordBatch;
 
 use crate::capture::run::{Observer, Pace, RunReport};
 use crate::cli::{DomainCommand, DotCommand, DotLine, OutputMode, Presentation};
@@ -29,8 +28,7 @@ use crate::store::snapshot::Stored;
 use crate::store::{quote_literal, Store, IN_THIS_DATABASE};
 use split::{is_blank, split};
 
-/// A query's result as it streams: its schema, then its record batches.
-pub type Batches<'a> = &'a mut dyn Iterator<Item = Result<RecordBatch>>;
+pub use crate::serve::client::Batches;
 
 /// Where a session's statements and commands run: the database file opened in this process, or
 /// the `netlens serve` process that holds it ([`remote::RemoteDatabase`]). Both give the same
