@@ -102,6 +102,13 @@ fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
         None => scripts.is_empty() && std::io::stdin().is_terminal(),
     };
     let db: Box<dyn Database> = match server_of(&location)? {
+        Some(_) if cli.read_only => {
+            return Err(Error::Usage(format!(
+                "{} is held by a running netlens serve, which cannot yet make a client read-only\n  \
+                 hint: drop --read-only (queries through the server never block its capture), or stop the server",
+                location.display()
+            )))
+        }
         Some(remote) => {
             // People read this; programs reading csv or json get only their data on stdout,
             // and nothing extra on stderr.

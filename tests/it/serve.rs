@@ -183,6 +183,13 @@ fn every_command_goes_through_the_server_while_it_captures() {
         .code(1)
         .stderr(predicates::str::contains("already captures this host"));
 
+    // Read-only cannot be enforced through the server yet: refused, not ignored.
+    s.cmd()
+        .args(["--read-only", "-c", "SELECT 1"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("cannot yet make a client read-only"));
+
     let status = status_json(&s);
     assert_eq!(status["pid"].as_i64(), Some(i64::from(server.pid())));
     assert!(status["capture"]["snapshots"].as_u64().unwrap() >= 2, "{status}");
