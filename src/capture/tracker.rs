@@ -141,6 +141,11 @@ impl Tracker {
         self.next_id = self.next_id.max(next);
     }
 
+    /// The id the next new lifetime will get.
+    pub fn next_id(&self) -> i64 {
+        self.next_id
+    }
+
     /// Number of lifetimes currently open.
     pub fn open_count(&self) -> usize {
         self.open.values().map(Lifetimes::len).sum()

@@ -293,7 +293,7 @@ impl Shared {
     pub fn status(&self, sessions: usize) -> ServerStatus {
         let mut status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
         status.uptime_s = self.started.elapsed().as_secs_f64();
-        status.database_bytes = file_size(&self.database) + file_size(&wal_path(&self.database));
+        status.database_bytes = file_size(&self.database) + file_size(&crate::store::wal_of(&self.database));
         status.clients = ClientStatus {
             sessions,
             queries_running: self.queries_running.load(Ordering::Relaxed),
@@ -312,12 +312,6 @@ fn poisoned() -> Error {
 
 fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-fn wal_path(db: &Path) -> PathBuf {
-    let mut p = db.as_os_str().to_owned();
-    p.push(".wal");
-    PathBuf::from(p)
 }
 
 fn now_text() -> String {

@@ -78,7 +78,7 @@ pub struct Store {
     detached: std::cell::Cell<bool>,
     /// Other connections share this database instance (a server's): the file is never
     /// detached and attached again under them.
-    pub(crate) shared: bool,
+    shared: bool,
 }
 
 impl Store {
@@ -399,7 +399,8 @@ fn open_file(
     Ok((conn, creation))
 }
 
-fn wal_of(path: &Path) -> PathBuf {
+/// The WAL DuckDB keeps beside a database file.
+pub fn wal_of(path: &Path) -> PathBuf {
     let mut wal = path.as_os_str().to_owned();
     wal.push(".wal");
     PathBuf::from(wal)

@@ -19,10 +19,12 @@ use duckdb::params;
 
 use super::Store;
 
-/// Held while a snapshot is planned and stored. Snapshot and connection ids are the next after
-/// the largest stored: two captures of one process (a server's own and a replay a client asked
-/// for) sharing one database would otherwise give two snapshots the same id.
-static SNAPSHOT_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Held while a snapshot is planned and stored, and the next connection id this process will
+/// issue in each database (by location). Snapshot and connection ids are the next after the
+/// largest stored or issued: two captures of one process (a server's own and a replay a client
+/// asked for) sharing one database would otherwise give two snapshots, or two lifetimes, the
+/// same id.
+static SNAPSHOT_WRITER: std::sync::Mutex<Option<HashMap<String, i64>>> = std::sync::Mutex::new(None);
 use crate::capture::direction::Listeners;
 use crate::capture::tracker::{ConnectionKey, OpenConnection, Plan, Tracker};
 use crate::capture::{InterfaceRecord, Proto, Snapshot, TcpCounters};
@@ -297,18 +299,12 @@ impl Store {
             )));
         }
         let started = std::time::Instant::now();
-        let _writing = SNAPSHOT_WRITER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if self.shared {
-            // Another capture on a shared connection may have opened lifetimes since this run's
-            // tracker was loaded.
-            let next: i64 = self
-                .conn
-                .query_row(
-                    "SELECT coalesce(max(connection_id), 0) + 1 FROM connection_lifetimes",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(store_err)?;
+        let mut issued = SNAPSHOT_WRITER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let issued = issued.get_or_insert_with(HashMap::new);
+        let database = self.location.display();
+        // Another capture of this process may have opened lifetimes since this run's tracker
+        // was loaded.
+        if let Some(&next) = issued.get(&database) {
             state.tracker.reserve_ids_from(next);
         }
         let plan = state.tracker.plan(&snapshot.sockets);
@@ -326,6 +322,7 @@ impl Store {
                     store_ms: started.elapsed().as_secs_f64() * 1000.0,
                 };
                 state.tracker.commit(plan, &snapshot.sockets);
+                issued.insert(database, state.tracker.next_id());
                 for rec in &snapshot.interfaces {
                     state
                         .previous_interfaces
