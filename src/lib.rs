@@ -144,26 +144,19 @@ fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
 /// server behind it (one killed with SIGKILL) is left for the next `serve` to remove: opening
 /// the file here then works as without a server.
 fn server_of(location: &Location) -> Result<Option<shell::remote::RemoteDatabase>> {
-    let Location::File(path) = location else {
-        return Ok(None);
-    };
-    let Ok(path) = std::path::absolute(path) else {
-        return Ok(None);
-    };
-    let socket = serve::socket_path(&path);
-    if !socket.exists() || !serve::client::Client::probe(&socket) {
-        return Ok(None);
+    match serve::endpoint(location)? {
+        Some((path, socket)) if serve::client::Client::probe(&socket) => {
+            shell::remote::RemoteDatabase::connect(&path, &socket).map(Some)
+        }
+        _ => Ok(None),
     }
-    shell::remote::RemoteDatabase::connect(&path, &socket).map(Some)
 }
 
 /// `netlens status`: the server's state, as lines or (`--format json`) as JSON.
 fn status(location: &Location, format: Option<cli::OutputMode>) -> Result<Outcome> {
-    let Location::File(path) = location else {
+    let Some((path, socket)) = serve::endpoint(location)? else {
         return Err(Error::Usage("an in-memory database has no server".to_string()));
     };
-    let path = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
-    let socket = serve::socket_path(&path);
     if !serve::client::Client::probe(&socket) {
         let stale = if socket.exists() {
             format!(" (the socket {} is left from a server that is gone)", socket.display())

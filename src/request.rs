@@ -92,6 +92,29 @@ impl Request {
         }
     }
 
+    /// The same request with every file it names made absolute against `cwd`: a server reads
+    /// and writes them, and does not share the client's working directory.
+    pub fn with_absolute_paths(mut self, cwd: &std::path::Path) -> Self {
+        let paths: Vec<&mut std::path::PathBuf> = match &mut self {
+            Request::Capture(c) => c.replay.iter_mut().chain(c.record.iter_mut()).collect(),
+            Request::Export(e) => vec![&mut e.out],
+            Request::Import(ImportRequest::Pcap(p)) => p.files.iter_mut().collect(),
+            Request::Import(ImportRequest::Zeek(z)) => z.files.iter_mut().collect(),
+            Request::Import(ImportRequest::Csv(c)) => {
+                std::iter::once(&mut c.file).chain(c.columns_file.iter_mut()).collect()
+            }
+            Request::Geo(g) => g.sources.mmdb.iter_mut().collect(),
+            Request::Watch(w) => w.replay.iter_mut().collect(),
+            _ => Vec::new(),
+        };
+        for path in paths {
+            if path.is_relative() {
+                *path = cwd.join(&*path);
+            }
+        }
+        self
+    }
+
     /// True when the request writes nothing to the database (it stores no run).
     pub fn is_read_only(&self) -> bool {
         matches!(
@@ -436,28 +459,46 @@ mod tests {
         assert!(err.to_string().contains("unknown variant"), "{err}");
     }
 
+    /// Every file a request names reaches the server as an absolute path; absolute ones stay.
+    #[test]
+    fn paths_are_made_absolute_for_the_server() {
+        let cwd = std::path::Path::new("/home/analyst");
+        let import = Request::Import(ImportRequest::Csv(ingest::csv::CsvImport {
+            file: "data/kdd.csv".into(),
+            table: None,
+            columns: Vec::new(),
+            columns_file: Some("/etc/netlens/names.txt".into()),
+            no_header: false,
+            append: false,
+            replace: false,
+        }))
+        .with_absolute_paths(cwd);
+        let Request::Import(ImportRequest::Csv(c)) = import else {
+            panic!()
+        };
+        assert_eq!(c.file, std::path::PathBuf::from("/home/analyst/data/kdd.csv"));
+        assert_eq!(c.columns_file, Some("/etc/netlens/names.txt".into()));
+        let geo = Request::Geo(GeoCommand {
+            sources: GeoRequest::offline(vec!["City.mmdb".into()]),
+            lookup: None,
+        })
+        .with_absolute_paths(cwd);
+        let Request::Geo(g) = geo else { panic!() };
+        assert_eq!(
+            g.sources.mmdb,
+            vec![std::path::PathBuf::from("/home/analyst/City.mmdb")]
+        );
+    }
+
     /// Every request survives the trip to a server and back unchanged.
     #[test]
     fn every_kind_of_request_round_trips() {
         let detect = DetectRequest {
-            detector: crate::detect::DetectorName::All,
-            on: crate::detect::DetectSource::Auto,
-            window: Some(std::time::Duration::from_secs(3600)),
-            since: None,
             until: chrono::NaiveDate::from_ymd_opt(2026, 11, 21).and_then(|d| d.and_hms_opt(8, 0, 0)),
-            top: 20,
-            scan_window: std::time::Duration::from_secs(300),
-            scan_ports: 15,
-            scan_hosts: 25,
-            beacon_min_connections: 4,
-            beacon_bins: 24,
-            beacon_threshold: 0.8,
-            beacon_weights: vec![0.25; 4],
-            burst_bin: std::time::Duration::from_secs(60),
-            burst_k: 5.0,
-            burst_min_connections: 10,
-            burst_min_bytes: 1_000_000,
-            long_min: std::time::Duration::from_secs(3600),
+            ..DetectRequest::defaults(
+                crate::detect::DetectorName::All,
+                Some(std::time::Duration::from_secs(3600)),
+            )
         };
         let requests = vec![
             Request::Detect(detect),
@@ -468,13 +509,8 @@ mod tests {
             Request::Insights,
             Request::Geo(GeoCommand {
                 sources: GeoRequest {
-                    mmdb: vec!["a.mmdb".into()],
                     provider: geo::GeoProvider::IpApi,
-                    url: "http://ip-api.com/batch".into(),
-                    timeout: std::time::Duration::from_secs(10),
-                    max_wait: std::time::Duration::from_secs(60),
-                    ttl: std::time::Duration::from_secs(86400),
-                    refresh: false,
+                    ..GeoRequest::offline(vec!["a.mmdb".into()])
                 },
                 lookup: Some(vec!["192.0.2.1".into()]),
             }),

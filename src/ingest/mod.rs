@@ -46,40 +46,6 @@ pub enum ImportRequest {
     Csv(csv::CsvImport),
 }
 
-impl ImportRequest {
-    /// The files the import reads.
-    pub fn files(&self) -> Vec<&Path> {
-        match self {
-            ImportRequest::Pcap(p) => p.files.iter().map(PathBuf::as_path).collect(),
-            ImportRequest::Zeek(z) => z.files.iter().map(PathBuf::as_path).collect(),
-            ImportRequest::Csv(c) => std::iter::once(c.file.as_path())
-                .chain(c.columns_file.as_deref())
-                .collect(),
-        }
-    }
-
-    /// The same import with every file path made absolute against `cwd` (a server does not
-    /// share the client's working directory).
-    pub fn with_absolute_paths(mut self, cwd: &Path) -> Self {
-        let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = cwd.join(&*p);
-            }
-        };
-        match &mut self {
-            ImportRequest::Pcap(p) => p.files.iter_mut().for_each(fix),
-            ImportRequest::Zeek(z) => z.files.iter_mut().for_each(fix),
-            ImportRequest::Csv(c) => {
-                fix(&mut c.file);
-                if let Some(f) = c.columns_file.as_mut() {
-                    fix(f);
-                }
-            }
-        }
-        self
-    }
-}
-
 /// `import pcap`: capture files and how flows are built from them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PcapImport {

@@ -168,8 +168,13 @@ impl NetlensFlight {
         }
     }
 
-    /// Starts `sql` on its connection and waits for its schema (or its error).
-    async fn start_query(&self, store: Arc<Mutex<Store>>, sql: String) -> std::result::Result<u64, Status> {
+    /// Starts `sql` on its connection and waits for its schema (or its error); returns the
+    /// ticket its results wait under, and their schema.
+    async fn start_query(
+        &self,
+        store: Arc<Mutex<Store>>,
+        sql: String,
+    ) -> std::result::Result<(u64, SchemaRef), Status> {
         let (schema_tx, schema_rx) = oneshot::channel();
         let (batch_tx, batch_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
         let shared = Arc::clone(&self.shared);
@@ -190,12 +195,12 @@ impl NetlensFlight {
         self.pending.lock().map_err(internal)?.insert(
             ticket,
             Pending {
-                schema,
+                schema: Arc::clone(&schema),
                 batches: batch_rx,
                 created: Instant::now(),
             },
         );
-        Ok(ticket)
+        Ok((ticket, schema))
     }
 
     /// Runs a domain command on the session's connection.
@@ -209,7 +214,7 @@ impl NetlensFlight {
             ));
         }
         if let request::Request::Capture(c) = &request {
-            if c.replay.is_none() && self.shared.status(0).capture.is_some_and(|c| c.running) {
+            if c.replay.is_none() && self.shared.capturing() {
                 return Err(Status::invalid_argument(
                     "this server already captures this host; a second live capture would store every snapshot twice\n  \
                      hint: `netlens status` shows the server's capture; capture --replay FILE stores a recording",
@@ -293,7 +298,22 @@ fn one_result(body: Vec<u8>) -> FlightStream<arrow_flight::Result> {
     }))
 }
 
+/// A FlightInfo for results of `schema` fetched with one ticket.
+fn flight_info(
+    schema: &duckdb::arrow::datatypes::Schema,
+    ticket: Vec<u8>,
+    descriptor: FlightDescriptor,
+) -> std::result::Result<FlightInfo, Status> {
+    Ok(FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(internal)?
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+        .with_descriptor(descriptor))
+}
+
 /// Server facts for `GetSqlInfo` (ADBC asks for them when it connects).
+static SQL_INFO: std::sync::LazyLock<arrow_flight::sql::metadata::SqlInfoData> = std::sync::LazyLock::new(sql_info);
+
 fn sql_info() -> arrow_flight::sql::metadata::SqlInfoData {
     let mut builder = arrow_flight::sql::metadata::SqlInfoDataBuilder::new();
     builder.append(SqlInfo::FlightSqlServerName, "netlens");
@@ -319,24 +339,11 @@ impl FlightSqlService for NetlensFlight {
     ) -> std::result::Result<Response<FlightInfo>, Status> {
         self.authorize(&request)?;
         let store = self.connection(&request)?;
-        let ticket = self.start_query(store, query.query).await?;
-        let schema = self
-            .pending
-            .lock()
-            .map_err(internal)?
-            .get(&ticket)
-            .map(|p| Arc::clone(&p.schema))
-            .ok_or_else(|| Status::internal("the query vanished"))?;
+        let (ticket, schema) = self.start_query(store, query.query).await?;
         let handle = TicketStatementQuery {
             statement_handle: ticket.to_be_bytes().to_vec().into(),
         };
-        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(handle.as_any().encode_to_vec()));
-        let info = FlightInfo::new()
-            .try_with_schema(&schema)
-            .map_err(internal)?
-            .with_endpoint(endpoint)
-            .with_descriptor(request.into_inner())
-            .with_ordered(true);
+        let info = flight_info(&schema, handle.as_any().encode_to_vec(), request.into_inner())?.with_ordered(true);
         Ok(Response::new(info))
     }
 
@@ -388,13 +395,8 @@ impl FlightSqlService for NetlensFlight {
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
         self.authorize(&request)?;
-        let schema = query.clone().into_builder(&sql_info()).schema();
-        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(query.as_any().encode_to_vec()));
-        let info = FlightInfo::new()
-            .try_with_schema(schema.as_ref())
-            .map_err(internal)?
-            .with_endpoint(endpoint)
-            .with_descriptor(request.into_inner());
+        let schema = query.clone().into_builder(&SQL_INFO).schema();
+        let info = flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())?;
         Ok(Response::new(info))
     }
 
@@ -404,8 +406,7 @@ impl FlightSqlService for NetlensFlight {
         request: Request<Ticket>,
     ) -> std::result::Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.authorize(&request)?;
-        let info = sql_info();
-        let builder = query.into_builder(&info);
+        let builder = query.into_builder(&SQL_INFO);
         let schema = builder.schema();
         let batch = builder.build();
         let stream = FlightDataEncoderBuilder::new()

@@ -97,6 +97,17 @@ pub fn socket_path(db: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The database file's absolute path and the socket of the server that would hold it; `None`
+/// for an in-memory database, which no server can hold.
+pub fn endpoint(location: &Location) -> Result<Option<(PathBuf, PathBuf)>> {
+    let Location::File(path) = location else {
+        return Ok(None);
+    };
+    let database = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let socket = socket_path(&database);
+    Ok(Some((database, socket)))
+}
+
 /// What `netlens status` shows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerStatus {
@@ -289,6 +300,13 @@ impl Shared {
         self.update(|s| s.last_error = Some(format!("{} {line}", now_text())));
     }
 
+    /// True while the server's own capture runs.
+    pub fn capturing(&self) -> bool {
+        self.status
+            .lock()
+            .is_ok_and(|s| s.capture.as_ref().is_some_and(|c| c.running))
+    }
+
     /// The status as of now.
     pub fn status(&self, sessions: usize) -> ServerStatus {
         let mut status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
@@ -327,14 +345,12 @@ pub fn log(line: &str) {
 /// capture and the scheduled jobs, and answers clients. Returns once everything has stopped and
 /// the database is closed.
 pub fn run(options: ServeOptions) -> Result<()> {
-    let Location::File(database) = &options.location else {
+    let Some((database, socket)) = endpoint(&options.location)? else {
         return Err(Error::Usage(
             "netlens serve needs a database file: clients find the server through a socket beside it\n  hint: pass --db PATH"
                 .to_string(),
         ));
     };
-    let database = std::path::absolute(database).map_err(|e| Error::io(database, e))?;
-    let socket = socket_path(&database);
     // A live server answers on its socket: say so before DuckDB's lock message would.
     if client::Client::probe(&socket) {
         return Err(Error::Usage(format!(

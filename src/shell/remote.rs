@@ -38,33 +38,7 @@ impl Database for RemoteDatabase {
         drop(ahead);
         // Files are named relative to this process's directory, which the server does not share.
         let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
-        let request = match request {
-            Request::Import(i) => Request::Import(i.with_absolute_paths(&cwd)),
-            Request::Export(mut e) => {
-                if e.out.is_relative() {
-                    e.out = cwd.join(&e.out);
-                }
-                Request::Export(e)
-            }
-            Request::Capture(mut c) => {
-                for path in [c.replay.as_mut(), c.record.as_mut()].into_iter().flatten() {
-                    if path.is_relative() {
-                        *path = cwd.join(&*path);
-                    }
-                }
-                Request::Capture(c)
-            }
-            Request::Geo(mut g) => {
-                for path in &mut g.sources.mmdb {
-                    if path.is_relative() {
-                        *path = cwd.join(&*path);
-                    }
-                }
-                Request::Geo(g)
-            }
-            other => other,
-        };
-        self.client.request(&request)
+        self.client.request(&request.with_absolute_paths(&cwd))
     }
 
     fn describe(&self) -> String {
