@@ -2,8 +2,8 @@
 //! at the same time. It captures snapshots on a thread of its own, runs scheduled work
 //! (`--every detect=5m`), and answers clients over Arrow Flight SQL ([`flight`]) on a Unix
 //! socket beside the database (mode 0600, peers checked to be this user or root). Every netlens
-//! command finds that socket and goes through it ([`client`]); any Flight SQL client (ADBC,
-//! JDBC, DBeaver, Python) can ask it too.
+//! command finds that socket and goes through it ([`client`]); other Flight SQL clients (the
+//! tests use Python's ADBC driver) can ask it too.
 //!
 //! Concurrency is DuckDB's own: every client session, the capture and each scheduled job get a
 //! connection of their own to the one database instance (MVCC transactions), so a long query

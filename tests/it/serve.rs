@@ -434,3 +434,44 @@ conn.close()
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), ours);
     assert!(!ours.is_empty());
 }
+
+/// The systemd unit's capability bounding set is enough to attribute sockets to processes (its
+/// documented reason), and nothing less would do: with no capabilities the same capture finds
+/// no owner.
+#[test]
+#[cfg_attr(not(ci), ignore = "needs root and setpriv (util-linux); CI runs it")]
+fn the_service_units_capabilities_attribute_sockets() {
+    let unit =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/netlens.service"))
+            .unwrap();
+    let caps: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit sets CapabilityBoundingSet")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let owner_of_listener = |bounding: String| {
+        let s = Scratch::new();
+        let out = Process::new("setpriv")
+            .args(["--inh-caps=-all", "--ambient-caps=-all"])
+            .arg(format!("--bounding-set={bounding}"))
+            .arg(assert_cmd::cargo::cargo_bin("netlens"))
+            .args(["capture", "--count", "1", "--quiet"])
+            .env("NETLENS_DB", s.db())
+            .env("XDG_CACHE_HOME", test_cache())
+            .output()
+            .expect("setpriv");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        s.query(&format!(
+            "SELECT coalesce(max(pid)::VARCHAR, 'none') FROM sockets WHERE local_port = {port} AND state = 'LISTEN'"
+        ))
+    };
+    assert_eq!(
+        owner_of_listener(format!("-all,{}", caps.join(","))),
+        std::process::id().to_string()
+    );
+    assert_eq!(owner_of_listener("-all".to_string()), "none");
+}
