@@ -221,6 +221,32 @@ pub struct ServeArgs {
     /// Offline geolocation databases for the scheduled geo job (repeatable)
     #[arg(long, value_name = "PATH")]
     pub mmdb: Vec<PathBuf>,
+
+    /// Also serve Flight SQL on TCP, to clients with the server's token (kept in DB.token);
+    /// loopback only unless --allow-remote
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// Let --listen use a non-loopback address (needs --tls-cert and --tls-key)
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    /// TLS certificate chain (PEM) of the TCP listener
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) of the TCP listener
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Let the token also write: update statements and commands that name no files
+    #[arg(long)]
+    pub remote_writes: bool,
+
+    /// With a TCP listener, DuckDB's file functions (read_csv, COPY ... TO, ATTACH) of every
+    /// client work only in these directories (repeatable); without it, nowhere
+    #[arg(long, value_name = "DIR")]
+    pub files: Vec<PathBuf>,
 }
 
 /// `JOB=DURATION`, a scheduled job of `serve`.
@@ -260,8 +286,33 @@ impl ServeArgs {
                     .to_string(),
             ));
         }
+        let remote = crate::serve::access::RemoteAccess {
+            allow_remote: self.allow_remote,
+            writes: self.remote_writes,
+            files: self.files,
+        };
+        let tls = self
+            .tls_cert
+            .zip(self.tls_key)
+            .map(|(cert, key)| crate::serve::access::TlsFiles { cert, key });
+        let listen = self
+            .listen
+            .map(|addr| crate::serve::access::Listen { addr, tls: tls.clone() });
+        match &listen {
+            Some(listen) => listen.check("--listen", &remote)?,
+            None if tls.is_some() || remote.allow_remote || remote.writes || !remote.files.is_empty() => {
+                return Err(Error::Usage(
+                    "--tls-cert, --tls-key, --allow-remote, --remote-writes and --files are options of a TCP listener\n  \
+                     hint: add --listen 127.0.0.1:PORT"
+                        .to_string(),
+                ))
+            }
+            None => {}
+        }
         Ok(ServeOptions {
             location,
+            listen,
+            remote,
             capture: (!self.no_capture).then_some(CaptureSchedule {
                 interval: self.interval,
                 sockets: self.sockets,

@@ -92,10 +92,9 @@ impl Request {
         }
     }
 
-    /// The same request with every file it names made absolute against `cwd`: a server reads
-    /// and writes them, and does not share the client's working directory.
-    pub fn with_absolute_paths(mut self, cwd: &std::path::Path) -> Self {
-        let paths: Vec<&mut std::path::PathBuf> = match &mut self {
+    /// Every file the request names, to read or write.
+    fn paths_mut(&mut self) -> Vec<&mut std::path::PathBuf> {
+        match self {
             Request::Capture(c) => c.replay.iter_mut().chain(c.record.iter_mut()).collect(),
             Request::Export(e) => vec![&mut e.out],
             Request::Import(ImportRequest::Pcap(p)) => p.files.iter_mut().collect(),
@@ -106,13 +105,23 @@ impl Request {
             Request::Geo(g) => g.sources.mmdb.iter_mut().collect(),
             Request::Watch(w) => w.replay.iter_mut().collect(),
             _ => Vec::new(),
-        };
-        for path in paths {
+        }
+    }
+
+    /// The same request with every file it names made absolute against `cwd`: a server reads
+    /// and writes them, and does not share the client's working directory.
+    pub fn with_absolute_paths(mut self, cwd: &std::path::Path) -> Self {
+        for path in self.paths_mut() {
             if path.is_relative() {
                 *path = cwd.join(&*path);
             }
         }
         self
+    }
+
+    /// True when the request reads or writes files (on the host that runs it).
+    pub fn names_files(&self) -> bool {
+        !self.clone().paths_mut().is_empty()
     }
 
     /// True when the request writes nothing to the database (it stores no run).

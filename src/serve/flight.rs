@@ -19,7 +19,9 @@
 //! - `netlens.close_session`: body the session id; its connection is closed.
 //!
 //! Who may ask: the socket is mode 0600 in a directory of the database's owner, and every call
-//! is checked against the peer's credentials: this server's user, or root.
+//! is checked against the peer's credentials: this server's user, or root. With `--listen`,
+//! the same service answers on TCP (TLS with `--tls-cert/--tls-key`) to clients that send
+//! `authorization: Bearer TOKEN`, with the limits of [`super::access`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,6 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 
+use super::access;
 use super::{log, restrict_socket, ServeOptions, Shared};
 use crate::error::{Error, Result};
 use crate::request::{self, CollectGaps};
@@ -66,6 +69,8 @@ struct Pending {
     schema: SchemaRef,
     batches: mpsc::Receiver<std::result::Result<RecordBatch, String>>,
     created: Instant,
+    /// Who asked: only the same kind of peer fetches the results.
+    peer: Peer,
 }
 
 /// One client session's connection.
@@ -82,6 +87,18 @@ pub struct NetlensFlight {
     sessions: Arc<Mutex<HashMap<String, Session>>>,
     next_ticket: Arc<AtomicU64>,
     own_uid: u32,
+    /// The bearer token of TCP clients; `None` when nothing listens on TCP.
+    token: Option<Arc<str>>,
+    remote_writes: bool,
+}
+
+/// Who sent a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    /// This server's user or root, on the Unix socket: everything the command line can do.
+    Local,
+    /// A TCP client with the token: queries, and writes without files when `writes`.
+    Remote { writes: bool },
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -99,8 +116,10 @@ fn status_of(e: Error) -> Status {
 }
 
 impl NetlensFlight {
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub fn new(shared: Arc<Shared>, token: Option<String>, remote_writes: bool) -> Self {
         NetlensFlight {
+            token: token.map(Arc::from),
+            remote_writes,
             shared,
             pending: Arc::new(Mutex::new(HashMap::new())),
             sessions: Arc::new(Mutex::new(HashMap::new())),
@@ -110,31 +129,50 @@ impl NetlensFlight {
         }
     }
 
-    /// Only this server's user (or root) may use the socket; its mode says so too, this makes
-    /// sure of it whatever the directory's permissions.
-    fn authorize<T>(&self, request: &Request<T>) -> std::result::Result<(), Status> {
-        let Some(info) = request.extensions().get::<UdsConnectInfo>() else {
+    /// Who is asking: this server's user (or root) on the socket, whatever the directory's
+    /// permissions, or a TCP client with the token.
+    fn authorize<T>(&self, request: &Request<T>) -> std::result::Result<Peer, Status> {
+        if let Some(info) = request.extensions().get::<UdsConnectInfo>() {
+            return match info.peer_cred.map(|c| c.uid()) {
+                Some(uid) if uid == self.own_uid || uid == 0 => Ok(Peer::Local),
+                Some(uid) => Err(Status::permission_denied(format!(
+                    "user {uid} may not use this server (it serves user {} and root)",
+                    self.own_uid
+                ))),
+                None => Err(Status::permission_denied("the peer's credentials could not be read")),
+            };
+        }
+        let Some(token) = &self.token else {
             return Err(Status::permission_denied(
                 "only local clients on the server's socket are served",
             ));
         };
-        match info.peer_cred.map(|c| c.uid()) {
-            Some(uid) if uid == self.own_uid || uid == 0 => Ok(()),
-            Some(uid) => Err(Status::permission_denied(format!(
-                "user {uid} may not use this server (it serves user {} and root)",
-                self.own_uid
-            ))),
-            None => Err(Status::permission_denied("the peer's credentials could not be read")),
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(access::bearer);
+        match presented {
+            Some(p) if access::token_matches(p, token) => Ok(Peer::Remote {
+                writes: self.remote_writes,
+            }),
+            Some(_) => Err(Status::unauthenticated("wrong token")),
+            None => Err(Status::unauthenticated(
+                "this server needs its token: send the header `authorization: Bearer TOKEN`; \
+                 the token is in the file DATABASE.token on the server's host",
+            )),
         }
     }
 
     /// The connection a request runs on: its session's, or a fresh one.
-    fn connection<T>(&self, request: &Request<T>) -> std::result::Result<Arc<Mutex<Store>>, Status> {
+    /// Remote sessions have names of their own: a remote client never gets a local session's
+    /// connection (and whatever transaction it holds).
+    fn connection<T>(&self, request: &Request<T>, peer: Peer) -> std::result::Result<Arc<Mutex<Store>>, Status> {
         let id = request
             .metadata()
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+            .map(|id| session_key(id, peer));
         let Some(id) = id else {
             return Ok(Arc::new(Mutex::new(self.shared.connect().map_err(status_of)?)));
         };
@@ -174,6 +212,8 @@ impl NetlensFlight {
         &self,
         store: Arc<Mutex<Store>>,
         sql: String,
+        read_only: bool,
+        peer: Peer,
     ) -> std::result::Result<(u64, SchemaRef), Status> {
         let (schema_tx, schema_rx) = oneshot::channel();
         let (batch_tx, batch_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
@@ -182,7 +222,7 @@ impl NetlensFlight {
             .name("query".into())
             .spawn(move || {
                 shared.queries_running.fetch_add(1, Ordering::Relaxed);
-                run_query(&store, &sql, schema_tx, &batch_tx);
+                run_query(&store, &sql, read_only, schema_tx, &batch_tx);
                 shared.queries_running.fetch_sub(1, Ordering::Relaxed);
                 shared.queries_served.fetch_add(1, Ordering::Relaxed);
             })
@@ -198,15 +238,24 @@ impl NetlensFlight {
                 schema: Arc::clone(&schema),
                 batches: batch_rx,
                 created: Instant::now(),
+                peer,
             },
         );
         Ok((ticket, schema))
     }
 
     /// Runs a domain command on the session's connection.
-    async fn run_request(&self, store: Arc<Mutex<Store>>, body: &[u8]) -> std::result::Result<Vec<u8>, Status> {
+    async fn run_request(
+        &self,
+        store: Arc<Mutex<Store>>,
+        body: &[u8],
+        peer: Peer,
+    ) -> std::result::Result<Vec<u8>, Status> {
         let request: request::Request = serde_json::from_slice(body)
             .map_err(|e| Status::invalid_argument(format!("netlens.request: not a request: {e}")))?;
+        if let Peer::Remote { writes } = peer {
+            remote_may_run(&request, writes).map_err(Status::permission_denied)?;
+        }
         if let request::Request::Watch(_) = request {
             return Err(Status::invalid_argument(
                 "watch draws its dashboard on the terminal that captures; with a server holding the database, \
@@ -249,10 +298,43 @@ impl NetlensFlight {
     }
 }
 
+/// The commands a TCP client may run: none that name files (they would be the server host's),
+/// none that capture this host, and with a query-only token none that store anything.
+fn remote_may_run(request: &request::Request, writes: bool) -> std::result::Result<(), String> {
+    let name = request.name();
+    if request.names_files() {
+        return Err(format!(
+            "{name} names files, which would be read or written on the server's host; TCP clients may not\n  \
+             hint: run it on that host, through the server's Unix socket"
+        ));
+    }
+    if matches!(
+        request,
+        request::Request::Capture(_) | request::Request::Watch(_) | request::Request::Demo(_)
+    ) {
+        return Err(format!("{name} is for the server's host; TCP clients may not run it"));
+    }
+    if !writes && !request.is_read_only() {
+        return Err(format!(
+            "{name} stores its results, and this server's token grants queries only\n  \
+             hint: start the server with --remote-writes to let TCP clients run it"
+        ));
+    }
+    Ok(())
+}
+
+fn session_key(id: &str, peer: Peer) -> String {
+    match peer {
+        Peer::Local => format!("local:{id}"),
+        Peer::Remote { .. } => format!("remote:{id}"),
+    }
+}
+
 /// Prepares and runs `sql`, sends its schema, then its batches until the client stops reading.
 fn run_query(
     store: &Mutex<Store>,
     sql: &str,
+    read_only: bool,
     schema_tx: oneshot::Sender<std::result::Result<SchemaRef, String>>,
     batch_tx: &mpsc::Sender<std::result::Result<RecordBatch, String>>,
 ) {
@@ -263,6 +345,24 @@ fn run_query(
         return;
     };
     let conn = store.conn();
+    if read_only {
+        if let Err(e) = conn.execute_batch("BEGIN TRANSACTION READ ONLY") {
+            let _ = schema_tx.send(Err(Error::sql(e).to_string()));
+            return;
+        }
+        stream_query(conn, sql, schema_tx, batch_tx);
+        let _ = conn.execute_batch("ROLLBACK");
+    } else {
+        stream_query(conn, sql, schema_tx, batch_tx);
+    }
+}
+
+fn stream_query(
+    conn: &duckdb::Connection,
+    sql: &str,
+    schema_tx: oneshot::Sender<std::result::Result<SchemaRef, String>>,
+    batch_tx: &mpsc::Sender<std::result::Result<RecordBatch, String>>,
+) {
     let mut stmt = match conn.prepare(sql) {
         Ok(stmt) => stmt,
         Err(e) => {
@@ -337,9 +437,12 @@ impl FlightSqlService for NetlensFlight {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        self.authorize(&request)?;
-        let store = self.connection(&request)?;
-        let (ticket, schema) = self.start_query(store, query.query).await?;
+        let peer = self.authorize(&request)?;
+        if let Peer::Remote { .. } = peer {
+            access::check_remote_query(&query.query).map_err(Status::permission_denied)?;
+        }
+        let store = self.connection(&request, peer)?;
+        let (ticket, schema) = self.start_query(store, query.query, peer != Peer::Local, peer).await?;
         let handle = TicketStatementQuery {
             statement_handle: ticket.to_be_bytes().to_vec().into(),
         };
@@ -352,13 +455,18 @@ impl FlightSqlService for NetlensFlight {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.authorize(&request)?;
+        let peer = self.authorize(&request)?;
         let id = <[u8; 8]>::try_from(ticket.statement_handle.as_ref())
             .map(u64::from_be_bytes)
             .map_err(|_| Status::invalid_argument("not a netlens ticket"))?;
-        let pending = self.pending.lock().map_err(internal)?.remove(&id).ok_or_else(|| {
-            Status::not_found("no such query: its results were fetched already, or expired unclaimed")
-        })?;
+        let gone = || Status::not_found("no such query: its results were fetched already, or expired unclaimed");
+        let pending = {
+            let mut pending = self.pending.lock().map_err(internal)?;
+            if pending.get(&id).is_none_or(|p| p.peer != peer) {
+                return Err(gone());
+            }
+            pending.remove(&id).ok_or_else(gone)?
+        };
         let batches = tokio_stream::wrappers::ReceiverStream::new(pending.batches)
             .map(|item| item.map_err(|m| FlightError::Tonic(Box::new(Status::failed_precondition(m)))));
         let stream = FlightDataEncoderBuilder::new()
@@ -373,8 +481,19 @@ impl FlightSqlService for NetlensFlight {
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<i64, Status> {
-        self.authorize(&request)?;
-        let store = self.connection(&request)?;
+        let peer = self.authorize(&request)?;
+        match peer {
+            Peer::Local => {}
+            Peer::Remote { writes: false } => {
+                return Err(Status::permission_denied(
+                    "this server's token grants queries only\n  hint: start the server with --remote-writes to let TCP clients write",
+                ))
+            }
+            Peer::Remote { writes: true } => {
+                access::check_remote_update(&command.query).map_err(Status::permission_denied)?
+            }
+        }
+        let store = self.connection(&request, peer)?;
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || -> std::result::Result<i64, Status> {
             let store = store.lock().map_err(internal)?;
@@ -420,7 +539,7 @@ impl FlightSqlService for NetlensFlight {
         &self,
         request: Request<Action>,
     ) -> std::result::Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        self.authorize(&request)?;
+        let peer = self.authorize(&request)?;
         match request.get_ref().r#type.as_str() {
             ACTION_STATUS => {
                 let status = self.shared.status(self.session_count());
@@ -429,12 +548,12 @@ impl FlightSqlService for NetlensFlight {
                 )))
             }
             ACTION_REQUEST => {
-                let store = self.connection(&request)?;
-                let body = self.run_request(store, &request.get_ref().body).await?;
+                let store = self.connection(&request, peer)?;
+                let body = self.run_request(store, &request.get_ref().body, peer).await?;
                 Ok(Response::new(one_result(body)))
             }
             ACTION_CLOSE_SESSION => {
-                let id = String::from_utf8_lossy(&request.get_ref().body).to_string();
+                let id = session_key(&String::from_utf8_lossy(&request.get_ref().body), peer);
                 self.sessions.lock().map_err(internal)?.remove(&id);
                 Ok(Response::new(Box::pin(futures::stream::empty())))
             }
@@ -466,11 +585,12 @@ impl FlightSqlService for NetlensFlight {
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
 
-/// Serves on `socket` until SIGTERM or SIGINT, then lets running calls finish (a few seconds).
-pub async fn serve(shared: Arc<Shared>, socket: &Path, _options: &ServeOptions) -> Result<()> {
+/// Serves on `socket` (and TCP with `--listen`) until SIGTERM or SIGINT, then lets running
+/// calls finish (a few seconds).
+pub async fn serve(shared: Arc<Shared>, socket: &Path, options: &ServeOptions, token: Option<String>) -> Result<()> {
     let listener = tokio::net::UnixListener::bind(socket).map_err(|e| Error::io(socket, e))?;
     restrict_socket(socket)?;
-    let service = NetlensFlight::new(Arc::clone(&shared));
+    let service = NetlensFlight::new(Arc::clone(&shared), token, options.remote.writes);
     let reaper = service.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -479,6 +599,14 @@ pub async fn serve(shared: Arc<Shared>, socket: &Path, _options: &ServeOptions) 
             reaper.reap();
         }
     });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
     log(&format!(
         "serving {} on {} (pid {})",
         shared.database.display(),
@@ -486,14 +614,43 @@ pub async fn serve(shared: Arc<Shared>, socket: &Path, _options: &ServeOptions) 
         std::process::id()
     ));
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    tonic::transport::Server::builder()
-        .add_service(FlightServiceServer::new(service))
-        .serve_with_incoming_shutdown(incoming, stop_signal())
-        .await
-        .map_err(|e| Error::Server {
+    let local = tonic::transport::Server::builder()
+        .add_service(FlightServiceServer::new(service.clone()))
+        .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+    let local = async {
+        local.await.map_err(|e| Error::Server {
             endpoint: socket.display().to_string(),
             reason: e.to_string(),
         })
+    };
+    let Some(listen) = &options.listen else {
+        return local.await;
+    };
+    let tcp = tokio::net::TcpListener::bind(listen.addr)
+        .await
+        .map_err(|e| Error::io(format!("--listen {}", listen.addr), e))?;
+    let bound = tcp.local_addr().map_err(|e| Error::io("--listen", e))?;
+    let url = listen.url("grpc", bound);
+    shared.update(|s| s.listen = Some(url.clone()));
+    log(&format!("Flight SQL for TCP clients with the token on {url}"));
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = listen.identity()? {
+        let tls = tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key));
+        builder = builder.tls_config(tls).map_err(|e| Error::Server {
+            endpoint: url.clone(),
+            reason: format!("TLS: {e}"),
+        })?;
+    }
+    let remote = builder
+        .add_service(FlightServiceServer::new(service))
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(tcp), stopped(stop_rx));
+    let remote = async {
+        remote.await.map_err(|e| Error::Server {
+            endpoint: url.clone(),
+            reason: e.to_string(),
+        })
+    };
+    tokio::try_join!(local, remote).map(|_| ())
 }
 
 /// Resolves at SIGTERM or SIGINT (and tells every loop to stop); SIGHUP is logged and ignored:

@@ -12,6 +12,7 @@
 //! May use the store, the request layer and every domain module through it; never `cli` or
 //! `shell`.
 
+pub mod access;
 pub mod client;
 pub mod flight;
 
@@ -45,6 +46,17 @@ pub struct ServeOptions {
     pub every: Vec<Job>,
     /// Offline geolocation databases for the scheduled `geo` job.
     pub mmdb: Vec<PathBuf>,
+    /// Flight SQL on TCP too, for remote clients with the token.
+    pub listen: Option<access::Listen>,
+    /// What remote clients may do.
+    pub remote: access::RemoteAccess,
+}
+
+impl ServeOptions {
+    /// True when anything listens beyond the Unix socket.
+    pub fn listens_on_tcp(&self) -> bool {
+        self.listen.is_some()
+    }
 }
 
 /// The server's capture: snapshots at an interval, for as long as the server runs.
@@ -115,6 +127,12 @@ pub struct ServerStatus {
     pub version: String,
     pub database: String,
     pub socket: String,
+    /// The TCP address of Flight SQL for remote clients (`--listen`), as a URL.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// DuckDB's file functions are confined to these directories (any TCP listener on).
+    #[serde(default)]
+    pub files_confined_to: Option<Vec<String>>,
     pub started_at: String,
     pub uptime_s: f64,
     /// Bytes of the database file and its WAL.
@@ -136,11 +154,24 @@ impl ServerStatus {
                 format!("{} ({})", self.database, human_bytes(self.database_bytes)),
             ),
             ("socket", self.socket.clone()),
-            (
-                "up since",
-                format!("{} ({})", self.started_at, human_duration(self.uptime_s)),
-            ),
         ];
+        if let Some(listen) = &self.listen {
+            lines.push(("listen", format!("{listen} (bearer token)")));
+        }
+        if let Some(dirs) = &self.files_confined_to {
+            lines.push((
+                "files",
+                if dirs.is_empty() {
+                    "DuckDB file functions off (TCP listener on; --files DIR allows one)".to_string()
+                } else {
+                    format!("DuckDB file functions only in {}", dirs.join(", "))
+                },
+            ));
+        }
+        lines.extend([(
+            "up since",
+            format!("{} ({})", self.started_at, human_duration(self.uptime_s)),
+        )]);
         match &self.capture {
             Some(c) => lines.push((
                 "capture",
@@ -361,6 +392,24 @@ pub fn run(options: ServeOptions) -> Result<()> {
         )));
     }
     let store = Store::open(&Location::File(database.clone()), false)?;
+    let token = if options.listens_on_tcp() {
+        let mut spill = database.as_os_str().to_owned();
+        spill.push(".tmp");
+        access::confine_files(&store, &options.remote.files, Path::new(&spill))?;
+        let path = access::token_path(&database);
+        let (token, created) = access::load_or_create_token(&path)?;
+        if created {
+            log(&format!(
+                "new access token for TCP clients (also in {}): {token}",
+                path.display()
+            ));
+        } else {
+            log(&format!("TCP clients use the access token in {}", path.display()));
+        }
+        Some(token)
+    } else {
+        None
+    };
     // Holding the database's lock, this process is the only server of the file: a socket left
     // there belongs to one that was killed.
     if socket.exists() {
@@ -381,6 +430,9 @@ pub fn run(options: ServeOptions) -> Result<()> {
             version: env!("CARGO_PKG_VERSION").to_string(),
             database: database.display().to_string(),
             socket: socket.display().to_string(),
+            files_confined_to: options
+                .listens_on_tcp()
+                .then(|| options.remote.files.iter().map(|d| d.display().to_string()).collect()),
             started_at: started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             capture: options.capture.as_ref().map(|c| CaptureStatus {
                 interval_s: c.interval.as_secs_f64(),
@@ -438,7 +490,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
         .thread_name("serve")
         .build()
         .map_err(|e| Error::io("tokio runtime", e))?;
-    let served = runtime.block_on(flight::serve(Arc::clone(&shared), &socket, &options));
+    let served = runtime.block_on(flight::serve(Arc::clone(&shared), &socket, &options, token));
     // However the listener ended, every loop stops now.
     interrupt::request_stop();
     for t in threads {

@@ -475,3 +475,211 @@ fn the_service_units_capabilities_attribute_sockets() {
     );
     assert_eq!(owner_of_listener("-all".to_string()), "none");
 }
+
+/// A remote client on the TCP listener: without the token it gets nothing, over TLS with the
+/// token it reads the same rows as netlens, and every way out of the database (files, settings,
+/// extensions, writes, commands) is refused. The owner's socket still does what the CLI can.
+#[test]
+#[cfg_attr(
+    not(ci),
+    ignore = "needs Python with adbc-driver-flightsql, adbc-driver-manager and pyarrow, and openssl (CI installs them)"
+)]
+fn tcp_clients_need_the_token_and_may_only_read() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    let (cert, key) = (s.path("cert.pem"), s.path("key.pem"));
+    let made = Process::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args([
+            "-days",
+            "1",
+            "-subj",
+            "/CN=netlens-test",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let exchange = s.path("exchange");
+    std::fs::create_dir(&exchange).unwrap();
+    std::fs::write(exchange.join("in.csv"), "a\n7\n").unwrap();
+    let server = Server::start(
+        &s,
+        &[
+            "--no-capture",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--files",
+            exchange.to_str().unwrap(),
+        ],
+    );
+    let status = status_json(&s);
+    let url = status["listen"]
+        .as_str()
+        .expect("status names the listener")
+        .to_string();
+    assert!(url.starts_with("grpc+tls://127.0.0.1:"), "{url}");
+    let mut token_file = s.db().into_os_string();
+    token_file.push(".token");
+    let token = std::fs::read_to_string(&token_file).expect("the token is stored beside the database");
+    let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&token_file).unwrap());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        server.log().contains(token.trim()),
+        "a new token is printed once at start"
+    );
+
+    let sql = "SELECT snapshot_id, count(*) AS sockets FROM sockets GROUP BY snapshot_id ORDER BY snapshot_id";
+    let script = r#"
+import json, sys
+import adbc_driver_flightsql.dbapi as flight_sql
+import pyarrow.flight as fl
+url, token, cert, sql = sys.argv[1:5]
+pem = open(cert).read()
+tls = {"adbc.flight.sql.client_option.tls_root_certs": pem}
+auth = {"adbc.flight.sql.authorization_header": "Bearer " + token}
+out = {}
+def attempt(name, fn):
+    try:
+        out[name] = ["ok", fn()]
+    except Exception as e:
+        out[name] = ["error", str(e)[:300]]
+def query(kwargs, text, target=url):
+    with flight_sql.connect(target, db_kwargs=kwargs) as conn:
+        cur = conn.cursor()
+        cur.execute(text)
+        return [list(r) for r in cur.fetchall()]
+def update(text):
+    with flight_sql.connect(url, db_kwargs={**tls, **auth}) as conn:
+        cur = conn.cursor()
+        cur.adbc_statement.set_sql_query(text)
+        return cur.adbc_statement.execute_update()
+attempt("no_token", lambda: query(tls, sql))
+attempt("wrong_token", lambda: query({**tls, "adbc.flight.sql.authorization_header": "Bearer " + "0" * 64}, sql))
+attempt("plain_to_tls", lambda: query(auth, sql, url.replace("grpc+tls", "grpc")))
+attempt("rows", lambda: query({**tls, **auth}, sql))
+for name, text in [
+    ("read_csv", "SELECT * FROM read_csv('/etc/passwd')"),
+    ("replacement_scan", "FROM '/etc/passwd'"),
+    ("read_text", "SELECT * FROM read_text('/etc/hostname')"),
+    ("copy_to", "COPY (SELECT 1) TO '/tmp/netlens-remote-copy.csv'"),
+    ("attach", "ATTACH '/tmp/netlens-remote.db' AS r"),
+    ("install", "INSTALL httpfs"),
+    ("set", "SET memory_limit = '1MB'"),
+    ("create", "CREATE TABLE remote_made AS SELECT 1 AS x"),
+    ("select_into_write", "SELECT * FROM (DELETE FROM snapshots RETURNING *)"),
+]:
+    attempt(name, lambda text=text: query({**tls, **auth}, text))
+attempt("update", lambda: update("DELETE FROM snapshots"))
+client = fl.FlightClient(url, tls_root_certs=pem)
+options = fl.FlightCallOptions(headers=[(b"authorization", ("Bearer " + token).encode())])
+def action(kind, body):
+    return [r.body.to_pybytes().decode() for r in client.do_action(fl.Action(kind, body), options=options)]
+attempt("status", lambda: json.loads(action("netlens.status", b"")[0])["pid"])
+attempt("detect", lambda: action("netlens.request", json.dumps({"command": "insights"}).encode()) and action("netlens.request", b'{"command":"retrain","target":null}'))
+attempt("export", lambda: action("netlens.request", json.dumps({"command": "export", "source": {"table": "snapshots"}, "format": "csv", "out": "/tmp/netlens-remote-export", "overwrite": True, "partition_by": []}).encode()))
+print(json.dumps(out))
+"#;
+    let out = Process::new("python3")
+        .args(["-c", script])
+        .arg(&url)
+        .arg(token.trim())
+        .arg(&cert)
+        .arg(sql)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "the client script failed:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let outcome = |name: &str| -> (String, String) {
+        let r = &results[name];
+        (r[0].as_str().unwrap_or("").to_string(), r[1].to_string())
+    };
+    for refused in ["no_token", "wrong_token", "plain_to_tls"] {
+        assert_eq!(outcome(refused).0, "error", "{refused}: {results}");
+    }
+    assert!(outcome("no_token").1.contains("Bearer"), "{results}");
+    let ours: Vec<Vec<i64>> = s
+        .query(sql)
+        .lines()
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert!(!ours.is_empty());
+    assert_eq!(results["rows"][1], serde_json::json!(ours), "{results}");
+    for refused in [
+        "read_csv",
+        "replacement_scan",
+        "read_text",
+        "copy_to",
+        "attach",
+        "install",
+        "set",
+        "create",
+        "select_into_write",
+        "update",
+        "detect",
+        "export",
+    ] {
+        assert_eq!(outcome(refused).0, "error", "{refused} was not refused: {results}");
+    }
+    assert_eq!(outcome("status").0, "ok", "{results}");
+    assert!(outcome("detect").1.contains("queries only"), "{results}");
+    assert!(outcome("export").1.contains("names files"), "{results}");
+    assert!(
+        outcome("read_csv").1.contains("may only query") || outcome("read_csv").1.contains("disabled by configuration"),
+        "{results}"
+    );
+    assert!(!std::path::Path::new("/tmp/netlens-remote-copy.csv").exists());
+    assert!(!std::path::Path::new("/tmp/netlens-remote-export").exists());
+    assert_eq!(
+        s.query("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'remote_made'"),
+        "0"
+    );
+
+    // The owner, on the socket: everything, but DuckDB's files only in --files.
+    assert_eq!(
+        s.query(&format!(
+            "SELECT a FROM read_csv('{}')",
+            exchange.join("in.csv").display()
+        )),
+        "7"
+    );
+    let outside = s
+        .cmd()
+        .args(["-c", "SELECT count(*) FROM read_csv('/etc/passwd')"])
+        .output()
+        .unwrap();
+    assert!(!outside.status.success());
+    assert!(
+        String::from_utf8_lossy(&outside.stderr).contains("disabled by configuration"),
+        "{}",
+        String::from_utf8_lossy(&outside.stderr)
+    );
+    assert_ne!(s.query("SELECT count(*) FROM snapshots"), "0", "nothing was deleted");
+    drop(server);
+}
