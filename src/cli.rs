@@ -180,6 +180,37 @@ pub enum DomainCommand {
     Watch(WatchArgs),
     /// Key findings and recommended actions from the latest runs
     Insights(InsightsArgs),
+    /// Roll complete hours of raw rows up into the *_rollups tables, then delete raw rows and
+    /// rollups older than their windows (what serve --retain runs every minute)
+    Retain(RetainArgs),
+}
+
+/// Options of `retain`.
+#[derive(Debug, Args, Clone)]
+pub struct RetainArgs {
+    /// Delete raw rows (snapshots, sockets, processes, interfaces, transitions, closed
+    /// lifetimes) older than this, once rolled up; without it raw rows are kept
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub raw: Option<Duration>,
+
+    /// Delete rollups older than this; without it rollups are kept
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub rollups: Option<Duration>,
+
+    /// Width of a rollup bucket (whole minutes, at most a day)
+    #[arg(long, value_parser = parse_duration, default_value = "1h", value_name = "DURATION")]
+    pub bucket: Duration,
+}
+
+impl RetainArgs {
+    pub fn into_request(self) -> crate::retention::RetainRequest {
+        crate::retention::RetainRequest {
+            raw: self.raw,
+            rollups: self.rollups,
+            bucket: self.bucket,
+            batch: crate::retention::RetainRequest::DEFAULT_BATCH,
+        }
+    }
 }
 
 /// The import request of `import` options, when they convert (for the read-ahead).
@@ -247,6 +278,18 @@ pub struct ServeArgs {
     /// client work only in these directories (repeatable); without it, nowhere
     #[arg(long, value_name = "DIR")]
     pub files: Vec<PathBuf>,
+
+    /// Keep raw rows this long: every minute, roll complete hours up and delete older raw rows
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub retain: Option<Duration>,
+
+    /// Keep rollups this long (with --retain)
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "retain")]
+    pub retain_rollups: Option<Duration>,
+
+    /// Width of a rollup bucket (with --retain)
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "retain", default_value = "1h")]
+    pub rollup_bucket: Duration,
 }
 
 /// `JOB=DURATION`, a scheduled job of `serve`.
@@ -270,7 +313,7 @@ pub fn parse_job(text: &str) -> Result<Job, String> {
 
 impl ServeArgs {
     /// The server these options describe, for the database at `location`.
-    pub fn into_options(self, location: crate::store::Location) -> std::result::Result<ServeOptions, Error> {
+    pub fn into_options(mut self, location: crate::store::Location) -> std::result::Result<ServeOptions, Error> {
         let mut seen = std::collections::HashSet::new();
         for job in &self.every {
             if !seen.insert(job.kind) {
@@ -279,6 +322,27 @@ impl ServeArgs {
                     job.kind.name()
                 )));
             }
+        }
+        let retain = self.retain.map(|raw| crate::retention::RetainRequest {
+            raw: Some(raw),
+            rollups: self.retain_rollups,
+            bucket: self.rollup_bucket,
+            batch: crate::retention::RetainRequest::DEFAULT_BATCH,
+        });
+        if let Some(retain) = &retain {
+            retain.check()?;
+        }
+        match (retain.is_some(), self.every.iter().any(|j| j.kind == JobKind::Retain)) {
+            (true, false) => self.every.push(Job {
+                kind: JobKind::Retain,
+                every: Duration::from_secs(60),
+            }),
+            (false, true) => {
+                return Err(Error::Usage(
+                    "--every retain needs --retain DURATION: how long raw rows are kept".to_string(),
+                ))
+            }
+            _ => {}
         }
         if self.every.iter().any(|j| j.kind == JobKind::Geo) && self.mmdb.is_empty() {
             return Err(Error::Usage(
@@ -313,6 +377,7 @@ impl ServeArgs {
             location,
             listen,
             remote,
+            retain,
             capture: (!self.no_capture).then_some(CaptureSchedule {
                 interval: self.interval,
                 sockets: self.sockets,
@@ -1054,6 +1119,7 @@ impl DomainCommand {
                 }),
                 quiet(false),
             ),
+            DomainCommand::Retain(r) => (Request::Retain(r.into_request()), quiet(false)),
             DomainCommand::Insights(i) => (
                 Request::Insights,
                 Presentation {

@@ -61,6 +61,7 @@ pub enum Request {
     Detect(DetectRequest),
     Watch(WatchRequest),
     Insights,
+    Retain(crate::retention::RetainRequest),
 }
 
 /// `geo` (fill the table for every pending address) or `geo lookup` (these addresses).
@@ -89,6 +90,7 @@ impl Request {
             Request::Detect(_) => "detect",
             Request::Watch(_) => "watch",
             Request::Insights => "insights",
+            Request::Retain(_) => "retain",
         }
     }
 
@@ -262,6 +264,18 @@ pub fn execute(store: &Store, request: Request, ctx: &mut Context<'_>) -> Result
         Request::Insights => {
             let findings = report::insights::insights(store)?;
             reply.rows(report::insights::findings_sql(&findings));
+        }
+        Request::Retain(r) => {
+            interrupt::clear();
+            // A short breath between delete batches lets a server's snapshot commit between them.
+            let pause = || {
+                interrupt::sleep_until(std::time::Instant::now() + std::time::Duration::from_millis(20));
+            };
+            let summary = crate::retention::retain(store, &r, (ctx.clock)(), &interrupt::requested, &pause)?;
+            reply.summary(summary.line());
+            if summary.interrupted {
+                return Err(Error::Interrupted);
+            }
         }
     }
     Ok(reply)
@@ -516,6 +530,12 @@ mod tests {
             })),
             Request::Models { all: true },
             Request::Insights,
+            Request::Retain(crate::retention::RetainRequest {
+                raw: Some(std::time::Duration::from_secs(14 * 86_400)),
+                rollups: None,
+                bucket: crate::retention::RetainRequest::DEFAULT_BUCKET,
+                batch: crate::retention::RetainRequest::DEFAULT_BATCH,
+            }),
             Request::Geo(GeoCommand {
                 sources: GeoRequest {
                     provider: geo::GeoProvider::IpApi,

@@ -50,6 +50,8 @@ pub struct ServeOptions {
     pub listen: Option<access::Listen>,
     /// What remote clients may do.
     pub remote: access::RemoteAccess,
+    /// What the scheduled `retain` job keeps.
+    pub retain: Option<crate::retention::RetainRequest>,
 }
 
 impl ServeOptions {
@@ -80,10 +82,18 @@ pub enum JobKind {
     Retrain,
     /// Compute the findings (logged; `netlens insights` shows them).
     Insights,
+    /// Roll up and delete old raw rows (`--retain`).
+    Retain,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [JobKind::Detect, JobKind::Geo, JobKind::Retrain, JobKind::Insights];
+    pub const ALL: [JobKind; 5] = [
+        JobKind::Detect,
+        JobKind::Geo,
+        JobKind::Retrain,
+        JobKind::Insights,
+        JobKind::Retain,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -91,6 +101,7 @@ impl JobKind {
             JobKind::Geo => "geo",
             JobKind::Retrain => "retrain",
             JobKind::Insights => "insights",
+            JobKind::Retain => "retain",
         }
     }
 }
@@ -476,10 +487,11 @@ pub fn run(options: ServeOptions) -> Result<()> {
         let shared = Arc::clone(&shared);
         let jobs = options.every.clone();
         let mmdb = options.mmdb.clone();
+        let retain = options.retain.clone();
         threads.push(
             std::thread::Builder::new()
                 .name("schedule".into())
-                .spawn(move || schedule_loop(&shared, store, &jobs, &mmdb))
+                .spawn(move || schedule_loop(&shared, store, &jobs, &mmdb, retain.as_ref()))
                 .map_err(|e| Error::io("schedule thread", e))?,
         );
     }
@@ -612,7 +624,13 @@ fn capture_loop(shared: &Shared, store: Store, capture: &CaptureSchedule) {
 }
 
 /// Runs the scheduled jobs, each first one interval after the start, until the server stops.
-fn schedule_loop(shared: &Shared, store: Store, jobs: &[Job], mmdb: &[PathBuf]) {
+fn schedule_loop(
+    shared: &Shared,
+    store: Store,
+    jobs: &[Job],
+    mmdb: &[PathBuf],
+    retain: Option<&crate::retention::RetainRequest>,
+) {
     let start = Instant::now();
     let mut next: BTreeMap<usize, Instant> = jobs.iter().enumerate().map(|(i, j)| (i, start + j.every)).collect();
     loop {
@@ -632,13 +650,14 @@ fn schedule_loop(shared: &Shared, store: Store, jobs: &[Job], mmdb: &[PathBuf]) 
         let job = jobs[index];
         let result = {
             let _one_at_a_time = shared.commands.lock().unwrap_or_else(|p| p.into_inner());
-            run_job(&store, job.kind, mmdb)
+            run_job(&store, job.kind, mmdb, retain)
         };
         let text = match &result {
             Ok(line) => line.clone(),
             Err(e) => format!("failed: {e}"),
         };
         match &result {
+            Ok(line) if job.kind == JobKind::Retain && line == crate::retention::NOTHING_TO_DO => {}
             Ok(line) => log(&format!("{}: {line}", job.kind.name())),
             Err(e) => shared.error(job.kind.name(), e),
         }
@@ -660,7 +679,7 @@ fn schedule_loop(shared: &Shared, store: Store, jobs: &[Job], mmdb: &[PathBuf]) 
 }
 
 /// The request a scheduled job stands for, with every option at its command-line default.
-pub fn job_request(kind: JobKind, mmdb: &[PathBuf]) -> Request {
+pub fn job_request(kind: JobKind, mmdb: &[PathBuf], retain: Option<&crate::retention::RetainRequest>) -> Request {
     match kind {
         JobKind::Detect => Request::Detect(crate::detect::DetectRequest::defaults(
             crate::detect::DetectorName::All,
@@ -672,11 +691,26 @@ pub fn job_request(kind: JobKind, mmdb: &[PathBuf]) -> Request {
         }),
         JobKind::Retrain => Request::Retrain { target: None },
         JobKind::Insights => Request::Insights,
+        JobKind::Retain => match retain {
+            Some(r) => Request::Retain(r.clone()),
+            // `serve` refuses --every retain without --retain; this keeps everything.
+            None => Request::Retain(crate::retention::RetainRequest {
+                raw: None,
+                rollups: None,
+                bucket: crate::retention::RetainRequest::DEFAULT_BUCKET,
+                batch: crate::retention::RetainRequest::DEFAULT_BATCH,
+            }),
+        },
     }
 }
 
 /// Runs one job and says in a line what it did (its reply's summary lines).
-fn run_job(store: &Store, kind: JobKind, mmdb: &[PathBuf]) -> Result<String> {
+fn run_job(
+    store: &Store,
+    kind: JobKind,
+    mmdb: &[PathBuf],
+    retain: Option<&crate::retention::RetainRequest>,
+) -> Result<String> {
     let mut gaps = CollectGaps::default();
     let mut ctx = request::Context {
         observer: &mut gaps,
@@ -684,7 +718,7 @@ fn run_job(store: &Store, kind: JobKind, mmdb: &[PathBuf]) -> Result<String> {
         ahead: None,
         clock: &Utc::now,
     };
-    let reply = request::execute(store, job_request(kind, mmdb), &mut ctx)?;
+    let reply = request::execute(store, job_request(kind, mmdb, retain), &mut ctx)?;
     if let Some(failure) = reply.failure {
         return Err(Error::Partial { message: failure });
     }
@@ -778,13 +812,16 @@ mod tests {
 
     #[test]
     fn jobs_are_the_commands_run_by_hand() {
-        let Request::Detect(d) = job_request(JobKind::Detect, &[]) else {
+        let Request::Detect(d) = job_request(JobKind::Detect, &[], None) else {
             panic!("detect job is not a detect request")
         };
         assert_eq!(d.detector, crate::detect::DetectorName::All);
         assert_eq!(d.window, Some(Duration::from_secs(86_400)));
-        assert_eq!(job_request(JobKind::Retrain, &[]), Request::Retrain { target: None });
-        let Request::Geo(g) = job_request(JobKind::Geo, &[PathBuf::from("a.mmdb")]) else {
+        assert_eq!(
+            job_request(JobKind::Retrain, &[], None),
+            Request::Retrain { target: None }
+        );
+        let Request::Geo(g) = job_request(JobKind::Geo, &[PathBuf::from("a.mmdb")], None) else {
             panic!("geo job is not a geo request")
         };
         assert_eq!(

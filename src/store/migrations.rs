@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "policy",
         sql: include_str!("../../sql/007_policy.sql"),
     },
+    Migration {
+        version: 8,
+        name: "rollups",
+        sql: include_str!("../../sql/008_rollups.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "

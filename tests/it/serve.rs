@@ -683,3 +683,57 @@ print(json.dumps(out))
     assert_ne!(s.query("SELECT count(*) FROM snapshots"), "0", "nothing was deleted");
     drop(server);
 }
+
+/// `serve --retain` rolls up and deletes on its schedule while clients query; `netlens retain`
+/// does the same by hand, and a second run changes nothing.
+#[test]
+fn retention_rolls_up_and_deletes_on_schedule_and_by_hand() {
+    let s = Scratch::new();
+    s.cmd()
+        .args([
+            "demo",
+            "--quiet",
+            "--hours",
+            "3",
+            "--interval",
+            "1m",
+            "--traffic-rows",
+            "20",
+        ])
+        .assert()
+        .success();
+    let before: i64 = s.query("SELECT count(*) FROM snapshots").parse().unwrap();
+    let server = Server::start(&s, &["--no-capture", "--retain", "1h", "--every", "retain=1s"]);
+    eventually(Duration::from_secs(30), "a retain run", || {
+        status_json(&s)["schedule"][0]["runs"].as_u64().unwrap_or(0) >= 1
+    });
+    let status = status_json(&s);
+    let result = status["schedule"][0]["last_result"].as_str().unwrap_or("").to_string();
+    assert!(result.contains("deleted"), "{status}");
+    let after: i64 = s.query("SELECT count(*) FROM snapshots").parse().unwrap();
+    assert!(after < before && after > 0, "{before} -> {after}");
+    assert_eq!(
+        s.query("SELECT count(*) FROM snapshots WHERE ts < now()::TIMESTAMP - INTERVAL 61 MINUTE"),
+        "0"
+    );
+    assert_ne!(s.query("SELECT count(*) FROM connection_rollups"), "0");
+    assert_ne!(s.query("SELECT count(*) FROM retention_runs"), "0");
+    assert!(server.stop(Duration::from_secs(20)).success());
+
+    // By hand, with the file free: rollups older than two hours go, raw rows are kept.
+    let out = s.cmd().args(["retain", "--rollups", "2h"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        s.query("SELECT count(*) FROM connection_rollups WHERE bucket_start < now()::TIMESTAMP - INTERVAL 2 HOUR"),
+        "0"
+    );
+    let again = s.cmd().args(["retain", "--rollups", "2h"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to roll up or delete"));
+    let refused = s
+        .cmd()
+        .args(["retain", "--raw", "2h", "--rollups", "1h"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("at least as long"));
+}
