@@ -258,15 +258,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<std::net::SocketAddr>,
 
-    /// Let --listen use a non-loopback address (needs --tls-cert and --tls-key)
+    /// Serve the dashboard on this address (prints its URL with the token); loopback only
+    /// unless --allow-remote
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http: Option<std::net::SocketAddr>,
+
+    /// Let --listen and --http use a non-loopback address (needs --tls-cert and --tls-key)
     #[arg(long)]
     pub allow_remote: bool,
 
-    /// TLS certificate chain (PEM) of the TCP listener
+    /// TLS certificate chain (PEM) of the TCP listener and the dashboard
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
-    /// TLS private key (PEM) of the TCP listener
+    /// TLS private key (PEM) of the TCP listener and the dashboard
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
@@ -362,12 +367,19 @@ impl ServeArgs {
         let listen = self
             .listen
             .map(|addr| crate::serve::access::Listen { addr, tls: tls.clone() });
+        let http = self
+            .http
+            .map(|addr| crate::serve::access::Listen { addr, tls: tls.clone() });
+        if let Some(http) = &http {
+            http.check("--http", &remote)?;
+        }
         match &listen {
             Some(listen) => listen.check("--listen", &remote)?,
+            None if http.is_some() => {}
             None if tls.is_some() || remote.allow_remote || remote.writes || !remote.files.is_empty() => {
                 return Err(Error::Usage(
                     "--tls-cert, --tls-key, --allow-remote, --remote-writes and --files are options of a TCP listener\n  \
-                     hint: add --listen 127.0.0.1:PORT"
+                     hint: add --listen 127.0.0.1:PORT or --http 127.0.0.1:PORT"
                         .to_string(),
                 ))
             }
@@ -376,6 +388,7 @@ impl ServeArgs {
         Ok(ServeOptions {
             location,
             listen,
+            http,
             remote,
             retain,
             capture: (!self.no_capture).then_some(CaptureSchedule {

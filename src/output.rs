@@ -69,10 +69,14 @@ struct Formatted<'a> {
 impl<'a> Formatted<'a> {
     fn new(batch: &'a RecordBatch, null: &'a str) -> Result<Self> {
         // DuckDB's own rendering of timestamps (space, not ISO 'T'); all netlens times are UTC.
+        Self::with_timestamp_format(batch, null, "%Y-%m-%d %H:%M:%S%.f")
+    }
+
+    fn with_timestamp_format(batch: &'a RecordBatch, null: &'a str, timestamps: &'a str) -> Result<Self> {
         let options = FormatOptions::default()
             .with_null(null)
             .with_display_error(true)
-            .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"));
+            .with_timestamp_format(Some(timestamps));
         let formatters = batch
             .columns()
             .iter()
@@ -117,6 +121,68 @@ impl<'a> Formatted<'a> {
             }
             _ => serde_json::Value::String(self.text(col, row)),
         }
+    }
+}
+
+/// A result as one JSON document for a web page: column names and types, and rows as arrays
+/// (numbers and booleans bare, times as ISO 8601 text without a zone: every netlens time is UTC).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct JsonTable {
+    pub columns: Vec<String>,
+    pub types: Vec<String>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// More rows than the limit: the rest were left out.
+    pub truncated: bool,
+}
+
+impl JsonTable {
+    /// Collects at most `limit` rows of `batches`; stops reading at the first row past it.
+    pub fn collect(
+        schema: &SchemaRef,
+        batches: impl Iterator<Item = Result<RecordBatch>>,
+        limit: usize,
+    ) -> Result<JsonTable> {
+        let mut table = JsonTable {
+            columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+            types: schema.fields().iter().map(|f| sql_type_name(f.data_type())).collect(),
+            ..JsonTable::default()
+        };
+        for batch in batches {
+            let batch = batch?;
+            let f = Formatted::with_timestamp_format(&batch, "", "%Y-%m-%dT%H:%M:%S%.f")?;
+            for row in 0..batch.num_rows() {
+                if table.rows.len() == limit {
+                    table.truncated = true;
+                    return Ok(table);
+                }
+                table
+                    .rows
+                    .push((0..table.columns.len()).map(|c| f.json(c, row)).collect());
+            }
+        }
+        Ok(table)
+    }
+}
+
+/// The SQL name of an Arrow type as DuckDB produces it (for a page to choose axes by).
+fn sql_type_name(t: &DataType) -> String {
+    match t {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::UInt8 | DataType::UInt16 => "INTEGER".into(),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "BIGINT".into(),
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(..) | DataType::Decimal256(..) => "DECIMAL".into(),
+        DataType::Timestamp(..) => "TIMESTAMP".into(),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
+        DataType::Interval(_) | DataType::Duration(_) => "INTERVAL".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => "VARCHAR".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "BLOB".into(),
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => "LIST".into(),
+        DataType::Struct(_) => "STRUCT".into(),
+        DataType::Map(..) => "MAP".into(),
+        DataType::Null => "NULL".into(),
+        other => other.to_string(),
     }
 }
 

@@ -32,7 +32,12 @@
     var free = PALETTE.filter(function (c) { return !used.has(c); });
     if (!free.length) free = PALETTE;
     var k = 0;
-    return names.map(function (n) { return SEMANTIC[n] || free[k++ % free.length]; });
+    return names.map(function (n) {
+      if (SEMANTIC[n]) return SEMANTIC[n];
+      var m = /^(cluster|segment) (\d+)/.exec(n);  // numbered groups keep their colour in every chart
+      if (m) return PALETTE[Number(m[2]) % PALETTE.length];
+      return free[k++ % free.length];
+    });
   }
   var TIME_LABELS = {
     year: '{yyyy}', month: '{yyyy}-{MM}', day: '{MM}-{dd}', hour: '{HH}:{mm}', minute: '{HH}:{mm}',
@@ -94,9 +99,20 @@
     return esc(s).replace(/`([^`]+)`/g, '<code>$1</code>');
   }
 
+  /* Text for a canvas tooltip: braces would start ECharts rich-text markup. */
+  function rt(s) { return String(s).replace(/[{}]/g, function (c) { return c === '{' ? '(' : ')'; }); }
+
   function truncate(s, n) {
     s = String(s);
     return s.length > n ? s.slice(0, n - 1) + '\u2026' : s;
+  }
+
+  /* Keeps both ends ("10.0.0.1 -> 192.168...0.7"): pairs differ at the end as often as at the start. */
+  function truncateMiddle(s, n) {
+    s = String(s);
+    if (s.length <= n) return s;
+    var head = Math.ceil((n - 1) / 2), tail = n - 1 - head;
+    return s.slice(0, head) + '\u2026' + s.slice(s.length - tail);
   }
 
   var TS_RE = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?$/;
@@ -285,7 +301,7 @@
     return lines.join('\r\n') + '\r\n';
   }
 
-  function stamp() { return new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', 'T') + 'Z'; }
+  function stamp() { return new Date().toISOString().slice(0, 19).replace(/[-:]/g, '') + 'Z'; }
 
   /* ------------------------------------------------------------------ time range */
 
@@ -626,8 +642,8 @@
     var spin = el('span', { class: 'loading', text: 'loading\u2026' });
     p.body.appendChild(spin);
     return api('/api/panel?' + q.toString()).then(function (data) {
-      if (gen !== state.gen) return;
       spin.remove();
+      if (gen !== state.gen) return;
       try {
         renderPanel(p, data);
       } catch (e) {
@@ -635,8 +651,8 @@
         if (window.console) console.warn(e);
       }
     }, function (e) {
-      if (gen !== state.gen) return;
       spin.remove();
+      if (gen !== state.gen) return;
       p.data = null;
       p.meta.textContent = '';
       renderError(p, e.message);
@@ -749,7 +765,9 @@
     host = host || p.body;
     if (host === p.body) resetBody(p); else host.innerHTML = '';
     var units = data.columns.map(columnUnit);
+    // prose (a verdict's reason, a finding) wraps; other long text is clipped, in full on hover
     var longCol = data.columns.map(function (c, i) {
+      if (!/reason|finding|recommendation|description|summary/i.test(c)) return false;
       var max = 0;
       for (var k = 0; k < Math.min(data.rows.length, 200); k++) {
         var v = data.rows[k][i];
@@ -805,7 +823,7 @@
         for (var i = 0; i < r.length; i++) {
           var v = r[i];
           var text = cellText(v, data.types[i], units[i]);
-          var json = typeof v === 'string' && (v.charAt(0) === '{' || v.charAt(0) === '[');
+          var json = typeof v === 'string' && /^(\{|\[|SELECT\b|WITH\b)/i.test(v);
           var cls = v === null || v === undefined ? 'null' : typeof v === 'number' ? 'num' : v === true ? 'true' : json && v.length > 40 ? 'clip' : longCol[i] ? 'wrap' : (typeof v === 'string' && v.length > 40 ? 'clip' : '');
           var title = (units[i] && typeof v === 'number') || (typeof v === 'string' && v.length > 40) ? ' title="' + esc(String(v)) + '"' : '';
           html.push('<td class="' + cls + '"' + title + '>' + esc(text) + '</td>');
@@ -863,17 +881,19 @@
       animation: false,
       // A named font list: with system-ui, ECharts measures labels narrower than it draws them.
       textStyle: { color: C.text, fontFamily: '"Helvetica Neue", Arial, "Liberation Sans", "DejaVu Sans", sans-serif' },
+      // Tooltips drawn on the canvas: ECharts' HTML tooltips carry inline style attributes, which
+      // the Content-Security-Policy (style-src 'self') refuses.
       tooltip: {
-        backgroundColor: C.tooltip, borderColor: '#3a4048', confine: true,
+        renderMode: 'richText', backgroundColor: C.tooltip, borderColor: '#3a4048', confine: true,
         textStyle: { color: '#e6e6e6', fontSize: 12 }
       },
       grid: { left: 8, right: 30, top: 12, bottom: 6, containLabel: true }
     };
   }
 
-  function legendOption(names, toolbox) {
+  function legendOption(names, toolbox, width) {
     return {
-      type: 'scroll', top: 0, left: 0, right: toolbox ? 56 : 0, itemWidth: 14, itemHeight: 8, itemGap: 12,
+      type: 'scroll', top: 0, left: 0, width: Math.max(120, (width || 400) - (toolbox ? 100 : 20)), itemWidth: 14, itemHeight: 8, itemGap: 12,
       textStyle: { color: C.text, fontSize: 11 }, pageTextStyle: { color: C.muted },
       pageIconColor: C.text, pageIconInactiveColor: C.axis,
       data: names, formatter: function (n) { return truncate(n, 36); }
@@ -914,10 +934,20 @@
     var max = labels.reduce(function (m, s) { return Math.max(m, Math.min(String(s).length, 24)); }, 0);
     var straight = labels.length * (max * 6.3 + 10) <= width;
     var slanted = labels.length * 15 <= width;
+    var first = labels.length ? Math.min(String(labels[0]).length, 18) : 0;
     return {
-      interval: straight || slanted ? 0 : 'auto', rotate: straight ? 0 : 35,
-      formatter: function (s) { return truncate(s, straight ? 24 : 18); }
+      interval: straight || slanted ? 0 : Math.ceil(labels.length * 15 / width) - 1, rotate: straight ? 0 : 35,
+      formatter: function (s) { return truncate(s, straight ? 24 : 18); },
+      // ECharts' containLabel leaves the first slanted label too little room on the left
+      gridLeft: straight ? 8 : Math.max(8, Math.round(first * 5 - 28))
     };
+  }
+
+  function categoryXAxis(o, labels, width) {
+    var l = categoryAxisLabels(labels, width);
+    o.grid.left = l.gridLeft;
+    delete l.gridLeft;
+    return l;
   }
 
   function chartOption(kind, data, def, width) {
@@ -947,11 +977,11 @@
     var o = baseOption();
     var valueAxis = axisStyle({ type: 'value', axisLabel: { formatter: unitFormatter(def.unit, true) } });
     if (horizontal) {
-      o.yAxis = axisStyle({ type: 'category', data: labels, inverse: true, axisLabel: { interval: 0, formatter: function (s) { return truncate(s, 26); } } });
+      o.yAxis = axisStyle({ type: 'category', data: labels, inverse: true, axisLabel: { interval: 0, formatter: function (s) { return truncateMiddle(s, width < 420 ? 26 : 34); } } });
       o.xAxis = valueAxis;
       o.xAxis.axisLabel.hideOverlap = true;
     } else {
-      o.xAxis = axisStyle({ type: 'category', data: labels, axisLabel: categoryAxisLabels(labels, width) });
+      o.xAxis = axisStyle({ type: 'category', data: labels, axisLabel: categoryXAxis(o, labels, width) });
       o.yAxis = valueAxis;
     }
     o.series = series;
@@ -964,7 +994,7 @@
     o.tooltip.trigger = 'axis';
     o.tooltip.axisPointer = { type: 'shadow' };
     o.tooltip.valueFormatter = fmt;
-    if (names.length > 1) { o.legend = legendOption(names); o.grid.top = 30; }
+    if (names.length > 1) { o.legend = legendOption(names, false, width); o.grid.top = 30; }
     return o;
   }
 
@@ -978,7 +1008,7 @@
     var o = baseOption();
     o.tooltip.trigger = 'item';
     o.tooltip.formatter = function (p) {
-      return p.marker + esc(p.name) + ': <b>' + esc(fmt(p.value)) + '</b> (' + p.percent + ' %)';
+      return p.marker + rt(p.name) + ': ' + rt(fmt(p.value)) + ' (' + p.percent + ' %)';
     };
     var cs = colorsFor(items.map(function (d) { return d.name; }));
     items.forEach(function (d, i) { d.itemStyle = { color: cs[i] }; });
@@ -1057,7 +1087,7 @@
     var o = baseOption();
     var xType = xTime ? 'time' : xNum ? 'value' : 'category';
     o.xAxis = axisStyle({ type: xType, boundaryGap: xType === 'category' ? false : undefined, splitLine: { show: false, lineStyle: { color: C.split } } });
-    if (xType === 'category') { o.xAxis.data = xs; o.xAxis.axisLabel = Object.assign(o.xAxis.axisLabel, categoryAxisLabels(xs, width)); }
+    if (xType === 'category') { o.xAxis.data = xs; o.xAxis.axisLabel = Object.assign(o.xAxis.axisLabel, categoryXAxis(o, xs, width)); }
     if (xType === 'value') { o.xAxis.scale = true; if (def.x_unit) o.xAxis.axisLabel.formatter = unitFormatter(def.x_unit, true); }
     if (xType === 'time') o.xAxis.axisLabel.formatter = TIME_LABELS;
     var logY = def.y_log && data.rows.every(function (r) { var y = num(r[r.length - 1]); return y === null || y > 0; });
@@ -1066,9 +1096,9 @@
     applyColors(o, names);
     o.tooltip.trigger = 'axis';
     o.tooltip.valueFormatter = unitFormatter(def.unit, false);
-    if (xType !== 'category') o.toolbox = toolboxOption(true);
+    if (xType !== 'category' && width >= 520) o.toolbox = toolboxOption(true);
     o.grid.top = 30;
-    if (names.length > 1 || data.columns.length === 3) o.legend = legendOption(names, !!o.toolbox);
+    if (names.length > 1 || data.columns.length === 3) o.legend = legendOption(names, !!o.toolbox, width);
     return o;
   }
 
@@ -1110,7 +1140,7 @@
     if (lo === hi) hi = lo + 1;
     var o = baseOption();
     o.grid = { left: 8, right: 14, top: 8, bottom: 36, containLabel: true };
-    o.xAxis = axisStyle({ type: 'category', data: xs, splitArea: { show: false }, axisLabel: categoryAxisLabels(xs, width) });
+    o.xAxis = axisStyle({ type: 'category', data: xs, splitArea: { show: false }, axisLabel: categoryXAxis(o, xs, width) });
     o.yAxis = axisStyle({ type: 'category', data: ys, inverse: true, splitArea: { show: false }, axisLabel: { interval: ys.length <= 30 ? 0 : 'auto', formatter: function (s) { return truncate(s, 24); } } });
     o.visualMap = {
       dimension: 2, min: tr(lo), max: tr(hi), calculable: false, orient: 'horizontal', left: 'center', bottom: 0,
@@ -1127,7 +1157,7 @@
     }];
     o.tooltip.trigger = 'item';
     o.tooltip.formatter = function (p) {
-      return esc(ys[p.value[1]]) + ' \u00d7 ' + esc(xs[p.value[0]]) + ': <b>' + esc(p.value[3] === null ? 'NULL' : fmtFull(p.value[3])) + '</b>';
+      return rt(ys[p.value[1]]) + ' \u00d7 ' + rt(xs[p.value[0]]) + ': ' + rt(p.value[3] === null ? 'NULL' : fmtFull(p.value[3]));
     };
     return o;
   }
@@ -1177,14 +1207,14 @@
     o.tooltip.trigger = 'item';
     o.tooltip.formatter = function (p) {
       var v = p.value;
-      return p.marker + esc(p.seriesName) + (v[2] !== null && v[2] !== undefined ? '<br>' + esc(v[2]) : '') +
-        '<br>' + esc(data.columns[0]) + ': ' + esc(fx(v[0])) + '<br>' + esc(data.columns[1]) + ': ' + esc(fy(v[1]));
+      return p.marker + rt(p.seriesName) + (v[2] !== null && v[2] !== undefined ? '\n' + rt(v[2]) : '') +
+        '\n' + rt(data.columns[0]) + ': ' + rt(fx(v[0])) + '\n' + rt(data.columns[1]) + ': ' + rt(fy(v[1]));
     };
     applyColors(o, names);
     var catY = !yTime && !yNum;
-    if (!(catY && !xNum && !xTime)) o.toolbox = toolboxOption(catY);
+    if (!(catY && !xNum && !xTime) && width >= 520) o.toolbox = toolboxOption(catY);
     o.grid.top = 30;
-    if (names.length > 1 || n >= 3) o.legend = legendOption(names, !!o.toolbox);
+    if (names.length > 1 || n >= 3) o.legend = legendOption(names, !!o.toolbox, width);
     return o;
   }
 
@@ -1221,7 +1251,7 @@
       labels = buckets.map(function (b) { return catLabel(b, false); });
     }
     var o = baseOption();
-    o.xAxis = axisStyle({ type: 'category', data: labels, axisLabel: categoryAxisLabels(labels, width) });
+    o.xAxis = axisStyle({ type: 'category', data: labels, axisLabel: categoryXAxis(o, labels, width) });
     o.yAxis = axisStyle({ type: 'value', axisLabel: { formatter: fmtCompact } });
     var s = { name: data.columns[1], type: 'bar', data: counts, barCategoryGap: '6%', itemStyle: { color: PALETTE[0] } };
     if (mark !== null) {

@@ -5,9 +5,10 @@
 //! - **Remote**: a client on the TCP listener (`--listen`, and the dashboard's `--http`), which
 //!   proves itself with the server's bearer token. It reads: only statements that start as
 //!   queries (`SELECT`, `WITH`, `FROM`, `SHOW`, ...), each in a `READ ONLY` transaction, and
-//!   no `SET`, `PRAGMA`, `CALL`, `ATTACH` or `COPY`. With `--remote-writes` its token also runs
-//!   update statements and netlens commands that name no files (detect, train, retrain, ...):
-//!   paths would be the server host's.
+//!   no `SET`, `PRAGMA`, `CALL`, `ATTACH` or `COPY`; and the analysis commands that name no
+//!   files (detect, train, score, retrain, geo without `--mmdb`, insights): they add runs, never
+//!   change recorded history. With `--remote-writes` its token also runs update statements and
+//!   `retain`.
 //!
 //! DuckDB's file functions (`read_csv('/etc/shadow')`, `COPY ... TO`, `ATTACH`, `INSTALL`,
 //! `LOAD`) run with the server's rights, and DuckDB can only turn them off for a whole database
@@ -142,7 +143,7 @@ pub fn load_or_create_token(path: &Path) -> Result<(String, bool)> {
 }
 
 /// 256 random bits from the operating system, as 64 hex digits.
-fn new_token() -> String {
+pub fn new_token() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -181,6 +182,32 @@ pub fn confine_files(store: &Store, files: &[PathBuf], spill: &Path) -> Result<(
             dirs.join(", ")
         ))
         .map_err(Error::sql)
+}
+
+/// The netlens commands a remote client may run. Never those that name files (the paths would
+/// be the server host's) or that capture the server's host. With the token alone: those that
+/// store nothing, and the analysis commands, which add runs and results but never change
+/// recorded history (the dashboard's buttons run them). `--remote-writes` adds `retain`,
+/// which deletes raw rows.
+pub fn check_remote_command(request: &crate::request::Request, writes: bool) -> std::result::Result<(), String> {
+    use crate::request::Request;
+    let name = request.name();
+    if request.names_files() {
+        return Err(format!(
+            "{name} names files, which would be read or written on the server's host; remote clients may not\n  \
+             hint: run it on that host, through the server's Unix socket"
+        ));
+    }
+    match request {
+        Request::Capture(_) | Request::Watch(_) | Request::Demo(_) | Request::Import(_) | Request::Export(_) => Err(
+            format!("{name} is for the server's host; remote clients may not run it"),
+        ),
+        Request::Retain(_) if !writes => Err(format!(
+            "{name} deletes recorded history, and this server's token does not grant writes\n  \
+             hint: start the server with --remote-writes to let remote clients run it"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// First words of the statements a read-only remote client may run.

@@ -189,11 +189,8 @@ impl NetlensFlight {
                 last_used: Instant::now(),
             },
         );
+        self.shared.sessions.store(sessions.len(), Ordering::Relaxed);
         Ok(store)
-    }
-
-    fn session_count(&self) -> usize {
-        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
     }
 
     /// Drops unclaimed queries and idle sessions.
@@ -203,6 +200,7 @@ impl NetlensFlight {
         }
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.retain(|_, s| s.last_used.elapsed() < IDLE_SESSION_AFTER);
+            self.shared.sessions.store(sessions.len(), Ordering::Relaxed);
         }
     }
 
@@ -254,7 +252,7 @@ impl NetlensFlight {
         let request: request::Request = serde_json::from_slice(body)
             .map_err(|e| Status::invalid_argument(format!("netlens.request: not a request: {e}")))?;
         if let Peer::Remote { writes } = peer {
-            remote_may_run(&request, writes).map_err(Status::permission_denied)?;
+            access::check_remote_command(&request, writes).map_err(Status::permission_denied)?;
         }
         if let request::Request::Watch(_) = request {
             return Err(Status::invalid_argument(
@@ -296,31 +294,6 @@ impl NetlensFlight {
         })?;
         serde_json::to_vec(&reply).map_err(internal)
     }
-}
-
-/// The commands a TCP client may run: none that name files (they would be the server host's),
-/// none that capture this host, and with a query-only token none that store anything.
-fn remote_may_run(request: &request::Request, writes: bool) -> std::result::Result<(), String> {
-    let name = request.name();
-    if request.names_files() {
-        return Err(format!(
-            "{name} names files, which would be read or written on the server's host; TCP clients may not\n  \
-             hint: run it on that host, through the server's Unix socket"
-        ));
-    }
-    if matches!(
-        request,
-        request::Request::Capture(_) | request::Request::Watch(_) | request::Request::Demo(_)
-    ) {
-        return Err(format!("{name} is for the server's host; TCP clients may not run it"));
-    }
-    if !writes && !request.is_read_only() {
-        return Err(format!(
-            "{name} stores its results, and this server's token grants queries only\n  \
-             hint: start the server with --remote-writes to let TCP clients run it"
-        ));
-    }
-    Ok(())
 }
 
 fn session_key(id: &str, peer: Peer) -> String {
@@ -542,7 +515,7 @@ impl FlightSqlService for NetlensFlight {
         let peer = self.authorize(&request)?;
         match request.get_ref().r#type.as_str() {
             ACTION_STATUS => {
-                let status = self.shared.status(self.session_count());
+                let status = self.shared.status();
                 Ok(Response::new(one_result(
                     serde_json::to_vec(&status).map_err(internal)?,
                 )))
@@ -554,7 +527,9 @@ impl FlightSqlService for NetlensFlight {
             }
             ACTION_CLOSE_SESSION => {
                 let id = session_key(&String::from_utf8_lossy(&request.get_ref().body), peer);
-                self.sessions.lock().map_err(internal)?.remove(&id);
+                let mut sessions = self.sessions.lock().map_err(internal)?;
+                sessions.remove(&id);
+                self.shared.sessions.store(sessions.len(), Ordering::Relaxed);
                 Ok(Response::new(Box::pin(futures::stream::empty())))
             }
             other => Err(Status::invalid_argument(format!(
@@ -590,7 +565,7 @@ impl FlightSqlService for NetlensFlight {
 pub async fn serve(shared: Arc<Shared>, socket: &Path, options: &ServeOptions, token: Option<String>) -> Result<()> {
     let listener = tokio::net::UnixListener::bind(socket).map_err(|e| Error::io(socket, e))?;
     restrict_socket(socket)?;
-    let service = NetlensFlight::new(Arc::clone(&shared), token, options.remote.writes);
+    let service = NetlensFlight::new(Arc::clone(&shared), token.clone(), options.remote.writes);
     let reaper = service.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -623,8 +598,24 @@ pub async fn serve(shared: Arc<Shared>, socket: &Path, options: &ServeOptions, t
             reason: e.to_string(),
         })
     };
+    let dashboard_stop = stopped(stop_rx.clone());
+    let dashboard = async {
+        match (&options.http, &token) {
+            (Some(http), Some(token)) => {
+                super::http::serve(
+                    Arc::clone(&shared),
+                    http,
+                    token.clone(),
+                    options.remote.writes,
+                    dashboard_stop,
+                )
+                .await
+            }
+            _ => Ok(()),
+        }
+    };
     let Some(listen) = &options.listen else {
-        return local.await;
+        return tokio::try_join!(local, dashboard).map(|_| ());
     };
     let tcp = tokio::net::TcpListener::bind(listen.addr)
         .await
@@ -650,7 +641,7 @@ pub async fn serve(shared: Arc<Shared>, socket: &Path, options: &ServeOptions, t
             reason: e.to_string(),
         })
     };
-    tokio::try_join!(local, remote).map(|_| ())
+    tokio::try_join!(local, remote, dashboard).map(|_| ())
 }
 
 /// Resolves at SIGTERM or SIGINT (and tells every loop to stop); SIGHUP is logged and ignored:

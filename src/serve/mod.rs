@@ -15,6 +15,7 @@
 pub mod access;
 pub mod client;
 pub mod flight;
+pub mod http;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -48,6 +49,8 @@ pub struct ServeOptions {
     pub mmdb: Vec<PathBuf>,
     /// Flight SQL on TCP too, for remote clients with the token.
     pub listen: Option<access::Listen>,
+    /// The dashboard (HTTP), for browsers with the token.
+    pub http: Option<access::Listen>,
     /// What remote clients may do.
     pub remote: access::RemoteAccess,
     /// What the scheduled `retain` job keeps.
@@ -57,7 +60,7 @@ pub struct ServeOptions {
 impl ServeOptions {
     /// True when anything listens beyond the Unix socket.
     pub fn listens_on_tcp(&self) -> bool {
-        self.listen.is_some()
+        self.listen.is_some() || self.http.is_some()
     }
 }
 
@@ -141,6 +144,9 @@ pub struct ServerStatus {
     /// The TCP address of Flight SQL for remote clients (`--listen`), as a URL.
     #[serde(default)]
     pub listen: Option<String>,
+    /// The dashboard's address (`--http`).
+    #[serde(default)]
+    pub http: Option<String>,
     /// DuckDB's file functions are confined to these directories (any TCP listener on).
     #[serde(default)]
     pub files_confined_to: Option<Vec<String>>,
@@ -168,6 +174,9 @@ impl ServerStatus {
         ];
         if let Some(listen) = &self.listen {
             lines.push(("listen", format!("{listen} (bearer token)")));
+        }
+        if let Some(http) = &self.http {
+            lines.push(("dashboard", format!("{http} (token in the database's .token file)")));
         }
         if let Some(dirs) = &self.files_confined_to {
             lines.push((
@@ -321,6 +330,18 @@ pub struct Shared {
     pub(crate) queries_running: AtomicU64,
     pub(crate) queries_served: AtomicU64,
     pub(crate) requests_served: AtomicU64,
+    /// Flight SQL sessions open.
+    pub(crate) sessions: std::sync::atomic::AtomicUsize,
+    /// What happened (snapshots stored, jobs run), for the dashboard's live pages.
+    pub(crate) events: tokio::sync::broadcast::Sender<ServerEvent>,
+}
+
+/// Something a live page refreshes on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerEvent {
+    /// `snapshot` or `job`.
+    pub kind: &'static str,
+    pub data: serde_json::Value,
 }
 
 impl Shared {
@@ -350,7 +371,8 @@ impl Shared {
     }
 
     /// The status as of now.
-    pub fn status(&self, sessions: usize) -> ServerStatus {
+    pub fn status(&self) -> ServerStatus {
+        let sessions = self.sessions.load(Ordering::Relaxed);
         let mut status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
         status.uptime_s = self.started.elapsed().as_secs_f64();
         status.database_bytes = file_size(&self.database) + file_size(&crate::store::wal_of(&self.database));
@@ -466,6 +488,8 @@ pub fn run(options: ServeOptions) -> Result<()> {
             ..ServerStatus::default()
         }),
         commands: Mutex::new(()),
+        events: tokio::sync::broadcast::channel(64).0,
+        sessions: std::sync::atomic::AtomicUsize::new(0),
         queries_running: AtomicU64::new(0),
         queries_served: AtomicU64::new(0),
         requests_served: AtomicU64::new(0),
@@ -537,6 +561,11 @@ impl Observer for CaptureObserver<'_> {
         // previous one means a snapshot was skipped or delayed by more than an interval.
         let late = self.last.is_some_and(|l| now.duration_since(l) > self.interval * 2);
         self.last = Some(now);
+        // Nobody listening is the usual case; the event is then dropped.
+        let _ = self.shared.events.send(ServerEvent {
+            kind: "snapshot",
+            data: serde_json::json!({"snapshot_id": stored.snapshot_id, "at": now_text()}),
+        });
         self.shared.update(|s| {
             if let Some(c) = s.capture.as_mut() {
                 c.snapshots += 1;
@@ -661,6 +690,10 @@ fn schedule_loop(
             Ok(line) => log(&format!("{}: {line}", job.kind.name())),
             Err(e) => shared.error(job.kind.name(), e),
         }
+        let _ = shared.events.send(ServerEvent {
+            kind: "job",
+            data: serde_json::json!({"job": job.kind.name(), "result": text}),
+        });
         shared.update(|s| {
             if let Some(js) = s.schedule.get_mut(index) {
                 js.runs += 1;

@@ -4,6 +4,7 @@
 mod analysis;
 mod bad_input;
 mod capture;
+mod dashboard;
 mod datasets;
 mod detect;
 mod export;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::{fixture, test_cache, Scratch};
 
 /// A running `netlens serve`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     log: PathBuf,
     socket: PathBuf,
@@ -17,7 +17,7 @@ struct Server {
 
 impl Server {
     /// Starts `netlens serve` on the scratch database and waits until it answers.
-    fn start(s: &Scratch, args: &[&str]) -> Server {
+    pub(crate) fn start(s: &Scratch, args: &[&str]) -> Server {
         let log = s.path(&format!("serve-{}.log", std::process::id() ^ rand_suffix()));
         let child = Process::new(assert_cmd::cargo::cargo_bin("netlens"))
             .arg("--db")
@@ -57,7 +57,7 @@ impl Server {
         self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -111,7 +111,7 @@ fn rand_suffix() -> u32 {
 }
 
 /// Waits until `check` holds, at most `limit`.
-fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if check() {
@@ -122,7 +122,7 @@ fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     panic!("{what} did not happen within {limit:?}");
 }
 
-fn status_json(s: &Scratch) -> serde_json::Value {
+pub(crate) fn status_json(s: &Scratch) -> serde_json::Value {
     let out = s.cmd().args(["--format", "json", "status"]).output().expect("status");
     assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("status is JSON")
@@ -597,7 +597,8 @@ options = fl.FlightCallOptions(headers=[(b"authorization", ("Bearer " + token).e
 def action(kind, body):
     return [r.body.to_pybytes().decode() for r in client.do_action(fl.Action(kind, body), options=options)]
 attempt("status", lambda: json.loads(action("netlens.status", b"")[0])["pid"])
-attempt("detect", lambda: action("netlens.request", json.dumps({"command": "insights"}).encode()) and action("netlens.request", b'{"command":"retrain","target":null}'))
+attempt("insights", lambda: action("netlens.request", json.dumps({"command": "insights"}).encode()))
+attempt("retain", lambda: action("netlens.request", json.dumps({"command": "retain", "raw": {"secs": 3600, "nanos": 0}, "rollups": None, "bucket": {"secs": 3600, "nanos": 0}, "batch": 300}).encode()))
 attempt("export", lambda: action("netlens.request", json.dumps({"command": "export", "source": {"table": "snapshots"}, "format": "csv", "out": "/tmp/netlens-remote-export", "overwrite": True, "partition_by": []}).encode()))
 print(json.dumps(out))
 "#;
@@ -642,13 +643,14 @@ print(json.dumps(out))
         "create",
         "select_into_write",
         "update",
-        "detect",
+        "retain",
         "export",
     ] {
         assert_eq!(outcome(refused).0, "error", "{refused} was not refused: {results}");
     }
     assert_eq!(outcome("status").0, "ok", "{results}");
-    assert!(outcome("detect").1.contains("queries only"), "{results}");
+    assert_eq!(outcome("insights").0, "ok", "{results}");
+    assert!(outcome("retain").1.contains("--remote-writes"), "{results}");
     assert!(outcome("export").1.contains("names files"), "{results}");
     assert!(
         outcome("read_csv").1.contains("may only query") || outcome("read_csv").1.contains("disabled by configuration"),

@@ -1,0 +1,821 @@
+//! The dashboard: `serve --http 127.0.0.1:8787` serves the pages in `assets/dashboard/` (built
+//! into the binary) and a small JSON API over the same database the server records into
+//! (docs/dashboard.md).
+//!
+//! Who may look: whoever has the server's token (the one TCP Flight SQL clients use), printed
+//! with the URL at start as Jupyter does. `/?token=T` trades it for an `HttpOnly`,
+//! `SameSite=Strict` cookie and sends the browser on without the token in its address; every
+//! other page and endpoint answers 401 without the cookie (or `Authorization: Bearer`). The
+//! dashboard is a remote client in the sense of [`super::access`]: read-only queries, and the
+//! analysis commands its buttons run. Every POST must carry the page's CSRF token in
+//! `X-Netlens-CSRF`, be JSON, and come from the dashboard's own origin when the browser says
+//! where it comes from, so another site cannot make a logged-in browser act. Pages are sent
+//! with a strict Content-Security-Policy: scripts and styles from the dashboard only.
+//!
+//! Live pages refresh on server-sent events (`/api/events`): one event per stored snapshot and
+//! per scheduled job, never polling.
+//!
+//! May use the store, the request layer, output (results as JSON and CSV) and the server's
+//! shared state.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::NaiveDateTime;
+use futures::Stream;
+use serde::Deserialize;
+
+use super::access::{self, Listen};
+use super::{log, Shared};
+use crate::error::{Error, Result};
+use crate::output::JsonTable;
+use crate::request;
+
+/// Rows a panel or the SQL page returns at most.
+pub const ROW_LIMIT: usize = 5000;
+/// Rows a download returns at most.
+const EXPORT_LIMIT: usize = 1_000_000;
+const COOKIE: &str = "netlens_token";
+const CSRF_HEADER: &str = "x-netlens-csrf";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The page and its files, built into the binary.
+const INDEX: &str = include_str!("../../assets/dashboard/index.html");
+const VIEWS: &str = include_str!("../../assets/dashboard/views.json");
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/dashboard/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../assets/dashboard/app.css"),
+    ),
+    (
+        "echarts.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/dashboard/echarts.min.js"),
+    ),
+];
+
+/// One panel of a view, as `views.json` describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PanelSpec {
+    pub id: String,
+    pub title: String,
+    pub kind: String,
+    pub sql: String,
+}
+
+/// One view of the dashboard.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ViewSpec {
+    pub id: String,
+    pub title: String,
+    pub panels: Vec<PanelSpec>,
+}
+
+/// The views built into this binary.
+pub fn views() -> Result<Vec<ViewSpec>> {
+    serde_json::from_str(VIEWS).map_err(|e| Error::Sql {
+        message: format!("assets/dashboard/views.json is not a list of views: {e}"),
+    })
+}
+
+/// A panel's SQL for a time range: `:since` and `:until` become timestamp literals (formatted
+/// here from parsed times, never from the request's text).
+pub fn panel_sql(sql: &str, since: NaiveDateTime, until: NaiveDateTime) -> String {
+    let literal = |t: NaiveDateTime| format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f"));
+    sql.replace(":since", &literal(since))
+        .replace(":until", &literal(until))
+}
+
+struct App {
+    shared: Arc<Shared>,
+    token: String,
+    csrf: String,
+    views: serde_json::Value,
+    panels: HashMap<(String, String), String>,
+    writes: bool,
+    /// The dashboard's own origin(s), for the Origin check of POSTs.
+    origins: Vec<String>,
+}
+
+type AppState = Arc<App>;
+
+/// Serves the dashboard on `listen` until `stopped` resolves.
+pub async fn serve(
+    shared: Arc<Shared>,
+    listen: &Listen,
+    token: String,
+    writes: bool,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let views_spec = views()?;
+    let panels = views_spec
+        .iter()
+        .flat_map(|v| v.panels.iter().map(|p| ((v.id.clone(), p.id.clone()), p.sql.clone())))
+        .collect();
+    let views: serde_json::Value = serde_json::from_str(VIEWS).map_err(|e| Error::Sql {
+        message: format!("assets/dashboard/views.json: {e}"),
+    })?;
+    let tcp = tokio::net::TcpListener::bind(listen.addr)
+        .await
+        .map_err(|e| Error::io(format!("--http {}", listen.addr), e))?;
+    let bound = tcp.local_addr().map_err(|e| Error::io("--http", e))?;
+    let url = listen.url("http", bound);
+    let mut origins = vec![url.clone()];
+    if bound.ip().is_loopback() {
+        origins.push(url.replace(&bound.ip().to_string(), "localhost"));
+    }
+    let app = Arc::new(App {
+        shared: Arc::clone(&shared),
+        csrf: access::new_token(),
+        token: token.clone(),
+        views,
+        panels,
+        writes,
+        origins,
+    });
+    shared.update(|s| s.http = Some(url.clone()));
+    log(&format!("dashboard on {url}/?token={token}"));
+    let router = router(app);
+    match listen.identity()? {
+        None => axum::serve(tcp, router)
+            .with_graceful_shutdown(stopped)
+            .await
+            .map_err(|e| Error::io(format!("--http {bound}"), e)),
+        Some((cert, key)) => {
+            let acceptor = tls_acceptor(&cert, &key).map_err(|reason| Error::Server {
+                endpoint: url.clone(),
+                reason,
+            })?;
+            axum::serve(TlsListener { tcp, acceptor }, router)
+                .with_graceful_shutdown(stopped)
+                .await
+                .map_err(|e| Error::io(format!("--http {bound}"), e))
+        }
+    }
+}
+
+fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/assets/{name}", get(asset))
+        .route("/api/views", get(api_views))
+        .route("/api/range", get(api_range))
+        .route("/api/status", get(api_status))
+        .route("/api/panel", get(api_panel))
+        .route("/api/events", get(api_events))
+        .route("/api/sql", post(api_sql))
+        .route("/api/export", post(api_export))
+        .route("/api/request", post(api_request))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+/// An answer with the headers every response carries.
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Body>) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, content_type),
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => respond(status, "application/json", body),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    json_response(status, &serde_json::json!({ "error": message }))
+}
+
+fn unauthorized() -> Response {
+    respond(
+        StatusCode::UNAUTHORIZED,
+        "text/plain; charset=utf-8",
+        "401: this netlens dashboard needs its token.\nOpen the address `netlens serve` printed \
+         (http://HOST:PORT/?token=...); the token is also in the file DATABASE.token on the server's host.\n",
+    )
+}
+
+impl App {
+    /// True when the request carries the token, in the cookie or as a bearer.
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(access::bearer);
+        if bearer.is_some_and(|t| access::token_matches(t, &self.token)) {
+            return true;
+        }
+        cookie(headers, COOKIE).is_some_and(|t| access::token_matches(&t, &self.token))
+    }
+
+    /// A POST must be JSON, carry the page's CSRF token, and come from this dashboard's origin
+    /// when the browser names one.
+    fn same_site_post(&self, headers: &HeaderMap) -> std::result::Result<(), Response> {
+        let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !access::token_matches(csrf, &self.csrf) {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "missing or wrong X-Netlens-CSRF header: reload the dashboard page",
+            ));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            if !self.origins.iter().any(|o| o == origin) {
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    &format!("requests from {origin} are not accepted"),
+                ));
+            }
+        }
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/json"));
+        if !json {
+            return Err(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send JSON (Content-Type: application/json)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The value of cookie `name` in the request's Cookie headers.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn index(State(app): State<AppState>, Query(q): Query<TokenQuery>, headers: HeaderMap) -> Response {
+    if let Some(token) = q.token {
+        if !access::token_matches(&token, &app.token) {
+            return unauthorized();
+        }
+        // Trade the token for a cookie, and leave it out of the address bar and history.
+        let mut response = respond(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
+        let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+        if let (Ok(cookie), Ok(home)) = (HeaderValue::from_str(&cookie), HeaderValue::from_str("/")) {
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            response.headers_mut().insert(header::LOCATION, home);
+        }
+        return response;
+    }
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    respond(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        INDEX.replace("{{CSRF}}", &app.csrf),
+    )
+}
+
+async fn asset(
+    State(app): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => respond(StatusCode::OK, content_type, *body),
+        None => not_found().await,
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such page")
+}
+
+async fn api_views(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    json_response(StatusCode::OK, &app.views)
+}
+
+async fn api_status(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    json_response(StatusCode::OK, &app.shared.status())
+}
+
+async fn api_range(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    let live = app.shared.capturing();
+    let result = query_table(
+        &app,
+        "SELECT min(ts) AS first, max(ts) AS last FROM snapshots".to_string(),
+        1,
+    )
+    .await;
+    match result {
+        Ok(table) => {
+            let row = table.rows.first().cloned().unwrap_or_default();
+            json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "first": row.first().cloned().unwrap_or(serde_json::Value::Null),
+                    "last": row.get(1).cloned().unwrap_or(serde_json::Value::Null),
+                    "live": live,
+                }),
+            )
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PanelQuery {
+    view: String,
+    panel: String,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// A time from the page: `YYYY-MM-DDTHH:MM:SS[.f][Z]` or with a space, UTC.
+fn parse_time(text: &str) -> std::result::Result<NaiveDateTime, String> {
+    let t = text.trim().trim_end_matches('Z');
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        .ok_or_else(|| format!("'{text}' is not a time (expected 2026-12-05T10:00:00, UTC)"))
+}
+
+async fn api_panel(State(app): State<AppState>, Query(q): Query<PanelQuery>, headers: HeaderMap) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    let Some(sql) = app.panels.get(&(q.view.clone(), q.panel.clone())) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("no panel '{}' in view '{}'", q.panel, q.view),
+        );
+    };
+    let bound = |text: Option<&String>, default: NaiveDateTime| text.map_or(Ok(default), |t| parse_time(t));
+    let (since, until) = match (
+        bound(
+            q.since.as_ref(),
+            NaiveDateTime::MIN.max(chrono::DateTime::UNIX_EPOCH.naive_utc()),
+        ),
+        bound(
+            q.until.as_ref(),
+            chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .unwrap_or(NaiveDateTime::MAX),
+        ),
+    ) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    table_response(query_table(&app, panel_sql(sql, since, until), ROW_LIMIT).await)
+}
+
+fn table_response(result: std::result::Result<TimedTable, String>) -> Response {
+    match result {
+        Ok(table) => json_response(StatusCode::OK, &table),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+/// A result and how long it took.
+#[derive(serde::Serialize)]
+struct TimedTable {
+    #[serde(flatten)]
+    table: JsonTable,
+    elapsed_ms: f64,
+}
+
+impl std::ops::Deref for TimedTable {
+    type Target = JsonTable;
+    fn deref(&self) -> &JsonTable {
+        &self.table
+    }
+}
+
+/// Runs one query in a READ ONLY transaction on a connection of its own.
+async fn query_table(app: &App, sql: String, limit: usize) -> std::result::Result<TimedTable, String> {
+    let shared = Arc::clone(&app.shared);
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let store = shared.connect().map_err(|e| e.to_string())?;
+        let conn = store.conn();
+        conn.execute_batch("BEGIN TRANSACTION READ ONLY")
+            .map_err(|e| Error::sql(e).to_string())?;
+        let table = (|| -> Result<JsonTable> {
+            let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
+            let arrow = stmt.query_arrow([]).map_err(Error::sql)?;
+            let schema = arrow.get_schema();
+            JsonTable::collect(&schema, arrow.map(Ok), limit)
+        })();
+        let _ = conn.execute_batch("ROLLBACK");
+        shared.queries_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(TimedTable {
+            table: table.map_err(|e| e.to_string())?,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+#[derive(Deserialize)]
+struct SqlBody {
+    sql: String,
+}
+
+async fn api_sql(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    if let Err(refused) = app.same_site_post(&headers) {
+        return refused;
+    }
+    let body: SqlBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("expected {{\"sql\": \"...\"}}: {e}")),
+    };
+    if let Err(e) = access::check_remote_query(&body.sql) {
+        let update_allowed = app.writes && access::check_remote_update(&body.sql).is_ok();
+        if !update_allowed {
+            return error(StatusCode::FORBIDDEN, &e);
+        }
+        return run_update(&app, body.sql).await;
+    }
+    table_response(query_table(&app, body.sql, ROW_LIMIT).await)
+}
+
+/// An update statement, for a server started with `--remote-writes`.
+async fn run_update(app: &App, sql: String) -> Response {
+    let shared = Arc::clone(&app.shared);
+    let result = tokio::task::spawn_blocking(move || -> std::result::Result<usize, String> {
+        let store = shared.connect().map_err(|e| e.to_string())?;
+        store.conn().execute(&sql, []).map_err(|e| Error::sql(e).to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    match result {
+        Ok(rows) => json_response(
+            StatusCode::OK,
+            &JsonTable {
+                columns: vec!["rows_changed".into()],
+                types: vec!["BIGINT".into()],
+                rows: vec![vec![serde_json::json!(rows)]],
+                truncated: false,
+            },
+        ),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ExportBody {
+    sql: String,
+    format: String,
+}
+
+async fn api_export(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    if let Err(refused) = app.same_site_post(&headers) {
+        return refused;
+    }
+    let body: ExportBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"sql\": \"...\", \"format\": \"csv\"|\"parquet\"}}: {e}"),
+            )
+        }
+    };
+    if let Err(e) = access::check_remote_query(&body.sql) {
+        return error(StatusCode::FORBIDDEN, &e);
+    }
+    let shared = Arc::clone(&app.shared);
+    let format = body.format.clone();
+    let result = tokio::task::spawn_blocking(move || export(&shared, &body.sql, &body.format))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+    match result {
+        Ok(bytes) => {
+            let (content_type, name) = if format == "parquet" {
+                ("application/vnd.apache.parquet", "netlens.parquet")
+            } else {
+                ("text/csv; charset=utf-8", "netlens.csv")
+            };
+            let mut response = respond(StatusCode::OK, content_type, bytes);
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+                response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            response
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+/// The rows of a query as a CSV or Parquet file's bytes. CSV is written here from the record
+/// batches; Parquet by DuckDB into the server's spill directory (the one place its file
+/// functions may always write), read back and removed.
+fn export(shared: &Shared, sql: &str, format: &str) -> std::result::Result<Vec<u8>, String> {
+    let store = shared.connect().map_err(|e| e.to_string())?;
+    let conn = store.conn();
+    // The statement alone must be whole: wrapped below, it cannot reach past its parentheses.
+    conn.prepare(sql).map_err(|e| Error::sql(e).to_string())?;
+    match format {
+        "csv" => {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM (\n{sql}\n) LIMIT {EXPORT_LIMIT}"))
+                .map_err(|e| Error::sql(e).to_string())?;
+            let arrow = stmt.query_arrow([]).map_err(|e| Error::sql(e).to_string())?;
+            let schema = arrow.get_schema();
+            let mut out = Vec::new();
+            crate::output::render(
+                &schema,
+                arrow.map(Ok),
+                crate::output::RenderOptions {
+                    mode: crate::output::OutputMode::Csv,
+                    headers: true,
+                    maxrows: 0,
+                    width: None,
+                },
+                &mut out,
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(out)
+        }
+        "parquet" => {
+            let mut dir = shared.database.as_os_str().to_owned();
+            dir.push(".tmp");
+            let dir = std::path::PathBuf::from(dir);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let file = dir.join(format!("export-{}.parquet", access::new_token()));
+            let target = file.display().to_string().replace('\'', "''");
+            let copied = conn.execute_batch(&format!(
+                "COPY (SELECT * FROM (\n{sql}\n) LIMIT {EXPORT_LIMIT}) TO '{target}' (FORMAT parquet)"
+            ));
+            let bytes = copied
+                .map_err(|e| Error::sql(e).to_string())
+                .and_then(|_| std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display())));
+            let _ = std::fs::remove_file(&file);
+            bytes
+        }
+        other => Err(format!("format '{other}': the dashboard downloads csv or parquet")),
+    }
+}
+
+async fn api_request(State(app): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    if let Err(refused) = app.same_site_post(&headers) {
+        return refused;
+    }
+    let request: request::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("not a netlens request: {e}")),
+    };
+    if let Err(e) = access::check_remote_command(&request, app.writes) {
+        return error(StatusCode::FORBIDDEN, &e);
+    }
+    let shared = Arc::clone(&app.shared);
+    let name = request.name();
+    let result = tokio::task::spawn_blocking(move || -> Result<request::Reply> {
+        let store = shared.connect()?;
+        let _one_at_a_time =
+            (!request.is_read_only()).then(|| shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut gaps = request::CollectGaps::default();
+        let mut ctx = request::Context {
+            observer: &mut gaps,
+            import_progress: crate::ingest::Progress::collecting(false),
+            ahead: None,
+            clock: &chrono::Utc::now,
+        };
+        let reply = request::execute(&store, request, &mut ctx)?;
+        shared
+            .requests_served
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(reply)
+    })
+    .await;
+    match result {
+        Ok(Ok(reply)) => json_response(StatusCode::OK, &reply),
+        Ok(Err(e)) => {
+            log(&format!("dashboard: {name} failed: {e}"));
+            error(StatusCode::BAD_REQUEST, &e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn api_events(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if !app.authorized(&headers) {
+        return unauthorized();
+    }
+    let events = app.shared.events.subscribe();
+    let stream = event_stream(events);
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Server events as SSE; a page that fell behind gets a `lagged` event and refreshes.
+fn event_stream(
+    events: tokio::sync::broadcast::Receiver<super::ServerEvent>,
+) -> impl Stream<Item = std::result::Result<Event, Infallible>> {
+    futures::stream::unfold(events, |mut events| async move {
+        let event = match events.recv().await {
+            Ok(e) => Event::default().event(e.kind).data(e.data.to_string()),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                Event::default().event("lagged").data(n.to_string())
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(event), events))
+    })
+}
+
+/// TLS for the dashboard: rustls with ring, the certificate chain and key from PEM.
+fn tls_acceptor(cert: &[u8], key: &[u8]) -> std::result::Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("--tls-cert: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("--tls-key: {e}"))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A TCP listener whose connections are TLS; a handshake that fails or takes over 10 s is
+/// dropped without holding up the next.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = match self.tcp.accept().await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    log(&format!("dashboard: accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            match tokio::time::timeout(Duration::from_secs(10), self.acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => return (tls, addr),
+                Ok(Err(e)) => log(&format!("dashboard: TLS handshake with {addr} failed: {e}")),
+                Err(_) => log(&format!("dashboard: TLS handshake with {addr} timed out")),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panel_times_are_literals_made_here() {
+        let since = parse_time("2026-12-05T10:00:00Z").unwrap();
+        let until = parse_time("2026-12-05 11:30:00.5").unwrap();
+        assert_eq!(
+            panel_sql(
+                "SELECT * FROM snapshots WHERE ts >= :since AND ts < :until",
+                since,
+                until
+            ),
+            "SELECT * FROM snapshots WHERE ts >= TIMESTAMP '2026-12-05 10:00:00.000000' \
+             AND ts < TIMESTAMP '2026-12-05 11:30:00.500000'"
+        );
+        assert!(parse_time("2026-12-05'; DROP TABLE x; --").is_err());
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; netlens_token=abc; b=2"));
+        assert_eq!(cookie(&headers, COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&headers, "c"), None);
+    }
+
+    /// Every panel of every view parses, names a kind the page draws, and runs on a demo
+    /// database (an empty result is fine where the demo has no such data).
+    #[test]
+    fn every_panel_runs_on_a_demo_database() {
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        let demo = crate::ingest::demo::DemoRequest {
+            hours: 2,
+            interval: Duration::from_secs(60),
+            seed: 3,
+            traffic_rows: 50,
+        };
+        let mut quiet = request::CollectGaps::default();
+        crate::ingest::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
+        let views = views().unwrap();
+        assert!(views.len() >= 10, "{} views", views.len());
+        let kinds = [
+            "kpi",
+            "bar",
+            "hbar",
+            "pie",
+            "line",
+            "area",
+            "heatmap",
+            "scatter",
+            "histogram",
+            "table",
+        ];
+        let since = parse_time("2000-01-01T00:00:00").unwrap();
+        let until = parse_time("2100-01-01T00:00:00").unwrap();
+        let mut failures = Vec::new();
+        for view in &views {
+            for panel in &view.panels {
+                assert!(
+                    kinds.contains(&panel.kind.as_str()),
+                    "{}/{}: kind {}",
+                    view.id,
+                    panel.id,
+                    panel.kind
+                );
+                assert!(!panel.title.is_empty());
+                let sql = panel_sql(&panel.sql, since, until);
+                if let Err(e) = store.conn().prepare(&sql).and_then(|mut s| s.query([]).map(|_| ())) {
+                    failures.push(format!("{}/{}: {e}", view.id, panel.id));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "panels that fail:\n{}", failures.join("\n"));
+        assert!(views.iter().all(|v| !v.title.is_empty()));
+    }
+}
