@@ -241,18 +241,18 @@ impl App {
     }
 
     /// A POST must be JSON, carry the page's CSRF token, and come from this dashboard's origin
-    /// when the browser names one.
-    fn same_site_post(&self, headers: &HeaderMap) -> std::result::Result<(), Response> {
+    /// when the browser names one; otherwise the answer that refuses it.
+    fn refuse_cross_site(&self, headers: &HeaderMap) -> Option<Response> {
         let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !access::token_matches(csrf, &self.csrf) {
-            return Err(error(
+            return Some(error(
                 StatusCode::FORBIDDEN,
                 "missing or wrong X-Netlens-CSRF header: reload the dashboard page",
             ));
         }
         if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
             if !self.origins.iter().any(|o| o == origin) {
-                return Err(error(
+                return Some(error(
                     StatusCode::FORBIDDEN,
                     &format!("requests from {origin} are not accepted"),
                 ));
@@ -262,13 +262,12 @@ impl App {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("application/json"));
-        if !json {
-            return Err(error(
+        (!json).then(|| {
+            error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "send JSON (Content-Type: application/json)",
-            ));
-        }
-        Ok(())
+            )
+        })
     }
 }
 
@@ -475,7 +474,7 @@ async fn api_sql(State(app): State<AppState>, headers: HeaderMap, body: axum::bo
     if !app.authorized(&headers) {
         return unauthorized();
     }
-    if let Err(refused) = app.same_site_post(&headers) {
+    if let Some(refused) = app.refuse_cross_site(&headers) {
         return refused;
     }
     let body: SqlBody = match serde_json::from_slice(&body) {
@@ -526,7 +525,7 @@ async fn api_export(State(app): State<AppState>, headers: HeaderMap, body: axum:
     if !app.authorized(&headers) {
         return unauthorized();
     }
-    if let Err(refused) = app.same_site_post(&headers) {
+    if let Some(refused) = app.refuse_cross_site(&headers) {
         return refused;
     }
     let body: ExportBody = match serde_json::from_slice(&body) {
@@ -618,7 +617,7 @@ async fn api_request(State(app): State<AppState>, headers: HeaderMap, body: axum
     if !app.authorized(&headers) {
         return unauthorized();
     }
-    if let Err(refused) = app.same_site_post(&headers) {
+    if let Some(refused) = app.refuse_cross_site(&headers) {
         return refused;
     }
     let request: request::Request = match serde_json::from_slice(&body) {
