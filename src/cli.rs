@@ -14,6 +14,7 @@ pub use crate::output::OutputMode;
 pub use crate::store::export::ExportFormat;
 
 use crate::analysis::{ScoreRequest, TrainRequest};
+use crate::chart::ChartKind;
 use crate::detect::DetectRequest;
 use crate::error::Error;
 use crate::geo::GeoRequest;
@@ -50,6 +51,13 @@ value_enum!(OutputMode {
     Markdown => "markdown": "GitHub-flavoured Markdown table",
     Line => "line": "One `column = value` line per field, rows separated by a blank line",
     List => "list": "Values separated by `|`",
+});
+
+value_enum!(ChartKind {
+    Bar => "bar": "label, value: one bar per row",
+    Line => "line": "x, y[, series]: points joined in x order",
+    Hist => "hist": "the first numeric column, counted into bins",
+    Scatter => "scatter": "x, y[, series]: points",
 });
 
 value_enum!(SocketBackend {
@@ -936,6 +944,25 @@ pub enum DotCommand {
     Bail {
         #[arg(value_enum)]
         state: OnOff,
+    },
+    /// Draw a query's result in the terminal: .chart bar|line|hist|scatter [--width N]
+    /// [--height N] [--bins N] SQL (bar: label, value; line and scatter: x, y[, series]; hist:
+    /// the first numeric column)
+    Chart {
+        #[arg(value_enum)]
+        kind: ChartKind,
+        /// Characters wide [default: the terminal's width, or 80]
+        #[arg(long)]
+        width: Option<usize>,
+        /// Rows high (line and scatter)
+        #[arg(long, default_value_t = 16)]
+        height: usize,
+        /// Bins (hist)
+        #[arg(long, default_value_t = 20)]
+        bins: usize,
+        /// The query (the rest of the line, as written)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        sql: Vec<String>,
     },
     /// Leave the shell
     #[command(alias = "exit")]

@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod capture;
+pub mod chart;
 pub mod cli;
 pub mod detect;
 pub mod error;

@@ -30,6 +30,27 @@ use split::{is_blank, split};
 
 pub use crate::serve::client::Batches;
 
+/// Rows a chart is drawn from at most.
+const CHART_ROWS: usize = 10_000;
+
+/// Splits `.chart`'s arguments into the kind and options (words up to the SQL) and the SQL as
+/// written: the SQL starts at the first word after the kind that is not an option or its value.
+fn chart_words(args: &str) -> (Vec<&str>, &str) {
+    let mut words = Vec::new();
+    let mut rest = args.trim_start();
+    let mut expect_value = false;
+    while let Some(word) = rest.split_whitespace().next() {
+        let is_option = word.starts_with("--");
+        if !words.is_empty() && !is_option && !expect_value {
+            break;
+        }
+        expect_value = is_option && !word.contains('=') && word != "--help";
+        words.push(word);
+        rest = rest[word.len()..].trim_start();
+    }
+    (words, rest)
+}
+
 /// Where a session's statements and commands run: the database file opened in this process, or
 /// the `netlens serve` process that holds it ([`remote::RemoteDatabase`]). Both give the same
 /// results, so the shell prints them the same way.
@@ -369,6 +390,64 @@ impl Session {
         }
     }
 
+    /// `.chart KIND [--width N] [--height N] [--bins N] SQL`: runs the query and draws its
+    /// result (at most 10 000 rows) where results go.
+    fn chart(&mut self, args: &str) -> Result<()> {
+        let (options, sql) = chart_words(args);
+        let mut words = vec!["chart".to_string()];
+        words.extend(options.iter().map(|w| w.to_string()));
+        words.push("--".to_string());
+        words.push(sql.to_string());
+        let parsed = DotLine::try_parse_from(&words).map_err(|e| {
+            Error::Usage(
+                e.render()
+                    .to_string()
+                    .trim_end()
+                    .trim_start_matches("error: ")
+                    .to_string(),
+            )
+        })?;
+        let DotCommand::Chart {
+            kind,
+            width,
+            height,
+            bins,
+            ..
+        } = parsed.command
+        else {
+            return Err(Error::Usage(
+                "usage: .chart bar|line|hist|scatter [OPTIONS] SQL".to_string(),
+            ));
+        };
+        if sql.trim().is_empty() {
+            return Err(Error::Usage(
+                "usage: .chart bar|line|hist|scatter [OPTIONS] SQL".to_string(),
+            ));
+        }
+        interrupt::clear();
+        let to_terminal = self.output.is_none() && std::io::stdout().is_terminal();
+        let opts = crate::chart::ChartOptions {
+            width: width
+                .or_else(|| {
+                    to_terminal
+                        .then(|| comfy_table::Table::new().width().map(usize::from))
+                        .flatten()
+                })
+                .unwrap_or(80)
+                .clamp(20, 400),
+            height: height.clamp(2, 200),
+            bins,
+            colour: to_terminal && std::env::var_os("NO_COLOR").is_none(),
+        };
+        let mut table = None;
+        self.db.query(sql.trim().trim_end_matches(';'), &mut |schema, stream| {
+            table = Some(crate::output::JsonTable::collect(&schema, stream, CHART_ROWS)?);
+            Ok(())
+        })?;
+        let text = crate::chart::draw(kind, &table.unwrap_or_default(), opts)?;
+        self.print(&text)
+    }
+
     /// Writes plain text where results go.
     fn print(&mut self, text: &str) -> Result<()> {
         let write = |out: &mut dyn Write| out.write_all(text.as_bytes()).and_then(|_| out.flush());
@@ -380,6 +459,13 @@ impl Session {
 
     /// Runs a dot command line (with its leading dot).
     pub fn dot(&mut self, line: &str) -> Flow {
+        // `.chart` keeps its SQL as written (quotes and all), so it is split here, not by shlex.
+        if let Some(rest) = line.trim_start().trim_start_matches('.').strip_prefix("chart") {
+            if rest.is_empty() || rest.starts_with(char::is_whitespace) {
+                let result = self.chart(rest);
+                return self.settle(result);
+            }
+        }
         let words = match shlex::split(line.trim_start_matches('.')) {
             Some(words) if !words.is_empty() => words,
             _ => return self.settle(Err(Error::Usage(format!("cannot parse '{line}' (unbalanced quotes?)")))),
@@ -458,6 +544,7 @@ impl Session {
                 Ok(())
             }
             DotCommand::Domain(domain) => self.run_domain(domain),
+            DotCommand::Chart { sql, .. } => self.chart(&sql.join(" ")),
             DotCommand::Quit | DotCommand::Read { .. } => Ok(()),
         }
     }

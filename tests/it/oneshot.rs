@@ -230,3 +230,28 @@ fn new_databases_start_from_the_schema_template_in_the_cache() {
     let second = count("second.duckdb").parse::<u32>().unwrap();
     assert_eq!(second, first.parse::<u32>().unwrap() + 1);
 }
+
+/// `.chart` draws a result in the terminal from `-c`, with its SQL kept as written (quotes and
+/// all), and refuses a result of the wrong shape with the columns it needs.
+#[test]
+fn chart_draws_a_result_from_the_command_line() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    let out = s
+        .cmd()
+        .args([
+            "-c",
+            ".chart bar SELECT 'state: ' || coalesce(state, 'none') AS label, count(*) AS n FROM sockets GROUP BY 1 ORDER BY 2 DESC",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("n by label\n"), "{text}");
+    let first = text.lines().nth(1).unwrap();
+    assert!(first.contains("state: ") && first.contains("│█"), "{text}");
+    assert!(!text.contains('\x1b'), "no colour into a pipe");
+    let bad = s.cmd().args(["-c", ".chart line SELECT 'a' AS only"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("x, y[, series]"));
+}
