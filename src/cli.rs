@@ -188,9 +188,57 @@ pub enum DomainCommand {
     Watch(WatchArgs),
     /// Key findings and recommended actions from the latest runs
     Insights(InsightsArgs),
+    /// Write the dashboard's views as one file: self-contained HTML (opens with no network),
+    /// Markdown or JSON
+    Report(ReportArgs),
+    /// Mark a flagged row as a true or false positive, with a note (see .schema feedback)
+    Feedback(FeedbackArgs),
     /// Roll complete hours of raw rows up into the *_rollups tables, then delete raw rows and
     /// rollups older than their windows (what serve --retain runs every minute)
     Retain(RetainArgs),
+}
+
+/// Options of `report`.
+#[derive(Debug, Args, Clone)]
+pub struct ReportArgs {
+    /// The file to write (the format follows its extension: .html, .md, .json)
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Start of the range, UTC [default: the first snapshot]
+    #[arg(long, value_parser = parse_timestamp)]
+    pub since: Option<chrono::NaiveDateTime>,
+
+    /// End of the range, UTC [default: the newest snapshot]
+    #[arg(long, value_parser = parse_timestamp)]
+    pub until: Option<chrono::NaiveDateTime>,
+}
+
+/// Options of `feedback`.
+#[derive(Debug, Args, Clone)]
+pub struct FeedbackArgs {
+    /// Table of the flagged row: anomaly_scores, verdicts, port_scans, beacons, bursts,
+    /// long_connections
+    pub subject: String,
+
+    /// The row's key (feedback.row_key says what it is for each table)
+    pub row_key: String,
+
+    /// The flag was right
+    #[arg(long, conflicts_with = "false_positive", required_unless_present = "false_positive")]
+    pub true_positive: bool,
+
+    /// The flag was wrong
+    #[arg(long)]
+    pub false_positive: bool,
+
+    /// Run of the row [default: the mark holds for the row in every run]
+    #[arg(long, value_name = "RUN_ID")]
+    pub run: Option<i64>,
+
+    /// Why
+    #[arg(long)]
+    pub note: Option<String>,
 }
 
 /// Options of `retain`.
@@ -1160,6 +1208,30 @@ impl DomainCommand {
                 quiet(false),
             ),
             DomainCommand::Retain(r) => (Request::Retain(r.into_request()), quiet(false)),
+            DomainCommand::Report(r) => (
+                Request::Report(crate::report::html::ReportRequest {
+                    format: crate::report::html::ReportFormat::from_path(&r.out),
+                    out: r.out,
+                    since: r.since,
+                    until: r.until,
+                }),
+                quiet(false),
+            ),
+            DomainCommand::Feedback(f) => (
+                Request::Feedback(crate::feedback::FeedbackRequest {
+                    subject: f.subject,
+                    run_id: f.run,
+                    row_key: f.row_key,
+                    label: if f.true_positive {
+                        crate::feedback::Label::TruePositive
+                    } else {
+                        crate::feedback::Label::FalsePositive
+                    },
+                    note: f.note,
+                    analyst: std::env::var("USER").ok().filter(|u| !u.is_empty()),
+                }),
+                quiet(false),
+            ),
             DomainCommand::Insights(i) => (
                 Request::Insights,
                 Presentation {

@@ -9,8 +9,10 @@ pub mod analysis;
 pub mod capture;
 pub mod chart;
 pub mod cli;
+pub mod dashboard;
 pub mod detect;
 pub mod error;
+pub mod feedback;
 pub mod geo;
 pub mod ingest;
 pub mod interrupt;
@@ -309,6 +311,8 @@ mod architecture {
             "watch",
             "serve",
             "retention",
+            "feedback",
+            "chart",
         ];
         let mut rules: Vec<(&str, &str)> = Vec::new();
         for m in domain {
@@ -327,6 +331,8 @@ mod architecture {
             "store",
             "watch",
             "retention",
+            "feedback",
+            "chart",
         ] {
             rules.push((m, "serve"));
         }

@@ -62,6 +62,8 @@ pub enum Request {
     Watch(WatchRequest),
     Insights,
     Retain(crate::retention::RetainRequest),
+    Feedback(crate::feedback::FeedbackRequest),
+    Report(crate::report::html::ReportRequest),
 }
 
 /// `geo` (fill the table for every pending address) or `geo lookup` (these addresses).
@@ -91,6 +93,8 @@ impl Request {
             Request::Watch(_) => "watch",
             Request::Insights => "insights",
             Request::Retain(_) => "retain",
+            Request::Feedback(_) => "feedback",
+            Request::Report(_) => "report",
         }
     }
 
@@ -106,6 +110,7 @@ impl Request {
             }
             Request::Geo(g) => g.sources.mmdb.iter_mut().collect(),
             Request::Watch(w) => w.replay.iter_mut().collect(),
+            Request::Report(r) => vec![&mut r.out],
             _ => Vec::new(),
         }
     }
@@ -130,7 +135,7 @@ impl Request {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            Request::Models { .. } | Request::Stages | Request::Export(_) | Request::Insights
+            Request::Models { .. } | Request::Stages | Request::Export(_) | Request::Insights | Request::Report(_)
         )
     }
 }
@@ -264,6 +269,25 @@ pub fn execute(store: &Store, request: Request, ctx: &mut Context<'_>) -> Result
         Request::Insights => {
             let findings = report::insights::insights(store)?;
             reply.rows(report::insights::findings_sql(&findings));
+        }
+        Request::Report(r) => {
+            let (panels, failed) = report::html::write(store, &r, (ctx.clock)())?;
+            reply.summary(format!("report: {panels} panels written to {}", r.out.display()));
+            if failed > 0 {
+                reply.warning(format!(
+                    "{failed} panels failed; the report says which (each with its error)"
+                ));
+            }
+        }
+        Request::Feedback(mark) => {
+            let id = crate::feedback::record(store, &mark, (ctx.clock)())?;
+            reply.summary(format!(
+                "feedback {id}: {} row {} of {} marked {}",
+                mark.subject,
+                mark.row_key,
+                mark.run_id.map_or("every run".to_string(), |r| format!("run {r}")),
+                mark.label.as_str()
+            ));
         }
         Request::Retain(r) => {
             interrupt::clear();

@@ -2,6 +2,7 @@
 //! [`insights`] (findings and recommended actions from the latest runs). Reads only; the
 //! queries are plain SQL so an analyst can copy and adapt them.
 
+pub mod html;
 pub mod insights;
 
 /// Titled queries summarising the snapshots `first..=last`.

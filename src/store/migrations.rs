@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rollups",
         sql: include_str!("../../sql/008_rollups.sql"),
     },
+    Migration {
+        version: 9,
+        name: "feedback",
+        sql: include_str!("../../sql/009_feedback.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "
