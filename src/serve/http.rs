@@ -123,6 +123,8 @@ fn router(app: AppState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/assets/{name}", get(asset))
+        // Browsers ask for it on any page, the 401 page too; there is none.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/api/views", get(api_views))
         .route("/api/range", get(api_range))
         .route("/api/status", get(api_status))

@@ -264,3 +264,239 @@ fn events_announce_each_snapshot() {
     assert!(seen.contains("\"snapshot_id\""), "{seen}");
     drop(d.server);
 }
+
+/// A minimal W3C WebDriver client for chromedriver driving headless Chromium.
+struct Browser {
+    driver: std::process::Child,
+    base: String,
+    session: String,
+    http: Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver)");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = client();
+        eventually(Duration::from_secs(20), "chromedriver answering", || {
+            http.get(format!("{base}/status")).send().is_ok()
+        });
+        let profile = tempfile::tempdir().unwrap();
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display())]
+            },
+            "goog:loggingPrefs": {"browser": "ALL"}
+        }}});
+        let created: serde_json::Value = http.post(format!("{base}/session")).json(&caps).send().unwrap().json().unwrap();
+        let session = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {created}"))
+            .to_string();
+        Browser {
+            driver,
+            base,
+            session,
+            http,
+            _profile: profile,
+        }
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut request = self.http.request(method, url);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let value: serde_json::Value = request.send().unwrap().json().unwrap();
+        if value["value"]["error"].is_string() {
+            panic!("WebDriver {path}: {}", value["value"]);
+        }
+        value["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", serde_json::json!({ "url": url }));
+    }
+
+    fn script(&self, script: &str) -> serde_json::Value {
+        self.call(reqwest::Method::POST, "/execute/sync", serde_json::json!({"script": script, "args": []}))
+    }
+
+    fn size(&self, width: u32, height: u32) {
+        self.call(reqwest::Method::POST, "/window/rect", serde_json::json!({"width": width, "height": height}));
+    }
+
+    fn screenshot(&self, path: &std::path::Path) {
+        let b64 = self.call(reqwest::Method::GET, "/screenshot", serde_json::Value::Null);
+        std::fs::write(path, base64_decode(b64.as_str().expect("screenshot"))).unwrap();
+    }
+
+    /// Console messages since the last call, as (level, message).
+    fn console(&self) -> Vec<(String, String)> {
+        self.call(reqwest::Method::POST, "/se/log", serde_json::json!({"type": "browser"}))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| (e["level"].as_str().unwrap_or("").to_string(), e["message"].as_str().unwrap_or("").to_string()))
+            .collect()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let clean: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let v: Vec<u32> = chunk.iter().map(|&c| u32::from(value(c))).collect();
+        let n = v.iter().fold(0u32, |acc, x| acc << 6 | x) << (6 * (4 - v.len()));
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..v.len() - 1]);
+    }
+    out
+}
+
+/// JavaScript: the view's state once every card has finished (null while any is loading).
+const VIEW_STATE: &str = r#"
+const cards = [...document.querySelectorAll('#grid section.card')];
+if (!cards.length) return null;
+const out = {cards: cards.length, charts: 0, drawn: 0, kpis: 0, tables: 0, empty: 0, errors: []};
+for (const c of cards) {
+  const body = c.querySelector('.card-body');
+  if (!body || body.querySelector('.loading') || /Loading/.test(body.textContent) && !body.querySelector('.chart,.kpis,.table-wrap')) return null;
+  const err = body.querySelector('.error-box');
+  if (err) out.errors.push(c.dataset.panel + ': ' + err.textContent);
+  for (const chart of body.querySelectorAll('.chart')) {
+    out.charts++;
+    const inst = window.echarts && echarts.getInstanceByDom(chart);
+    const series = inst ? (inst.getOption().series || []) : [];
+    if (series.some(s => (s.data || []).length > 0)) out.drawn++;
+  }
+  if (body.querySelector('.kpis')) out.kpis++;
+  if (body.querySelector('.table-wrap')) out.tables++;
+  if (body.querySelector('.empty')) out.empty++;
+}
+return out;
+"#;
+
+/// Every view of a demo day in headless Chromium: no console errors or CSP violations, every
+/// card finishes, charts have drawn marks, the overview's numbers equal the same SQL run by
+/// netlens, and a screenshot of each view (and of the overview at phone size) is written under
+/// the test's output directory.
+#[test]
+#[cfg_attr(not(ci), ignore = "needs chromium and chromium-driver (Debian; CI installs them)")]
+fn every_view_draws_in_a_real_browser() {
+    let s = Scratch::new();
+    s.cmd()
+        .args(["demo", "--quiet", "--hours", "3", "--interval", "1m", "--traffic-rows", "200"])
+        .assert()
+        .success();
+    s.cmd().args(["detect", "all", "--quiet"]).assert().success();
+    s.cmd().args(["train", "kmeans"]).assert().success();
+    s.cmd().args(["train", "iforest"]).assert().success();
+    let server = Server::start(&s, &["--no-capture", "--http", "127.0.0.1:0"]);
+    let url = status_json(&s)["http"].as_str().unwrap().to_string();
+    let mut token_file = s.db().into_os_string();
+    token_file.push(".token");
+    let token = std::fs::read_to_string(token_file).unwrap().trim().to_string();
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let browser = Browser::start();
+    browser.size(1366, 768);
+    browser.goto(&format!("{url}/api/views"));
+    assert!(
+        browser.script("return document.body.textContent").as_str().unwrap_or("").contains("401"),
+        "no token, no data"
+    );
+    browser.goto(&format!("{url}/?token={token}"));
+    let views: serde_json::Value = client()
+        .get(format!("{url}/api/views"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut report = Vec::new();
+    for view in views.as_array().unwrap() {
+        let id = view["id"].as_str().unwrap();
+        browser.goto(&format!("{url}/#/{id}"));
+        let mut state = serde_json::Value::Null;
+        eventually(Duration::from_secs(60), &format!("view {id} to finish"), || {
+            state = browser.script(VIEW_STATE);
+            !state.is_null()
+        });
+        std::thread::sleep(Duration::from_millis(700)); // chart animations settle for the picture
+        browser.screenshot(&shots.join(format!("{id}.png")));
+        assert_eq!(state["errors"], serde_json::json!([]), "{id}: {state}");
+        assert_eq!(
+            state["charts"], state["drawn"],
+            "{id}: every chart on the page has drawn marks: {state}"
+        );
+        report.push(format!("{id}: {state}"));
+    }
+    let drawn: i64 = report.iter().filter(|l| !l.contains("\"drawn\":0")).count() as i64;
+    assert!(drawn >= 8, "views with drawn charts: {report:#?}");
+
+    // The overview over all data: its numbers are the SQL's.
+    browser.goto(&format!("{url}/#/overview"));
+    browser.script("const r = document.getElementById('range-select'); r.value = 'all'; r.dispatchEvent(new Event('change')); return 1;");
+    let mut connections = String::new();
+    eventually(Duration::from_secs(60), "the overview's connections tile", || {
+        let v = browser.script(
+            "const t = document.querySelector('.kpi[data-column=\"connections\"] .value'); \
+             return document.getElementById('range-select').value === 'all' && t ? t.textContent : null;",
+        );
+        connections = v.as_str().unwrap_or("").replace([',', ' ', '\u{202f}', '\u{a0}'], "");
+        !connections.is_empty()
+    });
+    let overview = &views.as_array().unwrap()[0];
+    let kpi_sql = overview["panels"][0]["sql"].as_str().unwrap().replace(":since", "TIMESTAMP '1970-01-01'").replace(":until", "TIMESTAMP '2100-01-01'");
+    let direct = s.query(&format!("SELECT connections FROM ({kpi_sql})"));
+    assert_eq!(connections, direct, "the page shows what the SQL says");
+
+    browser.size(375, 812);
+    browser.goto(&format!("{url}/#/overview"));
+    eventually(Duration::from_secs(60), "the phone overview", || !browser.script(VIEW_STATE).is_null());
+    std::thread::sleep(Duration::from_millis(700));
+    browser.screenshot(&shots.join("phone-overview.png"));
+
+    let problems: Vec<(String, String)> = browser
+        .console()
+        .into_iter()
+        .filter(|(level, message)| level == "SEVERE" || message.contains("Content Security Policy"))
+        .filter(|(_, message)| !message.contains("/api/views - Failed to load resource: the server responded with a status of 401"))
+        .collect();
+    assert!(problems.is_empty(), "console errors: {problems:#?}");
+    eprintln!("screenshots in {}", shots.display());
+    drop(server);
+}
