@@ -349,6 +349,10 @@ pub fn capture_summary(report: &RunReport, reply: &mut Reply) {
     for (title, sql) in report::capture_summary(first, last) {
         reply.summary_rows(sql, Some(title.to_string()), true);
     }
+    reply.summary(
+        "look further: `netlens detect all` flags scans, beacons, bursts and long connections; \
+         `netlens serve --http 127.0.0.1:8787` draws it all in a browser",
+    );
 }
 
 fn demo(store: &Store, d: DemoRequest, ctx: &mut Context<'_>, reply: &mut Reply) -> Result<()> {

@@ -5,6 +5,9 @@
  * /api/events (server-sent events) and POST /api/sql, /api/export, /api/request with the CSRF
  * header. The HTTP contract is in docs/dashboard.md. Nothing here uses eval or inline code, so
  * the server's Content-Security-Policy (script-src 'self', style-src 'self') holds.
+ *
+ * In a static report (`netlens report`, a page with <script id="netlens-report">) the same code
+ * draws the views from the rows the report carries, and asks no server for anything.
  */
 (function () {
   'use strict';
@@ -61,7 +64,8 @@
     views: [], byId: {}, range: null, rangeKey: null, custom: null,
     route: null, panels: [], gen: 0,
     lastRefresh: 0, refreshTimer: null, refreshing: false, pending: false,
-    status: null, sse: 'off', lastEvent: null, updatedAt: null
+    status: null, sse: 'off', lastEvent: null, updatedAt: null,
+    report: null  // the bundle of a static report
   };
 
   /* ------------------------------------------------------------------ small helpers */
@@ -496,8 +500,10 @@
     state.views.forEach(function (v) {
       nav.appendChild(el('a', { href: '#/' + v.id, 'data-id': v.id, text: v.title }));
     });
-    nav.appendChild(el('div', { class: 'sep' }));
-    nav.appendChild(el('a', { href: '#/sql', 'data-id': 'sql', text: 'SQL' }));
+    if (!state.report) {
+      nav.appendChild(el('div', { class: 'sep' }));
+      nav.appendChild(el('a', { href: '#/sql', 'data-id': 'sql', text: 'SQL' }));
+    }
     nav.addEventListener('click', function (e) {
       if (e.target.tagName === 'A') closeNav();
     });
@@ -525,7 +531,7 @@
 
   function route() {
     var h = parseHash();
-    if (h.id === 'sql') { showSql(h.params.get('q')); return; }
+    if (h.id === 'sql' && !state.report) { showSql(h.params.get('q')); return; }
     if (!state.byId[h.id]) {
       var first = state.views.length ? state.views[0].id : 'sql';
       location.replace('#/' + first);
@@ -560,8 +566,8 @@
     document.title = view.title + ' \u00b7 netlens';
     $('view-title').textContent = view.title;
     $('view-desc').textContent = view.description || '';
-    $('range-hint').textContent = rangeHint();
-    renderActions(view);
+    $('range-hint').textContent = state.report ? reportHint() : rangeHint();
+    if (!state.report) renderActions(view);
     var grid = $('grid');
     view.panels.forEach(function (def) {
       var p = makeCard(view, def);
@@ -576,7 +582,7 @@
     var tools = el('div', { class: 'tools' });
     var sqlBtn = el('button', { type: 'button', text: 'SQL', title: 'Show the query' });
     tools.appendChild(sqlBtn);
-    tools.appendChild(el('a', {
+    if (!state.report) tools.appendChild(el('a', {
       href: '#/sql?q=' + encodeURIComponent(def.sql), text: 'Open in SQL page', class: 'open-sql',
       title: 'Edit and run this query on the SQL page (:since and :until stay the chosen range)'
     }));
@@ -586,7 +592,7 @@
         onclick: function () { downloadTableCsv(p); }
       }));
     }
-    if (def.export) {
+    if (def.export && !state.report) {
       tools.appendChild(el('button', {
         type: 'button', text: 'Export CSV', title: 'The whole result as CSV, from the server (no row limit)',
         onclick: function (e) { exportSql(substitute(def.sql, currentRange()), 'csv', e.target); }
@@ -637,6 +643,15 @@
   }
 
   function loadPanel(p, gen) {
+    if (state.report) {
+      var result = state.report.results[p.view.id + '/' + p.def.id];
+      if (!result) renderError(p, 'this report has no rows for this panel');
+      else if (result.error) renderError(p, result.error);
+      else {
+        try { renderPanel(p, result); } catch (e) { renderError(p, 'could not draw this result: ' + e.message); }
+      }
+      return Promise.resolve();
+    }
     var r = currentRange();
     var q = new URLSearchParams({ view: p.view.id, panel: p.def.id, since: r.since, until: r.until });
     var spin = el('span', { class: 'loading', text: 'loading\u2026' });
@@ -671,7 +686,8 @@
 
   function renderMeta(p, data) {
     var n = data.rows.length;
-    p.meta.innerHTML = esc(fmtInt(n) + (n === 1 ? ' row' : ' rows') + ' \u00b7 ' + Math.round(data.elapsed_ms || 0) + ' ms') +
+    var ms = typeof data.elapsed_ms === 'number' ? ' \u00b7 ' + Math.round(data.elapsed_ms) + ' ms' : '';
+    p.meta.innerHTML = esc(fmtInt(n) + (n === 1 ? ' row' : ' rows') + ms) +
       (data.truncated ? ' \u00b7 <span class="warn">only the first ' + fmtInt(n) + ' rows (the server\u2019s limit)' +
         (p.def.export ? '; Export gives them all' : '') + '</span>' : '');
   }
@@ -1465,9 +1481,37 @@
       });
   }
 
+  /* ------------------------------------------------------------------ static report */
+
+  function reportHint() {
+    var b = state.report;
+    return 'Report of ' + fmtTs(b.since) + ' \u2013 ' + fmtTs(b.until) + ' UTC, generated ' +
+      fmtTs(String(b.generated_at).replace(/Z$/, '')) + ' UTC: the rows are in this file, nothing is fetched.';
+  }
+
+  function initReport(node) {
+    var b;
+    try { b = JSON.parse(node.textContent); } catch (e) {
+      $('view-title').textContent = 'This report cannot be read';
+      $('view-desc').textContent = e.message;
+      return;
+    }
+    state.report = b;
+    state.views = b.views || [];
+    state.views.forEach(function (v) { state.byId[v.id] = v; });
+    $('range').hidden = true;
+    $('status-dot').className = 'dot';
+    $('status-text').textContent = 'netlens report \u00b7 ' + fmtTs(b.since) + ' \u2013 ' + fmtTs(b.until) + ' UTC';
+    renderNav();
+    window.addEventListener('hashchange', route);
+    route();
+  }
+
   /* ------------------------------------------------------------------ start */
 
   function init() {
+    var reportNode = document.getElementById('netlens-report');
+    if (reportNode) { initReport(reportNode); return; }
     if (!window.echarts) {
       document.body.appendChild(el('div', { class: 'fatal', text: 'echarts.min.js did not load; the charts cannot be drawn.' }));
     }

@@ -62,5 +62,16 @@ pub fn capture_summary(first: i64, last: i64) -> Vec<(&'static str, String)> {
                  ORDER BY coalesce(sum(bytes_sent), 0) + coalesce(sum(bytes_received), 0) DESC, connections DESC LIMIT 10"
             ),
         ),
+        (
+            "New remote peers (never seen before this run)",
+            format!(
+                "WITH c AS ({per_connection}) SELECT remote_addr, any_value(remote_scope) AS scope, \
+                 string_agg(DISTINCT remote_port::VARCHAR, ',') AS ports, \
+                 string_agg(DISTINCT process_name, ',') AS processes, count(*) AS connections \
+                 FROM c WHERE remote_addr IS NOT NULL AND remote_addr NOT IN \
+                 (SELECT remote_addr FROM sockets WHERE snapshot_id < {first} AND remote_addr IS NOT NULL) \
+                 GROUP BY remote_addr ORDER BY connections DESC, remote_addr LIMIT 10"
+            ),
+        ),
     ]
 }

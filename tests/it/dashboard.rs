@@ -276,7 +276,11 @@ struct Browser {
 
 impl Browser {
     fn start() -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let driver = std::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
@@ -299,7 +303,13 @@ impl Browser {
             },
             "goog:loggingPrefs": {"browser": "ALL"}
         }}});
-        let created: serde_json::Value = http.post(format!("{base}/session")).json(&caps).send().unwrap().json().unwrap();
+        let created: serde_json::Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         let session = created["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no WebDriver session: {created}"))
@@ -331,11 +341,19 @@ impl Browser {
     }
 
     fn script(&self, script: &str) -> serde_json::Value {
-        self.call(reqwest::Method::POST, "/execute/sync", serde_json::json!({"script": script, "args": []}))
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            serde_json::json!({"script": script, "args": []}),
+        )
     }
 
     fn size(&self, width: u32, height: u32) {
-        self.call(reqwest::Method::POST, "/window/rect", serde_json::json!({"width": width, "height": height}));
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            serde_json::json!({"width": width, "height": height}),
+        );
     }
 
     fn screenshot(&self, path: &std::path::Path) {
@@ -350,7 +368,12 @@ impl Browser {
             .cloned()
             .unwrap_or_default()
             .iter()
-            .map(|e| (e["level"].as_str().unwrap_or("").to_string(), e["message"].as_str().unwrap_or("").to_string()))
+            .map(|e| {
+                (
+                    e["level"].as_str().unwrap_or("").to_string(),
+                    e["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect()
     }
 }
@@ -374,7 +397,10 @@ fn base64_decode(text: &str) -> Vec<u8> {
         b'+' => 62,
         _ => 63,
     };
-    let clean: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
     let mut out = Vec::with_capacity(clean.len() * 3 / 4);
     for chunk in clean.chunks(4) {
         let v: Vec<u32> = chunk.iter().map(|&c| u32::from(value(c))).collect();
@@ -417,7 +443,16 @@ return out;
 fn every_view_draws_in_a_real_browser() {
     let s = Scratch::new();
     s.cmd()
-        .args(["demo", "--quiet", "--hours", "3", "--interval", "1m", "--traffic-rows", "200"])
+        .args([
+            "demo",
+            "--quiet",
+            "--hours",
+            "3",
+            "--interval",
+            "1m",
+            "--traffic-rows",
+            "200",
+        ])
         .assert()
         .success();
     s.cmd().args(["detect", "all", "--quiet"]).assert().success();
@@ -435,7 +470,11 @@ fn every_view_draws_in_a_real_browser() {
     browser.size(1366, 768);
     browser.goto(&format!("{url}/api/views"));
     assert!(
-        browser.script("return document.body.textContent").as_str().unwrap_or("").contains("401"),
+        browser
+            .script("return document.body.textContent")
+            .as_str()
+            .unwrap_or("")
+            .contains("401"),
         "no token, no data"
     );
     browser.goto(&format!("{url}/?token={token}"));
@@ -480,13 +519,19 @@ fn every_view_draws_in_a_real_browser() {
         !connections.is_empty()
     });
     let overview = &views.as_array().unwrap()[0];
-    let kpi_sql = overview["panels"][0]["sql"].as_str().unwrap().replace(":since", "TIMESTAMP '1970-01-01'").replace(":until", "TIMESTAMP '2100-01-01'");
+    let kpi_sql = overview["panels"][0]["sql"]
+        .as_str()
+        .unwrap()
+        .replace(":since", "TIMESTAMP '1970-01-01'")
+        .replace(":until", "TIMESTAMP '2100-01-01'");
     let direct = s.query(&format!("SELECT connections FROM ({kpi_sql})"));
     assert_eq!(connections, direct, "the page shows what the SQL says");
 
     browser.size(375, 812);
     browser.goto(&format!("{url}/#/overview"));
-    eventually(Duration::from_secs(60), "the phone overview", || !browser.script(VIEW_STATE).is_null());
+    eventually(Duration::from_secs(60), "the phone overview", || {
+        !browser.script(VIEW_STATE).is_null()
+    });
     std::thread::sleep(Duration::from_millis(700));
     browser.screenshot(&shots.join("phone-overview.png"));
 
@@ -494,7 +539,9 @@ fn every_view_draws_in_a_real_browser() {
         .console()
         .into_iter()
         .filter(|(level, message)| level == "SEVERE" || message.contains("Content Security Policy"))
-        .filter(|(_, message)| !message.contains("/api/views - Failed to load resource: the server responded with a status of 401"))
+        .filter(|(_, message)| {
+            !message.contains("/api/views - Failed to load resource: the server responded with a status of 401")
+        })
         .collect();
     assert!(problems.is_empty(), "console errors: {problems:#?}");
     eprintln!("screenshots in {}", shots.display());
