@@ -224,9 +224,15 @@
     return null;
   }
 
+  /* A message in the corner for a few seconds; several stack upwards. */
   function toast(text, bad) {
-    var t = el('div', { class: 'toast' + (bad ? ' bad' : ''), role: 'status' }, text);
-    document.body.appendChild(t);
+    var box = $('toasts');
+    if (!box) {
+      box = el('div', { id: 'toasts', class: 'toasts' });
+      document.body.appendChild(box);
+    }
+    var t = el('div', { class: 'toast' + (bad ? ' bad' : ''), role: bad ? 'alert' : 'status' }, text);
+    box.appendChild(t);
     setTimeout(function () { t.remove(); }, bad ? 9000 : 5000);
   }
 
@@ -791,6 +797,13 @@
       }
       return max > 60;
     });
+    // Rows that can be marked true or false positive (feedback): the panel names its run and key
+    // columns. The key column repeats the row's other columns, so it is left out of the grid
+    // (the dialog shows it, the CSV keeps it); the Mark buttons are not in a static report.
+    var fb = feedbackColumns(p.def, data);
+    var marks = fb && !state.report;
+    var shownCols = data.columns.map(function (c, i) { return i; }).filter(function (i) { return !fb || i !== fb.key; });
+    var drawn = [];
     var search = el('input', { type: 'search', placeholder: 'Filter rows\u2026', 'aria-label': 'Filter rows', value: t.filter });
     var count = el('span', { class: 'count' });
     var wrap = el('div', { class: 'table-wrap' });
@@ -828,22 +841,28 @@
       var rows = rowsNow();
       var shown = Math.min(rows.length, t.shown);
       var html = ['<table class="data"><thead><tr>'];
-      data.columns.forEach(function (c, i) {
+      shownCols.forEach(function (i) {
+        var c = data.columns[i];
         var cls = t.sort === i ? (t.dir > 0 ? 'asc' : 'desc') : '';
         html.push('<th data-i="' + i + '" class="' + cls + '" title="' + esc(c + ' (' + (data.types[i] || '?') + '): click to sort') + '">' + esc(c) + '</th>');
       });
+      if (marks) html.push('<th class="mark-col" title="Mark the row: \u2713 true positive (the flag was right), \u2717 false positive (it was not)">Mark</th>');
       html.push('</tr></thead><tbody>');
+      drawn = rows.slice(0, shown);
       for (var k = 0; k < shown; k++) {
         var r = rows[k];
         html.push('<tr>');
-        for (var i = 0; i < r.length; i++) {
+        for (var j = 0; j < shownCols.length; j++) {
+          var i = shownCols[j];
           var v = r[i];
+          if (fb && i === fb.label) { html.push(feedbackCell(v, fb.note >= 0 ? r[fb.note] : null)); continue; }
           var text = cellText(v, data.types[i], units[i]);
           var json = typeof v === 'string' && /^(\{|\[|SELECT\b|WITH\b)/i.test(v);
           var cls = v === null || v === undefined ? 'null' : typeof v === 'number' ? 'num' : v === true ? 'true' : json && v.length > 40 ? 'clip' : longCol[i] ? 'wrap' : (typeof v === 'string' && v.length > 40 ? 'clip' : '');
           var title = (units[i] && typeof v === 'number') || (typeof v === 'string' && v.length > 40) ? ' title="' + esc(String(v)) + '"' : '';
           html.push('<td class="' + cls + '"' + title + '>' + esc(text) + '</td>');
         }
+        if (marks) html.push(markCell(k, r, fb));
         html.push('</tr>');
       }
       html.push('</tbody></table>');
@@ -854,7 +873,13 @@
     }
 
     wrap.addEventListener('click', function (e) {
-      var th = e.target.closest('th');
+      var mark = e.target.closest('button.mark-btn');
+      if (mark) {
+        var row = drawn[Number(mark.getAttribute('data-k'))];
+        if (row) openMarkDialog(p, fb, row, mark.getAttribute('data-label'), mark);
+        return;
+      }
+      var th = e.target.closest('th[data-i]');
       if (!th) return;
       var i = Number(th.getAttribute('data-i'));
       if (t.sort === i) t.dir = -t.dir; else { t.sort = i; t.dir = colIsNum(data, i) || colIsTime(data, i) ? -1 : 1; }
@@ -867,6 +892,18 @@
     });
     more.addEventListener('click', function () { t.shown += TABLE_PAGE * 5; draw(); });
     draw();
+    // after a mark, the keyboard stays on the row's buttons
+    if (marks && p.focus) {
+      var want = p.focus;
+      p.focus = null;
+      for (var k = 0; k < drawn.length; k++) {
+        if (drawn[k][fb.key] === want.key) {
+          var b = wrap.querySelector('button.mark-btn[data-k="' + k + '"][data-label="' + want.label + '"]');
+          if (b) b.focus();
+          break;
+        }
+      }
+    }
   }
 
   function downloadTableCsv(p) {
@@ -874,6 +911,137 @@
     var rows = p.tableRows ? p.tableRows() : p.data.rows;
     var name = 'netlens-' + (p.view ? p.view.id + '-' : '') + (p.def.id || 'result') + '-' + stamp() + '.csv';
     download(new Blob([toCsv(p.data.columns, rows)], { type: 'text/csv;charset=utf-8' }), name);
+  }
+
+  /* ------------------------------------------------------------------ feedback (marks) */
+
+  var LABELS = {
+    true_positive: { sign: '\u2713', name: 'true positive', cls: 'tp', long: 'the flag was right' },
+    false_positive: { sign: '\u2717', name: 'false positive', cls: 'fp', long: 'the flag was wrong' }
+  };
+
+  /* The columns of a panel whose rows can be marked, or null: views.json names the run and key
+   * columns ("feedback": {"subject", "run", "key"}); the SQL returns the mark as feedback and
+   * feedback_note. */
+  function feedbackColumns(def, data) {
+    var f = def && def.feedback;
+    if (!f || !f.subject) return null;
+    var key = data.columns.indexOf(f.key || 'row_key');
+    if (key < 0) return null;
+    return {
+      subject: f.subject, key: key, run: data.columns.indexOf(f.run || 'run_id'),
+      label: data.columns.indexOf('feedback'), note: data.columns.indexOf('feedback_note')
+    };
+  }
+
+  /* The mark, as a badge; its note on hover (and in the feedback_note column). */
+  function feedbackCell(v, note) {
+    var l = LABELS[v];
+    if (!l) return v === null || v === undefined ? '<td class="null fb" title="not marked">\u2014</td>' : '<td>' + esc(v) + '</td>';
+    return '<td class="fb"><span class="fb-mark ' + l.cls + '" title="' + esc(l.name + ': ' + l.long + (note ? ' \u2014 ' + note : '')) + '">' +
+      l.sign + ' ' + esc(l.name) + '</span></td>';
+  }
+
+  function markCell(k, r, fb) {
+    var current = fb.label >= 0 ? r[fb.label] : null;
+    var what = String(r[fb.key]);
+    var html = '<td class="mark">';
+    Object.keys(LABELS).forEach(function (id) {
+      var l = LABELS[id];
+      var on = current === id;
+      html += '<button type="button" class="mark-btn ' + l.cls + (on ? ' on' : '') + '" data-k="' + k + '" data-label="' + id + '"' +
+        ' title="' + esc('Mark as ' + l.name + ' (' + l.long + ')' + (on ? '; marked so now' : '')) + '"' +
+        ' aria-label="' + esc('Mark ' + what + ' as ' + l.name + (on ? ' (its mark now)' : '')) + '">' + l.sign + '</button>';
+    });
+    return html + '</td>';
+  }
+
+  var markDialog = null;
+
+  /* The dialog of one mark: the label (preset by the button), an optional note, Save and Cancel.
+   * Save stores the mark (POST /api/request, command feedback) and reruns the panel. */
+  function openMarkDialog(p, fb, row, label, opener) {
+    if (markDialog && markDialog.open) markDialog.close();
+    if (markDialog) markDialog.remove();
+    var key = row[fb.key];
+    var run = fb.run >= 0 ? row[fb.run] : null;
+    var current = fb.label >= 0 ? row[fb.label] : null;
+    var currentNote = fb.note >= 0 ? row[fb.note] : null;
+    var d = el('dialog', { class: 'mark-dialog', 'aria-labelledby': 'mark-title', 'aria-describedby': 'mark-what' });
+    var radios = Object.keys(LABELS).map(function (id) {
+      var l = LABELS[id];
+      var input = el('input', { type: 'radio', name: 'mark-label', value: id });
+      input.checked = id === label;
+      return el('label', { class: 'mark-choice ' + l.cls }, input, ' ' + l.sign + ' ' + l.name + ': ' + l.long);
+    });
+    var note = el('textarea', { id: 'mark-note', rows: 3, maxlength: 2000, spellcheck: 'true', placeholder: 'Why, for whoever looks next (optional)' });
+    if (currentNote && current === label) note.value = currentNote;
+    var err = el('div', { class: 'error-box', role: 'alert', hidden: true });
+    var cancel = el('button', { type: 'button', text: 'Cancel' });
+    var save = el('button', { type: 'button', class: 'primary', text: 'Save' });
+    var what = el('p', { id: 'mark-what', class: 'mark-what' },
+      p.def.title + ': ', el('code', { text: String(key) }), run === null || run === undefined ? ' (every run)' : ' of run ' + run);
+    d.appendChild(el('h2', { id: 'mark-title', text: 'Mark a flagged row' }));
+    d.appendChild(what);
+    if (current && LABELS[current]) {
+      d.appendChild(el('p', { class: 'mark-now' }, 'Marked now: ',
+        el('span', { class: 'fb-mark ' + LABELS[current].cls, text: LABELS[current].sign + ' ' + LABELS[current].name }),
+        currentNote ? ' \u2014 ' + currentNote : null));
+      d.appendChild(el('p', { class: 'mark-now', text: 'A new mark takes its place; the old one stays in the feedback table.' }));
+    }
+    d.appendChild(el('fieldset', { class: 'mark-choices' }, el('legend', { text: 'The flag was' }), radios[0], radios[1]));
+    d.appendChild(el('label', { for: 'mark-note', class: 'mark-note-label', text: 'Note (optional)' }));
+    d.appendChild(note);
+    d.appendChild(err);
+    d.appendChild(el('div', { class: 'mark-buttons' }, cancel, save));
+    document.body.appendChild(d);
+    markDialog = d;
+    var saving = false;
+
+    function close() { if (d.open) d.close(); }
+    d.addEventListener('close', function () {
+      d.remove();
+      if (markDialog === d) markDialog = null;
+      if (opener && document.contains(opener)) opener.focus();
+    });
+    // Escape closes the dialog (the browser's cancel event), so does a click on the backdrop
+    d.addEventListener('click', function (e) { if (e.target === d && !saving) close(); });
+    cancel.addEventListener('click', close);
+    note.addEventListener('keydown', function (e) {
+      if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); save.click(); }
+    });
+    save.addEventListener('click', function () {
+      var chosen = d.querySelector('input[name="mark-label"]:checked');
+      var text = note.value.trim();
+      var request = {
+        command: 'feedback', subject: fb.subject, run_id: run === undefined ? null : run, row_key: String(key),
+        label: chosen ? chosen.value : label, note: text || null, analyst: null
+      };
+      saving = true;
+      save.disabled = cancel.disabled = true;
+      save.textContent = 'Saving\u2026';
+      err.hidden = true;
+      var gen = state.gen;
+      api('/api/request', { body: request }).then(function (reply) {
+        if (reply && reply.failure) throw new ApiError(reply.failure, 200);
+        var said = ((reply && reply.items) || []).map(function (it) { return it.summary || it.warning; }).filter(Boolean);
+        toast(said.length ? said.join('; ') : 'marked ' + LABELS[request.label].name);
+        saving = false;
+        p.focus = { key: key, label: opener ? opener.getAttribute('data-label') : request.label };
+        close();
+        if (gen === state.gen) loadPanel(p, gen);
+      }).catch(function (e) {
+        saving = false;
+        save.disabled = cancel.disabled = false;
+        save.textContent = 'Save';
+        if (e.status === 401) return;
+        err.textContent = 'The mark was not saved: ' + e.message;
+        err.hidden = false;
+        toast('feedback failed: ' + e.message, true);
+      });
+    });
+    d.showModal();
+    note.focus();
   }
 
   /* ------------------------------------------------------------------ charts */

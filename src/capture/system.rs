@@ -75,7 +75,11 @@ impl SystemSource {
     }
 
     fn processes(&mut self, gaps: &mut Vec<String>) -> Vec<ProcessRecord> {
+        // `nothing()` still lists every process's threads (sysinfo's tasks), which then come
+        // back as processes of their own: threads are not processes, and listing them costs
+        // a quarter of the refresh.
         let kind = ProcessRefreshKind::nothing()
+            .without_tasks()
             .with_memory()
             .with_cpu()
             .with_disk_usage()

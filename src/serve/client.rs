@@ -51,6 +51,8 @@ impl Client {
                 // The URI is a placeholder: the connector below always dials the socket.
                 Endpoint::from_static("http://netlens.invalid")
                     .connect_timeout(Duration::from_secs(5))
+                    .initial_stream_window_size(Some(super::flight::STREAM_WINDOW))
+                    .initial_connection_window_size(Some(super::flight::CONNECTION_WINDOW))
                     .connect_with_connector(tower::service_fn(move |_: Uri| {
                         let path = path.clone();
                         async move {

@@ -589,7 +589,7 @@ pub async fn serve(shared: Arc<Shared>, socket: &Path, options: &ServeOptions, t
         std::process::id()
     ));
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    let local = tonic::transport::Server::builder()
+    let local = server_builder()
         .add_service(FlightServiceServer::new(service.clone()))
         .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
     let local = async {
@@ -624,7 +624,7 @@ pub async fn serve(shared: Arc<Shared>, socket: &Path, options: &ServeOptions, t
     let url = listen.url("grpc", bound);
     shared.update(|s| s.listen = Some(url.clone()));
     log(&format!("Flight SQL for TCP clients with the token on {url}"));
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = server_builder();
     if let Some((cert, key)) = listen.identity()? {
         let tls = tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key));
         builder = builder.tls_config(tls).map_err(|e| Error::Server {
@@ -642,6 +642,19 @@ pub async fn serve(shared: Arc<Shared>, socket: &Path, options: &ServeOptions, t
         })
     };
     tokio::try_join!(local, remote, dashboard).map(|_| ())
+}
+
+/// HTTP/2 flow-control windows. gRPC's default of 64 KiB per stream makes a large result wait
+/// for a window update every few batches; these let a result stream at the speed of encoding
+/// (bench/RESULTS.md, "Flight throughput"). At most BATCHES_IN_FLIGHT batches still wait in the
+/// server, so a slow client holds the query back as before.
+pub const STREAM_WINDOW: u32 = 8 << 20;
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+
+fn server_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
 }
 
 /// Resolves at SIGTERM or SIGINT (and tells every loop to stop); SIGHUP is logged and ignored:

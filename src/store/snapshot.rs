@@ -140,7 +140,7 @@ impl CaptureSettings<'_> {
     /// restoring it leaves queries their full memory. Only for files: an in-memory database has
     /// nowhere to evict to.
     pub fn release_cache(&mut self) {
-        if matches!(self.store.location, super::Location::Memory) {
+        if matches!(self.store.location, super::Location::Memory) || self.store.shared {
             return;
         }
         let conn = &self.store.conn;
@@ -186,8 +186,13 @@ impl Store {
             limit_lowered: false,
             default_limit: None,
         };
-        settings.set("threads", "1")?;
-        settings.set("write_buffer_row_group_count", "1")?;
+        // DuckDB's settings belong to the whole database instance. A store shared with other
+        // connections (a server's clients) keeps them as they are: one thread and a memory
+        // limit lowered to 1 MB between snapshots would be every client query's too.
+        if !self.shared {
+            settings.set("threads", "1")?;
+            settings.set("write_buffer_row_group_count", "1")?;
+        }
         Ok(settings)
     }
 

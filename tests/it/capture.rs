@@ -230,3 +230,32 @@ fn netstat2_backend_stores_sockets_without_kernel_counters_and_says_so() {
     assert!(s.query("SELECT notes FROM snapshots").contains("netstat2"));
     drop(listener);
 }
+
+/// Regression: sysinfo listed every process's threads, and they were stored as processes of
+/// their own (16 % of the rows on a server). Every stored pid still alive is a thread group
+/// leader (its Tgid is itself), while this multi-threaded test process runs beside it.
+#[test]
+fn threads_are_not_stored_as_processes() {
+    let s = Scratch::new();
+    let _threads: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(5))))
+        .collect();
+    s.cmd().args(["capture", "--quiet", "--count", "1"]).assert().success();
+    let pids = s.query("SELECT pid FROM processes");
+    let mut checked = 0;
+    for pid in pids.lines() {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue; // gone since
+        };
+        let tgid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .map(str::trim)
+            .unwrap_or("");
+        assert_eq!(tgid, pid, "pid {pid} is a thread of {tgid}, stored as a process");
+        checked += 1;
+    }
+    assert!(checked > 0);
+    let ours = std::process::id().to_string();
+    assert!(pids.lines().any(|p| p == ours), "this test process was stored");
+}

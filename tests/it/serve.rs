@@ -739,3 +739,31 @@ fn retention_rolls_up_and_deletes_on_schedule_and_by_hand() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("at least as long"));
 }
+
+/// Regression: the server's capture set DuckDB's instance-wide `threads = 1` (and lowered the
+/// memory limit to 1 MB between snapshots), so every client query ran on one thread and could
+/// fail for memory while a capture ran. A shared store leaves the settings alone.
+#[test]
+fn the_capture_leaves_client_queries_their_threads_and_memory() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--interval", "200ms"]);
+    eventually(Duration::from_secs(20), "three snapshots", || {
+        status_json(&s)["capture"]["snapshots"].as_u64().unwrap_or(0) >= 3
+    });
+    let defaults = s
+        .cmd()
+        .args(["--db", ":memory:", "--format", "csv", "--no-headers", "-c"])
+        .arg("SELECT current_setting('threads'), current_setting('memory_limit')")
+        .output()
+        .unwrap();
+    let expected = String::from_utf8_lossy(&defaults.stdout).trim().to_string();
+    for _ in 0..10 {
+        let served = s.query("SELECT current_setting('threads'), current_setting('memory_limit')");
+        assert_eq!(
+            served, expected,
+            "a client sees DuckDB's defaults while the capture runs"
+        );
+        std::thread::sleep(Duration::from_millis(70));
+    }
+    drop(server);
+}
