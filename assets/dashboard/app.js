@@ -1005,7 +1005,12 @@
       if (opener && document.contains(opener)) opener.focus();
     });
     // Escape closes the dialog (the browser's cancel event), so does a click on the backdrop
-    d.addEventListener('click', function (e) { if (e.target === d && !saving) close(); });
+    // (whose clicks land on the dialog element, outside its box)
+    d.addEventListener('click', function (e) {
+      if (e.target !== d || saving) return;
+      var r = d.getBoundingClientRect();
+      if (e.clientX < r.left || e.clientX > r.right || e.clientY < r.top || e.clientY > r.bottom) close();
+    });
     cancel.addEventListener('click', close);
     note.addEventListener('keydown', function (e) {
       if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); save.click(); }

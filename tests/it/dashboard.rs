@@ -535,6 +535,26 @@ fn every_view_draws_in_a_real_browser() {
     std::thread::sleep(Duration::from_millis(700));
     browser.screenshot(&shots.join("phone-overview.png"));
 
+    // The static report: the same views from one file, drawing with nothing fetched.
+    let report = s.path("report.html");
+    s.cmd().args(["report", "--out"]).arg(&report).assert().success();
+    browser.size(1366, 768);
+    browser.goto(&format!("file://{}#/overview", report.display()));
+    let mut state = serde_json::Value::Null;
+    eventually(Duration::from_secs(60), "the report's overview", || {
+        state = browser.script(VIEW_STATE);
+        !state.is_null()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    browser.screenshot(&shots.join("report-overview.png"));
+    assert_eq!(state["errors"], serde_json::json!([]), "report: {state}");
+    assert!(state["drawn"].as_i64().unwrap_or(0) >= 3, "report: {state}");
+    assert_eq!(state["charts"], state["drawn"], "report: {state}");
+    let fetched = browser.script(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'));",
+    );
+    assert_eq!(fetched, serde_json::json!([]), "the report fetches nothing");
+
     let problems: Vec<(String, String)> = browser
         .console()
         .into_iter()
