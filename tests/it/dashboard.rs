@@ -506,6 +506,37 @@ fn every_view_draws_in_a_real_browser() {
     let drawn: i64 = report.iter().filter(|l| !l.contains("\"drawn\":0")).count() as i64;
     assert!(drawn >= 8, "views with drawn charts: {report:#?}");
 
+    // Feedback from the page: mark the first beacon a false positive, with a note.
+    browser.goto(&format!("{url}/#/behaviour"));
+    eventually(Duration::from_secs(60), "the behaviour view", || {
+        !browser.script(VIEW_STATE).is_null()
+    });
+    let clicked = browser.script(
+        "const b = document.querySelector('section.card[data-panel=\"beacons\"] button.mark-btn[data-label=\"false_positive\"]'); \
+         if (!b) return false; b.click(); return true;",
+    );
+    assert_eq!(clicked, serde_json::json!(true), "the beacons table has Mark buttons");
+    eventually(Duration::from_secs(10), "the mark dialog", || {
+        browser.script("return !!document.querySelector('dialog.mark-dialog[open]');") == serde_json::json!(true)
+    });
+    browser.script("document.getElementById('mark-note').value = 'the backup agent'; return 1;");
+    browser.screenshot(&shots.join("feedback-dialog.png"));
+    browser.script("document.querySelector('dialog.mark-dialog button.primary').click(); return 1;");
+    let stored =
+        || s.query("SELECT label || '|' || note || '|' || analyst FROM latest_feedback WHERE subject = 'beacons'");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stored() != "false_positive|the backup agent|dashboard" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mark was not stored: {:?}; page: {}; console: {:?}; server log:\n{}",
+            stored(),
+            browser.script("return document.querySelector('dialog.mark-dialog') ? document.querySelector('dialog.mark-dialog').textContent : document.body.textContent.slice(0, 300);"),
+            browser.console(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // The overview over all data: its numbers are the SQL's.
     browser.goto(&format!("{url}/#/overview"));
     browser.script("const r = document.getElementById('range-select'); r.value = 'all'; r.dispatchEvent(new Event('change')); return 1;");
