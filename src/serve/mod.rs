@@ -332,6 +332,8 @@ pub struct Shared {
     pub(crate) requests_served: AtomicU64,
     /// Flight SQL sessions open.
     pub(crate) sessions: std::sync::atomic::AtomicUsize,
+    /// The last error logged, when, and how often it came again since without being logged.
+    repeated_error: Mutex<Option<(String, Instant, u64)>>,
     /// What happened (snapshots stored, jobs run), for the dashboard's live pages.
     pub(crate) events: tokio::sync::broadcast::Sender<ServerEvent>,
 }
@@ -357,9 +359,25 @@ impl Shared {
         }
     }
 
+    /// Logs an error and keeps it as the status's last error. The same error again within a
+    /// minute (a full disk fails every snapshot) is counted, not logged; the count goes out
+    /// with the next line logged.
     fn error(&self, what: &str, e: &Error) {
         let line = format!("{what}: {e}");
-        log(&line);
+        if let Ok(mut repeat) = self.repeated_error.lock() {
+            match repeat.as_mut() {
+                Some((last, since, count)) if *last == line && since.elapsed() < Duration::from_secs(60) => {
+                    *count += 1;
+                }
+                _ => {
+                    if let Some((last, _, count)) = repeat.take().filter(|(_, _, n)| *n > 0) {
+                        log(&format!("{last} (repeated {count} more times)"));
+                    }
+                    log(&line);
+                    *repeat = Some((line.clone(), Instant::now(), 0));
+                }
+            }
+        }
         self.update(|s| s.last_error = Some(format!("{} {line}", now_text())));
     }
 
@@ -490,6 +508,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
         commands: Mutex::new(()),
         events: tokio::sync::broadcast::channel(64).0,
         sessions: std::sync::atomic::AtomicUsize::new(0),
+        repeated_error: Mutex::new(None),
         queries_running: AtomicU64::new(0),
         queries_served: AtomicU64::new(0),
         requests_served: AtomicU64::new(0),

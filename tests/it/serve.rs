@@ -767,3 +767,73 @@ fn the_capture_leaves_client_queries_their_threads_and_memory() {
     }
     drop(server);
 }
+
+/// The disk filling up (simulated with RLIMIT_FSIZE, which fails writes as a full disk does,
+/// without privileges): the server says so in its status and once in its log, keeps answering
+/// queries, stops cleanly, and the file reopens with every stored snapshot whole.
+#[test]
+fn a_full_disk_is_reported_and_the_file_stays_whole() {
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new();
+    s.query("SELECT 1");
+    let limit = std::fs::metadata(s.db()).unwrap().len() + 3 * 1024 * 1024;
+    let log = s.path("serve.log");
+    let mut command = Process::new(assert_cmd::cargo::cargo_bin("netlens"));
+    command
+        .arg("--db")
+        .arg(s.db())
+        .args(["serve", "--interval", "100ms"])
+        .env("XDG_DATA_HOME", s.dir.path().join("xdg"))
+        .env("XDG_CACHE_HOME", test_cache())
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("start netlens serve");
+    let mut status = serde_json::Value::Null;
+    eventually(Duration::from_secs(60), "the server to report the full disk", || {
+        if Process::new(assert_cmd::cargo::cargo_bin("netlens"))
+            .arg("--db")
+            .arg(s.db())
+            .arg("status")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            status = status_json(&s);
+        }
+        status["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("File too large"))
+    });
+    let stored = status["capture"]["snapshots"].as_u64().unwrap();
+    assert!(stored > 0, "{status}");
+    std::thread::sleep(Duration::from_secs(2));
+    let answered: u64 = s.query("SELECT count(*) FROM snapshots").parse().unwrap();
+    assert!(answered >= stored, "queries are still answered");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let lines = logged.lines().filter(|l| l.contains("File too large")).count();
+    assert!(
+        lines <= 2,
+        "the same error is logged once, not every 100 ms ({lines} lines):\n{logged}"
+    );
+    // SAFETY: kill sends SIGTERM to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        s.query("SELECT (SELECT sum(socket_count) FROM snapshots) = (SELECT count(*) FROM sockets)"),
+        "true",
+        "every stored snapshot is whole"
+    );
+    assert!(s.query("SELECT count(*) FROM snapshots").parse::<u64>().unwrap() >= stored);
+}
