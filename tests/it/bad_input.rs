@@ -158,8 +158,12 @@ fn sigint_stops_capture_cleanly() {
 #[test]
 fn unprivileged_capture_stores_nulls_and_says_so_once() {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || std::process::Command::new("runuser").arg("--help").output().is_err() {
-        eprintln!("skipped: needs root and runuser to run a capture as an unprivileged user");
+    let root_and_runuser =
+        unsafe { libc::geteuid() } == 0 && std::process::Command::new("runuser").arg("--help").output().is_ok();
+    if !crate::prerequisite(
+        root_and_runuser,
+        "root and runuser, to run a capture as an unprivileged user",
+    ) {
         return;
     }
     // A socket of ours (root's) that the unprivileged capture cannot attribute.

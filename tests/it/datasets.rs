@@ -9,12 +9,11 @@ use crate::Scratch;
 
 fn nsl_kdd() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nsl-kdd");
-    if dir.join("KDDTest+.txt").exists() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: ../shared/data/nsl-kdd is not beside this checkout");
-        None
-    }
+    crate::prerequisite(
+        dir.join("KDDTest+.txt").exists(),
+        "../shared/data/nsl-kdd beside this checkout",
+    )
+    .then_some(dir)
 }
 
 #[test]

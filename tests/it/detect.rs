@@ -13,15 +13,11 @@ fn shared_pcap(name: &str) -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/data/pcaps")
         .join(name);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped: {} is absent (the shared data is not beside this checkout)",
-            path.display()
-        );
-        None
-    }
+    crate::prerequisite(
+        path.exists(),
+        &format!("{} (the shared data beside this checkout)", path.display()),
+    )
+    .then_some(path)
 }
 
 fn imported(name: &str) -> Option<Scratch> {

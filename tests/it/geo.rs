@@ -16,12 +16,12 @@ use crate::Scratch;
 /// MaxMind's test databases, when this checkout has them beside it.
 fn mmdb_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/maxmind-test-mmdb");
-    if dir.join("GeoLite2-Country-Test.mmdb").exists() && dir.join("GeoLite2-ASN-Test.mmdb").exists() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: {} is absent", dir.display());
-        None
-    }
+    let present = dir.join("GeoLite2-Country-Test.mmdb").exists() && dir.join("GeoLite2-ASN-Test.mmdb").exists();
+    crate::prerequisite(
+        present,
+        &format!("{} (the shared data beside this checkout)", dir.display()),
+    )
+    .then_some(dir)
 }
 
 /// A netlens command on the scratch database with no provider settings from the environment.

@@ -15,7 +15,11 @@ use crate::Scratch;
 /// The shared captures, when this checkout has them beside it.
 fn shared_pcaps() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pcaps");
-    dir.join("nmap_tcp_syn_scan.pcap").exists().then_some(dir)
+    crate::prerequisite(
+        dir.join("nmap_tcp_syn_scan.pcap").exists(),
+        "../shared/data/pcaps beside this checkout",
+    )
+    .then_some(dir)
 }
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
@@ -281,7 +285,6 @@ fn snap_length_truncated_packets_count_their_wire_size() {
 #[test]
 fn pcapng_corrupt_block_keeps_packets_before_it() {
     let Some(dir) = shared_pcaps() else {
-        eprintln!("skipped: ../shared/data/pcaps is not present");
         return;
     };
     let s = Scratch::new();
@@ -401,7 +404,6 @@ fn zeek_tsv_and_json_import_and_export_round_trip() {
 #[test]
 fn golden_facts_of_the_shared_captures() {
     let Some(dir) = shared_pcaps() else {
-        eprintln!("skipped: ../shared/data/pcaps is not present");
         return;
     };
     let s = Scratch::new();
@@ -490,11 +492,10 @@ fn tshark_conversations(file: &Path, proto: &str) -> Conversations {
 #[test]
 fn flows_agree_with_tshark_conversations() {
     let Some(dir) = shared_pcaps() else {
-        eprintln!("skipped: ../shared/data/pcaps is not present");
         return;
     };
-    if Process::new("tshark").arg("--version").output().is_err() {
-        eprintln!("skipped: tshark is not installed (Debian: apt-get install tshark)");
+    let tshark = Process::new("tshark").arg("--version").output().is_ok();
+    if !crate::prerequisite(tshark, "tshark (Debian: apt-get install tshark; .ci/run installs it)") {
         return;
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -91,3 +91,17 @@ pub fn test_cache() -> PathBuf {
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
+
+/// A test's prerequisite (shared data beside the checkout, a tool, root): true when present.
+/// Missing, it fails the test in CI (`CI=true`, where `.ci/run` installs or provides every
+/// prerequisite), and elsewhere the test says it is ignored and why, and does nothing.
+pub fn prerequisite(present: bool, what: &str) -> bool {
+    if present {
+        return true;
+    }
+    if cfg!(ci) {
+        panic!("prerequisite missing in CI: {what}");
+    }
+    eprintln!("IGNORED (prerequisite missing): {what}");
+    false
+}
