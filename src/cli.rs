@@ -340,6 +340,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub files: Vec<PathBuf>,
 
+    /// DuckDB's memory limit for the whole server (its cache of the file lives within it),
+    /// e.g. 512MB or 2GiB [default: DuckDB's, 80% of RAM]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
+    pub memory_limit: Option<String>,
+
     /// Keep raw rows this long: every minute, roll complete hours up and delete older raw rows
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub retain: Option<Duration>,
@@ -351,6 +356,21 @@ pub struct ServeArgs {
     /// Width of a rollup bucket (with --retain)
     #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "retain", default_value = "1h")]
     pub rollup_bucket: Duration,
+}
+
+/// A memory size as DuckDB reads it: a number and a unit (KB, MB, GB, TB, KiB, MiB, GiB, TiB).
+pub fn parse_memory_limit(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let units = ["KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"];
+    match (
+        number.parse::<f64>(),
+        units.iter().find(|u| u.eq_ignore_ascii_case(unit.trim())),
+    ) {
+        (Ok(n), Some(u)) if n > 0.0 && n.is_finite() => Ok(format!("{number}{u}")),
+        _ => Err(format!("'{text}': expected a size such as 512MB or 2GiB")),
+    }
 }
 
 /// `JOB=DURATION`, a scheduled job of `serve`.
@@ -443,6 +463,7 @@ impl ServeArgs {
         }
         Ok(ServeOptions {
             location,
+            memory_limit: self.memory_limit,
             listen,
             http,
             remote,

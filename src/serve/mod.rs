@@ -47,6 +47,8 @@ pub struct ServeOptions {
     pub every: Vec<Job>,
     /// Offline geolocation databases for the scheduled `geo` job.
     pub mmdb: Vec<PathBuf>,
+    /// DuckDB's memory limit for the whole instance (`512MB`), checked by the command line.
+    pub memory_limit: Option<String>,
     /// Flight SQL on TCP too, for remote clients with the token.
     pub listen: Option<access::Listen>,
     /// The dashboard (HTTP), for browsers with the token.
@@ -443,6 +445,12 @@ pub fn run(options: ServeOptions) -> Result<()> {
         )));
     }
     let store = Store::open(&Location::File(database.clone()), false)?;
+    if let Some(limit) = &options.memory_limit {
+        store
+            .conn()
+            .execute_batch(&format!("SET memory_limit = '{}'", limit.replace('\'', "")))
+            .map_err(|e| Error::Usage(format!("--memory-limit {limit}: {}", Error::sql(e))))?;
+    }
     let token = if options.listens_on_tcp() {
         let mut spill = database.as_os_str().to_owned();
         spill.push(".tmp");

@@ -837,3 +837,16 @@ fn a_full_disk_is_reported_and_the_file_stays_whole() {
     );
     assert!(s.query("SELECT count(*) FROM snapshots").parse::<u64>().unwrap() >= stored);
 }
+
+/// `--memory-limit` bounds DuckDB's memory (and so its cache) for the whole server: every
+/// client sees it; a size DuckDB cannot read is refused before the server starts.
+#[test]
+fn the_memory_limit_is_the_whole_servers() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--no-capture", "--memory-limit", "300MB"]);
+    assert_eq!(s.query("SELECT current_setting('memory_limit')"), "286.1 MiB");
+    drop(server);
+    let bad = s.cmd().args(["serve", "--memory-limit", "lots"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("512MB"));
+}
