@@ -60,6 +60,8 @@ struct App {
     writes: bool,
     /// The dashboard's own origin(s), for the Origin check of POSTs.
     origins: Vec<String>,
+    /// Served over TLS: the cookie is then `Secure` too.
+    tls: bool,
 }
 
 type AppState = Arc<App>;
@@ -97,6 +99,7 @@ pub async fn serve(
         panels,
         writes,
         origins,
+        tls: listen.tls.is_some(),
     });
     shared.update(|s| s.http = Some(url.clone()));
     log(&format!("dashboard on {url}/?token={token}"));
@@ -245,7 +248,8 @@ async fn index(State(app): State<AppState>, Query(q): Query<TokenQuery>, headers
         }
         // Trade the token for a cookie, and leave it out of the address bar and history.
         let mut response = respond(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", "");
-        let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+        let secure = if app.tls { "; Secure" } else { "" };
+        let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}");
         if let (Ok(cookie), Ok(home)) = (HeaderValue::from_str(&cookie), HeaderValue::from_str("/")) {
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             response.headers_mut().insert(header::LOCATION, home);
