@@ -233,6 +233,20 @@ const QUERY_WORDS: &[&str] = &[
 pub fn check_remote_query(sql: &str) -> std::result::Result<(), String> {
     let rest = skip_comments(sql);
     let word = first_word(sql);
+    if word == "EXPLAIN" {
+        // EXPLAIN ANALYZE runs its statement, so the statement explained (after any options
+        // and ANALYZE) must pass on its own, explained or not.
+        let after = rest.trim_start()[word.len()..].trim_start();
+        let statement = match after.strip_prefix('(') {
+            Some(inner) => inner.split_once(')').map_or("", |(_, s)| s),
+            None => after,
+        };
+        let statement = match first_word(statement).as_str() {
+            "ANALYZE" => statement.trim_start()["ANALYZE".len()..].trim_start(),
+            _ => statement,
+        };
+        return check_remote_query(statement);
+    }
     if QUERY_WORDS.contains(&word.as_str()) {
         Ok(())
     } else {
@@ -329,6 +343,8 @@ mod tests {
             "FROM snapshots",
             "describe sockets",
             "SHOW TABLES",
+            "EXPLAIN SELECT 1",
+            "explain analyze select count(*) from sockets",
         ] {
             assert_eq!(check_remote_query(ok), Ok(()), "{ok}");
         }
@@ -344,6 +360,9 @@ mod tests {
             "/* select */ DELETE FROM sockets",
             "-- select\nDROP TABLE sockets",
             "",
+            "EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/x.csv'",
+            "EXPLAIN (ANALYZE) COPY (SELECT 1) TO '/tmp/x.csv'",
+            "EXPLAIN COPY (SELECT 1) TO '/tmp/x.csv'",
         ] {
             assert!(check_remote_query(refused).is_err(), "{refused}");
         }
