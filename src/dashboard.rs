@@ -83,6 +83,7 @@ pub const KINDS: &[&str] = &[
     "area",
     "heatmap",
     "scatter",
+    "scatter3d",
     "histogram",
     "table",
 ];
@@ -123,18 +124,7 @@ mod tests {
         crate::ingest::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
         let views = views().unwrap();
         assert!(views.len() >= 10, "{} views", views.len());
-        let kinds = [
-            "kpi",
-            "bar",
-            "hbar",
-            "pie",
-            "line",
-            "area",
-            "heatmap",
-            "scatter",
-            "histogram",
-            "table",
-        ];
+        let kinds = KINDS;
         let since = parse_time("2000-01-01T00:00:00").unwrap();
         let until = parse_time("2100-01-01T00:00:00").unwrap();
         let mut failures = Vec::new();

@@ -56,7 +56,7 @@
   var RANGE_NAMES = { '15m': '15 min', '1h': '1 h', '24h': '24 h', '7d': '7 days' };
   var REFRESH_MIN_MS = 2000;
   var TABLE_PAGE = 200;
-  var CHART_KINDS = ['bar', 'hbar', 'pie', 'line', 'area', 'heatmap', 'scatter', 'histogram'];
+  var CHART_KINDS = ['bar', 'hbar', 'pie', 'line', 'area', 'heatmap', 'scatter', 'scatter3d', 'histogram'];
   var DEFAULT_SQL = 'SELECT process_name, count(*) AS connections, sum(bytes_sent) AS bytes_sent\n' +
     'FROM connections\nWHERE first_seen <= :until AND last_seen >= :since\nGROUP BY ALL\nORDER BY connections DESC\nLIMIT 20';
 
@@ -557,6 +557,8 @@
   }
 
   function disposePanel(p) {
+    if (p.s3 && p.s3.raf) cancelAnimationFrame(p.s3.raf);
+    p.s3 = null;
     if (p.ro) p.ro.disconnect();
     if (p.chart) p.chart.dispose();
     p.ro = null;
@@ -721,6 +723,7 @@
 
   function drawChart(p, kind, data, def) {
     var width = (p.body.clientWidth || 400) - 20;
+    if (kind === 'scatter3d') { drawScatter3d(p, data, def || {}, width); return; }
     var option = chartOption(kind, data, def || {}, width);
     if (typeof option === 'string') {
       resetBody(p);
@@ -737,6 +740,209 @@
       p.ro.observe(div);
     }
     p.chart.setOption(option, true);
+  }
+
+  /* ------------------------------------------------------------------ 3D scatter (no WebGL) */
+
+  /* echarts-gl compiles shaders with new Function, which the CSP (script-src 'self') refuses, so
+   * the 3D plot is plain ECharts: each point is rotated (yaw about the vertical z axis, then
+   * pitch) and projected here to 2D, drawn as scatter series on hidden, equally scaled axes.
+   * Depth cue: the points fall into DEPTH_LAYERS layers by depth, drawn back to front, the far
+   * ones smaller and fainter. A drag (mouse, pen or finger) or the arrow keys rotate. */
+  var DEPTH_LAYERS = 6;
+
+  /* Points of x, y, z[, series[, label]] centred and scaled so that the box holding 96 % of the
+   * points on each axis is [-1, 1]: one scale for all three axes unless their spreads
+   * differ by more than 20 times. The few points further out than the bulk's radius (95 %) are
+   * drawn pulled in towards it (the same direction, at most 1.3 times that radius), so an outlier
+   * neither squeezes the cloud into a dot nor vanishes; the tooltip gives its values. Or a message. */
+  function scatter3dModel(data) {
+    var n = data.columns.length;
+    if (n < 3 || n > 5) return 'a 3D scatter plot reads x, y, z[, series[, label]]';
+    for (var c = 0; c < 3; c++) if (!colIsNum(data, c)) return 'x, y and z (the first three columns) must be numbers';
+    var rows = data.rows.filter(function (r) { return num(r[0]) !== null && num(r[1]) !== null && num(r[2]) !== null; });
+    if (!rows.length) return 'no row has numbers in all of x, y and z';
+    var quantile = function (xs, f) {
+      xs = xs.slice().sort(function (a, b) { return a - b; });
+      return xs[Math.min(xs.length - 1, Math.floor(f * xs.length))];
+    };
+    // the middle of the box that holds 96 % of the points on each axis, and its half-width
+    var mid = [], dev = [];
+    [0, 1, 2].forEach(function (c) {
+      var v = rows.map(function (r) { return num(r[c]); });
+      var lo = quantile(v, 0.02), hi = quantile(v, 0.98);
+      mid.push((lo + hi) / 2);
+      dev.push((hi - lo) / 2 || (Math.max.apply(null, v) - Math.min.apply(null, v)) / 2 || 1);
+    });
+    var big = Math.max.apply(null, dev);
+    var iso = big / Math.min.apply(null, dev) <= 20;
+    var scale = dev.map(function (d) { return iso ? big : d; });
+    var pts = rows.map(function (r) {
+      var q = [0, 1, 2].map(function (c) { return (num(r[c]) - mid[c]) / scale[c]; });
+      return { q: q, r: Math.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2]), row: r };
+    });
+    var bulk = quantile(pts.map(function (p) { return p.r; }), 0.95) || 1;
+    var groups = new Map();
+    var radius = 0;
+    pts.forEach(function (p) {
+      var r = p.row;
+      if (p.r > bulk) {
+        var k = (bulk + 0.3 * bulk * (1 - bulk / p.r)) / p.r;
+        p.q = p.q.map(function (v) { return v * k; });
+      }
+      radius = Math.max(radius, Math.min(p.r, 1.3 * bulk));
+      var name = n >= 4 ? (r[3] === null ? 'NULL' : String(r[3])) : 'points';
+      if (!groups.has(name)) groups.set(name, []);
+      groups.get(name).push({ q: p.q, raw: [r[0], r[1], r[2]], label: n >= 5 ? r[4] : null });
+    });
+    var axisLen = [bulk, bulk, bulk];
+    return {
+      names: Array.from(groups.keys()).sort(compareValues), groups: groups, total: rows.length, radius: radius || 1,
+      axisLen: axisLen, columns: data.columns.slice(0, 3), withSeries: n >= 4
+    };
+  }
+
+  /* Screen x, screen y (up) and depth (larger is further away) of a point. */
+  function project3d(q, yaw, pitch) {
+    var cy = Math.cos(yaw), sy = Math.sin(yaw), cp = Math.cos(pitch), sp = Math.sin(pitch);
+    var x1 = q[0] * cy - q[1] * sy, y1 = q[0] * sy + q[1] * cy;
+    return [x1, q[2] * cp + y1 * sp, y1 * cp - q[2] * sp];
+  }
+
+  /* The parts of the option that change with the rotation and the chart's size. */
+  function scatter3dParts(p) {
+    var s = p.s3, m = s.model;
+    var yaw = s.yaw * Math.PI / 180, pitch = s.pitch * Math.PI / 180;
+    // equal units across and up: the plot area's shorter side spans the cloud's bounding sphere
+    var w = Math.max(40, p.chart.getWidth() - 8), h = Math.max(40, p.chart.getHeight() - s.top - 4);
+    var u = 2.1 * m.radius / Math.min(w, h);
+    var axis = function (half) { return { type: 'value', show: false, min: -half, max: half, scale: false }; };
+    var colors = colorsFor(m.names);
+    var base = m.total > 1500 ? 4.5 : m.total > 300 ? 6.5 : 8.5;
+    var layers = [];
+    for (var k = 0; k < DEPTH_LAYERS; k++) layers.push(m.names.map(function () { return []; }));
+    m.names.forEach(function (name, gi) {
+      m.groups.get(name).forEach(function (pt) {
+        var v = project3d(pt.q, yaw, pitch);
+        var near = 0.5 - v[2] / (2 * m.radius);  // 0 at the back of the sphere, 1 at the front
+        var k = Math.max(0, Math.min(DEPTH_LAYERS - 1, Math.floor(near * DEPTH_LAYERS)));
+        layers[k][gi].push([v[0], v[1], pt.raw[0], pt.raw[1], pt.raw[2], pt.label, v[2]]);
+      });
+    });
+    var series = [];
+    // the axes, from the centre, under the points
+    var ends = [[1, 0, 0], [0, 1, 0], [0, 0, 1]];
+    ends.forEach(function (e, c) {
+      var v = project3d(e.map(function (x) { return x * m.axisLen[c]; }), yaw, pitch);
+      series.push({
+        name: m.columns[c], type: 'line', data: [[0, 0], [v[0], v[1]]], symbol: 'none', silent: true,
+        lineStyle: { color: C.muted, width: 1.2, opacity: 0.9 }, tooltip: { show: false }, z: 1,
+        endLabel: { show: true, formatter: m.columns[c], color: C.text, fontSize: 11, distance: 4 }
+      });
+    });
+    layers.forEach(function (byGroup, k) {
+      var t = k / (DEPTH_LAYERS - 1);
+      byGroup.forEach(function (pts, gi) {
+        pts.sort(function (a, b) { return b[6] - a[6]; });
+        series.push({
+          name: m.names[gi], type: 'scatter', data: pts, symbolSize: +(base * (0.55 + 0.7 * t)).toFixed(2),
+          itemStyle: { color: colors[gi], opacity: +(0.28 + 0.67 * t).toFixed(2) }, z: 2
+        });
+      });
+    });
+    return { xAxis: axis(u * w / 2), yAxis: axis(u * h / 2), series: series };
+  }
+
+  function scatter3dOption(p, def, width) {
+    var m = p.s3.model;
+    var o = baseOption();
+    var legend = m.withSeries && (m.names.length > 1 || m.total >= 3);
+    p.s3.top = legend ? 30 : 8;
+    o.grid = { left: 4, right: 4, top: p.s3.top, bottom: 4, containLabel: false };
+    if (legend) {
+      o.legend = legendOption(m.names, false, width);
+      o.legend.itemStyle = { opacity: 1 };  // not the faint far layer's
+    }
+    var cols = m.columns;
+    o.tooltip.trigger = 'item';
+    o.tooltip.formatter = function (q) {
+      var v = q.value;
+      var head = v[5] !== null && v[5] !== undefined ? rt(v[5]) : rt(q.seriesName);
+      return q.marker + head + (v[5] !== null && v[5] !== undefined && m.withSeries ? '\n' + rt(q.seriesName) : '') +
+        '\n' + rt(cols[0]) + ': ' + rt(fmtNum(num(v[2]))) + '\n' + rt(cols[1]) + ': ' + rt(fmtNum(num(v[3]))) +
+        '\n' + rt(cols[2]) + ': ' + rt(fmtNum(num(v[4])));
+    };
+    return Object.assign(o, scatter3dParts(p));
+  }
+
+  /* Redraws the rotated points on the next frame (one setOption per frame, however many moves). */
+  function rotate3d(p, dYaw, dPitch) {
+    if (!p.s3) return;
+    p.s3.yaw = ((p.s3.yaw + dYaw) % 360 + 360) % 360;
+    p.s3.pitch = Math.max(-89, Math.min(89, p.s3.pitch + dPitch));
+    if (p.s3.raf) return;
+    p.s3.raf = requestAnimationFrame(function () {
+      if (!p.s3) return;
+      p.s3.raf = 0;
+      if (p.chart) p.chart.setOption(scatter3dParts(p));
+    });
+  }
+
+  function drawScatter3d(p, data, def, width) {
+    var model = scatter3dModel(data);
+    if (typeof model === 'string') {
+      resetBody(p);
+      p.body.appendChild(el('div', { class: 'empty' }, el('strong', { text: 'Cannot draw this as scatter3d.' }), el('span', { text: model })));
+      return;
+    }
+    var old = p.chart ? p.s3 : null;  // a redraw of the same chart keeps its rotation
+    if (!p.chart) resetBody(p);
+    p.s3 = { model: model, yaw: old ? old.yaw : 35, pitch: old ? old.pitch : 20, raf: old ? old.raf : 0, top: 8 };
+    if (!p.chart) {
+      var div = el('div', {
+        class: 'chart chart3d', tabindex: '0',
+        'aria-label': '3D scatter plot of ' + model.columns.join(', ') + ': drag or use the arrow keys to rotate'
+      });
+      if (def && def.height) div.style.height = def.height + 'px';
+      p.body.appendChild(div);
+      p.body.appendChild(el('div', { class: 'chart-hint', text: 'drag to rotate' }));
+      p.chart = echarts.init(div, null, { renderer: 'canvas' });
+      p.ro = new ResizeObserver(function () {
+        if (!p.chart) return;
+        p.chart.resize();
+        if (p.s3) p.chart.setOption(scatter3dParts(p));
+      });
+      p.ro.observe(div);
+      var drag = null;
+      div.addEventListener('pointerdown', function (e) {
+        if (e.pointerType === 'mouse' && e.button !== 0) return;
+        drag = { id: e.pointerId, x: e.clientX, y: e.clientY };
+        try { div.setPointerCapture(e.pointerId); } catch (err) { /* the pointer is gone */ }
+        div.classList.add('dragging');
+      });
+      div.addEventListener('pointermove', function (e) {
+        if (!drag || e.pointerId !== drag.id) return;
+        var dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+        drag.x = e.clientX; drag.y = e.clientY;
+        if (!dx && !dy) return;
+        if (p.chart) p.chart.dispatchAction({ type: 'hideTip' });
+        rotate3d(p, dx * 0.5, dy * 0.5);
+      });
+      var end = function (e) {
+        if (!drag || e.pointerId !== drag.id) return;
+        drag = null;
+        div.classList.remove('dragging');
+      };
+      div.addEventListener('pointerup', end);
+      div.addEventListener('pointercancel', end);
+      div.addEventListener('keydown', function (e) {
+        var d = { ArrowLeft: [-5, 0], ArrowRight: [5, 0], ArrowUp: [0, -5], ArrowDown: [0, 5] }[e.key];
+        if (!d) return;
+        e.preventDefault();
+        rotate3d(p, d[0], d[1]);
+      });
+    }
+    p.chart.setOption(scatter3dOption(p, def, width), true);
   }
 
   /* ------------------------------------------------------------------ KPI tiles */

@@ -458,6 +458,7 @@ fn every_view_draws_in_a_real_browser() {
     s.cmd().args(["detect", "all", "--quiet"]).assert().success();
     s.cmd().args(["train", "kmeans"]).assert().success();
     s.cmd().args(["train", "iforest"]).assert().success();
+    s.cmd().args(["train", "pca"]).assert().success();
     let server = Server::start(&s, &["--no-capture", "--http", "127.0.0.1:0"]);
     let url = status_json(&s)["http"].as_str().unwrap().to_string();
     let mut token_file = s.db().into_os_string();
