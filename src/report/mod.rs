@@ -73,5 +73,21 @@ pub fn capture_summary(first: i64, last: i64) -> Vec<(&'static str, String)> {
                  GROUP BY remote_addr ORDER BY connections DESC, remote_addr LIMIT 10"
             ),
         ),
+        (
+            "Worth a look: connection attempts never answered, and listeners new in this run",
+            format!(
+                "SELECT 'unanswered attempts' AS what, remote_addr AS target, \
+                 string_agg(DISTINCT remote_port::VARCHAR, ',') AS ports, \
+                 string_agg(DISTINCT process_name, ',') AS processes, count(DISTINCT connection_id) AS count \
+                 FROM sockets WHERE {window} AND state = 'SYN_SENT' GROUP BY remote_addr \
+                 UNION ALL \
+                 SELECT 'new listener', local_addr || ':' || local_port, proto, any_value(process_name), count(DISTINCT connection_id) \
+                 FROM sockets s WHERE {window} AND direction = 'listen' AND NOT (proto = 'udp' AND local_port = 0) \
+                 AND NOT EXISTS (SELECT 1 FROM sockets o WHERE o.snapshot_id < {first} AND o.direction = 'listen' \
+                   AND o.proto = s.proto AND o.local_port = s.local_port) \
+                 AND EXISTS (SELECT 1 FROM snapshots WHERE snapshot_id < {first}) \
+                 GROUP BY local_addr, local_port, proto ORDER BY what, count DESC LIMIT 20"
+            ),
+        ),
     ]
 }

@@ -259,3 +259,24 @@ fn threads_are_not_stored_as_processes() {
     let ours = std::process::id().to_string();
     assert!(pids.lines().any(|p| p == ours), "this test process was stored");
 }
+
+/// The end of a live capture points at what is new: a listener opened since the last run is
+/// listed as worth a look, with its owner; one that was there before is not.
+#[test]
+fn a_capture_names_listeners_new_since_the_last_run() {
+    let s = Scratch::new();
+    let old = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    s.cmd().args(["capture", "--quiet", "--count", "1"]).assert().success();
+    let new = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = s
+        .cmd()
+        .args(["--format", "table", "capture", "--count", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let section = stdout.split("Worth a look").nth(1).expect("the section is shown");
+    let port = |l: &std::net::TcpListener| format!("127.0.0.1:{}", l.local_addr().unwrap().port());
+    assert!(section.contains(&port(&new)), "{section}");
+    assert!(!section.contains(&port(&old)), "{section}");
+}
