@@ -77,7 +77,7 @@ impl Source {
     fn select_sql(&self) -> String {
         match self {
             Source::Relation(name) => format!("SELECT * FROM {}", quote_ident(name)),
-            Source::Query(sql) => format!("SELECT * FROM ({sql}) AS netlens_source"),
+            Source::Query(sql) => format!("SELECT * FROM (\n{sql}\n) AS netlens_source"),
         }
     }
 }
@@ -262,11 +262,20 @@ pub fn materialise(store: &Store, source: &Source, input_table: &str) -> Result<
         }
     }
     let conn = store.conn();
-    conn.execute_batch(&format!(
-        "CREATE TABLE {} AS SELECT (row_number() OVER ()) - 1 AS {INPUT_ROW}, * FROM ({}) AS netlens_rows",
-        quote_ident(input_table),
-        source.select_sql()
-    ))
+    // Exactly one statement: a source (given now, or stored in a model by whoever made the
+    // database) that closed the parentheses below and went on with `; COPY ... TO` would
+    // otherwise run what it likes at retrain. DuckDB refuses to prepare more than one.
+    if let Source::Query(sql) = source {
+        crate::store::statements::one(sql, "a feature source").map_err(|e| source_error(source, e.to_string()))?;
+    }
+    conn.execute(
+        &format!(
+            "CREATE TABLE {} AS SELECT (row_number() OVER ()) - 1 AS {INPUT_ROW}, * FROM (\n{}\n) AS netlens_rows",
+            quote_ident(input_table),
+            source.select_sql()
+        ),
+        [],
+    )
     .map_err(|e| source_error(source, format!("cannot read it: {}", Error::sql(e))))?;
     let mut stmt = conn
         .prepare(&format!(

@@ -231,6 +231,9 @@ const QUERY_WORDS: &[&str] = &[
 /// `COPY`, `ATTACH`, `EXPORT` and `INSTALL` touch files. The statement also runs in a `READ
 /// ONLY` transaction, which stops any write that starts like a query.
 pub fn check_remote_query(sql: &str) -> std::result::Result<(), String> {
+    // duckdb-rs runs every statement of a text but the last: one statement only, counted by
+    // DuckDB's parser before anything runs.
+    crate::store::statements::one(sql, "a remote client's SQL").map_err(|e| e.to_string())?;
     let rest = skip_comments(sql);
     let word = first_word(sql);
     if word == "EXPLAIN" {
@@ -267,6 +270,7 @@ const UPDATE_WORDS: &[&str] = &[
 
 /// Refuses an update statement of a remote client that is not a data or schema change.
 pub fn check_remote_update(sql: &str) -> std::result::Result<(), String> {
+    crate::store::statements::one(sql, "a remote client's SQL").map_err(|e| e.to_string())?;
     let word = first_word(sql);
     if UPDATE_WORDS.contains(&word.as_str()) || QUERY_WORDS.contains(&word.as_str()) {
         Ok(())
@@ -363,6 +367,8 @@ mod tests {
             "EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/x.csv'",
             "EXPLAIN (ANALYZE) COPY (SELECT 1) TO '/tmp/x.csv'",
             "EXPLAIN COPY (SELECT 1) TO '/tmp/x.csv'",
+            "SELECT 1; COMMIT; DELETE FROM sockets; SELECT 1",
+            "SELECT 1; SET memory_limit = '1MB'; SELECT 1",
         ] {
             assert!(check_remote_query(refused).is_err(), "{refused}");
         }

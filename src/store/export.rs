@@ -138,6 +138,7 @@ impl Store {
     /// The column names `query` returns, in order (planned and run with LIMIT 0, so no rows are
     /// read).
     pub fn query_columns(&self, query: &str) -> Result<Vec<String>> {
+        super::statements::one(query, "a query")?;
         let stmt = self
             .conn
             .prepare(&format!("SELECT * FROM ({query}) LIMIT 0"))

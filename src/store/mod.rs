@@ -7,6 +7,7 @@
 pub mod export;
 pub mod migrations;
 pub mod snapshot;
+pub mod statements;
 pub mod template;
 
 use std::path::{Path, PathBuf};

@@ -442,3 +442,40 @@ fn flow_features_come_from_live_connections() {
         "{features}"
     );
 }
+
+/// Regression (issue 22): a model's stored source ran through a multi-statement batch at
+/// retrain, so a database made by someone else could carry `...) x; COPY ... TO 'file'; ...`
+/// and write files; and duckdb-rs runs every statement of a text but the last even when only
+/// preparing it. A source is exactly one query, counted by DuckDB's parser before anything runs.
+#[test]
+fn a_stored_source_runs_as_exactly_one_query() {
+    let target = |s: &Scratch| s.path("pwned.csv");
+    let payloads = |s: &Scratch| {
+        let t = target(s).display().to_string();
+        [
+            // breaks out of the parentheses the source is wrapped in
+            format!("SELECT a, b FROM traffic) x; COPY (SELECT 42 AS gotcha) TO '{t}'; SELECT * FROM (SELECT a, b FROM traffic"),
+            // runs before the last statement when prepared
+            format!("COPY (SELECT 42 AS gotcha) TO '{t}'; SELECT a, b FROM traffic"),
+        ]
+    };
+    for i in 0..2 {
+        let s = with_traffic();
+        let evil = payloads(&s)[i].clone();
+        train(&s, &["kmeans", "--on", "SELECT a, b FROM traffic", "--set", "k=3"]).success();
+        s.query(&format!(
+            "UPDATE models SET request = replace(request, 'SELECT a, b FROM traffic', '{}')",
+            evil.replace('\'', "''")
+        ));
+        assert!(
+            s.query("SELECT request FROM models").contains("COPY"),
+            "the model carries the payload"
+        );
+        let out = s.cmd().args(["retrain"]).output().unwrap();
+        assert!(!target(&s).exists(), "retrain wrote a file for stored source {i}");
+        assert!(!out.status.success());
+        let given = s.cmd().args(["train", "kmeans", "--on"]).arg(&evil).output().unwrap();
+        assert!(!given.status.success());
+        assert!(!target(&s).exists(), "train wrote a file for given source {i}");
+    }
+}
