@@ -284,8 +284,8 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with_all = ["interval", "sockets", "replay", "record"])]
     pub no_capture: bool,
 
-    /// Time between snapshots
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    /// Time between snapshots (at least 10ms)
+    #[arg(long, value_parser = parse_interval, default_value = "1s")]
     pub interval: Duration,
 
     /// Socket table reader [default: sockdiag on Linux, netstat2 elsewhere]
@@ -560,8 +560,8 @@ pub struct ModelsArgs {
 /// Options of `capture`.
 #[derive(Debug, Args, Clone)]
 pub struct CaptureArgs {
-    /// Time between snapshots (e.g. 500ms, 1s, 5m)
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    /// Time between snapshots (e.g. 500ms, 1s, 5m; at least 10ms)
+    #[arg(long, value_parser = parse_interval, default_value = "1s")]
     pub interval: Duration,
 
     /// Stop after this long (e.g. 60s, 10m, 1h)
@@ -1063,6 +1063,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("'{text}' is longer than a year"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A capture's time between snapshots: a duration of at least 10 ms. Shorter ones round to
+/// nothing (`0.0000000001` was zero, and the capture looped without ever waiting); collecting
+/// a snapshot takes milliseconds anyway.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_millis(10) {
+        return Err(format!(
+            "'{text}': snapshots can be at most 100 a second; give an interval of 10ms or more"
+        ));
+    }
+    Ok(d)
 }
 
 /// Parses a UTC time: `2026-11-21 08:00:00`, with `T` instead of the space, fractional seconds,

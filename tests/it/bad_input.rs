@@ -233,3 +233,23 @@ fn read_only_opens_query_but_never_write() {
         .stderr(predicate::str::contains("read-only"));
     assert_eq!(s.query("SELECT count(*) FROM snapshots"), "4");
 }
+
+/// Regression (issue 22): `capture --interval 0.0000000001` rounded to zero and looped without
+/// ever waiting, ignoring Ctrl-C. An interval under 10 ms is refused at once, saying why.
+#[test]
+fn a_capture_interval_too_short_to_wait_is_refused() {
+    let s = Scratch::new();
+    for interval in ["0.0000000001", "1ms"] {
+        let out = s
+            .cmd()
+            .args(["capture", "--count", "2", "--interval", interval])
+            .timeout(std::time::Duration::from_secs(20))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{interval}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("10ms or more"),
+            "{interval}"
+        );
+    }
+}
