@@ -259,8 +259,25 @@ struct Dialect {
     delimiter: Option<char>,
 }
 
+/// `path` as a glob pattern that matches exactly that file: DuckDB reads a file name as a glob
+/// (`d[1].csv` would read `d1.csv`), so each of `*`, `?` and `[` becomes a class of itself.
+fn literal_glob(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '*' | '?' | '[' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 fn read_csv_call(path: &Path, dialect: &Dialect, names: &[String]) -> String {
-    let mut call = format!("read_csv({}", quote_literal(&path.to_string_lossy()));
+    let mut call = format!("read_csv({}", quote_literal(&literal_glob(path)));
     if let Some(h) = dialect.header {
         call.push_str(&format!(", header = {h}"));
     }
@@ -322,16 +339,31 @@ fn likely_delimiter(line: &str) -> Option<char> {
         .map(|(_, d)| d)
 }
 
-/// Tables the schema migrations create (captured history, flows, results): an import must not
-/// append to or replace them.
+/// Tables, views and macros the schema creates (captured history, flows, results, and the
+/// schema's own `schema_migrations`): an import must not append to or replace them.
 fn is_netlens_table(name: &str) -> bool {
-    crate::store::migrations::MIGRATIONS.iter().any(|m| {
-        m.sql.lines().any(|line| {
-            line.trim_start()
-                .strip_prefix("CREATE TABLE ")
-                .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '(').next())
-                .is_some_and(|t| t.eq_ignore_ascii_case(name))
+    let schema = crate::store::migrations::schema_text(crate::store::migrations::MIGRATIONS);
+    schema.lines().any(|line| {
+        let upper = line.trim_start().to_ascii_uppercase();
+        [
+            "CREATE TABLE ",
+            "CREATE VIEW ",
+            "CREATE OR REPLACE VIEW ",
+            "CREATE MACRO ",
+            "CREATE OR REPLACE MACRO ",
+        ]
+        .iter()
+        .find_map(|p| upper.starts_with(p).then(|| &line.trim_start()[p.len()..]))
+        .map(|rest| rest.trim_start())
+        .map(|rest| {
+            if rest.to_ascii_uppercase().starts_with("IF NOT EXISTS ") {
+                &rest["IF NOT EXISTS ".len()..]
+            } else {
+                rest
+            }
         })
+        .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '(').next())
+        .is_some_and(|t| t.eq_ignore_ascii_case(name))
     })
 }
 
@@ -413,6 +445,16 @@ mod tests {
         assert!(is_netlens_table("Verdicts"));
         assert!(is_netlens_table("flows"));
         assert!(!is_netlens_table("kdd_train"));
+        // Regression (issue 22): the schema's own table, views and macros were not on the list.
+        for owned in [
+            "schema_migrations",
+            "connections",
+            "latest_feedback",
+            "flow_features_by",
+            "connection_rollups",
+        ] {
+            assert!(is_netlens_table(owned), "{owned}");
+        }
     }
 
     #[test]
@@ -428,6 +470,12 @@ mod tests {
         assert_eq!(likely_delimiter("a;b;c,d\n"), Some(';'));
         assert_eq!(likely_delimiter("a\tb\n"), Some('\t'));
         assert_eq!(likely_delimiter("single\n"), None);
+    }
+
+    #[test]
+    fn paths_are_globs_of_themselves() {
+        assert_eq!(literal_glob(Path::new("/t/d[1]*?.csv")), "/t/d[[]1][*][?].csv");
+        assert_eq!(literal_glob(Path::new("/t/plain.csv")), "/t/plain.csv");
     }
 
     #[test]

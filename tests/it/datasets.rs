@@ -206,3 +206,36 @@ fn demo_builds_a_marked_synthetic_day_that_every_view_reads() {
         .failure()
         .stderr(predicate::str::contains("never mixes synthetic rows with real ones"));
 }
+
+/// Regression (issue 22): a CSV path was read as a glob (`d[1].csv` read `d1.csv`), and
+/// `--table schema_migrations --replace` succeeded and broke every later open.
+#[test]
+fn a_csv_path_is_a_path_and_netlens_tables_are_not_import_targets() {
+    let s = Scratch::new();
+    std::fs::write(s.path("d[1].csv"), "a\nliteral\n").unwrap();
+    std::fs::write(s.path("d1.csv"), "a\nglobbed\n").unwrap();
+    s.cmd()
+        .args(["import", "csv", "--table", "t"])
+        .arg(s.path("d[1].csv"))
+        .assert()
+        .success();
+    assert_eq!(s.query("SELECT a FROM t"), "literal");
+    for owned in ["schema_migrations", "connections", "latest_feedback"] {
+        let out = s
+            .cmd()
+            .args(["import", "csv", "--replace", "--table", owned])
+            .arg(s.path("d1.csv"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{owned} was replaced");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("netlens's own"),
+            "{owned}"
+        );
+    }
+    assert_ne!(
+        s.query("SELECT count(*) FROM schema_migrations"),
+        "0",
+        "the database still opens"
+    );
+}
