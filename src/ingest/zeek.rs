@@ -68,11 +68,19 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// 9999-12-31T23:59:59Z, the last time a Zeek timestamp may name.
+const MAX_EPOCH_SECONDS: f64 = 253_402_300_799.0;
+/// The longest duration a row may carry (about 31 years): `inf`, `NaN` or `1e300` stored
+/// broke every later query of `connection_events`.
+const MAX_DURATION_SECONDS: f64 = 1e9;
+
 /// A parsed timestamp: epoch seconds (`1278875104.655731`) or ISO 8601, to microseconds.
 fn parse_ts(s: &str) -> Option<i64> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs.abs() < 1e13 {
+        // Up to the end of year 9999: beyond it the microseconds overflowed (past 2262 in a
+        // 64-bit count) into wrong times, silently in release builds.
+        if secs.is_finite() && secs.abs() <= MAX_EPOCH_SECONDS {
             // Split to keep microsecond precision of large epoch values.
             let whole = secs.trunc();
             let frac = match s.split_once('.') {
@@ -138,7 +146,11 @@ fn row_from(get: &dyn Fn(&str) -> Option<String>, line: usize) -> std::result::R
         Some(v) => Some(
             v.trim()
                 .parse::<f64>()
-                .map_err(|_| format!("duration '{v}' is not a number"))?,
+                .ok()
+                .filter(|d| d.is_finite() && (0.0..=MAX_DURATION_SECONDS).contains(d))
+                .ok_or_else(|| {
+                    format!("duration '{v}' is not a number of seconds between 0 and {MAX_DURATION_SECONDS}")
+                })?,
         ),
     };
     let c = |name: &str| parse_count(name, get(name).as_deref());
@@ -448,6 +460,26 @@ mod tests {
         assert_eq!(parse_ts("1278875104"), Some(1_278_875_104_000_000));
         assert_eq!(parse_ts("2010-07-11T19:05:04.655731Z"), Some(1_278_875_104_655_731));
         assert_eq!(parse_ts("soon"), None);
+        // Regression (issue 22): past 2262 the microseconds overflowed into wrong times.
+        assert_eq!(parse_ts("253402300799"), Some(253_402_300_799_000_000));
+        assert_eq!(parse_ts("9300000000000"), None);
+        assert_eq!(parse_ts("inf"), None);
+    }
+
+    /// Regression (issue 22): a row with duration `inf`, `NaN` or `1e300` was stored, and then
+    /// every query of `connection_events` failed. Such a row is refused, with its reason.
+    #[test]
+    fn durations_that_are_not_lengths_of_time_are_refused() {
+        let row = |duration: &str| {
+            let text = format!(
+                r#"{{"ts":1.5,"uid":"Cx","id.orig_h":"10.0.0.1","id.orig_p":1,"id.resp_h":"10.0.0.2","id.resp_p":80,"proto":"tcp","duration":"{duration}"}}"#
+            );
+            json_row(&text, 7)
+        };
+        for bad in ["inf", "NaN", "1e300", "-1"] {
+            assert!(row(bad).is_err(), "{bad}");
+        }
+        assert!(row("2.5").is_ok());
     }
 
     #[test]
