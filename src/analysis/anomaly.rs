@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::iforest::{contamination_threshold, IsolationForest, IsolationForestParams};
-use super::{from_json, known_keys, param, to_json, AnomalyOutput, Applied, Fitted, OutputColumn, Stage, Values};
+use super::{
+    count_param, from_json, known_keys, param, to_json, AnomalyOutput, Applied, Fitted, OutputColumn, Stage, Values,
+};
 use crate::error::{Error, Result};
 
 const NAME: &str = "iforest";
@@ -97,11 +99,11 @@ impl Stage for IForestStage {
     fn resolve(&self, set: &BTreeMap<String, String>) -> Result<Value> {
         known_keys(NAME, set, &["trees", "sample_size", "max_height", "contamination"])?;
         let p = IForestParams {
-            trees: param(NAME, set, "trees", 100, "a whole number of trees")?,
-            sample_size: param(NAME, set, "sample_size", 256, "a whole number of rows")?,
+            trees: count_param(NAME, set, "trees", 100, 10_000, "a whole number of trees")?,
+            sample_size: count_param(NAME, set, "sample_size", 256, 10_000_000, "a whole number of rows")?,
             max_height: match set.get("max_height") {
                 None => None,
-                Some(_) => Some(param(NAME, set, "max_height", 8, "a whole number")?),
+                Some(_) => Some(count_param(NAME, set, "max_height", 8, 64, "a whole number")?),
             },
             contamination: param(NAME, set, "contamination", 0.05, "a share between 0 and 0.5")?,
         };

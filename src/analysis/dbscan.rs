@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{from_json, known_keys, param, to_json, AnomalyOutput, Applied, Fitted, OutputColumn, Stage, Values};
+use super::{count_param, from_json, known_keys, to_json, AnomalyOutput, Applied, Fitted, OutputColumn, Stage, Values};
 use crate::error::{Error, Result};
 
 const NAME: &str = "dbscan";
@@ -597,9 +597,9 @@ impl Stage for DbscanStage {
         };
         let p = DbscanParams {
             eps,
-            min_points: param(NAME, set, "min_points", 5, "a whole number")?,
-            sample: param(NAME, set, "sample", 50_000, "a whole number of rows")?,
-            knee_sample: param(NAME, set, "knee_sample", 5_000, "a whole number of rows")?,
+            min_points: count_param(NAME, set, "min_points", 5, 100_000, "a whole number")?,
+            sample: count_param(NAME, set, "sample", 50_000, 10_000_000, "a whole number of rows")?,
+            knee_sample: count_param(NAME, set, "knee_sample", 5_000, 10_000_000, "a whole number of rows")?,
         };
         if p.min_points < 2 || p.sample < 2 || p.knee_sample < 3 {
             return Err(Error::StageParams {

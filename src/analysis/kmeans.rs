@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{from_json, known_keys, param, to_json, Applied, Extras, Fitted, OutputColumn, Stage, Values};
+use super::{count_param, from_json, known_keys, param, to_json, Applied, Extras, Fitted, OutputColumn, Stage, Values};
 use crate::error::{Error, Result};
 
 const NAME: &str = "kmeans";
@@ -142,11 +142,11 @@ impl Stage for KMeansStage {
         };
         let p = KMeansParams {
             k,
-            k_min: param(NAME, set, "k_min", 2, "a whole number")?,
-            k_max: param(NAME, set, "k_max", 10, "a whole number")?,
-            n_runs: param(NAME, set, "n_runs", 1, "a whole number of runs")?,
+            k_min: count_param(NAME, set, "k_min", 2, 1_000, "a whole number")?,
+            k_max: count_param(NAME, set, "k_max", 10, 1_000, "a whole number")?,
+            n_runs: count_param(NAME, set, "n_runs", 1, 1_000, "a whole number of runs")?,
             tolerance: param(NAME, set, "tolerance", 1e-2, "a positive number")?,
-            max_iterations: param(NAME, set, "max_iterations", 300, "a whole number")?,
+            max_iterations: count_param(NAME, set, "max_iterations", 300, 1_000_000, "a whole number")? as u64,
         };
         let bad = |reason: String| Err(Error::StageParams { stage: NAME, reason });
         if p.k_min < 1 || p.k_max < p.k_min + 2 {

@@ -894,6 +894,26 @@ pub(crate) fn param<T: std::str::FromStr>(
     }
 }
 
+/// A whole-number stage parameter, at most `max`: a huge one (`k_min=18446744073709551615`)
+/// overflowed arithmetic or asked for memory without end.
+pub(crate) fn count_param(
+    stage: &'static str,
+    set: &BTreeMap<String, String>,
+    key: &str,
+    default: usize,
+    max: usize,
+    what: &str,
+) -> Result<usize> {
+    let value: usize = param(stage, set, key, default, what)?;
+    if value > max {
+        return Err(Error::StageParams {
+            stage,
+            reason: format!("{key}={value}: at most {max}"),
+        });
+    }
+    Ok(value)
+}
+
 /// Refuses `--set` keys a stage does not know.
 pub(crate) fn known_keys(stage: &'static str, set: &BTreeMap<String, String>, known: &[&str]) -> Result<()> {
     match set.keys().find(|k| !known.contains(&k.as_str())) {

@@ -479,3 +479,30 @@ fn a_stored_source_runs_as_exactly_one_query() {
         assert!(!target(&s).exists(), "train wrote a file for given source {i}");
     }
 }
+
+/// Regression (issue 22): `--set k_min=18446744073709551615` overflowed (a panic that took the
+/// shell down before its history was saved); huge counts ask for memory without end. Whole-number
+/// parameters have a ceiling, and a value over it is refused with it.
+#[test]
+fn huge_stage_parameters_are_refused() {
+    let s = with_traffic();
+    for (stage, set) in [
+        ("kmeans", "k_min=18446744073709551615"),
+        ("kmeans", "k_max=5000"),
+        ("iforest", "trees=100000000"),
+        ("dbscan", "min_points=99999999999"),
+    ] {
+        let out = s
+            .cmd()
+            .args(["train", stage, "--on", "SELECT a, b FROM traffic", "--set", set])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{stage} {set}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("at most") || err.contains("expected"),
+            "{stage} {set}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
