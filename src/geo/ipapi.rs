@@ -82,7 +82,7 @@ pub enum Plan {
 pub fn observe(x_rl: Option<&str>, x_ttl: Option<&str>, now: Instant) -> RateLimit {
     RateLimit {
         remaining: x_rl.and_then(|v| v.trim().parse().ok()),
-        reset_at: parse_ttl(x_ttl).map(|ttl| now + ttl),
+        reset_at: parse_ttl(x_ttl).and_then(|ttl| now.checked_add(ttl)),
     }
 }
 
@@ -90,14 +90,20 @@ pub fn observe(x_rl: Option<&str>, x_ttl: Option<&str>, now: Instant) -> RateLim
 pub fn after_429(x_ttl: Option<&str>, now: Instant) -> RateLimit {
     RateLimit {
         remaining: Some(0),
-        reset_at: Some(now + parse_ttl(x_ttl).unwrap_or(DEFAULT_RESET)),
+        reset_at: now
+            .checked_add(parse_ttl(x_ttl).unwrap_or(DEFAULT_RESET))
+            .or(Some(now + DEFAULT_RESET)),
     }
 }
+
+/// The longest `X-Ttl` believed: ip-api's window is a minute, and the header comes over plain
+/// HTTP, so anyone on the path can write `18446744073709551615` (which overflowed the clock).
+const MAX_TTL: Duration = Duration::from_secs(86_400);
 
 fn parse_ttl(x_ttl: Option<&str>) -> Option<Duration> {
     x_ttl
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .map(|s| Duration::from_secs(s).min(MAX_TTL))
 }
 
 /// Decides whether the next request may go now. Only an exhausted quota (`X-Rl: 0`) waits,
@@ -475,6 +481,13 @@ mod tests {
     #[test]
     fn plan_waits_only_when_the_quota_is_used_up() {
         let t0 = Instant::now();
+        // Regression (issue 22): a TTL past the clock's range panicked; it is clamped to a day.
+        let hostile = observe(Some("0"), Some("18446744073709551615"), t0);
+        assert_eq!(
+            plan(&hostile, t0, Duration::from_secs(60)),
+            Plan::GiveUp(MAX_TTL + Duration::from_secs(1))
+        );
+        let _ = after_429(Some("18446744073709551615"), t0);
         let max = Duration::from_secs(60);
         assert_eq!(plan(&RateLimit::default(), t0, max), Plan::Send);
         assert_eq!(plan(&observe(Some("3"), Some("40"), t0), t0, max), Plan::Send);
