@@ -36,6 +36,58 @@ impl ExportFormat {
     }
 }
 
+/// The file netlens leaves in a partitioned export's directory: `--overwrite` (which has
+/// DuckDB remove everything under `--out`) is allowed only where it is found.
+pub const TREE_MARKER: &str = ".netlens-export";
+
+/// Checks that a partitioned export may write into `out`: a new or empty directory, or one a
+/// netlens export made (its marker is there). With `--overwrite` DuckDB deletes every file under
+/// `out`, so a directory of other files, or a symlink, is refused: `--out ~` emptied a home.
+fn claim_tree(out: &Path, overwrite: bool) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(out) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+            return mark_tree(out);
+        }
+        Err(e) => return Err(Error::io(out, e)),
+    };
+    if meta.file_type().is_symlink() && overwrite {
+        return Err(Error::Usage(format!(
+            "{} is a symbolic link; --overwrite deletes everything under --out, so it must be the real directory\n  hint: pass the directory it points to",
+            out.display()
+        )));
+    }
+    if !out.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is not a directory; --partition-by writes a directory tree",
+            out.display()
+        )));
+    }
+    let mut entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
+    let empty = entries.next().is_none();
+    let ours = out.join(TREE_MARKER).is_file();
+    if overwrite && !empty && !ours {
+        return Err(Error::Usage(format!(
+            "{} holds files no netlens export wrote; --overwrite would delete every one of them, so nothing was written\n  hint: export into a new or empty directory (or drop --overwrite to add to a shared tree)",
+            out.display()
+        )));
+    }
+    if empty {
+        mark_tree(out)?;
+    }
+    Ok(())
+}
+
+fn mark_tree(out: &Path) -> Result<()> {
+    let marker = out.join(TREE_MARKER);
+    std::fs::write(
+        &marker,
+        "written by netlens export --partition-by; --overwrite replaces this tree\n",
+    )
+    .map_err(|e| Error::io(&marker, e))
+}
+
 /// What to export.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -95,6 +147,9 @@ impl Store {
             // (and extensions are never downloaded): stream JSON lines ourselves.
             ExportFormat::Json => return self.export_json_lines(&select, &req.out),
         };
+        if !req.partition_by.is_empty() {
+            claim_tree(&req.out, req.overwrite)?;
+        }
         let out = req.out.to_string_lossy().into_owned();
         let mut options = vec![format_option.to_string()];
         let select = if req.partition_by.is_empty() {
@@ -114,6 +169,10 @@ impl Store {
         let rows = self.conn.execute(&sql, []).map_err(|e| Error::Sql {
             message: format!("export to {} failed: {e}", req.out.display()),
         })?;
+        if !req.partition_by.is_empty() {
+            // DuckDB's OVERWRITE removed everything in the tree, the marker too.
+            mark_tree(&req.out)?;
+        }
         Ok(rows as u64)
     }
 

@@ -139,3 +139,52 @@ fn refusals() {
         .code(1)
         .stderr(predicate::str::contains("cannot partition by 'color'"));
 }
+
+/// Regression (issue 22): `export --partition-by ... --overwrite` had DuckDB delete every file
+/// under `--out` (`--out ~` emptied a home directory). Overwrite replaces only a tree a netlens
+/// export made (its marker file); other files, and a symlinked `--out`, are refused untouched.
+#[test]
+fn overwrite_replaces_only_a_tree_netlens_wrote() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    let export = |out: &std::path::Path| {
+        s.cmd()
+            .args([
+                "export",
+                "--table",
+                "snapshots",
+                "--partition-by",
+                "host",
+                "--overwrite",
+                "--out",
+            ])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let home = s.path("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join("precious.txt"), "keep me").unwrap();
+    let refused = export(&home);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no netlens export wrote"));
+    assert_eq!(std::fs::read_to_string(home.join("precious.txt")).unwrap(), "keep me");
+
+    let link = s.path("link");
+    std::os::unix::fs::symlink(&home, &link).unwrap();
+    assert!(!export(&link).status.success(), "a symlinked --out is refused");
+    assert!(home.join("precious.txt").exists());
+
+    let tree = s.path("tree");
+    assert!(export(&tree).status.success(), "a new directory is netlens's");
+    assert!(export(&tree).status.success(), "and may be overwritten again");
+    assert!(tree.join(".netlens-export").exists());
+    assert_eq!(
+        s.query(&format!(
+            "SELECT count(*) FROM read_parquet('{}/**/*.parquet', hive_partitioning = true)",
+            tree.display()
+        )),
+        s.query("SELECT count(*) FROM snapshots"),
+        "the second export replaced the first"
+    );
+}
