@@ -79,7 +79,8 @@ fn time(text: &str) -> Option<f64> {
 
 fn label(v: &serde_json::Value) -> String {
     match v {
-        serde_json::Value::String(s) => s.clone(),
+        // Labels are data (process names, hosts): no control character reaches the terminal.
+        serde_json::Value::String(s) => crate::output::visible(s),
         serde_json::Value::Null => "NULL".to_string(),
         other => other.to_string(),
     }

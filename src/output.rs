@@ -186,6 +186,24 @@ fn sql_type_name(t: &DataType) -> String {
     }
 }
 
+/// Text for people: control characters (ESC, CR, BEL, backspace, C1; all but newline and tab)
+/// written as `\xNN`, so a process name or a Zeek field cannot move the cursor, recolour or
+/// retitle the terminal. Data formats (CSV, JSON) keep the bytes as they are.
+pub fn visible(text: &str) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                format!("\\x{:02x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
@@ -262,11 +280,14 @@ fn render_stream(
                     .map(|c| csv_field(&f.text(c, row)))
                     .collect::<Vec<_>>()
                     .join(","),
-                OutputMode::List => (0..names.len()).map(|c| f.text(c, row)).collect::<Vec<_>>().join("|"),
+                OutputMode::List => (0..names.len())
+                    .map(|c| visible(&f.text(c, row)))
+                    .collect::<Vec<_>>()
+                    .join("|"),
                 OutputMode::Markdown => format!(
                     "| {} |",
                     (0..names.len())
-                        .map(|c| markdown_field(&f.text(c, row)))
+                        .map(|c| markdown_field(&visible(&f.text(c, row))))
                         .collect::<Vec<_>>()
                         .join(" | ")
                 ),
@@ -314,7 +335,7 @@ fn render_display(
         if shown.len() < limit {
             let f = Formatted::new(&batch, "NULL")?;
             for row in 0..batch.num_rows().min(limit - shown.len()) {
-                shown.push((0..names.len()).map(|c| f.text(c, row)).collect());
+                shown.push((0..names.len()).map(|c| visible(&f.text(c, row))).collect());
             }
         }
         total += batch.num_rows() as u64;
@@ -402,6 +423,51 @@ mod tests {
         };
         render(&schema, std::iter::once(Ok(batch)), opts, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    /// Regression (issue 22): untrusted text (a process name, a Zeek field) reached the terminal
+    /// raw, so an ESC sequence could recolour, move the cursor or retitle it. Display modes show
+    /// control characters as `\xNN`; data formats keep the bytes.
+    #[test]
+    fn control_characters_are_shown_not_sent_in_display_modes() {
+        let batch = RecordBatch::try_from_iter(vec![(
+            "name",
+            Arc::new(StringArray::from(vec![Some("evil\x1b]0;owned\x07\x1b[31mred\rback")])) as ArrayRef,
+        )])
+        .unwrap();
+        for mode in [
+            OutputMode::Table,
+            OutputMode::Line,
+            OutputMode::Markdown,
+            OutputMode::List,
+        ] {
+            let mut out = Vec::new();
+            let opts = RenderOptions {
+                mode,
+                headers: true,
+                maxrows: 0,
+                width: None,
+            };
+            render(&batch.schema(), std::iter::once(Ok(batch.clone())), opts, &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert!(
+                !text.contains('\x1b') && !text.contains('\x07') && !text.contains('\r'),
+                "{mode:?}: {text:?}"
+            );
+            assert!(
+                text.contains("evil\\x1b]0;owned\\x07\\x1b[31mred\\x0dback"),
+                "{mode:?}: {text}"
+            );
+        }
+        let mut csv = Vec::new();
+        let opts = RenderOptions {
+            mode: OutputMode::Csv,
+            headers: false,
+            maxrows: 0,
+            width: None,
+        };
+        render(&batch.schema(), std::iter::once(Ok(batch.clone())), opts, &mut csv).unwrap();
+        assert!(String::from_utf8(csv).unwrap().contains('\x1b'), "CSV keeps the bytes");
     }
 
     #[test]
