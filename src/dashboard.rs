@@ -49,11 +49,15 @@ pub struct ViewSpec {
     pub panels: Vec<PanelSpec>,
 }
 
-/// The views built into this binary.
-pub fn views() -> Result<Vec<ViewSpec>> {
-    serde_json::from_str(VIEWS).map_err(|e| Error::Sql {
+/// The views built into this binary, and `views.json` itself (what the page reads, with the
+/// keys only the page uses), parsed once.
+pub fn views() -> Result<(Vec<ViewSpec>, serde_json::Value)> {
+    let bad = |e: serde_json::Error| Error::Sql {
         message: format!("assets/dashboard/views.json is not a list of views: {e}"),
-    })
+    };
+    let json: serde_json::Value = serde_json::from_str(VIEWS).map_err(bad)?;
+    let specs = serde_json::from_value(json.clone()).map_err(bad)?;
+    Ok((specs, json))
 }
 
 /// A panel's SQL for a time range: `:since` and `:until` become timestamp literals (formatted
@@ -122,7 +126,7 @@ mod tests {
         };
         let mut quiet = crate::request::CollectGaps::default();
         crate::ingest::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
-        let views = views().unwrap();
+        let (views, _) = views().unwrap();
         assert!(views.len() >= 10, "{} views", views.len());
         let kinds = KINDS;
         let since = parse_time("2000-01-01T00:00:00").unwrap();

@@ -83,8 +83,9 @@ pub fn bundle(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Res
             "report --since {since} --until {until}: the range is empty"
         )));
     }
+    let (specs, views) = dashboard::views()?;
     let mut results = serde_json::Map::new();
-    for view in dashboard::views()? {
+    for view in specs {
         for panel in &view.panels {
             let sql = panel_sql(&panel.sql, since, until);
             let result = (|| -> Result<JsonTable> {
@@ -101,9 +102,6 @@ pub fn bundle(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Res
             results.insert(format!("{}/{}", view.id, panel.id), value);
         }
     }
-    let views: serde_json::Value = serde_json::from_str(dashboard::VIEWS).map_err(|e| Error::Sql {
-        message: format!("assets/dashboard/views.json: {e}"),
-    })?;
     let iso = |t: NaiveDateTime| t.format("%Y-%m-%dT%H:%M:%S").to_string();
     Ok(Bundle {
         generated_at: now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::blocking::Client;
 use reqwest::header;
 
-use crate::serve::{eventually, status_json, Server};
+use crate::serve::{eventually, status_json, token_file, Server};
 use crate::Scratch;
 
 struct Dashboard {
@@ -15,8 +15,8 @@ struct Dashboard {
     token: String,
 }
 
-/// A demo day served with live capture and the dashboard on a free loopback port.
-fn start(s: &Scratch) -> Dashboard {
+/// A demo day with every detector run, and the stages in `train`.
+fn demo_day(s: &Scratch, train: &[&str]) {
     s.cmd()
         .args([
             "demo",
@@ -31,17 +31,34 @@ fn start(s: &Scratch) -> Dashboard {
         .assert()
         .success();
     s.cmd().args(["detect", "all", "--quiet"]).assert().success();
-    let server = Server::start(s, &["--interval", "1s", "--http", "127.0.0.1:0"]);
-    let status = status_json(s);
-    let url = status["http"].as_str().expect("status names the dashboard").to_string();
-    let mut token_file = s.db().into_os_string();
-    token_file.push(".token");
-    let token = std::fs::read_to_string(token_file).expect("token").trim().to_string();
+    for stage in train {
+        s.cmd().args(["train", stage]).assert().success();
+    }
+}
+
+/// The server on `s` with `args` and the dashboard on a free loopback port; its URL and token.
+fn serve_dashboard(s: &Scratch, args: &[&str]) -> Dashboard {
+    let args: Vec<&str> = args.iter().copied().chain(["--http", "127.0.0.1:0"]).collect();
+    let server = Server::start(s, &args);
+    let url = status_json(s)["http"]
+        .as_str()
+        .expect("status names the dashboard")
+        .to_string();
+    let token = std::fs::read_to_string(token_file(s))
+        .expect("token")
+        .trim()
+        .to_string();
     assert!(
         server.log().contains(&format!("{url}/?token={token}")),
         "the log prints the URL with its token"
     );
     Dashboard { server, url, token }
+}
+
+/// A demo day (with a K-Means model to retrain) served with live capture and the dashboard.
+fn start(s: &Scratch) -> Dashboard {
+    demo_day(s, &["kmeans"]);
+    serve_dashboard(s, &["--interval", "1s"])
 }
 
 fn client() -> Client {
@@ -229,13 +246,25 @@ fn every_panel_answers_and_posts_need_the_page_and_its_origin() {
     assert_eq!(parquet.status(), 200);
     assert!(parquet.bytes().unwrap().starts_with(b"PAR1"));
 
-    let detect = post(
-        "/api/request",
+    // The page's buttons: run every detector, retrain the models, show the insights.
+    let runs_before = s.query("SELECT count(*) FROM detector_runs");
+    let detect = netlens::request::Request::Detect(netlens::detect::DetectRequest::defaults(
+        netlens::detect::DetectorName::All,
+        Some(Duration::from_secs(86_400)),
+    ));
+    for button in [
+        serde_json::to_value(&detect).unwrap(),
+        serde_json::json!({"command": "retrain", "target": null}),
         serde_json::json!({"command": "insights"}),
-        Some(&token),
-        None,
+    ] {
+        let r = post("/api/request", button.clone(), Some(&token), None);
+        assert_eq!(r.status(), 200, "{button}");
+    }
+    assert_ne!(
+        s.query("SELECT count(*) FROM detector_runs"),
+        runs_before,
+        "the detectors ran and stored their runs"
     );
-    assert_eq!(detect.status(), 200);
     let retain = serde_json::json!({"command": "retain", "raw": {"secs": 3600, "nanos": 0}, "rollups": null,
                                     "bucket": {"secs": 3600, "nanos": 0}, "batch": 300});
     assert_eq!(
@@ -446,28 +475,8 @@ return out;
 #[cfg_attr(not(ci), ignore = "needs chromium and chromium-driver (Debian; CI installs them)")]
 fn every_view_draws_in_a_real_browser() {
     let s = Scratch::new();
-    s.cmd()
-        .args([
-            "demo",
-            "--quiet",
-            "--hours",
-            "3",
-            "--interval",
-            "1m",
-            "--traffic-rows",
-            "200",
-        ])
-        .assert()
-        .success();
-    s.cmd().args(["detect", "all", "--quiet"]).assert().success();
-    s.cmd().args(["train", "kmeans"]).assert().success();
-    s.cmd().args(["train", "iforest"]).assert().success();
-    s.cmd().args(["train", "pca"]).assert().success();
-    let server = Server::start(&s, &["--no-capture", "--http", "127.0.0.1:0"]);
-    let url = status_json(&s)["http"].as_str().unwrap().to_string();
-    let mut token_file = s.db().into_os_string();
-    token_file.push(".token");
-    let token = std::fs::read_to_string(token_file).unwrap().trim().to_string();
+    demo_day(&s, &["kmeans", "iforest", "pca"]);
+    let Dashboard { server, url, token } = serve_dashboard(&s, &["--no-capture"]);
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-shots");
     std::fs::create_dir_all(&shots).unwrap();
 

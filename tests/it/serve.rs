@@ -122,6 +122,13 @@ pub(crate) fn eventually(limit: Duration, what: &str, mut check: impl FnMut() ->
     panic!("{what} did not happen within {limit:?}");
 }
 
+/// The file the server keeps its bearer token in: the database's path with `.token`.
+pub(crate) fn token_file(s: &Scratch) -> PathBuf {
+    let mut path = s.db().into_os_string();
+    path.push(".token");
+    PathBuf::from(path)
+}
+
 pub(crate) fn status_json(s: &Scratch) -> serde_json::Value {
     let out = s.cmd().args(["--format", "json", "status"]).output().expect("status");
     assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
@@ -540,10 +547,8 @@ fn tcp_clients_need_the_token_and_may_only_read() {
         .expect("status names the listener")
         .to_string();
     assert!(url.starts_with("grpc+tls://127.0.0.1:"), "{url}");
-    let mut token_file = s.db().into_os_string();
-    token_file.push(".token");
-    let token = std::fs::read_to_string(&token_file).expect("the token is stored beside the database");
-    let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&token_file).unwrap());
+    let token = std::fs::read_to_string(token_file(&s)).expect("the token is stored beside the database");
+    let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(token_file(&s)).unwrap());
     assert_eq!(mode & 0o777, 0o600);
     assert!(
         server.log().contains(token.trim()),
