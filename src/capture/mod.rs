@@ -15,6 +15,8 @@ pub mod tracker;
 #[cfg(target_os = "linux")]
 mod procfd;
 #[cfg(target_os = "linux")]
+mod procstat;
+#[cfg(target_os = "linux")]
 mod sockdiag;
 
 use std::borrow::Cow;

@@ -3,13 +3,18 @@
 //! Sockets come from the kernel's sock_diag on Linux (with tcp_info, and owners from the /proc fd
 //! tables that `procfd` keeps between snapshots, read while the dump runs), and from netstat2
 //! elsewhere or when asked (`--sockets netstat2`).
-//! Processes and interfaces come from sysinfo. Anything that cannot be read is left `None`
+//! Processes come from `procstat`'s lean /proc reader on Linux and from sysinfo elsewhere;
+//! interfaces from sysinfo. Anything that cannot be read is left `None`
 //! and described in the snapshot's `gaps`, which the capture loop reports once.
 
 use std::time::Instant;
 
-use chrono::{DateTime, TimeZone, Utc};
-use sysinfo::{Networks, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind, Users};
+#[cfg(not(target_os = "linux"))]
+use chrono::TimeZone;
+use chrono::{DateTime, Utc};
+use sysinfo::{Networks, System, Users};
+#[cfg(not(target_os = "linux"))]
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, UpdateKind};
 
 use super::{InterfaceRecord, ProcessRecord, Proto, Snapshot, SocketRecord, Source};
 use crate::error::{Error, Result};
@@ -38,7 +43,10 @@ impl SocketBackend {
 /// Reads the live host.
 pub struct SystemSource {
     backend: SocketBackend,
+    #[cfg(not(target_os = "linux"))]
     system: System,
+    #[cfg(target_os = "linux")]
+    process_reader: super::procstat::ProcessReader,
     networks: Networks,
     users: Users,
     host: String,
@@ -57,13 +65,17 @@ impl SystemSource {
                 reason: e.to_string(),
             }
         };
+        #[cfg(not(target_os = "linux"))]
         let system = System::new().map_err(collect("processes"))?;
         let networks = Networks::new_with_refreshed_list().map_err(collect("interfaces"))?;
         let users = Users::new_with_refreshed_list().map_err(collect("users"))?;
         let host = System::host_name().unwrap_or_else(|_| "unknown".to_string());
         Ok(SystemSource {
             backend,
+            #[cfg(not(target_os = "linux"))]
             system,
+            #[cfg(target_os = "linux")]
+            process_reader: super::procstat::ProcessReader::new(),
             networks,
             users,
             host,
@@ -74,6 +86,37 @@ impl SystemSource {
         })
     }
 
+    #[cfg(target_os = "linux")]
+    fn processes(&mut self, gaps: &mut Vec<String>) -> Vec<ProcessRecord> {
+        let names: std::collections::HashMap<u32, &str> = self.users.iter().map(|u| (**u.id(), u.name())).collect();
+        match self
+            .process_reader
+            .sample(Instant::now(), |uid| names.get(&uid).map(|n| n.to_string()))
+        {
+            Ok(sample) => {
+                if sample.io_unreadable > 0 {
+                    let why = if self.own_uid == Some(0) {
+                        "protected by the kernel"
+                    } else {
+                        "other users' processes need root"
+                    };
+                    gaps.push(format!(
+                        "processes: disk i/o of {} processes is unreadable ({why}); stored as NULL",
+                        sample.io_unreadable
+                    ));
+                }
+                sample.processes
+            }
+            Err(e) => {
+                gaps.push(format!(
+                    "processes: /proc cannot be listed ({e}); no process rows stored"
+                ));
+                Vec::new()
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
     fn processes(&mut self, gaps: &mut Vec<String>) -> Vec<ProcessRecord> {
         // `nothing()` still lists every process's threads (sysinfo's tasks), which then come
         // back as processes of their own: threads are not processes, and listing them costs

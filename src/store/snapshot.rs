@@ -19,12 +19,22 @@ use duckdb::params;
 
 use super::Store;
 
-/// Held while a snapshot is planned and stored, and the next connection id this process will
-/// issue in each database (by location). Snapshot and connection ids are the next after the
-/// largest stored or issued: two captures of one process (a server's own and a replay a client
-/// asked for) sharing one database would otherwise give two snapshots, or two lifetimes, the
-/// same id.
-static SNAPSHOT_WRITER: std::sync::Mutex<Option<HashMap<String, i64>>> = std::sync::Mutex::new(None);
+/// Held while a snapshot is planned and stored, and the next ids this process will issue in each
+/// database (by location). Snapshot and connection ids are the next after the largest stored or
+/// issued: two captures of one process (a server's own and a replay a client asked for) sharing
+/// one database would otherwise give two snapshots, or two lifetimes, the same id. Keeping the
+/// next snapshot id here also spares every snapshot a `max(snapshot_id)` query; it is read from
+/// the file again after any failed snapshot, in case something else wrote one (and always for
+/// in-memory databases, which share a location but not their rows).
+static SNAPSHOT_WRITER: std::sync::Mutex<Option<HashMap<String, Issued>>> = std::sync::Mutex::new(None);
+
+/// The next ids one database will get from this process.
+#[derive(Debug, Clone, Copy)]
+struct Issued {
+    connection_id: i64,
+    /// `None` until read from the file, and again after a failed snapshot.
+    snapshot_id: Option<i64>,
+}
 use crate::capture::direction::Listeners;
 use crate::capture::tracker::{ConnectionKey, OpenConnection, Plan, Tracker};
 use crate::capture::{InterfaceRecord, Proto, Snapshot, TcpCounters};
@@ -309,12 +319,23 @@ impl Store {
         let database = self.location.display();
         // Another capture of this process may have opened lifetimes since this run's tracker
         // was loaded.
-        if let Some(&next) = issued.get(&database) {
-            state.tracker.reserve_ids_from(next);
+        let known = issued.get(&database).copied();
+        if let Some(next) = known {
+            state.tracker.reserve_ids_from(next.connection_id);
         }
         let plan = state.tracker.plan(&snapshot.sockets);
         self.conn.execute_batch("BEGIN TRANSACTION").map_err(store_err)?;
-        match self.write_snapshot(snapshot, source, &plan, state) {
+        let written = match known.and_then(|k| k.snapshot_id) {
+            Some(id) => Ok(id),
+            None => self
+                .conn
+                .query_row("SELECT coalesce(max(snapshot_id), 0) + 1 FROM snapshots", [], |r| {
+                    r.get(0)
+                })
+                .map_err(store_err),
+        }
+        .and_then(|snapshot_id| self.write_snapshot(snapshot_id, snapshot, source, &plan, state));
+        match written {
             Ok(snapshot_id) => {
                 self.conn.execute_batch("COMMIT").map_err(store_err)?;
                 let stored = Stored {
@@ -327,7 +348,14 @@ impl Store {
                     store_ms: started.elapsed().as_secs_f64() * 1000.0,
                 };
                 state.tracker.commit(plan, &snapshot.sockets);
-                issued.insert(database, state.tracker.next_id());
+                issued.insert(
+                    database,
+                    Issued {
+                        connection_id: state.tracker.next_id(),
+                        // Two in-memory databases share a location but not their rows.
+                        snapshot_id: matches!(self.location, super::Location::File(_)).then_some(snapshot_id + 1),
+                    },
+                );
                 for rec in &snapshot.interfaces {
                     state
                         .previous_interfaces
@@ -337,6 +365,9 @@ impl Store {
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                if let Some(entry) = issued.get_mut(&database) {
+                    entry.snapshot_id = None;
+                }
                 Err(match e {
                     Error::StoreSnapshot { .. } => e,
                     other => Error::StoreSnapshot {
@@ -347,13 +378,14 @@ impl Store {
         }
     }
 
-    fn write_snapshot(&self, snap: &Snapshot, source: &str, plan: &Plan, state: &HostState) -> Result<i64> {
-        let conn = &self.conn;
-        let snapshot_id: i64 = conn
-            .query_row("SELECT coalesce(max(snapshot_id), 0) + 1 FROM snapshots", [], |r| {
-                r.get(0)
-            })
-            .map_err(store_err)?;
+    fn write_snapshot(
+        &self,
+        snapshot_id: i64,
+        snap: &Snapshot,
+        source: &str,
+        plan: &Plan,
+        state: &HostState,
+    ) -> Result<i64> {
         let notes = (!snap.gaps.is_empty()).then(|| snap.gaps.join("; "));
         let ts = ts_micros(snap.ts);
         self.append(
@@ -1011,5 +1043,38 @@ mod tests {
             .append_snapshot(&snap(5, vec![sock(5001, "SYN_SENT", 0)], 2), "fixture", &mut state)
             .unwrap();
         assert_eq!((retried.snapshot_id, retried.opened, retried.closed), (2, 1, 1));
+    }
+
+    #[test]
+    fn snapshot_ids_come_from_memory_and_are_read_again_after_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Location::File(dir.path().join("ids.db")), false).unwrap();
+        let mut state = store.host_state("h").unwrap();
+        let first = store
+            .append_snapshot(&snap(0, vec![sock(5000, "ESTABLISHED", 1)], 1), "fixture", &mut state)
+            .unwrap();
+        assert_eq!(first.snapshot_id, 1);
+        // Another writer takes the id this process would issue next: that snapshot fails whole,
+        // and the next one reads the largest id again instead of failing for ever.
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO snapshots (snapshot_id, ts, host, source, socket_count, process_count, interface_count) \
+                 VALUES (2, TIMESTAMP '2026-01-01 00:00:00', 'other', 'manual', 0, 0, 0)",
+            )
+            .unwrap();
+        let clash = store.append_snapshot(&snap(1, vec![sock(5000, "ESTABLISHED", 2)], 2), "fixture", &mut state);
+        assert!(matches!(clash, Err(Error::StoreSnapshot { .. })), "{clash:?}");
+        let after = store
+            .append_snapshot(&snap(2, vec![sock(5000, "ESTABLISHED", 3)], 3), "fixture", &mut state)
+            .unwrap();
+        assert_eq!(after.snapshot_id, 3);
+        assert_eq!(
+            q(
+                &store,
+                "SELECT string_agg(snapshot_id::VARCHAR, ',' ORDER BY snapshot_id) FROM snapshots"
+            ),
+            "1,2,3"
+        );
     }
 }

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""What `netlens serve --interval 1s` costs an ordinary host (issue 17's capture-cost benchmark).
+
+An ordinary host here: ../shared/bench/open_sockets.py holds N loopback connections (about 2N
+sockets) and idle `sleep` processes bring the host to P processes. Each binary given runs
+`serve --interval 1s` on a fresh database for SECONDS, alternating, ROUNDS times; from the
+server's /proc/PID/stat (user + system ticks) and status (VmRSS) every 5 s we report the share
+of one core and the RSS, and from its database the mean collect time (`snapshots.collect_ms`),
+the snapshots stored, and how many came more than 1.5 intervals after the one before.
+
+Usage: bench/capture_cost.py [--sockets N] [--processes P] [--seconds S] [--rounds R] BINARY...
+The first binary is the anchor: ratios are to it.
+"""
+import argparse, os, signal, statistics, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.path.join(HERE, "..", "..", "shared", "bench", "open_sockets.py")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def process_count():
+    return sum(1 for d in os.listdir("/proc") if d.isdigit())
+
+
+def run(binary, seconds, workdir):
+    db = os.path.join(workdir, f"cost-{time.monotonic_ns()}.db")
+    server = subprocess.Popen([binary, "--db", db, "serve", "--interval", "1s"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(5)  # start-up (migrations, the first snapshot's full fd walk) is not the steady cost
+    if server.poll() is not None:
+        sys.exit(f"{binary} serve exited: {server.stderr.read().decode()}")
+    t0, c0 = time.monotonic(), cpu_ticks(server.pid)
+    rss = []
+    while time.monotonic() - t0 < seconds:
+        time.sleep(5)
+        rss.append(rss_mib(server.pid))
+    t1, c1 = time.monotonic(), cpu_ticks(server.pid)
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
+    query = ("SELECT avg(collect_ms), count(*), "
+             "count(*) FILTER (WHERE gap > INTERVAL 1500 MILLISECOND), avg(socket_count), avg(process_count) "
+             "FROM (SELECT *, ts - lag(ts) OVER (ORDER BY ts) AS gap FROM snapshots)")
+    out = subprocess.run([binary, "--db", db, "--format", "csv", "-c", query], capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()[-1].split(",")
+    os.remove(db)
+    return {
+        "cpu": (c1 - c0) / TICKS / (t1 - t0) * 100,
+        "rss": statistics.median(rss),
+        "rss_max": max(rss),
+        "collect": float(out[0]),
+        "snapshots": int(out[1]),
+        "late": int(out[2]),
+        "sockets": float(out[3]),
+        "processes": float(out[4]),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sockets", type=int, default=250, help="loopback connections held open")
+    ap.add_argument("--processes", type=int, default=300, help="processes on the host")
+    ap.add_argument("--seconds", type=int, default=120)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("binaries", nargs="+")
+    a = ap.parse_args()
+    holder = subprocess.Popen([sys.executable, SHARED, str(a.sockets), str(10 ** 6)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sleepers = [subprocess.Popen(["sleep", "1000000"])
+                for _ in range(max(0, a.processes - process_count()))]
+    results = {b: [] for b in a.binaries}
+    try:
+        time.sleep(3)
+        with tempfile.TemporaryDirectory() as workdir:
+            for _ in range(a.rounds):
+                for b in a.binaries:
+                    results[b].append(run(b, a.seconds, workdir))
+    finally:
+        holder.kill()
+        for s in sleepers:
+            s.kill()
+    anchor = statistics.median(r["cpu"] for r in results[a.binaries[0]])
+    print(f"{a.rounds} x {a.seconds} s of `serve --interval 1s` each, alternating")
+    print("| binary | sockets | processes | CPU % of one core | / anchor | RSS MiB (median, max) | collect ms | snapshots | late |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for b, rs in results.items():
+        cpu = statistics.median(r["cpu"] for r in rs)
+        print(f"| {b} | {statistics.mean(r['sockets'] for r in rs):.0f} | "
+              f"{statistics.mean(r['processes'] for r in rs):.0f} | {cpu:.2f} | {cpu / anchor:.2f} | "
+              f"{statistics.median(r['rss'] for r in rs):.1f}, {max(r['rss_max'] for r in rs):.1f} | "
+              f"{statistics.median(r['collect'] for r in rs):.1f} | {sum(r['snapshots'] for r in rs)} | "
+              f"{sum(r['late'] for r in rs)} |")
+
+
+if __name__ == "__main__":
+    main()

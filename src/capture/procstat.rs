@@ -1,0 +1,399 @@
+//! Processes from `/proc`, read lean: a capture takes a snapshot every second, and a general
+//! process library re-reads and re-allocates far more than a snapshot stores (it was the largest
+//! part of a snapshot's cost). Per snapshot this reads, for each process, `/proc/<pid>/stat`
+//! (parent, state, CPU ticks, start, memory) and `/proc/<pid>/io` (disk bytes); what does not
+//! change while a process lives (its command line, executable and real uid) is read once, when a
+//! (pid, start time) pair is first seen, which is also when a library reading "only if not set"
+//! reads them.
+//!
+//! The parsers are pure and tested on fixed texts; [`ProcessReader`] is the only part that
+//! touches the file system, and is used only by the live source (`system`). Linux only.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::time::Instant;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::ProcessRecord;
+
+/// The fields of `/proc/<pid>/stat` a snapshot stores (proc(5) numbers them from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// Field 2, without its parentheses; may contain spaces and parentheses itself.
+    pub comm: String,
+    /// Field 3.
+    pub state: u8,
+    /// Field 4; 0 for the roots of the tree.
+    pub ppid: u32,
+    /// Fields 14 + 15, user and system time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Field 22, clock ticks after boot.
+    pub start_ticks: u64,
+    /// Field 23, bytes.
+    pub vsize: u64,
+    /// Field 24, pages.
+    pub rss_pages: u64,
+}
+
+/// Parses one `/proc/<pid>/stat` text; `None` when it is not one.
+pub fn parse_stat(text: &[u8]) -> Option<Stat> {
+    // The command name is the text between the first '(' and the last ')': it may hold both.
+    let open = text.iter().position(|&b| b == b'(')?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    if close < open {
+        return None;
+    }
+    let comm = String::from_utf8_lossy(&text[open + 1..close]).into_owned();
+    let rest = std::str::from_utf8(text.get(close + 1..)?).ok()?;
+    // rest[0] is field 3 (state), rest[i] is field i + 3.
+    let fields: Vec<&str> = rest.split_ascii_whitespace().take(22).collect();
+    let number = |field: usize| -> Option<u64> { fields.get(field - 3)?.parse().ok() };
+    let state = *fields.first()?.as_bytes().first()?;
+    Some(Stat {
+        comm,
+        state,
+        ppid: u32::try_from(number(4)?).ok()?,
+        cpu_ticks: number(14)?.checked_add(number(15)?)?,
+        start_ticks: number(22)?,
+        vsize: number(23)?,
+        rss_pages: number(24)?,
+    })
+}
+
+/// `read_bytes` and `write_bytes` of a `/proc/<pid>/io` text.
+pub fn parse_io(text: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(text).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((field("read_bytes")?, field("write_bytes")?))
+}
+
+/// The real uid (first number of the `Uid:` line) of a `/proc/<pid>/status` text.
+pub fn parse_status_uid(text: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_ascii_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Boot time in seconds since the epoch, from the `btime` line of `/proc/stat`.
+pub fn parse_boot_time(text: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A `/proc/<pid>/cmdline` text (arguments ended by NULs) as one line, arguments joined by
+/// spaces; `None` when empty (kernel threads, zombies).
+pub fn parse_cmdline(text: &[u8]) -> Option<String> {
+    let args: Vec<String> = text
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    (!args.is_empty()).then(|| args.join(" "))
+}
+
+/// The scheduler state letter of `stat` as the word netlens has always stored.
+pub fn status_name(state: u8) -> &'static str {
+    match state {
+        b'R' => "Runnable",
+        b'S' => "Sleeping",
+        b'I' => "Idle",
+        b'D' => "UninterruptibleDiskSleep",
+        b'Z' => "Zombie",
+        b'T' => "Stopped",
+        b't' => "Tracing",
+        b'X' | b'x' => "Dead",
+        b'K' => "Wakekill",
+        b'W' => "Waking",
+        b'P' => "Parked",
+        _ => "Unknown",
+    }
+}
+
+/// What is kept of a process between snapshots.
+#[derive(Debug)]
+struct Known {
+    start_ticks: u64,
+    cpu_ticks: u64,
+    exe: Option<String>,
+    cmdline: Option<String>,
+    uid: Option<u32>,
+}
+
+/// Host constants the conversions need.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// `sysconf(_SC_CLK_TCK)`.
+    pub ticks_per_second: u64,
+    /// `sysconf(_SC_PAGESIZE)`.
+    pub page_size: u64,
+    /// Seconds since the epoch at boot; `None` leaves start times unknown.
+    pub boot_time: Option<i64>,
+    /// CPUs online: a process's rate is capped at this many cores.
+    pub cpus: u32,
+}
+
+impl Clock {
+    /// When a process started, from its start ticks.
+    pub fn start_time(&self, start_ticks: u64) -> Option<DateTime<Utc>> {
+        let seconds = i64::try_from(start_ticks / self.ticks_per_second.max(1)).ok()?;
+        Utc.timestamp_opt(self.boot_time?.checked_add(seconds)?, 0).single()
+    }
+
+    /// CPU use in percent of one core from ticks used over a wall interval.
+    pub fn cpu_percent(&self, ticks: u64, seconds: f64) -> Option<f64> {
+        if seconds <= 0.0 {
+            return None;
+        }
+        let used = ticks as f64 / self.ticks_per_second.max(1) as f64;
+        Some((used / seconds * 100.0).min(f64::from(self.cpus.max(1)) * 100.0))
+    }
+}
+
+/// One snapshot's process rows, and how many processes' disk counters were unreadable.
+#[derive(Debug, Default)]
+pub struct ProcessSample {
+    pub processes: Vec<ProcessRecord>,
+    pub io_unreadable: usize,
+}
+
+/// Reads every process of `/proc`, keeping between snapshots what a rate or a once-read field
+/// needs.
+pub struct ProcessReader {
+    clock: Clock,
+    known: HashMap<u32, Known>,
+    last_sample: Option<Instant>,
+    buf: Vec<u8>,
+    path: String,
+}
+
+impl ProcessReader {
+    /// A reader for this host.
+    pub fn new() -> Self {
+        // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+        let (ticks, page, cpus) = unsafe {
+            (
+                libc::sysconf(libc::_SC_CLK_TCK),
+                libc::sysconf(libc::_SC_PAGESIZE),
+                libc::sysconf(libc::_SC_NPROCESSORS_ONLN),
+            )
+        };
+        let boot_time = std::fs::read("/proc/stat").ok().and_then(|t| parse_boot_time(&t));
+        ProcessReader {
+            clock: Clock {
+                ticks_per_second: u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100),
+                page_size: u64::try_from(page).ok().filter(|&p| p > 0).unwrap_or(4096),
+                boot_time,
+                cpus: u32::try_from(cpus).ok().filter(|&c| c > 0).unwrap_or(1),
+            },
+            known: HashMap::new(),
+            last_sample: None,
+            buf: Vec::with_capacity(1024),
+            path: String::with_capacity(32),
+        }
+    }
+
+    /// Reads `path` into the shared buffer; false when it cannot be read.
+    fn read(&mut self, pid: u32, file: &str) -> bool {
+        use std::fmt::Write as _;
+        self.path.clear();
+        let _ = write!(self.path, "/proc/{pid}/{file}");
+        self.buf.clear();
+        File::open(&self.path)
+            .and_then(|mut f| f.read_to_end(&mut self.buf))
+            .is_ok()
+    }
+
+    /// Every process now. `now` is the monotonic time of the sample (CPU rates are over the
+    /// interval since the previous one); `user_name` names a uid.
+    pub fn sample(
+        &mut self,
+        now: Instant,
+        user_name: impl Fn(u32) -> Option<String>,
+    ) -> std::io::Result<ProcessSample> {
+        let interval = self
+            .last_sample
+            .map(|last| now.saturating_duration_since(last).as_secs_f64());
+        self.last_sample = Some(now);
+        let mut pids: Vec<u32> = std::fs::read_dir("/proc")?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        let mut sample = ProcessSample {
+            processes: Vec::with_capacity(pids.len()),
+            io_unreadable: 0,
+        };
+        let mut seen = HashMap::with_capacity(pids.len());
+        for pid in pids {
+            // A process that ends between the listing and the read is simply not in this snapshot.
+            if !self.read(pid, "stat") {
+                continue;
+            }
+            let Some(stat) = parse_stat(&self.buf) else {
+                continue;
+            };
+            let io = if self.read(pid, "io") {
+                parse_io(&self.buf)
+            } else {
+                None
+            };
+            if io.is_none() {
+                sample.io_unreadable += 1;
+            }
+            let previous = self.known.remove(&pid).filter(|k| k.start_ticks == stat.start_ticks);
+            let (cpu_percent, known) = match previous {
+                Some(k) => (
+                    interval.and_then(|s| self.clock.cpu_percent(stat.cpu_ticks.saturating_sub(k.cpu_ticks), s)),
+                    Known {
+                        cpu_ticks: stat.cpu_ticks,
+                        ..k
+                    },
+                ),
+                // First sight of this process: a rate needs two samples.
+                None => {
+                    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+                        .ok()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .filter(|p| !p.is_empty());
+                    let cmdline = if self.read(pid, "cmdline") {
+                        parse_cmdline(&self.buf)
+                    } else {
+                        None
+                    };
+                    let uid = if self.read(pid, "status") {
+                        parse_status_uid(&self.buf)
+                    } else {
+                        None
+                    };
+                    (
+                        None,
+                        Known {
+                            start_ticks: stat.start_ticks,
+                            cpu_ticks: stat.cpu_ticks,
+                            exe,
+                            cmdline,
+                            uid,
+                        },
+                    )
+                }
+            };
+            sample.processes.push(ProcessRecord {
+                pid,
+                ppid: (stat.ppid != 0).then_some(stat.ppid),
+                name: stat.comm,
+                exe: known.exe.clone(),
+                cmdline: known.cmdline.clone(),
+                user_name: known.uid.and_then(&user_name),
+                uid: known.uid,
+                status: Some(status_name(stat.state).to_string()),
+                cpu_percent,
+                memory_rss_bytes: Some(stat.rss_pages.saturating_mul(self.clock.page_size)),
+                memory_virtual_bytes: Some(stat.vsize),
+                start_time: self.clock.start_time(stat.start_ticks),
+                disk_read_bytes: io.map(|(r, _)| r),
+                disk_written_bytes: io.map(|(_, w)| w),
+            });
+            seen.insert(pid, known);
+        }
+        // Processes that ended are forgotten with the old map.
+        self.known = seen;
+        Ok(sample)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &[u8] = b"4242 (tricky) name (x)) S 1 4242 4242 0 -1 4194560 1234 0 0 0 150 50 0 0 20 0 3 0 98765 123456789 2048 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0\n";
+
+    #[test]
+    fn stat_fields_come_from_their_positions_after_the_last_parenthesis() {
+        let stat = parse_stat(STAT).unwrap();
+        assert_eq!(stat.comm, "tricky) name (x)");
+        assert_eq!(stat.state, b'S');
+        assert_eq!(stat.ppid, 1);
+        assert_eq!(stat.cpu_ticks, 200);
+        assert_eq!(stat.start_ticks, 98765);
+        assert_eq!(stat.vsize, 123_456_789);
+        assert_eq!(stat.rss_pages, 2048);
+    }
+
+    #[test]
+    fn truncated_or_foreign_stat_texts_are_refused() {
+        assert_eq!(parse_stat(b""), None);
+        assert_eq!(parse_stat(b"1 (init) S 0 1"), None);
+        assert_eq!(
+            parse_stat(b"1 )init( S 0 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5 6 7"),
+            None
+        );
+        assert_eq!(parse_stat(&STAT[..STAT.len() / 2]), None);
+    }
+
+    #[test]
+    fn io_status_boot_time_and_cmdline() {
+        let io = b"rchar: 100\nwchar: 200\nsyscr: 3\nsyscw: 4\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n";
+        assert_eq!(parse_io(io), Some((4096, 8192)));
+        assert_eq!(parse_io(b"rchar: 1\n"), None);
+        let status = b"Name:\tbash\nState:\tS (sleeping)\nUid:\t1000\t0\t0\t0\nGid:\t100\t100\t100\t100\n";
+        assert_eq!(parse_status_uid(status), Some(1000));
+        assert_eq!(
+            parse_boot_time(b"cpu  1 2 3\nbtime 1700000000\nprocesses 5\n"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            parse_cmdline(b"/usr/bin/python3\0-m\0http.server\0"),
+            Some("/usr/bin/python3 -m http.server".into())
+        );
+        assert_eq!(parse_cmdline(b""), None);
+    }
+
+    #[test]
+    fn rates_are_percent_of_one_core_capped_at_the_host() {
+        let clock = Clock {
+            ticks_per_second: 100,
+            page_size: 4096,
+            boot_time: Some(1_700_000_000),
+            cpus: 2,
+        };
+        assert_eq!(clock.cpu_percent(50, 1.0), Some(50.0));
+        assert_eq!(clock.cpu_percent(500, 1.0), Some(200.0));
+        assert_eq!(clock.cpu_percent(5, 0.0), None);
+        assert_eq!(clock.start_time(98765).map(|t| t.timestamp()), Some(1_700_000_987));
+        let unknown_boot = Clock {
+            boot_time: None,
+            ..clock
+        };
+        assert_eq!(unknown_boot.start_time(1), None);
+    }
+
+    #[test]
+    fn reads_this_process_and_rates_it_on_the_second_sample() {
+        let mut reader = ProcessReader::new();
+        let first = reader.sample(Instant::now(), |_| None).unwrap();
+        let me = std::process::id();
+        let row = first.processes.iter().find(|p| p.pid == me).unwrap();
+        assert_eq!(row.cpu_percent, None, "one sample cannot give a rate");
+        assert!(row.memory_rss_bytes.unwrap() > 0);
+        assert!(row.cmdline.is_some() && row.exe.is_some());
+        // SAFETY: getuid has no preconditions.
+        assert_eq!(row.uid, Some(unsafe { libc::getuid() }));
+        let spin = Instant::now();
+        while spin.elapsed().as_millis() < 30 {
+            std::hint::black_box(0u64.wrapping_add(1));
+        }
+        let second = reader.sample(Instant::now(), |_| None).unwrap();
+        let row = second.processes.iter().find(|p| p.pid == me).unwrap();
+        assert!(row.cpu_percent.is_some());
+        assert!(first.processes.windows(2).all(|w| w[0].pid < w[1].pid));
+    }
+}
