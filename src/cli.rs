@@ -293,10 +293,10 @@ pub struct ServeArgs {
     #[arg(long, value_enum)]
     pub sockets: Option<SocketBackend>,
 
-    /// Capture packets on this interface (lo, eth0, any, ...) into flows, as `import pcap` builds
-    /// them, instead of taking socket snapshots; runs until Ctrl-C or --duration. Needs root or
-    /// CAP_NET_RAW
-    #[arg(long, value_name = "IFACE", conflicts_with_all = ["count", "replay", "record", "sockets"])]
+    /// Also capture packets on this interface (lo, eth0, any, ...) into flows, as `import pcap`
+    /// builds them, beside the snapshots (or alone with --no-capture), for as long as the server
+    /// runs. Needs root or CAP_NET_RAW
+    #[arg(long, value_name = "IFACE")]
     pub packets: Option<String>,
 
     /// With --packets: capture only what this BPF expression (tcpdump's syntax) matches
@@ -496,6 +496,14 @@ impl ServeArgs {
                 sockets: self.sockets,
                 replay: self.replay,
                 record: self.record,
+            }),
+            packets: self.packets.map(|interface| PacketCaptureRequest {
+                interface,
+                filter: self.filter,
+                snaplen: self.snaplen.unwrap_or(DEFAULT_SNAPLEN),
+                write_pcap: self.write_pcap,
+                packet_rows: self.packet_rows,
+                duration: None,
             }),
             every: self.every,
             mmdb: self.mmdb,

@@ -232,7 +232,7 @@ fn read_packets(
             }
             Err(e) => {
                 pcap_error = Some(e.to_string());
-                break Stop::Failed(format!("reading packets failed: {e} (the interface went away?)"));
+                break Stop::Failed(format!("reading packets failed: {e}"));
             }
         };
         if !idle && !r.packets.is_multiple_of(CHECK_EVERY) {
@@ -366,7 +366,8 @@ pub fn run(store: &Store, req: &PacketCaptureRequest) -> Result<PacketCaptureRep
         }
     }
     if failed {
-        import.warnings.push(format!("the capture stopped: {stop_reason}"));
+        // For imports.notes; the reply's failure line says it on the terminal.
+        import.notes.push(format!("the capture stopped: {stop_reason}"));
     }
     import.elapsed = started.elapsed();
     let report = PacketCaptureReport {
@@ -419,7 +420,7 @@ pub fn summary(r: &PacketCaptureReport, req: &PacketCaptureRequest) -> String {
     let counter = |v: Option<u64>| v.map_or("unknown".to_string(), |v| v.to_string());
     format!(
         "captured {} packets on {}{} in {:.1} s ({:.0} packets/s): {} flows, {} packets joined no flow; \
-         kernel: {} received, {} dropped; stopped by {}; import id {}",
+         kernel: {} received, {} dropped; stop: {}; import id {}",
         r.import.packets,
         req.interface,
         req.filter.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),

@@ -286,3 +286,103 @@ fn a_capture_with_a_duration_stops_on_a_quiet_interface() {
         "duration,0"
     );
 }
+
+/// `serve --packets` captures packets beside the socket snapshots: a connection's flow is in the
+/// database, for the server's clients, once it finishes (5 s after its close), while the server
+/// goes on; the server's stop ends the capture like Ctrl-C.
+#[test]
+fn serve_captures_packets_beside_the_snapshots_and_stores_flows_as_they_finish() {
+    if !can_capture() {
+        return;
+    }
+    let s = Scratch::new();
+    let port = free_tcp_port();
+    let filter = format!("tcp port {port}");
+    let server = crate::serve::Server::start(&s, &["--interval", "200ms", "--packets", "lo", "--filter", &filter]);
+    // The capture opens on its own thread: wait for its imports row.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.query("SELECT count(*) FROM imports WHERE format = 'live'") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "no live capture started; log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    exchange(port, 1234, 4321);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let flow = loop {
+        let flow = s.query("SELECT conn_state, orig_bytes, resp_bytes FROM flows");
+        if !flow.is_empty() {
+            break flow;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no flow stored while serving; log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(flow, "SF,1234,4321");
+    assert_ne!(s.query("SELECT count(*) FROM snapshots"), "0");
+    assert!(server.stop(Duration::from_secs(30)).success());
+    assert_eq!(
+        s.query("SELECT c.interface, c.stop_reason, i.flows, i.complete FROM packet_captures c JOIN imports i USING (import_id)"),
+        "lo,ctrl-c,1,true"
+    );
+}
+
+/// An interface that disappears mid-capture ends it cleanly: what was captured is stored, the
+/// run says why it stopped, and the command fails saying so (a tap interface is made and
+/// deleted; needs `ip` and /dev/net/tun).
+#[test]
+fn a_vanished_interface_ends_the_capture_with_its_reason() {
+    if !can_capture() {
+        return;
+    }
+    let name = format!("nlt{}", std::process::id() % 100_000);
+    let ip = |args: &[&str]| Process::new("ip").args(args).output().is_ok_and(|o| o.status.success());
+    if !crate::prerequisite(
+        ip(&["tuntap", "add", "dev", &name, "mode", "tap"]) && ip(&["link", "set", &name, "up"]),
+        "a tap interface (ip tuntap, /dev/net/tun)",
+    ) {
+        return;
+    }
+    let s = Scratch::new();
+    let capture = netlens(&s)
+        .args(["capture", "--packets", &name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The capture has opened the interface once its database row exists... which cannot be
+    // read while it holds the file; wait for libpcap's socket instead (a packet socket bound
+    // to the interface shows in /proc/net/packet).
+    let index = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).unwrap();
+    let bound = || {
+        std::fs::read_to_string("/proc/net/packet")
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(4) == Some(index.trim()))
+    };
+    while !bound() {
+        assert!(Instant::now() < deadline, "the capture did not open {name}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ip(&["tuntap", "del", "dev", &name, "mode", "tap"]));
+    let out = capture.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the packet capture stopped: reading packets failed"),
+        "{stderr}"
+    );
+    let run = s.query(
+        "SELECT c.stop_reason LIKE 'reading packets failed: %', i.complete, i.notes LIKE '%capture stopped%' \
+         FROM packet_captures c JOIN imports i USING (import_id)",
+    );
+    assert_eq!(run, "true,false,true");
+}
