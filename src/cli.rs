@@ -618,7 +618,7 @@ pub struct CaptureArgs {
     /// Capture packets on this interface (lo, eth0, any, ...) into flows, as `import pcap` builds
     /// them, instead of taking socket snapshots; runs until Ctrl-C or --duration. Needs root or
     /// CAP_NET_RAW
-    #[arg(long, value_name = "IFACE", conflicts_with_all = ["count", "replay", "record", "sockets"])]
+    #[arg(long, value_name = "IFACE", conflicts_with_all = ["interval", "count", "replay", "record", "sockets"])]
     pub packets: Option<String>,
 
     /// With --packets: capture only what this BPF expression (tcpdump's syntax) matches
@@ -986,28 +986,6 @@ pub struct WatchArgs {
     /// Socket table reader [default: sockdiag on Linux, netstat2 elsewhere]
     #[arg(long, value_enum)]
     pub sockets: Option<SocketBackend>,
-
-    /// Capture packets on this interface (lo, eth0, any, ...) into flows, as `import pcap` builds
-    /// them, instead of taking socket snapshots; runs until Ctrl-C or --duration. Needs root or
-    /// CAP_NET_RAW
-    #[arg(long, value_name = "IFACE", conflicts_with_all = ["count", "replay", "record", "sockets"])]
-    pub packets: Option<String>,
-
-    /// With --packets: capture only what this BPF expression (tcpdump's syntax) matches
-    #[arg(long, value_name = "EXPR", requires = "packets")]
-    pub filter: Option<String>,
-
-    /// With --packets: keep at most this many bytes of each frame [default: 262144]
-    #[arg(long, value_name = "BYTES", requires = "packets")]
-    pub snaplen: Option<u32>,
-
-    /// With --packets: also write every captured packet to this pcap file
-    #[arg(long, value_name = "FILE", requires = "packets")]
-    pub write_pcap: Option<PathBuf>,
-
-    /// With --packets: also write one row per packet into the packets table
-    #[arg(long, requires = "packets")]
-    pub packet_rows: bool,
 }
 
 /// A share above 0 and at most 0.5, checked before any capture starts.

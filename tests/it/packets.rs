@@ -255,8 +255,16 @@ fn a_missing_interface_or_a_bad_filter_is_refused_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("port banana") && err.contains("BPF"), "{err}");
-    // --filter without --packets is a usage error.
+    // --filter without --packets is a usage error, and so are the snapshot options with it.
     s.cmd().args(["capture", "--filter", "tcp"]).assert().code(2);
+    s.cmd()
+        .args(["capture", "--packets", "lo", "--count", "3"])
+        .assert()
+        .code(2);
+    s.cmd()
+        .args(["capture", "--packets", "lo", "--interval", "5s"])
+        .assert()
+        .code(2);
 }
 
 /// --duration stops a capture on a quiet interface (no packet wakes the reader).
