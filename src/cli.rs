@@ -152,7 +152,7 @@ pub enum Command {
     Shell,
     /// Hold the database in one long-running process that captures, runs scheduled work and
     /// answers every netlens command and Arrow Flight SQL client at the same time
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show the server holding the database: pid, uptime, capture, schedule, clients, last error
     Status,
     #[command(flatten)]
