@@ -358,28 +358,16 @@ fn a_vanished_interface_ends_the_capture_with_its_reason() {
         return;
     }
     let s = Scratch::new();
-    let capture = netlens(&s)
-        .args(["capture", "--packets", &name])
+    // The pcap file is created once the interface is open.
+    let pcap = s.path("tap.pcap");
+    let mut capture = netlens(&s)
+        .args(["capture", "--packets", &name, "--write-pcap"])
+        .arg(&pcap)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // The capture has opened the interface once its database row exists... which cannot be
-    // read while it holds the file; wait for libpcap's socket instead (a packet socket bound
-    // to the interface shows in /proc/net/packet).
-    let index = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")).unwrap();
-    let bound = || {
-        std::fs::read_to_string("/proc/net/packet")
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .any(|l| l.split_whitespace().nth(4) == Some(index.trim()))
-    };
-    while !bound() {
-        assert!(Instant::now() < deadline, "the capture did not open {name}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_file(&pcap, &mut capture, "netlens capture");
     assert!(ip(&["tuntap", "del", "dev", &name, "mode", "tap"]));
     let out = capture.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
