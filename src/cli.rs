@@ -14,6 +14,7 @@ pub use crate::output::OutputMode;
 pub use crate::store::export::ExportFormat;
 
 use crate::analysis::{ScoreRequest, TrainRequest};
+use crate::capture::packets::{PacketCaptureRequest, DEFAULT_SNAPLEN};
 use crate::chart::ChartKind;
 use crate::detect::DetectRequest;
 use crate::error::Error;
@@ -151,7 +152,7 @@ pub enum Command {
     Shell,
     /// Hold the database in one long-running process that captures, runs scheduled work and
     /// answers every netlens command and Arrow Flight SQL client at the same time
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show the server holding the database: pid, uptime, capture, schedule, clients, last error
     Status,
     #[command(flatten)]
@@ -291,6 +292,28 @@ pub struct ServeArgs {
     /// Socket table reader [default: sockdiag on Linux, netstat2 elsewhere]
     #[arg(long, value_enum)]
     pub sockets: Option<SocketBackend>,
+
+    /// Also capture packets on this interface (lo, eth0, any, ...) into flows, as `import pcap`
+    /// builds them, beside the snapshots (or alone with --no-capture), for as long as the server
+    /// runs. Needs root or CAP_NET_RAW
+    #[arg(long, value_name = "IFACE")]
+    pub packets: Option<String>,
+
+    /// With --packets: capture only what this BPF expression (tcpdump's syntax) matches
+    #[arg(long, value_name = "EXPR", requires = "packets")]
+    pub filter: Option<String>,
+
+    /// With --packets: keep at most this many bytes of each frame [default: 262144]
+    #[arg(long, value_name = "BYTES", requires = "packets")]
+    pub snaplen: Option<u32>,
+
+    /// With --packets: also write every captured packet to this pcap file
+    #[arg(long, value_name = "FILE", requires = "packets")]
+    pub write_pcap: Option<PathBuf>,
+
+    /// With --packets: also write one row per packet into the packets table
+    #[arg(long, requires = "packets")]
+    pub packet_rows: bool,
 
     /// Capture from snapshots recorded with capture --record instead of this host
     #[arg(long, value_name = "FILE")]
@@ -474,6 +497,14 @@ impl ServeArgs {
                 replay: self.replay,
                 record: self.record,
             }),
+            packets: self.packets.map(|interface| PacketCaptureRequest {
+                interface,
+                filter: self.filter,
+                snaplen: self.snaplen.unwrap_or(DEFAULT_SNAPLEN),
+                write_pcap: self.write_pcap,
+                packet_rows: self.packet_rows,
+                duration: None,
+            }),
             every: self.every,
             mmdb: self.mmdb,
         })
@@ -583,6 +614,28 @@ pub struct CaptureArgs {
     /// Socket table reader [default: sockdiag on Linux, netstat2 elsewhere]
     #[arg(long, value_enum)]
     pub sockets: Option<SocketBackend>,
+
+    /// Capture packets on this interface (lo, eth0, any, ...) into flows, as `import pcap` builds
+    /// them, instead of taking socket snapshots; runs until Ctrl-C or --duration. Needs root or
+    /// CAP_NET_RAW
+    #[arg(long, value_name = "IFACE", conflicts_with_all = ["interval", "count", "replay", "record", "sockets"])]
+    pub packets: Option<String>,
+
+    /// With --packets: capture only what this BPF expression (tcpdump's syntax) matches
+    #[arg(long, value_name = "EXPR", requires = "packets")]
+    pub filter: Option<String>,
+
+    /// With --packets: keep at most this many bytes of each frame [default: 262144]
+    #[arg(long, value_name = "BYTES", requires = "packets")]
+    pub snaplen: Option<u32>,
+
+    /// With --packets: also write every captured packet to this pcap file
+    #[arg(long, value_name = "FILE", requires = "packets")]
+    pub write_pcap: Option<PathBuf>,
+
+    /// With --packets: also write one row per packet into the packets table
+    #[arg(long, requires = "packets")]
+    pub packet_rows: bool,
 
     /// Do not print the summary at the end
     #[arg(long, short)]
@@ -1121,6 +1174,14 @@ impl DomainCommand {
                     replay: a.replay,
                     record: a.record,
                     sockets: a.sockets,
+                    packets: a.packets.map(|interface| PacketCaptureRequest {
+                        interface,
+                        filter: a.filter,
+                        snaplen: a.snaplen.unwrap_or(DEFAULT_SNAPLEN),
+                        write_pcap: a.write_pcap,
+                        packet_rows: a.packet_rows,
+                        duration: a.duration,
+                    }),
                 }),
                 quiet(a.quiet),
             ),

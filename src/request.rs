@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{self, ScoreRequest, TrainRequest};
 use crate::capture::fixture::{FixtureSource, Recorder};
+use crate::capture::packets::{self, PacketCaptureRequest};
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
@@ -41,6 +42,9 @@ pub struct CaptureRequest {
     /// Also append every snapshot to this file as JSON lines.
     pub record: Option<std::path::PathBuf>,
     pub sockets: Option<SocketBackend>,
+    /// Capture packets on an interface into flows instead of taking snapshots.
+    #[serde(default)]
+    pub packets: Option<PacketCaptureRequest>,
 }
 
 /// One domain command. The JSON form (`{"command": "detect", ...}`) is what a server's clients
@@ -101,7 +105,12 @@ impl Request {
     /// Every file the request names, to read or write.
     fn paths_mut(&mut self) -> Vec<&mut std::path::PathBuf> {
         match self {
-            Request::Capture(c) => c.replay.iter_mut().chain(c.record.iter_mut()).collect(),
+            Request::Capture(c) => c
+                .replay
+                .iter_mut()
+                .chain(c.record.iter_mut())
+                .chain(c.packets.iter_mut().flat_map(|p| p.write_pcap.iter_mut()))
+                .collect(),
             Request::Export(e) => vec![&mut e.out],
             Request::Import(ImportRequest::Pcap(p)) => p.files.iter_mut().collect(),
             Request::Import(ImportRequest::Zeek(z)) => z.files.iter_mut().collect(),
@@ -307,6 +316,26 @@ pub fn execute(store: &Store, request: Request, ctx: &mut Context<'_>) -> Result
 
 fn capture(store: &Store, c: CaptureRequest, ctx: &mut Context<'_>, reply: &mut Reply) -> Result<()> {
     interrupt::clear();
+    if let Some(p) = &c.packets {
+        let report = packets::run(store, p)?;
+        if report.stop_reason == "ctrl-c" {
+            reply.warning("stopped by Ctrl-C; every flow is stored (the open ones as they were)");
+        }
+        for w in &report.import.warnings {
+            reply.warning(format!("warning: {w}"));
+        }
+        if report.kernel_dropped.is_some_and(|d| d > 0) {
+            reply.warning(format!(
+                "warning: the kernel dropped {} packets the capture did not read in time; they are in no flow",
+                report.kernel_dropped.unwrap_or(0)
+            ));
+        }
+        reply.summary(packets::summary(&report, p));
+        if report.failed {
+            reply.failure = Some(format!("the packet capture stopped: {}", report.stop_reason));
+        }
+        return Ok(());
+    }
     let mut source: Box<dyn Source> = match &c.replay {
         Some(path) => Box::new(FixtureSource::open(path)?),
         None => Box::new(SystemSource::new(

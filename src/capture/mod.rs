@@ -8,6 +8,7 @@
 
 pub mod direction;
 pub mod fixture;
+pub mod packets;
 pub mod run;
 pub mod system;
 pub mod tracker;

@@ -592,6 +592,15 @@ impl FlowTable {
         self.finished.extend(flows.into_iter().map(Flow::record));
     }
 
+    /// Ends the flows idle past their timeouts at `now_ns`, without moving the table's clock:
+    /// a live capture calls it as time passes without packets. The flows it ends are the ones
+    /// a later packet would end, provided no packet older than `now_ns` comes after it.
+    pub fn expire_idle(&mut self, now_ns: i64) {
+        let (timeouts, finished) = (self.timeouts, &mut self.finished);
+        let ended = self.active.extract_if(|_, f| expired(&timeouts, f, now_ns));
+        finished.extend(ended.map(|(_, f)| f.record()));
+    }
+
     /// Ends flows idle past their timeout. Runs at most once per second of capture time, and
     /// only once as many packets came since the last run as there were flows left by it: a sweep
     /// looks at every active flow, and sweeping the 13-hour benchmark capture once per second,
@@ -1040,6 +1049,37 @@ mod tests {
         // Exact sweeping holds 61 flows (one a second, a 60 s timeout); about twice that here.
         assert!(most <= 2 * 62, "{most} flows held at once");
         assert!(t.finished_len() > 1800, "only {} finished", t.finished_len());
+    }
+
+    /// A live capture ends idle flows as time passes without packets; what it ends, and the
+    /// records, are what the next packet would have ended, and nothing younger goes.
+    #[test]
+    fn idle_flows_end_without_packets_as_a_later_packet_would_end_them() {
+        let frame = |sport: u16| build::udp4([10, 0, 0, 1].into(), sport, [10, 0, 0, 2].into(), 53, 10);
+        let run = |expire: bool| {
+            let mut t = FlowTable::new(Timeouts::default(), 0);
+            for (n, (sport, at)) in [(1000u16, 0i64), (1001, 30)].into_iter().enumerate() {
+                let f = frame(sport);
+                let Decoded::Ip(ip) = decode(1, &f) else {
+                    panic!("not IP")
+                };
+                t.observe(n as u64 + 1, at * NS, f.len() as u32, &ip);
+            }
+            if expire {
+                t.expire_idle(61 * NS);
+            } else {
+                // A later packet of the first flow's ports, 61 s on: the first flow ended first.
+                let f = frame(1000);
+                let Decoded::Ip(ip) = decode(1, &f) else {
+                    panic!("not IP")
+                };
+                t.observe(3, 61 * NS, f.len() as u32, &ip);
+            }
+            t.take_finished()
+        };
+        let (expired, by_packet) = (run(true), run(false));
+        assert_eq!(expired.len(), 1, "only the flow idle past 60 s ends");
+        assert_eq!(expired, by_packet);
     }
 
     /// The uid of a flow must not change between netlens versions: the limb-by-limb division

@@ -22,7 +22,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::mpsc::{RecvTimeoutError, SendError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -360,6 +360,79 @@ fn record_import(store: &Store, r: &ImportReport) -> Result<()> {
     Ok(())
 }
 
+/// Opens the import of a live capture: its `imports` row is written at once (complete = false
+/// until [`end_live_import`]), so the flows stored while it runs point at a row that says what
+/// they came from. `source` names the capture (`live:IFACE`).
+pub fn start_live_import(store: &Store, source: &str, opts: &PcapOptions) -> Result<i64> {
+    check_writable(store)?;
+    sink::ensure_flow_table(store, &opts.table)?;
+    store.in_transaction(|_| {
+        let import_id = next_import_id(store)?;
+        let report = ImportReport {
+            import_id,
+            path: PathBuf::from(source),
+            format: "live".to_string(),
+            complete: false,
+            notes: vec!["capturing".to_string()],
+            ..Default::default()
+        };
+        record_import(store, &report)?;
+        Ok(import_id)
+    })
+}
+
+/// Stores one batch of a live capture in a transaction of its own, so its rows are visible
+/// (to a server's clients) as soon as it is stored. Returns the flows it held.
+pub fn store_live_batch(store: &Store, opts: &PcapOptions, import_id: i64, source: &str, batch: Batch) -> Result<u64> {
+    store.in_transaction(|_| match batch {
+        Batch::Flows(arrays) => {
+            let n = arrays.len() as u64;
+            let mut writer = TableWriter::new(store, &opts.table)?;
+            writer.write(arrays.into_batch(&opts.table, import_id, source)?)?;
+            writer.finish()?;
+            Ok(n)
+        }
+        Batch::Packets(rows) => {
+            if opts.packets {
+                let mut writer = TableWriter::new(store, "packets")?;
+                writer.write(sink::packet_batch(import_id, &rows)?)?;
+                writer.finish()?;
+            }
+            Ok(0)
+        }
+    })
+}
+
+/// Completes the `imports` row [`start_live_import`] wrote, with what the capture did.
+pub fn end_live_import(store: &Store, r: &ImportReport) -> Result<()> {
+    let ts = |ns: Option<i64>| {
+        ns.and_then(|n| {
+            DateTime::<Utc>::from_timestamp(n.div_euclid(1_000_000_000), n.rem_euclid(1_000_000_000) as u32)
+        })
+    };
+    store
+        .conn()
+        .execute(
+            "UPDATE imports SET imported_at = ?, file_bytes = ?, packets = ?, flows = ?, skipped = ?, first_ts = ?, \
+             last_ts = ?, elapsed_s = ?, complete = ?, notes = ? WHERE import_id = ?",
+            duckdb::params![
+                Utc::now(),
+                i64::try_from(r.file_bytes).unwrap_or(i64::MAX),
+                i64::try_from(r.packets).unwrap_or(i64::MAX),
+                i64::try_from(r.flows).unwrap_or(i64::MAX),
+                i64::try_from(r.skipped).unwrap_or(i64::MAX),
+                ts(r.first_ts_ns),
+                ts(r.last_ts_ns),
+                r.elapsed.as_secs_f64(),
+                r.complete,
+                r.notes_text(),
+                r.import_id
+            ],
+        )
+        .map_err(Error::sql)?;
+    Ok(())
+}
+
 /// Imports capture files, each as its own import. Stops at the first file that cannot be
 /// imported (files before it stay imported). `ahead`: the first file, already being read.
 fn import_pcaps(
@@ -477,7 +550,7 @@ impl Skips {
 /// [`Reading::position`]: when it was a message every 8 192 packets, those messages filled the
 /// four places, and the reader could get only 32 768 packets ahead of a store that was busy
 /// opening the database or flushing (measured in bench/RESULTS.md, "pcap import").
-enum Batch {
+pub enum Batch {
     /// Finished flows, each batch in order of their first packet.
     Flows(Box<FlowArrays>),
     Packets(Vec<PacketRow>),
@@ -657,8 +730,8 @@ fn store_capture(
     Ok(report)
 }
 
-/// The reading side of [`Reading`]: every packet through decoder and flow table,
-/// finished flows and packet rows out in batches. Stops early when the store side is gone.
+/// The reading side of [`Reading`]: every packet through the [`FlowAssembly`], finished flows
+/// and packet rows out in batches. Stops early when the store side is gone.
 fn parse_capture<R: BufRead>(
     mut reader: CaptureReader<R>,
     path: &Path,
@@ -677,10 +750,7 @@ fn parse_capture<R: BufRead>(
         complete: true,
         ..Default::default()
     };
-    let mut table = FlowTable::new(opts.timeouts, 0);
-    let mut columns = FlowColumns::default();
-    let mut skips = Skips::default();
-    let mut packets: Vec<PacketRow> = Vec::new();
+    let mut assembly = FlowAssembly::new(opts);
     loop {
         let next = reader.next_packet().map_err(|e| Error::io(path, e))?;
         let p = match next {
@@ -693,29 +763,82 @@ fn parse_capture<R: BufRead>(
             }
         };
         report.packets += 1;
-        report.first_ts_ns = Some(report.first_ts_ns.map_or(p.ts_ns, |t| t.min(p.ts_ns)));
-        report.last_ts_ns = Some(report.last_ts_ns.map_or(p.ts_ns, |t| t.max(p.ts_ns)));
+        assembly.packet(p.number, p.ts_ns, p.orig_len, p.linktype, p.data);
+        assembly.send_full(&tx).map_err(|_| gone())?;
+        if report.packets.is_multiple_of(8192) {
+            watch.position.store(reader.offset(), Ordering::Relaxed);
+            if interrupt::requested() {
+                return Err(Error::Interrupted);
+            }
+            if watch.abandoned.load(Ordering::Relaxed) {
+                return Err(gone());
+            }
+        }
+    }
+    assembly.finish_all();
+    assembly.send_all(&tx).map_err(|_| gone())?;
+    report.file_bytes = reader.offset();
+    assembly.fill_report(&mut report);
+    Ok(report)
+}
+
+/// The flow engine shared by `import pcap` and live capture (`capture --packets`): each packet
+/// decoded and put into the flow table, finished flows turned into columns, and (when asked)
+/// one packet row each, gathered into [`Batch`]es for the storing side.
+pub struct FlowAssembly {
+    table: FlowTable,
+    columns: FlowColumns,
+    skips: Skips,
+    packet_rows: bool,
+    packets: Vec<PacketRow>,
+    first_ts_ns: Option<i64>,
+    last_ts_ns: Option<i64>,
+    peak_active_flows: usize,
+}
+
+impl FlowAssembly {
+    pub fn new(opts: &PcapOptions) -> Self {
+        FlowAssembly {
+            table: FlowTable::new(opts.timeouts, 0),
+            columns: FlowColumns::default(),
+            skips: Skips::default(),
+            packet_rows: opts.packets,
+            packets: Vec::new(),
+            first_ts_ns: None,
+            last_ts_ns: None,
+            peak_active_flows: 0,
+        }
+    }
+
+    /// One captured frame: `number` counts from 1 in its capture, `orig_len` is the frame's
+    /// length on the wire, `data` what was captured of it.
+    #[inline]
+    pub fn packet(&mut self, number: u64, ts_ns: i64, orig_len: u32, linktype: u32, data: &[u8]) {
+        self.first_ts_ns = Some(self.first_ts_ns.map_or(ts_ns, |t| t.min(ts_ns)));
+        self.last_ts_ns = Some(self.last_ts_ns.map_or(ts_ns, |t| t.max(ts_ns)));
+        let table = &mut self.table;
+        let skips = &mut self.skips;
         #[allow(clippy::unnecessary_lazy_evaluations)]
-        let mut row = opts.packets.then(|| PacketRow {
-            packet_no: p.number,
-            ts_ns: p.ts_ns,
+        let mut row = self.packet_rows.then(|| PacketRow {
+            packet_no: number,
+            ts_ns,
             src: None,
             src_p: None,
             dst: None,
             dst_p: None,
             proto: PacketProto::Broken,
             ip_proto: None,
-            frame_len: p.orig_len,
-            cap_len: p.data.len() as u32,
+            frame_len: orig_len,
+            cap_len: data.len() as u32,
             ip_len: None,
             payload_len: None,
             tcp_flags: None,
             flow_uid: None,
             from_orig: None,
         });
-        match decode::decode(p.linktype, p.data) {
+        match decode::decode(linktype, data) {
             Decoded::Ip(ip) => {
-                let assigned = table.observe(p.number, p.ts_ns, p.orig_len, &ip);
+                let assigned = table.observe(number, ts_ns, orig_len, &ip);
                 if assigned.is_none() {
                     if ip.later_fragment {
                         skips.fragments += 1;
@@ -774,9 +897,9 @@ fn parse_capture<R: BufRead>(
                 }
             }
             Decoded::UnsupportedLink => {
-                match skips.unsupported.iter_mut().find(|(lt, _)| *lt == p.linktype) {
+                match skips.unsupported.iter_mut().find(|(lt, _)| *lt == linktype) {
                     Some((_, n)) => *n += 1,
-                    None => skips.unsupported.push((p.linktype, 1)),
+                    None => skips.unsupported.push((linktype, 1)),
                 }
                 if let Some(row) = row.as_mut() {
                     row.proto = PacketProto::UnsupportedLink;
@@ -784,45 +907,66 @@ fn parse_capture<R: BufRead>(
             }
             Decoded::Broken(_) => {
                 skips.broken += 1;
-                if p.data.is_empty() {
+                if data.is_empty() {
                     skips.zero_length += 1;
                 }
             }
         }
         if let Some(row) = row {
-            packets.push(row);
-            if packets.len() >= PACKET_BATCH {
-                tx.send(Batch::Packets(std::mem::take(&mut packets)))
-                    .map_err(|_| gone())?;
-            }
+            self.packets.push(row);
         }
-        if table.finished_len() >= FLOW_BATCH {
-            tx.send(Batch::Flows(columns_of(&mut columns, table.take_finished())))
-                .map_err(|_| gone())?;
-        }
-        report.peak_active_flows = report.peak_active_flows.max(table.active());
-        if report.packets.is_multiple_of(8192) {
-            watch.position.store(reader.offset(), Ordering::Relaxed);
-            if interrupt::requested() {
-                return Err(Error::Interrupted);
-            }
-            if watch.abandoned.load(Ordering::Relaxed) {
-                return Err(gone());
-            }
-        }
+        self.peak_active_flows = self.peak_active_flows.max(self.table.active());
     }
-    table.finish_all();
-    tx.send(Batch::Flows(columns_of(&mut columns, table.take_finished())))
-        .map_err(|_| gone())?;
-    if !packets.is_empty() {
-        tx.send(Batch::Packets(packets)).map_err(|_| gone())?;
+
+    /// Sends the finished flows and the packet rows once a whole batch of either is gathered.
+    #[inline]
+    pub fn send_full(&mut self, tx: &SyncSender<Batch>) -> std::result::Result<(), SendError<Batch>> {
+        if self.packets.len() >= PACKET_BATCH {
+            tx.send(Batch::Packets(std::mem::take(&mut self.packets)))?;
+        }
+        if self.table.finished_len() >= FLOW_BATCH {
+            tx.send(Batch::Flows(columns_of(&mut self.columns, self.table.take_finished())))?;
+        }
+        Ok(())
     }
-    report.file_bytes = reader.offset();
-    report.skipped = skips.total();
-    let (notes, warnings) = skips.notes();
-    report.warnings = warnings;
-    report.notes = notes;
-    Ok(report)
+
+    /// Sends every finished flow and packet row gathered so far (nothing when there is none).
+    pub fn send_all(&mut self, tx: &SyncSender<Batch>) -> std::result::Result<(), SendError<Batch>> {
+        if self.table.finished_len() > 0 {
+            tx.send(Batch::Flows(columns_of(&mut self.columns, self.table.take_finished())))?;
+        }
+        if !self.packets.is_empty() {
+            tx.send(Batch::Packets(std::mem::take(&mut self.packets)))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the flows idle past their timeouts at capture time `now_ns` (live capture: no
+    /// packet may come that is older than `now_ns`).
+    pub fn expire_idle(&mut self, now_ns: i64) {
+        self.table.expire_idle(now_ns);
+    }
+
+    /// Ends every active flow (end of the capture).
+    pub fn finish_all(&mut self) {
+        self.table.finish_all();
+    }
+
+    /// Flows held in memory now.
+    pub fn active_flows(&self) -> usize {
+        self.table.active()
+    }
+
+    /// The capture's time span, peak of active flows, skips, notes and warnings.
+    pub fn fill_report(&self, report: &mut ImportReport) {
+        report.first_ts_ns = self.first_ts_ns;
+        report.last_ts_ns = self.last_ts_ns;
+        report.peak_active_flows = self.peak_active_flows;
+        report.skipped = self.skips.total();
+        let (notes, warnings) = self.skips.notes();
+        report.warnings = warnings;
+        report.notes = notes;
+    }
 }
 
 /// Imports Zeek conn.log files (TSV or JSON) into `flows`, each file its own import.

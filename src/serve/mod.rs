@@ -28,6 +28,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::fixture::{FixtureSource, Recorder};
+use crate::capture::packets::{self, PacketCaptureRequest};
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
@@ -43,6 +44,8 @@ pub struct ServeOptions {
     pub location: Location,
     /// Capture this host (or replay a recording); `None` serves the file as it is.
     pub capture: Option<CaptureSchedule>,
+    /// Live packets into flows (`--packets IFACE`), beside the snapshots.
+    pub packets: Option<PacketCaptureRequest>,
     /// Scheduled work, each at its own interval.
     pub every: Vec<Job>,
     /// Offline geolocation databases for the scheduled `geo` job.
@@ -533,6 +536,16 @@ pub fn run(options: ServeOptions) -> Result<()> {
                 .map_err(|e| Error::io("capture thread", e))?,
         );
     }
+    if let Some(request) = options.packets.clone() {
+        let store = shared.connect()?;
+        let shared = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("packets".into())
+                .spawn(move || packet_capture(&shared, &store, &request))
+                .map_err(|e| Error::io("packet capture thread", e))?,
+        );
+    }
     if !options.every.is_empty() {
         let store = shared.connect()?;
         let shared = Arc::clone(&shared);
@@ -677,6 +690,28 @@ fn capture_loop(shared: &Shared, store: Store, capture: &CaptureSchedule) {
             c.running = false;
         }
     });
+}
+
+/// Captures packets into flows until the server stops (the stop request ends the capture like
+/// Ctrl-C). A capture that fails (the interface went away) is logged and not restarted: its
+/// flows so far are stored, and `packet_captures.stop_reason` says why it ended.
+fn packet_capture(shared: &Shared, store: &Store, request: &PacketCaptureRequest) {
+    log(&format!(
+        "capturing packets on {}{}",
+        request.interface,
+        request.filter.as_ref().map(|f| format!(" ({f})")).unwrap_or_default()
+    ));
+    match packets::run(store, request) {
+        Ok(report) if report.failed => {
+            shared.error(
+                "packet capture",
+                &Error::Usage(format!("it stopped: {}", report.stop_reason)),
+            );
+            log(&packets::summary(&report, request));
+        }
+        Ok(report) => log(&packets::summary(&report, request)),
+        Err(e) => shared.error("packet capture", &e),
+    }
 }
 
 /// Runs the scheduled jobs, each first one interval after the start, until the server stops.

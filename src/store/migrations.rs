@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "feedback",
         sql: include_str!("../../sql/009_feedback.sql"),
     },
+    Migration {
+        version: 12,
+        name: "packets",
+        sql: include_str!("../../sql/012_packets.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "

@@ -11,6 +11,7 @@ mod export;
 mod geo;
 mod ingest;
 mod oneshot;
+mod packets;
 mod policy;
 mod serve;
 mod shell;

@@ -67,7 +67,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit (at most `limit`).
-    fn stop(mut self, limit: Duration) -> ExitStatus {
+    pub(crate) fn stop(mut self, limit: Duration) -> ExitStatus {
         self.signal(libc::SIGTERM);
         let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + limit;
