@@ -64,9 +64,9 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/009_feedback.sql"),
     },
     Migration {
-        version: 12,
+        version: 10,
         name: "packets",
-        sql: include_str!("../../sql/012_packets.sql"),
+        sql: include_str!("../../sql/010_packets.sql"),
     },
 ];
 
