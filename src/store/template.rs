@@ -337,6 +337,37 @@ mod tests {
         catalog(store.conn())
     }
 
+    /// A file made by any earlier build upgrades to exactly the schema a new file gets, and
+    /// keeps its rows: no migration may assume it runs on an empty database or after some
+    /// other step than the one before it.
+    #[test]
+    fn every_older_schema_upgrades_to_exactly_the_fresh_one() {
+        let fresh = migrated_catalog();
+        let all = migrations::MIGRATIONS;
+        for shipped in 1..all.len() {
+            let conn = Connection::open_in_memory().unwrap();
+            migrations::apply(&conn, &all[..shipped], Path::new("old.duckdb"), false).unwrap();
+            conn.execute_batch(
+                "INSERT INTO snapshots (snapshot_id, ts, host, source, socket_count, process_count, interface_count) \
+                 VALUES (7, TIMESTAMP '2026-01-01 00:00:00', 'old', 'fixture', 0, 0, 0)",
+            )
+            .unwrap();
+            migrations::apply(&conn, all, Path::new("old.duckdb"), false).unwrap();
+            let upgraded = catalog(&conn);
+            let differs: Vec<_> = fresh
+                .iter()
+                .filter(|row| !upgraded.contains(row))
+                .chain(upgraded.iter().filter(|row| !fresh.contains(row)))
+                .take(5)
+                .collect();
+            assert!(differs.is_empty(), "upgraded from version {shipped}: {differs:#?}");
+            let kept: String = conn
+                .query_row("SELECT host FROM snapshots WHERE snapshot_id = 7", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(kept, "old");
+        }
+    }
+
     #[test]
     fn copies_hold_exactly_what_the_migrations_make() {
         let cache = tempfile::tempdir().unwrap();
