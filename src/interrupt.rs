@@ -59,8 +59,12 @@ pub fn request_stop() {
 pub struct Running(());
 
 impl Running {
-    /// Registers the connection's interrupt handle.
+    /// Registers the connection's interrupt handle. A server runs many clients' commands at
+    /// once and stops on signals of its own: there this registers nothing.
     pub fn new(handle: Arc<InterruptHandle>) -> Self {
+        if SERVING.load(Ordering::SeqCst) {
+            return Running(());
+        }
         if let Ok(mut guard) = RUNNING.lock() {
             *guard = Some(handle);
         }
@@ -70,6 +74,9 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if SERVING.load(Ordering::SeqCst) {
+            return;
+        }
         if let Ok(mut guard) = RUNNING.lock() {
             *guard = None;
         }

@@ -14,7 +14,9 @@ fn main() -> ExitCode {
         Ok(outcome) => ExitCode::from(outcome.code()),
         Err(e) => {
             eprintln!("Error: {e}");
-            ExitCode::from(1)
+            // A command cancelled by Ctrl-C exits as the shell expects of SIGINT.
+            let interrupted = matches!(e, netlens::error::Error::Interrupted);
+            ExitCode::from(if interrupted { 130 } else { 1 })
         }
     }
 }

@@ -236,6 +236,24 @@ impl Observer for CollectGaps {
 /// Runs one request against `store`.
 pub fn execute(store: &Store, request: Request, ctx: &mut Context<'_>) -> Result<Reply> {
     let mut reply = Reply::default();
+    // Ctrl-C cancels the SQL of the commands that store in one transaction or write a file in
+    // place (a cancelled one stores and leaves nothing). Capture, watch, demo, a pcap import and
+    // retain stop between their own steps instead, keeping what they finished.
+    let cancellable = match &request {
+        Request::Export(_)
+        | Request::Train(_)
+        | Request::Score(_)
+        | Request::Retrain { .. }
+        | Request::Detect(_)
+        | Request::Insights
+        | Request::Report(_) => true,
+        Request::Import(i) => !matches!(i, ImportRequest::Pcap(_)),
+        _ => false,
+    };
+    let _cancel_on_ctrl_c = cancellable.then(|| {
+        interrupt::clear();
+        interrupt::Running::new(store.conn().interrupt_handle())
+    });
     match request {
         Request::Capture(c) => capture(store, c, ctx, &mut reply)?,
         Request::Export(e) => {

@@ -106,6 +106,52 @@ pub struct ExportRequest {
     pub overwrite: bool,
 }
 
+/// Writes a single-file export under a private name beside `out` and moves it into place only
+/// once whole: a failed or interrupted export leaves no half-written file and the old `out`
+/// untouched. The move replaces `out` as a name, so a symlink there is replaced, never followed
+/// into the file it points at; without `overwrite` it is a link that fails when `out` appeared
+/// meanwhile. The private name ends with `out`'s own name, so DuckDB infers the same
+/// compression from its extension (`.csv.gz`).
+fn write_in_place(out: &Path, overwrite: bool, write: impl FnOnce(&Path) -> Result<u64>) -> Result<u64> {
+    let name = out
+        .file_name()
+        .ok_or_else(|| Error::Usage(format!("--out {} names no file", out.display())))?;
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let partial = dir.join(format!(
+        ".netlens-partial-{}-{}",
+        std::process::id(),
+        name.to_string_lossy()
+    ));
+    // create_new: whatever is at that name (a link someone planted) is neither reused nor followed.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .map_err(|e| Error::io(&partial, e))?;
+    let result = write(&partial).and_then(|rows| {
+        let placed = if overwrite {
+            std::fs::rename(&partial, out)
+        } else {
+            std::fs::hard_link(&partial, out).and_then(|()| std::fs::remove_file(&partial))
+        };
+        match placed {
+            Ok(()) => Ok(rows),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Usage(format!(
+                "{} appeared while the export ran; nothing was written\n  hint: pass --overwrite to replace it",
+                out.display()
+            ))),
+            Err(e) => Err(Error::io(out, e)),
+        }
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
 impl Store {
     /// Runs the export and returns the number of rows written.
     pub fn export(&self, req: &ExportRequest) -> Result<u64> {
@@ -142,37 +188,55 @@ impl Store {
         let format_option = match req.format {
             ExportFormat::Parquet => "FORMAT parquet",
             ExportFormat::Csv => "FORMAT csv, HEADER true",
-            ExportFormat::Zeek => return self.export_zeek(&select, &columns, &req.out),
+            ExportFormat::Zeek => {
+                return write_in_place(&req.out, req.overwrite, |partial| {
+                    self.export_zeek(&select, &columns, partial)
+                })
+            }
             // DuckDB's JSON writer lives in its json extension, which the bundled build lacks
             // (and extensions are never downloaded): stream JSON lines ourselves.
-            ExportFormat::Json => return self.export_json_lines(&select, &req.out),
+            ExportFormat::Json => {
+                return write_in_place(&req.out, req.overwrite, |partial| {
+                    self.export_json_lines(&select, partial)
+                })
+            }
         };
-        if !req.partition_by.is_empty() {
-            claim_tree(&req.out, req.overwrite)?;
+        if req.partition_by.is_empty() {
+            return write_in_place(&req.out, req.overwrite, |partial| {
+                self.copy_to(&select, partial, &[format_option.to_string()], &req.out)
+            });
         }
-        let out = req.out.to_string_lossy().into_owned();
-        let mut options = vec![format_option.to_string()];
-        let select = if req.partition_by.is_empty() {
-            select
-        } else {
-            let (select, keys) = self.partitioned_select(&select, &columns, &req.partition_by)?;
-            options.push(format!("PARTITION_BY ({keys})"));
-            options.push(format!(
+        claim_tree(&req.out, req.overwrite)?;
+        let (select, keys) = self.partitioned_select(&select, &columns, &req.partition_by)?;
+        let options = [
+            format_option.to_string(),
+            format!("PARTITION_BY ({keys})"),
+            format!(
                 "FILENAME_PATTERN {}",
                 quote_literal(&format!("{}_{{uuid}}", file_stem(&name)))
-            ));
+            ),
             // Appending keeps other hosts' files in a shared tree; --overwrite replaces the tree.
-            options.push(if req.overwrite { "OVERWRITE true" } else { "APPEND true" }.to_string());
-            select
-        };
-        let sql = format!("COPY ({select}) TO {} ({})", quote_literal(&out), options.join(", "));
-        let rows = self.conn.execute(&sql, []).map_err(|e| Error::Sql {
-            message: format!("export to {} failed: {e}", req.out.display()),
+            if req.overwrite { "OVERWRITE true" } else { "APPEND true" }.to_string(),
+        ];
+        let rows = self.copy_to(&select, &req.out, &options, &req.out)?;
+        // DuckDB's OVERWRITE removed everything in the tree, the marker too.
+        mark_tree(&req.out)?;
+        Ok(rows)
+    }
+
+    /// `COPY (select) TO path (options)`; errors name `out`, the path the user gave.
+    fn copy_to(&self, select: &str, path: &Path, options: &[String], out: &Path) -> Result<u64> {
+        let sql = format!(
+            "COPY ({select}) TO {} ({})",
+            quote_literal(&path.to_string_lossy()),
+            options.join(", ")
+        );
+        let rows = self.conn.execute(&sql, []).map_err(|e| match Error::sql(e) {
+            Error::Interrupted => Error::Interrupted,
+            e => Error::Sql {
+                message: format!("export to {} failed: {e}", out.display()),
+            },
         })?;
-        if !req.partition_by.is_empty() {
-            // DuckDB's OVERWRITE removed everything in the tree, the marker too.
-            mark_tree(&req.out)?;
-        }
         Ok(rows as u64)
     }
 

@@ -188,3 +188,119 @@ fn overwrite_replaces_only_a_tree_netlens_wrote() {
         "the second export replaced the first"
     );
 }
+
+/// Nothing but `--out`'s own name and directory entries the export made itself.
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn single_file_exports_land_whole_or_not_at_all() {
+    let s = Scratch::new();
+    let dir = s.path("out");
+    std::fs::create_dir(&dir).unwrap();
+    let out = dir.join("rows.csv");
+
+    // A failure half-way leaves the previous file as it was and no partial file beside it.
+    std::fs::write(&out, "previous\n").unwrap();
+    s.cmd()
+        .args([
+            "export",
+            "--overwrite",
+            "--query",
+            "SELECT CASE WHEN range < 300000 THEN range ELSE error('boom at ' || range) END AS x FROM range(400000)",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("boom"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous\n");
+    assert_eq!(entries(&dir), ["rows.csv"]);
+
+    // A symlink at --out is replaced as a name: the file it pointed at is never written.
+    let victim = s.path("victim.txt");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    std::fs::remove_file(&out).unwrap();
+    std::os::unix::fs::symlink(&victim, &out).unwrap();
+    s.cmd()
+        .args(["export", "--overwrite", "--query", "SELECT 42 AS x", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+    assert!(!std::fs::symlink_metadata(&out).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "x\n42\n");
+
+    // Without --overwrite a dangling symlink counts as taken too.
+    let dangling = dir.join("dangling.json");
+    std::os::unix::fs::symlink(s.path("nowhere.json"), &dangling).unwrap();
+    s.cmd()
+        .args(["export", "--query", "SELECT 1 AS x", "--out"])
+        .arg(&dangling)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--overwrite"));
+    assert!(!s.path("nowhere.json").exists());
+    assert_eq!(entries(&dir), ["dangling.json", "rows.csv"]);
+}
+
+#[test]
+fn ctrl_c_cancels_an_export_and_leaves_no_file() {
+    let s = Scratch::new();
+    s.cmd().args(["-c", "SELECT 1"]).assert().success();
+    let dir = s.path("out");
+    std::fs::create_dir(&dir).unwrap();
+    let out = dir.join("huge.csv");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("netlens"))
+        .env("NETLENS_DB", s.db())
+        .args([
+            "export",
+            "--query",
+            "SELECT range AS x, range * 2 AS y FROM range(100000000000)",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until DuckDB is writing (its files grow), then press Ctrl-C.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let written = || -> u64 {
+        entries(&dir)
+            .iter()
+            .map(|e| std::fs::metadata(dir.join(e)).map_or(0, |m| m.len()))
+            .sum()
+    };
+    while written() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the export never started writing");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pressed = std::time::Instant::now();
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        if pressed.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the export went on for 20 s after Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(entries(&dir).is_empty(), "left behind: {:?}", entries(&dir));
+}
