@@ -90,6 +90,17 @@ pub fn parse_boot_time(text: &[u8]) -> Option<i64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Seconds since boot, the first number of `/proc/uptime`.
+pub fn parse_uptime(text: &[u8]) -> Option<f64> {
+    std::str::from_utf8(text)
+        .ok()?
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+}
+
 /// A `/proc/<pid>/cmdline` text (arguments ended by NULs) as one line, arguments joined by
 /// spaces; `None` when empty (kernel threads, zombies).
 pub fn parse_cmdline(text: &[u8]) -> Option<String> {
@@ -202,11 +213,16 @@ impl ProcessReader {
         }
     }
 
-    /// Reads `path` into the shared buffer; false when it cannot be read.
+    /// Reads `/proc/<pid>/<file>` (or `/proc/<file>` for pid 0, which no process has) into the
+    /// shared buffer; false when it cannot be read.
     fn read(&mut self, pid: u32, file: &str) -> bool {
         use std::fmt::Write as _;
         self.path.clear();
-        let _ = write!(self.path, "/proc/{pid}/{file}");
+        let _ = if pid == 0 {
+            write!(self.path, "/proc/{file}")
+        } else {
+            write!(self.path, "/proc/{pid}/{file}")
+        };
         self.buf.clear();
         File::open(&self.path)
             .and_then(|mut f| f.read_to_end(&mut self.buf))
@@ -233,6 +249,13 @@ impl ProcessReader {
             io_unreadable: 0,
         };
         let mut seen = HashMap::with_capacity(pids.len());
+        // A process born since the previous snapshot is rated over its own life, which lies
+        // within the interval; only a run's first snapshot has no rates.
+        let uptime = if interval.is_some() && self.read(0, "uptime") {
+            parse_uptime(&self.buf)
+        } else {
+            None
+        };
         for pid in pids {
             // A process that ends between the listing and the read is simply not in this snapshot.
             if !self.read(pid, "stat") {
@@ -258,8 +281,12 @@ impl ProcessReader {
                         ..k
                     },
                 ),
-                // First sight of this process: a rate needs two samples.
                 None => {
+                    // Uptime and start are both in clock ticks' resolution: a process younger than a
+                    // tick is rated over one tick.
+                    let tick = 1.0 / self.clock.ticks_per_second.max(1) as f64;
+                    let age = uptime.map(|up| (up - stat.start_ticks as f64 * tick).max(tick));
+                    let born_rate = age.and_then(|age| self.clock.cpu_percent(stat.cpu_ticks, age));
                     let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
                         .ok()
                         .map(|p| p.to_string_lossy().into_owned())
@@ -275,7 +302,7 @@ impl ProcessReader {
                         None
                     };
                     (
-                        None,
+                        born_rate,
                         Known {
                             start_ticks: stat.start_ticks,
                             cpu_ticks: stat.cpu_ticks,
@@ -355,6 +382,8 @@ mod tests {
             Some("/usr/bin/python3 -m http.server".into())
         );
         assert_eq!(parse_cmdline(b""), None);
+        assert_eq!(parse_uptime(b"34127.52 67012.33\n"), Some(34127.52));
+        assert_eq!(parse_uptime(b"-1 0\n"), None);
     }
 
     #[test]
@@ -391,9 +420,19 @@ mod tests {
         while spin.elapsed().as_millis() < 30 {
             std::hint::black_box(0u64.wrapping_add(1));
         }
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
         let second = reader.sample(Instant::now(), |_| None).unwrap();
         let row = second.processes.iter().find(|p| p.pid == me).unwrap();
         assert!(row.cpu_percent.is_some());
+        // A process born between two samples is rated over its own life.
+        let born = second
+            .processes
+            .iter()
+            .find(|p| p.pid == child.id())
+            .map(|p| p.cpu_percent);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(matches!(born, Some(Some(_))), "{born:?}");
         assert!(first.processes.windows(2).all(|w| w[0].pid < w[1].pid));
     }
 }
