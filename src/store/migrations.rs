@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "feedback",
         sql: include_str!("../../sql/009_feedback.sql"),
     },
+    Migration {
+        version: 11,
+        name: "quality",
+        sql: include_str!("../../sql/011_quality.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "
