@@ -66,3 +66,12 @@ COMMENT ON COLUMN bursts.mads_above IS '(peak - baseline) / mad: a robust z-scor
 COMMENT ON COLUMN latest_bursts.mad IS '1.4826 x MAD of the baseline''s bins, floored at --burst-floor-connections or --burst-floor-bytes (see bursts.mad).';
 COMMENT ON COLUMN latest_bursts.baseline IS 'Median of the baseline''s bin values: the whole window, or the same UTC hour of day when the window spans 3 days or more (see bursts.baseline).';
 COMMENT ON TABLE bursts IS 'Bursts: runs of consecutive bins in which a process''s, host''s or pair''s connection count or bytes exceeded its own baseline, median + k x max(1.4826 x MAD, floor) over every bin of the window (empty bins included), or over the same hour of day on the other days when the window spans 3 days or more.';
+
+-- Anomalies are rows strictly above the threshold (scikit-learn's predict), so ties at the
+-- threshold no longer push the flagged share above the contamination.
+COMMENT ON COLUMN anomaly_scores.is_anomaly IS 'score strictly above the model''s threshold (the training scores'' (1 - contamination) quantile; runs before migration 11: at or above). On rows like the training rows about the contamination share is flagged by construction.';
+COMMENT ON COLUMN latest_anomaly_scores.is_anomaly IS 'score strictly above the model''s threshold (the training scores'' (1 - contamination) quantile).';
+COMMENT ON COLUMN verdicts.is_anomaly IS 'score > the model''s threshold (the baseline scores'' 1 - contamination quantile): on traffic like the baseline about the contamination share of windows is Anomalous by construction.';
+COMMENT ON COLUMN latest_verdicts.is_anomaly IS 'score > the model''s threshold (the baseline scores'' 1 - contamination quantile).';
+COMMENT ON COLUMN verdicts.reason IS 'Why, in words, starting with what decided the verdict: the score against the threshold (Anomalous), the unseen flow (New Flow), the segment change (Segment Drift), or for Trusted ''known flow in its usual segment, score ... at or below threshold ...''; a new port or protocol that did not decide it follows as a note. Runs before migration 11 listed every observation, so a Trusted row could name a new port.';
+COMMENT ON COLUMN latest_verdicts.reason IS 'Why, in words, starting with what decided the verdict; novelties that did not decide it follow as notes.';

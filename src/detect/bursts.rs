@@ -18,6 +18,10 @@ pub const MAD_SCALE: f64 = 1.4826;
 /// hour's baseline would rest on one or two values.
 pub const MIN_DAYS_FOR_HOUR_OF_DAY: usize = 3;
 
+/// Non-empty bins a mostly idle entity needs before its baseline is taken over its active bins
+/// only (see [`find`]); with fewer, the whole window (mostly zeros) is the baseline.
+pub const MIN_ACTIVE_BINS: usize = 10;
+
 const HOUR_US: i64 = 3_600_000_000;
 const DAY_US: i64 = 24 * HOUR_US;
 
@@ -146,7 +150,11 @@ pub struct Burst {
 }
 
 /// Bursts of one series: bins above median + k x max(1.4826 x MAD, floor) of their group's
-/// baseline (empty bins counted) and at least `min_peak`, merged when consecutive.
+/// baseline and at least `min_peak`, merged when consecutive. The baseline counts the empty
+/// bins, except for an entity idle in most of the group's bins but active in at least
+/// [`MIN_ACTIVE_BINS`]: its median and MAD over all bins are 0, which makes every time it wakes
+/// a burst (a resolver's hourly lookups, a browser's page loads), so it is judged against its
+/// active bins, "how much it does when it does something".
 pub fn find(values: &BTreeMap<usize, f64>, profile: &Profile, rule: &Rule) -> Vec<Burst> {
     let groups = profile.sizes.len();
     let mut members: Vec<Vec<f64>> = vec![Vec::new(); groups];
@@ -160,7 +168,12 @@ pub fn find(values: &BTreeMap<usize, f64>, profile: &Profile, rule: &Rule) -> Ve
         .iter()
         .zip(&profile.sizes)
         .map(|(vals, &size)| {
-            let zeros = size.saturating_sub(vals.len() as u64);
+            let idle = 2 * vals.len() < size as usize;
+            let zeros = if idle && vals.len() >= MIN_ACTIVE_BINS {
+                0
+            } else {
+                size.saturating_sub(vals.len() as u64)
+            };
             let mut pairs: Vec<(f64, u64)> = vals.iter().map(|v| (*v, 1)).collect();
             pairs.push((0.0, zeros));
             let baseline = weighted_median(&pairs)?;
@@ -292,6 +305,26 @@ mod tests {
         assert!(find(&v, &whole(1440), &bytes).is_empty());
         let big: BTreeMap<usize, f64> = [(100, 60_000_000.0)].into_iter().collect();
         assert_eq!(find(&big, &whole(1440), &bytes).len(), 1);
+    }
+
+    /// Issue 21 benchmark: a resolver asking 40 servers within a few minutes every hour was a
+    /// connections burst 24 times a day against a baseline of 0.
+    #[test]
+    fn a_mostly_idle_entity_is_judged_against_its_active_bins() {
+        let mut v: BTreeMap<usize, f64> = BTreeMap::new();
+        for hour in 0..24 {
+            for (j, n) in [10.0, 14.0, 12.0, 4.0].iter().enumerate() {
+                v.insert(hour * 60 + 7 + j, *n);
+            }
+        }
+        assert!(find(&v, &whole(1440), &rule(10.0)).is_empty());
+        v.insert(700, 80.0);
+        let found = find(&v, &whole(1440), &rule(10.0));
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].first_bin, found[0].baseline), (700, 12.0));
+        // a single burst of an otherwise silent entity still stands out against the zeros
+        let once: BTreeMap<usize, f64> = [(300, 50.0)].into_iter().collect();
+        assert_eq!(find(&once, &whole(1440), &rule(10.0)).len(), 1);
     }
 
     #[test]
