@@ -106,16 +106,6 @@ def alarms(db):
     return counts, days
 
 
-def run(name, setup, planted):
-    with tempfile.TemporaryDirectory() as d:
-        db = os.path.join(d, "b.duckdb")
-        setup(db, d)
-        nl(db, "detect", "all", "--top", "0")
-        counts, days = alarms(db)
-        found = {k: bool(q(db, sql) and q(db, sql)[0] not in ("0", "false", "")) for k, sql in planted.items()}
-        return counts, days, found
-
-
 def main():
     results = []
     planted_syn = {
@@ -139,16 +129,24 @@ def main():
     def demo_setup(db, d):
         nl(db, "demo", "--hours", "24", "-q")
 
+    # The demo's planted events, by time: the backup burst (the minute with the most rsync
+    # connections), the port scan and the exfiltration upload (their first connection).
+    events = ("(SELECT date_trunc('minute', first_seen) AS t, 'backup' AS what FROM connections WHERE remote_port = 873 "
+              "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1) UNION ALL "
+              "SELECT min(first_seen), CASE WHEN remote_addr = '192.168.1.30' THEN 'scan' ELSE 'exfil' END FROM connections "
+              "WHERE remote_addr IN ('192.168.1.30', '198.51.100.77') GROUP BY remote_addr")
+    near = "abs(epoch(b.start_ts) - epoch(p.t)) < 600"
     planted_demo = {
         "beacon -> 203.0.113.66 flagged": "SELECT count(*) FROM latest_beacons WHERE is_beacon AND dst = '203.0.113.66'",
         "port scan of 192.168.1.30": "SELECT count(*) FROM latest_port_scans WHERE target = '192.168.1.30'",
-        "backup burst (rsync pair)": "SELECT count(*) FROM latest_bursts WHERE entity LIKE '%192.168.1.40%' OR entity = 'rsync'",
+        "backup burst": f"SELECT count(*) FROM latest_bursts b, ({events}) p WHERE p.what = 'backup' AND {near}",
+        "exfiltration upload burst": f"SELECT count(*) FROM latest_bursts b, ({events}) p WHERE p.what = 'exfil' AND {near}",
         "long SSH session": "SELECT count(*) FROM latest_long_connections WHERE dst_port = 22",
     }
     ordinary_demo = {
         "beacons": "SELECT count(*) FROM latest_beacons WHERE is_beacon AND dst <> '203.0.113.66'",
         "port_scans": "SELECT count(*) FROM latest_port_scans WHERE coalesce(target, '') <> '192.168.1.30'",
-        "bursts": "SELECT count(*) FROM latest_bursts WHERE NOT (entity LIKE '%192.168.1.40%' OR entity = 'rsync')",
+        "bursts": f"SELECT count(*) FROM latest_bursts b WHERE NOT EXISTS (SELECT 1 FROM ({events}) p WHERE {near})",
         "long_connections": "SELECT count(*) FROM latest_long_connections WHERE dst_port <> 22",
     }
 
@@ -190,8 +188,8 @@ def main():
                 found.append(f"{k}: {'yes' if n > 0 else 'no'}")
             cells = [f"{counts[k]}" for k in ("beacons", "port_scans", "bursts", "long_connections")]
             print(f"| {name} | {days:.4f} | " + " | ".join(cells) + " | " + "; ".join(found) + " |")
-    print("\nCells are ordinary alarms (rows not belonging to a planted behaviour) in the window;"
-          " beacons count is_beacon rows.")
+    print("\nCells are ordinary alarms in the window: rows not belonging to a planted behaviour"
+          " (demo: bursts starting more than 10 minutes from a planted event); beacons count is_beacon rows.")
 
 
 main()

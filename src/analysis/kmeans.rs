@@ -256,6 +256,17 @@ impl Stage for KMeansStage {
         };
         let names = e.encoding.feature_names();
         let unscale = e.encoding.unscale();
+        let logs = e.encoding.log_columns();
+        // Back to source units: undo the scaling, then log1p where the encoding applied it.
+        let source = |j: usize, scaled: f64| {
+            let (m, sd) = unscale[j];
+            let v = m + scaled * sd;
+            if logs.get(j).copied().unwrap_or(false) {
+                v.exp_m1()
+            } else {
+                v
+            }
+        };
         let k = segments.iter().copied().max().map_or(0, |m| m as usize + 1);
         let (rows, width) = e.x.dim();
         let mut sums = Array2::<f64>::zeros((k, width));
@@ -298,7 +309,6 @@ impl Stage for KMeansStage {
                 .collect();
             entries.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
             for (rank, (j, z)) in entries.into_iter().enumerate() {
-                let (m, sd) = unscale[j];
                 profile
                     .execute(duckdb::params![
                         e.run_id,
@@ -306,8 +316,8 @@ impl Stage for KMeansStage {
                         size as i64,
                         size as f64 / rows as f64,
                         names[j],
-                        m + mean_scaled[j] * sd,
-                        m + overall[j] * sd,
+                        source(j, mean_scaled[j]),
+                        source(j, overall[j]),
                         z,
                         rank as i32 + 1
                     ])
