@@ -410,11 +410,13 @@ impl Linker<'_> {
 
 /// DBSCAN labels of the rows of `points` (-1 = noise), as linfa's and scikit-learn's DBSCAN
 /// number them (see the module doc).
+#[cfg(test)]
 fn density_clusters(points: ArrayView2<f64>, eps: f64, min_points: usize) -> Vec<i32> {
     density_clusters_and_cores(points, eps, min_points).0
 }
 
-/// [`density_clusters`], and whether each row is a core point.
+/// DBSCAN labels of the rows of `points` (-1 = noise, numbered as in the module doc), and
+/// whether each row is a core point.
 fn density_clusters_and_cores(points: ArrayView2<f64>, eps: f64, min_points: usize) -> (Vec<i32>, Vec<bool>) {
     let n = points.nrows();
     if n == 0 || points.ncols() == 0 || n < min_points {

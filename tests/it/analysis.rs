@@ -550,3 +550,25 @@ fn log1p_is_stored_per_column_and_profiles_stay_in_source_units() {
         .failure()
         .stderr(predicate::str::contains("log1p=maybe: expected true or false"));
 }
+
+/// Issue 21: each row's distance to its k-means centre is an anomaly score; with a label the
+/// run is evaluated on it (ROC-AUC by distance).
+#[test]
+fn kmeans_distance_is_an_evaluated_anomaly_score() {
+    let s = with_traffic();
+    s.query("CREATE TABLE normal AS SELECT * FROM traffic WHERE id < 590");
+    train(&s, &["kmeans", "--on", "normal", "--exclude", "label", "--set", "k=3"]).success();
+    assert_eq!(
+        s.query("SELECT metrics LIKE '%\"distance_threshold\":%' FROM model_runs"),
+        "true"
+    );
+    s.cmd()
+        .args(["score", "kmeans", "--on", "traffic", "--label", "label"])
+        .assert()
+        .success();
+    // The ten planted outliers are the farthest rows: every one flagged, ranked perfectly.
+    assert_eq!(s.query("SELECT tp, fn, roc_auc FROM evaluation"), "10,0,1.0");
+    train(&s, &["kmeans", "--on", "normal", "--set", "contamination=0.9"])
+        .failure()
+        .stderr(predicate::str::contains("contamination=0.9"));
+}
