@@ -899,11 +899,19 @@ pub struct DetectArgs {
     )]
     pub beacon_weights: Vec<f64>,
 
+    /// Beacons: gap sub-score a beacon needs at least; random (Poisson) timing scores about 0.5
+    #[arg(long, default_value_t = 0.8, value_name = "SCORE")]
+    pub beacon_min_gap_score: f64,
+
+    /// Beacons: first to last connection a beacon must span; shorter regular pairs are candidates
+    #[arg(long, value_parser = parse_duration, default_value = "1h", value_name = "DURATION")]
+    pub beacon_min_span: Duration,
+
     /// Bursts: bin width
     #[arg(long, value_parser = parse_duration, default_value = "1m", value_name = "DURATION")]
     pub burst_bin: Duration,
 
-    /// Bursts: k in the threshold median + k x MAD
+    /// Bursts: k in the threshold median + k x max(1.4826 x MAD, floor)
     #[arg(long, default_value_t = 5.0, value_name = "K")]
     pub burst_k: f64,
 
@@ -914,6 +922,14 @@ pub struct DetectArgs {
     /// Bursts: bytes a bin needs at least to be part of a bytes burst
     #[arg(long, default_value_t = 1_000_000, value_name = "BYTES")]
     pub burst_min_bytes: u64,
+
+    /// Bursts: least spread of a connections series, connections per bin (floor of 1.4826 x MAD)
+    #[arg(long, default_value_t = 1.0, value_name = "N")]
+    pub burst_floor_connections: f64,
+
+    /// Bursts: least spread of a bytes series, bytes per bin (floor of 1.4826 x MAD)
+    #[arg(long, default_value_t = 1_000_000.0, value_name = "BYTES")]
+    pub burst_floor_bytes: f64,
 
     /// Long connections: shortest duration reported (grades at 1x, 4x and 24x it)
     #[arg(long, value_parser = parse_duration, default_value = "1h", value_name = "DURATION")]
@@ -1356,10 +1372,14 @@ impl DetectArgs {
             beacon_bins: self.beacon_bins,
             beacon_threshold: self.beacon_threshold,
             beacon_weights: self.beacon_weights.clone(),
+            beacon_min_gap_score: self.beacon_min_gap_score,
+            beacon_min_span: self.beacon_min_span,
             burst_bin: self.burst_bin,
             burst_k: self.burst_k,
             burst_min_connections: self.burst_min_connections,
             burst_min_bytes: self.burst_min_bytes,
+            burst_floor_connections: self.burst_floor_connections,
+            burst_floor_bytes: self.burst_floor_bytes,
             long_min: self.long_min,
         })
     }

@@ -42,8 +42,11 @@ pub struct IForestModel {
 /// The stage.
 pub struct IForestStage;
 
+/// Flags the rows scoring strictly above the threshold, as scikit-learn's `predict` (outlier
+/// when `score_samples < offset_`): with `>=`, rows tied at the threshold pushed the flagged
+/// share above the contamination.
 fn applied(scores: Vec<f64>, threshold: f64) -> Applied {
-    let flagged: Vec<bool> = scores.iter().map(|s| *s >= threshold).collect();
+    let flagged: Vec<bool> = scores.iter().map(|s| *s > threshold).collect();
     let anomalies = flagged.iter().filter(|f| **f).count();
     let mut metrics = Map::new();
     metrics.insert("anomalies".into(), json!(anomalies));
@@ -161,5 +164,22 @@ impl Stage for IForestStage {
         let model: IForestModel = from_json(NAME, "model", model)?;
         let scores = model.forest.score(x)?.to_vec();
         Ok(applied(scores, model.threshold))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 21: flagged at score >= threshold, 11 of 101 rows were anomalies at a contamination
+    /// of 0.1, and every row of a constant series was.
+    #[test]
+    fn rows_at_the_threshold_are_not_flagged() {
+        let scores: Vec<f64> = (0..=100).map(|i| i as f64 / 100.0).collect();
+        let t = contamination_threshold(&scores, 0.1);
+        assert_eq!(applied(scores, t).metrics["anomalies"], json!(10));
+        let flat = vec![0.5; 20];
+        let t = contamination_threshold(&flat, 0.1);
+        assert_eq!(applied(flat, t).metrics["anomalies"], json!(0));
     }
 }

@@ -48,7 +48,8 @@ pub struct DbscanParams {
     pub knee_sample: usize,
 }
 
-/// The stored model: the clustered sample points and their clusters.
+/// The stored model: the sample's core points and their clusters (models trained before
+/// issue 21 also hold border points).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DbscanModel {
     pub eps: f64,
@@ -67,7 +68,7 @@ fn invalid(reason: impl Into<String>) -> Error {
     }
 }
 
-/// Cluster of each row of `x`: that of the nearest stored point within eps, else -1.
+/// Cluster of each row of `x`: that of the nearest stored (core) point within eps, else -1.
 fn nearest_cluster(model: &DbscanModel, x: ArrayView2<f64>) -> Result<Vec<i32>> {
     if model.points.nrows() == 0 {
         return Ok(vec![-1; x.nrows()]);
@@ -409,10 +410,17 @@ impl Linker<'_> {
 
 /// DBSCAN labels of the rows of `points` (-1 = noise), as linfa's and scikit-learn's DBSCAN
 /// number them (see the module doc).
+#[cfg(test)]
 fn density_clusters(points: ArrayView2<f64>, eps: f64, min_points: usize) -> Vec<i32> {
+    density_clusters_and_cores(points, eps, min_points).0
+}
+
+/// DBSCAN labels of the rows of `points` (-1 = noise, numbered as in the module doc), and
+/// whether each row is a core point.
+fn density_clusters_and_cores(points: ArrayView2<f64>, eps: f64, min_points: usize) -> (Vec<i32>, Vec<bool>) {
     let n = points.nrows();
     if n == 0 || points.ncols() == 0 || n < min_points {
-        return vec![-1; n];
+        return (vec![-1; n], vec![false; n]);
     }
     let tree = RangeTree::new(points);
     let r2 = eps * eps;
@@ -511,7 +519,10 @@ fn density_clusters(points: ArrayView2<f64>, eps: f64, min_points: usize) -> Vec
     for (at, cluster) in border {
         labels[at] = cluster;
     }
-    position_of_row.iter().map(|&at| labels[at]).collect()
+    (
+        position_of_row.iter().map(|&at| labels[at]).collect(),
+        position_of_row.iter().map(|&at| is_core[at]).collect(),
+    )
 }
 
 /// eps at the knee of the sorted k-distances of (up to `knee_sample`) points of `sample`.
@@ -635,15 +646,19 @@ impl Stage for DbscanStage {
             Some(eps) => eps,
             None => knee_eps(&sample, p.min_points, p.knee_sample, seed)?,
         };
-        let sample_labels = density_clusters(sample.view(), eps, p.min_points);
-        let clustered: Vec<usize> = (0..sampled.len()).filter(|&i| sample_labels[i] >= 0).collect();
+        let (sample_labels, sample_cores) = density_clusters_and_cores(sample.view(), eps, p.min_points);
+        // Only core points are stored: a border point never extends a cluster, so a new row
+        // near a border point but beyond eps of every core point is noise.
+        let clustered: Vec<usize> = (0..sampled.len())
+            .filter(|&i| sample_labels[i] >= 0 && sample_cores[i])
+            .collect();
         let model = DbscanModel {
             eps,
             min_points: p.min_points,
             points: sample.select(Axis(0), &clustered),
             labels: clustered.iter().map(|&i| sample_labels[i]).collect(),
         };
-        // Training rows: DBSCAN's own label in the sample, nearest clustered point elsewhere.
+        // Training rows: DBSCAN's own label in the sample, nearest core point elsewhere.
         let started = std::time::Instant::now();
         let mut clusters = vec![-1i32; rows];
         let mut in_sample = vec![false; rows];
@@ -696,6 +711,36 @@ impl Stage for DbscanStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 21: new rows joined the nearest clustered point within eps, border points
+    /// included, so a border point extended its cluster by another eps.
+    #[test]
+    fn new_rows_join_core_points_only() {
+        // core points 0.0..0.3 (min_points 4, eps 0.35); 0.6 is a border point of their cluster
+        let x = ndarray::array![[0.0], [0.1], [0.2], [0.3], [0.6], [5.0]];
+        let params = json!({"eps": 0.35, "min_points": 4, "sample": 100, "knee_sample": 100});
+        let fitted = DbscanStage.fit(x.view(), &params, 1).unwrap();
+        let model: DbscanModel = serde_json::from_value(fitted.model.clone()).unwrap();
+        assert_eq!(model.points.nrows(), 4, "the border point and the noise are not stored");
+        let Some((training, _)) = &fitted.training_output else {
+            panic!("no training output")
+        };
+        let Values::Int(labels) = &training.columns[0].values else {
+            panic!("clusters are integers")
+        };
+        assert_eq!(
+            labels,
+            &vec![0, 0, 0, 0, 0, -1],
+            "DBSCAN's own labels keep the border point"
+        );
+        let new = ndarray::array![[0.9], [0.5], [0.62]];
+        let applied = DbscanStage.apply(&fitted.model, new.view()).unwrap();
+        let Values::Int(clusters) = &applied.columns[0].values else {
+            panic!("clusters are integers")
+        };
+        // 0.9 is within eps of the border point 0.6 only: noise. 0.5 and 0.62 reach core 0.3.
+        assert_eq!(clusters, &vec![-1, 0, 0]);
+    }
     use linfa::traits::Transformer;
     use linfa::ParamGuard;
     use linfa_clustering::Dbscan;

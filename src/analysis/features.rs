@@ -100,7 +100,16 @@ pub struct Selection {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ColumnEncoding {
     /// A number, scaled to (x - mean) / std with the training statistics (std 0: always 0).
-    Numeric { name: String, mean: f64, std: f64 },
+    /// With `log1p`, x is ln(1 + max(x, 0)) first and mean/std are of those values: counts,
+    /// bytes and durations are heavy-tailed, and z-scores alone leave one huge transfer
+    /// dominating the distances.
+    Numeric {
+        name: String,
+        mean: f64,
+        std: f64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        log1p: bool,
+    },
     /// Text, boolean or enum: one 0/1 column per training category. NULL and categories not
     /// seen in training encode as all zeros.
     Categorical { name: String, categories: Vec<String> },
@@ -147,14 +156,27 @@ impl Encoding {
         self.columns.iter().map(ColumnEncoding::width).sum()
     }
 
-    /// Per matrix column: (mean, std) to turn a scaled value back into source units
-    /// (categories: share 0..1, so (0, 1)).
+    /// Per matrix column: (mean, std) to turn a scaled value back into the encoded units
+    /// (categories: share 0..1, so (0, 1)); see [`Encoding::log_columns`] for the columns whose
+    /// encoded units are ln(1 + x).
     pub fn unscale(&self) -> Vec<(f64, f64)> {
         let mut out = Vec::new();
         for c in &self.columns {
             match c {
                 ColumnEncoding::Numeric { mean, std, .. } => out.push((*mean, if *std > 0.0 { *std } else { 1.0 })),
                 ColumnEncoding::Categorical { categories, .. } => out.extend(categories.iter().map(|_| (0.0, 1.0))),
+            }
+        }
+        out
+    }
+
+    /// Per matrix column: whether it holds ln(1 + x) (undo with `exp_m1`).
+    pub fn log_columns(&self) -> Vec<bool> {
+        let mut out = Vec::new();
+        for c in &self.columns {
+            match c {
+                ColumnEncoding::Numeric { log1p, .. } => out.push(*log1p),
+                ColumnEncoding::Categorical { categories, .. } => out.extend(categories.iter().map(|_| false)),
             }
         }
         out
@@ -166,11 +188,17 @@ impl Encoding {
 pub struct Limits {
     /// Text columns with more distinct values than this are identifiers, not features.
     pub max_categories: usize,
+    /// `--set log1p=true`: numeric columns that are never negative and exceed 1 (counts,
+    /// bytes, durations) are log1p-transformed before scaling.
+    pub log1p: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_categories: 100 }
+        Limits {
+            max_categories: 100,
+            log1p: false,
+        }
     }
 }
 
@@ -427,11 +455,18 @@ pub fn load_training(
     for (i, (name, kind, explicit)) in chosen.iter().enumerate() {
         match (kind, &raw.columns[i]) {
             (Kind::Numeric, RawColumn::Numbers(values)) => {
-                let (mean, std) = finite_mean_std(values);
+                let finite = || values.iter().filter(|v| v.is_finite());
+                let log1p = limits.log1p && finite().all(|v| *v >= 0.0) && finite().any(|v| *v > 1.0);
+                let (mean, std) = if log1p {
+                    finite_mean_std(&values.iter().map(|v| log1p_of(*v)).collect::<Vec<_>>())
+                } else {
+                    finite_mean_std(values)
+                };
                 encodings.push(ColumnEncoding::Numeric {
                     name: name.clone(),
                     mean,
                     std,
+                    log1p,
                 });
                 kept_columns.push(i);
             }
@@ -758,6 +793,16 @@ fn finite_mean_std(values: &[f64]) -> (f64, f64) {
     }
 }
 
+/// ln(1 + x) of a value of a log1p column; a negative value (none was seen in training) counts
+/// as 0, non-finite stays non-finite (and is imputed).
+fn log1p_of(v: f64) -> f64 {
+    if v.is_finite() {
+        v.max(0.0).ln_1p()
+    } else {
+        v
+    }
+}
+
 /// Builds the scaled, one-hot matrix. Non-finite numbers become the training mean (0 scaled).
 fn encode(encoding: &Encoding, columns: &[&RawColumn], rows: usize) -> (Array2<f64>, u64) {
     let width = encoding.width();
@@ -766,10 +811,11 @@ fn encode(encoding: &Encoding, columns: &[&RawColumn], rows: usize) -> (Array2<f
     let mut offset = 0usize;
     for (enc, raw) in encoding.columns.iter().zip(columns) {
         match (enc, raw) {
-            (ColumnEncoding::Numeric { mean, std, .. }, RawColumn::Numbers(values)) => {
+            (ColumnEncoding::Numeric { mean, std, log1p, .. }, RawColumn::Numbers(values)) => {
                 let scale = if *std > 0.0 && std.is_finite() { 1.0 / std } else { 0.0 };
                 for (r, v) in values.iter().enumerate() {
                     x[[r, offset]] = if v.is_finite() {
+                        let v = if *log1p { log1p_of(*v) } else { *v };
                         (v - mean) * scale
                     } else {
                         imputed += 1;
@@ -834,6 +880,7 @@ mod tests {
                     name: "a".into(),
                     mean: 2.0,
                     std: 2.0,
+                    log1p: false,
                 },
                 ColumnEncoding::Categorical {
                     name: "p".into(),
@@ -843,6 +890,7 @@ mod tests {
                     name: "flat".into(),
                     mean: 5.0,
                     std: 0.0,
+                    log1p: false,
                 },
             ],
         };
@@ -858,6 +906,32 @@ mod tests {
         assert_eq!(x.row(1).to_vec(), vec![0.0, 0.0, 0.0, 0.0]);
         assert_eq!(x.row(2).to_vec(), vec![0.0, 1.0, 0.0, 0.0]);
         assert_eq!(encoding.feature_names(), vec!["a", "p=tcp", "p=udp", "flat"]);
+    }
+
+    #[test]
+    fn log1p_columns_are_transformed_before_scaling_and_stored_only_when_set() {
+        let encoding = Encoding {
+            columns: vec![ColumnEncoding::Numeric {
+                name: "bytes".into(),
+                mean: 1.0,
+                std: 2.0,
+                log1p: true,
+            }],
+        };
+        let bytes = RawColumn::Numbers(vec![0.0, std::f64::consts::E - 1.0, -5.0, f64::NAN]);
+        let (x, imputed) = encode(&encoding, &[&bytes], 4);
+        assert_eq!(imputed, 1);
+        let col: Vec<f64> = x.column(0).to_vec();
+        assert!((col[0] + 0.5).abs() < 1e-12 && col[1].abs() < 1e-12, "{col:?}");
+        assert_eq!(col[2], -0.5, "a negative value counts as 0");
+        assert_eq!(encoding.log_columns(), vec![true]);
+        // Models stored before log1p existed read back unchanged, and a plain column stores no flag.
+        let old: ColumnEncoding =
+            serde_json::from_str(r#"{"kind":"numeric","name":"a","mean":0.0,"std":1.0}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"kind":"numeric","name":"a","mean":0.0,"std":1.0}"#
+        );
     }
 
     #[test]

@@ -466,11 +466,11 @@ pub fn average_path_length(n: usize) -> f64 {
     }
 }
 
-/// The score at or above which a row counts as an anomaly when a `contamination` share of
+/// The score above which a row counts as an anomaly when a `contamination` share of
 /// `scores` is expected to be anomalous: the (1 - contamination) quantile of the scores, linearly
 /// interpolated (scikit-learn's `offset_`, with its sign turned to this module's scores).
 /// Non-finite scores are ignored; a contamination of 0 or less (or NaN) gives +infinity (nothing
-/// is an anomaly), 1 or more gives the lowest score (everything is).
+/// is an anomaly), 1 or more gives the lowest score (everything above it is).
 pub fn contamination_threshold(scores: &[f64], contamination: f64) -> f64 {
     let mut sorted: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
     if sorted.is_empty() || contamination.is_nan() || contamination <= 0.0 {
@@ -701,8 +701,8 @@ mod tests {
         assert!((contamination_threshold(&[0.3, f64::NAN, 0.6], 0.5) - 0.45).abs() < 1e-12);
         let flagged = scores
             .iter()
-            .filter(|s| **s >= contamination_threshold(&scores, 0.1))
+            .filter(|s| **s > contamination_threshold(&scores, 0.1))
             .count();
-        assert_eq!(flagged, 11);
+        assert_eq!(flagged, 10);
     }
 }

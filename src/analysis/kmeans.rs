@@ -36,12 +36,23 @@ pub struct KMeansParams {
     pub n_runs: usize,
     pub tolerance: f64,
     pub max_iterations: u64,
+    /// Share of the training rows farthest from their centre that evaluation counts as flagged.
+    #[serde(default = "default_contamination")]
+    pub contamination: f64,
 }
 
-/// The stored model: centroids in scaled feature space.
+fn default_contamination() -> f64 {
+    0.05
+}
+
+/// The stored model: centroids in scaled feature space, and the distance to its centre above
+/// which a row counts as anomalous (the training distances' 1 - contamination quantile; None
+/// for models trained before issue 21).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KMeansModel {
     pub centroids: Array2<f64>,
+    #[serde(default)]
+    pub distance_threshold: Option<f64>,
 }
 
 /// The stage.
@@ -119,14 +130,22 @@ impl Stage for KMeansStage {
     }
 
     fn params_help(&self) -> &'static str {
-        "k=auto|N (auto), k_min=2, k_max=10, n_runs=1, tolerance=0.01, max_iterations=300"
+        "k=auto|N (auto), k_min=2, k_max=10, n_runs=1, tolerance=0.01, max_iterations=300, contamination=0.05 (distance score)"
     }
 
     fn resolve(&self, set: &BTreeMap<String, String>) -> Result<Value> {
         known_keys(
             NAME,
             set,
-            &["k", "k_min", "k_max", "n_runs", "tolerance", "max_iterations"],
+            &[
+                "k",
+                "k_min",
+                "k_max",
+                "n_runs",
+                "tolerance",
+                "max_iterations",
+                "contamination",
+            ],
         )?;
         let k = match set.get("k").map(String::as_str) {
             None | Some("auto") => None,
@@ -147,7 +166,17 @@ impl Stage for KMeansStage {
             n_runs: count_param(NAME, set, "n_runs", 1, 1_000, "a whole number of runs")?,
             tolerance: param(NAME, set, "tolerance", 1e-2, "a positive number")?,
             max_iterations: count_param(NAME, set, "max_iterations", 300, 1_000_000, "a whole number")? as u64,
+            contamination: param(NAME, set, "contamination", 0.05, "a share above 0 and at most 0.5")?,
         };
+        if !(p.contamination > 0.0 && p.contamination <= 0.5) {
+            return Err(Error::StageParams {
+                stage: NAME,
+                reason: format!(
+                    "contamination={}: expected a share above 0 and at most 0.5",
+                    p.contamination
+                ),
+            });
+        }
         let bad = |reason: String| Err(Error::StageParams { stage: NAME, reason });
         if p.k_min < 1 || p.k_max < p.k_min + 2 {
             return bad(format!(
@@ -211,8 +240,19 @@ impl Stage for KMeansStage {
         metrics.insert("inertia".into(), json!(inertia));
         metrics.insert("n_runs".into(), json!(p.n_runs));
         metrics.insert("tolerance".into(), json!(p.tolerance));
+        // Distance to the nearest centre as an anomaly score (a strong detector on NSL-KDD when
+        // fit on normal rows): the threshold flags the contamination share of training rows.
+        let (_, distances) = assign(&centroids, x);
+        let distance_threshold = super::iforest::contamination_threshold(&distances, p.contamination);
+        metrics.insert("distance_threshold".into(), json!(distance_threshold));
         Ok(Fitted {
-            model: to_json(NAME, &KMeansModel { centroids })?,
+            model: to_json(
+                NAME,
+                &KMeansModel {
+                    centroids,
+                    distance_threshold: Some(distance_threshold),
+                },
+            )?,
             metrics,
             training_output: None,
         })
@@ -229,6 +269,10 @@ impl Stage for KMeansStage {
             )));
         }
         let (segments, distances) = assign(&model.centroids, x);
+        let anomaly = model.distance_threshold.map(|t| super::AnomalyOutput {
+            flagged: distances.iter().map(|d| *d > t).collect(),
+            score: Some(distances.clone()),
+        });
         let mut metrics = Map::new();
         metrics.insert(
             "inertia_rows".into(),
@@ -246,7 +290,7 @@ impl Stage for KMeansStage {
                 },
             ],
             metrics,
-            anomaly: None,
+            anomaly,
         })
     }
 
@@ -256,6 +300,17 @@ impl Stage for KMeansStage {
         };
         let names = e.encoding.feature_names();
         let unscale = e.encoding.unscale();
+        let logs = e.encoding.log_columns();
+        // Back to source units: undo the scaling, then log1p where the encoding applied it.
+        let source = |j: usize, scaled: f64| {
+            let (m, sd) = unscale[j];
+            let v = m + scaled * sd;
+            if logs.get(j).copied().unwrap_or(false) {
+                v.exp_m1()
+            } else {
+                v
+            }
+        };
         let k = segments.iter().copied().max().map_or(0, |m| m as usize + 1);
         let (rows, width) = e.x.dim();
         let mut sums = Array2::<f64>::zeros((k, width));
@@ -298,7 +353,6 @@ impl Stage for KMeansStage {
                 .collect();
             entries.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
             for (rank, (j, z)) in entries.into_iter().enumerate() {
-                let (m, sd) = unscale[j];
                 profile
                     .execute(duckdb::params![
                         e.run_id,
@@ -306,8 +360,8 @@ impl Stage for KMeansStage {
                         size as i64,
                         size as f64 / rows as f64,
                         names[j],
-                        m + mean_scaled[j] * sd,
-                        m + overall[j] * sd,
+                        source(j, mean_scaled[j]),
+                        source(j, overall[j]),
                         z,
                         rank as i32 + 1
                     ])

@@ -235,6 +235,11 @@ fn framework_limits(set: &mut BTreeMap<String, String>) -> Result<Limits> {
             .parse()
             .map_err(|_| Error::Usage(format!("max_categories={v}: expected a whole number of categories")))?;
     }
+    if let Some(v) = set.remove("log1p") {
+        limits.log1p = v
+            .parse()
+            .map_err(|_| Error::Usage(format!("log1p={v}: expected true or false")))?;
+    }
     Ok(limits)
 }
 
@@ -921,7 +926,7 @@ pub(crate) fn known_keys(stage: &'static str, set: &BTreeMap<String, String>, kn
         Some(k) => Err(Error::StageParams {
             stage,
             reason: format!(
-                "unknown parameter '{k}'; {stage} takes {} (and max_categories)",
+                "unknown parameter '{k}'; {stage} takes {} (and max_categories, log1p)",
                 known.join(", ")
             ),
         }),

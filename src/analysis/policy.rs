@@ -2,7 +2,7 @@
 //! before a split time) defines the trusted flows, ports and protocols and each flow's usual
 //! segment; every newer row (a flow in a later window) gets a verdict:
 //!
-//! - **Anomalous**: the Isolation Forest trained on the baseline flags it (score >= threshold);
+//! - **Anomalous**: the Isolation Forest trained on the baseline flags it (score > threshold);
 //! - **New Flow**: its host and src -> dst pair never occurs in the baseline;
 //! - **Segment Drift**: the K-Means model trained on the baseline puts it in another segment
 //!   than the flow's most frequent baseline segment;
@@ -595,15 +595,21 @@ fn write_verdicts(
                          WHEN drift THEN 'Segment Drift' ELSE 'Trusted' END AS verdict,
                     CAST(round(100 * (
                         0.5 * (CASE WHEN {t} > med.m THEN greatest(0, least(1, (score - med.m) / ({t} - med.m)))
-                                    ELSE CAST(score >= {t} AS INTEGER) END)
+                                    ELSE CAST(score > {t} AS INTEGER) END)
                       + 0.3 * (CASE WHEN new_flow THEN 1 WHEN new_port OR new_protocol THEN 0.5 ELSE 0 END)
                       + 0.2 * CAST(drift AS INTEGER))) AS INTEGER) AS risk,
+                    -- The reason starts with what decided the verdict, so a Trusted row never
+                    -- reads like an alarm: novelties that did not decide it are marked as notes.
                     concat_ws('; ',
-                        CASE WHEN is_anomaly THEN printf('anomaly score %.3f >= threshold %.3f', score, {t}) END,
+                        CASE WHEN is_anomaly THEN printf('anomaly score %.3f > threshold %.3f', score, {t}) END,
                         CASE WHEN new_flow THEN 'flow not seen in the baseline' END,
-                        CASE WHEN new_port THEN 'remote port not seen in the baseline' END,
-                        CASE WHEN new_protocol THEN 'protocol not seen in the baseline' END,
-                        CASE WHEN drift THEN printf('segment %d, usually %d', segment, baseline_segment) END) AS reason
+                        CASE WHEN drift THEN printf('segment %d, usually %d', segment, baseline_segment) END,
+                        CASE WHEN NOT (is_anomaly OR new_flow OR drift)
+                             THEN printf('known flow in its usual segment, score %.3f at or below threshold %.3f', score, {t}) END,
+                        CASE WHEN new_port AND (is_anomaly OR new_flow OR drift) THEN 'remote port not seen in the baseline'
+                             WHEN new_port THEN 'note: remote port not seen in the baseline (not enough to distrust a known flow)' END,
+                        CASE WHEN new_protocol AND (is_anomaly OR new_flow OR drift) THEN 'protocol not seen in the baseline'
+                             WHEN new_protocol THEN 'note: protocol not seen in the baseline (not enough to distrust a known flow)' END) AS reason
              FROM judged j, med",
             m = v.median_score,
         );

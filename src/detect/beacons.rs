@@ -1,13 +1,32 @@
 //! Beacon scoring in the manner of RITA: a pair's connection start times and bytes sent become
 //! four sub-scores in 0..1 (gap regularity, bytes regularity, evenness over the window's bins,
-//! persistence over the window) and their weighted mean. Pure maths: the caller passes the
-//! window and the time resolution, so results do not depend on when they are computed.
+//! persistence over the window) and their weighted mean. The score alone rewards any pair that is
+//! busy all day (bins and persistence are high for random traffic too), so [`judge`] gates it as
+//! RITA's thresholds do: a beacon needs regular gaps, a minimum active span and a period the time
+//! resolution can see; a pair with regular gaps that fails another gate is a candidate, with the
+//! reason. Pure maths: the caller passes the window and the time resolution, so results do not
+//! depend on when they are computed.
 
 use super::stats::{bowley_skew, mad, median, quantile_sorted, sorted, symmetry_score};
 
 /// Gap quartiles closer than this (or the time resolution, if coarser) count as equal in the
 /// skew: RITA's timestamps are whole seconds.
 pub const GAP_TOLERANCE_S: f64 = 1.0;
+
+/// Gaps shorter than this are "zero gaps" and dropped before scoring, as RITA drops repeated
+/// whole-second timestamps: two sessions opened together are one callback, not a 0 s period.
+pub const ZERO_GAP_S: f64 = 1.0;
+
+/// Non-zero gaps a pair needs to be scored (RITA: 3).
+pub const MIN_GAPS: usize = 3;
+
+/// Bytes quartiles closer than this count as equal in the size skew (RITA's floor of 10 on the
+/// quartile spread): a few bytes of spread say nothing about the shape.
+pub const BYTES_SPREAD_FLOOR: f64 = 10.0;
+
+/// A confirmed beacon's period must be at least this many time resolutions: with 30 s snapshots a
+/// random pair every minute is quantised into "regular" gaps.
+pub const MIN_PERIOD_RESOLUTIONS: f64 = 2.0;
 
 /// Weights of the four sub-scores, in the order gaps, bytes, bins, persistence.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,16 +77,20 @@ pub struct BytesScore {
     pub median: f64,
 }
 
-/// Scores one pair. `starts_us` are its connection start times (any order; at least 3 needed
-/// for a gap distribution, `None` otherwise); `bytes_sent` are the known bytes sent per
-/// connection (at least 3), `None` when too few are known.
+/// Scores one pair. `starts_us` are its connection start times (any order); gaps under
+/// [`ZERO_GAP_S`] are dropped and at least [`MIN_GAPS`] must remain (`None` otherwise);
+/// `bytes_sent` are the known bytes sent per connection (at least 3), `None` when too few are known.
 pub fn score(starts_us: &[i64], bytes_sent: Option<&[f64]>, p: &BeaconParams) -> Option<BeaconScore> {
-    if starts_us.len() < 3 {
-        return None;
-    }
     let mut starts = starts_us.to_vec();
     starts.sort_unstable();
-    let gaps: Vec<f64> = starts.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e6).collect();
+    let gaps: Vec<f64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as f64 / 1e6)
+        .filter(|g| *g >= ZERO_GAP_S)
+        .collect();
+    if gaps.len() < MIN_GAPS {
+        return None;
+    }
     let gaps_sorted = sorted(&gaps);
     let median_interval = quantile_sorted(&gaps_sorted, 0.5)?;
     let jitter = mad(&gaps)?;
@@ -117,11 +140,105 @@ pub fn score(starts_us: &[i64], bytes_sent: Option<&[f64]>, p: &BeaconParams) ->
     })
 }
 
+/// The gates a scored pair must pass to be a beacon.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gates {
+    /// Score from which a pair can be a beacon.
+    pub threshold: f64,
+    /// Gap sub-score a beacon needs at least: random (Poisson) timing scores about 0.5, a
+    /// period with 10 % jitter above 0.9.
+    pub min_gap_score: f64,
+    /// First to last connection, seconds, a beacon must span at least.
+    pub min_span_s: f64,
+    /// How precisely start times are known, seconds.
+    pub resolution_s: f64,
+}
+
+/// What a scored pair is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Passes every gate.
+    Beacon,
+    /// Regular gaps, but another gate fails (too short, period under the resolution, score
+    /// below the threshold): worth a look, not confirmed.
+    Candidate,
+    /// The gaps are not regular enough: busy, not periodic.
+    Irregular,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Beacon => "beacon",
+            Status::Candidate => "candidate",
+            Status::Irregular => "irregular",
+        }
+    }
+
+    /// Order of the result rows: beacons, then candidates, then the rest.
+    pub fn rank(self) -> u8 {
+        match self {
+            Status::Beacon => 0,
+            Status::Candidate => 1,
+            Status::Irregular => 2,
+        }
+    }
+}
+
+/// A pair's status and, unless it is a beacon, every gate it failed (`; `-separated), with the
+/// option that sets the gate. `span_s` is first to last connection start.
+pub fn judge(s: &BeaconScore, span_s: f64, g: &Gates) -> (Status, Option<String>) {
+    if s.gap_score < g.min_gap_score {
+        return (
+            Status::Irregular,
+            Some(format!(
+                "irregular gaps: gap score {:.2} below {} (--beacon-min-gap-score)",
+                s.gap_score, g.min_gap_score
+            )),
+        );
+    }
+    let mut why = Vec::new();
+    if span_s < g.min_span_s {
+        why.push(format!(
+            "too short: connections span {} of the {} a beacon needs (--beacon-min-span)",
+            human_seconds(span_s),
+            human_seconds(g.min_span_s)
+        ));
+    }
+    if g.resolution_s >= 1.0 && s.median_interval_s < MIN_PERIOD_RESOLUTIONS * g.resolution_s {
+        why.push(format!(
+            "period {:.1} s under {MIN_PERIOD_RESOLUTIONS} x the {:.1} s time resolution: the gaps cannot be told from quantised random timing",
+            s.median_interval_s, g.resolution_s
+        ));
+    }
+    if s.score < g.threshold {
+        why.push(format!(
+            "score {:.2} below {} (--beacon-threshold)",
+            s.score, g.threshold
+        ));
+    }
+    if why.is_empty() {
+        (Status::Beacon, None)
+    } else {
+        (Status::Candidate, Some(why.join("; ")))
+    }
+}
+
+fn human_seconds(s: f64) -> String {
+    if s >= 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else if s >= 60.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
 /// RITA's data size score: symmetric, tightly clustered and small payloads score high.
 pub fn bytes_score(bytes: &[f64]) -> Option<BytesScore> {
     let s = sorted(bytes);
     let median_bytes = median(bytes)?;
-    let skew_score = symmetry_score(bowley_skew(&s, 0.0));
+    let skew_score = symmetry_score(bowley_skew(&s, BYTES_SPREAD_FLOOR));
     let mad_score = if median_bytes >= 1.0 {
         (1.0 - mad(bytes)? / median_bytes).clamp(0.0, 1.0)
     } else {
@@ -310,5 +427,119 @@ mod tests {
         assert_eq!(big.small_score, 0.0);
         assert_eq!(bytes_score(&[0.0; 4]).unwrap().mad_score, 0.0);
         assert_eq!(mode(&[1.0, 2.0, 2.0, 3.0, 3.0]), 2.0);
+    }
+
+    fn gates() -> Gates {
+        Gates {
+            threshold: 0.8,
+            min_gap_score: 0.8,
+            min_span_s: 3600.0,
+            resolution_s: 1e-6,
+        }
+    }
+
+    fn day_params() -> BeaconParams {
+        params(0, 86_400 * S)
+    }
+
+    /// Issue 21: a busy pair with random (Poisson) timing, 1 000 connections a day and
+    /// DNS-sized payloads scored at or above 0.8 and was flagged; it must not be a beacon.
+    #[test]
+    fn busy_random_pair_is_not_a_beacon() {
+        for seed0 in [1u64, 2, 3, 4, 5] {
+            let mut seed = seed0;
+            let mut t = 0i64;
+            let mut starts = Vec::new();
+            while t < 86_400 * S {
+                let u = (noise(&mut seed) + 1.0) / 2.0;
+                t += (-(1.0 - u * 0.999_999).ln() * 86.4 * 1e6) as i64;
+                starts.push(t);
+            }
+            let bytes: Vec<f64> = starts
+                .iter()
+                .map(|_| 45.0 + (10.0 * noise(&mut seed)).round())
+                .collect();
+            let s = score(&starts, Some(&bytes), &day_params()).unwrap();
+            let span = (starts[starts.len() - 1] - starts[0]) as f64 / 1e6;
+            let (status, reason) = judge(&s, span, &gates());
+            assert_eq!(status, Status::Irregular, "seed {seed0}: {s:?}");
+            assert!(reason.unwrap().contains("irregular gaps"));
+            assert!(s.gap_score < 0.65, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn sixty_second_callback_with_ten_percent_jitter_over_a_day_is_a_beacon() {
+        let mut seed = 11;
+        let mut t = 0i64;
+        let mut starts = Vec::new();
+        while t < 86_400 * S {
+            starts.push(t);
+            t += ((60.0 + 6.0 * noise(&mut seed)) * 1e6) as i64;
+        }
+        let bytes: Vec<f64> = starts
+            .iter()
+            .map(|_| 310.0 + (10.0 * noise(&mut seed)).round())
+            .collect();
+        let s = score(&starts, Some(&bytes), &day_params()).unwrap();
+        let span = (starts[starts.len() - 1] - starts[0]) as f64 / 1e6;
+        assert_eq!(judge(&s, span, &gates()), (Status::Beacon, None), "{s:?}");
+    }
+
+    #[test]
+    fn short_regular_callbacks_are_a_candidate_with_the_reason() {
+        // the shared RAT capture: 10 s callbacks over about two minutes
+        let starts: Vec<i64> = [0.0, 0.012, 74.205, 84.21, 94.225, 104.238, 114.239, 118.446]
+            .iter()
+            .map(|s| (s * 1e6) as i64)
+            .collect();
+        let s = score(&starts, None, &params(0, 132 * S)).unwrap();
+        let (status, reason) = judge(&s, 118.446, &gates());
+        assert_eq!(status, Status::Candidate);
+        let reason = reason.unwrap();
+        assert!(
+            reason.starts_with("too short: connections span 2.0 min of the 1.0 h"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_period_under_two_resolutions_is_not_confirmed() {
+        let starts: Vec<i64> = (0..200).map(|i| i * 30 * S).collect();
+        let s = score(&starts, None, &params(0, 199 * 30 * S)).unwrap();
+        let g = Gates {
+            resolution_s: 30.0,
+            ..gates()
+        };
+        let (status, reason) = judge(&s, 199.0 * 30.0, &g);
+        assert_eq!(status, Status::Candidate);
+        assert!(reason.unwrap().contains("time resolution"));
+        let (ok, _) = judge(
+            &s,
+            199.0 * 30.0,
+            &Gates {
+                resolution_s: 10.0,
+                ..g
+            },
+        );
+        assert_eq!(ok, Status::Beacon);
+    }
+
+    #[test]
+    fn zero_gaps_are_dropped() {
+        // every callback opens two sessions at once: 0 s gaps must not halve the period
+        let starts: Vec<i64> = (0..40).map(|i| (i / 2) * 60 * S + (i % 2) * 5_000).collect();
+        let s = score(&starts, None, &params(0, 19 * 60 * S)).unwrap();
+        assert_eq!(s.median_interval_s, 60.0 - 0.005);
+        assert!(s.gap_score > 0.99, "{s:?}");
+        // three connections at once and one more leave a single gap: not scored
+        assert!(score(&[0, 1, 2, 60 * S], None, &params(0, 60 * S)).is_none());
+    }
+
+    #[test]
+    fn size_skew_needs_a_spread_of_ten_bytes() {
+        // quartiles 300, 301, 304: a 4-byte spread is noise, not a skew
+        let b = bytes_score(&[300.0, 300.0, 301.0, 301.0, 304.0, 304.0, 304.0]).unwrap();
+        assert_eq!(b.skew_score, 1.0);
     }
 }

@@ -1,10 +1,29 @@
 //! Bursts: an entity's (process, host, pair) connections or bytes per bin against its own
-//! baseline over the window, median + k x MAD with every empty bin counted. Series are kept
-//! sparse (only non-empty bins), so a long window of mostly idle entities stays small.
+//! baseline, median + k x max(scaled MAD, floor) with every empty bin counted. The MAD is scaled
+//! by 1.4826 (a standard deviation for normal data), and the floor is in the metric's own unit
+//! (connections or bytes per bin): a mostly idle entity has a median and MAD of 0, and without a
+//! floor of its own size any 1 MB download would be a burst. When the window holds enough days,
+//! each bin is judged against the same hour of day on the other days, so a working-hours peak
+//! is not a burst every morning. Series are kept sparse (only non-empty bins), so a long window
+//! of mostly idle entities stays small.
 
 use std::collections::BTreeMap;
 
 use super::stats::weighted_median;
+
+/// Scales a MAD to a standard deviation for normally distributed data (1 / Φ⁻¹(3/4)).
+pub const MAD_SCALE: f64 = 1.4826;
+
+/// Days the window must span before bins are judged against their hour of day: with fewer, an
+/// hour's baseline would rest on one or two values.
+pub const MIN_DAYS_FOR_HOUR_OF_DAY: usize = 3;
+
+/// Non-empty bins a mostly idle entity needs before its baseline is taken over its active bins
+/// only (see [`find`]); with fewer, the whole window (mostly zeros) is the baseline.
+pub const MIN_ACTIVE_BINS: usize = 10;
+
+const HOUR_US: i64 = 3_600_000_000;
+const DAY_US: i64 = 24 * HOUR_US;
 
 /// Binning of the analysed window.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +55,52 @@ impl Bins {
     pub fn start_of(&self, i: usize) -> i64 {
         self.start_us + i as i64 * self.width_us
     }
+
+    /// The baseline each bin is judged against: the whole window, or when it spans at least
+    /// [`MIN_DAYS_FOR_HOUR_OF_DAY`] days and the bins are at most an hour wide, the bins of the
+    /// same UTC hour of day.
+    pub fn profile(&self) -> Profile {
+        let days = (self.count as i64 * self.width_us) / DAY_US;
+        if days >= MIN_DAYS_FOR_HOUR_OF_DAY as i64 && self.width_us <= HOUR_US {
+            let group: Vec<usize> = (0..self.count)
+                .map(|i| (self.start_of(i).rem_euclid(DAY_US) / HOUR_US) as usize)
+                .collect();
+            let mut sizes = vec![0u64; 24];
+            for &g in &group {
+                sizes[g] += 1;
+            }
+            Profile { group, sizes }
+        } else {
+            Profile {
+                group: vec![0; self.count],
+                sizes: vec![self.count as u64],
+            }
+        }
+    }
+}
+
+/// Which bins share a baseline: `group[bin]` indexes `sizes` (bins per group).
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub group: Vec<usize>,
+    pub sizes: Vec<u64>,
+}
+
+impl Profile {
+    pub fn by_hour_of_day(&self) -> bool {
+        self.sizes.len() == 24
+    }
+}
+
+/// How a series is judged.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// k in median + k x max(scaled MAD, floor).
+    pub k: f64,
+    /// Least spread, in the metric's unit per bin.
+    pub floor: f64,
+    /// Least value of a burst bin, in the metric's unit.
+    pub min_peak: f64,
 }
 
 /// One entity's sparse series: bin index -> value.
@@ -84,29 +149,58 @@ pub struct Burst {
     pub mads_above: f64,
 }
 
-/// Bursts of one series over `n_bins` bins: bins above median + k x max(MAD, 1) and at least
-/// `min_peak`, merged when consecutive.
-pub fn find(values: &BTreeMap<usize, f64>, n_bins: usize, k: f64, min_peak: f64) -> Vec<Burst> {
-    let zeros = n_bins.saturating_sub(values.len()) as u64;
-    let mut pairs: Vec<(f64, u64)> = values.values().map(|v| (*v, 1)).collect();
-    pairs.push((0.0, zeros));
-    let Some(baseline) = weighted_median(&pairs) else {
-        return Vec::new();
-    };
-    let mut deviations: Vec<(f64, u64)> = values.values().map(|v| ((v - baseline).abs(), 1)).collect();
-    deviations.push((baseline, zeros));
-    let mad = weighted_median(&deviations).unwrap_or(0.0).max(1.0);
-    let threshold = baseline + k * mad;
+/// Bursts of one series: bins above median + k x max(1.4826 x MAD, floor) of their group's
+/// baseline and at least `min_peak`, merged when consecutive. The baseline counts the empty
+/// bins, except for an entity idle in most of the group's bins but active in at least
+/// [`MIN_ACTIVE_BINS`]: its median and MAD over all bins are 0, which makes every time it wakes
+/// a burst (a resolver's hourly lookups, a browser's page loads), so it is judged against its
+/// active bins, "how much it does when it does something".
+pub fn find(values: &BTreeMap<usize, f64>, profile: &Profile, rule: &Rule) -> Vec<Burst> {
+    let groups = profile.sizes.len();
+    let mut members: Vec<Vec<f64>> = vec![Vec::new(); groups];
+    for (&bin, &v) in values {
+        if let Some(&g) = profile.group.get(bin) {
+            members[g].push(v);
+        }
+    }
+    // (baseline, spread, threshold) per group
+    let limits: Vec<Option<(f64, f64, f64)>> = members
+        .iter()
+        .zip(&profile.sizes)
+        .map(|(vals, &size)| {
+            let idle = 2 * vals.len() < size as usize;
+            let zeros = if idle && vals.len() >= MIN_ACTIVE_BINS {
+                0
+            } else {
+                size.saturating_sub(vals.len() as u64)
+            };
+            let mut pairs: Vec<(f64, u64)> = vals.iter().map(|v| (*v, 1)).collect();
+            pairs.push((0.0, zeros));
+            let baseline = weighted_median(&pairs)?;
+            let mut deviations: Vec<(f64, u64)> = vals.iter().map(|v| ((v - baseline).abs(), 1)).collect();
+            deviations.push((baseline, zeros));
+            let spread = (MAD_SCALE * weighted_median(&deviations).unwrap_or(0.0)).max(rule.floor);
+            Some((baseline, spread, baseline + rule.k * spread))
+        })
+        .collect();
 
     let mut bursts: Vec<Burst> = Vec::new();
     for (&bin, &value) in values {
-        if value <= threshold || value < min_peak {
+        let Some(Some((baseline, spread, threshold))) = profile.group.get(bin).map(|&g| limits[g]) else {
+            continue;
+        };
+        if value <= threshold || value < rule.min_peak {
             continue;
         }
         match bursts.last_mut() {
             Some(b) if b.last_bin + 1 == bin => {
                 b.last_bin = bin;
-                b.peak = b.peak.max(value);
+                if value > b.peak {
+                    b.peak = value;
+                    b.baseline = baseline;
+                    b.mad = spread;
+                    b.threshold = threshold;
+                }
                 b.total += value;
             }
             _ => bursts.push(Burst {
@@ -115,7 +209,7 @@ pub fn find(values: &BTreeMap<usize, f64>, n_bins: usize, k: f64, min_peak: f64)
                 peak: value,
                 total: value,
                 baseline,
-                mad,
+                mad: spread,
                 threshold,
                 factor: 0.0,
                 mads_above: 0.0,
@@ -123,8 +217,8 @@ pub fn find(values: &BTreeMap<usize, f64>, n_bins: usize, k: f64, min_peak: f64)
         }
     }
     for b in &mut bursts {
-        b.factor = b.peak / baseline.max(1.0);
-        b.mads_above = (b.peak - baseline) / mad;
+        b.factor = b.peak / b.baseline.max(1.0);
+        b.mads_above = (b.peak - b.baseline) / b.mad.max(f64::MIN_POSITIVE);
     }
     bursts
 }
@@ -164,28 +258,130 @@ mod tests {
         let mut v: BTreeMap<usize, f64> = (0..60).map(|i| (i, 3.0 + (i % 3) as f64)).collect();
         v.insert(30, 80.0);
         v.insert(31, 120.0);
-        let found = find(&v, 60, 5.0, 10.0);
+        let found = find(&v, &whole(60), &rule(10.0));
         assert_eq!(found.len(), 1, "{found:?}");
         let b = &found[0];
         assert_eq!((b.first_bin, b.last_bin, b.peak, b.total), (30, 31, 120.0, 200.0));
         assert_eq!(b.baseline, 4.0);
-        assert_eq!(b.threshold, 4.0 + 5.0 * 1.0);
+        assert_eq!(b.threshold, 4.0 + 5.0 * MAD_SCALE);
         assert_eq!(b.factor, 30.0);
+    }
+
+    fn whole(n: usize) -> Profile {
+        Profile {
+            group: vec![0; n],
+            sizes: vec![n as u64],
+        }
+    }
+
+    fn rule(min_peak: f64) -> Rule {
+        Rule {
+            k: 5.0,
+            floor: 1.0,
+            min_peak,
+        }
     }
 
     #[test]
     fn sparse_series_uses_empty_bins_in_the_baseline() {
-        // active in 3 of 100 bins: median and MAD are 0, so only the minimum peak decides
+        // active in 3 of 100 bins: median and MAD are 0, so the floor and the minimum peak decide
         let v: BTreeMap<usize, f64> = [(5, 2.0), (50, 30.0), (90, 1.0)].into_iter().collect();
-        let found = find(&v, 100, 5.0, 10.0);
+        let found = find(&v, &whole(100), &rule(10.0));
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].first_bin, found[0].baseline, found[0].mad), (50, 0.0, 1.0));
-        assert!(find(&v, 100, 5.0, 31.0).is_empty());
+        assert!(find(&v, &whole(100), &rule(31.0)).is_empty());
+    }
+
+    /// Issue 21: one floor of 1 for counts and bytes alike made any 1 MB download of a mostly
+    /// idle entity a burst (threshold 5 bytes); the bytes floor is in bytes.
+    #[test]
+    fn one_download_of_an_idle_entity_is_not_a_bytes_burst() {
+        let v: BTreeMap<usize, f64> = [(100, 1_200_000.0), (700, 800_000.0)].into_iter().collect();
+        let bytes = Rule {
+            k: 5.0,
+            floor: 1_000_000.0,
+            min_peak: 1_000_000.0,
+        };
+        assert!(find(&v, &whole(1440), &bytes).is_empty());
+        let big: BTreeMap<usize, f64> = [(100, 60_000_000.0)].into_iter().collect();
+        assert_eq!(find(&big, &whole(1440), &bytes).len(), 1);
+    }
+
+    /// Issue 21 benchmark: a resolver asking 40 servers within a few minutes every hour was a
+    /// connections burst 24 times a day against a baseline of 0.
+    #[test]
+    fn a_mostly_idle_entity_is_judged_against_its_active_bins() {
+        let mut v: BTreeMap<usize, f64> = BTreeMap::new();
+        for hour in 0..24 {
+            for (j, n) in [10.0, 14.0, 12.0, 4.0].iter().enumerate() {
+                v.insert(hour * 60 + 7 + j, *n);
+            }
+        }
+        assert!(find(&v, &whole(1440), &rule(10.0)).is_empty());
+        v.insert(700, 80.0);
+        let found = find(&v, &whole(1440), &rule(10.0));
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].first_bin, found[0].baseline), (700, 12.0));
+        // a single burst of an otherwise silent entity still stands out against the zeros
+        let once: BTreeMap<usize, f64> = [(300, 50.0)].into_iter().collect();
+        assert_eq!(find(&once, &whole(1440), &rule(10.0)).len(), 1);
+    }
+
+    #[test]
+    fn the_mad_is_scaled() {
+        // values 10..=20 evenly: median 15, MAD 3 -> spread 4.4478; 35.0 is above 15 + 4 x 4.4478
+        let mut v: BTreeMap<usize, f64> = (0..110).map(|i| (i, 10.0 + (i % 11) as f64)).collect();
+        v.insert(110, 30.0);
+        let r = Rule {
+            k: 4.0,
+            floor: 1.0,
+            min_peak: 0.0,
+        };
+        assert!(
+            find(&v, &whole(111), &r).is_empty(),
+            "unscaled, 30 > 15 + 4 x 3 was a burst"
+        );
+        v.insert(110, 35.0);
+        let found = find(&v, &whole(111), &r);
+        assert_eq!(found.len(), 1);
+        assert!((found[0].mad - 3.0 * MAD_SCALE).abs() < 1e-9);
+    }
+
+    #[test]
+    fn busy_hours_are_judged_against_the_same_hour_on_other_days() {
+        // a week of minute bins: 50 connections a minute from 09:00 to 10:00 every day, 2 otherwise
+        let bins = Bins::new(0, 7 * 86_400 * 1_000_000 - 1, M);
+        let profile = bins.profile();
+        assert!(profile.by_hour_of_day());
+        let v: BTreeMap<usize, f64> = (0..bins.count)
+            .map(|i| {
+                let hour = (i / 60) % 24;
+                (
+                    i,
+                    if hour == 9 {
+                        50.0 + (i % 3) as f64
+                    } else {
+                        2.0 + (i % 2) as f64
+                    },
+                )
+            })
+            .collect();
+        let r = rule(10.0);
+        assert!(
+            find(&v, &profile, &r).is_empty(),
+            "the daily peak is usual for its hour"
+        );
+        assert!(
+            !find(&v, &whole(bins.count), &r).is_empty(),
+            "against the whole week it bursts"
+        );
+        // a short window keeps one baseline
+        assert!(!Bins::new(0, 86_400 * 1_000_000, M).profile().by_hour_of_day());
     }
 
     #[test]
     fn steady_noise_has_no_burst() {
         let v: BTreeMap<usize, f64> = (0..120).map(|i| (i, 10.0 + ((i * 7) % 5) as f64)).collect();
-        assert!(find(&v, 120, 5.0, 10.0).is_empty());
+        assert!(find(&v, &whole(120), &rule(10.0)).is_empty());
     }
 }

@@ -87,10 +87,22 @@ pub struct DetectRequest {
     pub beacon_bins: u32,
     pub beacon_threshold: f64,
     pub beacon_weights: Vec<f64>,
+    /// Gap sub-score a beacon needs at least (random timing scores about 0.5).
+    #[serde(default = "default_beacon_min_gap_score")]
+    pub beacon_min_gap_score: f64,
+    /// First to last connection a beacon must span at least.
+    #[serde(default = "default_beacon_min_span")]
+    pub beacon_min_span: std::time::Duration,
     pub burst_bin: std::time::Duration,
     pub burst_k: f64,
     pub burst_min_connections: u64,
     pub burst_min_bytes: u64,
+    /// Least spread of a connections series, connections per bin (the MAD's floor).
+    #[serde(default = "default_burst_floor_connections")]
+    pub burst_floor_connections: f64,
+    /// Least spread of a bytes series, bytes per bin.
+    #[serde(default = "default_burst_floor_bytes")]
+    pub burst_floor_bytes: f64,
     pub long_min: std::time::Duration,
 }
 
@@ -113,13 +125,33 @@ impl DetectRequest {
             beacon_bins: 24,
             beacon_threshold: 0.8,
             beacon_weights: vec![0.25; 4],
+            beacon_min_gap_score: default_beacon_min_gap_score(),
+            beacon_min_span: default_beacon_min_span(),
             burst_bin: Duration::from_secs(60),
             burst_k: 5.0,
             burst_min_connections: 10,
             burst_min_bytes: 1_000_000,
+            burst_floor_connections: default_burst_floor_connections(),
+            burst_floor_bytes: default_burst_floor_bytes(),
             long_min: Duration::from_secs(3600),
         }
     }
+}
+
+fn default_beacon_min_gap_score() -> f64 {
+    0.8
+}
+
+fn default_beacon_min_span() -> std::time::Duration {
+    std::time::Duration::from_secs(3600)
+}
+
+fn default_burst_floor_connections() -> f64 {
+    1.0
+}
+
+fn default_burst_floor_bytes() -> f64 {
+    1_000_000.0
 }
 
 /// What one detector run did, for the summary line and the rows to print.
@@ -181,11 +213,25 @@ fn validate(args: &DetectRequest) -> Result<()> {
             args.beacon_threshold
         )));
     }
+    if !(0.0..=1.0).contains(&args.beacon_min_gap_score) {
+        return Err(Error::Usage(format!(
+            "--beacon-min-gap-score must be between 0 and 1, got {}",
+            args.beacon_min_gap_score
+        )));
+    }
     if !(args.burst_k.is_finite() && args.burst_k >= 0.0) {
         return Err(Error::Usage(format!(
             "--burst-k must be 0 or more, got {}",
             args.burst_k
         )));
+    }
+    for (name, v) in [
+        ("--burst-floor-connections", args.burst_floor_connections),
+        ("--burst-floor-bytes", args.burst_floor_bytes),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(Error::Usage(format!("{name} must be more than 0, got {v}")));
+        }
     }
     Ok(())
 }
@@ -289,10 +335,12 @@ fn params_json(detector: Detector, a: &DetectRequest) -> serde_json::Value {
         Detector::Beacons => serde_json::json!({
             "beacon_min_connections": a.beacon_min_connections, "beacon_bins": a.beacon_bins,
             "beacon_threshold": a.beacon_threshold, "beacon_weights": a.beacon_weights,
+            "beacon_min_gap_score": a.beacon_min_gap_score, "beacon_min_span_s": a.beacon_min_span.as_secs_f64(),
         }),
         Detector::Bursts => serde_json::json!({
             "burst_bin_s": a.burst_bin.as_secs_f64(), "burst_k": a.burst_k,
             "burst_min_connections": a.burst_min_connections, "burst_min_bytes": a.burst_min_bytes,
+            "burst_floor_connections": a.burst_floor_connections, "burst_floor_bytes": a.burst_floor_bytes,
         }),
         Detector::LongConnections => serde_json::json!({ "long_min_s": a.long_min.as_secs_f64() }),
     };
@@ -321,6 +369,11 @@ fn plural(n: i64, one: &str, many: &str) -> String {
 
 // --- port scans --------------------------------------------------------------------------
 
+/// A failed or unanswered attempt, as Zeek's scan policy counts them: connection_events.failed
+/// (S0, REJ, RSTOS0, RSTRH, SH, SHR; live SYN_SENT or SYN_RECV, never established), plus a flow
+/// the originator reset before any payload (RSTO with no bytes: a connect scan of an open port).
+const SCAN_FAILED: &str = "(failed OR (state = 'RSTO' AND coalesce(bytes_out, 0) = 0 AND coalesce(bytes_in, 0) = 0))";
+
 fn detect_port_scans(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
     let filter = "AND proto IN ('tcp', 'udp') AND dst_p IS NOT NULL";
     let events = count_starts(conn, scope, filter)?;
@@ -339,9 +392,10 @@ fn detect_port_scans(conn: &Connection, run_id: i64, scope: &Scope, args: &Detec
     ];
     for (kind, target_col, touched_expr, distinct_col, threshold) in kinds {
         let sql = format!(
-            "WITH e AS (SELECT src_h, dst_h, dst_p, proto, start_ts, failed FROM connection_events \
+            "WITH e AS (SELECT src_h, dst_h, dst_p, proto, start_ts, {SCAN_FAILED} AS failed FROM connection_events \
                         WHERE {STARTS_IN_WINDOW} {filter}), \
-                  g AS (SELECT src_h, {target_col}, proto FROM e GROUP BY ALL HAVING count(DISTINCT {distinct_col}) >= ?) \
+                  g AS (SELECT src_h, {target_col}, proto FROM e GROUP BY ALL \
+                        HAVING count(DISTINCT {distinct_col}) FILTER (WHERE failed) >= ?) \
              SELECT e.src_h, e.{target_col}::VARCHAR, e.proto, epoch_us(e.start_ts), {touched_expr}, e.failed \
              FROM e JOIN g USING (src_h, {target_col}, proto) ORDER BY 1, 2, 3, 4"
         );
@@ -475,6 +529,15 @@ struct PairKey {
     proto: String,
 }
 
+struct ScoredPair {
+    pair: PairEvents,
+    score: beacons::BeaconScore,
+    first: i64,
+    last: i64,
+    status: beacons::Status,
+    reason: Option<String>,
+}
+
 struct PairEvents {
     key: PairKey,
     starts: Vec<i64>,
@@ -549,28 +612,57 @@ fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRe
         bins: args.beacon_bins as usize,
         weights: beacons::Weights([w[0], w[1], w[2], w[3]]),
     };
-    let mut scored: Vec<(PairEvents, beacons::BeaconScore)> = pairs
+    let gates = beacons::Gates {
+        threshold: args.beacon_threshold,
+        min_gap_score: args.beacon_min_gap_score,
+        min_span_s: args.beacon_min_span.as_secs_f64(),
+        resolution_s: scope.resolution_s,
+    };
+    let mut unscored = 0;
+    let mut scored: Vec<ScoredPair> = pairs
         .into_iter()
         .filter_map(|p| {
             // Live sockets sometimes lack counters (a short-lived or TIME_WAIT-only sighting):
             // score the bytes that are known, when they are most of them.
             let known: Vec<f64> = p.bytes.iter().flatten().copied().collect();
             let bytes = (known.len() >= 3 && 2 * known.len() >= p.bytes.len()).then_some(known);
-            let s = beacons::score(&p.starts, bytes.as_deref(), &params)?;
-            Some((p, s))
+            let Some(s) = beacons::score(&p.starts, bytes.as_deref(), &params) else {
+                unscored += 1;
+                return None;
+            };
+            let (first, last) = (
+                p.starts.iter().copied().min().unwrap_or_default(),
+                p.starts.iter().copied().max().unwrap_or_default(),
+            );
+            let (status, reason) = beacons::judge(&s, (last - first) as f64 / 1e6, &gates);
+            Some(ScoredPair {
+                pair: p,
+                score: s,
+                first,
+                last,
+                status,
+                reason,
+            })
         })
         .collect();
-    scored.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
+    scored.sort_by(|a, b| {
+        a.status
+            .rank()
+            .cmp(&b.status.rank())
+            .then_with(|| b.score.score.total_cmp(&a.score.score))
+    });
     let mut insert = conn
         .prepare(
-            "INSERT INTO beacons VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO beacons VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .map_err(Error::sql)?;
-    let mut flagged = 0;
+    let (mut flagged, mut candidates) = (0, 0);
     let mut missing_bytes = 0;
-    for (p, s) in &scored {
-        let is_beacon = s.score >= args.beacon_threshold;
+    for sp in &scored {
+        let (p, s) = (&sp.pair, &sp.score);
+        let is_beacon = sp.status == beacons::Status::Beacon;
         flagged += i64::from(is_beacon);
+        candidates += i64::from(sp.status == beacons::Status::Candidate);
         missing_bytes += i64::from(s.bytes.is_none());
         let b = s.bytes.as_ref();
         insert
@@ -581,8 +673,8 @@ fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRe
                 p.key.dst_port,
                 p.key.proto,
                 p.starts.len() as i64,
-                timestamp(p.starts.iter().copied().min().unwrap_or_default()),
-                timestamp(p.starts.iter().copied().max().unwrap_or_default()),
+                timestamp(sp.first),
+                timestamp(sp.last),
                 s.median_interval_s,
                 s.jitter_s,
                 s.jitter_ratio,
@@ -600,6 +692,8 @@ fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRe
                 is_beacon,
                 scope.resolution_s,
                 (!p.processes.is_empty()).then(|| p.processes.join(",")),
+                sp.status.as_str(),
+                sp.reason,
             ])
             .map_err(Error::sql)?;
     }
@@ -608,6 +702,13 @@ fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRe
         notes.push(format!(
             "{} with fewer than {min} connections not scored ({single} with a single connection)",
             plural(below, "pair", "pairs")
+        ));
+    }
+    if unscored > 0 {
+        notes.push(format!(
+            "{} with fewer than {} gaps of a second or more not scored (connections within a second count as one)",
+            plural(unscored, "pair", "pairs"),
+            beacons::MIN_GAPS
         ));
     }
     if missing_bytes > 0 {
@@ -624,16 +725,17 @@ fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRe
     }
     let headline = match scored.first() {
         None => format!("no pair with at least {min} connections (stored as an empty run)"),
-        Some((p, s)) => format!(
-            "{} scored, {flagged} at or above {}; top: {} -> {}:{} ({} connections every {:.1} s, score {:.2})",
-            plural(scored.len() as i64, "candidate", "candidates"),
-            args.beacon_threshold,
-            p.key.src,
-            p.key.dst,
-            p.key.dst_port.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
-            p.starts.len(),
-            s.median_interval_s,
-            s.score
+        Some(sp) => format!(
+            "{} scored, {flagged} beacons, {candidates} candidates; top: {} -> {}:{} ({} connections every {:.1} s, score {:.2}, {}{})",
+            plural(scored.len() as i64, "pair", "pairs"),
+            sp.pair.key.src,
+            sp.pair.key.dst,
+            sp.pair.key.dst_port.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+            sp.pair.starts.len(),
+            sp.score.median_interval_s,
+            sp.score.score,
+            sp.status.as_str(),
+            sp.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
         ),
     };
     Ok(Found {
@@ -691,16 +793,22 @@ fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectReq
     }
     let mut found: Vec<(&'static str, String, &'static str, bursts::Burst)> = Vec::new();
     let enough_bins = bins.count >= MIN_BURST_BINS;
+    let profile = bins.profile();
+    let connections_rule = bursts::Rule {
+        k: args.burst_k,
+        floor: args.burst_floor_connections,
+        min_peak: args.burst_min_connections as f64,
+    };
+    let bytes_rule = bursts::Rule {
+        k: args.burst_k,
+        floor: args.burst_floor_bytes,
+        min_peak: args.burst_min_bytes as f64,
+    };
     for ((kind, entity), s) in series.iter().filter(|_| enough_bins) {
-        for b in bursts::find(
-            &s.connections,
-            bins.count,
-            args.burst_k,
-            args.burst_min_connections as f64,
-        ) {
+        for b in bursts::find(&s.connections, &profile, &connections_rule) {
             found.push((kind, entity.clone(), "connections", b));
         }
-        for b in bursts::find(&s.bytes, bins.count, args.burst_k, args.burst_min_bytes as f64) {
+        for b in bursts::find(&s.bytes, &profile, &bytes_rule) {
             found.push((kind, entity.clone(), "bytes", b));
         }
     }
@@ -730,6 +838,12 @@ fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectReq
             .map_err(Error::sql)?;
     }
     let mut notes = Vec::new();
+    if enough_bins && profile.by_hour_of_day() {
+        notes.push(format!(
+            "the window spans {} days or more: each bin is judged against the same UTC hour on the other days",
+            bursts::MIN_DAYS_FOR_HOUR_OF_DAY
+        ));
+    }
     if !enough_bins {
         notes.push(format!(
             "the window holds only {} of {:?}, fewer than the {MIN_BURST_BINS} a baseline needs, so nothing was judged; \
@@ -740,7 +854,7 @@ fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectReq
     }
     let headline = match found.first() {
         None if !enough_bins => "too few bins for a baseline (stored as an empty run)".to_string(),
-        None => "no burst above median + k x MAD (stored as an empty run)".to_string(),
+        None => "no burst above median + k x max(1.4826 x MAD, floor) (stored as an empty run)".to_string(),
         Some((kind, entity, metric, b)) => format!(
             "{} found; top: {kind} {entity}, {metric} peak {:.0} per bin against a baseline of {:.0}",
             plural(found.len() as i64, "burst", "bursts"),
@@ -873,8 +987,8 @@ pub fn top_rows_sql(detector: Detector, run_id: i64, top: usize) -> String {
         Detector::Beacons => (
             "src, dst, dst_port, proto, connections, round(median_interval_s, 2) AS interval_s, \
              round(jitter_s, 2) AS jitter_s, round(gap_score, 3) AS gaps, round(bytes_score, 3) AS bytes, \
-             round(bins_score, 3) AS bins, round(persistence_score, 3) AS persistence, round(score, 3) AS score, is_beacon",
-            "score DESC, connections DESC",
+             round(bins_score, 3) AS bins, round(persistence_score, 3) AS persistence, round(score, 3) AS score, status, reason",
+            "CASE status WHEN 'beacon' THEN 0 WHEN 'candidate' THEN 1 ELSE 2 END, score DESC, connections DESC",
         ),
         Detector::Bursts => (
             "entity_kind, entity, metric, start_ts, end_ts, round(peak, 1) AS peak, round(baseline, 1) AS baseline, \

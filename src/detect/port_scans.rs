@@ -1,7 +1,9 @@
 //! Port and address scans as Zeek's scan policy counts them: within a sliding window (5 minutes),
-//! one source touching at least N distinct ports of one host (port scan) or one port on at least
-//! M distinct hosts (address scan). SQL groups the attempts per scanner and target; this module
-//! finds each group's densest window and scores it.
+//! one source failing to reach at least N distinct ports of one host (port scan) or one port on
+//! at least M distinct hosts (address scan). Only failed or unanswered attempts count: a browser
+//! reaching 30 CDN hosts on 443 or a resolver asking 40 servers on udp/53 succeeds, and is not a
+//! scan. Successful attempts in the window are kept as context (attempts). SQL groups the
+//! attempts per scanner and target; this module finds each group's densest window and scores it.
 
 use std::collections::HashMap;
 
@@ -35,20 +37,24 @@ impl ScanWindow {
     }
 }
 
-/// The window of at most `window_us` with the most distinct touched values (the earliest of
-/// equal ones), when it reaches `threshold`. `attempts` must be sorted by time.
+/// The window of at most `window_us` with the most distinct values touched by failed attempts
+/// (the earliest of equal ones), when it reaches `threshold`. `attempts` must be sorted by time.
 pub fn densest_window(attempts: &[Attempt], window_us: i64, threshold: usize) -> Option<ScanWindow> {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     let mut best: Option<(usize, usize, usize)> = None; // (distinct, lo, hi inclusive)
     let mut lo = 0;
     for hi in 0..attempts.len() {
-        *counts.entry(attempts[hi].touched.as_str()).or_default() += 1;
+        if attempts[hi].failed {
+            *counts.entry(attempts[hi].touched.as_str()).or_default() += 1;
+        }
         while attempts[hi].ts_us - attempts[lo].ts_us > window_us {
             let key = attempts[lo].touched.as_str();
-            if let Some(n) = counts.get_mut(key) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(key);
+            if attempts[lo].failed {
+                if let Some(n) = counts.get_mut(key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(key);
+                    }
                 }
             }
             lo += 1;
@@ -63,7 +69,7 @@ pub fn densest_window(attempts: &[Attempt], window_us: i64, threshold: usize) ->
     }
     let inside = &attempts[lo..=hi];
     let mut first_touched: Vec<String> = Vec::new();
-    for a in inside {
+    for a in inside.iter().filter(|a| a.failed) {
         if first_touched.len() < 20 && !first_touched.contains(&a.touched) {
             first_touched.push(a.touched.clone());
         }
@@ -116,16 +122,32 @@ mod tests {
     #[test]
     fn spread_out_ports_are_not_a_scan() {
         // 30 ports, one every 30 s: at most 11 in any 5 minutes
-        let v: Vec<Attempt> = (0..30).map(|p| a(p as i64 * 30, p, false)).collect();
+        let v: Vec<Attempt> = (0..30).map(|p| a(p as i64 * 30, p, true)).collect();
         assert!(densest_window(&v, 300 * S, 15).is_none());
         assert_eq!(densest_window(&v, 300 * S, 11).unwrap().distinct, 11);
     }
 
     #[test]
     fn repeats_count_once() {
-        let v: Vec<Attempt> = (0..100).map(|i| a(i, (i % 5) as u32, false)).collect();
+        let v: Vec<Attempt> = (0..100).map(|i| a(i, (i % 5) as u32, true)).collect();
         assert!(densest_window(&v, 300 * S, 15).is_none());
         assert!(densest_window(&[], 300 * S, 1).is_none());
+    }
+
+    /// Issue 21: every connection counted, so a browser reaching 30 CDN hosts on 443 within
+    /// two minutes was an address scan.
+    #[test]
+    fn successful_connections_are_context_not_a_scan() {
+        let browsing: Vec<Attempt> = (0..30).map(|h| a(h as i64 * 4, h, false)).collect();
+        assert!(densest_window(&browsing, 300 * S, 25).is_none());
+        // 20 failed probes among 30 successes: counted on the failures, the successes as context
+        let mut mixed = browsing.clone();
+        mixed.extend((0..20).map(|h| a(200 + h as i64, 100 + h, true)));
+        mixed.sort_by_key(|x| x.ts_us);
+        let w = densest_window(&mixed, 300 * S, 15).unwrap();
+        assert_eq!((w.distinct, w.failed), (20, 20));
+        assert_eq!(w.attempts, 50);
+        assert!(w.first_touched.iter().all(|t| t.parse::<u32>().unwrap() >= 100));
     }
 
     #[test]

@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "packets",
         sql: include_str!("../../sql/010_packets.sql"),
     },
+    Migration {
+        version: 11,
+        name: "quality",
+        sql: include_str!("../../sql/011_quality.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "

@@ -506,3 +506,69 @@ fn huge_stage_parameters_are_refused() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Issue 21: heavy-tailed counts and bytes were only z-scored. `--set log1p=true` takes
+/// ln(1 + x) of the non-negative columns first, stores the flag per column, keeps the segment
+/// profiles in source units and survives retrain.
+#[test]
+fn log1p_is_stored_per_column_and_profiles_stay_in_source_units() {
+    let s = with_traffic();
+    s.query("DELETE FROM traffic WHERE id >= 590");
+    train(
+        &s,
+        &[
+            "kmeans",
+            "--on",
+            "traffic",
+            "--exclude",
+            "label",
+            "--set",
+            "k=3",
+            "--set",
+            "log1p=true",
+        ],
+    )
+    .success();
+    // a (10..92) is log1p'd; b is too (5..42, never negative); proto is a category.
+    assert_eq!(
+        s.query("SELECT encoding LIKE '%\"name\":\"a\",\"mean\":%,\"log1p\":true%' FROM models"),
+        "true"
+    );
+    assert_eq!(
+        s.query(
+            "SELECT round(mean) FROM latest_segment_profiles WHERE feature = 'b' AND segment = \
+                 (SELECT segment FROM latest_segment_profiles WHERE feature = 'a' AND mean BETWEEN 45 AND 55)"
+        ),
+        "41.0"
+    );
+    s.cmd().args(["retrain", "kmeans"]).assert().success();
+    assert_eq!(
+        s.query("SELECT count(*), bool_and(encoding LIKE '%\"log1p\":true%') FROM models"),
+        "2,true"
+    );
+    train(&s, &["kmeans", "--on", "traffic", "--set", "log1p=maybe"])
+        .failure()
+        .stderr(predicate::str::contains("log1p=maybe: expected true or false"));
+}
+
+/// Issue 21: each row's distance to its k-means centre is an anomaly score; with a label the
+/// run is evaluated on it (ROC-AUC by distance).
+#[test]
+fn kmeans_distance_is_an_evaluated_anomaly_score() {
+    let s = with_traffic();
+    s.query("CREATE TABLE normal AS SELECT * FROM traffic WHERE id < 590");
+    train(&s, &["kmeans", "--on", "normal", "--exclude", "label", "--set", "k=3"]).success();
+    assert_eq!(
+        s.query("SELECT metrics LIKE '%\"distance_threshold\":%' FROM model_runs"),
+        "true"
+    );
+    s.cmd()
+        .args(["score", "kmeans", "--on", "traffic", "--label", "label"])
+        .assert()
+        .success();
+    // The ten planted outliers are the farthest rows: every one flagged, ranked perfectly.
+    assert_eq!(s.query("SELECT tp, fn, roc_auc FROM evaluation"), "10,0,1.0");
+    train(&s, &["kmeans", "--on", "normal", "--set", "contamination=0.9"])
+        .failure()
+        .stderr(predicate::str::contains("contamination=0.9"));
+}

@@ -87,6 +87,81 @@ fn trojan_callbacks_rank_first_among_beacon_candidates() {
         .parse()
         .unwrap();
     assert!((interval - 10.0).abs() < 0.5, "the ~10 s callback period: {interval}");
+    // Issue 21: scored 0.56 with is_beacon false and no word why; now a candidate, the reason
+    // says it is too short, and the printed order (beacons, candidates, then score) puts it first.
+    assert_eq!(
+        s.query("SELECT status, reason LIKE 'too short: connections span 2.0 min of the 1.0 h%', is_beacon FROM latest_beacons WHERE dst_port = 4433"),
+        "candidate,true,false"
+    );
+    let printed = s
+        .cmd()
+        .args(["--format", "csv", "detect", "beacons", "--top", "1"])
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&printed.get_output().stdout).to_string();
+    assert!(
+        out.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("172.16.0.114,172.16.0.111,4433,tcp,")),
+        "{out}"
+    );
+}
+
+/// Issue 21: busy pairs with random (Poisson) timing, 1 000 connections a day and DNS-sized
+/// payloads scored at or above 0.8 and were flagged as beacons; a 60 s callback with 10 % jitter
+/// over the same day must still be one.
+#[test]
+fn busy_random_pairs_are_not_beacons_and_a_jittered_callback_is() {
+    const T0: f64 = 1_767_225_600.0; // 2026-01-01 00:00:00 UTC
+    let mut rng = Lcg(2121);
+    let mut rows = Vec::new();
+    let mut add = |ts: f64, src: &str, dst: &str, port: u16, proto: &str, bytes: u32| {
+        let n = rows.len();
+        rows.push(format!(
+            "(1, TIMESTAMP '2026-01-01 00:00:00' + to_microseconds({}), 'C{n}', '{src}', {}, '{dst}', {port}, '{proto}', 0.05, {bytes}, 120, 'SF', 'x')",
+            ((ts - T0) * 1e6) as i64,
+            30_000 + n % 30_000
+        ));
+    };
+    for i in 0..6 {
+        let (src, dst) = (format!("10.0.0.{}", 10 + i), format!("192.0.2.{}", 10 + i));
+        let proto = if i % 2 == 0 { "udp" } else { "tcp" };
+        let mut t = T0;
+        loop {
+            t += -(1.0 - rng.unit() * 0.999_999).ln() * 86.4;
+            if t >= T0 + 86_400.0 {
+                break;
+            }
+            add(t, &src, &dst, 53, proto, 40 + rng.pick(20) as u32);
+        }
+    }
+    let mut t = T0 + 7.0;
+    while t < T0 + 86_400.0 {
+        add(t, "10.0.0.66", "198.51.100.66", 8443, "tcp", 300 + rng.pick(20) as u32);
+        t += 60.0 * rng.range(0.9, 1.1);
+    }
+    let s = Scratch::new();
+    let file = s.path("busy.sql");
+    std::fs::write(
+        &file,
+        format!(
+            "INSERT INTO flows (import_id, ts, uid, orig_h, orig_p, resp_h, resp_p, proto, duration, orig_bytes, resp_bytes, conn_state, source_file) VALUES {};",
+            rows.join(",\n")
+        ),
+    )
+    .unwrap();
+    s.cmd().arg("-f").arg(&file).assert().success();
+    detect(&s, &["beacons", "--top", "0"])
+        .success()
+        .stderr(predicate::str::contains("7 pairs scored, 1 beacons, 0 candidates"));
+    assert_eq!(
+        s.query("SELECT src, dst, status FROM latest_beacons WHERE is_beacon"),
+        "10.0.0.66,198.51.100.66,beacon"
+    );
+    assert_eq!(
+        s.query("SELECT count(*), min(status), max(status), bool_and(reason LIKE 'irregular gaps%'), max(gap_score) < 0.7 FROM latest_beacons WHERE src <> '10.0.0.66'"),
+        "6,irregular,irregular,true,true"
+    );
 }
 
 /// A deterministic generator (fixed LCG), so the synthetic history is the same every run.

@@ -69,6 +69,22 @@ fn policy_flags_the_upload_to_a_new_peer_and_trusts_the_known_pool() {
         ),
         "0"
     );
+    // Issue 21: a Trusted verdict's reason said "remote port not seen in the baseline", which
+    // contradicts it. Each reason starts with what decided the verdict.
+    assert_eq!(
+        s.query(
+            "SELECT count(*) FROM latest_verdicts WHERE NOT CASE verdict \
+               WHEN 'Trusted' THEN reason LIKE 'known flow in its usual segment, score %' \
+               WHEN 'Anomalous' THEN reason LIKE 'anomaly score % > threshold %' \
+               WHEN 'New Flow' THEN reason LIKE 'flow not seen in the baseline%' \
+               ELSE reason LIKE 'segment %, usually %' END"
+        ),
+        "0"
+    );
+    assert_eq!(
+        s.query("SELECT count(*) FROM latest_verdicts WHERE verdict = 'Trusted' AND reason LIKE 'remote port%'"),
+        "0"
+    );
 
     // insights names the riskiest flow and the new flows, also as JSON.
     let out = s.cmd().args(["insights", "--format", "json"]).output().unwrap();

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Policy verdicts on the demo day's ordinary traffic (issue 21). Usage: bench/policy_alarms.sh NETLENS [DEMO_DB]
+# With DEMO_DB (a database made by an older `netlens demo --hours 24`), a copy of it is judged,
+# so two binaries can be compared on the same day; without, a new demo day is made.
+# Baseline: the demo's first 12 hours; judged: the last 12 (5-minute windows of active flows).
+# Prints the verdicts per day, leaving out the planted upload's peer (198.51.100.77).
+set -e
+NL=$1
+DB=$(mktemp -d)/p.duckdb
+if [ -n "$2" ]; then cp "$2" "$DB"; else $NL --db "$DB" demo --hours 24 --quiet; fi
+SPLIT=$($NL --db "$DB" --format csv -c "SELECT strftime(time_bucket(INTERVAL 5 MINUTE, min(ts) + INTERVAL 12 HOUR), '%Y-%m-%d %H:%M:%S') FROM snapshots" | tail -1)
+$NL --db "$DB" train policy --on "SELECT * FROM active_flow_features_by(INTERVAL 5 MINUTE)" --set "split=$SPLIT" --seed 7 > /dev/null 2>&1
+$NL --db "$DB" --format csv -c "SELECT verdict, count(*) AS windows, round(count(*) / 0.5) AS per_day,
+  count(*) FILTER (WHERE dst_ip = '198.51.100.77') AS planted_upload
+  FROM latest_verdicts GROUP BY verdict ORDER BY verdict"
+$NL --db "$DB" --format csv -c "SELECT count(*) AS trusted_with_a_new_port_in_the_reason FROM latest_verdicts WHERE verdict = 'Trusted' AND reason LIKE '%remote port not seen%' AND reason NOT LIKE '%note:%'"
