@@ -216,7 +216,12 @@ pub fn write(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Resu
             serde_json::to_string_pretty(&bundle).map_err(|e| Error::Sql { message: e.to_string() })?
         }
     };
-    std::fs::write(&request.out, text).map_err(|e| Error::io(&request.out, e))?;
+    // A report is made to be made again: it replaces the file, whole, and a symlink at its name
+    // is replaced rather than written through.
+    crate::store::export::write_in_place(&request.out, true, |partial| {
+        std::fs::write(partial, &text).map_err(|e| Error::io(&request.out, e))?;
+        Ok(0)
+    })?;
     Ok((bundle.results.len(), failed))
 }
 

@@ -112,7 +112,7 @@ pub struct ExportRequest {
 /// into the file it points at; without `overwrite` it is a link that fails when `out` appeared
 /// meanwhile. The private name ends with `out`'s own name, so DuckDB infers the same
 /// compression from its extension (`.csv.gz`).
-fn write_in_place(out: &Path, overwrite: bool, write: impl FnOnce(&Path) -> Result<u64>) -> Result<u64> {
+pub fn write_in_place(out: &Path, overwrite: bool, write: impl FnOnce(&Path) -> Result<u64>) -> Result<u64> {
     let name = out
         .file_name()
         .ok_or_else(|| Error::Usage(format!("--out {} names no file", out.display())))?;

@@ -304,3 +304,21 @@ fn ctrl_c_cancels_an_export_and_leaves_no_file() {
     );
     assert!(entries(&dir).is_empty(), "left behind: {:?}", entries(&dir));
 }
+
+#[test]
+fn report_replaces_a_symlink_at_its_name_instead_of_writing_through_it() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    let victim = s.path("victim.txt");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    let out = s.path("report.md");
+    std::os::unix::fs::symlink(&victim, &out).unwrap();
+    s.cmd().args(["report", "--out"]).arg(&out).assert().success();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+    assert!(!std::fs::symlink_metadata(&out).unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&out).unwrap().starts_with('#'));
+    assert_eq!(
+        entries(s.dir.path()).iter().filter(|e| e.contains("partial")).count(),
+        0
+    );
+}
