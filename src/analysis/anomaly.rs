@@ -42,7 +42,9 @@ pub struct IForestModel {
 /// The stage.
 pub struct IForestStage;
 
-fn applied(scores: Vec<f64>, threshold: f64) -> Applied {
+/// The result of an anomaly stage whose scores rise with anomaly: `score`, and `is_anomaly` at or
+/// above `threshold` (the columns of `anomaly_scores`, which every such stage writes).
+pub(crate) fn applied(scores: Vec<f64>, threshold: f64) -> Applied {
     let flagged: Vec<bool> = scores.iter().map(|s| *s >= threshold).collect();
     let anomalies = flagged.iter().filter(|f| **f).count();
     let mut metrics = Map::new();
@@ -161,5 +163,112 @@ impl Stage for IForestStage {
         let model: IForestModel = from_json(NAME, "model", model)?;
         let scores = model.forest.score(x)?.to_vec();
         Ok(applied(scores, model.threshold))
+    }
+}
+
+/// The `contamination` parameter of an anomaly stage: the expected share of anomalies in the
+/// training rows, which puts the `is_anomaly` threshold at that quantile of their scores.
+pub(crate) fn contamination_param(stage: &'static str, set: &BTreeMap<String, String>) -> Result<f64> {
+    let contamination: f64 = param(stage, set, "contamination", 0.05, "a share between 0 and 0.5")?;
+    if !(contamination > 0.0 && contamination <= 0.5) {
+        return Err(Error::StageParams {
+            stage,
+            reason: format!(
+                "contamination={contamination}: expected the expected share of anomalies, above 0 and at most 0.5"
+            ),
+        });
+    }
+    Ok(contamination)
+}
+
+/// At most `max` rows of `x`, drawn without replacement with `seed` and kept in source order; all
+/// rows (a copy) when there are no more than `max`.
+pub(crate) fn subsample(x: ArrayView2<f64>, max: usize, seed: u64) -> ndarray::Array2<f64> {
+    use rand::SeedableRng;
+    if x.nrows() <= max {
+        return x.to_owned();
+    }
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut rows = rand::seq::index::sample(&mut rng, x.nrows(), max).into_vec();
+    rows.sort_unstable();
+    x.select(ndarray::Axis(0), &rows)
+}
+
+/// Rejects NaN and infinite cells, naming the first: the distance and gradient arithmetic of the
+/// anomaly stages would carry them silently into every score.
+pub(crate) fn check_finite(model: &'static str, x: ArrayView2<f64>) -> Result<()> {
+    match x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some(((row, column), v)) => Err(Error::ModelInput {
+            model,
+            reason: format!(
+                "row {row}, feature column {column} is {v}: the model needs finite numbers\n  hint: filter or fill NULL, NaN and infinite values in the source"
+            ),
+        }),
+    }
+}
+
+/// Checks the width of a matrix to score against the model's.
+pub(crate) fn check_width(model: &'static str, expected: usize, x: ArrayView2<f64>) -> Result<()> {
+    if x.ncols() != expected {
+        return Err(Error::ModelInput {
+            model,
+            reason: format!(
+                "the model was fitted on {expected} feature columns but the data to score has {}\n  hint: score data with the same columns as the training source",
+                x.ncols()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Per-column standardisation of the encoded matrix, fitted on the training rows, for the
+/// distance- and reconstruction-based stages (ocsvm, lof, autoencoder). The framework scales
+/// numeric columns but leaves one-hot columns at 0/1, which for these models weighs a category
+/// far below a number; standardising every encoded column (numeric ones are unchanged by it)
+/// makes each count equally, as the scikit-learn anchor's preprocessing does. A constant column
+/// keeps divisor 1, so a new row that differs there still differs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Standardizer {
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
+impl Standardizer {
+    pub fn fit(x: ArrayView2<f64>) -> Standardizer {
+        let n = x.nrows().max(1) as f64;
+        let mean: Vec<f64> = x.columns().into_iter().map(|c| c.sum() / n).collect();
+        let std = x
+            .columns()
+            .into_iter()
+            .zip(&mean)
+            .map(|(c, m)| {
+                let s = (c.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n).sqrt();
+                if s > 0.0 && s.is_finite() {
+                    s
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        Standardizer { mean, std }
+    }
+
+    /// `x` standardised; an error when its width is not the fitted one.
+    pub fn apply(&self, model: &'static str, x: ArrayView2<f64>) -> Result<ndarray::Array2<f64>> {
+        check_width(model, self.mean.len(), x)?;
+        if self.std.len() != self.mean.len() || self.std.iter().any(|s| !(*s > 0.0)) {
+            return Err(Error::ModelInput {
+                model,
+                reason: "the stored column statistics are damaged; train the model again".into(),
+            });
+        }
+        let mut out = x.to_owned();
+        for mut row in out.rows_mut() {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *v = (*v - m) / s;
+            }
+        }
+        Ok(out)
     }
 }

@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "feedback",
         sql: include_str!("../../sql/009_feedback.sql"),
     },
+    Migration {
+        version: 10,
+        name: "ensemble",
+        sql: include_str!("../../sql/010_ensemble.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "
