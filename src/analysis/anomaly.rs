@@ -230,7 +230,9 @@ pub(crate) fn check_width(model: &'static str, expected: usize, x: ArrayView2<f6
 /// keeps divisor 1, so a new row that differs there still differs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Standardizer {
+    #[serde(with = "crate::analysis::anomaly::exact::vec")]
     pub mean: Vec<f64>,
+    #[serde(with = "crate::analysis::anomaly::exact::vec")]
     pub std: Vec<f64>,
 }
 
@@ -270,5 +272,71 @@ impl Standardizer {
             }
         }
         Ok(out)
+    }
+}
+
+/// Serde helpers storing doubles as their IEEE-754 bits: serde_json's decimal text does not
+/// always read back the same double, and a stored model must score a row exactly as the run
+/// that fitted it (the ensemble's percentiles jump across flat stretches of a member's score
+/// table, so one unit in the last place can reorder rows). Use with `#[serde(with = ...)]`.
+pub(crate) mod exact {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub mod scalar {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+            value.to_bits().serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+            Ok(f64::from_bits(u64::deserialize(deserializer)?))
+        }
+    }
+
+    pub mod vec {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(values: &[f64], serializer: S) -> Result<S::Ok, S::Error> {
+            values
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<u64>>()
+                .serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f64>, D::Error> {
+            Ok(Vec::<u64>::deserialize(deserializer)?
+                .into_iter()
+                .map(f64::from_bits)
+                .collect())
+        }
+    }
+
+    pub mod matrix {
+        use super::*;
+        use ndarray::Array2;
+
+        #[derive(Serialize, Deserialize)]
+        struct Stored {
+            rows: usize,
+            cols: usize,
+            bits: Vec<u64>,
+        }
+
+        pub fn serialize<S: Serializer>(m: &Array2<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+            Stored {
+                rows: m.nrows(),
+                cols: m.ncols(),
+                bits: m.iter().map(|v| v.to_bits()).collect(),
+            }
+            .serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Array2<f64>, D::Error> {
+            let s = Stored::deserialize(deserializer)?;
+            Array2::from_shape_vec((s.rows, s.cols), s.bits.into_iter().map(f64::from_bits).collect())
+                .map_err(serde::de::Error::custom)
+        }
     }
 }

@@ -84,6 +84,7 @@ pub struct AutoencoderModel {
     /// Column statistics of the training rows (see [`Standardizer`]).
     pub standardizer: Standardizer,
     pub network: Autoencoder,
+    #[serde(with = "crate::analysis::anomaly::exact::scalar")]
     pub threshold: f64,
     pub contamination: f64,
 }

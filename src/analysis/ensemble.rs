@@ -5,7 +5,8 @@
 //!   parameters as `--set MEMBER.KEY=VALUE` (e.g. `ocsvm.nu=0.1`). Every member is fitted with the
 //!   run's seed, in parallel, and stored inside the ensemble's model, so scoring refits nothing.
 //! - Votes: a member votes "anomaly" when its score is at or above its own threshold (its
-//!   `contamination` quantile of its training scores, as when it runs alone). `votes` counts them;
+//!   `contamination` quantile of its training scores, as when it runs alone; `--set
+//!   contamination=C` sets it for every member not given its own). `votes` counts them;
 //!   `is_anomaly` is votes >= `min_votes` (default: a majority, more than half of the members);
 //!   `confidence` is the share of members agreeing with that verdict.
 //! - Ranking score: each member's score becomes its tail share among that member's training
@@ -58,7 +59,8 @@ pub struct Member {
     pub stage: String,
     /// The member stage's own stored model (with its threshold).
     pub model: Value,
-    /// Quantiles 0, 0.001, ..., 1 of its scores on the training rows.
+    /// Quantiles 0, 0.001, ..., 1 of its scores on the training rows (stored exactly).
+    #[serde(with = "crate::analysis::anomaly::exact::vec")]
     pub quantiles: Vec<f64>,
 }
 
@@ -274,7 +276,7 @@ impl Stage for EnsembleStage {
     }
 
     fn params_help(&self) -> &'static str {
-        "members=iforest,ocsvm,lof,autoencoder, min_votes=majority, MEMBER.KEY=VALUE for a member's parameters"
+        "members=iforest,ocsvm,lof,autoencoder, min_votes=majority, contamination=each member's (0.05), MEMBER.KEY=VALUE for a member's parameters"
     }
 
     fn resolve(&self, set: &BTreeMap<String, String>) -> Result<Value> {
@@ -302,12 +304,12 @@ impl Stage for EnsembleStage {
         }
         let mut member_sets: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
         for (key, value) in set {
-            if key == "members" || key == "min_votes" {
+            if key == "members" || key == "min_votes" || key == "contamination" {
                 continue;
             }
             let Some((member, member_key)) = key.split_once('.') else {
                 return Err(params_error(format!(
-                    "unknown parameter '{key}'; ensemble takes members, min_votes and MEMBER.KEY=VALUE (and max_categories)"
+                    "unknown parameter '{key}'; ensemble takes members, min_votes, contamination (every member's) and MEMBER.KEY=VALUE (and max_categories)"
                 )));
             };
             let Some(member) = members.iter().find(|m| m.as_str() == member) else {
@@ -320,6 +322,16 @@ impl Stage for EnsembleStage {
                 .entry(member.as_str())
                 .or_default()
                 .insert(member_key.to_string(), value.clone());
+        }
+        if let Some(contamination) = set.get("contamination") {
+            // Every member's, unless set for that member.
+            for m in &members {
+                member_sets
+                    .entry(m.as_str())
+                    .or_default()
+                    .entry("contamination".to_string())
+                    .or_insert_with(|| contamination.clone());
+            }
         }
         let member_params = members
             .iter()

@@ -57,8 +57,11 @@ pub struct LofParams {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LocalOutlierFactor {
     pub k: usize,
+    #[serde(with = "crate::analysis::anomaly::exact::matrix")]
     pub reference: Array2<f64>,
+    #[serde(with = "crate::analysis::anomaly::exact::vec")]
     pub k_distance: Vec<f64>,
+    #[serde(with = "crate::analysis::anomaly::exact::vec")]
     pub lrd: Vec<f64>,
 }
 
@@ -68,6 +71,7 @@ pub struct LofModel {
     /// Column statistics of the training rows (see [`Standardizer`]).
     pub standardizer: Standardizer,
     pub lof: LocalOutlierFactor,
+    #[serde(with = "crate::analysis::anomaly::exact::scalar")]
     pub threshold: f64,
     pub contamination: f64,
 }

@@ -59,10 +59,14 @@ pub struct OcsvmParams {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OneClassSvm {
     /// Support vectors, one per row.
+    #[serde(with = "crate::analysis::anomaly::exact::matrix")]
     pub support: Array2<f64>,
     /// Their dual coefficients (alpha > 0).
+    #[serde(with = "crate::analysis::anomaly::exact::vec")]
     pub alpha: Vec<f64>,
+    #[serde(with = "crate::analysis::anomaly::exact::scalar")]
     pub gamma: f64,
+    #[serde(with = "crate::analysis::anomaly::exact::scalar")]
     pub rho: f64,
 }
 
@@ -73,6 +77,7 @@ pub struct OcsvmModel {
     pub standardizer: Standardizer,
     pub svm: OneClassSvm,
     /// Scores at or above it are anomalies.
+    #[serde(with = "crate::analysis::anomaly::exact::scalar")]
     pub threshold: f64,
     pub contamination: f64,
 }
