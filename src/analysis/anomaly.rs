@@ -259,7 +259,7 @@ impl Standardizer {
     /// `x` standardised; an error when its width is not the fitted one.
     pub fn apply(&self, model: &'static str, x: ArrayView2<f64>) -> Result<ndarray::Array2<f64>> {
         check_width(model, self.mean.len(), x)?;
-        if self.std.len() != self.mean.len() || self.std.iter().any(|s| !(*s > 0.0)) {
+        if self.std.len() != self.mean.len() || self.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
             return Err(Error::ModelInput {
                 model,
                 reason: "the stored column statistics are damaged; train the model again".into(),

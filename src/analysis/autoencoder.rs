@@ -313,10 +313,13 @@ fn column_variance(x: ArrayView2<f32>) -> Vec<f64> {
         .collect()
 }
 
+/// First and second moments of one layer's weights and biases.
+type LayerMoments = (Array2<f32>, Array2<f32>, Array1<f32>, Array1<f32>);
+
 /// Adam's moment estimates.
 struct Adam {
     step: i32,
-    moments: Vec<(Array2<f32>, Array2<f32>, Array1<f32>, Array1<f32>)>,
+    moments: Vec<LayerMoments>,
 }
 
 impl Adam {

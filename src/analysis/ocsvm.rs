@@ -111,7 +111,7 @@ impl OneClassSvm {
         if l == 0 || x.ncols() == 0 {
             return Err(invalid("cannot fit on zero rows or zero feature columns"));
         }
-        if !(nu > 0.0 && nu <= 1.0) || !(gamma > 0.0 && gamma.is_finite()) {
+        if !(nu > 0.0 && nu <= 1.0 && gamma > 0.0 && gamma.is_finite()) {
             return Err(invalid(format!("nu={nu} must be in (0, 1] and gamma={gamma} positive")));
         }
         let q = kernel_matrix(x, gamma);
@@ -218,7 +218,7 @@ impl OneClassSvm {
     /// rho - sum_i alpha_i K(sv_i, x) for each row: positive outside the learnt support (scikit-
     /// learn's -decision_function).
     pub fn score(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
-        if self.support.nrows() != self.alpha.len() || !(self.gamma > 0.0) {
+        if self.support.nrows() != self.alpha.len() || self.gamma.is_nan() || self.gamma <= 0.0 {
             return Err(invalid("the stored machine is damaged; train the model again"));
         }
         check_width("one-class svm", self.support.ncols(), x)?;
