@@ -14,6 +14,15 @@ Everything on the netlens side goes through the real binary and a scratch DuckDB
            KDDTest+) and on 1 000 000 x 10 synthetic rows (fit, then score the same rows):
            netlens's model_runs.fit_ms + score_ms (the computation) and the whole commands' wall
            time, against scikit-learn's fit + score_samples with n_jobs=2. Target: <= 0.5x.
+  ensemble NSL-KDD, one seed: `train ensemble` (iforest, ocsvm, lof, autoencoder with their
+           defaults) on the normal training rows and, unsupervised, on all training rows, then
+           `score MODEL --on kdd_test --label label --into T`; ROC-AUC of each member's column and of
+           the ensemble's score. scikit-learn: IsolationForest(100, 256), OneClassSVM(nu=0.05,
+           gamma='scale') on a 5 000-row subsample, LocalOutlierFactor(n_neighbors=20,
+           novelty=True) on a 20 000-row subsample, MLPRegressor(64-32-16-8-16-32-64,
+           early_stopping=True) reconstructing its input (score = squared error), and the mean of
+           the four's percentile ranks on the test rows. Time: the two netlens commands' wall time
+           against the four scikit-learn fits + scores.
   kmeans   K-Means k=8 on 100 000 x 10 rows (8 Gaussian blobs): `train kmeans --set k=8`
            (k-means++, 1 run, tol as scikit-learn) against KMeans(n_clusters=8, n_init=1) fit +
            predict on the standard-scaled rows. Target: no slower.
@@ -23,7 +32,7 @@ Everything on the netlens side goes through the real binary and a scratch DuckDB
 Timings are the median of --repeat runs (default 1). The machine's other load shows in them: run
 on an idle machine. Installs scikit-learn, pandas and pyarrow with pip when they are missing.
 
-Usage: bench/analysis_bench.py [--only auc,iforest,kmeans,dbscan] [--seeds 5] [--rows 1000000]
+Usage: bench/analysis_bench.py [--only auc,iforest,ensemble,kmeans,dbscan] [--seeds 5] [--rows 1000000]
                                [--repeat 1] [--data DIR] [--keep DIR]
        NETLENS=path/to/netlens bench/analysis_bench.py ...   (that binary, no cargo build)
 """
@@ -155,6 +164,64 @@ def bench_auc(nl, data, seeds, results, timings):
                         statistics.mean(ours), statistics.mean(theirs), "auc"))
 
 
+def bench_ensemble(nl, data, seed, results):
+    import numpy as np
+    from scipy.stats import rankdata
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.svm import OneClassSVM
+    columns, train, test = kdd_frames(data)
+    if nl.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = 'kdd_test'")[0]["n"] == "0":
+        load_kdd(nl, data, columns)
+    positive = (test["label"] != "normal").astype(int).to_numpy()
+    members = ["iforest", "ocsvm", "lof", "autoencoder"]
+    for protocol, table, rows in (("normal rows", "kdd_train_normal", train[train["label"] == "normal"]),
+                                  ("all rows", "kdd_train", train)):
+        model, into = f"ens_{table}", f"ens_scored_{table}"
+        _, train_wall = nl.run("train", "ensemble", "--on", table, "--exclude", "label,difficulty",
+                               "--seed", str(seed), "--model", model)
+        fit = nl.last_run()
+        _, score_wall = nl.run("score", model, "--on", "kdd_test", "--label", "label", "--into", into)
+        scored = nl.sql(f"SELECT * FROM {into}")
+        labels = [r["label"] != "normal" for r in scored]
+        ours = {m: auc_of(labels, [float(r[f"{m}_score"]) for r in scored]) for m in members}
+        ours["ensemble"] = auc_of(labels, [float(r["score"]) for r in scored])
+
+        a, b = kdd_matrices(columns, rows, test)
+        rng = np.random.default_rng(seed)
+        theirs, sk_scores, sk_seconds = {}, {}, {}
+        started = time.perf_counter()
+        forest = IsolationForest(n_estimators=100, max_samples=256, random_state=seed, n_jobs=2).fit(a)
+        sk_scores["iforest"] = -forest.score_samples(b)
+        sk_seconds["iforest"] = time.perf_counter() - started
+        started = time.perf_counter()
+        svm = OneClassSVM(nu=0.05, gamma="scale").fit(a[rng.choice(len(a), min(5000, len(a)), replace=False)])
+        sk_scores["ocsvm"] = -svm.score_samples(b)
+        sk_seconds["ocsvm"] = time.perf_counter() - started
+        started = time.perf_counter()
+        lof = LocalOutlierFactor(n_neighbors=20, novelty=True).fit(a[rng.choice(len(a), min(20000, len(a)), replace=False)])
+        sk_scores["lof"] = -lof.score_samples(b)
+        sk_seconds["lof"] = time.perf_counter() - started
+        started = time.perf_counter()
+        mlp = MLPRegressor(hidden_layer_sizes=(64, 32, 16, 8, 16, 32, 64), early_stopping=True, random_state=seed).fit(a, a)
+        sk_scores["autoencoder"] = ((mlp.predict(b) - b) ** 2).mean(axis=1)
+        sk_seconds["autoencoder"] = time.perf_counter() - started
+        for m in members:
+            theirs[m] = auc_of(positive, sk_scores[m])
+        theirs["ensemble"] = auc_of(positive, np.mean([rankdata(sk_scores[m]) / len(b) for m in members], axis=0))
+        for m in members + ["ensemble"]:
+            results.append((f"NSL-KDD ROC-AUC, train on {protocol}: {m}", ours[m], theirs[m], "auc"))
+        results.append((f"Ensemble NSL-KDD, train on {protocol}: train + score commands, wall (s)",
+                        train_wall + score_wall, sum(sk_seconds.values()), "time"))
+        member_ms = __import__("json").loads(fit["metrics"])
+        print(f"  {protocol}: netlens train {train_wall:.2f}s (load {ms(fit, 'load_ms') / 1000:.2f}s, member fits "
+              + ", ".join(f"{m} {member_ms[m]['fit_ms'] / 1000:.2f}s" for m in members)
+              + f"), score {score_wall:.2f}s; scikit-learn "
+              + ", ".join(f"{m} {sk_seconds[m]:.2f}s" for m in members)
+              + f" (MLP epochs {mlp.n_iter_})", file=sys.stderr)
+
+
 # ---------------------------------------------------------------- timings
 
 def write_parquet(frame, path):
@@ -275,7 +342,7 @@ def report(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="auc,iforest,kmeans,dbscan")
+    parser.add_argument("--only", default="auc,iforest,ensemble,kmeans,dbscan")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for the AUC protocol")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic Isolation Forest set")
     parser.add_argument("--repeat", type=int, default=1, help="runs per timing (median)")
@@ -283,7 +350,7 @@ def main():
     parser.add_argument("--keep", help="keep the scratch database in this folder")
     args = parser.parse_args()
     parts = set(args.only.split(","))
-    if "auc" in parts and not os.path.exists(os.path.join(args.data, "KDDTrain+.txt")):
+    if ({"auc", "ensemble"} & parts) and not os.path.exists(os.path.join(args.data, "KDDTrain+.txt")):
         sys.exit(f"NSL-KDD not found in {args.data}: pass --data DIR, or --only iforest,kmeans,dbscan")
 
     setup()
@@ -303,6 +370,9 @@ def main():
                             t["netlens_wall"], t["sk_fit"] + t["sk_score"], "time"))
             print(f"Isolation Forest on {args.rows:,} x 10 synthetic rows ...", file=sys.stderr)
             bench_iforest_synthetic(nl, work, args.rows, args.repeat, results)
+        if "ensemble" in parts:
+            print("NSL-KDD: netlens ensemble and scikit-learn's four models ...", file=sys.stderr)
+            bench_ensemble(nl, args.data, 0, results)
         if "kmeans" in parts or "dbscan" in parts:
             scaled = blobs(work, nl)
             if "kmeans" in parts:
@@ -314,8 +384,8 @@ def main():
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    if [r for r in results if r[3] == "auc"] and "auc" not in parts:
-        results = [r for r in results if r[3] != "auc"]
+    if "auc" not in parts:
+        results = [r for r in results if r[3] != "auc" or ": " in r[0]]
     report(results)
 
 

@@ -363,6 +363,23 @@ mod architecture {
                 }
             }
         }
+        // The anomaly models are pure computation (their module docs say so): no store, no SQL.
+        for name in ["iforest", "ocsvm", "lof", "autoencoder", "ensemble"] {
+            let file = src.join("analysis").join(format!("{name}.rs"));
+            let text = std::fs::read_to_string(&file).expect("read");
+            let code = text.split("#[cfg(test)]").next().unwrap_or(&text);
+            for (line, l) in uses(code, "store") {
+                broken.push(format!("{}:{line}: a pure model uses store: {l}", file.display()));
+            }
+            for (line, l) in code.lines().enumerate().filter(|(_, l)| l.contains("duckdb")) {
+                broken.push(format!(
+                    "{}:{}: a pure model uses duckdb: {}",
+                    file.display(),
+                    line + 1,
+                    l.trim()
+                ));
+            }
+        }
         assert!(broken.is_empty(), "forbidden imports:\n{}", broken.join("\n"));
     }
 }

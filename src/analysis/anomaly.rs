@@ -42,10 +42,11 @@ pub struct IForestModel {
 /// The stage.
 pub struct IForestStage;
 
-/// Flags the rows scoring strictly above the threshold, as scikit-learn's `predict` (outlier
-/// when `score_samples < offset_`): with `>=`, rows tied at the threshold pushed the flagged
-/// share above the contamination.
-fn applied(scores: Vec<f64>, threshold: f64) -> Applied {
+/// The result of an anomaly stage whose scores rise with anomaly: `score`, and `is_anomaly`
+/// strictly above `threshold` (the columns of `anomaly_scores`, which every such stage writes),
+/// as scikit-learn's `predict` (outlier when `score_samples < offset_`): with `>=`, rows tied at
+/// the threshold pushed the flagged share above the contamination.
+pub(crate) fn applied(scores: Vec<f64>, threshold: f64) -> Applied {
     let flagged: Vec<bool> = scores.iter().map(|s| *s > threshold).collect();
     let anomalies = flagged.iter().filter(|f| **f).count();
     let mut metrics = Map::new();
@@ -164,6 +165,181 @@ impl Stage for IForestStage {
         let model: IForestModel = from_json(NAME, "model", model)?;
         let scores = model.forest.score(x)?.to_vec();
         Ok(applied(scores, model.threshold))
+    }
+}
+
+/// The `contamination` parameter of an anomaly stage: the expected share of anomalies in the
+/// training rows, which puts the `is_anomaly` threshold at that quantile of their scores.
+pub(crate) fn contamination_param(stage: &'static str, set: &BTreeMap<String, String>) -> Result<f64> {
+    let contamination: f64 = param(stage, set, "contamination", 0.05, "a share between 0 and 0.5")?;
+    if !(contamination > 0.0 && contamination <= 0.5) {
+        return Err(Error::StageParams {
+            stage,
+            reason: format!(
+                "contamination={contamination}: expected the expected share of anomalies, above 0 and at most 0.5"
+            ),
+        });
+    }
+    Ok(contamination)
+}
+
+/// At most `max` rows of `x`, drawn without replacement with `seed` and kept in source order; all
+/// rows (a copy) when there are no more than `max`.
+pub(crate) fn subsample(x: ArrayView2<f64>, max: usize, seed: u64) -> ndarray::Array2<f64> {
+    use rand::SeedableRng;
+    if x.nrows() <= max {
+        return x.to_owned();
+    }
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut rows = rand::seq::index::sample(&mut rng, x.nrows(), max).into_vec();
+    rows.sort_unstable();
+    x.select(ndarray::Axis(0), &rows)
+}
+
+/// Rejects NaN and infinite cells, naming the first: the distance and gradient arithmetic of the
+/// anomaly stages would carry them silently into every score.
+pub(crate) fn check_finite(model: &'static str, x: ArrayView2<f64>) -> Result<()> {
+    match x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some(((row, column), v)) => Err(Error::ModelInput {
+            model,
+            reason: format!(
+                "row {row}, feature column {column} is {v}: the model needs finite numbers\n  hint: filter or fill NULL, NaN and infinite values in the source"
+            ),
+        }),
+    }
+}
+
+/// Checks the width of a matrix to score against the model's.
+pub(crate) fn check_width(model: &'static str, expected: usize, x: ArrayView2<f64>) -> Result<()> {
+    if x.ncols() != expected {
+        return Err(Error::ModelInput {
+            model,
+            reason: format!(
+                "the model was fitted on {expected} feature columns but the data to score has {}\n  hint: score data with the same columns as the training source",
+                x.ncols()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Per-column standardisation of the encoded matrix, fitted on the training rows, for the
+/// distance- and reconstruction-based stages (ocsvm, lof, autoencoder). The framework scales
+/// numeric columns but leaves one-hot columns at 0/1, which for these models weighs a category
+/// far below a number; standardising every encoded column (numeric ones are unchanged by it)
+/// makes each count equally, as the scikit-learn anchor's preprocessing does. A constant column
+/// keeps divisor 1, so a new row that differs there still differs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Standardizer {
+    #[serde(with = "crate::analysis::anomaly::exact::vec")]
+    pub mean: Vec<f64>,
+    #[serde(with = "crate::analysis::anomaly::exact::vec")]
+    pub std: Vec<f64>,
+}
+
+impl Standardizer {
+    pub fn fit(x: ArrayView2<f64>) -> Standardizer {
+        let n = x.nrows().max(1) as f64;
+        let mean: Vec<f64> = x.columns().into_iter().map(|c| c.sum() / n).collect();
+        let std = x
+            .columns()
+            .into_iter()
+            .zip(&mean)
+            .map(|(c, m)| {
+                let s = (c.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n).sqrt();
+                if s > 0.0 && s.is_finite() {
+                    s
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        Standardizer { mean, std }
+    }
+
+    /// `x` standardised; an error when its width is not the fitted one.
+    pub fn apply(&self, model: &'static str, x: ArrayView2<f64>) -> Result<ndarray::Array2<f64>> {
+        check_width(model, self.mean.len(), x)?;
+        if self.std.len() != self.mean.len() || self.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
+            return Err(Error::ModelInput {
+                model,
+                reason: "the stored column statistics are damaged; train the model again".into(),
+            });
+        }
+        let mut out = x.to_owned();
+        for mut row in out.rows_mut() {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *v = (*v - m) / s;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Serde helpers storing doubles as their IEEE-754 bits: serde_json's decimal text does not
+/// always read back the same double, and a stored model must score a row exactly as the run
+/// that fitted it (the ensemble's percentiles jump across flat stretches of a member's score
+/// table, so one unit in the last place can reorder rows). Use with `#[serde(with = ...)]`.
+pub(crate) mod exact {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub mod scalar {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+            value.to_bits().serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+            Ok(f64::from_bits(u64::deserialize(deserializer)?))
+        }
+    }
+
+    pub mod vec {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(values: &[f64], serializer: S) -> Result<S::Ok, S::Error> {
+            values
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<u64>>()
+                .serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f64>, D::Error> {
+            Ok(Vec::<u64>::deserialize(deserializer)?
+                .into_iter()
+                .map(f64::from_bits)
+                .collect())
+        }
+    }
+
+    pub mod matrix {
+        use super::*;
+        use ndarray::Array2;
+
+        #[derive(Serialize, Deserialize)]
+        struct Stored {
+            rows: usize,
+            cols: usize,
+            bits: Vec<u64>,
+        }
+
+        pub fn serialize<S: Serializer>(m: &Array2<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+            Stored {
+                rows: m.nrows(),
+                cols: m.ncols(),
+                bits: m.iter().map(|v| v.to_bits()).collect(),
+            }
+            .serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Array2<f64>, D::Error> {
+            let s = Stored::deserialize(deserializer)?;
+            Array2::from_shape_vec((s.rows, s.cols), s.bits.into_iter().map(f64::from_bits).collect())
+                .map_err(serde::de::Error::custom)
+        }
     }
 }
 

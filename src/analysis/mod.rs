@@ -11,11 +11,15 @@
 //! `sql/003_analysis.sql` and its own run-private scratch tables).
 
 pub mod anomaly;
+pub mod autoencoder;
 pub mod dbscan;
+pub mod ensemble;
 pub mod evaluation;
 pub mod features;
 pub mod iforest;
 pub mod kmeans;
+pub mod lof;
+pub mod ocsvm;
 pub mod pca;
 pub mod policy;
 
@@ -24,7 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use duckdb::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array};
+use duckdb::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
@@ -87,6 +91,8 @@ pub enum Values {
     Float(Vec<f64>),
     OptFloat(Vec<Option<f64>>),
     Bool(Vec<bool>),
+    OptBool(Vec<Option<bool>>),
+    Text(Vec<String>),
 }
 
 impl Values {
@@ -94,7 +100,8 @@ impl Values {
         match self {
             Values::Int(_) => "INTEGER",
             Values::Float(_) | Values::OptFloat(_) => "DOUBLE",
-            Values::Bool(_) => "BOOLEAN",
+            Values::Bool(_) | Values::OptBool(_) => "BOOLEAN",
+            Values::Text(_) => "VARCHAR",
         }
     }
 
@@ -104,6 +111,8 @@ impl Values {
             Values::Float(v) => v.len(),
             Values::OptFloat(v) => v.len(),
             Values::Bool(v) => v.len(),
+            Values::OptBool(v) => v.len(),
+            Values::Text(v) => v.len(),
         }
     }
 
@@ -113,6 +122,8 @@ impl Values {
             Values::Float(v) => (DataType::Float64, Arc::new(Float64Array::from(v.clone()))),
             Values::OptFloat(v) => (DataType::Float64, Arc::new(Float64Array::from(v.clone()))),
             Values::Bool(v) => (DataType::Boolean, Arc::new(BooleanArray::from(v.clone()))),
+            Values::OptBool(v) => (DataType::Boolean, Arc::new(BooleanArray::from(v.clone()))),
+            Values::Text(v) => (DataType::Utf8, Arc::new(StringArray::from(v.clone()))),
         }
     }
 }
@@ -154,10 +165,14 @@ static KMEANS: kmeans::KMeansStage = kmeans::KMeansStage;
 static IFOREST: anomaly::IForestStage = anomaly::IForestStage;
 static PCA: pca::PcaStage = pca::PcaStage;
 static DBSCAN: dbscan::DbscanStage = dbscan::DbscanStage;
+static OCSVM: ocsvm::OcsvmStage = ocsvm::OcsvmStage;
+static LOF: lof::LofStage = lof::LofStage;
+static AUTOENCODER: autoencoder::AutoencoderStage = autoencoder::AutoencoderStage;
+static ENSEMBLE: ensemble::EnsembleStage = ensemble::EnsembleStage;
 
 /// Every stage, in the order `stages` lists them.
 pub fn stages() -> Vec<&'static dyn Stage> {
-    vec![&KMEANS, &IFOREST, &PCA, &DBSCAN]
+    vec![&KMEANS, &IFOREST, &PCA, &DBSCAN, &OCSVM, &LOF, &AUTOENCODER, &ENSEMBLE]
 }
 
 /// The stage of that name.

@@ -73,6 +73,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "quality",
         sql: include_str!("../../sql/011_quality.sql"),
     },
+    Migration {
+        version: 12,
+        name: "ensemble",
+        sql: include_str!("../../sql/012_ensemble.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "

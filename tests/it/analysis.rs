@@ -572,3 +572,228 @@ fn kmeans_distance_is_an_evaluated_anomaly_score() {
         .failure()
         .stderr(predicate::str::contains("contamination=0.9"));
 }
+
+/// Small member settings for the 600-row traffic table (LOF needs fewer neighbours than its
+/// default reference sample holds, the autoencoder a bottleneck narrower than 4 columns).
+const SMALL_ENSEMBLE: &[&str] = &[
+    "--set",
+    "lof.k=10",
+    "--set",
+    "autoencoder.hidden=3,2",
+    "--set",
+    "autoencoder.epochs=200",
+    "--set",
+    "autoencoder.batch=32",
+    "--set",
+    "autoencoder.learning_rate=0.01",
+    "--set",
+    "contamination=0.02",
+];
+
+#[test]
+fn each_anomaly_member_finds_the_planted_outliers() {
+    let s = with_traffic();
+    for (stage, extra) in [("ocsvm", "nu=0.05"), ("lof", "k=10"), ("autoencoder", "hidden=3,2")] {
+        train(
+            &s,
+            &[
+                stage, "--on", "traffic", "--label", "label", "--set", extra, "--seed", "5",
+            ],
+        )
+        .success();
+    }
+    assert_eq!(
+        s.query("SELECT r.stage, e.roc_auc > 0.99 FROM evaluation e JOIN model_runs r USING (run_id) ORDER BY run_id"),
+        "ocsvm,true\nlof,true\nautoencoder,true"
+    );
+    // Each wrote its scores to anomaly_scores under its own run.
+    assert_eq!(
+        s.query("SELECT count(DISTINCT run_id), count(*) FROM anomaly_scores"),
+        "3,1800"
+    );
+}
+
+#[test]
+fn ensemble_votes_ranks_and_scores_new_rows_without_refitting() {
+    let s = with_traffic();
+    let mut args = vec!["ensemble", "--on", "traffic", "--label", "label", "--seed", "11"];
+    args.extend_from_slice(SMALL_ENSEMBLE);
+    train(&s, &args).success();
+    train(&s, &args).success();
+    // The planted outliers (in the training rows, so not all unusual to every member: they lie on
+    // one line an autoencoder can learn) rank high; nine of ten get a majority of votes, no other
+    // row does.
+    assert_eq!(
+        s.query(
+            "SELECT count(*) FILTER (CAST(id AS INT) >= 590) FROM (SELECT id FROM ensemble_scores WHERE run_id = 1 ORDER BY score DESC LIMIT 10)"
+        ),
+        "8"
+    );
+    assert_eq!(
+        s.query(
+            "SELECT count(*) FILTER (is_anomaly AND CAST(id AS INT) >= 590), count(*) FILTER (is_anomaly AND CAST(id AS INT) < 590), \
+             min(votes) FILTER (CAST(id AS INT) >= 590), min(confidence) FILTER (votes = 4) FROM ensemble_scores WHERE run_id = 1"
+        ),
+        "9,0,2,1.0"
+    );
+    assert_eq!(
+        s.query(
+            "SELECT count(*) FILTER (severity NOT IN ('critical', 'high', 'medium', 'low', 'none')), \
+             count(*) FILTER (is_anomaly <> (votes >= 3)), \
+             count(*) FILTER (iforest_score IS NULL OR ocsvm_vote IS NULL OR lof_score IS NULL OR autoencoder_vote IS NULL) \
+             FROM ensemble_scores"
+        ),
+        "0,0,0"
+    );
+    assert_eq!(
+        s.query("SELECT roc_auc > 0.99 FROM evaluation WHERE run_id = 1"),
+        "true"
+    );
+    // Same seed, same scores.
+    assert_eq!(
+        s.query(
+            "SELECT count(*) FROM ensemble_scores a JOIN ensemble_scores b USING (row_id) \
+             WHERE a.run_id = 1 AND b.run_id = 2 AND a.score = b.score AND a.votes = b.votes"
+        ),
+        "600"
+    );
+    // A second process scores rows with the stored members: the same rows score the same.
+    s.query(
+        "CREATE TABLE fresh AS SELECT id + 1000 AS id, a, b, proto, label FROM traffic WHERE id % 10 = 0 OR id >= 595",
+    );
+    s.cmd()
+        .args(["score", "ensemble@1", "--on", "fresh", "--into", "fresh_scored"])
+        .assert()
+        .success();
+    assert_eq!(s.query("SELECT count(*) FROM models"), "2");
+    assert_eq!(
+        s.query(
+            "SELECT count(*) FROM ensemble_scores a JOIN ensemble_scores b ON CAST(b.id AS INT) = CAST(a.id AS INT) + 1000 \
+             WHERE a.run_id = 1 AND b.run_id = 3 AND abs(a.score - b.score) < 1e-9 AND a.votes = b.votes"
+        ),
+        "65"
+    );
+    assert_eq!(s.query("SELECT count(*), count(severity) FROM fresh_scored"), "65,65");
+    // Two members: the others' columns are NULL, and a majority of two is two votes.
+    train(
+        &s,
+        &[
+            "ensemble",
+            "--on",
+            "traffic",
+            "--exclude",
+            "label",
+            "--set",
+            "members=iforest,lof",
+            "--set",
+            "lof.k=10",
+            "--model",
+            "pair",
+        ],
+    )
+    .success();
+    assert_eq!(
+        s.query(
+            "SELECT count(ocsvm_score), count(autoencoder_vote), count(iforest_score), count(*) FILTER (is_anomaly <> (votes = 2)) \
+             FROM latest_ensemble_scores"
+        ),
+        "0,0,600,0"
+    );
+}
+
+#[test]
+fn ensemble_parameters_are_checked_and_store_nothing() {
+    let s = with_traffic();
+    let before = stored(&s);
+    for (set, message) in [
+        ("members=iforest,kmeans", "not an anomaly stage"),
+        ("lof.nu=0.1", "unknown parameter 'nu'"),
+        ("ocsvm.nu=2", "nu=2"),
+        ("k=3", "unknown parameter 'k'"),
+    ] {
+        train(&s, &["ensemble", "--on", "traffic", "--exclude", "label", "--set", set])
+            .failure()
+            .stderr(predicate::str::contains(message));
+    }
+    // LOF with more neighbours than rows: a clear error, nothing stored.
+    train(
+        &s,
+        &[
+            "lof",
+            "--on",
+            "SELECT a, b FROM traffic LIMIT 5",
+            "--set",
+            "k=20",
+            "--set",
+            "sample=30",
+        ],
+    )
+    .failure()
+    .stderr(predicate::str::contains(
+        "k=20 neighbours need at least 21 reference rows",
+    ));
+    assert_eq!(stored(&s), before);
+}
+
+/// NSL-KDD as in bench/analysis_bench.py (fit on KDDTrain+ normal rows, score KDDTest+): the
+/// ensemble ranks attacks above its best member (figures in docs/analysis_bench.md).
+#[test]
+fn ensemble_beats_its_members_on_nsl_kdd() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nsl-kdd");
+    if !crate::prerequisite(
+        dir.join("KDDTest+.txt").exists(),
+        "../shared/data/nsl-kdd beside this checkout",
+    ) {
+        return;
+    }
+    let s = Scratch::new();
+    for (table, file) in [("kdd_train", "KDDTrain+.txt"), ("kdd_test", "KDDTest+.txt")] {
+        s.cmd()
+            .args(["import", "csv"])
+            .arg(dir.join(file))
+            .args(["--table", table, "--no-header", "--columns-file"])
+            .arg(dir.join("columns.txt"))
+            .assert()
+            .success();
+    }
+    train(
+        &s,
+        &[
+            "ensemble",
+            "--on",
+            "SELECT * FROM kdd_train WHERE label = 'normal'",
+            "--exclude",
+            "label,difficulty",
+            "--model",
+            "kdd",
+        ],
+    )
+    .success();
+    s.cmd()
+        .args(["score", "kdd", "--on", "kdd_test", "--label", "label"])
+        .assert()
+        .success();
+    let auc = |column: &str| -> f64 {
+        // ROC-AUC as the share of (attack, normal) pairs ranked right, ties counting half.
+        s.query(&format!(
+            "WITH r AS (SELECT e.{column} AS v, t.label <> 'normal' AS pos FROM ensemble_scores e \
+               JOIN (SELECT row_number() OVER () - 1 AS row_id, label FROM kdd_test) t USING (row_id) WHERE e.run_id = 2), \
+             ranked AS (SELECT pos, rank() OVER (ORDER BY v) AS lo, count(*) OVER (PARTITION BY v) AS ties FROM r) \
+             SELECT (sum(lo + (ties - 1) / 2.0) FILTER (pos) - count(*) FILTER (pos) * (count(*) FILTER (pos) + 1) / 2.0) \
+                    / (count(*) FILTER (pos) * count(*) FILTER (NOT pos)) FROM ranked"
+        ))
+        .parse()
+        .expect("an AUC")
+    };
+    let ensemble = auc("score");
+    let stored: f64 = s
+        .query("SELECT roc_auc FROM evaluation WHERE run_id = 2")
+        .parse()
+        .expect("stored AUC");
+    assert!((ensemble - stored).abs() < 1e-6, "{ensemble} vs {stored}");
+    assert!(ensemble >= 0.955, "ensemble ROC-AUC {ensemble}");
+    for member in ["iforest_score", "ocsvm_score", "lof_score", "autoencoder_score"] {
+        let m = auc(member);
+        assert!(ensemble > m, "ensemble {ensemble} not above {member} {m}");
+    }
+}
