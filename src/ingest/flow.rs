@@ -1,7 +1,9 @@
 //! Flow assembly: decoded packets become bidirectional flows with Zeek conn.log semantics.
 //!
 //! A flow is keyed by its 5-tuple in either direction; the originator is the sender of its
-//! first packet (or, when that packet is a SYN-ACK, its receiver, marked `^` as Zeek does).
+//! first packet, or its receiver when Zeek's likely-server-port heuristic says the first
+//! packet came from the server (a TCP first packet other than a plain SYN, or any UDP one,
+//! from a likely server port): the flow is then flipped and its history starts with `^`.
 //! TCP endpoints run the state machine of Zeek's TCP analyzer (INACTIVE, SYN_SENT,
 //! SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET), from which `conn_state`, `history` and
 //! the sequence-number byte counts follow exactly as Zeek derives them.
@@ -391,6 +393,80 @@ fn rstos0_history(h: &str) -> bool {
     false
 }
 
+/// Zeek's `TCPAnalyzer::WantConnection` role guess for a connection's first packet. A plain
+/// SYN is never flipped. Any other first packet (SYN-ACK, ACK, data, FIN, RST) is flipped when
+/// its source port is a likely server port and its destination port is not; when both are,
+/// only a packet without SYN from the lower port is flipped (a SYN-ACK could be a stealth
+/// scan's answer, and the higher port is the less plausible server).
+fn flips_tcp(sport: u16, dport: u16, flags: u8) -> bool {
+    let syn = flags & tf::SYN != 0;
+    if syn && flags & tf::ACK == 0 {
+        return false;
+    }
+    if !likely_server_port(Kind::Tcp, sport) {
+        return false;
+    }
+    if likely_server_port(Kind::Tcp, dport) {
+        !syn && sport < dport
+    } else {
+        true
+    }
+}
+
+/// Zeek's default `likely_server_ports`: the union of the `redef likely_server_ports += ...`
+/// of the protocol scripts a default Zeek loads (base/protocols/{dce-rpc, dhcp, dnp3, dns,
+/// ftp, http, imap, irc, krb, ldap, modbus, mqtt, mysql, ntp, postgresql, radius, rdp, sip,
+/// smb, smtp, snmp, socks, ssh, ssl, syslog, xmpp} and the tunnel packet analyzers: AYIYA,
+/// Teredo, GTPv1, VXLAN, Geneve). Only the flip of a connection's first packet uses it.
+fn likely_server_port(kind: Kind, port: u16) -> bool {
+    match kind {
+        Kind::Tcp => matches!(
+            port,
+            21 | 2811 // ftp
+                | 22 // ssh
+                | 25 | 587 // smtp
+                | 53 // dns
+                | 80 | 81 | 631 | 1080 | 3128 | 8000 | 8080 | 8888 // http (1080 also socks)
+                | 88 // krb
+                | 135 // dce-rpc
+                | 139 | 445 // smb
+                | 143 // imap
+                | 389 | 3268 // ldap
+                | 443 | 563 | 585 | 614 | 636 | 989 | 990 | 992 | 993 | 995 | 5223 // ssl
+                | 502 // modbus
+                | 1883 // mqtt
+                | 1434 | 3306 // mysql
+                | 3389 // rdp
+                | 5222 | 5269 // xmpp
+                | 5432 // postgresql
+                | 6666
+                ..=6669 // irc
+                | 20000 // dnp3
+        ),
+        Kind::Udp => matches!(
+            port,
+            53 | 137 | 5353 | 5355 // dns
+                | 67 // dhcp (the server's port only)
+                | 88 // krb
+                | 123 // ntp
+                | 161 | 162 // snmp
+                | 389 // ldap
+                | 443 // dtls
+                | 514 // syslog
+                | 1812 // radius
+                | 3389 // rdpeudp
+                | 5060 // sip
+                | 20000 // dnp3
+                | 2123 | 2152 // gtpv1
+                | 3544 // teredo
+                | 4789 // vxlan
+                | 5072 // ayiya
+                | 6081 // geneve
+        ),
+        Kind::Icmp => false,
+    }
+}
+
 /// Service guessed from the responder's well-known port (Zeek detects protocols from
 /// content instead; this is a port-based approximation, documented as such).
 pub fn service_for(proto: &str, port: u16) -> Option<&'static str> {
@@ -648,9 +724,14 @@ impl FlowTable {
 
         let seed = self.seed;
         let new_flow = || {
-            // The originator sends the first packet, except that a SYN-ACK seen first was
-            // sent by the responder (its SYN was missed): Zeek flips such flows and says `^`.
-            let flip = matches!(ip.transport, Transport::Tcp { flags, .. } if flags & (tf::SYN | tf::ACK) == (tf::SYN | tf::ACK));
+            // The originator sends the first packet, unless Zeek's port heuristic says the
+            // sender is the server (its first packets were missed): then the flow is flipped
+            // and its history starts with `^`.
+            let flip = match ip.transport {
+                Transport::Tcp { flags, .. } => flips_tcp(sport, dport, flags),
+                Transport::Udp { .. } => likely_server_port(Kind::Udp, sport) && !likely_server_port(Kind::Udp, dport),
+                _ => false,
+            };
             let (oh, op, rh, rp) = if flip {
                 (ip.dst, dport, ip.src, sport)
             } else {
@@ -1160,6 +1241,105 @@ mod tests {
         let flipped = run_tcp(&[(0, false, SA, 9, 2, 0), (1, true, AK, 2, 10, 0)]);
         assert_eq!(flipped[0].history.as_str(), "^hA");
         assert_eq!(flipped[0].orig_h, IpAddr::V4(A));
+    }
+
+    /// Frames (time in ms, frame) through a fresh table.
+    fn run_frames(frames: &[(i64, Vec<u8>)]) -> Vec<FlowRecord> {
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        for (i, (ms, frame)) in frames.iter().enumerate() {
+            let Decoded::Ip(ip) = decode(1, frame) else { panic!() };
+            t.observe(i as u64 + 1, ms * 1_000_000, frame.len() as u32, &ip);
+        }
+        t.finish_all();
+        t.take_finished()
+    }
+
+    fn row(f: &FlowRecord) -> (String, u16, String, u16, &'static str, &str) {
+        (
+            f.orig_h.to_string(),
+            f.orig_p,
+            f.resp_h.to_string(),
+            f.resp_p,
+            f.conn_state,
+            f.history.as_str(),
+        )
+    }
+
+    /// Zeek's TCPAnalyzer::WantConnection: a first packet other than a plain SYN is flipped
+    /// (history `^`) only when its source port is a likely server port and its destination's is
+    /// not, or both are, it carries no SYN and its source port is the lower one.
+    #[test]
+    fn tcp_orientation_follows_likely_server_ports() {
+        let one = |sp: u16, dp: u16, flags: u8| run_frames(&[(0, build::tcp4(B, sp, A, dp, 9, 2, flags, 0))]);
+        // SYN-ACK from 80 to an ephemeral port: flipped, A:40000 is the originator.
+        // Zeek: 10.0.0.1 40000 -> 10.0.0.2 80, OTH, "^h".
+        let f = one(80, 40000, SA);
+        assert_eq!(
+            row(&f[0]),
+            ("10.0.0.1".into(), 40000, "10.0.0.2".into(), 80, "OTH", "^h")
+        );
+        // SYN-ACK from a port that is not a likely server port: kept as seen (Zeek: B:9999 is
+        // the originator, its state SYN_ACK_SENT, "H", OTH).
+        let f = one(9999, 40000, SA);
+        assert_eq!(
+            row(&f[0]),
+            ("10.0.0.2".into(), 9999, "10.0.0.1".into(), 40000, "OTH", "H")
+        );
+        // A plain SYN is never flipped, whatever its ports: 80 -> 40000, S0, "S".
+        let f = one(80, 40000, S);
+        assert_eq!(row(&f[0]), ("10.0.0.2".into(), 80, "10.0.0.1".into(), 40000, "S0", "S"));
+        // Both likely server ports: an ACK from the lower port is flipped (443 -> 80 is the
+        // guess, "^a"); one from the higher port is not; a SYN-ACK never is (stealth scans).
+        let f = one(80, 443, AK);
+        assert_eq!(row(&f[0]), ("10.0.0.1".into(), 443, "10.0.0.2".into(), 80, "OTH", "^a"));
+        let f = one(443, 80, AK);
+        assert_eq!(row(&f[0]), ("10.0.0.2".into(), 443, "10.0.0.1".into(), 80, "OTH", "A"));
+        let f = one(80, 443, SA);
+        assert_eq!(row(&f[0]), ("10.0.0.2".into(), 80, "10.0.0.1".into(), 443, "OTH", "H"));
+        // Data from a server port seen first (the capture started mid-connection): flipped.
+        let f = run_frames(&[
+            (0, build::tcp4(B, 22, A, 50000, 9, 2, PA, 100)),
+            (1, build::tcp4(A, 50000, B, 22, 2, 109, PA, 50)),
+        ]);
+        assert_eq!(
+            row(&f[0]),
+            ("10.0.0.1".into(), 50000, "10.0.0.2".into(), 22, "OTH", "^dD")
+        );
+    }
+
+    /// Zeek's UDPAnalyzer::WantConnection: flipped when the source port is a likely server
+    /// port and the destination port is not.
+    #[test]
+    fn udp_orientation_follows_likely_server_ports() {
+        // A DHCP answer 67 -> 68 seen first: flipped, the client is the originator, and with
+        // nothing from it the state is SHR ("^d").
+        let f = run_frames(&[(0, build::udp4(B, 67, A, 68, 300))]);
+        assert_eq!(row(&f[0]), ("10.0.0.1".into(), 68, "10.0.0.2".into(), 67, "SHR", "^d"));
+        // The request first (68 -> 67): not flipped (68 is not a likely server port), SF "Dd".
+        let f = run_frames(&[(0, build::udp4(A, 68, B, 67, 300)), (1, build::udp4(B, 67, A, 68, 300))]);
+        assert_eq!(row(&f[0]), ("10.0.0.1".into(), 68, "10.0.0.2".into(), 67, "SF", "Dd"));
+        // NTP 123 <-> 123: both ports likely, never flipped; the first sender originates.
+        let f = run_frames(&[
+            (0, build::udp4(B, 123, A, 123, 48)),
+            (1, build::udp4(A, 123, B, 123, 48)),
+        ]);
+        assert_eq!(row(&f[0]), ("10.0.0.2".into(), 123, "10.0.0.1".into(), 123, "SF", "Dd"));
+        // A DNS answer before its query: flipped, "^dD".
+        let f = run_frames(&[
+            (0, build::udp4(B, 53, A, 5000, 80)),
+            (1, build::udp4(A, 5000, B, 53, 40)),
+        ]);
+        assert_eq!(
+            row(&f[0]),
+            ("10.0.0.1".into(), 5000, "10.0.0.2".into(), 53, "SF", "^dD")
+        );
+        assert_eq!((f[0].orig_bytes, f[0].resp_bytes), (40, 80));
+        // Between two ephemeral ports nothing is flipped.
+        let f = run_frames(&[(0, build::udp4(B, 40001, A, 40002, 10))]);
+        assert_eq!(
+            row(&f[0]),
+            ("10.0.0.2".into(), 40001, "10.0.0.1".into(), 40002, "S0", "D")
+        );
     }
 
     #[test]

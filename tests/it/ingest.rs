@@ -98,6 +98,37 @@ fn synthetic_capture_becomes_zeek_flows() {
     );
 }
 
+/// Orientation as Zeek's WantConnection decides it, through the real import: a trace whose
+/// flows start mid-way. Expected rows (Zeek conn.log, from TCP.cc/UDP.cc `WantConnection` and
+/// `likely_server_ports`; timestamps, uids and service aside):
+/// - SYN-ACK B:443 -> A:40000 seen first: flipped, A:40000 -> B:443, OTH, `^h`;
+/// - SYN-ACK B:9999 -> A:40001 (not a likely server port): kept, B:9999 -> A:40001, OTH, `H`;
+/// - DHCP answer B:67 -> A:68 alone: flipped, A:68 -> B:67, SHR, `^d`;
+/// - NTP B:123 -> A:123 then back: both likely, kept, B:123 -> A:123, SF, `Dd`.
+#[test]
+fn orientation_follows_zeeks_likely_server_ports() {
+    let t0 = 1_700_000_000_000_000i64;
+    let sa = flags::SYN | flags::ACK;
+    let packets = vec![
+        (t0, build::tcp4(B, 443, A, 40000, 500, 101, sa, 0)),
+        (t0 + 1000, build::tcp4(B, 9999, A, 40001, 700, 301, sa, 0)),
+        (t0 + 2000, build::udp4(B, 67, A, 68, 300)),
+        (t0 + 3000, build::udp4(B, 123, A, 123, 48)),
+        (t0 + 4000, build::udp4(A, 123, B, 123, 48)),
+    ];
+    let s = Scratch::new();
+    let cap = s.path("flip.pcap");
+    write_pcap(&cap, 1, &packets);
+    import(&s, &["pcap", "--quiet", cap.to_str().unwrap()]).success();
+    assert_eq!(
+        s.query("SELECT proto, orig_h, orig_p, resp_h, resp_p, conn_state, history, orig_pkts, resp_pkts FROM flows ORDER BY ts"),
+        "tcp,10.1.0.1,40000,10.1.0.2,443,OTH,^h,0,1\n\
+         tcp,10.1.0.2,9999,10.1.0.1,40001,OTH,H,1,0\n\
+         udp,10.1.0.1,68,10.1.0.2,67,SHR,^d,0,1\n\
+         udp,10.1.0.2,123,10.1.0.1,123,SF,Dd,1,1"
+    );
+}
+
 #[test]
 fn packets_table_and_other_table_name() {
     let s = Scratch::new();
