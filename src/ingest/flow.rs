@@ -10,9 +10,10 @@
 //!
 //! Only active flows are held in memory. A flow ends when it has been idle longer than its
 //! protocol's timeout, or 5 s after TCP closed it (both FINs, or a RST — Zeek's
-//! `tcp_close_delay` / `tcp_reset_delay`), or when a new SYN with a different sequence number
-//! reuses its ports (as tshark and Zeek split streams). Finished flows are handed out in
-//! batches; the module knows nothing of the store.
+//! `tcp_close_delay` / `tcp_reset_delay`), or 5 s after an originator's SYN that got no
+//! answer (Zeek's `tcp_attempt_delay`: an S0 row, and later packets are a new flow), or when a
+//! SYN reuses its ports as Zeek's `IsReuse` decides (after a FIN or RST any SYN does).
+//! Finished flows are handed out in batches; the module knows nothing of the store.
 
 use std::collections::hash_map::Entry;
 use std::net::IpAddr;
@@ -36,16 +37,21 @@ pub struct Timeouts {
     pub icmp_ns: i64,
     /// How long a closed or reset TCP flow still takes stragglers (final ACKs, repeated RSTs).
     pub close_linger_ns: i64,
+    /// Zeek's `tcp_attempt_delay`: a connection whose originator sent a SYN and whose responder
+    /// sent nothing this long after it is ended (an S0 row); later packets start a new flow.
+    pub attempt_ns: i64,
 }
 
 impl Default for Timeouts {
-    /// Zeek's defaults: tcp_inactivity_timeout 5 min, udp and icmp 1 min, close/reset delay 5 s.
+    /// Zeek's defaults: tcp_inactivity_timeout 5 min, udp and icmp 1 min, close/reset delay 5 s,
+    /// tcp_attempt_delay 5 s.
     fn default() -> Self {
         Timeouts {
             tcp_ns: 300 * NS,
             udp_ns: 60 * NS,
             icmp_ns: 60 * NS,
             close_linger_ns: 5 * NS,
+            attempt_ns: 5 * NS,
         }
     }
 }
@@ -153,8 +159,6 @@ struct TcpEnd {
     rxmit_threshold: u64,
     zero_win: u64,
     zero_win_threshold: u64,
-    /// Sequence number of this side's first packet (first SYN if any): tshark's base_seq.
-    base_seq: Option<u32>,
 }
 
 impl TcpEnd {
@@ -227,6 +231,8 @@ struct Flow {
     /// History letters already recorded, per side (bit per letter).
     hist_seen: [u32; 2],
     closed_at: Option<i64>,
+    /// When the originator's first SYN came (Zeek's attempt timer starts then).
+    attempt_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +267,14 @@ impl Flow {
     fn add_history(&mut self, side: usize, code: char) {
         self.history
             .push(if side == 0 { code } else { code.to_ascii_lowercase() });
+    }
+
+    /// Zeek's AttemptTimer condition: the originator sent a SYN (or SYN-ACK) and the responder
+    /// nothing. Both states only move on from there, so checking it after the timer's time is
+    /// checking it at that time.
+    fn unanswered_attempt(&self) -> bool {
+        matches!(self.ends[0].tcp.state, TcpState::SynSent | TcpState::SynAckSent)
+            && self.ends[1].tcp.state == TcpState::Inactive
     }
 
     fn is_closed(&self) -> bool {
@@ -600,7 +614,42 @@ fn expired(t: &Timeouts, f: &Flow, now: i64) -> bool {
         Kind::Udp => t.udp_ns,
         Kind::Icmp => t.icmp_ns,
     };
-    now.saturating_sub(f.seen_ns) > timeout || f.closed_at.is_some_and(|c| now.saturating_sub(c) > t.close_linger_ns)
+    now.saturating_sub(f.seen_ns) > timeout
+        || f.closed_at.is_some_and(|c| now.saturating_sub(c) > t.close_linger_ns)
+        || f.attempt_at
+            .is_some_and(|a| now.saturating_sub(a) >= t.attempt_ns && f.unanswered_attempt())
+}
+
+/// Zeek's `TCPSessionAdapter::IsReuse`: whether a packet of an existing TCP flow starts a new
+/// connection instead. Only a SYN can (a SYN-ACK only while the originator has sent nothing);
+/// once either side closed (FIN or RST), any such SYN does, even with the same sequence number
+/// (a retried attempt after a RST is its own connection); before that, only one whose sequence
+/// number differs from the start of the originator's (for a SYN-ACK, the responder's)
+/// numbering, unless it is the SYN of a SYN-ACK seen before it.
+fn is_reuse(f: &Flow, flags: u8, seq: u32) -> bool {
+    use TcpState::*;
+    if f.kind != Kind::Tcp || flags & tf::SYN == 0 {
+        return false;
+    }
+    let (o, r) = (&f.ends[0].tcp, &f.ends[1].tcp);
+    let ack = flags & tf::ACK != 0;
+    let conn_orig = if ack {
+        if o.state != Inactive {
+            return false;
+        }
+        r
+    } else {
+        o
+    };
+    if !(o.did_close || r.did_close) {
+        if seq == conn_orig.start_raw {
+            return false;
+        }
+        if !ack && conn_orig.state == SynAckSent && r.state == Inactive && seq == r.start_raw {
+            return false;
+        }
+    }
+    true
 }
 
 /// The set of active flows of one capture file.
@@ -766,6 +815,7 @@ impl FlowTable {
                 history: if flip { "^".to_string() } else { String::new() },
                 hist_seen: [0; 2],
                 closed_at: None,
+                attempt_at: None,
             }
         };
         // One lookup per packet. An existing flow ends first when it timed out, or when a
@@ -773,15 +823,8 @@ impl FlowTable {
         let flow = match self.active.entry(key) {
             Entry::Occupied(entry) => {
                 let f = entry.into_mut();
-                let mut end_existing = expired(&self.timeouts, f, now);
-                if let Transport::Tcp { flags, seq, .. } = ip.transport {
-                    if flags & (tf::SYN | tf::ACK) == tf::SYN {
-                        let side = usize::from(src_is_a != f.orig_is_a);
-                        if f.ends[side].tcp.base_seq.is_some_and(|b| b != seq) {
-                            end_existing = true;
-                        }
-                    }
-                }
+                let end_existing = expired(&self.timeouts, f, now)
+                    || matches!(ip.transport, Transport::Tcp { flags, seq, .. } if is_reuse(f, flags, seq));
                 if end_existing {
                     let ended = std::mem::replace(f, new_flow());
                     self.finished.push(ended.record());
@@ -841,10 +884,6 @@ fn tcp_packet(flow: &mut Flow, side: usize, ts_ns: i64, seq: u32, ack: u32, flag
     let is_orig = side == 0;
     let peer_side = 1 - side;
     let len_i = i64::from(len);
-
-    if flow.ends[side].tcp.base_seq.is_none() {
-        flow.ends[side].tcp.base_seq = Some(seq);
-    }
 
     // Segment length in sequence space.
     let mut seg_len = len;
@@ -1012,6 +1051,7 @@ fn tcp_packet(flow: &mut Flow, side: usize, ts_ns: i64, seq: u32, ack: u32, flag
             if syn {
                 if is_orig {
                     flow.ends[side].tcp.set_state(if ackf { SynAckSent } else { SynSent });
+                    flow.attempt_at = Some(ts_ns);
                 } else {
                     if peer_state == SynSent {
                         flow.ends[peer_side].tcp.set_state(Established);
@@ -1339,6 +1379,74 @@ mod tests {
         assert_eq!(
             row(&f[0]),
             ("10.0.0.2".into(), 40001, "10.0.0.1".into(), 40002, "S0", "D")
+        );
+    }
+
+    /// Zeek's IsReuse: after a RST closed an attempt, the next SYN on the same ports is a new
+    /// connection even with the same sequence number (a retried connect). Zeek logs three rows,
+    /// each 10.0.0.1:40000 -> 10.0.0.2:80, REJ, `Sr`, one packet each way.
+    #[test]
+    fn each_refused_attempt_is_its_own_rej_row() {
+        let f = run_tcp(&[
+            (0, true, S, 1, 0, 0),
+            (1, false, RA, 0, 2, 0),
+            (1000, true, S, 1, 0, 0), // the same ISN again
+            (1001, false, RA, 0, 2, 0),
+            (2000, true, S, 5000, 0, 0),
+            (2001, false, RA, 0, 5001, 0),
+        ]);
+        let rows: Vec<_> = f
+            .iter()
+            .map(|x| (x.conn_state, x.history.as_str(), x.orig_pkts, x.resp_pkts))
+            .collect();
+        assert_eq!(rows, vec![("REJ", "Sr", 1, 1); 3]);
+        assert_eq!(
+            f.iter().map(|x| x.ts_ns).collect::<Vec<_>>(),
+            [0, 1_000_000_000, 2_000_000_000]
+        );
+    }
+
+    /// Zeek's AttemptTimer (tcp_attempt_delay, 5 s): a SYN unanswered for 5 s ends its
+    /// connection (S0, retransmissions of the same SYN inside it); the next packet of the same
+    /// ports starts a new one. Zeek's rows: S0 `S` (3 packets), then S0 `S` (1 packet).
+    #[test]
+    fn unanswered_syns_end_after_the_attempt_delay() {
+        let f = run_tcp(&[
+            (0, true, S, 1, 0, 0),
+            (1000, true, S, 1, 0, 0),
+            (3000, true, S, 1, 0, 0),
+            (7000, true, S, 1, 0, 0),
+        ]);
+        let rows: Vec<_> = f
+            .iter()
+            .map(|x| (x.conn_state, x.history.as_str(), x.orig_pkts, x.duration_ns))
+            .collect();
+        assert_eq!(rows, [("S0", "S", 3, 3_000_000_000), ("S0", "S", 1, 0)]);
+        // Answered in time, the same retransmissions stay one connection.
+        let f = run_tcp(&[
+            (0, true, S, 1, 0, 0),
+            (4000, false, SA, 9, 2, 0),
+            (6000, true, AK, 2, 10, 0),
+        ]);
+        assert_eq!((f.len(), f[0].conn_state, f[0].history.as_str()), (1, "S1", "ShA"));
+    }
+
+    /// The later packets of an ended S0 attempt are a connection without a SYN: a FIN from the
+    /// originator alone is Zeek's SH (originator closed, responder inactive), history `F`.
+    #[test]
+    fn packets_after_an_ended_attempt_form_a_half_open_row() {
+        let f = run_tcp(&[(0, true, S, 1, 0, 0), (6000, true, FA, 2, 10, 0)]);
+        let rows: Vec<_> = f
+            .iter()
+            .map(|x| (x.conn_state, x.history.as_str(), x.orig_pkts, x.resp_pkts))
+            .collect();
+        assert_eq!(rows, [("S0", "S", 1, 0), ("SH", "F", 1, 0)]);
+        // Data from the server after it: a new connection, flipped to the client (80 is a
+        // likely server port), neither side with a SYN: OTH, `^d`.
+        let f = run_tcp(&[(0, true, S, 1, 0, 0), (6000, false, PA, 9, 2, 10)]);
+        assert_eq!(
+            (f[1].conn_state, f[1].history.as_str(), f[1].orig_h),
+            ("OTH", "^d", IpAddr::V4(A))
         );
     }
 

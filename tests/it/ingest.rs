@@ -129,6 +129,33 @@ fn orientation_follows_zeeks_likely_server_ports() {
     );
 }
 
+/// Repeated and unanswered attempts on one 5-tuple, through the real import. Expected rows
+/// (Zeek conn.log, from TCPSessionAdapter::IsReuse and AttemptTimer with tcp_attempt_delay 5 s;
+/// timestamps, uids and service aside), all A:40000 -> B:80:
+/// - SYN, RST-ACK; the same SYN again 1 s later, RST-ACK: two rows REJ `Sr`;
+/// - 10 s later a SYN with no answer, and 6 s after it a FIN: S0 `S`, then SH `F`.
+#[test]
+fn repeated_and_unanswered_attempts_are_zeeks_rows() {
+    let t0 = 1_700_000_000_000_000i64;
+    let (s_, ra, fa) = (flags::SYN, flags::RST | flags::ACK, flags::FIN | flags::ACK);
+    let packets = vec![
+        (t0, build::tcp4(A, 40000, B, 80, 100, 0, s_, 0)),
+        (t0 + 1000, build::tcp4(B, 80, A, 40000, 0, 101, ra, 0)),
+        (t0 + 1_000_000, build::tcp4(A, 40000, B, 80, 100, 0, s_, 0)),
+        (t0 + 1_001_000, build::tcp4(B, 80, A, 40000, 0, 101, ra, 0)),
+        (t0 + 11_000_000, build::tcp4(A, 40000, B, 80, 9000, 0, s_, 0)),
+        (t0 + 17_000_000, build::tcp4(A, 40000, B, 80, 9001, 1, fa, 0)),
+    ];
+    let s = Scratch::new();
+    let cap = s.path("attempts.pcap");
+    write_pcap(&cap, 1, &packets);
+    import(&s, &["pcap", "--quiet", cap.to_str().unwrap()]).success();
+    assert_eq!(
+        s.query("SELECT orig_p, resp_p, conn_state, history, orig_pkts, resp_pkts FROM flows ORDER BY ts"),
+        "40000,80,REJ,Sr,1,1\n40000,80,REJ,Sr,1,1\n40000,80,S0,S,1,0\n40000,80,SH,F,1,0"
+    );
+}
+
 #[test]
 fn packets_table_and_other_table_name() {
     let s = Scratch::new();
