@@ -1450,6 +1450,33 @@ mod tests {
         );
     }
 
+    /// Zeek's ScaledHistoryEntry: retransmissions (`T`) and zero windows (`W`) are logged at
+    /// their 1st, 10th, 100th, ... occurrence, upper case from the originator. Zeek's rows:
+    /// eleven retransmissions of one data segment give `ShDTT`; ten zero-window ACKs `ShAWW`.
+    #[test]
+    fn repeated_letters_are_logged_at_powers_of_ten() {
+        let mut packets = vec![(0, true, S, 1, 0, 0), (1, false, SA, 9, 2, 0)];
+        packets.extend((0..12).map(|i| (2 + i, true, PA, 2, 10, 10)));
+        assert_eq!(run_tcp(&packets)[0].history, "ShDTT");
+
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        let mut frames = vec![
+            build::tcp4(A, 40000, B, 80, 1, 0, S, 0),
+            build::tcp4(B, 80, A, 40000, 9, 2, SA, 0),
+        ];
+        for _ in 0..10 {
+            let mut ack = build::tcp4(A, 40000, B, 80, 2, 10, AK, 0);
+            ack[14 + 20 + 14..14 + 20 + 16].copy_from_slice(&[0, 0]); // TCP window: 0
+            frames.push(ack);
+        }
+        for (i, frame) in frames.iter().enumerate() {
+            let Decoded::Ip(ip) = decode(1, frame) else { panic!() };
+            t.observe(i as u64 + 1, i as i64, frame.len() as u32, &ip);
+        }
+        t.finish_all();
+        assert_eq!(t.take_finished()[0].history, "ShAWW");
+    }
+
     #[test]
     fn retransmissions_and_port_reuse() {
         let f = run_tcp(&[
