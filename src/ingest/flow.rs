@@ -1,16 +1,19 @@
 //! Flow assembly: decoded packets become bidirectional flows with Zeek conn.log semantics.
 //!
 //! A flow is keyed by its 5-tuple in either direction; the originator is the sender of its
-//! first packet (or, when that packet is a SYN-ACK, its receiver, marked `^` as Zeek does).
+//! first packet, or its receiver when Zeek's likely-server-port heuristic says the first
+//! packet came from the server (a TCP first packet other than a plain SYN, or any UDP one,
+//! from a likely server port): the flow is then flipped and its history starts with `^`.
 //! TCP endpoints run the state machine of Zeek's TCP analyzer (INACTIVE, SYN_SENT,
 //! SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET), from which `conn_state`, `history` and
 //! the sequence-number byte counts follow exactly as Zeek derives them.
 //!
 //! Only active flows are held in memory. A flow ends when it has been idle longer than its
 //! protocol's timeout, or 5 s after TCP closed it (both FINs, or a RST — Zeek's
-//! `tcp_close_delay` / `tcp_reset_delay`), or when a new SYN with a different sequence number
-//! reuses its ports (as tshark and Zeek split streams). Finished flows are handed out in
-//! batches; the module knows nothing of the store.
+//! `tcp_close_delay` / `tcp_reset_delay`), or 5 s after an originator's SYN that got no
+//! answer (Zeek's `tcp_attempt_delay`: an S0 row, and later packets are a new flow), or when a
+//! SYN reuses its ports as Zeek's `IsReuse` decides (after a FIN or RST any SYN does).
+//! Finished flows are handed out in batches; the module knows nothing of the store.
 
 use std::collections::hash_map::Entry;
 use std::net::IpAddr;
@@ -34,16 +37,21 @@ pub struct Timeouts {
     pub icmp_ns: i64,
     /// How long a closed or reset TCP flow still takes stragglers (final ACKs, repeated RSTs).
     pub close_linger_ns: i64,
+    /// Zeek's `tcp_attempt_delay`: a connection whose originator sent a SYN and whose responder
+    /// sent nothing this long after it is ended (an S0 row); later packets start a new flow.
+    pub attempt_ns: i64,
 }
 
 impl Default for Timeouts {
-    /// Zeek's defaults: tcp_inactivity_timeout 5 min, udp and icmp 1 min, close/reset delay 5 s.
+    /// Zeek's defaults: tcp_inactivity_timeout 5 min, udp and icmp 1 min, close/reset delay 5 s,
+    /// tcp_attempt_delay 5 s.
     fn default() -> Self {
         Timeouts {
             tcp_ns: 300 * NS,
             udp_ns: 60 * NS,
             icmp_ns: 60 * NS,
             close_linger_ns: 5 * NS,
+            attempt_ns: 5 * NS,
         }
     }
 }
@@ -151,8 +159,6 @@ struct TcpEnd {
     rxmit_threshold: u64,
     zero_win: u64,
     zero_win_threshold: u64,
-    /// Sequence number of this side's first packet (first SYN if any): tshark's base_seq.
-    base_seq: Option<u32>,
 }
 
 impl TcpEnd {
@@ -225,6 +231,8 @@ struct Flow {
     /// History letters already recorded, per side (bit per letter).
     hist_seen: [u32; 2],
     closed_at: Option<i64>,
+    /// When the originator's first SYN came (Zeek's attempt timer starts then).
+    attempt_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +267,14 @@ impl Flow {
     fn add_history(&mut self, side: usize, code: char) {
         self.history
             .push(if side == 0 { code } else { code.to_ascii_lowercase() });
+    }
+
+    /// Zeek's AttemptTimer condition: the originator sent a SYN (or SYN-ACK) and the responder
+    /// nothing. Both states only move on from there, so checking it after the timer's time is
+    /// checking it at that time.
+    fn unanswered_attempt(&self) -> bool {
+        matches!(self.ends[0].tcp.state, TcpState::SynSent | TcpState::SynAckSent)
+            && self.ends[1].tcp.state == TcpState::Inactive
     }
 
     fn is_closed(&self) -> bool {
@@ -389,6 +405,80 @@ fn rstos0_history(h: &str) -> bool {
         }
     }
     false
+}
+
+/// Zeek's `TCPAnalyzer::WantConnection` role guess for a connection's first packet. A plain
+/// SYN is never flipped. Any other first packet (SYN-ACK, ACK, data, FIN, RST) is flipped when
+/// its source port is a likely server port and its destination port is not; when both are,
+/// only a packet without SYN from the lower port is flipped (a SYN-ACK could be a stealth
+/// scan's answer, and the higher port is the less plausible server).
+fn flips_tcp(sport: u16, dport: u16, flags: u8) -> bool {
+    let syn = flags & tf::SYN != 0;
+    if syn && flags & tf::ACK == 0 {
+        return false;
+    }
+    if !likely_server_port(Kind::Tcp, sport) {
+        return false;
+    }
+    if likely_server_port(Kind::Tcp, dport) {
+        !syn && sport < dport
+    } else {
+        true
+    }
+}
+
+/// Zeek's default `likely_server_ports`: the union of the `redef likely_server_ports += ...`
+/// of the protocol scripts a default Zeek loads (base/protocols/{dce-rpc, dhcp, dnp3, dns,
+/// ftp, http, imap, irc, krb, ldap, modbus, mqtt, mysql, ntp, postgresql, radius, rdp, sip,
+/// smb, smtp, snmp, socks, ssh, ssl, syslog, xmpp} and the tunnel packet analyzers: AYIYA,
+/// Teredo, GTPv1, VXLAN, Geneve). Only the flip of a connection's first packet uses it.
+fn likely_server_port(kind: Kind, port: u16) -> bool {
+    match kind {
+        Kind::Tcp => matches!(
+            port,
+            21 | 2811 // ftp
+                | 22 // ssh
+                | 25 | 587 // smtp
+                | 53 // dns
+                | 80 | 81 | 631 | 1080 | 3128 | 8000 | 8080 | 8888 // http (1080 also socks)
+                | 88 // krb
+                | 135 // dce-rpc
+                | 139 | 445 // smb
+                | 143 // imap
+                | 389 | 3268 // ldap
+                | 443 | 563 | 585 | 614 | 636 | 989 | 990 | 992 | 993 | 995 | 5223 // ssl
+                | 502 // modbus
+                | 1883 // mqtt
+                | 1434 | 3306 // mysql
+                | 3389 // rdp
+                | 5222 | 5269 // xmpp
+                | 5432 // postgresql
+                | 6666
+                ..=6669 // irc
+                | 20000 // dnp3
+        ),
+        Kind::Udp => matches!(
+            port,
+            53 | 137 | 5353 | 5355 // dns
+                | 67 // dhcp (the server's port only)
+                | 88 // krb
+                | 123 // ntp
+                | 161 | 162 // snmp
+                | 389 // ldap
+                | 443 // dtls
+                | 514 // syslog
+                | 1812 // radius
+                | 3389 // rdpeudp
+                | 5060 // sip
+                | 20000 // dnp3
+                | 2123 | 2152 // gtpv1
+                | 3544 // teredo
+                | 4789 // vxlan
+                | 5072 // ayiya
+                | 6081 // geneve
+        ),
+        Kind::Icmp => false,
+    }
 }
 
 /// Service guessed from the responder's well-known port (Zeek detects protocols from
@@ -524,7 +614,42 @@ fn expired(t: &Timeouts, f: &Flow, now: i64) -> bool {
         Kind::Udp => t.udp_ns,
         Kind::Icmp => t.icmp_ns,
     };
-    now.saturating_sub(f.seen_ns) > timeout || f.closed_at.is_some_and(|c| now.saturating_sub(c) > t.close_linger_ns)
+    now.saturating_sub(f.seen_ns) > timeout
+        || f.closed_at.is_some_and(|c| now.saturating_sub(c) > t.close_linger_ns)
+        || f.attempt_at
+            .is_some_and(|a| now.saturating_sub(a) >= t.attempt_ns && f.unanswered_attempt())
+}
+
+/// Zeek's `TCPSessionAdapter::IsReuse`: whether a packet of an existing TCP flow starts a new
+/// connection instead. Only a SYN can (a SYN-ACK only while the originator has sent nothing);
+/// once either side closed (FIN or RST), any such SYN does, even with the same sequence number
+/// (a retried attempt after a RST is its own connection); before that, only one whose sequence
+/// number differs from the start of the originator's (for a SYN-ACK, the responder's)
+/// numbering, unless it is the SYN of a SYN-ACK seen before it.
+fn is_reuse(f: &Flow, flags: u8, seq: u32) -> bool {
+    use TcpState::*;
+    if f.kind != Kind::Tcp || flags & tf::SYN == 0 {
+        return false;
+    }
+    let (o, r) = (&f.ends[0].tcp, &f.ends[1].tcp);
+    let ack = flags & tf::ACK != 0;
+    let conn_orig = if ack {
+        if o.state != Inactive {
+            return false;
+        }
+        r
+    } else {
+        o
+    };
+    if !(o.did_close || r.did_close) {
+        if seq == conn_orig.start_raw {
+            return false;
+        }
+        if !ack && conn_orig.state == SynAckSent && r.state == Inactive && seq == r.start_raw {
+            return false;
+        }
+    }
+    true
 }
 
 /// The set of active flows of one capture file.
@@ -648,9 +773,14 @@ impl FlowTable {
 
         let seed = self.seed;
         let new_flow = || {
-            // The originator sends the first packet, except that a SYN-ACK seen first was
-            // sent by the responder (its SYN was missed): Zeek flips such flows and says `^`.
-            let flip = matches!(ip.transport, Transport::Tcp { flags, .. } if flags & (tf::SYN | tf::ACK) == (tf::SYN | tf::ACK));
+            // The originator sends the first packet, unless Zeek's port heuristic says the
+            // sender is the server (its first packets were missed): then the flow is flipped
+            // and its history starts with `^`.
+            let flip = match ip.transport {
+                Transport::Tcp { flags, .. } => flips_tcp(sport, dport, flags),
+                Transport::Udp { .. } => likely_server_port(Kind::Udp, sport) && !likely_server_port(Kind::Udp, dport),
+                _ => false,
+            };
             let (oh, op, rh, rp) = if flip {
                 (ip.dst, dport, ip.src, sport)
             } else {
@@ -685,6 +815,7 @@ impl FlowTable {
                 history: if flip { "^".to_string() } else { String::new() },
                 hist_seen: [0; 2],
                 closed_at: None,
+                attempt_at: None,
             }
         };
         // One lookup per packet. An existing flow ends first when it timed out, or when a
@@ -692,15 +823,8 @@ impl FlowTable {
         let flow = match self.active.entry(key) {
             Entry::Occupied(entry) => {
                 let f = entry.into_mut();
-                let mut end_existing = expired(&self.timeouts, f, now);
-                if let Transport::Tcp { flags, seq, .. } = ip.transport {
-                    if flags & (tf::SYN | tf::ACK) == tf::SYN {
-                        let side = usize::from(src_is_a != f.orig_is_a);
-                        if f.ends[side].tcp.base_seq.is_some_and(|b| b != seq) {
-                            end_existing = true;
-                        }
-                    }
-                }
+                let end_existing = expired(&self.timeouts, f, now)
+                    || matches!(ip.transport, Transport::Tcp { flags, seq, .. } if is_reuse(f, flags, seq));
                 if end_existing {
                     let ended = std::mem::replace(f, new_flow());
                     self.finished.push(ended.record());
@@ -760,10 +884,6 @@ fn tcp_packet(flow: &mut Flow, side: usize, ts_ns: i64, seq: u32, ack: u32, flag
     let is_orig = side == 0;
     let peer_side = 1 - side;
     let len_i = i64::from(len);
-
-    if flow.ends[side].tcp.base_seq.is_none() {
-        flow.ends[side].tcp.base_seq = Some(seq);
-    }
 
     // Segment length in sequence space.
     let mut seg_len = len;
@@ -931,6 +1051,7 @@ fn tcp_packet(flow: &mut Flow, side: usize, ts_ns: i64, seq: u32, ack: u32, flag
             if syn {
                 if is_orig {
                     flow.ends[side].tcp.set_state(if ackf { SynAckSent } else { SynSent });
+                    flow.attempt_at = Some(ts_ns);
                 } else {
                     if peer_state == SynSent {
                         flow.ends[peer_side].tcp.set_state(Established);
@@ -1160,6 +1281,200 @@ mod tests {
         let flipped = run_tcp(&[(0, false, SA, 9, 2, 0), (1, true, AK, 2, 10, 0)]);
         assert_eq!(flipped[0].history.as_str(), "^hA");
         assert_eq!(flipped[0].orig_h, IpAddr::V4(A));
+    }
+
+    /// Frames (time in ms, frame) through a fresh table.
+    fn run_frames(frames: &[(i64, Vec<u8>)]) -> Vec<FlowRecord> {
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        for (i, (ms, frame)) in frames.iter().enumerate() {
+            let Decoded::Ip(ip) = decode(1, frame) else { panic!() };
+            t.observe(i as u64 + 1, ms * 1_000_000, frame.len() as u32, &ip);
+        }
+        t.finish_all();
+        t.take_finished()
+    }
+
+    fn row(f: &FlowRecord) -> (String, u16, String, u16, &'static str, &str) {
+        (
+            f.orig_h.to_string(),
+            f.orig_p,
+            f.resp_h.to_string(),
+            f.resp_p,
+            f.conn_state,
+            f.history.as_str(),
+        )
+    }
+
+    /// Zeek's TCPAnalyzer::WantConnection: a first packet other than a plain SYN is flipped
+    /// (history `^`) only when its source port is a likely server port and its destination's is
+    /// not, or both are, it carries no SYN and its source port is the lower one.
+    #[test]
+    fn tcp_orientation_follows_likely_server_ports() {
+        let one = |sp: u16, dp: u16, flags: u8| run_frames(&[(0, build::tcp4(B, sp, A, dp, 9, 2, flags, 0))]);
+        // SYN-ACK from 80 to an ephemeral port: flipped, A:40000 is the originator.
+        // Zeek: 10.0.0.1 40000 -> 10.0.0.2 80, OTH, "^h".
+        let f = one(80, 40000, SA);
+        assert_eq!(
+            row(&f[0]),
+            ("10.0.0.1".into(), 40000, "10.0.0.2".into(), 80, "OTH", "^h")
+        );
+        // SYN-ACK from a port that is not a likely server port: kept as seen (Zeek: B:9999 is
+        // the originator, its state SYN_ACK_SENT, "H", OTH).
+        let f = one(9999, 40000, SA);
+        assert_eq!(
+            row(&f[0]),
+            ("10.0.0.2".into(), 9999, "10.0.0.1".into(), 40000, "OTH", "H")
+        );
+        // A plain SYN is never flipped, whatever its ports: 80 -> 40000, S0, "S".
+        let f = one(80, 40000, S);
+        assert_eq!(row(&f[0]), ("10.0.0.2".into(), 80, "10.0.0.1".into(), 40000, "S0", "S"));
+        // Both likely server ports: an ACK from the lower port is flipped (443 -> 80 is the
+        // guess, "^a"); one from the higher port is not; a SYN-ACK never is (stealth scans).
+        let f = one(80, 443, AK);
+        assert_eq!(row(&f[0]), ("10.0.0.1".into(), 443, "10.0.0.2".into(), 80, "OTH", "^a"));
+        let f = one(443, 80, AK);
+        assert_eq!(row(&f[0]), ("10.0.0.2".into(), 443, "10.0.0.1".into(), 80, "OTH", "A"));
+        let f = one(80, 443, SA);
+        assert_eq!(row(&f[0]), ("10.0.0.2".into(), 80, "10.0.0.1".into(), 443, "OTH", "H"));
+        // Data from a server port seen first (the capture started mid-connection): flipped.
+        let f = run_frames(&[
+            (0, build::tcp4(B, 22, A, 50000, 9, 2, PA, 100)),
+            (1, build::tcp4(A, 50000, B, 22, 2, 109, PA, 50)),
+        ]);
+        assert_eq!(
+            row(&f[0]),
+            ("10.0.0.1".into(), 50000, "10.0.0.2".into(), 22, "OTH", "^dD")
+        );
+    }
+
+    /// Zeek's UDPAnalyzer::WantConnection: flipped when the source port is a likely server
+    /// port and the destination port is not.
+    #[test]
+    fn udp_orientation_follows_likely_server_ports() {
+        // A DHCP answer 67 -> 68 seen first: flipped, the client is the originator, and with
+        // nothing from it the state is SHR ("^d").
+        let f = run_frames(&[(0, build::udp4(B, 67, A, 68, 300))]);
+        assert_eq!(row(&f[0]), ("10.0.0.1".into(), 68, "10.0.0.2".into(), 67, "SHR", "^d"));
+        // The request first (68 -> 67): not flipped (68 is not a likely server port), SF "Dd".
+        let f = run_frames(&[(0, build::udp4(A, 68, B, 67, 300)), (1, build::udp4(B, 67, A, 68, 300))]);
+        assert_eq!(row(&f[0]), ("10.0.0.1".into(), 68, "10.0.0.2".into(), 67, "SF", "Dd"));
+        // NTP 123 <-> 123: both ports likely, never flipped; the first sender originates.
+        let f = run_frames(&[
+            (0, build::udp4(B, 123, A, 123, 48)),
+            (1, build::udp4(A, 123, B, 123, 48)),
+        ]);
+        assert_eq!(row(&f[0]), ("10.0.0.2".into(), 123, "10.0.0.1".into(), 123, "SF", "Dd"));
+        // A DNS answer before its query: flipped, "^dD".
+        let f = run_frames(&[
+            (0, build::udp4(B, 53, A, 5000, 80)),
+            (1, build::udp4(A, 5000, B, 53, 40)),
+        ]);
+        assert_eq!(
+            row(&f[0]),
+            ("10.0.0.1".into(), 5000, "10.0.0.2".into(), 53, "SF", "^dD")
+        );
+        assert_eq!((f[0].orig_bytes, f[0].resp_bytes), (40, 80));
+        // Between two ephemeral ports nothing is flipped.
+        let f = run_frames(&[(0, build::udp4(B, 40001, A, 40002, 10))]);
+        assert_eq!(
+            row(&f[0]),
+            ("10.0.0.2".into(), 40001, "10.0.0.1".into(), 40002, "S0", "D")
+        );
+    }
+
+    /// Zeek's IsReuse: after a RST closed an attempt, the next SYN on the same ports is a new
+    /// connection even with the same sequence number (a retried connect). Zeek logs three rows,
+    /// each 10.0.0.1:40000 -> 10.0.0.2:80, REJ, `Sr`, one packet each way.
+    #[test]
+    fn each_refused_attempt_is_its_own_rej_row() {
+        let f = run_tcp(&[
+            (0, true, S, 1, 0, 0),
+            (1, false, RA, 0, 2, 0),
+            (1000, true, S, 1, 0, 0), // the same ISN again
+            (1001, false, RA, 0, 2, 0),
+            (2000, true, S, 5000, 0, 0),
+            (2001, false, RA, 0, 5001, 0),
+        ]);
+        let rows: Vec<_> = f
+            .iter()
+            .map(|x| (x.conn_state, x.history.as_str(), x.orig_pkts, x.resp_pkts))
+            .collect();
+        assert_eq!(rows, vec![("REJ", "Sr", 1, 1); 3]);
+        assert_eq!(
+            f.iter().map(|x| x.ts_ns).collect::<Vec<_>>(),
+            [0, 1_000_000_000, 2_000_000_000]
+        );
+    }
+
+    /// Zeek's AttemptTimer (tcp_attempt_delay, 5 s): a SYN unanswered for 5 s ends its
+    /// connection (S0, retransmissions of the same SYN inside it); the next packet of the same
+    /// ports starts a new one. Zeek's rows: S0 `S` (3 packets), then S0 `S` (1 packet).
+    #[test]
+    fn unanswered_syns_end_after_the_attempt_delay() {
+        let f = run_tcp(&[
+            (0, true, S, 1, 0, 0),
+            (1000, true, S, 1, 0, 0),
+            (3000, true, S, 1, 0, 0),
+            (7000, true, S, 1, 0, 0),
+        ]);
+        let rows: Vec<_> = f
+            .iter()
+            .map(|x| (x.conn_state, x.history.as_str(), x.orig_pkts, x.duration_ns))
+            .collect();
+        assert_eq!(rows, [("S0", "S", 3, 3_000_000_000), ("S0", "S", 1, 0)]);
+        // Answered in time, the same retransmissions stay one connection.
+        let f = run_tcp(&[
+            (0, true, S, 1, 0, 0),
+            (4000, false, SA, 9, 2, 0),
+            (6000, true, AK, 2, 10, 0),
+        ]);
+        assert_eq!((f.len(), f[0].conn_state, f[0].history.as_str()), (1, "S1", "ShA"));
+    }
+
+    /// The later packets of an ended S0 attempt are a connection without a SYN: a FIN from the
+    /// originator alone is Zeek's SH (originator closed, responder inactive), history `F`.
+    #[test]
+    fn packets_after_an_ended_attempt_form_a_half_open_row() {
+        let f = run_tcp(&[(0, true, S, 1, 0, 0), (6000, true, FA, 2, 10, 0)]);
+        let rows: Vec<_> = f
+            .iter()
+            .map(|x| (x.conn_state, x.history.as_str(), x.orig_pkts, x.resp_pkts))
+            .collect();
+        assert_eq!(rows, [("S0", "S", 1, 0), ("SH", "F", 1, 0)]);
+        // Data from the server after it: a new connection, flipped to the client (80 is a
+        // likely server port), neither side with a SYN: OTH, `^d`.
+        let f = run_tcp(&[(0, true, S, 1, 0, 0), (6000, false, PA, 9, 2, 10)]);
+        assert_eq!(
+            (f[1].conn_state, f[1].history.as_str(), f[1].orig_h),
+            ("OTH", "^d", IpAddr::V4(A))
+        );
+    }
+
+    /// Zeek's ScaledHistoryEntry: retransmissions (`T`) and zero windows (`W`) are logged at
+    /// their 1st, 10th, 100th, ... occurrence, upper case from the originator. Zeek's rows:
+    /// eleven retransmissions of one data segment give `ShDTT`; ten zero-window ACKs `ShAWW`.
+    #[test]
+    fn repeated_letters_are_logged_at_powers_of_ten() {
+        let mut packets = vec![(0, true, S, 1, 0, 0), (1, false, SA, 9, 2, 0)];
+        packets.extend((0..12).map(|i| (2 + i, true, PA, 2, 10, 10)));
+        assert_eq!(run_tcp(&packets)[0].history, "ShDTT");
+
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        let mut frames = vec![
+            build::tcp4(A, 40000, B, 80, 1, 0, S, 0),
+            build::tcp4(B, 80, A, 40000, 9, 2, SA, 0),
+        ];
+        for _ in 0..10 {
+            let mut ack = build::tcp4(A, 40000, B, 80, 2, 10, AK, 0);
+            ack[14 + 20 + 14..14 + 20 + 16].copy_from_slice(&[0, 0]); // TCP window: 0
+            frames.push(ack);
+        }
+        for (i, frame) in frames.iter().enumerate() {
+            let Decoded::Ip(ip) = decode(1, frame) else { panic!() };
+            t.observe(i as u64 + 1, i as i64, frame.len() as u32, &ip);
+        }
+        t.finish_all();
+        assert_eq!(t.take_finished()[0].history, "ShAWW");
     }
 
     #[test]

@@ -98,6 +98,64 @@ fn synthetic_capture_becomes_zeek_flows() {
     );
 }
 
+/// Orientation as Zeek's WantConnection decides it, through the real import: a trace whose
+/// flows start mid-way. Expected rows (Zeek conn.log, from TCP.cc/UDP.cc `WantConnection` and
+/// `likely_server_ports`; timestamps, uids and service aside):
+/// - SYN-ACK B:443 -> A:40000 seen first: flipped, A:40000 -> B:443, OTH, `^h`;
+/// - SYN-ACK B:9999 -> A:40001 (not a likely server port): kept, B:9999 -> A:40001, OTH, `H`;
+/// - DHCP answer B:67 -> A:68 alone: flipped, A:68 -> B:67, SHR, `^d`;
+/// - NTP B:123 -> A:123 then back: both likely, kept, B:123 -> A:123, SF, `Dd`.
+#[test]
+fn orientation_follows_zeeks_likely_server_ports() {
+    let t0 = 1_700_000_000_000_000i64;
+    let sa = flags::SYN | flags::ACK;
+    let packets = vec![
+        (t0, build::tcp4(B, 443, A, 40000, 500, 101, sa, 0)),
+        (t0 + 1000, build::tcp4(B, 9999, A, 40001, 700, 301, sa, 0)),
+        (t0 + 2000, build::udp4(B, 67, A, 68, 300)),
+        (t0 + 3000, build::udp4(B, 123, A, 123, 48)),
+        (t0 + 4000, build::udp4(A, 123, B, 123, 48)),
+    ];
+    let s = Scratch::new();
+    let cap = s.path("flip.pcap");
+    write_pcap(&cap, 1, &packets);
+    import(&s, &["pcap", "--quiet", cap.to_str().unwrap()]).success();
+    assert_eq!(
+        s.query("SELECT proto, orig_h, orig_p, resp_h, resp_p, conn_state, history, orig_pkts, resp_pkts FROM flows ORDER BY ts"),
+        "tcp,10.1.0.1,40000,10.1.0.2,443,OTH,^h,0,1\n\
+         tcp,10.1.0.2,9999,10.1.0.1,40001,OTH,H,1,0\n\
+         udp,10.1.0.1,68,10.1.0.2,67,SHR,^d,0,1\n\
+         udp,10.1.0.2,123,10.1.0.1,123,SF,Dd,1,1"
+    );
+}
+
+/// Repeated and unanswered attempts on one 5-tuple, through the real import. Expected rows
+/// (Zeek conn.log, from TCPSessionAdapter::IsReuse and AttemptTimer with tcp_attempt_delay 5 s;
+/// timestamps, uids and service aside), all A:40000 -> B:80:
+/// - SYN, RST-ACK; the same SYN again 1 s later, RST-ACK: two rows REJ `Sr`;
+/// - 10 s later a SYN with no answer, and 6 s after it a FIN: S0 `S`, then SH `F`.
+#[test]
+fn repeated_and_unanswered_attempts_are_zeeks_rows() {
+    let t0 = 1_700_000_000_000_000i64;
+    let (s_, ra, fa) = (flags::SYN, flags::RST | flags::ACK, flags::FIN | flags::ACK);
+    let packets = vec![
+        (t0, build::tcp4(A, 40000, B, 80, 100, 0, s_, 0)),
+        (t0 + 1000, build::tcp4(B, 80, A, 40000, 0, 101, ra, 0)),
+        (t0 + 1_000_000, build::tcp4(A, 40000, B, 80, 100, 0, s_, 0)),
+        (t0 + 1_001_000, build::tcp4(B, 80, A, 40000, 0, 101, ra, 0)),
+        (t0 + 11_000_000, build::tcp4(A, 40000, B, 80, 9000, 0, s_, 0)),
+        (t0 + 17_000_000, build::tcp4(A, 40000, B, 80, 9001, 1, fa, 0)),
+    ];
+    let s = Scratch::new();
+    let cap = s.path("attempts.pcap");
+    write_pcap(&cap, 1, &packets);
+    import(&s, &["pcap", "--quiet", cap.to_str().unwrap()]).success();
+    assert_eq!(
+        s.query("SELECT orig_p, resp_p, conn_state, history, orig_pkts, resp_pkts FROM flows ORDER BY ts"),
+        "40000,80,REJ,Sr,1,1\n40000,80,REJ,Sr,1,1\n40000,80,S0,S,1,0\n40000,80,SH,F,1,0"
+    );
+}
+
 #[test]
 fn packets_table_and_other_table_name() {
     let s = Scratch::new();
