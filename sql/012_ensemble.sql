@@ -1,4 +1,4 @@
--- netlens migration 10: the anomaly ensemble (prototype 002). The ocsvm, lof and autoencoder
+-- netlens migration 12: the anomaly ensemble (prototype 002). The ocsvm, lof and autoencoder
 -- stages write anomaly_scores as iforest does (model_runs.stage tells them apart); the ensemble
 -- stage writes ensemble_scores: the combined ranking score, votes, confidence and severity, and
 -- each member's score and vote.
@@ -32,7 +32,7 @@ COMMENT ON COLUMN ensemble_scores.row_id IS 'Position of the row in the source a
 COMMENT ON COLUMN ensemble_scores.id IS 'The source row''s id column as text; NULL without one.';
 COMMENT ON COLUMN ensemble_scores.score IS 'Ranking score, 0 to ln(1001): mean over the members of -ln(tail share of the member''s score among its training scores), Fisher''s combination; exp(-score) is the geometric mean tail share. Higher is more anomalous; ROC-AUC and top-k use it.';
 COMMENT ON COLUMN ensemble_scores.is_anomaly IS 'votes at or above the model''s min_votes (default: a majority of the members).';
-COMMENT ON COLUMN ensemble_scores.votes IS 'Members whose score is at or above their own threshold (their contamination quantile of their training scores).';
+COMMENT ON COLUMN ensemble_scores.votes IS 'Members whose score is strictly above their own threshold (their contamination quantile of their training scores).';
 COMMENT ON COLUMN ensemble_scores.confidence IS 'Share of the members agreeing with is_anomaly, 0..1.';
 COMMENT ON COLUMN ensemble_scores.severity IS 'critical (every member votes and exp(-score) <= 0.01), high (is_anomaly and exp(-score) <= 0.05), medium (is_anomaly), low (some votes, too few), none (no votes).';
 COMMENT ON COLUMN ensemble_scores.iforest_score IS 'The Isolation Forest member''s score (as anomaly_scores.score); NULL when it is not a member.';
@@ -51,7 +51,7 @@ COMMENT ON COLUMN latest_ensemble_scores.row_id IS 'Position of the row in the s
 COMMENT ON COLUMN latest_ensemble_scores.id IS 'The source row''s id column as text; NULL without one.';
 COMMENT ON COLUMN latest_ensemble_scores.score IS 'Ranking score, 0 to ln(1001): mean over the members of -ln(tail share of the member''s score among its training scores), Fisher''s combination; exp(-score) is the geometric mean tail share. Higher is more anomalous; ROC-AUC and top-k use it.';
 COMMENT ON COLUMN latest_ensemble_scores.is_anomaly IS 'votes at or above the model''s min_votes (default: a majority of the members).';
-COMMENT ON COLUMN latest_ensemble_scores.votes IS 'Members whose score is at or above their own threshold (their contamination quantile of their training scores).';
+COMMENT ON COLUMN latest_ensemble_scores.votes IS 'Members whose score is strictly above their own threshold (their contamination quantile of their training scores).';
 COMMENT ON COLUMN latest_ensemble_scores.confidence IS 'Share of the members agreeing with is_anomaly, 0..1.';
 COMMENT ON COLUMN latest_ensemble_scores.severity IS 'critical (every member votes and exp(-score) <= 0.01), high (is_anomaly and exp(-score) <= 0.05), medium (is_anomaly), low (some votes, too few), none (no votes).';
 COMMENT ON COLUMN latest_ensemble_scores.iforest_score IS 'The Isolation Forest member''s score (as anomaly_scores.score); NULL when it is not a member.';

@@ -34,7 +34,7 @@ pub struct IForestParams {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IForestModel {
     pub forest: IsolationForest,
-    /// Scores at or above it are anomalies.
+    /// Scores strictly above it are anomalies.
     pub threshold: f64,
     pub contamination: f64,
 }

@@ -288,7 +288,7 @@ fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'
         )));
     }
     let source = Source::parse(request.source.as_deref().unwrap_or(stage.default_source()));
-    store.in_transaction(|conn| {
+    run_in_transaction(store, |conn| {
         let run_id = next_run_id(conn)?;
         let input_table = format!("__netlens_input_{run_id}");
         let started = Instant::now();
@@ -405,7 +405,7 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
         id: request.id.clone(),
         label: request.label.clone().or_else(|| stored.label_column.clone()),
     };
-    store.in_transaction(|conn| {
+    run_in_transaction(store, |conn| {
         let run_id = next_run_id(conn)?;
         let input_table = format!("__netlens_input_{run_id}");
         let started = Instant::now();
@@ -961,6 +961,18 @@ pub(crate) fn to_json<T: Serialize>(stage: &'static str, value: &T) -> Result<Va
     serde_json::to_value(value).map_err(|e| Error::ModelInput {
         model: stage,
         reason: format!("cannot serialize: {e}"),
+    })
+}
+
+/// One stage run in one transaction. A Ctrl-C while the run was in Rust (the fit: no statement
+/// for DuckDB to interrupt) rolls it back too, as one during its SQL does.
+fn run_in_transaction<T>(store: &Store, work: impl FnOnce(&duckdb::Connection) -> Result<T>) -> Result<T> {
+    store.in_transaction(|conn| {
+        let value = work(conn)?;
+        if crate::interrupt::requested() {
+            return Err(Error::Interrupted);
+        }
+        Ok(value)
     })
 }
 

@@ -1,10 +1,10 @@
 //! Processes from `/proc`, read lean: a capture takes a snapshot every second, and a general
 //! process library re-reads and re-allocates far more than a snapshot stores (it was the largest
 //! part of a snapshot's cost). Per snapshot this reads, for each process, `/proc/<pid>/stat`
-//! (parent, state, CPU ticks, start, memory) and `/proc/<pid>/io` (disk bytes); what does not
-//! change while a process lives (its command line, executable and real uid) is read once, when a
-//! (pid, start time) pair is first seen, which is also when a library reading "only if not set"
-//! reads them.
+//! (parent, state, CPU ticks, start, memory) and `/proc/<pid>/io` (disk bytes); what changes
+//! only with an exec or a setuid (its command line, executable and real uid) is read when a
+//! (pid, start time) pair is first seen and again when its name changes (an exec renames it). A
+//! setuid that keeps the name is not seen until the process is seen anew.
 //!
 //! The parsers are pure and tested on fixed texts; [`ProcessReader`] is the only part that
 //! touches the file system, and is used only by the live source (`system`). Linux only.
@@ -130,11 +130,16 @@ pub fn status_name(state: u8) -> &'static str {
     }
 }
 
+/// The shortest life a newly seen process is rated over, in seconds (ten ticks at the usual 100 Hz).
+const MIN_AGE_S: f64 = 0.1;
+
 /// What is kept of a process between snapshots.
 #[derive(Debug)]
 struct Known {
     start_ticks: u64,
     cpu_ticks: u64,
+    /// The name at the last read of the fields below; an exec changes it.
+    comm: String,
     exe: Option<String>,
     cmdline: Option<String>,
     uid: Option<u32>,
@@ -229,6 +234,33 @@ impl ProcessReader {
             .is_ok()
     }
 
+    /// What a process is (executable, command line, real uid), read when it is first seen and
+    /// again when its name changes.
+    fn identify(&mut self, pid: u32, stat: &Stat) -> Known {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.is_empty());
+        let cmdline = if self.read(pid, "cmdline") {
+            parse_cmdline(&self.buf)
+        } else {
+            None
+        };
+        let uid = if self.read(pid, "status") {
+            parse_status_uid(&self.buf)
+        } else {
+            None
+        };
+        Known {
+            start_ticks: stat.start_ticks,
+            cpu_ticks: stat.cpu_ticks,
+            comm: stat.comm.clone(),
+            exe,
+            cmdline,
+            uid,
+        }
+    }
+
     /// Every process now. `now` is the monotonic time of the sample (CPU rates are over the
     /// interval since the previous one); `user_name` names a uid.
     pub fn sample(
@@ -236,26 +268,21 @@ impl ProcessReader {
         now: Instant,
         user_name: impl Fn(u32) -> Option<String>,
     ) -> std::io::Result<ProcessSample> {
+        let mut pids: Vec<u32> = std::fs::read_dir("/proc")?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        // Only a sample that reads processes starts a new interval: after a failed listing the
+        // kept ticks still belong to the last good one.
         let interval = self
             .last_sample
             .map(|last| now.saturating_duration_since(last).as_secs_f64());
         self.last_sample = Some(now);
-        let mut pids: Vec<u32> = std::fs::read_dir("/proc")?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
         pids.sort_unstable();
         let mut sample = ProcessSample {
             processes: Vec::with_capacity(pids.len()),
             io_unreadable: 0,
         };
         let mut seen = HashMap::with_capacity(pids.len());
-        // A process born since the previous snapshot is rated over its own life, which lies
-        // within the interval; only a run's first snapshot has no rates.
-        let uptime = if interval.is_some() && self.read(0, "uptime") {
-            parse_uptime(&self.buf)
-        } else {
-            None
-        };
         for pid in pids {
             // A process that ends between the listing and the read is simply not in this snapshot.
             if !self.read(pid, "stat") {
@@ -274,49 +301,42 @@ impl ProcessReader {
             }
             let previous = self.known.remove(&pid).filter(|k| k.start_ticks == stat.start_ticks);
             let (cpu_percent, known) = match previous {
-                Some(k) => (
-                    interval.and_then(|s| self.clock.cpu_percent(stat.cpu_ticks.saturating_sub(k.cpu_ticks), s)),
-                    Known {
-                        cpu_ticks: stat.cpu_ticks,
-                        ..k
-                    },
-                ),
-                None => {
-                    // Uptime and start are both in clock ticks' resolution: a process younger than a
-                    // tick is rated over one tick.
-                    let tick = 1.0 / self.clock.ticks_per_second.max(1) as f64;
-                    let age = uptime.map(|up| (up - stat.start_ticks as f64 * tick).max(tick));
-                    let born_rate = age.and_then(|age| self.clock.cpu_percent(stat.cpu_ticks, age));
-                    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-                        .ok()
-                        .map(|p| p.to_string_lossy().into_owned())
-                        .filter(|p| !p.is_empty());
-                    let cmdline = if self.read(pid, "cmdline") {
-                        parse_cmdline(&self.buf)
-                    } else {
-                        None
-                    };
-                    let uid = if self.read(pid, "status") {
-                        parse_status_uid(&self.buf)
-                    } else {
-                        None
-                    };
-                    (
-                        born_rate,
+                Some(k) => {
+                    let rate =
+                        interval.and_then(|s| self.clock.cpu_percent(stat.cpu_ticks.saturating_sub(k.cpu_ticks), s));
+                    // An exec keeps the pid and start time but changes the name (and the
+                    // executable and command line; a setuid program, the uid): read them again.
+                    let known = if k.comm == stat.comm {
                         Known {
-                            start_ticks: stat.start_ticks,
                             cpu_ticks: stat.cpu_ticks,
-                            exe,
-                            cmdline,
-                            uid,
-                        },
-                    )
+                            ..k
+                        }
+                    } else {
+                        self.identify(pid, &stat)
+                    };
+                    (rate, known)
+                }
+                None => {
+                    // A process born since the previous snapshot is rated over its own life, which
+                    // lies within the interval (only a run's first snapshot has no rates). Uptime is
+                    // read after its stat, so its age is never negative; uptime and start ticks are
+                    // both whole ticks, so the age is taken as at least MIN_AGE_S, where a tick of
+                    // rounding no longer doubles the rate.
+                    let uptime = if interval.is_some() && self.read(0, "uptime") {
+                        parse_uptime(&self.buf)
+                    } else {
+                        None
+                    };
+                    let tick = 1.0 / self.clock.ticks_per_second.max(1) as f64;
+                    let age = uptime.map(|up| (up - stat.start_ticks as f64 * tick).max(MIN_AGE_S));
+                    let born_rate = age.and_then(|age| self.clock.cpu_percent(stat.cpu_ticks, age));
+                    (born_rate, self.identify(pid, &stat))
                 }
             };
             sample.processes.push(ProcessRecord {
                 pid,
                 ppid: (stat.ppid != 0).then_some(stat.ppid),
-                name: stat.comm,
+                name: stat.comm.clone(),
                 exe: known.exe.clone(),
                 cmdline: known.cmdline.clone(),
                 user_name: known.uid.and_then(&user_name),
@@ -434,5 +454,25 @@ mod tests {
         let _ = child.wait();
         assert!(matches!(born, Some(Some(_))), "{born:?}");
         assert!(first.processes.windows(2).all(|w| w[0].pid < w[1].pid));
+    }
+
+    #[test]
+    fn an_exec_is_seen_by_its_new_name_and_command_line() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 0.4; exec sleep 7"])
+            .spawn()
+            .unwrap();
+        let mut reader = ProcessReader::new();
+        let row = |sample: &ProcessSample| {
+            let p = sample.processes.iter().find(|p| p.pid == child.id()).unwrap();
+            (p.name.clone(), p.cmdline.clone().unwrap_or_default())
+        };
+        let before = row(&reader.sample(Instant::now(), |_| None).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(900));
+        let after = row(&reader.sample(Instant::now(), |_| None).unwrap());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(before, ("sh".to_string(), "sh -c sleep 0.4; exec sleep 7".to_string()));
+        assert_eq!(after, ("sleep".to_string(), "sleep 7".to_string()));
     }
 }

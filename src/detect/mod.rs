@@ -287,6 +287,10 @@ fn run_one(
             ],
         )
         .map_err(Error::sql)?;
+        // Ctrl-C during the Rust side of a detector (no statement to interrupt) still stores nothing.
+        if crate::interrupt::requested() {
+            return Err(Error::Interrupted);
+        }
         Ok((run_id, found))
     })();
     let (run_id, found) = match result {

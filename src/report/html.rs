@@ -97,6 +97,8 @@ pub fn bundle(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Res
             })();
             let value = match result {
                 Ok(table) => serde_json::to_value(table).map_err(|e| Error::Sql { message: e.to_string() })?,
+                // Ctrl-C ends the report, not just the panel it caught.
+                Err(Error::Interrupted) => return Err(Error::Interrupted),
                 Err(e) => serde_json::json!({ "error": e.to_string() }),
             };
             results.insert(format!("{}/{}", view.id, panel.id), value);

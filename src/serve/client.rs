@@ -112,7 +112,9 @@ impl Client {
     fn status_error(&self, status: &tonic::Status) -> Error {
         use tonic::Code;
         match status.code() {
-            Code::Cancelled => Error::Interrupted,
+            // The user's own Ctrl-C; otherwise the server cancelled (it is stopping): say so.
+            Code::Cancelled if crate::interrupt::requested() => Error::Interrupted,
+            Code::Cancelled => self.server_error(status.message().to_string()),
             Code::Unavailable | Code::Unknown
                 if status.message().contains("transport") || status.message().is_empty() =>
             {

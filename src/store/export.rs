@@ -120,32 +120,64 @@ pub fn write_in_place(out: &Path, overwrite: bool, write: impl FnOnce(&Path) -> 
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let partial = dir.join(format!(
-        ".netlens-partial-{}-{}",
-        std::process::id(),
-        name.to_string_lossy()
-    ));
-    // create_new: whatever is at that name (a link someone planted) is neither reused nor followed.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&partial)
-        .map_err(|e| Error::io(&partial, e))?;
-    let result = write(&partial).and_then(|rows| {
-        let placed = if overwrite {
-            std::fs::rename(&partial, out)
-        } else {
-            std::fs::hard_link(&partial, out).and_then(|()| std::fs::remove_file(&partial))
-        };
-        match placed {
-            Ok(()) => Ok(rows),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Usage(format!(
-                "{} appeared while the export ran; nothing was written\n  hint: pass --overwrite to replace it",
-                out.display()
-            ))),
-            Err(e) => Err(Error::io(out, e)),
+    // Unique per process and call (a server may write two at once); create_new: whatever is at
+    // that name (a link someone planted, a file a killed run left) is neither reused nor followed.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut attempt = 0;
+    let partial = loop {
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let candidate = dir.join(format!(
+            ".netlens-partial-{}-{call}-{}",
+            std::process::id(),
+            name.to_string_lossy()
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&candidate)
+        {
+            Ok(_) => break candidate,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(e) => return Err(Error::io(&candidate, e)),
         }
-    });
+    };
+    // Messages name the file the user asked for, not the private one.
+    let hidden = partial.display().to_string();
+    let result = write(&partial)
+        .map_err(|e| match e {
+            Error::Io { path, source } if path == partial => Error::io(out, source),
+            Error::Sql { message } => Error::Sql {
+                message: message.replace(&hidden, &out.display().to_string()),
+            },
+            e => e,
+        })
+        .and_then(|rows| {
+            let placed = if overwrite {
+                std::fs::rename(&partial, out)
+            } else {
+                match std::fs::hard_link(&partial, out) {
+                    Ok(()) => std::fs::remove_file(&partial),
+                    // File systems without hard links (FAT, some network and FUSE mounts): a checked
+                    // rename, which loses only the race with a file made in between.
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                        if std::fs::symlink_metadata(out).is_ok() {
+                            Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists))
+                        } else {
+                            std::fs::rename(&partial, out)
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            match placed {
+                Ok(()) => Ok(rows),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Usage(format!(
+                    "{} appeared while the export ran; nothing was written\n  hint: pass --overwrite to replace it",
+                    out.display()
+                ))),
+                Err(e) => Err(Error::io(out, e)),
+            }
+        });
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
@@ -474,5 +506,37 @@ mod tests {
         assert_eq!(ExportFormat::from_path(Path::new("a.parquet")), ExportFormat::Parquet);
         assert_eq!(ExportFormat::from_path(Path::new("tree")), ExportFormat::Parquet);
         assert_eq!(ExportFormat::from_path(Path::new("conn.log")), ExportFormat::Zeek);
+    }
+
+    #[test]
+    fn a_partial_file_left_by_an_earlier_run_does_not_block_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("rows.csv");
+        // What a killed run with this pid would have left, for the first calls of this process.
+        for call in 0..3 {
+            let left = format!(".netlens-partial-{}-{call}-rows.csv", std::process::id());
+            std::fs::write(dir.path().join(left), "half").unwrap();
+        }
+        let rows = write_in_place(&out, false, |partial| {
+            std::fs::write(partial, "x\n1\n").unwrap();
+            Ok(1)
+        })
+        .unwrap();
+        assert_eq!(rows, 1);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "x\n1\n");
+        // A failed write names the user's file and leaves no partial of its own.
+        let failed = write_in_place(&dir.path().join("other.csv"), false, |partial| {
+            Err(Error::io(partial, std::io::Error::other("disk full")))
+        })
+        .unwrap_err();
+        assert!(
+            failed.to_string().contains("other.csv") && !failed.to_string().contains("partial"),
+            "{failed}"
+        );
+        let partials = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("partial"))
+            .count();
+        assert_eq!(partials, 3, "only the planted ones");
     }
 }

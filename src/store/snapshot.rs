@@ -334,10 +334,14 @@ impl Store {
                 })
                 .map_err(store_err),
         }
-        .and_then(|snapshot_id| self.write_snapshot(snapshot_id, snapshot, source, &plan, state));
+        .and_then(|snapshot_id| self.write_snapshot(snapshot_id, snapshot, source, &plan, state))
+        // A failed COMMIT is a failed snapshot like any other: rolled back, the id read again.
+        .and_then(|snapshot_id| {
+            self.conn.execute_batch("COMMIT").map_err(store_err)?;
+            Ok(snapshot_id)
+        });
         match written {
             Ok(snapshot_id) => {
-                self.conn.execute_batch("COMMIT").map_err(store_err)?;
                 let stored = Stored {
                     snapshot_id,
                     sockets: snapshot.sockets.len(),
