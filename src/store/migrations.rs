@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "ensemble",
         sql: include_str!("../../sql/012_ensemble.sql"),
     },
+    Migration {
+        version: 13,
+        name: "feedback_columns",
+        sql: include_str!("../../sql/013_feedback_columns.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "
