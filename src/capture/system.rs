@@ -48,7 +48,11 @@ pub struct SystemSource {
     #[cfg(target_os = "linux")]
     process_reader: super::procstat::ProcessReader,
     networks: Networks,
+    #[cfg(not(target_os = "linux"))]
     users: Users,
+    /// Names of the host's users by uid, read once at the start of a run (as sysinfo's list was).
+    #[cfg(target_os = "linux")]
+    user_names: std::collections::HashMap<u32, String>,
     host: String,
     snapshots_taken: u64,
     own_uid: Option<u32>,
@@ -77,7 +81,10 @@ impl SystemSource {
             #[cfg(target_os = "linux")]
             process_reader: super::procstat::ProcessReader::new(),
             networks,
+            #[cfg(not(target_os = "linux"))]
             users,
+            #[cfg(target_os = "linux")]
+            user_names: users.iter().map(|u| (**u.id(), u.name().to_string())).collect(),
             host,
             snapshots_taken: 0,
             own_uid: own_uid(),
@@ -88,7 +95,7 @@ impl SystemSource {
 
     #[cfg(target_os = "linux")]
     fn processes(&mut self, gaps: &mut Vec<String>) -> Vec<ProcessRecord> {
-        let names: std::collections::HashMap<u32, &str> = self.users.iter().map(|u| (**u.id(), u.name())).collect();
+        let names = &self.user_names;
         match self
             .process_reader
             .sample(Instant::now(), |uid| names.get(&uid).map(|n| n.to_string()))

@@ -122,20 +122,14 @@ pub fn write_in_place(out: &Path, overwrite: bool, write: impl FnOnce(&Path) -> 
         .unwrap_or(Path::new("."));
     // Unique per process and call (a server may write two at once); create_new: whatever is at
     // that name (a link someone planted, a file a killed run left) is neither reused nor followed.
-    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let mut attempt = 0;
     let partial = loop {
-        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let candidate = dir.join(format!(
-            ".netlens-partial-{}-{call}-{}",
-            std::process::id(),
+            ".netlens-partial-{}-{}",
+            super::template::unique_suffix(),
             name.to_string_lossy()
         ));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&candidate)
-        {
+        match super::template::private_options().create_new(true).open(&candidate) {
             Ok(_) => break candidate,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
             Err(e) => return Err(Error::io(&candidate, e)),

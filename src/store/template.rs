@@ -251,7 +251,7 @@ fn owned_or_creatable(dir: &Path) -> bool {
 }
 
 /// A suffix no other save or copy in this process or another has at the same time.
-fn unique_suffix() -> String {
+pub(super) fn unique_suffix() -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     format!(
         "{}-{}",
@@ -265,8 +265,9 @@ pub(super) fn remove_with_wal(path: &Path) {
     let _ = std::fs::remove_file(super::wal_of(path));
 }
 
+/// Options that write a new file readable by its owner only (whatever the umask).
 #[cfg(unix)]
-fn private_options() -> OpenOptions {
+pub(super) fn private_options() -> OpenOptions {
     use std::os::unix::fs::OpenOptionsExt;
     let mut options = OpenOptions::new();
     options.write(true).mode(0o600);
@@ -274,7 +275,7 @@ fn private_options() -> OpenOptions {
 }
 
 #[cfg(not(unix))]
-fn private_options() -> OpenOptions {
+pub(super) fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     options.write(true);
     options
