@@ -264,6 +264,14 @@ fn is_key_name(name: &str) -> bool {
     KEY_COLUMNS.contains(&n.as_str()) || n.ends_with("_ip") || n.ends_with("_addr") || n.ends_with("_h")
 }
 
+/// A failure to read the source; a Ctrl-C stays what it is, so the command exits as interrupted.
+fn read_error(source: &Source, e: duckdb::Error) -> Error {
+    match Error::sql(e) {
+        Error::Interrupted => Error::Interrupted,
+        e => source_error(source, format!("cannot read it: {e}")),
+    }
+}
+
 fn source_error(source: &Source, reason: impl Into<String>) -> Error {
     Error::FeatureSource {
         input: short(&source.describe()),
@@ -304,7 +312,7 @@ pub fn materialise(store: &Store, source: &Source, input_table: &str) -> Result<
         ),
         [],
     )
-    .map_err(|e| source_error(source, format!("cannot read it: {}", Error::sql(e))))?;
+    .map_err(|e| read_error(source, e))?;
     let mut stmt = conn
         .prepare(&format!(
             "SELECT column_name, column_type FROM (DESCRIBE {})",
@@ -665,9 +673,7 @@ fn read_raw(
     let mut labels = Vec::new();
     let conn = store.conn();
     let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
-    let batches = stmt
-        .query_arrow([])
-        .map_err(|e| source_error(source, format!("cannot read it: {}", Error::sql(e))))?;
+    let batches = stmt.query_arrow([]).map_err(|e| read_error(source, e))?;
     let mut rows = 0usize;
     for batch in batches {
         rows += batch.num_rows();

@@ -282,26 +282,7 @@ fn ctrl_c_cancels_an_export_and_leaves_no_file() {
         assert!(std::time::Instant::now() < deadline, "the export never started writing");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let pressed = std::time::Instant::now();
-    // SAFETY: sending SIGINT to our own child process.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let mut child = child;
-    while child.try_wait().unwrap().is_none() {
-        if pressed.elapsed() > std::time::Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("the export went on for 20 s after Ctrl-C");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    crate::ctrl_c_ends_it_with_130(child);
     assert!(entries(&dir).is_empty(), "left behind: {:?}", entries(&dir));
 }
 
@@ -321,4 +302,27 @@ fn report_replaces_a_symlink_at_its_name_instead_of_writing_through_it() {
         entries(s.dir.path()).iter().filter(|e| e.contains("partial")).count(),
         0
     );
+}
+
+#[test]
+fn ctrl_c_cancels_a_train_and_stores_no_model() {
+    let s = Scratch::new();
+    s.cmd().args(["-c", "SELECT 1"]).assert().success();
+    // A source DuckDB works on for minutes and that yields nothing: Ctrl-C lands in its SQL.
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("netlens"))
+        .env("NETLENS_DB", s.db())
+        .args([
+            "train",
+            "iforest",
+            "--on",
+            "SELECT a.range AS x, b.range AS y FROM range(1000000) a, range(100000) b WHERE a.range * b.range = -1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    crate::ctrl_c_ends_it_with_130(child);
+    assert_eq!(s.query("SELECT count(*) FROM models"), "0");
+    assert_eq!(s.query("SELECT count(*) FROM model_runs"), "0");
 }

@@ -106,3 +106,27 @@ pub fn prerequisite(present: bool, what: &str) -> bool {
     eprintln!("IGNORED (prerequisite missing): {what}");
     false
 }
+
+/// Presses Ctrl-C (SIGINT) in `child` and checks that it ends within 20 s with exit status 130
+/// (killing it otherwise, so a failing test does not hang).
+pub fn ctrl_c_ends_it_with_130(mut child: std::process::Child) {
+    let pressed = std::time::Instant::now();
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    while child.try_wait().unwrap().is_none() {
+        if pressed.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("still running 20 s after Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
