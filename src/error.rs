@@ -22,6 +22,18 @@ pub enum Error {
     #[error("database {path} has schema version {found}, newer than this netlens understands (up to {supported})\n  hint: upgrade netlens; the file was left untouched")]
     SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
 
+    /// The database records a migration applied from a script other than this build's: its
+    /// schema may differ from the one this build's statements expect.
+    #[error("database {path} records schema migration {version} ({recorded}) with checksum {found}, but this netlens's migration {version} ({name}) has checksum {expected}: the file was made by a build with a different schema\n  hint: the file was left untouched; open it with the netlens that made it, or export its tables (netlens export) and import them into a new file")]
+    MigrationDiffers {
+        path: PathBuf,
+        version: i64,
+        recorded: String,
+        name: String,
+        found: String,
+        expected: String,
+    },
+
     /// A read-only open met a database whose schema still needs upgrading.
     #[error("database {path} has schema version {found} and needs upgrading to {supported}, which a read-only open cannot do\n  hint: open it once without --read-only")]
     SchemaNeedsUpgrade { path: PathBuf, found: i64, supported: i64 },

@@ -83,7 +83,15 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "feedback_columns",
         sql: include_str!("../../sql/013_feedback_columns.sql"),
     },
+    Migration {
+        version: 14,
+        name: "migration_checksums",
+        sql: include_str!("../../sql/014_migration_checksums.sql"),
+    },
 ];
+
+/// The first schema version whose `schema_migrations` has a `checksum` column.
+const CHECKSUMS_FROM: i64 = 14;
 
 const BOOTSTRAP: &str = "
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -157,6 +165,9 @@ pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only
             supported,
         });
     }
+    if at >= CHECKSUMS_FROM {
+        verify_checksums(conn, migrations, path)?;
+    }
     if at == supported {
         return Ok(false);
     }
@@ -176,8 +187,7 @@ pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only
     };
     // The scripts are a thousand small statements (most of them COMMENT ON), and DuckDB's
     // fixed cost per statement is most of their time; on one thread it does not hand each to
-    // its scheduler. Creating an empty database (`netlens --db new.duckdb -c "select 1"`,
-    // medians of 15 alternating runs): 0.32 s before, 0.24 s so.
+    // its scheduler (timed in bench/RESULTS.md, "pcap import", "What made it so").
     let threads: i64 = conn
         .query_row("SELECT current_setting('threads')", [], |r| r.get(0))
         .map_err(begin)?;
@@ -210,11 +220,13 @@ fn apply_pending(conn: &Connection, migrations: &[Migration], at: i64, fresh: bo
             reason: e.to_string(),
         })?;
     }
-    for m in migrations.iter().filter(|m| m.version > at) {
+    // Migrations applied by an older build keep a NULL checksum: what it applied is not known.
+    let applied: Vec<&Migration> = migrations.iter().filter(|m| m.version > at).collect();
+    for m in &applied {
         conn.execute_batch(m.sql)
             .and_then(|_| {
                 conn.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, now(), ?)",
+                    "INSERT INTO schema_migrations (version, name, applied_at, netlens) VALUES (?, ?, now(), ?)",
                     duckdb::params![m.version, m.name, env!("CARGO_PKG_VERSION")],
                 )
             })
@@ -223,6 +235,59 @@ fn apply_pending(conn: &Connection, migrations: &[Migration], at: i64, fresh: bo
                 name: m.name.to_string(),
                 reason: e.to_string(),
             })?;
+    }
+    // The column exists from CHECKSUMS_FROM on, so the checksums of this run's scripts are
+    // written once all of them are applied (those before it included).
+    if migrations.last().is_some_and(|m| m.version >= CHECKSUMS_FROM) {
+        for m in &applied {
+            conn.execute(
+                "UPDATE schema_migrations SET checksum = sha256(?) WHERE version = ?",
+                duckdb::params![m.sql, m.version],
+            )
+            .map_err(|e| Error::Migration {
+                version: m.version,
+                name: m.name.to_string(),
+                reason: format!("recording its checksum: {e}"),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a database whose recorded migrations were applied from other scripts than this
+/// build's (or under other names): its tables and views may not be what the statements of
+/// this build expect. One query: the recorded checksums against those of `migrations`. Only
+/// for a database at CHECKSUMS_FROM or later, which has the column.
+fn verify_checksums(conn: &Connection, migrations: &[Migration], path: &Path) -> Result<()> {
+    let expected = migrations
+        .iter()
+        .map(|_| "(?::BIGINT, ?::VARCHAR, sha256(?::VARCHAR))")
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT s.version, s.name, coalesce(s.checksum, ''), e.name, e.checksum \
+         FROM schema_migrations s JOIN (VALUES {expected}) e(version, name, checksum) USING (version) \
+         WHERE s.checksum IS NOT NULL AND (s.checksum <> e.checksum OR s.name <> e.name) \
+         ORDER BY s.version LIMIT 1"
+    );
+    let mut params: Vec<&dyn duckdb::ToSql> = Vec::with_capacity(migrations.len() * 3);
+    for m in migrations {
+        params.push(&m.version);
+        params.push(&m.name);
+        params.push(&m.sql);
+    }
+    let mut statement = conn.prepare(&sql).map_err(Error::sql)?;
+    let mut rows = statement.query(params.as_slice()).map_err(Error::sql)?;
+    if let Some(row) = rows.next().map_err(Error::sql)? {
+        let recorded: String = row.get(1).map_err(Error::sql)?;
+        return Err(Error::MigrationDiffers {
+            path: path.to_path_buf(),
+            version: row.get(0).map_err(Error::sql)?,
+            recorded,
+            name: row.get(3).map_err(Error::sql)?,
+            found: row.get(2).map_err(Error::sql)?,
+            expected: row.get(4).map_err(Error::sql)?,
+        });
     }
     Ok(())
 }
@@ -379,6 +444,132 @@ mod tests {
         apply(&conn, &[M1], p(), false).unwrap();
         let err = apply(&conn, &[M1, M2], p(), true).unwrap_err();
         assert!(matches!(err, Error::SchemaNeedsUpgrade { .. }), "{err}");
+    }
+
+    /// The SHA-256 of every migration script as it landed. A landed script is never edited
+    /// (a database made from its old text would differ silently from a new one): a change is a
+    /// new migration. A new migration gets its pin here when it is added.
+    const PINNED: &[(i64, &str)] = &[
+        (1, "57843da0b6ff3fb178f1cc069104ea9e62dbf4e674c9c51baf04b1c92eee8e99"),
+        (2, "56fbe5b71280d9f14ae1188cad131fb085484cf777451d27da3add1d12521349"),
+        (3, "f512ae3e7eb657a407f39ad142c5425df86e3dc2248260ed0cda5ae68621023e"),
+        (4, "208055c83541d60bf52b43a4ee4098012b673c1f0c065ea8c1e8d405f969357a"),
+        (5, "696f6191db5a053379c59af399c8f47a7f28150fb66289aa3e3ee92f3dc25ad2"),
+        (6, "21f33ce337101aac33121433bd686250c797aaf4b4b98cea3e8946f376c33c33"),
+        (7, "5c97b186b357a933dad16f66b45a02e3a4c46803d9968c1decf56531d30cd688"),
+        (8, "8309d71e37c41d246d96503062115fe9c74dd803477b7ce7de2d32ae91e9a0e2"),
+        (9, "824f4492b56a4f14c3c214299cc820011aaa0ae6a33321f524b31f2ac7a6bbb2"),
+        (10, "d37be64d442d1629c59a85e9f29b60fea6d090f29775842fdb90fa1ad6a12d92"),
+        (11, "fc202c15117fc3d9b4584dd03e8c2fb7247d96c1e920b1d20a32030c7e5d732e"),
+        (12, "09bdbf95f3f1e60d8d2c3f3e8d1c12a5482f73e450efce63a6ebd37d34b4bcd2"),
+        (13, "bc698608f069b5058faf6d7041fd0a3e3de8578ba200aaeed1de137d2502b3a8"),
+        (14, "5dee31d144f75db57acf0109a27219e70cb87043e7430cc6ee5cc3d5c406868f"),
+    ];
+
+    #[test]
+    fn landed_migrations_are_never_edited() {
+        let conn = Connection::open_in_memory().unwrap();
+        for m in MIGRATIONS {
+            let sum: String = conn.query_row("SELECT sha256(?)", [m.sql], |r| r.get(0)).unwrap();
+            let pinned = PINNED.iter().find(|(v, _)| *v == m.version).map(|(_, s)| *s);
+            assert_eq!(
+                pinned,
+                Some(sum.as_str()),
+                "migration {} ({}) does not match its pin: a landed script is never edited (restore it \
+                 with git and put the change in a new migration); a new one is pinned with ({}, \"{sum}\")",
+                m.version,
+                m.name,
+                m.version
+            );
+        }
+        assert_eq!(
+            PINNED.len(),
+            MIGRATIONS.len(),
+            "a pin for a migration that does not exist"
+        );
+    }
+
+    fn recorded(conn: &Connection) -> Vec<(i64, Option<String>)> {
+        let mut statement = conn
+            .prepare("SELECT version, checksum FROM schema_migrations ORDER BY version")
+            .unwrap();
+        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.map(|r| r.unwrap()).collect()
+    }
+
+    /// A new database records every script's checksum; one upgraded from before checksums
+    /// records those of the scripts it applied and NULL for the ones an older build applied.
+    #[test]
+    fn checksums_record_what_was_applied() {
+        let pin = |v: i64| PINNED.iter().find(|(p, _)| *p == v).map(|(_, s)| s.to_string());
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, MIGRATIONS, p(), false).unwrap();
+        let all: Vec<(i64, Option<String>)> = MIGRATIONS.iter().map(|m| (m.version, pin(m.version))).collect();
+        assert_eq!(recorded(&conn), all);
+
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, &MIGRATIONS[..9], p(), false).unwrap();
+        apply(&conn, MIGRATIONS, p(), false).unwrap();
+        let upgraded: Vec<(i64, Option<String>)> = MIGRATIONS
+            .iter()
+            .map(|m| (m.version, if m.version <= 9 { None } else { pin(m.version) }))
+            .collect();
+        assert_eq!(recorded(&conn), upgraded);
+        apply(&conn, MIGRATIONS, p(), true).unwrap();
+    }
+
+    /// A file whose recorded migration came from another script, or under another name, is
+    /// refused on every open (read-only too, and before an upgrade), and left as it was.
+    #[test]
+    fn a_migration_applied_from_another_script_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, MIGRATIONS, p(), false).unwrap();
+        conn.execute_batch("UPDATE schema_migrations SET checksum = 'abc' WHERE version = 3")
+            .unwrap();
+        for read_only in [false, true] {
+            let err = apply(&conn, MIGRATIONS, p(), read_only).unwrap_err();
+            assert!(
+                matches!(&err, Error::MigrationDiffers { version: 3, found, .. } if found == "abc"),
+                "{err}"
+            );
+            assert!(err.to_string().contains("migration 3 (analysis)"), "{err}");
+        }
+        conn.execute_batch(
+            "UPDATE schema_migrations SET checksum = (SELECT checksum FROM schema_migrations WHERE version = 4) \
+             WHERE version = 3",
+        )
+        .unwrap();
+        let err = apply(&conn, MIGRATIONS, p(), false).unwrap_err();
+        assert!(matches!(err, Error::MigrationDiffers { version: 3, .. }), "{err}");
+
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, MIGRATIONS, p(), false).unwrap();
+        conn.execute_batch("UPDATE schema_migrations SET name = 'renamed' WHERE version = 14")
+            .unwrap();
+        let err = apply(&conn, MIGRATIONS, p(), false).unwrap_err();
+        assert!(err.to_string().contains("(renamed)"), "{err}");
+
+        // An upgrade checks what is there before it applies anything.
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, MIGRATIONS, p(), false).unwrap();
+        conn.execute_batch("UPDATE schema_migrations SET checksum = 'abc' WHERE version = 1")
+            .unwrap();
+        let mut newer = MIGRATIONS.to_vec();
+        newer.push(Migration {
+            version: MIGRATIONS.len() as i64 + 1,
+            name: "next",
+            sql: "CREATE TABLE next_one (x INTEGER);",
+        });
+        let err = apply(&conn, &newer, p(), false).unwrap_err();
+        assert!(matches!(err, Error::MigrationDiffers { version: 1, .. }), "{err}");
+        assert_eq!(current_version(&conn).unwrap(), Some(MIGRATIONS.len() as i64));
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'next_one'"
+            ),
+            0
+        );
     }
 
     #[test]
