@@ -23,15 +23,12 @@ pub enum Error {
     SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
 
     /// The database records a migration applied from a script other than this build's: its
-    /// schema may differ from the one this build's statements expect.
-    #[error("database {path} records schema migration {version} ({recorded}) with checksum {found}, but this netlens's migration {version} ({name}) has checksum {expected}: the file was made by a build with a different schema\n  hint: the file was left untouched; open it with the netlens that made it, or export its tables (netlens export) and import them into a new file")]
+    /// schema may differ from the one this build's statements expect. `differs` says how.
+    #[error("database {path} records schema migration {version} {differs}: the file was made by a build with a different schema\n  hint: the file was left untouched; open it with the netlens that made it, or export its tables (netlens export) and import them into a new file")]
     MigrationDiffers {
         path: PathBuf,
         version: i64,
-        recorded: String,
-        name: String,
-        found: String,
-        expected: String,
+        differs: String,
     },
 
     /// A read-only open met a database whose schema still needs upgrading.

@@ -153,4 +153,86 @@ mod tests {
         assert_eq!(s("::ffff:192.168.0.1"), Scope::Private);
         assert_eq!(s("::ffff:8.8.8.8"), Scope::Public);
     }
+
+    /// The SQL macro `flow_addr_is_local` (imported flows' direction) and this classifier are
+    /// one rule: local network or multicast. Checked on the edges of every range and on a
+    /// deterministic spread of addresses in both families, written as netlens stores them.
+    #[test]
+    fn the_sql_rule_agrees_with_the_classifier() {
+        use crate::store::{Location, Store};
+        let mut addrs: Vec<IpAddr> = [
+            "10.0.0.1",
+            "11.0.0.1",
+            "172.15.255.255",
+            "172.16.0.0",
+            "172.31.255.255",
+            "172.32.0.0",
+            "192.168.1.1",
+            "192.169.0.1",
+            "127.0.0.1",
+            "128.0.0.1",
+            "169.254.9.9",
+            "169.255.0.1",
+            "224.0.0.1",
+            "239.255.255.255",
+            "240.0.0.1",
+            "223.255.255.255",
+            "255.255.255.255",
+            "100.64.0.1",
+            "8.8.8.8",
+            "0.0.0.0",
+            "::",
+            "::1",
+            "::2",
+            "fc00::1",
+            "fdff::1",
+            "fe00::1",
+            "fc::1",
+            "fd::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "fe8::1",
+            "ff02::1",
+            "ff::1",
+            "ff0::1",
+            "2001:db8::1",
+            "2606:4700::1111",
+            "::ffff:10.1.2.3",
+            "::ffff:8.8.8.8",
+            "::ffff:224.0.0.251",
+            "::ffff:255.255.255.255",
+            "::ffff:127.0.0.1",
+            "::ffff:172.20.0.1",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..4000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            addrs.push(IpAddr::V4(Ipv4Addr::from(x as u32)));
+            let hi = (x >> 16) as u128;
+            addrs.push(IpAddr::V6(Ipv6Addr::from(hi << 64 | u128::from(x))));
+            // First groups of every length, the ones a text pattern can misread.
+            addrs.push(IpAddr::V6(Ipv6Addr::from((x as u128 & 0xffff) << 112 | 1)));
+        }
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let mut statement = store.conn().prepare("SELECT flow_addr_is_local(?)").unwrap();
+        let disagree: Vec<String> = addrs
+            .iter()
+            .filter(|a| {
+                let sql: bool = statement.query_row([a.to_string()], |r| r.get(0)).unwrap();
+                let rust = scope(**a).is_local_network() || scope(**a) == Scope::Multicast;
+                sql != rust
+            })
+            .map(|a| a.to_string())
+            .collect();
+        assert!(
+            disagree.is_empty(),
+            "the SQL rule and netaddr::scope disagree on {disagree:?}"
+        );
+    }
 }

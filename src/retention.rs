@@ -188,9 +188,9 @@ pub fn retain(
     if !summary.is_empty() {
         store.in_transaction(|conn| {
             conn.execute(
-                "INSERT INTO retention_runs SELECT coalesce(max(run_id), 0) + 1, ?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ? \
-                 FROM retention_runs",
+                "INSERT INTO retention_runs VALUES (?, ?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
                 params![
+                    crate::store::runs::next_run_id(conn)?,
                     started,
                     raw_cutoff,
                     rollup_cutoff,

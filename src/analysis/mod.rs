@@ -344,6 +344,7 @@ fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'
             applied: &applied,
         })?;
         let evaluated = write_evaluation(conn, run_id, &name, version, &loaded, &applied)?;
+        record_outputs(conn, run_id, stage.table(), stage.extra_tables(), evaluated)?;
         let mut metrics = fitted.metrics.clone();
         metrics.extend(applied.metrics.clone());
         if !loaded.skipped.is_empty() {
@@ -436,6 +437,7 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
             request.into.as_deref(),
         )?;
         let evaluated = write_evaluation(conn, run_id, &stored.name, stored.version, &loaded, &applied)?;
+        record_outputs(conn, run_id, stage.table(), &[], evaluated)?;
         let params = stored.params.clone();
         let run = RunRow {
             run_id,
@@ -629,8 +631,30 @@ pub fn stages_sql() -> String {
 }
 
 fn next_run_id(conn: &Connection) -> Result<i64> {
-    conn.query_row("SELECT nextval('analysis_run_ids')", [], |r| r.get(0))
-        .map_err(Error::sql)
+    crate::store::runs::next_run_id(conn)
+}
+
+/// Records the tables run `run_id` wrote, so their `latest_*` views show it: the stage's own
+/// table always (no rows is a result too), the evaluation when there was one, and the other
+/// tables a training run may write only when it wrote rows there (a k=3 run has no elbow).
+fn record_outputs(conn: &Connection, run_id: i64, table: &str, extras: &[&str], evaluated: bool) -> Result<()> {
+    crate::store::runs::record_output(conn, run_id, table)?;
+    if evaluated {
+        crate::store::runs::record_output(conn, run_id, "evaluation")?;
+    }
+    for extra in extras {
+        let written: bool = conn
+            .query_row(
+                &format!("SELECT count(*) > 0 FROM {} WHERE run_id = ?", quote_ident(extra)),
+                [run_id],
+                |r| r.get(0),
+            )
+            .map_err(Error::sql)?;
+        if written {
+            crate::store::runs::record_output(conn, run_id, extra)?;
+        }
+    }
+    Ok(())
 }
 
 fn next_version(conn: &Connection, name: &str) -> Result<i32> {

@@ -454,7 +454,10 @@ fn record_baseline(store: &Store, base: &str, segments_run: i64, has_protocol: b
              WHERE port IS NOT NULL;"
         ));
     }
-    store.in_transaction(|conn| conn.execute_batch(&sql).map_err(Error::sql))
+    store.in_transaction(|conn| {
+        conn.execute_batch(&sql).map_err(Error::sql)?;
+        crate::store::runs::record_output(conn, segments_run, "policy_baseline")
+    })
 }
 
 /// What one judging did.
@@ -621,6 +624,7 @@ fn write_verdicts(
              DROP TABLE __netlens_policy_judged; DROP TABLE {seg}; DROP TABLE {sco};"
         ))
         .map_err(Error::sql)?;
+        crate::store::runs::record_output(conn, run_id, "verdicts")?;
         let mut verdicts = BTreeMap::new();
         {
             let mut stmt = conn

@@ -254,11 +254,7 @@ fn run_one(
     let started = Instant::now();
     conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
     let result = (|| -> Result<(i64, Found)> {
-        let run_id: i64 = conn
-            .query_row("SELECT coalesce(max(run_id), 0) + 1 FROM detector_runs", [], |r| {
-                r.get(0)
-            })
-            .map_err(Error::sql)?;
+        let run_id = crate::store::runs::next_run_id(conn)?;
         let found = match detector {
             Detector::PortScans => detect_port_scans(conn, run_id, scope, args)?,
             Detector::Beacons => detect_beacons(conn, run_id, scope, args)?,

@@ -397,9 +397,7 @@ fn store_answers(
     started: DateTime<Utc>,
 ) -> Result<i64> {
     let conn = store.conn();
-    let run_id: i64 = conn
-        .query_row("SELECT coalesce(max(run_id), 0) + 1 FROM geo_runs", [], |r| r.get(0))
-        .map_err(Error::sql)?;
+    let run_id = crate::store::runs::next_run_id(conn)?;
     let finished = Utc::now().max(started);
     let counts = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     conn.execute(

@@ -236,7 +236,11 @@ fn verdict_stats(store: &Store) -> Result<Option<VerdictStats>> {
     }
     let conn = store.conn();
     let run: Option<i64> = conn
-        .query_row("SELECT max(run_id) FROM verdicts", [], |r| r.get(0))
+        .query_row(
+            "SELECT max(run_id) FROM run_outputs WHERE table_name = 'verdicts'",
+            [],
+            |r| r.get(0),
+        )
         .map_err(Error::sql)?;
     let Some(run_id) = run else { return Ok(None) };
     let VerdictCounts {

@@ -88,6 +88,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "migration_checksums",
         sql: include_str!("../../sql/014_migration_checksums.sql"),
     },
+    Migration {
+        version: 15,
+        name: "run_ids",
+        sql: include_str!("../../sql/015_run_ids.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "local_addresses",
+        sql: include_str!("../../sql/016_local_addresses.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -279,14 +289,15 @@ fn verify_checksums(conn: &Connection, migrations: &[Migration], path: &Path) ->
     let mut statement = conn.prepare(&sql).map_err(Error::sql)?;
     let mut rows = statement.query(params.as_slice()).map_err(Error::sql)?;
     if let Some(row) = rows.next().map_err(Error::sql)? {
-        let recorded: String = row.get(1).map_err(Error::sql)?;
+        let version: i64 = row.get(0).map_err(Error::sql)?;
+        let (recorded, found): (String, String) = (row.get(1).map_err(Error::sql)?, row.get(2).map_err(Error::sql)?);
+        let (name, expected): (String, String) = (row.get(3).map_err(Error::sql)?, row.get(4).map_err(Error::sql)?);
         return Err(Error::MigrationDiffers {
             path: path.to_path_buf(),
-            version: row.get(0).map_err(Error::sql)?,
-            recorded,
-            name: row.get(3).map_err(Error::sql)?,
-            found: row.get(2).map_err(Error::sql)?,
-            expected: row.get(4).map_err(Error::sql)?,
+            version,
+            differs: format!(
+                "({recorded}) with checksum {found}, but this netlens's migration {version} ({name}) has checksum {expected}"
+            ),
         });
     }
     Ok(())
@@ -464,6 +475,8 @@ mod tests {
         (12, "09bdbf95f3f1e60d8d2c3f3e8d1c12a5482f73e450efce63a6ebd37d34b4bcd2"),
         (13, "bc698608f069b5058faf6d7041fd0a3e3de8578ba200aaeed1de137d2502b3a8"),
         (14, "5dee31d144f75db57acf0109a27219e70cb87043e7430cc6ee5cc3d5c406868f"),
+        (15, "a330f8bcd54a2f514f1cd94ff34355ee3c1c0832e7d66273a2ac8dad0f91f6a0"),
+        (16, "f426967a13b9004acad9077d050191e49ddc3c56b826815a8dbf7562e472bc99"),
     ];
 
     #[test]
@@ -529,7 +542,7 @@ mod tests {
         for read_only in [false, true] {
             let err = apply(&conn, MIGRATIONS, p(), read_only).unwrap_err();
             assert!(
-                matches!(&err, Error::MigrationDiffers { version: 3, found, .. } if found == "abc"),
+                matches!(&err, Error::MigrationDiffers { version: 3, differs, .. } if differs.contains("checksum abc,")),
                 "{err}"
             );
             assert!(err.to_string().contains("migration 3 (analysis)"), "{err}");

@@ -6,6 +6,7 @@
 
 pub mod export;
 pub mod migrations;
+pub mod runs;
 pub mod snapshot;
 pub mod statements;
 pub mod template;

@@ -797,3 +797,30 @@ fn ensemble_beats_its_members_on_nsl_kdd() {
         assert!(ensemble > m, "ensemble {ensemble} not above {member} {m}");
     }
 }
+
+/// `latest_*` shows the newest run that wrote the table, even when it wrote no rows: scoring an
+/// empty source leaves latest_anomaly_scores empty instead of showing the older run's rows.
+/// Every run takes its id from one sequence (the `runs` view lists them all).
+#[test]
+fn an_empty_newest_run_is_the_latest() {
+    let s = with_traffic();
+    s.query("CREATE TABLE nothing AS SELECT id, a, b, proto FROM traffic WHERE false");
+    train(&s, &["iforest", "--on", "traffic", "--id", "id", "--label", "label"]).success();
+    assert_eq!(s.query("SELECT count(*) FROM latest_anomaly_scores"), "600");
+    assert_eq!(s.query("SELECT count(*) FROM latest_evaluation"), "1");
+    s.cmd()
+        .args(["--format", "csv", "score", "iforest", "--on", "nothing", "--id", "id"])
+        .assert()
+        .success();
+    assert_eq!(s.query("SELECT count(*) FROM latest_anomaly_scores"), "0");
+    // The empty run had no label to evaluate, so the evaluation shown is still the first run's.
+    assert_eq!(s.query("SELECT run_id FROM latest_evaluation"), "1");
+    assert_eq!(
+        s.query("SELECT string_agg(run_id || ':' || table_name || ':' || rows, ' ' ORDER BY run_id, table_name) FROM run_outputs"),
+        "1:anomaly_scores:600 1:evaluation:1 2:anomaly_scores:0"
+    );
+    assert_eq!(
+        s.query("SELECT string_agg(run_id || ' ' || what, ', ' ORDER BY run_id) FROM runs"),
+        "\"1 iforest train, 2 iforest score\""
+    );
+}
