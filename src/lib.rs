@@ -345,8 +345,6 @@ mod architecture {
         ] {
             rules.push(("store", target));
         }
-        // Known knot (issue 16): the snapshot writer in store takes capture's tracker types.
-        let allowed = |file: &Path, target: &str| target == "capture" && file.ends_with("store/snapshot.rs");
         rules.push(("store", "capture"));
         let mut broken = Vec::new();
         for file in &files {
@@ -355,7 +353,7 @@ mod architecture {
             // Tests may build whatever they need.
             let code = text.split("#[cfg(test)]").next().unwrap_or(&text);
             for (owner, target) in &rules {
-                if m != *owner || allowed(file, target) {
+                if m != *owner {
                     continue;
                 }
                 for (line, l) in uses(code, target) {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::{self, ScoreRequest, TrainRequest};
 use crate::capture::fixture::{FixtureSource, Recorder};
 use crate::capture::packets::{self, PacketCaptureRequest};
+use crate::capture::persist::Stored;
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
@@ -27,7 +28,6 @@ use crate::ingest::{self, ImportRequest, ReadAhead};
 use crate::interrupt;
 use crate::report;
 use crate::store::export::ExportRequest;
-use crate::store::snapshot::Stored;
 use crate::store::Store;
 use crate::watch::WatchRequest;
 

@@ -16,13 +16,13 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table}
 
 use crate::analysis::policy::{self, Baseline, PolicyRequest, PolicySource};
 use crate::capture::fixture::FixtureSource;
+use crate::capture::persist::Stored;
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::report::insights::{verdict_counts, VerdictCounts};
-use crate::store::snapshot::Stored;
 use crate::store::Store;
 
 /// Rows of the riskiest-flows table.

@@ -9,6 +9,7 @@
 pub mod direction;
 pub mod fixture;
 pub mod packets;
+pub mod persist;
 pub mod run;
 pub mod system;
 pub mod tracker;

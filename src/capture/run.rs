@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 
 use super::fixture::Recorder;
 use super::Source;
+use crate::capture::persist::{HostState, Stored};
 use crate::error::Result;
 use crate::interrupt;
-use crate::store::snapshot::{HostState, Stored};
 use crate::store::Store;
 
 /// When to take snapshots and when to stop.

@@ -1,5 +1,5 @@
 //! Writing imported rows: flows and packets become Arrow record batches and go into the store
-//! through one DuckDB appender per table and import (as `store::snapshot` does), inside the one
+//! through one DuckDB appender per table and import (as `capture::persist` does), inside the one
 //! transaction of their file's import. This is the only part of `ingest` that writes.
 
 use std::fmt::Write;

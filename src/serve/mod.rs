@@ -29,13 +29,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::capture::fixture::{FixtureSource, Recorder};
 use crate::capture::packets::{self, PacketCaptureRequest};
+use crate::capture::persist::Stored;
 use crate::capture::run::{self, Observer, Pace, RunReport};
 use crate::capture::system::{SocketBackend, SystemSource};
 use crate::capture::Source;
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::request::{self, CollectGaps, Request};
-use crate::store::snapshot::Stored;
 use crate::store::{Location, Store};
 
 /// What `netlens serve` was asked to do.

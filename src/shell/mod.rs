@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use clap::{CommandFactory, Parser};
 use duckdb::arrow::datatypes::SchemaRef;
 
+use crate::capture::persist::Stored;
 use crate::capture::run::{Observer, Pace, RunReport};
 use crate::cli::{DomainCommand, DotCommand, DotLine, OutputMode, Presentation};
 use crate::error::{Error, Result};
@@ -24,7 +25,6 @@ use crate::ingest::ReadAhead;
 use crate::interrupt;
 use crate::output::{render, RenderOptions};
 use crate::request::{self, Item, Reply, Request};
-use crate::store::snapshot::Stored;
 use crate::store::{quote_literal, Store, IN_THIS_DATABASE};
 use split::{is_blank, split};
 

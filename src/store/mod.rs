@@ -1,13 +1,13 @@
 //! The store: one DuckDB file per host. Opens or creates it (owner-only), upgrades its schema
-//! from the numbered scripts in `sql/`, appends snapshots, and exports tables.
+//! from the numbered scripts in `sql/`, hands out run ids, and exports tables.
 //!
-//! This module owns every write to the database's raw tables; other modules read through
-//! [`Store::conn`] and SQL.
+//! A leaf that knows no source: the writers (capture's snapshots, ingest's flows, the analysis
+//! stages) write through [`Store::conn`] and [`Store::in_transaction`], inside the schema this
+//! module made; every module reads through SQL.
 
 pub mod export;
 pub mod migrations;
 pub mod runs;
-pub mod snapshot;
 pub mod statements;
 pub mod template;
 
@@ -71,7 +71,7 @@ pub struct Store {
     location: Location,
     read_only: bool,
     /// DuckDB's default memory limit as it shows it, once a capture has asked (see
-    /// `snapshot::CaptureSettings::release_cache`).
+    /// `capture::persist::CaptureSettings::release_cache`).
     default_memory_limit: std::cell::OnceCell<Option<String>>,
     /// Rows stored since the file was last attached, over every capture run of this store
     /// (`watch` runs one per snapshot); see [`Store::reattach`].
@@ -237,6 +237,17 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Other connections share this database instance (a server's clients).
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// DuckDB's default memory limit as it shows it, asked once per store by a capture
+    /// (`capture::persist::CaptureSettings::release_cache`).
+    pub fn default_memory_limit(&self) -> &std::cell::OnceCell<Option<String>> {
+        &self.default_memory_limit
     }
 
     /// True when opened with `--read-only`.

@@ -17,7 +17,7 @@ use duckdb::arrow::datatypes::Int32Type;
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::params;
 
-use super::Store;
+use crate::store::Store;
 
 /// Held while a snapshot is planned and stored, and the next ids this process will issue in each
 /// database (by location). Snapshot and connection ids are the next after the largest stored or
@@ -119,11 +119,11 @@ fn current_setting(conn: &duckdb::Connection, name: &str) -> duckdb::Result<Stri
 impl CaptureSettings<'_> {
     fn set(&mut self, name: &'static str, value: &str) -> Result<()> {
         if !self.saved.iter().any(|(n, _)| *n == name) {
-            let current = current_setting(&self.store.conn, name).map_err(store_err)?;
+            let current = current_setting(self.store.conn(), name).map_err(store_err)?;
             self.saved.push((name, current));
         }
         self.store
-            .conn
+            .conn()
             .execute_batch(&format!("SET {name} = '{value}'"))
             .map_err(store_err)
     }
@@ -131,7 +131,7 @@ impl CaptureSettings<'_> {
     /// Before a snapshot is stored: puts the memory limit back if that failed last time.
     pub fn before_snapshot(&mut self) {
         if self.limit_lowered {
-            self.limit_lowered = self.store.conn.execute_batch("RESET memory_limit").is_err();
+            self.limit_lowered = self.store.conn().execute_batch("RESET memory_limit").is_err();
         }
     }
 
@@ -150,10 +150,10 @@ impl CaptureSettings<'_> {
     /// restoring it leaves queries their full memory. Only for files: an in-memory database has
     /// nowhere to evict to.
     pub fn release_cache(&mut self) {
-        if matches!(self.store.location, super::Location::Memory) || self.store.shared {
+        if matches!(self.store.location(), crate::store::Location::Memory) || self.store.is_shared() {
             return;
         }
-        let conn = &self.store.conn;
+        let conn = &self.store.conn();
         // DuckDB shows the limit rounded ("18.8 GiB"), so a limit cannot be read and set back
         // exactly. The default comes back exactly with RESET; a limit someone set already
         // bounds the cache, and is left alone. What the default shows is asked of a throw-away
@@ -161,7 +161,7 @@ impl CaptureSettings<'_> {
         // limit is the default, once per run (the shell may change it between runs).
         let shown = |conn: &duckdb::Connection| current_setting(conn, "memory_limit").ok();
         if self.default_limit.is_none() {
-            let default = self.store.default_memory_limit.get_or_init(|| {
+            let default = self.store.default_memory_limit().get_or_init(|| {
                 duckdb::Connection::open_in_memory()
                     .ok()
                     .and_then(|fresh| shown(&fresh))
@@ -179,10 +179,10 @@ impl CaptureSettings<'_> {
 impl Drop for CaptureSettings<'_> {
     fn drop(&mut self) {
         if self.limit_lowered {
-            let _ = self.store.conn.execute_batch("RESET memory_limit");
+            let _ = self.store.conn().execute_batch("RESET memory_limit");
         }
         for (name, value) in self.saved.drain(..).rev() {
-            let _ = self.store.conn.execute_batch(&format!("SET {name} = '{value}'"));
+            let _ = self.store.conn().execute_batch(&format!("SET {name} = '{value}'"));
         }
     }
 }
@@ -199,7 +199,7 @@ impl Store {
         // DuckDB's settings belong to the whole database instance. A store shared with other
         // connections (a server's clients) keeps them as they are: one thread and a memory
         // limit lowered to 1 MB between snapshots would be every client query's too.
-        if !self.shared {
+        if !self.is_shared() {
             settings.set("threads", "1")?;
             settings.set("write_buffer_row_group_count", "1")?;
         }
@@ -210,7 +210,7 @@ impl Store {
     /// latest counters of its interfaces.
     pub fn host_state(&self, host: &str) -> Result<HostState> {
         let next_id: i64 = self
-            .conn
+            .conn()
             .query_row(
                 "SELECT coalesce(max(connection_id), 0) + 1 FROM connection_lifetimes",
                 [],
@@ -218,7 +218,7 @@ impl Store {
             )
             .map_err(Error::sql)?;
         let mut stmt = self
-            .conn
+            .conn()
             .prepare(
                 "SELECT s.connection_id, s.proto, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.pid, \
                  s.inode, s.state FROM sockets s JOIN connection_lifetimes l USING (connection_id) \
@@ -268,7 +268,7 @@ impl Store {
         }
 
         let mut stmt = self
-            .conn
+            .conn()
             .prepare(
                 "SELECT i.ts, i.name, i.mac, i.addresses, i.rx_bytes, i.tx_bytes, i.rx_packets, i.tx_packets, \
                  i.rx_errors, i.tx_errors FROM interfaces i JOIN snapshots s USING (snapshot_id) WHERE s.host = ? \
@@ -307,16 +307,16 @@ impl Store {
 
     /// Stores one snapshot whole, or nothing of it.
     pub fn append_snapshot(&self, snapshot: &Snapshot, source: &str, state: &mut HostState) -> Result<Stored> {
-        if self.read_only {
+        if self.is_read_only() {
             return Err(Error::Usage(format!(
                 "{} is open read-only; capture needs to write\n  hint: drop --read-only",
-                self.location.display()
+                self.location().display()
             )));
         }
         let started = std::time::Instant::now();
         let mut issued = SNAPSHOT_WRITER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let issued = issued.get_or_insert_with(HashMap::new);
-        let database = self.location.display();
+        let database = self.location().display();
         // Another capture of this process may have opened lifetimes since this run's tracker
         // was loaded.
         let known = issued.get(&database).copied();
@@ -324,11 +324,11 @@ impl Store {
             state.tracker.reserve_ids_from(next.connection_id);
         }
         let plan = state.tracker.plan(&snapshot.sockets);
-        self.conn.execute_batch("BEGIN TRANSACTION").map_err(store_err)?;
+        self.conn().execute_batch("BEGIN TRANSACTION").map_err(store_err)?;
         let written = match known.and_then(|k| k.snapshot_id) {
             Some(id) => Ok(id),
             None => self
-                .conn
+                .conn()
                 .query_row("SELECT coalesce(max(snapshot_id), 0) + 1 FROM snapshots", [], |r| {
                     r.get(0)
                 })
@@ -337,7 +337,7 @@ impl Store {
         .and_then(|snapshot_id| self.write_snapshot(snapshot_id, snapshot, source, &plan, state))
         // A failed COMMIT is a failed snapshot like any other: rolled back, the id read again.
         .and_then(|snapshot_id| {
-            self.conn.execute_batch("COMMIT").map_err(store_err)?;
+            self.conn().execute_batch("COMMIT").map_err(store_err)?;
             Ok(snapshot_id)
         });
         match written {
@@ -357,7 +357,8 @@ impl Store {
                     Issued {
                         connection_id: state.tracker.next_id(),
                         // Two in-memory databases share a location but not their rows.
-                        snapshot_id: matches!(self.location, super::Location::File(_)).then_some(snapshot_id + 1),
+                        snapshot_id: matches!(self.location(), crate::store::Location::File(_))
+                            .then_some(snapshot_id + 1),
                     },
                 );
                 for rec in &snapshot.interfaces {
@@ -368,7 +369,7 @@ impl Store {
                 Ok(stored)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.conn().execute_batch("ROLLBACK");
                 if let Some(entry) = issued.get_mut(&database) {
                     entry.snapshot_id = None;
                 }
@@ -444,7 +445,7 @@ impl Store {
     /// snapshot), and keeps the last known counters of those continued by a TIME_WAIT remnant.
     fn complete_lifetimes(&self, snapshot_id: i64, host: &str, plan: &Plan) -> Result<()> {
         let previous: Option<i64> = self
-            .conn
+            .conn()
             .query_row(
                 "SELECT max(snapshot_id) FROM snapshots WHERE host = ? AND snapshot_id < ?",
                 params![host, snapshot_id],
@@ -458,7 +459,7 @@ impl Store {
              rtt_us = coalesce(s.rtt_us, l.rtt_us), process_name = coalesce(s.process_name, l.process_name)";
         if !plan.orphaned.is_empty() {
             let list = plan.orphaned.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-            self.conn
+            self.conn()
                 .execute(
                     &format!(
                         "UPDATE connection_lifetimes AS l SET {counters} FROM sockets AS s \
@@ -474,7 +475,7 @@ impl Store {
             // row in this one: one anti-join, however many closed (tens of thousands when a
             // server stops), instead of a list of ids.
             let closed = self
-                .conn
+                .conn()
                 .execute(
                     &format!(
                         "UPDATE connection_lifetimes AS l SET \
@@ -504,7 +505,7 @@ impl Store {
         let fail = |e: duckdb::Error| Error::StoreSnapshot {
             reason: format!("appending to {table}: {e}"),
         };
-        let mut appender = self.conn.appender(table).map_err(fail)?;
+        let mut appender = self.conn().appender(table).map_err(fail)?;
         appender.append_record_batch(batch).map_err(fail)?;
         appender.flush().map_err(fail)
     }
@@ -519,7 +520,7 @@ impl Store {
         };
         let names: HashMap<u32, &str> = snap.processes.iter().map(|p| (p.pid, p.name.as_str())).collect();
         let listeners = Listeners::of(&snap.sockets);
-        let mut appender = self.conn.appender("sockets").map_err(fail)?;
+        let mut appender = self.conn().appender("sockets").map_err(fail)?;
         for start in (0..snap.sockets.len()).step_by(SLICE) {
             let end = (start + SLICE).min(snap.sockets.len());
             let rows = SocketRows {
@@ -906,12 +907,12 @@ mod tests {
     }
 
     fn setting(store: &Store, name: &str) -> String {
-        current_setting(&store.conn, name).unwrap()
+        current_setting(store.conn(), name).unwrap()
     }
 
     fn cached_table_bytes(store: &Store) -> i64 {
         store
-            .conn
+            .conn()
             .query_row(
                 "SELECT coalesce(sum(memory_usage_bytes), 0)::BIGINT FROM duckdb_memory() WHERE tag = 'BASE_TABLE'",
                 [],
@@ -940,10 +941,10 @@ mod tests {
             store
                 .append_snapshot(&snap(0, sockets, 0), "fixture", &mut state)
                 .unwrap();
-            store.conn.execute_batch("CHECKPOINT").unwrap();
+            store.conn().execute_batch("CHECKPOINT").unwrap();
             // Reading the rows back caches their blocks, as a capture's own reads do.
             let _: i64 = store
-                .conn
+                .conn()
                 .query_row("SELECT sum(bytes_sent + local_port) FROM sockets", [], |r| r.get(0))
                 .unwrap();
             let before = cached_table_bytes(&store);
@@ -1004,7 +1005,7 @@ mod tests {
         let store = Store::open(&Location::File(dir.path().join("m.duckdb")), false).unwrap();
         // A first run with the default limit, then the shell sets one before the next run.
         store.capture_settings().unwrap().release_cache();
-        store.conn.execute_batch("SET memory_limit = '3GB'").unwrap();
+        store.conn().execute_batch("SET memory_limit = '3GB'").unwrap();
         let shown = setting(&store, "memory_limit");
         let mut settings = store.capture_settings().unwrap();
         for _ in 0..5 {
