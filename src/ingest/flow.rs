@@ -275,6 +275,12 @@ struct Stream {
 /// acknowledged yet, past which the reassembler gives up on the stream.
 const MAX_ABOVE_HOLE_WITHOUT_ACKS: u64 = 16_384;
 
+/// Separate runs of data above holes a side may have before netlens stops following it. Zeek
+/// bounds its buffer by bytes only (tcp_excessive_data_without_further_acks, 10 MiB); this bound
+/// keeps a crafted capture of many tiny disjoint segments from making each segment cost a long
+/// list walk. Real losses leave a few holes at a time, far below it.
+const MAX_HOLES: usize = 4096;
+
 impl Stream {
     fn new() -> Self {
         Stream {
@@ -309,7 +315,7 @@ impl Stream {
         } else {
             insert_range(&mut self.above_hole, start, upper);
         }
-        if nothing_acked && self.undelivered() > MAX_ABOVE_HOLE_WITHOUT_ACKS {
+        if (nothing_acked && self.undelivered() > MAX_ABOVE_HOLE_WITHOUT_ACKS) || self.above_hole.len() > MAX_HOLES {
             // Zeek: weird above_hole_data_without_any_acks, and deliveries stop.
             self.above_hole = Vec::new();
             self.skipping = true;
@@ -1934,6 +1940,24 @@ mod tests {
         packets[last] = (5, false, AK, 501, 3021 + 1460 * 3, 0);
         let f = with_handshake(&packets);
         assert_eq!((f[0].history.as_str(), f[0].missed_bytes), ("ShADaG", 1460));
+    }
+
+    /// A side with more separate runs above holes than MAX_HOLES is no longer followed (and
+    /// what was waiting is dropped), so a crafted capture cannot make every segment slow.
+    #[test]
+    fn too_many_holes_stop_the_side_being_followed() {
+        let mut s = Stream::new();
+        s.data(1, 10, 1, false);
+        for i in 0..MAX_HOLES as u64 {
+            s.data(100 + 10 * i, 5, 1, false);
+        }
+        assert_eq!((s.above_hole.len(), s.skipping), (MAX_HOLES, false));
+        s.data(100 + 10 * MAX_HOLES as u64, 5, 1, false);
+        assert!(s.skipping && s.above_hole.is_empty());
+        let mut gaps = Vec::new();
+        s.acked(1_000_000, false, &mut gaps);
+        assert!(gaps.is_empty());
+        assert_eq!(s.reassembled, 1_000_000);
     }
 
     #[test]
