@@ -62,6 +62,9 @@ pub enum Transport {
         window: u16,
         /// Payload bytes on the wire (IP length minus IP and TCP headers).
         payload: u32,
+        /// Whether the capture holds the whole payload (not cut by the snap length): Zeek
+        /// hands only whole segments to its reassembler, so a cut one leaves a content gap.
+        payload_captured: bool,
     },
     Udp {
         sport: u16,
@@ -350,6 +353,7 @@ fn transport(proto: u8, b: &[u8], len: u32, v6: bool) -> Result<Transport, &'sta
                 flags: b[13],
                 window: u16::from_be_bytes([b[14], b[15]]),
                 payload: len.saturating_sub(off),
+                payload_captured: b.len() >= len as usize,
             })
         }
         17 => {
@@ -498,12 +502,22 @@ mod tests {
                 ack: 0,
                 flags: flags::SYN,
                 window: 0xffff,
-                payload: 10
+                payload: 10,
+                payload_captured: true,
             }
         );
-        // Truncated by the snap length after the TCP header: lengths still come from headers.
+        // Truncated by the snap length after the TCP header: lengths still come from headers,
+        // and the payload is marked as not captured.
         let Decoded::Ip(t) = decode(1, &f[..54]) else { panic!() };
-        assert_eq!(t, p);
+        let Transport::Tcp {
+            payload,
+            payload_captured,
+            ..
+        } = t.transport
+        else {
+            panic!()
+        };
+        assert_eq!((t.ip_len, payload, payload_captured), (p.ip_len, 10, false));
         assert_eq!(decode(1, &f[..40]), Decoded::Broken("TCP header"));
     }
 

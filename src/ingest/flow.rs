@@ -6,7 +6,11 @@
 //! from a likely server port): the flow is then flipped and its history starts with `^`.
 //! TCP endpoints run the state machine of Zeek's TCP analyzer (INACTIVE, SYN_SENT,
 //! SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET), from which `conn_state`, `history` and
-//! the sequence-number byte counts follow exactly as Zeek derives them.
+//! the sequence-number byte counts follow exactly as Zeek derives them. A SYN answering the
+//! originator's SYN-ACK (the handshake captured out of order) flips the roles, as Zeek does.
+//! Each side's stream is followed as Zeek's TCP reassembler follows it, without keeping
+//! payload: data acknowledged but never captured is a content gap (history `G`/`g`,
+//! `missed_bytes`).
 //!
 //! Only active flows are held in memory. A flow ends when it has been idle longer than its
 //! protocol's timeout, or 5 s after TCP closed it (both FINs, or a RST — Zeek's
@@ -85,6 +89,9 @@ pub struct FlowRecord {
     pub resp_payload_seen: u64,
     /// Position in the file of the flow's first packet (orders flows that start together).
     pub first_packet: u64,
+    /// Bytes in content gaps (TCP data acknowledged but never seen), as Zeek's `missed_bytes`;
+    /// 0 for UDP and ICMP.
+    pub missed_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,6 +166,10 @@ struct TcpEnd {
     rxmit_threshold: u64,
     zero_win: u64,
     zero_win_threshold: u64,
+    /// Zeek's FIN_seq: relative sequence number one past this side's last FIN.
+    fin_seq: i64,
+    gaps: u64,
+    gap_threshold: u64,
 }
 
 impl TcpEnd {
@@ -233,6 +244,137 @@ struct Flow {
     closed_at: Option<i64>,
     /// When the originator's first SYN came (Zeek's attempt timer starts then).
     attempt_at: Option<i64>,
+    /// Each side's stream as Zeek's reassembler sees it (TCP only).
+    streams: [Stream; 2],
+    /// Zeek's is_partial: an endpoint was first seen mid-connection.
+    partial: bool,
+    /// Bytes of the streams' content gaps (Zeek's missed_bytes).
+    missed_bytes: u64,
+}
+
+/// One side's byte stream as Zeek's TCP_Reassembler tracks it, reduced to what decides content
+/// gaps: how far the stream is complete (`last_reassem_seq`), how far the peer's ACKs trimmed it
+/// (`trim_seq`), and the segments received above a hole. Delivered data is not kept: Zeek keeps
+/// it only until it is acknowledged, and it never changes what counts as missing. Sequence
+/// numbers are relative to the side's start (its first data byte is 1).
+#[derive(Debug, Clone, Default)]
+struct Stream {
+    /// First byte not yet received in order (Zeek starts it at 1).
+    reassembled: u64,
+    /// Bytes below this were acknowledged; later copies of them are ignored.
+    trimmed: u64,
+    /// Segments above a hole, `[seq, upper)`, sorted and disjoint, all above `reassembled`.
+    /// Empty (no allocation) while the stream arrives in order.
+    above_hole: Vec<(u64, u64)>,
+    /// Zeek's skip_deliveries: data stopped being followed (too much above a hole with nothing
+    /// acknowledged), and no further gaps are reported.
+    skipping: bool,
+}
+
+/// Zeek's tcp_max_above_hole_without_any_acks: data above a hole, with none of the side's data
+/// acknowledged yet, past which the reassembler gives up on the stream.
+const MAX_ABOVE_HOLE_WITHOUT_ACKS: u64 = 16_384;
+
+/// Separate runs of data above holes a side may have before netlens stops following it. Zeek
+/// bounds its buffer by bytes only (tcp_excessive_data_without_further_acks, 10 MiB); this bound
+/// keeps a crafted capture of many tiny disjoint segments from making each segment cost a long
+/// list walk. Real losses leave a few holes at a time, far below it.
+const MAX_HOLES: usize = 4096;
+
+impl Stream {
+    fn new() -> Self {
+        Stream {
+            reassembled: 1,
+            trimmed: 1,
+            ..Stream::default()
+        }
+    }
+
+    /// Bytes received above the first hole (Zeek's NumUndeliveredBytes).
+    fn undelivered(&self) -> u64 {
+        self.above_hole
+            .last()
+            .map_or(0, |&(_, upper)| upper.saturating_sub(self.reassembled))
+    }
+
+    /// A segment `[seq, seq + len)` arrived (Zeek's DataSent and NewBlock): bytes the peer
+    /// acknowledged (`acked`) or trimmed are dropped, in-order bytes advance the stream, and bytes
+    /// above a hole wait in `above_hole`. `nothing_acked` is Zeek's NoDataAcked.
+    fn data(&mut self, seq: u64, len: u64, acked: u64, nothing_acked: bool) {
+        if self.skipping || len == 0 {
+            return;
+        }
+        let upper = seq + len;
+        let start = seq.max(acked).max(self.trimmed);
+        if upper <= start {
+            return;
+        }
+        if start <= self.reassembled {
+            self.reassembled = self.reassembled.max(upper);
+            self.catch_up();
+        } else {
+            insert_range(&mut self.above_hole, start, upper);
+        }
+        if (nothing_acked && self.undelivered() > MAX_ABOVE_HOLE_WITHOUT_ACKS) || self.above_hole.len() > MAX_HOLES {
+            // Zeek: weird above_hole_data_without_any_acks, and deliveries stop.
+            self.above_hole = Vec::new();
+            self.skipping = true;
+        }
+    }
+
+    /// Moves `reassembled` over the waiting segments it now reaches.
+    fn catch_up(&mut self) {
+        let reached = self
+            .above_hole
+            .iter()
+            .take_while(|&&(s, _)| s <= self.reassembled)
+            .count();
+        for &(_, upper) in &self.above_hole[..reached] {
+            self.reassembled = self.reassembled.max(upper);
+        }
+        self.above_hole.drain(..reached);
+    }
+
+    /// The peer acknowledged up to `ack` (Zeek's AckReceived, TrimToSeq and Undelivered): every
+    /// hole below it is a content gap. Returns the gaps' lengths in order; `partial` is Zeek's
+    /// IsPartial (an ACK of the first byte or two of a partial connection reveals nothing).
+    fn acked(&mut self, ack: u64, partial: bool, gaps: &mut Vec<u64>) {
+        if ack <= self.trimmed {
+            return;
+        }
+        self.trimmed = ack;
+        if ack <= self.reassembled || (ack <= 2 && partial) {
+            return;
+        }
+        if !self.skipping {
+            while let Some(&(seq, upper)) = self.above_hole.first() {
+                if seq >= ack {
+                    break;
+                }
+                gaps.push(seq - self.reassembled);
+                self.reassembled = upper;
+                self.above_hole.remove(0);
+                self.catch_up();
+            }
+            if ack > self.reassembled {
+                gaps.push(ack - self.reassembled);
+            }
+        }
+        self.reassembled = self.reassembled.max(ack);
+    }
+}
+
+/// Adds `[seq, upper)` to sorted disjoint ranges, merging what it overlaps or touches.
+fn insert_range(ranges: &mut Vec<(u64, u64)>, seq: u64, upper: u64) {
+    let at = ranges.partition_point(|&(_, u)| u < seq);
+    let mut end = at;
+    let (mut lo, mut hi) = (seq, upper);
+    while end < ranges.len() && ranges[end].0 <= hi {
+        lo = lo.min(ranges[end].0);
+        hi = hi.max(ranges[end].1);
+        end += 1;
+    }
+    ranges.splice(at..end, [(lo, hi)]);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +404,18 @@ impl Flow {
         } else {
             true
         }
+    }
+
+    /// Zeek's Connection::FlipRoles: the responder becomes the originator. Each side's state and
+    /// counts go with it; the history keeps its letters as written and gains a `^`, and the
+    /// letters already recorded stay recorded for the role, not the host (as Zeek's mask does).
+    fn flip(&mut self) {
+        self.ends.swap(0, 1);
+        self.streams.swap(0, 1);
+        self.orig_is_a = !self.orig_is_a;
+        std::mem::swap(&mut self.orig_h, &mut self.resp_h);
+        std::mem::swap(&mut self.orig_p, &mut self.resp_p);
+        self.history.push('^');
     }
 
     fn add_history(&mut self, side: usize, code: char) {
@@ -341,6 +495,7 @@ impl Flow {
             orig_payload_seen: o.payload,
             resp_payload_seen: r.payload,
             first_packet: self.first_packet,
+            missed_bytes: self.missed_bytes,
         }
     }
 }
@@ -816,6 +971,9 @@ impl FlowTable {
                 hist_seen: [0; 2],
                 closed_at: None,
                 attempt_at: None,
+                streams: [Stream::new(), Stream::new()],
+                partial: false,
+                missed_bytes: 0,
             }
         };
         // One lookup per packet. An existing flow ends first when it timed out, or when a
@@ -833,7 +991,7 @@ impl FlowTable {
             }
             Entry::Vacant(entry) => entry.insert(new_flow()),
         };
-        let side = usize::from(src_is_a != flow.orig_is_a);
+        let mut side = usize::from(src_is_a != flow.orig_is_a);
         flow.seen_ns = flow.seen_ns.max(ts_ns);
         let end = &mut flow.ends[side];
         end.pkts += 1;
@@ -846,10 +1004,19 @@ impl FlowTable {
                 flags,
                 window,
                 payload,
+                payload_captured,
                 ..
             } => {
                 end.payload += u64::from(payload);
-                tcp_packet(flow, side, ts_ns, seq, ack, flags, window, payload);
+                let segment = Segment {
+                    seq,
+                    ack,
+                    flags,
+                    window,
+                    len: payload,
+                    captured: payload_captured,
+                };
+                side = tcp_packet(flow, side, ts_ns, segment);
                 if flow.closed_at.is_none() && flow.is_closed() {
                     flow.closed_at = Some(ts_ns);
                 }
@@ -870,19 +1037,39 @@ impl FlowTable {
     }
 }
 
+/// The TCP header fields the flow engine uses, and the payload's length on the wire.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    len: u32,
+    /// The whole payload is in the capture.
+    captured: bool,
+}
+
 /// One TCP segment through Zeek's TCP analyzer logic (TCP.cc: DeliverPacket and the
-/// Update*State functions), reduced to what conn.log needs.
-#[allow(clippy::too_many_arguments)]
-fn tcp_packet(flow: &mut Flow, side: usize, ts_ns: i64, seq: u32, ack: u32, flags: u8, window: u16, len: u32) {
+/// Update*State functions), reduced to what conn.log needs. Returns the sender's side, which
+/// changes when the segment reverses the flow's roles.
+fn tcp_packet(flow: &mut Flow, mut side: usize, ts_ns: i64, segment: Segment) -> usize {
     use TcpState::*;
+    let Segment {
+        seq,
+        ack,
+        flags,
+        window,
+        len,
+        captured,
+    } = segment;
     let (syn, fin, rst, ackf) = (
         flags & tf::SYN != 0,
         flags & tf::FIN != 0,
         flags & tf::RST != 0,
         flags & tf::ACK != 0,
     );
-    let is_orig = side == 0;
-    let peer_side = 1 - side;
+    let mut is_orig = side == 0;
+    let mut peer_side = 1 - side;
     let len_i = i64::from(len);
 
     // Segment length in sequence space.
@@ -991,7 +1178,19 @@ fn tcp_packet(flow: &mut Flow, side: usize, ts_ns: i64, seq: u32, ack: u32, flag
 
     if fin {
         flow.ends[side].tcp.fin_cnt += 1;
+        flow.ends[side].tcp.fin_seq = rel_seq + i64::from(seg_len);
     }
+
+    // The ACK relative to the peer's start, before it moves the peer's numbering (Zeek's
+    // rel_ack: 1 when it starts the numbering, 0 when it lies before the start).
+    let rel_ack = {
+        let peer = &flow.ends[peer_side].tcp;
+        if peer.state == Inactive {
+            1
+        } else {
+            (peer.ack_rel + i64::from(ack.wrapping_sub(peer.ack_raw) as i32)).max(0)
+        }
+    };
 
     // ACK: set up the peer's numbering from it, or advance what the peer had acknowledged.
     if ackf {
@@ -1053,7 +1252,15 @@ fn tcp_packet(flow: &mut Flow, side: usize, ts_ns: i64, seq: u32, ack: u32, flag
                     flow.ends[side].tcp.set_state(if ackf { SynAckSent } else { SynSent });
                     flow.attempt_at = Some(ts_ns);
                 } else {
-                    if peer_state == SynSent {
+                    if !ackf && peer_state == SynAckSent && seq == flow.ends[side].tcp.start_raw {
+                        // A SYN answering the originator's SYN-ACK: the capture saw the
+                        // handshake's first two packets reversed. Zeek flips the roles (history
+                        // `^`, the letters so far kept as they are) and establishes both sides.
+                        flow.flip();
+                        (side, peer_side, is_orig) = (0, 1, true);
+                        flow.partial = false;
+                        flow.ends[peer_side].tcp.set_state(Established);
+                    } else if peer_state == SynSent {
                         flow.ends[peer_side].tcp.set_state(Established);
                     }
                     flow.ends[side].tcp.set_state(Established);
@@ -1116,6 +1323,54 @@ fn tcp_packet(flow: &mut Flow, side: usize, ts_ns: i64, seq: u32, ack: u32, flag
     }
     if do_close {
         flow.ends[side].tcp.did_close = true;
+    }
+    if flow.ends[side].tcp.state == Partial {
+        flow.partial = true;
+    }
+
+    // Content gaps, after the state machine as in Zeek: an ACK that ends a connection (in a
+    // FIN or RST) leaves it unclean, and its gaps are not reported.
+    if ackf {
+        ack_received(flow, peer_side, rel_ack);
+    }
+    if len > 0 && captured && !rst && rel_seq >= 0 {
+        let e = &flow.ends[side].tcp;
+        let data_seq = rel_seq as u64 + u64::from(syn);
+        let acked = e.ack_rel.max(0) as u64;
+        flow.streams[side].data(data_seq, u64::from(len), acked, acked <= 1);
+    }
+    side
+}
+
+/// Zeek's TCP_Endpoint::AckReceived for `side`'s stream: the peer acknowledged up to `rel_ack`
+/// (a FIN's own octet aside). Each hole below it is a content gap, reported (history `G`/`g`
+/// at its 1st, 10th, 100th ... occurrence, and its bytes in `missed_bytes`) only while both
+/// sides are established or cleanly closing, as Zeek's `report_gap` decides.
+fn ack_received(flow: &mut Flow, side: usize, rel_ack: i64) {
+    let e = flow.ends[side].tcp;
+    let mut ack = rel_ack.max(0) as u64;
+    if e.fin_cnt > 0 && rel_ack >= e.fin_seq {
+        ack = (e.fin_seq - 1).max(0) as u64;
+    }
+    let mut gaps = Vec::new();
+    flow.streams[side].acked(ack, flow.partial, &mut gaps);
+    let clean = |t: &TcpEnd| {
+        t.state == TcpState::Established || (t.state == TcpState::Closed && t.prev_state == TcpState::Established)
+    };
+    if gaps.is_empty() || !clean(&flow.ends[0].tcp) || !clean(&flow.ends[1].tcp) {
+        return;
+    }
+    for len in gaps {
+        flow.missed_bytes += len;
+        let e = &mut flow.ends[side].tcp;
+        e.gaps += 1;
+        if e.gap_threshold == 0 {
+            e.gap_threshold = 1;
+        }
+        if e.gaps == e.gap_threshold {
+            e.gap_threshold = e.gap_threshold.saturating_mul(10);
+            flow.add_history(side, 'G');
+        }
     }
 }
 
@@ -1552,5 +1807,202 @@ mod tests {
         assert!(rstos0_history("^SdR"));
         assert!(!rstos0_history("SAR"));
         assert!(!rstos0_history("R") && !rstos0_history("SFR"));
+    }
+
+    /// The handshake of A (ISN 100) with B (ISN 500): A's data starts at sequence 101.
+    const HANDSHAKE: [(i64, bool, u8, u32, u32, usize); 3] = [
+        (0, true, S, 100, 0, 0),
+        (1, false, SA, 500, 101, 0),
+        (2, true, AK, 101, 501, 0),
+    ];
+
+    fn with_handshake(rest: &[(i64, bool, u8, u32, u32, usize)]) -> Vec<FlowRecord> {
+        run_tcp(&[&HANDSHAKE[..], rest].concat())
+    }
+
+    /// A segment the capture missed and the peer acknowledged is a content gap: history `G`
+    /// (the side whose data is missing) and its bytes in missed_bytes; the sequence-number
+    /// byte count still includes it (Zeek's conn.log for such a trace: SF, ShADaGFf,
+    /// orig_bytes 300, missed_bytes 100).
+    #[test]
+    fn an_acknowledged_hole_is_a_content_gap() {
+        let f = with_handshake(&[
+            (3, true, PA, 101, 501, 100),
+            // 201..301 never seen.
+            (4, true, PA, 301, 501, 100),
+            (5, false, AK, 501, 401, 0),
+            (6, true, FA, 401, 501, 0),
+            (7, false, FA, 501, 402, 0),
+            (8, true, AK, 402, 502, 0),
+        ]);
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].conn_state, f[0].history.as_str()), ("SF", "ShADaGFf"));
+        assert_eq!((f[0].orig_bytes, f[0].missed_bytes), (300, 100));
+    }
+
+    /// The responder's missing data is `g`; a hole acknowledged by the ACK of a FIN counts (both
+    /// sides are cleanly closing), the FIN's own octet does not.
+    #[test]
+    fn a_hole_before_a_fin_is_a_gap_of_the_sender() {
+        let f = with_handshake(&[
+            (3, false, PA, 501, 101, 100),
+            // 601..701 never seen.
+            (4, false, FA, 701, 101, 0),
+            (5, true, FA, 101, 702, 0),
+            (6, false, AK, 702, 102, 0),
+        ]);
+        assert_eq!((f[0].conn_state, f[0].history.as_str()), ("SF", "ShAdfFga"));
+        assert_eq!((f[0].resp_bytes, f[0].missed_bytes), (200, 100));
+    }
+
+    /// Segments that arrive out of order fill their hole before any ACK: no gap (the late one is
+    /// below the highest sequence seen, so Zeek counts it as a retransmission, `T`).
+    #[test]
+    fn reordered_segments_are_no_gap() {
+        let f = with_handshake(&[
+            (3, true, PA, 201, 501, 100),
+            (4, true, PA, 101, 501, 100),
+            (5, false, AK, 501, 301, 0),
+        ]);
+        assert_eq!((f[0].history.as_str(), f[0].missed_bytes), ("ShADTa", 0));
+    }
+
+    /// A hole revealed by the ACK in a RST, or in a partial connection (no handshake seen), is
+    /// not reported: Zeek reports gaps only while both sides are established or cleanly closing.
+    #[test]
+    fn gaps_in_resets_and_partial_connections_are_not_reported() {
+        let reset = with_handshake(&[(3, true, PA, 101, 501, 100), (4, false, RA, 501, 301, 0)]);
+        assert_eq!((reset[0].conn_state, reset[0].history.as_str()), ("RSTR", "ShADr"));
+        assert_eq!(reset[0].missed_bytes, 0);
+        let partial = run_tcp(&[
+            (0, true, PA, 1000, 5000, 100),
+            (1, true, PA, 1200, 5000, 100),
+            (2, false, AK, 5000, 1300, 0),
+        ]);
+        assert_eq!((partial[0].history.as_str(), partial[0].missed_bytes), ("Da", 0));
+    }
+
+    /// Gaps are logged at their 1st, 10th, 100th ... occurrence; every one counts its bytes.
+    #[test]
+    fn repeated_gaps_are_logged_at_powers_of_ten() {
+        let mut packets = Vec::new();
+        for i in 0..10u32 {
+            let ms = 3 + 2 * i64::from(i);
+            packets.push((ms, true, PA, 101 + 200 * i, 501, 100));
+            packets.push((ms + 1, false, AK, 501, 301 + 200 * i, 0));
+        }
+        let f = with_handshake(&packets);
+        assert_eq!((f[0].history.as_str(), f[0].missed_bytes), ("ShADaGG", 1000));
+    }
+
+    /// A payload cut by the snap length never reaches Zeek's reassembler: acknowledged, it is a
+    /// gap.
+    #[test]
+    fn a_payload_cut_by_the_snap_length_is_a_gap() {
+        let mut frames: Vec<(i64, Vec<u8>)> = HANDSHAKE
+            .iter()
+            .map(|&(ms, from_a, flags, seq, ack, len)| {
+                let frame = if from_a {
+                    build::tcp4(A, 40000, B, 80, seq, ack, flags, len)
+                } else {
+                    build::tcp4(B, 80, A, 40000, seq, ack, flags, len)
+                };
+                (ms, frame)
+            })
+            .collect();
+        let mut cut = build::tcp4(A, 40000, B, 80, 101, 501, PA, 1000);
+        cut.truncate(14 + 20 + 20 + 64);
+        frames.push((3, cut));
+        frames.push((4, build::tcp4(B, 80, A, 40000, 501, 1101, AK, 0)));
+        let f = run_frames(&frames);
+        assert_eq!(
+            (f[0].history.as_str(), f[0].orig_bytes, f[0].missed_bytes),
+            ("ShADaG", 1000, 1000)
+        );
+    }
+
+    /// More than 16 KiB above a hole while none of the side's data was acknowledged: Zeek's
+    /// reassembler stops following the stream (above_hole_data_without_any_acks), and the
+    /// holes acknowledged afterwards are not gaps.
+    #[test]
+    fn a_stream_with_too_much_above_a_hole_is_no_longer_followed() {
+        let mut packets = vec![(3, true, PA, 101, 501, 1460)];
+        // 1561..3021 never seen; then 12 segments above the hole (17 520 bytes).
+        for i in 0..12u32 {
+            packets.push((4, true, PA, 3021 + 1460 * i, 501, 1460));
+        }
+        packets.push((5, false, AK, 501, 3021 + 1460 * 12, 0));
+        let f = with_handshake(&packets);
+        assert_eq!((f[0].history.as_str(), f[0].missed_bytes), ("ShADa", 0));
+        // The same with fewer bytes above the hole is reported.
+        packets.drain(4..13);
+        let last = packets.len() - 1;
+        packets[last] = (5, false, AK, 501, 3021 + 1460 * 3, 0);
+        let f = with_handshake(&packets);
+        assert_eq!((f[0].history.as_str(), f[0].missed_bytes), ("ShADaG", 1460));
+    }
+
+    /// A side with more separate runs above holes than MAX_HOLES is no longer followed (and
+    /// what was waiting is dropped), so a crafted capture cannot make every segment slow.
+    #[test]
+    fn too_many_holes_stop_the_side_being_followed() {
+        let mut s = Stream::new();
+        s.data(1, 10, 1, false);
+        for i in 0..MAX_HOLES as u64 {
+            s.data(100 + 10 * i, 5, 1, false);
+        }
+        assert_eq!((s.above_hole.len(), s.skipping), (MAX_HOLES, false));
+        s.data(100 + 10 * MAX_HOLES as u64, 5, 1, false);
+        assert!(s.skipping && s.above_hole.is_empty());
+        let mut gaps = Vec::new();
+        s.acked(1_000_000, false, &mut gaps);
+        assert!(gaps.is_empty());
+        assert_eq!(s.reassembled, 1_000_000);
+    }
+
+    #[test]
+    fn ranges_merge_what_they_overlap_or_touch() {
+        let mut r = Vec::new();
+        insert_range(&mut r, 10, 20);
+        insert_range(&mut r, 30, 40);
+        insert_range(&mut r, 50, 60);
+        insert_range(&mut r, 20, 30);
+        assert_eq!(r, [(10, 40), (50, 60)]);
+        insert_range(&mut r, 5, 55);
+        assert_eq!(r, [(5, 60)]);
+        insert_range(&mut r, 1, 2);
+        assert_eq!(r, [(1, 2), (5, 60)]);
+    }
+
+    /// The handshake's first two packets captured reversed (SYN-ACK, then its SYN), between
+    /// ports neither of which is a likely server port: the SYN-ACK's sender starts as the
+    /// originator, and the SYN flips the roles (Zeek's SYN/SYN-ACK reversal in
+    /// UpdateInactiveState): history `Hs^` then the rest from the true originator's view, SF.
+    #[test]
+    fn a_syn_after_its_syn_ack_flips_the_roles() {
+        let (x, y) = ((B, 46000), (A, 45000));
+        let seg = |ms: i64, from_x: bool, flags: u8, seq: u32, ack: u32, len: usize| {
+            let ((sh, sp), (dh, dp)) = if from_x { (x, y) } else { (y, x) };
+            (ms, build::tcp4(sh, sp, dh, dp, seq, ack, flags, len))
+        };
+        let f = run_frames(&[
+            seg(0, true, SA, 900, 101, 0),
+            seg(1, false, S, 100, 0, 0),
+            seg(2, false, AK, 101, 901, 0),
+            seg(3, false, PA, 101, 901, 10),
+            seg(4, true, PA, 901, 111, 20),
+            seg(5, false, FA, 111, 921, 0),
+            seg(6, true, FA, 921, 112, 0),
+            seg(7, false, AK, 112, 922, 0),
+        ]);
+        assert_eq!(f.len(), 1);
+        let f = &f[0];
+        assert_eq!(
+            (f.orig_h, f.orig_p, f.resp_h, f.resp_p),
+            (IpAddr::V4(A), 45000, IpAddr::V4(B), 46000)
+        );
+        assert_eq!((f.conn_state, f.history.as_str()), ("SF", "Hs^ADdFf"));
+        assert_eq!((f.orig_bytes, f.resp_bytes, f.orig_pkts, f.resp_pkts), (10, 20, 5, 3));
+        assert_eq!(f.ts_ns, 0);
     }
 }

@@ -69,7 +69,7 @@ impl From<FlowRecord> for FlowRow {
             orig_bytes: Some(i64_of(f.orig_bytes)),
             resp_bytes: Some(i64_of(f.resp_bytes)),
             conn_state: Some(f.conn_state.to_string()),
-            missed_bytes: None,
+            missed_bytes: Some(i64_of(f.missed_bytes)),
             history: Some(f.history),
             orig_pkts: Some(i64_of(f.orig_pkts)),
             orig_ip_bytes: Some(i64_of(f.orig_ip_bytes)),
@@ -333,7 +333,7 @@ impl FlowColumns {
         self.push_counts([
             Some(i64_of(f.orig_bytes)),
             Some(i64_of(f.resp_bytes)),
-            None,
+            Some(i64_of(f.missed_bytes)),
             Some(i64_of(f.orig_pkts)),
             Some(i64_of(f.orig_ip_bytes)),
             Some(i64_of(f.resp_pkts)),
@@ -615,6 +615,7 @@ mod tests {
             orig_payload_seen: 5,
             resp_payload_seen: 7,
             first_packet: 3,
+            missed_bytes: 12,
         }
     }
 
