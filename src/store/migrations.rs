@@ -83,6 +83,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "feedback_columns",
         sql: include_str!("../../sql/013_feedback_columns.sql"),
     },
+    Migration {
+        version: 14,
+        name: "explain",
+        sql: include_str!("../../sql/014_explain.sql"),
+    },
 ];
 
 const BOOTSTRAP: &str = "
