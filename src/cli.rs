@@ -182,6 +182,9 @@ pub enum DomainCommand {
     Score(ScoreArgs),
     /// Refit stored models on the newest data with their stored parameters
     Retrain(RetrainArgs),
+    /// Why a model flags what it flags: permutation importance of each feature, and the features
+    /// that pushed the highest-scoring rows out
+    Explain(ExplainArgs),
     /// List the stored models (newest version of each, or all with --all)
     Models(ModelsArgs),
     /// List the analysis stages, their tables and parameters
@@ -581,6 +584,44 @@ pub struct ScoreArgs {
 pub struct RetrainArgs {
     /// A model name, or a stage (every model of it) [default: every model]
     pub target: Option<String>,
+}
+
+/// Options of `explain`.
+#[derive(Debug, Args, Clone)]
+pub struct ExplainArgs {
+    /// A run (model_runs.run_id: its model on its input), or a model: NAME or NAME@VERSION
+    pub target: String,
+
+    /// Rows to explain: a table or view name, or a query [default: the run's input, or the
+    /// model's training source]
+    #[arg(long, value_name = "SOURCE")]
+    pub on: Option<String>,
+
+    /// Ground-truth column: importance is the drop in ROC-AUC [default: the run's or the model's
+    /// label, when the rows have it; without one, the mean shift of the score]
+    #[arg(long, value_name = "COL")]
+    pub label: Option<String>,
+
+    /// Column copied into row_explanations.id [default: the run's id column, or id, flow_id, uid
+    /// or connection_id when present]
+    #[arg(long, value_name = "COL")]
+    pub id: Option<String>,
+
+    /// Rows (a seeded sample) whose features are shuffled for permutation importance
+    #[arg(long, default_value_t = crate::analysis::explain::ExplainRequest::DEFAULT_SAMPLE)]
+    pub sample: usize,
+
+    /// Shuffles of each feature (importance is their mean)
+    #[arg(long, default_value_t = crate::analysis::explain::ExplainRequest::DEFAULT_REPEATS)]
+    pub repeats: usize,
+
+    /// Highest-scoring rows explained one by one (row_explanations)
+    #[arg(long, default_value_t = crate::analysis::explain::ExplainRequest::DEFAULT_TOP)]
+    pub top: usize,
+
+    /// Random seed of the sample and the shuffles
+    #[arg(long, default_value_t = crate::analysis::DEFAULT_SEED)]
+    pub seed: u64,
 }
 
 /// Options of `models`.
@@ -1304,6 +1345,19 @@ impl DomainCommand {
                 quiet(false),
             ),
             DomainCommand::Retrain(r) => (Request::Retrain { target: r.target }, quiet(false)),
+            DomainCommand::Explain(e) => (
+                Request::Explain(crate::analysis::explain::ExplainRequest {
+                    target: e.target,
+                    source: e.on,
+                    label: e.label,
+                    id: e.id,
+                    sample: e.sample,
+                    repeats: e.repeats,
+                    top: e.top,
+                    seed: e.seed,
+                }),
+                quiet(false),
+            ),
             DomainCommand::Models(m) => (Request::Models { all: m.all }, quiet(false)),
             DomainCommand::Stages => (Request::Stages, quiet(false)),
             DomainCommand::Detect(d) => (Request::Detect(d.into_request()?), quiet(d.quiet)),

@@ -60,6 +60,7 @@ pub enum Request {
     Train(TrainRequest),
     Score(ScoreRequest),
     Retrain { target: Option<String> },
+    Explain(crate::analysis::explain::ExplainRequest),
     Models { all: bool },
     Stages,
     Detect(DetectRequest),
@@ -91,6 +92,7 @@ impl Request {
             Request::Train(_) => "train",
             Request::Score(_) => "score",
             Request::Retrain { .. } => "retrain",
+            Request::Explain(_) => "explain",
             Request::Models { .. } => "models",
             Request::Stages => "stages",
             Request::Detect(_) => "detect",
@@ -244,6 +246,7 @@ pub fn execute(store: &Store, request: Request, ctx: &mut Context<'_>) -> Result
         | Request::Train(_)
         | Request::Score(_)
         | Request::Retrain { .. }
+        | Request::Explain(_)
         | Request::Detect(_)
         | Request::Insights
         | Request::Report(_) => true,
@@ -288,6 +291,31 @@ pub fn execute(store: &Store, request: Request, ctx: &mut Context<'_>) -> Result
         Request::Retrain { target } => {
             let summaries = analysis::retrain(store, target.as_deref(), (ctx.clock)())?;
             run_summary(&summaries, &mut reply);
+        }
+        Request::Explain(e) => {
+            let summary = analysis::explain::explain(store, &e, (ctx.clock)())?;
+            for note in &summary.notes {
+                reply.warning(note.clone());
+            }
+            reply.summary(format!(
+                "explain model {}@{}{}: run {}, {} rows, importance ({}{}) on {} of them, reasons for the top {} rows",
+                summary.model,
+                summary.version,
+                summary.explained_run.map(|r| format!(" (run {r})")).unwrap_or_default(),
+                summary.run_id,
+                summary.rows_in,
+                summary.measure,
+                summary
+                    .baseline
+                    .map(|b| format!(", baseline {b:.4}"))
+                    .unwrap_or_default(),
+                summary.sampled,
+                summary.explained_rows
+            ));
+            reply.rows(analysis::explain::importance_sql(summary.run_id));
+            if summary.explained_rows > 0 {
+                reply.rows(analysis::explain::rows_sql(summary.run_id));
+            }
         }
         Request::Models { all } => reply.rows(analysis::models_sql(all)),
         Request::Stages => reply.rows(analysis::stages_sql()),

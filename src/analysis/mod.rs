@@ -5,16 +5,20 @@
 //!
 //! The pieces: [`features`] (sources, feature choice, encoding, the Arrow read), the stages
 //! ([`kmeans`], [`anomaly`] around [`iforest`], [`pca`], [`dbscan`]), [`evaluation`] against a
-//! label column, and this module's registry, model registry and run orchestration. [`train`],
-//! [`score`] and [`retrain`] are the library entry points (the commands and `watch` call them).
+//! label column, [`explain`] (permutation importance and per-row reasons of a stored model), and
+//! this module's registry, model registry and run orchestration. [`train`], [`score`],
+//! [`retrain`] and [`explain::explain`] are the library entry points (the commands and `watch`
+//! call them).
 //! May touch: the store (reads any relation; writes only the analysis tables of
-//! `sql/003_analysis.sql` and its own run-private scratch tables).
+//! `sql/003_analysis.sql`, `sql/012_ensemble.sql`, `sql/018_explain.sql` and its own run-private
+//! scratch tables).
 
 pub mod anomaly;
 pub mod autoencoder;
 pub mod dbscan;
 pub mod ensemble;
 pub mod evaluation;
+pub mod explain;
 pub mod features;
 pub mod iforest;
 pub mod kmeans;

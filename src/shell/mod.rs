@@ -113,6 +113,7 @@ impl Database for LocalDatabase {
             Request::Train(_) => Some("training"),
             Request::Score(_) => Some("scoring"),
             Request::Retrain { .. } => Some("retraining"),
+            Request::Explain(_) => Some("explaining"),
             _ => None,
         }
         .filter(|_| progress && std::io::stderr().is_terminal())

@@ -103,6 +103,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "flows_missed_bytes",
         sql: include_str!("../../sql/017_flows_missed_bytes.sql"),
     },
+    Migration {
+        version: 18,
+        name: "explain",
+        sql: include_str!("../../sql/018_explain.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -483,6 +488,7 @@ mod tests {
         (15, "a330f8bcd54a2f514f1cd94ff34355ee3c1c0832e7d66273a2ac8dad0f91f6a0"),
         (16, "f426967a13b9004acad9077d050191e49ddc3c56b826815a8dbf7562e472bc99"),
         (17, "6b82737afd7e450ca4af6b1531c8f45b73c2ebde280847e476db1304c1944947"),
+        (18, "88dd33dd0e99f200873249496259908dc19ea893d8d5a4538e5d2229a271c90c"),
     ];
 
     #[test]

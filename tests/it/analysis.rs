@@ -14,7 +14,7 @@ const TRAFFIC: &str = "CREATE TABLE traffic AS SELECT i AS id, \
     CASE WHEN i >= 590 THEN 'attack' ELSE 'normal' END AS label \
     FROM range(600) r(i)";
 
-fn with_traffic() -> Scratch {
+pub(crate) fn with_traffic() -> Scratch {
     let s = Scratch::new();
     s.query(TRAFFIC);
     s
@@ -575,7 +575,7 @@ fn kmeans_distance_is_an_evaluated_anomaly_score() {
 
 /// Small member settings for the 600-row traffic table (LOF needs fewer neighbours than its
 /// default reference sample holds, the autoencoder a bottleneck narrower than 4 columns).
-const SMALL_ENSEMBLE: &[&str] = &[
+pub(crate) const SMALL_ENSEMBLE: &[&str] = &[
     "--set",
     "lof.k=10",
     "--set",

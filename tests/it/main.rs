@@ -7,6 +7,7 @@ mod capture;
 mod dashboard;
 mod datasets;
 mod detect;
+mod explain;
 mod export;
 mod geo;
 mod ingest;
