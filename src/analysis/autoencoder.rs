@@ -214,6 +214,9 @@ impl Autoencoder {
             epochs_run = epoch;
             training_rows.shuffle(&mut rng);
             for chunk in training_rows.chunks(batch) {
+                if crate::interrupt::requested() {
+                    return Err(crate::error::Error::Interrupted);
+                }
                 let input = training.select(Axis(0), chunk);
                 let grads = net.gradients(input, p.alpha as f32);
                 adam.step(&mut net, &grads, p.learning_rate as f32);

@@ -79,6 +79,10 @@ fn distinct_rows(x: ArrayView2<f64>, limit: usize) -> usize {
 
 /// One K-Means fit: centroids and inertia (sum of squared distances).
 fn fit_k(x: ArrayView2<f64>, k: usize, p: &KMeansParams, seed: u64) -> Result<(Array2<f64>, f64)> {
+    // One k's fit runs inside linfa; the elbow's loop over k stops at Ctrl-C between them.
+    if crate::interrupt::requested() {
+        return Err(crate::error::Error::Interrupted);
+    }
     let dataset = DatasetBase::from(x);
     let rng = Xoshiro256Plus::seed_from_u64(seed);
     let model = KMeans::params_with_rng(k, rng)

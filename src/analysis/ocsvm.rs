@@ -136,6 +136,9 @@ impl OneClassSvm {
         }
         let mut iterations = 0;
         while iterations < max_iter {
+            if crate::interrupt::requested() {
+                return Err(crate::error::Error::Interrupted);
+            }
             // i: the most violating alpha that can grow; j: the best partner that can shrink.
             let mut gmax = f64::NEG_INFINITY;
             let mut i = usize::MAX;

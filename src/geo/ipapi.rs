@@ -7,6 +7,7 @@
 //! themselves are pure functions of the headers and the time passed in.
 
 use std::collections::HashSet;
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -44,7 +45,8 @@ pub trait Transport {
 /// Time for the client: real time in the program, a virtual one in tests.
 pub trait Clock {
     fn now(&self) -> Instant;
-    fn sleep(&mut self, d: Duration);
+    /// Waits `d`; true when Ctrl-C cut the wait short (a rate-limit wait can last minutes).
+    fn sleep(&mut self, d: Duration) -> bool;
 }
 
 /// The real clock.
@@ -54,8 +56,8 @@ impl Clock for SystemClock {
     fn now(&self) -> Instant {
         Instant::now()
     }
-    fn sleep(&mut self, d: Duration) {
-        std::thread::sleep(d);
+    fn sleep(&mut self, d: Duration) -> bool {
+        crate::interrupt::sleep_until(Instant::now() + d)
     }
 }
 
@@ -180,6 +182,8 @@ pub struct Outcome {
     pub reasons: Vec<String>,
     /// Requests sent.
     pub requests: usize,
+    /// Ctrl-C ended a rate-limit wait; the addresses not yet answered are in `failed`.
+    pub interrupted: bool,
 }
 
 /// Looks up `queries` (public addresses, text) in batches, honouring the rate limit. Stops at
@@ -204,6 +208,8 @@ pub fn lookup(queries: &[String], transport: &dyn Transport, clock: &mut dyn Clo
     outcome
 }
 
+const INTERRUPTED: &str = "interrupted by Ctrl-C while waiting for the rate limit to reset";
+
 fn lookup_batch(
     batch: &[String],
     transport: &dyn Transport,
@@ -222,7 +228,10 @@ fn lookup_batch(
                     "note: the provider's rate limit is used up; waiting {} s for it to reset",
                     d.as_secs_f64().ceil()
                 );
-                clock.sleep(d);
+                if clock.sleep(d) {
+                    outcome.interrupted = true;
+                    return Err(INTERRUPTED.to_string());
+                }
                 *limit = RateLimit::default();
             }
             Plan::GiveUp(d) => {
@@ -303,6 +312,9 @@ fn excerpt(text: &str) -> String {
     }
 }
 
+/// The largest reply read from the provider.
+const MAX_REPLY: u64 = 1 << 20;
+
 /// The real transport: reqwest's blocking client, plain HTTP as ip-api's free tier requires.
 pub struct HttpTransport {
     client: reqwest::blocking::Client,
@@ -317,6 +329,8 @@ impl HttpTransport {
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("netlens/", env!("CARGO_PKG_VERSION")))
+            // The reply comes over plain HTTP: a redirect could lead the addresses anywhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| error_chain(&e))?;
         let separator = if url.contains('?') { '&' } else { '?' };
@@ -347,7 +361,19 @@ impl Transport for HttpTransport {
         };
         let (x_rl, x_ttl) = (header("X-Rl"), header("X-Ttl"));
         let status = response.status().as_u16();
-        let body = response.text().map_err(|e| self.describe(&e))?;
+        // Anyone on the path can answer: read at most MAX_REPLY (100 answers take ~30 KB).
+        let mut bytes = Vec::new();
+        response
+            .take(MAX_REPLY + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("reading the reply failed: {e}"))?;
+        if bytes.len() as u64 > MAX_REPLY {
+            return Err(format!(
+                "the reply is larger than {} KiB, far more than an answer to 100 addresses; not read",
+                MAX_REPLY / 1024
+            ));
+        }
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         Ok(HttpReply {
             status,
             x_rl,
@@ -396,6 +422,8 @@ mod tests {
     struct FakeClock {
         now: Instant,
         slept: Vec<Duration>,
+        /// Ctrl-C during every wait.
+        ctrl_c: bool,
     }
 
     impl FakeClock {
@@ -403,6 +431,7 @@ mod tests {
             FakeClock {
                 now: Instant::now(),
                 slept: Vec::new(),
+                ctrl_c: false,
             }
         }
     }
@@ -411,9 +440,10 @@ mod tests {
         fn now(&self) -> Instant {
             self.now
         }
-        fn sleep(&mut self, d: Duration) {
+        fn sleep(&mut self, d: Duration) -> bool {
             self.slept.push(d);
             self.now += d;
+            self.ctrl_c
         }
     }
 
@@ -543,6 +573,18 @@ mod tests {
         assert_eq!(out.answers.len(), 150);
         // X-Rl 0 with X-Ttl 60 (from the scripted good reply): wait 61 s before the second batch.
         assert_eq!(clock.slept, [Duration::from_secs(61)]);
+    }
+
+    #[test]
+    fn ctrl_c_ends_a_rate_limit_wait() {
+        // Regression (issue 22): the wait for a reset ran on to --max-wait, ignoring Ctrl-C.
+        let t = Scripted::new(vec![Ok(reply(200, Some("0"), None, "GOOD"))]);
+        let mut clock = FakeClock::new();
+        clock.ctrl_c = true;
+        let out = lookup(&addrs(250), &t, &mut clock, Duration::from_secs(120));
+        assert!(out.interrupted);
+        assert_eq!(out.requests, 1, "nothing is sent after the interrupted wait");
+        assert_eq!((out.answers.len(), out.failed.len()), (100, 150));
     }
 
     #[test]

@@ -282,6 +282,10 @@ pub fn resolve(
     if let Some((transport, clock)) = sources.provider.as_mut() {
         let queries: Vec<String> = open.keys().cloned().collect();
         let outcome = ipapi::lookup(&queries, *transport, &mut **clock, sources.max_wait);
+        // Ctrl-C leaves the store as it was: answers got before the wait are not stored either.
+        if outcome.interrupted {
+            return Err(Error::Interrupted);
+        }
         for reply in outcome.answers {
             for &i in open.get(&reply.query).into_iter().flatten() {
                 if let Some(answer) = answers[i].as_mut() {
@@ -515,7 +519,7 @@ mod tests {
         fn now(&self) -> Instant {
             Instant::now()
         }
-        fn sleep(&mut self, _: Duration) {
+        fn sleep(&mut self, _: Duration) -> bool {
             panic!("no waiting expected");
         }
     }

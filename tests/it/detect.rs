@@ -565,3 +565,31 @@ fn dot_detect_in_a_script_prints_rows() {
         )
         .stderr(predicate::str::contains("long_connections: run 1 on flows"));
 }
+
+#[test]
+fn ctrl_c_cancels_detect_and_report_and_they_leave_nothing() {
+    // A million flows keep DuckDB busy for seconds in each command, so Ctrl-C lands in its SQL.
+    let s = Scratch::new();
+    s.query(
+        "INSERT INTO flows (import_id, ts, uid, orig_h, orig_p, resp_h, resp_p, proto, source_file, duration, orig_bytes, resp_bytes) \
+         SELECT 1, TIMESTAMP '2026-01-01' + INTERVAL (range) SECOND, 'C' || range, '10.0.' || (range % 200) || '.' || (range % 7), \
+         40000 + range % 1000, '8.' || (range % 251) || '.' || (range % 13) || '.1', 443, 'tcp', 'x', 1.5, range % 5000, range % 7000 \
+         FROM range(1000000)",
+    );
+    let child = s.spawn(&["detect", "beacons"]);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    crate::ctrl_c_ends_it_with_130(child);
+    assert_eq!(s.query("SELECT count(*) FROM detector_runs"), "0");
+    assert_eq!(s.query("SELECT count(*) FROM beacons"), "0");
+
+    let out = s.path("report.md");
+    let child = s.spawn(&["report", "--out", out.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    crate::ctrl_c_ends_it_with_130(child);
+    let left: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("report"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -71,6 +71,10 @@ enum Behaviour {
     Malformed,
     /// Answers the first request, then HTTP 429 with an hour's X-Ttl.
     OkThenTooMany,
+    /// HTTP 200 with a body of this many bytes.
+    Huge(usize),
+    /// HTTP 307 to the same path on this port.
+    Redirect(u16),
 }
 
 struct FakeApi {
@@ -153,10 +157,20 @@ fn serve(stream: TcpStream, behaviour: Behaviour, served: usize, log: &Mutex<Vec
         Behaviour::Malformed => (200, r#"[{"status":"success","query":"#.to_string(), 44, 60),
         Behaviour::OkThenTooMany if served == 0 => normal(),
         Behaviour::OkThenTooMany => (429, String::new(), 0, 3600),
+        Behaviour::Huge(n) => (200, " ".repeat(n), 44, 60),
+        Behaviour::Redirect(_) => (307, String::new(), 44, 60),
     };
-    let reason = if status == 200 { "OK" } else { "Too Many Requests" };
+    let reason = match status {
+        200 => "OK",
+        307 => "Temporary Redirect",
+        _ => "Too Many Requests",
+    };
+    let location = match behaviour {
+        Behaviour::Redirect(port) => format!("Location: http://127.0.0.1:{port}/batch\r\n"),
+        _ => String::new(),
+    };
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nX-Rl: {rl}\r\nX-Ttl: {ttl}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{location}X-Rl: {rl}\r\nX-Ttl: {ttl}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
     let mut stream = stream;
@@ -636,6 +650,32 @@ fn provider_malformed() {
 }
 
 #[test]
+fn provider_reply_too_large_is_not_read() {
+    // Regression (issue 22): the reply was read whole, however large (here 8 MiB of spaces).
+    let api = FakeApi::start(Behaviour::Huge(8 << 20));
+    provider_fails(&api.url, &[], "larger than 1024 KiB");
+}
+
+#[test]
+fn provider_redirect_is_not_followed() {
+    // Regression (issue 22): a redirect over plain HTTP sent the addresses wherever it pointed.
+    let elsewhere = FakeApi::start(Behaviour::Normal);
+    let port: u16 = elsewhere
+        .url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let api = FakeApi::start(Behaviour::Redirect(port));
+    provider_fails(&api.url, &[], "HTTP 307");
+    assert!(elsewhere.all_received().is_empty());
+}
+
+#[test]
 fn provider_rate_limited_longer_than_max_wait() {
     let api = FakeApi::start(Behaviour::TooMany {
         ttl: 3600,
@@ -659,6 +699,39 @@ fn provider_rate_limit_is_waited_out() {
     assert!(started.elapsed() >= Duration::from_secs(2));
     assert_eq!(api.received.lock().unwrap().len(), 2);
     assert_eq!(s.query("SELECT status FROM geo"), "found");
+}
+
+#[test]
+fn ctrl_c_ends_a_rate_limit_wait_and_stores_nothing() {
+    // Regression (issue 22): the wait for the provider's reset ignored Ctrl-C (here 61 s).
+    let api = FakeApi::start(Behaviour::TooMany { ttl: 60, n: usize::MAX });
+    let s = Scratch::new();
+    s.query("SELECT 1");
+    let mut child = s.spawn(&[
+        "geo",
+        "lookup",
+        "--provider",
+        "ip-api",
+        "--url",
+        &api.url,
+        "--max-wait",
+        "120s",
+        "8.8.8.8",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.received.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no request reached the provider");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "geo ended before it was asked anything"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The reply of the 429 is on its way; let netlens begin its wait.
+    std::thread::sleep(Duration::from_millis(500));
+    crate::ctrl_c_ends_it_with_130(child);
+    assert_eq!(s.query("SELECT count(*) FROM geo"), "0");
+    assert_eq!(s.query("SELECT count(*) FROM geo_runs"), "0");
 }
 
 #[test]

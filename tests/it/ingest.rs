@@ -807,3 +807,43 @@ fn missed_bytes_are_the_holes_tshark_sees() {
     }
     assert_eq!(total, 3038);
 }
+
+#[test]
+fn ctrl_c_stops_a_zeek_import_and_stores_nothing() {
+    // Regression (issue 22): the Zeek reader never looked at Ctrl-C, so a long (here endless)
+    // log was read on to its end. A named pipe fed by a thread stands in for a log that is
+    // still being read when Ctrl-C comes.
+    let s = Scratch::new();
+    s.query("SELECT 1");
+    let fifo = s.path("conn.log");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let feed = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut pipe = std::fs::OpenOptions::new().write(true).open(feed).unwrap();
+        let header = "#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\n";
+        pipe.write_all(header.as_bytes()).unwrap();
+        let started = std::time::Instant::now();
+        let mut n = 0u64;
+        // Until netlens closes its end (or a minute passes: the test has failed by then).
+        while started.elapsed() < std::time::Duration::from_secs(60) {
+            let rows: String = (0..200)
+                .map(|i| format!("1300000000.{i}\tC{n}x{i}\t192.0.2.1\t5000\t192.0.2.9\t443\ttcp\n"))
+                .collect();
+            if pipe.write_all(rows.as_bytes()).is_err() {
+                break;
+            }
+            n += 1;
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        n
+    });
+    let child = s.spawn(&["import", "zeek", fifo.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    crate::ctrl_c_ends_it_with_130(child);
+    assert!(writer.join().unwrap() > 0, "nothing was fed to the import");
+    assert_eq!(s.query("SELECT count(*) FROM flows"), "0");
+    assert_eq!(s.query("SELECT count(*) FROM imports"), "0");
+}

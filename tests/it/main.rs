@@ -58,6 +58,22 @@ impl Scratch {
         cmd
     }
 
+    /// Starts `netlens ARGS` as [`Scratch::cmd`] would run it, stdout discarded and stderr kept,
+    /// for a test that presses Ctrl-C while it runs.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("netlens"))
+            .env("NETLENS_DB", self.db())
+            .env("XDG_DATA_HOME", self.dir.path().join("xdg"))
+            .env("XDG_CACHE_HOME", test_cache())
+            .env_remove("NETLENS_FORMAT")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start netlens")
+    }
+
     /// Runs one query and returns its CSV output without the header.
     pub fn query(&self, sql: &str) -> String {
         let out = self
