@@ -98,6 +98,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "local_addresses",
         sql: include_str!("../../sql/016_local_addresses.sql"),
     },
+    Migration {
+        version: 17,
+        name: "feature_orientation",
+        sql: include_str!("../../sql/017_feature_orientation.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -477,6 +482,7 @@ mod tests {
         (14, "5dee31d144f75db57acf0109a27219e70cb87043e7430cc6ee5cc3d5c406868f"),
         (15, "a330f8bcd54a2f514f1cd94ff34355ee3c1c0832e7d66273a2ac8dad0f91f6a0"),
         (16, "f426967a13b9004acad9077d050191e49ddc3c56b826815a8dbf7562e472bc99"),
+        (17, "1ce3fb701174e6bbe0f8980e728a0864ba96ca3555c1d2bae65f36b62f2d55dc"),
     ];
 
     #[test]
