@@ -45,7 +45,7 @@ fn corrupt_file_is_refused_and_kept() {
 #[test]
 fn newer_schema_is_refused() {
     let s = Scratch::new();
-    s.query("INSERT INTO schema_migrations VALUES (999, 'from_the_future', now(), '9.0.0')");
+    s.query("INSERT INTO schema_migrations (version, name, applied_at, netlens) VALUES (999, 'from_the_future', now(), '9.0.0')");
     s.cmd()
         .args(["-c", "SELECT 1"])
         .assert()
