@@ -14,3 +14,4 @@ $NL --db "$DB" --format csv -c "SELECT verdict, count(*) AS windows, round(count
   count(*) FILTER (WHERE dst_ip = '198.51.100.77') AS planted_upload
   FROM latest_verdicts GROUP BY verdict ORDER BY verdict"
 $NL --db "$DB" --format csv -c "SELECT count(*) AS trusted_with_a_new_port_in_the_reason FROM latest_verdicts WHERE verdict = 'Trusted' AND reason LIKE '%remote port not seen%' AND reason NOT LIKE '%note:%'"
+$NL --db "$DB" --format csv -c "SELECT count(*) FILTER (WHERE new_port) AS windows_with_a_port_not_in_the_baseline, count(*) AS windows FROM latest_verdicts"

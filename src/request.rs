@@ -528,6 +528,13 @@ fn run_summary(runs: &[analysis::RunSummary], reply: &mut Reply) {
         if !run.skipped.is_empty() {
             reply.summary(format!("  not used as features: {}", run.skipped.join(", ")));
         }
+        if run.in_sample {
+            reply.summary(
+                "  evaluated in-sample: on the rows the model was fitted on, so the figures are optimistic; \
+                 score the model on held-out rows for an honest estimate"
+                    .to_string(),
+            );
+        }
     }
     let ids = runs.iter().map(|r| r.run_id.to_string()).collect::<Vec<_>>().join(", ");
     if ids.is_empty() {
@@ -541,7 +548,7 @@ fn run_summary(runs: &[analysis::RunSummary], reply: &mut Reply) {
     if runs.iter().any(|r| r.evaluated) {
         reply.rows(format!(
             "SELECT run_id, model, label_column, rows, positives, tp, fp, tn, fn, round(precision, 4) AS precision, \
-             round(recall, 4) AS recall, round(f1, 4) AS f1, round(accuracy, 4) AS accuracy, round(roc_auc, 4) AS roc_auc \
+             round(recall, 4) AS recall, round(f1, 4) AS f1, round(accuracy, 4) AS accuracy, round(roc_auc, 4) AS roc_auc, in_sample \
              FROM evaluation WHERE run_id IN ({ids}) ORDER BY run_id"
         ));
     }

@@ -99,15 +99,24 @@ fn groups(encoding: &Encoding) -> Vec<Group> {
     let mut start = 0;
     for c in &encoding.columns {
         match c {
-            ColumnEncoding::Numeric { name, mean, std, log1p } => {
+            ColumnEncoding::Numeric {
+                name,
+                mean,
+                std,
+                log1p,
+                missing_flag,
+            } => {
+                // A number's missing flag (0/1, after it) moves with it: shuffled together, and
+                // 0 (a value was there) in the reference row.
+                let width = 1 + usize::from(*missing_flag);
                 out.push(Group {
                     name: name.clone(),
                     start,
-                    width: 1,
+                    width,
                     categories: Vec::new(),
                     scale: (*mean, if *std > 0.0 { *std } else { 1.0 }, *log1p),
                 });
-                start += 1;
+                start += width;
             }
             ColumnEncoding::Categorical { name, categories } => {
                 out.push(Group {
@@ -603,6 +612,7 @@ mod tests {
                     mean: 10.0,
                     std: 2.0,
                     log1p: false,
+                    missing_flag: false,
                 },
                 ColumnEncoding::Categorical {
                     name: "proto".into(),

@@ -109,6 +109,11 @@ pub enum ColumnEncoding {
         std: f64,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         log1p: bool,
+        /// The column had missing (NULL or non-finite) values in training: a 0/1 column
+        /// `<name>_missing` follows it, 1 where the value was missing and imputed by the mean,
+        /// so that an imputed row is not mistaken for an average one.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        missing_flag: bool,
     },
     /// Text, boolean or enum: one 0/1 column per training category. NULL and categories not
     /// seen in training encode as all zeros.
@@ -124,7 +129,7 @@ impl ColumnEncoding {
 
     fn width(&self) -> usize {
         match self {
-            ColumnEncoding::Numeric { .. } => 1,
+            ColumnEncoding::Numeric { missing_flag, .. } => 1 + usize::from(*missing_flag),
             ColumnEncoding::Categorical { categories, .. } => categories.len(),
         }
     }
@@ -137,12 +142,18 @@ pub struct Encoding {
 }
 
 impl Encoding {
-    /// Encoded feature names in matrix order: numeric columns by name, categories as `col=value`.
+    /// Encoded feature names in matrix order: numeric columns by name (and `col_missing` after a
+    /// column with a missing flag), categories as `col=value`.
     pub fn feature_names(&self) -> Vec<String> {
         let mut names = Vec::new();
         for c in &self.columns {
             match c {
-                ColumnEncoding::Numeric { name, .. } => names.push(name.clone()),
+                ColumnEncoding::Numeric { name, missing_flag, .. } => {
+                    names.push(name.clone());
+                    if *missing_flag {
+                        names.push(format!("{name}_missing"));
+                    }
+                }
                 ColumnEncoding::Categorical { name, categories } => {
                     names.extend(categories.iter().map(|v| format!("{name}={v}")))
                 }
@@ -163,7 +174,17 @@ impl Encoding {
         let mut out = Vec::new();
         for c in &self.columns {
             match c {
-                ColumnEncoding::Numeric { mean, std, .. } => out.push((*mean, if *std > 0.0 { *std } else { 1.0 })),
+                ColumnEncoding::Numeric {
+                    mean,
+                    std,
+                    missing_flag,
+                    ..
+                } => {
+                    out.push((*mean, if *std > 0.0 { *std } else { 1.0 }));
+                    if *missing_flag {
+                        out.push((0.0, 1.0));
+                    }
+                }
                 ColumnEncoding::Categorical { categories, .. } => out.extend(categories.iter().map(|_| (0.0, 1.0))),
             }
         }
@@ -175,7 +196,14 @@ impl Encoding {
         let mut out = Vec::new();
         for c in &self.columns {
             match c {
-                ColumnEncoding::Numeric { log1p, .. } => out.push(*log1p),
+                ColumnEncoding::Numeric {
+                    log1p, missing_flag, ..
+                } => {
+                    out.push(*log1p);
+                    if *missing_flag {
+                        out.push(false);
+                    }
+                }
                 ColumnEncoding::Categorical { categories, .. } => out.extend(categories.iter().map(|_| false)),
             }
         }
@@ -189,7 +217,8 @@ pub struct Limits {
     /// Text columns with more distinct values than this are identifiers, not features.
     pub max_categories: usize,
     /// `--set log1p=true`: numeric columns that are never negative and exceed 1 (counts,
-    /// bytes, durations) are log1p-transformed before scaling.
+    /// bytes, durations) are log1p-transformed before scaling. Off here; the stages where it
+    /// was measured to help turn it on by default (`analysis::LOG1P_BY_DEFAULT`).
     pub log1p: bool,
 }
 
@@ -262,6 +291,18 @@ fn kind_of(data_type: &str) -> Kind {
 fn is_key_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     KEY_COLUMNS.contains(&n.as_str()) || n.ends_with("_ip") || n.ends_with("_addr") || n.ends_with("_h")
+}
+
+/// A column holding port numbers (`dst_port`, `resp_p`, `remote_port_mean`, ...): a port is a
+/// name, not a quantity (443 is not "near" 445), so it is never picked as a numeric feature
+/// unless listed with `--features`; the feature views carry `service_port`, its category.
+fn is_port_number_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.ends_with("port")
+        || ["_port_min", "_port_max", "_port_mean", "_port_std", "_port_median"]
+            .iter()
+            .any(|s| n.ends_with(s))
+        || ["orig_p", "resp_p", "src_p", "dst_p"].contains(&n.as_str())
 }
 
 /// A failure to read the source; a Ctrl-C stays what it is, so the command exits as interrupted.
@@ -395,6 +436,12 @@ fn choose_features(
                 skipped.push(format!("{name} (a key, not a feature)"));
                 continue;
             }
+            if is_port_number_name(name) && kind_of(ty) == Kind::Numeric {
+                skipped.push(format!(
+                    "{name} (a port number, not a quantity; use a category such as service_port, or --features)"
+                ));
+                continue;
+            }
             match kind_of(ty) {
                 Kind::Other => skipped.push(format!("{name} ({ty})")),
                 kind => chosen.push((name.clone(), kind, false)),
@@ -470,11 +517,13 @@ pub fn load_training(
                 } else {
                     finite_mean_std(values)
                 };
+                let missing = values.iter().filter(|v| !v.is_finite()).count();
                 encodings.push(ColumnEncoding::Numeric {
                     name: name.clone(),
                     mean,
                     std,
                     log1p,
+                    missing_flag: missing > 0 && missing < values.len(),
                 });
                 kept_columns.push(i);
             }
@@ -817,7 +866,16 @@ fn encode(encoding: &Encoding, columns: &[&RawColumn], rows: usize) -> (Array2<f
     let mut offset = 0usize;
     for (enc, raw) in encoding.columns.iter().zip(columns) {
         match (enc, raw) {
-            (ColumnEncoding::Numeric { mean, std, log1p, .. }, RawColumn::Numbers(values)) => {
+            (
+                ColumnEncoding::Numeric {
+                    mean,
+                    std,
+                    log1p,
+                    missing_flag,
+                    ..
+                },
+                RawColumn::Numbers(values),
+            ) => {
                 let scale = if *std > 0.0 && std.is_finite() { 1.0 / std } else { 0.0 };
                 for (r, v) in values.iter().enumerate() {
                     x[[r, offset]] = if v.is_finite() {
@@ -825,10 +883,13 @@ fn encode(encoding: &Encoding, columns: &[&RawColumn], rows: usize) -> (Array2<f
                         (v - mean) * scale
                     } else {
                         imputed += 1;
+                        if *missing_flag {
+                            x[[r, offset + 1]] = 1.0;
+                        }
                         0.0
                     };
                 }
-                offset += 1;
+                offset += enc.width();
             }
             (ColumnEncoding::Categorical { categories, .. }, RawColumn::Codes { codes, .. }) => {
                 for (r, &c) in codes.iter().enumerate() {
@@ -887,6 +948,7 @@ mod tests {
                     mean: 2.0,
                     std: 2.0,
                     log1p: false,
+                    missing_flag: false,
                 },
                 ColumnEncoding::Categorical {
                     name: "p".into(),
@@ -897,6 +959,7 @@ mod tests {
                     mean: 5.0,
                     std: 0.0,
                     log1p: false,
+                    missing_flag: false,
                 },
             ],
         };
@@ -922,6 +985,7 @@ mod tests {
                 mean: 1.0,
                 std: 2.0,
                 log1p: true,
+                missing_flag: false,
             }],
         };
         let bytes = RawColumn::Numbers(vec![0.0, std::f64::consts::E - 1.0, -5.0, f64::NAN]);
@@ -938,6 +1002,52 @@ mod tests {
             serde_json::to_string(&old).unwrap(),
             r#"{"kind":"numeric","name":"a","mean":0.0,"std":1.0}"#
         );
+    }
+
+    #[test]
+    fn imputed_values_are_flagged_in_a_column_of_their_own() {
+        let encoding = Encoding {
+            columns: vec![ColumnEncoding::Numeric {
+                name: "bytes".into(),
+                mean: 10.0,
+                std: 5.0,
+                log1p: false,
+                missing_flag: true,
+            }],
+        };
+        let bytes = RawColumn::Numbers(vec![10.0, f64::NAN, 20.0]);
+        let (x, imputed) = encode(&encoding, &[&bytes], 3);
+        assert_eq!(imputed, 1);
+        // The imputed row sits at the mean like the first row, but its flag tells them apart.
+        assert_eq!(x.row(0).to_vec(), vec![0.0, 0.0]);
+        assert_eq!(x.row(1).to_vec(), vec![0.0, 1.0]);
+        assert_eq!(x.row(2).to_vec(), vec![2.0, 0.0]);
+        assert_eq!(encoding.feature_names(), vec!["bytes", "bytes_missing"]);
+        assert_eq!(encoding.unscale(), vec![(10.0, 5.0), (0.0, 1.0)]);
+        assert_eq!(encoding.log_columns(), vec![false, false]);
+    }
+
+    #[test]
+    fn port_numbers_are_not_quantities() {
+        for port in [
+            "remote_port_min",
+            "remote_port_mean",
+            "dst_port",
+            "resp_p",
+            "src_p",
+            "local_port",
+        ] {
+            assert!(is_port_number_name(port), "{port}");
+        }
+        for other in [
+            "unique_remote_ports",
+            "connection_count",
+            "ports_per_host",
+            "bytes_sent",
+            "service_port_count",
+        ] {
+            assert!(!is_port_number_name(other), "{other}");
+        }
     }
 
     #[test]

@@ -567,7 +567,8 @@ fn write_verdicts(
         };
         let processes = if v.has_processes {
             "(SELECT string_agg(DISTINCT c.process_name, ', ' ORDER BY c.process_name) FROM connections c \
-              WHERE c.host = l.host AND c.local_addr = l.src_ip AND c.remote_addr = l.dst_ip \
+              WHERE c.host = l.host AND ((c.local_addr = l.src_ip AND c.remote_addr = l.dst_ip) \
+                                         OR (c.local_addr = l.dst_ip AND c.remote_addr = l.src_ip)) \
                 AND c.first_seen <= l.last_seen AND c.last_seen >= l.window_start)"
         } else {
             "NULL"

@@ -108,6 +108,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "explain",
         sql: include_str!("../../sql/018_explain.sql"),
     },
+    Migration {
+        version: 19,
+        name: "feature_orientation",
+        sql: include_str!("../../sql/019_feature_orientation.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -489,6 +494,7 @@ mod tests {
         (16, "f426967a13b9004acad9077d050191e49ddc3c56b826815a8dbf7562e472bc99"),
         (17, "6b82737afd7e450ca4af6b1531c8f45b73c2ebde280847e476db1304c1944947"),
         (18, "88dd33dd0e99f200873249496259908dc19ea893d8d5a4538e5d2229a271c90c"),
+        (19, "46c82e48a2bfb00aa6d61c42f9cf21689a1489d11ca65a82a332ebbd76d61862"),
     ];
 
     #[test]

@@ -115,7 +115,8 @@ fn iforest_flags_the_outliers_scores_after_a_restart_and_evaluates() {
             "7",
         ],
     )
-    .success();
+    .success()
+    .stderr(predicate::str::contains("evaluated in-sample"));
     // The ten planted outliers score highest.
     assert_eq!(
         s.query(
@@ -127,6 +128,8 @@ fn iforest_flags_the_outliers_scores_after_a_restart_and_evaluates() {
         s.query("SELECT rows, positives, tp, roc_auc > 0.99, recall = 1 FROM evaluation"),
         "600,10,10,true,true"
     );
+    // Regression (issue 21): an evaluation on the training rows says it is in-sample.
+    assert_eq!(s.query("SELECT in_sample FROM latest_evaluation"), "true");
     // A second process scores new rows with the stored model, without refitting.
     s.query(
         "CREATE TABLE fresh AS SELECT id + 1000 AS id, a, b, proto, label, 'kept' AS note FROM traffic WHERE id % 10 = 0 OR id >= 595",
@@ -164,13 +167,20 @@ fn iforest_flags_the_outliers_scores_after_a_restart_and_evaluates() {
     );
     // The training label column is used for the score run's evaluation too.
     assert_eq!(
-        s.query("SELECT run_id, rows, tp, fn FROM evaluation ORDER BY run_id"),
-        "1,600,10,0\n2,65,6,0"
+        s.query("SELECT run_id, rows, tp, fn, in_sample FROM evaluation ORDER BY run_id"),
+        "1,600,10,0,true\n2,65,6,0,false"
     );
     assert_eq!(
         s.query("SELECT kind, into_table, fit_ms IS NULL FROM model_runs ORDER BY run_id"),
         "train,,false\nscore,fresh_scored,true"
     );
+    // Scoring the training source again re-reads the rows the model was fitted on.
+    s.cmd()
+        .args(["score", "iforest", "--on", "traffic"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("evaluated in-sample"));
+    assert_eq!(s.query("SELECT in_sample FROM latest_evaluation"), "true");
 }
 
 #[test]
@@ -441,6 +451,26 @@ fn flow_features_come_from_live_connections() {
         features.contains("connection_count") && !features.contains("src_ip"),
         "{features}"
     );
+    // Regression (issue 21): ports are categories, not numbers to average; a byte count the
+    // kernel could not read (udp/53) is imputed and flagged as such.
+    assert!(
+        features.contains("service_port=tcp/22") && !features.contains("remote_port_mean"),
+        "{features}"
+    );
+    assert!(features.contains("bytes_sent_missing"), "{features}");
+    // Regression (issue 21): the fixture's inbound SSH session (client 198.51.100.7:50022 to this
+    // host's port 22) reads from the client that opened it, in both feature views: the service
+    // port is 22, not the client's ephemeral port, and bytes_sent are the client's.
+    for view in ["flow_features", "active_flow_features"] {
+        assert_eq!(
+            s.query(&format!(
+                "SELECT DISTINCT src_ip, dst_ip, direction, service_port, remote_port_min, remote_port_max, bytes_sent, bytes_received \
+                 FROM {view} WHERE '198.51.100.7' IN (src_ip, dst_ip)"
+            )),
+            "198.51.100.7,10.0.0.5,inbound,tcp/22,22,22,5000,12000",
+            "{view}"
+        );
+    }
 }
 
 /// Regression (issue 22): a model's stored source ran through a multi-statement batch at
@@ -545,6 +575,31 @@ fn log1p_is_stored_per_column_and_profiles_stay_in_source_units() {
     assert_eq!(
         s.query("SELECT count(*), bool_and(encoding LIKE '%\"log1p\":true%') FROM models"),
         "2,true"
+    );
+    // Issue 21: log1p is the default; log1p=false turns it off.
+    train(
+        &s,
+        &[
+            "kmeans",
+            "--on",
+            "traffic",
+            "--exclude",
+            "label",
+            "--model",
+            "plain",
+            "--set",
+            "log1p=false",
+        ],
+    )
+    .success();
+    train(
+        &s,
+        &["kmeans", "--on", "traffic", "--exclude", "label", "--model", "default"],
+    )
+    .success();
+    assert_eq!(
+        s.query("SELECT name, encoding LIKE '%\"log1p\":true%' FROM models WHERE name <> 'kmeans' ORDER BY name"),
+        "default,true\nplain,false"
     );
     train(&s, &["kmeans", "--on", "traffic", "--set", "log1p=maybe"])
         .failure()
