@@ -457,9 +457,17 @@ pub(crate) const REATTACH_ROWS: usize = 250_000;
 /// once took 250-500 MiB; one merge per table per checkpoint still compacts the tables that grow
 /// a row or a hundred per snapshot (`snapshots`, `processes`, `interfaces`), which would
 /// otherwise take a row group, and a block read by every scan, per checkpoint.
+///
+/// `async_threads = 0`: files are written by the thread that produces them, not by DuckDB's
+/// pool of asynchronous writers. When a `COPY` failed part-way (an error in the query, a full
+/// disk), the bundled DuckDB's CSV writer could deadlock while aborting its pending writes (the
+/// aborting thread waits for a write task that waits for the lock the aborting thread holds), so
+/// `export` hung for good instead of reporting the error; the regression test is
+/// `export::a_failing_export_never_hangs`.
 fn config() -> duckdb::Result<Config> {
     Config::default()
         .with("max_vacuum_tasks", "1")?
+        .with("async_threads", "0")?
         .enable_autoload_extension(false)?
         .with("autoinstall_known_extensions", "false")
 }

@@ -350,3 +350,51 @@ fn ctrl_c_stops_a_long_fit_in_rust() {
     crate::ctrl_c_ends_it_with_130(child);
     assert_eq!(s.query("SELECT count(*) FROM models"), "0");
 }
+
+/// Regression: an export whose query fails part-way could hang for good (the bundled DuckDB's
+/// asynchronous file writer deadlocked while aborting its pending writes; about one run in ten
+/// on a busy machine). Every such export must end, with the query's error.
+#[test]
+fn a_failing_export_never_hangs() {
+    let s = Scratch::new();
+    s.cmd().args(["-c", "SELECT 1"]).assert().success();
+    let dir = s.path("out");
+    std::fs::create_dir(&dir).unwrap();
+    for run in 0..30 {
+        let out = dir.join(if run % 2 == 0 { "rows.csv" } else { "rows.parquet" });
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("netlens"))
+            .env("NETLENS_DB", s.db())
+            .env("XDG_CACHE_HOME", crate::test_cache())
+            .args([
+                "export",
+                "--overwrite",
+                "--query",
+                "SELECT CASE WHEN range < 300000 THEN range ELSE error('boom at ' || range) END AS x FROM range(400000)",
+                "--out",
+            ])
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!(
+                    "run {run}: the failing export of {} still ran after 60 s",
+                    out.display()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(1), "run {run}: {stderr}");
+        assert!(stderr.contains("boom"), "run {run}: {stderr}");
+        assert!(!out.exists(), "run {run}: a failed export left {}", out.display());
+    }
+}

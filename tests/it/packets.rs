@@ -162,6 +162,19 @@ fn live_flows_equal_the_flows_of_a_tcpdump_capture_of_the_same_traffic() {
     std::thread::sleep(Duration::from_millis(20));
 
     interrupt(&capture);
+    // tcpdump is the reference, not under test: it stops without draining what the kernel still
+    // holds, so it gets until its file (written per packet, -U) has stopped growing.
+    let mut size = 0;
+    let mut steady = std::time::Instant::now();
+    let waited = std::time::Instant::now();
+    while steady.elapsed() < Duration::from_millis(500) && waited.elapsed() < Duration::from_secs(15) {
+        let now = std::fs::metadata(&theirs).map_or(0, |m| m.len());
+        if now != size {
+            size = now;
+            steady = std::time::Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     interrupt(&tcpdump);
     let out = capture.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
