@@ -794,23 +794,9 @@ fn ensemble_parameters_are_checked_and_store_nothing() {
 /// ensemble ranks attacks above its best member (figures in docs/analysis_bench.md).
 #[test]
 fn ensemble_beats_its_members_on_nsl_kdd() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nsl-kdd");
-    if !crate::prerequisite(
-        dir.join("KDDTest+.txt").exists(),
-        "../shared/data/nsl-kdd beside this checkout",
-    ) {
+    let Some(s) = crate::nsl_kdd() else {
         return;
-    }
-    let s = Scratch::new();
-    for (table, file) in [("kdd_train", "KDDTrain+.txt"), ("kdd_test", "KDDTest+.txt")] {
-        s.cmd()
-            .args(["import", "csv"])
-            .arg(dir.join(file))
-            .args(["--table", table, "--no-header", "--columns-file"])
-            .arg(dir.join("columns.txt"))
-            .assert()
-            .success();
-    }
+    };
     train(
         &s,
         &[

@@ -230,23 +230,9 @@ fn ctrl_c_cancels_an_explain_and_stores_nothing() {
 /// explained on KDDTest+ with its label.
 #[test]
 fn explain_names_what_sets_nsl_kdd_attacks_apart() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nsl-kdd");
-    if !crate::prerequisite(
-        dir.join("KDDTest+.txt").exists(),
-        "../shared/data/nsl-kdd beside this checkout",
-    ) {
+    let Some(s) = crate::nsl_kdd() else {
         return;
-    }
-    let s = Scratch::new();
-    for (table, file) in [("kdd_train", "KDDTrain+.txt"), ("kdd_test", "KDDTest+.txt")] {
-        s.cmd()
-            .args(["import", "csv"])
-            .arg(dir.join(file))
-            .args(["--table", table, "--no-header", "--columns-file"])
-            .arg(dir.join("columns.txt"))
-            .assert()
-            .success();
-    }
+    };
     csv(
         &s,
         &[

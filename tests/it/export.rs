@@ -362,21 +362,14 @@ fn a_failing_export_never_hangs() {
     std::fs::create_dir(&dir).unwrap();
     for run in 0..30 {
         let out = dir.join(if run % 2 == 0 { "rows.csv" } else { "rows.parquet" });
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("netlens"))
-            .env("NETLENS_DB", s.db())
-            .env("XDG_CACHE_HOME", crate::test_cache())
-            .args([
-                "export",
-                "--overwrite",
-                "--query",
-                "SELECT CASE WHEN range < 300000 THEN range ELSE error('boom at ' || range) END AS x FROM range(400000)",
-                "--out",
-            ])
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = s.spawn(&[
+            "export",
+            "--overwrite",
+            "--query",
+            "SELECT CASE WHEN range < 300000 THEN range ELSE error('boom at ' || range) END AS x FROM range(400000)",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         let started = std::time::Instant::now();
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {

@@ -110,6 +110,29 @@ pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
+/// A scratch database holding NSL-KDD's KDDTrain+ and KDDTest+ as `kdd_train` and `kdd_test`,
+/// imported as bench/analysis_bench.py does; `None` (a failure in CI) without the data.
+pub fn nsl_kdd() -> Option<Scratch> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nsl-kdd");
+    if !prerequisite(
+        dir.join("KDDTest+.txt").exists(),
+        "../shared/data/nsl-kdd beside this checkout",
+    ) {
+        return None;
+    }
+    let s = Scratch::new();
+    for (table, file) in [("kdd_train", "KDDTrain+.txt"), ("kdd_test", "KDDTest+.txt")] {
+        s.cmd()
+            .args(["import", "csv"])
+            .arg(dir.join(file))
+            .args(["--table", table, "--no-header", "--columns-file"])
+            .arg(dir.join("columns.txt"))
+            .assert()
+            .success();
+    }
+    Some(s)
+}
+
 /// A test's prerequisite (shared data beside the checkout, a tool, root): true when present.
 /// Missing, it fails the test in CI (`CI=true`, where `.ci/run` installs or provides every
 /// prerequisite), and elsewhere the test says it is ignored and why, and does nothing.
