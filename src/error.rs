@@ -24,7 +24,7 @@ pub enum Error {
 
     /// The database records a migration applied from a script other than this build's: its
     /// schema may differ from the one this build's statements expect. `differs` says how.
-    #[error("database {path} records schema migration {version} {differs}: the file was made by a build with a different schema\n  hint: the file was left untouched; open it with the netlens that made it, or export its tables (netlens export) and import them into a new file")]
+    #[error("database {path} records schema migration {version} {differs}: the file was made by a build with a different schema\n  hint: the file was left untouched; open it with the netlens that made it (its `netlens export` copies the tables out, to import into a new file)")]
     MigrationDiffers {
         path: PathBuf,
         version: i64,

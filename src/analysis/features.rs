@@ -298,7 +298,8 @@ fn is_key_name(name: &str) -> bool {
 /// unless listed with `--features`; the feature views carry `service_port`, its category.
 fn is_port_number_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n.ends_with("port")
+    n == "port"
+        || n.ends_with("_port")
         || ["_port_min", "_port_max", "_port_mean", "_port_std", "_port_median"]
             .iter()
             .any(|s| n.ends_with(s))
@@ -1036,6 +1037,7 @@ mod tests {
             "resp_p",
             "src_p",
             "local_port",
+            "port",
         ] {
             assert!(is_port_number_name(port), "{port}");
         }
@@ -1045,6 +1047,9 @@ mod tests {
             "ports_per_host",
             "bytes_sent",
             "service_port_count",
+            "transport",
+            "support",
+            "report",
         ] {
             assert!(!is_port_number_name(other), "{other}");
         }

@@ -190,8 +190,8 @@ pub fn apply(conn: &Connection, migrations: &[Migration], path: &Path, read_only
             supported,
         });
     }
-    if at >= CHECKSUMS_FROM {
-        verify_checksums(conn, migrations, path)?;
+    if found.is_some() {
+        verify_checksums(conn, migrations, path, at)?;
     }
     if at == supported {
         return Ok(false);
@@ -279,43 +279,64 @@ fn apply_pending(conn: &Connection, migrations: &[Migration], at: i64, fresh: bo
     Ok(())
 }
 
-/// Refuses a database whose recorded migrations were applied from other scripts than this
-/// build's (or under other names): its tables and views may not be what the statements of
-/// this build expect. One query: the recorded checksums against those of `migrations`. Only
-/// for a database at CHECKSUMS_FROM or later, which has the column.
-fn verify_checksums(conn: &Connection, migrations: &[Migration], path: &Path) -> Result<()> {
-    let expected = migrations
-        .iter()
-        .map(|_| "(?::BIGINT, ?::VARCHAR, sha256(?::VARCHAR))")
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT s.version, s.name, coalesce(s.checksum, ''), e.name, e.checksum \
-         FROM schema_migrations s JOIN (VALUES {expected}) e(version, name, checksum) USING (version) \
-         WHERE s.checksum IS NOT NULL AND (s.checksum <> e.checksum OR s.name <> e.name) \
-         ORDER BY s.version LIMIT 1"
-    );
-    let mut params: Vec<&dyn duckdb::ToSql> = Vec::with_capacity(migrations.len() * 3);
+/// Refuses a database whose recorded migrations were applied under other names, or (from
+/// CHECKSUMS_FROM on, where the column exists) from other scripts than this build's: its tables
+/// and views may not be what the statements of this build expect. One query each. A NULL
+/// checksum is accepted only below CHECKSUMS_FROM (applied by a build that recorded none).
+fn verify_checksums(conn: &Connection, migrations: &[Migration], path: &Path, at: i64) -> Result<()> {
+    let differs = |sql: String, params: Vec<&dyn duckdb::ToSql>| -> Result<Option<(i64, String)>> {
+        let mut statement = conn.prepare(&sql).map_err(Error::sql)?;
+        let mut rows = statement.query(params.as_slice()).map_err(Error::sql)?;
+        match rows.next().map_err(Error::sql)? {
+            Some(row) => Ok(Some((row.get(0).map_err(Error::sql)?, row.get(1).map_err(Error::sql)?))),
+            None => Ok(None),
+        }
+    };
+    let values = |per_row: &str| vec![per_row; migrations.len()].join(", ");
+    let mut names: Vec<&dyn duckdb::ToSql> = Vec::with_capacity(migrations.len() * 2);
     for m in migrations {
-        params.push(&m.version);
-        params.push(&m.name);
-        params.push(&m.sql);
+        names.push(&m.version);
+        names.push(&m.name);
     }
-    let mut statement = conn.prepare(&sql).map_err(Error::sql)?;
-    let mut rows = statement.query(params.as_slice()).map_err(Error::sql)?;
-    if let Some(row) = rows.next().map_err(Error::sql)? {
-        let version: i64 = row.get(0).map_err(Error::sql)?;
-        let (recorded, found): (String, String) = (row.get(1).map_err(Error::sql)?, row.get(2).map_err(Error::sql)?);
-        let (name, expected): (String, String) = (row.get(3).map_err(Error::sql)?, row.get(4).map_err(Error::sql)?);
-        return Err(Error::MigrationDiffers {
+    let renamed = differs(
+        format!(
+            "SELECT s.version, '(' || s.name || '), but this netlens''s migration ' || s.version || ' is (' || e.name || ')' \
+             FROM schema_migrations s JOIN (VALUES {}) e(version, name) USING (version) \
+             WHERE s.name <> e.name ORDER BY s.version LIMIT 1",
+            values("(?::BIGINT, ?::VARCHAR)")
+        ),
+        names,
+    )?;
+    let changed = match renamed {
+        Some(found) => Some(found),
+        None if at >= CHECKSUMS_FROM => {
+            let mut scripts: Vec<&dyn duckdb::ToSql> = Vec::with_capacity(migrations.len() * 2);
+            for m in migrations {
+                scripts.push(&m.version);
+                scripts.push(&m.sql);
+            }
+            differs(
+                format!(
+                    "SELECT s.version, '(' || s.name || ') with checksum ' || coalesce(s.checksum, 'none') \
+                     || ', but this netlens''s script for it has checksum ' || e.checksum \
+                     FROM schema_migrations s JOIN (VALUES {}) e(version, checksum) USING (version) \
+                     WHERE s.checksum IS DISTINCT FROM e.checksum AND (s.checksum IS NOT NULL OR s.version >= {CHECKSUMS_FROM}) \
+                     ORDER BY s.version LIMIT 1",
+                    values("(?::BIGINT, sha256(?::VARCHAR))")
+                ),
+                scripts,
+            )?
+        }
+        None => None,
+    };
+    match changed {
+        Some((version, differs)) => Err(Error::MigrationDiffers {
             path: path.to_path_buf(),
             version,
-            differs: format!(
-                "({recorded}) with checksum {found}, but this netlens's migration {version} ({name}) has checksum {expected}"
-            ),
-        });
+            differs,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -579,6 +600,26 @@ mod tests {
             .unwrap();
         let err = apply(&conn, MIGRATIONS, p(), false).unwrap_err();
         assert!(err.to_string().contains("(renamed)"), "{err}");
+
+        // A file from a build whose migration 14 was another one (it has no checksum column).
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, &MIGRATIONS[..13], p(), false).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE explained (x INTEGER); INSERT INTO schema_migrations VALUES (14, 'explain', now(), '0.1.0')",
+        )
+        .unwrap();
+        let err = apply(&conn, MIGRATIONS, p(), false).unwrap_err();
+        assert!(
+            matches!(&err, Error::MigrationDiffers { version: 14, differs, .. } if differs.contains("(explain)")),
+            "{err}"
+        );
+        // A checksum this build always writes, missing.
+        let conn = Connection::open_in_memory().unwrap();
+        apply(&conn, MIGRATIONS, p(), false).unwrap();
+        conn.execute_batch("UPDATE schema_migrations SET checksum = NULL WHERE version = 14")
+            .unwrap();
+        let err = apply(&conn, MIGRATIONS, p(), true).unwrap_err();
+        assert!(err.to_string().contains("checksum none"), "{err}");
 
         // An upgrade checks what is there before it applies anything.
         let conn = Connection::open_in_memory().unwrap();

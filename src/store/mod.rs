@@ -246,7 +246,7 @@ impl Store {
 
     /// DuckDB's default memory limit as it shows it, asked once per store by a capture
     /// (`capture::persist::CaptureSettings::release_cache`).
-    pub fn default_memory_limit(&self) -> &std::cell::OnceCell<Option<String>> {
+    pub(crate) fn default_memory_limit(&self) -> &std::cell::OnceCell<Option<String>> {
         &self.default_memory_limit
     }
 
@@ -463,7 +463,8 @@ pub(crate) const REATTACH_ROWS: usize = 250_000;
 /// disk), the bundled DuckDB's CSV writer could deadlock while aborting its pending writes (the
 /// aborting thread waits for a write task that waits for the lock the aborting thread holds), so
 /// `export` hung for good instead of reporting the error; the regression test is
-/// `export::a_failing_export_never_hangs`.
+/// `export::a_failing_export_never_hangs`. The setting also turns off DuckDB's read-ahead for
+/// scans of the file (asynchronous reads); timed without a measurable cost in bench/RESULTS.md.
 fn config() -> duckdb::Result<Config> {
     Config::default()
         .with("max_vacuum_tasks", "1")?

@@ -1,5 +1,5 @@
 //! Run ids: one sequence (`run_ids`) for every run table (model_runs, detector_runs, geo_runs,
-//! retention_runs), so a run id names one run; and `run_outputs`, the record of which result
+//! retention_runs, explain_runs), so a run id names one run; and `run_outputs`, the record of which result
 //! tables an analysis run wrote, which the `latest_*` views of analysis results read.
 //!
 //! Touches only the sequence, `run_outputs`, and reads the run tables' ids. Knows no source.
@@ -9,7 +9,8 @@ use duckdb::Connection;
 use crate::error::{Error, Result};
 
 /// The highest run id of any run table: ids from before one sequence was shared (schema 15)
-/// were counted per table, and the sequence of an upgraded file starts at 1.
+/// were counted per table, and the sequence of an upgraded file starts at 1. (explain_runs came
+/// after the sequence: its ids never need passing.)
 const HIGHEST_RUN_ID: &str = "SELECT greatest(\
     (SELECT coalesce(max(run_id), 0) FROM model_runs), \
     (SELECT coalesce(max(run_id), 0) FROM detector_runs), \

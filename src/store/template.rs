@@ -389,6 +389,14 @@ mod tests {
         assert_eq!(catalog(second.conn()), expected);
         let memory = open(Location::Memory);
         assert_eq!(catalog(memory.conn()), expected);
+        // Copies carry the migrations' checksums: every open of them verifies against these.
+        for copy in [&second, &memory] {
+            let recorded = rows(
+                copy.conn(),
+                "SELECT count(*) FILTER (checksum IS NOT NULL) || '/' || count(*) FROM schema_migrations",
+            );
+            assert_eq!(recorded, [format!("{0}/{0}", migrations::MIGRATIONS.len())]);
+        }
         // A copy that failed would have discarded the template (and the migrations would have
         // given the same catalog).
         let again: Vec<_> = std::fs::read_dir(cache.path())
