@@ -120,7 +120,7 @@ SELECT run_id, 'retention', 'retention', started_at, rows_deleted FROM retention
 UNION ALL
 SELECT run_id, 'explain', 'explain ' || model || '@' || version, created_at, explained_rows FROM explain_runs;
 COMMENT ON VIEW runs IS 'Every run of every kind, one row each: the run ids of model_runs, detector_runs, geo_runs, retention_runs and explain_runs in one list.';
-COMMENT ON COLUMN runs.run_id IS 'The run (unique across all run tables).';
+COMMENT ON COLUMN runs.run_id IS 'The run: unique across all run tables from schema version 15 on (ids from before it were counted per table and may repeat across kinds).';
 COMMENT ON COLUMN runs.kind IS 'analysis (model_runs), detect (detector_runs), geo (geo_runs), retention (retention_runs) or explain (explain_runs).';
 COMMENT ON COLUMN runs.what IS 'Stage and kind (e.g. iforest train), detector, geo command, retention, or the model explained.';
 COMMENT ON COLUMN runs.started_at IS 'When the run started, UTC.';
