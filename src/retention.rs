@@ -341,7 +341,7 @@ fn delete_raw_batch(
     let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let (low, high) = (ids[0], ids[ids.len() - 1]);
     let mut rows = 0;
-    for table in ["sockets", "processes", "interfaces", "tcp_transitions", "snapshots"] {
+    for table in ["sockets", "socket_traffic", "processes", "interfaces", "tcp_transitions", "snapshots"] {
         rows += conn
             .execute(
                 &format!("DELETE FROM {table} WHERE snapshot_id BETWEEN {low} AND {high} AND snapshot_id IN ({list})"),

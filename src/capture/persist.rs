@@ -36,7 +36,7 @@ struct Issued {
     snapshot_id: Option<i64>,
 }
 use crate::capture::direction::Listeners;
-use crate::capture::tracker::{ConnectionKey, OpenConnection, Plan, Tracker};
+use crate::capture::tracker::{ByteCounters, ConnectionKey, OpenConnection, Plan, Tracker};
 use crate::capture::{InterfaceRecord, Proto, Snapshot, TcpCounters};
 use crate::error::{Error, Result};
 use crate::netaddr;
@@ -221,7 +221,8 @@ impl Store {
             .conn()
             .prepare(
                 "SELECT s.connection_id, s.proto, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.pid, \
-                 s.inode, s.state FROM sockets s JOIN connection_lifetimes l USING (connection_id) \
+                 s.inode, s.state, s.bytes_sent, s.bytes_received \
+                 FROM sockets s JOIN connection_lifetimes l USING (connection_id) \
                  WHERE l.closed_at IS NULL AND l.host = $1 \
                  AND s.snapshot_id = (SELECT max(snapshot_id) FROM snapshots WHERE host = $1)",
             )
@@ -238,12 +239,13 @@ impl Store {
                     r.get::<_, Option<i32>>(6)?,
                     r.get::<_, Option<i64>>(7)?,
                     r.get::<_, String>(8)?,
+                    (r.get::<_, Option<i64>>(9)?, r.get::<_, Option<i64>>(10)?),
                 ))
             })
             .map_err(Error::sql)?;
         let mut open = Vec::new();
         for row in rows {
-            let (id, proto, local, lport, remote, rport, pid, inode, state) = row.map_err(Error::sql)?;
+            let (id, proto, local, lport, remote, rport, pid, inode, state, bytes) = row.map_err(Error::sql)?;
             let proto = if proto == "tcp" { Proto::Tcp } else { Proto::Udp };
             let (Ok(local_addr), remote_addr) = (local.parse(), remote.map(|r| r.parse())) else {
                 continue;
@@ -263,9 +265,20 @@ impl Store {
                     id,
                     proto,
                     state: crate::capture::state_name(state),
+                    counters: match bytes {
+                        (Some(sent), Some(received)) => Some(ByteCounters {
+                            sent: u64::try_from(sent).unwrap_or(0),
+                            received: u64::try_from(received).unwrap_or(0),
+                        }),
+                        _ => None,
+                    },
                 },
             ));
         }
+        let has_history: bool = self
+            .conn()
+            .query_row("SELECT count(*) > 0 FROM snapshots WHERE host = ?", [host], |r| r.get(0))
+            .map_err(Error::sql)?;
 
         let mut stmt = self
             .conn()
@@ -300,7 +313,7 @@ impl Store {
             previous_interfaces.insert(rec.name.clone(), (ts, rec));
         }
         Ok(HostState {
-            tracker: Tracker::resume(open, next_id),
+            tracker: Tracker::resume(open, next_id, has_history),
             previous_interfaces,
         })
     }
@@ -425,6 +438,24 @@ impl Store {
         if !plan.opened.is_empty() {
             self.append("connection_lifetimes", lifetimes_batch(snap, snapshot_id, ts, plan)?)?;
         }
+        if !plan.traffic.is_empty() {
+            let t = &plan.traffic;
+            let names = process_names(snap);
+            let process = |x: &crate::capture::tracker::Traffic| {
+                snap.sockets[x.socket].pid().and_then(|pid| names.get(&pid).copied())
+            };
+            self.append(
+                "socket_traffic",
+                batch(vec![
+                    ("snapshot_id", i64s(t.iter().map(|_| Some(snapshot_id)))),
+                    ("ts", timestamps(t.iter().map(|_| Some(ts)))),
+                    ("connection_id", i64s(t.iter().map(|x| Some(x.connection_id)))),
+                    ("process_name", strings(t.iter().map(process))),
+                    ("bytes_sent", i64s(t.iter().map(|x| Some(u64_to_i64(x.sent))))),
+                    ("bytes_received", i64s(t.iter().map(|x| Some(u64_to_i64(x.received))))),
+                ])?,
+            )?;
+        }
         if !plan.transitions.is_empty() {
             let t = &plan.transitions;
             self.append(
@@ -518,7 +549,7 @@ impl Store {
         let fail = |e: duckdb::Error| Error::StoreSnapshot {
             reason: format!("appending to sockets: {e}"),
         };
-        let names: HashMap<u32, &str> = snap.processes.iter().map(|p| (p.pid, p.name.as_str())).collect();
+        let names = process_names(snap);
         let listeners = Listeners::of(&snap.sockets);
         let mut appender = self.conn().appender("sockets").map_err(fail)?;
         for start in (0..snap.sockets.len()).step_by(SLICE) {
@@ -612,6 +643,11 @@ impl SocketRows<'_> {
             ("last_data_recv_ms", tcp(|t| t.last_data_recv_ms().map(i64::from))),
         ])
     }
+}
+
+/// Each process's name by pid, as socket rows name their owners.
+fn process_names(snap: &Snapshot) -> HashMap<u32, &str> {
+    snap.processes.iter().map(|p| (p.pid, p.name.as_str())).collect()
 }
 
 fn store_err(e: duckdb::Error) -> Error {
@@ -854,6 +890,45 @@ mod tests {
             q(&store, "SELECT string_agg(DISTINCT process_name) FROM sockets"),
             "curl"
         );
+    }
+
+    #[test]
+    fn traffic_is_stored_as_it_moved_and_as_an_upgrade_computes_it() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let snapshots = [
+            snap(0, vec![sock(5000, "ESTABLISHED", 100), sock(5001, "ESTABLISHED", 10)], 0),
+            snap(5, vec![sock(5000, "ESTABLISHED", 400), sock(5001, "ESTABLISHED", 10)], 0),
+            snap(10, vec![sock(5000, "ESTABLISHED", 450), sock(5002, "ESTABLISHED", 30)], 0),
+        ];
+        let mut state = store.host_state("h").unwrap();
+        for (n, s) in snapshots.iter().enumerate() {
+            // A new run resumes from what is stored, as after a restart.
+            if n == 2 {
+                state = store.host_state("h").unwrap();
+            }
+            store.append_snapshot(s, "fixture", &mut state).unwrap();
+        }
+        let rows = "SELECT string_agg(snapshot_id || ':' || c.local_port || ':' || t.bytes_sent || '/' || t.bytes_received || ':' || t.process_name, ' ' ORDER BY snapshot_id, c.local_port) \
+                    FROM {} t JOIN connections c USING (connection_id)";
+        // The first snapshot's bytes predate the host's history; 5001 then moved nothing; 5002
+        // opened within the last interval.
+        let stored = q(&store, &rows.replace("{}", "socket_traffic"));
+        assert_eq!(stored, "2:5000:300/600:curl 3:5000:50/100:curl 3:5002:30/60:curl");
+
+        // Migration 20 fills socket_traffic for rows stored before it with the same rule.
+        let migration = include_str!("../../sql/020_socket_traffic.sql");
+        let backfill = migration
+            .split_once("INSERT INTO socket_traffic\n")
+            .and_then(|(_, rest)| rest.split_once(";\n"))
+            .map(|(select, _)| select)
+            .unwrap();
+        store
+            .conn()
+            .execute_batch(&format!(
+                "CREATE TEMP TABLE recomputed AS FROM socket_traffic LIMIT 0; INSERT INTO recomputed {backfill}"
+            ))
+            .unwrap();
+        assert_eq!(q(&store, &rows.replace("{}", "recomputed")), stored);
     }
 
     #[test]

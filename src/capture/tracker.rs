@@ -7,6 +7,10 @@
 //! A lifetime is identified by protocol, both endpoints, owning pid and kernel inode: the
 //! same address pair reopened later (new inode) or taken over by another process is a new
 //! lifetime.
+//!
+//! The tracker also remembers each open lifetime's byte counters, so the plan carries each
+//! socket's traffic since its previous sighting (`socket_traffic`): the counters are
+//! cumulative over a socket's life, and the difference is what moved between two snapshots.
 
 use std::net::IpAddr;
 
@@ -47,6 +51,37 @@ pub struct OpenConnection {
     pub id: i64,
     pub proto: Proto,
     pub state: StateName,
+    /// The kernel's cumulative byte counters at the lifetime's latest sighting; `None` when
+    /// that sighting had none (UDP, a TIME_WAIT remnant, no privilege).
+    pub counters: Option<ByteCounters>,
+}
+
+/// A socket's cumulative byte counters (sent, received).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteCounters {
+    pub sent: u64,
+    pub received: u64,
+}
+
+impl ByteCounters {
+    /// The counters of a socket as reported, when the kernel gave both.
+    pub fn of(s: &SocketRecord) -> Option<Self> {
+        let tcp = s.tcp.as_ref()?;
+        Some(ByteCounters {
+            sent: tcp.bytes_sent()?,
+            received: tcp.bytes_received()?,
+        })
+    }
+}
+
+/// Bytes a lifetime moved between the host's previous snapshot and this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    /// Index of the socket in the snapshot.
+    pub socket: usize,
+    pub connection_id: i64,
+    pub sent: u64,
+    pub received: u64,
 }
 
 /// The lifetimes open under one key: almost always one (a key holds the kernel inode), so it
@@ -115,7 +150,25 @@ pub struct Plan {
     /// kernel counters are gone from this sighting on.
     pub orphaned: Vec<i64>,
     pub transitions: Vec<Transition>,
+    /// Lifetimes that moved bytes since the host's previous snapshot, in the snapshot's order.
+    pub traffic: Vec<Traffic>,
     next_id: i64,
+}
+
+/// What a socket moved since its previous sighting: the change of its counters, or, for a
+/// lifetime that opened after a snapshot the tracker knows, everything it counted (it opened
+/// within the interval). `None` when that is unknown: no counters, counters that went back
+/// (not the same socket after all), or a lifetime in the first snapshot of a host with no
+/// history, whose bytes may come from any time before.
+fn moved(now: Option<ByteCounters>, before: Option<&OpenConnection>, has_history: bool) -> Option<(u64, u64)> {
+    let now = now?;
+    match before {
+        Some(prev) => {
+            let prev = prev.counters?;
+            Some((now.sent.checked_sub(prev.sent)?, now.received.checked_sub(prev.received)?))
+        }
+        None => has_history.then_some((now.sent, now.received)),
+    }
 }
 
 /// Lifetimes open on one host, and the next free id.
@@ -123,17 +176,28 @@ pub struct Plan {
 pub struct Tracker {
     open: HashMap<ConnectionKey, Lifetimes>,
     next_id: i64,
+    /// Whether a previous snapshot of the host is known (stored before, or planned and
+    /// committed by this tracker): a lifetime opened after it opened within the interval.
+    has_history: bool,
 }
 
 impl Tracker {
     /// Resumes from the lifetimes the store still has open; `next_id` is one past the largest
-    /// id in the store.
-    pub fn resume(open: impl IntoIterator<Item = (ConnectionKey, OpenConnection)>, next_id: i64) -> Self {
+    /// id in the store; `has_history` says whether the store has a snapshot of the host.
+    pub fn resume(
+        open: impl IntoIterator<Item = (ConnectionKey, OpenConnection)>,
+        next_id: i64,
+        has_history: bool,
+    ) -> Self {
         let mut map: HashMap<ConnectionKey, Lifetimes> = HashMap::default();
         for (key, conn) in open {
             insert(&mut map, key, conn);
         }
-        Tracker { open: map, next_id }
+        Tracker {
+            open: map,
+            next_id,
+            has_history,
+        }
     }
 
     /// Makes the next new lifetime's id at least `next` (ids another writer took meanwhile).
@@ -201,7 +265,9 @@ impl Tracker {
         let mut opened = Vec::new();
         let mut transitions = Vec::new();
         let mut first_seen = Vec::new();
+        let mut traffic = Vec::new();
         for (i, (s, m)) in sockets.iter().zip(matched).enumerate() {
+            let moved = moved(ByteCounters::of(s), m.as_ref(), self.has_history);
             let id = match m {
                 Some(prev) => {
                     if s.proto == Proto::Tcp && prev.state != s.state {
@@ -228,6 +294,14 @@ impl Tracker {
                 }
             };
             connection_ids.push(id);
+            if let Some((sent, received)) = moved.filter(|&(sent, received)| sent > 0 || received > 0) {
+                traffic.push(Traffic {
+                    socket: i,
+                    connection_id: id,
+                    sent,
+                    received,
+                });
+            }
         }
         transitions.extend(first_seen);
 
@@ -254,6 +328,7 @@ impl Tracker {
             closed,
             orphaned,
             transitions,
+            traffic,
             next_id,
         }
     }
@@ -276,10 +351,12 @@ impl Tracker {
                     id,
                     proto: s.proto,
                     state: s.state.clone(),
+                    counters: ByteCounters::of(s),
                 },
             );
         }
         self.next_id = plan.next_id;
+        self.has_history = true;
     }
 }
 
@@ -306,7 +383,7 @@ mod tests {
 
     #[test]
     fn lifetimes_continue_change_state_and_close() {
-        let mut t = Tracker::resume([], 1);
+        let mut t = Tracker::resume([], 1, false);
         let first = [
             tcp(5000, 443, "SYN_SENT", 7, 100),
             tcp(5001, 443, "ESTABLISHED", 7, 101),
@@ -343,7 +420,7 @@ mod tests {
 
     #[test]
     fn new_inode_or_pid_is_a_new_lifetime() {
-        let mut t = Tracker::resume([], 10);
+        let mut t = Tracker::resume([], 10, false);
         let established = [tcp(5000, 443, "ESTABLISHED", 7, 100)];
         t.commit(t.plan(&established), &established);
         let p = t.plan(&[
@@ -356,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_time_wait_remnant_continues_its_lifetime() {
-        let mut t = Tracker::resume([], 1);
+        let mut t = Tracker::resume([], 1, false);
         let established = [tcp(5000, 443, "ESTABLISHED", 7, 100)];
         t.commit(t.plan(&established), &established);
         let mut remnant = tcp(5000, 443, "TIME_WAIT", 7, 0);
@@ -378,7 +455,7 @@ mod tests {
         udp.inode = None;
         udp.remote_addr = None;
         udp.remote_port = None;
-        let mut t = Tracker::resume([], 1);
+        let mut t = Tracker::resume([], 1, false);
         let both = [udp.clone(), udp.clone()];
         t.commit(t.plan(&both), &both);
         let p = t.plan(&[udp.clone(), udp.clone()]);
@@ -386,9 +463,70 @@ mod tests {
         assert!(p.opened.is_empty() && p.closed.is_empty() && p.transitions.is_empty());
     }
 
+    fn with_bytes(mut s: SocketRecord, sent: u64, received: u64) -> SocketRecord {
+        s.tcp = Some(
+            crate::capture::TcpCounterFields {
+                bytes_sent: Some(sent),
+                bytes_received: Some(received),
+                ..Default::default()
+            }
+            .into(),
+        );
+        s
+    }
+
+    fn traffic(p: &Plan) -> Vec<(i64, u64, u64)> {
+        p.traffic.iter().map(|t| (t.connection_id, t.sent, t.received)).collect()
+    }
+
+    #[test]
+    fn traffic_is_what_moved_since_the_previous_sighting() {
+        let mut t = Tracker::resume([], 1, false);
+        let first = [
+            with_bytes(tcp(5000, 443, "ESTABLISHED", 7, 100), 1_000, 5_000),
+            with_bytes(tcp(5001, 443, "ESTABLISHED", 7, 101), 10, 10),
+        ];
+        let p1 = t.plan(&first);
+        // A host's first snapshot: when those bytes moved is not known.
+        assert!(p1.traffic.is_empty());
+        t.commit(p1, &first);
+
+        let second = [
+            with_bytes(tcp(5000, 443, "ESTABLISHED", 7, 100), 1_500, 5_000),
+            with_bytes(tcp(5001, 443, "ESTABLISHED", 7, 101), 10, 10),
+            with_bytes(tcp(5002, 443, "ESTABLISHED", 7, 102), 300, 700),
+            tcp(5003, 443, "ESTABLISHED", 7, 103),
+        ];
+        let p2 = t.plan(&second);
+        // Idle (5001) and counter-less (5003) sockets move nothing; a lifetime opened since the
+        // previous snapshot moved everything it counted.
+        assert_eq!(traffic(&p2), vec![(1, 500, 0), (3, 300, 700)]);
+        t.commit(p2, &second);
+
+        let third = [with_bytes(tcp(5000, 443, "ESTABLISHED", 7, 100), 20, 20)];
+        assert!(t.plan(&third).traffic.is_empty(), "counters that went back are not a delta");
+    }
+
+    #[test]
+    fn a_resumed_host_counts_lifetimes_opened_since_its_last_snapshot() {
+        let open = OpenConnection {
+            id: 4,
+            proto: Proto::Tcp,
+            state: "ESTABLISHED".into(),
+            counters: Some(ByteCounters { sent: 100, received: 100 }),
+        };
+        let old = tcp(5000, 443, "ESTABLISHED", 7, 100);
+        let t = Tracker::resume([(ConnectionKey::of(&old), open)], 5, true);
+        let p = t.plan(&[
+            with_bytes(old, 150, 100),
+            with_bytes(tcp(5009, 443, "ESTABLISHED", 7, 109), 40, 60),
+        ]);
+        assert_eq!(traffic(&p), vec![(4, 50, 0), (5, 40, 60)]);
+    }
+
     #[test]
     fn a_failed_store_leaves_the_tracker_unchanged() {
-        let mut t = Tracker::resume([], 1);
+        let mut t = Tracker::resume([], 1, false);
         let established = [tcp(5000, 443, "ESTABLISHED", 7, 100)];
         t.commit(t.plan(&established), &established);
         let _discarded = t.plan(&[]);

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Every dashboard panel on a large history (issue 18: at most 1 s a view at 50 million socket rows).
+
+Builds (or reuses) a database: `netlens demo --hours 24 --interval 10s`, then the day copied
+DAYS times back in time and, within each day, every connection copied CONNS times with new
+connection ids and local ports, so the host has CONNS times the demo's sockets over DAYS days.
+Then `netlens serve --no-capture --http` holds it and every panel of every view is asked once
+over each range (the newest 15 minutes, hour and day, and the whole history), timed by this
+client; a view's time is the sum of its panels (the page asks them in parallel, so this is the
+worst case).
+
+Usage: bench/dashboard_scale.py BINARY DB [--days D] [--conns C] [--build-with BINARY] [--views a,b]
+With --build-with, the database is built by that (older) binary when DB does not exist yet:
+the first open by BINARY then also measures the upgrade.
+"""
+import argparse, json, os, re, shutil, subprocess, sys, time, urllib.request
+
+RANGES = [("15 min", 15 * 60), ("1 h", 3600), ("24 h", 86400), ("all", None)]
+
+
+def sql(binary, db, text):
+    out = subprocess.run([binary, "--db", db, "--format", "csv", "-c", text], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{binary} -c failed: {out.stderr}")
+    return out.stdout.strip().splitlines()
+
+
+def build(binary, db, days, conns):
+    t = time.monotonic()
+    # The demo day takes minutes: kept beside DB and copied for the next build.
+    demo = db + ".demo"
+    if not os.path.exists(demo):
+        subprocess.run([binary, "--db", demo, "demo", "--hours", "24", "--interval", "10s"], check=True,
+                       stdout=subprocess.DEVNULL)
+    shutil.copyfile(demo, db)
+    # Day copies first (every table keyed by snapshot), then connection copies of everything.
+    day = "INTERVAL 1 DAY"
+    steps = [
+        f"INSERT INTO snapshots SELECT t.* REPLACE (snapshot_id + k * 100000 AS snapshot_id, ts - k * {day} AS ts) FROM snapshots t, range(1, {days}) r(k)",
+        f"INSERT INTO processes SELECT t.* REPLACE (snapshot_id + k * 100000 AS snapshot_id, ts - k * {day} AS ts, start_time - k * {day} AS start_time) FROM processes t, range(1, {days}) r(k)",
+        f"INSERT INTO interfaces SELECT t.* REPLACE (snapshot_id + k * 100000 AS snapshot_id, ts - k * {day} AS ts) FROM interfaces t, range(1, {days}) r(k)",
+        # Lifetimes still open on the newest day close at its end in each older copy.
+        f"INSERT INTO connection_lifetimes SELECT t.* REPLACE (connection_id + k * 10000000 AS connection_id, first_seen - k * {day} AS first_seen, first_snapshot_id + k * 100000 AS first_snapshot_id, coalesce(closed_at, n.ts) - k * {day} AS closed_at, coalesce(last_seen, n.ts) - k * {day} AS last_seen, coalesce(last_snapshot_id, n.id) + k * 100000 AS last_snapshot_id, coalesce(last_state, first_state) AS last_state) FROM connection_lifetimes t, range(1, {days}) r(k), (SELECT max(ts) AS ts, max(snapshot_id) AS id FROM snapshots) n",
+        f"INSERT INTO sockets SELECT s.* REPLACE (snapshot_id + k * 100000 AS snapshot_id, ts - k * {day} AS ts, connection_id + k * 10000000 AS connection_id) FROM sockets s, range(1, {days}) r(k)",
+        f"INSERT INTO tcp_transitions SELECT t.* REPLACE (snapshot_id + k * 100000 AS snapshot_id, ts - k * {day} AS ts, connection_id + k * 10000000 AS connection_id) FROM tcp_transitions t, range(1, {days}) r(k)",
+        f"INSERT INTO connection_lifetimes SELECT t.* REPLACE (connection_id + c * 1000000000 AS connection_id, local_port + c AS local_port) FROM connection_lifetimes t, range(1, {conns}) r(c) WHERE local_port + {conns} < 65536",
+        f"INSERT INTO sockets SELECT t.* REPLACE (connection_id + c * 1000000000 AS connection_id, local_port + c AS local_port) FROM sockets t, range(1, {conns}) r(c) WHERE local_port + {conns} < 65536",
+        f"INSERT INTO tcp_transitions SELECT t.* REPLACE (connection_id + c * 1000000000 AS connection_id) FROM tcp_transitions t, range(1, {conns}) r(c) WHERE connection_id IN (SELECT connection_id FROM connection_lifetimes WHERE local_port + {conns} < 65536)",
+        "UPDATE snapshots SET socket_count = n FROM (SELECT snapshot_id, count(*) AS n FROM sockets GROUP BY ALL) c WHERE c.snapshot_id = snapshots.snapshot_id",
+        "CHECKPOINT",
+    ]
+    for step in steps:
+        sql(binary, db, step)
+    print(f"built {db} in {time.monotonic() - t:.0f} s", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("binary")
+    ap.add_argument("db")
+    ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--conns", type=int, default=27)
+    ap.add_argument("--build-with")
+    ap.add_argument("--port", type=int, default=18787)
+    ap.add_argument("--views", help="comma-separated view ids (default: every view)")
+    a = ap.parse_args()
+    if not os.path.exists(a.db):
+        build(a.build_with or a.binary, a.db, a.days, a.conns)
+    t = time.monotonic()
+    rows = sql(a.binary, a.db, "SELECT (SELECT count(*) FROM sockets), (SELECT count(*) FROM snapshots), "
+               "(SELECT count(*) FROM connection_lifetimes), (SELECT max(ts) FROM snapshots)")
+    opened = time.monotonic() - t
+    sockets, snapshots, lifetimes, newest = rows[-1].split(",")
+    print(f"{int(sockets):,} socket rows, {int(snapshots):,} snapshots, {int(lifetimes):,} lifetimes; "
+          f"first open and count {opened:.1f} s", file=sys.stderr)
+
+    server = subprocess.Popen([a.binary, "--db", a.db, "serve", "--no-capture", "--http", f"127.0.0.1:{a.port}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    token = None
+    deadline = time.monotonic() + 600
+    while token is None and time.monotonic() < deadline:
+        line = server.stderr.readline()
+        if not line:
+            sys.exit("serve exited before printing its URL")
+        m = re.search(r"token=([0-9a-zA-Z_-]+)", line)
+        token = m and m.group(1)
+    base = f"http://127.0.0.1:{a.port}"
+
+    def get(path):
+        req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return r.read()
+
+    try:
+        views = json.loads(get("/api/views"))
+        if a.views:
+            views = [v for v in views if v["id"] in a.views.split(",")]
+        newest_ts = newest.replace(" ", "T")
+        from datetime import datetime, timedelta
+        end = datetime.fromisoformat(newest_ts)
+        print("| view | " + " | ".join(r for r, _ in RANGES) + " |")
+        print("|---|" + "---|" * len(RANGES))
+        slowest = {}
+        for view in views:
+            cells = []
+            for label, span in RANGES:
+                q = "" if span is None else "&since=" + (end - timedelta(seconds=span)).isoformat() + "&until=" + end.isoformat()
+                total = 0.0
+                for panel in view["panels"]:
+                    t = time.monotonic()
+                    get(f"/api/panel?view={view['id']}&panel={panel['id']}{q}")
+                    took = time.monotonic() - t
+                    total += took
+                    key = (label, view["id"] + "/" + panel["id"])
+                    slowest[key] = took
+                cells.append(f"{total:.2f}")
+            print(f"| {view['id']} | " + " | ".join(cells) + " |", flush=True)
+        for label, _ in RANGES:
+            worst = sorted(((v, k[1]) for k, v in slowest.items() if k[0] == label), reverse=True)[:3]
+            print(f"slowest panels, {label}: " + ", ".join(f"{p} {v:.2f} s" for v, p in worst))
+    finally:
+        server.terminate()
+        server.wait(timeout=120)
+
+
+if __name__ == "__main__":
+    main()
