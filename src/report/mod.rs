@@ -8,14 +8,20 @@ pub mod insights;
 /// Titled queries summarising the snapshots `first..=last`.
 pub fn capture_summary(first: i64, last: i64) -> Vec<(&'static str, String)> {
     let window = format!("snapshot_id BETWEEN {first} AND {last}");
-    // Kernel byte counters are cumulative per socket: a connection's traffic in the window
-    // is its largest counter there (the counter at its last sighting).
+    // A connection's traffic in the run is what `socket_traffic` counted after the run's first
+    // snapshot: the kernel's counters are cumulative, so their values include bytes that moved
+    // before the run, and the first snapshot's rows count bytes since the one before it.
     let per_connection = format!(
         "SELECT connection_id, any_value(proto) AS proto, any_value(direction) AS direction, \
          any_value(pid) AS pid, any_value(process_name) AS process_name, any_value(remote_addr) AS remote_addr, \
          any_value(remote_port) AS remote_port, any_value(remote_scope) AS remote_scope, \
-         bool_or(state = 'ESTABLISHED') AS established, max(bytes_sent) AS bytes_sent, \
-         max(bytes_received) AS bytes_received FROM sockets WHERE {window} GROUP BY connection_id"
+         bool_or(state = 'ESTABLISHED') AS established, CASE WHEN bool_or(sockets.bytes_sent IS NOT NULL) \
+         THEN coalesce(any_value(t.sent), 0) END AS bytes_sent, CASE WHEN bool_or(sockets.bytes_received IS NOT NULL) \
+         THEN coalesce(any_value(t.received), 0) END AS bytes_received FROM sockets \
+         LEFT JOIN (SELECT connection_id, sum(bytes_sent) AS sent, sum(bytes_received) AS received \
+                    FROM socket_traffic WHERE snapshot_id > {first} AND snapshot_id <= {last} \
+                    GROUP BY connection_id) t USING (connection_id) \
+         WHERE {window} GROUP BY connection_id"
     );
     vec![
         (
@@ -90,4 +96,38 @@ pub fn capture_summary(first: i64, last: i64) -> Vec<(&'static str, String)> {
             ),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{Location, Store};
+
+    /// A connection already open before the run, with 1 000 bytes sent then, and 300 during it.
+    #[test]
+    fn a_run_counts_the_bytes_that_moved_during_it() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO snapshots VALUES (1, '2026-01-01 00:00:00', 'h', 'fixture', 1, 1, 0, 0, NULL), \
+                 (2, '2026-01-01 00:00:05', 'h', 'fixture', 1, 1, 0, 0, NULL), \
+                 (3, '2026-01-01 00:00:10', 'h', 'fixture', 1, 1, 0, 0, NULL); \
+                 INSERT INTO sockets (snapshot_id, ts, connection_id, proto, family, local_addr, local_port, remote_addr, \
+                   remote_port, state, direction, bytes_sent, bytes_received) \
+                 SELECT snapshot_id, ts, 7, 'tcp', 'ipv4', '10.0.0.1', 5000, '192.0.2.1', 443, 'ESTABLISHED', 'outbound', \
+                   b, 0 FROM (VALUES (1, TIMESTAMP '2026-01-01 00:00:00', 1000), (2, TIMESTAMP '2026-01-01 00:00:05', 1100), \
+                   (3, TIMESTAMP '2026-01-01 00:00:10', 1300)) v(snapshot_id, ts, b); \
+                 INSERT INTO socket_traffic VALUES (1, '2026-01-01 00:00:00', 7, 'curl', 400, 0), \
+                   (2, '2026-01-01 00:00:05', 7, 'curl', 100, 0), (3, '2026-01-01 00:00:10', 7, 'curl', 200, 0);",
+            )
+            .unwrap();
+        let (_, captured) = &super::capture_summary(1, 3)[0];
+        let (sent, received): (i64, i64) = store
+            .conn()
+            .query_row(&format!("SELECT bytes_sent, bytes_received FROM ({captured})"), [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((sent, received), (300, 0));
+    }
 }
