@@ -183,6 +183,49 @@ pub(crate) fn contamination_param(stage: &'static str, set: &BTreeMap<String, St
     Ok(contamination)
 }
 
+/// What [`fit_on_subsample`] returns: the parts of an ocsvm, lof or autoencoder model and the
+/// result on the training rows.
+pub(crate) struct SubsampleFit<D> {
+    pub standardizer: Standardizer,
+    pub detector: D,
+    pub threshold: f64,
+    pub metrics: Map<String, Value>,
+    /// The training rows scored, with the milliseconds it took ([`Fitted::training_output`]).
+    pub training_output: (Applied, f64),
+}
+
+/// The fit the ocsvm, lof and autoencoder stages share: standardise with the training rows'
+/// statistics, fit the detector (`fit`, which returns it and its metrics) on a seeded subsample
+/// of at most `sample` rows, score every training row (`score`) and put the threshold at the
+/// training scores' (1 - contamination) quantile. `model` names the detector in messages.
+pub(crate) fn fit_on_subsample<D>(
+    stage: &'static str,
+    model: &'static str,
+    x: ArrayView2<f64>,
+    (sample, seed, contamination): (usize, u64, f64),
+    fit: impl FnOnce(ArrayView2<f64>) -> Result<(D, Map<String, Value>)>,
+    score: impl Fn(&D, ArrayView2<f64>) -> Result<Vec<f64>>,
+) -> Result<SubsampleFit<D>> {
+    check_finite(model, x)?;
+    let standardizer = Standardizer::fit(x);
+    let standardized = standardizer.apply(stage, x)?;
+    let rows = subsample(standardized.view(), sample, seed);
+    let (detector, mut metrics) = fit(rows.view())?;
+    let started = Instant::now();
+    let scores = score(&detector, standardized.view())?;
+    let threshold = contamination_threshold(&scores, contamination);
+    let out = applied(scores, threshold);
+    let score_ms = started.elapsed().as_secs_f64() * 1000.0;
+    metrics.insert("contamination".into(), json!(contamination));
+    Ok(SubsampleFit {
+        standardizer,
+        detector,
+        threshold,
+        metrics,
+        training_output: (out, score_ms),
+    })
+}
+
 /// At most `max` rows of `x`, drawn without replacement with `seed` and kept in source order; all
 /// rows (a copy) when there are no more than `max`. Row `i` is drawn when its seeded key (a hash
 /// of seed and `i`) is among the `max` smallest, so rows appended to a source (a retrain's
