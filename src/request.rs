@@ -528,6 +528,9 @@ fn run_summary(runs: &[analysis::RunSummary], reply: &mut Reply) {
         if !run.skipped.is_empty() {
             reply.summary(format!("  not used as features: {}", run.skipped.join(", ")));
         }
+        for note in &run.notes {
+            reply.summary(format!("  {note}"));
+        }
         if run.in_sample {
             reply.summary(
                 "  evaluated in-sample: on the rows the model was fitted on, so the figures are optimistic; \

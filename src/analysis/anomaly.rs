@@ -183,17 +183,73 @@ pub(crate) fn contamination_param(stage: &'static str, set: &BTreeMap<String, St
     Ok(contamination)
 }
 
+/// What [`fit_on_subsample`] returns: the parts of an ocsvm, lof or autoencoder model and the
+/// result on the training rows.
+pub(crate) struct SubsampleFit<D> {
+    pub standardizer: Standardizer,
+    pub detector: D,
+    pub threshold: f64,
+    pub metrics: Map<String, Value>,
+    /// The training rows scored, with the milliseconds it took ([`Fitted::training_output`]).
+    pub training_output: (Applied, f64),
+}
+
+/// The fit the ocsvm, lof and autoencoder stages share: standardise with the training rows'
+/// statistics, fit the detector (`fit`, which returns it and its metrics) on a seeded subsample
+/// of at most `sample` rows, score every training row (`score`) and put the threshold at the
+/// training scores' (1 - contamination) quantile. `model` names the detector in messages.
+pub(crate) fn fit_on_subsample<D>(
+    stage: &'static str,
+    model: &'static str,
+    x: ArrayView2<f64>,
+    (sample, seed, contamination): (usize, u64, f64),
+    fit: impl FnOnce(ArrayView2<f64>) -> Result<(D, Map<String, Value>)>,
+    score: impl Fn(&D, ArrayView2<f64>) -> Result<Vec<f64>>,
+) -> Result<SubsampleFit<D>> {
+    check_finite(model, x)?;
+    let standardizer = Standardizer::fit(x);
+    let standardized = standardizer.apply(stage, x)?;
+    let rows = subsample(standardized.view(), sample, seed);
+    let (detector, mut metrics) = fit(rows.view())?;
+    let started = Instant::now();
+    let scores = score(&detector, standardized.view())?;
+    let threshold = contamination_threshold(&scores, contamination);
+    let out = applied(scores, threshold);
+    let score_ms = started.elapsed().as_secs_f64() * 1000.0;
+    metrics.insert("contamination".into(), json!(contamination));
+    Ok(SubsampleFit {
+        standardizer,
+        detector,
+        threshold,
+        metrics,
+        training_output: (out, score_ms),
+    })
+}
+
 /// At most `max` rows of `x`, drawn without replacement with `seed` and kept in source order; all
-/// rows (a copy) when there are no more than `max`.
+/// rows (a copy) when there are no more than `max`. Row `i` is drawn when its seeded key (a hash
+/// of seed and `i`) is among the `max` smallest, so rows appended to a source (a retrain's
+/// false positives, module marks) leave the draw of the others alone but for the ones they
+/// displace: a retrain differs from the fit before it by what was added, not by a new draw.
 pub(crate) fn subsample(x: ArrayView2<f64>, max: usize, seed: u64) -> ndarray::Array2<f64> {
-    use rand::SeedableRng;
     if x.nrows() <= max {
         return x.to_owned();
     }
-    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
-    let mut rows = rand::seq::index::sample(&mut rng, x.nrows(), max).into_vec();
+    let mut keyed: Vec<(u64, usize)> = (0..x.nrows()).map(|i| (row_key(seed, i as u64), i)).collect();
+    keyed.select_nth_unstable(max - 1);
+    let mut rows: Vec<usize> = keyed[..max].iter().map(|&(_, i)| i).collect();
     rows.sort_unstable();
     x.select(ndarray::Axis(0), &rows)
+}
+
+/// SplitMix64 of seed and row number: a seeded, well-mixed key per row.
+fn row_key(seed: u64, row: u64) -> u64 {
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(row.wrapping_add(1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Rejects NaN and infinite cells, naming the first: the distance and gradient arithmetic of the
@@ -357,5 +413,28 @@ mod tests {
         let flat = vec![0.5; 20];
         let t = contamination_threshold(&flat, 0.1);
         assert_eq!(applied(flat, t).metrics["anomalies"], json!(0));
+    }
+}
+
+#[cfg(test)]
+mod subsample_tests {
+    use super::*;
+
+    /// A retrain's appended rows (module marks) change the draw by the rows they displace only.
+    #[test]
+    fn appended_rows_leave_the_draw_of_the_others_alone() {
+        let x = ndarray::Array2::from_shape_fn((1000, 1), |(i, _)| i as f64);
+        let mut more = x.clone();
+        for i in 0..20 {
+            more.push_row(ndarray::ArrayView1::from(&[1000.0 + i as f64])).unwrap();
+        }
+        let before: Vec<f64> = subsample(x.view(), 100, 7).column(0).to_vec();
+        let after: Vec<f64> = subsample(more.view(), 100, 7).column(0).to_vec();
+        assert_eq!((before.len(), after.len()), (100, 100));
+        let old_after: Vec<&f64> = after.iter().filter(|v| **v < 1000.0).collect();
+        assert!(old_after.iter().all(|v| before.contains(v)), "only displacements");
+        assert_eq!(old_after.len() + (after.len() - old_after.len()), 100);
+        assert!(old_after.len() >= 90, "{} of 100 kept", old_after.len());
+        assert_ne!(before, subsample(x.view(), 100, 8).column(0).to_vec(), "seeded");
     }
 }

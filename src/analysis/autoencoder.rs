@@ -25,7 +25,6 @@
 //! May touch: nothing but its arguments (pure computation around the analysis framework).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 use rand::seq::SliceRandom;
@@ -35,8 +34,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::anomaly::{applied, check_finite, check_width, contamination_param, subsample, Standardizer};
-use super::iforest::contamination_threshold;
+use super::anomaly::{applied, check_finite, check_width, contamination_param, fit_on_subsample, Standardizer};
 use super::{count_param, from_json, known_keys, param, to_json, Applied, Fitted, Stage};
 use crate::error::{Error, Result};
 
@@ -457,33 +455,32 @@ impl Stage for AutoencoderStage {
 
     fn fit(&self, x: ArrayView2<f64>, params: &Value, seed: u64) -> Result<Fitted> {
         let p: AutoencoderParams = from_json(NAME, "parameters", params)?;
-        check_finite("autoencoder", x)?;
-        let standardizer = Standardizer::fit(x);
-        let standardized = standardizer.apply(NAME, x)?;
-        let x = standardized.view();
-        let rows = subsample(x, p.sample, seed);
-        let (network, training) = Autoencoder::train(rows.view(), &p, seed)?;
-        let started = Instant::now();
-        let scores = network.score(x)?;
-        let threshold = contamination_threshold(&scores, p.contamination);
-        let out = applied(scores, threshold);
-        let score_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let mut metrics = Map::new();
-        metrics.insert("sample_rows".into(), json!(training.rows_trained));
-        metrics.insert("epochs_run".into(), json!(training.epochs_run));
-        metrics.insert("best_epoch".into(), json!(training.best_epoch));
-        metrics.insert("validation_r2".into(), json!(training.best_validation_r2));
-        metrics.insert("contamination".into(), json!(p.contamination));
+        let fit = fit_on_subsample(
+            NAME,
+            "autoencoder",
+            x,
+            (p.sample, seed, p.contamination),
+            |rows| {
+                let (network, training) = Autoencoder::train(rows, &p, seed)?;
+                let mut metrics = Map::new();
+                metrics.insert("sample_rows".into(), json!(training.rows_trained));
+                metrics.insert("epochs_run".into(), json!(training.epochs_run));
+                metrics.insert("best_epoch".into(), json!(training.best_epoch));
+                metrics.insert("validation_r2".into(), json!(training.best_validation_r2));
+                Ok((network, metrics))
+            },
+            |network, x| network.score(x),
+        )?;
         let model = AutoencoderModel {
-            standardizer,
-            network,
-            threshold,
+            standardizer: fit.standardizer,
+            network: fit.detector,
+            threshold: fit.threshold,
             contamination: p.contamination,
         };
         Ok(Fitted {
             model: to_json(NAME, &model)?,
-            metrics,
-            training_output: Some((out, score_ms)),
+            metrics: fit.metrics,
+            training_output: Some(fit.training_output),
         })
     }
 

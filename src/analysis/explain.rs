@@ -162,14 +162,24 @@ fn format_number(v: f64) -> String {
     }
 }
 
-/// Per encoded column, the reference value: a number's median over the reference rows; a
+/// Per encoded column, the reference value: a number's median over the reference rows that had
+/// it (an imputed value is the training mean, not a value of the training rows); a
 /// category column's one-hot pattern of its most frequent category (all zeros when no category
 /// of the training is seen).
 fn reference_row(x: ArrayView2<f64>, groups: &[Group]) -> Vec<f64> {
     let mut reference = vec![0.0; x.ncols()];
     for g in groups {
         if g.categories.is_empty() {
-            let mut values: Vec<f64> = x.column(g.start).iter().copied().collect();
+            let mut values: Vec<f64> = if g.width == 2 {
+                // After a number comes its missing flag: 1 where the value was imputed.
+                x.rows()
+                    .into_iter()
+                    .filter(|row| row[g.start + 1] < 0.5)
+                    .map(|row| row[g.start])
+                    .collect()
+            } else {
+                x.column(g.start).iter().copied().collect()
+            };
             reference[g.start] = median(&mut values);
         } else {
             let counts: Vec<f64> = (0..g.width).map(|j| x.column(g.start + j).sum()).collect();
@@ -627,5 +637,24 @@ mod tests {
         assert_eq!(groups[0].value(&reference).as_deref(), Some("11"));
         assert_eq!(groups[1].value(&reference).as_deref(), Some("udp"));
         assert_eq!(groups[1].value(&[0.0, 0.0, 0.0]), None);
+    }
+
+    /// Imputed values (the training mean, 0 scaled) pulled the median towards the mean.
+    #[test]
+    fn the_median_leaves_imputed_rows_out() {
+        let encoding = Encoding {
+            columns: vec![ColumnEncoding::Numeric {
+                name: "bytes".into(),
+                mean: 10.0,
+                std: 2.0,
+                log1p: false,
+                missing_flag: true,
+            }],
+        };
+        let groups = groups(&encoding);
+        let x = ndarray::array![[0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]];
+        let reference = reference_row(x.view(), &groups);
+        assert_eq!(reference, vec![2.0, 0.0]);
+        assert_eq!(groups[0].value(&reference).as_deref(), Some("14"));
     }
 }

@@ -26,15 +26,13 @@
 //! May touch: nothing but its arguments (pure computation around the analysis framework).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::anomaly::{applied, check_finite, check_width, contamination_param, subsample, Standardizer};
-use super::iforest::contamination_threshold;
+use super::anomaly::{applied, check_finite, check_width, contamination_param, fit_on_subsample, Standardizer};
 use super::{count_param, from_json, known_keys, to_json, Applied, Fitted, Stage};
 use crate::error::{Error, Result};
 
@@ -249,32 +247,29 @@ impl Stage for LofStage {
 
     fn fit(&self, x: ArrayView2<f64>, params: &Value, seed: u64) -> Result<Fitted> {
         let p: LofParams = from_json(NAME, "parameters", params)?;
-        check_finite("local outlier factor", x)?;
-        let standardizer = Standardizer::fit(x);
-        let standardized = standardizer.apply(NAME, x)?;
-        let x = standardized.view();
-        let reference = subsample(x, p.sample, seed);
-        let reference_rows = reference.nrows();
-        let lof = LocalOutlierFactor::fit(reference, p.k)?;
-        let started = Instant::now();
-        let scores = lof.score(x)?;
-        let threshold = contamination_threshold(&scores, p.contamination);
-        let out = applied(scores, threshold);
-        let score_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let mut metrics = Map::new();
-        metrics.insert("sample_rows".into(), json!(reference_rows));
-        metrics.insert("k".into(), json!(p.k));
-        metrics.insert("contamination".into(), json!(p.contamination));
+        let fit = fit_on_subsample(
+            NAME,
+            "local outlier factor",
+            x,
+            (p.sample, seed, p.contamination),
+            |reference| {
+                let mut metrics = Map::new();
+                metrics.insert("sample_rows".into(), json!(reference.nrows()));
+                metrics.insert("k".into(), json!(p.k));
+                Ok((LocalOutlierFactor::fit(reference.to_owned(), p.k)?, metrics))
+            },
+            |lof, x| lof.score(x),
+        )?;
         let model = LofModel {
-            standardizer,
-            lof,
-            threshold,
+            standardizer: fit.standardizer,
+            lof: fit.detector,
+            threshold: fit.threshold,
             contamination: p.contamination,
         };
         Ok(Fitted {
             model: to_json(NAME, &model)?,
-            metrics,
-            training_output: Some((out, score_ms)),
+            metrics: fit.metrics,
+            training_output: Some(fit.training_output),
         })
     }
 

@@ -23,6 +23,7 @@ pub mod features;
 pub mod iforest;
 pub mod kmeans;
 pub mod lof;
+pub mod marks;
 pub mod ocsvm;
 pub mod pca;
 pub mod policy;
@@ -234,6 +235,8 @@ pub struct RunSummary {
     pub evaluated: bool,
     /// The evaluation (if any) was on the rows the model was fitted on: an optimistic figure.
     pub in_sample: bool,
+    /// Lines for the person: what a retrain took from the analysts' marks.
+    pub notes: Vec<String>,
 }
 
 /// A stored model.
@@ -290,10 +293,43 @@ pub fn train(store: &Store, request: &TrainRequest, now: DateTime<Utc>) -> Resul
     run_train(store, request, now, "train")
 }
 
+/// How a retrain uses analysts' marks (`--set feedback=false`, `--set feedback_weight=N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FeedbackUse {
+    on: bool,
+    weight: usize,
+}
+
+fn feedback_use(set: &mut BTreeMap<String, String>) -> Result<FeedbackUse> {
+    let mut out = FeedbackUse {
+        on: true,
+        weight: marks::DEFAULT_WEIGHT,
+    };
+    if let Some(v) = set.remove("feedback") {
+        out.on = v
+            .parse()
+            .map_err(|_| Error::Usage(format!("feedback={v}: expected true or false")))?;
+    }
+    if let Some(v) = set.remove("feedback_weight") {
+        out.weight = v
+            .parse()
+            .ok()
+            .filter(|w| (1..=marks::MAX_WEIGHT).contains(w))
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "feedback_weight={v}: expected a whole number from 1 to {}",
+                    marks::MAX_WEIGHT
+                ))
+            })?;
+    }
+    Ok(out)
+}
+
 fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'static str) -> Result<RunSummary> {
     let stage = stage(&request.stage)?;
     let mut set = request.set.clone();
     let limits = framework_limits(stage.name(), &mut set)?;
+    let feedback = feedback_use(&mut set)?;
     let params = stage.resolve(&set)?;
     let name = request.model.clone().unwrap_or_else(|| stage.name().to_string());
     if name.is_empty() || name.contains('@') {
@@ -311,9 +347,28 @@ fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'
         if loaded.label_column.is_some() {
             check_label(&source, &loaded)?;
         }
+        // A retrain fits on its rows as the analysts' marks leave them (module marks).
         let started = Instant::now();
-        let mut fitted = stage.fit(loaded.x.view(), &params, request.seed)?;
+        let marked = match kind == "retrain" && feedback.on {
+            true => Some(marks::fitting_rows(
+                store,
+                &source,
+                &loaded,
+                feedback.weight,
+                &format!("__netlens_marks_{run_id}"),
+            )?),
+            false => None,
+        };
+        let marks_ms = ms(started);
+        let changed = marked.as_ref().filter(|m| m.used.used > 0);
+        let fit_x = changed.map_or(loaded.x.view(), |m| m.x.view());
+        let started = Instant::now();
+        let mut fitted = stage.fit(fit_x, &params, request.seed)?;
         let mut fit_ms = ms(started);
+        if changed.is_some() {
+            // Scored while fitting, those were the fitting rows, not the source's.
+            fitted.training_output = None;
+        }
         let (applied, score_ms) = match fitted.training_output.take() {
             Some((applied, score_ms)) => {
                 // The stage scored its training rows while fitting: count that as scoring.
@@ -365,6 +420,33 @@ fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'
         if !loaded.skipped.is_empty() {
             metrics.insert("skipped_columns".into(), json!(loaded.skipped));
         }
+        let mut notes = Vec::new();
+        if let Some(m) = &marked {
+            let u = &m.used;
+            metrics.insert("feedback_rows".into(), json!(u.used));
+            metrics.insert(
+                "feedback".into(),
+                json!({
+                    "false_positives_added": u.false_positives,
+                    "weight": u.weight,
+                    "true_positives_excluded": u.true_positives_excluded,
+                    "true_positives_not_in_source": u.true_positives_elsewhere,
+                    "unmatched": u.unmatched,
+                    "unmatched_reasons": u.reasons,
+                    "fit_rows": fit_x.nrows(),
+                    "ms": marks_ms,
+                }),
+            );
+            notes.push(format!(
+                "feedback: {} marked row(s) used: {} false positive(s) added x{}, {} true positive(s) left out of the fitting rows ({} rows fitted)",
+                u.used,
+                u.false_positives,
+                u.weight,
+                u.true_positives_excluded,
+                fit_x.nrows()
+            ));
+            notes.extend(u.reasons.iter().map(|r| format!("feedback not used: {r}")));
+        }
         let run = RunRow {
             run_id,
             kind,
@@ -398,6 +480,7 @@ fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'
             skipped: loaded.skipped.clone(),
             evaluated,
             in_sample: evaluated,
+            notes,
         })
     })
 }
@@ -491,6 +574,7 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
             skipped: Vec::new(),
             evaluated,
             in_sample: evaluated && in_sample,
+            notes: Vec::new(),
         })
     })
 }
@@ -987,7 +1071,7 @@ pub(crate) fn known_keys(stage: &'static str, set: &BTreeMap<String, String>, kn
         Some(k) => Err(Error::StageParams {
             stage,
             reason: format!(
-                "unknown parameter '{k}'; {stage} takes {} (and max_categories, log1p)",
+                "unknown parameter '{k}'; {stage} takes {} (and max_categories, log1p, feedback, feedback_weight)",
                 known.join(", ")
             ),
         }),

@@ -22,15 +22,13 @@
 //! May touch: nothing but its arguments (pure computation around the analysis framework).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::anomaly::{applied, check_finite, check_width, contamination_param, subsample, Standardizer};
-use super::iforest::contamination_threshold;
+use super::anomaly::{applied, check_finite, check_width, contamination_param, fit_on_subsample, Standardizer};
 use super::{count_param, from_json, known_keys, param, to_json, Applied, Fitted, Stage};
 use crate::error::{Error, Result};
 
@@ -345,35 +343,34 @@ impl Stage for OcsvmStage {
 
     fn fit(&self, x: ArrayView2<f64>, params: &Value, seed: u64) -> Result<Fitted> {
         let p: OcsvmParams = from_json(NAME, "parameters", params)?;
-        check_finite("one-class svm", x)?;
-        let standardizer = Standardizer::fit(x);
-        let standardized = standardizer.apply(NAME, x)?;
-        let x = standardized.view();
-        let rows = subsample(x, p.sample, seed);
-        let gamma = p.gamma.unwrap_or_else(|| scale_gamma(rows.view()));
-        let (svm, iterations) = OneClassSvm::fit(rows.view(), p.nu, gamma, p.max_iter)?;
-        let started = Instant::now();
-        let scores = svm.score(x)?.to_vec();
-        let threshold = contamination_threshold(&scores, p.contamination);
-        let out = applied(scores, threshold);
-        let score_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let mut metrics = Map::new();
-        metrics.insert("sample_rows".into(), json!(rows.nrows()));
-        metrics.insert("gamma".into(), json!(gamma));
-        metrics.insert("support_vectors".into(), json!(svm.alpha.len()));
-        metrics.insert("smo_iterations".into(), json!(iterations));
-        metrics.insert("converged".into(), json!(iterations < p.max_iter));
-        metrics.insert("contamination".into(), json!(p.contamination));
+        let fit = fit_on_subsample(
+            NAME,
+            "one-class svm",
+            x,
+            (p.sample, seed, p.contamination),
+            |rows| {
+                let gamma = p.gamma.unwrap_or_else(|| scale_gamma(rows));
+                let (svm, iterations) = OneClassSvm::fit(rows, p.nu, gamma, p.max_iter)?;
+                let mut metrics = Map::new();
+                metrics.insert("sample_rows".into(), json!(rows.nrows()));
+                metrics.insert("gamma".into(), json!(gamma));
+                metrics.insert("support_vectors".into(), json!(svm.alpha.len()));
+                metrics.insert("smo_iterations".into(), json!(iterations));
+                metrics.insert("converged".into(), json!(iterations < p.max_iter));
+                Ok((svm, metrics))
+            },
+            |svm, x| Ok(svm.score(x)?.to_vec()),
+        )?;
         let model = OcsvmModel {
-            standardizer,
-            svm,
-            threshold,
+            standardizer: fit.standardizer,
+            svm: fit.detector,
+            threshold: fit.threshold,
             contamination: p.contamination,
         };
         Ok(Fitted {
             model: to_json(NAME, &model)?,
-            metrics,
-            training_output: Some((out, score_ms)),
+            metrics: fit.metrics,
+            training_output: Some(fit.training_output),
         })
     }
 
