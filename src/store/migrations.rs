@@ -113,6 +113,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "feature_orientation",
         sql: include_str!("../../sql/019_feature_orientation.sql"),
     },
+    Migration {
+        version: 20,
+        name: "tunnel_parents",
+        sql: include_str!("../../sql/020_tunnel_parents.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -516,6 +521,7 @@ mod tests {
         (17, "6b82737afd7e450ca4af6b1531c8f45b73c2ebde280847e476db1304c1944947"),
         (18, "5325fcfe864cb888f448874190e289b6f625a697d99009a00fcdb1e82d3d15cf"),
         (19, "46c82e48a2bfb00aa6d61c42f9cf21689a1489d11ca65a82a332ebbd76d61862"),
+        (20, "70cb403e7501363b64916d7a35f4dfce53be808f7b2f7217299e8c3ac6099f3f"),
     ];
 
     #[test]
