@@ -602,9 +602,12 @@ fn flips_tcp(sport: u16, dport: u16, flags: u8) -> bool {
 
 /// Zeek's default `likely_server_ports`: the union of the `redef likely_server_ports += ...`
 /// of the protocol scripts a default Zeek loads (base/protocols/{dce-rpc, dhcp, dnp3, dns,
-/// ftp, http, imap, irc, krb, ldap, modbus, mqtt, mysql, ntp, postgresql, radius, rdp, sip,
-/// smb, smtp, snmp, socks, ssh, ssl, syslog, xmpp} and the tunnel packet analyzers: AYIYA,
-/// Teredo, GTPv1, VXLAN, Geneve). Only the flip of a connection's first packet uses it.
+/// ftp, http, imap, irc, krb, ldap, modbus, mqtt, ntp, postgresql, radius, rdp, sip, smb,
+/// smtp, snmp, socks, ssh, ssl, syslog, xmpp} and base/packet-protocols/{ayiya, gtpv1, vxlan,
+/// geneve}). Not in it: MySQL's ports (base/protocols/mysql/main.zeek registers its analyzer
+/// for 1434 and 3306 but never adds them), and Teredo's 3544 (base/packet-protocols/teredo
+/// added it until Zeek's scripts moved to connection removal hooks; it no longer does). Only
+/// the flip of a connection's first packet uses it.
 fn likely_server_port(kind: Kind, port: u16) -> bool {
     match kind {
         Kind::Tcp => matches!(
@@ -622,7 +625,6 @@ fn likely_server_port(kind: Kind, port: u16) -> bool {
                 | 443 | 563 | 585 | 614 | 636 | 989 | 990 | 992 | 993 | 995 | 5223 // ssl
                 | 502 // modbus
                 | 1883 // mqtt
-                | 1434 | 3306 // mysql
                 | 3389 // rdp
                 | 5222 | 5269 // xmpp
                 | 5432 // postgresql
@@ -645,7 +647,6 @@ fn likely_server_port(kind: Kind, port: u16) -> bool {
                 | 5060 // sip
                 | 20000 // dnp3
                 | 2123 | 2152 // gtpv1
-                | 3544 // teredo
                 | 4789 // vxlan
                 | 5072 // ayiya
                 | 6081 // geneve
@@ -2185,6 +2186,33 @@ mod tests {
     /// ports neither of which is a likely server port: the SYN-ACK's sender starts as the
     /// originator, and the SYN flips the roles (Zeek's SYN/SYN-ACK reversal in
     /// UpdateInactiveState): history `Hs^` then the rest from the true originator's view, SF.
+    /// Ports whose analyzers Zeek registers without adding them to `likely_server_ports`
+    /// (base/protocols/mysql/main.zeek: 1434/tcp, 3306/tcp; base/packet-protocols/teredo/main.zeek
+    /// since its removal-hook version: 3544/udp), and ones its scripts do add
+    /// (base/packet-protocols/{vxlan,geneve,gtpv1,ayiya}/main.zeek, base/protocols/mqtt).
+    #[test]
+    fn likely_server_ports_are_zeeks_redefs_only() {
+        for port in [1434, 3306] {
+            assert!(!likely_server_port(Kind::Tcp, port), "tcp {port}");
+        }
+        assert!(!likely_server_port(Kind::Udp, 3544));
+        for port in [4789, 6081, 2152, 2123, 5072] {
+            assert!(likely_server_port(Kind::Udp, port), "udp {port}");
+        }
+        assert!(likely_server_port(Kind::Tcp, 1883));
+        // A MySQL server's answer seen first is not flipped (Zeek keeps the sender as originator).
+        let f = run_frames(&[(
+            0,
+            build::tcp4(v4("10.0.0.2"), 3306, v4("10.0.0.1"), 50000, 7, 1, tf::ACK, 10),
+        )]);
+        assert_eq!(
+            (f[0].orig_p, f[0].history.starts_with('^')),
+            (3306, false),
+            "{}",
+            f[0].history
+        );
+    }
+
     /// Runs Ethernet frames through `FlowTable::frame` (tunnels followed), 1 ms apart.
     fn walk_frames(frames: &[Vec<u8>]) -> (Vec<FlowRecord>, Vec<Option<TunnelStop>>) {
         let mut t = FlowTable::new(Timeouts::default(), 1);
