@@ -22,9 +22,9 @@ fuzz_target!(|data: &[u8]| {
     let mut table = flow::FlowTable::new(flow::Timeouts::default(), 0);
     while let Ok(Ok(Some(p))) = r.next_packet() {
         assert!(p.data.len() <= 16 * 1024 * 1024);
-        if let decode::Decoded::Ip(ip) = decode::decode(p.linktype, p.data) {
-            let _ = table.observe(p.number, p.ts_ns, p.orig_len, &ip);
-        }
+        // Decodes the frame and the tunnels it carries, every layer into the flow table.
+        let walked = table.frame(p.number, p.ts_ns, p.orig_len, p.linktype, p.data);
+        assert!(walked.depth <= decode::MAX_TUNNEL_DEPTH);
         for f in table.take_finished() {
             assert!(f.orig_pkts + f.resp_pkts > 0);
         }

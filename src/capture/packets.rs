@@ -22,7 +22,7 @@
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +66,37 @@ pub struct PacketCaptureRequest {
     pub packet_rows: bool,
     /// Stop after this long (else at Ctrl-C).
     pub duration: Option<Duration>,
+}
+
+/// A running capture's counters, for `netlens status` while `serve --packets` captures: the
+/// values its `packet_captures` and `imports` rows get at the end, as of about a second ago.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    /// The capture's `imports.import_id`; 0 until the capture has started.
+    pub import_id: AtomicI64,
+    /// Packets read from the kernel.
+    pub packets: AtomicU64,
+    /// Flows stored so far.
+    pub flows: AtomicU64,
+    /// Flows open in memory (stored when they finish).
+    pub active_flows: AtomicU64,
+    /// libpcap's ps_recv and ps_drop; `u64::MAX` while unknown.
+    pub kernel_received: AtomicU64,
+    pub kernel_dropped: AtomicU64,
+}
+
+impl LiveCounters {
+    pub fn new() -> Self {
+        let c = LiveCounters::default();
+        c.kernel_received.store(u64::MAX, Ordering::Relaxed);
+        c.kernel_dropped.store(u64::MAX, Ordering::Relaxed);
+        c
+    }
+
+    /// A kernel counter, `None` while unknown.
+    pub fn kernel(counter: &AtomicU64) -> Option<u64> {
+        Some(counter.load(Ordering::Relaxed)).filter(|&v| v != u64::MAX)
+    }
 }
 
 /// What a live capture did.
@@ -204,6 +235,7 @@ fn read_packets(
     deadline: Option<Instant>,
     tx: std::sync::mpsc::SyncSender<Batch>,
     abandoned: &AtomicBool,
+    counters: &LiveCounters,
 ) -> ReaderEnd {
     let fd = cap.as_raw_fd();
     let mut r = Reader {
@@ -241,6 +273,18 @@ fn read_packets(
         if last_flush.elapsed() >= Duration::from_secs(1) {
             last_flush = Instant::now();
             r.assembly.expire_idle(wall_ns() - LATE_PACKETS_NS);
+            counters.packets.store(r.packets, Ordering::Relaxed);
+            counters
+                .active_flows
+                .store(r.assembly.active_flows() as u64, Ordering::Relaxed);
+            if let Ok(stats) = cap.stats() {
+                counters
+                    .kernel_received
+                    .store(u64::from(stats.received), Ordering::Relaxed);
+                counters
+                    .kernel_dropped
+                    .store(u64::from(stats.dropped), Ordering::Relaxed);
+            }
             if r.assembly.send_all(&tx).is_err() {
                 break Stop::Failed("storing stopped".to_string());
             }
@@ -296,6 +340,15 @@ fn read_packets(
 /// Runs a live capture into `store` until Ctrl-C, the duration, or an error; stores the flows
 /// as they finish and the open ones at the end, and the run in `imports` and `packet_captures`.
 pub fn run(store: &Store, req: &PacketCaptureRequest) -> Result<PacketCaptureReport> {
+    run_counted(store, req, Arc::new(LiveCounters::new()))
+}
+
+/// [`run`], keeping `counters` up to date (about once a second) while it runs.
+pub fn run_counted(
+    store: &Store,
+    req: &PacketCaptureRequest,
+    counters: Arc<LiveCounters>,
+) -> Result<PacketCaptureReport> {
     let started = Instant::now();
     let started_at = Utc::now();
     let opts = PcapOptions {
@@ -313,21 +366,36 @@ pub fn run(store: &Store, req: &PacketCaptureRequest) -> Result<PacketCaptureRep
     let link_type = cap.get_datalink().0;
     let source = format!("live:{}", req.interface);
     let import_id = ingest::start_live_import(store, &source, &opts)?;
+    counters.import_id.store(import_id, Ordering::Relaxed);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(8);
     let abandoned = Arc::new(AtomicBool::new(false));
     let assembly = FlowAssembly::new(&opts);
     let deadline = req.duration.map(|d| started + d);
     let reader_abandoned = Arc::clone(&abandoned);
+    let reader_counters = Arc::clone(&counters);
     let reader = std::thread::Builder::new()
         .name("netlens-packets".to_string())
-        .spawn(move || read_packets(cap, savefile, assembly, deadline, tx, &reader_abandoned))
+        .spawn(move || {
+            read_packets(
+                cap,
+                savefile,
+                assembly,
+                deadline,
+                tx,
+                &reader_abandoned,
+                &reader_counters,
+            )
+        })
         .map_err(|e| Error::Usage(format!("cannot start the packet reader thread: {e}")))?;
     let mut flows = 0u64;
     let mut store_error = None;
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(batch) => match ingest::store_live_batch(store, &opts, import_id, &source, batch) {
-                Ok(n) => flows += n,
+                Ok(n) => {
+                    flows += n;
+                    counters.flows.store(flows, Ordering::Relaxed);
+                }
                 Err(e) => {
                     abandoned.store(true, Ordering::Relaxed);
                     store_error = Some(e);
@@ -370,6 +438,16 @@ pub fn run(store: &Store, req: &PacketCaptureRequest) -> Result<PacketCaptureRep
         import.notes.push(format!("the capture stopped: {stop_reason}"));
     }
     import.elapsed = started.elapsed();
+    counters.packets.store(end.packets, Ordering::Relaxed);
+    counters.active_flows.store(0, Ordering::Relaxed);
+    if let Some(stats) = end.stats {
+        counters
+            .kernel_received
+            .store(u64::from(stats.received), Ordering::Relaxed);
+        counters
+            .kernel_dropped
+            .store(u64::from(stats.dropped), Ordering::Relaxed);
+    }
     let report = PacketCaptureReport {
         import,
         link_type,

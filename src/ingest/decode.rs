@@ -2,6 +2,11 @@
 //! UDP or ICMP header. Lengths come from the headers (what was on the wire), not from the
 //! captured bytes, so a snap-length-truncated packet still counts its full size.
 //!
+//! Tunnels are decapsulated as Zeek's packet analyzers do it (IP in IP, GRE with ERSPAN and
+//! PPTP, and over UDP VXLAN, Geneve, Teredo, AYIYA and GTPv1-U): [`ip_tunnel`] and
+//! [`udp_tunnel`] find the inner packet in an IP packet's payload, and the caller (which knows
+//! the outer flow) decodes it like a frame of its own. See docs/import.md, "Tunnels".
+//!
 //! Pure functions over byte slices: every read is bounds-checked, nothing panics on bad input.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -84,7 +89,7 @@ pub enum Transport {
 
 /// An IP packet's addresses and transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpPacket {
+pub struct IpPacket<'a> {
     pub src: IpAddr,
     pub dst: IpAddr,
     /// IP protocol number (for IPv6, the upper-layer header after extension headers).
@@ -94,12 +99,19 @@ pub struct IpPacket {
     /// A fragment other than the first: it carries no transport header.
     pub later_fragment: bool,
     pub transport: Transport,
+    /// What a tunnel could carry: the captured UDP payload, or for other protocols without a
+    /// transport header here (IP in IP, GRE, ...) the captured bytes after the IP headers; up
+    /// to the length the headers give (no Ethernet padding). Empty for TCP and ICMP.
+    pub payload: &'a [u8],
+    /// The capture holds the whole of `payload` (the snap length did not cut it). Zeek builds
+    /// an inner packet from the captured bytes only, so a cut one is not decapsulated.
+    pub payload_whole: bool,
 }
 
 /// What a frame turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decoded {
-    Ip(IpPacket),
+pub enum Decoded<'a> {
+    Ip(IpPacket<'a>),
     /// Not IP (ARP, LLC, LLDP, ...): the EtherType or link-level protocol number.
     NotIp(u16),
     /// The link type is not supported.
@@ -122,7 +134,7 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Decodes one frame of the given link type.
-pub fn decode(linktype: u32, frame: &[u8]) -> Decoded {
+pub fn decode(linktype: u32, frame: &[u8]) -> Decoded<'_> {
     match linktype {
         1 => ethernet(frame),
         0 | 108 => {
@@ -162,7 +174,7 @@ pub fn decode(linktype: u32, frame: &[u8]) -> Decoded {
     }
 }
 
-fn ethernet(frame: &[u8]) -> Decoded {
+fn ethernet(frame: &[u8]) -> Decoded<'_> {
     let Some(t) = be16(frame, 12) else {
         return Decoded::Broken("Ethernet header");
     };
@@ -170,7 +182,7 @@ fn ethernet(frame: &[u8]) -> Decoded {
 }
 
 /// Follows an EtherType through VLAN tags, PPPoE and MPLS to IP.
-fn ethertype(t: u16, rest: &[u8], depth: u8) -> Decoded {
+fn ethertype(t: u16, rest: &[u8], depth: u8) -> Decoded<'_> {
     if depth > 8 {
         return Decoded::Broken("too many nested tags");
     }
@@ -211,7 +223,7 @@ fn ethertype(t: u16, rest: &[u8], depth: u8) -> Decoded {
 }
 
 /// Decodes an IP packet; `version` when the link layer already says which.
-fn ip(b: &[u8], version: Option<u8>) -> Decoded {
+fn ip(b: &[u8], version: Option<u8>) -> Decoded<'_> {
     let Some(&first) = b.first() else {
         return Decoded::Broken("IP header");
     };
@@ -224,7 +236,7 @@ fn ip(b: &[u8], version: Option<u8>) -> Decoded {
     }
 }
 
-fn ipv4(b: &[u8]) -> Decoded {
+fn ipv4(b: &[u8]) -> Decoded<'_> {
     if b.len() < 20 {
         return Decoded::Broken("IPv4 header");
     }
@@ -247,8 +259,8 @@ fn ipv4(b: &[u8]) -> Decoded {
     let dst = IpAddr::V4(Ipv4Addr::new(b[16], b[17], b[18], b[19]));
     let payload_len = total - ihl as u32;
     let later_fragment = offset != 0;
-    let transport = if later_fragment {
-        Transport::Other
+    let (transport, payload, payload_whole) = if later_fragment {
+        (Transport::Other, &[][..], false)
     } else {
         match transport(proto, &b[ihl..], payload_len, false) {
             Ok(t) => t,
@@ -262,10 +274,12 @@ fn ipv4(b: &[u8]) -> Decoded {
         ip_len: total,
         later_fragment,
         transport,
+        payload,
+        payload_whole,
     })
 }
 
-fn ipv6(b: &[u8]) -> Decoded {
+fn ipv6(b: &[u8]) -> Decoded<'_> {
     if b.len() < 40 {
         return Decoded::Broken("IPv6 header");
     }
@@ -316,8 +330,8 @@ fn ipv6(b: &[u8]) -> Decoded {
     }
     let headers = (at - 40) as u32;
     let upper_len = payload_len.saturating_sub(headers);
-    let transport = if later_fragment {
-        Transport::Other
+    let (transport, payload, payload_whole) = if later_fragment {
+        (Transport::Other, &[][..], false)
     } else {
         match transport(next, b.get(at..).unwrap_or(&[]), upper_len, true) {
             Ok(t) => t,
@@ -331,11 +345,17 @@ fn ipv6(b: &[u8]) -> Decoded {
         ip_len: 40 + payload_len,
         later_fragment,
         transport,
+        payload,
+        payload_whole,
     })
 }
 
+/// The transport header, and what a tunnel could carry (see [`IpPacket::payload`]) with
+/// whether the capture holds all of it.
+type TransportParts<'a> = (Transport, &'a [u8], bool);
+
 /// Decodes the transport header; `len` is the transport segment's length on the wire.
-fn transport(proto: u8, b: &[u8], len: u32, v6: bool) -> Result<Transport, &'static str> {
+fn transport(proto: u8, b: &[u8], len: u32, v6: bool) -> Result<TransportParts<'_>, &'static str> {
     match proto {
         6 => {
             if b.len() < 20 {
@@ -345,7 +365,7 @@ fn transport(proto: u8, b: &[u8], len: u32, v6: bool) -> Result<Transport, &'sta
             if off < 20 {
                 return Err("TCP header length");
             }
-            Ok(Transport::Tcp {
+            let tcp = Transport::Tcp {
                 sport: u16::from_be_bytes([b[0], b[1]]),
                 dport: u16::from_be_bytes([b[2], b[3]]),
                 seq: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
@@ -354,7 +374,8 @@ fn transport(proto: u8, b: &[u8], len: u32, v6: bool) -> Result<Transport, &'sta
                 window: u16::from_be_bytes([b[14], b[15]]),
                 payload: len.saturating_sub(off),
                 payload_captured: b.len() >= len as usize,
-            })
+            };
+            Ok((tcp, &[], false))
         }
         17 => {
             if b.len() < 8 {
@@ -363,25 +384,457 @@ fn transport(proto: u8, b: &[u8], len: u32, v6: bool) -> Result<Transport, &'sta
             let udp_len = u32::from(u16::from_be_bytes([b[4], b[5]]));
             // A zero or short UDP length (jumbograms, broken senders): fall back to IP's.
             let seg = if udp_len >= 8 { udp_len.min(len.max(8)) } else { len };
-            Ok(Transport::Udp {
+            let udp = Transport::Udp {
                 sport: u16::from_be_bytes([b[0], b[1]]),
                 dport: u16::from_be_bytes([b[2], b[3]]),
                 payload: seg.saturating_sub(8),
-            })
+            };
+            let (payload, whole) = captured(&b[8..], seg.saturating_sub(8));
+            Ok((udp, payload, whole))
         }
         1 | 58 if (proto == 58) == v6 => {
             if b.len() < 4 {
                 return Err("ICMP header");
             }
-            Ok(Transport::Icmp {
+            let icmp = Transport::Icmp {
                 v6,
                 icmp_type: b[0],
                 code: b[1],
                 payload: len.saturating_sub(8),
-            })
+            };
+            Ok((icmp, &[], false))
         }
-        _ => Ok(Transport::Other),
+        _ => {
+            let (payload, whole) = captured(b, len);
+            Ok((Transport::Other, payload, whole))
+        }
     }
+}
+
+/// The captured part of `len` bytes on the wire that start `b`, and whether it is all there.
+fn captured(b: &[u8], len: u32) -> (&[u8], bool) {
+    let len = len as usize;
+    (&b[..len.min(b.len())], b.len() >= len)
+}
+
+/// The tunnel protocols Zeek decapsulates, named as its `Tunnel::Type` names them in
+/// tunnel.log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tunnel {
+    /// IP in IP (IPv4 or IPv6 in IP protocol 4 or 41).
+    Ip,
+    /// GRE (IP protocol 47), ERSPAN and PPTP's enhanced GRE included.
+    Gre,
+    Vxlan,
+    Geneve,
+    Teredo,
+    Ayiya,
+    Gtpv1,
+}
+
+impl Tunnel {
+    pub const ALL: [Tunnel; 7] = [
+        Tunnel::Ip,
+        Tunnel::Gre,
+        Tunnel::Vxlan,
+        Tunnel::Geneve,
+        Tunnel::Teredo,
+        Tunnel::Ayiya,
+        Tunnel::Gtpv1,
+    ];
+
+    /// Zeek's name (`Tunnel::IP`, `Tunnel::GRE`, ...), without the module.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tunnel::Ip => "IP",
+            Tunnel::Gre => "GRE",
+            Tunnel::Vxlan => "VXLAN",
+            Tunnel::Geneve => "GENEVE",
+            Tunnel::Teredo => "TEREDO",
+            Tunnel::Ayiya => "AYIYA",
+            Tunnel::Gtpv1 => "GTPv1",
+        }
+    }
+
+    /// A bit of its own, for sets of tunnel kinds.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// Zeek's `Tunnel::max_depth`: at most this many encapsulations around a packet are followed;
+/// a packet inside more is not analysed (Zeek's `exceeded_tunnel_max_depth`).
+pub const MAX_TUNNEL_DEPTH: usize = 2;
+
+/// What an IP packet's payload held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decap<'a> {
+    /// No tunnel.
+    None,
+    /// A tunnel of this kind, and its packet decoded as a frame of its own.
+    Inner(Tunnel, Decoded<'a>),
+    /// A tunnel header that is malformed (Zeek: an analyzer violation; the inner packet is
+    /// not analysed, nor later ones of the same connection): which check failed.
+    Malformed(Tunnel, &'static str),
+    /// A tunnel header whose packet is not analysed, the tunnel's later packets still are
+    /// (Zeek: a weird, as for an empty VXLAN or a malformed GRE header).
+    Weird(Tunnel, &'static str),
+    /// The capture cut the tunnel's payload short, so the inner packet is not followed.
+    Cut(Tunnel),
+}
+
+/// IP in IP and GRE (IP protocols 4, 41 and 47), as Zeek's IPTunnel and GRE analyzers
+/// decapsulate them. Later fragments carry no tunnel header and give `None`.
+pub fn ip_tunnel<'a>(ip: &IpPacket<'a>) -> Decap<'a> {
+    if ip.later_fragment {
+        return Decap::None;
+    }
+    let tunnel = match ip.proto {
+        4 | 41 => Tunnel::Ip,
+        47 => Tunnel::Gre,
+        _ => return Decap::None,
+    };
+    if !ip.payload_whole {
+        return Decap::Cut(tunnel);
+    }
+    if tunnel == Tunnel::Ip {
+        // Zeek hands the payload to its IP analyzer as raw IP: the version nibble decides.
+        return Decap::Inner(tunnel, inner_ip(ip.payload, None));
+    }
+    gre(ip.payload)
+}
+
+/// An inner IP packet: Zeek's IP analyzer refuses one whose total length is more than the
+/// bytes the tunnel carried (`truncated_IP`); fewer is padding.
+fn inner_ip(b: &[u8], version: Option<u8>) -> Decoded<'_> {
+    match ip(b, version) {
+        Decoded::Ip(p) if p.ip_len as usize > b.len() => Decoded::Broken("inner IP length"),
+        other => other,
+    }
+}
+
+/// An inner Ethernet frame (VXLAN, Geneve, GRE bridging, ERSPAN): its IP packet may not
+/// claim more bytes than the frame carried.
+fn inner_ethernet(b: &[u8]) -> Decoded<'_> {
+    match ethernet(b) {
+        Decoded::Ip(p) if p.ip_len as usize > b.len() => Decoded::Broken("inner IP length"),
+        other => other,
+    }
+}
+
+/// GRE (RFC 2784/2890, and version 1, PPTP's enhanced GRE), as Zeek's GRE analyzer: the
+/// header's optional fields by its flags, then IP, transparent Ethernet bridging (0x6558) or
+/// ERSPAN type I/II (0x88be) and III (0x22eb) around Ethernet; version 1 carries PPP with IP.
+fn gre(b: &[u8]) -> Decap<'_> {
+    let bad = |why| Decap::Weird(Tunnel::Gre, why);
+    let (Some(flags), Some(proto)) = (be16(b, 0), be16(b, 2)) else {
+        return bad("truncated GRE header");
+    };
+    let version = flags & 0x0007;
+    if version > 1 {
+        return bad("unknown GRE version");
+    }
+    if flags & 0x4000 != 0 {
+        return bad("GRE routing present");
+    }
+    if flags & 0x0078 != 0 {
+        return bad("unknown GRE flags");
+    }
+    let mut at = 4usize;
+    for bit in [0x8000u16, 0x2000, 0x1000, 0x0080] {
+        if flags & bit != 0 {
+            at += 4;
+        }
+    }
+    let rest = b.get(at..).unwrap_or(&[]);
+    if b.len() < at {
+        return bad("truncated GRE header");
+    }
+    if version == 1 {
+        if proto != 0x880b {
+            return bad("enhanced GRE not carrying PPP");
+        }
+        // PPP in HDLC-like framing: address, control, then the protocol.
+        let version = match be16(rest, 2) {
+            Some(0x0021) => 4,
+            Some(0x0057) => 6,
+            Some(_) => return bad("PPP without IP in enhanced GRE"),
+            None => return bad("truncated PPP header in GRE"),
+        };
+        // Zeek checks this inner packet before it follows the tunnel: its length must be
+        // exactly what GRE carried.
+        let packet = &rest[4..];
+        return match ip(packet, Some(version)) {
+            Decoded::Ip(p) if p.ip_len as usize != packet.len() => bad("inner IP length mismatch in GRE"),
+            Decoded::Ip(p) => Decap::Inner(Tunnel::Gre, Decoded::Ip(p)),
+            _ => bad("invalid inner IP in GRE"),
+        };
+    }
+    let ethernet_at = match proto {
+        0x0800 => return Decap::Inner(Tunnel::Gre, inner_ip(rest, Some(4))),
+        0x86dd => return Decap::Inner(Tunnel::Gre, inner_ip(rest, Some(6))),
+        0x6558 => 0,
+        // ERSPAN type II has an 8-byte header and a GRE sequence number; type I has neither.
+        0x88be => {
+            if flags & 0x1000 != 0 {
+                8
+            } else {
+                0
+            }
+        }
+        // ERSPAN type III: 12 bytes, and 8 more when its last bit says a subheader follows.
+        0x22eb => match rest.get(11) {
+            Some(f) if f & 0x01 != 0 => 20,
+            Some(_) => 12,
+            None => return bad("truncated ERSPAN header"),
+        },
+        _ => return Decap::Inner(Tunnel::Gre, ethertype(proto, rest, 0)),
+    };
+    match rest.get(ethernet_at..) {
+        Some(frame) if frame.len() > 14 => Decap::Inner(Tunnel::Gre, inner_ethernet(frame)),
+        _ => bad("truncated Ethernet frame in GRE"),
+    }
+}
+
+/// UDP tunnels, as Zeek's UDP analyzer forwards a datagram's payload: by the connection's
+/// responder port (VXLAN 4789, Geneve 6081, GTPv1 2152 and 2123, Teredo 3544, AYIYA 5072), and
+/// on other ports to the analyzers with protocol detection (Teredo, AYIYA) when their checks
+/// accept the payload. `refused` holds the kinds this connection already failed (Zeek stops
+/// an analyzer on a connection after its first violation).
+pub fn udp_tunnel<'a>(ip: &IpPacket<'a>, resp_port: u16, refused: u8) -> Decap<'a> {
+    if ip.later_fragment {
+        return Decap::None;
+    }
+    let tunnel = match resp_port {
+        4789 => Tunnel::Vxlan,
+        6081 => Tunnel::Geneve,
+        2152 | 2123 => Tunnel::Gtpv1,
+        3544 => Tunnel::Teredo,
+        5072 => Tunnel::Ayiya,
+        _ if looks_like_teredo(ip.payload) => Tunnel::Teredo,
+        _ if looks_like_ayiya(ip.payload) => Tunnel::Ayiya,
+        _ => return Decap::None,
+    };
+    if refused & tunnel.bit() != 0 {
+        return Decap::None;
+    }
+    if !ip.payload_whole {
+        return Decap::Cut(tunnel);
+    }
+    let b = ip.payload;
+    match tunnel {
+        Tunnel::Vxlan => vxlan(b),
+        Tunnel::Geneve => geneve(b),
+        Tunnel::Gtpv1 => gtpv1(b),
+        Tunnel::Teredo => teredo(b),
+        Tunnel::Ayiya => ayiya(b),
+        Tunnel::Ip | Tunnel::Gre => Decap::None,
+    }
+}
+
+/// VXLAN (RFC 7348): 8 bytes with the I flag set, then Ethernet.
+fn vxlan(b: &[u8]) -> Decap<'_> {
+    let bad = |why| Decap::Malformed(Tunnel::Vxlan, why);
+    if b.len() < 8 {
+        return bad("truncated VXLAN header");
+    }
+    if b[0] & 0x08 == 0 {
+        return bad("VXLAN I flag not set");
+    }
+    if b.len() == 8 {
+        return Decap::Weird(Tunnel::Vxlan, "VXLAN header without a packet");
+    }
+    Decap::Inner(Tunnel::Vxlan, inner_ethernet(&b[8..]))
+}
+
+/// Geneve (RFC 8926): version 0, 8 bytes plus options, then what its protocol type says
+/// (Ethernet 0x6558, or IP).
+fn geneve(b: &[u8]) -> Decap<'_> {
+    let bad = |why| Decap::Malformed(Tunnel::Geneve, why);
+    if b.len() < 8 {
+        return bad("truncated Geneve header");
+    }
+    if b[0] >> 6 != 0 {
+        return Decap::Weird(Tunnel::Geneve, "Geneve version not 0");
+    }
+    let at = 8 + usize::from(b[0] & 0x3f) * 4;
+    let Some(rest) = b.get(at..) else {
+        return bad("truncated Geneve options");
+    };
+    if rest.is_empty() {
+        return Decap::Weird(Tunnel::Geneve, "Geneve header without a packet");
+    }
+    let inner = match u16::from_be_bytes([b[2], b[3]]) {
+        0x6558 => inner_ethernet(rest),
+        0x0800 => inner_ip(rest, Some(4)),
+        0x86dd => inner_ip(rest, Some(6)),
+        other => Decoded::NotIp(other),
+    };
+    Decap::Inner(Tunnel::Geneve, inner)
+}
+
+/// GTPv1-U (3GPP TS 29.281): version 1, protocol type GTP; a G-PDU (message type 255) carries
+/// an IP packet after the 8-byte header, the 4 optional bytes (when E, S or PN is set) and
+/// the extension headers. Other messages carry no packet. As Zeek, the inner packet's length
+/// must be exactly what the message carries.
+fn gtpv1(b: &[u8]) -> Decap<'_> {
+    let bad = |why| Decap::Malformed(Tunnel::Gtpv1, why);
+    if b.len() < 8 {
+        return bad("truncated GTPv1 header");
+    }
+    let flags = b[0];
+    if flags >> 5 != 1 {
+        return bad("GTPv1 bad version");
+    }
+    if flags & 0x10 == 0 {
+        return bad("GTP' not supported");
+    }
+    if b[1] != 0xff {
+        return Decap::None;
+    }
+    let end = 8 + usize::from(u16::from_be_bytes([b[2], b[3]]));
+    let Some(message) = b.get(..end) else {
+        return bad("truncated GTPv1 message");
+    };
+    // The headers are read within the message; the inner packet is the rest of the datagram,
+    // so bytes after the message are a length mismatch (as in Zeek).
+    let mut at = 8usize;
+    if flags & 0x07 != 0 {
+        let Some(&next) = message.get(11) else {
+            return bad("truncated GTPv1 optional header");
+        };
+        at = 12;
+        let mut next_type = next;
+        // Each extension header: its length in 4-byte units (counting itself), its contents,
+        // and the next one's type in its last byte. Bounded by the message's length.
+        while flags & 0x04 != 0 && next_type != 0 {
+            let Some(&units) = message.get(at) else {
+                return bad("truncated GTPv1 extension header");
+            };
+            if units == 0 {
+                return bad("GTPv1 extension header of length 0");
+            }
+            at += usize::from(units) * 4;
+            let Some(&n) = message.get(at - 1) else {
+                return bad("truncated GTPv1 extension header");
+            };
+            next_type = n;
+        }
+    }
+    // `at` is within the message: every header read above was.
+    let inner = b.get(at..).unwrap_or(&[]);
+    match inner.first().map(|v| v >> 4) {
+        Some(4) | Some(6) => {}
+        Some(_) => return bad("non-IP packet in GTPv1"),
+        None => return bad("truncated GTPv1"),
+    }
+    match ip(inner, None) {
+        Decoded::Ip(p) if p.ip_len as usize != inner.len() => bad("GTPv1 payload length"),
+        Decoded::Broken(_) => bad("truncated GTPv1"),
+        decoded => Decap::Inner(Tunnel::Gtpv1, decoded),
+    }
+}
+
+/// Zeek's Teredo protocol detection (the old DPD signature, on a UDP payload of any port): a
+/// 40-byte IPv6 packet (a bubble) with a Teredo address (2001:0000::/32) as source or
+/// destination, or the authentication and origin indication headers in front of IPv6.
+fn looks_like_teredo(b: &[u8]) -> bool {
+    if b.len() < 40 || (b[0] >> 4 != 6 && (b[0] != 0 || (b[1] != 0 && b[1] != 1))) {
+        return false;
+    }
+    let teredo_prefix = |at: usize| b[at..at + 4] == [0x20, 0x01, 0, 0];
+    if b.len() == 40 && b[0] >> 4 == 6 && (teredo_prefix(8) || teredo_prefix(24)) {
+        return true;
+    }
+    // As Zeek reads it: the second byte, or after an authentication header the next two.
+    let mut val = u16::from(b[1]);
+    let mut rest = b;
+    if val == 1 {
+        let skip = 13 + usize::from(b[2]) + usize::from(b[3]);
+        match b.get(skip..) {
+            Some(r) if r.len() >= 40 => rest = r,
+            _ => return false,
+        }
+        val = u16::from_be_bytes([rest[0], rest[1]]);
+    }
+    val == 0 && rest.len() >= 48 && rest[8] >> 4 == 6
+}
+
+/// Zeek's AYIYA protocol detection: signature length and hash method 0x52, authentication
+/// method and opcode 0x11.
+fn looks_like_ayiya(b: &[u8]) -> bool {
+    b.len() >= 3 && b[1] == 0x52 && b[2] == 0x11
+}
+
+/// Teredo (RFC 4380): optional authentication and origin indication headers, then IPv6 whose
+/// length must be the datagram's (a bubble, no next header and no payload, may be followed by
+/// more).
+fn teredo(mut b: &[u8]) -> Decap<'_> {
+    let bad = |why| Decap::Malformed(Tunnel::Teredo, why);
+    let (mut origin, mut auth) = (false, false);
+    loop {
+        let Some(tag) = be16(b, 0) else {
+            return bad("truncated Teredo");
+        };
+        match tag {
+            0 => {
+                if origin || b.len() < 8 {
+                    return bad("bad Teredo origin indication");
+                }
+                origin = true;
+                b = &b[8..];
+            }
+            1 => {
+                if origin || auth || b.len() < 4 {
+                    return bad("bad Teredo authentication header");
+                }
+                let total = 13 + usize::from(b[2]) + usize::from(b[3]);
+                if b.len() < total {
+                    return bad("truncated Teredo authentication header");
+                }
+                auth = true;
+                b = &b[total..];
+            }
+            _ if tag >> 12 == 6 => break,
+            _ => return bad("bad Teredo encapsulation"),
+        }
+    }
+    if b.len() < 40 {
+        return bad("truncated IPv6 in Teredo");
+    }
+    match ip(b, Some(6)) {
+        Decoded::Ip(p) if (p.ip_len as usize) < b.len() && !(p.proto == 59 && p.ip_len == 40) => {
+            bad("Teredo payload length")
+        }
+        Decoded::Ip(p) if p.ip_len as usize > b.len() => bad("truncated Teredo"),
+        Decoded::Ip(p) => Decap::Inner(Tunnel::Teredo, Decoded::Ip(p)),
+        _ => bad("truncated Teredo or invalid inner IP version"),
+    }
+}
+
+/// AYIYA: 8 bytes, an identity of 2^n bytes and a signature of 4*m bytes; only the forward
+/// opcode (1) carries a packet, of IP version 4 or 6 by its next-header field.
+fn ayiya(b: &[u8]) -> Decap<'_> {
+    let bad = |why| Decap::Malformed(Tunnel::Ayiya, why);
+    if b.len() < 8 {
+        return bad("truncated AYIYA");
+    }
+    let at = 8 + (1usize << (b[0] >> 4)) + usize::from(b[1] >> 4) * 4;
+    if b.len() < at {
+        return bad("truncated AYIYA");
+    }
+    if b[2] & 0x0f != 1 {
+        return Decap::None;
+    }
+    if b.len() == at {
+        return Decap::Weird(Tunnel::Ayiya, "AYIYA header without a packet");
+    }
+    let inner = match b[3] {
+        4 => inner_ip(&b[at..], Some(4)),
+        41 => inner_ip(&b[at..], Some(6)),
+        _ => return Decap::None,
+    };
+    Decap::Inner(Tunnel::Ayiya, inner)
 }
 
 /// tcpdump-style flag letters (`S`, `SA`, `FA`, `R`, `PA`, ...), for the packets table.
@@ -451,6 +904,41 @@ pub mod build {
         f.extend_from_slice(&[icmp_type, code, 0, 0, 0, 1, 0, 1]);
         f.resize(f.len() + payload, 0);
         f
+    }
+
+    /// An Ethernet frame of EtherType `t` around `payload`.
+    pub fn ethernet(t: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = ether(t);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// An IPv4 packet (no link layer) of protocol `proto` around `payload`.
+    pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = ipv4_header(src, dst, proto, (20 + payload.len()) as u16).to_vec();
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// An IPv6 packet (no link layer) with next header `next` around `payload`.
+    pub fn ipv6(src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr, next: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[next, 64]);
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// A UDP header (checksum 0) around `payload`.
+    pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut d = sport.to_be_bytes().to_vec();
+        d.extend_from_slice(&dport.to_be_bytes());
+        d.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        d.extend_from_slice(&[0, 0]);
+        d.extend_from_slice(payload);
+        d
     }
 
     fn ether(t: u16) -> Vec<u8> {
@@ -573,6 +1061,287 @@ mod tests {
                 payload: 0
             }
         );
+    }
+
+    fn v4(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    /// The inner TCP SYN (an IPv4 packet, no link layer) the tunnel tests carry.
+    fn inner_syn() -> Vec<u8> {
+        build::tcp4(v4("10.9.0.1"), 40000, v4("10.9.0.2"), 443, 1, 0, flags::SYN, 0)[14..].to_vec()
+    }
+
+    /// The outer Ethernet + IPv4 + UDP frame to `dport` around `payload`.
+    fn udp_frame(dport: u16, payload: &[u8]) -> Vec<u8> {
+        let udp = build::udp(50000, dport, payload);
+        build::ethernet(0x0800, &build::ipv4(v4("192.0.2.1"), v4("192.0.2.2"), 17, &udp))
+    }
+
+    /// What the frame's UDP payload holds when its flow's responder port is `resp_port`.
+    fn udp_decap(frame: &[u8], resp_port: u16, refused: u8) -> Decap<'_> {
+        let Decoded::Ip(outer) = decode(1, frame) else {
+            panic!("outer not IP")
+        };
+        udp_tunnel(&outer, resp_port, refused)
+    }
+
+    fn ip_decap(frame: &[u8]) -> Decap<'_> {
+        let Decoded::Ip(outer) = decode(1, frame) else {
+            panic!("outer not IP")
+        };
+        ip_tunnel(&outer)
+    }
+
+    /// The inner packet's addresses and ports, or what the tunnel said instead.
+    fn inner_of(d: Decap<'_>) -> Result<(Tunnel, String, String), String> {
+        match d {
+            Decap::Inner(t, Decoded::Ip(p)) => match p.transport {
+                Transport::Tcp { sport, dport, .. } | Transport::Udp { sport, dport, .. } => {
+                    Ok((t, format!("{}:{sport}", p.src), format!("{}:{dport}", p.dst)))
+                }
+                other => Err(format!("inner transport {other:?}")),
+            },
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    fn syn_ok(t: Tunnel) -> Result<(Tunnel, String, String), String> {
+        Ok((t, "10.9.0.1:40000".to_string(), "10.9.0.2:443".to_string()))
+    }
+
+    /// Each UDP tunnel Zeek decapsulates, by its port: the inner SYN comes out whole.
+    #[test]
+    fn udp_tunnels_by_responder_port() {
+        let inner = inner_syn();
+        let eth = build::ethernet(0x0800, &inner);
+        // VXLAN: flags with I, VNI 42, then Ethernet.
+        let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        vxlan.extend_from_slice(&eth);
+        assert_eq!(
+            inner_of(udp_decap(&udp_frame(4789, &vxlan), 4789, 0)),
+            syn_ok(Tunnel::Vxlan)
+        );
+        // The responder port decides, not the destination: the same datagram on a flow whose
+        // responder is another port is no tunnel.
+        assert_eq!(udp_decap(&udp_frame(4789, &vxlan), 50000, 0), Decap::None);
+        // Geneve: one 4-byte option word, protocol 0x6558 (Ethernet); and IPv4 directly.
+        let mut geneve = vec![0x01, 0, 0x65, 0x58, 0, 0, 7, 0, 1, 2, 3, 4];
+        geneve.extend_from_slice(&eth);
+        assert_eq!(
+            inner_of(udp_decap(&udp_frame(6081, &geneve), 6081, 0)),
+            syn_ok(Tunnel::Geneve)
+        );
+        let mut geneve_ip = vec![0, 0, 0x08, 0x00, 0, 0, 7, 0];
+        geneve_ip.extend_from_slice(&inner);
+        assert_eq!(
+            inner_of(udp_decap(&udp_frame(6081, &geneve_ip), 6081, 0)),
+            syn_ok(Tunnel::Geneve)
+        );
+        // GTPv1-U G-PDU with the optional fields and one extension header (PDU session, 4 bytes).
+        let mut gtp = vec![0x34, 0xff];
+        let body_len = 4 + 4 + inner.len();
+        gtp.extend_from_slice(&(body_len as u16).to_be_bytes());
+        gtp.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 0x85, 1, 0x10, 0x05, 0]);
+        gtp.extend_from_slice(&inner);
+        assert_eq!(
+            inner_of(udp_decap(&udp_frame(2152, &gtp), 2152, 0)),
+            syn_ok(Tunnel::Gtpv1)
+        );
+        // AYIYA: identity 2^0 = 1 byte, signature 0, opcode forward, next header IPv4.
+        let mut ayiya = vec![0x00, 0x00, 0x01, 4, 0, 0, 0, 0, 0xaa];
+        ayiya.extend_from_slice(&inner);
+        assert_eq!(
+            inner_of(udp_decap(&udp_frame(5072, &ayiya), 5072, 0)),
+            syn_ok(Tunnel::Ayiya)
+        );
+    }
+
+    /// Teredo carries IPv6: plain, behind an origin indication, behind an authentication
+    /// header; on port 3544, and on any port when it passes Zeek's protocol detection.
+    #[test]
+    fn teredo_by_port_and_by_detection() {
+        let (c, s): (Ipv6Addr, Ipv6Addr) = ("2001:0:4136:e378::1".parse().unwrap(), "2001:db8::2".parse().unwrap());
+        let udp6 = build::udp(3000, 53, &[1, 2, 3, 4]);
+        let v6 = build::ipv6(c, s, 17, &udp6);
+        let want = Ok((Tunnel::Teredo, format!("{c}:3000"), format!("{s}:53")));
+        assert_eq!(inner_of(udp_decap(&udp_frame(3544, &v6), 3544, 0)), want);
+        let mut origin = vec![0, 0, 0xf2, 0x3d, 0x3f, 0xff, 0xfd, 0xfe];
+        origin.extend_from_slice(&v6);
+        assert_eq!(inner_of(udp_decap(&udp_frame(3544, &origin), 3544, 0)), want);
+        let mut auth = vec![0, 1, 2, 1, b'i', b'd', b'a', 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        auth.extend_from_slice(&origin);
+        assert_eq!(inner_of(udp_decap(&udp_frame(3544, &auth), 3544, 0)), want);
+        // On another port: the origin indication followed by IPv6 is detected as Teredo, a
+        // plain IPv6 packet of more than 40 bytes is not (Zeek's signature wants a bubble).
+        assert_eq!(inner_of(udp_decap(&udp_frame(40001, &origin), 40001, 0)), want);
+        assert_eq!(udp_decap(&udp_frame(40001, &v6), 40001, 0), Decap::None);
+        let bubble = build::ipv6(c, s, 59, &[]);
+        assert!(matches!(
+            udp_decap(&udp_frame(40001, &bubble), 40001, 0),
+            Decap::Inner(Tunnel::Teredo, _)
+        ));
+        // A payload length that does not match the datagram is a violation.
+        let mut long = v6.clone();
+        long.extend_from_slice(&[0; 4]);
+        assert!(matches!(
+            udp_decap(&udp_frame(3544, &long), 3544, 0),
+            Decap::Malformed(Tunnel::Teredo, _)
+        ));
+    }
+
+    /// IP in IP (IPv4 in IPv4, IPv6 in IPv4) and GRE: plain IP, transparent Ethernet,
+    /// ERSPAN I/II/III and PPTP's enhanced GRE.
+    #[test]
+    fn ip_tunnels_and_gre() {
+        let inner = inner_syn();
+        let outer = |proto: u8, payload: &[u8]| {
+            build::ethernet(
+                0x0800,
+                &build::ipv4(v4("198.51.100.1"), v4("198.51.100.2"), proto, payload),
+            )
+        };
+        assert_eq!(inner_of(ip_decap(&outer(4, &inner))), syn_ok(Tunnel::Ip));
+        let udp6 = build::udp(3000, 53, &[1, 2]);
+        let v6 = build::ipv6(
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+            17,
+            &udp6,
+        );
+        assert!(matches!(ip_decap(&outer(41, &v6)), Decap::Inner(Tunnel::Ip, Decoded::Ip(p)) if p.proto == 17));
+        let gre = |flags: u16, proto: u16, extra: &[u8], payload: &[u8]| {
+            let mut g = flags.to_be_bytes().to_vec();
+            g.extend_from_slice(&proto.to_be_bytes());
+            g.extend_from_slice(extra);
+            g.extend_from_slice(payload);
+            outer(47, &g)
+        };
+        let eth = build::ethernet(0x0800, &inner);
+        assert_eq!(inner_of(ip_decap(&gre(0, 0x0800, &[], &inner))), syn_ok(Tunnel::Gre));
+        // Key and sequence number present.
+        assert_eq!(
+            inner_of(ip_decap(&gre(0x3000, 0x0800, &[0; 8], &inner))),
+            syn_ok(Tunnel::Gre)
+        );
+        assert_eq!(inner_of(ip_decap(&gre(0, 0x6558, &[], &eth))), syn_ok(Tunnel::Gre));
+        // ERSPAN type I (no sequence number, no header) and II (sequence number, 8 bytes).
+        assert_eq!(inner_of(ip_decap(&gre(0, 0x88be, &[], &eth))), syn_ok(Tunnel::Gre));
+        assert_eq!(
+            inner_of(ip_decap(&gre(0x1000, 0x88be, &[0; 12], &eth))),
+            syn_ok(Tunnel::Gre)
+        );
+        // ERSPAN type III, without and with its 8-byte subheader.
+        assert_eq!(
+            inner_of(ip_decap(&gre(0x1000, 0x22eb, &[0; 16], &eth))),
+            syn_ok(Tunnel::Gre)
+        );
+        let mut with_sub = [0u8; 24];
+        with_sub[4 + 11] = 1;
+        assert_eq!(
+            inner_of(ip_decap(&gre(0x1000, 0x22eb, &with_sub, &eth))),
+            syn_ok(Tunnel::Gre)
+        );
+        // PPTP: version 1, key present, PPP (ff 03) carrying IPv4.
+        let mut ppp = vec![0xff, 0x03, 0x00, 0x21];
+        ppp.extend_from_slice(&inner);
+        assert_eq!(
+            inner_of(ip_decap(&gre(0x2001, 0x880b, &[0; 4], &ppp))),
+            syn_ok(Tunnel::Gre)
+        );
+        // Routing present, an unknown version, reserved flags: Zeek's weirds.
+        assert!(matches!(
+            ip_decap(&gre(0x4000, 0x0800, &[], &inner)),
+            Decap::Weird(Tunnel::Gre, _)
+        ));
+        assert!(matches!(
+            ip_decap(&gre(0x0002, 0x0800, &[], &inner)),
+            Decap::Weird(Tunnel::Gre, _)
+        ));
+        assert!(matches!(
+            ip_decap(&gre(0x0008, 0x0800, &[], &inner)),
+            Decap::Weird(Tunnel::Gre, _)
+        ));
+        // Other IP protocols are no tunnel; a tunnel cut by the snap length is not followed.
+        assert_eq!(ip_decap(&outer(50, &inner)), Decap::None);
+        let whole = outer(4, &inner);
+        assert_eq!(ip_decap(&whole[..whole.len() - 1]), Decap::Cut(Tunnel::Ip));
+        // An inner packet claiming more than the tunnel carried is broken, not read past.
+        let mut short = inner.clone();
+        short[3] += 10;
+        assert!(matches!(
+            ip_decap(&outer(4, &short)),
+            Decap::Inner(Tunnel::Ip, Decoded::Broken(_))
+        ));
+    }
+
+    /// Malformed UDP tunnel headers are violations (the connection stops being decapsulated),
+    /// Zeek's weirds are not; refused kinds are not looked at.
+    #[test]
+    fn malformed_udp_tunnels() {
+        let inner = inner_syn();
+        let eth = build::ethernet(0x0800, &inner);
+        let mut no_i = vec![0x00, 0, 0, 0, 0, 0, 42, 0];
+        no_i.extend_from_slice(&eth);
+        assert!(matches!(
+            udp_decap(&udp_frame(4789, &no_i), 4789, 0),
+            Decap::Malformed(Tunnel::Vxlan, _)
+        ));
+        let empty = [0x08, 0, 0, 0, 0, 0, 42, 0];
+        assert!(matches!(
+            udp_decap(&udp_frame(4789, &empty), 4789, 0),
+            Decap::Weird(Tunnel::Vxlan, _)
+        ));
+        let mut ok = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        ok.extend_from_slice(&eth);
+        assert_eq!(udp_decap(&udp_frame(4789, &ok), 4789, Tunnel::Vxlan.bit()), Decap::None);
+        // Geneve options longer than the datagram; GTPv1 with a length beyond the datagram,
+        // with bytes after its message, and with version 2.
+        assert!(matches!(
+            udp_decap(&udp_frame(6081, &[0x3f, 0, 0x65, 0x58, 0, 0, 0, 0]), 6081, 0),
+            Decap::Malformed(Tunnel::Geneve, _)
+        ));
+        let mut gtp = vec![0x30, 0xff];
+        gtp.extend_from_slice(&((inner.len() + 1) as u16).to_be_bytes());
+        gtp.extend_from_slice(&[0, 0, 0, 9]);
+        gtp.extend_from_slice(&inner);
+        assert!(matches!(
+            udp_decap(&udp_frame(2152, &gtp), 2152, 0),
+            Decap::Malformed(Tunnel::Gtpv1, _)
+        ));
+        gtp[3] -= 1;
+        gtp.push(0);
+        assert!(matches!(
+            udp_decap(&udp_frame(2152, &gtp), 2152, 0),
+            Decap::Malformed(Tunnel::Gtpv1, _)
+        ));
+        gtp.pop();
+        assert_eq!(
+            inner_of(udp_decap(&udp_frame(2152, &gtp), 2152, 0)),
+            syn_ok(Tunnel::Gtpv1)
+        );
+        gtp[0] = 0x50;
+        assert!(matches!(
+            udp_decap(&udp_frame(2123, &gtp), 2123, 0),
+            Decap::Malformed(Tunnel::Gtpv1, _)
+        ));
+        // A GTP message other than a G-PDU carries no packet; so does an AYIYA one other than
+        // a forward.
+        let echo = [0x32, 0x01, 0, 4, 0, 0, 0, 0, 0, 1, 0, 0];
+        assert_eq!(udp_decap(&udp_frame(2123, &echo), 2123, 0), Decap::None);
+        let mut ayiya = vec![0x00, 0x00, 0x02, 4, 0, 0, 0, 0, 0xaa];
+        ayiya.extend_from_slice(&inner);
+        assert_eq!(udp_decap(&udp_frame(5072, &ayiya), 5072, 0), Decap::None);
+        // Every prefix of every tunnel frame decodes without a panic.
+        for frame in [udp_frame(4789, &ok), udp_frame(2152, &gtp), udp_frame(6081, &no_i)] {
+            for n in 0..frame.len() {
+                if let Decoded::Ip(p) = decode(1, &frame[..n]) {
+                    for port in [4789, 6081, 2152, 3544, 5072] {
+                        let _ = udp_tunnel(&p, port, 0);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -18,11 +18,19 @@
 //! answer (Zeek's `tcp_attempt_delay`: an S0 row, and later packets are a new flow), or when a
 //! SYN reuses its ports as Zeek's `IsReuse` decides (after a FIN or RST any SYN does).
 //! Finished flows are handed out in batches; the module knows nothing of the store.
+//!
+//! A packet found inside a tunnel is a packet of its own flow, keyed by its own 5-tuple (as
+//! Zeek keys connections); the flow's `tunnel_parents` holds the uid of the connection that
+//! carried it (a UDP tunnel's flow) or of the IP tunnel (IP in IP, GRE), as Zeek's
+//! `conn.log` does. IP tunnels are identified by their address pair, as Zeek's IPTunnel
+//! analyzer does, for as long as they are active.
 
 use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
-use super::decode::{flags as tf, IpPacket, Transport};
+use super::decode::{
+    decode, flags as tf, ip_tunnel, udp_tunnel, Decap, Decoded, IpPacket, Transport, Tunnel, MAX_TUNNEL_DEPTH,
+};
 
 const NS: i64 = 1_000_000_000;
 /// Zeek's TOO_LARGE_SEQ_DELTA: SYN/RST sequence jumps beyond this are not trusted.
@@ -92,6 +100,10 @@ pub struct FlowRecord {
     /// Bytes in content gaps (TCP data acknowledged but never seen), as Zeek's `missed_bytes`;
     /// 0 for UDP and ICMP.
     pub missed_bytes: u64,
+    /// Zeek's `tunnel_parents`: the uids of the tunnels whose packets carried this flow's (the
+    /// innermost encapsulation of each packet), in the order first seen; empty for a flow
+    /// outside any tunnel.
+    pub tunnel_parents: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -250,6 +262,11 @@ struct Flow {
     partial: bool,
     /// Bytes of the streams' content gaps (Zeek's missed_bytes).
     missed_bytes: u64,
+    /// Uids of the tunnels that carried its packets (Zeek's tunnel_parents).
+    tunnel_parents: Vec<String>,
+    /// Tunnel kinds (`Tunnel::bit`) whose decapsulation failed on this flow: Zeek stops an
+    /// analyzer on a connection after its first violation.
+    tunnel_refused: u8,
 }
 
 /// One side's byte stream as Zeek's TCP_Reassembler tracks it, reduced to what decides content
@@ -496,6 +513,7 @@ impl Flow {
             resp_payload_seen: r.payload,
             first_packet: self.first_packet,
             missed_bytes: self.missed_bytes,
+            tunnel_parents: self.tunnel_parents,
         }
     }
 }
@@ -584,9 +602,12 @@ fn flips_tcp(sport: u16, dport: u16, flags: u8) -> bool {
 
 /// Zeek's default `likely_server_ports`: the union of the `redef likely_server_ports += ...`
 /// of the protocol scripts a default Zeek loads (base/protocols/{dce-rpc, dhcp, dnp3, dns,
-/// ftp, http, imap, irc, krb, ldap, modbus, mqtt, mysql, ntp, postgresql, radius, rdp, sip,
-/// smb, smtp, snmp, socks, ssh, ssl, syslog, xmpp} and the tunnel packet analyzers: AYIYA,
-/// Teredo, GTPv1, VXLAN, Geneve). Only the flip of a connection's first packet uses it.
+/// ftp, http, imap, irc, krb, ldap, modbus, mqtt, ntp, postgresql, radius, rdp, sip, smb,
+/// smtp, snmp, socks, ssh, ssl, syslog, xmpp} and base/packet-protocols/{ayiya, gtpv1, vxlan,
+/// geneve}). Not in it: MySQL's ports (base/protocols/mysql/main.zeek registers its analyzer
+/// for 1434 and 3306 but never adds them), and Teredo's 3544 (base/packet-protocols/teredo
+/// added it until Zeek's scripts moved to connection removal hooks; it no longer does). Only
+/// the flip of a connection's first packet uses it.
 fn likely_server_port(kind: Kind, port: u16) -> bool {
     match kind {
         Kind::Tcp => matches!(
@@ -604,7 +625,6 @@ fn likely_server_port(kind: Kind, port: u16) -> bool {
                 | 443 | 563 | 585 | 614 | 636 | 989 | 990 | 992 | 993 | 995 | 5223 // ssl
                 | 502 // modbus
                 | 1883 // mqtt
-                | 1434 | 3306 // mysql
                 | 3389 // rdp
                 | 5222 | 5269 // xmpp
                 | 5432 // postgresql
@@ -627,7 +647,6 @@ fn likely_server_port(kind: Kind, port: u16) -> bool {
                 | 5060 // sip
                 | 20000 // dnp3
                 | 2123 | 2152 // gtpv1
-                | 3544 // teredo
                 | 4789 // vxlan
                 | 5072 // ayiya
                 | 6081 // geneve
@@ -820,12 +839,68 @@ pub struct FlowTable {
     /// Active flows the last sweep left: as many packets must come before the next one.
     sweep_after: usize,
     finished: Vec<FlowRecord>,
+    /// IP tunnels by their address pair (lower address first), as Zeek's IPTunnel analyzer
+    /// keeps them.
+    ip_tunnels: foldhash::HashMap<(IpAddr, IpAddr), IpTunnel>,
 }
 
 /// Where a packet went: its flow's uid and whether the originator sent it.
 pub struct Assigned<'a> {
     pub uid: &'a str,
     pub from_orig: bool,
+    /// The flow's responder port: Zeek picks a UDP tunnel's decoder by it.
+    pub resp_p: u16,
+    /// Tunnel kinds (`Tunnel::bit`) no longer decapsulated on this flow; the caller adds the
+    /// kind whose header turned out malformed.
+    pub tunnel_refused: &'a mut u8,
+}
+
+/// Why a tunnel's packet was not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelStop {
+    /// The tunnel header is malformed (for UDP tunnels Zeek's analyzer violation: the
+    /// connection's later packets are not decapsulated either).
+    Malformed(Tunnel, &'static str),
+    /// The capture cut the tunnel's payload short.
+    Cut(Tunnel),
+    /// Inside more than [`MAX_TUNNEL_DEPTH`] tunnels (Zeek's `exceeded_tunnel_max_depth`).
+    TooDeep(Tunnel),
+    /// The tunnel's packet itself is too short or malformed.
+    BrokenInner(Tunnel, &'static str),
+}
+
+/// What became of one captured frame in [`FlowTable::frame`].
+#[derive(Debug, Clone, Copy)]
+pub struct Walked<'a> {
+    /// The innermost layer decoded.
+    pub innermost: Decoded<'a>,
+    /// The innermost packet that joined a flow, with the flow's uid and whether its originator
+    /// sent it: what a packet row describes.
+    pub flow: Option<(IpPacket<'a>, [u8; 18], bool)>,
+    /// Tunnels the frame's packets were taken out of.
+    pub depth: usize,
+    /// The outermost of them.
+    pub outermost_tunnel: Option<Tunnel>,
+    /// The tunnel whose packet was not followed, and why.
+    pub stopped: Option<TunnelStop>,
+}
+
+/// A flow uid as the fixed-size bytes a packet row keeps (uids are 18 ASCII characters).
+fn uid_bytes(uid: &str) -> [u8; 18] {
+    let mut out = [b' '; 18];
+    let n = uid.len().min(18);
+    out[..n].copy_from_slice(&uid.as_bytes()[..n]);
+    out
+}
+
+/// Zeek's `Tunnel::ip_tunnel_timeout`: an IP tunnel (IP in IP, GRE) idle this long gets a new
+/// uid when it is seen again.
+const IP_TUNNEL_TIMEOUT_NS: i64 = 24 * 3600 * NS;
+
+/// An active IP tunnel: its uid and when it was last seen.
+struct IpTunnel {
+    uid: String,
+    seen_ns: i64,
 }
 
 impl FlowTable {
@@ -841,7 +916,37 @@ impl FlowTable {
             since_sweep: 0,
             sweep_after: 0,
             finished: Vec::new(),
+            ip_tunnels: foldhash::HashMap::default(),
         }
+    }
+
+    /// The uid of the IP tunnel (IP in IP or GRE) between `src` and `dst` that carried packet
+    /// `number`: the same for every packet between the two addresses, in either direction,
+    /// until the tunnel has been idle for Zeek's `ip_tunnel_timeout` (24 h).
+    pub fn ip_tunnel_uid(&mut self, number: u64, ts_ns: i64, src: IpAddr, dst: IpAddr) -> &str {
+        let pair = if src <= dst { (src, dst) } else { (dst, src) };
+        let seed = self.seed;
+        let fresh = || {
+            let ([a1, a2], [b1, b2]) = (addr_words(pair.0), addr_words(pair.1));
+            // A marker word keeps tunnel uids apart from flow uids of the same packet.
+            let words = [0x7475_6e6e_656c, ts_ns as u64, number, a1, a2, b1, b2];
+            IpTunnel {
+                uid: make_uid(seed, &words),
+                seen_ns: ts_ns,
+            }
+        };
+        let tunnel = match self.ip_tunnels.entry(pair) {
+            Entry::Occupied(e) => {
+                let t = e.into_mut();
+                if ts_ns.saturating_sub(t.seen_ns) >= IP_TUNNEL_TIMEOUT_NS {
+                    *t = fresh();
+                }
+                t
+            }
+            Entry::Vacant(e) => e.insert(fresh()),
+        };
+        tunnel.seen_ns = tunnel.seen_ns.max(ts_ns);
+        &tunnel.uid
     }
 
     /// Flows held in memory now.
@@ -900,11 +1005,105 @@ impl FlowTable {
         let ended = self.active.extract_if(|_, f| expired(&timeouts, f, now));
         finished.extend(ended.map(|(_, f)| f.record()));
         self.sweep_after = self.active.len();
+        if !self.ip_tunnels.is_empty() {
+            // IP tunnels idle past Zeek's timeout are forgotten (a later packet would give
+            // them a new uid anyway); there are rarely more than a few.
+            self.ip_tunnels
+                .retain(|_, t| now.saturating_sub(t.seen_ns) < IP_TUNNEL_TIMEOUT_NS);
+        }
+    }
+
+    /// Decodes one captured frame and adds its IP packet, and the packets of the tunnels it
+    /// carries (up to Zeek's `Tunnel::max_depth`), each to its own flow. A UDP tunnel's packet
+    /// counts in the UDP flow and its inner packet in another, whose `tunnel_parents` names the
+    /// UDP flow; an IP tunnel's packet (IP in IP, GRE) forms no flow, and its inner packet's
+    /// flow names the IP tunnel.
+    pub fn frame<'a>(&mut self, number: u64, ts_ns: i64, frame_len: u32, linktype: u32, data: &'a [u8]) -> Walked<'a> {
+        let mut walked = Walked {
+            innermost: decode(linktype, data),
+            flow: None,
+            depth: 0,
+            outermost_tunnel: None,
+            stopped: None,
+        };
+        // The tunnel the current layer came out of: its uid and kind.
+        let mut parent: Option<String> = None;
+        let mut last_tunnel: Option<Tunnel> = None;
+        loop {
+            let Decoded::Ip(ip) = walked.innermost else {
+                if let (Decoded::Broken(why), Some(t)) = (walked.innermost, last_tunnel) {
+                    walked.stopped = Some(TunnelStop::BrokenInner(t, why));
+                }
+                return walked;
+            };
+            let too_deep = walked.depth >= MAX_TUNNEL_DEPTH;
+            let decap = match self.observe_in(number, ts_ns, frame_len, &ip, parent.as_deref()) {
+                Some(a) => {
+                    walked.flow = Some((ip, uid_bytes(a.uid), a.from_orig));
+                    let decap = match ip.transport {
+                        Transport::Udp { .. } => udp_tunnel(&ip, a.resp_p, *a.tunnel_refused),
+                        _ => Decap::None,
+                    };
+                    if let (Decap::Malformed(t, _), false) = (decap, too_deep) {
+                        *a.tunnel_refused |= t.bit();
+                    }
+                    if matches!(decap, Decap::Inner(..)) && !too_deep {
+                        parent = Some(a.uid.to_string());
+                    }
+                    decap
+                }
+                None => {
+                    let decap = ip_tunnel(&ip);
+                    if matches!(decap, Decap::Inner(..)) && !too_deep {
+                        parent = Some(self.ip_tunnel_uid(number, ts_ns, ip.src, ip.dst).to_string());
+                    }
+                    decap
+                }
+            };
+            let tunnel = match decap {
+                Decap::None => return walked,
+                Decap::Inner(t, _) | Decap::Malformed(t, _) | Decap::Weird(t, _) | Decap::Cut(t) => t,
+            };
+            if too_deep {
+                walked.stopped = Some(TunnelStop::TooDeep(tunnel));
+                return walked;
+            }
+            match decap {
+                Decap::Inner(_, inner) => {
+                    walked.depth += 1;
+                    walked.outermost_tunnel.get_or_insert(tunnel);
+                    walked.innermost = inner;
+                    last_tunnel = Some(tunnel);
+                }
+                Decap::Malformed(t, why) | Decap::Weird(t, why) => {
+                    walked.stopped = Some(TunnelStop::Malformed(t, why));
+                    return walked;
+                }
+                Decap::Cut(t) => {
+                    walked.stopped = Some(TunnelStop::Cut(t));
+                    return walked;
+                }
+                Decap::None => return walked,
+            }
+        }
     }
 
     /// Adds one IP packet. Returns its flow, or `None` for packets that form no flow
     /// (other IP protocols, non-first fragments).
     pub fn observe(&mut self, number: u64, ts_ns: i64, frame_len: u32, ip: &IpPacket) -> Option<Assigned<'_>> {
+        self.observe_in(number, ts_ns, frame_len, ip, None)
+    }
+
+    /// Adds one IP packet that `tunnel` (the uid of the tunnel's flow or IP tunnel) carried,
+    /// or none when it came outside any tunnel; see [`FlowTable::observe`].
+    pub fn observe_in(
+        &mut self,
+        number: u64,
+        ts_ns: i64,
+        frame_len: u32,
+        ip: &IpPacket,
+        tunnel: Option<&str>,
+    ) -> Option<Assigned<'_>> {
         self.since_sweep += 1;
         if ts_ns > self.now_ns {
             self.now_ns = ts_ns;
@@ -974,6 +1173,8 @@ impl FlowTable {
                 streams: [Stream::new(), Stream::new()],
                 partial: false,
                 missed_bytes: 0,
+                tunnel_parents: Vec::new(),
+                tunnel_refused: 0,
             }
         };
         // One lookup per packet. An existing flow ends first when it timed out, or when a
@@ -993,6 +1194,11 @@ impl FlowTable {
         };
         let mut side = usize::from(src_is_a != flow.orig_is_a);
         flow.seen_ns = flow.seen_ns.max(ts_ns);
+        if let Some(parent) = tunnel {
+            if !flow.tunnel_parents.iter().any(|p| p == parent) {
+                flow.tunnel_parents.push(parent.to_string());
+            }
+        }
         let end = &mut flow.ends[side];
         end.pkts += 1;
         end.ip_bytes += u64::from(ip.ip_len);
@@ -1033,6 +1239,8 @@ impl FlowTable {
         Some(Assigned {
             uid: &flow.uid,
             from_orig: side == 0,
+            resp_p: flow.resp_p,
+            tunnel_refused: &mut flow.tunnel_refused,
         })
     }
 }
@@ -1978,6 +2186,175 @@ mod tests {
     /// ports neither of which is a likely server port: the SYN-ACK's sender starts as the
     /// originator, and the SYN flips the roles (Zeek's SYN/SYN-ACK reversal in
     /// UpdateInactiveState): history `Hs^` then the rest from the true originator's view, SF.
+    /// Ports whose analyzers Zeek registers without adding them to `likely_server_ports`
+    /// (base/protocols/mysql/main.zeek: 1434/tcp, 3306/tcp; base/packet-protocols/teredo/main.zeek
+    /// since its removal-hook version: 3544/udp), and ones its scripts do add
+    /// (base/packet-protocols/{vxlan,geneve,gtpv1,ayiya}/main.zeek, base/protocols/mqtt).
+    #[test]
+    fn likely_server_ports_are_zeeks_redefs_only() {
+        for port in [1434, 3306] {
+            assert!(!likely_server_port(Kind::Tcp, port), "tcp {port}");
+        }
+        assert!(!likely_server_port(Kind::Udp, 3544));
+        for port in [4789, 6081, 2152, 2123, 5072] {
+            assert!(likely_server_port(Kind::Udp, port), "udp {port}");
+        }
+        assert!(likely_server_port(Kind::Tcp, 1883));
+        // A MySQL server's answer seen first is not flipped (Zeek keeps the sender as originator).
+        let f = run_frames(&[(
+            0,
+            build::tcp4(v4("10.0.0.2"), 3306, v4("10.0.0.1"), 50000, 7, 1, tf::ACK, 10),
+        )]);
+        assert_eq!(
+            (f[0].orig_p, f[0].history.starts_with('^')),
+            (3306, false),
+            "{}",
+            f[0].history
+        );
+    }
+
+    /// Runs Ethernet frames through `FlowTable::frame` (tunnels followed), 1 ms apart.
+    fn walk_frames(frames: &[Vec<u8>]) -> (Vec<FlowRecord>, Vec<Option<TunnelStop>>) {
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        let mut stops = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            let w = t.frame(i as u64 + 1, i as i64 * 1_000_000, frame.len() as u32, 1, frame);
+            stops.push(w.stopped);
+        }
+        t.finish_all();
+        (t.take_finished(), stops)
+    }
+
+    fn v4(s: &str) -> std::net::Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    /// An inner IPv4 TCP segment (no link layer) of the handshake 10.9.0.1:40000 -> 10.9.0.2:80.
+    fn inner_tcp(from_client: bool, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+        let (c, s) = (v4("10.9.0.1"), v4("10.9.0.2"));
+        let f = if from_client {
+            build::tcp4(c, 40000, s, 80, seq, ack, flags, 0)
+        } else {
+            build::tcp4(s, 80, c, 40000, seq, ack, flags, 0)
+        };
+        f[14..].to_vec()
+    }
+
+    /// A VXLAN frame between the two VTEPs (the client side's VTEP sends when `from_client`).
+    fn vxlan_frame(from_client: bool, inner_ip: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+        v.extend_from_slice(&build::ethernet(0x0800, inner_ip));
+        let (a, b) = (v4("192.0.2.1"), v4("192.0.2.2"));
+        let (src, dst, sport, dport) = if from_client {
+            (a, b, 51000, 4789)
+        } else {
+            (b, a, 52000, 4789)
+        };
+        build::ethernet(0x0800, &build::ipv4(src, dst, 17, &build::udp(sport, dport, &v)))
+    }
+
+    /// A TCP handshake and close inside VXLAN: the inner connection is a flow of its own with
+    /// Zeek's conn.log values and the VXLAN UDP flow's uid in tunnel_parents; the VXLAN packets
+    /// are UDP flows of their own, one per direction here (each VTEP sends from its own port
+    /// to 4789), as Zeek logs them.
+    #[test]
+    fn a_connection_inside_vxlan_names_its_udp_flow_as_parent() {
+        let frames = vec![
+            vxlan_frame(true, &inner_tcp(true, 100, 0, tf::SYN)),
+            vxlan_frame(false, &inner_tcp(false, 500, 101, tf::SYN | tf::ACK)),
+            vxlan_frame(true, &inner_tcp(true, 101, 501, tf::ACK)),
+            vxlan_frame(true, &inner_tcp(true, 101, 501, tf::FIN | tf::ACK)),
+            vxlan_frame(false, &inner_tcp(false, 501, 102, tf::FIN | tf::ACK)),
+            vxlan_frame(true, &inner_tcp(true, 102, 502, tf::ACK)),
+        ];
+        let (flows, stops) = walk_frames(&frames);
+        assert!(stops.iter().all(Option::is_none));
+        let tcp: Vec<_> = flows.iter().filter(|f| f.proto == "tcp").collect();
+        let udp: Vec<_> = flows.iter().filter(|f| f.proto == "udp").collect();
+        assert_eq!((tcp.len(), udp.len()), (1, 2));
+        let inner = tcp[0];
+        assert_eq!(
+            row(inner),
+            ("10.9.0.1".into(), 40000, "10.9.0.2".into(), 80, "SF", "ShAFf")
+        );
+        assert_eq!((inner.orig_pkts, inner.resp_pkts, inner.orig_ip_bytes), (4, 2, 160));
+        // Each inner packet's parent is the UDP flow that carried it: the two directions' VTEP
+        // flows.
+        let mut want: Vec<String> = udp.iter().map(|f| f.uid.clone()).collect();
+        let mut got = inner.tunnel_parents.clone();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want);
+        let to_server = udp.iter().find(|f| f.orig_p == 51000).unwrap();
+        assert_eq!(
+            (to_server.resp_p, to_server.orig_pkts, to_server.conn_state),
+            (4789, 4, "S0")
+        );
+        assert!(to_server.tunnel_parents.is_empty());
+    }
+
+    /// IP in IP and GRE: the outer packets form no flow; every inner flow between the same two
+    /// tunnel endpoints names the same tunnel uid, in either direction; a tunnel idle for 24 h
+    /// gets a new uid.
+    #[test]
+    fn ip_tunnels_are_named_by_their_address_pair() {
+        let (a, b) = (v4("198.51.100.1"), v4("198.51.100.2"));
+        let ipip = |src, dst, inner: &[u8]| build::ethernet(0x0800, &build::ipv4(src, dst, 4, inner));
+        let udp_in = |sport: u16| build::udp4(v4("10.9.0.1"), sport, v4("10.9.0.2"), 53, 10)[14..].to_vec();
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        let day = 24 * 3600 * NS;
+        for (i, (ts, frame)) in [
+            (0, ipip(a, b, &udp_in(1000))),
+            (NS, ipip(b, a, &udp_in(1001))),
+            (2 * NS + day, ipip(a, b, &udp_in(1002))),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let w = t.frame(i as u64 + 1, *ts, frame.len() as u32, 1, frame);
+            assert_eq!((w.depth, w.outermost_tunnel), (1, Some(Tunnel::Ip)));
+        }
+        t.finish_all();
+        let flows = t.take_finished();
+        assert_eq!(flows.len(), 3, "{flows:?}");
+        assert!(flows.iter().all(|f| f.proto == "udp" && f.tunnel_parents.len() == 1));
+        assert_eq!(flows[0].tunnel_parents, flows[1].tunnel_parents);
+        assert_ne!(flows[0].tunnel_parents, flows[2].tunnel_parents);
+        assert!(flows[0].tunnel_parents[0].starts_with('C') && flows[0].tunnel_parents[0].len() == 18);
+    }
+
+    /// Zeek follows at most two encapsulations (Tunnel::max_depth): a packet in IP in IP in
+    /// VXLAN is followed; one more layer is not, and the layer around it still counts.
+    #[test]
+    fn tunnels_nested_past_the_limit_are_not_followed() {
+        let inner = inner_tcp(true, 100, 0, tf::SYN);
+        let ipip = |inner: &[u8]| build::ipv4(v4("198.51.100.1"), v4("198.51.100.2"), 4, inner);
+        let (flows, stops) = walk_frames(&[vxlan_frame(true, &ipip(&inner))]);
+        assert_eq!(stops, vec![None]);
+        assert_eq!(flows.iter().filter(|f| f.proto == "tcp").count(), 1);
+        let (flows, stops) = walk_frames(&[vxlan_frame(true, &ipip(&ipip(&inner)))]);
+        assert_eq!(stops, vec![Some(TunnelStop::TooDeep(Tunnel::Ip))]);
+        assert_eq!(flows.iter().map(|f| f.proto).collect::<Vec<_>>(), vec!["udp"]);
+    }
+
+    /// A malformed VXLAN header is an analyzer violation: Zeek stops decapsulating that UDP
+    /// connection, so a later well-formed packet of it is not followed either; another
+    /// connection's is.
+    #[test]
+    fn a_tunnel_violation_stops_decapsulation_on_its_flow() {
+        let good = vxlan_frame(true, &inner_tcp(true, 100, 0, tf::SYN));
+        let mut bad = good.clone();
+        bad[14 + 20 + 8] = 0; // the VXLAN I flag
+        let mut elsewhere = good.clone();
+        elsewhere[14 + 20 + 1] = 0x99; // another source port: another UDP flow
+        let (flows, stops) = walk_frames(&[bad, good, elsewhere]);
+        assert!(matches!(stops[0], Some(TunnelStop::Malformed(Tunnel::Vxlan, _))));
+        assert_eq!(&stops[1..], &[None, None]);
+        let tcp: Vec<_> = flows.iter().filter(|f| f.proto == "tcp").collect();
+        assert_eq!(tcp.len(), 1);
+        assert_eq!(tcp[0].orig_pkts, 1, "only the other flow's packet was followed");
+    }
+
     #[test]
     fn a_syn_after_its_syn_ack_flips_the_roles() {
         let (x, y) = ((B, 46000), (A, 45000));

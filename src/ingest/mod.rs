@@ -31,8 +31,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::store::Store;
-use decode::{linktype_name, Decoded, Transport};
-use flow::{FlowTable, Timeouts};
+use decode::{linktype_name, Decoded, Tunnel};
+use flow::{FlowTable, Timeouts, TunnelStop, Walked};
 use reader::{CaptureReader, OpenError, Stop};
 use sink::{FlowArrays, FlowColumns, PacketProto, PacketRow, TableWriter, FLOW_BATCH, PACKET_BATCH};
 
@@ -486,9 +486,59 @@ struct Skips {
     broken: u64,
     zero_length: u64,
     unsupported: Vec<(u32, u64)>,
+    /// Frames whose packets came out of tunnels, by the outermost tunnel's kind.
+    tunneled: Vec<(Tunnel, u64)>,
+    /// Tunnels whose packets were not followed: (why, example detail, frames).
+    tunnel_stops: Vec<(&'static str, String, u64)>,
 }
 
 impl Skips {
+    /// Counts what became of a frame: a skip reason when none of its packets joined a flow,
+    /// and what its tunnels did.
+    fn count(&mut self, walked: &Walked, linktype: u32, empty: bool) {
+        if walked.depth > 0 {
+            // The outermost tunnel names the frame; it is rarely more than one kind per capture.
+            let kind = walked.outermost_tunnel.unwrap_or(Tunnel::Ip);
+            match self.tunneled.iter_mut().find(|(t, _)| *t == kind) {
+                Some((_, n)) => *n += 1,
+                None => self.tunneled.push((kind, 1)),
+            }
+        }
+        if let Some(stop) = walked.stopped {
+            let (why, detail) = match stop {
+                TunnelStop::Malformed(t, why) => ("malformed tunnel headers", format!("{}: {why}", t.name())),
+                TunnelStop::Cut(t) => ("tunnel payloads cut by the snap length", t.name().to_string()),
+                TunnelStop::TooDeep(t) => (
+                    "packets inside more tunnels than Zeek's Tunnel::max_depth (2)",
+                    t.name().to_string(),
+                ),
+                TunnelStop::BrokenInner(t, why) => ("malformed packets inside tunnels", format!("{}: {why}", t.name())),
+            };
+            match self.tunnel_stops.iter_mut().find(|(w, _, _)| *w == why) {
+                Some((_, _, n)) => *n += 1,
+                None => self.tunnel_stops.push((why, detail, 1)),
+            }
+        }
+        if walked.flow.is_some() {
+            return;
+        }
+        match walked.innermost {
+            Decoded::Ip(ip) if ip.later_fragment => self.fragments += 1,
+            Decoded::Ip(_) => self.other_ip += 1,
+            Decoded::NotIp(_) => self.not_ip += 1,
+            Decoded::UnsupportedLink => match self.unsupported.iter_mut().find(|(lt, _)| *lt == linktype) {
+                Some((_, n)) => *n += 1,
+                None => self.unsupported.push((linktype, 1)),
+            },
+            Decoded::Broken(_) => {
+                self.broken += 1;
+                if empty {
+                    self.zero_length += 1;
+                }
+            }
+        }
+    }
+
     fn total(&self) -> u64 {
         self.not_ip
             + self.other_ip
@@ -519,7 +569,18 @@ impl Skips {
                 self.fragments
             ));
         }
+        for (tunnel, n) in &self.tunneled {
+            notes.push(format!(
+                "{n} frames carried packets in {} tunnels: the inner packets are flows of their own, with tunnel_parents",
+                tunnel.name()
+            ));
+        }
         let mut warnings = Vec::new();
+        for (why, example, n) in &self.tunnel_stops {
+            warnings.push(format!(
+                "{n} frames had {why} and their inner packets were not followed (first: {example})"
+            ));
+        }
         if self.broken > 0 {
             let zero = if self.zero_length > 0 {
                 format!(" ({} of them zero-length)", self.zero_length)
@@ -836,80 +897,19 @@ impl FlowAssembly {
             flow_uid: None,
             from_orig: None,
         });
-        match decode::decode(linktype, data) {
-            Decoded::Ip(ip) => {
-                let assigned = table.observe(number, ts_ns, orig_len, &ip);
-                if assigned.is_none() {
-                    if ip.later_fragment {
-                        skips.fragments += 1;
-                    } else {
-                        skips.other_ip += 1;
-                    }
+        let walked = table.frame(number, ts_ns, orig_len, linktype, data);
+        skips.count(&walked, linktype, data.is_empty());
+        if let Some(row) = row.as_mut() {
+            match (walked.flow, walked.innermost) {
+                (Some((ip, uid, from_orig)), _) => {
+                    row.fill_ip(&ip);
+                    row.flow_uid = Some(uid);
+                    row.from_orig = Some(from_orig);
                 }
-                if let Some(row) = row.as_mut() {
-                    row.src = Some(ip.src);
-                    row.dst = Some(ip.dst);
-                    row.ip_proto = Some(ip.proto);
-                    row.ip_len = Some(ip.ip_len);
-                    row.proto = PacketProto::OtherIp;
-                    match ip.transport {
-                        Transport::Tcp {
-                            sport,
-                            dport,
-                            flags,
-                            payload,
-                            ..
-                        } => {
-                            (row.src_p, row.dst_p, row.tcp_flags, row.payload_len) =
-                                (Some(sport), Some(dport), Some(flags), Some(payload));
-                            row.proto = PacketProto::Tcp;
-                        }
-                        Transport::Udp { sport, dport, payload } => {
-                            (row.src_p, row.dst_p, row.payload_len) = (Some(sport), Some(dport), Some(payload));
-                            row.proto = PacketProto::Udp;
-                        }
-                        Transport::Icmp {
-                            v6,
-                            icmp_type,
-                            code,
-                            payload,
-                        } => {
-                            (row.src_p, row.dst_p, row.payload_len) =
-                                (Some(u16::from(icmp_type)), Some(u16::from(code)), Some(payload));
-                            row.proto = if v6 { PacketProto::Icmp6 } else { PacketProto::Icmp };
-                        }
-                        Transport::Other => {}
-                    }
-                    if let Some(a) = assigned {
-                        let mut uid = [b' '; 18];
-                        let bytes = a.uid.as_bytes();
-                        let n = bytes.len().min(18);
-                        uid[..n].copy_from_slice(&bytes[..n]);
-                        row.flow_uid = Some(uid);
-                        row.from_orig = Some(a.from_orig);
-                    }
-                }
-            }
-            Decoded::NotIp(t) => {
-                skips.not_ip += 1;
-                if let Some(row) = row.as_mut() {
-                    row.proto = PacketProto::EtherType(t);
-                }
-            }
-            Decoded::UnsupportedLink => {
-                match skips.unsupported.iter_mut().find(|(lt, _)| *lt == linktype) {
-                    Some((_, n)) => *n += 1,
-                    None => skips.unsupported.push((linktype, 1)),
-                }
-                if let Some(row) = row.as_mut() {
-                    row.proto = PacketProto::UnsupportedLink;
-                }
-            }
-            Decoded::Broken(_) => {
-                skips.broken += 1;
-                if data.is_empty() {
-                    skips.zero_length += 1;
-                }
+                (None, Decoded::Ip(ip)) => row.fill_ip(&ip),
+                (None, Decoded::NotIp(t)) => row.proto = PacketProto::EtherType(t),
+                (None, Decoded::UnsupportedLink) => row.proto = PacketProto::UnsupportedLink,
+                (None, Decoded::Broken(_)) => {}
             }
         }
         if let Some(row) = row {
@@ -1017,9 +1017,7 @@ pub fn fuzz_capture(bytes: &[u8]) -> (u64, u64) {
     let (mut packets, mut flows) = (0u64, 0u64);
     while let Ok(Ok(Some(p))) = reader.next_packet() {
         packets += 1;
-        if let Decoded::Ip(ip) = decode::decode(p.linktype, p.data) {
-            let _ = table.observe(p.number, p.ts_ns, p.orig_len, &ip);
-        }
+        let _ = table.frame(p.number, p.ts_ns, p.orig_len, p.linktype, p.data);
         flows += table.take_finished().len() as u64;
     }
     table.finish_all();

@@ -7,12 +7,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use duckdb::arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Array, Int64Builder, StringArray,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Array, Int64Builder, ListBuilder,
+    StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Appender;
 
+use super::decode::{IpPacket, Transport};
 use super::flow::FlowRecord;
 use crate::error::{Error, Result};
 use crate::store::{quote_ident, Store, ROW_GROUP_SIZE};
@@ -45,6 +46,8 @@ pub struct FlowRow {
     pub orig_frame_bytes: Option<i64>,
     pub resp_frame_bytes: Option<i64>,
     pub ip_proto: Option<i32>,
+    /// Zeek's tunnel_parents; `None` when unset (no tunnel).
+    pub tunnel_parents: Option<Vec<String>>,
 }
 
 fn i64_of(v: u64) -> i64 {
@@ -78,6 +81,7 @@ impl From<FlowRecord> for FlowRow {
             orig_frame_bytes: Some(i64_of(f.orig_frame_bytes)),
             resp_frame_bytes: Some(i64_of(f.resp_frame_bytes)),
             ip_proto: Some(i32::from(f.ip_proto)),
+            tunnel_parents: (!f.tunnel_parents.is_empty()).then_some(f.tunnel_parents),
         }
     }
 }
@@ -101,6 +105,45 @@ pub struct PacketRow {
     /// Flow uids are 18 ASCII characters: kept inline, no allocation per packet.
     pub flow_uid: Option<[u8; 18]>,
     pub from_orig: Option<bool>,
+}
+
+impl PacketRow {
+    /// Sets the columns that describe an IP packet (addresses, ports, lengths, flags).
+    pub fn fill_ip(&mut self, ip: &IpPacket) {
+        self.src = Some(ip.src);
+        self.dst = Some(ip.dst);
+        self.ip_proto = Some(ip.proto);
+        self.ip_len = Some(ip.ip_len);
+        self.proto = PacketProto::OtherIp;
+        match ip.transport {
+            Transport::Tcp {
+                sport,
+                dport,
+                flags,
+                payload,
+                ..
+            } => {
+                (self.src_p, self.dst_p, self.tcp_flags, self.payload_len) =
+                    (Some(sport), Some(dport), Some(flags), Some(payload));
+                self.proto = PacketProto::Tcp;
+            }
+            Transport::Udp { sport, dport, payload } => {
+                (self.src_p, self.dst_p, self.payload_len) = (Some(sport), Some(dport), Some(payload));
+                self.proto = PacketProto::Udp;
+            }
+            Transport::Icmp {
+                v6,
+                icmp_type,
+                code,
+                payload,
+            } => {
+                (self.src_p, self.dst_p, self.payload_len) =
+                    (Some(u16::from(icmp_type)), Some(u16::from(code)), Some(payload));
+                self.proto = if v6 { PacketProto::Icmp6 } else { PacketProto::Icmp };
+            }
+            Transport::Other => {}
+        }
+    }
 }
 
 /// What a packet was, for `packets.proto`.
@@ -252,6 +295,7 @@ pub struct FlowColumns {
     conn_state: StringBuilder,
     history: StringBuilder,
     ip_proto: Int32Builder,
+    tunnel_parents: ListBuilder<StringBuilder>,
 }
 
 impl Default for FlowColumns {
@@ -271,6 +315,7 @@ impl Default for FlowColumns {
             conn_state: StringBuilder::with_capacity(n, n * 3),
             history: StringBuilder::with_capacity(n, n * 6),
             ip_proto: Int32Builder::with_capacity(n),
+            tunnel_parents: ListBuilder::new(StringBuilder::new()),
         }
     }
 }
@@ -316,6 +361,20 @@ impl FlowColumns {
         self.conn_state.append_option(r.conn_state.as_deref());
         self.history.append_option(r.history.as_deref());
         self.ip_proto.append_option(r.ip_proto);
+        self.push_tunnel_parents(r.tunnel_parents.as_deref());
+    }
+
+    /// A NULL when unset (outside any tunnel), else the list of uids.
+    fn push_tunnel_parents(&mut self, parents: Option<&[String]>) {
+        match parents {
+            Some(uids) => {
+                for uid in uids {
+                    self.tunnel_parents.values().append_value(uid);
+                }
+                self.tunnel_parents.append(true);
+            }
+            None => self.tunnel_parents.append_null(),
+        }
     }
 
     /// Adds a flow assembled from packets: the same values as `push_row(&FlowRow::from(f))`
@@ -344,6 +403,7 @@ impl FlowColumns {
         self.conn_state.append_value(f.conn_state);
         self.history.append_value(&f.history);
         self.ip_proto.append_value(i32::from(f.ip_proto));
+        self.push_tunnel_parents((!f.tunnel_parents.is_empty()).then_some(&f.tunnel_parents[..]));
     }
 
     /// The flows added so far as a batch of `table`'s columns, all from import `import_id` of
@@ -386,6 +446,7 @@ impl FlowColumns {
                 resp_frame_bytes,
                 Arc::new(full.ip_proto.finish()),
             ],
+            tunnel_parents: Arc::new(full.tunnel_parents.finish()),
         }
     }
 }
@@ -420,6 +481,8 @@ const FLOW_ARRAY_NAMES: [&str; 21] = [
 pub struct FlowArrays {
     len: usize,
     columns: [ArrayRef; 21],
+    /// After `source_file` in the table (migration 21 added it).
+    tunnel_parents: ArrayRef,
 }
 
 impl FlowArrays {
@@ -439,7 +502,8 @@ impl FlowArrays {
         let source: ArrayRef = Arc::new(StringArray::from_iter_values(std::iter::repeat_n(source, n)));
         let columns = std::iter::once(("import_id", import))
             .chain(FLOW_ARRAY_NAMES.into_iter().zip(self.columns))
-            .chain(std::iter::once(("source_file", source)));
+            .chain(std::iter::once(("source_file", source)))
+            .chain(std::iter::once(("tunnel_parents", self.tunnel_parents)));
         batch(table, columns.collect())
     }
 }
@@ -616,6 +680,7 @@ mod tests {
             resp_payload_seen: 7,
             first_packet: 3,
             missed_bytes: 12,
+            tunnel_parents: Vec::new(),
         }
     }
 
@@ -646,20 +711,29 @@ mod tests {
 
     #[test]
     fn a_record_gives_the_same_row_as_through_flow_row() {
+        let mut tunneled = record("10.9.0.1".parse().unwrap(), "10.9.0.2".parse().unwrap());
+        tunneled.tunnel_parents = vec!["CParent1".to_string(), "CParent2".to_string()];
         let flows = [
             record("10.0.0.1".parse().unwrap(), "93.184.216.34".parse().unwrap()),
             record("fe80::1".parse().unwrap(), "2001:db8::2".parse().unwrap()),
+            tunneled,
         ];
         let (mut direct, mut via_row) = (FlowColumns::default(), FlowColumns::default());
         for f in &flows {
             direct.push_record(f);
             via_row.push_row(&FlowRow::from(f.clone()));
         }
-        assert_eq!(direct.len(), 2);
+        assert_eq!(direct.len(), 3);
         let a = direct.finish("flows", 7, "a.pcap").unwrap();
         let b = via_row.finish("flows", 7, "a.pcap").unwrap();
         assert_eq!(a, b);
-        assert_eq!(a.num_columns(), 23);
+        assert_eq!(a.num_columns(), 24);
+        // Outside a tunnel the parents are unset (NULL), as Zeek leaves them.
+        let parents = a.column_by_name("tunnel_parents").unwrap();
+        assert_eq!(
+            (parents.is_null(0), parents.is_null(1), parents.is_null(2)),
+            (true, true, false)
+        );
         assert!(direct.is_empty(), "finish starts the builders over");
     }
 }

@@ -193,6 +193,7 @@ fn row_from(get: &dyn Fn(&str) -> Option<String>, line: usize) -> std::result::R
         orig_frame_bytes: None,
         resp_frame_bytes: None,
         ip_proto,
+        tunnel_parents: None,
     })
 }
 

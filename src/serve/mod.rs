@@ -160,6 +160,9 @@ pub struct ServerStatus {
     /// Bytes of the database file and its WAL.
     pub database_bytes: u64,
     pub capture: Option<CaptureStatus>,
+    /// The live packet capture (`--packets IFACE`).
+    #[serde(default)]
+    pub packets: Option<PacketCaptureStatus>,
     pub schedule: Vec<JobStatus>,
     pub clients: ClientStatus,
     /// The newest error of the capture or a scheduled job, with its time.
@@ -219,6 +222,27 @@ impl ServerStatus {
                 ),
             )),
             None => lines.push(("capture", "off (--no-capture)".to_string())),
+        }
+        if let Some(p) = &self.packets {
+            let counter = |v: Option<u64>| v.map_or("unknown".to_string(), |v| v.to_string());
+            lines.push((
+                "packets",
+                format!(
+                    "{}{}, {}: {} packets, {} flows stored, {} open; kernel: {} received, {} dropped{}",
+                    p.interface,
+                    p.filter.as_ref().map(|f| format!(" ({f})")).unwrap_or_default(),
+                    match &p.stop_reason {
+                        None => "running".to_string(),
+                        Some(reason) => format!("stopped ({reason})"),
+                    },
+                    p.packets,
+                    p.flows,
+                    p.active_flows,
+                    counter(p.kernel_received),
+                    counter(p.kernel_dropped),
+                    p.import_id.map(|id| format!("; import id {id}")).unwrap_or_default()
+                ),
+            ));
         }
         if self.schedule.is_empty() {
             lines.push(("schedule", "nothing scheduled (--every JOB=DURATION)".to_string()));
@@ -300,6 +324,23 @@ pub struct CaptureStatus {
     pub running: bool,
 }
 
+/// The server's live packet capture: its interface and the counters its `packet_captures` and
+/// `imports` rows get when it ends, as of about a second ago.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PacketCaptureStatus {
+    pub interface: String,
+    pub filter: Option<String>,
+    /// Its `imports.import_id`, once it started.
+    pub import_id: Option<i64>,
+    pub packets: u64,
+    pub flows: u64,
+    pub active_flows: u64,
+    pub kernel_received: Option<u64>,
+    pub kernel_dropped: Option<u64>,
+    /// Why it stopped; `None` while it runs.
+    pub stop_reason: Option<String>,
+}
+
 /// One scheduled job's state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobStatus {
@@ -341,6 +382,8 @@ pub struct Shared {
     repeated_error: Mutex<Option<(String, Instant, u64)>>,
     /// What happened (snapshots stored, jobs run), for the dashboard's live pages.
     pub(crate) events: tokio::sync::broadcast::Sender<ServerEvent>,
+    /// The live packet capture's counters (`--packets`).
+    packet_counters: Arc<packets::LiveCounters>,
 }
 
 /// Something a live page refreshes on.
@@ -398,6 +441,16 @@ impl Shared {
         let sessions = self.sessions.load(Ordering::Relaxed);
         let mut status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
         status.uptime_s = self.started.elapsed().as_secs_f64();
+        if let Some(p) = status.packets.as_mut() {
+            let c = &self.packet_counters;
+            let import_id = c.import_id.load(Ordering::Relaxed);
+            p.import_id = (import_id != 0).then_some(import_id);
+            p.packets = c.packets.load(Ordering::Relaxed);
+            p.flows = c.flows.load(Ordering::Relaxed);
+            p.active_flows = c.active_flows.load(Ordering::Relaxed);
+            p.kernel_received = packets::LiveCounters::kernel(&c.kernel_received);
+            p.kernel_dropped = packets::LiveCounters::kernel(&c.kernel_dropped);
+        }
         status.database_bytes = file_size(&self.database) + file_size(&crate::store::wal_of(&self.database));
         status.clients = ClientStatus {
             sessions,
@@ -514,8 +567,14 @@ pub fn run(options: ServeOptions) -> Result<()> {
                     ..JobStatus::default()
                 })
                 .collect(),
+            packets: options.packets.as_ref().map(|p| PacketCaptureStatus {
+                interface: p.interface.clone(),
+                filter: p.filter.clone(),
+                ..PacketCaptureStatus::default()
+            }),
             ..ServerStatus::default()
         }),
+        packet_counters: Arc::new(packets::LiveCounters::new()),
         commands: Mutex::new(()),
         events: tokio::sync::broadcast::channel(64).0,
         sessions: std::sync::atomic::AtomicUsize::new(0),
@@ -701,17 +760,29 @@ fn packet_capture(shared: &Shared, store: &Store, request: &PacketCaptureRequest
         request.interface,
         request.filter.as_ref().map(|f| format!(" ({f})")).unwrap_or_default()
     ));
-    match packets::run(store, request) {
+    let stop_reason = match packets::run_counted(store, request, Arc::clone(&shared.packet_counters)) {
         Ok(report) if report.failed => {
             shared.error(
                 "packet capture",
                 &Error::Usage(format!("it stopped: {}", report.stop_reason)),
             );
             log(&packets::summary(&report, request));
+            report.stop_reason
         }
-        Ok(report) => log(&packets::summary(&report, request)),
-        Err(e) => shared.error("packet capture", &e),
-    }
+        Ok(report) => {
+            log(&packets::summary(&report, request));
+            report.stop_reason
+        }
+        Err(e) => {
+            shared.error("packet capture", &e);
+            e.to_string()
+        }
+    };
+    shared.update(|s| {
+        if let Some(p) = s.packets.as_mut() {
+            p.stop_reason = Some(stop_reason);
+        }
+    });
 }
 
 /// Runs the scheduled jobs, each first one interval after the start, until the server stops.

@@ -359,8 +359,8 @@ impl Store {
     }
 }
 
-/// conn.log fields in Zeek's order: (Zeek name, flows column, Zeek type). Fields flows does not
-/// keep (local_orig, local_resp, tunnel_parents) are written unset.
+/// conn.log fields in Zeek's order: (Zeek name, flows column, Zeek type). Fields the source
+/// does not have (flows keeps no local_orig or local_resp) are written unset.
 const ZEEK_CONN_FIELDS: [(&str, &str, &str); 21] = [
     ("ts", "ts", "time"),
     ("uid", "uid", "string"),
@@ -426,6 +426,11 @@ impl Store {
                 (Some(c), "local_orig" | "local_resp") => {
                     format!("CASE WHEN CAST({0} AS BOOLEAN) THEN 'T' WHEN NOT CAST({0} AS BOOLEAN) THEN 'F' END", quote_ident(c))
                 }
+                // A set: its members joined by Zeek's set separator, `(empty)` when it has none.
+                (Some(c), "tunnel_parents") => format!(
+                    "CASE WHEN len({0}) = 0 THEN '(empty)' ELSE array_to_string({0}, ',') END",
+                    quote_ident(c)
+                ),
                 (Some(c), _) => format!("CAST({} AS VARCHAR)", quote_ident(c)),
                 (None, "ts" | "uid" | "id.orig_h" | "id.orig_p" | "id.resp_h" | "id.resp_p" | "proto") => {
                     return Err(Error::Usage(format!(

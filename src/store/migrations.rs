@@ -118,6 +118,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "socket_traffic",
         sql: include_str!("../../sql/020_socket_traffic.sql"),
     },
+    Migration {
+        version: 21,
+        name: "tunnel_parents",
+        sql: include_str!("../../sql/021_tunnel_parents.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -522,6 +527,7 @@ mod tests {
         (18, "5325fcfe864cb888f448874190e289b6f625a697d99009a00fcdb1e82d3d15cf"),
         (19, "46c82e48a2bfb00aa6d61c42f9cf21689a1489d11ca65a82a332ebbd76d61862"),
         (20, "a08dd161083ad28409772f2fef8582023561edd302ffa4ec43084b4b99e6f517"),
+        (21, "87df2615bd465f260084a50e8d39b48f939a56a7368e26a5dc58f88adc74f80a"),
     ];
 
     #[test]

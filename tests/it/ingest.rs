@@ -620,6 +620,171 @@ fn flows_agree_with_tshark_conversations() {
     }
 }
 
+/// One TCP handshake (SYN, SYN-ACK, ACK) 10.9.0.1:`port` <-> 10.9.0.2:80 inside each tunnel
+/// Zeek decapsulates, with the tunnel's own headers around each packet: (tunnel name, frames).
+fn tunneled_handshakes() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let (c, srv) = (Ipv4Addr::new(10, 9, 0, 1), Ipv4Addr::new(10, 9, 0, 2));
+    let (e1, e2) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+    let handshake = |port: u16| -> Vec<(bool, Vec<u8>)> {
+        vec![
+            (
+                true,
+                build::tcp4(c, port, srv, 80, 100, 0, flags::SYN, 0)[14..].to_vec(),
+            ),
+            (
+                false,
+                build::tcp4(srv, 80, c, port, 500, 101, flags::SYN | flags::ACK, 0)[14..].to_vec(),
+            ),
+            (
+                true,
+                build::tcp4(c, port, srv, 80, 101, 501, flags::ACK, 0)[14..].to_vec(),
+            ),
+        ]
+    };
+    // Each tunnel endpoint sends from its own port to the tunnel's port.
+    let over_udp = |port: u16, header: &dyn Fn(&[u8]) -> Vec<u8>, inner_port: u16| -> Vec<Vec<u8>> {
+        handshake(inner_port)
+            .into_iter()
+            .map(|(up, ip)| {
+                let (src, dst, sport) = if up { (e1, e2, 50000) } else { (e2, e1, 50001) };
+                let udp = build::udp(sport, port, &header(&ip));
+                build::ethernet(0x0800, &build::ipv4(src, dst, 17, &udp))
+            })
+            .collect()
+    };
+    let over_ip = |proto: u16, header: &dyn Fn(&[u8]) -> Vec<u8>, inner_port: u16| -> Vec<Vec<u8>> {
+        handshake(inner_port)
+            .into_iter()
+            .map(|(up, ip)| {
+                let (src, dst) = if up { (e1, e2) } else { (e2, e1) };
+                build::ethernet(0x0800, &build::ipv4(src, dst, proto as u8, &header(&ip)))
+            })
+            .collect()
+    };
+    let with = |head: &[u8], ip: &[u8]| [head, ip].concat();
+    let eth = |ip: &[u8]| build::ethernet(0x0800, ip);
+    vec![
+        (
+            "VXLAN",
+            over_udp(4789, &|ip| with(&[8, 0, 0, 0, 0, 0, 1, 0], &eth(ip)), 41001),
+        ),
+        (
+            "GENEVE",
+            over_udp(6081, &|ip| with(&[0, 0, 0x65, 0x58, 0, 0, 1, 0], &eth(ip)), 41002),
+        ),
+        (
+            "GTPv1",
+            over_udp(
+                2152,
+                &|ip| {
+                    with(
+                        &[[0x30, 0xff], (ip.len() as u16).to_be_bytes(), [0, 0], [0, 1]].concat(),
+                        ip,
+                    )
+                },
+                41003,
+            ),
+        ),
+        (
+            "AYIYA",
+            over_udp(5072, &|ip| with(&[0x00, 0x00, 0x01, 4, 0, 0, 0, 0, 0xaa], ip), 41004),
+        ),
+        ("GRE", over_ip(47, &|ip| with(&[0, 0, 0x08, 0x00], ip), 41005)),
+        ("IP", over_ip(4, &|ip| ip.to_vec(), 41006)),
+    ]
+}
+
+/// Tunnels as Zeek decapsulates them, through the real import: each inner handshake is a flow
+/// of its own (Zeek's conn.log row: S1 `ShA`), whose tunnel_parents names the UDP flow that
+/// carried it (the UDP tunnels, whose flows stay rows) or the IP tunnel (IP in IP, GRE); the
+/// Zeek export writes the set. tshark, which decodes the same tunnels, sees the same inner
+/// conversations with the same frames and bytes.
+#[test]
+fn tunneled_connections_are_flows_with_tunnel_parents() {
+    let s = Scratch::new();
+    let cap = s.path("tunnels.pcap");
+    let t0 = 1_700_000_000_000_000i64;
+    let mut packets = Vec::new();
+    for (_, frames) in tunneled_handshakes() {
+        for f in frames {
+            packets.push((t0 + packets.len() as i64 * 1000, f));
+        }
+    }
+    write_pcap(&cap, 1, &packets);
+    import(&s, &["pcap", cap.to_str().unwrap()])
+        .success()
+        .stderr(predicate::str::contains("18 packets, 14 flows, 0 skipped"));
+    // Inner rows, and their parent: a UDP flow (to the tunnel's port) or none (an IP tunnel).
+    assert_eq!(
+        s.query(
+            "SELECT i.orig_p, i.conn_state, i.history, i.orig_pkts, i.resp_pkts, len(i.tunnel_parents), \
+             (SELECT coalesce(string_agg(DISTINCT o.proto || '/' || o.resp_p, ' '), 'ip tunnel') \
+              FROM flows o WHERE list_contains(i.tunnel_parents, o.uid)) \
+             FROM flows i WHERE i.proto = 'tcp' ORDER BY i.orig_p"
+        ),
+        "41001,S1,ShA,2,1,2,udp/4789\n\
+         41002,S1,ShA,2,1,2,udp/6081\n\
+         41003,S1,ShA,2,1,2,udp/2152\n\
+         41004,S1,ShA,2,1,2,udp/5072\n\
+         41005,S1,ShA,2,1,1,ip tunnel\n\
+         41006,S1,ShA,2,1,1,ip tunnel"
+    );
+    assert_eq!(
+        s.query("SELECT count(*) FILTER (tunnel_parents IS NULL), count(*) FROM flows WHERE proto = 'udp'"),
+        "8,8"
+    );
+    assert!(s
+        .query("SELECT notes FROM imports")
+        .contains("frames carried packets in VXLAN tunnels"));
+    // The Zeek export writes the set with Zeek's set separator.
+    let log = s.path("conn.log");
+    s.cmd()
+        .args(["export", "--table", "flows", "--out"])
+        .arg(&log)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let vxlan_parents =
+        s.query("SELECT array_to_string(list_sort(tunnel_parents), ' ') FROM flows WHERE orig_p = 41001");
+    let logged: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\t41001\t"))
+        .map(|l| l.rsplit('\t').next().unwrap())
+        .collect();
+    let mut sorted: Vec<String> = logged[0].split(',').map(str::to_string).collect();
+    sorted.sort();
+    assert_eq!(sorted.join(" "), vxlan_parents, "{text}");
+    assert!(
+        text.lines()
+            .filter(|l| l.contains("\tudp\t"))
+            .all(|l| l.ends_with("\t-")),
+        "{text}"
+    );
+
+    let tshark = Process::new("tshark").arg("--version").output().is_ok();
+    if !crate::prerequisite(tshark, "tshark (Debian: apt-get install tshark; .ci/run installs it)") {
+        return;
+    }
+    let want = tshark_conversations(&cap, "tcp");
+    let rows = s.query(
+        "SELECT orig_p, sum(orig_pkts), sum(orig_frame_bytes), sum(resp_pkts), sum(resp_frame_bytes) \
+         FROM flows WHERE proto = 'tcp' GROUP BY ALL ORDER BY orig_p",
+    );
+    let got: Vec<String> = rows
+        .lines()
+        .map(|l| {
+            let n: Vec<u64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+            format!("{},{},{},{},{}", n[0], n[1], tshark_size(n[2]), n[3], tshark_size(n[4]))
+        })
+        .collect();
+    // The key's first endpoint is the lower one: the client, 10.9.0.1.
+    let from_tshark: Vec<String> = want
+        .iter()
+        .map(|(((_, port), _), (af, ab, bf, bb, _))| format!("{port},{af},{ab},{bf},{bb}"))
+        .collect();
+    assert_eq!(got, from_tshark, "inner TCP conversations: netlens vs tshark");
+}
+
 /// Free bytes on the file system holding `path`.
 fn free_bytes(path: &Path) -> u64 {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();

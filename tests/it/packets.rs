@@ -373,6 +373,40 @@ fn serve_captures_packets_beside_the_snapshots_and_stores_flows_as_they_finish()
     };
     assert_eq!(flow, "SF,1234,4321");
     assert_ne!(s.query("SELECT count(*) FROM snapshots"), "0");
+    // `status` shows the running capture with the counters its packet_captures row will get
+    // (refreshed about once a second).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let out = s.cmd().arg("status").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("packets "))
+            .unwrap_or("")
+            .to_string();
+        if line.contains(", 1 flows stored") || Instant::now() >= deadline {
+            break line;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(
+        line.starts_with(&format!("packets     lo ({filter}), running: ")) && line.contains(", 1 flows stored"),
+        "{line}"
+    );
+    let packets: u64 = line
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(packets >= 10, "{line}");
+    assert!(
+        !line.contains("unknown") && line.contains(" dropped; import id "),
+        "{line}"
+    );
     assert!(server.stop(Duration::from_secs(30)).success());
     assert_eq!(
         s.query("SELECT c.interface, c.stop_reason, i.flows, i.complete FROM packet_captures c JOIN imports i USING (import_id)"),
