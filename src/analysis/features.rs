@@ -483,8 +483,8 @@ fn label_expr(name: &str, data_type: &str) -> String {
 }
 
 /// The rows a model reads from a run's input table, as a whole: how many, and an
-/// order-independent 64-bit fingerprint of them (the sum, modulo 2^64, of a hash of each row's
-/// values in the model's source columns). Two reads give the same pair exactly when they hold
+/// order-independent 64-bit fingerprint of them (the sum, modulo 2^64, of DuckDB's `hash` of
+/// each row's values in the model's source columns). Two reads give the same pair exactly when they hold
 /// the same rows as a multiset (up to a 64-bit hash collision), in whatever order: this is how a
 /// score run knows it re-reads the rows its model was fitted on, also through a live view that
 /// gained, lost or changed rows since (then the pair differs).
@@ -508,11 +508,14 @@ impl RowFingerprint {
                     .map_or_else(|| quote_ident(c.name()), |s| quote_ident(s))
             })
             .collect();
-        // A row's values as text (a struct cast): hash(a, b) of numbers can be 0 for zeros.
+        // DuckDB's hash of several values combines them in order (NULLs included). A row of
+        // zeros hashes to 0 and adds nothing to the sum, but the row count still tells a set
+        // with one more or fewer of them apart. (Hashing the row cast to text is 10x slower:
+        // 1.4 s against 0.12 s on NSL-KDD's 125 973 training rows.)
         let row = if columns.is_empty() {
             "''".to_string()
         } else {
-            format!("CAST(row({}) AS VARCHAR)", columns.join(", "))
+            columns.join(", ")
         };
         let (rows, fingerprint): (i64, String) = conn
             .query_row(
