@@ -180,6 +180,9 @@ pub enum DomainCommand {
     Train(TrainArgs),
     /// Apply a stored model to a table, view or query, without refitting
     Score(ScoreArgs),
+    /// Set an anomaly model's threshold on a window you declare clean (at most --alarm-rate of
+    /// its rows above it); later scores and policy verdicts of that model version use it
+    Calibrate(CalibrateArgs),
     /// Refit stored models on the newest data with their stored parameters
     Retrain(RetrainArgs),
     /// Why a model flags what it flags: permutation importance of each feature, and the features
@@ -577,6 +580,34 @@ pub struct ScoreArgs {
     /// Column copied into the result rows as id [default: id, flow_id, uid or connection_id when present]
     #[arg(long, value_name = "COL")]
     pub id: Option<String>,
+}
+
+/// Options of `calibrate`.
+#[derive(Debug, Args, Clone)]
+pub struct CalibrateArgs {
+    /// Stored anomaly model (iforest, ocsvm, lof, autoencoder): NAME or NAME@VERSION
+    pub model: String,
+
+    /// Rows holding the clean window: a table or view name, or a query; rows the model was not
+    /// fitted on, or the threshold comes out too low
+    #[arg(long, value_name = "SOURCE")]
+    pub on: String,
+
+    /// Start of the clean window (UTC, e.g. "2026-03-01 12:00") [default: the first row]
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+
+    /// End of the clean window, exclusive [default: after the last row]
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+
+    /// Column placing each row in time
+    #[arg(long, value_name = "COL", default_value = "window_start")]
+    pub time_column: String,
+
+    /// Share of the clean rows that may stay above the threshold (0: none)
+    #[arg(long, value_name = "SHARE", default_value_t = crate::analysis::calibration::DEFAULT_ALARM_RATE)]
+    pub alarm_rate: f64,
 }
 
 /// Options of `retrain`.
@@ -1341,6 +1372,17 @@ impl DomainCommand {
                     into: s.into,
                     label: s.label,
                     id: s.id,
+                }),
+                quiet(false),
+            ),
+            DomainCommand::Calibrate(c) => (
+                Request::Calibrate(crate::analysis::calibration::CalibrateRequest {
+                    model: c.model,
+                    source: c.on,
+                    time_column: c.time_column,
+                    from: c.from,
+                    to: c.to,
+                    alarm_rate: c.alarm_rate,
                 }),
                 quiet(false),
             ),

@@ -59,6 +59,7 @@ pub enum Request {
     Demo(DemoRequest),
     Train(TrainRequest),
     Score(ScoreRequest),
+    Calibrate(crate::analysis::calibration::CalibrateRequest),
     Retrain { target: Option<String> },
     Explain(crate::analysis::explain::ExplainRequest),
     Models { all: bool },
@@ -91,6 +92,7 @@ impl Request {
             Request::Demo(_) => "demo",
             Request::Train(_) => "train",
             Request::Score(_) => "score",
+            Request::Calibrate(_) => "calibrate",
             Request::Retrain { .. } => "retrain",
             Request::Explain(_) => "explain",
             Request::Models { .. } => "models",
@@ -245,6 +247,7 @@ pub fn execute(store: &Store, request: Request, ctx: &mut Context<'_>) -> Result
         Request::Export(_)
         | Request::Train(_)
         | Request::Score(_)
+        | Request::Calibrate(_)
         | Request::Retrain { .. }
         | Request::Explain(_)
         | Request::Detect(_)
@@ -287,6 +290,21 @@ pub fn execute(store: &Store, request: Request, ctx: &mut Context<'_>) -> Result
         Request::Score(s) => {
             let summary = analysis::score(store, &s, (ctx.clock)())?;
             run_summary(&[summary], &mut reply);
+        }
+        Request::Calibrate(c) => {
+            let done = analysis::calibration::calibrate(store, &c, (ctx.clock)())?;
+            reply.summary(format!(
+                "calibrate model {}@{}: run {}, threshold {:.4} (the model's own {:.4}) on {} clean rows: {} of them above it (alarm rate {}), {} above the model's own",
+                done.model,
+                done.version,
+                done.run_id,
+                done.threshold,
+                done.model_threshold,
+                done.clean_rows,
+                done.flagged_after,
+                done.alarm_rate,
+                done.flagged_before
+            ));
         }
         Request::Retrain { target } => {
             let summaries = analysis::retrain(store, target.as_deref(), (ctx.clock)())?;
@@ -488,7 +506,7 @@ fn train_policy(store: &Store, t: TrainRequest, now: DateTime<Utc>, reply: &mut 
     reply.summary(format!(
         "policy: baseline of {} rows before {} (segments run {}, iforest run {}); judged {} rows: {}; {} high risk (run {})",
         summary.baseline_rows,
-        summary.split,
+        request.clean_from.unwrap_or(summary.split),
         summary.segments.run_id,
         summary.iforest.run_id,
         summary.judged_rows,
@@ -501,6 +519,19 @@ fn train_policy(store: &Store, t: TrainRequest, now: DateTime<Utc>, reply: &mut 
         summary.high_risk,
         summary.run_id
     ));
+    if let Some(c) = &summary.calibration {
+        reply.summary(format!(
+            "  anomaly threshold calibrated on the clean window from {} to {} (run {}): {:.4} instead of {:.4}; {} of its {} rows above it, {} above the uncalibrated one",
+            request.clean_from.map(|t| t.to_string()).unwrap_or_default(),
+            summary.split,
+            c.run_id,
+            c.threshold,
+            c.model_threshold,
+            c.flagged_after,
+            c.clean_rows,
+            c.flagged_before
+        ));
+    }
     reply.rows(format!(
         "SELECT verdict, risk, src_ip, dst_ip, processes, reason FROM verdicts WHERE run_id = {} \
          ORDER BY risk DESC, score DESC, flow_id LIMIT 20",

@@ -81,6 +81,8 @@ pub fn run(store: &Store, args: &WatchRequest) -> Result<()> {
         seed: args.seed,
         model: args.model.clone(),
         exclude: Vec::new(),
+        clean_from: None,
+        alarm_rate: crate::analysis::calibration::DEFAULT_ALARM_RATE,
     };
     let terminal = std::io::stdout().is_terminal();
     let mut out = std::io::stdout().lock();

@@ -74,7 +74,7 @@ impl Source {
         }
     }
 
-    fn select_sql(&self) -> String {
+    pub(crate) fn select_sql(&self) -> String {
         match self {
             Source::Relation(name) => format!("SELECT * FROM {}", quote_ident(name)),
             Source::Query(sql) => format!("SELECT * FROM (\n{sql}\n) AS netlens_source"),
@@ -482,6 +482,78 @@ fn label_expr(name: &str, data_type: &str) -> String {
     }
 }
 
+/// The rows a model reads from a run's input table, as a whole: how many, and an
+/// order-independent 64-bit fingerprint of them (the sum, modulo 2^64, of DuckDB's `hash` of
+/// each row's values in the model's source columns). Two reads give the same pair exactly when they hold
+/// the same rows as a multiset (up to a 64-bit hash collision), in whatever order: this is how a
+/// score run knows it re-reads the rows its model was fitted on, also through a live view that
+/// gained, lost or changed rows since (then the pair differs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowFingerprint {
+    pub rows: u64,
+    pub fingerprint: u64,
+}
+
+impl RowFingerprint {
+    /// Reads it from `loaded`'s input table over the columns of `encoding`.
+    pub fn of(conn: &duckdb::Connection, loaded: &Loaded, encoding: &Encoding) -> Result<RowFingerprint> {
+        let columns: Vec<String> = encoding
+            .columns
+            .iter()
+            .map(|c| {
+                loaded
+                    .source_columns
+                    .iter()
+                    .find(|s| s.eq_ignore_ascii_case(c.name()))
+                    .map_or_else(|| quote_ident(c.name()), |s| quote_ident(s))
+            })
+            .collect();
+        // DuckDB's hash of several values combines them in order (NULLs included). A row of
+        // zeros hashes to 0 and adds nothing to the sum, but the row count still tells a set
+        // with one more or fewer of them apart. (Hashing the row cast to text is 10x slower:
+        // 1.4 s against 0.12 s on NSL-KDD's 125 973 training rows.)
+        let row = if columns.is_empty() {
+            "''".to_string()
+        } else {
+            columns.join(", ")
+        };
+        let (rows, fingerprint): (i64, String) = conn
+            .query_row(
+                &format!(
+                    "SELECT count(*), CAST(CAST(coalesce(sum(hash({row})), 0) % 18446744073709551616 AS UBIGINT) AS VARCHAR) FROM {}",
+                    quote_ident(&loaded.input_table)
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(Error::sql)?;
+        Ok(RowFingerprint {
+            rows: u64::try_from(rows).unwrap_or(0),
+            fingerprint: fingerprint.parse().map_err(|_| Error::Sql {
+                message: format!("row fingerprint '{fingerprint}' is not a 64-bit number"),
+            })?,
+        })
+    }
+
+    /// As stored in a training run's metrics: `training_rows` and `training_fingerprint` (hex).
+    pub fn to_metrics(self, metrics: &mut serde_json::Map<String, serde_json::Value>) {
+        metrics.insert("training_rows".into(), serde_json::json!(self.rows));
+        metrics.insert(
+            "training_fingerprint".into(),
+            serde_json::json!(format!("{:016x}", self.fingerprint)),
+        );
+    }
+
+    /// Read back from a training run's metrics; None for runs that did not store it (models
+    /// fitted before it existed).
+    pub fn from_metrics(metrics: &serde_json::Value) -> Option<RowFingerprint> {
+        Some(RowFingerprint {
+            rows: metrics.get("training_rows")?.as_u64()?,
+            fingerprint: u64::from_str_radix(metrics.get("training_fingerprint")?.as_str()?, 16).ok()?,
+        })
+    }
+}
+
 /// Reads a training source: chooses and encodes features, learning the encoding.
 pub fn load_training(
     store: &Store,
@@ -849,11 +921,14 @@ fn finite_mean_std(values: &[f64]) -> (f64, f64) {
     }
 }
 
-/// ln(1 + x) of a value of a log1p column; a negative value (none was seen in training) counts
-/// as 0, non-finite stays non-finite (and is imputed).
+/// ln(1 + x) of a value of a log1p column. A negative value (none was seen in training: the
+/// column was chosen for never being negative) becomes -ln(1 + |x|), so the transform stays
+/// monotone and such a value lies as far below the training rows as its log says; clamping it
+/// to 0 (as before stop 27) put a row with a large negative value among the ordinary ones.
+/// Non-finite stays non-finite (and is imputed).
 fn log1p_of(v: f64) -> f64 {
     if v.is_finite() {
-        v.max(0.0).ln_1p()
+        v.signum() * v.abs().ln_1p()
     } else {
         v
     }
@@ -994,7 +1069,8 @@ mod tests {
         assert_eq!(imputed, 1);
         let col: Vec<f64> = x.column(0).to_vec();
         assert!((col[0] + 0.5).abs() < 1e-12 && col[1].abs() < 1e-12, "{col:?}");
-        assert_eq!(col[2], -0.5, "a negative value counts as 0");
+        // A negative value, never seen in training, stays as far out as its log: -ln(6), not 0.
+        assert!((col[2] - (-(6.0f64).ln() - 1.0) / 2.0).abs() < 1e-12, "{col:?}");
         assert_eq!(encoding.log_columns(), vec![true]);
         // Models stored before log1p existed read back unchanged, and a plain column stores no flag.
         let old: ColumnEncoding =

@@ -5,7 +5,8 @@
 //!
 //! The pieces: [`features`] (sources, feature choice, encoding, the Arrow read), the stages
 //! ([`kmeans`], [`anomaly`] around [`iforest`], [`pca`], [`dbscan`]), [`evaluation`] against a
-//! label column, [`explain`] (permutation importance and per-row reasons of a stored model), and
+//! label column, [`explain`] (permutation importance and per-row reasons of a stored model),
+//! [`calibration`] (a stored anomaly model's threshold set on a window declared clean), and
 //! this module's registry, model registry and run orchestration. [`train`], [`score`],
 //! [`retrain`] and [`explain::explain`] are the library entry points (the commands and `watch`
 //! call them).
@@ -15,6 +16,7 @@
 
 pub mod anomaly;
 pub mod autoencoder;
+pub mod calibration;
 pub mod dbscan;
 pub mod ensemble;
 pub mod evaluation;
@@ -253,9 +255,10 @@ pub struct StoredModel {
 }
 
 /// Stages that take `log1p=true` by default: those where it was measured to raise NSL-KDD
-/// ROC-AUC (iforest and the k-means distance score; bench/RESULTS.md). The other stages keep
-/// plain z-scores until measured (on the planted test data log1p cost LOF its outliers).
-pub const LOG1P_BY_DEFAULT: &[&str] = &["iforest", "kmeans"];
+/// ROC-AUC (iforest, the k-means distance score, ocsvm, lof and autoencoder; bench/RESULTS.md).
+/// pca and dbscan have no anomaly score to measure it by and keep plain z-scores; the ensemble
+/// keeps them until measured as a whole.
+pub const LOG1P_BY_DEFAULT: &[&str] = &["iforest", "kmeans", "ocsvm", "lof", "autoencoder"];
 
 fn framework_limits(stage: &str, set: &mut BTreeMap<String, String>) -> Result<Limits> {
     let mut limits = Limits {
@@ -417,6 +420,8 @@ fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'
         record_outputs(conn, run_id, stage.table(), stage.extra_tables(), evaluated)?;
         let mut metrics = fitted.metrics.clone();
         metrics.extend(applied.metrics.clone());
+        // What a later score run compares its rows with to know whether it re-reads these.
+        features::RowFingerprint::of(conn, &loaded, &loaded.encoding)?.to_metrics(&mut metrics);
         if !loaded.skipped.is_empty() {
             metrics.insert("skipped_columns".into(), json!(loaded.skipped));
         }
@@ -525,6 +530,7 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
         }
         let started = Instant::now();
         let applied = stage.apply(&stored.model, loaded.x.view())?;
+        let applied = calibration::flag_by_latest(conn, &stored, stage, applied)?;
         let score_ms = ms(started);
         let started = Instant::now();
         let rows_out = write_rows(
@@ -535,9 +541,11 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
             &applied,
             request.into.as_deref(),
         )?;
-        // Scoring the source the model was trained on (the same --on) re-reads its training rows.
-        let training_source = Source::parse(stored.request.source.as_deref().unwrap_or(stage.default_source()));
-        let in_sample = training_source == source;
+        let in_sample = if loaded.label_column.is_some() {
+            rereads_training_rows(conn, &stored, stage, &source, &loaded)?
+        } else {
+            false
+        };
         let evaluated = write_evaluation(conn, run_id, &stored.name, stored.version, &loaded, &applied, in_sample)?;
         record_outputs(conn, run_id, stage.table(), &[], evaluated)?;
         let params = stored.params.clone();
@@ -579,6 +587,37 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
     })
 }
 
+/// Whether a score run's rows are exactly the rows `stored` was fitted on (then its evaluation is
+/// in-sample). Models whose training run stored a [`features::RowFingerprint`] compare it with
+/// this read's: a live view that gained rows since is no longer the training rows, and another
+/// source name over the same rows is. Older models fall back to comparing source names.
+fn rereads_training_rows(
+    conn: &Connection,
+    stored: &StoredModel,
+    stage: &dyn Stage,
+    source: &Source,
+    loaded: &Loaded,
+) -> Result<bool> {
+    let training_metrics: Option<String> = conn
+        .query_row(
+            "SELECT r.metrics FROM models m JOIN model_runs r USING (run_id) WHERE m.name = ? AND m.version = ?",
+            duckdb::params![stored.name, stored.version],
+            |r| r.get(0),
+        )
+        .or_else(|e| match e {
+            duckdb::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+        .map_err(Error::sql)?;
+    let fitted_on = training_metrics
+        .and_then(|m| serde_json::from_str::<Value>(&m).ok())
+        .and_then(|m| features::RowFingerprint::from_metrics(&m));
+    Ok(match fitted_on {
+        Some(fitted_on) => features::RowFingerprint::of(conn, loaded, &stored.encoding)? == fitted_on,
+        None => Source::parse(stored.request.source.as_deref().unwrap_or(stage.default_source())) == *source,
+    })
+}
+
 /// Applies a stored model to `source` and creates table `into` with the source's rows and the
 /// model's columns, as `score --into` does, but as part of the caller's transaction and
 /// without a run of its own (no model_runs row, no rows in the stage's table). For stages that
@@ -602,6 +641,7 @@ fn apply_into(store: &Store, model: &StoredModel, source: &str, id: &str, into: 
         &input_table,
     )?;
     let applied = stage.apply(&model.model, loaded.x.view())?;
+    let applied = calibration::flag_by_latest(conn, model, stage, applied)?;
     let rows = write_rows(conn, scratch_id, None, &loaded, &applied, Some(into))?;
     drop_table(conn, &loaded.input_table)?;
     Ok(rows)

@@ -39,7 +39,7 @@ pub const ABOUT: &str = "Policy verdicts (prototype 000): baseline segments and 
 
 /// Its `--set` parameters, for `stages`.
 pub const PARAMS_HELP: &str =
-    "split=TIMESTAMP (default: the newest window is judged), segments=auto|K, contamination=0.05";
+    "split=TIMESTAMP (default: the newest window is judged), segments=auto|K, contamination=0.05, clean_from=TIMESTAMP (windows from it to the split are a clean window that calibrates the anomaly threshold), alarm_rate=0.001";
 
 /// Risk at and above which a verdict counts as high risk.
 pub const HIGH_RISK: i64 = 60;
@@ -74,6 +74,12 @@ pub struct PolicyRequest {
     pub model: String,
     /// Further columns that are not features.
     pub exclude: Vec<String>,
+    /// With a time: the windows in `[clean_from, split)` are declared clean, held back from the
+    /// baseline and used to calibrate the Isolation Forest's threshold (see
+    /// [`super::calibration`]); the baseline is the rows before `clean_from`.
+    pub clean_from: Option<NaiveDateTime>,
+    /// Share of the clean window's rows that may stay above the calibrated threshold.
+    pub alarm_rate: f64,
 }
 
 impl PolicyRequest {
@@ -86,13 +92,30 @@ impl PolicyRequest {
         set: &BTreeMap<String, String>,
     ) -> Result<Self> {
         for key in set.keys() {
-            if !matches!(key.as_str(), "split" | "segments" | "k" | "contamination") {
+            if !matches!(
+                key.as_str(),
+                "split" | "segments" | "k" | "contamination" | "clean_from" | "alarm_rate"
+            ) {
                 return Err(Error::Usage(format!(
-                    "policy has no parameter '{key}'\n  hint: policy takes split=TIMESTAMP, segments=auto|K, contamination=0.05"
+                    "policy has no parameter '{key}'\n  hint: policy takes {PARAMS_HELP}"
                 )));
             }
         }
         let split = set.get("split").map(|s| parse_timestamp(s)).transpose()?;
+        let clean_from = set.get("clean_from").map(|s| parse_timestamp(s)).transpose()?;
+        let alarm_rate = match set.get("alarm_rate") {
+            None => super::calibration::DEFAULT_ALARM_RATE,
+            Some(r) => r
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..0.5).contains(r))
+                .ok_or_else(|| Error::Usage(format!("alarm_rate={r}: expected a share of at least 0 and below 0.5")))?,
+        };
+        if set.contains_key("alarm_rate") && clean_from.is_none() {
+            return Err(Error::Usage(
+                "alarm_rate applies to the clean window: set clean_from=TIME too".to_string(),
+            ));
+        }
         let segments = match set.get("segments").or_else(|| set.get("k")).map(String::as_str) {
             None | Some("auto") => None,
             Some(k) => Some(k.parse::<usize>().ok().filter(|k| *k >= 1).ok_or_else(|| {
@@ -116,6 +139,8 @@ impl PolicyRequest {
             seed,
             model: model.unwrap_or_else(|| "policy".to_string()),
             exclude,
+            clean_from,
+            alarm_rate,
         })
     }
 }
@@ -153,6 +178,8 @@ pub struct PolicySummary {
     pub high_risk: u64,
     pub segments: RunSummary,
     pub iforest: RunSummary,
+    /// The clean window's calibration of the Isolation Forest (with `clean_from`).
+    pub calibration: Option<super::calibration::Calibration>,
 }
 
 /// Trains on the baseline, judges the newer rows, writes `verdicts`. See the module doc.
@@ -167,7 +194,19 @@ pub fn run(store: &Store, request: &PolicyRequest, now: DateTime<Utc>) -> Result
     if count(store, &judged_sql)? == 0 {
         return Err(no_rows_to_judge(&request.source));
     }
-    let baseline = train_baseline(store, &source, source.rows_before(split), request, now)?;
+    let baseline = match request.clean_from {
+        None => train_baseline(store, &source, source.rows_before(split), request, now)?,
+        Some(clean_from) => {
+            if clean_from >= split {
+                return Err(Error::Usage(format!(
+                    "clean_from={clean_from} is not before the split ({split}): the clean window is [clean_from, split)"
+                )));
+            }
+            let mut baseline = train_baseline(store, &source, source.rows_before(clean_from), request, now)?;
+            baseline.calibrate(store, &source, (clean_from, split), request, now)?;
+            baseline
+        }
+    };
     let judged =
         judge(store, &baseline, &judged_sql, request, now)?.ok_or_else(|| no_rows_to_judge(&request.source))?;
     Ok(PolicySummary {
@@ -179,6 +218,7 @@ pub fn run(store: &Store, request: &PolicyRequest, now: DateTime<Utc>) -> Result
         high_risk: judged.high_risk,
         segments: baseline.segments,
         iforest: baseline.iforest,
+        calibration: baseline.calibration,
     })
 }
 
@@ -307,7 +347,10 @@ pub struct Baseline {
     pub rows: u64,
     pub segments: RunSummary,
     pub iforest: RunSummary,
+    /// The Isolation Forest's threshold: from its contamination, or calibrated on a clean window.
     pub threshold: f64,
+    /// The calibration, when the threshold came from a clean window.
+    pub calibration: Option<super::calibration::Calibration>,
     /// Median Isolation Forest score of the baseline rows (the risk formula's m).
     pub median_score: f64,
     pub k: Option<i64>,
@@ -408,11 +451,77 @@ pub fn train_baseline(
         segments,
         iforest,
         threshold,
+        calibration: None,
         median_score,
         has_protocol,
         has_ports,
         has_processes: source.has("host") && source.has("last_seen") && store.relation_exists("connections")?,
     })
+}
+
+impl Baseline {
+    /// Calibrates the Isolation Forest on the source's windows in `[from, to)` (declared clean,
+    /// held back from the baseline): stored as a calibration run of the model, and judging then
+    /// flags by it.
+    pub fn calibrate(
+        &mut self,
+        store: &Store,
+        source: &PolicySource,
+        (from, to): (NaiveDateTime, NaiveDateTime),
+        request: &PolicyRequest,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let window = json!({ "time_column": "window_start", "from": from.to_string(), "to": to.to_string() });
+        let calibration = super::calibration::calibrate_rows(
+            store,
+            &self.iforest_model,
+            &source.rows_between(from, to),
+            &request.source,
+            window,
+            request.alarm_rate,
+            now,
+        )?;
+        self.threshold = calibration.threshold;
+        self.calibration = Some(calibration);
+        self.trust_clean_window(store, &source.rows_between(from, to))
+    }
+
+    /// The clean window is trusted traffic too: its flows, protocols and ports that the
+    /// baseline lacks are added to `policy_baseline` (a flow with its most frequent segment in
+    /// the window), so declaring a window clean never makes its flows "new" afterwards.
+    fn trust_clean_window(&self, store: &Store, clean_sql: &str) -> Result<()> {
+        let run = self.segments.run_id;
+        store.in_transaction(|conn| {
+            let scratch = format!("__netlens_policy_{run}_clean");
+            apply_into(store, &self.segments_model, clean_sql, "flow_id", &scratch)?;
+            let clean = quote_ident(&scratch);
+            let known = |kind: &str| format!("SELECT value FROM policy_baseline WHERE run_id = {run} AND kind = '{kind}'");
+            let mut sql = format!(
+                "INSERT INTO policy_baseline
+                 SELECT {run}, 'flow', flow, mode(segment), count(*)
+                 FROM (SELECT policy_host || ' ' || CAST(src_ip AS VARCHAR) || ' -> ' || CAST(dst_ip AS VARCHAR) AS flow, segment FROM {clean})
+                 WHERE flow NOT IN ({}) GROUP BY flow;",
+                known("flow")
+            );
+            if self.has_protocol {
+                sql.push_str(&format!(
+                    "INSERT INTO policy_baseline SELECT DISTINCT {run}, 'protocol', CAST(protocol AS VARCHAR), NULL::INTEGER, NULL::BIGINT
+                     FROM {clean} WHERE protocol IS NOT NULL AND CAST(protocol AS VARCHAR) NOT IN ({});",
+                    known("protocol")
+                ));
+            }
+            if self.has_ports {
+                sql.push_str(&format!(
+                    "INSERT INTO policy_baseline SELECT DISTINCT {run}, 'port', CAST(port AS VARCHAR), NULL::INTEGER, NULL::BIGINT
+                     FROM (SELECT remote_port_min AS port FROM {clean} UNION ALL SELECT remote_port_max FROM {clean})
+                     WHERE port IS NOT NULL AND CAST(port AS VARCHAR) NOT IN ({});",
+                    known("port")
+                ));
+            }
+            sql.push_str(&format!("DROP TABLE {clean};"));
+            conn.execute_batch(&sql).map_err(Error::sql)
+        })
+    }
 }
 
 /// K-Means parameters for a baseline of `rows` rows. With `segments=auto` the elbow's range is
@@ -491,6 +600,7 @@ pub fn judge(
             iforest_model: &baseline.iforest_model,
             segments_run: baseline.segments.run_id,
             threshold: baseline.threshold,
+            calibration: baseline.calibration.as_ref(),
             median_score: baseline.median_score,
             has_protocol: baseline.has_protocol,
             has_ports: baseline.has_ports,
@@ -522,6 +632,7 @@ struct VerdictInputs<'a> {
     iforest_model: &'a StoredModel,
     segments_run: i64,
     threshold: f64,
+    calibration: Option<&'a super::calibration::Calibration>,
     median_score: f64,
     has_protocol: bool,
     has_ports: bool,
@@ -660,7 +771,13 @@ fn write_verdicts(
         metrics.insert("high_risk".into(), json!(high_risk));
         metrics.insert("verdicts".into(), json!(verdicts));
         metrics.insert("segments_run".into(), json!(v.segments_run));
+        if let Some(c) = &v.calibration {
+            metrics.insert("calibration_run".into(), json!(c.run_id));
+            metrics.insert("model_threshold".into(), json!(c.model_threshold));
+        }
         let params = json!({
+            "clean_from": request.clean_from.map(|s| s.to_string()),
+            "alarm_rate": request.clean_from.map(|_| request.alarm_rate),
             "split": request.split.map(|s| s.to_string()),
             "segments": request.segments.map_or(json!("auto"), |k| json!(k)),
             "contamination": request.contamination,

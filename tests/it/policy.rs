@@ -94,6 +94,73 @@ fn policy_flags_the_upload_to_a_new_peer_and_trusts_the_known_pool() {
     assert!(text.contains("\"severity\""), "{text}");
 }
 
+/// Issue 21: `clean_from` declares the windows before the split clean: the baseline is the rows
+/// before them, they calibrate the Isolation Forest's threshold (a calibration run of
+/// policy_iforest) and their flows are trusted; the upload is still caught.
+#[test]
+fn policy_calibrates_on_a_clean_window_and_trusts_its_flows() {
+    let s = Scratch::new();
+    demo(&s, "3");
+    let split = s.query(
+        "SELECT strftime(time_bucket(INTERVAL 5 MINUTE, min(first_seen)), '%Y-%m-%d %H:%M:%S') \
+         FROM connections WHERE process_name = 'syncd'",
+    );
+    let clean_from = s.query(&format!(
+        "SELECT strftime(TIMESTAMP '{split}' - INTERVAL 1 HOUR, '%Y-%m-%d %H:%M:%S')"
+    ));
+    s.cmd()
+        .args(["train", "policy", "--on", FEATURES_5M, "--set"])
+        .arg(format!("split={split}"))
+        .arg("--set")
+        .arg(format!("clean_from={clean_from}"))
+        .args(["--set", "segments=4", "--seed", "7"])
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("baseline of")
+                .and(predicate::str::contains(format!("rows before {clean_from}")))
+                .and(predicate::str::contains(
+                    "anomaly threshold calibrated on the clean window",
+                )),
+        );
+    // The calibration is a run of the policy's Isolation Forest; the verdicts use its threshold.
+    assert_eq!(
+        s.query(
+            "SELECT c.model, c.version = m.version, regexp_extract(c.metrics, '\"flagged_at_threshold\":\"?([^,}\"]*)', 1), \
+                    regexp_extract(v.metrics, '\"calibration_run\":\"?([^,}\"]*)', 1) = CAST(c.run_id AS VARCHAR), \
+                    CAST(regexp_extract(v.metrics, '\"threshold\":\"?([^,}\"]*)', 1) AS DOUBLE) = CAST(regexp_extract(c.metrics, '\"threshold\":\"?([^,}\"]*)', 1) AS DOUBLE) \
+             FROM model_runs c, latest_models m, model_runs v \
+             WHERE c.kind = 'calibrate' AND m.name = 'policy_iforest' AND v.stage = 'policy'"
+        ),
+        "policy_iforest,true,0,true,true"
+    );
+    // Flows of the clean window are trusted: none of them is new when judged.
+    let clean_flows = format!(
+        "SELECT DISTINCT src_ip, dst_ip FROM active_flow_features_by(INTERVAL 5 MINUTE) \
+         WHERE window_start >= TIMESTAMP '{clean_from}' AND window_start < TIMESTAMP '{split}'"
+    );
+    assert_eq!(
+        s.query(&format!(
+            "SELECT count(*) FROM latest_verdicts v JOIN ({clean_flows}) c \
+             ON v.src_ip = CAST(c.src_ip AS VARCHAR) AND v.dst_ip = CAST(c.dst_ip AS VARCHAR) WHERE v.new_flow"
+        )),
+        "0"
+    );
+    let upload = s.query(
+        "SELECT verdict, risk >= 30 FROM latest_verdicts WHERE dst_ip = '198.51.100.77' ORDER BY window_start LIMIT 1",
+    );
+    assert_eq!(upload, "New Flow,true");
+    // A clean window needs a split after it.
+    s.cmd()
+        .args(["train", "policy", "--on", FEATURES_5M, "--set"])
+        .arg(format!("split={clean_from}"))
+        .arg("--set")
+        .arg(format!("clean_from={split}"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("is not before the split"));
+}
+
 #[test]
 fn policy_refuses_sources_it_cannot_judge() {
     let s = Scratch::new();
