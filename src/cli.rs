@@ -14,13 +14,13 @@ pub use crate::output::OutputMode;
 pub use crate::store::export::ExportFormat;
 
 use crate::analysis::{ScoreRequest, TrainRequest};
+use crate::capture::demo::DemoRequest;
 use crate::capture::packets::{PacketCaptureRequest, DEFAULT_SNAPLEN};
 use crate::chart::ChartKind;
 use crate::detect::DetectRequest;
 use crate::error::Error;
 use crate::geo::GeoRequest;
 use crate::ingest::csv::CsvImport;
-use crate::ingest::demo::DemoRequest;
 use crate::ingest::{ImportRequest, PcapImport, ZeekImport};
 use crate::request::{CaptureRequest, Request};
 use crate::serve::{CaptureSchedule, Job, JobKind, ServeOptions};
@@ -73,13 +73,27 @@ value_enum!(ExportFormat {
     Zeek => "zeek": "Zeek TSV conn.log (from flows, or any source with its columns)",
 });
 
-value_enum!(DetectorName {
-    PortScans => "port_scans" ["port-scans"]: "One source touching many ports of a host, or one port on many hosts",
-    Beacons => "beacons": "Periodic connections between a pair, scored in the manner of RITA",
-    Bursts => "bursts": "Bins where a process's, host's or pair's connections or bytes exceed its own baseline",
-    LongConnections => "long_connections" ["long-connections"]: "Connections lasting longer than --long-min, graded",
-    All => "all": "Every detector, one run each",
-});
+/// The detectors' names come from the one registry, `detect::DETECTORS`, then `all`.
+impl ValueEnum for DetectorName {
+    fn value_variants<'a>() -> &'a [Self] {
+        static NAMES: std::sync::OnceLock<Vec<DetectorName>> = std::sync::OnceLock::new();
+        NAMES.get_or_init(|| {
+            crate::detect::DETECTORS
+                .iter()
+                .map(|d| DetectorName::One(*d))
+                .chain([DetectorName::All])
+                .collect()
+        })
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(match self {
+            DetectorName::One(d) => clap::builder::PossibleValue::new(d.name())
+                .aliases(d.aliases().iter().copied())
+                .help(d.about()),
+            DetectorName::All => clap::builder::PossibleValue::new("all").help("Every detector, one run each"),
+        })
+    }
+}
 
 value_enum!(DetectSource {
     Auto => "auto": "Whichever has rows (live history first when both do)",
@@ -1510,11 +1524,45 @@ mod tests {
         let Some(Command::Domain(DomainCommand::Detect(a))) = cli.command else {
             panic!()
         };
-        assert_eq!((a.detector, a.on), (DetectorName::PortScans, DetectSource::Flows));
+        assert_eq!((a.detector.as_str(), a.on), ("port_scans", DetectSource::Flows));
         assert_eq!(a.beacon_weights, vec![0.25; 4]);
         assert!(DotLine::try_parse_from(["detect", "long_connections", "--long-min", "2h"]).is_ok());
         assert!(DotLine::try_parse_from(["detect", "beacons", "--beacon-min-connections", "3"]).is_err());
         assert!(DotLine::try_parse_from(["detect", "all", "--window", "1h", "--since", "2026-01-01"]).is_err());
+    }
+
+    /// Every option the detector registry describes is a flag of `detect`, and the command
+    /// line refuses a count below the registry's range as `detect` does for other clients.
+    #[test]
+    fn detect_flags_follow_the_detector_registry() {
+        let command = Cli::command();
+        let detect = command.find_subcommand("detect").unwrap();
+        let names: Vec<String> = DetectorName::value_variants()
+            .iter()
+            .map(|n| n.as_str().to_string())
+            .collect();
+        assert_eq!(names, ["port_scans", "beacons", "bursts", "long_connections", "all"]);
+        for d in crate::detect::DETECTORS {
+            for p in d.params() {
+                let long = p.flag.trim_start_matches("--");
+                assert!(
+                    detect.get_arguments().any(|a| a.get_long() == Some(long)),
+                    "{}: {} is not a flag of detect",
+                    d.name(),
+                    p.flag
+                );
+                if let crate::detect::Values::Count { min, below, .. } = p.values {
+                    let parses = |n: u64| DotLine::try_parse_from(["detect", d.name(), p.flag, &n.to_string()]).is_ok();
+                    assert!(parses(min), "{} {min}", p.flag);
+                    if min > 0 {
+                        assert!(!parses(min - 1), "{} {}", p.flag, min - 1);
+                    }
+                    if let Some(below) = below {
+                        assert!(parses(below - 1) && !parses(below), "{} {below}", p.flag);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -118,14 +118,14 @@ mod tests {
     #[test]
     fn every_panel_runs_on_a_demo_database() {
         let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
-        let demo = crate::ingest::demo::DemoRequest {
+        let demo = crate::capture::demo::DemoRequest {
             hours: 2,
             interval: Duration::from_secs(60),
             seed: 3,
             traffic_rows: 50,
         };
         let mut quiet = crate::request::CollectGaps::default();
-        crate::ingest::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
+        crate::capture::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
         let (views, _) = views().unwrap();
         assert!(views.len() >= 10, "{} views", views.len());
         let kinds = KINDS;

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{self, ScoreRequest, TrainRequest};
+use crate::capture::demo::DemoRequest;
 use crate::capture::fixture::{FixtureSource, Recorder};
 use crate::capture::packets::{self, PacketCaptureRequest};
 use crate::capture::persist::Stored;
@@ -23,7 +24,6 @@ use crate::capture::Source;
 use crate::detect::DetectRequest;
 use crate::error::{Error, Result};
 use crate::geo::{self, GeoRequest};
-use crate::ingest::demo::DemoRequest;
 use crate::ingest::{self, ImportRequest, ReadAhead};
 use crate::interrupt;
 use crate::report;
@@ -217,6 +217,9 @@ pub struct Context<'a> {
     pub observer: &'a mut dyn Observer,
     /// Progress of imports.
     pub import_progress: ingest::Progress,
+    /// Where `watch` shows its dashboard: a terminal's, or none (a server's clients cannot
+    /// watch).
+    pub watch: Option<&'a mut dyn crate::watch::WatchDisplay>,
     /// The first capture of an import, already being read.
     pub ahead: Option<ReadAhead>,
     /// The clock that stamps runs.
@@ -338,7 +341,16 @@ pub fn execute(store: &Store, request: Request, ctx: &mut Context<'_>) -> Result
         Request::Models { all } => reply.rows(analysis::models_sql(all)),
         Request::Stages => reply.rows(analysis::stages_sql()),
         Request::Detect(d) => detect(store, &d, (ctx.clock)(), &mut reply)?,
-        Request::Watch(w) => crate::watch::run(store, &w)?,
+        Request::Watch(w) => {
+            let display = ctx.watch.as_deref_mut().ok_or_else(|| {
+                Error::Usage(
+                    "watch draws its dashboard on the terminal that runs it, and this one has none\n  \
+                     hint: query latest_verdicts instead"
+                        .to_string(),
+                )
+            })?;
+            crate::watch::run(store, &w, display)?;
+        }
         Request::Insights => {
             let findings = report::insights::insights(store)?;
             reply.rows(report::insights::findings_sql(&findings));
@@ -453,12 +465,12 @@ fn demo(store: &Store, d: DemoRequest, ctx: &mut Context<'_>, reply: &mut Reply)
     interrupt::clear();
     let now = (ctx.clock)();
     let end = now.duration_trunc(chrono::TimeDelta::minutes(1)).unwrap_or(now);
-    let report = crate::ingest::demo::run(store, &d, end, ctx.observer)?;
+    let report = crate::capture::demo::run(store, &d, end, ctx.observer)?;
     reply.summary(format!(
         "demo: {} synthetic snapshots of host {} ({} socket rows, {} lifetimes) ending {}, and demo_traffic \
          ({} rows, {} anomalies); every row is marked synthetic (snapshots.source = 'demo', datasets.kind = 'demo')",
         report.capture.snapshots,
-        crate::ingest::demo::DEMO_HOST,
+        crate::capture::demo::DEMO_HOST,
         report.capture.socket_rows,
         report.capture.opened,
         end.format("%Y-%m-%d %H:%M UTC"),

@@ -373,7 +373,7 @@ mod tests {
     /// A demo of `hours` at `interval`; returns the store and its newest snapshot time.
     fn demo(hours: u32, interval: u64) -> (Store, chrono::NaiveDateTime) {
         let store = Store::open(&Location::Memory, false).unwrap();
-        let request = crate::ingest::demo::DemoRequest {
+        let request = crate::capture::demo::DemoRequest {
             hours,
             interval: Duration::from_secs(interval),
             seed: 7,
@@ -383,7 +383,7 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let mut quiet = crate::request::CollectGaps::default();
-        crate::ingest::demo::run(&store, &request, end, &mut quiet).unwrap();
+        crate::capture::demo::run(&store, &request, end, &mut quiet).unwrap();
         let newest = store
             .conn()
             .query_row("SELECT max(ts) FROM snapshots", [], |r| r.get(0))

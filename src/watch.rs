@@ -6,9 +6,9 @@
 //!
 //! Everything the dashboard shows is a query over the store, so it is all there afterwards
 //! (`latest_verdicts`, `model_runs`). Off a terminal, one line per window replaces the redraw.
-//! This module drives capture and analysis through their public functions and only prints.
+//! This module drives capture and analysis through their public functions and hands what to
+//! show to the [`WatchDisplay`] the command layer provides; it never prints.
 
-use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, TimeDelta, Utc};
@@ -48,21 +48,28 @@ pub struct WatchRequest {
     pub sockets: Option<SocketBackend>,
 }
 
+/// Where `watch` shows itself. The command layer provides it (the shell: the dashboard on
+/// standard output, status lines on stderr); this module never prints.
+pub trait WatchDisplay {
+    /// Whether each judged window redraws the whole dashboard (a terminal) or adds one line.
+    fn redraws(&self) -> bool;
+    /// A status line: the baseline starts or is trained, a capture gap, the end.
+    fn status(&mut self, line: &str);
+    /// One judged window: the dashboard's screen, or its line (ending in a newline).
+    fn window(&mut self, text: &str) -> Result<()>;
+}
+
+/// What a `watch` run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchSummary {
+    /// Windows judged (and shown).
+    pub windows: u64,
+}
+
 /// Runs the watch loop until Ctrl-C, `--windows`, or a finite source runs dry.
-pub fn run(store: &Store, args: &WatchRequest) -> Result<()> {
+pub fn run(store: &Store, args: &WatchRequest, display: &mut dyn WatchDisplay) -> Result<WatchSummary> {
     interrupt::clear();
-    if store.is_read_only() {
-        return Err(Error::Usage(
-            "watch captures and stores verdicts; it cannot run on a --read-only database\n  hint: drop --read-only"
-                .to_string(),
-        ));
-    }
-    if args.interval < Duration::from_secs(1) {
-        return Err(Error::Usage(format!(
-            "watch --interval {:?} is shorter than a window can be (1s)",
-            args.interval
-        )));
-    }
+    check(store, args)?;
     let live = args.replay.is_none();
     let mut source: Box<dyn Source> = match &args.replay {
         Some(path) => Box::new(FixtureSource::open(path)?),
@@ -84,38 +91,11 @@ pub fn run(store: &Store, args: &WatchRequest) -> Result<()> {
         clean_from: None,
         alarm_rate: crate::analysis::calibration::DEFAULT_ALARM_RATE,
     };
-    let terminal = std::io::stdout().is_terminal();
-    let mut out = std::io::stdout().lock();
+    let mut screen = Screen { display };
 
-    // Phase 1: the baseline window.
-    let baseline_snapshots = (args.baseline.as_secs_f64() / args.interval.as_secs_f64())
-        .round()
-        .max(2.0) as u64;
-    eprintln!(
-        "watch: capturing a {:?} baseline ({baseline_snapshots} snapshots every {:?}){}",
-        args.baseline,
-        args.interval,
-        if live { "; Ctrl-C stops" } else { "" }
-    );
-    let mut quiet = Quiet;
-    let (first_id, last_id) = if live {
-        let pace = Pace {
-            interval: args.interval,
-            duration: None,
-            count: Some(baseline_snapshots),
-            wait: true,
-        };
-        let report = run::run(store, source.as_mut(), pace, None, &Utc::now, &mut quiet)?;
-        if report.interrupted {
-            eprintln!("stopped during the baseline; its snapshots are stored, nothing was trained");
-            return Ok(());
-        }
-        (report.first_snapshot_id, report.last_snapshot_id)
-    } else {
-        replay_baseline(store, source.as_mut(), args.baseline, &mut quiet)?
-    };
-    let (Some(first_id), Some(last_id)) = (first_id, last_id) else {
-        return Err(Error::Usage("the baseline took no snapshot".to_string()));
+    // Phase 1: the baseline window, and the models trained on it.
+    let Some((first_id, last_id)) = capture_baseline(store, source.as_mut(), args, &mut screen)? else {
+        return Ok(WatchSummary { windows: 0 });
     };
     // The baseline is the windows this run captured, not whatever history the database holds.
     let baseline_from = window_of(store, first_id, &width_sql)?;
@@ -127,79 +107,181 @@ pub fn run(store: &Store, args: &WatchRequest) -> Result<()> {
         &request,
         Utc::now(),
     )?;
-    eprintln!(
+    screen.display.status(&format!(
         "watch: baseline of {} flow-windows, {} segments, anomaly threshold {:.3}; judging every {:?}",
         baseline.rows,
         baseline.k.map_or("?".to_string(), |k| k.to_string()),
         baseline.threshold,
         args.interval
-    );
+    ));
 
-    // Phase 2: each window is judged once its snapshots are in, i.e. when a snapshot of a later
-    // window arrives (or the recording ends).
-    let mut windows = 0u64;
-    // Set by the first snapshot after the baseline: a recording's next snapshot may lie windows
-    // later, and the windows in between hold nothing to judge.
-    let mut window_start: Option<NaiveDateTime> = None;
-    loop {
-        if interrupt::requested() {
-            break;
-        }
+    // Phase 2: each window judged and shown.
+    let judging = Judging {
+        store,
+        args,
+        live,
+        width_sql: &width_sql,
+        features: &features,
+        request: &request,
+        baseline: &baseline,
+        first_live,
+    };
+    let windows = judging.judge_windows(source.as_mut(), &mut screen)?;
+    screen.display.status(&format!(
+        "watch: judged {windows} windows; everything shown is stored (SELECT * FROM latest_verdicts; .insights)"
+    ));
+    Ok(WatchSummary { windows })
+}
+
+fn check(store: &Store, args: &WatchRequest) -> Result<()> {
+    if store.is_read_only() {
+        return Err(Error::Usage(
+            "watch captures and stores verdicts; it cannot run on a --read-only database\n  hint: drop --read-only"
+                .to_string(),
+        ));
+    }
+    if args.interval < Duration::from_secs(1) {
+        return Err(Error::Usage(format!(
+            "watch --interval {:?} is shorter than a window can be (1s)",
+            args.interval
+        )));
+    }
+    Ok(())
+}
+
+/// Captures the baseline window; the first and last snapshot it stored, or `None` when Ctrl-C
+/// stopped it (its snapshots are stored, nothing is trained).
+fn capture_baseline(
+    store: &Store,
+    source: &mut dyn Source,
+    args: &WatchRequest,
+    screen: &mut Screen<'_>,
+) -> Result<Option<(i64, i64)>> {
+    let live = args.replay.is_none();
+    let baseline_snapshots = (args.baseline.as_secs_f64() / args.interval.as_secs_f64())
+        .round()
+        .max(2.0) as u64;
+    screen.display.status(&format!(
+        "watch: capturing a {:?} baseline ({baseline_snapshots} snapshots every {:?}){}",
+        args.baseline,
+        args.interval,
+        if live { "; Ctrl-C stops" } else { "" }
+    ));
+    let (first_id, last_id) = if live {
         let pace = Pace {
             interval: args.interval,
             duration: None,
-            count: Some(1),
-            wait: false,
+            count: Some(baseline_snapshots),
+            wait: true,
         };
-        let tick = Instant::now();
-        let report = run::run(store, source.as_mut(), pace, None, &Utc::now, &mut quiet)?;
-        let (rows_sql, next_start) = match report.last_snapshot_id {
-            Some(id) => {
-                let current = window_of(store, id, &width_sql)?;
-                let start = *window_start.get_or_insert(current.max(first_live));
-                if current <= start {
-                    // Still inside the window being filled.
-                    if live && interrupt::sleep_until(tick + args.interval) {
-                        break;
+        let report = run::run(store, source, pace, None, &Utc::now, screen)?;
+        if report.interrupted {
+            screen
+                .display
+                .status("stopped during the baseline; its snapshots are stored, nothing was trained");
+            return Ok(None);
+        }
+        (report.first_snapshot_id, report.last_snapshot_id)
+    } else {
+        replay_baseline(store, source, args.baseline, screen)?
+    };
+    match (first_id, last_id) {
+        (Some(first), Some(last)) => Ok(Some((first, last))),
+        _ => Err(Error::Usage("the baseline took no snapshot".to_string())),
+    }
+}
+
+/// What judging the windows after the baseline needs.
+struct Judging<'a> {
+    store: &'a Store,
+    args: &'a WatchRequest,
+    live: bool,
+    width_sql: &'a str,
+    features: &'a PolicySource,
+    request: &'a PolicyRequest,
+    baseline: &'a Baseline,
+    /// Start of the first window after the baseline.
+    first_live: NaiveDateTime,
+}
+
+impl Judging<'_> {
+    /// Each window is judged once its snapshots are in, i.e. when a snapshot of a later window
+    /// arrives (or the recording ends), and shown; returns how many were judged.
+    fn judge_windows(&self, source: &mut dyn Source, screen: &mut Screen<'_>) -> Result<u64> {
+        let (store, args) = (self.store, self.args);
+        let mut windows = 0u64;
+        // Set by the first snapshot after the baseline: a recording's next snapshot may lie
+        // windows later, and the windows in between hold nothing to judge.
+        let mut window_start: Option<NaiveDateTime> = None;
+        loop {
+            if interrupt::requested() {
+                break;
+            }
+            let pace = Pace {
+                interval: args.interval,
+                duration: None,
+                count: Some(1),
+                wait: false,
+            };
+            let tick = Instant::now();
+            let report = run::run(store, source, pace, None, &Utc::now, screen)?;
+            let (rows_sql, next_start) = match report.last_snapshot_id {
+                Some(id) => {
+                    let current = window_of(store, id, self.width_sql)?;
+                    let start = *window_start.get_or_insert(current.max(self.first_live));
+                    if current <= start {
+                        // Still inside the window being filled.
+                        if self.live && interrupt::sleep_until(tick + args.interval) {
+                            break;
+                        }
+                        continue;
                     }
-                    continue;
+                    (self.features.rows_between(start, current), Some(current))
                 }
-                (features.rows_between(start, current), Some(current))
+                // The recording ended: judge what its last window holds, then stop.
+                None => match window_start {
+                    Some(start) => (self.features.rows_from(start), None),
+                    None => break,
+                },
+            };
+            let judged_window = window_start.unwrap_or(self.first_live);
+            windows += u64::from(self.judge_and_show(&rows_sql, judged_window, screen)?);
+            let Some(next_start) = next_start else {
+                screen.display.status("watch: the recording ended");
+                break;
+            };
+            window_start = Some(next_start);
+            if args.windows.is_some_and(|n| windows >= n) {
+                break;
             }
-            // The recording ended: judge what its last window holds, then stop.
-            None => match window_start {
-                Some(start) => (features.rows_from(start), None),
-                None => break,
-            },
-        };
-        let judged_window = window_start.unwrap_or(first_live);
-        match policy::judge(store, &baseline, &rows_sql, &request, Utc::now())? {
+            if self.live && interrupt::sleep_until(tick + args.interval) {
+                break;
+            }
+        }
+        Ok(windows)
+    }
+
+    /// Judges one window's rows and shows the dashboard; false when it held no active flow.
+    fn judge_and_show(&self, rows_sql: &str, window: NaiveDateTime, screen: &mut Screen<'_>) -> Result<bool> {
+        let redraws = screen.display.redraws();
+        match policy::judge(self.store, self.baseline, rows_sql, self.request, Utc::now())? {
             Some(judged) => {
-                windows += 1;
-                let view = Dashboard::read(store, judged.run_id)?;
-                if terminal {
-                    view.redraw(&mut out, &baseline, judged_window, args)?;
+                let view = Dashboard::read(self.store, judged.run_id)?;
+                let text = if redraws {
+                    view.screen(self.baseline, window, self.args)
                 } else {
-                    view.line(&mut out, judged_window)?;
-                }
+                    view.line(window)
+                };
+                screen.display.window(&text)?;
+                Ok(true)
             }
-            None if !terminal => writeln!(out, "{judged_window} no active flows").map_err(io_error)?,
-            None => {}
-        }
-        let Some(next_start) = next_start else {
-            eprintln!("watch: the recording ended");
-            break;
-        };
-        window_start = Some(next_start);
-        if args.windows.is_some_and(|n| windows >= n) {
-            break;
-        }
-        if live && interrupt::sleep_until(tick + args.interval) {
-            break;
+            None if !redraws => {
+                screen.display.window(&format!("{window} no active flows\n"))?;
+                Ok(false)
+            }
+            None => Ok(false),
         }
     }
-    eprintln!("watch: judged {windows} windows; everything shown is stored (SELECT * FROM latest_verdicts; .insights)");
-    Ok(())
 }
 
 /// A recording's baseline is measured in recorded time, not in snapshots: snapshots are stored
@@ -208,7 +290,7 @@ fn replay_baseline(
     store: &Store,
     source: &mut dyn Source,
     baseline: Duration,
-    quiet: &mut Quiet,
+    screen: &mut Screen<'_>,
 ) -> Result<(Option<i64>, Option<i64>)> {
     let one = Pace {
         interval: Duration::from_secs(1),
@@ -219,7 +301,7 @@ fn replay_baseline(
     let baseline = TimeDelta::from_std(baseline).map_err(|e| Error::Usage(format!("--baseline: {e}")))?;
     let (mut first, mut last, mut first_ts) = (None, None, None);
     loop {
-        let report = run::run(store, source, one, None, &Utc::now, quiet)?;
+        let report = run::run(store, source, one, None, &Utc::now, screen)?;
         let Some(id) = report.last_snapshot_id else { break };
         let ts: NaiveDateTime = store
             .conn()
@@ -248,19 +330,15 @@ fn window_of(store: &Store, id: i64, width_sql: &str) -> Result<NaiveDateTime> {
         .map_err(Error::sql)
 }
 
-struct Quiet;
-
-impl Observer for Quiet {
-    fn stored(&mut self, _stored: &Stored, _report: &RunReport) {}
-    fn gap(&mut self, gap: &str) {
-        eprintln!("note: {gap}");
-    }
+/// The capture loop's observer during `watch`: gaps become status lines.
+struct Screen<'a> {
+    display: &'a mut dyn WatchDisplay,
 }
 
-fn io_error(e: std::io::Error) -> Error {
-    Error::Io {
-        path: "standard output".into(),
-        source: e,
+impl Observer for Screen<'_> {
+    fn stored(&mut self, _stored: &Stored, _report: &RunReport) {}
+    fn gap(&mut self, gap: &str) {
+        self.display.status(&format!("note: {gap}"));
     }
 }
 
@@ -298,13 +376,8 @@ impl Dashboard {
         }
     }
 
-    fn redraw(
-        &self,
-        out: &mut impl Write,
-        baseline: &Baseline,
-        window: NaiveDateTime,
-        args: &WatchRequest,
-    ) -> Result<()> {
+    /// The whole screen (clearing the terminal first).
+    fn screen(&self, baseline: &Baseline, window: NaiveDateTime, args: &WatchRequest) -> String {
         let mut table = Table::new();
         table
             .load_style(UTF8_FULL_CONDENSED)
@@ -319,7 +392,7 @@ impl Dashboard {
                 Cell::new(reason),
             ]);
         }
-        let text = format!(
+        format!(
             "\x1b[2J\x1b[H netlens watch  window {window} UTC (every {:?})  Ctrl-C stops\n \
              baseline: {} flow-windows, {} segments, threshold {:.3}, contamination {}\n\n \
              Active flows {:>5}   Anomalies {:>4} ({:.1}%)   New flows {:>4}   Segment drift {:>4}   High risk {:>4}\n\n\
@@ -335,21 +408,18 @@ impl Dashboard {
             self.counts.new_flows,
             self.counts.drift,
             self.counts.high_risk,
-        );
-        out.write_all(text.as_bytes())
-            .and_then(|_| out.flush())
-            .map_err(io_error)
+        )
     }
 
-    fn line(&self, out: &mut impl Write, window: NaiveDateTime) -> Result<()> {
+    /// One line for the window, off a terminal.
+    fn line(&self, window: NaiveDateTime) -> String {
         let top = self
             .top
             .first()
             .map(|(risk, verdict, flow, process, _)| format!(" top: {flow} ({verdict}, risk {risk}, {process})"))
             .unwrap_or_default();
-        writeln!(
-            out,
-            "{window} active={} anomalies={} ({:.1}%) new={} drift={} high_risk={}{top}",
+        format!(
+            "{window} active={} anomalies={} ({:.1}%) new={} drift={} high_risk={}{top}\n",
             self.counts.flows,
             self.counts.anomalies,
             self.share(),
@@ -357,6 +427,5 @@ impl Dashboard {
             self.counts.drift,
             self.counts.high_risk
         )
-        .map_err(io_error)
     }
 }

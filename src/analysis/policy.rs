@@ -641,6 +641,9 @@ struct VerdictInputs<'a> {
 
 type Written = (i64, BTreeMap<String, u64>, u64);
 
+/// One policy run over `v.judged_sql` in one transaction, in the phases of its own: the
+/// models score the rows into scratch tables, SQL turns scores and baseline into verdicts,
+/// their counts are checked against the rows judged, and the run is recorded in `model_runs`.
 fn write_verdicts(
     store: &Store,
     v: &VerdictInputs,
@@ -659,75 +662,7 @@ fn write_verdicts(
         let write_started = Instant::now();
         let seg = quote_ident(&scratch_segments);
         let sco = quote_ident(&scratch_scores);
-        let seg_run = v.segments_run;
-        let protocol_col = if v.has_protocol {
-            "CAST(l.protocol AS VARCHAR)"
-        } else {
-            "NULL"
-        };
-        let new_protocol = if v.has_protocol {
-            "l.protocol IS NOT NULL AND CAST(l.protocol AS VARCHAR) NOT IN (SELECT value FROM base_protocols)"
-        } else {
-            "false"
-        };
-        let new_port = if v.has_ports {
-            "(l.remote_port_min IS NOT NULL AND CAST(l.remote_port_min AS VARCHAR) NOT IN (SELECT value FROM base_ports)) OR \
-             (l.remote_port_max IS NOT NULL AND CAST(l.remote_port_max AS VARCHAR) NOT IN (SELECT value FROM base_ports))"
-        } else {
-            "false"
-        };
-        let processes = if v.has_processes {
-            "(SELECT string_agg(DISTINCT c.process_name, ', ' ORDER BY c.process_name) FROM connections c \
-              WHERE c.host = l.host AND ((c.local_addr = l.src_ip AND c.remote_addr = l.dst_ip) \
-                                         OR (c.local_addr = l.dst_ip AND c.remote_addr = l.src_ip)) \
-                AND c.first_seen <= l.last_seen AND c.last_seen >= l.window_start)"
-        } else {
-            "NULL"
-        };
-        let t = v.threshold;
-        let sql = format!(
-            "CREATE TEMP TABLE __netlens_policy_judged AS
-             WITH base_flows AS (
-                      SELECT value AS flow, segment FROM policy_baseline WHERE run_id = {seg_run} AND kind = 'flow'),
-                  base_protocols AS (SELECT value FROM policy_baseline WHERE run_id = {seg_run} AND kind = 'protocol'),
-                  base_ports AS (SELECT value FROM policy_baseline WHERE run_id = {seg_run} AND kind = 'port'),
-                  med AS (SELECT CAST({m} AS DOUBLE) AS m),
-                  judged AS (
-                      SELECT l.flow_id, l.window_start, l.policy_host AS host, CAST(l.src_ip AS VARCHAR) AS src_ip,
-                             CAST(l.dst_ip AS VARCHAR) AS dst_ip, {protocol_col} AS protocol,
-                             g.segment, b.segment AS baseline_segment, l.score, l.is_anomaly,
-                             b.flow IS NULL AS new_flow,
-                             coalesce({new_port}, false) AS new_port,
-                             coalesce({new_protocol}, false) AS new_protocol,
-                             coalesce(b.segment IS NOT NULL AND b.segment <> g.segment, false) AS drift,
-                             {processes} AS processes
-                      FROM {sco} AS l
-                      JOIN {seg} AS g ON g.flow_id = l.flow_id
-                      LEFT JOIN base_flows b
-                        ON b.flow = l.policy_host || ' ' || CAST(l.src_ip AS VARCHAR) || ' -> ' || CAST(l.dst_ip AS VARCHAR))
-             SELECT {run_id} AS run_id, {seg_run} AS baseline_run, j.*,
-                    CASE WHEN is_anomaly THEN 'Anomalous' WHEN new_flow THEN 'New Flow'
-                         WHEN drift THEN 'Segment Drift' ELSE 'Trusted' END AS verdict,
-                    CAST(round(100 * (
-                        0.5 * (CASE WHEN {t} > med.m THEN greatest(0, least(1, (score - med.m) / ({t} - med.m)))
-                                    ELSE CAST(score > {t} AS INTEGER) END)
-                      + 0.3 * (CASE WHEN new_flow THEN 1 WHEN new_port OR new_protocol THEN 0.5 ELSE 0 END)
-                      + 0.2 * CAST(drift AS INTEGER))) AS INTEGER) AS risk,
-                    -- The reason starts with what decided the verdict, so a Trusted row never
-                    -- reads like an alarm: novelties that did not decide it are marked as notes.
-                    concat_ws('; ',
-                        CASE WHEN is_anomaly THEN printf('anomaly score %.3f > threshold %.3f', score, {t}) END,
-                        CASE WHEN new_flow THEN 'flow not seen in the baseline' END,
-                        CASE WHEN drift THEN printf('segment %d, usually %d', segment, baseline_segment) END,
-                        CASE WHEN NOT (is_anomaly OR new_flow OR drift)
-                             THEN printf('known flow in its usual segment, score %.3f at or below threshold %.3f', score, {t}) END,
-                        CASE WHEN new_port AND (is_anomaly OR new_flow OR drift) THEN 'remote port not seen in the baseline'
-                             WHEN new_port THEN 'note: remote port not seen in the baseline (not enough to distrust a known flow)' END,
-                        CASE WHEN new_protocol AND (is_anomaly OR new_flow OR drift) THEN 'protocol not seen in the baseline'
-                             WHEN new_protocol THEN 'note: protocol not seen in the baseline (not enough to distrust a known flow)' END) AS reason
-             FROM judged j, med",
-            m = v.median_score,
-        );
+        let sql = judged_table_sql(v, run_id, &seg, &sco);
         conn.execute_batch("DROP TABLE IF EXISTS __netlens_policy_judged")
             .map_err(Error::sql)?;
         conn.execute_batch(&sql).map_err(Error::sql)?;
@@ -737,26 +672,7 @@ fn write_verdicts(
         ))
         .map_err(Error::sql)?;
         crate::store::runs::record_output(conn, run_id, "verdicts")?;
-        let mut verdicts = BTreeMap::new();
-        {
-            let mut stmt = conn
-                .prepare("SELECT verdict, count(*) FROM verdicts WHERE run_id = ? GROUP BY verdict")
-                .map_err(Error::sql)?;
-            let rows = stmt
-                .query_map([run_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(Error::sql)?;
-            for row in rows {
-                let (k, n) = row.map_err(Error::sql)?;
-                verdicts.insert(k, u64::try_from(n).unwrap_or(0));
-            }
-        }
-        let high_risk: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM verdicts WHERE run_id = ? AND risk >= ?",
-                duckdb::params![run_id, HIGH_RISK],
-                |r| r.get(0),
-            )
-            .map_err(Error::sql)?;
+        let (verdicts, high_risk) = count_verdicts(conn, run_id)?;
         let rows_out: u64 = verdicts.values().sum();
         if rows_out != judged_rows {
             return Err(Error::Sql {
@@ -765,45 +681,185 @@ fn write_verdicts(
                 ),
             });
         }
-        let mut metrics = Map::new();
-        metrics.insert("baseline_rows".into(), json!(baseline_rows));
-        metrics.insert("threshold".into(), json!(v.threshold));
-        metrics.insert("high_risk".into(), json!(high_risk));
-        metrics.insert("verdicts".into(), json!(verdicts));
-        metrics.insert("segments_run".into(), json!(v.segments_run));
-        if let Some(c) = &v.calibration {
-            metrics.insert("calibration_run".into(), json!(c.run_id));
-            metrics.insert("model_threshold".into(), json!(c.model_threshold));
-        }
-        let params = json!({
-            "clean_from": request.clean_from.map(|s| s.to_string()),
-            "alarm_rate": request.clean_from.map(|_| request.alarm_rate),
-            "split": request.split.map(|s| s.to_string()),
-            "segments": request.segments.map_or(json!("auto"), |k| json!(k)),
-            "contamination": request.contamination,
-            "seed": request.seed,
-        });
-        conn.execute(
-            "INSERT INTO model_runs (run_id, kind, stage, model, version, params, input, id_column, label_column,
-                 features, rows_in, rows_out, imputed, load_ms, fit_ms, score_ms, write_ms, metrics, into_table, started_at)
-             VALUES (?, 'score', 'policy', ?, 0, ?, ?, 'flow_id', NULL, 0, ?, ?, 0, ?, NULL, ?, ?, ?, NULL, ?)",
-            duckdb::params![
-                run_id,
-                request.model,
-                params.to_string(),
-                request.source,
-                i64::try_from(judged_rows).unwrap_or(i64::MAX),
-                i64::try_from(rows_out).unwrap_or(i64::MAX),
-                0.0,
-                score_ms,
-                write_started.elapsed().as_secs_f64() * 1000.0,
-                Value::Object(metrics).to_string(),
-                now.naive_utc()
-            ],
-        )
-        .map_err(Error::sql)?;
+        let run = PolicyRun {
+            run_id,
+            baseline_rows,
+            judged_rows,
+            rows_out,
+            high_risk,
+            score_ms,
+            write_ms: write_started.elapsed().as_secs_f64() * 1000.0,
+        };
+        record_policy_run(conn, v, request, &run, &verdicts, now)?;
         Ok((run_id, verdicts, u64::try_from(high_risk).unwrap_or(0)))
     })
+}
+
+/// The statement creating `__netlens_policy_judged`: each scored row (`sco`) with its segment
+/// (`seg`), what is new against the baseline, its verdict, risk and reason.
+fn judged_table_sql(v: &VerdictInputs, run_id: i64, seg: &str, sco: &str) -> String {
+    let seg_run = v.segments_run;
+    let protocol_col = if v.has_protocol {
+        "CAST(l.protocol AS VARCHAR)"
+    } else {
+        "NULL"
+    };
+    let new_protocol = if v.has_protocol {
+        "l.protocol IS NOT NULL AND CAST(l.protocol AS VARCHAR) NOT IN (SELECT value FROM base_protocols)"
+    } else {
+        "false"
+    };
+    let new_port = if v.has_ports {
+        "(l.remote_port_min IS NOT NULL AND CAST(l.remote_port_min AS VARCHAR) NOT IN (SELECT value FROM base_ports)) OR \
+         (l.remote_port_max IS NOT NULL AND CAST(l.remote_port_max AS VARCHAR) NOT IN (SELECT value FROM base_ports))"
+    } else {
+        "false"
+    };
+    let processes = if v.has_processes {
+        "(SELECT string_agg(DISTINCT c.process_name, ', ' ORDER BY c.process_name) FROM connections c \
+          WHERE c.host = l.host AND ((c.local_addr = l.src_ip AND c.remote_addr = l.dst_ip) \
+                                     OR (c.local_addr = l.dst_ip AND c.remote_addr = l.src_ip)) \
+            AND c.first_seen <= l.last_seen AND c.last_seen >= l.window_start)"
+    } else {
+        "NULL"
+    };
+    let t = v.threshold;
+    format!(
+        "CREATE TEMP TABLE __netlens_policy_judged AS
+         WITH base_flows AS (
+                  SELECT value AS flow, segment FROM policy_baseline WHERE run_id = {seg_run} AND kind = 'flow'),
+              base_protocols AS (SELECT value FROM policy_baseline WHERE run_id = {seg_run} AND kind = 'protocol'),
+              base_ports AS (SELECT value FROM policy_baseline WHERE run_id = {seg_run} AND kind = 'port'),
+              med AS (SELECT CAST({m} AS DOUBLE) AS m),
+              judged AS (
+                  SELECT l.flow_id, l.window_start, l.policy_host AS host, CAST(l.src_ip AS VARCHAR) AS src_ip,
+                         CAST(l.dst_ip AS VARCHAR) AS dst_ip, {protocol_col} AS protocol,
+                         g.segment, b.segment AS baseline_segment, l.score, l.is_anomaly,
+                         b.flow IS NULL AS new_flow,
+                         coalesce({new_port}, false) AS new_port,
+                         coalesce({new_protocol}, false) AS new_protocol,
+                         coalesce(b.segment IS NOT NULL AND b.segment <> g.segment, false) AS drift,
+                         {processes} AS processes
+                  FROM {sco} AS l
+                  JOIN {seg} AS g ON g.flow_id = l.flow_id
+                  LEFT JOIN base_flows b
+                    ON b.flow = l.policy_host || ' ' || CAST(l.src_ip AS VARCHAR) || ' -> ' || CAST(l.dst_ip AS VARCHAR))
+         SELECT {run_id} AS run_id, {seg_run} AS baseline_run, j.*,
+                CASE WHEN is_anomaly THEN 'Anomalous' WHEN new_flow THEN 'New Flow'
+                     WHEN drift THEN 'Segment Drift' ELSE 'Trusted' END AS verdict,
+                CAST(round(100 * (
+                    0.5 * (CASE WHEN {t} > med.m THEN greatest(0, least(1, (score - med.m) / ({t} - med.m)))
+                                ELSE CAST(score > {t} AS INTEGER) END)
+                  + 0.3 * (CASE WHEN new_flow THEN 1 WHEN new_port OR new_protocol THEN 0.5 ELSE 0 END)
+                  + 0.2 * CAST(drift AS INTEGER))) AS INTEGER) AS risk,
+                -- The reason starts with what decided the verdict, so a Trusted row never
+                -- reads like an alarm: novelties that did not decide it are marked as notes.
+                concat_ws('; ',
+                    CASE WHEN is_anomaly THEN printf('anomaly score %.3f > threshold %.3f', score, {t}) END,
+                    CASE WHEN new_flow THEN 'flow not seen in the baseline' END,
+                    CASE WHEN drift THEN printf('segment %d, usually %d', segment, baseline_segment) END,
+                    CASE WHEN NOT (is_anomaly OR new_flow OR drift)
+                         THEN printf('known flow in its usual segment, score %.3f at or below threshold %.3f', score, {t}) END,
+                    CASE WHEN new_port AND (is_anomaly OR new_flow OR drift) THEN 'remote port not seen in the baseline'
+                         WHEN new_port THEN 'note: remote port not seen in the baseline (not enough to distrust a known flow)' END,
+                    CASE WHEN new_protocol AND (is_anomaly OR new_flow OR drift) THEN 'protocol not seen in the baseline'
+                         WHEN new_protocol THEN 'note: protocol not seen in the baseline (not enough to distrust a known flow)' END) AS reason
+         FROM judged j, med",
+        m = v.median_score,
+    )
+}
+
+/// Run `run_id`'s verdicts counted by kind, and its high-risk rows.
+fn count_verdicts(conn: &duckdb::Connection, run_id: i64) -> Result<(BTreeMap<String, u64>, i64)> {
+    let mut verdicts = BTreeMap::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT verdict, count(*) FROM verdicts WHERE run_id = ? GROUP BY verdict")
+            .map_err(Error::sql)?;
+        let rows = stmt
+            .query_map([run_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(Error::sql)?;
+        for row in rows {
+            let (k, n) = row.map_err(Error::sql)?;
+            verdicts.insert(k, u64::try_from(n).unwrap_or(0));
+        }
+    }
+    let high_risk: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM verdicts WHERE run_id = ? AND risk >= ?",
+            duckdb::params![run_id, HIGH_RISK],
+            |r| r.get(0),
+        )
+        .map_err(Error::sql)?;
+    Ok((verdicts, high_risk))
+}
+
+/// What a policy run did, for its `model_runs` row.
+struct PolicyRun {
+    run_id: i64,
+    baseline_rows: u64,
+    judged_rows: u64,
+    rows_out: u64,
+    high_risk: i64,
+    score_ms: f64,
+    write_ms: f64,
+}
+
+fn record_policy_run(
+    conn: &duckdb::Connection,
+    v: &VerdictInputs,
+    request: &PolicyRequest,
+    run: &PolicyRun,
+    verdicts: &BTreeMap<String, u64>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let PolicyRun {
+        run_id,
+        baseline_rows,
+        judged_rows,
+        rows_out,
+        high_risk,
+        score_ms,
+        write_ms,
+    } = *run;
+    let mut metrics = Map::new();
+    metrics.insert("baseline_rows".into(), json!(baseline_rows));
+    metrics.insert("threshold".into(), json!(v.threshold));
+    metrics.insert("high_risk".into(), json!(high_risk));
+    metrics.insert("verdicts".into(), json!(verdicts));
+    metrics.insert("segments_run".into(), json!(v.segments_run));
+    if let Some(c) = &v.calibration {
+        metrics.insert("calibration_run".into(), json!(c.run_id));
+        metrics.insert("model_threshold".into(), json!(c.model_threshold));
+    }
+    let params = json!({
+        "clean_from": request.clean_from.map(|s| s.to_string()),
+        "alarm_rate": request.clean_from.map(|_| request.alarm_rate),
+        "split": request.split.map(|s| s.to_string()),
+        "segments": request.segments.map_or(json!("auto"), |k| json!(k)),
+        "contamination": request.contamination,
+        "seed": request.seed,
+    });
+    conn.execute(
+        "INSERT INTO model_runs (run_id, kind, stage, model, version, params, input, id_column, label_column,
+             features, rows_in, rows_out, imputed, load_ms, fit_ms, score_ms, write_ms, metrics, into_table, started_at)
+         VALUES (?, 'score', 'policy', ?, 0, ?, ?, 'flow_id', NULL, 0, ?, ?, 0, ?, NULL, ?, ?, ?, NULL, ?)",
+        duckdb::params![
+            run_id,
+            request.model,
+            params.to_string(),
+            request.source,
+            i64::try_from(judged_rows).unwrap_or(i64::MAX),
+            i64::try_from(rows_out).unwrap_or(i64::MAX),
+            0.0,
+            score_ms,
+            write_ms,
+            Value::Object(metrics).to_string(),
+            now.naive_utc()
+        ],
+    )
+    .map_err(Error::sql)?;
+    Ok(())
 }
 
 fn count(store: &Store, sql: &str) -> Result<u64> {

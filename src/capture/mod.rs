@@ -3,9 +3,11 @@
 //!
 //! The OS sits behind [`Source`]: [`system::SystemSource`] is the only code that reads the
 //! live system; [`fixture::FixtureSource`] replays recorded snapshots so everything after
-//! collection (direction, connection tracking, storage) is tested without a live OS.
+//! collection (direction, connection tracking, storage) is tested without a live OS;
+//! [`demo::DemoSource`] synthesizes a day of host history for `netlens demo`.
 //! This module may use `store` to append; it never reads analysis results.
 
+pub mod demo;
 pub mod direction;
 pub mod fixture;
 pub mod packets;

@@ -6,6 +6,11 @@
 //! window and time resolution passed in. Each run writes its own rows, keyed by a new `run_id`
 //! recorded in `detector_runs`, in one transaction: a failing run stores nothing. This module
 //! only reads the store's tables and writes the detector tables; printing is the shell's job.
+//!
+//! A detector is a [`Detector`] listed in [`DETECTORS`], the one registry: its name (the table
+//! it writes), its options with their ranges, how it finds rows and which of them to show. The
+//! command line's choices, the request's JSON form and the checks of every client's thresholds
+//! all come from that list.
 
 pub mod beacons;
 pub mod bursts;
@@ -15,7 +20,7 @@ pub mod port_scans;
 pub mod stats;
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use duckdb::Connection;
@@ -24,15 +29,232 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 use events::{fmt_us, timestamp, Scope};
 
-/// A detector name as given: one detector (the table it writes), or all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// One detector. Adding a detector is implementing this and listing it in [`DETECTORS`]; its
+/// own options are fields of [`DetectRequest`] (and flags of the command line's `detect`), each
+/// described with its range in [`Detector::params`].
+pub trait Detector: Sync {
+    /// Its name in `detect NAME`: the table it writes and its name in `detector_runs`.
+    fn name(&self) -> &'static str;
+    /// Other spellings `detect` accepts.
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// One line for `detect --help`.
+    fn about(&self) -> &'static str;
+    /// The table a run writes (its rows keyed by `run_id`); the detector's name.
+    fn table(&self) -> &'static str {
+        self.name()
+    }
+    /// Its options with their ranges, checked for every client and stored in
+    /// `detector_runs.params` under their keys.
+    fn params(&self) -> &'static [Param];
+    /// Finds its rows in `scope` and inserts them under `run_id`, inside the run's transaction.
+    fn find(&self, conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found>;
+    /// The columns and order of the rows `detect` shows after a run, most notable first.
+    fn top_rows(&self) -> TopRows;
+}
+
+impl std::fmt::Debug for dyn Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Every detector, in the order `detect all` runs them and `detect --help` lists them.
+pub static DETECTORS: [&dyn Detector; 4] = [&PortScans, &Beacons, &Bursts, &LongConnections];
+
+/// The detector called `name` (or one of its aliases); an unknown name is an error that lists
+/// the known ones.
+pub fn detector(name: &str) -> Result<&'static dyn Detector> {
+    DETECTORS
+        .iter()
+        .copied()
+        .find(|d| d.name().eq_ignore_ascii_case(name) || d.aliases().iter().any(|a| a.eq_ignore_ascii_case(name)))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "unknown detector '{name}'\n  hint: the detectors are {}, or all",
+                DETECTORS.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
+            ))
+        })
+}
+
+/// One option of a detector: the command line's flag, its key in `detector_runs.params`, and
+/// its values (where the request holds it, and the range it must fall in).
+pub struct Param {
+    pub flag: &'static str,
+    pub key: &'static str,
+    pub values: Values,
+}
+
+/// An option's type and range, with where the request holds its value.
+#[derive(Clone, Copy)]
+pub enum Values {
+    /// Whole numbers from `min`, and below `below` when it is given.
+    Count {
+        min: u64,
+        below: Option<u64>,
+        of: fn(&DetectRequest) -> u64,
+    },
+    /// A number in `range`.
+    Number {
+        range: NumberRange,
+        of: fn(&DetectRequest) -> f64,
+    },
+    /// Any duration (stored in seconds).
+    Duration { of: fn(&DetectRequest) -> Duration },
+    /// One non-negative weight for each of `names`, with a positive sum.
+    Weights {
+        names: &'static [&'static str],
+        of: fn(&DetectRequest) -> &[f64],
+    },
+}
+
+/// The numbers a [`Values::Number`] option may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberRange {
+    /// From 0 to 1.
+    Share,
+    /// Finite, 0 or more.
+    NonNegative,
+    /// Finite, above 0.
+    Positive,
+}
+
+impl Param {
+    /// Refuses a value outside the option's range, naming the flag and the value.
+    fn check(&self, args: &DetectRequest) -> Result<()> {
+        let flag = self.flag;
+        let refused = |message: String| Err(Error::Usage(format!("{flag} {message}")));
+        match self.values {
+            Values::Count { min, below, of } => {
+                let n = of(args);
+                match below {
+                    Some(below) if n < min || n >= below => {
+                        refused(format!("must be from {min} to {}, got {n}", below.saturating_sub(1)))
+                    }
+                    None if n < min => refused(format!("must be {min} or more, got {n}")),
+                    _ => Ok(()),
+                }
+            }
+            Values::Number { range, of } => {
+                let x = of(args);
+                match range {
+                    NumberRange::Share if !(0.0..=1.0).contains(&x) => {
+                        refused(format!("must be between 0 and 1, got {x}"))
+                    }
+                    NumberRange::NonNegative if !(x.is_finite() && x >= 0.0) => {
+                        refused(format!("must be 0 or more, got {x}"))
+                    }
+                    NumberRange::Positive if !(x.is_finite() && x > 0.0) => {
+                        refused(format!("must be more than 0, got {x}"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Values::Duration { .. } => Ok(()),
+            Values::Weights { names, of } => {
+                let w = of(args);
+                if w.len() != names.len()
+                    || w.iter().any(|x| !x.is_finite() || *x < 0.0)
+                    || w.iter().sum::<f64>() <= 0.0
+                {
+                    refused(format!(
+                        "needs {} non-negative numbers ({}) with a positive sum, got {w:?}",
+                        number_word(names.len()),
+                        names.join(",")
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The value as stored in `detector_runs.params` (durations in seconds).
+    fn json(&self, args: &DetectRequest) -> serde_json::Value {
+        match self.values {
+            Values::Count { of, .. } => serde_json::json!(of(args)),
+            Values::Number { of, .. } => serde_json::json!(of(args)),
+            Values::Duration { of } => serde_json::json!(of(args).as_secs_f64()),
+            Values::Weights { of, .. } => serde_json::json!(of(args)),
+        }
+    }
+}
+
+fn number_word(n: usize) -> String {
+    match n {
+        2 => "two".to_string(),
+        3 => "three".to_string(),
+        4 => "four".to_string(),
+        5 => "five".to_string(),
+        _ => n.to_string(),
+    }
+}
+
+/// The rows a run's summary shows: columns (expressions) and order.
+pub struct TopRows {
+    pub columns: &'static str,
+    pub order: &'static str,
+}
+
+/// A detector name as given: one detector, or all. Its text form (command line, JSON) is the
+/// detector's name or `all`.
+#[derive(Clone, Copy)]
 pub enum DetectorName {
-    PortScans,
-    Beacons,
-    Bursts,
-    LongConnections,
+    One(&'static dyn Detector),
     All,
+}
+
+impl DetectorName {
+    /// `all`, or a detector's name or alias; an unknown name is an error listing the known ones.
+    pub fn parse(name: &str) -> Result<Self> {
+        if name.eq_ignore_ascii_case("all") {
+            return Ok(DetectorName::All);
+        }
+        detector(name).map(DetectorName::One)
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DetectorName::One(d) => d.name(),
+            DetectorName::All => "all",
+        }
+    }
+
+    /// The detectors it stands for, in run order.
+    pub fn detectors(&self) -> Vec<&'static dyn Detector> {
+        match self {
+            DetectorName::One(d) => vec![*d],
+            DetectorName::All => DETECTORS.to_vec(),
+        }
+    }
+}
+
+impl PartialEq for DetectorName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for DetectorName {}
+
+impl std::fmt::Debug for DetectorName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for DetectorName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DetectorName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        DetectorName::parse(&name).map_err(serde::de::Error::custom)
+    }
 }
 
 /// What a detector reads.
@@ -45,27 +267,6 @@ pub enum DetectSource {
     Flows,
     /// Live capture history (the connections view).
     Connections,
-}
-
-/// One detector; its name is the table it writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detector {
-    PortScans,
-    Beacons,
-    Bursts,
-    LongConnections,
-}
-
-impl Detector {
-    /// The table the detector writes (and its name in `detector_runs`).
-    pub fn table(self) -> &'static str {
-        match self {
-            Detector::PortScans => "port_scans",
-            Detector::Beacons => "beacons",
-            Detector::Bursts => "bursts",
-            Detector::LongConnections => "long_connections",
-        }
-    }
 }
 
 /// A detector run's parameters: what to read, the window, and each detector's thresholds. The
@@ -157,28 +358,12 @@ fn default_burst_floor_bytes() -> f64 {
 /// What one detector run did, for the summary line and the rows to print.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
-    pub detector: Detector,
+    pub detector: &'static dyn Detector,
     pub run_id: i64,
     pub rows: i64,
     pub events: i64,
     /// One line for stderr.
     pub message: String,
-}
-
-/// The table names of the detectors `name` stands for, in run order.
-pub fn detectors(name: DetectorName) -> Vec<Detector> {
-    match name {
-        DetectorName::PortScans => vec![Detector::PortScans],
-        DetectorName::Beacons => vec![Detector::Beacons],
-        DetectorName::Bursts => vec![Detector::Bursts],
-        DetectorName::LongConnections => vec![Detector::LongConnections],
-        DetectorName::All => vec![
-            Detector::PortScans,
-            Detector::Beacons,
-            Detector::Bursts,
-            Detector::LongConnections,
-        ],
-    }
 }
 
 /// Runs the detector(s) `args` names. `now` stamps the runs (started_at); the analysed window
@@ -194,59 +379,36 @@ pub fn run(store: &Store, args: &DetectRequest, now: DateTime<Utc>) -> Result<Ve
     let conn = store.conn();
     let scope = events::resolve(conn, args)?;
     let mut summaries = Vec::new();
-    for detector in detectors(args.detector) {
+    for detector in args.detector.detectors() {
         summaries.push(run_one(conn, detector, &scope, args, now)?);
     }
     Ok(summaries)
 }
 
+/// Checks every detector's options, whichever run (a bad threshold is refused even when its
+/// detector is not asked for).
 fn validate(args: &DetectRequest) -> Result<()> {
-    let w = &args.beacon_weights;
-    if w.len() != 4 || w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f64>() <= 0.0 {
-        return Err(Error::Usage(format!(
-            "--beacon-weights needs four non-negative numbers (gaps,bytes,bins,persistence) with a positive sum, got {w:?}"
-        )));
-    }
-    if !(0.0..=1.0).contains(&args.beacon_threshold) {
-        return Err(Error::Usage(format!(
-            "--beacon-threshold must be between 0 and 1, got {}",
-            args.beacon_threshold
-        )));
-    }
-    if !(0.0..=1.0).contains(&args.beacon_min_gap_score) {
-        return Err(Error::Usage(format!(
-            "--beacon-min-gap-score must be between 0 and 1, got {}",
-            args.beacon_min_gap_score
-        )));
-    }
-    if !(args.burst_k.is_finite() && args.burst_k >= 0.0) {
-        return Err(Error::Usage(format!(
-            "--burst-k must be 0 or more, got {}",
-            args.burst_k
-        )));
-    }
-    for (name, v) in [
-        ("--burst-floor-connections", args.burst_floor_connections),
-        ("--burst-floor-bytes", args.burst_floor_bytes),
-    ] {
-        if !(v.is_finite() && v > 0.0) {
-            return Err(Error::Usage(format!("{name} must be more than 0, got {v}")));
-        }
-    }
-    Ok(())
+    DETECTORS
+        .iter()
+        .flat_map(|d| d.params())
+        .try_for_each(|p| p.check(args))
 }
 
-/// The result of a detector before it is stored.
-struct Found {
-    events: i64,
-    rows: i64,
-    headline: String,
-    notes: Vec<String>,
+/// What a detector found, before the run is recorded.
+pub struct Found {
+    /// Connections it read.
+    pub events: i64,
+    /// Rows it inserted.
+    pub rows: i64,
+    /// The summary line's finding.
+    pub headline: String,
+    /// Caveats, one per line of the summary and in detector_runs.notes.
+    pub notes: Vec<String>,
 }
 
 fn run_one(
     conn: &Connection,
-    detector: Detector,
+    detector: &'static dyn Detector,
     scope: &Scope,
     args: &DetectRequest,
     now: DateTime<Utc>,
@@ -255,12 +417,7 @@ fn run_one(
     conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
     let result = (|| -> Result<(i64, Found)> {
         let run_id = crate::store::runs::next_run_id(conn)?;
-        let found = match detector {
-            Detector::PortScans => detect_port_scans(conn, run_id, scope, args)?,
-            Detector::Beacons => detect_beacons(conn, run_id, scope, args)?,
-            Detector::Bursts => detect_bursts(conn, run_id, scope, args)?,
-            Detector::LongConnections => detect_long_connections(conn, run_id, scope, args)?,
-        };
+        let found = detector.find(conn, run_id, scope, args)?;
         let mut notes = found.notes.clone();
         if let Some(why) = &scope.chosen_because {
             notes.insert(0, format!("source {} ({why})", scope.source.as_str()));
@@ -321,34 +478,16 @@ fn run_one(
     })
 }
 
-/// The run's options as JSON for detector_runs.params.
-fn params_json(detector: Detector, a: &DetectRequest) -> serde_json::Value {
-    let window = serde_json::json!({
-        "window_s": a.window.map(|w| w.as_secs_f64()),
-        "since": a.since.map(|t| t.to_string()),
-        "until": a.until.map(|t| t.to_string()),
-    });
-    let own = match detector {
-        Detector::PortScans => serde_json::json!({
-            "scan_window_s": a.scan_window.as_secs_f64(), "scan_ports": a.scan_ports, "scan_hosts": a.scan_hosts,
-        }),
-        Detector::Beacons => serde_json::json!({
-            "beacon_min_connections": a.beacon_min_connections, "beacon_bins": a.beacon_bins,
-            "beacon_threshold": a.beacon_threshold, "beacon_weights": a.beacon_weights,
-            "beacon_min_gap_score": a.beacon_min_gap_score, "beacon_min_span_s": a.beacon_min_span.as_secs_f64(),
-        }),
-        Detector::Bursts => serde_json::json!({
-            "burst_bin_s": a.burst_bin.as_secs_f64(), "burst_k": a.burst_k,
-            "burst_min_connections": a.burst_min_connections, "burst_min_bytes": a.burst_min_bytes,
-            "burst_floor_connections": a.burst_floor_connections, "burst_floor_bytes": a.burst_floor_bytes,
-        }),
-        Detector::LongConnections => serde_json::json!({ "long_min_s": a.long_min.as_secs_f64() }),
-    };
-    let mut merged = own;
-    if let (Some(m), serde_json::Value::Object(w)) = (merged.as_object_mut(), window) {
-        m.extend(w);
+/// The run's window and the detector's options as JSON for detector_runs.params.
+fn params_json(detector: &dyn Detector, a: &DetectRequest) -> serde_json::Value {
+    let mut params = serde_json::Map::new();
+    for p in detector.params() {
+        params.insert(p.key.to_string(), p.json(a));
     }
-    merged
+    params.insert("window_s".into(), serde_json::json!(a.window.map(|w| w.as_secs_f64())));
+    params.insert("since".into(), serde_json::json!(a.since.map(|t| t.to_string())));
+    params.insert("until".into(), serde_json::json!(a.until.map(|t| t.to_string())));
+    serde_json::Value::Object(params)
 }
 
 /// `source = ? AND start in window` over connection_events, with its three parameters.
@@ -368,6 +507,58 @@ fn plural(n: i64, one: &str, many: &str) -> String {
 }
 
 // --- port scans --------------------------------------------------------------------------
+
+/// One source touching many ports of a host, or one port on many hosts (Zeek's scan policy).
+pub struct PortScans;
+
+impl Detector for PortScans {
+    fn name(&self) -> &'static str {
+        "port_scans"
+    }
+    fn aliases(&self) -> &'static [&'static str] {
+        &["port-scans"]
+    }
+    fn about(&self) -> &'static str {
+        "One source touching many ports of a host, or one port on many hosts"
+    }
+    fn params(&self) -> &'static [Param] {
+        &[
+            Param {
+                flag: "--scan-window",
+                key: "scan_window_s",
+                values: Values::Duration { of: |a| a.scan_window },
+            },
+            Param {
+                flag: "--scan-ports",
+                key: "scan_ports",
+                values: Values::Count {
+                    min: 2,
+                    below: None,
+                    of: |a| u64::from(a.scan_ports),
+                },
+            },
+            Param {
+                flag: "--scan-hosts",
+                key: "scan_hosts",
+                values: Values::Count {
+                    min: 2,
+                    below: None,
+                    of: |a| u64::from(a.scan_hosts),
+                },
+            },
+        ]
+    }
+    fn find(&self, conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
+        detect_port_scans(conn, run_id, scope, args)
+    }
+    fn top_rows(&self) -> TopRows {
+        TopRows {
+            columns: "kind, scanner, coalesce(target, '*') AS target, target_port, proto, distinct_ports, distinct_hosts, \
+                      attempts, round(failed_share, 3) AS failed_share, window_start, window_end, round(score, 3) AS score",
+            order: "score DESC, distinct_ports + distinct_hosts DESC",
+        }
+    }
+}
 
 /// A failed or unanswered attempt, as Zeek's scan policy counts them: connection_events.failed
 /// (S0, REJ, RSTOS0, RSTRH, SH, SHR; live SYN_SENT or SYN_RECV, never established), plus a flow
@@ -522,6 +713,82 @@ impl ScanRow {
 
 // --- beacons -----------------------------------------------------------------------------
 
+/// Periodic connections between a pair, scored in the manner of RITA.
+pub struct Beacons;
+
+impl Detector for Beacons {
+    fn name(&self) -> &'static str {
+        "beacons"
+    }
+    fn about(&self) -> &'static str {
+        "Periodic connections between a pair, scored in the manner of RITA"
+    }
+    fn params(&self) -> &'static [Param] {
+        &[
+            Param {
+                flag: "--beacon-weights",
+                key: "beacon_weights",
+                values: Values::Weights {
+                    names: &["gaps", "bytes", "bins", "persistence"],
+                    of: |a| &a.beacon_weights,
+                },
+            },
+            Param {
+                flag: "--beacon-threshold",
+                key: "beacon_threshold",
+                values: Values::Number {
+                    range: NumberRange::Share,
+                    of: |a| a.beacon_threshold,
+                },
+            },
+            Param {
+                flag: "--beacon-min-gap-score",
+                key: "beacon_min_gap_score",
+                values: Values::Number {
+                    range: NumberRange::Share,
+                    of: |a| a.beacon_min_gap_score,
+                },
+            },
+            Param {
+                flag: "--beacon-min-connections",
+                key: "beacon_min_connections",
+                values: Values::Count {
+                    min: 4,
+                    below: None,
+                    of: |a| u64::from(a.beacon_min_connections),
+                },
+            },
+            Param {
+                flag: "--beacon-bins",
+                key: "beacon_bins",
+                values: Values::Count {
+                    min: 2,
+                    below: Some(10_000),
+                    of: |a| u64::from(a.beacon_bins),
+                },
+            },
+            Param {
+                flag: "--beacon-min-span",
+                key: "beacon_min_span_s",
+                values: Values::Duration {
+                    of: |a| a.beacon_min_span,
+                },
+            },
+        ]
+    }
+    fn find(&self, conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
+        detect_beacons(conn, run_id, scope, args)
+    }
+    fn top_rows(&self) -> TopRows {
+        TopRows {
+            columns: "src, dst, dst_port, proto, connections, round(median_interval_s, 2) AS interval_s, \
+                      round(jitter_s, 2) AS jitter_s, round(gap_score, 3) AS gaps, round(bytes_score, 3) AS bytes, \
+                      round(bins_score, 3) AS bins, round(persistence_score, 3) AS persistence, round(score, 3) AS score, status, reason",
+            order: "CASE status WHEN 'beacon' THEN 0 WHEN 'candidate' THEN 1 ELSE 2 END, score DESC, connections DESC",
+        }
+    }
+}
+
 struct PairKey {
     src: String,
     dst: String,
@@ -548,16 +815,77 @@ struct PairEvents {
 fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
     let events = count_starts(conn, scope, "")?;
     let min = i64::from(args.beacon_min_connections);
-    let (below, single): (i64, i64) = conn
-        .query_row(
-            &format!(
-                "SELECT count(*) FILTER (WHERE n < ?), count(*) FILTER (WHERE n = 1) FROM \
-                 (SELECT count(*) AS n FROM connection_events WHERE {STARTS_IN_WINDOW} GROUP BY src_h, dst_h, dst_p, proto)"
-            ),
-            duckdb::params![min, scope.source.as_str(), scope.start_us, scope.end_us],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(Error::sql)?;
+    let (below, single) = count_small_pairs(conn, scope, min)?;
+    let pairs = read_pairs(conn, scope, min)?;
+    let (scored, unscored) = score_pairs(pairs, scope, args);
+    let stored = insert_beacons(conn, run_id, scope, &scored)?;
+    let mut notes = Vec::new();
+    if below > 0 {
+        notes.push(format!(
+            "{} with fewer than {min} connections not scored ({single} with a single connection)",
+            plural(below, "pair", "pairs")
+        ));
+    }
+    if unscored > 0 {
+        notes.push(format!(
+            "{} with fewer than {} gaps of a second or more not scored (connections within a second count as one)",
+            plural(unscored, "pair", "pairs"),
+            beacons::MIN_GAPS
+        ));
+    }
+    if stored.missing_bytes > 0 {
+        notes.push(format!(
+            "{} without byte counts: scored without the bytes sub-score",
+            plural(stored.missing_bytes, "candidate", "candidates")
+        ));
+    }
+    if scope.resolution_s >= 1.0 {
+        notes.push(format!(
+            "live start times are known to the capture interval ({:.1} s); gaps shorter than a few intervals are unreliable",
+            scope.resolution_s
+        ));
+    }
+    let headline =
+        match scored.first() {
+            None => format!("no pair with at least {min} connections (stored as an empty run)"),
+            Some(sp) => format!(
+            "{} scored, {} beacons, {} candidates; top: {} -> {}:{} ({} connections every {:.1} s, score {:.2}, {}{})",
+            plural(scored.len() as i64, "pair", "pairs"),
+            stored.flagged,
+            stored.candidates,
+            sp.pair.key.src,
+            sp.pair.key.dst,
+            sp.pair.key.dst_port.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+            sp.pair.starts.len(),
+            sp.score.median_interval_s,
+            sp.score.score,
+            sp.status.as_str(),
+            sp.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+        ),
+        };
+    Ok(Found {
+        events,
+        rows: scored.len() as i64,
+        headline,
+        notes,
+    })
+}
+
+/// Pairs with fewer than `min` connections (not scored), and those with a single one.
+fn count_small_pairs(conn: &Connection, scope: &Scope, min: i64) -> Result<(i64, i64)> {
+    conn.query_row(
+        &format!(
+            "SELECT count(*) FILTER (WHERE n < ?), count(*) FILTER (WHERE n = 1) FROM \
+             (SELECT count(*) AS n FROM connection_events WHERE {STARTS_IN_WINDOW} GROUP BY src_h, dst_h, dst_p, proto)"
+        ),
+        duckdb::params![min, scope.source.as_str(), scope.start_us, scope.end_us],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .map_err(Error::sql)
+}
+
+/// Every pair with at least `min` connections: its start times, bytes sent and processes.
+fn read_pairs(conn: &Connection, scope: &Scope, min: i64) -> Result<Vec<PairEvents>> {
     let sql = format!(
         "WITH e AS (SELECT src_h, dst_h, dst_p, proto, start_ts, bytes_out, process_name FROM connection_events \
                     WHERE {STARTS_IN_WINDOW}), \
@@ -604,6 +932,12 @@ fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRe
             }
         }
     }
+    Ok(pairs)
+}
+
+/// Scores and judges every pair, beacons first, then candidates, each by score; also the
+/// number of pairs too irregular in count to score.
+fn score_pairs(pairs: Vec<PairEvents>, scope: &Scope, args: &DetectRequest) -> (Vec<ScoredPair>, i64) {
     let w = &args.beacon_weights;
     let params = beacons::BeaconParams {
         window_start_us: scope.start_us,
@@ -651,6 +985,17 @@ fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRe
             .cmp(&b.status.rank())
             .then_with(|| b.score.score.total_cmp(&a.score.score))
     });
+    (scored, unscored)
+}
+
+/// What [`insert_beacons`] stored, for the summary.
+struct StoredBeacons {
+    flagged: i64,
+    candidates: i64,
+    missing_bytes: i64,
+}
+
+fn insert_beacons(conn: &Connection, run_id: i64, scope: &Scope, scored: &[ScoredPair]) -> Result<StoredBeacons> {
     let mut insert = conn
         .prepare(
             "INSERT INTO beacons VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -658,7 +1003,7 @@ fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRe
         .map_err(Error::sql)?;
     let (mut flagged, mut candidates) = (0, 0);
     let mut missing_bytes = 0;
-    for sp in &scored {
+    for sp in scored {
         let (p, s) = (&sp.pair, &sp.score);
         let is_beacon = sp.status == beacons::Status::Beacon;
         flagged += i64::from(is_beacon);
@@ -697,56 +1042,87 @@ fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRe
             ])
             .map_err(Error::sql)?;
     }
-    let mut notes = Vec::new();
-    if below > 0 {
-        notes.push(format!(
-            "{} with fewer than {min} connections not scored ({single} with a single connection)",
-            plural(below, "pair", "pairs")
-        ));
-    }
-    if unscored > 0 {
-        notes.push(format!(
-            "{} with fewer than {} gaps of a second or more not scored (connections within a second count as one)",
-            plural(unscored, "pair", "pairs"),
-            beacons::MIN_GAPS
-        ));
-    }
-    if missing_bytes > 0 {
-        notes.push(format!(
-            "{} without byte counts: scored without the bytes sub-score",
-            plural(missing_bytes, "candidate", "candidates")
-        ));
-    }
-    if scope.resolution_s >= 1.0 {
-        notes.push(format!(
-            "live start times are known to the capture interval ({:.1} s); gaps shorter than a few intervals are unreliable",
-            scope.resolution_s
-        ));
-    }
-    let headline = match scored.first() {
-        None => format!("no pair with at least {min} connections (stored as an empty run)"),
-        Some(sp) => format!(
-            "{} scored, {flagged} beacons, {candidates} candidates; top: {} -> {}:{} ({} connections every {:.1} s, score {:.2}, {}{})",
-            plural(scored.len() as i64, "pair", "pairs"),
-            sp.pair.key.src,
-            sp.pair.key.dst,
-            sp.pair.key.dst_port.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
-            sp.pair.starts.len(),
-            sp.score.median_interval_s,
-            sp.score.score,
-            sp.status.as_str(),
-            sp.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
-        ),
-    };
-    Ok(Found {
-        events,
-        rows: scored.len() as i64,
-        headline,
-        notes,
+    Ok(StoredBeacons {
+        flagged,
+        candidates,
+        missing_bytes,
     })
 }
 
 // --- bursts ------------------------------------------------------------------------------
+
+/// Bins where a process's, host's or pair's connections or bytes exceed its own baseline.
+pub struct Bursts;
+
+impl Detector for Bursts {
+    fn name(&self) -> &'static str {
+        "bursts"
+    }
+    fn about(&self) -> &'static str {
+        "Bins where a process's, host's or pair's connections or bytes exceed its own baseline"
+    }
+    fn params(&self) -> &'static [Param] {
+        &[
+            Param {
+                flag: "--burst-bin",
+                key: "burst_bin_s",
+                values: Values::Duration { of: |a| a.burst_bin },
+            },
+            Param {
+                flag: "--burst-k",
+                key: "burst_k",
+                values: Values::Number {
+                    range: NumberRange::NonNegative,
+                    of: |a| a.burst_k,
+                },
+            },
+            Param {
+                flag: "--burst-min-connections",
+                key: "burst_min_connections",
+                values: Values::Count {
+                    min: 0,
+                    below: None,
+                    of: |a| a.burst_min_connections,
+                },
+            },
+            Param {
+                flag: "--burst-min-bytes",
+                key: "burst_min_bytes",
+                values: Values::Count {
+                    min: 0,
+                    below: None,
+                    of: |a| a.burst_min_bytes,
+                },
+            },
+            Param {
+                flag: "--burst-floor-connections",
+                key: "burst_floor_connections",
+                values: Values::Number {
+                    range: NumberRange::Positive,
+                    of: |a| a.burst_floor_connections,
+                },
+            },
+            Param {
+                flag: "--burst-floor-bytes",
+                key: "burst_floor_bytes",
+                values: Values::Number {
+                    range: NumberRange::Positive,
+                    of: |a| a.burst_floor_bytes,
+                },
+            },
+        ]
+    }
+    fn find(&self, conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
+        detect_bursts(conn, run_id, scope, args)
+    }
+    fn top_rows(&self) -> TopRows {
+        TopRows {
+            columns: "entity_kind, entity, metric, start_ts, end_ts, round(peak, 1) AS peak, round(baseline, 1) AS baseline, \
+                      round(threshold, 1) AS threshold, round(factor, 1) AS factor",
+            order: "mads_above DESC, entity",
+        }
+    }
+}
 
 /// Bins a baseline needs at least: a median over fewer says little about "usual".
 const MIN_BURST_BINS: usize = 10;
@@ -872,6 +1248,37 @@ fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectReq
 
 // --- long connections --------------------------------------------------------------------
 
+/// Connections lasting longer than `--long-min`, graded.
+pub struct LongConnections;
+
+impl Detector for LongConnections {
+    fn name(&self) -> &'static str {
+        "long_connections"
+    }
+    fn aliases(&self) -> &'static [&'static str] {
+        &["long-connections"]
+    }
+    fn about(&self) -> &'static str {
+        "Connections lasting longer than --long-min, graded"
+    }
+    fn params(&self) -> &'static [Param] {
+        &[Param {
+            flag: "--long-min",
+            key: "long_min_s",
+            values: Values::Duration { of: |a| a.long_min },
+        }]
+    }
+    fn find(&self, conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
+        detect_long_connections(conn, run_id, scope, args)
+    }
+    fn top_rows(&self) -> TopRows {
+        TopRows {
+            columns: "src, src_port, dst, dst_port, proto, process_name, start_ts, round(duration_s) AS duration_s, open, grade",
+            order: "duration_s DESC",
+        }
+    }
+}
+
 fn detect_long_connections(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
     let threshold_s = args.long_min.as_secs_f64();
     let overlap = "source = ? AND epoch_us(start_ts) <= ? AND epoch_us(end_ts) >= ?";
@@ -977,29 +1384,100 @@ fn humantime(seconds: f64) -> String {
 }
 
 /// The query printing a run's top rows, most notable first.
-pub fn top_rows_sql(detector: Detector, run_id: i64, top: usize) -> String {
-    let (columns, order) = match detector {
-        Detector::PortScans => (
-            "kind, scanner, coalesce(target, '*') AS target, target_port, proto, distinct_ports, distinct_hosts, \
-             attempts, round(failed_share, 3) AS failed_share, window_start, window_end, round(score, 3) AS score",
-            "score DESC, distinct_ports + distinct_hosts DESC",
-        ),
-        Detector::Beacons => (
-            "src, dst, dst_port, proto, connections, round(median_interval_s, 2) AS interval_s, \
-             round(jitter_s, 2) AS jitter_s, round(gap_score, 3) AS gaps, round(bytes_score, 3) AS bytes, \
-             round(bins_score, 3) AS bins, round(persistence_score, 3) AS persistence, round(score, 3) AS score, status, reason",
-            "CASE status WHEN 'beacon' THEN 0 WHEN 'candidate' THEN 1 ELSE 2 END, score DESC, connections DESC",
-        ),
-        Detector::Bursts => (
-            "entity_kind, entity, metric, start_ts, end_ts, round(peak, 1) AS peak, round(baseline, 1) AS baseline, \
-             round(threshold, 1) AS threshold, round(factor, 1) AS factor",
-            "mads_above DESC, entity",
-        ),
-        Detector::LongConnections => (
-            "src, src_port, dst, dst_port, proto, process_name, start_ts, round(duration_s) AS duration_s, open, grade",
-            "duration_s DESC",
-        ),
-    };
+pub fn top_rows_sql(detector: &dyn Detector, run_id: i64, top: usize) -> String {
+    let TopRows { columns, order } = detector.top_rows();
     let table = detector.table();
     format!("SELECT {columns} FROM {table} WHERE run_id = {run_id} ORDER BY {order} LIMIT {top}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// detector_runs.params holds what it held before the registry (keys and values).
+    #[test]
+    fn stored_params_are_unchanged() {
+        let a = DetectRequest::defaults(DetectorName::All, Some(Duration::from_secs(3600)));
+        let window = |mut own: serde_json::Value| {
+            let m = own.as_object_mut().unwrap();
+            m.insert("window_s".into(), serde_json::json!(3600.0));
+            m.insert("since".into(), serde_json::Value::Null);
+            m.insert("until".into(), serde_json::Value::Null);
+            own
+        };
+        let expected = [
+            serde_json::json!({"scan_window_s": 300.0, "scan_ports": 15, "scan_hosts": 25}),
+            serde_json::json!({
+                "beacon_min_connections": 4, "beacon_bins": 24, "beacon_threshold": 0.8,
+                "beacon_weights": [0.25, 0.25, 0.25, 0.25], "beacon_min_gap_score": 0.8, "beacon_min_span_s": 3600.0,
+            }),
+            serde_json::json!({
+                "burst_bin_s": 60.0, "burst_k": 5.0, "burst_min_connections": 10, "burst_min_bytes": 1_000_000,
+                "burst_floor_connections": 1.0, "burst_floor_bytes": 1_000_000.0,
+            }),
+            serde_json::json!({"long_min_s": 3600.0}),
+        ];
+        for (d, own) in DETECTORS.iter().zip(expected) {
+            assert_eq!(params_json(*d, &a), window(own), "{}", d.name());
+        }
+    }
+
+    #[test]
+    fn names_come_from_the_registry() {
+        assert_eq!(detector("port-scans").unwrap().table(), "port_scans");
+        assert_eq!(DetectorName::parse("ALL").unwrap(), DetectorName::All);
+        let e = detector("long_connection").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown detector 'long_connection'")
+                && e.contains("port_scans, beacons, bursts, long_connections, or all"),
+            "{e}"
+        );
+        let names: Vec<_> = DETECTORS.iter().map(|d| d.name()).collect();
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(names, unique);
+        // The JSON form: a detector's name, and an unknown one refused with the list.
+        let json = serde_json::to_string(&DetectorName::parse("bursts").unwrap()).unwrap();
+        assert_eq!(json, "\"bursts\"");
+        assert_eq!(
+            serde_json::from_str::<DetectorName>(&json).unwrap().detectors()[0].name(),
+            "bursts"
+        );
+        let e = serde_json::from_str::<DetectorName>("\"scans\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown detector 'scans'") && e.contains("long_connections"),
+            "{e}"
+        );
+        assert_eq!(DetectorName::All.detectors().len(), DETECTORS.len());
+    }
+
+    /// Ranges hold for every client: a request from a server's client is checked like the
+    /// command line's flags.
+    #[test]
+    fn options_outside_their_ranges_are_refused() {
+        let ok = DetectRequest::defaults(DetectorName::All, None);
+        assert!(validate(&ok).is_ok());
+        let refused = |change: &dyn Fn(&mut DetectRequest)| {
+            let mut a = ok.clone();
+            change(&mut a);
+            validate(&a).unwrap_err().to_string()
+        };
+        assert!(refused(&|a| a.beacon_weights = vec![1.0, 1.0]).contains(
+            "--beacon-weights needs four non-negative numbers (gaps,bytes,bins,persistence) with a positive sum, got [1.0, 1.0]"
+        ));
+        assert!(refused(&|a| a.beacon_weights = vec![0.0; 4]).contains("positive sum"));
+        assert!(refused(&|a| a.beacon_threshold = 1.5).contains("--beacon-threshold must be between 0 and 1, got 1.5"));
+        assert!(
+            refused(&|a| a.beacon_min_gap_score = f64::NAN).contains("--beacon-min-gap-score must be between 0 and 1")
+        );
+        assert!(refused(&|a| a.burst_k = -1.0).contains("--burst-k must be 0 or more, got -1"));
+        assert!(refused(&|a| a.burst_floor_bytes = 0.0).contains("--burst-floor-bytes must be more than 0, got 0"));
+        assert!(refused(&|a| a.scan_ports = 1).contains("--scan-ports must be 2 or more, got 1"));
+        assert!(
+            refused(&|a| a.beacon_min_connections = 3).contains("--beacon-min-connections must be 4 or more, got 3")
+        );
+        assert!(refused(&|a| a.beacon_bins = 10_000).contains("--beacon-bins must be from 2 to 9999, got 10000"));
+    }
 }

@@ -1,8 +1,9 @@
 //! Offline sources: traffic recorded elsewhere, brought into the same store so every query
 //! and stage works on it. `import pcap` turns capture files into `flows` (Zeek conn.log
 //! semantics) and optionally `packets`; `import zeek` reads Zeek conn.log files into `flows`;
-//! `import csv` loads a dataset into a table of its own ([`csv`]); `demo` synthesizes a day of
-//! host history and a labelled dataset ([`demo`]).
+//! `import csv` loads a dataset into a table of its own ([`csv`]). Only files come in here:
+//! sources of snapshots (the live host, recordings, the demo's synthetic history) are
+//! `capture`'s.
 //!
 //! Each file is one import: streamed from disk with bounded memory (only active flows are
 //! held), written in batches through the appender inside one transaction, and recorded in
@@ -12,14 +13,13 @@
 
 pub mod csv;
 pub mod decode;
-pub mod demo;
 pub mod flow;
 pub mod reader;
 pub mod sink;
 pub mod zeek;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, SendError, SyncSender};
@@ -128,33 +128,47 @@ impl ImportReport {
     }
 }
 
-/// Progress on a terminal (stderr), silent otherwise; warnings go to stderr always.
+/// Where an import's progress goes while it runs. The command layer provides it (the shell
+/// draws a bar and writes the lines on stderr); an import never prints itself.
+pub trait ImportDisplay {
+    /// A file called `name` of `total` bytes starts.
+    fn start(&mut self, name: &str, total: u64);
+    /// `at` bytes of the current file are read.
+    fn position(&self, at: u64);
+    /// The current file is done.
+    fn done(&mut self);
+    /// A warning (`warning: ...`) or a file's summary line.
+    fn line(&mut self, line: &str);
+}
+
+/// An import's progress: shown on the command layer's [`ImportDisplay`], kept for a reply, or
+/// dropped.
 pub struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    /// Warnings and summary lines kept here instead of printed (an import run for a client).
+    display: Option<Box<dyn ImportDisplay>>,
+    /// Warnings and summary lines kept here instead of shown (an import run for a client).
     collected: Option<Vec<String>>,
-    /// Print warnings on stderr.
+    /// Pass warnings on.
     report: bool,
-    /// Print a summary line per file on stderr.
+    /// Pass a summary line per file on.
     summarize: bool,
 }
 
 impl Progress {
-    /// A bar when stderr is a terminal, and a summary line per file, unless `quiet`;
-    /// warnings always.
-    pub fn for_stderr(quiet: bool) -> Self {
+    /// Shows the import on `display`: warnings always, and a summary line per file unless
+    /// `quiet`.
+    pub fn showing(display: Box<dyn ImportDisplay>, quiet: bool) -> Self {
         Progress {
-            bar: (!quiet && std::io::stderr().is_terminal()).then(indicatif::ProgressBar::hidden),
+            display: Some(display),
             collected: None,
             report: true,
             summarize: !quiet,
         }
     }
 
-    /// No bar; warnings and (unless `quiet`) summary lines are kept for [`Progress::take_lines`].
+    /// No display; warnings and (unless `quiet`) summary lines are kept for [`Progress::take_lines`].
     pub fn collecting(quiet: bool) -> Self {
         Progress {
-            bar: None,
+            display: None,
             collected: Some(Vec::new()),
             report: true,
             summarize: !quiet,
@@ -167,16 +181,17 @@ impl Progress {
     }
 
     fn emit(&mut self, line: String) {
-        match &mut self.collected {
-            Some(lines) => lines.push(line),
-            None => eprintln!("{line}"),
+        match (&mut self.collected, &mut self.display) {
+            (Some(lines), _) => lines.push(line),
+            (None, Some(display)) => display.line(&line),
+            (None, None) => {}
         }
     }
 
     /// No output at all (tests, library use).
     pub fn silent() -> Self {
         Progress {
-            bar: None,
+            display: None,
             collected: None,
             report: false,
             summarize: false,
@@ -184,35 +199,28 @@ impl Progress {
     }
 
     fn start(&mut self, path: &Path, total: u64) {
-        if let Some(bar) = &mut self.bar {
-            let b = indicatif::ProgressBar::new(total);
-            let style = indicatif::ProgressStyle::with_template(
-                "{spinner} import {msg} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-            b.set_style(style);
-            b.set_message(
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            );
-            *bar = b;
+        if let Some(display) = &mut self.display {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            display.start(&name, total);
         }
     }
 
     fn position(&self, at: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(at);
+        if let Some(display) = &self.display {
+            display.position(at);
         }
     }
 
-    fn done(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+    fn done(&mut self) {
+        if let Some(display) = &mut self.display {
+            display.done();
         }
     }
 
-    /// Warnings come after the file's bar is cleared, so they go straight to stderr.
+    /// Warnings come after the file is done, so they follow its progress.
     fn warn(&mut self, line: &str) {
         if self.report {
             self.emit(format!("warning: {line}"));

@@ -278,6 +278,7 @@ impl NetlensFlight {
             let mut ctx = request::Context {
                 observer: &mut gaps,
                 import_progress: crate::ingest::Progress::collecting(false),
+                watch: None,
                 ahead: None,
                 clock: &chrono::Utc::now,
             };

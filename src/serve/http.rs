@@ -580,6 +580,7 @@ async fn api_request(State(app): State<AppState>, headers: HeaderMap, body: axum
         let mut ctx = request::Context {
             observer: &mut gaps,
             import_progress: crate::ingest::Progress::collecting(false),
+            watch: None,
             ahead: None,
             clock: &chrono::Utc::now,
         };

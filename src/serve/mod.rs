@@ -881,6 +881,7 @@ fn run_job(
     let mut ctx = request::Context {
         observer: &mut gaps,
         import_progress: crate::ingest::Progress::collecting(false),
+        watch: None,
         ahead: None,
         clock: &Utc::now,
     };

@@ -123,9 +123,11 @@ impl Database for LocalDatabase {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
+        let mut watch = TerminalWatch;
         let mut ctx = request::Context {
             observer: &mut observer,
-            import_progress: crate::ingest::Progress::for_stderr(!progress),
+            import_progress: crate::ingest::Progress::showing(Box::new(ImportBar::new(progress)), !progress),
+            watch: Some(&mut watch),
             ahead,
             clock: &chrono::Utc::now,
         };
@@ -710,6 +712,75 @@ fn is_row_count_only(sql: &str, schema: &duckdb::arrow::datatypes::SchemaRef) ->
         keyword.as_str(),
         "INSERT" | "UPDATE" | "DELETE" | "CREATE" | "COPY" | "MERGE"
     )
+}
+
+/// `watch` on this terminal: the dashboard on standard output (redrawn when that is a
+/// terminal, a line per window otherwise), status lines on stderr.
+struct TerminalWatch;
+
+impl crate::watch::WatchDisplay for TerminalWatch {
+    fn redraws(&self) -> bool {
+        std::io::stdout().is_terminal()
+    }
+
+    fn status(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+
+    fn window(&mut self, text: &str) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::Io {
+                path: "standard output".into(),
+                source: e,
+            })
+    }
+}
+
+/// Import progress on a terminal (stderr): a bar per file, when asked for and stderr is a
+/// terminal; warnings and summary lines on stderr always.
+struct ImportBar {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl ImportBar {
+    fn new(progress: bool) -> Self {
+        ImportBar {
+            bar: (progress && std::io::stderr().is_terminal()).then(indicatif::ProgressBar::hidden),
+        }
+    }
+}
+
+impl crate::ingest::ImportDisplay for ImportBar {
+    fn start(&mut self, name: &str, total: u64) {
+        if let Some(bar) = &mut self.bar {
+            let b = indicatif::ProgressBar::new(total);
+            let style = indicatif::ProgressStyle::with_template(
+                "{spinner} import {msg} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            b.set_style(style);
+            b.set_message(name.to_string());
+            *bar = b;
+        }
+    }
+
+    fn position(&self, at: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(at);
+        }
+    }
+
+    fn done(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
 }
 
 /// Capture progress on a terminal (stderr); silent otherwise. Gaps go to stderr always.

@@ -5,8 +5,8 @@
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
+use netlens::capture::demo::DemoSource;
 use netlens::capture::Source;
-use netlens::ingest::demo::DemoSource;
 use predicates::prelude::*;
 
 use crate::Scratch;

@@ -24,8 +24,8 @@ use chrono::{DateTime, Timelike, Utc};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::capture::run::{self, Observer, Pace, RunReport};
-use crate::capture::{InterfaceRecord, ProcessRecord, Proto, Snapshot, SocketRecord, Source, TcpCounterFields};
+use super::run::{self, Observer, Pace, RunReport};
+use super::{InterfaceRecord, ProcessRecord, Proto, Snapshot, SocketRecord, Source, TcpCounterFields};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
