@@ -123,6 +123,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "tunnel_parents",
         sql: include_str!("../../sql/021_tunnel_parents.sql"),
     },
+    Migration {
+        version: 22,
+        name: "calibrate_kind",
+        sql: include_str!("../../sql/022_calibrate_kind.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -528,6 +533,7 @@ mod tests {
         (19, "46c82e48a2bfb00aa6d61c42f9cf21689a1489d11ca65a82a332ebbd76d61862"),
         (20, "a08dd161083ad28409772f2fef8582023561edd302ffa4ec43084b4b99e6f517"),
         (21, "87df2615bd465f260084a50e8d39b48f939a56a7368e26a5dc58f88adc74f80a"),
+        (22, "0276ef90902304307c0b6f35ea717f4959d97974173535ea685206ff3b6be37a"),
     ];
 
     #[test]
