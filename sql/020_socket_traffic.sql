@@ -46,21 +46,21 @@ FROM moved
 WHERE sent >= 0 AND received >= 0 AND (sent > 0 OR received > 0)
 ORDER BY snapshot_id, connection_id;
 
-CREATE VIEW traffic AS
+CREATE VIEW connection_traffic AS
 SELECT t.snapshot_id, t.ts, t.connection_id, l.host, l.proto, l.pid,
        coalesce(t.process_name, '?') AS process, l.remote_addr, l.remote_port, l.remote_scope,
        t.bytes_sent, t.bytes_received
 FROM socket_traffic t JOIN connection_lifetimes l USING (connection_id);
-COMMENT ON VIEW traffic IS 'socket_traffic with each connection''s identity: who moved how many bytes with whom, per snapshot. What the dashboard''s bandwidth panels sum.';
-COMMENT ON COLUMN traffic.snapshot_id IS 'As socket_traffic.snapshot_id.';
-COMMENT ON COLUMN traffic.ts IS 'As socket_traffic.ts.';
-COMMENT ON COLUMN traffic.connection_id IS 'As socket_traffic.connection_id.';
-COMMENT ON COLUMN traffic.host IS 'Host of the connection (connection_lifetimes.host).';
-COMMENT ON COLUMN traffic.proto IS 'tcp or udp.';
-COMMENT ON COLUMN traffic.pid IS 'Owning process id; NULL when unknown.';
-COMMENT ON COLUMN traffic.process IS 'Owning process name, ''?'' when unknown.';
-COMMENT ON COLUMN traffic.remote_addr IS 'Remote address; NULL for unconnected sockets.';
-COMMENT ON COLUMN traffic.remote_port IS 'Remote port; NULL for unconnected sockets.';
-COMMENT ON COLUMN traffic.remote_scope IS 'Scope of the remote address (sockets.remote_scope).';
-COMMENT ON COLUMN traffic.bytes_sent IS 'As socket_traffic.bytes_sent.';
-COMMENT ON COLUMN traffic.bytes_received IS 'As socket_traffic.bytes_received.';
+COMMENT ON VIEW connection_traffic IS 'socket_traffic with each connection''s identity: who moved how many bytes with whom, per snapshot. What the dashboard''s bandwidth panels sum.';
+COMMENT ON COLUMN connection_traffic.snapshot_id IS 'As socket_traffic.snapshot_id.';
+COMMENT ON COLUMN connection_traffic.ts IS 'As socket_traffic.ts.';
+COMMENT ON COLUMN connection_traffic.connection_id IS 'As socket_traffic.connection_id.';
+COMMENT ON COLUMN connection_traffic.host IS 'Host of the connection (connection_lifetimes.host).';
+COMMENT ON COLUMN connection_traffic.proto IS 'tcp or udp.';
+COMMENT ON COLUMN connection_traffic.pid IS 'Owning process id; NULL when unknown.';
+COMMENT ON COLUMN connection_traffic.process IS 'Owning process name, ''?'' when unknown.';
+COMMENT ON COLUMN connection_traffic.remote_addr IS 'Remote address; NULL for unconnected sockets.';
+COMMENT ON COLUMN connection_traffic.remote_port IS 'Remote port; NULL for unconnected sockets.';
+COMMENT ON COLUMN connection_traffic.remote_scope IS 'Scope of the remote address (sockets.remote_scope).';
+COMMENT ON COLUMN connection_traffic.bytes_sent IS 'As socket_traffic.bytes_sent.';
+COMMENT ON COLUMN connection_traffic.bytes_received IS 'As socket_traffic.bytes_received.';
