@@ -280,3 +280,21 @@ fn a_capture_names_listeners_new_since_the_last_run() {
     assert!(section.contains(&port(&new)), "{section}");
     assert!(!section.contains(&port(&old)), "{section}");
 }
+
+/// A symbolic link planted at the --record path (in /tmp, by anyone) is not written through:
+/// the capture refuses before it stores anything, and the link's target is untouched.
+#[test]
+fn record_never_writes_through_a_planted_symlink() {
+    let s = Scratch::new();
+    let victim = s.path("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let planted = s.path("rec.jsonl");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    s.cmd()
+        .args(["capture", "--count", "1", "--quiet", "--record"])
+        .arg(&planted)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("symbolic link"));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
