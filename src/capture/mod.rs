@@ -6,6 +6,7 @@
 //! collection (direction, connection tracking, storage) is tested without a live OS.
 //! This module may use `store` to append; it never reads analysis results.
 
+pub mod cmdline;
 pub mod direction;
 pub mod fixture;
 pub mod packets;
