@@ -208,7 +208,7 @@ pub fn refuse_extension_statements(sql: &str) -> Result<()> {
         "FORCE" => second == "INSTALL",
         // `UPDATE EXTENSIONS [(name, ...)]`, not an update of a table called extensions.
         "UPDATE" => {
-            second == "EXTENSIONS" && after_words(sql, 2).map_or(true, |rest| rest.is_empty() || rest.starts_with('('))
+            second == "EXTENSIONS" && after_words(sql, 2).is_none_or(|rest| rest.is_empty() || rest.starts_with('('))
         }
         _ => false,
     };
