@@ -346,6 +346,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 
+    /// How much of each process's command line to store: `name` keeps the program only
+    /// (arguments can hold secrets, of any user's processes), `full` everything, `none` nothing
+    #[arg(long, value_name = "full|name|none", default_value = "name")]
+    pub cmdline: crate::capture::cmdline::CmdlinePolicy,
+
     /// Scheduled work, repeatable: detect, geo, retrain or insights, each with its interval,
     /// e.g. --every detect=5m --every retrain=1d
     #[arg(long, value_name = "JOB=DURATION", value_parser = parse_job)]
@@ -519,6 +524,7 @@ impl ServeArgs {
                 sockets: self.sockets,
                 replay: self.replay,
                 record: self.record,
+                cmdline: self.cmdline,
             }),
             packets: self.packets.map(|interface| PacketCaptureRequest {
                 interface,
@@ -699,6 +705,11 @@ pub struct CaptureArgs {
     /// Also append every snapshot to FILE as JSON lines (for --replay)
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+
+    /// How much of each process's command line to store: `name` keeps the program only
+    /// (arguments can hold secrets, of any user's processes), `full` everything, `none` nothing
+    #[arg(long, value_name = "full|name|none", default_value = "name")]
+    pub cmdline: crate::capture::cmdline::CmdlinePolicy,
 
     /// Socket table reader [default: sockdiag on Linux, netstat2 elsewhere]
     #[arg(long, value_enum)]
@@ -1279,6 +1290,7 @@ impl DomainCommand {
                     replay: a.replay,
                     record: a.record,
                     sockets: a.sockets,
+                    cmdline: a.cmdline,
                     packets: a.packets.map(|interface| PacketCaptureRequest {
                         interface,
                         filter: a.filter,

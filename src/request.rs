@@ -42,6 +42,9 @@ pub struct CaptureRequest {
     /// Also append every snapshot to this file as JSON lines.
     pub record: Option<std::path::PathBuf>,
     pub sockets: Option<SocketBackend>,
+    /// How much of each process's command line is stored (default: the program only).
+    #[serde(default)]
+    pub cmdline: crate::capture::cmdline::CmdlinePolicy,
     /// Capture packets on an interface into flows instead of taking snapshots.
     #[serde(default)]
     pub packets: Option<PacketCaptureRequest>,
@@ -412,12 +415,13 @@ fn capture(store: &Store, c: CaptureRequest, ctx: &mut Context<'_>, reply: &mut 
         }
         return Ok(());
     }
-    let mut source: Box<dyn Source> = match &c.replay {
+    let source: Box<dyn Source> = match &c.replay {
         Some(path) => Box::new(FixtureSource::open(path)?),
         None => Box::new(SystemSource::new(
             c.sockets.unwrap_or_else(SocketBackend::platform_default),
         )?),
     };
+    let mut source = crate::capture::cmdline::Trimmed::new(source, c.cmdline);
     let mut recorder = c.record.as_deref().map(Recorder::create).transpose()?;
     let pace = Pace {
         interval: c.interval,
@@ -425,7 +429,7 @@ fn capture(store: &Store, c: CaptureRequest, ctx: &mut Context<'_>, reply: &mut 
         count: c.count,
         wait: c.replay.is_none(),
     };
-    let report = run::run(store, source.as_mut(), pace, recorder.as_mut(), ctx.clock, ctx.observer)?;
+    let report = run::run(store, &mut source, pace, recorder.as_mut(), ctx.clock, ctx.observer)?;
     if report.interrupted {
         reply.warning("stopped by Ctrl-C; every finished snapshot is stored");
     }

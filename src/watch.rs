@@ -71,12 +71,17 @@ pub fn run(store: &Store, args: &WatchRequest, display: &mut dyn WatchDisplay) -
     interrupt::clear();
     check(store, args)?;
     let live = args.replay.is_none();
-    let mut source: Box<dyn Source> = match &args.replay {
+    let source: Box<dyn Source> = match &args.replay {
         Some(path) => Box::new(FixtureSource::open(path)?),
         None => Box::new(SystemSource::new(
             args.sockets.unwrap_or_else(SocketBackend::platform_default),
         )?),
     };
+    // Like capture's default: no process argument (where secrets are passed) is stored.
+    let mut source: Box<dyn Source> = Box::new(crate::capture::cmdline::Trimmed::new(
+        source,
+        crate::capture::cmdline::CmdlinePolicy::default(),
+    ));
     let width = TimeDelta::from_std(args.interval).map_err(|e| Error::Usage(format!("--interval: {e}")))?;
     let width_sql = format!("INTERVAL {} MILLISECOND", width.num_milliseconds());
     let features = PolicySource::open(store, &format!("SELECT * FROM active_flow_features_by({width_sql})"))?;

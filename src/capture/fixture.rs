@@ -65,11 +65,8 @@ pub struct Recorder {
 impl Recorder {
     /// Creates (or appends to) a recording.
     pub fn create(path: &Path) -> Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
+        // Never through a symlink someone planted at the path (crate::files).
+        let file = crate::files::open_for_writing(path, crate::files::Existing::Append)?;
         Ok(Recorder {
             path: path.to_path_buf(),
             out: BufWriter::new(file),

@@ -7,6 +7,7 @@
 //! [`demo::DemoSource`] synthesizes a day of host history for `netlens demo`.
 //! This module may use `store` to append; it never reads analysis results.
 
+pub mod cmdline;
 pub mod demo;
 pub mod direction;
 pub mod fixture;

@@ -243,7 +243,14 @@ fn lookup_batch(
             }
         }
         outcome.requests += 1;
-        let reply = transport.post(&body)?;
+        let reply = match transport.post(&body) {
+            Ok(reply) => reply,
+            Err(reason) if reason == REQUEST_INTERRUPTED => {
+                outcome.interrupted = true;
+                return Err(reason);
+            }
+            Err(reason) => return Err(reason),
+        };
         let now = clock.now();
         if reply.status == 429 {
             refusals += 1;
@@ -343,43 +350,41 @@ impl HttpTransport {
     }
 }
 
+/// What [`HttpTransport::post`] returns when Ctrl-C came while the request was in flight.
+pub const REQUEST_INTERRUPTED: &str = "interrupted by Ctrl-C while waiting for the provider's answer";
+
 impl Transport for HttpTransport {
+    /// Sends on a thread of its own and waits for the answer in steps of 100 ms, so Ctrl-C
+    /// ends the wait at once instead of after up to `--timeout`: reqwest's blocking client
+    /// cannot be cancelled from outside. The abandoned request ends by itself within the
+    /// timeout, and nothing of its answer is used.
     fn post(&self, body: &str) -> std::result::Result<HttpReply, String> {
-        let sent = self
-            .client
-            .post(&self.endpoint)
-            .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .send();
-        let response = sent.map_err(|e| self.describe(&e))?;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let (x_rl, x_ttl) = (header("X-Rl"), header("X-Ttl"));
-        let status = response.status().as_u16();
-        // Anyone on the path can answer: read at most MAX_REPLY (100 answers take ~30 KB).
-        let mut bytes = Vec::new();
-        response
-            .take(MAX_REPLY + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("reading the reply failed: {e}"))?;
-        if bytes.len() as u64 > MAX_REPLY {
-            return Err(format!(
-                "the reply is larger than {} KiB, far more than an answer to 100 addresses; not read",
-                MAX_REPLY / 1024
-            ));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let (client, endpoint, body, timeout) = (
+            self.client.clone(),
+            self.endpoint.clone(),
+            body.to_string(),
+            self.timeout,
+        );
+        std::thread::Builder::new()
+            .name("geo-request".to_string())
+            .spawn(move || {
+                let _ = sender.send(exchange(&client, &endpoint, body, timeout));
+            })
+            .map_err(|e| format!("cannot start the request: {e}"))?;
+        loop {
+            match receiver.recv_timeout(Duration::from_millis(100)) {
+                Ok(answer) => return answer,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if crate::interrupt::requested() {
+                        return Err(REQUEST_INTERRUPTED.to_string());
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("the request ended without an answer".to_string())
+                }
+            }
         }
-        let body = String::from_utf8_lossy(&bytes).into_owned();
-        Ok(HttpReply {
-            status,
-            x_rl,
-            x_ttl,
-            body,
-        })
     }
 
     fn url(&self) -> &str {
@@ -387,15 +392,56 @@ impl Transport for HttpTransport {
     }
 }
 
-impl HttpTransport {
-    fn describe(&self, e: &reqwest::Error) -> String {
-        if e.is_timeout() {
-            format!("no answer within --timeout {:.1} s", self.timeout.as_secs_f64())
-        } else if e.is_connect() {
-            format!("cannot connect ({})", error_chain(e))
-        } else {
-            error_chain(e)
-        }
+/// One request and its reply, read up to [`MAX_REPLY`].
+fn exchange(
+    client: &reqwest::blocking::Client,
+    endpoint: &str,
+    body: String,
+    timeout: Duration,
+) -> std::result::Result<HttpReply, String> {
+    let sent = client
+        .post(endpoint)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send();
+    let response = sent.map_err(|e| describe(&e, timeout))?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (x_rl, x_ttl) = (header("X-Rl"), header("X-Ttl"));
+    let status = response.status().as_u16();
+    // Anyone on the path can answer: read at most MAX_REPLY (100 answers take ~30 KB).
+    let mut bytes = Vec::new();
+    response
+        .take(MAX_REPLY + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading the reply failed: {e}"))?;
+    if bytes.len() as u64 > MAX_REPLY {
+        return Err(format!(
+            "the reply is larger than {} KiB, far more than an answer to 100 addresses; not read",
+            MAX_REPLY / 1024
+        ));
+    }
+    let body = String::from_utf8_lossy(&bytes).into_owned();
+    Ok(HttpReply {
+        status,
+        x_rl,
+        x_ttl,
+        body,
+    })
+}
+
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        format!("no answer within --timeout {:.1} s", timeout.as_secs_f64())
+    } else if e.is_connect() {
+        format!("cannot connect ({})", error_chain(e))
+    } else {
+        error_chain(e)
     }
 }
 

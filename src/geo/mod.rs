@@ -566,6 +566,35 @@ mod tests {
         );
     }
 
+    /// A 6to4 address carries an IPv4 address (a private one names the site's), and Teredo and
+    /// benchmarking addresses are special-purpose: none reaches the provider unless public.
+    #[test]
+    fn transition_addresses_reach_the_provider_only_when_public() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let transport = Recording {
+            sent: RefCell::new(Vec::new()),
+        };
+        let mut clock = NoClock;
+        let mut sources = Sources {
+            mmdb: MmdbSet::open(&[]).unwrap(),
+            provider: Some((&transport as &dyn Transport, &mut clock as &mut dyn Clock)),
+            max_wait: Duration::from_secs(60),
+        };
+        let texts: Vec<String> = [
+            "2002:c0a8:101::1",
+            "2002:a00:1::5",
+            "2001::1",
+            "2001:2::9",
+            "2002:808:808::1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let run = resolve(&store, "geo", &texts, &mut sources, Utc::now()).unwrap();
+        assert_eq!(*transport.sent.borrow(), ["2002:808:808::1"]);
+        assert_eq!((run.addresses, run.local), (5, 4));
+    }
+
     #[test]
     fn without_a_source_public_addresses_store_nothing() {
         let store = Store::open(&Location::Memory, false).unwrap();

@@ -119,8 +119,15 @@ pub fn import_csv(store: &Store, args: &CsvImport) -> Result<CsvReport> {
             "replace" => format!("CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source}"),
             _ => format!("CREATE TABLE {target} AS SELECT * FROM {source}"),
         };
-        conn.execute_batch(&statement)
-            .map_err(|e| bad_file(path, e.to_string()))?;
+        // Ctrl-C interrupts the statement (and the transaction rolls back: nothing stored).
+        let _running = crate::interrupt::Running::new(conn.interrupt_handle());
+        conn.execute_batch(&statement).map_err(|e| match Error::sql(e) {
+            Error::Interrupted => Error::Interrupted,
+            other => bad_file(path, other.to_string()),
+        })?;
+        if crate::interrupt::requested() {
+            return Err(Error::Interrupted);
+        }
         let after: i64 = conn
             .query_row(&format!("SELECT count(*) FROM {target}"), [], |r| r.get(0))
             .map_err(Error::sql)?;

@@ -318,6 +318,10 @@ fn run_query(
         ));
         return;
     };
+    if let Err(e) = store.check_user_statement(sql) {
+        let _ = schema_tx.send(Err(e.to_string()));
+        return;
+    }
     let conn = store.conn();
     if read_only {
         if let Err(e) = conn.execute_batch("BEGIN TRANSACTION READ ONLY") {
@@ -328,6 +332,9 @@ fn run_query(
         let _ = conn.execute_batch("ROLLBACK");
     } else {
         stream_query(conn, sql, schema_tx, batch_tx);
+        if let Err(e) = store.check_still_read_only() {
+            let _ = batch_tx.blocking_send(Err(e.to_string()));
+        }
     }
 }
 
@@ -471,10 +478,16 @@ impl FlightSqlService for NetlensFlight {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || -> std::result::Result<i64, Status> {
             let store = store.lock().map_err(internal)?;
-            let rows = store
-                .conn()
-                .execute(&command.query, [])
-                .map_err(|e| Status::invalid_argument(Error::sql(e).to_string()))?;
+            // duckdb-rs runs every statement of a text but the last: one statement, checked
+            // like any other user-given SQL.
+            crate::store::statements::one(&command.query, "an update statement")
+                .and_then(|()| store.check_user_statement(&command.query))
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let ran = store.conn().execute(&command.query, []);
+            store
+                .check_still_read_only()
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let rows = ran.map_err(|e| Status::invalid_argument(Error::sql(e).to_string()))?;
             shared.queries_served.fetch_add(1, Ordering::Relaxed);
             Ok(i64::try_from(rows).unwrap_or(i64::MAX))
         })

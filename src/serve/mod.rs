@@ -76,6 +76,8 @@ pub struct CaptureSchedule {
     pub sockets: Option<SocketBackend>,
     pub replay: Option<PathBuf>,
     pub record: Option<PathBuf>,
+    /// How much of each process's command line is stored.
+    pub cmdline: crate::capture::cmdline::CmdlinePolicy,
 }
 
 /// Work the server runs by itself at an interval.
@@ -707,7 +709,8 @@ fn capture_loop(shared: &Shared, store: Store, capture: &CaptureSchedule) {
             Some(path) => FixtureSource::open(path).map(|s| Box::new(s) as Box<dyn Source>),
             None => SystemSource::new(capture.sockets.unwrap_or_else(SocketBackend::platform_default))
                 .map(|s| Box::new(s) as Box<dyn Source>),
-        };
+        }
+        .map(|s| Box::new(crate::capture::cmdline::Trimmed::new(s, capture.cmdline)) as Box<dyn Source>);
         let result = source.and_then(|mut source| {
             let pace = Pace {
                 interval: capture.interval,

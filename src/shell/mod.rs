@@ -83,13 +83,19 @@ impl LocalDatabase {
 
 impl Database for LocalDatabase {
     fn query(&mut self, sql: &str, consume: &mut dyn FnMut(SchemaRef, Batches<'_>) -> Result<()>) -> Result<()> {
+        self.store.check_user_statement(sql)?;
         let conn = self.store.conn();
-        let mut stmt = conn.prepare(sql).map_err(Error::sql)?;
-        let _running = interrupt::Running::new(conn.interrupt_handle());
-        let stream = stmt.stream_arrow([]).map_err(Error::sql)?;
-        let schema = stream.get_schema();
-        let mut batches = stream.map(|b| b.map_err(Error::sql));
-        consume(schema, &mut batches)
+        let consumed = {
+            let mut stmt = conn.prepare(sql).map_err(Error::sql)?;
+            let _running = interrupt::Running::new(conn.interrupt_handle());
+            let stream = stmt.stream_arrow([]).map_err(Error::sql)?;
+            let schema = stream.get_schema();
+            let mut batches = stream.map(|b| b.map_err(Error::sql));
+            consume(schema, &mut batches)
+        };
+        // Also after a failure: the statement may have attached before it failed.
+        self.store.check_still_read_only()?;
+        consumed
     }
 
     fn execute(&mut self, request: Request, progress: bool, ahead: Option<ReadAhead>) -> Result<Reply> {
@@ -193,7 +199,7 @@ struct FileSink {
 
 impl FileSink {
     fn create(path: &Path) -> Result<Self> {
-        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let file = crate::files::open_for_writing(path, crate::files::Existing::Truncate)?;
         Ok(FileSink {
             path: path.to_path_buf(),
             out: BufWriter::new(file),

@@ -120,6 +120,7 @@ impl Store {
             }
             Creation::Migrated(_) => {}
         }
+        lock_settings(&conn)?;
         Ok(Store {
             conn,
             location: location.clone(),
@@ -129,6 +130,71 @@ impl Store {
             detached: std::cell::Cell::new(false),
             shared: false,
         })
+    }
+
+    /// Checks a statement of user-given SQL (the shell, `-c`, a server's local client) before
+    /// it runs: no extension is installed or loaded
+    /// ([`statements::refuse_extension_statements`]), and in a `--read-only` session the
+    /// database's own catalog is never detached or replaced, which is how it could be attached
+    /// again writable (DuckDB itself refuses a second attachment of a file already attached,
+    /// by its canonical path).
+    pub fn check_user_statement(&self, sql: &str) -> Result<()> {
+        statements::refuse_extension_statements(sql)?;
+        if !self.read_only {
+            return Ok(());
+        }
+        let first = statements::first_keyword(sql);
+        let replaces = first == "ATTACH" && statements::leading_keywords(sql, 3).iter().any(|w| w == "REPLACE");
+        let detaches_own =
+            first == "DETACH" && statements::detached_name(sql).is_none_or(|name| name.eq_ignore_ascii_case(CATALOG));
+        if replaces || detaches_own {
+            return Err(Error::Usage(format!(
+                "{} is refused in a --read-only session: the database {CATALOG} could then be attached again writable\n  \
+                 hint: ATTACH other files under other names (they stay writable); open without --read-only to write",
+                if replaces { "ATTACH OR REPLACE" } else { "DETACH of the database" }
+            )));
+        }
+        Ok(())
+    }
+
+    /// After a statement of user-given SQL ran in a `--read-only` session: a writable
+    /// attachment of the database's own file (by a hard link, which DuckDB's path check does
+    /// not see) is detached again and reported, before any other statement can write through it.
+    pub fn check_still_read_only(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let Location::File(own) = &self.location else {
+            return Ok(());
+        };
+        if !self.read_only {
+            return Ok(());
+        }
+        let Ok(own) = std::fs::metadata(own) else {
+            return Ok(());
+        };
+        let writable: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT database_name, path FROM duckdb_databases() WHERE NOT readonly AND path IS NOT NULL")
+                .map_err(Error::sql)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(Error::sql)?;
+            rows.collect::<duckdb::Result<_>>().map_err(Error::sql)?
+        };
+        for (name, path) in writable {
+            let same = std::fs::metadata(&path).is_ok_and(|m| m.dev() == own.dev() && m.ino() == own.ino());
+            if same {
+                let detached = self.conn.execute_batch(&format!("DETACH {}", quote_ident(&name)));
+                return Err(Error::Usage(format!(
+                    "{path} (attached as {name}) is this --read-only session's own database, attached writable; {}\n  \
+                     hint: open without --read-only to write",
+                    if detached.is_ok() {
+                        "it was detached again"
+                    } else {
+                        "detaching it failed, so end this session"
+                    }
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Another connection to the same database instance, with its own transactions, for a
@@ -473,6 +539,36 @@ fn config() -> duckdb::Result<Config> {
         .with("autoinstall_known_extensions", "false")
 }
 
+/// The DuckDB settings user SQL may still change once [`lock_settings`] has run: resource
+/// limits, and the ones netlens itself changes after opening (capture's per-snapshot
+/// settings, a server's memory limit and file confinement). `enable_external_access` can then
+/// only be turned off (DuckDB refuses to turn it on while running) and `allowed_directories`
+/// only changed while it is on, when it has no effect.
+pub const UNLOCKED_SETTINGS: &[&str] = &[
+    "memory_limit",
+    "threads",
+    "write_buffer_row_group_count",
+    "enable_external_access",
+    "allowed_directories",
+    "preserve_insertion_order",
+    "enable_progress_bar",
+];
+
+/// Locks DuckDB's configuration for the rest of the process (DuckDB refuses even to unlock it),
+/// except [`UNLOCKED_SETTINGS`]: no statement can turn extension autoloading or autoinstalling
+/// back on, allow unsigned or community extensions, or change where extensions come from.
+fn lock_settings(conn: &Connection) -> Result<()> {
+    let allowed = UNLOCKED_SETTINGS
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    conn.execute_batch(&format!(
+        "SET allowed_configs = [{allowed}]; SET lock_configuration = true"
+    ))
+    .map_err(Error::sql)
+}
+
 /// Turns DuckDB's open errors into ones that say what to do.
 fn classify_open_error(path: &Path, err: duckdb::Error) -> Error {
     let text = err.to_string();
@@ -634,5 +730,99 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn settings_stay_locked_and_extensions_stay_out() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let conn = store.conn();
+        for undo in [
+            "SET autoinstall_known_extensions = true",
+            "SET autoload_known_extensions = true",
+            "RESET autoload_known_extensions",
+            "SET lock_configuration = false",
+            "SET allowed_configs = ['autoinstall_known_extensions']",
+            "SET allow_unsigned_extensions = true",
+            "SET custom_extension_repository = 'http://example.invalid'",
+            "PRAGMA autoinstall_known_extensions = true",
+        ] {
+            let e = conn.execute_batch(undo).unwrap_err().to_string();
+            assert!(e.contains("locked") || e.contains("Cannot"), "{undo}: {e}");
+        }
+        let installed: bool = conn
+            .query_row("SELECT current_setting('autoinstall_known_extensions')", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(!installed);
+        // What netlens itself changes later, and resource limits, still change.
+        for setting in UNLOCKED_SETTINGS
+            .iter()
+            .filter(|s| !s.starts_with("allowed") && !s.contains("external"))
+        {
+            let value: String = conn
+                .query_row(&format!("SELECT current_setting('{setting}')::VARCHAR"), [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            conn.execute_batch(&format!("SET {setting} = '{value}'")).unwrap();
+        }
+        conn.execute_batch("RESET memory_limit").unwrap();
+        for refused in [
+            "INSTALL httpfs",
+            "LOAD httpfs",
+            "FORCE INSTALL httpfs",
+            "UPDATE EXTENSIONS",
+        ] {
+            assert!(store.check_user_statement(refused).is_err(), "{refused}");
+        }
+        assert!(
+            store.check_user_statement("DETACH netlens").is_ok(),
+            "only read-only sessions keep it"
+        );
+    }
+
+    #[test]
+    fn a_read_only_session_cannot_attach_its_file_writable_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.duckdb");
+        drop(Store::open(&Location::File(path.clone()), false).unwrap());
+        let store = Store::open(&Location::File(path.clone()), true).unwrap();
+        for refused in [
+            "DETACH netlens",
+            "detach database if exists \"NETLENS\"",
+            "ATTACH OR REPLACE 'x.duckdb' AS netlens",
+        ] {
+            let e = store.check_user_statement(refused).unwrap_err().to_string();
+            assert!(e.contains("--read-only"), "{refused}: {e}");
+        }
+        assert!(store.check_user_statement("DETACH other").is_ok());
+        // A hard link is another path to the same file, which DuckDB lets attach writable.
+        let link = dir.path().join("link.duckdb");
+        std::fs::hard_link(&path, &link).unwrap();
+        store
+            .conn()
+            .execute_batch(&format!("ATTACH {} AS w", quote_literal(&link.display().to_string())))
+            .unwrap();
+        let e = store.check_still_read_only().unwrap_err().to_string();
+        assert!(e.contains("detached again"), "{e}");
+        let left: i64 = store
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM duckdb_databases() WHERE database_name = 'w'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
+        // Other files stay writable.
+        store
+            .conn()
+            .execute_batch(&format!(
+                "ATTACH {} AS other; CREATE TABLE other.t AS SELECT 1 AS x",
+                quote_literal(&dir.path().join("other.duckdb").display().to_string())
+            ))
+            .unwrap();
+        store.check_still_read_only().unwrap();
     }
 }

@@ -100,6 +100,132 @@ pub fn one(sql: &str, what: &str) -> Result<()> {
     }
 }
 
+/// The first keyword of `sql`, upper case, after whitespace, comments and opening parentheses
+/// (empty when it starts with anything else).
+pub fn first_keyword(sql: &str) -> String {
+    keywords(sql).next().unwrap_or_default()
+}
+
+/// Up to `n` leading keywords of `sql`, upper case ([`first_keyword`]'s rules).
+pub fn leading_keywords(sql: &str, n: usize) -> Vec<String> {
+    keywords(sql).take(n).collect()
+}
+
+/// The name a `DETACH [DATABASE] [IF EXISTS] name` statement detaches, unquoted; `None` when
+/// it is not read as such (callers treat that as the worst case).
+pub fn detached_name(sql: &str) -> Option<String> {
+    let words = leading_keywords(sql, 4);
+    let skip = match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["DETACH", "DATABASE", "IF", "EXISTS", ..] => 4,
+        ["DETACH", "IF", "EXISTS", ..] => 3,
+        ["DETACH", "DATABASE", ..] => 2,
+        ["DETACH", ..] => 1,
+        _ => return None,
+    };
+    let rest = after_words(sql, skip)?;
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    name.push('"');
+                }
+                '"' => return chars.all(|c| c.is_whitespace()).then_some(name),
+                c => name.push(c),
+            }
+        }
+        return None;
+    }
+    let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    (name.len() == rest.len() && !name.is_empty()).then_some(name)
+}
+
+/// The leading keywords of `sql` (words of letters and underscores), upper case, after
+/// whitespace, comments and opening parentheses; stops at the first thing that is not one.
+fn keywords(sql: &str) -> impl Iterator<Item = String> + '_ {
+    let mut rest = sql;
+    std::iter::from_fn(move || {
+        rest = skip_comments(rest).trim_start_matches('(');
+        rest = skip_comments(rest);
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphabetic() || c == '_'))
+            .unwrap_or(rest.len());
+        if end == 0 {
+            return None;
+        }
+        let word = rest[..end].to_ascii_uppercase();
+        rest = &rest[end..];
+        Some(word)
+    })
+}
+
+/// The text after the first `n` keywords and the comments after them, if `sql` starts with `n`.
+fn after_words(sql: &str, n: usize) -> Option<&str> {
+    let mut rest = sql;
+    for _ in 0..n {
+        rest = skip_comments(skip_comments(rest).trim_start_matches('('));
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphabetic() || c == '_'))
+            .unwrap_or(rest.len());
+        if end == 0 {
+            return None;
+        }
+        rest = &rest[end..];
+    }
+    Some(skip_comments(rest).trim_end_matches(|c: char| c == ';' || c.is_whitespace()))
+}
+
+/// The text after leading whitespace and comments.
+fn skip_comments(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        let trimmed = rest.trim_start();
+        if let Some(line) = trimmed.strip_prefix("--") {
+            rest = line.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(block) = trimmed.strip_prefix("/*") {
+            rest = block.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            return trimmed;
+        }
+    }
+}
+
+/// Refuses a statement of user-given SQL that would install, load or update a DuckDB extension.
+/// netlens promises that DuckDB never downloads code (README): its autoloading and
+/// autoinstalling are off and locked ([`crate::store::Store::open`]), and these are the
+/// statements that would still fetch or run an extension. DuckDB has no setting that turns them
+/// off while files stay readable (`enable_external_access = false` would also stop `read_csv`
+/// and `COPY`), so they are refused by their first keywords, which decide a statement's kind in
+/// DuckDB's grammar (`INSTALL`, `FORCE INSTALL`, `LOAD`, `UPDATE EXTENSIONS`).
+pub fn refuse_extension_statements(sql: &str) -> Result<()> {
+    let mut words = keywords(sql);
+    let first = words.next().unwrap_or_default();
+    let second = words.next().unwrap_or_default();
+    let refused = match first.as_str() {
+        "INSTALL" | "LOAD" => true,
+        "FORCE" => second == "INSTALL",
+        // `UPDATE EXTENSIONS [(name, ...)]`, not an update of a table called extensions.
+        "UPDATE" => {
+            second == "EXTENSIONS" && after_words(sql, 2).is_none_or(|rest| rest.is_empty() || rest.starts_with('('))
+        }
+        _ => false,
+    };
+    if refused {
+        let what = if first == "FORCE" || first == "UPDATE" {
+            format!("{first} {second}")
+        } else {
+            first
+        };
+        return Err(Error::Usage(format!(
+            "{what} is refused: netlens never lets DuckDB download or load an extension (the bundled DuckDB has every one netlens needs)\n  \
+             hint: use the duckdb command-line tool on a copy of the file if you need an extension"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +255,47 @@ mod tests {
             left, 0,
             "if this fails, duckdb-rs stopped doing it and one() is belt and braces"
         );
+    }
+
+    #[test]
+    fn extension_statements_are_refused_by_their_kind() {
+        for refused in [
+            "INSTALL httpfs",
+            "  -- x\n install httpfs FROM core",
+            "/* a */ FORCE INSTALL httpfs",
+            "load httpfs",
+            "LOAD '/tmp/x.duckdb_extension'",
+            "UPDATE EXTENSIONS",
+            "update /* x */ extensions (httpfs)",
+            "UPDATE EXTENSIONS;",
+        ] {
+            assert!(refuse_extension_statements(refused).is_err(), "{refused}");
+        }
+        for ok in [
+            "SELECT 'INSTALL httpfs'",
+            "UPDATE extensions_seen SET n = 1",
+            "UPDATE t SET install = 1",
+            "UPDATE extensions SET n = 1",
+            "UPDATE extensions e SET n = 1",
+            "CREATE TABLE load AS SELECT 1",
+            "(SELECT 1)",
+            "",
+        ] {
+            assert!(refuse_extension_statements(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(first_keyword("  /* c */ (select 1)"), "SELECT");
+        assert_eq!(first_keyword("'x'"), "");
+    }
+
+    #[test]
+    fn detached_names_are_read_or_left_unknown() {
+        assert_eq!(detached_name("DETACH netlens").as_deref(), Some("netlens"));
+        assert_eq!(
+            detached_name("detach database if exists \"Net\"\"lens\" ;").as_deref(),
+            Some("Net\"lens")
+        );
+        assert_eq!(detached_name("DETACH /* c */ other").as_deref(), Some("other"));
+        assert_eq!(detached_name("DETACH netlens.x").as_deref(), None);
+        assert_eq!(detached_name("SELECT 1"), None);
     }
 }

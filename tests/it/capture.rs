@@ -280,3 +280,63 @@ fn a_capture_names_listeners_new_since_the_last_run() {
     assert!(section.contains(&port(&new)), "{section}");
     assert!(!section.contains(&port(&old)), "{section}");
 }
+
+/// A symbolic link planted at the --record path (in /tmp, by anyone) is not written through:
+/// the capture refuses before it stores anything, and the link's target is untouched.
+#[test]
+fn record_never_writes_through_a_planted_symlink() {
+    let s = Scratch::new();
+    let victim = s.path("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let planted = s.path("rec.jsonl");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    s.cmd()
+        .args(["capture", "--count", "1", "--quiet", "--record"])
+        .arg(&planted)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("symbolic link"));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+/// Command lines can hold secrets of any user's processes: by default only the program is
+/// stored, `--cmdline full` keeps the arguments, `none` nothing. netlens's own process (whose
+/// arguments are known) is in every snapshot.
+#[test]
+fn process_arguments_are_stored_only_when_asked_for() {
+    let own = "SELECT count(*) FROM processes WHERE name LIKE 'netlens%'";
+    let with_arguments = "SELECT count(*) FROM processes WHERE cmdline LIKE '% %'";
+    for (policy, expect_arguments) in [
+        (None, false),
+        (Some("name"), false),
+        (Some("full"), true),
+        (Some("none"), false),
+    ] {
+        let s = Scratch::new();
+        let mut cmd = s.cmd();
+        cmd.args(["capture", "--count", "1", "--quiet", "--record"])
+            .arg(s.path("rec.jsonl"));
+        if let Some(policy) = policy {
+            cmd.args(["--cmdline", policy]);
+        }
+        cmd.assert().success();
+        assert_ne!(s.query(own), "0", "{policy:?}: netlens's own process was not captured");
+        let stored = s.query(with_arguments);
+        assert_eq!(
+            stored != "0",
+            expect_arguments,
+            "{policy:?}: {stored} command lines with arguments"
+        );
+        let recorded = std::fs::read_to_string(s.path("rec.jsonl")).unwrap();
+        assert_eq!(
+            recorded.contains("--cmdline") || recorded.contains("--count 1"),
+            expect_arguments,
+            "{policy:?}: the recording"
+        );
+        if policy == Some("none") {
+            assert_eq!(s.query("SELECT count(cmdline) FROM processes"), "0");
+        } else {
+            assert_ne!(s.query("SELECT count(cmdline) FROM processes"), "0", "{policy:?}");
+        }
+    }
+}

@@ -239,3 +239,25 @@ fn a_csv_path_is_a_path_and_netlens_tables_are_not_import_targets() {
         "the database still opens"
     );
 }
+
+#[test]
+fn ctrl_c_cancels_a_csv_import_and_it_leaves_nothing() {
+    // Regression (issue 22): `import csv` had no Ctrl-C test. Eight million rows keep DuckDB's
+    // CSV reader busy for seconds, so Ctrl-C lands inside the import.
+    let s = Scratch::new();
+    let csv = s.path("big.csv");
+    s.query(&format!(
+        "COPY (SELECT range AS id, 'host' || (range % 977) AS host, range * 0.5 AS bytes, range % 3 = 0 AS flagged \
+         FROM range(8000000)) TO '{}' (HEADER)",
+        csv.display()
+    ));
+    let child = s.spawn(&["import", "csv", csv.to_str().unwrap(), "--table", "big"]);
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    crate::ctrl_c_ends_it_with_130(child);
+    assert_eq!(
+        s.query("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'big'"),
+        "0",
+        "the cancelled import left its table"
+    );
+    assert_eq!(s.query("SELECT count(*) FROM datasets"), "0");
+}

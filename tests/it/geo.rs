@@ -770,3 +770,37 @@ fn geo_works_as_a_shell_command() {
         .success()
         .stdout(predicate::str::contains("--provider").and(predicate::str::contains("ip-api")));
 }
+
+#[test]
+fn ctrl_c_ends_a_request_in_flight_and_stores_nothing() {
+    // Regression (issue 22): a request the provider never answers held Ctrl-C off for up to
+    // --timeout (here 60 s, three times what ctrl_c_ends_it_with_130 waits).
+    let api = FakeApi::start(Behaviour::Slow(Duration::from_secs(600)));
+    let s = Scratch::new();
+    s.query("SELECT 1");
+    let mut child = s.spawn(&[
+        "geo",
+        "lookup",
+        "--provider",
+        "ip-api",
+        "--url",
+        &api.url,
+        "--timeout",
+        "60s",
+        "8.8.8.8",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.received.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no request reached the provider");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "geo ended before it was asked anything"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pressed = Instant::now();
+    crate::ctrl_c_ends_it_with_130(child);
+    assert!(pressed.elapsed() < Duration::from_secs(5), "{:?}", pressed.elapsed());
+    assert_eq!(s.query("SELECT count(*) FROM geo"), "0");
+    assert_eq!(s.query("SELECT count(*) FROM geo_runs"), "0");
+}

@@ -855,3 +855,38 @@ fn the_memory_limit_is_the_whole_servers() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("512MB"));
 }
+
+/// A local client of the server (the Unix socket) may run any SQL the shell may, and no more:
+/// the settings that keep extensions out stay locked, and no extension is installed or loaded.
+#[test]
+fn local_clients_cannot_unlock_settings_or_install_extensions() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--no-capture"]);
+    for sql in [
+        "SET autoinstall_known_extensions = true",
+        "RESET autoload_known_extensions",
+        "SET lock_configuration = false",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+    ] {
+        let out = s.cmd().args(["-c", sql]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{sql} was not refused: {stderr}\n{}",
+            server.log()
+        );
+        assert!(
+            stderr.contains("locked") || stderr.contains("never lets DuckDB"),
+            "{sql}: {stderr}"
+        );
+    }
+    s.cmd()
+        .args(["--format", "csv", "--no-headers"])
+        .args(["-c", "SET memory_limit = '2GB'"])
+        .args(["-c", "SELECT current_setting('autoinstall_known_extensions')"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("false"));
+}

@@ -97,3 +97,54 @@ fn domain_commands_in_the_shell_use_the_command_line_grammar() {
         .success()
         .stdout(predicate::str::contains("1"));
 }
+
+/// `.output` and `.once` never write through a symbolic link someone planted at the path, and
+/// leave its target as it was.
+#[test]
+fn output_never_writes_through_a_planted_symlink() {
+    let s = Scratch::new();
+    let victim = s.path("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let planted = s.path("out.csv");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    for command in [".output", ".once"] {
+        let out = shell(&s, &format!("{command} {}\nSELECT 1 AS a;\n", planted.display()));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("symbolic link"), "{command}: {stderr}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "{command}");
+    }
+}
+
+/// The settings that keep extensions out cannot be undone from the shell, no extension is
+/// installed, and a --read-only session cannot detach its database to attach it writable.
+#[test]
+fn sessions_cannot_undo_their_safety_settings() {
+    let s = Scratch::new();
+    s.cmd().args(["-c", "SELECT 1"]).assert().success();
+    for sql in [
+        "SET autoinstall_known_extensions = true",
+        "SET autoload_known_extensions = true",
+        "SET lock_configuration = false",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+    ] {
+        s.cmd()
+            .args(["-c", sql])
+            .assert()
+            .code(1)
+            .stderr(predicates::str::contains("locked").or(predicates::str::contains("never lets DuckDB")));
+    }
+    for sql in ["DETACH netlens", "ATTACH OR REPLACE 'x.duckdb' AS netlens"] {
+        s.cmd()
+            .args(["--read-only", "-c", "USE memory", "-c", sql])
+            .assert()
+            .code(1)
+            .stderr(predicates::str::contains("--read-only"));
+    }
+    s.cmd()
+        .args(["--read-only", "--format", "csv", "--no-headers", "-c"])
+        .arg("SELECT readonly FROM duckdb_databases() WHERE database_name = 'netlens'")
+        .assert()
+        .success()
+        .stdout("true\n");
+}
