@@ -266,21 +266,18 @@ fn roll_up(conn: &duckdb::Connection, bucket: &Bucket, width: i64) -> Result<()>
                   arg_max(remote_scope, ts) AS remote_scope, arg_max(pid, ts) AS pid, \
                   arg_max(process_name, ts) AS process_name, count(*) AS snapshots, min(ts) AS first_seen, \
                   max(ts) AS last_seen, arg_max(state, ts) AS last_state, \
-                  arg_max(bytes_sent, ts) AS sent_end, arg_min(bytes_sent, ts) AS sent_first, \
-                  arg_max(bytes_received, ts) AS received_end, arg_min(bytes_received, ts) AS received_first, \
+                  arg_max(bytes_sent, ts) AS sent_end, arg_max(bytes_received, ts) AS received_end, \
                   arg_max(total_retrans, ts) AS total_retrans, avg(rtt_us) AS rtt_us_avg \
            FROM sockets WHERE {of_bucket} GROUP BY connection_id), \
-         previous AS ( \
-           SELECT connection_id, arg_max(bytes_sent_total, bucket_start) AS sent, \
-                  arg_max(bytes_received_total, bucket_start) AS received \
-           FROM connection_rollups WHERE host = $1 AND bucket_start < $2 \
-             AND connection_id IN (SELECT connection_id FROM agg) GROUP BY connection_id) \
+         moved AS ( \
+           SELECT connection_id, sum(bytes_sent) AS sent, sum(bytes_received) AS received \
+           FROM socket_traffic WHERE {of_bucket} GROUP BY connection_id) \
          SELECT $1, $2, $4, a.connection_id, a.proto, a.local_addr, a.local_port, a.remote_addr, a.remote_port, \
                 a.direction, a.remote_scope, a.pid, a.process_name, a.snapshots, a.first_seen, a.last_seen, \
-                a.last_state, a.sent_end - coalesce(p.sent, a.sent_first), \
-                a.received_end - coalesce(p.received, a.received_first), a.sent_end, a.received_end, \
+                a.last_state, CASE WHEN a.sent_end IS NOT NULL THEN coalesce(m.sent, 0) END, \
+                CASE WHEN a.received_end IS NOT NULL THEN coalesce(m.received, 0) END, a.sent_end, a.received_end, \
                 a.total_retrans, a.rtt_us_avg \
-         FROM agg a LEFT JOIN previous p USING (connection_id)"
+         FROM agg a LEFT JOIN moved m USING (connection_id)"
     ))?;
     run(format!(
         "INSERT INTO process_rollups \
@@ -341,7 +338,14 @@ fn delete_raw_batch(
     let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let (low, high) = (ids[0], ids[ids.len() - 1]);
     let mut rows = 0;
-    for table in ["sockets", "socket_traffic", "processes", "interfaces", "tcp_transitions", "snapshots"] {
+    for table in [
+        "sockets",
+        "socket_traffic",
+        "processes",
+        "interfaces",
+        "tcp_transitions",
+        "snapshots",
+    ] {
         rows += conn
             .execute(
                 &format!("DELETE FROM {table} WHERE snapshot_id BETWEEN {low} AND {high} AND snapshot_id IN ({list})"),
@@ -484,6 +488,19 @@ mod tests {
         );
         assert_eq!(differing, 0);
         assert!(count(&store, "SELECT count(*) FROM interface_rollups") > 0);
+        // A connection's bytes in a bucket are what socket_traffic counted there, also for a
+        // connection that opened within the bucket.
+        let differing = count(
+            &store,
+            "SELECT count(*) FROM ( \
+               SELECT time_bucket(INTERVAL 60 SECOND, ts) AS b, connection_id, sum(bytes_sent) AS sent, \
+                      sum(bytes_received) AS received \
+               FROM socket_traffic WHERE ts < (SELECT time_bucket(INTERVAL 60 SECOND, max(ts)) FROM snapshots) \
+               GROUP BY ALL) t JOIN connection_rollups r ON t.b = r.bucket_start AND t.connection_id = r.connection_id \
+             WHERE r.bytes_sent IS DISTINCT FROM t.sent OR r.bytes_received IS DISTINCT FROM t.received",
+        );
+        assert_eq!(differing, 0);
+        assert!(count(&store, "SELECT count(*) FROM connection_rollups WHERE bytes_sent > 0") > 0);
     }
 
     #[test]

@@ -679,6 +679,12 @@ pub fn retrain(store: &Store, target: Option<&str>, now: DateTime<Utc>) -> Resul
         let stored = load_model(store, &name)?;
         let mut request = stored.request.clone();
         request.model = Some(stored.name.clone());
+        // A model keeps the encoding it was fitted with: one stored before its stage took log1p
+        // by default (its request has no log1p key) is refitted as it was, not on a new scale.
+        request
+            .set
+            .entry("log1p".to_string())
+            .or_insert_with(|| stored.encoding.log_columns().contains(&true).to_string());
         out.push(run_train(store, &request, now, "retrain")?);
     }
     Ok(out)

@@ -277,7 +277,9 @@ impl Store {
         }
         let has_history: bool = self
             .conn()
-            .query_row("SELECT count(*) > 0 FROM snapshots WHERE host = ?", [host], |r| r.get(0))
+            .query_row("SELECT count(*) > 0 FROM snapshots WHERE host = ?", [host], |r| {
+                r.get(0)
+            })
             .map_err(Error::sql)?;
 
         let mut stmt = self
@@ -896,9 +898,21 @@ mod tests {
     fn traffic_is_stored_as_it_moved_and_as_an_upgrade_computes_it() {
         let store = Store::open(&Location::Memory, false).unwrap();
         let snapshots = [
-            snap(0, vec![sock(5000, "ESTABLISHED", 100), sock(5001, "ESTABLISHED", 10)], 0),
-            snap(5, vec![sock(5000, "ESTABLISHED", 400), sock(5001, "ESTABLISHED", 10)], 0),
-            snap(10, vec![sock(5000, "ESTABLISHED", 450), sock(5002, "ESTABLISHED", 30)], 0),
+            snap(
+                0,
+                vec![sock(5000, "ESTABLISHED", 100), sock(5001, "ESTABLISHED", 10)],
+                0,
+            ),
+            snap(
+                5,
+                vec![sock(5000, "ESTABLISHED", 400), sock(5001, "ESTABLISHED", 10)],
+                0,
+            ),
+            snap(
+                10,
+                vec![sock(5000, "ESTABLISHED", 450), sock(5002, "ESTABLISHED", 30)],
+                0,
+            ),
         ];
         let mut state = store.host_state("h").unwrap();
         for (n, s) in snapshots.iter().enumerate() {

