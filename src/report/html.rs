@@ -87,6 +87,10 @@ pub fn bundle(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Res
     let mut results = serde_json::Map::new();
     for view in specs {
         for panel in &view.panels {
+            // A Ctrl-C between two panels' queries interrupts no query: it is seen here.
+            if crate::interrupt::requested() {
+                return Err(Error::Interrupted);
+            }
             let sql = panel_sql(&panel.sql, since, until);
             let result = (|| -> Result<JsonTable> {
                 let conn = store.conn();
