@@ -9,7 +9,7 @@ over each range (the newest 15 minutes, hour and day, and the whole history), ti
 client; a view's time is the sum of its panels (the page asks them in parallel, so this is the
 worst case).
 
-Usage: bench/dashboard_scale.py BINARY DB [--days D] [--conns C] [--build-with BINARY] [--views a,b]
+Usage: bench/dashboard_scale.py BINARY DB [--days D] [--conns C] [--build-with BINARY] [--views a,b] [--ranges '15 min,1 h']
 With --build-with, the database is built by that (older) binary when DB does not exist yet:
 the first open by BINARY then also measures the upgrade.
 """
@@ -63,7 +63,9 @@ def main():
     ap.add_argument("--build-with")
     ap.add_argument("--port", type=int, default=18787)
     ap.add_argument("--views", help="comma-separated view ids (default: every view)")
+    ap.add_argument("--ranges", help="comma-separated ranges of: 15 min,1 h,24 h,all (default: all four)")
     a = ap.parse_args()
+    ranges = [r for r in RANGES if not a.ranges or r[0] in a.ranges.split(",")]
     if not os.path.exists(a.db):
         build(a.build_with or a.binary, a.db, a.days, a.conns)
     t = time.monotonic()
@@ -98,12 +100,12 @@ def main():
         newest_ts = newest.replace(" ", "T")
         from datetime import datetime, timedelta
         end = datetime.fromisoformat(newest_ts)
-        print("| view | " + " | ".join(r for r, _ in RANGES) + " |")
-        print("|---|" + "---|" * len(RANGES))
+        print("| view | " + " | ".join(r for r, _ in ranges) + " |")
+        print("|---|" + "---|" * len(ranges))
         slowest = {}
         for view in views:
             cells = []
-            for label, span in RANGES:
+            for label, span in ranges:
                 q = "" if span is None else "&since=" + (end - timedelta(seconds=span)).isoformat() + "&until=" + end.isoformat()
                 total = 0.0
                 for panel in view["panels"]:
@@ -115,7 +117,7 @@ def main():
                     slowest[key] = took
                 cells.append(f"{total:.2f}")
             print(f"| {view['id']} | " + " | ".join(cells) + " |", flush=True)
-        for label, _ in RANGES:
+        for label, _ in ranges:
             worst = sorted(((v, k[1]) for k, v in slowest.items() if k[0] == label), reverse=True)[:3]
             print(f"slowest panels, {label}: " + ", ".join(f"{p} {v:.2f} s" for v, p in worst))
     finally:

@@ -524,8 +524,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_public_addresses_reach_the_provider_once_each() {
+    /// Resolves `texts` with a recording provider (no .mmdb): the store, what reached the
+    /// provider, and the run.
+    fn resolve_with_provider(texts: &[&str]) -> (Store, Vec<String>, Run) {
         let store = Store::open(&Location::Memory, false).unwrap();
         let transport = Recording {
             sent: RefCell::new(Vec::new()),
@@ -536,7 +537,15 @@ mod tests {
             provider: Some((&transport as &dyn Transport, &mut clock as &mut dyn Clock)),
             max_wait: Duration::from_secs(60),
         };
-        let texts: Vec<String> = [
+        let texts: Vec<String> = texts.iter().map(|s| s.to_string()).collect();
+        let run = resolve(&store, "geo", &texts, &mut sources, Utc::now()).unwrap();
+        let sent = transport.sent.borrow().clone();
+        (store, sent, run)
+    }
+
+    #[test]
+    fn only_public_addresses_reach_the_provider_once_each() {
+        let (store, sent, run) = resolve_with_provider(&[
             "10.0.0.1",
             "8.8.8.8",
             "::ffff:8.8.8.8",
@@ -544,12 +553,8 @@ mod tests {
             "100.100.0.1",
             "2606:4700::1",
             "junk",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let run = resolve(&store, "geo", &texts, &mut sources, Utc::now()).unwrap();
-        assert_eq!(*transport.sent.borrow(), ["2606:4700::1", "8.8.8.8"]);
+        ]);
+        assert_eq!(sent, ["2606:4700::1", "8.8.8.8"]);
         assert_eq!((run.addresses, run.local, run.found, run.failed), (6, 3, 3, 0));
         assert_eq!(run.skipped, ["junk"]);
         let rows: String = store
@@ -570,28 +575,14 @@ mod tests {
     /// benchmarking addresses are special-purpose: none reaches the provider unless public.
     #[test]
     fn transition_addresses_reach_the_provider_only_when_public() {
-        let store = Store::open(&Location::Memory, false).unwrap();
-        let transport = Recording {
-            sent: RefCell::new(Vec::new()),
-        };
-        let mut clock = NoClock;
-        let mut sources = Sources {
-            mmdb: MmdbSet::open(&[]).unwrap(),
-            provider: Some((&transport as &dyn Transport, &mut clock as &mut dyn Clock)),
-            max_wait: Duration::from_secs(60),
-        };
-        let texts: Vec<String> = [
+        let (_, sent, run) = resolve_with_provider(&[
             "2002:c0a8:101::1",
             "2002:a00:1::5",
             "2001::1",
             "2001:2::9",
             "2002:808:808::1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let run = resolve(&store, "geo", &texts, &mut sources, Utc::now()).unwrap();
-        assert_eq!(*transport.sent.borrow(), ["2002:808:808::1"]);
+        ]);
+        assert_eq!(sent, ["2002:808:808::1"]);
         assert_eq!((run.addresses, run.local), (5, 4));
     }
 

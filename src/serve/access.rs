@@ -25,6 +25,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::store::statements::skip_comments;
 use crate::store::Store;
 
 /// A TCP listener of the server and how it is protected.
@@ -290,21 +291,6 @@ fn first_word(sql: &str) -> String {
         .take_while(|c| c.is_ascii_alphabetic())
         .collect::<String>()
         .to_ascii_uppercase()
-}
-
-/// The text after leading whitespace and comments.
-fn skip_comments(sql: &str) -> &str {
-    let mut rest = sql;
-    loop {
-        let trimmed = rest.trim_start();
-        if let Some(line) = trimmed.strip_prefix("--") {
-            rest = line.split_once('\n').map_or("", |(_, r)| r);
-        } else if let Some(block) = trimmed.strip_prefix("/*") {
-            rest = block.split_once("*/").map_or("", |(_, r)| r);
-        } else {
-            return trimmed;
-        }
-    }
 }
 
 #[cfg(test)]

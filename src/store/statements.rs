@@ -178,7 +178,7 @@ fn after_words(sql: &str, n: usize) -> Option<&str> {
 }
 
 /// The text after leading whitespace and comments.
-fn skip_comments(sql: &str) -> &str {
+pub(crate) fn skip_comments(sql: &str) -> &str {
     let mut rest = sql;
     loop {
         let trimmed = rest.trim_start();

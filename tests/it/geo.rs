@@ -701,6 +701,19 @@ fn provider_rate_limit_is_waited_out() {
     assert_eq!(s.query("SELECT status FROM geo"), "found");
 }
 
+/// Waits until `child` (a running geo lookup) has sent the provider its first request.
+fn wait_for_the_first_request(api: &FakeApi, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.received.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no request reached the provider");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "geo ended before it was asked anything"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn ctrl_c_ends_a_rate_limit_wait_and_stores_nothing() {
     // Regression (issue 22): the wait for the provider's reset ignored Ctrl-C (here 61 s).
@@ -718,15 +731,7 @@ fn ctrl_c_ends_a_rate_limit_wait_and_stores_nothing() {
         "120s",
         "8.8.8.8",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while api.received.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "no request reached the provider");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "geo ended before it was asked anything"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_the_first_request(&api, &mut child);
     // The reply of the 429 is on its way; let netlens begin its wait.
     std::thread::sleep(Duration::from_millis(500));
     crate::ctrl_c_ends_it_with_130(child);
@@ -789,15 +794,7 @@ fn ctrl_c_ends_a_request_in_flight_and_stores_nothing() {
         "60s",
         "8.8.8.8",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while api.received.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "no request reached the provider");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "geo ended before it was asked anything"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_the_first_request(&api, &mut child);
     let pressed = Instant::now();
     crate::ctrl_c_ends_it_with_130(child);
     assert!(pressed.elapsed() < Duration::from_secs(5), "{:?}", pressed.elapsed());
