@@ -93,6 +93,12 @@ impl LiveCounters {
         c
     }
 
+    /// Takes libpcap's kernel counters.
+    fn set_kernel(&self, stats: pcap::Stat) {
+        self.kernel_received.store(u64::from(stats.received), Ordering::Relaxed);
+        self.kernel_dropped.store(u64::from(stats.dropped), Ordering::Relaxed);
+    }
+
     /// A kernel counter, `None` while unknown.
     pub fn kernel(counter: &AtomicU64) -> Option<u64> {
         Some(counter.load(Ordering::Relaxed)).filter(|&v| v != u64::MAX)
@@ -278,12 +284,7 @@ fn read_packets(
                 .active_flows
                 .store(r.assembly.active_flows() as u64, Ordering::Relaxed);
             if let Ok(stats) = cap.stats() {
-                counters
-                    .kernel_received
-                    .store(u64::from(stats.received), Ordering::Relaxed);
-                counters
-                    .kernel_dropped
-                    .store(u64::from(stats.dropped), Ordering::Relaxed);
+                counters.set_kernel(stats);
             }
             if r.assembly.send_all(&tx).is_err() {
                 break Stop::Failed("storing stopped".to_string());
@@ -441,12 +442,7 @@ pub fn run_counted(
     counters.packets.store(end.packets, Ordering::Relaxed);
     counters.active_flows.store(0, Ordering::Relaxed);
     if let Some(stats) = end.stats {
-        counters
-            .kernel_received
-            .store(u64::from(stats.received), Ordering::Relaxed);
-        counters
-            .kernel_dropped
-            .store(u64::from(stats.dropped), Ordering::Relaxed);
+        counters.set_kernel(stats);
     }
     let report = PacketCaptureReport {
         import,

@@ -426,7 +426,9 @@ impl Store {
             ])?,
         )?;
 
-        self.append_sockets(snap, snapshot_id, ts, plan)?;
+        // Socket rows and traffic rows name a socket's owner alike.
+        let names = process_names(snap);
+        self.append_sockets(snap, &names, snapshot_id, ts, plan)?;
         if !snap.processes.is_empty() {
             self.append("processes", processes_batch(snap, snapshot_id, ts)?)?;
         }
@@ -442,7 +444,6 @@ impl Store {
         }
         if !plan.traffic.is_empty() {
             let t = &plan.traffic;
-            let names = process_names(snap);
             let process = |x: &crate::capture::tracker::Traffic| {
                 snap.sockets[x.socket].pid().and_then(|pid| names.get(&pid).copied())
             };
@@ -546,12 +547,18 @@ impl Store {
     /// Appends the snapshot's socket rows a slice at a time, flushing each into the
     /// transaction: the Arrow arrays and the appender's buffer then hold one slice, not a copy
     /// of every socket (tens of megabytes at tens of thousands of sockets).
-    fn append_sockets(&self, snap: &Snapshot, snapshot_id: i64, ts: i64, plan: &Plan) -> Result<()> {
+    fn append_sockets(
+        &self,
+        snap: &Snapshot,
+        names: &HashMap<u32, &str>,
+        snapshot_id: i64,
+        ts: i64,
+        plan: &Plan,
+    ) -> Result<()> {
         const SLICE: usize = 8192;
         let fail = |e: duckdb::Error| Error::StoreSnapshot {
             reason: format!("appending to sockets: {e}"),
         };
-        let names = process_names(snap);
         let listeners = Listeners::of(&snap.sockets);
         let mut appender = self.conn().appender("sockets").map_err(fail)?;
         for start in (0..snap.sockets.len()).step_by(SLICE) {
@@ -559,7 +566,7 @@ impl Store {
             let rows = SocketRows {
                 sockets: &snap.sockets[start..end],
                 connection_ids: &plan.connection_ids[start..end],
-                names: &names,
+                names,
                 listeners: &listeners,
             };
             appender
