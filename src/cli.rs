@@ -305,7 +305,7 @@ pub fn import_request(args: &ImportArgs) -> Option<ImportRequest> {
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
     /// Serve the file as it is, without capturing this host
-    #[arg(long, conflicts_with_all = ["interval", "sockets", "replay", "record"])]
+    #[arg(long, conflicts_with_all = ["interval", "commit_every", "sockets", "replay", "record"])]
     pub no_capture: bool,
 
     /// Time between snapshots (at least 10ms)
@@ -337,6 +337,12 @@ pub struct ServeArgs {
     /// With --packets: also write one row per packet into the packets table
     #[arg(long, requires = "packets")]
     pub packet_rows: bool,
+
+    /// Store snapshots together once the oldest has waited this long (e.g. 5s, 1m; 0 stores
+    /// each as it is taken). A process killed outright (SIGKILL, power loss) loses what waits;
+    /// Ctrl-C and SIGTERM store it
+    #[arg(long, value_parser = parse_commit_every, default_value = "5s", value_name = "DURATION")]
+    pub commit_every: Duration,
 
     /// Capture from snapshots recorded with capture --record instead of this host
     #[arg(long, value_name = "FILE")]
@@ -521,6 +527,7 @@ impl ServeArgs {
             retain,
             capture: (!self.no_capture).then_some(CaptureSchedule {
                 interval: self.interval,
+                commit_every: self.commit_every,
                 sockets: self.sockets,
                 replay: self.replay,
                 record: self.record,
@@ -698,6 +705,12 @@ pub struct CaptureArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 
+    /// Store snapshots together once the oldest has waited this long (e.g. 5s, 1m; 0 stores
+    /// each as it is taken). A process killed outright (SIGKILL, power loss) loses what waits;
+    /// Ctrl-C and SIGTERM store it
+    #[arg(long, value_parser = parse_commit_every, default_value = "5s", value_name = "DURATION")]
+    pub commit_every: Duration,
+
     /// Replay snapshots recorded with --record instead of reading this host
     #[arg(long, value_name = "FILE")]
     pub replay: Option<PathBuf>,
@@ -718,7 +731,7 @@ pub struct CaptureArgs {
     /// Capture packets on this interface (lo, eth0, any, ...) into flows, as `import pcap` builds
     /// them, instead of taking socket snapshots; runs until Ctrl-C or --duration. Needs root or
     /// CAP_NET_RAW
-    #[arg(long, value_name = "IFACE", conflicts_with_all = ["interval", "count", "replay", "record", "sockets"])]
+    #[arg(long, value_name = "IFACE", conflicts_with_all = ["interval", "commit_every", "count", "replay", "record", "sockets"])]
     pub packets: Option<String>,
 
     /// With --packets: capture only what this BPF expression (tcpdump's syntax) matches
@@ -1247,6 +1260,22 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `--commit-every`: how long snapshots wait to be stored together; `0` stores each as it is
+/// taken. At most 10 minutes: that is what a process killed outright loses.
+pub fn parse_commit_every(text: &str) -> Result<Duration, String> {
+    if text.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()).trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let d = parse_duration(text)?;
+    if d > Duration::from_secs(600) {
+        return Err(format!(
+            "'{text}': snapshots would wait that long in memory, and be lost if the process is killed; \
+             give at most 10m (0 stores each snapshot as it is taken)"
+        ));
+    }
+    Ok(d)
+}
+
 /// Parses a UTC time: `2026-11-21 08:00:00`, with `T` instead of the space, fractional seconds,
 /// or a bare date (midnight).
 pub fn parse_timestamp(text: &str) -> Result<chrono::NaiveDateTime, String> {
@@ -1285,6 +1314,7 @@ impl DomainCommand {
             DomainCommand::Capture(a) => (
                 Request::Capture(CaptureRequest {
                     interval: a.interval,
+                    commit_every: a.commit_every,
                     duration: a.duration,
                     count: a.count,
                     replay: a.replay,

@@ -35,6 +35,9 @@ use crate::watch::WatchRequest;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureRequest {
     pub interval: std::time::Duration,
+    /// Store snapshots together once the oldest has waited this long (zero: each as taken).
+    #[serde(default = "default_commit_every")]
+    pub commit_every: std::time::Duration,
     pub duration: Option<std::time::Duration>,
     pub count: Option<u64>,
     /// Replay snapshots recorded with `record` instead of reading this host.
@@ -48,6 +51,10 @@ pub struct CaptureRequest {
     /// Capture packets on an interface into flows instead of taking snapshots.
     #[serde(default)]
     pub packets: Option<PacketCaptureRequest>,
+}
+
+fn default_commit_every() -> std::time::Duration {
+    crate::capture::run::DEFAULT_COMMIT_EVERY
 }
 
 /// One domain command. The JSON form (`{"command": "detect", ...}`) is what a server's clients
@@ -428,6 +435,7 @@ fn capture(store: &Store, c: CaptureRequest, ctx: &mut Context<'_>, reply: &mut 
         duration: c.duration,
         count: c.count,
         wait: c.replay.is_none(),
+        commit_every: c.commit_every,
     };
     let report = run::run(store, &mut source, pace, recorder.as_mut(), ctx.clock, ctx.observer)?;
     if report.interrupted {

@@ -178,6 +178,7 @@ fn capture_baseline(
             duration: None,
             count: Some(baseline_snapshots),
             wait: true,
+            commit_every: crate::capture::run::DEFAULT_COMMIT_EVERY,
         };
         let report = run::run(store, source, pace, None, &Utc::now, screen)?;
         if report.interrupted {
@@ -227,6 +228,7 @@ impl Judging<'_> {
                 duration: None,
                 count: Some(1),
                 wait: false,
+                commit_every: Duration::ZERO,
             };
             let tick = Instant::now();
             let report = run::run(store, source, pace, None, &Utc::now, screen)?;
@@ -302,6 +304,7 @@ fn replay_baseline(
         duration: None,
         count: Some(1),
         wait: false,
+        commit_every: Duration::ZERO,
     };
     let baseline = TimeDelta::from_std(baseline).map_err(|e| Error::Usage(format!("--baseline: {e}")))?;
     let (mut first, mut last, mut first_ts) = (None, None, None);

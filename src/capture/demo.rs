@@ -84,6 +84,8 @@ pub fn run(store: &Store, args: &DemoRequest, end: DateTime<Utc>, observer: &mut
         duration: None,
         count: Some(ticks),
         wait: false,
+        // Stored in batches as large as the bounds allow: a day of demo snapshots is thousands.
+        commit_every: Duration::MAX,
     };
     let clock = || end;
     let capture = run::run(store, &mut source, pace, None, &clock, observer)?;

@@ -1,10 +1,13 @@
-//! Appending one snapshot: its rows go in as Arrow record batches through DuckDB's appender,
-//! and `connection_lifetimes` / `tcp_transitions` are brought up to date, all in one
-//! transaction. Lifetimes are written when they open and completed when they close; while open,
-//! their latest values are the snapshot's own socket rows (the `connections` view joins them),
-//! so a snapshot never rewrites the rows of connections that merely continue. A
-//! snapshot is stored whole or not at all; the in-memory connection tracker and interface
-//! counters advance only after the commit.
+//! Storing snapshots. Each is first planned against the host's open connections (ids,
+//! lifetimes opened and closed, transitions, traffic; the in-memory tracker and interface
+//! counters move on to it), then one or more planned snapshots are stored together: their rows
+//! go in as Arrow record batches through DuckDB's appender, one append per table, and
+//! `connection_lifetimes` / `tcp_transitions` are brought up to date, all in one transaction.
+//! Lifetimes are written when they open and completed when they close; while open, their
+//! latest values are the snapshot's own socket rows (the `connections` view joins them), so a
+//! snapshot never rewrites the rows of connections that merely continue. A batch is stored
+//! whole or not at all; after a failure the tracker is ahead of the file, and the capture loads
+//! the host's state again before it goes on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,8 +35,11 @@ static SNAPSHOT_WRITER: std::sync::Mutex<Option<HashMap<String, Issued>>> = std:
 #[derive(Debug, Clone, Copy)]
 struct Issued {
     connection_id: i64,
-    /// `None` until read from the file, and again after a failed snapshot.
+    /// `None` until read from the file (always for in-memory databases).
     snapshot_id: Option<i64>,
+    /// A store failed since: something else may have written a snapshot, so the file's
+    /// largest id is read again (and never an id below `snapshot_id` issued).
+    check_file: bool,
 }
 use crate::capture::direction::Listeners;
 use crate::capture::tracker::{ByteCounters, ConnectionKey, OpenConnection, Plan, Tracker};
@@ -51,13 +57,56 @@ pub struct HostState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
     pub snapshot_id: i64,
+    /// When the snapshot was taken.
+    pub taken_at: DateTime<Utc>,
     pub sockets: usize,
     pub processes: usize,
     pub opened: usize,
     pub closed: usize,
     pub transitions: usize,
-    /// Milliseconds from the start of the transaction to its commit.
+    /// Milliseconds spent planning it, and its share of the transaction that stored it.
     pub store_ms: f64,
+}
+
+/// Snapshots planned and waiting to be stored together ([`Store::store_planned`]).
+#[derive(Default)]
+pub struct PlannedSnapshots {
+    items: Vec<PlannedSnapshot>,
+    /// Socket and process rows waiting.
+    rows: usize,
+    /// When the first of them was planned.
+    first_at: Option<std::time::Instant>,
+}
+
+impl PlannedSnapshots {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Socket and process rows waiting.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// How long the oldest has waited.
+    pub fn waited(&self) -> std::time::Duration {
+        self.first_at.map(|t| t.elapsed()).unwrap_or_default()
+    }
+}
+
+/// One snapshot with its plan and id, and its interface rows (their deltas are to the host's
+/// state when it was planned).
+struct PlannedSnapshot {
+    snapshot: Snapshot,
+    source: &'static str,
+    snapshot_id: i64,
+    plan: Plan,
+    interfaces: Option<RecordBatch>,
+    plan_ms: f64,
 }
 
 fn ts_micros(ts: DateTime<Utc>) -> i64 {
@@ -135,10 +184,10 @@ impl CaptureSettings<'_> {
         }
     }
 
-    /// After a snapshot is stored: attaches the file again once enough rows were written
+    /// After snapshots are stored: attaches the file again once enough rows were written
     /// since it was attached ([`Store::stored_rows`]), and empties DuckDB's cache.
-    pub fn after_snapshot(&mut self, stored: &Stored) -> Result<()> {
-        self.store.stored_rows(stored.sockets + stored.processes)?;
+    pub fn after_store(&mut self, rows: usize) -> Result<()> {
+        self.store.stored_rows(rows)?;
         self.release_cache();
         Ok(())
     }
@@ -320,8 +369,26 @@ impl Store {
         })
     }
 
-    /// Stores one snapshot whole, or nothing of it.
-    pub fn append_snapshot(&self, snapshot: &Snapshot, source: &str, state: &mut HostState) -> Result<Stored> {
+    /// Stores one snapshot whole, or nothing of it: [`Self::plan_snapshot`] and
+    /// [`Self::store_planned`] of that snapshot alone.
+    pub fn append_snapshot(&self, snapshot: &Snapshot, source: &'static str, state: &mut HostState) -> Result<Stored> {
+        let mut planned = PlannedSnapshots::default();
+        self.plan_snapshot(snapshot.clone(), source, state, &mut planned)?;
+        let mut stored = self.store_planned(&mut planned)?;
+        Ok(stored.remove(0).0)
+    }
+
+    /// Plans one snapshot against the host's open connections (ids, lifetimes opened and
+    /// closed, transitions, traffic) and adds it to `planned`, to be stored with the others by
+    /// [`Self::store_planned`]. The host's state moves on to this snapshot: after a failed
+    /// store it no longer matches the file and must be loaded again ([`Self::host_state`]).
+    pub fn plan_snapshot(
+        &self,
+        snapshot: Snapshot,
+        source: &'static str,
+        state: &mut HostState,
+        planned: &mut PlannedSnapshots,
+    ) -> Result<()> {
         if self.is_read_only() {
             return Err(Error::Usage(format!(
                 "{} is open read-only; capture needs to write\n  hint: drop --read-only",
@@ -338,141 +405,202 @@ impl Store {
         if let Some(next) = known {
             state.tracker.reserve_ids_from(next.connection_id);
         }
+        let from_memory = known.filter(|k| !k.check_file).and_then(|k| k.snapshot_id);
+        let snapshot_id = match from_memory {
+            Some(id) => id,
+            None => {
+                let in_file: i64 = self
+                    .conn()
+                    .query_row("SELECT coalesce(max(snapshot_id), 0) + 1 FROM snapshots", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(store_err)?;
+                // Ids issued to snapshots not stored yet (this run's, or another capture's of
+                // this process) are not in the file: never issue one of them again.
+                in_file.max(known.and_then(|k| k.snapshot_id).unwrap_or(0))
+            }
+        }
+        .max(planned.items.last().map_or(0, |p| p.snapshot_id + 1));
         let plan = state.tracker.plan(&snapshot.sockets);
-        self.conn().execute_batch("BEGIN TRANSACTION").map_err(store_err)?;
-        let written = match known.and_then(|k| k.snapshot_id) {
-            Some(id) => Ok(id),
-            None => self
-                .conn()
-                .query_row("SELECT coalesce(max(snapshot_id), 0) + 1 FROM snapshots", [], |r| {
-                    r.get(0)
-                })
-                .map_err(store_err),
+        let ts = ts_micros(snapshot.ts);
+        let interfaces = (!snapshot.interfaces.is_empty())
+            .then(|| interfaces_batch(&snapshot, snapshot_id, ts, state))
+            .transpose()?;
+        state.tracker.commit(plan.clone(), &snapshot.sockets);
+        for rec in &snapshot.interfaces {
+            state
+                .previous_interfaces
+                .insert(rec.name.clone(), (snapshot.ts, rec.clone()));
         }
-        .and_then(|snapshot_id| self.write_snapshot(snapshot_id, snapshot, source, &plan, state))
-        // A failed COMMIT is a failed snapshot like any other: rolled back, the id read again.
-        .and_then(|snapshot_id| {
-            self.conn().execute_batch("COMMIT").map_err(store_err)?;
-            Ok(snapshot_id)
+        issued.insert(
+            database,
+            Issued {
+                connection_id: state.tracker.next_id(),
+                // Two in-memory databases share a location but not their rows.
+                snapshot_id: matches!(self.location(), crate::store::Location::File(_)).then_some(snapshot_id + 1),
+                check_file: false,
+            },
+        );
+        planned.rows += snapshot.sockets.len() + snapshot.processes.len();
+        planned.first_at.get_or_insert(started);
+        planned.items.push(PlannedSnapshot {
+            snapshot,
+            source,
+            snapshot_id,
+            plan,
+            interfaces,
+            plan_ms: started.elapsed().as_secs_f64() * 1000.0,
         });
-        match written {
-            Ok(snapshot_id) => {
-                let stored = Stored {
-                    snapshot_id,
-                    sockets: snapshot.sockets.len(),
-                    processes: snapshot.processes.len(),
-                    opened: plan.opened.len(),
-                    closed: plan.closed.len(),
-                    transitions: plan.transitions.len(),
-                    store_ms: started.elapsed().as_secs_f64() * 1000.0,
-                };
-                state.tracker.commit(plan, &snapshot.sockets);
-                issued.insert(
-                    database,
-                    Issued {
-                        connection_id: state.tracker.next_id(),
-                        // Two in-memory databases share a location but not their rows.
-                        snapshot_id: matches!(self.location(), crate::store::Location::File(_))
-                            .then_some(snapshot_id + 1),
-                    },
-                );
-                for rec in &snapshot.interfaces {
-                    state
-                        .previous_interfaces
-                        .insert(rec.name.clone(), (snapshot.ts, rec.clone()));
-                }
-                Ok(stored)
-            }
-            Err(e) => {
-                let _ = self.conn().execute_batch("ROLLBACK");
-                if let Some(entry) = issued.get_mut(&database) {
-                    entry.snapshot_id = None;
-                }
-                Err(match e {
-                    Error::StoreSnapshot { .. } => e,
-                    other => Error::StoreSnapshot {
-                        reason: other.to_string(),
-                    },
-                })
-            }
-        }
+        Ok(())
     }
 
-    fn write_snapshot(
-        &self,
-        snapshot_id: i64,
-        snap: &Snapshot,
-        source: &str,
-        plan: &Plan,
-        state: &HostState,
-    ) -> Result<i64> {
-        let notes = (!snap.gaps.is_empty()).then(|| snap.gaps.join("; "));
-        let ts = ts_micros(snap.ts);
-        self.append(
-            "snapshots",
-            batch(vec![
-                ("snapshot_id", i64s([Some(snapshot_id)])),
-                ("ts", timestamps([Some(ts)])),
-                ("host", strings([Some(snap.host.as_str())])),
-                ("source", strings([Some(source)])),
-                (
-                    "collect_ms",
-                    Arc::new(Float64Array::from(vec![snap.collect_ms])) as ArrayRef,
-                ),
-                ("socket_count", i32s([Some(snap.sockets.len() as i32)])),
-                ("process_count", i32s([Some(snap.processes.len() as i32)])),
-                ("interface_count", i32s([Some(snap.interfaces.len() as i32)])),
-                ("notes", strings([notes.as_deref()])),
-            ])?,
-        )?;
-
-        // Socket rows and traffic rows name a socket's owner alike.
-        let names = process_names(snap);
-        self.append_sockets(snap, &names, snapshot_id, ts, plan)?;
-        if !snap.processes.is_empty() {
-            self.append("processes", processes_batch(snap, snapshot_id, ts)?)?;
+    /// Stores every planned snapshot in one transaction, whole or not at all, and empties
+    /// `planned`. Each table takes one append for all of them: a snapshot's fixed cost (an
+    /// append per table, a commit, its WAL sync) is paid once per batch. Returns each
+    /// snapshot with what storing it did, in order.
+    pub fn store_planned(&self, planned: &mut PlannedSnapshots) -> Result<Vec<(Stored, Snapshot)>> {
+        let items = std::mem::take(&mut planned.items);
+        *planned = PlannedSnapshots::default();
+        if items.is_empty() {
+            return Ok(Vec::new());
         }
-        if !snap.interfaces.is_empty() {
-            self.append("interfaces", interfaces_batch(snap, snapshot_id, ts, state)?)?;
-        }
-
-        if !plan.closed.is_empty() || !plan.orphaned.is_empty() {
-            self.complete_lifetimes(snapshot_id, &snap.host, plan)?;
-        }
-        if !plan.opened.is_empty() {
-            self.append("connection_lifetimes", lifetimes_batch(snap, snapshot_id, ts, plan)?)?;
-        }
-        if !plan.traffic.is_empty() {
-            let t = &plan.traffic;
-            let process = |x: &crate::capture::tracker::Traffic| {
-                snap.sockets[x.socket].pid().and_then(|pid| names.get(&pid).copied())
+        let started = std::time::Instant::now();
+        let written = self
+            .conn()
+            .execute_batch("BEGIN TRANSACTION")
+            .map_err(store_err)
+            .and_then(|()| self.write_planned(&items))
+            // A failed COMMIT is a failed store like any other: rolled back, the ids read again.
+            .and_then(|()| self.conn().execute_batch("COMMIT").map_err(store_err));
+        if let Err(e) = written {
+            let _ = self.conn().execute_batch("ROLLBACK");
+            let mut issued = SNAPSHOT_WRITER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(entry) = issued
+                .get_or_insert_with(HashMap::new)
+                .get_mut(&self.location().display())
+            {
+                entry.check_file = true;
+            }
+            let reason = match e {
+                Error::StoreSnapshot { reason } => reason,
+                other => other.to_string(),
             };
-            self.append(
-                "socket_traffic",
-                batch(vec![
-                    ("snapshot_id", i64s(t.iter().map(|_| Some(snapshot_id)))),
-                    ("ts", timestamps(t.iter().map(|_| Some(ts)))),
-                    ("connection_id", i64s(t.iter().map(|x| Some(x.connection_id)))),
-                    ("process_name", strings(t.iter().map(process))),
-                    ("bytes_sent", i64s(t.iter().map(|x| Some(u64_to_i64(x.sent))))),
-                    ("bytes_received", i64s(t.iter().map(|x| Some(u64_to_i64(x.received))))),
-                ])?,
-            )?;
+            let (first, last) = (items[0].snapshot_id, items[items.len() - 1].snapshot_id);
+            return Err(Error::StoreSnapshot {
+                reason: if items.len() == 1 {
+                    reason
+                } else {
+                    format!(
+                        "{reason} (the {} snapshots {first}..{last} were not stored)",
+                        items.len()
+                    )
+                },
+            });
         }
-        if !plan.transitions.is_empty() {
-            let t = &plan.transitions;
-            self.append(
-                "tcp_transitions",
+        // The batch's time is shared out evenly; planning is each snapshot's own.
+        let share = started.elapsed().as_secs_f64() * 1000.0 / items.len() as f64;
+        Ok(items
+            .into_iter()
+            .map(|p| {
+                let stored = Stored {
+                    snapshot_id: p.snapshot_id,
+                    taken_at: p.snapshot.ts,
+                    sockets: p.snapshot.sockets.len(),
+                    processes: p.snapshot.processes.len(),
+                    opened: p.plan.opened.len(),
+                    closed: p.plan.closed.len(),
+                    transitions: p.plan.transitions.len(),
+                    store_ms: p.plan_ms + share,
+                };
+                (stored, p.snapshot)
+            })
+            .collect())
+    }
+
+    /// The appends and updates of [`Self::store_planned`], inside its transaction. Every
+    /// table's rows go in before any lifetime is completed: completing a snapshot's lifetimes
+    /// reads its socket rows and its previous snapshot's, which are then all there, and the
+    /// lifetimes opened later in the batch have no rows in either, so the updates find what
+    /// they would have found one snapshot at a time.
+    fn write_planned(&self, items: &[PlannedSnapshot]) -> Result<()> {
+        let names: Vec<HashMap<u32, &str>> = items.iter().map(|p| process_names(&p.snapshot)).collect();
+        self.append_all(
+            "snapshots",
+            items.iter().map(|p| {
+                let snap = &p.snapshot;
+                let notes = (!snap.gaps.is_empty()).then(|| snap.gaps.join("; "));
+                batch(vec![
+                    ("snapshot_id", i64s([Some(p.snapshot_id)])),
+                    ("ts", timestamps([Some(ts_micros(snap.ts))])),
+                    ("host", strings([Some(snap.host.as_str())])),
+                    ("source", strings([Some(p.source)])),
+                    (
+                        "collect_ms",
+                        Arc::new(Float64Array::from(vec![snap.collect_ms])) as ArrayRef,
+                    ),
+                    ("socket_count", i32s([Some(snap.sockets.len() as i32)])),
+                    ("process_count", i32s([Some(snap.processes.len() as i32)])),
+                    ("interface_count", i32s([Some(snap.interfaces.len() as i32)])),
+                    ("notes", strings([notes.as_deref()])),
+                ])
+            }),
+        )?;
+        // Socket rows and traffic rows name a socket's owner alike.
+        self.append_sockets(items, &names)?;
+        self.append_all(
+            "processes",
+            items
+                .iter()
+                .filter(|p| !p.snapshot.processes.is_empty())
+                .map(|p| processes_batch(&p.snapshot, p.snapshot_id, ts_micros(p.snapshot.ts))),
+        )?;
+        self.append_all("interfaces", items.iter().filter_map(|p| p.interfaces.clone().map(Ok)))?;
+        self.append_all(
+            "connection_lifetimes",
+            items
+                .iter()
+                .filter(|p| !p.plan.opened.is_empty())
+                .map(|p| lifetimes_batch(&p.snapshot, p.snapshot_id, ts_micros(p.snapshot.ts), &p.plan)),
+        )?;
+        for p in items {
+            if !p.plan.closed.is_empty() || !p.plan.orphaned.is_empty() {
+                self.complete_lifetimes(p.snapshot_id, &p.snapshot.host, &p.plan)?;
+            }
+        }
+        self.append_all(
+            "socket_traffic",
+            items
+                .iter()
+                .zip(&names)
+                .filter(|(p, _)| !p.plan.traffic.is_empty())
+                .map(|(p, names)| {
+                    let (t, snap, ts) = (&p.plan.traffic, &p.snapshot, ts_micros(p.snapshot.ts));
+                    let process = |x: &crate::capture::tracker::Traffic| {
+                        snap.sockets[x.socket].pid().and_then(|pid| names.get(&pid).copied())
+                    };
+                    batch(vec![
+                        ("snapshot_id", i64s(t.iter().map(|_| Some(p.snapshot_id)))),
+                        ("ts", timestamps(t.iter().map(|_| Some(ts)))),
+                        ("connection_id", i64s(t.iter().map(|x| Some(x.connection_id)))),
+                        ("process_name", strings(t.iter().map(process))),
+                        ("bytes_sent", i64s(t.iter().map(|x| Some(u64_to_i64(x.sent))))),
+                        ("bytes_received", i64s(t.iter().map(|x| Some(u64_to_i64(x.received))))),
+                    ])
+                }),
+        )?;
+        self.append_all(
+            "tcp_transitions",
+            items.iter().filter(|p| !p.plan.transitions.is_empty()).map(|p| {
+                let (t, ts) = (&p.plan.transitions, ts_micros(p.snapshot.ts));
                 batch(vec![
                     ("connection_id", i64s(t.iter().map(|x| Some(x.connection_id)))),
-                    ("snapshot_id", i64s(t.iter().map(|_| Some(snapshot_id)))),
+                    ("snapshot_id", i64s(t.iter().map(|_| Some(p.snapshot_id)))),
                     ("ts", timestamps(t.iter().map(|_| Some(ts)))),
                     ("from_state", strings(t.iter().map(|x| x.from_state.as_deref()))),
                     ("to_state", strings(t.iter().map(|x| x.to_state.as_deref()))),
-                ])?,
-            )?;
-        }
-        Ok(snapshot_id)
+                ])
+            }),
+        )
     }
 
     /// Completes the lifetimes that closed with their last sighting (the host's previous
@@ -535,46 +663,64 @@ impl Store {
         Ok(())
     }
 
-    fn append(&self, table: &str, batch: RecordBatch) -> Result<()> {
+    /// Appends every batch to `table` through one appender, flushed once (each flush is a
+    /// statement of its own: planned, executed and logged). Nothing when there are none.
+    fn append_all(&self, table: &str, batches: impl Iterator<Item = Result<RecordBatch>>) -> Result<()> {
         let fail = |e: duckdb::Error| Error::StoreSnapshot {
             reason: format!("appending to {table}: {e}"),
         };
-        let mut appender = self.conn().appender(table).map_err(fail)?;
-        appender.append_record_batch(batch).map_err(fail)?;
-        appender.flush().map_err(fail)
+        let mut appender = None;
+        for batch in batches {
+            let batch = batch?;
+            if appender.is_none() {
+                appender = Some(self.conn().appender(table).map_err(fail)?);
+            }
+            if let Some(appender) = appender.as_mut() {
+                appender.append_record_batch(batch).map_err(fail)?;
+            }
+        }
+        match appender.as_mut() {
+            Some(appender) => appender.flush().map_err(fail),
+            None => Ok(()),
+        }
     }
 
-    /// Appends the snapshot's socket rows a slice at a time, flushing each into the
-    /// transaction: the Arrow arrays and the appender's buffer then hold one slice, not a copy
-    /// of every socket (tens of megabytes at tens of thousands of sockets).
-    fn append_sockets(
-        &self,
-        snap: &Snapshot,
-        names: &HashMap<u32, &str>,
-        snapshot_id: i64,
-        ts: i64,
-        plan: &Plan,
-    ) -> Result<()> {
+    /// Appends the snapshots' socket rows a slice at a time, flushing into the transaction
+    /// whenever a slice's worth is waiting: the Arrow arrays and the appender's buffer then hold
+    /// one slice, not a copy of every socket (tens of megabytes at tens of thousands of
+    /// sockets), and a batch of small snapshots is still one flush.
+    fn append_sockets(&self, items: &[PlannedSnapshot], names: &[HashMap<u32, &str>]) -> Result<()> {
         const SLICE: usize = 8192;
         let fail = |e: duckdb::Error| Error::StoreSnapshot {
             reason: format!("appending to sockets: {e}"),
         };
-        let listeners = Listeners::of(&snap.sockets);
-        let mut appender = self.conn().appender("sockets").map_err(fail)?;
-        for start in (0..snap.sockets.len()).step_by(SLICE) {
-            let end = (start + SLICE).min(snap.sockets.len());
-            let rows = SocketRows {
-                sockets: &snap.sockets[start..end],
-                connection_ids: &plan.connection_ids[start..end],
-                names,
-                listeners: &listeners,
-            };
-            appender
-                .append_record_batch(rows.batch(snapshot_id, ts)?)
-                .map_err(fail)?;
-            appender.flush().map_err(fail)?;
+        if items.iter().all(|p| p.snapshot.sockets.is_empty()) {
+            return Ok(());
         }
-        Ok(())
+        let mut appender = self.conn().appender("sockets").map_err(fail)?;
+        let mut waiting = 0;
+        for (p, names) in items.iter().zip(names) {
+            let snap = &p.snapshot;
+            let listeners = Listeners::of(&snap.sockets);
+            for start in (0..snap.sockets.len()).step_by(SLICE) {
+                let end = (start + SLICE).min(snap.sockets.len());
+                let rows = SocketRows {
+                    sockets: &snap.sockets[start..end],
+                    connection_ids: &p.plan.connection_ids[start..end],
+                    names,
+                    listeners: &listeners,
+                };
+                appender
+                    .append_record_batch(rows.batch(p.snapshot_id, ts_micros(snap.ts))?)
+                    .map_err(fail)?;
+                waiting += end - start;
+                if waiting >= SLICE {
+                    appender.flush().map_err(fail)?;
+                    waiting = 0;
+                }
+            }
+        }
+        appender.flush().map_err(fail)
     }
 }
 
@@ -1068,13 +1214,12 @@ mod tests {
             // was attached goes on from run to run.
             let mut settings = store.capture_settings().unwrap();
             let socket = sock(5000 + i as u16, "ESTABLISHED", 1);
-            let mut stored = store
+            store
                 .append_snapshot(&snap(i, vec![socket], 1), "fixture", &mut state)
                 .unwrap();
             assert!(wal_bytes() > 0, "snapshot {i} is not in the WAL");
             // Count each as half the rows after which the file is attached again.
-            stored.sockets = crate::store::REATTACH_ROWS / 2;
-            settings.after_snapshot(&stored).unwrap();
+            settings.after_store(crate::store::REATTACH_ROWS / 2).unwrap();
             // Detaching checkpoints, and removes the WAL: every second snapshot.
             assert_eq!(wal_bytes() == 0, i % 2 == 1, "after snapshot {i}");
         }
@@ -1139,7 +1284,10 @@ mod tests {
             ),
             "1:false"
         );
-        // The tracker did not advance: the retried snapshot is stored as if the failure never happened.
+        // The tracker moved on when the snapshot was planned; loaded again from the file, as a
+        // capture does after a failure, the retried snapshot is stored as if the failure never
+        // happened.
+        let mut state = store.host_state("h").unwrap();
         let retried = store
             .append_snapshot(&snap(5, vec![sock(5001, "SYN_SENT", 0)], 2), "fixture", &mut state)
             .unwrap();
@@ -1177,5 +1325,124 @@ mod tests {
             ),
             "1,2,3"
         );
+    }
+
+    /// Every row a history of snapshots leaves, table by table, in a fixed order.
+    fn every_row(store: &Store) -> Vec<String> {
+        [
+            "snapshots",
+            "sockets",
+            "processes",
+            "interfaces",
+            "connection_lifetimes",
+            "socket_traffic",
+            "tcp_transitions",
+        ]
+        .iter()
+        .map(|t| {
+            q(
+                store,
+                &format!(
+                    "SELECT '{t}: ' || coalesce(string_agg(x::VARCHAR, ' | ' ORDER BY x::VARCHAR), '') FROM {t} x"
+                ),
+            )
+        })
+        .collect()
+    }
+
+    /// Lifetimes that open and close inside one batch, a TIME_WAIT remnant, traffic and an
+    /// interface counter: stored together they leave exactly the rows stored one by one.
+    #[test]
+    fn snapshots_stored_together_leave_the_rows_stored_one_by_one() {
+        let mut orphan = sock(5003, "TIME_WAIT", 0);
+        (orphan.pids, orphan.inode, orphan.tcp) = (vec![], None, None);
+        let history = vec![
+            snap(0, vec![sock(5000, "SYN_SENT", 0), sock(5001, "ESTABLISHED", 10)], 100),
+            snap(
+                1,
+                vec![sock(5000, "ESTABLISHED", 700), sock(5003, "ESTABLISHED", 5)],
+                150,
+            ),
+            snap(
+                2,
+                vec![
+                    sock(5000, "ESTABLISHED", 900),
+                    orphan.clone(),
+                    sock(5004, "SYN_SENT", 0),
+                ],
+                90,
+            ),
+            snap(3, vec![orphan, sock(5001, "ESTABLISHED", 1)], 95),
+            snap(4, vec![], 99),
+            snap(5, vec![sock(5000, "ESTABLISHED", 3)], 99),
+        ];
+        // Files, not memory: in-memory stores of one process share the connection ids issued.
+        let dir = tempfile::tempdir().unwrap();
+        let one_by_one = Store::open(&Location::File(dir.path().join("one.db")), false).unwrap();
+        let mut state = one_by_one.host_state("h").unwrap();
+        for s in &history {
+            one_by_one.append_snapshot(s, "fixture", &mut state).unwrap();
+        }
+        let together = Store::open(&Location::File(dir.path().join("together.db")), false).unwrap();
+        let mut state = together.host_state("h").unwrap();
+        let mut planned = PlannedSnapshots::default();
+        // Two batches, the second resuming from what the first stored.
+        for (n, s) in history.iter().enumerate() {
+            if n == 4 {
+                assert_eq!(together.store_planned(&mut planned).unwrap().len(), 4);
+                assert!(planned.is_empty());
+            }
+            together
+                .plan_snapshot(s.clone(), "fixture", &mut state, &mut planned)
+                .unwrap();
+        }
+        let stored = together.store_planned(&mut planned).unwrap();
+        assert_eq!(stored.iter().map(|(s, _)| s.snapshot_id).collect::<Vec<_>>(), [5, 6]);
+        let (expected, got) = (every_row(&one_by_one), every_row(&together));
+        assert!(
+            expected.iter().all(|t| !t.ends_with(": ")),
+            "every table has rows: {expected:?}"
+        );
+        for (e, g) in expected.iter().zip(&got) {
+            assert_eq!(e, g);
+        }
+    }
+
+    /// A batch that fails stores none of its snapshots, says which were lost, and the ids are
+    /// issued again after the file's largest.
+    #[test]
+    fn a_failed_batch_stores_none_of_its_snapshots() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let mut state = store.host_state("h").unwrap();
+        let mut planned = PlannedSnapshots::default();
+        for i in 0..3 {
+            store
+                .plan_snapshot(
+                    snap(i, vec![sock(5000, "ESTABLISHED", 1 + i as u64)], 1),
+                    "fixture",
+                    &mut state,
+                    &mut planned,
+                )
+                .unwrap();
+        }
+        assert_eq!((planned.len(), planned.rows()), (3, 6));
+        store
+            .conn()
+            .execute_batch("ALTER TABLE tcp_transitions RENAME TO tcp_transitions_away")
+            .unwrap();
+        let err = store.store_planned(&mut planned).unwrap_err().to_string();
+        assert!(err.contains("the 3 snapshots 1..3 were not stored"), "{err}");
+        assert!(planned.is_empty());
+        store
+            .conn()
+            .execute_batch("ALTER TABLE tcp_transitions_away RENAME TO tcp_transitions")
+            .unwrap();
+        assert_eq!(q(&store, "SELECT count(*)::VARCHAR FROM snapshots"), "0");
+        assert_eq!(q(&store, "SELECT count(*)::VARCHAR FROM connection_lifetimes"), "0");
+        let mut state = store.host_state("h").unwrap();
+        let again = store
+            .append_snapshot(&snap(9, vec![sock(5000, "ESTABLISHED", 9)], 1), "fixture", &mut state)
+            .unwrap();
+        assert_eq!((again.snapshot_id, again.opened), (1, 1));
     }
 }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::fixture::{FixtureSource, Recorder};
@@ -73,6 +73,8 @@ impl ServeOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaptureSchedule {
     pub interval: Duration,
+    /// How long snapshots wait to be stored together (`--commit-every`).
+    pub commit_every: Duration,
     pub sockets: Option<SocketBackend>,
     pub replay: Option<PathBuf>,
     pub record: Option<PathBuf>,
@@ -320,6 +322,7 @@ pub struct CaptureStatus {
     pub snapshots: u64,
     pub socket_rows: u64,
     pub last_snapshot_id: Option<i64>,
+    /// When the newest stored snapshot was taken.
     pub last_snapshot_at: Option<String>,
     /// Snapshots that started later than one interval after the one before.
     pub late_snapshots: u64,
@@ -652,16 +655,19 @@ pub fn run(options: ServeOptions) -> Result<()> {
 struct CaptureObserver<'a> {
     shared: &'a Shared,
     interval: Duration,
-    last: Option<Instant>,
+    /// When the previous snapshot stored was taken.
+    last: Option<DateTime<Utc>>,
 }
 
 impl Observer for CaptureObserver<'_> {
     fn stored(&mut self, stored: &Stored, _report: &RunReport) {
-        let now = Instant::now();
-        // Snapshot starts are one interval apart; a start later than two intervals after the
-        // previous one means a snapshot was skipped or delayed by more than an interval.
-        let late = self.last.is_some_and(|l| now.duration_since(l) > self.interval * 2);
-        self.last = Some(now);
+        // Snapshots are taken one interval apart (and stored in batches); one taken more than
+        // two intervals after the previous one means a snapshot was skipped or delayed by more
+        // than an interval.
+        let late = self
+            .last
+            .is_some_and(|l| (stored.taken_at - l).to_std().is_ok_and(|gap| gap > self.interval * 2));
+        self.last = Some(stored.taken_at);
         // Nobody listening is the usual case; the event is then dropped.
         let _ = self.shared.events.send(ServerEvent {
             kind: "snapshot",
@@ -672,7 +678,7 @@ impl Observer for CaptureObserver<'_> {
                 c.snapshots += 1;
                 c.socket_rows += stored.sockets as u64;
                 c.last_snapshot_id = Some(stored.snapshot_id);
-                c.last_snapshot_at = Some(now_text());
+                c.last_snapshot_at = Some(stored.taken_at.to_rfc3339_opts(SecondsFormat::Secs, true));
                 if late {
                     c.late_snapshots += 1;
                 }
@@ -717,6 +723,7 @@ fn capture_loop(shared: &Shared, store: Store, capture: &CaptureSchedule) {
                 duration: None,
                 count: None,
                 wait: true,
+                commit_every: capture.commit_every,
             };
             let mut observer = CaptureObserver {
                 shared,
@@ -952,6 +959,7 @@ mod tests {
                             duration: None,
                             count: None,
                             wait: false,
+                            commit_every: run::DEFAULT_COMMIT_EVERY,
                         };
                         let mut quiet = CollectGaps::default();
                         let report = run::run(&store, &mut source, pace, None, &Utc::now, &mut quiet).unwrap();

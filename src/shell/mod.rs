@@ -105,12 +105,14 @@ impl Database for LocalDatabase {
                 duration: c.duration,
                 count: c.count,
                 wait: c.replay.is_none(),
+                commit_every: c.commit_every,
             }),
             Request::Demo(d) => Some(Pace {
                 interval: d.interval,
                 duration: Some(Duration::from_secs(u64::from(d.hours) * 3600)),
                 count: None,
                 wait: false,
+                commit_every: Duration::MAX,
             }),
             _ => None,
         };
