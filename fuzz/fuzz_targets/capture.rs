@@ -1,19 +1,12 @@
 //! Fuzzes the capture reader, packet decoder and flow assembly with arbitrary file bytes:
 //! none of them may panic, loop forever or allocate without bound, whatever the input.
 //!
-//! The three modules are compiled in directly by path: they depend on nothing but std, and
-//! linking the netlens crate would compile the bundled DuckDB (C++) for the fuzz build too.
+//! It links the `netlens-packets` crate only: the netlens crate would compile the bundled
+//! DuckDB (C++) for the fuzz build too.
 #![no_main]
-#![allow(dead_code)]
-
-#[path = "../../src/ingest/decode.rs"]
-mod decode;
-#[path = "../../src/ingest/flow.rs"]
-mod flow;
-#[path = "../../src/ingest/reader.rs"]
-mod reader;
 
 use libfuzzer_sys::fuzz_target;
+use netlens_packets::{decode, flow, reader};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut r) = reader::CaptureReader::open(data) else {

@@ -12,9 +12,6 @@
 //! `datasets`.
 
 pub mod csv;
-pub mod decode;
-pub mod flow;
-pub mod reader;
 pub mod sink;
 pub mod zeek;
 
@@ -33,6 +30,7 @@ use crate::interrupt;
 use crate::store::Store;
 use decode::{linktype_name, Decoded, Tunnel};
 use flow::{FlowTable, Timeouts, TunnelStop, Walked};
+use netlens_packets::{decode, flow, reader};
 use reader::{CaptureReader, OpenError, Stop};
 use sink::{FlowArrays, FlowColumns, PacketProto, PacketRow, TableWriter, FLOW_BATCH, PACKET_BATCH};
 
@@ -1109,29 +1107,6 @@ mod tests {
             .query_row("SELECT count(*) FROM imports", [], |r| r.get(0))
             .unwrap();
         assert_eq!(imports, 2);
-    }
-
-    /// The fuzz target (fuzz/fuzz_targets/capture.rs) compiles the reader, decoder and flow
-    /// table on their own, as sibling modules: outside their tests they may use only std and
-    /// each other.
-    #[test]
-    fn the_fuzzed_modules_stand_alone() {
-        let siblings = ["decode", "flow", "reader"];
-        for (name, text) in [
-            ("decode.rs", include_str!("decode.rs")),
-            ("flow.rs", include_str!("flow.rs")),
-            ("reader.rs", include_str!("reader.rs")),
-        ] {
-            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
-            assert!(!code.contains("crate::"), "{name} uses crate::");
-            for (at, _) in code.match_indices("super::") {
-                let next: String = code[at + 7..]
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                assert!(siblings.contains(&next.as_str()), "{name} uses super::{next}");
-            }
-        }
     }
 
     /// Nothing to read ahead for other commands or a file that is not a capture: the import

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use netlens::ingest::decode::{build, flags};
-use netlens::ingest::reader::write;
+use netlens_packets::decode::{build, flags};
+use netlens_packets::reader::write;
 use predicates::prelude::*;
 
 use crate::Scratch;

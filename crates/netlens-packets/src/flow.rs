@@ -28,7 +28,7 @@
 use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
-use super::decode::{
+use crate::decode::{
     decode, flags as tf, ip_tunnel, udp_tunnel, Decap, Decoded, IpPacket, Transport, Tunnel, MAX_TUNNEL_DEPTH,
 };
 
@@ -37,8 +37,7 @@ const NS: i64 = 1_000_000_000;
 const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
 
 /// Finished flows the reading thread gathers before it hands them to the storing one (a Zeek
-/// import: rows per batch). Here, not in `sink`, because the fuzz target compiles this module
-/// on its own.
+/// import: rows per batch).
 pub const FLOW_BATCH: usize = 8192;
 
 /// Timeouts that end flows, in nanoseconds of capture time.
@@ -1585,7 +1584,7 @@ fn ack_received(flow: &mut Flow, side: usize, rel_ack: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::decode::{build, decode, Decoded};
+    use crate::decode::{build, decode, Decoded};
     use std::net::Ipv4Addr;
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
