@@ -1256,210 +1256,255 @@ struct Segment {
     captured: bool,
 }
 
-/// One TCP segment through Zeek's TCP analyzer logic (TCP.cc: DeliverPacket and the
-/// Update*State functions), reduced to what conn.log needs. Returns the sender's side, which
-/// changes when the segment reverses the flow's roles.
-fn tcp_packet(flow: &mut Flow, mut side: usize, ts_ns: i64, segment: Segment) -> usize {
-    use TcpState::*;
-    let Segment {
-        seq,
-        ack,
-        flags,
-        window,
-        len,
-        captured,
-    } = segment;
-    let (syn, fin, rst, ackf) = (
-        flags & tf::SYN != 0,
-        flags & tf::FIN != 0,
-        flags & tf::RST != 0,
-        flags & tf::ACK != 0,
-    );
-    let mut is_orig = side == 0;
-    let mut peer_side = 1 - side;
-    let len_i = i64::from(len);
+/// A segment as every phase of [`tcp_packet`] reads it: its fields, its flags, and its extent
+/// in sequence space.
+#[derive(Debug, Clone, Copy)]
+struct SegmentView {
+    seq: u32,
+    ack: u32,
+    window: u16,
+    len: u32,
+    captured: bool,
+    syn: bool,
+    fin: bool,
+    rst: bool,
+    ackf: bool,
+    /// Length in sequence space: the payload, one for a SYN and one for a FIN (a RST's payload
+    /// does not count).
+    seg_len: u32,
+    /// The sequence number one past the segment.
+    one_past: u32,
+}
 
-    // Segment length in sequence space.
-    let mut seg_len = len;
-    if syn {
-        seg_len += 1;
-    }
-    if fin {
-        seg_len += 1;
-    }
-    if rst {
-        seg_len -= len;
-    }
-    let one_past = seq.wrapping_add(seg_len);
-
-    // init_endpoint
-    {
-        let e = &mut flow.ends[side].tcp;
-        match e.state {
-            Inactive => {
-                if syn {
-                    e.init_seq(seq, one_past);
-                } else {
-                    // Partial connection: number as though a SYN came just before.
-                    e.init_seq(seq.wrapping_sub(1), seq);
-                }
-            }
-            SynSent | SynAckSent => {
-                if syn && seq != e.start_raw {
-                    e.init_seq(seq, one_past);
-                }
-            }
-            Established | Partial => {
-                if syn {
-                    e.init_seq(seq, one_past);
-                }
-            }
-            Reset => {
-                if syn && e.prev_state == Inactive {
-                    e.init_seq(seq, one_past);
-                }
-            }
-            Closed => {}
+impl SegmentView {
+    fn of(segment: Segment) -> SegmentView {
+        let Segment {
+            seq,
+            ack,
+            flags,
+            window,
+            len,
+            captured,
+        } = segment;
+        let (syn, fin, rst, ackf) = (
+            flags & tf::SYN != 0,
+            flags & tf::FIN != 0,
+            flags & tf::RST != 0,
+            flags & tf::ACK != 0,
+        );
+        let mut seg_len = len;
+        if syn {
+            seg_len += 1;
+        }
+        if fin {
+            seg_len += 1;
+        }
+        if rst {
+            seg_len -= len;
+        }
+        SegmentView {
+            seq,
+            ack,
+            window,
+            len,
+            captured,
+            syn,
+            fin,
+            rst,
+            ackf,
+            seg_len,
+            one_past: seq.wrapping_add(seg_len),
         }
     }
+}
 
-    let rel_seq = flow.ends[side].tcp.rel(seq);
+/// One TCP segment through Zeek's TCP analyzer logic (TCP.cc: DeliverPacket and the
+/// Update*State functions), reduced to what conn.log needs, phase by phase in Zeek's order.
+/// Returns the sender's side, which changes when the segment reverses the flow's roles.
+fn tcp_packet(flow: &mut Flow, side: usize, ts_ns: i64, segment: Segment) -> usize {
+    let s = SegmentView::of(segment);
+    init_endpoint(&mut flow.ends[side].tcp, &s);
+    let rel_seq = flow.ends[side].tcp.rel(s.seq);
+    update_history(flow, side, &s, rel_seq);
+    update_window(flow, side, &s);
+    if !flow.ends[0].tcp.did_close || !flow.ends[1].tcp.did_close {
+        flow.last_ns = flow.last_ns.max(ts_ns);
+    }
+    if s.fin {
+        let e = &mut flow.ends[side].tcp;
+        e.fin_cnt += 1;
+        e.fin_seq = rel_seq + i64::from(s.seg_len);
+    }
+    let rel_ack = ack_peer(flow, 1 - side, &s);
+    update_last_seq(flow, side, &s);
+    let side = update_state_machine(flow, side, ts_ns, &s);
+    deliver_content(flow, side, &s, rel_seq, rel_ack);
+    side
+}
 
-    // update_history
-    let bits = u8::from(syn) + u8::from(fin) + u8::from(rst);
+/// Zeek's init_endpoint: the sender's sequence numbering starts at its SYN (or, for a
+/// partial connection, as though a SYN came just before this segment).
+fn init_endpoint(e: &mut TcpEnd, s: &SegmentView) {
+    use TcpState::*;
+    match e.state {
+        Inactive => {
+            if s.syn {
+                e.init_seq(s.seq, s.one_past);
+            } else {
+                e.init_seq(s.seq.wrapping_sub(1), s.seq);
+            }
+        }
+        SynSent | SynAckSent => {
+            if s.syn && s.seq != e.start_raw {
+                e.init_seq(s.seq, s.one_past);
+            }
+        }
+        Established | Partial => {
+            if s.syn {
+                e.init_seq(s.seq, s.one_past);
+            }
+        }
+        Reset => {
+            if s.syn && e.prev_state == Inactive {
+                e.init_seq(s.seq, s.one_past);
+            }
+        }
+        Closed => {}
+    }
+}
+
+/// Zeek's update_history: the segment's letter (a SYN, FIN or RST repeated at the same
+/// sequence number is not a new one).
+fn update_history(flow: &mut Flow, side: usize, s: &SegmentView, rel_seq: i64) {
+    let bits = u8::from(s.syn) + u8::from(s.fin) + u8::from(s.rst);
     if bits > 1 {
-        if fin && rst {
+        if s.fin && s.rst {
             flow.check_history(side, H_FINRST, 'I');
         } else {
             flow.check_history(side, H_MULTI, 'Q');
         }
     } else if bits == 1 {
-        if syn {
-            let code = if ackf { 'H' } else { 'S' };
-            let mask = if ackf { H_SYNACK } else { H_SYN };
+        if s.syn {
+            let code = if s.ackf { 'H' } else { 'S' };
+            let mask = if s.ackf { H_SYNACK } else { H_SYN };
             let last = flow.ends[side].tcp.hist_last_syn;
             if flow.check_history(side, mask, code) && last != Some(rel_seq) {
                 flow.add_history(side, code);
             }
             flow.ends[side].tcp.hist_last_syn = Some(rel_seq);
         }
-        if fin {
+        if s.fin {
+            let fin_at = rel_seq + i64::from(s.len);
             let last = flow.ends[side].tcp.hist_last_fin;
-            if flow.check_history(side, H_FIN, 'F') && last != Some(rel_seq + len_i) {
+            if flow.check_history(side, H_FIN, 'F') && last != Some(fin_at) {
                 flow.add_history(side, 'F');
             }
-            flow.ends[side].tcp.hist_last_fin = Some(rel_seq + len_i);
+            flow.ends[side].tcp.hist_last_fin = Some(fin_at);
         }
-        if rst {
+        if s.rst {
             let last = flow.ends[side].tcp.hist_last_rst;
             if flow.check_history(side, H_RST, 'R') && last != Some(rel_seq) {
                 flow.add_history(side, 'R');
             }
             flow.ends[side].tcp.hist_last_rst = Some(rel_seq);
         }
-    } else if len > 0 {
+    } else if s.len > 0 {
         flow.check_history(side, H_DATA, 'D');
-    } else if ackf {
+    } else if s.ackf {
         flow.check_history(side, H_ACK, 'A');
     }
+}
 
-    // update_window: zero windows, logged at 1, 10, 100, ... occurrences.
-    {
-        let peer_state = flow.ends[peer_side].tcp.state;
-        let e = &mut flow.ends[side].tcp;
-        if window == 0 && !rst && peer_state != Closed && e.state != Reset {
-            e.zero_win += 1;
-            if e.zero_win_threshold == 0 {
-                e.zero_win_threshold = 1;
-            }
-            if e.zero_win == e.zero_win_threshold {
-                e.zero_win_threshold = e.zero_win_threshold.saturating_mul(10);
-                flow.add_history(side, 'W');
-            }
+/// Zeek's update_window: zero windows, logged at 1, 10, 100, ... occurrences.
+fn update_window(flow: &mut Flow, side: usize, s: &SegmentView) {
+    let peer_state = flow.ends[1 - side].tcp.state;
+    let e = &mut flow.ends[side].tcp;
+    if s.window == 0 && !s.rst && peer_state != TcpState::Closed && e.state != TcpState::Reset {
+        e.zero_win += 1;
+        if e.zero_win_threshold == 0 {
+            e.zero_win_threshold = 1;
+        }
+        if e.zero_win == e.zero_win_threshold {
+            e.zero_win_threshold = e.zero_win_threshold.saturating_mul(10);
+            flow.add_history(side, 'W');
         }
     }
+}
 
-    if !flow.ends[0].tcp.did_close || !flow.ends[1].tcp.did_close {
-        flow.last_ns = flow.last_ns.max(ts_ns);
-    }
-
-    if fin {
-        flow.ends[side].tcp.fin_cnt += 1;
-        flow.ends[side].tcp.fin_seq = rel_seq + i64::from(seg_len);
-    }
-
-    // The ACK relative to the peer's start, before it moves the peer's numbering (Zeek's
-    // rel_ack: 1 when it starts the numbering, 0 when it lies before the start).
-    let rel_ack = {
-        let peer = &flow.ends[peer_side].tcp;
-        if peer.state == Inactive {
-            1
-        } else {
-            (peer.ack_rel + i64::from(ack.wrapping_sub(peer.ack_raw) as i32)).max(0)
-        }
+/// The segment's ACK on the peer's numbering: sets it up from the ACK, or advances what the
+/// peer had acknowledged. Returns the ACK relative to the peer's start as it was before (Zeek's
+/// rel_ack: 1 when it starts the numbering, 0 when it lies before the start).
+fn ack_peer(flow: &mut Flow, peer_side: usize, s: &SegmentView) -> i64 {
+    let peer = &mut flow.ends[peer_side].tcp;
+    let rel_ack = if peer.state == TcpState::Inactive {
+        1
+    } else {
+        (peer.ack_rel + i64::from(s.ack.wrapping_sub(peer.ack_raw) as i32)).max(0)
     };
-
-    // ACK: set up the peer's numbering from it, or advance what the peer had acknowledged.
-    if ackf {
-        let peer = &mut flow.ends[peer_side].tcp;
-        if peer.state == Inactive {
-            peer.init_seq(ack.wrapping_sub(1), ack.wrapping_sub(1));
-        } else if !rst {
-            let delta = ack.wrapping_sub(peer.ack_raw) as i32;
-            if ack == 0 && delta > TOO_LARGE_SEQ_DELTA {
+    if s.ackf {
+        if peer.state == TcpState::Inactive {
+            peer.init_seq(s.ack.wrapping_sub(1), s.ack.wrapping_sub(1));
+        } else if !s.rst {
+            let delta = s.ack.wrapping_sub(peer.ack_raw) as i32;
+            if s.ack == 0 && delta > TOO_LARGE_SEQ_DELTA {
                 // A broken ACK, not a wrap that lands on 0.
             } else if delta > 0 {
-                peer.ack_raw = ack;
+                peer.ack_raw = s.ack;
                 peer.ack_rel += i64::from(delta);
             }
         }
     }
+    rel_ack
+}
 
-    // update_last_seq
-    let delta_last = {
-        let e = &mut flow.ends[side].tcp;
-        let delta = one_past.wrapping_sub(e.last_raw) as i32;
-        let mut rxmit = false;
-        if (syn || rst) && !(-TOO_LARGE_SEQ_DELTA..=TOO_LARGE_SEQ_DELTA).contains(&delta) {
-            // Untrusted jump.
-        } else if fin && e.last_rel == 1 {
-            e.last_rel += i64::from(delta);
-            e.last_raw = one_past;
-        } else if e.state == Reset {
-            // Nothing after a RST is trusted.
-        } else if delta > 0 {
-            e.last_rel += i64::from(delta);
-            e.last_raw = one_past;
-        } else if len > 0 {
-            rxmit = true;
+/// Zeek's update_last_seq: how far the sender's sequence numbers reached; data below that
+/// again is a retransmission (history `T` at its 1st, 10th, 100th ... occurrence).
+fn update_last_seq(flow: &mut Flow, side: usize, s: &SegmentView) {
+    let e = &mut flow.ends[side].tcp;
+    let delta = s.one_past.wrapping_sub(e.last_raw) as i32;
+    let mut rxmit = false;
+    if (s.syn || s.rst) && !(-TOO_LARGE_SEQ_DELTA..=TOO_LARGE_SEQ_DELTA).contains(&delta) {
+        // Untrusted jump.
+    } else if s.fin && e.last_rel == 1 {
+        e.last_rel += i64::from(delta);
+        e.last_raw = s.one_past;
+    } else if e.state == TcpState::Reset {
+        // Nothing after a RST is trusted.
+    } else if delta > 0 {
+        e.last_rel += i64::from(delta);
+        e.last_raw = s.one_past;
+    } else if s.len > 0 {
+        rxmit = true;
+    }
+    if rxmit {
+        e.rxmit += 1;
+        if e.rxmit_threshold == 0 {
+            e.rxmit_threshold = 1;
         }
-        if rxmit {
-            e.rxmit += 1;
-            if e.rxmit_threshold == 0 {
-                e.rxmit_threshold = 1;
-            }
-            let hit = e.rxmit == e.rxmit_threshold;
-            if hit {
-                e.rxmit_threshold = e.rxmit_threshold.saturating_mul(10);
-                flow.add_history(side, 'T');
-            }
+        if e.rxmit == e.rxmit_threshold {
+            e.rxmit_threshold = e.rxmit_threshold.saturating_mul(10);
+            flow.add_history(side, 'T');
         }
-        delta
-    };
-    let _ = delta_last;
+    }
+}
 
-    // UpdateStateMachine
+/// Zeek's UpdateStateMachine: the sender's TCP state after the segment. Returns the sender's
+/// side, which changes when the segment reverses the flow's roles.
+fn update_state_machine(flow: &mut Flow, mut side: usize, ts_ns: i64, s: &SegmentView) -> usize {
+    use TcpState::*;
+    let mut peer_side = 1 - side;
+    let mut is_orig = side == 0;
     let state = flow.ends[side].tcp.state;
     let peer_state = flow.ends[peer_side].tcp.state;
     let mut do_close = false;
     match state {
         Inactive => {
-            if syn {
+            if s.syn {
                 if is_orig {
-                    flow.ends[side].tcp.set_state(if ackf { SynAckSent } else { SynSent });
+                    flow.ends[side].tcp.set_state(if s.ackf { SynAckSent } else { SynSent });
                     flow.attempt_at = Some(ts_ns);
                 } else {
-                    if !ackf && peer_state == SynAckSent && seq == flow.ends[side].tcp.start_raw {
+                    if !s.ackf && peer_state == SynAckSent && s.seq == flow.ends[side].tcp.start_raw {
                         // A SYN answering the originator's SYN-ACK: the capture saw the
                         // handshake's first two packets reversed. Zeek flips the roles (history
                         // `^`, the letters so far kept as they are) and establishes both sides.
@@ -1473,19 +1518,19 @@ fn tcp_packet(flow: &mut Flow, mut side: usize, ts_ns: i64, segment: Segment) ->
                     flow.ends[side].tcp.set_state(Established);
                 }
             }
-            if fin {
+            if s.fin {
                 flow.ends[side].tcp.set_state(Closed);
                 do_close = true;
             }
-            if rst {
+            if s.rst {
                 flow.ends[side].tcp.set_state(Reset);
                 do_close = true;
             }
             if flow.ends[side].tcp.state == Inactive {
                 let orig_state = flow.ends[0].tcp.state;
-                if !is_orig && len == 0 && orig_state == SynSent {
+                if !is_orig && s.len == 0 && orig_state == SynSent {
                     // An ACK before the SYN-ACK: not a partial connection.
-                } else if ackf && flow.ends[peer_side].tcp.state == Established {
+                } else if s.ackf && flow.ends[peer_side].tcp.state == Established {
                     flow.ends[side].tcp.set_state(Established);
                 } else {
                     flow.ends[side].tcp.set_state(Partial);
@@ -1493,20 +1538,20 @@ fn tcp_packet(flow: &mut Flow, mut side: usize, ts_ns: i64, segment: Segment) ->
             }
         }
         SynSent | SynAckSent => {
-            if fin {
+            if s.fin {
                 flow.ends[side].tcp.set_state(Closed);
                 do_close = true;
             }
-            if rst {
+            if s.rst {
                 flow.ends[side].tcp.set_state(Reset);
                 do_close = true;
             }
         }
         Established | Partial => {
-            if syn && state == Partial && peer_state == Inactive && !ackf {
+            if s.syn && state == Partial && peer_state == Inactive && !s.ackf {
                 flow.ends[side].tcp.set_state(SynSent);
             }
-            if fin && !rst {
+            if s.fin && !s.rst {
                 flow.ends[side].tcp.set_state(Closed);
                 let peer = &mut flow.ends[peer_side].tcp;
                 if peer.state == Reset && peer.prev_state == Closed {
@@ -1515,13 +1560,13 @@ fn tcp_packet(flow: &mut Flow, mut side: usize, ts_ns: i64, segment: Segment) ->
                 }
                 do_close = true;
             }
-            if rst {
+            if s.rst {
                 flow.ends[side].tcp.set_state(Reset);
                 do_close = true;
             }
         }
         Closed => {
-            if rst && peer_state != Closed {
+            if s.rst && peer_state != Closed {
                 flow.ends[side].tcp.set_state(Reset);
                 do_close = true;
             }
@@ -1534,19 +1579,22 @@ fn tcp_packet(flow: &mut Flow, mut side: usize, ts_ns: i64, segment: Segment) ->
     if flow.ends[side].tcp.state == Partial {
         flow.partial = true;
     }
-
-    // Content gaps, after the state machine as in Zeek: an ACK that ends a connection (in a
-    // FIN or RST) leaves it unclean, and its gaps are not reported.
-    if ackf {
-        ack_received(flow, peer_side, rel_ack);
-    }
-    if len > 0 && captured && !rst && rel_seq >= 0 {
-        let e = &flow.ends[side].tcp;
-        let data_seq = rel_seq as u64 + u64::from(syn);
-        let acked = e.ack_rel.max(0) as u64;
-        flow.streams[side].data(data_seq, u64::from(len), acked, acked <= 1);
-    }
     side
+}
+
+/// Content gaps, after the state machine as in Zeek (an ACK that ends a connection, in a FIN or
+/// RST, leaves it unclean, and its gaps are not reported): the ACK moves the peer's stream, and
+/// the segment's captured payload fills the sender's.
+fn deliver_content(flow: &mut Flow, side: usize, s: &SegmentView, rel_seq: i64, rel_ack: i64) {
+    if s.ackf {
+        ack_received(flow, 1 - side, rel_ack);
+    }
+    if s.len > 0 && s.captured && !s.rst && rel_seq >= 0 {
+        let e = &flow.ends[side].tcp;
+        let data_seq = rel_seq as u64 + u64::from(s.syn);
+        let acked = e.ack_rel.max(0) as u64;
+        flow.streams[side].data(data_seq, u64::from(s.len), acked, acked <= 1);
+    }
 }
 
 /// Zeek's TCP_Endpoint::AckReceived for `side`'s stream: the peer acknowledged up to `rel_ack`
