@@ -29,7 +29,8 @@ use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 use crate::decode::{
-    decode, flags as tf, ip_tunnel, udp_tunnel, Decap, Decoded, IpPacket, Transport, Tunnel, MAX_TUNNEL_DEPTH,
+    decode, flags as tf, ip_tunnel, tcp_checksum_ok, udp_tunnel, Decap, Decoded, IpPacket, Transport, Tunnel,
+    MAX_TUNNEL_DEPTH,
 };
 
 const NS: i64 = 1_000_000_000;
@@ -181,6 +182,9 @@ struct TcpEnd {
     fin_seq: i64,
     gaps: u64,
     gap_threshold: u64,
+    /// Segments with a bad checksum, and the count at which the next `C` is logged.
+    bad_checksums: u64,
+    bad_checksum_threshold: u64,
 }
 
 impl TcpEnd {
@@ -432,6 +436,20 @@ impl Flow {
         std::mem::swap(&mut self.orig_h, &mut self.resp_h);
         std::mem::swap(&mut self.orig_p, &mut self.resp_p);
         self.history.push('^');
+    }
+
+    /// Zeek's TCP_Endpoint::ChecksumError: `C` (`c` for the responder) at the 1st, 10th,
+    /// 100th ... bad checksum of a side.
+    fn checksum_error(&mut self, side: usize) {
+        let e = &mut self.ends[side].tcp;
+        e.bad_checksums += 1;
+        if e.bad_checksum_threshold == 0 {
+            e.bad_checksum_threshold = 1;
+        }
+        if e.bad_checksums == e.bad_checksum_threshold {
+            e.bad_checksum_threshold = e.bad_checksum_threshold.saturating_mul(10);
+            self.add_history(side, 'C');
+        }
     }
 
     fn add_history(&mut self, side: usize, code: char) {
@@ -841,6 +859,8 @@ pub struct FlowTable {
     /// IP tunnels by their address pair (lower address first), as Zeek's IPTunnel analyzer
     /// keeps them.
     ip_tunnels: foldhash::HashMap<(IpAddr, IpAddr), IpTunnel>,
+    /// Check TCP checksums as Zeek does by default (`zeek -C` turns it off, as this does).
+    verify_tcp_checksums: bool,
 }
 
 /// Where a packet went: its flow's uid and whether the originator sent it.
@@ -916,7 +936,18 @@ impl FlowTable {
             sweep_after: 0,
             finished: Vec::new(),
             ip_tunnels: foldhash::HashMap::default(),
+            verify_tcp_checksums: false,
         }
+    }
+
+    /// Checks every wholly captured TCP segment's checksum, as Zeek does unless run with `-C`:
+    /// a segment with a bad one is logged in its flow's history (`C`/`c`, at the 1st, 10th,
+    /// 100th ... such segment of a side) and otherwise ignored (Zeek's
+    /// `TCPAnalyzer::ValidateChecksum` ends the packet's processing there: no packet or byte
+    /// counted, no state changed). Off by default: captures taken on a sending host hold that
+    /// host's segments before the network card filled in their checksums.
+    pub fn verify_tcp_checksums(&mut self, on: bool) {
+        self.verify_tcp_checksums = on;
     }
 
     /// The uid of the IP tunnel (IP in IP or GRE) between `src` and `dst` that carried packet
@@ -1197,6 +1228,17 @@ impl FlowTable {
             if !flow.tunnel_parents.iter().any(|p| p == parent) {
                 flow.tunnel_parents.push(parent.to_string());
             }
+        }
+        if self.verify_tcp_checksums && kind == Kind::Tcp && tcp_checksum_ok(ip) == Some(false) {
+            // The connection exists (Zeek made it before the TCP analyzer saw the packet), and
+            // nothing else of the packet counts.
+            flow.checksum_error(side);
+            return Some(Assigned {
+                uid: &flow.uid,
+                from_orig: side == 0,
+                resp_p: flow.resp_p,
+                tunnel_refused: &mut flow.tunnel_refused,
+            });
         }
         let end = &mut flow.ends[side];
         end.pkts += 1;
@@ -1652,6 +1694,93 @@ mod tests {
         }
         t.finish_all();
         t.take_finished()
+    }
+
+    /// `run_tcp` with TCP checksums verified; the packets at the positions in `bad` (from 0)
+    /// have their checksum broken.
+    fn run_tcp_checked(packets: &[(i64, bool, u8, u32, u32, usize)], bad: &[usize]) -> Vec<FlowRecord> {
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        t.verify_tcp_checksums(true);
+        for (i, &(ms, from_a, flags, seq, ack, len)) in packets.iter().enumerate() {
+            let mut frame = if from_a {
+                build::tcp4(A, 40000, B, 80, seq, ack, flags, len)
+            } else {
+                build::tcp4(B, 80, A, 40000, seq, ack, flags, len)
+            };
+            if bad.contains(&i) {
+                frame[50] ^= 0x5a;
+            }
+            let Decoded::Ip(ip) = decode(1, &frame) else { panic!() };
+            t.observe(i as u64 + 1, ms * 1_000_000, frame.len() as u32, &ip);
+        }
+        t.finish_all();
+        t.take_finished()
+    }
+
+    /// Zeek's expected rows (TCP.cc `ValidateChecksum` returns before the endpoint, the
+    /// history letters of the segment and the packet counts; `ChecksumError` logs `C`/`c` at
+    /// the 1st, 10th, 100th ... bad segment of a side):
+    /// - a data segment with a bad checksum, sent again with a good one: `ShACDaFf`, the bad
+    ///   one not among the originator's 5 packets, and no retransmission (`T`), since the
+    ///   first copy never reached the stream; unchecked, the same packets give `ShADTaFf`;
+    /// - 10 bad ACKs from the responder in an established connection: `c` twice;
+    /// - a connection whose only segment is bad: no packets, history `C`, state OTH.
+    #[test]
+    fn bad_checksums_are_logged_and_the_segments_ignored_as_zeek_does() {
+        let conn = [
+            (0, true, S, 100, 0, 0),
+            (1, false, SA, 500, 101, 0),
+            (2, true, AK, 101, 501, 0),
+            (3, true, PA, 101, 501, 100),
+            (4, true, PA, 101, 501, 100),
+            (5, false, AK, 501, 201, 0),
+            (6, true, FA, 201, 501, 0),
+            (7, false, FA, 501, 202, 0),
+            (8, true, AK, 202, 502, 0),
+        ];
+        let checked = run_tcp_checked(&conn, &[3]);
+        assert_eq!(checked.len(), 1);
+        let f = &checked[0];
+        assert_eq!(
+            (
+                f.history.as_str(),
+                f.conn_state,
+                f.orig_pkts,
+                f.resp_pkts,
+                f.orig_bytes,
+                f.orig_ip_bytes
+            ),
+            ("ShACDaFf", "SF", 5, 3, 100, 5 * 40 + 100)
+        );
+        let plain = run_tcp(&conn);
+        assert_eq!(
+            (plain[0].history.as_str(), plain[0].orig_pkts, plain[0].orig_ip_bytes),
+            ("ShADTaFf", 6, 6 * 40 + 200)
+        );
+        // Verified but all good: the same as unchecked.
+        let good = run_tcp_checked(&conn, &[]);
+        assert_eq!((good[0].history.as_str(), good[0].orig_pkts), ("ShADTaFf", 6));
+
+        let mut acks = vec![
+            (0, true, S, 100, 0, 0),
+            (1, false, SA, 500, 101, 0),
+            (2, true, AK, 101, 501, 0),
+        ];
+        acks.extend((0..10).map(|i| (3 + i, false, AK, 501, 101, 0)));
+        let f = &run_tcp_checked(&acks, &(3..13).collect::<Vec<_>>())[0];
+        assert_eq!((f.history.as_str(), f.resp_pkts), ("ShAcc", 1));
+
+        let f = &run_tcp_checked(&[(0, true, S, 100, 0, 0)], &[0])[0];
+        assert_eq!(
+            (
+                f.history.as_str(),
+                f.conn_state,
+                f.orig_pkts,
+                f.resp_pkts,
+                f.orig_ip_bytes
+            ),
+            ("C", "OTH", 0, 0, 0)
+        );
     }
 
     const S: u8 = tf::SYN;
