@@ -19,6 +19,8 @@ with the file. Needs tshark and editcap (Debian: tshark).
 
 Usage: bench/pcap_import.py [PACKETS ...]   (default: 1000000 2000000 4000000)
        NETLENS=path/to/netlens bench/pcap_import.py ...   (that binary, no cargo build)
+       ANCHOR=path/to/other/netlens bench/pcap_import.py ...   (also times that binary's import
+           into a new database, interleaved with the others, and prints netlens / anchor)
 """
 import glob, os, re, shutil, statistics, struct, subprocess, sys, tempfile, time
 
@@ -29,6 +31,8 @@ RUNS = 5
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/netlens-target"))
 # NETLENS=/path/to/netlens benchmarks that binary as it is (no cargo build).
 NETLENS = os.environ.get("NETLENS") or os.path.join(TARGET, "release", "netlens")
+# ANCHOR=/path/to/netlens: a second build (say, before a change) timed side by side.
+ANCHOR = os.environ.get("ANCHOR")
 
 
 def setup(work):
@@ -142,8 +146,11 @@ def main():
             # The user's cache gets this build's template (if it has none yet) before timing.
             fresh(True)
             # Median of RUNS runs each: the machine is shared, and one run can be off by 30 %.
-            new_runs, existing_runs, tshark_runs, first_runs = [], [], [], []
+            new_runs, existing_runs, tshark_runs, first_runs, anchor_runs = [], [], [], [], []
             for _ in range(RUNS):
+                if ANCHOR:
+                    fresh(False)
+                    anchor_runs.append(timed([ANCHOR, "--db", db, "import", "pcap", cap]))
                 fresh(False)
                 new_runs.append(timed([NETLENS, "--db", db, "import", "pcap", cap]))
                 # Into a store that already exists (its schema made before the clock starts).
@@ -169,6 +176,12 @@ def main():
                   f"{flows.group(1) if flows else '?':>8} {capped_rss:>9.1f} {e_wall:>10.2f} {f_wall:>11.2f} | {t_wall:>8.2f} "
                   f"{n / t_wall:>9.0f} {t_rss:>8.1f} | {t_wall / wall:>5.1f}x {t_wall / e_wall:>7.1f}x "
                   f"{t_wall / f_wall:>8.1f}x", flush=True)
+            if ANCHOR:
+                a_wall = statistics.median(r[0] for r in anchor_runs)
+                a_flows = re.search(r"(\d+) flows", sorted(anchor_runs)[RUNS // 2][2])
+                print(f"{'':>17} anchor {ANCHOR}: {a_wall:.2f} s ({n / a_wall:.0f} pkt/s, "
+                      f"{a_flows.group(1) if a_flows else '?'} flows, tshark/anchor {t_wall / a_wall:.1f}x); "
+                      f"netlens / anchor time {wall / a_wall:.3f}", flush=True)
             os.remove(cap)
     finally:
         shutil.rmtree(work, ignore_errors=True)

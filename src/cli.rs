@@ -834,6 +834,12 @@ pub struct PcapImportArgs {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub icmp_timeout: Option<Duration>,
 
+    /// Check TCP checksums as Zeek does without -C: a segment with a bad one counts nowhere
+    /// but its flow's history (C/c). Off by default: a capture taken on a sending host holds its
+    /// segments before the network card filled in their checksums
+    #[arg(long)]
+    pub verify_checksums: bool,
+
     /// No progress bar and no summary line (warnings are still printed)
     #[arg(long, short)]
     pub quiet: bool,
@@ -1361,6 +1367,7 @@ impl DomainCommand {
                         tcp_timeout: p.tcp_timeout,
                         udp_timeout: p.udp_timeout,
                         icmp_timeout: p.icmp_timeout,
+                        verify_checksums: p.verify_checksums,
                     })),
                     quiet(p.quiet),
                 ),

@@ -12,9 +12,6 @@
 //! `datasets`.
 
 pub mod csv;
-pub mod decode;
-pub mod flow;
-pub mod reader;
 pub mod sink;
 pub mod zeek;
 
@@ -33,6 +30,7 @@ use crate::interrupt;
 use crate::store::Store;
 use decode::{linktype_name, Decoded, Tunnel};
 use flow::{FlowTable, Timeouts, TunnelStop, Walked};
+use netlens_packets::{decode, flow, reader};
 use reader::{CaptureReader, OpenError, Stop};
 use sink::{FlowArrays, FlowColumns, PacketProto, PacketRow, TableWriter, FLOW_BATCH, PACKET_BATCH};
 
@@ -59,6 +57,10 @@ pub struct PcapImport {
     pub tcp_timeout: Option<Duration>,
     pub udp_timeout: Option<Duration>,
     pub icmp_timeout: Option<Duration>,
+    /// Check TCP checksums as Zeek does without `-C`: a segment with a bad one is only logged
+    /// in its flow's history (`C`/`c`).
+    #[serde(default)]
+    pub verify_checksums: bool,
 }
 
 /// `import zeek`: conn.log files, TSV or JSON.
@@ -268,7 +270,7 @@ pub fn run(store: &Store, request: ImportRequest, progress: &mut Progress, ahead
     match request {
         ImportRequest::Pcap(a) => {
             let opts = pcap_options(&a)?;
-            import_pcaps(store, &a.files, &opts, progress, ahead.map(|a| a.0))?;
+            import_pcaps(store, &a.files, &opts, a.verify_checksums, progress, ahead.map(|a| a.0))?;
         }
         ImportRequest::Zeek(a) => {
             import_zeek_logs(store, &a.files, progress)?;
@@ -443,10 +445,12 @@ pub fn end_live_import(store: &Store, r: &ImportReport) -> Result<()> {
 
 /// Imports capture files, each as its own import. Stops at the first file that cannot be
 /// imported (files before it stay imported). `ahead`: the first file, already being read.
+/// `verify_checksums`: see [`PcapImport::verify_checksums`].
 fn import_pcaps(
     store: &Store,
     files: &[PathBuf],
     opts: &PcapOptions,
+    verify_checksums: bool,
     progress: &mut Progress,
     mut ahead: Option<Reading>,
 ) -> Result<Vec<ImportReport>> {
@@ -456,7 +460,7 @@ fn import_pcaps(
     for path in files {
         let reading = match ahead.take().filter(|r| r.path == *path) {
             Some(reading) => reading,
-            None => Reading::start(path, opts)?,
+            None => Reading::start(path, opts, verify_checksums)?,
         };
         progress.start(path, reading.file_bytes);
         let result = store.in_transaction(|_| {
@@ -653,9 +657,10 @@ struct Reading {
 }
 
 impl Reading {
-    /// Opens the capture and starts reading it. Fails when the file cannot be opened or is not
-    /// a capture.
-    fn start(path: &Path, opts: &PcapOptions) -> Result<Reading> {
+    /// Opens the capture and starts reading it (`verify_checksums`: see
+    /// [`PcapImport::verify_checksums`]). Fails when the file cannot be opened or is not a
+    /// capture.
+    fn start(path: &Path, opts: &PcapOptions, verify_checksums: bool) -> Result<Reading> {
         let started = Instant::now();
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let metadata = file.metadata().map_err(|e| Error::io(path, e))?;
@@ -686,7 +691,7 @@ impl Reading {
         };
         let reader = std::thread::Builder::new()
             .name("netlens-reader".to_string())
-            .spawn(move || parse_capture(reader, &owned_path, &opts, tx, &watch))
+            .spawn(move || parse_capture(reader, &owned_path, &opts, verify_checksums, tx, &watch))
             .map_err(|e| Error::io(path, e))?;
         Ok(Reading {
             path: path.to_path_buf(),
@@ -744,7 +749,7 @@ impl ReadAhead {
             return None;
         }
         let opts = pcap_options(args).ok()?;
-        Reading::start(first, &opts).ok().map(ReadAhead)
+        Reading::start(first, &opts, args.verify_checksums).ok().map(ReadAhead)
     }
 }
 
@@ -805,6 +810,7 @@ fn parse_capture<R: BufRead>(
     mut reader: CaptureReader<R>,
     path: &Path,
     opts: &PcapOptions,
+    verify_checksums: bool,
     tx: std::sync::mpsc::SyncSender<Batch>,
     watch: &ReaderWatch,
 ) -> Result<ImportReport> {
@@ -820,6 +826,7 @@ fn parse_capture<R: BufRead>(
         ..Default::default()
     };
     let mut assembly = FlowAssembly::new(opts);
+    assembly.verify_tcp_checksums(verify_checksums);
     loop {
         let next = reader.next_packet().map_err(|e| Error::io(path, e))?;
         let p = match next {
@@ -955,6 +962,11 @@ impl FlowAssembly {
         self.table.expire_idle(now_ns);
     }
 
+    /// Checks TCP checksums as Zeek does without `-C` (see `FlowTable::verify_tcp_checksums`).
+    pub fn verify_tcp_checksums(&mut self, on: bool) {
+        self.table.verify_tcp_checksums(on);
+    }
+
     /// Ends every active flow (end of the capture).
     pub fn finish_all(&mut self) {
         self.table.finish_all();
@@ -1073,6 +1085,7 @@ mod tests {
             tcp_timeout: None,
             udp_timeout: None,
             icmp_timeout: None,
+            verify_checksums: false,
         })
     }
 
@@ -1111,29 +1124,6 @@ mod tests {
         assert_eq!(imports, 2);
     }
 
-    /// The fuzz target (fuzz/fuzz_targets/capture.rs) compiles the reader, decoder and flow
-    /// table on their own, as sibling modules: outside their tests they may use only std and
-    /// each other.
-    #[test]
-    fn the_fuzzed_modules_stand_alone() {
-        let siblings = ["decode", "flow", "reader"];
-        for (name, text) in [
-            ("decode.rs", include_str!("decode.rs")),
-            ("flow.rs", include_str!("flow.rs")),
-            ("reader.rs", include_str!("reader.rs")),
-        ] {
-            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
-            assert!(!code.contains("crate::"), "{name} uses crate::");
-            for (at, _) in code.match_indices("super::") {
-                let next: String = code[at + 7..]
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                assert!(siblings.contains(&next.as_str()), "{name} uses super::{next}");
-            }
-        }
-    }
-
     /// Nothing to read ahead for other commands or a file that is not a capture: the import
     /// then reports the error as before.
     #[test]
@@ -1161,7 +1151,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("big.pcap");
         syn_capture(&big, 200_000);
-        let reading = Reading::start(&big, &PcapOptions::default()).unwrap();
+        let reading = Reading::start(&big, &PcapOptions::default(), false).unwrap();
         // Give the reader time to fill the channel and wait on it: joining it before closing
         // the channel would then wait for ever.
         std::thread::sleep(Duration::from_millis(200));
@@ -1193,7 +1183,7 @@ mod tests {
             reader::write::pcap_record(&mut bytes, i64::from(i) * 1_000, f.len() as u32, &f).unwrap();
         }
         std::fs::write(&long, &bytes).unwrap();
-        let reading = Reading::start(&long, &PcapOptions::default()).unwrap();
+        let reading = Reading::start(&long, &PcapOptions::default(), false).unwrap();
         let reached = Arc::clone(&reading.position);
         drop(reading);
         let read = reached.load(Ordering::Relaxed);

@@ -13,12 +13,12 @@ use duckdb::arrow::array::{
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Appender;
 
-use super::decode::{IpPacket, Transport};
-use super::flow::FlowRecord;
 use crate::error::{Error, Result};
 use crate::store::{quote_ident, Store, ROW_GROUP_SIZE};
+use netlens_packets::decode::{IpPacket, Transport};
+use netlens_packets::flow::FlowRecord;
 
-pub use super::flow::FLOW_BATCH;
+pub use netlens_packets::flow::FLOW_BATCH;
 /// Packet rows the reading thread gathers before it hands them to the storing one.
 pub const PACKET_BATCH: usize = 65_536;
 
@@ -542,7 +542,7 @@ pub fn packet_batch(import_id: i64, rows: &[PacketRow]) -> Result<RecordBatch> {
         cap_len.append_value(as_i32(r.cap_len));
         ip_len.append_option(r.ip_len.map(as_i32));
         payload_len.append_option(r.payload_len.map(as_i32));
-        flags.append_option(r.tcp_flags.map(super::decode::flag_letters));
+        flags.append_option(r.tcp_flags.map(netlens_packets::decode::flag_letters));
         uid.append_option(r.flow_uid.as_ref().and_then(|u| std::str::from_utf8(&u[..]).ok()));
         from_orig.append_option(r.from_orig);
     }

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use netlens::ingest::decode::{build, flags};
-use netlens::ingest::reader::write;
+use netlens_packets::decode::{build, flags};
+use netlens_packets::reader::write;
 use predicates::prelude::*;
 
 use crate::Scratch;
@@ -1011,4 +1011,102 @@ fn ctrl_c_stops_a_zeek_import_and_stores_nothing() {
     assert!(writer.join().unwrap() > 0, "nothing was fed to the import");
     assert_eq!(s.query("SELECT count(*) FROM flows"), "0");
     assert_eq!(s.query("SELECT count(*) FROM imports"), "0");
+}
+
+/// `--verify-checksums` (issue 20): a TCP segment with a bad checksum counts nowhere but its
+/// flow's history, as in Zeek run without `-C`. Zeek's row for the synthetic conversation with
+/// the originator's handshake ACK corrupted (TCP.cc `ValidateChecksum` returns before the
+/// segment's history letter, the ConnSize counts and the state machine; `ChecksumError` logs
+/// `C`): `ShCDdFfA`, 4 originator packets of 260 IP bytes. Without the flag, nothing changes.
+#[test]
+fn bad_tcp_checksums_are_history_letters_with_verify_checksums() {
+    let s = Scratch::new();
+    let cap = s.path("bad.pcap");
+    let mut packets = conversation();
+    packets[2].1[50] ^= 0xff;
+    write_pcap(&cap, 1, &packets);
+    let row = "SELECT conn_state, history, orig_bytes, resp_bytes, orig_pkts, resp_pkts, orig_ip_bytes, \
+               resp_ip_bytes FROM flows WHERE proto = 'tcp' AND import_id = (SELECT max(import_id) FROM imports)";
+    import(&s, &["pcap", "--quiet", cap.to_str().unwrap()]).success();
+    assert_eq!(s.query(row), "SF,ShADdFf,100,1000,5,3,300,1120");
+    import(&s, &["pcap", "--quiet", "--verify-checksums", cap.to_str().unwrap()]).success();
+    assert_eq!(s.query(row), "SF,ShCDdFfA,100,1000,4,3,260,1120");
+}
+
+/// tshark is the oracle of which segments have a bad checksum: on each shared capture,
+/// `--verify-checksums` leaves out of the TCP flows' packet counts exactly the TCP packets
+/// tshark finds a bad checksum in (`tcp.checksum.status == 0`), and the flows have `C`/`c`
+/// letters exactly when there are any.
+#[test]
+fn verified_checksums_leave_out_the_packets_tshark_finds_bad() {
+    let Some(dir) = shared_pcaps() else {
+        return;
+    };
+    let tshark = Process::new("tshark").arg("--version").output().is_ok();
+    if !crate::prerequisite(tshark, "tshark (Debian: apt-get install tshark; .ci/run installs it)") {
+        return;
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    files.sort();
+    let mut bad_somewhere = false;
+    for file in files {
+        let out = Process::new("tshark")
+            .arg("-r")
+            .arg(&file)
+            .args([
+                "-o",
+                "tcp.check_checksum:TRUE",
+                "-Y",
+                "tcp.checksum.status == 0",
+                "-T",
+                "fields",
+                "-e",
+                "frame.number",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+        let bad = String::from_utf8_lossy(&out.stdout).lines().count();
+        bad_somewhere |= bad > 0;
+        let s = Scratch::new();
+        let counts = |verify: bool| {
+            let mut args = vec!["pcap", "--quiet"];
+            if verify {
+                args.push("--verify-checksums");
+            }
+            args.push(file.to_str().unwrap());
+            import(&s, &args).success();
+            s.query(
+                "SELECT sum(orig_pkts + resp_pkts) || ' ' || count(*) FILTER (WHERE regexp_matches(history, '[Cc]')) \
+                 FROM flows WHERE proto = 'tcp' AND import_id = (SELECT max(import_id) FROM imports)",
+            )
+        };
+        let parse = |t: String| -> (usize, usize) {
+            let (p, c) = t.split_once(' ').unwrap();
+            (p.parse().unwrap(), c.parse().unwrap())
+        };
+        let (all, marked_unchecked) = parse(counts(false));
+        let (kept, marked) = parse(counts(true));
+        assert_eq!(marked_unchecked, 0, "{}", file.display());
+        assert_eq!(
+            all - kept,
+            bad,
+            "{}: TCP packets left out, against tshark's bad checksums",
+            file.display()
+        );
+        assert_eq!(
+            marked > 0,
+            bad > 0,
+            "{}: {marked} flows with C/c for {bad} bad checksums",
+            file.display()
+        );
+    }
+    assert!(
+        bad_somewhere,
+        "no shared capture has a bad TCP checksum: the test checks nothing"
+    );
 }

@@ -100,8 +100,9 @@ pub struct IpPacket<'a> {
     pub later_fragment: bool,
     pub transport: Transport,
     /// What a tunnel could carry: the captured UDP payload, or for other protocols without a
-    /// transport header here (IP in IP, GRE, ...) the captured bytes after the IP headers; up
-    /// to the length the headers give (no Ethernet padding). Empty for TCP and ICMP.
+    /// transport header here (IP in IP, GRE, ...) the captured bytes after the IP headers; for
+    /// TCP the captured segment, header included (what its checksum covers); up to the length
+    /// the headers give (no Ethernet padding). Empty for ICMP.
     pub payload: &'a [u8],
     /// The capture holds the whole of `payload` (the snap length did not cut it). Zeek builds
     /// an inner packet from the captured bytes only, so a cut one is not decapsulated.
@@ -375,7 +376,9 @@ fn transport(proto: u8, b: &[u8], len: u32, v6: bool) -> Result<TransportParts<'
                 payload: len.saturating_sub(off),
                 payload_captured: b.len() >= len as usize,
             };
-            Ok((tcp, &[], false))
+            // The whole segment, header included: what its checksum covers.
+            let (segment, whole) = captured(b, len);
+            Ok((tcp, segment, whole))
         }
         17 => {
             if b.len() < 8 {
@@ -409,6 +412,39 @@ fn transport(proto: u8, b: &[u8], len: u32, v6: bool) -> Result<TransportParts<'
             Ok((Transport::Other, payload, whole))
         }
     }
+}
+
+/// Whether a TCP segment's checksum is right, computed as Zeek's `TCP_Endpoint::ValidChecksum`
+/// does: the one's-complement sum of the pseudo-header (addresses, protocol 6, segment length)
+/// and the segment must be all ones. `None` when the capture does not hold the whole segment
+/// (Zeek checks only whole ones) or the packet is not TCP.
+pub fn tcp_checksum_ok(ip: &IpPacket) -> Option<bool> {
+    if !matches!(ip.transport, Transport::Tcp { .. }) || !ip.payload_whole {
+        return None;
+    }
+    let segment = ip.payload;
+    let address = |a: IpAddr| match a {
+        IpAddr::V4(a) => ones_sum(&a.octets()),
+        IpAddr::V6(a) => ones_sum(&a.octets()),
+    };
+    let len = segment.len() as u64;
+    let mut sum = 6 + (len >> 16) + (len & 0xffff);
+    sum += address(ip.src) + address(ip.dst) + ones_sum(segment);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    Some(sum == 0xffff)
+}
+
+/// The sum of `bytes` as big-endian 16-bit words (an odd last byte padded with a zero),
+/// before folding.
+fn ones_sum(bytes: &[u8]) -> u64 {
+    let mut words = bytes.chunks_exact(2);
+    let mut sum: u64 = (&mut words).map(|w| u64::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    if let [last] = words.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    sum
 }
 
 /// The captured part of `len` bytes on the wire that start `b`, and whether it is all there.
@@ -861,7 +897,7 @@ pub fn flag_letters(f: u8) -> String {
 pub mod build {
     use std::net::Ipv4Addr;
 
-    /// An Ethernet + IPv4 + TCP frame with `payload` zero bytes.
+    /// An Ethernet + IPv4 + TCP frame with `payload` zero bytes and a right checksum.
     #[allow(clippy::too_many_arguments)]
     pub fn tcp4(
         src: Ipv4Addr,
@@ -882,6 +918,19 @@ pub mod build {
         f.extend_from_slice(&ack.to_be_bytes());
         f.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
         f.resize(f.len() + payload, 0);
+        // The one's-complement sum of the pseudo-header and the segment (checksum field 0).
+        let mut sum: u32 = 6 + (20 + payload) as u32;
+        let mut words = f[26..34].chunks_exact(2).chain(f[34..].chunks_exact(2));
+        for w in &mut words {
+            sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        if payload % 2 == 1 {
+            sum += u32::from(f[f.len() - 1]) << 8;
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        f[50..52].copy_from_slice(&(!(sum as u16)).to_be_bytes());
         f
     }
 
@@ -965,6 +1014,34 @@ mod tests {
 
     fn a(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// The checksum as Zeek checks it: right for a built segment (odd and even lengths), wrong
+    /// after any flipped bit of header or payload, unknown when the capture cut the segment,
+    /// and not asked of UDP.
+    #[test]
+    fn tcp_checksums() {
+        let (x, y) = ("10.0.0.1".parse().unwrap(), "192.168.7.9".parse().unwrap());
+        for len in [0, 1, 2, 37, 1200] {
+            let f = build::tcp4(x, 40000, y, 443, 7, 9, 0x18, len);
+            let Decoded::Ip(ip) = decode(1, &f) else { panic!() };
+            assert_eq!(tcp_checksum_ok(&ip), Some(true), "{len} bytes");
+            for at in [34, 47, f.len() - 1] {
+                let mut g = f.clone();
+                g[at] ^= 0x01;
+                let Decoded::Ip(ip) = decode(1, &g) else { panic!() };
+                assert_eq!(tcp_checksum_ok(&ip), Some(false), "{len} bytes, bit flipped at {at}");
+            }
+            if len > 0 {
+                let Decoded::Ip(ip) = decode(1, &f[..f.len() - 1]) else {
+                    panic!()
+                };
+                assert_eq!(tcp_checksum_ok(&ip), None, "{len} bytes, cut");
+            }
+        }
+        let u = build::udp4(x, 53, y, 53, 10);
+        let Decoded::Ip(ip) = decode(1, &u) else { panic!() };
+        assert_eq!(tcp_checksum_ok(&ip), None);
     }
 
     #[test]

@@ -28,8 +28,9 @@
 use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
-use super::decode::{
-    decode, flags as tf, ip_tunnel, udp_tunnel, Decap, Decoded, IpPacket, Transport, Tunnel, MAX_TUNNEL_DEPTH,
+use crate::decode::{
+    decode, flags as tf, ip_tunnel, tcp_checksum_ok, udp_tunnel, Decap, Decoded, IpPacket, Transport, Tunnel,
+    MAX_TUNNEL_DEPTH,
 };
 
 const NS: i64 = 1_000_000_000;
@@ -37,8 +38,7 @@ const NS: i64 = 1_000_000_000;
 const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
 
 /// Finished flows the reading thread gathers before it hands them to the storing one (a Zeek
-/// import: rows per batch). Here, not in `sink`, because the fuzz target compiles this module
-/// on its own.
+/// import: rows per batch).
 pub const FLOW_BATCH: usize = 8192;
 
 /// Timeouts that end flows, in nanoseconds of capture time.
@@ -182,6 +182,9 @@ struct TcpEnd {
     fin_seq: i64,
     gaps: u64,
     gap_threshold: u64,
+    /// Segments with a bad checksum, and the count at which the next `C` is logged.
+    bad_checksums: u64,
+    bad_checksum_threshold: u64,
 }
 
 impl TcpEnd {
@@ -433,6 +436,20 @@ impl Flow {
         std::mem::swap(&mut self.orig_h, &mut self.resp_h);
         std::mem::swap(&mut self.orig_p, &mut self.resp_p);
         self.history.push('^');
+    }
+
+    /// Zeek's TCP_Endpoint::ChecksumError: `C` (`c` for the responder) at the 1st, 10th,
+    /// 100th ... bad checksum of a side.
+    fn checksum_error(&mut self, side: usize) {
+        let e = &mut self.ends[side].tcp;
+        e.bad_checksums += 1;
+        if e.bad_checksum_threshold == 0 {
+            e.bad_checksum_threshold = 1;
+        }
+        if e.bad_checksums == e.bad_checksum_threshold {
+            e.bad_checksum_threshold = e.bad_checksum_threshold.saturating_mul(10);
+            self.add_history(side, 'C');
+        }
     }
 
     fn add_history(&mut self, side: usize, code: char) {
@@ -842,6 +859,8 @@ pub struct FlowTable {
     /// IP tunnels by their address pair (lower address first), as Zeek's IPTunnel analyzer
     /// keeps them.
     ip_tunnels: foldhash::HashMap<(IpAddr, IpAddr), IpTunnel>,
+    /// Check TCP checksums as Zeek does by default (`zeek -C` turns it off, as this does).
+    verify_tcp_checksums: bool,
 }
 
 /// Where a packet went: its flow's uid and whether the originator sent it.
@@ -917,7 +936,18 @@ impl FlowTable {
             sweep_after: 0,
             finished: Vec::new(),
             ip_tunnels: foldhash::HashMap::default(),
+            verify_tcp_checksums: false,
         }
+    }
+
+    /// Checks every wholly captured TCP segment's checksum, as Zeek does unless run with `-C`:
+    /// a segment with a bad one is logged in its flow's history (`C`/`c`, at the 1st, 10th,
+    /// 100th ... such segment of a side) and otherwise ignored (Zeek's
+    /// `TCPAnalyzer::ValidateChecksum` ends the packet's processing there: no packet or byte
+    /// counted, no state changed). Off by default: captures taken on a sending host hold that
+    /// host's segments before the network card filled in their checksums.
+    pub fn verify_tcp_checksums(&mut self, on: bool) {
+        self.verify_tcp_checksums = on;
     }
 
     /// The uid of the IP tunnel (IP in IP or GRE) between `src` and `dst` that carried packet
@@ -1199,6 +1229,17 @@ impl FlowTable {
                 flow.tunnel_parents.push(parent.to_string());
             }
         }
+        if self.verify_tcp_checksums && kind == Kind::Tcp && tcp_checksum_ok(ip) == Some(false) {
+            // The connection exists (Zeek made it before the TCP analyzer saw the packet), and
+            // nothing else of the packet counts.
+            flow.checksum_error(side);
+            return Some(Assigned {
+                uid: &flow.uid,
+                from_orig: side == 0,
+                resp_p: flow.resp_p,
+                tunnel_refused: &mut flow.tunnel_refused,
+            });
+        }
         let end = &mut flow.ends[side];
         end.pkts += 1;
         end.ip_bytes += u64::from(ip.ip_len);
@@ -1257,210 +1298,255 @@ struct Segment {
     captured: bool,
 }
 
-/// One TCP segment through Zeek's TCP analyzer logic (TCP.cc: DeliverPacket and the
-/// Update*State functions), reduced to what conn.log needs. Returns the sender's side, which
-/// changes when the segment reverses the flow's roles.
-fn tcp_packet(flow: &mut Flow, mut side: usize, ts_ns: i64, segment: Segment) -> usize {
-    use TcpState::*;
-    let Segment {
-        seq,
-        ack,
-        flags,
-        window,
-        len,
-        captured,
-    } = segment;
-    let (syn, fin, rst, ackf) = (
-        flags & tf::SYN != 0,
-        flags & tf::FIN != 0,
-        flags & tf::RST != 0,
-        flags & tf::ACK != 0,
-    );
-    let mut is_orig = side == 0;
-    let mut peer_side = 1 - side;
-    let len_i = i64::from(len);
+/// A segment as every phase of [`tcp_packet`] reads it: its fields, its flags, and its extent
+/// in sequence space.
+#[derive(Debug, Clone, Copy)]
+struct SegmentView {
+    seq: u32,
+    ack: u32,
+    window: u16,
+    len: u32,
+    captured: bool,
+    syn: bool,
+    fin: bool,
+    rst: bool,
+    ackf: bool,
+    /// Length in sequence space: the payload, one for a SYN and one for a FIN (a RST's payload
+    /// does not count).
+    seg_len: u32,
+    /// The sequence number one past the segment.
+    one_past: u32,
+}
 
-    // Segment length in sequence space.
-    let mut seg_len = len;
-    if syn {
-        seg_len += 1;
-    }
-    if fin {
-        seg_len += 1;
-    }
-    if rst {
-        seg_len -= len;
-    }
-    let one_past = seq.wrapping_add(seg_len);
-
-    // init_endpoint
-    {
-        let e = &mut flow.ends[side].tcp;
-        match e.state {
-            Inactive => {
-                if syn {
-                    e.init_seq(seq, one_past);
-                } else {
-                    // Partial connection: number as though a SYN came just before.
-                    e.init_seq(seq.wrapping_sub(1), seq);
-                }
-            }
-            SynSent | SynAckSent => {
-                if syn && seq != e.start_raw {
-                    e.init_seq(seq, one_past);
-                }
-            }
-            Established | Partial => {
-                if syn {
-                    e.init_seq(seq, one_past);
-                }
-            }
-            Reset => {
-                if syn && e.prev_state == Inactive {
-                    e.init_seq(seq, one_past);
-                }
-            }
-            Closed => {}
+impl SegmentView {
+    fn of(segment: Segment) -> SegmentView {
+        let Segment {
+            seq,
+            ack,
+            flags,
+            window,
+            len,
+            captured,
+        } = segment;
+        let (syn, fin, rst, ackf) = (
+            flags & tf::SYN != 0,
+            flags & tf::FIN != 0,
+            flags & tf::RST != 0,
+            flags & tf::ACK != 0,
+        );
+        let mut seg_len = len;
+        if syn {
+            seg_len += 1;
+        }
+        if fin {
+            seg_len += 1;
+        }
+        if rst {
+            seg_len -= len;
+        }
+        SegmentView {
+            seq,
+            ack,
+            window,
+            len,
+            captured,
+            syn,
+            fin,
+            rst,
+            ackf,
+            seg_len,
+            one_past: seq.wrapping_add(seg_len),
         }
     }
+}
 
-    let rel_seq = flow.ends[side].tcp.rel(seq);
+/// One TCP segment through Zeek's TCP analyzer logic (TCP.cc: DeliverPacket and the
+/// Update*State functions), reduced to what conn.log needs, phase by phase in Zeek's order.
+/// Returns the sender's side, which changes when the segment reverses the flow's roles.
+fn tcp_packet(flow: &mut Flow, side: usize, ts_ns: i64, segment: Segment) -> usize {
+    let s = SegmentView::of(segment);
+    init_endpoint(&mut flow.ends[side].tcp, &s);
+    let rel_seq = flow.ends[side].tcp.rel(s.seq);
+    update_history(flow, side, &s, rel_seq);
+    update_window(flow, side, &s);
+    if !flow.ends[0].tcp.did_close || !flow.ends[1].tcp.did_close {
+        flow.last_ns = flow.last_ns.max(ts_ns);
+    }
+    if s.fin {
+        let e = &mut flow.ends[side].tcp;
+        e.fin_cnt += 1;
+        e.fin_seq = rel_seq + i64::from(s.seg_len);
+    }
+    let rel_ack = ack_peer(flow, 1 - side, &s);
+    update_last_seq(flow, side, &s);
+    let side = update_state_machine(flow, side, ts_ns, &s);
+    deliver_content(flow, side, &s, rel_seq, rel_ack);
+    side
+}
 
-    // update_history
-    let bits = u8::from(syn) + u8::from(fin) + u8::from(rst);
+/// Zeek's init_endpoint: the sender's sequence numbering starts at its SYN (or, for a
+/// partial connection, as though a SYN came just before this segment).
+fn init_endpoint(e: &mut TcpEnd, s: &SegmentView) {
+    use TcpState::*;
+    match e.state {
+        Inactive => {
+            if s.syn {
+                e.init_seq(s.seq, s.one_past);
+            } else {
+                e.init_seq(s.seq.wrapping_sub(1), s.seq);
+            }
+        }
+        SynSent | SynAckSent => {
+            if s.syn && s.seq != e.start_raw {
+                e.init_seq(s.seq, s.one_past);
+            }
+        }
+        Established | Partial => {
+            if s.syn {
+                e.init_seq(s.seq, s.one_past);
+            }
+        }
+        Reset => {
+            if s.syn && e.prev_state == Inactive {
+                e.init_seq(s.seq, s.one_past);
+            }
+        }
+        Closed => {}
+    }
+}
+
+/// Zeek's update_history: the segment's letter (a SYN, FIN or RST repeated at the same
+/// sequence number is not a new one).
+fn update_history(flow: &mut Flow, side: usize, s: &SegmentView, rel_seq: i64) {
+    let bits = u8::from(s.syn) + u8::from(s.fin) + u8::from(s.rst);
     if bits > 1 {
-        if fin && rst {
+        if s.fin && s.rst {
             flow.check_history(side, H_FINRST, 'I');
         } else {
             flow.check_history(side, H_MULTI, 'Q');
         }
     } else if bits == 1 {
-        if syn {
-            let code = if ackf { 'H' } else { 'S' };
-            let mask = if ackf { H_SYNACK } else { H_SYN };
+        if s.syn {
+            let code = if s.ackf { 'H' } else { 'S' };
+            let mask = if s.ackf { H_SYNACK } else { H_SYN };
             let last = flow.ends[side].tcp.hist_last_syn;
             if flow.check_history(side, mask, code) && last != Some(rel_seq) {
                 flow.add_history(side, code);
             }
             flow.ends[side].tcp.hist_last_syn = Some(rel_seq);
         }
-        if fin {
+        if s.fin {
+            let fin_at = rel_seq + i64::from(s.len);
             let last = flow.ends[side].tcp.hist_last_fin;
-            if flow.check_history(side, H_FIN, 'F') && last != Some(rel_seq + len_i) {
+            if flow.check_history(side, H_FIN, 'F') && last != Some(fin_at) {
                 flow.add_history(side, 'F');
             }
-            flow.ends[side].tcp.hist_last_fin = Some(rel_seq + len_i);
+            flow.ends[side].tcp.hist_last_fin = Some(fin_at);
         }
-        if rst {
+        if s.rst {
             let last = flow.ends[side].tcp.hist_last_rst;
             if flow.check_history(side, H_RST, 'R') && last != Some(rel_seq) {
                 flow.add_history(side, 'R');
             }
             flow.ends[side].tcp.hist_last_rst = Some(rel_seq);
         }
-    } else if len > 0 {
+    } else if s.len > 0 {
         flow.check_history(side, H_DATA, 'D');
-    } else if ackf {
+    } else if s.ackf {
         flow.check_history(side, H_ACK, 'A');
     }
+}
 
-    // update_window: zero windows, logged at 1, 10, 100, ... occurrences.
-    {
-        let peer_state = flow.ends[peer_side].tcp.state;
-        let e = &mut flow.ends[side].tcp;
-        if window == 0 && !rst && peer_state != Closed && e.state != Reset {
-            e.zero_win += 1;
-            if e.zero_win_threshold == 0 {
-                e.zero_win_threshold = 1;
-            }
-            if e.zero_win == e.zero_win_threshold {
-                e.zero_win_threshold = e.zero_win_threshold.saturating_mul(10);
-                flow.add_history(side, 'W');
-            }
+/// Zeek's update_window: zero windows, logged at 1, 10, 100, ... occurrences.
+fn update_window(flow: &mut Flow, side: usize, s: &SegmentView) {
+    let peer_state = flow.ends[1 - side].tcp.state;
+    let e = &mut flow.ends[side].tcp;
+    if s.window == 0 && !s.rst && peer_state != TcpState::Closed && e.state != TcpState::Reset {
+        e.zero_win += 1;
+        if e.zero_win_threshold == 0 {
+            e.zero_win_threshold = 1;
+        }
+        if e.zero_win == e.zero_win_threshold {
+            e.zero_win_threshold = e.zero_win_threshold.saturating_mul(10);
+            flow.add_history(side, 'W');
         }
     }
+}
 
-    if !flow.ends[0].tcp.did_close || !flow.ends[1].tcp.did_close {
-        flow.last_ns = flow.last_ns.max(ts_ns);
-    }
-
-    if fin {
-        flow.ends[side].tcp.fin_cnt += 1;
-        flow.ends[side].tcp.fin_seq = rel_seq + i64::from(seg_len);
-    }
-
-    // The ACK relative to the peer's start, before it moves the peer's numbering (Zeek's
-    // rel_ack: 1 when it starts the numbering, 0 when it lies before the start).
-    let rel_ack = {
-        let peer = &flow.ends[peer_side].tcp;
-        if peer.state == Inactive {
-            1
-        } else {
-            (peer.ack_rel + i64::from(ack.wrapping_sub(peer.ack_raw) as i32)).max(0)
-        }
+/// The segment's ACK on the peer's numbering: sets it up from the ACK, or advances what the
+/// peer had acknowledged. Returns the ACK relative to the peer's start as it was before (Zeek's
+/// rel_ack: 1 when it starts the numbering, 0 when it lies before the start).
+fn ack_peer(flow: &mut Flow, peer_side: usize, s: &SegmentView) -> i64 {
+    let peer = &mut flow.ends[peer_side].tcp;
+    let rel_ack = if peer.state == TcpState::Inactive {
+        1
+    } else {
+        (peer.ack_rel + i64::from(s.ack.wrapping_sub(peer.ack_raw) as i32)).max(0)
     };
-
-    // ACK: set up the peer's numbering from it, or advance what the peer had acknowledged.
-    if ackf {
-        let peer = &mut flow.ends[peer_side].tcp;
-        if peer.state == Inactive {
-            peer.init_seq(ack.wrapping_sub(1), ack.wrapping_sub(1));
-        } else if !rst {
-            let delta = ack.wrapping_sub(peer.ack_raw) as i32;
-            if ack == 0 && delta > TOO_LARGE_SEQ_DELTA {
+    if s.ackf {
+        if peer.state == TcpState::Inactive {
+            peer.init_seq(s.ack.wrapping_sub(1), s.ack.wrapping_sub(1));
+        } else if !s.rst {
+            let delta = s.ack.wrapping_sub(peer.ack_raw) as i32;
+            if s.ack == 0 && delta > TOO_LARGE_SEQ_DELTA {
                 // A broken ACK, not a wrap that lands on 0.
             } else if delta > 0 {
-                peer.ack_raw = ack;
+                peer.ack_raw = s.ack;
                 peer.ack_rel += i64::from(delta);
             }
         }
     }
+    rel_ack
+}
 
-    // update_last_seq
-    let delta_last = {
-        let e = &mut flow.ends[side].tcp;
-        let delta = one_past.wrapping_sub(e.last_raw) as i32;
-        let mut rxmit = false;
-        if (syn || rst) && !(-TOO_LARGE_SEQ_DELTA..=TOO_LARGE_SEQ_DELTA).contains(&delta) {
-            // Untrusted jump.
-        } else if fin && e.last_rel == 1 {
-            e.last_rel += i64::from(delta);
-            e.last_raw = one_past;
-        } else if e.state == Reset {
-            // Nothing after a RST is trusted.
-        } else if delta > 0 {
-            e.last_rel += i64::from(delta);
-            e.last_raw = one_past;
-        } else if len > 0 {
-            rxmit = true;
+/// Zeek's update_last_seq: how far the sender's sequence numbers reached; data below that
+/// again is a retransmission (history `T` at its 1st, 10th, 100th ... occurrence).
+fn update_last_seq(flow: &mut Flow, side: usize, s: &SegmentView) {
+    let e = &mut flow.ends[side].tcp;
+    let delta = s.one_past.wrapping_sub(e.last_raw) as i32;
+    let mut rxmit = false;
+    if (s.syn || s.rst) && !(-TOO_LARGE_SEQ_DELTA..=TOO_LARGE_SEQ_DELTA).contains(&delta) {
+        // Untrusted jump.
+    } else if s.fin && e.last_rel == 1 {
+        e.last_rel += i64::from(delta);
+        e.last_raw = s.one_past;
+    } else if e.state == TcpState::Reset {
+        // Nothing after a RST is trusted.
+    } else if delta > 0 {
+        e.last_rel += i64::from(delta);
+        e.last_raw = s.one_past;
+    } else if s.len > 0 {
+        rxmit = true;
+    }
+    if rxmit {
+        e.rxmit += 1;
+        if e.rxmit_threshold == 0 {
+            e.rxmit_threshold = 1;
         }
-        if rxmit {
-            e.rxmit += 1;
-            if e.rxmit_threshold == 0 {
-                e.rxmit_threshold = 1;
-            }
-            let hit = e.rxmit == e.rxmit_threshold;
-            if hit {
-                e.rxmit_threshold = e.rxmit_threshold.saturating_mul(10);
-                flow.add_history(side, 'T');
-            }
+        if e.rxmit == e.rxmit_threshold {
+            e.rxmit_threshold = e.rxmit_threshold.saturating_mul(10);
+            flow.add_history(side, 'T');
         }
-        delta
-    };
-    let _ = delta_last;
+    }
+}
 
-    // UpdateStateMachine
+/// Zeek's UpdateStateMachine: the sender's TCP state after the segment. Returns the sender's
+/// side, which changes when the segment reverses the flow's roles.
+fn update_state_machine(flow: &mut Flow, mut side: usize, ts_ns: i64, s: &SegmentView) -> usize {
+    use TcpState::*;
+    let mut peer_side = 1 - side;
+    let mut is_orig = side == 0;
     let state = flow.ends[side].tcp.state;
     let peer_state = flow.ends[peer_side].tcp.state;
     let mut do_close = false;
     match state {
         Inactive => {
-            if syn {
+            if s.syn {
                 if is_orig {
-                    flow.ends[side].tcp.set_state(if ackf { SynAckSent } else { SynSent });
+                    flow.ends[side].tcp.set_state(if s.ackf { SynAckSent } else { SynSent });
                     flow.attempt_at = Some(ts_ns);
                 } else {
-                    if !ackf && peer_state == SynAckSent && seq == flow.ends[side].tcp.start_raw {
+                    if !s.ackf && peer_state == SynAckSent && s.seq == flow.ends[side].tcp.start_raw {
                         // A SYN answering the originator's SYN-ACK: the capture saw the
                         // handshake's first two packets reversed. Zeek flips the roles (history
                         // `^`, the letters so far kept as they are) and establishes both sides.
@@ -1474,19 +1560,19 @@ fn tcp_packet(flow: &mut Flow, mut side: usize, ts_ns: i64, segment: Segment) ->
                     flow.ends[side].tcp.set_state(Established);
                 }
             }
-            if fin {
+            if s.fin {
                 flow.ends[side].tcp.set_state(Closed);
                 do_close = true;
             }
-            if rst {
+            if s.rst {
                 flow.ends[side].tcp.set_state(Reset);
                 do_close = true;
             }
             if flow.ends[side].tcp.state == Inactive {
                 let orig_state = flow.ends[0].tcp.state;
-                if !is_orig && len == 0 && orig_state == SynSent {
+                if !is_orig && s.len == 0 && orig_state == SynSent {
                     // An ACK before the SYN-ACK: not a partial connection.
-                } else if ackf && flow.ends[peer_side].tcp.state == Established {
+                } else if s.ackf && flow.ends[peer_side].tcp.state == Established {
                     flow.ends[side].tcp.set_state(Established);
                 } else {
                     flow.ends[side].tcp.set_state(Partial);
@@ -1494,20 +1580,20 @@ fn tcp_packet(flow: &mut Flow, mut side: usize, ts_ns: i64, segment: Segment) ->
             }
         }
         SynSent | SynAckSent => {
-            if fin {
+            if s.fin {
                 flow.ends[side].tcp.set_state(Closed);
                 do_close = true;
             }
-            if rst {
+            if s.rst {
                 flow.ends[side].tcp.set_state(Reset);
                 do_close = true;
             }
         }
         Established | Partial => {
-            if syn && state == Partial && peer_state == Inactive && !ackf {
+            if s.syn && state == Partial && peer_state == Inactive && !s.ackf {
                 flow.ends[side].tcp.set_state(SynSent);
             }
-            if fin && !rst {
+            if s.fin && !s.rst {
                 flow.ends[side].tcp.set_state(Closed);
                 let peer = &mut flow.ends[peer_side].tcp;
                 if peer.state == Reset && peer.prev_state == Closed {
@@ -1516,13 +1602,13 @@ fn tcp_packet(flow: &mut Flow, mut side: usize, ts_ns: i64, segment: Segment) ->
                 }
                 do_close = true;
             }
-            if rst {
+            if s.rst {
                 flow.ends[side].tcp.set_state(Reset);
                 do_close = true;
             }
         }
         Closed => {
-            if rst && peer_state != Closed {
+            if s.rst && peer_state != Closed {
                 flow.ends[side].tcp.set_state(Reset);
                 do_close = true;
             }
@@ -1535,19 +1621,22 @@ fn tcp_packet(flow: &mut Flow, mut side: usize, ts_ns: i64, segment: Segment) ->
     if flow.ends[side].tcp.state == Partial {
         flow.partial = true;
     }
-
-    // Content gaps, after the state machine as in Zeek: an ACK that ends a connection (in a
-    // FIN or RST) leaves it unclean, and its gaps are not reported.
-    if ackf {
-        ack_received(flow, peer_side, rel_ack);
-    }
-    if len > 0 && captured && !rst && rel_seq >= 0 {
-        let e = &flow.ends[side].tcp;
-        let data_seq = rel_seq as u64 + u64::from(syn);
-        let acked = e.ack_rel.max(0) as u64;
-        flow.streams[side].data(data_seq, u64::from(len), acked, acked <= 1);
-    }
     side
+}
+
+/// Content gaps, after the state machine as in Zeek (an ACK that ends a connection, in a FIN or
+/// RST, leaves it unclean, and its gaps are not reported): the ACK moves the peer's stream, and
+/// the segment's captured payload fills the sender's.
+fn deliver_content(flow: &mut Flow, side: usize, s: &SegmentView, rel_seq: i64, rel_ack: i64) {
+    if s.ackf {
+        ack_received(flow, 1 - side, rel_ack);
+    }
+    if s.len > 0 && s.captured && !s.rst && rel_seq >= 0 {
+        let e = &flow.ends[side].tcp;
+        let data_seq = rel_seq as u64 + u64::from(s.syn);
+        let acked = e.ack_rel.max(0) as u64;
+        flow.streams[side].data(data_seq, u64::from(s.len), acked, acked <= 1);
+    }
 }
 
 /// Zeek's TCP_Endpoint::AckReceived for `side`'s stream: the peer acknowledged up to `rel_ack`
@@ -1585,7 +1674,7 @@ fn ack_received(flow: &mut Flow, side: usize, rel_ack: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::decode::{build, decode, Decoded};
+    use crate::decode::{build, decode, Decoded};
     use std::net::Ipv4Addr;
 
     const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -1605,6 +1694,93 @@ mod tests {
         }
         t.finish_all();
         t.take_finished()
+    }
+
+    /// `run_tcp` with TCP checksums verified; the packets at the positions in `bad` (from 0)
+    /// have their checksum broken.
+    fn run_tcp_checked(packets: &[(i64, bool, u8, u32, u32, usize)], bad: &[usize]) -> Vec<FlowRecord> {
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        t.verify_tcp_checksums(true);
+        for (i, &(ms, from_a, flags, seq, ack, len)) in packets.iter().enumerate() {
+            let mut frame = if from_a {
+                build::tcp4(A, 40000, B, 80, seq, ack, flags, len)
+            } else {
+                build::tcp4(B, 80, A, 40000, seq, ack, flags, len)
+            };
+            if bad.contains(&i) {
+                frame[50] ^= 0x5a;
+            }
+            let Decoded::Ip(ip) = decode(1, &frame) else { panic!() };
+            t.observe(i as u64 + 1, ms * 1_000_000, frame.len() as u32, &ip);
+        }
+        t.finish_all();
+        t.take_finished()
+    }
+
+    /// Zeek's expected rows (TCP.cc `ValidateChecksum` returns before the endpoint, the
+    /// history letters of the segment and the packet counts; `ChecksumError` logs `C`/`c` at
+    /// the 1st, 10th, 100th ... bad segment of a side):
+    /// - a data segment with a bad checksum, sent again with a good one: `ShACDaFf`, the bad
+    ///   one not among the originator's 5 packets, and no retransmission (`T`), since the
+    ///   first copy never reached the stream; unchecked, the same packets give `ShADTaFf`;
+    /// - 10 bad ACKs from the responder in an established connection: `c` twice;
+    /// - a connection whose only segment is bad: no packets, history `C`, state OTH.
+    #[test]
+    fn bad_checksums_are_logged_and_the_segments_ignored_as_zeek_does() {
+        let conn = [
+            (0, true, S, 100, 0, 0),
+            (1, false, SA, 500, 101, 0),
+            (2, true, AK, 101, 501, 0),
+            (3, true, PA, 101, 501, 100),
+            (4, true, PA, 101, 501, 100),
+            (5, false, AK, 501, 201, 0),
+            (6, true, FA, 201, 501, 0),
+            (7, false, FA, 501, 202, 0),
+            (8, true, AK, 202, 502, 0),
+        ];
+        let checked = run_tcp_checked(&conn, &[3]);
+        assert_eq!(checked.len(), 1);
+        let f = &checked[0];
+        assert_eq!(
+            (
+                f.history.as_str(),
+                f.conn_state,
+                f.orig_pkts,
+                f.resp_pkts,
+                f.orig_bytes,
+                f.orig_ip_bytes
+            ),
+            ("ShACDaFf", "SF", 5, 3, 100, 5 * 40 + 100)
+        );
+        let plain = run_tcp(&conn);
+        assert_eq!(
+            (plain[0].history.as_str(), plain[0].orig_pkts, plain[0].orig_ip_bytes),
+            ("ShADTaFf", 6, 6 * 40 + 200)
+        );
+        // Verified but all good: the same as unchecked.
+        let good = run_tcp_checked(&conn, &[]);
+        assert_eq!((good[0].history.as_str(), good[0].orig_pkts), ("ShADTaFf", 6));
+
+        let mut acks = vec![
+            (0, true, S, 100, 0, 0),
+            (1, false, SA, 500, 101, 0),
+            (2, true, AK, 101, 501, 0),
+        ];
+        acks.extend((0..10).map(|i| (3 + i, false, AK, 501, 101, 0)));
+        let f = &run_tcp_checked(&acks, &(3..13).collect::<Vec<_>>())[0];
+        assert_eq!((f.history.as_str(), f.resp_pkts), ("ShAcc", 1));
+
+        let f = &run_tcp_checked(&[(0, true, S, 100, 0, 0)], &[0])[0];
+        assert_eq!(
+            (
+                f.history.as_str(),
+                f.conn_state,
+                f.orig_pkts,
+                f.resp_pkts,
+                f.orig_ip_bytes
+            ),
+            ("C", "OTH", 0, 0, 0)
+        );
     }
 
     const S: u8 = tf::SYN;

@@ -424,180 +424,218 @@ impl<R: BufRead> CaptureReader<R> {
         })))
     }
 
+    /// The next packet of a pcapng file: blocks are read one by one, and those that carry no
+    /// packet only update the section and its interfaces.
     fn next_pcapng(&mut self) -> io::Result<Result<Option<Meta>, Stop>> {
         loop {
-            let at = self.offset;
-            // Type, total length and the first body word (the byte-order magic of a section
-            // header). `open` already read those of the first block.
-            let mut head = std::mem::take(&mut self.pending);
-            if head.is_empty() {
-                fill(&mut self.input, &mut head, 12)?;
-            }
-            if head.is_empty() {
-                return Ok(Ok(None));
-            }
-            if head.len() < 12 {
-                return Ok(Err(Stop {
-                    offset: at,
-                    reason: format!("the last block header is cut short ({} of 12 bytes)", head.len()),
-                }));
-            }
-            let Kind::PcapNg { endian, .. } = self.kind else {
-                return Ok(Ok(None));
+            let block = match self.next_block()? {
+                Ok(Some(block)) => block,
+                Ok(None) => return Ok(Ok(None)),
+                Err(stop) => return Ok(Err(stop)),
             };
-            let mut endian = endian;
-            if u32::from_le_bytes([head[0], head[1], head[2], head[3]]) == PCAPNG_SHB {
-                // A new section may switch byte order.
-                endian =
-                    match u32::from_le_bytes([head[8], head[9], head[10], head[11]]) {
-                        BYTE_ORDER_MAGIC => Endian::Little,
-                        0x4d3c_2b1a => Endian::Big,
-                        _ => return Ok(Err(Stop {
-                            offset: at,
-                            reason:
-                                "section header block with an invalid byte-order magic: the file is corrupt from here"
-                                    .to_string(),
-                        })),
-                    };
-            }
-            let block_type = endian.u32(&head[0..4]);
-            let total = endian.u32(&head[4..8]);
-            if total < 12 || total % 4 != 0 || total > HARD_MAX_RECORD {
-                return Ok(Err(Stop {
-                    offset: at,
-                    reason: format!("block of type 0x{block_type:08x} has an impossible length {total}: the file is corrupt from here"),
-                }));
-            }
-            // The buffer holds the body and the trailing length copy.
-            let body_len = total as usize - 8;
-            self.buf.clear();
-            self.buf.extend_from_slice(&head[8..12]);
-            let got = append(&mut self.input, &mut self.buf, body_len - 4)?;
-            self.pending = head;
-            self.pending.clear();
-            self.offset += 12 + got as u64;
-            if self.buf.len() < body_len {
-                return Ok(Err(Stop {
-                    offset: at,
-                    reason: format!(
-                        "the last block (type 0x{block_type:08x}) is cut short: {} of its {total} bytes are in the file",
-                        self.buf.len() + 8
-                    ),
-                }));
-            }
-            let trailer = endian.u32(&self.buf[body_len - 4..body_len]);
-            if trailer != total {
-                return Ok(Err(Stop {
-                    offset: at,
-                    reason: format!("block of type 0x{block_type:08x} ends with length {trailer}, not {total}: the file is corrupt from here"),
-                }));
-            }
-            let body_end = body_len - 4;
-            match block_type {
+            let packet = match block.block_type {
                 PCAPNG_SHB => {
                     self.kind = Kind::PcapNg {
-                        endian,
+                        endian: block.endian,
                         interfaces: Vec::new(),
                     };
+                    continue;
                 }
-                1 => {
-                    // Interface Description Block.
-                    if body_end < 8 {
-                        return Ok(Err(
-                            self.bad(at, "interface description block shorter than its fixed fields")
-                        ));
-                    }
-                    let linktype = u32::from(endian.u16(&self.buf[0..2]));
-                    let snaplen = endian.u32(&self.buf[4..8]);
-                    let mut iface = Interface {
-                        linktype,
-                        snaplen,
-                        tsresol: 6,
-                        tsoffset: 0,
-                    };
-                    for (code, value) in options(endian, &self.buf[8..body_end]) {
-                        match (code, value.len()) {
-                            (9, 1..) => iface.tsresol = value[0],
-                            (14, 8..) => iface.tsoffset = endian.u64(value) as i64,
-                            _ => {}
-                        }
-                    }
-                    if !self.linktypes.contains(&linktype) {
-                        self.linktypes.push(linktype);
-                    }
-                    if let Kind::PcapNg { interfaces, .. } = &mut self.kind {
-                        interfaces.push(iface);
-                    }
-                }
-                6 | 2 => {
-                    // Enhanced Packet Block, or the obsolete Packet Block (16-bit interface id).
-                    if body_end < 20 {
-                        return Ok(Err(self.bad(at, "packet block shorter than its fixed fields")));
-                    }
-                    let iface_id = if block_type == 6 {
-                        endian.u32(&self.buf[0..4])
-                    } else {
-                        u32::from(endian.u16(&self.buf[0..2]))
-                    };
-                    let high = u64::from(endian.u32(&self.buf[4..8]));
-                    let low = u64::from(endian.u32(&self.buf[8..12]));
-                    let caplen = endian.u32(&self.buf[12..16]) as usize;
-                    let orig = endian.u32(&self.buf[16..20]);
-                    let Some(iface) = self.interface(iface_id as usize) else {
-                        return Ok(Err(self.bad(
-                            at,
-                            &format!(
-                                "packet refers to interface {iface_id}, which no interface description block declared"
-                            ),
-                        )));
-                    };
-                    if caplen > body_end - 20 {
-                        return Ok(Err(self.bad(
-                            at,
-                            &format!(
-                                "packet claims {caplen} captured bytes but its block holds {}",
-                                body_end - 20
-                            ),
-                        )));
-                    }
-                    return Ok(Ok(Some(Meta {
-                        ts_ns: iface.ns_of((high << 32) | low),
-                        orig_len: orig.max(caplen as u32),
-                        linktype: iface.linktype,
-                        data_start: 20,
-                        data_len: caplen,
-                        in_input: false,
-                    })));
-                }
-                3 => {
-                    // Simple Packet Block: interface 0, no timestamp.
-                    if body_end < 4 {
-                        return Ok(Err(self.bad(at, "simple packet block shorter than its fixed fields")));
-                    }
-                    let orig = endian.u32(&self.buf[0..4]);
-                    let Some(iface) = self.interface(0) else {
-                        return Ok(Err(
-                            self.bad(at, "simple packet block before any interface description block")
-                        ));
-                    };
-                    let mut caplen = (orig as usize).min(body_end - 4);
-                    if iface.snaplen > 0 {
-                        caplen = caplen.min(iface.snaplen as usize);
-                    }
-                    return Ok(Ok(Some(Meta {
-                        ts_ns: self.last_ts_ns,
-                        orig_len: orig.max(caplen as u32),
-                        linktype: iface.linktype,
-                        data_start: 4,
-                        data_len: caplen,
-                        in_input: false,
-                    })));
-                }
+                1 => match self.interface_description(&block) {
+                    Ok(()) => continue,
+                    Err(stop) => Err(stop),
+                },
+                6 | 2 => self.packet_block(&block),
+                3 => self.simple_packet_block(&block),
+                // Name resolution, statistics, custom and unknown blocks carry no packets.
+                _ => continue,
+            };
+            return Ok(packet.map(Some));
+        }
+    }
+
+    /// Reads the next pcapng block whole into `buf` (its body and the trailing length copy) and
+    /// checks its framing; `Ok(None)` at a clean end of file.
+    fn next_block(&mut self) -> io::Result<Result<Option<Block>, Stop>> {
+        let at = self.offset;
+        // Type, total length and the first body word (the byte-order magic of a section
+        // header). `open` already read those of the first block.
+        let mut head = std::mem::take(&mut self.pending);
+        if head.is_empty() {
+            fill(&mut self.input, &mut head, 12)?;
+        }
+        if head.is_empty() {
+            return Ok(Ok(None));
+        }
+        if head.len() < 12 {
+            return Ok(Err(Stop {
+                offset: at,
+                reason: format!("the last block header is cut short ({} of 12 bytes)", head.len()),
+            }));
+        }
+        let Kind::PcapNg { mut endian, .. } = self.kind else {
+            return Ok(Ok(None));
+        };
+        if u32::from_le_bytes([head[0], head[1], head[2], head[3]]) == PCAPNG_SHB {
+            // A new section may switch byte order.
+            endian = match u32::from_le_bytes([head[8], head[9], head[10], head[11]]) {
+                BYTE_ORDER_MAGIC => Endian::Little,
+                0x4d3c_2b1a => Endian::Big,
                 _ => {
-                    // Name resolution, statistics, custom and unknown blocks carry no packets.
+                    return Ok(Err(Stop {
+                        offset: at,
+                        reason: "section header block with an invalid byte-order magic: the file is corrupt from here"
+                            .to_string(),
+                    }))
                 }
+            };
+        }
+        let block_type = endian.u32(&head[0..4]);
+        let total = endian.u32(&head[4..8]);
+        if total < 12 || total % 4 != 0 || total > HARD_MAX_RECORD {
+            return Ok(Err(Stop {
+                offset: at,
+                reason: format!(
+                    "block of type 0x{block_type:08x} has an impossible length {total}: the file is corrupt from here"
+                ),
+            }));
+        }
+        // The buffer holds the body and the trailing length copy.
+        let body_len = total as usize - 8;
+        self.buf.clear();
+        self.buf.extend_from_slice(&head[8..12]);
+        let got = append(&mut self.input, &mut self.buf, body_len - 4)?;
+        self.pending = head;
+        self.pending.clear();
+        self.offset += 12 + got as u64;
+        if self.buf.len() < body_len {
+            return Ok(Err(Stop {
+                offset: at,
+                reason: format!(
+                    "the last block (type 0x{block_type:08x}) is cut short: {} of its {total} bytes are in the file",
+                    self.buf.len() + 8
+                ),
+            }));
+        }
+        let trailer = endian.u32(&self.buf[body_len - 4..body_len]);
+        if trailer != total {
+            return Ok(Err(Stop {
+                offset: at,
+                reason: format!(
+                    "block of type 0x{block_type:08x} ends with length {trailer}, not {total}: the file is corrupt from here"
+                ),
+            }));
+        }
+        Ok(Ok(Some(Block {
+            at,
+            block_type,
+            endian,
+            body_end: body_len - 4,
+        })))
+    }
+
+    /// An Interface Description Block: one more interface of the section, with its link type
+    /// and timestamp resolution.
+    fn interface_description(&mut self, block: &Block) -> Result<(), Stop> {
+        let Block {
+            at, endian, body_end, ..
+        } = *block;
+        if body_end < 8 {
+            return Err(self.bad(at, "interface description block shorter than its fixed fields"));
+        }
+        let linktype = u32::from(endian.u16(&self.buf[0..2]));
+        let snaplen = endian.u32(&self.buf[4..8]);
+        let mut iface = Interface {
+            linktype,
+            snaplen,
+            tsresol: 6,
+            tsoffset: 0,
+        };
+        for (code, value) in options(endian, &self.buf[8..body_end]) {
+            match (code, value.len()) {
+                (9, 1..) => iface.tsresol = value[0],
+                (14, 8..) => iface.tsoffset = endian.u64(value) as i64,
+                _ => {}
             }
         }
+        if !self.linktypes.contains(&linktype) {
+            self.linktypes.push(linktype);
+        }
+        if let Kind::PcapNg { interfaces, .. } = &mut self.kind {
+            interfaces.push(iface);
+        }
+        Ok(())
+    }
+
+    /// An Enhanced Packet Block, or the obsolete Packet Block (16-bit interface id).
+    fn packet_block(&self, block: &Block) -> Result<Meta, Stop> {
+        let Block {
+            at,
+            block_type,
+            endian,
+            body_end,
+        } = *block;
+        if body_end < 20 {
+            return Err(self.bad(at, "packet block shorter than its fixed fields"));
+        }
+        let iface_id = if block_type == 6 {
+            endian.u32(&self.buf[0..4])
+        } else {
+            u32::from(endian.u16(&self.buf[0..2]))
+        };
+        let high = u64::from(endian.u32(&self.buf[4..8]));
+        let low = u64::from(endian.u32(&self.buf[8..12]));
+        let caplen = endian.u32(&self.buf[12..16]) as usize;
+        let orig = endian.u32(&self.buf[16..20]);
+        let Some(iface) = self.interface(iface_id as usize) else {
+            return Err(self.bad(
+                at,
+                &format!("packet refers to interface {iface_id}, which no interface description block declared"),
+            ));
+        };
+        if caplen > body_end - 20 {
+            return Err(self.bad(
+                at,
+                &format!(
+                    "packet claims {caplen} captured bytes but its block holds {}",
+                    body_end - 20
+                ),
+            ));
+        }
+        Ok(Meta {
+            ts_ns: iface.ns_of((high << 32) | low),
+            orig_len: orig.max(caplen as u32),
+            linktype: iface.linktype,
+            data_start: 20,
+            data_len: caplen,
+            in_input: false,
+        })
+    }
+
+    /// A Simple Packet Block: interface 0, no timestamp (the previous packet's is kept).
+    fn simple_packet_block(&self, block: &Block) -> Result<Meta, Stop> {
+        let Block {
+            at, endian, body_end, ..
+        } = *block;
+        if body_end < 4 {
+            return Err(self.bad(at, "simple packet block shorter than its fixed fields"));
+        }
+        let orig = endian.u32(&self.buf[0..4]);
+        let Some(iface) = self.interface(0) else {
+            return Err(self.bad(at, "simple packet block before any interface description block"));
+        };
+        let mut caplen = (orig as usize).min(body_end - 4);
+        if iface.snaplen > 0 {
+            caplen = caplen.min(iface.snaplen as usize);
+        }
+        Ok(Meta {
+            ts_ns: self.last_ts_ns,
+            orig_len: orig.max(caplen as u32),
+            linktype: iface.linktype,
+            data_start: 4,
+            data_len: caplen,
+            in_input: false,
+        })
     }
 
     fn interface(&self, id: usize) -> Option<Interface> {
@@ -613,6 +651,16 @@ impl<R: BufRead> CaptureReader<R> {
             reason: format!("{reason}: the file is corrupt from here"),
         }
     }
+}
+
+/// A pcapng block read whole into the reader's buffer: where it starts, its type, the byte
+/// order of its section, and where its body ends in the buffer (before the length copy).
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    at: u64,
+    block_type: u32,
+    endian: Endian,
+    body_end: usize,
 }
 
 struct Meta {
