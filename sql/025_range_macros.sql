@@ -1,7 +1,7 @@
 -- netlens migration 25: the dashboard's time range below the aggregation (issue 18).
 --
--- connection_events, flow_features, traffic_rates, tcp_connection_transitions and
--- tcp_stuck_connections are views over the whole history: a filter on their output (a time
+-- connections, connection_events, flow_features, traffic_rates, connection_traffic,
+-- tcp_connection_transitions and tcp_stuck_connections are views over the whole history: a filter on their output (a time
 -- range) comes after a full pass over every lifetime, transition or socket row, so a panel over
 -- the last 15 minutes cost as much as one over the whole history (seconds at 50 million socket
 -- rows). These table macros give the same rows for a time range, but choose the lifetimes of
@@ -191,6 +191,15 @@ CREATE MACRO lifetimes_overlapping(range_from, range_to) AS TABLE
 SELECT * FROM connection_lifetimes
 WHERE first_seen <= range_to AND (closed_at IS NULL OR closed_at >= range_from);
 
+-- connection_traffic for the snapshots in [range_from, range_to]: a connection's traffic rows lie
+-- within its lifetime, so only the range's lifetimes are joined (the view joins every lifetime).
+CREATE MACRO connection_traffic_between(range_from, range_to) AS TABLE
+SELECT t.snapshot_id, t.ts, t.connection_id, l.host, l.proto, l.pid,
+       coalesce(t.process_name, '?') AS process, l.remote_addr, l.remote_port, l.remote_scope,
+       t.bytes_sent, t.bytes_received
+FROM socket_traffic t JOIN lifetimes_overlapping(range_from, range_to) l USING (connection_id)
+WHERE t.ts BETWEEN range_from AND range_to;
+
 -- The rows of tcp_connection_transitions that overlap [range_from, range_to] (first_ts <= range_to and
 -- last_ts >= range_from), each over all of its connection's transitions as in the view.
 CREATE MACRO tcp_connection_transitions_overlapping(range_from, range_to) AS TABLE
@@ -243,5 +252,6 @@ COMMENT ON MACRO TABLE connection_events_overlapping IS 'connection_events rows 
 COMMENT ON MACRO TABLE flow_features_between IS 'flow_features_by(width) rows whose window_start lies in [range_from, range_to], from the connections of those windows only.';
 COMMENT ON MACRO TABLE traffic_rates_between IS 'traffic_rates rows whose minute lies in [range_from, range_to], from the connections of those minutes only.';
 COMMENT ON MACRO TABLE lifetimes_overlapping IS 'connection_lifetimes rows whose lifetime (first_seen to closed_at, or still open) overlaps [range_from, range_to].';
+COMMENT ON MACRO TABLE connection_traffic_between IS 'connection_traffic rows whose ts lies in [range_from, range_to], joined with the lifetimes of that range only.';
 COMMENT ON MACRO TABLE tcp_connection_transitions_overlapping IS 'tcp_connection_transitions rows that overlap [range_from, range_to] (first_ts <= range_to and last_ts >= range_from), aggregated over the range''s connections only.';
 COMMENT ON MACRO TABLE tcp_stuck_connections_overlapping IS 'tcp_stuck_connections rows that overlap [range_from, range_to] (since <= range_to and until >= range_from), from the snapshots that can hold their sightings only.';

@@ -172,6 +172,10 @@ mod tests {
             "(SELECT * FROM traffic_rates WHERE minute BETWEEN :since AND :until)",
         ),
         (
+            "connection_traffic_between(:since, :until)",
+            "(SELECT * FROM connection_traffic WHERE ts BETWEEN :since AND :until)",
+        ),
+        (
             "tcp_connection_transitions_overlapping(:since, :until)",
             "(SELECT * FROM tcp_connection_transitions WHERE first_ts <= :until AND last_ts >= :since)",
         ),
@@ -273,7 +277,7 @@ mod tests {
             }
         }
         // Every macro but the stuck connections (rare in a demo) has rows in some range.
-        assert!(nonempty >= 5 * 4, "{nonempty} non-empty (macro, range) pairs");
+        assert!(nonempty >= 6 * 4, "{nonempty} non-empty (macro, range) pairs");
         // Every panel that reads a macro, against its text with the view in its place.
         let (views, _) = views().unwrap();
         let mut panels = Vec::new();
