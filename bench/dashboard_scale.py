@@ -10,8 +10,14 @@ client; a view's time is the sum of its panels (the page asks them in parallel, 
 worst case).
 
 Usage: bench/dashboard_scale.py BINARY DB [--days D] [--conns C] [--build-with BINARY] [--views a,b] [--ranges '15 min,1 h']
+                                [--anchor BINARY --anchor-db DB] [--panels]
 With --build-with, the database is built by that (older) binary when DB does not exist yet:
 the first open by BINARY then also measures the upgrade.
+With --anchor, a second server runs the anchor binary on its own copy of the database (a newer
+binary upgrades the file, which an older one may then refuse), and every panel is asked of the
+anchor and then of BINARY, one after the other, so both see the same machine load; the table
+gives both times and after / before, and any panel whose rows differ between the two is named.
+--panels adds one line per panel.
 """
 import argparse, json, os, re, shutil, subprocess, sys, time, urllib.request
 
@@ -63,8 +69,13 @@ def main():
     ap.add_argument("--build-with")
     ap.add_argument("--port", type=int, default=18787)
     ap.add_argument("--views", help="comma-separated view ids (default: every view)")
+    ap.add_argument("--anchor", help="binary to compare against (the before), on --anchor-db")
+    ap.add_argument("--anchor-db", help="the anchor's own copy of the database")
+    ap.add_argument("--panels", action="store_true", help="also print every panel's time")
     ap.add_argument("--ranges", help="comma-separated ranges of: 15 min,1 h,24 h,all (default: all four)")
     a = ap.parse_args()
+    if bool(a.anchor) != bool(a.anchor_db):
+        sys.exit("--anchor and --anchor-db go together")
     ranges = [r for r in RANGES if not a.ranges or r[0] in a.ranges.split(",")]
     if not os.path.exists(a.db):
         build(a.build_with or a.binary, a.db, a.days, a.conns)
@@ -76,22 +87,35 @@ def main():
     print(f"{int(sockets):,} socket rows, {int(snapshots):,} snapshots, {int(lifetimes):,} lifetimes; "
           f"first open and count {opened:.1f} s", file=sys.stderr)
 
-    server = subprocess.Popen([a.binary, "--db", a.db, "serve", "--no-capture", "--http", f"127.0.0.1:{a.port}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    token = None
-    deadline = time.monotonic() + 600
-    while token is None and time.monotonic() < deadline:
-        line = server.stderr.readline()
-        if not line:
-            sys.exit("serve exited before printing its URL")
-        m = re.search(r"token=([0-9a-zA-Z_-]+)", line)
-        token = m and m.group(1)
-    base = f"http://127.0.0.1:{a.port}"
+    def start(binary, db, port):
+        server = subprocess.Popen([binary, "--db", db, "serve", "--no-capture", "--http", f"127.0.0.1:{port}"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        token = None
+        deadline = time.monotonic() + 600
+        while token is None and time.monotonic() < deadline:
+            line = server.stderr.readline()
+            if not line:
+                sys.exit(f"serve ({binary}) exited before printing its URL")
+            m = re.search(r"token=([0-9a-zA-Z_-]+)", line)
+            token = m and m.group(1)
 
-    def get(path):
-        req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=600) as r:
-            return r.read()
+        def get(path):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}" + path, headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=600) as r:
+                return r.read()
+
+        return server, get
+
+    servers = []
+    if a.anchor:
+        servers.append(start(a.anchor, a.anchor_db, a.port + 1))
+    servers.append(start(a.binary, a.db, a.port))
+    get = servers[-1][1]
+
+    def rows(body):
+        table = json.loads(body)
+        table.pop("elapsed_ms", None)
+        return table
 
     try:
         views = json.loads(get("/api/views"))
@@ -100,29 +124,45 @@ def main():
         newest_ts = newest.replace(" ", "T")
         from datetime import datetime, timedelta
         end = datetime.fromisoformat(newest_ts)
-        print("| view | " + " | ".join(r for r, _ in ranges) + " |")
-        print("|---|" + "---|" * len(ranges))
+        names = ["before", "after"] if a.anchor else ["time"]
+        header = [f"{r} {n}" for r, _ in ranges for n in names] + ([f"{r} after / before" for r, _ in ranges] if a.anchor else [])
+        print("| view | " + " | ".join(header) + " |")
+        print("|---|" + "---|" * len(header))
         slowest = {}
+        per_panel = []
+        differ = []
         for view in views:
-            cells = []
+            totals = {}
             for label, span in ranges:
                 q = "" if span is None else "&since=" + (end - timedelta(seconds=span)).isoformat() + "&until=" + end.isoformat()
-                total = 0.0
                 for panel in view["panels"]:
-                    t = time.monotonic()
-                    get(f"/api/panel?view={view['id']}&panel={panel['id']}{q}")
-                    took = time.monotonic() - t
-                    total += took
-                    key = (label, view["id"] + "/" + panel["id"])
-                    slowest[key] = took
-                cells.append(f"{total:.2f}")
+                    bodies = []
+                    for i, (_, ask) in enumerate(servers):
+                        t = time.monotonic()
+                        bodies.append(ask(f"/api/panel?view={view['id']}&panel={panel['id']}{q}"))
+                        took = time.monotonic() - t
+                        totals[(label, i)] = totals.get((label, i), 0.0) + took
+                        per_panel.append((view["id"] + "/" + panel["id"], label, names[i], took))
+                        if i == len(servers) - 1:
+                            slowest[(label, view["id"] + "/" + panel["id"])] = took
+                    if len(bodies) == 2 and rows(bodies[0]) != rows(bodies[1]):
+                        differ.append(f"{view['id']}/{panel['id']} ({label})")
+            cells = [f"{totals[(label, i)]:.2f}" for label, _ in ranges for i in range(len(servers))]
+            if a.anchor:
+                cells += [f"{totals[(label, 1)] / max(totals[(label, 0)], 1e-9):.2f}" for label, _ in ranges]
             print(f"| {view['id']} | " + " | ".join(cells) + " |", flush=True)
         for label, _ in ranges:
             worst = sorted(((v, k[1]) for k, v in slowest.items() if k[0] == label), reverse=True)[:3]
             print(f"slowest panels, {label}: " + ", ".join(f"{p} {v:.2f} s" for v, p in worst))
+        if a.panels:
+            for panel, label, name, took in per_panel:
+                print(f"{panel} {label} {name} {took:.3f} s")
+        if a.anchor:
+            print("panels whose rows differ from the anchor's: " + (", ".join(differ) or "none"))
     finally:
-        server.terminate()
-        server.wait(timeout=120)
+        for server, _ in servers:
+            server.terminate()
+            server.wait(timeout=120)
 
 
 if __name__ == "__main__":

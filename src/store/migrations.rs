@@ -138,6 +138,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "run_ids_comment",
         sql: include_str!("../../sql/024_run_ids_comment.sql"),
     },
+    Migration {
+        version: 25,
+        name: "range_macros",
+        sql: include_str!("../../sql/025_range_macros.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -546,6 +551,7 @@ mod tests {
         (22, "0276ef90902304307c0b6f35ea717f4959d97974173535ea685206ff3b6be37a"),
         (23, "bd4990ebcb303ac1688778cbf9e9a4ec1ebe93d78d19f0cc404eb8dfb794b65e"),
         (24, "6c20743e14dc08e81210c62a3768de07774d17adc8021882512340158699d2ef"),
+        (25, "3823a8c5b56a87a44361e77a50058759189982213a28f3942ccbf62ad7d736c5"),
     ];
 
     #[test]
