@@ -442,6 +442,47 @@ conn.close()
     assert!(!ours.is_empty());
 }
 
+/// A third-party client runs a netlens command the documented way: the Flight action
+/// `netlens.request` with a JSON request (pyarrow's Flight client), and gets the JSON reply
+/// netlens itself would print from.
+#[test]
+#[cfg_attr(not(ci), ignore = "needs Python with pyarrow (CI installs it)")]
+fn a_third_party_flight_client_runs_a_command_as_an_action() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    let server = Server::start(&s, &["--no-capture"]);
+    let script = r#"
+import json, sys
+import pyarrow.flight as flight
+# gRPC C++ names a Unix socket's path as the HTTP/2 authority, which the server's HTTP/2 stack
+# refuses (RST_STREAM); docs/serve.md says to set the authority, as here.
+client = flight.FlightClient(
+    "grpc+unix://" + sys.argv[1], generic_options=[("grpc.default_authority", "localhost")]
+)
+body = json.dumps({"command": "insights"}).encode()
+for result in client.do_action(flight.Action("netlens.request", body)):
+    print(result.body.to_pybytes().decode())
+status = next(iter(client.do_action(flight.Action("netlens.status", b""))))
+print(json.loads(status.body.to_pybytes())["pid"])
+"#;
+    let out = Process::new("python3")
+        .args(["-c", script])
+        .arg(&server.socket)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "pyarrow's Flight client failed:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    let reply: serde_json::Value = serde_json::from_str(lines.next().unwrap()).expect("a JSON reply");
+    assert!(reply["items"].as_array().is_some_and(|i| !i.is_empty()), "{reply}");
+    assert_eq!(lines.next(), Some(server.pid().to_string().as_str()));
+}
+
 /// The systemd unit's capability bounding set is enough to attribute sockets to processes (its
 /// documented reason), and nothing less would do: with no capabilities the same capture finds
 /// no owner.
