@@ -4,7 +4,9 @@
 //! usage: cargo run --release --example flight_throughput [-- ROWS [RUNS]]   (default 5000000 3)
 //! It builds the database once (synthetic rows, every column filled as a live capture fills it)
 //! in $TMPDIR, then times RUNS in-process reads, RUNS reads through `netlens serve --no-capture`,
-//! and RUNS in-process reads again, and prints medians and the ratio. Results: bench/RESULTS.md.
+//! and RUNS in-process reads again, and prints medians and the ratios: of wall time, and of CPU
+//! time (in-process: this process; through the server: this client and the server together),
+//! which a busy machine disturbs less. Results: bench/RESULTS.md.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -38,8 +40,39 @@ fn count_rows(
     batches.map(|b| b.expect("batch").num_rows() as u64).sum()
 }
 
-fn in_process(db: &Path) -> (Duration, u64) {
+/// CPU time (user + system) this process has used, all its threads.
+fn own_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU time (user + system) process `pid` has used, from /proc/PID/stat.
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command name.
+    Duration::from_secs_f64((field(11) + field(12)) / ticks)
+}
+
+/// Wall time, CPU time spent on it, and rows read.
+struct Run {
+    wall: Duration,
+    cpu: Duration,
+    rows: u64,
+}
+
+fn in_process(db: &Path) -> Run {
     let store = Store::open(&Location::File(db.to_path_buf()), true).expect("open");
+    let cpu = own_cpu();
     let started = Instant::now();
     let conn = store.conn();
     let mut stmt = conn.prepare(SQL).expect("prepare");
@@ -48,11 +81,18 @@ fn in_process(db: &Path) -> (Duration, u64) {
         .expect("stream")
         .map(|b| b.expect("batch").num_rows() as u64)
         .sum();
-    (started.elapsed(), rows)
+    Run {
+        wall: started.elapsed(),
+        cpu: own_cpu() - cpu,
+        rows,
+    }
 }
 
-fn through_server(socket: &Path) -> (Duration, u64) {
+/// Reads the result through the server; the CPU time is the client's and the server's
+/// (`server` is its pid; 0 when it is not known).
+fn through_server(socket: &Path, server: u32) -> Run {
     let mut client = Client::connect(socket).expect("connect");
+    let cpu = own_cpu() + cpu_of(server);
     let started = Instant::now();
     let mut rows = 0;
     client
@@ -61,7 +101,11 @@ fn through_server(socket: &Path) -> (Duration, u64) {
             Ok(())
         })
         .expect("query");
-    (started.elapsed(), rows)
+    Run {
+        wall: started.elapsed(),
+        cpu: own_cpu() + cpu_of(server) - cpu,
+        rows,
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -71,6 +115,23 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // Against a server already running (for profiling one side): only the remote reads.
+    if let Ok(socket) = std::env::var("NETLENS_BENCH_SOCKET") {
+        let rows: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5_000_000);
+        let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3);
+        let times: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let run = through_server(Path::new(&socket), 0);
+                assert_eq!(run.rows, rows);
+                run.wall
+            })
+            .collect();
+        println!(
+            "through {socket}: median {:.3} s of {runs}",
+            median(times).as_secs_f64()
+        );
+        return;
+    }
     let rows: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5_000_000);
     let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3);
     let dir = std::env::temp_dir().join(format!("netlens-flight-bench-{rows}"));
@@ -88,9 +149,9 @@ fn main() {
         .expect("target dir");
     let mut local = Vec::new();
     for _ in 0..runs {
-        let (t, n) = in_process(&db);
-        assert_eq!(n, rows);
-        local.push(t);
+        let run = in_process(&db);
+        assert_eq!(run.rows, rows);
+        local.push(run);
     }
     let mut server = std::process::Command::new(&binary)
         .arg("--db")
@@ -106,21 +167,24 @@ fn main() {
     }
     let mut remote = Vec::new();
     for _ in 0..runs {
-        let (t, n) = through_server(&socket);
-        assert_eq!(n, rows);
-        remote.push(t);
+        let run = through_server(&socket, server.id());
+        assert_eq!(run.rows, rows);
+        remote.push(run);
     }
     // SAFETY: kill sends SIGTERM to our own child.
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
     let _ = server.wait();
     for _ in 0..runs {
-        local.push(in_process(&db).0);
+        local.push(in_process(&db));
     }
-    let (l, r) = (median(local), median(remote));
+    let wall = |v: &[Run]| median(v.iter().map(|r| r.wall).collect()).as_secs_f64();
+    let cpu = |v: &[Run]| median(v.iter().map(|r| r.cpu).collect()).as_secs_f64();
+    let (l, r) = (wall(&local), wall(&remote));
+    let (lc, rc) = (cpu(&local), cpu(&remote));
     println!(
-        "SELECT * of {rows} socket rows: in-process {:.3} s, through the server {:.3} s (medians of {runs}+{runs} / {runs} runs): ratio {:.2}",
-        l.as_secs_f64(),
-        r.as_secs_f64(),
-        r.as_secs_f64() / l.as_secs_f64()
+        "SELECT * of {rows} socket rows: in-process {l:.3} s, through the server {r:.3} s (medians of {runs}+{runs} / {runs} runs): ratio {:.2}; \
+         CPU in-process {lc:.3} s, server + client {rc:.3} s: ratio {:.2}",
+        r / l,
+        rc / lc
     );
 }

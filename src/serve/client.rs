@@ -41,7 +41,12 @@ impl Client {
 
     /// Connects to the server listening on `socket`.
     pub fn connect(socket: &Path) -> Result<Client> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // One worker thread runs the connection (HTTP/2 and the socket), so the next batches
+        // arrive while the caller decodes and consumes this one; on the caller's thread alone
+        // they took turns (bench/RESULTS.md, "Flight throughput").
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("netlens-client")
             .enable_all()
             .build()
             .map_err(|e| Error::io("tokio runtime", e))?;
@@ -111,6 +116,17 @@ impl Client {
 
     fn status_error(&self, status: &tonic::Status) -> Error {
         use tonic::Code;
+        // A status the client's own transport made (it has the transport's error as its source;
+        // the server's statuses have none): the connection broke, say so, and whether the server
+        // is still there, instead of passing on HTTP/2's words as if the server had said them.
+        if std::error::Error::source(status).is_some() && !crate::interrupt::requested() {
+            let gone = if Client::probe(&self.socket) {
+                ""
+            } else {
+                "; the server is gone (stopped or killed), so the results are incomplete"
+            };
+            return self.server_error(format!("the connection broke ({}){gone}", status.message()));
+        }
         match status.code() {
             // The user's own Ctrl-C; otherwise the server cancelled (it is stopping): say so.
             Code::Cancelled if crate::interrupt::requested() => Error::Interrupted,
