@@ -1056,9 +1056,10 @@ fn a_client_that_never_reads_holds_back_only_itself() {
 
 /// A server killed with SIGKILL while it captures and streams a result: the client gets a
 /// clear error (not a hang, not a partial result reported as success), the file reopens, and
-/// every snapshot the server had reported stored is there and whole.
+/// every snapshot the server had reported stored is there and whole (what still waited to be
+/// stored, at most `--commit-every` of snapshots, is what a kill loses).
 #[test]
-fn a_server_killed_mid_stream_loses_at_most_the_snapshot_in_flight() {
+fn a_server_killed_mid_stream_keeps_every_snapshot_it_reported_stored() {
     let s = Scratch::new();
     let server = Server::start(&s, &["--interval", "200ms"]);
     eventually(Duration::from_secs(30), "three snapshots", || {
