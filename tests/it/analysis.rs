@@ -986,6 +986,36 @@ fn calibrate_on_a_clean_window_silences_ordinary_rows_and_keeps_the_outliers() {
         s.query("SELECT regexp_extract(metrics, '\"calibration_run\":\"?([^,}\"]*)', 1), regexp_extract(metrics, '\"threshold\":\"?([^,}\"]*)', 1) = (SELECT regexp_extract(metrics, '\"threshold\":\"?([^,}\"]*)', 1) FROM model_runs WHERE run_id = 3) FROM latest_model_runs"),
         "3,true"
     );
+    // Issue 21: a retrain's new version is not calibrated, and says so with the command that
+    // calibrates it as the earlier version was (in its summary and in model_runs).
+    s.cmd()
+        .args(["retrain", "lof"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "not calibrated: lof@1 was calibrated (run 3), but version 2 flags by its contamination until you run: \
+             netlens calibrate lof --on timed --time-column window_start --from '2026-03-01 05:00:00' --to '2026-03-01 09:50:00' --alarm-rate 0.001",
+        ));
+    assert_eq!(
+        s.query("SELECT version, contains(metrics, '\"calibration\":{\"command\":'), regexp_extract(metrics, '\"earlier_run\":([0-9]+)', 1), contains(metrics, '\"needed\":true') FROM latest_model_runs WHERE kind = 'retrain'"),
+        "2,true,3,true"
+    );
+    s.cmd()
+        .args([
+            "calibrate",
+            "lof",
+            "--on",
+            "timed",
+            "--time-column",
+            "window_start",
+            "--from",
+            "2026-03-01 05:00:00",
+            "--to",
+            "2026-03-01 09:50:00",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("calibrate model lof@2"));
     // Only anomaly models, only windows with rows, only sane rates.
     train(&s, &["kmeans", "--on", "traffic", "--exclude", "label", "--set", "k=3"]).success();
     s.cmd()
