@@ -29,7 +29,9 @@
 //! tight cluster far from the origin the f32 rounding exceeds the gaps between neighbours). So
 //! the neighbours are exactly those of a scan of every row in f64 (a test checks), and
 //! duplicates are at distance exactly 0 as in scikit-learn. The reference rows with their k-distance and lrd are
-//! the stored model; the index is rebuilt from them when a stored model scores.
+//! the stored model; the index is rebuilt from them when a stored model scores. Ctrl-C is checked
+//! between chunks of the clustering and between query blocks (well under a second each), and the
+//! run then stores nothing (issue 22).
 //!
 //! May touch: nothing but its arguments (pure computation around the analysis framework).
 
@@ -150,6 +152,23 @@ fn squared_distances(a: ArrayView2<f64>, b: ArrayView2<f64>) -> Array2<f64> {
     out
 }
 
+/// Each row's nearest centre (the first of equals), in parallel chunks of rows (the distances of
+/// one chunk at a time), stopping at Ctrl-C.
+fn nearest_centres(x: ArrayView2<f64>, centres: ArrayView2<f64>) -> Result<Vec<usize>> {
+    let chunks: Vec<Vec<usize>> = x
+        .axis_chunks_iter(Axis(0), HOME_CHUNK)
+        .into_par_iter()
+        .map(|rows| {
+            if crate::interrupt::requested() {
+                return Err(Error::Interrupted);
+            }
+            let to_centres = squared_distances(rows, centres);
+            Ok(to_centres.rows().into_iter().map(argmin).collect())
+        })
+        .collect::<Result<_>>()?;
+    Ok(chunks.concat())
+}
+
 /// Index of the smallest value (the first of equals).
 fn argmin(values: ArrayView1<f64>) -> usize {
     let mut best = 0;
@@ -164,7 +183,7 @@ fn argmin(values: ArrayView1<f64>) -> usize {
 impl ClusterIndex {
     /// Groups the reference rows around about 4 sqrt(m) centres: evenly spaced rows as the
     /// start, then a few Lloyd steps (deterministic; no seed needed).
-    fn new(reference: &Array2<f64>) -> Self {
+    fn new(reference: &Array2<f64>) -> Result<Self> {
         let m = reference.nrows();
         let d = reference.ncols();
         let wanted = ((CLUSTERS_PER_ROOT * (m as f64).sqrt()) as usize).clamp(1, (m / 16).max(1));
@@ -172,8 +191,7 @@ impl ClusterIndex {
         let mut centres = reference.select(Axis(0), &starts);
         let mut home = vec![0usize; m];
         for iteration in 0..=CLUSTER_ITERATIONS {
-            let far = squared_distances(reference.view(), centres.view());
-            home = far.rows().into_iter().map(argmin).collect();
+            home = nearest_centres(reference.view(), centres.view())?;
             if iteration == CLUSTER_ITERATIONS {
                 break;
             }
@@ -227,14 +245,14 @@ impl ClusterIndex {
             out[d] = norm as f32;
             norms.push(norm);
         }
-        ClusterIndex {
+        Ok(ClusterIndex {
             grouped,
             original,
             norms,
             clusters,
             centres,
             rounding: 4.0 * (d as f64 + 8.0) * f64::from(f32::EPSILON),
-        }
+        })
     }
 
     /// For each row of `x`, its k nearest reference rows as (index, exact distance), nearest
@@ -254,14 +272,7 @@ impl ClusterIndex {
     ) -> Result<Vec<Vec<(usize, f64)>>> {
         let x = x.as_standard_layout();
         // Each query row's nearest centre, so that a block holds rows near one another.
-        let homes: Vec<usize> = x
-            .axis_chunks_iter(Axis(0), HOME_CHUNK)
-            .into_par_iter()
-            .flat_map_iter(|rows| {
-                let to_centres = squared_distances(rows, self.centres.view());
-                to_centres.rows().into_iter().map(argmin).collect::<Vec<_>>()
-            })
-            .collect();
+        let homes = nearest_centres(x.view(), self.centres.view())?;
         let mut order: Vec<usize> = (0..x.nrows()).collect();
         order.sort_by_key(|&i| homes[i]);
         let blocks: Vec<&[usize]> = order.chunks(QUERY_BLOCK).collect();
@@ -436,7 +447,7 @@ impl LocalOutlierFactor {
             )));
         }
         check_finite("local outlier factor", reference.view())?;
-        let index = ClusterIndex::new(&reference);
+        let index = ClusterIndex::new(&reference)?;
         let found = index.k_nearest(&reference, reference.view(), k, true)?;
         let k_distance: Vec<f64> = found.iter().map(|nb| nb.last().map_or(0.0, |(_, d)| *d)).collect();
         let lrd: Vec<f64> = found.iter().map(|nb| density(nb, &k_distance)).collect();
@@ -457,7 +468,13 @@ impl LocalOutlierFactor {
         }
         check_width("local outlier factor", self.reference.ncols(), x)?;
         check_finite("local outlier factor", x)?;
-        let index = self.index.get_or_init(|| ClusterIndex::new(&self.reference));
+        let index = match self.index.get() {
+            Some(index) => index,
+            None => {
+                let built = ClusterIndex::new(&self.reference)?;
+                self.index.get_or_init(|| built)
+            }
+        };
         let found = index.k_nearest(&self.reference, x, self.k, false)?;
         Ok(found
             .iter()
@@ -624,7 +641,7 @@ mod tests {
             .slice(ndarray::s![..300, ..])
             .mapv(|v| v + (next() - 0.5) * 0.2);
         queries.row_mut(0).fill(-50.0);
-        let index = ClusterIndex::new(&reference);
+        let index = ClusterIndex::new(&reference).unwrap();
         assert!(index.clusters.len() > 20, "{} clusters", index.clusters.len());
         for k in [1, 5, 20] {
             for (x, exclude_self) in [(reference.view(), true), (queries.view(), false)] {
