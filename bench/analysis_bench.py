@@ -23,6 +23,13 @@ Everything on the netlens side goes through the real binary and a scratch DuckDB
            early_stopping=True) reconstructing its input (score = squared error), and the mean of
            the four's percentile ranks on the test rows. Time: the two netlens commands' wall time
            against the four scikit-learn fits + scores.
+  lof      NSL-KDD, one seed: `train lof` (k=20, 20 000-row reference subsample, novelty) on the
+           normal training rows, then `score MODEL --on kdd_test`; against scikit-learn's
+           LocalOutlierFactor(n_neighbors=20, novelty=True) fit on a 20 000-row subsample and
+           score_samples on the test rows (its neighbour search runs on every core). netlens also
+           scores every training row (67 343) to place its threshold, which scikit-learn does not:
+           both the computation (fit_ms + score_ms of the two runs) and the commands' wall time
+           are reported. ROC-AUC of both on the test rows. Target: no slower.
   kmeans   K-Means k=8 on 100 000 x 10 rows (8 Gaussian blobs): `train kmeans --set k=8`
            (k-means++, 1 run, tol as scikit-learn) against KMeans(n_clusters=8, n_init=1) fit +
            predict on the standard-scaled rows. Target: no slower.
@@ -32,7 +39,7 @@ Everything on the netlens side goes through the real binary and a scratch DuckDB
 Timings are the median of --repeat runs (default 1). The machine's other load shows in them: run
 on an idle machine. Installs scikit-learn, pandas and pyarrow with pip when they are missing.
 
-Usage: bench/analysis_bench.py [--only auc,iforest,ensemble,kmeans,dbscan] [--seeds 5] [--rows 1000000]
+Usage: bench/analysis_bench.py [--only auc,iforest,ensemble,lof,kmeans,dbscan] [--seeds 5] [--rows 1000000]
                                [--repeat 1] [--data DIR] [--keep DIR]
        NETLENS=path/to/netlens bench/analysis_bench.py ...   (that binary, no cargo build)
 """
@@ -222,6 +229,48 @@ def bench_ensemble(nl, data, seed, results):
               + f" (MLP epochs {mlp.n_iter_})", file=sys.stderr)
 
 
+def bench_lof(nl, data, seed, repeat, results):
+    import numpy as np
+    from sklearn.neighbors import LocalOutlierFactor
+    columns, train, test = kdd_frames(data)
+    if nl.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = 'kdd_test'")[0]["n"] == "0":
+        load_kdd(nl, data, columns)
+    positive = (test["label"] != "normal").astype(int).to_numpy()
+    a, b = kdd_matrices(columns, train[train["label"] == "normal"], test)
+
+    def ours(i):
+        model, into = f"lof_kdd_{i}", f"lof_scored_{i}"
+        _, train_wall = nl.run("train", "lof", "--on", "kdd_train_normal", "--exclude", "label,difficulty",
+                               "--seed", str(seed), "--model", model)
+        fit = nl.last_run()
+        _, score_wall = nl.run("score", model, "--on", "kdd_test", "--label", "label", "--into", into)
+        scored = nl.last_run()
+        rows = nl.sql(f"SELECT label, score FROM {into}")
+        auc = auc_of([r["label"] != "normal" for r in rows], [float(r["score"]) for r in rows])
+        compute = (ms(fit, "fit_ms") + ms(fit, "score_ms") + ms(scored, "score_ms")) / 1000
+        return train_wall + score_wall, compute, auc
+
+    def theirs(i):
+        rng = np.random.default_rng(seed)
+        started = time.perf_counter()
+        lof = LocalOutlierFactor(n_neighbors=20, novelty=True).fit(a[rng.choice(len(a), min(20000, len(a)), replace=False)])
+        scores = -lof.score_samples(b)
+        return time.perf_counter() - started, auc_of(positive, scores)
+
+    runs = []
+    for i in range(repeat):
+        # Alternating, so a change in the machine's load falls on both.
+        wall, compute, auc = ours(i)
+        sk_seconds, sk_auc = theirs(i)
+        print(f"  run {i}: netlens commands {wall:.2f}s (computation {compute:.2f}s, ROC-AUC {auc:.4f}); "
+              f"scikit-learn fit + score {sk_seconds:.2f}s (ROC-AUC {sk_auc:.4f})", file=sys.stderr)
+        runs.append((wall, compute, sk_seconds, auc, sk_auc))
+    wall, compute, sk = (statistics.median(r[k] for r in runs) for k in range(3))
+    results.append(("LOF NSL-KDD (k 20, 20 000 reference rows): fit + score computation (s)", compute, sk, "time"))
+    results.append(("LOF NSL-KDD: train + score commands, wall (s)", wall, sk, "time"))
+    results.append(("NSL-KDD ROC-AUC, train on normal rows: lof", runs[0][3], runs[0][4], "auc"))
+
+
 # ---------------------------------------------------------------- timings
 
 def write_parquet(frame, path):
@@ -342,7 +391,7 @@ def report(results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="auc,iforest,ensemble,kmeans,dbscan")
+    parser.add_argument("--only", default="auc,iforest,ensemble,lof,kmeans,dbscan")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for the AUC protocol")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic Isolation Forest set")
     parser.add_argument("--repeat", type=int, default=1, help="runs per timing (median)")
@@ -350,7 +399,7 @@ def main():
     parser.add_argument("--keep", help="keep the scratch database in this folder")
     args = parser.parse_args()
     parts = set(args.only.split(","))
-    if ({"auc", "ensemble"} & parts) and not os.path.exists(os.path.join(args.data, "KDDTrain+.txt")):
+    if ({"auc", "ensemble", "lof"} & parts) and not os.path.exists(os.path.join(args.data, "KDDTrain+.txt")):
         sys.exit(f"NSL-KDD not found in {args.data}: pass --data DIR, or --only iforest,kmeans,dbscan")
 
     setup()
@@ -373,6 +422,9 @@ def main():
         if "ensemble" in parts:
             print("NSL-KDD: netlens ensemble and scikit-learn's four models ...", file=sys.stderr)
             bench_ensemble(nl, args.data, 0, results)
+        if "lof" in parts:
+            print("NSL-KDD: netlens and scikit-learn LOF ...", file=sys.stderr)
+            bench_lof(nl, args.data, 0, args.repeat, results)
         if "kmeans" in parts or "dbscan" in parts:
             scaled = blobs(work, nl)
             if "kmeans" in parts:

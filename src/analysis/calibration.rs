@@ -279,6 +279,60 @@ pub fn latest(conn: &Connection, model: &str, version: i32) -> Result<Option<(i6
     Ok(Some((run_id, threshold)))
 }
 
+/// The newest calibration of any version of `model` before `version`: what a retrain's new
+/// version (which starts uncalibrated) reports, with the command that calibrates it the same way.
+pub(crate) fn earlier(conn: &Connection, model: &str, version: i32) -> Result<Option<EarlierCalibration>> {
+    let row: Option<(i64, i32, String, String)> = conn
+        .query_row(
+            "SELECT run_id, version, input, metrics FROM model_runs \
+             WHERE kind = 'calibrate' AND model = ? AND version < ? ORDER BY run_id DESC LIMIT 1",
+            duckdb::params![model, version],
+            |r| Ok(Some((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))),
+        )
+        .or_else(|e| match e {
+            duckdb::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+        .map_err(Error::sql)?;
+    let Some((run_id, earlier_version, input, metrics)) = row else {
+        return Ok(None);
+    };
+    let metrics: Value = serde_json::from_str(&metrics).unwrap_or(Value::Null);
+    let window = &metrics["window"];
+    let mut command = format!("netlens calibrate {model} --on {}", shell_word(&input));
+    for (key, flag) in [("time_column", "--time-column"), ("from", "--from"), ("to", "--to")] {
+        if let Some(value) = window.get(key).and_then(Value::as_str) {
+            command.push_str(&format!(" {flag} {}", shell_word(value)));
+        }
+    }
+    if let Some(rate) = metrics.get("alarm_rate").and_then(Value::as_f64) {
+        command.push_str(&format!(" --alarm-rate {rate}"));
+    }
+    Ok(Some(EarlierCalibration {
+        run_id,
+        version: earlier_version,
+        command,
+    }))
+}
+
+/// An earlier version's calibration (see [`earlier`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EarlierCalibration {
+    pub run_id: i64,
+    pub version: i32,
+    /// The `netlens calibrate` command that repeats it for the newest version.
+    pub command: String,
+}
+
+/// `text` quoted for a POSIX shell when it is not a plain word.
+fn shell_word(text: &str) -> String {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:/@".contains(c)) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 /// `applied` flagged by the model version's newest calibrated threshold, when it has one (its
 /// metrics then name the calibration run and the model's own threshold); unchanged otherwise.
 pub(crate) fn flag_by_latest(

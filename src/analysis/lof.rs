@@ -14,18 +14,29 @@
 //!   itself (scikit-learn's kneighbors() on the fitted data); a new row's are the k nearest
 //!   reference rows.
 //!
-//! k-nearest neighbours: not through a spatial index. linfa-nn's ball tree was tried first and
-//! had not finished scoring the 67 343 NSL-KDD training rows against 20 000 reference rows (77
-//! encoded columns) after 16 minutes: in that many dimensions a tree prunes almost nothing. As
-//! scikit-learn does in more than 15 dimensions (its 'auto' algorithm picks brute force), the
-//! distances come from blocked matrix products (|q|^2 + |r|^2 - 2 q.r in f32, matrixmultiply),
-//! parallel over blocks of query rows; the k + 8 nearest candidates are then re-measured exactly
-//! in f64, so duplicates are at distance exactly 0 as in scikit-learn. The reference rows with
-//! their k-distance and lrd are the stored model.
+//! k-nearest neighbours: through a clustered index, exact. linfa-nn's ball tree was tried first
+//! and had not finished scoring the 67 343 NSL-KDD training rows against 20 000 reference rows
+//! (77 encoded columns) after 16 minutes, and a brute-force scan of every reference row (what
+//! scikit-learn's 'auto' picks in more than 15 dimensions) spends most of its time on rows that
+//! cannot be near. So the reference rows are grouped around about 4 sqrt(m) centres (a few
+//! Lloyd steps from evenly spaced rows), each cluster with its radius. Query rows go in blocks of
+//! rows near the same centre; a block visits clusters nearest first, and a row skips a cluster
+//! when |q - centre| - radius exceeds an upper bound on its k-th nearest distance so far, so no
+//! skipped row can be among its k nearest. Within a visited cluster the distances come from a
+//! matrix product (|r|^2 - 2 q.r in f32, matrixmultiply), blocks in parallel. Every row whose
+//! f32 distance, less a bound on its rounding, may still be among the k nearest is kept and
+//! re-measured exactly in f64 at the end (a fixed number of f32 candidates is not enough: in a
+//! tight cluster far from the origin the f32 rounding exceeds the gaps between neighbours). So
+//! the neighbours are exactly those of a scan of every row in f64 (a test checks), and
+//! duplicates are at distance exactly 0 as in scikit-learn. The reference rows with their k-distance and lrd are
+//! the stored model; the index is rebuilt from them when a stored model scores. Ctrl-C is checked
+//! between chunks of the clustering and between query blocks (well under a second each), and the
+//! run then stores nothing (issue 22).
 //!
 //! May touch: nothing but its arguments (pure computation around the analysis framework).
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use rayon::prelude::*;
@@ -61,6 +72,9 @@ pub struct LocalOutlierFactor {
     pub k_distance: Vec<f64>,
     #[serde(with = "crate::analysis::anomaly::exact::vec")]
     pub lrd: Vec<f64>,
+    /// The neighbour index over `reference`, built on first use.
+    #[serde(skip)]
+    index: OnceLock<ClusterIndex>,
 }
 
 /// The stored model.
@@ -81,75 +95,340 @@ fn invalid(reason: impl Into<String>) -> Error {
     }
 }
 
-/// Query rows per block of the distance product: a block's distances to 20 000 reference rows
-/// are 20 MB of f32.
-const QUERY_BLOCK: usize = 256;
-/// Candidates taken from the f32 distance product beyond k, whose exact distances then decide:
-/// rounding in |q|^2 + |r|^2 - 2 q.r cannot reorder rows further apart than that.
-const EXTRA_CANDIDATES: usize = 8;
+/// Query rows per block: they share their clusters' distance products.
+const QUERY_BLOCK: usize = 64;
+/// Room for candidates beyond k before rows that can no longer be among the k nearest are dropped.
+const EXTRA_CANDIDATES: usize = 16;
+/// Lloyd iterations that shape the clusters of the index (they only need to be compact, not
+/// converged: the pruning is exact for any grouping).
+const CLUSTER_ITERATIONS: usize = 4;
+/// Clusters per square root of the reference rows (565 clusters of about 35 rows for 20 000):
+/// smaller clusters prune more, more of them cost more bounds per query row.
+const CLUSTERS_PER_ROOT: f64 = 4.0;
+/// Query rows whose distances to the centres are held at once while finding their clusters.
+const HOME_CHUNK: usize = 1024;
 
-/// The reference rows prepared for distance products.
-struct Neighbourhood<'a> {
-    reference: &'a Array2<f64>,
-    reference32: Array2<f32>,
-    norms: Vec<f32>,
+/// A row's k nearest reference rows: (reference row, exact distance), nearest first.
+type Neighbours = Vec<(usize, f64)>;
+
+/// One cluster of the index: rows `start..end` of the grouped reference rows, their centre and
+/// the largest distance of a member from it.
+#[derive(Debug, Clone)]
+struct Cluster {
+    start: usize,
+    end: usize,
+    radius: f64,
 }
 
-impl<'a> Neighbourhood<'a> {
-    fn new(reference: &'a Array2<f64>) -> Self {
-        let reference32 = reference.mapv(|v| v as f32);
-        let norms = reference32.rows().into_iter().map(|r| r.dot(&r)).collect();
-        Neighbourhood {
-            reference,
-            reference32,
-            norms,
+/// The reference rows as a clustered index for exact k-nearest-neighbour queries. Built from
+/// the reference rows when first needed and kept with the fitted model in memory (not stored).
+#[derive(Debug, Clone)]
+pub struct ClusterIndex {
+    /// Reference rows grouped by cluster, in f32 as [-2 r, |r|^2]: the product with [q, 1] is
+    /// |r|^2 - 2 q.r, the squared distance less |q|^2 (a constant per query row).
+    grouped: Array2<f32>,
+    /// Grouped row -> reference row.
+    original: Vec<usize>,
+    /// |r|^2 of each grouped row (f64).
+    norms: Vec<f64>,
+    clusters: Vec<Cluster>,
+    centres: Array2<f64>,
+    /// Bound on the rounding of a squared distance from the f32 product, relative to
+    /// |q|^2 + |r|^2 (conversion to f32 plus a (d + 1)-term dot product, with a wide margin).
+    rounding: f64,
+}
+
+/// Squared distances between every row of `a` and every row of `b` (f64, |a|^2 + |b|^2 - 2 a.b,
+/// never negative).
+fn squared_distances(a: ArrayView2<f64>, b: ArrayView2<f64>) -> Array2<f64> {
+    let a_norms: Vec<f64> = a.rows().into_iter().map(|r| r.dot(&r)).collect();
+    let b_norms: Vec<f64> = b.rows().into_iter().map(|r| r.dot(&r)).collect();
+    let mut out = a.dot(&b.t());
+    for (i, mut row) in out.rows_mut().into_iter().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (a_norms[i] + b_norms[j] - 2.0 * *v).max(0.0);
         }
+    }
+    out
+}
+
+/// Each row's nearest centre (the first of equals), in parallel chunks of rows (the distances of
+/// one chunk at a time), stopping at Ctrl-C.
+fn nearest_centres(x: ArrayView2<f64>, centres: ArrayView2<f64>) -> Result<Vec<usize>> {
+    let chunks: Vec<Vec<usize>> = x
+        .axis_chunks_iter(Axis(0), HOME_CHUNK)
+        .into_par_iter()
+        .map(|rows| {
+            if crate::interrupt::requested() {
+                return Err(Error::Interrupted);
+            }
+            let to_centres = squared_distances(rows, centres);
+            Ok(to_centres.rows().into_iter().map(argmin).collect())
+        })
+        .collect::<Result<_>>()?;
+    Ok(chunks.concat())
+}
+
+/// Index of the smallest value (the first of equals).
+fn argmin(values: ArrayView1<f64>) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v < values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+impl ClusterIndex {
+    /// Groups the reference rows around about 4 sqrt(m) centres: evenly spaced rows as the
+    /// start, then a few Lloyd steps (deterministic; no seed needed).
+    fn new(reference: &Array2<f64>) -> Result<Self> {
+        let m = reference.nrows();
+        let d = reference.ncols();
+        let wanted = ((CLUSTERS_PER_ROOT * (m as f64).sqrt()) as usize).clamp(1, (m / 16).max(1));
+        let starts: Vec<usize> = (0..wanted).map(|c| c * m / wanted).collect();
+        let mut centres = reference.select(Axis(0), &starts);
+        let mut home = vec![0usize; m];
+        for iteration in 0..=CLUSTER_ITERATIONS {
+            home = nearest_centres(reference.view(), centres.view())?;
+            if iteration == CLUSTER_ITERATIONS {
+                break;
+            }
+            let mut sums = Array2::<f64>::zeros(centres.raw_dim());
+            let mut counts = vec![0usize; centres.nrows()];
+            for (i, &c) in home.iter().enumerate() {
+                counts[c] += 1;
+                let mut sum = sums.row_mut(c);
+                sum += &reference.row(i);
+            }
+            for (c, mut centre) in centres.rows_mut().into_iter().enumerate() {
+                if counts[c] > 0 {
+                    centre.assign(&sums.row(c).mapv(|v| v / counts[c] as f64));
+                }
+            }
+        }
+        // Members of each (non-empty) cluster, its radius measured exactly.
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); centres.nrows()];
+        for (i, &c) in home.iter().enumerate() {
+            members[c].push(i);
+        }
+        let mut original = Vec::with_capacity(m);
+        let mut clusters = Vec::new();
+        let mut kept_centres = Vec::new();
+        for (c, rows) in members.iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let radius = rows
+                .iter()
+                .map(|&i| distance(reference.row(i), centres.row(c)))
+                .fold(0.0, f64::max);
+            clusters.push(Cluster {
+                start: original.len(),
+                end: original.len() + rows.len(),
+                radius,
+            });
+            kept_centres.push(c);
+            original.extend_from_slice(rows);
+        }
+        let centres = centres.select(Axis(0), &kept_centres);
+        let mut grouped = Array2::<f32>::zeros((m, d + 1));
+        let mut norms = Vec::with_capacity(m);
+        for (g, &i) in original.iter().enumerate() {
+            let row32 = reference.row(i).mapv(|v| v as f32);
+            let norm: f64 = row32.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            let mut out = grouped.row_mut(g);
+            for (o, v) in out.iter_mut().zip(row32.iter()) {
+                *o = -2.0 * v;
+            }
+            out[d] = norm as f32;
+            norms.push(norm);
+        }
+        Ok(ClusterIndex {
+            grouped,
+            original,
+            norms,
+            clusters,
+            centres,
+            rounding: 4.0 * (d as f64 + 8.0) * f64::from(f32::EPSILON),
+        })
     }
 
     /// For each row of `x`, its k nearest reference rows as (index, exact distance), nearest
     /// first (ties by index). With `exclude_self`, row i of `x` is reference row i and is left out.
-    fn k_nearest(&self, x: ArrayView2<f64>, k: usize, exclude_self: bool) -> Vec<Vec<(usize, f64)>> {
+    ///
+    /// Query rows are taken in blocks of rows near the same centre. A block visits the clusters
+    /// nearest first; a query row skips a cluster when the triangle inequality puts every member
+    /// beyond its k-th candidate (|q - centre| - radius > that candidate's distance, with the f32
+    /// rounding bound added), so a skipped row can never be among the k nearest and the result is
+    /// what a scan of every reference row gives.
+    fn k_nearest(
+        &self,
+        reference: &Array2<f64>,
+        x: ArrayView2<f64>,
+        k: usize,
+        exclude_self: bool,
+    ) -> Result<Vec<Vec<(usize, f64)>>> {
         let x = x.as_standard_layout();
-        let m = self.reference.nrows();
-        let wanted = (k + EXTRA_CANDIDATES).min(m);
-        x.axis_chunks_iter(Axis(0), QUERY_BLOCK)
+        // Each query row's nearest centre, so that a block holds rows near one another.
+        let homes = nearest_centres(x.view(), self.centres.view())?;
+        let mut order: Vec<usize> = (0..x.nrows()).collect();
+        order.sort_by_key(|&i| homes[i]);
+        let blocks: Vec<&[usize]> = order.chunks(QUERY_BLOCK).collect();
+        let found: Vec<Vec<(usize, Neighbours)>> = blocks
             .into_par_iter()
-            .enumerate()
-            .flat_map_iter(|(block, rows)| {
-                let rows32 = rows.mapv(|v| v as f32);
-                let dots = rows32.dot(&self.reference32.t());
-                let mut out = Vec::with_capacity(rows.nrows());
-                let mut candidates: Vec<(f32, usize)> = Vec::with_capacity(wanted + 1);
-                for (r, row) in rows.rows().into_iter().enumerate() {
-                    let own_index = block * QUERY_BLOCK + r;
-                    let own = rows32.row(r).dot(&rows32.row(r));
-                    candidates.clear();
-                    let mut worst = f32::INFINITY;
-                    for (j, (&d, &n)) in dots.row(r).iter().zip(&self.norms).enumerate() {
-                        if exclude_self && j == own_index {
-                            continue;
-                        }
-                        let sq = own + n - 2.0 * d;
-                        if candidates.len() < wanted || sq < worst {
-                            let at = candidates.partition_point(|c| c.0 <= sq);
-                            candidates.insert(at, (sq, j));
-                            candidates.truncate(wanted);
-                            if candidates.len() == wanted {
-                                worst = candidates[wanted - 1].0;
-                            }
-                        }
-                    }
-                    let mut exact: Vec<(usize, f64)> = candidates
-                        .iter()
-                        .map(|(_, j)| (*j, distance(self.reference.row(*j), row)))
-                        .collect();
-                    exact.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-                    exact.truncate(k);
-                    out.push(exact);
+            .map(|block| {
+                if crate::interrupt::requested() {
+                    return Err(Error::Interrupted);
                 }
-                out
+                Ok(self.block_nearest(reference, x.view(), block, k, exclude_self))
+            })
+            .collect::<Result<_>>()?;
+        let mut out = vec![Vec::new(); x.nrows()];
+        for (i, nearest) in found.into_iter().flatten() {
+            out[i] = nearest;
+        }
+        Ok(out)
+    }
+
+    /// The k nearest reference rows of the query rows `block` (indices into `x`).
+    fn block_nearest(
+        &self,
+        reference: &Array2<f64>,
+        x: ArrayView2<f64>,
+        block: &[usize],
+        k: usize,
+        exclude_self: bool,
+    ) -> Vec<(usize, Vec<(usize, f64)>)> {
+        let d = x.ncols();
+        let mut queries = Array2::<f32>::ones((block.len(), d + 1));
+        for (b, &i) in block.iter().enumerate() {
+            for (o, v) in queries.row_mut(b).iter_mut().zip(x.row(i)) {
+                *o = *v as f32;
+            }
+        }
+        let query_norms: Vec<f64> = queries
+            .rows()
+            .into_iter()
+            .map(|r| r.iter().take(d).map(|&v| f64::from(v) * f64::from(v)).sum())
+            .collect();
+        // Lower bound on the squared distance from each query row to each cluster's members.
+        let to_centres = squared_distances(x.select(Axis(0), block).view(), self.centres.view());
+        let lower: Vec<Vec<f64>> = to_centres
+            .rows()
+            .into_iter()
+            .map(|row| {
+                row.iter()
+                    .zip(&self.clusters)
+                    .map(|(sq, c)| {
+                        let gap = sq.sqrt() * (1.0 - 1e-9) - c.radius;
+                        if gap > 0.0 {
+                            gap * gap
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut visit: Vec<(f64, usize)> = (0..self.clusters.len())
+            .map(|c| (lower.iter().map(|l| l[c]).fold(f64::INFINITY, f64::min), c))
+            .collect();
+        visit.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut held: Vec<Candidates> = (0..block.len()).map(|_| Candidates::new(k)).collect();
+        let mut active = Vec::with_capacity(block.len());
+        for &(nearest_lower, c) in &visit {
+            if nearest_lower > held.iter().map(|h| h.bound).fold(0.0, f64::max) * (1.0 + 1e-9) {
+                break; // every later cluster is at least as far from every query row
+            }
+            active.clear();
+            active.extend((0..block.len()).filter(|&b| lower[b][c] <= held[b].bound * (1.0 + 1e-9)));
+            if active.is_empty() {
+                continue;
+            }
+            let cluster = &self.clusters[c];
+            let members = self.grouped.slice(ndarray::s![cluster.start..cluster.end, ..]);
+            let products = if active.len() == block.len() {
+                queries.dot(&members.t())
+            } else {
+                queries.select(Axis(0), &active).dot(&members.t())
+            };
+            for (&b, product) in active.iter().zip(products.rows()) {
+                let own = if exclude_self { Some(block[b]) } else { None };
+                let q = query_norms[b];
+                let candidates = &mut held[b];
+                let before = candidates.rows.len();
+                for (offset, &partial) in product.iter().enumerate() {
+                    let g = cluster.start + offset;
+                    // The f32 value is within `slack` of the true squared distance.
+                    let approximate = f64::from(partial) + q;
+                    let slack = self.rounding * (q + self.norms[g]);
+                    if approximate - slack > candidates.bound || own == Some(self.original[g]) {
+                        continue;
+                    }
+                    candidates.rows.push((approximate - slack, approximate + slack, g));
+                }
+                if candidates.rows.len() > before {
+                    candidates.tighten();
+                }
+            }
+        }
+        block
+            .iter()
+            .zip(held)
+            .map(|(&i, candidates)| {
+                let mut exact: Vec<(usize, f64)> = candidates
+                    .rows
+                    .iter()
+                    .map(|&(_, _, g)| {
+                        let j = self.original[g];
+                        (j, distance(reference.row(j), x.row(i)))
+                    })
+                    .collect();
+                exact.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                exact.truncate(k);
+                (i, exact)
             })
             .collect()
+    }
+}
+
+/// A query row's candidates for its k nearest: every reference row seen whose squared distance
+/// may be at most the k-th smallest (bounds from the f32 products), re-measured exactly at the end.
+struct Candidates {
+    k: usize,
+    /// (lower bound, upper bound of the squared distance, grouped row).
+    rows: Vec<(f64, f64, usize)>,
+    /// Upper bound on the k-th smallest squared distance (infinite until k rows are held): a row
+    /// whose lower bound exceeds it cannot be among the k nearest.
+    bound: f64,
+    scratch: Vec<f64>,
+}
+
+impl Candidates {
+    fn new(k: usize) -> Self {
+        Candidates {
+            k,
+            rows: Vec::with_capacity(k + EXTRA_CANDIDATES),
+            bound: f64::INFINITY,
+            scratch: Vec::with_capacity(k + EXTRA_CANDIDATES),
+        }
+    }
+
+    /// Lowers the bound to the k-th smallest upper bound held, and drops rows beyond it.
+    fn tighten(&mut self) {
+        if self.rows.len() < self.k {
+            return;
+        }
+        self.scratch.clear();
+        self.scratch.extend(self.rows.iter().map(|r| r.1));
+        let (_, kth, _) = self.scratch.select_nth_unstable_by(self.k - 1, f64::total_cmp);
+        self.bound = self.bound.min(*kth);
+        let bound = self.bound;
+        if self.rows.len() > 2 * self.k + EXTRA_CANDIDATES {
+            self.rows.retain(|r| r.0 <= bound);
+        }
     }
 }
 
@@ -168,7 +447,8 @@ impl LocalOutlierFactor {
             )));
         }
         check_finite("local outlier factor", reference.view())?;
-        let found = Neighbourhood::new(&reference).k_nearest(reference.view(), k, true);
+        let index = ClusterIndex::new(&reference)?;
+        let found = index.k_nearest(&reference, reference.view(), k, true)?;
         let k_distance: Vec<f64> = found.iter().map(|nb| nb.last().map_or(0.0, |(_, d)| *d)).collect();
         let lrd: Vec<f64> = found.iter().map(|nb| density(nb, &k_distance)).collect();
         Ok(LocalOutlierFactor {
@@ -176,6 +456,7 @@ impl LocalOutlierFactor {
             reference,
             k_distance,
             lrd,
+            index: OnceLock::from(index),
         })
     }
 
@@ -187,7 +468,14 @@ impl LocalOutlierFactor {
         }
         check_width("local outlier factor", self.reference.ncols(), x)?;
         check_finite("local outlier factor", x)?;
-        let found = Neighbourhood::new(&self.reference).k_nearest(x, self.k, false);
+        let index = match self.index.get() {
+            Some(index) => index,
+            None => {
+                let built = ClusterIndex::new(&self.reference)?;
+                self.index.get_or_init(|| built)
+            }
+        };
+        let found = index.k_nearest(&self.reference, x, self.k, false)?;
         Ok(found
             .iter()
             .map(|nb| {
@@ -302,6 +590,100 @@ mod tests {
         assert!((s[0] - 1.0).abs() < 1e-6, "{s:?}");
         assert!(s[1] < 2.0, "{s:?}");
         assert!(s[2] > 10.0, "{s:?}");
+    }
+
+    /// k nearest by a scan of every reference row in f64, ties by index.
+    fn scanned(reference: &Array2<f64>, x: ArrayView2<f64>, k: usize, exclude_self: bool) -> Vec<Vec<(usize, f64)>> {
+        x.rows()
+            .into_iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let mut all: Vec<(usize, f64)> = (0..reference.nrows())
+                    .filter(|&j| !(exclude_self && j == i))
+                    .map(|j| (j, distance(reference.row(j), q)))
+                    .collect();
+                all.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                all.truncate(k);
+                all
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_index_finds_what_a_scan_of_every_row_finds() {
+        // Clusters of different spread and scale, exact duplicates, and far outliers: the
+        // pruning must never drop a true neighbour.
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let columns = 6;
+        let mut flat = Vec::new();
+        for i in 0..1500 {
+            let centre = (i % 7) as f64 * 3.0;
+            let spread = [0.01, 0.3, 1.0, 5.0][i % 4];
+            for c in 0..columns {
+                flat.push(if i % 50 == 0 {
+                    0.5
+                } else {
+                    centre + c as f64 * 0.1 + (next() - 0.5) * spread
+                });
+            }
+        }
+        for c in 0..columns {
+            flat.push(1e4 + c as f64); // one far outlier
+        }
+        let reference = Array2::from_shape_vec((1501, columns), flat).unwrap();
+        let mut queries = reference
+            .slice(ndarray::s![..300, ..])
+            .mapv(|v| v + (next() - 0.5) * 0.2);
+        queries.row_mut(0).fill(-50.0);
+        let index = ClusterIndex::new(&reference).unwrap();
+        assert!(index.clusters.len() > 20, "{} clusters", index.clusters.len());
+        for k in [1, 5, 20] {
+            for (x, exclude_self) in [(reference.view(), true), (queries.view(), false)] {
+                let found = index.k_nearest(&reference, x, k, exclude_self).unwrap();
+                let expected = scanned(&reference, x, k, exclude_self);
+                let first_difference = (0..x.nrows()).find(|&i| found[i] != expected[i]);
+                assert_eq!(
+                    first_difference.map(|i| (i, &found[i], &expected[i])),
+                    None,
+                    "k={k}, exclude_self={exclude_self}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn scores_match_scikit_learn() {
+        // sklearn.neighbors.LocalOutlierFactor(n_neighbors=3, novelty=True) (1.9.1) fitted on
+        // these eight rows; -score_samples of the four new rows.
+        let reference = array![
+            [0.0, 0.0],
+            [0.0, 0.0],
+            [1.0, 0.0],
+            [0.0, 1.0],
+            [1.0, 1.0],
+            [2.0, 2.0],
+            [3.0, 1.0],
+            [10.0, 10.0]
+        ];
+        let lof = LocalOutlierFactor::fit(reference, 3).unwrap();
+        let got = lof
+            .score(array![[0.0, 0.0], [0.5, 0.5], [2.5, 1.5], [8.0, 8.0]].view())
+            .unwrap();
+        let expected = [
+            0.9595598854836725,
+            0.9595598854836725,
+            1.2455345182541382,
+            3.5043888795305294,
+        ];
+        for (g, e) in got.iter().zip(expected) {
+            assert!((g - e).abs() < 1e-9 * e.abs().max(1.0), "{got:?} against {expected:?}");
+        }
     }
 
     #[test]

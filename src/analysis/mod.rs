@@ -452,6 +452,26 @@ fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'
             ));
             notes.extend(u.reasons.iter().map(|r| format!("feedback not used: {r}")));
         }
+        // A retrain's new version starts from its contamination threshold: an earlier version's
+        // calibration is not carried over (its clean window may now be in the training rows, and
+        // only the analyst knows whether it is still clean), so the run says what to run.
+        if kind == "retrain" && stage.table() == "anomaly_scores" {
+            if let Some(earlier) = calibration::earlier(conn, &name, version)? {
+                metrics.insert(
+                    "calibration".into(),
+                    json!({
+                        "needed": true,
+                        "earlier_run": earlier.run_id,
+                        "earlier_version": earlier.version,
+                        "command": earlier.command,
+                    }),
+                );
+                notes.push(format!(
+                    "not calibrated: {name}@{} was calibrated (run {}), but version {version} flags by its contamination until you run: {}",
+                    earlier.version, earlier.run_id, earlier.command
+                ));
+            }
+        }
         let run = RunRow {
             run_id,
             kind,

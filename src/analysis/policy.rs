@@ -348,7 +348,10 @@ pub struct Baseline {
     pub segments: RunSummary,
     pub iforest: RunSummary,
     /// The Isolation Forest's threshold: from its contamination, or calibrated on a clean window.
+    /// A judging uses the threshold in force then (a later `calibrate` of the model wins).
     pub threshold: f64,
+    /// The Isolation Forest's own threshold (from its contamination).
+    pub model_threshold: f64,
     /// The calibration, when the threshold came from a clean window.
     pub calibration: Option<super::calibration::Calibration>,
     /// Median Isolation Forest score of the baseline rows (the risk formula's m).
@@ -451,6 +454,7 @@ pub fn train_baseline(
         segments,
         iforest,
         threshold,
+        model_threshold: threshold,
         calibration: None,
         median_score,
         has_protocol,
@@ -600,7 +604,8 @@ pub fn judge(
             iforest_model: &baseline.iforest_model,
             segments_run: baseline.segments.run_id,
             threshold: baseline.threshold,
-            calibration: baseline.calibration.as_ref(),
+            model_threshold: baseline.model_threshold,
+            calibration_run: baseline.calibration.as_ref().map(|c| c.run_id),
             median_score: baseline.median_score,
             has_protocol: baseline.has_protocol,
             has_ports: baseline.has_ports,
@@ -631,8 +636,12 @@ struct VerdictInputs<'a> {
     segments_model: &'a StoredModel,
     iforest_model: &'a StoredModel,
     segments_run: i64,
+    /// The threshold in force: the newest calibration's, else the model's own. Resolved again
+    /// in the judging's transaction (a `calibrate` after the baseline was trained applies).
     threshold: f64,
-    calibration: Option<&'a super::calibration::Calibration>,
+    /// The Isolation Forest's own threshold (from its contamination).
+    model_threshold: f64,
+    calibration_run: Option<i64>,
     median_score: f64,
     has_protocol: bool,
     has_ports: bool,
@@ -652,6 +661,14 @@ fn write_verdicts(
     now: DateTime<Utc>,
 ) -> Result<Written> {
     store.in_transaction(|conn| {
+        // The threshold the Isolation Forest flags by now (apply_into flags by the newest
+        // calibration): the risk and the reasons must use the same one.
+        let in_force = super::calibration::latest(conn, &v.iforest_model.name, v.iforest_model.version)?;
+        let v = &VerdictInputs {
+            threshold: in_force.map_or(v.model_threshold, |(_, t)| t),
+            calibration_run: in_force.map(|(run, _)| run),
+            ..*v
+        };
         let run_id = next_run_id(conn)?;
         let scratch_segments = format!("__netlens_policy_{run_id}_segments");
         let scratch_scores = format!("__netlens_policy_{run_id}_scores");
@@ -828,9 +845,9 @@ fn record_policy_run(
     metrics.insert("high_risk".into(), json!(high_risk));
     metrics.insert("verdicts".into(), json!(verdicts));
     metrics.insert("segments_run".into(), json!(v.segments_run));
-    if let Some(c) = &v.calibration {
-        metrics.insert("calibration_run".into(), json!(c.run_id));
-        metrics.insert("model_threshold".into(), json!(c.model_threshold));
+    if let Some(run) = v.calibration_run {
+        metrics.insert("calibration_run".into(), json!(run));
+        metrics.insert("model_threshold".into(), json!(v.model_threshold));
     }
     let params = json!({
         "clean_from": request.clean_from.map(|s| s.to_string()),
@@ -912,5 +929,77 @@ mod tests {
         let mut bad = BTreeMap::new();
         bad.insert("kk".to_string(), "3".to_string());
         assert!(PolicyRequest::from_set(None, None, 1, Vec::new(), &bad).is_err());
+    }
+
+    /// Issue 21: a `calibrate` of the policy's Isolation Forest after its baseline was trained
+    /// (watch keeps judging with that baseline) changes what is flagged; the risk and the
+    /// reasons must use the same threshold, the one in force, not the baseline's.
+    #[test]
+    fn judging_uses_the_threshold_in_force_after_a_later_calibration() {
+        use crate::store::Location;
+        let store = Store::open(&Location::Memory, false).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TABLE test_flows AS
+                 SELECT TIMESTAMP '2026-03-01 00:00:00' + INTERVAL (i // 4 * 5) MINUTE AS window_start,
+                        '10.0.0.' || (i % 4) AS src_ip, '192.0.2.' || (i % 4) AS dst_ip,
+                        CAST(100 + (i * 37) % 50 AS DOUBLE) AS bytes_sent,
+                        CAST(i % 7 AS DOUBLE) AS packets
+                 FROM range(400) t(i)",
+            )
+            .unwrap();
+        let request =
+            PolicyRequest::from_set(Some("test_flows".into()), None, 3, Vec::new(), &BTreeMap::new()).unwrap();
+        let source = PolicySource::open(&store, "test_flows").unwrap();
+        let split = parse_timestamp("2026-03-01 06:00:00").unwrap();
+        let now = Utc::now();
+        let baseline = train_baseline(&store, &source, source.rows_before(split), &request, now).unwrap();
+        let judged = source.rows_from(split);
+        let reasons = |run_id: i64| {
+            let mut stmt = store
+                .conn()
+                .prepare("SELECT reason, is_anomaly, risk FROM verdicts WHERE run_id = ? ORDER BY flow_id")
+                .unwrap();
+            stmt.query_map([run_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?))
+            })
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap()
+        };
+        let before = judge(&store, &baseline, &judged, &request, now).unwrap().unwrap();
+        let own = format!("{:.3}", baseline.threshold);
+        let mentioning = |rows: &[(String, bool, i64)], t: &str| {
+            let with: Vec<&String> = rows.iter().map(|r| &r.0).filter(|r| r.contains("threshold")).collect();
+            !with.is_empty() && with.iter().all(|r| r.contains(&format!("threshold {t}")))
+        };
+        let rows = reasons(before.run_id);
+        assert!(mentioning(&rows, &own), "{own}: {rows:?}");
+        // A later calibration on the judged rows themselves, nothing allowed above it.
+        let stored = load_model(
+            &store,
+            &format!("{}@{}", baseline.iforest.model, baseline.iforest.version),
+        )
+        .unwrap();
+        let calibration =
+            super::super::calibration::calibrate_rows(&store, &stored, &judged, "test_flows", json!({}), 0.0, now)
+                .unwrap();
+        assert_ne!(format!("{:.3}", calibration.threshold), own);
+        let after = judge(&store, &baseline, &judged, &request, now).unwrap().unwrap();
+        let rows = reasons(after.run_id);
+        let in_force = format!("{:.3}", calibration.threshold);
+        assert!(rows.iter().all(|(_, anomalous, _)| !anomalous), "{rows:?}");
+        assert!(mentioning(&rows, &in_force), "{in_force}: {rows:?}");
+        let metrics: String = store
+            .conn()
+            .query_row("SELECT metrics FROM model_runs WHERE run_id = ?", [after.run_id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let metrics: Value = serde_json::from_str(&metrics).unwrap();
+        assert_eq!(metrics["calibration_run"], json!(calibration.run_id));
+        assert_eq!(metrics["threshold"], json!(calibration.threshold));
+        assert_eq!(metrics["model_threshold"], json!(baseline.threshold));
     }
 }

@@ -986,6 +986,36 @@ fn calibrate_on_a_clean_window_silences_ordinary_rows_and_keeps_the_outliers() {
         s.query("SELECT regexp_extract(metrics, '\"calibration_run\":\"?([^,}\"]*)', 1), regexp_extract(metrics, '\"threshold\":\"?([^,}\"]*)', 1) = (SELECT regexp_extract(metrics, '\"threshold\":\"?([^,}\"]*)', 1) FROM model_runs WHERE run_id = 3) FROM latest_model_runs"),
         "3,true"
     );
+    // Issue 21: a retrain's new version is not calibrated, and says so with the command that
+    // calibrates it as the earlier version was (in its summary and in model_runs).
+    s.cmd()
+        .args(["retrain", "lof"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "not calibrated: lof@1 was calibrated (run 3), but version 2 flags by its contamination until you run: \
+             netlens calibrate lof --on timed --time-column window_start --from '2026-03-01 05:00:00' --to '2026-03-01 09:50:00' --alarm-rate 0.001",
+        ));
+    assert_eq!(
+        s.query("SELECT version, contains(metrics, '\"calibration\":{\"command\":'), regexp_extract(metrics, '\"earlier_run\":([0-9]+)', 1), contains(metrics, '\"needed\":true') FROM latest_model_runs WHERE kind = 'retrain'"),
+        "2,true,3,true"
+    );
+    s.cmd()
+        .args([
+            "calibrate",
+            "lof",
+            "--on",
+            "timed",
+            "--time-column",
+            "window_start",
+            "--from",
+            "2026-03-01 05:00:00",
+            "--to",
+            "2026-03-01 09:50:00",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("calibrate model lof@2"));
     // Only anomaly models, only windows with rows, only sane rates.
     train(&s, &["kmeans", "--on", "traffic", "--exclude", "label", "--set", "k=3"]).success();
     s.cmd()
@@ -1008,4 +1038,43 @@ fn calibrate_on_a_clean_window_silences_ordinary_rows_and_keeps_the_outliers() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("no column 'window_start'"));
+}
+
+/// Issue 22: Ctrl-C inside one long fit. LOF checks the interrupt flag between blocks of query
+/// rows: SIGINT to the real binary mid-fit ends it promptly with 130, and nothing of the run is
+/// stored (no model, no model_runs row, no scores).
+#[test]
+fn sigint_during_a_lof_fit_stops_it_and_stores_nothing() {
+    let s = Scratch::new();
+    // 150 000 rows of 16 well-spread columns: a fit on all of them takes many seconds.
+    s.query(
+        "CREATE TABLE wide AS SELECT i AS id, \
+         hash(i, 1) % 1000 / 10.0 AS c1, hash(i, 2) % 1000 / 10.0 AS c2, hash(i, 3) % 1000 / 10.0 AS c3, \
+         hash(i, 4) % 1000 / 10.0 AS c4, hash(i, 5) % 1000 / 10.0 AS c5, hash(i, 6) % 1000 / 10.0 AS c6, \
+         hash(i, 7) % 1000 / 10.0 AS c7, hash(i, 8) % 1000 / 10.0 AS c8, hash(i, 9) % 1000 / 10.0 AS c9, \
+         hash(i, 10) % 1000 / 10.0 AS c10, hash(i, 11) % 1000 / 10.0 AS c11, hash(i, 12) % 1000 / 10.0 AS c12, \
+         hash(i, 13) % 1000 / 10.0 AS c13, hash(i, 14) % 1000 / 10.0 AS c14, hash(i, 15) % 1000 / 10.0 AS c15, \
+         hash(i, 16) % 1000 / 10.0 AS c16 FROM range(150000) t(i)",
+    );
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("netlens"));
+    cmd.env("NETLENS_DB", s.db())
+        .args(["train", "lof", "--on", "wide", "--id", "id", "--set", "sample=150000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let sent = std::time::Instant::now();
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let waited = sent.elapsed();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    // Within a second on an idle machine; the margin is for a loaded one.
+    assert!(waited.as_secs_f64() < 5.0, "ended {waited:?} after SIGINT");
+    assert_eq!(
+        s.query("SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM model_runs), (SELECT count(*) FROM anomaly_scores)"),
+        "0,0,0"
+    );
 }
