@@ -121,10 +121,8 @@ pub fn import_csv(store: &Store, args: &CsvImport) -> Result<CsvReport> {
         };
         // Ctrl-C interrupts the statement (and the transaction rolls back: nothing stored).
         let _running = crate::interrupt::Running::new(conn.interrupt_handle());
-        conn.execute_batch(&statement).map_err(|e| match Error::sql(e) {
-            Error::Interrupted => Error::Interrupted,
-            other => bad_file(path, other.to_string()),
-        })?;
+        conn.execute_batch(&statement)
+            .map_err(|e| unreadable(path, Error::sql(e)))?;
         if crate::interrupt::requested() {
             return Err(Error::Interrupted);
         }
@@ -177,6 +175,16 @@ fn check_file(path: &Path) -> Result<()> {
         return Err(bad_file(path, "the file is empty".to_string()));
     }
     Ok(())
+}
+
+/// DuckDB could not read the file, or Ctrl-C stopped it reading: the first names the file, the
+/// second stays a Ctrl-C (exit status 130, not a complaint about the file). Regression: a
+/// Ctrl-C while the sniffer read the file was reported as a bad file, with status 1.
+fn unreadable(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Interrupted => Error::Interrupted,
+        other => bad_file(path, other.to_string()),
+    }
 }
 
 fn bad_file(path: &Path, reason: String) -> Error {
@@ -307,7 +315,7 @@ fn read_csv_call(path: &Path, dialect: &Dialect, names: &[String]) -> String {
 fn sniffed_columns(store: &Store, path: &Path, dialect: &Dialect) -> Result<Vec<String>> {
     store
         .query_columns(&format!("SELECT * FROM {}", read_csv_call(path, dialect, &[])))
-        .map_err(|e| bad_file(path, e.to_string()))
+        .map_err(|e| unreadable(path, e))
 }
 
 /// Reads every row once with the dialect fixed, so a ragged line is refused with its number
@@ -318,7 +326,7 @@ fn check_rows(store: &Store, path: &Path, dialect: &Dialect) -> Result<()> {
         .conn()
         .query_row(&sql, [], |r| r.get::<_, i64>(0))
         .map(|_| ())
-        .map_err(|e| bad_file(path, e.to_string()))
+        .map_err(|e| unreadable(path, Error::sql(e)))
 }
 
 fn first_line(path: &Path) -> Result<Option<String>> {
@@ -420,6 +428,17 @@ pub fn summary(report: &CsvReport, path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: Ctrl-C while DuckDB's sniffer read the file ended `import csv` as a bad
+    /// file (status 1); it is a Ctrl-C (status 130). Other failures name the file.
+    #[test]
+    fn a_ctrl_c_while_reading_stays_a_ctrl_c() {
+        let path = Path::new("big.csv");
+        assert!(matches!(unreadable(path, Error::Interrupted), Error::Interrupted));
+        let store = Store::open(&crate::store::Location::Memory, false).unwrap();
+        let missing = sniffed_columns(&store, Path::new("/nonexistent/x.csv"), &Dialect { header: None, delimiter: None });
+        assert!(matches!(missing, Err(Error::Dataset { .. })), "{missing:?}");
+    }
 
     #[test]
     fn table_names_from_paths() {
