@@ -77,8 +77,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("binaries", nargs="+")
     a = ap.parse_args()
+    # Its own process group: the holder forks, and killing the parent alone left the forked
+    # half holding its sockets (and counted by every later run on the host).
     holder = subprocess.Popen([sys.executable, SHARED, str(a.sockets), str(10 ** 6)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     sleepers = [subprocess.Popen(["sleep", "1000000"])
                 for _ in range(max(0, a.processes - process_count()))]
     results = {b: [] for b in a.binaries}
@@ -89,7 +91,7 @@ def main():
                 for b in a.binaries:
                     results[b].append(run(b, a.seconds, workdir))
     finally:
-        holder.kill()
+        os.killpg(holder.pid, signal.SIGKILL)
         for s in sleepers:
             s.kill()
     anchor = statistics.median(r["cpu"] for r in results[a.binaries[0]])

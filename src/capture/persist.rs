@@ -22,7 +22,7 @@ use duckdb::params;
 
 use crate::store::Store;
 
-/// Held while a snapshot is planned and stored, and the next ids this process will issue in each
+/// Held while a snapshot is planned (its ids issued), and the next ids this process will issue in each
 /// database (by location). Snapshot and connection ids are the next after the largest stored or
 /// issued: two captures of one process (a server's own and a replay a client asked for) sharing
 /// one database would otherwise give two snapshots, or two lifetimes, the same id. Keeping the
@@ -57,8 +57,11 @@ pub struct HostState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
     pub snapshot_id: i64,
-    /// When the snapshot was taken.
+    /// The snapshot's time (a replay's is the recording's).
     pub taken_at: DateTime<Utc>,
+    /// When this process planned it, right after taking it: snapshots are stored in batches,
+    /// so the time of storing says nothing of their pace.
+    pub planned_at: std::time::Instant,
     pub sockets: usize,
     pub processes: usize,
     pub opened: usize,
@@ -106,6 +109,7 @@ struct PlannedSnapshot {
     snapshot_id: i64,
     plan: Plan,
     interfaces: Option<RecordBatch>,
+    planned_at: std::time::Instant,
     plan_ms: f64,
 }
 
@@ -449,6 +453,7 @@ impl Store {
             snapshot_id,
             plan,
             interfaces,
+            planned_at: started,
             plan_ms: started.elapsed().as_secs_f64() * 1000.0,
         });
         Ok(())
@@ -505,6 +510,7 @@ impl Store {
                 let stored = Stored {
                     snapshot_id: p.snapshot_id,
                     taken_at: p.snapshot.ts,
+                    planned_at: p.planned_at,
                     sockets: p.snapshot.sockets.len(),
                     processes: p.snapshot.processes.len(),
                     opened: p.plan.opened.len(),

@@ -107,11 +107,6 @@ pub fn run(
         let state = match hosts.entry(snapshot.host.clone()) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(v) => {
-                // What waits may include this host's snapshots: stored first, the state loaded
-                // from the file is where they leave it.
-                if let Err(e) = run.store_waiting(&mut planned, &mut settings, &mut report) {
-                    break Err(e);
-                }
                 let state = match store.host_state(&snapshot.host) {
                     Ok(state) => state,
                     Err(e) => break Err(e),
@@ -126,8 +121,10 @@ pub fn run(
         if let Err(e) = store.plan_snapshot(snapshot, source.name(), state, &mut planned) {
             break Err(e);
         }
+        // Live, the next chance to store is a tick away: store now when that would be late.
+        let next_chance = if pace.wait { pace.interval } else { Duration::ZERO };
         let due = pace.commit_every.is_zero()
-            || planned.waited() >= pace.commit_every
+            || planned.waited() + next_chance > pace.commit_every
             || planned.rows() >= MAX_WAITING_ROWS
             || planned.len() >= MAX_WAITING_SNAPSHOTS;
         if due {
@@ -373,17 +370,33 @@ mod tests {
             .unwrap();
         assert_eq!(count, 3);
 
-        // Many small snapshots make a batch due by their number, whatever its age.
-        let mut source = Scripted(
-            (0..(MAX_WAITING_SNAPSHOTS as i64 + 10))
-                .map(|i| snapshot(100 + i, "x"))
-                .collect(),
-        );
-        let mut seen = Seen::default();
-        let report = run(&store, &mut source, pace, None, &Utc::now, &mut seen).unwrap();
-        assert_eq!(
-            (report.snapshots, seen.stored),
-            (MAX_WAITING_SNAPSHOTS as u64 + 10, MAX_WAITING_SNAPSHOTS + 10)
-        );
+        // Many small snapshots make a batch due by their number, whatever its age: the first
+        // store comes when exactly that many were taken.
+        let taken = std::rc::Rc::new(std::cell::Cell::new(0usize));
+        struct Counted(Scripted, std::rc::Rc<std::cell::Cell<usize>>);
+        impl Source for Counted {
+            fn name(&self) -> &'static str {
+                "fixture"
+            }
+            fn snapshot(&mut self, now: DateTime<Utc>) -> Result<Option<Snapshot>> {
+                self.1.set(self.1.get() + 1);
+                self.0.snapshot(now)
+            }
+        }
+        struct FirstStore(std::rc::Rc<std::cell::Cell<usize>>, Option<(usize, u64)>);
+        impl Observer for FirstStore {
+            fn stored(&mut self, _: &Stored, report: &RunReport) {
+                self.1.get_or_insert((self.0.get(), report.snapshots));
+            }
+            fn gap(&mut self, _: &str) {}
+        }
+        let snapshots = (0..(MAX_WAITING_SNAPSHOTS as i64 + 10))
+            .map(|i| snapshot(100 + i, "x"))
+            .collect();
+        let mut source = Counted(Scripted(snapshots), taken.clone());
+        let mut first = FirstStore(taken, None);
+        let report = run(&store, &mut source, pace, None, &Utc::now, &mut first).unwrap();
+        assert_eq!(report.snapshots, MAX_WAITING_SNAPSHOTS as u64 + 10);
+        assert_eq!(first.1, Some((MAX_WAITING_SNAPSHOTS, 1)));
     }
 }

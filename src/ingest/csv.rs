@@ -436,7 +436,14 @@ mod tests {
         let path = Path::new("big.csv");
         assert!(matches!(unreadable(path, Error::Interrupted), Error::Interrupted));
         let store = Store::open(&crate::store::Location::Memory, false).unwrap();
-        let missing = sniffed_columns(&store, Path::new("/nonexistent/x.csv"), &Dialect { header: None, delimiter: None });
+        let missing = sniffed_columns(
+            &store,
+            Path::new("/nonexistent/x.csv"),
+            &Dialect {
+                header: None,
+                delimiter: None,
+            },
+        );
         assert!(matches!(missing, Err(Error::Dataset { .. })), "{missing:?}");
     }
 

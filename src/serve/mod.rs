@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::fixture::{FixtureSource, Recorder};
@@ -322,7 +322,7 @@ pub struct CaptureStatus {
     pub snapshots: u64,
     pub socket_rows: u64,
     pub last_snapshot_id: Option<i64>,
-    /// When the newest stored snapshot was taken.
+    /// When the newest snapshot was stored.
     pub last_snapshot_at: Option<String>,
     /// Snapshots that started later than one interval after the one before.
     pub late_snapshots: u64,
@@ -655,8 +655,8 @@ pub fn run(options: ServeOptions) -> Result<()> {
 struct CaptureObserver<'a> {
     shared: &'a Shared,
     interval: Duration,
-    /// When the previous snapshot stored was taken.
-    last: Option<DateTime<Utc>>,
+    /// When the previous snapshot stored was planned (right after it was taken).
+    last: Option<Instant>,
 }
 
 impl Observer for CaptureObserver<'_> {
@@ -666,8 +666,8 @@ impl Observer for CaptureObserver<'_> {
         // than an interval.
         let late = self
             .last
-            .is_some_and(|l| (stored.taken_at - l).to_std().is_ok_and(|gap| gap > self.interval * 2));
-        self.last = Some(stored.taken_at);
+            .is_some_and(|l| stored.planned_at.saturating_duration_since(l) > self.interval * 2);
+        self.last = Some(stored.planned_at);
         // Nobody listening is the usual case; the event is then dropped.
         let _ = self.shared.events.send(ServerEvent {
             kind: "snapshot",
@@ -678,7 +678,7 @@ impl Observer for CaptureObserver<'_> {
                 c.snapshots += 1;
                 c.socket_rows += stored.sockets as u64;
                 c.last_snapshot_id = Some(stored.snapshot_id);
-                c.last_snapshot_at = Some(stored.taken_at.to_rfc3339_opts(SecondsFormat::Secs, true));
+                c.last_snapshot_at = Some(now_text());
                 if late {
                     c.late_snapshots += 1;
                 }

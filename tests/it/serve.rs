@@ -395,8 +395,9 @@ fn concurrent_clients_do_not_delay_the_capture() {
     let snapshots = status["capture"]["snapshots"].as_u64().unwrap();
     let elapsed = started.elapsed().as_secs_f64();
     assert_eq!(status["capture"]["late_snapshots"].as_u64(), Some(0), "{status}");
+    // Stored snapshots trail those taken by at most a batch: 5 s (--commit-every) at 1 s.
     assert!(
-        snapshots as f64 >= elapsed.floor() - 1.0,
+        snapshots as f64 >= elapsed.floor() - 1.0 - 5.0,
         "{snapshots} snapshots in {elapsed:.1} s (long query took {took:?}): some were skipped\n{status}"
     );
     drop(server);
