@@ -172,7 +172,10 @@ fn sigint_stores_the_snapshots_waiting() {
     // Nothing is stored (or recorded, which follows storing) before the batch is due: 10
     // minutes, or 16 384 socket and process rows (over 1 000 a snapshot here).
     let early = std::fs::read_to_string(&rec).unwrap_or_default().lines().count();
-    assert_eq!(early, 0, "stored before Ctrl-C: the host has too many sockets for this test");
+    assert_eq!(
+        early, 0,
+        "stored before Ctrl-C: the host has too many sockets for this test"
+    );
     // SAFETY: sending SIGINT to our own child process.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
