@@ -231,7 +231,8 @@ entered AS (
       AND t.connection_id IN (SELECT connection_id FROM candidates)
     UNION ALL
     SELECT connection_id, first_seen FROM candidates
-    WHERE first_seen < (SELECT min(ts) FROM tcp_transitions)),
+    -- No transition left at all (retention removed every one): every candidate counts.
+    WHERE first_seen < coalesce((SELECT min(ts) FROM tcp_transitions), 'infinity'::TIMESTAMP)),
 snaps AS (SELECT snapshot_id FROM snapshots WHERE ts >= (SELECT min(ts) FROM entered))
 SELECT * FROM (
     SELECT s.connection_id, any_value(s.process_name) AS process_name, any_value(s.pid) AS pid,

@@ -223,6 +223,53 @@ mod tests {
         );
     }
 
+    /// Regression (review): with every `tcp_transitions` row removed (retention on a quiet host),
+    /// `min(ts)` of the table is NULL and the stuck-connections macro found nothing where the
+    /// view still showed the connection stuck in SYN_SENT.
+    #[test]
+    fn stuck_connections_are_found_when_no_transition_is_left() {
+        use crate::capture::{Proto, Snapshot, SocketRecord};
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        let mut state = store.host_state("h").unwrap();
+        let syn = SocketRecord {
+            proto: Proto::Tcp,
+            local_addr: "10.0.0.2".parse().unwrap(),
+            local_port: 40000,
+            remote_addr: Some("10.0.0.9".parse().unwrap()),
+            remote_port: Some(8443),
+            state: "SYN_SENT".into(),
+            pids: vec![300],
+            uid: Some(0),
+            inode: Some(77),
+            recv_queue: Some(0),
+            send_queue: Some(0),
+            tcp: None,
+        };
+        for i in 0..3 {
+            let snapshot = Snapshot {
+                ts: chrono::DateTime::from_timestamp(1_800_000_000 + i * 10, 0).unwrap(),
+                host: "h".into(),
+                collect_ms: None,
+                sockets: vec![syn.clone()],
+                processes: vec![],
+                interfaces: vec![],
+                gaps: vec![],
+            };
+            store.append_snapshot(&snapshot, "fixture", &mut state).unwrap();
+        }
+        store.conn().execute_batch("DELETE FROM tcp_transitions").unwrap();
+        let (since, until) = (
+            parse_time("2000-01-01T00:00:00").unwrap(),
+            parse_time("2100-01-01T00:00:00").unwrap(),
+        );
+        let (call, view) = RANGE_MACROS[RANGE_MACROS.len() - 1];
+        assert!(call.starts_with("tcp_stuck_connections_overlapping"));
+        let new = sorted_rows(&store, &panel_sql(&format!("SELECT * FROM {call}"), since, until));
+        let old = sorted_rows(&store, &panel_sql(&format!("SELECT * FROM {view}"), since, until));
+        assert_eq!(old.len(), 1, "{old:?}");
+        assert_same(&new, &old, "stuck connections with no transition left");
+    }
+
     /// The range macros give the same rows as the whole-history views filtered afterwards, and
     /// so every panel that reads them the same numbers as before (issue 18: a panel reads only
     /// its range): over ranges at the newest end, in the middle, and the whole history.
