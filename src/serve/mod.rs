@@ -691,8 +691,9 @@ impl Observer for CaptureObserver<'_> {
     }
 }
 
-/// Captures until the server stops. A failed snapshot is logged and the capture starts again
-/// one interval later; nothing stored before it is lost.
+/// Captures until the server stops. A failed store is logged (the snapshots of its batch are
+/// lost) and the capture starts again one interval later, from what the file holds; nothing
+/// stored before it is lost.
 fn capture_loop(shared: &Shared, store: Store, capture: &CaptureSchedule) {
     log(&format!(
         "capturing every {:?}{}",
