@@ -430,7 +430,7 @@ impl Store {
         let interfaces = (!snapshot.interfaces.is_empty())
             .then(|| interfaces_batch(&snapshot, snapshot_id, ts, state))
             .transpose()?;
-        state.tracker.commit(plan.clone(), &snapshot.sockets);
+        state.tracker.commit(&plan, &snapshot.sockets);
         for rec in &snapshot.interfaces {
             state
                 .previous_interfaces

@@ -338,7 +338,7 @@ impl Tracker {
 
     /// Advances the tracker once the plan for `sockets` is stored. The map is rebuilt in place,
     /// after the plan, so a run holds one map of open lifetimes at a time, not two.
-    pub fn commit(&mut self, plan: Plan, sockets: &[SocketRecord]) {
+    pub fn commit(&mut self, plan: &Plan, sockets: &[SocketRecord]) {
         debug_assert_eq!(
             sockets.len(),
             plan.connection_ids.len(),
@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(p1.connection_ids, vec![1, 2]);
         assert_eq!(p1.opened, vec![0, 1]);
         assert_eq!(p1.transitions.len(), 2);
-        t.commit(p1, &first);
+        t.commit(&p1, &first);
 
         let second = [tcp(5000, 443, "ESTABLISHED", 7, 100)];
         let p2 = t.plan(&second);
@@ -417,7 +417,7 @@ mod tests {
                 },
             ]
         );
-        t.commit(p2, &second);
+        t.commit(&p2, &second);
         assert_eq!(t.open_count(), 1);
     }
 
@@ -425,7 +425,7 @@ mod tests {
     fn new_inode_or_pid_is_a_new_lifetime() {
         let mut t = Tracker::resume([], 10, false);
         let established = [tcp(5000, 443, "ESTABLISHED", 7, 100)];
-        t.commit(t.plan(&established), &established);
+        t.commit(&t.plan(&established), &established);
         let p = t.plan(&[
             tcp(5000, 443, "ESTABLISHED", 7, 200),
             tcp(5000, 443, "ESTABLISHED", 8, 100),
@@ -438,7 +438,7 @@ mod tests {
     fn a_time_wait_remnant_continues_its_lifetime() {
         let mut t = Tracker::resume([], 1, false);
         let established = [tcp(5000, 443, "ESTABLISHED", 7, 100)];
-        t.commit(t.plan(&established), &established);
+        t.commit(&t.plan(&established), &established);
         let mut remnant = tcp(5000, 443, "TIME_WAIT", 7, 0);
         remnant.pids.clear();
         remnant.inode = None;
@@ -447,7 +447,7 @@ mod tests {
         assert!(p.opened.is_empty() && p.closed.is_empty());
         assert_eq!(p.orphaned, vec![1]);
         assert_eq!(p.transitions[0].to_state.as_deref(), Some("TIME_WAIT"));
-        t.commit(p, std::slice::from_ref(&remnant));
+        t.commit(&p, std::slice::from_ref(&remnant));
         assert_eq!(t.plan(&[remnant]).connection_ids, vec![1]);
     }
 
@@ -460,7 +460,7 @@ mod tests {
         udp.remote_port = None;
         let mut t = Tracker::resume([], 1, false);
         let both = [udp.clone(), udp.clone()];
-        t.commit(t.plan(&both), &both);
+        t.commit(&t.plan(&both), &both);
         let p = t.plan(&[udp.clone(), udp.clone()]);
         assert_eq!(p.connection_ids, vec![1, 2]);
         assert!(p.opened.is_empty() && p.closed.is_empty() && p.transitions.is_empty());
@@ -495,7 +495,7 @@ mod tests {
         let p1 = t.plan(&first);
         // A host's first snapshot: when those bytes moved is not known.
         assert!(p1.traffic.is_empty());
-        t.commit(p1, &first);
+        t.commit(&p1, &first);
 
         let second = [
             with_bytes(tcp(5000, 443, "ESTABLISHED", 7, 100), 1_500, 5_000),
@@ -507,7 +507,7 @@ mod tests {
         // Idle (5001) and counter-less (5003) sockets move nothing; a lifetime opened since the
         // previous snapshot moved everything it counted.
         assert_eq!(traffic(&p2), vec![(1, 500, 0), (3, 300, 700)]);
-        t.commit(p2, &second);
+        t.commit(&p2, &second);
 
         let third = [with_bytes(tcp(5000, 443, "ESTABLISHED", 7, 100), 20, 20)];
         assert!(
@@ -540,7 +540,7 @@ mod tests {
     fn a_failed_store_leaves_the_tracker_unchanged() {
         let mut t = Tracker::resume([], 1, false);
         let established = [tcp(5000, 443, "ESTABLISHED", 7, 100)];
-        t.commit(t.plan(&established), &established);
+        t.commit(&t.plan(&established), &established);
         let _discarded = t.plan(&[]);
         let p = t.plan(&[tcp(5000, 443, "ESTABLISHED", 7, 100)]);
         assert_eq!(p.connection_ids, vec![1]);

@@ -151,23 +151,7 @@ fn sigkill_loses_only_the_snapshots_not_yet_stored() {
 #[test]
 fn sigint_stores_the_snapshots_waiting() {
     let s = Scratch::new();
-    let rec = s.path("waiting.jsonl");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("netlens"))
-        .env("NETLENS_DB", s.db())
-        .args([
-            "capture",
-            "--interval",
-            "100ms",
-            "--commit-every",
-            "10m",
-            "--quiet",
-            "--record",
-        ])
-        .arg(&rec)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, rec) = start_capture(&s, 0, &["--commit-every", "10m"]);
     std::thread::sleep(Duration::from_millis(1500));
     // Nothing is stored (or recorded, which follows storing) before the batch is due: 10
     // minutes, or 16 384 socket and process rows (over 1 000 a snapshot here).
@@ -180,8 +164,8 @@ fn sigint_stores_the_snapshots_waiting() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = child.wait_with_output().unwrap().status;
+    assert!(status.success(), "{status:?}");
     let stored: usize = s.query("SELECT count(*) FROM snapshots").parse().unwrap();
     let recorded = std::fs::read_to_string(&rec).unwrap().lines().count();
     assert!(stored >= 3, "only {stored} snapshots stored");
