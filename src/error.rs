@@ -153,7 +153,9 @@ impl Error {
     /// Wraps a DuckDB error from running SQL, turning DuckDB's interrupt into [`Error::Interrupted`].
     pub fn sql(err: duckdb::Error) -> Self {
         let message = err.to_string();
-        if message.contains("INTERRUPT") || message.contains("Interrupted") {
+        // DuckDB's interrupt is an exception of type INTERRUPT with the text "Interrupted!"; the
+        // word elsewhere (a table named "Interrupted") is an ordinary error.
+        if message.starts_with("INTERRUPT Error") || message.trim() == "Interrupted!" {
             Error::Interrupted
         } else {
             Error::Sql { message }
@@ -185,3 +187,27 @@ fn at_line(line: &usize) -> String {
 
 /// Result with the library's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_duckdbs_interrupt_is_an_interrupt() {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        // The word in an ordinary error (here a table's name) is that error.
+        let missing = conn.execute_batch("SELECT * FROM \"Interrupted\"").unwrap_err();
+        assert!(matches!(Error::sql(missing), Error::Sql { message } if message.contains("Interrupted")));
+        // A statement interrupted from another thread is the interrupt.
+        let handle = conn.interrupt_handle();
+        let interrupter = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            handle.interrupt();
+        });
+        let long = conn
+            .query_row("SELECT count(*) FROM range(10000000000) a WHERE a % 7 = 3", [], |r| r.get::<_, i64>(0))
+            .unwrap_err();
+        interrupter.join().unwrap();
+        assert!(matches!(Error::sql(long), Error::Interrupted));
+    }
+}

@@ -183,14 +183,9 @@ impl Run<'_, '_> {
             return Ok(());
         }
         let stored = self.store.store_planned(planned)?;
-        let upkeep = Instant::now();
-        settings.after_store(stored.iter().map(|(s, _)| s.sockets + s.processes).sum())?;
-        // Attaching the file again and emptying the cache are part of storing.
-        report.store_ms += upkeep.elapsed().as_secs_f64() * 1000.0;
+        // The batch is committed: it is counted before anything that follows can fail, so an
+        // error in the upkeep or the recording never hides stored snapshots from the report.
         for (stored, snapshot) in &stored {
-            if let Some(rec) = self.recorder.as_deref_mut() {
-                rec.record(snapshot)?;
-            }
             for gap in &snapshot.gaps {
                 // Gap texts carry counts that change; report each kind (text before ':') once.
                 let kind = gap.split(':').next().unwrap_or(gap).to_string();
@@ -209,6 +204,16 @@ impl Run<'_, '_> {
             report.store_ms += stored.store_ms;
             report.elapsed = self.started.elapsed();
             self.observer.stored(stored, report);
+        }
+        let upkeep = Instant::now();
+        let upkept = settings.after_store(stored.iter().map(|(s, _)| s.sockets + s.processes).sum());
+        // Attaching the file again and emptying the cache are part of storing.
+        report.store_ms += upkeep.elapsed().as_secs_f64() * 1000.0;
+        upkept?;
+        if let Some(rec) = self.recorder.as_deref_mut() {
+            for (_, snapshot) in &stored {
+                rec.record(snapshot)?;
+            }
         }
         Ok(())
     }
@@ -315,6 +320,28 @@ mod tests {
         assert_eq!(report.opened, 1);
         assert_eq!(seen.stored, 3);
         assert_eq!(seen.gaps, vec!["pid: 0 sockets unowned"]);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_recording_that_fails_after_the_commit_hides_no_stored_snapshot() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let mut source = Scripted((0..3).map(|i| snapshot(i, "x")).collect());
+        let pace = Pace {
+            interval: Duration::from_secs(1),
+            duration: None,
+            count: None,
+            wait: false,
+            commit_every: Duration::from_secs(600),
+        };
+        // /dev/full takes the open and refuses the first write: the recording fails once the
+        // batch of three is committed.
+        let mut recorder = Recorder::create(std::path::Path::new("/dev/full")).unwrap();
+        let mut seen = Seen::default();
+        let error = run(&store, &mut source, pace, Some(&mut recorder), &Utc::now, &mut seen).unwrap_err();
+        assert!(error.to_string().contains("/dev/full"), "{error}");
+        let stored: i64 = store.conn().query_row("SELECT count(*) FROM snapshots", [], |r| r.get(0)).unwrap();
+        assert_eq!((stored, seen.stored), (3, 3));
     }
 
     #[test]

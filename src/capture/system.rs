@@ -58,6 +58,9 @@ pub struct SystemSource {
     own_uid: Option<u32>,
     #[cfg(target_os = "linux")]
     owners: super::procfd::OwnerCache,
+    /// The netlink socket and buffer, kept between snapshots.
+    #[cfg(target_os = "linux")]
+    sock_diag: super::sockdiag::SockDiag,
 }
 
 impl SystemSource {
@@ -90,6 +93,8 @@ impl SystemSource {
             own_uid: own_uid(),
             #[cfg(target_os = "linux")]
             owners: super::procfd::OwnerCache::new(),
+            #[cfg(target_os = "linux")]
+            sock_diag: super::sockdiag::SockDiag::new(),
         })
     }
 
@@ -239,7 +244,7 @@ impl Source for SystemSource {
         let mut gaps = Vec::new();
         let mut sockets = match self.backend {
             #[cfg(target_os = "linux")]
-            SocketBackend::Sockdiag => sockdiag_sockets(&mut self.owners, self.own_uid, &mut gaps)?,
+            SocketBackend::Sockdiag => sockdiag_sockets(&mut self.sock_diag, &mut self.owners, self.own_uid, &mut gaps)?,
             #[cfg(not(target_os = "linux"))]
             SocketBackend::Sockdiag => netstat2_sockets(&mut gaps)?,
             SocketBackend::Netstat2 => netstat2_sockets(&mut gaps)?,
@@ -271,6 +276,7 @@ impl Source for SystemSource {
 
 #[cfg(target_os = "linux")]
 fn sockdiag_sockets(
+    sock_diag: &mut super::sockdiag::SockDiag,
     owners: &mut super::procfd::OwnerCache,
     own_uid: Option<u32>,
     gaps: &mut Vec<String>,
@@ -280,11 +286,11 @@ fn sockdiag_sockets(
     // after the dump lets it tell at once which sockets have no owner.
     let after_dump = owners.is_cold();
     let (dump, refreshed) = if after_dump {
-        let dump = super::sockdiag::dump_all();
+        let dump = sock_diag.dump_all();
         (Ok(dump), owners.refresh())
     } else {
         std::thread::scope(|scope| {
-            let dump = scope.spawn(super::sockdiag::dump_all);
+            let dump = scope.spawn(|| sock_diag.dump_all());
             let refreshed = owners.refresh();
             (dump.join(), refreshed)
         })

@@ -208,9 +208,14 @@ impl ServerStatus {
             Some(c) => lines.push((
                 "capture",
                 format!(
-                    "{} every {}, {}: {} snapshots, {} socket rows stored{}{}",
+                    "{} every {} ({}), {}: {} snapshots, {} socket rows stored{}{}",
                     c.source,
                     human_duration(c.interval_s),
+                    if c.commit_every_s > 0.0 {
+                        format!("stored together within {}", human_duration(c.commit_every_s))
+                    } else {
+                        "each stored as taken".to_string()
+                    },
                     if c.running { "running" } else { "stopped" },
                     c.snapshots,
                     c.socket_rows,
@@ -317,6 +322,10 @@ fn human_duration(seconds: f64) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaptureStatus {
     pub interval_s: f64,
+    /// `--commit-every`: how long a snapshot may wait to be stored with the next ones; 0 stores
+    /// each as it is taken.
+    #[serde(default)]
+    pub commit_every_s: f64,
     pub source: String,
     /// Snapshots this server stored.
     pub snapshots: u64,
@@ -556,6 +565,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
             started_at: started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             capture: options.capture.as_ref().map(|c| CaptureStatus {
                 interval_s: c.interval.as_secs_f64(),
+                commit_every_s: c.commit_every.as_secs_f64(),
                 source: match &c.replay {
                     Some(p) => format!("replay {}", p.display()),
                     None => "this host".to_string(),

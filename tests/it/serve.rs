@@ -202,7 +202,8 @@ fn every_command_goes_through_the_server_while_it_captures() {
     assert!(status["capture"]["snapshots"].as_u64().unwrap() >= 2, "{status}");
     assert!(status["clients"]["requests_served"].as_u64().unwrap() >= 2, "{status}");
     let text = s.cmd().arg("status").output().unwrap();
-    assert!(String::from_utf8_lossy(&text.stdout).contains("capture     this host every 300 ms, running"));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("capture     this host every 300 ms (stored together within 5 s), running"));
+    assert_eq!(status["capture"]["commit_every_s"].as_f64(), Some(5.0), "{status}");
 
     let seen: i64 = s.query("SELECT count(*) FROM snapshots").parse().unwrap();
     let socket = server.socket.clone();
