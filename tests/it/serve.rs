@@ -332,14 +332,27 @@ fn clients_killed_mid_stream_or_many_at_once_leave_the_server_serving() {
 fn concurrent_clients_do_not_delay_the_capture() {
     let s = Scratch::new();
     let server = Server::start(&s, &["--interval", "1s"]);
+    // The long query is sized to take about 30 s on this machine: a tenth of the pairs first,
+    // timed, then scaled.
+    let pairs_query =
+        |b: i64| format!("SELECT count(*) FROM range(20000) a, range({b}) b WHERE (a.range * b.range) % 7 = 3");
+    let calibration = Instant::now();
+    let probe = Process::new(assert_cmd::cargo::cargo_bin("netlens"))
+        .args(["--format", "csv", "--no-headers", "-c", &pairs_query(6_000)])
+        .env("NETLENS_DB", s.db())
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "{}", String::from_utf8_lossy(&probe.stderr));
+    let b_rows = ((6_000.0 * 30.0 / calibration.elapsed().as_secs_f64()) as i64).clamp(6_000, 5_000_000);
     let started = Instant::now();
     let long = {
+        let query = pairs_query(b_rows);
         let db = s.db();
         std::thread::spawn(move || {
             let t = Instant::now();
             let out = Process::new(assert_cmd::cargo::cargo_bin("netlens"))
                 .args(["--format", "csv", "--no-headers", "-c"])
-                .arg("SELECT count(*) FROM range(20000) a, range(60000) b WHERE (a.range * b.range) % 7 = 3")
+                .arg(query)
                 .env("NETLENS_DB", db)
                 .output()
                 .unwrap();
@@ -372,7 +385,7 @@ fn concurrent_clients_do_not_delay_the_capture() {
         c.join().expect("client");
     }
     let (count, took) = long.join().expect("long query");
-    // 20 000 x 60 000 pairs; a*b % 7 == 3 for 6/49 of them (a, b not multiples of 7, with
+    // 20 000 x b_rows pairs; a*b % 7 == 3 for about 6/49 of them (a, b not multiples of 7, with
     // the residues' products hitting 3 once per row of the table of residues).
     let expected = {
         let mut n: i64 = 0;
@@ -380,7 +393,7 @@ fn concurrent_clients_do_not_delay_the_capture() {
             .map(|r| (0..20_000).filter(|a| a % 7 == r).count() as i64)
             .collect();
         let rb: Vec<i64> = (0..7)
-            .map(|r| (0..60_000).filter(|b| b % 7 == r).count() as i64)
+            .map(|r| (0..b_rows).filter(|b| b % 7 == r).count() as i64)
             .collect();
         for x in 0..7 {
             for y in 0..7 {
@@ -392,6 +405,8 @@ fn concurrent_clients_do_not_delay_the_capture() {
         n
     };
     assert_eq!(count, expected.to_string());
+    // It ran long enough to span many snapshots (about 30 s; less when the load fell meanwhile).
+    assert!(took >= Duration::from_secs(10), "the long query took only {took:?}");
     let status = status_json(&s);
     let snapshots = status["capture"]["snapshots"].as_u64().unwrap();
     let elapsed = started.elapsed().as_secs_f64();
