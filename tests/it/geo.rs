@@ -14,7 +14,7 @@ use predicates::prelude::*;
 use crate::Scratch;
 
 /// MaxMind's test databases, when this checkout has them beside it.
-fn mmdb_dir() -> Option<PathBuf> {
+pub(crate) fn mmdb_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/maxmind-test-mmdb");
     let present = dir.join("GeoLite2-Country-Test.mmdb").exists() && dir.join("GeoLite2-ASN-Test.mmdb").exists();
     crate::prerequisite(

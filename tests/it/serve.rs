@@ -1192,3 +1192,42 @@ fn the_service_unit_passes_systemd_analyze_verify() {
         .collect();
     assert!(complaints.is_empty(), "systemd-analyze verify: {said}");
 }
+
+/// The scheduled geo and retrain jobs store their runs where `netlens geo` and `netlens retrain`
+/// store theirs: `geo_runs` with the addresses filled, and a new model version of kind retrain.
+#[test]
+fn scheduled_geo_and_retrain_land_where_the_commands_do() {
+    let Some(mmdb) = crate::geo::mmdb_dir() else { return };
+    let s = crate::analysis::with_traffic();
+    s.cmd()
+        .args(["--format", "csv", "train", "kmeans", "--on", "traffic", "--exclude", "label", "--set", "k=3"])
+        .args(["--model", "seg"])
+        .assert()
+        .success();
+    s.query(
+        "INSERT INTO flows (import_id, ts, uid, orig_h, orig_p, resp_h, resp_p, proto, source_file) VALUES \
+         (1, TIMESTAMP '2026-01-01 00:00:00', 'C1', '10.0.0.1', 40000, '81.2.69.160', 443, 'tcp', 'test.pcap'), \
+         (1, TIMESTAMP '2026-01-01 00:00:01', 'C2', '10.0.0.1', 40001, '9.9.9.9', 443, 'tcp', 'test.pcap')",
+    );
+    let country = mmdb.join("GeoLite2-Country-Test.mmdb");
+    let country = country.to_str().unwrap();
+    let server = Server::start(
+        &s,
+        &["--no-capture", "--every", "geo=1s", "--every", "retrain=2s", "--mmdb", country],
+    );
+    eventually(Duration::from_secs(60), "a scheduled geo and retrain run", || {
+        let status = status_json(&s);
+        status["schedule"]
+            .as_array()
+            .is_some_and(|jobs| jobs.len() == 2 && jobs.iter().all(|j| j["runs"].as_u64().unwrap_or(0) >= 1))
+    });
+    let status = status_json(&s);
+    assert!(status["last_error"].is_null(), "{status}");
+    assert_eq!(s.query("SELECT country_code FROM geo WHERE ip = '81.2.69.160'"), "GB");
+    assert_eq!(s.query("SELECT status FROM geo WHERE ip = '9.9.9.9'"), "not_found");
+    // Later geo runs found everything cached and stored no run, as by hand.
+    assert_eq!(s.query("SELECT count(*) FROM geo_runs"), "1");
+    assert_eq!(s.query("SELECT kind FROM latest_model_runs"), "retrain");
+    assert_eq!(s.query("SELECT min(version) FROM model_runs WHERE kind = 'retrain'"), "2");
+    drop(server);
+}
