@@ -4,8 +4,9 @@
 An ordinary host here: ../shared/bench/open_sockets.py holds N loopback connections (about 2N
 sockets) and idle `sleep` processes bring the host to P processes. Each binary given runs
 `serve --interval 1s` on a fresh database for SECONDS, alternating, ROUNDS times; from the
-server's /proc/PID/stat (user + system ticks) and status (VmRSS) every 5 s we report the share
-of one core and the RSS, and from its database the mean collect time (`snapshots.collect_ms`),
+server's /proc/PID/stat (user + system ticks) and status (VmRSS, RssAnon) every 5 s we report the
+share of one core and the RSS, with the part of it that is the process's own memory (anonymous:
+the rest is the binary's code and other file pages, clean and shared with any other netlens), and from its database the mean collect time (`snapshots.collect_ms`),
 the snapshots stored, and how many came more than 1.5 intervals after the one before.
 
 Usage: bench/capture_cost.py [--sockets N] [--processes P] [--seconds S] [--rounds R] BINARY...
@@ -24,10 +25,10 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def rss_mib(pid):
+def rss_mib(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -44,10 +45,11 @@ def run(binary, seconds, workdir):
     if server.poll() is not None:
         sys.exit(f"{binary} serve exited: {server.stderr.read().decode()}")
     t0, c0 = time.monotonic(), cpu_ticks(server.pid)
-    rss = []
+    rss, anon = [], []
     while time.monotonic() - t0 < seconds:
         time.sleep(5)
         rss.append(rss_mib(server.pid))
+        anon.append(rss_mib(server.pid, "RssAnon"))
     t1, c1 = time.monotonic(), cpu_ticks(server.pid)
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=60)
@@ -61,6 +63,7 @@ def run(binary, seconds, workdir):
         "cpu": (c1 - c0) / TICKS / (t1 - t0) * 100,
         "rss": statistics.median(rss),
         "rss_max": max(rss),
+        "anon": statistics.median(anon),
         "collect": float(out[0]),
         "snapshots": int(out[1]),
         "late": int(out[2]),
@@ -96,14 +99,14 @@ def main():
             s.kill()
     anchor = statistics.median(r["cpu"] for r in results[a.binaries[0]])
     print(f"{a.rounds} x {a.seconds} s of `serve --interval 1s` each, alternating")
-    print("| binary | sockets | processes | CPU % of one core | / anchor | RSS MiB (median, max) | collect ms | snapshots | late |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| binary | sockets | processes | CPU % of one core | / anchor | RSS MiB (median, max) | anonymous MiB | collect ms | snapshots | late |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for b, rs in results.items():
         cpu = statistics.median(r["cpu"] for r in rs)
         print(f"| {b} | {statistics.mean(r['sockets'] for r in rs):.0f} | "
               f"{statistics.mean(r['processes'] for r in rs):.0f} | {cpu:.2f} | {cpu / anchor:.2f} | "
               f"{statistics.median(r['rss'] for r in rs):.1f}, {max(r['rss_max'] for r in rs):.1f} | "
-              f"{statistics.median(r['collect'] for r in rs):.1f} | {sum(r['snapshots'] for r in rs)} | "
+              f"{statistics.median(r['anon'] for r in rs):.1f} | {statistics.median(r['collect'] for r in rs):.1f} | {sum(r['snapshots'] for r in rs)} | "
               f"{sum(r['late'] for r in rs)} |")
 
 
