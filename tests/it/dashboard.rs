@@ -572,6 +572,34 @@ fn every_view_draws_in_a_real_browser() {
     let direct = s.query(&format!("SELECT connections FROM ({kpi_sql})"));
     assert_eq!(connections, direct, "the page shows what the SQL says");
 
+    // A range of days draws the traffic panels from the hourly rollups, and the page says so.
+    s.cmd().args(["retain"]).assert().success();
+    let rolled_note = "const n = document.querySelector('section.card[data-panel=\"sent\"] .card-meta .rolled'); \
+                       return n ? n.textContent : null;";
+    let bandwidth_over_all = |width: u32, height: u32, shot: &str| {
+        browser.size(width, height);
+        browser.goto(&format!("{url}/#/bandwidth"));
+        browser.script("const r = document.getElementById('range-select'); r.value = 'all'; r.dispatchEvent(new Event('change')); return 1;");
+        let mut state = serde_json::Value::Null;
+        eventually(Duration::from_secs(60), "the bandwidth view from rollups", || {
+            state = browser.script(VIEW_STATE);
+            !state.is_null() && !browser.script(rolled_note).is_null()
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        browser.screenshot(&shots.join(shot));
+        assert_eq!(state["errors"], serde_json::json!([]), "bandwidth over all: {state}");
+        assert_eq!(state["charts"], state["drawn"], "bandwidth over all: {state}");
+        let note = browser.script(rolled_note);
+        assert!(
+            note.as_str()
+                .unwrap_or("")
+                .starts_with("drawn from hourly rollups for "),
+            "{note}"
+        );
+    };
+    bandwidth_over_all(1366, 768, "bandwidth-rollups.png");
+    bandwidth_over_all(375, 812, "phone-bandwidth-rollups.png");
+
     browser.size(375, 812);
     browser.goto(&format!("{url}/#/overview"));
     eventually(Duration::from_secs(60), "the phone overview", || {
