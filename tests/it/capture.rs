@@ -199,7 +199,7 @@ fn capture_prints_a_summary_in_display_modes() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     for title in [
         "Captured",
-        "Processes with the most connections",
+        "Processes by traffic",
         "Listening ports",
         "Remote peers by traffic",
     ] {
