@@ -640,3 +640,22 @@ fn every_view_draws_in_a_real_browser() {
     eprintln!("screenshots in {}", shots.display());
     drop(server);
 }
+
+/// A capture stored through a server with a dashboard ends with the dashboard's address (the
+/// issue's "the command to look further: the dashboard URL when a server runs").
+#[test]
+fn a_capture_through_the_server_names_its_dashboard() {
+    let s = Scratch::new();
+    let Dashboard { server, url, .. } = serve_dashboard(&s, &["--no-capture"]);
+    let out = s
+        .cmd()
+        .args(["capture", "--replay"])
+        .arg(crate::fixture("host_a.jsonl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("this server's dashboard: {url} ")), "{stderr}");
+    assert!(stderr.contains("detectors over this capture"), "{stderr}");
+    drop(server);
+}
