@@ -1497,7 +1497,12 @@
     o.xAxis = axisStyle({ type: xType, boundaryGap: xType === 'category' ? false : undefined, splitLine: { show: false, lineStyle: { color: C.split } } });
     if (xType === 'category') { o.xAxis.data = xs; o.xAxis.axisLabel = Object.assign(o.xAxis.axisLabel, categoryXAxis(o, xs, width)); }
     if (xType === 'value') { o.xAxis.scale = true; if (def.x_unit) o.xAxis.axisLabel.formatter = unitFormatter(def.x_unit, true); }
-    if (xType === 'time') o.xAxis.axisLabel.formatter = TIME_LABELS;
+    if (xType === 'time') {
+      o.xAxis.axisLabel.formatter = TIME_LABELS;
+      // a phone-wide chart has room for few times: fewer ticks, and none drawn over another
+      o.xAxis.axisLabel.hideOverlap = true;
+      if (width < 520) o.xAxis.splitNumber = 3;
+    }
     var logY = def.y_log && data.rows.every(function (r) { var y = num(r[r.length - 1]); return y === null || y > 0; });
     o.yAxis = axisStyle({ type: logY ? 'log' : 'value', axisLabel: { formatter: unitFormatter(def.unit, true) } });
     o.series = series;
