@@ -151,6 +151,40 @@ pub fn parse_time(text: &str) -> std::result::Result<NaiveDateTime, String> {
         .ok_or_else(|| format!("'{text}' is not a time (expected 2026-12-05T10:00:00, UTC)"))
 }
 
+/// The last column of a panel that draws a sample of its rows (scatter plots): how many rows
+/// there were before its `LIMIT` (`count(*) OVER () AS sampled_from`), so the page can say when
+/// a plot is a sample.
+pub const SAMPLED_FROM: &str = "sampled_from";
+
+/// A panel's plot shows `shown` of its `of` rows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Sampled {
+    pub shown: usize,
+    pub of: i64,
+}
+
+/// Takes the [`SAMPLED_FROM`] column off a panel's result (the page draws the others): `Some`
+/// when the plot shows fewer rows than the panel had.
+pub fn take_sampled(
+    columns: &mut Vec<String>,
+    types: &mut Vec<String>,
+    rows: &mut [Vec<serde_json::Value>],
+) -> Option<Sampled> {
+    if columns.last().map(String::as_str) != Some(SAMPLED_FROM) {
+        return None;
+    }
+    columns.pop();
+    types.pop();
+    let of = rows.first().and_then(|r| r.last()).and_then(serde_json::Value::as_i64);
+    for row in rows.iter_mut() {
+        row.pop();
+    }
+    match of {
+        Some(of) if of > rows.len() as i64 => Some(Sampled { shown: rows.len(), of }),
+        _ => None,
+    }
+}
+
 /// The chart kinds the page draws.
 pub const KINDS: &[&str] = &[
     "kpi",
@@ -596,5 +630,56 @@ mod tests {
             newest + chrono::Duration::hours(50),
         );
         assert_eq!(rolled_of(later.0, later.1), None);
+    }
+
+    /// A plot that shows a sample says so (issue 18: "say when a plot is sampled"): the
+    /// `sampled_from` column is taken off and counts the rows before the LIMIT; every panel that
+    /// draws at most a fixed number of points has it.
+    #[test]
+    fn a_sampled_plot_says_of_how_many() {
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        let table = |sql: &str| {
+            let mut stmt = store.conn().prepare(sql).unwrap();
+            let arrow = stmt.query_arrow([]).unwrap();
+            let schema = arrow.get_schema();
+            crate::output::JsonTable::collect(&schema, arrow.map(Ok), 5000).unwrap()
+        };
+        let sample = |n: i64| {
+            format!(
+                "SELECT range AS x, range * 2 AS y, count(*) OVER () AS sampled_from FROM range({n}) \
+                 ORDER BY hash(range) LIMIT 4000"
+            )
+        };
+        let mut t = table(&sample(6000));
+        let sampled = take_sampled(&mut t.columns, &mut t.types, &mut t.rows);
+        assert_eq!(sampled, Some(Sampled { shown: 4000, of: 6000 }));
+        assert_eq!(t.columns, ["x", "y"]);
+        assert!(t.rows.iter().all(|r| r.len() == 2) && t.types.len() == 2);
+        let mut all = table(&sample(300));
+        assert_eq!(take_sampled(&mut all.columns, &mut all.types, &mut all.rows), None);
+        assert_eq!(
+            all.columns,
+            ["x", "y"],
+            "the column goes even when nothing was left out"
+        );
+        let mut plain = table("SELECT 1 AS x, 2 AS y");
+        assert_eq!(
+            take_sampled(&mut plain.columns, &mut plain.types, &mut plain.rows),
+            None
+        );
+        assert_eq!(plain.columns, ["x", "y"]);
+        let (views, _) = views().unwrap();
+        for view in &views {
+            for panel in &view.panels {
+                if panel.sql.contains("LIMIT 4000") || panel.sql.contains("LIMIT 3000") {
+                    assert!(
+                        panel.sql.contains("count(*) OVER () AS sampled_from\n"),
+                        "{}/{} draws a sample without saying so",
+                        view.id,
+                        panel.id
+                    );
+                }
+            }
+        }
     }
 }

@@ -703,7 +703,9 @@
     p.meta.innerHTML = esc(fmtInt(n) + (n === 1 ? ' row' : ' rows') + ms) +
       (data.truncated ? ' \u00b7 <span class="warn">only the first ' + fmtInt(n) + ' rows (the server\u2019s limit)' +
         (p.def.export ? '; Export gives them all' : '') + '</span>' : '') +
-      (data.rolled ? ' \u00b7 <span class="rolled">' + esc(rolledText(data.rolled)) + '</span>' : '');
+      (data.rolled ? ' \u00b7 <span class="rolled">' + esc(rolledText(data.rolled)) + '</span>' : '') +
+      (data.sampled ? ' \u00b7 <span class="warn">a sample: ' + esc(fmtInt(data.sampled.shown) + ' of ' +
+        fmtInt(data.sampled.of)) + ' points drawn</span>' : '');
   }
 
   /* What of the range a panel drew from the rollups (ranges over a day read them). */

@@ -114,8 +114,15 @@ pub fn bundle(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Res
                 JsonTable::collect(&schema, arrow.map(Ok), PANEL_ROWS)
             })();
             let value = match result {
-                Ok(table) => {
+                Ok(mut table) => {
+                    let sampled = dashboard::take_sampled(&mut table.columns, &mut table.types, &mut table.rows);
                     let mut value = serde_json::to_value(table).map_err(|e| Error::Sql { message: e.to_string() })?;
+                    if let (Some(sampled), Some(object)) = (sampled, value.as_object_mut()) {
+                        object.insert(
+                            "sampled".into(),
+                            serde_json::to_value(sampled).map_err(|e| Error::Sql { message: e.to_string() })?,
+                        );
+                    }
                     if let (Some(rolled), Some(object)) = (rolled, value.as_object_mut()) {
                         object.insert(
                             "rolled".into(),

@@ -391,7 +391,12 @@ async fn api_panel(State(app): State<AppState>, Query(q): Query<PanelQuery>, hea
         };
         Ok((panel_sql_rolled(&template, since, until, rolled.as_ref()), rolled))
     })
-    .await;
+    .await
+    .map(|mut timed| {
+        let t = &mut timed.table;
+        timed.sampled = dashboard::take_sampled(&mut t.columns, &mut t.types, &mut t.rows);
+        timed
+    });
     table_response(result)
 }
 
@@ -411,6 +416,9 @@ struct TimedTable {
     /// The part of the range drawn from the hourly rollups, when any.
     #[serde(skip_serializing_if = "Option::is_none")]
     rolled: Option<dashboard::Rolled>,
+    /// The plot shows a sample of the panel's rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sampled: Option<dashboard::Sampled>,
 }
 
 impl std::ops::Deref for TimedTable {
@@ -452,6 +460,7 @@ where
             table,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
             rolled,
+            sampled: None,
         })
     })
     .await
