@@ -1335,6 +1335,7 @@ impl DomainCommand {
                         packet_rows: a.packet_rows,
                         duration: a.duration,
                     }),
+                    flag_findings: !a.quiet,
                 }),
                 quiet(a.quiet),
             ),

@@ -60,12 +60,86 @@ pub fn views() -> Result<(Vec<ViewSpec>, serde_json::Value)> {
     Ok((specs, json))
 }
 
-/// A panel's SQL for a time range: `:since` and `:until` become timestamp literals (formatted
-/// here from parsed times, never from the request's text).
+/// A panel's SQL for a time range, reading raw rows only: `:since` and `:until` become
+/// timestamp literals (formatted here from parsed times, never from the request's text), and
+/// `:rolled_from` and `:rolled_to` both the start of the range.
 pub fn panel_sql(sql: &str, since: NaiveDateTime, until: NaiveDateTime) -> String {
+    panel_sql_rolled(sql, since, until, None)
+}
+
+/// A panel's SQL for a time range whose buckets in `rolled` (`[from, to)`) are read from the
+/// hourly rollups (the `*_rolled` macros of migration 26); `None` reads raw rows only.
+pub fn panel_sql_rolled(sql: &str, since: NaiveDateTime, until: NaiveDateTime, rolled: Option<&Rolled>) -> String {
     let literal = |t: NaiveDateTime| format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f"));
-    sql.replace(":since", &literal(since))
+    let (from, to) = rolled.map_or((since, since), |r| (r.from, r.to));
+    // `:rolled_*` first: `:since`'s replacement must not see them.
+    sql.replace(":rolled_from", &literal(from))
+        .replace(":rolled_to", &literal(to))
+        .replace(":since", &literal(since))
         .replace(":until", &literal(until))
+}
+
+/// Ranges longer than this read the hourly rollups where the panel can (below it a panel's raw
+/// rows are few enough to read: a day is the longest preset that reads them).
+pub const ROLLUPS_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Whether a panel can be drawn from rollups (its SQL reads a `*_rolled` macro).
+pub fn reads_rollups(sql: &str) -> bool {
+    sql.contains(":rolled_from")
+}
+
+/// The part of a range a panel reads from the rollups: the rolled-up buckets wholly inside it,
+/// from the first of them to the end of the last one that every host has rolled up.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rolled {
+    pub from: NaiveDateTime,
+    pub to: NaiveDateTime,
+    /// Rolled-up buckets (of every host) in `[from, to)`.
+    pub buckets: i64,
+    /// The width of those buckets in seconds (the smallest, when they differ).
+    pub bucket_s: i64,
+}
+
+/// The query that finds [`Rolled`] for a range (`$1` since, `$2` until): one row of `from, to,
+/// buckets, bucket_s`, with `to <= from` when no part of the range can be read from rollups.
+/// A host's buckets are contiguous from its first snapshot (retention rolls every complete
+/// hour in order), so its raw rows not yet rolled up all lie after its last bucket; `to` is the
+/// earliest such end over the hosts with rows in the range, and a host with none rolled up
+/// there makes it `since` (raw rows only).
+pub const ROLLED_SQL: &str = "WITH inside AS ( \
+       SELECT host, bucket_start, bucket_start + to_seconds(bucket_s) AS bucket_end, bucket_s FROM rollup_buckets \
+       WHERE bucket_start >= $1 AND bucket_start + to_seconds(bucket_s) <= $2), \
+     hosts AS (SELECT host FROM inside UNION SELECT host FROM snapshots WHERE ts BETWEEN $1 AND $2), \
+     ends AS (SELECT h.host, coalesce(max(i.bucket_end), $1) AS rolled_end \
+              FROM hosts h LEFT JOIN inside i USING (host) GROUP BY h.host), \
+     upto AS (SELECT min(rolled_end) AS rolled_to FROM ends) \
+     SELECT min(i.bucket_start), any_value(u.rolled_to), count(i.bucket_start), min(i.bucket_s) \
+     FROM upto u LEFT JOIN inside i ON i.bucket_end <= u.rolled_to";
+
+/// [`Rolled`] from [`ROLLED_SQL`]'s row, or `None` when the range is not longer than
+/// [`ROLLUPS_AFTER`] or nothing in it is rolled up.
+pub fn rolled_from_row(
+    since: NaiveDateTime,
+    until: NaiveDateTime,
+    row: (Option<NaiveDateTime>, Option<NaiveDateTime>, i64, Option<i64>),
+) -> Option<Rolled> {
+    if until - since <= ROLLUPS_AFTER {
+        return None;
+    }
+    rolled_part(row)
+}
+
+/// [`Rolled`] from [`ROLLED_SQL`]'s row, whatever the range's length.
+fn rolled_part(row: (Option<NaiveDateTime>, Option<NaiveDateTime>, i64, Option<i64>)) -> Option<Rolled> {
+    match row {
+        (Some(from), Some(to), buckets, Some(bucket_s)) if to > from && buckets > 0 => Some(Rolled {
+            from,
+            to,
+            buckets,
+            bucket_s,
+        }),
+        _ => None,
+    }
 }
 
 /// A time from the page: `YYYY-MM-DDTHH:MM:SS[.f][Z]` or with a space, UTC.
@@ -75,6 +149,40 @@ pub fn parse_time(text: &str) -> std::result::Result<NaiveDateTime, String> {
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
         .ok_or_else(|| format!("'{text}' is not a time (expected 2026-12-05T10:00:00, UTC)"))
+}
+
+/// The last column of a panel that draws a sample of its rows (scatter plots): how many rows
+/// there were before its `LIMIT` (`count(*) OVER () AS sampled_from`), so the page can say when
+/// a plot is a sample.
+pub const SAMPLED_FROM: &str = "sampled_from";
+
+/// A panel's plot shows `shown` of its `of` rows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Sampled {
+    pub shown: usize,
+    pub of: i64,
+}
+
+/// Takes the [`SAMPLED_FROM`] column off a panel's result (the page draws the others): `Some`
+/// when the plot shows fewer rows than the panel had.
+pub fn take_sampled(
+    columns: &mut Vec<String>,
+    types: &mut Vec<String>,
+    rows: &mut [Vec<serde_json::Value>],
+) -> Option<Sampled> {
+    if columns.last().map(String::as_str) != Some(SAMPLED_FROM) {
+        return None;
+    }
+    columns.pop();
+    types.pop();
+    let of = rows.first().and_then(|r| r.last()).and_then(serde_json::Value::as_i64);
+    for row in rows.iter_mut() {
+        row.pop();
+    }
+    match of {
+        Some(of) if of > rows.len() as i64 => Some(Sampled { shown: rows.len(), of }),
+        _ => None,
+    }
 }
 
 /// The chart kinds the page draws.
@@ -183,6 +291,39 @@ mod tests {
             "tcp_stuck_connections_overlapping(:since, :until)",
             "(SELECT * FROM tcp_stuck_connections WHERE since <= :until AND until >= :since)",
         ),
+        // Migration 26.
+        (
+            "tcp_state_counts_between(:since, :until)",
+            "(SELECT * FROM tcp_state_counts WHERE ts BETWEEN :since AND :until)",
+        ),
+        (
+            "connections_between(:since, :until, NULL)",
+            "(SELECT * FROM connections WHERE first_seen BETWEEN :since AND :until)",
+        ),
+        (
+            "connection_events_between(:since, :until, NULL)",
+            "(SELECT * FROM connection_events WHERE start_ts BETWEEN :since AND :until)",
+        ),
+        (
+            "connections_geo_overlapping(:since, :until)",
+            "(SELECT * FROM connections_geo WHERE first_seen <= :until AND last_seen >= :since)",
+        ),
+        // The `_rolled` macros with nothing rolled (`panel_sql` makes :rolled_from = :rolled_to
+        // = :since): the raw rows the panels read before.
+        (
+            "connection_traffic_rolled(:since, :rolled_from, :rolled_to, :until)",
+            "(SELECT * FROM connection_traffic WHERE ts BETWEEN :since AND :until)",
+        ),
+        (
+            "interface_traffic_rolled(:since, :rolled_from, :rolled_to, :until)",
+            "(SELECT ts, name, interval_s, rx_bytes_delta AS rx_bytes, tx_bytes_delta AS tx_bytes \
+             FROM interfaces WHERE ts BETWEEN :since AND :until)",
+        ),
+        (
+            "socket_directions_rolled(:since, :rolled_from, :rolled_to, :until)",
+            "(SELECT ts, direction, count(*) AS sockets, 1 AS snapshots FROM sockets \
+             WHERE ts BETWEEN :since AND :until GROUP BY snapshot_id, ts, direction)",
+        ),
     ];
 
     /// A result's rows as text, sorted (rows that tie in a panel's ORDER BY come in no fixed order).
@@ -262,8 +403,11 @@ mod tests {
             parse_time("2000-01-01T00:00:00").unwrap(),
             parse_time("2100-01-01T00:00:00").unwrap(),
         );
-        let (call, view) = RANGE_MACROS[RANGE_MACROS.len() - 1];
-        assert!(call.starts_with("tcp_stuck_connections_overlapping"));
+        let (call, view) = RANGE_MACROS
+            .iter()
+            .copied()
+            .find(|(call, _)| call.starts_with("tcp_stuck_connections_overlapping"))
+            .unwrap();
         let new = sorted_rows(&store, &panel_sql(&format!("SELECT * FROM {call}"), since, until));
         let old = sorted_rows(&store, &panel_sql(&format!("SELECT * FROM {view}"), since, until));
         assert_eq!(old.len(), 1, "{old:?}");
@@ -323,8 +467,9 @@ mod tests {
                 nonempty += usize::from(!new.is_empty());
             }
         }
-        // Every macro but the stuck connections (rare in a demo) has rows in some range.
-        assert!(nonempty >= 6 * 4, "{nonempty} non-empty (macro, range) pairs");
+        // Every macro but the stuck connections (rare in a demo) and geo (no lookups) has rows
+        // in some range.
+        assert!(nonempty >= 13 * 4, "{nonempty} non-empty (macro, range) pairs");
         // Every panel that reads a macro, against its text with the view in its place.
         let (views, _) = views().unwrap();
         let mut panels = Vec::new();
@@ -352,11 +497,189 @@ mod tests {
             "tcp/stuck",
             "statistics/correlation",
             "statistics/rate_bytes",
+            "tcp/states_over_time",
+            "tcp/state_mean",
+            "overview/sockets_over_time",
+            "connections/opened",
+            "connections/table",
+            "connections/listeners",
+            "geography/countries",
+            "geography/addresses",
+            "behaviour/beacon_gaps",
+            "bandwidth/sent",
+            "bandwidth/heatmap",
+            "bandwidth/interfaces",
         ] {
             assert!(
                 panels.iter().any(|p| p == expected),
                 "{expected} reads no range macro: {panels:?}"
             );
+        }
+    }
+
+    /// Ranges of days read the hourly rollups (issue 18): what a panel sums from the rollups
+    /// equals what it sums from the raw rows, per process, interface and hour, and the part of
+    /// the range not rolled up (a partial first hour, the newest hour) is read raw.
+    #[test]
+    fn rolled_up_panels_give_the_raw_totals() {
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        let demo = crate::capture::demo::DemoRequest {
+            hours: 6,
+            interval: Duration::from_secs(30),
+            seed: 11,
+            traffic_rows: 50,
+        };
+        let mut quiet = crate::request::CollectGaps::default();
+        crate::capture::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
+        let keep_all = crate::retention::RetainRequest {
+            raw: None,
+            rollups: None,
+            bucket: crate::retention::RetainRequest::DEFAULT_BUCKET,
+            batch: crate::retention::RetainRequest::DEFAULT_BATCH,
+        };
+        crate::retention::retain(&store, &keep_all, chrono::Utc::now(), &|| false, &|| ()).unwrap();
+        let (first, newest): (NaiveDateTime, NaiveDateTime) = store
+            .conn()
+            .query_row("SELECT min(ts), max(ts) FROM snapshots", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        let rolled_of = |since: NaiveDateTime, until: NaiveDateTime| {
+            let row = store
+                .conn()
+                .query_row(ROLLED_SQL, duckdb::params![since, until], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .unwrap();
+            rolled_part(row)
+        };
+        let minutes = |m: i64| chrono::Duration::milliseconds(m * 60_000);
+        let ranges = [
+            (
+                parse_time("2000-01-01T00:00:00").unwrap(),
+                parse_time("2100-01-01T00:00:00").unwrap(),
+            ),
+            (first + minutes(37), newest - minutes(20)),
+        ];
+        for (since, until) in ranges {
+            let rolled = rolled_of(since, until).expect("complete hours are rolled up");
+            assert!(rolled.buckets >= 3 && rolled.bucket_s == 3600, "{rolled:?}");
+            assert!(
+                rolled.from >= since && rolled.to <= until && rolled.to > rolled.from,
+                "{rolled:?}"
+            );
+            let what = format!("{since} .. {until}, rolled {} .. {}", rolled.from, rolled.to);
+            for sums in [
+                "SELECT process, date_trunc('hour', ts), sum(bytes_sent), sum(bytes_received) \
+                 FROM connection_traffic_rolled(:since, :rolled_from, :rolled_to, :until) GROUP BY ALL",
+                "SELECT name, date_trunc('hour', ts), sum(rx_bytes), sum(tx_bytes) \
+                 FROM interface_traffic_rolled(:since, :rolled_from, :rolled_to, :until) GROUP BY ALL",
+                "SELECT date_trunc('hour', ts), sum(sockets) \
+                 FROM socket_directions_rolled(:since, :rolled_from, :rolled_to, :until) GROUP BY ALL",
+            ] {
+                let raw = sorted_rows(&store, &panel_sql(sums, since, until));
+                let from_rollups = sorted_rows(&store, &panel_sql_rolled(sums, since, until, Some(&rolled)));
+                assert!(raw.len() >= 5, "{sums}: {raw:?}");
+                assert_same(&from_rollups, &raw, &format!("{sums} over {what}"));
+            }
+            // The rollups really are read: the rolled part without them is empty.
+            let traffic_in = |sql: &str| -> i64 { store.conn().query_row(sql, [], |r| r.get(0)).unwrap() };
+            let rolled_rows = traffic_in(&panel_sql_rolled(
+                "SELECT count(*) FROM connection_traffic_rolled(:since, :rolled_from, :rolled_to, :until) \
+                 WHERE snapshot_id IS NULL",
+                since,
+                until,
+                Some(&rolled),
+            ));
+            assert!(rolled_rows > 0, "{what}: no rollup rows read");
+            // Every panel that reads the rollups runs on them, and the bandwidth table's bytes
+            // per process are the raw ones.
+            let (views, _) = views().unwrap();
+            for view in &views {
+                for panel in view.panels.iter().filter(|p| reads_rollups(&p.sql)) {
+                    let rows = sorted_rows(&store, &panel_sql_rolled(&panel.sql, since, until, Some(&rolled)));
+                    assert!(!rows.is_empty(), "{}/{} over {what}: no rows", view.id, panel.id);
+                }
+            }
+            let per_process = "SELECT process, bytes_sent, bytes_received FROM ({panel})";
+            let panel = &views
+                .iter()
+                .find(|v| v.id == "bandwidth")
+                .and_then(|v| v.panels.iter().find(|p| p.id == "processes"))
+                .unwrap()
+                .sql;
+            let per_process = per_process.replace("{panel}", panel);
+            assert_same(
+                &sorted_rows(&store, &panel_sql_rolled(&per_process, since, until, Some(&rolled))),
+                &sorted_rows(&store, &panel_sql(&per_process, since, until)),
+                &format!("bandwidth/processes over {what}"),
+            );
+        }
+        // A day or less reads raw rows, as does a range with nothing rolled up.
+        let day = (newest - chrono::Duration::hours(24), newest);
+        let row = store
+            .conn()
+            .query_row(ROLLED_SQL, duckdb::params![day.0, day.1], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap();
+        assert!(rolled_part(row).is_some());
+        assert_eq!(rolled_from_row(day.0, day.1, row), None);
+        let later = (
+            newest + chrono::Duration::hours(1),
+            newest + chrono::Duration::hours(50),
+        );
+        assert_eq!(rolled_of(later.0, later.1), None);
+    }
+
+    /// A plot that shows a sample says so (issue 18: "say when a plot is sampled"): the
+    /// `sampled_from` column is taken off and counts the rows before the LIMIT; every panel that
+    /// draws at most a fixed number of points has it.
+    #[test]
+    fn a_sampled_plot_says_of_how_many() {
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        let table = |sql: &str| {
+            let mut stmt = store.conn().prepare(sql).unwrap();
+            let arrow = stmt.query_arrow([]).unwrap();
+            let schema = arrow.get_schema();
+            crate::output::JsonTable::collect(&schema, arrow.map(Ok), 5000).unwrap()
+        };
+        let sample = |n: i64| {
+            format!(
+                "SELECT range AS x, range * 2 AS y, count(*) OVER () AS sampled_from FROM range({n}) \
+                 ORDER BY hash(range) LIMIT 4000"
+            )
+        };
+        let mut t = table(&sample(6000));
+        let sampled = take_sampled(&mut t.columns, &mut t.types, &mut t.rows);
+        assert_eq!(sampled, Some(Sampled { shown: 4000, of: 6000 }));
+        assert_eq!(t.columns, ["x", "y"]);
+        assert!(t.rows.iter().all(|r| r.len() == 2) && t.types.len() == 2);
+        let mut all = table(&sample(300));
+        assert_eq!(take_sampled(&mut all.columns, &mut all.types, &mut all.rows), None);
+        assert_eq!(
+            all.columns,
+            ["x", "y"],
+            "the column goes even when nothing was left out"
+        );
+        let mut plain = table("SELECT 1 AS x, 2 AS y");
+        assert_eq!(
+            take_sampled(&mut plain.columns, &mut plain.types, &mut plain.rows),
+            None
+        );
+        assert_eq!(plain.columns, ["x", "y"]);
+        let (views, _) = views().unwrap();
+        for view in &views {
+            for panel in &view.panels {
+                if panel.sql.contains("LIMIT 4000") || panel.sql.contains("LIMIT 3000") {
+                    assert!(
+                        panel.sql.contains("count(*) OVER () AS sampled_from\n"),
+                        "{}/{} draws a sample without saying so",
+                        view.id,
+                        panel.id
+                    );
+                }
+            }
         }
     }
 }

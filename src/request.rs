@@ -10,7 +10,7 @@
 //! May use every domain module (capture, ingest, analysis, detect, geo, report) and the store;
 //! never `cli`, `shell` or `serve`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{self, ScoreRequest, TrainRequest};
@@ -51,6 +51,10 @@ pub struct CaptureRequest {
     /// Capture packets on an interface into flows instead of taking snapshots.
     #[serde(default)]
     pub packets: Option<PacketCaptureRequest>,
+    /// End with what the detectors would flag in the captured snapshots (found without storing
+    /// a run). The command line asks for it unless `--quiet`, whose summary nobody reads.
+    #[serde(default)]
+    pub flag_findings: bool,
 }
 
 fn default_commit_every() -> std::time::Duration {
@@ -441,12 +445,13 @@ fn capture(store: &Store, c: CaptureRequest, ctx: &mut Context<'_>, reply: &mut 
     if report.interrupted {
         reply.warning("stopped by Ctrl-C; every finished snapshot is stored");
     }
-    capture_summary(&report, reply);
+    capture_summary(store, &report, c.flag_findings, reply);
     Ok(())
 }
 
-/// The counts of a capture run, and what it saw (display modes only).
-pub fn capture_summary(report: &RunReport, reply: &mut Reply) {
+/// The counts of a capture run, what it saw (display modes only), and what the detectors would
+/// flag in it.
+pub fn capture_summary(store: &Store, report: &RunReport, flag_findings: bool, reply: &mut Reply) {
     let (Some(first), Some(last)) = (report.first_snapshot_id, report.last_snapshot_id) else {
         reply.summary("no snapshot was taken");
         return;
@@ -466,10 +471,73 @@ pub fn capture_summary(report: &RunReport, reply: &mut Reply) {
     for (title, sql) in report::capture_summary(first, last) {
         reply.summary_rows(sql, Some(title.to_string()), true);
     }
+    if flag_findings {
+        detector_flags(store, first, last, reply);
+    }
     reply.summary(
         "look further: `netlens detect all` flags scans, beacons, bursts and long connections; \
          `netlens serve --http 127.0.0.1:8787` draws it all in a browser",
     );
+}
+
+/// What every detector, at its default thresholds, would flag in the snapshots `first..=last`,
+/// found without storing a run (so the dashboard's and `latest_*`'s runs stay the ones asked
+/// for), and the command that stores it. A capture is stored whatever the detectors do: their
+/// failure is a warning.
+fn detector_flags(store: &Store, first: i64, last: i64, reply: &mut Reply) {
+    use crate::detect::{DetectSource, DetectorName};
+    let window = store.conn().query_row(
+        "SELECT min(ts), max(ts) FROM snapshots WHERE snapshot_id BETWEEN ? AND ?",
+        duckdb::params![first, last],
+        |r| {
+            Ok((
+                r.get::<_, Option<NaiveDateTime>>(0)?,
+                r.get::<_, Option<NaiveDateTime>>(1)?,
+            ))
+        },
+    );
+    let (since, until) = match window {
+        Ok((Some(since), Some(until))) => (since, until),
+        Ok(_) => return,
+        Err(e) => {
+            reply.warning(format!("the detectors did not look at this capture: {}", Error::sql(e)));
+            return;
+        }
+    };
+    let mut args = DetectRequest::defaults(DetectorName::All, None);
+    args.on = DetectSource::Connections;
+    args.since = Some(since);
+    args.until = Some(until);
+    let fmt = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    // A Ctrl-C that ended the capture is not one for the detectors.
+    interrupt::clear();
+    match crate::detect::flag(store, &args) {
+        Ok(flagged) => {
+            let total: i64 = flagged.iter().map(|f| f.rows).sum();
+            reply.summary(format!(
+                "detectors over this capture ({} .. {} UTC, default thresholds; nothing stored{}):",
+                fmt(since),
+                fmt(until),
+                if total > 0 {
+                    format!(
+                        "; `netlens detect all --since '{}' --until '{}'` stores the rows",
+                        fmt(since),
+                        fmt(until)
+                    )
+                } else {
+                    String::new()
+                }
+            ));
+            for f in flagged {
+                reply.summary(format!("  {}: {}", f.detector, f.headline));
+            }
+        }
+        Err(Error::NoEvents { .. }) => {
+            reply.summary("detectors over this capture: no connections in it to judge (only listening or idle sockets)")
+        }
+        Err(Error::Interrupted) => reply.warning("detectors over this capture: skipped (Ctrl-C)"),
+        Err(e) => reply.warning(format!("detectors over this capture: not run: {e}")),
+    }
 }
 
 fn demo(store: &Store, d: DemoRequest, ctx: &mut Context<'_>, reply: &mut Reply) -> Result<()> {

@@ -237,9 +237,14 @@
   }
 
   /* The server's substitution of :since and :until, done here for the SQL page and exports. */
-  function substitute(sql, r) {
+  /* `:since`/`:until` as literals; `:rolled_from`/`:rolled_to` (the part of a range of days read
+   * from the hourly rollups) as the server chose them for the panel's rows (`rolled`), else the
+   * range's start: raw rows only. */
+  function substitute(sql, r, rolled) {
     var lit = function (iso) { return "TIMESTAMP '" + iso.replace('T', ' ') + "'"; };
-    return sql.replace(/(?<![:\w]):since\b/g, lit(r.since)).replace(/(?<![:\w]):until\b/g, lit(r.until));
+    return sql.replace(/(?<![:\w]):rolled_from\b/g, lit(rolled ? rolled.from : r.since))
+      .replace(/(?<![:\w]):rolled_to\b/g, lit(rolled ? rolled.to : r.since))
+      .replace(/(?<![:\w]):since\b/g, lit(r.since)).replace(/(?<![:\w]):until\b/g, lit(r.until));
   }
 
   /* ------------------------------------------------------------------ HTTP */
@@ -603,11 +608,11 @@
     if (def.export && !state.report) {
       tools.appendChild(el('button', {
         type: 'button', text: 'Export CSV', title: 'The whole result as CSV, from the server (no row limit)',
-        onclick: function (e) { exportSql(substitute(def.sql, currentRange()), 'csv', e.target); }
+        onclick: function (e) { exportSql(substitute(def.sql, currentRange(), p.data && p.data.rolled), 'csv', e.target); }
       }));
       tools.appendChild(el('button', {
         type: 'button', text: 'Export Parquet', title: 'The whole result as Parquet, from the server (no row limit)',
-        onclick: function (e) { exportSql(substitute(def.sql, currentRange()), 'parquet', e.target); }
+        onclick: function (e) { exportSql(substitute(def.sql, currentRange(), p.data && p.data.rolled), 'parquet', e.target); }
       }));
     }
     var pre = el('pre', { class: 'sql', hidden: true, text: def.sql });
@@ -697,7 +702,17 @@
     var ms = typeof data.elapsed_ms === 'number' ? ' \u00b7 ' + Math.round(data.elapsed_ms) + ' ms' : '';
     p.meta.innerHTML = esc(fmtInt(n) + (n === 1 ? ' row' : ' rows') + ms) +
       (data.truncated ? ' \u00b7 <span class="warn">only the first ' + fmtInt(n) + ' rows (the server\u2019s limit)' +
-        (p.def.export ? '; Export gives them all' : '') + '</span>' : '');
+        (p.def.export ? '; Export gives them all' : '') + '</span>' : '') +
+      (data.rolled ? ' \u00b7 <span class="rolled">' + esc(rolledText(data.rolled)) + '</span>' : '') +
+      (data.sampled ? ' \u00b7 <span class="warn">a sample: ' + esc(fmtInt(data.sampled.shown) + ' of ' +
+        fmtInt(data.sampled.of)) + ' points drawn</span>' : '');
+  }
+
+  /* What of the range a panel drew from the rollups (ranges over a day read them). */
+  function rolledText(r) {
+    var width = r.bucket_s === 3600 ? 'hourly' : (r.bucket_s % 3600 === 0 ? (r.bucket_s / 3600) + '-hour' : (r.bucket_s / 60) + '-minute');
+    return 'drawn from ' + width + ' rollups for ' + fmtTs(r.from) + ' \u2013 ' + fmtTs(r.to) + ' UTC (' +
+      fmtInt(r.buckets) + (r.buckets === 1 ? ' bucket' : ' buckets') + '), raw rows for the rest';
   }
 
   function renderEmpty(p) {
@@ -1484,7 +1499,12 @@
     o.xAxis = axisStyle({ type: xType, boundaryGap: xType === 'category' ? false : undefined, splitLine: { show: false, lineStyle: { color: C.split } } });
     if (xType === 'category') { o.xAxis.data = xs; o.xAxis.axisLabel = Object.assign(o.xAxis.axisLabel, categoryXAxis(o, xs, width)); }
     if (xType === 'value') { o.xAxis.scale = true; if (def.x_unit) o.xAxis.axisLabel.formatter = unitFormatter(def.x_unit, true); }
-    if (xType === 'time') o.xAxis.axisLabel.formatter = TIME_LABELS;
+    if (xType === 'time') {
+      o.xAxis.axisLabel.formatter = TIME_LABELS;
+      // a phone-wide chart has room for few times: fewer ticks, and none drawn over another
+      o.xAxis.axisLabel.hideOverlap = true;
+      if (width < 520) o.xAxis.splitNumber = 3;
+    }
     var logY = def.y_log && data.rows.every(function (r) { var y = num(r[r.length - 1]); return y === null || y > 0; });
     o.yAxis = axisStyle({ type: logY ? 'log' : 'value', axisLabel: { formatter: unitFormatter(def.unit, true) } });
     o.series = series;

@@ -385,6 +385,45 @@ pub fn run(store: &Store, args: &DetectRequest, now: DateTime<Utc>) -> Result<Ve
     Ok(summaries)
 }
 
+/// What one detector would flag, found without storing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flagged {
+    /// The detector's name (its table).
+    pub detector: &'static str,
+    /// Rows it would store (for beacons, every pair it scored).
+    pub rows: i64,
+    /// Its summary line's finding (the count and the top row).
+    pub headline: String,
+}
+
+/// Runs the detectors `args` names as [`run`] does, inside one transaction that is rolled
+/// back: what they would flag, with nothing stored (no run id taken, the `latest_*` views
+/// unchanged). For a glance at a window, such as the end of a capture.
+pub fn flag(store: &Store, args: &DetectRequest) -> Result<Vec<Flagged>> {
+    validate(args)?;
+    let conn = store.conn();
+    let scope = events::resolve(conn, args)?;
+    conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
+    let result = (|| -> Result<Vec<Flagged>> {
+        let mut flagged = Vec::new();
+        for detector in args.detector.detectors() {
+            let run_id = crate::store::runs::next_run_id(conn)?;
+            let found = detector.find(conn, run_id, &scope, args)?;
+            if crate::interrupt::requested() {
+                return Err(Error::Interrupted);
+            }
+            flagged.push(Flagged {
+                detector: detector.table(),
+                rows: found.rows,
+                headline: found.headline.replace(" (stored as an empty run)", ""),
+            });
+        }
+        Ok(flagged)
+    })();
+    let _ = conn.execute_batch("ROLLBACK");
+    result
+}
+
 /// Checks every detector's options, whichever run (a bad threshold is refused even when its
 /// detector is not asked for).
 fn validate(args: &DetectRequest) -> Result<()> {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::dashboard::{self, panel_sql};
+use crate::dashboard::{self, panel_sql_rolled};
 use crate::error::{Error, Result};
 use crate::output::JsonTable;
 use crate::store::Store;
@@ -84,6 +84,19 @@ pub fn bundle(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Res
         )));
     }
     let (specs, views) = dashboard::views()?;
+    // What of a range of days the rollups hold, for the panels that can read them (as the
+    // server does for each panel).
+    let rolled = if until - since > dashboard::ROLLUPS_AFTER {
+        let row = store
+            .conn()
+            .query_row(dashboard::ROLLED_SQL, duckdb::params![since, until], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(Error::sql)?;
+        dashboard::rolled_from_row(since, until, row)
+    } else {
+        None
+    };
     let mut results = serde_json::Map::new();
     for view in specs {
         for panel in &view.panels {
@@ -91,7 +104,8 @@ pub fn bundle(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Res
             if crate::interrupt::requested() {
                 return Err(Error::Interrupted);
             }
-            let sql = panel_sql(&panel.sql, since, until);
+            let rolled = rolled.as_ref().filter(|_| dashboard::reads_rollups(&panel.sql));
+            let sql = panel_sql_rolled(&panel.sql, since, until, rolled);
             let result = (|| -> Result<JsonTable> {
                 let conn = store.conn();
                 let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
@@ -100,7 +114,23 @@ pub fn bundle(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Res
                 JsonTable::collect(&schema, arrow.map(Ok), PANEL_ROWS)
             })();
             let value = match result {
-                Ok(table) => serde_json::to_value(table).map_err(|e| Error::Sql { message: e.to_string() })?,
+                Ok(mut table) => {
+                    let sampled = dashboard::take_sampled(&mut table.columns, &mut table.types, &mut table.rows);
+                    let mut value = serde_json::to_value(table).map_err(|e| Error::Sql { message: e.to_string() })?;
+                    if let (Some(sampled), Some(object)) = (sampled, value.as_object_mut()) {
+                        object.insert(
+                            "sampled".into(),
+                            serde_json::to_value(sampled).map_err(|e| Error::Sql { message: e.to_string() })?,
+                        );
+                    }
+                    if let (Some(rolled), Some(object)) = (rolled, value.as_object_mut()) {
+                        object.insert(
+                            "rolled".into(),
+                            serde_json::to_value(rolled).map_err(|e| Error::Sql { message: e.to_string() })?,
+                        );
+                    }
+                    value
+                }
                 // Ctrl-C ends the report, not just the panel it caught.
                 Err(Error::Interrupted) => return Err(Error::Interrupted),
                 Err(e) => serde_json::json!({ "error": e.to_string() }),

@@ -40,13 +40,14 @@ pub fn capture_summary(first: i64, last: i64) -> Vec<(&'static str, String)> {
             ),
         ),
         (
-            "Processes with the most connections",
+            "Processes by traffic",
             format!(
                 "WITH c AS ({per_connection}) SELECT coalesce(process_name, '?') AS process, pid, \
                  count(*) AS connections, count(*) FILTER (WHERE established) AS established, \
                  count(DISTINCT remote_addr) AS peers, sum(bytes_sent) AS bytes_sent, \
                  sum(bytes_received) AS bytes_received FROM c WHERE direction <> 'listen' \
-                 GROUP BY ALL ORDER BY connections DESC, bytes_received DESC NULLS LAST LIMIT 10"
+                 GROUP BY ALL ORDER BY coalesce(sum(bytes_sent), 0) + coalesce(sum(bytes_received), 0) DESC, \
+                 connections DESC, process LIMIT 10"
             ),
         ),
         (
@@ -131,5 +132,35 @@ mod tests {
             )
             .unwrap();
         assert_eq!((sent, received), (300, 0));
+    }
+
+    /// The issue asks for the top processes by bytes: one connection that moved 5 000 bytes
+    /// comes before three that moved 30.
+    #[test]
+    fn processes_are_ranked_by_traffic() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO snapshots VALUES (1, '2026-01-01 00:00:00', 'h', 'fixture', 4, 2, 0, 0, NULL), \
+                 (2, '2026-01-01 00:00:05', 'h', 'fixture', 4, 2, 0, 0, NULL); \
+                 INSERT INTO sockets (snapshot_id, ts, connection_id, proto, family, local_addr, local_port, remote_addr, \
+                   remote_port, state, direction, pid, process_name, bytes_sent, bytes_received) \
+                 SELECT s, t, c, 'tcp', 'ipv4', '10.0.0.1', 5000 + c, '192.0.2.' || c, 443, 'ESTABLISHED', 'outbound', \
+                   CASE WHEN c = 4 THEN 20 ELSE 10 END, CASE WHEN c = 4 THEN 'backup' ELSE 'chatty' END, 0, 0 \
+                 FROM (VALUES (1, TIMESTAMP '2026-01-01 00:00:00'), (2, TIMESTAMP '2026-01-01 00:00:05')) v(s, t), \
+                   range(1, 5) r(c); \
+                 INSERT INTO socket_traffic VALUES (2, '2026-01-01 00:00:05', 1, 'chatty', 10, 0), \
+                   (2, '2026-01-01 00:00:05', 2, 'chatty', 10, 0), (2, '2026-01-01 00:00:05', 3, 'chatty', 10, 0), \
+                   (2, '2026-01-01 00:00:05', 4, 'backup', 5000, 0);",
+            )
+            .unwrap();
+        let (title, sql) = &super::capture_summary(1, 2)[1];
+        assert_eq!(*title, "Processes by traffic");
+        let first: String = store
+            .conn()
+            .query_row(&format!("SELECT process FROM ({sql}) LIMIT 1"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(first, "backup");
     }
 }

@@ -270,6 +270,7 @@ impl NetlensFlight {
         }
         let name = request.name();
         let writes = !request.is_read_only();
+        let captures = matches!(request, request::Request::Capture(_));
         let shared = Arc::clone(&self.shared);
         let reply = tokio::task::spawn_blocking(move || -> Result<request::Reply> {
             let store = store.lock().map_err(|_| super::poisoned())?;
@@ -284,6 +285,12 @@ impl NetlensFlight {
             };
             let mut reply = request::execute(&store, request, &mut ctx)?;
             reply.items.extend(gaps.gaps.into_iter().map(request::Item::Warning));
+            // A capture stored through this server can be looked at in its dashboard.
+            if let (true, Some(http)) = (captures, shared.status().http) {
+                reply.items.push(request::Item::Summary(format!(
+                    "this server's dashboard: {http} (the token is in the database's .token file)"
+                )));
+            }
             shared.requests_served.fetch_add(1, Ordering::Relaxed);
             Ok(reply)
         })

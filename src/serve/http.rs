@@ -37,7 +37,7 @@ use serde::Deserialize;
 
 use super::access::{self, Listen};
 use super::{log, Shared};
-use crate::dashboard::{self, panel_sql, parse_time, ASSETS, INDEX};
+use crate::dashboard::{self, panel_sql_rolled, parse_time, ASSETS, INDEX};
 use crate::error::{Error, Result};
 use crate::output::JsonTable;
 use crate::request;
@@ -376,7 +376,28 @@ async fn api_panel(State(app): State<AppState>, Query(q): Query<PanelQuery>, hea
         (Ok(s), Ok(u)) => (s, u),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
     };
-    table_response(query_table(&app, panel_sql(sql, since, until), ROW_LIMIT).await)
+    let template = sql.clone();
+    let result = query_with(&app, ROW_LIMIT, move |conn| {
+        // A range of days reads what is rolled up of it from the rollups (the page says so).
+        let rolled = if dashboard::reads_rollups(&template) && until - since > dashboard::ROLLUPS_AFTER {
+            let row = conn
+                .query_row(dashboard::ROLLED_SQL, duckdb::params![since, until], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(Error::sql)?;
+            dashboard::rolled_from_row(since, until, row)
+        } else {
+            None
+        };
+        Ok((panel_sql_rolled(&template, since, until, rolled.as_ref()), rolled))
+    })
+    .await
+    .map(|mut timed| {
+        let t = &mut timed.table;
+        timed.sampled = dashboard::take_sampled(&mut t.columns, &mut t.types, &mut t.rows);
+        timed
+    });
+    table_response(result)
 }
 
 fn table_response(result: std::result::Result<TimedTable, String>) -> Response {
@@ -392,6 +413,12 @@ struct TimedTable {
     #[serde(flatten)]
     table: JsonTable,
     elapsed_ms: f64,
+    /// The part of the range drawn from the hourly rollups, when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rolled: Option<dashboard::Rolled>,
+    /// The plot shows a sample of the panel's rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sampled: Option<dashboard::Sampled>,
 }
 
 impl std::ops::Deref for TimedTable {
@@ -403,6 +430,15 @@ impl std::ops::Deref for TimedTable {
 
 /// Runs one query in a READ ONLY transaction on a connection of its own.
 async fn query_table(app: &App, sql: String, limit: usize) -> std::result::Result<TimedTable, String> {
+    query_with(app, limit, move |_| Ok((sql, None))).await
+}
+
+/// Runs the query `make_sql` gives, in a READ ONLY transaction on a connection of its own (in
+/// which `make_sql` may read what it needs to write the query).
+async fn query_with<F>(app: &App, limit: usize, make_sql: F) -> std::result::Result<TimedTable, String>
+where
+    F: FnOnce(&duckdb::Connection) -> Result<(String, Option<dashboard::Rolled>)> + Send + 'static,
+{
     let shared = Arc::clone(&app.shared);
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
@@ -410,17 +446,21 @@ async fn query_table(app: &App, sql: String, limit: usize) -> std::result::Resul
         let conn = store.conn();
         conn.execute_batch("BEGIN TRANSACTION READ ONLY")
             .map_err(|e| Error::sql(e).to_string())?;
-        let table = (|| -> Result<JsonTable> {
+        let table = (|| -> Result<(JsonTable, Option<dashboard::Rolled>)> {
+            let (sql, rolled) = make_sql(conn)?;
             let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
             let arrow = stmt.query_arrow([]).map_err(Error::sql)?;
             let schema = arrow.get_schema();
-            JsonTable::collect(&schema, arrow.map(Ok), limit)
+            Ok((JsonTable::collect(&schema, arrow.map(Ok), limit)?, rolled))
         })();
         let _ = conn.execute_batch("ROLLBACK");
         shared.queries_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (table, rolled) = table.map_err(|e| e.to_string())?;
         Ok(TimedTable {
-            table: table.map_err(|e| e.to_string())?,
+            table,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            rolled,
+            sampled: None,
         })
     })
     .await

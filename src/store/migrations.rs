@@ -143,6 +143,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "range_macros",
         sql: include_str!("../../sql/025_range_macros.sql"),
     },
+    Migration {
+        version: 26,
+        name: "dashboard_ranges",
+        sql: include_str!("../../sql/026_dashboard_ranges.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -570,6 +575,7 @@ mod tests {
         (23, "bd4990ebcb303ac1688778cbf9e9a4ec1ebe93d78d19f0cc404eb8dfb794b65e"),
         (24, "6c20743e14dc08e81210c62a3768de07774d17adc8021882512340158699d2ef"),
         (25, "53110b51f5c1520c134affe7b0b6eb07455e27eeb59ae9b6c5b68a37f4ecf03c"),
+        (26, "0d215ad3be72507b3ba7f1594dcb3e536b8d20c2e48b7753eab7b04ef6243745"),
     ];
 
     #[test]

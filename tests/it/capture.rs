@@ -199,14 +199,16 @@ fn capture_prints_a_summary_in_display_modes() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     for title in [
         "Captured",
-        "Processes with the most connections",
+        "Processes by traffic",
         "Listening ports",
         "Remote peers by traffic",
     ] {
         assert!(stdout.contains(title), "{title} missing from:\n{stdout}");
     }
     assert!(stdout.contains("sshd"), "{stdout}");
-    assert!(String::from_utf8(out.stderr).unwrap().contains("stored 4 snapshots"));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("stored 4 snapshots"));
+    assert!(stderr.contains("detectors over this capture"), "{stderr}");
 }
 
 #[test]
@@ -339,4 +341,96 @@ fn process_arguments_are_stored_only_when_asked_for() {
             assert_ne!(s.query("SELECT count(cmdline) FROM processes"), "0", "{policy:?}");
         }
     }
+}
+
+/// The end of a capture says what the detectors would flag in it (issue 18, "At the end of a
+/// capture"), without storing a detector run: a process that tried 20 ports of one host within
+/// the capture is named as a port scan; `--quiet` runs no detector.
+#[test]
+fn a_capture_ends_with_what_the_detectors_would_flag() {
+    let s = Scratch::new();
+    let socket = |port: u16, remote: Option<(&str, u16)>, state: &str, inode: u64| {
+        serde_json::json!({
+            "proto": "tcp", "local_addr": "10.0.0.2", "local_port": port,
+            "remote_addr": remote.map(|r| r.0), "remote_port": remote.map(|r| r.1), "state": state,
+            "pids": [300], "uid": 0, "inode": inode, "recv_queue": 0, "send_queue": 0, "tcp": null
+        })
+    };
+    let process = serde_json::json!({
+        "pid": 300, "ppid": null, "name": "nmap", "exe": "/usr/bin/nmap", "cmdline": "nmap",
+        "user_name": "root", "uid": 0, "status": "Run", "cpu_percent": 1.0, "memory_rss_bytes": 1000000,
+        "memory_virtual_bytes": 2000000, "start_time": "2026-11-21T08:59:00Z",
+        "disk_read_bytes": 0, "disk_written_bytes": 0
+    });
+    let mut lines = String::new();
+    for i in 0..3u16 {
+        let mut sockets = vec![socket(22, None, "LISTEN", 1)];
+        if i == 0 {
+            // 20 attempts, each to another port of 10.0.0.9, none answered.
+            sockets.extend(
+                (0..20).map(|p| socket(40_000 + p, Some(("10.0.0.9", 1000 + p)), "SYN_SENT", 100 + u64::from(p))),
+            );
+        }
+        let snapshot = serde_json::json!({
+            "ts": format!("2026-11-21T09:00:0{i}Z"), "host": "fixture-host", "collect_ms": null,
+            "sockets": sockets, "processes": [process.clone()], "interfaces": [], "gaps": []
+        });
+        lines.push_str(&format!("{snapshot}\n"));
+    }
+    let recording = s.path("scan.jsonl");
+    std::fs::write(&recording, lines).unwrap();
+    let quiet = Scratch::new()
+        .cmd()
+        .args(["capture", "--quiet", "--replay"])
+        .arg(&recording)
+        .output()
+        .unwrap();
+    assert!(quiet.status.success(), "{}", String::from_utf8_lossy(&quiet.stderr));
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("detectors"));
+    let out = s
+        .cmd()
+        .args(["--format", "table", "capture", "--replay"])
+        .arg(&recording)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("detectors over this capture (2026-11-21 09:00:00 .. 2026-11-21 09:00:02 UTC"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("port_scans: 1 scan found; top: 10.0.0.2 -> 10.0.0.9 (20 ports"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`netlens detect all --since '2026-11-21 09:00:00' --until '2026-11-21 09:00:02'`"),
+        "{stderr}"
+    );
+    for detector in ["beacons: ", "bursts: ", "long_connections: "] {
+        assert!(stderr.contains(detector), "{detector} missing from:\n{stderr}");
+    }
+    // Nothing was stored: no detector run, no scan row.
+    assert_eq!(
+        s.query("SELECT (SELECT count(*) FROM detector_runs) + (SELECT count(*) FROM port_scans)"),
+        "0"
+    );
+    // The command it names finds and stores the same scan.
+    let stored = s
+        .cmd()
+        .args([
+            "detect",
+            "all",
+            "--since",
+            "2026-11-21 09:00:00",
+            "--until",
+            "2026-11-21 09:00:02",
+        ])
+        .output()
+        .unwrap();
+    assert!(stored.status.success(), "{}", String::from_utf8_lossy(&stored.stderr));
+    assert_eq!(
+        s.query("SELECT scanner || ' ' || target FROM latest_port_scans"),
+        "10.0.0.2 10.0.0.9"
+    );
 }

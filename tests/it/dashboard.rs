@@ -572,18 +572,69 @@ fn every_view_draws_in_a_real_browser() {
     let direct = s.query(&format!("SELECT connections FROM ({kpi_sql})"));
     assert_eq!(connections, direct, "the page shows what the SQL says");
 
+    // A range of days draws the traffic panels from the hourly rollups, and the page says so.
+    s.cmd().args(["retain"]).assert().success();
+    let rolled_note = "const n = document.querySelector('section.card[data-panel=\"sent\"] .card-meta .rolled'); \
+                       return n ? n.textContent : null;";
+    let bandwidth_over_all = |width: u32, height: u32, shot: &str| {
+        browser.size(width, height);
+        browser.goto(&format!("{url}/#/bandwidth"));
+        browser.script("const r = document.getElementById('range-select'); r.value = 'all'; r.dispatchEvent(new Event('change')); return 1;");
+        let mut state = serde_json::Value::Null;
+        eventually(Duration::from_secs(60), "the bandwidth view from rollups", || {
+            state = browser.script(VIEW_STATE);
+            !state.is_null() && !browser.script(rolled_note).is_null()
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        browser.screenshot(&shots.join(shot));
+        assert_eq!(state["errors"], serde_json::json!([]), "bandwidth over all: {state}");
+        assert_eq!(state["charts"], state["drawn"], "bandwidth over all: {state}");
+        let note = browser.script(rolled_note);
+        assert!(
+            note.as_str()
+                .unwrap_or("")
+                .starts_with("drawn from hourly rollups for "),
+            "{note}"
+        );
+    };
+    bandwidth_over_all(1366, 768, "bandwidth-rollups.png");
+    bandwidth_over_all(375, 812, "phone-bandwidth-rollups.png");
+
+    // Every view at phone size (the range back to the last day).
     browser.size(375, 812);
     browser.goto(&format!("{url}/#/overview"));
-    eventually(Duration::from_secs(60), "the phone overview", || {
-        !browser.script(VIEW_STATE).is_null()
-    });
-    std::thread::sleep(Duration::from_millis(700));
-    browser.screenshot(&shots.join("phone-overview.png"));
+    browser.script("const r = document.getElementById('range-select'); r.value = '24h'; r.dispatchEvent(new Event('change')); return 1;");
+    for view in views.as_array().unwrap() {
+        let id = view["id"].as_str().unwrap();
+        browser.goto(&format!("{url}/#/{id}"));
+        let mut state = serde_json::Value::Null;
+        eventually(Duration::from_secs(60), &format!("phone view {id}"), || {
+            state = browser.script(VIEW_STATE);
+            !state.is_null()
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        browser.screenshot(&shots.join(format!("phone-{id}.png")));
+        assert_eq!(state["errors"], serde_json::json!([]), "phone {id}: {state}");
+        assert_eq!(state["charts"], state["drawn"], "phone {id}: {state}");
+    }
 
-    // The static report: the same views from one file, drawing with nothing fetched.
+    // The static report: the same views from one file, drawing with the network off.
     let report = s.path("report.html");
     s.cmd().args(["report", "--out"]).arg(&report).assert().success();
     browser.size(1366, 768);
+    browser.call(
+        reqwest::Method::POST,
+        "/chromium/network_conditions",
+        serde_json::json!({"network_conditions": {
+            "offline": true, "latency": 0, "download_throughput": -1, "upload_throughput": -1
+        }}),
+    );
+    let reach = format!("return fetch('{url}/api/range').then(() => 'reached', () => 'offline');");
+    assert_eq!(
+        browser.script(&reach),
+        serde_json::json!("offline"),
+        "the network is off"
+    );
     browser.goto(&format!("file://{}#/overview", report.display()));
     let mut state = serde_json::Value::Null;
     eventually(Duration::from_secs(60), "the report's overview", || {
@@ -606,9 +657,30 @@ fn every_view_draws_in_a_real_browser() {
         .filter(|(level, message)| level == "SEVERE" || message.contains("Content Security Policy"))
         .filter(|(_, message)| {
             !message.contains("/api/views - Failed to load resource: the server responded with a status of 401")
+                // the check that the network is off
+                && !message.contains("/api/range - Failed to load resource: net::ERR_INTERNET_DISCONNECTED")
         })
         .collect();
     assert!(problems.is_empty(), "console errors: {problems:#?}");
     eprintln!("screenshots in {}", shots.display());
+    drop(server);
+}
+
+/// A capture stored through a server with a dashboard ends with the dashboard's address (the
+/// issue's "the command to look further: the dashboard URL when a server runs").
+#[test]
+fn a_capture_through_the_server_names_its_dashboard() {
+    let s = Scratch::new();
+    let Dashboard { server, url, .. } = serve_dashboard(&s, &["--no-capture"]);
+    let out = s
+        .cmd()
+        .args(["capture", "--replay"])
+        .arg(crate::fixture("host_a.jsonl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("this server's dashboard: {url} ")), "{stderr}");
+    assert!(stderr.contains("detectors over this capture"), "{stderr}");
     drop(server);
 }
