@@ -57,8 +57,9 @@ pub struct PcapImport {
     pub tcp_timeout: Option<Duration>,
     pub udp_timeout: Option<Duration>,
     pub icmp_timeout: Option<Duration>,
-    /// Check TCP checksums as Zeek does without `-C`: a segment with a bad one is only logged
-    /// in its flow's history (`C`/`c`).
+    /// Check checksums as Zeek does without `-C` (IPv4 header, TCP, UDP, ICMP; see
+    /// `FlowTable::verify_checksums`): a TCP segment or UDP datagram with a bad one is only
+    /// logged in its flow's history (`C`/`c`).
     #[serde(default)]
     pub verify_checksums: bool,
 }
@@ -534,6 +535,10 @@ impl Skips {
         if walked.flow.is_some() {
             return;
         }
+        if walked.held_fragment {
+            self.fragments += 1;
+            return;
+        }
         match walked.innermost {
             Decoded::Ip(ip) if ip.later_fragment => self.fragments += 1,
             Decoded::Ip(_) => self.other_ip += 1,
@@ -577,7 +582,7 @@ impl Skips {
         }
         if self.fragments > 0 {
             notes.push(format!(
-                "{} later IP fragments (no transport header) joined no flow",
+                "{} IP fragments joined no flow themselves: a reassembled datagram counts once, with the fragment that completed it; fragments of datagrams never completed, or cut by the snap length, count nowhere",
                 self.fragments
             ));
         }
@@ -826,7 +831,7 @@ fn parse_capture<R: BufRead>(
         ..Default::default()
     };
     let mut assembly = FlowAssembly::new(opts);
-    assembly.verify_tcp_checksums(verify_checksums);
+    assembly.verify_checksums(verify_checksums);
     loop {
         let next = reader.next_packet().map_err(|e| Error::io(path, e))?;
         let p = match next {
@@ -962,9 +967,9 @@ impl FlowAssembly {
         self.table.expire_idle(now_ns);
     }
 
-    /// Checks TCP checksums as Zeek does without `-C` (see `FlowTable::verify_tcp_checksums`).
-    pub fn verify_tcp_checksums(&mut self, on: bool) {
-        self.table.verify_tcp_checksums(on);
+    /// Checks checksums as Zeek does without `-C` (see `FlowTable::verify_checksums`).
+    pub fn verify_checksums(&mut self, on: bool) {
+        self.table.verify_checksums(on);
     }
 
     /// Ends every active flow (end of the capture).
