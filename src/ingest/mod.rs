@@ -29,10 +29,10 @@ use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::store::Store;
 use decode::{linktype_name, Decoded, Tunnel};
-use flow::{FlowTable, Timeouts, TunnelStop, Walked};
+use flow::{FlowTable, Timeouts, TunnelRecord, TunnelStop, Walked};
 use netlens_packets::{decode, flow, reader};
 use reader::{CaptureReader, OpenError, Stop};
-use sink::{FlowArrays, FlowColumns, PacketProto, PacketRow, TableWriter, FLOW_BATCH, PACKET_BATCH};
+use sink::{FlowArrays, FlowColumns, PacketProto, PacketRow, TableWriter, FLOW_BATCH, PACKET_BATCH, TUNNEL_BATCH};
 
 /// An import: which reader, and its files and options. The command line fills it from `import`'s
 /// options; a server receives it as JSON.
@@ -411,6 +411,12 @@ pub fn store_live_batch(store: &Store, opts: &PcapOptions, import_id: i64, sourc
             }
             Ok(0)
         }
+        Batch::Tunnels(lines) => {
+            let mut writer = TableWriter::new(store, "tunnels")?;
+            writer.write(sink::tunnel_batch(import_id, &lines)?)?;
+            writer.finish()?;
+            Ok(0)
+        }
     })
 }
 
@@ -632,6 +638,8 @@ pub enum Batch {
     /// Finished flows, each batch in order of their first packet.
     Flows(Box<FlowArrays>),
     Packets(Vec<PacketRow>),
+    /// Lines of Zeek's tunnel.log, for `tunnels`.
+    Tunnels(Vec<TunnelRecord>),
 }
 
 /// What the reader thread shares with its [`Reading`] besides the channel.
@@ -770,6 +778,7 @@ fn store_capture(
     let source = reading.path.to_string_lossy().into_owned();
     let mut flow_writer = TableWriter::new(store, &opts.table)?;
     let mut packet_writer = opts.packets.then(|| TableWriter::new(store, "packets")).transpose()?;
+    let mut tunnel_writer = TableWriter::new(store, "tunnels")?;
     let mut flows = 0u64;
     let batches = reading.batches.take().ok_or_else(|| Error::Import {
         path: reading.path.clone(),
@@ -796,10 +805,12 @@ fn store_capture(
                     w.write(sink::packet_batch(import_id, &rows)?)?;
                 }
             }
+            Batch::Tunnels(lines) => tunnel_writer.write(sink::tunnel_batch(import_id, &lines)?)?,
         }
     }
     let mut report = reading.finish()?;
     flow_writer.finish()?;
+    tunnel_writer.finish()?;
     if let Some(w) = packet_writer {
         w.finish()?;
     }
@@ -947,6 +958,9 @@ impl FlowAssembly {
         if self.table.finished_len() >= FLOW_BATCH {
             tx.send(Batch::Flows(columns_of(&mut self.columns, self.table.take_finished())))?;
         }
+        if self.table.tunnel_log_len() >= TUNNEL_BATCH {
+            tx.send(Batch::Tunnels(self.table.take_tunnel_log()))?;
+        }
         Ok(())
     }
 
@@ -957,6 +971,9 @@ impl FlowAssembly {
         }
         if !self.packets.is_empty() {
             tx.send(Batch::Packets(std::mem::take(&mut self.packets)))?;
+        }
+        if self.table.tunnel_log_len() > 0 {
+            tx.send(Batch::Tunnels(self.table.take_tunnel_log()))?;
         }
         Ok(())
     }

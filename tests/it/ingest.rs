@@ -733,6 +733,42 @@ fn tunneled_connections_are_flows_with_tunnel_parents() {
         s.query("SELECT count(*) FILTER (tunnel_parents IS NULL), count(*) FROM flows WHERE proto = 'udp'"),
         "8,8"
     );
+    // Zeek's tunnel.log (base/frameworks/tunnels/main.zeek): each UDP tunnel flow is
+    // DISCOVERed when the inner connection starts or first comes through it, and CLOSEd when it
+    // ends (at the end of the capture: the last packet's time, 17 ms); GRE and IP in IP share
+    // the address pair's tunnel, discovered once (as GRE, the first) and never closed.
+    assert_eq!(
+        s.query(&format!(
+            "SELECT (epoch_us(ts) - {t0}) // 1000, orig_p, resp_p, tunnel_type, action FROM tunnels \
+             ORDER BY ts, resp_p, orig_p"
+        )),
+        "0,50000,4789,Tunnel::VXLAN,Tunnel::DISCOVER\n\
+         1,50001,4789,Tunnel::VXLAN,Tunnel::DISCOVER\n\
+         3,50000,6081,Tunnel::GENEVE,Tunnel::DISCOVER\n\
+         4,50001,6081,Tunnel::GENEVE,Tunnel::DISCOVER\n\
+         6,50000,2152,Tunnel::GTPv1,Tunnel::DISCOVER\n\
+         7,50001,2152,Tunnel::GTPv1,Tunnel::DISCOVER\n\
+         9,50000,5072,Tunnel::AYIYA,Tunnel::DISCOVER\n\
+         10,50001,5072,Tunnel::AYIYA,Tunnel::DISCOVER\n\
+         12,0,0,Tunnel::GRE,Tunnel::DISCOVER\n\
+         17,50000,2152,Tunnel::GTPv1,Tunnel::CLOSE\n\
+         17,50001,2152,Tunnel::GTPv1,Tunnel::CLOSE\n\
+         17,50000,4789,Tunnel::VXLAN,Tunnel::CLOSE\n\
+         17,50001,4789,Tunnel::VXLAN,Tunnel::CLOSE\n\
+         17,50000,5072,Tunnel::AYIYA,Tunnel::CLOSE\n\
+         17,50001,5072,Tunnel::AYIYA,Tunnel::CLOSE\n\
+         17,50000,6081,Tunnel::GENEVE,Tunnel::CLOSE\n\
+         17,50001,6081,Tunnel::GENEVE,Tunnel::CLOSE"
+    );
+    // Each line names its tunnel as the inner flows' tunnel_parents do: the UDP flow's uid, or
+    // the IP tunnel's.
+    assert_eq!(
+        s.query(
+            "SELECT count(*) FROM tunnels t WHERE EXISTS (SELECT 1 FROM flows i WHERE list_contains(i.tunnel_parents, t.uid)) \
+             AND (t.orig_p = 0 OR EXISTS (SELECT 1 FROM flows o WHERE o.uid = t.uid AND o.orig_p = t.orig_p AND o.resp_h = t.resp_h))"
+        ),
+        "17"
+    );
     assert!(s
         .query("SELECT notes FROM imports")
         .contains("frames carried packets in VXLAN tunnels"));

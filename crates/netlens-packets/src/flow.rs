@@ -2975,7 +2975,7 @@ mod tests {
     /// its ports are 0.
     #[test]
     fn the_tunnel_log_is_written_as_zeek_writes_it() {
-        let frames = vec![
+        let frames = [
             vxlan_frame(true, &inner_tcp(true, 100, 0, tf::SYN)),
             vxlan_frame(false, &inner_tcp(false, 500, 101, tf::SYN | tf::ACK)),
             vxlan_frame(true, &inner_tcp(true, 101, 501, tf::ACK)),

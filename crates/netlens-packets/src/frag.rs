@@ -149,10 +149,7 @@ impl Reassembler {
             _ => None,
         };
         if let Some(size) = whole {
-            let d = self.pending.remove(&p.key).map(|d| {
-                self.held_bytes -= d.data.len();
-                d
-            });
+            let d = self.pending.remove(&p.key).inspect(|d| self.held_bytes -= d.data.len());
             return match d {
                 Some(d) => Fragment::Whole(d.build(size as usize)),
                 None => Fragment::NotReassembled,
