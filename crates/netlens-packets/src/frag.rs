@@ -313,3 +313,55 @@ fn parts<'a>(ip: &IpPacket<'a>) -> Option<Parts<'a>> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{build, decode, Decoded};
+    use std::net::Ipv4Addr;
+
+    fn add(r: &mut Reassembler, ts: i64, frame: &[u8]) -> Fragment {
+        let Decoded::Ip(ip) = decode(1, frame) else { panic!() };
+        assert!(ip.fragment);
+        r.add(ts, &ip)
+    }
+
+    /// Held fragments are bounded: past `MAX_PENDING` datagrams the oldest goes (its later
+    /// fragment then starts a datagram of its own), and the newest still completes; a fragment
+    /// that would end past 65 535 bytes of datagram is not reassembled.
+    #[test]
+    fn held_fragments_are_bounded_and_the_oldest_dropped() {
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let datagram = build::ipv4(a, b, 17, &build::udp(1, 2, &[7u8; 40]));
+        let mut r = Reassembler::default();
+        let n = MAX_PENDING as u16 + 10;
+        for id in 0..n {
+            let frags = build::fragments4(&datagram, id, &[24]);
+            assert_eq!(add(&mut r, i64::from(id), &frags[0]), Fragment::Held);
+        }
+        assert_eq!(r.pending(), MAX_PENDING);
+        let oldest = build::fragments4(&datagram, 0, &[24]);
+        assert_eq!(add(&mut r, i64::from(n), &oldest[1]), Fragment::Held);
+        let newest = build::fragments4(&datagram, n - 1, &[24]);
+        match add(&mut r, i64::from(n) + 1, &newest[1]) {
+            // The datagram as sent, but for the fragments' ID (and so the header checksum).
+            Fragment::Whole(p) => {
+                assert_eq!(
+                    (&p[..4], &p[6..10], &p[12..]),
+                    (&datagram[..4], &datagram[6..10], &datagram[12..])
+                );
+                assert_eq!(u16::from_be_bytes([p[4], p[5]]), n - 1);
+                assert_eq!(fold(ones_sum(&p[..20])), 0xffff, "a right header checksum");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let mut far = build::fragments4(&datagram, 9, &[24]).remove(1);
+        // Offset 65 528 (in 8-byte units, 8191): its 24 bytes end past 65 535.
+        far[14 + 6..14 + 8].copy_from_slice(&0x1fffu16.to_be_bytes());
+        far[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+        let sum = !(fold(ones_sum(&far[14..34])) as u16);
+        far[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(add(&mut r, 0, &far), Fragment::NotReassembled);
+    }
+}
