@@ -234,13 +234,13 @@ fn ethertype(t: u16, rest: &[u8], depth: u8) -> Decoded<'_> {
     }
 }
 
-/// Decodes an IP packet; `version` when the link layer already says which.
 /// Decodes a packet that starts with its IP header (IPv4 or IPv6 by the version nibble), as a
 /// reassembled datagram is.
 pub fn ip_packet(b: &[u8]) -> Decoded<'_> {
     ip(b, None)
 }
 
+/// Decodes an IP packet; `version` when the link layer already says which.
 fn ip(b: &[u8], version: Option<u8>) -> Decoded<'_> {
     let Some(&first) = b.first() else {
         return Decoded::Broken("IP header");
@@ -1263,6 +1263,17 @@ mod tests {
         q.extend_from_slice(&[0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20, 0x08, 0x00]);
         q.extend_from_slice(ip_part);
         assert_eq!(decode(1, &q), want);
+        // MPLS: two labels, the second at the bottom of the stack (S bit), then IP.
+        let mut mpls = f[..12].to_vec();
+        mpls.extend_from_slice(&[0x88, 0x47, 0, 1, 0, 64, 0, 2, 1, 64]);
+        mpls.extend_from_slice(ip_part);
+        assert_eq!(decode(1, &mpls), want);
+        // PPPoE session (0x8864): version/type, code, session id, length, then PPP's IPv4
+        // protocol (0x0021).
+        let mut pppoe = f[..12].to_vec();
+        pppoe.extend_from_slice(&[0x88, 0x64, 0x11, 0, 0, 7, 0, 0, 0x00, 0x21]);
+        pppoe.extend_from_slice(ip_part);
+        assert_eq!(decode(1, &pppoe), want);
         // SLL
         let mut sll = vec![0u8; 14];
         sll.extend_from_slice(&[0x08, 0x00]);
