@@ -834,9 +834,10 @@ pub struct PcapImportArgs {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub icmp_timeout: Option<Duration>,
 
-    /// Check TCP checksums as Zeek does without -C: a segment with a bad one counts nowhere
-    /// but its flow's history (C/c). Off by default: a capture taken on a sending host holds its
-    /// segments before the network card filled in their checksums
+    /// Check checksums as Zeek does without -C: a TCP segment or UDP datagram with a bad one
+    /// counts nowhere but its flow's history (C/c), a bad ICMP message nowhere, and a bad IPv4
+    /// header drops its packet. Off by default: a capture taken on a sending host holds its
+    /// packets before the network card filled in their checksums
     #[arg(long)]
     pub verify_checksums: bool,
 

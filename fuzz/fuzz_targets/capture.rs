@@ -13,9 +13,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut table = flow::FlowTable::new(flow::Timeouts::default(), 0);
-    // Half the inputs with TCP checksums verified (`import pcap --verify-checksums`).
+    // Half the inputs with checksums verified (`import pcap --verify-checksums`).
     let verify = data.len() % 2 == 1;
-    table.verify_tcp_checksums(verify);
+    table.verify_checksums(verify);
     while let Ok(Ok(Some(p))) = r.next_packet() {
         assert!(p.data.len() <= 16 * 1024 * 1024);
         // Decodes the frame and the tunnels it carries, every layer into the flow table.

@@ -29,10 +29,10 @@ use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::store::Store;
 use decode::{linktype_name, Decoded, Tunnel};
-use flow::{FlowTable, Timeouts, TunnelStop, Walked};
+use flow::{FlowTable, Timeouts, TunnelRecord, TunnelStop, Walked};
 use netlens_packets::{decode, flow, reader};
 use reader::{CaptureReader, OpenError, Stop};
-use sink::{FlowArrays, FlowColumns, PacketProto, PacketRow, TableWriter, FLOW_BATCH, PACKET_BATCH};
+use sink::{FlowArrays, FlowColumns, PacketProto, PacketRow, TableWriter, FLOW_BATCH, PACKET_BATCH, TUNNEL_BATCH};
 
 /// An import: which reader, and its files and options. The command line fills it from `import`'s
 /// options; a server receives it as JSON.
@@ -57,8 +57,9 @@ pub struct PcapImport {
     pub tcp_timeout: Option<Duration>,
     pub udp_timeout: Option<Duration>,
     pub icmp_timeout: Option<Duration>,
-    /// Check TCP checksums as Zeek does without `-C`: a segment with a bad one is only logged
-    /// in its flow's history (`C`/`c`).
+    /// Check checksums as Zeek does without `-C` (IPv4 header, TCP, UDP, ICMP; see
+    /// `FlowTable::verify_checksums`): a TCP segment or UDP datagram with a bad one is only
+    /// logged in its flow's history (`C`/`c`).
     #[serde(default)]
     pub verify_checksums: bool,
 }
@@ -410,6 +411,12 @@ pub fn store_live_batch(store: &Store, opts: &PcapOptions, import_id: i64, sourc
             }
             Ok(0)
         }
+        Batch::Tunnels(lines) => {
+            let mut writer = TableWriter::new(store, "tunnels")?;
+            writer.write(sink::tunnel_batch(import_id, &lines)?)?;
+            writer.finish()?;
+            Ok(0)
+        }
     })
 }
 
@@ -534,6 +541,10 @@ impl Skips {
         if walked.flow.is_some() {
             return;
         }
+        if walked.held_fragment {
+            self.fragments += 1;
+            return;
+        }
         match walked.innermost {
             Decoded::Ip(ip) if ip.later_fragment => self.fragments += 1,
             Decoded::Ip(_) => self.other_ip += 1,
@@ -577,7 +588,7 @@ impl Skips {
         }
         if self.fragments > 0 {
             notes.push(format!(
-                "{} later IP fragments (no transport header) joined no flow",
+                "{} IP fragments joined no flow themselves: a reassembled datagram counts once, with the fragment that completed it; fragments of datagrams never completed, or cut by the snap length, count nowhere",
                 self.fragments
             ));
         }
@@ -627,6 +638,8 @@ pub enum Batch {
     /// Finished flows, each batch in order of their first packet.
     Flows(Box<FlowArrays>),
     Packets(Vec<PacketRow>),
+    /// Lines of Zeek's tunnel.log, for `tunnels`.
+    Tunnels(Vec<TunnelRecord>),
 }
 
 /// What the reader thread shares with its [`Reading`] besides the channel.
@@ -765,6 +778,7 @@ fn store_capture(
     let source = reading.path.to_string_lossy().into_owned();
     let mut flow_writer = TableWriter::new(store, &opts.table)?;
     let mut packet_writer = opts.packets.then(|| TableWriter::new(store, "packets")).transpose()?;
+    let mut tunnel_writer = TableWriter::new(store, "tunnels")?;
     let mut flows = 0u64;
     let batches = reading.batches.take().ok_or_else(|| Error::Import {
         path: reading.path.clone(),
@@ -791,10 +805,12 @@ fn store_capture(
                     w.write(sink::packet_batch(import_id, &rows)?)?;
                 }
             }
+            Batch::Tunnels(lines) => tunnel_writer.write(sink::tunnel_batch(import_id, &lines)?)?,
         }
     }
     let mut report = reading.finish()?;
     flow_writer.finish()?;
+    tunnel_writer.finish()?;
     if let Some(w) = packet_writer {
         w.finish()?;
     }
@@ -826,7 +842,7 @@ fn parse_capture<R: BufRead>(
         ..Default::default()
     };
     let mut assembly = FlowAssembly::new(opts);
-    assembly.verify_tcp_checksums(verify_checksums);
+    assembly.verify_checksums(verify_checksums);
     loop {
         let next = reader.next_packet().map_err(|e| Error::io(path, e))?;
         let p = match next {
@@ -942,6 +958,9 @@ impl FlowAssembly {
         if self.table.finished_len() >= FLOW_BATCH {
             tx.send(Batch::Flows(columns_of(&mut self.columns, self.table.take_finished())))?;
         }
+        if self.table.tunnel_log_len() >= TUNNEL_BATCH {
+            tx.send(Batch::Tunnels(self.table.take_tunnel_log()))?;
+        }
         Ok(())
     }
 
@@ -953,6 +972,9 @@ impl FlowAssembly {
         if !self.packets.is_empty() {
             tx.send(Batch::Packets(std::mem::take(&mut self.packets)))?;
         }
+        if self.table.tunnel_log_len() > 0 {
+            tx.send(Batch::Tunnels(self.table.take_tunnel_log()))?;
+        }
         Ok(())
     }
 
@@ -962,9 +984,9 @@ impl FlowAssembly {
         self.table.expire_idle(now_ns);
     }
 
-    /// Checks TCP checksums as Zeek does without `-C` (see `FlowTable::verify_tcp_checksums`).
-    pub fn verify_tcp_checksums(&mut self, on: bool) {
-        self.table.verify_tcp_checksums(on);
+    /// Checks checksums as Zeek does without `-C` (see `FlowTable::verify_checksums`).
+    pub fn verify_checksums(&mut self, on: bool) {
+        self.table.verify_checksums(on);
     }
 
     /// Ends every active flow (end of the capture).

@@ -1,6 +1,7 @@
-//! Writing imported rows: flows and packets become Arrow record batches and go into the store
-//! through one DuckDB appender per table and import (as `capture::persist` does), inside the one
-//! transaction of their file's import. This is the only part of `ingest` that writes.
+//! Writing imported rows: flows, packets and tunnel log lines become Arrow record batches and go
+//! into the store through one DuckDB appender per table and import (as `capture::persist` does),
+//! inside the one transaction of their file's import. This is the only part of `ingest` that
+//! writes.
 
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -16,11 +17,13 @@ use duckdb::Appender;
 use crate::error::{Error, Result};
 use crate::store::{quote_ident, Store, ROW_GROUP_SIZE};
 use netlens_packets::decode::{IpPacket, Transport};
-use netlens_packets::flow::FlowRecord;
+use netlens_packets::flow::{FlowRecord, TunnelRecord};
 
 pub use netlens_packets::flow::FLOW_BATCH;
 /// Packet rows the reading thread gathers before it hands them to the storing one.
 pub const PACKET_BATCH: usize = 65_536;
+/// Tunnel log lines the reading thread gathers before it hands them to the storing one.
+pub const TUNNEL_BATCH: usize = 4096;
 
 /// One row of `flows`, from a capture or a Zeek log (Zeek's unset values are `None`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -567,6 +570,44 @@ pub fn packet_batch(import_id: i64, rows: &[PacketRow]) -> Result<RecordBatch> {
     batch("packets", columns)
 }
 
+/// Lines of Zeek's tunnel.log as a batch of `tunnels`' columns.
+pub fn tunnel_batch(import_id: i64, lines: &[TunnelRecord]) -> Result<RecordBatch> {
+    let n = lines.len();
+    let mut import = Int64Builder::with_capacity(n);
+    let mut ts = TimestampMicrosecondBuilder::with_capacity(n);
+    let mut uid = StringBuilder::with_capacity(n, n * 18);
+    let mut orig_h = StringBuilder::with_capacity(n, n * 14);
+    let mut orig_p = Int32Builder::with_capacity(n);
+    let mut resp_h = StringBuilder::with_capacity(n, n * 14);
+    let mut resp_p = Int32Builder::with_capacity(n);
+    let mut kind = StringBuilder::with_capacity(n, n * 14);
+    let mut action = StringBuilder::with_capacity(n, n * 16);
+    for l in lines {
+        let (oh, op, rh, rp) = l.endpoints;
+        import.append_value(import_id);
+        ts.append_value(l.ts_ns.div_euclid(1000));
+        uid.append_value(&l.uid);
+        push_addr(&mut orig_h, oh);
+        orig_p.append_value(i32::from(op));
+        push_addr(&mut resp_h, rh);
+        resp_p.append_value(i32::from(rp));
+        kind.append_value(format!("Tunnel::{}", l.tunnel.name()));
+        action.append_value(l.action.name());
+    }
+    let columns: Vec<(&'static str, ArrayRef)> = vec![
+        ("import_id", Arc::new(import.finish())),
+        ("ts", Arc::new(ts.finish())),
+        ("uid", Arc::new(uid.finish())),
+        ("orig_h", Arc::new(orig_h.finish())),
+        ("orig_p", Arc::new(orig_p.finish())),
+        ("resp_h", Arc::new(resp_h.finish())),
+        ("resp_p", Arc::new(resp_p.finish())),
+        ("tunnel_type", Arc::new(kind.finish())),
+        ("action", Arc::new(action.finish())),
+    ];
+    batch("tunnels", columns)
+}
+
 /// Makes sure `table` can take flows: `flows` itself, or a table of the same columns
 /// (created, with the same column descriptions, when it does not exist yet).
 pub fn ensure_flow_table(store: &Store, table: &str) -> Result<()> {
@@ -681,6 +722,7 @@ mod tests {
             first_packet: 3,
             missed_bytes: 12,
             tunnel_parents: Vec::new(),
+            carried_tunnel: false,
         }
     }
 

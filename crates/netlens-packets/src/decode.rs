@@ -98,6 +98,9 @@ pub struct IpPacket<'a> {
     pub ip_len: u32,
     /// A fragment other than the first: it carries no transport header.
     pub later_fragment: bool,
+    /// Part of a fragmented datagram (the first fragment too): its transport segment is not
+    /// whole, so its checksum cannot be checked.
+    pub fragment: bool,
     pub transport: Transport,
     /// What a tunnel could carry: the captured UDP payload, or for other protocols without a
     /// transport header here (IP in IP, GRE, ...) the captured bytes after the IP headers; for
@@ -107,6 +110,14 @@ pub struct IpPacket<'a> {
     /// The capture holds the whole of `payload` (the snap length did not cut it). Zeek builds
     /// an inner packet from the captured bytes only, so a cut one is not decapsulated.
     pub payload_whole: bool,
+    /// The captured transport segment, header included, up to the length the IP header gives
+    /// (what a UDP or ICMP checksum covers); empty for later fragments.
+    pub segment: &'a [u8],
+    /// The capture holds the whole of `segment`.
+    pub segment_whole: bool,
+    /// The captured packet from its IP header on, up to the length the header gives: what
+    /// fragment reassembly and the IPv4 header checksum read.
+    pub raw: &'a [u8],
 }
 
 /// What a frame turned out to be.
@@ -223,6 +234,12 @@ fn ethertype(t: u16, rest: &[u8], depth: u8) -> Decoded<'_> {
     }
 }
 
+/// Decodes a packet that starts with its IP header (IPv4 or IPv6 by the version nibble), as a
+/// reassembled datagram is.
+pub fn ip_packet(b: &[u8]) -> Decoded<'_> {
+    ip(b, None)
+}
+
 /// Decodes an IP packet; `version` when the link layer already says which.
 fn ip(b: &[u8], version: Option<u8>) -> Decoded<'_> {
     let Some(&first) = b.first() else {
@@ -260,6 +277,7 @@ fn ipv4(b: &[u8]) -> Decoded<'_> {
     let dst = IpAddr::V4(Ipv4Addr::new(b[16], b[17], b[18], b[19]));
     let payload_len = total - ihl as u32;
     let later_fragment = offset != 0;
+    let fragment = later_fragment || frag & 0x2000 != 0;
     let (transport, payload, payload_whole) = if later_fragment {
         (Transport::Other, &[][..], false)
     } else {
@@ -268,15 +286,24 @@ fn ipv4(b: &[u8]) -> Decoded<'_> {
             Err(layer) => return Decoded::Broken(layer),
         }
     };
+    let (segment, segment_whole) = if later_fragment {
+        (&[][..], false)
+    } else {
+        captured(&b[ihl..], payload_len)
+    };
     Decoded::Ip(IpPacket {
         src,
         dst,
         proto,
         ip_len: total,
         later_fragment,
+        fragment,
         transport,
         payload,
         payload_whole,
+        segment,
+        segment_whole,
+        raw: captured(b, total).0,
     })
 }
 
@@ -297,6 +324,7 @@ fn ipv6(b: &[u8]) -> Decoded<'_> {
     let mut next = b[6];
     let mut at = 40usize;
     let mut later_fragment = false;
+    let mut fragment = false;
     // Walk the extension headers (bounded: at most 16).
     for _ in 0..16 {
         match next {
@@ -321,6 +349,7 @@ fn ipv6(b: &[u8]) -> Decoded<'_> {
                 };
                 next = nh;
                 later_fragment = off >> 3 != 0;
+                fragment = later_fragment || off & 1 != 0;
                 at += 8;
                 if later_fragment {
                     break;
@@ -339,15 +368,24 @@ fn ipv6(b: &[u8]) -> Decoded<'_> {
             Err(layer) => return Decoded::Broken(layer),
         }
     };
+    let (segment, segment_whole) = if later_fragment {
+        (&[][..], false)
+    } else {
+        captured(b.get(at..).unwrap_or(&[]), upper_len)
+    };
     Decoded::Ip(IpPacket {
         src,
         dst,
         proto: next,
         ip_len: 40 + payload_len,
         later_fragment,
+        fragment,
         transport,
         payload,
         payload_whole,
+        segment,
+        segment_whole,
+        raw: captured(b, 40 + payload_len).0,
     })
 }
 
@@ -417,23 +455,87 @@ fn transport(proto: u8, b: &[u8], len: u32, v6: bool) -> Result<TransportParts<'
 /// Whether a TCP segment's checksum is right, computed as Zeek's `TCP_Endpoint::ValidChecksum`
 /// does: the one's-complement sum of the pseudo-header (addresses, protocol 6, segment length)
 /// and the segment must be all ones. `None` when the capture does not hold the whole segment
-/// (Zeek checks only whole ones) or the packet is not TCP.
+/// (Zeek checks only whole ones), the packet is a fragment (Zeek checks the reassembled
+/// datagram) or the packet is not TCP.
 pub fn tcp_checksum_ok(ip: &IpPacket) -> Option<bool> {
-    if !matches!(ip.transport, Transport::Tcp { .. }) || !ip.payload_whole {
+    if !matches!(ip.transport, Transport::Tcp { .. }) || !ip.segment_whole || ip.fragment {
         return None;
     }
-    let segment = ip.payload;
+    Some(pseudo_header_sum_ok(ip, 6))
+}
+
+/// Whether an IPv4 header's checksum is right, as Zeek's `IPAnalyzer::AnalyzePacket` checks
+/// it unless run with `-C` (packet_analysis/protocol/ip/IP.cc): a packet whose header sum is
+/// not all ones is dropped there, before any connection sees it. `None` for IPv6 (no header
+/// checksum).
+pub fn ipv4_header_checksum_ok(ip: &IpPacket) -> Option<bool> {
+    if !ip.src.is_ipv4() {
+        return None;
+    }
+    let ihl = usize::from(ip.raw.first()? & 0x0f) * 4;
+    Some(fold(ones_sum(ip.raw.get(..ihl)?)) == 0xffff)
+}
+
+/// Whether a UDP datagram's checksum is right, as Zeek's `UDPAnalyzer::DeliverPacket` checks
+/// it (packet_analysis/protocol/udp/UDP.cc): over the pseudo-header and the IP payload, only
+/// when the capture holds all of it. A zero checksum over IPv4 means "none" and is not
+/// checked; over IPv6 it is bad, except on a VXLAN datagram (Zeek's exemption: responder port
+/// 4789, more than a VXLAN and an Ethernet header of payload, the VXLAN I flag set). `None`
+/// when not checked.
+pub fn udp_checksum_ok(ip: &IpPacket) -> Option<bool> {
+    let Transport::Udp { dport, .. } = ip.transport else {
+        return None;
+    };
+    if !ip.segment_whole || ip.fragment || ip.segment.len() < 8 {
+        return None;
+    }
+    let stored = u16::from_be_bytes([ip.segment[6], ip.segment[7]]);
+    if stored == 0 {
+        let v4 = ip.src.is_ipv4();
+        let vxlan = dport == 4789 && ip.segment.len() > 8 + 8 + 14 && ip.segment[8] & 0x08 != 0;
+        if v4 || vxlan {
+            return None;
+        }
+    }
+    Some(pseudo_header_sum_ok(ip, 17))
+}
+
+/// Whether an ICMP message's checksum is right, as Zeek's `ICMPAnalyzer::DeliverPacket`
+/// checks it (packet_analysis/protocol/icmp/ICMP.cc): ICMPv4 over the message alone, ICMPv6
+/// over its pseudo-header and the message; only when the capture holds all of it. `None` when
+/// not checked.
+pub fn icmp_checksum_ok(ip: &IpPacket) -> Option<bool> {
+    let Transport::Icmp { v6, .. } = ip.transport else {
+        return None;
+    };
+    if !ip.segment_whole || ip.fragment {
+        return None;
+    }
+    Some(if v6 {
+        pseudo_header_sum_ok(ip, 58)
+    } else {
+        fold(ones_sum(ip.segment)) == 0xffff
+    })
+}
+
+/// The one's-complement sum of the pseudo-header (addresses, `proto`, the segment's length)
+/// and the captured segment is all ones.
+fn pseudo_header_sum_ok(ip: &IpPacket, proto: u64) -> bool {
     let address = |a: IpAddr| match a {
         IpAddr::V4(a) => ones_sum(&a.octets()),
         IpAddr::V6(a) => ones_sum(&a.octets()),
     };
-    let len = segment.len() as u64;
-    let mut sum = 6 + (len >> 16) + (len & 0xffff);
-    sum += address(ip.src) + address(ip.dst) + ones_sum(segment);
+    let len = ip.segment.len() as u64;
+    let sum = proto + (len >> 16) + (len & 0xffff) + address(ip.src) + address(ip.dst) + ones_sum(ip.segment);
+    fold(sum) == 0xffff
+}
+
+/// Folds a one's-complement sum to 16 bits.
+fn fold(mut sum: u64) -> u64 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    Some(sum == 0xffff)
+    sum
 }
 
 /// The sum of `bytes` as big-endian 16-bit words (an odd last byte padded with a zero),
@@ -934,7 +1036,7 @@ pub mod build {
         f
     }
 
-    /// An Ethernet + IPv4 + UDP frame with `payload` zero bytes.
+    /// An Ethernet + IPv4 + UDP frame with `payload` zero bytes and no checksum (zero).
     pub fn udp4(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: usize) -> Vec<u8> {
         let mut f = ether(0x0800);
         f.extend_from_slice(&ipv4_header(src, dst, 17, (28 + payload) as u16));
@@ -946,12 +1048,14 @@ pub mod build {
         f
     }
 
-    /// An Ethernet + IPv4 + ICMP frame.
+    /// An Ethernet + IPv4 + ICMP frame with a right checksum.
     pub fn icmp4(src: Ipv4Addr, dst: Ipv4Addr, icmp_type: u8, code: u8, payload: usize) -> Vec<u8> {
         let mut f = ether(0x0800);
         f.extend_from_slice(&ipv4_header(src, dst, 1, (28 + payload) as u16));
         f.extend_from_slice(&[icmp_type, code, 0, 0, 0, 1, 0, 1]);
         f.resize(f.len() + payload, 0);
+        let sum = !(super::fold(super::ones_sum(&f[34..])) as u16);
+        f[36..38].copy_from_slice(&sum.to_be_bytes());
         f
     }
 
@@ -1004,7 +1108,69 @@ pub mod build {
         h[9] = proto;
         h[12..16].copy_from_slice(&src.octets());
         h[16..20].copy_from_slice(&dst.octets());
+        let sum = super::fold(super::ones_sum(&h));
+        h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
         h
+    }
+
+    /// Splits an IPv4 packet (no link layer, as [`ipv4`] builds it) into Ethernet frames of
+    /// fragments whose data starts at each of `cuts` (multiples of 8, after 0), all with
+    /// identification `id` and right header checksums.
+    pub fn fragments4(packet: &[u8], id: u16, cuts: &[usize]) -> Vec<Vec<u8>> {
+        let ihl = usize::from(packet[0] & 0x0f) * 4;
+        let data = &packet[ihl..];
+        let mut bounds = vec![0];
+        bounds.extend_from_slice(cuts);
+        bounds.push(data.len());
+        bounds
+            .windows(2)
+            .map(|w| {
+                let mut h = packet[..ihl].to_vec();
+                h[2..4].copy_from_slice(&((ihl + w[1] - w[0]) as u16).to_be_bytes());
+                h[4..6].copy_from_slice(&id.to_be_bytes());
+                let more = if w[1] < data.len() { 0x2000 } else { 0 };
+                h[6..8].copy_from_slice(&(more | (w[0] / 8) as u16).to_be_bytes());
+                h[10..12].copy_from_slice(&[0, 0]);
+                let sum = !(super::fold(super::ones_sum(&h)) as u16);
+                h[10..12].copy_from_slice(&sum.to_be_bytes());
+                h.extend_from_slice(&data[w[0]..w[1]]);
+                ethernet(0x0800, &h)
+            })
+            .collect()
+    }
+
+    /// Splits an IPv6 packet (no link layer, no extension headers, as [`ipv6`] builds it) into
+    /// Ethernet frames of fragments whose data starts at each of `cuts` (multiples of 8).
+    pub fn fragments6(packet: &[u8], id: u32, cuts: &[usize]) -> Vec<Vec<u8>> {
+        let data = &packet[40..];
+        let mut bounds = vec![0];
+        bounds.extend_from_slice(cuts);
+        bounds.push(data.len());
+        bounds
+            .windows(2)
+            .map(|w| {
+                let mut p = packet[..40].to_vec();
+                p[4..6].copy_from_slice(&((8 + w[1] - w[0]) as u16).to_be_bytes());
+                p[6] = 44;
+                let more = u16::from(w[1] < data.len());
+                p.extend_from_slice(&[packet[6], 0]);
+                p.extend_from_slice(&((w[0] as u16) | more).to_be_bytes());
+                p.extend_from_slice(&id.to_be_bytes());
+                p.extend_from_slice(&data[w[0]..w[1]]);
+                ethernet(0x86dd, &p)
+            })
+            .collect()
+    }
+
+    /// Fills in the checksum of the UDP datagram in an Ethernet + IPv4 frame (from
+    /// [`udp4`]), so that it is right.
+    pub fn set_udp4_checksum(f: &mut [u8]) {
+        f[40..42].copy_from_slice(&[0, 0]);
+        let len = (f.len() - 34) as u64;
+        let sum = 17 + len + super::ones_sum(&f[26..34]) + super::ones_sum(&f[34..]);
+        let sum = !(super::fold(sum) as u16);
+        // A computed zero is sent as all ones (zero means "no checksum").
+        f[40..42].copy_from_slice(&(if sum == 0 { 0xffff } else { sum }).to_be_bytes());
     }
 }
 
@@ -1097,6 +1263,17 @@ mod tests {
         q.extend_from_slice(&[0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20, 0x08, 0x00]);
         q.extend_from_slice(ip_part);
         assert_eq!(decode(1, &q), want);
+        // MPLS: two labels, the second at the bottom of the stack (S bit), then IP.
+        let mut mpls = f[..12].to_vec();
+        mpls.extend_from_slice(&[0x88, 0x47, 0, 1, 0, 64, 0, 2, 1, 64]);
+        mpls.extend_from_slice(ip_part);
+        assert_eq!(decode(1, &mpls), want);
+        // PPPoE session (0x8864): version/type, code, session id, length, then PPP's IPv4
+        // protocol (0x0021).
+        let mut pppoe = f[..12].to_vec();
+        pppoe.extend_from_slice(&[0x88, 0x64, 0x11, 0, 0, 7, 0, 0, 0x00, 0x21]);
+        pppoe.extend_from_slice(ip_part);
+        assert_eq!(decode(1, &pppoe), want);
         // SLL
         let mut sll = vec![0u8; 14];
         sll.extend_from_slice(&[0x08, 0x00]);

@@ -29,9 +29,10 @@ use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 use crate::decode::{
-    decode, flags as tf, ip_tunnel, tcp_checksum_ok, udp_tunnel, Decap, Decoded, IpPacket, Transport, Tunnel,
-    MAX_TUNNEL_DEPTH,
+    decode, flags as tf, icmp_checksum_ok, ip_packet, ip_tunnel, ipv4_header_checksum_ok, tcp_checksum_ok,
+    udp_checksum_ok, udp_tunnel, Decap, Decoded, IpPacket, Transport, Tunnel, MAX_TUNNEL_DEPTH,
 };
+use crate::frag::{Fragment, Reassembler};
 
 const NS: i64 = 1_000_000_000;
 /// Zeek's TOO_LARGE_SEQ_DELTA: SYN/RST sequence jumps beyond this are not trusted.
@@ -104,6 +105,9 @@ pub struct FlowRecord {
     /// innermost encapsulation of each packet), in the order first seen; empty for a flow
     /// outside any tunnel.
     pub tunnel_parents: Vec<String>,
+    /// Its packets carried a tunnel (VXLAN, Geneve, ...): its end closes the tunnel in the
+    /// tunnel log.
+    pub carried_tunnel: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -270,6 +274,8 @@ struct Flow {
     /// Tunnel kinds (`Tunnel::bit`) whose decapsulation failed on this flow: Zeek stops an
     /// analyzer on a connection after its first violation.
     tunnel_refused: u8,
+    /// Inner packets were taken out of its packets (a UDP tunnel's flow).
+    carried_tunnel: bool,
 }
 
 /// One side's byte stream as Zeek's TCP_Reassembler tracks it, reduced to what decides content
@@ -438,8 +444,8 @@ impl Flow {
         self.history.push('^');
     }
 
-    /// Zeek's TCP_Endpoint::ChecksumError: `C` (`c` for the responder) at the 1st, 10th,
-    /// 100th ... bad checksum of a side.
+    /// Zeek's TCP_Endpoint::ChecksumError and UDPSessionAdapter::HandleBadChecksum: `C` (`c`
+    /// for the responder) at the 1st, 10th, 100th ... bad checksum of a side.
     fn checksum_error(&mut self, side: usize) {
         let e = &mut self.ends[side].tcp;
         e.bad_checksums += 1;
@@ -531,6 +537,7 @@ impl Flow {
             first_packet: self.first_packet,
             missed_bytes: self.missed_bytes,
             tunnel_parents: self.tunnel_parents,
+            carried_tunnel: self.carried_tunnel,
         }
     }
 }
@@ -619,11 +626,13 @@ fn flips_tcp(sport: u16, dport: u16, flags: u8) -> bool {
 
 /// Zeek's default `likely_server_ports`: the union of the `redef likely_server_ports += ...`
 /// of the protocol scripts a default Zeek loads (base/protocols/{dce-rpc, dhcp, dnp3, dns,
-/// ftp, http, imap, irc, krb, ldap, modbus, mqtt, ntp, postgresql, radius, rdp, sip, smb,
-/// smtp, snmp, socks, ssh, ssl, syslog, xmpp} and base/packet-protocols/{ayiya, gtpv1, vxlan,
+/// ftp, http, imap, irc, krb, ldap, modbus, mqtt, ntp, postgresql, radius, rdp, redis, sip,
+/// smb, smtp, snmp, socks, ssh, ssl, syslog, xmpp} and base/packet-protocols/{ayiya, gtpv1, vxlan,
 /// geneve}). Not in it: MySQL's ports (base/protocols/mysql/main.zeek registers its analyzer
 /// for 1434 and 3306 but never adds them), and Teredo's 3544 (base/packet-protocols/teredo
-/// added it until Zeek's scripts moved to connection removal hooks; it no longer does). Only
+/// added it until Zeek's scripts moved to connection removal hooks; it no longer does); nor
+/// the ports of the analyzers registered by port only: finger (79), QUIC (443, 784, 853; 443
+/// is DTLS's anyway), DHCPv6 (546, 547) and the ones with no ports (RFB, WebSocket). Only
 /// the flip of a connection's first packet uses it.
 fn likely_server_port(kind: Kind, port: u16) -> bool {
     match kind {
@@ -645,6 +654,7 @@ fn likely_server_port(kind: Kind, port: u16) -> bool {
                 | 3389 // rdp
                 | 5222 | 5269 // xmpp
                 | 5432 // postgresql
+                | 6379 // redis
                 | 6666
                 ..=6669 // irc
                 | 20000 // dnp3
@@ -859,8 +869,13 @@ pub struct FlowTable {
     /// IP tunnels by their address pair (lower address first), as Zeek's IPTunnel analyzer
     /// keeps them.
     ip_tunnels: foldhash::HashMap<(IpAddr, IpAddr), IpTunnel>,
-    /// Check TCP checksums as Zeek does by default (`zeek -C` turns it off, as this does).
-    verify_tcp_checksums: bool,
+    /// Fragments of datagrams not yet whole.
+    fragments: Reassembler,
+    /// Zeek's tunnel.log: the active tunnels and the lines not yet taken.
+    tunnel_log: TunnelLog,
+    /// Check IPv4 header, TCP, UDP and ICMP checksums as Zeek does by default (`zeek -C` turns
+    /// it off, as this does).
+    verify_checksums: bool,
 }
 
 /// Where a packet went: its flow's uid and whether the originator sent it.
@@ -872,6 +887,135 @@ pub struct Assigned<'a> {
     /// Tunnel kinds (`Tunnel::bit`) no longer decapsulated on this flow; the caller adds the
     /// kind whose header turned out malformed.
     pub tunnel_refused: &'a mut u8,
+    /// The caller sets it when it takes an inner packet out of this packet.
+    pub carried_tunnel: &'a mut bool,
+    /// The flow's endpoints, as a tunnel log names a UDP tunnel.
+    pub endpoints: Endpoints,
+    /// This packet started the flow, or brought it through a tunnel it had not come through
+    /// before (Zeek's `new_connection` and `tunnel_changed`: the tunnels around it are logged).
+    pub new: bool,
+}
+
+/// A connection's endpoints: (originator, its port, responder, its port); ports 0 for an IP
+/// tunnel.
+pub type Endpoints = (IpAddr, u16, IpAddr, u16);
+
+/// What a line of Zeek's tunnel.log says happened to a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelAction {
+    /// An inner connection was seen in a tunnel not active before.
+    Discover,
+    /// The tunnel's own UDP connection ended.
+    Close,
+    /// No new inner connection for Zeek's `Tunnel::expiration_interval` (1 h).
+    Expire,
+}
+
+impl TunnelAction {
+    /// As Zeek's tunnel.log writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelAction::Discover => "Tunnel::DISCOVER",
+            TunnelAction::Close => "Tunnel::CLOSE",
+            TunnelAction::Expire => "Tunnel::EXPIRE",
+        }
+    }
+}
+
+/// One line of Zeek's tunnel.log (base/frameworks/tunnels/main.zeek).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelRecord {
+    pub ts_ns: i64,
+    /// The tunnel's uid: its UDP flow's, or the IP tunnel's.
+    pub uid: String,
+    /// Originator, port, responder, port; ports 0 for IP tunnels.
+    pub endpoints: Endpoints,
+    pub tunnel: Tunnel,
+    pub action: TunnelAction,
+}
+
+/// A tunnel that enclosed the packet being followed.
+#[derive(Debug, Clone)]
+struct Enclosing {
+    uid: String,
+    endpoints: Endpoints,
+    /// A UDP tunnel (its flow exists), not an IP tunnel.
+    udp: bool,
+    tunnel: Tunnel,
+}
+
+/// Zeek's `Tunnel::expiration_interval`: an active tunnel in which no new connection was seen
+/// this long is logged as expired and forgotten.
+const TUNNEL_EXPIRATION_NS: i64 = 3600 * NS;
+
+/// Zeek's `Tunnel::active`: the tunnels logged as discovered and not yet closed or expired, by
+/// their endpoints, with when they were last looked up.
+#[derive(Default)]
+struct TunnelLog {
+    active: foldhash::HashMap<(Endpoints, bool), (TunnelRecord, i64)>,
+    lines: Vec<TunnelRecord>,
+}
+
+impl TunnelLog {
+    /// Zeek's `Tunnel::register_all` on a new connection inside `chain` (outermost first).
+    fn register(&mut self, chain: &[Enclosing], ts_ns: i64) {
+        for e in chain {
+            let key = (e.endpoints, e.udp);
+            // An entry past its expiration is expired first, whenever the sweep would have.
+            if let Some((line, read)) = self.active.get(&key) {
+                if ts_ns.saturating_sub(*read) >= TUNNEL_EXPIRATION_NS {
+                    let mut line = line.clone();
+                    line.ts_ns = ts_ns;
+                    line.action = TunnelAction::Expire;
+                    self.lines.push(line);
+                    self.active.remove(&key);
+                }
+            }
+            match self.active.entry(key) {
+                Entry::Occupied(mut o) => o.get_mut().1 = ts_ns,
+                Entry::Vacant(v) => {
+                    let line = TunnelRecord {
+                        ts_ns,
+                        uid: e.uid.clone(),
+                        endpoints: e.endpoints,
+                        tunnel: e.tunnel,
+                        action: TunnelAction::Discover,
+                    };
+                    self.lines.push(line.clone());
+                    v.insert((line, ts_ns));
+                }
+            }
+        }
+    }
+
+    /// Zeek's `finalize_tunnel`: a UDP tunnel's flow ended at `at_ns`.
+    fn flow_ended(&mut self, f: &FlowRecord, at_ns: i64) {
+        if !f.carried_tunnel {
+            return;
+        }
+        let key = ((f.orig_h, f.orig_p, f.resp_h, f.resp_p), true);
+        if let Some((mut line, _)) = self.active.remove(&key) {
+            line.ts_ns = at_ns;
+            line.action = TunnelAction::Close;
+            self.lines.push(line);
+        }
+    }
+
+    /// Zeek's `Tunnel::expire`: tunnels not looked up for the expiration interval at `now_ns`.
+    fn expire(&mut self, now_ns: i64) {
+        if self.active.is_empty() {
+            return;
+        }
+        let lines = &mut self.lines;
+        for (_, (mut line, _)) in self
+            .active
+            .extract_if(|_, (_, read)| now_ns.saturating_sub(*read) >= TUNNEL_EXPIRATION_NS)
+        {
+            line.ts_ns = now_ns;
+            line.action = TunnelAction::Expire;
+            lines.push(line);
+        }
+    }
 }
 
 /// Why a tunnel's packet was not followed.
@@ -902,6 +1046,9 @@ pub struct Walked<'a> {
     pub outermost_tunnel: Option<Tunnel>,
     /// The tunnel whose packet was not followed, and why.
     pub stopped: Option<TunnelStop>,
+    /// The innermost packet is an IP fragment held until its datagram is whole (the datagram
+    /// counts once, with the fragment that completes it).
+    pub held_fragment: bool,
 }
 
 /// A flow uid as the fixed-size bytes a packet row keeps (uids are 18 ASCII characters).
@@ -916,9 +1063,12 @@ fn uid_bytes(uid: &str) -> [u8; 18] {
 /// uid when it is seen again.
 const IP_TUNNEL_TIMEOUT_NS: i64 = 24 * 3600 * NS;
 
-/// An active IP tunnel: its uid and when it was last seen.
+/// An active IP tunnel: its uid, the addresses of the packet that opened it (as Zeek's
+/// tunnel.log names it), and when it was last seen.
 struct IpTunnel {
     uid: String,
+    src: IpAddr,
+    dst: IpAddr,
     seen_ns: i64,
 }
 
@@ -936,24 +1086,37 @@ impl FlowTable {
             sweep_after: 0,
             finished: Vec::new(),
             ip_tunnels: foldhash::HashMap::default(),
-            verify_tcp_checksums: false,
+            verify_checksums: false,
+            fragments: Reassembler::default(),
+            tunnel_log: TunnelLog::default(),
         }
     }
 
-    /// Checks every wholly captured TCP segment's checksum, as Zeek does unless run with `-C`:
-    /// a segment with a bad one is logged in its flow's history (`C`/`c`, at the 1st, 10th,
-    /// 100th ... such segment of a side) and otherwise ignored (Zeek's
-    /// `TCPAnalyzer::ValidateChecksum` ends the packet's processing there: no packet or byte
-    /// counted, no state changed). Off by default: captures taken on a sending host hold that
-    /// host's segments before the network card filled in their checksums.
-    pub fn verify_tcp_checksums(&mut self, on: bool) {
-        self.verify_tcp_checksums = on;
+    /// Checks checksums as Zeek does unless run with `-C`, each where Zeek checks it:
+    /// - an IPv4 header with a bad checksum drops its packet before anything sees it (Zeek's
+    ///   `IPAnalyzer::AnalyzePacket`: no flow, no tunnel);
+    /// - a wholly captured TCP segment or UDP datagram with a bad checksum is logged in its
+    ///   flow's history (`C`/`c`, at the 1st, 10th, 100th ... such packet of a side; Zeek's
+    ///   `TCPAnalyzer::ValidateChecksum` and `UDPSessionAdapter::HandleBadChecksum`) and
+    ///   otherwise ignored: no packet or byte counted, no state changed (the flow exists: Zeek
+    ///   made the connection before its analyzer saw the packet);
+    /// - an ICMP message with a bad checksum is ignored the same way, with no letter (Zeek's
+    ///   `ICMPAnalyzer::DeliverPacket` only raises a weird).
+    ///
+    /// Off by default: captures taken on a sending host hold that host's packets before the
+    /// network card filled in their checksums.
+    pub fn verify_checksums(&mut self, on: bool) {
+        self.verify_checksums = on;
     }
 
     /// The uid of the IP tunnel (IP in IP or GRE) between `src` and `dst` that carried packet
     /// `number`: the same for every packet between the two addresses, in either direction,
     /// until the tunnel has been idle for Zeek's `ip_tunnel_timeout` (24 h).
     pub fn ip_tunnel_uid(&mut self, number: u64, ts_ns: i64, src: IpAddr, dst: IpAddr) -> &str {
+        &self.ip_tunnel(number, ts_ns, src, dst).uid
+    }
+
+    fn ip_tunnel(&mut self, number: u64, ts_ns: i64, src: IpAddr, dst: IpAddr) -> &IpTunnel {
         let pair = if src <= dst { (src, dst) } else { (dst, src) };
         let seed = self.seed;
         let fresh = || {
@@ -962,6 +1125,8 @@ impl FlowTable {
             let words = [0x7475_6e6e_656c, ts_ns as u64, number, a1, a2, b1, b2];
             IpTunnel {
                 uid: make_uid(seed, &words),
+                src,
+                dst,
                 seen_ns: ts_ns,
             }
         };
@@ -976,7 +1141,7 @@ impl FlowTable {
             Entry::Vacant(e) => e.insert(fresh()),
         };
         tunnel.seen_ns = tunnel.seen_ns.max(ts_ns);
-        &tunnel.uid
+        tunnel
     }
 
     /// Flows held in memory now.
@@ -1003,17 +1168,44 @@ impl FlowTable {
 
     /// Ends every active flow (end of file).
     pub fn finish_all(&mut self) {
+        let from = self.finished.len();
         let flows: Vec<Flow> = self.active.drain().map(|(_, f)| f).collect();
         self.finished.extend(flows.into_iter().map(Flow::record));
+        // Zeek removes every connection at the end, at the time of the last packet; IP tunnels
+        // stay active (nothing closes them).
+        self.close_tunnels_of(from, self.now_ns);
+    }
+
+    /// Takes the tunnel log's lines written so far, in the order Zeek writes them.
+    pub fn take_tunnel_log(&mut self) -> Vec<TunnelRecord> {
+        std::mem::take(&mut self.tunnel_log.lines)
+    }
+
+    /// Tunnel log lines written and not yet taken.
+    pub fn tunnel_log_len(&self) -> usize {
+        self.tunnel_log.lines.len()
+    }
+
+    /// Closes the tunnels of the flows finished from position `from` on, which ended at `at_ns`.
+    fn close_tunnels_of(&mut self, from: usize, at_ns: i64) {
+        let mut ended: Vec<&FlowRecord> = self.finished[from..].iter().filter(|f| f.carried_tunnel).collect();
+        // Flows leave the table in hash order: closed in order of their first packet instead.
+        ended.sort_by_key(|f| (f.ts_ns, f.first_packet));
+        for f in ended {
+            self.tunnel_log.flow_ended(f, at_ns);
+        }
     }
 
     /// Ends the flows idle past their timeouts at `now_ns`, without moving the table's clock:
     /// a live capture calls it as time passes without packets. The flows it ends are the ones
     /// a later packet would end, provided no packet older than `now_ns` comes after it.
     pub fn expire_idle(&mut self, now_ns: i64) {
+        let from = self.finished.len();
         let (timeouts, finished) = (self.timeouts, &mut self.finished);
         let ended = self.active.extract_if(|_, f| expired(&timeouts, f, now_ns));
         finished.extend(ended.map(|(_, f)| f.record()));
+        self.close_tunnels_of(from, now_ns);
+        self.tunnel_log.expire(now_ns);
     }
 
     /// Ends flows idle past their timeout. Runs at most once per second of capture time, and
@@ -1031,9 +1223,12 @@ impl FlowTable {
         self.last_sweep_ns = self.now_ns;
         self.since_sweep = 0;
         let now = self.now_ns;
+        let from = self.finished.len();
         let (timeouts, finished) = (self.timeouts, &mut self.finished);
         let ended = self.active.extract_if(|_, f| expired(&timeouts, f, now));
         finished.extend(ended.map(|(_, f)| f.record()));
+        self.close_tunnels_of(from, now);
+        self.tunnel_log.expire(now);
         self.sweep_after = self.active.len();
         if !self.ip_tunnels.is_empty() {
             // IP tunnels idle past Zeek's timeout are forgotten (a later packet would give
@@ -1049,27 +1244,82 @@ impl FlowTable {
     /// UDP flow; an IP tunnel's packet (IP in IP, GRE) forms no flow, and its inner packet's
     /// flow names the IP tunnel.
     pub fn frame<'a>(&mut self, number: u64, ts_ns: i64, frame_len: u32, linktype: u32, data: &'a [u8]) -> Walked<'a> {
-        let mut walked = Walked {
+        let start = Walked {
             innermost: decode(linktype, data),
             flow: None,
             depth: 0,
             outermost_tunnel: None,
             stopped: None,
+            held_fragment: false,
         };
-        // The tunnel the current layer came out of: its uid and kind.
-        let mut parent: Option<String> = None;
-        let mut last_tunnel: Option<Tunnel> = None;
+        self.walk(number, ts_ns, frame_len, start, Vec::new())
+    }
+
+    /// Follows a packet from `walked.innermost` inwards; `chain` holds the tunnels it came out
+    /// of, outermost first.
+    fn walk<'a>(
+        &mut self,
+        number: u64,
+        ts_ns: i64,
+        frame_len: u32,
+        mut walked: Walked<'a>,
+        mut chain: Vec<Enclosing>,
+    ) -> Walked<'a> {
         loop {
+            let last_tunnel = chain.last().map(|e| e.tunnel);
             let Decoded::Ip(ip) = walked.innermost else {
                 if let (Decoded::Broken(why), Some(t)) = (walked.innermost, last_tunnel) {
                     walked.stopped = Some(TunnelStop::BrokenInner(t, why));
                 }
                 return walked;
             };
+            if self.verify_checksums && ipv4_header_checksum_ok(&ip) == Some(false) {
+                // Zeek drops the packet at its IP layer: no flow, no tunnel.
+                return walked;
+            }
+            if ip.fragment {
+                match self.fragments.add(ts_ns, &ip) {
+                    Fragment::Held => {
+                        walked.held_fragment = true;
+                        return walked;
+                    }
+                    Fragment::Whole(datagram) => {
+                        // The datagram goes on as one packet of its full length, at the time
+                        // of the fragment that completed it; the frame is described by that
+                        // fragment.
+                        let whole_len = frame_len.saturating_sub(ip.ip_len) + datagram.len() as u32;
+                        let inner = Walked {
+                            innermost: ip_packet(&datagram),
+                            flow: None,
+                            depth: walked.depth,
+                            outermost_tunnel: walked.outermost_tunnel,
+                            stopped: None,
+                            held_fragment: false,
+                        };
+                        let inner = self.walk(number, ts_ns, whole_len, inner, chain);
+                        return Walked {
+                            innermost: walked.innermost,
+                            flow: inner.flow.map(|(_, uid, from_orig)| (ip, uid, from_orig)),
+                            depth: inner.depth,
+                            outermost_tunnel: inner.outermost_tunnel,
+                            stopped: inner.stopped,
+                            held_fragment: false,
+                        };
+                    }
+                    // Cut by the snap length or malformed: as Zeek, the first fragment goes on
+                    // alone and a later one forms no flow.
+                    Fragment::NotReassembled => {}
+                }
+            }
             let too_deep = walked.depth >= MAX_TUNNEL_DEPTH;
-            let decap = match self.observe_in(number, ts_ns, frame_len, &ip, parent.as_deref()) {
+            let parent = chain.last().map(|e| e.uid.as_str());
+            // The tunnel this packet carries, if it carries one to follow.
+            let mut enclosing = None;
+            let mut new_inside = false;
+            let decap = match self.observe_in(number, ts_ns, frame_len, &ip, parent) {
                 Some(a) => {
                     walked.flow = Some((ip, uid_bytes(a.uid), a.from_orig));
+                    new_inside = a.new && !chain.is_empty();
                     let decap = match ip.transport {
                         Transport::Udp { .. } => udp_tunnel(&ip, a.resp_p, *a.tunnel_refused),
                         _ => Decap::None,
@@ -1077,19 +1327,39 @@ impl FlowTable {
                     if let (Decap::Malformed(t, _), false) = (decap, too_deep) {
                         *a.tunnel_refused |= t.bit();
                     }
-                    if matches!(decap, Decap::Inner(..)) && !too_deep {
-                        parent = Some(a.uid.to_string());
+                    if let (Decap::Inner(t, _), false) = (decap, too_deep) {
+                        *a.carried_tunnel = true;
+                        enclosing = Some(Enclosing {
+                            uid: a.uid.to_string(),
+                            endpoints: a.endpoints,
+                            udp: true,
+                            tunnel: t,
+                        });
                     }
                     decap
                 }
                 None => {
                     let decap = ip_tunnel(&ip);
-                    if matches!(decap, Decap::Inner(..)) && !too_deep {
-                        parent = Some(self.ip_tunnel_uid(number, ts_ns, ip.src, ip.dst).to_string());
+                    if let (Decap::Inner(t, _), false) = (decap, too_deep) {
+                        let it = self.ip_tunnel(number, ts_ns, ip.src, ip.dst);
+                        enclosing = Some(Enclosing {
+                            uid: it.uid.clone(),
+                            endpoints: (it.src, 0, it.dst, 0),
+                            udp: false,
+                            tunnel: t,
+                        });
                     }
                     decap
                 }
             };
+            if new_inside {
+                // Zeek's new_connection: every tunnel around a new connection is logged as
+                // discovered unless it is active.
+                self.tunnel_log.register(&chain, ts_ns);
+            }
+            if let Some(e) = enclosing {
+                chain.push(e);
+            }
             let tunnel = match decap {
                 Decap::None => return walked,
                 Decap::Inner(t, _) | Decap::Malformed(t, _) | Decap::Weird(t, _) | Decap::Cut(t) => t,
@@ -1103,7 +1373,6 @@ impl FlowTable {
                     walked.depth += 1;
                     walked.outermost_tunnel.get_or_insert(tunnel);
                     walked.innermost = inner;
-                    last_tunnel = Some(tunnel);
                 }
                 Decap::Malformed(t, why) | Decap::Weird(t, why) => {
                     walked.stopped = Some(TunnelStop::Malformed(t, why));
@@ -1134,6 +1403,9 @@ impl FlowTable {
         ip: &IpPacket,
         tunnel: Option<&str>,
     ) -> Option<Assigned<'_>> {
+        if self.verify_checksums && ipv4_header_checksum_ok(ip) == Some(false) {
+            return None;
+        }
         self.since_sweep += 1;
         if ts_ns > self.now_ns {
             self.now_ns = ts_ns;
@@ -1205,18 +1477,23 @@ impl FlowTable {
                 missed_bytes: 0,
                 tunnel_parents: Vec::new(),
                 tunnel_refused: 0,
+                carried_tunnel: false,
             }
         };
         // One lookup per packet. An existing flow ends first when it timed out, or when a
         // fresh SYN (new sequence number) reuses its ports; the new flow takes its place.
+        let mut new = true;
         let flow = match self.active.entry(key) {
             Entry::Occupied(entry) => {
                 let f = entry.into_mut();
                 let end_existing = expired(&self.timeouts, f, now)
                     || matches!(ip.transport, Transport::Tcp { flags, seq, .. } if is_reuse(f, flags, seq));
                 if end_existing {
-                    let ended = std::mem::replace(f, new_flow());
-                    self.finished.push(ended.record());
+                    let ended = std::mem::replace(f, new_flow()).record();
+                    self.tunnel_log.flow_ended(&ended, now);
+                    self.finished.push(ended);
+                } else {
+                    new = false;
                 }
                 f
             }
@@ -1227,17 +1504,29 @@ impl FlowTable {
         if let Some(parent) = tunnel {
             if !flow.tunnel_parents.iter().any(|p| p == parent) {
                 flow.tunnel_parents.push(parent.to_string());
+                new = true;
             }
         }
-        if self.verify_tcp_checksums && kind == Kind::Tcp && tcp_checksum_ok(ip) == Some(false) {
-            // The connection exists (Zeek made it before the TCP analyzer saw the packet), and
-            // nothing else of the packet counts.
-            flow.checksum_error(side);
+        let bad_checksum = self.verify_checksums
+            && match kind {
+                Kind::Tcp => tcp_checksum_ok(ip) == Some(false),
+                Kind::Udp => udp_checksum_ok(ip) == Some(false),
+                Kind::Icmp => icmp_checksum_ok(ip) == Some(false),
+            };
+        if bad_checksum {
+            // The connection exists (Zeek made it before the transport analyzer saw the
+            // packet), and nothing else of the packet counts; ICMP gets no letter.
+            if kind != Kind::Icmp {
+                flow.checksum_error(side);
+            }
             return Some(Assigned {
                 uid: &flow.uid,
                 from_orig: side == 0,
                 resp_p: flow.resp_p,
                 tunnel_refused: &mut flow.tunnel_refused,
+                carried_tunnel: &mut flow.carried_tunnel,
+                endpoints: (flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p),
+                new,
             });
         }
         let end = &mut flow.ends[side];
@@ -1271,7 +1560,8 @@ impl FlowTable {
             Transport::Udp { payload, .. } | Transport::Icmp { payload, .. } => {
                 end.payload += u64::from(payload);
                 flow.last_ns = flow.last_ns.max(ts_ns);
-                if kind == Kind::Udp && payload > 0 {
+                // Every datagram, empty ones too (Zeek's UDPAnalyzer::DeliverPacket).
+                if kind == Kind::Udp {
                     flow.check_history(side, H_DATA, 'D');
                 }
             }
@@ -1282,6 +1572,9 @@ impl FlowTable {
             from_orig: side == 0,
             resp_p: flow.resp_p,
             tunnel_refused: &mut flow.tunnel_refused,
+            carried_tunnel: &mut flow.carried_tunnel,
+            endpoints: (flow.orig_h, flow.orig_p, flow.resp_h, flow.resp_p),
+            new,
         })
     }
 }
@@ -1700,7 +1993,7 @@ mod tests {
     /// have their checksum broken.
     fn run_tcp_checked(packets: &[(i64, bool, u8, u32, u32, usize)], bad: &[usize]) -> Vec<FlowRecord> {
         let mut t = FlowTable::new(Timeouts::default(), 1);
-        t.verify_tcp_checksums(true);
+        t.verify_checksums(true);
         for (i, &(ms, from_a, flags, seq, ack, len)) in packets.iter().enumerate() {
             let mut frame = if from_a {
                 build::tcp4(A, 40000, B, 80, seq, ack, flags, len)
@@ -1781,6 +2074,142 @@ mod tests {
             ),
             ("C", "OTH", 0, 0, 0)
         );
+    }
+
+    /// `run_frames` through [`FlowTable::frame`], with checksums verified or not.
+    fn walk_checked(frames: &[(i64, Vec<u8>)], verify: bool) -> Vec<FlowRecord> {
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        t.verify_checksums(verify);
+        for (i, (ms, frame)) in frames.iter().enumerate() {
+            t.frame(i as u64 + 1, ms * 1_000_000, frame.len() as u32, 1, frame);
+        }
+        t.finish_all();
+        t.take_finished()
+    }
+
+    /// (history, conn_state, orig_pkts, resp_pkts, orig_bytes, resp_bytes) of a flow.
+    fn counts(f: &FlowRecord) -> (&str, &str, u64, u64, u64, u64) {
+        (
+            f.history.as_str(),
+            f.conn_state,
+            f.orig_pkts,
+            f.resp_pkts,
+            f.orig_bytes,
+            f.resp_bytes,
+        )
+    }
+
+    /// Zeek's rows for UDP, ICMP and IP checksums (without `-C`):
+    /// - UDP (packet_analysis/protocol/udp/UDP.cc `DeliverPacket`): a datagram with a bad
+    ///   checksum goes to `UDPSessionAdapter::HandleBadChecksum` (`C`/`c` at a side's 1st,
+    ///   10th, 100th ... one) and returns before `CheckHistory`, `UpdateLength` and the
+    ///   forward to ConnSize: a query, a bad answer and a good answer are `Dcd` with one packet
+    ///   each way; ten bad queries alone are `CC`, no packets, OTH. A zero checksum over IPv4 is
+    ///   "none" and never bad. Every good datagram, an empty one too, is `D`.
+    /// - ICMP (packet_analysis/protocol/icmp/ICMP.cc `DeliverPacket`): a bad checksum is a
+    ///   weird only; the message counts nowhere and leaves no letter.
+    /// - IPv4 header (packet_analysis/protocol/ip/IP.cc `AnalyzePacket`): a bad header
+    ///   checksum drops the packet before any connection: no row at all.
+    #[test]
+    fn bad_udp_icmp_and_ip_checksums_are_handled_as_zeek_does() {
+        let good = |src, sport, dst, dport, len| {
+            let mut f = build::udp4(src, sport, dst, dport, len);
+            build::set_udp4_checksum(&mut f);
+            f
+        };
+        let bad = |src, sport, dst, dport, len| {
+            let mut f = good(src, sport, dst, dport, len);
+            f[41] ^= 0x5a;
+            f
+        };
+        let dns = [
+            (0, good(A, 5000, B, 53, 30)),
+            (1, bad(B, 53, A, 5000, 60)),
+            (2, good(B, 53, A, 5000, 60)),
+        ];
+        assert_eq!(counts(&walk_checked(&dns, true)[0]), ("Dcd", "SF", 1, 1, 30, 60));
+        // Unchecked, the bad answer counts as any other.
+        assert_eq!(counts(&walk_checked(&dns, false)[0]), ("Dd", "SF", 1, 2, 30, 120));
+        let ten_bad: Vec<_> = (0..10).map(|i| (i, bad(A, 5000, B, 53, 30))).collect();
+        assert_eq!(counts(&walk_checked(&ten_bad, true)[0]), ("CC", "OTH", 0, 0, 0, 0));
+        // A zero checksum over IPv4 is no checksum.
+        let unsummed = [(0, build::udp4(A, 5000, B, 53, 30))];
+        assert_eq!(counts(&walk_checked(&unsummed, true)[0]), ("D", "S0", 1, 0, 30, 0));
+        // An empty datagram is still `D`.
+        let empty = [(0, good(A, 5000, B, 9999, 0)), (1, good(B, 9999, A, 5000, 0))];
+        assert_eq!(counts(&walk_checked(&empty, true)[0]), ("Dd", "SF", 1, 1, 0, 0));
+
+        let mut bad_reply = build::icmp4(B, A, 0, 0, 56);
+        bad_reply[36] ^= 0x5a;
+        let ping = [(0, build::icmp4(A, B, 8, 0, 56)), (1, bad_reply.clone())];
+        assert_eq!(counts(&walk_checked(&ping, true)[0]), ("", "OTH", 1, 0, 56, 0));
+        assert_eq!(counts(&walk_checked(&ping, false)[0]), ("", "OTH", 1, 1, 56, 56));
+        // A bad message alone still makes its connection, with nothing counted.
+        let alone = walk_checked(&[(0, bad_reply)], true);
+        assert_eq!(counts(&alone[0]), ("", "OTH", 0, 0, 0, 0));
+
+        let mut bad_header = good(A, 5000, B, 53, 30);
+        bad_header[24] ^= 0x5a;
+        assert!(walk_checked(&[(0, bad_header.clone())], true).is_empty());
+        assert_eq!(walk_checked(&[(0, bad_header)], false).len(), 1);
+    }
+
+    /// IP fragments as Zeek treats them (src/Frag.cc `FragReassembler`, IP.cc
+    /// `IPAnalyzer::AnalyzePacket`): nothing is delivered until the datagram is whole, then it
+    /// is one packet of its full length at the time of the fragment that completed it; a
+    /// datagram that never completes leaves no row; overlapping bytes keep what came first; a
+    /// fragment the capture cut is not reassembled and a first one goes on alone.
+    #[test]
+    fn fragments_are_reassembled_into_one_packet_as_zeek_does() {
+        let mut udp = build::udp4(A, 5000, B, 7000, 100);
+        build::set_udp4_checksum(&mut udp);
+        // 128 bytes of IP: 108 of data in fragments at 0, 40 and 80.
+        let frags = build::fragments4(&udp[14..], 7, &[40, 80]);
+        let out_of_order = [(0, frags[1].clone()), (1, frags[2].clone()), (2, frags[0].clone())];
+        for verify in [false, true] {
+            let f = walk_checked(&out_of_order, verify);
+            assert_eq!(f.len(), 1);
+            assert_eq!(counts(&f[0]), ("D", "S0", 1, 0, 100, 0), "verify {verify}");
+            assert_eq!((f[0].orig_ip_bytes, f[0].ts_ns, f[0].duration_ns), (128, 2_000_000, 0));
+        }
+        // The last fragment never comes: no row.
+        assert!(walk_checked(&[(0, frags[0].clone()), (1, frags[1].clone())], false).is_empty());
+
+        // A forged copy of the middle fragment: the bytes seen first stay, so the datagram's
+        // checksum tells which copy was kept.
+        let mut forged = frags[1].clone();
+        forged[40] ^= 0x5a;
+        let real_first = [
+            (0, frags[0].clone()),
+            (1, frags[1].clone()),
+            (2, forged.clone()),
+            (3, frags[2].clone()),
+        ];
+        assert_eq!(counts(&walk_checked(&real_first, true)[0]), ("D", "S0", 1, 0, 100, 0));
+        let forged_first = [
+            (0, frags[0].clone()),
+            (1, forged),
+            (2, frags[1].clone()),
+            (3, frags[2].clone()),
+        ];
+        assert_eq!(counts(&walk_checked(&forged_first, true)[0]), ("C", "OTH", 0, 0, 0, 0));
+
+        // The capture cut the first fragment (its header says 60 bytes of IP): it goes on
+        // alone, and the later ones form nothing.
+        let mut cut = frags[0].clone();
+        cut.truncate(14 + 20 + 20);
+        let f = walk_checked(&[(0, cut), (1, frags[1].clone()), (2, frags[2].clone())], false);
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].orig_pkts, f[0].orig_ip_bytes), (1, 60));
+
+        // IPv6: the fragment header goes, the datagram is 40 + 108 bytes.
+        let (a6, b6) = ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap());
+        let udp6 = build::ipv6(a6, b6, 17, &build::udp(5000, 7000, &[0u8; 100]));
+        let frags6 = build::fragments6(&udp6, 99, &[48]);
+        let f = walk_checked(&[(0, frags6[1].clone()), (5, frags6[0].clone())], false);
+        assert_eq!(f.len(), 1);
+        assert_eq!(counts(&f[0]), ("D", "S0", 1, 0, 100, 0));
+        assert_eq!((f[0].orig_ip_bytes, f[0].ts_ns), (148, 5_000_000));
     }
 
     const S: u8 = tf::SYN;
@@ -2376,6 +2805,13 @@ mod tests {
             assert!(likely_server_port(Kind::Udp, port), "udp {port}");
         }
         assert!(likely_server_port(Kind::Tcp, 1883));
+        // base/protocols/redis/main.zeek adds its port; finger, QUIC and DHCPv6 only register
+        // their analyzers for theirs.
+        assert!(likely_server_port(Kind::Tcp, 6379));
+        assert!(!likely_server_port(Kind::Tcp, 79));
+        for port in [546, 547, 784, 853] {
+            assert!(!likely_server_port(Kind::Udp, port), "udp {port}");
+        }
         // A MySQL server's answer seen first is not flipped (Zeek keeps the sender as originator).
         let f = run_frames(&[(
             0,
@@ -2529,6 +2965,83 @@ mod tests {
         let tcp: Vec<_> = flows.iter().filter(|f| f.proto == "tcp").collect();
         assert_eq!(tcp.len(), 1);
         assert_eq!(tcp[0].orig_pkts, 1, "only the other flow's packet was followed");
+    }
+
+    /// Zeek's tunnel.log (base/frameworks/tunnels/main.zeek): a tunnel is DISCOVERed when a
+    /// connection inside it is new (`new_connection`) or first comes through it
+    /// (`tunnel_changed`), CLOSEd when its own UDP connection is removed (at the end of the
+    /// capture: at its last packet's time), and EXPIREd when no new connection came through it
+    /// for `Tunnel::expiration_interval` (1 h); an IP tunnel has no connection to close, and
+    /// its ports are 0.
+    #[test]
+    fn the_tunnel_log_is_written_as_zeek_writes_it() {
+        let frames = [
+            vxlan_frame(true, &inner_tcp(true, 100, 0, tf::SYN)),
+            vxlan_frame(false, &inner_tcp(false, 500, 101, tf::SYN | tf::ACK)),
+            vxlan_frame(true, &inner_tcp(true, 101, 501, tf::ACK)),
+        ];
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        for (i, frame) in frames.iter().enumerate() {
+            t.frame(i as u64 + 1, i as i64 * 1_000_000, frame.len() as u32, 1, frame);
+        }
+        t.finish_all();
+        let flows = t.take_finished();
+        let uid_of = |port: u16| flows.iter().find(|f| f.orig_p == port).unwrap().uid.clone();
+        let (a, b) = (IpAddr::V4(v4("192.0.2.1")), IpAddr::V4(v4("192.0.2.2")));
+        let line = |ts_ns, uid: String, endpoints, action| TunnelRecord {
+            ts_ns,
+            uid,
+            endpoints,
+            tunnel: Tunnel::Vxlan,
+            action,
+        };
+        assert_eq!(
+            t.take_tunnel_log(),
+            vec![
+                line(0, uid_of(51000), (a, 51000, b, 4789), TunnelAction::Discover),
+                line(1_000_000, uid_of(52000), (b, 52000, a, 4789), TunnelAction::Discover),
+                line(2_000_000, uid_of(51000), (a, 51000, b, 4789), TunnelAction::Close),
+                line(2_000_000, uid_of(52000), (b, 52000, a, 4789), TunnelAction::Close),
+            ]
+        );
+
+        // IP in IP: discovered with its first inner connection, looked up again by the next
+        // one; two hours later a new connection finds it expired (1 h after the last lookup)
+        // and discovers it anew. Nothing closes it at the end.
+        let (a, b) = (v4("198.51.100.1"), v4("198.51.100.2"));
+        let ipip = |src, dst, inner: &[u8]| build::ethernet(0x0800, &build::ipv4(src, dst, 4, inner));
+        let udp_in = |sport: u16| build::udp4(v4("10.9.0.1"), sport, v4("10.9.0.2"), 53, 10)[14..].to_vec();
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        let hour = 3600 * NS;
+        for (i, (ts, frame)) in [
+            (0, ipip(a, b, &udp_in(1000))),
+            (hour / 2, ipip(b, a, &udp_in(1001))),
+            (hour / 2 + 2 * hour, ipip(a, b, &udp_in(1002))),
+        ]
+        .iter()
+        .enumerate()
+        {
+            t.frame(i as u64 + 1, *ts, frame.len() as u32, 1, frame);
+        }
+        t.finish_all();
+        let uid = t.take_finished()[0].tunnel_parents[0].clone();
+        let ends = (IpAddr::V4(a), 0, IpAddr::V4(b), 0);
+        let ip_line = |ts_ns, action| TunnelRecord {
+            ts_ns,
+            uid: uid.clone(),
+            endpoints: ends,
+            tunnel: Tunnel::Ip,
+            action,
+        };
+        let later = hour / 2 + 2 * hour;
+        assert_eq!(
+            t.take_tunnel_log(),
+            vec![
+                ip_line(0, TunnelAction::Discover),
+                ip_line(later, TunnelAction::Expire),
+                ip_line(later, TunnelAction::Discover),
+            ]
+        );
     }
 
     #[test]
