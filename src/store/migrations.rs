@@ -143,6 +143,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "range_macros",
         sql: include_str!("../../sql/025_range_macros.sql"),
     },
+    Migration {
+        version: 29,
+        name: "feedback_rows",
+        sql: include_str!("../../sql/029_feedback_rows.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -570,6 +575,7 @@ mod tests {
         (23, "bd4990ebcb303ac1688778cbf9e9a4ec1ebe93d78d19f0cc404eb8dfb794b65e"),
         (24, "6c20743e14dc08e81210c62a3768de07774d17adc8021882512340158699d2ef"),
         (25, "53110b51f5c1520c134affe7b0b6eb07455e27eeb59ae9b6c5b68a37f4ecf03c"),
+        (29, "42b31899e8af897b324b644381974efe6b00454257babf70a7d829477d63fb65"),
     ];
 
     #[test]
