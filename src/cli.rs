@@ -241,8 +241,8 @@ pub struct ReportArgs {
 /// Options of `feedback`.
 #[derive(Debug, Args, Clone)]
 pub struct FeedbackArgs {
-    /// Table of the flagged row: anomaly_scores, verdicts, port_scans, beacons, bursts,
-    /// long_connections
+    /// Table of the flagged row: anomaly_scores, ensemble_scores, verdicts, port_scans, beacons,
+    /// bursts, long_connections
     pub subject: String,
 
     /// The row's key (feedback.row_key says what it is for each table)

@@ -15,6 +15,7 @@ use crate::store::Store;
 /// The tables whose rows can be marked.
 pub const SUBJECTS: &[&str] = &[
     "anomaly_scores",
+    "ensemble_scores",
     "verdicts",
     "port_scans",
     "beacons",

@@ -204,15 +204,16 @@ pub(crate) fn fit_on_subsample<D>(
     x: ArrayView2<f64>,
     (sample, seed, contamination): (usize, u64, f64),
     fit: impl FnOnce(ArrayView2<f64>) -> Result<(D, Map<String, Value>)>,
-    score: impl Fn(&D, ArrayView2<f64>) -> Result<Vec<f64>>,
+    score: impl Fn(&D, ArrayView2<f64>, &[usize]) -> Result<Vec<f64>>,
 ) -> Result<SubsampleFit<D>> {
     check_finite(model, x)?;
     let standardizer = Standardizer::fit(x);
     let standardized = standardizer.apply(stage, x)?;
-    let rows = subsample(standardized.view(), sample, seed);
+    let drawn = subsample_rows(standardized.nrows(), sample, seed);
+    let rows = standardized.select(ndarray::Axis(0), &drawn);
     let (detector, mut metrics) = fit(rows.view())?;
     let started = Instant::now();
-    let scores = score(&detector, standardized.view())?;
+    let scores = score(&detector, standardized.view(), &drawn)?;
     let threshold = contamination_threshold(&scores, contamination);
     let out = applied(scores, threshold);
     let score_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -231,15 +232,21 @@ pub(crate) fn fit_on_subsample<D>(
 /// of seed and `i`) is among the `max` smallest, so rows appended to a source (a retrain's
 /// false positives, module marks) leave the draw of the others alone but for the ones they
 /// displace: a retrain differs from the fit before it by what was added, not by a new draw.
+#[cfg(test)]
 pub(crate) fn subsample(x: ArrayView2<f64>, max: usize, seed: u64) -> ndarray::Array2<f64> {
-    if x.nrows() <= max {
-        return x.to_owned();
+    x.select(ndarray::Axis(0), &subsample_rows(x.nrows(), max, seed))
+}
+
+/// The positions [`subsample`] draws from `n` rows, ascending (every row when `n <= max`).
+pub(crate) fn subsample_rows(n: usize, max: usize, seed: u64) -> Vec<usize> {
+    if n <= max {
+        return (0..n).collect();
     }
-    let mut keyed: Vec<(u64, usize)> = (0..x.nrows()).map(|i| (row_key(seed, i as u64), i)).collect();
+    let mut keyed: Vec<(u64, usize)> = (0..n).map(|i| (row_key(seed, i as u64), i)).collect();
     keyed.select_nth_unstable(max - 1);
     let mut rows: Vec<usize> = keyed[..max].iter().map(|&(_, i)| i).collect();
     rows.sort_unstable();
-    x.select(ndarray::Axis(0), &rows)
+    rows
 }
 
 /// SplitMix64 of seed and row number: a seeded, well-mixed key per row.

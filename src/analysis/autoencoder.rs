@@ -469,7 +469,7 @@ impl Stage for AutoencoderStage {
                 metrics.insert("validation_r2".into(), json!(training.best_validation_r2));
                 Ok((network, metrics))
             },
-            |network, x| network.score(x),
+            |network, x, _| network.score(x),
         )?;
         let model = AutoencoderModel {
             standardizer: fit.standardizer,

@@ -4,10 +4,13 @@
 //! the inertia curve in `kmeans_elbow`.
 //!
 //! Deliberate settings (linfa's defaults are 10 runs and a 1e-4 tolerance): one k-means++ run
-//! (scikit-learn's `n_init="auto"` for k-means++), tolerance 1e-2 on the centroid shift (the
-//! Euclidean norm of the change of all centroids), which on standard-scaled data is
-//! scikit-learn's default `tol=1e-4` (a bound on the squared shift relative to the mean
-//! variance, here 1), at most 300 iterations.
+//! (scikit-learn's `n_init="auto"` for k-means++), at most 300 iterations, and scikit-learn's
+//! default convergence test `tol=1e-4`: the sum of the centroids' squared shifts at most 1e-4
+//! times the mean variance of the columns. linfa bounds the Euclidean norm of that shift, so the
+//! tolerance given to it is sqrt(1e-4 x mean column variance), measured on the rows fitted. A
+//! fixed 1e-2 was that only for unit variance: one-hot columns (variance p(1 - p)) lower the
+//! mean, and the fixed value stopped earlier than scikit-learn (issue 21). `--set tolerance=`
+//! still sets linfa's bound directly.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -34,7 +37,10 @@ pub struct KMeansParams {
     pub k_min: usize,
     pub k_max: usize,
     pub n_runs: usize,
-    pub tolerance: f64,
+    /// linfa's bound on the centroids' shift; None = scikit-learn's `tol=1e-4` for the rows
+    /// fitted ([`scikit_learn_tolerance`]).
+    #[serde(default)]
+    pub tolerance: Option<f64>,
     pub max_iterations: u64,
     /// Share of the training rows farthest from their centre that evaluation counts as flagged.
     #[serde(default = "default_contamination")]
@@ -77,8 +83,19 @@ fn distinct_rows(x: ArrayView2<f64>, limit: usize) -> usize {
     seen.len()
 }
 
+/// scikit-learn's default relative tolerance (`KMeans(tol=1e-4)`).
+const SCIKIT_LEARN_TOL: f64 = 1e-4;
+
+/// The bound on the Euclidean norm of the centroids' shift that is scikit-learn's convergence
+/// test on `x`: sqrt(tol x mean column variance) (population variance, as numpy's `var`). Kept
+/// above zero for constant columns, where any shift is 0 anyway.
+fn scikit_learn_tolerance(x: ArrayView2<f64>) -> f64 {
+    let mean_variance = x.var_axis(Axis(0), 0.0).mean().unwrap_or(0.0);
+    (SCIKIT_LEARN_TOL * mean_variance).sqrt().max(1e-12)
+}
+
 /// One K-Means fit: centroids and inertia (sum of squared distances).
-fn fit_k(x: ArrayView2<f64>, k: usize, p: &KMeansParams, seed: u64) -> Result<(Array2<f64>, f64)> {
+fn fit_k(x: ArrayView2<f64>, k: usize, p: &KMeansParams, tolerance: f64, seed: u64) -> Result<(Array2<f64>, f64)> {
     // One k's fit runs inside linfa; the elbow's loop over k stops at Ctrl-C between them.
     if crate::interrupt::requested() {
         return Err(crate::error::Error::Interrupted);
@@ -87,7 +104,7 @@ fn fit_k(x: ArrayView2<f64>, k: usize, p: &KMeansParams, seed: u64) -> Result<(A
     let rng = Xoshiro256Plus::seed_from_u64(seed);
     let model = KMeans::params_with_rng(k, rng)
         .n_runs(p.n_runs)
-        .tolerance(p.tolerance)
+        .tolerance(tolerance)
         .max_n_iterations(p.max_iterations)
         .fit(&dataset)
         .map_err(|e| invalid(format!("K-Means with k={k} failed: {e}")))?;
@@ -134,7 +151,7 @@ impl Stage for KMeansStage {
     }
 
     fn params_help(&self) -> &'static str {
-        "k=auto|N (auto), k_min=2, k_max=10, n_runs=1, tolerance=0.01, max_iterations=300, contamination=0.05 (distance score)"
+        "k=auto|N (auto), k_min=2, k_max=10, n_runs=1, tolerance=scikit-learn's tol=1e-4 for the rows, max_iterations=300, contamination=0.05 (distance score)"
     }
 
     fn resolve(&self, set: &BTreeMap<String, String>) -> Result<Value> {
@@ -168,7 +185,10 @@ impl Stage for KMeansStage {
             k_min: count_param(NAME, set, "k_min", 2, 1_000, "a whole number")?,
             k_max: count_param(NAME, set, "k_max", 10, 1_000, "a whole number")?,
             n_runs: count_param(NAME, set, "n_runs", 1, 1_000, "a whole number of runs")?,
-            tolerance: param(NAME, set, "tolerance", 1e-2, "a positive number")?,
+            tolerance: match set.contains_key("tolerance") {
+                true => Some(param(NAME, set, "tolerance", 1e-2, "a positive number")?),
+                false => None,
+            },
             max_iterations: count_param(NAME, set, "max_iterations", 300, 1_000_000, "a whole number")? as u64,
             contamination: param(NAME, set, "contamination", 0.05, "a share above 0 and at most 0.5")?,
         };
@@ -188,7 +208,7 @@ impl Stage for KMeansStage {
                 p.k_min, p.k_max
             ));
         }
-        if p.n_runs == 0 || p.max_iterations == 0 || !(p.tolerance > 0.0 && p.tolerance.is_finite()) {
+        if p.n_runs == 0 || p.max_iterations == 0 || p.tolerance.is_some_and(|t| !(t > 0.0 && t.is_finite())) {
             return bad("n_runs and max_iterations must be at least 1 and tolerance positive".into());
         }
         to_json(NAME, &p)
@@ -197,6 +217,7 @@ impl Stage for KMeansStage {
     fn fit(&self, x: ArrayView2<f64>, params: &Value, seed: u64) -> Result<Fitted> {
         let p: KMeansParams = from_json(NAME, "parameters", params)?;
         let rows = x.nrows();
+        let tolerance = p.tolerance.unwrap_or_else(|| scikit_learn_tolerance(x));
         let mut metrics = Map::new();
         let (k, centroids, inertia) = match p.k {
             Some(k) => {
@@ -211,7 +232,7 @@ impl Stage for KMeansStage {
                         "k={k} but the source has only {distinct} distinct rows (after encoding)\n  hint: pick k <= {distinct}"
                     )));
                 }
-                let (c, inertia) = fit_k(x, k, &p, seed)?;
+                let (c, inertia) = fit_k(x, k, &p, tolerance, seed)?;
                 (k, c, inertia)
             }
             None => {
@@ -225,7 +246,7 @@ impl Stage for KMeansStage {
                 }
                 let mut curve = Vec::new();
                 for k in p.k_min..=k_max {
-                    let (c, inertia) = fit_k(x, k, &p, seed)?;
+                    let (c, inertia) = fit_k(x, k, &p, tolerance, seed)?;
                     curve.push((k, c, inertia));
                 }
                 let xs: Vec<f64> = curve.iter().map(|(k, _, _)| *k as f64).collect();
@@ -243,7 +264,7 @@ impl Stage for KMeansStage {
         metrics.insert("k_auto".into(), json!(p.k.is_none()));
         metrics.insert("inertia".into(), json!(inertia));
         metrics.insert("n_runs".into(), json!(p.n_runs));
-        metrics.insert("tolerance".into(), json!(p.tolerance));
+        metrics.insert("tolerance".into(), json!(tolerance));
         // Distance to the nearest centre as an anomaly score (a strong detector on NSL-KDD when
         // fit on normal rows): the threshold flags the contamination share of training rows.
         let (_, distances) = assign(&centroids, x);
@@ -433,6 +454,38 @@ mod tests {
         for blob in segments.chunks(30) {
             assert!(blob.iter().all(|s| *s == blob[0]), "one blob, one segment");
         }
+    }
+
+    #[test]
+    fn the_tolerance_is_scikit_learns_for_the_columns_fitted() {
+        // Issue 21: a fixed 0.01 is scikit-learn's tol=1e-4 only at unit variance. Standard-scaled
+        // numbers have it; two one-hot columns beside them (variance 0.25 and 0.1875) lower the
+        // mean variance, so scikit-learn's test is tighter than 0.01.
+        let x = blobs();
+        let scaled = Array2::from_shape_fn((90, 2), |(i, j)| {
+            let c = x.column(j);
+            (x[[i, j]] - c.mean().unwrap()) / c.std(0.0)
+        });
+        let with_categories = Array2::from_shape_fn((90, 4), |(i, j)| match j {
+            0 | 1 => scaled[[i, j]],
+            2 => f64::from(i % 2 == 0),
+            _ => f64::from(i % 4 == 0),
+        });
+        let mean_variance = with_categories.var_axis(Axis(0), 0.0).mean().unwrap();
+        let mut set = BTreeMap::new();
+        set.insert("k".to_string(), "3".to_string());
+        let params = KMeansStage.resolve(&set).unwrap();
+        let fitted = KMeansStage.fit(with_categories.view(), &params, 7).unwrap();
+        let used = fitted.metrics["tolerance"].as_f64().unwrap();
+        assert!((used - (1e-4 * mean_variance).sqrt()).abs() < 1e-15, "{used}");
+        assert!(used < 0.008, "{used}");
+        let fitted = KMeansStage.fit(scaled.view(), &params, 7).unwrap();
+        assert!((fitted.metrics["tolerance"].as_f64().unwrap() - 0.01).abs() < 1e-12);
+        // Given, it is used as it is.
+        set.insert("tolerance".to_string(), "0.5".to_string());
+        let params = KMeansStage.resolve(&set).unwrap();
+        let fitted = KMeansStage.fit(with_categories.view(), &params, 7).unwrap();
+        assert_eq!(fitted.metrics["tolerance"], json!(0.5));
     }
 
     #[test]

@@ -29,7 +29,10 @@
 //! tight cluster far from the origin the f32 rounding exceeds the gaps between neighbours). So
 //! the neighbours are exactly those of a scan of every row in f64 (a test checks), and
 //! duplicates are at distance exactly 0 as in scikit-learn. The reference rows with their k-distance and lrd are
-//! the stored model; the index is rebuilt from them when a stored model scores. Ctrl-C is checked
+//! the stored model, with the index's clusters (which rows, the centres): a stored model
+//! rebuilds its index from them without clustering again. When `train` scores its own rows, a
+//! reference row's neighbours are itself and the fit's neighbours of it, so only the other rows
+//! are searched. Ctrl-C is checked
 //! between chunks of the clustering and between query blocks (well under a second each), and the
 //! run then stores nothing (issue 22).
 //!
@@ -72,9 +75,24 @@ pub struct LocalOutlierFactor {
     pub k_distance: Vec<f64>,
     #[serde(with = "crate::analysis::anomaly::exact::vec")]
     pub lrd: Vec<f64>,
+    /// How the fit grouped the reference rows into the index's clusters, stored with the model
+    /// so that a score rebuilds the index without clustering again. Models stored before it
+    /// have none and cluster on first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    layout: Option<IndexLayout>,
     /// The neighbour index over `reference`, built on first use.
     #[serde(skip)]
     index: OnceLock<ClusterIndex>,
+}
+
+/// The clusters of a [`ClusterIndex`]: reference rows in grouped order, where each cluster
+/// ends, and the centres. The radii, f32 rows and norms follow from these and the rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IndexLayout {
+    original: Vec<usize>,
+    ends: Vec<usize>,
+    #[serde(with = "crate::analysis::anomaly::exact::matrix")]
+    centres: Array2<f64>,
 }
 
 /// The stored model.
@@ -181,11 +199,19 @@ fn argmin(values: ArrayView1<f64>) -> usize {
 }
 
 impl ClusterIndex {
+    /// What [`ClusterIndex::assemble`] needs to rebuild this index.
+    fn layout(&self) -> IndexLayout {
+        IndexLayout {
+            original: self.original.clone(),
+            ends: self.clusters.iter().map(|c| c.end).collect(),
+            centres: self.centres.clone(),
+        }
+    }
+
     /// Groups the reference rows around about 4 sqrt(m) centres: evenly spaced rows as the
     /// start, then a few Lloyd steps (deterministic; no seed needed).
     fn new(reference: &Array2<f64>) -> Result<Self> {
         let m = reference.nrows();
-        let d = reference.ncols();
         let wanted = ((CLUSTERS_PER_ROOT * (m as f64).sqrt()) as usize).clamp(1, (m / 16).max(1));
         let starts: Vec<usize> = (0..wanted).map(|c| c * m / wanted).collect();
         let mut centres = reference.select(Axis(0), &starts);
@@ -208,31 +234,60 @@ impl ClusterIndex {
                 }
             }
         }
-        // Members of each (non-empty) cluster, its radius measured exactly.
+        // Members of each (non-empty) cluster.
         let mut members: Vec<Vec<usize>> = vec![Vec::new(); centres.nrows()];
         for (i, &c) in home.iter().enumerate() {
             members[c].push(i);
         }
         let mut original = Vec::with_capacity(m);
-        let mut clusters = Vec::new();
+        let mut ends = Vec::new();
         let mut kept_centres = Vec::new();
         for (c, rows) in members.iter().enumerate() {
             if rows.is_empty() {
                 continue;
             }
-            let radius = rows
-                .iter()
-                .map(|&i| distance(reference.row(i), centres.row(c)))
-                .fold(0.0, f64::max);
-            clusters.push(Cluster {
-                start: original.len(),
-                end: original.len() + rows.len(),
-                radius,
-            });
-            kept_centres.push(c);
             original.extend_from_slice(rows);
+            ends.push(original.len());
+            kept_centres.push(c);
         }
-        let centres = centres.select(Axis(0), &kept_centres);
+        let layout = IndexLayout {
+            original,
+            ends,
+            centres: centres.select(Axis(0), &kept_centres),
+        };
+        Self::assemble(reference, &layout)
+    }
+
+    /// The index of `layout` over `reference`: each cluster's radius measured exactly, and the
+    /// rows in f32 with their norms. Refuses a layout that does not fit the rows (a damaged model).
+    fn assemble(reference: &Array2<f64>, layout: &IndexLayout) -> Result<Self> {
+        let (m, d) = reference.dim();
+        let damaged = || invalid("the stored neighbour index does not fit its reference rows; train the model again");
+        let mut seen = vec![false; m];
+        if layout.original.len() != m
+            || layout.centres.dim() != (layout.ends.len(), d)
+            || layout.ends.last() != Some(&m)
+            || layout.ends.windows(2).any(|w| w[0] >= w[1])
+            || layout.ends.first() == Some(&0)
+            || layout
+                .original
+                .iter()
+                .any(|&i| i >= m || std::mem::replace(&mut seen[i], true))
+        {
+            return Err(damaged());
+        }
+        let mut clusters = Vec::with_capacity(layout.ends.len());
+        let mut start = 0;
+        for (c, &end) in layout.ends.iter().enumerate() {
+            let radius = layout.original[start..end]
+                .iter()
+                .map(|&i| distance(reference.row(i), layout.centres.row(c)))
+                .fold(0.0, f64::max);
+            clusters.push(Cluster { start, end, radius });
+            start = end;
+        }
+        let original = layout.original.clone();
+        let centres = layout.centres.clone();
         let mut grouped = Array2::<f32>::zeros((m, d + 1));
         let mut norms = Vec::with_capacity(m);
         for (g, &i) in original.iter().enumerate() {
@@ -439,6 +494,12 @@ fn distance(a: ArrayView1<f64>, b: ArrayView1<f64>) -> f64 {
 impl LocalOutlierFactor {
     /// Fits on every row of `reference` (at least k + 1 rows).
     pub fn fit(reference: Array2<f64>, k: usize) -> Result<Self> {
+        Ok(Self::fit_keeping_neighbours(reference, k)?.0)
+    }
+
+    /// [`LocalOutlierFactor::fit`], also returning each reference row's k nearest other
+    /// reference rows, which [`LocalOutlierFactor::score_with_reference`] reuses.
+    fn fit_keeping_neighbours(reference: Array2<f64>, k: usize) -> Result<(Self, Vec<Neighbours>)> {
         let n = reference.nrows();
         if k == 0 || n <= k {
             return Err(invalid(format!(
@@ -451,13 +512,15 @@ impl LocalOutlierFactor {
         let found = index.k_nearest(&reference, reference.view(), k, true)?;
         let k_distance: Vec<f64> = found.iter().map(|nb| nb.last().map_or(0.0, |(_, d)| *d)).collect();
         let lrd: Vec<f64> = found.iter().map(|nb| density(nb, &k_distance)).collect();
-        Ok(LocalOutlierFactor {
+        let lof = LocalOutlierFactor {
             k,
             reference,
             k_distance,
             lrd,
+            layout: Some(index.layout()),
             index: OnceLock::from(index),
-        })
+        };
+        Ok((lof, found))
     }
 
     /// LOF of each row of `x` against the reference rows.
@@ -468,22 +531,66 @@ impl LocalOutlierFactor {
         }
         check_width("local outlier factor", self.reference.ncols(), x)?;
         check_finite("local outlier factor", x)?;
-        let index = match self.index.get() {
-            Some(index) => index,
-            None => {
-                let built = ClusterIndex::new(&self.reference)?;
-                self.index.get_or_init(|| built)
-            }
+        let found = self.index()?.k_nearest(&self.reference, x, self.k, false)?;
+        Ok(found.iter().map(|nb| self.factor(nb)).collect())
+    }
+
+    /// [`LocalOutlierFactor::score`] of the rows of `x`, of which rows `drawn[i]` are reference
+    /// row i (the fit's subsample) and `fit_neighbours` the fit's. A reference row's k nearest
+    /// reference rows are itself (at distance 0) and the first k - 1 of its nearest others,
+    /// ordered by distance and index as a search finds them: the same list, so the same score,
+    /// without searching for it again.
+    fn score_with_reference(
+        &self,
+        x: ArrayView2<f64>,
+        drawn: &[usize],
+        fit_neighbours: &[Neighbours],
+    ) -> Result<Vec<f64>> {
+        let n = self.reference.nrows();
+        if drawn.len() != n || fit_neighbours.len() != n || drawn.iter().any(|&row| row >= x.nrows()) {
+            return Err(invalid("the reference rows are not rows of the training rows"));
+        }
+        let mut reference_of = vec![None; x.nrows()];
+        for (i, &row) in drawn.iter().enumerate() {
+            reference_of[row] = Some(i);
+        }
+        let others: Vec<usize> = (0..x.nrows()).filter(|&row| reference_of[row].is_none()).collect();
+        let mut searched = self.score(x.select(Axis(0), &others).view())?.into_iter();
+        let mut scores = Vec::with_capacity(x.nrows());
+        for own in reference_of {
+            scores.push(match own {
+                Some(i) => {
+                    let mut nb: Neighbours = Vec::with_capacity(self.k);
+                    nb.push((i, 0.0));
+                    nb.extend(fit_neighbours[i].iter().take(self.k - 1).copied());
+                    nb.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                    self.factor(&nb)
+                }
+                None => searched
+                    .next()
+                    .ok_or_else(|| invalid("fewer scores than rows searched"))?,
+            });
+        }
+        Ok(scores)
+    }
+
+    /// The index, built on first use: from the stored layout when the model has one.
+    fn index(&self) -> Result<&ClusterIndex> {
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        let built = match &self.layout {
+            Some(layout) => ClusterIndex::assemble(&self.reference, layout)?,
+            None => ClusterIndex::new(&self.reference)?,
         };
-        let found = index.k_nearest(&self.reference, x, self.k, false)?;
-        Ok(found
-            .iter()
-            .map(|nb| {
-                let own = density(nb, &self.k_distance);
-                let mean_neighbour: f64 = nb.iter().map(|(i, _)| self.lrd[*i]).sum::<f64>() / nb.len() as f64;
-                mean_neighbour / own
-            })
-            .collect())
+        Ok(self.index.get_or_init(|| built))
+    }
+
+    /// LOF of a row from its k nearest reference rows.
+    fn factor(&self, nb: &[(usize, f64)]) -> f64 {
+        let own = density(nb, &self.k_distance);
+        let mean_neighbour: f64 = nb.iter().map(|(i, _)| self.lrd[*i]).sum::<f64>() / nb.len() as f64;
+        mean_neighbour / own
     }
 }
 
@@ -544,13 +651,16 @@ impl Stage for LofStage {
                 let mut metrics = Map::new();
                 metrics.insert("sample_rows".into(), json!(reference.nrows()));
                 metrics.insert("k".into(), json!(p.k));
-                Ok((LocalOutlierFactor::fit(reference.to_owned(), p.k)?, metrics))
+                Ok((
+                    LocalOutlierFactor::fit_keeping_neighbours(reference.to_owned(), p.k)?,
+                    metrics,
+                ))
             },
-            |lof, x| lof.score(x),
+            |(lof, neighbours), x, drawn| lof.score_with_reference(x, drawn, neighbours),
         )?;
         let model = LofModel {
             standardizer: fit.standardizer,
-            lof: fit.detector,
+            lof: fit.detector.0,
             threshold: fit.threshold,
             contamination: p.contamination,
         };
@@ -684,6 +794,51 @@ mod tests {
         for (g, e) in got.iter().zip(expected) {
             assert!((g - e).abs() < 1e-9 * e.abs().max(1.0), "{got:?} against {expected:?}");
         }
+    }
+
+    #[test]
+    fn reference_rows_reuse_the_fit_neighbours_and_score_as_a_search_does() {
+        // Duplicates (ties at distance 0 on both sides of a row's own index) and spread rows.
+        let mut flat = Vec::new();
+        for i in 0..400 {
+            let v = if i % 9 == 0 {
+                1.0
+            } else {
+                (i as f64 * 0.37).sin() * (1 + i % 5) as f64
+            };
+            flat.extend([v, (i as f64 * 0.11).cos(), if i % 13 == 0 { 0.0 } else { v * 0.5 }]);
+        }
+        let x = Array2::from_shape_vec((400, 3), flat).unwrap();
+        let drawn = crate::analysis::anomaly::subsample_rows(400, 150, 3);
+        for k in [1, 4, 20] {
+            let (lof, neighbours) = LocalOutlierFactor::fit_keeping_neighbours(x.select(Axis(0), &drawn), k).unwrap();
+            let reused = lof.score_with_reference(x.view(), &drawn, &neighbours).unwrap();
+            let searched = lof.score(x.view()).unwrap();
+            assert_eq!(reused, searched, "k={k}: bit for bit");
+        }
+    }
+
+    #[test]
+    fn a_stored_model_keeps_its_index_and_a_damaged_one_is_refused() {
+        let x = Array2::from_shape_fn((300, 4), |(i, j)| ((i * 7 + j * 3) % 17) as f64 * 0.3 + (i % 4) as f64);
+        let lof = LocalOutlierFactor::fit(x.clone(), 5).unwrap();
+        let queries = x.mapv(|v| v + 0.05);
+        let expected = lof.score(queries.view()).unwrap();
+        let stored = serde_json::to_value(&lof).unwrap();
+        assert!(stored.get("layout").is_some(), "the index layout is stored");
+        let loaded: LocalOutlierFactor = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(loaded.score(queries.view()).unwrap(), expected);
+        // A model stored before the layout clusters again, with the same scores.
+        let mut older = stored.clone();
+        older.as_object_mut().unwrap().remove("layout");
+        let older: LocalOutlierFactor = serde_json::from_value(older).unwrap();
+        assert_eq!(older.score(queries.view()).unwrap(), expected);
+        // A layout that does not fit the rows is refused, never searched.
+        let mut damaged = stored;
+        damaged["layout"]["original"][0] = damaged["layout"]["original"][1].clone();
+        let damaged: LocalOutlierFactor = serde_json::from_value(damaged).unwrap();
+        let err = damaged.score(queries.view()).unwrap_err().to_string();
+        assert!(err.contains("train the model again"), "{err}");
     }
 
     #[test]

@@ -4,13 +4,20 @@
 //! trains the normal model (it is left out of the fitting rows when it is one of them). The
 //! threshold is then re-chosen by the stage's fit on those rows, as on any fit.
 //!
-//! A mark names a row of `anomaly_scores` (`row_key` = its `row_id`) in one
-//! run; the row is found again in that run's input (`model_runs.input`) by the run's id column
-//! when it had one, else by its position, and encoded with the model being fitted. Marks whose
-//! input cannot be read with the model's features any more are counted and said, never guessed.
+//! A mark names a row of `anomaly_scores` or `ensemble_scores` (`row_key` = its `row_id`) in one
+//! run; the row is found again in that run's input (`model_runs.input`) by a stable key, never by
+//! its position alone: the run's id column when it had one, else the key of the row's values
+//! that the run stored in `scored_row_keys` (a hash of all the source's columns). So a mark stays
+//! on its row when rows were added, removed or reordered since the run, and a row whose values
+//! changed is no longer found (counted and said). Equal rows share a key: a mark on one is a mark
+//! on each (the model cannot tell them apart either). Runs from before migration 29 stored no
+//! keys; their marks fall back to the position. The row is encoded with the model being fitted.
+//! Marks whose input cannot be read with the model's features any more are counted and said,
+//! never guessed.
 //!
-//! May use the store: reads `latest_feedback`, `model_runs`, the marked result tables and the
-//! marked runs' inputs; writes only its run-private scratch tables (dropped again).
+//! May use the store: reads `latest_feedback`, `model_runs`, `scored_row_keys`, the marked
+//! result tables and the marked runs' inputs; writes only its run-private scratch tables
+//! (dropped again).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,9 +28,8 @@ use super::features::{self, Encoding, Loaded, Selection, Source, INPUT_ROW};
 use crate::error::{Error, Result};
 use crate::store::{quote_ident, Store};
 
-/// Result tables whose marked rows retraining uses (the anomaly stages' rows; `feedback` takes
-/// no marks on `ensemble_scores` rows yet).
-pub const SUBJECTS: &[&str] = &["anomaly_scores"];
+/// Result tables whose marked rows retraining uses (the anomaly stages' and the ensemble's rows).
+pub const SUBJECTS: &[&str] = &["anomaly_scores", "ensemble_scores"];
 /// Copies of each false positive among the fitting rows when `--set feedback_weight` is not given.
 pub const DEFAULT_WEIGHT: usize = 10;
 /// Largest `feedback_weight`.
@@ -34,8 +40,17 @@ pub const MAX_WEIGHT: usize = 1000;
 enum RowKey {
     /// The run's id column, as text.
     Id(String),
-    /// Position in the input as read (no id column).
+    /// The key of the row's values ([`row_key_sql`], stored in `scored_row_keys`).
+    Values(u64),
+    /// Position in the input as read (a run without an id column from before migration 29).
     Position(usize),
+}
+
+/// SQL for the key of a row's values: DuckDB's `hash()` of every column of the source, in its
+/// order (`prefix` qualifies the columns, e.g. `"i."`).
+pub fn row_key_sql(prefix: &str, columns: &[String]) -> String {
+    let columns: Vec<String> = columns.iter().map(|c| format!("{prefix}{}", quote_ident(c))).collect();
+    format!("hash({})", columns.join(", "))
 }
 
 /// The marks of one input read by marked runs with one id column.
@@ -119,21 +134,24 @@ pub fn fitting_rows(
         let positions = positions(conn, rows, marks)?;
         let mut missing = 0usize;
         for (key, false_positive) in &marks.rows {
-            let Some(&row) = positions.get(key) else {
+            let Some(found) = positions.get(key).filter(|f| !f.is_empty()) else {
                 missing += 1;
                 continue;
             };
             match (false_positive, same_rows) {
                 (true, _) => {
+                    // Equal rows (one key) are one point to the model: added once.
                     used.false_positives += 1;
                     let copies = if same_rows { weight.saturating_sub(1) } else { weight };
                     for _ in 0..copies {
-                        added.push(rows.x.row(row).to_vec());
+                        added.push(rows.x.row(found[0]).to_vec());
                     }
                 }
                 (false, true) => {
-                    used.true_positives_excluded += usize::from(!exclude[row]);
-                    exclude[row] = true;
+                    for &row in found {
+                        used.true_positives_excluded += usize::from(!exclude[row]);
+                        exclude[row] = true;
+                    }
                 }
                 (false, false) => used.true_positives_elsewhere += 1,
             }
@@ -177,11 +195,12 @@ fn read_marks(conn: &Connection) -> Result<(BTreeMap<(String, Option<String>), I
         .join(" UNION ALL ");
     let in_list = SUBJECTS.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
     let sql = format!(
-        "SELECT f.label = 'false_positive', r.input, r.id_column, s.row_id, s.id \
+        "SELECT f.label = 'false_positive', r.input, r.id_column, s.row_id, s.id, k.row_key \
          FROM latest_feedback f \
          JOIN model_runs r ON r.run_id = f.run_id \
          JOIN ({subjects}) s ON s.subject = f.subject AND s.run_id = f.run_id \
               AND CAST(s.row_id AS VARCHAR) = trim(f.row_key) \
+         LEFT JOIN scored_row_keys k ON k.run_id = s.run_id AND k.row_id = s.row_id \
          WHERE f.subject IN ({in_list}) ORDER BY f.feedback_id"
     );
     let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
@@ -193,16 +212,18 @@ fn read_marks(conn: &Connection) -> Result<(BTreeMap<(String, Option<String>), I
                 r.get::<_, Option<String>>(2)?,
                 r.get::<_, i64>(3)?,
                 r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<u64>>(5)?,
             ))
         })
         .map_err(Error::sql)?;
     let mut groups: BTreeMap<(String, Option<String>), InputMarks> = BTreeMap::new();
     let mut found = 0usize;
     for row in rows {
-        let (false_positive, input, id_column, row_id, id) = row.map_err(Error::sql)?;
+        let (false_positive, input, id_column, row_id, id, values) = row.map_err(Error::sql)?;
         found += 1;
-        let key = match (&id_column, id) {
-            (Some(_), Some(id)) => RowKey::Id(id),
+        let key = match (&id_column, id, values) {
+            (Some(_), Some(id), _) => RowKey::Id(id),
+            (None, _, Some(values)) => RowKey::Values(values),
             _ => RowKey::Position(usize::try_from(row_id).unwrap_or(usize::MAX)),
         };
         // Ordered by feedback_id: a later mark of the same source row replaces an earlier one.
@@ -258,31 +279,34 @@ fn read_input(
     })
 }
 
-/// Where each marked row is among `rows` (x row = INPUT_ROW).
-fn positions(conn: &Connection, rows: &Loaded, marks: &InputMarks) -> Result<HashMap<RowKey, usize>> {
+/// Where each marked row is among `rows` (x row = INPUT_ROW): one row for an id (the first with
+/// it, as for any id column that repeats) or a position, every equal row for a key of values.
+fn positions(conn: &Connection, rows: &Loaded, marks: &InputMarks) -> Result<HashMap<RowKey, Vec<usize>>> {
     let n = rows.x.nrows();
-    let mut out = HashMap::new();
-    let wanted_ids: HashMap<&str, &RowKey> = marks
-        .rows
-        .keys()
-        .filter_map(|k| match k {
-            RowKey::Id(id) => Some((id.as_str(), k)),
-            RowKey::Position(_) => None,
-        })
-        .collect();
+    let mut out: HashMap<RowKey, Vec<usize>> = HashMap::new();
+    let mut wanted_ids: HashMap<String, &RowKey> = HashMap::new();
+    let mut wanted_values: HashMap<u64, &RowKey> = HashMap::new();
     for key in marks.rows.keys() {
-        if let RowKey::Position(p) = key {
-            if *p < n {
-                out.insert(key.clone(), *p);
+        match key {
+            RowKey::Id(id) => {
+                wanted_ids.insert(id.clone(), key);
+            }
+            RowKey::Values(v) => {
+                wanted_values.insert(*v, key);
+            }
+            RowKey::Position(p) => {
+                if *p < n {
+                    out.insert(key.clone(), vec![*p]);
+                }
             }
         }
     }
+    let input = quote_ident(&rows.input_table);
     if let (false, Some(id)) = (wanted_ids.is_empty(), &rows.id_column) {
         let mut stmt = conn
             .prepare(&format!(
-                "SELECT {INPUT_ROW}, CAST({} AS VARCHAR) FROM {} ORDER BY {INPUT_ROW}",
+                "SELECT {INPUT_ROW}, CAST({} AS VARCHAR) FROM {input} ORDER BY {INPUT_ROW}",
                 quote_ident(id),
-                quote_ident(&rows.input_table)
             ))
             .map_err(Error::sql)?;
         let ids = stmt
@@ -291,8 +315,24 @@ fn positions(conn: &Connection, rows: &Loaded, marks: &InputMarks) -> Result<Has
         for row in ids {
             let (position, id) = row.map_err(Error::sql)?;
             if let Some(key) = id.as_deref().and_then(|id| wanted_ids.get(id)) {
-                // The first row with an id counts, as for any id column that repeats.
-                out.entry((*key).clone()).or_insert(position as usize);
+                out.entry((*key).clone()).or_insert_with(|| vec![position as usize]);
+            }
+        }
+    }
+    if !wanted_values.is_empty() {
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {INPUT_ROW}, {} FROM {input} ORDER BY {INPUT_ROW}",
+                row_key_sql("", &rows.source_columns)
+            ))
+            .map_err(Error::sql)?;
+        let keys = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, u64>(1)?)))
+            .map_err(Error::sql)?;
+        for row in keys {
+            let (position, values) = row.map_err(Error::sql)?;
+            if let Some(key) = wanted_values.get(&values) {
+                out.entry((*key).clone()).or_default().push(position as usize);
             }
         }
     }
@@ -511,5 +551,181 @@ mod tests {
             runs[0].notes
         );
         assert_eq!(runs[0].rows_in, 460, "left out of the fit, still scored");
+    }
+
+    /// The rows of `setup` again, without an id column: `tag` numbers them but is neither the id
+    /// nor a feature, so runs on them have only positions and keys of values.
+    fn setup_without_ids(store: &Store) {
+        setup(store);
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TABLE train_plain AS SELECT id AS tag, a, b, label FROM train_rows ORDER BY id;
+                 CREATE TABLE test_plain AS SELECT id AS tag, a, b, label FROM test_rows ORDER BY id;",
+            )
+            .unwrap();
+    }
+
+    /// Scores `test_plain`; returns the run and (row_id, tag, attack) by falling score, each row
+    /// found by its key of values.
+    fn ranked_by_values(store: &Store, model: &str) -> (i64, Vec<(i64, i64, bool)>) {
+        let run = score(
+            store,
+            &ScoreRequest {
+                model: model.into(),
+                source: "test_plain".into(),
+                into: None,
+                label: None,
+                id: None,
+            },
+            Utc::now(),
+        )
+        .unwrap()
+        .run_id;
+        let key = row_key_sql("t.", &["tag".into(), "a".into(), "b".into(), "label".into()]);
+        let mut stmt = store
+            .conn()
+            .prepare(&format!(
+                "SELECT s.row_id, t.tag, t.label <> 'normal' FROM anomaly_scores s \
+                 JOIN scored_row_keys k USING (run_id, row_id) \
+                 JOIN test_plain t ON {key} = k.row_key WHERE s.run_id = ? ORDER BY s.score DESC, s.row_id"
+            ))
+            .unwrap();
+        let rows: Vec<(i64, i64, bool)> = stmt
+            .query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let count: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM test_plain", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows.len() as i64, count, "every scored row has its key");
+        (run, rows)
+    }
+
+    #[test]
+    fn marks_stay_on_their_rows_when_the_source_changed_since() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        setup_without_ids(&store);
+        let mut req = request(true);
+        req.source = Some("train_plain".into());
+        req.selection.id = None;
+        req.model = Some("plain".into());
+        let trained = train(&store, &req, Utc::now()).unwrap();
+        let keys: i64 = store
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM scored_row_keys WHERE run_id = ?",
+                [trained.run_id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(keys, 400, "a run without an id column keys every row");
+        let (run, before) = ranked_by_values(&store, "plain");
+        let p_before = held_out_precision(&before);
+        let false_positives = mark_top(&store, run, &before);
+        assert!(false_positives > 0 && p_before < 0.9, "{p_before}");
+        // The source changes after the marks: its rows come in the opposite order and ten
+        // unmarked rows are gone, so no marked row is at its position any more.
+        store
+            .conn()
+            .execute_batch(
+                "CREATE OR REPLACE TABLE test_plain AS SELECT * FROM test_plain \
+                 WHERE tag NOT IN (SELECT tag FROM test_plain ORDER BY tag LIMIT 10) ORDER BY tag DESC",
+            )
+            .unwrap();
+        let runs = retrain(&store, Some("plain"), Utc::now()).unwrap();
+        assert_eq!(runs[0].metrics["feedback"]["unmatched"], 0, "{:?}", runs[0].notes);
+        assert_eq!(
+            runs[0].metrics["feedback"]["false_positives_added"], false_positives,
+            "{:?}",
+            runs[0].notes
+        );
+        let (_, after) = ranked_by_values(&store, "plain");
+        let p_after = held_out_precision(&after);
+        assert!(
+            p_after >= p_before + 0.3,
+            "the marks found their rows again: precision@40 {p_before} -> {p_after}"
+        );
+        // A marked row whose values changed is not its row any more: counted and said.
+        store
+            .conn()
+            .execute_batch("UPDATE test_plain SET a = a + 0.001")
+            .unwrap();
+        let runs = retrain(&store, Some("plain"), Utc::now()).unwrap();
+        assert_eq!(runs[0].metrics["feedback"]["false_positives_added"], 0);
+        assert!(
+            runs[0].notes.iter().any(|n| n.contains("no longer in 'test_plain'")),
+            "{:?}",
+            runs[0].notes
+        );
+    }
+
+    #[test]
+    fn rows_of_an_ensemble_can_be_marked_and_its_retrain_uses_them() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        setup(&store);
+        let mut set = BTreeMap::new();
+        set.insert("members".to_string(), "lof,iforest".to_string());
+        set.insert("lof.k".to_string(), "10".to_string());
+        let req = TrainRequest {
+            stage: "ensemble".into(),
+            source: Some("train_rows".into()),
+            selection: request(true).selection,
+            model: Some("both".into()),
+            seed: 1,
+            set,
+        };
+        train(&store, &req, Utc::now()).unwrap();
+        let run = score(
+            &store,
+            &ScoreRequest {
+                model: "both".into(),
+                source: "test_rows".into(),
+                into: None,
+                label: None,
+                id: Some("id".into()),
+            },
+            Utc::now(),
+        )
+        .unwrap()
+        .run_id;
+        // The analyst marks the ensemble's 20 highest normal rows false positive, 5 attacks true.
+        let marked: Vec<(i64, bool)> = store
+            .conn()
+            .prepare(
+                "(SELECT e.row_id, false FROM ensemble_scores e JOIN test_rows t ON CAST(t.id AS VARCHAR) = e.id \
+                  WHERE e.run_id = ? AND t.label = 'normal' ORDER BY e.score DESC, e.row_id LIMIT 20) \
+                 UNION ALL (SELECT e.row_id, true FROM ensemble_scores e JOIN test_rows t ON CAST(t.id AS VARCHAR) = e.id \
+                  WHERE e.run_id = ? AND t.label = 'attack' ORDER BY e.score DESC, e.row_id LIMIT 5)",
+            )
+            .unwrap()
+            .query_map([run, run], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(marked.len(), 25);
+        for (row_id, attack) in &marked {
+            let mark = FeedbackRequest {
+                subject: "ensemble_scores".into(),
+                run_id: Some(run),
+                row_key: row_id.to_string(),
+                label: if *attack {
+                    Label::TruePositive
+                } else {
+                    Label::FalsePositive
+                },
+                note: None,
+                analyst: None,
+            };
+            record(&store, &mark, Utc::now()).unwrap();
+        }
+        let runs = retrain(&store, Some("both"), Utc::now()).unwrap();
+        let feedback = &runs[0].metrics["feedback"];
+        assert_eq!(feedback["false_positives_added"], 20, "{:?}", runs[0].notes);
+        assert_eq!(feedback["true_positives_not_in_source"], 5);
+        assert_eq!(feedback["unmatched"], 0);
+        assert_eq!(feedback["fit_rows"], 400 + 20 * DEFAULT_WEIGHT);
     }
 }

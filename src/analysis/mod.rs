@@ -11,8 +11,8 @@
 //! [`retrain`] and [`explain::explain`] are the library entry points (the commands and `watch`
 //! call them).
 //! May touch: the store (reads any relation; writes only the analysis tables of
-//! `sql/003_analysis.sql`, `sql/012_ensemble.sql`, `sql/018_explain.sql` and its own run-private
-//! scratch tables).
+//! `sql/003_analysis.sql`, `sql/012_ensemble.sql`, `sql/018_explain.sql`, `scored_row_keys` of
+//! `sql/029_feedback_rows.sql` and its own run-private scratch tables).
 
 pub mod anomaly;
 pub mod autoencoder;
@@ -944,6 +944,15 @@ fn write_rows(
             quote_ident(&scratch)
         ))
         .map_err(Error::sql)?;
+        // Without an id column a row's position is all its result row names: the key of its
+        // values lets an analyst's mark find it again in a source that changed (module marks).
+        if loaded.id_column.is_none() && marks::SUBJECTS.contains(&table) {
+            conn.execute_batch(&format!(
+                "INSERT INTO scored_row_keys SELECT {run_id}, {INPUT_ROW}, {} FROM {input}",
+                marks::row_key_sql("", &loaded.source_columns)
+            ))
+            .map_err(Error::sql)?;
+        }
     }
     if let Some(into) = into {
         if let Some(clash) = applied

@@ -359,7 +359,7 @@ impl Stage for OcsvmStage {
                 metrics.insert("converged".into(), json!(iterations < p.max_iter));
                 Ok((svm, metrics))
             },
-            |svm, x| Ok(svm.score(x)?.to_vec()),
+            |svm, x, _| Ok(svm.score(x)?.to_vec()),
         )?;
         let model = OcsvmModel {
             standardizer: fit.standardizer,

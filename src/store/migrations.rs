@@ -153,6 +153,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "tunnels",
         sql: include_str!("../../sql/028_tunnels.sql"),
     },
+    Migration {
+        version: 29,
+        name: "feedback_rows",
+        sql: include_str!("../../sql/029_feedback_rows.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -582,6 +587,7 @@ mod tests {
         (25, "53110b51f5c1520c134affe7b0b6eb07455e27eeb59ae9b6c5b68a37f4ecf03c"),
         (26, "0d215ad3be72507b3ba7f1594dcb3e536b8d20c2e48b7753eab7b04ef6243745"),
         (28, "36a033060f8d9042109f4f3c11d8f779b93da196565f5f16eacf3feedfca1129"),
+        (29, "42b31899e8af897b324b644381974efe6b00454257babf70a7d829477d63fb65"),
     ];
 
     #[test]
