@@ -57,13 +57,24 @@ struct Database {
 /// stored.
 pub struct MmdbSet {
     databases: Vec<Database>,
+    /// Notes on the files opened (one of an unknown kind), for the command layer to show.
+    notes: Vec<String>,
 }
 
 impl MmdbSet {
     /// Opens every file; the first unusable one is an error naming it.
     pub fn open(paths: &[PathBuf]) -> Result<Self> {
-        let databases = paths.iter().map(|p| open_one(p)).collect::<Result<Vec<_>>>()?;
-        Ok(MmdbSet { databases })
+        let mut notes = Vec::new();
+        let databases = paths
+            .iter()
+            .map(|p| open_one(p, &mut notes))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MmdbSet { databases, notes })
+    }
+
+    /// Notes on the files opened: `note: ...` lines to show the user.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,7 +116,7 @@ impl MmdbSet {
     }
 }
 
-fn open_one(path: &Path) -> Result<Database> {
+fn open_one(path: &Path, notes: &mut Vec<String>) -> Result<Database> {
     let bad = |reason: String| Error::GeoDatabase {
         path: path.to_path_buf(),
         reason,
@@ -120,10 +131,10 @@ fn open_one(path: &Path) -> Result<Database> {
     let kind = &reader.metadata().database_type;
     let known = ["Country", "City", "ASN", "ISP", "Enterprise", "dbip", "DBIP", "ipinfo"];
     if !known.iter().any(|k| kind.contains(k)) {
-        eprintln!(
+        notes.push(format!(
             "note: {} is a '{kind}' database, not a known country, city or ASN kind; using the country, city and ASN fields it has",
             path.display()
-        );
+        ));
     }
     let name = path
         .file_name()

@@ -142,6 +142,9 @@ pub struct Sources<'a> {
     pub mmdb: MmdbSet,
     pub provider: Option<(&'a dyn Transport, &'a mut dyn Clock)>,
     pub max_wait: Duration,
+    /// Where a note the user should see while the run goes on is sent (the wait for the
+    /// provider's rate limit, which can last `max_wait`); the command layer shows it.
+    pub notice: &'a mut dyn FnMut(&str),
 }
 
 impl Sources<'_> {
@@ -156,10 +159,11 @@ impl Sources<'_> {
 }
 
 /// `netlens geo`: looks up every remote address of connections, sockets and flows that has no
-/// answer yet (or an answer older than `--ttl`, or every one with `--refresh`).
-pub fn fill(store: &Store, args: &GeoRequest, now: DateTime<Utc>) -> Result<Run> {
+/// answer yet (or an answer older than `--ttl`, or every one with `--refresh`). Notes come
+/// through `notice` as the run goes (see [`Sources::notice`]).
+pub fn fill(store: &Store, args: &GeoRequest, now: DateTime<Utc>, notice: &mut dyn FnMut(&str)) -> Result<Run> {
     let (texts, skipped) = pending_addresses(store, args, now)?;
-    with_sources(store, args, |sources| {
+    with_sources(store, args, notice, |sources| {
         let mut run = resolve(store, "geo", &texts, sources, now)?;
         run.skipped = skipped;
         Ok(run)
@@ -167,7 +171,13 @@ pub fn fill(store: &Store, args: &GeoRequest, now: DateTime<Utc>) -> Result<Run>
 }
 
 /// `netlens geo lookup IP...`: looks up the given addresses afresh and stores the answers.
-pub fn lookup(store: &Store, args: &GeoRequest, ips: &[String], now: DateTime<Utc>) -> Result<Run> {
+pub fn lookup(
+    store: &Store,
+    args: &GeoRequest,
+    ips: &[String],
+    now: DateTime<Utc>,
+    notice: &mut dyn FnMut(&str),
+) -> Result<Run> {
     let mut texts = Vec::new();
     for text in ips {
         let addr: IpAddr = text
@@ -179,13 +189,18 @@ pub fn lookup(store: &Store, args: &GeoRequest, ips: &[String], now: DateTime<Ut
             texts.push(canonical);
         }
     }
-    with_sources(store, args, |sources| {
+    with_sources(store, args, notice, |sources| {
         resolve(store, "geo lookup", &texts, sources, now)
     })
 }
 
 /// Opens the sources `args` name and runs `work` with them.
-fn with_sources(store: &Store, args: &GeoRequest, work: impl FnOnce(&mut Sources) -> Result<Run>) -> Result<Run> {
+fn with_sources(
+    store: &Store,
+    args: &GeoRequest,
+    notice: &mut dyn FnMut(&str),
+    work: impl FnOnce(&mut Sources) -> Result<Run>,
+) -> Result<Run> {
     // Checked first: a read-only run would ask the provider and then fail to keep the answers.
     if store.is_read_only() {
         return Err(Error::Usage(
@@ -194,6 +209,9 @@ fn with_sources(store: &Store, args: &GeoRequest, work: impl FnOnce(&mut Sources
         ));
     }
     let mmdb = MmdbSet::open(&args.mmdb)?;
+    for note in mmdb.notes() {
+        notice(note);
+    }
     let mut clock = ipapi::SystemClock;
     let transport = match args.provider {
         GeoProvider::Off => None,
@@ -208,6 +226,7 @@ fn with_sources(store: &Store, args: &GeoRequest, work: impl FnOnce(&mut Sources
             .as_ref()
             .map(|t| (t as &dyn Transport, &mut clock as &mut dyn Clock)),
         max_wait: args.max_wait,
+        notice,
     };
     work(&mut sources)
 }
@@ -281,7 +300,13 @@ pub fn resolve(
     let mut failed: HashSet<usize> = HashSet::new();
     if let Some((transport, clock)) = sources.provider.as_mut() {
         let queries: Vec<String> = open.keys().cloned().collect();
-        let outcome = ipapi::lookup(&queries, *transport, &mut **clock, sources.max_wait);
+        let outcome = ipapi::lookup(
+            &queries,
+            *transport,
+            &mut **clock,
+            sources.max_wait,
+            &mut *sources.notice,
+        );
         // Ctrl-C leaves the store as it was: answers got before the wait are not stored either.
         if outcome.interrupted {
             return Err(Error::Interrupted);
@@ -534,6 +559,7 @@ mod tests {
         let mut clock = NoClock;
         let mut sources = Sources {
             mmdb: MmdbSet::open(&[]).unwrap(),
+            notice: &mut |_| {},
             provider: Some((&transport as &dyn Transport, &mut clock as &mut dyn Clock)),
             max_wait: Duration::from_secs(60),
         };
@@ -591,6 +617,7 @@ mod tests {
         let store = Store::open(&Location::Memory, false).unwrap();
         let mut sources = Sources {
             mmdb: MmdbSet::open(&[]).unwrap(),
+            notice: &mut |_| {},
             provider: None,
             max_wait: Duration::from_secs(60),
         };

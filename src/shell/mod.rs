@@ -138,6 +138,7 @@ impl Database for LocalDatabase {
             watch: Some(&mut watch),
             ahead,
             clock: &chrono::Utc::now,
+            notice: &mut |note| eprintln!("{}", crate::output::visible(note)),
         };
         let result = request::execute(&self.store, request, &mut ctx);
         if let Some(bar) = spinner {
