@@ -143,6 +143,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "range_macros",
         sql: include_str!("../../sql/025_range_macros.sql"),
     },
+    Migration {
+        version: 27,
+        name: "cmdline_comment",
+        sql: include_str!("../../sql/027_cmdline_comment.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -570,6 +575,7 @@ mod tests {
         (23, "bd4990ebcb303ac1688778cbf9e9a4ec1ebe93d78d19f0cc404eb8dfb794b65e"),
         (24, "6c20743e14dc08e81210c62a3768de07774d17adc8021882512340158699d2ef"),
         (25, "53110b51f5c1520c134affe7b0b6eb07455e27eeb59ae9b6c5b68a37f4ecf03c"),
+        (27, "ea33f9c4794f4ef0bf8da4f6530267cab863a74127ab35bbf88e77dc343cae06"),
     ];
 
     #[test]
