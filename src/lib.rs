@@ -17,6 +17,8 @@ pub mod files;
 pub mod geo;
 pub mod ingest;
 pub mod interrupt;
+#[cfg(test)]
+mod mutate;
 pub mod netaddr;
 pub mod output;
 pub mod report;

@@ -761,4 +761,46 @@ mod tests {
         assert_eq!(r("").asn_and_org(), (None, None));
         assert_eq!(r("Some Org").asn_and_org(), (None, Some("Some Org".into())));
     }
+
+    /// Issue 22 (fuzzing): damaged replies, headers and statuses from the provider, which come
+    /// over plain HTTP. None panics or waits past `max_wait`, every address ends answered or
+    /// failed, and no answer is for an address that was not asked.
+    #[test]
+    fn damaged_replies_and_headers_never_panic() {
+        let queries = addrs(3);
+        let body = good(&queries, "14", "60").body;
+        let mut rng = crate::mutate::Rng(7);
+        for (_, case, damaged) in crate::mutate::cases(&[body.as_bytes(), b"44", b"60"], 300) {
+            let text = String::from_utf8_lossy(&damaged).into_owned();
+            let header = |rng: &mut crate::mutate::Rng| match rng.below(3) {
+                0 => None,
+                1 => Some(text.clone()),
+                _ => Some(["0", "18446744073709551615", "-1", " 5 ", "1e9"][rng.below(5)].to_string()),
+            };
+            let first = HttpReply {
+                status: [200, 200, 429, 500, 301, 0][rng.below(6)],
+                x_rl: header(&mut rng),
+                x_ttl: header(&mut rng),
+                body: text.clone(),
+            };
+            let t = Scripted::new(vec![Ok(first)]);
+            let mut clock = FakeClock::new();
+            let max_wait = Duration::from_secs(120);
+            let out = lookup(&queries, &t, &mut clock, max_wait, &mut |_| {});
+            assert_eq!(
+                out.answers.len() + out.failed.len(),
+                queries.len(),
+                "case {case}: {text:?}"
+            );
+            assert!(out.answers.iter().all(|a| queries.contains(&a.query)), "case {case}");
+            assert!(
+                clock.slept.iter().all(|d| *d <= max_wait + Duration::from_secs(2)),
+                "case {case}: {:?}",
+                clock.slept
+            );
+            let _ = parse_batch(&queries, &text);
+            let _ = plan(&observe(Some(&text), Some(&text), clock.now), clock.now, max_wait);
+            let _ = plan(&after_429(Some(&text), clock.now), clock.now, max_wait);
+        }
+    }
 }

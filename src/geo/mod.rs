@@ -152,10 +152,16 @@ impl Sources<'_> {
         let mut parts = vec!["local".to_string()];
         parts.extend(self.mmdb.names());
         if let Some((t, _)) = &self.provider {
-            parts.push(format!("ip-api ({})", t.url()));
+            parts.push(format!("ip-api ({})", without_query(t.url())));
         }
         parts.join(",")
     }
+}
+
+/// `url` without its query, where a paid endpoint's key goes (`?key=...`): what is stored in
+/// `geo_runs.sources` never holds a key.
+fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
 }
 
 /// `netlens geo`: looks up every remote address of connections, sockets and flows that has no
@@ -207,6 +213,13 @@ fn with_sources(
             "geo stores its answers in the geo table, which --read-only forbids\n  hint: run it without --read-only"
                 .to_string(),
         ));
+    }
+    if args.provider == GeoProvider::IpApi && !args.url.to_ascii_lowercase().starts_with("http://") {
+        return Err(Error::Usage(format!(
+            "--url {}: this netlens speaks plain HTTP only (it is built without TLS), so an https:// endpoint cannot be reached\n  \
+             hint: use an http:// endpoint (ip-api's free one, or a local mirror); a key in an http:// URL travels in clear, though netlens never stores it",
+            without_query(&args.url)
+        )));
     }
     let mmdb = MmdbSet::open(&args.mmdb)?;
     for note in mmdb.notes() {
@@ -567,6 +580,28 @@ mod tests {
         let run = resolve(&store, "geo", &texts, &mut sources, Utc::now()).unwrap();
         let sent = transport.sent.borrow().clone();
         (store, sent, run)
+    }
+
+    /// Issue 22: reqwest is built without TLS, so an https:// endpoint is refused up front with
+    /// what to do; and a key in the URL's query is never stored in `geo_runs.sources`.
+    #[test]
+    fn https_endpoints_are_refused_and_keys_never_stored() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let args = GeoRequest {
+            provider: GeoProvider::IpApi,
+            url: "https://pro.ip-api.com/batch?key=SECRET".to_string(),
+            ..GeoRequest::offline(Vec::new())
+        };
+        let err = lookup(&store, &args, &["8.8.8.8".to_string()], Utc::now(), &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plain HTTP only") && !err.contains("SECRET"), "{err}");
+        assert_eq!(
+            without_query("http://pro.ip-api.com/batch?key=SECRET"),
+            "http://pro.ip-api.com/batch"
+        );
+        assert_eq!(without_query("http://127.0.0.1:9/batch#k"), "http://127.0.0.1:9/batch");
+        assert_eq!(without_query("http://ip-api.com/batch"), "http://ip-api.com/batch");
     }
 
     #[test]

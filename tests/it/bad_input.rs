@@ -284,3 +284,51 @@ fn a_capture_interval_too_short_to_wait_is_refused() {
         );
     }
 }
+
+/// Regression (issue 22): a Zeek log, a recording or an .mmdb file without newlines, or one that
+/// never ends (here /dev/zero), was read whole into memory. Each is refused at its bound (a line
+/// of 1 MiB, a line of 256 MiB, a file of 2 GiB, or not a regular file), saying why, and nothing
+/// is stored.
+#[test]
+fn endless_and_newline_less_files_are_refused_at_their_bound() {
+    let s = Scratch::new();
+    s.query("SELECT 1");
+    let one_line = s.path("one_line.log");
+    std::fs::write(&one_line, vec![b'x'; 3 << 20]).unwrap();
+    for file in [one_line.to_str().unwrap(), "/dev/zero"] {
+        let out = s
+            .cmd()
+            .args(["import", "zeek", file])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{file}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("line 1") && err.contains("longer than 1 MiB"),
+            "{file}: {err}"
+        );
+    }
+    let out = s
+        .cmd()
+        .args(["capture", "--replay", "/dev/zero"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("longer than 256 MiB"), "{err}");
+    let out = s
+        .cmd()
+        .args(["geo", "lookup", "--mmdb", "/dev/zero", "8.8.8.8"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a regular file"), "{err}");
+    assert_eq!(
+        s.query("SELECT (SELECT count(*) FROM flows), (SELECT count(*) FROM imports), (SELECT count(*) FROM snapshots), (SELECT count(*) FROM geo)"),
+        "0,0,0,0"
+    );
+}
