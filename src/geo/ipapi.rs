@@ -623,10 +623,18 @@ mod tests {
     fn an_exhausted_quota_waits_for_the_reset() {
         let t = Scripted::new(vec![Ok(reply(200, Some("0"), None, "GOOD"))]);
         let mut clock = FakeClock::new();
-        let out = lookup(&addrs(150), &t, &mut clock, Duration::from_secs(120), &mut |_| {});
+        let mut notes = Vec::new();
+        let out = lookup(&addrs(150), &t, &mut clock, Duration::from_secs(120), &mut |n| {
+            notes.push(n.to_string())
+        });
         assert_eq!(out.answers.len(), 150);
         // X-Rl 0 with X-Ttl 60 (from the scripted good reply): wait 61 s before the second batch.
         assert_eq!(clock.slept, [Duration::from_secs(61)]);
+        // Said before the wait, through the notice the command layer shows (geo never prints).
+        assert_eq!(
+            notes,
+            ["note: the provider's rate limit is used up; waiting 61 s for it to reset"]
+        );
     }
 
     #[test]
