@@ -133,6 +133,11 @@ fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
                 }
                 _ => None,
             };
+            if let Location::File(path) = &location {
+                if let Some(warning) = store::foreign_owner_warning(path) {
+                    eprintln!("{warning}");
+                }
+            }
             let store = Store::open(&location, cli.read_only)?;
             return run_session(
                 cli,

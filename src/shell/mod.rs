@@ -687,9 +687,11 @@ impl Session {
         let display = self.settings.mode.is_display();
         for item in items {
             match item {
-                Item::Summary(line) if !quiet => eprintln!("{line}"),
+                // Summaries and warnings can quote untrusted text (a Zeek field, a process
+                // name, a provider's message): control characters are shown, not sent.
+                Item::Summary(line) if !quiet => eprintln!("{}", crate::output::visible(&line)),
                 Item::Summary(_) => {}
-                Item::Warning(line) => eprintln!("{line}"),
+                Item::Warning(line) => eprintln!("{}", crate::output::visible(&line)),
                 Item::Rows { summary: true, .. } if quiet => {}
                 Item::Rows { display_only: true, .. } if !display => {}
                 Item::Rows { sql, title, .. } => {
@@ -788,7 +790,7 @@ impl crate::ingest::ImportDisplay for ImportBar {
     }
 
     fn line(&mut self, line: &str) {
-        eprintln!("{line}");
+        eprintln!("{}", crate::output::visible(line));
     }
 }
 
@@ -840,7 +842,7 @@ impl Observer for Progress {
     }
 
     fn gap(&mut self, gap: &str) {
-        let line = format!("note: {gap}");
+        let line = format!("note: {}", crate::output::visible(gap));
         match &self.bar {
             Some(bar) => bar.println(line),
             None => eprintln!("{line}"),

@@ -80,6 +80,22 @@ pub fn data_dir() -> Result<PathBuf> {
     }
 }
 
+/// A warning when the database file at `path` exists and belongs to another user: in a shared
+/// directory (such as /tmp) someone else can create the file first, and a database can hold
+/// views and macros that run whatever SQL its maker wrote when they are queried.
+pub fn foreign_owner_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(path).ok()?.uid();
+    // SAFETY: geteuid cannot fail and has no side effects.
+    let me = unsafe { libc::geteuid() };
+    (owner != me).then(|| {
+        format!(
+            "warning: {} belongs to user {owner}, not to you (user {me}): a database someone else made can hold views and macros that run their SQL when you query them; use it only if you trust its owner",
+            path.display()
+        )
+    })
+}
+
 /// For root (`euid` 0): the nearest existing one of `dir` and its ancestors, with its owner, when
 /// that owner is another user. None for anyone else, or when root owns it.
 fn owner_elsewhere(dir: &Path, euid: u32) -> Option<(PathBuf, u32)> {
