@@ -335,7 +335,7 @@ impl Session {
             }
             Err(e) => {
                 self.failures += 1;
-                eprintln!("Error: {e}");
+                eprintln!("Error: {}", crate::output::visible(&e.to_string()));
                 if self.db.is_detached() {
                     // Nothing more can be read or stored: going on would only fail, or write
                     // into DuckDB's throw-away in-memory catalog.

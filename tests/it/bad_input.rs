@@ -377,4 +377,10 @@ fn control_characters_in_warnings_are_shown_not_sent() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not a port"), "{err}");
     assert!(!err.contains('\x1b') && err.contains("\\x1b"), "{err:?}");
+    // An error quotes the file's own text too (here its #fields): shown, not sent.
+    std::fs::write(&log, "#fields\tts\x1b]0;owned\x07\tuid\n").unwrap();
+    let out = s.cmd().args(["import", "zeek"]).arg(&log).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains('\x1b') && err.contains("\\x1b]0;owned\\x07"), "{err:?}");
 }
