@@ -229,7 +229,9 @@ mod tests {
             .filter_map(|name| std::fs::read(dir.join(name)).ok())
             .collect();
         if seeds.len() < 2 {
-            assert!(!cfg!(ci), "prerequisite missing in CI: {}", dir.display());
+            if cfg!(ci) {
+                panic!("prerequisite missing in CI: {}", dir.display());
+            }
             eprintln!("IGNORED (prerequisite missing): {}", dir.display());
             return;
         }

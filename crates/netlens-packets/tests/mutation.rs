@@ -199,7 +199,7 @@ fn pcapng_seed() -> Vec<u8> {
         epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
         epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
         epb.extend_from_slice(frame);
-        while epb.len() % 4 != 0 {
+        while !epb.len().is_multiple_of(4) {
             epb.push(0);
         }
         out.extend(pcapng_block(6, &epb));
