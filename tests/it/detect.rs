@@ -608,7 +608,7 @@ fn ctrl_c_cancels_detect_and_report_and_they_leave_nothing() {
 }
 
 /// Issue 22: Ctrl-C during `insights` (its SQL, through DuckDB's interrupt) ends it with 130.
-/// Two million public addresses make its count of those without geolocation take seconds: a
+/// Two million public addresses make its count of those without geolocation take a while: a
 /// first run is timed, and the second gets Ctrl-C halfway through that time.
 #[test]
 fn ctrl_c_cancels_insights() {
@@ -622,9 +622,11 @@ fn ctrl_c_cancels_insights() {
     let started = std::time::Instant::now();
     s.cmd().args(["insights"]).assert().success();
     let full = started.elapsed();
-    // Half of a full run: past the start (the handler is installed at once) and well before its end.
+    // Half of a full run: past the start (the handler is installed at once) and well before its
+    // end. A Ctrl-C in a query interrupts it, one between queries is seen after the last: 130
+    // either way.
     assert!(
-        full > std::time::Duration::from_millis(800),
+        full > std::time::Duration::from_millis(300),
         "insights took only {full:?}: too short to press Ctrl-C inside it"
     );
     let child = s.spawn(&["insights"]);
