@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     match netlens::run_from_args() {
         Ok(outcome) => ExitCode::from(outcome.code()),
         Err(e) => {
-            eprintln!("Error: {e}");
+            eprintln!("Error: {}", netlens::output::visible(&e.to_string()));
             // A command cancelled by Ctrl-C exits as the shell expects of SIGINT.
             let interrupted = matches!(e, netlens::error::Error::Interrupted);
             ExitCode::from(if interrupted { 130 } else { 1 })

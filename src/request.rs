@@ -238,6 +238,10 @@ pub struct Context<'a> {
     pub ahead: Option<ReadAhead>,
     /// The clock that stamps runs.
     pub clock: &'a dyn Fn() -> DateTime<Utc>,
+    /// Notes to show while a command runs, not after it (`note: ...`: geo's wait for the
+    /// provider's rate limit, an .mmdb of an unknown kind). The shell writes them on stderr; a
+    /// server adds them to the reply's warnings.
+    pub notice: &'a mut dyn FnMut(&str),
 }
 
 /// An observer that keeps capture gaps as warnings and shows nothing while it runs.
@@ -295,7 +299,7 @@ pub fn execute(store: &Store, request: Request, ctx: &mut Context<'_>) -> Result
             }
             result?;
         }
-        Request::Geo(g) => geo_command(store, g, (ctx.clock)(), &mut reply)?,
+        Request::Geo(g) => geo_command(store, g, (ctx.clock)(), &mut *ctx.notice, &mut reply)?,
         Request::Demo(d) => demo(store, d, ctx, &mut reply)?,
         Request::Train(t) if t.stage.eq_ignore_ascii_case("policy") => {
             train_policy(store, t, (ctx.clock)(), &mut reply)?
@@ -562,16 +566,22 @@ fn demo(store: &Store, d: DemoRequest, ctx: &mut Context<'_>, reply: &mut Reply)
 
 /// `geo` fills the geo table; `geo lookup` also shows the answers as rows. A provider that
 /// failed for some addresses is reported after what was stored.
-fn geo_command(store: &Store, g: GeoCommand, now: DateTime<Utc>, reply: &mut Reply) -> Result<()> {
+fn geo_command(
+    store: &Store,
+    g: GeoCommand,
+    now: DateTime<Utc>,
+    notice: &mut dyn FnMut(&str),
+    reply: &mut Reply,
+) -> Result<()> {
     let run = match &g.lookup {
         Some(ips) => {
-            let run = geo::lookup(store, &g.sources, ips, now)?;
+            let run = geo::lookup(store, &g.sources, ips, now, notice)?;
             if !run.stored.is_empty() {
                 reply.rows(geo::answers_query(&run.stored));
             }
             run
         }
-        None => geo::fill(store, &g.sources, now)?,
+        None => geo::fill(store, &g.sources, now, notice)?,
     };
     if !run.skipped.is_empty() {
         let shown: Vec<&str> = run.skipped.iter().take(5).map(String::as_str).collect();

@@ -68,8 +68,20 @@ fn invalid(reason: impl Into<String>) -> Error {
     }
 }
 
+/// What the fit and scoring look at between points to end soon after Ctrl-C (tests give their own).
+type Stop<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// [`Error::Interrupted`] once `stop` says so.
+fn check(stop: Stop) -> Result<()> {
+    if stop() {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
 /// Cluster of each row of `x`: that of the nearest stored (core) point within eps, else -1.
-fn nearest_cluster(model: &DbscanModel, x: ArrayView2<f64>) -> Result<Vec<i32>> {
+fn nearest_cluster(model: &DbscanModel, x: ArrayView2<f64>, stop: Stop) -> Result<Vec<i32>> {
     if model.points.nrows() == 0 {
         return Ok(vec![-1; x.nrows()]);
     }
@@ -80,6 +92,7 @@ fn nearest_cluster(model: &DbscanModel, x: ArrayView2<f64>) -> Result<Vec<i32>> 
     x.axis_iter(Axis(0))
         .into_par_iter()
         .map(|row| {
+            check(stop)?;
             let found = index
                 .k_nearest(row, 1)
                 .map_err(|e| invalid(format!("nearest-point query failed: {e}")))?;
@@ -412,15 +425,23 @@ impl Linker<'_> {
 /// number them (see the module doc).
 #[cfg(test)]
 fn density_clusters(points: ArrayView2<f64>, eps: f64, min_points: usize) -> Vec<i32> {
-    density_clusters_and_cores(points, eps, min_points).0
+    density_clusters_and_cores(points, eps, min_points, &|| false)
+        .unwrap()
+        .0
 }
 
 /// DBSCAN labels of the rows of `points` (-1 = noise, numbered as in the module doc), and
-/// whether each row is a core point.
-fn density_clusters_and_cores(points: ArrayView2<f64>, eps: f64, min_points: usize) -> (Vec<i32>, Vec<bool>) {
+/// whether each row is a core point. `stop` is asked before each point's range query (the core
+/// test, the linking, the border points), so [`Error::Interrupted`] comes one query after it.
+fn density_clusters_and_cores(
+    points: ArrayView2<f64>,
+    eps: f64,
+    min_points: usize,
+    stop: Stop,
+) -> Result<(Vec<i32>, Vec<bool>)> {
     let n = points.nrows();
     if n == 0 || points.ncols() == 0 || n < min_points {
-        return (vec![-1; n], vec![false; n]);
+        return Ok((vec![-1; n], vec![false; n]));
     }
     let tree = RangeTree::new(points);
     let r2 = eps * eps;
@@ -430,6 +451,7 @@ fn density_clusters_and_cores(points: ArrayView2<f64>, eps: f64, min_points: usi
     let is_core: Vec<bool> = (0..n)
         .into_par_iter()
         .map(|at| {
+            check(stop)?;
             let mut count = 0;
             tree.for_each_within(tree.point(at), r2, 0, |hit| {
                 count += match hit {
@@ -438,9 +460,9 @@ fn density_clusters_and_cores(points: ArrayView2<f64>, eps: f64, min_points: usi
                 };
                 count < min_points
             });
-            count >= min_points
+            Ok(count >= min_points)
         })
-        .collect();
+        .collect::<Result<_>>()?;
 
     // Components of core points linked within eps. Each chunk of core points (neighbours in tree
     // order) is linked in parallel into its own sets, keeping only the links that join two sets (at
@@ -465,11 +487,12 @@ fn density_clusters_and_cores(points: ArrayView2<f64>, eps: f64, min_points: usi
                 links: Vec::new(),
             };
             for &p in chunk {
+                check(stop)?;
                 linker.link(p);
             }
-            linker.links
+            Ok(linker.links)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut sets = DisjointSets::new(n);
     for (p, q) in links.into_iter().flatten() {
         sets.union(p, q);
@@ -500,6 +523,7 @@ fn density_clusters_and_cores(points: ArrayView2<f64>, eps: f64, min_points: usi
         .into_par_iter()
         .filter(|&at| !is_core[at])
         .map(|at| {
+            check(stop)?;
             let mut cluster = -1;
             let mut consider = |q: usize| {
                 if is_core[q] && (cluster < 0 || labels[q] < cluster) {
@@ -513,20 +537,20 @@ fn density_clusters_and_cores(points: ArrayView2<f64>, eps: f64, min_points: usi
                 }
                 true
             });
-            (at, cluster)
+            Ok((at, cluster))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     for (at, cluster) in border {
         labels[at] = cluster;
     }
-    (
+    Ok((
         position_of_row.iter().map(|&at| labels[at]).collect(),
         position_of_row.iter().map(|&at| is_core[at]).collect(),
-    )
+    ))
 }
 
 /// eps at the knee of the sorted k-distances of (up to `knee_sample`) points of `sample`.
-fn knee_eps(sample: &Array2<f64>, min_points: usize, knee_sample: usize, seed: u64) -> Result<f64> {
+fn knee_eps(sample: &Array2<f64>, min_points: usize, knee_sample: usize, seed: u64, stop: Stop) -> Result<f64> {
     let index = CommonNearestNeighbour::KdTree
         .from_batch(sample, L2Dist)
         .map_err(|e| invalid(format!("cannot index the rows: {e}")))?;
@@ -542,6 +566,7 @@ fn knee_eps(sample: &Array2<f64>, min_points: usize, knee_sample: usize, seed: u
     let mut distances: Vec<f64> = probes
         .par_iter()
         .map(|&i| {
+            check(stop)?;
             let row = sample.row(i);
             let found = index
                 .k_nearest(row, min_points)
@@ -568,6 +593,75 @@ fn knee_eps(sample: &Array2<f64>, min_points: usize, knee_sample: usize, seed: u
     // Many identical rows put the knee at 0: take the smallest positive k-distance instead.
     distances.into_iter().find(|d| *d > 0.0).ok_or_else(|| {
         invalid("every row is identical to its neighbours, so no radius separates anything; give eps=...")
+    })
+}
+
+/// The stage's fit (see [`DbscanStage`]), ending with [`Error::Interrupted`] once `stop` says so.
+fn fit_until(x: ArrayView2<f64>, params: &Value, seed: u64, stop: Stop) -> Result<Fitted> {
+    let p: DbscanParams = from_json(NAME, "parameters", params)?;
+    let rows = x.nrows();
+    if rows < p.min_points {
+        return Err(invalid(format!(
+            "the source has {rows} rows, fewer than min_points={}\n  hint: lower min_points or train on more rows",
+            p.min_points
+        )));
+    }
+    if x.ncols() == 0 {
+        return Err(invalid("no feature columns"));
+    }
+    let sampled: Vec<usize> = if rows > p.sample {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut v = index::sample(&mut rng, rows, p.sample).into_vec();
+        v.sort_unstable();
+        v
+    } else {
+        (0..rows).collect()
+    };
+    let sample = x.select(Axis(0), &sampled);
+    let eps = match p.eps {
+        Some(eps) => eps,
+        None => knee_eps(&sample, p.min_points, p.knee_sample, seed, stop)?,
+    };
+    let (sample_labels, sample_cores) = density_clusters_and_cores(sample.view(), eps, p.min_points, stop)?;
+    // Only core points are stored: a border point never extends a cluster, so a new row
+    // near a border point but beyond eps of every core point is noise.
+    let clustered: Vec<usize> = (0..sampled.len())
+        .filter(|&i| sample_labels[i] >= 0 && sample_cores[i])
+        .collect();
+    let model = DbscanModel {
+        eps,
+        min_points: p.min_points,
+        points: sample.select(Axis(0), &clustered),
+        labels: clustered.iter().map(|&i| sample_labels[i]).collect(),
+    };
+    // Training rows: DBSCAN's own label in the sample, nearest core point elsewhere.
+    let started = std::time::Instant::now();
+    let mut clusters = vec![-1i32; rows];
+    let mut in_sample = vec![false; rows];
+    for (i, &row) in sampled.iter().enumerate() {
+        clusters[row] = sample_labels[i];
+        in_sample[row] = true;
+    }
+    if sampled.len() < rows {
+        let rest: Vec<usize> = (0..rows).filter(|r| !in_sample[*r]).collect();
+        let assigned = nearest_cluster(&model, x.select(Axis(0), &rest).view(), stop)?;
+        for (r, c) in rest.into_iter().zip(assigned) {
+            clusters[r] = c;
+        }
+    }
+    let out = output(clusters, in_sample);
+    let score_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut metrics = Map::new();
+    metrics.insert("eps".into(), json!(eps));
+    metrics.insert("eps_auto".into(), json!(p.eps.is_none()));
+    metrics.insert("min_points".into(), json!(p.min_points));
+    metrics.insert("sample_size".into(), json!(sampled.len()));
+    metrics.insert("sampled".into(), json!(sampled.len() < rows));
+    metrics.insert("stored_points".into(), json!(model.points.nrows()));
+    Ok(Fitted {
+        model: to_json(NAME, &model)?,
+        metrics,
+        training_output: Some((out, score_ms)),
     })
 }
 
@@ -622,71 +716,7 @@ impl Stage for DbscanStage {
     }
 
     fn fit(&self, x: ArrayView2<f64>, params: &Value, seed: u64) -> Result<Fitted> {
-        let p: DbscanParams = from_json(NAME, "parameters", params)?;
-        let rows = x.nrows();
-        if rows < p.min_points {
-            return Err(invalid(format!(
-                "the source has {rows} rows, fewer than min_points={}\n  hint: lower min_points or train on more rows",
-                p.min_points
-            )));
-        }
-        if x.ncols() == 0 {
-            return Err(invalid("no feature columns"));
-        }
-        let sampled: Vec<usize> = if rows > p.sample {
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-            let mut v = index::sample(&mut rng, rows, p.sample).into_vec();
-            v.sort_unstable();
-            v
-        } else {
-            (0..rows).collect()
-        };
-        let sample = x.select(Axis(0), &sampled);
-        let eps = match p.eps {
-            Some(eps) => eps,
-            None => knee_eps(&sample, p.min_points, p.knee_sample, seed)?,
-        };
-        let (sample_labels, sample_cores) = density_clusters_and_cores(sample.view(), eps, p.min_points);
-        // Only core points are stored: a border point never extends a cluster, so a new row
-        // near a border point but beyond eps of every core point is noise.
-        let clustered: Vec<usize> = (0..sampled.len())
-            .filter(|&i| sample_labels[i] >= 0 && sample_cores[i])
-            .collect();
-        let model = DbscanModel {
-            eps,
-            min_points: p.min_points,
-            points: sample.select(Axis(0), &clustered),
-            labels: clustered.iter().map(|&i| sample_labels[i]).collect(),
-        };
-        // Training rows: DBSCAN's own label in the sample, nearest core point elsewhere.
-        let started = std::time::Instant::now();
-        let mut clusters = vec![-1i32; rows];
-        let mut in_sample = vec![false; rows];
-        for (i, &row) in sampled.iter().enumerate() {
-            clusters[row] = sample_labels[i];
-            in_sample[row] = true;
-        }
-        if sampled.len() < rows {
-            let rest: Vec<usize> = (0..rows).filter(|r| !in_sample[*r]).collect();
-            let assigned = nearest_cluster(&model, x.select(Axis(0), &rest).view())?;
-            for (r, c) in rest.into_iter().zip(assigned) {
-                clusters[r] = c;
-            }
-        }
-        let out = output(clusters, in_sample);
-        let score_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let mut metrics = Map::new();
-        metrics.insert("eps".into(), json!(eps));
-        metrics.insert("eps_auto".into(), json!(p.eps.is_none()));
-        metrics.insert("min_points".into(), json!(p.min_points));
-        metrics.insert("sample_size".into(), json!(sampled.len()));
-        metrics.insert("sampled".into(), json!(sampled.len() < rows));
-        metrics.insert("stored_points".into(), json!(model.points.nrows()));
-        Ok(Fitted {
-            model: to_json(NAME, &model)?,
-            metrics,
-            training_output: Some((out, score_ms)),
-        })
+        fit_until(x, params, seed, &crate::interrupt::requested)
     }
 
     fn apply(&self, model: &Value, x: ArrayView2<f64>) -> Result<Applied> {
@@ -703,7 +733,7 @@ impl Stage for DbscanStage {
                 "the stored model is damaged (labels and points differ); retrain it",
             ));
         }
-        let clusters = nearest_cluster(&model, x)?;
+        let clusters = nearest_cluster(&model, x, &crate::interrupt::requested)?;
         Ok(output(clusters, vec![false; x.nrows()]))
     }
 }
@@ -812,6 +842,35 @@ mod tests {
                     "row {row}: cluster {b} maps to two"
                 );
             }
+        }
+    }
+
+    /// Issue 22: Ctrl-C inside one DBSCAN fit. Every phase (the k-distance knee, the core test,
+    /// the linking, the border points, the rows outside the sample) asks `stop` before each
+    /// point's query, so a fit ends one query after it, wherever it is.
+    #[test]
+    fn a_stop_ends_a_fit_in_every_phase() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let x = blobs_and_noise(3, 3, 4, 500, 0.3, 300);
+        let rows = x.nrows();
+        let params = DbscanStage
+            .resolve(&BTreeMap::from([("sample".to_string(), "1200".to_string())]))
+            .unwrap();
+        // How many times an uninterrupted fit asks: then a stop at each of several points along
+        // the way, the last in the assignment of the rows outside the sample.
+        let total = AtomicUsize::new(0);
+        let count = || {
+            total.fetch_add(1, Ordering::SeqCst);
+            false
+        };
+        fit_until(x.view(), &params, 1, &count).unwrap();
+        let total = total.into_inner();
+        assert!(total >= rows, "asked only {total} times for {rows} rows");
+        for after in [0, total / 5, total / 2, total - 3] {
+            let asked = AtomicUsize::new(0);
+            let stop = || asked.fetch_add(1, Ordering::SeqCst) >= after;
+            let result = fit_until(x.view(), &params, 1, &stop);
+            assert!(matches!(result, Err(Error::Interrupted)), "stop at {after} of {total}");
         }
     }
 

@@ -4,9 +4,12 @@
 //! fixes the feature count at compile time (a const generic) and cannot be seeded, so it can neither
 //! take a feature matrix whose width is known only at run time nor repeat a run exactly.
 //!
-//! What it may touch: nothing but its arguments. It is pure computation (a matrix in, a model or
-//! scores out); reading features, encoding, scaling and storing results belong to the analysis
-//! framework around it.
+//! What it may touch: nothing but its arguments, and the process's Ctrl-C flag
+//! (`crate::interrupt`), which [`IsolationForest::fit`] and [`IsolationForest::score`] look at
+//! between the nodes of a tree and the trees of a chunk of rows (`fit_until` and `score_until`
+//! take any stop condition instead). It is pure computation (a matrix in, a model or scores out);
+//! reading features, encoding, scaling and storing results belong to the analysis framework
+//! around it.
 //!
 //! The algorithm follows the paper and scikit-learn's `IsolationForest`, whose ROC-AUC it matches
 //! on NSL-KDD (see docs/analysis_bench.md):
@@ -142,8 +145,20 @@ impl TryFrom<TreeColumns> for Tree {
 }
 
 impl IsolationForest {
-    /// Grows a forest on the rows of `x` (one row per observation, one column per feature).
+    /// Grows a forest on the rows of `x` (one row per observation, one column per feature);
+    /// [`Error::Interrupted`] soon after Ctrl-C.
     pub fn fit(x: ArrayView2<f64>, params: &IsolationForestParams) -> Result<Self> {
+        Self::fit_until(x, params, &crate::interrupt::requested)
+    }
+
+    /// [`IsolationForest::fit`] that ends with [`Error::Interrupted`] once `stop` says so: it is
+    /// asked before each node is split, so the wait is one node's split (at most one pass over
+    /// the tree's sample per feature), whatever the size of the forest.
+    pub fn fit_until(
+        x: ArrayView2<f64>,
+        params: &IsolationForestParams,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Self> {
         let (n_rows, n_features) = x.dim();
         if n_rows == 0 {
             return Err(invalid("cannot fit on zero rows: the source has no data to learn from"));
@@ -186,9 +201,9 @@ impl IsolationForest {
                 for row in rows.iter() {
                     sample.extend(x.row(row).iter().copied());
                 }
-                Tree::grow(&sample, n_features, max_height, &mut rng)
+                Tree::grow(&sample, n_features, max_height, &mut rng, stop).ok_or(Error::Interrupted)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(IsolationForest {
             n_features,
             sample_size,
@@ -197,8 +212,14 @@ impl IsolationForest {
     }
 
     /// Anomaly score of each row of `x`, in (0, 1]: higher is more anomalous, about 0.5 and below
-    /// is ordinary.
+    /// is ordinary. [`Error::Interrupted`] soon after Ctrl-C.
     pub fn score(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
+        self.score_until(x, &crate::interrupt::requested)
+    }
+
+    /// [`IsolationForest::score`] that ends with [`Error::Interrupted`] once `stop` says so (asked
+    /// before each tree walks a chunk of rows).
+    pub fn score_until(&self, x: ArrayView2<f64>, stop: &(dyn Fn() -> bool + Sync)) -> Result<Array1<f64>> {
         self.check_structure()?;
         let (n_rows, n_features) = x.dim();
         if n_features != self.n_features {
@@ -218,9 +239,12 @@ impl IsolationForest {
         scores
             .par_chunks_mut(SCORE_CHUNK_ROWS)
             .zip(data.par_chunks(SCORE_CHUNK_ROWS * n_features))
-            .for_each(|(chunk_scores, chunk_rows)| {
+            .try_for_each(|(chunk_scores, chunk_rows)| {
                 // Tree by tree over the chunk: one tree's nodes stay in cache for all its rows.
                 for tree in &walks {
+                    if stop() {
+                        return Err(Error::Interrupted);
+                    }
                     tree.add_path_lengths(chunk_rows, n_features, chunk_scores);
                 }
                 for total in chunk_scores.iter_mut() {
@@ -232,7 +256,8 @@ impl IsolationForest {
                         0.5
                     };
                 }
-            });
+                Ok(())
+            })?;
         Ok(Array1::from(scores))
     }
 
@@ -271,8 +296,15 @@ impl IsolationForest {
 }
 
 impl Tree {
-    /// Grows one tree on `sample` (row-major, `n_features` columns).
-    fn grow(sample: &[f64], n_features: usize, max_height: usize, rng: &mut Xoshiro256PlusPlus) -> Tree {
+    /// Grows one tree on `sample` (row-major, `n_features` columns); `None` when `stop` said so
+    /// before a node was split.
+    fn grow(
+        sample: &[f64],
+        n_features: usize,
+        max_height: usize,
+        rng: &mut Xoshiro256PlusPlus,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Option<Tree> {
         let n_rows = sample.len() / n_features;
         let value = |row: u32, feature: u32| sample[row as usize * n_features + feature as usize];
         let mut rows: Vec<u32> = (0..n_rows as u32).collect();
@@ -287,6 +319,9 @@ impl Tree {
         // (node index, rows range start, end, depth)
         let mut pending = vec![(0usize, 0usize, n_rows, 0usize)];
         while let Some((at, start, end, depth)) = pending.pop() {
+            if stop() {
+                return None;
+            }
             let size = end - start;
             let split = if depth >= max_height || size <= 1 {
                 None
@@ -322,7 +357,7 @@ impl Tree {
             pending.push((left, start, start + boundary, depth + 1));
             pending.push((left + 1, start + boundary, end, depth + 1));
         }
-        Tree { nodes }
+        Some(Tree { nodes })
     }
 
     /// Depth of the leaf `row` falls in plus c(that leaf's size): the plain walk, which
@@ -673,6 +708,43 @@ mod tests {
                 assert_eq!(tree.path_length(row.as_slice().unwrap()), *total);
             }
         }
+    }
+
+    /// Issue 22: Ctrl-C inside one forest. `stop` is asked before every node and every tree's
+    /// walk of a chunk, so a fit or a scoring that would take minutes ends at the next check.
+    #[test]
+    fn a_stop_ends_a_fit_and_a_scoring_within_a_node() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let data = cluster(20_000, 3);
+        // 10 000 trees grown to single rows: minutes without the checks.
+        let huge = IsolationForestParams {
+            n_trees: 10_000,
+            sample_size: 20_000,
+            max_height: Some(64),
+            seed: 1,
+        };
+        for after in [0usize, 1, 500, 50_000] {
+            let asked = AtomicUsize::new(0);
+            let stop = || asked.fetch_add(1, Ordering::SeqCst) >= after;
+            let started = std::time::Instant::now();
+            let err = IsolationForest::fit_until(data.view(), &huge, &stop).unwrap_err();
+            assert!(matches!(err, Error::Interrupted), "{err}");
+            // After the stop each tree under way asks once more, and each tree not yet started
+            // asks once: no tree grows past its root.
+            assert!(asked.load(Ordering::SeqCst) <= after + huge.n_trees + 1);
+            assert!(started.elapsed().as_secs() < 20, "took {:?}", started.elapsed());
+        }
+        let forest = IsolationForest::fit_until(data.view(), &params(2), &|| false).unwrap();
+        let asked = AtomicUsize::new(0);
+        let stop = || asked.fetch_add(1, Ordering::SeqCst) >= 3;
+        assert!(matches!(
+            forest.score_until(data.view(), &stop),
+            Err(Error::Interrupted)
+        ));
+        assert_eq!(
+            forest.score_until(data.view(), &|| false).unwrap(),
+            forest.score(data.view()).unwrap()
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The `kmeans` stage: behavioural segments with linfa-clustering's K-Means (prototype 000's
+//! The `kmeans` stage: behavioural segments by K-Means as linfa-clustering computes it (prototype 000's
 //! segmentation, prototype 004's elbow method, profiles and feature importance). Writes
 //! `segments`, and for training runs `segment_profiles`, `feature_importance` and, with k=auto,
 //! the inertia curve in `kmeans_elbow`.
@@ -14,10 +14,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use linfa::traits::Fit;
-use linfa::DatasetBase;
-use linfa_clustering::KMeans;
-use ndarray::{Array2, ArrayView2, Axis};
+use linfa_nn::distance::{Distance, L2Dist};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+use rand::distributions::{Distribution, WeightedIndex};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
 use rayon::prelude::*;
@@ -96,22 +95,166 @@ fn scikit_learn_tolerance(x: ArrayView2<f64>) -> f64 {
 
 /// One K-Means fit: centroids and inertia (sum of squared distances).
 fn fit_k(x: ArrayView2<f64>, k: usize, p: &KMeansParams, tolerance: f64, seed: u64) -> Result<(Array2<f64>, f64)> {
-    // One k's fit runs inside linfa; the elbow's loop over k stops at Ctrl-C between them.
-    if crate::interrupt::requested() {
-        return Err(crate::error::Error::Interrupted);
-    }
-    let dataset = DatasetBase::from(x);
-    let rng = Xoshiro256Plus::seed_from_u64(seed);
-    let model = KMeans::params_with_rng(k, rng)
-        .n_runs(p.n_runs)
-        .tolerance(tolerance)
-        .max_n_iterations(p.max_iterations)
-        .fit(&dataset)
-        .map_err(|e| invalid(format!("K-Means with k={k} failed: {e}")))?;
-    let centroids = model.centroids().clone();
+    let mut rng = Xoshiro256Plus::seed_from_u64(seed);
+    let centroids = lloyd(x, k, p, tolerance, &mut rng, &crate::interrupt::requested)?;
     let (_, distances) = assign(&centroids, x);
     let inertia = distances.iter().map(|d| d * d).sum();
     Ok((centroids, inertia))
+}
+
+/// Rows whose distances to every centroid one parallel task computes before it looks at the
+/// stop flag again: about 2^22 coordinate differences, so a check comes every few milliseconds
+/// whatever k and the width are.
+fn rows_per_check(k: usize, width: usize) -> usize {
+    ((1usize << 22) / (k.max(1) * width.max(1))).clamp(1, 4096)
+}
+
+/// linfa-clustering 0.8's `KMeans::fit` (k-means++ seeding, Lloyd's iterations, the run of
+/// lowest inertia among `n_runs`), computed here so that `stop` is looked at between passes over
+/// the rows and within each pass: linfa's fit cannot be stopped, and one fit can take minutes.
+/// Same operations in the same order on the same random stream, so the centroids are linfa's to
+/// the bit (a test compares them); one difference: the seeding updates each row's distance to the
+/// newest centroid only (the minimum over all centroids is the same number) instead of
+/// recomputing it to every centroid chosen so far, which was quadratic in k.
+fn lloyd(
+    x: ArrayView2<f64>,
+    k: usize,
+    p: &KMeansParams,
+    tolerance: f64,
+    rng: &mut Xoshiro256Plus,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Array2<f64>> {
+    let n = x.nrows();
+    if k == 0 || n == 0 || x.ncols() == 0 {
+        return Err(invalid(format!(
+            "K-Means with k={k} on {n} rows of {} features",
+            x.ncols()
+        )));
+    }
+    let x = x.as_standard_layout();
+    let x = x.view();
+    let chunk = rows_per_check(k, x.ncols());
+    let mut min_inertia = f64::INFINITY;
+    let mut best = None;
+    for _ in 0..p.n_runs {
+        let mut centroids = plus_plus(x, k, chunk, rng, stop)?;
+        let mut n_iter = 0;
+        let inertia = loop {
+            let (memberships, dists) = memberships_and_dists(x, &centroids, chunk, stop)?;
+            let next = centroids_of(&centroids, x, &memberships);
+            let shift = L2Dist.distance(centroids.view(), next.view());
+            centroids = next;
+            n_iter += 1;
+            if shift < tolerance || n_iter == p.max_iterations {
+                break dists.sum();
+            }
+        };
+        if inertia < min_inertia {
+            min_inertia = inertia;
+            best = Some(centroids);
+        }
+    }
+    best.ok_or_else(|| invalid(format!("K-Means with k={k} failed: no run had a finite inertia")))
+}
+
+/// k-means++ seeding: the first centre uniformly, each next one with probability proportional to
+/// a row's squared distance to its nearest centre so far.
+fn plus_plus(
+    x: ArrayView2<f64>,
+    k: usize,
+    chunk: usize,
+    rng: &mut Xoshiro256Plus,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Array2<f64>> {
+    let (n, width) = x.dim();
+    let mut centroids = Array2::zeros((k, width));
+    let ones = Array1::<f64>::ones(n);
+    let first = WeightedIndex::new(ones.iter())
+        .map_err(|e| invalid(format!("cannot seed K-Means: {e}")))?
+        .sample(rng);
+    centroids.row_mut(0).assign(&x.row(first));
+    let mut dists = Array1::<f64>::from_elem(n, f64::INFINITY);
+    for c in 1..k {
+        if stop() {
+            return Err(Error::Interrupted);
+        }
+        let newest = centroids.row(c - 1);
+        dists
+            .as_slice_mut()
+            .ok_or_else(|| invalid("distances not contiguous"))?
+            .par_chunks_mut(chunk)
+            .zip(x.axis_chunks_iter(Axis(0), chunk).into_par_iter())
+            .try_for_each(|(dists, rows)| {
+                if stop() {
+                    return Err(Error::Interrupted);
+                }
+                for (d, row) in dists.iter_mut().zip(rows.rows()) {
+                    let to_newest = L2Dist.rdistance(newest, row);
+                    // The first centre sets the distance (as linfa's minimum starts from it), a
+                    // later one only when nearer.
+                    if c == 1 || to_newest < *d {
+                        *d = to_newest;
+                    }
+                }
+                Ok(())
+            })?;
+        // A row's weight is its distance; all zero means every row is a centre already, and
+        // then which row is taken does not matter (linfa takes row 0).
+        let at = WeightedIndex::new(dists.iter()).map(|w| w.sample(rng)).unwrap_or(0);
+        centroids.row_mut(c).assign(&x.row(at));
+    }
+    Ok(centroids)
+}
+
+/// Each row's nearest centroid (the first of equals) and squared distance to it.
+fn memberships_and_dists(
+    x: ArrayView2<f64>,
+    centroids: &Array2<f64>,
+    chunk: usize,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(Vec<usize>, Array1<f64>)> {
+    let parts: Vec<Vec<(usize, f64)>> = x
+        .axis_chunks_iter(Axis(0), chunk)
+        .into_par_iter()
+        .map(|rows| {
+            if stop() {
+                return Err(Error::Interrupted);
+            }
+            Ok(rows
+                .rows()
+                .into_iter()
+                .map(|row| {
+                    let mut nearest = (0, L2Dist.rdistance(centroids.row(0), row));
+                    for (c, centroid) in centroids.rows().into_iter().enumerate() {
+                        let d = L2Dist.rdistance(centroid, row);
+                        if d < nearest.1 {
+                            nearest = (c, d);
+                        }
+                    }
+                    nearest
+                })
+                .collect())
+        })
+        .collect::<Result<_>>()?;
+    let (memberships, dists): (Vec<usize>, Vec<f64>) = parts.into_iter().flatten().unzip();
+    Ok((memberships, Array1::from(dists)))
+}
+
+/// New centroids: the mean of each cluster's rows with the old centroid counted as one more row
+/// (linfa's m_k-means update, which keeps an empty cluster where it was).
+fn centroids_of(old: &Array2<f64>, x: ArrayView2<f64>, memberships: &[usize]) -> Array2<f64> {
+    let mut counts = vec![1usize; old.nrows()];
+    let mut sums = Array2::<f64>::zeros(old.dim());
+    for (row, &c) in x.rows().into_iter().zip(memberships) {
+        let mut sum = sums.row_mut(c);
+        sum += &row;
+        counts[c] += 1;
+    }
+    sums += old;
+    for (mut centroid, &count) in sums.rows_mut().into_iter().zip(&counts) {
+        centroid /= count as f64;
+    }
+    sums
 }
 
 /// Nearest centroid and Euclidean distance of each row (rayon-parallel).
@@ -453,6 +596,75 @@ mod tests {
         };
         for blob in segments.chunks(30) {
             assert!(blob.iter().all(|s| *s == blob[0]), "one blob, one segment");
+        }
+    }
+
+    /// Pseudo-random rows (a fixed LCG), a few loose clusters in `width` dimensions.
+    fn scattered(n: usize, width: usize, seed: u64) -> Array2<f64> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        Array2::from_shape_fn((n, width), |(i, _)| (i % 5) as f64 * 3.0 + next() * 4.0)
+    }
+
+    /// The fit is linfa-clustering's to the bit: same seeding, iterations and choice of run.
+    #[test]
+    fn lloyd_equals_linfa_kmeans_exactly() {
+        use linfa::traits::Fit;
+        for (n, width, k, n_runs, seed) in [
+            (300, 2, 3, 1, 7),
+            (1000, 5, 8, 4, 1),
+            (257, 3, 1, 2, 99),
+            (40, 4, 40, 1, 3),
+        ] {
+            let x = scattered(n, width, seed);
+            let p = KMeansParams {
+                k: Some(k),
+                k_min: 2,
+                k_max: 10,
+                n_runs,
+                tolerance: Some(1e-2),
+                max_iterations: 300,
+                contamination: 0.05,
+            };
+            let ours = lloyd(x.view(), k, &p, 1e-2, &mut Xoshiro256Plus::seed_from_u64(seed), &|| false).unwrap();
+            let theirs = linfa_clustering::KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(seed))
+                .n_runs(n_runs)
+                .tolerance(1e-2)
+                .max_n_iterations(p.max_iterations)
+                .fit(&linfa::DatasetBase::from(x.view()))
+                .unwrap();
+            assert_eq!(ours, theirs.centroids(), "n={n} width={width} k={k} runs={n_runs}");
+        }
+    }
+
+    /// Issue 22: Ctrl-C inside one fit. The stop flag is looked at within the seeding and each
+    /// pass, so a fit that would take minutes ends at the next check.
+    #[test]
+    fn a_stop_ends_one_fit_within_a_pass() {
+        let x = scattered(20_000, 4, 5);
+        let p = KMeansParams {
+            k: Some(200),
+            k_min: 2,
+            k_max: 10,
+            n_runs: 1000,
+            tolerance: Some(1e-300),
+            max_iterations: 1_000_000,
+            contamination: 0.05,
+        };
+        for after in [1usize, 10, 150, 400] {
+            let checks = std::sync::atomic::AtomicUsize::new(0);
+            let stop = || checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= after;
+            let err = lloyd(x.view(), 200, &p, 1e-300, &mut Xoshiro256Plus::seed_from_u64(1), &stop).unwrap_err();
+            assert!(matches!(err, Error::Interrupted), "{err}");
+            // After the stop, at most one more check per chunk of the pass under way.
+            let made = checks.load(std::sync::atomic::Ordering::SeqCst);
+            let chunks = 20_000usize.div_ceil(rows_per_check(200, 4));
+            assert!(made <= after + 1 + chunks, "{made} checks for a stop at {after}");
         }
     }
 

@@ -3,18 +3,25 @@
 //! recording from one machine can be analysed on another and tests run without a live OS.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Lines, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
 use super::{Snapshot, Source};
 use crate::error::{Error, Result};
+use crate::files::LineRead;
+
+/// The longest line (one snapshot) a replay reads: a host with 100 000 sockets records about
+/// 50 MiB. A longer line, or a file without newlines, ends the replay with an error instead of
+/// filling the memory.
+const MAX_LINE: usize = 256 << 20;
 
 /// Replays snapshots from a JSON-lines file.
 pub struct FixtureSource {
     path: PathBuf,
-    lines: Lines<BufReader<File>>,
+    input: BufReader<File>,
+    line: Vec<u8>,
     line_no: usize,
 }
 
@@ -24,7 +31,8 @@ impl FixtureSource {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         Ok(FixtureSource {
             path: path.to_path_buf(),
-            lines: BufReader::new(file).lines(),
+            input: BufReader::new(file),
+            line: Vec::new(),
             line_no: 0,
         })
     }
@@ -37,15 +45,27 @@ impl Source for FixtureSource {
 
     fn snapshot(&mut self, _now: DateTime<Utc>) -> Result<Option<Snapshot>> {
         loop {
-            let Some(line) = self.lines.next() else {
-                return Ok(None);
-            };
+            let read = crate::files::read_line_within(&mut self.input, &mut self.line, MAX_LINE)
+                .map_err(|e| Error::io(&self.path, e))?;
             self.line_no += 1;
-            let line = line.map_err(|e| Error::io(&self.path, e))?;
-            if line.trim().is_empty() {
+            match read {
+                LineRead::End => return Ok(None),
+                LineRead::Line(_) => {}
+                LineRead::TooLong => {
+                    return Err(Error::Fixture {
+                        path: self.path.clone(),
+                        line: self.line_no,
+                        reason: format!(
+                            "the line is longer than {} MiB: not a recording of snapshots (capture --record writes one per line)",
+                            MAX_LINE >> 20
+                        ),
+                    })
+                }
+            }
+            if self.line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let mut snapshot: Snapshot = serde_json::from_str(&line).map_err(|e| Error::Fixture {
+            let mut snapshot: Snapshot = serde_json::from_slice(&self.line).map_err(|e| Error::Fixture {
                 path: self.path.clone(),
                 line: self.line_no,
                 reason: e.to_string(),
@@ -133,5 +153,31 @@ mod tests {
         let mut replay = FixtureSource::open(&path).unwrap();
         let err = replay.snapshot(Utc::now()).unwrap_err().to_string();
         assert!(err.contains("bad.jsonl, line 2"), "{err}");
+    }
+
+    /// Issue 22 (fuzzing): damaged recordings. Reading one never panics: each line is a
+    /// snapshot or an error naming the line, and the replay stops at the first error.
+    #[test]
+    fn damaged_recordings_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/host_a.jsonl")).unwrap();
+        // The first two snapshots: enough structure, small enough for many cases.
+        let seed: Vec<u8> = good
+            .split_inclusive(|b| *b == b'\n')
+            .take(2)
+            .flatten()
+            .copied()
+            .collect();
+        let path = dir.path().join("damaged.jsonl");
+        for (_, case, damaged) in crate::mutate::cases(&[&seed], 400) {
+            std::fs::write(&path, &damaged).unwrap();
+            let mut source = FixtureSource::open(&path).unwrap();
+            let lines = damaged.split(|b| *b == b'\n').count();
+            let mut read = 0;
+            while let Ok(Some(_)) = source.snapshot(Utc::now()) {
+                read += 1;
+                assert!(read <= lines, "case {case}");
+            }
+        }
     }
 }

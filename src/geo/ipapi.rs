@@ -188,13 +188,20 @@ pub struct Outcome {
 
 /// Looks up `queries` (public addresses, text) in batches, honouring the rate limit. Stops at
 /// the first request that fails outright (down, timeout, malformed answer, limit longer than
-/// `max_wait`): asking a provider that is failing again and again helps no one.
-pub fn lookup(queries: &[String], transport: &dyn Transport, clock: &mut dyn Clock, max_wait: Duration) -> Outcome {
+/// `max_wait`): asking a provider that is failing again and again helps no one. A wait for the
+/// rate limit is announced through `notice` before it starts (it can last up to `max_wait`).
+pub fn lookup(
+    queries: &[String],
+    transport: &dyn Transport,
+    clock: &mut dyn Clock,
+    max_wait: Duration,
+    notice: &mut dyn FnMut(&str),
+) -> Outcome {
     let mut outcome = Outcome::default();
     let mut limit = RateLimit::default();
     let mut batches = queries.chunks(BATCH_SIZE);
     while let Some(batch) = batches.next() {
-        match lookup_batch(batch, transport, clock, max_wait, &mut limit, &mut outcome) {
+        match lookup_batch(batch, transport, clock, max_wait, &mut limit, &mut outcome, notice) {
             Ok(()) => {}
             Err(reason) => {
                 outcome.failed.extend(batch.iter().cloned());
@@ -217,6 +224,7 @@ fn lookup_batch(
     max_wait: Duration,
     limit: &mut RateLimit,
     outcome: &mut Outcome,
+    notice: &mut dyn FnMut(&str),
 ) -> std::result::Result<(), String> {
     let body = serde_json::to_string(batch).map_err(|e| e.to_string())?;
     let mut refusals = 0;
@@ -224,10 +232,10 @@ fn lookup_batch(
         match plan(limit, clock.now(), max_wait) {
             Plan::Send => {}
             Plan::Wait(d) => {
-                eprintln!(
+                notice(&format!(
                     "note: the provider's rate limit is used up; waiting {} s for it to reset",
                     d.as_secs_f64().ceil()
-                );
+                ));
                 if clock.sleep(d) {
                     outcome.interrupted = true;
                     return Err(INTERRUPTED.to_string());
@@ -599,7 +607,7 @@ mod tests {
     fn batches_hold_at_most_100_addresses() {
         let t = Scripted::new(vec![]);
         let mut clock = FakeClock::new();
-        let out = lookup(&addrs(250), &t, &mut clock, Duration::from_secs(60));
+        let out = lookup(&addrs(250), &t, &mut clock, Duration::from_secs(60), &mut |_| {});
         let sizes: Vec<usize> = t.bodies.borrow().iter().map(Vec::len).collect();
         assert_eq!(sizes, [100, 100, 50]);
         assert_eq!(out.answers.len(), 250);
@@ -615,10 +623,18 @@ mod tests {
     fn an_exhausted_quota_waits_for_the_reset() {
         let t = Scripted::new(vec![Ok(reply(200, Some("0"), None, "GOOD"))]);
         let mut clock = FakeClock::new();
-        let out = lookup(&addrs(150), &t, &mut clock, Duration::from_secs(120));
+        let mut notes = Vec::new();
+        let out = lookup(&addrs(150), &t, &mut clock, Duration::from_secs(120), &mut |n| {
+            notes.push(n.to_string())
+        });
         assert_eq!(out.answers.len(), 150);
         // X-Rl 0 with X-Ttl 60 (from the scripted good reply): wait 61 s before the second batch.
         assert_eq!(clock.slept, [Duration::from_secs(61)]);
+        // Said before the wait, through the notice the command layer shows (geo never prints).
+        assert_eq!(
+            notes,
+            ["note: the provider's rate limit is used up; waiting 61 s for it to reset"]
+        );
     }
 
     #[test]
@@ -627,7 +643,7 @@ mod tests {
         let t = Scripted::new(vec![Ok(reply(200, Some("0"), None, "GOOD"))]);
         let mut clock = FakeClock::new();
         clock.ctrl_c = true;
-        let out = lookup(&addrs(250), &t, &mut clock, Duration::from_secs(120));
+        let out = lookup(&addrs(250), &t, &mut clock, Duration::from_secs(120), &mut |_| {});
         assert!(out.interrupted);
         assert_eq!(out.requests, 1, "nothing is sent after the interrupted wait");
         assert_eq!((out.answers.len(), out.failed.len()), (100, 150));
@@ -637,7 +653,7 @@ mod tests {
     fn http_429_is_retried_after_x_ttl() {
         let t = Scripted::new(vec![Ok(reply(429, Some("0"), Some("5"), ""))]);
         let mut clock = FakeClock::new();
-        let out = lookup(&addrs(3), &t, &mut clock, Duration::from_secs(60));
+        let out = lookup(&addrs(3), &t, &mut clock, Duration::from_secs(60), &mut |_| {});
         assert_eq!(out.answers.len(), 3);
         assert_eq!(clock.slept, [Duration::from_secs(6)]);
         assert_eq!(out.requests, 2);
@@ -650,7 +666,7 @@ mod tests {
             Ok(reply(429, Some("0"), Some("3600"), "")),
         ]);
         let mut clock = FakeClock::new();
-        let out = lookup(&addrs(250), &t, &mut clock, Duration::from_secs(60));
+        let out = lookup(&addrs(250), &t, &mut clock, Duration::from_secs(60), &mut |_| {});
         assert_eq!(out.answers.len(), 100);
         assert_eq!(out.failed.len(), 150);
         assert!(out.reasons[0].contains("resets in 3601 s"), "{:?}", out.reasons);
@@ -663,7 +679,7 @@ mod tests {
         let r = || Ok(reply(429, None, Some("0"), ""));
         let t = Scripted::new(vec![r(), r(), r(), r(), r()]);
         let mut clock = FakeClock::new();
-        let out = lookup(&addrs(2), &t, &mut clock, Duration::from_secs(60));
+        let out = lookup(&addrs(2), &t, &mut clock, Duration::from_secs(60), &mut |_| {});
         assert!(out.answers.is_empty());
         assert_eq!(out.failed.len(), 2);
         assert!(out.reasons[0].contains("429"), "{:?}", out.reasons);
@@ -674,7 +690,7 @@ mod tests {
     fn transport_failure_stops_the_run() {
         let t = Scripted::new(vec![Err("cannot connect (connection refused)".into())]);
         let mut clock = FakeClock::new();
-        let out = lookup(&addrs(150), &t, &mut clock, Duration::from_secs(60));
+        let out = lookup(&addrs(150), &t, &mut clock, Duration::from_secs(60), &mut |_| {});
         assert!(out.answers.is_empty());
         assert_eq!(out.failed.len(), 150);
         assert_eq!(out.requests, 1);
@@ -705,7 +721,13 @@ mod tests {
             Ok(reply(200, Some("14"), Some("60"), "GOOD")),
             Ok(reply(200, None, None, "[{")),
         ]);
-        let out = lookup(&addrs(150), &t, &mut FakeClock::new(), Duration::from_secs(60));
+        let out = lookup(
+            &addrs(150),
+            &t,
+            &mut FakeClock::new(),
+            Duration::from_secs(60),
+            &mut |_| {},
+        );
         assert_eq!((out.answers.len(), out.failed.len()), (100, 50));
     }
 
@@ -713,7 +735,13 @@ mod tests {
     fn invalid_query_is_a_failure_not_an_answer() {
         let body = r#"[{"status":"fail","message":"invalid query","query":"8.8.0.0"},{"status":"fail","message":"reserved range","query":"8.8.0.1"}]"#;
         let t = Scripted::new(vec![Ok(reply(200, Some("14"), Some("60"), body))]);
-        let out = lookup(&addrs(2), &t, &mut FakeClock::new(), Duration::from_secs(60));
+        let out = lookup(
+            &addrs(2),
+            &t,
+            &mut FakeClock::new(),
+            Duration::from_secs(60),
+            &mut |_| {},
+        );
         assert_eq!(out.failed, ["8.8.0.0"]);
         assert_eq!(out.answers.len(), 1);
         assert_eq!(out.answers[0].query, "8.8.0.1");
@@ -740,5 +768,47 @@ mod tests {
         assert_eq!(r("AS7018").asn_and_org(), (Some(7018), None));
         assert_eq!(r("").asn_and_org(), (None, None));
         assert_eq!(r("Some Org").asn_and_org(), (None, Some("Some Org".into())));
+    }
+
+    /// Issue 22 (fuzzing): damaged replies, headers and statuses from the provider, which come
+    /// over plain HTTP. None panics or waits past `max_wait`, every address ends answered or
+    /// failed, and no answer is for an address that was not asked.
+    #[test]
+    fn damaged_replies_and_headers_never_panic() {
+        let queries = addrs(3);
+        let body = good(&queries, "14", "60").body;
+        let mut rng = crate::mutate::Rng(7);
+        for (_, case, damaged) in crate::mutate::cases(&[body.as_bytes(), b"44", b"60"], 300) {
+            let text = String::from_utf8_lossy(&damaged).into_owned();
+            let header = |rng: &mut crate::mutate::Rng| match rng.below(3) {
+                0 => None,
+                1 => Some(text.clone()),
+                _ => Some(["0", "18446744073709551615", "-1", " 5 ", "1e9"][rng.below(5)].to_string()),
+            };
+            let first = HttpReply {
+                status: [200, 200, 429, 500, 301, 0][rng.below(6)],
+                x_rl: header(&mut rng),
+                x_ttl: header(&mut rng),
+                body: text.clone(),
+            };
+            let t = Scripted::new(vec![Ok(first)]);
+            let mut clock = FakeClock::new();
+            let max_wait = Duration::from_secs(120);
+            let out = lookup(&queries, &t, &mut clock, max_wait, &mut |_| {});
+            assert_eq!(
+                out.answers.len() + out.failed.len(),
+                queries.len(),
+                "case {case}: {text:?}"
+            );
+            assert!(out.answers.iter().all(|a| queries.contains(&a.query)), "case {case}");
+            assert!(
+                clock.slept.iter().all(|d| *d <= max_wait + Duration::from_secs(2)),
+                "case {case}: {:?}",
+                clock.slept
+            );
+            let _ = parse_batch(&queries, &text);
+            let _ = plan(&observe(Some(&text), Some(&text), clock.now), clock.now, max_wait);
+            let _ = plan(&after_429(Some(&text), clock.now), clock.now, max_wait);
+        }
     }
 }

@@ -142,6 +142,9 @@ pub struct Sources<'a> {
     pub mmdb: MmdbSet,
     pub provider: Option<(&'a dyn Transport, &'a mut dyn Clock)>,
     pub max_wait: Duration,
+    /// Where a note the user should see while the run goes on is sent (the wait for the
+    /// provider's rate limit, which can last `max_wait`); the command layer shows it.
+    pub notice: &'a mut dyn FnMut(&str),
 }
 
 impl Sources<'_> {
@@ -149,17 +152,24 @@ impl Sources<'_> {
         let mut parts = vec!["local".to_string()];
         parts.extend(self.mmdb.names());
         if let Some((t, _)) = &self.provider {
-            parts.push(format!("ip-api ({})", t.url()));
+            parts.push(format!("ip-api ({})", without_query(t.url())));
         }
         parts.join(",")
     }
 }
 
+/// `url` without its query, where a paid endpoint's key goes (`?key=...`): what is stored in
+/// `geo_runs.sources` never holds a key.
+fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
 /// `netlens geo`: looks up every remote address of connections, sockets and flows that has no
-/// answer yet (or an answer older than `--ttl`, or every one with `--refresh`).
-pub fn fill(store: &Store, args: &GeoRequest, now: DateTime<Utc>) -> Result<Run> {
+/// answer yet (or an answer older than `--ttl`, or every one with `--refresh`). Notes come
+/// through `notice` as the run goes (see [`Sources::notice`]).
+pub fn fill(store: &Store, args: &GeoRequest, now: DateTime<Utc>, notice: &mut dyn FnMut(&str)) -> Result<Run> {
     let (texts, skipped) = pending_addresses(store, args, now)?;
-    with_sources(store, args, |sources| {
+    with_sources(store, args, notice, |sources| {
         let mut run = resolve(store, "geo", &texts, sources, now)?;
         run.skipped = skipped;
         Ok(run)
@@ -167,7 +177,13 @@ pub fn fill(store: &Store, args: &GeoRequest, now: DateTime<Utc>) -> Result<Run>
 }
 
 /// `netlens geo lookup IP...`: looks up the given addresses afresh and stores the answers.
-pub fn lookup(store: &Store, args: &GeoRequest, ips: &[String], now: DateTime<Utc>) -> Result<Run> {
+pub fn lookup(
+    store: &Store,
+    args: &GeoRequest,
+    ips: &[String],
+    now: DateTime<Utc>,
+    notice: &mut dyn FnMut(&str),
+) -> Result<Run> {
     let mut texts = Vec::new();
     for text in ips {
         let addr: IpAddr = text
@@ -179,13 +195,18 @@ pub fn lookup(store: &Store, args: &GeoRequest, ips: &[String], now: DateTime<Ut
             texts.push(canonical);
         }
     }
-    with_sources(store, args, |sources| {
+    with_sources(store, args, notice, |sources| {
         resolve(store, "geo lookup", &texts, sources, now)
     })
 }
 
 /// Opens the sources `args` name and runs `work` with them.
-fn with_sources(store: &Store, args: &GeoRequest, work: impl FnOnce(&mut Sources) -> Result<Run>) -> Result<Run> {
+fn with_sources(
+    store: &Store,
+    args: &GeoRequest,
+    notice: &mut dyn FnMut(&str),
+    work: impl FnOnce(&mut Sources) -> Result<Run>,
+) -> Result<Run> {
     // Checked first: a read-only run would ask the provider and then fail to keep the answers.
     if store.is_read_only() {
         return Err(Error::Usage(
@@ -193,7 +214,17 @@ fn with_sources(store: &Store, args: &GeoRequest, work: impl FnOnce(&mut Sources
                 .to_string(),
         ));
     }
+    if args.provider == GeoProvider::IpApi && !args.url.to_ascii_lowercase().starts_with("http://") {
+        return Err(Error::Usage(format!(
+            "--url {}: this netlens speaks plain HTTP only (it is built without TLS), so an https:// endpoint cannot be reached\n  \
+             hint: use an http:// endpoint (ip-api's free one, or a local mirror); a key in an http:// URL travels in clear, though netlens never stores it",
+            without_query(&args.url)
+        )));
+    }
     let mmdb = MmdbSet::open(&args.mmdb)?;
+    for note in mmdb.notes() {
+        notice(note);
+    }
     let mut clock = ipapi::SystemClock;
     let transport = match args.provider {
         GeoProvider::Off => None,
@@ -208,6 +239,7 @@ fn with_sources(store: &Store, args: &GeoRequest, work: impl FnOnce(&mut Sources
             .as_ref()
             .map(|t| (t as &dyn Transport, &mut clock as &mut dyn Clock)),
         max_wait: args.max_wait,
+        notice,
     };
     work(&mut sources)
 }
@@ -281,7 +313,13 @@ pub fn resolve(
     let mut failed: HashSet<usize> = HashSet::new();
     if let Some((transport, clock)) = sources.provider.as_mut() {
         let queries: Vec<String> = open.keys().cloned().collect();
-        let outcome = ipapi::lookup(&queries, *transport, &mut **clock, sources.max_wait);
+        let outcome = ipapi::lookup(
+            &queries,
+            *transport,
+            &mut **clock,
+            sources.max_wait,
+            &mut *sources.notice,
+        );
         // Ctrl-C leaves the store as it was: answers got before the wait are not stored either.
         if outcome.interrupted {
             return Err(Error::Interrupted);
@@ -534,6 +572,7 @@ mod tests {
         let mut clock = NoClock;
         let mut sources = Sources {
             mmdb: MmdbSet::open(&[]).unwrap(),
+            notice: &mut |_| {},
             provider: Some((&transport as &dyn Transport, &mut clock as &mut dyn Clock)),
             max_wait: Duration::from_secs(60),
         };
@@ -541,6 +580,28 @@ mod tests {
         let run = resolve(&store, "geo", &texts, &mut sources, Utc::now()).unwrap();
         let sent = transport.sent.borrow().clone();
         (store, sent, run)
+    }
+
+    /// Issue 22: reqwest is built without TLS, so an https:// endpoint is refused up front with
+    /// what to do; and a key in the URL's query is never stored in `geo_runs.sources`.
+    #[test]
+    fn https_endpoints_are_refused_and_keys_never_stored() {
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let args = GeoRequest {
+            provider: GeoProvider::IpApi,
+            url: "https://pro.ip-api.com/batch?key=SECRET".to_string(),
+            ..GeoRequest::offline(Vec::new())
+        };
+        let err = lookup(&store, &args, &["8.8.8.8".to_string()], Utc::now(), &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plain HTTP only") && !err.contains("SECRET"), "{err}");
+        assert_eq!(
+            without_query("http://pro.ip-api.com/batch?key=SECRET"),
+            "http://pro.ip-api.com/batch"
+        );
+        assert_eq!(without_query("http://127.0.0.1:9/batch#k"), "http://127.0.0.1:9/batch");
+        assert_eq!(without_query("http://ip-api.com/batch"), "http://ip-api.com/batch");
     }
 
     #[test]
@@ -591,6 +652,7 @@ mod tests {
         let store = Store::open(&Location::Memory, false).unwrap();
         let mut sources = Sources {
             mmdb: MmdbSet::open(&[]).unwrap(),
+            notice: &mut |_| {},
             provider: None,
             max_wait: Duration::from_secs(60),
         };

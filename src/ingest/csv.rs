@@ -520,4 +520,19 @@ mod tests {
         let call = read_csv_call(Path::new("/t/it's.csv"), &dialect, &["a'b".to_string()]);
         assert_eq!(call, "read_csv('/t/it''s.csv', header = false, names = ['a''b'])");
     }
+
+    /// Issue 22 (fuzzing): damaged header lines and `--columns` files through netlens's own
+    /// CSV checks (DuckDB reads the rows). None panics, and no more names come out than the
+    /// text has separators and lines.
+    #[test]
+    fn damaged_headers_never_panic() {
+        let header = "id,\"src ip\",dst_port;proto\tbytes|label\n# comment\nduration\r\n";
+        for (_, case, damaged) in crate::mutate::cases(&[header.as_bytes()], 3000) {
+            let text = String::from_utf8_lossy(&damaged);
+            let names = parse_column_names(&text);
+            assert!(names.len() <= text.len() + 1, "case {case}");
+            let _ = check_names(&names);
+            let _ = likely_delimiter(&text);
+        }
+    }
 }

@@ -1005,7 +1005,14 @@ impl FlowAssembly {
         report.last_ts_ns = self.last_ts_ns;
         report.peak_active_flows = self.peak_active_flows;
         report.skipped = self.skips.total();
-        let (notes, warnings) = self.skips.notes();
+        let (notes, mut warnings) = self.skips.notes();
+        if self.table.shed() > 0 {
+            warnings.push(format!(
+                "{} flows ended early: more than {} flows were active at once, so the ones seen longest ago were closed as if timed out (a later packet of one starts a new flow)",
+                self.table.shed(),
+                netlens_packets::flow::MAX_ACTIVE_FLOWS
+            ));
+        }
         report.warnings = warnings;
         report.notes = notes;
     }

@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::sink::{FlowColumns, FlowRow, TableWriter, FLOW_BATCH};
 use super::{ImportReport, Progress};
 use crate::error::{Error, Result};
+use crate::files::LineRead;
 use crate::store::Store;
 
 /// Fields a flow cannot do without.
@@ -214,6 +215,10 @@ fn missing_fields(fields: &[String]) -> Option<String> {
     (!missing.is_empty()).then(|| missing.join(", "))
 }
 
+/// The longest line read: far above any conn.log line, and what a file without newlines (or an
+/// endless one) can make the import hold before it is refused.
+const MAX_LINE: usize = 1 << 20;
+
 /// Reads one Zeek conn.log into `flows`. The caller holds the transaction.
 pub fn import_log<R: Read>(
     store: &Store,
@@ -257,11 +262,20 @@ pub fn import_log<R: Read>(
     let mut line_no = 0usize;
     let mut line = Vec::new();
     loop {
-        line.clear();
-        let n = input.read_until(b'\n', &mut line).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
+        let n = match crate::files::read_line_within(&mut input, &mut line, MAX_LINE).map_err(|e| Error::io(path, e))? {
+            LineRead::End => break,
+            LineRead::Line(n) => n,
+            LineRead::TooLong => {
+                return Err(zeek_err(
+                    path,
+                    line_no + 1,
+                    format!(
+                        "the line is longer than {} MiB (Zeek's lines are a few hundred bytes): not a Zeek log, or a damaged one",
+                        MAX_LINE >> 20
+                    ),
+                ))
+            }
+        };
         bytes += n as u64;
         line_no += 1;
         // Ctrl-C: the caller's transaction rolls this file back.
@@ -485,6 +499,47 @@ mod tests {
             assert!(row(bad).is_err(), "{bad}");
         }
         assert!(row("2.5").is_ok());
+    }
+
+    /// Issue 22 (fuzzing): damaged TSV and JSON logs through the whole reader. None panics,
+    /// what is stored is at most a row per line, and `connection_events` still answers after
+    /// every stored row (a row it cannot read, such as an infinite duration, broke it).
+    #[test]
+    fn damaged_logs_never_panic_and_store_only_readable_rows() {
+        let tsv = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n\
+            #fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\torig_bytes\tresp_bytes\tconn_state\thistory\n\
+            #types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\tinterval\tcount\tcount\tstring\tstring\n\
+            1300000000.5\tCa\t10.0.0.1\t40000\t192.0.2.9\t443\ttcp\tssl\t1.25\t100\t2000\tSF\tShADadFf\n\
+            1300000001.000001\tCb\t2001:db8::1\t53\t2001:db8::2\t53\tudp\tdns\t-\t-\t-\tS0\tD\n\
+            1300000002\tCc\t10.0.0.2\t8\t10.0.0.3\t0\ticmp\t(empty)\t0.000001\t0\t0\tOTH\t\\x1b[31m\n";
+        let json = r#"{"ts":1300000000.5,"uid":"Ca","id.orig_h":"10.0.0.1","id.orig_p":40000,"id.resp_h":"192.0.2.9","id.resp_p":443,"proto":"tcp","duration":1.25,"orig_bytes":100}
+{"ts":"2011-03-13T07:06:40.000001Z","uid":"Cb","id":{"orig_h":"::1","orig_p":1,"resp_h":"::2","resp_p":2},"proto":"udp","conn_state":"S0"}
+{"ts":1300000002,"id.orig_h":"10.0.0.2","id.orig_p":8,"id.resp_h":"10.0.0.3","id.resp_p":0,"proto":"icmp","history":"\u001b"}
+"#;
+        let store = Store::open(&crate::store::Location::Memory, false).unwrap();
+        let path = Path::new("conn.log");
+        for seed in [tsv.as_bytes(), json.as_bytes()] {
+            let report = import_log(&store, seed, path, 1, &Progress::silent()).unwrap();
+            assert_eq!((report.flows, report.skipped), (3, 0), "the seeds read whole");
+        }
+        let mut stored = 6u64;
+        for (s, case, damaged) in crate::mutate::cases(&[tsv.as_bytes(), json.as_bytes()], 400) {
+            let lines = damaged.split(|b| *b == b'\n').count() as u64;
+            if let Ok(report) = import_log(&store, &damaged[..], path, 1, &Progress::silent()) {
+                assert!(report.flows + report.skipped <= lines, "seed {s}, case {case}");
+                stored += report.flows;
+            }
+        }
+        let counted: u64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM flows", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(counted, stored);
+        let events: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM connection_events WHERE end_ts >= start_ts OR duration_s >= 0 OR duration_s IS NULL", [], |r| r.get(0))
+            .unwrap();
+        assert!(events > 0);
     }
 
     #[test]

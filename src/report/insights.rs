@@ -163,6 +163,11 @@ pub fn insights(store: &Store) -> Result<Vec<Finding>> {
         }
     }
     out.extend(capture_findings(store)?);
+    // A Ctrl-C between two of the queries (no statement running for DuckDB to interrupt) ends
+    // the command as interrupted too.
+    if crate::interrupt::requested() {
+        return Err(Error::Interrupted);
+    }
     if out.is_empty() {
         out.push(Finding {
             severity: Severity::Info,

@@ -276,15 +276,18 @@ impl NetlensFlight {
             let store = store.lock().map_err(|_| super::poisoned())?;
             let _one_at_a_time = writes.then(|| shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
             let mut gaps = CollectGaps::default();
+            let mut notes = Vec::new();
             let mut ctx = request::Context {
                 observer: &mut gaps,
                 import_progress: crate::ingest::Progress::collecting(false),
                 watch: None,
                 ahead: None,
                 clock: &chrono::Utc::now,
+                notice: &mut |note| notes.push(note.to_string()),
             };
             let mut reply = request::execute(&store, request, &mut ctx)?;
             reply.items.extend(gaps.gaps.into_iter().map(request::Item::Warning));
+            reply.items.extend(notes.into_iter().map(request::Item::Warning));
             // A capture stored through this server can be looked at in its dashboard.
             if let (true, Some(http)) = (captures, shared.status().http) {
                 reply.items.push(request::Item::Summary(format!(

@@ -617,14 +617,17 @@ async fn api_request(State(app): State<AppState>, headers: HeaderMap, body: axum
         let _one_at_a_time =
             (!request.is_read_only()).then(|| shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
         let mut gaps = request::CollectGaps::default();
+        let mut notes = Vec::new();
         let mut ctx = request::Context {
             observer: &mut gaps,
             import_progress: crate::ingest::Progress::collecting(false),
             watch: None,
             ahead: None,
             clock: &chrono::Utc::now,
+            notice: &mut |note| notes.push(note.to_string()),
         };
-        let reply = request::execute(&store, request, &mut ctx)?;
+        let mut reply = request::execute(&store, request, &mut ctx)?;
+        reply.items.extend(notes.into_iter().map(request::Item::Warning));
         shared
             .requests_served
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

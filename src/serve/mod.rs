@@ -899,14 +899,17 @@ fn run_job(
     retain: Option<&crate::retention::RetainRequest>,
 ) -> Result<String> {
     let mut gaps = CollectGaps::default();
+    let mut notes = Vec::new();
     let mut ctx = request::Context {
         observer: &mut gaps,
         import_progress: crate::ingest::Progress::collecting(false),
         watch: None,
         ahead: None,
         clock: &Utc::now,
+        notice: &mut |note| notes.push(note.to_string()),
     };
-    let reply = request::execute(store, job_request(kind, mmdb, retain), &mut ctx)?;
+    let mut reply = request::execute(store, job_request(kind, mmdb, retain), &mut ctx)?;
+    reply.items.extend(notes.into_iter().map(request::Item::Warning));
     if let Some(failure) = reply.failure {
         return Err(Error::Partial { message: failure });
     }

@@ -138,6 +138,7 @@ impl Database for LocalDatabase {
             watch: Some(&mut watch),
             ahead,
             clock: &chrono::Utc::now,
+            notice: &mut |note| eprintln!("{}", crate::output::visible(note)),
         };
         let result = request::execute(&self.store, request, &mut ctx);
         if let Some(bar) = spinner {
@@ -334,7 +335,7 @@ impl Session {
             }
             Err(e) => {
                 self.failures += 1;
-                eprintln!("Error: {e}");
+                eprintln!("Error: {}", crate::output::visible(&e.to_string()));
                 if self.db.is_detached() {
                     // Nothing more can be read or stored: going on would only fail, or write
                     // into DuckDB's throw-away in-memory catalog.
@@ -686,9 +687,11 @@ impl Session {
         let display = self.settings.mode.is_display();
         for item in items {
             match item {
-                Item::Summary(line) if !quiet => eprintln!("{line}"),
+                // Summaries and warnings can quote untrusted text (a Zeek field, a process
+                // name, a provider's message): control characters are shown, not sent.
+                Item::Summary(line) if !quiet => eprintln!("{}", crate::output::visible(&line)),
                 Item::Summary(_) => {}
-                Item::Warning(line) => eprintln!("{line}"),
+                Item::Warning(line) => eprintln!("{}", crate::output::visible(&line)),
                 Item::Rows { summary: true, .. } if quiet => {}
                 Item::Rows { display_only: true, .. } if !display => {}
                 Item::Rows { sql, title, .. } => {
@@ -787,7 +790,7 @@ impl crate::ingest::ImportDisplay for ImportBar {
     }
 
     fn line(&mut self, line: &str) {
-        eprintln!("{line}");
+        eprintln!("{}", crate::output::visible(line));
     }
 }
 
@@ -839,7 +842,7 @@ impl Observer for Progress {
     }
 
     fn gap(&mut self, gap: &str) {
-        let line = format!("note: {gap}");
+        let line = format!("note: {}", crate::output::visible(gap));
         match &self.bar {
             Some(bar) => bar.println(line),
             None => eprintln!("{line}"),

@@ -142,4 +142,27 @@ mod tests {
         assert!(!is_blank("-- x\nSELECT 1"));
         assert_eq!(first_keyword("/* a */ -- b\n  insert into t values (1)"), "INSERT");
     }
+
+    /// Issue 22 (fuzzing): damaged scripts (quotes, dollar quotes and comments left open, bytes
+    /// that are not UTF-8 made into replacement characters). The splitter never panics, and
+    /// what it returns is made of the input: no more text than it was given.
+    #[test]
+    fn damaged_scripts_never_panic_and_split_into_their_own_text() {
+        let script = "SELECT 'a;b', \"c;d\" FROM t; -- note; here\n/* block; */ SELECT $$x;y$$, $tag$;$tag$;\n\
+                      CREATE TABLE \"é;\" (x INT); INSERT INTO t VALUES ('it''s'); SELECT 1";
+        for (_, case, damaged) in crate::mutate::cases(&[script.as_bytes()], 3000) {
+            let text = String::from_utf8_lossy(&damaged);
+            let s = split(&text);
+            let total: usize = s.statements.iter().map(String::len).sum::<usize>() + s.rest.len();
+            assert!(total <= text.len(), "case {case}: {text:?}");
+            assert!(
+                s.statements.iter().all(|st| text.contains(st.as_str())),
+                "case {case}: {text:?}"
+            );
+            for st in &s.statements {
+                let _ = first_keyword(st);
+                let _ = skip_comments(st);
+            }
+        }
+    }
 }

@@ -149,6 +149,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../sql/026_dashboard_ranges.sql"),
     },
     Migration {
+        version: 27,
+        name: "cmdline_comment",
+        sql: include_str!("../../sql/027_cmdline_comment.sql"),
+    },
+    Migration {
         version: 28,
         name: "tunnels",
         sql: include_str!("../../sql/028_tunnels.sql"),
@@ -586,6 +591,7 @@ mod tests {
         (24, "6c20743e14dc08e81210c62a3768de07774d17adc8021882512340158699d2ef"),
         (25, "53110b51f5c1520c134affe7b0b6eb07455e27eeb59ae9b6c5b68a37f4ecf03c"),
         (26, "0d215ad3be72507b3ba7f1594dcb3e536b8d20c2e48b7753eab7b04ef6243745"),
+        (27, "ea33f9c4794f4ef0bf8da4f6530267cab863a74127ab35bbf88e77dc343cae06"),
         (28, "36a033060f8d9042109f4f3c11d8f779b93da196565f5f16eacf3feedfca1129"),
         (29, "42b31899e8af897b324b644381974efe6b00454257babf70a7d829477d63fb65"),
     ];

@@ -51,18 +51,61 @@ pub fn default_path() -> Result<PathBuf> {
     Ok(data_dir()?.join("netlens.duckdb"))
 }
 
-/// netlens's per-user data directory (database, shell history).
+/// netlens's per-user data directory (database, shell history). Under `sudo` with the user's
+/// `HOME` kept, root would create a root-owned directory, database and history in that user's
+/// home, which the user could then not open: as for the cache directory, root uses no
+/// directory that belongs to someone else (an error saying so instead).
 pub fn data_dir() -> Result<PathBuf> {
-    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(xdg).join("netlens"));
+    let dir = if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        PathBuf::from(xdg).join("netlens")
+    } else {
+        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".local/share/netlens"),
+            None => return Err(Error::Usage(
+                "neither XDG_DATA_HOME nor HOME is set, so there is no default database path\n  hint: pass --db PATH"
+                    .to_string(),
+            )),
+        }
+    };
+    // SAFETY: geteuid cannot fail and has no side effects.
+    let euid = unsafe { libc::geteuid() };
+    match owner_elsewhere(&dir, euid) {
+        None => Ok(dir),
+        Some((path, uid)) => Err(Error::Usage(format!(
+            "running as root, the default data directory {} is in {} of user {uid}: netlens would leave root-owned files there that the user cannot open\n  \
+             hint: pass --db PATH, run it as that user, or use sudo -H (root's own HOME)",
+            dir.display(),
+            path.display()
+        ))),
     }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        Some(home) => Ok(PathBuf::from(home).join(".local/share/netlens")),
-        None => Err(Error::Usage(
-            "neither XDG_DATA_HOME nor HOME is set, so there is no default database path\n  hint: pass --db PATH"
-                .to_string(),
-        )),
+}
+
+/// A warning when the database file at `path` exists and belongs to another user: in a shared
+/// directory (such as /tmp) someone else can create the file first, and a database can hold
+/// views and macros that run whatever SQL its maker wrote when they are queried.
+pub fn foreign_owner_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(path).ok()?.uid();
+    // SAFETY: geteuid cannot fail and has no side effects.
+    let me = unsafe { libc::geteuid() };
+    (owner != me).then(|| {
+        format!(
+            "warning: {} belongs to user {owner}, not to you (user {me}): a database someone else made can hold views and macros that run their SQL when you query them; use it only if you trust its owner",
+            path.display()
+        )
+    })
+}
+
+/// For root (`euid` 0): the nearest existing one of `dir` and its ancestors, with its owner, when
+/// that owner is another user. None for anyone else, or when root owns it.
+fn owner_elsewhere(dir: &Path, euid: u32) -> Option<(PathBuf, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    if euid != 0 {
+        return None;
     }
+    let existing = dir.ancestors().find(|p| p.exists())?;
+    let uid = std::fs::metadata(existing).ok()?.uid();
+    (uid != euid).then(|| (existing.to_path_buf(), uid))
 }
 
 /// An open database with an up-to-date schema.
@@ -678,6 +721,30 @@ mod tests {
             .collect::<std::result::Result<_, _>>()
             .unwrap();
         assert!(undocumented.is_empty(), "undocumented: {undocumented:?}");
+    }
+
+    /// Issue 22: under sudo with the user's HOME kept, root made root-owned directories and
+    /// files in that user's home. Root uses no data directory inside another user's.
+    #[test]
+    fn root_uses_no_data_directory_of_another_user() {
+        use std::os::unix::ffi::OsStrExt;
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join(".local/share/netlens");
+        assert_eq!(owner_elsewhere(&dir, 1000), None, "not root: no rule");
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            if cfg!(ci) {
+                panic!("prerequisite missing in CI: root (to hand a directory to another user)");
+            }
+            eprintln!("IGNORED (prerequisite missing): root");
+            return;
+        }
+        assert_eq!(owner_elsewhere(&dir, 0), None, "root's own directory");
+        let c_path = std::ffi::CString::new(home.path().as_os_str().as_bytes()).unwrap();
+        // SAFETY: chown reads a NUL-terminated path; 65534 is `nobody`.
+        assert_eq!(unsafe { libc::chown(c_path.as_ptr(), 65534, 65534) }, 0);
+        assert_eq!(owner_elsewhere(&dir, 0), Some((home.path().to_path_buf(), 65534)));
+        assert!(!dir.exists(), "nothing created");
     }
 
     #[test]

@@ -1078,3 +1078,122 @@ fn sigint_during_a_lof_fit_stops_it_and_stores_nothing() {
         "0,0,0"
     );
 }
+
+/// Runs `quick` (a train whose fit takes moments) and times it, then starts `long` (the same
+/// train on the same rows, whose one fit alone would take minutes) and presses Ctrl-C once the
+/// quick run's whole time and a second more have passed: by then the long run has read its rows
+/// and is inside its fit (it is checked to be still running). It must end with 130 within
+/// seconds and store nothing. Returns (quick run, wait before SIGINT, exit after SIGINT).
+fn sigint_inside_one_fit(s: &Scratch, quick: &[&str], long: &[&str]) -> [std::time::Duration; 3] {
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let out = s.cmd().args(quick).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let quick_took = started.elapsed();
+    let before = stored(s);
+    let mut child = s.spawn(long);
+    let wait = quick_took + Duration::from_secs(1);
+    std::thread::sleep(wait);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the long fit ended within {wait:?}: make it longer"
+    );
+    let sent = Instant::now();
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    while child.try_wait().unwrap().is_none() && sent.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let waited = sent.elapsed();
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    // Within a second on an idle machine; the margin is for a loaded one.
+    assert!(waited < Duration::from_secs(5), "ended {waited:?} after SIGINT");
+    assert_eq!(stored(s), before, "the interrupted run stored something");
+    eprintln!("quick run {quick_took:?}; SIGINT {wait:?} into the long one, which ended {waited:?} after it");
+    [quick_took, wait, waited]
+}
+
+/// A million rows of two spread columns.
+const MILLION: &str = "CREATE TABLE million AS SELECT i AS id, hash(i, 1) % 1000 / 10.0 AS a, \
+    hash(i, 2) % 1000 / 10.0 AS b FROM range(1000000) t(i)";
+
+/// Issue 22: Ctrl-C inside one Isolation Forest build. 10 000 trees on samples of a million
+/// rows take minutes; the forest asks for Ctrl-C before every node.
+#[test]
+fn sigint_inside_an_isolation_forest_build_stops_it_and_stores_nothing() {
+    let s = Scratch::new();
+    s.query(MILLION);
+    let common = [
+        "train",
+        "iforest",
+        "--on",
+        "million",
+        "--id",
+        "id",
+        "--set",
+        "max_height=8",
+    ];
+    let quick = [&common[..], &["--set", "trees=1"]].concat();
+    let long = [&common[..], &["--set", "trees=10000", "--set", "sample_size=1000000"]].concat();
+    sigint_inside_one_fit(&s, &quick, &long);
+}
+
+/// Issue 22: Ctrl-C inside one K-Means fit (linfa's could not be stopped). k=400 with a
+/// tolerance no shift meets runs Lloyd's iterations on a million rows for good; the fit asks
+/// for Ctrl-C within every pass over the rows.
+#[test]
+fn sigint_inside_a_kmeans_fit_stops_it_and_stores_nothing() {
+    let s = Scratch::new();
+    s.query(MILLION);
+    let common = ["train", "kmeans", "--on", "million", "--id", "id"];
+    let quick = [&common[..], &["--set", "k=2"]].concat();
+    let long = [
+        &common[..],
+        &[
+            "--set",
+            "k=400",
+            "--set",
+            "tolerance=1e-300",
+            "--set",
+            "max_iterations=1000000",
+        ],
+    ]
+    .concat();
+    sigint_inside_one_fit(&s, &quick, &long);
+}
+
+/// Issue 22: Ctrl-C inside one DBSCAN fit. In 16 dimensions a radius that holds few
+/// neighbours still crosses most of the k-d tree, so the core test alone is quadratic: minutes
+/// for 100 000 rows. The fit asks for Ctrl-C before every point's query.
+#[test]
+fn sigint_inside_a_dbscan_fit_stops_it_and_stores_nothing() {
+    let s = Scratch::new();
+    let columns: Vec<String> = (1..=16)
+        .map(|c| format!("hash(i, {c}) % 1000 / 10.0 AS c{c}"))
+        .collect();
+    s.query(&format!(
+        "CREATE TABLE wide AS SELECT i AS id, {} FROM range(100000) t(i)",
+        columns.join(", ")
+    ));
+    let common = [
+        "train",
+        "dbscan",
+        "--on",
+        "wide",
+        "--id",
+        "id",
+        "--set",
+        "min_points=50",
+        "--set",
+        "sample=100000",
+    ];
+    let quick = [&common[..], &["--set", "eps=0.01"]].concat();
+    let long = [&common[..], &["--set", "eps=2"]].concat();
+    sigint_inside_one_fit(&s, &quick, &long);
+}

@@ -853,6 +853,12 @@ fn is_reuse(f: &Flow, flags: u8, seq: u32) -> bool {
     true
 }
 
+/// The most flows held in memory at once (each takes several hundred bytes, more while TCP
+/// data waits for a hole to fill): a capture made of unique 5-tuples inside one timeout would
+/// otherwise grow without limit. At the bound the half of the flows seen longest ago end at once, as if they
+/// had timed out (a later packet of one starts a new flow), and [`FlowTable::shed`] counts them.
+pub const MAX_ACTIVE_FLOWS: usize = 1 << 21;
+
 /// The set of active flows of one capture file.
 pub struct FlowTable {
     timeouts: Timeouts,
@@ -876,6 +882,10 @@ pub struct FlowTable {
     /// Check IPv4 header, TCP, UDP and ICMP checksums as Zeek does by default (`zeek -C` turns
     /// it off, as this does).
     verify_checksums: bool,
+    /// The most active flows held ([`MAX_ACTIVE_FLOWS`] unless a test lowers it).
+    max_active: usize,
+    /// Flows ended early because the table was full.
+    shed: u64,
 }
 
 /// Where a packet went: its flow's uid and whether the originator sent it.
@@ -1089,6 +1099,8 @@ impl FlowTable {
             verify_checksums: false,
             fragments: Reassembler::default(),
             tunnel_log: TunnelLog::default(),
+            max_active: MAX_ACTIVE_FLOWS,
+            shed: 0,
         }
     }
 
@@ -1107,6 +1119,33 @@ impl FlowTable {
     /// network card filled in their checksums.
     pub fn verify_checksums(&mut self, on: bool) {
         self.verify_checksums = on;
+    }
+
+    /// Holds at most `max` active flows instead of [`MAX_ACTIVE_FLOWS`] (at least 2).
+    pub fn limit_active(&mut self, max: usize) {
+        self.max_active = max.max(2);
+    }
+
+    /// Flows ended early because more than the bound were active at once (see
+    /// [`MAX_ACTIVE_FLOWS`]).
+    pub fn shed(&self) -> u64 {
+        self.shed
+    }
+
+    /// Ends the half of the active flows seen longest ago (all those seen no later than the
+    /// median), as a timeout would: each call frees at least half the table, so the cost per
+    /// packet stays constant.
+    fn shed_oldest(&mut self) {
+        let mut seen: Vec<i64> = self.active.values().map(|f| f.seen_ns).collect();
+        let middle = seen.len() / 2;
+        let (_, &mut cut, _) = seen.select_nth_unstable(middle);
+        let (before, from) = (self.active.len(), self.finished.len());
+        let ended = self.active.extract_if(|_, f| f.seen_ns <= cut);
+        self.finished.extend(ended.map(|(_, f)| f.record()));
+        // A shed flow that carried a tunnel closes it, as any flow's end does.
+        self.close_tunnels_of(from, self.now_ns);
+        self.shed += (before - self.active.len()) as u64;
+        self.sweep_after = self.active.len();
     }
 
     /// The uid of the IP tunnel (IP in IP or GRE) between `src` and `dst` that carried packet
@@ -1480,6 +1519,10 @@ impl FlowTable {
                 carried_tunnel: false,
             }
         };
+        // A full table makes room before a new flow is added.
+        if self.active.len() >= self.max_active && !self.active.contains_key(&key) {
+            self.shed_oldest();
+        }
         // One lookup per packet. An existing flow ends first when it timed out, or when a
         // fresh SYN (new sequence number) reuses its ports; the new flow takes its place.
         let mut new = true;
@@ -2223,6 +2266,41 @@ mod tests {
     /// Every packet a new flow, one a second, each idle past the UDP timeout a minute later:
     /// sweeps must keep up (comparing the packets since a sweep with the flows open now, which
     /// grow with every packet, stopped them for good).
+    /// Issue 22: a capture of unique 5-tuples within one timeout grew the table without limit.
+    /// At the bound the half seen longest ago end early; every packet still lands in a flow.
+    #[test]
+    fn the_active_flows_stay_within_their_bound() {
+        let mut t = FlowTable::new(Timeouts::default(), 0);
+        t.limit_active(100);
+        let mut flows = 0;
+        let mut packets = 0;
+        for i in 0..1000u32 {
+            let src = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            let frame = build::udp4(src, 1024, [10, 0, 0, 2].into(), 53, 10);
+            let Decoded::Ip(ip) = decode(1, &frame) else {
+                panic!("not IP")
+            };
+            // One packet a millisecond: nothing times out on its own.
+            assert!(t.observe(u64::from(i) + 1, i64::from(i) * 1_000_000, 52, &ip).is_some());
+            assert!(t.active() <= 100, "{} active", t.active());
+            for f in t.take_finished() {
+                packets += f.orig_pkts + f.resp_pkts;
+                flows += 1;
+            }
+        }
+        assert!(t.shed() >= 900, "{} shed", t.shed());
+        // The oldest went first: the newest packet's flow is still active.
+        t.finish_all();
+        let last = t.take_finished();
+        let newest = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + 999u32));
+        assert!(last.iter().any(|f| f.orig_h == newest));
+        for f in last {
+            packets += f.orig_pkts + f.resp_pkts;
+            flows += 1;
+        }
+        assert_eq!((flows, packets), (1000, 1000));
+    }
+
     #[test]
     fn sweeps_keep_up_when_every_packet_opens_a_flow() {
         let mut t = FlowTable::new(Timeouts::default(), 0);
