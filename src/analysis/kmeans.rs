@@ -6,11 +6,12 @@
 //! Deliberate settings (linfa's defaults are 10 runs and a 1e-4 tolerance): one k-means++ run
 //! (scikit-learn's `n_init="auto"` for k-means++), at most 300 iterations, and scikit-learn's
 //! default convergence test `tol=1e-4`: the sum of the centroids' squared shifts at most 1e-4
-//! times the mean variance of the columns. linfa bounds the Euclidean norm of that shift, so the
-//! tolerance given to it is sqrt(1e-4 x mean column variance), measured on the rows fitted. A
+//! times the mean variance of the columns. linfa's algorithm (`lloyd` here) bounds the Euclidean
+//! norm of that shift, so its bound is sqrt(1e-4 x mean column variance), measured on the rows
+//! fitted. A
 //! fixed 1e-2 was that only for unit variance: one-hot columns (variance p(1 - p)) lower the
 //! mean, and the fixed value stopped earlier than scikit-learn (issue 21). `--set tolerance=`
-//! still sets linfa's bound directly.
+//! still sets that bound directly.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -631,7 +632,10 @@ mod tests {
                 max_iterations: 300,
                 contamination: 0.05,
             };
-            let ours = lloyd(x.view(), k, &p, 1e-2, &mut Xoshiro256Plus::seed_from_u64(seed), &|| false).unwrap();
+            let ours = lloyd(x.view(), k, &p, 1e-2, &mut Xoshiro256Plus::seed_from_u64(seed), &|| {
+                false
+            })
+            .unwrap();
             let theirs = linfa_clustering::KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(seed))
                 .n_runs(n_runs)
                 .tolerance(1e-2)

@@ -340,7 +340,10 @@ mod tests {
         let mut seen = Seen::default();
         let error = run(&store, &mut source, pace, Some(&mut recorder), &Utc::now, &mut seen).unwrap_err();
         assert!(error.to_string().contains("/dev/full"), "{error}");
-        let stored: i64 = store.conn().query_row("SELECT count(*) FROM snapshots", [], |r| r.get(0)).unwrap();
+        let stored: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM snapshots", [], |r| r.get(0))
+            .unwrap();
         assert_eq!((stored, seen.stored), (3, 3));
     }
 

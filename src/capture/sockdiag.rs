@@ -465,7 +465,14 @@ mod tests {
     }
 
     /// A `struct inet_diag_msg` answer with the given fields and optional tcp_info attribute.
-    fn answer(seq: u32, family: u8, state: u8, local: (&[u8], u16), remote: (&[u8], u16), info: Option<&[u8]>) -> Vec<u8> {
+    fn answer(
+        seq: u32,
+        family: u8,
+        state: u8,
+        local: (&[u8], u16),
+        remote: (&[u8], u16),
+        info: Option<&[u8]>,
+    ) -> Vec<u8> {
         let mut msg = vec![0u8; INET_DIAG_MSG_LEN];
         msg[0] = family;
         msg[1] = state;
@@ -507,12 +514,23 @@ mod tests {
         assert_eq!(u16::from_ne_bytes(both[6..8].try_into().unwrap()), 0x301);
         assert_eq!(u32::from_ne_bytes(both[8..12].try_into().unwrap()), 7);
         assert_eq!(both[16 + 3], INET_DIAG_INFO_BIT);
-        assert_eq!(u32::from_ne_bytes(both[16 + 52..16 + 56].try_into().unwrap()), ALL_STATES);
-        let udp6 = Request::ByFamily { family: AF_INET6, proto: Proto::Udp }.encode(8);
+        assert_eq!(
+            u32::from_ne_bytes(both[16 + 52..16 + 56].try_into().unwrap()),
+            ALL_STATES
+        );
+        let udp6 = Request::ByFamily {
+            family: AF_INET6,
+            proto: Proto::Udp,
+        }
+        .encode(8);
         assert_eq!(udp6.len(), 16 + 56);
         assert_eq!(u16::from_ne_bytes(udp6[4..6].try_into().unwrap()), SOCK_DIAG_BY_FAMILY);
         assert_eq!(&udp6[16..19], &[AF_INET6, IPPROTO_UDP, 0]);
-        let tcp4 = Request::ByFamily { family: AF_INET, proto: Proto::Tcp }.encode(9);
+        let tcp4 = Request::ByFamily {
+            family: AF_INET,
+            proto: Proto::Tcp,
+        }
+        .encode(9);
         assert_eq!(&tcp4[16..19], &[AF_INET, IPPROTO_TCP, INET_DIAG_INFO_BIT]);
         assert_eq!(u32::from_ne_bytes(tcp4[20..24].try_into().unwrap()), ALL_STATES);
     }
@@ -522,20 +540,40 @@ mod tests {
         let mut info = vec![0u8; 232];
         info[200..208].copy_from_slice(&99u64.to_ne_bytes());
         let v6_local = "::1".parse::<Ipv6Addr>().unwrap().octets();
-        let mut buf = answer(5, AF_INET, 1, (&[127, 0, 0, 1], 443), (&[10, 0, 0, 9], 5555), Some(&info));
+        let mut buf = answer(
+            5,
+            AF_INET,
+            1,
+            (&[127, 0, 0, 1], 443),
+            (&[10, 0, 0, 9], 5555),
+            Some(&info),
+        );
         buf.extend(answer(5, AF_INET6, 10, (&v6_local, 8080), (&[0; 16], 0), None));
         buf.extend(answer(4, AF_INET, 1, (&[1, 1, 1, 1], 1), (&[2, 2, 2, 2], 2), None));
         buf.extend(framed(NLMSG_DONE, 5, &0i32.to_ne_bytes()));
         let mut answers = Vec::new();
         read_answers(&buf, 5, Proto::Tcp, |a| answers.push(a)).unwrap();
         assert_eq!(answers.len(), 4);
-        let Answer::Socket(v4) = &answers[0] else { panic!("{:?}", answers[0]) };
+        let Answer::Socket(v4) = &answers[0] else {
+            panic!("{:?}", answers[0])
+        };
         assert_eq!((v4.local_addr, v4.local_port), ("127.0.0.1".parse().unwrap(), 443));
-        assert_eq!((v4.remote_addr, v4.remote_port), (Some("10.0.0.9".parse().unwrap()), Some(5555)));
-        assert_eq!((&*v4.state, v4.uid, v4.inode, v4.recv_queue), ("ESTABLISHED", Some(1000), Some(4242), Some(3)));
+        assert_eq!(
+            (v4.remote_addr, v4.remote_port),
+            (Some("10.0.0.9".parse().unwrap()), Some(5555))
+        );
+        assert_eq!(
+            (&*v4.state, v4.uid, v4.inode, v4.recv_queue),
+            ("ESTABLISHED", Some(1000), Some(4242), Some(3))
+        );
         assert_eq!(v4.tcp.as_ref().and_then(|t| t.bytes_sent()), Some(99));
-        let Answer::Socket(v6) = &answers[1] else { panic!("{:?}", answers[1]) };
-        assert_eq!((v6.local_addr, v6.local_port, &*v6.state), ("::1".parse().unwrap(), 8080, "LISTEN"));
+        let Answer::Socket(v6) = &answers[1] else {
+            panic!("{:?}", answers[1])
+        };
+        assert_eq!(
+            (v6.local_addr, v6.local_port, &*v6.state),
+            ("::1".parse().unwrap(), 8080, "LISTEN")
+        );
         assert_eq!((v6.remote_addr, v6.tcp.is_none()), (None, true));
         // An answer of another (abandoned) request is not this dump's.
         assert_eq!(answers[2], Answer::Other);
@@ -562,7 +600,10 @@ mod tests {
         bad_attr.extend_from_slice(&200u16.to_ne_bytes());
         bad_attr.extend_from_slice(&INET_DIAG_INFO.to_ne_bytes());
         let mut answers = Vec::new();
-        read_answers(&framed(TCPDIAG_GETSOCK, 3, &bad_attr), 3, Proto::Tcp, |a| answers.push(a)).unwrap();
+        read_answers(&framed(TCPDIAG_GETSOCK, 3, &bad_attr), 3, Proto::Tcp, |a| {
+            answers.push(a)
+        })
+        .unwrap();
         assert!(matches!(&answers[0], Answer::Socket(s) if s.tcp.is_none()));
     }
 
@@ -575,7 +616,12 @@ mod tests {
             .filter(|s| ports.contains(&s.local_port) || s.remote_port.is_some_and(|p| ports.contains(&p)))
             .map(|s| {
                 assert!(s.proto == Proto::Udp || s.tcp.is_some(), "TCP without tcp_info: {s:?}");
-                (s.proto, format!("{}:{}", s.local_addr, s.local_port), format!("{:?}:{:?}", s.remote_addr, s.remote_port), s.state.to_string())
+                (
+                    s.proto,
+                    format!("{}:{}", s.local_addr, s.local_port),
+                    format!("{:?}:{:?}", s.remote_addr, s.remote_port),
+                    s.state.to_string(),
+                )
             })
             .collect();
         mine.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
@@ -589,7 +635,11 @@ mod tests {
         let udp = std::net::UdpSocket::bind("[::1]:0").unwrap();
         let client = std::net::TcpStream::connect(v4.local_addr().unwrap()).unwrap();
         let (_server, _) = v4.accept().unwrap();
-        let ports = [v4.local_addr().unwrap().port(), v6.local_addr().unwrap().port(), udp.local_addr().unwrap().port()];
+        let ports = [
+            v4.local_addr().unwrap().port(),
+            v6.local_addr().unwrap().port(),
+            udp.local_addr().unwrap().port(),
+        ];
 
         let mut both = SockDiag::new();
         let seen = own_sockets(&mut both, &ports);
@@ -597,7 +647,14 @@ mod tests {
         let mut per_family = SockDiag::new();
         per_family.tcp_both_families = false;
         assert_eq!(seen, own_sockets(&mut per_family, &ports));
-        let listen = |addr: std::net::SocketAddr| (Proto::Tcp, addr.to_string().replace(['[', ']'], ""), "None:None".to_string(), "LISTEN".to_string());
+        let listen = |addr: std::net::SocketAddr| {
+            (
+                Proto::Tcp,
+                addr.to_string().replace(['[', ']'], ""),
+                "None:None".to_string(),
+                "LISTEN".to_string(),
+            )
+        };
         assert!(seen.contains(&listen(v4.local_addr().unwrap())), "{seen:?}");
         assert!(seen.contains(&listen(v6.local_addr().unwrap())), "{seen:?}");
         assert_eq!(seen.iter().filter(|s| s.3 == "ESTABLISHED").count(), 2, "{seen:?}");

@@ -244,7 +244,9 @@ impl Source for SystemSource {
         let mut gaps = Vec::new();
         let mut sockets = match self.backend {
             #[cfg(target_os = "linux")]
-            SocketBackend::Sockdiag => sockdiag_sockets(&mut self.sock_diag, &mut self.owners, self.own_uid, &mut gaps)?,
+            SocketBackend::Sockdiag => {
+                sockdiag_sockets(&mut self.sock_diag, &mut self.owners, self.own_uid, &mut gaps)?
+            }
             #[cfg(not(target_os = "linux"))]
             SocketBackend::Sockdiag => netstat2_sockets(&mut gaps)?,
             SocketBackend::Netstat2 => netstat2_sockets(&mut gaps)?,

@@ -202,7 +202,8 @@ fn every_command_goes_through_the_server_while_it_captures() {
     assert!(status["capture"]["snapshots"].as_u64().unwrap() >= 2, "{status}");
     assert!(status["clients"]["requests_served"].as_u64().unwrap() >= 2, "{status}");
     let text = s.cmd().arg("status").output().unwrap();
-    assert!(String::from_utf8_lossy(&text.stdout).contains("capture     this host every 300 ms (stored together within 5 s), running"));
+    assert!(String::from_utf8_lossy(&text.stdout)
+        .contains("capture     this host every 300 ms (stored together within 5 s), running"));
     assert_eq!(status["capture"]["commit_every_s"].as_f64(), Some(5.0), "{status}");
 
     let seen: i64 = s.query("SELECT count(*) FROM snapshots").parse().unwrap();
@@ -1200,7 +1201,18 @@ fn scheduled_geo_and_retrain_land_where_the_commands_do() {
     let Some(mmdb) = crate::geo::mmdb_dir() else { return };
     let s = crate::analysis::with_traffic();
     s.cmd()
-        .args(["--format", "csv", "train", "kmeans", "--on", "traffic", "--exclude", "label", "--set", "k=3"])
+        .args([
+            "--format",
+            "csv",
+            "train",
+            "kmeans",
+            "--on",
+            "traffic",
+            "--exclude",
+            "label",
+            "--set",
+            "k=3",
+        ])
         .args(["--model", "seg"])
         .assert()
         .success();
@@ -1213,7 +1225,15 @@ fn scheduled_geo_and_retrain_land_where_the_commands_do() {
     let country = country.to_str().unwrap();
     let server = Server::start(
         &s,
-        &["--no-capture", "--every", "geo=1s", "--every", "retrain=2s", "--mmdb", country],
+        &[
+            "--no-capture",
+            "--every",
+            "geo=1s",
+            "--every",
+            "retrain=2s",
+            "--mmdb",
+            country,
+        ],
     );
     eventually(Duration::from_secs(60), "a scheduled geo and retrain run", || {
         let status = status_json(&s);
@@ -1228,6 +1248,9 @@ fn scheduled_geo_and_retrain_land_where_the_commands_do() {
     // Later geo runs found everything cached and stored no run, as by hand.
     assert_eq!(s.query("SELECT count(*) FROM geo_runs"), "1");
     assert_eq!(s.query("SELECT kind FROM latest_model_runs"), "retrain");
-    assert_eq!(s.query("SELECT min(version) FROM model_runs WHERE kind = 'retrain'"), "2");
+    assert_eq!(
+        s.query("SELECT min(version) FROM model_runs WHERE kind = 'retrain'"),
+        "2"
+    );
     drop(server);
 }
