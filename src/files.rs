@@ -21,7 +21,7 @@ pub enum LineRead {
     /// A line of this many bytes (its newline included, when it has one) is in the buffer.
     Line(usize),
     /// The next line is longer than the bound (`max` bytes besides its newline): the buffer
-    /// holds its first `max` bytes, and the rest is still unread.
+    /// holds its first `max` bytes; one byte past them has been read and dropped, the rest is unread.
     TooLong,
 }
 

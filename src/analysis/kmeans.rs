@@ -8,10 +8,9 @@
 //! default convergence test `tol=1e-4`: the sum of the centroids' squared shifts at most 1e-4
 //! times the mean variance of the columns. linfa's algorithm (`lloyd` here) bounds the Euclidean
 //! norm of that shift, so its bound is sqrt(1e-4 x mean column variance), measured on the rows
-//! fitted. A
-//! fixed 1e-2 was that only for unit variance: one-hot columns (variance p(1 - p)) lower the
-//! mean, and the fixed value stopped earlier than scikit-learn (issue 21). `--set tolerance=`
-//! still sets that bound directly.
+//! fitted. A fixed 1e-2 was that only for unit variance: one-hot columns (variance p(1 - p))
+//! lower the mean, and the fixed value stopped earlier than scikit-learn (issue 21).
+//! `--set tolerance=` still sets that bound directly.
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -154,9 +154,18 @@ fn read_answers(buf: &[u8], seq: u32, proto: Proto, mut each: impl FnMut(Answer)
         } else {
             match kind {
                 NLMSG_DONE => Answer::Done,
-                NLMSG_ERROR => match payload.get(..4) {
-                    Some(b) => Answer::Refused(-i32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
-                    None => Answer::Refused(0),
+                // A refusal carries a negative errno; an acknowledgement (0) or a cut message in
+                // the middle of a dump is no refusal, and must not turn the one-walk request off.
+                NLMSG_ERROR => match payload
+                    .get(..4)
+                    .map(|b| -i64::from(i32::from_ne_bytes([b[0], b[1], b[2], b[3]])))
+                {
+                    Some(errno) if errno > 0 && errno <= i64::from(i32::MAX) => Answer::Refused(errno as i32),
+                    other => {
+                        return Err(collect_err(format!(
+                            "the dump's answer holds an error message without an error number ({other:?})"
+                        )))
+                    }
                 },
                 TCPDIAG_GETSOCK | SOCK_DIAG_BY_FAMILY => match parse_socket(proto, payload) {
                     Some(record) => Answer::Socket(record),
@@ -206,7 +215,8 @@ fn parse_socket(proto: Proto, msg: &[u8]) -> Option<SocketRecord> {
     let mut at = INET_DIAG_MSG_LEN;
     while at + 4 <= msg.len() {
         let len = u16::from_ne_bytes([msg[at], msg[at + 1]]) as usize;
-        let kind = u16::from_ne_bytes([msg[at + 2], msg[at + 3]]);
+        // The type without the nested and byte-order flags (NLA_TYPE_MASK).
+        let kind = u16::from_ne_bytes([msg[at + 2], msg[at + 3]]) & 0x3fff;
         if len < 4 || at + len > msg.len() {
             break;
         }
@@ -588,6 +598,13 @@ mod tests {
         let refusal = framed(NLMSG_ERROR, 3, &(-22i32).to_ne_bytes());
         read_answers(&refusal, 3, Proto::Tcp, |a| answers.push(a)).unwrap();
         assert_eq!(answers, vec![Answer::Refused(22)]);
+        // An acknowledgement (error 0) or a cut error message is no refusal: the dump failed.
+        for payload in [&0i32.to_ne_bytes()[..], &[1u8, 2][..]] {
+            let error = read_answers(&framed(NLMSG_ERROR, 3, payload), 3, Proto::Tcp, |_| {})
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("without an error number"), "{error}");
+        }
         // A message claiming more bytes than were read, and one too short for inet_diag_msg.
         let mut long = framed(TCPDIAG_GETSOCK, 3, &[0u8; 72]);
         long[0..4].copy_from_slice(&500u32.to_ne_bytes());

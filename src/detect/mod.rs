@@ -397,8 +397,8 @@ pub struct Flagged {
 }
 
 /// Runs the detectors `args` names as [`run`] does, inside one transaction that is rolled
-/// back: what they would flag, with nothing stored (no run id taken, the `latest_*` views
-/// unchanged). For a glance at a window, such as the end of a capture.
+/// back: what they would flag, with nothing stored (the `latest_*` views unchanged; the run ids
+/// drawn from the sequence are used up, as a rolled-back sequence value is: later runs skip them). For a glance at a window, such as the end of a capture.
 pub fn flag(store: &Store, args: &DetectRequest) -> Result<Vec<Flagged>> {
     validate(args)?;
     let conn = store.conn();

@@ -288,8 +288,9 @@ impl NetlensFlight {
             let mut reply = request::execute(&store, request, &mut ctx)?;
             reply.items.extend(gaps.gaps.into_iter().map(request::Item::Warning));
             reply.items.extend(notes.into_iter().map(request::Item::Warning));
-            // A capture stored through this server can be looked at in its dashboard.
-            if let (true, Some(http)) = (captures, shared.status().http) {
+            // A capture stored through this server can be looked at in its dashboard (the status
+            // is read for captures only: it copies the whole status and sizes the files).
+            if let Some(http) = captures.then(|| shared.status().http).flatten() {
                 reply.items.push(request::Item::Summary(format!(
                     "this server's dashboard: {http} (the token is in the database's .token file)"
                 )));

@@ -809,6 +809,16 @@ fn make_uid(seed: u64, key: &[u64]) -> String {
 
 /// True when `f`, last seen before `now`, has been idle past its timeout, or closed for longer
 /// than the linger.
+/// The middle of `times` (the upper one of an even count; `i64::MIN` for none): everything at
+/// or before it is at least half, so dropping that much frees at least half a table at once.
+fn median(mut times: Vec<i64>) -> i64 {
+    if times.is_empty() {
+        return i64::MIN;
+    }
+    let middle = times.len() / 2;
+    *times.select_nth_unstable(middle).1
+}
+
 fn expired(t: &Timeouts, f: &Flow, now: i64) -> bool {
     let timeout = match f.kind {
         Kind::Tcp => t.tcp_ns,
@@ -981,6 +991,16 @@ impl TunnelLog {
                     self.active.remove(&key);
                 }
             }
+            // Bounded as the flow table is: past the bound the half read longest ago expire
+            // early, each with its EXPIRE line.
+            if self.active.len() >= MAX_ACTIVE_FLOWS && !self.active.contains_key(&key) {
+                let cut = median(self.active.values().map(|(_, read)| *read).collect());
+                for (_, (mut line, _)) in self.active.extract_if(|_, (_, read)| *read <= cut) {
+                    line.ts_ns = ts_ns;
+                    line.action = TunnelAction::Expire;
+                    self.lines.push(line);
+                }
+            }
             match self.active.entry(key) {
                 Entry::Occupied(mut o) => o.get_mut().1 = ts_ns,
                 Entry::Vacant(v) => {
@@ -1136,9 +1156,7 @@ impl FlowTable {
     /// median), as a timeout would: each call frees at least half the table, so the cost per
     /// packet stays constant.
     fn shed_oldest(&mut self) {
-        let mut seen: Vec<i64> = self.active.values().map(|f| f.seen_ns).collect();
-        let middle = seen.len() / 2;
-        let (_, &mut cut, _) = seen.select_nth_unstable(middle);
+        let cut = median(self.active.values().map(|f| f.seen_ns).collect());
         let (before, from) = (self.active.len(), self.finished.len());
         let ended = self.active.extract_if(|_, f| f.seen_ns <= cut);
         self.finished.extend(ended.map(|(_, f)| f.record()));
@@ -1169,6 +1187,12 @@ impl FlowTable {
                 seen_ns: ts_ns,
             }
         };
+        // Bounded as the flow table is: past the bound the half seen longest ago are forgotten
+        // (a later packet of theirs starts a tunnel with a new uid, as after a timeout).
+        if self.ip_tunnels.len() >= self.max_active && !self.ip_tunnels.contains_key(&pair) {
+            let cut = median(self.ip_tunnels.values().map(|t| t.seen_ns).collect());
+            self.ip_tunnels.retain(|_, t| t.seen_ns > cut);
+        }
         let tunnel = match self.ip_tunnels.entry(pair) {
             Entry::Occupied(e) => {
                 let t = e.into_mut();
@@ -1320,6 +1344,14 @@ impl FlowTable {
                 match self.fragments.add(ts_ns, &ip) {
                     Fragment::Held => {
                         walked.held_fragment = true;
+                        return walked;
+                    }
+                    // A datagram whose reassembly is itself a fragment (nested IPv6 fragment
+                    // headers) is not reassembled again: each level takes only a few bytes
+                    // off, and a crafted capture could nest it thousands of calls deep. It
+                    // forms no flow.
+                    Fragment::Whole(datagram) if matches!(ip_packet(&datagram), Decoded::Ip(inner) if inner.fragment) =>
+                    {
                         return walked;
                     }
                     Fragment::Whole(datagram) => {
@@ -2253,6 +2285,13 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(counts(&f[0]), ("D", "S0", 1, 0, 100, 0));
         assert_eq!((f[0].orig_ip_bytes, f[0].ts_ns), (148, 5_000_000));
+
+        // A fragment sent in fragments: its reassembly is itself a fragment, which is not
+        // reassembled again (nesting could go thousands deep), so it never meets its second half
+        // and no flow forms.
+        let nested = build::fragments6(&frags6[0][14..], 7, &[16]);
+        let frames = [(0, nested[0].clone()), (1, nested[1].clone()), (2, frags6[1].clone())];
+        assert!(walk_checked(&frames, false).is_empty());
     }
 
     const S: u8 = tf::SYN;
@@ -3011,6 +3050,21 @@ mod tests {
         assert_eq!(flows[0].tunnel_parents, flows[1].tunnel_parents);
         assert_ne!(flows[0].tunnel_parents, flows[2].tunnel_parents);
         assert!(flows[0].tunnel_parents[0].starts_with('C') && flows[0].tunnel_parents[0].len() == 18);
+    }
+
+    /// Issue 22: IP tunnels of distinct address pairs are held within the flow table's bound;
+    /// past it the half seen longest ago are forgotten.
+    #[test]
+    fn ip_tunnels_stay_within_the_bound() {
+        let inner = build::udp4(v4("10.9.0.1"), 1000, v4("10.9.0.2"), 53, 10)[14..].to_vec();
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        t.limit_active(4);
+        for i in 0..50u32 {
+            let outer = std::net::Ipv4Addr::from(0xc633_6400 + i);
+            let frame = build::ethernet(0x0800, &build::ipv4(outer, v4("198.51.100.200"), 4, &inner));
+            t.frame(u64::from(i) + 1, i64::from(i) * NS, frame.len() as u32, 1, &frame);
+            assert!(t.ip_tunnels.len() <= 4, "{} tunnels held", t.ip_tunnels.len());
+        }
     }
 
     /// Zeek follows at most two encapsulations (Tunnel::max_depth): a packet in IP in IP in

@@ -14,7 +14,7 @@
 //!
 //! Zeek's `frag_timeout` is 0 by default: fragments are held for good. Here they are too, up
 //! to a bound that keeps hostile input from filling memory: at most [`MAX_PENDING`] datagrams
-//! and [`MAX_HELD_BYTES`] bytes held, the oldest dropped first; a fragment that would end past
+//! and [`MAX_HELD_BYTES`] bytes held (headers included), the older half dropped at once; a fragment that would end past
 //! 65 535 bytes of datagram is dropped (the length cannot be written in an IP header).
 //! Fragments the capture holds only part of are not reassembled (Zeek's
 //! `incompletely_captured_fragment`): the caller goes on with the first alone.
@@ -27,7 +27,7 @@ use std::net::IpAddr;
 
 /// Datagrams held at most; past it the oldest is dropped.
 pub const MAX_PENDING: usize = 16_384;
-/// Fragment bytes held at most; past it the oldest datagram is dropped.
+/// Fragment bytes held at most; past it the older half of the datagrams is dropped.
 pub const MAX_HELD_BYTES: usize = 64 << 20;
 /// The largest reassembled datagram, header included (IPv4's 16-bit total length).
 const MAX_DATAGRAM: u64 = 65_535;
@@ -99,9 +99,13 @@ impl Reassembler {
             return Fragment::NotReassembled;
         };
         let upper = p.offset + p.data.len() as u64;
-        if upper + p.header.len() as u64 > MAX_DATAGRAM {
+        // The datagram is built with the header of the fragment that started it: its length,
+        // not this fragment's, bounds the whole (a longer one would wrap the length field).
+        let header_len = self.pending.get(&p.key).map_or(p.header.len(), |d| d.header.len());
+        if upper + header_len as u64 > MAX_DATAGRAM {
             return Fragment::NotReassembled;
         }
+        let fresh = !self.pending.contains_key(&p.key);
         let d = self.pending.entry(p.key).or_insert_with(|| Datagram {
             header: p.header.to_vec(),
             next_at: p.next_at,
@@ -120,7 +124,8 @@ impl Reassembler {
         if d.size != 0 && upper > d.size {
             d.size = upper;
         }
-        let before = d.data.len();
+        // The saved header is held too (an IPv6 one can be tens of KiB).
+        let before = if fresh { 0 } else { d.held() };
         if d.data.len() < upper as usize {
             d.data.resize(upper as usize, 0);
         }
@@ -142,14 +147,14 @@ impl Reassembler {
             copy(&mut d.data, p.data, p.offset, at, upper);
         }
         insert_range(&mut d.covered, p.offset, upper);
-        self.held_bytes += d.data.len() - before;
+        self.held_bytes += d.held() - before;
 
         let whole = match d.covered.first() {
             Some(&(0, hi)) if d.size != 0 && hi >= d.size => Some(hi),
             _ => None,
         };
         if let Some(size) = whole {
-            let d = self.pending.remove(&p.key).inspect(|d| self.held_bytes -= d.data.len());
+            let d = self.pending.remove(&p.key).inspect(|d| self.held_bytes -= d.held());
             return match d {
                 Some(d) => Fragment::Whole(d.build(size as usize)),
                 None => Fragment::NotReassembled,
@@ -159,20 +164,33 @@ impl Reassembler {
         Fragment::Held
     }
 
-    /// Drops the oldest datagrams while more than the bounds are held.
+    /// Drops the older half of the datagrams (by first fragment) while more than the bounds are
+    /// held: one pass over the table makes room for as many new datagrams as it dropped, so a
+    /// flood of fragments of distinct datagrams costs a constant amount per fragment, where
+    /// looking for the single oldest each time would cost a pass per fragment.
     fn limit(&mut self) {
-        while self.pending.len() > MAX_PENDING || self.held_bytes > MAX_HELD_BYTES {
-            let Some(oldest) = self.pending.iter().min_by_key(|(_, d)| d.first_ns).map(|(k, _)| *k) else {
-                return;
-            };
-            if let Some(d) = self.pending.remove(&oldest) {
-                self.held_bytes -= d.data.len();
-            }
+        while !self.pending.is_empty() && (self.pending.len() > MAX_PENDING || self.held_bytes > MAX_HELD_BYTES) {
+            let mut firsts: Vec<i64> = self.pending.values().map(|d| d.first_ns).collect();
+            let middle = firsts.len() / 2;
+            let (_, &mut cut, _) = firsts.select_nth_unstable(middle);
+            let held = &mut self.held_bytes;
+            self.pending.retain(|_, d| {
+                let keep = d.first_ns > cut;
+                if !keep {
+                    *held -= d.held();
+                }
+                keep
+            });
         }
     }
 }
 
 impl Datagram {
+    /// Bytes this datagram holds: its data so far and the saved header.
+    fn held(&self) -> usize {
+        self.data.len() + self.header.len()
+    }
+
     /// The whole IP packet: the first fragment's header with the datagram's length and no
     /// fragment fields, and the first `size` bytes of data.
     fn build(mut self, size: usize) -> Vec<u8> {
@@ -326,7 +344,7 @@ mod tests {
         r.add(ts, &ip)
     }
 
-    /// Held fragments are bounded: past `MAX_PENDING` datagrams the oldest goes (its later
+    /// Held fragments are bounded: past `MAX_PENDING` datagrams the older half goes (its later
     /// fragment then starts a datagram of its own), and the newest still completes; a fragment
     /// that would end past 65 535 bytes of datagram is not reassembled.
     #[test]
@@ -339,7 +357,7 @@ mod tests {
             let frags = build::fragments4(&datagram, id, &[24]);
             assert_eq!(add(&mut r, i64::from(id), &frags[0]), Fragment::Held);
         }
-        assert_eq!(r.pending(), MAX_PENDING);
+        assert!(r.pending() <= MAX_PENDING, "{} held", r.pending());
         let oldest = build::fragments4(&datagram, 0, &[24]);
         assert_eq!(add(&mut r, i64::from(n), &oldest[1]), Fragment::Held);
         let newest = build::fragments4(&datagram, n - 1, &[24]);
