@@ -1,4 +1,4 @@
--- netlens migration 12: live packet capture (`netlens capture --packets IFACE`). Its flows and
+-- netlens migration 10: live packet capture (`netlens capture --packets IFACE`). Its flows and
 -- packets go into `flows` and `packets` like an import's, under an `imports` row of format
 -- 'live'; this table keeps what only a live capture has: the interface, the filter, and the
 -- kernel's counters.

@@ -5,7 +5,7 @@
 -- every run takes its id from the sequence run_ids. netlens skips the values at or below the
 -- highest id any run already has (see store::runs), so ids stay unique across all run tables.
 CREATE SEQUENCE run_ids START 1;
-COMMENT ON SEQUENCE run_ids IS 'Every run''s run_id (model_runs, detector_runs, geo_runs, retention_runs, and explain_runs from migration 18): one sequence, so an id names one run.';
+COMMENT ON SEQUENCE run_ids IS 'Every run''s run_id (model_runs, detector_runs, geo_runs, retention_runs): one sequence, so an id names one run.';
 DROP SEQUENCE analysis_run_ids;
 
 CREATE VIEW runs AS
