@@ -116,6 +116,20 @@ pub const ROLLED_SQL: &str = "WITH inside AS ( \
      SELECT min(i.bucket_start), any_value(u.rolled_to), count(i.bucket_start), min(i.bucket_s) \
      FROM upto u LEFT JOIN inside i ON i.bucket_end <= u.rolled_to";
 
+/// The part of `[since, until)` to read from the rollups, asked of `conn` only for a range
+/// longer than [`ROLLUPS_AFTER`]; `None` when no part is.
+pub fn rolled(conn: &duckdb::Connection, since: NaiveDateTime, until: NaiveDateTime) -> Result<Option<Rolled>> {
+    if until - since <= ROLLUPS_AFTER {
+        return Ok(None);
+    }
+    let row = conn
+        .query_row(ROLLED_SQL, duckdb::params![since, until], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .map_err(Error::sql)?;
+    Ok(rolled_from_row(since, until, row))
+}
+
 /// [`Rolled`] from [`ROLLED_SQL`]'s row, or `None` when the range is not longer than
 /// [`ROLLUPS_AFTER`] or nothing in it is rolled up.
 pub fn rolled_from_row(

@@ -86,17 +86,7 @@ pub fn bundle(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Res
     let (specs, views) = dashboard::views()?;
     // What of a range of days the rollups hold, for the panels that can read them (as the
     // server does for each panel).
-    let rolled = if until - since > dashboard::ROLLUPS_AFTER {
-        let row = store
-            .conn()
-            .query_row(dashboard::ROLLED_SQL, duckdb::params![since, until], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .map_err(Error::sql)?;
-        dashboard::rolled_from_row(since, until, row)
-    } else {
-        None
-    };
+    let rolled = dashboard::rolled(store.conn(), since, until)?;
     let mut results = serde_json::Map::new();
     for view in specs {
         for panel in &view.panels {

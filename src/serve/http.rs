@@ -379,13 +379,8 @@ async fn api_panel(State(app): State<AppState>, Query(q): Query<PanelQuery>, hea
     let template = sql.clone();
     let result = query_with(&app, ROW_LIMIT, move |conn| {
         // A range of days reads what is rolled up of it from the rollups (the page says so).
-        let rolled = if dashboard::reads_rollups(&template) && until - since > dashboard::ROLLUPS_AFTER {
-            let row = conn
-                .query_row(dashboard::ROLLED_SQL, duckdb::params![since, until], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .map_err(Error::sql)?;
-            dashboard::rolled_from_row(since, until, row)
+        let rolled = if dashboard::reads_rollups(&template) {
+            dashboard::rolled(conn, since, until)?
         } else {
             None
         };
