@@ -18,7 +18,7 @@ pub mod geo;
 pub mod ingest;
 pub mod interrupt;
 #[cfg(test)]
-mod mutate;
+use netlens_parsers::mutate;
 pub mod netaddr;
 pub mod output;
 pub mod report;
@@ -281,10 +281,10 @@ mod architecture {
         first.trim_end_matches(".rs").to_string()
     }
 
-    /// Lines of code (comments left out) that name `crate::<target>` or, for `clap` and
-    /// `netlens_packets`, the crate.
+    /// Lines of code (comments left out) that name `crate::<target>` or, for `clap`,
+    /// `netlens_packets` and `netlens_parsers`, the crate.
     fn uses(text: &str, target: &str) -> Vec<(usize, String)> {
-        let needle = if target == "clap" || target == "netlens_packets" {
+        let needle = if ["clap", "netlens_packets", "netlens_parsers"].contains(&target) {
             target.to_string()
         } else {
             format!("crate::{target}")
@@ -444,7 +444,39 @@ mod architecture {
                 broken.push(format!("{}:{line}: {m} uses netlens_packets: {l}", file.display()));
             }
         }
+        // The parsers of untrusted input are used where that input is read: the Zeek import,
+        // replays, geo's answers, the shell's scripts and the bounded line reader's re-export.
+        for file in &files {
+            let m = module(&src, file);
+            if ["ingest", "capture", "geo", "shell", "files"].contains(&m.as_str()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(file).expect("read");
+            let code = text.split("#[cfg(test)]").next().unwrap_or(&text);
+            for (line, l) in uses(code, "netlens_parsers") {
+                broken.push(format!("{}:{line}: {m} uses netlens_parsers: {l}", file.display()));
+            }
+        }
         assert!(broken.is_empty(), "forbidden imports:\n{}", broken.join("\n"));
+    }
+
+    /// The crates the fuzz targets link build without DuckDB and without the netlens crate: a
+    /// dependency on either would make the fuzz build compile DuckDB (C++, half an hour under
+    /// the sanitizers), or let a parser reach the store.
+    #[test]
+    fn the_fuzzed_crates_stay_free_of_duckdb_and_netlens() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for krate in ["netlens-packets", "netlens-parsers"] {
+            let manifest =
+                std::fs::read_to_string(root.join("crates").join(krate).join("Cargo.toml")).expect("manifest");
+            let dependencies = manifest.split("[dependencies]").nth(1).expect("a [dependencies] table");
+            for line in dependencies.lines().filter(|l| !l.trim_start().starts_with('#')) {
+                assert!(
+                    !line.contains("duckdb") && !line.contains("netlens") && !line.contains("path"),
+                    "{krate} depends on {line}"
+                );
+            }
+        }
     }
 
     /// Domain modules return summaries and one place prints: the shell (and the entry points

@@ -8,14 +8,11 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use netlens_parsers::snapshot::{parse_line, MAX_LINE};
+
 use super::{Snapshot, Source};
 use crate::error::{Error, Result};
 use crate::files::LineRead;
-
-/// The longest line (one snapshot) a replay reads: a host with 100 000 sockets records about
-/// 50 MiB. A longer line, or a file without newlines, ends the replay with an error instead of
-/// filling the memory.
-const MAX_LINE: usize = 256 << 20;
 
 /// Replays snapshots from a JSON-lines file.
 pub struct FixtureSource {
@@ -62,16 +59,14 @@ impl Source for FixtureSource {
                     })
                 }
             }
-            if self.line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let mut snapshot: Snapshot = serde_json::from_slice(&self.line).map_err(|e| Error::Fixture {
+            let parsed = parse_line(&self.line).map_err(|reason| Error::Fixture {
                 path: self.path.clone(),
                 line: self.line_no,
-                reason: e.to_string(),
+                reason,
             })?;
-            snapshot.collect_ms = None;
-            return Ok(Some(snapshot));
+            if let Some(snapshot) = parsed {
+                return Ok(Some(snapshot));
+            }
         }
     }
 }

@@ -2,55 +2,20 @@
 //! city and ASN databases. Several files are merged field by field, so a country (or city)
 //! database and an ASN database together give a full answer. Reads only the files it is given.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use maxminddb::Reader;
-use serde::Deserialize;
+use netlens_parsers::mmdb::{Place, Record};
 
 use super::Answer;
 use crate::error::{Error, Result};
-
-/// The fields netlens reads from any of the database kinds; whatever a kind lacks stays `None`.
-/// Field names are those of the GeoIP2 schema, which DB-IP's .mmdb files share.
-#[derive(Debug, Default, Deserialize)]
-struct Record {
-    country: Option<Place>,
-    registered_country: Option<Place>,
-    city: Option<Place>,
-    #[serde(default)]
-    subdivisions: Vec<Place>,
-    location: Option<Location>,
-    autonomous_system_number: Option<u32>,
-    autonomous_system_organization: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Place {
-    iso_code: Option<String>,
-    #[serde(default)]
-    names: BTreeMap<String, String>,
-}
-
-impl Place {
-    fn english_name(&self) -> Option<String> {
-        self.names.get("en").cloned()
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Location {
-    latitude: Option<f64>,
-    longitude: Option<f64>,
-}
 
 /// One opened database.
 struct Database {
     path: PathBuf,
     /// File name, as stored in `geo.source`.
     name: String,
-    reader: Reader<Vec<u8>>,
+    database: netlens_parsers::mmdb::Database,
 }
 
 /// The `--mmdb` files, opened and checked up front so a bad file fails before anything is
@@ -91,21 +56,16 @@ impl MmdbSet {
     pub fn lookup(&self, addr: IpAddr, answer: &mut Answer) -> Result<bool> {
         let mut answered_by = Vec::new();
         for db in &self.databases {
-            // An IPv4-only database has no answer for IPv6 (the reader would call it an error).
-            if addr.is_ipv6() && db.reader.metadata().ip_version == 4 {
-                continue;
-            }
-            let bad = |e: maxminddb::MaxMindDbError| Error::GeoDatabase {
+            let found = db.database.lookup(addr).map_err(|reason| Error::GeoDatabase {
                 path: db.path.clone(),
-                reason: format!("looking up {addr}: {e}"),
-            };
-            let result = db.reader.lookup(addr).map_err(bad)?;
-            let Some(record) = result.decode::<Record>().map_err(bad)? else {
+                reason,
+            })?;
+            let Some(found) = found else {
                 continue;
             };
-            merge(answer, record);
+            merge(answer, found.record);
             if answer.network.is_none() {
-                answer.network = result.network().ok().map(|n| n.to_string());
+                answer.network = found.network;
             }
             answered_by.push(db.name.clone());
         }
@@ -151,13 +111,12 @@ fn open_one(path: &Path, notes: &mut Vec<String>) -> Result<Database> {
     let bytes = read_within(path, MAX_FILE).map_err(bad)?;
     // The metadata sits at the end of the file, so a text file or a truncated database fails
     // here; damage inside the tree fails at its first lookup, still before anything is stored.
-    let reader = Reader::from_source(bytes).map_err(|e| bad(e.to_string()))?;
-    let kind = &reader.metadata().database_type;
-    let known = ["Country", "City", "ASN", "ISP", "Enterprise", "dbip", "DBIP", "ipinfo"];
-    if !known.iter().any(|k| kind.contains(k)) {
+    let database = netlens_parsers::mmdb::Database::open(bytes).map_err(bad)?;
+    if !database.is_known_kind() {
         notes.push(format!(
-            "note: {} is a '{kind}' database, not a known country, city or ASN kind; using the country, city and ASN fields it has",
-            path.display()
+            "note: {} is a '{}' database, not a known country, city or ASN kind; using the country, city and ASN fields it has",
+            path.display(),
+            database.kind()
         ));
     }
     let name = path
@@ -167,7 +126,7 @@ fn open_one(path: &Path, notes: &mut Vec<String>) -> Result<Database> {
     Ok(Database {
         path: path.to_path_buf(),
         name,
-        reader,
+        database,
     })
 }
 
@@ -250,14 +209,14 @@ mod tests {
         let (mut opened, mut found) = (0, 0);
         for (s, case, damaged) in crate::mutate::cases(&seeds, 400) {
             let outcome = std::panic::catch_unwind(|| {
-                let Ok(reader) = Reader::from_source(damaged.clone()) else {
+                let Ok(database) = netlens_parsers::mmdb::Database::open(damaged.clone()) else {
                     return (0, 0);
                 };
                 let set = MmdbSet {
                     databases: vec![Database {
                         path: PathBuf::from("damaged.mmdb"),
                         name: "damaged.mmdb".to_string(),
-                        reader,
+                        database,
                     }],
                     notes: Vec::new(),
                 };

@@ -20,38 +20,12 @@ use netlens_packets::decode::{IpPacket, Transport};
 use netlens_packets::flow::{FlowRecord, TunnelRecord};
 
 pub use netlens_packets::flow::FLOW_BATCH;
+/// One row of `flows`, from a capture or a Zeek log: declared with the Zeek parser.
+pub use netlens_parsers::zeek::FlowRow;
 /// Packet rows the reading thread gathers before it hands them to the storing one.
 pub const PACKET_BATCH: usize = 65_536;
 /// Tunnel log lines the reading thread gathers before it hands them to the storing one.
 pub const TUNNEL_BATCH: usize = 4096;
-
-/// One row of `flows`, from a capture or a Zeek log (Zeek's unset values are `None`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FlowRow {
-    pub ts_us: i64,
-    pub uid: String,
-    pub orig_h: String,
-    pub orig_p: Option<i32>,
-    pub resp_h: String,
-    pub resp_p: Option<i32>,
-    pub proto: String,
-    pub service: Option<String>,
-    pub duration: Option<f64>,
-    pub orig_bytes: Option<i64>,
-    pub resp_bytes: Option<i64>,
-    pub conn_state: Option<String>,
-    pub missed_bytes: Option<i64>,
-    pub history: Option<String>,
-    pub orig_pkts: Option<i64>,
-    pub orig_ip_bytes: Option<i64>,
-    pub resp_pkts: Option<i64>,
-    pub resp_ip_bytes: Option<i64>,
-    pub orig_frame_bytes: Option<i64>,
-    pub resp_frame_bytes: Option<i64>,
-    pub ip_proto: Option<i32>,
-    /// Zeek's tunnel_parents; `None` when unset (no tunnel).
-    pub tunnel_parents: Option<Vec<String>>,
-}
 
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -60,32 +34,30 @@ fn i64_of(v: u64) -> i64 {
 /// The straightforward conversion, kept as the reference `FlowColumns::push_record` is tested
 /// against.
 #[cfg(test)]
-impl From<FlowRecord> for FlowRow {
-    fn from(f: FlowRecord) -> Self {
-        FlowRow {
-            ts_us: f.ts_ns.div_euclid(1000),
-            uid: f.uid,
-            orig_h: f.orig_h.to_string(),
-            orig_p: Some(i32::from(f.orig_p)),
-            resp_h: f.resp_h.to_string(),
-            resp_p: Some(i32::from(f.resp_p)),
-            proto: f.proto.to_string(),
-            service: f.service.map(str::to_string),
-            duration: Some(f.duration_ns as f64 / 1e9),
-            orig_bytes: Some(i64_of(f.orig_bytes)),
-            resp_bytes: Some(i64_of(f.resp_bytes)),
-            conn_state: Some(f.conn_state.to_string()),
-            missed_bytes: Some(i64_of(f.missed_bytes)),
-            history: Some(f.history),
-            orig_pkts: Some(i64_of(f.orig_pkts)),
-            orig_ip_bytes: Some(i64_of(f.orig_ip_bytes)),
-            resp_pkts: Some(i64_of(f.resp_pkts)),
-            resp_ip_bytes: Some(i64_of(f.resp_ip_bytes)),
-            orig_frame_bytes: Some(i64_of(f.orig_frame_bytes)),
-            resp_frame_bytes: Some(i64_of(f.resp_frame_bytes)),
-            ip_proto: Some(i32::from(f.ip_proto)),
-            tunnel_parents: (!f.tunnel_parents.is_empty()).then_some(f.tunnel_parents),
-        }
+fn row_of_record(f: FlowRecord) -> FlowRow {
+    FlowRow {
+        ts_us: f.ts_ns.div_euclid(1000),
+        uid: f.uid,
+        orig_h: f.orig_h.to_string(),
+        orig_p: Some(i32::from(f.orig_p)),
+        resp_h: f.resp_h.to_string(),
+        resp_p: Some(i32::from(f.resp_p)),
+        proto: f.proto.to_string(),
+        service: f.service.map(str::to_string),
+        duration: Some(f.duration_ns as f64 / 1e9),
+        orig_bytes: Some(i64_of(f.orig_bytes)),
+        resp_bytes: Some(i64_of(f.resp_bytes)),
+        conn_state: Some(f.conn_state.to_string()),
+        missed_bytes: Some(i64_of(f.missed_bytes)),
+        history: Some(f.history),
+        orig_pkts: Some(i64_of(f.orig_pkts)),
+        orig_ip_bytes: Some(i64_of(f.orig_ip_bytes)),
+        resp_pkts: Some(i64_of(f.resp_pkts)),
+        resp_ip_bytes: Some(i64_of(f.resp_ip_bytes)),
+        orig_frame_bytes: Some(i64_of(f.orig_frame_bytes)),
+        resp_frame_bytes: Some(i64_of(f.resp_frame_bytes)),
+        ip_proto: Some(i32::from(f.ip_proto)),
+        tunnel_parents: (!f.tunnel_parents.is_empty()).then_some(f.tunnel_parents),
     }
 }
 
@@ -380,7 +352,7 @@ impl FlowColumns {
         }
     }
 
-    /// Adds a flow assembled from packets: the same values as `push_row(&FlowRow::from(f))`
+    /// Adds a flow assembled from packets: the same values as `push_row(&row_of_record(f))`
     /// (a test holds them equal), without a string allocated per field.
     pub fn push_record(&mut self, f: &FlowRecord) {
         self.ts.append_value(f.ts_ns.div_euclid(1000));
@@ -763,7 +735,7 @@ mod tests {
         let (mut direct, mut via_row) = (FlowColumns::default(), FlowColumns::default());
         for f in &flows {
             direct.push_record(f);
-            via_row.push_row(&FlowRow::from(f.clone()));
+            via_row.push_row(&row_of_record(f.clone()));
         }
         assert_eq!(direct.len(), 3);
         let a = direct.finish("flows", 7, "a.pcap").unwrap();

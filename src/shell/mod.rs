@@ -5,7 +5,7 @@
 //! line and the shell, from the one clap grammar in `cli`.
 
 pub mod repl;
-pub mod split;
+pub use netlens_parsers::split;
 
 pub mod remote;
 

@@ -1,4 +1,5 @@
-//! Splits SQL text into statements at semicolons that are not inside a string, a quoted
+//! The shell's statement splitter (netlens's `shell` uses it for every script and line): splits
+//! SQL text into statements at semicolons that are not inside a string, a quoted
 //! identifier, a dollar-quoted string or a comment. What follows the last semicolon is
 //! returned as the unfinished rest, so the shell can keep reading lines until `;`.
 

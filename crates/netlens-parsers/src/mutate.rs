@@ -1,9 +1,10 @@
-//! Test-only: seeded, deterministic damage to good input, the way fuzzers damage it (bits
+//! For tests: seeded, deterministic damage to good input, the way fuzzers damage it (bits
 //! flipped, bytes and length fields set to edge values, ranges cut, repeated or inserted, the
-//! input cut short). The hostile-input tests of the Zeek reader, replays, the ip-api reply and
-//! headers, .mmdb files, the statement splitter and the CSV header checks run on it within
-//! `cargo test`, as the stable-Rust counterpart of cargo-fuzz (fuzz/); the packet crate has its
-//! own copy (crates/netlens-packets/tests/mutation.rs), being a crate of its own.
+//! input cut short). The hostile-input tests of this crate's parsers, and those of the netlens
+//! crate that run them through the store (the Zeek import, replays, .mmdb sets, CSV header
+//! checks), run on it within `cargo test`, as the stable-Rust counterpart of cargo-fuzz (fuzz/);
+//! the packet crate has its own copy (crates/netlens-packets/tests/mutation.rs), depending on
+//! no other crate of netlens. Public (and small) so the netlens crate's tests share it.
 //!
 //! Touches nothing: bytes in, bytes out.
 
