@@ -1085,11 +1085,17 @@ fn sigint_during_a_lof_fit_stops_it_and_stores_nothing() {
 /// and is inside its fit (it is checked to be still running). It must end with 130 within
 /// seconds and store nothing. Returns (quick run, wait before SIGINT, exit after SIGINT).
 fn sigint_inside_one_fit(s: &Scratch, quick: &[&str], long: &[&str]) -> [std::time::Duration; 3] {
+    sigint_inside_one_run(s, quick, &|| {}, long)
+}
+
+/// [`sigint_inside_one_fit`] with `between` run after the quick run (making the long one long).
+fn sigint_inside_one_run(s: &Scratch, quick: &[&str], between: &dyn Fn(), long: &[&str]) -> [std::time::Duration; 3] {
     use std::time::{Duration, Instant};
     let started = Instant::now();
     let out = s.cmd().args(quick).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let quick_took = started.elapsed();
+    between();
     let before = stored(s);
     let mut child = s.spawn(long);
     let wait = quick_took + Duration::from_secs(1);
@@ -1142,6 +1148,69 @@ fn sigint_inside_an_isolation_forest_build_stops_it_and_stores_nothing() {
     let quick = [&common[..], &["--set", "trees=1"]].concat();
     let long = [&common[..], &["--set", "trees=10000", "--set", "sample_size=1000000"]].concat();
     sigint_inside_one_fit(&s, &quick, &long);
+}
+
+/// Issue 22: Ctrl-C inside `score`. A forest of 5 000 trees scores a thousand rows in moments
+/// and a million for minutes; scoring asks for Ctrl-C before every tree walks a chunk of rows.
+/// Nothing of the interrupted run is stored (no model_runs row, no scores, no input table).
+#[test]
+fn sigint_inside_score_stops_it_and_stores_nothing() {
+    let s = Scratch::new();
+    s.query(MILLION);
+    s.query("CREATE TABLE thousand AS SELECT * FROM million WHERE id < 1000");
+    train(
+        &s,
+        &[
+            "iforest",
+            "--on",
+            "thousand",
+            "--id",
+            "id",
+            "--model",
+            "forest",
+            "--set",
+            "trees=5000",
+            "--set",
+            "max_height=8",
+        ],
+    );
+    let quick = ["score", "forest", "--on", "thousand", "--id", "id"];
+    let long = ["score", "forest", "--on", "million", "--id", "id"];
+    sigint_inside_one_fit(&s, &quick, &long);
+}
+
+/// Issue 22: Ctrl-C inside `retrain`, which refits with the stored parameters on the newest
+/// rows: a forest of 10 000 trees on samples of at most a million rows is quick while its view
+/// holds a hundred rows, and takes minutes once it holds the million. The old model stays the
+/// newest version; nothing of the interrupted run is stored.
+#[test]
+fn sigint_inside_retrain_stops_it_and_stores_nothing() {
+    let s = Scratch::new();
+    s.query(MILLION);
+    s.query("CREATE TABLE knob AS SELECT 100 AS rows");
+    s.query("CREATE VIEW newest AS SELECT * FROM million WHERE id < (SELECT rows FROM knob)");
+    train(
+        &s,
+        &[
+            "iforest",
+            "--on",
+            "newest",
+            "--id",
+            "id",
+            "--model",
+            "forest",
+            "--set",
+            "trees=10000",
+            "--set",
+            "sample_size=1000000",
+            "--set",
+            "max_height=8",
+        ],
+    );
+    let quick = ["retrain", "forest"];
+    let long = ["retrain", "forest"];
+    sigint_inside_one_run(&s, &quick, &|| drop(s.query("UPDATE knob SET rows = 1000000")), &long);
+    assert_eq!(s.query("SELECT max(version) FROM models WHERE name = 'forest'"), "2");
 }
 
 /// Issue 22: Ctrl-C inside one K-Means fit (linfa's could not be stopped). k=400 with a
