@@ -178,7 +178,9 @@ fn lookup_batch(
 /// The largest reply read from the provider.
 const MAX_REPLY: u64 = 1 << 20;
 
-/// The real transport: reqwest's blocking client, plain HTTP as ip-api's free tier requires.
+/// The real transport: reqwest's blocking client, over plain HTTP (ip-api's free tier has no
+/// HTTPS) or HTTPS (its paid endpoint, a mirror) through rustls, with ring as the crypto provider
+/// (the one the server's TLS uses; no second crypto library) and the system's root certificates.
 pub struct HttpTransport {
     client: reqwest::blocking::Client,
     url: String,
@@ -188,18 +190,32 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     pub fn new(url: &str, timeout: Duration) -> std::result::Result<Self, String> {
-        let client = reqwest::blocking::Client::builder()
+        Self::trusting(url, timeout, None)
+    }
+
+    /// [`HttpTransport::new`] that also trusts the certificate authority `extra_root` (PEM)
+    /// besides the system's: how the tests reach a loopback TLS server.
+    fn trusting(url: &str, timeout: Duration, extra_root: Option<&[u8]>) -> std::result::Result<Self, String> {
+        // reqwest is built without a provider of its own: the process's default is ring. An
+        // error only says one is installed already.
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::blocking::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("netlens/", env!("CARGO_PKG_VERSION")))
-            // The reply comes over plain HTTP: a redirect could lead the addresses anywhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| error_chain(&e))?;
+            // Over plain HTTP anyone on the path can answer: a redirect could lead the
+            // addresses anywhere (over HTTPS, to another host than the one named).
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = extra_root {
+            let certificate = reqwest::Certificate::from_pem(pem).map_err(|e| error_chain(&e))?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        let client = builder.build().map_err(|e| error_chain(&e))?;
         let separator = if url.contains('?') { '&' } else { '?' };
         Ok(HttpTransport {
             client,
-            url: url.to_string(),
+            // For messages: without the query, where a paid endpoint's key goes.
+            url: super::without_query(url).to_string(),
             endpoint: format!("{url}{separator}fields={FIELDS}"),
             timeout,
         })
@@ -260,7 +276,9 @@ fn exchange(
         .header("Content-Type", "application/json")
         .body(body)
         .send();
-    let response = sent.map_err(|e| describe(&e, timeout))?;
+    // reqwest's errors name the URL, key and all: messages leave it out (the endpoint is named
+    // without its query by the caller).
+    let response = sent.map_err(|e| describe(&e.without_url(), timeout))?;
     let header = |name: &str| {
         response
             .headers()
@@ -552,6 +570,138 @@ mod tests {
         assert_eq!(out.failed, ["8.8.0.0"]);
         assert_eq!(out.answers.len(), 1);
         assert_eq!(out.answers[0].query, "8.8.0.1");
+    }
+
+    /// A self-signed certificate for 127.0.0.1 (PEM certificate, PEM key) from the openssl
+    /// command; `None` (and the test ignored, outside CI) without it.
+    fn loopback_certificate(dir: &std::path::Path) -> Option<(Vec<u8>, Vec<u8>)> {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .args([
+                "-days",
+                "1",
+                "-subj",
+                "/CN=netlens-test",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .output();
+        match made {
+            Ok(out) if out.status.success() => Some((std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())),
+            other => {
+                if cfg!(ci) {
+                    panic!("prerequisite missing in CI: openssl ({other:?})");
+                }
+                eprintln!("IGNORED (prerequisite missing): openssl ({other:?})");
+                None
+            }
+        }
+    }
+
+    /// A TLS server on 127.0.0.1 answering `connections` connections: each request's first line
+    /// and body go to the returned channel, and the answer is a good reply for `queries`.
+    fn loopback_tls_server(
+        cert: &[u8],
+        key: &[u8],
+        queries: &[String],
+        connections: usize,
+    ) -> (u16, std::sync::mpsc::Receiver<String>) {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        use std::io::{BufRead, Write};
+        use tokio_rustls::rustls;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key).unwrap();
+        let config =
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap();
+        let config = std::sync::Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reply = good(queries, "44", "60").body;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..connections {
+                let Ok((socket, _)) = listener.accept() else { return };
+                let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut tls = std::io::BufReader::new(rustls::StreamOwned::new(connection, socket));
+                let mut first = String::new();
+                if tls.read_line(&mut first).is_err() {
+                    let _ = sender.send("handshake failed".to_string());
+                    continue;
+                }
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    tls.read_line(&mut header).unwrap();
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                std::io::Read::read_exact(&mut tls, &mut body).unwrap();
+                let _ = sender.send(format!("{}{}", first.trim(), String::from_utf8_lossy(&body)));
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Rl: 44\r\nX-Ttl: 60\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let stream = tls.get_mut();
+                stream.write_all(answer.as_bytes()).unwrap();
+                stream.conn.send_close_notify();
+                let _ = stream.flush();
+            }
+        });
+        (port, receiver)
+    }
+
+    /// Issue 22: https:// endpoints work (rustls with ring). A loopback TLS server whose
+    /// certificate the client is given answers a batch; the same server is refused by a client
+    /// that trusts only the system's authorities, so the certificate is checked.
+    #[test]
+    fn https_endpoints_are_reached_over_tls_and_their_certificate_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((cert, key)) = loopback_certificate(dir.path()) else {
+            return;
+        };
+        let queries = addrs(2);
+        let (port, requests) = loopback_tls_server(&cert, &key, &queries, 2);
+        let url = format!("https://127.0.0.1:{port}/batch?key=SECRET");
+        let trusting = HttpTransport::trusting(&url, Duration::from_secs(10), Some(&cert)).unwrap();
+        let reply = trusting.post(&serde_json::to_string(&queries).unwrap()).unwrap();
+        assert_eq!((reply.status, reply.x_rl.as_deref()), (200, Some("44")));
+        assert_eq!(parse_batch(&queries, &reply.body).unwrap().len(), 2);
+        let request = requests.recv().unwrap();
+        assert!(request.starts_with("POST /batch?key=SECRET&fields="), "{request}");
+        assert!(
+            request.ends_with(&serde_json::to_string(&queries).unwrap()),
+            "{request}"
+        );
+        let system_only = HttpTransport::new(&url, Duration::from_secs(10)).unwrap();
+        let refused = system_only.post("[]").unwrap_err();
+        assert!(refused.to_lowercase().contains("certificate"), "{refused}");
     }
 
     /// Issue 22 (fuzzing): damaged replies, headers and statuses from the provider, which come

@@ -214,10 +214,11 @@ fn with_sources(
                 .to_string(),
         ));
     }
-    if args.provider == GeoProvider::IpApi && !args.url.to_ascii_lowercase().starts_with("http://") {
+    let scheme = args.url.to_ascii_lowercase();
+    if args.provider == GeoProvider::IpApi && !scheme.starts_with("http://") && !scheme.starts_with("https://") {
         return Err(Error::Usage(format!(
-            "--url {}: this netlens speaks plain HTTP only (it is built without TLS), so an https:// endpoint cannot be reached\n  \
-             hint: use an http:// endpoint (ip-api's free one, or a local mirror); a key in an http:// URL travels in clear, though netlens never stores it",
+            "--url {}: not an http:// or https:// endpoint\n  \
+             hint: ip-api's free endpoint is http://ip-api.com/batch; its paid one is https://pro.ip-api.com/batch?key=KEY",
             without_query(&args.url)
         )));
     }
@@ -228,10 +229,12 @@ fn with_sources(
     let mut clock = ipapi::SystemClock;
     let transport = match args.provider {
         GeoProvider::Off => None,
-        GeoProvider::IpApi => Some(
-            ipapi::HttpTransport::new(&args.url, args.timeout)
-                .map_err(|reason| Error::Usage(format!("cannot set up the HTTP client for {}: {reason}", args.url)))?,
-        ),
+        GeoProvider::IpApi => Some(ipapi::HttpTransport::new(&args.url, args.timeout).map_err(|reason| {
+            Error::Usage(format!(
+                "cannot set up the HTTP client for {}: {reason}",
+                without_query(&args.url)
+            ))
+        })?),
     };
     let mut sources = Sources {
         mmdb,
@@ -582,26 +585,41 @@ mod tests {
         (store, sent, run)
     }
 
-    /// Issue 22: reqwest is built without TLS, so an https:// endpoint is refused up front with
-    /// what to do; and a key in the URL's query is never stored in `geo_runs.sources`.
+    /// Issue 22: an endpoint that is neither http:// nor https:// is refused up front with what to
+    /// do (https:// endpoints work: `ipapi`'s test against a loopback TLS server), and a key in
+    /// the URL's query is never stored in `geo_runs.sources` nor shown in the message.
     #[test]
-    fn https_endpoints_are_refused_and_keys_never_stored() {
+    fn other_schemes_are_refused_and_keys_never_stored() {
         let store = Store::open(&Location::Memory, false).unwrap();
         let args = GeoRequest {
             provider: GeoProvider::IpApi,
-            url: "https://pro.ip-api.com/batch?key=SECRET".to_string(),
+            url: "ftp://pro.ip-api.com/batch?key=SECRET".to_string(),
             ..GeoRequest::offline(Vec::new())
         };
         let err = lookup(&store, &args, &["8.8.8.8".to_string()], Utc::now(), &mut |_| {})
             .unwrap_err()
             .to_string();
-        assert!(err.contains("plain HTTP only") && !err.contains("SECRET"), "{err}");
+        assert!(
+            err.contains("not an http:// or https:// endpoint") && !err.contains("SECRET"),
+            "{err}"
+        );
         assert_eq!(
-            without_query("http://pro.ip-api.com/batch?key=SECRET"),
-            "http://pro.ip-api.com/batch"
+            without_query("https://pro.ip-api.com/batch?key=SECRET"),
+            "https://pro.ip-api.com/batch"
         );
         assert_eq!(without_query("http://127.0.0.1:9/batch#k"), "http://127.0.0.1:9/batch");
         assert_eq!(without_query("http://ip-api.com/batch"), "http://ip-api.com/batch");
+        // An https:// endpoint that cannot be reached fails as a provider failure: no key stored.
+        let args = GeoRequest {
+            provider: GeoProvider::IpApi,
+            url: "https://127.0.0.1:9/batch?key=SECRET".to_string(),
+            timeout: std::time::Duration::from_secs(2),
+            ..GeoRequest::offline(Vec::new())
+        };
+        let run = lookup(&store, &args, &["8.8.8.8".to_string()], Utc::now(), &mut |_| {}).unwrap();
+        assert_eq!((run.failed, run.run_id), (1, None), "nothing answered, nothing stored");
+        let error = run.provider_error.map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("127.0.0.1:9") && !error.contains("SECRET"), "{error}");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -20,7 +20,7 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 
@@ -78,12 +78,12 @@ pub fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
             6 => data.truncate(rng.below(len + 1)),
             7 => {
                 let at = rng.below(len + 1);
-                let junk: Vec<u8> = (0..1 + rng.below(32)).map(|_| rng.next() as u8).collect();
+                let junk: Vec<u8> = (0..1 + rng.below(32)).map(|_| rng.next_u64() as u8).collect();
                 data.splice(at..at, junk);
             }
             _ if len > 0 => {
                 let at = rng.below(len);
-                data[at] = rng.next() as u8;
+                data[at] = rng.next_u64() as u8;
             }
             _ => {}
         }

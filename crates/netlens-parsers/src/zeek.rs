@@ -244,6 +244,9 @@ pub struct Refused {
 }
 
 /// What one line held.
+// Returned once per line and consumed at once, never held in numbers: boxing the row would only
+// add an allocation per line.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
     /// A flow.
