@@ -62,6 +62,9 @@ fn start(s: &Scratch) -> Dashboard {
 }
 
 fn client() -> Client {
+    // reqwest is built without a crypto provider of its own (see Cargo.toml): as netlens's geo
+    // client does, install ring first, or building a client panics.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))
