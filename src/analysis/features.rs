@@ -331,8 +331,9 @@ pub fn short(text: &str) -> String {
     }
 }
 
-/// Materialises `source` into `input_table` (with [`INPUT_ROW`]). Call inside the run's
-/// transaction: the table then disappears with a rollback, and the caller drops it before commit.
+/// Materialises `source` into the temporary table `input_table` (with [`INPUT_ROW`]). Call inside
+/// the run's transaction: the table then disappears with a rollback, and the caller drops it
+/// before commit.
 pub fn materialise(store: &Store, source: &Source, input_table: &str) -> Result<Vec<(String, String)>> {
     if let Source::Relation(name) = source {
         if !store.relation_exists(name)? {
@@ -346,9 +347,12 @@ pub fn materialise(store: &Store, source: &Source, input_table: &str) -> Result<
     if let Source::Query(sql) = source {
         crate::store::statements::one(sql, "a feature source").map_err(|e| source_error(source, e.to_string()))?;
     }
+    // A TEMP table: it lives in memory (spilling only under memory pressure) and never reaches
+    // the database file, so its rows are not compressed and written out only to be dropped
+    // before the commit.
     conn.execute(
         &format!(
-            "CREATE TABLE {} AS SELECT (row_number() OVER ()) - 1 AS {INPUT_ROW}, * FROM (\n{}\n) AS netlens_rows",
+            "CREATE TEMP TABLE {} AS SELECT (row_number() OVER ()) - 1 AS {INPUT_ROW}, * FROM (\n{}\n) AS netlens_rows",
             quote_ident(input_table),
             source.select_sql()
         ),
