@@ -991,6 +991,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_materialised_input_is_a_temporary_table() {
+        // A persistent one was compressed and written into the database file only to be
+        // dropped before the commit: most of a 1 000 000-row load (bench/RESULTS.md, stop 30).
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        store
+            .conn()
+            .execute_batch("CREATE TABLE rows_in AS SELECT i AS a FROM range(10) t(i)")
+            .unwrap();
+        let temporary = store
+            .in_transaction(|conn| {
+                let columns = materialise(&store, &Source::parse("rows_in"), "__netlens_input_1")?;
+                assert_eq!(columns, vec![("a".to_string(), "BIGINT".to_string())]);
+                conn.query_row(
+                    "SELECT bool_and(temporary), count(*) FROM duckdb_tables() WHERE table_name = '__netlens_input_1'",
+                    [],
+                    |r| Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)?)),
+                )
+                .map_err(Error::sql)
+            })
+            .unwrap();
+        assert_eq!(temporary, (true, 1));
+    }
+
+    #[test]
     fn source_text_is_a_query_or_a_name() {
         assert_eq!(Source::parse("flow_features"), Source::Relation("flow_features".into()));
         assert!(matches!(Source::parse(" select 1;"), Source::Query(q) if q == "select 1"));
