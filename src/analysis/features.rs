@@ -331,8 +331,9 @@ pub fn short(text: &str) -> String {
     }
 }
 
-/// Materialises `source` into `input_table` (with [`INPUT_ROW`]). Call inside the run's
-/// transaction: the table then disappears with a rollback, and the caller drops it before commit.
+/// Materialises `source` into the temporary table `input_table` (with [`INPUT_ROW`]). Call inside
+/// the run's transaction: the table then disappears with a rollback, and the caller drops it
+/// before commit.
 pub fn materialise(store: &Store, source: &Source, input_table: &str) -> Result<Vec<(String, String)>> {
     if let Source::Relation(name) = source {
         if !store.relation_exists(name)? {
@@ -346,9 +347,12 @@ pub fn materialise(store: &Store, source: &Source, input_table: &str) -> Result<
     if let Source::Query(sql) = source {
         crate::store::statements::one(sql, "a feature source").map_err(|e| source_error(source, e.to_string()))?;
     }
+    // A TEMP table: it lives in memory (spilling only under memory pressure) and never reaches
+    // the database file, so its rows are not compressed and written out only to be dropped
+    // before the commit.
     conn.execute(
         &format!(
-            "CREATE TABLE {} AS SELECT (row_number() OVER ()) - 1 AS {INPUT_ROW}, * FROM (\n{}\n) AS netlens_rows",
+            "CREATE TEMP TABLE {} AS SELECT (row_number() OVER ()) - 1 AS {INPUT_ROW}, * FROM (\n{}\n) AS netlens_rows",
             quote_ident(input_table),
             source.select_sql()
         ),
@@ -985,6 +989,30 @@ fn encode(encoding: &Encoding, columns: &[&RawColumn], rows: usize) -> (Array2<f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_materialised_input_is_a_temporary_table() {
+        // A persistent one was compressed and written into the database file only to be
+        // dropped before the commit: most of a 1 000 000-row load (bench/RESULTS.md, stop 30).
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        store
+            .conn()
+            .execute_batch("CREATE TABLE rows_in AS SELECT i AS a FROM range(10) t(i)")
+            .unwrap();
+        let temporary = store
+            .in_transaction(|conn| {
+                let columns = materialise(&store, &Source::parse("rows_in"), "__netlens_input_1")?;
+                assert_eq!(columns, vec![("a".to_string(), "BIGINT".to_string())]);
+                conn.query_row(
+                    "SELECT bool_and(temporary), count(*) FROM duckdb_tables() WHERE table_name = '__netlens_input_1'",
+                    [],
+                    |r| Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)?)),
+                )
+                .map_err(Error::sql)
+            })
+            .unwrap();
+        assert_eq!(temporary, (true, 1));
+    }
 
     #[test]
     fn source_text_is_a_query_or_a_name() {

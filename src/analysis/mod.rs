@@ -909,8 +909,13 @@ fn write_rows(
             .iter()
             .map(|c| format!("{} {}", quote_ident(c.name), c.values.sql_type())),
     );
-    conn.execute_batch(&format!("CREATE TABLE {} ({})", quote_ident(&scratch), ddl.join(", ")))
-        .map_err(Error::sql)?;
+    // TEMP, as the input table: scratch that never reaches the database file.
+    conn.execute_batch(&format!(
+        "CREATE TEMP TABLE {} ({})",
+        quote_ident(&scratch),
+        ddl.join(", ")
+    ))
+    .map_err(Error::sql)?;
     let mut fields = vec![Field::new("row_id", DataType::Int64, false)];
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(0..n as i64))];
     for c in &applied.columns {
