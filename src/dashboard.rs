@@ -338,6 +338,12 @@ mod tests {
             "(SELECT ts, direction, count(*) AS sockets, 1 AS snapshots FROM sockets \
              WHERE ts BETWEEN :since AND :until GROUP BY snapshot_id, ts, direction)",
         ),
+        // Migration 30.
+        (
+            "tcp_state_counts_rolled(:since, :rolled_from, :rolled_to, :until)",
+            "(SELECT ts, host, state, sockets, 1 AS snapshots FROM tcp_state_counts \
+             WHERE ts BETWEEN :since AND :until)",
+        ),
     ];
 
     /// A result's rows as text, sorted (rows that tie in a panel's ORDER BY come in no fixed order).
@@ -483,7 +489,7 @@ mod tests {
         }
         // Every macro but the stuck connections (rare in a demo) and geo (no lookups) has rows
         // in some range.
-        assert!(nonempty >= 13 * 4, "{nonempty} non-empty (macro, range) pairs");
+        assert!(nonempty >= 14 * 4, "{nonempty} non-empty (macro, range) pairs");
         // Every panel that reads a macro, against its text with the view in its place.
         let (views, _) = views().unwrap();
         let mut panels = Vec::new();
@@ -590,6 +596,11 @@ mod tests {
                  FROM interface_traffic_rolled(:since, :rolled_from, :rolled_to, :until) GROUP BY ALL",
                 "SELECT date_trunc('hour', ts), sum(sockets) \
                  FROM socket_directions_rolled(:since, :rolled_from, :rolled_to, :until) GROUP BY ALL",
+                "SELECT host, state, date_trunc('hour', ts), sum(sockets), sum(snapshots) \
+                 FROM tcp_state_counts_rolled(:since, :rolled_from, :rolled_to, :until) GROUP BY ALL",
+                "SELECT snapshot_count_rolled(:since, :rolled_from, :rolled_to, :until) AS snapshots, \
+                        (SELECT count(*) FROM snapshots WHERE ts BETWEEN :since AND :until) AS raw \
+                 FROM range(5)",
             ] {
                 let raw = sorted_rows(&store, &panel_sql(sums, since, until));
                 let from_rollups = sorted_rows(&store, &panel_sql_rolled(sums, since, until, Some(&rolled)));
@@ -606,6 +617,19 @@ mod tests {
                 Some(&rolled),
             ));
             assert!(rolled_rows > 0, "{what}: no rollup rows read");
+            // TCP states: per hour the rolled rows are one per host and state, not one per snapshot.
+            let state_rows = |r: Option<&Rolled>| {
+                traffic_in(&panel_sql_rolled(
+                    "SELECT count(*) FROM tcp_state_counts_rolled(:since, :rolled_from, :rolled_to, :until)",
+                    since,
+                    until,
+                    r,
+                ))
+            };
+            assert!(
+                state_rows(Some(&rolled)) * 3 < state_rows(None),
+                "{what}: TCP state rows not read from the rollups"
+            );
             // Every panel that reads the rollups runs on them, and the bandwidth table's bytes
             // per process are the raw ones.
             let (views, _) = views().unwrap();
@@ -627,6 +651,20 @@ mod tests {
                 &sorted_rows(&store, &panel_sql_rolled(&per_process, since, until, Some(&rolled))),
                 &sorted_rows(&store, &panel_sql(&per_process, since, until)),
                 &format!("bandwidth/processes over {what}"),
+            );
+            // The mean sockets per state are the raw ones, to the panel's last digit.
+            let state_mean = &views
+                .iter()
+                .find(|v| v.id == "tcp")
+                .and_then(|v| v.panels.iter().find(|p| p.id == "state_mean"))
+                .unwrap()
+                .sql;
+            let raw_state_mean = sorted_rows(&store, &panel_sql(state_mean, since, until));
+            assert!(raw_state_mean.len() >= 2, "{raw_state_mean:?}");
+            assert_same(
+                &sorted_rows(&store, &panel_sql_rolled(state_mean, since, until, Some(&rolled))),
+                &raw_state_mean,
+                &format!("tcp/state_mean over {what}"),
             );
         }
         // A day or less reads raw rows, as does a range with nothing rolled up.

@@ -1,10 +1,10 @@
 //! Retention: so a host's history can be kept for months in bounded space. Each complete time
 //! bucket (an hour by default) of raw capture rows is rolled up, once, into the `*_rollups`
-//! tables (per connection, process, interface and remote peer); then raw rows older than the raw
-//! window are deleted in batches of a few hundred snapshots, each its own short transaction, so
-//! a snapshot being stored at the same time never waits long; rollups older than their own
-//! window go last. DuckDB reuses the freed blocks at its next checkpoint, so a database under a
-//! fixed window stops growing (bench/RESULTS.md, "Retention").
+//! tables (per connection, process, interface, remote peer and TCP state); then raw rows older
+//! than the raw window are deleted in batches of a few hundred snapshots, each its own short
+//! transaction, so a snapshot being stored at the same time never waits long; rollups older
+//! than their own window go last. DuckDB reuses the freed blocks at its next checkpoint, so a
+//! database under a fixed window stops growing (bench/RESULTS.md, "Retention").
 //!
 //! What is never deleted: the newest snapshot of each host (capture compares the next one with
 //! it), lifetimes still open (the `connections` view shows them), and raw rows of a bucket not
@@ -168,6 +168,7 @@ pub fn retain(
                 "process_rollups",
                 "interface_rollups",
                 "peer_rollups",
+                "tcp_state_rollups",
             ] {
                 deleted += conn
                     .execute(&format!("DELETE FROM {table} WHERE bucket_start < ?"), params![cutoff])
@@ -249,7 +250,7 @@ fn due_buckets(store: &Store, width: i64, raw_cutoff: Option<chrono::NaiveDateTi
     rows.collect::<std::result::Result<_, _>>().map_err(Error::sql)
 }
 
-/// Rolls one bucket up into the four rollup tables and lists it in `rollup_buckets`.
+/// Rolls one bucket up into the five rollup tables and lists it in `rollup_buckets`.
 fn roll_up(conn: &duckdb::Connection, bucket: &Bucket, width: i64) -> Result<()> {
     let end = bucket.start + chrono::Duration::seconds(width);
     let (host, start) = (&bucket.host, bucket.start);
@@ -295,6 +296,11 @@ fn roll_up(conn: &duckdb::Connection, bucket: &Bucket, width: i64) -> Result<()>
          SELECT $1, $2, $4, name, count(*), sum(rx_bytes_delta), sum(tx_bytes_delta), sum(rx_packets_delta), \
                 sum(tx_packets_delta), sum(rx_errors_delta), sum(tx_errors_delta) \
          FROM interfaces WHERE {of_bucket} GROUP BY name"
+    ))?;
+    run(format!(
+        "INSERT INTO tcp_state_rollups \
+         SELECT $1, $2, $4, state, count(*), count(DISTINCT snapshot_id) \
+         FROM sockets WHERE {of_bucket} AND proto = 'tcp' GROUP BY state"
     ))?;
     run("INSERT INTO peer_rollups \
          SELECT $1, $2, $4, remote_addr, any_value(remote_scope), count(*), count(DISTINCT remote_port), \
@@ -501,6 +507,47 @@ mod tests {
         );
         assert_eq!(differing, 0);
         assert!(count(&store, "SELECT count(*) FROM connection_rollups WHERE bytes_sent > 0") > 0);
+    }
+
+    /// Bucket by bucket and state, the TCP state rollups equal `tcp_state_counts` summed; and
+    /// migration 30's fill of buckets rolled up before it gives the same rows as `retain`.
+    #[test]
+    fn tcp_state_rollups_sum_the_raw_counts_and_the_migration_fills_the_same() {
+        let (store, newest) = demo(2, 30);
+        let mut req = request(None, None);
+        req.bucket = Duration::from_secs(3600);
+        retain(&store, &req, newest.and_utc(), &|| false, &|| ()).unwrap();
+        let differing = count(
+            &store,
+            "SELECT count(*) FROM ( \
+               SELECT host, time_bucket(INTERVAL 1 HOUR, ts) AS b, state, sum(sockets) AS n, count(*) AS snaps \
+               FROM tcp_state_counts WHERE ts < (SELECT time_bucket(INTERVAL 1 HOUR, max(ts)) FROM snapshots) \
+               GROUP BY ALL) raw FULL JOIN tcp_state_rollups r \
+               ON raw.host = r.host AND raw.b = r.bucket_start AND raw.state IS NOT DISTINCT FROM r.state \
+             WHERE r.sockets IS DISTINCT FROM raw.n OR r.snapshots IS DISTINCT FROM raw.snaps",
+        );
+        assert_eq!(differing, 0);
+        assert!(count(&store, "SELECT count(DISTINCT bucket_start) FROM tcp_state_rollups") >= 2);
+        let migration = include_str!("../sql/030_tcp_state_rollups.sql");
+        let fill = migration
+            .split_once("INSERT INTO tcp_state_rollups")
+            .and_then(|(_, rest)| rest.split_once(';'))
+            .map(|(fill, _)| format!("INSERT INTO tcp_state_rollups {fill}"))
+            .unwrap();
+        let rows = |store: &Store| {
+            let mut stmt = store
+                .conn()
+                .prepare("SELECT CAST(t AS VARCHAR) FROM tcp_state_rollups t ORDER BY ALL")
+                .unwrap();
+            stmt.query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .unwrap()
+        };
+        let by_retain = rows(&store);
+        store.conn().execute_batch("DELETE FROM tcp_state_rollups").unwrap();
+        store.conn().execute_batch(&fill).unwrap();
+        assert_eq!(rows(&store), by_retain);
     }
 
     #[test]
