@@ -235,6 +235,29 @@ mod tests {
         assert!(parse_time("2026-12-05'; DROP TABLE x; --").is_err());
     }
 
+    /// Stuck connections often share one `stuck_s` (every socket stuck since the range began), and
+    /// the panel sorted by it alone: its rows came in a different order on every ask. Its order
+    /// now names every column it shows, so equal rows are the only ties.
+    #[test]
+    fn the_stuck_panel_orders_by_every_column_it_shows() {
+        let (views, _) = views().unwrap();
+        let stuck = views
+            .iter()
+            .flat_map(|v| &v.panels)
+            .find(|p| p.id == "stuck")
+            .expect("the tcp view has a stuck panel");
+        let sql = stuck.sql.replace('\n', " ");
+        let shown = sql["SELECT ".len()..sql.find(" FROM").unwrap()].split(", ");
+        let order = &sql[sql.find("ORDER BY ").unwrap() + "ORDER BY ".len()..];
+        let ordered: Vec<&str> = order.split(", ").map(|c| c.trim_end_matches(" DESC")).collect();
+        for column in shown {
+            assert!(
+                ordered.contains(&column.trim()),
+                "{column} is not in the stuck panel's ORDER BY: {order}"
+            );
+        }
+    }
+
     /// Every panel of every view parses, names a kind the page draws, and runs on a demo
     /// database (an empty result is fine where the demo has no such data).
     #[test]
