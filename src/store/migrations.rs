@@ -163,6 +163,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "feedback_rows",
         sql: include_str!("../../sql/029_feedback_rows.sql"),
     },
+    Migration {
+        version: 32,
+        name: "detect_gates",
+        sql: include_str!("../../sql/032_detect_gates.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -595,6 +600,7 @@ mod tests {
         (27, "ea33f9c4794f4ef0bf8da4f6530267cab863a74127ab35bbf88e77dc343cae06"),
         (28, "36a033060f8d9042109f4f3c11d8f779b93da196565f5f16eacf3feedfca1129"),
         (29, "42b31899e8af897b324b644381974efe6b00454257babf70a7d829477d63fb65"),
+        (32, "e2b90f869e7f27cb91611eee7f1ceb59f89b2030f8daf1f12df21405a5a66f9f"),
     ];
 
     #[test]
