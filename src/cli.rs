@@ -1051,6 +1051,11 @@ pub struct DetectArgs {
     #[arg(long, default_value_t = 1_000_000.0, value_name = "BYTES")]
     pub burst_floor_bytes: f64,
 
+    /// Bursts: a level the entity reaches in this many other separate episodes (at half the
+    /// peak or more) is its routine, not a burst; 0 turns the rule off
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub burst_routine: u64,
+
     /// Long connections: shortest duration reported (grades at 1x, 4x and 24x it)
     #[arg(long, value_parser = parse_duration, default_value = "1h", value_name = "DURATION")]
     pub long_min: Duration,
@@ -1544,6 +1549,7 @@ impl DetectArgs {
             burst_min_bytes: self.burst_min_bytes,
             burst_floor_connections: self.burst_floor_connections,
             burst_floor_bytes: self.burst_floor_bytes,
+            burst_routine: self.burst_routine,
             long_min: self.long_min,
         })
     }

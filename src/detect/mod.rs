@@ -304,6 +304,9 @@ pub struct DetectRequest {
     /// Least spread of a bytes series, bytes per bin.
     #[serde(default = "default_burst_floor_bytes")]
     pub burst_floor_bytes: f64,
+    /// Other episodes at half a burst's peak that make its level the entity's routine (0: off).
+    #[serde(default = "default_burst_routine")]
+    pub burst_routine: u64,
     pub long_min: std::time::Duration,
 }
 
@@ -334,6 +337,7 @@ impl DetectRequest {
             burst_min_bytes: 1_000_000,
             burst_floor_connections: default_burst_floor_connections(),
             burst_floor_bytes: default_burst_floor_bytes(),
+            burst_routine: default_burst_routine(),
             long_min: Duration::from_secs(3600),
         }
     }
@@ -349,6 +353,10 @@ fn default_beacon_min_span() -> std::time::Duration {
 
 fn default_burst_floor_connections() -> f64 {
     1.0
+}
+
+fn default_burst_routine() -> u64 {
+    3
 }
 
 fn default_burst_floor_bytes() -> f64 {
@@ -1149,6 +1157,15 @@ impl Detector for Bursts {
                     of: |a| a.burst_floor_bytes,
                 },
             },
+            Param {
+                flag: "--burst-routine",
+                key: "burst_routine",
+                values: Values::Count {
+                    min: 0,
+                    below: None,
+                    of: |a| a.burst_routine,
+                },
+            },
         ]
     }
     fn find(&self, conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
@@ -1213,11 +1230,13 @@ fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectReq
         k: args.burst_k,
         floor: args.burst_floor_connections,
         min_peak: args.burst_min_connections as f64,
+        routine: usize::try_from(args.burst_routine).unwrap_or(usize::MAX),
     };
     let bytes_rule = bursts::Rule {
         k: args.burst_k,
         floor: args.burst_floor_bytes,
         min_peak: args.burst_min_bytes as f64,
+        routine: usize::try_from(args.burst_routine).unwrap_or(usize::MAX),
     };
     for ((kind, entity), s) in series.iter().filter(|_| enough_bins) {
         for b in bursts::find(&s.connections, &profile, &connections_rule) {
@@ -1452,7 +1471,7 @@ mod tests {
             }),
             serde_json::json!({
                 "burst_bin_s": 60.0, "burst_k": 5.0, "burst_min_connections": 10, "burst_min_bytes": 1_000_000,
-                "burst_floor_connections": 1.0, "burst_floor_bytes": 1_000_000.0,
+                "burst_floor_connections": 1.0, "burst_floor_bytes": 1_000_000.0, "burst_routine": 3,
             }),
             serde_json::json!({"long_min_s": 3600.0}),
         ];

@@ -168,6 +168,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "tcp_state_rollups",
         sql: include_str!("../../sql/030_tcp_state_rollups.sql"),
     },
+    Migration {
+        version: 31,
+        name: "detect_gates",
+        sql: include_str!("../../sql/031_detect_gates.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -601,6 +606,7 @@ mod tests {
         (28, "36a033060f8d9042109f4f3c11d8f779b93da196565f5f16eacf3feedfca1129"),
         (29, "42b31899e8af897b324b644381974efe6b00454257babf70a7d829477d63fb65"),
         (30, "fd7d88a5bff954d8fc1392f120da804d7f4783ecb1715f7e0a1592887f9b48f5"),
+        (31, "e6abd974160e7be6fb89220081862d9c1f9c295f3aa4596d83036d8e69306338"),
     ];
 
     #[test]

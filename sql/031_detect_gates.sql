@@ -1,0 +1,17 @@
+-- netlens migration 31: what beacons' bins and persistence scores and bursts mean now (issue 21).
+--
+-- Beacons: bins_score is RITA's histogram score, the better of evenness and the two-mode fit, and
+-- persistence counts only for a pair active in a quarter of the bins. Bursts: a level the entity
+-- reaches in --burst-routine other episodes is its routine, not a burst. Live gaps are forgiven
+-- half a time resolution of MAD, not a whole one, and a beacon's period must be 3 resolutions.
+-- Only comments change; earlier runs' rows were scored by the older rules the comments name.
+
+COMMENT ON TABLE bursts IS 'Bursts: runs of consecutive bins in which a process''s, host''s or pair''s connection count or bytes exceeded its own baseline, median + k x max(1.4826 x MAD, floor) over every bin of the window (empty bins included), or over the same hour of day on the other days when the window spans 3 days or more; a level the entity reaches in --burst-routine (default 3) other separate episodes, at half the peak or more, is its routine and not stored (runs before migration 32: no such rule).';
+COMMENT ON VIEW latest_bursts IS 'bursts of the newest bursts run.';
+COMMENT ON COLUMN beacons.bins_score IS 'RITA''s histogram score over --beacon-bins equal bins of the window, the better of two: evenness, 1 - coefficient of variation (sd / mean) of the connections per bin, clamped to 0..1; and the two-mode fit, the share of active bins (less 1 outlier) whose counts fall in the two commonest heights (heights grouped in steps of 5 % of the tallest bin), taken only when at least 11/24 of the bins are active, so a callback that sleeps in some hours still scores. Runs before migration 32: evenness only.';
+COMMENT ON COLUMN beacons.persistence_score IS 'max(coverage, consistency): coverage = (last_ts - first_ts) / window length; consistency = longest run of consecutive non-empty bins (wrapping around) / half the bins; clamped to 0..1 (RITA''s duration score); 0 when the pair is active in fewer than a quarter of the bins (RITA''s 6 of 24 hours; runs before migration 32: no such minimum).';
+COMMENT ON COLUMN beacons.status IS 'beacon: gap_score >= --beacon-min-gap-score (default 0.8), first to last connection >= --beacon-min-span (default 1 h), active in at least a quarter of the --beacon-bins bins (from migration 32), the period at least 3 x time_resolution_s (2 before migration 32), and score >= --beacon-threshold (default 0.8); candidate: regular gaps, but another of those fails (see reason); irregular: gap_score below --beacon-min-gap-score (busy, not periodic). NULL for runs before migration 11.';
+COMMENT ON COLUMN latest_beacons.bins_score IS 'RITA''s histogram score: the better of evenness (1 - sd / mean of connections per bin) and the two-mode fit; see beacons.bins_score.';
+COMMENT ON COLUMN latest_beacons.persistence_score IS 'max(coverage, consistency), RITA''s duration score; 0 when the pair is active in fewer than a quarter of the bins; see beacons.persistence_score.';
+COMMENT ON COLUMN beacons.gap_mad_score IS '1 - max(0, MAD - time_resolution_s / 2) / median gap, clamped to 0..1 (0 when the median gap is 0): regular gaps score 1. Runs before migration 32 forgave a whole time_resolution_s.';
+COMMENT ON COLUMN latest_beacons.gap_mad_score IS '1 - max(0, MAD - time_resolution_s / 2) / median gap, clamped to 0..1 (0 when the median gap is 0); see beacons.gap_mad_score.';
