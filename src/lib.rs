@@ -461,7 +461,7 @@ mod architecture {
     }
 
     /// The crates the fuzz targets link build without DuckDB and without the netlens crate: a
-    /// dependency on either would make the fuzz build compile DuckDB (C++, half an hour under
+    /// dependency on either would make the fuzz build compile DuckDB (C++, a long build under
     /// the sanitizers), or let a parser reach the store.
     #[test]
     fn the_fuzzed_crates_stay_free_of_duckdb_and_netlens() {

@@ -169,6 +169,7 @@ pub fn retain(
                 "interface_rollups",
                 "peer_rollups",
                 "tcp_state_rollups",
+                "tcp_state_buckets",
             ] {
                 deleted += conn
                     .execute(&format!("DELETE FROM {table} WHERE bucket_start < ?"), params![cutoff])
@@ -250,7 +251,8 @@ fn due_buckets(store: &Store, width: i64, raw_cutoff: Option<chrono::NaiveDateTi
     rows.collect::<std::result::Result<_, _>>().map_err(Error::sql)
 }
 
-/// Rolls one bucket up into the five rollup tables and lists it in `rollup_buckets`.
+/// Rolls one bucket up into the rollup tables (and `tcp_state_buckets`, the snapshots whose TCP
+/// states were counted) and lists it in `rollup_buckets`.
 fn roll_up(conn: &duckdb::Connection, bucket: &Bucket, width: i64) -> Result<()> {
     let end = bucket.start + chrono::Duration::seconds(width);
     let (host, start) = (&bucket.host, bucket.start);
@@ -302,6 +304,9 @@ fn roll_up(conn: &duckdb::Connection, bucket: &Bucket, width: i64) -> Result<()>
          SELECT $1, $2, $4, state, count(*), count(DISTINCT snapshot_id) \
          FROM sockets WHERE {of_bucket} AND proto = 'tcp' GROUP BY state"
     ))?;
+    run("INSERT INTO tcp_state_buckets \
+         SELECT $1, $2, $4, count(*) FROM snapshots WHERE host = $1 AND ts >= $2 AND ts < $3"
+        .to_string())?;
     run("INSERT INTO peer_rollups \
          SELECT $1, $2, $4, remote_addr, any_value(remote_scope), count(*), count(DISTINCT remote_port), \
                 string_agg(DISTINCT process_name, ',' ORDER BY process_name), sum(bytes_sent), sum(bytes_received) \
@@ -548,6 +553,49 @@ mod tests {
         store.conn().execute_batch("DELETE FROM tcp_state_rollups").unwrap();
         store.conn().execute_batch(&fill).unwrap();
         assert_eq!(rows(&store), by_retain);
+
+        // With every raw row kept, the counted snapshots are the bucket's, and the migration's
+        // fill gives what `retain` gave.
+        let listed = |store: &Store| {
+            count(
+                store,
+                "SELECT count(*) FROM rollup_buckets b JOIN tcp_state_buckets t USING (host, bucket_start) \
+                 WHERE t.snapshots = b.snapshots",
+            )
+        };
+        let buckets = count(&store, "SELECT count(*) FROM rollup_buckets");
+        assert_eq!(listed(&store), buckets);
+        let bucket_fill = migration
+            .split_once("INSERT INTO tcp_state_buckets")
+            .and_then(|(_, rest)| rest.split_once(';'))
+            .map(|(fill, _)| format!("INSERT INTO tcp_state_buckets {fill}"))
+            .unwrap();
+        store.conn().execute_batch("DELETE FROM tcp_state_buckets").unwrap();
+        store.conn().execute_batch(&bucket_fill).unwrap();
+        assert_eq!(listed(&store), buckets);
+
+        // A bucket whose raw rows were deleted before migration 30 has no state counts; the mean
+        // per snapshot once divided by its snapshots all the same (rollup_buckets), too low.
+        let oldest = "(SELECT min(bucket_start) FROM rollup_buckets)";
+        store
+            .conn()
+            .execute_batch(&format!(
+                "DELETE FROM sockets WHERE ts < {oldest} + INTERVAL 1 HOUR; \
+                 DELETE FROM snapshots WHERE ts < {oldest} + INTERVAL 1 HOUR; \
+                 DELETE FROM tcp_state_rollups; DELETE FROM tcp_state_buckets; {fill}; {bucket_fill}"
+            ))
+            .unwrap();
+        assert_eq!(listed(&store), buckets - 1);
+        let whole = "TIMESTAMP '2000-01-01', (SELECT min(bucket_start) FROM rollup_buckets), \
+                     (SELECT max(bucket_start) + INTERVAL 1 HOUR FROM rollup_buckets), TIMESTAMP '2100-01-01'";
+        assert_eq!(
+            count(
+                &store,
+                &format!("SELECT CAST(snapshot_count_rolled({whole}) AS BIGINT)")
+            ),
+            count(&store, "SELECT count(*) FROM snapshots"),
+            "the denominator counts the snapshots the state counts saw"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
             return;
         };
         if let Parsed::Row(row) = parsed {
-            // Up to the end of year 9999, in microseconds: no overflow when made nanoseconds.
+            // Up to 2262-04-11 in microseconds, so x1000 (nanoseconds) stays in an i64.
             assert!(row.ts_us.checked_mul(1000).is_some(), "{row:?}");
             assert!(row.duration.is_none_or(|d| d.is_finite() && d >= 0.0), "{row:?}");
             assert!(row.orig_h.parse::<std::net::IpAddr>().is_ok(), "{row:?}");

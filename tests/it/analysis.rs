@@ -1152,7 +1152,8 @@ fn sigint_inside_an_isolation_forest_build_stops_it_and_stores_nothing() {
 
 /// Issue 22: Ctrl-C inside `score`. A forest of 5 000 trees scores a thousand rows in moments
 /// and a million for minutes; scoring asks for Ctrl-C before every tree walks a chunk of rows.
-/// Nothing of the interrupted run is stored (no model_runs row, no scores, no input table).
+/// Nothing of the interrupted run is stored (no model_runs row, no scores; its scratch tables
+/// are TEMP, which a unit test checks, and end with its process).
 #[test]
 fn sigint_inside_score_stops_it_and_stores_nothing() {
     let s = Scratch::new();

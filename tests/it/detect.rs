@@ -631,6 +631,6 @@ fn ctrl_c_cancels_insights() {
         "insights took only {full:?}: too short to press Ctrl-C inside it"
     );
     let child = s.spawn(&["insights"]);
-    std::thread::sleep(full / 4);
+    std::thread::sleep((full / 4).max(std::time::Duration::from_millis(150)));
     crate::ctrl_c_ends_it_with_130(child);
 }
