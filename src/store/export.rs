@@ -385,29 +385,6 @@ const ZEEK_CONN_FIELDS: [(&str, &str, &str); 21] = [
     ("tunnel_parents", "tunnel_parents", "set[string]"),
 ];
 
-/// A value for a Zeek TSV field: tab, backslash and control characters as `\xNN`, the empty
-/// string as `(empty)`, a literal `-` escaped so it does not read as unset.
-fn zeek_escape(s: &str) -> String {
-    if s.is_empty() {
-        return "(empty)".to_string();
-    }
-    if s == "-" {
-        return "\\x2d".to_string();
-    }
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c == '\\' || c.is_control() {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("\\x{b:02x}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 impl Store {
     /// Writes `select` as a Zeek TSV conn.log; columns are matched by name (flows' names or
     /// Zeek's dotted ones), missing optional ones are written unset.
@@ -475,7 +452,7 @@ impl Store {
                         let us: i64 = us.parse().unwrap_or(0);
                         line.push_str(&format!("{}.{:06}", us.div_euclid(1_000_000), us.rem_euclid(1_000_000)));
                     }
-                    (Some(v), _) => line.push_str(&zeek_escape(&v)),
+                    (Some(v), _) => line.push_str(&netlens_parsers::zeek::escape(&v)),
                 }
             }
             line.push('\n');
