@@ -420,6 +420,26 @@ mod tests {
         ((*seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
     }
 
+    /// A day of random (Poisson) connection starts, `mean_gap_s` apart on average, those `keep`
+    /// accepts, with DNS-sized payloads (45 +- 10 bytes); the same `seed` always gives the same day.
+    fn random_day(seed: u64, mean_gap_s: f64, keep: impl Fn(i64) -> bool) -> (Vec<i64>, Vec<f64>) {
+        let mut seed = seed;
+        let mut t = 0i64;
+        let mut starts = Vec::new();
+        while t < 86_400 * S {
+            let u = (noise(&mut seed) + 1.0) / 2.0;
+            t += (-(1.0 - u * 0.999_999).ln() * mean_gap_s * 1e6) as i64;
+            if keep(t) {
+                starts.push(t);
+            }
+        }
+        let bytes = starts
+            .iter()
+            .map(|_| 45.0 + (10.0 * noise(&mut seed)).round())
+            .collect();
+        (starts, bytes)
+    }
+
     #[test]
     fn perfectly_regular_gaps_score_exactly_one() {
         let starts: Vec<i64> = (0..120).map(|i| i * 60 * S).collect();
@@ -543,18 +563,7 @@ mod tests {
     #[test]
     fn busy_random_pair_is_not_a_beacon() {
         for seed0 in [1u64, 2, 3, 4, 5] {
-            let mut seed = seed0;
-            let mut t = 0i64;
-            let mut starts = Vec::new();
-            while t < 86_400 * S {
-                let u = (noise(&mut seed) + 1.0) / 2.0;
-                t += (-(1.0 - u * 0.999_999).ln() * 86.4 * 1e6) as i64;
-                starts.push(t);
-            }
-            let bytes: Vec<f64> = starts
-                .iter()
-                .map(|_| 45.0 + (10.0 * noise(&mut seed)).round())
-                .collect();
+            let (starts, bytes) = random_day(seed0, 86.4, |_| true);
             let s = score(&starts, Some(&bytes), &day_params()).unwrap();
             let span = (starts[starts.len() - 1] - starts[0]) as f64 / 1e6;
             let (status, reason) = judge(&s, span, &gates());
@@ -720,20 +729,7 @@ mod tests {
     #[test]
     fn random_traffic_in_every_other_hour_is_not_a_beacon() {
         for seed0 in [21u64, 22, 23] {
-            let mut seed = seed0;
-            let mut t = 0i64;
-            let mut starts = Vec::new();
-            while t < 86_400 * S {
-                let u = (noise(&mut seed) + 1.0) / 2.0;
-                t += (-(1.0 - u * 0.999_999).ln() * 43.2 * 1e6) as i64;
-                if (t / (3600 * S)) % 2 == 0 && t < 86_400 * S {
-                    starts.push(t);
-                }
-            }
-            let bytes: Vec<f64> = starts
-                .iter()
-                .map(|_| 45.0 + (10.0 * noise(&mut seed)).round())
-                .collect();
+            let (starts, bytes) = random_day(seed0, 43.2, |t| (t / (3600 * S)) % 2 == 0 && t < 86_400 * S);
             let s = score(&starts, Some(&bytes), &day_params()).unwrap();
             let span = (starts[starts.len() - 1] - starts[0]) as f64 / 1e6;
             assert_eq!(judge(&s, span, &gates()).0, Status::Irregular, "seed {seed0}: {s:?}");
