@@ -2,8 +2,11 @@
 //! UDP or ICMP header. Lengths come from the headers (what was on the wire), not from the
 //! captured bytes, so a snap-length-truncated packet still counts its full size.
 //!
-//! Tunnels are decapsulated as Zeek's packet analyzers do it (IP in IP, GRE with ERSPAN and
-//! PPTP, and over UDP VXLAN, Geneve, Teredo, AYIYA and GTPv1-U): [`ip_tunnel`] and
+//! Link layers follow Zeek's packet analyzers too: Ethernet with Cisco FabricPath, VLAN tags,
+//! PBB (802.1ah), VN-Tag, PPPoE and MPLS; IEEE 802.11 data frames, bare or behind radiotap.
+//!
+//! Tunnels are decapsulated as Zeek's packet analyzers do it (IP in IP, GRE with ERSPAN, PPTP
+//! and Aruba's 802.11, and over UDP VXLAN, Geneve, Teredo, AYIYA and GTPv1-U): [`ip_tunnel`] and
 //! [`udp_tunnel`] find the inner packet in an IP packet's payload, and the caller (which knows
 //! the outer flow) decodes it like a frame of its own. See docs/import.md, "Tunnels".
 //!
@@ -13,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Link types this decoder understands.
 pub const SUPPORTED_LINKTYPES: &str =
-    "Ethernet (1), BSD loopback/null (0), OpenBSD loop (108), raw IP (101, 12, 14, 228, 229), Linux cooked SLL (113) and SLL2 (276)";
+    "Ethernet (1), BSD loopback/null (0), OpenBSD loop (108), raw IP (101, 12, 14, 228, 229), Linux cooked SLL (113) and SLL2 (276), IEEE 802.11 (105) and 802.11 radiotap (127)";
 
 /// Human name of a link type, for messages.
 pub fn linktype_name(linktype: u32) -> String {
@@ -40,7 +43,10 @@ pub fn linktype_name(linktype: u32) -> String {
 
 /// Whether packets of this link type can be decoded.
 pub fn linktype_supported(linktype: u32) -> bool {
-    matches!(linktype, 0 | 1 | 12 | 14 | 101 | 108 | 113 | 228 | 229 | 276)
+    matches!(
+        linktype,
+        0 | 1 | 12 | 14 | 101 | 105 | 108 | 113 | 127 | 228 | 229 | 276
+    )
 }
 
 /// TCP flag bits.
@@ -182,15 +188,34 @@ pub fn decode(linktype: u32, frame: &[u8]) -> Decoded<'_> {
             }
             ethertype(proto, &frame[20..], 0)
         }
+        105 => ieee802_11(frame),
+        127 => radiotap(frame),
         _ => Decoded::UnsupportedLink,
     }
 }
 
 fn ethernet(frame: &[u8]) -> Decoded<'_> {
-    let Some(t) = be16(frame, 12) else {
+    ethernet_at(frame, 0)
+}
+
+/// Zeek's Ethernet analyzer; `depth` counts the layers already around it (PBB nests Ethernet
+/// in Ethernet, so the bound must pass through).
+fn ethernet_at(frame: &[u8], depth: u8) -> Decoded<'_> {
+    let Some(mut t) = be16(frame, 12) else {
         return Decoded::Broken("Ethernet header");
     };
-    ethertype(t, &frame[14..], 0)
+    let mut frame = frame;
+    if t == 0x8903 {
+        // Cisco FabricPath: Zeek's Ethernet analyzer skips the 16-byte outer header (outer
+        // addresses, 0x8903, FTag and TTL) to the classic Ethernet frame inside, and wants
+        // more than that frame's 14-byte header after it (`truncated_link_header_cfp`).
+        if frame.len() <= 16 + 14 {
+            return Decoded::Broken("FabricPath header");
+        }
+        frame = &frame[16..];
+        t = u16::from_be_bytes([frame[12], frame[13]]);
+    }
+    ethertype(t, &frame[14..], depth)
 }
 
 /// Follows an EtherType through VLAN tags, PPPoE and MPLS to IP.
@@ -213,6 +238,28 @@ fn ethertype(t: u16, rest: &[u8], depth: u8) -> Decoded<'_> {
             Some(_) => Decoded::NotIp(t),
             None => Decoded::Broken("PPPoE header"),
         },
+        // PBB (802.1ah): the 4-byte I-TAG, then the customer's Ethernet frame, which Zeek's
+        // PBB analyzer hands to its Ethernet analyzer; it wants more than the I-TAG and the
+        // inner Ethernet header (18 bytes, `truncated_PBB_header`).
+        0x88e7 => {
+            if rest.len() <= 18 {
+                return Decoded::Broken("PBB header");
+            }
+            ethernet_at(&rest[4..], depth + 1)
+        }
+        // VN-Tag: 4 bytes of tag, then the next EtherType (Zeek wants more than these 6
+        // bytes, `truncated_vntag_header`). Zeek's VNTag analyzer forwards only to its VLAN
+        // analyzer (scripts/base/packet-protocols/vntag/main.zeek), so anything else after
+        // the tag is not followed there, nor here.
+        0x8926 => {
+            if rest.len() <= 6 {
+                return Decoded::Broken("VN-Tag header");
+            }
+            match u16::from_be_bytes([rest[4], rest[5]]) {
+                inner @ (0x8100 | 0x88a8 | 0x9100) => ethertype(inner, &rest[6..], depth + 1),
+                other => Decoded::NotIp(other),
+            }
+        }
         // MPLS: pop labels to the bottom of the stack; the payload's version nibble says which IP.
         0x8847 | 0x8848 => {
             let mut at = 0;
@@ -230,6 +277,87 @@ fn ethertype(t: u16, rest: &[u8], depth: u8) -> Decoded<'_> {
             }
             ip(&rest[at..], None)
         }
+        other => Decoded::NotIp(other),
+    }
+}
+
+/// A radiotap header (link type 127), then an 802.11 frame: Zeek's IEEE802_11_Radio analyzer
+/// skips the header by its length field (little-endian, at byte 2) and reads nothing else of
+/// it (not even the FCS flag: the IP length bounds the packet anyway).
+fn radiotap(frame: &[u8]) -> Decoded<'_> {
+    if frame.len() <= 3 {
+        return Decoded::Broken("radiotap header");
+    }
+    let header = usize::from(u16::from_le_bytes([frame[2], frame[3]]));
+    if header >= frame.len() {
+        return Decoded::Broken("radiotap header");
+    }
+    ieee802_11(&frame[header..])
+}
+
+/// What an 802.11 frame holds when it holds no packet Zeek analyses: management and control
+/// frames, data subtypes without data (null function, CF-Ack, QoS null), QoS data frames with
+/// the protected bit (encrypted), and LLC frames other than SNAP with a zero organization code.
+/// Zeek skips them without a weird; here they are "not IP", with this EtherType (0) in packet
+/// rows.
+const IEEE802_11_NO_PACKET: u16 = 0;
+
+/// An IEEE 802.11 frame (link type 105, behind radiotap, or in Aruba's GRE), as Zeek's
+/// IEEE802_11 analyzer reads it (packet_analysis/protocol/ieee802_11/IEEE802_11.cc): data
+/// frames only; a 24-byte header, 30 when both To DS and From DS are set (a fourth address),
+/// 2 more for QoS; then LLC/SNAP (AA AA 03 00 00 00) and the EtherType. Zeek checks the
+/// protected bit only in QoS frames; a protected frame without QoS fails the LLC/SNAP test
+/// (its bytes are encrypted), as it does there.
+///
+/// An A-MSDU (QoS frame with the A-MSDU bit) carries several packets, each of which Zeek
+/// analyses; one frame decodes to one packet here, so an A-MSDU is reported broken (counted
+/// in the import's warnings) rather than half read.
+fn ieee802_11(b: &[u8]) -> Decoded<'_> {
+    let mut header = 24usize;
+    if b.len() <= header {
+        return Decoded::Broken("802.11 header");
+    }
+    let fc = b[0];
+    // The type's high bit: data (2) or extension (3), not management (0) or control (1).
+    if (fc >> 2) & 0x02 == 0 {
+        return Decoded::NotIp(IEEE802_11_NO_PACKET);
+    }
+    // Subtypes with bit 2 set carry no data.
+    if (fc >> 4) & 0x04 != 0 {
+        return Decoded::NotIp(IEEE802_11_NO_PACKET);
+    }
+    if b[1] & 0x03 == 0x03 {
+        header += 6;
+    }
+    if b.len() <= header {
+        return Decoded::Broken("802.11 header");
+    }
+    let mut amsdu = false;
+    if (fc >> 4) & 0x08 != 0 {
+        // QoS control: its first byte's top bit marks an A-MSDU.
+        amsdu = b[header] & 0x80 != 0;
+        if b[1] & 0x40 != 0 {
+            return Decoded::NotIp(IEEE802_11_NO_PACKET);
+        }
+        header += 2;
+    }
+    if b.len() <= header {
+        return Decoded::Broken("802.11 header");
+    }
+    if amsdu {
+        return Decoded::Broken("802.11 A-MSDU (several packets in one frame)");
+    }
+    let llc = &b[header..];
+    if llc.len() < 8 {
+        return Decoded::Broken("802.11 LLC header");
+    }
+    if llc[..6] != [0xaa, 0xaa, 0x03, 0, 0, 0] {
+        return Decoded::NotIp(IEEE802_11_NO_PACKET);
+    }
+    // Zeek's IEEE802_11 analyzer forwards IP (and ARP) only.
+    match u16::from_be_bytes([llc[6], llc[7]]) {
+        0x0800 => ip(&llc[8..], Some(4)),
+        0x86dd => ip(&llc[8..], Some(6)),
         other => Decoded::NotIp(other),
     }
 }
@@ -652,17 +780,40 @@ fn inner_ip(b: &[u8], version: Option<u8>) -> Decoded<'_> {
 }
 
 /// An inner Ethernet frame (VXLAN, Geneve, GRE bridging, ERSPAN): its IP packet may not
-/// claim more bytes than the frame carried.
+/// claim more bytes than the frame carried after its link-layer headers (Zeek's IP analyzer
+/// compares the IP length with what is left of the inner packet: `truncated_IP`).
 fn inner_ethernet(b: &[u8]) -> Decoded<'_> {
-    match ethernet(b) {
-        Decoded::Ip(p) if p.ip_len as usize > b.len() => Decoded::Broken("inner IP length"),
+    whole_inner(ethernet(b))
+}
+
+/// An inner 802.11 frame (Aruba's GRE), held to the same rule.
+fn inner_ieee802_11(b: &[u8]) -> Decoded<'_> {
+    whole_inner(ieee802_11(b))
+}
+
+/// A tunnel's inner packet whose IP length is more than the tunnel carried is broken: `raw`
+/// holds the captured bytes from the IP header on, up to that length, and an inner packet's
+/// bytes are all captured (a tunnel cut by the snap length is not followed).
+fn whole_inner(d: Decoded<'_>) -> Decoded<'_> {
+    match d {
+        Decoded::Ip(p) if p.raw.len() < p.ip_len as usize => Decoded::Broken("inner IP length"),
         other => other,
     }
 }
 
+/// The GRE protocol types Zeek's GRE analyzer takes for Aruba's access points, which tunnel
+/// 802.11 frames to their controller: its exact test, bit masks rather than a range (so
+/// 0x8200, 0x8210, ..., 0x82f0 and 0x8600, 0x8a00, ... too), and 0x9000.
+fn aruba_gre(proto: u16) -> bool {
+    (proto & 0x8200 == 0x8200 && proto & 0x0f == 0)
+        || (proto & 0x8300 == 0x8300 && proto & 0x0f == 0 && proto <= 0x8370)
+        || proto == 0x9000
+}
+
 /// GRE (RFC 2784/2890, and version 1, PPTP's enhanced GRE), as Zeek's GRE analyzer: the
-/// header's optional fields by its flags, then IP, transparent Ethernet bridging (0x6558) or
-/// ERSPAN type I/II (0x88be) and III (0x22eb) around Ethernet; version 1 carries PPP with IP.
+/// header's optional fields by its flags, then IP, transparent Ethernet bridging (0x6558),
+/// ERSPAN type I/II (0x88be) and III (0x22eb) around Ethernet, or Aruba's 802.11 frames;
+/// version 1 carries PPP with IP.
 fn gre(b: &[u8]) -> Decap<'_> {
     let bad = |why| Decap::Weird(Tunnel::Gre, why);
     let (Some(flags), Some(proto)) = (be16(b, 0), be16(b, 2)) else {
@@ -708,7 +859,15 @@ fn gre(b: &[u8]) -> Decap<'_> {
             _ => bad("invalid inner IP in GRE"),
         };
     }
-    let ethernet_at = match proto {
+    if aruba_gre(proto) {
+        // Zeek reads the rest as a frame of link type 802.11 (`gre_link_type`), and wants
+        // at least a byte of it.
+        if rest.is_empty() {
+            return bad("truncated GRE header");
+        }
+        return Decap::Inner(Tunnel::Gre, inner_ieee802_11(rest));
+    }
+    let frame_at = match proto {
         0x0800 => return Decap::Inner(Tunnel::Gre, inner_ip(rest, Some(4))),
         0x86dd => return Decap::Inner(Tunnel::Gre, inner_ip(rest, Some(6))),
         0x6558 => 0,
@@ -728,7 +887,7 @@ fn gre(b: &[u8]) -> Decap<'_> {
         },
         _ => return Decap::Inner(Tunnel::Gre, ethertype(proto, rest, 0)),
     };
-    match rest.get(ethernet_at..) {
+    match rest.get(frame_at..) {
         Some(frame) if frame.len() > 14 => Decap::Inner(Tunnel::Gre, inner_ethernet(frame)),
         _ => bad("truncated Ethernet frame in GRE"),
     }
@@ -1084,6 +1243,50 @@ pub mod build {
         p
     }
 
+    /// An IEEE 802.11 data frame (link type 105) from a station to its access point (To DS)
+    /// carrying `packet` (IPv4 or IPv6, by its version nibble) behind LLC/SNAP; with `qos`, a
+    /// QoS data frame (2 more header bytes); with `four_addr`, To DS and From DS both set (a
+    /// fourth address, as between access points).
+    pub fn ieee802_11(packet: &[u8], qos: bool, four_addr: bool) -> Vec<u8> {
+        let fc = if qos { 0x88 } else { 0x08 };
+        let ds = if four_addr { 0x03 } else { 0x01 };
+        let mut f = vec![fc, ds, 0, 0];
+        // Receiver, transmitter, destination (and source): four made-up addresses.
+        for n in 1..=if four_addr { 4 } else { 3 } {
+            f.extend_from_slice(&[0x02, 0, 0, 0, 0x11, n]);
+            if n == 3 {
+                f.extend_from_slice(&[0x10, 0]); // sequence control
+            }
+        }
+        if qos {
+            f.extend_from_slice(&[0, 0]);
+        }
+        let t: u16 = if packet.first().is_some_and(|v| v >> 4 == 6) {
+            0x86dd
+        } else {
+            0x0800
+        };
+        f.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0]);
+        f.extend_from_slice(&t.to_be_bytes());
+        f.extend_from_slice(packet);
+        f
+    }
+
+    /// A radiotap header (link type 127) with no fields present, in front of an 802.11 frame.
+    pub fn radiotap(frame: &[u8]) -> Vec<u8> {
+        let mut f = vec![0, 0, 8, 0, 0, 0, 0, 0];
+        f.extend_from_slice(frame);
+        f
+    }
+
+    /// A GRE header (version 0, no optional fields) of protocol type `proto` around `payload`.
+    pub fn gre(proto: u16, payload: &[u8]) -> Vec<u8> {
+        let mut g = vec![0, 0];
+        g.extend_from_slice(&proto.to_be_bytes());
+        g.extend_from_slice(payload);
+        g
+    }
+
     /// A UDP header (checksum 0) around `payload`.
     pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
         let mut d = sport.to_be_bytes().to_vec();
@@ -1293,7 +1496,7 @@ mod tests {
         assert_eq!(decode(108, &lo), want);
         assert_eq!(decode(101, ip_part), want);
         assert_eq!(decode(228, ip_part), want);
-        assert_eq!(decode(105, ip_part), Decoded::UnsupportedLink);
+        assert_eq!(decode(192, ip_part), Decoded::UnsupportedLink);
     }
 
     #[test]
@@ -1527,6 +1730,12 @@ mod tests {
             ip_decap(&outer(4, &short)),
             Decap::Inner(Tunnel::Ip, Decoded::Broken(_))
         ));
+        // Regression: inside Ethernet the IP length is held to the bytes after the Ethernet
+        // header (an IP packet claiming up to 14 bytes more than it has was taken whole).
+        assert_eq!(
+            ip_decap(&gre(0, 0x6558, &[], &build::ethernet(0x0800, &short))),
+            Decap::Inner(Tunnel::Gre, Decoded::Broken("inner IP length"))
+        );
     }
 
     /// Malformed UDP tunnel headers are violations (the connection stops being decapsulated),
@@ -1595,6 +1804,198 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// PBB, VN-Tag and Cisco FabricPath, each built byte by byte around the same inner SYN,
+    /// decode to it as Zeek's Ethernet, PBB and VNTag analyzers read them; their truncated
+    /// headers are broken (counted), and what Zeek does not follow is not IP.
+    #[test]
+    fn pbb_vntag_fabricpath() {
+        let inner = inner_syn();
+        let want = decode(101, &inner);
+        assert!(matches!(want, Decoded::Ip(_)));
+        // PBB: I-TAG (priority, flags, 24-bit I-SID 0x0abcde), then the customer's frame.
+        let mut pbb = vec![0x60, 0x0a, 0xbc, 0xde];
+        pbb.extend_from_slice(&build::ethernet(0x0800, &inner));
+        assert_eq!(decode(1, &build::ethernet(0x88e7, &pbb)), want);
+        // Behind an S-tag (Zeek's VLAN analyzer forwards 0x88e7 to PBB), with a C-tag inside.
+        let mut tagged = vec![0x60, 0x0a, 0xbc, 0xde];
+        tagged.extend_from_slice(&build::ethernet(0x8100, &[&[0, 7, 0x08, 0x00][..], &inner].concat()));
+        let s_tag = [&[0, 5, 0x88, 0xe7][..], &tagged].concat();
+        assert_eq!(decode(1, &build::ethernet(0x88a8, &s_tag)), want);
+        // Zeek wants more than 18 bytes after the EtherType.
+        assert_eq!(
+            decode(1, &build::ethernet(0x88e7, &pbb[..18])),
+            Decoded::Broken("PBB header")
+        );
+        assert!(matches!(
+            decode(1, &build::ethernet(0x88e7, &pbb[..19])),
+            Decoded::Broken(_)
+        ));
+        // VN-Tag: direction/pointer/VIFs (4 bytes), then 802.1Q, then IPv4.
+        let mut vntag = vec![0x80, 0x01, 0x00, 0x02, 0x81, 0x00, 0x00, 0x09, 0x08, 0x00];
+        vntag.extend_from_slice(&inner);
+        assert_eq!(decode(1, &build::ethernet(0x8926, &vntag)), want);
+        // Zeek's VNTag analyzer forwards to VLAN only: IPv4 right after the tag is not followed.
+        let mut bare = vec![0x80, 0x01, 0x00, 0x02, 0x08, 0x00];
+        bare.extend_from_slice(&inner);
+        assert_eq!(decode(1, &build::ethernet(0x8926, &bare)), Decoded::NotIp(0x0800));
+        assert_eq!(
+            decode(1, &build::ethernet(0x8926, &vntag[..6])),
+            Decoded::Broken("VN-Tag header")
+        );
+        // FabricPath: outer addresses, 0x8903, FTag and TTL, then the classic Ethernet frame.
+        let mut fp = vec![0x00, 0x3f];
+        fp.extend_from_slice(&build::ethernet(0x0800, &inner));
+        let fp_frame = build::ethernet(0x8903, &fp);
+        assert_eq!(decode(1, &fp_frame), want);
+        // Zeek wants more than the 16-byte outer and the 14-byte inner header.
+        assert_eq!(decode(1, &fp_frame[..30]), Decoded::Broken("FabricPath header"));
+        assert_eq!(decode(1, &fp_frame[..31]), Decoded::Broken("IPv4 header"));
+        // FabricPath around PBB around VLAN: the layers nest.
+        let deep = build::ethernet(0x8903, &[&[0, 0x3f][..], &build::ethernet(0x88a8, &s_tag)].concat());
+        assert_eq!(decode(1, &deep), want);
+        // PBB nested in PBB without end is bounded, not a stack overflow.
+        let mut nested = build::ethernet(0x0800, &inner);
+        for _ in 0..5000 {
+            nested = build::ethernet(0x88e7, &[&[0x60, 0, 0, 1][..], &nested].concat());
+        }
+        assert_eq!(decode(1, &nested), Decoded::Broken("too many nested tags"));
+    }
+
+    /// 802.11 data frames (link type 105 and behind radiotap, 127), as Zeek's IEEE802_11
+    /// analyzer reads them: plain, QoS and four-address headers give the inner packet;
+    /// management, null-data, protected QoS and non-SNAP frames carry none; A-MSDUs and cut
+    /// headers are broken.
+    #[test]
+    fn ieee802_11_and_radiotap() {
+        let inner = inner_syn();
+        let want = decode(101, &inner);
+        for (qos, four) in [(false, false), (true, false), (false, true), (true, true)] {
+            let f = build::ieee802_11(&inner, qos, four);
+            assert_eq!(decode(105, &f), want, "qos {qos}, four addresses {four}");
+            assert_eq!(
+                decode(127, &build::radiotap(&f)),
+                want,
+                "radiotap, qos {qos}, four {four}"
+            );
+        }
+        // The frame layout, byte by byte: 24-byte header, LLC/SNAP, EtherType, the packet.
+        let f = build::ieee802_11(&inner, false, false);
+        assert_eq!(f.len(), 24 + 8 + inner.len());
+        assert_eq!(f[..2], [0x08, 0x01]);
+        assert_eq!(f[24..32], [0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x00]);
+        // IPv6 inside.
+        let udp6 = build::udp(3000, 53, &[1, 2]);
+        let v6 = build::ipv6(
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+            17,
+            &udp6,
+        );
+        assert!(matches!(decode(105, &build::ieee802_11(&v6, true, false)), Decoded::Ip(p) if p.proto == 17));
+        // A longer radiotap header (its length field says 12) is skipped whole.
+        let mut rt = vec![0, 0, 12, 0, 0x02, 0, 0, 0, 0x10, 0, 0, 0];
+        rt.extend_from_slice(&f);
+        assert_eq!(decode(127, &rt), want);
+        let no_packet = Decoded::NotIp(IEEE802_11_NO_PACKET);
+        // A beacon (management), an RTS (control), a null-data and a QoS null frame.
+        for fc in [0x80, 0xb4, 0x48, 0xc8] {
+            let mut g = f.clone();
+            g[0] = fc;
+            assert_eq!(decode(105, &g), no_packet, "frame control {fc:#04x}");
+        }
+        // Protected QoS data: encrypted, skipped. Protected non-QoS data is read as Zeek reads
+        // it: its (here unencrypted) LLC/SNAP header decides.
+        let mut protected = build::ieee802_11(&inner, true, false);
+        protected[1] |= 0x40;
+        assert_eq!(decode(105, &protected), no_packet);
+        let mut plain_protected = f.clone();
+        plain_protected[1] |= 0x40;
+        assert_eq!(decode(105, &plain_protected), want);
+        plain_protected[24] = 0x12; // a CCMP header instead of LLC
+        assert_eq!(decode(105, &plain_protected), no_packet);
+        // LLC without SNAP's zero organization code; SNAP with ARP.
+        let mut oui = f.clone();
+        oui[29] = 0x0c;
+        assert_eq!(decode(105, &oui), no_packet);
+        let mut arp = f.clone();
+        arp[30..32].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(decode(105, &arp), Decoded::NotIp(0x0806));
+        // A-MSDU: several packets in one frame, not decoded (broken, so counted).
+        let mut amsdu = build::ieee802_11(&inner, true, false);
+        amsdu[24] = 0x80;
+        assert!(matches!(decode(105, &amsdu), Decoded::Broken(w) if w.contains("A-MSDU")));
+        // Cut headers: 802.11 (Zeek wants more than 24, 30 and 26/32 bytes), LLC, radiotap.
+        assert_eq!(decode(105, &f[..24]), Decoded::Broken("802.11 header"));
+        let four = build::ieee802_11(&inner, true, true);
+        assert_eq!(decode(105, &four[..30]), Decoded::Broken("802.11 header"));
+        assert_eq!(decode(105, &four[..32]), Decoded::Broken("802.11 header"));
+        assert_eq!(decode(105, &f[..31]), Decoded::Broken("802.11 LLC header"));
+        assert_eq!(decode(127, &[0, 0, 8]), Decoded::Broken("radiotap header"));
+        assert_eq!(decode(127, &build::radiotap(&[])), Decoded::Broken("radiotap header"));
+        assert_eq!(
+            decode(127, &[0, 0, 0xff, 0xff, 0, 0]),
+            Decoded::Broken("radiotap header")
+        );
+        // Every prefix of every frame decodes without a panic.
+        for frame in [build::radiotap(&four), build::radiotap(&amsdu), build::radiotap(&f)] {
+            for n in 0..frame.len() {
+                let _ = decode(127, &frame[..n]);
+                let _ = decode(105, &frame[..n]);
+            }
+        }
+    }
+
+    /// Aruba's GRE: the protocol types Zeek maps to 802.11 carry 802.11 frames to the inner
+    /// packet; the other types and cut frames are not followed.
+    #[test]
+    fn aruba_gre_carries_802_11() {
+        let inner = inner_syn();
+        let outer = |payload: &[u8]| {
+            build::ethernet(
+                0x0800,
+                &build::ipv4(v4("198.51.100.1"), v4("198.51.100.2"), 47, payload),
+            )
+        };
+        let dot11 = build::ieee802_11(&inner, true, false);
+        for proto in [0x8200, 0x8210, 0x82f0, 0x8300, 0x8370, 0x9000] {
+            assert_eq!(
+                inner_of(ip_decap(&outer(&build::gre(proto, &dot11)))),
+                syn_ok(Tunnel::Gre),
+                "GRE protocol {proto:#06x}"
+            );
+        }
+        assert!(aruba_gre(0x8600) && aruba_gre(0x8380));
+        // Not Aruba's: a low nibble set, or neither mask.
+        for proto in [0x8201, 0x8100, 0x9001] {
+            assert!(!aruba_gre(proto), "{proto:#06x}");
+            assert!(!matches!(
+                ip_decap(&outer(&build::gre(proto, &dot11))),
+                Decap::Inner(_, Decoded::Ip(_))
+            ));
+        }
+        // A management frame inside: the tunnel is followed, no packet comes out.
+        let mut beacon = dot11.clone();
+        beacon[0] = 0x80;
+        assert_eq!(
+            ip_decap(&outer(&build::gre(0x8200, &beacon))),
+            Decap::Inner(Tunnel::Gre, Decoded::NotIp(IEEE802_11_NO_PACKET))
+        );
+        // Nothing after the GRE header; an inner packet claiming more than the frame holds.
+        assert!(matches!(
+            ip_decap(&outer(&build::gre(0x8200, &[]))),
+            Decap::Weird(Tunnel::Gre, _)
+        ));
+        let mut long = dot11.clone();
+        long[26 + 8 + 3] += 10;
+        assert_eq!(
+            ip_decap(&outer(&build::gre(0x8200, &long))),
+            Decap::Inner(Tunnel::Gre, Decoded::Broken("inner IP length"))
+        );
+        for n in 0..dot11.len() {
+            let _ = ip_decap(&outer(&build::gre(0x9000, &dot11[..n])));
         }
     }
 
