@@ -1,7 +1,8 @@
 //! A seeded, deterministic mutation test of the reader, decoder and flow engine: the stable-Rust
 //! counterpart of the cargo-fuzz target (fuzz/fuzz_targets/capture.rs), run by `cargo test` in a
-//! few seconds. Valid pcap and pcapng files (TCP, UDP, ICMP, IPv6, VLAN and IP-in-IP tunnels, and
-//! the first 64 KiB of each shared capture when ../shared/data is there) are damaged the way
+//! few seconds. Valid pcap and pcapng files (TCP, UDP, ICMP, IPv6, VLAN, PBB, VN-Tag, FabricPath,
+//! IP-in-IP and Aruba GRE tunnels, 802.11 behind radiotap, and the first 64 KiB of each shared
+//! capture when ../shared/data is there) are damaged the way
 //! fuzzers damage input (bits flipped, bytes and lengths set to edge values, ranges cut,
 //! repeated or inserted, the file cut short), and every damaged file goes through the same path
 //! as `import pcap`. None may panic, and what comes out is bounded by what went in.
@@ -150,7 +151,47 @@ fn frames() -> Vec<Vec<u8>> {
     let mut vlan = vec![0x00, 0x05, 0x08, 0x00];
     vlan.extend_from_slice(&build::ipv4(a, b, 17, &build::udp(7, 7, &[2; 8])));
     frames.push(build::ethernet(0x8100, &vlan));
+    // PBB, VN-Tag (with its VLAN tag), FabricPath, and Aruba's GRE with an 802.11 frame.
+    let packet = build::ipv4(a, b, 17, &build::udp(8, 8, &[3; 8]));
+    let mut pbb = vec![0x60, 0, 0, 1];
+    pbb.extend_from_slice(&build::ethernet(0x0800, &packet));
+    frames.push(build::ethernet(0x88e7, &pbb));
+    let mut vntag = vec![0x80, 1, 0, 2, 0x81, 0x00, 0, 9, 0x08, 0x00];
+    vntag.extend_from_slice(&packet);
+    frames.push(build::ethernet(0x8926, &vntag));
+    let mut fabricpath = vec![0, 0x3f];
+    fabricpath.extend_from_slice(&build::ethernet(0x0800, &packet));
+    frames.push(build::ethernet(0x8903, &fabricpath));
+    let aruba = build::gre(0x8200, &build::ieee802_11(&packet, true, false));
+    frames.push(build::ethernet(0x0800, &build::ipv4(a, b, 47, &aruba)));
     frames
+}
+
+/// 802.11 frames behind radiotap (link type 127): plain, QoS, four-address data.
+fn radiotap_frames() -> Vec<Vec<u8>> {
+    let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(192, 0, 2, 9));
+    let packet = build::ipv4(a, b, 17, &build::udp(9, 9, &[4; 8]));
+    let tcp = build::tcp4(a, 40000, b, 443, 1, 0, 0x02, 0)[14..].to_vec();
+    vec![
+        build::radiotap(&build::ieee802_11(&packet, false, false)),
+        build::radiotap(&build::ieee802_11(&tcp, true, false)),
+        build::radiotap(&build::ieee802_11(&packet, true, true)),
+    ]
+}
+
+fn radiotap_seed() -> Vec<u8> {
+    let mut out = Vec::new();
+    write::pcap_header(&mut out, 127, 65535).unwrap();
+    for (i, frame) in radiotap_frames().iter().enumerate() {
+        write::pcap_record(
+            &mut out,
+            1_700_000_000_000_000 + i as i64 * 1000,
+            frame.len() as u32,
+            frame,
+        )
+        .unwrap();
+    }
+    out
 }
 
 fn pcap_seed() -> Vec<u8> {
@@ -233,6 +274,10 @@ fn damaged_captures_never_panic_and_give_bounded_output() {
     for (name, seed) in &seeds {
         assert_eq!(run(seed, true).0, frames().len(), "{name}");
     }
+    let radiotap = radiotap_seed();
+    // Three packets, two flows (the first and the third frame carry the same datagram).
+    assert_eq!(run(&radiotap, true), (3, 2), "radiotap");
+    seeds.push(("radiotap".to_string(), radiotap));
     seeds.extend(shared_seeds());
     let started = std::time::Instant::now();
     let mut read = 0usize;
