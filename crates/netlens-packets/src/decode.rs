@@ -215,7 +215,22 @@ fn ethernet_at(frame: &[u8], depth: u8) -> Decoded<'_> {
         frame = &frame[16..];
         t = u16::from_be_bytes([frame[12], frame[13]]);
     }
-    ethertype(t, &frame[14..], depth)
+    let rest = &frame[14..];
+    if t == 0x8926 {
+        // VN-Tag: 4 bytes of tag, then the next EtherType (Zeek wants more than these 6
+        // bytes, `truncated_vntag_header`). Only Zeek's Ethernet analyzer maps 0x8926 to its
+        // VNTag analyzer, and that one forwards only to its VLAN analyzer
+        // (scripts/base/packet-protocols/{ethernet,vntag}/main.zeek): a VN-Tag elsewhere, or
+        // anything but a VLAN tag after it, is not followed there, nor here.
+        if rest.len() <= 6 {
+            return Decoded::Broken("VN-Tag header");
+        }
+        return match u16::from_be_bytes([rest[4], rest[5]]) {
+            inner @ (0x8100 | 0x88a8 | 0x9100) => ethertype(inner, &rest[6..], depth + 1),
+            other => Decoded::NotIp(other),
+        };
+    }
+    ethertype(t, rest, depth)
 }
 
 /// Follows an EtherType through VLAN tags, PPPoE and MPLS to IP.
@@ -246,19 +261,6 @@ fn ethertype(t: u16, rest: &[u8], depth: u8) -> Decoded<'_> {
                 return Decoded::Broken("PBB header");
             }
             ethernet_at(&rest[4..], depth + 1)
-        }
-        // VN-Tag: 4 bytes of tag, then the next EtherType (Zeek wants more than these 6
-        // bytes, `truncated_vntag_header`). Zeek's VNTag analyzer forwards only to its VLAN
-        // analyzer (scripts/base/packet-protocols/vntag/main.zeek), so anything else after
-        // the tag is not followed there, nor here.
-        0x8926 => {
-            if rest.len() <= 6 {
-                return Decoded::Broken("VN-Tag header");
-            }
-            match u16::from_be_bytes([rest[4], rest[5]]) {
-                inner @ (0x8100 | 0x88a8 | 0x9100) => ethertype(inner, &rest[6..], depth + 1),
-                other => Decoded::NotIp(other),
-            }
         }
         // MPLS: pop labels to the bottom of the stack; the payload's version nibble says which IP.
         0x8847 | 0x8848 => {
@@ -1844,6 +1846,12 @@ mod tests {
         assert_eq!(
             decode(1, &build::ethernet(0x8926, &vntag[..6])),
             Decoded::Broken("VN-Tag header")
+        );
+        // Only the Ethernet analyzer maps 0x8926 to VN-Tag: behind a VLAN tag it is not read.
+        let behind_vlan = [&[0, 3, 0x89, 0x26][..], &vntag].concat();
+        assert_eq!(
+            decode(1, &build::ethernet(0x8100, &behind_vlan)),
+            Decoded::NotIp(0x8926)
         );
         // FabricPath: outer addresses, 0x8903, FTag and TTL, then the classic Ethernet frame.
         let mut fp = vec![0x00, 0x3f];
