@@ -287,14 +287,16 @@ fn ethertype(t: u16, rest: &[u8], depth: u8) -> Decoded<'_> {
 /// skips the header by its length field (little-endian, at byte 2) and reads nothing else of
 /// it (not even the FCS flag: the IP length bounds the packet anyway).
 fn radiotap(frame: &[u8]) -> Decoded<'_> {
-    if frame.len() <= 3 {
-        return Decoded::Broken("radiotap header");
+    match radiotap_body(frame) {
+        Some(b) => ieee802_11(b),
+        None => Decoded::Broken("radiotap header"),
     }
-    let header = usize::from(u16::from_le_bytes([frame[2], frame[3]]));
-    if header >= frame.len() {
-        return Decoded::Broken("radiotap header");
-    }
-    ieee802_11(&frame[header..])
+}
+
+/// The 802.11 frame after a radiotap header, when there is one.
+fn radiotap_body(frame: &[u8]) -> Option<&[u8]> {
+    let header = usize::from(u16::from_le_bytes([*frame.get(2)?, *frame.get(3)?]));
+    frame.get(header..).filter(|b| !b.is_empty())
 }
 
 /// What an 802.11 frame holds when it holds no packet Zeek analyses: management and control
@@ -311,56 +313,158 @@ const IEEE802_11_NO_PACKET: u16 = 0;
 /// protected bit only in QoS frames; a protected frame without QoS fails the LLC/SNAP test
 /// (its bytes are encrypted), as it does there.
 ///
-/// An A-MSDU (QoS frame with the A-MSDU bit) carries several packets, each of which Zeek
-/// analyses; one frame decodes to one packet here, so an A-MSDU is reported broken (counted
-/// in the import's warnings) rather than half read.
+/// An A-MSDU (a QoS frame with the A-MSDU bit) carries several packets: this gives the first,
+/// and [`later_packets`] (or [`later_packets_in_tunnel`] for Aruba's GRE) the others.
 fn ieee802_11(b: &[u8]) -> Decoded<'_> {
+    match ieee802_11_body(b) {
+        Err(d) => d,
+        Ok((body, false)) => llc_snap(body),
+        Ok((body, true)) => amsdu_subframe(body).0,
+    }
+}
+
+/// The bytes after an 802.11 data frame's header and whether they are an A-MSDU, or what the
+/// frame decodes to when no packet follows.
+fn ieee802_11_body(b: &[u8]) -> Result<(&[u8], bool), Decoded<'_>> {
     let mut header = 24usize;
     if b.len() <= header {
-        return Decoded::Broken("802.11 header");
+        return Err(Decoded::Broken("802.11 header"));
     }
     let fc = b[0];
     // The type's high bit: data (2) or extension (3), not management (0) or control (1).
     if (fc >> 2) & 0x02 == 0 {
-        return Decoded::NotIp(IEEE802_11_NO_PACKET);
+        return Err(Decoded::NotIp(IEEE802_11_NO_PACKET));
     }
     // Subtypes with bit 2 set carry no data.
     if (fc >> 4) & 0x04 != 0 {
-        return Decoded::NotIp(IEEE802_11_NO_PACKET);
+        return Err(Decoded::NotIp(IEEE802_11_NO_PACKET));
     }
     if b[1] & 0x03 == 0x03 {
         header += 6;
     }
     if b.len() <= header {
-        return Decoded::Broken("802.11 header");
+        return Err(Decoded::Broken("802.11 header"));
     }
     let mut amsdu = false;
     if (fc >> 4) & 0x08 != 0 {
         // QoS control: its first byte's top bit marks an A-MSDU.
         amsdu = b[header] & 0x80 != 0;
         if b[1] & 0x40 != 0 {
-            return Decoded::NotIp(IEEE802_11_NO_PACKET);
+            return Err(Decoded::NotIp(IEEE802_11_NO_PACKET));
         }
         header += 2;
     }
     if b.len() <= header {
-        return Decoded::Broken("802.11 header");
+        return Err(Decoded::Broken("802.11 header"));
     }
-    if amsdu {
-        return Decoded::Broken("802.11 A-MSDU (several packets in one frame)");
-    }
-    let llc = &b[header..];
+    Ok((&b[header..], amsdu))
+}
+
+/// LLC/SNAP with a zero organization code, then what Zeek's IEEE802_11 analyzer forwards:
+/// IPv4 and IPv6 (and ARP, not IP).
+fn llc_snap(llc: &[u8]) -> Decoded<'_> {
     if llc.len() < 8 {
         return Decoded::Broken("802.11 LLC header");
     }
     if llc[..6] != [0xaa, 0xaa, 0x03, 0, 0, 0] {
         return Decoded::NotIp(IEEE802_11_NO_PACKET);
     }
-    // Zeek's IEEE802_11 analyzer forwards IP (and ARP) only.
     match u16::from_be_bytes([llc[6], llc[7]]) {
         0x0800 => ip(&llc[8..], Some(4)),
         0x86dd => ip(&llc[8..], Some(6)),
         other => Decoded::NotIp(other),
+    }
+}
+
+/// The first A-MSDU subframe of `b` (not empty) and, when Zeek goes on to the next, the bytes
+/// after it. Each subframe: destination, source, a length, then LLC/SNAP and the packet of that
+/// length, as Zeek reads it: the padding after a subframe is taken as the length modulo 4
+/// (Zeek's rule, which the standard's padding to a multiple of 4 of the whole subframe meets
+/// for odd lengths only), skipped only when that many bytes are left. Zeek stops at a
+/// subframe that is cut short, holds no SNAP or no IP packet it analyses, or whose IP packet
+/// claims more than the subframe holds; the subframes before it are analysed.
+fn amsdu_subframe(b: &[u8]) -> (Decoded<'_>, Option<&[u8]>) {
+    let Some(n) = be16(b, 12) else {
+        return (Decoded::Broken("802.11 A-MSDU subframe header"), None);
+    };
+    let n = usize::from(n);
+    let Some(msdu) = b.get(14..14 + n) else {
+        return (Decoded::Broken("802.11 A-MSDU subframe length"), None);
+    };
+    let decoded = whole_inner(llc_snap(msdu));
+    // Zeek's IP and ARP analyzers accept the packet: the next subframe follows.
+    let go_on = matches!(decoded, Decoded::Ip(_) | Decoded::NotIp(0x0806 | 0x8035));
+    let mut rest = &b[14 + n..];
+    let pad = n % 4;
+    if rest.len() >= pad {
+        rest = &rest[pad..];
+    }
+    (decoded, go_on.then_some(rest))
+}
+
+/// The packets of an 802.11 A-MSDU after its first (which [`decode`] gives), in order; none
+/// for any other frame.
+#[derive(Debug, Clone)]
+pub struct LaterPackets<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> LaterPackets<'a> {
+    const NONE: LaterPackets<'static> = LaterPackets { rest: &[] };
+
+    /// The subframes after the first of an 802.11 frame, when it is an A-MSDU.
+    fn of_ieee802_11(b: &'a [u8]) -> Self {
+        match ieee802_11_body(b) {
+            Ok((body, true)) => LaterPackets {
+                rest: amsdu_subframe(body).1.unwrap_or(&[]),
+            },
+            _ => LaterPackets::NONE,
+        }
+    }
+}
+
+impl<'a> Iterator for LaterPackets<'a> {
+    type Item = Decoded<'a>;
+
+    fn next(&mut self) -> Option<Decoded<'a>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let (decoded, rest) = amsdu_subframe(self.rest);
+        self.rest = rest.unwrap_or(&[]);
+        Some(decoded)
+    }
+}
+
+/// The packets of a frame after the one [`decode`] gives: the later subframes of an 802.11
+/// A-MSDU (link types 105 and 127). Each subframe takes at least 14 bytes, so there are at
+/// most a frame's length / 14.
+pub fn later_packets(linktype: u32, frame: &[u8]) -> LaterPackets<'_> {
+    match linktype {
+        105 => LaterPackets::of_ieee802_11(frame),
+        127 => radiotap_body(frame).map_or(LaterPackets::NONE, LaterPackets::of_ieee802_11),
+        _ => LaterPackets::NONE,
+    }
+}
+
+/// The packets after the first that an IP packet's tunnel carries: the later subframes of an
+/// 802.11 A-MSDU in Aruba's GRE (when [`ip_tunnel`] gave its first). Each is held, as the
+/// first, to the bytes its subframe carried.
+pub fn later_packets_in_tunnel<'a>(ip: &IpPacket<'a>) -> LaterPackets<'a> {
+    if ip.proto != 47 || ip.later_fragment || !ip.payload_whole {
+        return LaterPackets::NONE;
+    }
+    let (Some(flags), Some(proto)) = (be16(ip.payload, 0), be16(ip.payload, 2)) else {
+        return LaterPackets::NONE;
+    };
+    // What [`gre`] wants before it reads Aruba's 802.11 frame: version 0, no routing, no
+    // reserved flags, a byte at least after the header.
+    if flags & (0x0007 | 0x4000 | 0x0078) != 0 || !aruba_gre(proto) {
+        return LaterPackets::NONE;
+    }
+    match ip.payload.get(gre_header_len(flags)..) {
+        Some(frame) if !frame.is_empty() => LaterPackets::of_ieee802_11(frame),
+        _ => LaterPackets::NONE,
     }
 }
 
@@ -803,6 +907,18 @@ fn whole_inner(d: Decoded<'_>) -> Decoded<'_> {
     }
 }
 
+/// A GRE header's length: 4 bytes, and 4 for each of the checksum, key, sequence number and
+/// acknowledgement its flags say are present (Zeek's `gre_header_len`).
+fn gre_header_len(flags: u16) -> usize {
+    let mut at = 4usize;
+    for bit in [0x8000u16, 0x2000, 0x1000, 0x0080] {
+        if flags & bit != 0 {
+            at += 4;
+        }
+    }
+    at
+}
+
 /// The GRE protocol types Zeek's GRE analyzer takes for Aruba's access points, which tunnel
 /// 802.11 frames to their controller: its exact test, bit masks rather than a range (so
 /// 0x8200, 0x8210, ..., 0x82f0 and 0x8600, 0x8a00, ... too), and 0x9000.
@@ -831,12 +947,7 @@ fn gre(b: &[u8]) -> Decap<'_> {
     if flags & 0x0078 != 0 {
         return bad("unknown GRE flags");
     }
-    let mut at = 4usize;
-    for bit in [0x8000u16, 0x2000, 0x1000, 0x0080] {
-        if flags & bit != 0 {
-            at += 4;
-        }
-    }
+    let at = gre_header_len(flags);
     let rest = b.get(at..).unwrap_or(&[]);
     if b.len() < at {
         return bad("truncated GRE header");
@@ -1271,6 +1382,33 @@ pub mod build {
         f.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0]);
         f.extend_from_slice(&t.to_be_bytes());
         f.extend_from_slice(packet);
+        f
+    }
+
+    /// An 802.11 QoS data frame with the A-MSDU bit, carrying each of `packets` in a subframe
+    /// (destination, source, length, LLC/SNAP, the packet) followed by the padding Zeek skips
+    /// (the subframe's length modulo 4), none after the last. The standard pads each subframe
+    /// to a multiple of 4 bytes: the two agree when the lengths (packet + 8) are odd.
+    pub fn ieee802_11_amsdu(packets: &[&[u8]]) -> Vec<u8> {
+        let mut f = ieee802_11(&[], true, false);
+        f.truncate(26);
+        f[24] |= 0x80;
+        for (i, packet) in packets.iter().enumerate() {
+            let t: u16 = if packet.first().is_some_and(|v| v >> 4 == 6) {
+                0x86dd
+            } else {
+                0x0800
+            };
+            let n = 8 + packet.len();
+            f.extend_from_slice(&[0x02, 0, 0, 0, 0x22, i as u8, 0x02, 0, 0, 0, 0x33, i as u8]);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+            f.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0]);
+            f.extend_from_slice(&t.to_be_bytes());
+            f.extend_from_slice(packet);
+            if i + 1 < packets.len() {
+                f.resize(f.len() + n % 4, 0);
+            }
+        }
         f
     }
 
@@ -1931,10 +2069,14 @@ mod tests {
         let mut arp = f.clone();
         arp[30..32].copy_from_slice(&[0x08, 0x06]);
         assert_eq!(decode(105, &arp), Decoded::NotIp(0x0806));
-        // A-MSDU: several packets in one frame, not decoded (broken, so counted).
-        let mut amsdu = build::ieee802_11(&inner, true, false);
-        amsdu[24] = 0x80;
-        assert!(matches!(decode(105, &amsdu), Decoded::Broken(w) if w.contains("A-MSDU")));
+        // An A-MSDU of one subframe is its packet; the QoS frame with the A-MSDU bit set but
+        // a plain LLC header after it is read as subframes, as Zeek reads it (broken here).
+        let amsdu = build::ieee802_11_amsdu(&[&inner]);
+        assert_eq!(decode(105, &amsdu), want);
+        assert_eq!(later_packets(105, &amsdu).count(), 0);
+        let mut not_amsdu = build::ieee802_11(&inner, true, false);
+        not_amsdu[24] = 0x80;
+        assert!(matches!(decode(105, &not_amsdu), Decoded::Broken(_)));
         // Cut headers: 802.11 (Zeek wants more than 24, 30 and 26/32 bytes), LLC, radiotap.
         assert_eq!(decode(105, &f[..24]), Decoded::Broken("802.11 header"));
         let four = build::ieee802_11(&inner, true, true);
@@ -1948,12 +2090,103 @@ mod tests {
             Decoded::Broken("radiotap header")
         );
         // Every prefix of every frame decodes without a panic.
-        for frame in [build::radiotap(&four), build::radiotap(&amsdu), build::radiotap(&f)] {
+        for frame in [build::radiotap(&four), build::radiotap(&not_amsdu), build::radiotap(&f)] {
             for n in 0..frame.len() {
                 let _ = decode(127, &frame[..n]);
                 let _ = decode(105, &frame[..n]);
             }
         }
+    }
+
+    /// The packets of an A-MSDU, in order: the first from `decode`, the others from
+    /// `later_packets`, each held to its subframe; Zeek's padding rule (length modulo 4) and
+    /// its stops (a cut subframe, one without SNAP or IP: the later ones are not read).
+    #[test]
+    fn ieee802_11_amsdu_subframes() {
+        let p =
+            |sport: u16, n: usize| build::ipv4(v4("10.7.0.1"), v4("10.7.0.2"), 17, &build::udp(sport, 53, &vec![0; n]));
+        let ports = |first: Decoded<'_>, later: LaterPackets<'_>| -> Vec<Option<u16>> {
+            std::iter::once(first)
+                .chain(later)
+                .map(|d| match d {
+                    Decoded::Ip(ip) => match ip.transport {
+                        Transport::Udp { sport, .. } => Some(sport),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        };
+        // Lengths 8 + 28 + n: n = 1, 2, 3, 4 give each padding (1, 2, 3, 0).
+        let (a, b, c, d) = (p(1, 1), p(2, 2), p(3, 3), p(4, 4));
+        let f = build::ieee802_11_amsdu(&[&a, &b, &c, &d]);
+        assert_eq!(
+            ports(decode(105, &f), later_packets(105, &f)),
+            [Some(1), Some(2), Some(3), Some(4)]
+        );
+        let rt = build::radiotap(&f);
+        assert_eq!(
+            ports(decode(127, &rt), later_packets(127, &rt)),
+            [Some(1), Some(2), Some(3), Some(4)]
+        );
+        // Subframe layout: destination, source, length (8 + 29 = 37), LLC/SNAP; then 1 byte
+        // of padding (37 % 4) before the second subframe.
+        assert_eq!(f[26 + 12..26 + 14], [0, 37]);
+        assert_eq!(f[26 + 14 + 37 + 1 + 12..26 + 14 + 37 + 1 + 14], [0, 38]);
+        // Cut in the third subframe: the first two are read, the third is broken, no fourth.
+        let cut = &f[..26 + (14 + 37 + 1) + (14 + 38 + 2) + 20];
+        let got: Vec<_> = std::iter::once(decode(105, cut))
+            .chain(later_packets(105, cut))
+            .collect();
+        assert_eq!(got.len(), 3);
+        assert!(matches!(got[2], Decoded::Broken("802.11 A-MSDU subframe length")));
+        // A subframe without SNAP stops the reading: the ones after it are not analysed.
+        let mut no_snap = f.clone();
+        no_snap[26 + 14 + 37 + 1 + 14] = 0x42;
+        assert_eq!(
+            ports(decode(105, &no_snap), later_packets(105, &no_snap)),
+            [Some(1), None]
+        );
+        // An IP packet claiming more than its subframe holds is broken, and stops it too.
+        let mut long = f.clone();
+        long[26 + 14 + 8 + 3] += 1;
+        assert_eq!(
+            std::iter::once(decode(105, &long))
+                .chain(later_packets(105, &long))
+                .collect::<Vec<_>>(),
+            [Decoded::Broken("inner IP length")]
+        );
+        // Other link types and plain frames have no later packets; nor does a cut header.
+        assert_eq!(later_packets(1, &f).count(), 0);
+        assert_eq!(later_packets(105, &build::ieee802_11(&a, true, false)).count(), 0);
+        assert_eq!(later_packets(127, &[0, 0, 8]).count(), 0);
+        // Every prefix reads without a panic, and at most a subframe per 14 bytes.
+        for n in 0..f.len() {
+            assert!(later_packets(105, &f[..n]).count() <= n / 14);
+        }
+        // In Aruba's GRE: the first packet from the tunnel, the others after it.
+        let outer = build::ethernet(
+            0x0800,
+            &build::ipv4(v4("198.51.100.1"), v4("198.51.100.2"), 47, &build::gre(0x8200, &f)),
+        );
+        let Decoded::Ip(gre_ip) = decode(1, &outer) else {
+            panic!()
+        };
+        let Decap::Inner(Tunnel::Gre, first) = ip_tunnel(&gre_ip) else {
+            panic!()
+        };
+        assert_eq!(
+            ports(first, later_packets_in_tunnel(&gre_ip)),
+            [Some(1), Some(2), Some(3), Some(4)]
+        );
+        let plain = build::ethernet(
+            0x0800,
+            &build::ipv4(v4("198.51.100.1"), v4("198.51.100.2"), 47, &build::gre(0x0800, &a)),
+        );
+        let Decoded::Ip(plain_ip) = decode(1, &plain) else {
+            panic!()
+        };
+        assert_eq!(later_packets_in_tunnel(&plain_ip).count(), 0);
     }
 
     /// Aruba's GRE: the protocol types Zeek maps to 802.11 carry 802.11 frames to the inner

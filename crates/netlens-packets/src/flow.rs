@@ -29,8 +29,9 @@ use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 use crate::decode::{
-    decode, flags as tf, icmp_checksum_ok, ip_packet, ip_tunnel, ipv4_header_checksum_ok, tcp_checksum_ok,
-    udp_checksum_ok, udp_tunnel, Decap, Decoded, IpPacket, Transport, Tunnel, MAX_TUNNEL_DEPTH,
+    decode, flags as tf, icmp_checksum_ok, ip_packet, ip_tunnel, ipv4_header_checksum_ok, later_packets,
+    later_packets_in_tunnel, tcp_checksum_ok, udp_checksum_ok, udp_tunnel, Decap, Decoded, IpPacket, LaterPackets,
+    Transport, Tunnel, MAX_TUNNEL_DEPTH,
 };
 use crate::frag::{Fragment, Reassembler};
 
@@ -1081,6 +1082,20 @@ pub struct Walked<'a> {
     pub held_fragment: bool,
 }
 
+impl<'a> Walked<'a> {
+    /// A frame's packet before it is walked: no flow, no tunnel yet.
+    fn of(innermost: Decoded<'a>) -> Self {
+        Walked {
+            innermost,
+            flow: None,
+            depth: 0,
+            outermost_tunnel: None,
+            stopped: None,
+            held_fragment: false,
+        }
+    }
+}
+
 /// A flow uid as the fixed-size bytes a packet row keeps (uids are 18 ASCII characters).
 fn uid_bytes(uid: &str) -> [u8; 18] {
     let mut out = [b' '; 18];
@@ -1306,16 +1321,57 @@ impl FlowTable {
     /// counts in the UDP flow and its inner packet in another, whose `tunnel_parents` names the
     /// UDP flow; an IP tunnel's packet (IP in IP, GRE) forms no flow, and its inner packet's
     /// flow names the IP tunnel.
+    ///
+    /// A frame holding several packets (an 802.11 A-MSDU) adds each, in order, every one
+    /// counting the whole frame in its frame bytes (as tshark's conversations count it);
+    /// what is returned describes the first that joined a flow.
     pub fn frame<'a>(&mut self, number: u64, ts_ns: i64, frame_len: u32, linktype: u32, data: &'a [u8]) -> Walked<'a> {
-        let start = Walked {
-            innermost: decode(linktype, data),
-            flow: None,
-            depth: 0,
-            outermost_tunnel: None,
-            stopped: None,
-            held_fragment: false,
-        };
-        self.walk(number, ts_ns, frame_len, start, Vec::new())
+        let start = Walked::of(decode(linktype, data));
+        let first = self.walk(number, ts_ns, frame_len, start, Vec::new());
+        self.walk_later(
+            number,
+            ts_ns,
+            frame_len,
+            first,
+            later_packets(linktype, data),
+            &[],
+            0,
+            None,
+        )
+    }
+
+    /// Walks the packets of `later` after `first`, all carried by the tunnels of `chain`
+    /// (`depth` of them, the outermost `outermost`), and merges what became of them.
+    #[allow(clippy::too_many_arguments)]
+    fn walk_later<'a>(
+        &mut self,
+        number: u64,
+        ts_ns: i64,
+        frame_len: u32,
+        first: Walked<'a>,
+        later: LaterPackets<'a>,
+        chain: &[Enclosing],
+        depth: usize,
+        outermost: Option<Tunnel>,
+    ) -> Walked<'a> {
+        let mut merged = first;
+        for packet in later {
+            let start = Walked {
+                depth,
+                outermost_tunnel: outermost,
+                ..Walked::of(packet)
+            };
+            let next = self.walk(number, ts_ns, frame_len, start, chain.to_vec());
+            if merged.flow.is_none() && next.flow.is_some() {
+                merged.innermost = next.innermost;
+                merged.flow = next.flow;
+            }
+            merged.depth = merged.depth.max(next.depth);
+            merged.outermost_tunnel = merged.outermost_tunnel.or(next.outermost_tunnel);
+            merged.stopped = merged.stopped.or(next.stopped);
+            merged.held_fragment |= next.held_fragment;
+        }
+        merged
     }
 
     /// Follows a packet from `walked.innermost` inwards; `chain` holds the tunnels it came out
@@ -1444,6 +1500,14 @@ impl FlowTable {
                     walked.depth += 1;
                     walked.outermost_tunnel.get_or_insert(tunnel);
                     walked.innermost = inner;
+                    // Aruba's GRE may carry an A-MSDU: its packets each go their own way
+                    // inside the same tunnels.
+                    let later = later_packets_in_tunnel(&ip);
+                    if later.clone().next().is_some() {
+                        let (depth, outermost) = (walked.depth, walked.outermost_tunnel);
+                        let first = self.walk(number, ts_ns, frame_len, walked, chain.clone());
+                        return self.walk_later(number, ts_ns, frame_len, first, later, &chain, depth, outermost);
+                    }
                 }
                 Decap::Malformed(t, why) | Decap::Weird(t, why) => {
                     walked.stopped = Some(TunnelStop::Malformed(t, why));
@@ -3050,6 +3114,36 @@ mod tests {
         assert_eq!(flows[0].tunnel_parents, flows[1].tunnel_parents);
         assert_ne!(flows[0].tunnel_parents, flows[2].tunnel_parents);
         assert!(flows[0].tunnel_parents[0].starts_with('C') && flows[0].tunnel_parents[0].len() == 18);
+    }
+
+    /// An 802.11 A-MSDU's packets each join their flow (each counting the whole frame in its
+    /// frame bytes), bare and inside Aruba's GRE, where each names the GRE tunnel; the frame
+    /// is described by its first packet.
+    #[test]
+    fn each_packet_of_an_amsdu_joins_its_flow() {
+        let udp_in = |sport: u16, n: usize| build::udp4(v4("10.9.0.1"), sport, v4("10.9.0.2"), 53, n)[14..].to_vec();
+        let (a, b) = (udp_in(1000, 3), udp_in(1001, 5));
+        let amsdu = build::ieee802_11_amsdu(&[&a, &b, &a]);
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        let w = t.frame(1, 0, amsdu.len() as u32, 105, &amsdu);
+        assert!(
+            matches!(w.flow, Some((p, _, true)) if p.transport == Transport::Udp { sport: 1000, dport: 53, payload: 3 })
+        );
+        let aruba = build::ethernet(
+            0x0800,
+            &build::ipv4(v4("198.51.100.1"), v4("198.51.100.2"), 47, &build::gre(0x8200, &amsdu)),
+        );
+        let w = t.frame(2, NS, aruba.len() as u32, 1, &aruba);
+        assert_eq!((w.depth, w.outermost_tunnel, w.stopped), (1, Some(Tunnel::Gre), None));
+        t.finish_all();
+        let mut flows = t.take_finished();
+        flows.sort_by_key(|f| f.orig_p);
+        let got: Vec<_> = flows
+            .iter()
+            .map(|f| (f.orig_p, f.orig_pkts, f.orig_frame_bytes, f.tunnel_parents.len()))
+            .collect();
+        let frames = (amsdu.len() + aruba.len()) as u64;
+        assert_eq!(got, [(1000, 4, 2 * frames, 1), (1001, 2, frames, 1)]);
     }
 
     /// Issue 22: IP tunnels of distinct address pairs are held within the flow table's bound;

@@ -8,7 +8,9 @@
 //! Only frames that Zeek and Wireshark read alike are in the files: Zeek follows VN-Tag only
 //! into a VLAN tag (Wireshark also into IP); Zeek takes GRE protocol 0x9000 (and every type its
 //! bit masks match, 0x8600 say) for Aruba's 802.11, Wireshark only 0x8200 to 0x8370 by
-//! default; and A-MSDUs are not decoded here (see docs/import.md, "Tunnels").
+//! default; Zeek skips the padding after an A-MSDU subframe by the subframe's length modulo 4,
+//! Wireshark pads each subframe to a multiple of 4 (the same for odd lengths, which the files
+//! hold).
 //!
 //! tshark missing: the test fails when CI=true (CI installs it), and is skipped with the reason
 //! otherwise.
@@ -46,6 +48,13 @@ fn synack(a: &str, ap: u16, b: &str, bp: u16) -> Vec<u8> {
 
 fn udp(a: &str, ap: u16, b: &str, bp: u16, n: usize) -> Vec<u8> {
     ip_of(build::udp4(v4(a), ap, v4(b), bp, n))
+}
+
+/// An 802.11 A-MSDU of two UDP packets from `a`, of odd lengths (where Zeek's padding and
+/// the standard's agree), to a port tshark is told to read as plain data (a dissector that
+/// finds the payload malformed would stop its dissection of the frame's later subframes).
+fn amsdu(a: &str) -> Vec<u8> {
+    build::ieee802_11_amsdu(&[&udp(a, 1100, "10.8.0.2", 47000, 1), &udp(a, 1101, "10.8.0.2", 47000, 3)])
 }
 
 /// Ethernet frames (link type 1): PBB, VN-Tag, FabricPath, Aruba's GRE.
@@ -94,6 +103,8 @@ fn ethernet_frames() -> Vec<Vec<u8>> {
         ),
         aruba(0x8200, &beacon),
         pbb_cut,
+        // An A-MSDU in Aruba's GRE: two packets, two flows.
+        aruba(0x8250, &amsdu("10.4.1.1")),
     ]
 }
 
@@ -114,6 +125,7 @@ fn ieee802_11_frames() -> Vec<Vec<u8>> {
         build::ieee802_11(&v6, true, false),
         beacon,
         protected,
+        amsdu("10.8.0.1"),
     ]
 }
 
@@ -179,7 +191,13 @@ fn crate_conversations(linktype: u32, frames: &[Vec<u8>]) -> BTreeMap<Conversati
 }
 
 fn tshark(args: &[&str], file: &Path) -> String {
-    let out = Command::new("tshark").arg("-r").arg(file).args(args).output().unwrap();
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(["-d", "udp.port==47000,data"])
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "tshark {args:?}: {}",
@@ -188,7 +206,9 @@ fn tshark(args: &[&str], file: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// tshark's innermost TCP or UDP 5-tuple of each frame (the last occurrence of each field).
+/// tshark's innermost TCP or UDP 5-tuple of each frame: with k transport headers in it (k > 1
+/// in an A-MSDU), its first transport header and the k-th IP header from the end (the
+/// innermost IP headers are the last k; the flow engine describes a frame by its first packet).
 fn tshark_tuples(file: &Path) -> Vec<Option<(IpAddr, u16, IpAddr, u16)>> {
     let fields = [
         "ip.src",
@@ -200,24 +220,44 @@ fn tshark_tuples(file: &Path) -> Vec<Option<(IpAddr, u16, IpAddr, u16)>> {
         "udp.srcport",
         "udp.dstport",
     ];
-    let mut args = vec!["-T", "fields", "-E", "occurrence=l", "-E", "separator=|"];
+    let mut args = vec![
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+        "-E",
+        "separator=|",
+    ];
     for f in &fields {
         args.extend_from_slice(&["-e", f]);
     }
+    let list = |s: &str| -> Vec<String> { s.split(',').filter(|x| !x.is_empty()).map(String::from).collect() };
     tshark(&args, file)
         .lines()
         .map(|line| {
-            let v: Vec<&str> = line.split('|').collect();
-            let (src, dst) = if v[2].is_empty() { (v[0], v[1]) } else { (v[2], v[3]) };
-            let (sp, dp) = if v[4].is_empty() { (v[6], v[7]) } else { (v[4], v[5]) };
-            if sp.is_empty() {
+            let v: Vec<Vec<String>> = line.split('|').map(list).collect();
+            let (src, dst) = if v[2].is_empty() {
+                (&v[0], &v[1])
+            } else {
+                (&v[2], &v[3])
+            };
+            let (sp, dp) = if v[4].is_empty() {
+                (&v[6], &v[7])
+            } else {
+                (&v[4], &v[5])
+            };
+            let k = sp.len();
+            if k == 0 {
                 return None;
             }
+            let at = src.len() - k;
             Some((
-                src.parse().unwrap(),
-                sp.parse().unwrap(),
-                dst.parse().unwrap(),
-                dp.parse().unwrap(),
+                src[at].parse().unwrap(),
+                sp[0].parse().unwrap(),
+                dst[at].parse().unwrap(),
+                dp[0].parse().unwrap(),
             ))
         })
         .collect()
