@@ -26,9 +26,7 @@ fuzz_target!(|data: &[u8]| {
             // segment or UDP datagram leaves `C`/`c` in its history, an ICMP message nothing
             // (as Zeek: only a weird). The mutation test (crates/netlens-packets/tests/
             // mutation.rs, `holds_a_packet`) asserts the same.
-            assert!(
-                f.orig_pkts + f.resp_pkts > 0 || (verify && (f.history.contains(['C', 'c']) || f.proto == "icmp"))
-            );
+            assert!(f.orig_pkts + f.resp_pkts > 0 || (verify && (f.history.contains(['C', 'c']) || f.proto == "icmp")));
         }
     }
     table.finish_all();
