@@ -1327,17 +1327,13 @@ impl FlowTable {
     /// what is returned describes the first that joined a flow.
     pub fn frame<'a>(&mut self, number: u64, ts_ns: i64, frame_len: u32, linktype: u32, data: &'a [u8]) -> Walked<'a> {
         let start = Walked::of(decode(linktype, data));
+        let later = later_packets(linktype, data);
+        if later.is_empty() {
+            // The usual frame of one packet: its walk returned as it is, not moved again.
+            return self.walk(number, ts_ns, frame_len, start, Vec::new());
+        }
         let first = self.walk(number, ts_ns, frame_len, start, Vec::new());
-        self.walk_later(
-            number,
-            ts_ns,
-            frame_len,
-            first,
-            later_packets(linktype, data),
-            &[],
-            0,
-            None,
-        )
+        self.walk_later(number, ts_ns, frame_len, first, later, &[], 0, None)
     }
 
     /// Walks the packets of `later` after `first`, all carried by the tunnels of `chain`
@@ -1503,7 +1499,7 @@ impl FlowTable {
                     // Aruba's GRE may carry an A-MSDU: its packets each go their own way
                     // inside the same tunnels.
                     let later = later_packets_in_tunnel(&ip);
-                    if later.clone().next().is_some() {
+                    if !later.is_empty() {
                         let (depth, outermost) = (walked.depth, walked.outermost_tunnel);
                         let first = self.walk(number, ts_ns, frame_len, walked, chain.clone());
                         return self.walk_later(number, ts_ns, frame_len, first, later, &chain, depth, outermost);
