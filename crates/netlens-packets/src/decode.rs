@@ -395,7 +395,9 @@ fn amsdu_subframe(b: &[u8]) -> (Decoded<'_>, Option<&[u8]>) {
         return (Decoded::Broken("802.11 A-MSDU subframe length"), None);
     };
     let decoded = whole_inner(llc_snap(msdu));
-    // Zeek's IP and ARP analyzers accept the packet: the next subframe follows.
+    // Zeek's IP and ARP analyzers accept the packet: the next subframe follows. (Zeek's ARP
+    // analyzer refuses a malformed ARP message, which ends the frame there; netlens reads no
+    // ARP, so it goes on after any.)
     let go_on = matches!(decoded, Decoded::Ip(_) | Decoded::NotIp(0x0806 | 0x8035));
     let mut rest = &b[14 + n..];
     let pad = n % 4;
