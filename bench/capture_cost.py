@@ -9,10 +9,15 @@ share of one core and the RSS, with the part of it that is the process's own mem
 the rest is the binary's code and other file pages, clean and shared with any other netlens), and from its database the mean collect time (`snapshots.collect_ms`),
 the snapshots stored, and how many came more than 1.5 intervals after the one before.
 
-Usage: bench/capture_cost.py [--sockets N] [--processes P] [--seconds S] [--rounds R] BINARY...
+With --ss, each round also runs iproute2's `ss -tuapnie` (every TCP and UDP socket with its
+kernel counters and owning processes: the socket table a snapshot reads, from the same kernel
+interfaces) once a second for SECONDS, and reports its CPU (user + system of the `ss` children)
+as a row of its own: what reading the host's sockets costs the standard tool, without storing.
+
+Usage: bench/capture_cost.py [--sockets N] [--processes P] [--seconds S] [--rounds R] [--ss] BINARY...
 The first binary is the anchor: ratios are to it.
 """
-import argparse, os, signal, statistics, subprocess, sys, tempfile, time
+import argparse, os, resource, signal, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(HERE, "..", "..", "shared", "bench", "open_sockets.py")
@@ -72,12 +77,27 @@ def run(binary, seconds, workdir):
     }
 
 
+def run_ss(seconds):
+    """CPU share of `ss -tuapnie` run once a second for SECONDS (its children's rusage)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    tick = 0
+    while time.monotonic() - t0 < seconds:
+        subprocess.run(["ss", "-tuapnie"], stdout=subprocess.DEVNULL, check=True)
+        tick += 1
+        time.sleep(max(0.0, t0 + tick - time.monotonic()))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"cpu": used / (time.monotonic() - t0) * 100, "runs": tick}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sockets", type=int, default=250, help="loopback connections held open")
     ap.add_argument("--processes", type=int, default=300, help="processes on the host")
     ap.add_argument("--seconds", type=int, default=120)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--ss", action="store_true", help="also time `ss -tuapnie` once a second")
     ap.add_argument("binaries", nargs="+")
     a = ap.parse_args()
     # Its own process group: the holder forks, and killing the parent alone left the forked
@@ -87,12 +107,15 @@ def main():
     sleepers = [subprocess.Popen(["sleep", "1000000"])
                 for _ in range(max(0, a.processes - process_count()))]
     results = {b: [] for b in a.binaries}
+    ss_runs = []
     try:
         time.sleep(3)
         with tempfile.TemporaryDirectory() as workdir:
             for _ in range(a.rounds):
                 for b in a.binaries:
                     results[b].append(run(b, a.seconds, workdir))
+                if a.ss:
+                    ss_runs.append(run_ss(a.seconds))
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         for s in sleepers:
@@ -108,6 +131,10 @@ def main():
               f"{statistics.median(r['rss'] for r in rs):.1f}, {max(r['rss_max'] for r in rs):.1f} | "
               f"{statistics.median(r['anon'] for r in rs):.1f} | {statistics.median(r['collect'] for r in rs):.1f} | {sum(r['snapshots'] for r in rs)} | "
               f"{sum(r['late'] for r in rs)} |")
+    if ss_runs:
+        cpu = statistics.median(r["cpu"] for r in ss_runs)
+        print(f"| ss -tuapnie, once a second (no storing) | | | {cpu:.2f} | {cpu / anchor:.2f} | | | | "
+              f"{sum(r['runs'] for r in ss_runs)} runs | |")
 
 
 if __name__ == "__main__":

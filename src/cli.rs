@@ -17,7 +17,7 @@ use crate::analysis::{ScoreRequest, TrainRequest};
 use crate::capture::demo::DemoRequest;
 use crate::capture::packets::{PacketCaptureRequest, DEFAULT_SNAPLEN};
 use crate::chart::ChartKind;
-use crate::detect::DetectRequest;
+use crate::detect::{DetectRequest, Param, Values};
 use crate::error::Error;
 use crate::geo::GeoRequest;
 use crate::ingest::csv::CsvImport;
@@ -983,82 +983,12 @@ pub struct DetectArgs {
     pub until: Option<chrono::NaiveDateTime>,
 
     /// Rows of each result to print (0: none, only the summary line)
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(long, default_value_t = DetectRequest::DEFAULT_TOP, value_name = "N")]
     pub top: usize,
 
-    /// Port scans: the sliding window the ports or hosts must fall in (Zeek: 5m)
-    #[arg(long, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
-    pub scan_window: Duration,
-
-    /// Port scans: distinct ports of one host that make a port scan (Zeek: 15)
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(2..), value_name = "N")]
-    pub scan_ports: u32,
-
-    /// Port scans: distinct hosts on one port that make an address scan (Zeek: 25)
-    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(2..), value_name = "N")]
-    pub scan_hosts: u32,
-
-    /// Beacons: connections a pair needs to be scored
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(4..), value_name = "N")]
-    pub beacon_min_connections: u32,
-
-    /// Beacons: bins the window is cut into for the evenness and persistence sub-scores
-    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(2..10_000), value_name = "N")]
-    pub beacon_bins: u32,
-
-    /// Beacons: score from which a candidate counts as a beacon (is_beacon)
-    #[arg(long, default_value_t = 0.8, value_name = "SCORE")]
-    pub beacon_threshold: f64,
-
-    /// Beacons: weights of the gap, bytes, bins and persistence sub-scores
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "0.25,0.25,0.25,0.25",
-        value_name = "G,B,N,P"
-    )]
-    pub beacon_weights: Vec<f64>,
-
-    /// Beacons: gap sub-score a beacon needs at least; random (Poisson) timing scores about 0.5
-    #[arg(long, default_value_t = 0.8, value_name = "SCORE")]
-    pub beacon_min_gap_score: f64,
-
-    /// Beacons: first to last connection a beacon must span; shorter regular pairs are candidates
-    #[arg(long, value_parser = parse_duration, default_value = "1h", value_name = "DURATION")]
-    pub beacon_min_span: Duration,
-
-    /// Bursts: bin width
-    #[arg(long, value_parser = parse_duration, default_value = "1m", value_name = "DURATION")]
-    pub burst_bin: Duration,
-
-    /// Bursts: k in the threshold median + k x max(1.4826 x MAD, floor)
-    #[arg(long, default_value_t = 5.0, value_name = "K")]
-    pub burst_k: f64,
-
-    /// Bursts: connections a bin needs at least to be part of a connection burst
-    #[arg(long, default_value_t = 10, value_name = "N")]
-    pub burst_min_connections: u64,
-
-    /// Bursts: bytes a bin needs at least to be part of a bytes burst
-    #[arg(long, default_value_t = 1_000_000, value_name = "BYTES")]
-    pub burst_min_bytes: u64,
-
-    /// Bursts: least spread of a connections series, connections per bin (floor of 1.4826 x MAD)
-    #[arg(long, default_value_t = 1.0, value_name = "N")]
-    pub burst_floor_connections: f64,
-
-    /// Bursts: least spread of a bytes series, bytes per bin (floor of 1.4826 x MAD)
-    #[arg(long, default_value_t = 1_000_000.0, value_name = "BYTES")]
-    pub burst_floor_bytes: f64,
-
-    /// Bursts: a level the entity reaches in this many other separate episodes (at half the
-    /// peak or more) is its routine, not a burst; 0 turns the rule off
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    pub burst_routine: u64,
-
-    /// Long connections: shortest duration reported (grades at 1x, 4x and 24x it)
-    #[arg(long, value_parser = parse_duration, default_value = "1h", value_name = "DURATION")]
-    pub long_min: Duration,
+    /// Each detector's thresholds, flags built from the detector registry
+    #[command(flatten)]
+    pub thresholds: DetectorOptions,
 
     /// No summary line and no result rows
     #[arg(long, short)]
@@ -1527,31 +1457,148 @@ impl DetectArgs {
     /// The detector run these options ask for (`detect` checks the thresholds' ranges, for
     /// requests from every client alike).
     pub fn into_request(&self) -> crate::error::Result<DetectRequest> {
-        Ok(DetectRequest {
-            detector: self.detector,
-            on: self.on,
-            window: self.window,
-            since: self.since,
-            until: self.until,
-            top: self.top,
-            scan_window: self.scan_window,
-            scan_ports: self.scan_ports,
-            scan_hosts: self.scan_hosts,
-            beacon_min_connections: self.beacon_min_connections,
-            beacon_bins: self.beacon_bins,
-            beacon_threshold: self.beacon_threshold,
-            beacon_weights: self.beacon_weights.clone(),
-            beacon_min_gap_score: self.beacon_min_gap_score,
-            beacon_min_span: self.beacon_min_span,
-            burst_bin: self.burst_bin,
-            burst_k: self.burst_k,
-            burst_min_connections: self.burst_min_connections,
-            burst_min_bytes: self.burst_min_bytes,
-            burst_floor_connections: self.burst_floor_connections,
-            burst_floor_bytes: self.burst_floor_bytes,
-            burst_routine: self.burst_routine,
-            long_min: self.long_min,
-        })
+        let mut request = DetectRequest::defaults(self.detector, self.window);
+        request.on = self.on;
+        request.since = self.since;
+        request.until = self.until;
+        request.top = self.top;
+        for (param, value) in &self.thresholds.given {
+            value.set(param, &mut request);
+        }
+        Ok(request)
+    }
+}
+
+/// The detectors' thresholds as `detect` got them: one flag for each [`Param`] of the detector
+/// registry, which declares the flag, its help, default and range; the flags are built here
+/// from it, so a detector's option exists in one place.
+#[derive(Debug, Clone)]
+pub struct DetectorOptions {
+    /// Every registry option with the value given or its default, in registry order.
+    given: Vec<(&'static Param, ThresholdValue)>,
+}
+
+/// One threshold's value as clap parsed it.
+#[derive(Debug, Clone, PartialEq)]
+enum ThresholdValue {
+    Count(u64),
+    Number(f64),
+    Duration(Duration),
+    Weights(Vec<f64>),
+}
+
+impl ThresholdValue {
+    fn set(&self, param: &Param, request: &mut DetectRequest) {
+        match (param.values, self) {
+            (Values::Count { set, .. }, ThresholdValue::Count(n)) => set(request, *n),
+            (Values::Number { set, .. }, ThresholdValue::Number(x)) => set(request, *x),
+            (Values::Duration { set, .. }, ThresholdValue::Duration(d)) => set(request, *d),
+            (Values::Weights { set, .. }, ThresholdValue::Weights(w)) => set(request, w.clone()),
+            // Built from the same `Values` in `from_arg_matches`: the kinds always match.
+            _ => {}
+        }
+    }
+}
+
+/// Every detector's options, in registry order.
+fn registry_params() -> impl Iterator<Item = &'static Param> {
+    crate::detect::DETECTORS.iter().flat_map(|d| d.params())
+}
+
+/// A duration as `parse_duration` reads it back, in the largest whole unit.
+fn duration_text(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_nanos() != 0 {
+        format!("{}ms", d.as_millis())
+    } else if s % 86_400 == 0 {
+        format!("{}d", s / 86_400)
+    } else if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// An option's default as `detect --help` shows it and clap parses it back.
+fn default_text(values: Values) -> String {
+    match values {
+        Values::Count { default, .. } => default.to_string(),
+        Values::Number { default, .. } => default.to_string(),
+        Values::Duration { default, .. } => duration_text(default),
+        Values::Weights { default, .. } => default.iter().map(f64::to_string).collect::<Vec<_>>().join(","),
+    }
+}
+
+/// The flag of one registry option (`default` is [`default_text`] of it: clap keeps defaults
+/// as `&'static str`, so the texts are made once per process).
+fn threshold_arg(param: &'static Param, default: &'static str) -> clap::Arg {
+    let long = param.flag.trim_start_matches("--");
+    let arg = clap::Arg::new(long)
+        .long(long)
+        .help(param.help)
+        .value_name(param.value_name)
+        .default_value(default);
+    match param.values {
+        Values::Count { min, max, .. } => arg.value_parser(clap::value_parser!(u64).range(min..=max)),
+        // Ranges of numbers are checked by `detect` for every client, with the flag named.
+        Values::Number { .. } => arg.value_parser(clap::value_parser!(f64)),
+        Values::Duration { .. } => arg.value_parser(parse_duration),
+        Values::Weights { .. } => arg
+            .value_parser(clap::value_parser!(f64))
+            .value_delimiter(',')
+            .action(clap::ArgAction::Append),
+    }
+}
+
+impl clap::Args for DetectorOptions {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        static DEFAULTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let defaults = DEFAULTS.get_or_init(|| registry_params().map(|p| default_text(p.values)).collect());
+        cmd.args(registry_params().zip(defaults).map(|(p, d)| threshold_arg(p, d)))
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for DetectorOptions {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> std::result::Result<Self, clap::Error> {
+        let missing = |param: &Param| {
+            clap::Error::raw(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                format!("{} has no value", param.flag),
+            )
+        };
+        let mut given = Vec::new();
+        for param in registry_params() {
+            let id = param.flag.trim_start_matches("--");
+            let value = match param.values {
+                Values::Count { .. } => {
+                    ThresholdValue::Count(*matches.get_one::<u64>(id).ok_or_else(|| missing(param))?)
+                }
+                Values::Number { .. } => {
+                    ThresholdValue::Number(*matches.get_one::<f64>(id).ok_or_else(|| missing(param))?)
+                }
+                Values::Duration { .. } => {
+                    ThresholdValue::Duration(*matches.get_one::<Duration>(id).ok_or_else(|| missing(param))?)
+                }
+                Values::Weights { .. } => ThresholdValue::Weights(
+                    matches
+                        .get_many::<f64>(id)
+                        .ok_or_else(|| missing(param))?
+                        .copied()
+                        .collect(),
+                ),
+            };
+            given.push((param, value));
+        }
+        Ok(DetectorOptions { given })
+    }
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> std::result::Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
     }
 }
 
@@ -1582,14 +1629,15 @@ mod tests {
             panic!()
         };
         assert_eq!((a.detector.as_str(), a.on), ("port_scans", DetectSource::Flows));
-        assert_eq!(a.beacon_weights, vec![0.25; 4]);
+        assert_eq!(a.into_request().unwrap().beacon_weights, vec![0.25; 4]);
         assert!(DotLine::try_parse_from(["detect", "long_connections", "--long-min", "2h"]).is_ok());
         assert!(DotLine::try_parse_from(["detect", "beacons", "--beacon-min-connections", "3"]).is_err());
         assert!(DotLine::try_parse_from(["detect", "all", "--window", "1h", "--since", "2026-01-01"]).is_err());
     }
 
-    /// Every option the detector registry describes is a flag of `detect`, and the command
-    /// line refuses a count below the registry's range as `detect` does for other clients.
+    /// Every option the detector registry describes is a flag of `detect` with the registry's
+    /// default, and the command line refuses a count outside the registry's range as `detect`
+    /// does for other clients.
     #[test]
     fn detect_flags_follow_the_detector_registry() {
         let command = Cli::command();
@@ -1608,18 +1656,85 @@ mod tests {
                     d.name(),
                     p.flag
                 );
-                if let crate::detect::Values::Count { min, below, .. } = p.values {
+                if let Values::Count { min, max, .. } = p.values {
                     let parses = |n: u64| DotLine::try_parse_from(["detect", d.name(), p.flag, &n.to_string()]).is_ok();
-                    assert!(parses(min), "{} {min}", p.flag);
+                    assert!(parses(min) && parses(max), "{} {min} {max}", p.flag);
                     if min > 0 {
                         assert!(!parses(min - 1), "{} {}", p.flag, min - 1);
                     }
-                    if let Some(below) = below {
-                        assert!(parses(below - 1) && !parses(below), "{} {below}", p.flag);
+                    if max < u64::MAX {
+                        assert!(!parses(max + 1), "{} {}", p.flag, max + 1);
                     }
                 }
             }
         }
+    }
+
+    /// Each flag of `detect` sets its own field of the request and no other: a value unlike its
+    /// default, given alone, changes exactly one field of the request's JSON, and every
+    /// threshold field is some flag's.
+    #[test]
+    fn each_threshold_flag_sets_one_field_of_the_request() {
+        let plain = DetectRequest::defaults(DetectorName::All, None);
+        let fields = |r: &DetectRequest| match serde_json::to_value(r).unwrap() {
+            serde_json::Value::Object(map) => map,
+            other => panic!("{other}"),
+        };
+        let defaults = fields(&plain);
+        let mut covered = std::collections::BTreeSet::new();
+        for p in registry_params() {
+            let value = match p.values {
+                Values::Count { min, default, .. } => (default.max(min) + 1).to_string(),
+                Values::Number { default, .. } => (default / 2.0 + 0.125).to_string(),
+                Values::Duration { default, .. } => duration_text(default * 2),
+                Values::Weights { .. } => "0.1,0.2,0.3,0.4".to_string(),
+            };
+            let cli = Cli::try_parse_from(["netlens", "detect", "all", p.flag, &value]).unwrap();
+            let Some(Command::Domain(DomainCommand::Detect(args))) = cli.command else {
+                panic!()
+            };
+            let request = args.into_request().unwrap();
+            let changed: Vec<String> = fields(&request)
+                .into_iter()
+                .filter(|(k, v)| defaults.get(k) != Some(v))
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!(changed.len(), 1, "{} {value} changed {changed:?}", p.flag);
+            assert!(
+                covered.insert(changed[0].clone()),
+                "{} sets {} again",
+                p.flag,
+                changed[0]
+            );
+        }
+        let not_thresholds = ["detector", "on", "window", "since", "until", "top"];
+        let uncovered: Vec<&String> = defaults
+            .keys()
+            .filter(|k| !covered.contains(*k) && !not_thresholds.contains(&k.as_str()))
+            .collect();
+        assert!(uncovered.is_empty(), "fields no flag sets: {uncovered:?}");
+    }
+
+    /// A request's JSON without some threshold (from an older client) takes the registry's
+    /// default; one without a detector runs all of them.
+    #[test]
+    fn a_request_missing_fields_takes_the_defaults() {
+        let request: DetectRequest = serde_json::from_str(r#"{"detector": "beacons", "beacon_bins": 48}"#).unwrap();
+        let mut expected = DetectRequest::defaults(DetectorName::parse("beacons").unwrap(), None);
+        expected.beacon_bins = 48;
+        assert_eq!(request, expected);
+        let all: DetectRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(all, DetectRequest::defaults(DetectorName::All, None));
+    }
+
+    #[test]
+    fn durations_print_as_they_parse() {
+        for secs in [1, 59, 60, 300, 3600, 5400, 86_400, 90_061] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(parse_duration(&duration_text(d)).unwrap(), d, "{secs}");
+        }
+        assert_eq!(duration_text(Duration::from_secs(300)), "5m");
+        assert_eq!(duration_text(Duration::from_millis(1500)), "1500ms");
     }
 
     #[test]

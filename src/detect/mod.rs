@@ -30,8 +30,8 @@ use crate::store::Store;
 use events::{fmt_us, timestamp, Scope};
 
 /// One detector. Adding a detector is implementing this and listing it in [`DETECTORS`]; its
-/// own options are fields of [`DetectRequest`] (and flags of the command line's `detect`), each
-/// described with its range in [`Detector::params`].
+/// own options are fields of [`DetectRequest`], each declared once in [`Detector::params`] with
+/// its flag, help, default and range (the command line's `detect` builds its flags from them).
 pub trait Detector: Sync {
     /// Its name in `detect NAME`: the table it writes and its name in `detector_runs`.
     fn name(&self) -> &'static str;
@@ -78,35 +78,64 @@ pub fn detector(name: &str) -> Result<&'static dyn Detector> {
         })
 }
 
-/// One option of a detector: the command line's flag, its key in `detector_runs.params`, and
-/// its values (where the request holds it, and the range it must fall in).
+/// One option of a detector, declared once: the command line's flag, help and default, its key
+/// in `detector_runs.params`, its range, and the field of [`DetectRequest`] that holds it. The
+/// command line builds `detect`'s flags from these ([`DetectRequest::defaults`] applies the same
+/// defaults), and `detect` checks every client's values against the ranges.
 pub struct Param {
     pub flag: &'static str,
     pub key: &'static str,
+    /// One line for `detect --help`, starting with the detector ("Beacons: ...").
+    pub help: &'static str,
+    /// The placeholder in `detect --help` (`N`, `SCORE`, `DURATION`, ...).
+    pub value_name: &'static str,
     pub values: Values,
 }
 
-/// An option's type and range, with where the request holds its value.
+impl std::fmt::Debug for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.flag)
+    }
+}
+
+/// An option's type, range and default, with where the request holds its value (`of` reads
+/// it, `set` writes it).
 #[derive(Clone, Copy)]
 pub enum Values {
-    /// Whole numbers from `min`, and below `below` when it is given.
+    /// Whole numbers from `min` to `max`.
     Count {
         min: u64,
-        below: Option<u64>,
+        max: u64,
+        default: u64,
         of: fn(&DetectRequest) -> u64,
+        set: fn(&mut DetectRequest, u64),
     },
     /// A number in `range`.
     Number {
         range: NumberRange,
+        default: f64,
         of: fn(&DetectRequest) -> f64,
+        set: fn(&mut DetectRequest, f64),
     },
     /// Any duration (stored in seconds).
-    Duration { of: fn(&DetectRequest) -> Duration },
+    Duration {
+        default: Duration,
+        of: fn(&DetectRequest) -> Duration,
+        set: fn(&mut DetectRequest, Duration),
+    },
     /// One non-negative weight for each of `names`, with a positive sum.
     Weights {
         names: &'static [&'static str],
+        default: &'static [f64],
         of: fn(&DetectRequest) -> &[f64],
+        set: fn(&mut DetectRequest, Vec<f64>),
     },
+}
+
+/// A `u32` field's value from a count checked against a `max` of at most `u32::MAX` (the command
+/// line checks the range before setting; a request's JSON holds the field's own type).
+fn count_u32(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The numbers a [`Values::Number`] option may take.
@@ -126,17 +155,19 @@ impl Param {
         let flag = self.flag;
         let refused = |message: String| Err(Error::Usage(format!("{flag} {message}")));
         match self.values {
-            Values::Count { min, below, of } => {
+            Values::Count { min, max, of, .. } => {
                 let n = of(args);
-                match below {
-                    Some(below) if n < min || n >= below => {
-                        refused(format!("must be from {min} to {}, got {n}", below.saturating_sub(1)))
+                if n < min || n > max {
+                    if max == u64::from(u32::MAX) || max == u64::MAX {
+                        refused(format!("must be {min} or more, got {n}"))
+                    } else {
+                        refused(format!("must be from {min} to {max}, got {n}"))
                     }
-                    None if n < min => refused(format!("must be {min} or more, got {n}")),
-                    _ => Ok(()),
+                } else {
+                    Ok(())
                 }
             }
-            Values::Number { range, of } => {
+            Values::Number { range, of, .. } => {
                 let x = of(args);
                 match range {
                     NumberRange::Share if !(0.0..=1.0).contains(&x) => {
@@ -152,7 +183,7 @@ impl Param {
                 }
             }
             Values::Duration { .. } => Ok(()),
-            Values::Weights { names, of } => {
+            Values::Weights { names, of, .. } => {
                 let w = of(args);
                 if w.len() != names.len()
                     || w.iter().any(|x| !x.is_finite() || *x < 0.0)
@@ -170,12 +201,22 @@ impl Param {
         }
     }
 
+    /// Sets the option in `request` to its default.
+    fn set_default(&self, request: &mut DetectRequest) {
+        match self.values {
+            Values::Count { default, set, .. } => set(request, default),
+            Values::Number { default, set, .. } => set(request, default),
+            Values::Duration { default, set, .. } => set(request, default),
+            Values::Weights { default, set, .. } => set(request, default.to_vec()),
+        }
+    }
+
     /// The value as stored in `detector_runs.params` (durations in seconds).
     fn json(&self, args: &DetectRequest) -> serde_json::Value {
         match self.values {
             Values::Count { of, .. } => serde_json::json!(of(args)),
             Values::Number { of, .. } => serde_json::json!(of(args)),
-            Values::Duration { of } => serde_json::json!(of(args).as_secs_f64()),
+            Values::Duration { of, .. } => serde_json::json!(of(args).as_secs_f64()),
             Values::Weights { of, .. } => serde_json::json!(of(args)),
         }
     }
@@ -270,8 +311,11 @@ pub enum DetectSource {
 }
 
 /// A detector run's parameters: what to read, the window, and each detector's thresholds. The
-/// command line fills it from `detect`'s options; a server receives it as JSON.
+/// command line fills it from `detect`'s options; a server receives it as JSON, where a missing
+/// field takes the command line's default (a missing `detector` is `all`). Each threshold is
+/// declared once, as a [`Param`] of its detector, with its default.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct DetectRequest {
     pub detector: DetectorName,
     pub on: DetectSource,
@@ -289,78 +333,66 @@ pub struct DetectRequest {
     pub beacon_threshold: f64,
     pub beacon_weights: Vec<f64>,
     /// Gap sub-score a beacon needs at least (random timing scores about 0.5).
-    #[serde(default = "default_beacon_min_gap_score")]
     pub beacon_min_gap_score: f64,
     /// First to last connection a beacon must span at least.
-    #[serde(default = "default_beacon_min_span")]
     pub beacon_min_span: std::time::Duration,
     pub burst_bin: std::time::Duration,
     pub burst_k: f64,
     pub burst_min_connections: u64,
     pub burst_min_bytes: u64,
     /// Least spread of a connections series, connections per bin (the MAD's floor).
-    #[serde(default = "default_burst_floor_connections")]
     pub burst_floor_connections: f64,
     /// Least spread of a bytes series, bytes per bin.
-    #[serde(default = "default_burst_floor_bytes")]
     pub burst_floor_bytes: f64,
     /// Other episodes at half a burst's peak that make its level the entity's routine (0: off).
-    #[serde(default = "default_burst_routine")]
     pub burst_routine: u64,
     pub long_min: std::time::Duration,
 }
 
 impl DetectRequest {
+    /// Rows of each result `detect` shows when not told.
+    pub const DEFAULT_TOP: usize = 20;
+
     /// A run of `detector` over the last `window` of the data with every threshold at its
-    /// default (the command line's defaults, which a test in `cli` keeps equal).
+    /// default (its [`Param`]'s, which the command line's flags show and apply too).
     pub fn defaults(detector: DetectorName, window: Option<std::time::Duration>) -> Self {
-        use std::time::Duration;
-        DetectRequest {
+        let mut request = DetectRequest {
             detector,
             on: DetectSource::Auto,
             window,
             since: None,
             until: None,
-            top: 20,
-            scan_window: Duration::from_secs(300),
-            scan_ports: 15,
-            scan_hosts: 25,
-            beacon_min_connections: 4,
-            beacon_bins: 24,
-            beacon_threshold: 0.8,
-            beacon_weights: vec![0.25; 4],
-            beacon_min_gap_score: default_beacon_min_gap_score(),
-            beacon_min_span: default_beacon_min_span(),
-            burst_bin: Duration::from_secs(60),
-            burst_k: 5.0,
-            burst_min_connections: 10,
-            burst_min_bytes: 1_000_000,
-            burst_floor_connections: default_burst_floor_connections(),
-            burst_floor_bytes: default_burst_floor_bytes(),
-            burst_routine: default_burst_routine(),
-            long_min: Duration::from_secs(3600),
+            top: Self::DEFAULT_TOP,
+            scan_window: Duration::ZERO,
+            scan_ports: 0,
+            scan_hosts: 0,
+            beacon_min_connections: 0,
+            beacon_bins: 0,
+            beacon_threshold: 0.0,
+            beacon_weights: Vec::new(),
+            beacon_min_gap_score: 0.0,
+            beacon_min_span: Duration::ZERO,
+            burst_bin: Duration::ZERO,
+            burst_k: 0.0,
+            burst_min_connections: 0,
+            burst_min_bytes: 0,
+            burst_floor_connections: 0.0,
+            burst_floor_bytes: 0.0,
+            burst_routine: 0,
+            long_min: Duration::ZERO,
+        };
+        for param in DETECTORS.iter().flat_map(|d| d.params()) {
+            param.set_default(&mut request);
         }
+        request
     }
 }
 
-fn default_beacon_min_gap_score() -> f64 {
-    0.8
-}
-
-fn default_beacon_min_span() -> std::time::Duration {
-    std::time::Duration::from_secs(3600)
-}
-
-fn default_burst_floor_connections() -> f64 {
-    1.0
-}
-
-fn default_burst_routine() -> u64 {
-    3
-}
-
-fn default_burst_floor_bytes() -> f64 {
-    1_000_000.0
+/// Every detector over all the data, each threshold at its default.
+impl Default for DetectRequest {
+    fn default() -> Self {
+        DetectRequest::defaults(DetectorName::All, None)
+    }
 }
 
 /// What one detector run did, for the summary line and the rows to print.
@@ -569,31 +601,46 @@ impl Detector for PortScans {
         "One source touching many ports of a host, or one port on many hosts"
     }
     fn params(&self) -> &'static [Param] {
-        &[
+        static PARAMS: [Param; 3] = [
             Param {
                 flag: "--scan-window",
                 key: "scan_window_s",
-                values: Values::Duration { of: |a| a.scan_window },
+                help: "Port scans: the sliding window the ports or hosts must fall in (Zeek: 5m)",
+                value_name: "DURATION",
+                values: Values::Duration {
+                    default: Duration::from_secs(300),
+                    of: |a| a.scan_window,
+                    set: |a, v| a.scan_window = v,
+                },
             },
             Param {
                 flag: "--scan-ports",
                 key: "scan_ports",
+                help: "Port scans: distinct ports of one host that make a port scan (Zeek: 15)",
+                value_name: "N",
                 values: Values::Count {
                     min: 2,
-                    below: None,
+                    max: u32::MAX as u64,
+                    default: 15,
                     of: |a| u64::from(a.scan_ports),
+                    set: |a, n| a.scan_ports = count_u32(n),
                 },
             },
             Param {
                 flag: "--scan-hosts",
                 key: "scan_hosts",
+                help: "Port scans: distinct hosts on one port that make an address scan (Zeek: 25)",
+                value_name: "N",
                 values: Values::Count {
                     min: 2,
-                    below: None,
+                    max: u32::MAX as u64,
+                    default: 25,
                     of: |a| u64::from(a.scan_hosts),
+                    set: |a, n| a.scan_hosts = count_u32(n),
                 },
             },
-        ]
+        ];
+        &PARAMS
     }
     fn find(&self, conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
         detect_port_scans(conn, run_id, scope, args)
@@ -771,57 +818,82 @@ impl Detector for Beacons {
         "Periodic connections between a pair, scored in the manner of RITA"
     }
     fn params(&self) -> &'static [Param] {
-        &[
-            Param {
-                flag: "--beacon-weights",
-                key: "beacon_weights",
-                values: Values::Weights {
-                    names: &["gaps", "bytes", "bins", "persistence"],
-                    of: |a| &a.beacon_weights,
-                },
-            },
-            Param {
-                flag: "--beacon-threshold",
-                key: "beacon_threshold",
-                values: Values::Number {
-                    range: NumberRange::Share,
-                    of: |a| a.beacon_threshold,
-                },
-            },
-            Param {
-                flag: "--beacon-min-gap-score",
-                key: "beacon_min_gap_score",
-                values: Values::Number {
-                    range: NumberRange::Share,
-                    of: |a| a.beacon_min_gap_score,
-                },
-            },
+        static PARAMS: [Param; 6] = [
             Param {
                 flag: "--beacon-min-connections",
                 key: "beacon_min_connections",
+                help: "Beacons: connections a pair needs to be scored",
+                value_name: "N",
                 values: Values::Count {
                     min: 4,
-                    below: None,
+                    max: u32::MAX as u64,
+                    default: 4,
                     of: |a| u64::from(a.beacon_min_connections),
+                    set: |a, n| a.beacon_min_connections = count_u32(n),
                 },
             },
             Param {
                 flag: "--beacon-bins",
                 key: "beacon_bins",
+                help: "Beacons: bins the window is cut into for the evenness and persistence sub-scores",
+                value_name: "N",
                 values: Values::Count {
                     min: 2,
-                    below: Some(10_000),
+                    max: 9_999,
+                    default: 24,
                     of: |a| u64::from(a.beacon_bins),
+                    set: |a, n| a.beacon_bins = count_u32(n),
+                },
+            },
+            Param {
+                flag: "--beacon-threshold",
+                key: "beacon_threshold",
+                help: "Beacons: score from which a candidate counts as a beacon (is_beacon)",
+                value_name: "SCORE",
+                values: Values::Number {
+                    range: NumberRange::Share,
+                    default: 0.8,
+                    of: |a| a.beacon_threshold,
+                    set: |a, x| a.beacon_threshold = x,
+                },
+            },
+            Param {
+                flag: "--beacon-weights",
+                key: "beacon_weights",
+                help: "Beacons: weights of the gap, bytes, bins and persistence sub-scores",
+                value_name: "G,B,N,P",
+                values: Values::Weights {
+                    names: &["gaps", "bytes", "bins", "persistence"],
+                    default: &[0.25; 4],
+                    of: |a| &a.beacon_weights,
+                    set: |a, w| a.beacon_weights = w,
+                },
+            },
+            Param {
+                flag: "--beacon-min-gap-score",
+                key: "beacon_min_gap_score",
+                help: "Beacons: gap sub-score a beacon needs at least; random (Poisson) timing scores about 0.5",
+                value_name: "SCORE",
+                values: Values::Number {
+                    range: NumberRange::Share,
+                    default: 0.8,
+                    of: |a| a.beacon_min_gap_score,
+                    set: |a, x| a.beacon_min_gap_score = x,
                 },
             },
             Param {
                 flag: "--beacon-min-span",
                 key: "beacon_min_span_s",
+                help: "Beacons: first to last connection a beacon must span; shorter regular pairs are candidates",
+                value_name: "DURATION",
                 values: Values::Duration {
+                    default: Duration::from_secs(3600),
                     of: |a| a.beacon_min_span,
+                    set: |a, v| a.beacon_min_span = v,
                 },
             },
-        ]
+        ];
+        &PARAMS
     }
     fn find(&self, conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
         detect_beacons(conn, run_id, scope, args)
@@ -1109,64 +1181,95 @@ impl Detector for Bursts {
         "Bins where a process's, host's or pair's connections or bytes exceed its own baseline"
     }
     fn params(&self) -> &'static [Param] {
-        &[
+        static PARAMS: [Param; 7] = [
             Param {
                 flag: "--burst-bin",
                 key: "burst_bin_s",
-                values: Values::Duration { of: |a| a.burst_bin },
+                help: "Bursts: bin width",
+                value_name: "DURATION",
+                values: Values::Duration {
+                    default: Duration::from_secs(60),
+                    of: |a| a.burst_bin,
+                    set: |a, v| a.burst_bin = v,
+                },
             },
             Param {
                 flag: "--burst-k",
                 key: "burst_k",
+                help: "Bursts: k in the threshold median + k x max(1.4826 x MAD, floor)",
+                value_name: "K",
                 values: Values::Number {
                     range: NumberRange::NonNegative,
+                    default: 5.0,
                     of: |a| a.burst_k,
+                    set: |a, x| a.burst_k = x,
                 },
             },
             Param {
                 flag: "--burst-min-connections",
                 key: "burst_min_connections",
+                help: "Bursts: connections a bin needs at least to be part of a connection burst",
+                value_name: "N",
                 values: Values::Count {
                     min: 0,
-                    below: None,
+                    max: u64::MAX,
+                    default: 10,
                     of: |a| a.burst_min_connections,
+                    set: |a, n| a.burst_min_connections = n,
                 },
             },
             Param {
                 flag: "--burst-min-bytes",
                 key: "burst_min_bytes",
+                help: "Bursts: bytes a bin needs at least to be part of a bytes burst",
+                value_name: "BYTES",
                 values: Values::Count {
                     min: 0,
-                    below: None,
+                    max: u64::MAX,
+                    default: 1_000_000,
                     of: |a| a.burst_min_bytes,
+                    set: |a, n| a.burst_min_bytes = n,
                 },
             },
             Param {
                 flag: "--burst-floor-connections",
                 key: "burst_floor_connections",
+                help: "Bursts: least spread of a connections series, connections per bin (floor of 1.4826 x MAD)",
+                value_name: "N",
                 values: Values::Number {
                     range: NumberRange::Positive,
+                    default: 1.0,
                     of: |a| a.burst_floor_connections,
+                    set: |a, x| a.burst_floor_connections = x,
                 },
             },
             Param {
                 flag: "--burst-floor-bytes",
                 key: "burst_floor_bytes",
+                help: "Bursts: least spread of a bytes series, bytes per bin (floor of 1.4826 x MAD)",
+                value_name: "BYTES",
                 values: Values::Number {
                     range: NumberRange::Positive,
+                    default: 1_000_000.0,
                     of: |a| a.burst_floor_bytes,
+                    set: |a, x| a.burst_floor_bytes = x,
                 },
             },
             Param {
                 flag: "--burst-routine",
                 key: "burst_routine",
+                help: "Bursts: a level the entity reaches in this many other separate episodes (at half the peak or more) is its routine, not a burst; 0 turns the rule off",
+                value_name: "N",
                 values: Values::Count {
                     min: 0,
-                    below: None,
+                    max: u64::MAX,
+                    default: 3,
                     of: |a| a.burst_routine,
+                    set: |a, n| a.burst_routine = n,
                 },
             },
-        ]
+        ];
+        &PARAMS
     }
     fn find(&self, conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
         detect_bursts(conn, run_id, scope, args)
@@ -1320,11 +1423,18 @@ impl Detector for LongConnections {
         "Connections lasting longer than --long-min, graded"
     }
     fn params(&self) -> &'static [Param] {
-        &[Param {
+        static PARAMS: [Param; 1] = [Param {
             flag: "--long-min",
             key: "long_min_s",
-            values: Values::Duration { of: |a| a.long_min },
-        }]
+            help: "Long connections: shortest duration reported (grades at 1x, 4x and 24x it)",
+            value_name: "DURATION",
+            values: Values::Duration {
+                default: Duration::from_secs(3600),
+                of: |a| a.long_min,
+                set: |a, v| a.long_min = v,
+            },
+        }];
+        &PARAMS
     }
     fn find(&self, conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRequest) -> Result<Found> {
         detect_long_connections(conn, run_id, scope, args)
