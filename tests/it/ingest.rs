@@ -298,11 +298,11 @@ fn bad_capture_input_is_refused_or_kept_up_to_the_damage() {
         .stderr(predicate::str::contains(
             "1 packets were too short or malformed to decode (1 of them zero-length)",
         ));
-    write_pcap(&s.path("wifi.pcap"), 105, &conversation());
-    import(&s, &["pcap", s.path("wifi.pcap").to_str().unwrap()])
+    write_pcap(&s.path("ppi.pcap"), 192, &conversation());
+    import(&s, &["pcap", s.path("ppi.pcap").to_str().unwrap()])
         .success()
         .stderr(predicate::str::contains(
-            "12 packets on unsupported link type 105 (IEEE 802.11) were skipped",
+            "12 packets on unsupported link type 192 (PPI) were skipped",
         ));
     assert_eq!(
         s.query("SELECT flows, skipped FROM imports WHERE import_id IN (3, 4) ORDER BY import_id"),
