@@ -183,10 +183,11 @@ fn radiotap_frames() -> Vec<Vec<u8>> {
     ]
 }
 
-fn radiotap_seed() -> Vec<u8> {
+/// A pcap file of `frames` on `linktype`, a millisecond apart.
+fn pcap_of(linktype: u32, frames: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
-    write::pcap_header(&mut out, 127, 65535).unwrap();
-    for (i, frame) in radiotap_frames().iter().enumerate() {
+    write::pcap_header(&mut out, linktype, 65535).unwrap();
+    for (i, frame) in frames.iter().enumerate() {
         write::pcap_record(
             &mut out,
             1_700_000_000_000_000 + i as i64 * 1000,
@@ -198,19 +199,12 @@ fn radiotap_seed() -> Vec<u8> {
     out
 }
 
+fn radiotap_seed() -> Vec<u8> {
+    pcap_of(127, &radiotap_frames())
+}
+
 fn pcap_seed() -> Vec<u8> {
-    let mut out = Vec::new();
-    write::pcap_header(&mut out, 1, 65535).unwrap();
-    for (i, frame) in frames().iter().enumerate() {
-        write::pcap_record(
-            &mut out,
-            1_700_000_000_000_000 + i as i64 * 1000,
-            frame.len() as u32,
-            frame,
-        )
-        .unwrap();
-    }
-    out
+    pcap_of(1, &frames())
 }
 
 fn pcapng_block(kind: u32, body: &[u8]) -> Vec<u8> {
