@@ -1499,11 +1499,15 @@ fn humantime(seconds: f64) -> String {
     }
 }
 
-/// The query printing a run's top rows, most notable first.
+/// The query printing a run's top rows, most notable first: rows an analyst's mark suppressed
+/// last, each with the mark that suppressed it (`suppressed_by`, the last column).
 pub fn top_rows_sql(detector: &dyn Detector, run_id: i64, top: usize) -> String {
     let TopRows { columns, order } = detector.top_rows();
     let table = detector.table();
-    format!("SELECT {columns} FROM {table} WHERE run_id = {run_id} ORDER BY {order} LIMIT {top}")
+    format!(
+        "SELECT {columns}, suppressed_by FROM {table} WHERE run_id = {run_id} \
+         ORDER BY coalesce(suppressed, false), {order} LIMIT {top}"
+    )
 }
 
 #[cfg(test)]
