@@ -103,9 +103,18 @@ pub fn record(store: &Store, mark: &FeedbackRequest, now: DateTime<Utc>) -> Resu
 fn check_detector_key(subject: &str, key: &str) -> Result<()> {
     let fields = key.split('|').count();
     let (wanted, form) = match subject {
-        "port_scans" => (fields == 5, "scanner|kind|target|target_port|proto (an empty field for NULL)"),
-        "beacons" => (fields == 4, "src|dst|dst_port|proto (an empty port for --beacon-by host)"),
-        "bursts" => (fields >= 4, "entity_kind|entity|metric|start_ts (any start: the mark covers every start)"),
+        "port_scans" => (
+            fields == 5,
+            "scanner|kind|target|target_port|proto (an empty field for NULL)",
+        ),
+        "beacons" => (
+            fields == 4,
+            "src|dst|dst_port|proto (an empty port for --beacon-by host)",
+        ),
+        "bursts" => (
+            fields >= 4,
+            "entity_kind|entity|metric|start_ts (any start: the mark covers every start)",
+        ),
         "long_connections" => (fields == 1 || fields == 4, "an event_id, or src|dst|dst_port|proto"),
         _ => return Ok(()),
     };
@@ -171,7 +180,10 @@ mod tests {
         let mut m = mark(Label::FalsePositive, None);
         m.row_key = "10.0.0.5|203.0.113.9|443".into();
         let err = record(&store, &m, Utc::now()).unwrap_err().to_string();
-        assert!(err.contains("has 3 field(s); a beacons key is src|dst|dst_port|proto"), "{err}");
+        assert!(
+            err.contains("has 3 field(s); a beacons key is src|dst|dst_port|proto"),
+            "{err}"
+        );
         m.subject = "bursts".into();
         m.row_key = "process|rsync|bytes|*".into();
         assert!(record(&store, &m, Utc::now()).is_ok());

@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn keys_are_written_as_the_dashboard_writes_row_keys() {
-        assert_eq!(pair_key("10.0.0.5", "10.0.0.9", Some(873), "tcp"), "10.0.0.5|10.0.0.9|873|tcp");
+        assert_eq!(
+            pair_key("10.0.0.5", "10.0.0.9", Some(873), "tcp"),
+            "10.0.0.5|10.0.0.9|873|tcp"
+        );
         assert_eq!(pair_key("10.0.0.5", "10.0.0.9", None, "tcp"), "10.0.0.5|10.0.0.9||tcp");
         assert_eq!(
             scan_key("10.0.0.9", "address_scan", None, Some(22), "tcp"),
@@ -130,10 +133,18 @@ mod tests {
         // A mark on a row of one run holds for the key in every later run.
         let fp = mark(&store, "beacons", Some(7), rsync, Label::FalsePositive);
         assert_eq!(suppressed_by(&store, "beacons", rsync), Some(fp));
-        assert_eq!(suppressed_by(&store, "beacons", "10.1.0.5|10.1.0.2|22|tcp"), None, "another port");
+        assert_eq!(
+            suppressed_by(&store, "beacons", "10.1.0.5|10.1.0.2|22|tcp"),
+            None,
+            "another port"
+        );
         assert_eq!(suppressed_by(&store, "port_scans", rsync), None, "another detector");
         mark(&store, "beacons", None, rsync, Label::TruePositive);
-        assert_eq!(suppressed_by(&store, "beacons", rsync), None, "a newer true_positive lifts it");
+        assert_eq!(
+            suppressed_by(&store, "beacons", rsync),
+            None,
+            "a newer true_positive lifts it"
+        );
         let again = mark(&store, "beacons", None, rsync, Label::FalsePositive);
         assert_eq!(suppressed_by(&store, "beacons", rsync), Some(again));
     }
@@ -141,7 +152,13 @@ mod tests {
     #[test]
     fn each_detector_reads_its_marks_by_its_key() {
         let store = Store::open(&Location::Memory, false).unwrap();
-        let scan = mark(&store, "port_scans", None, "10.0.0.9|address_scan||22|tcp", Label::FalsePositive);
+        let scan = mark(
+            &store,
+            "port_scans",
+            None,
+            "10.0.0.9|address_scan||22|tcp",
+            Label::FalsePositive,
+        );
         // A burst's start does not matter: the entity's bursts of that metric at any time.
         let burst = mark(
             &store,
@@ -161,19 +178,40 @@ mod tests {
             )
             .unwrap();
         let long = mark(&store, "long_connections", None, "812", Label::FalsePositive);
-        let by_key = mark(&store, "long_connections", None, "10.1.0.5|10.1.0.8||udp", Label::FalsePositive);
+        let by_key = mark(
+            &store,
+            "long_connections",
+            None,
+            "10.1.0.5|10.1.0.8||udp",
+            Label::FalsePositive,
+        );
         let mut scans = Suppressions::load(store.conn(), "port_scans").unwrap();
-        assert_eq!(scans.check(&scan_key("10.0.0.9", "address_scan", None, Some(22), "tcp")), Some(scan));
-        assert_eq!(scans.check(&scan_key("10.0.0.9", "address_scan", None, Some(23), "tcp")), None);
-        assert_eq!(scans.check(&scan_key("10.0.0.8", "address_scan", None, Some(22), "tcp")), None);
+        assert_eq!(
+            scans.check(&scan_key("10.0.0.9", "address_scan", None, Some(22), "tcp")),
+            Some(scan)
+        );
+        assert_eq!(
+            scans.check(&scan_key("10.0.0.9", "address_scan", None, Some(23), "tcp")),
+            None
+        );
+        assert_eq!(
+            scans.check(&scan_key("10.0.0.8", "address_scan", None, Some(22), "tcp")),
+            None
+        );
         assert_eq!(scans.suppressed, 1);
         let mut bursts = Suppressions::load(store.conn(), "bursts").unwrap();
         assert_eq!(bursts.check(&burst_key("process", "rsync", "bytes")), Some(burst));
         assert_eq!(bursts.check(&burst_key("process", "rsync", "connections")), None);
         assert_eq!(bursts.check(&burst_key("host", "rsync", "bytes")), None);
         let mut longs = Suppressions::load(store.conn(), "long_connections").unwrap();
-        assert_eq!(longs.check(&pair_key("10.1.0.5", "10.1.0.7", Some(5432), "tcp")), Some(long));
-        assert_eq!(longs.check(&pair_key("10.1.0.5", "10.1.0.8", None, "udp")), Some(by_key));
+        assert_eq!(
+            longs.check(&pair_key("10.1.0.5", "10.1.0.7", Some(5432), "tcp")),
+            Some(long)
+        );
+        assert_eq!(
+            longs.check(&pair_key("10.1.0.5", "10.1.0.8", None, "udp")),
+            Some(by_key)
+        );
         assert_eq!(longs.check(&pair_key("10.1.0.6", "10.1.0.7", Some(5432), "tcp")), None);
         assert_eq!(longs.summary(), ", 2 suppressed by analysts' marks");
     }

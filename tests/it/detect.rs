@@ -658,13 +658,24 @@ fn an_analysts_mark_suppresses_the_demo_rsync_beacon_until_lifted() {
     assert_eq!(s.query(ordinary), "1");
 
     s.cmd()
-        .args(["feedback", "beacons", DEMO_RSYNC, "--false-positive", "--note", "hourly rsync backup"])
+        .args([
+            "feedback",
+            "beacons",
+            DEMO_RSYNC,
+            "--false-positive",
+            "--note",
+            "hourly rsync backup",
+        ])
         .assert()
         .success();
     detect(&s, &["beacons", "--top", "0"])
         .success()
         .stderr(predicate::str::contains(", 1 suppressed by analysts' marks;"));
-    assert_eq!(s.query(rsync_row), "true,true,1", "kept, judged a beacon, suppressed by mark 1");
+    assert_eq!(
+        s.query(rsync_row),
+        "true,true,1",
+        "kept, judged a beacon, suppressed by mark 1"
+    );
     assert_eq!(s.query(ordinary), "0", "no ordinary beacon alarm is left");
     assert_eq!(s.query(planted), "1", "the planted beacon is still an alarm");
     assert_eq!(
@@ -680,13 +691,24 @@ fn an_analysts_mark_suppresses_the_demo_rsync_beacon_until_lifted() {
     );
 
     s.cmd()
-        .args(["feedback", "beacons", DEMO_RSYNC, "--true-positive", "--note", "not ours after all"])
+        .args([
+            "feedback",
+            "beacons",
+            DEMO_RSYNC,
+            "--true-positive",
+            "--note",
+            "not ours after all",
+        ])
         .assert()
         .success();
     detect(&s, &["beacons", "--top", "0"])
         .success()
         .stderr(predicate::str::contains("suppressed").not());
-    assert_eq!(s.query(rsync_row), "true,false,", "the newer true-positive mark lifts it");
+    assert_eq!(
+        s.query(rsync_row),
+        "true,false,",
+        "the newer true-positive mark lifts it"
+    );
     assert_eq!(s.query(ordinary), "1");
 }
 
@@ -717,8 +739,12 @@ fn a_mark_on_each_detectors_row_suppresses_its_key_in_the_next_run_only() {
         ("long_connections", "event_id", "duration_s DESC"),
     ];
     for (table, key, order) in keys {
-        let row = s.query(&format!("SELECT run_id, {key} FROM latest_{table} ORDER BY {order} LIMIT 1"));
-        let (run, row_key) = row.split_once(',').unwrap_or_else(|| panic!("{table} has a row: {row}"));
+        let row = s.query(&format!(
+            "SELECT run_id, {key} FROM latest_{table} ORDER BY {order} LIMIT 1"
+        ));
+        let (run, row_key) = row
+            .split_once(',')
+            .unwrap_or_else(|| panic!("{table} has a row: {row}"));
         s.cmd()
             .args(["feedback", table, row_key, "--false-positive", "--run", run])
             .assert()
@@ -728,8 +754,15 @@ fn a_mark_on_each_detectors_row_suppresses_its_key_in_the_next_run_only() {
         .success()
         .stderr(predicate::str::contains("suppressed by analysts' marks").count(4));
     // The marked keys' rows, and only they, are suppressed, each by its own mark (1 to 4).
-    assert_eq!(s.query("SELECT string_agg(DISTINCT suppressed_by::VARCHAR, ' ') FROM latest_port_scans WHERE suppressed"), "1");
-    assert_eq!(s.query("SELECT count(*) FROM latest_port_scans WHERE NOT suppressed"), "0", "the one scan");
+    assert_eq!(
+        s.query("SELECT string_agg(DISTINCT suppressed_by::VARCHAR, ' ') FROM latest_port_scans WHERE suppressed"),
+        "1"
+    );
+    assert_eq!(
+        s.query("SELECT count(*) FROM latest_port_scans WHERE NOT suppressed"),
+        "0",
+        "the one scan"
+    );
     assert_eq!(
         s.query("SELECT suppressed_by, is_beacon FROM latest_beacons WHERE suppressed"),
         "2,true"
@@ -742,7 +775,10 @@ fn a_mark_on_each_detectors_row_suppresses_its_key_in_the_next_run_only() {
         "SELECT count(*) FILTER (WHERE suppressed), count(DISTINCT entity_kind || entity || metric) FILTER (WHERE suppressed), \
          min(suppressed_by), count(*) FILTER (WHERE NOT suppressed) > 0 FROM latest_bursts",
     );
-    assert!(bursts.ends_with(",1,3,true"), "one entity and metric suppressed, at any start: {bursts}");
+    assert!(
+        bursts.ends_with(",1,3,true"),
+        "one entity and metric suppressed, at any start: {bursts}"
+    );
     assert_eq!(
         s.query("SELECT suppressed, suppressed_by FROM latest_long_connections"),
         "true,4"
