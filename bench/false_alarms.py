@@ -9,13 +9,18 @@ whether each planted behaviour was found. Data sets:
     hour, plus planted: a 60 s beacon with 10 % jitter all day, a SYN port scan (S0) and an
     address scan (REJ).
   - demo: `netlens demo --hours 24` (planted: beacon 203.0.113.66, port scan of 192.168.1.30,
-    backup burst, long SSH session).
+    backup burst, long SSH session); and the same day after an analyst's one false-positive mark
+    on the hourly rsync to the LAN backup server (`netlens feedback beacons
+    '192.168.1.10|192.168.1.40|873|tcp' --false-positive`), made before the detectors run.
   - the shared pcaps (../shared/data/pcaps).
+
+Rows an analyst's mark suppressed (migration 32's `suppressed`) are not alarms; a binary
+without the column counts every row, as before.
 
 Usage: bench/false_alarms.py NETLENS_BINARY [LABEL]
 Prints a Markdown table.
 """
-import json, math, os, random, subprocess, sys, tempfile
+import functools, json, math, os, random, re, subprocess, sys, tempfile
 
 BIN = sys.argv[1]
 LABEL = sys.argv[2] if len(sys.argv) > 2 else BIN
@@ -95,13 +100,38 @@ def q(db, sql):
     return lines[1:] if lines else []
 
 
+LATEST = re.compile(r"\blatest_(beacons|port_scans|bursts|long_connections)\b")
+
+
+@functools.lru_cache(maxsize=None)
+def has_suppressed(db):
+    return q(db, "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'beacons' AND column_name = 'suppressed'") != ["0"]
+
+
+def count(db, sql):
+    """count(*) of `sql` over the detectors' latest rows that are alarms: suppressed rows left out."""
+    if has_suppressed(db):
+        sql = LATEST.sub(lambda m: f"(SELECT * FROM {m.group(0)} WHERE NOT coalesce(suppressed, false))", sql)
+    return int(q(db, sql)[0])
+
+
+def suppressed(db):
+    """Rows the latest runs stored suppressed by an analyst's mark (beacons: is_beacon ones)."""
+    if not has_suppressed(db):
+        return 0
+    return int(q(db, "SELECT (SELECT count(*) FROM latest_beacons WHERE is_beacon AND suppressed)"
+                     " + (SELECT count(*) FROM latest_port_scans WHERE suppressed)"
+                     " + (SELECT count(*) FROM latest_bursts WHERE suppressed)"
+                     " + (SELECT count(*) FROM latest_long_connections WHERE suppressed)")[0])
+
+
 def alarms(db):
     """Alarms of the latest run of each detector, the window's length in days."""
     counts = {}
-    counts["beacons"] = int(q(db, "SELECT count(*) FROM latest_beacons WHERE is_beacon")[0])
-    counts["port_scans"] = int(q(db, "SELECT count(*) FROM latest_port_scans")[0])
-    counts["bursts"] = int(q(db, "SELECT count(*) FROM latest_bursts")[0])
-    counts["long_connections"] = int(q(db, "SELECT count(*) FROM latest_long_connections")[0])
+    counts["beacons"] = count(db, "SELECT count(*) FROM latest_beacons WHERE is_beacon")
+    counts["port_scans"] = count(db, "SELECT count(*) FROM latest_port_scans")
+    counts["bursts"] = count(db, "SELECT count(*) FROM latest_bursts")
+    counts["long_connections"] = count(db, "SELECT count(*) FROM latest_long_connections")
     days = float(q(db, "SELECT max(epoch(window_end) - epoch(window_start)) / 86400 FROM detector_runs")[0])
     return counts, days
 
@@ -128,6 +158,11 @@ def main():
 
     def demo_setup(db, d):
         nl(db, "demo", "--hours", "24", "-q")
+
+    def demo_marked_setup(db, d):
+        demo_setup(db, d)
+        nl(db, "feedback", "beacons", "192.168.1.10|192.168.1.40|873|tcp", "--false-positive",
+           "--note", "hourly rsync to the LAN backup server")
 
     # The demo's planted events, by time: the backup burst (the minute with the most rsync
     # connections), the port scan and the exfiltration upload (their first connection).
@@ -156,6 +191,7 @@ def main():
     sets = [
         ("synthetic day (Zeek log)", syn_setup, planted_syn, ordinary_syn),
         ("demo day", demo_setup, planted_demo, ordinary_demo),
+        ("demo day, the rsync marked benign", demo_marked_setup, planted_demo, ordinary_demo),
         ("normal_alexa-app.pcapng", pcap_setup("normal_alexa-app.pcapng"), {}, None),
         ("normal_http_espn.pcapng", pcap_setup("normal_http_espn.pcapng"), {}, None),
         ("nmap_tcp_syn_scan.pcap", pcap_setup("nmap_tcp_syn_scan.pcap"),
@@ -172,8 +208,8 @@ def main():
           "long_connections": "SELECT count(*) FROM latest_long_connections"}),
     ]
     print(f"### {LABEL}\n")
-    print("| data | window (days) | beacons | port scans | bursts | long conns | planted found |")
-    print("|---|---|---|---|---|---|---|")
+    print("| data | window (days) | beacons | port scans | bursts | long conns | suppressed | planted found |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, setup, planted, ordinary in sets:
         with tempfile.TemporaryDirectory() as d:
             db = os.path.join(d, "b.duckdb")
@@ -181,15 +217,18 @@ def main():
             nl(db, "detect", "all", "--top", "0")
             counts, days = alarms(db)
             if ordinary:
-                counts = {k: int(q(db, sql)[0]) for k, sql in ordinary.items()}
+                counts = {k: count(db, sql) for k, sql in ordinary.items()}
             found = []
             for k, sql in planted.items():
-                n = int(q(db, sql)[0])
+                n = count(db, sql)
                 found.append(f"{k}: {'yes' if n > 0 else 'no'}")
             cells = [f"{counts[k]}" for k in ("beacons", "port_scans", "bursts", "long_connections")]
+            cells.append(f"{suppressed(db)}")
             print(f"| {name} | {days:.4f} | " + " | ".join(cells) + " | " + "; ".join(found) + " |")
     print("\nCells are ordinary alarms in the window: rows not belonging to a planted behaviour"
-          " (demo: bursts starting more than 10 minutes from a planted event); beacons count is_beacon rows.")
+          " (demo: bursts starting more than 10 minutes from a planted event); beacons count is_beacon rows."
+          " Rows an analyst's mark suppressed are not alarms; 'suppressed' counts them (0 for a binary without"
+          " suppressions).")
 
 
 main()

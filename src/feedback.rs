@@ -68,6 +68,7 @@ pub fn record(store: &Store, mark: &FeedbackRequest, now: DateTime<Utc>) -> Resu
             "feedback needs the row's key (1 to 1000 characters; see feedback.row_key in .schema feedback)".to_string(),
         ));
     }
+    check_detector_key(&mark.subject, mark.row_key.trim())?;
     if mark.note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE) {
         return Err(Error::Usage(format!(
             "a feedback note is at most {MAX_NOTE} characters"
@@ -95,6 +96,34 @@ pub fn record(store: &Store, mark: &FeedbackRequest, now: DateTime<Utc>) -> Resu
         .map_err(Error::sql)?;
         Ok(id)
     })
+}
+
+/// A detector row's key must have its table's fields: a mark whose key can match no row would
+/// suppress nothing (`detector_suppressions`) without a word.
+fn check_detector_key(subject: &str, key: &str) -> Result<()> {
+    let fields = key.split('|').count();
+    let (wanted, form) = match subject {
+        "port_scans" => (
+            fields == 5,
+            "scanner|kind|target|target_port|proto (an empty field for NULL)",
+        ),
+        "beacons" => (
+            fields == 4,
+            "src|dst|dst_port|proto (an empty port for --beacon-by host)",
+        ),
+        "bursts" => (
+            fields >= 4,
+            "entity_kind|entity|metric|start_ts (any start: the mark covers every start)",
+        ),
+        "long_connections" => (fields == 1 || fields == 4, "an event_id, or src|dst|dst_port|proto"),
+        _ => return Ok(()),
+    };
+    if wanted {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "feedback on {subject}: the key '{key}' has {fields} field(s); a {subject} key is {form}"
+    )))
 }
 
 #[cfg(test)]
@@ -148,6 +177,16 @@ mod tests {
         let mut m = mark(Label::TruePositive, None);
         m.row_key = " ".into();
         assert!(record(&store, &m, Utc::now()).is_err());
+        let mut m = mark(Label::FalsePositive, None);
+        m.row_key = "10.0.0.5|203.0.113.9|443".into();
+        let err = record(&store, &m, Utc::now()).unwrap_err().to_string();
+        assert!(
+            err.contains("has 3 field(s); a beacons key is src|dst|dst_port|proto"),
+            "{err}"
+        );
+        m.subject = "bursts".into();
+        m.row_key = "process|rsync|bytes|*".into();
+        assert!(record(&store, &m, Utc::now()).is_ok());
         let long = "x".repeat(MAX_NOTE + 1);
         assert!(record(&store, &mark(Label::TruePositive, Some(&long)), Utc::now()).is_err());
     }

@@ -18,6 +18,7 @@ pub mod events;
 pub mod long_connections;
 pub mod port_scans;
 pub mod stats;
+pub mod suppress;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -722,10 +723,17 @@ fn detect_port_scans(conn: &Connection, run_id: i64, scope: &Scope, args: &Detec
         flush(&group, &mut attempts);
     }
     rows.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut marks = suppress::Suppressions::load(conn, "port_scans")?;
     let mut insert = conn
-        .prepare("INSERT INTO port_scans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .prepare("INSERT INTO port_scans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .map_err(Error::sql)?;
+    let mut alarms = Vec::new();
     for r in &rows {
+        let key = suppress::scan_key(&r.scanner, r.kind, r.target.as_deref(), r.target_port, &r.proto);
+        let suppressed_by = marks.check(&key);
+        if suppressed_by.is_none() {
+            alarms.push(r);
+        }
         insert
             .execute(duckdb::params![
                 run_id,
@@ -743,14 +751,18 @@ fn detect_port_scans(conn: &Connection, run_id: i64, scope: &Scope, args: &Detec
                 timestamp(r.window.end_us),
                 r.window.first_touched.join(","),
                 r.score,
+                suppressed_by.is_some(),
+                suppressed_by,
             ])
             .map_err(Error::sql)?;
     }
-    let headline = match rows.first() {
-        None => "no port or address scan above the thresholds (stored as an empty run)".to_string(),
+    let headline = match alarms.first() {
+        None if rows.is_empty() => "no port or address scan above the thresholds (stored as an empty run)".to_string(),
+        None => format!("no scan{}", marks.summary()),
         Some(top) => format!(
-            "{} found; top: {} -> {} ({} ports, {} hosts, {:.0}% failed, score {:.2})",
-            plural(rows.len() as i64, "scan", "scans"),
+            "{} found{}; top: {} -> {} ({} ports, {} hosts, {:.0}% failed, score {:.2})",
+            plural(alarms.len() as i64, "scan", "scans"),
+            marks.summary(),
             top.scanner,
             top.target
                 .clone()
@@ -937,7 +949,8 @@ fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRe
     let (below, single) = count_small_pairs(conn, scope, min)?;
     let pairs = read_pairs(conn, scope, min)?;
     let (scored, unscored) = score_pairs(pairs, scope, args);
-    let stored = insert_beacons(conn, run_id, scope, &scored)?;
+    let mut marks = suppress::Suppressions::load(conn, "beacons")?;
+    let stored = insert_beacons(conn, run_id, scope, &scored, &mut marks)?;
     let mut notes = Vec::new();
     if below > 0 {
         notes.push(format!(
@@ -965,13 +978,19 @@ fn detect_beacons(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectRe
         ));
     }
     let headline =
-        match scored.first() {
-            None => format!("no pair with at least {min} connections (stored as an empty run)"),
+        match stored.top.map(|i| &scored[i]) {
+            None if scored.is_empty() => format!("no pair with at least {min} connections (stored as an empty run)"),
+            None => format!(
+                "{} scored, 0 beacons, 0 candidates{}",
+                plural(scored.len() as i64, "pair", "pairs"),
+                marks.summary()
+            ),
             Some(sp) => format!(
-            "{} scored, {} beacons, {} candidates; top: {} -> {}:{} ({} connections every {:.1} s, score {:.2}, {}{})",
+            "{} scored, {} beacons, {} candidates{}; top: {} -> {}:{} ({} connections every {:.1} s, score {:.2}, {}{})",
             plural(scored.len() as i64, "pair", "pairs"),
             stored.flagged,
             stored.candidates,
+            marks.summary(),
             sp.pair.key.src,
             sp.pair.key.dst,
             sp.pair.key.dst_port.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
@@ -1107,26 +1126,44 @@ fn score_pairs(pairs: Vec<PairEvents>, scope: &Scope, args: &DetectRequest) -> (
     (scored, unscored)
 }
 
-/// What [`insert_beacons`] stored, for the summary.
+/// What [`insert_beacons`] stored, for the summary: beacons and candidates not suppressed by an
+/// analyst's mark, and the first such pair.
 struct StoredBeacons {
     flagged: i64,
     candidates: i64,
     missing_bytes: i64,
+    top: Option<usize>,
 }
 
-fn insert_beacons(conn: &Connection, run_id: i64, scope: &Scope, scored: &[ScoredPair]) -> Result<StoredBeacons> {
+fn insert_beacons(
+    conn: &Connection,
+    run_id: i64,
+    scope: &Scope,
+    scored: &[ScoredPair],
+    marks: &mut suppress::Suppressions,
+) -> Result<StoredBeacons> {
     let mut insert = conn
         .prepare(
-            "INSERT INTO beacons VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO beacons VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .map_err(Error::sql)?;
     let (mut flagged, mut candidates) = (0, 0);
     let mut missing_bytes = 0;
-    for sp in scored {
+    let mut top = None;
+    for (i, sp) in scored.iter().enumerate() {
         let (p, s) = (&sp.pair, &sp.score);
         let is_beacon = sp.status == beacons::Status::Beacon;
-        flagged += i64::from(is_beacon);
-        candidates += i64::from(sp.status == beacons::Status::Candidate);
+        let suppressed_by = marks.check(&suppress::pair_key(
+            &p.key.src,
+            &p.key.dst,
+            p.key.dst_port,
+            &p.key.proto,
+        ));
+        if suppressed_by.is_none() {
+            flagged += i64::from(is_beacon);
+            candidates += i64::from(sp.status == beacons::Status::Candidate);
+            top = top.or(Some(i));
+        }
         missing_bytes += i64::from(s.bytes.is_none());
         let b = s.bytes.as_ref();
         insert
@@ -1158,6 +1195,8 @@ fn insert_beacons(conn: &Connection, run_id: i64, scope: &Scope, scored: &[Score
                 (!p.processes.is_empty()).then(|| p.processes.join(",")),
                 sp.status.as_str(),
                 sp.reason,
+                suppressed_by.is_some(),
+                suppressed_by,
             ])
             .map_err(Error::sql)?;
     }
@@ -1165,6 +1204,7 @@ fn insert_beacons(conn: &Connection, run_id: i64, scope: &Scope, scored: &[Score
         flagged,
         candidates,
         missing_bytes,
+        top,
     })
 }
 
@@ -1350,10 +1390,17 @@ fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectReq
         }
     }
     found.sort_by(|a, b| b.3.mads_above.total_cmp(&a.3.mads_above).then_with(|| a.1.cmp(&b.1)));
+    let mut marks = suppress::Suppressions::load(conn, "bursts")?;
     let mut insert = conn
-        .prepare("INSERT INTO bursts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .prepare("INSERT INTO bursts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .map_err(Error::sql)?;
-    for (kind, entity, metric, b) in &found {
+    let mut alarms = Vec::new();
+    for row in &found {
+        let (kind, entity, metric, b) = row;
+        let suppressed_by = marks.check(&suppress::burst_key(kind, entity, metric));
+        if suppressed_by.is_none() {
+            alarms.push(row);
+        }
         insert
             .execute(duckdb::params![
                 run_id,
@@ -1371,6 +1418,8 @@ fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectReq
                 b.threshold,
                 b.factor,
                 b.mads_above,
+                suppressed_by.is_some(),
+                suppressed_by,
             ])
             .map_err(Error::sql)?;
     }
@@ -1389,12 +1438,16 @@ fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectReq
             args.burst_bin
         ));
     }
-    let headline = match found.first() {
+    let headline = match alarms.first() {
         None if !enough_bins => "too few bins for a baseline (stored as an empty run)".to_string(),
-        None => "no burst above median + k x max(1.4826 x MAD, floor) (stored as an empty run)".to_string(),
+        None if found.is_empty() => {
+            "no burst above median + k x max(1.4826 x MAD, floor) (stored as an empty run)".to_string()
+        }
+        None => format!("no burst{}", marks.summary()),
         Some((kind, entity, metric, b)) => format!(
-            "{} found; top: {kind} {entity}, {metric} peak {:.0} per bin against a baseline of {:.0}",
-            plural(found.len() as i64, "burst", "bursts"),
+            "{} found{}; top: {kind} {entity}, {metric} peak {:.0} per bin against a baseline of {:.0}",
+            plural(alarms.len() as i64, "burst", "bursts"),
+            marks.summary(),
             b.peak,
             b.baseline
         ),
@@ -1465,8 +1518,9 @@ fn detect_long_connections(conn: &Connection, run_id: i64, scope: &Scope, args: 
              FROM connection_events WHERE {overlap} AND duration_s >= ? ORDER BY duration_s DESC, start_ts"
         ))
         .map_err(Error::sql)?;
+    let mut marks = suppress::Suppressions::load(conn, "long_connections")?;
     let mut insert = conn
-        .prepare("INSERT INTO long_connections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .prepare("INSERT INTO long_connections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .map_err(Error::sql)?;
     let mut result = stmt
         .query(duckdb::params![
@@ -1476,7 +1530,7 @@ fn detect_long_connections(conn: &Connection, run_id: i64, scope: &Scope, args: 
             threshold_s
         ])
         .map_err(Error::sql)?;
-    let mut rows = 0;
+    let (mut rows, mut alarms) = (0, 0);
     let mut top: Option<String> = None;
     let mut open = 0;
     while let Some(r) = result.next().map_err(Error::sql)? {
@@ -1485,11 +1539,17 @@ fn detect_long_connections(conn: &Connection, run_id: i64, scope: &Scope, args: 
             continue;
         };
         let is_open: bool = r.get(12).map_err(Error::sql)?;
-        open += i64::from(is_open);
+        let proto: String = r.get(2).map_err(Error::sql)?;
         let src: String = r.get(3).map_err(Error::sql)?;
         let dst: String = r.get(5).map_err(Error::sql)?;
         let dst_port: Option<i32> = r.get(6).map_err(Error::sql)?;
-        if top.is_none() {
+        let suppressed_by = marks.check(&suppress::pair_key(&src, &dst, dst_port, &proto));
+        rows += 1;
+        if suppressed_by.is_none() {
+            alarms += 1;
+            open += i64::from(is_open);
+        }
+        if top.is_none() && suppressed_by.is_none() {
             top = Some(format!(
                 "{src} -> {dst}:{} for {:.1} h ({grade})",
                 dst_port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
@@ -1503,7 +1563,7 @@ fn detect_long_connections(conn: &Connection, run_id: i64, scope: &Scope, args: 
                 run_id,
                 r.get::<_, String>(0).map_err(Error::sql)?,
                 r.get::<_, String>(1).map_err(Error::sql)?,
-                r.get::<_, String>(2).map_err(Error::sql)?,
+                proto,
                 src,
                 r.get::<_, Option<i32>>(4).map_err(Error::sql)?,
                 dst,
@@ -1518,19 +1578,22 @@ fn detect_long_connections(conn: &Connection, run_id: i64, scope: &Scope, args: 
                 r.get::<_, Option<i64>>(14).map_err(Error::sql)?,
                 grade,
                 score,
+                suppressed_by.is_some(),
+                suppressed_by,
             ])
             .map_err(Error::sql)?;
-        rows += 1;
     }
     let headline = match top {
-        None => format!(
+        None if rows == 0 => format!(
             "no connection lasted {} or longer (stored as an empty run)",
             humantime(threshold_s)
         ),
+        None => format!("no long connection{}", marks.summary()),
         Some(top) => format!(
-            "{} of {} or longer ({open} still open); longest: {top}",
-            plural(rows, "connection", "connections"),
-            humantime(threshold_s)
+            "{} of {} or longer ({open} still open{}); longest: {top}",
+            plural(alarms, "connection", "connections"),
+            humantime(threshold_s),
+            marks.summary()
         ),
     };
     Ok(Found {
@@ -1551,11 +1614,15 @@ fn humantime(seconds: f64) -> String {
     }
 }
 
-/// The query printing a run's top rows, most notable first.
+/// The query printing a run's top rows, most notable first: rows an analyst's mark suppressed
+/// last, each with the mark that suppressed it (`suppressed_by`, the last column).
 pub fn top_rows_sql(detector: &dyn Detector, run_id: i64, top: usize) -> String {
     let TopRows { columns, order } = detector.top_rows();
     let table = detector.table();
-    format!("SELECT {columns} FROM {table} WHERE run_id = {run_id} ORDER BY {order} LIMIT {top}")
+    format!(
+        "SELECT {columns}, suppressed_by FROM {table} WHERE run_id = {run_id} \
+         ORDER BY coalesce(suppressed, false), {order} LIMIT {top}"
+    )
 }
 
 #[cfg(test)]

@@ -293,9 +293,13 @@ fn verdict_stats(store: &Store) -> Result<Option<VerdictStats>> {
     }))
 }
 
-/// A detector's latest result table, how to describe its top row, and what to do.
+/// A detector's latest result table, which of its rows are alarms, how to describe its top row,
+/// and what to do.
 struct Detector {
     table: &'static str,
+    /// The rows that are alarms as the detector judged them (beacons: is_beacon; the other
+    /// tables store only what they flag). Rows an analyst's mark suppressed are never alarms.
+    alarm: &'static str,
     severity: Severity,
     describe: &'static str,
     order: &'static str,
@@ -306,6 +310,7 @@ struct Detector {
 const DETECTORS: &[Detector] = &[
     Detector {
         table: "port_scans",
+        alarm: "true",
         severity: Severity::High,
         describe: "scanner || ' scanned ' || coalesce(target, targets, '?') || ' (' || distinct_ports || ' ports, ' || distinct_hosts || ' hosts, ' || round(100 * failed_share) || ' % failed)'",
         order: "score DESC",
@@ -313,6 +318,7 @@ const DETECTORS: &[Detector] = &[
     },
     Detector {
         table: "beacons",
+        alarm: "is_beacon",
         severity: Severity::High,
         describe: "src || ' -> ' || dst || ':' || coalesce(CAST(dst_port AS VARCHAR), '*') || ' every ' || round(median_interval_s, 1) || ' s (score ' || round(score, 2) || coalesce(', ' || processes, '') || ')'",
         order: "is_beacon DESC, score DESC",
@@ -320,6 +326,7 @@ const DETECTORS: &[Detector] = &[
     },
     Detector {
         table: "bursts",
+        alarm: "true",
         severity: Severity::Medium,
         describe: "entity_kind || ' ' || entity || ': ' || metric || ' ' || round(factor, 1) || 'x its baseline at ' || CAST(start_ts AS VARCHAR)",
         order: "factor DESC",
@@ -327,6 +334,7 @@ const DETECTORS: &[Detector] = &[
     },
     Detector {
         table: "long_connections",
+        alarm: "true",
         severity: Severity::Low,
         describe: "src || ' -> ' || dst || ':' || coalesce(CAST(dst_port AS VARCHAR), '?') || ' for ' || round(duration_s / 3600, 1) || ' h (' || grade || coalesce(', ' || process_name, '') || ')'",
         order: "duration_s DESC",
@@ -340,15 +348,36 @@ fn detector_finding(store: &Store, d: &Detector) -> Result<Option<Finding>> {
         return Ok(None);
     }
     let conn = store.conn();
-    let rows: i64 = conn
-        .query_row(&format!("SELECT count(*) FROM {latest}"), [], |r| r.get(0))
+    // Rows of runs before migration 32 have suppressed NULL: not suppressed.
+    let alarms_sql = format!("{latest} WHERE {} AND NOT coalesce(suppressed, false)", d.alarm);
+    let (rows, suppressed): (i64, i64) = conn
+        .query_row(
+            &format!(
+                "SELECT count(*) FILTER (WHERE NOT coalesce(suppressed, false)), count(*) FILTER (WHERE suppressed) \
+                 FROM {latest} WHERE {}",
+                d.alarm
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .map_err(Error::sql)?;
+    let marks = match suppressed {
+        0 => String::new(),
+        n => format!(" ({n} more suppressed by analysts' marks: SELECT * FROM {latest} WHERE suppressed)"),
+    };
     if rows == 0 {
-        return Ok(None);
+        // Nothing to alarm on; still say that marks silenced rows, so nothing is hidden.
+        return Ok((suppressed > 0).then(|| Finding {
+            severity: Severity::Info,
+            area: "detect",
+            finding: format!("0 {} row(s){marks}", d.table),
+            recommendation: "Suppressed rows are known benign by an analyst's false_positive mark; a true_positive mark on the row lifts it (netlens feedback)".to_string(),
+            evidence: format!("SELECT * FROM {latest} WHERE suppressed"),
+        }));
     }
     let top: String = conn
         .query_row(
-            &format!("SELECT {} FROM {latest} ORDER BY {} LIMIT 1", d.describe, d.order),
+            &format!("SELECT {} FROM {alarms_sql} ORDER BY {} LIMIT 1", d.describe, d.order),
             [],
             |r| r.get(0),
         )
@@ -356,9 +385,9 @@ fn detector_finding(store: &Store, d: &Detector) -> Result<Option<Finding>> {
     Ok(Some(Finding {
         severity: d.severity,
         area: "detect",
-        finding: format!("{rows} {} row(s); first: {top}", d.table),
+        finding: format!("{rows} {} row(s){marks}; first: {top}", d.table),
         recommendation: d.recommendation.to_string(),
-        evidence: format!("SELECT * FROM {latest} ORDER BY {}", d.order),
+        evidence: format!("SELECT * FROM {alarms_sql} ORDER BY {}", d.order),
     }))
 }
 

@@ -173,6 +173,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "detect_gates",
         sql: include_str!("../../sql/031_detect_gates.sql"),
     },
+    Migration {
+        version: 32,
+        name: "suppressions",
+        sql: include_str!("../../sql/032_suppressions.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -607,6 +612,7 @@ mod tests {
         (29, "42b31899e8af897b324b644381974efe6b00454257babf70a7d829477d63fb65"),
         (30, "bcb8ce2694360df0317166119e046d2d09e9a8d85914b592b403ceba60f1bdf5"),
         (31, "ae619b7a6f8f65fb15d4b8299451ab223ac3a98f39b6ab7443e9a9f27ccc28b5"),
+        (32, "2b56e22f6c193a533f29045fe08ef91c69ab901b93c0ef5dedaf34cdb07357b6"),
     ];
 
     #[test]

@@ -634,3 +634,158 @@ fn ctrl_c_cancels_insights() {
     std::thread::sleep((full / 4).max(std::time::Duration::from_millis(150)));
     crate::ctrl_c_ends_it_with_130(child);
 }
+
+/// The demo's hourly rsync to its LAN backup server.
+const DEMO_RSYNC: &str = "192.168.1.10|192.168.1.40|873|tcp";
+
+/// Issue 21: the demo's hourly rsync is a true periodic job, so the beacon detector flags it
+/// (RITA does too): the one ordinary alarm of the demo day. An analyst's false-positive mark,
+/// made without a row id (for every run), suppresses it in later runs: stored, still judged a
+/// beacon, but not an alarm; a newer true-positive mark lifts it. Before migration 32 the mark
+/// changed nothing and the rsync stayed an alarm.
+#[test]
+fn an_analysts_mark_suppresses_the_demo_rsync_beacon_until_lifted() {
+    let s = Scratch::new();
+    s.cmd().args(["demo", "--hours", "24", "--quiet"]).assert().success();
+    let rsync_row = "SELECT is_beacon, suppressed, suppressed_by FROM latest_beacons \
+                     WHERE dst = '192.168.1.40' AND dst_port = 873";
+    let ordinary = "SELECT count(*) FROM latest_beacons WHERE is_beacon AND NOT suppressed AND dst <> '203.0.113.66'";
+    let planted = "SELECT count(*) FROM latest_beacons WHERE is_beacon AND NOT suppressed AND dst = '203.0.113.66'";
+    detect(&s, &["beacons", "--top", "0"])
+        .success()
+        .stderr(predicate::str::contains("suppressed").not());
+    assert_eq!(s.query(rsync_row), "true,false,", "unmarked, the rsync is an alarm");
+    assert_eq!(s.query(ordinary), "1");
+
+    s.cmd()
+        .args([
+            "feedback",
+            "beacons",
+            DEMO_RSYNC,
+            "--false-positive",
+            "--note",
+            "hourly rsync backup",
+        ])
+        .assert()
+        .success();
+    detect(&s, &["beacons", "--top", "0"])
+        .success()
+        .stderr(predicate::str::contains(", 1 suppressed by analysts' marks;"));
+    assert_eq!(
+        s.query(rsync_row),
+        "true,true,1",
+        "kept, judged a beacon, suppressed by mark 1"
+    );
+    assert_eq!(s.query(ordinary), "0", "no ordinary beacon alarm is left");
+    assert_eq!(s.query(planted), "1", "the planted beacon is still an alarm");
+    assert_eq!(
+        s.query("SELECT count(*) FROM beacons WHERE run_id = 1 AND suppressed"),
+        "0",
+        "the earlier run's rows are never rewritten"
+    );
+    let insights = s.cmd().args(["--format", "csv", "insights"]).assert().success();
+    let text = String::from_utf8_lossy(&insights.get_output().stdout).to_string();
+    assert!(
+        text.contains("1 beacons row(s) (1 more suppressed by analysts' marks"),
+        "insights counts only the unsuppressed beacon and says so: {text}"
+    );
+
+    s.cmd()
+        .args([
+            "feedback",
+            "beacons",
+            DEMO_RSYNC,
+            "--true-positive",
+            "--note",
+            "not ours after all",
+        ])
+        .assert()
+        .success();
+    detect(&s, &["beacons", "--top", "0"])
+        .success()
+        .stderr(predicate::str::contains("suppressed").not());
+    assert_eq!(
+        s.query(rsync_row),
+        "true,false,",
+        "the newer true-positive mark lifts it"
+    );
+    assert_eq!(s.query(ordinary), "1");
+}
+
+/// Each detector's suppression key: a false-positive mark made from a stored row's own key (as
+/// the dashboard writes it, with its run) suppresses that row's key in the next run and no other
+/// row; a burst's mark holds for any start time, and a long connection's (an event id) for the
+/// service it went to.
+#[test]
+fn a_mark_on_each_detectors_row_suppresses_its_key_in_the_next_run_only() {
+    let s = synthetic();
+    detect(&s, &["all", "--top", "0"]).success();
+    let keys = [
+        (
+            "port_scans",
+            "concat_ws('|', scanner, kind, coalesce(target, ''), coalesce(CAST(target_port AS VARCHAR), ''), proto)",
+            "score DESC",
+        ),
+        (
+            "beacons",
+            "concat_ws('|', src, dst, coalesce(CAST(dst_port AS VARCHAR), ''), proto)",
+            "is_beacon DESC, score DESC",
+        ),
+        (
+            "bursts",
+            "concat_ws('|', entity_kind, entity, metric, CAST(start_ts AS VARCHAR))",
+            "mads_above DESC, entity",
+        ),
+        ("long_connections", "event_id", "duration_s DESC"),
+    ];
+    for (table, key, order) in keys {
+        let row = s.query(&format!(
+            "SELECT run_id, {key} FROM latest_{table} ORDER BY {order} LIMIT 1"
+        ));
+        let (run, row_key) = row
+            .split_once(',')
+            .unwrap_or_else(|| panic!("{table} has a row: {row}"));
+        s.cmd()
+            .args(["feedback", table, row_key, "--false-positive", "--run", run])
+            .assert()
+            .success();
+    }
+    detect(&s, &["all", "--top", "0"])
+        .success()
+        .stderr(predicate::str::contains("suppressed by analysts' marks").count(4));
+    // The marked keys' rows, and only they, are suppressed, each by its own mark (1 to 4).
+    assert_eq!(
+        s.query("SELECT string_agg(DISTINCT suppressed_by::VARCHAR, ' ') FROM latest_port_scans WHERE suppressed"),
+        "1"
+    );
+    assert_eq!(
+        s.query("SELECT count(*) FROM latest_port_scans WHERE NOT suppressed"),
+        "0",
+        "the one scan"
+    );
+    assert_eq!(
+        s.query("SELECT suppressed_by, is_beacon FROM latest_beacons WHERE suppressed"),
+        "2,true"
+    );
+    assert!(
+        s.query("SELECT count(*) FROM latest_beacons WHERE NOT suppressed") != "0",
+        "the other pairs are not suppressed"
+    );
+    let bursts = s.query(
+        "SELECT count(*) FILTER (WHERE suppressed), count(DISTINCT entity_kind || entity || metric) FILTER (WHERE suppressed), \
+         min(suppressed_by), count(*) FILTER (WHERE NOT suppressed) > 0 FROM latest_bursts",
+    );
+    assert!(
+        bursts.ends_with(",1,3,true"),
+        "one entity and metric suppressed, at any start: {bursts}"
+    );
+    assert_eq!(
+        s.query("SELECT suppressed, suppressed_by FROM latest_long_connections"),
+        "true,4"
+    );
+    assert_eq!(
+        s.query("SELECT count(*) FROM detector_suppressions"),
+        "4",
+        "one suppression per marked key"
+    );
+}
