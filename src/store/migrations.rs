@@ -173,6 +173,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "detect_gates",
         sql: include_str!("../../sql/031_detect_gates.sql"),
     },
+    Migration {
+        version: 33,
+        name: "flow_features_sample",
+        sql: include_str!("../../sql/033_flow_features_sample.sql"),
+    },
+    Migration {
+        version: 34,
+        name: "tcp_path_stuck_rollups",
+        sql: include_str!("../../sql/034_tcp_path_stuck_rollups.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -607,6 +617,8 @@ mod tests {
         (29, "42b31899e8af897b324b644381974efe6b00454257babf70a7d829477d63fb65"),
         (30, "bcb8ce2694360df0317166119e046d2d09e9a8d85914b592b403ceba60f1bdf5"),
         (31, "ae619b7a6f8f65fb15d4b8299451ab223ac3a98f39b6ab7443e9a9f27ccc28b5"),
+        (33, "7c9e411ce1a7ff48a8506270c5335ca870b79bd7a93696582ca97ecc9d3546c0"),
+        (34, "48b5676d63a1c1535779a73e6395547f22d7665293843287f5261efbf5102367"),
     ];
 
     #[test]
