@@ -616,14 +616,18 @@ pub(crate) mod tests {
                 .query_row(&panel_sql(sql, since, until), [], |r| r.get(0))
                 .unwrap()
         };
-        let connections = one("SELECT sum(connection_count)::BIGINT FROM flow_features_between(INTERVAL 5 MINUTE, :since, :until)");
+        let connections =
+            one("SELECT sum(connection_count)::BIGINT FROM flow_features_between(INTERVAL 5 MINUTE, :since, :until)");
         let windows = one("SELECT count(*) FROM flow_features_between(INTERVAL 5 MINUTE, :since, :until)");
         assert!(windows > 30, "{windows} windows");
         let at_most = connections / 3;
         let sampled = format!("flow_features_sampled(INTERVAL 5 MINUTE, :since, :until, {at_most})");
         let rounded = "* EXCLUDE (one_in, connections_of) REPLACE (round(remote_port_mean, 9) AS remote_port_mean, \
                        round(remote_port_std, 9) AS remote_port_std, round(mean_duration_s, 9) AS mean_duration_s)";
-        let kept = sorted_rows(&store, &panel_sql(&format!("SELECT {rounded} FROM {sampled}"), since, until));
+        let kept = sorted_rows(
+            &store,
+            &panel_sql(&format!("SELECT {rounded} FROM {sampled}"), since, until),
+        );
         let full = sorted_rows(
             &store,
             &panel_sql(
@@ -635,20 +639,31 @@ pub(crate) mod tests {
                 until,
             ),
         );
-        assert!(!kept.is_empty() && kept.len() < full.len() / 2, "{} of {} windows", kept.len(), full.len());
+        assert!(
+            !kept.is_empty() && kept.len() < full.len() / 2,
+            "{} of {} windows",
+            kept.len(),
+            full.len()
+        );
         for row in &kept {
             assert!(full.contains(row), "a sampled window differs from its full row: {row}");
         }
         assert_eq!(
             kept,
-            sorted_rows(&store, &panel_sql(&format!("SELECT {rounded} FROM {sampled}"), since, until)),
+            sorted_rows(
+                &store,
+                &panel_sql(&format!("SELECT {rounded} FROM {sampled}"), since, until)
+            ),
             "the same range gives the same sample"
         );
         assert_eq!(
             one(&format!("SELECT any_value(one_in) FROM {sampled}")),
             (connections + at_most - 1) / at_most
         );
-        assert_eq!(one(&format!("SELECT any_value(connections_of) FROM {sampled}")), connections);
+        assert_eq!(
+            one(&format!("SELECT any_value(connections_of) FROM {sampled}")),
+            connections
+        );
         // The panel says what it drew from when sampled, and nothing when not.
         let (views, _) = views().unwrap();
         let correlation = views
@@ -833,7 +848,10 @@ pub(crate) mod tests {
                 until,
                 Some(&rolled),
             ));
-            assert!(from_rollups * 2 > raw_paths.len() as i64, "{what}: {from_rollups} paths rolled");
+            assert!(
+                from_rollups * 2 > raw_paths.len() as i64,
+                "{what}: {from_rollups} paths rolled"
+            );
         }
         // A day or less reads raw rows, as does a range with nothing rolled up.
         let day = (newest - chrono::Duration::hours(24), newest);

@@ -569,8 +569,18 @@ mod tests {
                 OR r.last_ts IS DISTINCT FROM raw.last_ts",
         );
         assert_eq!(differing, 0);
-        assert!(count(&store, "SELECT count(*) FROM tcp_stuck_rollups WHERE state = 'SYN_SENT'") > 0);
-        assert!(count(&store, "SELECT count(*) FROM tcp_stuck_rollups WHERE state = 'CLOSE_WAIT'") > 0);
+        assert!(
+            count(
+                &store,
+                "SELECT count(*) FROM tcp_stuck_rollups WHERE state = 'SYN_SENT'"
+            ) > 0
+        );
+        assert!(
+            count(
+                &store,
+                "SELECT count(*) FROM tcp_stuck_rollups WHERE state = 'CLOSE_WAIT'"
+            ) > 0
+        );
         let migration = include_str!("../sql/034_tcp_path_stuck_rollups.sql");
         let fill = migration
             .split_once("INSERT INTO tcp_stuck_rollups")

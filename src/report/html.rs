@@ -11,9 +11,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::dashboard::{self, panel_sql_rolled};
-use crate::shared_reads::SharedReads;
 use crate::error::{Error, Result};
 use crate::output::JsonTable;
+use crate::shared_reads::SharedReads;
 use crate::store::Store;
 
 /// Rows kept per panel.

@@ -38,10 +38,10 @@ use serde::Deserialize;
 use super::access::{self, Listen};
 use super::{log, Shared};
 use crate::dashboard::{self, panel_sql_rolled, parse_time, ASSETS, INDEX};
-use crate::shared_reads::{self, SharedReads};
 use crate::error::{Error, Result};
 use crate::output::JsonTable;
 use crate::request;
+use crate::shared_reads::{self, SharedReads};
 
 /// Rows a panel or the SQL page returns at most.
 pub const ROW_LIMIT: usize = 5000;
@@ -387,7 +387,10 @@ async fn api_panel(State(app): State<AppState>, Query(q): Query<PanelQuery>, hea
             // What other panels of the range read too is read once (the same rows); should that
             // fail, the panel reads its own.
             let template = if shared {
-                reads.shared_reads.prepare(conn, &template, since, until).unwrap_or(template)
+                reads
+                    .shared_reads
+                    .prepare(conn, &template, since, until)
+                    .unwrap_or(template)
             } else {
                 template
             };
