@@ -170,15 +170,23 @@ pub fn parse_time(text: &str) -> std::result::Result<NaiveDateTime, String> {
 /// a plot is a sample.
 pub const SAMPLED_FROM: &str = "sampled_from";
 
-/// A panel's plot shows `shown` of its `of` rows.
+/// The column before [`SAMPLED_FROM`] of a panel computed from a sample rather than drawing
+/// one (the correlation heatmap: its cells are few, the connections behind them many): how many
+/// of the `sampled_from` it was computed from. Every row says the same.
+pub const SAMPLE_SIZE: &str = "sample_size";
+
+/// A panel's plot shows `shown` of its `of` rows (`what`: "points drawn"), or was computed from
+/// `shown` of `of` connections (`what`: "connections").
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Sampled {
-    pub shown: usize,
+    pub shown: i64,
     pub of: i64,
+    pub what: &'static str,
 }
 
-/// Takes the [`SAMPLED_FROM`] column off a panel's result (the page draws the others): `Some`
-/// when the plot shows fewer rows than the panel had.
+/// Takes the [`SAMPLED_FROM`] column (and [`SAMPLE_SIZE`] before it, when there) off a panel's
+/// result (the page draws the others): `Some` when the plot shows, or was computed from, fewer
+/// rows than the panel had.
 pub fn take_sampled(
     columns: &mut Vec<String>,
     types: &mut Vec<String>,
@@ -187,14 +195,22 @@ pub fn take_sampled(
     if columns.last().map(String::as_str) != Some(SAMPLED_FROM) {
         return None;
     }
-    columns.pop();
-    types.pop();
-    let of = rows.first().and_then(|r| r.last()).and_then(serde_json::Value::as_i64);
+    let computed = columns.len() >= 2 && columns[columns.len() - 2] == SAMPLE_SIZE;
+    let taken = if computed { 2 } else { 1 };
+    columns.truncate(columns.len() - taken);
+    types.truncate(types.len().saturating_sub(taken));
+    let last = |row: &[serde_json::Value], back: usize| row.len().checked_sub(back).and_then(|i| row[i].as_i64());
+    let of = rows.first().and_then(|r| last(r, 1));
+    let (shown, what) = if computed {
+        (rows.first().and_then(|r| last(r, 2)), "connections")
+    } else {
+        (Some(rows.len() as i64), "points drawn")
+    };
     for row in rows.iter_mut() {
-        row.pop();
+        row.truncate(row.len().saturating_sub(taken));
     }
-    match of {
-        Some(of) if of > rows.len() as i64 => Some(Sampled { shown: rows.len(), of }),
+    match (shown, of) {
+        (Some(shown), Some(of)) if of > shown => Some(Sampled { shown, of, what }),
         _ => None,
     }
 }
@@ -215,7 +231,7 @@ pub const KINDS: &[&str] = &[
 ];
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
@@ -361,6 +377,21 @@ mod tests {
             "(SELECT ts, direction, count(*) AS sockets, 1 AS snapshots FROM sockets \
              WHERE ts BETWEEN :since AND :until GROUP BY snapshot_id, ts, direction)",
         ),
+        // Migration 33: a sample only over more connections than a demo has.
+        (
+            "flow_features_sampled(INTERVAL 5 MINUTE, :since, :until, 100000)",
+            "(SELECT *, 1 AS one_in, sum(connection_count) OVER () AS connections_of \
+             FROM flow_features WHERE window_start BETWEEN :since AND :until)",
+        ),
+        // Migration 34.
+        (
+            "tcp_connection_transitions_rolled(:since, :rolled_from, :rolled_to, :until)",
+            "(SELECT * FROM tcp_connection_transitions WHERE first_ts <= :until AND last_ts >= :since)",
+        ),
+        (
+            "tcp_stuck_connections_rolled(:since, :rolled_from, :rolled_to, :until)",
+            "(SELECT * FROM tcp_stuck_connections WHERE since <= :until AND until >= :since)",
+        ),
         // Migration 30.
         (
             "tcp_state_counts_rolled(:since, :rolled_from, :rolled_to, :until)",
@@ -370,7 +401,7 @@ mod tests {
     ];
 
     /// A result's rows as text, sorted (rows that tie in a panel's ORDER BY come in no fixed order).
-    fn sorted_rows(store: &crate::store::Store, sql: &str) -> Vec<String> {
+    pub(crate) fn sorted_rows(store: &crate::store::Store, sql: &str) -> Vec<String> {
         let wrapped = format!("SELECT CAST(t AS VARCHAR) FROM ({sql}) t");
         let mut stmt = store.conn().prepare(&wrapped).unwrap_or_else(|e| panic!("{e}\n{sql}"));
         let mut rows: Vec<String> = stmt
@@ -396,7 +427,7 @@ mod tests {
     }
 
     /// Fails with the rows only one side has.
-    fn assert_same(new: &[String], old: &[String], what: &str) {
+    pub(crate) fn assert_same(new: &[String], old: &[String], what: &str) {
         let only_new: Vec<_> = new.iter().filter(|r| !old.contains(r)).collect();
         let only_old: Vec<_> = old.iter().filter(|r| !new.contains(r)).collect();
         assert!(
@@ -560,6 +591,107 @@ mod tests {
         }
     }
 
+    /// Over more connections than it may group, the correlation heatmap is computed from a fixed
+    /// sample of the flow windows (issue 18: within a second over the whole history; say when
+    /// sampled): every window kept is the unsampled row for that window, the same windows come
+    /// every time, the counts behind it are right, and the panel says what it drew from.
+    #[test]
+    fn the_correlation_sample_keeps_whole_windows_and_says_so() {
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        let demo = crate::capture::demo::DemoRequest {
+            hours: 4,
+            interval: Duration::from_secs(30),
+            seed: 13,
+            traffic_rows: 50,
+        };
+        let mut quiet = crate::request::CollectGaps::default();
+        crate::capture::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
+        let (since, until) = (
+            parse_time("2000-01-01T00:00:00").unwrap(),
+            parse_time("2100-01-01T00:00:00").unwrap(),
+        );
+        let one = |sql: &str| -> i64 {
+            store
+                .conn()
+                .query_row(&panel_sql(sql, since, until), [], |r| r.get(0))
+                .unwrap()
+        };
+        let connections =
+            one("SELECT sum(connection_count)::BIGINT FROM flow_features_between(INTERVAL 5 MINUTE, :since, :until)");
+        let windows = one("SELECT count(*) FROM flow_features_between(INTERVAL 5 MINUTE, :since, :until)");
+        assert!(windows > 30, "{windows} windows");
+        let at_most = connections / 3;
+        let sampled = format!("flow_features_sampled(INTERVAL 5 MINUTE, :since, :until, {at_most})");
+        let rounded = "* EXCLUDE (one_in, connections_of) REPLACE (round(remote_port_mean, 9) AS remote_port_mean, \
+                       round(remote_port_std, 9) AS remote_port_std, round(mean_duration_s, 9) AS mean_duration_s)";
+        let kept = sorted_rows(
+            &store,
+            &panel_sql(&format!("SELECT {rounded} FROM {sampled}"), since, until),
+        );
+        let full = sorted_rows(
+            &store,
+            &panel_sql(
+                &format!(
+                    "SELECT {} FROM flow_features_between(INTERVAL 5 MINUTE, :since, :until)",
+                    rounded.replace("EXCLUDE (one_in, connections_of) ", "")
+                ),
+                since,
+                until,
+            ),
+        );
+        assert!(
+            !kept.is_empty() && kept.len() < full.len() / 2,
+            "{} of {} windows",
+            kept.len(),
+            full.len()
+        );
+        for row in &kept {
+            assert!(full.contains(row), "a sampled window differs from its full row: {row}");
+        }
+        assert_eq!(
+            kept,
+            sorted_rows(
+                &store,
+                &panel_sql(&format!("SELECT {rounded} FROM {sampled}"), since, until)
+            ),
+            "the same range gives the same sample"
+        );
+        assert_eq!(
+            one(&format!("SELECT any_value(one_in) FROM {sampled}")),
+            (connections + at_most - 1) / at_most
+        );
+        assert_eq!(
+            one(&format!("SELECT any_value(connections_of) FROM {sampled}")),
+            connections
+        );
+        // The panel says what it drew from when sampled, and nothing when not.
+        let (views, _) = views().unwrap();
+        let correlation = views
+            .iter()
+            .flat_map(|v| &v.panels)
+            .find(|p| p.id == "correlation")
+            .unwrap();
+        assert!(correlation.sql.contains("100000)"));
+        let run = |sql: &str| {
+            let mut stmt = store.conn().prepare(&panel_sql(sql, since, until)).unwrap();
+            let arrow = stmt.query_arrow([]).unwrap();
+            let schema = arrow.get_schema();
+            let mut t = crate::output::JsonTable::collect(&schema, arrow.map(Ok), 5000).unwrap();
+            let sampled = take_sampled(&mut t.columns, &mut t.types, &mut t.rows);
+            (t, sampled)
+        };
+        let (whole, none) = run(&correlation.sql);
+        assert_eq!(none, None);
+        assert_eq!(whole.columns, ["x", "y", "v"]);
+        assert_eq!(whole.rows.len(), 49);
+        let (part, said) = run(&correlation.sql.replace("100000)", &format!("{at_most})")));
+        let said = said.expect("a sampled heatmap says so");
+        assert_eq!((said.of, said.what), (connections, "connections"));
+        assert!(said.shown > 0 && said.shown < connections, "{said:?}");
+        assert_eq!(part.columns, ["x", "y", "v"]);
+        assert!(part.rows.iter().all(|r| r.len() == 3));
+    }
+
     /// Ranges of days read the hourly rollups (issue 18): what a panel sums from the rollups
     /// equals what it sums from the raw rows, per process, interface and hour, and the part of
     /// the range not rolled up (a partial first hour, the newest hour) is read raw.
@@ -689,6 +821,37 @@ mod tests {
                 &raw_state_mean,
                 &format!("tcp/state_mean over {what}"),
             );
+            // Stuck connections (the demo's stuck CLOSE_WAIT and its scan's SYN_SENT probes): the
+            // raw rows, row for row, with their sightings read from the rollups.
+            let stuck = "SELECT * FROM tcp_stuck_connections_rolled(:since, :rolled_from, :rolled_to, :until)";
+            let raw_stuck = sorted_rows(&store, &panel_sql(stuck, since, until));
+            assert!(!raw_stuck.is_empty(), "{what}: no stuck connection in the demo");
+            assert_same(
+                &sorted_rows(&store, &panel_sql_rolled(stuck, since, until, Some(&rolled))),
+                &raw_stuck,
+                &format!("tcp_stuck_connections_rolled over {what}"),
+            );
+            assert!(traffic_in("SELECT count(*) FROM tcp_stuck_rollups") > 0);
+            // TCP paths: the raw rows, row for row, those of connections gone in rolled hours
+            // read from the rollups.
+            let paths = "SELECT * FROM tcp_connection_transitions_rolled(:since, :rolled_from, :rolled_to, :until)";
+            let raw_paths = sorted_rows(&store, &panel_sql(paths, since, until));
+            assert!(raw_paths.len() > 10, "{what}: {} paths", raw_paths.len());
+            assert_same(
+                &sorted_rows(&store, &panel_sql_rolled(paths, since, until, Some(&rolled))),
+                &raw_paths,
+                &format!("tcp_connection_transitions_rolled over {what}"),
+            );
+            let from_rollups = traffic_in(&panel_sql_rolled(
+                "SELECT count(*) FROM tcp_path_rollups WHERE bucket_start < :rolled_to",
+                since,
+                until,
+                Some(&rolled),
+            ));
+            assert!(
+                from_rollups * 2 > raw_paths.len() as i64,
+                "{what}: {from_rollups} paths rolled"
+            );
         }
         // A day or less reads raw rows, as does a range with nothing rolled up.
         let day = (newest - chrono::Duration::hours(24), newest);
@@ -727,7 +890,14 @@ mod tests {
         };
         let mut t = table(&sample(6000));
         let sampled = take_sampled(&mut t.columns, &mut t.types, &mut t.rows);
-        assert_eq!(sampled, Some(Sampled { shown: 4000, of: 6000 }));
+        assert_eq!(
+            sampled,
+            Some(Sampled {
+                shown: 4000,
+                of: 6000,
+                what: "points drawn"
+            })
+        );
         assert_eq!(t.columns, ["x", "y"]);
         assert!(t.rows.iter().all(|r| r.len() == 2) && t.types.len() == 2);
         let mut all = table(&sample(300));

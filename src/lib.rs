@@ -25,6 +25,7 @@ pub mod report;
 pub mod request;
 pub mod retention;
 pub mod serve;
+pub mod shared_reads;
 pub mod shell;
 pub mod store;
 pub mod watch;
@@ -323,6 +324,7 @@ mod architecture {
             "feedback",
             "chart",
             "dashboard",
+            "shared_reads",
         ];
         let mut rules: Vec<(&str, &str)> = Vec::new();
         for m in domain {
@@ -350,6 +352,7 @@ mod architecture {
             "retention",
             "feedback",
             "dashboard",
+            "shared_reads",
             "chart",
         ] {
             rules.push(("store", target));

@@ -1,6 +1,6 @@
 //! Retention: so a host's history can be kept for months in bounded space. Each complete time
 //! bucket (an hour by default) of raw capture rows is rolled up, once, into the `*_rollups`
-//! tables (per connection, process, interface, remote peer and TCP state); then raw rows older
+//! tables (per connection, process, interface, remote peer, TCP state, TCP path and stuck TCP socket); then raw rows older
 //! than the raw window are deleted in batches of a few hundred snapshots, each its own short
 //! transaction, so a snapshot being stored at the same time never waits long; rollups older
 //! than their own window go last. DuckDB reuses the freed blocks at its next checkpoint, so a
@@ -170,6 +170,8 @@ pub fn retain(
                 "peer_rollups",
                 "tcp_state_rollups",
                 "tcp_state_buckets",
+                "tcp_stuck_rollups",
+                "tcp_path_rollups",
             ] {
                 deleted += conn
                     .execute(&format!("DELETE FROM {table} WHERE bucket_start < ?"), params![cutoff])
@@ -304,6 +306,23 @@ fn roll_up(conn: &duckdb::Connection, bucket: &Bucket, width: i64) -> Result<()>
          SELECT $1, $2, $4, state, count(*), count(DISTINCT snapshot_id) \
          FROM sockets WHERE {of_bucket} AND proto = 'tcp' GROUP BY state"
     ))?;
+    // A connection's path is whole once it is gone: written with the bucket it went in.
+    run(format!(
+        "INSERT INTO tcp_path_rollups \
+         SELECT $1, $2, $4, connection_id, count(*) FILTER (WHERE from_state IS NOT NULL AND to_state IS NOT NULL), \
+                string_agg(coalesce(to_state, 'gone'), ' > ' ORDER BY snapshot_id), arg_min(to_state, snapshot_id), \
+                arg_max(coalesce(to_state, from_state), snapshot_id), min(ts), max(ts) \
+         FROM tcp_transitions \
+         WHERE ts < $3 AND connection_id IN (SELECT connection_id FROM tcp_transitions WHERE to_state IS NULL AND {of_bucket}) \
+         GROUP BY connection_id"
+    ))?;
+    run(format!(
+        "INSERT INTO tcp_stuck_rollups \
+         SELECT $1, $2, $4, connection_id, state, count(*), min(ts), max(ts), arg_min(process_name, ts), \
+                arg_min(pid, ts), arg_min(remote_addr, ts), arg_min(remote_port, ts) \
+         FROM sockets WHERE {of_bucket} AND proto = 'tcp' AND state IN ('SYN_SENT', 'CLOSE_WAIT') \
+         GROUP BY connection_id, state"
+    ))?;
     run("INSERT INTO tcp_state_buckets \
          SELECT $1, $2, $4, count(*) FROM snapshots WHERE host = $1 AND ts >= $2 AND ts < $3"
         .to_string())?;
@@ -383,6 +402,18 @@ mod tests {
 
     fn count(store: &Store, sql: &str) -> i64 {
         store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Every row of `table` as text, in order.
+    fn table_rows(store: &Store, table: &str) -> Vec<String> {
+        let mut stmt = store
+            .conn()
+            .prepare(&format!("SELECT CAST(t AS VARCHAR) FROM {table} t ORDER BY ALL"))
+            .unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .unwrap()
     }
 
     /// A demo of `hours` at `interval`; returns the store and its newest snapshot time.
@@ -514,6 +545,93 @@ mod tests {
         assert!(count(&store, "SELECT count(*) FROM connection_rollups WHERE bytes_sent > 0") > 0);
     }
 
+    /// Bucket by bucket, the stuck-socket rollups count the raw sightings in SYN_SENT and
+    /// CLOSE_WAIT; and migration 34's fill of buckets rolled up before it gives the same rows as
+    /// `retain`.
+    #[test]
+    fn tcp_stuck_rollups_count_the_raw_sightings_and_the_migration_fills_the_same() {
+        let (store, newest) = demo(2, 30);
+        let mut req = request(None, None);
+        req.bucket = Duration::from_secs(3600);
+        retain(&store, &req, newest.and_utc(), &|| false, &|| ()).unwrap();
+        let differing = count(
+            &store,
+            "SELECT count(*) FROM ( \
+               SELECT n.host, time_bucket(INTERVAL 1 HOUR, s.ts) AS b, s.connection_id, s.state, count(*) AS n, \
+                      min(s.ts) AS first_ts, max(s.ts) AS last_ts \
+               FROM sockets s JOIN snapshots n USING (snapshot_id) \
+               WHERE s.proto = 'tcp' AND s.state IN ('SYN_SENT', 'CLOSE_WAIT') \
+                 AND s.ts < (SELECT time_bucket(INTERVAL 1 HOUR, max(ts)) FROM snapshots) \
+               GROUP BY ALL) raw FULL JOIN tcp_stuck_rollups r \
+               ON raw.host = r.host AND raw.b = r.bucket_start AND raw.connection_id = r.connection_id \
+              AND raw.state = r.state \
+             WHERE r.sightings IS DISTINCT FROM raw.n OR r.first_ts IS DISTINCT FROM raw.first_ts \
+                OR r.last_ts IS DISTINCT FROM raw.last_ts",
+        );
+        assert_eq!(differing, 0);
+        assert!(
+            count(
+                &store,
+                "SELECT count(*) FROM tcp_stuck_rollups WHERE state = 'SYN_SENT'"
+            ) > 0
+        );
+        assert!(
+            count(
+                &store,
+                "SELECT count(*) FROM tcp_stuck_rollups WHERE state = 'CLOSE_WAIT'"
+            ) > 0
+        );
+        let migration = include_str!("../sql/034_tcp_path_stuck_rollups.sql");
+        let fill = migration
+            .split_once("INSERT INTO tcp_stuck_rollups")
+            .and_then(|(_, rest)| rest.split_once(';'))
+            .map(|(fill, _)| format!("INSERT INTO tcp_stuck_rollups {fill}"))
+            .unwrap();
+        let rows = |store: &Store| table_rows(store, "tcp_stuck_rollups");
+        let by_retain = rows(&store);
+        store.conn().execute_batch("DELETE FROM tcp_stuck_rollups").unwrap();
+        store.conn().execute_batch(&fill).unwrap();
+        assert_eq!(rows(&store), by_retain);
+    }
+
+    /// Every TCP connection gone in a rolled-up bucket has its `tcp_connection_transitions` row
+    /// in the path rollups, once; and migration 34's fill gives the same rows as `retain`.
+    #[test]
+    fn tcp_path_rollups_hold_the_raw_paths_and_the_migration_fills_the_same() {
+        let (store, newest) = demo(2, 30);
+        let mut req = request(None, None);
+        req.bucket = Duration::from_secs(3600);
+        retain(&store, &req, newest.and_utc(), &|| false, &|| ()).unwrap();
+        let gone_before = "(SELECT connection_id FROM tcp_transitions WHERE to_state IS NULL \
+                            AND ts < (SELECT time_bucket(INTERVAL 1 HOUR, max(ts)) FROM snapshots))";
+        let differing = count(
+            &store,
+            &format!(
+                "SELECT count(*) FROM (SELECT * FROM tcp_connection_transitions WHERE connection_id IN {gone_before}) raw \
+                 FULL JOIN tcp_path_rollups r USING (connection_id) \
+                 WHERE r.path IS DISTINCT FROM raw.path OR r.transitions IS DISTINCT FROM raw.transitions \
+                    OR r.first_state IS DISTINCT FROM raw.first_state OR r.last_state IS DISTINCT FROM raw.last_state \
+                    OR r.first_ts IS DISTINCT FROM raw.first_ts OR r.last_ts IS DISTINCT FROM raw.last_ts"
+            ),
+        );
+        assert_eq!(differing, 0);
+        assert!(count(&store, "SELECT count(*) FROM tcp_path_rollups WHERE transitions > 0") > 10);
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM tcp_path_rollups"),
+            count(&store, "SELECT count(DISTINCT connection_id) FROM tcp_path_rollups")
+        );
+        let migration = include_str!("../sql/034_tcp_path_stuck_rollups.sql");
+        let fill = migration
+            .split_once("INSERT INTO tcp_path_rollups")
+            .and_then(|(_, rest)| rest.split_once(';'))
+            .map(|(fill, _)| format!("INSERT INTO tcp_path_rollups {fill}"))
+            .unwrap();
+        let by_retain = table_rows(&store, "tcp_path_rollups");
+        store.conn().execute_batch("DELETE FROM tcp_path_rollups").unwrap();
+        store.conn().execute_batch(&fill).unwrap();
+        assert_eq!(table_rows(&store, "tcp_path_rollups"), by_retain);
+    }
+
     /// Bucket by bucket and state, the TCP state rollups equal `tcp_state_counts` summed; and
     /// migration 30's fill of buckets rolled up before it gives the same rows as `retain`.
     #[test]
@@ -539,16 +657,7 @@ mod tests {
             .and_then(|(_, rest)| rest.split_once(';'))
             .map(|(fill, _)| format!("INSERT INTO tcp_state_rollups {fill}"))
             .unwrap();
-        let rows = |store: &Store| {
-            let mut stmt = store
-                .conn()
-                .prepare("SELECT CAST(t AS VARCHAR) FROM tcp_state_rollups t ORDER BY ALL")
-                .unwrap();
-            stmt.query_map([], |r| r.get::<_, String>(0))
-                .unwrap()
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .unwrap()
-        };
+        let rows = |store: &Store| table_rows(store, "tcp_state_rollups");
         let by_retain = rows(&store);
         store.conn().execute_batch("DELETE FROM tcp_state_rollups").unwrap();
         store.conn().execute_batch(&fill).unwrap();

@@ -705,7 +705,7 @@
         (p.def.export ? '; Export gives them all' : '') + '</span>' : '') +
       (data.rolled ? ' \u00b7 <span class="rolled">' + esc(rolledText(data.rolled)) + '</span>' : '') +
       (data.sampled ? ' \u00b7 <span class="warn">a sample: ' + esc(fmtInt(data.sampled.shown) + ' of ' +
-        fmtInt(data.sampled.of)) + ' points drawn</span>' : '');
+        fmtInt(data.sampled.of) + ' ' + data.sampled.what) + '</span>' : '');
   }
 
   /* What of the range a panel drew from the rollups (ranges over a day read them). */

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::dashboard::{self, panel_sql_rolled};
 use crate::error::{Error, Result};
 use crate::output::JsonTable;
+use crate::shared_reads::SharedReads;
 use crate::store::Store;
 
 /// Rows kept per panel.
@@ -87,6 +88,31 @@ pub fn bundle(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Res
     // What of a range of days the rollups hold, for the panels that can read them (as the
     // server does for each panel).
     let rolled = dashboard::rolled(store.conn(), since, until)?;
+    // What several panels read is read once (the same rows); should that fail, each reads its own.
+    let shared = SharedReads::new();
+    let results = draw_panels(store, &specs, since, until, rolled.as_ref(), &shared);
+    shared.clear(store.conn());
+    let results = results?;
+    let iso = |t: NaiveDateTime| t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    Ok(Bundle {
+        generated_at: now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        since: iso(since),
+        until: iso(until),
+        views,
+        results,
+    })
+}
+
+/// Runs every panel of `specs` over `[since, until]`: `view/panel` -> its result, or
+/// `{"error": ...}`.
+fn draw_panels(
+    store: &Store,
+    specs: &[dashboard::ViewSpec],
+    since: NaiveDateTime,
+    until: NaiveDateTime,
+    rolled: Option<&dashboard::Rolled>,
+    shared: &SharedReads,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
     let mut results = serde_json::Map::new();
     for view in specs {
         for panel in &view.panels {
@@ -94,8 +120,11 @@ pub fn bundle(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Res
             if crate::interrupt::requested() {
                 return Err(Error::Interrupted);
             }
-            let rolled = rolled.as_ref().filter(|_| dashboard::reads_rollups(&panel.sql));
-            let sql = panel_sql_rolled(&panel.sql, since, until, rolled);
+            let template = shared
+                .prepare(store.conn(), &panel.sql, since, until)
+                .unwrap_or_else(|_| panel.sql.clone());
+            let rolled = rolled.filter(|_| dashboard::reads_rollups(&template));
+            let sql = panel_sql_rolled(&template, since, until, rolled);
             let result = (|| -> Result<JsonTable> {
                 let conn = store.conn();
                 let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
@@ -128,14 +157,7 @@ pub fn bundle(store: &Store, request: &ReportRequest, now: DateTime<Utc>) -> Res
             results.insert(format!("{}/{}", view.id, panel.id), value);
         }
     }
-    let iso = |t: NaiveDateTime| t.format("%Y-%m-%dT%H:%M:%S").to_string();
-    Ok(Bundle {
-        generated_at: now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        since: iso(since),
-        until: iso(until),
-        views,
-        results,
-    })
+    Ok(results)
 }
 
 /// Text safe inside a `<script>` element: no `</` (which could end it) and no `<!--`.

@@ -41,6 +41,7 @@ use crate::dashboard::{self, panel_sql_rolled, parse_time, ASSETS, INDEX};
 use crate::error::{Error, Result};
 use crate::output::JsonTable;
 use crate::request;
+use crate::shared_reads::{self, SharedReads};
 
 /// Rows a panel or the SQL page returns at most.
 pub const ROW_LIMIT: usize = 5000;
@@ -62,6 +63,8 @@ struct App {
     origins: Vec<String>,
     /// Served over TLS: the cookie is then `Secure` too.
     tls: bool,
+    /// What several panels of a range read, read once per range.
+    shared_reads: SharedReads,
 }
 
 type AppState = Arc<App>;
@@ -97,6 +100,7 @@ pub async fn serve(
         writes,
         origins,
         tls: listen.tls.is_some(),
+        shared_reads: SharedReads::new(),
     });
     shared.update(|s| s.http = Some(url.clone()));
     log(&format!("dashboard on {url}/?token={token}"));
@@ -376,18 +380,36 @@ async fn api_panel(State(app): State<AppState>, Query(q): Query<PanelQuery>, hea
         (Ok(s), Ok(u)) => (s, u),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
     };
-    let template = sql.clone();
-    let result = query_with(&app, ROW_LIMIT, move |conn| {
-        // A range of days reads what is rolled up of it from the rollups (the page says so).
-        let rolled = if dashboard::reads_rollups(&template) {
-            dashboard::rolled(conn, since, until)?
-        } else {
-            None
-        };
-        Ok((panel_sql_rolled(&template, since, until, rolled.as_ref()), rolled))
-    })
-    .await
-    .map(|mut timed| {
+    let panel = |shared: bool| {
+        let template = sql.clone();
+        let reads = Arc::clone(&app);
+        query_with(&app, ROW_LIMIT, move |conn| {
+            // What other panels of the range read too is read once (the same rows); should that
+            // fail, the panel reads its own.
+            let template = if shared {
+                reads
+                    .shared_reads
+                    .prepare(conn, &template, since, until)
+                    .unwrap_or(template)
+            } else {
+                template
+            };
+            // A range of days reads what is rolled up of it from the rollups (the page says so).
+            let rolled = if dashboard::reads_rollups(&template) {
+                dashboard::rolled(conn, since, until)?
+            } else {
+                None
+            };
+            Ok((panel_sql_rolled(&template, since, until, rolled.as_ref()), rolled))
+        })
+    };
+    let mut result = panel(true).await;
+    // A shared read dropped between this panel's choosing it and its query (the data changed
+    // and another panel built the read again): the panel reads its own.
+    if result.as_ref().is_err_and(|e| e.contains(shared_reads::TABLE_PREFIX)) {
+        result = panel(false).await;
+    }
+    let result = result.map(|mut timed| {
         let t = &mut timed.table;
         timed.sampled = dashboard::take_sampled(&mut t.columns, &mut t.types, &mut t.rows);
         timed
@@ -428,8 +450,10 @@ async fn query_table(app: &App, sql: String, limit: usize) -> std::result::Resul
     query_with(app, limit, move |_| Ok((sql, None))).await
 }
 
-/// Runs the query `make_sql` gives, in a READ ONLY transaction on a connection of its own (in
-/// which `make_sql` may read what it needs to write the query).
+/// Runs the query `make_sql` gives, in a READ ONLY transaction on a connection of its own.
+/// `make_sql` runs on that connection before the transaction begins: it may read what it needs
+/// to write the query, and build shared reads, which a transaction begun before them would not
+/// see.
 async fn query_with<F>(app: &App, limit: usize, make_sql: F) -> std::result::Result<TimedTable, String>
 where
     F: FnOnce(&duckdb::Connection) -> Result<(String, Option<dashboard::Rolled>)> + Send + 'static,
@@ -439,10 +463,9 @@ where
         let started = Instant::now();
         let store = shared.connect().map_err(|e| e.to_string())?;
         let conn = store.conn();
-        conn.execute_batch("BEGIN TRANSACTION READ ONLY")
-            .map_err(|e| Error::sql(e).to_string())?;
         let table = (|| -> Result<(JsonTable, Option<dashboard::Rolled>)> {
             let (sql, rolled) = make_sql(conn)?;
+            conn.execute_batch("BEGIN TRANSACTION READ ONLY").map_err(Error::sql)?;
             let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
             let arrow = stmt.query_arrow([]).map_err(Error::sql)?;
             let schema = arrow.get_schema();

@@ -178,6 +178,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "suppressions",
         sql: include_str!("../../sql/032_suppressions.sql"),
     },
+    Migration {
+        version: 33,
+        name: "flow_features_sample",
+        sql: include_str!("../../sql/033_flow_features_sample.sql"),
+    },
+    Migration {
+        version: 34,
+        name: "tcp_path_stuck_rollups",
+        sql: include_str!("../../sql/034_tcp_path_stuck_rollups.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -613,6 +623,8 @@ mod tests {
         (30, "bcb8ce2694360df0317166119e046d2d09e9a8d85914b592b403ceba60f1bdf5"),
         (31, "ae619b7a6f8f65fb15d4b8299451ab223ac3a98f39b6ab7443e9a9f27ccc28b5"),
         (32, "2b56e22f6c193a533f29045fe08ef91c69ab901b93c0ef5dedaf34cdb07357b6"),
+        (33, "7c9e411ce1a7ff48a8506270c5335ca870b79bd7a93696582ca97ecc9d3546c0"),
+        (34, "48b5676d63a1c1535779a73e6395547f22d7665293843287f5261efbf5102367"),
     ];
 
     #[test]
