@@ -128,8 +128,12 @@ SELECT * FROM tcp_stuck_connections_overlapping(range_from, range_to)
 WHERE rolled_to <= rolled_from
 UNION ALL
 SELECT * FROM (
+    -- The range's TCP connections, and every connection of the rolled buckets: retention
+    -- deletes a closed lifetime with its raw rows, and its rolled sightings still count.
     WITH candidates AS (
-        SELECT connection_id FROM lifetimes_overlapping(range_from, range_to) WHERE proto = 'tcp'),
+        SELECT connection_id FROM lifetimes_overlapping(range_from, range_to) WHERE proto = 'tcp'
+        UNION
+        SELECT connection_id FROM tcp_stuck_rollups WHERE bucket_start < rolled_to),
     sightings AS (
         SELECT connection_id, state, sightings, first_ts, last_ts, process_name, pid, remote_addr, remote_port
         FROM tcp_stuck_rollups WHERE bucket_start < rolled_to

@@ -594,6 +594,41 @@ mod tests {
         assert_eq!(rows(&store), by_retain);
     }
 
+    /// Stuck connections of rolled-up hours are still shown once retention has deleted their
+    /// raw rows and their closed lifetimes (the rolled macro once kept only the connections
+    /// whose lifetime was still stored).
+    #[test]
+    fn stuck_rollups_are_shown_after_their_lifetimes_are_deleted() {
+        let (store, newest) = demo(2, 30);
+        let mut req = request(None, None);
+        req.bucket = Duration::from_secs(3600);
+        retain(&store, &req, newest.and_utc(), &|| false, &|| ()).unwrap();
+        let rolled = "(SELECT * FROM tcp_stuck_connections_rolled( \
+                        (SELECT min(ts) FROM snapshots), (SELECT time_bucket(INTERVAL 1 HOUR, min(ts)) FROM snapshots), \
+                        (SELECT time_bucket(INTERVAL 1 HOUR, max(ts)) FROM snapshots), (SELECT max(ts) FROM snapshots)))";
+        let rows = |store: &Store| table_rows(store, rolled);
+        let before = rows(&store);
+        assert!(!before.is_empty());
+        let shown_and_deleted = count(
+            &store,
+            &format!(
+                "SELECT count(*) FROM {rolled} r WHERE connection_id IN (SELECT connection_id FROM connection_lifetimes \
+                   WHERE closed_at < (SELECT time_bucket(INTERVAL 1 HOUR, max(ts)) FROM snapshots))"
+            ),
+        );
+        assert!(
+            shown_and_deleted > 0,
+            "no stuck connection shown closed in a rolled-up hour"
+        );
+        store
+            .conn()
+            .execute_batch(
+                "DELETE FROM connection_lifetimes WHERE closed_at < (SELECT time_bucket(INTERVAL 1 HOUR, max(ts)) FROM snapshots)",
+            )
+            .unwrap();
+        assert_eq!(rows(&store), before);
+    }
+
     /// Every TCP connection gone in a rolled-up bucket has its `tcp_connection_transitions` row
     /// in the path rollups, once; and migration 34's fill gives the same rows as `retain`.
     #[test]

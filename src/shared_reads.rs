@@ -20,6 +20,7 @@
 //! panel itself (the server and the report do).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use chrono::NaiveDateTime;
@@ -48,6 +49,11 @@ pub const VERSION_SQL: &str = "SELECT concat_ws(',', \
        (SELECT count(*) FROM connection_lifetimes), (SELECT count(*) FROM flows), \
        (SELECT max(import_id) FROM flows))";
 
+/// The number of the next table built, for every [`SharedReads`] of the process: their tables
+/// share one schema of one database instance (a server's, and a report a client runs in it), so
+/// a number is never used twice, and a panel never reads a table another instance built.
+static NEXT_TABLE: AtomicU64 = AtomicU64::new(1);
+
 /// One shared read: the rows of `call` over `[since, until]` as of `version`, in `table`.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -60,8 +66,6 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Entries {
-    /// The number of the next table built.
-    next: u64,
     /// Read least recently first.
     list: VecDeque<Entry>,
 }
@@ -126,8 +130,7 @@ impl SharedReads {
                     if let Some(stale) = stale {
                         drop_table(conn, &stale.table);
                     }
-                    entries.next += 1;
-                    let table = format!("{SCHEMA}.{TABLE_PREFIX}{}", entries.next);
+                    let table = format!("{SCHEMA}.{TABLE_PREFIX}{}", NEXT_TABLE.fetch_add(1, Ordering::Relaxed));
                     let version = build(conn, &table, call, since, until)?;
                     entries.list.push_back(Entry {
                         call,

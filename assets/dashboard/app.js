@@ -636,6 +636,9 @@
   function loadPanels(gen) {
     var queue = state.panels.slice();
     var running = 0;
+    // One range for every panel of a refresh: live, the range ends at the clock, and panels asked
+    // a second apart would each ask for their own range (and build their own shared read).
+    var range = currentRange();
     return new Promise(function (resolve) {
       if (!queue.length) { resolve(); return; }
       var done = 0, total = queue.length;
@@ -643,7 +646,7 @@
         while (running < 4 && queue.length) {
           var p = queue.shift();
           running++;
-          loadPanel(p, gen).then(function () {
+          loadPanel(p, gen, range).then(function () {
             running--;
             done++;
             if (done === total) resolve();
@@ -655,7 +658,7 @@
     });
   }
 
-  function loadPanel(p, gen) {
+  function loadPanel(p, gen, range) {
     if (state.report) {
       var result = state.report.results[p.view.id + '/' + p.def.id];
       if (!result) renderError(p, 'this report has no rows for this panel');
@@ -665,7 +668,7 @@
       }
       return Promise.resolve();
     }
-    var r = currentRange();
+    var r = range || currentRange();
     var q = new URLSearchParams({ view: p.view.id, panel: p.def.id, since: r.since, until: r.until });
     var spin = el('span', { class: 'loading', text: 'loading\u2026' });
     p.body.appendChild(spin);
