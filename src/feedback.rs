@@ -69,6 +69,7 @@ pub fn record(store: &Store, mark: &FeedbackRequest, now: DateTime<Utc>) -> Resu
         ));
     }
     check_detector_key(&mark.subject, mark.row_key.trim())?;
+    check_long_connection_event(store, mark)?;
     if mark.note.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTE) {
         return Err(Error::Usage(format!(
             "a feedback note is at most {MAX_NOTE} characters"
@@ -96,6 +97,32 @@ pub fn record(store: &Store, mark: &FeedbackRequest, now: DateTime<Utc>) -> Resu
         .map_err(Error::sql)?;
         Ok(id)
     })
+}
+
+/// A long connection marked by its event id must be a stored row (of the mark's run, when it
+/// names one): its row gives the key the mark suppresses or lifts, and a mark on no row would
+/// do nothing without a word.
+fn check_long_connection_event(store: &Store, mark: &FeedbackRequest) -> Result<()> {
+    let key = mark.row_key.trim();
+    if mark.subject != "long_connections" || key.contains('|') {
+        return Ok(());
+    }
+    let rows: i64 = store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM long_connections WHERE event_id = ? AND (CAST(? AS BIGINT) IS NULL OR run_id = ?)",
+            params![key, mark.run_id, mark.run_id],
+            |r| r.get(0),
+        )
+        .map_err(Error::sql)?;
+    if rows > 0 {
+        return Ok(());
+    }
+    let run = mark.run_id.map(|r| format!(" in run {r}")).unwrap_or_default();
+    Err(Error::Usage(format!(
+        "feedback on long_connections: no stored row has event_id '{key}'{run}; mark a row a \
+         `detect long_connections` run stored (its event_id, with --run), or give the service as src|dst|dst_port|proto"
+    )))
 }
 
 /// A detector row's key must have its table's fields: a mark whose key can match no row would
@@ -189,5 +216,12 @@ mod tests {
         assert!(record(&store, &m, Utc::now()).is_ok());
         let long = "x".repeat(MAX_NOTE + 1);
         assert!(record(&store, &mark(Label::TruePositive, Some(&long)), Utc::now()).is_err());
+        // A long connection by an event id no run stored would suppress (or lift) nothing.
+        m.subject = "long_connections".into();
+        m.row_key = "42".into();
+        let err = record(&store, &m, Utc::now()).unwrap_err().to_string();
+        assert!(err.contains("no stored row has event_id '42' in run 3"), "{err}");
+        m.row_key = "10.0.0.5|203.0.113.9|443|tcp".into();
+        assert!(record(&store, &m, Utc::now()).is_ok(), "the service needs no stored row");
     }
 }
