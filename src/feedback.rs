@@ -222,6 +222,9 @@ mod tests {
         let err = record(&store, &m, Utc::now()).unwrap_err().to_string();
         assert!(err.contains("no stored row has event_id '42' in run 3"), "{err}");
         m.row_key = "10.0.0.5|203.0.113.9|443|tcp".into();
-        assert!(record(&store, &m, Utc::now()).is_ok(), "the service needs no stored row");
+        assert!(
+            record(&store, &m, Utc::now()).is_ok(),
+            "the service needs no stored row"
+        );
     }
 }
