@@ -1457,15 +1457,15 @@ impl DetectArgs {
     /// The detector run these options ask for (`detect` checks the thresholds' ranges, for
     /// requests from every client alike).
     pub fn into_request(&self) -> crate::error::Result<DetectRequest> {
-        let mut request = DetectRequest::defaults(self.detector, self.window);
-        request.on = self.on;
-        request.since = self.since;
-        request.until = self.until;
-        request.top = self.top;
-        for (param, value) in &self.thresholds.given {
-            value.set(param, &mut request);
-        }
-        Ok(request)
+        Ok(DetectRequest {
+            detector: self.detector,
+            on: self.on,
+            window: self.window,
+            since: self.since,
+            until: self.until,
+            top: self.top,
+            ..self.thresholds.request.clone()
+        })
     }
 }
 
@@ -1474,30 +1474,9 @@ impl DetectArgs {
 /// from it, so a detector's option exists in one place.
 #[derive(Debug, Clone)]
 pub struct DetectorOptions {
-    /// Every registry option with the value given or its default, in registry order.
-    given: Vec<(&'static Param, ThresholdValue)>,
-}
-
-/// One threshold's value as clap parsed it.
-#[derive(Debug, Clone, PartialEq)]
-enum ThresholdValue {
-    Count(u64),
-    Number(f64),
-    Duration(Duration),
-    Weights(Vec<f64>),
-}
-
-impl ThresholdValue {
-    fn set(&self, param: &Param, request: &mut DetectRequest) {
-        match (param.values, self) {
-            (Values::Count { set, .. }, ThresholdValue::Count(n)) => set(request, *n),
-            (Values::Number { set, .. }, ThresholdValue::Number(x)) => set(request, *x),
-            (Values::Duration { set, .. }, ThresholdValue::Duration(d)) => set(request, *d),
-            (Values::Weights { set, .. }, ThresholdValue::Weights(w)) => set(request, w.clone()),
-            // Built from the same `Values` in `from_arg_matches`: the kinds always match.
-            _ => {}
-        }
-    }
+    /// A request with every threshold set by its `Param` to the value given or its default;
+    /// its other fields are `DetectArgs`' to fill.
+    request: DetectRequest,
 }
 
 /// Every detector's options, in registry order.
@@ -1571,30 +1550,31 @@ impl clap::FromArgMatches for DetectorOptions {
                 format!("{} has no value", param.flag),
             )
         };
-        let mut given = Vec::new();
+        let mut request = DetectRequest::default();
         for param in registry_params() {
             let id = param.flag.trim_start_matches("--");
-            let value = match param.values {
-                Values::Count { .. } => {
-                    ThresholdValue::Count(*matches.get_one::<u64>(id).ok_or_else(|| missing(param))?)
+            match param.values {
+                Values::Count { set, .. } => {
+                    set(&mut request, *matches.get_one::<u64>(id).ok_or_else(|| missing(param))?)
                 }
-                Values::Number { .. } => {
-                    ThresholdValue::Number(*matches.get_one::<f64>(id).ok_or_else(|| missing(param))?)
+                Values::Number { set, .. } => {
+                    set(&mut request, *matches.get_one::<f64>(id).ok_or_else(|| missing(param))?)
                 }
-                Values::Duration { .. } => {
-                    ThresholdValue::Duration(*matches.get_one::<Duration>(id).ok_or_else(|| missing(param))?)
-                }
-                Values::Weights { .. } => ThresholdValue::Weights(
+                Values::Duration { set, .. } => set(
+                    &mut request,
+                    *matches.get_one::<Duration>(id).ok_or_else(|| missing(param))?,
+                ),
+                Values::Weights { set, .. } => set(
+                    &mut request,
                     matches
                         .get_many::<f64>(id)
                         .ok_or_else(|| missing(param))?
                         .copied()
                         .collect(),
                 ),
-            };
-            given.push((param, value));
+            }
         }
-        Ok(DetectorOptions { given })
+        Ok(DetectorOptions { request })
     }
     fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> std::result::Result<(), clap::Error> {
         *self = Self::from_arg_matches(matches)?;
