@@ -1464,7 +1464,7 @@ impl DetectArgs {
             since: self.since,
             until: self.until,
             top: self.top,
-            ..self.thresholds.request.clone()
+            ..(*self.thresholds.request).clone()
         })
     }
 }
@@ -1475,8 +1475,8 @@ impl DetectArgs {
 #[derive(Debug, Clone)]
 pub struct DetectorOptions {
     /// A request with every threshold set by its `Param` to the value given or its default;
-    /// its other fields are `DetectArgs`' to fill.
-    request: DetectRequest,
+    /// its other fields are `DetectArgs`' to fill (boxed: every command enum holds one).
+    request: Box<DetectRequest>,
 }
 
 /// Every detector's options, in registry order.
@@ -1574,7 +1574,9 @@ impl clap::FromArgMatches for DetectorOptions {
                 ),
             }
         }
-        Ok(DetectorOptions { request })
+        Ok(DetectorOptions {
+            request: Box::new(request),
+        })
     }
     fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> std::result::Result<(), clap::Error> {
         *self = Self::from_arg_matches(matches)?;
