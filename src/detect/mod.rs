@@ -1153,12 +1153,10 @@ fn insert_beacons(
     for (i, sp) in scored.iter().enumerate() {
         let (p, s) = (&sp.pair, &sp.score);
         let is_beacon = sp.status == beacons::Status::Beacon;
-        let suppressed_by = marks.check(&suppress::pair_key(
-            &p.key.src,
-            &p.key.dst,
-            p.key.dst_port,
-            &p.key.proto,
-        ));
+        let suppressed_by = marks.check_row(
+            &suppress::pair_key(&p.key.src, &p.key.dst, p.key.dst_port, &p.key.proto),
+            sp.status != beacons::Status::Irregular,
+        );
         if suppressed_by.is_none() {
             flagged += i64::from(is_beacon);
             candidates += i64::from(sp.status == beacons::Status::Candidate);

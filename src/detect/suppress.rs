@@ -47,8 +47,15 @@ impl Suppressions {
     /// The mark that suppresses a row with `key` (None: an alarm as the detector judged it),
     /// counting the suppressed rows.
     pub fn check(&mut self, key: &str) -> Option<i64> {
+        self.check_row(key, true)
+    }
+
+    /// As [`Self::check`] for a table that also stores rows the detector did not flag (beacons'
+    /// irregular pairs): the mark applies to every row of the key, but only a row that would
+    /// have been an alarm (`alarm`) counts as suppressed in the summary.
+    pub fn check_row(&mut self, key: &str, alarm: bool) -> Option<i64> {
         let by = self.by_key.get(key).copied();
-        self.suppressed += i64::from(by.is_some());
+        self.suppressed += i64::from(alarm && by.is_some());
         by
     }
 
@@ -214,5 +221,13 @@ mod tests {
         );
         assert_eq!(longs.check(&pair_key("10.1.0.6", "10.1.0.7", Some(5432), "tcp")), None);
         assert_eq!(longs.summary(), ", 2 suppressed by analysts' marks");
+        // A row the detector did not flag (a beacons pair judged irregular) carries the mark,
+        // but the summary counts only alarms that were suppressed.
+        let before = longs.suppressed;
+        assert_eq!(
+            longs.check_row(&pair_key("10.1.0.5", "10.1.0.7", Some(5432), "tcp"), false),
+            Some(long)
+        );
+        assert_eq!(longs.suppressed, before);
     }
 }
