@@ -371,11 +371,14 @@ impl Input {
     }
 }
 
+/// A run's input and the source's columns (name, type).
+pub type Opened = (Input, Vec<(String, String)>);
+
 /// The source's rows for one run, with their columns: a base table in place when it can be
 /// (module doc), else materialised into the TEMP table `scratch`. Call inside the run's
 /// transaction: that is what keeps a base table's rows and `rowid`s fixed for the run, and a
 /// copy disappears with a rollback (the caller drops it before commit).
-pub fn open_input(store: &Store, source: &Source, scratch: &str) -> Result<(Input, Vec<(String, String)>)> {
+pub fn open_input(store: &Store, source: &Source, scratch: &str) -> Result<Opened> {
     if let Source::Relation(name) = source {
         if let Some(found) = in_place(store, name)? {
             return Ok(found);
@@ -392,7 +395,7 @@ pub fn open_input(store: &Store, source: &Source, scratch: &str) -> Result<(Inpu
 /// A base table whose `rowid`s are exactly 0..n-1, as an [`Input`] read in place; None for
 /// anything else. Only catalog queries and statements that cannot fail on a base table run here:
 /// a failed statement would end the run's transaction.
-fn in_place(store: &Store, name: &str) -> Result<Option<(Input, Vec<(String, String)>)>> {
+fn in_place(store: &Store, name: &str) -> Result<Option<Opened>> {
     let conn = store.conn();
     let in_this = crate::store::IN_THIS_DATABASE;
     let (tables, views): (i64, i64) = conn
@@ -1151,32 +1154,21 @@ fn numeric_stats(values: &[f64], log1p: bool) -> NumericStats {
 
 /// Mean and population standard deviation of the finite values (0, 0 when there are none).
 fn finite_mean_std(values: &[f64]) -> (f64, f64) {
-    // Two passes (the sum, then the squares about the mean), each in eight running sums so that
-    // they vectorise: no division per value as in Welford's one pass, and as accurate here.
-    fn sum_of(values: &[f64], term: impl Fn(f64) -> f64) -> f64 {
-        const LANES: usize = 8;
-        let mut acc = [0.0f64; LANES];
-        let mut chunks = values.chunks_exact(LANES);
-        for chunk in &mut chunks {
-            for (a, &v) in acc.iter_mut().zip(chunk) {
-                *a += if v.is_finite() { term(v) } else { 0.0 };
-            }
-        }
-        let rest: f64 = chunks
-            .remainder()
-            .iter()
-            .filter(|v| v.is_finite())
-            .map(|&v| term(v))
-            .sum();
-        acc.iter().sum::<f64>() + rest
+    // Welford's one pass, kept: a faster two-pass sum gives means that differ in the last bits,
+    // and with them a training run's ensemble scores no longer all equal a later score run's of
+    // the same rows (tests/it ensemble_votes_ranks_and_scores_new_rows_without_refitting).
+    let (mut n, mut mean, mut m2) = (0u64, 0.0f64, 0.0f64);
+    for &v in values.iter().filter(|v| v.is_finite()) {
+        n += 1;
+        let delta = v - mean;
+        mean += delta / n as f64;
+        m2 += delta * (v - mean);
     }
-    let n = values.iter().filter(|v| v.is_finite()).count();
     if n == 0 {
-        return (0.0, 0.0);
+        (0.0, 0.0)
+    } else {
+        (mean, (m2 / n as f64).sqrt())
     }
-    let mean = sum_of(values, |v| v) / n as f64;
-    let m2 = sum_of(values, |v| (v - mean) * (v - mean));
-    (mean, (m2 / n as f64).sqrt())
 }
 
 /// ln(1 + x) of a value of a log1p column. A negative value (none was seen in training: the
