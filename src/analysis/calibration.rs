@@ -155,6 +155,7 @@ pub fn calibrate_rows(
             &stored.encoding,
             &Selection::default(),
             &input_table,
+            false,
         )?;
         let load_ms = ms(started);
         let rows = loaded.x.nrows();
@@ -213,8 +214,7 @@ pub fn calibrate_rows(
             ],
         )
         .map_err(Error::sql)?;
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(&loaded.input_table)))
-            .map_err(Error::sql)?;
+        loaded.input.drop(conn)?;
         Ok(calibration)
     })
 }

@@ -30,7 +30,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use super::features::{self, ColumnEncoding, Encoding, Selection, Source};
-use super::{drop_table, evaluation, load_model, ms, next_run_id, run_in_transaction, stage, Stage, StoredModel};
+use super::{evaluation, load_model, ms, next_run_id, run_in_transaction, stage, Stage, StoredModel};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -334,7 +334,7 @@ pub fn explain(store: &Store, request: &ExplainRequest, now: DateTime<Utc>) -> R
             id: id.clone(),
             label: label.clone(),
         };
-        let loaded = features::load_for_model(store, &source, &model.encoding, &selection, &input_table)?;
+        let loaded = features::load_for_model(store, &source, &model.encoding, &selection, &input_table, false)?;
         if request.label.is_some() && loaded.label_column.is_none() {
             return Err(Error::FeatureSource {
                 input: features::short(&input),
@@ -355,6 +355,7 @@ pub fn explain(store: &Store, request: &ExplainRequest, now: DateTime<Utc>) -> R
                 &model.encoding,
                 &Selection::default(),
                 &reference_table,
+                false,
             )
             .map_err(|e| {
                 Error::Usage(format!(
@@ -362,7 +363,7 @@ pub fn explain(store: &Store, request: &ExplainRequest, now: DateTime<Utc>) -> R
                     model.name, model.version
                 ))
             })?;
-            drop_table(conn, &reference_table)?;
+            reference_rows.input.drop(conn)?;
             reference_row(reference_rows.x.view(), &groups)
         };
         let load_ms = ms(started);
@@ -539,7 +540,7 @@ pub fn explain(store: &Store, request: &ExplainRequest, now: DateTime<Utc>) -> R
                 }
             }
         }
-        drop_table(conn, &loaded.input_table)?;
+        loaded.input.drop(conn)?;
         Ok(ExplainSummary {
             run_id,
             explained_run: run.as_ref().map(|r| r.run_id),
@@ -568,7 +569,7 @@ fn row_ids(conn: &Connection, loaded: &features::Loaded, rows: &[usize]) -> Resu
         .prepare(&format!(
             "SELECT {row}, CAST({} AS VARCHAR) FROM {} WHERE {row} IN ({list})",
             crate::store::quote_ident(id),
-            crate::store::quote_ident(&loaded.input_table),
+            loaded.input.relation(),
             row = features::INPUT_ROW
         ))
         .map_err(Error::sql)?;

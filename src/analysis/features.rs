@@ -2,15 +2,20 @@
 //! encoded (one-hot categories, standard-scaled numbers, with the training statistics), and the
 //! one Arrow pass that turns the source's rows into a row-major `f64` matrix.
 //!
-//! The source is first materialised into a run-private table with a row number
-//! ([`INPUT_ROW`]), so the rows a model sees, the ids and labels written beside its results and
-//! the rows `score --into` copies are the same rows, even over a view of live data that changes
-//! between two reads. May touch: the store (reads, and the run's own scratch table).
+//! A run's rows are numbered ([`INPUT_ROW`], 0-based), so the rows a model sees, the ids and
+//! labels written beside its results, the keys feedback finds them by and the rows `score
+//! --into` copies are the same rows. A base table is read in place ([`Input`]): inside the
+//! run's transaction its rows cannot change, and its `rowid`s are the row numbers when they run
+//! 0..n-1 (no deleted rows), so the one Arrow pass reads the source's own scan, with no copy.
+//! Anything else (a view, which may be non-deterministic such as a `LIMIT` without `ORDER BY`,
+//! a query, or a table with gaps in its `rowid`s) is first materialised into a run-private TEMP
+//! table with a row number, so a view of live data that changes between two reads still gives
+//! one set of rows. May touch: the store (reads, and the run's own scratch table).
 
 use std::collections::HashMap;
 
-use duckdb::arrow::array::{Array, AsArray};
-use duckdb::arrow::datatypes::{Float64Type, Int64Type};
+use duckdb::arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt64Array};
+use duckdb::arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
@@ -244,8 +249,13 @@ pub struct Loaded {
     /// Per row: Some(true) labelled anomalous, Some(false) normal, None unlabelled; empty without a label.
     pub labels: Vec<Option<bool>>,
     pub label_column: Option<String>,
-    /// Name of the run's materialised input table (dropped by the caller's transaction end).
-    pub input_table: String,
+    /// Where the rows are, for SQL that needs them again (ids, keys, `score --into`).
+    pub input: Input,
+    /// Per row: the id column as text (a `Utf8` array), read in the same pass; None without one.
+    pub ids: Option<ArrayRef>,
+    /// Per row: the key of its values ([`crate::analysis::marks::row_key_sql`]) when asked for
+    /// and there is no id column.
+    pub row_keys: Option<Vec<u64>>,
     /// Source columns (without the row number), for score --into.
     pub source_columns: Vec<String>,
     /// Columns the automatic choice skipped, and why (for messages).
@@ -331,6 +341,121 @@ pub fn short(text: &str) -> String {
     }
 }
 
+/// A run's rows as a relation with [`INPUT_ROW`] and every column of the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    relation: String,
+    /// The run's TEMP copy of the source; None when a base table is read in place.
+    scratch: Option<String>,
+}
+
+impl Input {
+    /// SQL that can stand after FROM or JOIN (and take an alias).
+    pub fn relation(&self) -> &str {
+        &self.relation
+    }
+
+    /// Whether the source is read in place (no copy).
+    pub fn in_place(&self) -> bool {
+        self.scratch.is_none()
+    }
+
+    /// Drops the run's copy, if there is one (before the run commits).
+    pub fn drop(&self, conn: &duckdb::Connection) -> Result<()> {
+        match &self.scratch {
+            Some(table) => conn
+                .execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)))
+                .map_err(Error::sql),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A run's input and the source's columns (name, type).
+pub type Opened = (Input, Vec<(String, String)>);
+
+/// The source's rows for one run, with their columns: a base table in place when it can be
+/// (module doc), else materialised into the TEMP table `scratch`. Call inside the run's
+/// transaction: that is what keeps a base table's rows and `rowid`s fixed for the run, and a
+/// copy disappears with a rollback (the caller drops it before commit).
+pub fn open_input(store: &Store, source: &Source, scratch: &str) -> Result<Opened> {
+    if let Source::Relation(name) = source {
+        if let Some(found) = in_place(store, name)? {
+            return Ok(found);
+        }
+    }
+    let columns = materialise(store, source, scratch)?;
+    let input = Input {
+        relation: quote_ident(scratch),
+        scratch: Some(scratch.to_string()),
+    };
+    Ok((input, columns))
+}
+
+/// A base table whose `rowid`s are exactly 0..n-1, as an [`Input`] read in place; None for
+/// anything else. Only catalog queries and statements that cannot fail on a base table run here:
+/// a failed statement would end the run's transaction.
+fn in_place(store: &Store, name: &str) -> Result<Option<Opened>> {
+    let conn = store.conn();
+    let in_this = crate::store::IN_THIS_DATABASE;
+    let (tables, views): (i64, i64) = conn
+        .query_row(
+            &format!(
+                "SELECT (SELECT count(*) FROM duckdb_tables() WHERE NOT internal AND {in_this} AND lower(table_name) = lower($1)), \
+                        (SELECT count(*) FROM duckdb_views() WHERE NOT internal AND {in_this} AND lower(view_name) = lower($1))"
+            ),
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(Error::sql)?;
+    // One base table of that name (a TEMP one of the same name would make the name ambiguous).
+    if tables != 1 || views != 0 {
+        return Ok(None);
+    }
+    let table = quote_ident(name);
+    let columns = describe(conn, &table)?;
+    // A column of the table's own called rowid hides the row's; the row number must not clash.
+    if columns
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("rowid") || n.eq_ignore_ascii_case(INPUT_ROW))
+    {
+        return Ok(None);
+    }
+    let (rows, last): (i64, Option<i64>) = conn
+        .query_row(&format!("SELECT count(*), max(rowid) FROM {table}"), [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(Error::sql)?;
+    // Distinct rowids whose largest is n-1 are 0..n-1. Deleted rows leave gaps (until DuckDB
+    // rewrites the row groups): such a table is copied, as a view is.
+    if last.map_or(rows != 0, |last| last + 1 != rows) {
+        return Ok(None);
+    }
+    // `rowid < n` leaves out rows the run itself appends to its own source (a run reading a
+    // result table): the rows of this transaction get rowids far above any stored row's.
+    let relation = format!("(SELECT rowid AS {INPUT_ROW}, * FROM {table} WHERE rowid < {rows})");
+    Ok(Some((
+        Input {
+            relation,
+            scratch: None,
+        },
+        columns,
+    )))
+}
+
+/// Column names and types of a relation (`what`: SQL naming it).
+fn describe(conn: &duckdb::Connection, what: &str) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT column_name, column_type FROM (DESCRIBE {what})"))
+        .map_err(Error::sql)?;
+    let columns = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(Error::sql)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::sql)?;
+    Ok(columns)
+}
+
 /// Materialises `source` into the temporary table `input_table` (with [`INPUT_ROW`]). Call inside
 /// the run's transaction: the table then disappears with a rollback, and the caller drops it
 /// before commit.
@@ -359,17 +484,7 @@ pub fn materialise(store: &Store, source: &Source, input_table: &str) -> Result<
         [],
     )
     .map_err(|e| read_error(source, e))?;
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT column_name, column_type FROM (DESCRIBE {})",
-            quote_ident(input_table)
-        ))
-        .map_err(Error::sql)?;
-    let columns = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .map_err(Error::sql)?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(Error::sql)?;
+    let columns = describe(conn, &quote_ident(input_table))?;
     Ok(columns.into_iter().filter(|(n, _)| n != INPUT_ROW).collect())
 }
 
@@ -525,7 +640,7 @@ impl RowFingerprint {
             .query_row(
                 &format!(
                     "SELECT count(*), CAST(CAST(coalesce(sum(hash({row})), 0) % 18446744073709551616 AS UBIGINT) AS VARCHAR) FROM {}",
-                    quote_ident(&loaded.input_table)
+                    loaded.input.relation()
                 ),
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -558,15 +673,18 @@ impl RowFingerprint {
     }
 }
 
-/// Reads a training source: chooses and encodes features, learning the encoding.
+/// Reads a training source: chooses and encodes features, learning the encoding. `scratch`
+/// names the run's copy of the source when it needs one ([`open_input`]); with `keys`, a source
+/// without an id column also gives each row's key of values ([`Loaded::row_keys`]).
 pub fn load_training(
     store: &Store,
     source: &Source,
     selection: &Selection,
     limits: Limits,
-    input_table: &str,
+    scratch: &str,
+    keys: bool,
 ) -> Result<Loaded> {
-    let columns = materialise(store, source, input_table)?;
+    let (input, columns) = open_input(store, source, scratch)?;
     let id = pick_id(source, &columns, selection)?;
     let label = match &selection.label {
         Some(l) => Some(
@@ -577,24 +695,39 @@ pub fn load_training(
         None => None,
     };
     let (chosen, mut skipped) = choose_features(source, &columns, selection, id.as_deref(), label.as_deref())?;
-    let raw = read_raw(store, source, input_table, &columns, &chosen, label.as_deref(), None)?;
+    let extra = Extra {
+        id: id.as_deref(),
+        keys: keys && id.is_none(),
+    };
+    let raw = read_raw(store, source, &input, &columns, &chosen, label.as_deref(), extra, None)?;
     if raw.rows == 0 {
         return Err(source_error(source, "has no rows to learn from"));
     }
-    // Learn the encoding.
+    // Learn the encoding. Each numeric column's statistics are its own: computed in parallel.
+    let stats: Vec<Option<NumericStats>> = {
+        use rayon::prelude::*;
+        raw.columns
+            .par_iter()
+            .map(|column| match column {
+                RawColumn::Numbers(values) => Some(numeric_stats(values, limits.log1p)),
+                RawColumn::Codes { .. } => None,
+            })
+            .collect()
+    };
     let mut encodings = Vec::new();
     let mut kept_columns = Vec::new();
     for (i, (name, kind, explicit)) in chosen.iter().enumerate() {
         match (kind, &raw.columns[i]) {
             (Kind::Numeric, RawColumn::Numbers(values)) => {
-                let finite = || values.iter().filter(|v| v.is_finite());
-                let log1p = limits.log1p && finite().all(|v| *v >= 0.0) && finite().any(|v| *v > 1.0);
-                let (mean, std) = if log1p {
-                    finite_mean_std(&values.iter().map(|v| log1p_of(*v)).collect::<Vec<_>>())
-                } else {
-                    finite_mean_std(values)
+                let Some(NumericStats {
+                    log1p,
+                    mean,
+                    std,
+                    missing,
+                }) = stats[i]
+                else {
+                    return Err(source_error(source, format!("column '{name}' could not be read")));
                 };
-                let missing = values.iter().filter(|v| !v.is_finite()).count();
                 encodings.push(ColumnEncoding::Numeric {
                     name: name.clone(),
                     mean,
@@ -647,22 +780,26 @@ pub fn load_training(
         id_column: id,
         labels: raw.labels,
         label_column: label,
-        input_table: input_table.to_string(),
+        input,
+        ids: raw.ids,
+        row_keys: raw.keys,
         source_columns: columns.into_iter().map(|(n, _)| n).collect(),
         skipped,
     })
 }
 
 /// Reads a source to score with a stored encoding. Every model column must be there with a
-/// compatible type; extra columns are ignored (and copied by score --into).
+/// compatible type; extra columns are ignored (and copied by score --into). `scratch` and
+/// `keys` as for [`load_training`].
 pub fn load_for_model(
     store: &Store,
     source: &Source,
     encoding: &Encoding,
     selection: &Selection,
-    input_table: &str,
+    scratch: &str,
+    keys: bool,
 ) -> Result<Loaded> {
-    let columns = materialise(store, source, input_table)?;
+    let (input, columns) = open_input(store, source, scratch)?;
     let id = pick_id(source, &columns, selection)?;
     let label = match &selection.label {
         Some(l) => find_column(&columns, l).map(|(n, _)| n.clone()),
@@ -705,13 +842,18 @@ pub fn load_for_model(
             ),
         ));
     }
+    let extra = Extra {
+        id: id.as_deref(),
+        keys: keys && id.is_none(),
+    };
     let raw = read_raw(
         store,
         source,
-        input_table,
+        &input,
         &columns,
         &chosen,
         label.as_deref(),
+        extra,
         Some(encoding),
     )?;
     let refs: Vec<&RawColumn> = raw.columns.iter().collect();
@@ -723,7 +865,9 @@ pub fn load_for_model(
         id_column: id,
         labels: raw.labels,
         label_column: label,
-        input_table: input_table.to_string(),
+        input,
+        ids: raw.ids,
+        row_keys: raw.keys,
         source_columns: columns.into_iter().map(|(n, _)| n).collect(),
         skipped: Vec::new(),
     })
@@ -741,17 +885,30 @@ struct Raw {
     rows: usize,
     columns: Vec<RawColumn>,
     labels: Vec<Option<bool>>,
+    ids: Option<ArrayRef>,
+    keys: Option<Vec<u64>>,
 }
 
-/// One Arrow pass over the materialised input: numbers as DOUBLE, categories as VARCHAR, the label
-/// as a boolean. With `known`, categories map to the stored ones.
+/// What the read pass brings along besides features and label.
+#[derive(Debug, Clone, Copy)]
+struct Extra<'a> {
+    /// The id column, read as text.
+    id: Option<&'a str>,
+    /// Each row's key of values (over every source column).
+    keys: bool,
+}
+
+/// One Arrow pass over the run's input: numbers as DOUBLE, categories as VARCHAR, the label
+/// as a boolean, and what `extra` asks for. With `known`, categories map to the stored ones.
+#[allow(clippy::too_many_arguments)]
 fn read_raw(
     store: &Store,
     source: &Source,
-    input_table: &str,
+    input: &Input,
     columns: &[(String, String)],
     chosen: &[Chosen],
     label: Option<&str>,
+    extra: Extra<'_>,
     known: Option<&Encoding>,
 ) -> Result<Raw> {
     let mut select: Vec<String> = chosen
@@ -765,12 +922,23 @@ fn read_raw(
         let ty = find_column(columns, l).map(|(_, t)| t.as_str()).unwrap_or("VARCHAR");
         select.push(label_expr(l, ty));
     }
-    // The row number comes along instead of an ORDER BY: a scan of the fresh table returns it in
-    // order anyway, and when it does not, placing rows by number is cheaper than sorting them.
+    let id_column = extra.id.map(|id| {
+        select.push(format!("CAST({} AS VARCHAR)", quote_ident(id)));
+        select.len() - 1
+    });
+    let key_column = extra.keys.then(|| {
+        let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
+        select.push(crate::analysis::marks::row_key_sql("", &names));
+        select.len() - 1
+    });
+    // The row number comes along instead of an ORDER BY: a scan returns it in order anyway, and
+    // when it does not, placing rows by number is cheaper than sorting them.
     select.push(INPUT_ROW.to_string());
-    let sql = format!("SELECT {} FROM {}", select.join(", "), quote_ident(input_table));
+    let sql = format!("SELECT {} FROM {}", select.join(", "), input.relation());
     let row_column = select.len() - 1;
     let mut positions: Vec<i64> = Vec::new();
+    let mut id_chunks: Vec<ArrayRef> = Vec::new();
+    let mut keys: Vec<u64> = Vec::new();
     let mut out: Vec<RawColumn> = chosen
         .iter()
         .enumerate()
@@ -799,9 +967,12 @@ fn read_raw(
     let mut labels = Vec::new();
     let conn = store.conn();
     let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
-    let batches = stmt.query_arrow([]).map_err(|e| read_error(source, e))?;
+    // Streamed: DuckDB hands over each chunk as its scan produces it, instead of first collecting
+    // the whole result on its side.
+    let batches = stmt.stream_arrow([]).map_err(|e| read_error(source, e))?;
     let mut rows = 0usize;
     for batch in batches {
+        let batch = batch.map_err(|e| read_error(source, e))?;
         rows += batch.num_rows();
         for (i, column) in out.iter_mut().enumerate() {
             let array = batch.column(i);
@@ -847,15 +1018,35 @@ fn read_raw(
                 .ok_or_else(|| source_error(source, "the label column did not read as a class"))?;
             labels.extend(a.iter());
         }
+        if let Some(c) = id_column {
+            id_chunks.push(batch.column(c).clone());
+        }
+        if let Some(c) = key_column {
+            let a = batch
+                .column(c)
+                .as_primitive_opt::<UInt64Type>()
+                .ok_or_else(|| source_error(source, "the key of a row's values did not read as a number"))?;
+            keys.extend(a.iter().map(|v| v.unwrap_or(0)));
+        }
         let a = batch
             .column(row_column)
             .as_primitive_opt::<Int64Type>()
             .ok_or_else(|| source_error(source, "the row number did not read as a number"))?;
         positions.extend(a.iter().map(|v| v.unwrap_or(-1)));
     }
+    let mut ids = match id_column {
+        None => None,
+        Some(_) => Some(text_column(source, &id_chunks)?),
+    };
     if positions.iter().enumerate().any(|(i, p)| *p != i as i64) {
-        reorder(&positions, &mut out, &mut labels)
-            .ok_or_else(|| source_error(source, "the rows read do not match the rows materialised"))?;
+        let target = placement(&positions)
+            .ok_or_else(|| source_error(source, "the rows read do not match the rows numbered"))?;
+        reorder(&target, &mut out, &mut labels, &mut keys);
+        if let Some(a) = &mut ids {
+            let indices = UInt64Array::from_iter_values(target.iter().map(|&i| i as u64));
+            *a = duckdb::arrow::compute::take(a.as_ref(), &indices, None)
+                .map_err(|e| source_error(source, format!("cannot place the ids read: {e}")))?;
+        }
     }
     // Training dictionaries are sorted, so codes must follow.
     if known.is_none() {
@@ -880,11 +1071,28 @@ fn read_raw(
         rows,
         columns: out,
         labels,
+        ids,
+        keys: key_column.map(|_| keys),
     })
 }
 
-/// Puts every row at its row number (`positions[i]` is the number of the i-th row read).
-fn reorder(positions: &[i64], columns: &mut [RawColumn], labels: &mut Vec<Option<bool>>) -> Option<()> {
+/// The text chunks of one column read, as one `Utf8` array.
+fn text_column(source: &Source, chunks: &[ArrayRef]) -> Result<ArrayRef> {
+    if chunks.is_empty() {
+        return Ok(std::sync::Arc::new(StringArray::from(Vec::<Option<&str>>::new())));
+    }
+    let parts: Vec<&dyn Array> = chunks.iter().map(|a| a.as_ref()).collect();
+    let whole = duckdb::arrow::compute::concat(&parts)
+        .map_err(|e| source_error(source, format!("cannot join the ids read: {e}")))?;
+    if whole.as_string_opt::<i32>().is_none() {
+        return Err(source_error(source, "the id column did not read as text"));
+    }
+    Ok(whole)
+}
+
+/// For each row number, the index of the row read with it (`positions[i]` is the number of the
+/// i-th row read); None unless the numbers are exactly 0..n-1.
+fn placement(positions: &[i64]) -> Option<Vec<usize>> {
     let n = positions.len();
     let mut target = vec![usize::MAX; n];
     for (i, &p) in positions.iter().enumerate() {
@@ -894,23 +1102,61 @@ fn reorder(positions: &[i64], columns: &mut [RawColumn], labels: &mut Vec<Option
         }
         target[p] = i;
     }
+    Some(target)
+}
+
+/// Puts every row at its row number (`target` from [`placement`]).
+fn reorder(target: &[usize], columns: &mut [RawColumn], labels: &mut Vec<Option<bool>>, keys: &mut Vec<u64>) {
     fn permute<T: Copy>(values: &[T], target: &[usize]) -> Vec<T> {
         target.iter().map(|&i| values[i]).collect()
     }
     for column in columns.iter_mut() {
         match column {
-            RawColumn::Numbers(values) => *values = permute(values, &target),
-            RawColumn::Codes { codes, .. } => *codes = permute(codes, &target),
+            RawColumn::Numbers(values) => *values = permute(values, target),
+            RawColumn::Codes { codes, .. } => *codes = permute(codes, target),
         }
     }
     if !labels.is_empty() {
-        *labels = permute(labels, &target);
+        *labels = permute(labels, target);
     }
-    Some(())
+    if !keys.is_empty() {
+        *keys = permute(keys, target);
+    }
+}
+
+/// What training learns of one numeric column.
+#[derive(Debug, Clone, Copy)]
+struct NumericStats {
+    log1p: bool,
+    mean: f64,
+    std: f64,
+    /// Non-finite (NULL, NaN, infinite) values.
+    missing: usize,
+}
+
+/// The column's statistics; with `log1p` allowed, the column is log1p-transformed when it is
+/// never negative and exceeds 1, and mean and std are of the transformed values.
+fn numeric_stats(values: &[f64], log1p: bool) -> NumericStats {
+    let finite = || values.iter().filter(|v| v.is_finite());
+    let log1p = log1p && finite().all(|v| *v >= 0.0) && finite().any(|v| *v > 1.0);
+    let (mean, std) = if log1p {
+        finite_mean_std(&values.iter().map(|v| log1p_of(*v)).collect::<Vec<_>>())
+    } else {
+        finite_mean_std(values)
+    };
+    NumericStats {
+        log1p,
+        mean,
+        std,
+        missing: values.iter().filter(|v| !v.is_finite()).count(),
+    }
 }
 
 /// Mean and population standard deviation of the finite values (0, 0 when there are none).
 fn finite_mean_std(values: &[f64]) -> (f64, f64) {
+    // Welford's one pass, kept: a faster two-pass sum gives means that differ in the last bits,
+    // and with them a training run's ensemble scores no longer all equal a later score run's of
+    // the same rows (tests/it ensemble_votes_ranks_and_scores_new_rows_without_refitting).
     let (mut n, mut mean, mut m2) = (0u64, 0.0f64, 0.0f64);
     for &v in values.iter().filter(|v| v.is_finite()) {
         n += 1;
@@ -939,50 +1185,73 @@ fn log1p_of(v: f64) -> f64 {
 }
 
 /// Builds the scaled, one-hot matrix. Non-finite numbers become the training mean (0 scaled).
+/// Filled row by row (each row's cells are contiguous in the row-major matrix), in parallel over
+/// blocks of rows: every cell is computed as it would be one at a time, so the matrix does not
+/// depend on the order.
 fn encode(encoding: &Encoding, columns: &[&RawColumn], rows: usize) -> (Array2<f64>, u64) {
+    use rayon::prelude::*;
     let width = encoding.width();
     let mut x = Array2::<f64>::zeros((rows, width));
-    let mut imputed = 0u64;
-    let mut offset = 0usize;
-    for (enc, raw) in encoding.columns.iter().zip(columns) {
-        match (enc, raw) {
-            (
-                ColumnEncoding::Numeric {
-                    mean,
-                    std,
-                    log1p,
-                    missing_flag,
-                    ..
-                },
-                RawColumn::Numbers(values),
-            ) => {
-                let scale = if *std > 0.0 && std.is_finite() { 1.0 / std } else { 0.0 };
-                for (r, v) in values.iter().enumerate() {
-                    x[[r, offset]] = if v.is_finite() {
-                        let v = if *log1p { log1p_of(*v) } else { *v };
-                        (v - mean) * scale
-                    } else {
-                        imputed += 1;
-                        if *missing_flag {
-                            x[[r, offset + 1]] = 1.0;
-                        }
-                        0.0
-                    };
-                }
-                offset += enc.width();
-            }
-            (ColumnEncoding::Categorical { categories, .. }, RawColumn::Codes { codes, .. }) => {
-                for (r, &c) in codes.iter().enumerate() {
-                    if (c as usize) < categories.len() {
-                        x[[r, offset + c as usize]] = 1.0;
-                    }
-                }
-                offset += categories.len();
-            }
-            // Types are checked before reading; a mismatch leaves the columns at 0.
-            (enc, _) => offset += enc.width(),
-        }
+    if width == 0 || rows == 0 {
+        return (x, 0);
     }
+    // Per encoding column: its offset in a row, and what to do with a raw value.
+    let mut offset = 0usize;
+    let mut plan = Vec::with_capacity(encoding.columns.len());
+    for (enc, raw) in encoding.columns.iter().zip(columns) {
+        plan.push((offset, enc, *raw));
+        offset += enc.width();
+    }
+    const BLOCK: usize = 16 * 1024;
+    let data = x.as_slice_mut().expect("a new matrix is contiguous");
+    let imputed: u64 = data
+        .par_chunks_mut(BLOCK * width)
+        .enumerate()
+        .map(|(block, cells)| {
+            let first = block * BLOCK;
+            let mut imputed = 0u64;
+            for &(offset, enc, raw) in &plan {
+                match (enc, raw) {
+                    (
+                        ColumnEncoding::Numeric {
+                            mean,
+                            std,
+                            log1p,
+                            missing_flag,
+                            ..
+                        },
+                        RawColumn::Numbers(values),
+                    ) => {
+                        let scale = if *std > 0.0 && std.is_finite() { 1.0 / std } else { 0.0 };
+                        let values = &values[first..first + cells.len() / width];
+                        for (row, v) in cells.chunks_exact_mut(width).zip(values) {
+                            row[offset] = if v.is_finite() {
+                                let v = if *log1p { log1p_of(*v) } else { *v };
+                                (v - mean) * scale
+                            } else {
+                                imputed += 1;
+                                if *missing_flag {
+                                    row[offset + 1] = 1.0;
+                                }
+                                0.0
+                            };
+                        }
+                    }
+                    (ColumnEncoding::Categorical { categories, .. }, RawColumn::Codes { codes, .. }) => {
+                        let codes = &codes[first..first + cells.len() / width];
+                        for (row, &c) in cells.chunks_exact_mut(width).zip(codes) {
+                            if (c as usize) < categories.len() {
+                                row[offset + c as usize] = 1.0;
+                            }
+                        }
+                    }
+                    // Types are checked before reading; a mismatch leaves the columns at 0.
+                    _ => {}
+                }
+            }
+            imputed
+        })
+        .sum();
     (x, imputed)
 }
 
@@ -1029,11 +1298,14 @@ mod tests {
     fn rows_read_out_of_order_are_put_back_in_place() {
         let mut columns = vec![RawColumn::Numbers(vec![2.0, 0.0, 1.0])];
         let mut labels = vec![Some(true), None, Some(false)];
-        reorder(&[2, 0, 1], &mut columns, &mut labels).unwrap();
+        let mut keys = vec![12, 10, 11];
+        reorder(&placement(&[2, 0, 1]).unwrap(), &mut columns, &mut labels, &mut keys);
         let RawColumn::Numbers(v) = &columns[0] else { panic!() };
         assert_eq!(v, &vec![0.0, 1.0, 2.0]);
         assert_eq!(labels, vec![None, Some(false), Some(true)]);
-        assert!(reorder(&[0, 0, 1], &mut columns, &mut labels).is_none());
+        assert_eq!(keys, vec![10, 11, 12]);
+        assert!(placement(&[0, 0, 1]).is_none());
+        assert!(placement(&[0, 3, 1]).is_none());
     }
 
     #[test]

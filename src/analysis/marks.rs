@@ -273,7 +273,7 @@ fn read_input(
         id: id_column.clone(),
         label: None,
     };
-    features::load_for_model(store, &source, encoding, &selection, table).map_err(|e| {
+    features::load_for_model(store, &source, encoding, &selection, table, false).map_err(|e| {
         let _ = drop_scratch(store.conn(), table);
         e.to_string()
     })
@@ -301,7 +301,7 @@ fn positions(conn: &Connection, rows: &Loaded, marks: &InputMarks) -> Result<Has
             }
         }
     }
-    let input = quote_ident(&rows.input_table);
+    let input = rows.input.relation();
     if let (false, Some(id)) = (wanted_ids.is_empty(), &rows.id_column) {
         let mut stmt = conn
             .prepare(&format!(

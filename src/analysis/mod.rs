@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use duckdb::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
+use duckdb::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray, UInt64Array};
 use duckdb::arrow::datatypes::{DataType, Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
@@ -45,6 +45,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
 use crate::store::{quote_ident, quote_literal, Store};
+use duckdb::arrow::array::new_null_array;
 use features::{Encoding, Limits, Loaded, Selection, Source, INPUT_ROW};
 
 /// Default seed when `--seed` is not given: runs repeat exactly unless asked otherwise.
@@ -345,7 +346,8 @@ fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'
         let run_id = next_run_id(conn)?;
         let input_table = format!("__netlens_input_{run_id}");
         let started = Instant::now();
-        let loaded = features::load_training(store, &source, &request.selection, limits, &input_table)?;
+        let keys = marks::SUBJECTS.contains(&stage.table());
+        let loaded = features::load_training(store, &source, &request.selection, limits, &input_table, keys)?;
         let load_ms = ms(started);
         if loaded.label_column.is_some() {
             check_label(&source, &loaded)?;
@@ -491,7 +493,7 @@ fn run_train(store: &Store, request: &TrainRequest, now: DateTime<Utc>, kind: &'
             now,
         };
         run.insert(conn)?;
-        drop_table(conn, &loaded.input_table)?;
+        loaded.input.drop(conn)?;
         Ok(RunSummary {
             run_id,
             kind,
@@ -534,7 +536,8 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
         let run_id = next_run_id(conn)?;
         let input_table = format!("__netlens_input_{run_id}");
         let started = Instant::now();
-        let loaded = features::load_for_model(store, &source, &stored.encoding, &selection, &input_table)?;
+        let keys = marks::SUBJECTS.contains(&stage.table());
+        let loaded = features::load_for_model(store, &source, &stored.encoding, &selection, &input_table, keys)?;
         let load_ms = ms(started);
         if request.label.is_some() && loaded.label_column.is_none() {
             return Err(Error::FeatureSource {
@@ -588,7 +591,7 @@ pub fn score(store: &Store, request: &ScoreRequest, now: DateTime<Utc>) -> Resul
             now,
         };
         run.insert(conn)?;
-        drop_table(conn, &loaded.input_table)?;
+        loaded.input.drop(conn)?;
         Ok(RunSummary {
             run_id,
             kind: "score",
@@ -659,11 +662,12 @@ fn apply_into(store: &Store, model: &StoredModel, source: &str, id: &str, into: 
         &model.encoding,
         &selection,
         &input_table,
+        false,
     )?;
     let applied = stage.apply(&model.model, loaded.x.view())?;
     let applied = calibration::flag_by_latest(conn, model, stage, applied)?;
     let rows = write_rows(conn, scratch_id, None, &loaded, &applied, Some(into))?;
-    drop_table(conn, &loaded.input_table)?;
+    loaded.input.drop(conn)?;
     Ok(rows)
 }
 
@@ -901,65 +905,7 @@ fn write_rows(
             reason: format!("column {} has {} values for {n} rows", c.name, c.values.len()),
         });
     }
-    let scratch = format!("__netlens_result_{run_id}");
-    let mut ddl = vec!["row_id BIGINT".to_string()];
-    ddl.extend(
-        applied
-            .columns
-            .iter()
-            .map(|c| format!("{} {}", quote_ident(c.name), c.values.sql_type())),
-    );
-    // TEMP, as the input table: scratch that never reaches the database file.
-    conn.execute_batch(&format!(
-        "CREATE TEMP TABLE {} ({})",
-        quote_ident(&scratch),
-        ddl.join(", ")
-    ))
-    .map_err(Error::sql)?;
-    let mut fields = vec![Field::new("row_id", DataType::Int64, false)];
-    let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(0..n as i64))];
-    for c in &applied.columns {
-        let (ty, array) = c.values.arrow();
-        fields.push(Field::new(c.name, ty, true));
-        arrays.push(array);
-    }
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| Error::ModelInput {
-        model: "stage",
-        reason: format!("cannot assemble results: {e}"),
-    })?;
-    {
-        let mut appender = conn.appender(&scratch).map_err(Error::sql)?;
-        appender.append_record_batch(batch).map_err(Error::sql)?;
-        appender.flush().map_err(Error::sql)?;
-    }
-    let names: Vec<String> = applied.columns.iter().map(|c| quote_ident(c.name)).collect();
-    let r_names: Vec<String> = names.iter().map(|c| format!("r.{c}")).collect();
-    let id_expr = match &loaded.id_column {
-        Some(id) => format!("CAST(i.{} AS VARCHAR)", quote_ident(id)),
-        None => "NULL".to_string(),
-    };
-    let input = quote_ident(&loaded.input_table);
-    if let Some(table) = table {
-        conn.execute_batch(&format!(
-            "INSERT INTO {} (run_id, row_id, id, {}) SELECT {run_id}, r.row_id, {id_expr}, {} \
-             FROM {} r JOIN {input} i ON i.{INPUT_ROW} = r.row_id",
-            quote_ident(table),
-            names.join(", "),
-            r_names.join(", "),
-            quote_ident(&scratch)
-        ))
-        .map_err(Error::sql)?;
-        // Without an id column a row's position is all its result row names: the key of its
-        // values lets an analyst's mark find it again in a source that changed (module marks).
-        if loaded.id_column.is_none() && marks::SUBJECTS.contains(&table) {
-            conn.execute_batch(&format!(
-                "INSERT INTO scored_row_keys SELECT {run_id}, {INPUT_ROW}, {} FROM {input}",
-                marks::row_key_sql("", &loaded.source_columns)
-            ))
-            .map_err(Error::sql)?;
-        }
-    }
-    if let Some(into) = into {
+    if into.is_some() {
         if let Some(clash) = applied
             .columns
             .iter()
@@ -970,6 +916,81 @@ fn write_rows(
                 clash.name, clash.name, clash.name
             )));
         }
+    }
+    let row_ids = || -> ArrayRef { Arc::new(Int64Array::from_iter_values(0..n as i64)) };
+    let input = loaded.input.relation();
+    if let Some(table) = table {
+        // Straight into the stage's table: the ids were read with the features, so nothing is
+        // joined back to the source.
+        let mut given: Vec<(&str, ArrayRef)> = vec![
+            ("run_id", Arc::new(Int64Array::from_value(run_id, n)) as ArrayRef),
+            ("row_id", row_ids()),
+        ];
+        if let Some(ids) = &loaded.ids {
+            given.push(("id", ids.clone()));
+        }
+        given.extend(applied.columns.iter().map(|c| (c.name, c.values.arrow().1)));
+        append_columns(conn, table, n, given)?;
+        // Without an id column a row's position is all its result row names: the key of its
+        // values lets an analyst's mark find it again in a source that changed (module marks).
+        if loaded.id_column.is_none() && marks::SUBJECTS.contains(&table) {
+            match &loaded.row_keys {
+                Some(keys) => append_columns(
+                    conn,
+                    "scored_row_keys",
+                    n,
+                    vec![
+                        ("run_id", Arc::new(Int64Array::from_value(run_id, n)) as ArrayRef),
+                        ("row_id", row_ids()),
+                        ("row_key", Arc::new(UInt64Array::from(keys.clone())) as ArrayRef),
+                    ],
+                )?,
+                None => conn
+                    .execute_batch(&format!(
+                        "INSERT INTO scored_row_keys SELECT {run_id}, {INPUT_ROW}, {} FROM {input}",
+                        marks::row_key_sql("", &loaded.source_columns)
+                    ))
+                    .map_err(Error::sql)?,
+            }
+        }
+    }
+    if let Some(into) = into {
+        let scratch = format!("__netlens_result_{run_id}");
+        let mut ddl = vec!["row_id BIGINT".to_string()];
+        ddl.extend(
+            applied
+                .columns
+                .iter()
+                .map(|c| format!("{} {}", quote_ident(c.name), c.values.sql_type())),
+        );
+        // TEMP: scratch that never reaches the database file.
+        conn.execute_batch(&format!(
+            "CREATE TEMP TABLE {} ({})",
+            quote_ident(&scratch),
+            ddl.join(", ")
+        ))
+        .map_err(Error::sql)?;
+        let mut fields = vec![Field::new("row_id", DataType::Int64, false)];
+        let mut arrays: Vec<ArrayRef> = vec![row_ids()];
+        for c in &applied.columns {
+            let (ty, array) = c.values.arrow();
+            fields.push(Field::new(c.name, ty, true));
+            arrays.push(array);
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| Error::ModelInput {
+            model: "stage",
+            reason: format!("cannot assemble results: {e}"),
+        })?;
+        {
+            let mut appender = conn.appender(&scratch).map_err(Error::sql)?;
+            appender.append_record_batch(batch).map_err(Error::sql)?;
+            appender.flush().map_err(Error::sql)?;
+        }
+        let r_names: Vec<String> = applied
+            .columns
+            .iter()
+            .map(|c| format!("r.{}", quote_ident(c.name)))
+            .collect();
         conn.execute_batch(&format!(
             "CREATE TABLE {} AS SELECT i.* EXCLUDE ({INPUT_ROW}), {} FROM {input} i JOIN {} r ON r.row_id = i.{INPUT_ROW} ORDER BY i.{INPUT_ROW}",
             quote_ident(into),
@@ -977,9 +998,54 @@ fn write_rows(
             quote_ident(&scratch)
         ))
         .map_err(Error::sql)?;
+        drop_table(conn, &scratch)?;
     }
-    drop_table(conn, &scratch)?;
     Ok(n as u64)
+}
+
+/// Appends `n` rows to `table` (of the `main` schema) through the appender: `given` columns by
+/// name, every other column of the table NULL. A given column the table lacks is an error, as an
+/// INSERT naming it would be.
+fn append_columns(conn: &Connection, table: &str, n: usize, given: Vec<(&str, ArrayRef)>) -> Result<()> {
+    let columns = query_strings2(
+        conn,
+        &format!(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() \
+             AND schema_name = 'main' AND table_name = {} ORDER BY column_index",
+            quote_literal(table)
+        ),
+    )?;
+    let fail = |reason: String| Error::ModelInput {
+        model: "stage",
+        reason: format!("cannot write the results into {table}: {reason}"),
+    };
+    if let Some((name, _)) = given.iter().find(|(name, _)| !columns.iter().any(|(c, _)| c == name)) {
+        return Err(fail(format!("it has no column '{name}'")));
+    }
+    let mut fields = Vec::with_capacity(columns.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    for (name, sql_type) in &columns {
+        let array = match given.iter().find(|(g, _)| g == name) {
+            Some((_, array)) => array.clone(),
+            None => {
+                let ty = match sql_type.as_str() {
+                    "DOUBLE" => DataType::Float64,
+                    "BOOLEAN" => DataType::Boolean,
+                    "INTEGER" => DataType::Int32,
+                    "BIGINT" => DataType::Int64,
+                    "VARCHAR" => DataType::Utf8,
+                    other => return Err(fail(format!("no value for its {other} column '{name}'"))),
+                };
+                new_null_array(&ty, n)
+            }
+        };
+        fields.push(Field::new(name.as_str(), array.data_type().clone(), true));
+        arrays.push(array);
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| fail(e.to_string()))?;
+    let mut appender = conn.appender(table).map_err(Error::sql)?;
+    appender.append_record_batch(batch).map_err(Error::sql)?;
+    appender.flush().map_err(Error::sql)
 }
 
 fn write_evaluation(
@@ -1189,6 +1255,135 @@ fn run_in_transaction<T>(store: &Store, work: impl FnOnce(&duckdb::Connection) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every row of a relation, in its order, as text (`ORDER BY` of a base table's rowid).
+    fn rows_of(store: &Store, sql: &str) -> Vec<String> {
+        let mut stmt = store.conn().prepare(sql).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.map(|r| r.unwrap()).collect()
+    }
+
+    fn score_run(store: &Store, model: &str, source: &str, into: &str) -> i64 {
+        let request = ScoreRequest {
+            model: model.into(),
+            source: source.into(),
+            into: Some(into.into()),
+            label: None,
+            id: None,
+        };
+        score(store, &request, Utc::now()).unwrap().run_id
+    }
+
+    #[test]
+    fn a_base_table_read_in_place_gives_what_its_copy_gives_row_for_row() {
+        // Duplicate rows (four equal outliers, and 0 = 300 = 600 below), NULLs in a feature and in
+        // the id, a category; a view over each table is always copied first (the path before
+        // tables were read in place), and so is a table with deleted rows (gaps in its rowids).
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TABLE plain AS SELECT sin((i % 300) * 1.7) AS a, \
+                   CASE WHEN i % 7 = 0 THEN NULL ELSE cos((i % 300) * 2.3) END AS b, \
+                   CASE WHEN i % 3 = 0 THEN 'tcp' ELSE 'udp' END AS proto FROM range(900) t(i) ORDER BY i;
+                 INSERT INTO plain SELECT 5.0, 5.0, 'tcp' FROM range(4);
+                 CREATE TABLE with_ids AS SELECT CASE WHEN i = 5 THEN NULL ELSE 1000 + i END AS id, \
+                   sin(i * 1.3) AS a, cos(i * 0.7) AS b FROM range(500) t(i) ORDER BY i;
+                 CREATE TABLE with_gaps AS SELECT * FROM plain;
+                 DELETE FROM with_gaps WHERE b IS NULL AND a > 0;
+                 CREATE VIEW plain_view AS SELECT * FROM plain;
+                 CREATE VIEW with_ids_view AS SELECT * FROM with_ids;
+                 CREATE VIEW with_gaps_view AS SELECT * FROM with_gaps;",
+            )
+            .unwrap();
+        let in_place = |name: &str| {
+            store
+                .in_transaction(|_| {
+                    let (input, _) = features::open_input(&store, &Source::parse(name), "__netlens_input_t")?;
+                    input.drop(store.conn())?;
+                    Ok(input.in_place())
+                })
+                .unwrap()
+        };
+        assert!(in_place("plain") && in_place("with_ids"));
+        assert!(!in_place("plain_view") && !in_place("with_gaps") && !in_place("SELECT * FROM plain"));
+
+        for (table, stage) in [("plain", "iforest"), ("with_ids", "iforest"), ("with_gaps", "lof")] {
+            let view = format!("{table}_view");
+            let mut runs = Vec::new();
+            for source in [table, view.as_str()] {
+                let request = TrainRequest {
+                    stage: stage.into(),
+                    source: Some(source.into()),
+                    selection: Selection::default(),
+                    model: Some(format!("m_{source}")),
+                    seed: 3,
+                    set: BTreeMap::new(),
+                };
+                let trained = train(&store, &request, Utc::now()).unwrap();
+                let model: String = store
+                    .conn()
+                    .query_row("SELECT model FROM models WHERE run_id = ?", [trained.run_id], |r| {
+                        r.get(0)
+                    })
+                    .unwrap();
+                let fingerprint = trained.metrics["training_fingerprint"].clone();
+                let scored = score_run(&store, &format!("m_{table}"), source, &format!("into_{source}"));
+                runs.push((trained.run_id, model, fingerprint, scored));
+            }
+            let (a, b) = (&runs[0], &runs[1]);
+            assert_eq!(
+                (&a.1, &a.2),
+                (&b.1, &b.2),
+                "{table}: the models fitted and their fingerprints"
+            );
+            for (ra, rb) in [(a.0, b.0), (a.3, b.3)] {
+                let results = |run: i64| {
+                    rows_of(
+                        &store,
+                        &format!(
+                            "SELECT concat_ws(' ', row_id, coalesce(id, 'NULL'), score, is_anomaly) \
+                             FROM anomaly_scores WHERE run_id = {run} ORDER BY row_id"
+                        ),
+                    )
+                };
+                let keys = |run: i64| {
+                    rows_of(
+                        &store,
+                        &format!("SELECT concat_ws(' ', row_id, row_key) FROM scored_row_keys WHERE run_id = {run} ORDER BY row_id"),
+                    )
+                };
+                let written = results(ra);
+                assert!(written.len() >= 500, "{table}: {} rows", written.len());
+                assert_eq!(written, results(rb), "{table}: runs {ra} and {rb}");
+                assert_eq!(keys(ra), keys(rb), "{table}: runs {ra} and {rb}");
+                assert_eq!(
+                    keys(ra).is_empty(),
+                    table == "with_ids",
+                    "{table}: keys only without an id"
+                );
+            }
+            let copied = |name: &str| {
+                rows_of(
+                    &store,
+                    &format!("SELECT CAST(t AS VARCHAR) FROM into_{name} t ORDER BY rowid"),
+                )
+            };
+            assert_eq!(copied(table), copied(&view), "{table}: score --into");
+            // The source's rows in their order, each beside its score.
+            let source_rows = rows_of(&store, &format!("SELECT CAST(t AS VARCHAR) FROM {view} t"));
+            let into_rows = rows_of(
+                &store,
+                &format!("SELECT CAST(t AS VARCHAR) FROM (SELECT * EXCLUDE (score, is_anomaly) FROM into_{table} ORDER BY rowid) t"),
+            );
+            assert_eq!(source_rows, into_rows, "{table}");
+        }
+        let ids = rows_of(
+            &store,
+            "SELECT coalesce(id, 'NULL') FROM anomaly_scores WHERE run_id = (SELECT run_id FROM models WHERE name = 'm_with_ids') ORDER BY row_id",
+        );
+        assert_eq!(&ids[4..7], &["1004", "NULL", "1006"]);
+    }
 
     #[test]
     fn knee_of_an_elbow_curve() {
