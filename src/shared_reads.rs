@@ -366,22 +366,26 @@ fn build(
 /// that for any other type the shared calls give), plus the bytes of every string longer than
 /// the 12 DuckDB keeps in its header.
 pub fn table_bytes(conn: &duckdb::Connection, table: &str) -> Result<u64> {
-    let (schema, name) = table.rsplit_once('.').unwrap_or(("", table));
-    let schema = schema.rsplit_once('.').map_or(schema, |(_, s)| s);
+    // The columns from the table's own schema (a lookup in `duckdb_columns()` lists every column
+    // of every catalog, which costs more than this whole count on a small table).
     let mut stmt = conn
-        .prepare(
-            "SELECT column_name, data_type FROM duckdb_columns() \
-             WHERE database_name = 'memory' AND schema_name = ? AND table_name = ?",
-        )
+        .prepare(&format!("SELECT * FROM {table} LIMIT 0"))
         .map_err(Error::sql)?;
-    let columns: Vec<(String, String)> = stmt
-        .query_map([schema, name], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(Error::sql)?
-        .collect::<std::result::Result<_, _>>()
-        .map_err(Error::sql)?;
+    let schema = stmt.query_arrow([]).map_err(Error::sql)?.get_schema();
+    let columns: Vec<(String, bool)> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let text = matches!(
+                f.data_type(),
+                duckdb::arrow::datatypes::DataType::Utf8 | duckdb::arrow::datatypes::DataType::LargeUtf8
+            );
+            (f.name().clone(), text)
+        })
+        .collect();
     let heap: Vec<String> = columns
         .iter()
-        .filter(|(_, t)| t == "VARCHAR")
+        .filter(|(_, text)| *text)
         .map(|(c, _)| format!("coalesce(sum(strlen(\"{c}\")) FILTER (WHERE strlen(\"{c}\") > 12), 0)"))
         .collect();
     let heap = if heap.is_empty() {
