@@ -182,15 +182,17 @@ impl SharedReads {
         if calls.is_empty() {
             return Ok(unshared);
         }
-        let version = current_version(conn)?;
         let mut out = sql.to_string();
+        let mut versions: Vec<String> = Vec::new();
         for call in calls {
             let slot = self.slot(call, since, until)?;
             let table = {
                 // Panels of this range asked together wait here for the first one's read.
                 let mut held = lock(&slot.held)?;
+                // Read once the wait is over: a table built while this panel waited is current.
+                let now = current_version(conn)?;
                 match &*held {
-                    Held::Table { version: v, table, .. } if *v == version => Some(table.clone()),
+                    Held::Table { version, table, .. } if *version == now => Some((table.clone(), now)),
                     Held::TooLarge => None,
                     _ => {
                         if let Held::Table { table, .. } = &*held {
@@ -198,41 +200,40 @@ impl SharedReads {
                         }
                         *held = Held::Nothing;
                         let table = format!("{SCHEMA}.{TABLE_PREFIX}{}", NEXT_TABLE.fetch_add(1, Ordering::Relaxed));
-                        let (built, bytes) = build(conn, &table, call, since, until)?;
+                        // The version read in the build's own transaction: what the table holds.
+                        let (version, bytes) = build(conn, &table, call, since, until)?;
                         if bytes > max_bytes {
                             drop_table(conn, &table);
                             *held = Held::TooLarge;
                             None
-                        } else if built != version {
-                            // Built from newer data than the version read above: kept for the
-                            // panels asked next, but this panel's version says to read its own.
-                            *held = Held::Table {
-                                version: built,
-                                table,
-                                bytes,
-                            };
-                            None
                         } else {
                             *held = Held::Table {
-                                version: built,
+                                version: version.clone(),
                                 table: table.clone(),
                                 bytes,
                             };
-                            Some(table)
+                            Some((table, version))
                         }
                     }
                 }
             };
             self.evict(conn, &slot, max_bytes)?;
             match table {
-                Some(table) => out = out.replace(call.call, &table),
+                Some((table, version)) => {
+                    out = out.replace(call.call, &table);
+                    versions.push(version);
+                }
                 None => return Ok(unshared),
             }
         }
-        Ok(Prepared {
-            template: sql.to_string(),
-            shared: Some((out, version)),
-        })
+        // Tables of two versions cannot both be what one transaction sees.
+        match versions.first() {
+            Some(version) if versions.iter().all(|v| v == version) => Ok(Prepared {
+                template: sql.to_string(),
+                shared: Some((out, version.clone())),
+            }),
+            _ => Ok(unshared),
+        }
     }
 
     /// The slot of `call` over `[since, until]`, made the one read most recently (added if new).
