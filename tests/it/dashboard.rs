@@ -749,6 +749,96 @@ fn every_view_draws_in_a_real_browser() {
     drop(server);
 }
 
+/// The geography view in headless Chromium over flows whose addresses the MaxMind test
+/// databases know: its country bars are what the panel's SQL says, and its ASN bars are drawn.
+#[test]
+#[cfg_attr(not(ci), ignore = "needs chromium and chromium-driver (Debian; CI installs them)")]
+fn the_geography_view_draws_looked_up_places() {
+    let Some(mmdb) = crate::geo::mmdb_dir() else { return };
+    let s = Scratch::new();
+    // Addresses of the test databases: two in Great Britain, one in Sweden, one of Telstra's.
+    crate::geo::add_flows(
+        &s,
+        &[
+            ("10.0.0.5", "2.125.160.216"),
+            ("10.0.0.5", "81.2.69.160"),
+            ("10.0.0.6", "89.160.20.112"),
+            ("10.0.0.6", "1.128.0.1"),
+        ],
+    );
+    s.cmd()
+        .args(["geo", "--mmdb"])
+        .arg(mmdb.join("GeoLite2-Country-Test.mmdb"))
+        .arg("--mmdb")
+        .arg(mmdb.join("GeoLite2-ASN-Test.mmdb"))
+        .assert()
+        .success();
+    let Dashboard { server, url, token } = serve_dashboard(&s, &["--no-capture"]);
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let views: serde_json::Value = client()
+        .get(format!("{url}/api/views"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let countries_sql = views
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "geography")
+        .and_then(|v| v["panels"].as_array().unwrap().iter().find(|p| p["id"] == "countries"))
+        .and_then(|p| p["sql"].as_str())
+        .unwrap()
+        .replace(":since", "TIMESTAMP '1970-01-01'")
+        .replace(":until", "TIMESTAMP '9999-12-31'");
+    let expected = s.query(&format!(
+        "SELECT string_agg(label || '=' || connections, ';' ORDER BY label) FROM ({countries_sql})"
+    ));
+    assert!(expected.contains("=2"), "two flows to one country: {expected}");
+
+    let browser = Browser::start();
+    browser.size(1366, 768);
+    browser.goto(&format!("{url}/?token={token}"));
+    browser.goto(&format!("{url}/#/geography"));
+    browser.script("const r = document.getElementById('range-select'); r.value = 'all'; r.dispatchEvent(new Event('change')); return 1;");
+    let bars = |panel: &str| {
+        format!(
+            "const c = document.querySelector('section.card[data-panel=\"{panel}\"] .chart'); \
+             const i = c && echarts.getInstanceByDom(c); if (!i) return null; \
+             const o = i.getOption(); const names = (o.xAxis && o.xAxis[0] && o.xAxis[0].data) || (o.yAxis && o.yAxis[0] && o.yAxis[0].data) || []; \
+             const values = (o.series[0] && o.series[0].data || []).map(d => Array.isArray(d) ? d[1] : (d && d.value !== undefined ? d.value : d)); \
+             return names.map((n, k) => n + '=' + values[k]).sort().join(';');"
+        )
+    };
+    let mut drawn = serde_json::Value::Null;
+    eventually(Duration::from_secs(60), "the geography view's countries", || {
+        drawn = browser.script(&bars("countries"));
+        drawn.as_str() == Some(expected.as_str())
+            || (drawn.as_str().is_some_and(|d| !d.is_empty()) && !browser.script(VIEW_STATE).is_null())
+    });
+    let mut state = serde_json::Value::Null;
+    eventually(Duration::from_secs(60), "the geography view", || {
+        state = browser.script(VIEW_STATE);
+        !state.is_null()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    browser.screenshot(&shots.join("geography-looked-up.png"));
+    assert_eq!(
+        drawn.as_str(),
+        Some(expected.as_str()),
+        "the country bars are the SQL's"
+    );
+    assert_eq!(state["errors"], serde_json::json!([]), "geography: {state}");
+    let asns = browser.script(&bars("asns"));
+    assert!(
+        asns.as_str().unwrap_or("").contains("Telstra"),
+        "the ASN bars name the looked-up operator: {asns}"
+    );
+    drop(server);
+}
+
 /// A capture stored through a server with a dashboard ends with the dashboard's address (the
 /// issue's "the command to look further: the dashboard URL when a server runs").
 #[test]
