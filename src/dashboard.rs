@@ -60,9 +60,15 @@ pub fn views() -> Result<(Vec<ViewSpec>, serde_json::Value)> {
     Ok((specs, json))
 }
 
+/// Rows a panel shows at most (the server's and the report's).
+pub const PANEL_ROWS: usize = 5000;
+
 /// A panel's SQL for a time range, reading raw rows only: `:since` and `:until` become
-/// timestamp literals (formatted here from parsed times, never from the request's text), and
-/// `:rolled_from` and `:rolled_to` both the start of the range.
+/// timestamp literals (formatted here from parsed times, never from the request's text),
+/// `:rolled_from` and `:rolled_to` both the start of the range, and `:row_limit` one more than
+/// [`PANEL_ROWS`] (a table ordered and cut by it is the top rows, not a sort of every row, and
+/// the one more says there were more). An export of the panel's rows sets `:row_limit` to NULL:
+/// every row.
 pub fn panel_sql(sql: &str, since: NaiveDateTime, until: NaiveDateTime) -> String {
     panel_sql_rolled(sql, since, until, None)
 }
@@ -73,7 +79,8 @@ pub fn panel_sql_rolled(sql: &str, since: NaiveDateTime, until: NaiveDateTime, r
     let literal = |t: NaiveDateTime| format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f"));
     let (from, to) = rolled.map_or((since, since), |r| (r.from, r.to));
     // `:rolled_*` first: `:since`'s replacement must not see them.
-    sql.replace(":rolled_from", &literal(from))
+    sql.replace(":row_limit", &(PANEL_ROWS + 1).to_string())
+        .replace(":rolled_from", &literal(from))
         .replace(":rolled_to", &literal(to))
         .replace(":since", &literal(since))
         .replace(":until", &literal(until))
@@ -249,6 +256,46 @@ pub(crate) mod tests {
              AND ts < TIMESTAMP '2026-12-05 11:30:00.500000'"
         );
         assert!(parse_time("2026-12-05'; DROP TABLE x; --").is_err());
+    }
+
+    /// The connections table sorted every lifetime of the range to show the first 5000 (issue 18:
+    /// over the whole history that sort was most of the view's second). It is cut in SQL now, at
+    /// one row more than it shows (so the page still says it was cut), and an export, which sets
+    /// `:row_limit` to NULL as the page does, has every row.
+    #[test]
+    fn a_table_panel_is_cut_in_sql_and_exported_whole() {
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        let (since, until) = (
+            parse_time("2000-01-01T00:00:00").unwrap(),
+            parse_time("2100-01-01T00:00:00").unwrap(),
+        );
+        let (views, _) = views().unwrap();
+        let table = views
+            .iter()
+            .find(|v| v.id == "connections")
+            .and_then(|v| v.panels.iter().find(|p| p.id == "table"))
+            .unwrap();
+        assert!(table.sql.trim_end().ends_with("LIMIT :row_limit"), "{}", table.sql);
+        let sql = "SELECT i FROM range(12000) t(i) ORDER BY i DESC LIMIT :row_limit";
+        let run = |sql: &str| {
+            let mut stmt = store.conn().prepare(sql).unwrap();
+            let arrow = stmt.query_arrow([]).unwrap();
+            let schema = arrow.get_schema();
+            crate::output::JsonTable::collect(&schema, arrow.map(Ok), PANEL_ROWS).unwrap()
+        };
+        let shown = run(&panel_sql(sql, since, until));
+        assert!(shown.truncated);
+        assert_eq!(shown.rows.len(), PANEL_ROWS);
+        assert_eq!(shown.rows[0][0], serde_json::json!(11999));
+        let exported: i64 = store
+            .conn()
+            .query_row(
+                &format!("SELECT count(*) FROM ({})", sql.replace(":row_limit", "NULL")),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(exported, 12000);
     }
 
     /// Stuck connections often share one `stuck_s` (every socket stuck since the range began), and

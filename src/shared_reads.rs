@@ -3,36 +3,51 @@
 //!
 //! Overview, TCP and Statistics each have several panels that count or sum the same range macro
 //! (`connection_events_overlapping` over the view's range: every lifetime of the range made into
-//! an event), and the rate panels read `traffic_rates_between` twice each. Over a history of
-//! weeks each such read is a pass over every lifetime, so a view paid for the same pass four or
-//! more times. Here the first panel that asks builds the macro's rows for its range once, into a
-//! table of DuckDB's in-memory catalog `memory` (no file backs it, and every connection of the
-//! server's database instance sees it), and each panel reads that table in the macro's place.
+//! an event). Over a history of weeks each such read is a pass over every lifetime, so a view
+//! paid for the same pass four or more times. Here the first panel that asks builds the macro's
+//! rows for its range once, into a table of DuckDB's in-memory catalog `memory` (no file backs
+//! it, and every connection of the server's database instance sees it), and each panel reads that
+//! table in the macro's place. Only the columns some panel reads are kept ([`SharedCall`]): the
+//! table is built faster and takes less memory.
 //!
 //! Exact by construction: the table holds the macro's rows for the same range, and the panel's
 //! SQL is otherwise unchanged. Never stale: a table is kept with the data version it was built
-//! from ([`VERSION_SQL`], read in the transaction that builds it), and a panel asked after a
-//! snapshot, an import or a retention run (which change that version) builds it again. Only the
-//! [`SharedReads::KEEP`] tables read most recently are kept, so the memory they take is bounded
-//! by a few ranges' events.
+//! from ([`VERSION_SQL`], read in the transaction that builds it), and [`Prepared::sql`], called
+//! in the panel's own transaction, gives the table only when that transaction sees the same
+//! version (else the panel reads the macro itself); a panel asked after a snapshot, an import or a
+//! retention run builds the table again.
+//!
+//! Bounded: at most [`SharedReads::KEEP`] tables, read most recently, of at most
+//! [`SharedReads::MAX_BYTES`] together (as [`table_bytes`] counts them); a range whose table alone
+//! is larger is not kept, and its panels read the macro each. Panels of one range wait for the
+//! first one's build (one pass instead of several); panels of other ranges do not.
 //!
 //! May use the database connection, `dashboard` (a range's literals) and `error`; it runs no
 //! panel itself (the server and the report do).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::NaiveDateTime;
 
 use crate::dashboard::panel_sql;
 use crate::error::{Error, Result};
 
-/// The macro calls, as the panels in `views.json` write them, that are read once per range.
-pub const SHARED_CALLS: &[&str] = &[
-    "connection_events_overlapping(:since, :until)",
-    "traffic_rates_between(:since, :until)",
-];
+/// A macro call, as the panels in `views.json` write it, that is read once per range, and the
+/// columns of its rows that the panels read (the rest are not kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedCall {
+    pub call: &'static str,
+    pub columns: &'static str,
+}
+
+/// The calls read once per range.
+pub const SHARED_CALLS: &[SharedCall] = &[SharedCall {
+    call: "connection_events_overlapping(:since, :until)",
+    columns: "source, host, start_ts, duration_s, proto, src_h, dst_h, dst_p, direction, bytes_out, bytes_in, \
+              packets_out, packets_in, wire_bytes_out, wire_bytes_in, failed",
+}];
 
 /// The schema, in the instance's in-memory catalog, that holds the shared reads.
 pub const SCHEMA: &str = "memory.dashboard_shared_reads";
@@ -54,32 +69,77 @@ pub const VERSION_SQL: &str = "SELECT concat_ws(',', \
 /// a number is never used twice, and a panel never reads a table another instance built.
 static NEXT_TABLE: AtomicU64 = AtomicU64::new(1);
 
-/// One shared read: the rows of `call` over `[since, until]` as of `version`, in `table`.
-#[derive(Debug, Clone)]
-struct Entry {
-    call: &'static str,
-    since: NaiveDateTime,
-    until: NaiveDateTime,
-    version: String,
-    table: String,
+/// What one range's read of one call holds.
+#[derive(Debug, Clone, PartialEq)]
+enum Held {
+    /// Not built yet, or dropped.
+    Nothing,
+    /// The call's rows as of `version`, in `table`, taking about `bytes`.
+    Table { version: String, table: String, bytes: u64 },
+    /// The rows were more than [`SharedReads::MAX_BYTES`]: the panels read the call each. A
+    /// range's rows only grow while the server runs, so this is not tried again for the range.
+    TooLarge,
 }
 
-#[derive(Debug, Default)]
-struct Entries {
-    /// Read least recently first.
-    list: VecDeque<Entry>,
+/// One call over one range. Its lock is held while the table is built, so that the other panels
+/// of the range wait for it rather than build it too.
+#[derive(Debug)]
+struct Slot {
+    call: SharedCall,
+    since: NaiveDateTime,
+    until: NaiveDateTime,
+    held: Mutex<Held>,
 }
 
 /// The shared reads of one server (or one report): which tables hold which call's rows.
 #[derive(Debug, Default)]
 pub struct SharedReads {
-    entries: Mutex<Entries>,
+    /// Read least recently first. Locked only to find, add or drop a slot, never over a query.
+    slots: Mutex<VecDeque<Arc<Slot>>>,
+}
+
+/// A panel's SQL with the shared calls it reads replaced by their tables, and the data version
+/// those tables hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    template: String,
+    shared: Option<(String, String)>,
+}
+
+impl Prepared {
+    /// The template to run in the transaction open on `conn`: the one reading the shared tables
+    /// when that transaction sees the data they were built from, else the panel's own (the data
+    /// changed since: its rows must be those of the data the rest of the query sees).
+    pub fn sql(&self, conn: &duckdb::Connection) -> Result<&str> {
+        match &self.shared {
+            Some((sql, version)) if &current_version(conn)? == version => Ok(sql),
+            _ => Ok(&self.template),
+        }
+    }
+
+    /// Whether the panel reads a shared table (when its transaction sees the same data).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
+    m.lock().map_err(|_| Error::Sql {
+        message: "the dashboard's shared reads were left inconsistent by a failed request".into(),
+    })
+}
+
+fn current_version(conn: &duckdb::Connection) -> Result<String> {
+    conn.query_row(VERSION_SQL, [], |r| r.get(0)).map_err(Error::sql)
 }
 
 impl SharedReads {
-    /// Tables kept (those read most recently): the shared calls of two ranges (a page switching
-    /// between two ranges, or between views over one range, builds nothing twice).
+    /// Tables kept (those read most recently): the shared calls of a few ranges (a page switching
+    /// between ranges, or between views over one range, builds nothing twice).
     pub const KEEP: usize = 4;
+    /// The memory the kept tables may take together, as [`table_bytes`] counts it. The whole
+    /// history of a host with a million lifetimes is a few hundred MB.
+    pub const MAX_BYTES: u64 = 1 << 30;
 
     pub fn new() -> Self {
         Self::default()
@@ -87,97 +147,205 @@ impl SharedReads {
 
     /// Whether `sql` (a panel's template) reads a shared call.
     pub fn reads_shared(sql: &str) -> bool {
-        SHARED_CALLS.iter().any(|call| sql.contains(call))
+        SHARED_CALLS.iter().any(|c| sql.contains(c.call))
     }
 
     /// `sql` (a panel's template, `:since` and `:until` not yet replaced) with every shared call
     /// it reads replaced by the table that holds that call's rows over `[since, until]` for the
     /// data as it is now, built on `conn` first when no kept table does. `conn` must not be inside
-    /// a transaction: a table built after a transaction began is not visible to it. On an error
-    /// the caller reads the template as it is, which gives the same rows.
+    /// a transaction: a table built after a transaction began is not visible to it. Run the
+    /// result's [`Prepared::sql`] in the panel's transaction. On an error the caller reads the
+    /// template as it is, which gives the same rows.
     pub fn prepare(
         &self,
         conn: &duckdb::Connection,
         sql: &str,
         since: NaiveDateTime,
         until: NaiveDateTime,
-    ) -> Result<String> {
-        let calls: Vec<&'static str> = SHARED_CALLS.iter().copied().filter(|c| sql.contains(c)).collect();
+    ) -> Result<Prepared> {
+        self.prepare_bounded(conn, sql, since, until, Self::MAX_BYTES)
+    }
+
+    fn prepare_bounded(
+        &self,
+        conn: &duckdb::Connection,
+        sql: &str,
+        since: NaiveDateTime,
+        until: NaiveDateTime,
+        max_bytes: u64,
+    ) -> Result<Prepared> {
+        let unshared = Prepared {
+            template: sql.to_string(),
+            shared: None,
+        };
+        let calls: Vec<SharedCall> = SHARED_CALLS.iter().copied().filter(|c| sql.contains(c.call)).collect();
         if calls.is_empty() {
-            return Ok(sql.to_string());
+            return Ok(unshared);
         }
-        // Panels of one range asked together wait here for the first one's read.
-        let mut entries = self.entries.lock().map_err(|_| Error::Sql {
-            message: "the dashboard's shared reads were left inconsistent by a failed request".into(),
-        })?;
-        let version: String = conn.query_row(VERSION_SQL, [], |r| r.get(0)).map_err(Error::sql)?;
         let mut out = sql.to_string();
+        let mut versions: Vec<String> = Vec::new();
         for call in calls {
-            let kept = entries
-                .list
-                .iter()
-                .position(|e| e.call == call && e.since == since && e.until == until);
-            // Taken out: a current one goes back as the one read most recently, a stale one is
-            // dropped.
-            let kept = kept.and_then(|i| entries.list.remove(i));
-            let table = match kept {
-                Some(entry) if entry.version == version => {
-                    let table = entry.table.clone();
-                    entries.list.push_back(entry);
-                    table
-                }
-                stale => {
-                    if let Some(stale) = stale {
-                        drop_table(conn, &stale.table);
-                    }
-                    let table = format!("{SCHEMA}.{TABLE_PREFIX}{}", NEXT_TABLE.fetch_add(1, Ordering::Relaxed));
-                    let version = build(conn, &table, call, since, until)?;
-                    entries.list.push_back(Entry {
-                        call,
-                        since,
-                        until,
-                        version,
-                        table: table.clone(),
-                    });
-                    while entries.list.len() > Self::KEEP {
-                        if let Some(old) = entries.list.pop_front() {
-                            drop_table(conn, &old.table);
+            let slot = self.slot(call, since, until)?;
+            let table = {
+                // Panels of this range asked together wait here for the first one's read.
+                let mut held = lock(&slot.held)?;
+                // Read once the wait is over: a table built while this panel waited is current.
+                let now = current_version(conn)?;
+                match &*held {
+                    Held::Table { version, table, .. } if *version == now => Some((table.clone(), now)),
+                    Held::TooLarge => None,
+                    _ => {
+                        if let Held::Table { table, .. } = &*held {
+                            drop_table(conn, table);
+                        }
+                        *held = Held::Nothing;
+                        let table = format!("{SCHEMA}.{TABLE_PREFIX}{}", NEXT_TABLE.fetch_add(1, Ordering::Relaxed));
+                        // The version read in the build's own transaction: what the table holds.
+                        let (version, bytes) = build(conn, &table, call, since, until)?;
+                        if bytes > max_bytes {
+                            drop_table(conn, &table);
+                            *held = Held::TooLarge;
+                            None
+                        } else {
+                            *held = Held::Table {
+                                version: version.clone(),
+                                table: table.clone(),
+                                bytes,
+                            };
+                            Some((table, version))
                         }
                     }
-                    table
                 }
             };
-            out = out.replace(call, &table);
+            self.evict(conn, &slot, max_bytes)?;
+            match table {
+                Some((table, version)) => {
+                    out = out.replace(call.call, &table);
+                    versions.push(version);
+                }
+                None => return Ok(unshared),
+            }
         }
-        Ok(out)
+        // Tables of two versions cannot both be what one transaction sees.
+        match versions.first() {
+            Some(version) if versions.iter().all(|v| v == version) => Ok(Prepared {
+                template: sql.to_string(),
+                shared: Some((out, version.clone())),
+            }),
+            _ => Ok(unshared),
+        }
+    }
+
+    /// The slot of `call` over `[since, until]`, made the one read most recently (added if new).
+    fn slot(&self, call: SharedCall, since: NaiveDateTime, until: NaiveDateTime) -> Result<Arc<Slot>> {
+        let mut slots = lock(&self.slots)?;
+        let found = slots
+            .iter()
+            .position(|s| s.call == call && s.since == since && s.until == until)
+            .and_then(|i| slots.remove(i));
+        let slot = found.unwrap_or_else(|| {
+            Arc::new(Slot {
+                call,
+                since,
+                until,
+                held: Mutex::new(Held::Nothing),
+            })
+        });
+        slots.push_back(Arc::clone(&slot));
+        Ok(slot)
+    }
+
+    /// Drops the tables read least recently until at most [`Self::KEEP`] slots of at most
+    /// `max_bytes` together are left. `keep` (just read) stays, and so does a slot whose table
+    /// another panel is building (its lock is held: it is being read now).
+    fn evict(&self, conn: &duckdb::Connection, keep: &Arc<Slot>, max_bytes: u64) -> Result<()> {
+        let mut dropped = Vec::new();
+        {
+            let mut slots = lock(&self.slots)?;
+            // A slot dropped from the list while a panel waited on it is added again by that
+            // panel's build: its table must be counted and dropped in its turn.
+            if !slots.iter().any(|s| Arc::ptr_eq(s, keep)) {
+                slots.push_back(Arc::clone(keep));
+            }
+            let bytes_of = |s: &Slot| match s.held.try_lock().as_deref() {
+                Ok(Held::Table { bytes, .. }) => *bytes,
+                _ => 0,
+            };
+            let mut total: u64 = slots.iter().map(|s| bytes_of(s)).sum();
+            let mut i = 0;
+            while i < slots.len() && (slots.len() > Self::KEEP || total > max_bytes) {
+                if Arc::ptr_eq(&slots[i], keep) {
+                    i += 1;
+                    continue;
+                }
+                let taken = match slots[i].held.try_lock() {
+                    Ok(mut held) => Some(std::mem::replace(&mut *held, Held::Nothing)),
+                    Err(_) => None,
+                };
+                match taken {
+                    Some(held) => {
+                        if let Held::Table { table, bytes, .. } = held {
+                            total = total.saturating_sub(bytes);
+                            dropped.push(table);
+                        }
+                        slots.remove(i);
+                    }
+                    None => i += 1,
+                }
+            }
+        }
+        for table in dropped {
+            drop_table(conn, &table);
+        }
+        Ok(())
     }
 
     /// Drops every table kept (the report does when it is done).
     pub fn clear(&self, conn: &duckdb::Connection) {
-        if let Ok(mut entries) = self.entries.lock() {
-            for e in entries.list.drain(..) {
-                drop_table(conn, &e.table);
+        let slots: Vec<Arc<Slot>> = match self.slots.lock() {
+            Ok(mut slots) => slots.drain(..).collect(),
+            Err(_) => return,
+        };
+        for slot in slots {
+            if let Ok(mut held) = slot.held.lock() {
+                if let Held::Table { table, .. } = std::mem::replace(&mut *held, Held::Nothing) {
+                    drop_table(conn, &table);
+                }
             }
         }
     }
+
+    /// The memory the kept tables take, as [`table_bytes`] counted it when each was built.
+    pub fn kept_bytes(&self) -> u64 {
+        self.slots.lock().map_or(0, |slots| {
+            slots
+                .iter()
+                .map(|s| match s.held.try_lock().as_deref() {
+                    Ok(Held::Table { bytes, .. }) => *bytes,
+                    _ => 0,
+                })
+                .sum()
+        })
+    }
 }
 
-/// Builds `table` from `call` over `[since, until]` in one transaction with the data version it
-/// is built from, and returns that version.
+/// Builds `table` from `call`'s columns over `[since, until]` in one transaction with the data
+/// version it is built from, and returns that version and the table's [`table_bytes`].
 fn build(
     conn: &duckdb::Connection,
     table: &str,
-    call: &str,
+    call: SharedCall,
     since: NaiveDateTime,
     until: NaiveDateTime,
-) -> Result<String> {
+) -> Result<(String, u64)> {
     conn.execute_batch(&format!("BEGIN TRANSACTION; CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
         .map_err(Error::sql)?;
     let built = (|| {
-        let version: String = conn.query_row(VERSION_SQL, [], |r| r.get(0)).map_err(Error::sql)?;
+        let version = current_version(conn)?;
         conn.execute_batch(&format!(
-            "CREATE TABLE {table} AS SELECT * FROM {}; COMMIT",
-            panel_sql(call, since, until)
+            "CREATE TABLE {table} AS SELECT {} FROM {}; COMMIT",
+            call.columns,
+            panel_sql(call.call, since, until)
         ))
         .map_err(Error::sql)?;
         Ok(version)
@@ -185,7 +353,58 @@ fn build(
     if built.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    built
+    let version = built?;
+    match table_bytes(conn, table) {
+        Ok(bytes) => Ok((version, bytes)),
+        Err(e) => {
+            drop_table(conn, table);
+            Err(e)
+        }
+    }
+}
+
+/// The memory a table's rows take in DuckDB: 16 bytes a value (a string's header, and at most
+/// that for any other type the shared calls give), plus the bytes of every string longer than
+/// the 12 DuckDB keeps in its header.
+pub fn table_bytes(conn: &duckdb::Connection, table: &str) -> Result<u64> {
+    // The columns from the table's own schema (a lookup in `duckdb_columns()` lists every column
+    // of every catalog, which costs more than this whole count on a small table).
+    let mut stmt = conn
+        .prepare(&format!("SELECT * FROM {table} LIMIT 0"))
+        .map_err(Error::sql)?;
+    let schema = stmt.query_arrow([]).map_err(Error::sql)?.get_schema();
+    let columns: Vec<(String, bool)> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let text = matches!(
+                f.data_type(),
+                duckdb::arrow::datatypes::DataType::Utf8 | duckdb::arrow::datatypes::DataType::LargeUtf8
+            );
+            (f.name().clone(), text)
+        })
+        .collect();
+    let heap: Vec<String> = columns
+        .iter()
+        .filter(|(_, text)| *text)
+        .map(|(c, _)| format!("coalesce(sum(strlen(\"{c}\")) FILTER (WHERE strlen(\"{c}\") > 12), 0)"))
+        .collect();
+    let heap = if heap.is_empty() {
+        "0".to_string()
+    } else {
+        heap.join(" + ")
+    };
+    let bytes: i64 = conn
+        .query_row(
+            &format!(
+                "SELECT (count(*) * {} + {heap})::BIGINT FROM {table}",
+                16 * columns.len()
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(Error::sql)?;
+    Ok(u64::try_from(bytes).unwrap_or(0))
 }
 
 fn drop_table(conn: &duckdb::Connection, table: &str) {
@@ -255,7 +474,8 @@ mod tests {
         for view in &views {
             for panel in view.panels.iter().filter(|p| SharedReads::reads_shared(&p.sql)) {
                 for &(since, until) in &ranges {
-                    let shared = reads.prepare(store.conn(), &panel.sql, since, until).unwrap();
+                    let prepared = reads.prepare(store.conn(), &panel.sql, since, until).unwrap();
+                    let shared = prepared.sql(store.conn()).unwrap().to_string();
                     assert!(
                         !SharedReads::reads_shared(&shared) && shared.contains(SCHEMA),
                         "{}/{}: {shared}",
@@ -288,7 +508,9 @@ mod tests {
             );
         }
         assert!(kept_tables(&store) as usize <= SharedReads::KEEP);
+        assert!(reads.kept_bytes() > 0);
         reads.clear(store.conn());
+        assert_eq!(reads.kept_bytes(), 0);
         assert_eq!(kept_tables(&store), 0);
     }
 
@@ -304,8 +526,13 @@ mod tests {
             parse_time("2100-01-01T00:00:00").unwrap(),
         );
         let sql = "SELECT count(*) FROM connection_events_overlapping(:since, :until)";
-        let first = reads.prepare(store.conn(), sql, all.0, all.1).unwrap();
-        assert_eq!(reads.prepare(store.conn(), sql, all.0, all.1).unwrap(), first);
+        let shared = |reads: &SharedReads| -> String {
+            let prepared = reads.prepare(store.conn(), sql, all.0, all.1).unwrap();
+            assert!(prepared.is_shared());
+            prepared.sql(store.conn()).unwrap().to_string()
+        };
+        let first = shared(&reads);
+        assert_eq!(shared(&reads), first);
         let count = |sql: &str| -> i64 {
             store
                 .conn()
@@ -323,7 +550,7 @@ mod tests {
                  FROM snapshots ORDER BY snapshot_id DESC LIMIT 1",
             )
             .unwrap();
-        let second = reads.prepare(store.conn(), sql, all.0, all.1).unwrap();
+        let second = shared(&reads);
         assert_ne!(second, first, "the changed data was read from the old table");
         // The new snapshot holds no socket, so the open lifetimes' events change too: the
         // answer is the macro's now, not the old table's.
@@ -350,6 +577,7 @@ mod tests {
         );
         let sql = "SELECT count(*) FROM connection_events_overlapping(:since, :until)";
         let shared = reads.prepare(a.conn(), sql, all.0, all.1).unwrap();
+        let shared = shared.sql(a.conn()).unwrap().to_string();
         let count = |s: &Store, sql: &str| -> i64 {
             s.conn()
                 .query_row(&panel_sql(sql, all.0, all.1), [], |r| r.get(0))
@@ -360,5 +588,154 @@ mod tests {
         b.conn().execute_batch("ROLLBACK").unwrap();
         assert!(n > 0);
         assert_eq!(n, count(&b, sql));
+    }
+
+    fn everything() -> (NaiveDateTime, NaiveDateTime) {
+        (
+            parse_time("2000-01-01T00:00:00").unwrap(),
+            parse_time("2100-01-01T00:00:00").unwrap(),
+        )
+    }
+
+    const COUNT: &str = "SELECT count(*) FROM connection_events_overlapping(:since, :until)";
+
+    /// The review of stop 31: the version was read outside the panel's transaction, so a panel
+    /// whose transaction began after a snapshot was stored read the table of the data before it
+    /// while the rest of its query read the data after. The table is only read by a transaction
+    /// that sees the data it holds.
+    #[test]
+    fn a_transaction_that_sees_newer_data_reads_the_macro() {
+        let store = demo(1, 21);
+        let reads = SharedReads::new();
+        let (since, until) = everything();
+        let prepared = reads.prepare(store.conn(), COUNT, since, until).unwrap();
+        assert!(prepared.is_shared());
+        let conn = store.conn();
+        conn.execute_batch("BEGIN TRANSACTION READ ONLY").unwrap();
+        assert!(prepared.sql(conn).unwrap().contains(SCHEMA), "same data: the table");
+        conn.execute_batch("ROLLBACK").unwrap();
+        conn.execute_batch(
+            "INSERT INTO snapshots SELECT * REPLACE (snapshot_id + 1 AS snapshot_id, ts + INTERVAL 1 SECOND AS ts) \
+             FROM snapshots ORDER BY snapshot_id DESC LIMIT 1",
+        )
+        .unwrap();
+        conn.execute_batch("BEGIN TRANSACTION READ ONLY").unwrap();
+        let sql = prepared.sql(conn).unwrap().to_string();
+        conn.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(sql, COUNT, "newer data than the table's: the macro");
+    }
+
+    /// The review of stop 31: the kept tables were bounded by their number only. A table larger
+    /// than the memory allowed is not kept (its panels read the macro, and it is not built again
+    /// for the range), and older tables are dropped until the kept ones fit.
+    #[test]
+    fn kept_tables_are_bounded_by_their_memory() {
+        let store = demo(2, 22);
+        let (since, until) = everything();
+        let reads = SharedReads::new();
+        let whole = reads.prepare(store.conn(), COUNT, since, until).unwrap();
+        assert!(whole.is_shared());
+        let one = reads.kept_bytes();
+        assert!(one > 0);
+        reads.clear(store.conn());
+
+        // Smaller than one table: nothing kept, the panel reads the macro, and asking again
+        // builds nothing (no table appears, and the answer is the same).
+        let small = SharedReads::new();
+        let next = NEXT_TABLE.load(Ordering::Relaxed);
+        let p = small
+            .prepare_bounded(store.conn(), COUNT, since, until, one - 1)
+            .unwrap();
+        assert!(!p.is_shared());
+        assert_eq!(p.sql(store.conn()).unwrap(), COUNT);
+        assert_eq!(kept_tables(&store), 0);
+        let built = NEXT_TABLE.load(Ordering::Relaxed);
+        assert!(built > next);
+        let again = small
+            .prepare_bounded(store.conn(), COUNT, since, until, one - 1)
+            .unwrap();
+        assert!(!again.is_shared());
+        assert_eq!(
+            NEXT_TABLE.load(Ordering::Relaxed),
+            built,
+            "a range too large was built again"
+        );
+
+        // Room for about one and a half: the older of two is dropped.
+        let some = SharedReads::new();
+        let later = since + chrono::Duration::hours(1);
+        let newest: NaiveDateTime = store
+            .conn()
+            .query_row("SELECT max(ts) FROM snapshots", [], |r| r.get(0))
+            .unwrap();
+        assert!(some
+            .prepare_bounded(store.conn(), COUNT, since, until, one * 3 / 2)
+            .unwrap()
+            .is_shared());
+        let second = some
+            .prepare_bounded(store.conn(), COUNT, later, newest, one * 3 / 2)
+            .unwrap();
+        assert!(second.is_shared());
+        assert_eq!(kept_tables(&store), 1);
+        assert!(some.kept_bytes() <= one * 3 / 2);
+        assert!(
+            second.sql(store.conn()).unwrap().contains(SCHEMA),
+            "the newest is the one kept"
+        );
+        some.clear(store.conn());
+    }
+
+    /// What [`table_bytes`] counts: 16 bytes a value, and the bytes of strings over 12.
+    #[test]
+    fn table_bytes_counts_values_and_long_strings() {
+        let store = demo(1, 23);
+        let conn = store.conn();
+        conn.execute_batch(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {SCHEMA}; CREATE TABLE {SCHEMA}.bytes_test AS \
+             SELECT * FROM (VALUES ('short', 1), (repeat('x', 20), 2), (NULL, 3)) t(s, n)"
+        ))
+        .unwrap();
+        assert_eq!(
+            table_bytes(conn, &format!("{SCHEMA}.bytes_test")).unwrap(),
+            3 * 2 * 16 + 20
+        );
+        drop_table(conn, &format!("{SCHEMA}.bytes_test"));
+    }
+
+    /// The review of stop 31: one lock was held over every build, so a panel of one range waited
+    /// for another range's pass over the history. Panels of the range being built wait for it
+    /// (one pass, not several); a panel of another range does not.
+    #[test]
+    fn a_build_holds_up_only_its_own_range() {
+        let mut store = demo(1, 24);
+        let (a, b) = (store.connect().unwrap(), store.connect().unwrap());
+        let reads = SharedReads::new();
+        let (since, until) = everything();
+        let other = since + chrono::Duration::hours(1);
+        // A build of [since, until] under way: its slot's lock is held.
+        let slot = reads.slot(SHARED_CALLS[0], since, until).unwrap();
+        let building = slot.held.lock().unwrap();
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (reads, tx2) = (&reads, tx.clone());
+            scope.spawn(move || {
+                let p = reads.prepare(a.conn(), COUNT, other, until).unwrap();
+                tx.send(("other", p.is_shared())).unwrap();
+            });
+            let got = rx
+                .recv_timeout(Duration::from_secs(120))
+                .expect("another range waited for the build");
+            assert_eq!(got, ("other", true));
+            scope.spawn(move || {
+                let p = reads.prepare(b.conn(), COUNT, since, until).unwrap();
+                tx2.send(("same", p.is_shared())).unwrap();
+            });
+            assert!(
+                rx.recv_timeout(Duration::from_millis(500)).is_err(),
+                "the same range did not wait for the build under way"
+            );
+            drop(building);
+            assert_eq!(rx.recv_timeout(Duration::from_secs(120)).unwrap(), ("same", true));
+        });
     }
 }

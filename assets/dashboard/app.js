@@ -239,10 +239,10 @@
   /* The server's substitution of :since and :until, done here for the SQL page and exports. */
   /* `:since`/`:until` as literals; `:rolled_from`/`:rolled_to` (the part of a range of days read
    * from the hourly rollups) as the server chose them for the panel's rows (`rolled`), else the
-   * range's start: raw rows only. */
+   * range's start: raw rows only. `:row_limit` (a panel shows the top rows) as NULL: every row. */
   function substitute(sql, r, rolled) {
     var lit = function (iso) { return "TIMESTAMP '" + iso.replace('T', ' ') + "'"; };
-    return sql.replace(/(?<![:\w]):rolled_from\b/g, lit(rolled ? rolled.from : r.since))
+    return sql.replace(/(?<![:\w]):row_limit\b/g, 'NULL').replace(/(?<![:\w]):rolled_from\b/g, lit(rolled ? rolled.from : r.since))
       .replace(/(?<![:\w]):rolled_to\b/g, lit(rolled ? rolled.to : r.since))
       .replace(/(?<![:\w]):since\b/g, lit(r.since)).replace(/(?<![:\w]):until\b/g, lit(r.until));
   }

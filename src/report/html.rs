@@ -17,7 +17,7 @@ use crate::shared_reads::SharedReads;
 use crate::store::Store;
 
 /// Rows kept per panel.
-pub const PANEL_ROWS: usize = 5000;
+pub const PANEL_ROWS: usize = dashboard::PANEL_ROWS;
 
 /// File formats of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,17 +120,25 @@ fn draw_panels(
             if crate::interrupt::requested() {
                 return Err(Error::Interrupted);
             }
-            let template = shared
-                .prepare(store.conn(), &panel.sql, since, until)
-                .unwrap_or_else(|_| panel.sql.clone());
-            let rolled = rolled.filter(|_| dashboard::reads_rollups(&template));
-            let sql = panel_sql_rolled(&template, since, until, rolled);
+            let prepared = shared.prepare(store.conn(), &panel.sql, since, until).ok();
+            let rolled = rolled.filter(|_| dashboard::reads_rollups(&panel.sql));
             let result = (|| -> Result<JsonTable> {
                 let conn = store.conn();
-                let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
-                let arrow = stmt.query_arrow([]).map_err(Error::sql)?;
-                let schema = arrow.get_schema();
-                JsonTable::collect(&schema, arrow.map(Ok), PANEL_ROWS)
+                // The shared tables only when this transaction sees the data they hold.
+                conn.execute_batch("BEGIN TRANSACTION READ ONLY").map_err(Error::sql)?;
+                let read = (|| {
+                    let template = match &prepared {
+                        Some(p) => p.sql(conn)?,
+                        None => &panel.sql,
+                    };
+                    let sql = panel_sql_rolled(template, since, until, rolled);
+                    let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
+                    let arrow = stmt.query_arrow([]).map_err(Error::sql)?;
+                    let schema = arrow.get_schema();
+                    JsonTable::collect(&schema, arrow.map(Ok), PANEL_ROWS)
+                })();
+                let _ = conn.execute_batch("ROLLBACK");
+                read
             })();
             let value = match result {
                 Ok(mut table) => {

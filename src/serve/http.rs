@@ -44,7 +44,7 @@ use crate::request;
 use crate::shared_reads::{self, SharedReads};
 
 /// Rows a panel or the SQL page returns at most.
-pub const ROW_LIMIT: usize = 5000;
+pub const ROW_LIMIT: usize = dashboard::PANEL_ROWS;
 /// Rows a download returns at most.
 const EXPORT_LIMIT: usize = 1_000_000;
 const COOKIE: &str = "netlens_token";
@@ -386,13 +386,10 @@ async fn api_panel(State(app): State<AppState>, Query(q): Query<PanelQuery>, hea
         query_with(&app, ROW_LIMIT, move |conn| {
             // What other panels of the range read too is read once (the same rows); should that
             // fail, the panel reads its own.
-            let template = if shared {
-                reads
-                    .shared_reads
-                    .prepare(conn, &template, since, until)
-                    .unwrap_or(template)
+            let prepared = if shared {
+                reads.shared_reads.prepare(conn, &template, since, until).ok()
             } else {
-                template
+                None
             };
             // A range of days reads what is rolled up of it from the rollups (the page says so).
             let rolled = if dashboard::reads_rollups(&template) {
@@ -400,7 +397,18 @@ async fn api_panel(State(app): State<AppState>, Query(q): Query<PanelQuery>, hea
             } else {
                 None
             };
-            Ok((panel_sql_rolled(&template, since, until, rolled.as_ref()), rolled))
+            let in_transaction: InTransaction = {
+                let rolled = rolled.clone();
+                Box::new(move |conn| {
+                    // The shared tables only when this transaction sees the data they hold.
+                    let template = match &prepared {
+                        Some(p) => p.sql(conn)?,
+                        None => &template,
+                    };
+                    Ok(panel_sql_rolled(template, since, until, rolled.as_ref()))
+                })
+            };
+            Ok((in_transaction, rolled))
         })
     };
     let mut result = panel(true).await;
@@ -447,16 +455,21 @@ impl std::ops::Deref for TimedTable {
 
 /// Runs one query in a READ ONLY transaction on a connection of its own.
 async fn query_table(app: &App, sql: String, limit: usize) -> std::result::Result<TimedTable, String> {
-    query_with(app, limit, move |_| Ok((sql, None))).await
+    let write: InTransaction = Box::new(move |_: &duckdb::Connection| Ok(sql));
+    query_with(app, limit, move |_| Ok((write, None))).await
 }
+
+/// Writes a query inside the transaction that runs it (what it reads to do so is read as of the
+/// same data as the query).
+type InTransaction = Box<dyn FnOnce(&duckdb::Connection) -> Result<String> + Send>;
 
 /// Runs the query `make_sql` gives, in a READ ONLY transaction on a connection of its own.
 /// `make_sql` runs on that connection before the transaction begins: it may read what it needs
 /// to write the query, and build shared reads, which a transaction begun before them would not
-/// see.
+/// see; the query itself is written by what it returns, inside the transaction.
 async fn query_with<F>(app: &App, limit: usize, make_sql: F) -> std::result::Result<TimedTable, String>
 where
-    F: FnOnce(&duckdb::Connection) -> Result<(String, Option<dashboard::Rolled>)> + Send + 'static,
+    F: FnOnce(&duckdb::Connection) -> Result<(InTransaction, Option<dashboard::Rolled>)> + Send + 'static,
 {
     let shared = Arc::clone(&app.shared);
     tokio::task::spawn_blocking(move || {
@@ -464,8 +477,9 @@ where
         let store = shared.connect().map_err(|e| e.to_string())?;
         let conn = store.conn();
         let table = (|| -> Result<(JsonTable, Option<dashboard::Rolled>)> {
-            let (sql, rolled) = make_sql(conn)?;
+            let (write_sql, rolled) = make_sql(conn)?;
             conn.execute_batch("BEGIN TRANSACTION READ ONLY").map_err(Error::sql)?;
+            let sql = write_sql(conn)?;
             let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
             let arrow = stmt.query_arrow([]).map_err(Error::sql)?;
             let schema = arrow.get_schema();

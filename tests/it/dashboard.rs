@@ -472,8 +472,9 @@ return out;
 
 /// Every view of a demo day in headless Chromium: no console errors or CSP violations, every
 /// card finishes, charts have drawn marks, the overview's numbers equal the same SQL run by
-/// netlens, and a screenshot of each view (and of the overview at phone size) is written under
-/// the test's output directory.
+/// netlens (over the whole history and over a custom From/To range), the models view's PCA is
+/// coloured by verdict with every anomaly drawn, and a screenshot of each view (and of the
+/// overview at phone size) is written under the test's output directory.
 #[test]
 #[cfg_attr(not(ci), ignore = "needs chromium and chromium-driver (Debian; CI installs them)")]
 fn every_view_draws_in_a_real_browser() {
@@ -567,13 +568,92 @@ fn every_view_draws_in_a_real_browser() {
         !connections.is_empty()
     });
     let overview = &views.as_array().unwrap()[0];
-    let kpi_sql = overview["panels"][0]["sql"]
-        .as_str()
-        .unwrap()
+    let kpi_sql_template = overview["panels"][0]["sql"].as_str().unwrap();
+    let kpi_sql = kpi_sql_template
         .replace(":since", "TIMESTAMP '1970-01-01'")
         .replace(":until", "TIMESTAMP '2100-01-01'");
     let direct = s.query(&format!("SELECT connections FROM ({kpi_sql})"));
     assert_eq!(connections, direct, "the page shows what the SQL says");
+
+    // A custom range (the picker's From/To, UTC): the overview's numbers are the SQL's over it.
+    let (from, to) = {
+        let row = s.query(
+            "SELECT strftime(min(ts) + INTERVAL 40 MINUTE, '%Y-%m-%dT%H:%M:%S') || ' ' || \
+             strftime(min(ts) + INTERVAL 100 MINUTE, '%Y-%m-%dT%H:%M:%S') FROM snapshots",
+        );
+        let (f, t) = row.split_once(' ').unwrap();
+        (f.to_string(), t.to_string())
+    };
+    browser.script(&format!(
+        "const r = document.getElementById('range-select'); r.value = 'custom'; r.dispatchEvent(new Event('change')); \
+         document.getElementById('range-from').value = '{from}'; document.getElementById('range-to').value = '{to}'; \
+         document.getElementById('range-apply').click(); return 1;"
+    ));
+    let in_range = s.query(&format!(
+        "SELECT connections FROM ({})",
+        kpi_sql_template
+            .replace(":since", &format!("TIMESTAMP '{from}'"))
+            .replace(":until", &format!("TIMESTAMP '{to}'"))
+    ));
+    // The tile shows the whole history's number until the custom range's answer replaces it.
+    let mut custom = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while custom != in_range {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the custom range shows {custom:?}, the SQL over it says {in_range}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let v = browser.script(&format!(
+            "const t = document.querySelector('.kpi[data-column=\"connections\"] .value'); \
+             const s = JSON.parse(sessionStorage.getItem('netlens.range') || 'null'); \
+             return s && s.key === 'custom' && s.custom.since === '{from}' && t ? t.textContent : null;"
+        ));
+        custom = v.as_str().unwrap_or("").replace([',', ' ', '\u{202f}', '\u{a0}'], "");
+    }
+    eventually(Duration::from_secs(60), "the overview over the custom range", || {
+        !browser.script(VIEW_STATE).is_null()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    browser.screenshot(&shots.join("overview-custom-range.png"));
+    assert_ne!(custom, connections, "the custom range is not the whole history");
+
+    // The models view's PCA coloured by verdict: anomalies and normal rows as two series, every
+    // anomaly of the newest iforest run drawn (they come first, under the 4000-point cap).
+    browser.goto(&format!("{url}/#/models"));
+    eventually(Duration::from_secs(60), "the models view", || {
+        !browser.script(VIEW_STATE).is_null()
+    });
+    let series = browser.script(
+        "const c = document.querySelector('section.card[data-panel=\"pca_anomaly\"] .chart'); \
+         const i = c && echarts.getInstanceByDom(c); if (!i) return null; \
+         const o = {}; for (const s of i.getOption().series) o[s.name] = (s.data || []).length; return o;",
+    );
+    let anomalies: i64 = s
+        .query(
+            "SELECT count(*) FROM anomaly_scores a JOIN embedding e ON e.row_id = a.row_id \
+             WHERE a.run_id = (SELECT max(run_id) FROM anomaly_scores) AND a.is_anomaly \
+             AND e.run_id = (SELECT max(run_id) FROM embedding)",
+        )
+        .parse()
+        .unwrap();
+    assert!(anomalies > 0, "the demo's iforest run flags rows");
+    assert_eq!(
+        series["anomaly"],
+        serde_json::json!(anomalies),
+        "PCA by verdict: {series}"
+    );
+    assert!(series["normal"].as_i64().unwrap_or(0) > 0, "PCA by verdict: {series}");
+    assert_eq!(
+        series.as_object().map(|o| o.len()),
+        Some(2),
+        "two verdicts, two colours: {series}"
+    );
+    browser.script(
+        "document.querySelector('section.card[data-panel=\"pca_anomaly\"]').scrollIntoView({block: 'center'}); return 1;",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    browser.screenshot(&shots.join("models-pca-verdict.png"));
 
     // A range of days draws the traffic panels from the hourly rollups, and the page says so.
     s.cmd().args(["retain"]).assert().success();
@@ -666,6 +746,96 @@ fn every_view_draws_in_a_real_browser() {
         .collect();
     assert!(problems.is_empty(), "console errors: {problems:#?}");
     eprintln!("screenshots in {}", shots.display());
+    drop(server);
+}
+
+/// The geography view in headless Chromium over flows whose addresses the MaxMind test
+/// databases know: its country bars are what the panel's SQL says, and its ASN bars are drawn.
+#[test]
+#[cfg_attr(not(ci), ignore = "needs chromium and chromium-driver (Debian; CI installs them)")]
+fn the_geography_view_draws_looked_up_places() {
+    let Some(mmdb) = crate::geo::mmdb_dir() else { return };
+    let s = Scratch::new();
+    // Addresses of the test databases: two in Great Britain, one in Sweden, one of Telstra's.
+    crate::geo::add_flows(
+        &s,
+        &[
+            ("10.0.0.5", "2.125.160.216"),
+            ("10.0.0.5", "81.2.69.160"),
+            ("10.0.0.6", "89.160.20.112"),
+            ("10.0.0.6", "1.128.0.1"),
+        ],
+    );
+    s.cmd()
+        .args(["geo", "--mmdb"])
+        .arg(mmdb.join("GeoLite2-Country-Test.mmdb"))
+        .arg("--mmdb")
+        .arg(mmdb.join("GeoLite2-ASN-Test.mmdb"))
+        .assert()
+        .success();
+    let Dashboard { server, url, token } = serve_dashboard(&s, &["--no-capture"]);
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let views: serde_json::Value = client()
+        .get(format!("{url}/api/views"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let countries_sql = views
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "geography")
+        .and_then(|v| v["panels"].as_array().unwrap().iter().find(|p| p["id"] == "countries"))
+        .and_then(|p| p["sql"].as_str())
+        .unwrap()
+        .replace(":since", "TIMESTAMP '1970-01-01'")
+        .replace(":until", "TIMESTAMP '9999-12-31'");
+    let expected = s.query(&format!(
+        "SELECT string_agg(label || '=' || connections, ';' ORDER BY label) FROM ({countries_sql})"
+    ));
+    assert!(expected.contains("=2"), "two flows to one country: {expected}");
+
+    let browser = Browser::start();
+    browser.size(1366, 768);
+    browser.goto(&format!("{url}/?token={token}"));
+    browser.goto(&format!("{url}/#/geography"));
+    browser.script("const r = document.getElementById('range-select'); r.value = 'all'; r.dispatchEvent(new Event('change')); return 1;");
+    let bars = |panel: &str| {
+        format!(
+            "const c = document.querySelector('section.card[data-panel=\"{panel}\"] .chart'); \
+             const i = c && echarts.getInstanceByDom(c); if (!i) return null; \
+             const o = i.getOption(); const names = (o.xAxis && o.xAxis[0] && o.xAxis[0].data) || (o.yAxis && o.yAxis[0] && o.yAxis[0].data) || []; \
+             const values = (o.series[0] && o.series[0].data || []).map(d => Array.isArray(d) ? d[1] : (d && d.value !== undefined ? d.value : d)); \
+             return names.map((n, k) => n + '=' + values[k]).sort().join(';');"
+        )
+    };
+    let mut drawn = serde_json::Value::Null;
+    eventually(Duration::from_secs(60), "the geography view's countries", || {
+        drawn = browser.script(&bars("countries"));
+        drawn.as_str() == Some(expected.as_str())
+            || (drawn.as_str().is_some_and(|d| !d.is_empty()) && !browser.script(VIEW_STATE).is_null())
+    });
+    let mut state = serde_json::Value::Null;
+    eventually(Duration::from_secs(60), "the geography view", || {
+        state = browser.script(VIEW_STATE);
+        !state.is_null()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    browser.screenshot(&shots.join("geography-looked-up.png"));
+    assert_eq!(
+        drawn.as_str(),
+        Some(expected.as_str()),
+        "the country bars are the SQL's"
+    );
+    assert_eq!(state["errors"], serde_json::json!([]), "geography: {state}");
+    let asns = browser.script(&bars("asns"));
+    assert!(
+        asns.as_str().unwrap_or("").contains("Telstra"),
+        "the ASN bars name the looked-up operator: {asns}"
+    );
     drop(server);
 }
 

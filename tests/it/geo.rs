@@ -42,7 +42,7 @@ fn geo_cmd(s: &Scratch) -> assert_cmd::Command {
 }
 
 /// Adds one flow per (orig, resp) pair, so `geo` has addresses to fill.
-fn add_flows(s: &Scratch, pairs: &[(&str, &str)]) {
+pub(crate) fn add_flows(s: &Scratch, pairs: &[(&str, &str)]) {
     let values: Vec<String> = pairs
         .iter()
         .enumerate()
