@@ -13,6 +13,9 @@ RSS (GNU time) for each size. The netlens time is given three ways:
   existing   into an empty database that exists already
   first new  into a new database with an empty cache directory, as the very first import on a
              machine: the schema is made by the migrations and saved as the template
+Each binary (netlens and the anchor) has a cache directory of its own: a build keeps only its own
+template in a cache, so two builds of different schemas sharing one would each delete the other's,
+and every "new" run would in fact be a "first new" one.
 netlens is run once more with DuckDB's memory_limit at 128 MB: DuckDB otherwise keeps the flows it
 wrote cached (up to 80% of RAM), and the capped RSS shows netlens's own memory does not grow
 with the file. Needs tshark and editcap (Debian: tshark).
@@ -126,6 +129,10 @@ def main():
     work = tempfile.mkdtemp(prefix="pcap_bench_")
     try:
         packets = setup(work)
+        # A cache directory per binary (see the module doc).
+        cached = {}
+        for i, binary in enumerate([NETLENS] + ([ANCHOR] if ANCHOR else [])):
+            cached.setdefault(binary, dict(os.environ, XDG_CACHE_HOME=os.path.join(work, f"cache_{i}")))
         print(f"netlens {NETLENS}; {subprocess.run(['tshark', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}")
         print(f"{'packets':>9} {'MB':>7} | {'netlens s':>9} {'pkt/s':>10} {'MB/s':>7} {'RSS MiB':>8} {'flows':>8} "
               f"{'RSS@128MB':>9} {'existing s':>10} {'first new s':>11} | {'tshark s':>8} {'pkt/s':>9} {'RSS MiB':>8} | "
@@ -141,21 +148,26 @@ def main():
                     if os.path.exists(f):
                         os.remove(f)
                 if schema:
-                    subprocess.run([NETLENS, "--db", db, "-c", "SELECT 1"], check=True, stdout=subprocess.DEVNULL)
+                    subprocess.run([NETLENS, "--db", db, "-c", "SELECT 1"], check=True, stdout=subprocess.DEVNULL,
+                                   env=cached[NETLENS])
 
-            # The user's cache gets this build's template (if it has none yet) before timing.
+            # Each binary's cache gets its template before timing.
+            if ANCHOR:
+                fresh(False)
+                subprocess.run([ANCHOR, "--db", db, "-c", "SELECT 1"], check=True, stdout=subprocess.DEVNULL,
+                               env=cached[ANCHOR])
             fresh(True)
             # Median of RUNS runs each: the machine is shared, and one run can be off by 30 %.
             new_runs, existing_runs, tshark_runs, first_runs, anchor_runs = [], [], [], [], []
             for _ in range(RUNS):
                 if ANCHOR:
                     fresh(False)
-                    anchor_runs.append(timed([ANCHOR, "--db", db, "import", "pcap", cap]))
+                    anchor_runs.append(timed([ANCHOR, "--db", db, "import", "pcap", cap], env=cached[ANCHOR]))
                 fresh(False)
-                new_runs.append(timed([NETLENS, "--db", db, "import", "pcap", cap]))
+                new_runs.append(timed([NETLENS, "--db", db, "import", "pcap", cap], env=cached[NETLENS]))
                 # Into a store that already exists (its schema made before the clock starts).
                 fresh(True)
-                existing_runs.append(timed([NETLENS, "--db", db, "import", "pcap", cap]))
+                existing_runs.append(timed([NETLENS, "--db", db, "import", "pcap", cap], env=cached[NETLENS]))
                 # The first import on a machine: no template in the cache yet.
                 fresh(False)
                 with tempfile.TemporaryDirectory(prefix="cache_", dir=work) as cache:
@@ -170,7 +182,7 @@ def main():
             # Again with DuckDB's buffer pool capped: what is left is netlens's own memory.
             fresh(False)
             _, capped_rss, _ = timed([NETLENS, "--db", db, "-c", "SET memory_limit = '128MB'",
-                                      "-c", f".import pcap --quiet {cap}"])
+                                      "-c", f".import pcap --quiet {cap}"], env=cached[NETLENS])
             mb = size / 1e6
             print(f"{n:>9} {mb:>7.1f} | {wall:>9.2f} {n / wall:>10.0f} {mb / wall:>7.1f} {rss:>8.1f} "
                   f"{flows.group(1) if flows else '?':>8} {capped_rss:>9.1f} {e_wall:>10.2f} {f_wall:>11.2f} | {t_wall:>8.2f} "

@@ -928,8 +928,17 @@ impl FlowAssembly {
             flow_uid: None,
             from_orig: None,
         });
-        let walked = table.frame(number, ts_ns, orig_len, linktype, data);
+        // The packets of an A-MSDU after its first, each a row of its own (no allocation for
+        // any other frame).
+        let mut later = Vec::new();
+        let walked = if row.is_some() {
+            table.frame_each(number, ts_ns, orig_len, linktype, data, &mut later)
+        } else {
+            table.frame(number, ts_ns, orig_len, linktype, data)
+        };
         skips.count(&walked, linktype, data.is_empty());
+        // The later packets' rows start from the frame's columns alone.
+        let pristine = row.as_ref().filter(|_| !later.is_empty()).cloned();
         if let Some(row) = row.as_mut() {
             match (walked.flow, walked.innermost) {
                 (Some((ip, uid, from_orig)), _) => {
@@ -945,6 +954,15 @@ impl FlowAssembly {
         }
         if let Some(row) = row {
             self.packets.push(row);
+        }
+        if let Some(pristine) = pristine {
+            for (ip, uid, from_orig) in &later {
+                let mut next = pristine.clone();
+                next.fill_ip(ip);
+                next.flow_uid = Some(*uid);
+                next.from_orig = Some(*from_orig);
+                self.packets.push(next);
+            }
         }
         self.peak_active_flows = self.peak_active_flows.max(self.table.active());
     }
@@ -1116,6 +1134,49 @@ mod tests {
             icmp_timeout: None,
             verify_checksums: false,
         })
+    }
+
+    /// Each packet of an 802.11 A-MSDU gets a `packets` row of its own, with the frame's number
+    /// and lengths and its own flow (a regression: only the first had one).
+    #[test]
+    fn every_packet_of_an_a_msdu_gets_a_packet_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("amsdu.pcap");
+        let udp =
+            |sport: u16| decode::build::udp4([10, 9, 0, 1].into(), sport, [10, 9, 0, 2].into(), 53, 10)[14..].to_vec();
+        let (a, b, c) = (udp(1000), udp(2000), udp(3000));
+        let amsdu = decode::build::ieee802_11_amsdu(&[&a, &b, &c]);
+        let single = decode::build::ieee802_11_amsdu(&[&udp(4000)]);
+        let mut bytes = Vec::new();
+        reader::write::pcap_header(&mut bytes, 105, 65535).unwrap();
+        for (i, f) in [&amsdu, &single].into_iter().enumerate() {
+            reader::write::pcap_record(&mut bytes, i as i64 * 1_000_000, f.len() as u32, f).unwrap();
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let ImportRequest::Pcap(mut args) = pcap_args(&[&path]) else {
+            unreachable!()
+        };
+        args.packets = true;
+        run(&store, ImportRequest::Pcap(args), &mut Progress::silent(), None).unwrap();
+        let rows: String = store
+            .conn()
+            .query_row(
+                "SELECT string_agg(p.packet_no || ':' || p.src_p || ':' || p.frame_len || ':' || p.proto || ':' \
+                 || (p.flow_uid = f.uid), ' ' ORDER BY p.packet_no, p.src_p) \
+                 FROM packets p LEFT JOIN flows f ON f.uid = p.flow_uid",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let len = amsdu.len();
+        assert_eq!(
+            rows,
+            format!(
+                "1:1000:{len}:udp:true 1:2000:{len}:udp:true 1:3000:{len}:udp:true 2:4000:{}:udp:true",
+                single.len()
+            )
+        );
     }
 
     /// The capture read ahead is the one imported, once, and its rows are the same as without

@@ -497,7 +497,12 @@ impl Flow {
         }
     }
 
-    fn record(self) -> FlowRecord {
+    fn record(self: Box<Self>) -> FlowRecord {
+        let this = *self;
+        this.into_record()
+    }
+
+    fn into_record(self) -> FlowRecord {
         let conn_state = self.conn_state();
         let (orig_bytes, resp_bytes) = match self.kind {
             Kind::Tcp => (
@@ -789,21 +794,35 @@ fn make_uid(seed: u64, key: &[u64]) -> String {
         h1 = mix(h1 ^ w);
         h2 = mix(h2.rotate_left(17) ^ w);
     }
-    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    // 96 bits, like Zeek's: h1 and the top half of h2, as three 32-bit limbs, most
-    // significant first. Long division by 62 limb by limb stays in u64 arithmetic (a u128
-    // division is a library call, and was about 5 % of the reading thread's time).
-    let mut limbs = [(h1 >> 32) as u32, h1 as u32, (h2 >> 32) as u32];
+    // 96 bits, like Zeek's: h1 and the top half of h2, least significant base-62 digit first.
+    base62_digits([(h1 >> 32) as u32, h1 as u32, (h2 >> 32) as u32])
+}
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `C` and the 17 lowest base-62 digits of the 96-bit number `limbs` (three 32-bit limbs, most
+/// significant first), least significant digit first. Divides by 62^5 (which fits a limb)
+/// limb by limb, then splits each remainder into its five digits in 32-bit arithmetic: a
+/// quarter of the 64-bit divisions of taking one digit at a time (and a u128 division is a
+/// library call).
+fn base62_digits(mut limbs: [u32; 3]) -> String {
+    const CHUNK: u64 = 62 * 62 * 62 * 62 * 62;
     let mut s = String::with_capacity(18);
     s.push('C');
-    for _ in 0..17 {
+    let mut left = 17;
+    while left > 0 {
         let mut rem = 0u64;
         for limb in &mut limbs {
             let cur = rem << 32 | u64::from(*limb);
-            *limb = (cur / 62) as u32;
-            rem = cur % 62;
+            *limb = (cur / CHUNK) as u32;
+            rem = cur % CHUNK;
         }
-        s.push(DIGITS[rem as usize] as char);
+        let mut chunk = rem as u32;
+        for _ in 0..left.min(5) {
+            s.push(BASE62[(chunk % 62) as usize] as char);
+            chunk /= 62;
+        }
+        left -= left.min(5);
     }
     s
 }
@@ -875,7 +894,9 @@ pub struct FlowTable {
     timeouts: Timeouts,
     seed: u64,
     /// foldhash: one lookup per packet, and SipHash was a tenth of the parsing thread's time.
-    active: foldhash::HashMap<Key, Flow>,
+    /// Flows are boxed: a flow is several hundred bytes, and held inline each one was copied
+    /// into the table, again at every growth of the table, and out of it at its end.
+    active: foldhash::HashMap<Key, Box<Flow>>,
     now_ns: i64,
     last_sweep_ns: i64,
     /// Packets observed since the last sweep.
@@ -1063,6 +1084,9 @@ pub enum TunnelStop {
     BrokenInner(Tunnel, &'static str),
 }
 
+/// A packet that joined a flow: the packet, the flow's uid, and whether its originator sent it.
+pub type Joined<'a> = (IpPacket<'a>, [u8; 18], bool);
+
 /// What became of one captured frame in [`FlowTable::frame`].
 #[derive(Debug, Clone, Copy)]
 pub struct Walked<'a> {
@@ -1070,7 +1094,7 @@ pub struct Walked<'a> {
     pub innermost: Decoded<'a>,
     /// The innermost packet that joined a flow, with the flow's uid and whether its originator
     /// sent it: what a packet row describes.
-    pub flow: Option<(IpPacket<'a>, [u8; 18], bool)>,
+    pub flow: Option<Joined<'a>>,
     /// Tunnels the frame's packets were taken out of.
     pub depth: usize,
     /// The outermost of them.
@@ -1247,8 +1271,8 @@ impl FlowTable {
     /// Ends every active flow (end of file).
     pub fn finish_all(&mut self) {
         let from = self.finished.len();
-        let flows: Vec<Flow> = self.active.drain().map(|(_, f)| f).collect();
-        self.finished.extend(flows.into_iter().map(Flow::record));
+        let flows: Vec<Box<Flow>> = self.active.drain().map(|(_, f)| f).collect();
+        self.finished.extend(flows.into_iter().map(|f| f.record()));
         // Zeek removes every connection at the end, at the time of the last packet; IP tunnels
         // stay active (nothing closes them).
         self.close_tunnels_of(from, self.now_ns);
@@ -1324,20 +1348,40 @@ impl FlowTable {
     ///
     /// A frame holding several packets (an 802.11 A-MSDU) adds each, in order, every one
     /// counting the whole frame in its frame bytes (as tshark's conversations count it);
-    /// what is returned describes the first that joined a flow.
+    /// what is returned describes the first that joined a flow (see [`FlowTable::frame_each`]
+    /// for the others).
     pub fn frame<'a>(&mut self, number: u64, ts_ns: i64, frame_len: u32, linktype: u32, data: &'a [u8]) -> Walked<'a> {
+        // Empty, so no allocation: only an A-MSDU's later packets would be put there.
+        self.frame_each(number, ts_ns, frame_len, linktype, data, &mut Vec::new())
+    }
+
+    /// [`FlowTable::frame`], and the packets of the frame after the first that joined a flow
+    /// (the later subframes of an 802.11 A-MSDU), each with its flow, appended to
+    /// `later_joined` in order: what a packet row describes, one per packet. Not those of an
+    /// A-MSDU inside a reassembled IP datagram (in Aruba's GRE), which are not the frame's bytes.
+    pub fn frame_each<'a>(
+        &mut self,
+        number: u64,
+        ts_ns: i64,
+        frame_len: u32,
+        linktype: u32,
+        data: &'a [u8],
+        later_joined: &mut Vec<Joined<'a>>,
+    ) -> Walked<'a> {
         let start = Walked::of(decode(linktype, data));
         let later = later_packets(linktype, data);
         if later.is_empty() {
             // The usual frame of one packet: its walk returned as it is, not moved again.
-            return self.walk(number, ts_ns, frame_len, start, Vec::new());
+            return self.walk(number, ts_ns, frame_len, start, Vec::new(), later_joined);
         }
-        let first = self.walk(number, ts_ns, frame_len, start, Vec::new());
-        self.walk_later(number, ts_ns, frame_len, first, later, &[], 0, None)
+        let first = self.walk(number, ts_ns, frame_len, start, Vec::new(), later_joined);
+        self.walk_later(number, ts_ns, frame_len, first, later, &[], 0, None, later_joined)
     }
 
     /// Walks the packets of `later` after `first`, all carried by the tunnels of `chain`
-    /// (`depth` of them, the outermost `outermost`), and merges what became of them.
+    /// (`depth` of them, the outermost `outermost`), and merges what became of them; each
+    /// packet that joined a flow after the one `first` or the merge describes goes to
+    /// `later_joined`.
     #[allow(clippy::too_many_arguments)]
     fn walk_later<'a>(
         &mut self,
@@ -1349,6 +1393,7 @@ impl FlowTable {
         chain: &[Enclosing],
         depth: usize,
         outermost: Option<Tunnel>,
+        later_joined: &mut Vec<Joined<'a>>,
     ) -> Walked<'a> {
         let mut merged = first;
         for packet in later {
@@ -1357,10 +1402,16 @@ impl FlowTable {
                 outermost_tunnel: outermost,
                 ..Walked::of(packet)
             };
-            let next = self.walk(number, ts_ns, frame_len, start, chain.to_vec());
-            if merged.flow.is_none() && next.flow.is_some() {
-                merged.innermost = next.innermost;
-                merged.flow = next.flow;
+            // A packet's own later packets (an A-MSDU in Aruba's GRE) come after it.
+            let at = later_joined.len();
+            let next = self.walk(number, ts_ns, frame_len, start, chain.to_vec(), later_joined);
+            match (merged.flow, next.flow) {
+                (None, Some(_)) => {
+                    merged.innermost = next.innermost;
+                    merged.flow = next.flow;
+                }
+                (Some(_), Some(joined)) => later_joined.insert(at, joined),
+                _ => {}
             }
             merged.depth = merged.depth.max(next.depth);
             merged.outermost_tunnel = merged.outermost_tunnel.or(next.outermost_tunnel);
@@ -1379,6 +1430,7 @@ impl FlowTable {
         frame_len: u32,
         mut walked: Walked<'a>,
         mut chain: Vec<Enclosing>,
+        later_joined: &mut Vec<Joined<'a>>,
     ) -> Walked<'a> {
         loop {
             let last_tunnel = chain.last().map(|e| e.tunnel);
@@ -1419,7 +1471,10 @@ impl FlowTable {
                             stopped: None,
                             held_fragment: false,
                         };
-                        let inner = self.walk(number, ts_ns, whole_len, inner, chain);
+                        // Its own later packets (an A-MSDU in Aruba's GRE inside the datagram) live in
+                        // the reassembled bytes, not the frame's: they join their flows, but are not
+                        // handed out.
+                        let inner = self.walk(number, ts_ns, whole_len, inner, chain, &mut Vec::new());
                         return Walked {
                             innermost: walked.innermost,
                             flow: inner.flow.map(|(_, uid, from_orig)| (ip, uid, from_orig)),
@@ -1501,8 +1556,18 @@ impl FlowTable {
                     let later = later_packets_in_tunnel(&ip);
                     if !later.is_empty() {
                         let (depth, outermost) = (walked.depth, walked.outermost_tunnel);
-                        let first = self.walk(number, ts_ns, frame_len, walked, chain.clone());
-                        return self.walk_later(number, ts_ns, frame_len, first, later, &chain, depth, outermost);
+                        let first = self.walk(number, ts_ns, frame_len, walked, chain.clone(), later_joined);
+                        return self.walk_later(
+                            number,
+                            ts_ns,
+                            frame_len,
+                            first,
+                            later,
+                            &chain,
+                            depth,
+                            outermost,
+                            later_joined,
+                        );
                     }
                 }
                 Decap::Malformed(t, why) | Decap::Weird(t, why) => {
@@ -1624,7 +1689,7 @@ impl FlowTable {
                 let end_existing = expired(&self.timeouts, f, now)
                     || matches!(ip.transport, Transport::Tcp { flags, seq, .. } if is_reuse(f, flags, seq));
                 if end_existing {
-                    let ended = std::mem::replace(f, new_flow()).record();
+                    let ended = std::mem::replace(f, Box::new(new_flow())).record();
                     self.tunnel_log.flow_ended(&ended, now);
                     self.finished.push(ended);
                 } else {
@@ -1632,7 +1697,7 @@ impl FlowTable {
                 }
                 f
             }
-            Entry::Vacant(entry) => entry.insert(new_flow()),
+            Entry::Vacant(entry) => entry.insert(Box::new(new_flow())),
         };
         let mut side = usize::from(src_is_a != flow.orig_is_a);
         flow.seen_ns = flow.seen_ns.max(ts_ns);
@@ -2479,6 +2544,32 @@ mod tests {
         );
     }
 
+    /// Five digits per division give the digits of taking one at a time, at the edges of the
+    /// 96-bit range and of each five-digit chunk too.
+    #[test]
+    fn base62_digits_match_one_digit_at_a_time() {
+        let reference = |n: u128| {
+            let mut n = n;
+            let mut s = String::from("C");
+            for _ in 0..17 {
+                s.push(BASE62[(n % 62) as usize] as char);
+                n /= 62;
+            }
+            s
+        };
+        let limbs = |n: u128| [(n >> 64) as u32, (n >> 32) as u32, n as u32];
+        let chunk = 62u128.pow(5);
+        let mut values = vec![0, 1, 61, 62, (1u128 << 96) - 1, 1u128 << 95];
+        // 62^15 is the largest power of the chunk below 2^96.
+        for k in 1..=3 {
+            values.extend([chunk.pow(k) - 1, chunk.pow(k), chunk.pow(k) + 1]);
+        }
+        values.extend((0..1000u64).map(|i| u128::from(mix(i)) << 32 | u128::from(mix(!i) as u32)));
+        for n in values {
+            assert_eq!(base62_digits(limbs(n)), reference(n), "{n}");
+        }
+    }
+
     #[test]
     fn full_connection_is_sf_with_zeek_history_and_seq_bytes() {
         let f = run_tcp(&[
@@ -3140,6 +3231,46 @@ mod tests {
             .collect();
         let frames = (amsdu.len() + aruba.len()) as u64;
         assert_eq!(got, [(1000, 4, 2 * frames, 1), (1001, 2, frames, 1)]);
+    }
+
+    /// `frame_each` hands out an A-MSDU's packets after the first that joined a flow, in
+    /// order, bare and inside Aruba's GRE; a plain frame hands out none.
+    #[test]
+    fn frame_each_hands_out_the_later_packets_of_an_amsdu() {
+        let udp_in = |sport: u16| build::udp4(v4("10.9.0.1"), sport, v4("10.9.0.2"), 53, 4)[14..].to_vec();
+        let (a, b, c) = (udp_in(1000), udp_in(1001), udp_in(1002));
+        let amsdu = build::ieee802_11_amsdu(&[&a, &b, &c]);
+        let aruba = build::ethernet(
+            0x0800,
+            &build::ipv4(v4("198.51.100.1"), v4("198.51.100.2"), 47, &build::gre(0x8200, &amsdu)),
+        );
+        let plain = build::udp4(v4("10.9.0.1"), 1003, v4("10.9.0.2"), 53, 4);
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        let sport = |p: &IpPacket| match p.transport {
+            Transport::Udp { sport, .. } => sport,
+            _ => 0,
+        };
+        for (n, (linktype, frame)) in [(105, &amsdu), (1, &aruba)].into_iter().enumerate() {
+            let mut later = Vec::new();
+            let w = t.frame_each(
+                n as u64 + 1,
+                n as i64 * NS,
+                frame.len() as u32,
+                linktype,
+                frame,
+                &mut later,
+            );
+            assert_eq!(w.flow.map(|(p, _, _)| sport(&p)), Some(1000));
+            let got: Vec<_> = later
+                .iter()
+                .map(|(p, uid, from_orig)| (sport(p), uid[0], *from_orig))
+                .collect();
+            assert_eq!(got, [(1001, b'C', true), (1002, b'C', true)]);
+            assert_ne!(later[0].1, later[1].1, "each its own flow");
+        }
+        let mut later = Vec::new();
+        t.frame_each(3, 2 * NS, plain.len() as u32, 1, &plain, &mut later);
+        assert!(later.is_empty());
     }
 
     /// Issue 22: IP tunnels of distinct address pairs are held within the flow table's bound;

@@ -73,6 +73,7 @@ enum Endian {
 }
 
 impl Endian {
+    #[inline]
     fn u16(self, b: &[u8]) -> u16 {
         let a = [b[0], b[1]];
         match self {
@@ -80,6 +81,7 @@ impl Endian {
             Endian::Big => u16::from_be_bytes(a),
         }
     }
+    #[inline]
     fn u32(self, b: &[u8]) -> u32 {
         let a = [b[0], b[1], b[2], b[3]];
         match self {
@@ -87,6 +89,7 @@ impl Endian {
             Endian::Big => u32::from_be_bytes(a),
         }
     }
+    #[inline]
     fn u64(self, b: &[u8]) -> u64 {
         let mut a = [0u8; 8];
         a.copy_from_slice(&b[..8]);
