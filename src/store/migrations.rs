@@ -188,6 +188,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "tcp_path_stuck_rollups",
         sql: include_str!("../../sql/034_tcp_path_stuck_rollups.sql"),
     },
+    Migration {
+        version: 35,
+        name: "events_inlined",
+        sql: include_str!("../../sql/035_events_inlined.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -625,6 +630,7 @@ mod tests {
         (32, "2b56e22f6c193a533f29045fe08ef91c69ab901b93c0ef5dedaf34cdb07357b6"),
         (33, "ecf5282cd682e178592af1da3bc25b0d11465959a477e0ea6fac5e8e152d944a"),
         (34, "2073a7f71b11b633bd66129930fa1582e463a5fc126ad578a21c5e485e561eff"),
+        (35, "aa496a3c1894e2378c51408b7f71665344c6d20b75d978cb2e950754c56011f8"),
     ];
 
     #[test]
