@@ -1005,7 +1005,9 @@ fn write_rows(
 
 /// Appends `n` rows to `table` (of the `main` schema) through the appender: `given` columns by
 /// name, every other column of the table NULL. A given column the table lacks is an error, as an
-/// INSERT naming it would be.
+/// INSERT naming it would be. Unlike an INSERT, a column's DEFAULT is not applied (no stage
+/// table has one), and only the column types the stage tables use (DOUBLE, BOOLEAN, INTEGER,
+/// BIGINT, VARCHAR) can be left NULL.
 fn append_columns(conn: &Connection, table: &str, n: usize, given: Vec<(&str, ArrayRef)>) -> Result<()> {
     let columns = query_strings2(
         conn,
