@@ -1387,6 +1387,73 @@ mod tests {
         assert_eq!(&ids[4..7], &["1004", "NULL", "1006"]);
     }
 
+    /// A run whose source is the table it appends its results to reads only the rows stored
+    /// before it (read in place, the rows it appends are not among them).
+    #[test]
+    fn a_run_reading_the_table_it_writes_reads_only_the_rows_before_it() {
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        store
+            .conn()
+            .execute_batch("CREATE TABLE t AS SELECT sin(i * 1.7) AS a, cos(i * 2.3) AS b FROM range(400) t(i)")
+            .unwrap();
+        let request = |source: &str, model: &str| TrainRequest {
+            stage: "iforest".into(),
+            source: Some(source.into()),
+            selection: Selection::default(),
+            model: Some(model.into()),
+            seed: 5,
+            set: BTreeMap::new(),
+        };
+        train(&store, &request("t", "first"), Utc::now()).unwrap();
+        let rows = |sql: &str| -> i64 { store.conn().query_row(sql, [], |r| r.get(0)).unwrap() };
+        let before = rows("SELECT count(*) FROM anomaly_scores");
+        assert_eq!(before, 400);
+        let (input_in_place, _) = store
+            .in_transaction(|_| {
+                let (input, columns) =
+                    features::open_input(&store, &Source::parse("anomaly_scores"), "__netlens_input_s")?;
+                input.drop(store.conn())?;
+                Ok((input.in_place(), columns))
+            })
+            .unwrap();
+        assert!(
+            input_in_place,
+            "anomaly_scores is a base table without gaps: read in place"
+        );
+        let trained = train(&store, &request("anomaly_scores", "on_scores"), Utc::now()).unwrap();
+        let written = rows(&format!(
+            "SELECT count(*) FROM anomaly_scores WHERE run_id = {}",
+            trained.run_id
+        ));
+        assert_eq!(written, before, "the run scored the rows stored before it, no more");
+        // Scoring the same table with that model: the rows stored before the score run, once each.
+        let stored = rows("SELECT count(*) FROM anomaly_scores");
+        let scored = score(
+            &store,
+            &ScoreRequest {
+                model: "on_scores".into(),
+                source: "anomaly_scores".into(),
+                into: None,
+                label: None,
+                id: None,
+            },
+            Utc::now(),
+        )
+        .unwrap();
+        let written = rows(&format!(
+            "SELECT count(*) FROM anomaly_scores WHERE run_id = {}",
+            scored.run_id
+        ));
+        assert_eq!(written, stored);
+        assert_eq!(
+            rows(&format!(
+                "SELECT count(DISTINCT row_id) FROM anomaly_scores WHERE run_id = {}",
+                scored.run_id
+            )),
+            stored
+        );
+    }
+
     #[test]
     fn knee_of_an_elbow_curve() {
         let xs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
