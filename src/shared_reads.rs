@@ -729,7 +729,7 @@ mod tests {
         assert_eq!(cut, None);
         let left: i64 = conn
             .query_row(
-                &format!("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'dashboard_shared_reads' AND table_name = 'cut_test'"),
+                "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'dashboard_shared_reads' AND table_name = 'cut_test'",
                 [],
                 |r| r.get(0),
             )
