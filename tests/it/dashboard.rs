@@ -496,13 +496,7 @@ fn every_view_draws_in_a_real_browser() {
         "no token, no data"
     );
     browser.goto(&format!("{url}/?token={token}"));
-    let views: serde_json::Value = client()
-        .get(format!("{url}/api/views"))
-        .bearer_auth(&token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let views: serde_json::Value = views_of(&url, &token);
     let mut report = Vec::new();
     for view in views.as_array().unwrap() {
         let id = view["id"].as_str().unwrap();
@@ -776,13 +770,7 @@ fn the_geography_view_draws_looked_up_places() {
     let Dashboard { server, url, token } = serve_dashboard(&s, &["--no-capture"]);
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-shots");
     std::fs::create_dir_all(&shots).unwrap();
-    let views: serde_json::Value = client()
-        .get(format!("{url}/api/views"))
-        .bearer_auth(&token)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let views: serde_json::Value = views_of(&url, &token);
     let countries_sql = views
         .as_array()
         .unwrap()
@@ -856,4 +844,15 @@ fn a_capture_through_the_server_names_its_dashboard() {
     assert!(stderr.contains(&format!("this server's dashboard: {url} ")), "{stderr}");
     assert!(stderr.contains("detectors over this capture"), "{stderr}");
     drop(server);
+}
+
+/// The dashboard's views as `/api/views` gives them.
+fn views_of(url: &str, token: &str) -> serde_json::Value {
+    client()
+        .get(format!("{url}/api/views"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
 }
