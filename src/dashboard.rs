@@ -735,6 +735,13 @@ pub(crate) mod tests {
         let said = said.expect("a sampled heatmap says so");
         assert_eq!((said.of, said.what), (connections, "connections"));
         assert!(said.shown > 0 && said.shown < connections, "{said:?}");
+        // The panel samples in its own SQL (from the shared events): the same windows as
+        // flow_features_sampled, so the same connections behind them.
+        assert_eq!(
+            said.shown,
+            one(&format!("SELECT sum(connection_count)::BIGINT FROM {sampled}")),
+            "the panel's sample is flow_features_sampled's"
+        );
         assert_eq!(part.columns, ["x", "y", "v"]);
         assert!(part.rows.iter().all(|r| r.len() == 3));
     }
