@@ -10,7 +10,7 @@ client; a view's time is the sum of its panels (the page asks them in parallel, 
 worst case).
 
 Usage: bench/dashboard_scale.py BINARY DB [--days D] [--conns C] [--build-with BINARY] [--views a,b] [--ranges '15 min,1 h']
-                                [--anchor BINARY --anchor-db DB] [--panels]
+                                [--anchor BINARY --anchor-db DB] [--panels] [--as-page]
 With --build-with, the database is built by that (older) binary when DB does not exist yet:
 the first open by BINARY then also measures the upgrade.
 With --anchor, a second server runs the anchor binary on its own copy of the database (a newer
@@ -18,6 +18,8 @@ binary upgrades the file, which an older one may then refuse), and every panel i
 anchor and then of BINARY, one after the other, so both see the same machine load; the table
 gives both times and after / before, and any panel whose rows differ between the two is named.
 --panels adds one line per panel.
+With --as-page, a view's time is instead what the page waits: its panels asked four at a time in
+their order (as assets/dashboard/app.js asks them), from the first request to the last answer.
 """
 import argparse, json, os, re, shutil, subprocess, sys, time, urllib.request
 
@@ -73,6 +75,8 @@ def main():
     ap.add_argument("--anchor-db", help="the anchor's own copy of the database")
     ap.add_argument("--panels", action="store_true", help="also print every panel's time")
     ap.add_argument("--ranges", help="comma-separated ranges of: 15 min,1 h,24 h,all (default: all four)")
+    ap.add_argument("--as-page", action="store_true",
+                    help="time each view as the page waits for it: panels asked four at a time")
     a = ap.parse_args()
     if bool(a.anchor) != bool(a.anchor_db):
         sys.exit("--anchor and --anchor-db go together")
@@ -137,6 +141,19 @@ def main():
             totals = {}
             for label, span in ranges:
                 q = "" if span is None else "&since=" + (end - timedelta(seconds=span)).isoformat() + "&until=" + end.isoformat()
+                if a.as_page:
+                    from concurrent.futures import ThreadPoolExecutor
+                    answers = []
+                    for i, (_, ask) in enumerate(servers):
+                        t = time.monotonic()
+                        with ThreadPoolExecutor(max_workers=4) as pool:
+                            answers.append(list(pool.map(
+                                lambda p: ask(f"/api/panel?view={view['id']}&panel={p['id']}{q}"), view["panels"])))
+                        totals[(label, i)] = time.monotonic() - t
+                    if len(answers) == 2:
+                        differ += [f"{view['id']}/{p['id']} ({label})" for p, b0, b1 in zip(view["panels"], *answers)
+                                   if rows(b0) != rows(b1)]
+                    continue
                 for panel in view["panels"]:
                     bodies = []
                     for i, (_, ask) in enumerate(servers):
@@ -153,7 +170,7 @@ def main():
             if a.anchor:
                 cells += [f"{totals[(label, 1)] / max(totals[(label, 0)], 1e-9):.2f}" for label, _ in ranges]
             print(f"| {view['id']} | " + " | ".join(cells) + " |", flush=True)
-        for label, _ in ranges:
+        for label, _ in ranges if not a.as_page else []:
             worst = sorted(((v, k[1]) for k, v in slowest.items() if k[0] == label), reverse=True)[:3]
             print(f"slowest panels, {label}: " + ", ".join(f"{p} {v:.2f} s" for v, p in worst))
         if a.panels:
