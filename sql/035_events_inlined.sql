@@ -2,9 +2,10 @@
 -- (issue 18: every dashboard view within a second over the whole history).
 --
 -- DuckDB materialises a CTE that is referenced more than once. Here c (every lifetime of the
--- range with its latest counters) and a (c with `accepted`) were each written out whole, 1.26 M
--- wide rows apiece over 14 days, before the events were read, though the rows the macro returns
--- need them only once and accepted_twice reads just the few accepted internal connections of a.
+-- range with its latest counters) and a (c with `accepted`) were each written out whole, every
+-- lifetime of the range with every column, before the events were read, though the rows the
+-- macro returns need them only once and accepted_twice reads just the few accepted internal
+-- connections of a.
 -- Inlined, the same rows come out without the two copies; the dashboard builds its shared read
 -- of a range's events from this macro. The text is otherwise migration 25's; its comment is
 -- restated because replacing a macro drops it.
