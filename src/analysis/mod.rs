@@ -1276,6 +1276,17 @@ mod tests {
         score(store, &request, Utc::now()).unwrap().run_id
     }
 
+    /// Whether a run would read `name` in place (no copy), asked as a run asks, in a transaction.
+    fn read_in_place(store: &Store, name: &str) -> bool {
+        store
+            .in_transaction(|_| {
+                let (input, _) = features::open_input(store, &Source::parse(name), "__netlens_input_t")?;
+                input.drop(store.conn())?;
+                Ok(input.in_place())
+            })
+            .unwrap()
+    }
+
     #[test]
     fn a_base_table_read_in_place_gives_what_its_copy_gives_row_for_row() {
         // Duplicate rows (four equal outliers, and 0 = 300 = 600 below), NULLs in a feature and in
@@ -1298,15 +1309,7 @@ mod tests {
                  CREATE VIEW with_gaps_view AS SELECT * FROM with_gaps;",
             )
             .unwrap();
-        let in_place = |name: &str| {
-            store
-                .in_transaction(|_| {
-                    let (input, _) = features::open_input(&store, &Source::parse(name), "__netlens_input_t")?;
-                    input.drop(store.conn())?;
-                    Ok(input.in_place())
-                })
-                .unwrap()
-        };
+        let in_place = |name: &str| read_in_place(&store, name);
         assert!(in_place("plain") && in_place("with_ids"));
         assert!(!in_place("plain_view") && !in_place("with_gaps") && !in_place("SELECT * FROM plain"));
 
@@ -1408,16 +1411,8 @@ mod tests {
         let rows = |sql: &str| -> i64 { store.conn().query_row(sql, [], |r| r.get(0)).unwrap() };
         let before = rows("SELECT count(*) FROM anomaly_scores");
         assert_eq!(before, 400);
-        let (input_in_place, _) = store
-            .in_transaction(|_| {
-                let (input, columns) =
-                    features::open_input(&store, &Source::parse("anomaly_scores"), "__netlens_input_s")?;
-                input.drop(store.conn())?;
-                Ok((input.in_place(), columns))
-            })
-            .unwrap();
         assert!(
-            input_in_place,
+            read_in_place(&store, "anomaly_scores"),
             "anomaly_scores is a base table without gaps: read in place"
         );
         let trained = train(&store, &request("anomaly_scores", "on_scores"), Utc::now()).unwrap();
