@@ -163,6 +163,17 @@ fn rolled_part(row: (Option<NaiveDateTime>, Option<NaiveDateTime>, i64, Option<i
     }
 }
 
+/// The range the page's "all" asks for (`ALL_SINCE`/`ALL_UNTIL` in `assets/dashboard/app.js`),
+/// and the server's when a panel is asked without one: the same bounds, so that both read the
+/// one shared read of the whole history ([`crate::shared_reads`]).
+pub fn everything() -> (NaiveDateTime, NaiveDateTime) {
+    let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a valid date");
+    (
+        day(1970, 1, 1).and_hms_opt(0, 0, 0).expect("a valid time"),
+        day(9999, 12, 31).and_hms_opt(23, 59, 59).expect("a valid time"),
+    )
+}
+
 /// A time from the page: `YYYY-MM-DDTHH:MM:SS[.f][Z]` or with a space, UTC.
 pub fn parse_time(text: &str) -> std::result::Result<NaiveDateTime, String> {
     let t = text.trim().trim_end_matches('Z');

@@ -69,6 +69,29 @@ struct App {
 
 type AppState = Arc<App>;
 
+impl App {
+    /// Builds the shared reads of the page's "all" range ([`SharedReads::warm`]) on a connection
+    /// of its own, and says in the log how long it took. A failure only means the first panel
+    /// over "all" builds them.
+    fn warm_up(&self) {
+        let started = Instant::now();
+        let (since, until) = dashboard::everything();
+        let built = self
+            .shared
+            .connect()
+            .and_then(|store| self.shared_reads.warm(store.conn(), since, until));
+        match built {
+            Ok(()) => log(&format!(
+                "dashboard: the whole history's shared read is built ({:.2} s)",
+                started.elapsed().as_secs_f64()
+            )),
+            Err(e) => log(&format!(
+                "dashboard: the whole history's shared read was not built: {e}"
+            )),
+        }
+    }
+}
+
 /// Serves the dashboard on `listen` until `stopped` resolves.
 pub async fn serve(
     shared: Arc<Shared>,
@@ -104,6 +127,11 @@ pub async fn serve(
     });
     shared.update(|s| s.http = Some(url.clone()));
     log(&format!("dashboard on {url}/?token={token}"));
+    // The whole history's shared read, built now in the background: a first visitor over "all"
+    // who comes after it is done finds it built, and one who comes sooner waits for this build
+    // (the range's lock) rather than starting another.
+    let warm = Arc::clone(&app);
+    tokio::task::spawn_blocking(move || warm.warm_up());
     let router = router(app);
     match listen.identity()? {
         None => axum::serve(tcp, router)
@@ -365,18 +393,8 @@ async fn api_panel(State(app): State<AppState>, Query(q): Query<PanelQuery>, hea
         );
     };
     let bound = |text: Option<&String>, default: NaiveDateTime| text.map_or(Ok(default), |t| parse_time(t));
-    let (since, until) = match (
-        bound(
-            q.since.as_ref(),
-            NaiveDateTime::MIN.max(chrono::DateTime::UNIX_EPOCH.naive_utc()),
-        ),
-        bound(
-            q.until.as_ref(),
-            chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .unwrap_or(NaiveDateTime::MAX),
-        ),
-    ) {
+    let (all_since, all_until) = dashboard::everything();
+    let (since, until) = match (bound(q.since.as_ref(), all_since), bound(q.until.as_ref(), all_until)) {
         (Ok(s), Ok(u)) => (s, u),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
     };
