@@ -817,12 +817,10 @@ mod tests {
                 .collect()
         };
         let warmed_table = table(
-            &warm
-                .prepare(store.conn(), COUNT, since, until)
+            warm.prepare(store.conn(), COUNT, since, until)
                 .unwrap()
                 .sql(store.conn())
-                .unwrap()
-                .to_string(),
+                .unwrap(),
         );
         let (views, _) = crate::dashboard::views().unwrap();
         let mut read = 0;
