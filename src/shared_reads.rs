@@ -5,10 +5,11 @@
 //! (`connection_events_overlapping` over the view's range: every lifetime of the range made into
 //! an event). Over a history of weeks each such read is a pass over every lifetime, so a view
 //! paid for the same pass four or more times. Here the first panel that asks builds the macro's
-//! rows for its range once, into a table of DuckDB's in-memory catalog `memory` (no file backs
-//! it, and every connection of the server's database instance sees it), and each panel reads that
-//! table in the macro's place. Only the columns some panel reads are kept ([`SharedCall`]): the
-//! table is built faster and takes less memory.
+//! rows for its range once, into a table of an in-memory database attached to the instance
+//! ([`DATABASE`], compressed: no file backs it, and every connection of the server's database
+//! instance sees it), and each panel reads that table in the macro's place. Only the columns some
+//! panel reads are kept ([`SharedCall`]): the table is built faster and takes less memory. A
+//! server may build a range before any panel asks ([`SharedReads::warm`]).
 //!
 //! Exact by construction: the table holds the macro's rows for the same range, and the panel's
 //! SQL is otherwise unchanged. Never stale: a table is kept with the data version it was built
@@ -19,8 +20,9 @@
 //!
 //! Bounded: at most [`SharedReads::KEEP`] tables, read most recently, of at most
 //! [`SharedReads::MAX_BYTES`] together (as [`table_bytes`] counts them); a range whose table alone
-//! is larger is not kept, and its panels read the macro each. Panels of one range wait for the
-//! first one's build (one pass instead of several); panels of other ranges do not.
+//! is larger is not kept, and its panels read the macro each; a build that may exceed them is cut
+//! ([`SharedCall::rows_at_most`]). Panels of one range wait for the first one's build (one pass
+//! instead of several); panels of other ranges do not.
 //!
 //! May use the database connection, `dashboard` (a range's literals) and `error`; it runs no
 //! panel itself (the server and the report do).
