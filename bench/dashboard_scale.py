@@ -10,7 +10,7 @@ client; a view's time is the sum of its panels (the page asks them in parallel, 
 worst case).
 
 Usage: bench/dashboard_scale.py BINARY DB [--days D] [--conns C] [--build-with BINARY] [--views a,b] [--ranges '15 min,1 h']
-                                [--anchor BINARY --anchor-db DB] [--panels] [--as-page]
+                                [--anchor BINARY --anchor-db DB] [--panels] [--as-page] [--after S] [--binary-first]
 With --build-with, the database is built by that (older) binary when DB does not exist yet:
 the first open by BINARY then also measures the upgrade.
 With --anchor, a second server runs the anchor binary on its own copy of the database (a newer
@@ -18,6 +18,10 @@ binary upgrades the file, which an older one may then refuse), and every panel i
 anchor and then of BINARY, one after the other, so both see the same machine load; the table
 gives both times and after / before, and any panel whose rows differ between the two is named.
 --panels adds one line per panel.
+With --binary-first, BINARY is asked before the anchor (so that, on fresh servers, its first panel
+comes as soon as it has started, not after the anchor's answers).
+With --after S, the panels are asked S seconds after both servers printed their URL (what a visitor
+who comes after a server's start-up work waits; without it, the first panel is asked at once).
 With --as-page, a view's time is instead what the page waits: its panels asked four at a time in
 their order (as assets/dashboard/app.js asks them), from the first request to the last answer.
 """
@@ -75,6 +79,10 @@ def main():
     ap.add_argument("--anchor-db", help="the anchor's own copy of the database")
     ap.add_argument("--panels", action="store_true", help="also print every panel's time")
     ap.add_argument("--ranges", help="comma-separated ranges of: 15 min,1 h,24 h,all (default: all four)")
+    ap.add_argument("--binary-first", action="store_true",
+                    help="ask BINARY before the anchor (its first panel then comes right after its start)")
+    ap.add_argument("--after", type=float, default=0,
+                    help="seconds to wait once the servers have started before asking (a server that warms up)")
     ap.add_argument("--as-page", action="store_true",
                     help="time each view as the page waits for it: panels asked four at a time")
     a = ap.parse_args()
@@ -115,6 +123,11 @@ def main():
         servers.append(start(a.anchor, a.anchor_db, a.port + 1))
     servers.append(start(a.binary, a.db, a.port))
     get = servers[-1][1]
+    # Which server is asked first, panel by panel (or view by view with --as-page).
+    order = list(enumerate(servers))
+    if a.binary_first:
+        order.reverse()
+    time.sleep(a.after)
 
     def rows(body):
         table = json.loads(body)
@@ -140,11 +153,13 @@ def main():
         for view in views:
             totals = {}
             for label, span in ranges:
-                q = "" if span is None else "&since=" + (end - timedelta(seconds=span)).isoformat() + "&until=" + end.isoformat()
+                # "all" as the page asks for it (ALL_SINCE and ALL_UNTIL in assets/dashboard/app.js).
+                q = ("&since=1970-01-01T00:00:00&until=9999-12-31T23:59:59" if span is None
+                     else "&since=" + (end - timedelta(seconds=span)).isoformat() + "&until=" + end.isoformat())
                 if a.as_page:
                     from concurrent.futures import ThreadPoolExecutor
                     answers = []
-                    for i, (_, ask) in enumerate(servers):
+                    for i, (_, ask) in order:
                         t = time.monotonic()
                         with ThreadPoolExecutor(max_workers=4) as pool:
                             answers.append(list(pool.map(
@@ -156,7 +171,7 @@ def main():
                     continue
                 for panel in view["panels"]:
                     bodies = []
-                    for i, (_, ask) in enumerate(servers):
+                    for i, (_, ask) in order:
                         t = time.monotonic()
                         bodies.append(ask(f"/api/panel?view={view['id']}&panel={panel['id']}{q}"))
                         took = time.monotonic() - t

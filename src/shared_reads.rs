@@ -5,10 +5,11 @@
 //! (`connection_events_overlapping` over the view's range: every lifetime of the range made into
 //! an event). Over a history of weeks each such read is a pass over every lifetime, so a view
 //! paid for the same pass four or more times. Here the first panel that asks builds the macro's
-//! rows for its range once, into a table of DuckDB's in-memory catalog `memory` (no file backs
-//! it, and every connection of the server's database instance sees it), and each panel reads that
-//! table in the macro's place. Only the columns some panel reads are kept ([`SharedCall`]): the
-//! table is built faster and takes less memory.
+//! rows for its range once, into a table of an in-memory database attached to the instance
+//! ([`DATABASE`], compressed: no file backs it, and every connection of the server's database
+//! instance sees it), and each panel reads that table in the macro's place. Only the columns some
+//! panel reads are kept ([`SharedCall`]): the table is built faster and takes less memory. A
+//! server may build a range before any panel asks ([`SharedReads::warm`]).
 //!
 //! Exact by construction: the table holds the macro's rows for the same range, and the panel's
 //! SQL is otherwise unchanged. Never stale: a table is kept with the data version it was built
@@ -19,8 +20,9 @@
 //!
 //! Bounded: at most [`SharedReads::KEEP`] tables, read most recently, of at most
 //! [`SharedReads::MAX_BYTES`] together (as [`table_bytes`] counts them); a range whose table alone
-//! is larger is not kept, and its panels read the macro each. Panels of one range wait for the
-//! first one's build (one pass instead of several); panels of other ranges do not.
+//! is larger is not kept, and its panels read the macro each; a build that may exceed them is cut
+//! ([`SharedCall::rows_at_most`]). Panels of one range wait for the first one's build (one pass
+//! instead of several); panels of other ranges do not.
 //!
 //! May use the database connection, `dashboard` (a range's literals) and `error`; it runs no
 //! panel itself (the server and the report do).
@@ -40,6 +42,9 @@ use crate::error::{Error, Result};
 pub struct SharedCall {
     pub call: &'static str,
     pub columns: &'static str,
+    /// At least as many rows as the call gives over `:since`..`:until`, counted without making
+    /// them: a build whose range cannot exceed the rows allowed is not cut ([`build`]).
+    pub rows_at_most: &'static str,
 }
 
 /// The calls read once per range.
@@ -47,10 +52,17 @@ pub const SHARED_CALLS: &[SharedCall] = &[SharedCall {
     call: "connection_events_overlapping(:since, :until)",
     columns: "source, host, start_ts, duration_s, proto, src_h, dst_h, dst_p, direction, bytes_out, bytes_in, \
               packets_out, packets_in, wire_bytes_out, wire_bytes_in, failed",
+    // A live event is a lifetime that began by the range's end (one at most each), an imported
+    // one a flow.
+    rows_at_most: "SELECT (SELECT count(*) FROM connection_lifetimes WHERE first_seen <= :until) \
+                   + (SELECT count(*) FROM flows WHERE ts <= :until)",
 }];
 
-/// The schema, in the instance's in-memory catalog, that holds the shared reads.
-pub const SCHEMA: &str = "memory.dashboard_shared_reads";
+/// The in-memory database, attached to the instance with DuckDB's compression, that holds the
+/// shared reads ([`attach`]).
+pub const DATABASE: &str = "dashboard_shared_reads";
+/// The schema the shared reads' tables are in.
+pub const SCHEMA: &str = "dashboard_shared_reads.main";
 /// How the shared reads' tables are named (`shared_read_N`): what DuckDB's errors about one
 /// of them say.
 pub const TABLE_PREFIX: &str = "shared_read_";
@@ -305,6 +317,17 @@ impl SharedReads {
         Ok(())
     }
 
+    /// Builds the table of every shared call over `[since, until]` for the data as it is now,
+    /// unless one is kept (a server warms the whole history when it starts). What a panel later
+    /// reads from it is what [`Self::prepare`] would have built for that panel: the same call,
+    /// range and data version.
+    pub fn warm(&self, conn: &duckdb::Connection, since: NaiveDateTime, until: NaiveDateTime) -> Result<()> {
+        for call in SHARED_CALLS {
+            self.prepare(conn, call.call, since, until)?;
+        }
+        Ok(())
+    }
+
     /// Drops every table kept (the report does when it is done).
     pub fn clear(&self, conn: &duckdb::Connection) {
         let slots: Vec<Arc<Slot>> = match self.slots.lock() {
@@ -341,22 +364,24 @@ fn build(
     until: NaiveDateTime,
     max_bytes: u64,
 ) -> Result<(String, Option<u64>)> {
-    // The schema on its own, outside the build's transaction: two ranges built at once would
-    // both create it, and the second transaction's create fails on DuckDB's write-write
-    // conflict. In autocommit, a create that lost that race finds the schema there on a retry.
-    let schema = format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}");
-    if conn.execute_batch(&schema).is_err() {
-        conn.execute_batch(&schema).map_err(Error::sql)?;
-    }
+    attach(conn)?;
     let most_rows = max_bytes / (16 * call.columns.split(',').count() as u64);
     conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
     let built = (|| {
         let version = current_version(conn)?;
+        // The cut (a LIMIT) only when the range may hold more rows than fit: DuckDB keeps the
+        // rows' order for a LIMIT, which costs the build a good part of its time.
+        let at_most: i64 = conn
+            .query_row(&panel_sql(call.rows_at_most, since, until), [], |r| r.get(0))
+            .map_err(Error::sql)?;
+        let cut = match u64::try_from(at_most) {
+            Ok(rows) if rows <= most_rows => String::new(),
+            _ => format!(" LIMIT {}", most_rows.saturating_add(1)),
+        };
         conn.execute_batch(&format!(
-            "CREATE TABLE {table} AS SELECT {} FROM {} LIMIT {}; COMMIT",
+            "CREATE TABLE {table} AS SELECT {} FROM {}{cut}; COMMIT",
             call.columns,
             panel_sql(call.call, since, until),
-            most_rows.saturating_add(1)
         ))
         .map_err(Error::sql)?;
         Ok(version)
@@ -385,9 +410,25 @@ fn build(
     }
 }
 
-/// The memory a table's rows take in DuckDB: 16 bytes a value (a string's header, and at most
-/// that for any other type the shared calls give), plus the bytes of every string longer than
-/// the 12 DuckDB keeps in its header.
+/// Attaches [`DATABASE`] to `conn`'s instance unless it is there: an in-memory database (no file
+/// behind it) that every connection of the instance sees, compressed as a file is (DuckDB leaves
+/// its own in-memory catalog uncompressed). Writing a range's events compressed costs less than
+/// writing them plain, most of all their short, repeated texts (source, protocol, direction),
+/// and the panels scan fewer bytes. Outside any transaction: two ranges built at once would both
+/// attach it, and a statement that lost that race finds it there on a retry.
+pub fn attach(conn: &duckdb::Connection) -> Result<()> {
+    let sql = format!("ATTACH IF NOT EXISTS ':memory:' AS {DATABASE} (COMPRESS)");
+    if conn.execute_batch(&sql).is_err() {
+        conn.execute_batch(&sql).map_err(Error::sql)?;
+    }
+    Ok(())
+}
+
+/// The memory a table's rows take in DuckDB, at most: 16 bytes a value (a string's header, and
+/// at most that for any other type the shared calls give), plus, for a text column with a string
+/// longer than the 12 bytes DuckDB keeps in its header, the bytes of its strings. The strings'
+/// lengths come from the column's statistics (DuckDB's `stats()`, kept as rows are written: no
+/// pass over the rows); a column whose statistics say neither is counted string by string.
 pub fn table_bytes(conn: &duckdb::Connection, table: &str) -> Result<u64> {
     // The columns from the table's own schema (a lookup in `duckdb_columns()` lists every column
     // of every catalog, which costs more than this whole count on a small table).
@@ -395,38 +436,62 @@ pub fn table_bytes(conn: &duckdb::Connection, table: &str) -> Result<u64> {
         .prepare(&format!("SELECT * FROM {table} LIMIT 0"))
         .map_err(Error::sql)?;
     let schema = stmt.query_arrow([]).map_err(Error::sql)?.get_schema();
-    let columns: Vec<(String, bool)> = schema
+    let texts: Vec<String> = schema
         .fields()
         .iter()
-        .map(|f| {
-            let text = matches!(
+        .filter(|f| {
+            matches!(
                 f.data_type(),
                 duckdb::arrow::datatypes::DataType::Utf8 | duckdb::arrow::datatypes::DataType::LargeUtf8
-            );
-            (f.name().clone(), text)
+            )
         })
+        .map(|f| f.name().clone())
         .collect();
-    let heap: Vec<String> = columns
-        .iter()
-        .filter(|(_, text)| *text)
-        .map(|(c, _)| format!("coalesce(sum(strlen(\"{c}\")) FILTER (WHERE strlen(\"{c}\") > 12), 0)"))
-        .collect();
-    let heap = if heap.is_empty() {
-        "0".to_string()
-    } else {
-        heap.join(" + ")
-    };
-    let bytes: i64 = conn
-        .query_row(
-            &format!(
-                "SELECT (count(*) * {} + {heap})::BIGINT FROM {table}",
-                16 * columns.len()
-            ),
-            [],
-            |r| r.get(0),
-        )
+    let rows: i64 = conn
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .map_err(Error::sql)?;
-    Ok(u64::try_from(bytes).unwrap_or(0))
+    let mut heap: u64 = 0;
+    if rows > 0 && !texts.is_empty() {
+        let stats: Vec<String> = texts.iter().map(|c| format!("stats(\"{c}\")::VARCHAR")).collect();
+        let stats: Vec<Option<String>> = conn
+            .query_row(&format!("SELECT {} FROM {table} LIMIT 1", stats.join(", ")), [], |r| {
+                (0..texts.len()).map(|i| r.get(i)).collect()
+            })
+            .map_err(Error::sql)?;
+        for (column, stats) in texts.iter().zip(stats) {
+            let lengths = stats.as_deref().and_then(|s| {
+                Some((
+                    stat_field(s, "max_string_length")?,
+                    stat_field(s, "total_string_length")?,
+                ))
+            });
+            heap += match lengths {
+                Some((longest, _)) if longest <= 12 => 0,
+                Some((_, total)) => total,
+                None => conn
+                    .query_row(
+                        &format!(
+                            "SELECT coalesce(sum(strlen(\"{column}\")) FILTER (WHERE strlen(\"{column}\") > 12), 0)::BIGINT \
+                             FROM {table}"
+                        ),
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map_err(Error::sql)
+                    .map(|b| u64::try_from(b).unwrap_or(0))?,
+            };
+        }
+    }
+    let values = u64::try_from(rows).unwrap_or(0) * 16 * schema.fields().len() as u64;
+    Ok(values.saturating_add(heap))
+}
+
+/// The number after `'name': ` in the text of DuckDB's `stats()` of a column.
+fn stat_field(stats: &str, name: &str) -> Option<u64> {
+    let rest = &stats[stats.find(&format!("'{name}': "))? + name.len() + 4..];
+    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())]
+        .parse()
+        .ok()
 }
 
 fn drop_table(conn: &duckdb::Connection, table: &str) {
@@ -459,8 +524,7 @@ mod tests {
         store
             .conn()
             .query_row(
-                "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'memory' \
-                 AND schema_name = 'dashboard_shared_reads'",
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'dashboard_shared_reads'",
                 [],
                 |r| r.get(0),
             )
@@ -737,20 +801,113 @@ mod tests {
         drop_table(conn, &table);
     }
 
-    /// What [`table_bytes`] counts: 16 bytes a value, and the bytes of strings over 12.
+    /// A warm-up builds the range's tables before any panel asks: the panels then build nothing,
+    /// read the table the warm-up built, and give the macro's rows (as a cold build's do); after
+    /// the data changes, the warmed table is not read.
+    #[test]
+    fn a_warmed_read_gives_what_a_cold_build_gives() {
+        let store = demo(2, 26);
+        let (since, until) = crate::dashboard::everything();
+        let warm = SharedReads::new();
+        warm.warm(store.conn(), since, until).unwrap();
+        assert_eq!(kept_tables(&store), 1);
+        let table = |sql: &str| -> String {
+            let at = sql.find(SCHEMA).expect("a shared table");
+            sql[at..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+                .collect()
+        };
+        let warmed_table = table(
+            warm.prepare(store.conn(), COUNT, since, until)
+                .unwrap()
+                .sql(store.conn())
+                .unwrap(),
+        );
+        let (views, _) = crate::dashboard::views().unwrap();
+        let mut read = 0;
+        for view in &views {
+            for panel in view.panels.iter().filter(|p| SharedReads::reads_shared(&p.sql)) {
+                let warmed = warm.prepare(store.conn(), &panel.sql, since, until).unwrap();
+                let sql = warmed.sql(store.conn()).unwrap().to_string();
+                assert_eq!(table(&sql), warmed_table, "{}/{} built its own", view.id, panel.id);
+                let cold = SharedReads::new();
+                let cold_sql = cold
+                    .prepare(store.conn(), &panel.sql, since, until)
+                    .unwrap()
+                    .sql(store.conn())
+                    .unwrap()
+                    .to_string();
+                let name = format!("{}/{}", view.id, panel.id);
+                let rows = sorted_rows(&store, &panel_sql(&sql, since, until));
+                assert_same(&rows, &sorted_rows(&store, &panel_sql(&cold_sql, since, until)), &name);
+                assert_same(&rows, &sorted_rows(&store, &panel_sql(&panel.sql, since, until)), &name);
+                cold.clear(store.conn());
+                read += 1;
+            }
+        }
+        assert!(read >= 8, "{read} panels read the shared events");
+        assert_eq!(kept_tables(&store), 1, "a warmed panel built a table of its own");
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO snapshots SELECT * REPLACE (snapshot_id + 1 AS snapshot_id, ts + INTERVAL 1 SECOND AS ts) \
+                 FROM snapshots ORDER BY snapshot_id DESC LIMIT 1",
+            )
+            .unwrap();
+        let after = warm.prepare(store.conn(), COUNT, since, until).unwrap();
+        let sql = after.sql(store.conn()).unwrap().to_string();
+        assert_ne!(
+            table(&sql),
+            warmed_table,
+            "the warmed table was kept after the data changed"
+        );
+        assert_eq!(
+            store
+                .conn()
+                .query_row(&panel_sql(&sql, since, until), [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+            store
+                .conn()
+                .query_row(&panel_sql(COUNT, since, until), [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+            "the warmed table was read after the data changed"
+        );
+        warm.clear(store.conn());
+    }
+
+    /// What [`table_bytes`] counts: 16 bytes a value, and the strings' bytes of a text column
+    /// with a string over 12 bytes.
     #[test]
     fn table_bytes_counts_values_and_long_strings() {
         let store = demo(1, 23);
         let conn = store.conn();
         conn.execute_batch(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {SCHEMA}; CREATE TABLE {SCHEMA}.bytes_test AS \
+            "ATTACH IF NOT EXISTS ':memory:' AS {DATABASE} (COMPRESS); CREATE TABLE {SCHEMA}.bytes_test AS \
              SELECT * FROM (VALUES ('short', 1), (repeat('x', 20), 2), (NULL, 3)) t(s, n)"
         ))
         .unwrap();
+        // Three rows of two values; the text column has a string over 12 bytes, so all its
+        // strings' bytes count (5 + 20).
         assert_eq!(
             table_bytes(conn, &format!("{SCHEMA}.bytes_test")).unwrap(),
-            3 * 2 * 16 + 20
+            3 * 2 * 16 + 25
         );
+        // Strings of 12 bytes at most live in their headers: nothing more.
+        conn.execute_batch(&format!(
+            "CREATE TABLE {SCHEMA}.short_test AS SELECT * FROM (VALUES ('short', 1), (repeat('x', 12), 2)) t(s, n)"
+        ))
+        .unwrap();
+        assert_eq!(table_bytes(conn, &format!("{SCHEMA}.short_test")).unwrap(), 2 * 2 * 16);
+        drop_table(conn, &format!("{SCHEMA}.short_test"));
+        assert_eq!(
+            stat_field(
+                "{'max_string_length': 20, 'total_string_length': 25}",
+                "total_string_length"
+            ),
+            Some(25)
+        );
+        assert_eq!(stat_field("{'max': x}", "total_string_length"), None);
         drop_table(conn, &format!("{SCHEMA}.bytes_test"));
     }
 

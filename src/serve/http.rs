@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,9 +66,71 @@ struct App {
     tls: bool,
     /// What several panels of a range read, read once per range.
     shared_reads: SharedReads,
+    /// The dashboard's queries, for the warm-up to wait for a quiet moment.
+    activity: Arc<Activity>,
+}
+
+/// How many dashboard queries run now, and how many have begun.
+#[derive(Default)]
+struct Activity {
+    running: AtomicUsize,
+    begun: AtomicU64,
+}
+
+/// One dashboard query running: counted in [`Activity`] until dropped.
+struct Running(Arc<Activity>);
+
+impl Running {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.running.fetch_add(1, Ordering::Relaxed);
+        activity.begun.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 type AppState = Arc<App>;
+
+impl App {
+    /// How long the dashboard must have run no query before the warm-up begins.
+    const QUIET: Duration = Duration::from_secs(1);
+
+    /// Builds the shared reads of the page's "all" range ([`SharedReads::warm`]) on a connection
+    /// of its own once the dashboard has been quiet for [`Self::QUIET`] (a page opened at start
+    /// does not wait for this build's share of the CPU), and says in the log how long it took. A
+    /// failure only means the first panel over "all" builds them.
+    fn warm_up(&self) {
+        loop {
+            let begun = self.activity.begun.load(Ordering::Relaxed);
+            std::thread::sleep(Self::QUIET);
+            if self.activity.running.load(Ordering::Relaxed) == 0
+                && self.activity.begun.load(Ordering::Relaxed) == begun
+            {
+                break;
+            }
+        }
+        let started = Instant::now();
+        let (since, until) = dashboard::everything();
+        let built = self
+            .shared
+            .connect()
+            .and_then(|store| self.shared_reads.warm(store.conn(), since, until));
+        match built {
+            Ok(()) => log(&format!(
+                "dashboard: the whole history's shared read is built ({:.2} s)",
+                started.elapsed().as_secs_f64()
+            )),
+            Err(e) => log(&format!(
+                "dashboard: the whole history's shared read was not built: {e}"
+            )),
+        }
+    }
+}
 
 /// Serves the dashboard on `listen` until `stopped` resolves.
 pub async fn serve(
@@ -101,9 +164,15 @@ pub async fn serve(
         origins,
         tls: listen.tls.is_some(),
         shared_reads: SharedReads::new(),
+        activity: Arc::default(),
     });
     shared.update(|s| s.http = Some(url.clone()));
     log(&format!("dashboard on {url}/?token={token}"));
+    // The whole history's shared read, built in the background at the first quiet moment: a
+    // visitor over "all" who comes after it is done finds it built, and one who comes while it
+    // is built waits for this build (the range's lock) rather than starting another.
+    let warm = Arc::clone(&app);
+    tokio::task::spawn_blocking(move || warm.warm_up());
     let router = router(app);
     match listen.identity()? {
         None => axum::serve(tcp, router)
@@ -365,18 +434,8 @@ async fn api_panel(State(app): State<AppState>, Query(q): Query<PanelQuery>, hea
         );
     };
     let bound = |text: Option<&String>, default: NaiveDateTime| text.map_or(Ok(default), |t| parse_time(t));
-    let (since, until) = match (
-        bound(
-            q.since.as_ref(),
-            NaiveDateTime::MIN.max(chrono::DateTime::UNIX_EPOCH.naive_utc()),
-        ),
-        bound(
-            q.until.as_ref(),
-            chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .unwrap_or(NaiveDateTime::MAX),
-        ),
-    ) {
+    let (all_since, all_until) = dashboard::everything();
+    let (since, until) = match (bound(q.since.as_ref(), all_since), bound(q.until.as_ref(), all_until)) {
         (Ok(s), Ok(u)) => (s, u),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
     };
@@ -472,7 +531,9 @@ where
     F: FnOnce(&duckdb::Connection) -> Result<(InTransaction, Option<dashboard::Rolled>)> + Send + 'static,
 {
     let shared = Arc::clone(&app.shared);
+    let running = Running::new(&app.activity);
     tokio::task::spawn_blocking(move || {
+        let _running = running;
         let started = Instant::now();
         let store = shared.connect().map_err(|e| e.to_string())?;
         let conn = store.conn();

@@ -193,6 +193,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "events_inlined",
         sql: include_str!("../../sql/035_events_inlined.sql"),
     },
+    Migration {
+        version: 36,
+        name: "dashboard_reads",
+        sql: include_str!("../../sql/036_dashboard_reads.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -631,6 +636,7 @@ mod tests {
         (33, "ecf5282cd682e178592af1da3bc25b0d11465959a477e0ea6fac5e8e152d944a"),
         (34, "2073a7f71b11b633bd66129930fa1582e463a5fc126ad578a21c5e485e561eff"),
         (35, "71b086c32371f6f8cdd795c1ee1f13084f793bb8ac191baf9324451df0fd306c"),
+        (36, "7038214013a424d7e0865a1fc07e2026ed65d3c4883a6c97bf3a086afb2ffb2d"),
     ];
 
     #[test]

@@ -279,6 +279,56 @@ fn every_panel_answers_and_posts_need_the_page_and_its_origin() {
 }
 
 /// Live pages refresh on server-sent events: one per stored snapshot.
+/// The server builds the whole history's shared read once the dashboard is quiet (issue 18: a
+/// visitor over "all" finds it built), says so in its log, and panels over "all", asked with the
+/// page's bounds or with none, then give what the same SQL gives on the file.
+#[test]
+fn the_whole_history_is_warmed_once_the_dashboard_is_quiet() {
+    let s = Scratch::new();
+    demo_day(&s, &[]);
+    let d = serve_dashboard(&s, &["--no-capture"]);
+    eventually(Duration::from_secs(60), "the warm-up's log line", || {
+        d.server.log().contains("the whole history's shared read is built")
+    });
+    let c = client();
+    let panel = |bounds: &str| -> serde_json::Value {
+        let r = c
+            .get(format!("{}/api/panel?view=statistics&panel=protocols{bounds}", d.url))
+            .bearer_auth(&d.token)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let mut body: serde_json::Value = r.json().unwrap();
+        body.as_object_mut().unwrap().remove("elapsed_ms");
+        body
+    };
+    let page = panel("&since=1970-01-01T00:00:00&until=9999-12-31T23:59:59");
+    assert_eq!(page, panel(""), "no bounds are the page's \"all\"");
+    let sql = serde_json::json!({"sql": "SELECT source, proto, count(*) AS connections FROM connection_events \
+        GROUP BY ALL ORDER BY source, connections DESC"});
+    let token = csrf(&d, &c);
+    let direct: serde_json::Value = c
+        .post(format!("{}/api/sql", d.url))
+        .bearer_auth(&d.token)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("X-Netlens-CSRF", token)
+        .body(sql.to_string())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let counts = |t: &serde_json::Value| -> Vec<serde_json::Value> {
+        t["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::json!([r[0], r[1], r[2]]))
+            .collect()
+    };
+    assert!(!counts(&direct).is_empty());
+    assert_eq!(counts(&page), counts(&direct));
+}
+
 #[test]
 fn events_announce_each_snapshot() {
     let s = Scratch::new();
