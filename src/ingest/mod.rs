@@ -1219,7 +1219,13 @@ mod tests {
             )
             .unwrap();
         let len = frags[1].len();
-        assert_eq!(rows, format!("1:47:{}:0 2:47:{len}:1000 2:47:{len}:2000 2:47:{len}:3000", frags[0].len()));
+        assert_eq!(
+            rows,
+            format!(
+                "1:47:{}:0 2:47:{len}:1000 2:47:{len}:2000 2:47:{len}:3000",
+                frags[0].len()
+            )
+        );
     }
 
     /// The capture read ahead is the one imported, once, and its rows are the same as without
