@@ -1179,6 +1179,55 @@ mod tests {
         );
     }
 
+    /// The packets of an A-MSDU inside a reassembled IP datagram (Aruba's GRE, fragmented)
+    /// each get a `packets` row too, with their own flow, described by the completing
+    /// fragment (a regression: only the first had one).
+    #[test]
+    fn every_packet_of_an_a_msdu_in_fragments_gets_a_packet_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("amsdu_frag.pcap");
+        let udp =
+            |sport: u16| decode::build::udp4([10, 9, 0, 1].into(), sport, [10, 9, 0, 2].into(), 53, 40)[14..].to_vec();
+        let (a, b, c) = (udp(1000), udp(2000), udp(3000));
+        let amsdu = decode::build::ieee802_11_amsdu(&[&a, &b, &c]);
+        let gre = decode::build::ipv4(
+            [198, 51, 100, 1].into(),
+            [198, 51, 100, 2].into(),
+            47,
+            &decode::build::gre(0x8200, &amsdu),
+        );
+        let frags = decode::build::fragments4(&gre, 9, &[64]);
+        let mut bytes = Vec::new();
+        reader::write::pcap_header(&mut bytes, 1, 65535).unwrap();
+        for (i, f) in frags.iter().enumerate() {
+            reader::write::pcap_record(&mut bytes, i as i64 * 1_000_000, f.len() as u32, f).unwrap();
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let ImportRequest::Pcap(mut args) = pcap_args(&[&path]) else {
+            unreachable!()
+        };
+        args.packets = true;
+        run(&store, ImportRequest::Pcap(args), &mut Progress::silent(), None).unwrap();
+        let rows: String = store
+            .conn()
+            .query_row(
+                "SELECT string_agg(p.packet_no || ':' || p.ip_proto || ':' || p.frame_len || ':' || coalesce(f.orig_p, 0), \
+                 ' ' ORDER BY p.packet_no, f.orig_p) FROM packets p LEFT JOIN flows f ON f.uid = p.flow_uid",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let len = frags[1].len();
+        assert_eq!(
+            rows,
+            format!(
+                "1:47:{}:0 2:47:{len}:1000 2:47:{len}:2000 2:47:{len}:3000",
+                frags[0].len()
+            )
+        );
+    }
+
     /// The capture read ahead is the one imported, once, and its rows are the same as without
     /// reading ahead.
     #[test]

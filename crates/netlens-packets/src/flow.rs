@@ -1357,8 +1357,9 @@ impl FlowTable {
 
     /// [`FlowTable::frame`], and the packets of the frame after the first that joined a flow
     /// (the later subframes of an 802.11 A-MSDU), each with its flow, appended to
-    /// `later_joined` in order: what a packet row describes, one per packet. Not those of an
-    /// A-MSDU inside a reassembled IP datagram (in Aruba's GRE), which are not the frame's bytes.
+    /// `later_joined` in order: what a packet row describes, one per packet. Those of an A-MSDU
+    /// inside a reassembled IP datagram (in Aruba's GRE) are not the frame's bytes: each is
+    /// described, as the datagram's first packet is, by the fragment that completed it.
     pub fn frame_each<'a>(
         &mut self,
         number: u64,
@@ -1472,9 +1473,11 @@ impl FlowTable {
                             held_fragment: false,
                         };
                         // Its own later packets (an A-MSDU in Aruba's GRE inside the datagram) live in
-                        // the reassembled bytes, not the frame's: they join their flows, but are not
-                        // handed out.
-                        let inner = self.walk(number, ts_ns, whole_len, inner, chain, &mut Vec::new());
+                        // the reassembled bytes, not the frame's: each is handed out as the first
+                        // is, described by this fragment with its own flow.
+                        let mut inner_later = Vec::new();
+                        let inner = self.walk(number, ts_ns, whole_len, inner, chain, &mut inner_later);
+                        later_joined.extend(inner_later.into_iter().map(|(_, uid, from_orig)| (ip, uid, from_orig)));
                         return Walked {
                             innermost: walked.innermost,
                             flow: inner.flow.map(|(_, uid, from_orig)| (ip, uid, from_orig)),
@@ -3271,6 +3274,31 @@ mod tests {
         let mut later = Vec::new();
         t.frame_each(3, 2 * NS, plain.len() as u32, 1, &plain, &mut later);
         assert!(later.is_empty());
+    }
+
+    /// An A-MSDU in Aruba's GRE inside a reassembled IP datagram hands out its later packets
+    /// too, each with its own flow, described (as the first) by the fragment that completed the
+    /// datagram.
+    #[test]
+    fn frame_each_hands_out_the_later_packets_of_an_amsdu_in_a_reassembled_datagram() {
+        let udp_in = |sport: u16| build::udp4(v4("10.9.0.1"), sport, v4("10.9.0.2"), 53, 40)[14..].to_vec();
+        let (a, b, c) = (udp_in(1000), udp_in(1001), udp_in(1002));
+        let amsdu = build::ieee802_11_amsdu(&[&a, &b, &c]);
+        let gre = build::ipv4(v4("198.51.100.1"), v4("198.51.100.2"), 47, &build::gre(0x8200, &amsdu));
+        let frags = build::fragments4(&gre, 9, &[64]);
+        let mut t = FlowTable::new(Timeouts::default(), 1);
+        let mut later = Vec::new();
+        let w = t.frame_each(1, 0, frags[0].len() as u32, 1, &frags[0], &mut later);
+        assert!(w.held_fragment && later.is_empty());
+        let w = t.frame_each(2, NS, frags[1].len() as u32, 1, &frags[1], &mut later);
+        let (first, first_uid, _) = w.flow.expect("the datagram's first packet joined a flow");
+        assert_eq!(first.proto, 47, "the completing fragment describes the frame");
+        let got: Vec<_> = later.iter().map(|(p, uid, o)| (p.proto, uid[0], *o)).collect();
+        assert_eq!(got, [(47, b'C', true), (47, b'C', true)]);
+        let mut uids = vec![first_uid, later[0].1, later[1].1];
+        uids.sort();
+        uids.dedup();
+        assert_eq!(uids.len(), 3, "each packet its own flow");
     }
 
     /// Issue 22: IP tunnels of distinct address pairs are held within the flow table's bound;
