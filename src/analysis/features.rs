@@ -100,9 +100,10 @@ pub struct Selection {
     pub label: Option<String>,
 }
 
-/// How a source column becomes model input.
+/// How a source column becomes model input. Stored as [`StoredColumn`]: a numeric column's
+/// mean and standard deviation as decimal numbers to read, and as their exact bits to compute with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(into = "StoredColumn", from = "StoredColumn")]
 pub enum ColumnEncoding {
     /// A number, scaled to (x - mean) / std with the training statistics (std 0: always 0).
     /// With `log1p`, x is ln(1 + max(x, 0)) first and mean/std are of those values: counts,
@@ -123,6 +124,82 @@ pub enum ColumnEncoding {
     /// Text, boolean or enum: one 0/1 column per training category. NULL and categories not
     /// seen in training encode as all zeros.
     Categorical { name: String, categories: Vec<String> },
+}
+
+/// A [`ColumnEncoding`] as `models.encoding` holds it. `mean` and `std` are decimal numbers for
+/// whoever reads the JSON; `mean_bits` and `std_bits` are the same doubles' IEEE-754 bits, which
+/// are what a score run computes with: serde_json's decimal text does not always read back the
+/// double it was written from (one unit in the last place off), and a scaled value one unit off
+/// moved a member's score across a flat stretch of its percentile table, so that a stored
+/// ensemble scored its own training rows differently from the run that fitted it
+/// (`stored_encodings_read_back_bit_for_bit`). Encodings stored before the bits existed read
+/// their decimals.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum StoredColumn {
+    Numeric {
+        name: String,
+        mean: f64,
+        std: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mean_bits: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        std_bits: Option<u64>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        log1p: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        missing_flag: bool,
+    },
+    Categorical {
+        name: String,
+        categories: Vec<String>,
+    },
+}
+
+impl From<ColumnEncoding> for StoredColumn {
+    fn from(c: ColumnEncoding) -> Self {
+        match c {
+            ColumnEncoding::Numeric {
+                name,
+                mean,
+                std,
+                log1p,
+                missing_flag,
+            } => StoredColumn::Numeric {
+                name,
+                mean,
+                std,
+                mean_bits: Some(mean.to_bits()),
+                std_bits: Some(std.to_bits()),
+                log1p,
+                missing_flag,
+            },
+            ColumnEncoding::Categorical { name, categories } => StoredColumn::Categorical { name, categories },
+        }
+    }
+}
+
+impl From<StoredColumn> for ColumnEncoding {
+    fn from(c: StoredColumn) -> Self {
+        match c {
+            StoredColumn::Numeric {
+                name,
+                mean,
+                std,
+                mean_bits,
+                std_bits,
+                log1p,
+                missing_flag,
+            } => ColumnEncoding::Numeric {
+                name,
+                mean: mean_bits.map_or(mean, f64::from_bits),
+                std: std_bits.map_or(std, f64::from_bits),
+                log1p,
+                missing_flag,
+            },
+            StoredColumn::Categorical { name, categories } => ColumnEncoding::Categorical { name, categories },
+        }
+    }
 }
 
 impl ColumnEncoding {
@@ -1372,13 +1449,80 @@ mod tests {
         // A negative value, never seen in training, stays as far out as its log: -ln(6), not 0.
         assert!((col[2] - (-(6.0f64).ln() - 1.0) / 2.0).abs() < 1e-12, "{col:?}");
         assert_eq!(encoding.log_columns(), vec![true]);
-        // Models stored before log1p existed read back unchanged, and a plain column stores no flag.
+        // Models stored before log1p (and the exact bits) existed read back unchanged, and a
+        // plain column stores no flag.
         let old: ColumnEncoding =
-            serde_json::from_str(r#"{"kind":"numeric","name":"a","mean":0.0,"std":1.0}"#).unwrap();
+            serde_json::from_str(r#"{"kind":"numeric","name":"a","mean":0.5,"std":1.0}"#).unwrap();
+        assert_eq!(
+            old,
+            ColumnEncoding::Numeric {
+                name: "a".into(),
+                mean: 0.5,
+                std: 1.0,
+                log1p: false,
+                missing_flag: false
+            }
+        );
         assert_eq!(
             serde_json::to_string(&old).unwrap(),
-            r#"{"kind":"numeric","name":"a","mean":0.0,"std":1.0}"#
+            format!(
+                r#"{{"kind":"numeric","name":"a","mean":0.5,"std":1.0,"mean_bits":{},"std_bits":{}}}"#,
+                0.5f64.to_bits(),
+                1.0f64.to_bits()
+            )
         );
+    }
+
+    /// The stored encoding reads back the very doubles it was fitted with. 0.929_561_252_213_731_3
+    /// is the standard deviation of a log1p column of tests/it's `traffic` that serde_json's
+    /// decimal text read back one unit in the last place lower, so a second process scored the
+    /// ensemble's training rows differently (tests/it
+    /// `ensemble_scores_its_training_rows_again_with_log1p`).
+    #[test]
+    fn stored_encodings_read_back_bit_for_bit() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut values = vec![0.929_561_252_213_731_3, 3.698_213_606_913_981_7, 1e-300, -0.0];
+        for _ in 0..2000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            values.push((state >> 11) as f64 / (1u64 << 53) as f64 * 100.0);
+        }
+        let encoding = Encoding {
+            columns: values
+                .chunks(2)
+                .enumerate()
+                .map(|(i, pair)| ColumnEncoding::Numeric {
+                    name: format!("c{i}"),
+                    mean: pair[0],
+                    std: pair[1],
+                    log1p: i % 2 == 0,
+                    missing_flag: false,
+                })
+                .collect(),
+        };
+        let back: Encoding = serde_json::from_str(&serde_json::to_string(&encoding).unwrap()).unwrap();
+        for (a, b) in encoding.columns.iter().zip(&back.columns) {
+            let (
+                ColumnEncoding::Numeric { mean, std, .. },
+                ColumnEncoding::Numeric {
+                    mean: mean_back,
+                    std: std_back,
+                    ..
+                },
+            ) = (a, b)
+            else {
+                panic!("{b:?}");
+            };
+            assert_eq!(
+                (mean.to_bits(), std.to_bits()),
+                (mean_back.to_bits(), std_back.to_bits()),
+                "{a:?}"
+            );
+        }
+        // Through a `serde_json::Value` too (how a stored model is passed around).
+        let value: Encoding = serde_json::from_value(serde_json::to_value(&encoding).unwrap()).unwrap();
+        assert_eq!(value, encoding);
     }
 
     #[test]
