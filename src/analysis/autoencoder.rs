@@ -18,8 +18,9 @@
 //!   tightly without ranking anomalies better (bench/RESULTS.md), at several times the cost.
 //!
 //! Arithmetic is in f32 (matrixmultiply's sgemm, twice as fast as f64; reconstruction errors need
-//! no more precision) and single-threaded within a run, so a seed repeats a model bit for bit;
-//! scoring is parallel over row chunks. A source larger than `sample` rows (default 100 000)
+//! no more precision). A batch's gradient is computed in fixed parts of its rows on as many
+//! threads as are free and added in part order; the parts depend on the batch alone, so a seed
+//! repeats a model bit for bit on any number of cores. Scoring is parallel over row chunks. A source larger than `sample` rows (default 100 000)
 //! trains on a seeded subsample of that size (model_runs states it).
 //!
 //! May touch: nothing but its arguments (pure computation around the analysis framework).
