@@ -1214,8 +1214,17 @@ struct NumericStats {
 /// The column's statistics; with `log1p` allowed, the column is log1p-transformed when it is
 /// never negative and exceeds 1, and mean and std are of the transformed values.
 fn numeric_stats(values: &[f64], log1p: bool) -> NumericStats {
-    let finite = || values.iter().filter(|v| v.is_finite());
-    let log1p = log1p && finite().all(|v| *v >= 0.0) && finite().any(|v| *v > 1.0);
+    // One pass for what decides log1p and the missing count.
+    let (mut negative, mut above_one, mut missing) = (false, false, 0usize);
+    for v in values {
+        if v.is_finite() {
+            negative |= *v < 0.0;
+            above_one |= *v > 1.0;
+        } else {
+            missing += 1;
+        }
+    }
+    let log1p = log1p && !negative && above_one;
     let (mean, std) = if log1p {
         finite_mean_std(&values.iter().map(|v| log1p_of(*v)).collect::<Vec<_>>())
     } else {
@@ -1225,27 +1234,50 @@ fn numeric_stats(values: &[f64], log1p: bool) -> NumericStats {
         log1p,
         mean,
         std,
-        missing: values.iter().filter(|v| !v.is_finite()).count(),
+        missing,
     }
 }
 
 /// Mean and population standard deviation of the finite values (0, 0 when there are none).
+/// Two passes (the sum, then the squared deviations from the mean), each summed in
+/// [`SUM_LANES`] interleaved lanes added up in a fixed order: vectorised, and the same values
+/// always give the same bits. (Welford's one pass, kept until stop 33, was a chain of
+/// divisions; the two-pass means differ from it in the last bits, which only mattered while a
+/// stored encoding did not read back its own bits.)
 fn finite_mean_std(values: &[f64]) -> (f64, f64) {
-    // Welford's one pass, kept: a faster two-pass sum gives means that differ in the last bits,
-    // and with them a training run's ensemble scores no longer all equal a later score run's of
-    // the same rows (tests/it ensemble_votes_ranks_and_scores_new_rows_without_refitting).
-    let (mut n, mut mean, mut m2) = (0u64, 0.0f64, 0.0f64);
-    for &v in values.iter().filter(|v| v.is_finite()) {
-        n += 1;
-        let delta = v - mean;
-        mean += delta / n as f64;
-        m2 += delta * (v - mean);
+    let (count, sum) = lane_sum(values, |v| v);
+    if count == 0 {
+        return (0.0, 0.0);
     }
-    if n == 0 {
-        (0.0, 0.0)
-    } else {
-        (mean, (m2 / n as f64).sqrt())
+    let mean = sum / count as f64;
+    let (_, squares) = lane_sum(values, |v| (v - mean) * (v - mean));
+    (mean, (squares / count as f64).sqrt())
+}
+
+/// Lanes of [`lane_sum`].
+const SUM_LANES: usize = 8;
+
+/// The number of finite values and the sum of `f` of each, in [`SUM_LANES`] lanes.
+fn lane_sum(values: &[f64], f: impl Fn(f64) -> f64) -> (u64, f64) {
+    let mut sums = [0.0f64; SUM_LANES];
+    let mut counts = [0u64; SUM_LANES];
+    let chunks = values.chunks_exact(SUM_LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for lane in 0..SUM_LANES {
+            let v = chunk[lane];
+            let finite = v.is_finite();
+            sums[lane] += if finite { f(v) } else { 0.0 };
+            counts[lane] += u64::from(finite);
+        }
     }
+    for (lane, &v) in rest.iter().enumerate() {
+        if v.is_finite() {
+            sums[lane] += f(v);
+            counts[lane] += 1;
+        }
+    }
+    (counts.iter().sum(), sums.iter().sum())
 }
 
 /// ln(1 + x) of a value of a log1p column. A negative value (none was seen in training: the
@@ -1390,6 +1422,17 @@ mod tests {
         let (m, s) = finite_mean_std(&[1.0, f64::NAN, 3.0, f64::INFINITY]);
         assert_eq!((m, s), (2.0, 1.0));
         assert_eq!(finite_mean_std(&[f64::NAN]), (0.0, 0.0));
+        // Across the lanes and the remainder, with a large offset (where a one-pass sum of
+        // squares would lose the variance).
+        let values: Vec<f64> = (0..1003)
+            .map(|i| if i % 97 == 5 { f64::NAN } else { 1e9 + (i % 10) as f64 })
+            .collect();
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+        let var = finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / finite.len() as f64;
+        let (m, s) = finite_mean_std(&values);
+        assert!((m - mean).abs() < 1e-6 && (s - var.sqrt()).abs() < 1e-9, "{m} {s}");
+        assert_eq!(finite_mean_std(&values), (m, s));
     }
 
     #[test]
