@@ -1241,7 +1241,7 @@ fn numeric_stats(values: &[f64], log1p: bool) -> NumericStats {
 /// Mean and population standard deviation of the finite values (0, 0 when there are none).
 /// Two passes (the sum, then the squared deviations from the mean), each summed in
 /// [`SUM_LANES`] interleaved lanes added up in a fixed order: vectorised, and the same values
-/// always give the same bits. (Welford's one pass, kept until stop 33, was a chain of
+/// always give the same bits. (Welford's one pass, used before, was a chain of
 /// divisions; the two-pass means differ from it in the last bits, which only mattered while a
 /// stored encoding did not read back its own bits.)
 fn finite_mean_std(values: &[f64]) -> (f64, f64) {

@@ -720,9 +720,8 @@ fn ensemble_votes_ranks_and_scores_new_rows_without_refitting() {
     train(&s, &args).success();
     train(&s, &args).success();
     // The planted outliers (in the training rows, so not all unusual to every member: they lie on
-    // one line an autoencoder can learn) rank high: all ten are the top ten (8 of them with the
-    // members weighed equally, before stop 33's agreement weights); nine of ten get a majority
-    // of votes, no other row does.
+    // one line an autoencoder can learn) rank high: with the members weighed by their agreement
+    // all ten are the top ten; nine of ten get a majority of votes, no other row does.
     assert_eq!(
         s.query(
             "SELECT count(*) FILTER (CAST(id AS INT) >= 590) FROM (SELECT id FROM ensemble_scores WHERE run_id = 1 ORDER BY score DESC LIMIT 10)"
@@ -804,7 +803,7 @@ fn ensemble_votes_ranks_and_scores_new_rows_without_refitting() {
 /// A stored ensemble scores rows exactly as the run that fitted it, also with log1p columns:
 /// before the encoding's means and standard deviations were stored as their bits, the standard
 /// deviation of log1p(a) here read back one unit in the last place off, and a second process
-/// gave 12 of these 65 rows another score (bench/RESULTS.md, stop 33).
+/// gave some of these 65 rows another score (bench/RESULTS.md).
 #[test]
 fn ensemble_scores_its_training_rows_again_with_log1p() {
     let s = with_traffic();
