@@ -34,7 +34,9 @@ pub struct IForestParams {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IForestModel {
     pub forest: IsolationForest,
-    /// Scores strictly above it are anomalies.
+    /// Scores strictly above it are anomalies (stored exactly: a row whose score equals it must
+    /// not vote otherwise in a later score run).
+    #[serde(with = "crate::analysis::anomaly::exact::scalar")]
     pub threshold: f64,
     pub contamination: f64,
 }
@@ -341,21 +343,76 @@ impl Standardizer {
 }
 
 /// Serde helpers storing doubles as their IEEE-754 bits: serde_json's decimal text does not
-/// always read back the same double, and a stored model must score a row exactly as the run
-/// that fitted it (the ensemble's percentiles jump across flat stretches of a member's score
-/// table, so one unit in the last place can reorder rows). Use with `#[serde(with = ...)]`.
+/// always read back the same double (without its `float_roundtrip` feature about one double in
+/// ten comes back one unit in the last place off), and a stored model must score a row exactly
+/// as the run that fitted it (the ensemble's percentiles jump across flat stretches of a member's
+/// score table, so one unit in the last place can reorder rows). Use with `#[serde(with = ...)]`.
+///
+/// Reading is lenient: a field that older models stored as a decimal number (a float in JSON)
+/// still reads, as serde_json parses it; bits are a JSON integer, which serde_json never writes
+/// for an `f64` (it writes `2.0`, not `2`), so the two forms cannot be confused.
 pub(crate) mod exact {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// One double: its bits when written, bits or a decimal number when read.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct Bits(pub f64);
+
+    impl Serialize for Bits {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            self.0.to_bits().serialize(serializer)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Bits {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Bits, D::Error> {
+            struct Visitor;
+            impl serde::de::Visitor<'_> for Visitor {
+                type Value = Bits;
+
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a double's IEEE-754 bits (an unsigned integer) or a decimal number")
+                }
+
+                fn visit_u64<E: serde::de::Error>(self, bits: u64) -> Result<Bits, E> {
+                    Ok(Bits(f64::from_bits(bits)))
+                }
+
+                fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Bits, E> {
+                    u64::try_from(v)
+                        .map(|bits| Bits(f64::from_bits(bits)))
+                        .map_err(|_| E::custom(format!("{v} is not a double's bits")))
+                }
+
+                fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Bits, E> {
+                    Ok(Bits(v))
+                }
+            }
+            deserializer.deserialize_any(Visitor)
+        }
+    }
 
     pub mod scalar {
         use super::*;
 
         pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
-            value.to_bits().serialize(serializer)
+            Bits(*value).serialize(serializer)
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-            Ok(f64::from_bits(u64::deserialize(deserializer)?))
+            Ok(Bits::deserialize(deserializer)?.0)
+        }
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+            value.map(Bits).serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+            Ok(Option::<Bits>::deserialize(deserializer)?.map(|b| b.0))
         }
     }
 
@@ -371,9 +428,9 @@ pub(crate) mod exact {
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f64>, D::Error> {
-            Ok(Vec::<u64>::deserialize(deserializer)?
+            Ok(Vec::<Bits>::deserialize(deserializer)?
                 .into_iter()
-                .map(f64::from_bits)
+                .map(|b| b.0)
                 .collect())
         }
     }
@@ -389,6 +446,15 @@ pub(crate) mod exact {
             bits: Vec<u64>,
         }
 
+        /// What a matrix field holds: bits, or (models stored before the field was exact)
+        /// ndarray's own form with decimal numbers.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Bits(Stored),
+            Decimal(Array2<f64>),
+        }
+
         pub fn serialize<S: Serializer>(m: &Array2<f64>, serializer: S) -> Result<S::Ok, S::Error> {
             Stored {
                 rows: m.nrows(),
@@ -399,9 +465,13 @@ pub(crate) mod exact {
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Array2<f64>, D::Error> {
-            let s = Stored::deserialize(deserializer)?;
-            Array2::from_shape_vec((s.rows, s.cols), s.bits.into_iter().map(f64::from_bits).collect())
-                .map_err(serde::de::Error::custom)
+            match Either::deserialize(deserializer)? {
+                Either::Bits(s) => {
+                    Array2::from_shape_vec((s.rows, s.cols), s.bits.into_iter().map(f64::from_bits).collect())
+                        .map_err(serde::de::Error::custom)
+                }
+                Either::Decimal(m) => Ok(m),
+            }
         }
     }
 }
@@ -420,6 +490,60 @@ mod tests {
         let flat = vec![0.5; 20];
         let t = contamination_threshold(&flat, 0.1);
         assert_eq!(applied(flat, t).metrics["anomalies"], json!(0));
+    }
+}
+
+#[cfg(test)]
+mod exact_tests {
+    use super::exact;
+    use ndarray::Array2;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Stored {
+        #[serde(with = "exact::scalar")]
+        threshold: f64,
+        #[serde(default, with = "exact::option")]
+        limit: Option<f64>,
+        #[serde(with = "exact::matrix")]
+        points: Array2<f64>,
+    }
+
+    /// Doubles that serde_json's decimal text reads back one unit in the last place off come back
+    /// exactly; models stored before a field was exact (decimal numbers, ndarray's matrix form)
+    /// still read.
+    #[test]
+    fn exact_fields_round_trip_and_read_older_decimal_models() {
+        let x: f64 = 0.929_561_252_213_731_3;
+        assert_ne!(
+            serde_json::from_str::<f64>(&serde_json::to_string(&x).unwrap())
+                .unwrap()
+                .to_bits(),
+            x.to_bits()
+        );
+        let stored = Stored {
+            threshold: x,
+            limit: Some(x),
+            points: Array2::from_elem((2, 3), x),
+        };
+        let text = serde_json::to_string(&stored).unwrap();
+        let back: Stored = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.threshold.to_bits(), x.to_bits());
+        assert_eq!(back.limit.map(f64::to_bits), Some(x.to_bits()));
+        assert!(back.points.iter().all(|v| v.to_bits() == x.to_bits()));
+        let via_value: Stored = serde_json::from_value(serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(via_value, stored);
+        let old: Stored =
+            serde_json::from_str(r#"{"threshold":0.25,"points":{"v":1,"dim":[1,2],"data":[1.5,-2.0]}}"#).unwrap();
+        assert_eq!(
+            old,
+            Stored {
+                threshold: 0.25,
+                limit: None,
+                points: ndarray::array![[1.5, -2.0]],
+            }
+        );
+        assert!(serde_json::from_str::<Stored>(r#"{"threshold":-3,"points":{"rows":0,"cols":0,"bits":[]}}"#).is_err());
     }
 }
 

@@ -52,8 +52,10 @@ pub struct DbscanParams {
 /// issue 21 also hold border points).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DbscanModel {
+    #[serde(with = "crate::analysis::anomaly::exact::scalar")]
     pub eps: f64,
     pub min_points: usize,
+    #[serde(with = "crate::analysis::anomaly::exact::matrix")]
     pub points: Array2<f64>,
     pub labels: Vec<i32>,
 }

@@ -11,13 +11,22 @@
 //!   `confidence` is the share of members agreeing with that verdict.
 //! - Ranking score: each member's score becomes its tail share among that member's training
 //!   scores, t = 1 - percentile + 1/1001 (interpolated in a table of 1 001 quantiles, so t is in
-//!   1/1001..1), and the ranking score is the mean over members of -ln t: Fisher's way of
+//!   1/1001..1), and the ranking score is the weighted mean over members of -ln t: Fisher's way of
 //!   combining p-values, a mean surprisal. Tail shares put the members' incomparable scales (a
 //!   path-length score, a density ratio, a kernel margin, a squared error) on one footing; the
 //!   logarithm keeps the members' agreement in the far tail apart, where a plain mean of
 //!   percentiles saturates at 1 and the ranking loses most of what tells anomalies apart (on
-//!   NSL-KDD it fell below its best member; see bench/RESULTS.md). exp(-score) is the geometric
-//!   mean of the members' tail shares. ROC-AUC and top-k rankings use the score.
+//!   NSL-KDD it fell below its best member; see bench/RESULTS.md). exp(-score) is the weighted
+//!   geometric mean of the members' tail shares. ROC-AUC and top-k rankings use the score.
+//! - Weights, learnt from the training rows without labels: a member's weight is the agreement
+//!   of its ranking with the other members', the correlation (Pearson's, of the training rows'
+//!   percentiles: Spearman's rank correlation of the scores) between its percentiles and the mean
+//!   of the others' percentiles, clamped at 0 and normalised to sum 1 (all equal when no member
+//!   agrees with the others, and for a single member). A member that ranks the rows unlike the
+//!   others (on NSL-KDD, LOF) counts less, in the spirit of the consensus ("pseudo ground
+//!   truth") selection of Rayana and Akoglu's SELECT (2016); a member agreeing with the rest adds
+//!   no more weight than its share. Stored in the model (`weight` of each member); models stored
+//!   before the weights existed weigh their members equally.
 //! - Severity, from votes and the ranking score: `critical` (every member votes and exp(-score)
 //!   <= 0.01), `high` (is_anomaly and exp(-score) <= 0.05), `medium` (is_anomaly), `low` (some
 //!   member votes, too few for is_anomaly), `none` (no member votes).
@@ -62,6 +71,13 @@ pub struct Member {
     /// Quantiles 0, 0.001, ..., 1 of its scores on the training rows (stored exactly).
     #[serde(with = "crate::analysis::anomaly::exact::vec")]
     pub quantiles: Vec<f64>,
+    /// Its weight in the ranking score (module doc); None in models stored before weights: equal.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::analysis::anomaly::exact::option"
+    )]
+    pub weight: Option<f64>,
 }
 
 /// The stored model.
@@ -128,6 +144,60 @@ pub fn surprisal(quantiles: &[f64], score: f64) -> f64 {
     -((1.0 - percentile(quantiles, score)) + floor).min(1.0).ln()
 }
 
+/// Each member's weight from its training scores (`scores[m][i]`: member m, training row i; the
+/// module doc): the correlation of its percentiles with the mean of the other members'
+/// percentiles, clamped at 0, normalised to sum 1; equal weights when none is positive.
+fn agreement_weights(quantiles: &[&[f64]], scores: &[&[f64]]) -> Vec<f64> {
+    let members = scores.len();
+    let equal = vec![1.0 / members.max(1) as f64; members];
+    let n = scores.first().map_or(0, |s| s.len());
+    if members < 2 || n < 2 {
+        return equal;
+    }
+    let percentiles: Vec<Vec<f64>> = quantiles
+        .iter()
+        .zip(scores)
+        .map(|(q, s)| s.iter().map(|v| percentile(q, *v)).collect())
+        .collect();
+    let sum: Vec<f64> = (0..n).map(|i| percentiles.iter().map(|p| p[i]).sum()).collect();
+    let raw: Vec<f64> = percentiles
+        .iter()
+        .map(|own| {
+            let others: Vec<f64> = own
+                .iter()
+                .zip(&sum)
+                .map(|(p, total)| (total - p) / (members - 1) as f64)
+                .collect();
+            let r = correlation(own, &others);
+            if r.is_finite() {
+                r.max(0.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let total: f64 = raw.iter().sum();
+    if total > 0.0 {
+        raw.iter().map(|w| w / total).collect()
+    } else {
+        equal
+    }
+}
+
+/// Pearson's correlation of two equally long series (NaN when either is constant).
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (dx, dy) = (x - ma, y - mb);
+        ab += dx * dy;
+        aa += dx * dx;
+        bb += dy * dy;
+    }
+    ab / (aa * bb).sqrt()
+}
+
 /// Severity of a row from its votes and ranking score (see the module doc).
 pub fn severity(votes: usize, members: usize, min_votes: usize, score: f64) -> &'static str {
     let flagged = votes >= min_votes;
@@ -166,8 +236,9 @@ fn combine(members: &[Member], outputs: &[AnomalyOutput], min_votes: usize) -> R
     let mut score = vec![0.0; n];
     let mut votes = vec![0i32; n];
     for ((member, output), scores) in members.iter().zip(outputs).zip(&member_scores) {
+        let weight = member.weight.unwrap_or(1.0 / count as f64);
         for i in 0..n {
-            score[i] += surprisal(&member.quantiles, scores[i]) / count as f64;
+            score[i] += weight * surprisal(&member.quantiles, scores[i]);
             votes[i] += i32::from(output.flagged[i]);
         }
     }
@@ -264,7 +335,7 @@ impl Stage for EnsembleStage {
     }
 
     fn about(&self) -> &'static str {
-        "Anomaly ensemble: member votes at their own thresholds, confidence, severity, mean-percentile ranking score"
+        "Anomaly ensemble: member votes at their own thresholds, confidence, severity, ranking score from the members' training percentiles weighted by their agreement"
     }
 
     fn table(&self) -> &'static str {
@@ -405,10 +476,24 @@ impl Stage for EnsembleStage {
                 stage: name.clone(),
                 model: member_fit.model,
                 quantiles,
+                weight: None,
             });
             outputs.push(output);
         }
         let started = Instant::now();
+        let weights = agreement_weights(
+            &members.iter().map(|m| m.quantiles.as_slice()).collect::<Vec<_>>(),
+            &outputs
+                .iter()
+                .map(|o| o.score.as_deref().unwrap_or_default())
+                .collect::<Vec<_>>(),
+        );
+        for (member, weight) in members.iter_mut().zip(weights) {
+            member.weight = Some(weight);
+            if let Some(Value::Object(m)) = metrics.get_mut(&member.stage) {
+                m.insert("weight".into(), json!(weight));
+            }
+        }
         let out = combine(&members, &outputs, p.min_votes)?;
         let score_ms = score_ms_total + started.elapsed().as_secs_f64() * 1000.0;
         metrics.insert("members".into(), json!(p.members));
@@ -467,6 +552,41 @@ mod tests {
         assert!(surprisal(&q, -5.0).abs() < 1e-3);
         assert!((surprisal(&q, 500.0) - (QUANTILES as f64).ln()).abs() < 1e-9);
         assert!(surprisal(&q, 90.0) > surprisal(&q, 50.0));
+    }
+
+    #[test]
+    fn members_that_rank_like_the_others_weigh_more() {
+        // Three members ranking 200 rows alike (with a little disorder each), a fourth at random.
+        let mut state = 7u64;
+        let mut noise = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let rows: Vec<f64> = (0..200).map(f64::from).collect();
+        let scores: Vec<Vec<f64>> = vec![
+            rows.iter().map(|r| r + 20.0 * noise()).collect(),
+            rows.iter().map(|r| 2.0 * r + 40.0 * noise()).collect(),
+            rows.iter().map(|r| (r / 10.0).exp() + noise()).collect(),
+            rows.iter().map(|_| noise()).collect(),
+        ];
+        let tables: Vec<Vec<f64>> = scores.iter().map(|s| quantile_table(s)).collect();
+        let weights = agreement_weights(
+            &tables.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+            &scores.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        );
+        assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{weights:?}");
+        assert!(weights[..3].iter().all(|w| *w > 0.3), "{weights:?}");
+        assert!(weights[3] < 0.05, "{weights:?}");
+        // One member, or none agreeing: equal weights.
+        assert_eq!(agreement_weights(&[&tables[0]], &[&scores[0]]), vec![1.0]);
+        let flat = vec![1.0; 200];
+        let flat_table = quantile_table(&flat);
+        assert_eq!(
+            agreement_weights(&[&flat_table, &flat_table], &[&flat, &flat]),
+            vec![0.5, 0.5]
+        );
     }
 
     #[test]

@@ -100,9 +100,10 @@ pub struct Selection {
     pub label: Option<String>,
 }
 
-/// How a source column becomes model input.
+/// How a source column becomes model input. Stored as [`StoredColumn`]: a numeric column's
+/// mean and standard deviation as decimal numbers to read, and as their exact bits to compute with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(into = "StoredColumn", from = "StoredColumn")]
 pub enum ColumnEncoding {
     /// A number, scaled to (x - mean) / std with the training statistics (std 0: always 0).
     /// With `log1p`, x is ln(1 + max(x, 0)) first and mean/std are of those values: counts,
@@ -123,6 +124,82 @@ pub enum ColumnEncoding {
     /// Text, boolean or enum: one 0/1 column per training category. NULL and categories not
     /// seen in training encode as all zeros.
     Categorical { name: String, categories: Vec<String> },
+}
+
+/// A [`ColumnEncoding`] as `models.encoding` holds it. `mean` and `std` are decimal numbers for
+/// whoever reads the JSON; `mean_bits` and `std_bits` are the same doubles' IEEE-754 bits, which
+/// are what a score run computes with: serde_json's decimal text does not always read back the
+/// double it was written from (one unit in the last place off), and a scaled value one unit off
+/// moved a member's score across a flat stretch of its percentile table, so that a stored
+/// ensemble scored its own training rows differently from the run that fitted it
+/// (`stored_encodings_read_back_bit_for_bit`). Encodings stored before the bits existed read
+/// their decimals.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum StoredColumn {
+    Numeric {
+        name: String,
+        mean: f64,
+        std: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mean_bits: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        std_bits: Option<u64>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        log1p: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        missing_flag: bool,
+    },
+    Categorical {
+        name: String,
+        categories: Vec<String>,
+    },
+}
+
+impl From<ColumnEncoding> for StoredColumn {
+    fn from(c: ColumnEncoding) -> Self {
+        match c {
+            ColumnEncoding::Numeric {
+                name,
+                mean,
+                std,
+                log1p,
+                missing_flag,
+            } => StoredColumn::Numeric {
+                name,
+                mean,
+                std,
+                mean_bits: Some(mean.to_bits()),
+                std_bits: Some(std.to_bits()),
+                log1p,
+                missing_flag,
+            },
+            ColumnEncoding::Categorical { name, categories } => StoredColumn::Categorical { name, categories },
+        }
+    }
+}
+
+impl From<StoredColumn> for ColumnEncoding {
+    fn from(c: StoredColumn) -> Self {
+        match c {
+            StoredColumn::Numeric {
+                name,
+                mean,
+                std,
+                mean_bits,
+                std_bits,
+                log1p,
+                missing_flag,
+            } => ColumnEncoding::Numeric {
+                name,
+                mean: mean_bits.map_or(mean, f64::from_bits),
+                std: std_bits.map_or(std, f64::from_bits),
+                log1p,
+                missing_flag,
+            },
+            StoredColumn::Categorical { name, categories } => ColumnEncoding::Categorical { name, categories },
+        }
+    }
 }
 
 impl ColumnEncoding {
@@ -1137,8 +1214,17 @@ struct NumericStats {
 /// The column's statistics; with `log1p` allowed, the column is log1p-transformed when it is
 /// never negative and exceeds 1, and mean and std are of the transformed values.
 fn numeric_stats(values: &[f64], log1p: bool) -> NumericStats {
-    let finite = || values.iter().filter(|v| v.is_finite());
-    let log1p = log1p && finite().all(|v| *v >= 0.0) && finite().any(|v| *v > 1.0);
+    // One pass for what decides log1p and the missing count.
+    let (mut negative, mut above_one, mut missing) = (false, false, 0usize);
+    for v in values {
+        if v.is_finite() {
+            negative |= *v < 0.0;
+            above_one |= *v > 1.0;
+        } else {
+            missing += 1;
+        }
+    }
+    let log1p = log1p && !negative && above_one;
     let (mean, std) = if log1p {
         finite_mean_std(&values.iter().map(|v| log1p_of(*v)).collect::<Vec<_>>())
     } else {
@@ -1148,27 +1234,50 @@ fn numeric_stats(values: &[f64], log1p: bool) -> NumericStats {
         log1p,
         mean,
         std,
-        missing: values.iter().filter(|v| !v.is_finite()).count(),
+        missing,
     }
 }
 
 /// Mean and population standard deviation of the finite values (0, 0 when there are none).
+/// Two passes (the sum, then the squared deviations from the mean), each summed in
+/// [`SUM_LANES`] interleaved lanes added up in a fixed order: vectorised, and the same values
+/// always give the same bits. (Welford's one pass, used before, was a chain of
+/// divisions; the two-pass means differ from it in the last bits, which only mattered while a
+/// stored encoding did not read back its own bits.)
 fn finite_mean_std(values: &[f64]) -> (f64, f64) {
-    // Welford's one pass, kept: a faster two-pass sum gives means that differ in the last bits,
-    // and with them a training run's ensemble scores no longer all equal a later score run's of
-    // the same rows (tests/it ensemble_votes_ranks_and_scores_new_rows_without_refitting).
-    let (mut n, mut mean, mut m2) = (0u64, 0.0f64, 0.0f64);
-    for &v in values.iter().filter(|v| v.is_finite()) {
-        n += 1;
-        let delta = v - mean;
-        mean += delta / n as f64;
-        m2 += delta * (v - mean);
+    let (count, sum) = lane_sum(values, |v| v);
+    if count == 0 {
+        return (0.0, 0.0);
     }
-    if n == 0 {
-        (0.0, 0.0)
-    } else {
-        (mean, (m2 / n as f64).sqrt())
+    let mean = sum / count as f64;
+    let (_, squares) = lane_sum(values, |v| (v - mean) * (v - mean));
+    (mean, (squares / count as f64).sqrt())
+}
+
+/// Lanes of [`lane_sum`].
+const SUM_LANES: usize = 8;
+
+/// The number of finite values and the sum of `f` of each, in [`SUM_LANES`] lanes.
+fn lane_sum(values: &[f64], f: impl Fn(f64) -> f64) -> (u64, f64) {
+    let mut sums = [0.0f64; SUM_LANES];
+    let mut counts = [0u64; SUM_LANES];
+    let chunks = values.chunks_exact(SUM_LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for lane in 0..SUM_LANES {
+            let v = chunk[lane];
+            let finite = v.is_finite();
+            sums[lane] += if finite { f(v) } else { 0.0 };
+            counts[lane] += u64::from(finite);
+        }
     }
+    for (lane, &v) in rest.iter().enumerate() {
+        if v.is_finite() {
+            sums[lane] += f(v);
+            counts[lane] += 1;
+        }
+    }
+    (counts.iter().sum(), sums.iter().sum())
 }
 
 /// ln(1 + x) of a value of a log1p column. A negative value (none was seen in training: the
@@ -1313,6 +1422,17 @@ mod tests {
         let (m, s) = finite_mean_std(&[1.0, f64::NAN, 3.0, f64::INFINITY]);
         assert_eq!((m, s), (2.0, 1.0));
         assert_eq!(finite_mean_std(&[f64::NAN]), (0.0, 0.0));
+        // Across the lanes and the remainder, with a large offset (where a one-pass sum of
+        // squares would lose the variance).
+        let values: Vec<f64> = (0..1003)
+            .map(|i| if i % 97 == 5 { f64::NAN } else { 1e9 + (i % 10) as f64 })
+            .collect();
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+        let var = finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / finite.len() as f64;
+        let (m, s) = finite_mean_std(&values);
+        assert!((m - mean).abs() < 1e-6 && (s - var.sqrt()).abs() < 1e-9, "{m} {s}");
+        assert_eq!(finite_mean_std(&values), (m, s));
     }
 
     #[test]
@@ -1372,13 +1492,80 @@ mod tests {
         // A negative value, never seen in training, stays as far out as its log: -ln(6), not 0.
         assert!((col[2] - (-(6.0f64).ln() - 1.0) / 2.0).abs() < 1e-12, "{col:?}");
         assert_eq!(encoding.log_columns(), vec![true]);
-        // Models stored before log1p existed read back unchanged, and a plain column stores no flag.
+        // Models stored before log1p (and the exact bits) existed read back unchanged, and a
+        // plain column stores no flag.
         let old: ColumnEncoding =
-            serde_json::from_str(r#"{"kind":"numeric","name":"a","mean":0.0,"std":1.0}"#).unwrap();
+            serde_json::from_str(r#"{"kind":"numeric","name":"a","mean":0.5,"std":1.0}"#).unwrap();
+        assert_eq!(
+            old,
+            ColumnEncoding::Numeric {
+                name: "a".into(),
+                mean: 0.5,
+                std: 1.0,
+                log1p: false,
+                missing_flag: false
+            }
+        );
         assert_eq!(
             serde_json::to_string(&old).unwrap(),
-            r#"{"kind":"numeric","name":"a","mean":0.0,"std":1.0}"#
+            format!(
+                r#"{{"kind":"numeric","name":"a","mean":0.5,"std":1.0,"mean_bits":{},"std_bits":{}}}"#,
+                0.5f64.to_bits(),
+                1.0f64.to_bits()
+            )
         );
+    }
+
+    /// The stored encoding reads back the very doubles it was fitted with. 0.929_561_252_213_731_3
+    /// is the standard deviation of a log1p column of tests/it's `traffic` that serde_json's
+    /// decimal text read back one unit in the last place lower, so a second process scored the
+    /// ensemble's training rows differently (tests/it
+    /// `ensemble_scores_its_training_rows_again_with_log1p`).
+    #[test]
+    fn stored_encodings_read_back_bit_for_bit() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut values = vec![0.929_561_252_213_731_3, 3.698_213_606_913_981_7, 1e-300, -0.0];
+        for _ in 0..2000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            values.push((state >> 11) as f64 / (1u64 << 53) as f64 * 100.0);
+        }
+        let encoding = Encoding {
+            columns: values
+                .chunks(2)
+                .enumerate()
+                .map(|(i, pair)| ColumnEncoding::Numeric {
+                    name: format!("c{i}"),
+                    mean: pair[0],
+                    std: pair[1],
+                    log1p: i % 2 == 0,
+                    missing_flag: false,
+                })
+                .collect(),
+        };
+        let back: Encoding = serde_json::from_str(&serde_json::to_string(&encoding).unwrap()).unwrap();
+        for (a, b) in encoding.columns.iter().zip(&back.columns) {
+            let (
+                ColumnEncoding::Numeric { mean, std, .. },
+                ColumnEncoding::Numeric {
+                    mean: mean_back,
+                    std: std_back,
+                    ..
+                },
+            ) = (a, b)
+            else {
+                panic!("{b:?}");
+            };
+            assert_eq!(
+                (mean.to_bits(), std.to_bits()),
+                (mean_back.to_bits(), std_back.to_bits()),
+                "{a:?}"
+            );
+        }
+        // Through a `serde_json::Value` too (how a stored model is passed around).
+        let value: Encoding = serde_json::from_value(serde_json::to_value(&encoding).unwrap()).unwrap();
+        assert_eq!(value, encoding);
     }
 
     #[test]

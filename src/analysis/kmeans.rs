@@ -55,8 +55,9 @@ fn default_contamination() -> f64 {
 /// for models trained before issue 21).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KMeansModel {
+    #[serde(with = "crate::analysis::anomaly::exact::matrix")]
     pub centroids: Array2<f64>,
-    #[serde(default)]
+    #[serde(default, with = "crate::analysis::anomaly::exact::option")]
     pub distance_threshold: Option<f64>,
 }
 
