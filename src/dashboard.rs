@@ -332,19 +332,26 @@ pub(crate) mod tests {
         }
     }
 
-    /// Every panel of every view parses, names a kind the page draws, and runs on a demo
-    /// database (an empty result is fine where the demo has no such data).
-    #[test]
-    fn every_panel_runs_on_a_demo_database() {
+    /// An in-memory store with `hours` of demo history ending now, a snapshot every
+    /// `interval_s` seconds, from `seed`.
+    pub(crate) fn demo_store(hours: u32, interval_s: u64, seed: u64) -> crate::store::Store {
         let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
         let demo = crate::capture::demo::DemoRequest {
-            hours: 2,
-            interval: Duration::from_secs(60),
-            seed: 3,
+            hours,
+            interval: Duration::from_secs(interval_s),
+            seed,
             traffic_rows: 50,
         };
         let mut quiet = crate::request::CollectGaps::default();
         crate::capture::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
+        store
+    }
+
+    /// Every panel of every view parses, names a kind the page draws, and runs on a demo
+    /// database (an empty result is fine where the demo has no such data).
+    #[test]
+    fn every_panel_runs_on_a_demo_database() {
+        let store = demo_store(2, 60, 3);
         let (views, _) = views().unwrap();
         assert!(views.len() >= 10, "{} views", views.len());
         let kinds = KINDS;
@@ -504,15 +511,7 @@ pub(crate) mod tests {
     /// whole history and over parts of it.
     #[test]
     fn regrouped_panels_give_what_their_earlier_text_gave() {
-        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
-        let demo = crate::capture::demo::DemoRequest {
-            hours: 3,
-            interval: Duration::from_secs(30),
-            seed: 33,
-            traffic_rows: 50,
-        };
-        let mut quiet = crate::request::CollectGaps::default();
-        crate::capture::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
+        let store = demo_store(3, 30, 33);
         // Flows over the same hours: TCP, UDP and ICMP, some without byte or packet counts, some
         // failed, some in the same minute and window as others.
         store
@@ -628,15 +627,7 @@ pub(crate) mod tests {
     /// its range): over ranges at the newest end, in the middle, and the whole history.
     #[test]
     fn range_macros_give_what_the_views_give() {
-        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
-        let demo = crate::capture::demo::DemoRequest {
-            hours: 6,
-            interval: Duration::from_secs(30),
-            seed: 7,
-            traffic_rows: 50,
-        };
-        let mut quiet = crate::request::CollectGaps::default();
-        crate::capture::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
+        let store = demo_store(6, 30, 7);
         let newest: NaiveDateTime = store
             .conn()
             .query_row("SELECT max(ts) FROM snapshots", [], |r| r.get(0))
@@ -732,15 +723,7 @@ pub(crate) mod tests {
     /// every time, the counts behind it are right, and the panel says what it drew from.
     #[test]
     fn the_correlation_sample_keeps_whole_windows_and_says_so() {
-        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
-        let demo = crate::capture::demo::DemoRequest {
-            hours: 4,
-            interval: Duration::from_secs(30),
-            seed: 13,
-            traffic_rows: 50,
-        };
-        let mut quiet = crate::request::CollectGaps::default();
-        crate::capture::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
+        let store = demo_store(4, 30, 13);
         let (since, until) = (
             parse_time("2000-01-01T00:00:00").unwrap(),
             parse_time("2100-01-01T00:00:00").unwrap(),
@@ -839,15 +822,7 @@ pub(crate) mod tests {
     /// the range not rolled up (a partial first hour, the newest hour) is read raw.
     #[test]
     fn rolled_up_panels_give_the_raw_totals() {
-        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
-        let demo = crate::capture::demo::DemoRequest {
-            hours: 6,
-            interval: Duration::from_secs(30),
-            seed: 11,
-            traffic_rows: 50,
-        };
-        let mut quiet = crate::request::CollectGaps::default();
-        crate::capture::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
+        let store = demo_store(6, 30, 11);
         let keep_all = crate::retention::RetainRequest {
             raw: None,
             rollups: None,

@@ -504,20 +504,11 @@ mod tests {
     use super::*;
     use crate::dashboard::parse_time;
     use crate::dashboard::tests::{assert_same, sorted_rows};
-    use crate::store::{Location, Store};
+    use crate::store::Store;
     use std::time::Duration;
 
     fn demo(hours: u32, seed: u64) -> Store {
-        let store = Store::open(&Location::Memory, false).unwrap();
-        let demo = crate::capture::demo::DemoRequest {
-            hours,
-            interval: Duration::from_secs(30),
-            seed,
-            traffic_rows: 50,
-        };
-        let mut quiet = crate::request::CollectGaps::default();
-        crate::capture::demo::run(&store, &demo, chrono::Utc::now(), &mut quiet).unwrap();
-        store
+        crate::dashboard::tests::demo_store(hours, 30, seed)
     }
 
     fn kept_tables(store: &Store) -> i64 {

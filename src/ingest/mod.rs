@@ -1136,6 +1136,24 @@ mod tests {
         })
     }
 
+    /// Writes `frames` (link type `link`, one a second) to a classic pcap at `path` and imports it
+    /// with `packets` rows into an in-memory store.
+    fn import_with_packet_rows(path: &std::path::Path, link: u32, frames: &[&[u8]]) -> Store {
+        let mut bytes = Vec::new();
+        reader::write::pcap_header(&mut bytes, link, 65535).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            reader::write::pcap_record(&mut bytes, i as i64 * 1_000_000, f.len() as u32, f).unwrap();
+        }
+        std::fs::write(path, bytes).unwrap();
+        let store = Store::open(&Location::Memory, false).unwrap();
+        let ImportRequest::Pcap(mut args) = pcap_args(&[path]) else {
+            unreachable!()
+        };
+        args.packets = true;
+        run(&store, ImportRequest::Pcap(args), &mut Progress::silent(), None).unwrap();
+        store
+    }
+
     /// Each packet of an 802.11 A-MSDU gets a `packets` row of its own, with the frame's number
     /// and lengths and its own flow (a regression: only the first had one).
     #[test]
@@ -1147,18 +1165,7 @@ mod tests {
         let (a, b, c) = (udp(1000), udp(2000), udp(3000));
         let amsdu = decode::build::ieee802_11_amsdu(&[&a, &b, &c]);
         let single = decode::build::ieee802_11_amsdu(&[&udp(4000)]);
-        let mut bytes = Vec::new();
-        reader::write::pcap_header(&mut bytes, 105, 65535).unwrap();
-        for (i, f) in [&amsdu, &single].into_iter().enumerate() {
-            reader::write::pcap_record(&mut bytes, i as i64 * 1_000_000, f.len() as u32, f).unwrap();
-        }
-        std::fs::write(&path, bytes).unwrap();
-        let store = Store::open(&Location::Memory, false).unwrap();
-        let ImportRequest::Pcap(mut args) = pcap_args(&[&path]) else {
-            unreachable!()
-        };
-        args.packets = true;
-        run(&store, ImportRequest::Pcap(args), &mut Progress::silent(), None).unwrap();
+        let store = import_with_packet_rows(&path, 105, &[&amsdu, &single]);
         let rows: String = store
             .conn()
             .query_row(
@@ -1197,18 +1204,8 @@ mod tests {
             &decode::build::gre(0x8200, &amsdu),
         );
         let frags = decode::build::fragments4(&gre, 9, &[64]);
-        let mut bytes = Vec::new();
-        reader::write::pcap_header(&mut bytes, 1, 65535).unwrap();
-        for (i, f) in frags.iter().enumerate() {
-            reader::write::pcap_record(&mut bytes, i as i64 * 1_000_000, f.len() as u32, f).unwrap();
-        }
-        std::fs::write(&path, bytes).unwrap();
-        let store = Store::open(&Location::Memory, false).unwrap();
-        let ImportRequest::Pcap(mut args) = pcap_args(&[&path]) else {
-            unreachable!()
-        };
-        args.packets = true;
-        run(&store, ImportRequest::Pcap(args), &mut Progress::silent(), None).unwrap();
+        let frames: Vec<&[u8]> = frags.iter().map(|f| f.as_slice()).collect();
+        let store = import_with_packet_rows(&path, 1, &frames);
         let rows: String = store
             .conn()
             .query_row(
