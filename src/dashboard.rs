@@ -503,7 +503,7 @@ pub(crate) mod tests {
         );
     }
 
-    /// The panels regrouped to be cheaper over weeks (stop 33: counted or summed per group before
+    /// The panels regrouped to be cheaper over weeks (counted or summed per group before
     /// their labels are made, the rates per minute first, the quantiles from one list, the
     /// correlation's events read twice rather than materialised) give exactly the rows their
     /// earlier text gave (`tests/fixtures/panels_before_regrouping.json`), over live history

@@ -343,8 +343,8 @@ impl Standardizer {
 }
 
 /// Serde helpers storing doubles as their IEEE-754 bits: serde_json's decimal text does not
-/// always read back the same double (without its `float_roundtrip` feature about one double in
-/// ten comes back one unit in the last place off), and a stored model must score a row exactly
+/// always read back the same double (without its `float_roundtrip` feature some come back one
+/// unit in the last place off; bench/RESULTS.md has how many), and a stored model must score a row exactly
 /// as the run that fitted it (the ensemble's percentiles jump across flat stretches of a member's
 /// score table, so one unit in the last place can reorder rows). Use with `#[serde(with = ...)]`.
 ///

@@ -20,7 +20,8 @@
 //!   geometric mean of the members' tail shares. ROC-AUC and top-k rankings use the score.
 //! - Weights, learnt from the training rows without labels: a member's weight is the agreement
 //!   of its ranking with the other members', the correlation (Pearson's, of the training rows'
-//!   percentiles: Spearman's rank correlation of the scores) between its percentiles and the mean
+//!   percentiles, read from each member's quantile table: close to Spearman's rank correlation of
+//!   the scores) between its percentiles and the mean
 //!   of the others' percentiles, clamped at 0 and normalised to sum 1 (all equal when no member
 //!   agrees with the others, and for a single member). A member that ranks the rows unlike the
 //!   others (on NSL-KDD, LOF) counts less, in the spirit of the consensus ("pseudo ground
@@ -151,7 +152,8 @@ fn agreement_weights(quantiles: &[&[f64]], scores: &[&[f64]]) -> Vec<f64> {
     let members = scores.len();
     let equal = vec![1.0 / members.max(1) as f64; members];
     let n = scores.first().map_or(0, |s| s.len());
-    if members < 2 || n < 2 {
+    // A member without scores, or with another number of rows, is `combine`'s error to report.
+    if members < 2 || n < 2 || scores.iter().any(|s| s.len() != n) {
         return equal;
     }
     let percentiles: Vec<Vec<f64>> = quantiles
@@ -236,9 +238,13 @@ fn combine(members: &[Member], outputs: &[AnomalyOutput], min_votes: usize) -> R
     let mut score = vec![0.0; n];
     let mut votes = vec![0i32; n];
     for ((member, output), scores) in members.iter().zip(outputs).zip(&member_scores) {
-        let weight = member.weight.unwrap_or(1.0 / count as f64);
         for i in 0..n {
-            score[i] += weight * surprisal(&member.quantiles, scores[i]);
+            let s = surprisal(&member.quantiles, scores[i]);
+            // A model stored without weights scores as it always did: the plain mean.
+            score[i] += match member.weight {
+                Some(weight) => weight * s,
+                None => s / count as f64,
+            };
             votes[i] += i32::from(output.flagged[i]);
         }
     }
@@ -587,6 +593,53 @@ mod tests {
             agreement_weights(&[&flat_table, &flat_table], &[&flat, &flat]),
             vec![0.5, 0.5]
         );
+    }
+
+    /// Regression (review): a model stored before the weights scores as it did, the plain mean
+    /// `s / count` to the last bit (`(1 / 3) * s` differs from `s / 3` in the last place), and a
+    /// member with another number of rows is `combine`'s error, not a panic in the weights.
+    #[test]
+    fn models_stored_without_weights_score_the_plain_mean_exactly() {
+        let scores: Vec<Vec<f64>> = (1..=3)
+            .map(|k| (0..50).map(|r| f64::from(r * k) + 0.1 * f64::from(k)).collect())
+            .collect();
+        let members: Vec<Member> = scores
+            .iter()
+            .enumerate()
+            .map(|(k, s)| Member {
+                stage: format!("m{k}"),
+                model: Value::Null,
+                quantiles: quantile_table(s),
+                weight: None,
+            })
+            .collect();
+        let outputs: Vec<AnomalyOutput> = scores
+            .iter()
+            .map(|s| AnomalyOutput {
+                flagged: vec![false; s.len()],
+                score: Some(s.clone()),
+            })
+            .collect();
+        let applied = combine(&members, &outputs, 2).unwrap();
+        let got = applied.anomaly.and_then(|a| a.score).unwrap();
+        for (i, g) in got.iter().enumerate() {
+            let mut want = 0.0;
+            for (m, s) in members.iter().zip(&scores) {
+                want += surprisal(&m.quantiles, s[i]) / 3.0;
+            }
+            assert_eq!(g.to_bits(), want.to_bits(), "row {i}");
+        }
+        let short = vec![1.0; 10];
+        assert_eq!(
+            agreement_weights(
+                &members.iter().map(|m| m.quantiles.as_slice()).collect::<Vec<_>>(),
+                &[scores[0].as_slice(), scores[1].as_slice(), short.as_slice()],
+            ),
+            vec![1.0 / 3.0; 3]
+        );
+        let mut bad = outputs.clone();
+        bad[2].score = Some(short);
+        assert!(combine(&members, &bad, 2).is_err());
     }
 
     #[test]

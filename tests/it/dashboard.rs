@@ -278,7 +278,6 @@ fn every_panel_answers_and_posts_need_the_page_and_its_origin() {
     drop(d.server);
 }
 
-/// Live pages refresh on server-sent events: one per stored snapshot.
 /// The server builds the whole history's shared read once the dashboard is quiet (issue 18: a
 /// visitor over "all" finds it built), says so in its log, and panels over "all", asked with the
 /// page's bounds or with none, then give what the same SQL gives on the file.
@@ -329,6 +328,7 @@ fn the_whole_history_is_warmed_once_the_dashboard_is_quiet() {
     assert_eq!(counts(&page), counts(&direct));
 }
 
+/// Live pages refresh on server-sent events: one per stored snapshot.
 #[test]
 fn events_announce_each_snapshot() {
     let s = Scratch::new();
