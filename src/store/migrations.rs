@@ -364,16 +364,18 @@ fn apply_pending(conn: &Connection, migrations: &[Migration], at: i64, fresh: bo
     Ok(())
 }
 
-/// Scripts that landed in two texts, and the checksum of the other one: 009, 010 and 015 were
-/// released with comments that differ (latest_feedback's column comments in 009, the header
-/// of 010, the run_ids comment of 015), one text in one release and the other in the next; the
-/// scripts hold the text of the later landing, and this list the earlier one. The
-/// catalogs they leave are the same once 013 (latest_feedback's comments) and 024 (run_ids's)
-/// have run, so a database that recorded either text is accepted.
+/// Scripts that landed in two texts, and the checksum of the other one: 009, 010, 015 and 035
+/// were committed with comments that differ (latest_feedback's column comments in 009, the
+/// header of 010, the run_ids comment of 015, the header of 035), one text first and the other
+/// later; the scripts hold the later text, and this list the earlier one. The catalogs they
+/// leave are the same (a header is an SQL comment, not stored; 013 and 024 restate
+/// latest_feedback's and run_ids's comments), so a database that recorded either text is
+/// accepted. A change to what a script does is never made this way: it is a new migration.
 const ALSO_LANDED: &[(i64, &str)] = &[
     (9, "76e3ee6125560244ed779a16089c0091876756b749b89cf35aabfaa5546df423"),
     (10, "399573ce37c2776f71e9652a6bfbfc7c5226df58165ad9e93122083bd4b99678"),
     (15, "1b8203cee446280bec35561846793e31ad7e45bfa50c6cec64098c73db578e1d"),
+    (35, "aa496a3c1894e2378c51408b7f71665344c6d20b75d978cb2e950754c56011f8"),
 ];
 
 /// Refuses a database whose recorded migrations were applied under other names, or (from
@@ -691,7 +693,7 @@ mod tests {
         apply(&conn, MIGRATIONS, p(), true).unwrap();
     }
 
-    /// A file that recorded the other landed text of 009, 010 or 015 opens; only those
+    /// A file that recorded the other landed text of 009, 010, 015 or 035 opens; only those
     /// versions accept another checksum.
     #[test]
     fn the_other_landed_text_of_a_script_is_accepted() {
