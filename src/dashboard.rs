@@ -332,6 +332,19 @@ pub(crate) mod tests {
         }
     }
 
+    /// The time of `store`'s newest snapshot.
+    pub(crate) fn newest(store: &crate::store::Store) -> NaiveDateTime {
+        store
+            .conn()
+            .query_row("SELECT max(ts) FROM snapshots", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// `m` minutes.
+    pub(crate) fn minutes(m: i64) -> chrono::Duration {
+        chrono::Duration::milliseconds(m * 60_000)
+    }
+
     /// An in-memory store with `hours` of demo history ending now, a snapshot every
     /// `interval_s` seconds, from `seed`.
     pub(crate) fn demo_store(hours: u32, interval_s: u64, seed: u64) -> crate::store::Store {
@@ -531,11 +544,8 @@ pub(crate) mod tests {
         let before: std::collections::BTreeMap<String, String> =
             serde_json::from_str(include_str!("../tests/fixtures/panels_before_regrouping.json")).unwrap();
         let (views, _) = views().unwrap();
-        let newest: NaiveDateTime = store
-            .conn()
-            .query_row("SELECT max(ts) FROM snapshots", [], |r| r.get(0))
-            .unwrap();
-        let minutes = |m: i64| chrono::Duration::milliseconds(m * 60_000);
+        let newest = newest(&store);
+        let minutes = minutes;
         let ranges = [
             (newest - minutes(15), newest),
             (
@@ -628,11 +638,8 @@ pub(crate) mod tests {
     #[test]
     fn range_macros_give_what_the_views_give() {
         let store = demo_store(6, 30, 7);
-        let newest: NaiveDateTime = store
-            .conn()
-            .query_row("SELECT max(ts) FROM snapshots", [], |r| r.get(0))
-            .unwrap();
-        let minutes = |m: i64| chrono::Duration::milliseconds(m * 60_000);
+        let newest = newest(&store);
+        let minutes = minutes;
         let ranges = [
             (newest - minutes(15), newest),
             (newest - minutes(60), newest),
@@ -845,7 +852,7 @@ pub(crate) mod tests {
                 .unwrap();
             rolled_part(row)
         };
-        let minutes = |m: i64| chrono::Duration::milliseconds(m * 60_000);
+        let minutes = minutes;
         let ranges = [
             (
                 parse_time("2000-01-01T00:00:00").unwrap(),

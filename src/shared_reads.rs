@@ -528,11 +528,8 @@ mod tests {
     #[test]
     fn panels_on_shared_reads_give_the_raw_rows() {
         let store = demo(6, 5);
-        let newest: NaiveDateTime = store
-            .conn()
-            .query_row("SELECT max(ts) FROM snapshots", [], |r| r.get(0))
-            .unwrap();
-        let minutes = |m: i64| chrono::Duration::milliseconds(m * 60_000);
+        let newest = crate::dashboard::tests::newest(&store);
+        let minutes = crate::dashboard::tests::minutes;
         let ranges = [
             (newest - minutes(15), newest),
             (newest - minutes(60), newest),
@@ -741,10 +738,7 @@ mod tests {
         // Room for about one and a half: the older of two is dropped.
         let some = SharedReads::new();
         let later = since + chrono::Duration::hours(1);
-        let newest: NaiveDateTime = store
-            .conn()
-            .query_row("SELECT max(ts) FROM snapshots", [], |r| r.get(0))
-            .unwrap();
+        let newest = crate::dashboard::tests::newest(&store);
         assert!(some
             .prepare_bounded(store.conn(), COUNT, since, until, one * 3 / 2)
             .unwrap()
