@@ -14,7 +14,7 @@ Everything on the netlens side goes through the real binary and a scratch DuckDB
            KDDTest+) and on 1 000 000 x 10 synthetic rows (fit, then score the same rows):
            netlens's model_runs.fit_ms + score_ms (the computation) and the whole commands' wall
            time, against scikit-learn's fit + score_samples with n_jobs=2. Target: <= 0.5x.
-  ensemble NSL-KDD, one seed: `train ensemble` (iforest, ocsvm, lof, autoencoder with their
+  ensemble NSL-KDD, seed 0 (seeds 0..N-1 with --ensemble-seeds N): `train ensemble` (iforest, ocsvm, lof, autoencoder with their
            defaults) on the normal training rows and, unsupervised, on all training rows, then
            `score MODEL --on kdd_test --label label --into T`; ROC-AUC of each member's column and of
            the ensemble's score. scikit-learn: IsolationForest(100, 256), OneClassSVM(nu=0.05,
@@ -39,7 +39,7 @@ Everything on the netlens side goes through the real binary and a scratch DuckDB
 Timings are the median of --repeat runs (default 1). The machine's other load shows in them: run
 on an idle machine. Installs scikit-learn, pandas and pyarrow with pip when they are missing.
 
-Usage: bench/analysis_bench.py [--only auc,iforest,ensemble,lof,kmeans,dbscan] [--seeds 5] [--rows 1000000]
+Usage: bench/analysis_bench.py [--only auc,iforest,ensemble,lof,kmeans,dbscan] [--seeds 5] [--ensemble-seeds 1] [--rows 1000000]
                                [--repeat 1] [--data DIR] [--keep DIR]
        NETLENS=path/to/netlens bench/analysis_bench.py ...   (that binary, no cargo build)
 """
@@ -171,7 +171,7 @@ def bench_auc(nl, data, seeds, results, timings):
                         statistics.mean(ours), statistics.mean(theirs), "auc"))
 
 
-def bench_ensemble(nl, data, seed, results):
+def bench_ensemble(nl, data, seed, results, tag=""):
     import numpy as np
     from scipy.stats import rankdata
     from sklearn.ensemble import IsolationForest
@@ -185,7 +185,7 @@ def bench_ensemble(nl, data, seed, results):
     members = ["iforest", "ocsvm", "lof", "autoencoder"]
     for protocol, table, rows in (("normal rows", "kdd_train_normal", train[train["label"] == "normal"]),
                                   ("all rows", "kdd_train", train)):
-        model, into = f"ens_{table}", f"ens_scored_{table}"
+        model, into = f"ens_{table}_{seed}", f"ens_scored_{table}_{seed}"
         _, train_wall = nl.run("train", "ensemble", "--on", table, "--exclude", "label,difficulty",
                                "--seed", str(seed), "--model", model)
         fit = nl.last_run()
@@ -218,11 +218,11 @@ def bench_ensemble(nl, data, seed, results):
             theirs[m] = auc_of(positive, sk_scores[m])
         theirs["ensemble"] = auc_of(positive, np.mean([rankdata(sk_scores[m]) / len(b) for m in members], axis=0))
         for m in members + ["ensemble"]:
-            results.append((f"NSL-KDD ROC-AUC, train on {protocol}: {m}", ours[m], theirs[m], "auc"))
-        results.append((f"Ensemble NSL-KDD, train on {protocol}: train + score commands, wall (s)",
+            results.append((f"NSL-KDD ROC-AUC, train on {protocol}{tag}: {m}", ours[m], theirs[m], "auc"))
+        results.append((f"Ensemble NSL-KDD, train on {protocol}{tag}: train + score commands, wall (s)",
                         train_wall + score_wall, sum(sk_seconds.values()), "time"))
         member_ms = __import__("json").loads(fit["metrics"])
-        print(f"  {protocol}: netlens train {train_wall:.2f}s (load {ms(fit, 'load_ms') / 1000:.2f}s, member fits "
+        print(f"  {protocol}{tag}: netlens train {train_wall:.2f}s (load {ms(fit, 'load_ms') / 1000:.2f}s, member fits "
               + ", ".join(f"{m} {member_ms[m]['fit_ms'] / 1000:.2f}s" for m in members)
               + f"), score {score_wall:.2f}s; scikit-learn "
               + ", ".join(f"{m} {sk_seconds[m]:.2f}s" for m in members)
@@ -393,6 +393,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="auc,iforest,ensemble,lof,kmeans,dbscan")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 for the AUC protocol")
+    parser.add_argument("--ensemble-seeds", type=int, default=1,
+                        help="seeds 0..N-1 for the ensemble, each side by side with scikit-learn's on the same seed")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic Isolation Forest set")
     parser.add_argument("--repeat", type=int, default=1, help="runs per timing (median)")
     parser.add_argument("--data", default=DATA, help="NSL-KDD folder (KDDTrain+.txt, KDDTest+.txt, columns.txt)")
@@ -421,7 +423,8 @@ def main():
             bench_iforest_synthetic(nl, work, args.rows, args.repeat, results)
         if "ensemble" in parts:
             print("NSL-KDD: netlens ensemble and scikit-learn's four models ...", file=sys.stderr)
-            bench_ensemble(nl, args.data, 0, results)
+            for seed in range(args.ensemble_seeds):
+                bench_ensemble(nl, args.data, seed, results, f", seed {seed}" if args.ensemble_seeds > 1 else "")
         if "lof" in parts:
             print("NSL-KDD: netlens and scikit-learn LOF ...", file=sys.stderr)
             bench_lof(nl, args.data, 0, args.repeat, results)

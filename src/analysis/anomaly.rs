@@ -435,6 +435,34 @@ pub(crate) mod exact {
         }
     }
 
+    pub mod array1 {
+        use super::*;
+        use ndarray::Array1;
+
+        /// What a vector field held as an `Array1` holds: bits, or (models stored before the
+        /// field was exact) ndarray's own form with decimal numbers.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Bits(Vec<u64>),
+            Decimal(Array1<f64>),
+        }
+
+        pub fn serialize<S: Serializer>(v: &Array1<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+            v.iter()
+                .map(|x| x.to_bits())
+                .collect::<Vec<u64>>()
+                .serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Array1<f64>, D::Error> {
+            match Either::deserialize(deserializer)? {
+                Either::Bits(bits) => Ok(bits.into_iter().map(f64::from_bits).collect()),
+                Either::Decimal(v) => Ok(v),
+            }
+        }
+    }
+
     pub mod matrix {
         use super::*;
         use ndarray::Array2;

@@ -27,6 +27,8 @@ pub struct Stat {
     pub state: u8,
     /// Field 4; 0 for the roots of the tree.
     pub ppid: u32,
+    /// Field 9 has `PF_KTHREAD`: a kernel thread, which has no command line.
+    pub kernel_thread: bool,
     /// Fields 14 + 15, user and system time, in clock ticks.
     pub cpu_ticks: u64,
     /// Field 22, clock ticks after boot.
@@ -36,6 +38,9 @@ pub struct Stat {
     /// Field 24, pages.
     pub rss_pages: u64,
 }
+
+/// `PF_KTHREAD` of the kernel's process flags (include/linux/sched.h).
+const PF_KTHREAD: u64 = 0x0020_0000;
 
 /// Parses one `/proc/<pid>/stat` text; `None` when it is not one.
 pub fn parse_stat(text: &[u8]) -> Option<Stat> {
@@ -55,6 +60,7 @@ pub fn parse_stat(text: &[u8]) -> Option<Stat> {
         comm,
         state,
         ppid: u32::try_from(number(4)?).ok()?,
+        kernel_thread: number(9)? & PF_KTHREAD != 0,
         cpu_ticks: number(14)?.checked_add(number(15)?)?,
         start_ticks: number(22)?,
         vsize: number(23)?,
@@ -306,7 +312,11 @@ impl ProcessReader {
                         interval.and_then(|s| self.clock.cpu_percent(stat.cpu_ticks.saturating_sub(k.cpu_ticks), s));
                     // An exec keeps the pid and start time but changes the name (and the
                     // executable and command line; a setuid program, the uid): read them again.
-                    let known = if k.comm == stat.comm {
+                    // So does a process read in the middle of its exec, after its new name and
+                    // before its new arguments (its command line then reads empty): a process
+                    // that is not a kernel thread or a zombie has a command line.
+                    let read_mid_exec = k.cmdline.is_none() && !stat.kernel_thread && stat.state != b'Z';
+                    let known = if k.comm == stat.comm && !read_mid_exec {
                         Known {
                             cpu_ticks: stat.cpu_ticks,
                             ..k
@@ -373,6 +383,10 @@ mod tests {
         assert_eq!(stat.start_ticks, 98765);
         assert_eq!(stat.vsize, 123_456_789);
         assert_eq!(stat.rss_pages, 2048);
+        assert!(!stat.kernel_thread);
+        // kthreadd's flags (0x208040) carry PF_KTHREAD.
+        let kthreadd = b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 3 0 0 20 0 1 0 2 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 0 0 0 0\n";
+        assert!(parse_stat(kthreadd).unwrap().kernel_thread);
     }
 
     #[test]
@@ -456,12 +470,30 @@ mod tests {
         assert!(first.processes.windows(2).all(|w| w[0].pid < w[1].pid));
     }
 
+    /// Waits (at most 5 s) until `pid`'s command line reads as `expected`: a process just
+    /// spawned may still be in its exec.
+    fn wait_for_cmdline(pid: u32, expected: &str) {
+        let started = Instant::now();
+        while std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .and_then(|t| parse_cmdline(&t))
+            .as_deref()
+            != Some(expected)
+        {
+            assert!(started.elapsed().as_secs() < 5, "{pid} never ran '{expected}'");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn an_exec_is_seen_by_its_new_name_and_command_line() {
         let mut child = std::process::Command::new("sh")
             .args(["-c", "sleep 0.4; exec sleep 7"])
             .spawn()
             .unwrap();
+        // Sampled before the shell's own exec is done, its command line would read empty (the
+        // next test covers that case).
+        wait_for_cmdline(child.id(), "sh -c sleep 0.4; exec sleep 7");
         let mut reader = ProcessReader::new();
         let row = |sample: &ProcessSample| {
             let p = sample.processes.iter().find(|p| p.pid == child.id()).unwrap();
@@ -474,5 +506,32 @@ mod tests {
         let _ = child.wait();
         assert_eq!(before, ("sh".to_string(), "sh -c sleep 0.4; exec sleep 7".to_string()));
         assert_eq!(after, ("sleep".to_string(), "sleep 7".to_string()));
+    }
+
+    /// A process first read in the middle of its exec (its new name, its command line still
+    /// empty) is read again at the next sample, though its name did not change since: it was
+    /// kept without a command line for its whole life.
+    #[test]
+    fn a_process_read_in_the_middle_of_its_exec_gets_its_command_line_at_the_next_sample() {
+        let mut child = std::process::Command::new("sleep").arg("7").spawn().unwrap();
+        wait_for_cmdline(child.id(), "sleep 7");
+        let mut reader = ProcessReader::new();
+        let cmdline = |sample: &ProcessSample| {
+            sample
+                .processes
+                .iter()
+                .find(|p| p.pid == child.id())
+                .and_then(|p| p.cmdline.clone())
+        };
+        assert_eq!(
+            cmdline(&reader.sample(Instant::now(), |_| None).unwrap()).as_deref(),
+            Some("sleep 7")
+        );
+        // As the first read would have kept it, had it come mid-exec.
+        reader.known.get_mut(&child.id()).unwrap().cmdline = None;
+        let again = cmdline(&reader.sample(Instant::now(), |_| None).unwrap());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(again.as_deref(), Some("sleep 7"));
     }
 }
