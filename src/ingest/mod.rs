@@ -1218,6 +1218,56 @@ mod tests {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// The columns thread gives the batches of flows the reading thread made itself: the same
+    /// rows, in the same order. The flows are SYNs left unanswered, so most end in sweeps of
+    /// the flow table (in its hash order) and must be put in order on that thread.
+    #[test]
+    fn flows_put_into_columns_on_a_thread_are_those_put_into_columns_inline() {
+        let ImportRequest::Pcap(args) = pcap_args(&[]) else {
+            unreachable!("pcap_args makes a pcap import")
+        };
+        let opts = pcap_options(&args).unwrap();
+        let run = |threaded: bool| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(64);
+            let mut assembly = FlowAssembly::new(&opts);
+            if threaded {
+                assembly.columns_on_thread(&tx).unwrap();
+            }
+            for i in 0..20_000u32 {
+                let f = decode::build::tcp4(
+                    [10, 0, (i >> 8) as u8, i as u8].into(),
+                    1000,
+                    [10, 1, 0, 1].into(),
+                    80,
+                    i,
+                    0,
+                    0x02,
+                    0,
+                );
+                assembly.packet(u64::from(i) + 1, i64::from(i) * 1_000_000, f.len() as u32, 1, &f);
+                assembly.send_full(&tx).unwrap();
+            }
+            assembly.finish_all();
+            assembly.send_all(&tx).unwrap();
+            assembly.finish_columns();
+            drop(tx);
+            rx.into_iter()
+                .filter_map(|b| match b {
+                    Batch::Flows(arrays) => Some(arrays.into_batch("flows", 1, "f.pcap").unwrap()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let (inline, threaded) = (run(false), run(true));
+        assert!(
+            inline.len() >= 2,
+            "{} batches: too few to show their order",
+            inline.len()
+        );
+        assert_eq!(inline.iter().map(|b| b.num_rows()).sum::<usize>(), 20_000);
+        assert_eq!(inline, threaded);
+    }
+
     fn pcap_args(files: &[&Path]) -> ImportRequest {
         ImportRequest::Pcap(PcapImport {
             files: files.iter().map(|f| f.to_path_buf()).collect(),
