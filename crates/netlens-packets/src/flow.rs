@@ -889,6 +889,15 @@ fn is_reuse(f: &Flow, flags: u8, seq: u32) -> bool {
 /// had timed out (a later packet of one starts a new flow), and [`FlowTable::shed`] counts them.
 pub const MAX_ACTIVE_FLOWS: usize = 1 << 21;
 
+/// Puts flows taken with [`FlowTable::take_finished_unordered`] in order of their first packet
+/// (time, then position in the file; flows of the same packet, such as a tunnel's and the
+/// connection inside it, keep the order they ended in).
+pub fn order_finished(flows: &mut [FlowRecord]) {
+    // Sorts the keys and moves each record once: records are large (about 250 bytes), and a
+    // comparison sort moves them many times.
+    flows.sort_by_cached_key(|f| (f.ts_ns, f.first_packet));
+}
+
 /// The set of active flows of one capture file.
 pub struct FlowTable {
     timeouts: Timeouts,
@@ -1122,6 +1131,10 @@ impl<'a> Walked<'a> {
 
 /// A flow uid as the fixed-size bytes a packet row keeps (uids are 18 ASCII characters).
 fn uid_bytes(uid: &str) -> [u8; 18] {
+    // A copy of a known length is a few moves; of a variable one, a call to memcpy per packet.
+    if let Ok(whole) = <[u8; 18]>::try_from(uid.as_bytes()) {
+        return whole;
+    }
     let mut out = [b' '; 18];
     let n = uid.len().min(18);
     out[..n].copy_from_slice(&uid.as_bytes()[..n]);
@@ -1258,14 +1271,18 @@ impl FlowTable {
 
     /// Takes the finished flows, in order of their first packet.
     pub fn take_finished(&mut self) -> Vec<FlowRecord> {
+        let mut out = self.take_finished_unordered();
+        order_finished(&mut out);
+        out
+    }
+
+    /// Takes the finished flows in the order they ended: [`order_finished`] puts them in the
+    /// order [`FlowTable::take_finished`] gives, so that another thread can do it.
+    pub fn take_finished_unordered(&mut self) -> Vec<FlowRecord> {
         // The next batch gets room for as many (up to a batch): growing a vector of records one
         // doubling at a time copied each batch about twice over.
         let room = Vec::with_capacity(self.finished.len().min(FLOW_BATCH));
-        let mut out = std::mem::replace(&mut self.finished, room);
-        // Sorts the keys and moves each record once: records are large (about 250 bytes), and
-        // a comparison sort moves them many times.
-        out.sort_by_cached_key(|f| (f.ts_ns, f.first_packet));
-        out
+        std::mem::replace(&mut self.finished, room)
     }
 
     /// Ends every active flow (end of file).
@@ -1350,6 +1367,7 @@ impl FlowTable {
     /// counting the whole frame in its frame bytes (as tshark's conversations count it);
     /// what is returned describes the first that joined a flow (see [`FlowTable::frame_each`]
     /// for the others).
+    #[inline]
     pub fn frame<'a>(&mut self, number: u64, ts_ns: i64, frame_len: u32, linktype: u32, data: &'a [u8]) -> Walked<'a> {
         // Empty, so no allocation: only an A-MSDU's later packets would be put there.
         self.frame_each(number, ts_ns, frame_len, linktype, data, &mut Vec::new())
@@ -1360,6 +1378,7 @@ impl FlowTable {
     /// `later_joined` in order: what a packet row describes, one per packet. Those of an A-MSDU
     /// inside a reassembled IP datagram (in Aruba's GRE) are not the frame's bytes: each is
     /// described, as the datagram's first packet is, by the fragment that completed it.
+    #[inline]
     pub fn frame_each<'a>(
         &mut self,
         number: u64,
@@ -1369,43 +1388,43 @@ impl FlowTable {
         data: &'a [u8],
         later_joined: &mut Vec<Joined<'a>>,
     ) -> Walked<'a> {
-        let start = Walked::of(decode(linktype, data));
+        // Walked in place: it is a few hundred bytes, and moving it in and out of every call
+        // was a tenth of the reading thread's time.
+        let mut walked = Walked::of(decode(linktype, data));
         let later = later_packets(linktype, data);
-        if later.is_empty() {
-            // The usual frame of one packet: its walk returned as it is, not moved again.
-            return self.walk(number, ts_ns, frame_len, start, Vec::new(), later_joined);
+        self.walk(number, ts_ns, frame_len, &mut walked, Vec::new(), later_joined);
+        if !later.is_empty() {
+            self.walk_later(number, ts_ns, frame_len, &mut walked, later, &[], 0, None, later_joined);
         }
-        let first = self.walk(number, ts_ns, frame_len, start, Vec::new(), later_joined);
-        self.walk_later(number, ts_ns, frame_len, first, later, &[], 0, None, later_joined)
+        walked
     }
 
-    /// Walks the packets of `later` after `first`, all carried by the tunnels of `chain`
-    /// (`depth` of them, the outermost `outermost`), and merges what became of them; each
-    /// packet that joined a flow after the one `first` or the merge describes goes to
-    /// `later_joined`.
+    /// Walks the packets of `later` after the one `merged` describes, all carried by the
+    /// tunnels of `chain` (`depth` of them, the outermost `outermost`), and merges what became
+    /// of them into `merged`; each packet that joined a flow after the one `merged` describes
+    /// goes to `later_joined`.
     #[allow(clippy::too_many_arguments)]
     fn walk_later<'a>(
         &mut self,
         number: u64,
         ts_ns: i64,
         frame_len: u32,
-        first: Walked<'a>,
+        merged: &mut Walked<'a>,
         later: LaterPackets<'a>,
         chain: &[Enclosing],
         depth: usize,
         outermost: Option<Tunnel>,
         later_joined: &mut Vec<Joined<'a>>,
-    ) -> Walked<'a> {
-        let mut merged = first;
+    ) {
         for packet in later {
-            let start = Walked {
+            let mut next = Walked {
                 depth,
                 outermost_tunnel: outermost,
                 ..Walked::of(packet)
             };
             // A packet's own later packets (an A-MSDU in Aruba's GRE) come after it.
             let at = later_joined.len();
-            let next = self.walk(number, ts_ns, frame_len, start, chain.to_vec(), later_joined);
+            self.walk(number, ts_ns, frame_len, &mut next, chain.to_vec(), later_joined);
             match (merged.flow, next.flow) {
                 (None, Some(_)) => {
                     merged.innermost = next.innermost;
@@ -1419,37 +1438,36 @@ impl FlowTable {
             merged.stopped = merged.stopped.or(next.stopped);
             merged.held_fragment |= next.held_fragment;
         }
-        merged
     }
 
-    /// Follows a packet from `walked.innermost` inwards; `chain` holds the tunnels it came out
-    /// of, outermost first.
+    /// Follows a packet from `walked.innermost` inwards, updating `walked` in place; `chain`
+    /// holds the tunnels it came out of, outermost first.
     fn walk<'a>(
         &mut self,
         number: u64,
         ts_ns: i64,
         frame_len: u32,
-        mut walked: Walked<'a>,
+        walked: &mut Walked<'a>,
         mut chain: Vec<Enclosing>,
         later_joined: &mut Vec<Joined<'a>>,
-    ) -> Walked<'a> {
+    ) {
         loop {
             let last_tunnel = chain.last().map(|e| e.tunnel);
             let Decoded::Ip(ip) = walked.innermost else {
                 if let (Decoded::Broken(why), Some(t)) = (walked.innermost, last_tunnel) {
                     walked.stopped = Some(TunnelStop::BrokenInner(t, why));
                 }
-                return walked;
+                return;
             };
             if self.verify_checksums && ipv4_header_checksum_ok(&ip) == Some(false) {
                 // Zeek drops the packet at its IP layer: no flow, no tunnel.
-                return walked;
+                return;
             }
             if ip.fragment {
                 match self.fragments.add(ts_ns, &ip) {
                     Fragment::Held => {
                         walked.held_fragment = true;
-                        return walked;
+                        return;
                     }
                     // A datagram whose reassembly is itself a fragment (nested IPv6 fragment
                     // headers) is not reassembled again: each level takes only a few bytes
@@ -1457,14 +1475,14 @@ impl FlowTable {
                     // forms no flow.
                     Fragment::Whole(datagram) if matches!(ip_packet(&datagram), Decoded::Ip(inner) if inner.fragment) =>
                     {
-                        return walked;
+                        return;
                     }
                     Fragment::Whole(datagram) => {
                         // The datagram goes on as one packet of its full length, at the time
                         // of the fragment that completed it; the frame is described by that
                         // fragment.
                         let whole_len = frame_len.saturating_sub(ip.ip_len) + datagram.len() as u32;
-                        let inner = Walked {
+                        let mut inner = Walked {
                             innermost: ip_packet(&datagram),
                             flow: None,
                             depth: walked.depth,
@@ -1476,16 +1494,14 @@ impl FlowTable {
                         // the reassembled bytes, not the frame's: each is handed out as the first
                         // is, described by this fragment with its own flow.
                         let mut inner_later = Vec::new();
-                        let inner = self.walk(number, ts_ns, whole_len, inner, chain, &mut inner_later);
+                        self.walk(number, ts_ns, whole_len, &mut inner, chain, &mut inner_later);
                         later_joined.extend(inner_later.into_iter().map(|(_, uid, from_orig)| (ip, uid, from_orig)));
-                        return Walked {
-                            innermost: walked.innermost,
-                            flow: inner.flow.map(|(_, uid, from_orig)| (ip, uid, from_orig)),
-                            depth: inner.depth,
-                            outermost_tunnel: inner.outermost_tunnel,
-                            stopped: inner.stopped,
-                            held_fragment: false,
-                        };
+                        walked.flow = inner.flow.map(|(_, uid, from_orig)| (ip, uid, from_orig));
+                        walked.depth = inner.depth;
+                        walked.outermost_tunnel = inner.outermost_tunnel;
+                        walked.stopped = inner.stopped;
+                        walked.held_fragment = false;
+                        return;
                     }
                     // Cut by the snap length or malformed: as Zeek, the first fragment goes on
                     // alone and a later one forms no flow.
@@ -1542,12 +1558,12 @@ impl FlowTable {
                 chain.push(e);
             }
             let tunnel = match decap {
-                Decap::None => return walked,
+                Decap::None => return,
                 Decap::Inner(t, _) | Decap::Malformed(t, _) | Decap::Weird(t, _) | Decap::Cut(t) => t,
             };
             if too_deep {
                 walked.stopped = Some(TunnelStop::TooDeep(tunnel));
-                return walked;
+                return;
             }
             match decap {
                 Decap::Inner(_, inner) => {
@@ -1559,29 +1575,30 @@ impl FlowTable {
                     let later = later_packets_in_tunnel(&ip);
                     if !later.is_empty() {
                         let (depth, outermost) = (walked.depth, walked.outermost_tunnel);
-                        let first = self.walk(number, ts_ns, frame_len, walked, chain.clone(), later_joined);
-                        return self.walk_later(
+                        self.walk(number, ts_ns, frame_len, walked, chain.clone(), later_joined);
+                        self.walk_later(
                             number,
                             ts_ns,
                             frame_len,
-                            first,
+                            walked,
                             later,
                             &chain,
                             depth,
                             outermost,
                             later_joined,
                         );
+                        return;
                     }
                 }
                 Decap::Malformed(t, why) | Decap::Weird(t, why) => {
                     walked.stopped = Some(TunnelStop::Malformed(t, why));
-                    return walked;
+                    return;
                 }
                 Decap::Cut(t) => {
                     walked.stopped = Some(TunnelStop::Cut(t));
-                    return walked;
+                    return;
                 }
-                Decap::None => return walked,
+                Decap::None => return,
             }
         }
     }
