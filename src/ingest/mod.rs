@@ -1198,21 +1198,26 @@ mod tests {
     use super::*;
     use crate::store::Location;
 
+    /// The `i`-th SYN of [`syn_capture`]: from 10.0.x.y:1000 to 10.1.0.1:80, a flow of its own.
+    fn syn_frame(i: u32) -> Vec<u8> {
+        decode::build::tcp4(
+            [10, 0, (i >> 8) as u8, i as u8].into(),
+            1000,
+            [10, 1, 0, 1].into(),
+            80,
+            i,
+            0,
+            0x02,
+            0,
+        )
+    }
+
     /// A capture of `n` one-packet TCP flows, 1 ms apart.
     fn syn_capture(path: &Path, n: u32) {
         let mut bytes = Vec::new();
         reader::write::pcap_header(&mut bytes, 1, 65535).unwrap();
         for i in 0..n {
-            let f = decode::build::tcp4(
-                [10, 0, (i >> 8) as u8, i as u8].into(),
-                1000,
-                [10, 1, 0, 1].into(),
-                80,
-                i,
-                0,
-                0x02,
-                0,
-            );
+            let f = syn_frame(i);
             reader::write::pcap_record(&mut bytes, i64::from(i) * 1_000_000, f.len() as u32, &f).unwrap();
         }
         std::fs::write(path, bytes).unwrap();
@@ -1234,16 +1239,7 @@ mod tests {
                 assembly.columns_on_thread(&tx).unwrap();
             }
             for i in 0..20_000u32 {
-                let f = decode::build::tcp4(
-                    [10, 0, (i >> 8) as u8, i as u8].into(),
-                    1000,
-                    [10, 1, 0, 1].into(),
-                    80,
-                    i,
-                    0,
-                    0x02,
-                    0,
-                );
+                let f = syn_frame(i);
                 assembly.packet(u64::from(i) + 1, i64::from(i) * 1_000_000, f.len() as u32, 1, &f);
                 assembly.send_full(&tx).unwrap();
             }
