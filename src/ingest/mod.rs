@@ -1017,11 +1017,10 @@ impl FlowAssembly {
         }
     }
 
-    /// Waits for the columns thread (if started) to have sent every batch it was given.
+    /// Waits for the columns thread (if started) to have sent every batch it was given: dropping
+    /// it closes its input and joins it.
     pub fn finish_columns(&mut self) {
-        if let Some(thread) = self.columns_thread.take() {
-            thread.finish();
-        }
+        self.columns_thread = None;
     }
 
     /// Ends the flows idle past their timeouts at capture time `now_ns` (live capture: no
@@ -1110,24 +1109,16 @@ impl ColumnsThread {
             None => Err(StoreGone),
         }
     }
+}
 
+impl Drop for ColumnsThread {
     /// Closes its input and waits until it has sent what it was given (or found the store
     /// gone).
-    fn finish(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
+    fn drop(&mut self) {
         self.flows = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-impl Drop for ColumnsThread {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
