@@ -24,6 +24,10 @@ With --after S, the panels are asked S seconds after both servers printed their 
 who comes after a server's start-up work waits; without it, the first panel is asked at once).
 With --as-page, a view's time is instead what the page waits: its panels asked four at a time in
 their order (as assets/dashboard/app.js asks them), from the first request to the last answer.
+With --capture, the servers capture this host once a second while they serve (`serve --interval
+1s` in place of `--no-capture`): every commit changes the data under the panels, as on a live
+server. They write to the database, so give them a copy. --rounds N asks every view N times,
+--pause S seconds apart (a page refreshing while the capture goes on).
 """
 import argparse, json, os, re, shutil, subprocess, sys, time, urllib.request
 
@@ -85,6 +89,10 @@ def main():
                     help="seconds to wait once the servers have started before asking (a server that warms up)")
     ap.add_argument("--as-page", action="store_true",
                     help="time each view as the page waits for it: panels asked four at a time")
+    ap.add_argument("--capture", action="store_true",
+                    help="the servers capture once a second while serving (they write to the database: use a copy)")
+    ap.add_argument("--rounds", type=int, default=1, help="ask every view this many times")
+    ap.add_argument("--pause", type=float, default=5, help="seconds between rounds")
     a = ap.parse_args()
     if bool(a.anchor) != bool(a.anchor_db):
         sys.exit("--anchor and --anchor-db go together")
@@ -100,7 +108,8 @@ def main():
           f"first open and count {opened:.1f} s", file=sys.stderr)
 
     def start(binary, db, port):
-        server = subprocess.Popen([binary, "--db", db, "serve", "--no-capture", "--http", f"127.0.0.1:{port}"],
+        capture = ["--interval", "1s"] if a.capture else ["--no-capture"]
+        server = subprocess.Popen([binary, "--db", db, "serve", *capture, "--http", f"127.0.0.1:{port}"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         token = None
         deadline = time.monotonic() + 600
@@ -150,7 +159,9 @@ def main():
         slowest = {}
         per_panel = []
         differ = []
-        for view in views:
+        for round_, view in [(r, v) for r in range(a.rounds) for v in views]:
+            if round_ > 0 and view is views[0]:
+                time.sleep(a.pause)
             totals = {}
             for label, span in ranges:
                 # "all" as the page asks for it (ALL_SINCE and ALL_UNTIL in assets/dashboard/app.js).
@@ -184,7 +195,8 @@ def main():
             cells = [f"{totals[(label, i)]:.2f}" for label, _ in ranges for i in range(len(servers))]
             if a.anchor:
                 cells += [f"{totals[(label, 1)] / max(totals[(label, 0)], 1e-9):.2f}" for label, _ in ranges]
-            print(f"| {view['id']} | " + " | ".join(cells) + " |", flush=True)
+            name = view["id"] if a.rounds == 1 else f"{view['id']} (round {round_ + 1})"
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
         for label, _ in ranges if not a.as_page else []:
             worst = sorted(((v, k[1]) for k, v in slowest.items() if k[0] == label), reverse=True)[:3]
             print(f"slowest panels, {label}: " + ", ".join(f"{p} {v:.2f} s" for v, p in worst))
