@@ -117,6 +117,8 @@ enum Held {
         table: String,
         bytes: u64,
         growth: Growth,
+        /// What the table grew by for the newest data version a panel asked for.
+        grown_at: Option<GrownAt>,
     },
     /// The rows were more than [`SharedReads::MAX_BYTES`]: the panels read the call each. Not
     /// tried again while the slot is kept; after its eviction a new try costs a build cut at
@@ -149,8 +151,11 @@ pub struct SharedReads {
 pub struct Prepared {
     template: String,
     shared: Option<(String, String)>,
-    /// The template reading the tables grown by the rows added since their build, and what
-    /// must still hold for that to be the call's rows.
+    /// The template reading the tables grown by what they grew by for one later data version
+    /// ([`GrownAt`]), and that version.
+    grown_at: Option<(String, String)>,
+    /// The template reading the tables grown by the rows added since their build, worked out
+    /// in the panel's own query, and what must still hold for that to be the call's rows.
     grown: Option<(String, Growth)>,
 }
 
@@ -160,8 +165,9 @@ impl Prepared {
     /// added since when only that changed, else the panel's own (its rows must be those of the
     /// data the rest of the query sees).
     pub fn sql(&self, conn: &duckdb::Connection) -> Result<&str> {
-        if let Some((sql, version)) = &self.shared {
-            if &current_version(conn)? == version {
+        let now = current_version(conn)?;
+        for (sql, version) in self.shared.iter().chain(&self.grown_at) {
+            if &now == version {
                 return Ok(sql);
             }
         }
@@ -192,8 +198,20 @@ struct Growth {
     newest_id: i64,
     /// The lifetimes numbered up to `newest_id` at the build: retention deleting one changes it.
     lifetimes: i64,
+    /// The lifetimes open at the build (also in [`open_table`]).
+    open_ids: Vec<i64>,
     /// The table's rows.
     rows: i64,
+}
+
+/// What a table grew by for one data version ([`Growth::grow`]): the call's rows of the
+/// lifetimes open at the build, begun since, or read again, in `delta`; the event ids of the
+/// table's rows that those replace or the macro leaves out now, in `excluded`.
+#[derive(Debug, Clone, PartialEq)]
+struct GrownAt {
+    version: String,
+    delta: String,
+    excluded: String,
 }
 
 /// What [`Growth`] compares, read in one transaction: the history as it is now.
@@ -237,25 +255,32 @@ impl Growth {
         now.newest_id - self.newest_id > (self.rows / 8).max(10_000)
     }
 
-    /// `call` over the rows in `table` grown by what was added since: the table's rows of
-    /// lifetimes closed at the build, and the call's rows of the lifetimes open at the build
-    /// (listed in [`open_table`]) or begun since. Two kinds of the table's rows are read again
-    /// from the call instead: an internal connection on a port whose place began or ceased to
-    /// listen since the build ([`listening_table`] holds the places then; that decides which side
-    /// accepted it), and the accepting side of an internal connection whose opener is a lifetime
-    /// begun since (the macro leaves it out). `:since` and `:until` as in the call.
-    fn grown(&self, call: SharedCall, table: &str) -> String {
-        let newest = self.newest_id;
-        let (open, listening) = (open_table(table), listening_table(table));
-        // The table's internal lifetimes on a place that listens now and did not at the build,
-        // or the other way round: which side accepted them may have changed.
-        let reread = format!(
+    /// The table's internal lifetimes on a place that listens now and did not at the build (as
+    /// [`listening_table`] holds them), or the other way round: which side accepted them may
+    /// have changed, so their rows are read again.
+    fn reread_sql(&self, table: &str) -> String {
+        let listening = listening_table(table);
+        format!(
             "SELECT l.connection_id FROM connection_lifetimes l \
              JOIN ((SELECT * FROM listening_places() EXCEPT SELECT * FROM {listening}) \
                    UNION ALL (SELECT * FROM {listening} EXCEPT SELECT * FROM listening_places())) k \
                ON l.host = k.host AND l.proto = k.proto AND l.local_port = k.local_port \
-             WHERE l.direction = 'internal' AND l.connection_id <= {newest}"
-        );
+             WHERE l.direction = 'internal' AND l.connection_id <= {}",
+            self.newest_id
+        )
+    }
+
+    /// `call` over the rows in `table` grown by what was added since, worked out in the panel's
+    /// own query (when its data is not the version [`Self::grow`] made): the table's rows of
+    /// lifetimes closed at the build, and the call's rows of the lifetimes open at the build
+    /// (listed in [`open_table`]) or begun since. Two kinds of the table's rows are read again
+    /// from the call instead: an internal connection whose place began or ceased to listen
+    /// ([`Self::reread_sql`]), and the accepting side of an internal connection whose opener is
+    /// a lifetime begun since (the macro leaves it out). `:since` and `:until` as in the call.
+    fn grown(&self, call: SharedCall, table: &str) -> String {
+        let newest = self.newest_id;
+        let open = open_table(table);
+        let reread = self.reread_sql(table);
         format!(
             "(SELECT {columns} FROM {table} WHERE NOT open \
                  AND event_id NOT IN (SELECT connection_id::VARCHAR FROM ({reread})) \
@@ -278,6 +303,138 @@ impl Growth {
             ),
         )
     }
+
+    /// Builds what `table` grew by for the data `conn` sees now ([`GrownAt`]), in one
+    /// transaction: the same rows as [`Self::grown`], worked out once for every panel of that
+    /// data, with the few lifetimes involved looked up by their numbers rather than joined with
+    /// every lifetime. None when the history did not only grow since the build.
+    fn grow(
+        &self,
+        conn: &duckdb::Connection,
+        table: &str,
+        call: SharedCall,
+        since: NaiveDateTime,
+        until: NaiveDateTime,
+    ) -> Result<Option<GrownAt>> {
+        conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
+        let grown = (|| {
+            let version = current_version(conn)?;
+            if !self.holds(&History::read(conn, self.newest_id)?) {
+                return Ok(None);
+            }
+            let reread: Vec<i64> = column(conn, &self.reread_sql(table))?;
+            let mut excluded: Vec<String> = reread.iter().map(i64::to_string).collect();
+            // The internal connections begun since, as SQL rows of their numbers.
+            let openers: Vec<String> = column(
+                conn,
+                &format!(
+                    "SELECT printf('(%s, %s, %s, %d, %s, %d)', {}, {}, {}, local_port, {}, remote_port) \
+                     FROM connection_lifetimes \
+                     WHERE connection_id > {} AND direction = 'internal' AND remote_addr IS NOT NULL",
+                    QUOTED.replace("{}", "host"),
+                    QUOTED.replace("{}", "proto"),
+                    QUOTED.replace("{}", "local_addr"),
+                    QUOTED.replace("{}", "remote_addr"),
+                    self.newest_id
+                ),
+            )?;
+            if !openers.is_empty() {
+                // The table's internal rows with an opener's numbers: the accepting side of the
+                // connection it opened (its source is the opener's local end), or an earlier
+                // connection with the same numbers. Only the first kind is left out: its source
+                // is its own lifetime's remote end (and it is no connection to itself).
+                excluded.extend(column::<String>(
+                    conn,
+                    &format!(
+                        "WITH candidates AS ( \
+                             SELECT b.event_id, b.src_h, b.src_p FROM {table} b \
+                             JOIN (VALUES {}) o(host, proto, local_addr, local_port, remote_addr, remote_port) \
+                               ON o.host = b.host AND o.proto = b.proto AND o.local_addr = b.src_h \
+                              AND o.local_port = b.src_p AND o.remote_addr = b.dst_h AND o.remote_port = b.dst_p \
+                             WHERE b.source = 'connections' AND b.direction = 'internal' AND NOT b.open) \
+                         SELECT c.event_id FROM candidates c \
+                         JOIN connection_lifetimes l ON l.connection_id = TRY_CAST(c.event_id AS BIGINT) \
+                         WHERE l.connection_id IN (SELECT TRY_CAST(event_id AS BIGINT) FROM candidates) \
+                           AND l.remote_addr = c.src_h AND l.remote_port = c.src_p \
+                           AND NOT (l.local_addr = l.remote_addr AND l.local_port = l.remote_port)",
+                        openers.join(", ")
+                    ),
+                )?);
+            }
+            let n = NEXT_TABLE.fetch_add(1, Ordering::Relaxed);
+            let (delta, excluded_table) = (format!("{table}_delta_{n}"), format!("{table}_excluded_{n}"));
+            let ids: Vec<String> = self.open_ids.iter().chain(&reread).map(i64::to_string).collect();
+            let of_lifetimes = panel_sql(
+                &call
+                    .of_lifetimes
+                    .replace(":newest_id", &self.newest_id.to_string())
+                    .replace(":open_ids", &format!("[{}]::BIGINT[]", ids.join(", "))),
+                since,
+                until,
+            );
+            let excluded_rows = match excluded.is_empty() {
+                true => String::new(),
+                false => format!(
+                    "INSERT INTO {excluded_table} VALUES {};",
+                    excluded
+                        .iter()
+                        .map(|e| format!("({})", quote(e)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            conn.execute_batch(&format!(
+                "CREATE TABLE {delta} AS SELECT {} FROM {of_lifetimes}; \
+                 CREATE TABLE {excluded_table} (event_id VARCHAR); {excluded_rows} COMMIT",
+                call.columns
+            ))
+            .map_err(Error::sql)?;
+            Ok(Some(GrownAt {
+                version,
+                delta,
+                excluded: excluded_table,
+            }))
+        })();
+        if !matches!(grown, Ok(Some(_))) {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        grown
+    }
+}
+
+/// A text column `{}` as an SQL literal, in SQL (NULL as NULL).
+const QUOTED: &str = "coalesce('''' || replace({}, '''', '''''') || '''', 'NULL')";
+
+impl GrownAt {
+    /// `call` over the rows in `table` grown by this ([`Growth::grow`]).
+    fn sql(&self, call: SharedCall, table: &str) -> String {
+        format!(
+            "(SELECT {columns} FROM {table} WHERE NOT open AND event_id NOT IN (SELECT event_id FROM {excluded}) \
+             UNION ALL SELECT {columns} FROM {delta})",
+            columns = call.columns,
+            excluded = self.excluded,
+            delta = self.delta,
+        )
+    }
+
+    fn drop(&self, conn: &duckdb::Connection) {
+        let _ = conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}",
+            self.delta, self.excluded
+        ));
+    }
+}
+
+/// `text` as an SQL string literal.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The first column of every row `sql` gives.
+fn column<T: duckdb::types::FromSql>(conn: &duckdb::Connection, sql: &str) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare(sql).map_err(Error::sql)?;
+    let rows = stmt.query_map([], |r| r.get(0)).map_err(Error::sql)?;
+    rows.collect::<std::result::Result<_, _>>().map_err(Error::sql)
 }
 
 /// The table listing the lifetimes open when `table` was built.
@@ -344,6 +501,7 @@ impl SharedReads {
         let unshared = Prepared {
             template: sql.to_string(),
             shared: None,
+            grown_at: None,
             grown: None,
         };
         let calls: Vec<SharedCall> = SHARED_CALLS.iter().copied().filter(|c| sql.contains(c.call)).collect();
@@ -351,8 +509,10 @@ impl SharedReads {
             return Ok(unshared);
         }
         let mut out = sql.to_string();
+        let mut grown_at = Some(sql.to_string());
         let mut grown = Some(sql.to_string());
         let mut versions: Vec<String> = Vec::new();
+        let mut grown_versions: Vec<String> = Vec::new();
         let mut growths: Vec<Growth> = Vec::new();
         for call in calls {
             let slot = self.slot(call, since, until)?;
@@ -369,16 +529,35 @@ impl SharedReads {
                     }
                     _ => false,
                 };
+                // A table kept for data that only grew: what it grew by, once for every panel
+                // of the data as it is now.
+                if let Held::Table {
+                    version,
+                    table,
+                    growth,
+                    grown_at,
+                    ..
+                } = &mut *held
+                {
+                    if kept && *version != now && grown_at.as_ref().is_none_or(|g| g.version != now) {
+                        if let Some(new) = growth.grow(conn, table, call, since, until)? {
+                            if let Some(old) = grown_at.replace(new) {
+                                old.drop(conn);
+                            }
+                        }
+                    }
+                }
                 match &*held {
                     Held::Table {
-                        version, table, growth, ..
-                    } if kept => Some((table.clone(), version.clone(), growth.clone())),
+                        version,
+                        table,
+                        growth,
+                        grown_at,
+                        ..
+                    } if kept => Some((table.clone(), version.clone(), growth.clone(), grown_at.clone())),
                     Held::TooLarge => None,
                     _ => {
-                        if let Held::Table { table, .. } = &*held {
-                            drop_table(conn, table);
-                        }
-                        *held = Held::Nothing;
+                        drop_held(conn, std::mem::replace(&mut *held, Held::Nothing));
                         slot.bytes.store(0, Ordering::Relaxed);
                         let table = format!("{SCHEMA}.{TABLE_PREFIX}{}", NEXT_TABLE.fetch_add(1, Ordering::Relaxed));
                         // The version read in the build's own transaction: what the table holds.
@@ -394,8 +573,9 @@ impl SharedReads {
                                     table: table.clone(),
                                     bytes,
                                     growth: growth.clone(),
+                                    grown_at: None,
                                 };
-                                Some((table, version, growth))
+                                Some((table, version, growth, None))
                             }
                         }
                     }
@@ -403,9 +583,14 @@ impl SharedReads {
             };
             self.evict(conn, &slot, max_bytes)?;
             match table {
-                Some((table, version, growth)) => {
+                Some((table, version, growth, at)) => {
                     out = out.replace(call.call, &table);
                     grown = grown.map(|g| g.replace(call.call, &growth.grown(call, &table)));
+                    grown_at = match &at {
+                        Some(at) => grown_at.map(|g| g.replace(call.call, &at.sql(call, &table))),
+                        None => None,
+                    };
+                    grown_versions.extend(at.map(|at| at.version));
                     versions.push(version);
                     growths.push(growth);
                 }
@@ -413,17 +598,19 @@ impl SharedReads {
             }
         }
         // Tables of two versions cannot both be what one transaction sees.
-        match versions.first() {
-            Some(version) if versions.iter().all(|v| v == version) => Ok(Prepared {
+        let same = |versions: &[String]| versions.first().filter(|v| versions.iter().all(|w| w == *v)).cloned();
+        match same(&versions) {
+            Some(version) => Ok(Prepared {
                 template: sql.to_string(),
-                shared: Some((out, version.clone())),
+                shared: Some((out, version)),
+                grown_at: grown_at.zip(same(&grown_versions)),
                 // One growth check for every table: only one call is shared so far.
                 grown: match growths.as_slice() {
                     [growth] => grown.map(|g| (g, growth.clone())),
                     _ => None,
                 },
             }),
-            _ => Ok(unshared),
+            None => Ok(unshared),
         }
     }
 
@@ -474,18 +661,18 @@ impl SharedReads {
                 match taken {
                     Some(held) => {
                         slots[i].bytes.store(0, Ordering::Relaxed);
-                        if let Held::Table { table, bytes, .. } = held {
-                            total = total.saturating_sub(bytes);
-                            dropped.push(table);
+                        if let Held::Table { bytes, .. } = &held {
+                            total = total.saturating_sub(*bytes);
                         }
+                        dropped.push(held);
                         slots.remove(i);
                     }
                     None => i += 1,
                 }
             }
         }
-        for table in dropped {
-            drop_table(conn, &table);
+        for held in dropped {
+            drop_held(conn, held);
         }
         Ok(())
     }
@@ -510,9 +697,7 @@ impl SharedReads {
         for slot in slots {
             if let Ok(mut held) = slot.held.lock() {
                 slot.bytes.store(0, Ordering::Relaxed);
-                if let Held::Table { table, .. } = std::mem::replace(&mut *held, Held::Nothing) {
-                    drop_table(conn, &table);
-                }
+                drop_held(conn, std::mem::replace(&mut *held, Held::Nothing));
             }
         }
     }
@@ -561,6 +746,10 @@ fn build(
     let built = (|| {
         let version = current_version(conn)?;
         let history = History::read(conn, i64::MAX)?;
+        let open_ids: Vec<i64> = column(
+            conn,
+            "SELECT connection_id FROM connection_lifetimes WHERE closed_at IS NULL ORDER BY connection_id",
+        )?;
         // The cut (a LIMIT) only when the range may hold more rows than fit: DuckDB keeps the
         // rows' order for a LIMIT, which costs the build a good part of its time.
         let at_most: i64 = conn
@@ -580,12 +769,12 @@ fn build(
             listening_table(table),
         ))
         .map_err(Error::sql)?;
-        Ok((version, history))
+        Ok((version, history, open_ids))
     })();
     if built.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    let (version, history) = built?;
+    let (version, history, open_ids) = built?;
     let measured = conn
         .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
         .map_err(Error::sql)
@@ -601,6 +790,7 @@ fn build(
                 flows: history.flows,
                 newest_id: history.newest_id,
                 lifetimes: history.lifetimes,
+                open_ids,
                 rows,
             },
         }),
@@ -699,6 +889,16 @@ fn stat_field(stats: &str, name: &str) -> Option<u64> {
         .ok()
 }
 
+/// Drops the tables `held` names: the table, the lists beside it, what it grew by.
+fn drop_held(conn: &duckdb::Connection, held: Held) {
+    if let Held::Table { table, grown_at, .. } = held {
+        drop_table(conn, &table);
+        if let Some(grown_at) = grown_at {
+            grown_at.drop(conn);
+        }
+    }
+}
+
 fn drop_table(conn: &duckdb::Connection, table: &str) {
     // A table not dropped only takes memory until the process ends: nothing reads it again.
     let _ = conn.execute_batch(&format!(
@@ -726,7 +926,7 @@ mod tests {
             .query_row(
                 "SELECT count(*) FROM duckdb_tables() \
                  WHERE database_name = 'dashboard_shared_reads' \
-                   AND NOT ends_with(table_name, '_open') AND NOT ends_with(table_name, '_listening')",
+                   AND regexp_matches(table_name, '^shared_read_[0-9]+$')",
                 [],
                 |r| r.get(0),
             )
@@ -837,7 +1037,7 @@ mod tests {
             .unwrap();
         let second = shared(&reads);
         assert_ne!(second, first, "the changed data was read from the old table");
-        assert!(second.contains("_open"), "not read grown: {second}");
+        assert!(second.contains("_delta_"), "not read grown: {second}");
         // The open lifetimes' events end a second later, and one more lifetime: the answer is
         // the macro's now, not the old table's.
         assert_ne!(count(sql), before, "the change changed nothing to read");
@@ -1007,7 +1207,15 @@ mod tests {
             .sql(conn)
             .unwrap()
             .to_string();
-        assert!(grown_sql.contains("_open"), "{grown_sql}");
+        assert!(
+            grown_sql.contains("_delta_"),
+            "not read grown as made once: {grown_sql}"
+        );
+        let inline = before[0].sql(conn).unwrap();
+        assert!(
+            inline.contains("_open"),
+            "not read grown in the panel's query: {inline}"
+        );
 
         // A new place that listens, on the port the opened connection came from: that one is
         // now an accepted connection (its sides swap), read again from the macro; still grown.
@@ -1072,6 +1280,7 @@ mod tests {
             flows: "0,".into(),
             newest_id: 1_000,
             lifetimes: 1_000,
+            open_ids: vec![3, 5],
             rows: 200_000,
         };
         let now = |newest_id: i64| History {
@@ -1321,7 +1530,7 @@ mod tests {
         let after = warm.prepare(store.conn(), COUNT, since, until).unwrap();
         let sql = after.sql(store.conn()).unwrap().to_string();
         assert!(
-            sql.contains("_open"),
+            sql.contains("_delta_"),
             "the warmed table was read as it was after the data changed: {sql}"
         );
         assert_eq!(
