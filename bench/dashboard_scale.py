@@ -26,7 +26,9 @@ With --as-page, a view's time is instead what the page waits: its panels asked f
 their order (as assets/dashboard/app.js asks them), from the first request to the last answer.
 With --capture, the servers capture this host once a second while they serve (`serve --interval
 1s` in place of `--no-capture`): every commit changes the data under the panels, as on a live
-server. They write to the database, so give them a copy. --rounds N asks every view N times,
+server. Each runs in a UTS namespace of its own named as the database's host (`unshare --uts`),
+so it records the same host's history further, as a server recording its own host would. They
+write to the database, so give them a copy. --rounds N asks every view N times,
 --pause S seconds apart (a page refreshing while the capture goes on).
 """
 import argparse, json, os, re, shutil, subprocess, sys, time, urllib.request
@@ -109,7 +111,11 @@ def main():
 
     def start(binary, db, port):
         capture = ["--interval", "1s"] if a.capture else ["--no-capture"]
-        server = subprocess.Popen([binary, "--db", db, "serve", *capture, "--http", f"127.0.0.1:{port}"],
+        command = [binary, "--db", db, "serve", *capture, "--http", f"127.0.0.1:{port}"]
+        if a.capture:
+            host = sql(binary, db, "SELECT host FROM snapshots ORDER BY ts DESC LIMIT 1")[-1]
+            command = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host, *command]
+        server = subprocess.Popen(command,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         token = None
         deadline = time.monotonic() + 600

@@ -211,7 +211,8 @@ struct Growth {
 struct GrownAt {
     version: String,
     delta: String,
-    excluded: String,
+    /// None when no row of the table is left out (mostly): the panels then read no ids at all.
+    excluded: Option<String>,
 }
 
 /// What [`Growth`] compares, read in one transaction: the history as it is now.
@@ -375,7 +376,7 @@ impl Growth {
             let excluded_rows = match excluded.is_empty() {
                 true => String::new(),
                 false => format!(
-                    "INSERT INTO {excluded_table} VALUES {};",
+                    "CREATE TABLE {excluded_table} (event_id VARCHAR); INSERT INTO {excluded_table} VALUES {};",
                     excluded
                         .iter()
                         .map(|e| format!("({})", quote(e)))
@@ -384,15 +385,14 @@ impl Growth {
                 ),
             };
             conn.execute_batch(&format!(
-                "CREATE TABLE {delta} AS SELECT {} FROM {of_lifetimes}; \
-                 CREATE TABLE {excluded_table} (event_id VARCHAR); {excluded_rows} COMMIT",
+                "CREATE TABLE {delta} AS SELECT {} FROM {of_lifetimes}; {excluded_rows} COMMIT",
                 call.columns
             ))
             .map_err(Error::sql)?;
             Ok(Some(GrownAt {
                 version,
                 delta,
-                excluded: excluded_table,
+                excluded: (!excluded.is_empty()).then_some(excluded_table),
             }))
         })();
         if !matches!(grown, Ok(Some(_))) {
@@ -408,20 +408,23 @@ const QUOTED: &str = "coalesce('''' || replace({}, '''', '''''') || '''', 'NULL'
 impl GrownAt {
     /// `call` over the rows in `table` grown by this ([`Growth::grow`]).
     fn sql(&self, call: SharedCall, table: &str) -> String {
+        let excluded = match &self.excluded {
+            Some(excluded) => format!(" AND event_id NOT IN (SELECT event_id FROM {excluded})"),
+            None => String::new(),
+        };
         format!(
-            "(SELECT {columns} FROM {table} WHERE NOT open AND event_id NOT IN (SELECT event_id FROM {excluded}) \
-             UNION ALL SELECT {columns} FROM {delta})",
+            "(SELECT {columns} FROM {table} WHERE NOT open{excluded} UNION ALL SELECT {columns} FROM {delta})",
             columns = call.columns,
-            excluded = self.excluded,
             delta = self.delta,
         )
     }
 
     fn drop(&self, conn: &duckdb::Connection) {
-        let _ = conn.execute_batch(&format!(
-            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}",
-            self.delta, self.excluded
-        ));
+        let mut sql = format!("DROP TABLE IF EXISTS {};", self.delta);
+        if let Some(excluded) = &self.excluded {
+            sql += &format!(" DROP TABLE IF EXISTS {excluded};");
+        }
+        let _ = conn.execute_batch(&sql);
     }
 }
 
