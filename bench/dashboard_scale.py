@@ -29,7 +29,9 @@ With --capture, the servers capture this host once a second while they serve (`s
 server. Each runs in a UTS namespace of its own named as the database's host (`unshare --uts`),
 so it records the same host's history further, as a server recording its own host would. They
 write to the database, so give them a copy. --rounds N asks every view N times,
---pause S seconds apart (a page refreshing while the capture goes on).
+--pause S seconds apart (a page refreshing while the capture goes on). At the end, each
+server's CPU time (user + system) from the first question to the last answer is printed, with
+the part of one core it is over that time (capture, answers and whatever else it did).
 """
 import argparse, json, os, re, shutil, subprocess, sys, time, urllib.request
 
@@ -144,6 +146,14 @@ def main():
         order.reverse()
     time.sleep(a.after)
 
+    def cpu_seconds(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    cpu_before = [cpu_seconds(server.pid) for server, _ in servers]
+    asked_at = time.monotonic()
+
     def rows(body):
         table = json.loads(body)
         table.pop("elapsed_ms", None)
@@ -211,6 +221,10 @@ def main():
                 print(f"{panel} {label} {name} {took:.3f} s")
         if a.anchor:
             print("panels whose rows differ from the anchor's: " + (", ".join(differ) or "none"))
+        took = time.monotonic() - asked_at
+        for (server, _), before, name in zip(servers, cpu_before, ["anchor", "binary"] if a.anchor else ["binary"]):
+            used = cpu_seconds(server.pid) - before
+            print(f"{name} server CPU while asked: {used:.2f} s over {took:.1f} s ({used / took * 100:.0f}% of a core)")
     finally:
         for server, _ in servers:
             server.terminate()
