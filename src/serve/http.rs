@@ -103,15 +103,15 @@ impl App {
     /// Builds the shared reads of the page's "all" range ([`SharedReads::warm`]) on a connection
     /// of its own once the dashboard has been quiet for [`Self::QUIET`] (a page opened at start
     /// does not wait for this build's share of the CPU), and says in the log how long it took. A
-    /// failure only means the first panel over "all" builds them. A capturing server warms too:
-    /// its panels read the warmed table grown by what each commit added (the shared reads'
-    /// module doc). Not once the server is stopping: a build begun then would hold the
-    /// database past the shutdown's wait for clients.
+    /// failure only means the first panel over "all" builds them. Not while the server captures:
+    /// every commit changes the data version, so a warmed read would be stale within seconds
+    /// and only hold memory. Not once the server is stopping: a build begun then would hold
+    /// the database past the shutdown's wait for clients.
     fn warm_up(&self) {
         loop {
             let begun = self.activity.begun.load(Ordering::Relaxed);
             std::thread::sleep(Self::QUIET);
-            if crate::interrupt::requested() {
+            if self.shared.capturing() || crate::interrupt::requested() {
                 return;
             }
             if self.activity.running.load(Ordering::Relaxed) == 0

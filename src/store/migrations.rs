@@ -198,11 +198,6 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "dashboard_reads",
         sql: include_str!("../../sql/036_dashboard_reads.sql"),
     },
-    Migration {
-        version: 37,
-        name: "events_of_lifetimes",
-        sql: include_str!("../../sql/037_events_of_lifetimes.sql"),
-    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -644,7 +639,6 @@ mod tests {
         (34, "2073a7f71b11b633bd66129930fa1582e463a5fc126ad578a21c5e485e561eff"),
         (35, "71b086c32371f6f8cdd795c1ee1f13084f793bb8ac191baf9324451df0fd306c"),
         (36, "7038214013a424d7e0865a1fc07e2026ed65d3c4883a6c97bf3a086afb2ffb2d"),
-        (37, "58125bf9e7a1c881bdaa9114f254c59a6bf0f7398462c2d23188bb982742fa4c"),
     ];
 
     #[test]
