@@ -219,7 +219,9 @@ def main():
         if a.panels:
             for panel, label, name, took in per_panel:
                 print(f"{panel} {label} {name} {took:.3f} s")
-        if a.anchor:
+        if a.anchor and a.capture:
+            print("rows not compared with the anchor's: each server records its own snapshots")
+        elif a.anchor:
             print("panels whose rows differ from the anchor's: " + (", ".join(differ) or "none"))
         took = time.monotonic() - asked_at
         for (server, _), before, name in zip(servers, cpu_before, ["anchor", "binary"] if a.anchor else ["binary"]):
