@@ -424,6 +424,8 @@ pub struct Input {
     relation: String,
     /// The run's TEMP copy of the source; None when a base table is read in place.
     scratch: Option<String>,
+    /// A base table read in place: its rows (`rowid`s 0..rows).
+    rows: Option<u64>,
 }
 
 impl Input {
@@ -465,6 +467,7 @@ pub fn open_input(store: &Store, source: &Source, scratch: &str) -> Result<Opene
     let input = Input {
         relation: quote_ident(scratch),
         scratch: Some(scratch.to_string()),
+        rows: None,
     };
     Ok((input, columns))
 }
@@ -515,6 +518,7 @@ fn in_place(store: &Store, name: &str) -> Result<Option<Opened>> {
         Input {
             relation,
             scratch: None,
+            rows: u64::try_from(rows).ok(),
         },
         columns,
     )))
@@ -793,7 +797,18 @@ pub fn load_training(
         id: id.as_deref(),
         keys: keys && id.is_none(),
     };
-    let raw = read_raw(store, source, &input, &columns, &chosen, label.as_deref(), extra, None)?;
+    let split = split_point(store, &input);
+    let raw = read_raw(
+        store,
+        source,
+        &input,
+        &columns,
+        &chosen,
+        label.as_deref(),
+        extra,
+        None,
+        split,
+    )?;
     if raw.rows == 0 {
         return Err(source_error(source, "has no rows to learn from"));
     }
@@ -949,6 +964,7 @@ pub fn load_for_model(
         label.as_deref(),
         extra,
         Some(encoding),
+        split_point(store, &input),
     )?;
     let refs: Vec<&RawColumn> = raw.columns.iter().collect();
     let (x, imputed) = encode(encoding, &refs, raw.rows);
@@ -992,8 +1008,55 @@ struct Extra<'a> {
     keys: bool,
 }
 
+/// Rows below which a source is read by one reader: a second connection and thread cost more
+/// than they save on a small read.
+const SPLIT_MIN_ROWS: u64 = 256 * 1024;
+
+/// Where [`read_raw`] splits the input between two readers: the first row of the second
+/// reader's range, or None to read it in one pass. Only a base table read in place
+/// ([`Input::rows`]) is split: its rows are the same to any connection that reads them, as
+/// long as no other connection of this process can commit between the run's transaction and
+/// the second reader's (a store that shares its database, as a server's does, is read by one
+/// reader); another process cannot write to a database this one has open. The split is on a
+/// row group boundary, so each reader's `rowid` range skips the other's row groups.
+fn split_point(store: &Store, input: &Input) -> Option<u64> {
+    let rows = input.rows?;
+    if store.is_shared() || rows < SPLIT_MIN_ROWS {
+        return None;
+    }
+    let group = crate::store::ROW_GROUP_SIZE as u64;
+    Some((rows / 2).div_ceil(group) * group).filter(|&m| m > 0 && m < rows)
+}
+
+/// What one pass of [`read_raw`] reads, and where each part sits in its rows.
+struct Query<'a> {
+    source: &'a Source,
+    /// SELECT ... FROM the input, without a WHERE.
+    sql: String,
+    chosen: &'a [Chosen],
+    label: bool,
+    id_column: Option<usize>,
+    key_column: Option<usize>,
+    row_column: usize,
+    known: Option<&'a Encoding>,
+}
+
+/// The rows one reader took over, in the order it read them.
+struct Part {
+    rows: usize,
+    columns: Vec<RawColumn>,
+    labels: Vec<Option<bool>>,
+    id_chunks: Vec<ArrayRef>,
+    keys: Vec<u64>,
+    positions: Vec<i64>,
+}
+
 /// One Arrow pass over the run's input: numbers as DOUBLE, categories as VARCHAR, the label
 /// as a boolean, and what `extra` asks for. With `known`, categories map to the stored ones.
+/// With `split` ([`split_point`]), rows below it are read on this connection and the rest on a
+/// second connection in a thread of its own, at the same time, so that taking DuckDB's chunks
+/// over (the Arrow hand-over, most of a large read) runs on two cores; the parts are joined in
+/// row order, and every value, code and dictionary comes out as one pass would give it.
 #[allow(clippy::too_many_arguments)]
 fn read_raw(
     store: &Store,
@@ -1004,6 +1067,7 @@ fn read_raw(
     label: Option<&str>,
     extra: Extra<'_>,
     known: Option<&Encoding>,
+    split: Option<u64>,
 ) -> Result<Raw> {
     let mut select: Vec<String> = chosen
         .iter()
@@ -1028,8 +1092,112 @@ fn read_raw(
     // The row number comes along instead of an ORDER BY: a scan returns it in order anyway, and
     // when it does not, placing rows by number is cheaper than sorting them.
     select.push(INPUT_ROW.to_string());
-    let sql = format!("SELECT {} FROM {}", select.join(", "), input.relation());
-    let row_column = select.len() - 1;
+    let query = Query {
+        source,
+        sql: format!("SELECT {} FROM {}", select.join(", "), input.relation()),
+        chosen,
+        label: label.is_some(),
+        id_column,
+        key_column,
+        row_column: select.len() - 1,
+        known,
+    };
+    let conn = store.conn();
+    // The second reader's connection; a connection that cannot be made or set to this one's
+    // catalog only means one reader (nothing failed on the run's own connection).
+    let second = split.and_then(|m| second_reader(conn).map(|c| (m, c)));
+    let part = match second {
+        None => read_part(conn, &query, None)?,
+        Some((m, other)) => {
+            let (first, rest) = std::thread::scope(|scope| {
+                let query = &query;
+                let rest = scope.spawn(move || read_part(&other, query, Some((m, None))));
+                let first = read_part(conn, query, Some((0, Some(m))));
+                (first, rest.join())
+            });
+            let rest = match rest {
+                Ok(rest) => rest,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            join_parts(first?, rest?)
+        }
+    };
+    let Part {
+        rows,
+        columns: mut out,
+        mut labels,
+        id_chunks,
+        mut keys,
+        positions,
+    } = part;
+    let mut ids = match id_column {
+        None => None,
+        Some(_) => Some(text_column(source, &id_chunks)?),
+    };
+    if positions.iter().enumerate().any(|(i, p)| *p != i as i64) {
+        let target = placement(&positions)
+            .ok_or_else(|| source_error(source, "the rows read do not match the rows numbered"))?;
+        reorder(&target, &mut out, &mut labels, &mut keys);
+        if let Some(a) = &mut ids {
+            let indices = UInt64Array::from_iter_values(target.iter().map(|&i| i as u64));
+            *a = duckdb::arrow::compute::take(a.as_ref(), &indices, None)
+                .map_err(|e| source_error(source, format!("cannot place the ids read: {e}")))?;
+        }
+    }
+    // Training dictionaries are sorted, so codes must follow.
+    if known.is_none() {
+        for column in out.iter_mut() {
+            if let RawColumn::Codes { codes, dictionary } = column {
+                let mut order: Vec<u32> = (0..dictionary.len() as u32).collect();
+                order.sort_by(|a, b| dictionary[*a as usize].cmp(&dictionary[*b as usize]));
+                let mut remap = vec![0u32; dictionary.len()];
+                for (new, old) in order.iter().enumerate() {
+                    remap[*old as usize] = new as u32;
+                }
+                for c in codes.iter_mut() {
+                    if *c != u32::MAX {
+                        *c = remap[*c as usize];
+                    }
+                }
+                dictionary.sort();
+            }
+        }
+    }
+    Ok(Raw {
+        rows,
+        columns: out,
+        labels,
+        ids,
+        keys: key_column.map(|_| keys),
+    })
+}
+
+/// Another connection to `conn`'s database, in its current catalog and schema (where the
+/// input's table name resolves); None when it cannot be had.
+fn second_reader(conn: &duckdb::Connection) -> Option<duckdb::Connection> {
+    let (catalog, schema): (String, String) = conn
+        .query_row("SELECT current_database(), current_schema()", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .ok()?;
+    let other = conn.try_clone().ok()?;
+    other
+        .execute_batch(&format!("USE {}.{}", quote_ident(&catalog), quote_ident(&schema)))
+        .ok()?;
+    Some(other)
+}
+
+/// The rows of `query` whose row numbers are in `range` (from, before; None: all of them),
+/// taken over chunk by chunk as DuckDB's scan produces them.
+fn read_part(conn: &duckdb::Connection, query: &Query<'_>, range: Option<(u64, Option<u64>)>) -> Result<Part> {
+    let Query {
+        source, chosen, known, ..
+    } = *query;
+    let sql = match range {
+        None => query.sql.clone(),
+        Some((from, None)) => format!("{} WHERE {INPUT_ROW} >= {from}", query.sql),
+        Some((from, Some(before))) => format!("{} WHERE {INPUT_ROW} >= {from} AND {INPUT_ROW} < {before}", query.sql),
+    };
     let mut positions: Vec<i64> = Vec::new();
     let mut id_chunks: Vec<ArrayRef> = Vec::new();
     let mut keys: Vec<u64> = Vec::new();
@@ -1059,7 +1227,6 @@ fn read_raw(
         })
         .collect();
     let mut labels = Vec::new();
-    let conn = store.conn();
     let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
     // Streamed: DuckDB hands over each chunk as its scan produces it, instead of first collecting
     // the whole result on its side (a materialised result, tried, used fewer instructions but
@@ -1106,17 +1273,17 @@ fn read_raw(
                 }
             }
         }
-        if label.is_some() {
+        if query.label {
             let a = batch.column(chosen.len());
             let a = a
                 .as_boolean_opt()
                 .ok_or_else(|| source_error(source, "the label column did not read as a class"))?;
             labels.extend(a.iter());
         }
-        if let Some(c) = id_column {
+        if let Some(c) = query.id_column {
             id_chunks.push(batch.column(c).clone());
         }
-        if let Some(c) = key_column {
+        if let Some(c) = query.key_column {
             let a = batch
                 .column(c)
                 .as_primitive_opt::<UInt64Type>()
@@ -1124,51 +1291,69 @@ fn read_raw(
             keys.extend(a.iter().map(|v| v.unwrap_or(0)));
         }
         let a = batch
-            .column(row_column)
+            .column(query.row_column)
             .as_primitive_opt::<Int64Type>()
             .ok_or_else(|| source_error(source, "the row number did not read as a number"))?;
         positions.extend(a.iter().map(|v| v.unwrap_or(-1)));
     }
-    let mut ids = match id_column {
-        None => None,
-        Some(_) => Some(text_column(source, &id_chunks)?),
-    };
-    if positions.iter().enumerate().any(|(i, p)| *p != i as i64) {
-        let target = placement(&positions)
-            .ok_or_else(|| source_error(source, "the rows read do not match the rows numbered"))?;
-        reorder(&target, &mut out, &mut labels, &mut keys);
-        if let Some(a) = &mut ids {
-            let indices = UInt64Array::from_iter_values(target.iter().map(|&i| i as u64));
-            *a = duckdb::arrow::compute::take(a.as_ref(), &indices, None)
-                .map_err(|e| source_error(source, format!("cannot place the ids read: {e}")))?;
-        }
-    }
-    // Training dictionaries are sorted, so codes must follow.
-    if known.is_none() {
-        for column in out.iter_mut() {
-            if let RawColumn::Codes { codes, dictionary } = column {
-                let mut order: Vec<u32> = (0..dictionary.len() as u32).collect();
-                order.sort_by(|a, b| dictionary[*a as usize].cmp(&dictionary[*b as usize]));
-                let mut remap = vec![0u32; dictionary.len()];
-                for (new, old) in order.iter().enumerate() {
-                    remap[*old as usize] = new as u32;
-                }
-                for c in codes.iter_mut() {
-                    if *c != u32::MAX {
-                        *c = remap[*c as usize];
-                    }
-                }
-                dictionary.sort();
-            }
-        }
-    }
-    Ok(Raw {
+    Ok(Part {
         rows,
         columns: out,
         labels,
-        ids,
-        keys: key_column.map(|_| keys),
+        id_chunks,
+        keys,
+        positions,
     })
+}
+
+/// `first`'s rows followed by `rest`'s. A category `rest` met that `first` did not gets the next
+/// code of `first`'s dictionary, as one pass reading `rest`'s rows after `first`'s would have
+/// given it (the codes are renumbered in sorted order afterwards either way); with a stored
+/// encoding both dictionaries are its categories and the codes stay as read.
+fn join_parts(mut first: Part, rest: Part) -> Part {
+    for (column, more) in first.columns.iter_mut().zip(rest.columns) {
+        match (column, more) {
+            (RawColumn::Numbers(values), RawColumn::Numbers(more)) => values.extend_from_slice(&more),
+            (
+                RawColumn::Codes { codes, dictionary },
+                RawColumn::Codes {
+                    codes: more,
+                    dictionary: theirs,
+                },
+            ) => {
+                if *dictionary == theirs {
+                    codes.extend_from_slice(&more);
+                    continue;
+                }
+                let mut lookup: HashMap<String, u32> = dictionary
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (v.clone(), i as u32))
+                    .collect();
+                let remap: Vec<u32> = theirs
+                    .into_iter()
+                    .map(|text| match lookup.get(&text) {
+                        Some(&c) => c,
+                        None => {
+                            let c = dictionary.len() as u32;
+                            lookup.insert(text.clone(), c);
+                            dictionary.push(text);
+                            c
+                        }
+                    })
+                    .collect();
+                codes.extend(more.iter().map(|&c| if c == u32::MAX { c } else { remap[c as usize] }));
+            }
+            // Both parts read the same columns of the same types.
+            _ => unreachable!("the parts of one read have the same columns"),
+        }
+    }
+    first.rows += rest.rows;
+    first.labels.extend(rest.labels);
+    first.id_chunks.extend(rest.id_chunks);
+    first.keys.extend(rest.keys);
+    first.positions.extend(rest.positions);
+    first
 }
 
 /// The text chunks of one column read, as one `Utf8` array.
@@ -1460,6 +1645,154 @@ mod tests {
             })
             .unwrap();
         assert_eq!(temporary, (true, 1));
+    }
+
+    /// A [`Raw`] as plain values (numbers by their bits), to compare two reads exactly.
+    #[allow(clippy::type_complexity)]
+    fn plain(
+        raw: &Raw,
+    ) -> (
+        usize,
+        Vec<(Vec<u64>, Vec<u32>, Vec<String>)>,
+        Vec<Option<bool>>,
+        Option<Vec<Option<String>>>,
+        Option<Vec<u64>>,
+    ) {
+        let columns = raw
+            .columns
+            .iter()
+            .map(|c| match c {
+                RawColumn::Numbers(v) => (v.iter().map(|x| x.to_bits()).collect(), vec![], vec![]),
+                RawColumn::Codes { codes, dictionary } => (vec![], codes.clone(), dictionary.clone()),
+            })
+            .collect();
+        let ids = raw
+            .ids
+            .as_ref()
+            .map(|a| a.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect());
+        (raw.rows, columns, raw.labels.clone(), ids, raw.keys.clone())
+    }
+
+    #[test]
+    fn a_read_split_between_two_readers_equals_one_read() {
+        // Numbers with NULL, NaN, infinities and -0.0; categories with NULLs, some met only
+        // by the second reader (unsorted, so the codes are renumbered); a label; ids or keys.
+        // Split at every kind of place: inside the first chunk, on a chunk's edge, one row
+        // before the end, past the end (the second reader reads nothing); a source smaller than
+        // one chunk, and an empty one.
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TABLE split_in AS SELECT i AS id, \
+                   CASE WHEN i % 7 = 0 THEN NULL WHEN i % 13 = 0 THEN 'nan'::DOUBLE WHEN i % 17 = 0 THEN 'inf'::DOUBLE \
+                        WHEN i % 19 = 0 THEN -0.0 ELSE sin(i) * 100 END AS a, \
+                   CAST(i % 5 AS INTEGER) AS b, \
+                   CASE WHEN i % 9 = 0 THEN NULL WHEN i < 3000 THEN 'k' || (i % 4) ELSE 'z' || (i % 3) END AS c, \
+                   CASE WHEN i % 10 = 0 THEN 'attack' ELSE 'normal' END AS label \
+                 FROM range(5000) t(i) ORDER BY i;
+                 CREATE TABLE split_small AS SELECT * FROM split_in WHERE id < 3 ORDER BY id;
+                 CREATE TABLE split_empty AS SELECT * FROM split_in WHERE false;",
+            )
+            .unwrap();
+        let chosen: Vec<Chosen> = vec![
+            ("a".into(), Kind::Numeric, true),
+            ("b".into(), Kind::Numeric, true),
+            ("c".into(), Kind::Categorical, true),
+        ];
+        store
+            .in_transaction(|conn| {
+                assert!(second_reader(conn).is_some(), "the second reader is made");
+                let (_, columns) = open_input(&store, &Source::parse("split_in"), "__netlens_input_1")?;
+                let keys_only: Vec<(String, String)> = columns.iter().filter(|(n, _)| n != "id").cloned().collect();
+                let training = load_training(
+                    &store,
+                    &Source::parse("split_in"),
+                    &Selection {
+                        exclude: vec!["id".into(), "label".into()],
+                        ..Selection::default()
+                    },
+                    Limits::default(),
+                    "__netlens_input_2",
+                    false,
+                )?;
+                for (table, splits) in [
+                    ("split_in", vec![1u64, 1000, 2048, 3000, 4096, 4999, 5000, 9000]),
+                    ("split_small", vec![1, 2, 3, 100]),
+                    ("split_empty", vec![1, 100]),
+                ] {
+                    let source = Source::parse(table);
+                    let (input, columns) = open_input(&store, &source, "__netlens_input_3")?;
+                    assert!(input.in_place(), "{table}");
+                    for known in [None, Some(&training.encoding)] {
+                        for extra in [
+                            Extra {
+                                id: Some("id"),
+                                keys: false,
+                            },
+                            Extra { id: None, keys: true },
+                        ] {
+                            let cols = if extra.keys { &keys_only } else { &columns };
+                            let whole = read_raw(
+                                &store,
+                                &source,
+                                &input,
+                                cols,
+                                &chosen,
+                                Some("label"),
+                                extra,
+                                known,
+                                None,
+                            )?;
+                            for &m in &splits {
+                                let split = read_raw(
+                                    &store,
+                                    &source,
+                                    &input,
+                                    cols,
+                                    &chosen,
+                                    Some("label"),
+                                    extra,
+                                    known,
+                                    Some(m),
+                                )?;
+                                assert!(
+                                    plain(&split) == plain(&whole),
+                                    "{table} split at {m}, known {}, {extra:?}",
+                                    known.is_some()
+                                );
+                            }
+                        }
+                    }
+                }
+                training.input.drop(conn)?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn only_a_large_table_of_a_store_not_shared_is_split_on_a_row_group() {
+        let mut store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        let group = crate::store::ROW_GROUP_SIZE as u64;
+        let table = |rows: u64| Input {
+            relation: "t".into(),
+            scratch: None,
+            rows: Some(rows),
+        };
+        assert_eq!(split_point(&store, &table(SPLIT_MIN_ROWS - 1)), None);
+        assert_eq!(
+            split_point(&store, &table(1_000_000)),
+            Some(500_000u64.div_ceil(group) * group)
+        );
+        let copy = Input {
+            relation: "t".into(),
+            scratch: Some("t".into()),
+            rows: None,
+        };
+        assert_eq!(split_point(&store, &copy), None);
+        let _other = store.connect().unwrap();
+        assert_eq!(split_point(&store, &table(1_000_000)), None);
     }
 
     #[test]
