@@ -808,6 +808,7 @@ pub fn load_training(
         extra,
         None,
         split,
+        false,
     )?;
     if raw.rows == 0 {
         return Err(source_error(source, "has no rows to learn from"));
@@ -965,9 +966,15 @@ pub fn load_for_model(
         extra,
         Some(encoding),
         split_point(store, &input),
+        true,
     )?;
-    let refs: Vec<&RawColumn> = raw.columns.iter().collect();
-    let (x, imputed) = encode(encoding, &refs, raw.rows);
+    let (x, imputed) = match raw.x {
+        Some(filled) => filled,
+        None => {
+            let refs: Vec<&RawColumn> = raw.columns.iter().collect();
+            encode(encoding, &refs, raw.rows)
+        }
+    };
     Ok(Loaded {
         x,
         encoding: encoding.clone(),
@@ -993,7 +1000,10 @@ enum RawColumn {
 
 struct Raw {
     rows: usize,
+    /// Empty when the matrix was filled as the rows were read (`x`).
     columns: Vec<RawColumn>,
+    /// The encoded matrix and its imputed cells, when filled as the rows were read.
+    x: Option<(Array2<f64>, u64)>,
     labels: Vec<Option<bool>>,
     ids: Option<ArrayRef>,
     keys: Option<Vec<u64>>,
@@ -1045,6 +1055,8 @@ struct Query<'a> {
 struct Part {
     rows: usize,
     columns: Vec<RawColumn>,
+    /// Cells imputed while filling the matrix.
+    imputed: u64,
     labels: Vec<Option<bool>>,
     id_chunks: Vec<ArrayRef>,
     keys: Vec<u64>,
@@ -1057,6 +1069,9 @@ struct Part {
 /// second connection in a thread of its own, at the same time, so that taking DuckDB's chunks
 /// over (the Arrow hand-over, most of a large read) runs on two cores; the parts are joined in
 /// row order, and every value, code and dictionary comes out as one pass would give it.
+/// With `fill`, a stored encoding (`known`) and a base table read in place (its rows known
+/// before the read), the chunks are encoded straight into the matrix ([`Raw::x`]) at their row
+/// numbers, cell for cell as [`encode`] computes them, without the columns in between.
 #[allow(clippy::too_many_arguments)]
 fn read_raw(
     store: &Store,
@@ -1068,6 +1083,7 @@ fn read_raw(
     extra: Extra<'_>,
     known: Option<&Encoding>,
     split: Option<u64>,
+    fill: bool,
 ) -> Result<Raw> {
     let mut select: Vec<String> = chosen
         .iter()
@@ -1106,13 +1122,49 @@ fn read_raw(
     // The second reader's connection; a connection that cannot be made or set to this one's
     // catalog only means one reader (nothing failed on the run's own connection).
     let second = split.and_then(|m| second_reader(conn).map(|c| (m, c)));
+    let direct = match (fill, known, input.rows) {
+        (true, Some(encoding), Some(rows)) => usize::try_from(rows).ok().map(|rows| (encoding, rows)),
+        _ => None,
+    };
+    let mut matrix = direct.map(|(encoding, rows)| Array2::<f64>::zeros((rows, encoding.width())));
+    let mut cells: &mut [f64] = match &mut matrix {
+        Some(x) => x.as_slice_mut().expect("a new matrix is contiguous"),
+        None => &mut [],
+    };
     let part = match second {
-        None => read_part(conn, &query, None)?,
+        None => read_part(
+            conn,
+            &query,
+            None,
+            direct.map(|(e, _)| Fill {
+                cells,
+                first: 0,
+                encoding: e,
+            }),
+        )?,
         Some((m, other)) => {
+            let (first_cells, rest_cells) = match direct {
+                Some((e, rows)) => {
+                    let at = usize::try_from(m).unwrap_or(usize::MAX).min(rows) * e.width();
+                    let (a, b) = std::mem::take(&mut cells).split_at_mut(at);
+                    (Some(a), Some(b))
+                }
+                None => (None, None),
+            };
             let (first, rest) = std::thread::scope(|scope| {
                 let query = &query;
-                let rest = scope.spawn(move || read_part(&other, query, Some((m, None))));
-                let first = read_part(conn, query, Some((0, Some(m))));
+                let rest_fill = rest_cells.zip(direct).map(|(cells, (e, _))| Fill {
+                    cells,
+                    first: m,
+                    encoding: e,
+                });
+                let rest = scope.spawn(move || read_part(&other, query, Some((m, None)), rest_fill));
+                let first_fill = first_cells.zip(direct).map(|(cells, (e, _))| Fill {
+                    cells,
+                    first: 0,
+                    encoding: e,
+                });
+                let first = read_part(conn, query, Some((0, Some(m))), first_fill);
                 (first, rest.join())
             });
             let rest = match rest {
@@ -1125,11 +1177,15 @@ fn read_raw(
     let Part {
         rows,
         columns: mut out,
+        imputed,
         mut labels,
         id_chunks,
         mut keys,
         positions,
     } = part;
+    if matrix.as_ref().is_some_and(|x| x.nrows() != rows) {
+        return Err(source_error(source, "the rows read do not match the rows numbered"));
+    }
     let mut ids = match id_column {
         None => None,
         Some(_) => Some(text_column(source, &id_chunks)?),
@@ -1166,6 +1222,7 @@ fn read_raw(
     Ok(Raw {
         rows,
         columns: out,
+        x: matrix.map(|x| (x, imputed)),
         labels,
         ids,
         keys: key_column.map(|_| keys),
@@ -1189,7 +1246,12 @@ fn second_reader(conn: &duckdb::Connection) -> Option<duckdb::Connection> {
 
 /// The rows of `query` whose row numbers are in `range` (from, before; None: all of them),
 /// taken over chunk by chunk as DuckDB's scan produces them.
-fn read_part(conn: &duckdb::Connection, query: &Query<'_>, range: Option<(u64, Option<u64>)>) -> Result<Part> {
+fn read_part(
+    conn: &duckdb::Connection,
+    query: &Query<'_>,
+    range: Option<(u64, Option<u64>)>,
+    mut fill: Option<Fill<'_>>,
+) -> Result<Part> {
     let Query {
         source, chosen, known, ..
     } = *query;
@@ -1226,6 +1288,14 @@ fn read_part(conn: &duckdb::Connection, query: &Query<'_>, range: Option<(u64, O
             RawColumn::Numbers(_) => HashMap::new(),
         })
         .collect();
+    if fill.is_some() {
+        // Encoded into the matrix instead (the lookups above keep the stored categories).
+        out.iter_mut().for_each(|c| match c {
+            RawColumn::Numbers(v) => *v = Vec::new(),
+            RawColumn::Codes { codes, .. } => *codes = Vec::new(),
+        });
+    }
+    let mut imputed = 0u64;
     let mut labels = Vec::new();
     let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
     // Streamed: DuckDB hands over each chunk as its scan produces it, instead of first collecting
@@ -1236,7 +1306,14 @@ fn read_part(conn: &duckdb::Connection, query: &Query<'_>, range: Option<(u64, O
     for batch in batches {
         let batch = batch.map_err(|e| read_error(source, e))?;
         rows += batch.num_rows();
-        for (i, column) in out.iter_mut().enumerate() {
+        let numbers = batch
+            .column(query.row_column)
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| source_error(source, "the row number did not read as a number"))?;
+        if let Some(fill) = &mut fill {
+            imputed += fill.rows(query, &batch, numbers, &lookups)?;
+        }
+        for (i, column) in out.iter_mut().enumerate().filter(|_| fill.is_none()) {
             let array = batch.column(i);
             match column {
                 RawColumn::Numbers(values) => {
@@ -1290,20 +1367,104 @@ fn read_part(conn: &duckdb::Connection, query: &Query<'_>, range: Option<(u64, O
                 .ok_or_else(|| source_error(source, "the key of a row's values did not read as a number"))?;
             keys.extend(a.iter().map(|v| v.unwrap_or(0)));
         }
-        let a = batch
-            .column(query.row_column)
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| source_error(source, "the row number did not read as a number"))?;
-        positions.extend(a.iter().map(|v| v.unwrap_or(-1)));
+        positions.extend(numbers.iter().map(|v| v.unwrap_or(-1)));
     }
     Ok(Part {
         rows,
         columns: out,
+        imputed,
         labels,
         id_chunks,
         keys,
         positions,
     })
+}
+
+/// The rows of the matrix one reader encodes its chunks into.
+struct Fill<'m> {
+    /// Rows `first..` of the matrix (row-major).
+    cells: &'m mut [f64],
+    first: u64,
+    encoding: &'m Encoding,
+}
+
+impl Fill<'_> {
+    /// Encodes one chunk's rows into the matrix, each at its row number (`numbers`), cell for
+    /// cell as [`encode`] computes it; returns the cells imputed. `lookups`: each categorical
+    /// column's stored categories.
+    fn rows(
+        &mut self,
+        query: &Query<'_>,
+        batch: &duckdb::arrow::record_batch::RecordBatch,
+        numbers: &duckdb::arrow::array::Int64Array,
+        lookups: &[HashMap<String, u32>],
+    ) -> Result<u64> {
+        let source = query.source;
+        let width = self.encoding.width();
+        let placed = |p: Option<i64>| -> Result<usize> {
+            p.and_then(|p| u64::try_from(p).ok())
+                .and_then(|p| p.checked_sub(self.first))
+                .and_then(|i| usize::try_from(i).ok())
+                .filter(|&i| (i + 1) * width <= self.cells.len())
+                .ok_or_else(|| source_error(source, "the rows read do not match the rows numbered"))
+        };
+        let at: Vec<usize> = numbers.iter().map(placed).collect::<Result<_>>()?;
+        let mut imputed = 0u64;
+        let mut offset = 0usize;
+        for (i, enc) in self.encoding.columns.iter().enumerate() {
+            let array = batch.column(i);
+            match enc {
+                ColumnEncoding::Numeric {
+                    mean,
+                    std,
+                    log1p,
+                    missing_flag,
+                    ..
+                } => {
+                    let a = array.as_primitive_opt::<Float64Type>().ok_or_else(|| {
+                        source_error(
+                            source,
+                            format!("column '{}' did not read as numbers", query.chosen[i].0),
+                        )
+                    })?;
+                    let scale = if *std > 0.0 && std.is_finite() { 1.0 / std } else { 0.0 };
+                    let nulls = a.nulls().filter(|n| n.null_count() > 0);
+                    for (k, (&row, &v)) in at.iter().zip(a.values().iter()).enumerate() {
+                        let v = if nulls.is_some_and(|n| n.is_null(k)) {
+                            f64::NAN
+                        } else {
+                            v
+                        };
+                        let cell = row * width + offset;
+                        self.cells[cell] = if v.is_finite() {
+                            let v = if *log1p { log1p_of(v) } else { v };
+                            (v - mean) * scale
+                        } else {
+                            imputed += 1;
+                            if *missing_flag {
+                                self.cells[cell + 1] = 1.0;
+                            }
+                            0.0
+                        };
+                    }
+                }
+                ColumnEncoding::Categorical { categories, .. } => {
+                    let a = array.as_string_opt::<i32>().ok_or_else(|| {
+                        source_error(source, format!("column '{}' did not read as text", query.chosen[i].0))
+                    })?;
+                    for (&row, v) in at.iter().zip(a.iter()) {
+                        if let Some(&c) = v.and_then(|text| lookups[i].get(text)) {
+                            if (c as usize) < categories.len() {
+                                self.cells[row * width + offset + c as usize] = 1.0;
+                            }
+                        }
+                    }
+                }
+            }
+            offset += enc.width();
+        }
+        Ok(imputed)
+    }
 }
 
 /// `first`'s rows followed by `rest`'s. A category `rest` met that `first` did not gets the next
@@ -1349,6 +1510,7 @@ fn join_parts(mut first: Part, rest: Part) -> Part {
         }
     }
     first.rows += rest.rows;
+    first.imputed += rest.imputed;
     first.labels.extend(rest.labels);
     first.id_chunks.extend(rest.id_chunks);
     first.keys.extend(rest.keys);
@@ -1417,15 +1579,14 @@ struct NumericStats {
 /// The column's statistics; with `log1p` allowed, the column is log1p-transformed when it is
 /// never negative and exceeds 1, and mean and std are of the transformed values.
 fn numeric_stats(values: &[f64], log1p: bool) -> NumericStats {
-    // One pass for what decides log1p and the missing count.
+    // One pass for what decides log1p and the missing count, without branches (so it
+    // vectorises): each is exact, whatever the order it is taken in.
     let (mut negative, mut above_one, mut missing) = (false, false, 0usize);
-    for v in values {
-        if v.is_finite() {
-            negative |= *v < 0.0;
-            above_one |= *v > 1.0;
-        } else {
-            missing += 1;
-        }
+    for &v in values {
+        let finite = v.is_finite();
+        negative |= finite & (v < 0.0);
+        above_one |= finite & (v > 1.0);
+        missing += usize::from(!finite);
     }
     let log1p = log1p && !negative && above_one;
     let (mean, std) = if log1p {
@@ -1733,19 +1894,8 @@ mod tests {
                             Extra { id: None, keys: true },
                         ] {
                             let cols = if extra.keys { &keys_only } else { &columns };
-                            let whole = read_raw(
-                                &store,
-                                &source,
-                                &input,
-                                cols,
-                                &chosen,
-                                Some("label"),
-                                extra,
-                                known,
-                                None,
-                            )?;
-                            for &m in &splits {
-                                let split = read_raw(
+                            let read = |split, fill| {
+                                read_raw(
                                     &store,
                                     &source,
                                     &input,
@@ -1754,12 +1904,36 @@ mod tests {
                                     Some("label"),
                                     extra,
                                     known,
-                                    Some(m),
-                                )?;
+                                    split,
+                                    fill,
+                                )
+                            };
+                            let whole = read(None, false)?;
+                            // The matrix encoded from the columns read, as a score run had it.
+                            let encoded = known.map(|e| {
+                                let refs: Vec<&RawColumn> = whole.columns.iter().collect();
+                                let (x, imputed) = encode(e, &refs, whole.rows);
+                                (x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), x.dim(), imputed)
+                            });
+                            for m in std::iter::once(None).chain(splits.iter().map(|&m| Some(m))) {
+                                let split = read(m, false)?;
                                 assert!(
                                     plain(&split) == plain(&whole),
-                                    "{table} split at {m}, known {}, {extra:?}",
+                                    "{table} split at {m:?}, known {}, {extra:?}",
                                     known.is_some()
+                                );
+                                // Encoded as the chunks are read: the same matrix, bit for bit.
+                                let filled = read(m, true)?;
+                                let x = filled.x.as_ref().map(|(x, imputed)| {
+                                    (x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), x.dim(), *imputed)
+                                });
+                                assert!(x == encoded, "{table} filled, split at {m:?}, {extra:?}");
+                                let (rows, _, labels, ids, keys) = plain(&filled);
+                                let (w_rows, _, w_labels, w_ids, w_keys) = plain(&whole);
+                                assert_eq!(
+                                    (rows, labels, ids, keys),
+                                    (w_rows, w_labels, w_ids, w_keys),
+                                    "{table} filled"
                                 );
                             }
                         }
