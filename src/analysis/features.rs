@@ -1049,6 +1049,8 @@ struct Query<'a> {
     key_column: Option<usize>,
     row_column: usize,
     known: Option<&'a Encoding>,
+    /// The input's rows, when known before the read ([`Input::rows`]).
+    rows: Option<u64>,
 }
 
 /// The rows one reader took over, in the order it read them.
@@ -1117,6 +1119,7 @@ fn read_raw(
         key_column,
         row_column: select.len() - 1,
         known,
+        rows: input.rows,
     };
     let conn = store.conn();
     // The second reader's connection; a connection that cannot be made or set to this one's
@@ -1260,16 +1263,25 @@ fn read_part(
         Some((from, None)) => format!("{} WHERE {INPUT_ROW} >= {from}", query.sql),
         Some((from, Some(before))) => format!("{} WHERE {INPUT_ROW} >= {from} AND {INPUT_ROW} < {before}", query.sql),
     };
-    let mut positions: Vec<i64> = Vec::new();
+    // A base table's rows are known: every vector is allocated once instead of growing (and
+    // being copied) as the chunks come, for the rows from the range's start to the end of the
+    // input, so that the first part takes the rest's rows in without growing either. With
+    // `fill` the features go into the matrix and their columns stay empty.
+    let from = range.map_or(0, |(from, _)| from);
+    let expected = query
+        .rows
+        .map_or(0, |rows| usize::try_from(rows.saturating_sub(from)).unwrap_or(0));
+    let columns = if fill.is_some() { 0 } else { expected };
+    let mut positions: Vec<i64> = Vec::with_capacity(expected);
     let mut id_chunks: Vec<ArrayRef> = Vec::new();
-    let mut keys: Vec<u64> = Vec::new();
+    let mut keys: Vec<u64> = Vec::with_capacity(if query.key_column.is_some() { expected } else { 0 });
     let mut out: Vec<RawColumn> = chosen
         .iter()
         .enumerate()
         .map(|(i, (_, kind, _))| match kind {
-            Kind::Numeric => RawColumn::Numbers(Vec::new()),
+            Kind::Numeric => RawColumn::Numbers(Vec::with_capacity(columns)),
             _ => RawColumn::Codes {
-                codes: Vec::new(),
+                codes: Vec::with_capacity(columns),
                 dictionary: match known.map(|e| &e.columns[i]) {
                     Some(ColumnEncoding::Categorical { categories, .. }) => categories.clone(),
                     _ => Vec::new(),
@@ -1288,15 +1300,8 @@ fn read_part(
             RawColumn::Numbers(_) => HashMap::new(),
         })
         .collect();
-    if fill.is_some() {
-        // Encoded into the matrix instead (the lookups above keep the stored categories).
-        out.iter_mut().for_each(|c| match c {
-            RawColumn::Numbers(v) => *v = Vec::new(),
-            RawColumn::Codes { codes, .. } => *codes = Vec::new(),
-        });
-    }
     let mut imputed = 0u64;
-    let mut labels = Vec::new();
+    let mut labels = Vec::with_capacity(if query.label { expected } else { 0 });
     let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
     // Streamed: DuckDB hands over each chunk as its scan produces it, instead of first collecting
     // the whole result on its side (a materialised result, tried, used fewer instructions but
