@@ -1139,11 +1139,13 @@ fn read_raw(
             conn,
             &query,
             None,
-            direct.map(|(e, _)| Fill {
-                cells,
-                first: 0,
-                encoding: e,
-            }),
+            direct
+                .map(|(e, _)| Fill {
+                    cells,
+                    first: 0,
+                    encoding: e,
+                })
+                .as_mut(),
         )?,
         Some((m, other)) => {
             let (first_cells, rest_cells) = match direct {
@@ -1161,20 +1163,38 @@ fn read_raw(
                     first: m,
                     encoding: e,
                 });
-                let rest = scope.spawn(move || read_part(&other, query, Some((m, None)), rest_fill));
+                let rest = scope.spawn(move || {
+                    let mut rest_fill = rest_fill;
+                    let part = read_part(&other, query, Some((m, None)), rest_fill.as_mut());
+                    (part, rest_fill)
+                });
                 let first_fill = first_cells.zip(direct).map(|(cells, (e, _))| Fill {
                     cells,
                     first: 0,
                     encoding: e,
                 });
-                let first = read_part(conn, query, Some((0, Some(m))), first_fill);
+                let mut first_fill = first_fill;
+                let first = read_part(conn, query, Some((0, Some(m))), first_fill.as_mut());
                 (first, rest.join())
             });
-            let rest = match rest {
+            let first = first?;
+            let (rest, mut rest_fill) = match rest {
                 Ok(rest) => rest,
                 Err(panic) => std::panic::resume_unwind(panic),
             };
-            join_parts(first?, rest?)
+            // The second reader failing is not the run's failure (its connection may resolve
+            // the name otherwise, say): its range is read again on the run's own connection,
+            // where an error of the read itself shows as it would have with one reader.
+            let rest = match rest {
+                Ok(rest) => rest,
+                Err(_) => {
+                    if let Some(fill) = &mut rest_fill {
+                        fill.cells.fill(0.0);
+                    }
+                    read_part(conn, &query, Some((m, None)), rest_fill.as_mut())?
+                }
+            };
+            join_parts(first, rest)
         }
     };
     let Part {
@@ -1232,17 +1252,24 @@ fn read_raw(
     })
 }
 
-/// Another connection to `conn`'s database, in its current catalog and schema (where the
-/// input's table name resolves); None when it cannot be had.
+/// Another connection to `conn`'s database, in its current catalog, schema and search path
+/// (where the input's table name resolves); None when it cannot be had.
 fn second_reader(conn: &duckdb::Connection) -> Option<duckdb::Connection> {
-    let (catalog, schema): (String, String) = conn
-        .query_row("SELECT current_database(), current_schema()", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    let (catalog, schema, path): (String, String, String) = conn
+        .query_row(
+            "SELECT current_database(), current_schema(), current_setting('search_path')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .ok()?;
     let other = conn.try_clone().ok()?;
     other
-        .execute_batch(&format!("USE {}.{}", quote_ident(&catalog), quote_ident(&schema)))
+        .execute_batch(&format!(
+            "USE {}.{}; SET search_path = {}",
+            quote_ident(&catalog),
+            quote_ident(&schema),
+            crate::store::quote_literal(&path)
+        ))
         .ok()?;
     Some(other)
 }
@@ -1253,7 +1280,7 @@ fn read_part(
     conn: &duckdb::Connection,
     query: &Query<'_>,
     range: Option<(u64, Option<u64>)>,
-    mut fill: Option<Fill<'_>>,
+    mut fill: Option<&mut Fill<'_>>,
 ) -> Result<Part> {
     let Query {
         source, chosen, known, ..
@@ -1948,6 +1975,37 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    #[test]
+    fn the_second_reader_finds_the_table_where_the_run_does() {
+        // A table found through the search path, not the current schema: the second reader
+        // has the run's search path, so it reads the same table.
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "CREATE SCHEMA other; CREATE TABLE other.elsewhere AS SELECT i * 0.5 AS a FROM range(5000) t(i) ORDER BY i; \
+                 SET search_path = 'main,other'",
+            )
+            .unwrap();
+        let other = second_reader(store.conn()).expect("a second reader");
+        let rows: i64 = other
+            .query_row("SELECT count(*) FROM elsewhere", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 5000);
+        let source = Source::parse("elsewhere");
+        let (input, columns) = open_input(&store, &source, "__netlens_input_1").unwrap();
+        assert!(input.in_place());
+        let chosen: Vec<Chosen> = vec![("a".into(), Kind::Numeric, true)];
+        let extra = Extra { id: None, keys: true };
+        let read = |split| {
+            read_raw(
+                &store, &source, &input, &columns, &chosen, None, extra, None, split, false,
+            )
+            .unwrap()
+        };
+        assert!(plain(&read(Some(2048))) == plain(&read(None)));
     }
 
     #[test]
