@@ -424,6 +424,8 @@ pub struct Input {
     relation: String,
     /// The run's TEMP copy of the source; None when a base table is read in place.
     scratch: Option<String>,
+    /// A base table read in place: its rows (`rowid`s 0..rows).
+    rows: Option<u64>,
 }
 
 impl Input {
@@ -465,6 +467,7 @@ pub fn open_input(store: &Store, source: &Source, scratch: &str) -> Result<Opene
     let input = Input {
         relation: quote_ident(scratch),
         scratch: Some(scratch.to_string()),
+        rows: None,
     };
     Ok((input, columns))
 }
@@ -515,6 +518,7 @@ fn in_place(store: &Store, name: &str) -> Result<Option<Opened>> {
         Input {
             relation,
             scratch: None,
+            rows: u64::try_from(rows).ok(),
         },
         columns,
     )))
@@ -793,7 +797,19 @@ pub fn load_training(
         id: id.as_deref(),
         keys: keys && id.is_none(),
     };
-    let raw = read_raw(store, source, &input, &columns, &chosen, label.as_deref(), extra, None)?;
+    let split = split_point(store, &input);
+    let raw = read_raw(
+        store,
+        source,
+        &input,
+        &columns,
+        &chosen,
+        label.as_deref(),
+        extra,
+        None,
+        split,
+        false,
+    )?;
     if raw.rows == 0 {
         return Err(source_error(source, "has no rows to learn from"));
     }
@@ -949,9 +965,16 @@ pub fn load_for_model(
         label.as_deref(),
         extra,
         Some(encoding),
+        split_point(store, &input),
+        true,
     )?;
-    let refs: Vec<&RawColumn> = raw.columns.iter().collect();
-    let (x, imputed) = encode(encoding, &refs, raw.rows);
+    let (x, imputed) = match raw.x {
+        Some(filled) => filled,
+        None => {
+            let refs: Vec<&RawColumn> = raw.columns.iter().collect();
+            encode(encoding, &refs, raw.rows)
+        }
+    };
     Ok(Loaded {
         x,
         encoding: encoding.clone(),
@@ -977,7 +1000,10 @@ enum RawColumn {
 
 struct Raw {
     rows: usize,
+    /// Empty when the matrix was filled as the rows were read (`x`).
     columns: Vec<RawColumn>,
+    /// The encoded matrix and its imputed cells, when filled as the rows were read.
+    x: Option<(Array2<f64>, u64)>,
     labels: Vec<Option<bool>>,
     ids: Option<ArrayRef>,
     keys: Option<Vec<u64>>,
@@ -992,8 +1018,62 @@ struct Extra<'a> {
     keys: bool,
 }
 
+/// Rows below which a source is read by one reader: a second connection and thread cost more
+/// than they save on a small read.
+const SPLIT_MIN_ROWS: u64 = 256 * 1024;
+
+/// Where [`read_raw`] splits the input between two readers: the first row of the second
+/// reader's range, or None to read it in one pass. Only a base table read in place
+/// ([`Input::rows`]) is split: its rows are the same to any connection that reads them, as
+/// long as no other connection of this process can commit between the run's transaction and
+/// the second reader's (a store that shares its database, as a server's does, is read by one
+/// reader); another process cannot write to a database this one has open. The split is on a
+/// row group boundary, so each reader's `rowid` range skips the other's row groups.
+fn split_point(store: &Store, input: &Input) -> Option<u64> {
+    let rows = input.rows?;
+    if store.is_shared() || rows < SPLIT_MIN_ROWS {
+        return None;
+    }
+    let group = crate::store::ROW_GROUP_SIZE as u64;
+    Some((rows / 2).div_ceil(group) * group).filter(|&m| m > 0 && m < rows)
+}
+
+/// What one pass of [`read_raw`] reads, and where each part sits in its rows.
+struct Query<'a> {
+    source: &'a Source,
+    /// SELECT ... FROM the input, without a WHERE.
+    sql: String,
+    chosen: &'a [Chosen],
+    label: bool,
+    id_column: Option<usize>,
+    key_column: Option<usize>,
+    row_column: usize,
+    known: Option<&'a Encoding>,
+    /// The input's rows, when known before the read ([`Input::rows`]).
+    rows: Option<u64>,
+}
+
+/// The rows one reader took over, in the order it read them.
+struct Part {
+    rows: usize,
+    columns: Vec<RawColumn>,
+    /// Cells imputed while filling the matrix.
+    imputed: u64,
+    labels: Vec<Option<bool>>,
+    id_chunks: Vec<ArrayRef>,
+    keys: Vec<u64>,
+    positions: Vec<i64>,
+}
+
 /// One Arrow pass over the run's input: numbers as DOUBLE, categories as VARCHAR, the label
 /// as a boolean, and what `extra` asks for. With `known`, categories map to the stored ones.
+/// With `split` ([`split_point`]), rows below it are read on this connection and the rest on a
+/// second connection in a thread of its own, at the same time, so that taking DuckDB's chunks
+/// over (the Arrow hand-over, most of a large read) runs on two cores; the parts are joined in
+/// row order, and every value, code and dictionary comes out as one pass would give it.
+/// With `fill`, a stored encoding (`known`) and a base table read in place (its rows known
+/// before the read), the chunks are encoded straight into the matrix ([`Raw::x`]) at their row
+/// numbers, cell for cell as [`encode`] computes them, without the columns in between.
 #[allow(clippy::too_many_arguments)]
 fn read_raw(
     store: &Store,
@@ -1004,6 +1084,8 @@ fn read_raw(
     label: Option<&str>,
     extra: Extra<'_>,
     known: Option<&Encoding>,
+    split: Option<u64>,
+    fill: bool,
 ) -> Result<Raw> {
     let mut select: Vec<String> = chosen
         .iter()
@@ -1028,106 +1110,104 @@ fn read_raw(
     // The row number comes along instead of an ORDER BY: a scan returns it in order anyway, and
     // when it does not, placing rows by number is cheaper than sorting them.
     select.push(INPUT_ROW.to_string());
-    let sql = format!("SELECT {} FROM {}", select.join(", "), input.relation());
-    let row_column = select.len() - 1;
-    let mut positions: Vec<i64> = Vec::new();
-    let mut id_chunks: Vec<ArrayRef> = Vec::new();
-    let mut keys: Vec<u64> = Vec::new();
-    let mut out: Vec<RawColumn> = chosen
-        .iter()
-        .enumerate()
-        .map(|(i, (_, kind, _))| match kind {
-            Kind::Numeric => RawColumn::Numbers(Vec::new()),
-            _ => RawColumn::Codes {
-                codes: Vec::new(),
-                dictionary: match known.map(|e| &e.columns[i]) {
-                    Some(ColumnEncoding::Categorical { categories, .. }) => categories.clone(),
-                    _ => Vec::new(),
-                },
-            },
-        })
-        .collect();
-    let mut lookups: Vec<HashMap<String, u32>> = out
-        .iter()
-        .map(|c| match c {
-            RawColumn::Codes { dictionary, .. } => dictionary
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (v.clone(), i as u32))
-                .collect(),
-            RawColumn::Numbers(_) => HashMap::new(),
-        })
-        .collect();
-    let mut labels = Vec::new();
+    let query = Query {
+        source,
+        sql: format!("SELECT {} FROM {}", select.join(", "), input.relation()),
+        chosen,
+        label: label.is_some(),
+        id_column,
+        key_column,
+        row_column: select.len() - 1,
+        known,
+        rows: input.rows,
+    };
     let conn = store.conn();
-    let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
-    // Streamed: DuckDB hands over each chunk as its scan produces it, instead of first collecting
-    // the whole result on its side (a materialised result, tried, used fewer instructions but
-    // no less wall time on two cores, and holds a second copy of the columns until read).
-    let batches = stmt.stream_arrow([]).map_err(|e| read_error(source, e))?;
-    let mut rows = 0usize;
-    for batch in batches {
-        let batch = batch.map_err(|e| read_error(source, e))?;
-        rows += batch.num_rows();
-        for (i, column) in out.iter_mut().enumerate() {
-            let array = batch.column(i);
-            match column {
-                RawColumn::Numbers(values) => {
-                    let a = array.as_primitive_opt::<Float64Type>().ok_or_else(|| {
-                        source_error(source, format!("column '{}' did not read as numbers", chosen[i].0))
-                    })?;
-                    if a.null_count() == 0 {
-                        values.extend_from_slice(a.values());
-                    } else {
-                        values.extend(a.iter().map(|v| v.unwrap_or(f64::NAN)));
-                    }
+    // The second reader's connection; a connection that cannot be made or set to this one's
+    // catalog only means one reader (nothing failed on the run's own connection).
+    let second = split.and_then(|m| second_reader(conn).map(|c| (m, c)));
+    let direct = match (fill, known, input.rows) {
+        (true, Some(encoding), Some(rows)) => usize::try_from(rows).ok().map(|rows| (encoding, rows)),
+        _ => None,
+    };
+    let mut matrix = direct.map(|(encoding, rows)| Array2::<f64>::zeros((rows, encoding.width())));
+    let mut cells: &mut [f64] = match &mut matrix {
+        Some(x) => x.as_slice_mut().expect("a new matrix is contiguous"),
+        None => &mut [],
+    };
+    let part = match second {
+        None => read_part(
+            conn,
+            &query,
+            None,
+            direct
+                .map(|(e, _)| Fill {
+                    cells,
+                    first: 0,
+                    encoding: e,
+                })
+                .as_mut(),
+        )?,
+        Some((m, other)) => {
+            let (first_cells, rest_cells) = match direct {
+                Some((e, rows)) => {
+                    let at = usize::try_from(m).unwrap_or(usize::MAX).min(rows) * e.width();
+                    let (a, b) = std::mem::take(&mut cells).split_at_mut(at);
+                    (Some(a), Some(b))
                 }
-                RawColumn::Codes { codes, dictionary } => {
-                    let a = array.as_string_opt::<i32>().ok_or_else(|| {
-                        source_error(source, format!("column '{}' did not read as text", chosen[i].0))
-                    })?;
-                    let lookup = &mut lookups[i];
-                    for v in a.iter() {
-                        let code = match v {
-                            None => u32::MAX,
-                            Some(text) => match lookup.get(text) {
-                                Some(&c) => c,
-                                None if known.is_some() => u32::MAX,
-                                None => {
-                                    let c = dictionary.len() as u32;
-                                    dictionary.push(text.to_string());
-                                    lookup.insert(text.to_string(), c);
-                                    c
-                                }
-                            },
-                        };
-                        codes.push(code);
+                None => (None, None),
+            };
+            let (first, rest) = std::thread::scope(|scope| {
+                let query = &query;
+                let rest_fill = rest_cells.zip(direct).map(|(cells, (e, _))| Fill {
+                    cells,
+                    first: m,
+                    encoding: e,
+                });
+                let rest = scope.spawn(move || {
+                    let mut rest_fill = rest_fill;
+                    let part = read_part(&other, query, Some((m, None)), rest_fill.as_mut());
+                    (part, rest_fill)
+                });
+                let first_fill = first_cells.zip(direct).map(|(cells, (e, _))| Fill {
+                    cells,
+                    first: 0,
+                    encoding: e,
+                });
+                let mut first_fill = first_fill;
+                let first = read_part(conn, query, Some((0, Some(m))), first_fill.as_mut());
+                (first, rest.join())
+            });
+            let first = first?;
+            let (rest, mut rest_fill) = match rest {
+                Ok(rest) => rest,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            // The second reader failing is not the run's failure (its connection may resolve
+            // the name otherwise, say): its range is read again on the run's own connection,
+            // where an error of the read itself shows as it would have with one reader.
+            let rest = match rest {
+                Ok(rest) => rest,
+                Err(_) => {
+                    if let Some(fill) = &mut rest_fill {
+                        fill.cells.fill(0.0);
                     }
+                    read_part(conn, &query, Some((m, None)), rest_fill.as_mut())?
                 }
-            }
+            };
+            join_parts(first, rest)
         }
-        if label.is_some() {
-            let a = batch.column(chosen.len());
-            let a = a
-                .as_boolean_opt()
-                .ok_or_else(|| source_error(source, "the label column did not read as a class"))?;
-            labels.extend(a.iter());
-        }
-        if let Some(c) = id_column {
-            id_chunks.push(batch.column(c).clone());
-        }
-        if let Some(c) = key_column {
-            let a = batch
-                .column(c)
-                .as_primitive_opt::<UInt64Type>()
-                .ok_or_else(|| source_error(source, "the key of a row's values did not read as a number"))?;
-            keys.extend(a.iter().map(|v| v.unwrap_or(0)));
-        }
-        let a = batch
-            .column(row_column)
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| source_error(source, "the row number did not read as a number"))?;
-        positions.extend(a.iter().map(|v| v.unwrap_or(-1)));
+    };
+    let Part {
+        rows,
+        columns: mut out,
+        imputed,
+        mut labels,
+        id_chunks,
+        mut keys,
+        positions,
+    } = part;
+    if matrix.as_ref().is_some_and(|x| x.nrows() != rows) {
+        return Err(source_error(source, "the rows read do not match the rows numbered"));
     }
     let mut ids = match id_column {
         None => None,
@@ -1165,10 +1245,309 @@ fn read_raw(
     Ok(Raw {
         rows,
         columns: out,
+        x: matrix.map(|x| (x, imputed)),
         labels,
         ids,
         keys: key_column.map(|_| keys),
     })
+}
+
+/// Another connection to `conn`'s database, in its current catalog, schema and search path
+/// (where the input's table name resolves); None when it cannot be had.
+fn second_reader(conn: &duckdb::Connection) -> Option<duckdb::Connection> {
+    let (catalog, schema, path): (String, String, String) = conn
+        .query_row(
+            "SELECT current_database(), current_schema(), current_setting('search_path')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .ok()?;
+    let other = conn.try_clone().ok()?;
+    other
+        .execute_batch(&format!(
+            "USE {}.{}; SET search_path = {}",
+            quote_ident(&catalog),
+            quote_ident(&schema),
+            crate::store::quote_literal(&path)
+        ))
+        .ok()?;
+    Some(other)
+}
+
+/// The rows of `query` whose row numbers are in `range` (from, before; None: all of them),
+/// taken over chunk by chunk as DuckDB's scan produces them.
+fn read_part(
+    conn: &duckdb::Connection,
+    query: &Query<'_>,
+    range: Option<(u64, Option<u64>)>,
+    mut fill: Option<&mut Fill<'_>>,
+) -> Result<Part> {
+    let Query {
+        source, chosen, known, ..
+    } = *query;
+    let sql = match range {
+        None => query.sql.clone(),
+        Some((from, None)) => format!("{} WHERE {INPUT_ROW} >= {from}", query.sql),
+        Some((from, Some(before))) => format!("{} WHERE {INPUT_ROW} >= {from} AND {INPUT_ROW} < {before}", query.sql),
+    };
+    // A base table's rows are known: every vector is allocated once instead of growing (and
+    // being copied) as the chunks come, for the rows from the range's start to the end of the
+    // input, so that the first part takes the rest's rows in without growing either. With
+    // `fill` the features go into the matrix and their columns stay empty.
+    let from = range.map_or(0, |(from, _)| from);
+    let expected = query
+        .rows
+        .map_or(0, |rows| usize::try_from(rows.saturating_sub(from)).unwrap_or(0));
+    let columns = if fill.is_some() { 0 } else { expected };
+    let mut positions: Vec<i64> = Vec::with_capacity(expected);
+    let mut id_chunks: Vec<ArrayRef> = Vec::new();
+    let mut keys: Vec<u64> = Vec::with_capacity(if query.key_column.is_some() { expected } else { 0 });
+    let mut out: Vec<RawColumn> = chosen
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind, _))| match kind {
+            Kind::Numeric => RawColumn::Numbers(Vec::with_capacity(columns)),
+            _ => RawColumn::Codes {
+                codes: Vec::with_capacity(columns),
+                dictionary: match known.map(|e| &e.columns[i]) {
+                    Some(ColumnEncoding::Categorical { categories, .. }) => categories.clone(),
+                    _ => Vec::new(),
+                },
+            },
+        })
+        .collect();
+    let mut lookups: Vec<HashMap<String, u32>> = out
+        .iter()
+        .map(|c| match c {
+            RawColumn::Codes { dictionary, .. } => dictionary
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.clone(), i as u32))
+                .collect(),
+            RawColumn::Numbers(_) => HashMap::new(),
+        })
+        .collect();
+    let mut imputed = 0u64;
+    let mut labels = Vec::with_capacity(if query.label { expected } else { 0 });
+    let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
+    // Streamed: DuckDB hands over each chunk as its scan produces it, instead of first collecting
+    // the whole result on its side (a materialised result, tried, used fewer instructions but
+    // no less wall time on two cores, and holds a second copy of the columns until read).
+    let batches = stmt.stream_arrow([]).map_err(|e| read_error(source, e))?;
+    let mut rows = 0usize;
+    for batch in batches {
+        let batch = batch.map_err(|e| read_error(source, e))?;
+        rows += batch.num_rows();
+        let numbers = batch
+            .column(query.row_column)
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| source_error(source, "the row number did not read as a number"))?;
+        if let Some(fill) = &mut fill {
+            imputed += fill.rows(query, &batch, numbers, &lookups)?;
+        }
+        for (i, column) in out.iter_mut().enumerate().filter(|_| fill.is_none()) {
+            let array = batch.column(i);
+            match column {
+                RawColumn::Numbers(values) => {
+                    let a = array.as_primitive_opt::<Float64Type>().ok_or_else(|| {
+                        source_error(source, format!("column '{}' did not read as numbers", chosen[i].0))
+                    })?;
+                    if a.null_count() == 0 {
+                        values.extend_from_slice(a.values());
+                    } else {
+                        values.extend(a.iter().map(|v| v.unwrap_or(f64::NAN)));
+                    }
+                }
+                RawColumn::Codes { codes, dictionary } => {
+                    let a = array.as_string_opt::<i32>().ok_or_else(|| {
+                        source_error(source, format!("column '{}' did not read as text", chosen[i].0))
+                    })?;
+                    let lookup = &mut lookups[i];
+                    for v in a.iter() {
+                        let code = match v {
+                            None => u32::MAX,
+                            Some(text) => match lookup.get(text) {
+                                Some(&c) => c,
+                                None if known.is_some() => u32::MAX,
+                                None => {
+                                    let c = dictionary.len() as u32;
+                                    dictionary.push(text.to_string());
+                                    lookup.insert(text.to_string(), c);
+                                    c
+                                }
+                            },
+                        };
+                        codes.push(code);
+                    }
+                }
+            }
+        }
+        if query.label {
+            let a = batch.column(chosen.len());
+            let a = a
+                .as_boolean_opt()
+                .ok_or_else(|| source_error(source, "the label column did not read as a class"))?;
+            labels.extend(a.iter());
+        }
+        if let Some(c) = query.id_column {
+            id_chunks.push(batch.column(c).clone());
+        }
+        if let Some(c) = query.key_column {
+            let a = batch
+                .column(c)
+                .as_primitive_opt::<UInt64Type>()
+                .ok_or_else(|| source_error(source, "the key of a row's values did not read as a number"))?;
+            keys.extend(a.iter().map(|v| v.unwrap_or(0)));
+        }
+        positions.extend(numbers.iter().map(|v| v.unwrap_or(-1)));
+    }
+    Ok(Part {
+        rows,
+        columns: out,
+        imputed,
+        labels,
+        id_chunks,
+        keys,
+        positions,
+    })
+}
+
+/// The rows of the matrix one reader encodes its chunks into.
+struct Fill<'m> {
+    /// Rows `first..` of the matrix (row-major).
+    cells: &'m mut [f64],
+    first: u64,
+    encoding: &'m Encoding,
+}
+
+impl Fill<'_> {
+    /// Encodes one chunk's rows into the matrix, each at its row number (`numbers`), cell for
+    /// cell as [`encode`] computes it; returns the cells imputed. `lookups`: each categorical
+    /// column's stored categories.
+    fn rows(
+        &mut self,
+        query: &Query<'_>,
+        batch: &duckdb::arrow::record_batch::RecordBatch,
+        numbers: &duckdb::arrow::array::Int64Array,
+        lookups: &[HashMap<String, u32>],
+    ) -> Result<u64> {
+        let source = query.source;
+        let width = self.encoding.width();
+        let placed = |p: Option<i64>| -> Result<usize> {
+            p.and_then(|p| u64::try_from(p).ok())
+                .and_then(|p| p.checked_sub(self.first))
+                .and_then(|i| usize::try_from(i).ok())
+                .filter(|&i| (i + 1) * width <= self.cells.len())
+                .ok_or_else(|| source_error(source, "the rows read do not match the rows numbered"))
+        };
+        let at: Vec<usize> = numbers.iter().map(placed).collect::<Result<_>>()?;
+        let mut imputed = 0u64;
+        let mut offset = 0usize;
+        for (i, enc) in self.encoding.columns.iter().enumerate() {
+            let array = batch.column(i);
+            match enc {
+                ColumnEncoding::Numeric {
+                    mean,
+                    std,
+                    log1p,
+                    missing_flag,
+                    ..
+                } => {
+                    let a = array.as_primitive_opt::<Float64Type>().ok_or_else(|| {
+                        source_error(
+                            source,
+                            format!("column '{}' did not read as numbers", query.chosen[i].0),
+                        )
+                    })?;
+                    let scale = if *std > 0.0 && std.is_finite() { 1.0 / std } else { 0.0 };
+                    let nulls = a.nulls().filter(|n| n.null_count() > 0);
+                    for (k, (&row, &v)) in at.iter().zip(a.values().iter()).enumerate() {
+                        let v = if nulls.is_some_and(|n| n.is_null(k)) {
+                            f64::NAN
+                        } else {
+                            v
+                        };
+                        let cell = row * width + offset;
+                        self.cells[cell] = if v.is_finite() {
+                            let v = if *log1p { log1p_of(v) } else { v };
+                            (v - mean) * scale
+                        } else {
+                            imputed += 1;
+                            if *missing_flag {
+                                self.cells[cell + 1] = 1.0;
+                            }
+                            0.0
+                        };
+                    }
+                }
+                ColumnEncoding::Categorical { categories, .. } => {
+                    let a = array.as_string_opt::<i32>().ok_or_else(|| {
+                        source_error(source, format!("column '{}' did not read as text", query.chosen[i].0))
+                    })?;
+                    for (&row, v) in at.iter().zip(a.iter()) {
+                        if let Some(&c) = v.and_then(|text| lookups[i].get(text)) {
+                            if (c as usize) < categories.len() {
+                                self.cells[row * width + offset + c as usize] = 1.0;
+                            }
+                        }
+                    }
+                }
+            }
+            offset += enc.width();
+        }
+        Ok(imputed)
+    }
+}
+
+/// `first`'s rows followed by `rest`'s. A category `rest` met that `first` did not gets the next
+/// code of `first`'s dictionary, as one pass reading `rest`'s rows after `first`'s would have
+/// given it (the codes are renumbered in sorted order afterwards either way); with a stored
+/// encoding both dictionaries are its categories and the codes stay as read.
+fn join_parts(mut first: Part, rest: Part) -> Part {
+    for (column, more) in first.columns.iter_mut().zip(rest.columns) {
+        match (column, more) {
+            (RawColumn::Numbers(values), RawColumn::Numbers(more)) => values.extend_from_slice(&more),
+            (
+                RawColumn::Codes { codes, dictionary },
+                RawColumn::Codes {
+                    codes: more,
+                    dictionary: theirs,
+                },
+            ) => {
+                if *dictionary == theirs {
+                    codes.extend_from_slice(&more);
+                    continue;
+                }
+                let mut lookup: HashMap<String, u32> = dictionary
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (v.clone(), i as u32))
+                    .collect();
+                let remap: Vec<u32> = theirs
+                    .into_iter()
+                    .map(|text| match lookup.get(&text) {
+                        Some(&c) => c,
+                        None => {
+                            let c = dictionary.len() as u32;
+                            lookup.insert(text.clone(), c);
+                            dictionary.push(text);
+                            c
+                        }
+                    })
+                    .collect();
+                codes.extend(more.iter().map(|&c| if c == u32::MAX { c } else { remap[c as usize] }));
+            }
+            // Both parts read the same columns of the same types.
+            _ => unreachable!("the parts of one read have the same columns"),
+        }
+    }
+    first.rows += rest.rows;
+    first.imputed += rest.imputed;
+    first.labels.extend(rest.labels);
+    first.id_chunks.extend(rest.id_chunks);
+    first.keys.extend(rest.keys);
+    first.positions.extend(rest.positions);
+    first
 }
 
 /// The text chunks of one column read, as one `Utf8` array.
@@ -1232,15 +1611,14 @@ struct NumericStats {
 /// The column's statistics; with `log1p` allowed, the column is log1p-transformed when it is
 /// never negative and exceeds 1, and mean and std are of the transformed values.
 fn numeric_stats(values: &[f64], log1p: bool) -> NumericStats {
-    // One pass for what decides log1p and the missing count.
+    // One pass for what decides log1p and the missing count, without branches (so it
+    // vectorises): each is exact, whatever the order it is taken in.
     let (mut negative, mut above_one, mut missing) = (false, false, 0usize);
-    for v in values {
-        if v.is_finite() {
-            negative |= *v < 0.0;
-            above_one |= *v > 1.0;
-        } else {
-            missing += 1;
-        }
+    for &v in values {
+        let finite = v.is_finite();
+        negative |= finite & (v < 0.0);
+        above_one |= finite & (v > 1.0);
+        missing += usize::from(!finite);
     }
     let log1p = log1p && !negative && above_one;
     let (mean, std) = if log1p {
@@ -1460,6 +1838,198 @@ mod tests {
             })
             .unwrap();
         assert_eq!(temporary, (true, 1));
+    }
+
+    /// A [`Raw`] as plain values (numbers by their bits), to compare two reads exactly.
+    #[allow(clippy::type_complexity)]
+    fn plain(
+        raw: &Raw,
+    ) -> (
+        usize,
+        Vec<(Vec<u64>, Vec<u32>, Vec<String>)>,
+        Vec<Option<bool>>,
+        Option<Vec<Option<String>>>,
+        Option<Vec<u64>>,
+    ) {
+        let columns = raw
+            .columns
+            .iter()
+            .map(|c| match c {
+                RawColumn::Numbers(v) => (v.iter().map(|x| x.to_bits()).collect(), vec![], vec![]),
+                RawColumn::Codes { codes, dictionary } => (vec![], codes.clone(), dictionary.clone()),
+            })
+            .collect();
+        let ids = raw
+            .ids
+            .as_ref()
+            .map(|a| a.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect());
+        (raw.rows, columns, raw.labels.clone(), ids, raw.keys.clone())
+    }
+
+    #[test]
+    fn a_read_split_between_two_readers_equals_one_read() {
+        // Numbers with NULL, NaN, infinities and -0.0; categories with NULLs, some met only
+        // by the second reader (unsorted, so the codes are renumbered); a label; ids or keys.
+        // Split at every kind of place: inside the first chunk, on a chunk's edge, one row
+        // before the end, past the end (the second reader reads nothing); a source smaller than
+        // one chunk, and an empty one.
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TABLE split_in AS SELECT i AS id, \
+                   CASE WHEN i % 7 = 0 THEN NULL WHEN i % 13 = 0 THEN 'nan'::DOUBLE WHEN i % 17 = 0 THEN 'inf'::DOUBLE \
+                        WHEN i % 19 = 0 THEN -0.0 ELSE sin(i) * 100 END AS a, \
+                   CAST(i % 5 AS INTEGER) AS b, \
+                   CASE WHEN i % 9 = 0 THEN NULL WHEN i < 3000 THEN 'k' || (i % 4) ELSE 'z' || (i % 3) END AS c, \
+                   CASE WHEN i % 10 = 0 THEN 'attack' ELSE 'normal' END AS label \
+                 FROM range(5000) t(i) ORDER BY i;
+                 CREATE TABLE split_small AS SELECT * FROM split_in WHERE id < 3 ORDER BY id;
+                 CREATE TABLE split_empty AS SELECT * FROM split_in WHERE false;",
+            )
+            .unwrap();
+        let chosen: Vec<Chosen> = vec![
+            ("a".into(), Kind::Numeric, true),
+            ("b".into(), Kind::Numeric, true),
+            ("c".into(), Kind::Categorical, true),
+        ];
+        store
+            .in_transaction(|conn| {
+                assert!(second_reader(conn).is_some(), "the second reader is made");
+                let (_, columns) = open_input(&store, &Source::parse("split_in"), "__netlens_input_1")?;
+                let keys_only: Vec<(String, String)> = columns.iter().filter(|(n, _)| n != "id").cloned().collect();
+                let training = load_training(
+                    &store,
+                    &Source::parse("split_in"),
+                    &Selection {
+                        exclude: vec!["id".into(), "label".into()],
+                        ..Selection::default()
+                    },
+                    Limits::default(),
+                    "__netlens_input_2",
+                    false,
+                )?;
+                for (table, splits) in [
+                    ("split_in", vec![1u64, 1000, 2048, 3000, 4096, 4999, 5000, 9000]),
+                    ("split_small", vec![1, 2, 3, 100]),
+                    ("split_empty", vec![1, 100]),
+                ] {
+                    let source = Source::parse(table);
+                    let (input, columns) = open_input(&store, &source, "__netlens_input_3")?;
+                    assert!(input.in_place(), "{table}");
+                    for known in [None, Some(&training.encoding)] {
+                        for extra in [
+                            Extra {
+                                id: Some("id"),
+                                keys: false,
+                            },
+                            Extra { id: None, keys: true },
+                        ] {
+                            let cols = if extra.keys { &keys_only } else { &columns };
+                            let read = |split, fill| {
+                                read_raw(
+                                    &store,
+                                    &source,
+                                    &input,
+                                    cols,
+                                    &chosen,
+                                    Some("label"),
+                                    extra,
+                                    known,
+                                    split,
+                                    fill,
+                                )
+                            };
+                            let whole = read(None, false)?;
+                            // The matrix encoded from the columns read, as a score run had it.
+                            let encoded = known.map(|e| {
+                                let refs: Vec<&RawColumn> = whole.columns.iter().collect();
+                                let (x, imputed) = encode(e, &refs, whole.rows);
+                                (x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), x.dim(), imputed)
+                            });
+                            for m in std::iter::once(None).chain(splits.iter().map(|&m| Some(m))) {
+                                let split = read(m, false)?;
+                                assert!(
+                                    plain(&split) == plain(&whole),
+                                    "{table} split at {m:?}, known {}, {extra:?}",
+                                    known.is_some()
+                                );
+                                // Encoded as the chunks are read: the same matrix, bit for bit.
+                                let filled = read(m, true)?;
+                                let x = filled.x.as_ref().map(|(x, imputed)| {
+                                    (x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), x.dim(), *imputed)
+                                });
+                                assert!(x == encoded, "{table} filled, split at {m:?}, {extra:?}");
+                                let (rows, _, labels, ids, keys) = plain(&filled);
+                                let (w_rows, _, w_labels, w_ids, w_keys) = plain(&whole);
+                                assert_eq!(
+                                    (rows, labels, ids, keys),
+                                    (w_rows, w_labels, w_ids, w_keys),
+                                    "{table} filled"
+                                );
+                            }
+                        }
+                    }
+                }
+                training.input.drop(conn)?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn the_second_reader_finds_the_table_where_the_run_does() {
+        // A table found through the search path, not the current schema: the second reader
+        // has the run's search path, so it reads the same table.
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "CREATE SCHEMA other; CREATE TABLE other.elsewhere AS SELECT i * 0.5 AS a FROM range(5000) t(i) ORDER BY i; \
+                 SET search_path = 'main,other'",
+            )
+            .unwrap();
+        let other = second_reader(store.conn()).expect("a second reader");
+        let rows: i64 = other
+            .query_row("SELECT count(*) FROM elsewhere", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 5000);
+        let source = Source::parse("elsewhere");
+        let (input, columns) = open_input(&store, &source, "__netlens_input_1").unwrap();
+        assert!(input.in_place());
+        let chosen: Vec<Chosen> = vec![("a".into(), Kind::Numeric, true)];
+        let extra = Extra { id: None, keys: true };
+        let read = |split| {
+            read_raw(
+                &store, &source, &input, &columns, &chosen, None, extra, None, split, false,
+            )
+            .unwrap()
+        };
+        assert!(plain(&read(Some(2048))) == plain(&read(None)));
+    }
+
+    #[test]
+    fn only_a_large_table_of_a_store_not_shared_is_split_on_a_row_group() {
+        let mut store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        let group = crate::store::ROW_GROUP_SIZE as u64;
+        let table = |rows: u64| Input {
+            relation: "t".into(),
+            scratch: None,
+            rows: Some(rows),
+        };
+        assert_eq!(split_point(&store, &table(SPLIT_MIN_ROWS - 1)), None);
+        assert_eq!(
+            split_point(&store, &table(1_000_000)),
+            Some(500_000u64.div_ceil(group) * group)
+        );
+        let copy = Input {
+            relation: "t".into(),
+            scratch: Some("t".into()),
+            rows: None,
+        };
+        assert_eq!(split_point(&store, &copy), None);
+        let _other = store.connect().unwrap();
+        assert_eq!(split_point(&store, &table(1_000_000)), None);
     }
 
     #[test]
