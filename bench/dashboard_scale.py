@@ -115,16 +115,21 @@ def main():
         capture = ["--interval", "1s"] if a.capture else ["--no-capture"]
         command = [binary, "--db", db, "serve", *capture, "--http", f"127.0.0.1:{port}"]
         if a.capture:
-            host = sql(binary, db, "SELECT host FROM snapshots ORDER BY ts DESC LIMIT 1")[-1]
+            found = sql(binary, db, "SELECT host FROM snapshots ORDER BY ts DESC LIMIT 1")
+            if len(found) < 2:
+                sys.exit(f"--capture: {db} has no snapshot to name its host")
+            host = found[-1]
             command = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host, *command]
         server = subprocess.Popen(command,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         token = None
         deadline = time.monotonic() + 600
+        said = []
         while token is None and time.monotonic() < deadline:
             line = server.stderr.readline()
             if not line:
-                sys.exit(f"serve ({binary}) exited before printing its URL")
+                sys.exit(f"serve ({binary}) exited before printing its URL: " + "".join(said))
+            said.append(line)
             m = re.search(r"token=([0-9a-zA-Z_-]+)", line)
             token = m and m.group(1)
 
@@ -203,9 +208,11 @@ def main():
                         bodies.append(ask(f"/api/panel?view={view['id']}&panel={panel['id']}{q}"))
                         took = time.monotonic() - t
                         totals[(label, i)] = totals.get((label, i), 0.0) + took
-                        per_panel.append((view["id"] + "/" + panel["id"], label, names[i], took))
+                        shown = view["id"] + "/" + panel["id"] + (f" (round {round_ + 1})" if a.rounds > 1 else "")
+                        per_panel.append((shown, label, names[i], took))
                         if i == len(servers) - 1:
-                            slowest[(label, view["id"] + "/" + panel["id"])] = took
+                            key = (label, view["id"] + "/" + panel["id"])
+                            slowest[key] = max(slowest.get(key, 0.0), took)
                     if len(bodies) == 2 and rows(bodies[0]) != rows(bodies[1]):
                         differ.append(f"{view['id']}/{panel['id']} ({label})")
             cells = [f"{totals[(label, i)]:.2f}" for label, _ in ranges for i in range(len(servers))]

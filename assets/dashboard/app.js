@@ -1567,9 +1567,13 @@
       inRange: { color: diverging ? ['#2f6fd6', '#2a2f37', '#e0464f'] : ['#1f3147', '#2c5aa0', '#37a2c8', '#73bf69', '#f2cc0c'] }
     };
     var cells = xs.length * ys.length;
+    // A cell's number is written in it only where it fits (about 40 px beside the row labels):
+    // on a phone the cells of a 7 x 7 matrix are narrower, and the tooltip gives the value.
+    var labelWidth = Math.min(24, ys.reduce(function (m, y) { return Math.max(m, String(y).length); }, 0)) * 6 + 16;
+    var cellWidth = (width - labelWidth - 22) / Math.max(xs.length, 1);
     o.series = [{
       type: 'heatmap', data: points,
-      label: { show: cells <= 140, color: '#f4f5f5', fontSize: 10, formatter: function (p) { return p.value[3] === null ? '' : fmt(p.value[3]); } },
+      label: { show: cells <= 140 && cellWidth >= 40, color: '#f4f5f5', fontSize: 10, formatter: function (p) { return p.value[3] === null ? '' : fmt(p.value[3]); } },
       itemStyle: { borderColor: C.panel, borderWidth: 1 },
       emphasis: { itemStyle: { borderColor: '#fff', borderWidth: 1 } }
     }];

@@ -426,6 +426,8 @@ pub struct Input {
     scratch: Option<String>,
     /// A base table read in place: its rows (`rowid`s 0..rows).
     rows: Option<u64>,
+    /// The table read in place is a TEMP one, which no other connection sees.
+    temporary: bool,
 }
 
 impl Input {
@@ -468,6 +470,7 @@ pub fn open_input(store: &Store, source: &Source, scratch: &str) -> Result<Opene
         relation: quote_ident(scratch),
         scratch: Some(scratch.to_string()),
         rows: None,
+        temporary: true,
     };
     Ok((input, columns))
 }
@@ -478,14 +481,16 @@ pub fn open_input(store: &Store, source: &Source, scratch: &str) -> Result<Opene
 fn in_place(store: &Store, name: &str) -> Result<Option<Opened>> {
     let conn = store.conn();
     let in_this = crate::store::IN_THIS_DATABASE;
-    let (tables, views): (i64, i64) = conn
+    let (tables, views, temporary): (i64, i64, bool) = conn
         .query_row(
             &format!(
                 "SELECT (SELECT count(*) FROM duckdb_tables() WHERE NOT internal AND {in_this} AND lower(table_name) = lower($1)), \
-                        (SELECT count(*) FROM duckdb_views() WHERE NOT internal AND {in_this} AND lower(view_name) = lower($1))"
+                        (SELECT count(*) FROM duckdb_views() WHERE NOT internal AND {in_this} AND lower(view_name) = lower($1)), \
+                        (SELECT count(*) > 0 FROM duckdb_tables() WHERE NOT internal AND {in_this} AND lower(table_name) = lower($1) \
+                            AND database_name = 'temp')"
             ),
             [name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .map_err(Error::sql)?;
     // One base table of that name (a TEMP one of the same name would make the name ambiguous).
@@ -519,6 +524,7 @@ fn in_place(store: &Store, name: &str) -> Result<Option<Opened>> {
             relation,
             scratch: None,
             rows: u64::try_from(rows).ok(),
+            temporary,
         },
         columns,
     )))
@@ -1027,11 +1033,14 @@ const SPLIT_MIN_ROWS: u64 = 256 * 1024;
 /// ([`Input::rows`]) is split: its rows are the same to any connection that reads them, as
 /// long as no other connection of this process can commit between the run's transaction and
 /// the second reader's (a store that shares its database, as a server's does, is read by one
-/// reader); another process cannot write to a database this one has open. The split is on a
-/// row group boundary, so each reader's `rowid` range skips the other's row groups.
+/// reader); another process cannot write to a database this one has open. It also assumes
+/// that the run has not changed the table in its own transaction before reading it (the second
+/// reader sees only committed rows): no caller does. A TEMP table is not split (no other
+/// connection sees it). The split is rounded up to a multiple of the row group size new files
+/// are written with, so that each reader's `rowid` range mostly skips the other's row groups.
 fn split_point(store: &Store, input: &Input) -> Option<u64> {
     let rows = input.rows?;
-    if store.is_shared() || rows < SPLIT_MIN_ROWS {
+    if store.is_shared() || input.temporary || rows < SPLIT_MIN_ROWS {
         return None;
     }
     let group = crate::store::ROW_GROUP_SIZE as u64;
@@ -1177,11 +1186,13 @@ fn read_raw(
                 let first = read_part(conn, query, Some((0, Some(m))), first_fill.as_mut());
                 (first, rest.join())
             });
-            let first = first?;
+            // A panic of the second reader's thread is raised before the first reader's error
+            // is returned, so that it is never dropped unseen.
             let (rest, mut rest_fill) = match rest {
                 Ok(rest) => rest,
                 Err(panic) => std::panic::resume_unwind(panic),
             };
+            let first = first?;
             // The second reader failing is not the run's failure (its connection may resolve
             // the name otherwise, say): its range is read again on the run's own connection,
             // where an error of the read itself shows as it would have with one reader.
@@ -1336,6 +1347,10 @@ fn read_part(
     let batches = stmt.stream_arrow([]).map_err(|e| read_error(source, e))?;
     let mut rows = 0usize;
     for batch in batches {
+        // Ctrl-C interrupts the run's connection; a second reader's stops here.
+        if crate::interrupt::requested() {
+            return Err(Error::Interrupted);
+        }
         let batch = batch.map_err(|e| read_error(source, e))?;
         rows += batch.num_rows();
         let numbers = batch
@@ -1584,10 +1599,13 @@ fn reorder(target: &[usize], columns: &mut [RawColumn], labels: &mut Vec<Option<
     fn permute<T: Copy>(values: &[T], target: &[usize]) -> Vec<T> {
         target.iter().map(|&i| values[i]).collect()
     }
+    // A column is empty when the matrix was filled as the rows were read (at their numbers,
+    // so in place already): only columns that hold the rows are put in order.
     for column in columns.iter_mut() {
         match column {
-            RawColumn::Numbers(values) => *values = permute(values, target),
-            RawColumn::Codes { codes, .. } => *codes = permute(codes, target),
+            RawColumn::Numbers(values) if !values.is_empty() => *values = permute(values, target),
+            RawColumn::Codes { codes, .. } if !codes.is_empty() => *codes = permute(codes, target),
+            _ => {}
         }
     }
     if !labels.is_empty() {
@@ -2008,6 +2026,29 @@ mod tests {
         assert!(plain(&read(Some(2048))) == plain(&read(None)));
     }
 
+    /// A regression: rows read out of order (DuckDB may, with `preserve_insertion_order`
+    /// off) were put in order column by column, and a score run that filled its matrix as it
+    /// read has empty columns: indexing them panicked. The matrix is in place already; labels,
+    /// keys and the columns that hold rows are still put in order.
+    #[test]
+    fn rows_read_out_of_order_with_the_matrix_filled_are_put_in_order_without_a_panic() {
+        let mut columns = vec![
+            RawColumn::Numbers(Vec::new()),
+            RawColumn::Codes {
+                codes: Vec::new(),
+                dictionary: vec!["a".into()],
+            },
+            RawColumn::Numbers(vec![10.0, 20.0, 30.0]),
+        ];
+        let (mut labels, mut keys) = (vec![Some(true), None, Some(false)], vec![1u64, 2, 3]);
+        reorder(&[2, 0, 1], &mut columns, &mut labels, &mut keys);
+        assert!(matches!(&columns[0], RawColumn::Numbers(v) if v.is_empty()));
+        assert!(matches!(&columns[1], RawColumn::Codes { codes, .. } if codes.is_empty()));
+        assert!(matches!(&columns[2], RawColumn::Numbers(v) if v == &vec![30.0, 10.0, 20.0]));
+        assert_eq!(labels, vec![Some(false), Some(true), None]);
+        assert_eq!(keys, vec![3, 1, 2]);
+    }
+
     #[test]
     fn only_a_large_table_of_a_store_not_shared_is_split_on_a_row_group() {
         let mut store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
@@ -2016,6 +2057,7 @@ mod tests {
             relation: "t".into(),
             scratch: None,
             rows: Some(rows),
+            temporary: false,
         };
         assert_eq!(split_point(&store, &table(SPLIT_MIN_ROWS - 1)), None);
         assert_eq!(
@@ -2026,8 +2068,18 @@ mod tests {
             relation: "t".into(),
             scratch: Some("t".into()),
             rows: None,
+            temporary: true,
         };
         assert_eq!(split_point(&store, &copy), None);
+        let temporary = Input {
+            temporary: true,
+            ..table(1_000_000)
+        };
+        assert_eq!(
+            split_point(&store, &temporary),
+            None,
+            "a TEMP table no other connection sees"
+        );
         let _other = store.connect().unwrap();
         assert_eq!(split_point(&store, &table(1_000_000)), None);
     }
