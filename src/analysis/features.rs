@@ -803,7 +803,6 @@ pub fn load_training(
         id: id.as_deref(),
         keys: keys && id.is_none(),
     };
-    let split = split_point(store, &input);
     let raw = read_raw(
         store,
         source,
@@ -813,7 +812,7 @@ pub fn load_training(
         label.as_deref(),
         extra,
         None,
-        split,
+        split_point(store, &input),
         false,
     )?;
     if raw.rows == 0 {
@@ -1006,7 +1005,7 @@ enum RawColumn {
 
 struct Raw {
     rows: usize,
-    /// Empty when the matrix was filled as the rows were read (`x`).
+    /// Each left empty when the matrix was filled as the rows were read (`x`).
     columns: Vec<RawColumn>,
     /// The encoded matrix and its imputed cells, when filled as the rows were read.
     x: Option<(Array2<f64>, u64)>,
@@ -1474,7 +1473,7 @@ impl Fill<'_> {
                             format!("column '{}' did not read as numbers", query.chosen[i].0),
                         )
                     })?;
-                    let scale = if *std > 0.0 && std.is_finite() { 1.0 / std } else { 0.0 };
+                    let cell = NumericCell::new(*mean, *std, *log1p, *missing_flag);
                     let nulls = a.nulls().filter(|n| n.null_count() > 0);
                     for (k, (&row, &v)) in at.iter().zip(a.values().iter()).enumerate() {
                         let v = if nulls.is_some_and(|n| n.is_null(k)) {
@@ -1482,17 +1481,8 @@ impl Fill<'_> {
                         } else {
                             v
                         };
-                        let cell = row * width + offset;
-                        self.cells[cell] = if v.is_finite() {
-                            let v = if *log1p { log1p_of(v) } else { v };
-                            (v - mean) * scale
-                        } else {
-                            imputed += 1;
-                            if *missing_flag {
-                                self.cells[cell + 1] = 1.0;
-                            }
-                            0.0
-                        };
+                        let row = &mut self.cells[row * width..(row + 1) * width];
+                        imputed += u64::from(cell.put(row, offset, v));
                     }
                 }
                 ColumnEncoding::Categorical { categories, .. } => {
@@ -1699,6 +1689,45 @@ fn lane_sum(values: &[f64], f: impl Fn(f64) -> f64) -> (u64, f64) {
 /// monotone and such a value lies as far below the training rows as its log says; clamping it
 /// to 0 (as before stop 27) put a row with a large negative value among the ordinary ones.
 /// Non-finite stays non-finite (and is imputed).
+/// How a numeric column's raw value becomes its cells in an encoded row: the one rule [`encode`]
+/// and a matrix filled as the rows are read ([`Fill`]) share, so both give the same bits.
+struct NumericCell {
+    mean: f64,
+    /// 1 / std, or 0 for a column without spread.
+    scale: f64,
+    log1p: bool,
+    missing_flag: bool,
+}
+
+impl NumericCell {
+    fn new(mean: f64, std: f64, log1p: bool, missing_flag: bool) -> Self {
+        let scale = if std > 0.0 && std.is_finite() { 1.0 / std } else { 0.0 };
+        NumericCell {
+            mean,
+            scale,
+            log1p,
+            missing_flag,
+        }
+    }
+
+    /// Writes `v` at `row[offset]` (a missing value as 0, and its flag in the next cell when
+    /// the column has one); true when the value was imputed.
+    #[inline]
+    fn put(&self, row: &mut [f64], offset: usize, v: f64) -> bool {
+        if v.is_finite() {
+            let v = if self.log1p { log1p_of(v) } else { v };
+            row[offset] = (v - self.mean) * self.scale;
+            false
+        } else {
+            row[offset] = 0.0;
+            if self.missing_flag {
+                row[offset + 1] = 1.0;
+            }
+            true
+        }
+    }
+}
+
 fn log1p_of(v: f64) -> f64 {
     if v.is_finite() {
         v.signum() * v.abs().ln_1p()
@@ -1745,19 +1774,10 @@ fn encode(encoding: &Encoding, columns: &[&RawColumn], rows: usize) -> (Array2<f
                         },
                         RawColumn::Numbers(values),
                     ) => {
-                        let scale = if *std > 0.0 && std.is_finite() { 1.0 / std } else { 0.0 };
+                        let cell = NumericCell::new(*mean, *std, *log1p, *missing_flag);
                         let values = &values[first..first + cells.len() / width];
-                        for (row, v) in cells.chunks_exact_mut(width).zip(values) {
-                            row[offset] = if v.is_finite() {
-                                let v = if *log1p { log1p_of(*v) } else { *v };
-                                (v - mean) * scale
-                            } else {
-                                imputed += 1;
-                                if *missing_flag {
-                                    row[offset + 1] = 1.0;
-                                }
-                                0.0
-                            };
+                        for (row, &v) in cells.chunks_exact_mut(width).zip(values) {
+                            imputed += u64::from(cell.put(row, offset, v));
                         }
                     }
                     (ColumnEncoding::Categorical { categories, .. }, RawColumn::Codes { codes, .. }) => {
