@@ -484,10 +484,10 @@ fn in_place(store: &Store, name: &str) -> Result<Option<Opened>> {
     let (tables, views, temporary): (i64, i64, bool) = conn
         .query_row(
             &format!(
-                "SELECT (SELECT count(*) FROM duckdb_tables() WHERE NOT internal AND {in_this} AND lower(table_name) = lower($1)), \
-                        (SELECT count(*) FROM duckdb_views() WHERE NOT internal AND {in_this} AND lower(view_name) = lower($1)), \
-                        (SELECT count(*) > 0 FROM duckdb_tables() WHERE NOT internal AND {in_this} AND lower(table_name) = lower($1) \
-                            AND database_name = 'temp')"
+                "SELECT t.n, (SELECT count(*) FROM duckdb_views() WHERE NOT internal AND {in_this} AND lower(view_name) = lower($1)), \
+                        t.temporary \
+                 FROM (SELECT count(*) AS n, count(*) FILTER (WHERE database_name = 'temp') > 0 AS temporary \
+                       FROM duckdb_tables() WHERE NOT internal AND {in_this} AND lower(table_name) = lower($1)) t"
             ),
             [name],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
