@@ -803,7 +803,7 @@ pub fn load_training(
         id: id.as_deref(),
         keys: keys && id.is_none(),
     };
-    let raw = read_raw(
+    let mut raw = read_raw(
         store,
         source,
         &input,
@@ -813,10 +813,57 @@ pub fn load_training(
         extra,
         None,
         split_point(store, &input),
-        false,
+        true,
     )?;
     if raw.rows == 0 {
         return Err(source_error(source, "has no rows to learn from"));
+    }
+    // Every feature a number and the raw values already in the matrix: the encoding is learnt
+    // from it and applied in place. A column with some values missing needs a flag cell beside
+    // it, which this layout has no room for: then its columns are taken out of the matrix and
+    // encoded as any other read's, to the same bits.
+    if let Some((mut x, _)) = raw.x.take() {
+        let width = x.ncols();
+        let stats = column_stats(x.as_slice().expect("a new matrix is contiguous"), width, limits.log1p);
+        let encoding = Encoding {
+            columns: chosen
+                .iter()
+                .zip(&stats)
+                .map(|((name, _, _), s)| ColumnEncoding::Numeric {
+                    name: name.clone(),
+                    mean: s.mean,
+                    std: s.std,
+                    log1p: s.log1p,
+                    missing_flag: s.missing > 0 && s.missing < raw.rows,
+                })
+                .collect(),
+        };
+        let imputed = if encoding.width() == width {
+            let cells: Vec<NumericCell> = stats
+                .iter()
+                .map(|s| NumericCell::new(s.mean, s.std, s.log1p, false))
+                .collect();
+            scale_in_place(&mut x, &cells)
+        } else {
+            let columns: Vec<RawColumn> = (0..width).map(|j| RawColumn::Numbers(x.column(j).to_vec())).collect();
+            let refs: Vec<&RawColumn> = columns.iter().collect();
+            let (encoded, imputed) = encode(&encoding, &refs, raw.rows);
+            x = encoded;
+            imputed
+        };
+        return Ok(Loaded {
+            x,
+            encoding,
+            imputed,
+            id_column: id,
+            labels: raw.labels,
+            label_column: label,
+            input,
+            ids: raw.ids,
+            row_keys: raw.keys,
+            source_columns: columns.into_iter().map(|(n, _)| n).collect(),
+            skipped,
+        });
     }
     // Learn the encoding. Each numeric column's statistics are its own: computed in parallel.
     let stats: Vec<Option<NumericStats>> = {
@@ -1007,7 +1054,8 @@ struct Raw {
     rows: usize,
     /// Each left empty when the matrix was filled as the rows were read (`x`).
     columns: Vec<RawColumn>,
-    /// The encoded matrix and its imputed cells, when filled as the rows were read.
+    /// The matrix and its imputed cells, when filled as the rows were read: encoded with the
+    /// stored encoding, or without one the raw values (NaN for missing; no cell imputed yet).
     x: Option<(Array2<f64>, u64)>,
     labels: Vec<Option<bool>>,
     ids: Option<ArrayRef>,
@@ -1133,11 +1181,18 @@ fn read_raw(
     // The second reader's connection; a connection that cannot be made or set to this one's
     // catalog only means one reader (nothing failed on the run's own connection).
     let second = split.and_then(|m| second_reader(conn).map(|c| (m, c)));
-    let direct = match (fill, known, input.rows) {
-        (true, Some(encoding), Some(rows)) => usize::try_from(rows).ok().map(|rows| (encoding, rows)),
+    // The matrix's width: the stored encoding's, or one cell per feature column for raw values
+    // (only when every feature is a number: a category's cells are known only after the read).
+    let width = match known {
+        Some(encoding) => Some(encoding.width()),
+        None if !chosen.is_empty() && chosen.iter().all(|(_, kind, _)| *kind == Kind::Numeric) => Some(chosen.len()),
+        None => None,
+    };
+    let direct = match (fill, width, input.rows) {
+        (true, Some(width), Some(rows)) => usize::try_from(rows).ok().map(|rows| (width, rows)),
         _ => None,
     };
-    let mut matrix = direct.map(|(encoding, rows)| Array2::<f64>::zeros((rows, encoding.width())));
+    let mut matrix = direct.map(|(width, rows)| Array2::<f64>::zeros((rows, width)));
     let mut cells: &mut [f64] = match &mut matrix {
         Some(x) => x.as_slice_mut().expect("a new matrix is contiguous"),
         None => &mut [],
@@ -1148,17 +1203,18 @@ fn read_raw(
             &query,
             None,
             direct
-                .map(|(e, _)| Fill {
+                .map(|(width, _)| Fill {
                     cells,
                     first: 0,
-                    encoding: e,
+                    width,
+                    encoding: known,
                 })
                 .as_mut(),
         )?,
         Some((m, other)) => {
             let (first_cells, rest_cells) = match direct {
-                Some((e, rows)) => {
-                    let at = usize::try_from(m).unwrap_or(usize::MAX).min(rows) * e.width();
+                Some((width, rows)) => {
+                    let at = usize::try_from(m).unwrap_or(usize::MAX).min(rows) * width;
                     let (a, b) = std::mem::take(&mut cells).split_at_mut(at);
                     (Some(a), Some(b))
                 }
@@ -1166,20 +1222,22 @@ fn read_raw(
             };
             let (first, rest) = std::thread::scope(|scope| {
                 let query = &query;
-                let rest_fill = rest_cells.zip(direct).map(|(cells, (e, _))| Fill {
+                let rest_fill = rest_cells.zip(direct).map(|(cells, (width, _))| Fill {
                     cells,
                     first: m,
-                    encoding: e,
+                    width,
+                    encoding: known,
                 });
                 let rest = scope.spawn(move || {
                     let mut rest_fill = rest_fill;
                     let part = read_part(&other, query, Some((m, None)), rest_fill.as_mut());
                     (part, rest_fill)
                 });
-                let first_fill = first_cells.zip(direct).map(|(cells, (e, _))| Fill {
+                let first_fill = first_cells.zip(direct).map(|(cells, (width, _))| Fill {
                     cells,
                     first: 0,
-                    encoding: e,
+                    width,
+                    encoding: known,
                 });
                 let mut first_fill = first_fill;
                 let first = read_part(conn, query, Some((0, Some(m))), first_fill.as_mut());
@@ -1426,18 +1484,21 @@ fn read_part(
     })
 }
 
-/// The rows of the matrix one reader encodes its chunks into.
+/// The rows of the matrix one reader puts its chunks into.
 struct Fill<'m> {
-    /// Rows `first..` of the matrix (row-major).
+    /// Rows `first..` of the matrix (row-major, `width` cells a row).
     cells: &'m mut [f64],
     first: u64,
-    encoding: &'m Encoding,
+    width: usize,
+    /// Encoded with a stored encoding; None: every feature is a number and its raw value is
+    /// its cell (NaN for NULL), for training to learn the encoding from and scale in place.
+    encoding: Option<&'m Encoding>,
 }
 
 impl Fill<'_> {
-    /// Encodes one chunk's rows into the matrix, each at its row number (`numbers`), cell for
-    /// cell as [`encode`] computes it; returns the cells imputed. `lookups`: each categorical
-    /// column's stored categories.
+    /// Puts one chunk's rows into the matrix, each at its row number (`numbers`): encoded cell
+    /// for cell as [`encode`] computes it, or raw ([`Fill::encoding`]); returns the cells
+    /// imputed. `lookups`: each categorical column's stored categories.
     fn rows(
         &mut self,
         query: &Query<'_>,
@@ -1446,7 +1507,7 @@ impl Fill<'_> {
         lookups: &[HashMap<String, u32>],
     ) -> Result<u64> {
         let source = query.source;
-        let width = self.encoding.width();
+        let width = self.width;
         let placed = |p: Option<i64>| -> Result<usize> {
             p.and_then(|p| u64::try_from(p).ok())
                 .and_then(|p| p.checked_sub(self.first))
@@ -1455,9 +1516,41 @@ impl Fill<'_> {
                 .ok_or_else(|| source_error(source, "the rows read do not match the rows numbered"))
         };
         let at: Vec<usize> = numbers.iter().map(placed).collect::<Result<_>>()?;
+        let Some(encoding) = self.encoding else {
+            let mut columns = Vec::with_capacity(query.chosen.len());
+            for (i, (name, _, _)) in query.chosen.iter().enumerate() {
+                let a = batch
+                    .column(i)
+                    .as_primitive_opt::<Float64Type>()
+                    .ok_or_else(|| source_error(source, format!("column '{name}' did not read as numbers")))?;
+                columns.push((a.values().as_ref(), a.nulls().filter(|n| n.null_count() > 0)));
+            }
+            // The rows of a chunk are almost always consecutive: then they are written row after
+            // row, each row's cells side by side, instead of a column at a time across the rows.
+            let consecutive = at.windows(2).all(|w| w[1] == w[0] + 1);
+            if let (true, Some(&start)) = (consecutive && columns.iter().all(|(_, n)| n.is_none()), at.first()) {
+                let rows = &mut self.cells[start * width..(start + at.len()) * width];
+                for (k, row) in rows.chunks_exact_mut(width).enumerate() {
+                    for (cell, (values, _)) in row.iter_mut().zip(&columns) {
+                        *cell = values[k];
+                    }
+                }
+                return Ok(0);
+            }
+            for (i, (values, nulls)) in columns.iter().enumerate() {
+                for (k, (&row, &v)) in at.iter().zip(values.iter()).enumerate() {
+                    self.cells[row * width + i] = if nulls.is_some_and(|n| n.is_null(k)) {
+                        f64::NAN
+                    } else {
+                        v
+                    };
+                }
+            }
+            return Ok(0);
+        };
         let mut imputed = 0u64;
         let mut offset = 0usize;
-        for (i, enc) in self.encoding.columns.iter().enumerate() {
+        for (i, enc) in encoding.columns.iter().enumerate() {
             let array = batch.column(i);
             match enc {
                 ColumnEncoding::Numeric {
@@ -1619,69 +1712,224 @@ struct NumericStats {
 /// The column's statistics; with `log1p` allowed, the column is log1p-transformed when it is
 /// never negative and exceeds 1, and mean and std are of the transformed values.
 fn numeric_stats(values: &[f64], log1p: bool) -> NumericStats {
-    // One pass for what decides log1p and the missing count, without branches (so it
-    // vectorises): each is exact, whatever the order it is taken in.
-    let (mut negative, mut above_one, mut missing) = (false, false, 0usize);
-    for &v in values {
-        let finite = v.is_finite();
-        negative |= finite & (v < 0.0);
-        above_one |= finite & (v > 1.0);
-        missing += usize::from(!finite);
+    column_stats(values, 1, log1p)[0]
+}
+
+/// [`numeric_stats`] of each column of a row-major matrix `width` cells wide, to the same bits
+/// as of the column taken out on its own. Mean and population standard deviation are of the
+/// finite values (0, 0 when there are none), in two passes (the sum, then the squared
+/// deviations from the mean), each summed in [`SUM_LANES`] interleaved lanes (row i in lane
+/// i mod 8) added up in a fixed order: vectorised, and the same values always give the same
+/// bits whatever the layout. What decides log1p and the missing count is taken in the first
+/// pass, without branches; a log1p column's sum is then taken again of the transformed values.
+/// The columns are shared out between rayon's threads, each walking every row for its own.
+fn column_stats(cells: &[f64], width: usize, log1p: bool) -> Vec<NumericStats> {
+    if width == 0 {
+        return Vec::new();
     }
-    let log1p = log1p && !negative && above_one;
-    let (mean, std) = if log1p {
-        finite_mean_std(&values.iter().map(|v| log1p_of(*v)).collect::<Vec<_>>())
-    } else {
-        finite_mean_std(values)
+    let rows = cells.len() / width;
+    let first = lane_pass::<true>(cells, width, |_, v| v);
+    let takes_log: Vec<bool> = first.iter().map(|p| log1p && !(p.low < 0.0) && p.high > 1.0).collect();
+    let logged = match takes_log.iter().any(|&t| t) {
+        true => lane_pass::<false>(cells, width, |j, v| if takes_log[j] { log1p_of(v) } else { v }),
+        false => Vec::new(),
     };
-    NumericStats {
-        log1p,
-        mean,
-        std,
-        missing,
-    }
+    let means: Vec<f64> = (0..width)
+        .map(|j| {
+            let count = rows - first[j].missing;
+            let sum = if takes_log[j] {
+                logged[j].total()
+            } else {
+                first[j].total()
+            };
+            if count == 0 {
+                0.0
+            } else {
+                sum / count as f64
+            }
+        })
+        .collect();
+    // Without a log1p column the pass has no call in it.
+    let squares = if takes_log.iter().any(|&t| t) {
+        lane_pass::<false>(cells, width, |j, v| {
+            let v = if takes_log[j] { log1p_of(v) } else { v };
+            (v - means[j]) * (v - means[j])
+        })
+    } else {
+        let means = means.as_slice();
+        lane_pass::<false>(cells, width, move |j, v| {
+            let d = v - means[j];
+            d * d
+        })
+    };
+    (0..width)
+        .map(|j| {
+            let count = rows - first[j].missing;
+            NumericStats {
+                log1p: takes_log[j],
+                mean: means[j],
+                std: if count == 0 {
+                    0.0
+                } else {
+                    (squares[j].total() / count as f64).sqrt()
+                },
+                missing: first[j].missing,
+            }
+        })
+        .collect()
 }
 
-/// Mean and population standard deviation of the finite values (0, 0 when there are none).
-/// Two passes (the sum, then the squared deviations from the mean), each summed in
-/// [`SUM_LANES`] interleaved lanes added up in a fixed order: vectorised, and the same values
-/// always give the same bits. (Welford's one pass, used before, was a chain of
-/// divisions; the two-pass means differ from it in the last bits, which only mattered while a
-/// stored encoding did not read back its own bits.)
-fn finite_mean_std(values: &[f64]) -> (f64, f64) {
-    let (count, sum) = lane_sum(values, |v| v);
-    if count == 0 {
-        return (0.0, 0.0);
-    }
-    let mean = sum / count as f64;
-    let (_, squares) = lane_sum(values, |v| (v - mean) * (v - mean));
-    (mean, (squares / count as f64).sqrt())
-}
-
-/// Lanes of [`lane_sum`].
+/// Lanes of [`lane_pass`].
 const SUM_LANES: usize = 8;
 
-/// The number of finite values and the sum of `f` of each, in [`SUM_LANES`] lanes.
-fn lane_sum(values: &[f64], f: impl Fn(f64) -> f64) -> (u64, f64) {
-    let mut sums = [0.0f64; SUM_LANES];
-    let mut counts = [0u64; SUM_LANES];
-    let chunks = values.chunks_exact(SUM_LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for lane in 0..SUM_LANES {
-            let v = chunk[lane];
-            let finite = v.is_finite();
-            sums[lane] += if finite { f(v) } else { 0.0 };
-            counts[lane] += u64::from(finite);
+/// What one pass of [`lane_pass`] takes of one column.
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    /// The sum in each lane, of the finite values (or of `f` of them).
+    sums: [f64; SUM_LANES],
+    /// Non-finite values (NULL, NaN, infinite).
+    missing: usize,
+    /// The smallest and largest finite value (+inf and -inf when there is none).
+    low: f64,
+    high: f64,
+}
+
+impl Default for Pass {
+    fn default() -> Self {
+        Pass {
+            sums: [0.0; SUM_LANES],
+            missing: 0,
+            low: f64::INFINITY,
+            high: f64::NEG_INFINITY,
         }
     }
-    for (lane, &v) in rest.iter().enumerate() {
-        if v.is_finite() {
-            sums[lane] += f(v);
-            counts[lane] += 1;
+}
+
+impl Pass {
+    /// The lanes added up in order.
+    fn total(&self) -> f64 {
+        self.sums.iter().sum()
+    }
+}
+
+/// One pass over the rows of a row-major matrix `width` cells wide: for each column j, the sum
+/// of `f(j, v)` over its finite values `v`, in lanes, and (with `SEE`) how many values are
+/// missing and the range of the finite ones. The lanes are shared out between rayon's threads
+/// (row i belongs to lane i mod [`SUM_LANES`]); each lane is still summed in row order, so the
+/// bits do not depend on how many threads there are.
+fn lane_pass<const SEE: bool>(cells: &[f64], width: usize, f: impl Fn(usize, f64) -> f64 + Sync) -> Vec<Pass> {
+    use rayon::prelude::*;
+    let groups = rayon::current_num_threads().clamp(1, SUM_LANES);
+    let per = SUM_LANES.div_ceil(groups);
+    let parts: Vec<(std::ops::Range<usize>, Vec<Pass>)> = (0..groups)
+        .into_par_iter()
+        .map(|g| {
+            let lanes = (g * per).min(SUM_LANES)..((g + 1) * per).min(SUM_LANES);
+            (lanes.clone(), lane_pass_of::<SEE>(cells, width, lanes, &f))
+        })
+        .collect();
+    let mut out = vec![Pass::default(); width];
+    for (lanes, part) in parts {
+        for (column, theirs) in out.iter_mut().zip(part) {
+            for lane in lanes.clone() {
+                column.sums[lane] = theirs.sums[lane];
+            }
+            column.missing += theirs.missing;
+            column.low = column.low.min(theirs.low);
+            column.high = column.high.max(theirs.high);
         }
     }
-    (counts.iter().sum(), sums.iter().sum())
+    out
+}
+
+/// [`lane_pass`] over the rows of `lanes` only. The sums are kept lane by lane, each lane's for
+/// every column side by side, so that a row is taken in with one loop over its cells.
+fn lane_pass_of<const SEE: bool>(
+    cells: &[f64],
+    width: usize,
+    lanes: std::ops::Range<usize>,
+    f: &impl Fn(usize, f64) -> f64,
+) -> Vec<Pass> {
+    let mut sums = vec![0.0f64; SUM_LANES * width];
+    let mut missing = vec![0usize; width];
+    let mut low = vec![f64::INFINITY; width];
+    let mut high = vec![f64::NEG_INFINITY; width];
+    let mut take = |lane: usize, row: &[f64]| {
+        let lane_sums = &mut sums[lane * width..(lane + 1) * width];
+        if !SEE {
+            for (j, (&v, sum)) in row.iter().zip(lane_sums).enumerate() {
+                *sum += if v.abs() < f64::INFINITY { f(j, v) } else { 0.0 };
+            }
+            return;
+        }
+        // Iterators over slices of one length, and selects instead of branches: the loop
+        // stays free of bounds checks and jumps.
+        let range = low.iter_mut().zip(high.iter_mut());
+        for (j, (((&v, sum), missing), (low, high))) in
+            row.iter().zip(lane_sums).zip(missing.iter_mut()).zip(range).enumerate()
+        {
+            let finite = v.abs() < f64::INFINITY;
+            *sum += if finite { f(j, v) } else { 0.0 };
+            *missing += usize::from(!finite);
+            let (below, above) = if finite {
+                (v, v)
+            } else {
+                (f64::INFINITY, f64::NEG_INFINITY)
+            };
+            *low = if below < *low { below } else { *low };
+            *high = if above > *high { above } else { *high };
+        }
+    };
+    let mut blocks = cells.chunks_exact(SUM_LANES * width);
+    for rows in &mut blocks {
+        for lane in lanes.clone() {
+            take(lane, &rows[lane * width..(lane + 1) * width]);
+        }
+    }
+    for (lane, row) in blocks.remainder().chunks_exact(width).enumerate() {
+        if lanes.contains(&lane) {
+            take(lane, row);
+        }
+    }
+    (0..width)
+        .map(|j| {
+            let mut pass = Pass {
+                missing: missing[j],
+                low: low[j],
+                high: high[j],
+                ..Pass::default()
+            };
+            for lane in 0..SUM_LANES {
+                pass.sums[lane] = sums[lane * width + j];
+            }
+            pass
+        })
+        .collect()
+}
+
+/// Encodes a matrix of raw numbers in place, column j by `cells[j]` (none of them with a flag
+/// cell, so that a row's cells stay where they are); returns the cells imputed. Cell for cell
+/// as [`encode`] computes it.
+fn scale_in_place(x: &mut Array2<f64>, cells: &[NumericCell]) -> u64 {
+    use rayon::prelude::*;
+    let width = x.ncols();
+    if width == 0 || cells.len() != width || cells.iter().any(|c| c.missing_flag) {
+        return 0;
+    }
+    const BLOCK: usize = 16 * 1024;
+    x.as_slice_mut()
+        .expect("a new matrix is contiguous")
+        .par_chunks_mut(BLOCK * width)
+        .map(|block| {
+            let mut imputed = 0u64;
+            for row in block.chunks_exact_mut(width) {
+                for (j, cell) in cells.iter().enumerate() {
+                    imputed += u64::from(cell.put(row, j, row[j]));
+                }
+            }
+            imputed
+        })
+        .sum()
 }
 
 /// ln(1 + x) of a value of a log1p column. A negative value (none was seen in training: the
@@ -2016,6 +2264,109 @@ mod tests {
     }
 
     #[test]
+    fn training_on_numbers_filled_as_read_equals_training_on_the_columns_read() {
+        // A base table of numbers only is read straight into the matrix, its encoding learnt
+        // from it and applied in place (or, with missing values and so flag cells, its columns
+        // taken out and encoded); a view of the same rows is copied and read into columns.
+        // Both give the same encoding, matrix, imputed cells, labels and keys, bit for bit, with
+        // and without log1p, read by two readers (rows enough to be split).
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        let rows = SPLIT_MIN_ROWS + 4099;
+        store
+            .conn()
+            .execute_batch(&format!(
+                "CREATE TABLE numbers_gaps AS SELECT \
+                   CASE WHEN i % 7 = 0 THEN NULL WHEN i % 13 = 0 THEN 'nan'::DOUBLE WHEN i % 17 = 0 THEN 'inf'::DOUBLE \
+                        WHEN i % 19 = 0 THEN -0.0 ELSE sin(i) * 100 END AS a, \
+                   (i % 1000) * 3.5 AS b, CAST(i % 5 AS INTEGER) AS c, \
+                   CASE WHEN i % 10 = 0 THEN 'attack' ELSE 'normal' END AS label \
+                 FROM range({rows}) t(i) ORDER BY i;
+                 CREATE TABLE numbers_whole AS SELECT sin(i) * 100 AS a, (i % 1000) * 3.5 AS b, cos(i) - 5 AS c, \
+                   CASE WHEN i % 10 = 0 THEN 'attack' ELSE 'normal' END AS label \
+                 FROM range({rows}) t(i) ORDER BY i;
+                 CREATE VIEW numbers_gaps_copied AS SELECT * FROM numbers_gaps;
+                 CREATE VIEW numbers_whole_copied AS SELECT * FROM numbers_whole;"
+            ))
+            .unwrap();
+        let numeric_bits = |e: &Encoding| -> Vec<(String, u64, u64, bool, bool)> {
+            e.columns
+                .iter()
+                .map(|c| match c {
+                    ColumnEncoding::Numeric {
+                        name,
+                        mean,
+                        std,
+                        log1p,
+                        missing_flag,
+                    } => (name.clone(), mean.to_bits(), std.to_bits(), *log1p, *missing_flag),
+                    ColumnEncoding::Categorical { name, .. } => panic!("'{name}' is not a number"),
+                })
+                .collect()
+        };
+        for (table, flags) in [("numbers_gaps", 1), ("numbers_whole", 0)] {
+            for log1p in [false, true] {
+                let limits = Limits {
+                    log1p,
+                    ..Limits::default()
+                };
+                let selection = Selection {
+                    label: Some("label".into()),
+                    ..Selection::default()
+                };
+                store
+                    .in_transaction(|conn| {
+                        let direct = load_training(
+                            &store,
+                            &Source::parse(table),
+                            &selection,
+                            limits,
+                            "__netlens_input_1",
+                            true,
+                        )?;
+                        assert!(direct.input.in_place(), "{table}");
+                        assert!(
+                            split_point(&store, &direct.input).is_some(),
+                            "{table} is read by two readers"
+                        );
+                        let copied = load_training(
+                            &store,
+                            &Source::parse(&format!("{table}_copied")),
+                            &selection,
+                            limits,
+                            "__netlens_input_2",
+                            true,
+                        )?;
+                        assert!(!copied.input.in_place(), "{table}");
+                        assert_eq!(
+                            numeric_bits(&direct.encoding),
+                            numeric_bits(&copied.encoding),
+                            "{table}"
+                        );
+                        assert_eq!(direct.encoding.width(), 3 + flags, "{table}");
+                        // a has negatives; b never, and above one; c never negative in the
+                        // first table only.
+                        let logs: Vec<bool> = numeric_bits(&direct.encoding).iter().map(|c| c.3).collect();
+                        assert_eq!(logs, vec![false, log1p, log1p && table == "numbers_gaps"], "{table}");
+                        assert_eq!(direct.x.dim(), (rows as usize, 3 + flags), "{table}");
+                        let bits = |x: &Array2<f64>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert!(
+                            bits(&direct.x) == bits(&copied.x),
+                            "{table} log1p {log1p}: the matrices differ"
+                        );
+                        assert_eq!(direct.imputed, copied.imputed, "{table}");
+                        assert_eq!(direct.imputed > 0, flags > 0, "{table}");
+                        assert_eq!(direct.labels, copied.labels, "{table}");
+                        assert_eq!(direct.row_keys, copied.row_keys, "{table}");
+                        direct.input.drop(conn)?;
+                        copied.input.drop(conn)?;
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+        }
+    }
+
+    #[test]
     fn the_second_reader_finds_the_table_where_the_run_does() {
         // A table found through the search path, not the current schema: the second reader
         // has the run's search path, so it reads the same table.
@@ -2129,11 +2480,54 @@ mod tests {
         assert!(placement(&[0, 3, 1]).is_none());
     }
 
+    /// The statistics as they were computed column by column before [`column_stats`] took
+    /// them from a matrix in one walk: the oracle its bits must equal.
+    fn stats_one_column_at_a_time(values: &[f64], log1p: bool) -> (bool, f64, f64, usize) {
+        fn lane_sum(values: &[f64], f: impl Fn(f64) -> f64) -> (u64, f64) {
+            let mut sums = [0.0f64; SUM_LANES];
+            let mut counts = [0u64; SUM_LANES];
+            let chunks = values.chunks_exact(SUM_LANES);
+            let rest = chunks.remainder();
+            for chunk in chunks {
+                for lane in 0..SUM_LANES {
+                    let v = chunk[lane];
+                    let finite = v.is_finite();
+                    sums[lane] += if finite { f(v) } else { 0.0 };
+                    counts[lane] += u64::from(finite);
+                }
+            }
+            for (lane, &v) in rest.iter().enumerate() {
+                if v.is_finite() {
+                    sums[lane] += f(v);
+                    counts[lane] += 1;
+                }
+            }
+            (counts.iter().sum(), sums.iter().sum())
+        }
+        let negative = values.iter().any(|v| v.is_finite() && *v < 0.0);
+        let above_one = values.iter().any(|v| v.is_finite() && *v > 1.0);
+        let missing = values.iter().filter(|v| !v.is_finite()).count();
+        let log1p = log1p && !negative && above_one;
+        let values: Vec<f64> = values.iter().map(|&v| if log1p { log1p_of(v) } else { v }).collect();
+        let (count, sum) = lane_sum(&values, |v| v);
+        if count == 0 {
+            return (log1p, 0.0, 0.0, missing);
+        }
+        let mean = sum / count as f64;
+        let (_, squares) = lane_sum(&values, |v| (v - mean) * (v - mean));
+        (log1p, mean, (squares / count as f64).sqrt(), missing)
+    }
+
+    fn bits(s: NumericStats) -> (bool, u64, u64, usize) {
+        (s.log1p, s.mean.to_bits(), s.std.to_bits(), s.missing)
+    }
+
     #[test]
     fn mean_and_std_skip_non_finite_values() {
-        let (m, s) = finite_mean_std(&[1.0, f64::NAN, 3.0, f64::INFINITY]);
-        assert_eq!((m, s), (2.0, 1.0));
-        assert_eq!(finite_mean_std(&[f64::NAN]), (0.0, 0.0));
+        let s = numeric_stats(&[1.0, f64::NAN, 3.0, f64::INFINITY], false);
+        assert_eq!((s.mean, s.std, s.missing), (2.0, 1.0, 2));
+        let s = numeric_stats(&[f64::NAN], true);
+        assert_eq!((s.mean, s.std, s.missing, s.log1p), (0.0, 0.0, 1, false));
         // Across the lanes and the remainder, with a large offset (where a one-pass sum of
         // squares would lose the variance).
         let values: Vec<f64> = (0..1003)
@@ -2142,9 +2536,60 @@ mod tests {
         let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
         let mean = finite.iter().sum::<f64>() / finite.len() as f64;
         let var = finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / finite.len() as f64;
-        let (m, s) = finite_mean_std(&values);
-        assert!((m - mean).abs() < 1e-6 && (s - var.sqrt()).abs() < 1e-9, "{m} {s}");
-        assert_eq!(finite_mean_std(&values), (m, s));
+        let s = numeric_stats(&values, false);
+        assert!(
+            (s.mean - mean).abs() < 1e-6 && (s.std - var.sqrt()).abs() < 1e-9,
+            "{s:?}"
+        );
+        assert_eq!(bits(numeric_stats(&values, false)), bits(s));
+    }
+
+    #[test]
+    fn statistics_of_a_matrix_equal_those_of_each_column_alone_bit_for_bit() {
+        // Columns of every kind: plain, log1p (never negative, above one), negative, with NaN and
+        // infinities, all missing, constant, -0.0, huge and tiny; row counts around the lanes.
+        let column = |j: usize, i: usize| -> f64 {
+            let x = ((i * 7919 + j * 104_729) % 1009) as f64;
+            match j {
+                0 => x * 0.37 - 100.0,
+                1 => x * x,
+                2 if i % 13 == 3 => f64::NAN,
+                2 => x / 3.0,
+                3 => f64::NAN,
+                4 => 5.0,
+                5 if i % 2 == 0 => -0.0,
+                5 => 0.0,
+                6 if i % 17 == 0 => f64::INFINITY,
+                6 => 1e300 / (x + 1.0),
+                7 if i % 5 == 1 => f64::NEG_INFINITY,
+                7 => 1e-300 * x,
+                _ => (x - 500.0).sin() * 1e6,
+            }
+        };
+        for rows in [0usize, 1, 7, 8, 9, 63, 1000, 4097] {
+            for width in [1usize, 3, 9] {
+                for log1p in [false, true] {
+                    let mut cells = vec![0.0; rows * width];
+                    for i in 0..rows {
+                        for j in 0..width {
+                            cells[i * width + j] = column(j, i);
+                        }
+                    }
+                    let stats = column_stats(&cells, width, log1p);
+                    assert_eq!(stats.len(), width);
+                    for (j, s) in stats.iter().enumerate() {
+                        let alone: Vec<f64> = (0..rows).map(|i| column(j, i)).collect();
+                        let (l, m, d, missing) = stats_one_column_at_a_time(&alone, log1p);
+                        assert_eq!(
+                            bits(*s),
+                            (l, m.to_bits(), d.to_bits(), missing),
+                            "rows {rows} width {width} column {j} log1p {log1p}"
+                        );
+                        assert_eq!(bits(numeric_stats(&alone, log1p)), bits(*s));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
