@@ -1729,7 +1729,7 @@ fn column_stats(cells: &[f64], width: usize, log1p: bool) -> Vec<NumericStats> {
     }
     let rows = cells.len() / width;
     let first = lane_pass::<true>(cells, width, |_, v| v);
-    let takes_log: Vec<bool> = first.iter().map(|p| log1p && !(p.low < 0.0) && p.high > 1.0).collect();
+    let takes_log: Vec<bool> = first.iter().map(|p| log1p && p.low >= 0.0 && p.high > 1.0).collect();
     let logged = match takes_log.iter().any(|&t| t) {
         true => lane_pass::<false>(cells, width, |j, v| if takes_log[j] { log1p_of(v) } else { v }),
         false => Vec::new(),
@@ -2557,9 +2557,9 @@ mod tests {
                 2 => x / 3.0,
                 3 => f64::NAN,
                 4 => 5.0,
-                5 if i % 2 == 0 => -0.0,
+                5 if i.is_multiple_of(2) => -0.0,
                 5 => 0.0,
-                6 if i % 17 == 0 => f64::INFINITY,
+                6 if i.is_multiple_of(17) => f64::INFINITY,
                 6 => 1e300 / (x + 1.0),
                 7 if i % 5 == 1 => f64::NEG_INFINITY,
                 7 => 1e-300 * x,
