@@ -18,17 +18,21 @@
 //!   tightly without ranking anomalies better (bench/RESULTS.md), at several times the cost.
 //!
 //! Arithmetic is in f32 (matrixmultiply's sgemm, twice as fast as f64; reconstruction errors need
-//! no more precision), with subnormal numbers flushed to zero ([`FlushSubnormals`]: FTZ and DAZ
-//! on x86-64) in every thread while it trains or scores: a subnormal operand costs the
-//! processor's multiply-add a microcode assist of about a hundred cycles, and some seeds' networks
-//! make them after a few epochs (one NSL-KDD run went from 0.23 to 0.8 s an epoch, nearly all of
-//! it in sgemm's kernel). A value that small changes no reconstruction error anyone reads. Elsewhere than
-//! on x86-64 subnormals are computed as usual. A batch's gradient is computed in fixed parts of its rows on as many
-//! threads as are free and added in part order; the parts depend on the batch alone, so a seed
-//! repeats a model bit for bit on any number of cores. Scoring is parallel over row chunks. A source larger than `sample` rows (default 100 000)
-//! trains on a seeded subsample of that size (model_runs states it).
+//! no more precision), with results too small for a normal f32 flushed to zero
+//! ([`FlushSubnormals`], x86-64's FTZ): a subnormal operand costs the processor's multiply-add a
+//! microcode assist of about a hundred cycles, and some seeds' networks made them after a few
+//! epochs, after which nearly all their time went to sgemm's slow path (bench/RESULTS.md, stop
+//! 36). A value that small changes no reconstruction error anyone reads. Elsewhere than on x86-64
+//! subnormals are computed as usual.
 //!
-//! May touch: nothing but its arguments (pure computation around the analysis framework).
+//! A batch's gradient is computed in fixed parts of its rows on as many threads as are free and
+//! added in part order; the parts depend on the batch alone, so a seed repeats a model bit for bit
+//! on any number of cores. Scoring is parallel over row chunks. A source larger than `sample` rows
+//! (default 100 000) trains on a seeded subsample of that size (model_runs states it).
+//!
+//! May touch: nothing but its arguments (pure computation around the analysis framework), and the
+//! flush-to-zero bit of the threads it computes on, which it sets only around its own arithmetic
+//! and puts back.
 
 use std::collections::BTreeMap;
 
@@ -178,6 +182,7 @@ impl Autoencoder {
 
     /// Mean squared reconstruction error of each row.
     fn errors(&self, x: ArrayView2<f32>) -> Vec<f64> {
+        let _flushing = FlushSubnormals::here();
         let activations = self.forward(x.to_owned());
         let output = &activations[activations.len() - 1];
         Zip::from(x.rows())
@@ -191,6 +196,7 @@ impl Autoencoder {
     /// Coefficient of determination of the reconstruction, averaged over columns as scikit-learn's
     /// `r2_score` (a constant column counts 1 when reproduced exactly, else 0).
     fn r_squared(&self, x: ArrayView2<f32>, variance: &[f64]) -> f64 {
+        let _flushing = FlushSubnormals::here();
         let activations = self.forward(x.to_owned());
         let output = &activations[activations.len() - 1];
         let mut residual = vec![0.0f64; x.ncols()];
@@ -215,7 +221,6 @@ impl Autoencoder {
 
     /// Trains on the rows of `x` (already sub-sampled).
     pub fn train(x: ArrayView2<f64>, p: &AutoencoderParams, seed: u64) -> Result<(Autoencoder, Training)> {
-        let _flushing = FlushSubnormals::here();
         let (n, d) = x.dim();
         if d == 0 || n < 2 {
             return Err(invalid(format!(
@@ -227,7 +232,10 @@ impl Autoencoder {
         order.shuffle(&mut rng);
         let held = ((n as f64 * p.validation).round() as usize).clamp(1, n - 1);
         let (validation_rows, training_rows) = order.split_at(held);
-        let x32 = x.mapv(|v| v as f32);
+        let x32 = {
+            let _flushing = FlushSubnormals::here();
+            x.mapv(|v| v as f32)
+        };
         let validation = x32.select(Axis(0), validation_rows);
         let mut training_rows = training_rows.to_vec();
         let training = x32.select(Axis(0), &training_rows);
@@ -293,11 +301,9 @@ impl Autoencoder {
         let step = rows.div_ceil(parts);
         let shares: Vec<Vec<(Array2<f32>, Array1<f32>)>> = (0..parts)
             .into_par_iter()
-            .map(|p| {
-                let _flushing = FlushSubnormals::here();
-                self.gradient_share(input.slice(s![p * step..((p + 1) * step).min(rows), ..]), rows as f32)
-            })
+            .map(|p| self.gradient_share(input.slice(s![p * step..((p + 1) * step).min(rows), ..]), rows as f32))
             .collect();
+        let _flushing = FlushSubnormals::here();
         let mut shares = shares.into_iter();
         let mut grads = shares.next().expect("a batch has at least one part");
         for share in shares {
@@ -316,6 +322,7 @@ impl Autoencoder {
     /// The rows' part of the batch gradient of the loss (without the L2 term): back-propagation
     /// of (output - input) / `batch_rows`.
     fn gradient_share(&self, input: ArrayView2<f32>, batch_rows: f32) -> Vec<(Array2<f32>, Array1<f32>)> {
+        let _flushing = FlushSubnormals::here();
         let activations = self.forward(input.to_owned());
         let last = self.layers.len();
         let mut delta = &activations[last] - &activations[0];
@@ -376,28 +383,41 @@ impl Autoencoder {
     }
 }
 
-/// Subnormal numbers flushed to zero (results: FTZ) and read as zero (operands: DAZ) on the
-/// current thread while this lives; the thread's earlier setting comes back on drop. Every piece
-/// of the network's arithmetic runs under one, on whichever thread it runs, so a seed still
-/// gives the same bits everywhere.
+/// Results too small for a normal number flushed to zero (MXCSR's FTZ) on the current thread
+/// while this lives; the thread's earlier setting comes back on drop. Every piece of the
+/// network's f32 arithmetic (the conversion of its input, the forward and backward passes, the
+/// sum of a batch's parts, Adam's step, the validation score) runs under one, on whichever thread
+/// it runs, so no subnormal is ever made and a seed still gives the same bits everywhere.
+///
+/// Rule: a guard is never held across a rayon call. A thread waiting in rayon runs other queued
+/// jobs (another ensemble member's, say), which would then compute with this setting. Only FTZ is
+/// set, not DAZ (subnormal operands read as zero): Rust documents changing DAZ as undefined
+/// behaviour, and with FTZ in force while the network computes no subnormal reaches it anyway.
+/// Not `Send`: it must be dropped on the thread whose setting it changed.
 struct FlushSubnormals {
     #[cfg(target_arch = "x86_64")]
     saved: u32,
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl FlushSubnormals {
     #[cfg(target_arch = "x86_64")]
     fn here() -> FlushSubnormals {
-        /// MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6).
-        const FTZ_DAZ: u32 = 0x8040;
+        /// MXCSR's flush-to-zero bit.
+        const FLUSH_TO_ZERO: u32 = 1 << 15;
         let saved = read_mxcsr();
-        write_mxcsr(saved | FTZ_DAZ);
-        FlushSubnormals { saved }
+        write_mxcsr(saved | FLUSH_TO_ZERO);
+        FlushSubnormals {
+            saved,
+            _this_thread: std::marker::PhantomData,
+        }
     }
 
     #[cfg(not(target_arch = "x86_64"))]
     fn here() -> FlushSubnormals {
-        FlushSubnormals {}
+        FlushSubnormals {
+            _this_thread: std::marker::PhantomData,
+        }
     }
 }
 
@@ -419,8 +439,10 @@ fn read_mxcsr() -> u32 {
 #[cfg(target_arch = "x86_64")]
 fn write_mxcsr(value: u32) {
     // SAFETY: ldmxcsr loads the control register from a local u32. The values written are the
-    // thread's own earlier value or it with FTZ and DAZ set; no reserved bit is ever set (that
-    // would fault), since only those two defined bits are added.
+    // thread's own earlier value, or it with the flush-to-zero bit set: no reserved bit is ever
+    // set (that would fault), and neither the rounding mode, the exception masks nor DAZ change
+    // (which Rust documents as undefined behaviour). Flush-to-zero changes only results that
+    // would be subnormal, in the code the guard covers ([`FlushSubnormals`]).
     unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &value, options(nostack, readonly, preserves_flags)) };
 }
 
@@ -472,6 +494,7 @@ impl Adam {
     }
 
     fn step(&mut self, net: &mut Autoencoder, grads: &[(Array2<f32>, Array1<f32>)], learning_rate: f32) {
+        let _flushing = FlushSubnormals::here();
         self.step += 1;
         let rate = learning_rate * (1.0 - BETA2.powi(self.step)).sqrt() / (1.0 - BETA1.powi(self.step));
         let update = |param: &mut f32, m: &mut f32, v: &mut f32, g: f32| {
@@ -623,28 +646,6 @@ impl Stage for AutoencoderStage {
 
 #[cfg(test)]
 mod tests {
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn subnormals_are_flushed_while_the_guard_lives_and_computed_again_after() {
-        let tiny = std::hint::black_box(f32::MIN_POSITIVE / 4.0);
-        assert!(tiny != 0.0 && !tiny.is_normal(), "a subnormal to start from");
-        let product = |a: f32, b: f32| std::hint::black_box(a) * std::hint::black_box(b);
-        assert!(product(tiny, 1.0) != 0.0, "subnormals are computed outside the guard");
-        {
-            let _outer = FlushSubnormals::here();
-            // DAZ: a subnormal operand reads as zero; FTZ: a subnormal result becomes zero.
-            assert_eq!(product(tiny, 1.0), 0.0);
-            assert_eq!(product(f32::MIN_POSITIVE, 0.5), 0.0);
-            {
-                let _inner = FlushSubnormals::here();
-                assert_eq!(product(tiny, 1.0), 0.0);
-            }
-            assert_eq!(product(tiny, 1.0), 0.0, "an inner guard leaves the outer one's setting");
-        }
-        assert!(product(tiny, 1.0) != 0.0, "the thread's own setting comes back");
-        assert!(product(f32::MIN_POSITIVE, 0.5) != 0.0);
-    }
-
     use super::*;
 
     fn params() -> AutoencoderParams {
@@ -658,6 +659,102 @@ mod tests {
             ]))
             .unwrap();
         serde_json::from_value(value).unwrap()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn subnormal_results_are_flushed_while_the_guard_lives_and_made_again_after() {
+        let product = |a: f32, b: f32| std::hint::black_box(a) * std::hint::black_box(b);
+        // A result below the smallest normal f32: subnormal, or zero under the guard.
+        let tiny = || product(f32::MIN_POSITIVE, 1.0 / 3.0);
+        assert!(
+            tiny() != 0.0 && !tiny().is_normal(),
+            "subnormals are made outside the guard"
+        );
+        {
+            let _outer = FlushSubnormals::here();
+            assert_eq!(tiny(), 0.0);
+            assert_eq!(
+                product(f32::MIN_POSITIVE, 2.0),
+                2.0 * f32::MIN_POSITIVE,
+                "normal results are untouched"
+            );
+            {
+                let _inner = FlushSubnormals::here();
+                assert_eq!(tiny(), 0.0);
+            }
+            assert_eq!(tiny(), 0.0, "an inner guard leaves the outer one's setting");
+        }
+        assert!(tiny() != 0.0, "the thread's own setting comes back");
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn no_other_job_computes_with_the_flush_while_a_network_trains() {
+        // A rayon thread that waits for a stolen part of its own work runs other queued jobs
+        // meanwhile. Were a guard held across the batch gradient's parallel parts, jobs of
+        // whatever else the pool runs (another ensemble member) would compute with the flush set
+        // on that thread. Here the other side queues many small jobs while a network trains on a
+        // pool of three threads, and each job looks at its thread's setting.
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        // Three threads: one trains, one queues the other jobs, one is free to take a part of a
+        // batch, so that the training thread waits for it with the other jobs in reach.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        // Parts of a batch long enough (a few hundred microseconds) for the other thread to take
+        // one while this one still works on its own, and then to have queued jobs of its own.
+        let x = Array2::from_shape_fn((20_000, 6), |(i, j)| ((i * 7 + j * 13) % 17) as f64 / 17.0);
+        let mut p = params();
+        p.hidden = vec![64, 32, 16, 8];
+        p.epochs = 3;
+        p.batch = 1000;
+        let (flushed, jobs) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        // Whether a job lands on the training thread depends on timing: it is tried ten times.
+        // With a guard held across the parallel parts this failed in three runs of four; without
+        // one no job can see the flush.
+        for _ in 0..10 {
+            let (other_started, training_done) = (AtomicBool::new(false), AtomicBool::new(false));
+            pool.install(|| {
+                rayon::join(
+                    || {
+                        // Training starts once the other side runs on the pool's other thread (it
+                        // is taken there within microseconds; the wait is bounded all the same).
+                        let since = std::time::Instant::now();
+                        while !other_started.load(Ordering::SeqCst) && since.elapsed().as_secs() < 10 {
+                            std::hint::spin_loop();
+                        }
+                        Autoencoder::train(x.view(), &p, 7).unwrap();
+                        training_done.store(true, Ordering::SeqCst);
+                    },
+                    || {
+                        other_started.store(true, Ordering::SeqCst);
+                        while !training_done.load(Ordering::SeqCst) {
+                            rayon::scope(|s| {
+                                for _ in 0..16 {
+                                    s.spawn(|_| {
+                                        jobs.fetch_add(1, Ordering::SeqCst);
+                                        if read_mxcsr() & (1 << 15) != 0 {
+                                            flushed.fetch_add(1, Ordering::SeqCst);
+                                        }
+                                        // Long enough that jobs stay queued behind it.
+                                        let since = std::time::Instant::now();
+                                        while since.elapsed().as_micros() < 50 {
+                                            std::hint::spin_loop();
+                                        }
+                                    });
+                                }
+                            });
+                        }
+                    },
+                )
+            });
+        }
+        assert!(jobs.load(Ordering::SeqCst) > 0);
+        assert_eq!(
+            flushed.load(Ordering::SeqCst),
+            0,
+            "of {} jobs",
+            jobs.load(Ordering::SeqCst)
+        );
     }
 
     #[test]

@@ -846,6 +846,8 @@ pub fn load_training(
             scale_in_place(&mut x, &cells)
         } else {
             let columns: Vec<RawColumn> = (0..width).map(|j| RawColumn::Numbers(x.column(j).to_vec())).collect();
+            // The raw matrix goes before the encoded one is made: two at once would be one too many.
+            drop(std::mem::take(&mut x));
             let refs: Vec<&RawColumn> = columns.iter().collect();
             let (encoded, imputed) = encode(&encoding, &refs, raw.rows);
             x = encoded;
@@ -1722,16 +1724,16 @@ fn numeric_stats(values: &[f64], log1p: bool) -> NumericStats {
 /// i mod 8) added up in a fixed order: vectorised, and the same values always give the same
 /// bits whatever the layout. What decides log1p and the missing count is taken in the first
 /// pass, without branches; a log1p column's sum is then taken again of the transformed values.
-/// The columns are shared out between rayon's threads, each walking every row for its own.
+/// The lanes are shared out between rayon's threads ([`lane_pass`]).
 fn column_stats(cells: &[f64], width: usize, log1p: bool) -> Vec<NumericStats> {
     if width == 0 {
         return Vec::new();
     }
     let rows = cells.len() / width;
-    let first = lane_pass::<true>(cells, width, |_, v| v);
+    let first = lane_pass::<FIRST>(cells, width, |_, v| v);
     let takes_log: Vec<bool> = first.iter().map(|p| log1p && p.low >= 0.0 && p.high > 1.0).collect();
     let logged = match takes_log.iter().any(|&t| t) {
-        true => lane_pass::<false>(cells, width, |j, v| if takes_log[j] { log1p_of(v) } else { v }),
+        true => lane_pass::<LATER>(cells, width, |j, v| if takes_log[j] { log1p_of(v) } else { v }),
         false => Vec::new(),
     };
     let means: Vec<f64> = (0..width)
@@ -1751,13 +1753,13 @@ fn column_stats(cells: &[f64], width: usize, log1p: bool) -> Vec<NumericStats> {
         .collect();
     // Without a log1p column the pass has no call in it.
     let squares = if takes_log.iter().any(|&t| t) {
-        lane_pass::<false>(cells, width, |j, v| {
+        lane_pass::<LATER>(cells, width, |j, v| {
             let v = if takes_log[j] { log1p_of(v) } else { v };
             (v - means[j]) * (v - means[j])
         })
     } else {
         let means = means.as_slice();
-        lane_pass::<false>(cells, width, move |j, v| {
+        lane_pass::<LATER>(cells, width, move |j, v| {
             let d = v - means[j];
             d * d
         })
@@ -1781,6 +1783,11 @@ fn column_stats(cells: &[f64], width: usize, log1p: bool) -> Vec<NumericStats> {
 
 /// Lanes of [`lane_pass`].
 const SUM_LANES: usize = 8;
+
+/// [`lane_pass`]'s first pass over a matrix, which also counts what is missing and finds the
+/// range of the finite values; a later pass takes only the sums.
+const FIRST: bool = true;
+const LATER: bool = false;
 
 /// What one pass of [`lane_pass`] takes of one column.
 #[derive(Debug, Clone, Copy)]
@@ -1813,19 +1820,22 @@ impl Pass {
 }
 
 /// One pass over the rows of a row-major matrix `width` cells wide: for each column j, the sum
-/// of `f(j, v)` over its finite values `v`, in lanes, and (with `SEE`) how many values are
+/// of `f(j, v)` over its finite values `v`, in lanes, and (in the [`FIRST`] pass) how many values are
 /// missing and the range of the finite ones. The lanes are shared out between rayon's threads
 /// (row i belongs to lane i mod [`SUM_LANES`]); each lane is still summed in row order, so the
 /// bits do not depend on how many threads there are.
-fn lane_pass<const SEE: bool>(cells: &[f64], width: usize, f: impl Fn(usize, f64) -> f64 + Sync) -> Vec<Pass> {
+fn lane_pass<const FIRST_PASS: bool>(cells: &[f64], width: usize, f: impl Fn(usize, f64) -> f64 + Sync) -> Vec<Pass> {
     use rayon::prelude::*;
-    let groups = rayon::current_num_threads().clamp(1, SUM_LANES);
-    let per = SUM_LANES.div_ceil(groups);
+    // A single column is one of several taken in parallel already ([`load_training`]); a matrix
+    // is shared out, every group with at least one lane.
+    let threads = if width == 1 { 1 } else { rayon::current_num_threads() };
+    let per = SUM_LANES.div_ceil(threads.clamp(1, SUM_LANES));
+    let groups = SUM_LANES.div_ceil(per);
     let parts: Vec<(std::ops::Range<usize>, Vec<Pass>)> = (0..groups)
         .into_par_iter()
         .map(|g| {
             let lanes = (g * per).min(SUM_LANES)..((g + 1) * per).min(SUM_LANES);
-            (lanes.clone(), lane_pass_of::<SEE>(cells, width, lanes, &f))
+            (lanes.clone(), lane_pass_of::<FIRST_PASS>(cells, width, lanes, &f))
         })
         .collect();
     let mut out = vec![Pass::default(); width];
@@ -1844,7 +1854,7 @@ fn lane_pass<const SEE: bool>(cells: &[f64], width: usize, f: impl Fn(usize, f64
 
 /// [`lane_pass`] over the rows of `lanes` only. The sums are kept lane by lane, each lane's for
 /// every column side by side, so that a row is taken in with one loop over its cells.
-fn lane_pass_of<const SEE: bool>(
+fn lane_pass_of<const FIRST_PASS: bool>(
     cells: &[f64],
     width: usize,
     lanes: std::ops::Range<usize>,
@@ -1856,7 +1866,7 @@ fn lane_pass_of<const SEE: bool>(
     let mut high = vec![f64::NEG_INFINITY; width];
     let mut take = |lane: usize, row: &[f64]| {
         let lane_sums = &mut sums[lane * width..(lane + 1) * width];
-        if !SEE {
+        if !FIRST_PASS {
             for (j, (&v, sum)) in row.iter().zip(lane_sums).enumerate() {
                 *sum += if v.abs() < f64::INFINITY { f(j, v) } else { 0.0 };
             }
@@ -1913,6 +1923,10 @@ fn lane_pass_of<const SEE: bool>(
 fn scale_in_place(x: &mut Array2<f64>, cells: &[NumericCell]) -> u64 {
     use rayon::prelude::*;
     let width = x.ncols();
+    debug_assert!(
+        cells.len() == width && !cells.iter().any(|c| c.missing_flag),
+        "only a matrix of numbers without flag cells is scaled in place"
+    );
     if width == 0 || cells.len() != width || cells.iter().any(|c| c.missing_flag) {
         return 0;
     }
@@ -2257,6 +2271,59 @@ mod tests {
                         }
                     }
                 }
+                // Numbers only, without a stored encoding (as training reads them): the raw
+                // values go straight into the matrix, equal bit for bit to the columns read
+                // (NULL as NaN), with the same labels and ids, wherever the read is split.
+                let numbers: Vec<Chosen> = vec![("a".into(), Kind::Numeric, true), ("b".into(), Kind::Numeric, true)];
+                for (table, splits) in [
+                    ("split_in", vec![1u64, 1000, 2048, 3000, 4096, 4999, 5000, 9000]),
+                    ("split_small", vec![1, 2, 3, 100]),
+                    ("split_empty", vec![1, 100]),
+                ] {
+                    let source = Source::parse(table);
+                    let (input, columns) = open_input(&store, &source, "__netlens_input_4")?;
+                    let extra = Extra {
+                        id: Some("id"),
+                        keys: false,
+                    };
+                    let read = |split, fill| {
+                        read_raw(
+                            &store,
+                            &source,
+                            &input,
+                            &columns,
+                            &numbers,
+                            Some("label"),
+                            extra,
+                            None,
+                            split,
+                            fill,
+                        )
+                    };
+                    let whole = read(None, false)?;
+                    assert!(whole.x.is_none(), "{table}: columns when not asked to fill");
+                    let mut expected = Vec::new();
+                    for i in 0..whole.rows {
+                        for column in &whole.columns {
+                            match column {
+                                RawColumn::Numbers(values) => expected.push(values[i].to_bits()),
+                                RawColumn::Codes { .. } => panic!("{table}: a number read as a category"),
+                            }
+                        }
+                    }
+                    for m in std::iter::once(None).chain(splits.iter().map(|&m| Some(m))) {
+                        let filled = read(m, true)?;
+                        let (x, imputed) = filled.x.as_ref().expect("numbers only are read into the matrix");
+                        assert_eq!((x.dim(), *imputed), ((whole.rows, 2), 0), "{table} split at {m:?}");
+                        assert!(
+                            x.iter().map(|v| v.to_bits()).collect::<Vec<_>>() == expected,
+                            "{table} split at {m:?}: the raw matrix differs from the columns"
+                        );
+                        let (rows, _, labels, ids, _) = plain(&filled);
+                        let (w_rows, _, w_labels, w_ids, _) = plain(&whole);
+                        assert_eq!((rows, labels, ids), (w_rows, w_labels, w_ids), "{table} split at {m:?}");
+                    }
+                }
                 training.input.drop(conn)?;
                 Ok(())
             })
@@ -2566,6 +2633,10 @@ mod tests {
                 _ => (x - 500.0).sin() * 1e6,
             }
         };
+        let pools: Vec<rayon::ThreadPool> = [1, 3, 5, 8]
+            .iter()
+            .map(|&n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap())
+            .collect();
         for rows in [0usize, 1, 7, 8, 9, 63, 1000, 4097] {
             for width in [1usize, 3, 9] {
                 for log1p in [false, true] {
@@ -2577,6 +2648,16 @@ mod tests {
                     }
                     let stats = column_stats(&cells, width, log1p);
                     assert_eq!(stats.len(), width);
+                    // The lanes shared out between any number of threads give the same bits.
+                    for pool in &pools {
+                        let theirs = pool.install(|| column_stats(&cells, width, log1p));
+                        assert_eq!(
+                            theirs.iter().map(|s| bits(*s)).collect::<Vec<_>>(),
+                            stats.iter().map(|s| bits(*s)).collect::<Vec<_>>(),
+                            "{} threads, rows {rows} width {width}",
+                            pool.current_num_threads()
+                        );
+                    }
                     for (j, s) in stats.iter().enumerate() {
                         let alone: Vec<f64> = (0..rows).map(|i| column(j, i)).collect();
                         let (l, m, d, missing) = stats_one_column_at_a_time(&alone, log1p);
