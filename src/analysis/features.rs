@@ -819,54 +819,75 @@ pub fn load_training(
         return Err(source_error(source, "has no rows to learn from"));
     }
     // Every feature a number and the raw values already in the matrix: the encoding is learnt
-    // from it and applied in place. A column with some values missing needs a flag cell beside
-    // it, which this layout has no room for: then its columns are taken out of the matrix and
-    // encoded as any other read's, to the same bits.
-    if let Some((mut x, _)) = raw.x.take() {
-        let width = x.ncols();
-        let stats = column_stats(x.as_slice().expect("a new matrix is contiguous"), width, limits.log1p);
-        let encoding = Encoding {
-            columns: chosen
-                .iter()
-                .zip(&stats)
-                .map(|((name, _, _), s)| ColumnEncoding::Numeric {
-                    name: name.clone(),
-                    mean: s.mean,
-                    std: s.std,
-                    log1p: s.log1p,
-                    missing_flag: s.missing > 0 && s.missing < raw.rows,
-                })
-                .collect(),
-        };
-        let imputed = if encoding.width() == width {
-            let cells: Vec<NumericCell> = stats
-                .iter()
-                .map(|s| NumericCell::new(s.mean, s.std, s.log1p, false))
-                .collect();
-            scale_in_place(&mut x, &cells)
-        } else {
-            let columns: Vec<RawColumn> = (0..width).map(|j| RawColumn::Numbers(x.column(j).to_vec())).collect();
-            // The raw matrix goes before the encoded one is made: two at once would be one too many.
-            drop(std::mem::take(&mut x));
-            let refs: Vec<&RawColumn> = columns.iter().collect();
-            let (encoded, imputed) = encode(&encoding, &refs, raw.rows);
-            x = encoded;
-            imputed
-        };
-        return Ok(Loaded {
-            x,
-            encoding,
-            imputed,
-            id_column: id,
-            labels: raw.labels,
-            label_column: label,
-            input,
-            ids: raw.ids,
-            row_keys: raw.keys,
-            source_columns: columns.into_iter().map(|(n, _)| n).collect(),
-            skipped,
-        });
-    }
+    // from it and applied in place. Otherwise it is learnt from the columns read.
+    let (x, encoding, imputed) = match raw.x.take() {
+        Some((x, _)) => learn_in_place(x, &chosen, raw.rows, limits.log1p),
+        None => learn_from_columns(source, &raw, &chosen, limits, &mut skipped)?,
+    };
+    Ok(Loaded {
+        x,
+        encoding,
+        imputed,
+        id_column: id,
+        labels: raw.labels,
+        label_column: label,
+        input,
+        ids: raw.ids,
+        row_keys: raw.keys,
+        source_columns: columns.into_iter().map(|(n, _)| n).collect(),
+        skipped,
+    })
+}
+
+/// The encoding of a matrix of raw numbers (one column per feature in `chosen`, NaN for
+/// missing), learnt from it ([`column_stats`]) and applied in place: the matrix, encoding and
+/// imputed count the same values read into columns give. A column with some values missing
+/// needs a flag cell beside it, which this layout has no room for: then the columns are taken
+/// out of the matrix and encoded as any other read's, to the same bits.
+fn learn_in_place(mut x: Array2<f64>, chosen: &[Chosen], rows: usize, log1p: bool) -> (Array2<f64>, Encoding, u64) {
+    let width = x.ncols();
+    let stats = column_stats(x.as_slice().expect("a new matrix is contiguous"), width, log1p);
+    let encoding = Encoding {
+        columns: chosen
+            .iter()
+            .zip(&stats)
+            .map(|((name, _, _), s)| ColumnEncoding::Numeric {
+                name: name.clone(),
+                mean: s.mean,
+                std: s.std,
+                log1p: s.log1p,
+                missing_flag: s.missing > 0 && s.missing < rows,
+            })
+            .collect(),
+    };
+    let imputed = if encoding.width() == width {
+        let cells: Vec<NumericCell> = stats
+            .iter()
+            .map(|s| NumericCell::new(s.mean, s.std, s.log1p, false))
+            .collect();
+        scale_in_place(&mut x, &cells)
+    } else {
+        let columns: Vec<RawColumn> = (0..width).map(|j| RawColumn::Numbers(x.column(j).to_vec())).collect();
+        // The raw matrix goes before the encoded one is made: two at once would be one too many.
+        drop(std::mem::take(&mut x));
+        let refs: Vec<&RawColumn> = columns.iter().collect();
+        let (encoded, imputed) = encode(&encoding, &refs, rows);
+        x = encoded;
+        imputed
+    };
+    (x, encoding, imputed)
+}
+
+/// The encoding learnt from the columns read (numbers and categories), and the matrix encoded
+/// with it. A category column with too many values is an error when it was asked for, else
+/// left out (`skipped` says so).
+fn learn_from_columns(
+    source: &Source,
+    raw: &Raw,
+    chosen: &[Chosen],
+    limits: Limits,
+    skipped: &mut Vec<String>,
+) -> Result<(Array2<f64>, Encoding, u64)> {
     // Learn the encoding. Each numeric column's statistics are its own: computed in parallel.
     let stats: Vec<Option<NumericStats>> = {
         use rayon::prelude::*;
@@ -937,19 +958,7 @@ pub fn load_training(
     let encoding = Encoding { columns: encodings };
     let kept: Vec<&RawColumn> = kept_columns.iter().map(|&i| &raw.columns[i]).collect();
     let (x, imputed) = encode(&encoding, &kept, raw.rows);
-    Ok(Loaded {
-        x,
-        encoding,
-        imputed,
-        id_column: id,
-        labels: raw.labels,
-        label_column: label,
-        input,
-        ids: raw.ids,
-        row_keys: raw.keys,
-        source_columns: columns.into_iter().map(|(n, _)| n).collect(),
-        skipped,
-    })
+    Ok((x, encoding, imputed))
 }
 
 /// Reads a source to score with a stored encoding. Every model column must be there with a
