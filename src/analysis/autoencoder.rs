@@ -19,8 +19,8 @@
 //!
 //! Arithmetic is in f32 (matrixmultiply's sgemm, twice as fast as f64; reconstruction errors need
 //! no more precision), with results too small for a normal f32 flushed to zero
-//! ([`FlushSubnormals`], x86-64's FTZ): a subnormal operand costs the processor's multiply-add a
-//! microcode assist of about a hundred cycles, and some seeds' networks made them after a few
+//! ([`FlushSubnormals`], x86-64's FTZ): a subnormal operand sends the processor's multiply-add
+//! down a microcode slow path, and some seeds' networks made them after a few
 //! epochs, after which nearly all their time went to sgemm's slow path (bench/RESULTS.md, stop
 //! 36). A value that small changes no reconstruction error anyone reads. Elsewhere than on x86-64
 //! subnormals are computed as usual.

@@ -1138,9 +1138,11 @@ struct Part {
 /// second connection in a thread of its own, at the same time, so that taking DuckDB's chunks
 /// over (the Arrow hand-over, most of a large read) runs on two cores; the parts are joined in
 /// row order, and every value, code and dictionary comes out as one pass would give it.
-/// With `fill`, a stored encoding (`known`) and a base table read in place (its rows known
-/// before the read), the chunks are encoded straight into the matrix ([`Raw::x`]) at their row
-/// numbers, cell for cell as [`encode`] computes them, without the columns in between.
+/// With `fill` and a base table read in place (its rows known before the read), the chunks go
+/// straight into the matrix ([`Raw::x`]) at their row numbers, without the columns in between:
+/// encoded cell for cell as [`encode`] computes them with a stored encoding (`known`), or as raw
+/// values when every feature is a number (training learns its encoding from them). Both callers
+/// fill; the columns alone (`fill` false) are what the tests compare the matrix with.
 #[allow(clippy::too_many_arguments)]
 fn read_raw(
     store: &Store,
@@ -1209,48 +1211,20 @@ fn read_raw(
         None => &mut [],
     };
     let part = match second {
-        None => read_part(
-            conn,
-            &query,
-            None,
-            direct
-                .map(|(width, _)| Fill {
-                    cells,
-                    first: 0,
-                    width,
-                    encoding: known,
-                })
-                .as_mut(),
-        )?,
+        None => read_part(conn, &query, None, Fill::from_row(direct, known, cells, 0).as_mut())?,
         Some((m, other)) => {
-            let (first_cells, rest_cells) = match direct {
-                Some((width, rows)) => {
-                    let at = usize::try_from(m).unwrap_or(usize::MAX).min(rows) * width;
-                    let (a, b) = std::mem::take(&mut cells).split_at_mut(at);
-                    (Some(a), Some(b))
-                }
-                None => (None, None),
-            };
+            let at = direct.map_or(0, |(width, rows)| {
+                usize::try_from(m).unwrap_or(usize::MAX).min(rows) * width
+            });
+            let (first_cells, rest_cells) = std::mem::take(&mut cells).split_at_mut(at);
             let (first, rest) = std::thread::scope(|scope| {
                 let query = &query;
-                let rest_fill = rest_cells.zip(direct).map(|(cells, (width, _))| Fill {
-                    cells,
-                    first: m,
-                    width,
-                    encoding: known,
-                });
+                let mut rest_fill = Fill::from_row(direct, known, rest_cells, m);
                 let rest = scope.spawn(move || {
-                    let mut rest_fill = rest_fill;
                     let part = read_part(&other, query, Some((m, None)), rest_fill.as_mut());
                     (part, rest_fill)
                 });
-                let first_fill = first_cells.zip(direct).map(|(cells, (width, _))| Fill {
-                    cells,
-                    first: 0,
-                    width,
-                    encoding: known,
-                });
-                let mut first_fill = first_fill;
+                let mut first_fill = Fill::from_row(direct, known, first_cells, 0);
                 let first = read_part(conn, query, Some((0, Some(m))), first_fill.as_mut());
                 (first, rest.join())
             });
@@ -1506,7 +1480,23 @@ struct Fill<'m> {
     encoding: Option<&'m Encoding>,
 }
 
-impl Fill<'_> {
+impl<'m> Fill<'m> {
+    /// The rows of the matrix from row `first` on (`cells`), for one reader to fill; None when
+    /// the read fills no matrix (`direct`: the matrix's width and rows, as [`read_raw`] has it).
+    fn from_row(
+        direct: Option<(usize, usize)>,
+        encoding: Option<&'m Encoding>,
+        cells: &'m mut [f64],
+        first: u64,
+    ) -> Option<Fill<'m>> {
+        direct.map(|(width, _)| Fill {
+            cells,
+            first,
+            width,
+            encoding,
+        })
+    }
+
     /// Puts one chunk's rows into the matrix, each at its row number (`numbers`): encoded cell
     /// for cell as [`encode`] computes it, or raw ([`Fill::encoding`]); returns the cells
     /// imputed. `lookups`: each categorical column's stored categories.
@@ -1741,13 +1731,15 @@ fn column_stats(cells: &[f64], width: usize, log1p: bool) -> Vec<NumericStats> {
     let rows = cells.len() / width;
     let first = lane_pass::<FIRST>(cells, width, |_, v| v);
     let takes_log: Vec<bool> = first.iter().map(|p| log1p && p.low >= 0.0 && p.high > 1.0).collect();
-    let logged = match takes_log.iter().any(|&t| t) {
+    let any_log = takes_log.iter().any(|&t| t);
+    let counts: Vec<usize> = first.iter().map(|p| rows - p.missing).collect();
+    let logged = match any_log {
         true => lane_pass::<LATER>(cells, width, |j, v| if takes_log[j] { log1p_of(v) } else { v }),
         false => Vec::new(),
     };
     let means: Vec<f64> = (0..width)
         .map(|j| {
-            let count = rows - first[j].missing;
+            let count = counts[j];
             let sum = if takes_log[j] {
                 logged[j].total()
             } else {
@@ -1761,7 +1753,7 @@ fn column_stats(cells: &[f64], width: usize, log1p: bool) -> Vec<NumericStats> {
         })
         .collect();
     // Without a log1p column the pass has no call in it.
-    let squares = if takes_log.iter().any(|&t| t) {
+    let squares = if any_log {
         lane_pass::<LATER>(cells, width, |j, v| {
             let v = if takes_log[j] { log1p_of(v) } else { v };
             (v - means[j]) * (v - means[j])
@@ -1775,7 +1767,7 @@ fn column_stats(cells: &[f64], width: usize, log1p: bool) -> Vec<NumericStats> {
     };
     (0..width)
         .map(|j| {
-            let count = rows - first[j].missing;
+            let count = counts[j];
             NumericStats {
                 log1p: takes_log[j],
                 mean: means[j],
@@ -1932,11 +1924,9 @@ fn lane_pass_of<const FIRST_PASS: bool>(
 fn scale_in_place(x: &mut Array2<f64>, cells: &[NumericCell]) -> u64 {
     use rayon::prelude::*;
     let width = x.ncols();
-    debug_assert!(
-        cells.len() == width && !cells.iter().any(|c| c.missing_flag),
-        "only a matrix of numbers without flag cells is scaled in place"
-    );
-    if width == 0 || cells.len() != width || cells.iter().any(|c| c.missing_flag) {
+    let fits = cells.len() == width && !cells.iter().any(|c| c.missing_flag);
+    debug_assert!(fits, "only a matrix of numbers without flag cells is scaled in place");
+    if width == 0 || !fits {
         return 0;
     }
     const BLOCK: usize = 16 * 1024;
@@ -1955,11 +1945,6 @@ fn scale_in_place(x: &mut Array2<f64>, cells: &[NumericCell]) -> u64 {
         .sum()
 }
 
-/// ln(1 + x) of a value of a log1p column. A negative value (none was seen in training: the
-/// column was chosen for never being negative) becomes -ln(1 + |x|), so the transform stays
-/// monotone and such a value lies as far below the training rows as its log says; clamping it
-/// to 0 (as before stop 27) put a row with a large negative value among the ordinary ones.
-/// Non-finite stays non-finite (and is imputed).
 /// How a numeric column's raw value becomes its cells in an encoded row: the one rule [`encode`]
 /// and a matrix filled as the rows are read ([`Fill`]) share, so both give the same bits.
 struct NumericCell {
@@ -1999,6 +1984,11 @@ impl NumericCell {
     }
 }
 
+/// ln(1 + x) of a value of a log1p column. A negative value (none was seen in training: the
+/// column was chosen for never being negative) becomes -ln(1 + |x|), so the transform stays
+/// monotone and such a value lies as far below the training rows as its log says; clamping it
+/// to 0 (as before stop 27) put a row with a large negative value among the ordinary ones.
+/// Non-finite stays non-finite (and is imputed).
 fn log1p_of(v: f64) -> f64 {
     if v.is_finite() {
         v.signum() * v.abs().ln_1p()
