@@ -16,6 +16,7 @@ pub mod access;
 pub mod client;
 pub mod flight;
 pub mod http;
+mod residency;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -640,6 +641,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
         .thread_name("serve")
         .build()
         .map_err(|e| Error::io("tokio runtime", e))?;
+    runtime.spawn(release_executable_pages_now_and_then());
     let served = runtime.block_on(flight::serve(Arc::clone(&shared), &socket, &options, token));
     // However the listener ended, every loop stops now.
     interrupt::request_stop();
@@ -698,6 +700,43 @@ impl Observer for CaptureObserver<'_> {
 
     fn gap(&mut self, gap: &str) {
         log(&format!("capture: {gap}"));
+    }
+}
+
+/// When the server's start is over: by then it has opened the database, started its loops and
+/// stored its first snapshots.
+const FIRST_RELEASE: Duration = Duration::from_secs(5);
+/// Then this often, for the code of what ran only now and then (a client's command, a
+/// scheduled job).
+const RELEASE_EVERY: Duration = Duration::from_secs(300);
+
+/// Gives back the executable's pages the server touched and no longer uses (see
+/// [`residency`]), once its start is over and then every [`RELEASE_EVERY`], until the runtime
+/// stops.
+async fn release_executable_pages_now_and_then() {
+    tokio::time::sleep(FIRST_RELEASE).await;
+    let mut first = true;
+    loop {
+        let released = tokio::task::spawn_blocking(|| {
+            let before = residency::resident_file_bytes();
+            residency::release_executable_pages().map(|_| (before, residency::resident_file_bytes()))
+        })
+        .await
+        .ok()
+        .flatten();
+        if first {
+            match released {
+                Some((Some(before), Some(after))) => log(&format!(
+                    "start-up over: the executable's pages it used once given back to the kernel (resident file pages {} -> {}; mapped again as used)",
+                    human_bytes(before),
+                    human_bytes(after)
+                )),
+                Some(_) => log("start-up over: the executable's pages it used once given back to the kernel"),
+                None => log("start-up over: the kernel did not take back the executable's pages (MADV_PAGEOUT needs Linux 5.4)"),
+            }
+            first = false;
+        }
+        tokio::time::sleep(RELEASE_EVERY).await;
     }
 }
 

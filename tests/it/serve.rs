@@ -247,6 +247,27 @@ fn a_session_keeps_its_connection_across_statements() {
 }
 
 #[test]
+fn the_executables_start_up_pages_are_given_back_and_the_server_goes_on() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--interval", "300ms"]);
+    eventually(Duration::from_secs(30), "the start-up pages given back", || {
+        server.log().contains("start-up over:")
+    });
+    let log = server.log();
+    assert!(
+        log.contains("given back to the kernel (resident file pages"),
+        "this kernel takes MADV_PAGEOUT; the log:\n{log}"
+    );
+    // The code it needs again comes back as it runs: snapshots go on and queries answer.
+    let before = s.query("SELECT count(*) FROM snapshots").parse::<i64>().unwrap();
+    eventually(Duration::from_secs(30), "three more snapshots", || {
+        s.query("SELECT count(*) FROM snapshots").parse::<i64>().unwrap_or(0) >= before + 3
+    });
+    assert_eq!(s.query("SELECT 6 * 7"), "42");
+    assert!(server.stop(Duration::from_secs(30)).success());
+}
+
+#[test]
 fn a_second_server_and_a_killed_ones_socket_get_clear_messages() {
     let s = Scratch::new();
     let server = Server::start(&s, &["--no-capture"]);
