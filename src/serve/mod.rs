@@ -16,6 +16,7 @@ pub mod access;
 pub mod client;
 pub mod flight;
 pub mod http;
+#[cfg(target_os = "linux")]
 mod residency;
 
 use std::collections::BTreeMap;
@@ -641,7 +642,8 @@ pub fn run(options: ServeOptions) -> Result<()> {
         .thread_name("serve")
         .build()
         .map_err(|e| Error::io("tokio runtime", e))?;
-    runtime.spawn(release_executable_pages_now_and_then());
+    #[cfg(target_os = "linux")]
+    runtime.spawn(release_start_up_pages());
     let served = runtime.block_on(flight::serve(Arc::clone(&shared), &socket, &options, token));
     // However the listener ended, every loop stops now.
     interrupt::request_stop();
@@ -703,40 +705,35 @@ impl Observer for CaptureObserver<'_> {
     }
 }
 
-/// When the server's start is over: by then it has opened the database, started its loops and
-/// stored its first snapshots.
-const FIRST_RELEASE: Duration = Duration::from_secs(5);
-/// Then this often, for the code of what ran only now and then (a client's command, a
-/// scheduled job).
-const RELEASE_EVERY: Duration = Duration::from_secs(300);
+/// When the server's start is over: by then it has opened the database (its migrations
+/// checked), started its loops and taken its first snapshots. What it runs from then on comes
+/// back as it runs.
+#[cfg(target_os = "linux")]
+const RELEASE_AFTER: Duration = Duration::from_secs(5);
 
-/// Gives back the executable's pages the server touched and no longer uses (see
-/// [`residency`]), once its start is over and then every [`RELEASE_EVERY`], until the runtime
-/// stops.
-async fn release_executable_pages_now_and_then() {
-    tokio::time::sleep(FIRST_RELEASE).await;
-    let mut first = true;
-    loop {
-        let released = tokio::task::spawn_blocking(|| {
-            let before = residency::resident_file_bytes();
-            residency::release_executable_pages().map(|_| (before, residency::resident_file_bytes()))
-        })
-        .await
-        .ok()
-        .flatten();
-        if first {
-            match released {
-                Some((Some(before), Some(after))) => log(&format!(
-                    "start-up over: the executable's pages it used once given back to the kernel (resident file pages {} -> {}; mapped again as used)",
-                    human_bytes(before),
-                    human_bytes(after)
-                )),
-                Some(_) => log("start-up over: the executable's pages it used once given back to the kernel"),
-                None => log("start-up over: the kernel did not take back the executable's pages (MADV_PAGEOUT needs Linux 5.4)"),
-            }
-            first = false;
-        }
-        tokio::time::sleep(RELEASE_EVERY).await;
+/// Gives the kernel back the executable's pages the server touched while it started (see
+/// [`residency`]), once, and logs what became of them.
+#[cfg(target_os = "linux")]
+async fn release_start_up_pages() {
+    tokio::time::sleep(RELEASE_AFTER).await;
+    let outcome = tokio::task::spawn_blocking(|| {
+        let before = residency::resident_file_bytes();
+        residency::release_executable_pages().map(|asked| (asked, before, residency::resident_file_bytes()))
+    })
+    .await;
+    match outcome {
+        Ok(Ok((asked, Some(before), Some(after)))) => log(&format!(
+            "start-up over: asked the kernel to reclaim the executable's read-only pages ({} of mappings); resident file pages {} -> {}, the code in use comes back as it runs",
+            human_bytes(asked as u64),
+            human_bytes(before),
+            human_bytes(after)
+        )),
+        Ok(Ok((asked, _, _))) => log(&format!(
+            "start-up over: asked the kernel to reclaim the executable's read-only pages ({} of mappings)",
+            human_bytes(asked as u64)
+        )),
+        Ok(Err(why)) => log(&format!("start-up over: the executable's pages stay resident: {why}")),
+        Err(e) => log(&format!("start-up over: the executable's pages stay resident: {e}")),
     }
 }
 

@@ -1,55 +1,72 @@
-//! Giving back the executable's pages a long-running server touched once and no longer uses.
+//! Giving back the executable's pages a long-running server touched while it started.
 //!
 //! A process's resident memory (RSS) counts every page of its executable it has touched,
 //! and the kernel maps a file's pages in blocks around each one touched (fault-around, 64 KiB
 //! by default). netlens is one executable with DuckDB inside it, and starting a server runs a
 //! great deal of code only once: opening the database and checking its migrations, DuckDB's
-//! own start, the command line, the first queries. Measured on a capturing server, those pages
-//! were about two thirds of its RSS, long after they were last used (bench/RESULTS.md, "the
-//! executable's pages").
+//! own start, the command line. Those pages stay counted long after they were last used
+//! (measured in bench/RESULTS.md, "the executable's pages").
 //!
-//! [`release_executable_pages`] asks the kernel (`madvise(MADV_PAGEOUT)`) to take the
-//! executable's read-only pages out of this process's mappings. They are clean copies of the
-//! file, so nothing is written anywhere; the code the server runs again (each snapshot, each
-//! query) is mapped again at its next use from the page cache, as at start. The server does
-//! this once its start is over, and again now and then (a client's rare command maps more).
-//! Writable pages (the executable's data, the heap) are never touched. Where the kernel refuses
-//! (before Linux 5.4, or a seccomp filter), nothing changes.
+//! [`release_executable_pages`] asks the kernel (`madvise(MADV_PAGEOUT)`) to reclaim the
+//! executable's read-only private mappings in this process. The kernel reclaims what it may:
+//! pages mapped by another process too (a second netlens running) stay, and it takes file pages
+//! only from a process that could write the file (its owner, or root). Reclaimed pages leave the
+//! page cache as well, so the code the server runs again (each snapshot, each query) is read
+//! back from the executable at its next use, as at start; that is why the server does this
+//! once, when its start is over, and not again and again. `madvise` never changes what a
+//! mapping holds. Writable mappings (data, heap, DuckDB's cache) are never asked about.
 //!
-//! Touches only this process's own mappings, read from `/proc/self/maps`.
+//! Linux only. Touches only this process's own mappings, read from `/proc/self/maps`.
 
-use std::os::unix::fs::MetadataExt;
+/// A line of `/proc/self/maps`: its address range, permissions and the file's device and
+/// inode (as the kernel prints them: `major:minor` in hex, inode in decimal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mapping<'a> {
+    start: usize,
+    end: usize,
+    perms: &'a str,
+    device: &'a str,
+    inode: u64,
+}
 
-/// One line of `/proc/self/maps` that is a read-only mapping of the file with this
-/// device and inode: its address range.
-fn read_only_range_of(line: &str, dev: (u32, u32), inode: u64) -> Option<(usize, usize)> {
+fn mapping_of(line: &str) -> Option<Mapping<'_>> {
     let mut fields = line.split_ascii_whitespace();
-    let range = fields.next()?;
+    let (start, end) = fields.next()?.split_once('-')?;
     let perms = fields.next()?;
     let _offset = fields.next()?;
     let device = fields.next()?;
-    let ino: u64 = fields.next()?.parse().ok()?;
-    let (major, minor) = device.split_once(':')?;
-    let device = (
-        u32::from_str_radix(major, 16).ok()?,
-        u32::from_str_radix(minor, 16).ok()?,
-    );
-    // Only pages that cannot have been written: neither writable nor shared.
-    if ino != inode || device != dev || perms.len() < 4 || perms.contains('w') || !perms.ends_with('p') {
-        return None;
-    }
-    let (start, end) = range.split_once('-')?;
+    let inode = fields.next()?.parse().ok()?;
     let (start, end) = (
         usize::from_str_radix(start, 16).ok()?,
         usize::from_str_radix(end, 16).ok()?,
     );
-    (start < end).then_some((start, end))
+    (start < end && perms.len() == 4).then_some(Mapping {
+        start,
+        end,
+        perms,
+        device,
+        inode,
+    })
 }
 
-/// The read-only ranges of the file (`dev`, `inode`) in a `/proc/PID/maps` listing.
-fn read_only_ranges(maps: &str, dev: (u32, u32), inode: u64) -> Vec<(usize, usize)> {
-    maps.lines()
-        .filter_map(|line| read_only_range_of(line, dev, inode))
+/// The read-only private mappings of the file that holds the code at `address` (this
+/// executable, when `address` is one of its functions), found by that mapping's own device and
+/// inode: `stat` of the executable gives another device number than `/proc/self/maps` on some
+/// file systems (btrfs subvolumes, older overlayfs).
+fn read_only_ranges_of_file_at(maps: &str, address: usize) -> Vec<(usize, usize)> {
+    let mappings: Vec<Mapping> = maps.lines().filter_map(mapping_of).collect();
+    let Some(code) = mappings
+        .iter()
+        .find(|m| (m.start..m.end).contains(&address) && m.inode != 0)
+    else {
+        return Vec::new();
+    };
+    mappings
+        .iter()
+        .filter(|m| m.device == code.device && m.inode == code.inode)
+        // Not writable now, and private: never another process's view of the file.
+        .filter(|m| !m.perms.contains('w') && m.perms.ends_with('p'))
+        .map(|m| (m.start, m.end))
         .collect()
 }
 
@@ -64,25 +81,33 @@ pub fn resident_file_bytes() -> Option<u64> {
         .map(|kib| kib * 1024)
 }
 
-/// Takes the executable's read-only pages out of this process (see the module doc). Returns
-/// the bytes of address space it asked about; `None` when the executable or the mappings
-/// could not be read or the kernel refused.
-pub fn release_executable_pages() -> Option<usize> {
-    let exe = std::fs::metadata("/proc/self/exe").ok()?;
-    let dev = (libc::major(exe.dev()), libc::minor(exe.dev()));
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+/// Asks the kernel to reclaim the executable's read-only pages in this process (see the module
+/// doc). Returns the bytes of address space asked about, or why nothing was asked or the
+/// kernel refused (an old kernel, a seccomp filter).
+pub fn release_executable_pages() -> Result<usize, String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| format!("/proc/self/maps is unreadable: {e}"))?;
+    let ranges = read_only_ranges_of_file_at(
+        &maps,
+        release_executable_pages as fn() -> Result<usize, String> as usize,
+    );
+    if ranges.is_empty() {
+        return Err("no read-only mapping of the executable found in /proc/self/maps".to_string());
+    }
     let mut asked = 0;
-    for (start, end) in read_only_ranges(&maps, dev, exe.ino()) {
-        // SAFETY: the range is a whole mapping of this process, read from its own maps, of
-        // pages that were never written; MADV_PAGEOUT only drops them from memory (the next
-        // access maps them again from the file) and changes no content.
-        let done = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT) };
-        if done != 0 {
-            return None;
+    for (start, end) in ranges {
+        // SAFETY: the range is a whole mapping of this process, read from its own maps.
+        // MADV_PAGEOUT changes no content of any mapping (a reclaimed page reads the same when
+        // it is mapped again), so no reference into it is affected.
+        let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT) };
+        if rc != 0 {
+            return Err(format!(
+                "madvise(MADV_PAGEOUT) refused: {} (it needs Linux 5.4)",
+                std::io::Error::last_os_error()
+            ));
         }
         asked += end - start;
     }
-    Some(asked)
+    Ok(asked)
 }
 
 #[cfg(test)]
@@ -103,10 +128,10 @@ mod tests {
 ";
 
     #[test]
-    fn only_the_executables_read_only_private_mappings_are_chosen() {
-        let ranges = read_only_ranges(MAPS, (0xfe, 0), 5_308_714);
+    fn only_the_read_only_private_mappings_of_the_codes_file_are_chosen() {
+        let in_text = 0x55cc_b700_0000;
         assert_eq!(
-            ranges,
+            read_only_ranges_of_file_at(MAPS, in_text),
             vec![
                 (0x55cc_b5d4_d000, 0x55cc_b6f4_8000),
                 (0x55cc_b6f4_8000, 0x55cc_ba8b_e000),
@@ -114,18 +139,32 @@ mod tests {
             ],
             "not its writable data, not another device's file with the same inode, not a shared map"
         );
-        assert!(read_only_ranges("garbage\n\n1-2 r--p\n", (0xfe, 0), 5_308_714).is_empty());
+        let in_heap = 0x55cc_bc00_1000;
+        assert!(
+            read_only_ranges_of_file_at(MAPS, in_heap).is_empty(),
+            "anonymous: no file"
+        );
+        assert!(read_only_ranges_of_file_at("garbage\n\n1-2 r--p\n", in_text).is_empty());
     }
 
     #[test]
-    fn the_executables_pages_leave_and_come_back_when_run() {
+    fn this_executables_code_is_found_in_its_own_maps() {
+        // The address of a function of this binary lies in one of its read-only mappings.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let here = this_executables_code_is_found_in_its_own_maps as fn() as usize;
+        let ranges = read_only_ranges_of_file_at(&maps, here);
+        assert!(
+            ranges.iter().any(|&(start, end)| (start..end).contains(&here)),
+            "{ranges:x?} in\n{maps}"
+        );
+    }
+
+    #[test]
+    fn the_executables_pages_leave_this_process() {
         let before = resident_file_bytes().unwrap();
-        let asked = release_executable_pages().expect("this kernel takes MADV_PAGEOUT (Linux 5.4 and later)");
-        assert!(asked > 0, "the test binary has read-only mappings");
+        let asked = release_executable_pages().expect("the kernel takes MADV_PAGEOUT (Linux 5.4 and later)");
+        assert!(asked > 0);
         let after = resident_file_bytes().unwrap();
         assert!(after < before, "resident file pages {before} -> {after} bytes");
-        // Code still runs: the pages come back as it is used.
-        let sum: u64 = (1..=1000u64).map(|n| n * n).sum();
-        assert_eq!(sum, 333_833_500);
     }
 }
