@@ -10,7 +10,8 @@
 //! [`release_executable_pages`] asks the kernel (`madvise(MADV_PAGEOUT)`) to reclaim the
 //! executable's read-only private mappings in this process. The kernel reclaims what it may:
 //! pages mapped by another process too (a second netlens running) stay, and it takes file pages
-//! only from a process that could write the file (its owner, or root). Reclaimed pages leave the
+//! only from a process that could open the file for writing (its owner, for one). Reclaimed pages
+//! leave the
 //! page cache as well, so the code the server runs again (each snapshot, each query) is read
 //! back from the executable at its next use, as at start; that is why the server does this
 //! once, when its start is over, and not again and again. `madvise` never changes what a
