@@ -720,20 +720,26 @@ async fn release_start_up_pages() {
         let before = residency::resident_file_bytes();
         residency::release_executable_pages().map(|asked| (asked, before, residency::resident_file_bytes()))
     })
-    .await;
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
     match outcome {
-        Ok(Ok((asked, Some(before), Some(after)))) => log(&format!(
-            "start-up over: asked the kernel to reclaim the executable's read-only pages ({} of mappings); resident file pages {} -> {}, the code in use comes back as it runs",
-            human_bytes(asked as u64),
-            human_bytes(before),
-            human_bytes(after)
-        )),
-        Ok(Ok((asked, _, _))) => log(&format!(
-            "start-up over: asked the kernel to reclaim the executable's read-only pages ({} of mappings)",
-            human_bytes(asked as u64)
-        )),
-        Ok(Err(why)) => log(&format!("start-up over: the executable's pages stay resident: {why}")),
-        Err(e) => log(&format!("start-up over: the executable's pages stay resident: {e}")),
+        Ok((asked, before, after)) => {
+            let fell = match (before, after) {
+                (Some(before), Some(after)) => {
+                    format!(
+                        "; resident file pages {} -> {}",
+                        human_bytes(before),
+                        human_bytes(after)
+                    )
+                }
+                _ => String::new(),
+            };
+            log(&format!(
+                "start-up over: asked the kernel to reclaim the executable's read-only pages ({} of mappings){fell}, the code in use comes back as it runs",
+                human_bytes(asked as u64)
+            ))
+        }
+        Err(why) => log(&format!("start-up over: the executable's pages stay resident: {why}")),
     }
 }
 
