@@ -20,6 +20,8 @@ pub mod tracker;
 #[cfg(target_os = "linux")]
 mod procfd;
 #[cfg(target_os = "linux")]
+mod procfiles;
+#[cfg(target_os = "linux")]
 mod procstat;
 #[cfg(target_os = "linux")]
 mod sockdiag;

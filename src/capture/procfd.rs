@@ -22,6 +22,9 @@
 //! not a new socket: that socket's pid list stays as it was until the next complete walk or a
 //! change in the count. On kernels that do not report the count every snapshot walks everything.
 //!
+//! The `stat` of each `/proc/<pid>/fd` is an `fstat` of the directory kept open since its last
+//! walk (`procfiles`), within the budget of open files the capture was given.
+//!
 //! Reading another user's fd table needs root (or CAP_SYS_PTRACE); processes whose table is
 //! unreadable are counted so the caller can say once that their sockets have no pid.
 
@@ -32,6 +35,7 @@ use std::ffi::CStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::ErrorKind;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Inode → pids, plus how many processes could not be inspected.
 #[derive(Debug, Default)]
@@ -68,6 +72,8 @@ struct ProcessFds {
     inodes: Vec<u64>,
     /// False when the table could not be read (permission).
     readable: bool,
+    /// `/proc/<pid>/fd`, open since the walk, while the budget allows.
+    dir: Option<fs::File>,
 }
 
 /// How much a refresh had to read, for tests and the curious.
@@ -94,12 +100,14 @@ pub struct OwnerCache {
     /// Pids the first pass of the current snapshot read.
     read_now: HashSet<u32>,
     stats: WalkStats,
-}
-
-impl Default for OwnerCache {
-    fn default() -> Self {
-        OwnerCache::new()
-    }
+    /// How many processes' `fd` directories may be kept open, and how many are.
+    keep_limit: usize,
+    kept_dirs: usize,
+    /// This process, and the descriptors of /proc files it keeps elsewhere (`procstat`'s): a
+    /// walk of its own table skips those and the kept directories, none of them a socket,
+    /// instead of reading a link for each of hundreds.
+    own_pid: u32,
+    kept_elsewhere: FastSet<RawFd>,
 }
 
 fn socket_inode(link: &[u8]) -> Option<u64> {
@@ -120,12 +128,17 @@ fn read_link_at(dir: &fs::File, name: &CStr, buf: &mut [u8]) -> Option<usize> {
 
 /// Size of `/proc/<pid>/fd` (the number of open fds on Linux ≥ 6.2, 0 before) and its inode.
 fn fd_table_stat(path: &str) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(path).map(|m| (m.size(), m.ino()))
+    fs::metadata(path).map(|m| size_and_inode(&m))
 }
 
-/// Reads one process's socket inodes. `Ok(None)`: the process is gone.
-fn walk_process(path: &str) -> std::io::Result<Option<Vec<u64>>> {
+fn size_and_inode(m: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.size(), m.ino())
+}
+
+/// Reads one process's socket inodes, with the directory opened to read them, leaving out the
+/// fds in `skip`. `Ok(None)`: the process is gone.
+fn walk_process(path: &str, skip: &FastSet<RawFd>) -> std::io::Result<Option<(Vec<u64>, fs::File)>> {
     use std::os::unix::ffi::OsStrExt;
     let (fds, dir) = match fs::read_dir(path).and_then(|fds| Ok((fds, fs::File::open(path)?))) {
         Ok(pair) => pair,
@@ -137,6 +150,14 @@ fn walk_process(path: &str) -> std::io::Result<Option<Vec<u64>>> {
     let mut inodes = Vec::new();
     for fd in fds {
         let Ok(fd) = fd else { continue };
+        if !skip.is_empty()
+            && std::str::from_utf8(fd.file_name().as_bytes())
+                .ok()
+                .and_then(|n| n.parse::<RawFd>().ok())
+                .is_some_and(|n| skip.contains(&n))
+        {
+            continue;
+        }
         name.clear();
         name.extend_from_slice(fd.file_name().as_bytes());
         name.push(0);
@@ -153,7 +174,7 @@ fn walk_process(path: &str) -> std::io::Result<Option<Vec<u64>>> {
     }
     inodes.sort_unstable();
     inodes.dedup();
-    Ok(Some(inodes))
+    Ok(Some((inodes, dir)))
 }
 
 impl OwnerCache {
@@ -162,8 +183,9 @@ impl OwnerCache {
         self.processes.is_empty()
     }
 
-    /// An empty cache; the first refresh walks every process.
-    pub fn new() -> Self {
+    /// An empty cache that keeps up to `keep_limit` processes' `fd` directories open; the
+    /// first refresh walks every process.
+    pub fn new(keep_limit: usize) -> Self {
         let counts_fds = fd_table_stat("/proc/self/fd").is_ok_and(|(n, _)| n > 0);
         OwnerCache {
             processes: HashMap::new(),
@@ -172,7 +194,18 @@ impl OwnerCache {
             counts_fds,
             read_now: HashSet::new(),
             stats: WalkStats::default(),
+            keep_limit,
+            kept_dirs: 0,
+            own_pid: std::process::id(),
+            kept_elsewhere: FastSet::default(),
         }
+    }
+
+    /// The descriptors of the /proc files this process keeps open outside this cache, which a
+    /// walk of its own table skips. They must stay open until the snapshot's `resolve`.
+    pub fn set_kept_elsewhere(&mut self, fds: impl IntoIterator<Item = RawFd>) {
+        self.kept_elsewhere.clear();
+        self.kept_elsewhere.extend(fds);
     }
 
     /// First half of a snapshot, run while the socket dump is in flight: forgets processes
@@ -195,7 +228,14 @@ impl OwnerCache {
             };
             path.clear();
             let _ = write!(path, "/proc/{pid}/fd");
-            let (count, ino) = match fd_table_stat(&path) {
+            // The kept directory fails once its process is gone; the path then names the
+            // process that has the pid now, if any (a new inode).
+            let kept = self
+                .processes
+                .get(&pid)
+                .and_then(|p| p.dir.as_ref())
+                .and_then(|dir| dir.metadata().ok());
+            let (count, ino) = match kept.map_or_else(|| fd_table_stat(&path), |m| Ok(size_and_inode(&m))) {
                 Ok(stat) => stat,
                 Err(e) if e.kind() == ErrorKind::PermissionDenied => (u64::MAX, 0),
                 // Exited since the directory was listed: forgotten below.
@@ -219,32 +259,58 @@ impl OwnerCache {
             }
         }
         self.processes.retain(|pid, _| alive.contains(pid));
+        self.kept_dirs = self.processes.values().filter(|p| p.dir.is_some()).count();
         Ok(())
     }
 
     fn walk(&mut self, pid: u32, fd_count: u64, dir_ino: u64, path: &str) {
         self.stats.walked += 1;
-        let fds = match walk_process(path) {
-            Ok(Some(inodes)) => ProcessFds {
+        // The old entry goes first, closing its kept directory: when `pid` is this process,
+        // the count read after the walk (the new directory open) then matches the count read
+        // before it (the old one open).
+        let had_dir = self.processes.remove(&pid).is_some_and(|p| p.dir.is_some());
+        if had_dir {
+            self.kept_dirs -= 1;
+        }
+        let skip = if pid == self.own_pid {
+            let mut skip = self.kept_elsewhere.clone();
+            skip.extend(
+                self.processes
+                    .values()
+                    .filter_map(|p| p.dir.as_ref())
+                    .map(|d| d.as_raw_fd()),
+            );
+            skip
+        } else {
+            FastSet::default()
+        };
+        let fds = match walk_process(path, &skip) {
+            Ok(Some((inodes, dir))) => {
                 // Changed while it was read: what was read may miss a socket; read it again
                 // at the next pass.
-                fd_count: match fd_table_stat(path) {
-                    Ok((after, _)) if after == fd_count => fd_count,
+                let fd_count = match dir.metadata() {
+                    Ok(m) if m.len() == fd_count => fd_count,
                     _ => u64::MAX,
-                },
-                dir_ino,
-                inodes,
-                readable: true,
-            },
-            Ok(None) => {
-                self.processes.remove(&pid);
-                return;
+                };
+                let keep = self.kept_dirs < self.keep_limit;
+                if keep {
+                    self.kept_dirs += 1;
+                }
+                ProcessFds {
+                    fd_count,
+                    dir_ino,
+                    inodes,
+                    readable: true,
+                    dir: keep.then_some(dir),
+                }
             }
+            Ok(None) => return,
             Err(_) => ProcessFds {
                 fd_count,
                 dir_ino,
                 inodes: Vec::new(),
                 readable: false,
+                dir: None,
             },
         };
         self.processes.insert(pid, fds);
@@ -321,7 +387,7 @@ impl OwnerCache {
 /// One complete walk, without a cache.
 #[cfg(test)]
 pub fn scan() -> std::io::Result<SocketOwners> {
-    let mut cache = OwnerCache::new();
+    let mut cache = OwnerCache::new(4096);
     cache.refresh()?;
     Ok(cache.owners())
 }
@@ -353,7 +419,7 @@ mod tests {
 
     #[test]
     fn cache_finds_a_socket_opened_between_snapshots() {
-        let mut cache = OwnerCache::new();
+        let mut cache = OwnerCache::new(4096);
         cache.refresh().unwrap();
         cache.resolve(&[], false);
         // Opened after the first walk; our fd count changes, or (if another thread of the test
@@ -366,9 +432,77 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_fd_directory_sees_its_count_change_and_its_process_end() {
+        if fd_table_stat("/proc/self/fd").map_or(0, |(n, _)| n) == 0 {
+            eprintln!("skipped: this kernel does not report fd counts in /proc/<pid>/fd");
+            return;
+        }
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let (me, other) = (std::process::id(), child.id());
+        let mut cache = OwnerCache::new(4096);
+        cache.refresh().unwrap();
+        cache.resolve(&[], false);
+        assert!(cache.processes[&me].dir.is_some() && cache.processes[&other].dir.is_some());
+        let before = cache.processes[&me].fd_count;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        cache.refresh().unwrap();
+        // Read through the kept directory, the new count makes the first pass walk our table
+        // again (unless another test thread closed an fd meanwhile: then the count is the same,
+        // the case the module doc names).
+        let found = cache.processes[&me].inodes.contains(&inode_of(&listener));
+        assert!(found || cache.processes[&me].fd_count == before);
+        let _ = child.kill();
+        let _ = child.wait();
+        cache.refresh().unwrap();
+        assert!(!cache.processes.contains_key(&other), "an ended process is forgotten");
+        assert_eq!(
+            cache.kept_dirs,
+            cache.processes.values().filter(|p| p.dir.is_some()).count()
+        );
+        let mut small = OwnerCache::new(1);
+        small.refresh().unwrap();
+        assert_eq!(small.processes.values().filter(|p| p.dir.is_some()).count(), 1);
+        assert_eq!(small.kept_dirs, 1);
+    }
+
+    /// This process's own table holds the kept directories: a walk of it that kept a new one
+    /// beside the old read its count as changed and walked it again at every snapshot.
+    #[test]
+    fn this_processes_own_table_is_not_walked_at_every_refresh() {
+        if fd_table_stat("/proc/self/fd").map_or(0, |(n, _)| n) == 0 {
+            eprintln!("skipped: this kernel does not report fd counts in /proc/<pid>/fd");
+            return;
+        }
+        let me = std::process::id();
+        let mut cache = OwnerCache::new(4096);
+        // Other tests open and close files meanwhile, which may make any one refresh read
+        // our table again; one refresh in twenty that keeps it is enough.
+        let kept = (0..20).any(|_| {
+            cache.refresh().unwrap();
+            cache.refresh().unwrap();
+            cache.processes[&me].fd_count != u64::MAX
+        });
+        assert!(kept, "our table's count never held from one walk to the next");
+    }
+
+    #[test]
+    fn a_walk_skips_the_fds_it_is_told_are_not_sockets() {
+        let (a, b) = (
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        );
+        let path = format!("/proc/{}/fd", std::process::id());
+        let (all, _) = walk_process(&path, &FastSet::default()).unwrap().unwrap();
+        assert!(all.contains(&inode_of(&a)) && all.contains(&inode_of(&b)));
+        let skip: FastSet<RawFd> = [a.as_raw_fd()].into_iter().collect();
+        let (some, _) = walk_process(&path, &skip).unwrap().unwrap();
+        assert!(!some.contains(&inode_of(&a)) && some.contains(&inode_of(&b)));
+    }
+
+    #[test]
     fn same_fd_count_with_a_new_socket_forces_a_walk() {
         let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut cache = OwnerCache::new();
+        let mut cache = OwnerCache::new(4096);
         cache.refresh().unwrap();
         let owners = cache.resolve(&[(inode_of(&first), true)], false);
         assert!(owners.contains(inode_of(&first)));
@@ -391,7 +525,7 @@ mod tests {
     fn unowned_inodes_are_remembered_not_rewalked() {
         let mut cache = OwnerCache {
             counts_fds: true,
-            ..OwnerCache::new()
+            ..OwnerCache::new(4096)
         };
         if fd_table_stat("/proc/self/fd").map_or(0, |(n, _)| n) == 0 {
             eprintln!("skipped: this kernel does not report fd counts in /proc/<pid>/fd");

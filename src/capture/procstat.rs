@@ -4,7 +4,9 @@
 //! (parent, state, CPU ticks, start, memory) and `/proc/<pid>/io` (disk bytes); what changes
 //! only with an exec or a setuid (its command line, executable and real uid) is read when a
 //! (pid, start time) pair is first seen and again when its name changes (an exec renames it). A
-//! setuid that keeps the name is not seen until the process is seen anew.
+//! setuid that keeps the name is not seen until the process is seen anew. `stat` and `io` are
+//! opened once per process and read again through the same files (`procfiles`), within the
+//! budget of open files the capture was given.
 //!
 //! The parsers are pure and tested on fixed texts; [`ProcessReader`] is the only part that
 //! touches the file system, and is used only by the live source (`system`). Linux only.
@@ -16,6 +18,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, TimeZone, Utc};
 
+use super::procfiles::read_from_start;
 use super::ProcessRecord;
 
 /// The fields of `/proc/<pid>/stat` a snapshot stores (proc(5) numbers them from 1).
@@ -193,14 +196,26 @@ pub struct ProcessSample {
 pub struct ProcessReader {
     clock: Clock,
     known: HashMap<u32, Known>,
+    /// The `stat` and `io` files of processes seen, kept open for the next sample.
+    kept: HashMap<u32, KeptFiles>,
+    /// How many processes' files may be kept open.
+    keep_limit: usize,
     last_sample: Option<Instant>,
     buf: Vec<u8>,
     path: String,
 }
 
+/// One process's `/proc/<pid>/stat` and `/proc/<pid>/io`, open.
+struct KeptFiles {
+    stat: File,
+    /// `None` when `io` could not be opened (another user's process, without root).
+    io: Option<File>,
+}
+
 impl ProcessReader {
-    /// A reader for this host.
-    pub fn new() -> Self {
+    /// A reader for this host that keeps the files of up to `keep_limit` processes open
+    /// between samples.
+    pub fn new(keep_limit: usize) -> Self {
         // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
         let (ticks, page, cpus) = unsafe {
             (
@@ -218,6 +233,8 @@ impl ProcessReader {
                 cpus: u32::try_from(cpus).ok().filter(|&c| c > 0).unwrap_or(1),
             },
             known: HashMap::new(),
+            kept: HashMap::new(),
+            keep_limit,
             last_sample: None,
             buf: Vec::with_capacity(1024),
             path: String::with_capacity(32),
@@ -238,6 +255,31 @@ impl ProcessReader {
         File::open(&self.path)
             .and_then(|mut f| f.read_to_end(&mut self.buf))
             .is_ok()
+    }
+
+    /// The descriptors of the files kept open (none of them a socket).
+    pub fn kept_fds(&self) -> impl Iterator<Item = std::os::fd::RawFd> + '_ {
+        use std::os::fd::AsRawFd;
+        self.kept
+            .values()
+            .flat_map(|k| std::iter::once(k.stat.as_raw_fd()).chain(k.io.as_ref().map(|f| f.as_raw_fd())))
+    }
+
+    /// Reads `/proc/<pid>/<file>` into the shared buffer through `kept` when it still reads (the
+    /// process is the one it was opened for), else through a file opened by path now. Returns
+    /// the file that read, to keep; `None` when the file cannot be read.
+    fn read_through(&mut self, pid: u32, file: &str, kept: Option<File>) -> Option<File> {
+        if let Some(kept) = kept {
+            if read_from_start(&kept, &mut self.buf).is_ok() {
+                return Some(kept);
+            }
+        }
+        use std::fmt::Write as _;
+        self.path.clear();
+        let _ = write!(self.path, "/proc/{pid}/{file}");
+        let opened = File::open(&self.path).ok()?;
+        read_from_start(&opened, &mut self.buf).ok()?;
+        Some(opened)
     }
 
     /// What a process is (executable, command line, real uid), read when it is first seen and
@@ -289,19 +331,31 @@ impl ProcessReader {
             io_unreadable: 0,
         };
         let mut seen = HashMap::with_capacity(pids.len());
+        // Files of processes not listed now are closed with the old map.
+        let mut kept_before = std::mem::take(&mut self.kept);
         for pid in pids {
+            let (kept_stat, kept_io) = match kept_before.remove(&pid) {
+                Some(files) => (Some(files.stat), files.io),
+                None => (None, None),
+            };
             // A process that ends between the listing and the read is simply not in this snapshot.
-            if !self.read(pid, "stat") {
+            let Some(stat_file) = self.read_through(pid, "stat", kept_stat) else {
                 continue;
-            }
+            };
             let Some(stat) = parse_stat(&self.buf) else {
                 continue;
             };
-            let io = if self.read(pid, "io") {
-                parse_io(&self.buf)
-            } else {
-                None
-            };
+            let io_file = self.read_through(pid, "io", kept_io);
+            let io = if io_file.is_some() { parse_io(&self.buf) } else { None };
+            if self.kept.len() < self.keep_limit {
+                self.kept.insert(
+                    pid,
+                    KeptFiles {
+                        stat: stat_file,
+                        io: io_file,
+                    },
+                );
+            }
             if io.is_none() {
                 sample.io_unreadable += 1;
             }
@@ -441,7 +495,7 @@ mod tests {
 
     #[test]
     fn reads_this_process_and_rates_it_on_the_second_sample() {
-        let mut reader = ProcessReader::new();
+        let mut reader = ProcessReader::new(4096);
         let first = reader.sample(Instant::now(), |_| None).unwrap();
         let me = std::process::id();
         let row = first.processes.iter().find(|p| p.pid == me).unwrap();
@@ -470,6 +524,49 @@ mod tests {
         assert!(first.processes.windows(2).all(|w| w[0].pid < w[1].pid));
     }
 
+    #[test]
+    fn kept_files_read_what_paths_read_and_are_closed_with_their_process() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        wait_for_cmdline(child.id(), "sleep 30");
+        let mut kept = ProcessReader::new(4096);
+        let mut by_path = ProcessReader::new(0);
+        let row = |sample: &ProcessSample, pid: u32| {
+            sample.processes.iter().find(|p| p.pid == pid).map(|p| {
+                (
+                    p.name.clone(),
+                    p.cmdline.clone(),
+                    p.ppid,
+                    p.start_time,
+                    p.status.clone(),
+                    p.uid,
+                )
+            })
+        };
+        kept.sample(Instant::now(), |_| None).unwrap();
+        assert!(kept.kept.contains_key(&child.id()));
+        assert!(by_path.kept.is_empty(), "a limit of 0 keeps nothing");
+        // The second sample reads the child through the files the first one opened.
+        let (a, b) = (
+            kept.sample(Instant::now(), |_| None).unwrap(),
+            by_path.sample(Instant::now(), |_| None).unwrap(),
+        );
+        assert!(row(&a, child.id()).is_some());
+        assert_eq!(row(&a, child.id()), row(&b, child.id()));
+        let me = std::process::id();
+        assert_eq!(row(&a, me), row(&b, me));
+        let _ = child.kill();
+        let _ = child.wait();
+        let after = kept.sample(Instant::now(), |_| None).unwrap();
+        assert_eq!(row(&after, child.id()), None);
+        assert!(
+            !kept.kept.contains_key(&child.id()),
+            "an ended process's files are closed"
+        );
+        let mut small = ProcessReader::new(2);
+        small.sample(Instant::now(), |_| None).unwrap();
+        assert_eq!(small.kept.len(), 2, "no more than the limit is kept");
+    }
+
     /// Waits (at most 5 s) until `pid`'s command line reads as `expected`: a process just
     /// spawned may still be in its exec.
     fn wait_for_cmdline(pid: u32, expected: &str) {
@@ -494,7 +591,7 @@ mod tests {
         // Sampled before the shell's own exec is done, its command line would read empty (the
         // next test covers that case).
         wait_for_cmdline(child.id(), "sh -c sleep 0.4; exec sleep 7");
-        let mut reader = ProcessReader::new();
+        let mut reader = ProcessReader::new(4096);
         let row = |sample: &ProcessSample| {
             let p = sample.processes.iter().find(|p| p.pid == child.id()).unwrap();
             (p.name.clone(), p.cmdline.clone().unwrap_or_default())
@@ -515,7 +612,7 @@ mod tests {
     fn a_process_read_in_the_middle_of_its_exec_gets_its_command_line_at_the_next_sample() {
         let mut child = std::process::Command::new("sleep").arg("7").spawn().unwrap();
         wait_for_cmdline(child.id(), "sleep 7");
-        let mut reader = ProcessReader::new();
+        let mut reader = ProcessReader::new(4096);
         let cmdline = |sample: &ProcessSample| {
             sample
                 .processes

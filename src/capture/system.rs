@@ -77,12 +77,15 @@ impl SystemSource {
         let networks = Networks::new_with_refreshed_list().map_err(collect("interfaces"))?;
         let users = Users::new_with_refreshed_list().map_err(collect("users"))?;
         let host = System::host_name().unwrap_or_else(|_| "unknown".to_string());
+        // Each process's /proc files stay open between snapshots, within this budget.
+        #[cfg(target_os = "linux")]
+        let kept_processes = super::procfiles::open_file_budget();
         Ok(SystemSource {
             backend,
             #[cfg(not(target_os = "linux"))]
             system,
             #[cfg(target_os = "linux")]
-            process_reader: super::procstat::ProcessReader::new(),
+            process_reader: super::procstat::ProcessReader::new(kept_processes),
             networks,
             #[cfg(not(target_os = "linux"))]
             users,
@@ -92,7 +95,7 @@ impl SystemSource {
             snapshots_taken: 0,
             own_uid: own_uid(),
             #[cfg(target_os = "linux")]
-            owners: super::procfd::OwnerCache::new(),
+            owners: super::procfd::OwnerCache::new(kept_processes),
             #[cfg(target_os = "linux")]
             sock_diag: super::sockdiag::SockDiag::new(),
         })
@@ -245,6 +248,8 @@ impl Source for SystemSource {
         let mut sockets = match self.backend {
             #[cfg(target_os = "linux")]
             SocketBackend::Sockdiag => {
+                // The process reader's files stay as they are until its sample, after this.
+                self.owners.set_kept_elsewhere(self.process_reader.kept_fds());
                 sockdiag_sockets(&mut self.sock_diag, &mut self.owners, self.own_uid, &mut gaps)?
             }
             #[cfg(not(target_os = "linux"))]
