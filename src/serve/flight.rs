@@ -220,7 +220,9 @@ impl NetlensFlight {
             .name("query".into())
             .spawn(move || {
                 shared.queries_running.fetch_add(1, Ordering::Relaxed);
+                let using = shared.using_database();
                 run_query(&store, &sql, read_only, schema_tx, &batch_tx);
+                drop(using);
                 shared.queries_running.fetch_sub(1, Ordering::Relaxed);
                 shared.queries_served.fetch_add(1, Ordering::Relaxed);
             })
@@ -275,6 +277,7 @@ impl NetlensFlight {
         let reply = tokio::task::spawn_blocking(move || -> Result<request::Reply> {
             let store = store.lock().map_err(|_| super::poisoned())?;
             let _one_at_a_time = writes.then(|| shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
+            let _using = shared.using_database();
             let mut gaps = CollectGaps::default();
             let mut notes = Vec::new();
             let mut ctx = request::Context {
@@ -489,6 +492,7 @@ impl FlightSqlService for NetlensFlight {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || -> std::result::Result<i64, Status> {
             let store = store.lock().map_err(internal)?;
+            let _using = shared.using_database();
             // duckdb-rs runs every statement of a text but the last: one statement, checked
             // like any other user-given SQL.
             crate::store::statements::one(&command.query, "an update statement")

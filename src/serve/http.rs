@@ -122,10 +122,12 @@ impl App {
         }
         let started = Instant::now();
         let (since, until) = dashboard::everything();
+        let using = self.shared.using_database();
         let built = self
             .shared
             .connect()
             .and_then(|store| self.shared_reads.warm(store.conn(), since, until));
+        drop(using);
         match built {
             Ok(()) => log(&format!(
                 "dashboard: the whole history's shared read is built ({:.2} s)",
@@ -541,6 +543,7 @@ where
     tokio::task::spawn_blocking(move || {
         let _running = running;
         let started = Instant::now();
+        let _using = shared.using_database();
         let store = shared.connect().map_err(|e| e.to_string())?;
         let conn = store.conn();
         let table = (|| -> Result<(JsonTable, Option<dashboard::Rolled>)> {
@@ -590,6 +593,7 @@ async fn api_sql(State(app): State<AppState>, headers: HeaderMap, body: axum::bo
 async fn run_update(app: &App, sql: String) -> Response {
     let shared = Arc::clone(&app.shared);
     let result = tokio::task::spawn_blocking(move || -> std::result::Result<usize, String> {
+        let _using = shared.using_database();
         let store = shared.connect().map_err(|e| e.to_string())?;
         store.conn().execute(&sql, []).map_err(|e| Error::sql(e).to_string())
     })
@@ -652,6 +656,7 @@ async fn api_export(State(app): State<AppState>, headers: HeaderMap, body: axum:
 /// batches; Parquet by DuckDB into the server's spill directory (the one place its file
 /// functions may always write), read back and removed.
 fn export(shared: &Shared, sql: &str, format: &str) -> std::result::Result<Vec<u8>, String> {
+    let _using = shared.using_database();
     let store = shared.connect().map_err(|e| e.to_string())?;
     let conn = store.conn();
     // The statement alone must be whole: wrapped below, it cannot reach past its parentheses.
@@ -712,6 +717,7 @@ async fn api_request(State(app): State<AppState>, headers: HeaderMap, body: axum
     let shared = Arc::clone(&app.shared);
     let name = request.name();
     let result = tokio::task::spawn_blocking(move || -> Result<request::Reply> {
+        let _using = shared.using_database();
         let store = shared.connect()?;
         let _one_at_a_time =
             (!request.is_read_only()).then(|| shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
