@@ -286,22 +286,26 @@ impl OwnerCache {
         };
         let fds = match walk_process(path, &skip) {
             Ok(Some((inodes, dir))) => {
+                // Only where the directory's size is the fd count (Linux 6.2 and later) does a
+                // kept one save anything, and only there does its fstat fail once the process
+                // is gone.
+                let keep = self.counts_fds && self.kept_dirs < self.keep_limit;
                 // Changed while it was read: what was read may miss a socket; read it again
-                // at the next pass.
-                let fd_count = match dir.metadata() {
-                    Ok(m) if m.len() == fd_count => fd_count,
-                    _ => u64::MAX,
-                };
-                let keep = self.kept_dirs < self.keep_limit;
-                if keep {
+                // at the next pass. A directory not kept is closed first: when `pid` is this
+                // process, the count before the walk did not include it either.
+                let (after, dir) = if keep {
                     self.kept_dirs += 1;
-                }
+                    (dir.metadata().map(|m| m.len()).ok(), Some(dir))
+                } else {
+                    drop(dir);
+                    (fd_table_stat(path).map(|(n, _)| n).ok(), None)
+                };
                 ProcessFds {
-                    fd_count,
+                    fd_count: if after == Some(fd_count) { fd_count } else { u64::MAX },
                     dir_ino,
                     inodes,
                     readable: true,
-                    dir: keep.then_some(dir),
+                    dir,
                 }
             }
             Ok(None) => return,
@@ -474,15 +478,21 @@ mod tests {
             return;
         }
         let me = std::process::id();
-        let mut cache = OwnerCache::new(4096);
-        // Other tests open and close files meanwhile, which may make any one refresh read
-        // our table again; one refresh in twenty that keeps it is enough.
-        let kept = (0..20).any(|_| {
-            cache.refresh().unwrap();
-            cache.refresh().unwrap();
-            cache.processes[&me].fd_count != u64::MAX
-        });
-        assert!(kept, "our table's count never held from one walk to the next");
+        // With directories kept, and with none (a limit on open files that leaves no room).
+        for limit in [4096, 0] {
+            let mut cache = OwnerCache::new(limit);
+            // Other tests open and close files meanwhile, which may make any one refresh read
+            // our table again; one refresh in twenty that keeps it is enough.
+            let kept = (0..20).any(|_| {
+                cache.refresh().unwrap();
+                cache.refresh().unwrap();
+                cache.processes[&me].fd_count != u64::MAX
+            });
+            assert!(
+                kept,
+                "limit {limit}: our table's count never held from one walk to the next"
+            );
+        }
     }
 
     #[test]

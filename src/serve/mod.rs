@@ -395,6 +395,11 @@ pub struct Shared {
     in_use: std::sync::RwLock<()>,
     /// `--memory-limit`, which the cache's release puts back; `None`: DuckDB's default.
     memory_limit: Option<String>,
+    /// The limit as DuckDB showed it once the server had set it: when it shows otherwise,
+    /// someone changed it, and the cache's release leaves it alone.
+    memory_limit_shown: std::sync::OnceLock<String>,
+    /// The cache's release lowered the limit and could not put it back yet.
+    limit_lowered: std::sync::atomic::AtomicBool,
     /// Whether the live packet capture (`--packets`) runs: it writes flows on its own thread,
     /// outside [`Shared::using_database`], so the cache is then never released.
     packets: bool,
@@ -432,41 +437,67 @@ impl Shared {
         self.in_use.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Empties DuckDB's cache of the file's blocks when no client, query or job uses the
-    /// database (the capture calls it between snapshots, so it uses none either); `Ok(false)`
-    /// when something did and nothing was done.
+    /// Empties DuckDB's cache of the file's blocks when no client statement, command, dashboard
+    /// query or job uses the database (the capture calls it between snapshots, so it uses none
+    /// either); `Ok(false)` when something did and nothing was done.
     ///
     /// DuckDB keeps every block it writes at a checkpoint and every block a query reads until its
-    /// memory limit makes it evict them: a capturing server grew by about 80 MB an hour at 1 000
-    /// sockets. Lowering the limit evicts, and the limit is the whole instance's, so nothing may
-    /// run meanwhile: a query allocating then would fail. The new limit is what DuckDB holds
-    /// other than the file's blocks (the rows appended since the last checkpoint, the
-    /// dashboard's shared reads, indexes) plus [`CACHE_KEPT`], so only file blocks, which DuckDB
-    /// evicts first and reads back when needed, have to go.
+    /// memory limit makes it evict them, so a capturing server grew with what it stored
+    /// (bench/RESULTS.md). Lowering the limit evicts, and the limit is the whole instance's, so
+    /// nothing may run meanwhile: a query allocating then would fail. The new limit is what
+    /// DuckDB holds other than the file's blocks (the rows appended since the last checkpoint,
+    /// the dashboard's shared reads, indexes) plus [`CACHE_KEPT`], so only file blocks, which
+    /// DuckDB evicts first and reads back when needed, have to go. A limit someone changed since
+    /// the server started (a local client's `SET memory_limit`) is left as it is, cache and all:
+    /// DuckDB shows limits rounded, so it could not be put back exactly.
+    ///
+    /// The writer never blocks on the lock (`try_write`): readers may hold it in any order with
+    /// other locks.
     fn release_cache(&self) -> Result<bool> {
         if self.packets {
             return Ok(false);
         }
-        let Ok(_alone) = self.in_use.try_write() else {
-            return Ok(false);
+        let _alone = match self.in_use.try_write() {
+            Ok(alone) => alone,
+            // A reader that panicked held it; readers go on regardless, and so does this.
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
         };
         let root = self.root.lock().map_err(|_| poisoned())?;
         let conn = root.conn();
-        let (all, blocks): (i64, i64) = conn
+        if self.limit_lowered.load(Ordering::Relaxed) {
+            self.restore_limit(conn)?;
+        }
+        let (all, blocks, shown): (i64, i64, String) = conn
             .query_row(
                 "SELECT coalesce(sum(memory_usage_bytes), 0)::BIGINT, \
-                 coalesce(sum(memory_usage_bytes) FILTER (WHERE tag = 'BASE_TABLE'), 0)::BIGINT FROM duckdb_memory()",
+                 coalesce(sum(memory_usage_bytes) FILTER (WHERE tag = 'BASE_TABLE'), 0)::BIGINT, \
+                 current_setting('memory_limit') FROM duckdb_memory()",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(Error::sql)?;
-        if blocks <= CACHE_KEPT {
+        if blocks <= CACHE_KEPT || self.memory_limit_shown.get().is_some_and(|started| *started != shown) {
             return Ok(true);
         }
         let target_kib = (all - blocks + CACHE_KEPT) / 1024;
-        // Fails when that much cannot be freed; the eviction it managed stands either way, and
-        // the limit is then unchanged.
+        self.limit_lowered.store(true, Ordering::Relaxed);
+        // Fails when that much cannot be freed (the limit then stays as it was; the eviction it
+        // managed stands either way).
         let lowered = conn.execute_batch(&format!("SET memory_limit = '{target_kib}KiB'"));
+        self.restore_limit(conn)?;
+        lowered.map_err(|e| Error::Sql {
+            message: format!(
+                "releasing DuckDB's cache: lowering its memory limit to {target_kib} KiB failed: {}",
+                Error::sql(e)
+            ),
+        })?;
+        Ok(true)
+    }
+
+    /// Puts `--memory-limit` (or DuckDB's default) back after [`Self::release_cache`] lowered it.
+    /// While that fails the limit stays low, and it is tried again at every snapshot.
+    fn restore_limit(&self, conn: &duckdb::Connection) -> Result<()> {
         let restore = match &self.memory_limit {
             Some(limit) => format!("SET memory_limit = '{}'", limit.replace('\'', "")),
             None => "RESET memory_limit".to_string(),
@@ -474,12 +505,21 @@ impl Shared {
         conn.execute_batch(&restore).map_err(|e| Error::Sql {
             message: format!(
                 "putting the memory limit back after releasing DuckDB's cache failed: {}\n  \
-                 the server's queries now have less memory; restart the server",
+                 until it succeeds (tried at every snapshot) the server's queries have less memory",
                 Error::sql(e)
             ),
         })?;
-        drop(lowered);
-        Ok(true)
+        self.limit_lowered.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Tries again to put the memory limit back, when the last release could not.
+    fn restore_limit_if_lowered(&self) -> Result<()> {
+        if !self.limit_lowered.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let root = self.root.lock().map_err(|_| poisoned())?;
+        self.restore_limit(root.conn())
     }
 
     fn update(&self, change: impl FnOnce(&mut ServerStatus)) {
@@ -660,6 +700,8 @@ pub fn run(options: ServeOptions) -> Result<()> {
         commands: Mutex::new(()),
         in_use: std::sync::RwLock::new(()),
         memory_limit: options.memory_limit.clone(),
+        memory_limit_shown: std::sync::OnceLock::new(),
+        limit_lowered: std::sync::atomic::AtomicBool::new(false),
         packets: options.packets.is_some(),
         events: tokio::sync::broadcast::channel(64).0,
         sessions: std::sync::atomic::AtomicUsize::new(0),
@@ -668,6 +710,15 @@ pub fn run(options: ServeOptions) -> Result<()> {
         queries_served: AtomicU64::new(0),
         requests_served: AtomicU64::new(0),
     });
+
+    if let Ok(root) = shared.root.lock() {
+        if let Ok(shown) = root
+            .conn()
+            .query_row("SELECT current_setting('memory_limit')", [], |r| r.get::<_, String>(0))
+        {
+            let _ = shared.memory_limit_shown.set(shown);
+        }
+    }
 
     let mut threads = Vec::new();
     if let Some(capture) = options.capture.clone() {
@@ -752,11 +803,11 @@ impl Observer for CaptureObserver<'_> {
             .last
             .is_some_and(|l| stored.planned_at.saturating_duration_since(l) > self.interval * 2);
         self.last = Some(stored.planned_at);
-        // Nobody listening is the usual case; the event is then dropped.
-        let _ = self.shared.events.send(ServerEvent {
-            kind: "snapshot",
-            data: serde_json::json!({"snapshot_id": stored.snapshot_id, "at": now_text()}),
-        });
+        // Before the event: the live pages' queries it sets off would otherwise find the
+        // database in use, or have the blocks they read evicted.
+        if let Err(e) = self.shared.restore_limit_if_lowered() {
+            self.shared.error("releasing DuckDB's cache after a snapshot", &e);
+        }
         if self.cache_checked.elapsed() >= CACHE_CHECK_EVERY {
             match self.shared.release_cache() {
                 Ok(true) => self.cache_checked = Instant::now(),
@@ -768,6 +819,11 @@ impl Observer for CaptureObserver<'_> {
                 }
             }
         }
+        // Nobody listening is the usual case; the event is then dropped.
+        let _ = self.shared.events.send(ServerEvent {
+            kind: "snapshot",
+            data: serde_json::json!({"snapshot_id": stored.snapshot_id, "at": now_text()}),
+        });
         self.shared.update(|s| {
             if let Some(c) = s.capture.as_mut() {
                 c.snapshots += 1;
@@ -796,8 +852,8 @@ const RELEASE_AFTER: Duration = Duration::from_secs(5);
 /// blocks read most recently serve the next queries of the newest rows.
 const CACHE_KEPT: i64 = 8 << 20;
 
-/// How often the capture looks at DuckDB's cache: a capture at 1 000 sockets adds about 0.7 MB
-/// to it in this time, and looking costs a query.
+/// How often the capture looks at DuckDB's cache: looking costs a query, and a capture adds
+/// little to the cache in this time (bench/RESULTS.md).
 const CACHE_CHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// Gives the kernel back the executable's pages the server touched while it started (see
@@ -1145,6 +1201,8 @@ mod tests {
             commands: Mutex::new(()),
             in_use: std::sync::RwLock::new(()),
             memory_limit: memory_limit.map(str::to_string),
+            memory_limit_shown: std::sync::OnceLock::new(),
+            limit_lowered: std::sync::atomic::AtomicBool::new(false),
             packets: false,
             queries_running: AtomicU64::new(0),
             queries_served: AtomicU64::new(0),
@@ -1157,7 +1215,7 @@ mod tests {
     }
 
     /// Regression: a capturing server kept every block it wrote or read cached up to DuckDB's
-    /// limit (80 % of RAM), about 80 MB more an hour at 1 000 sockets.
+    /// limit (80 % of RAM by default).
     #[test]
     fn the_files_cached_blocks_are_released_only_when_nothing_uses_the_database() {
         let dir = tempfile::tempdir().unwrap();
@@ -1224,6 +1282,23 @@ mod tests {
             let root = shared.root.lock().unwrap();
             let again: i64 = root.conn().query_row(sum, [], |r| r.get(0)).unwrap();
             assert_eq!(again, total);
+            drop(root);
+            // A limit someone set since the server started is theirs: nothing is released.
+            shared
+                .memory_limit_shown
+                .set("a limit set at start".to_string())
+                .unwrap();
+            let _ = shared
+                .root
+                .lock()
+                .unwrap()
+                .conn()
+                .query_row(sum, [], |r| r.get::<_, i64>(0));
+            let read_again = cached(&shared);
+            assert!(read_again > CACHE_KEPT, "{read_again} bytes cached");
+            assert!(shared.release_cache().unwrap());
+            assert_eq!(cached(&shared), read_again);
+            assert_eq!(setting(&shared), shown(limit));
         }
     }
 
