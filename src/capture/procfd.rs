@@ -107,7 +107,7 @@ pub struct OwnerCache {
     /// walk of its own table skips those and the kept directories, none of them a socket,
     /// instead of reading a link for each of hundreds.
     own_pid: u32,
-    kept_elsewhere: FastSet<RawFd>,
+    kept_elsewhere: Vec<RawFd>,
 }
 
 fn socket_inode(link: &[u8]) -> Option<u64> {
@@ -197,12 +197,13 @@ impl OwnerCache {
             keep_limit,
             kept_dirs: 0,
             own_pid: std::process::id(),
-            kept_elsewhere: FastSet::default(),
+            kept_elsewhere: Vec::new(),
         }
     }
 
     /// The descriptors of the /proc files this process keeps open outside this cache, which a
     /// walk of its own table skips. They must stay open until the snapshot's `resolve`.
+    /// Only a walk of this process's own table makes a set of them.
     pub fn set_kept_elsewhere(&mut self, fds: impl IntoIterator<Item = RawFd>) {
         self.kept_elsewhere.clear();
         self.kept_elsewhere.extend(fds);
@@ -273,7 +274,7 @@ impl OwnerCache {
             self.kept_dirs -= 1;
         }
         let skip = if pid == self.own_pid {
-            let mut skip = self.kept_elsewhere.clone();
+            let mut skip: FastSet<RawFd> = self.kept_elsewhere.iter().copied().collect();
             skip.extend(
                 self.processes
                     .values()

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
 use std::time::Instant;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -244,17 +243,7 @@ impl ProcessReader {
     /// Reads `/proc/<pid>/<file>` (or `/proc/<file>` for pid 0, which no process has) into the
     /// shared buffer; false when it cannot be read.
     fn read(&mut self, pid: u32, file: &str) -> bool {
-        use std::fmt::Write as _;
-        self.path.clear();
-        let _ = if pid == 0 {
-            write!(self.path, "/proc/{file}")
-        } else {
-            write!(self.path, "/proc/{pid}/{file}")
-        };
-        self.buf.clear();
-        File::open(&self.path)
-            .and_then(|mut f| f.read_to_end(&mut self.buf))
-            .is_ok()
+        self.read_through(pid, file, None).is_some()
     }
 
     /// The descriptors of the files kept open (none of them a socket).
@@ -265,7 +254,7 @@ impl ProcessReader {
             .flat_map(|k| std::iter::once(k.stat.as_raw_fd()).chain(k.io.as_ref().map(|f| f.as_raw_fd())))
     }
 
-    /// Reads `/proc/<pid>/<file>` into the shared buffer through `kept` when it still reads (the
+    /// Reads `/proc/<pid>/<file>` (`/proc/<file>` for pid 0) into the shared buffer through `kept` when it still reads (the
     /// process is the one it was opened for), else through a file opened by path now. Returns
     /// the file that read, to keep; `None` when the file cannot be read.
     fn read_through(&mut self, pid: u32, file: &str, kept: Option<File>) -> Option<File> {
@@ -276,7 +265,11 @@ impl ProcessReader {
         }
         use std::fmt::Write as _;
         self.path.clear();
-        let _ = write!(self.path, "/proc/{pid}/{file}");
+        let _ = if pid == 0 {
+            write!(self.path, "/proc/{file}")
+        } else {
+            write!(self.path, "/proc/{pid}/{file}")
+        };
         let opened = File::open(&self.path).ok()?;
         read_from_start(&opened, &mut self.buf).ok()?;
         Some(opened)

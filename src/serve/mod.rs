@@ -499,7 +499,7 @@ impl Shared {
     /// While that fails the limit stays low, and it is tried again at every snapshot.
     fn restore_limit(&self, conn: &duckdb::Connection) -> Result<()> {
         let restore = match &self.memory_limit {
-            Some(limit) => format!("SET memory_limit = '{}'", limit.replace('\'', "")),
+            Some(limit) => set_memory_limit(limit),
             None => "RESET memory_limit".to_string(),
         };
         conn.execute_batch(&restore).map_err(|e| Error::Sql {
@@ -625,7 +625,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
     if let Some(limit) = &options.memory_limit {
         store
             .conn()
-            .execute_batch(&format!("SET memory_limit = '{}'", limit.replace('\'', "")))
+            .execute_batch(&set_memory_limit(limit))
             .map_err(|e| Error::Usage(format!("--memory-limit {limit}: {}", Error::sql(e))))?;
     }
     let token = if options.listens_on_tcp() {
@@ -847,6 +847,11 @@ impl Observer for CaptureObserver<'_> {
 /// back as it runs.
 #[cfg(target_os = "linux")]
 const RELEASE_AFTER: Duration = Duration::from_secs(5);
+
+/// The statement that sets `--memory-limit` (already checked as a size by the command line).
+fn set_memory_limit(limit: &str) -> String {
+    format!("SET memory_limit = '{}'", limit.replace('\'', ""))
+}
 
 /// Bytes of the file's blocks DuckDB may keep cached after [`Shared::release_cache`]: the
 /// blocks read most recently serve the next queries of the newest rows.
