@@ -182,6 +182,7 @@ impl NetlensFlight {
             return Ok(Arc::clone(&session.store));
         }
         let store = Arc::new(Mutex::new(self.shared.connect().map_err(status_of)?));
+        self.shared.session_opened(&store);
         sessions.insert(
             id,
             Session {

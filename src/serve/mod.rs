@@ -38,7 +38,7 @@ use crate::capture::Source;
 use crate::error::{Error, Result};
 use crate::interrupt;
 use crate::request::{self, CollectGaps, Request};
-use crate::store::{Location, Store};
+use crate::store::{Location, Store, REATTACH_ROWS};
 
 /// What `netlens serve` was asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -403,6 +403,11 @@ pub struct Shared {
     /// Whether the live packet capture (`--packets`) runs: it writes flows on its own thread,
     /// outside [`Shared::using_database`], so the cache is then never released.
     packets: bool,
+    /// Rows the capture stored since the file was last attached ([`Shared::release_cache`]).
+    rows_since_attach: std::sync::atomic::AtomicUsize,
+    /// The connections of the Flight SQL sessions, which may hold a transaction open between
+    /// their statements ([`Shared::no_session_in_transaction`]).
+    session_stores: Mutex<Vec<std::sync::Weak<Mutex<Store>>>>,
     pub(crate) queries_running: AtomicU64,
     pub(crate) queries_served: AtomicU64,
     pub(crate) requests_served: AtomicU64,
@@ -451,6 +456,12 @@ impl Shared {
     /// the server started (a local client's `SET memory_limit`) is left as it is, cache and all:
     /// DuckDB shows limits rounded, so it could not be put back exactly.
     ///
+    /// Once the capture stored [`REATTACH_ROWS`] rows since the file was attached, and no
+    /// session holds a transaction ([`Shared::no_session_in_transaction`]), the file is detached
+    /// and attached again instead ([`Store::attach_again`]): DuckDB also keeps, outside its cache
+    /// and its limit, its description of every row group written since the file was attached,
+    /// and frees it only then.
+    ///
     /// The writer never blocks on the lock (`try_write`): readers may hold it in any order with
     /// other locks.
     fn release_cache(&self) -> Result<bool> {
@@ -467,6 +478,14 @@ impl Shared {
         let conn = root.conn();
         if self.limit_lowered.load(Ordering::Relaxed) {
             self.restore_limit(conn)?;
+        }
+        if (self.rows_since_attach.load(Ordering::Relaxed) >= REATTACH_ROWS || root.is_detached())
+            && self.no_session_in_transaction()
+        {
+            // Detaching drops every cached block of the file as well.
+            root.attach_again()?;
+            self.rows_since_attach.store(0, Ordering::Relaxed);
+            return Ok(true);
         }
         let (all, blocks, shown): (i64, i64, String) = conn
             .query_row(
@@ -493,6 +512,64 @@ impl Shared {
             ),
         })?;
         Ok(true)
+    }
+
+    /// True when no Flight SQL session holds a transaction open, so the file may be detached
+    /// and attached again ([`Store::attach_again`]). Only sessions keep a connection between
+    /// statements; everything else uses the database within [`Shared::using_database`], which
+    /// the caller holds alone. A session in use, or one whose state cannot be read, counts as
+    /// holding one.
+    ///
+    /// A connection in a transaction gives every statement the same transaction id; outside
+    /// one, each statement runs in a transaction of its own. Two statements asking it leave a
+    /// transaction as it was (a failed `BEGIN` would abort it).
+    fn no_session_in_transaction(&self) -> bool {
+        let Ok(mut stores) = self.session_stores.lock() else {
+            return false;
+        };
+        stores.retain(|weak| weak.strong_count() > 0);
+        stores.iter().filter_map(std::sync::Weak::upgrade).all(|store| {
+            let Ok(store) = store.try_lock() else {
+                return false;
+            };
+            let id = || {
+                store
+                    .conn()
+                    .query_row("SELECT txid_current()", [], |r| r.get::<_, i64>(0))
+            };
+            matches!((id(), id()), (Ok(first), Ok(second)) if first != second)
+        })
+    }
+
+    /// Counts the rows a snapshot stored, towards attaching the file again.
+    fn stored_rows(&self, rows: usize) {
+        self.rows_since_attach.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Registers a Flight SQL session's connection ([`Shared::no_session_in_transaction`]).
+    pub(crate) fn session_opened(&self, store: &Arc<Mutex<Store>>) {
+        if let Ok(mut stores) = self.session_stores.lock() {
+            stores.push(Arc::downgrade(store));
+        }
+    }
+
+    /// After a capture failed: attaches the file again if an earlier attempt left it detached
+    /// (every statement fails until then). Waits for nothing: tried again after the next failure.
+    fn attach_if_detached(&self) -> Result<()> {
+        let _alone = match self.in_use.try_write() {
+            Ok(alone) => alone,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+        };
+        let Ok(root) = self.root.try_lock() else {
+            return Ok(());
+        };
+        if !root.is_detached() || !self.no_session_in_transaction() {
+            return Ok(());
+        }
+        root.attach_again()?;
+        log("the database is attached again");
+        Ok(())
     }
 
     /// Puts `--memory-limit` (or DuckDB's default) back after [`Self::release_cache`] lowered it.
@@ -703,6 +780,8 @@ pub fn run(options: ServeOptions) -> Result<()> {
         memory_limit_shown: std::sync::OnceLock::new(),
         limit_lowered: std::sync::atomic::AtomicBool::new(false),
         packets: options.packets.is_some(),
+        rows_since_attach: std::sync::atomic::AtomicUsize::new(0),
+        session_stores: Mutex::new(Vec::new()),
         events: tokio::sync::broadcast::channel(64).0,
         sessions: std::sync::atomic::AtomicUsize::new(0),
         repeated_error: Mutex::new(None),
@@ -808,6 +887,7 @@ impl Observer for CaptureObserver<'_> {
         if let Err(e) = self.shared.restore_limit_if_lowered() {
             self.shared.error("releasing DuckDB's cache after a snapshot", &e);
         }
+        self.shared.stored_rows(stored.sockets + stored.processes);
         if self.cache_checked.elapsed() >= CACHE_CHECK_EVERY {
             match self.shared.release_cache() {
                 Ok(true) => self.cache_checked = Instant::now(),
@@ -952,6 +1032,9 @@ fn capture_loop(shared: &Shared, store: Store, capture: &CaptureSchedule) {
             }
             Err(e) => {
                 shared.error("capture", &e);
+                if let Err(e) = shared.attach_if_detached() {
+                    shared.error("attaching the database again", &e);
+                }
                 if interrupt::sleep_until(Instant::now() + capture.interval) {
                     break;
                 }
@@ -1209,6 +1292,8 @@ mod tests {
             memory_limit_shown: std::sync::OnceLock::new(),
             limit_lowered: std::sync::atomic::AtomicBool::new(false),
             packets: false,
+            rows_since_attach: std::sync::atomic::AtomicUsize::new(0),
+            session_stores: Mutex::new(Vec::new()),
             queries_running: AtomicU64::new(0),
             queries_served: AtomicU64::new(0),
             requests_served: AtomicU64::new(0),
@@ -1217,6 +1302,65 @@ mod tests {
             events: tokio::sync::broadcast::channel(4).0,
             packet_counters: Arc::new(packets::LiveCounters::new()),
         }
+    }
+
+    /// Regression: a capturing server kept DuckDB's description of every row group it wrote
+    /// (about 50 KiB each) for as long as it ran. The file is attached again once enough rows
+    /// were stored, only when no session holds a transaction: one committed afterwards through
+    /// the detached file would be lost. Sessions, their prepared statements included, go on by
+    /// the file's name.
+    #[test]
+    fn the_file_is_attached_again_only_when_no_session_holds_a_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.duckdb");
+        let store = Store::open(&Location::File(path.clone()), false).unwrap();
+        store
+            .conn()
+            .execute_batch("CREATE TABLE t AS SELECT range AS i FROM range(1000)")
+            .unwrap();
+        let shared = shared_over(store, None);
+        let session = Arc::new(Mutex::new(shared.connect().unwrap()));
+        shared.session_opened(&session);
+        let count = |store: &Store| -> i64 {
+            let mut statement = store.conn().prepare_cached("SELECT count(*) FROM t").unwrap();
+            statement.query_row([], |r| r.get(0)).unwrap()
+        };
+        let waiting = |shared: &Shared| shared.rows_since_attach.load(Ordering::Relaxed);
+        assert_eq!(count(&session.lock().unwrap()), 1000);
+
+        session
+            .lock()
+            .unwrap()
+            .conn()
+            .execute_batch("BEGIN; INSERT INTO t VALUES (-1)")
+            .unwrap();
+        shared.stored_rows(REATTACH_ROWS);
+        assert!(shared.release_cache().unwrap());
+        assert_eq!(waiting(&shared), REATTACH_ROWS, "attached again under a transaction");
+        session.lock().unwrap().conn().execute_batch("COMMIT").unwrap();
+
+        // A session busy with a statement counts as holding one too.
+        let busy = session.lock().unwrap();
+        assert!(shared.release_cache().unwrap());
+        assert_eq!(
+            waiting(&shared),
+            REATTACH_ROWS,
+            "attached again under a running statement"
+        );
+        drop(busy);
+
+        assert!(shared.release_cache().unwrap());
+        assert_eq!(waiting(&shared), 0, "not attached again");
+        assert!(!shared.root.lock().unwrap().is_detached());
+        assert_eq!(count(&shared.root.lock().unwrap()), 1001);
+        let session_store = session.lock().unwrap();
+        assert_eq!(count(&session_store), 1001, "the session's prepared statement");
+        session_store.conn().execute_batch("INSERT INTO t VALUES (-2)").unwrap();
+        drop(session_store);
+        drop(session);
+        drop(shared);
+        let reopened = Store::open(&Location::File(path), false).unwrap();
+        assert_eq!(count(&reopened), 1002, "every committed row is in the file");
     }
 
     /// Regression: a capturing server kept every block it wrote or read cached up to DuckDB's

@@ -277,28 +277,32 @@ impl Store {
         }
         self.rows_since_attach.set(0);
         match &self.location {
-            Location::File(path) => self.reattach(path),
+            Location::File(path) => self.reattach(path, LEFT_DETACHED),
             Location::Memory => Ok(()),
         }
     }
 
-    fn reattach(&self, path: &Path) -> Result<()> {
-        let failed = |e: &dyn std::fmt::Display, kept: &str| Error::Sql {
-            message: format!(
-                "attaching {} again during the capture failed: {e}\n  every snapshot taken so far is stored{kept}",
-                path.display()
-            ),
-        };
+    /// Detaches the file and attaches it again; `left_detached` says what then, if attaching
+    /// fails.
+    fn reattach(&self, path: &Path, left_detached: &str) -> Result<()> {
         if let Err(e) = self.conn.execute_batch(&format!("USE memory; DETACH {CATALOG}")) {
             let _ = self.conn.execute_batch(&format!("USE {CATALOG}"));
-            return Err(failed(&e, ""));
+            return Err(reattach_failed(path, &e, ""));
         }
-        // While the file is detached another process may open it, and then hold its lock for
-        // as long as its query runs: wait for that, a few seconds at most.
+        self.attach_detached(path, left_detached)
+    }
+
+    /// Attaches the file again after [`Store::reattach`] detached it. While the file is
+    /// detached another process may open it, and then hold its lock for as long as its query
+    /// runs: this waits for that, a few seconds at most, then leaves the store detached.
+    fn attach_detached(&self, path: &Path, left_detached: &str) -> Result<()> {
         let mut attempts = 0;
         loop {
             match self.conn.execute_batch(&attach_sql(path, self.read_only)) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.detached.set(false);
+                    return Ok(());
+                }
                 Err(e) => match classify_open_error(path, e) {
                     Error::DatabaseLocked { .. } if attempts < 50 => {
                         attempts += 1;
@@ -306,13 +310,27 @@ impl Store {
                     }
                     other => {
                         self.detached.set(true);
-                        return Err(failed(
-                            &other,
-                            "\n  hint: the database is no longer open in this process; start netlens again",
-                        ));
+                        return Err(reattach_failed(path, &other, left_detached));
                     }
                 },
             }
+        }
+    }
+
+    /// For a server, whose connections share this database instance: detaches the file and
+    /// attaches it again under the same name, which drops what DuckDB holds in memory of every
+    /// row group written or read since it was attached (see [`Store::stored_rows`]); after a
+    /// failed attempt that left it detached, only attaches it. Other connections find the file
+    /// again by its name, and their prepared statements bind again.
+    ///
+    /// The caller makes sure that no other connection of the instance runs a statement or holds
+    /// a transaction meanwhile: what such a transaction committed afterwards would go to the
+    /// detached file and be lost.
+    pub fn attach_again(&self) -> Result<()> {
+        match &self.location {
+            Location::File(path) if self.detached.get() => self.attach_detached(path, SERVER_LEFT_DETACHED),
+            Location::File(path) => self.reattach(path, SERVER_LEFT_DETACHED),
+            Location::Memory => Ok(()),
         }
     }
 
@@ -556,6 +574,23 @@ pub const ROW_GROUP_SIZE: usize = 16_384;
 /// row groups, under 1 MiB of their descriptions. That is every 5 snapshots at 50 000 sockets,
 /// for about 35 ms each time, and every few hundred snapshots on a quiet host.
 pub(crate) const REATTACH_ROWS: usize = 250_000;
+
+/// What a capture that could not attach its file again says of it.
+const LEFT_DETACHED: &str = "\n  hint: the database is no longer open in this process; start netlens again";
+/// What a server that could not attach its file again says of it.
+const SERVER_LEFT_DETACHED: &str =
+    "\n  the database is no longer open in the server: every statement fails until it is \
+     attached again, tried after each snapshot that failed";
+
+/// The error of a failed [`Store::reattach`]: `kept` says what became of the database.
+fn reattach_failed(path: &Path, e: &dyn std::fmt::Display, kept: &str) -> Error {
+    Error::Sql {
+        message: format!(
+            "attaching {} again during the capture failed: {e}\n  every snapshot taken so far is stored{kept}",
+            path.display()
+        ),
+    }
+}
 
 /// Nothing leaves the machine: DuckDB must never try to download an extension (it would for
 /// a SQLite file given as --db, or for time-zone functions), so autoloading is off.
