@@ -341,15 +341,21 @@ fn read_packets(
 /// Runs a live capture into `store` until Ctrl-C, the duration, or an error; stores the flows
 /// as they finish and the open ones at the end, and the run in `imports` and `packet_captures`.
 pub fn run(store: &Store, req: &PacketCaptureRequest) -> Result<PacketCaptureReport> {
-    run_counted(store, req, Arc::new(LiveCounters::new()))
+    run_counted(store, req, Arc::new(LiveCounters::new()), None)
 }
 
 /// [`run`], keeping `counters` up to date (about once a second) while it runs.
+///
+/// `in_use`: a server's lock that its other work holds shared while it uses the database; held
+/// shared here too whenever this writes, so the server's upkeep (which takes it alone) never
+/// runs in the middle of a write.
 pub fn run_counted(
     store: &Store,
     req: &PacketCaptureRequest,
     counters: Arc<LiveCounters>,
+    in_use: Option<&std::sync::RwLock<()>>,
 ) -> Result<PacketCaptureReport> {
+    let using = || in_use.map(|lock| lock.read().unwrap_or_else(|p| p.into_inner()));
     let started = Instant::now();
     let started_at = Utc::now();
     let opts = PcapOptions {
@@ -366,7 +372,10 @@ pub fn run_counted(
     let (cap, savefile) = open(req)?;
     let link_type = cap.get_datalink().0;
     let source = format!("live:{}", req.interface);
-    let import_id = ingest::start_live_import(store, &source, &opts)?;
+    let import_id = {
+        let _using = using();
+        ingest::start_live_import(store, &source, &opts)?
+    };
     counters.import_id.store(import_id, Ordering::Relaxed);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(8);
     let abandoned = Arc::new(AtomicBool::new(false));
@@ -388,11 +397,15 @@ pub fn run_counted(
             )
         })
         .map_err(|e| Error::Usage(format!("cannot start the packet reader thread: {e}")))?;
+    let store_held = |batch| {
+        let _using = using();
+        ingest::store_live_batch(store, &opts, import_id, &source, batch)
+    };
     let mut flows = 0u64;
     let mut store_error = None;
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(batch) => match ingest::store_live_batch(store, &opts, import_id, &source, batch) {
+            Ok(batch) => match store_held(batch) {
                 Ok(n) => {
                     flows += n;
                     counters.flows.store(flows, Ordering::Relaxed);
@@ -453,6 +466,7 @@ pub fn run_counted(
         stop_reason,
         failed,
     };
+    let _using = using();
     store.in_transaction(|conn| {
         ingest::end_live_import(store, &report.import)?;
         record_run(conn, req, &report, started_at)

@@ -400,9 +400,11 @@ pub struct Shared {
     memory_limit_shown: std::sync::OnceLock<String>,
     /// The cache's release lowered the limit and could not put it back yet.
     limit_lowered: std::sync::atomic::AtomicBool,
-    /// Whether the live packet capture (`--packets`) runs: it writes flows on its own thread,
-    /// outside [`Shared::using_database`], so the cache is then never released.
-    packets: bool,
+    /// Whether the live packet capture (`--packets`) stores a row per packet as well as its
+    /// flows: what it stored counts towards attaching the file again.
+    packet_rows: bool,
+    /// The live packet capture's rows already counted in `rows_since_attach`.
+    packet_rows_counted: AtomicU64,
     /// Rows the capture stored since the file was last attached ([`Shared::release_cache`]).
     rows_since_attach: std::sync::atomic::AtomicUsize,
     /// The connections of the Flight SQL sessions, which may hold a transaction open between
@@ -465,9 +467,6 @@ impl Shared {
     /// The writer never blocks on the lock (`try_write`): readers may hold it in any order with
     /// other locks.
     fn release_cache(&self) -> Result<bool> {
-        if self.packets {
-            return Ok(false);
-        }
         let _alone = match self.in_use.try_write() {
             Ok(alone) => alone,
             // A reader that panicked held it; readers go on regardless, and so does this.
@@ -479,6 +478,7 @@ impl Shared {
         if self.limit_lowered.load(Ordering::Relaxed) {
             self.restore_limit(conn)?;
         }
+        self.count_packet_rows();
         if (self.rows_since_attach.load(Ordering::Relaxed) >= REATTACH_ROWS || root.is_detached())
             && self.no_session_in_transaction()
         {
@@ -544,6 +544,18 @@ impl Shared {
     /// Counts the rows a snapshot stored, towards attaching the file again.
     fn stored_rows(&self, rows: usize) {
         self.rows_since_attach.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Counts the rows the live packet capture stored since the last count: its flows, and its
+    /// packets when it stores their rows.
+    fn count_packet_rows(&self) {
+        let counters = &self.packet_counters;
+        let mut rows = counters.flows.load(Ordering::Relaxed);
+        if self.packet_rows {
+            rows += counters.packets.load(Ordering::Relaxed);
+        }
+        let counted = self.packet_rows_counted.swap(rows, Ordering::Relaxed);
+        self.stored_rows(usize::try_from(rows.saturating_sub(counted)).unwrap_or(usize::MAX));
     }
 
     /// Registers a Flight SQL session's connection ([`Shared::no_session_in_transaction`]).
@@ -779,7 +791,8 @@ pub fn run(options: ServeOptions) -> Result<()> {
         memory_limit: options.memory_limit.clone(),
         memory_limit_shown: std::sync::OnceLock::new(),
         limit_lowered: std::sync::atomic::AtomicBool::new(false),
-        packets: options.packets.is_some(),
+        packet_rows: options.packets.as_ref().is_some_and(|p| p.packet_rows),
+        packet_rows_counted: AtomicU64::new(0),
         rows_since_attach: std::sync::atomic::AtomicUsize::new(0),
         session_stores: Mutex::new(Vec::new()),
         events: tokio::sync::broadcast::channel(64).0,
@@ -808,6 +821,15 @@ pub fn run(options: ServeOptions) -> Result<()> {
                 .name("capture".into())
                 .spawn(move || capture_loop(&shared, store, &capture))
                 .map_err(|e| Error::io("capture thread", e))?,
+        );
+    }
+    if options.capture.is_none() && options.packets.is_some() {
+        let shared = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("upkeep".into())
+                .spawn(move || upkeep_loop(&shared))
+                .map_err(|e| Error::io("upkeep thread", e))?,
         );
     }
     if let Some(request) = options.packets.clone() {
@@ -1057,7 +1079,12 @@ fn packet_capture(shared: &Shared, store: &Store, request: &PacketCaptureRequest
         request.interface,
         request.filter.as_ref().map(|f| format!(" ({f})")).unwrap_or_default()
     ));
-    let stop_reason = match packets::run_counted(store, request, Arc::clone(&shared.packet_counters)) {
+    let stop_reason = match packets::run_counted(
+        store,
+        request,
+        Arc::clone(&shared.packet_counters),
+        Some(&shared.in_use),
+    ) {
         Ok(report) if report.failed => {
             shared.error(
                 "packet capture",
@@ -1080,6 +1107,27 @@ fn packet_capture(shared: &Shared, store: &Store, request: &PacketCaptureRequest
             p.stop_reason = Some(stop_reason);
         }
     });
+}
+
+/// The upkeep a capture does after its snapshots ([`Shared::release_cache`]), for a server that
+/// captures packets without snapshots: every [`CACHE_CHECK_EVERY`], or a second later when
+/// something used the database or the memory limit could not be put back. A server that only
+/// answers queries keeps its cache: it grows with what was read, not with what is stored.
+fn upkeep_loop(shared: &Shared) {
+    let mut next = Instant::now() + CACHE_CHECK_EVERY;
+    while !interrupt::sleep_until(next) {
+        let outcome = shared.release_cache();
+        if let Err(e) = &outcome {
+            shared.error("releasing DuckDB's cache", e);
+        }
+        let again_soon = matches!(outcome, Ok(false)) || shared.limit_lowered.load(Ordering::Relaxed);
+        next = Instant::now()
+            + if again_soon {
+                Duration::from_secs(1)
+            } else {
+                CACHE_CHECK_EVERY
+            };
+    }
 }
 
 /// Runs the scheduled jobs, each first one interval after the start, until the server stops.
@@ -1291,7 +1339,8 @@ mod tests {
             memory_limit: memory_limit.map(str::to_string),
             memory_limit_shown: std::sync::OnceLock::new(),
             limit_lowered: std::sync::atomic::AtomicBool::new(false),
-            packets: false,
+            packet_rows: false,
+            packet_rows_counted: AtomicU64::new(0),
             rows_since_attach: std::sync::atomic::AtomicUsize::new(0),
             session_stores: Mutex::new(Vec::new()),
             queries_running: AtomicU64::new(0),
@@ -1301,6 +1350,28 @@ mod tests {
             repeated_error: Mutex::new(None),
             events: tokio::sync::broadcast::channel(4).0,
             packet_counters: Arc::new(packets::LiveCounters::new()),
+        }
+    }
+
+    /// The live packet capture's flows, and its packets when it stores their rows, count
+    /// towards attaching the file again, each once.
+    #[test]
+    fn the_packet_captures_rows_count_towards_attaching_the_file_again() {
+        for packet_rows in [false, true] {
+            let mut shared = shared_over(Store::open(&Location::Memory, false).unwrap(), None);
+            shared.packet_rows = packet_rows;
+            let counters = Arc::clone(&shared.packet_counters);
+            let waiting = |shared: &Shared| shared.rows_since_attach.load(Ordering::Relaxed);
+            counters.flows.store(100, Ordering::Relaxed);
+            counters.packets.store(1000, Ordering::Relaxed);
+            shared.count_packet_rows();
+            assert_eq!(waiting(&shared), if packet_rows { 1100 } else { 100 });
+            shared.stored_rows(7);
+            counters.flows.store(150, Ordering::Relaxed);
+            counters.packets.store(1500, Ordering::Relaxed);
+            shared.count_packet_rows();
+            shared.count_packet_rows();
+            assert_eq!(waiting(&shared), if packet_rows { 1657 } else { 157 });
         }
     }
 
