@@ -397,9 +397,20 @@ pub fn run_counted(
             )
         })
         .map_err(|e| Error::Usage(format!("cannot start the packet reader thread: {e}")))?;
-    let store_held = |batch| {
+    // A capture of its own (not a server's, whose store is shared) attaches the file again
+    // every so many rows, as the snapshot capture does, to free DuckDB's descriptions of the
+    // row groups written.
+    let store_held = |batch: Batch| {
+        let rows = match &batch {
+            Batch::Flows(flows) => flows.len(),
+            Batch::Packets(rows) if opts.packets => rows.len(),
+            Batch::Packets(_) => 0,
+            Batch::Tunnels(lines) => lines.len(),
+        };
         let _using = using();
-        ingest::store_live_batch(store, &opts, import_id, &source, batch)
+        let flows = ingest::store_live_batch(store, &opts, import_id, &source, batch)?;
+        store.stored_rows(rows)?;
+        Ok(flows)
     };
     let mut flows = 0u64;
     let mut store_error = None;
