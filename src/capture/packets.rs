@@ -338,6 +338,31 @@ fn read_packets(
     }
 }
 
+/// What a live capture inside a server (`serve --packets`) shares with it.
+pub struct ServerHold<'a> {
+    /// Held shared by everything that uses the database, this capture whenever it writes, so
+    /// the server's upkeep, which takes it alone, never runs in the middle of a write.
+    pub in_use: &'a std::sync::RwLock<()>,
+    /// True while the server's file is detached because attaching it again failed: writes
+    /// would fail, so they wait (the reader then waits too, and the kernel counts the packets
+    /// it drops).
+    pub detached: &'a AtomicBool,
+}
+
+impl ServerHold<'_> {
+    /// Holds the lock shared once the file is attached (or the capture is asked to stop).
+    pub(crate) fn before_writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        loop {
+            let held = self.in_use.read().unwrap_or_else(|p| p.into_inner());
+            if !self.detached.load(Ordering::Relaxed) || interrupt::requested() {
+                return held;
+            }
+            drop(held);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 /// Runs a live capture into `store` until Ctrl-C, the duration, or an error; stores the flows
 /// as they finish and the open ones at the end, and the run in `imports` and `packet_captures`.
 pub fn run(store: &Store, req: &PacketCaptureRequest) -> Result<PacketCaptureReport> {
@@ -345,17 +370,14 @@ pub fn run(store: &Store, req: &PacketCaptureRequest) -> Result<PacketCaptureRep
 }
 
 /// [`run`], keeping `counters` up to date (about once a second) while it runs.
-///
-/// `in_use`: a server's lock that its other work holds shared while it uses the database; held
-/// shared here too whenever this writes, so the server's upkeep (which takes it alone) never
-/// runs in the middle of a write.
+/// `server`: the hold of the server this capture runs in, if any.
 pub fn run_counted(
     store: &Store,
     req: &PacketCaptureRequest,
     counters: Arc<LiveCounters>,
-    in_use: Option<&std::sync::RwLock<()>>,
+    server: Option<ServerHold<'_>>,
 ) -> Result<PacketCaptureReport> {
-    let using = || in_use.map(|lock| lock.read().unwrap_or_else(|p| p.into_inner()));
+    let using = || server.as_ref().map(ServerHold::before_writing);
     let started = Instant::now();
     let started_at = Utc::now();
     let opts = PcapOptions {

@@ -223,6 +223,8 @@ impl NetlensFlight {
                 shared.queries_running.fetch_add(1, Ordering::Relaxed);
                 let using = shared.using_database();
                 run_query(&store, &sql, read_only, schema_tx, &batch_tx);
+                // A session-less connection closes here, still within the lock.
+                drop(store);
                 drop(using);
                 shared.queries_running.fetch_sub(1, Ordering::Relaxed);
                 shared.queries_served.fetch_add(1, Ordering::Relaxed);
@@ -276,9 +278,12 @@ impl NetlensFlight {
         let captures = matches!(request, request::Request::Capture(_));
         let shared = Arc::clone(&self.shared);
         let reply = tokio::task::spawn_blocking(move || -> Result<request::Reply> {
-            let store = store.lock().map_err(|_| super::poisoned())?;
-            let _one_at_a_time = writes.then(|| shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
+            // Taken first, so that a session-less connection closes within it. Taking it never
+            // waits: its only writer tries without waiting.
             let _using = shared.using_database();
+            let connection = store;
+            let store = connection.lock().map_err(|_| super::poisoned())?;
+            let _one_at_a_time = writes.then(|| shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
             let mut gaps = CollectGaps::default();
             let mut notes = Vec::new();
             let mut ctx = request::Context {
@@ -492,8 +497,10 @@ impl FlightSqlService for NetlensFlight {
         let store = self.connection(&request, peer)?;
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || -> std::result::Result<i64, Status> {
-            let store = store.lock().map_err(internal)?;
+            // Taken first, so that a session-less connection closes within it.
             let _using = shared.using_database();
+            let connection = store;
+            let store = connection.lock().map_err(internal)?;
             // duckdb-rs runs every statement of a text but the last: one statement, checked
             // like any other user-given SQL.
             crate::store::statements::one(&command.query, "an update statement")

@@ -717,10 +717,11 @@ async fn api_request(State(app): State<AppState>, headers: HeaderMap, body: axum
     let shared = Arc::clone(&app.shared);
     let name = request.name();
     let result = tokio::task::spawn_blocking(move || -> Result<request::Reply> {
-        let store = shared.connect()?;
         let _one_at_a_time =
             (!request.is_read_only()).then(|| shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
         let _using = shared.using_database();
+        // Within the lock: the connection closes before it is let go.
+        let store = shared.connect()?;
         let mut gaps = request::CollectGaps::default();
         let mut notes = Vec::new();
         let mut ctx = request::Context {

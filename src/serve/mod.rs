@@ -389,9 +389,10 @@ pub struct Shared {
     /// Held while a command or scheduled job runs: their run, import and model ids are the next
     /// after the largest stored, so two at once could take the same. Queries never wait for it.
     pub(crate) commands: Mutex<()>,
-    /// Held shared by every client statement, command, dashboard query and scheduled job while
-    /// it uses the database ([`Shared::using_database`]); the capture takes it alone, only when
-    /// nobody holds it, for the moment it empties DuckDB's cache ([`release_cache`]).
+    /// Held shared by every client statement, command, dashboard query, scheduled job and the
+    /// live packet capture while it uses the database ([`Shared::using_database`]); the capture
+    /// (or, without one, the upkeep thread) takes it alone, only when nobody holds it, for the
+    /// moment it empties DuckDB's cache or attaches the file again ([`release_cache`]).
     in_use: std::sync::RwLock<()>,
     /// `--memory-limit`, which the cache's release puts back; `None`: DuckDB's default.
     memory_limit: Option<String>,
@@ -407,6 +408,12 @@ pub struct Shared {
     packet_rows_counted: AtomicU64,
     /// Rows the capture stored since the file was last attached ([`Shared::release_cache`]).
     rows_since_attach: std::sync::atomic::AtomicUsize,
+    /// True while the file is detached because attaching it again failed: the live packet
+    /// capture waits before it writes.
+    database_detached: std::sync::atomic::AtomicBool,
+    /// True while the snapshot capture runs: it does the upkeep between its snapshots, and the
+    /// upkeep thread (`--packets`) only once it has ended.
+    capturing_snapshots: std::sync::atomic::AtomicBool,
     /// The connections of the Flight SQL sessions, which may hold a transaction open between
     /// their statements ([`Shared::no_session_in_transaction`]).
     session_stores: Mutex<Vec<std::sync::Weak<Mutex<Store>>>>,
@@ -479,12 +486,10 @@ impl Shared {
             self.restore_limit(conn)?;
         }
         self.count_packet_rows();
+        // Detaching drops every cached block of the file as well.
         if (self.rows_since_attach.load(Ordering::Relaxed) >= REATTACH_ROWS || root.is_detached())
-            && self.no_session_in_transaction()
+            && self.attach_again(&root)?
         {
-            // Detaching drops every cached block of the file as well.
-            root.attach_again()?;
-            self.rows_since_attach.store(0, Ordering::Relaxed);
             return Ok(true);
         }
         let (all, blocks, shown): (i64, i64, String) = conn
@@ -565,6 +570,25 @@ impl Shared {
         }
     }
 
+    /// With the shared lock held alone: detaches the file and attaches it again when no session
+    /// holds a transaction (`Ok(false)` when one does), or only attaches it when an earlier
+    /// attempt left it detached. Sessions are not asked then: their statements fail without the
+    /// file, and a transaction begun meanwhile cannot refer to it.
+    fn attach_again(&self, root: &Store) -> Result<bool> {
+        let was_detached = root.is_detached();
+        if !was_detached && !self.no_session_in_transaction() {
+            return Ok(false);
+        }
+        let attached = root.attach_again();
+        self.database_detached.store(root.is_detached(), Ordering::Relaxed);
+        attached?;
+        self.rows_since_attach.store(0, Ordering::Relaxed);
+        if was_detached {
+            log("the database is attached again");
+        }
+        Ok(true)
+    }
+
     /// After a capture failed: attaches the file again if an earlier attempt left it detached
     /// (every statement fails until then). Waits for nothing: tried again after the next failure.
     fn attach_if_detached(&self) -> Result<()> {
@@ -576,11 +600,9 @@ impl Shared {
         let Ok(root) = self.root.try_lock() else {
             return Ok(());
         };
-        if !root.is_detached() || !self.no_session_in_transaction() {
-            return Ok(());
+        if root.is_detached() {
+            self.attach_again(&root)?;
         }
-        root.attach_again()?;
-        log("the database is attached again");
         Ok(())
     }
 
@@ -794,6 +816,8 @@ pub fn run(options: ServeOptions) -> Result<()> {
         packet_rows: options.packets.as_ref().is_some_and(|p| p.packet_rows),
         packet_rows_counted: AtomicU64::new(0),
         rows_since_attach: std::sync::atomic::AtomicUsize::new(0),
+        database_detached: std::sync::atomic::AtomicBool::new(false),
+        capturing_snapshots: std::sync::atomic::AtomicBool::new(options.capture.is_some()),
         session_stores: Mutex::new(Vec::new()),
         events: tokio::sync::broadcast::channel(64).0,
         sessions: std::sync::atomic::AtomicUsize::new(0),
@@ -819,11 +843,15 @@ pub fn run(options: ServeOptions) -> Result<()> {
         threads.push(
             std::thread::Builder::new()
                 .name("capture".into())
-                .spawn(move || capture_loop(&shared, store, &capture))
+                .spawn(move || {
+                    capture_loop(&shared, store, &capture);
+                    // Its connection is closed: the upkeep thread may take over (`--packets`).
+                    shared.capturing_snapshots.store(false, Ordering::Relaxed);
+                })
                 .map_err(|e| Error::io("capture thread", e))?,
         );
     }
-    if options.capture.is_none() && options.packets.is_some() {
+    if options.packets.is_some() {
         let shared = Arc::clone(&shared);
         threads.push(
             std::thread::Builder::new()
@@ -907,7 +935,8 @@ impl Observer for CaptureObserver<'_> {
         // Before the event: the live pages' queries it sets off would otherwise find the
         // database in use, or have the blocks they read evicted.
         if let Err(e) = self.shared.restore_limit_if_lowered() {
-            self.shared.error("releasing DuckDB's cache after a snapshot", &e);
+            self.shared
+                .error("putting DuckDB's memory limit back after a snapshot", &e);
         }
         self.shared.stored_rows(stored.sockets + stored.processes);
         if self.cache_checked.elapsed() >= CACHE_CHECK_EVERY {
@@ -917,7 +946,7 @@ impl Observer for CaptureObserver<'_> {
                 Ok(false) => {}
                 Err(e) => {
                     self.cache_checked = Instant::now();
-                    self.shared.error("releasing DuckDB's cache after a snapshot", &e);
+                    self.shared.error("releasing DuckDB's memory after a snapshot", &e);
                 }
             }
         }
@@ -1083,7 +1112,10 @@ fn packet_capture(shared: &Shared, store: &Store, request: &PacketCaptureRequest
         store,
         request,
         Arc::clone(&shared.packet_counters),
-        Some(&shared.in_use),
+        Some(packets::ServerHold {
+            in_use: &shared.in_use,
+            detached: &shared.database_detached,
+        }),
     ) {
         Ok(report) if report.failed => {
             shared.error(
@@ -1110,17 +1142,24 @@ fn packet_capture(shared: &Shared, store: &Store, request: &PacketCaptureRequest
 }
 
 /// The upkeep a capture does after its snapshots ([`Shared::release_cache`]), for a server that
-/// captures packets without snapshots: every [`CACHE_CHECK_EVERY`], or a second later when
-/// something used the database or the memory limit could not be put back. A server that only
-/// answers queries keeps its cache: it grows with what was read, not with what is stored.
+/// captures packets without snapshots (or whose snapshot capture has ended): every
+/// [`CACHE_CHECK_EVERY`], or a second later when something used the database, the memory limit
+/// could not be put back, or the file could not be attached again. A server that only answers
+/// queries keeps its cache: it grows with what was read and serves the next queries.
 fn upkeep_loop(shared: &Shared) {
     let mut next = Instant::now() + CACHE_CHECK_EVERY;
     while !interrupt::sleep_until(next) {
+        if shared.capturing_snapshots.load(Ordering::Relaxed) {
+            next = Instant::now() + CACHE_CHECK_EVERY;
+            continue;
+        }
         let outcome = shared.release_cache();
         if let Err(e) = &outcome {
             shared.error("releasing DuckDB's cache", e);
         }
-        let again_soon = matches!(outcome, Ok(false)) || shared.limit_lowered.load(Ordering::Relaxed);
+        let again_soon = matches!(outcome, Ok(false))
+            || shared.limit_lowered.load(Ordering::Relaxed)
+            || shared.database_detached.load(Ordering::Relaxed);
         next = Instant::now()
             + if again_soon {
                 Duration::from_secs(1)
@@ -1342,6 +1381,8 @@ mod tests {
             packet_rows: false,
             packet_rows_counted: AtomicU64::new(0),
             rows_since_attach: std::sync::atomic::AtomicUsize::new(0),
+            database_detached: std::sync::atomic::AtomicBool::new(false),
+            capturing_snapshots: std::sync::atomic::AtomicBool::new(false),
             session_stores: Mutex::new(Vec::new()),
             queries_running: AtomicU64::new(0),
             queries_served: AtomicU64::new(0),
@@ -1351,6 +1392,59 @@ mod tests {
             events: tokio::sync::broadcast::channel(4).0,
             packet_counters: Arc::new(packets::LiveCounters::new()),
         }
+    }
+
+    /// Regression: with the file left detached by a failed attempt, every session's probe
+    /// failed (its default catalog gone), which counted as a transaction, so one open shell kept
+    /// the server without its file. Sessions are not asked then; the packet capture's writes
+    /// wait meanwhile.
+    #[test]
+    fn a_detached_file_is_attached_again_whatever_the_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Location::File(dir.path().join("t.duckdb")), false).unwrap();
+        store
+            .conn()
+            .execute_batch("CREATE TABLE t AS SELECT range AS i FROM range(10)")
+            .unwrap();
+        let shared = shared_over(store, None);
+        let session = Arc::new(Mutex::new(shared.connect().unwrap()));
+        shared.session_opened(&session);
+        shared.root.lock().unwrap().detach_as_if_attaching_failed();
+        shared.database_detached.store(true, Ordering::Relaxed);
+        let count = |store: &Store| {
+            store
+                .conn()
+                .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+        };
+        assert!(count(&session.lock().unwrap()).is_err(), "the file is detached");
+
+        let hold = packets::ServerHold {
+            in_use: &shared.in_use,
+            detached: &shared.database_detached,
+        };
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                let _held = hold.before_writing();
+                count(&session.lock().unwrap())
+            });
+            std::thread::sleep(Duration::from_millis(500));
+            assert!(!writer.is_finished(), "a write went ahead while the file was detached");
+            // The writer holds the lock for a moment every 200 ms: the attempt may find it held.
+            for _ in 0..100 {
+                shared.attach_if_detached().unwrap();
+                if !shared.database_detached.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let attached = !shared.database_detached.load(Ordering::Relaxed);
+            // Lets the writer go either way, so that a failure fails instead of hanging.
+            shared.database_detached.store(false, Ordering::Relaxed);
+            let read = writer.join().unwrap();
+            assert!(attached, "the file is still detached");
+            assert_eq!(read.unwrap(), 10, "the session reads the file again");
+        });
+        assert!(!shared.root.lock().unwrap().is_detached());
     }
 
     /// The live packet capture's flows, and its packets when it stores their rows, count

@@ -241,8 +241,9 @@ impl Store {
     }
 
     /// Another connection to the same database instance, with its own transactions, for a
-    /// server's capture, clients and scheduled work. Neither it nor this store will detach the
-    /// file again once a connection is shared (see [`Store::stored_rows`]).
+    /// server's capture, clients and scheduled work. Once a connection is shared, neither it nor
+    /// this store detaches the file by itself ([`Store::stored_rows`]); only the server does,
+    /// when nothing else uses the database ([`Store::attach_again`]).
     pub fn connect(&mut self) -> Result<Store> {
         self.shared = true;
         let conn = self.conn.try_clone().map_err(Error::sql)?;
@@ -277,25 +278,42 @@ impl Store {
         }
         self.rows_since_attach.set(0);
         match &self.location {
-            Location::File(path) => self.reattach(path, LEFT_DETACHED),
+            Location::File(path) => self.reattach(path, Reattach::CAPTURE),
             Location::Memory => Ok(()),
         }
     }
 
-    /// Detaches the file and attaches it again; `left_detached` says what then, if attaching
-    /// fails.
-    fn reattach(&self, path: &Path, left_detached: &str) -> Result<()> {
+    /// Detaches the file and attaches it again; `then` says how long to wait for another process
+    /// that holds the file meanwhile, and what is said when it cannot be attached.
+    fn reattach(&self, path: &Path, then: Reattach) -> Result<()> {
         if let Err(e) = self.conn.execute_batch(&format!("USE memory; DETACH {CATALOG}")) {
-            let _ = self.conn.execute_batch(&format!("USE {CATALOG}"));
-            return Err(reattach_failed(path, &e, ""));
+            // DuckDB detaches before the checkpoint it runs on the way out: when that fails
+            // (a full disk) the file is detached all the same, and is attached again below
+            // (its WAL replayed). Otherwise nothing changed.
+            if self.catalog_attached() {
+                let _ = self.conn.execute_batch(&format!("USE {CATALOG}"));
+                return Err(reattach_failed(path, &e, ""));
+            }
         }
-        self.attach_detached(path, left_detached)
+        self.attach_detached(path, then)
+    }
+
+    /// True when the file is attached under [`CATALOG`].
+    fn catalog_attached(&self) -> bool {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
+                [CATALOG],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_or(true, |n| n > 0)
     }
 
     /// Attaches the file again after [`Store::reattach`] detached it. While the file is
     /// detached another process may open it, and then hold its lock for as long as its query
-    /// runs: this waits for that, a few seconds at most, then leaves the store detached.
-    fn attach_detached(&self, path: &Path, left_detached: &str) -> Result<()> {
+    /// runs: a capture waits for that, a few seconds at most, then leaves the store detached; a
+    /// server tries again later instead of holding its other work up.
+    fn attach_detached(&self, path: &Path, then: Reattach) -> Result<()> {
         let mut attempts = 0;
         loop {
             match self.conn.execute_batch(&attach_sql(path, self.read_only)) {
@@ -304,13 +322,13 @@ impl Store {
                     return Ok(());
                 }
                 Err(e) => match classify_open_error(path, e) {
-                    Error::DatabaseLocked { .. } if attempts < 50 => {
+                    Error::DatabaseLocked { .. } if attempts < then.waits => {
                         attempts += 1;
                         std::thread::sleep(std::time::Duration::from_millis(100));
                     }
                     other => {
                         self.detached.set(true);
-                        return Err(reattach_failed(path, &other, left_detached));
+                        return Err(reattach_failed(path, &other, then.left_detached));
                     }
                 },
             }
@@ -328,10 +346,20 @@ impl Store {
     /// detached file and be lost.
     pub fn attach_again(&self) -> Result<()> {
         match &self.location {
-            Location::File(path) if self.detached.get() => self.attach_detached(path, SERVER_LEFT_DETACHED),
-            Location::File(path) => self.reattach(path, SERVER_LEFT_DETACHED),
+            Location::File(path) if self.detached.get() => self.attach_detached(path, Reattach::SERVER),
+            Location::File(path) => self.reattach(path, Reattach::SERVER),
             Location::Memory => Ok(()),
         }
+    }
+
+    /// Detaches the file as a failed [`Store::attach_again`] leaves it, for tests of what
+    /// follows.
+    #[cfg(test)]
+    pub(crate) fn detach_as_if_attaching_failed(&self) {
+        self.conn
+            .execute_batch(&format!("USE memory; DETACH {CATALOG}"))
+            .unwrap();
+        self.detached.set(true);
     }
 
     /// True when the file could not be attached again after a capture detached it: nothing
@@ -575,18 +603,34 @@ pub const ROW_GROUP_SIZE: usize = 16_384;
 /// for about 35 ms each time, and every few hundred snapshots on a quiet host.
 pub(crate) const REATTACH_ROWS: usize = 250_000;
 
-/// What a capture that could not attach its file again says of it.
-const LEFT_DETACHED: &str = "\n  hint: the database is no longer open in this process; start netlens again";
-/// What a server that could not attach its file again says of it.
-const SERVER_LEFT_DETACHED: &str =
-    "\n  the database is no longer open in the server: every statement fails until it is \
-     attached again, tried after each snapshot that failed";
+/// How [`Store::reattach`] attaches the file again.
+#[derive(Clone, Copy)]
+struct Reattach {
+    /// Tries, 100 ms apart, while another process holds the file.
+    waits: u32,
+    /// What the error says when the file is left detached.
+    left_detached: &'static str,
+}
+
+impl Reattach {
+    const CAPTURE: Reattach = Reattach {
+        waits: 50,
+        left_detached: "\n  hint: the database is no longer open in this process; start netlens again",
+    };
+    const SERVER: Reattach = Reattach {
+        waits: 0,
+        left_detached: "\n  the database is no longer open in the server: every statement fails until it is \
+             attached again, which the server tries after each snapshot that failed (every second \
+             without snapshots); the live packet capture waits for it",
+    };
+}
 
 /// The error of a failed [`Store::reattach`]: `kept` says what became of the database.
 fn reattach_failed(path: &Path, e: &dyn std::fmt::Display, kept: &str) -> Error {
     Error::Sql {
         message: format!(
-            "attaching {} again during the capture failed: {e}\n  every snapshot taken so far is stored{kept}",
+            "attaching {} again (to free DuckDB's memory of the row groups written) failed: {e}\n  \
+             everything stored so far is in the file{kept}",
             path.display()
         ),
     }
@@ -710,6 +754,38 @@ fn restrict_permissions(_path: &Path) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: DuckDB detaches a file before the checkpoint it runs on the way out, so a
+    /// DETACH whose checkpoint failed (a full disk) left the file detached while the store took
+    /// it for attached, and nothing attached it again.
+    #[test]
+    fn a_file_a_failed_detach_left_detached_is_attached_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Location::File(dir.path().join("t.duckdb")), false).unwrap();
+        store
+            .conn()
+            .execute_batch("CREATE TABLE t AS SELECT range AS i FROM range(10)")
+            .unwrap();
+        // As a failed checkpoint leaves it: detached, the store not told.
+        store
+            .conn()
+            .execute_batch(&format!("USE memory; DETACH {CATALOG}"))
+            .unwrap();
+        store.attach_again().unwrap();
+        assert!(!store.is_detached());
+        let n: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 10);
+        // An ordinary round trip keeps it attached and whole.
+        store.attach_again().unwrap();
+        let n: i64 = store
+            .conn()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 10);
+    }
 
     #[test]
     fn opens_memory_and_applies_schema() {
