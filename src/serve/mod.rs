@@ -1401,12 +1401,7 @@ mod tests {
     #[test]
     fn a_detached_file_is_attached_again_whatever_the_sessions() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&Location::File(dir.path().join("t.duckdb")), false).unwrap();
-        store
-            .conn()
-            .execute_batch("CREATE TABLE t AS SELECT range AS i FROM range(10)")
-            .unwrap();
-        let shared = shared_over(store, None);
+        let shared = shared_over(Store::file_with_numbers(&dir.path().join("t.duckdb"), 10), None);
         let session = Arc::new(Mutex::new(shared.connect().unwrap()));
         shared.session_opened(&session);
         shared.root.lock().unwrap().detach_as_if_attaching_failed();
@@ -1478,12 +1473,7 @@ mod tests {
     fn the_file_is_attached_again_only_when_no_session_holds_a_transaction() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.duckdb");
-        let store = Store::open(&Location::File(path.clone()), false).unwrap();
-        store
-            .conn()
-            .execute_batch("CREATE TABLE t AS SELECT range AS i FROM range(1000)")
-            .unwrap();
-        let shared = shared_over(store, None);
+        let shared = shared_over(Store::file_with_numbers(&path, 1000), None);
         let session = Arc::new(Mutex::new(shared.connect().unwrap()));
         shared.session_opened(&session);
         let count = |store: &Store| -> i64 {

@@ -352,6 +352,17 @@ impl Store {
         }
     }
 
+    /// A database file at `path` with a table `t` of the numbers below `rows`, for tests.
+    #[cfg(test)]
+    pub(crate) fn file_with_numbers(path: &Path, rows: u64) -> Store {
+        let store = Store::open(&Location::File(path.to_path_buf()), false).unwrap();
+        store
+            .conn()
+            .execute_batch(&format!("CREATE TABLE t AS SELECT range AS i FROM range({rows})"))
+            .unwrap();
+        store
+    }
+
     /// Detaches the file as a failed [`Store::attach_again`] leaves it, for tests of what
     /// follows.
     #[cfg(test)]
@@ -761,11 +772,7 @@ mod tests {
     #[test]
     fn a_file_a_failed_detach_left_detached_is_attached_again() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&Location::File(dir.path().join("t.duckdb")), false).unwrap();
-        store
-            .conn()
-            .execute_batch("CREATE TABLE t AS SELECT range AS i FROM range(10)")
-            .unwrap();
+        let store = Store::file_with_numbers(&dir.path().join("t.duckdb"), 10);
         // As a failed checkpoint leaves it: detached, the store not told.
         store
             .conn()
