@@ -415,7 +415,9 @@ pub struct Shared {
     /// upkeep thread (`--packets`) only once it has ended.
     capturing_snapshots: std::sync::atomic::AtomicBool,
     /// The connections of the Flight SQL sessions, which may hold a transaction open between
-    /// their statements ([`Shared::no_session_in_transaction`]).
+    /// their statements ([`Shared::no_session_in_transaction`]). Apart from the Flight service's
+    /// map of sessions, which is held while a session's connection is made (and so the root):
+    /// the release, which holds the root, looks here without that lock-order inversion.
     session_stores: Mutex<Vec<std::sync::Weak<Mutex<Store>>>>,
     pub(crate) queries_running: AtomicU64,
     pub(crate) queries_served: AtomicU64,
@@ -587,23 +589,6 @@ impl Shared {
             log("the database is attached again");
         }
         Ok(true)
-    }
-
-    /// After a capture failed: attaches the file again if an earlier attempt left it detached
-    /// (every statement fails until then). Waits for nothing: tried again after the next failure.
-    fn attach_if_detached(&self) -> Result<()> {
-        let _alone = match self.in_use.try_write() {
-            Ok(alone) => alone,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
-        };
-        let Ok(root) = self.root.try_lock() else {
-            return Ok(());
-        };
-        if root.is_detached() {
-            self.attach_again(&root)?;
-        }
-        Ok(())
     }
 
     /// Puts `--memory-limit` (or DuckDB's default) back after [`Self::release_cache`] lowered it.
@@ -1083,8 +1068,12 @@ fn capture_loop(shared: &Shared, store: Store, capture: &CaptureSchedule) {
             }
             Err(e) => {
                 shared.error("capture", &e);
-                if let Err(e) = shared.attach_if_detached() {
-                    shared.error("attaching the database again", &e);
+                // A file an earlier attempt left detached fails every snapshot: the release
+                // attaches it (tried again after the next failure when something held it).
+                if shared.database_detached.load(Ordering::Relaxed) {
+                    if let Err(e) = shared.release_cache() {
+                        shared.error("attaching the database again", &e);
+                    }
                 }
                 if interrupt::sleep_until(Instant::now() + capture.interval) {
                     break;
@@ -1426,7 +1415,7 @@ mod tests {
             assert!(!writer.is_finished(), "a write went ahead while the file was detached");
             // The writer holds the lock for a moment every 200 ms: the attempt may find it held.
             for _ in 0..100 {
-                shared.attach_if_detached().unwrap();
+                shared.release_cache().unwrap();
                 if !shared.database_detached.load(Ordering::Relaxed) {
                     break;
                 }
@@ -1482,6 +1471,20 @@ mod tests {
         };
         let waiting = |shared: &Shared| shared.rows_since_attach.load(Ordering::Relaxed);
         assert_eq!(count(&session.lock().unwrap()), 1000);
+        // The session's own state: a temporary table (settings are locked for every client).
+        let own_state = |store: &Store| -> i64 {
+            store
+                .conn()
+                .query_row("SELECT count(*) FROM scratch", [], |r| r.get(0))
+                .unwrap()
+        };
+        session
+            .lock()
+            .unwrap()
+            .conn()
+            .execute_batch("CREATE TEMP TABLE scratch AS SELECT 1 AS x")
+            .unwrap();
+        let state_before = own_state(&session.lock().unwrap());
 
         session
             .lock()
@@ -1510,6 +1513,7 @@ mod tests {
         assert_eq!(count(&shared.root.lock().unwrap()), 1001);
         let session_store = session.lock().unwrap();
         assert_eq!(count(&session_store), 1001, "the session's prepared statement");
+        assert_eq!(own_state(&session_store), state_before, "the session's temporary table");
         session_store.conn().execute_batch("INSERT INTO t VALUES (-2)").unwrap();
         drop(session_store);
         drop(session);
