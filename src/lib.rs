@@ -86,12 +86,37 @@ pub fn run_from_args() -> Result<Outcome> {
     run(cli, scripts.into_iter().map(|(_, s)| s).collect())
 }
 
+/// `serve` takes the file for writing and runs no script of its own: a global option that would
+/// make it read-only, or statements given beside it, would otherwise be dropped without a word
+/// (and a file the user meant to keep unchanged written to).
+fn refuse_options_a_server_ignores(cli: &Cli, scripts: &[Script]) -> Result<()> {
+    if cli.read_only {
+        return Err(Error::Usage(
+            "--read-only does not apply to `serve`: a server writes its file (snapshots, scheduled runs, \
+             what clients store)\n  hint: to read a file without changing it, stop the server and use \
+             `netlens --db FILE --read-only ...` (several readers may share it), or serve a copy"
+                .to_string(),
+        ));
+    }
+    if !scripts.is_empty() {
+        return Err(Error::Usage(
+            "-c and -f do not apply to `serve`: it runs no statements of its own\n  hint: start the server, \
+             then run `netlens --db FILE -c \"...\"` in another terminal (it goes through the server)"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
 fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
     let location = Location::resolve(cli.db.as_deref())?;
     let mut cli = cli;
     match cli.command.take() {
         // The server handles its own signals: no Ctrl-C handler of the shell's.
-        Some(Command::Serve(args)) => return serve::run(args.into_options(location)?).map(|_| Outcome::Success),
+        Some(Command::Serve(args)) => {
+            refuse_options_a_server_ignores(&cli, &scripts)?;
+            return serve::run(args.into_options(location)?).map(|_| Outcome::Success);
+        }
         Some(Command::Status) => return status(&location, cli.format),
         other => cli.command = other,
     }

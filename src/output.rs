@@ -237,6 +237,29 @@ pub fn render(
     }
 }
 
+/// The keys of a JSON row: the column names in order, a repeated name numbered as DuckDB numbers
+/// it when it names a result's columns (`a`, `a_1`, `a_2`, skipping names the result already
+/// has), so that `SELECT s.id, k.id ...` keeps both values instead of one overwriting the other.
+fn json_keys(names: &[String]) -> Vec<String> {
+    // Every name of the result is reserved, so a numbered key never takes another column's name.
+    let mut used: std::collections::HashSet<String> = names.iter().cloned().collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut keys = Vec::with_capacity(names.len());
+    for name in names {
+        if seen.insert(name.as_str()) {
+            keys.push(name.clone());
+            continue;
+        }
+        let key = (1..)
+            .map(|n| format!("{name}_{n}"))
+            .find(|k| !used.contains(k))
+            .unwrap_or_default();
+        used.insert(key.clone());
+        keys.push(key);
+    }
+    keys
+}
+
 fn render_stream(
     names: &[String],
     batches: impl Iterator<Item = Result<RecordBatch>>,
@@ -265,6 +288,11 @@ fn render_stream(
     if mode == OutputMode::Json {
         out.write_all(b"[").map_err(out_err)?;
     }
+    // Each column's key, quoted once: objects keep the columns' order, and every column its value.
+    let keys: Vec<String> = json_keys(names)
+        .iter()
+        .map(|k| serde_json::Value::String(k.clone()).to_string())
+        .collect();
     let mut rows = 0u64;
     for batch in batches {
         let batch = batch?;
@@ -292,12 +320,12 @@ fn render_stream(
                         .join(" | ")
                 ),
                 _ => {
-                    let object: serde_json::Map<String, serde_json::Value> = names
+                    let fields: Vec<String> = keys
                         .iter()
                         .enumerate()
-                        .map(|(c, n)| (n.clone(), f.json(c, row)))
+                        .map(|(c, key)| format!("{key}:{}", f.json(c, row)))
                         .collect();
-                    let text = serde_json::Value::Object(object).to_string();
+                    let text = format!("{{{}}}", fields.join(","));
                     if mode == OutputMode::Json {
                         format!("{}\n{text}", if rows == 0 { "" } else { "," })
                     } else {
@@ -394,6 +422,7 @@ mod tests {
     use std::sync::Arc;
 
     use duckdb::arrow::array::{BooleanArray, Float64Array, Int64Array, StringArray};
+    use duckdb::arrow::datatypes::{Field, Schema};
 
     fn sample() -> (SchemaRef, RecordBatch) {
         let batch = RecordBatch::try_from_iter(vec![
@@ -477,6 +506,37 @@ mod tests {
             "n,s,f,b\n1,\"a,\"\"b\"\"\",1.5,true\n,x|y,NaN,\n"
         );
         assert_eq!(run(OutputMode::Csv, false, 0).lines().count(), 2);
+    }
+
+    #[test]
+    fn json_rows_keep_every_column_in_order_under_its_own_key() {
+        let schema = Arc::new(Schema::new(
+            ["a", "a", "z", "b", "a_1"]
+                .iter()
+                .map(|n| Field::new(*n, DataType::Int64, false))
+                .collect::<Vec<_>>(),
+        ));
+        let columns: Vec<ArrayRef> = (1..=5)
+            .map(|v| Arc::new(Int64Array::from(vec![v])) as ArrayRef)
+            .collect();
+        let batch = RecordBatch::try_new(schema, columns).unwrap();
+        for (mode, expected) in [
+            (
+                OutputMode::Json,
+                "[\n{\"a\":1,\"a_2\":2,\"z\":3,\"b\":4,\"a_1\":5}\n]\n",
+            ),
+            (OutputMode::Jsonl, "{\"a\":1,\"a_2\":2,\"z\":3,\"b\":4,\"a_1\":5}\n"),
+        ] {
+            let mut out = Vec::new();
+            let opts = RenderOptions {
+                mode,
+                headers: true,
+                maxrows: 0,
+                width: None,
+            };
+            render(&batch.schema(), std::iter::once(Ok(batch.clone())), opts, &mut out).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{mode:?}");
+        }
     }
 
     #[test]

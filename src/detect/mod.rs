@@ -417,13 +417,17 @@ pub fn run(store: &Store, args: &DetectRequest, now: DateTime<Utc>) -> Result<Ve
                 .to_string(),
         ));
     }
-    let conn = store.conn();
-    let scope = events::resolve(conn, args)?;
-    let mut summaries = Vec::new();
-    for detector in args.detector.detectors() {
-        summaries.push(run_one(conn, detector, &scope, args, now)?);
-    }
-    Ok(summaries)
+    let scope = events::resolve(store.conn(), args)?;
+    // One transaction for all the detectors asked: `detect all` stores every run or none, so a
+    // detector that fails (a window of too many bins, Ctrl-C) leaves no earlier run of the
+    // command behind as the newest, unreported.
+    store.in_transaction(|conn| {
+        args.detector
+            .detectors()
+            .into_iter()
+            .map(|detector| run_one(conn, detector, &scope, args, now))
+            .collect()
+    })
 }
 
 /// What one detector would flag, found without storing it.
@@ -486,6 +490,8 @@ pub struct Found {
     pub notes: Vec<String>,
 }
 
+/// One detector's run inside the caller's transaction ([`run`]): its rows and its
+/// `detector_runs` line, or an error after which the caller rolls back.
 fn run_one(
     conn: &Connection,
     detector: &'static dyn Detector,
@@ -494,46 +500,34 @@ fn run_one(
     now: DateTime<Utc>,
 ) -> Result<RunSummary> {
     let started = Instant::now();
-    conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
-    let result = (|| -> Result<(i64, Found)> {
-        let run_id = crate::store::runs::next_run_id(conn)?;
-        let found = detector.find(conn, run_id, scope, args)?;
-        let mut notes = found.notes.clone();
-        if let Some(why) = &scope.chosen_because {
-            notes.insert(0, format!("source {} ({why})", scope.source.as_str()));
-        }
-        conn.execute(
-            "INSERT INTO detector_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            duckdb::params![
-                run_id,
-                detector.table(),
-                scope.source.as_str(),
-                now.naive_utc(),
-                started.elapsed().as_secs_f64(),
-                timestamp(scope.start_us),
-                timestamp(scope.end_us),
-                found.events,
-                found.rows,
-                scope.resolution_s,
-                params_json(detector, args).to_string(),
-                (!notes.is_empty()).then(|| notes.join("; ")),
-            ],
-        )
-        .map_err(Error::sql)?;
-        // Ctrl-C during the Rust side of a detector (no statement to interrupt) still stores nothing.
-        if crate::interrupt::requested() {
-            return Err(Error::Interrupted);
-        }
-        Ok((run_id, found))
-    })();
-    let (run_id, found) = match result {
-        Ok(ok) => ok,
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(e);
-        }
-    };
-    conn.execute_batch("COMMIT").map_err(Error::sql)?;
+    let run_id = crate::store::runs::next_run_id(conn)?;
+    let found = detector.find(conn, run_id, scope, args)?;
+    let mut notes = found.notes.clone();
+    if let Some(why) = &scope.chosen_because {
+        notes.insert(0, format!("source {} ({why})", scope.source.as_str()));
+    }
+    conn.execute(
+        "INSERT INTO detector_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        duckdb::params![
+            run_id,
+            detector.table(),
+            scope.source.as_str(),
+            now.naive_utc(),
+            started.elapsed().as_secs_f64(),
+            timestamp(scope.start_us),
+            timestamp(scope.end_us),
+            found.events,
+            found.rows,
+            scope.resolution_s,
+            params_json(detector, args).to_string(),
+            (!notes.is_empty()).then(|| notes.join("; ")),
+        ],
+    )
+    .map_err(Error::sql)?;
+    // Ctrl-C during the Rust side of a detector (no statement to interrupt) still stores nothing.
+    if crate::interrupt::requested() {
+        return Err(Error::Interrupted);
+    }
     let source = match &scope.chosen_because {
         Some(why) => format!("{} ({why})", scope.source.as_str()),
         None => scope.source.as_str().to_string(),

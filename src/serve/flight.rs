@@ -597,9 +597,46 @@ impl FlightSqlService for NetlensFlight {
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
 
+/// How long a stopping server waits for its clients' calls and connections to end. tonic and axum
+/// wait for every connection to close on their own, and some never do by themselves: an open
+/// dashboard's event stream, a client reading a large result slowly; `systemctl stop` would then
+/// run into its kill timeout.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Serves on `socket` (and TCP with `--listen`) until SIGTERM or SIGINT, then lets running
-/// calls finish (a few seconds).
+/// calls finish for at most [`STOP_GRACE`] and returns, closing what is still connected.
 pub async fn serve(shared: Arc<Shared>, socket: &Path, options: &ServeOptions, token: Option<String>) -> Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stop = stop_rx.clone();
+    let grace_over = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
+    tokio::select! {
+        served = serve_until(shared, socket, options, token, stop_rx) => served,
+        () = grace_over => {
+            log(&format!(
+                "stopping: clients still connected {} s after the signal are disconnected",
+                STOP_GRACE.as_secs()
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// [`serve`]'s listeners, which stop accepting once `stop_rx` turns true and end when their
+/// connections have.
+async fn serve_until(
+    shared: Arc<Shared>,
+    socket: &Path,
+    options: &ServeOptions,
+    token: Option<String>,
+    stop_rx: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
     let listener = tokio::net::UnixListener::bind(socket).map_err(|e| Error::io(socket, e))?;
     restrict_socket(socket)?;
     let service = NetlensFlight::new(Arc::clone(&shared), token.clone(), options.remote.writes);
@@ -610,11 +647,6 @@ pub async fn serve(shared: Arc<Shared>, socket: &Path, options: &ServeOptions, t
             tick.tick().await;
             reaper.reap();
         }
-    });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        stop_signal().await;
-        let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;

@@ -351,6 +351,33 @@ fn events_announce_each_snapshot() {
     drop(d.server);
 }
 
+/// An open page's event stream never ends by itself: a stopping server used to wait for it (and
+/// for any other connection) until the client went away, past a service manager's kill timeout.
+#[test]
+fn an_open_event_stream_does_not_hold_a_stopping_server() {
+    let s = Scratch::new();
+    let d = serve_dashboard(&s, &["--interval", "1s"]);
+    let mut events = client()
+        .get(format!("{}/api/events", d.url))
+        .bearer_auth(&d.token)
+        .send()
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let mut seen = String::new();
+    eventually(Duration::from_secs(20), "a snapshot event", || {
+        use std::io::Read;
+        if let Ok(n) = events.read(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        seen.contains("event: snapshot")
+    });
+    let started = std::time::Instant::now();
+    // Panics if the server is not gone within the limit; the stream stays open meanwhile.
+    d.server.stop(Duration::from_secs(20));
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    drop(events);
+}
+
 /// A minimal W3C WebDriver client for chromedriver driving headless Chromium.
 struct Browser {
     driver: std::process::Child,

@@ -386,6 +386,23 @@ fn a_second_run_keeps_the_first_and_latest_shows_the_newest() {
     );
 }
 
+/// `detect all` used to store the runs before a failing detector (here bursts, asked for too
+/// many bins) as the newest, and report only the error.
+#[test]
+fn detect_all_stores_every_run_or_none() {
+    let s = synthetic();
+    detect(&s, &["all", "--burst-bin", "10ms"])
+        .failure()
+        .stderr(predicate::str::contains("bins"));
+    assert_eq!(s.query("SELECT count(*) FROM detector_runs"), "0");
+    assert_eq!(s.query("SELECT count(*) FROM port_scans"), "0");
+    detect(&s, &["all"]).success();
+    assert_eq!(
+        s.query("SELECT string_agg(detector, ' ' ORDER BY run_id) FROM detector_runs"),
+        "port_scans beacons bursts long_connections"
+    );
+}
+
 #[test]
 fn window_options_narrow_what_is_analysed() {
     let s = synthetic();

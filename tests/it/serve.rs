@@ -269,6 +269,34 @@ fn the_executables_start_up_pages_are_reclaimed_and_the_server_goes_on() {
 }
 
 #[test]
+fn serve_refuses_read_only_and_scripts_instead_of_dropping_them() {
+    let s = Scratch::new();
+    s.query("CREATE TABLE kept AS SELECT 1 AS x");
+    let before = std::fs::read(s.db()).expect("read the database");
+    // A server writes its file: --read-only used to be dropped, and the capture wrote to it.
+    s.cmd()
+        .args(["--read-only", "serve"])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("--read-only does not apply to `serve`"));
+    s.cmd()
+        .args(["-c", "SELECT 1", "serve", "--no-capture"])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("-c and -f do not apply to `serve`"));
+    assert_eq!(
+        std::fs::read(s.db()).expect("read the database"),
+        before,
+        "the file was written"
+    );
+    let mut socket = s.db().into_os_string();
+    socket.push(".sock");
+    assert!(!PathBuf::from(socket).exists(), "no server was started");
+}
+
+#[test]
 fn a_second_server_and_a_killed_ones_socket_get_clear_messages() {
     let s = Scratch::new();
     let server = Server::start(&s, &["--no-capture"]);
