@@ -149,6 +149,10 @@ pub enum Error {
     Server { endpoint: String, reason: String },
 }
 
+/// DuckDB's words when `enable_external_access` is off and a file is outside
+/// `allowed_directories`.
+const FILE_ACCESS_OFF: &str = "file system operations are disabled by configuration";
+
 impl Error {
     /// Wraps a DuckDB error from running SQL, turning DuckDB's interrupt into [`Error::Interrupted`].
     pub fn sql(err: duckdb::Error) -> Self {
@@ -157,9 +161,22 @@ impl Error {
         // word elsewhere (a table named "Interrupted") is an ordinary error.
         if message.starts_with("INTERRUPT Error") || message.trim() == "Interrupted!" {
             Error::Interrupted
+        } else if message.contains(FILE_ACCESS_OFF) {
+            Error::Sql {
+                message: format!(
+                    "{message}\n  hint: DuckDB's file access is off in this database: a netlens server with a TCP \
+                     listener (--listen or --http) lets DuckDB read and write files only in its --files directories \
+                     (`netlens status` lists them); use one of those, or start the server with --files DIR"
+                ),
+            }
         } else {
             Error::Sql { message }
         }
+    }
+
+    /// True for DuckDB's refusal of a file while its file access is off (see [`Error::sql`]).
+    pub fn is_file_access_off(&self) -> bool {
+        matches!(self, Error::Sql { message } if message.contains(FILE_ACCESS_OFF))
     }
 
     /// An I/O error on a named file.

@@ -183,6 +183,8 @@ fn check_file(path: &Path) -> Result<()> {
 fn unreadable(path: &Path, e: Error) -> Error {
     match e {
         Error::Interrupted => Error::Interrupted,
+        // Not the file's fault: a server's settings keep DuckDB from reading it (its own hint).
+        e if e.is_file_access_off() => e,
         other => bad_file(path, other.to_string()),
     }
 }

@@ -296,6 +296,34 @@ fn serve_refuses_read_only_and_scripts_instead_of_dropping_them() {
     assert!(!PathBuf::from(socket).exists(), "no server was started");
 }
 
+/// A server with a TCP listener (the dashboard's too) turns DuckDB's file access off: a CSV
+/// import through it was blamed on the file ("reads delimited text files"), an export had no
+/// hint at all.
+#[test]
+fn file_access_off_says_why_and_what_to_do() {
+    let s = Scratch::new();
+    s.query("CREATE TABLE t AS SELECT 1 AS x");
+    let csv = s.path("data.csv");
+    std::fs::write(&csv, "a,b\n1,2\n").unwrap();
+    let _server = Server::start(&s, &["--no-capture", "--http", "127.0.0.1:0"]);
+    let hint = "only in its --files directories";
+    s.cmd()
+        .args(["export", "--table", "t", "--out"])
+        .arg(s.path("t.parquet"))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(hint));
+    s.cmd()
+        .args(["import", "csv"])
+        .arg(&csv)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(hint))
+        .stderr(predicates::prelude::PredicateBooleanExt::not(
+            predicates::str::contains("delimited text"),
+        ));
+}
+
 #[test]
 fn a_second_server_and_a_killed_ones_socket_get_clear_messages() {
     let s = Scratch::new();
