@@ -119,10 +119,13 @@ pub struct Series {
 }
 
 impl Series {
-    /// Counts a connection in its start bin and spreads its bytes evenly over the bins its
-    /// duration overlaps (so one long transfer does not look like a spike where it started).
-    pub fn add(&mut self, bins: &Bins, start_us: i64, end_us: i64, bytes: Option<f64>) {
-        *self.connections.entry(bins.index(start_us)).or_default() += 1.0;
+    /// Counts a connection in its start bin (unless `count_start` is false: when it opened is not
+    /// known) and spreads its bytes evenly over the bins its duration overlaps (so one long
+    /// transfer does not look like a spike where it started).
+    pub fn add(&mut self, bins: &Bins, start_us: i64, end_us: i64, bytes: Option<f64>, count_start: bool) {
+        if count_start {
+            *self.connections.entry(bins.index(start_us)).or_default() += 1.0;
+        }
         let Some(bytes) = bytes.filter(|b| *b > 0.0) else {
             return;
         };
@@ -279,13 +282,17 @@ mod tests {
     fn bytes_spread_over_the_duration() {
         let bins = Bins::new(0, 10 * M, M);
         let mut s = Series::default();
-        s.add(&bins, 0, 4 * M, Some(400.0));
+        s.add(&bins, 0, 4 * M, Some(400.0), true);
         assert_eq!(s.connections.get(&0), Some(&1.0));
         assert_eq!(s.bytes.values().copied().collect::<Vec<_>>(), vec![100.0; 4]);
-        s.add(&bins, M / 2, M / 2, Some(7.0));
+        s.add(&bins, M / 2, M / 2, Some(7.0), true);
         assert_eq!(s.bytes.get(&0), Some(&107.0));
-        s.add(&bins, M, M, None);
+        s.add(&bins, M, M, None, true);
         assert_eq!(s.connections.get(&1), Some(&1.0));
+        // Open before it was first seen: its bytes count, its start does not.
+        s.add(&bins, 2 * M, 3 * M, Some(10.0), false);
+        assert_eq!(s.connections.get(&2), None);
+        assert_eq!(s.bytes.get(&2), Some(&110.0));
     }
 
     #[test]

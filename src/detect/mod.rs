@@ -1330,15 +1330,31 @@ fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectReq
             bins.count, args.burst_bin
         )));
     }
+    // A live connection is first seen at a snapshot, and it opened after the one before. When
+    // there is none (the host's first snapshot: everything open when recording began) or that
+    // one is more than a bin earlier (the capture was stopped), the bin it opened in is not
+    // known: it counts no start, or every server start would be a burst of connections. Its
+    // bytes still count, spread over its life as any connection's.
     let sql = format!(
-        "SELECT src_h, dst_h, process_name, epoch_us(start_ts), epoch_us(end_ts), \
-                CASE WHEN bytes_out IS NULL AND bytes_in IS NULL THEN NULL \
-                     ELSE coalesce(bytes_out, 0) + coalesce(bytes_in, 0) END::DOUBLE \
-         FROM connection_events WHERE {STARTS_IN_WINDOW}"
+        "WITH sightings AS (
+             SELECT host, ts, ts - lag(ts) OVER (PARTITION BY host ORDER BY ts) AS since_previous
+             FROM snapshots)
+         SELECT e.src_h, e.dst_h, e.process_name, epoch_us(e.start_ts), epoch_us(e.end_ts),
+                CASE WHEN e.bytes_out IS NULL AND e.bytes_in IS NULL THEN NULL
+                     ELSE coalesce(e.bytes_out, 0) + coalesce(e.bytes_in, 0) END::DOUBLE,
+                e.source = 'connections' AND s.host IS NOT NULL
+                    AND (s.since_previous IS NULL OR epoch_us(s.since_previous) > ?) AS start_unknown
+         FROM (SELECT * FROM connection_events WHERE {STARTS_IN_WINDOW}) e
+         LEFT JOIN sightings s ON s.host = e.host AND s.ts = e.start_ts"
     );
     let mut stmt = conn.prepare(&sql).map_err(Error::sql)?;
     let mut result = stmt
-        .query(duckdb::params![scope.source.as_str(), scope.start_us, scope.end_us])
+        .query(duckdb::params![
+            bin_us,
+            scope.source.as_str(),
+            scope.start_us,
+            scope.end_us
+        ])
         .map_err(Error::sql)?;
     let mut series: HashMap<(&'static str, String), bursts::Series> = HashMap::new();
     let mut events = 0;
@@ -1350,12 +1366,16 @@ fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectReq
         let start: i64 = r.get(3).map_err(Error::sql)?;
         let end: i64 = r.get(4).map_err(Error::sql)?;
         let bytes: Option<f64> = r.get(5).map_err(Error::sql)?;
+        let start_unknown: bool = r.get(6).map_err(Error::sql)?;
         let mut entities = vec![("host", src.clone()), ("pair", format!("{src} -> {dst}"))];
         if let Some(p) = process {
             entities.push(("process", p));
         }
         for key in entities {
-            series.entry(key).or_default().add(&bins, start, end, bytes);
+            series
+                .entry(key)
+                .or_default()
+                .add(&bins, start, end, bytes, !start_unknown);
         }
     }
     let mut found: Vec<(&'static str, String, &'static str, bursts::Burst)> = Vec::new();

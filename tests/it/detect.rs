@@ -478,6 +478,42 @@ fn pair_below_the_minimum_is_not_scored() {
         .stderr(predicate::str::contains("--beacon-weights needs four"));
 }
 
+/// Connections already open when recording began are first seen at its first snapshot: they were
+/// counted as started there, and every server start was a burst of connections.
+#[test]
+fn connections_open_before_the_capture_are_no_burst() {
+    let s = Scratch::new();
+    // 30 connections to an address of their own, open before the capture and through it.
+    let listener = std::net::TcpListener::bind("127.0.0.77:0").expect("listen on 127.0.0.77");
+    let addr = listener.local_addr().unwrap();
+    let clients: Vec<std::net::TcpStream> = (0..30).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+    let accepted: Vec<std::net::TcpStream> = (0..30).map(|_| listener.accept().unwrap().0).collect();
+    s.cmd()
+        .args(["capture", "--quiet", "--interval", "200ms", "--duration", "13s"])
+        .assert()
+        .success();
+    assert_eq!(
+        s.query(&format!(
+            "SELECT count(*) FROM connections WHERE remote_addr = '127.0.0.77' AND remote_port = {}",
+            addr.port()
+        )),
+        "30",
+        "the capture saw the connections"
+    );
+    detect(
+        &s,
+        &["bursts", "--on", "connections", "--burst-bin", "1s", "--top", "0"],
+    )
+    .success();
+    assert_eq!(
+        s.query("SELECT count(*) FROM bursts WHERE entity LIKE '%127.0.0.77%'"),
+        "0",
+        "{}",
+        s.query("SELECT entity, metric, start_ts, peak, baseline FROM bursts")
+    );
+    drop((clients, accepted));
+}
+
 #[test]
 fn live_history_is_analysed_with_its_capture_interval() {
     let s = Scratch::new();
