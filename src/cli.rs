@@ -357,8 +357,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "full|name|none", default_value = "name")]
     pub cmdline: crate::capture::cmdline::CmdlinePolicy,
 
-    /// Scheduled work, repeatable: detect, geo, retrain or insights, each with its interval,
-    /// e.g. --every detect=5m --every retrain=1d
+    /// Scheduled work, repeatable: detect, geo, retrain, insights or retain (with --retain; every
+    /// minute unless given), each with its interval, e.g. --every detect=5m --every retrain=1d
     #[arg(long, value_name = "JOB=DURATION", value_parser = parse_job)]
     pub every: Vec<Job>,
 
@@ -468,7 +468,11 @@ impl ServeArgs {
             batch: crate::retention::RetainRequest::DEFAULT_BATCH,
         });
         if let Some(retain) = &retain {
-            retain.check()?;
+            // The same check as `netlens retain`, whose option is --bucket; here it is --rollup-bucket.
+            retain.check().map_err(|e| match e {
+                Error::Usage(message) => Error::Usage(message.replacen("--bucket ", "--rollup-bucket ", 1)),
+                other => other,
+            })?;
         }
         match (retain.is_some(), self.every.iter().any(|j| j.kind == JobKind::Retain)) {
             (true, false) => self.every.push(Job {
@@ -1588,6 +1592,20 @@ impl clap::FromArgMatches for DetectorOptions {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn serve_names_its_own_option_for_a_bad_rollup_bucket() {
+        let cli = Cli::try_parse_from(["netlens", "serve", "--retain", "2h", "--rollup-bucket", "10s"]).unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("not serve");
+        };
+        let e = args
+            .into_options(crate::store::Location::File("/nonexistent/x.db".into()))
+            .expect_err("10 s is not whole minutes")
+            .to_string();
+        assert!(e.contains("--rollup-bucket 10s"), "{e}");
+        assert!(!e.contains("--bucket"), "{e}");
+    }
 
     #[test]
     fn timestamps() {

@@ -391,6 +391,24 @@ fn detector_finding(store: &Store, d: &Detector) -> Result<Option<Finding>> {
     }))
 }
 
+/// What to do about the gaps a snapshot's notes describe (`capture::system` writes them). Only
+/// what a user without root cannot read calls for root: some of it the kernel keeps from root
+/// too (the disk i/o of kernel-protected processes), and telling a root capture to run as root
+/// was wrong.
+fn gap_recommendation(notes: &str) -> &'static str {
+    if notes.contains("without root") || notes.contains("need root") {
+        "Capture as root (or with CAP_NET_ADMIN and CAP_SYS_PTRACE) to see every socket's owner and kernel counters"
+    } else if notes.contains("netstat2") {
+        "Capture with the default socket reader (sock_diag) for the kernel's TCP counters"
+    } else if notes.contains("predates Linux 4.19") {
+        "A kernel of Linux 4.19 or later gives these counters"
+    } else if notes.contains("protected by the kernel") {
+        "Nothing to do: the kernel keeps this from every user, root included; those values are NULL"
+    } else {
+        "See the snapshots' notes for what could not be read, and why"
+    }
+}
+
 fn capture_findings(store: &Store) -> Result<Vec<Finding>> {
     let conn = store.conn();
     let mut out = Vec::new();
@@ -406,8 +424,9 @@ fn capture_findings(store: &Store) -> Result<Vec<Finding>> {
             severity: Severity::Low,
             area: "capture",
             finding: format!("the newest snapshots miss data: {notes}"),
-            recommendation: "Capture as root (or with CAP_NET_ADMIN and CAP_SYS_PTRACE) to see every socket's owner and kernel counters".to_string(),
-            evidence: "SELECT snapshot_id, ts, notes FROM snapshots WHERE notes IS NOT NULL ORDER BY snapshot_id DESC".to_string(),
+            recommendation: gap_recommendation(&notes).to_string(),
+            evidence: "SELECT snapshot_id, ts, notes FROM snapshots WHERE notes IS NOT NULL ORDER BY snapshot_id DESC"
+                .to_string(),
         });
     }
     let stuck: i64 = conn
@@ -472,6 +491,16 @@ mod tests {
             )),
             busiest_segment: Some((1, 0.6)),
         }
+    }
+
+    #[test]
+    fn root_is_recommended_only_for_what_root_could_read() {
+        let root_capture = "processes: disk i/o of 1 processes is unreadable (protected by the kernel); stored as NULL";
+        assert!(gap_recommendation(root_capture).starts_with("Nothing to do"));
+        let user_capture = "pid: 3 sockets have no owner because 40 processes' fd tables are unreadable without root";
+        assert!(gap_recommendation(user_capture).starts_with("Capture as root"));
+        let both = format!("{root_capture}; {user_capture}");
+        assert!(gap_recommendation(&both).starts_with("Capture as root"));
     }
 
     #[test]

@@ -579,6 +579,10 @@ async fn api_sql(State(app): State<AppState>, headers: HeaderMap, body: axum::bo
         Ok(b) => b,
         Err(refused) => return *refused,
     };
+    // SQL that does not parse is a bad request, not a refusal.
+    if let Err(e) = crate::store::statements::count(&body.sql) {
+        return error(StatusCode::BAD_REQUEST, &e.to_string());
+    }
     if let Err(e) = access::check_remote_query(&body.sql) {
         let update_allowed = app.writes && access::check_remote_update(&body.sql).is_ok();
         if !update_allowed {

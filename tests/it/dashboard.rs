@@ -227,6 +227,13 @@ fn every_panel_answers_and_posts_need_the_page_and_its_origin() {
         None,
     );
     assert_eq!(files.status(), 400, "DuckDB's file functions are off");
+    let malformed = post("/api/sql", serde_json::json!({"sql": "SELEC 1"}), Some(&token), None);
+    assert_eq!(
+        malformed.status(),
+        400,
+        "a syntax error is a bad request, not a refusal"
+    );
+    assert!(malformed.text().unwrap().contains("syntax error"));
 
     let csv = post(
         "/api/export",
