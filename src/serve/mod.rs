@@ -134,13 +134,21 @@ pub fn socket_path(db: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// The database file's absolute path and the socket of the server that would hold it; `None`
-/// for an in-memory database, which no server can hold.
+/// The database file's path and the socket of the server that would hold it; `None` for an
+/// in-memory database, which no server can hold. The path is the file's own, symbolic links
+/// resolved (the directory's, for a file not made yet): a client naming the file through a link
+/// finds the server that opened it by its real name, and the other way round.
 pub fn endpoint(location: &Location) -> Result<Option<(PathBuf, PathBuf)>> {
     let Location::File(path) = location else {
         return Ok(None);
     };
-    let database = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let absolute = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let database = std::fs::canonicalize(&absolute).unwrap_or_else(|_| {
+        match (absolute.parent().map(std::fs::canonicalize), absolute.file_name()) {
+            (Some(Ok(dir)), Some(name)) => dir.join(name),
+            _ => absolute.clone(),
+        }
+    });
     let socket = socket_path(&database);
     Ok(Some((database, socket)))
 }

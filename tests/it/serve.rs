@@ -324,6 +324,32 @@ fn file_access_off_says_why_and_what_to_do() {
         ));
 }
 
+/// A file named through a symbolic link is the same file: its client went to the file itself
+/// and was told it was locked, and a second server through the link was not refused as such.
+#[test]
+fn a_link_to_the_database_finds_its_server() {
+    let s = Scratch::new();
+    let _server = Server::start(&s, &["--no-capture"]);
+    let link = s.path("link.duckdb");
+    std::os::unix::fs::symlink(s.db(), &link).unwrap();
+    s.cmd()
+        .arg("--db")
+        .arg(&link)
+        .args(["--format", "table", "-c", "SELECT 42"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("42"))
+        .stderr(predicates::str::contains("through the server"));
+    s.cmd()
+        .arg("--db")
+        .arg(&link)
+        .args(["serve", "--no-capture"])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("a netlens server already serves"));
+}
+
 #[test]
 fn a_second_server_and_a_killed_ones_socket_get_clear_messages() {
     let s = Scratch::new();
