@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cp "$binary_a" ./netlens-a && cp "$binary_b" ./netlens-b
 python3 "$here/../../shared/bench/open_sockets.py" 500 $((seconds + 40)) >/dev/null 2>&1 & sockets=$!
 sleepers=()
-for _ in $(seq $((300 - $(ls -d /proc/[0-9]* | wc -l)))); do sleep 1000000 & sleepers+=($!); done
+for _ in $(seq $((300 - $(ls -d /proc/[0-9]* 2>/dev/null | wc -l)))); do sleep 1000000 & sleepers+=($!); done
 sleep 3
 rm -f a.db a.db.wal b.db b.db.wal
 # shellcheck disable=SC2086 # the options are words

@@ -336,6 +336,28 @@ fn next_import_id(store: &Store) -> Result<i64> {
         .map_err(Error::sql)
 }
 
+/// The newest earlier import of a capture with the same format, size, packet count and first and
+/// last packet times as `r`: almost surely the same file (under this name or another) imported
+/// again, which doubles its flows. Said, not refused: importing it again can be meant.
+fn same_capture_imported_before(store: &Store, r: &ImportReport) -> Result<Option<i64>> {
+    let micros = |ns: Option<i64>| ns.map(|n| n.div_euclid(1000));
+    store
+        .conn()
+        .query_row(
+            "SELECT max(import_id) FROM imports WHERE format = ? AND file_bytes = ? AND packets = ? \
+               AND epoch_us(first_ts) IS NOT DISTINCT FROM ? AND epoch_us(last_ts) IS NOT DISTINCT FROM ?",
+            duckdb::params![
+                r.format,
+                i64::try_from(r.file_bytes).unwrap_or(i64::MAX),
+                i64::try_from(r.packets).unwrap_or(i64::MAX),
+                micros(r.first_ts_ns),
+                micros(r.last_ts_ns),
+            ],
+            |row| row.get(0),
+        )
+        .map_err(Error::sql)
+}
+
 fn record_import(store: &Store, r: &ImportReport) -> Result<()> {
     let ts = |ns: Option<i64>| {
         ns.and_then(|n| {
@@ -472,7 +494,14 @@ fn import_pcaps(
         progress.start(path, reading.file_bytes);
         let result = store.in_transaction(|_| {
             let import_id = next_import_id(store)?;
-            let report = store_capture(store, reading, import_id, opts, progress)?;
+            let mut report = store_capture(store, reading, import_id, opts, progress)?;
+            if let Some(earlier) = same_capture_imported_before(store, &report)? {
+                report.warnings.push(format!(
+                    "the same capture as import {earlier} (same format, size, packets and times): its flows \
+                     are now in {} twice; `DELETE FROM {} WHERE import_id = {import_id}` takes this copy out",
+                    opts.table, opts.table
+                ));
+            }
             record_import(store, &report)?;
             Ok(report)
         });

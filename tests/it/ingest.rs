@@ -346,6 +346,41 @@ fn snap_length_truncated_packets_count_their_wire_size() {
     );
 }
 
+/// Importing a capture again doubled its flows without a word.
+#[test]
+fn the_same_capture_imported_again_is_said() {
+    let s = Scratch::new();
+    let first = s.path("a.pcap");
+    write_pcap(&first, 1, &conversation());
+    let copy = s.path("copy of a.pcap");
+    std::fs::copy(&first, &copy).unwrap();
+    s.cmd()
+        .args(["import", "pcap"])
+        .arg(&first)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("the same capture").not());
+    s.cmd()
+        .args(["import", "pcap"])
+        .arg(&copy)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "the same capture as import 1 (same format, size, packets and times): its flows are now in flows twice; \
+             `DELETE FROM flows WHERE import_id = 2` takes this copy out",
+        ));
+    assert_eq!(s.query("SELECT count(DISTINCT import_id) FROM flows"), "2");
+    // Another capture is not taken for it.
+    let other = s.path("b.pcap");
+    write_pcap(&other, 1, &conversation()[..8]);
+    s.cmd()
+        .args(["import", "pcap"])
+        .arg(&other)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("the same capture").not());
+}
+
 #[test]
 fn pcapng_corrupt_block_keeps_packets_before_it() {
     let Some(dir) = shared_pcaps() else {
