@@ -198,6 +198,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "dashboard_reads",
         sql: include_str!("../../sql/036_dashboard_reads.sql"),
     },
+    Migration {
+        version: 37,
+        name: "latest_per_source",
+        sql: include_str!("../../sql/037_latest_per_source.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -639,6 +644,7 @@ mod tests {
         (34, "2073a7f71b11b633bd66129930fa1582e463a5fc126ad578a21c5e485e561eff"),
         (35, "71b086c32371f6f8cdd795c1ee1f13084f793bb8ac191baf9324451df0fd306c"),
         (36, "7038214013a424d7e0865a1fc07e2026ed65d3c4883a6c97bf3a086afb2ffb2d"),
+        (37, "1cb52f1e37f3cd1d9d43184c335a9da0147b9afd2f5b22bc1247bec15dfa3718"),
     ];
 
     #[test]

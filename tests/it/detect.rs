@@ -403,6 +403,34 @@ fn detect_all_stores_every_run_or_none() {
     );
 }
 
+/// A run on live connections (a server's schedule) used to hide what the newest run on imported
+/// flows had found: `latest_*` showed only the newest run of all.
+#[test]
+fn the_newest_run_over_each_source_is_latest() {
+    let s = synthetic();
+    s.replay_fixture();
+    detect(&s, &["port_scans", "--on", "flows"])
+        .success()
+        .stderr(predicate::str::contains("1 scan found"));
+    detect(&s, &["port_scans", "--on", "connections"]).success();
+    detect(&s, &["port_scans", "--on", "connections"]).success();
+    assert_eq!(
+        s.query(
+            "SELECT string_agg(DISTINCT r.source, ' ' ORDER BY r.source) || ' ' || count(*) FILTER (WHERE r.source = 'flows') \
+             FROM latest_port_scans p JOIN detector_runs r USING (run_id)"
+        ),
+        "flows 1"
+    );
+    assert_eq!(
+        s.query("SELECT count(DISTINCT run_id) FROM latest_port_scans"),
+        "1",
+        "the connections runs found no scan: only the flows run has rows"
+    );
+    // A newer run on the same source still replaces the older one.
+    detect(&s, &["port_scans", "--on", "flows", "--window", "50m"]).success();
+    assert_eq!(s.query("SELECT count(*) FROM latest_port_scans"), "0");
+}
+
 #[test]
 fn window_options_narrow_what_is_analysed() {
     let s = synthetic();
