@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database file could not be opened or created (permissions, missing directory, ...).
-    #[error("cannot open database {path}: {reason}\n  hint: pass another file with --db PATH (or NETLENS_DB), or fix the directory's permissions")]
+    #[error("cannot open database {path}: {reason}\n  hint: pass another file with --db PATH (or NETLENS_DB), or fix the directory's permissions; a database that exists can be read where it cannot be written (a read-only file system, a file of another user) with --read-only")]
     OpenDatabase { path: PathBuf, reason: String },
 
     /// Another process holds DuckDB's lock on the database file.

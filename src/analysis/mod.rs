@@ -694,8 +694,13 @@ pub fn retrain(store: &Store, target: Option<&str>, now: DateTime<Utc>) -> Resul
         }
     };
     if chosen.is_empty() {
-        return Err(Error::UnknownModel {
-            name: target.unwrap_or("(any)").to_string(),
+        return Err(match target {
+            Some(t) => Error::UnknownModel { name: t.to_string() },
+            None => Error::Usage(
+                "retrain refits the stored models, and none is stored yet\n  hint: fit one first with \
+                 `netlens train STAGE` (`netlens stages` lists the stages)"
+                    .to_string(),
+            ),
         });
     }
     let mut out = Vec::new();

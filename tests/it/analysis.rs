@@ -311,6 +311,21 @@ fn pca_and_dbscan() {
     );
 }
 
+/// With no model stored, retrain said "no stored model '(any)'".
+#[test]
+fn retrain_with_no_model_stored_says_to_train_one() {
+    let s = Scratch::new();
+    s.cmd()
+        .arg("retrain")
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("none is stored yet"))
+        .stderr(predicates::str::contains("netlens train STAGE"))
+        .stderr(predicates::prelude::PredicateBooleanExt::not(
+            predicates::str::contains("(any)"),
+        ));
+}
+
 #[test]
 fn retrain_refits_on_the_newest_rows_with_the_stored_request() {
     let s = with_traffic();

@@ -39,7 +39,8 @@ fn formats() {
         String::from_utf8(o.stdout).unwrap()
     };
     assert_eq!(out("csv"), "n,s,z,b\n1,\"a,b\",,true\n");
-    assert_eq!(out("jsonl"), "{\"b\":true,\"n\":1,\"s\":\"a,b\",\"z\":null}\n");
+    // Keys in the result's column order.
+    assert_eq!(out("jsonl"), "{\"n\":1,\"s\":\"a,b\",\"z\":null,\"b\":true}\n");
     let json: serde_json::Value = serde_json::from_str(&out("json")).unwrap();
     assert_eq!(json[0]["s"], "a,b");
     assert_eq!(
