@@ -1276,3 +1276,98 @@ fn scheduled_geo_and_retrain_land_where_the_commands_do() {
     );
     drop(server);
 }
+
+/// A query that keeps one core busy for about 20 s (a count over 10^10 pairs), one row out.
+const LONG_QUERY: &str = "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range * b.range % 7 = 3";
+
+fn queries_running(s: &Scratch) -> Option<u64> {
+    status_json(s)["clients"]["queries_running"].as_u64()
+}
+
+/// Regression: Ctrl-C in a client, or the client killed, left its query running on the server
+/// to its end (queries_running 1, a core busy) though the client had said "Interrupted".
+#[test]
+fn a_clients_ctrl_c_or_death_stops_its_query_on_the_server() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--no-capture"]);
+    for kill in [false, true] {
+        let mut client = s.spawn(&["-c", LONG_QUERY]);
+        eventually(Duration::from_secs(10), "the query to start on the server", || {
+            queries_running(&s) == Some(1)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let stopped = Instant::now();
+        if kill {
+            client.kill().unwrap();
+            client.wait().unwrap();
+        } else {
+            crate::ctrl_c_ends_it_with_130(client);
+        }
+        let limit = Duration::from_secs(3);
+        while queries_running(&s) != Some(0) {
+            assert!(
+                stopped.elapsed() < limit,
+                "the query still runs on the server {limit:?} after its client {} (kill: {kill}); its log:\n{}",
+                if kill { "was killed" } else { "pressed Ctrl-C" },
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // The server serves on.
+    assert_eq!(s.query("SELECT 42"), "42");
+}
+
+/// Regression: an export interrupted by Ctrl-C in its client ("Error: interrupted") went on
+/// writing on the server, and put the whole file in place some 15 s later. Now the server stops
+/// it: no partial file is left, and the file never appears.
+#[test]
+fn a_clients_ctrl_c_stops_its_export_on_the_server_and_leaves_no_file() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--no-capture"]);
+    let dir = s.path("out");
+    std::fs::create_dir(&dir).unwrap();
+    let out = dir.join("big.parquet");
+    let client = s.spawn(&[
+        "export",
+        "--query",
+        "SELECT i, md5(i::VARCHAR) h FROM range(40000000) t(i)",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let files = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    eventually(Duration::from_secs(10), "the export to start writing", || {
+        !files().is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let pressed = Instant::now();
+    crate::ctrl_c_ends_it_with_130(client);
+    let limit = Duration::from_secs(3);
+    while !files().is_empty() {
+        assert!(
+            pressed.elapsed() < limit,
+            "{limit:?} after Ctrl-C the server still writes: {:?}; its log:\n{}",
+            files(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!out.exists());
+    assert!(
+        server.log().contains("export cancelled by its client"),
+        "{}",
+        server.log()
+    );
+    // The server serves on, its shared lock free: another export goes through whole.
+    let small = dir.join("small.parquet");
+    s.cmd()
+        .args(["export", "--query", "SELECT 1 AS x", "--out", small.to_str().unwrap()])
+        .assert()
+        .success();
+    assert!(small.exists());
+}
