@@ -80,14 +80,14 @@ impl Running {
     /// Registers the connection's interrupt handle: with the process's Ctrl-C, or in a server
     /// with the call this thread runs (none: nothing to register).
     pub fn new(handle: Arc<InterruptHandle>) -> Self {
-        if SERVING.load(Ordering::SeqCst) {
-            let Some(call) = CALL.with(|c| c.borrow().clone()) else {
-                return Running(Registered::Nothing);
-            };
+        if let Some(call) = CALL.with(|c| c.borrow().clone()) {
             if let Ok(mut running) = call.running.lock() {
                 running.push(Arc::clone(&handle));
             }
             return Running(Registered::Call(call, handle));
+        }
+        if SERVING.load(Ordering::SeqCst) {
+            return Running(Registered::Nothing);
         }
         if let Ok(mut guard) = RUNNING.lock() {
             *guard = Some(handle);
@@ -246,5 +246,40 @@ pub fn sleep_until(deadline: Instant) -> bool {
             return false;
         }
         std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call cancelled before its statement starts still stops it: DuckDB forgets an interrupt
+    /// that lands before a statement begins, so the canceller repeats it.
+    #[test]
+    fn a_call_cancelled_before_its_statement_starts_stops_it() {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let call = Call::new();
+        let cancel = call.cancel_on_drop();
+        drop(cancel);
+        assert!(call.is_cancelled());
+        let started = Instant::now();
+        let _entered = call.enter();
+        assert!(requested(), "the call's loops see the cancellation");
+        let ran = {
+            let _running = Running::new(conn.interrupt_handle());
+            conn.query_row(
+                "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range * b.range % 7 = 3",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        };
+        let error = crate::error::Error::sql(ran.unwrap_err());
+        assert!(matches!(error, crate::error::Error::Interrupted), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        drop(_entered);
+        assert!(!requested(), "another call on this thread is not cancelled");
+        // The connection serves its next statement.
+        let one: i64 = conn.query_row("SELECT 1", [], |r| r.get(0)).unwrap();
+        assert_eq!(one, 1);
     }
 }

@@ -886,3 +886,114 @@ async fn stop_signal() {
     }
     crate::interrupt::request_stop();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// A count over 10^10 pairs: about 20 s of one core when not cancelled.
+    const LONG_QUERY: &str = "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range * b.range % 7 = 3";
+
+    fn service(dir: &Path) -> NetlensFlight {
+        let store = Store::file_with_numbers(&dir.join("t.duckdb"), 10);
+        NetlensFlight::new(Arc::new(super::super::tests::shared_over(store, None)), None, false)
+    }
+
+    fn running(flight: &NetlensFlight) -> u64 {
+        flight.shared.queries_running.load(Ordering::Relaxed)
+    }
+
+    /// Waits at most 3 s for the query thread to end.
+    fn ends_within_3_s(flight: &NetlensFlight, what: &str) {
+        let cancelled = Instant::now();
+        while running(flight) != 0 {
+            assert!(cancelled.elapsed() < Duration::from_secs(3), "{what}: still running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn started(flight: &NetlensFlight) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running(flight) == 0 {
+            assert!(Instant::now() < deadline, "the query did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Well into DuckDB's work on the only batch.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Regression: a query whose client went away ran to its end, DuckDB computing its one
+    /// batch with nobody to send it to. Its results dropped (the `DoGet` stream gone, or never
+    /// fetched) interrupt it, and the session's connection serves the next statement.
+    #[test]
+    fn a_querys_results_dropped_stop_it_and_the_session_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let flight = service(dir.path());
+        let session = Arc::new(Mutex::new(flight.shared.connect().unwrap()));
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (ticket, _) = runtime
+            .block_on(flight.start_query(Arc::clone(&session), LONG_QUERY.into(), false, Peer::Local))
+            .unwrap();
+        started(&flight);
+        let pending = flight.pending.lock().unwrap().remove(&ticket).unwrap();
+        drop(pending);
+        ends_within_3_s(&flight, "the query whose results were dropped");
+
+        let (ticket, _) = runtime
+            .block_on(flight.start_query(session, "SELECT count(*) FROM t".into(), false, Peer::Local))
+            .unwrap();
+        let pending = flight.pending.lock().unwrap().remove(&ticket).unwrap();
+        let batches: Vec<_> = runtime.block_on(pending.batches.collect());
+        let batch = batches.into_iter().next().unwrap().unwrap();
+        let count = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<duckdb::arrow::array::Int64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(count, 10, "the session's connection after the interrupt");
+    }
+
+    /// `CancelFlightInfo` stops a query whose results stream now, and one still unclaimed.
+    #[test]
+    fn cancel_flight_info_stops_the_query_of_its_ticket() {
+        let dir = tempfile::tempdir().unwrap();
+        let flight = service(dir.path());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        for claimed in [true, false] {
+            let store = Arc::new(Mutex::new(flight.shared.connect().unwrap()));
+            let (ticket, schema) = runtime
+                .block_on(flight.start_query(store, LONG_QUERY.into(), false, Peer::Local))
+                .unwrap();
+            let handle = TicketStatementQuery {
+                statement_handle: ticket.to_be_bytes().to_vec().into(),
+            };
+            let info = flight_info(
+                &schema,
+                handle.as_any().encode_to_vec(),
+                FlightDescriptor::new_cmd(Vec::new()),
+            )
+            .unwrap();
+            // As a DoGet holds them.
+            let streaming = claimed.then(|| flight.pending.lock().unwrap().remove(&ticket).unwrap());
+            started(&flight);
+            let remote = Peer::Remote { writes: true };
+            assert!(
+                flight.cancel_query(&info, remote).is_err(),
+                "another kind of peer's query"
+            );
+            assert_eq!(
+                flight.cancel_query(&info, Peer::Local).unwrap(),
+                CancelStatus::Cancelled
+            );
+            ends_within_3_s(&flight, "the cancelled query");
+            if let Some(pending) = streaming {
+                let first = runtime.block_on(pending.batches.collect::<Vec<_>>());
+                let error = first.into_iter().next().unwrap().unwrap_err();
+                assert!(error.contains("nterrupt"), "{error}");
+            }
+            assert!(flight.cancel_query(&info, Peer::Local).is_err(), "cancelled twice");
+        }
+    }
+}
