@@ -223,6 +223,40 @@ impl Drop for Entered {
     }
 }
 
+/// The call the current thread runs, if any, for the threads it starts (rayon's workers, a
+/// second reader): thread-local, it would not reach them otherwise.
+#[derive(Clone)]
+pub struct Carried(Option<Arc<CallState>>);
+
+/// The current thread's call, to carry to other threads.
+pub fn carry() -> Carried {
+    Carried(CALL.with(|c| c.borrow().clone()))
+}
+
+impl Carried {
+    /// [`requested`] as the carrying thread sees it: usable on any thread.
+    pub fn requested(&self) -> bool {
+        REQUESTED.load(Ordering::SeqCst) || self.0.as_ref().is_some_and(|c| c.is_cancelled())
+    }
+
+    /// Runs the carried call on this thread too until the guard drops (its end is not the
+    /// call's: that is the carrying thread's).
+    pub fn enter(&self) -> CarriedIn {
+        let previous = CALL.with(|c| c.replace(self.0.clone()));
+        CarriedIn(previous)
+    }
+}
+
+/// A carried call runs on this thread until this drops ([`Carried::enter`]).
+pub struct CarriedIn(Option<Arc<CallState>>);
+
+impl Drop for CarriedIn {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CALL.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
 /// Cancels its call when dropped ([`Call::cancel_on_drop`]); a call whose work ended is not
 /// touched.
 pub struct CancelOnDrop(Call);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::blocking::Client;
 use reqwest::header;
 
-use crate::serve::{eventually, status_json, token_file, Server};
+use crate::serve::{cpu_seconds, eventually, status_json, token_file, Server};
 use crate::Scratch;
 
 struct Dashboard {
@@ -905,16 +905,6 @@ fn views_of(url: &str, token: &str) -> serde_json::Value {
         .unwrap()
         .json()
         .unwrap()
-}
-
-/// CPU seconds process `pid` has used (user and system).
-fn cpu_seconds(pid: u64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-    // The fields after the command's name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
 /// Regression: a dashboard query whose browser went away (a closed tab, a timeout) ran on in

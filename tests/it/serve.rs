@@ -1277,6 +1277,16 @@ fn scheduled_geo_and_retrain_land_where_the_commands_do() {
     drop(server);
 }
 
+/// CPU seconds process `pid` has used (user and system).
+pub(crate) fn cpu_seconds(pid: u64) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The fields after the command's name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
 /// A query that keeps one core busy for about 20 s (a count over 10^10 pairs), one row out.
 const LONG_QUERY: &str = "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range * b.range % 7 = 3";
 
@@ -1370,4 +1380,57 @@ fn a_clients_ctrl_c_stops_its_export_on_the_server_and_leaves_no_file() {
         .assert()
         .success();
     assert!(small.exists());
+}
+
+/// The server's CPU falls idle: less than half a second used in the 2 s from 1 s after now.
+fn falls_idle(s: &Scratch, server: &Server, what: &str) {
+    let pid = status_json(s)["pid"].as_u64().expect("status names the pid");
+    std::thread::sleep(Duration::from_millis(1000));
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 0.5,
+        "{what}: the server used {used:.2} s of CPU in 2 s; its log:\n{}",
+        server.log()
+    );
+}
+
+/// Regression: `train` through a server went on after the client's Ctrl-C, in its SQL or in its
+/// fit (Rust), and stored its model. Now it stops there as it would locally, storing nothing.
+#[test]
+fn a_clients_ctrl_c_stops_its_train_on_the_server_and_stores_no_model() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--no-capture"]);
+    let in_sql = [
+        "train",
+        "iforest",
+        "--on",
+        "SELECT a.range AS x, b.range AS y FROM range(1000000) a, range(100000) b WHERE a.range * b.range = -1",
+    ];
+    let in_rust = [
+        "train",
+        "autoencoder",
+        "--on",
+        "SELECT range AS id, (range * 7919) % 1000 AS x, (range * 104729) % 997 AS y FROM range(20000)",
+        "--set",
+        "epochs=10000",
+        "--set",
+        "patience=10000",
+        "--set",
+        "tol=0",
+    ];
+    for args in [&in_sql[..], &in_rust[..]] {
+        let client = s.spawn(args);
+        std::thread::sleep(Duration::from_millis(2000));
+        crate::ctrl_c_ends_it_with_130(client);
+        falls_idle(&s, &server, args[1]);
+        assert!(
+            server.log().contains("train cancelled by its client"),
+            "{}",
+            server.log()
+        );
+    }
+    assert_eq!(s.query("SELECT count(*) FROM models"), "0");
+    assert_eq!(s.query("SELECT count(*) FROM model_runs"), "0");
 }
