@@ -718,7 +718,8 @@ impl Stage for DbscanStage {
     }
 
     fn fit(&self, x: ArrayView2<f64>, params: &Value, seed: u64) -> Result<Fitted> {
-        fit_until(x, params, seed, &crate::interrupt::requested)
+        let stop = crate::interrupt::carry();
+        fit_until(x, params, seed, &|| stop.requested())
     }
 
     fn apply(&self, model: &Value, x: ArrayView2<f64>) -> Result<Applied> {
@@ -735,7 +736,8 @@ impl Stage for DbscanStage {
                 "the stored model is damaged (labels and points differ); retrain it",
             ));
         }
-        let clusters = nearest_cluster(&model, x, &crate::interrupt::requested)?;
+        let stop = crate::interrupt::carry();
+        let clusters = nearest_cluster(&model, x, &|| stop.requested())?;
         Ok(output(clusters, vec![false; x.nrows()]))
     }
 }

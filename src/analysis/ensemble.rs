@@ -441,11 +441,14 @@ impl Stage for EnsembleStage {
         if p.members.len() != p.member_params.len() {
             return Err(damaged("members and their parameters differ in number"));
         }
+        // Each member on a thread of rayon's: a server's client cancelling reaches it too.
+        let call = crate::interrupt::carry();
         let fitted: Vec<(Fitted, f64, f64)> = p
             .members
             .par_iter()
             .zip(&p.member_params)
             .map(|(name, member_params)| {
+                let _call = call.enter();
                 let member = stage(name)?;
                 let started = Instant::now();
                 let mut fitted = member.fit(x, member_params, seed)?;
@@ -529,10 +532,14 @@ impl Stage for EnsembleStage {
                 "a stored member is not an anomaly stage or has no score quantiles",
             ));
         }
+        let call = crate::interrupt::carry();
         let outputs = model
             .members
             .par_iter()
-            .map(|m| member_output(&m.stage, stage(&m.stage)?.apply(&m.model, x)?))
+            .map(|m| {
+                let _call = call.enter();
+                member_output(&m.stage, stage(&m.stage)?.apply(&m.model, x)?)
+            })
             .collect::<Result<Vec<_>>>()?;
         combine(&model.members, &outputs, model.min_votes)
     }

@@ -1217,10 +1217,13 @@ fn read_raw(
                 usize::try_from(m).unwrap_or(usize::MAX).min(rows) * width
             });
             let (first_cells, rest_cells) = std::mem::take(&mut cells).split_at_mut(at);
+            // A server's client cancelling stops the second reader too.
+            let call = crate::interrupt::carry();
             let (first, rest) = std::thread::scope(|scope| {
                 let query = &query;
                 let mut rest_fill = Fill::from_row(direct, known, rest_cells, m);
                 let rest = scope.spawn(move || {
+                    let _call = call.enter();
                     let part = read_part(&other, query, Some((m, None)), rest_fill.as_mut());
                     (part, rest_fill)
                 });

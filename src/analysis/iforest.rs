@@ -148,7 +148,8 @@ impl IsolationForest {
     /// Grows a forest on the rows of `x` (one row per observation, one column per feature);
     /// [`Error::Interrupted`] soon after Ctrl-C.
     pub fn fit(x: ArrayView2<f64>, params: &IsolationForestParams) -> Result<Self> {
-        Self::fit_until(x, params, &crate::interrupt::requested)
+        let stop = crate::interrupt::carry();
+        Self::fit_until(x, params, &|| stop.requested())
     }
 
     /// [`IsolationForest::fit`] that ends with [`Error::Interrupted`] once `stop` says so: it is
@@ -214,7 +215,8 @@ impl IsolationForest {
     /// Anomaly score of each row of `x`, in (0, 1]: higher is more anomalous, about 0.5 and below
     /// is ordinary. [`Error::Interrupted`] soon after Ctrl-C.
     pub fn score(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
-        self.score_until(x, &crate::interrupt::requested)
+        let stop = crate::interrupt::carry();
+        self.score_until(x, &|| stop.requested())
     }
 
     /// [`IsolationForest::score`] that ends with [`Error::Interrupted`] once `stop` says so (asked

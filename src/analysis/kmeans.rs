@@ -97,7 +97,8 @@ fn scikit_learn_tolerance(x: ArrayView2<f64>) -> f64 {
 /// One K-Means fit: centroids and inertia (sum of squared distances).
 fn fit_k(x: ArrayView2<f64>, k: usize, p: &KMeansParams, tolerance: f64, seed: u64) -> Result<(Array2<f64>, f64)> {
     let mut rng = Xoshiro256Plus::seed_from_u64(seed);
-    let centroids = lloyd(x, k, p, tolerance, &mut rng, &crate::interrupt::requested)?;
+    let stop = crate::interrupt::carry();
+    let centroids = lloyd(x, k, p, tolerance, &mut rng, &|| stop.requested())?;
     let (_, distances) = assign(&centroids, x);
     let inertia = distances.iter().map(|d| d * d).sum();
     Ok((centroids, inertia))

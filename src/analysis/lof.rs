@@ -173,11 +173,12 @@ fn squared_distances(a: ArrayView2<f64>, b: ArrayView2<f64>) -> Array2<f64> {
 /// Each row's nearest centre (the first of equals), in parallel chunks of rows (the distances of
 /// one chunk at a time), stopping at Ctrl-C.
 fn nearest_centres(x: ArrayView2<f64>, centres: ArrayView2<f64>) -> Result<Vec<usize>> {
+    let stop = crate::interrupt::carry();
     let chunks: Vec<Vec<usize>> = x
         .axis_chunks_iter(Axis(0), HOME_CHUNK)
         .into_par_iter()
         .map(|rows| {
-            if crate::interrupt::requested() {
+            if stop.requested() {
                 return Err(Error::Interrupted);
             }
             let to_centres = squared_distances(rows, centres);
@@ -331,10 +332,11 @@ impl ClusterIndex {
         let mut order: Vec<usize> = (0..x.nrows()).collect();
         order.sort_by_key(|&i| homes[i]);
         let blocks: Vec<&[usize]> = order.chunks(QUERY_BLOCK).collect();
+        let stop = crate::interrupt::carry();
         let found: Vec<Vec<(usize, Neighbours)>> = blocks
             .into_par_iter()
             .map(|block| {
-                if crate::interrupt::requested() {
+                if stop.requested() {
                     return Err(Error::Interrupted);
                 }
                 Ok(self.block_nearest(reference, x.view(), block, k, exclude_self))

@@ -731,9 +731,14 @@ impl Reading {
             position: Arc::clone(&position),
             abandoned: Arc::clone(&abandoned),
         };
+        // A server's client cancelling stops the reader as Ctrl-C does.
+        let call = interrupt::carry();
         let reader = std::thread::Builder::new()
             .name("netlens-reader".to_string())
-            .spawn(move || parse_capture(reader, &owned_path, &opts, verify_checksums, tx, &watch))
+            .spawn(move || {
+                let _call = call.enter();
+                parse_capture(reader, &owned_path, &opts, verify_checksums, tx, &watch)
+            })
             .map_err(|e| Error::io(path, e))?;
         Ok(Reading {
             path: path.to_path_buf(),

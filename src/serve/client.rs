@@ -145,7 +145,7 @@ impl Client {
     }
 
     /// Runs one statement and hands its schema and batches to `consume` as they arrive. Ctrl-C
-    /// stops reading, which stops the query on the server.
+    /// drops the call, which stops the query on the server.
     pub fn query(&mut self, sql: &str, consume: &mut dyn FnMut(SchemaRef, Batches<'_>) -> Result<()>) -> Result<()> {
         let command = CommandStatementQuery {
             query: sql.to_string(),
@@ -153,9 +153,9 @@ impl Client {
         };
         let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
         let call = self.call(descriptor);
+        let mut flight = self.flight.clone();
         let info = self
-            .runtime
-            .block_on(self.flight.get_flight_info(call))
+            .until_ctrl_c(async move { flight.get_flight_info(call).await })?
             .map_err(|status| self.status_error(&status))?
             .into_inner();
         let schema: SchemaRef = std::sync::Arc::new(
@@ -169,9 +169,9 @@ impl Client {
             .and_then(|e| e.ticket.clone())
             .ok_or_else(|| self.server_error("the server sent no ticket for the results".to_string()))?;
         let call = self.call(ticket);
+        let mut flight = self.flight.clone();
         let data = self
-            .runtime
-            .block_on(self.flight.do_get(call))
+            .until_ctrl_c(async move { flight.do_get(call).await })?
             .map_err(|status| self.status_error(&status))?
             .into_inner();
         let stream = FlightRecordBatchStream::new_from_flight_data(data.map_err(FlightError::from));
@@ -192,8 +192,27 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| self.server_error(format!("unreadable status: {e}")))
     }
 
-    /// Runs an action and returns its first result's body. Waits for it while checking Ctrl-C:
-    /// a command that runs long on the server is left to finish there.
+    /// Waits for `call` while checking Ctrl-C. Ctrl-C drops the call, which cancels it on the
+    /// server (the server stops what it does for it, as a local Ctrl-C would).
+    fn until_ctrl_c<T>(&self, call: impl std::future::Future<Output = T>) -> Result<T> {
+        let outcome = self.runtime.block_on(async {
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    r = &mut call => return Some(r),
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                        if interrupt::requested() {
+                            return None;
+                        }
+                    }
+                }
+            }
+        });
+        outcome.ok_or(Error::Interrupted)
+    }
+
+    /// Runs an action and returns its first result's body. Waits for it while checking Ctrl-C,
+    /// which cancels the action: a command stops on the server as it would here.
     fn action(&mut self, kind: &str, body: Vec<u8>) -> Result<Vec<u8>> {
         let action = Action {
             r#type: kind.to_string(),
@@ -213,23 +232,7 @@ impl Client {
                 None => Ok(Vec::new()),
             }
         };
-        let outcome = self.runtime.block_on(async {
-            tokio::pin!(call);
-            loop {
-                tokio::select! {
-                    r = &mut call => return Some(r),
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                        if interrupt::requested() {
-                            return None;
-                        }
-                    }
-                }
-            }
-        });
-        match outcome {
-            Some(result) => result.map_err(|e| self.error(e)),
-            None => Err(Error::Interrupted),
-        }
+        self.until_ctrl_c(call)?.map_err(|e| self.error(e))
     }
 }
 

@@ -18,6 +18,12 @@
 //! - `netlens.status`: result one JSON [`super::ServerStatus`];
 //! - `netlens.close_session`: body the session id; its connection is closed.
 //!
+//! Cancelling: a client that goes away, or cancels its call, stops the work done for it. A
+//! query's results dropped unread (its `DoGet` cancelled, its connection closed, never fetched)
+//! or Flight's `CancelFlightInfo` / Flight SQL's `CancelQuery` interrupt its statement; a
+//! command whose `DoAction` is dropped stops as on Ctrl-C ([`crate::interrupt::Call`]): what it
+//! stores in one transaction is rolled back, an export's file never put in place.
+//!
 //! Who may ask: the socket is mode 0600 in a directory of the database's owner, and every call
 //! is checked against the peer's credentials: this server's user, or root. With `--listen`,
 //! the same service answers on TCP (TLS with `--tls-cert/--tls-key`) to clients that send
@@ -35,9 +41,13 @@ use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    CommandGetSqlInfo, CommandStatementQuery, CommandStatementUpdate, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    ActionCancelQueryRequest, ActionCancelQueryResult, CommandGetSqlInfo, CommandStatementQuery,
+    CommandStatementUpdate, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
-use arrow_flight::{Action, ActionType, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
+use arrow_flight::{
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor,
+    FlightEndpoint, FlightInfo, Ticket,
+};
 use duckdb::arrow::datatypes::SchemaRef;
 use duckdb::arrow::record_batch::RecordBatch;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -49,6 +59,7 @@ use tonic::{Request, Response, Status};
 use super::access;
 use super::{log, restrict_socket, ServeOptions, Shared};
 use crate::error::{Error, Result};
+use crate::interrupt;
 use crate::request::{self, CollectGaps};
 use crate::store::Store;
 
@@ -62,15 +73,33 @@ const IDLE_SESSION_AFTER: Duration = Duration::from_secs(3600);
 pub const ACTION_REQUEST: &str = "netlens.request";
 pub const ACTION_STATUS: &str = "netlens.status";
 pub const ACTION_CLOSE_SESSION: &str = "netlens.close_session";
+/// Flight's own action that cancels a query by its FlightInfo.
+pub const ACTION_CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
 pub const SESSION_HEADER: &str = "x-netlens-session";
 
 /// A query started by `GetFlightInfo`, waiting for its `DoGet`.
 struct Pending {
     schema: SchemaRef,
-    batches: mpsc::Receiver<std::result::Result<RecordBatch, String>>,
+    batches: Batches,
     created: Instant,
     /// Who asked: only the same kind of peer fetches the results.
     peer: Peer,
+}
+
+/// A query's batches as they come from its thread. Dropped (the client went away, stopped
+/// reading, cancelled, or never came for them) it cancels the query: DuckDB is interrupted
+/// instead of computing a result nobody reads.
+struct Batches {
+    receiver: mpsc::Receiver<std::result::Result<RecordBatch, String>>,
+    _cancel: interrupt::CancelOnDrop,
+}
+
+impl Stream for Batches {
+    type Item = std::result::Result<RecordBatch, String>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        self.receiver.poll_recv(cx)
+    }
 }
 
 /// One client session's connection.
@@ -84,6 +113,8 @@ struct Session {
 pub struct NetlensFlight {
     shared: Arc<Shared>,
     pending: Arc<Mutex<HashMap<u64, Pending>>>,
+    /// The calls of the queries whose results stream now, by ticket, for `CancelFlightInfo`.
+    streaming: Arc<Mutex<HashMap<u64, (interrupt::Call, Peer)>>>,
     sessions: Arc<Mutex<HashMap<String, Session>>>,
     next_ticket: Arc<AtomicU64>,
     own_uid: u32,
@@ -122,6 +153,7 @@ impl NetlensFlight {
             remote_writes,
             shared,
             pending: Arc::new(Mutex::new(HashMap::new())),
+            streaming: Arc::new(Mutex::new(HashMap::new())),
             sessions: Arc::new(Mutex::new(HashMap::new())),
             next_ticket: Arc::new(AtomicU64::new(1)),
             // SAFETY: getuid cannot fail and has no preconditions.
@@ -217,29 +249,51 @@ impl NetlensFlight {
         let (schema_tx, schema_rx) = oneshot::channel();
         let (batch_tx, batch_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
         let shared = Arc::clone(&self.shared);
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let call = interrupt::Call::new();
+        // Until the batches wait under their ticket, the client going away (this future
+        // dropped) cancels the query; then dropping the batches does.
+        let cancel = call.cancel_on_drop();
+        self.streaming
+            .lock()
+            .map_err(internal)?
+            .insert(ticket, (call.clone(), peer));
+        let streaming = Arc::clone(&self.streaming);
         std::thread::Builder::new()
             .name("query".into())
             .spawn(move || {
                 shared.queries_running.fetch_add(1, Ordering::Relaxed);
                 let using = shared.using_database();
+                let entered = call.enter();
                 run_query(&store, &sql, read_only, schema_tx, &batch_tx);
+                drop(entered);
                 // A session-less connection closes here, still within the lock.
                 drop(store);
                 drop(using);
+                if let Ok(mut streaming) = streaming.lock() {
+                    streaming.remove(&ticket);
+                }
                 shared.queries_running.fetch_sub(1, Ordering::Relaxed);
                 shared.queries_served.fetch_add(1, Ordering::Relaxed);
             })
-            .map_err(internal)?;
+            .map_err(|e| {
+                if let Ok(mut streaming) = self.streaming.lock() {
+                    streaming.remove(&ticket);
+                }
+                internal(e)
+            })?;
         let schema = schema_rx
             .await
             .map_err(|_| Status::internal("the query thread ended without an answer"))?
             .map_err(Status::invalid_argument)?;
-        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         self.pending.lock().map_err(internal)?.insert(
             ticket,
             Pending {
                 schema: Arc::clone(&schema),
-                batches: batch_rx,
+                batches: Batches {
+                    receiver: batch_rx,
+                    _cancel: cancel,
+                },
                 created: Instant::now(),
                 peer,
             },
@@ -277,10 +331,15 @@ impl NetlensFlight {
         let writes = !request.is_read_only();
         let captures = matches!(request, request::Request::Capture(_));
         let shared = Arc::clone(&self.shared);
+        // The client going away (this future dropped) is the command's Ctrl-C.
+        let call = interrupt::Call::new();
+        let _cancel = call.cancel_on_drop();
+        let cancelled = call.clone();
         let reply = tokio::task::spawn_blocking(move || -> Result<request::Reply> {
             // Taken first, so that a session-less connection closes within it. Taking it never
             // waits: its only writer tries without waiting.
             let _using = shared.using_database();
+            let _call = call.enter();
             let connection = store;
             let store = connection.lock().map_err(|_| super::poisoned())?;
             let _one_at_a_time = writes.then(|| shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
@@ -294,7 +353,15 @@ impl NetlensFlight {
                 clock: &chrono::Utc::now,
                 notice: &mut |note| notes.push(note.to_string()),
             };
-            let mut reply = request::execute(&store, request, &mut ctx)?;
+            let mut reply = match request::execute(&store, request, &mut ctx) {
+                Ok(reply) => reply,
+                // Logged here: the future that would log it went with the client.
+                Err(e) if call.is_cancelled() => {
+                    log(&format!("{name} cancelled by its client: {e}"));
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             reply.items.extend(gaps.gaps.into_iter().map(request::Item::Warning));
             reply.items.extend(notes.into_iter().map(request::Item::Warning));
             // A capture stored through this server can be looked at in its dashboard (the status
@@ -310,10 +377,52 @@ impl NetlensFlight {
         .await
         .map_err(internal)?
         .map_err(|e| {
+            if cancelled.is_cancelled() {
+                return Status::cancelled(format!("{name} cancelled: {e}"));
+            }
             log(&format!("{name} failed: {e}"));
             status_of(e)
         })?;
         serde_json::to_vec(&reply).map_err(internal)
+    }
+}
+
+impl NetlensFlight {
+    /// `CancelFlightInfo` (and the older `CancelQuery`): the query of the FlightInfo's ticket
+    /// stops, whether its results wait for their `DoGet` or stream now.
+    fn cancel_query(&self, info: &FlightInfo, peer: Peer) -> std::result::Result<CancelStatus, Status> {
+        let not_ours = || Status::invalid_argument("not a FlightInfo of a netlens query");
+        let ticket = info
+            .endpoint
+            .first()
+            .and_then(|e| e.ticket.as_ref())
+            .ok_or_else(not_ours)?;
+        let handle: TicketStatementQuery = arrow_flight::sql::Any::decode(&*ticket.ticket)
+            .ok()
+            .and_then(|any| any.unpack().ok().flatten())
+            .ok_or_else(not_ours)?;
+        let id = <[u8; 8]>::try_from(handle.statement_handle.as_ref())
+            .map(u64::from_be_bytes)
+            .map_err(|_| not_ours())?;
+        // Removed from those waiting, its batches are dropped, which cancels it.
+        let waiting = {
+            let mut pending = self.pending.lock().map_err(internal)?;
+            match pending.get(&id) {
+                Some(p) if p.peer == peer => pending.remove(&id),
+                _ => None,
+            }
+        };
+        if waiting.is_some() {
+            return Ok(CancelStatus::Cancelled);
+        }
+        let streaming = self.streaming.lock().map_err(internal)?;
+        match streaming.get(&id) {
+            Some((call, owner)) if *owner == peer => {
+                call.cancel();
+                Ok(CancelStatus::Cancelled)
+            }
+            _ => Err(Status::not_found("no such query: it ended, or never ran")),
+        }
     }
 }
 
@@ -358,12 +467,15 @@ fn run_query(
     }
 }
 
+/// Runs the statement; cancelling the call this thread runs interrupts it (the client went away
+/// while DuckDB computes a batch, which no failed send would show until it is done).
 fn stream_query(
     conn: &duckdb::Connection,
     sql: &str,
     schema_tx: oneshot::Sender<std::result::Result<SchemaRef, String>>,
     batch_tx: &mpsc::Sender<std::result::Result<RecordBatch, String>>,
 ) {
+    let _running = interrupt::Running::new(conn.interrupt_handle());
     let mut stmt = match conn.prepare(sql) {
         Ok(stmt) => stmt,
         Err(e) => {
@@ -424,7 +536,7 @@ fn sql_info() -> arrow_flight::sql::metadata::SqlInfoData {
     builder.append(SqlInfo::FlightSqlServerSql, true);
     builder.append(SqlInfo::FlightSqlServerSubstrait, false);
     builder.append(SqlInfo::FlightSqlServerTransaction, 0_i32);
-    builder.append(SqlInfo::FlightSqlServerCancel, false);
+    builder.append(SqlInfo::FlightSqlServerCancel, true);
     builder.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
     builder.build().expect("a fixed set of SqlInfo values builds")
 }
@@ -468,7 +580,8 @@ impl FlightSqlService for NetlensFlight {
             }
             pending.remove(&id).ok_or_else(gone)?
         };
-        let batches = tokio_stream::wrappers::ReceiverStream::new(pending.batches)
+        let batches = pending
+            .batches
             .map(|item| item.map_err(|m| FlightError::Tonic(Box::new(Status::failed_precondition(m)))));
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(pending.schema)
@@ -496,17 +609,23 @@ impl FlightSqlService for NetlensFlight {
         }
         let store = self.connection(&request, peer)?;
         let shared = Arc::clone(&self.shared);
+        let call = interrupt::Call::new();
+        let _cancel = call.cancel_on_drop();
         tokio::task::spawn_blocking(move || -> std::result::Result<i64, Status> {
             // Taken first, so that a session-less connection closes within it.
             let _using = shared.using_database();
             let connection = store;
             let store = connection.lock().map_err(internal)?;
+            let _call = call.enter();
             // duckdb-rs runs every statement of a text but the last: one statement, checked
             // like any other user-given SQL.
             crate::store::statements::one(&command.query, "an update statement")
                 .and_then(|()| store.check_user_statement(&command.query))
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let ran = store.conn().execute(&command.query, []);
+            let ran = {
+                let _running = interrupt::Running::new(store.conn().interrupt_handle());
+                store.conn().execute(&command.query, [])
+            };
             store
                 .check_still_read_only()
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -562,6 +681,16 @@ impl FlightSqlService for NetlensFlight {
                 let body = self.run_request(store, &request.get_ref().body, peer).await?;
                 Ok(Response::new(one_result(body)))
             }
+            ACTION_CANCEL_FLIGHT_INFO => {
+                let cancel = CancelFlightInfoRequest::decode(&*request.get_ref().body)
+                    .map_err(|e| Status::invalid_argument(format!("CancelFlightInfo: {e}")))?;
+                let info = cancel
+                    .info
+                    .ok_or_else(|| Status::invalid_argument("CancelFlightInfo: no FlightInfo"))?;
+                let status = self.cancel_query(&info, peer)?;
+                let result = CancelFlightInfoResult::new(status);
+                Ok(Response::new(one_result(result.encode_to_vec())))
+            }
             ACTION_CLOSE_SESSION => {
                 let id = session_key(&String::from_utf8_lossy(&request.get_ref().body), peer);
                 let mut sessions = self.sessions.lock().map_err(internal)?;
@@ -570,7 +699,7 @@ impl FlightSqlService for NetlensFlight {
                 Ok(Response::new(Box::pin(futures::stream::empty())))
             }
             other => Err(Status::invalid_argument(format!(
-                "unknown action '{other}'; netlens serves {ACTION_REQUEST}, {ACTION_STATUS} and {ACTION_CLOSE_SESSION}"
+                "unknown action '{other}'; netlens serves {ACTION_REQUEST}, {ACTION_STATUS}, {ACTION_CLOSE_SESSION} and {ACTION_CANCEL_FLIGHT_INFO}"
             ))),
         }
     }
@@ -591,7 +720,24 @@ impl FlightSqlService for NetlensFlight {
                 r#type: ACTION_CLOSE_SESSION.to_string(),
                 description: "Close the session named in the body (x-netlens-session)".to_string(),
             }),
+            Ok(ActionType {
+                r#type: ACTION_CANCEL_FLIGHT_INFO.to_string(),
+                description: "Cancel the query of a FlightInfo (body a CancelFlightInfoRequest)".to_string(),
+            }),
         ])
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        request: Request<Action>,
+    ) -> std::result::Result<ActionCancelQueryResult, Status> {
+        let peer = self.authorize(&request)?;
+        let info = FlightInfo::decode(&*query.info)
+            .map_err(|e| Status::invalid_argument(format!("CancelQuery: not a FlightInfo: {e}")))?;
+        self.cancel_query(&info, peer)?;
+        // CANCEL_RESULT_CANCELLED (the enum is not re-exported by arrow-flight).
+        Ok(ActionCancelQueryResult { result: 1 })
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
@@ -771,4 +917,115 @@ async fn stop_signal() {
         }
     }
     crate::interrupt::request_stop();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// A count over 10^10 pairs: about 20 s of one core when not cancelled.
+    const LONG_QUERY: &str = "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range * b.range % 7 = 3";
+
+    fn service(dir: &Path) -> NetlensFlight {
+        let store = Store::file_with_numbers(&dir.join("t.duckdb"), 10);
+        NetlensFlight::new(Arc::new(super::super::tests::shared_over(store, None)), None, false)
+    }
+
+    fn running(flight: &NetlensFlight) -> u64 {
+        flight.shared.queries_running.load(Ordering::Relaxed)
+    }
+
+    /// Waits at most 3 s for the query thread to end.
+    fn ends_within_3_s(flight: &NetlensFlight, what: &str) {
+        let cancelled = Instant::now();
+        while running(flight) != 0 {
+            assert!(cancelled.elapsed() < Duration::from_secs(3), "{what}: still running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn started(flight: &NetlensFlight) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running(flight) == 0 {
+            assert!(Instant::now() < deadline, "the query did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Well into DuckDB's work on the only batch.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Regression: a query whose client went away ran to its end, DuckDB computing its one
+    /// batch with nobody to send it to. Its results dropped (the `DoGet` stream gone, or never
+    /// fetched) interrupt it, and the session's connection serves the next statement.
+    #[test]
+    fn a_querys_results_dropped_stop_it_and_the_session_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let flight = service(dir.path());
+        let session = Arc::new(Mutex::new(flight.shared.connect().unwrap()));
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (ticket, _) = runtime
+            .block_on(flight.start_query(Arc::clone(&session), LONG_QUERY.into(), false, Peer::Local))
+            .unwrap();
+        started(&flight);
+        let pending = flight.pending.lock().unwrap().remove(&ticket).unwrap();
+        drop(pending);
+        ends_within_3_s(&flight, "the query whose results were dropped");
+
+        let (ticket, _) = runtime
+            .block_on(flight.start_query(session, "SELECT count(*) FROM t".into(), false, Peer::Local))
+            .unwrap();
+        let pending = flight.pending.lock().unwrap().remove(&ticket).unwrap();
+        let batches: Vec<_> = runtime.block_on(pending.batches.collect());
+        let batch = batches.into_iter().next().unwrap().unwrap();
+        let count = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<duckdb::arrow::array::Int64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(count, 10, "the session's connection after the interrupt");
+    }
+
+    /// `CancelFlightInfo` stops a query whose results stream now, and one still unclaimed.
+    #[test]
+    fn cancel_flight_info_stops_the_query_of_its_ticket() {
+        let dir = tempfile::tempdir().unwrap();
+        let flight = service(dir.path());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        for claimed in [true, false] {
+            let store = Arc::new(Mutex::new(flight.shared.connect().unwrap()));
+            let (ticket, schema) = runtime
+                .block_on(flight.start_query(store, LONG_QUERY.into(), false, Peer::Local))
+                .unwrap();
+            let handle = TicketStatementQuery {
+                statement_handle: ticket.to_be_bytes().to_vec().into(),
+            };
+            let info = flight_info(
+                &schema,
+                handle.as_any().encode_to_vec(),
+                FlightDescriptor::new_cmd(Vec::new()),
+            )
+            .unwrap();
+            // As a DoGet holds them.
+            let streaming = claimed.then(|| flight.pending.lock().unwrap().remove(&ticket).unwrap());
+            started(&flight);
+            let remote = Peer::Remote { writes: true };
+            assert!(
+                flight.cancel_query(&info, remote).is_err(),
+                "another kind of peer's query"
+            );
+            assert_eq!(
+                flight.cancel_query(&info, Peer::Local).unwrap(),
+                CancelStatus::Cancelled
+            );
+            ends_within_3_s(&flight, "the cancelled query");
+            if let Some(pending) = streaming {
+                let first = runtime.block_on(pending.batches.collect::<Vec<_>>());
+                let error = first.into_iter().next().unwrap().unwrap_err();
+                assert!(error.contains("nterrupt"), "{error}");
+            }
+            assert!(flight.cancel_query(&info, Peer::Local).is_err(), "cancelled twice");
+        }
+    }
 }

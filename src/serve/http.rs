@@ -40,6 +40,7 @@ use super::access::{self, Listen};
 use super::{log, Shared};
 use crate::dashboard::{self, panel_sql_rolled, parse_time, ASSETS, INDEX};
 use crate::error::{Error, Result};
+use crate::interrupt;
 use crate::output::JsonTable;
 use crate::request;
 use crate::shared_reads::{self, SharedReads};
@@ -540,12 +541,17 @@ where
 {
     let shared = Arc::clone(&app.shared);
     let running = Running::new(&app.activity);
+    // The browser going away (this future dropped) stops the query.
+    let call = interrupt::Call::new();
+    let _cancel = call.cancel_on_drop();
     tokio::task::spawn_blocking(move || {
         let _running = running;
         let started = Instant::now();
         let _using = shared.using_database();
         let store = shared.connect().map_err(|e| e.to_string())?;
         let conn = store.conn();
+        let _call = call.enter();
+        let _interruptible = interrupt::Running::new(conn.interrupt_handle());
         let table = (|| -> Result<(JsonTable, Option<dashboard::Rolled>)> {
             let (write_sql, rolled) = make_sql(conn)?;
             conn.execute_batch("BEGIN TRANSACTION READ ONLY").map_err(Error::sql)?;
@@ -596,9 +602,13 @@ async fn api_sql(State(app): State<AppState>, headers: HeaderMap, body: axum::bo
 /// An update statement, for a server started with `--remote-writes`.
 async fn run_update(app: &App, sql: String) -> Response {
     let shared = Arc::clone(&app.shared);
+    let call = interrupt::Call::new();
+    let _cancel = call.cancel_on_drop();
     let result = tokio::task::spawn_blocking(move || -> std::result::Result<usize, String> {
         let _using = shared.using_database();
         let store = shared.connect().map_err(|e| e.to_string())?;
+        let _call = call.enter();
+        let _interruptible = interrupt::Running::new(store.conn().interrupt_handle());
         store.conn().execute(&sql, []).map_err(|e| Error::sql(e).to_string())
     })
     .await
@@ -635,10 +645,15 @@ async fn api_export(State(app): State<AppState>, headers: HeaderMap, body: axum:
     }
     let shared = Arc::clone(&app.shared);
     let format = body.format.clone();
-    let result = tokio::task::spawn_blocking(move || export(&shared, &body.sql, &body.format))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+    let call = interrupt::Call::new();
+    let _cancel = call.cancel_on_drop();
+    let result = tokio::task::spawn_blocking(move || {
+        let _call = call.enter();
+        export(&shared, &body.sql, &body.format)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
     match result {
         Ok(bytes) => {
             let (content_type, name) = if format == "parquet" {
@@ -663,6 +678,7 @@ fn export(shared: &Shared, sql: &str, format: &str) -> std::result::Result<Vec<u
     let _using = shared.using_database();
     let store = shared.connect().map_err(|e| e.to_string())?;
     let conn = store.conn();
+    let _interruptible = interrupt::Running::new(conn.interrupt_handle());
     // The statement alone must be whole: wrapped below, it cannot reach past its parentheses.
     conn.prepare(sql).map_err(|e| Error::sql(e).to_string())?;
     match format {
@@ -720,7 +736,11 @@ async fn api_request(State(app): State<AppState>, headers: HeaderMap, body: axum
     }
     let shared = Arc::clone(&app.shared);
     let name = request.name();
+    // The browser going away is the command's Ctrl-C.
+    let call = interrupt::Call::new();
+    let _cancel = call.cancel_on_drop();
     let result = tokio::task::spawn_blocking(move || -> Result<request::Reply> {
+        let _call = call.enter();
         let _one_at_a_time =
             (!request.is_read_only()).then(|| shared.commands.lock().unwrap_or_else(|p| p.into_inner()));
         let _using = shared.using_database();

@@ -1364,7 +1364,7 @@ mod tests {
     }
 
     /// A server's shared state over `store`, as `serve` makes it, without sockets or threads.
-    fn shared_over(store: Store, memory_limit: Option<&str>) -> Shared {
+    pub(super) fn shared_over(store: Store, memory_limit: Option<&str>) -> Shared {
         Shared {
             root: Mutex::new(store),
             started: Instant::now(),

@@ -146,6 +146,11 @@ pub fn write_in_place(out: &Path, overwrite: bool, write: impl FnOnce(&Path) -> 
             e => e,
         })
         .and_then(|rows| {
+            // Ctrl-C (a server's client gone) after the last row was written: the file was
+            // still not asked for.
+            if crate::interrupt::requested() {
+                return Err(Error::Interrupted);
+            }
             let placed = if overwrite {
                 std::fs::rename(&partial, out)
             } else {

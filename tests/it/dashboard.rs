@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::blocking::Client;
 use reqwest::header;
 
-use crate::serve::{eventually, status_json, token_file, Server};
+use crate::serve::{cpu_seconds, eventually, status_json, token_file, Server};
 use crate::Scratch;
 
 struct Dashboard {
@@ -939,4 +939,46 @@ fn views_of(url: &str, token: &str) -> serde_json::Value {
         .unwrap()
         .json()
         .unwrap()
+}
+
+/// Regression: a dashboard query whose browser went away (a closed tab, a timeout) ran on in
+/// the server to its end. Now it stops: the server's CPU falls idle once the client is gone.
+#[test]
+fn a_dashboard_query_stops_when_its_client_goes_away() {
+    let s = Scratch::new();
+    let d = serve_dashboard(&s, &["--no-capture"]);
+    let pid = status_json(&s)["pid"].as_u64().expect("status names the pid");
+    let c = client();
+    let token = csrf(&d, &c);
+    let impatient = Client::builder().timeout(Duration::from_millis(1500)).build().unwrap();
+    // About 20 s of one core when not stopped.
+    let sql = "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range * b.range % 7 = 3";
+    let answer = impatient
+        .post(format!("{}/api/sql", d.url))
+        .bearer_auth(&d.token)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("X-Netlens-CSRF", &token)
+        .body(serde_json::json!({ "sql": sql }).to_string())
+        .send();
+    assert!(answer.is_err(), "the query answered within 1.5 s: {answer:?}");
+    drop(impatient);
+    std::thread::sleep(Duration::from_millis(1000));
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 0.5,
+        "the server used {used:.2} s of CPU in the 2 s after its client went away; its log:\n{}",
+        d.server.log()
+    );
+    // The dashboard answers on.
+    let ok = c
+        .post(format!("{}/api/sql", d.url))
+        .bearer_auth(&d.token)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("X-Netlens-CSRF", &token)
+        .body(serde_json::json!({ "sql": "SELECT 42 AS x" }).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(ok.status(), 200);
 }

@@ -1358,3 +1358,161 @@ fn scheduled_geo_and_retrain_land_where_the_commands_do() {
     );
     drop(server);
 }
+
+/// CPU seconds process `pid` has used (user and system).
+pub(crate) fn cpu_seconds(pid: u64) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The fields after the command's name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// A query that keeps one core busy for about 20 s (a count over 10^10 pairs), one row out.
+const LONG_QUERY: &str = "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range * b.range % 7 = 3";
+
+fn queries_running(s: &Scratch) -> Option<u64> {
+    status_json(s)["clients"]["queries_running"].as_u64()
+}
+
+/// Regression: Ctrl-C in a client, or the client killed, left its query running on the server
+/// to its end (queries_running 1, a core busy) though the client had said "Interrupted".
+#[test]
+fn a_clients_ctrl_c_or_death_stops_its_query_on_the_server() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--no-capture"]);
+    for kill in [false, true] {
+        let mut client = s.spawn(&["-c", LONG_QUERY]);
+        eventually(Duration::from_secs(10), "the query to start on the server", || {
+            queries_running(&s) == Some(1)
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let stopped = Instant::now();
+        if kill {
+            client.kill().unwrap();
+            client.wait().unwrap();
+        } else {
+            crate::ctrl_c_ends_it_with_130(client);
+        }
+        let limit = Duration::from_secs(3);
+        while queries_running(&s) != Some(0) {
+            assert!(
+                stopped.elapsed() < limit,
+                "the query still runs on the server {limit:?} after its client {} (kill: {kill}); its log:\n{}",
+                if kill { "was killed" } else { "pressed Ctrl-C" },
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // The server serves on.
+    assert_eq!(s.query("SELECT 42"), "42");
+}
+
+/// Regression: an export interrupted by Ctrl-C in its client ("Error: interrupted") went on
+/// writing on the server, and put the whole file in place some 15 s later. Now the server stops
+/// it: no partial file is left, and the file never appears.
+#[test]
+fn a_clients_ctrl_c_stops_its_export_on_the_server_and_leaves_no_file() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--no-capture"]);
+    let dir = s.path("out");
+    std::fs::create_dir(&dir).unwrap();
+    let out = dir.join("big.parquet");
+    let client = s.spawn(&[
+        "export",
+        "--query",
+        "SELECT i, md5(i::VARCHAR) h FROM range(40000000) t(i)",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let files = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    eventually(Duration::from_secs(10), "the export to start writing", || {
+        !files().is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let pressed = Instant::now();
+    crate::ctrl_c_ends_it_with_130(client);
+    let limit = Duration::from_secs(3);
+    while !files().is_empty() {
+        assert!(
+            pressed.elapsed() < limit,
+            "{limit:?} after Ctrl-C the server still writes: {:?}; its log:\n{}",
+            files(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!out.exists());
+    assert!(
+        server.log().contains("export cancelled by its client"),
+        "{}",
+        server.log()
+    );
+    // The server serves on, its shared lock free: another export goes through whole.
+    let small = dir.join("small.parquet");
+    s.cmd()
+        .args(["export", "--query", "SELECT 1 AS x", "--out", small.to_str().unwrap()])
+        .assert()
+        .success();
+    assert!(small.exists());
+}
+
+/// The server's CPU falls idle: less than half a second used in the 2 s from 1 s after now.
+fn falls_idle(s: &Scratch, server: &Server, what: &str) {
+    let pid = status_json(s)["pid"].as_u64().expect("status names the pid");
+    std::thread::sleep(Duration::from_millis(1000));
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 0.5,
+        "{what}: the server used {used:.2} s of CPU in 2 s; its log:\n{}",
+        server.log()
+    );
+}
+
+/// Regression: `train` through a server went on after the client's Ctrl-C, in its SQL or in its
+/// fit (Rust), and stored its model. Now it stops there as it would locally, storing nothing.
+#[test]
+fn a_clients_ctrl_c_stops_its_train_on_the_server_and_stores_no_model() {
+    let s = Scratch::new();
+    let server = Server::start(&s, &["--no-capture"]);
+    let in_sql = [
+        "train",
+        "iforest",
+        "--on",
+        "SELECT a.range AS x, b.range AS y FROM range(1000000) a, range(100000) b WHERE a.range * b.range = -1",
+    ];
+    let in_rust = [
+        "train",
+        "autoencoder",
+        "--on",
+        "SELECT range AS id, (range * 7919) % 1000 AS x, (range * 104729) % 997 AS y FROM range(20000)",
+        "--set",
+        "epochs=10000",
+        "--set",
+        "patience=10000",
+        "--set",
+        "tol=0",
+    ];
+    for args in [&in_sql[..], &in_rust[..]] {
+        let client = s.spawn(args);
+        std::thread::sleep(Duration::from_millis(2000));
+        crate::ctrl_c_ends_it_with_130(client);
+        falls_idle(&s, &server, args[1]);
+        assert!(
+            server.log().contains("train cancelled by its client"),
+            "{}",
+            server.log()
+        );
+    }
+    assert_eq!(s.query("SELECT count(*) FROM models"), "0");
+    assert_eq!(s.query("SELECT count(*) FROM model_runs"), "0");
+}
