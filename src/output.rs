@@ -442,7 +442,11 @@ mod tests {
     }
 
     fn run(mode: OutputMode, headers: bool, maxrows: usize) -> String {
-        let (schema, batch) = sample();
+        rendered(&sample().1, mode, headers, maxrows)
+    }
+
+    /// `batch` rendered in `mode`, as text.
+    fn rendered(batch: &RecordBatch, mode: OutputMode, headers: bool, maxrows: usize) -> String {
         let mut out = Vec::new();
         let opts = RenderOptions {
             mode,
@@ -450,7 +454,7 @@ mod tests {
             maxrows,
             width: None,
         };
-        render(&schema, std::iter::once(Ok(batch)), opts, &mut out).unwrap();
+        render(&batch.schema(), std::iter::once(Ok(batch.clone())), opts, &mut out).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -470,15 +474,7 @@ mod tests {
             OutputMode::Markdown,
             OutputMode::List,
         ] {
-            let mut out = Vec::new();
-            let opts = RenderOptions {
-                mode,
-                headers: true,
-                maxrows: 0,
-                width: None,
-            };
-            render(&batch.schema(), std::iter::once(Ok(batch.clone())), opts, &mut out).unwrap();
-            let text = String::from_utf8(out).unwrap();
+            let text = rendered(&batch, mode, true, 0);
             assert!(
                 !text.contains('\x1b') && !text.contains('\x07') && !text.contains('\r'),
                 "{mode:?}: {text:?}"
@@ -488,15 +484,10 @@ mod tests {
                 "{mode:?}: {text}"
             );
         }
-        let mut csv = Vec::new();
-        let opts = RenderOptions {
-            mode: OutputMode::Csv,
-            headers: false,
-            maxrows: 0,
-            width: None,
-        };
-        render(&batch.schema(), std::iter::once(Ok(batch.clone())), opts, &mut csv).unwrap();
-        assert!(String::from_utf8(csv).unwrap().contains('\x1b'), "CSV keeps the bytes");
+        assert!(
+            rendered(&batch, OutputMode::Csv, false, 0).contains('\x1b'),
+            "CSV keeps the bytes"
+        );
     }
 
     #[test]
@@ -527,15 +518,7 @@ mod tests {
             ),
             (OutputMode::Jsonl, "{\"a\":1,\"a_2\":2,\"z\":3,\"b\":4,\"a_1\":5}\n"),
         ] {
-            let mut out = Vec::new();
-            let opts = RenderOptions {
-                mode,
-                headers: true,
-                maxrows: 0,
-                width: None,
-            };
-            render(&batch.schema(), std::iter::once(Ok(batch.clone())), opts, &mut out).unwrap();
-            assert_eq!(String::from_utf8(out).unwrap(), expected, "{mode:?}");
+            assert_eq!(rendered(&batch, mode, true, 0), expected, "{mode:?}");
         }
     }
 

@@ -333,18 +333,7 @@ fn ctrl_c_stops_a_long_fit_in_rust() {
     // fit to end: here thousands of epochs, minutes.
     let s = Scratch::new();
     s.query("SELECT 1");
-    let child = s.spawn(&[
-        "train",
-        "autoencoder",
-        "--on",
-        "SELECT range AS id, (range * 7919) % 1000 AS x, (range * 104729) % 997 AS y FROM range(20000)",
-        "--set",
-        "epochs=10000",
-        "--set",
-        "patience=10000",
-        "--set",
-        "tol=0",
-    ]);
+    let child = s.spawn(&crate::SLOW_AUTOENCODER_TRAIN);
     // Past reading the 20,000 rows: in the fit.
     std::thread::sleep(std::time::Duration::from_millis(3000));
     crate::ctrl_c_ends_it_with_130(child);

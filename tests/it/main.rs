@@ -99,6 +99,21 @@ impl Scratch {
     }
 }
 
+/// A `train` whose fit runs minutes in Rust (thousands of epochs, no SQL to interrupt) after
+/// reading its 20 000 rows: for tests that stop a fit midway.
+pub const SLOW_AUTOENCODER_TRAIN: [&str; 10] = [
+    "train",
+    "autoencoder",
+    "--on",
+    "SELECT range AS id, (range * 7919) % 1000 AS x, (range * 104729) % 997 AS y FROM range(20000)",
+    "--set",
+    "epochs=10000",
+    "--set",
+    "patience=10000",
+    "--set",
+    "tol=0",
+];
+
 /// A cache directory for the tests, never the developer's own.
 pub fn test_cache() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("netlens-test-cache");

@@ -1360,7 +1360,7 @@ fn scheduled_geo_and_retrain_land_where_the_commands_do() {
 }
 
 /// CPU seconds process `pid` has used (user and system).
-pub(crate) fn cpu_seconds(pid: u64) -> f64 {
+fn cpu_seconds(pid: u64) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
     // The fields after the command's name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
@@ -1465,7 +1465,7 @@ fn a_clients_ctrl_c_stops_its_export_on_the_server_and_leaves_no_file() {
 }
 
 /// The server's CPU falls idle: less than half a second used in the 2 s from 1 s after now.
-fn falls_idle(s: &Scratch, server: &Server, what: &str) {
+pub(crate) fn falls_idle(s: &Scratch, server: &Server, what: &str) {
     let pid = status_json(s)["pid"].as_u64().expect("status names the pid");
     std::thread::sleep(Duration::from_millis(1000));
     let before = cpu_seconds(pid);
@@ -1490,18 +1490,7 @@ fn a_clients_ctrl_c_stops_its_train_on_the_server_and_stores_no_model() {
         "--on",
         "SELECT a.range AS x, b.range AS y FROM range(1000000) a, range(100000) b WHERE a.range * b.range = -1",
     ];
-    let in_rust = [
-        "train",
-        "autoencoder",
-        "--on",
-        "SELECT range AS id, (range * 7919) % 1000 AS x, (range * 104729) % 997 AS y FROM range(20000)",
-        "--set",
-        "epochs=10000",
-        "--set",
-        "patience=10000",
-        "--set",
-        "tol=0",
-    ];
+    let in_rust = crate::SLOW_AUTOENCODER_TRAIN;
     for args in [&in_sql[..], &in_rust[..]] {
         let client = s.spawn(args);
         std::thread::sleep(Duration::from_millis(2000));
