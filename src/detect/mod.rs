@@ -1332,18 +1332,24 @@ fn detect_bursts(conn: &Connection, run_id: i64, scope: &Scope, args: &DetectReq
     }
     // A live connection is first seen at a snapshot, and it opened after the one before. When
     // there is none (the host's first snapshot: everything open when recording began) or that
-    // one is more than a bin earlier (the capture was stopped), the bin it opened in is not
-    // known: it counts no start, or every server start would be a burst of connections. Its
-    // bytes still count, spread over its life as any connection's.
+    // one came after a pause (the capture was stopped: more than a bin and more than three of
+    // the host's usual intervals earlier, so a capture slower than the bins is no pause), the
+    // bin it opened in is not known: it counts no start, or every server start would be a burst
+    // of connections. Its bytes still count, spread over its life as any connection's.
     let sql = format!(
-        "WITH sightings AS (
-             SELECT host, ts, ts - lag(ts) OVER (PARTITION BY host ORDER BY ts) AS since_previous
-             FROM snapshots)
+        "WITH gaps AS (
+             SELECT host, ts, epoch_us(ts - lag(ts) OVER (PARTITION BY host ORDER BY ts)) AS since_previous_us
+             FROM (SELECT DISTINCT host, ts FROM snapshots)),
+         usual AS (SELECT host, median(since_previous_us) AS interval_us FROM gaps GROUP BY host),
+         sightings AS (
+             SELECT g.host, g.ts,
+                    g.since_previous_us IS NULL
+                        OR g.since_previous_us > greatest(?, 3 * coalesce(u.interval_us, 0)) AS after_pause
+             FROM gaps g JOIN usual u USING (host))
          SELECT e.src_h, e.dst_h, e.process_name, epoch_us(e.start_ts), epoch_us(e.end_ts),
                 CASE WHEN e.bytes_out IS NULL AND e.bytes_in IS NULL THEN NULL
                      ELSE coalesce(e.bytes_out, 0) + coalesce(e.bytes_in, 0) END::DOUBLE,
-                e.source = 'connections' AND s.host IS NOT NULL
-                    AND (s.since_previous IS NULL OR epoch_us(s.since_previous) > ?) AS start_unknown
+                e.source = 'connections' AND coalesce(s.after_pause, false) AS start_unknown
          FROM (SELECT * FROM connection_events WHERE {STARTS_IN_WINDOW}) e
          LEFT JOIN sightings s ON s.host = e.host AND s.ts = e.start_ts"
     );

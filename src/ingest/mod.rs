@@ -337,15 +337,23 @@ fn next_import_id(store: &Store) -> Result<i64> {
 }
 
 /// The newest earlier import of a capture with the same format, size, packet count and first and
-/// last packet times as `r`: almost surely the same file (under this name or another) imported
-/// again, which doubles its flows. Said, not refused: importing it again can be meant.
-fn same_capture_imported_before(store: &Store, r: &ImportReport) -> Result<Option<i64>> {
+/// last packet times as `r` whose flows are still in `table`: almost surely the same file (under
+/// this name or another) imported again, which doubles its flows. Said, not refused: importing it
+/// again can be meant. A capture without packets doubles nothing.
+fn same_capture_imported_before(store: &Store, r: &ImportReport, table: &str) -> Result<Option<i64>> {
+    if r.packets == 0 || r.flows == 0 {
+        return Ok(None);
+    }
     let micros = |ns: Option<i64>| ns.map(|n| n.div_euclid(1000));
     store
         .conn()
         .query_row(
-            "SELECT max(import_id) FROM imports WHERE format = ? AND file_bytes = ? AND packets = ? \
-               AND epoch_us(first_ts) IS NOT DISTINCT FROM ? AND epoch_us(last_ts) IS NOT DISTINCT FROM ?",
+            &format!(
+                "SELECT max(i.import_id) FROM imports i WHERE i.format = ? AND i.file_bytes = ? AND i.packets = ? \
+                   AND epoch_us(i.first_ts) IS NOT DISTINCT FROM ? AND epoch_us(i.last_ts) IS NOT DISTINCT FROM ? \
+                   AND EXISTS (SELECT 1 FROM {} f WHERE f.import_id = i.import_id)",
+                crate::store::quote_ident(table)
+            ),
             duckdb::params![
                 r.format,
                 i64::try_from(r.file_bytes).unwrap_or(i64::MAX),
@@ -495,7 +503,7 @@ fn import_pcaps(
         let result = store.in_transaction(|_| {
             let import_id = next_import_id(store)?;
             let mut report = store_capture(store, reading, import_id, opts, progress)?;
-            if let Some(earlier) = same_capture_imported_before(store, &report)? {
+            if let Some(earlier) = same_capture_imported_before(store, &report, &opts.table)? {
                 report.warnings.push(format!(
                     "the same capture as import {earlier} (same format, size, packets and times): its flows \
                      are now in {} twice; `DELETE FROM {} WHERE import_id = {import_id}` takes this copy out",

@@ -142,7 +142,15 @@ pub fn endpoint(location: &Location) -> Result<Option<(PathBuf, PathBuf)>> {
     let Location::File(path) = location else {
         return Ok(None);
     };
-    let absolute = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let mut absolute = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    // A link to a file not made yet: the file the server makes is its target's (at most 40
+    // links followed, as the kernel does).
+    for _ in 0..40 {
+        let Ok(target) = std::fs::read_link(&absolute) else {
+            break;
+        };
+        absolute = absolute.parent().map_or(target.clone(), |dir| dir.join(&target));
+    }
     let database = std::fs::canonicalize(&absolute).unwrap_or_else(|_| {
         match (absolute.parent().map(std::fs::canonicalize), absolute.file_name()) {
             (Some(Ok(dir)), Some(name)) => dir.join(name),
@@ -893,14 +901,29 @@ pub fn run(options: ServeOptions) -> Result<()> {
     }
     let _ = std::fs::remove_file(&socket);
     runtime.shutdown_timeout(Duration::from_secs(5));
-    match Arc::try_unwrap(shared) {
-        Ok(shared) => {
+    // Dropping the runtime cancelled the calls still running; their threads end within moments
+    // of their statements' interrupts, and then nothing else holds the database.
+    let mut shared = shared;
+    let mut waited = Duration::ZERO;
+    let owned = loop {
+        match Arc::try_unwrap(shared) {
+            Ok(owned) => break Some(owned),
+            Err(still_held) if waited < Duration::from_secs(2) => {
+                shared = still_held;
+                std::thread::sleep(Duration::from_millis(50));
+                waited += Duration::from_millis(50);
+            }
+            Err(_) => break None,
+        }
+    };
+    match owned {
+        Some(shared) => {
             if let Ok(store) = shared.root.into_inner() {
                 // A checkpoint leaves the file whole without its WAL.
                 let _ = store.conn().execute_batch("CHECKPOINT");
             }
         }
-        Err(_) => log("clients still held connections at exit; DuckDB replays the WAL at the next open"),
+        None => log("clients still held connections at exit; DuckDB replays the WAL at the next open"),
     }
     log("stopped");
     served
@@ -1301,6 +1324,17 @@ pub(crate) fn restrict_socket(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_to_a_file_not_made_yet_is_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("link.duckdb");
+        std::os::unix::fs::symlink("target.duckdb", &link).unwrap();
+        let (database, socket) = endpoint(&Location::File(link)).unwrap().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap().join("target.duckdb");
+        assert_eq!(database, real);
+        assert_eq!(socket, socket_path(&real));
+    }
 
     #[test]
     fn the_socket_lives_beside_the_database() {

@@ -393,14 +393,28 @@ impl Store {
     /// stored) when it fails.
     pub fn in_transaction<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
-        match work(&self.conn) {
-            Ok(value) => {
-                self.conn.execute_batch("COMMIT").map_err(Error::sql)?;
-                Ok(value)
-            }
+        match work(&self.conn).and_then(|value| {
+            self.conn.execute_batch("COMMIT").map_err(Error::sql)?;
+            Ok(value)
+        }) {
+            Ok(value) => Ok(value),
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                self.roll_back();
                 Err(e)
+            }
+        }
+    }
+
+    /// Ends the connection's transaction, if one is still open, without its changes. A call a
+    /// server's client cancelled has its statements interrupted again and again until it ends
+    /// (`interrupt::Call`), and one of those can land in this ROLLBACK (or the COMMIT before
+    /// it): it is tried again, so the session is never left inside a dead transaction.
+    pub fn roll_back(&self) {
+        for _ in 0..50 {
+            match self.conn.execute_batch("ROLLBACK").map_err(Error::sql) {
+                Err(Error::Interrupted) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                // Done, or no transaction is open (a failed COMMIT ends it).
+                _ => return,
             }
         }
     }

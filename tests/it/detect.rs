@@ -542,6 +542,38 @@ fn connections_open_before_the_capture_are_no_burst() {
     drop((clients, accepted));
 }
 
+/// The rule above must not take a capture slower than the bins for a pause: every start was
+/// then unknown, and live connection bursts could never be found.
+#[test]
+fn connections_opened_during_a_capture_slower_than_the_bins_are_a_burst() {
+    let s = Scratch::new();
+    let listener = std::net::TcpListener::bind("127.0.0.78:0").expect("listen on 127.0.0.78");
+    let addr = listener.local_addr().unwrap();
+    let opener = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(7));
+        let clients: Vec<std::net::TcpStream> = (0..30).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        let accepted: Vec<std::net::TcpStream> = (0..30).map(|_| listener.accept().unwrap().0).collect();
+        std::thread::sleep(std::time::Duration::from_secs(8));
+        drop((clients, accepted));
+    });
+    s.cmd()
+        .args(["capture", "--quiet", "--interval", "1s", "--duration", "14s"])
+        .assert()
+        .success();
+    opener.join().unwrap();
+    detect(
+        &s,
+        &["bursts", "--on", "connections", "--burst-bin", "500ms", "--top", "0"],
+    )
+    .success();
+    assert_eq!(
+        s.query("SELECT count(*) > 0 FROM bursts WHERE entity LIKE '%-> 127.0.0.78' AND metric = 'connections'"),
+        "true",
+        "{}",
+        s.query("SELECT entity, metric, start_ts, peak, baseline FROM bursts")
+    );
+}
+
 #[test]
 fn live_history_is_analysed_with_its_capture_interval() {
     let s = Scratch::new();

@@ -370,6 +370,14 @@ fn the_same_capture_imported_again_is_said() {
              `DELETE FROM flows WHERE import_id = 2` takes this copy out",
         ));
     assert_eq!(s.query("SELECT count(DISTINCT import_id) FROM flows"), "2");
+    // Once its flows are deleted, an earlier import doubles nothing.
+    s.query("DELETE FROM flows");
+    s.cmd()
+        .args(["import", "pcap"])
+        .arg(&first)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("the same capture").not());
     // Another capture is not taken for it.
     let other = s.path("b.pcap");
     write_pcap(&other, 1, &conversation()[..8]);
