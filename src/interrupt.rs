@@ -41,7 +41,12 @@ pub fn install() -> bool {
 /// True once Ctrl-C was pressed since the last [`clear`]; in a server, once it is stopping or
 /// the client whose call this thread runs cancelled it.
 pub fn requested() -> bool {
-    REQUESTED.load(Ordering::SeqCst) || CALL.with(|c| c.borrow().as_ref().is_some_and(|c| c.is_cancelled()))
+    CALL.with(|c| stop_requested(c.borrow().as_deref()))
+}
+
+/// Ctrl-C (or the server stopping), or `call` cancelled by its client.
+fn stop_requested(call: Option<&CallState>) -> bool {
+    REQUESTED.load(Ordering::SeqCst) || call.is_some_and(CallState::is_cancelled)
 }
 
 /// Forgets an earlier Ctrl-C (at the start of each command). In a server a stop request is
@@ -157,10 +162,9 @@ impl Call {
     /// cancellation and [`Running`] registers its statements with it. The guard's drop marks
     /// the call's work ended.
     pub fn enter(&self) -> Entered {
-        let previous = CALL.with(|c| c.replace(Some(Arc::clone(&self.0))));
         Entered {
             call: Arc::clone(&self.0),
-            previous,
+            _on_thread: Carried(Some(Arc::clone(&self.0))).enter(),
         }
     }
 
@@ -212,14 +216,13 @@ fn interrupt_until_done(call: Arc<CallState>) {
 /// The current thread runs a call until this drops ([`Call::enter`]).
 pub struct Entered {
     call: Arc<CallState>,
-    previous: Option<Arc<CallState>>,
+    /// Dropped after `drop` below: the thread's previous call comes back then.
+    _on_thread: CarriedIn,
 }
 
 impl Drop for Entered {
     fn drop(&mut self) {
         self.call.done.store(true, Ordering::SeqCst);
-        let previous = self.previous.take();
-        CALL.with(|c| *c.borrow_mut() = previous);
     }
 }
 
@@ -236,7 +239,7 @@ pub fn carry() -> Carried {
 impl Carried {
     /// [`requested`] as the carrying thread sees it: usable on any thread.
     pub fn requested(&self) -> bool {
-        REQUESTED.load(Ordering::SeqCst) || self.0.as_ref().is_some_and(|c| c.is_cancelled())
+        stop_requested(self.0.as_deref())
     }
 
     /// Runs the carried call on this thread too until the guard drops (its end is not the

@@ -904,14 +904,13 @@ pub fn run(options: ServeOptions) -> Result<()> {
     // Dropping the runtime cancelled the calls still running; their threads end within moments
     // of their statements' interrupts, and then nothing else holds the database.
     let mut shared = shared;
-    let mut waited = Duration::ZERO;
+    let deadline = Instant::now() + Duration::from_secs(2);
     let owned = loop {
         match Arc::try_unwrap(shared) {
             Ok(owned) => break Some(owned),
-            Err(still_held) if waited < Duration::from_secs(2) => {
+            Err(still_held) if Instant::now() < deadline => {
                 shared = still_held;
                 std::thread::sleep(Duration::from_millis(50));
-                waited += Duration::from_millis(50);
             }
             Err(_) => break None,
         }

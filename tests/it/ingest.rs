@@ -354,39 +354,21 @@ fn the_same_capture_imported_again_is_said() {
     write_pcap(&first, 1, &conversation());
     let copy = s.path("copy of a.pcap");
     std::fs::copy(&first, &copy).unwrap();
-    s.cmd()
-        .args(["import", "pcap"])
-        .arg(&first)
-        .assert()
-        .success()
-        .stderr(predicate::str::contains("the same capture").not());
-    s.cmd()
-        .args(["import", "pcap"])
-        .arg(&copy)
-        .assert()
-        .success()
-        .stderr(predicate::str::contains(
-            "the same capture as import 1 (same format, size, packets and times): its flows are now in flows twice; \
-             `DELETE FROM flows WHERE import_id = 2` takes this copy out",
-        ));
+    let import_pcap = |path: &Path| import(&s, &["pcap", path.to_str().unwrap()]).success();
+    let not_said = || predicate::str::contains("the same capture").not();
+    import_pcap(&first).stderr(not_said());
+    import_pcap(&copy).stderr(predicate::str::contains(
+        "the same capture as import 1 (same format, size, packets and times): its flows are now in flows twice; \
+         `DELETE FROM flows WHERE import_id = 2` takes this copy out",
+    ));
     assert_eq!(s.query("SELECT count(DISTINCT import_id) FROM flows"), "2");
     // Once its flows are deleted, an earlier import doubles nothing.
     s.query("DELETE FROM flows");
-    s.cmd()
-        .args(["import", "pcap"])
-        .arg(&first)
-        .assert()
-        .success()
-        .stderr(predicate::str::contains("the same capture").not());
+    import_pcap(&first).stderr(not_said());
     // Another capture is not taken for it.
     let other = s.path("b.pcap");
     write_pcap(&other, 1, &conversation()[..8]);
-    s.cmd()
-        .args(["import", "pcap"])
-        .arg(&other)
-        .assert()
-        .success()
-        .stderr(predicate::str::contains("the same capture").not());
+    import_pcap(&other).stderr(not_said());
 }
 
 #[test]
