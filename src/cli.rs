@@ -135,6 +135,21 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub read_only: bool,
 
+    /// Ask the netlens server listening at this URL (`grpc://HOST:PORT` or `grpc+tls://HOST:PORT`,
+    /// as `netlens status` shows it on its host) instead of a database file; needs its token
+    #[arg(long, value_name = "URL", global = true)]
+    pub server: Option<String>,
+
+    /// File holding the server's token, for --server (a copy of DATABASE.token from the server's
+    /// host) [default: the token in NETLENS_TOKEN]
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM certificate to trust for a grpc+tls:// server (its issuer's, or its own if
+    /// self-signed)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_ca: Option<PathBuf>,
+
     /// Run SQL (or a dot command) and exit; repeatable, run in order
     #[arg(short = 'c', long = "query", value_name = "SQL")]
     pub queries: Vec<String>,

@@ -145,7 +145,7 @@ pub enum Error {
     Remote { message: String },
 
     /// The server holding the database could not be reached, or the connection broke.
-    #[error("netlens server at {endpoint}: {reason}\n  hint: `netlens status --db PATH` shows whether it runs; its log says why it stopped")]
+    #[error("netlens server at {endpoint}: {reason}\n  hint: `netlens status` on the server's host (`--db PATH`) shows whether it runs; its log says why it stopped")]
     Server { endpoint: String, reason: String },
 }
 

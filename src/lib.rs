@@ -38,6 +38,7 @@ use cli::{Cli, Command, DomainCommand};
 use error::{Error, Result};
 use shell::{Database, Flow, LocalDatabase, Session, Settings};
 use store::{Location, Store};
+use serve::client::{ServerAddress, TcpServer};
 
 /// Process exit status for a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,16 +109,69 @@ fn refuse_options_a_server_ignores(cli: &Cli, scripts: &[Script]) -> Result<()> 
     Ok(())
 }
 
+/// The server named by `--server`, with the token and certificate it needs; `None` without one.
+fn named_server(cli: &Cli) -> Result<Option<ServerAddress>> {
+    let Some(url) = &cli.server else {
+        if cli.token_file.is_some() || cli.tls_ca.is_some() {
+            return Err(Error::Usage(
+                "--token-file and --tls-ca go with --server URL: they say how to reach a server's TCP listener"
+                    .to_string(),
+            ));
+        }
+        return Ok(None);
+    };
+    // NETLENS_DB in the environment names the usual file; --db beside --server names a second
+    // database, and which one was meant cannot be told.
+    if cli.db.is_some() && std::env::var("NETLENS_DB").ok() != cli.db {
+        return Err(Error::Usage(format!(
+            "--db and --server {url} both name a database\n  hint: the server's own file is the one it \
+             answers for; drop --db"
+        )));
+    }
+    if cli.read_only {
+        return Err(Error::Usage(format!(
+            "--read-only does not apply to --server {url}: a client on a server's TCP listener only \
+             reads, unless the server was started with --remote-writes"
+        )));
+    }
+    let token = match &cli.token_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?,
+        None => std::env::var("NETLENS_TOKEN").map_err(|_| {
+            Error::Usage(format!(
+                "--server {url} needs the server's token\n  hint: --token-file FILE (a copy of DATABASE.token \
+                 from the server's host), or the token in NETLENS_TOKEN"
+            ))
+        })?,
+    };
+    let tls_ca = cli
+        .tls_ca
+        .as_ref()
+        .map(|path| std::fs::read(path).map_err(|e| Error::io(path, e)))
+        .transpose()?;
+    Ok(Some(ServerAddress::Tcp(TcpServer::new(url, token, tls_ca)?)))
+}
+
 fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
+    let named = named_server(&cli)?;
     let location = Location::resolve(cli.db.as_deref())?;
     let mut cli = cli;
     match cli.command.take() {
+        Some(Command::Serve(_)) if named.is_some() => {
+            return Err(Error::Usage(
+                "--server does not apply to `serve`: a server holds a database file of this host".to_string(),
+            ))
+        }
         // The server handles its own signals: no Ctrl-C handler of the shell's.
         Some(Command::Serve(args)) => {
             refuse_options_a_server_ignores(&cli, &scripts)?;
             return serve::run(args.into_options(location)?).map(|_| Outcome::Success);
         }
-        Some(Command::Status) => return status(&location, cli.format),
+        Some(Command::Status) => {
+            return match &named {
+                Some(address) => print_status(address, cli.format),
+                None => status(&location, cli.format),
+            }
+        }
         other => cli.command = other,
     }
     interrupt::install();
@@ -134,7 +188,11 @@ fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
         Some(Command::Serve(_) | Command::Status) => false,
         None => scripts.is_empty() && std::io::stdin().is_terminal(),
     };
-    let db: Box<dyn Database> = match server_of(&location)? {
+    let server = match &named {
+        Some(address) => Some(shell::remote::RemoteDatabase::connect_to(address)?),
+        None => server_of(&location)?,
+    };
+    let db: Box<dyn Database> = match server {
         Some(_) if cli.read_only => {
             return Err(Error::Usage(format!(
                 "{} is held by a running netlens serve, which cannot yet make a client read-only\n  \
@@ -204,7 +262,12 @@ fn status(location: &Location, format: Option<cli::OutputMode>) -> Result<Outcom
         eprintln!("no netlens server holds {}{stale}", path.display());
         return Ok(Outcome::Failed);
     }
-    let status = serve::client::Client::connect(&socket)?.status()?;
+    print_status(&ServerAddress::Socket(socket), format)
+}
+
+/// Prints the status of the server at `address`.
+fn print_status(address: &ServerAddress, format: Option<cli::OutputMode>) -> Result<Outcome> {
+    let status = serve::client::Client::connect_to(address)?.status()?;
     let text = match format {
         Some(cli::OutputMode::Json | cli::OutputMode::Jsonl) => {
             serde_json::to_string_pretty(&status).map_err(|e| Error::Usage(e.to_string()))? + "\n"

@@ -1,6 +1,7 @@
 //! A blocking Flight SQL client of a netlens server, for the command line and the shell: one
-//! session (its own connection on the server) over the server's Unix socket, statements whose
-//! record batches arrive as they stream, and netlens's actions (requests, status).
+//! session (its own connection on the server) over the server's Unix socket or, with
+//! `--server URL`, over its TCP listener with the server's token; statements whose record
+//! batches arrive as they stream, and netlens's actions (requests, status).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use duckdb::arrow::datatypes::SchemaRef;
 use duckdb::arrow::record_batch::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 
 use super::flight::{ACTION_CLOSE_SESSION, ACTION_REQUEST, ACTION_STATUS, SESSION_HEADER};
 use super::ServerStatus;
@@ -25,11 +26,123 @@ use crate::request::{Reply, Request};
 /// A query's result as it streams: its record batches, after its schema.
 pub type Batches<'a> = &'a mut dyn Iterator<Item = Result<RecordBatch>>;
 
+/// Where a server answers, and how this client proves itself there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerAddress {
+    /// The Unix socket beside the database: a local client, admitted by its user.
+    Socket(PathBuf),
+    /// A TCP listener of `serve --listen`: a remote client, admitted by the server's token.
+    Tcp(TcpServer),
+}
+
+/// A server's TCP listener as a client names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpServer {
+    /// `grpc://HOST:PORT` or `grpc+tls://HOST:PORT`, as `netlens status` shows the listener.
+    pub url: String,
+    /// The URL's host and port, checked.
+    host: String,
+    port: u16,
+    tls: bool,
+    /// The server's token (the file `DATABASE.token` on its host).
+    pub token: String,
+    /// The PEM certificate of the issuer to trust, for `grpc+tls`.
+    pub tls_ca: Option<Vec<u8>>,
+}
+
+impl TcpServer {
+    /// Checks a listener's URL and what connecting to it needs: the token, and for TLS the
+    /// certificate to trust (netlens trusts no system roots: a server's certificate is usually
+    /// its operator's own).
+    pub fn new(url: &str, token: String, tls_ca: Option<Vec<u8>>) -> Result<TcpServer> {
+        let bad = |why: &str| {
+            Error::Usage(format!(
+                "--server {url}: {why}\n  hint: give the listener as `netlens status` on the server's host shows it, \
+                 grpc://HOST:PORT or grpc+tls://HOST:PORT"
+            ))
+        };
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("grpc+tls://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("grpc://") {
+            (false, rest)
+        } else {
+            return Err(bad("not a grpc:// or grpc+tls:// URL"));
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        let uri: Uri = format!("http://{authority}/")
+            .parse()
+            .map_err(|_| bad("not HOST:PORT after the scheme"))?;
+        let (Some(host), Some(port)) = (uri.host(), uri.port_u16()) else {
+            return Err(bad("no port given"));
+        };
+        if uri.path() != "/" || authority.contains('@') {
+            return Err(bad("a server URL has only a host and a port"));
+        }
+        let token = token.trim().to_string();
+        if token.is_empty() {
+            return Err(Error::Usage(format!(
+                "--server {url}: the token is empty\n  hint: give the server's token with --token-file \
+                 (a copy of DATABASE.token from the server's host) or in NETLENS_TOKEN"
+            )));
+        }
+        if tls && tls_ca.is_none() {
+            return Err(Error::Usage(format!(
+                "--server {url}: a TLS server needs the certificate to trust\n  hint: add --tls-ca FILE \
+                 (the PEM certificate of the server's issuer, or the server's own for a self-signed one)"
+            )));
+        }
+        if !tls && tls_ca.is_some() {
+            return Err(Error::Usage(format!(
+                "--server {url}: --tls-ca given for a server without TLS\n  hint: a server with --tls-cert \
+                 listens on grpc+tls://HOST:PORT"
+            )));
+        }
+        Ok(TcpServer {
+            url: url.to_string(),
+            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            port,
+            tls,
+            token,
+            tls_ca,
+        })
+    }
+}
+
+impl std::fmt::Display for ServerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerAddress::Socket(path) => write!(f, "{}", path.display()),
+            ServerAddress::Tcp(tcp) => f.write_str(&tcp.url),
+        }
+    }
+}
+
+impl ServerAddress {
+    /// True when something accepts connections there (for a socket: a socket file with a
+    /// listener behind it).
+    pub fn answers(&self) -> bool {
+        match self {
+            ServerAddress::Socket(path) => Client::probe(path),
+            ServerAddress::Tcp(tcp) => {
+                use std::net::ToSocketAddrs;
+                (tcp.host.as_str(), tcp.port)
+                    .to_socket_addrs()
+                    .map(|mut addrs| {
+                        addrs.any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+                    })
+                    .unwrap_or(false)
+            }
+        }
+    }
+}
+
 /// A connection to a netlens server.
 pub struct Client {
     runtime: tokio::runtime::Runtime,
     flight: FlightServiceClient<Channel>,
-    socket: PathBuf,
+    address: ServerAddress,
+    /// `Bearer TOKEN` on every call to a TCP listener.
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     session: String,
 }
 
@@ -41,6 +154,11 @@ impl Client {
 
     /// Connects to the server listening on `socket`.
     pub fn connect(socket: &Path) -> Result<Client> {
+        Client::connect_to(&ServerAddress::Socket(socket.to_path_buf()))
+    }
+
+    /// Connects to a server at `address`.
+    pub fn connect_to(address: &ServerAddress) -> Result<Client> {
         // One worker thread runs the connection (HTTP/2 and the socket), so the next batches
         // arrive while the caller decodes and consumes this one; on the caller's thread alone
         // they took turns (bench/RESULTS.md, "Flight throughput").
@@ -50,58 +168,97 @@ impl Client {
             .enable_all()
             .build()
             .map_err(|e| Error::io("tokio runtime", e))?;
-        let path = socket.to_path_buf();
-        let channel = runtime
-            .block_on(async move {
-                // The URI is a placeholder: the connector below always dials the socket.
-                Endpoint::from_static("http://netlens.invalid")
-                    .connect_timeout(Duration::from_secs(5))
-                    .initial_stream_window_size(Some(super::flight::STREAM_WINDOW))
-                    .initial_connection_window_size(Some(super::flight::CONNECTION_WINDOW))
-                    .connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let path = path.clone();
-                        async move {
-                            let stream = tokio::net::UnixStream::connect(path).await?;
-                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-                        }
-                    }))
-                    .await
-            })
-            .map_err(|e| Error::Server {
-                endpoint: socket.display().to_string(),
-                reason: transport_reason(&e),
-            })?;
+        let failed = |e: tonic::transport::Error| {
+            let mut reason = transport_reason(&e);
+            if reason.contains("CaUsedAsEndEntity") {
+                reason.push_str(
+                    "; the server's certificate is marked as a CA's (as `openssl req -x509` makes one by \
+                     default): give the server a certificate with basicConstraints CA:FALSE, or one signed \
+                     by the CA you pass to --tls-ca",
+                );
+            }
+            Error::Server {
+                endpoint: address.to_string(),
+                reason,
+            }
+        };
+        let channel = match address {
+            ServerAddress::Socket(socket) => {
+                let path = socket.clone();
+                runtime.block_on(async move {
+                    // The URI is a placeholder: the connector below always dials the socket.
+                    tuned(Endpoint::from_static("http://netlens.invalid"))
+                        .connect_with_connector(tower::service_fn(move |_: Uri| {
+                            let path = path.clone();
+                            async move {
+                                let stream = tokio::net::UnixStream::connect(path).await?;
+                                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                            }
+                        }))
+                        .await
+                })
+            }
+            ServerAddress::Tcp(tcp) => {
+                let scheme = if tcp.tls { "https" } else { "http" };
+                let endpoint = Endpoint::from_shared(format!("{scheme}://{}:{}", uri_host(&tcp.host), tcp.port))
+                    .map_err(failed)?;
+                let endpoint = match &tcp.tls_ca {
+                    Some(ca) => endpoint
+                        .tls_config(
+                            ClientTlsConfig::new()
+                                .ca_certificate(Certificate::from_pem(ca))
+                                .domain_name(tcp.host.clone()),
+                        )
+                        .map_err(failed)?,
+                    None => endpoint,
+                };
+                runtime.block_on(async move { tuned(endpoint).connect().await })
+            }
+        }
+        .map_err(failed)?;
+        let authorization = match address {
+            ServerAddress::Socket(_) => None,
+            ServerAddress::Tcp(tcp) => Some(format!("Bearer {}", tcp.token).parse().map_err(|_| {
+                Error::Usage(format!(
+                    "--server {}: the token holds characters a header cannot carry\n  \
+                     hint: the server's token is 64 hex digits",
+                    tcp.url
+                ))
+            })?),
+        };
         let flight = FlightServiceClient::new(channel);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let session = format!("{}-{nanos}", std::process::id());
+        // A session is named by its client; the server keeps local and remote sessions apart,
+        // and a name nobody can guess keeps another client of the same kind off this one.
+        let session = super::access::new_token()[..32].to_string();
         Ok(Client {
             runtime,
             flight,
-            socket: socket.to_path_buf(),
+            address: address.clone(),
+            authorization,
             session,
         })
     }
 
-    /// A call carrying this client's session.
+    /// A call carrying this client's session (and its token, on TCP).
     fn call<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         if let Ok(value) = self.session.parse() {
             request.metadata_mut().insert(SESSION_HEADER, value);
         }
+        if let Some(authorization) = &self.authorization {
+            request.metadata_mut().insert("authorization", authorization.clone());
+        }
         request
     }
 
-    /// The socket this client talks to.
-    pub fn socket(&self) -> &Path {
-        &self.socket
+    /// Where this client's server answers.
+    pub fn address(&self) -> &ServerAddress {
+        &self.address
     }
 
     fn server_error(&self, reason: String) -> Error {
         Error::Server {
-            endpoint: self.socket.display().to_string(),
+            endpoint: self.address.to_string(),
             reason,
         }
     }
@@ -120,7 +277,7 @@ impl Client {
         // the server's statuses have none): the connection broke, say so, and whether the server
         // is still there, instead of passing on HTTP/2's words as if the server had said them.
         if std::error::Error::source(status).is_some() && !crate::interrupt::requested() {
-            let gone = if Client::probe(&self.socket) {
+            let gone = if self.address.answers() {
                 ""
             } else {
                 "; the server is gone (stopped or killed), so the results are incomplete"
@@ -280,6 +437,24 @@ impl Iterator for BatchStream<'_> {
     }
 }
 
+/// The connection's settings for either kind of server: how long to try, and HTTP/2 windows as
+/// large as the server's, so large results stream without waiting for window updates.
+fn tuned(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .initial_stream_window_size(Some(super::flight::STREAM_WINDOW))
+        .initial_connection_window_size(Some(super::flight::CONNECTION_WINDOW))
+}
+
+/// A host as a URI carries it: an IPv6 address in brackets.
+fn uri_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
 fn transport_reason(e: &tonic::transport::Error) -> String {
     let mut reason = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -288,4 +463,46 @@ fn transport_reason(e: &tonic::transport::Error) -> String {
         source = s.source();
     }
     reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> String {
+        "ab".repeat(32)
+    }
+
+    #[test]
+    fn a_server_url_is_a_scheme_a_host_and_a_port() {
+        let plain = TcpServer::new("grpc://127.0.0.1:31337", format!(" {}\n", token()), None).unwrap();
+        assert_eq!((plain.host.as_str(), plain.port, plain.tls), ("127.0.0.1", 31337, false));
+        assert_eq!(plain.token, token(), "the token file's newline is not part of it");
+        let v6 = TcpServer::new("grpc+tls://[::1]:443/", token(), Some(b"PEM".to_vec())).unwrap();
+        assert_eq!((v6.host.as_str(), v6.port, v6.tls), ("::1", 443, true));
+        assert_eq!(uri_host(&v6.host), "[::1]");
+        for (url, says) in [
+            ("http://127.0.0.1:1", "not a grpc://"),
+            ("127.0.0.1:1", "not a grpc://"),
+            ("grpc://127.0.0.1", "no port"),
+            ("grpc://127.0.0.1:1/db", "only a host and a port"),
+            ("grpc://user@127.0.0.1:1", "only a host and a port"),
+            ("grpc://127.0.0.1:99999", "HOST:PORT"),
+        ] {
+            let e = TcpServer::new(url, token(), None).unwrap_err().to_string();
+            assert!(e.contains(says), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_to_trust_and_plain_needs_none() {
+        let e = TcpServer::new("grpc+tls://localhost:1", token(), None).unwrap_err().to_string();
+        assert!(e.contains("--tls-ca"), "{e}");
+        let e = TcpServer::new("grpc://localhost:1", token(), Some(b"PEM".to_vec()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without TLS"), "{e}");
+        let e = TcpServer::new("grpc://localhost:1", "\n".to_string(), None).unwrap_err().to_string();
+        assert!(e.contains("token is empty"), "{e}");
+    }
 }

@@ -1,5 +1,5 @@
 //! A session's database held by a running `netlens serve`: statements and commands go to the
-//! server over its socket, and come back as the same record batches and replies a local run
+//! server over its socket (or, with `--server URL`, its TCP listener), and come back as the same record batches and replies a local run
 //! gives, so the shell prints them alike.
 
 use std::path::Path;
@@ -10,7 +10,7 @@ use super::{Batches, Database};
 use crate::error::{Error, Result};
 use crate::ingest::ReadAhead;
 use crate::request::{Reply, Request};
-use crate::serve::client::Client;
+use crate::serve::client::{Client, ServerAddress};
 
 /// The server's database, through a client session.
 pub struct RemoteDatabase {
@@ -24,6 +24,14 @@ impl RemoteDatabase {
         Ok(RemoteDatabase {
             client: Client::connect(socket)?,
             database: database.display().to_string(),
+        })
+    }
+
+    /// Connects to the server at `address`, whose database only it names.
+    pub fn connect_to(address: &ServerAddress) -> Result<Self> {
+        Ok(RemoteDatabase {
+            client: Client::connect_to(address)?,
+            database: "the database".to_string(),
         })
     }
 }
@@ -42,10 +50,11 @@ impl Database for RemoteDatabase {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "{} (through the server on {})",
-            self.database,
-            self.client.socket().display()
-        )
+        match self.client.address() {
+            ServerAddress::Socket(socket) => {
+                format!("{} (through the server on {})", self.database, socket.display())
+            }
+            ServerAddress::Tcp(tcp) => format!("{} of the server at {}", self.database, tcp.url),
+        }
     }
 }

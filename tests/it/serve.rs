@@ -679,6 +679,10 @@ fn tcp_clients_need_the_token_and_may_only_read() {
             "/CN=netlens-test",
             "-addext",
             "subjectAltName=IP:127.0.0.1",
+            // The server's own certificate, not a CA's: rustls (netlens's client) refuses a CA
+            // certificate as a server's, as `openssl req -x509` makes it by default.
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
         ])
         .output()
         .expect("openssl");
@@ -851,6 +855,112 @@ print(json.dumps(out))
         String::from_utf8_lossy(&outside.stderr)
     );
     assert_ne!(s.query("SELECT count(*) FROM snapshots"), "0", "nothing was deleted");
+
+    // netlens itself over TLS: the issuer's certificate to trust, and the same rows.
+    let elsewhere = Scratch::new();
+    let over_tls = |extra: &[&str]| {
+        elsewhere
+            .cmd()
+            .args(["--server", &url, "--token-file", token_file(&s).to_str().unwrap()])
+            .args(extra)
+            .args(["--format", "csv", "--no-headers", "-c", sql])
+            .output()
+            .unwrap()
+    };
+    let out = over_tls(&["--tls-ca", cert.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let theirs: Vec<Vec<i64>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(theirs, ours);
+    let out = over_tls(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-ca"));
+    drop(server);
+}
+
+/// netlens is a client of a server's TCP listener too (`--server URL` and the token): the same
+/// rows and output as on the socket, from a client with no database of its own; no token, a
+/// wrong one, a write and a command naming files are refused with the server's reasons.
+#[test]
+fn netlens_reaches_a_server_over_tcp_with_its_token() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    let server = Server::start(&s, &["--no-capture", "--listen", "127.0.0.1:0"]);
+    let url = status_json(&s)["listen"]
+        .as_str()
+        .expect("status names the listener")
+        .to_string();
+    assert!(url.starts_with("grpc://127.0.0.1:"), "{url}");
+    let token = std::fs::read_to_string(token_file(&s)).unwrap();
+    let elsewhere = Scratch::new();
+    let remote = |args: &[&str]| {
+        elsewhere
+            .cmd()
+            .args(["--server", &url, "--token-file", token_file(&s).to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let text = |out: &std::process::Output| {
+        (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let sql = "SELECT snapshot_id, count(*) AS sockets FROM sockets GROUP BY snapshot_id ORDER BY snapshot_id";
+    let local = s.cmd().args(["--format", "csv", "-c", sql]).output().unwrap();
+    let out = remote(&["--format", "csv", "-c", sql]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(text(&out).0, text(&local).0);
+    assert!(text(&out).0.lines().count() > 2, "{}", text(&out).0);
+    assert_eq!(text(&out).1, "", "csv output carries no note");
+    assert!(!elsewhere.db().exists(), "the client opened no database of its own");
+
+    let from_env = elsewhere
+        .cmd()
+        .env("NETLENS_TOKEN", token.trim())
+        .args(["--server", &url, "--format", "csv", "-c", "SELECT 42 AS x"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&from_env).0, "x\n42\n", "{}", text(&from_env).1);
+    let status = remote(&["status"]);
+    assert!(status.status.success(), "{}", text(&status).1);
+    assert!(text(&status).0.contains(&url), "{}", text(&status).0);
+
+    let no_token = elsewhere.cmd().args(["--server", &url, "-c", "SELECT 1"]).output().unwrap();
+    assert!(!no_token.status.success());
+    assert!(text(&no_token).1.contains("needs the server's token"), "{}", text(&no_token).1);
+    let wrong = elsewhere.path("wrong.token");
+    std::fs::write(&wrong, "0".repeat(64)).unwrap();
+    let out = elsewhere
+        .cmd()
+        .args(["--server", &url, "--token-file", wrong.to_str().unwrap(), "-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("wrong token"), "{}", text(&out).1);
+    let out = remote(&["-c", "CREATE TABLE remote_made AS SELECT 1 AS x"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("may only query"), "{}", text(&out).1);
+    let pcap = elsewhere.path("none.pcap");
+    let out = remote(&["import", "pcap", pcap.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("names files"), "{}", text(&out).1);
+    let out = remote(&["serve", "--no-capture"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("does not apply to `serve`"), "{}", text(&out).1);
+    let out = elsewhere
+        .cmd()
+        .args(["--server", "http://127.0.0.1:1", "--token-file", wrong.to_str().unwrap(), "-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(text(&out).1.contains("grpc://HOST:PORT"), "{}", text(&out).1);
+    assert_eq!(
+        s.query("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'remote_made'"),
+        "0"
+    );
     drop(server);
 }
 
