@@ -36,9 +36,9 @@ use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command, DomainCommand};
 use error::{Error, Result};
+use serve::client::{ServerAddress, TcpServer};
 use shell::{Database, Flow, LocalDatabase, Session, Settings};
 use store::{Location, Store};
-use serve::client::{ServerAddress, TcpServer};
 
 /// Process exit status for a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,12 +128,6 @@ fn named_server(cli: &Cli) -> Result<Option<ServerAddress>> {
              answers for; drop --db"
         )));
     }
-    if cli.read_only {
-        return Err(Error::Usage(format!(
-            "--read-only does not apply to --server {url}: a client on a server's TCP listener only \
-             reads, unless the server was started with --remote-writes"
-        )));
-    }
     let token = match &cli.token_file {
         Some(path) => std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?,
         None => std::env::var("NETLENS_TOKEN").map_err(|_| {
@@ -189,17 +183,10 @@ fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
         None => scripts.is_empty() && std::io::stdin().is_terminal(),
     };
     let server = match &named {
-        Some(address) => Some(shell::remote::RemoteDatabase::connect_to(address)?),
-        None => server_of(&location)?,
+        Some(address) => Some(shell::remote::RemoteDatabase::connect_to(address, cli.read_only)?),
+        None => server_of(&location, cli.read_only)?,
     };
     let db: Box<dyn Database> = match server {
-        Some(_) if cli.read_only => {
-            return Err(Error::Usage(format!(
-                "{} is held by a running netlens serve, which cannot yet make a client read-only\n  \
-                 hint: drop --read-only (queries through the server never block its capture), or stop the server",
-                location.display()
-            )))
-        }
         Some(remote) => {
             // People read this; programs reading csv or json get only their data on stdout,
             // and nothing extra on stderr.
@@ -239,10 +226,10 @@ fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
 /// The server holding the database file, when one answers on its socket. A socket without a
 /// server behind it (one killed with SIGKILL) is left for the next `serve` to remove: opening
 /// the file here then works as without a server.
-fn server_of(location: &Location) -> Result<Option<shell::remote::RemoteDatabase>> {
+fn server_of(location: &Location, read_only: bool) -> Result<Option<shell::remote::RemoteDatabase>> {
     match serve::endpoint(location)? {
         Some((path, socket)) if serve::client::Client::probe(&socket) => {
-            shell::remote::RemoteDatabase::connect(&path, &socket).map(Some)
+            shell::remote::RemoteDatabase::connect(&path, &socket, read_only).map(Some)
         }
         _ => Ok(None),
     }

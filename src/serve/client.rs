@@ -17,7 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 
-use super::flight::{ACTION_CLOSE_SESSION, ACTION_REQUEST, ACTION_STATUS, SESSION_HEADER};
+use super::flight::{ACTION_CLOSE_SESSION, ACTION_REQUEST, ACTION_STATUS, READ_ONLY_HEADER, SESSION_HEADER};
 use super::ServerStatus;
 use crate::error::{Error, Result};
 use crate::interrupt;
@@ -144,6 +144,8 @@ pub struct Client {
     /// `Bearer TOKEN` on every call to a TCP listener.
     authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     session: String,
+    /// Asks the server to let this session only read (`--read-only`).
+    read_only: bool,
 }
 
 impl Client {
@@ -236,7 +238,15 @@ impl Client {
             address: address.clone(),
             authorization,
             session,
+            read_only: false,
         })
+    }
+
+    /// Makes this session one that only reads: its queries run in `READ ONLY` transactions on
+    /// the server, and commands that store anything are refused.
+    pub fn reading_only(mut self, read_only: bool) -> Client {
+        self.read_only = read_only;
+        self
     }
 
     /// A call carrying this client's session (and its token, on TCP).
@@ -248,12 +258,22 @@ impl Client {
         if let Some(authorization) = &self.authorization {
             request.metadata_mut().insert("authorization", authorization.clone());
         }
+        if self.read_only {
+            request
+                .metadata_mut()
+                .insert(READ_ONLY_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+        }
         request
     }
 
     /// Where this client's server answers.
     pub fn address(&self) -> &ServerAddress {
         &self.address
+    }
+
+    /// Whether this session only reads.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     fn server_error(&self, reason: String) -> Error {
@@ -476,7 +496,10 @@ mod tests {
     #[test]
     fn a_server_url_is_a_scheme_a_host_and_a_port() {
         let plain = TcpServer::new("grpc://127.0.0.1:31337", format!(" {}\n", token()), None).unwrap();
-        assert_eq!((plain.host.as_str(), plain.port, plain.tls), ("127.0.0.1", 31337, false));
+        assert_eq!(
+            (plain.host.as_str(), plain.port, plain.tls),
+            ("127.0.0.1", 31337, false)
+        );
         assert_eq!(plain.token, token(), "the token file's newline is not part of it");
         let v6 = TcpServer::new("grpc+tls://[::1]:443/", token(), Some(b"PEM".to_vec())).unwrap();
         assert_eq!((v6.host.as_str(), v6.port, v6.tls), ("::1", 443, true));
@@ -496,13 +519,17 @@ mod tests {
 
     #[test]
     fn tls_needs_a_certificate_to_trust_and_plain_needs_none() {
-        let e = TcpServer::new("grpc+tls://localhost:1", token(), None).unwrap_err().to_string();
+        let e = TcpServer::new("grpc+tls://localhost:1", token(), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--tls-ca"), "{e}");
         let e = TcpServer::new("grpc://localhost:1", token(), Some(b"PEM".to_vec()))
             .unwrap_err()
             .to_string();
         assert!(e.contains("without TLS"), "{e}");
-        let e = TcpServer::new("grpc://localhost:1", "\n".to_string(), None).unwrap_err().to_string();
+        let e = TcpServer::new("grpc://localhost:1", "\n".to_string(), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("token is empty"), "{e}");
     }
 }

@@ -77,6 +77,10 @@ pub const ACTION_CLOSE_SESSION: &str = "netlens.close_session";
 pub const ACTION_CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
 pub const SESSION_HEADER: &str = "x-netlens-session";
 
+/// Sent as `1` by a client that only reads (`netlens --read-only`): its queries run in
+/// `READ ONLY` transactions and its commands may store nothing, whatever else it may do.
+pub const READ_ONLY_HEADER: &str = "x-netlens-read-only";
+
 /// A query started by `GetFlightInfo`, waiting for its `DoGet`.
 struct Pending {
     schema: SchemaRef,
@@ -128,6 +132,9 @@ pub struct NetlensFlight {
 enum Peer {
     /// This server's user or root, on the Unix socket: everything the command line can do.
     Local,
+    /// The same, asking to only read (`--read-only`): queries in `READ ONLY` transactions and the
+    /// commands that store nothing.
+    LocalReader,
     /// A TCP client with the token: queries, and writes without files when `writes`.
     Remote { writes: bool },
 }
@@ -164,9 +171,15 @@ impl NetlensFlight {
     /// Who is asking: this server's user (or root) on the socket, whatever the directory's
     /// permissions, or a TCP client with the token.
     fn authorize<T>(&self, request: &Request<T>) -> std::result::Result<Peer, Status> {
+        let reads_only = request
+            .metadata()
+            .get(READ_ONLY_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"1");
         if let Some(info) = request.extensions().get::<UdsConnectInfo>() {
             return match info.peer_cred.map(|c| c.uid()) {
-                Some(uid) if uid == self.own_uid || uid == 0 => Ok(Peer::Local),
+                Some(uid) if uid == self.own_uid || uid == 0 => {
+                    Ok(if reads_only { Peer::LocalReader } else { Peer::Local })
+                }
                 Some(uid) => Err(Status::permission_denied(format!(
                     "user {uid} may not use this server (it serves user {} and root)",
                     self.own_uid
@@ -186,7 +199,7 @@ impl NetlensFlight {
             .and_then(access::bearer);
         match presented {
             Some(p) if access::token_matches(p, token) => Ok(Peer::Remote {
-                writes: self.remote_writes,
+                writes: self.remote_writes && !reads_only,
             }),
             Some(_) => Err(Status::unauthenticated("wrong token")),
             None => Err(Status::unauthenticated(
@@ -313,6 +326,13 @@ impl NetlensFlight {
         if let Peer::Remote { writes } = peer {
             access::check_remote_command(&request, writes).map_err(Status::permission_denied)?;
         }
+        if peer == Peer::LocalReader && !request.is_read_only() {
+            return Err(Status::permission_denied(format!(
+                "{} stores what it does, and this client asked to only read (--read-only)\n  \
+                 hint: run it without --read-only",
+                request.name()
+            )));
+        }
         if let request::Request::Watch(_) = request {
             return Err(Status::invalid_argument(
                 "watch draws its dashboard on the terminal that captures; with a server holding the database, \
@@ -429,6 +449,7 @@ impl NetlensFlight {
 fn session_key(id: &str, peer: Peer) -> String {
     match peer {
         Peer::Local => format!("local:{id}"),
+        Peer::LocalReader => format!("local-reader:{id}"),
         Peer::Remote { .. } => format!("remote:{id}"),
     }
 }
@@ -598,6 +619,11 @@ impl FlightSqlService for NetlensFlight {
         let peer = self.authorize(&request)?;
         match peer {
             Peer::Local => {}
+            Peer::LocalReader => {
+                return Err(Status::permission_denied(
+                    "this client asked to only read (--read-only)\n  hint: run it without --read-only",
+                ))
+            }
             Peer::Remote { writes: false } => {
                 return Err(Status::permission_denied(
                     "this server's token grants queries only\n  hint: start the server with --remote-writes to let TCP clients write",

@@ -190,12 +190,51 @@ fn every_command_goes_through_the_server_while_it_captures() {
         .code(1)
         .stderr(predicates::str::contains("already captures this host"));
 
-    // Read-only cannot be enforced through the server yet: refused, not ignored.
-    s.cmd()
-        .args(["--read-only", "-c", "SELECT 1"])
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("cannot yet make a client read-only"));
+    // A --read-only client through the server reads and writes nothing (it was refused before
+    // the server could make a session read-only).
+    let read = s
+        .cmd()
+        .args([
+            "--read-only",
+            "--format",
+            "csv",
+            "--no-headers",
+            "-c",
+            "SELECT count(*) > 0 FROM snapshots",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "true");
+    let tables = "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'read_only_made'";
+    for (args, says) in [
+        (
+            vec!["--read-only", "-c", "CREATE TABLE read_only_made AS SELECT 1 AS x"],
+            "only reads (--read-only)",
+        ),
+        (
+            vec!["--read-only", "-c", "DELETE FROM snapshots"],
+            "only reads (--read-only)",
+        ),
+        (vec!["--read-only", "-c", "BEGIN"], "cannot begin one"),
+        (vec!["--read-only", "detect", "all"], "asked to only read (--read-only)"),
+    ] {
+        s.cmd()
+            .args(&args)
+            .assert()
+            .code(1)
+            .stderr(predicates::str::contains(says));
+    }
+    assert_eq!(s.query(tables), "0");
+    let out = s
+        .cmd()
+        .args(["--read-only", "--format", "table", "-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("read-only)"),
+        "the note says the session only reads: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let status = status_json(&s);
     assert_eq!(status["pid"].as_i64(), Some(i64::from(server.pid())));
@@ -929,14 +968,29 @@ fn netlens_reaches_a_server_over_tcp_with_its_token() {
     assert!(status.status.success(), "{}", text(&status).1);
     assert!(text(&status).0.contains(&url), "{}", text(&status).0);
 
-    let no_token = elsewhere.cmd().args(["--server", &url, "-c", "SELECT 1"]).output().unwrap();
+    let no_token = elsewhere
+        .cmd()
+        .args(["--server", &url, "-c", "SELECT 1"])
+        .output()
+        .unwrap();
     assert!(!no_token.status.success());
-    assert!(text(&no_token).1.contains("needs the server's token"), "{}", text(&no_token).1);
+    assert!(
+        text(&no_token).1.contains("needs the server's token"),
+        "{}",
+        text(&no_token).1
+    );
     let wrong = elsewhere.path("wrong.token");
     std::fs::write(&wrong, "0".repeat(64)).unwrap();
     let out = elsewhere
         .cmd()
-        .args(["--server", &url, "--token-file", wrong.to_str().unwrap(), "-c", "SELECT 1"])
+        .args([
+            "--server",
+            &url,
+            "--token-file",
+            wrong.to_str().unwrap(),
+            "-c",
+            "SELECT 1",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -953,7 +1007,14 @@ fn netlens_reaches_a_server_over_tcp_with_its_token() {
     assert!(text(&out).1.contains("does not apply to `serve`"), "{}", text(&out).1);
     let out = elsewhere
         .cmd()
-        .args(["--server", "http://127.0.0.1:1", "--token-file", wrong.to_str().unwrap(), "-c", "SELECT 1"])
+        .args([
+            "--server",
+            "http://127.0.0.1:1",
+            "--token-file",
+            wrong.to_str().unwrap(),
+            "-c",
+            "SELECT 1",
+        ])
         .output()
         .unwrap();
     assert!(text(&out).1.contains("grpc://HOST:PORT"), "{}", text(&out).1);
