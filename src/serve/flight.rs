@@ -394,8 +394,21 @@ impl NetlensFlight {
             }
             Err(_) => Vec::new(),
         };
-        // Closed outside the map's lock: closing a connection may roll back a transaction.
-        drop(ended);
+        if ended.is_empty() {
+            return;
+        }
+        // Closed outside the map's lock and within the shared one, as every connection is
+        // (closing one may roll back a transaction), on a blocking thread: the shared lock
+        // waits while the capture releases DuckDB's cache.
+        let shared = Arc::clone(&self.shared);
+        let close = move || {
+            let _using = shared.using_database();
+            drop(ended);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(close)),
+            Err(_) => close(),
+        }
     }
 
     /// Drops unclaimed queries and idle sessions.
