@@ -1369,7 +1369,6 @@ fn cpu_seconds(pid: u64) -> f64 {
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
-
 fn queries_running(s: &Scratch) -> Option<u64> {
     status_json(s)["clients"]["queries_running"].as_u64()
 }
@@ -1543,7 +1542,11 @@ impl TcpFlight {
         };
         let descriptor = arrow_flight::FlightDescriptor::new_cmd(prost::Message::encode_to_vec(&command.as_any()));
         let call = self.call(descriptor);
-        self.client.get_flight_info(call).await.expect("GetFlightInfo").into_inner()
+        self.client
+            .get_flight_info(call)
+            .await
+            .expect("GetFlightInfo")
+            .into_inner()
     }
 
     /// The rows' count of the ticket's results, or the call's status.
