@@ -222,9 +222,7 @@ mod tests {
             handle.interrupt();
         });
         let long = conn
-            .query_row("SELECT count(*) FROM range(10000000000) a WHERE a % 7 = 3", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(&crate::interrupt::long_query(), [], |r| r.get::<_, i64>(0))
             .unwrap_err();
         interrupter.join().unwrap();
         assert!(matches!(Error::sql(long), Error::Interrupted));

@@ -286,6 +286,18 @@ pub fn sleep_until(deadline: Instant) -> bool {
     }
 }
 
+/// A query that runs for about 20 s on any machine unless stopped, one row out: a count over
+/// 10^10 pairs per core. DuckDB spreads it over every core (its default threads), so a fixed
+/// count would end in a moment on a large machine, before the tests that stop it could.
+#[cfg(test)]
+pub(crate) fn long_query() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "SELECT count(*) FROM range({}) a, range(100000) b WHERE a.range * b.range % 7 = 3",
+        100_000 * cores
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,11 +316,7 @@ mod tests {
         assert!(requested(), "the call's loops see the cancellation");
         let ran = {
             let _running = Running::new(conn.interrupt_handle());
-            conn.query_row(
-                "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range * b.range % 7 = 3",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
+            conn.query_row(&long_query(), [], |r| r.get::<_, i64>(0))
         };
         let error = crate::error::Error::sql(ran.unwrap_err());
         assert!(matches!(error, crate::error::Error::Interrupted), "{error}");

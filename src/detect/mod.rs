@@ -448,7 +448,7 @@ pub fn flag(store: &Store, args: &DetectRequest) -> Result<Vec<Flagged>> {
     validate(args)?;
     let conn = store.conn();
     let scope = events::resolve(conn, args)?;
-    conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
+    crate::store::begin_own_transaction(conn)?;
     let result = (|| -> Result<Vec<Flagged>> {
         let mut flagged = Vec::new();
         for detector in args.detector.detectors() {

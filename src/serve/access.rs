@@ -74,6 +74,25 @@ impl Listen {
         Ok(())
     }
 
+    /// Binds the address, before the server says it serves or writes its token: a port in
+    /// use fails the start with nothing done. `option` is the flag that named it.
+    pub fn bind(&self, option: &str) -> Result<std::net::TcpListener> {
+        let listener = std::net::TcpListener::bind(self.addr).map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    "another program (or another netlens serve) listens there; stop it, or pick another port (`:0` takes any free one)"
+                }
+                std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges; pick a port above 1023",
+                _ => "check the address: one of this host's, with a free port",
+            };
+            Error::Usage(format!("{option} {}: cannot listen there: {e}\n  hint: {hint}", self.addr))
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io(format!("{option} {}", self.addr), e))?;
+        Ok(listener)
+    }
+
     /// The TLS identity, read from its files.
     pub fn identity(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         let Some(tls) = &self.tls else {

@@ -24,6 +24,13 @@
 //! command whose `DoAction` is dropped stops as on Ctrl-C ([`crate::interrupt::Call`]): what it
 //! stores in one transaction is rolled back, an export's file never put in place.
 //!
+//! Handles: a ticket (and the FlightInfo a cancel names) is 128 random bits from the operating
+//! system, and belongs to the client connection that made it (a Unix socket or TCP connection,
+//! numbered as accepted): another connection's call finds no such query, whoever holds the
+//! token. Sessions are likewise the connection's: the same `x-netlens-session` id on another
+//! connection is another session, and a session ends when its connection closes (a client
+//! killed with SIGKILL included: the kernel closes its socket), with what its connection held.
+//!
 //! Who may ask: the socket is mode 0600 in a directory of the database's owner, and every call
 //! is checked against the peer's credentials: this server's user, or root. With `--listen`,
 //! the same service answers on TCP (TLS with `--tls-cert/--tls-key`) to clients that send
@@ -34,6 +41,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -52,8 +60,9 @@ use duckdb::arrow::datatypes::SchemaRef;
 use duckdb::arrow::record_batch::RecordBatch;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
-use tonic::transport::server::UdsConnectInfo;
+use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use tonic::{Request, Response, Status};
 
 use super::access;
@@ -86,8 +95,23 @@ struct Pending {
     schema: SchemaRef,
     batches: Batches,
     created: Instant,
-    /// Who asked: only the same kind of peer fetches the results.
-    peer: Peer,
+    /// Who asked: only the same connection fetches the results.
+    owner: Owner,
+}
+
+/// A query's handle: 128 random bits, so that no client finds another's by counting.
+type TicketId = [u8; 16];
+
+fn new_ticket() -> TicketId {
+    use rand::RngCore;
+    let mut ticket = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut ticket);
+    ticket
+}
+
+/// The ticket in a statement handle; anything else is no netlens ticket.
+fn ticket_of(handle: &[u8]) -> Option<TicketId> {
+    TicketId::try_from(handle).ok()
 }
 
 /// A query's batches as they come from its thread. Dropped (the client went away, stopped
@@ -112,15 +136,20 @@ struct Session {
     last_used: Instant,
 }
 
+/// A session's key: the connection it came on and the id the client gave it.
+type SessionKey = (u64, String);
+
 /// The Flight SQL service.
 #[derive(Clone)]
 pub struct NetlensFlight {
     shared: Arc<Shared>,
-    pending: Arc<Mutex<HashMap<u64, Pending>>>,
+    pending: Arc<Mutex<HashMap<TicketId, Pending>>>,
     /// The calls of the queries whose results stream now, by ticket, for `CancelFlightInfo`.
-    streaming: Arc<Mutex<HashMap<u64, (interrupt::Call, Peer)>>>,
-    sessions: Arc<Mutex<HashMap<String, Session>>>,
-    next_ticket: Arc<AtomicU64>,
+    streaming: Arc<Mutex<HashMap<TicketId, (interrupt::Call, Owner)>>>,
+    sessions: Arc<Mutex<HashMap<SessionKey, Session>>>,
+    /// The number the next accepted connection gets (0 is no connection's: calls made without
+    /// one, in tests).
+    next_link: Arc<AtomicU64>,
     own_uid: u32,
     /// The bearer token of TCP clients; `None` when nothing listens on TCP.
     token: Option<Arc<str>>,
@@ -137,6 +166,100 @@ enum Peer {
     LocalReader,
     /// A TCP client with the token: queries, and writes without files when `writes`.
     Remote { writes: bool },
+}
+
+/// Who owns a handle: the kind of peer and its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owner {
+    peer: Peer,
+    link: u64,
+}
+
+/// The connection info of a [`Tracked`] connection: its number and the transport's own.
+#[derive(Debug, Clone)]
+pub struct Linked<T> {
+    link: u64,
+    inner: T,
+}
+
+/// An accepted connection that tells the service when it closes (hyper drops it when the
+/// client's side closed, or the server stops), so that the sessions and unclaimed queries it
+/// made end with it.
+pub struct Tracked<S: Connected> {
+    inner: S,
+    info: Linked<S::ConnectInfo>,
+    service: NetlensFlight,
+}
+
+impl<S: Connected> Tracked<S> {
+    fn new(inner: S, service: &NetlensFlight) -> Self {
+        let link = service.next_link.fetch_add(1, Ordering::Relaxed);
+        let info = Linked {
+            link,
+            inner: inner.connect_info(),
+        };
+        Tracked {
+            inner,
+            info,
+            service: service.clone(),
+        }
+    }
+}
+
+impl<S: Connected> Drop for Tracked<S> {
+    fn drop(&mut self) {
+        self.service.link_closed(self.info.link);
+    }
+}
+
+impl<S: Connected> Connected for Tracked<S> {
+    type ConnectInfo = Linked<S::ConnectInfo>;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.info.clone()
+    }
+}
+
+impl<S: Connected + AsyncRead + Unpin> AsyncRead for Tracked<S>
+where
+    S::ConnectInfo: Unpin,
+{
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: Connected + AsyncWrite + Unpin> AsyncWrite for Tracked<S>
+where
+    S::ConnectInfo: Unpin,
+{
+    fn poll_write(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -162,7 +285,7 @@ impl NetlensFlight {
             pending: Arc::new(Mutex::new(HashMap::new())),
             streaming: Arc::new(Mutex::new(HashMap::new())),
             sessions: Arc::new(Mutex::new(HashMap::new())),
-            next_ticket: Arc::new(AtomicU64::new(1)),
+            next_link: Arc::new(AtomicU64::new(1)),
             // SAFETY: getuid cannot fail and has no preconditions.
             own_uid: unsafe { libc::getuid() },
         }
@@ -170,16 +293,18 @@ impl NetlensFlight {
 
     /// Who is asking: this server's user (or root) on the socket, whatever the directory's
     /// permissions, or a TCP client with the token.
-    fn authorize<T>(&self, request: &Request<T>) -> std::result::Result<Peer, Status> {
+    fn authorize<T>(&self, request: &Request<T>) -> std::result::Result<Owner, Status> {
         let reads_only = request
             .metadata()
             .get(READ_ONLY_HEADER)
             .is_some_and(|v| v.as_bytes() == b"1");
-        if let Some(info) = request.extensions().get::<UdsConnectInfo>() {
-            return match info.peer_cred.map(|c| c.uid()) {
-                Some(uid) if uid == self.own_uid || uid == 0 => {
-                    Ok(if reads_only { Peer::LocalReader } else { Peer::Local })
-                }
+        if let Some(info) = request.extensions().get::<Linked<UdsConnectInfo>>() {
+            let link = info.link;
+            return match info.inner.peer_cred.map(|c| c.uid()) {
+                Some(uid) if uid == self.own_uid || uid == 0 => Ok(Owner {
+                    peer: if reads_only { Peer::LocalReader } else { Peer::Local },
+                    link,
+                }),
                 Some(uid) => Err(Status::permission_denied(format!(
                     "user {uid} may not use this server (it serves user {} and root)",
                     self.own_uid
@@ -187,6 +312,16 @@ impl NetlensFlight {
                 None => Err(Status::permission_denied("the peer's credentials could not be read")),
             };
         }
+        let extensions = request.extensions();
+        let link = extensions
+            .get::<Linked<TcpConnectInfo>>()
+            .map(|l| l.link)
+            .or_else(|| {
+                extensions
+                    .get::<TlsConnectInfo<Linked<TcpConnectInfo>>>()
+                    .map(|l| l.get_ref().link)
+            })
+            .unwrap_or(0);
         let Some(token) = &self.token else {
             return Err(Status::permission_denied(
                 "only local clients on the server's socket are served",
@@ -198,8 +333,11 @@ impl NetlensFlight {
             .and_then(|v| v.to_str().ok())
             .and_then(access::bearer);
         match presented {
-            Some(p) if access::token_matches(p, token) => Ok(Peer::Remote {
-                writes: self.remote_writes && !reads_only,
+            Some(p) if access::token_matches(p, token) => Ok(Owner {
+                peer: Peer::Remote {
+                    writes: self.remote_writes && !reads_only,
+                },
+                link,
             }),
             Some(_) => Err(Status::unauthenticated("wrong token")),
             None => Err(Status::unauthenticated(
@@ -210,14 +348,14 @@ impl NetlensFlight {
     }
 
     /// The connection a request runs on: its session's, or a fresh one.
-    /// Remote sessions have names of their own: a remote client never gets a local session's
-    /// connection (and whatever transaction it holds).
-    fn connection<T>(&self, request: &Request<T>, peer: Peer) -> std::result::Result<Arc<Mutex<Store>>, Status> {
+    /// Sessions are their client connection's: no other client gets a session's database
+    /// connection (and whatever transaction it holds), whatever id it sends.
+    fn connection<T>(&self, request: &Request<T>, owner: Owner) -> std::result::Result<Arc<Mutex<Store>>, Status> {
         let id = request
             .metadata()
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
-            .map(|id| session_key(id, peer));
+            .map(|id| (owner.link, id.to_string()));
         let Some(id) = id else {
             return Ok(Arc::new(Mutex::new(self.shared.connect().map_err(status_of)?)));
         };
@@ -239,6 +377,47 @@ impl NetlensFlight {
         Ok(store)
     }
 
+    /// A client connection closed: its sessions end (their database connections close, rolling
+    /// back a transaction left open) and its unclaimed queries are dropped, which stops them.
+    fn link_closed(&self, link: u64) {
+        let unclaimed: Vec<Pending> = match self.pending.lock() {
+            Ok(mut pending) => {
+                let theirs: Vec<TicketId> = pending
+                    .iter()
+                    .filter(|(_, p)| p.owner.link == link)
+                    .map(|(t, _)| *t)
+                    .collect();
+                theirs.iter().filter_map(|t| pending.remove(t)).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        drop(unclaimed);
+        let ended: Vec<Session> = match self.sessions.lock() {
+            Ok(mut sessions) => {
+                let theirs: Vec<SessionKey> = sessions.keys().filter(|k| k.0 == link).cloned().collect();
+                let ended = theirs.iter().filter_map(|k| sessions.remove(k)).collect();
+                self.shared.sessions.store(sessions.len(), Ordering::Relaxed);
+                ended
+            }
+            Err(_) => Vec::new(),
+        };
+        if ended.is_empty() {
+            return;
+        }
+        // Closed outside the map's lock and within the shared one, as every connection is
+        // (closing one may roll back a transaction), on a blocking thread: the shared lock
+        // waits while the capture releases DuckDB's cache.
+        let shared = Arc::clone(&self.shared);
+        let close = move || {
+            let _using = shared.using_database();
+            drop(ended);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(close)),
+            Err(_) => close(),
+        }
+    }
+
     /// Drops unclaimed queries and idle sessions.
     fn reap(&self) {
         if let Ok(mut pending) = self.pending.lock() {
@@ -257,12 +436,12 @@ impl NetlensFlight {
         store: Arc<Mutex<Store>>,
         sql: String,
         read_only: bool,
-        peer: Peer,
-    ) -> std::result::Result<(u64, SchemaRef), Status> {
+        owner: Owner,
+    ) -> std::result::Result<(TicketId, SchemaRef), Status> {
         let (schema_tx, schema_rx) = oneshot::channel();
         let (batch_tx, batch_rx) = mpsc::channel(BATCHES_IN_FLIGHT);
         let shared = Arc::clone(&self.shared);
-        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let ticket = new_ticket();
         let call = interrupt::Call::new();
         // Until the batches wait under their ticket, the client going away (this future
         // dropped) cancels the query; then dropping the batches does.
@@ -270,7 +449,7 @@ impl NetlensFlight {
         self.streaming
             .lock()
             .map_err(internal)?
-            .insert(ticket, (call.clone(), peer));
+            .insert(ticket, (call.clone(), owner));
         let streaming = Arc::clone(&self.streaming);
         std::thread::Builder::new()
             .name("query".into())
@@ -308,7 +487,7 @@ impl NetlensFlight {
                     _cancel: cancel,
                 },
                 created: Instant::now(),
-                peer,
+                owner,
             },
         );
         Ok((ticket, schema))
@@ -410,7 +589,7 @@ impl NetlensFlight {
 impl NetlensFlight {
     /// `CancelFlightInfo` (and the older `CancelQuery`): the query of the FlightInfo's ticket
     /// stops, whether its results wait for their `DoGet` or stream now.
-    fn cancel_query(&self, info: &FlightInfo, peer: Peer) -> std::result::Result<CancelStatus, Status> {
+    fn cancel_query(&self, info: &FlightInfo, owner: Owner) -> std::result::Result<CancelStatus, Status> {
         let not_ours = || Status::invalid_argument("not a FlightInfo of a netlens query");
         let ticket = info
             .endpoint
@@ -421,14 +600,12 @@ impl NetlensFlight {
             .ok()
             .and_then(|any| any.unpack().ok().flatten())
             .ok_or_else(not_ours)?;
-        let id = <[u8; 8]>::try_from(handle.statement_handle.as_ref())
-            .map(u64::from_be_bytes)
-            .map_err(|_| not_ours())?;
+        let id = ticket_of(&handle.statement_handle).ok_or_else(not_ours)?;
         // Removed from those waiting, its batches are dropped, which cancels it.
         let waiting = {
             let mut pending = self.pending.lock().map_err(internal)?;
             match pending.get(&id) {
-                Some(p) if p.peer == peer => pending.remove(&id),
+                Some(p) if p.owner == owner => pending.remove(&id),
                 _ => None,
             }
         };
@@ -437,20 +614,12 @@ impl NetlensFlight {
         }
         let streaming = self.streaming.lock().map_err(internal)?;
         match streaming.get(&id) {
-            Some((call, owner)) if *owner == peer => {
+            Some((call, by)) if *by == owner => {
                 call.cancel();
                 Ok(CancelStatus::Cancelled)
             }
             _ => Err(Status::not_found("no such query: it ended, or never ran")),
         }
-    }
-}
-
-fn session_key(id: &str, peer: Peer) -> String {
-    match peer {
-        Peer::Local => format!("local:{id}"),
-        Peer::LocalReader => format!("local-reader:{id}"),
-        Peer::Remote { .. } => format!("remote:{id}"),
     }
 }
 
@@ -571,14 +740,16 @@ impl FlightSqlService for NetlensFlight {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
-        let peer = self.authorize(&request)?;
-        if let Peer::Remote { .. } = peer {
+        let owner = self.authorize(&request)?;
+        if let Peer::Remote { .. } = owner.peer {
             access::check_remote_query(&query.query).map_err(Status::permission_denied)?;
         }
-        let store = self.connection(&request, peer)?;
-        let (ticket, schema) = self.start_query(store, query.query, peer != Peer::Local, peer).await?;
+        let store = self.connection(&request, owner)?;
+        let (ticket, schema) = self
+            .start_query(store, query.query, owner.peer != Peer::Local, owner)
+            .await?;
         let handle = TicketStatementQuery {
-            statement_handle: ticket.to_be_bytes().to_vec().into(),
+            statement_handle: ticket.to_vec().into(),
         };
         let info = flight_info(&schema, handle.as_any().encode_to_vec(), request.into_inner())?.with_ordered(true);
         Ok(Response::new(info))
@@ -589,14 +760,12 @@ impl FlightSqlService for NetlensFlight {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> std::result::Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let peer = self.authorize(&request)?;
-        let id = <[u8; 8]>::try_from(ticket.statement_handle.as_ref())
-            .map(u64::from_be_bytes)
-            .map_err(|_| Status::invalid_argument("not a netlens ticket"))?;
+        let owner = self.authorize(&request)?;
+        let id = ticket_of(&ticket.statement_handle).ok_or_else(|| Status::invalid_argument("not a netlens ticket"))?;
         let gone = || Status::not_found("no such query: its results were fetched already, or expired unclaimed");
         let pending = {
             let mut pending = self.pending.lock().map_err(internal)?;
-            if pending.get(&id).is_none_or(|p| p.peer != peer) {
+            if pending.get(&id).is_none_or(|p| p.owner != owner) {
                 return Err(gone());
             }
             pending.remove(&id).ok_or_else(gone)?
@@ -616,8 +785,8 @@ impl FlightSqlService for NetlensFlight {
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> std::result::Result<i64, Status> {
-        let peer = self.authorize(&request)?;
-        match peer {
+        let owner = self.authorize(&request)?;
+        match owner.peer {
             Peer::Local => {}
             Peer::LocalReader => {
                 return Err(Status::permission_denied(
@@ -633,7 +802,7 @@ impl FlightSqlService for NetlensFlight {
                 access::check_remote_update(&command.query).map_err(Status::permission_denied)?
             }
         }
-        let store = self.connection(&request, peer)?;
+        let store = self.connection(&request, owner)?;
         let shared = Arc::clone(&self.shared);
         let call = interrupt::Call::new();
         let _cancel = call.cancel_on_drop();
@@ -694,7 +863,7 @@ impl FlightSqlService for NetlensFlight {
         &self,
         request: Request<Action>,
     ) -> std::result::Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        let peer = self.authorize(&request)?;
+        let owner = self.authorize(&request)?;
         match request.get_ref().r#type.as_str() {
             ACTION_STATUS => {
                 let status = self.shared.status();
@@ -703,8 +872,8 @@ impl FlightSqlService for NetlensFlight {
                 )))
             }
             ACTION_REQUEST => {
-                let store = self.connection(&request, peer)?;
-                let body = self.run_request(store, &request.get_ref().body, peer).await?;
+                let store = self.connection(&request, owner)?;
+                let body = self.run_request(store, &request.get_ref().body, owner.peer).await?;
                 Ok(Response::new(one_result(body)))
             }
             ACTION_CANCEL_FLIGHT_INFO => {
@@ -713,15 +882,20 @@ impl FlightSqlService for NetlensFlight {
                 let info = cancel
                     .info
                     .ok_or_else(|| Status::invalid_argument("CancelFlightInfo: no FlightInfo"))?;
-                let status = self.cancel_query(&info, peer)?;
+                let status = self.cancel_query(&info, owner)?;
                 let result = CancelFlightInfoResult::new(status);
                 Ok(Response::new(one_result(result.encode_to_vec())))
             }
             ACTION_CLOSE_SESSION => {
-                let id = session_key(&String::from_utf8_lossy(&request.get_ref().body), peer);
-                let mut sessions = self.sessions.lock().map_err(internal)?;
-                sessions.remove(&id);
-                self.shared.sessions.store(sessions.len(), Ordering::Relaxed);
+                // Only a session of the caller's own connection.
+                let id = (owner.link, String::from_utf8_lossy(&request.get_ref().body).into_owned());
+                let closed = {
+                    let mut sessions = self.sessions.lock().map_err(internal)?;
+                    let closed = sessions.remove(&id);
+                    self.shared.sessions.store(sessions.len(), Ordering::Relaxed);
+                    closed
+                };
+                drop(closed);
                 Ok(Response::new(Box::pin(futures::stream::empty())))
             }
             other => Err(Status::invalid_argument(format!(
@@ -758,10 +932,10 @@ impl FlightSqlService for NetlensFlight {
         query: ActionCancelQueryRequest,
         request: Request<Action>,
     ) -> std::result::Result<ActionCancelQueryResult, Status> {
-        let peer = self.authorize(&request)?;
+        let owner = self.authorize(&request)?;
         let info = FlightInfo::decode(&*query.info)
             .map_err(|e| Status::invalid_argument(format!("CancelQuery: not a FlightInfo: {e}")))?;
-        self.cancel_query(&info, peer)?;
+        self.cancel_query(&info, owner)?;
         // CANCEL_RESULT_CANCELLED (the enum is not re-exported by arrow-flight).
         Ok(ActionCancelQueryResult { result: 1 })
     }
@@ -775,9 +949,21 @@ impl FlightSqlService for NetlensFlight {
 /// run into its kill timeout.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// The TCP listeners of `--listen` and `--http`, bound before the server starts anything.
+pub struct Bound {
+    pub listen: Option<std::net::TcpListener>,
+    pub http: Option<std::net::TcpListener>,
+}
+
 /// Serves on `socket` (and TCP with `--listen`) until SIGTERM or SIGINT, then lets running
 /// calls finish for at most [`STOP_GRACE`] and returns, closing what is still connected.
-pub async fn serve(shared: Arc<Shared>, socket: &Path, options: &ServeOptions, token: Option<String>) -> Result<()> {
+pub async fn serve(
+    shared: Arc<Shared>,
+    socket: &Path,
+    options: &ServeOptions,
+    token: Option<String>,
+    bound: Bound,
+) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         stop_signal().await;
@@ -789,7 +975,7 @@ pub async fn serve(shared: Arc<Shared>, socket: &Path, options: &ServeOptions, t
         tokio::time::sleep(STOP_GRACE).await;
     };
     tokio::select! {
-        served = serve_until(shared, socket, options, token, stop_rx) => served,
+        served = serve_until(shared, socket, options, token, bound, stop_rx) => served,
         () = grace_over => {
             log(&format!(
                 "stopping: clients still connected {} s after the signal are disconnected",
@@ -807,6 +993,7 @@ async fn serve_until(
     socket: &Path,
     options: &ServeOptions,
     token: Option<String>,
+    bound: Bound,
     stop_rx: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     let listener = tokio::net::UnixListener::bind(socket).map_err(|e| Error::io(socket, e))?;
@@ -829,11 +1016,12 @@ async fn serve_until(
         socket.display(),
         std::process::id()
     ));
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener).map(|accepted| {
-        if let Ok(stream) = &accepted {
-            widen_send_buffer(stream);
-        }
-        accepted
+    let tracker = service.clone();
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener).map(move |accepted| {
+        accepted.map(|stream| {
+            widen_send_buffer(&stream);
+            Tracked::new(stream, &tracker)
+        })
     });
     let local = server_builder()
         .add_service(FlightServiceServer::new(service.clone()))
@@ -846,11 +1034,12 @@ async fn serve_until(
     };
     let dashboard_stop = stopped(stop_rx.clone());
     let dashboard = async {
-        match (&options.http, &token) {
-            (Some(http), Some(token)) => {
+        match (&options.http, bound.http, &token) {
+            (Some(http), Some(tcp), Some(token)) => {
                 super::http::serve(
                     Arc::clone(&shared),
                     http,
+                    tcp,
                     token.clone(),
                     options.remote.writes,
                     dashboard_stop,
@@ -860,12 +1049,10 @@ async fn serve_until(
             _ => Ok(()),
         }
     };
-    let Some(listen) = &options.listen else {
+    let (Some(listen), Some(tcp)) = (&options.listen, bound.listen) else {
         return tokio::try_join!(local, dashboard).map(|_| ());
     };
-    let tcp = tokio::net::TcpListener::bind(listen.addr)
-        .await
-        .map_err(|e| Error::io(format!("--listen {}", listen.addr), e))?;
+    let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|e| Error::io(format!("--listen {}", listen.addr), e))?;
     let bound = tcp.local_addr().map_err(|e| Error::io("--listen", e))?;
     let url = listen.url("grpc", bound);
     shared.update(|s| s.listen = Some(url.clone()));
@@ -878,9 +1065,13 @@ async fn serve_until(
             reason: format!("TLS: {e}"),
         })?;
     }
+    let tracker = service.clone();
+    let incoming = tonic::transport::server::TcpIncoming::from(tcp)
+        .with_nodelay(Some(true))
+        .map(move |accepted| accepted.map(|stream| Tracked::new(stream, &tracker)));
     let remote = builder
         .add_service(FlightServiceServer::new(service))
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(tcp), stopped(stop_rx));
+        .serve_with_incoming_shutdown(incoming, stopped(stop_rx));
     let remote = async {
         remote.await.map_err(|e| Error::Server {
             endpoint: url.clone(),
@@ -950,8 +1141,13 @@ mod tests {
     use super::*;
     use crate::store::Store;
 
-    /// A count over 10^10 pairs: about 20 s of one core when not cancelled.
-    const LONG_QUERY: &str = "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range * b.range % 7 = 3";
+    use crate::interrupt::long_query;
+
+    /// A local client on connection 1.
+    const LOCAL: Owner = Owner {
+        peer: Peer::Local,
+        link: 1,
+    };
 
     fn service(dir: &Path) -> NetlensFlight {
         let store = Store::file_with_numbers(&dir.join("t.duckdb"), 10);
@@ -991,7 +1187,7 @@ mod tests {
         let session = Arc::new(Mutex::new(flight.shared.connect().unwrap()));
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let (ticket, _) = runtime
-            .block_on(flight.start_query(Arc::clone(&session), LONG_QUERY.into(), false, Peer::Local))
+            .block_on(flight.start_query(Arc::clone(&session), long_query(), false, LOCAL))
             .unwrap();
         started(&flight);
         let pending = flight.pending.lock().unwrap().remove(&ticket).unwrap();
@@ -999,7 +1195,7 @@ mod tests {
         ends_within_3_s(&flight, "the query whose results were dropped");
 
         let (ticket, _) = runtime
-            .block_on(flight.start_query(session, "SELECT count(*) FROM t".into(), false, Peer::Local))
+            .block_on(flight.start_query(session, "SELECT count(*) FROM t".into(), false, LOCAL))
             .unwrap();
         let pending = flight.pending.lock().unwrap().remove(&ticket).unwrap();
         let batches: Vec<_> = runtime.block_on(pending.batches.collect());
@@ -1022,10 +1218,10 @@ mod tests {
         for claimed in [true, false] {
             let store = Arc::new(Mutex::new(flight.shared.connect().unwrap()));
             let (ticket, schema) = runtime
-                .block_on(flight.start_query(store, LONG_QUERY.into(), false, Peer::Local))
+                .block_on(flight.start_query(store, long_query(), false, LOCAL))
                 .unwrap();
             let handle = TicketStatementQuery {
-                statement_handle: ticket.to_be_bytes().to_vec().into(),
+                statement_handle: ticket.to_vec().into(),
             };
             let info = flight_info(
                 &schema,
@@ -1036,22 +1232,62 @@ mod tests {
             // As a DoGet holds them.
             let streaming = claimed.then(|| flight.pending.lock().unwrap().remove(&ticket).unwrap());
             started(&flight);
-            let remote = Peer::Remote { writes: true };
+            let remote = Owner {
+                peer: Peer::Remote { writes: true },
+                link: LOCAL.link,
+            };
             assert!(
                 flight.cancel_query(&info, remote).is_err(),
                 "another kind of peer's query"
             );
-            assert_eq!(
-                flight.cancel_query(&info, Peer::Local).unwrap(),
-                CancelStatus::Cancelled
+            let other_connection = Owner { link: 2, ..LOCAL };
+            assert!(
+                flight.cancel_query(&info, other_connection).is_err(),
+                "another connection's query"
             );
+            assert_eq!(flight.cancel_query(&info, LOCAL).unwrap(), CancelStatus::Cancelled);
             ends_within_3_s(&flight, "the cancelled query");
             if let Some(pending) = streaming {
                 let first = runtime.block_on(pending.batches.collect::<Vec<_>>());
                 let error = first.into_iter().next().unwrap().unwrap_err();
                 assert!(error.contains("nterrupt"), "{error}");
             }
-            assert!(flight.cancel_query(&info, Peer::Local).is_err(), "cancelled twice");
+            assert!(flight.cancel_query(&info, LOCAL).is_err(), "cancelled twice");
         }
+    }
+
+    /// Regression: tickets were numbered 1, 2, 3, ...: any client with the token could take
+    /// another's results by counting. They are 128 random bits now, and a connection closing
+    /// drops the queries it left unclaimed and ends its sessions.
+    #[test]
+    fn tickets_are_random_and_a_closed_connection_takes_its_queries_and_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let flight = service(dir.path());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let mut tickets = Vec::new();
+        for _ in 0..2 {
+            let store = Arc::new(Mutex::new(flight.shared.connect().unwrap()));
+            let (ticket, _) = runtime
+                .block_on(flight.start_query(store, "SELECT 1".into(), false, LOCAL))
+                .unwrap();
+            tickets.push(ticket);
+        }
+        assert_ne!(tickets[0], tickets[1]);
+        for ticket in &tickets {
+            assert!(ticket.iter().filter(|b| **b != 0).count() > 4, "{ticket:?}");
+        }
+        flight.sessions.lock().unwrap().insert(
+            (LOCAL.link, "s".into()),
+            Session {
+                store: Arc::new(Mutex::new(flight.shared.connect().unwrap())),
+                last_used: Instant::now(),
+            },
+        );
+        flight.link_closed(LOCAL.link + 1);
+        assert_eq!(flight.pending.lock().unwrap().len(), 2, "another connection closed");
+        assert_eq!(flight.sessions.lock().unwrap().len(), 1, "another connection closed");
+        flight.link_closed(LOCAL.link);
+        assert!(flight.pending.lock().unwrap().is_empty());
+        assert!(flight.sessions.lock().unwrap().is_empty());
     }
 }

@@ -740,6 +740,11 @@ pub fn run(options: ServeOptions) -> Result<()> {
             .execute_batch(&set_memory_limit(limit))
             .map_err(|e| Error::Usage(format!("--memory-limit {limit}: {}", Error::sql(e))))?;
     }
+    // Bound before anything is logged or the token written: a port in use fails here.
+    let bound = flight::Bound {
+        listen: options.listen.as_ref().map(|l| l.bind("--listen")).transpose()?,
+        http: options.http.as_ref().map(|l| l.bind("--http")).transpose()?,
+    };
     let token = if options.listens_on_tcp() {
         let mut spill = database.as_os_str().to_owned();
         spill.push(".tmp");
@@ -893,7 +898,7 @@ pub fn run(options: ServeOptions) -> Result<()> {
         .map_err(|e| Error::io("tokio runtime", e))?;
     #[cfg(target_os = "linux")]
     runtime.spawn(release_start_up_pages());
-    let served = runtime.block_on(flight::serve(Arc::clone(&shared), &socket, &options, token));
+    let served = runtime.block_on(flight::serve(Arc::clone(&shared), &socket, &options, token, bound));
     // However the listener ended, every loop stops now.
     interrupt::request_stop();
     for t in threads {

@@ -126,6 +126,22 @@ pub struct Store {
     shared: bool,
 }
 
+/// Begins the transaction a command stores its work in. A session's open transaction
+/// (`BEGIN;` before the command, in the shell or through a server) would make DuckDB refuse
+/// with "cannot start a transaction within a transaction"; the command cannot join it, since
+/// it rolls back its own transaction when it fails, which would take the session's work with
+/// it. So the refusal says what happened and what to do.
+pub fn begin_own_transaction(conn: &Connection) -> Result<()> {
+    match conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql) {
+        Err(Error::Sql { message }) if message.contains("within a transaction") => Err(Error::Usage(
+            "this command runs in a transaction of its own, and the session has one open (BEGIN)\n  \
+             hint: COMMIT or ROLLBACK first, then run the command"
+                .to_string(),
+        )),
+        other => other,
+    }
+}
+
 impl Store {
     /// Opens (creating when needed) and upgrades the database. A new database is a copy of this
     /// build's empty-schema template when the user's cache holds one (see [`template`]).
@@ -392,7 +408,7 @@ impl Store {
     /// Runs `work` in one transaction: committed when it succeeds, rolled back (nothing of it
     /// stored) when it fails.
     pub fn in_transaction<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        self.conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
+        begin_own_transaction(&self.conn)?;
         match work(&self.conn).and_then(|value| {
             self.conn.execute_batch("COMMIT").map_err(Error::sql)?;
             Ok(value)

@@ -355,6 +355,17 @@ fn events_announce_each_snapshot() {
         seen.matches("event: snapshot").count() >= 2
     });
     assert!(seen.contains("\"snapshot_id\""), "{seen}");
+    // Regression: the events' times ended in "Z", unlike every other time of the API.
+    let data = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("an event's data");
+    let event: serde_json::Value = serde_json::from_str(data).unwrap();
+    let at = event["at"].as_str().expect("its time");
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%S").is_ok(),
+        "an event's time as the API's others (UTC without a zone): {at}"
+    );
     drop(d.server);
 }
 
@@ -950,8 +961,7 @@ fn a_dashboard_query_stops_when_its_client_goes_away() {
     let c = client();
     let token = csrf(&d, &c);
     let impatient = Client::builder().timeout(Duration::from_millis(1500)).build().unwrap();
-    // About 20 s of one core when not stopped.
-    let sql = "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range * b.range % 7 = 3";
+    let sql = crate::long_query();
     let answer = impatient
         .post(format!("{}/api/sql", d.url))
         .bearer_auth(&d.token)

@@ -21,6 +21,18 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+/// A query that runs for about 20 s on any machine unless stopped, one row out: a count over
+/// 10^10 pairs per core. DuckDB spreads it over every core of the host (its default threads),
+/// so a fixed count would end in a moment on a large machine, before the tests that stop it
+/// (Ctrl-C, a killed client) could see it run; stopped, it costs them nothing.
+pub fn long_query() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "SELECT count(*) FROM range({}) a, range(100000) b WHERE a.range * b.range % 7 = 3",
+        100_000 * cores
+    )
+}
+
 /// A scratch directory holding one database.
 pub struct Scratch {
     pub dir: tempfile::TempDir,

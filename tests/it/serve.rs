@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command as Process, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{fixture, test_cache, Scratch};
+use crate::{fixture, long_query, test_cache, Scratch};
 
 /// A running `netlens serve`, killed when dropped.
 pub(crate) struct Server {
@@ -1540,9 +1540,6 @@ fn cpu_seconds(pid: u64) -> f64 {
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
-/// A query that keeps one core busy for about 20 s (a count over 10^10 pairs), one row out.
-const LONG_QUERY: &str = "SELECT count(*) FROM range(100000) a, range(100000) b WHERE a.range * b.range % 7 = 3";
-
 fn queries_running(s: &Scratch) -> Option<u64> {
     status_json(s)["clients"]["queries_running"].as_u64()
 }
@@ -1554,7 +1551,7 @@ fn a_clients_ctrl_c_or_death_stops_its_query_on_the_server() {
     let s = Scratch::new();
     let server = Server::start(&s, &["--no-capture"]);
     for kill in [false, true] {
-        let mut client = s.spawn(&["-c", LONG_QUERY]);
+        let mut client = s.spawn(&["-c", &long_query()]);
         eventually(Duration::from_secs(10), "the query to start on the server", || {
             queries_running(&s) == Some(1)
         });
@@ -1675,4 +1672,204 @@ fn a_clients_ctrl_c_stops_its_train_on_the_server_and_stores_no_model() {
     }
     assert_eq!(s.query("SELECT count(*) FROM models"), "0");
     assert_eq!(s.query("SELECT count(*) FROM model_runs"), "0");
+}
+
+/// A Flight client on the server's TCP listener (no TLS), sending the token and a session id.
+struct TcpFlight {
+    client: arrow_flight::flight_service_client::FlightServiceClient<tonic::transport::Channel>,
+    token: String,
+    session: &'static str,
+}
+
+impl TcpFlight {
+    async fn connect(url: &str, token: &str, session: &'static str) -> TcpFlight {
+        let url = url.replace("grpc://", "http://");
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .expect("a URL")
+            .connect()
+            .await
+            .expect("connect on TCP");
+        let client = arrow_flight::flight_service_client::FlightServiceClient::new(channel);
+        TcpFlight {
+            client,
+            token: token.trim().to_string(),
+            session,
+        }
+    }
+
+    fn call<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
+        metadata.insert("authorization", format!("Bearer {}", self.token).parse().unwrap());
+        metadata.insert("x-netlens-session", self.session.parse().unwrap());
+        request
+    }
+
+    async fn info(&mut self, sql: &str) -> arrow_flight::FlightInfo {
+        use arrow_flight::sql::ProstMessageExt;
+        let command = arrow_flight::sql::CommandStatementQuery {
+            query: sql.to_string(),
+            transaction_id: None,
+        };
+        let descriptor = arrow_flight::FlightDescriptor::new_cmd(prost::Message::encode_to_vec(&command.as_any()));
+        let call = self.call(descriptor);
+        self.client
+            .get_flight_info(call)
+            .await
+            .expect("GetFlightInfo")
+            .into_inner()
+    }
+
+    /// The rows' count of the ticket's results, or the call's status.
+    async fn fetch(&mut self, info: &arrow_flight::FlightInfo) -> Result<usize, tonic::Status> {
+        use futures::TryStreamExt;
+        let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+        let call = self.call(ticket);
+        let stream = self.client.do_get(call).await?.into_inner();
+        let batches: Vec<_> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+            stream.map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e))),
+        )
+        .try_collect()
+        .await
+        .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+        Ok(batches.iter().map(|b| b.num_rows()).sum())
+    }
+
+    async fn action(&mut self, kind: &str, body: Vec<u8>) -> Result<(), tonic::Status> {
+        use futures::TryStreamExt;
+        let call = self.call(arrow_flight::Action {
+            r#type: kind.to_string(),
+            body: body.into(),
+        });
+        let results: Vec<_> = self.client.do_action(call).await?.into_inner().try_collect().await?;
+        drop(results);
+        Ok(())
+    }
+}
+
+fn open_sessions(s: &Scratch) -> Option<u64> {
+    status_json(s)["clients"]["sessions"].as_u64()
+}
+
+/// Regression: tickets were numbered 1, 2, 3, ..., and any client of the same kind (every TCP
+/// client with the token) could fetch or cancel another's query, or close its session, by
+/// guessing. Handles are random now and belong to the connection that made them; a client
+/// connection that closes ends its sessions.
+#[test]
+fn another_client_cannot_fetch_cancel_or_close_what_is_not_its_own() {
+    let s = Scratch::new();
+    let _server = Server::start(&s, &["--no-capture", "--listen", "127.0.0.1:0"]);
+    let url = status_json(&s)["listen"].as_str().expect("the listener").to_string();
+    let token = std::fs::read_to_string(token_file(&s)).expect("token");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut owner = TcpFlight::connect(&url, &token, "same-id").await;
+        let mut other = TcpFlight::connect(&url, &token, "same-id").await;
+        let info = owner.info("SELECT * FROM range(3)").await;
+        let ticket = info.endpoint[0].ticket.clone().unwrap().ticket;
+        assert!(ticket.len() >= 16, "a ticket of {} bytes", ticket.len());
+
+        let fetched = other.fetch(&info).await;
+        assert_eq!(
+            fetched.as_ref().map_err(|e| e.code()),
+            Err(tonic::Code::NotFound),
+            "another client's DoGet: {fetched:?}"
+        );
+        let cancel = arrow_flight::CancelFlightInfoRequest::new(info.clone());
+        let cancelled = other
+            .action("CancelFlightInfo", prost::Message::encode_to_vec(&cancel))
+            .await;
+        assert_eq!(
+            cancelled.as_ref().map_err(|e| e.code()),
+            Err(tonic::Code::NotFound),
+            "another client's CancelFlightInfo: {cancelled:?}"
+        );
+        assert_eq!(open_sessions(&s), Some(1), "the owner's session");
+        other
+            .action("netlens.close_session", b"same-id".to_vec())
+            .await
+            .expect("closing its own (none)");
+        assert_eq!(open_sessions(&s), Some(1), "another client closed the owner's session");
+
+        assert_eq!(owner.fetch(&info).await.expect("the owner's DoGet"), 3);
+        // A second ticket of the owner's, cancelled by the owner.
+        let info = owner.info("SELECT 1").await;
+        let cancel = arrow_flight::CancelFlightInfoRequest::new(info);
+        owner
+            .action("CancelFlightInfo", prost::Message::encode_to_vec(&cancel))
+            .await
+            .expect("the owner's cancel");
+        drop(owner);
+        drop(other);
+    });
+    eventually(Duration::from_secs(5), "the closed connection's session to end", || {
+        open_sessions(&s) == Some(0)
+    });
+}
+
+/// Regression: a client killed with SIGKILL left its session open (its connection, and any
+/// transaction it held) until the hour's idle close. Its socket closing ends it now.
+#[test]
+fn a_killed_clients_session_ends_with_its_connection() {
+    let s = Scratch::new();
+    let _server = Server::start(&s, &["--no-capture"]);
+    let script = format!("CREATE TEMP TABLE held AS SELECT 1; BEGIN; {}", long_query());
+    let mut client = s.spawn(&["-c", &script]);
+    eventually(Duration::from_secs(10), "the client's session and query", || {
+        open_sessions(&s) == Some(1) && queries_running(&s) == Some(1)
+    });
+    client.kill().unwrap();
+    client.wait().unwrap();
+    eventually(Duration::from_secs(5), "the killed client's session to end", || {
+        open_sessions(&s) == Some(0)
+    });
+    assert_eq!(s.query("SELECT 42"), "42");
+}
+
+/// Regression: `--http` (or `--listen`) on a port in use logged "serving" and wrote the token
+/// file, then failed. The port is bound first: nothing is logged or written, and the error
+/// names the address and what to do.
+#[test]
+fn a_port_in_use_fails_the_start_before_anything_is_written() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for option in ["--http", "--listen"] {
+        let s = Scratch::new();
+        let out = s
+            .cmd()
+            .args(["serve", "--no-capture", option, &addr])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .expect("serve");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{option}: {stderr}");
+        assert!(stderr.contains(&format!("{option} {addr}")), "{option}: {stderr}");
+        assert!(stderr.contains("hint:"), "{option}: {stderr}");
+        assert!(!stderr.contains("serving"), "{option}: {stderr}");
+        assert!(!token_file(&s).exists(), "{option}: the token file was written");
+    }
+}
+
+/// Regression: a command that stores its work in a transaction of its own (`detect`, `train`,
+/// `retain`, ...) run after `BEGIN;` gave DuckDB's "cannot start a transaction within a
+/// transaction". It says what happened and what to do, locally and through a server.
+#[test]
+fn a_command_inside_an_open_transaction_says_to_commit_or_roll_back_first() {
+    let s = Scratch::new();
+    s.replay_fixture();
+    for through_server in [false, true] {
+        let server = through_server.then(|| Server::start(&s, &["--no-capture"]));
+        let out = s
+            .cmd()
+            .args(["-c", "BEGIN;", "-c", ".detect beacons"])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "server: {through_server}: {stderr}");
+        assert!(
+            stderr.contains("COMMIT or ROLLBACK first") && !stderr.contains("TransactionContext"),
+            "server: {through_server}: {stderr}"
+        );
+        drop(server);
+    }
 }
