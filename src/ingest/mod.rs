@@ -12,6 +12,7 @@
 //! `datasets`.
 
 pub mod csv;
+pub(crate) mod scan;
 pub mod sink;
 pub mod zeek;
 
