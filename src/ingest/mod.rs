@@ -12,7 +12,6 @@
 //! `datasets`.
 
 pub mod csv;
-pub(crate) mod scan;
 pub mod sink;
 pub mod zeek;
 

@@ -12,6 +12,7 @@ use duckdb::arrow::array::{
     StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::Appender;
 
 use crate::error::{Error, Result};
 use crate::store::{quote_ident, Store, ROW_GROUP_SIZE};
@@ -164,43 +165,33 @@ fn fail(table: &str) -> impl Fn(duckdb::Error) -> Error + '_ {
 /// large flushes are where DuckDB's second thread takes part.
 pub const FLUSH_ROWS: usize = 4 * ROW_GROUP_SIZE;
 
-/// One table's writer for the length of an import: batches go in as they come, and reach the
-/// table in multiples of [`FLUSH_ROWS`] (the rest at [`TableWriter::finish`]), each flush one
-/// `INSERT ... SELECT` over the gathered batches through [`scan`](super::scan) (columns matched
-/// by name).
+/// One table's appender for the length of an import: batches go in as they come, and reach
+/// the table in multiples of [`FLUSH_ROWS`] (the rest at [`TableWriter::finish`]).
 pub struct TableWriter<'a> {
-    store: &'a Store,
+    appender: Appender<'a>,
     table: String,
-    /// `INSERT INTO table BY NAME SELECT * FROM netlens_rows(?)`.
-    insert: String,
-    /// Batches (or parts of them) gathered since the last flush.
-    gathered: Vec<RecordBatch>,
-    /// Rows in `gathered`.
+    /// Rows given to the appender since it last flushed.
     pending: usize,
 }
 
 impl<'a> TableWriter<'a> {
     pub fn new(store: &'a Store, table: &str) -> Result<Self> {
         Ok(TableWriter {
-            store,
+            appender: store.conn().appender(table).map_err(fail(table))?,
             table: table.to_string(),
-            insert: format!(
-                "INSERT INTO {} BY NAME SELECT * FROM {}(?)",
-                quote_ident(table),
-                super::scan::FUNCTION
-            ),
-            gathered: Vec::new(),
             pending: 0,
         })
     }
 
-    /// Adds a batch, flushing whenever a whole [`FLUSH_ROWS`] is gathered (the batch is split
-    /// there, without copying).
+    /// Appends a batch, flushing whenever a whole [`FLUSH_ROWS`] is gathered (the batch is
+    /// split there, without copying).
     pub fn write(&mut self, batch: RecordBatch) -> Result<()> {
         let mut at = 0;
         while at < batch.num_rows() {
             let take = (FLUSH_ROWS - self.pending).min(batch.num_rows() - at);
-            self.gathered.push(batch.slice(at, take));
+            self.appender
+                .append_record_batch(batch.slice(at, take))
+                .map_err(fail(&self.table))?;
             at += take;
             self.pending += take;
             if self.pending == FLUSH_ROWS {
@@ -212,21 +203,11 @@ impl<'a> TableWriter<'a> {
 
     fn flush(&mut self) -> Result<()> {
         self.pending = 0;
-        let batches = std::mem::take(&mut self.gathered);
-        if batches.is_empty() {
-            return Ok(());
-        }
-        // Unregistered when the statement has ended, whatever its result.
-        let rows = super::scan::Registered::new(batches);
-        self.store
-            .conn()
-            .prepare_cached(&self.insert)
-            .and_then(|mut s| s.execute([rows.token]))
-            .map(|_| ())
-            .map_err(fail(&self.table))
+        self.appender.flush().map_err(fail(&self.table))
     }
 
-    /// Writes what is left. Without it the rows gathered since the last flush are lost.
+    /// Writes what is left. Without it the rows are still written when the writer is dropped,
+    /// but an error there would go unseen.
     pub fn finish(mut self) -> Result<()> {
         self.flush()
     }
@@ -684,186 +665,6 @@ mod tests {
             })
             .unwrap();
         assert_eq!((distinct, max), (total, total as i64 - 1));
-    }
-
-    /// Flows with every kind of value the columns can hold: NULLs in each nullable column,
-    /// strings of 0, 12 (inline in DuckDB) and 13 and more bytes, non-ASCII text, tunnel parents
-    /// absent, empty and several.
-    fn varied_flow_rows(n: usize) -> Vec<FlowRow> {
-        (0..n)
-            .map(|i| {
-                let some = |v: i64| (i % 3 != 0).then_some(v);
-                FlowRow {
-                    ts_us: i as i64 * 1_000_003 - 5,
-                    uid: format!("C{:017}", i),
-                    orig_h: if i % 5 == 0 {
-                        "2001:db8::1".into()
-                    } else {
-                        format!("10.0.{}.{}", i % 256, i % 7)
-                    },
-                    orig_p: (i % 4 != 0).then_some(i as i32 % 65536),
-                    resp_h: ["", "192.168.100.2", "192.168.100.20", "é\u{1F600}ü"][i % 4].to_string(),
-                    resp_p: Some(443),
-                    proto: ["tcp", "udp", "icmp"][i % 3].into(),
-                    service: [None, Some(""), Some("ssl"), Some("twelve bytes"), Some("thirteen byte")][i % 5]
-                        .map(str::to_string),
-                    duration: (i % 6 != 0).then_some(i as f64 / 7.0),
-                    orig_bytes: some(i as i64),
-                    resp_bytes: some(-(i as i64)),
-                    conn_state: (i % 2 == 0).then(|| "SF".to_string()),
-                    missed_bytes: some(i64::MAX - i as i64),
-                    history: (i % 7 != 0).then(|| "ShADadFf".repeat(i % 4)),
-                    orig_pkts: some(1),
-                    orig_ip_bytes: some(2),
-                    resp_pkts: None,
-                    resp_ip_bytes: some(i64::MIN + 1),
-                    orig_frame_bytes: some(3),
-                    resp_frame_bytes: some(4),
-                    ip_proto: (i % 3 != 1).then_some(6),
-                    tunnel_parents: match i % 4 {
-                        0 => None,
-                        1 => Some(Vec::new()),
-                        2 => Some(vec![format!("Cparent{i:011}")]),
-                        _ => Some(vec![
-                            "Ca".into(),
-                            String::new(),
-                            format!("Cparent-longer-than-twelve{i}"),
-                        ]),
-                    },
-                }
-            })
-            .collect()
-    }
-
-    /// The rows `TableWriter` inserts through `netlens_rows` are those duckdb-rs's appender
-    /// appends from the same batches: every column, NULLs included, across DuckDB's vector size
-    /// and with batches cut by the flush size and batches of no rows.
-    #[test]
-    fn rows_inserted_through_the_scan_equal_the_appenders() {
-        let store = Store::open(&Location::Memory, false).unwrap();
-        store
-            .conn()
-            .execute_batch(
-                "CREATE TABLE by_scan AS SELECT * FROM flows LIMIT 0; \
-                 CREATE TABLE by_appender AS SELECT * FROM flows LIMIT 0; \
-                 CREATE TABLE packets_by_scan AS SELECT * FROM packets LIMIT 0; \
-                 CREATE TABLE packets_by_appender AS SELECT * FROM packets LIMIT 0;",
-            )
-            .unwrap();
-        let flow_batch = |rows: &[FlowRow], import_id: i64| {
-            let mut columns = FlowColumns::default();
-            for r in rows {
-                columns.push_row(r);
-            }
-            columns.finish("flows", import_id, "capture ü.pcap").unwrap()
-        };
-        let rows = varied_flow_rows(FLUSH_ROWS + 5_000);
-        let batches = [
-            flow_batch(&rows[..0], 1),
-            flow_batch(&rows[..3_000], 1),
-            flow_batch(&rows[3_000..3_001], 2),
-            flow_batch(&rows[3_001..], 3),
-            flow_batch(&rows[..0], 4),
-        ];
-        let mut writer = TableWriter::new(&store, "by_scan").unwrap();
-        let mut appender = store.conn().appender("by_appender").unwrap();
-        for b in &batches {
-            writer.write(b.clone()).unwrap();
-            appender.append_record_batch(b.clone()).unwrap();
-        }
-        writer.finish().unwrap();
-        appender.flush().unwrap();
-
-        let packets: Vec<PacketRow> = (0..5_000u64)
-            .map(|i| {
-                let mut p = PacketRow {
-                    packet_no: i,
-                    ts_ns: i as i64 * 999,
-                    src: None,
-                    src_p: None,
-                    dst: None,
-                    dst_p: None,
-                    proto: [PacketProto::Broken, PacketProto::EtherType(0x88cc), PacketProto::Tcp][i as usize % 3],
-                    ip_proto: None,
-                    frame_len: 60,
-                    cap_len: 60,
-                    ip_len: None,
-                    payload_len: None,
-                    tcp_flags: (i % 2 == 0).then_some(0x12),
-                    flow_uid: (i % 3 == 0).then_some(*b"CAbcdefghijklmnopq"),
-                    from_orig: [None, Some(true), Some(false)][i as usize % 3],
-                };
-                if i % 4 == 0 {
-                    p.src = Some("10.1.2.3".parse().unwrap());
-                    p.dst = Some("2001:db8::42".parse().unwrap());
-                }
-                p
-            })
-            .collect();
-        let packet_batch = packet_batch(9, &packets).unwrap();
-        let mut writer = TableWriter::new(&store, "packets_by_scan").unwrap();
-        writer.write(packet_batch.clone()).unwrap();
-        writer.finish().unwrap();
-        let mut appender = store.conn().appender("packets_by_appender").unwrap();
-        appender.append_record_batch(packet_batch).unwrap();
-        appender.flush().unwrap();
-
-        let count = |sql: &str| -> usize { store.conn().query_row(sql, [], |r| r.get(0)).unwrap() };
-        for (a, b, n) in [
-            ("by_scan", "by_appender", rows.len()),
-            ("packets_by_scan", "packets_by_appender", 5_000),
-        ] {
-            assert_eq!(count(&format!("SELECT count(*) FROM {a}")), n);
-            assert_eq!(count(&format!("SELECT count(*) FROM {b}")), n);
-            for (x, y) in [(a, b), (b, a)] {
-                assert_eq!(
-                    count(&format!(
-                        "SELECT count(*) FROM (SELECT * FROM {x} EXCEPT ALL SELECT * FROM {y})"
-                    )),
-                    0,
-                    "rows of {x} not in {y}"
-                );
-            }
-        }
-        // The NULLs and strings made it through as such, not as empty values.
-        assert_eq!(
-            count("SELECT count(*) FROM by_scan WHERE service IS NULL"),
-            rows.len().div_ceil(5)
-        );
-        assert_eq!(
-            count("SELECT count(*) FROM by_scan WHERE tunnel_parents IS NULL"),
-            rows.len().div_ceil(4)
-        );
-        assert_eq!(
-            count("SELECT count(*) FROM by_scan WHERE len(tunnel_parents) = 3 AND tunnel_parents[2] = ''"),
-            rows.len() / 4
-        );
-        assert_eq!(
-            count("SELECT count(*) FROM by_scan WHERE service = 'thirteen byte'"),
-            rows.len() / 5
-        );
-    }
-
-    /// Nothing gathered, nothing inserted; and the function refuses a token no writer holds.
-    #[test]
-    fn the_scan_of_no_rows_inserts_nothing_and_an_unknown_token_is_an_error() {
-        let store = Store::open(&Location::Memory, false).unwrap();
-        store.conn().execute_batch("CREATE TABLE t (x BIGINT)").unwrap();
-        let empty =
-            RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(Vec::<i64>::new())) as ArrayRef)]).unwrap();
-        let mut writer = TableWriter::new(&store, "t").unwrap();
-        writer.write(empty).unwrap();
-        writer.finish().unwrap();
-        let n: usize = store
-            .conn()
-            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 0);
-        let err = store
-            .conn()
-            .execute_batch(&format!("SELECT * FROM {}(123456789)", super::super::scan::FUNCTION))
-            .unwrap_err();
-        assert!(err.to_string().contains("no rows registered"), "{err}");
     }
 
     fn record(orig_h: IpAddr, resp_h: IpAddr) -> FlowRecord {

@@ -164,9 +164,6 @@ impl Store {
             Creation::Migrated(_) => {}
         }
         lock_settings(&conn)?;
-        // Imports insert their rows through it (see `ingest::scan`); registered once per
-        // database instance, which this open made.
-        crate::ingest::scan::register(&conn).map_err(Error::sql)?;
         Ok(Store {
             conn,
             location: location.clone(),
