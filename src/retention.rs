@@ -376,9 +376,21 @@ fn delete_raw_batch(
         "tcp_transitions",
         "snapshots",
     ] {
+        // A TCP connection's transitions are its state path: they go only once the path is in
+        // the path rollups (the connection is gone, in a rolled bucket). A connection open
+        // across the cutoff keeps its first sighting and every change, a few rows each, so its
+        // path is whole when it ends and is rolled up, instead of starting mid-way or reading
+        // "gone" alone.
+        let kept = if table == "tcp_transitions" {
+            " AND connection_id IN (SELECT connection_id FROM tcp_path_rollups)"
+        } else {
+            ""
+        };
         rows += conn
             .execute(
-                &format!("DELETE FROM {table} WHERE snapshot_id BETWEEN {low} AND {high} AND snapshot_id IN ({list})"),
+                &format!(
+                    "DELETE FROM {table} WHERE snapshot_id BETWEEN {low} AND {high} AND snapshot_id IN ({list}){kept}"
+                ),
                 [],
             )
             .map_err(Error::sql)?;
@@ -627,6 +639,43 @@ mod tests {
             )
             .unwrap();
         assert_eq!(rows(&store), before);
+    }
+
+    /// A TCP connection open across the raw window's cutoff keeps its whole state path: raw
+    /// retention used to delete its first sighting and early changes, so its path started
+    /// mid-way (or read "gone" alone once it ended), in the raw views and in the rollup written
+    /// when it went.
+    #[test]
+    fn a_connection_open_across_the_cutoff_keeps_its_whole_path() {
+        let (store, newest) = demo(3, 60);
+        let cutoff = format!("TIMESTAMP '{newest}' - INTERVAL 1 HOUR");
+        let across = format!(
+            "(SELECT connection_id FROM tcp_transitions GROUP BY connection_id \
+              HAVING min(ts) < {cutoff} - INTERVAL 1 HOUR AND count(*) FILTER (WHERE to_state IS NULL) = 0)"
+        );
+        let paths = format!(
+            "SELECT connection_id, path, transitions, first_state, first_ts FROM tcp_connection_transitions \
+             WHERE connection_id IN {across} ORDER BY connection_id"
+        );
+        let before = table_rows(&store, &format!("({paths})"));
+        assert!(!before.is_empty(), "no connection open across the cutoff");
+        let mut req = request(Some(3600), Some(4 * 3600));
+        req.bucket = Duration::from_secs(3600);
+        let summary = retain(&store, &req, newest.and_utc(), &|| false, &|| ()).unwrap();
+        assert!(summary.snapshots_deleted > 0, "{summary:?}");
+        assert_eq!(table_rows(&store, &format!("({paths})")), before);
+        // Connections gone in a rolled bucket lose their old transitions as before: their paths
+        // are in the rollups.
+        assert_eq!(
+            count(
+                &store,
+                &format!(
+                    "SELECT count(*) FROM tcp_transitions WHERE ts < {cutoff} - INTERVAL 1 HOUR \
+                     AND connection_id IN (SELECT connection_id FROM tcp_path_rollups)"
+                )
+            ),
+            0
+        );
     }
 
     /// Every TCP connection gone in a rolled-up bucket has its `tcp_connection_transitions` row
