@@ -366,7 +366,7 @@ fn build(
 ) -> Result<(String, Option<u64>)> {
     attach(conn)?;
     let most_rows = max_bytes / (16 * call.columns.split(',').count() as u64);
-    conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql)?;
+    crate::store::begin_own_transaction(conn)?;
     let built = (|| {
         let version = current_version(conn)?;
         // The cut (a LIMIT) only when the range may hold more rows than fit: DuckDB keeps the

@@ -125,7 +125,7 @@ fn draw_panels(
             let result = (|| -> Result<JsonTable> {
                 let conn = store.conn();
                 // The shared tables only when this transaction sees the data they hold.
-                conn.execute_batch("BEGIN TRANSACTION READ ONLY").map_err(Error::sql)?;
+                crate::store::begin_own_read_only_transaction(conn)?;
                 let read = (|| {
                     let template = match &prepared {
                         Some(p) => p.sql(conn)?,
@@ -158,8 +158,10 @@ fn draw_panels(
                     }
                     value
                 }
-                // Ctrl-C ends the report, not just the panel it caught.
+                // Ctrl-C ends the report, not just the panel it caught; so does a session's
+                // open transaction, which every panel would meet.
                 Err(Error::Interrupted) => return Err(Error::Interrupted),
+                Err(e @ Error::Usage(_)) => return Err(e),
                 Err(e) => serde_json::json!({ "error": e.to_string() }),
             };
             results.insert(format!("{}/{}", view.id, panel.id), value);

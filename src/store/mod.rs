@@ -132,14 +132,36 @@ pub struct Store {
 /// it rolls back its own transaction when it fails, which would take the session's work with
 /// it. So the refusal says what happened and what to do.
 pub fn begin_own_transaction(conn: &Connection) -> Result<()> {
-    match conn.execute_batch("BEGIN TRANSACTION").map_err(Error::sql) {
-        Err(Error::Sql { message }) if message.contains("within a transaction") => Err(Error::Usage(
+    begin_own(conn, "BEGIN TRANSACTION")
+}
+
+/// [`begin_own_transaction`] for a transaction that only reads (`BEGIN TRANSACTION READ ONLY`).
+pub fn begin_own_read_only_transaction(conn: &Connection) -> Result<()> {
+    begin_own(conn, "BEGIN TRANSACTION READ ONLY")
+}
+
+/// The refusal is decided before any `BEGIN` is sent: DuckDB aborts an open transaction when a
+/// `BEGIN` inside it fails, and the session's uncommitted work would be lost with it.
+fn begin_own(conn: &Connection, begin: &str) -> Result<()> {
+    if in_open_transaction(conn)? {
+        return Err(Error::Usage(
             "this command runs in a transaction of its own, and the session has one open (BEGIN)\n  \
              hint: COMMIT or ROLLBACK first, then run the command"
                 .to_string(),
-        )),
-        other => other,
+        ));
     }
+    conn.execute_batch(begin).map_err(Error::sql)
+}
+
+/// Whether `conn` is inside a transaction it began: there, every statement sees the same
+/// transaction id; outside one, each statement runs in a transaction of its own. Two reads of
+/// the id leave a transaction as it was.
+pub fn in_open_transaction(conn: &Connection) -> Result<bool> {
+    let id = || {
+        conn.query_row("SELECT txid_current()", [], |r| r.get::<_, i64>(0))
+            .map_err(Error::sql)
+    };
+    Ok(id()? == id()?)
 }
 
 impl Store {

@@ -1859,16 +1859,39 @@ fn a_command_inside_an_open_transaction_says_to_commit_or_roll_back_first() {
     s.replay_fixture();
     for through_server in [false, true] {
         let server = through_server.then(|| Server::start(&s, &["--no-capture"]));
+        let report = s.path(&format!("report-{through_server}.html"));
+        // The report's panels each read in a read-only transaction of their own: every one
+        // met the open transaction (the report was written with an error in each panel).
+        for command in [
+            ".detect beacons".to_string(),
+            format!(".report --out {}", report.display()),
+        ] {
+            let out = s.cmd().args(["-c", "BEGIN;", "-c", &command]).output().expect("run");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "server: {through_server}: {command}: {stderr}");
+            assert!(
+                stderr.contains("COMMIT or ROLLBACK first") && !stderr.contains("TransactionContext"),
+                "server: {through_server}: {command}: {stderr}"
+            );
+        }
+        assert!(!report.exists(), "a report of errors was written");
+        // The refusal leaves the session's transaction as it was: a failed BEGIN inside it would
+        // have aborted it, and its work gone at COMMIT.
+        let table = format!("kept_{through_server}");
         let out = s
             .cmd()
-            .args(["-c", "BEGIN;", "-c", ".detect beacons"])
+            .args(["-c", "BEGIN;", "-c", &format!("CREATE TABLE {table} AS SELECT 1 AS x")])
+            .args(["-c", ".detect beacons", "-c", "COMMIT"])
             .output()
             .expect("run");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "server: {through_server}: {stderr}");
-        assert!(
-            stderr.contains("COMMIT or ROLLBACK first") && !stderr.contains("TransactionContext"),
-            "server: {through_server}: {stderr}"
+        assert!(!out.status.success());
+        assert_eq!(
+            s.query(&format!(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = '{table}'"
+            )),
+            "1",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
         drop(server);
     }
