@@ -968,56 +968,46 @@ fn netlens_reaches_a_server_over_tcp_with_its_token() {
     assert!(status.status.success(), "{}", text(&status).1);
     assert!(text(&status).0.contains(&url), "{}", text(&status).0);
 
-    let no_token = elsewhere
-        .cmd()
-        .args(["--server", &url, "-c", "SELECT 1"])
-        .output()
-        .unwrap();
-    assert!(!no_token.status.success());
-    assert!(
-        text(&no_token).1.contains("needs the server's token"),
-        "{}",
-        text(&no_token).1
-    );
     let wrong = elsewhere.path("wrong.token");
     std::fs::write(&wrong, "0".repeat(64)).unwrap();
-    let out = elsewhere
-        .cmd()
-        .args([
-            "--server",
-            &url,
-            "--token-file",
-            wrong.to_str().unwrap(),
-            "-c",
-            "SELECT 1",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(text(&out).1.contains("wrong token"), "{}", text(&out).1);
-    let out = remote(&["-c", "CREATE TABLE remote_made AS SELECT 1 AS x"]);
-    assert!(!out.status.success());
-    assert!(text(&out).1.contains("may only query"), "{}", text(&out).1);
+    let (token_path, wrong) = (token_file(&s), wrong.to_str().unwrap().to_string());
     let pcap = elsewhere.path("none.pcap");
-    let out = remote(&["import", "pcap", pcap.to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(text(&out).1.contains("names files"), "{}", text(&out).1);
-    let out = remote(&["serve", "--no-capture"]);
-    assert!(!out.status.success());
-    assert!(text(&out).1.contains("does not apply to `serve`"), "{}", text(&out).1);
-    let out = elsewhere
-        .cmd()
-        .args([
-            "--server",
-            "http://127.0.0.1:1",
-            "--token-file",
-            wrong.to_str().unwrap(),
-            "-c",
-            "SELECT 1",
-        ])
-        .output()
-        .unwrap();
-    assert!(text(&out).1.contains("grpc://HOST:PORT"), "{}", text(&out).1);
+    let with_token = |more: &[&str]| -> Vec<String> {
+        ["--server", &url, "--token-file", token_path.to_str().unwrap()]
+            .iter()
+            .chain(more)
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let plain = |args: &[&str]| -> Vec<String> { args.iter().map(|a| a.to_string()).collect() };
+    for (args, says) in [
+        (plain(&["--server", &url, "-c", "SELECT 1"]), "needs the server's token"),
+        (
+            plain(&["--server", &url, "--token-file", &wrong, "-c", "SELECT 1"]),
+            "wrong token",
+        ),
+        (
+            plain(&[
+                "--server",
+                "http://127.0.0.1:1",
+                "--token-file",
+                &wrong,
+                "-c",
+                "SELECT 1",
+            ]),
+            "grpc://HOST:PORT",
+        ),
+        (
+            with_token(&["-c", "CREATE TABLE remote_made AS SELECT 1 AS x"]),
+            "may only query",
+        ),
+        (with_token(&["import", "pcap", pcap.to_str().unwrap()]), "names files"),
+        (with_token(&["serve", "--no-capture"]), "does not apply to `serve`"),
+    ] {
+        let out = elsewhere.cmd().args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(text(&out).1.contains(says), "{args:?}: {}", text(&out).1);
+    }
     assert_eq!(
         s.query("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'remote_made'"),
         "0"
