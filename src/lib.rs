@@ -147,7 +147,12 @@ fn named_server(cli: &Cli) -> Result<Option<ServerAddress>> {
 
 fn run(cli: Cli, scripts: Vec<Script>) -> Result<Outcome> {
     let named = named_server(&cli)?;
-    let location = Location::resolve(cli.db.as_deref())?;
+    // With --server no file of this host is opened or looked for (its default path may not even
+    // be usable, say under sudo); the in-memory location is never used then.
+    let location = match named {
+        Some(_) => Location::Memory,
+        None => Location::resolve(cli.db.as_deref())?,
+    };
     let mut cli = cli;
     match cli.command.take() {
         Some(Command::Serve(_)) if named.is_some() => {
