@@ -788,24 +788,13 @@ async fn api_events(State(app): State<AppState>, headers: HeaderMap) -> Response
     response
 }
 
-/// An event's times as the rest of the dashboard's API gives them: UTC without a zone
-/// (`YYYY-MM-DDTHH:MM:SS`). The server makes them as the status does (RFC 3339, `Z`).
-fn zoneless_times(mut data: serde_json::Value) -> serde_json::Value {
-    if let Some(at) = data.get_mut("at") {
-        if let Some(text) = at.as_str().and_then(|t| t.strip_suffix('Z')) {
-            *at = serde_json::Value::String(text.to_string());
-        }
-    }
-    data
-}
-
 /// Server events as SSE; a page that fell behind gets a `lagged` event and refreshes.
 fn event_stream(
     events: tokio::sync::broadcast::Receiver<super::ServerEvent>,
 ) -> impl Stream<Item = std::result::Result<Event, Infallible>> {
     futures::stream::unfold(events, |mut events| async move {
         let event = match events.recv().await {
-            Ok(e) => Event::default().event(e.kind).data(zoneless_times(e.data).to_string()),
+            Ok(e) => Event::default().event(e.kind).data(e.data.to_string()),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 Event::default().event("lagged").data(n.to_string())
             }

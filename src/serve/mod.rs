@@ -540,12 +540,8 @@ impl Shared {
     /// True when no Flight SQL session holds a transaction open, so the file may be detached
     /// and attached again ([`Store::attach_again`]). Only sessions keep a connection between
     /// statements; everything else uses the database within [`Shared::using_database`], which
-    /// the caller holds alone. A session in use, or one whose state cannot be read, counts as
-    /// holding one.
-    ///
-    /// A connection in a transaction gives every statement the same transaction id; outside
-    /// one, each statement runs in a transaction of its own. Two statements asking it leave a
-    /// transaction as it was (a failed `BEGIN` would abort it).
+    /// the caller holds alone. A session in use, or one whose state cannot be read
+    /// ([`crate::store::in_open_transaction`]), counts as holding one.
     fn no_session_in_transaction(&self) -> bool {
         let Ok(mut stores) = self.session_stores.lock() else {
             return false;
@@ -555,12 +551,7 @@ impl Shared {
             let Ok(store) = store.try_lock() else {
                 return false;
             };
-            let id = || {
-                store
-                    .conn()
-                    .query_row("SELECT txid_current()", [], |r| r.get::<_, i64>(0))
-            };
-            matches!((id(), id()), (Ok(first), Ok(second)) if first != second)
+            matches!(crate::store::in_open_transaction(store.conn()), Ok(false))
         })
     }
 
@@ -973,7 +964,11 @@ impl Observer for CaptureObserver<'_> {
         // Nobody listening is the usual case; the event is then dropped.
         let _ = self.shared.events.send(ServerEvent {
             kind: "snapshot",
-            data: serde_json::json!({"snapshot_id": stored.snapshot_id, "at": now_text()}),
+            // The dashboard's API gives times as UTC without a zone.
+            data: serde_json::json!({
+                "snapshot_id": stored.snapshot_id,
+                "at": Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
+            }),
         });
         self.shared.update(|s| {
             if let Some(c) = s.capture.as_mut() {
