@@ -994,6 +994,183 @@ pub(crate) mod tests {
         assert_eq!(rolled_of(later.0, later.1), None);
     }
 
+    /// Overview's figures over a range of days count the hours retention deleted: they read raw
+    /// rows only, so over "All" they counted what retention had kept (connections, bytes,
+    /// processes, listening ports and snapshots alike).
+    #[test]
+    fn overview_figures_count_what_retention_deleted() {
+        use chrono::DurationRound;
+        let store = demo_store(6, 30, 11);
+        let (first, newest): (NaiveDateTime, NaiveDateTime) = store
+            .conn()
+            .query_row("SELECT min(ts), max(ts) FROM snapshots", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        let (views, _) = views().unwrap();
+        let kpis = &views
+            .iter()
+            .find(|v| v.id == "overview")
+            .and_then(|v| v.panels.iter().find(|p| p.id == "kpis"))
+            .unwrap()
+            .sql;
+        assert!(reads_rollups(kpis));
+        let hour = chrono::Duration::hours(1);
+        let first_hour = first.and_utc().duration_trunc(hour).unwrap().naive_utc();
+        let ranges = [
+            (
+                parse_time("2000-01-01T00:00:00").unwrap(),
+                parse_time("2100-01-01T00:00:00").unwrap(),
+            ),
+            // From an hour's start: no raw part before the rolled one.
+            (first_hour + hour, newest - minutes(20)),
+        ];
+        let before: Vec<Vec<String>> = ranges
+            .iter()
+            .map(|&(since, until)| sorted_rows(&store, &panel_sql(kpis, since, until)))
+            .collect();
+        let count = |sql: &str| -> i64 { store.conn().query_row(sql, [], |r| r.get(0)).unwrap() };
+        let lifetimes = count("SELECT count(*) FROM connection_lifetimes");
+        let keep_three_hours = crate::retention::RetainRequest {
+            raw: Some(Duration::from_secs(3 * 3600)),
+            rollups: None,
+            bucket: crate::retention::RetainRequest::DEFAULT_BUCKET,
+            batch: crate::retention::RetainRequest::DEFAULT_BATCH,
+        };
+        crate::retention::retain(&store, &keep_three_hours, newest.and_utc(), &|| false, &|| ()).unwrap();
+        assert!(
+            count("SELECT count(*) FROM connection_lifetimes") < lifetimes,
+            "retention deleted no lifetime"
+        );
+        assert!(
+            count("SELECT count(*) FROM connections_without_lifetime_rolled(TIMESTAMP '2000-01-01', TIMESTAMP '2100-01-01') WHERE direction = 'internal'") > 0,
+            "the demo has no internal connection among those retention deleted"
+        );
+        for ((since, until), before) in ranges.into_iter().zip(before) {
+            let row = store
+                .conn()
+                .query_row(ROLLED_SQL, duckdb::params![since, until], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .unwrap();
+            // rolled_part, not rolled_from_row: the second range is shorter than a day.
+            let rolled = rolled_part(row).expect("a range with rolled hours");
+            let what = format!("overview/kpis over {since} .. {until}");
+            assert_same(
+                &sorted_rows(&store, &panel_sql_rolled(kpis, since, until, Some(&rolled))),
+                &before,
+                &what,
+            );
+            // Raw rows alone no longer give them: the test reads what retention deleted.
+            assert_ne!(sorted_rows(&store, &panel_sql(kpis, since, until)), before, "{what}");
+        }
+    }
+
+    /// Connections between two local processes, seen from both ends, are counted as
+    /// `connection_events` counts them whichever ends retention deleted: once when one end
+    /// accepted on a port this host listens on (both ends gone, only the opener gone, only the
+    /// accepting end gone), twice when neither end listens.
+    #[test]
+    fn internal_connections_without_lifetimes_are_counted_as_before() {
+        use crate::capture::{Proto, Snapshot, SocketRecord};
+        let store = crate::store::Store::open(&crate::store::Location::Memory, false).unwrap();
+        let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let socket = |local: u16, remote: Option<u16>, state: &'static str| SocketRecord {
+            proto: Proto::Tcp,
+            local_addr: loopback,
+            local_port: local,
+            remote_addr: remote.map(|_| loopback),
+            remote_port: remote,
+            state: state.into(),
+            pids: vec![],
+            uid: None,
+            inode: Some(u64::from(local) * 100_000 + u64::from(remote.unwrap_or(0))),
+            recv_queue: None,
+            send_queue: None,
+            tcp: None,
+        };
+        let start = chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let mut state = store.host_state("h").unwrap();
+        // Three hours a snapshot a minute; the connections of the first hour end in it.
+        for minute in 0..180 {
+            let early = minute < 50;
+            let mut sockets = vec![socket(5432, None, "LISTEN")];
+            // both ends gone: opener 40001, accepted on 5432
+            if early {
+                sockets.extend([
+                    socket(40001, Some(5432), "ESTABLISHED"),
+                    socket(5432, Some(40001), "ESTABLISHED"),
+                ]);
+            }
+            // only the opener gone
+            sockets.push(socket(5432, Some(40002), "ESTABLISHED"));
+            if early {
+                sockets.push(socket(40002, Some(5432), "ESTABLISHED"));
+            }
+            // only the accepting end gone
+            sockets.push(socket(40003, Some(5432), "ESTABLISHED"));
+            if early {
+                sockets.push(socket(5432, Some(40003), "ESTABLISHED"));
+            }
+            // neither end listens: two connections to connection_events
+            if early {
+                sockets.extend([
+                    socket(6000, Some(6001), "ESTABLISHED"),
+                    socket(6001, Some(6000), "ESTABLISHED"),
+                ]);
+            }
+            let snapshot = Snapshot {
+                ts: start + chrono::Duration::minutes(minute),
+                host: "h".into(),
+                collect_ms: None,
+                sockets,
+                processes: vec![],
+                interfaces: vec![],
+                gaps: vec![],
+            };
+            store.append_snapshot(&snapshot, "fixture", &mut state).unwrap();
+        }
+        let count = |sql: &str| -> i64 { store.conn().query_row(sql, [], |r| r.get(0)).unwrap() };
+        let all = "TIMESTAMP '2000-01-01', TIMESTAMP '2100-01-01'";
+        let events = format!("SELECT count(*) FROM connection_events_overlapping({all}) WHERE source = 'connections'");
+        let before = count(&events);
+        // 1 + 1 + 1 + 2, and the listener is not a connection.
+        assert_eq!(before, 5);
+        let keep_an_hour = crate::retention::RetainRequest {
+            raw: Some(Duration::from_secs(3600)),
+            rollups: None,
+            bucket: crate::retention::RetainRequest::DEFAULT_BUCKET,
+            batch: crate::retention::RetainRequest::DEFAULT_BATCH,
+        };
+        let newest = start + chrono::Duration::minutes(179);
+        crate::retention::retain(&store, &keep_an_hour, newest, &|| false, &|| ()).unwrap();
+        let gone = format!("SELECT count(*) FROM connections_without_lifetime_rolled({all})");
+        assert!(count(&events) < before, "retention deleted no lifetime");
+        assert_eq!(count(&events) + count(&gone), before);
+        // Each case: which end the macro gives.
+        let gone_ports = |local: u16| {
+            count(&format!(
+                "SELECT count(*) FROM connections_without_lifetime_rolled({all}) WHERE local_port = {local}"
+            ))
+        };
+        assert_eq!(
+            (
+                gone_ports(40001),
+                gone_ports(40002),
+                gone_ports(6000) + gone_ports(6001)
+            ),
+            (1, 0, 2)
+        );
+        assert_eq!(
+            count(&format!(
+                "SELECT count(*) FROM connections_without_lifetime_rolled({all}) WHERE local_port = 5432"
+            )),
+            0
+        );
+    }
+
     /// A plot that shows a sample says so (issue 18: "say when a plot is sampled"): the
     /// `sampled_from` column is taken off and counts the rows before the LIMIT; every panel that
     /// draws at most a fixed number of points has it.

@@ -203,6 +203,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "latest_per_source",
         sql: include_str!("../../sql/037_latest_per_source.sql"),
     },
+    Migration {
+        version: 38,
+        name: "connections_rolled",
+        sql: include_str!("../../sql/038_connections_rolled.sql"),
+    },
 ];
 
 /// The first schema version whose `schema_migrations` has a `checksum` column.
@@ -645,6 +650,7 @@ mod tests {
         (35, "71b086c32371f6f8cdd795c1ee1f13084f793bb8ac191baf9324451df0fd306c"),
         (36, "7038214013a424d7e0865a1fc07e2026ed65d3c4883a6c97bf3a086afb2ffb2d"),
         (37, "1cb52f1e37f3cd1d9d43184c335a9da0147b9afd2f5b22bc1247bec15dfa3718"),
+        (38, "1df57da0810c50b325e4a9e7f50aeb5d883b744d91e46c31b3ba8cb6cd9c1293"),
     ];
 
     #[test]
