@@ -689,6 +689,13 @@ struct ReaderWatch {
 /// progress bar.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
+/// Bytes a capture is read in. The kernel copies each read from the page cache into this
+/// buffer and the reading thread then reads it back; between two reads that thread also walks
+/// its flow table. A buffer of 64 KiB is still in the core's cache when the next read writes
+/// it; one of 128 KiB or more was written out to memory and read back, and the copy took
+/// several times as long (bench/RESULTS.md, stop 42).
+const READ_BUFFER: usize = 64 << 10;
+
 /// One capture being read on a thread of its own, which decodes the packets and assembles the
 /// flows; the finished flows and packet rows come out of a bounded channel, so a slow store
 /// makes the reader wait and memory stays flat. Dropping it stops the reader within 8 192
@@ -720,7 +727,7 @@ impl Reading {
                 reason: "it is a directory, not a capture file".to_string(),
             });
         }
-        let reader = CaptureReader::open(BufReader::with_capacity(1 << 20, file)).map_err(|e| match e {
+        let reader = CaptureReader::open(BufReader::with_capacity(READ_BUFFER, file)).map_err(|e| match e {
             OpenError::Io(e) => Error::io(path, e),
             OpenError::Empty => Error::NotACapture {
                 path: path.to_path_buf(),
