@@ -658,9 +658,16 @@ fn every_view_draws_in_a_real_browser() {
     });
     let overview = &views.as_array().unwrap()[0];
     let kpi_sql_template = overview["panels"][0]["sql"].as_str().unwrap();
-    let kpi_sql = kpi_sql_template
-        .replace(":since", "TIMESTAMP '1970-01-01'")
-        .replace(":until", "TIMESTAMP '2100-01-01'");
+    // Nothing is rolled up yet: the rolled part is empty (`:rolled_*` the range's start, as the
+    // server sets them then).
+    let raw_kpis = |since: &str, until: &str| {
+        kpi_sql_template
+            .replace(":rolled_from", since)
+            .replace(":rolled_to", since)
+            .replace(":since", since)
+            .replace(":until", until)
+    };
+    let kpi_sql = raw_kpis("TIMESTAMP '1970-01-01'", "TIMESTAMP '2100-01-01'");
     let direct = s.query(&format!("SELECT connections FROM ({kpi_sql})"));
     assert_eq!(connections, direct, "the page shows what the SQL says");
 
@@ -680,9 +687,7 @@ fn every_view_draws_in_a_real_browser() {
     ));
     let in_range = s.query(&format!(
         "SELECT connections FROM ({})",
-        kpi_sql_template
-            .replace(":since", &format!("TIMESTAMP '{from}'"))
-            .replace(":until", &format!("TIMESTAMP '{to}'"))
+        raw_kpis(&format!("TIMESTAMP '{from}'"), &format!("TIMESTAMP '{to}'"))
     ));
     // The tile shows the whole history's number until the custom range's answer replaces it.
     let mut custom = String::new();
@@ -771,6 +776,36 @@ fn every_view_draws_in_a_real_browser() {
     };
     bandwidth_over_all(1366, 768, "bandwidth-rollups.png");
     bandwidth_over_all(375, 812, "phone-bandwidth-rollups.png");
+
+    // The overview's figures over all data are read from the rollups too, and are the same.
+    browser.size(1366, 768);
+    browser.goto(&format!("{url}/#/overview"));
+    browser.script("const r = document.getElementById('range-select'); r.value = 'all'; r.dispatchEvent(new Event('change')); return 1;");
+    let kpis_rolled = "const n = document.querySelector('section.card[data-panel=\"kpis\"] .card-meta .rolled'); \
+                       const t = document.querySelector('.kpi[data-column=\"connections\"] .value'); \
+                       return n && t ? [n.textContent, t.textContent] : null;";
+    let mut shown = serde_json::Value::Null;
+    eventually(Duration::from_secs(60), "the overview's figures from rollups", || {
+        shown = browser.script(kpis_rolled);
+        !shown.is_null() && !browser.script(VIEW_STATE).is_null()
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    browser.screenshot(&shots.join("overview-rollups.png"));
+    assert!(
+        shown[0]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("drawn from hourly rollups for "),
+        "{shown}"
+    );
+    assert_eq!(
+        shown[1]
+            .as_str()
+            .unwrap_or("")
+            .replace([',', ' ', '\u{202f}', '\u{a0}'], ""),
+        connections,
+        "the overview's connections over all data, from rollups and raw rows alike"
+    );
 
     // Every view at phone size (the range back to the last day).
     browser.size(375, 812);
