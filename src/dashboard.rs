@@ -479,6 +479,26 @@ pub(crate) mod tests {
     ];
 
     /// A result's rows as text, sorted (rows that tie in a panel's ORDER BY come in no fixed order).
+    /// The SQL of panel `panel` of view `view` in `views.json`.
+    fn panel_of<'a>(views: &'a [ViewSpec], view: &str, panel: &str) -> &'a str {
+        &views
+            .iter()
+            .find(|v| v.id == view)
+            .and_then(|v| v.panels.iter().find(|p| p.id == panel))
+            .unwrap_or_else(|| panic!("no panel {view}/{panel}"))
+            .sql
+    }
+
+    /// The times of the oldest and the newest snapshot.
+    fn first_and_newest(store: &crate::store::Store) -> (NaiveDateTime, NaiveDateTime) {
+        store
+            .conn()
+            .query_row("SELECT min(ts), max(ts) FROM snapshots", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap()
+    }
+
     pub(crate) fn sorted_rows(store: &crate::store::Store, sql: &str) -> Vec<String> {
         let wrapped = format!("SELECT CAST(t AS VARCHAR) FROM ({sql}) t");
         let mut stmt = store.conn().prepare(&wrapped).unwrap_or_else(|e| panic!("{e}\n{sql}"));
@@ -837,12 +857,7 @@ pub(crate) mod tests {
             batch: crate::retention::RetainRequest::DEFAULT_BATCH,
         };
         crate::retention::retain(&store, &keep_all, chrono::Utc::now(), &|| false, &|| ()).unwrap();
-        let (first, newest): (NaiveDateTime, NaiveDateTime) = store
-            .conn()
-            .query_row("SELECT min(ts), max(ts) FROM snapshots", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .unwrap();
+        let (first, newest) = first_and_newest(&store);
         let rolled_of = |since: NaiveDateTime, until: NaiveDateTime| {
             let row = store
                 .conn()
@@ -919,12 +934,7 @@ pub(crate) mod tests {
                 }
             }
             let per_process = "SELECT process, bytes_sent, bytes_received FROM ({panel})";
-            let panel = &views
-                .iter()
-                .find(|v| v.id == "bandwidth")
-                .and_then(|v| v.panels.iter().find(|p| p.id == "processes"))
-                .unwrap()
-                .sql;
+            let panel = panel_of(&views, "bandwidth", "processes");
             let per_process = per_process.replace("{panel}", panel);
             assert_same(
                 &sorted_rows(&store, &panel_sql_rolled(&per_process, since, until, Some(&rolled))),
@@ -932,12 +942,7 @@ pub(crate) mod tests {
                 &format!("bandwidth/processes over {what}"),
             );
             // The mean sockets per state are the raw ones, to the panel's last digit.
-            let state_mean = &views
-                .iter()
-                .find(|v| v.id == "tcp")
-                .and_then(|v| v.panels.iter().find(|p| p.id == "state_mean"))
-                .unwrap()
-                .sql;
+            let state_mean = panel_of(&views, "tcp", "state_mean");
             let raw_state_mean = sorted_rows(&store, &panel_sql(state_mean, since, until));
             assert!(raw_state_mean.len() >= 2, "{raw_state_mean:?}");
             assert_same(
@@ -1001,19 +1006,9 @@ pub(crate) mod tests {
     fn overview_figures_count_what_retention_deleted() {
         use chrono::DurationRound;
         let store = demo_store(6, 30, 11);
-        let (first, newest): (NaiveDateTime, NaiveDateTime) = store
-            .conn()
-            .query_row("SELECT min(ts), max(ts) FROM snapshots", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .unwrap();
+        let (first, newest) = first_and_newest(&store);
         let (views, _) = views().unwrap();
-        let kpis = &views
-            .iter()
-            .find(|v| v.id == "overview")
-            .and_then(|v| v.panels.iter().find(|p| p.id == "kpis"))
-            .unwrap()
-            .sql;
+        let kpis = panel_of(&views, "overview", "kpis");
         assert!(reads_rollups(kpis));
         let hour = chrono::Duration::hours(1);
         let first_hour = first.and_utc().duration_trunc(hour).unwrap().naive_utc();
