@@ -8,7 +8,10 @@
 -- its identity and direction as its newest bucket there saw them, and with the rule of
 -- connection_events for a connection between two local processes: it is counted once. So the
 -- count of connection_events over a range plus this macro's rows over the range's rolled buckets
--- is what connection_events counted before retention ran (a unit test compares them).
+-- is what connection_events counted before retention ran (a unit test compares them). Every
+-- table it reads is filtered by `rolled_to > rolled_from` as well: with nothing rolled (a range of
+-- a day or less, which the live dashboard asks for every few seconds) DuckDB folds that to false
+-- and reads nothing, where the joins alone still scanned every lifetime and rollup.
 
 CREATE MACRO connections_without_lifetime_rolled(rolled_from, rolled_to) AS TABLE
 WITH gone AS (
@@ -24,15 +27,16 @@ WITH gone AS (
            max(last_seen) AS last_seen
     FROM connection_rollups
     WHERE bucket_start >= rolled_from AND bucket_start < rolled_to
-      AND connection_id NOT IN (SELECT connection_id FROM connection_lifetimes)
+      AND connection_id NOT IN (SELECT connection_id FROM connection_lifetimes WHERE rolled_to > rolled_from)
     GROUP BY host, connection_id),
 -- Where the host listens: closed lifetimes that listened, and listeners seen in any rolled bucket
 -- (an open lifetime's direction is only in its sockets rows; one that accepted a connection of the
 -- rolled hours listened in them).
 listening_keys AS (
-    SELECT DISTINCT host, proto, local_port FROM connection_lifetimes WHERE closed_at IS NOT NULL AND direction = 'listen'
+    SELECT DISTINCT host, proto, local_port FROM connection_lifetimes
+    WHERE rolled_to > rolled_from AND closed_at IS NOT NULL AND direction = 'listen'
     UNION
-    SELECT DISTINCT host, proto, local_port FROM connection_rollups WHERE direction = 'listen'),
+    SELECT DISTINCT host, proto, local_port FROM connection_rollups WHERE rolled_to > rolled_from AND direction = 'listen'),
 a AS (
     SELECT g.*, g.direction = 'inbound' OR (g.direction = 'internal' AND k.local_port IS NOT NULL) AS accepted
     FROM gone g
@@ -45,11 +49,12 @@ other_ends AS (
            k.local_port IS NOT NULL AS accepted
     FROM connection_lifetimes l
     LEFT JOIN listening_keys k ON k.host = l.host AND k.proto = l.proto AND k.local_port = l.local_port
-    WHERE l.remote_addr IS NOT NULL
+    WHERE rolled_to > rolled_from AND l.remote_addr IS NOT NULL
     UNION ALL
     SELECT DISTINCT host, proto, local_addr, local_port, remote_addr, remote_port, false, NULL
     FROM connection_rollups
-    WHERE direction = 'internal' AND connection_id NOT IN (SELECT connection_id FROM connection_lifetimes)),
+    WHERE rolled_to > rolled_from AND direction = 'internal'
+      AND connection_id NOT IN (SELECT connection_id FROM connection_lifetimes WHERE rolled_to > rolled_from)),
 -- connection_events leaves out the accepting end of an internal connection whose opener is a
 -- lifetime: so is the accepting end here, when its opener is kept anywhere. And the opening end
 -- whose accepting end is still a lifetime is left out here, as connection_events counts that one.

@@ -1164,6 +1164,18 @@ pub(crate) mod tests {
             )),
             0
         );
+        // With nothing rolled (every range of a day or less, which the live page asks for every
+        // few seconds) it reads no table: its first version scanned every lifetime and rollup.
+        let plan: String = store
+            .conn()
+            .query_row(
+                "EXPLAIN SELECT count(*) FROM connections_without_lifetime_rolled(\
+                 TIMESTAMP '2026-12-01 02:00:00', TIMESTAMP '2026-12-01 02:00:00')",
+                [],
+                |r| r.get(1),
+            )
+            .unwrap();
+        assert!(!plan.contains("Table:") && !plan.contains("SCAN"), "{plan}");
     }
 
     /// A plot that shows a sample says so (issue 18: "say when a plot is sampled"): the
